@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# test.sh: installs what is missing, builds, lays the real-weights corpus and
+# runs the whole test suite (ctest), then every fuzz target for a bounded
+# time from its checked-in seed corpus. Exits non-zero on any failure.
+# GPU tests report themselves skipped when no GPU is present.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${FERRY_BUILD_DIR:-$root/build}
+"$root/scripts/build.sh" "$build"
+
+corpus="$build/corpus"
+shared="$root/../shared/corpus/fetch-corpus.sh"
+if [ -x "$shared" ] || [ -f "$shared" ]; then
+  bash "$shared" "$corpus" --small >/dev/null
+  export FERRY_CORPUS_DIR="$corpus"
+else
+  echo "test.sh: $shared not found: corpus tests will be skipped" >&2
+fi
+
+cd "$build"
+ctest --output-on-failure -j"$(nproc)" --timeout 600 "$@"
+
+if [ "${FERRY_SKIP_FUZZ:-0}" != 1 ]; then
+  "$root/scripts/fuzz.sh" "${FERRY_FUZZ_SECONDS:-20}"
+fi

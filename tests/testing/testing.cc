@@ -1,0 +1,150 @@
+// testing.cc: see testing.h.
+#include "tests/testing/testing.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace ferry::testing {
+
+namespace fs = std::filesystem;
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/ferry-test-XXXXXX";
+  char* made = ::mkdtemp(tmpl.data());
+  if (!made) {
+    std::perror("mkdtemp");
+    std::abort();
+  }
+  path_ = made;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+std::uint64_t test_seed() {
+  std::uint64_t seed;
+  if (const char* s = std::getenv("FERRY_TEST_SEED")) {
+    seed = std::strtoull(s, nullptr, 0);
+  } else {
+    seed = static_cast<std::uint64_t>(
+        std::chrono::steady_clock::now().time_since_epoch().count());
+  }
+  ::testing::Test::RecordProperty("seed", std::to_string(seed));
+  std::fprintf(stderr, "[ferry] seed %llu (replay with FERRY_TEST_SEED=%llu)\n",
+               static_cast<unsigned long long>(seed), static_cast<unsigned long long>(seed));
+  return seed;
+}
+
+std::vector<std::byte> random_bytes(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::byte> out(n);
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    std::uint64_t v = rng();
+    std::memcpy(out.data() + i, &v, 8);
+  }
+  for (; i < n; ++i) out[i] = static_cast<std::byte>(rng());
+  return out;
+}
+
+static std::uint16_t to_f16(float f) {
+  // Round-to-nearest-even float -> IEEE half, for test data only.
+  std::uint32_t x;
+  std::memcpy(&x, &f, 4);
+  std::uint32_t sign = (x >> 16) & 0x8000;
+  std::int32_t exp = static_cast<std::int32_t>((x >> 23) & 0xff) - 127 + 15;
+  std::uint32_t mant = x & 0x7fffff;
+  if (((x >> 23) & 0xff) == 0xff) return static_cast<std::uint16_t>(sign | 0x7c00 | (mant ? 0x200 : 0));
+  if (exp >= 31) return static_cast<std::uint16_t>(sign | 0x7c00);
+  if (exp <= 0) {
+    if (exp < -10) return static_cast<std::uint16_t>(sign);
+    mant |= 0x800000;
+    std::uint32_t shift = static_cast<std::uint32_t>(14 - exp);
+    std::uint32_t half = mant >> shift;
+    std::uint32_t rem = mant & ((1u << shift) - 1);
+    std::uint32_t mid = 1u << (shift - 1);
+    if (rem > mid || (rem == mid && (half & 1))) ++half;
+    return static_cast<std::uint16_t>(sign | half);
+  }
+  std::uint32_t half = sign | (static_cast<std::uint32_t>(exp) << 10) | (mant >> 13);
+  std::uint32_t rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) ++half;
+  return static_cast<std::uint16_t>(half);
+}
+
+std::vector<std::byte> normal_floats(std::size_t count, int width, bool bf16, double sigma,
+                                     std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> dist(0.0f, static_cast<float>(sigma));
+  std::vector<std::byte> out(count * static_cast<std::size_t>(width));
+  for (std::size_t i = 0; i < count; ++i) {
+    float f = dist(rng);
+    if (width == 4) {
+      std::memcpy(out.data() + 4 * i, &f, 4);
+    } else {
+      std::uint16_t h;
+      if (bf16) {
+        std::uint32_t x;
+        std::memcpy(&x, &f, 4);
+        h = static_cast<std::uint16_t>((x + 0x7fff + ((x >> 16) & 1)) >> 16);
+      } else {
+        h = to_f16(f);
+      }
+      std::memcpy(out.data() + 2 * i, &h, 2);
+    }
+  }
+  return out;
+}
+
+std::vector<std::byte> read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot open " + p.string());
+  std::vector<std::byte> data(fs::file_size(p));
+  in.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(data.size()));
+  return data;
+}
+
+void write_file(const fs::path& p, const std::vector<std::byte>& data) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+  if (!out) throw std::runtime_error("cannot write " + p.string());
+}
+
+fs::path corpus_dir() {
+  const char* d = std::getenv("FERRY_CORPUS_DIR");
+  if (!d || !*d) return {};
+  fs::path p(d);
+  return fs::exists(p / "corpus.tsv") ? p : fs::path();
+}
+
+std::vector<CorpusFile> corpus_files() {
+  std::vector<CorpusFile> files;
+  fs::path dir = corpus_dir();
+  if (dir.empty()) return files;
+  std::ifstream in(dir / "corpus.tsv");
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::istringstream row(line);
+    CorpusFile f;
+    std::string bytes, sha;
+    std::getline(row, f.name, '\t');
+    std::getline(row, bytes, '\t');
+    std::getline(row, sha, '\t');
+    std::getline(row, f.dtype, '\t');
+    f.path = dir / f.name;
+    if (!f.name.empty()) files.push_back(f);
+  }
+  return files;
+}
+
+}  // namespace ferry::testing

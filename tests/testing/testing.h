@@ -1,0 +1,52 @@
+// testing.h: small helpers shared by ferry's tests: scratch directories,
+// seeded random data (the seed is printed, so a failure can be replayed),
+// whole-file I/O and the location of the real-weights corpus.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace ferry::testing {
+
+// A fresh directory under $TMPDIR, removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// The seed for this test: $FERRY_TEST_SEED if set, else time-based; printed
+// through a googletest RecordProperty and to stderr so failures replay.
+std::uint64_t test_seed();
+
+std::vector<std::byte> random_bytes(std::size_t n, std::uint64_t seed);
+// n values drawn from N(0, sigma), encoded as BF16, F16 or F32 (width 2 or 4;
+// `bf16` picks BF16 over F16 for width 2).
+std::vector<std::byte> normal_floats(std::size_t count, int width, bool bf16, double sigma,
+                                     std::uint64_t seed);
+
+std::vector<std::byte> read_file(const std::filesystem::path& p);
+void write_file(const std::filesystem::path& p, const std::vector<std::byte>& data);
+
+// The corpus laid by ../shared/corpus/fetch-corpus.sh (scripts/test.sh sets
+// FERRY_CORPUS_DIR). Empty when unknown; tests then GTEST_SKIP with a reason.
+std::filesystem::path corpus_dir();
+struct CorpusFile {
+  std::string name;
+  std::string dtype;  // corpus.tsv's dtype column: fp16, fp32, bf16, mixed, ...
+  std::filesystem::path path;
+};
+std::vector<CorpusFile> corpus_files();  // rows of corpus.tsv
+
+}  // namespace ferry::testing
