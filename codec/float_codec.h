@@ -1,0 +1,39 @@
+// float_codec.h: the byte-plane + rANS codec for floating-point chunks
+// (frame codecs planes8/16/32; byte layout in docs/FORMAT.md section 4).
+// The encoder is deterministic and integer-only, so the GPU encoder in cuda/
+// produces the same bytes. The decoder treats its input as hostile: every
+// length, table and state is checked before use.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "codec/status.h"
+
+namespace ferry {
+
+// Largest payload float_encode can write for raw_bytes of input (the coded
+// form may transiently exceed the input; callers fall back to raw then).
+std::size_t float_encode_bound(std::size_t raw_bytes, int element_width);
+
+// Reusable scratch for one thread; the hot path allocates nothing once warm.
+class FloatEncoder {
+ public:
+  // Encodes `in` as elements of element_width (1, 2 or 4) bytes into `out`
+  // (resized to the payload). Always succeeds for valid widths; the caller
+  // compares out.size() with in.size() to choose raw.
+  void encode(std::span<const std::byte> in, int element_width, std::vector<std::byte>& out);
+
+ private:
+  std::vector<std::byte> planes_;
+  std::vector<std::byte> coded_;
+};
+
+// Decodes a float payload into `out`, whose size must be the chunk's raw
+// size. Returns Corruption, naming the plane and block, on any inconsistency.
+Status float_decode(std::span<const std::byte> payload, int element_width,
+                    std::span<std::byte> out);
+
+}  // namespace ferry
