@@ -1,0 +1,90 @@
+// chunk_codec.h: codes one chunk into one frame and back, choosing the codec
+// (docs/FORMAT.md section 3): float chunks use the byte-plane codec unless
+// zstd clearly wins on a fixed sample; other chunks use zstd; anything that
+// does not shrink is stored raw, so a frame never outgrows its chunk by more
+// than the 88-byte header. Decoding validates the header, the payload CRC and
+// recomputes the chunk id over the decoded bytes.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "codec/dtype.h"
+#include "codec/float_codec.h"
+#include "codec/frame.h"
+#include "codec/status.h"
+#include "codec/tree_hash.h"
+#include "codec/zstd_codec.h"
+
+namespace ferry {
+
+class ThreadPool;
+
+struct EncodeOptions {
+  int zstd_level = kDefaultZstdLevel;
+  // Unknown layout (DCP .distcp, raw dumps): pick among planes32/16/8 and
+  // zstd by trial on a fixed sample, whatever the dtype tag says.
+  bool trial = false;
+  // Hash leaves on this pool (large chunks); nullptr hashes on the caller.
+  ThreadPool* pool = nullptr;
+};
+
+struct EncodedChunk {
+  Digest id{};
+  Codec codec = Codec::kRaw;
+  DType dtype = DType::kBytes;
+  std::uint32_t raw_bytes = 0;
+  std::uint32_t frame_bytes = 0;  // header + payload
+};
+
+// Largest frame encode() can produce for a chunk of raw_bytes.
+constexpr std::size_t max_frame_bytes(std::size_t raw_bytes) {
+  return kFrameHeaderBytes + raw_bytes;
+}
+
+// Reusable scratch: one encoder per thread; not thread-safe.
+class ChunkEncoder {
+ public:
+  // Codes `chunk` (at most kMaxChunkBytes; FERRY_CHECKed) tagged `dtype` into
+  // `frame` (resized to header + payload). Deterministic: the same input and
+  // options always give the same bytes.
+  EncodedChunk encode(std::span<const std::byte> chunk, DType dtype,
+                      std::vector<std::byte>& frame, const EncodeOptions& opts = {});
+
+  // As encode(), with the chunk id already known (computed by the caller,
+  // e.g. from leaf hashes shared with the file root).
+  EncodedChunk encode_with_id(std::span<const std::byte> chunk, DType dtype, const Digest& id,
+                              std::vector<std::byte>& frame, const EncodeOptions& opts = {});
+
+ private:
+  Codec choose_codec(std::span<const std::byte> chunk, DType dtype, const EncodeOptions& opts);
+
+  FloatEncoder float_;
+  ZstdCompressor zstd_;
+  std::vector<std::byte> payload_;
+  std::vector<std::byte> trial_;
+};
+
+// Reusable scratch: one decoder per thread; not thread-safe.
+class ChunkDecoder {
+ public:
+  // Decodes `frame` into `out`, which must be exactly the frame's raw_bytes
+  // (peek the header with parse_frame_header_only to size it). Validates
+  // header and payload CRC, decodes, then recomputes the chunk id and
+  // compares it with the header's and with *expected_id when given. Every
+  // failure is Corruption naming the chunk id (hex), or "frame header" when
+  // the header itself is unreadable; `out` is then unspecified.
+  Status decode(std::span<const std::byte> frame, std::span<std::byte> out,
+                const Digest* expected_id = nullptr, ThreadPool* pool = nullptr);
+
+  // Convenience: decode into `out`, resized to raw_bytes.
+  Status decode(std::span<const std::byte> frame, std::vector<std::byte>& out,
+                const Digest* expected_id = nullptr, ThreadPool* pool = nullptr);
+
+ private:
+  ZstdDecompressor zstd_;
+};
+
+}  // namespace ferry

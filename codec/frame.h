@@ -1,0 +1,62 @@
+// frame.h: the 88-byte frame header (docs/FORMAT.md section 3): codec ids,
+// serialisation, and parsing that validates everything knowable without
+// decoding the payload (magic, version, flags, header CRC, codec, sizes,
+// frame length, payload CRC).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "codec/dtype.h"
+#include "codec/limits.h"
+#include "codec/status.h"
+#include "codec/tree_hash.h"
+
+namespace ferry {
+
+enum class Codec : std::uint8_t {
+  kRaw = 0,
+  kZstd = 1,
+  kPlanes8 = 2,
+  kPlanes16 = 3,
+  kPlanes32 = 4,
+  // 16-18 reserved for delta planes8/16/32 (not decoded by version 1).
+};
+
+inline constexpr std::uint8_t kFrameVersion = 1;
+inline constexpr std::uint8_t kFrameMagic[4] = {0x46, 0x52, 0x59, 0x46};  // "FRYF"
+
+// "raw", "zstd", "planes8", "planes16", "planes32", or "unknown".
+std::string_view codec_name(Codec c);
+// True for the codec ids this version decodes.
+bool codec_known(std::uint8_t id);
+// Element width of a planes codec (1, 2, 4); 0 for raw and zstd.
+int codec_element_width(Codec c);
+
+struct FrameHeader {
+  std::uint8_t version = kFrameVersion;
+  Codec codec = Codec::kRaw;
+  DType dtype = DType::kBytes;
+  std::uint32_t raw_bytes = 0;
+  std::uint32_t payload_bytes = 0;
+  Digest chunk_id{};
+  Digest base_id{};  // all zero unless the codec is a delta codec
+  std::uint32_t payload_crc = 0;  // masked CRC32C of the payload
+};
+
+// Serialises `h` (flags 0, header CRC computed) into exactly 88 bytes.
+void write_frame_header(const FrameHeader& h, std::span<std::byte, kFrameHeaderBytes> out);
+
+// Parses and checks the header only (magic, header CRC, version, flags, known
+// codec, dtype, raw_bytes <= 64 MiB, payload_bytes <= raw_bytes). Errors are
+// Corruption; messages say "frame header" and, once the header CRC holds,
+// the chunk id.  REQUIRES nothing of `bytes`: short input is Corruption.
+Result<FrameHeader> parse_frame_header_only(std::span<const std::byte> bytes);
+
+// parse_frame_header_only plus: the frame's length equals 88 + payload_bytes,
+// and the payload's CRC matches. `frame` is the whole frame.
+Result<FrameHeader> parse_frame_header(std::span<const std::byte> frame);
+
+}  // namespace ferry

@@ -1,0 +1,53 @@
+// zstd_codec.h: the zstd frame codec (frame codec id 1) for chunks that are
+// not floats, or that zstd codes better (sparse, quantised data). A thin RAII
+// wrapper over libzstd's reusable contexts; decoding checks that the zstd
+// frame's content size equals the chunk's raw size before touching output.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "codec/status.h"
+
+struct ZSTD_CCtx_s;
+struct ZSTD_DCtx_s;
+
+namespace ferry {
+
+inline constexpr int kDefaultZstdLevel = 3;
+
+class ZstdCompressor {
+ public:
+  ZstdCompressor();
+  ~ZstdCompressor();
+  ZstdCompressor(const ZstdCompressor&) = delete;
+  ZstdCompressor& operator=(const ZstdCompressor&) = delete;
+
+  // Compresses `in` into `out` (resized to the zstd frame, which records its
+  // content size). Fails only when libzstd does (out of memory).
+  Status compress(std::span<const std::byte> in, int level, std::vector<std::byte>& out);
+
+ private:
+  struct Deleter { void operator()(ZSTD_CCtx_s* c) const; };
+  std::unique_ptr<ZSTD_CCtx_s, Deleter> ctx_;
+};
+
+class ZstdDecompressor {
+ public:
+  ZstdDecompressor();
+  ~ZstdDecompressor();
+  ZstdDecompressor(const ZstdDecompressor&) = delete;
+  ZstdDecompressor& operator=(const ZstdDecompressor&) = delete;
+
+  // Decompresses exactly one zstd frame whose content size is out.size().
+  // Corruption on anything else (bad frame, wrong size, trailing bytes).
+  Status decompress(std::span<const std::byte> in, std::span<std::byte> out);
+
+ private:
+  struct Deleter { void operator()(ZSTD_DCtx_s* d) const; };
+  std::unique_ptr<ZSTD_DCtx_s, Deleter> ctx_;
+};
+
+}  // namespace ferry
