@@ -1,0 +1,452 @@
+// manifest.cc: serialising and parsing the snapshot manifest; see manifest.h
+// and docs/FORMAT.md section 5 for the byte layout.
+#include "codec/manifest.h"
+
+#include <cstring>
+#include <string>
+
+#include "codec/crc32c.h"
+#include "codec/limits.h"
+
+namespace ferry {
+namespace {
+
+inline constexpr std::uint8_t kFirstDeltaCodec = 16;
+inline constexpr std::uint8_t kLastDeltaCodec = 18;
+
+// Smallest encodings of the repeated records, used to reject a count that
+// cannot fit in the bytes that remain before reserving memory for it.
+inline constexpr std::size_t kMinFileRecordBytes = 2 + 8 + 4 + 8 + 32 + 1 + 4 + 4;
+inline constexpr std::size_t kMinTensorRecordBytes = 2 + 1 + 1 + 8 + 8;
+inline constexpr std::size_t kChunkRecordBytes = 8 + 4 + 32 + 32 + 1 + 1 + 4;
+
+class Writer {
+ public:
+  explicit Writer(std::vector<std::byte>& out) : out_(out) {}
+  void bytes(const void* p, std::size_t n) {
+    const auto* b = static_cast<const std::byte*>(p);
+    out_.insert(out_.end(), b, b + n);
+  }
+  void u8(std::uint8_t v) { out_.push_back(std::byte{v}); }
+  void u16(std::uint16_t v) { le(v, 2); }
+  void u32(std::uint32_t v) { le(v, 4); }
+  void u64(std::uint64_t v) { le(v, 8); }
+  void str16(std::string_view s) {
+    u16(static_cast<std::uint16_t>(s.size()));
+    bytes(s.data(), s.size());
+  }
+  void str8(std::string_view s) {
+    u8(static_cast<std::uint8_t>(s.size()));
+    bytes(s.data(), s.size());
+  }
+  void digest(const Digest& d) { bytes(d.data(), d.size()); }
+
+ private:
+  void le(std::uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) out_.push_back(std::byte(static_cast<std::uint8_t>(v >> (8 * i))));
+  }
+  std::vector<std::byte>& out_;
+};
+
+// Bounds-checked little-endian reader; every getter fails instead of reading
+// past the end, and the message says at which body offset.
+class Reader {
+ public:
+  explicit Reader(std::span<const std::byte> in) : in_(in) {}
+  std::size_t remaining() const { return in_.size() - pos_; }
+  std::size_t pos() const { return pos_; }
+
+  Status need(std::size_t n, std::string_view what) const {
+    if (remaining() < n) {
+      return Status::corruption("manifest truncated reading " + std::string(what) +
+                                " at body offset " + std::to_string(pos_));
+    }
+    return Status::ok();
+  }
+  Status u8(std::uint8_t& v, std::string_view what) {
+    RETURN_IF_ERROR(need(1, what));
+    v = std::to_integer<std::uint8_t>(in_[pos_++]);
+    return Status::ok();
+  }
+  Status u16(std::uint16_t& v, std::string_view what) { return le(v, what); }
+  Status u32(std::uint32_t& v, std::string_view what) { return le(v, what); }
+  Status u64(std::uint64_t& v, std::string_view what) { return le(v, what); }
+  Status i64(std::int64_t& v, std::string_view what) {
+    std::uint64_t u = 0;
+    RETURN_IF_ERROR(le(u, what));
+    v = static_cast<std::int64_t>(u);
+    return Status::ok();
+  }
+  Status str(std::string& s, std::size_t len, std::string_view what) {
+    RETURN_IF_ERROR(need(len, what));
+    s.assign(reinterpret_cast<const char*>(in_.data() + pos_), len);
+    pos_ += len;
+    return Status::ok();
+  }
+  Status str16(std::string& s, std::size_t max_len, std::string_view what) {
+    std::uint16_t len = 0;
+    RETURN_IF_ERROR(u16(len, what));
+    if (len > max_len) {
+      return Status::corruption("manifest " + std::string(what) + " length " + std::to_string(len) +
+                                " exceeds limit " + std::to_string(max_len));
+    }
+    return str(s, len, what);
+  }
+  Status str8(std::string& s, std::size_t max_len, std::string_view what) {
+    std::uint8_t len = 0;
+    RETURN_IF_ERROR(u8(len, what));
+    if (len > max_len) {
+      return Status::corruption("manifest " + std::string(what) + " length " + std::to_string(len) +
+                                " exceeds limit " + std::to_string(max_len));
+    }
+    return str(s, len, what);
+  }
+  Status digest(Digest& d, std::string_view what) {
+    RETURN_IF_ERROR(need(d.size(), what));
+    std::memcpy(d.data(), in_.data() + pos_, d.size());
+    pos_ += d.size();
+    return Status::ok();
+  }
+  // Checks that `count` records of at least `min_bytes` each can still fit.
+  Status count_fits(std::uint64_t count, std::size_t min_bytes, std::string_view what) const {
+    if (count > remaining() / min_bytes) {
+      return Status::corruption("manifest " + std::string(what) + " count " +
+                                std::to_string(count) + " does not fit in the " +
+                                std::to_string(remaining()) + " bytes left");
+    }
+    return Status::ok();
+  }
+
+ private:
+  template <typename T>
+  Status le(T& v, std::string_view what) {
+    RETURN_IF_ERROR(need(sizeof(T), what));
+    std::uint64_t x = 0;
+    for (std::size_t i = 0; i < sizeof(T); ++i) {
+      x |= std::uint64_t{std::to_integer<std::uint8_t>(in_[pos_ + i])} << (8 * i);
+    }
+    pos_ += sizeof(T);
+    v = static_cast<T>(x);
+    return Status::ok();
+  }
+
+  std::span<const std::byte> in_;
+  std::size_t pos_ = 0;
+};
+
+std::uint32_t load_u32(const std::byte* p) {
+  std::uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= std::uint32_t{std::to_integer<std::uint8_t>(p[i])} << (8 * i);
+  return v;
+}
+std::uint64_t load_u64(const std::byte* p) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= std::uint64_t{std::to_integer<std::uint8_t>(p[i])} << (8 * i);
+  return v;
+}
+
+bool is_zero(const Digest& d) {
+  for (auto b : d) {
+    if (b) return false;
+  }
+  return true;
+}
+
+bool codec_id_allowed(std::uint8_t id) {
+  return codec_known(id) || (id >= kFirstDeltaCodec && id <= kLastDeltaCodec);
+}
+
+std::string quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
+
+// Shared by validate_manifest (writers: InvalidArgument) and parse_manifest
+// (readers: Corruption); `code` picks which.
+Status check_file(const ManifestFile& f, Code code) {
+  auto fail = [&](const std::string& what) {
+    return Status(code, "manifest file " + quoted(f.path) + ": " + what);
+  };
+  Status p = validate_relative_path(f.path);
+  if (!p) return Status(code, p.message());
+  if (f.mode & ~std::uint32_t{07777}) return fail("mode has bits beyond 07777");
+  if (f.layout != LayoutKind::kUnknown && f.layout != LayoutKind::kSafetensors) {
+    return fail("unknown layout kind " + std::to_string(static_cast<int>(f.layout)));
+  }
+  if (f.layout == LayoutKind::kUnknown && !f.tensors.empty()) {
+    return fail("tensors listed for a file of unknown layout");
+  }
+  if (f.tensors.size() > kMaxFileTensors) return fail("too many tensors");
+  for (const auto& t : f.tensors) {
+    if (t.name.size() > kMaxTensorNameBytes) return fail("tensor name too long");
+    if (t.dtype.size() > kMaxDTypeNameBytes) return fail("tensor dtype name too long");
+    if (t.shape.size() > kMaxTensorRank) return fail("tensor " + quoted(t.name) + " rank too high");
+    if (t.begin > t.end || t.end > f.size) {
+      return fail("tensor " + quoted(t.name) + " range [" + std::to_string(t.begin) + ", " +
+                  std::to_string(t.end) + ") outside the file");
+    }
+  }
+  if (f.chunks.size() > kMaxFileChunks) return fail("too many chunks");
+  std::uint64_t next = 0;
+  for (std::size_t i = 0; i < f.chunks.size(); ++i) {
+    const ManifestChunk& c = f.chunks[i];
+    std::string where = "chunk " + std::to_string(i) + " (offset " + std::to_string(c.offset) + ")";
+    if (c.offset != next) {
+      return fail(where + (c.offset < next ? " overlaps the previous chunk" : " leaves a gap") +
+                  ": expected offset " + std::to_string(next));
+    }
+    if (c.length == 0 || c.length > kMaxChunkBytes) {
+      return fail(where + " length " + std::to_string(c.length) + " out of range");
+    }
+    if (!dtype_from_byte(static_cast<std::uint8_t>(c.dtype))) return fail(where + " unknown dtype");
+    if (!codec_id_allowed(c.codec)) return fail(where + " unknown codec " + std::to_string(c.codec));
+    bool delta = c.codec >= kFirstDeltaCodec;
+    if (delta == is_zero(c.base_id)) {
+      return fail(where + (delta ? " delta codec without a base id" : " base id set without a delta codec"));
+    }
+    if (c.frame_bytes < kFrameHeaderBytes ||
+        c.frame_bytes - kFrameHeaderBytes > std::uint64_t{c.length}) {
+      return fail(where + " frame bytes " + std::to_string(c.frame_bytes) + " out of range");
+    }
+    next = c.offset + c.length;
+  }
+  if (next != f.size) {
+    return fail("chunks cover " + std::to_string(next) + " bytes of a " + std::to_string(f.size) +
+                "-byte file");
+  }
+  return Status::ok();
+}
+
+Status check_manifest(const Manifest& m, Code code) {
+  if (m.host.size() > kMaxHostBytes) return Status(code, "manifest host name too long");
+  if (m.job.size() > kMaxJobBytes) return Status(code, "manifest job name too long");
+  if (m.files.size() > kMaxManifestFiles) return Status(code, "manifest has too many files");
+  for (std::size_t i = 0; i < m.files.size(); ++i) {
+    RETURN_IF_ERROR(check_file(m.files[i], code));
+    if (i > 0 && !(m.files[i - 1].path < m.files[i].path)) {
+      return Status(code, "manifest files not in strictly ascending path order at " +
+                              quoted(m.files[i].path));
+    }
+  }
+  return Status::ok();
+}
+
+Status parse_tensor(Reader& r, ManifestTensor& t) {
+  RETURN_IF_ERROR(r.str16(t.name, kMaxTensorNameBytes, "tensor name"));
+  RETURN_IF_ERROR(r.str8(t.dtype, kMaxDTypeNameBytes, "tensor dtype"));
+  std::uint8_t rank = 0;
+  RETURN_IF_ERROR(r.u8(rank, "tensor rank"));
+  if (rank > kMaxTensorRank) {
+    return Status::corruption("manifest tensor " + quoted(t.name) + " rank " +
+                              std::to_string(rank) + " exceeds " + std::to_string(kMaxTensorRank));
+  }
+  t.shape.resize(rank);
+  for (auto& d : t.shape) RETURN_IF_ERROR(r.u64(d, "tensor shape"));
+  RETURN_IF_ERROR(r.u64(t.begin, "tensor begin"));
+  return r.u64(t.end, "tensor end");
+}
+
+Status parse_chunk(Reader& r, ManifestChunk& c) {
+  RETURN_IF_ERROR(r.u64(c.offset, "chunk offset"));
+  RETURN_IF_ERROR(r.u32(c.length, "chunk length"));
+  RETURN_IF_ERROR(r.digest(c.id, "chunk id"));
+  RETURN_IF_ERROR(r.digest(c.base_id, "chunk base id"));
+  std::uint8_t dtype = 0;
+  RETURN_IF_ERROR(r.u8(dtype, "chunk dtype"));
+  auto dt = dtype_from_byte(dtype);
+  if (!dt) return Status::corruption("manifest chunk has unknown dtype " + std::to_string(dtype));
+  c.dtype = *dt;
+  RETURN_IF_ERROR(r.u8(c.codec, "chunk codec"));
+  return r.u32(c.frame_bytes, "chunk frame bytes");
+}
+
+Status parse_file(Reader& r, ManifestFile& f) {
+  RETURN_IF_ERROR(r.str16(f.path, kMaxPathBytes, "file path"));
+  RETURN_IF_ERROR(r.u64(f.size, "file size"));
+  RETURN_IF_ERROR(r.u32(f.mode, "file mode"));
+  RETURN_IF_ERROR(r.i64(f.mtime_ns, "file mtime"));
+  RETURN_IF_ERROR(r.digest(f.root, "file root"));
+  std::uint8_t layout = 0;
+  RETURN_IF_ERROR(r.u8(layout, "file layout"));
+  if (layout > static_cast<std::uint8_t>(LayoutKind::kSafetensors)) {
+    return Status::corruption("manifest file " + quoted(f.path) + " has unknown layout kind " +
+                              std::to_string(layout));
+  }
+  f.layout = static_cast<LayoutKind>(layout);
+
+  std::uint32_t tensors = 0;
+  RETURN_IF_ERROR(r.u32(tensors, "tensor count"));
+  if (tensors > kMaxFileTensors) {
+    return Status::corruption("manifest file " + quoted(f.path) + " tensor count " +
+                              std::to_string(tensors) + " exceeds " + std::to_string(kMaxFileTensors));
+  }
+  RETURN_IF_ERROR(r.count_fits(tensors, kMinTensorRecordBytes, "tensor"));
+  f.tensors.resize(tensors);
+  for (auto& t : f.tensors) RETURN_IF_ERROR(parse_tensor(r, t));
+
+  std::uint32_t chunks = 0;
+  RETURN_IF_ERROR(r.u32(chunks, "chunk count"));
+  if (chunks > kMaxFileChunks) {
+    return Status::corruption("manifest file " + quoted(f.path) + " chunk count " +
+                              std::to_string(chunks) + " exceeds " + std::to_string(kMaxFileChunks));
+  }
+  RETURN_IF_ERROR(r.count_fits(chunks, kChunkRecordBytes, "chunk"));
+  f.chunks.resize(chunks);
+  for (auto& c : f.chunks) RETURN_IF_ERROR(parse_chunk(r, c));
+  return Status::ok();
+}
+
+}  // namespace
+
+std::string_view layout_name(LayoutKind k) {
+  switch (k) {
+    case LayoutKind::kUnknown: return "unknown";
+    case LayoutKind::kSafetensors: return "safetensors";
+  }
+  return "?";
+}
+
+std::uint64_t Manifest::logical_bytes() const {
+  std::uint64_t total = 0;
+  for (const auto& f : files) total += f.size;
+  return total;
+}
+
+std::size_t Manifest::chunk_count() const {
+  std::size_t total = 0;
+  for (const auto& f : files) total += f.chunks.size();
+  return total;
+}
+
+Status validate_relative_path(std::string_view path) {
+  auto bad = [&](std::string_view why) {
+    std::string shown(path.substr(0, 256));
+    for (auto& ch : shown) {
+      if (ch == '\0') ch = '?';
+    }
+    return Status::invalid_argument("unsafe path \"" + shown + "\": " + std::string(why));
+  };
+  if (path.empty()) return bad("empty");
+  if (path.size() > kMaxPathBytes) return bad("longer than " + std::to_string(kMaxPathBytes) + " bytes");
+  if (path.find('\0') != std::string_view::npos) return bad("contains NUL");
+  if (path.front() == '/') return bad("absolute");
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    std::size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    std::string_view part = path.substr(start, end - start);
+    if (part.empty()) return bad("empty component");
+    if (part == ".") return bad("\".\" component");
+    if (part == "..") return bad("\"..\" component");
+    start = end + 1;
+  }
+  return Status::ok();
+}
+
+Status validate_manifest(const Manifest& m) { return check_manifest(m, Code::kInvalidArgument); }
+
+std::vector<std::byte> serialize_manifest(const Manifest& m) {
+  FERRY_CHECK(validate_manifest(m).is_ok());
+  std::vector<std::byte> out(kManifestHeaderBytes);
+  Writer w(out);
+  w.str16(m.host);
+  w.str16(m.job);
+  w.u64(m.step);
+  w.u64(static_cast<std::uint64_t>(m.created_ns));
+  w.u32(static_cast<std::uint32_t>(m.files.size()));
+  for (const auto& f : m.files) {
+    w.str16(f.path);
+    w.u64(f.size);
+    w.u32(f.mode);
+    w.u64(static_cast<std::uint64_t>(f.mtime_ns));
+    w.digest(f.root);
+    w.u8(static_cast<std::uint8_t>(f.layout));
+    w.u32(static_cast<std::uint32_t>(f.tensors.size()));
+    for (const auto& t : f.tensors) {
+      w.str16(t.name);
+      w.str8(t.dtype);
+      w.u8(static_cast<std::uint8_t>(t.shape.size()));
+      for (auto d : t.shape) w.u64(d);
+      w.u64(t.begin);
+      w.u64(t.end);
+    }
+    w.u32(static_cast<std::uint32_t>(f.chunks.size()));
+    for (const auto& c : f.chunks) {
+      w.u64(c.offset);
+      w.u32(c.length);
+      w.digest(c.id);
+      w.digest(c.base_id);
+      w.u8(static_cast<std::uint8_t>(c.dtype));
+      w.u8(c.codec);
+      w.u32(c.frame_bytes);
+    }
+  }
+  std::uint64_t body_bytes = out.size() - kManifestHeaderBytes;
+  FERRY_CHECK(body_bytes <= kMaxManifestBodyBytes);
+  std::vector<std::byte> header;
+  Writer h(header);
+  h.bytes(kManifestMagic, sizeof(kManifestMagic));
+  h.u8(kManifestVersion);
+  h.u8(0);   // flags
+  h.u16(0);  // reserved
+  h.u64(body_bytes);
+  h.u32(mask_crc(crc32c(std::span<const std::byte>(out).subspan(kManifestHeaderBytes))));
+  h.u32(mask_crc(crc32c(header)));
+  std::memcpy(out.data(), header.data(), kManifestHeaderBytes);
+  return out;
+}
+
+Result<Manifest> parse_manifest(std::span<const std::byte> bytes) {
+  if (bytes.size() < kManifestHeaderBytes) {
+    return Status::corruption("manifest truncated: " + std::to_string(bytes.size()) +
+                              " bytes, the header alone is " + std::to_string(kManifestHeaderBytes));
+  }
+  if (std::memcmp(bytes.data(), kManifestMagic, sizeof(kManifestMagic)) != 0) {
+    return Status::corruption("manifest has bad magic (not a ferry manifest)");
+  }
+  if (mask_crc(crc32c(bytes.first(20))) != load_u32(bytes.data() + 20)) {
+    return Status::corruption("manifest header CRC mismatch");
+  }
+  std::uint8_t version = std::to_integer<std::uint8_t>(bytes[4]);
+  if (version != kManifestVersion) {
+    return Status::unsupported("manifest version " + std::to_string(version) +
+                               " (this build reads version " + std::to_string(kManifestVersion) + ")");
+  }
+  if (bytes[5] != std::byte{0} || bytes[6] != std::byte{0} || bytes[7] != std::byte{0}) {
+    return Status::corruption("manifest flags or reserved bytes are not zero");
+  }
+  std::uint64_t body_bytes = load_u64(bytes.data() + 8);
+  if (body_bytes > kMaxManifestBodyBytes) {
+    return Status::corruption("manifest body of " + std::to_string(body_bytes) +
+                              " bytes exceeds the limit of " + std::to_string(kMaxManifestBodyBytes));
+  }
+  if (body_bytes != bytes.size() - kManifestHeaderBytes) {
+    return Status::corruption("manifest body is " + std::to_string(bytes.size() - kManifestHeaderBytes) +
+                              " bytes, header says " + std::to_string(body_bytes));
+  }
+  auto body = bytes.subspan(kManifestHeaderBytes);
+  if (mask_crc(crc32c(body)) != load_u32(bytes.data() + 16)) {
+    return Status::corruption("manifest body CRC mismatch");
+  }
+
+  Manifest m;
+  Reader r(body);
+  RETURN_IF_ERROR(r.str16(m.host, kMaxHostBytes, "host"));
+  RETURN_IF_ERROR(r.str16(m.job, kMaxJobBytes, "job"));
+  RETURN_IF_ERROR(r.u64(m.step, "step"));
+  RETURN_IF_ERROR(r.i64(m.created_ns, "creation time"));
+  std::uint32_t files = 0;
+  RETURN_IF_ERROR(r.u32(files, "file count"));
+  if (files > kMaxManifestFiles) {
+    return Status::corruption("manifest file count " + std::to_string(files) + " exceeds " +
+                              std::to_string(kMaxManifestFiles));
+  }
+  RETURN_IF_ERROR(r.count_fits(files, kMinFileRecordBytes, "file"));
+  m.files.resize(files);
+  for (auto& f : m.files) RETURN_IF_ERROR(parse_file(r, f));
+  if (r.remaining() != 0) {
+    return Status::corruption("manifest has " + std::to_string(r.remaining()) +
+                              " unexpected bytes after the last file");
+  }
+  RETURN_IF_ERROR(check_manifest(m, Code::kCorruption));
+  return m;
+}
+
+}  // namespace ferry

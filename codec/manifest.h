@@ -1,0 +1,105 @@
+// manifest.h: the snapshot manifest (docs/FORMAT.md section 5). One manifest
+// describes one checkpoint: who made it (host, job, step, time) and, per
+// file, its path, size, mode, mtime, file root, tensor layout where known and
+// its chunks in order. It is written last, so its presence means every chunk
+// it names is stored. Manifests arrive from disk and from the network, so
+// parse_manifest treats its input as hostile: every count and length is
+// checked against a named limit before anything is allocated, paths are
+// confined to the snapshot (no absolute paths, no ".."), and the chunks of a
+// file must tile it exactly.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "codec/dtype.h"
+#include "codec/frame.h"
+#include "codec/status.h"
+#include "codec/tree_hash.h"
+
+namespace ferry {
+
+inline constexpr std::uint8_t kManifestMagic[4] = {0x46, 0x52, 0x59, 0x4d};  // "FRYM"
+inline constexpr std::uint8_t kManifestVersion = 1;
+inline constexpr std::size_t kManifestHeaderBytes = 24;
+
+// Limits on a manifest (a 70B checkpoint has ~200k chunks of 4 MiB, about
+// 25 MB of manifest; these leave room without letting a hostile length
+// allocate gigabytes).
+inline constexpr std::uint64_t kMaxManifestBodyBytes = 512u << 20;
+inline constexpr std::uint32_t kMaxManifestFiles = 1u << 20;
+inline constexpr std::uint32_t kMaxFileChunks = 1u << 24;  // 64 TiB at 4 MiB chunks
+inline constexpr std::uint32_t kMaxFileTensors = 1u << 20;
+inline constexpr std::size_t kMaxPathBytes = 4096;         // PATH_MAX on Linux
+inline constexpr std::size_t kMaxTensorNameBytes = 4096;
+inline constexpr std::size_t kMaxDTypeNameBytes = 32;
+inline constexpr std::size_t kMaxHostBytes = 255;          // HOST_NAME_MAX is 64; leave room for FQDNs
+inline constexpr std::size_t kMaxJobBytes = 1024;
+
+enum class LayoutKind : std::uint8_t {
+  kUnknown = 0,
+  kSafetensors = 1,
+};
+std::string_view layout_name(LayoutKind k);  // "unknown", "safetensors"
+
+struct ManifestTensor {
+  std::string name;
+  std::string dtype;                 // the layout's own name ("BF16", "F32", "I64", ...)
+  std::vector<std::uint64_t> shape;  // at most kMaxTensorRank dimensions
+  std::uint64_t begin = 0;           // absolute byte offsets in the file, begin <= end <= size
+  std::uint64_t end = 0;
+};
+
+struct ManifestChunk {
+  std::uint64_t offset = 0;  // in the file; chunks are consecutive and tile it
+  std::uint32_t length = 0;  // 1 .. kMaxChunkBytes
+  Digest id{};
+  Digest base_id{};          // all zero: room for delta frames (codec ids 16-18)
+  DType dtype = DType::kBytes;
+  std::uint8_t codec = 0;         // frame codec id (codec/frame.h)
+  std::uint32_t frame_bytes = 0;  // the whole frame: 88-byte header + payload
+};
+
+struct ManifestFile {
+  std::string path;  // relative, '/'-separated; see validate_relative_path
+  std::uint64_t size = 0;
+  std::uint32_t mode = 0;       // permission bits only (& 07777)
+  std::int64_t mtime_ns = 0;    // nanoseconds since the Unix epoch
+  Digest root{};                // Merkle root over all the file's leaf hashes
+  LayoutKind layout = LayoutKind::kUnknown;
+  std::vector<ManifestTensor> tensors;
+  std::vector<ManifestChunk> chunks;
+};
+
+struct Manifest {
+  std::string host;
+  std::string job;
+  std::uint64_t step = 0;
+  std::int64_t created_ns = 0;  // nanoseconds since the Unix epoch
+  std::vector<ManifestFile> files;  // strictly ascending by path (bytewise)
+
+  std::uint64_t logical_bytes() const;
+  std::size_t chunk_count() const;
+};
+
+// OK when `path` is a relative path that stays inside the snapshot: not empty,
+// at most kMaxPathBytes, no leading '/', no NUL, and no empty, "." or ".."
+// component. InvalidArgument naming the path otherwise.
+Status validate_relative_path(std::string_view path);
+
+// Checks everything parse_manifest checks, on an in-memory manifest (a writer
+// calls it before serialising, so it never writes what a reader would refuse).
+Status validate_manifest(const Manifest& m);
+
+// Serialises `m` (which must pass validate_manifest) into bytes.
+std::vector<std::byte> serialize_manifest(const Manifest& m);
+
+// Parses and fully validates a manifest. Any defect is Corruption, or
+// Unsupported for a newer version; never a crash, whatever the input.
+Result<Manifest> parse_manifest(std::span<const std::byte> bytes);
+
+}  // namespace ferry
