@@ -1,0 +1,174 @@
+// chunk_codec.cc: codec choice, framing and verified decoding of one chunk.
+//
+// Codec choice is made on a fixed sample so that it is cheap and
+// deterministic (the same chunk always gives the same frame, which dedup and
+// the golden vectors rely on): the sample is at most kSampleBytes from the
+// middle of the chunk, leaf-aligned.
+#include "codec/chunk_codec.h"
+
+#include <algorithm>
+#include <array>
+#include <string>
+
+#include "codec/crc32c.h"
+#include "codec/limits.h"
+
+namespace ferry {
+namespace {
+
+constexpr std::size_t kSampleBytes = 64 * 1024;
+// zstd on the sample is cheap at level 1 and ranks data the same way.
+constexpr int kSampleZstdLevel = 1;
+// For float chunks zstd must beat the float codec on the sample by more than
+// 1/8 to be chosen: the float codec decodes far faster (and on the GPU), so
+// zstd has to pay for that. Sparse or quantised tensors clear this easily.
+constexpr std::size_t kZstdWinNum = 7;
+constexpr std::size_t kZstdWinDen = 8;
+
+std::span<const std::byte> sample_of(std::span<const std::byte> chunk) {
+  if (chunk.size() <= kSampleBytes) return chunk;
+  std::size_t off = (chunk.size() - kSampleBytes) / 2;
+  off -= off % kLeafBytes;
+  return chunk.subspan(off, kSampleBytes);
+}
+
+Codec planes_codec(int width) {
+  switch (width) {
+    case 1: return Codec::kPlanes8;
+    case 2: return Codec::kPlanes16;
+    default: return Codec::kPlanes32;
+  }
+}
+
+Status chunk_error(const Digest& id, const std::string& what) {
+  return Status::corruption("chunk " + to_hex(id) + ": " + what);
+}
+
+}  // namespace
+
+Codec ChunkEncoder::choose_codec(std::span<const std::byte> chunk, DType dtype,
+                                 const EncodeOptions& opts) {
+  if (chunk.empty()) return Codec::kRaw;
+  if (!opts.trial && !is_float(dtype)) return Codec::kZstd;
+
+  std::span<const std::byte> sample = sample_of(chunk);
+  Status st = zstd_.compress(sample, kSampleZstdLevel, trial_);
+  const std::size_t zstd_size = st.is_ok() ? trial_.size() : sample.size();
+
+  if (!opts.trial) {
+    int width = static_cast<int>(element_bytes(dtype));
+    float_.encode(sample, width, trial_);
+    bool zstd_wins = zstd_size * kZstdWinDen < trial_.size() * kZstdWinNum;
+    return zstd_wins ? Codec::kZstd : planes_codec(width);
+  }
+
+  // Unknown layout: smallest on the sample wins; ties go to the earlier
+  // candidate (wider planes first), which keeps the choice deterministic.
+  Codec best = Codec::kZstd;
+  std::size_t best_size = zstd_size;
+  for (int width : {4, 2, 1}) {
+    float_.encode(sample, width, trial_);
+    if (trial_.size() < best_size || (trial_.size() == best_size && best == Codec::kZstd)) {
+      best = planes_codec(width);
+      best_size = trial_.size();
+    }
+  }
+  return best;
+}
+
+EncodedChunk ChunkEncoder::encode(std::span<const std::byte> chunk, DType dtype,
+                                  std::vector<std::byte>& frame, const EncodeOptions& opts) {
+  FERRY_CHECK(chunk.size() <= kMaxChunkBytes);
+  return encode_with_id(chunk, dtype, chunk_id(chunk, opts.pool), frame, opts);
+}
+
+EncodedChunk ChunkEncoder::encode_with_id(std::span<const std::byte> chunk, DType dtype,
+                                          const Digest& id, std::vector<std::byte>& frame,
+                                          const EncodeOptions& opts) {
+  FERRY_CHECK(chunk.size() <= kMaxChunkBytes);
+  Codec codec = choose_codec(chunk, dtype, opts);
+  std::span<const std::byte> payload = chunk;
+  if (codec == Codec::kZstd) {
+    // A failed compression (out of memory) is not fatal: the chunk goes raw.
+    if (zstd_.compress(chunk, opts.zstd_level, payload_).is_ok()) {
+      payload = payload_;
+    } else {
+      codec = Codec::kRaw;
+    }
+  } else if (codec != Codec::kRaw) {
+    float_.encode(chunk, codec_element_width(codec), payload_);
+    payload = payload_;
+  }
+  if (payload.size() >= chunk.size()) {  // never grow: store raw
+    codec = Codec::kRaw;
+    payload = chunk;
+  }
+
+  FrameHeader h;
+  h.codec = codec;
+  h.dtype = dtype;
+  h.raw_bytes = static_cast<std::uint32_t>(chunk.size());
+  h.payload_bytes = static_cast<std::uint32_t>(payload.size());
+  h.chunk_id = id;
+  h.payload_crc = mask_crc(crc32c(payload));
+
+  frame.resize(kFrameHeaderBytes + payload.size());
+  write_frame_header(h, std::span<std::byte, kFrameHeaderBytes>(frame.data(), kFrameHeaderBytes));
+  std::copy(payload.begin(), payload.end(), frame.begin() + kFrameHeaderBytes);
+
+  EncodedChunk e;
+  e.id = id;
+  e.codec = codec;
+  e.dtype = dtype;
+  e.raw_bytes = h.raw_bytes;
+  e.frame_bytes = static_cast<std::uint32_t>(frame.size());
+  return e;
+}
+
+Status ChunkDecoder::decode(std::span<const std::byte> frame, std::span<std::byte> out,
+                            const Digest* expected_id, ThreadPool* pool) {
+  ASSIGN_OR_RETURN(FrameHeader h, parse_frame_header(frame));
+  if (expected_id != nullptr && *expected_id != h.chunk_id) {
+    return chunk_error(h.chunk_id, "frame holds a different chunk than expected " +
+                                       to_hex(*expected_id));
+  }
+  if (out.size() != h.raw_bytes) {
+    return Status::invalid_argument("chunk " + to_hex(h.chunk_id) + ": output buffer is " +
+                                    std::to_string(out.size()) + " bytes, chunk is " +
+                                    std::to_string(h.raw_bytes));
+  }
+  std::span<const std::byte> payload = frame.subspan(kFrameHeaderBytes);
+  switch (h.codec) {
+    case Codec::kRaw:
+      std::copy(payload.begin(), payload.end(), out.begin());
+      break;
+    case Codec::kZstd: {
+      Status st = zstd_.decompress(payload, out);
+      if (!st.is_ok()) return chunk_error(h.chunk_id, st.message());
+      break;
+    }
+    case Codec::kPlanes8:
+    case Codec::kPlanes16:
+    case Codec::kPlanes32: {
+      Status st = float_decode(payload, codec_element_width(h.codec), out);
+      if (!st.is_ok()) {
+        return chunk_error(h.chunk_id, std::string(codec_name(h.codec)) + " payload: " + st.message());
+      }
+      break;
+    }
+  }
+  Digest actual = chunk_id(out, pool);
+  if (actual != h.chunk_id) {
+    return chunk_error(h.chunk_id, "decoded bytes hash to " + to_hex(actual));
+  }
+  return Status::ok();
+}
+
+Status ChunkDecoder::decode(std::span<const std::byte> frame, std::vector<std::byte>& out,
+                            const Digest* expected_id, ThreadPool* pool) {
+  ASSIGN_OR_RETURN(FrameHeader h, parse_frame_header_only(frame));
+  out.resize(h.raw_bytes);
+  return decode(frame, std::span<std::byte>(out), expected_id, pool);
+}
+
+}  // namespace ferry
