@@ -1,0 +1,379 @@
+// safetensors.cc: the safetensors header reader. nlohmann::json parses the
+// JSON (its lexer rejects ill-formed UTF-8); the parser callback rejects
+// duplicate keys, which nlohmann would otherwise silently collapse, and
+// bounds nesting. Exceptions from the JSON library are caught here, at the
+// only place they can arise, and turned into a Status.
+#include "codec/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <tuple>
+
+#include "codec/limits.h"
+
+namespace ferry {
+namespace {
+
+using Json = nlohmann::json;
+
+// The deepest legal value is a shape array inside a tensor entry inside the
+// top-level object (depth 2 in nlohmann's counting); anything deeper is not
+// a safetensors header, and is discarded before it can cost memory.
+constexpr int kMaxJsonDepth = 2;
+constexpr std::string_view kMetadataKey = "__metadata__";
+// Tensor names in messages are cut to this many bytes.
+constexpr std::size_t kMaxNameInMessage = 200;
+
+std::string quote_name(std::string_view name) {
+  std::string out = "\"";
+  out.append(name.substr(0, kMaxNameInMessage));
+  if (name.size() > kMaxNameInMessage) out += "...";
+  out += '"';
+  return out;
+}
+
+std::string tensor_prefix(std::string_view name) { return "tensor " + quote_name(name) + ": "; }
+
+std::string join_u64(const std::vector<std::uint64_t>& v) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i) out += ", ";
+    out += std::to_string(v[i]);
+  }
+  return out + "]";
+}
+
+// Reads a JSON value that must be a non-negative integer within uint64.
+bool as_u64(const Json& j, std::uint64_t& out) {
+  if (j.is_number_unsigned()) {
+    out = j.get<std::uint64_t>();
+    return true;
+  }
+  if (j.is_number_integer() && j.get<std::int64_t>() >= 0) {
+    out = static_cast<std::uint64_t>(j.get<std::int64_t>());
+    return true;
+  }
+  return false;
+}
+
+// Parses the header text, rejecting duplicate keys and deep nesting.
+Result<Json> parse_json(std::string_view text) {
+  std::vector<std::set<std::string>> keys;  // one set per open object
+  std::string problem;
+  auto callback = [&](int depth, Json::parse_event_t event, Json& value) -> bool {
+    switch (event) {
+      case Json::parse_event_t::object_start:
+      case Json::parse_event_t::array_start:
+        if (depth > kMaxJsonDepth) {
+          // Discarded: nlohmann reports no object_end for it, so push no key set.
+          if (problem.empty()) problem = "JSON nested deeper than a safetensors header can be";
+          return false;
+        }
+        if (event == Json::parse_event_t::object_start) keys.emplace_back();
+        return true;
+      case Json::parse_event_t::key:
+        if (!keys.empty() && !keys.back().insert(value.get<std::string>()).second &&
+            problem.empty()) {
+          problem = "duplicate key " + quote_name(value.get<std::string>());
+        }
+        return true;
+      case Json::parse_event_t::object_end:
+        if (!keys.empty()) keys.pop_back();
+        return true;
+      default:
+        return true;
+    }
+  };
+  Json doc;
+  try {
+    doc = Json::parse(text.begin(), text.end(), callback, /*allow_exceptions=*/true,
+                      /*ignore_comments=*/false);
+  } catch (const Json::exception& e) {
+    return Status::corruption(std::string("header is not valid JSON: ") + e.what());
+  }
+  if (!problem.empty()) return Status::corruption("header: " + problem);
+  if (!doc.is_object()) return Status::corruption("header is not a JSON object");
+  return doc;
+}
+
+Status parse_metadata(const Json& j, std::map<std::string, std::string>& out) {
+  if (!j.is_object()) return Status::corruption("__metadata__ is not an object of strings");
+  for (const auto& [k, v] : j.items()) {
+    if (!v.is_string()) {
+      return Status::corruption("__metadata__ value for key " + quote_name(k) + " is not a string");
+    }
+    out.emplace(k, v.get<std::string>());
+  }
+  return Status::ok();
+}
+
+Status parse_shape(const std::string& name, const Json& j, std::size_t element_bytes,
+                   TensorInfo& t, std::uint64_t& product_bytes) {
+  if (!j.is_array()) return Status::corruption(tensor_prefix(name) + "shape is not an array");
+  if (j.size() > kMaxTensorRank) {
+    return Status::corruption(tensor_prefix(name) + "shape has rank " + std::to_string(j.size()) +
+                              ", above the limit of " + std::to_string(kMaxTensorRank));
+  }
+  std::uint64_t product = element_bytes;
+  bool overflow = false;
+  for (const Json& d : j) {
+    std::uint64_t dim = 0;
+    if (!as_u64(d, dim)) {
+      return Status::corruption(tensor_prefix(name) + "shape holds " + d.dump() +
+                                ", not a non-negative integer");
+    }
+    t.shape.push_back(dim);
+    if (!overflow && dim != 0 && product > UINT64_MAX / dim) overflow = true;
+    if (!overflow) product *= dim;
+  }
+  // A zero dimension makes the tensor empty whatever the others are.
+  if (std::find(t.shape.begin(), t.shape.end(), 0) != t.shape.end()) {
+    product = 0;
+    overflow = false;
+  }
+  if (overflow) {
+    return Status::corruption(tensor_prefix(name) + "shape " + join_u64(t.shape) + " of " +
+                              t.dtype_name + " overflows 64-bit byte counts");
+  }
+  product_bytes = product;
+  return Status::ok();
+}
+
+Result<TensorInfo> parse_tensor(const std::string& name, const Json& j,
+                                std::uint64_t data_offset, std::uint64_t data_bytes) {
+  if (!j.is_object()) return Status::corruption(tensor_prefix(name) + "entry is not an object");
+  for (const auto& [k, v] : j.items()) {
+    if (k != "dtype" && k != "shape" && k != "data_offsets") {
+      return Status::corruption(tensor_prefix(name) + "unexpected key " + quote_name(k));
+    }
+  }
+  for (const char* k : {"dtype", "shape", "data_offsets"}) {
+    if (!j.contains(k)) return Status::corruption(tensor_prefix(name) + "missing \"" + k + "\"");
+  }
+  TensorInfo t;
+  t.name = name;
+  const Json& dt = j["dtype"];
+  if (!dt.is_string()) return Status::corruption(tensor_prefix(name) + "dtype is not a string");
+  t.dtype_name = dt.get<std::string>();
+  auto props = safetensors_dtype(t.dtype_name);
+  if (!props) {
+    return Status::unsupported(tensor_prefix(name) + "unsupported dtype " + quote_name(t.dtype_name) +
+                               " (ferry reads BOOL, U8, I8, F8_E4M3, F8_E5M2, I16, U16, F16, "
+                               "BF16, I32, U32, F32, F64, I64, U64)");
+  }
+  t.element_bytes = props->element_bytes;
+  t.dtype = props->dtype;
+
+  std::uint64_t need = 0;
+  RETURN_IF_ERROR(parse_shape(name, j["shape"], t.element_bytes, t, need));
+
+  const Json& off = j["data_offsets"];
+  std::uint64_t rel[2] = {0, 0};
+  if (!off.is_array() || off.size() != 2 || !as_u64(off[0], rel[0]) || !as_u64(off[1], rel[1])) {
+    return Status::corruption(tensor_prefix(name) + "data_offsets " + off.dump() +
+                              " is not [begin, end] of non-negative integers");
+  }
+  std::string offsets = "data_offsets [" + std::to_string(rel[0]) + ", " + std::to_string(rel[1]) + "]";
+  if (rel[0] > rel[1]) {
+    return Status::corruption(tensor_prefix(name) + offsets + " end before they begin");
+  }
+  if (rel[1] - rel[0] != need) {
+    return Status::corruption(tensor_prefix(name) + offsets + " give " +
+                              std::to_string(rel[1] - rel[0]) + " bytes but shape " +
+                              join_u64(t.shape) + " of " + t.dtype_name + " needs " +
+                              std::to_string(need));
+  }
+  if (rel[1] > data_bytes) {
+    return Status::corruption(tensor_prefix(name) + offsets + " run past the data section (" +
+                              std::to_string(data_bytes) + " bytes)");
+  }
+  t.begin = data_offset + rel[0];
+  t.end = data_offset + rel[1];
+  return t;
+}
+
+// The official format requires tensors to tile the data section: no gap, no
+// overlap, nothing after the last. `tensors` is sorted by begin.
+Status check_tiling(const std::vector<TensorInfo>& tensors, std::uint64_t data_offset,
+                    std::uint64_t data_bytes) {
+  std::uint64_t pos = data_offset;
+  const TensorInfo* prev = nullptr;
+  auto rel = [&](std::uint64_t abs) { return std::to_string(abs - data_offset); };
+  for (const TensorInfo& t : tensors) {
+    std::string offsets = "data_offsets [" + rel(t.begin) + ", " + rel(t.end) + "]";
+    if (t.begin > pos) {
+      return Status::corruption(
+          tensor_prefix(t.name) + offsets + " leave a gap of " + std::to_string(t.begin - pos) +
+          " bytes " +
+          (prev ? "after tensor " + quote_name(prev->name) + " (ends at " + rel(pos) + ")"
+                : std::string("at the start of the data section")));
+    }
+    if (t.begin < pos) {
+      // Sorted by begin, so only a tensor starting before `pos` overlaps;
+      // prev is set because the first tensor cannot start below data_offset.
+      return Status::corruption(tensor_prefix(t.name) + offsets + " overlap tensor " +
+                                quote_name(prev->name) + " [" + rel(prev->begin) + ", " +
+                                rel(prev->end) + "]");
+    }
+    pos = t.end;
+    prev = &t;
+  }
+  if (pos != data_offset + data_bytes) {
+    return Status::corruption(
+        "data section is " + std::to_string(data_bytes) + " bytes but " +
+        (prev ? "the last tensor " + quote_name(prev->name) + " ends at " + rel(pos)
+              : std::string("the header lists no tensors")));
+  }
+  return Status::ok();
+}
+
+// Closes a file descriptor on scope exit.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// Reads exactly out.size() bytes at `offset`, retrying short reads.
+Status pread_exact(int fd, std::span<std::byte> out, std::uint64_t offset, const std::string& what) {
+  std::size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::from_errno(errno, "reading " + what + " at offset " + std::to_string(offset + done));
+    }
+    if (n == 0) {
+      return Status::corruption("file ended while reading " + what + " at offset " +
+                                std::to_string(offset + done));
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+std::optional<SafetensorsDType> safetensors_dtype(std::string_view name) {
+  struct Entry {
+    std::string_view name;
+    SafetensorsDType props;
+  };
+  static constexpr Entry kTable[] = {
+      {"BOOL", {1, std::nullopt}},         {"U8", {1, std::nullopt}},
+      {"I8", {1, std::nullopt}},           {"F8_E4M3", {1, DType::kF8E4M3}},
+      {"F8_E5M2", {1, DType::kF8E5M2}},    {"I16", {2, std::nullopt}},
+      {"U16", {2, std::nullopt}},          {"F16", {2, DType::kF16}},
+      {"BF16", {2, DType::kBF16}},         {"I32", {4, std::nullopt}},
+      {"U32", {4, std::nullopt}},          {"F32", {4, DType::kF32}},
+      {"F64", {8, std::nullopt}},          {"I64", {8, std::nullopt}},
+      {"U64", {8, std::nullopt}},
+  };
+  for (const Entry& e : kTable) {
+    if (e.name == name) return e.props;
+  }
+  return std::nullopt;
+}
+
+Result<std::uint64_t> safetensors_header_length(std::span<const std::byte> first8,
+                                                std::uint64_t file_size) {
+  if (file_size < kSafetensorsPrefixBytes) {
+    return Status::corruption("file is " + std::to_string(file_size) +
+                              " bytes, shorter than the 8-byte safetensors length prefix");
+  }
+  if (first8.size() < kSafetensorsPrefixBytes) {
+    return Status::invalid_argument("safetensors_header_length needs the first 8 bytes, given " +
+                                    std::to_string(first8.size()));
+  }
+  std::uint64_t n = 0;
+  for (std::size_t i = 0; i < kSafetensorsPrefixBytes; ++i) {
+    n |= static_cast<std::uint64_t>(first8[i]) << (8 * i);
+  }
+  if (n == 0) return Status::corruption("safetensors header length is 0");
+  if (n > kMaxSafetensorsHeaderBytes) {
+    return Status::corruption("safetensors header length " + std::to_string(n) +
+                              " exceeds the limit of " +
+                              std::to_string(kMaxSafetensorsHeaderBytes) + " bytes");
+  }
+  if (n > file_size - kSafetensorsPrefixBytes) {
+    return Status::corruption("safetensors header length " + std::to_string(n) +
+                              " runs past the end of the file (" + std::to_string(file_size) +
+                              " bytes)");
+  }
+  return n;
+}
+
+Result<SafetensorsLayout> parse_safetensors(std::span<const std::byte> prefix,
+                                            std::uint64_t file_size) {
+  ASSIGN_OR_RETURN(std::uint64_t n, safetensors_header_length(prefix, file_size));
+  if (prefix.size() - kSafetensorsPrefixBytes < n) {
+    return Status::invalid_argument("parse_safetensors needs the first " +
+                                    std::to_string(kSafetensorsPrefixBytes + n) +
+                                    " bytes of the file, given " + std::to_string(prefix.size()));
+  }
+  SafetensorsLayout layout;
+  layout.header_bytes = n;
+  layout.data_offset = kSafetensorsPrefixBytes + n;
+  layout.file_bytes = file_size;
+  const std::uint64_t data_bytes = file_size - layout.data_offset;
+
+  std::string_view text(reinterpret_cast<const char*>(prefix.data()) + kSafetensorsPrefixBytes, n);
+  ASSIGN_OR_RETURN(Json doc, parse_json(text));
+  for (const auto& [key, value] : doc.items()) {
+    if (key == kMetadataKey) {
+      RETURN_IF_ERROR(parse_metadata(value, layout.metadata));
+      continue;
+    }
+    ASSIGN_OR_RETURN(TensorInfo t, parse_tensor(key, value, layout.data_offset, data_bytes));
+    layout.tensors.push_back(std::move(t));
+  }
+  std::sort(layout.tensors.begin(), layout.tensors.end(), [](const TensorInfo& a, const TensorInfo& b) {
+    return std::tie(a.begin, a.end, a.name) < std::tie(b.begin, b.end, b.name);
+  });
+  RETURN_IF_ERROR(check_tiling(layout.tensors, layout.data_offset, data_bytes));
+  return layout;
+}
+
+Result<SafetensorsLayout> read_safetensors_layout(const std::filesystem::path& path) {
+  const std::string where = path.string();
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return Status::from_errno(errno, "opening " + where);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return Status::from_errno(errno, "stat " + where);
+  const auto file_size = static_cast<std::uint64_t>(st.st_size);
+
+  std::vector<std::byte> prefix(kSafetensorsPrefixBytes);
+  if (file_size >= kSafetensorsPrefixBytes) {
+    RETURN_IF_ERROR(pread_exact(fd.get(), prefix, 0, "the length prefix").with_context(where));
+  }
+  auto n = safetensors_header_length(prefix, file_size);
+  if (!n) return n.status().with_context(where);
+  prefix.resize(kSafetensorsPrefixBytes + *n);
+  RETURN_IF_ERROR(pread_exact(fd.get(), std::span(prefix).subspan(kSafetensorsPrefixBytes),
+                              kSafetensorsPrefixBytes, "the JSON header")
+                      .with_context(where));
+  auto layout = parse_safetensors(prefix, file_size);
+  if (!layout) return layout.status().with_context(where);
+  return layout;
+}
+
+bool looks_like_safetensors(const std::filesystem::path& path) {
+  return path.extension() == ".safetensors";
+}
+
+}  // namespace ferry
