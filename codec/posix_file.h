@@ -1,0 +1,88 @@
+// posix_file.h: the few POSIX file operations the pack/unpack pipeline needs,
+// wrapped so that every descriptor is owned (RAII), every short read or write
+// is retried, and every failure becomes a Status naming the path and errno
+// text. AtomicFile gives "all or nothing" output: data goes to a temporary
+// name beside the target and appears under the target name only after fsync
+// and rename; an abandoned AtomicFile removes its temporary file.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+
+#include "codec/status.h"
+
+namespace ferry {
+
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  ~UniqueFd() { reset(); }
+  UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = o.release();
+    }
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset();
+
+ private:
+  int fd_ = -1;
+};
+
+// open(2) with O_CLOEXEC added; IOError "open PATH: <errno text>" on failure.
+Result<UniqueFd> open_fd(const std::filesystem::path& path, int flags, unsigned mode = 0644);
+
+// Reads exactly out.size() bytes at `offset`; a short file is Corruption
+// ("PATH: unexpected end of file at offset N"), an OS error is IOError.
+Status pread_exact(int fd, std::span<std::byte> out, std::uint64_t offset,
+                   const std::filesystem::path& path);
+// Writes all of `data` at `offset`.
+Status pwrite_all(int fd, std::span<const std::byte> data, std::uint64_t offset,
+                  const std::filesystem::path& path);
+Status fsync_fd(int fd, const std::filesystem::path& path);
+// fsyncs a directory, so that a rename inside it is durable.
+Status fsync_dir(const std::filesystem::path& dir);
+
+// A file written under a temporary name and renamed into place by commit().
+class AtomicFile {
+ public:
+  // Creates "<target>.ferry-tmp-<pid>-<n>" beside `target` with `mode`.
+  static Result<AtomicFile> create(const std::filesystem::path& target, unsigned mode = 0644);
+  AtomicFile() = default;
+  AtomicFile(AtomicFile&&) noexcept;
+  AtomicFile& operator=(AtomicFile&&) noexcept;
+  ~AtomicFile();  // unlinks the temporary file unless committed
+
+  int fd() const { return fd_.get(); }
+  const std::filesystem::path& temp_path() const { return temp_; }
+  const std::filesystem::path& target() const { return target_; }
+
+  // Sets the permission bits exactly (umask does not apply).
+  Status set_mode(unsigned mode);
+  // fsync, close, rename onto the target, fsync the directory.
+  Status commit();
+
+ private:
+  UniqueFd fd_;
+  std::filesystem::path target_;
+  std::filesystem::path temp_;
+  bool committed_ = false;
+};
+
+}  // namespace ferry
