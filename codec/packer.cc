@@ -1,0 +1,246 @@
+// packer.cc: files -> planned chunks -> parallel encode -> frames in order;
+// see packer.h.
+//
+// Work is cut into windows of chunks that may span files, so many small files
+// keep every thread busy as well as one large file does. A window is read,
+// hashed and coded in parallel (each slot owns its buffers and encoder, reused
+// from window to window), then its frames go to the sink in order; memory in
+// flight is bounded by window x (chunk + frame) bytes.
+#include "codec/packer.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <limits>
+#include <system_error>
+
+#include "codec/chunk_codec.h"
+#include "codec/chunker.h"
+#include "codec/posix_file.h"
+#include "codec/safetensors.h"
+#include "codec/thread_pool.h"
+#include "codec/tree_hash.h"
+
+namespace ferry {
+namespace {
+
+inline constexpr std::size_t kHostNameBytes = 256;
+
+std::string local_host_name() {
+  char buf[kHostNameBytes] = {};
+  if (::gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
+  return buf;
+}
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::int64_t mtime_ns(const struct stat& st) {
+  return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
+
+// One input file as planned before any data is read.
+struct PlannedFile {
+  const PackSource* source = nullptr;
+  std::vector<ChunkPlan> plan;
+  std::vector<Digest> leaves;  // allocated while the file is in flight
+  std::size_t chunks_done = 0;
+};
+
+// One chunk in flight: everything a worker touches, reused across windows.
+struct Slot {
+  std::size_t file = 0;
+  std::size_t chunk = 0;
+  std::vector<std::byte> raw;
+  std::vector<std::byte> frame;
+  ChunkEncoder encoder;
+  EncodedChunk encoded;
+  Status status;
+};
+
+Result<ManifestFile> describe_file(const PackSource& src, std::size_t chunk_bytes,
+                                   std::vector<ChunkPlan>& plan) {
+  struct stat st{};
+  if (::stat(src.path.c_str(), &st) != 0) return Status::from_errno(errno, "stat " + src.path.string());
+  if (!S_ISREG(st.st_mode)) return Status::invalid_argument(src.path.string() + ": not a regular file");
+  ManifestFile f;
+  f.path = src.rel_path;
+  f.size = static_cast<std::uint64_t>(st.st_size);
+  f.mode = st.st_mode & 07777;
+  f.mtime_ns = mtime_ns(st);
+  std::optional<SafetensorsLayout> layout;
+  if (looks_like_safetensors(src.path)) {
+    // A file named .safetensors whose header does not parse is still packed,
+    // byte for byte, as a file of unknown layout.
+    auto parsed = read_safetensors_layout(src.path);
+    if (parsed && parsed->file_bytes == f.size) layout = std::move(parsed).value();
+  }
+  plan = plan_chunks(f.size, layout ? &*layout : nullptr, chunk_bytes);
+  if (layout) {
+    f.layout = LayoutKind::kSafetensors;
+    f.tensors.reserve(layout->tensors.size());
+    for (const auto& t : layout->tensors) {
+      f.tensors.push_back(ManifestTensor{t.name, t.dtype_name, t.shape, t.begin, t.end});
+    }
+  }
+  return f;
+}
+
+// Reads, hashes and codes one chunk into its slot (runs on a pool thread).
+void code_chunk(Slot& s, PlannedFile& pf, std::uint64_t expected_size, int zstd_level) {
+  const ChunkPlan& p = pf.plan[s.chunk];
+  const std::filesystem::path& path = pf.source->path;
+  auto fd = open_fd(path, O_RDONLY);
+  if (!fd) {
+    s.status = fd.status();
+    return;
+  }
+  struct stat st{};
+  if (::fstat(fd->get(), &st) != 0) {
+    s.status = Status::from_errno(errno, "stat " + path.string());
+    return;
+  }
+  if (static_cast<std::uint64_t>(st.st_size) != expected_size) {
+    s.status = Status::aborted(path.string() + " changed size while being packed (" +
+                               std::to_string(expected_size) + " -> " + std::to_string(st.st_size) +
+                               " bytes)");
+    return;
+  }
+  s.raw.resize(p.length);
+  s.status = pread_exact(fd->get(), s.raw, p.offset, path);
+  if (!s.status) return;
+  std::span<Digest> leaves =
+      std::span(pf.leaves).subspan(p.offset / kLeafBytes, leaf_count(p.length));
+  hash_leaves(s.raw, leaves);
+  EncodeOptions opts;
+  opts.zstd_level = zstd_level;
+  opts.trial = p.trial;
+  s.encoded = s.encoder.encode_with_id(s.raw, p.dtype, merkle_root(leaves), s.frame, opts);
+}
+
+}  // namespace
+
+Result<std::vector<PackSource>> list_pack_sources(const std::filesystem::path& path,
+                                                  std::vector<std::string>* notices) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::file_status st = fs::symlink_status(path, ec);
+  if (ec) return Status::not_found(path.string() + ": " + ec.message());
+  std::vector<PackSource> out;
+  if (fs::is_regular_file(st)) {
+    out.push_back({path, path.filename().string()});
+    return out;
+  }
+  if (fs::is_symlink(st)) {
+    return Status::invalid_argument(path.string() + " is a symlink; name the file or directory it points to");
+  }
+  if (!fs::is_directory(st)) return Status::invalid_argument(path.string() + ": not a file or directory");
+  fs::recursive_directory_iterator it(path, fs::directory_options::none, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    const fs::directory_entry& e = *it;
+    fs::file_status es = e.symlink_status(ec);
+    if (ec) break;
+    if (fs::is_directory(es)) continue;
+    std::string rel = e.path().lexically_relative(path).generic_string();
+    if (fs::is_regular_file(es)) {
+      out.push_back({e.path(), rel});
+    } else if (notices) {
+      notices->push_back("skipping " + rel + (fs::is_symlink(es) ? ": symlink" : ": not a regular file"));
+    }
+  }
+  if (ec) return Status::io_error("listing " + path.string() + ": " + ec.message());
+  std::sort(out.begin(), out.end(),
+            [](const PackSource& a, const PackSource& b) { return a.rel_path < b.rel_path; });
+  return out;
+}
+
+Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptions& options,
+                            FrameSink& sink) {
+  RETURN_IF_ERROR(check_chunk_bytes(options.chunk_bytes));
+  ThreadPool& pool = options.pool ? *options.pool : ThreadPool::shared();
+  const std::size_t window = options.window_chunks ? options.window_chunks : 2 * pool.size();
+
+  Manifest m;
+  m.host = options.host.empty() ? local_host_name() : options.host;
+  m.job = options.job;
+  m.step = options.step;
+  m.created_ns = options.created_ns.value_or(now_ns());
+  if (m.host.size() > kMaxHostBytes) m.host.resize(kMaxHostBytes);
+  if (m.job.size() > kMaxJobBytes) return Status::invalid_argument("job name longer than " + std::to_string(kMaxJobBytes) + " bytes");
+  if (sources.size() > kMaxManifestFiles) {
+    return Status::invalid_argument("too many files: " + std::to_string(sources.size()) + " (limit " +
+                                    std::to_string(kMaxManifestFiles) + ")");
+  }
+
+  // Plan every file up front (headers only), and flatten the chunks of all
+  // files into one ordered work list.
+  std::vector<PlannedFile> files(sources.size());
+  std::vector<std::pair<std::size_t, std::size_t>> work;  // (file, chunk)
+  PackProgress progress;
+  m.files.reserve(sources.size());
+  for (std::size_t i = 0; i < sources.size(); ++i) {
+    RETURN_IF_ERROR(validate_relative_path(sources[i].rel_path));
+    if (i > 0 && !(sources[i - 1].rel_path < sources[i].rel_path)) {
+      return Status::invalid_argument("pack sources not in strictly ascending order at " + sources[i].rel_path);
+    }
+    files[i].source = &sources[i];
+    ASSIGN_OR_RETURN(ManifestFile f, describe_file(sources[i], options.chunk_bytes, files[i].plan));
+    if (files[i].plan.size() > kMaxFileChunks) {
+      return Status::invalid_argument(sources[i].path.string() + ": too many chunks; use a larger --chunk_size");
+    }
+    f.chunks.reserve(files[i].plan.size());
+    if (files[i].plan.empty()) f.root = merkle_root({});
+    progress.logical_total += f.size;
+    for (std::size_t c = 0; c < files[i].plan.size(); ++c) work.emplace_back(i, c);
+    m.files.push_back(std::move(f));
+  }
+
+  std::vector<Slot> slots(std::max<std::size_t>(1, std::min(window, work.size())));
+  for (std::size_t start = 0; start < work.size(); start += slots.size()) {
+    const std::size_t n = std::min(slots.size(), work.size() - start);
+    for (std::size_t j = 0; j < n; ++j) {
+      auto [fi, ci] = work[start + j];
+      slots[j].file = fi;
+      slots[j].chunk = ci;
+      if (ci == 0) files[fi].leaves.assign(leaf_count(m.files[fi].size), Digest{});
+    }
+    pool.parallel_for(n, [&](std::size_t j) {
+      Slot& s = slots[j];
+      code_chunk(s, files[s.file], m.files[s.file].size, options.zstd_level);
+    });
+    for (std::size_t j = 0; j < n; ++j) {
+      Slot& s = slots[j];
+      if (!s.status) return s.status;
+      PlannedFile& pf = files[s.file];
+      ManifestFile& mf = m.files[s.file];
+      const ChunkPlan& p = pf.plan[s.chunk];
+      ManifestChunk c;
+      c.offset = p.offset;
+      c.length = p.length;
+      c.id = s.encoded.id;
+      c.dtype = s.encoded.dtype;
+      c.codec = static_cast<std::uint8_t>(s.encoded.codec);
+      c.frame_bytes = s.encoded.frame_bytes;
+      mf.chunks.push_back(c);
+      RETURN_IF_ERROR(sink.put_frame(mf, mf.chunks.back(), s.frame));
+      progress.logical_done += p.length;
+      progress.frame_bytes += c.frame_bytes;
+      if (++pf.chunks_done == pf.plan.size()) {
+        mf.root = merkle_root(pf.leaves);
+        pf.leaves = {};
+      }
+    }
+    if (options.progress) options.progress(progress);
+  }
+  RETURN_IF_ERROR(validate_manifest(m));
+  return m;
+}
+
+}  // namespace ferry

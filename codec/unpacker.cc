@@ -1,0 +1,184 @@
+// unpacker.cc: see unpacker.h. One walker serves verify and unpack: it reads,
+// decodes and verifies windows of chunks in parallel, hashes each decoded
+// chunk's leaves into its file's leaf list for the file root, and calls hooks
+// (file begin, chunk decoded, file verified) that unpack uses to write.
+#include "codec/unpacker.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <functional>
+#include <optional>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "codec/chunk_codec.h"
+#include "codec/frame.h"
+#include "codec/posix_file.h"
+#include "codec/thread_pool.h"
+#include "codec/tree_hash.h"
+
+namespace ferry {
+namespace {
+
+struct Hooks {
+  std::function<Status(std::size_t file)> begin_file;  // in order, before its first chunk
+  // Parallel: may run for several chunks (of one or several files) at once.
+  std::function<Status(std::size_t file, std::size_t chunk, std::span<const std::byte> data)> on_chunk;
+  std::function<Status(std::size_t file)> end_file;  // in order, after its root matched
+};
+
+struct Slot {
+  std::size_t file = 0;
+  std::size_t chunk = 0;
+  std::vector<std::byte> frame;
+  std::vector<std::byte> raw;
+  ChunkDecoder decoder;
+  Status status;
+};
+
+Status chunk_failure(const ArchiveReader& a, const ManifestFile& f, const ManifestChunk& c,
+                     const Status& st) {
+  return Status(st.code() == Code::kIOError ? Code::kIOError : Code::kCorruption,
+                a.path().string() + ": chunk " + to_hex(c.id) + " (file \"" + f.path + "\" offset " +
+                    std::to_string(c.offset) + "): " + st.message());
+}
+
+// Reads, decodes and verifies one chunk into its slot (runs on a pool thread).
+Status decode_chunk(const ArchiveReader& a, Slot& s, std::vector<Digest>& leaves, const Hooks& hooks) {
+  const ManifestChunk& c = a.manifest().files[s.file].chunks[s.chunk];
+  RETURN_IF_ERROR(a.read_frame(s.file, s.chunk, s.frame));
+  ASSIGN_OR_RETURN(FrameHeader h, parse_frame_header_only(s.frame));
+  if (h.raw_bytes != c.length || static_cast<std::uint8_t>(h.codec) != c.codec) {
+    return Status::corruption("frame says " + std::to_string(h.raw_bytes) + " bytes, codec " +
+                              std::to_string(static_cast<int>(h.codec)) + "; manifest says " +
+                              std::to_string(c.length) + " bytes, codec " + std::to_string(c.codec));
+  }
+  s.raw.resize(c.length);
+  RETURN_IF_ERROR(s.decoder.decode(s.frame, std::span<std::byte>(s.raw), &c.id));
+  hash_leaves(s.raw, std::span(leaves).subspan(c.offset / kLeafBytes, leaf_count(c.length)));
+  return hooks.on_chunk ? hooks.on_chunk(s.file, s.chunk, s.raw) : Status::ok();
+}
+
+Status check_root(const ArchiveReader& a, const ManifestFile& f, std::span<const Digest> leaves) {
+  Digest root = merkle_root(leaves);
+  if (root != f.root) {
+    return Status::corruption(a.path().string() + ": file \"" + f.path + "\" root mismatch: manifest " +
+                              to_hex(f.root) + ", decoded chunks give " + to_hex(root));
+  }
+  return Status::ok();
+}
+
+Status walk_archive(const ArchiveReader& a, const UnpackOptions& options, const Hooks& hooks) {
+  const Manifest& m = a.manifest();
+  ThreadPool& pool = options.pool ? *options.pool : ThreadPool::shared();
+  const std::size_t window = options.window_chunks ? options.window_chunks : 2 * pool.size();
+
+  UnpackProgress progress;
+  progress.logical_total = m.logical_bytes();
+  std::vector<std::pair<std::size_t, std::size_t>> work;
+  work.reserve(m.chunk_count());
+  for (std::size_t f = 0; f < m.files.size(); ++f) {
+    for (std::size_t c = 0; c < m.files[f].chunks.size(); ++c) work.emplace_back(f, c);
+  }
+  // Empty files have no chunks to carry them through the windows.
+  for (std::size_t f = 0; f < m.files.size(); ++f) {
+    if (!m.files[f].chunks.empty()) continue;
+    if (hooks.begin_file) RETURN_IF_ERROR(hooks.begin_file(f));
+    RETURN_IF_ERROR(check_root(a, m.files[f], {}));
+    if (hooks.end_file) RETURN_IF_ERROR(hooks.end_file(f));
+  }
+
+  std::vector<std::vector<Digest>> leaves(m.files.size());
+  std::vector<Slot> slots(std::max<std::size_t>(1, std::min(window, work.size())));
+  for (std::size_t start = 0; start < work.size(); start += slots.size()) {
+    const std::size_t n = std::min(slots.size(), work.size() - start);
+    for (std::size_t j = 0; j < n; ++j) {
+      auto [f, c] = work[start + j];
+      slots[j].file = f;
+      slots[j].chunk = c;
+      if (c == 0) {
+        leaves[f].assign(leaf_count(m.files[f].size), Digest{});
+        if (hooks.begin_file) RETURN_IF_ERROR(hooks.begin_file(f));
+      }
+    }
+    pool.parallel_for(n, [&](std::size_t j) {
+      Slot& s = slots[j];
+      s.status = decode_chunk(a, s, leaves[s.file], hooks);
+    });
+    // Slots are in file order, so the first failure is the first bad chunk.
+    for (std::size_t j = 0; j < n; ++j) {
+      const Slot& s = slots[j];
+      const ManifestFile& f = m.files[s.file];
+      const ManifestChunk& c = f.chunks[s.chunk];
+      if (!s.status) return chunk_failure(a, f, c, s.status);
+      progress.logical_done += c.length;
+      progress.frame_bytes += c.frame_bytes;
+      if (s.chunk + 1 == f.chunks.size()) {
+        RETURN_IF_ERROR(check_root(a, f, leaves[s.file]));
+        leaves[s.file] = {};
+        if (hooks.end_file) RETURN_IF_ERROR(hooks.end_file(s.file));
+      }
+    }
+    if (options.progress) options.progress(progress);
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Status verify_archive(const ArchiveReader& archive, const UnpackOptions& options) {
+  return walk_archive(archive, options, Hooks{});
+}
+
+Status unpack_archive(const ArchiveReader& archive, const std::filesystem::path& out_dir,
+                      const UnpackOptions& options) {
+  const Manifest& m = archive.manifest();
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  if (ec) return Status::io_error("creating " + out_dir.string() + ": " + ec.message());
+
+  // Files being written: one slot per manifest file, open only while in flight.
+  std::vector<std::optional<AtomicFile>> open(m.files.size());
+  Hooks hooks;
+  hooks.begin_file = [&](std::size_t f) -> Status {
+    // Paths were validated by the manifest parser: relative, no "..".
+    std::filesystem::path target = out_dir / m.files[f].path;
+    std::filesystem::create_directories(target.parent_path(), ec);
+    if (ec) return Status::io_error("creating " + target.parent_path().string() + ": " + ec.message());
+    ASSIGN_OR_RETURN(AtomicFile file, AtomicFile::create(target, 0600));
+    if (::ftruncate(file.fd(), static_cast<off_t>(m.files[f].size)) != 0) {
+      return Status::from_errno(errno, "truncate " + file.temp_path().string());
+    }
+    open[f] = std::move(file);
+    return Status::ok();
+  };
+  hooks.on_chunk = [&](std::size_t f, std::size_t c, std::span<const std::byte> data) {
+    const AtomicFile& file = *open[f];
+    return pwrite_all(file.fd(), data, m.files[f].chunks[c].offset, file.temp_path());
+  };
+  hooks.end_file = [&](std::size_t f) -> Status {
+    AtomicFile& file = *open[f];
+    RETURN_IF_ERROR(file.set_mode(m.files[f].mode));
+    const std::int64_t ns = m.files[f].mtime_ns;
+    struct timespec times[2];
+    times[0].tv_sec = 0;
+    times[0].tv_nsec = UTIME_OMIT;  // access time: leave as now
+    times[1].tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+    times[1].tv_nsec = static_cast<long>(ns % 1'000'000'000);
+    if (times[1].tv_nsec < 0) {
+      times[1].tv_nsec += 1'000'000'000;
+      times[1].tv_sec -= 1;
+    }
+    if (::futimens(file.fd(), times) != 0) return Status::from_errno(errno, "set mtime of " + file.temp_path().string());
+    RETURN_IF_ERROR(file.commit());
+    open[f].reset();
+    return Status::ok();
+  };
+  return walk_archive(archive, options, hooks);
+}
+
+}  // namespace ferry
