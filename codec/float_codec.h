@@ -7,9 +7,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
+#include "codec/rans.h"
 #include "codec/status.h"
 
 namespace ferry {
@@ -27,8 +29,25 @@ class FloatEncoder {
   void encode(std::span<const std::byte> in, int element_width, std::vector<std::byte>& out);
 
  private:
+  // Writes plane `p` (n symbols at `plane`) at out[pos..]; returns the new pos.
+  std::size_t encode_plane(const std::uint8_t* plane, std::size_t n, int p, std::uint8_t* out,
+                           std::size_t pos);
+
   std::vector<std::byte> planes_;
-  std::vector<std::byte> coded_;
+  std::unique_ptr<rans::EncScratch> words_;
+  std::unique_ptr<rans::EncTable> table_;
+};
+
+// Reusable decoder scratch for one thread (plane buffer and decode table),
+// so a hot loop of decodes allocates nothing once warm.
+class FloatDecoder {
+ public:
+  // Same contract as float_decode below.
+  Status decode(std::span<const std::byte> payload, int element_width, std::span<std::byte> out);
+
+ private:
+  std::vector<std::uint8_t> planes_;
+  std::unique_ptr<rans::DecTable> table_;
 };
 
 // Decodes a float payload into `out`, whose size must be the chunk's raw

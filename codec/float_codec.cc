@@ -1,0 +1,319 @@
+// float_codec.cc: see float_codec.h. Splits elements into byte planes,
+// decides per plane (integer cost estimate) whether rANS pays, and lays out
+// the payload of docs/FORMAT.md section 4; the decoder checks every byte of
+// structure before it trusts it.
+#include "codec/float_codec.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <string>
+
+namespace ferry {
+
+namespace {
+
+using rans::kAlphabet;
+using rans::kBlockSymbols;
+using rans::kPresentBytes;
+using rans::kStateBytes;
+
+// Mantissa planes are first judged on every kSampleStride-th symbol (cheap,
+// and nearly always "raw"); only a plane that passes on the sample gets a
+// full histogram. Planes shorter than kSampleMinSymbols skip the sample.
+constexpr std::size_t kSampleStride = 16;
+constexpr std::size_t kSampleMinSymbols = 65536;
+// A plane is coded only when the estimate is below 63/64 of its raw size.
+constexpr std::uint64_t kPaysNum = 63;
+constexpr std::uint64_t kPaysDen = 64;
+constexpr std::size_t kMaxTableBytes = kPresentBytes + 2 * kAlphabet;
+
+constexpr std::uint8_t kModeRaw = 0;
+constexpr std::uint8_t kModeCoded = 1;
+
+bool valid_width(int w) { return w == 1 || w == 2 || w == 4; }
+
+std::size_t block_count(std::size_t n) { return (n + kBlockSymbols - 1) / kBlockSymbols; }
+
+void put_u16(std::uint8_t* p, std::uint32_t v) {
+  auto x = static_cast<std::uint16_t>(v);
+  std::memcpy(p, &x, 2);
+}
+std::uint32_t get_u16(const std::uint8_t* p) {
+  std::uint16_t x;
+  std::memcpy(&x, p, 2);
+  return x;
+}
+
+// Plane p of element i is byte (w - 1 - p) of the element rotated left by
+// one bit (sign to the bottom, exponent in the top byte).
+void split_planes(const std::uint8_t* in, std::size_t n, int w, std::uint8_t* planes) {
+  if (w == 1) {
+    for (std::size_t i = 0; i < n; ++i)
+      planes[i] = static_cast<std::uint8_t>((in[i] << 1) | (in[i] >> 7));
+  } else if (w == 2) {
+    std::uint8_t* p0 = planes;
+    std::uint8_t* p1 = planes + n;
+    for (std::size_t i = 0; i < n; ++i) {
+      std::uint16_t e;
+      std::memcpy(&e, in + 2 * i, 2);
+      auto r = static_cast<std::uint16_t>((e << 1) | (e >> 15));
+      p0[i] = static_cast<std::uint8_t>(r >> 8);
+      p1[i] = static_cast<std::uint8_t>(r);
+    }
+  } else {
+    std::uint8_t* p0 = planes;
+    std::uint8_t* p1 = planes + n;
+    std::uint8_t* p2 = planes + 2 * n;
+    std::uint8_t* p3 = planes + 3 * n;
+    for (std::size_t i = 0; i < n; ++i) {
+      std::uint32_t e;
+      std::memcpy(&e, in + 4 * i, 4);
+      std::uint32_t r = (e << 1) | (e >> 31);
+      p0[i] = static_cast<std::uint8_t>(r >> 24);
+      p1[i] = static_cast<std::uint8_t>(r >> 16);
+      p2[i] = static_cast<std::uint8_t>(r >> 8);
+      p3[i] = static_cast<std::uint8_t>(r);
+    }
+  }
+}
+
+void merge_planes(const std::uint8_t* const* planes, std::size_t n, int w, std::uint8_t* out) {
+  if (w == 1) {
+    const std::uint8_t* p0 = planes[0];
+    for (std::size_t i = 0; i < n; ++i)
+      out[i] = static_cast<std::uint8_t>((p0[i] >> 1) | (p0[i] << 7));
+  } else if (w == 2) {
+    const std::uint8_t* p0 = planes[0];
+    const std::uint8_t* p1 = planes[1];
+    for (std::size_t i = 0; i < n; ++i) {
+      auto r = static_cast<std::uint16_t>((p0[i] << 8) | p1[i]);
+      auto e = static_cast<std::uint16_t>((r >> 1) | (r << 15));
+      std::memcpy(out + 2 * i, &e, 2);
+    }
+  } else {
+    const std::uint8_t* p0 = planes[0];
+    const std::uint8_t* p1 = planes[1];
+    const std::uint8_t* p2 = planes[2];
+    const std::uint8_t* p3 = planes[3];
+    for (std::size_t i = 0; i < n; ++i) {
+      std::uint32_t r = (static_cast<std::uint32_t>(p0[i]) << 24) |
+                        (static_cast<std::uint32_t>(p1[i]) << 16) |
+                        (static_cast<std::uint32_t>(p2[i]) << 8) | p3[i];
+      std::uint32_t e = (r >> 1) | (r << 31);
+      std::memcpy(out + 4 * i, &e, 4);
+    }
+  }
+}
+
+// Counts symbols at indices 0, stride, 2*stride, ... Four sub-tables break
+// the store-to-load dependency when neighbouring symbols repeat (they do:
+// exponents of trained weights cluster on a few values).
+void histogram(const std::uint8_t* p, std::size_t n, std::size_t stride,
+               std::uint32_t counts[kAlphabet]) {
+  std::uint32_t sub[4][kAlphabet] = {};
+  std::size_t i = 0;
+  if (stride == 1) {
+    for (; i + 8 <= n; i += 8) {
+      std::uint64_t v;
+      std::memcpy(&v, p + i, 8);
+      ++sub[0][v & 0xff];
+      ++sub[1][(v >> 8) & 0xff];
+      ++sub[2][(v >> 16) & 0xff];
+      ++sub[3][(v >> 24) & 0xff];
+      ++sub[0][(v >> 32) & 0xff];
+      ++sub[1][(v >> 40) & 0xff];
+      ++sub[2][(v >> 48) & 0xff];
+      ++sub[3][v >> 56];
+    }
+  }
+  for (; i < n; i += stride) ++sub[0][p[i]];
+  for (int s = 0; s < kAlphabet; ++s) counts[s] = sub[0][s] + sub[1][s] + sub[2][s] + sub[3][s];
+}
+
+// Estimated bytes of the coded symbols: ceil(bits_q16 / (8 * 2^16)).
+std::uint64_t estimate_bytes(const std::uint32_t counts[kAlphabet], std::uint32_t freq[kAlphabet]) {
+  rans::normalize_freqs(counts, freq);
+  return (rans::estimate_bits_q16(counts, freq) + (1u << 19) - 1) >> 19;
+}
+
+// FORMAT.md "When a plane is coded". Fills freq when the answer is yes.
+bool plane_pays(const std::uint8_t* plane, std::size_t n, bool mantissa,
+                std::uint32_t freq[kAlphabet]) {
+  if (n == 0) return false;
+  std::uint32_t counts[kAlphabet];
+  if (mantissa && n >= kSampleMinSymbols) {
+    histogram(plane, n, kSampleStride, counts);
+    std::uint64_t sampled = (n + kSampleStride - 1) / kSampleStride;
+    if (estimate_bytes(counts, freq) * kPaysDen >= sampled * kPaysNum) return false;
+  }
+  histogram(plane, n, 1, counts);
+  std::uint64_t k = 0;
+  for (int s = 0; s < kAlphabet; ++s) k += counts[s] != 0;
+  std::uint64_t blocks = block_count(n);
+  std::uint64_t est = estimate_bytes(counts, freq) + kPresentBytes + 2 * k + 2 * blocks +
+                      kStateBytes * blocks;
+  return est * kPaysDen < n * kPaysNum;
+}
+
+}  // namespace
+
+std::size_t float_encode_bound(std::size_t raw_bytes, int element_width) {
+  if (!valid_width(element_width)) return raw_bytes;
+  auto w = static_cast<std::size_t>(element_width);
+  std::size_t n = raw_bytes / w;
+  return w + w * (kMaxTableBytes + 2 * block_count(n)) + raw_bytes;
+}
+
+std::size_t FloatEncoder::encode_plane(const std::uint8_t* plane, std::size_t n, int p,
+                                       std::uint8_t* out, std::size_t pos) {
+  std::uint32_t freq[kAlphabet];
+  if (!plane_pays(plane, n, p != 0, freq)) {
+    out[p] = kModeRaw;
+    std::memcpy(out + pos, plane, n);
+    return pos + n;
+  }
+  out[p] = kModeCoded;
+  if (!words_) words_ = std::make_unique<rans::EncScratch>();
+  if (!table_) table_ = std::make_unique<rans::EncTable>();
+  table_->build(freq);
+  std::uint8_t* present = out + pos;
+  std::memset(present, 0, kPresentBytes);
+  pos += kPresentBytes;
+  for (int s = 0; s < kAlphabet; ++s) {
+    if (freq[s] == 0) continue;
+    present[s >> 3] |= static_cast<std::uint8_t>(1u << (s & 7));
+    put_u16(out + pos, freq[s]);
+    pos += 2;
+  }
+  const std::size_t blocks = block_count(n);
+  std::uint8_t* stored = out + pos;
+  pos += 2 * blocks;
+  for (std::size_t b = 0; b < blocks; ++b) {
+    const std::uint8_t* sym = plane + b * kBlockSymbols;
+    std::size_t m = std::min(kBlockSymbols, n - b * kBlockSymbols);
+    std::size_t size = rans::encode_block(*table_, sym, m, *words_, out + pos);
+    if (size == m) std::memcpy(out + pos, sym, m);
+    put_u16(stored + 2 * b, static_cast<std::uint32_t>(size));
+    pos += size;
+  }
+  return pos;
+}
+
+void FloatEncoder::encode(std::span<const std::byte> in, int element_width,
+                          std::vector<std::byte>& out) {
+  FERRY_CHECK(valid_width(element_width));
+  const auto w = static_cast<std::size_t>(element_width);
+  const std::size_t n = in.size() / w;
+  const std::size_t tail = in.size() % w;
+  if (planes_.size() < n * w) planes_.resize(n * w);
+  auto* src = reinterpret_cast<const std::uint8_t*>(in.data());
+  auto* planes = reinterpret_cast<std::uint8_t*>(planes_.data());
+  split_planes(src, n, element_width, planes);
+
+  out.resize(float_encode_bound(in.size(), element_width));
+  auto* dst = reinterpret_cast<std::uint8_t*>(out.data());
+  std::size_t pos = w;
+  for (std::size_t p = 0; p < w; ++p)
+    pos = encode_plane(planes + p * n, n, static_cast<int>(p), dst, pos);
+  std::memcpy(dst + pos, src + n * w, tail);
+  pos += tail;
+  FERRY_CHECK(pos <= out.size());
+  out.resize(pos);
+}
+
+Status FloatDecoder::decode(std::span<const std::byte> payload, int element_width,
+                            std::span<std::byte> out) {
+  if (!valid_width(element_width))
+    return Status::invalid_argument("float payload: element width " +
+                                    std::to_string(element_width) + " is not 1, 2 or 4");
+  const auto w = static_cast<std::size_t>(element_width);
+  const std::size_t n = out.size() / w;
+  const std::size_t tail = out.size() % w;
+  const auto* in = reinterpret_cast<const std::uint8_t*>(payload.data());
+  const std::size_t size = payload.size();
+  auto corrupt = [](std::string what) { return Status::corruption("float payload: " + what); };
+
+  if (size < w) return corrupt("truncated mode bytes");
+  std::size_t pos = w;
+  const std::uint8_t* plane_at[4] = {};
+  for (std::size_t p = 0; p < w; ++p) {
+    const std::string where = "plane " + std::to_string(p);
+    const std::uint8_t mode = in[p];
+    if (mode == kModeRaw) {
+      if (size - pos < n) return corrupt(where + ": raw plane truncated");
+      plane_at[p] = in + pos;
+      pos += n;
+      continue;
+    }
+    if (mode != kModeCoded) return corrupt(where + ": unknown mode " + std::to_string(mode));
+    if (n == 0) return corrupt(where + ": coded plane with no symbols");
+
+    // Table: bitmap, then one u16 per present symbol, summing to exactly 4096.
+    if (size - pos < kPresentBytes) return corrupt(where + ": truncated symbol bitmap");
+    const std::uint8_t* present = in + pos;
+    pos += kPresentBytes;
+    std::uint32_t freq[kAlphabet] = {};
+    std::uint32_t sum = 0;
+    for (int s = 0; s < kAlphabet; ++s) {
+      if (!(present[s >> 3] & (1u << (s & 7)))) continue;
+      if (size - pos < 2) return corrupt(where + ": truncated frequency table");
+      freq[s] = get_u16(in + pos);
+      pos += 2;
+      if (freq[s] == 0) return corrupt(where + ": zero frequency for symbol " + std::to_string(s));
+      sum += freq[s];
+    }
+    if (sum != rans::kProbScale)
+      return corrupt(where + ": frequencies sum to " + std::to_string(sum) + ", not 4096");
+
+    const std::size_t blocks = block_count(n);
+    if ((size - pos) / 2 < blocks) return corrupt(where + ": truncated block sizes");
+    const std::uint8_t* stored = in + pos;
+    pos += 2 * blocks;
+    // Check every block size against the remaining payload before decoding.
+    std::size_t need = 0;
+    for (std::size_t b = 0; b < blocks; ++b) {
+      std::size_t m = std::min(kBlockSymbols, n - b * kBlockSymbols);
+      std::size_t st = get_u16(stored + 2 * b);
+      if (st != m && (st > m || st % 2 != 0 || st < kStateBytes))
+        return corrupt(where + " block " + std::to_string(b) + ": stored size " +
+                       std::to_string(st) + " invalid for " + std::to_string(m) + " symbols");
+      need += st;
+    }
+    if (size - pos < need) return corrupt(where + ": blocks truncated");
+
+    if (planes_.size() < n * w) planes_.resize(n * w);
+    if (!table_) table_ = std::make_unique<rans::DecTable>();
+    table_->build(freq);
+    std::uint8_t* dst = planes_.data() + p * n;
+    for (std::size_t b = 0; b < blocks; ++b) {
+      std::size_t m = std::min(kBlockSymbols, n - b * kBlockSymbols);
+      std::size_t st = get_u16(stored + 2 * b);
+      std::uint8_t* o = dst + b * kBlockSymbols;
+      if (st == m) {
+        std::memcpy(o, in + pos, m);
+      } else {
+        Status s = rans::decode_block(*table_, in + pos, st, o, m);
+        if (!s.is_ok())
+          return corrupt(where + " block " + std::to_string(b) + ": " + s.message());
+      }
+      pos += st;
+    }
+    plane_at[p] = dst;
+  }
+  if (size - pos != tail)
+    return corrupt(std::to_string(size - pos) + " bytes after the planes, expected " +
+                   std::to_string(tail) + " tail bytes");
+  auto* o = reinterpret_cast<std::uint8_t*>(out.data());
+  merge_planes(plane_at, n, element_width, o);
+  std::memcpy(o + n * w, in + pos, tail);
+  return Status::ok();
+}
+
+Status float_decode(std::span<const std::byte> payload, int element_width,
+                    std::span<std::byte> out) {
+  FloatDecoder decoder;
+  return decoder.decode(payload, element_width, out);
+}
+
+}  // namespace ferry

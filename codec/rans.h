@@ -1,0 +1,104 @@
+// rans.h: the block-level rANS coder under the float codec (docs/FORMAT.md
+// section 4): integer frequency normalisation, the Q16 cost table that decides
+// whether a plane is worth coding, and encode/decode of one block of at most
+// 16384 byte symbols with 32 interleaved 32-bit states and 16-bit words.
+// Everything is integer-only and independent of thread count, so a GPU
+// encoder can produce the same bytes.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+#include "codec/limits.h"
+#include "codec/status.h"
+
+namespace ferry::rans {
+
+inline constexpr int kAlphabet = 256;
+inline constexpr int kLanes = kRansLanes;
+inline constexpr std::uint32_t kProbBits = kRansProbBits;
+inline constexpr std::uint32_t kProbScale = kRansProbScale;  // M
+inline constexpr std::uint32_t kStateLow = kRansStateLow;    // L
+inline constexpr std::size_t kBlockSymbols = kRansBlockSymbols;
+// A coded block starts with the 32 final encoder states.
+inline constexpr std::size_t kStateBytes = kLanes * sizeof(std::uint32_t);
+// The symbol-presence bitmap in front of a coded plane's table.
+inline constexpr std::size_t kPresentBytes = kAlphabet / 8;
+
+// cost_q16(f) = -log2(f / 4096) in Q16 fixed point (truncated), f in 1..4096:
+// the bits a symbol of frequency f costs. Computed at compile time by integer
+// bit-by-bit log2, so every platform gets the same table.
+std::uint32_t cost_q16(std::uint32_t freq);
+
+// Normalises counts of the 256 symbols to frequencies that sum to exactly
+// 4096, each present symbol >= 1, absent ones 0 (FORMAT.md's rule).
+// REQUIRES: at least one count is non-zero.
+void normalize_freqs(const std::uint32_t counts[kAlphabet], std::uint32_t freq[kAlphabet]);
+
+// Sum over symbols of count[s] * cost_q16(freq[s]): the estimated size of
+// the coded symbols in Q16 bits.
+std::uint64_t estimate_bits_q16(const std::uint32_t counts[kAlphabet],
+                                const std::uint32_t freq[kAlphabet]);
+
+// Per-symbol encoder constants. Division by freq is a multiply by a 64-bit
+// reciprocal ceil(2^64 / freq): with x < 2^32 the rounding error x*e/2^64
+// (e < freq <= 2^12) stays below 2^-20, so the quotient is exact for every
+// state. freq == 1 uses rcp = 2^64 - 1 (quotient x - 1) and folds the
+// difference into bias.
+struct EncSymbol {
+  std::uint64_t rcp;
+  std::uint32_t bias;      // cum, or cum + M - 1 when freq == 1
+  std::uint32_t cmpl;      // M - freq
+  std::uint32_t renorm_above;  // emit a word while x > this ((freq << 20) - 1)
+  std::uint32_t freq;
+};
+
+class EncTable {
+ public:
+  // REQUIRES: freq sums to 4096.
+  void build(const std::uint32_t freq[kAlphabet]);
+  const EncSymbol& operator[](std::uint8_t s) const { return sym_[s]; }
+
+  // One encoder step on a state, exactly as FORMAT.md specifies (used by
+  // tests to check the reciprocal against true division).
+  static std::uint32_t quotient(std::uint32_t x, const EncSymbol& e) {
+    return static_cast<std::uint32_t>((static_cast<unsigned __int128>(x) * e.rcp) >> 64);
+  }
+
+ private:
+  std::array<EncSymbol, kAlphabet> sym_{};
+};
+
+// Decoder table: one packed u32 per slot (x mod 4096):
+// bits 0-7 symbol, 8-19 freq - 1, 20-31 slot - cum[symbol].
+class DecTable {
+ public:
+  // REQUIRES: freq sums to 4096 (the caller has validated a hostile table).
+  void build(const std::uint32_t freq[kAlphabet]);
+  const std::uint32_t* data() const { return slot_.data(); }
+
+ private:
+  alignas(64) std::array<std::uint32_t, kProbScale> slot_{};
+};
+
+// Reusable word buffer for encode_block; sized for the largest block.
+struct EncScratch {
+  std::array<std::uint16_t, kBlockSymbols + 1> words;
+};
+
+// Encodes m (1..16384) symbols. When the coded form (128 state bytes plus
+// the words) is strictly smaller than m, writes it to out and returns its
+// size; otherwise returns m and writes nothing (the block is stored raw).
+// REQUIRES: out has room for m bytes; every symbol has freq >= 1.
+std::size_t encode_block(const EncTable& table, const std::uint8_t* symbols, std::size_t m,
+                         EncScratch& scratch, std::uint8_t* out);
+
+// Decodes a coded block of `stored` bytes into m symbols. Checks the state
+// range, that no word is read past the block, that every word is consumed
+// and that every lane ends at L. The message names what failed; the caller
+// adds plane and block.
+Status decode_block(const DecTable& table, const std::uint8_t* in, std::size_t stored,
+                    std::uint8_t* out, std::size_t m);
+
+}  // namespace ferry::rans
