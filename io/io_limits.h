@@ -1,0 +1,29 @@
+// io_limits.h: every limit and default of the io/ layer, in one place.
+#pragma once
+
+#include <cstddef>
+
+namespace ferry::io {
+
+// O_DIRECT needs offset, length and buffer address aligned to the device's
+// logical block; 4 KiB covers every device ferry meets (512 B and 4 KiB).
+inline constexpr std::size_t kDirectAlignBytes = 4096;
+
+inline constexpr unsigned kDefaultQueueDepth = 64;
+inline constexpr unsigned kMaxQueueDepth = 4096;
+
+// The fallback's worker threads: enough to keep a few files and sockets busy
+// without taking the host's few free cores from training.
+inline constexpr unsigned kDefaultFallbackThreads = 4;
+inline constexpr unsigned kMaxFallbackThreads = 64;
+
+// Slots in io_uring's registered file table.
+inline constexpr unsigned kRegisteredFileSlots = 256;
+
+// The fallback's socket waiter wakes at least this often to notice
+// cancellations and deadlines it was not woken for.
+inline constexpr int kFallbackPollSliceMs = 100;
+
+inline constexpr int kListenBacklog = 128;
+
+}  // namespace ferry::io
