@@ -150,7 +150,7 @@ Status ChunkDecoder::decode(std::span<const std::byte> frame, std::span<std::byt
     case Codec::kPlanes8:
     case Codec::kPlanes16:
     case Codec::kPlanes32: {
-      Status st = float_decode(payload, codec_element_width(h.codec), out);
+      Status st = float_.decode(payload, codec_element_width(h.codec), out);
       if (!st.is_ok()) {
         return chunk_error(h.chunk_id, std::string(codec_name(h.codec)) + " payload: " + st.message());
       }

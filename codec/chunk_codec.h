@@ -85,6 +85,7 @@ class ChunkDecoder {
 
  private:
   ZstdDecompressor zstd_;
+  FloatDecoder float_;
 };
 
 }  // namespace ferry
