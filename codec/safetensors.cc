@@ -1,8 +1,7 @@
 // safetensors.cc: the safetensors header reader. nlohmann::json parses the
-// JSON (its lexer rejects ill-formed UTF-8); the parser callback rejects
-// duplicate keys, which nlohmann would otherwise silently collapse, and
-// bounds nesting. Exceptions from the JSON library are caught here, at the
-// only place they can arise, and turned into a Status.
+// JSON twice, both passes linear and without exceptions: a streaming check
+// (syntax, UTF-8, duplicate keys, depth), then the document itself, read
+// only after every value's type has been checked.
 #include "codec/safetensors.h"
 
 #include <fcntl.h>
@@ -24,9 +23,9 @@ namespace {
 using Json = nlohmann::json;
 
 // The deepest legal value is a shape array inside a tensor entry inside the
-// top-level object (depth 2 in nlohmann's counting); anything deeper is not
-// a safetensors header, and is discarded before it can cost memory.
-constexpr int kMaxJsonDepth = 2;
+// top-level object: three open containers. Anything deeper is not a
+// safetensors header and is refused before it can cost memory.
+constexpr int kMaxJsonDepth = 3;
 constexpr std::string_view kMetadataKey = "__metadata__";
 // Tensor names in messages are cut to this many bytes.
 constexpr std::size_t kMaxNameInMessage = 200;
@@ -63,42 +62,67 @@ bool as_u64(const Json& j, std::uint64_t& out) {
   return false;
 }
 
-// Parses the header text, rejecting duplicate keys and deep nesting.
-Result<Json> parse_json(std::string_view text) {
-  std::vector<std::set<std::string>> keys;  // one set per open object
-  std::string problem;
-  auto callback = [&](int depth, Json::parse_event_t event, Json& value) -> bool {
-    switch (event) {
-      case Json::parse_event_t::object_start:
-      case Json::parse_event_t::array_start:
-        if (depth > kMaxJsonDepth) {
-          // Discarded: nlohmann reports no object_end for it, so push no key set.
-          if (problem.empty()) problem = "JSON nested deeper than a safetensors header can be";
-          return false;
-        }
-        if (event == Json::parse_event_t::object_start) keys.emplace_back();
-        return true;
-      case Json::parse_event_t::key:
-        if (!keys.empty() && !keys.back().insert(value.get<std::string>()).second &&
-            problem.empty()) {
-          problem = "duplicate key " + quote_name(value.get<std::string>());
-        }
-        return true;
-      case Json::parse_event_t::object_end:
-        if (!keys.empty()) keys.pop_back();
-        return true;
-      default:
-        return true;
-    }
-  };
-  Json doc;
-  try {
-    doc = Json::parse(text.begin(), text.end(), callback, /*allow_exceptions=*/true,
-                      /*ignore_comments=*/false);
-  } catch (const Json::exception& e) {
-    return Status::corruption(std::string("header is not valid JSON: ") + e.what());
+// A first, streaming pass over the header: syntax (nlohmann's lexer also
+// rejects ill-formed UTF-8), duplicate keys, which a DOM parse would silently
+// collapse, and nesting depth. nlohmann's callback parser would do the same
+// in one pass but rescans each parent object, quadratic in the tensor count.
+class HeaderChecker final : public nlohmann::json_sax<Json> {
+ public:
+  const std::string& problem() const { return problem_; }
+
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override {
+    keys_.emplace_back();
+    return enter();
   }
-  if (!problem.empty()) return Status::corruption("header: " + problem);
+  bool key(string_t& k) override {
+    if (!keys_.back().insert(k).second) return fail("duplicate key " + quote_name(k));
+    return true;
+  }
+  bool end_object() override {
+    keys_.pop_back();
+    --depth_;
+    return true;
+  }
+  bool start_array(std::size_t) override { return enter(); }
+  bool end_array() override {
+    --depth_;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    problem_ = std::string("header is not valid JSON: ") + e.what();
+    return false;
+  }
+
+ private:
+  bool enter() {
+    if (++depth_ > kMaxJsonDepth) return fail("JSON nested deeper than a safetensors header can be");
+    return true;
+  }
+  bool fail(std::string why) {
+    problem_ = "header: " + std::move(why);
+    return false;
+  }
+
+  int depth_ = 0;
+  std::vector<std::set<std::string>> keys_;  // one set per open object
+  std::string problem_;
+};
+
+Result<Json> parse_json(std::string_view text) {
+  HeaderChecker checker;
+  if (!Json::sax_parse(text.begin(), text.end(), &checker) || !checker.problem().empty()) {
+    return Status::corruption(checker.problem().empty() ? "header is not valid JSON"
+                                                        : checker.problem());
+  }
+  Json doc = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return Status::corruption("header is not valid JSON");
   if (!doc.is_object()) return Status::corruption("header is not a JSON object");
   return doc;
 }
