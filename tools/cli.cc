@@ -1,0 +1,91 @@
+// cli.cc: see cli.h.
+#include "tools/cli.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+
+DEFINE_string(o, "", "output: the archive for pack, the directory for unpack");
+DEFINE_int32(threads, 0, "worker threads for coding and hashing (0: one per CPU)");
+DEFINE_bool(progress, true, "show a progress line on stderr when work takes more than a second");
+
+namespace ferry::cli {
+namespace {
+
+inline constexpr double kProgressDelaySeconds = 1.0;
+inline constexpr double kTtyRefreshSeconds = 0.25;
+inline constexpr double kLogRefreshSeconds = 5.0;
+
+std::vector<Command>& registry() {
+  static std::vector<Command> r;
+  return r;
+}
+
+}  // namespace
+
+Registrar::Registrar(Command c) { registry().push_back(std::move(c)); }
+const std::vector<Command>& commands() { return registry(); }
+
+int usage_error(std::string_view message) {
+  std::fprintf(stderr, "ferry: %.*s\n", static_cast<int>(message.size()), message.data());
+  return kExitUsage;
+}
+
+int fail(const Status& status) {
+  std::fprintf(stderr, "ferry: %s\n", status.to_string().c_str());
+  switch (status.code()) {
+    case Code::kInvalidArgument:
+    case Code::kNotFound: return kExitUsage;
+    default: return kExitDataError;
+  }
+}
+
+std::string format_bytes(std::uint64_t bytes) {
+  static const char* kUnits[] = {"B", "kB", "MB", "GB", "TB", "PB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1000 && u < 5) {
+    v /= 1000;
+    ++u;
+  }
+  char buf[32];
+  if (u == 0) {
+    std::snprintf(buf, sizeof(buf), "%llu B", static_cast<unsigned long long>(bytes));
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.1f %s", v, kUnits[u]);
+  }
+  return buf;
+}
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+ProgressLine::ProgressLine(std::string verb)
+    : verb_(std::move(verb)), start_(now_seconds()), tty_(::isatty(STDERR_FILENO) == 1) {}
+
+ProgressLine::~ProgressLine() { finish(); }
+
+void ProgressLine::update(std::uint64_t done, std::uint64_t total, std::uint64_t stored) {
+  if (!FLAGS_progress) return;
+  double now = now_seconds();
+  double elapsed = now - start_;
+  if (elapsed < kProgressDelaySeconds) return;
+  if (printed_ && now - last_ < (tty_ ? kTtyRefreshSeconds : kLogRefreshSeconds)) return;
+  last_ = now;
+  printed_ = true;
+  double gbps = static_cast<double>(done) / elapsed / 1e9;
+  double ratio = stored ? static_cast<double>(done) / static_cast<double>(stored) : 0.0;
+  std::fprintf(stderr, "%s%s: %s / %s  %.2f GB/s  ratio %.3f%s", tty_ ? "\r" : "", verb_.c_str(),
+               format_bytes(done).c_str(), format_bytes(total).c_str(), gbps, ratio,
+               tty_ ? "\033[K" : "\n");
+  std::fflush(stderr);
+}
+
+void ProgressLine::finish() {
+  if (printed_ && tty_) std::fputc('\n', stderr);
+  printed_ = false;
+}
+
+}  // namespace ferry::cli

@@ -1,0 +1,71 @@
+// cli.h: what the `ferry` subcommands share: the subcommand registry, flags
+// used by several subcommands, the exit-code policy, human-readable sizes and
+// the progress line printed on stderr while long work runs.
+#pragma once
+
+#include <gflags/gflags.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "codec/status.h"
+
+DECLARE_string(o);
+DECLARE_int32(threads);
+DECLARE_bool(progress);
+
+namespace ferry::cli {
+
+// Exit codes: 0 success, 1 a data or system problem (corruption, I/O),
+// 2 a usage error (bad flags or arguments, missing input).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitDataError = 1;
+inline constexpr int kExitUsage = 2;
+
+// A subcommand gets its positional arguments (flags already parsed).
+using CommandMain = std::function<int(const std::vector<std::string>& args)>;
+
+struct Command {
+  const char* name;
+  const char* usage;  // "pack FILE|DIR -o OUT.ferry [--chunk_size=N] ..."
+  const char* summary;
+  CommandMain run;
+};
+
+struct Registrar {
+  explicit Registrar(Command c);
+};
+const std::vector<Command>& commands();
+
+// Prints "ferry: <message>" on stderr and returns kExitUsage.
+int usage_error(std::string_view message);
+// Prints "ferry: <status>" on stderr and returns the exit code for it.
+int fail(const Status& status);
+
+// "37.4 MB" (decimal units, as disks and links are sold).
+std::string format_bytes(std::uint64_t bytes);
+// Monotonic seconds.
+double now_seconds();
+
+// Throttled progress on stderr: nothing during the first second, then one
+// line refreshed in place (a terminal) or a line every few seconds (a log).
+class ProgressLine {
+ public:
+  explicit ProgressLine(std::string verb);
+  ~ProgressLine();  // ends the line if one was printed
+  // done/total logical bytes; stored: frame bytes so far (ratio done/stored).
+  void update(std::uint64_t done, std::uint64_t total, std::uint64_t stored);
+  void finish();
+
+ private:
+  std::string verb_;
+  double start_;
+  double last_ = 0;
+  bool printed_ = false;
+  bool tty_;
+};
+
+}  // namespace ferry::cli
