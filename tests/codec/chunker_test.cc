@@ -114,6 +114,36 @@ void expect_valid_plan(const std::vector<ChunkPlan>& plan, std::uint64_t file_si
   }
 }
 
+// The worked example of docs/FORMAT.md section 1, byte for byte: a change
+// here is a format change.
+TEST(Chunker, GoldenPlan) {
+  SafetensorsLayout l;
+  l.header_bytes = 192;
+  l.data_offset = 200;
+  l.file_bytes = 70000;
+  auto add = [&](const char* name, const char* dtype, std::uint64_t begin, std::uint64_t end) {
+    TensorInfo t;
+    t.name = name;
+    t.dtype_name = dtype;
+    t.dtype = safetensors_dtype(dtype)->dtype;
+    t.element_bytes = safetensors_dtype(dtype)->element_bytes;
+    t.begin = begin;
+    t.end = end;
+    l.tensors.push_back(t);
+  };
+  add("t0", "F32", 200, 1200);
+  add("t1", "F32", 1200, 7200);
+  add("t2", "BF16", 7200, 27680);
+  add("t3", "I64", 27680, 27744);
+  add("t4", "BF16", 27744, 70000);
+  const std::vector<ChunkPlan> expected = {
+      {0, 4096, DType::kF32, false},       {4096, 16384, DType::kBF16, false},
+      {20480, 4096, DType::kBF16, false},  {24576, 16384, DType::kBF16, false},
+      {40960, 16384, DType::kBF16, false}, {57344, 12656, DType::kBF16, false},
+  };
+  EXPECT_EQ(plan_chunks(l.file_bytes, &l, 16 * kKiB), expected);
+}
+
 TEST(Chunker, ChecksChunkSize) {
   for (std::size_t c : all_chunk_sizes()) EXPECT_TRUE(check_chunk_bytes(c).is_ok()) << c;
   for (std::size_t c : {std::size_t{0}, std::size_t{1}, std::size_t{2048}, std::size_t{4095},
