@@ -9,6 +9,11 @@
 #include <cstring>
 #include <string>
 
+#if defined(__SSSE3__)
+#include <immintrin.h>
+#define FERRY_FLOAT_SSE 1
+#endif
+
 namespace ferry {
 
 namespace {
@@ -54,7 +59,21 @@ void split_planes(const std::uint8_t* in, std::size_t n, int w, std::uint8_t* pl
   } else if (w == 2) {
     std::uint8_t* p0 = planes;
     std::uint8_t* p1 = planes + n;
-    for (std::size_t i = 0; i < n; ++i) {
+    std::size_t i = 0;
+#if FERRY_FLOAT_SSE
+    const __m128i low = _mm_set1_epi16(0xff);
+    for (; i + 16 <= n; i += 16) {
+      __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + 2 * i));
+      __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + 2 * i + 16));
+      a = _mm_or_si128(_mm_slli_epi16(a, 1), _mm_srli_epi16(a, 15));
+      b = _mm_or_si128(_mm_slli_epi16(b, 1), _mm_srli_epi16(b, 15));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p0 + i),
+                       _mm_packus_epi16(_mm_srli_epi16(a, 8), _mm_srli_epi16(b, 8)));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p1 + i),
+                       _mm_packus_epi16(_mm_and_si128(a, low), _mm_and_si128(b, low)));
+    }
+#endif
+    for (; i < n; ++i) {
       std::uint16_t e;
       std::memcpy(&e, in + 2 * i, 2);
       auto r = static_cast<std::uint16_t>((e << 1) | (e >> 15));
@@ -66,7 +85,27 @@ void split_planes(const std::uint8_t* in, std::size_t n, int w, std::uint8_t* pl
     std::uint8_t* p1 = planes + n;
     std::uint8_t* p2 = planes + 2 * n;
     std::uint8_t* p3 = planes + 3 * n;
-    for (std::size_t i = 0; i < n; ++i) {
+    std::size_t i = 0;
+#if FERRY_FLOAT_SSE
+    // Per 16-byte vector gather byte 3, 2, 1, 0 of its four elements into
+    // dwords 0..3, then transpose the 4x4 dwords of four vectors.
+    const __m128i gather = _mm_setr_epi8(3, 7, 11, 15, 2, 6, 10, 14, 1, 5, 9, 13, 0, 4, 8, 12);
+    for (; i + 16 <= n; i += 16) {
+      __m128i v[4];
+      for (int k = 0; k < 4; ++k) {
+        __m128i e = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + 4 * i + 16 * k));
+        e = _mm_or_si128(_mm_slli_epi32(e, 1), _mm_srli_epi32(e, 31));
+        v[k] = _mm_shuffle_epi8(e, gather);
+      }
+      __m128i t0 = _mm_unpacklo_epi32(v[0], v[1]), t1 = _mm_unpacklo_epi32(v[2], v[3]);
+      __m128i t2 = _mm_unpackhi_epi32(v[0], v[1]), t3 = _mm_unpackhi_epi32(v[2], v[3]);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p0 + i), _mm_unpacklo_epi64(t0, t1));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p1 + i), _mm_unpackhi_epi64(t0, t1));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p2 + i), _mm_unpacklo_epi64(t2, t3));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p3 + i), _mm_unpackhi_epi64(t2, t3));
+    }
+#endif
+    for (; i < n; ++i) {
       std::uint32_t e;
       std::memcpy(&e, in + 4 * i, 4);
       std::uint32_t r = (e << 1) | (e >> 31);
@@ -86,7 +125,19 @@ void merge_planes(const std::uint8_t* const* planes, std::size_t n, int w, std::
   } else if (w == 2) {
     const std::uint8_t* p0 = planes[0];
     const std::uint8_t* p1 = planes[1];
-    for (std::size_t i = 0; i < n; ++i) {
+    std::size_t i = 0;
+#if FERRY_FLOAT_SSE
+    for (; i + 16 <= n; i += 16) {
+      __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p0 + i));
+      __m128i l = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p1 + i));
+      __m128i a = _mm_unpacklo_epi8(l, h), b = _mm_unpackhi_epi8(l, h);
+      a = _mm_or_si128(_mm_srli_epi16(a, 1), _mm_slli_epi16(a, 15));
+      b = _mm_or_si128(_mm_srli_epi16(b, 1), _mm_slli_epi16(b, 15));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i), a);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i + 16), b);
+    }
+#endif
+    for (; i < n; ++i) {
       auto r = static_cast<std::uint16_t>((p0[i] << 8) | p1[i]);
       auto e = static_cast<std::uint16_t>((r >> 1) | (r << 15));
       std::memcpy(out + 2 * i, &e, 2);
@@ -96,7 +147,28 @@ void merge_planes(const std::uint8_t* const* planes, std::size_t n, int w, std::
     const std::uint8_t* p1 = planes[1];
     const std::uint8_t* p2 = planes[2];
     const std::uint8_t* p3 = planes[3];
-    for (std::size_t i = 0; i < n; ++i) {
+    std::size_t i = 0;
+#if FERRY_FLOAT_SSE
+    // The split's transpose is its own inverse; then put each element's
+    // bytes back in order (byte 0 from plane 3 ... byte 3 from plane 0).
+    const __m128i scatter = _mm_setr_epi8(12, 8, 4, 0, 13, 9, 5, 1, 14, 10, 6, 2, 15, 11, 7, 3);
+    for (; i + 16 <= n; i += 16) {
+      __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p0 + i));
+      __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p1 + i));
+      __m128i q2 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p2 + i));
+      __m128i q3 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p3 + i));
+      __m128i t0 = _mm_unpacklo_epi32(q0, q1), t1 = _mm_unpacklo_epi32(q2, q3);
+      __m128i t2 = _mm_unpackhi_epi32(q0, q1), t3 = _mm_unpackhi_epi32(q2, q3);
+      __m128i v[4] = {_mm_unpacklo_epi64(t0, t1), _mm_unpackhi_epi64(t0, t1),
+                      _mm_unpacklo_epi64(t2, t3), _mm_unpackhi_epi64(t2, t3)};
+      for (int k = 0; k < 4; ++k) {
+        __m128i r = _mm_shuffle_epi8(v[k], scatter);
+        r = _mm_or_si128(_mm_srli_epi32(r, 1), _mm_slli_epi32(r, 31));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 4 * i + 16 * k), r);
+      }
+    }
+#endif
+    for (; i < n; ++i) {
       std::uint32_t r = (static_cast<std::uint32_t>(p0[i]) << 24) |
                         (static_cast<std::uint32_t>(p1[i]) << 16) |
                         (static_cast<std::uint32_t>(p2[i]) << 8) | p3[i];

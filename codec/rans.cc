@@ -7,6 +7,11 @@
 #include <cstring>
 #include <string>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define FERRY_RANS_AVX2 1
+#endif
+
 namespace ferry::rans {
 
 static_assert(std::endian::native == std::endian::little,
@@ -52,6 +57,68 @@ inline std::uint16_t load_u16(const std::uint8_t* p) {
   std::memcpy(&v, p, 2);
   return v;
 }
+
+#if FERRY_RANS_AVX2
+// For a mask of the 8 lanes that need a word, lane i takes word
+// popcount(mask & ((1 << i) - 1)) of the 8 words loaded at the read position:
+// words are consumed in lane order, exactly as the scalar decoder does.
+constexpr std::array<std::array<std::uint32_t, 8>, 256> make_word_perm() {
+  std::array<std::array<std::uint32_t, 8>, 256> t{};
+  for (std::uint32_t mask = 0; mask < 256; ++mask) {
+    std::uint32_t k = 0;
+    for (int i = 0; i < 8; ++i) t[mask][i] = (mask >> i) & 1 ? k++ : 0;
+  }
+  return t;
+}
+alignas(32) constexpr auto kWordPerm = make_word_perm();
+
+bool cpu_has_avx2() {
+  static const bool has = __builtin_cpu_supports("avx2");
+  return has;
+}
+
+// Decodes whole 32-symbol groups while at least 32 words remain (so the
+// 8-word loads stay inside the block), 8 lanes per vector. Returns the
+// number of groups done; x and pos are updated for the scalar tail.
+__attribute__((target("avx2"))) std::size_t decode_groups_avx2(
+    const std::uint32_t* table, std::uint32_t* x, const std::uint8_t* words, std::size_t nwords,
+    std::size_t& pos, std::uint8_t* out, std::size_t groups) {
+  const __m256i m4095 = _mm256_set1_epi32(kProbScale - 1);
+  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i zero = _mm256_setzero_si256();
+  // Low byte of each dword to bytes 0-3 of its 128-bit half, then both
+  // halves' 4 bytes to the low 8 bytes.
+  const __m256i low_bytes = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                             -1, -1, 0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1,
+                                             -1, -1, -1, -1);
+  const __m256i join = _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0);
+  __m256i X[4];
+  for (int v = 0; v < 4; ++v) X[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 8 * v));
+  std::size_t gi = 0;
+  for (; gi < groups && nwords - pos >= static_cast<std::size_t>(kLanes); ++gi) {
+    for (int v = 0; v < 4; ++v) {
+      __m256i slot = _mm256_and_si256(X[v], m4095);
+      __m256i e = _mm256_i32gather_epi32(reinterpret_cast<const int*>(table), slot, 4);
+      __m256i f = _mm256_add_epi32(_mm256_and_si256(_mm256_srli_epi32(e, 8), m4095), one);
+      __m256i xn = _mm256_add_epi32(_mm256_mullo_epi32(f, _mm256_srli_epi32(X[v], kProbBits)),
+                                    _mm256_srli_epi32(e, 20));
+      __m256i need = _mm256_cmpeq_epi32(_mm256_srli_epi32(xn, 16), zero);
+      unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(need)));
+      __m256i w = _mm256_cvtepu16_epi32(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(words + 2 * pos)));
+      w = _mm256_permutevar8x32_epi32(
+          w, _mm256_load_si256(reinterpret_cast<const __m256i*>(kWordPerm[mask].data())));
+      X[v] = _mm256_blendv_epi8(xn, _mm256_or_si256(_mm256_slli_epi32(xn, 16), w), need);
+      pos += static_cast<std::size_t>(std::popcount(mask));
+      __m256i b = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(e, low_bytes), join);
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(out + gi * kLanes + 8 * v),
+                       _mm256_castsi256_si128(b));
+    }
+  }
+  for (int v = 0; v < 4; ++v) _mm256_storeu_si256(reinterpret_cast<__m256i*>(x + 8 * v), X[v]);
+  return gi;
+}
+#endif
 
 }  // namespace
 
@@ -195,6 +262,9 @@ Status decode_block(const DecTable& table, const std::uint8_t* in, std::size_t s
 
   const std::size_t full = m / kLanes;
   std::size_t gi = 0;
+#if FERRY_RANS_AVX2
+  if (cpu_has_avx2()) gi = decode_groups_avx2(t, x, words, nwords, pos, out, full);
+#endif
   // Fast groups: with at least 32 words left no lane can run out, so the
   // word is read unconditionally and kept only when needed.
   for (; gi < full && nwords - pos >= kLanes; ++gi) {
