@@ -78,6 +78,10 @@ Status ThreadEngine::submit(const Op& op) {
     wake_poller();
     return Status::ok();
   }
+  if (StreamOrder::applies(op.kind) && !order_.admit(op.fd, op.kind, index)) {
+    s.state = State::kQueued;
+    return Status::ok();
+  }
   s.state = State::kRunnable;
   runnable_.push_back(index);
   lock.unlock();
@@ -102,6 +106,13 @@ void ThreadEngine::finish_locked(unsigned index, Status status, int fd) {
   --busy_;
   free_.push_back(index);
   done_cv_.notify_all();
+  if (StreamOrder::applies(s.op.kind)) {
+    if (auto next = order_.release(s.op.fd, s.op.kind, index)) {
+      slots_[*next].state = State::kRunnable;
+      runnable_.push_back(*next);
+      work_cv_.notify_one();
+    }
+  }
 }
 
 void ThreadEngine::park_locked(unsigned index, short events) {
@@ -348,6 +359,8 @@ Status ThreadEngine::cancel(std::uint64_t tag) {
       s.cancelled.store(true);
       if (s.state == State::kRunnable) {
         runnable_.erase(std::find(runnable_.begin(), runnable_.end(), i));
+        finish_locked(i, detail::op_cancelled(s.op));
+      } else if (s.state == State::kQueued) {
         finish_locked(i, detail::op_cancelled(s.op));
       }
       // Parked ones the poller finishes; running ones finish on their own.

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "io/engine.h"
+#include "io/stream_order.h"
 #include "io/unique_fd.h"
 
 namespace ferry::io {
@@ -43,7 +44,7 @@ class ThreadEngine final : public Engine {
 
  private:
   using Clock = std::chrono::steady_clock;
-  enum class State { kFree, kRunnable, kRunning, kParked };
+  enum class State { kFree, kQueued, kRunnable, kRunning, kParked };
   struct Slot {
     Op op;
     std::size_t done = 0;
@@ -82,6 +83,7 @@ class ThreadEngine final : public Engine {
   std::condition_variable done_cv_;
   std::vector<unsigned> free_;
   unsigned busy_ = 0;
+  StreamOrder order_;  // kQueued: behind an earlier send/recv on its socket
   std::deque<unsigned> runnable_;
   std::vector<unsigned> parked_;
   std::deque<Completion> ready_;

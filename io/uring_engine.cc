@@ -127,8 +127,13 @@ Status UringEngine::submit(const Op& op) {
   s.cancelled = false;
   s.generation = (s.generation + 1) & kGenerationMask;
   ++busy_;
+  s.started = false;
+  if (StreamOrder::applies(op.kind) && !order_.admit(op.fd, op.kind, index)) {
+    return Status::ok();  // starts when the earlier one on this socket finishes
+  }
   Status st = start(index);
   if (!st.is_ok()) {
+    if (StreamOrder::applies(op.kind)) (void)order_.release(op.fd, op.kind, index);
     s.busy = false;
     --busy_;
     free_.push_back(index);
@@ -138,6 +143,7 @@ Status UringEngine::submit(const Op& op) {
 
 Status UringEngine::start(unsigned index) {
   Slot& s = slots_[index];
+  s.started = true;
   const Op& op = s.op;
   bool link = op.timeout_ms > 0 && is_socket_op(op.kind);
   // Two SQEs must be adjacent for a link: make room for both first.
@@ -230,6 +236,12 @@ void UringEngine::finish(unsigned index, Status status, int fd) {
   s.busy = false;
   --busy_;
   free_.push_back(index);
+  if (StreamOrder::applies(s.op.kind)) {
+    if (auto next = order_.release(s.op.fd, s.op.kind, index)) {
+      Status st = start(*next);
+      if (!st.is_ok()) finish(*next, std::move(st));
+    }
+  }
 }
 
 void UringEngine::handle(const io_uring_cqe& cqe) {
@@ -318,6 +330,9 @@ Result<std::size_t> UringEngine::wait(std::span<Completion> out, std::size_t min
       return Status::from_errno(-rc, "io_uring wait");
     }
   }
+  // Resubmissions made while reaping go to the kernel now, not at the
+  // caller's next call.
+  RETURN_IF_ERROR(flush());
   std::size_t n = std::min(out.size(), ready_.size());
   for (std::size_t i = 0; i < n; ++i) {
     out[i] = std::move(ready_.front());
@@ -334,6 +349,10 @@ Status UringEngine::cancel(std::uint64_t tag) {
     found = true;
     if (s.cancelled) continue;
     s.cancelled = true;
+    if (!s.started) {  // still waiting for its socket: never reached the kernel
+      finish(i, detail::op_cancelled(s.op));
+      continue;
+    }
     io_uring_sqe* sqe = get_sqe();
     if (sqe == nullptr) return Status::internal("io_uring submission queue full");
     io_uring_prep_cancel64(sqe, user_data(i), 0);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "io/engine.h"
+#include "io/stream_order.h"
 
 namespace ferry::io {
 
@@ -48,6 +49,7 @@ class UringEngine final : public Engine {
     std::uint32_t generation = 0;
     bool busy = false;
     bool cancelled = false;
+    bool started = false;  // false while queued behind an earlier send/recv on its socket
     __kernel_timespec timeout{};  // read by the kernel when the SQE is submitted
   };
 
@@ -67,6 +69,7 @@ class UringEngine final : public Engine {
   std::vector<unsigned> free_;
   unsigned busy_ = 0;
   std::deque<Completion> ready_;
+  StreamOrder order_;
   std::vector<iovec> buffers_;
   bool files_ok_ = false;
   std::unordered_map<int, int> file_index_;  // fd -> registered slot
