@@ -167,7 +167,10 @@ Status ChunkDecoder::decode(std::span<const std::byte> frame, std::span<std::byt
 Status ChunkDecoder::decode(std::span<const std::byte> frame, std::vector<std::byte>& out,
                             const Digest* expected_id, ThreadPool* pool) {
   ASSIGN_OR_RETURN(FrameHeader h, parse_frame_header_only(frame));
-  out.resize(h.raw_bytes);
+  // Size the output only for a frame whose length agrees with its header, so
+  // a hostile header cannot make us allocate 64 MiB for a short frame; the
+  // span overload reports the length mismatch.
+  out.resize(frame.size() == kFrameHeaderBytes + h.payload_bytes ? h.raw_bytes : 0);
   return decode(frame, std::span<std::byte>(out), expected_id, pool);
 }
 
