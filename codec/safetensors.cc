@@ -27,16 +27,22 @@ using Json = nlohmann::json;
 // safetensors header and is refused before it can cost memory.
 constexpr int kMaxJsonDepth = 3;
 constexpr std::string_view kMetadataKey = "__metadata__";
-// Tensor names in messages are cut to this many bytes.
+// Tensor names and values in messages are cut to this many bytes.
 constexpr std::size_t kMaxNameInMessage = 200;
 
-std::string quote_name(std::string_view name) {
-  std::string out = "\"";
-  out.append(name.substr(0, kMaxNameInMessage));
-  if (name.size() > kMaxNameInMessage) out += "...";
-  out += '"';
-  return out;
+// Cuts `text` to at most kMaxNameInMessage bytes without splitting a UTF-8
+// sequence, so a message stays valid UTF-8 (it may end up in JSON output).
+std::string excerpt(std::string_view text) {
+  if (text.size() <= kMaxNameInMessage) return std::string(text);
+  std::size_t n = kMaxNameInMessage;
+  while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
+  return std::string(text.substr(0, n)) + "...";
 }
+
+std::string quote_name(std::string_view name) { return "\"" + excerpt(name) + "\""; }
+
+// A JSON value as it appears in a message, shortened.
+std::string excerpt_json(const Json& j) { return excerpt(std::string_view(j.dump())); }
 
 std::string tensor_prefix(std::string_view name) { return "tensor " + quote_name(name) + ": "; }
 
@@ -150,7 +156,7 @@ Status parse_shape(const std::string& name, const Json& j, std::size_t element_b
   for (const Json& d : j) {
     std::uint64_t dim = 0;
     if (!as_u64(d, dim)) {
-      return Status::corruption(tensor_prefix(name) + "shape holds " + d.dump() +
+      return Status::corruption(tensor_prefix(name) + "shape holds " + excerpt_json(d) +
                                 ", not a non-negative integer");
     }
     t.shape.push_back(dim);
@@ -201,7 +207,7 @@ Result<TensorInfo> parse_tensor(const std::string& name, const Json& j,
   const Json& off = j["data_offsets"];
   std::uint64_t rel[2] = {0, 0};
   if (!off.is_array() || off.size() != 2 || !as_u64(off[0], rel[0]) || !as_u64(off[1], rel[1])) {
-    return Status::corruption(tensor_prefix(name) + "data_offsets " + off.dump() +
+    return Status::corruption(tensor_prefix(name) + "data_offsets " + excerpt_json(off) +
                               " is not [begin, end] of non-negative integers");
   }
   std::string offsets = "data_offsets [" + std::to_string(rel[0]) + ", " + std::to_string(rel[1]) + "]";

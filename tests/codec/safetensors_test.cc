@@ -254,6 +254,20 @@ TEST(Safetensors, RejectsGapsAndOverlaps) {
   EXPECT_HAS(error_of("{}", 3), "data section is 3 bytes but the header lists no tensors");
 }
 
+TEST(Safetensors, ShortensLongNamesInMessages) {
+  std::string name;
+  for (int i = 0; i < 300; ++i) name += "\xc3\xa9";  // U+00E9, two bytes each
+  std::string msg =
+      error_of("{\"" + name + R"(":{"dtype":"F32","shape":[1],"data_offsets":[0,3]}})", 3);
+  const std::string prefix = "tensor \"";
+  ASSERT_EQ(msg.rfind(prefix, 0), 0u) << msg;
+  std::size_t cut = msg.find("...\"");
+  ASSERT_NE(cut, std::string::npos) << msg;
+  // Cut on a character boundary: whole two-byte sequences only.
+  EXPECT_EQ((cut - prefix.size()) % 2, 0u);
+  EXPECT_LE(cut - prefix.size(), 200u);
+}
+
 TEST(Safetensors, ReadsHeaderFromFile) {
   testing::TempDir dir;
   auto file = make_file(R"({"w":{"dtype":"BF16","shape":[2,2],"data_offsets":[0,8]}})", 8, 8);
