@@ -1,0 +1,161 @@
+// engine.cc: the CPU codec engine (a batch over ChunkEncoder/ChunkDecoder,
+// one per worker thread) and the codec choice shared with the GPU engine.
+#include "codec/engine.h"
+
+#include <algorithm>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "codec/thread_pool.h"
+
+namespace ferry {
+namespace {
+
+// Mirrors chunk_codec.cc: zstd must beat the float codec on the sample by
+// more than 1/8 for a float chunk (the GPU decodes planes, not zstd).
+constexpr std::size_t kSampleBytes = 64 * 1024;
+constexpr int kSampleZstdLevel = 1;
+constexpr std::size_t kZstdWinNum = 7;
+constexpr std::size_t kZstdWinDen = 8;
+
+Codec planes_codec(int width) {
+  switch (width) {
+    case 1: return Codec::kPlanes8;
+    case 2: return Codec::kPlanes16;
+    default: return Codec::kPlanes32;
+  }
+}
+
+// Coders are not thread-safe; each pool worker borrows one set from a free
+// list, so a batch allocates only the first time a worker joins it.
+template <typename Coder>
+class CoderPool {
+ public:
+  std::unique_ptr<Coder> take() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_.empty()) return std::make_unique<Coder>();
+    auto c = std::move(free_.back());
+    free_.pop_back();
+    return c;
+  }
+  void give(std::unique_ptr<Coder> c) {
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back(std::move(c));
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Coder>> free_;
+};
+
+class CpuEngine final : public CodecEngine {
+ public:
+  explicit CpuEngine(const CpuEngineOptions& opts)
+      : pool_(opts.pool != nullptr ? *opts.pool : ThreadPool::shared()),
+        zstd_level_(opts.zstd_level) {}
+
+  std::string_view kind() const override { return "cpu"; }
+  std::string description() const override {
+    return "cpu (" + std::to_string(pool_.size() + 1) + " threads)";
+  }
+  bool supports(MemorySpace space) const override { return space == MemorySpace::kHost; }
+
+  Status encode(std::span<const EncodeJob> jobs, std::span<EncodedChunk> results,
+                MemorySpace space) override {
+    if (space != MemorySpace::kHost)
+      return Status::invalid_argument("cpu codec engine: device memory is not supported");
+    if (results.size() != jobs.size())
+      return Status::invalid_argument("cpu codec engine: " + std::to_string(jobs.size()) +
+                                      " jobs but " + std::to_string(results.size()) + " results");
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      if (jobs[i].data.size() > kMaxChunkBytes)
+        return Status::invalid_argument("encode job " + std::to_string(i) + ": chunk of " +
+                                        std::to_string(jobs[i].data.size()) +
+                                        " bytes exceeds the 64 MiB limit");
+      if (jobs[i].frame.size() < max_frame_bytes(jobs[i].data.size()))
+        return Status::invalid_argument("encode job " + std::to_string(i) + ": frame buffer of " +
+                                        std::to_string(jobs[i].frame.size()) + " bytes, needs " +
+                                        std::to_string(max_frame_bytes(jobs[i].data.size())));
+    }
+    pool_.parallel_for(jobs.size(), [&](std::size_t i) {
+      auto coder = encoders_.take();
+      EncodeOptions o;
+      o.zstd_level = zstd_level_;
+      o.trial = jobs[i].trial;
+      results[i] = coder->encoder.encode(jobs[i].data, jobs[i].dtype, coder->frame, o);
+      std::copy(coder->frame.begin(), coder->frame.end(), jobs[i].frame.begin());
+      encoders_.give(std::move(coder));
+    });
+    return Status::ok();
+  }
+
+  Status decode(std::span<const DecodeJob> jobs, std::span<Status> statuses,
+                MemorySpace space) override {
+    if (space != MemorySpace::kHost)
+      return Status::invalid_argument("cpu codec engine: device memory is not supported");
+    if (statuses.size() != jobs.size())
+      return Status::invalid_argument("cpu codec engine: " + std::to_string(jobs.size()) +
+                                      " jobs but " + std::to_string(statuses.size()) + " statuses");
+    pool_.parallel_for(jobs.size(), [&](std::size_t i) {
+      auto coder = decoders_.take();
+      const DecodeJob& j = jobs[i];
+      statuses[i] = coder->decode(j.frame, j.out, j.expected_id ? &*j.expected_id : nullptr);
+      decoders_.give(std::move(coder));
+    });
+    return Status::ok();
+  }
+
+ private:
+  struct Encoder {
+    ChunkEncoder encoder;
+    std::vector<std::byte> frame;
+  };
+
+  ThreadPool& pool_;
+  int zstd_level_;
+  CoderPool<Encoder> encoders_;
+  CoderPool<ChunkDecoder> decoders_;
+};
+
+}  // namespace
+
+std::unique_ptr<CodecEngine> make_cpu_engine(const CpuEngineOptions& opts) {
+  return std::make_unique<CpuEngine>(opts);
+}
+
+std::span<const std::byte> codec_choice_sample(std::span<const std::byte> chunk) {
+  if (chunk.size() <= kSampleBytes) return chunk;
+  std::size_t off = (chunk.size() - kSampleBytes) / 2;
+  off -= off % kLeafBytes;
+  return chunk.subspan(off, kSampleBytes);
+}
+
+Codec choose_chunk_codec(std::span<const std::byte> chunk, DType dtype, bool trial,
+                         CodecChoiceScratch& scratch) {
+  if (chunk.empty()) return Codec::kRaw;
+  if (!trial && !is_float(dtype)) return Codec::kZstd;
+  std::span<const std::byte> sample = codec_choice_sample(chunk);
+  Status st = scratch.zstd.compress(sample, kSampleZstdLevel, scratch.buf);
+  const std::size_t zstd_size = st.is_ok() ? scratch.buf.size() : sample.size();
+  if (!trial) {
+    int width = static_cast<int>(element_bytes(dtype));
+    scratch.floats.encode(sample, width, scratch.buf);
+    bool zstd_wins = zstd_size * kZstdWinDen < scratch.buf.size() * kZstdWinNum;
+    return zstd_wins ? Codec::kZstd : planes_codec(width);
+  }
+  Codec best = Codec::kZstd;
+  std::size_t best_size = zstd_size;
+  for (int width : {4, 2, 1}) {
+    scratch.floats.encode(sample, width, scratch.buf);
+    if (scratch.buf.size() < best_size ||
+        (scratch.buf.size() == best_size && best == Codec::kZstd)) {
+      best = planes_codec(width);
+      best_size = scratch.buf.size();
+    }
+  }
+  return best;
+}
+
+}  // namespace ferry

@@ -1,0 +1,97 @@
+// engine.h: the codec-engine interface: code many chunks into frames, and
+// decode + verify many frames, per call. Two engines implement it: the CPU
+// engine here (ChunkEncoder/ChunkDecoder over a ThreadPool) and the GPU
+// engine in cuda/ (cuda/gpu_engine.h). Both produce the same bytes for the
+// same input, so either decodes the other's frames; callers pick one at run
+// time (cuda/gpu_engine.h: choose_engine) and never see a CUDA header.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "codec/chunk_codec.h"
+#include "codec/dtype.h"
+#include "codec/float_codec.h"
+#include "codec/frame.h"
+#include "codec/status.h"
+#include "codec/tree_hash.h"
+#include "codec/zstd_codec.h"
+
+namespace ferry {
+
+class ThreadPool;
+
+// Where a batch's buffers live. The CPU engine accepts host memory only; the
+// GPU engine accepts both (device pointers come from the caller's own CUDA
+// allocations, e.g. tensors already on the GPU).
+enum class MemorySpace : std::uint8_t { kHost = 0, kDevice = 1 };
+
+// One chunk to encode. The frame is written at the start of `frame`, which
+// must hold max_frame_bytes(data.size()) bytes; EncodedChunk::frame_bytes
+// says how many were used.
+struct EncodeJob {
+  std::span<const std::byte> data;
+  DType dtype = DType::kBytes;
+  // Unknown layout: pick the codec by trial on a sample (EncodeOptions::trial).
+  bool trial = false;
+  std::span<std::byte> frame;
+};
+
+// One frame to decode and verify into `out` (exactly the frame's raw_bytes).
+struct DecodeJob {
+  std::span<const std::byte> frame;
+  std::span<std::byte> out;
+  std::optional<Digest> expected_id;
+};
+
+class CodecEngine {
+ public:
+  virtual ~CodecEngine() = default;
+
+  // "cpu" or "gpu".
+  virtual std::string_view kind() const = 0;
+  // One line for logs: "cpu (8 threads)", "gpu (NVIDIA H100 80GB HBM3, driver 580)".
+  virtual std::string description() const = 0;
+  virtual bool supports(MemorySpace space) const = 0;
+
+  // Encodes every job; results[i] describes jobs[i]. The frames are exactly
+  // the bytes ChunkEncoder::encode produces. A non-OK Status means the engine
+  // failed (device lost, memory cap too small for one chunk, bad arguments);
+  // no result is then meaningful.
+  virtual Status encode(std::span<const EncodeJob> jobs, std::span<EncodedChunk> results,
+                        MemorySpace space = MemorySpace::kHost) = 0;
+
+  // Decodes and verifies every job; statuses[i] is jobs[i]'s outcome, a
+  // Corruption naming the chunk id for a damaged or hostile frame. The
+  // returned Status is non-OK only when the engine itself failed.
+  virtual Status decode(std::span<const DecodeJob> jobs, std::span<Status> statuses,
+                        MemorySpace space = MemorySpace::kHost) = 0;
+};
+
+struct CpuEngineOptions {
+  // nullptr: ThreadPool::shared().
+  ThreadPool* pool = nullptr;
+  int zstd_level = kDefaultZstdLevel;
+};
+
+std::unique_ptr<CodecEngine> make_cpu_engine(const CpuEngineOptions& opts = {});
+
+// The codec ChunkEncoder picks for a chunk (same sample, same rule), for
+// engines that code the float payload elsewhere (the GPU) but must make the
+// same choice. The scratch objects are the caller's, one set per thread.
+struct CodecChoiceScratch {
+  ZstdCompressor zstd;
+  FloatEncoder floats;
+  std::vector<std::byte> buf;
+};
+Codec choose_chunk_codec(std::span<const std::byte> chunk, DType dtype, bool trial,
+                         CodecChoiceScratch& scratch);
+// Bytes of the sample the choice looks at (leaf-aligned, from the middle).
+std::span<const std::byte> codec_choice_sample(std::span<const std::byte> chunk);
+
+}  // namespace ferry
