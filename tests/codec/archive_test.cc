@@ -1,0 +1,250 @@
+// archive_test.cc: the `.ferry` container with the packer and unpacker:
+// round trips of a directory with edge-size files and of the real corpus,
+// dedup of identical chunks, a flipped frame byte reported with the right
+// chunk, file and offset, truncated and damaged archives, deterministic
+// output, and unpack leaving no partial files behind.
+#include "codec/archive.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "codec/packer.h"
+#include "codec/thread_pool.h"
+#include "codec/unpacker.h"
+#include "tests/testing/testing.h"
+
+namespace ferry {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::size_t k4MiB = 4u << 20;
+
+void make_tree(const fs::path& root, std::uint64_t seed) {
+  fs::create_directories(root / "deep/er/still");
+  fs::create_directories(root / "w");
+  testing::write_file(root / "empty", {});
+  testing::write_file(root / "one", {std::byte{0x7f}});
+  testing::write_file(root / "w/exact4m.bf16", testing::normal_floats(k4MiB / 2, 2, true, 0.02, seed));
+  auto plus1 = testing::normal_floats(k4MiB / 4, 4, false, 0.1, seed + 1);
+  plus1.push_back(std::byte{1});
+  testing::write_file(root / "w/plus1.f32", plus1);
+  testing::write_file(root / "deep/er/still/notes.txt", testing::random_bytes(10000, seed + 2));
+  // Two identical files: their chunks are stored once.
+  auto dup = testing::random_bytes(300000, seed + 3);
+  testing::write_file(root / "deep/dup1", dup);
+  testing::write_file(root / "deep/dup2", dup);
+  fs::permissions(root / "one", fs::perms::owner_read | fs::perms::owner_exec);
+}
+
+struct Packed {
+  Manifest manifest;
+  std::uint64_t deduplicated = 0;
+};
+
+Packed pack(const fs::path& in, const fs::path& out, std::int64_t created_ns = 42) {
+  auto sources = list_pack_sources(in);
+  EXPECT_TRUE(sources.is_ok()) << sources.status().to_string();
+  auto writer = ArchiveWriter::create(out);
+  EXPECT_TRUE(writer.is_ok()) << writer.status().to_string();
+  PackOptions opts;
+  opts.created_ns = created_ns;
+  opts.host = "test-host";
+  auto m = pack_files(*sources, opts, *writer);
+  EXPECT_TRUE(m.is_ok()) << m.status().to_string();
+  Status st = writer->finish(*m);
+  EXPECT_TRUE(st.is_ok()) << st.to_string();
+  return {*m, writer->frames_deduplicated()};
+}
+
+void expect_same_tree(const fs::path& a, const fs::path& b) {
+  auto sa = list_pack_sources(a);
+  auto sb = list_pack_sources(b);
+  ASSERT_TRUE(sa.is_ok() && sb.is_ok());
+  ASSERT_EQ(sa->size(), sb->size());
+  for (std::size_t i = 0; i < sa->size(); ++i) {
+    const auto& x = (*sa)[i];
+    const auto& y = (*sb)[i];
+    EXPECT_EQ(x.rel_path, y.rel_path);
+    EXPECT_EQ(testing::read_file(x.path), testing::read_file(y.path)) << x.rel_path;
+    EXPECT_EQ(fs::status(x.path).permissions(), fs::status(y.path).permissions()) << x.rel_path;
+    struct stat s1{}, s2{};
+    ASSERT_EQ(::stat(x.path.c_str(), &s1), 0);
+    ASSERT_EQ(::stat(y.path.c_str(), &s2), 0);
+    EXPECT_EQ(s1.st_mtim.tv_sec, s2.st_mtim.tv_sec) << x.rel_path;
+    EXPECT_EQ(s1.st_mtim.tv_nsec, s2.st_mtim.tv_nsec) << x.rel_path;
+  }
+}
+
+std::vector<fs::path> all_entries(const fs::path& dir) {
+  std::vector<fs::path> out;
+  for (auto& e : fs::recursive_directory_iterator(dir)) out.push_back(e.path());
+  return out;
+}
+
+TEST(ArchiveTest, DirectoryRoundTripWithEdgeSizes) {
+  testing::TempDir dir;
+  make_tree(dir / "in", testing::test_seed());
+  Packed p = pack(dir / "in", dir / "a.ferry");
+  EXPECT_GT(p.deduplicated, 0u);
+
+  auto reader = ArchiveReader::open(dir / "a.ferry");
+  ASSERT_TRUE(reader.is_ok()) << reader.status().to_string();
+  EXPECT_EQ(reader->manifest().files.size(), 7u);
+  EXPECT_EQ(reader->manifest().host, "test-host");
+  EXPECT_EQ(reader->archive_bytes(), fs::file_size(dir / "a.ferry"));
+  const auto& files = reader->manifest().files;
+  auto find = [&](const std::string& path) -> const ManifestFile& {
+    for (const auto& f : files) {
+      if (f.path == path) return f;
+    }
+    ADD_FAILURE() << path;
+    return files[0];
+  };
+  EXPECT_EQ(find("w/exact4m.bf16").chunks.size(), 1u);
+  EXPECT_EQ(find("w/plus1.f32").chunks.size(), 2u);
+  EXPECT_EQ(find("w/plus1.f32").chunks[1].length, 1u);
+  EXPECT_EQ(find("empty").chunks.size(), 0u);
+  EXPECT_EQ(find("one").mode, 0500u);
+  // Duplicate chunks share one frame.
+  EXPECT_EQ(reader->frame_offset(&find("deep/dup1") - files.data(), 0),
+            reader->frame_offset(&find("deep/dup2") - files.data(), 0));
+  EXPECT_LT(reader->stored_frame_bytes(), [&] {
+    std::uint64_t t = 0;
+    for (const auto& f : files)
+      for (const auto& c : f.chunks) t += c.frame_bytes;
+    return t;
+  }());
+
+  ThreadPool pool(3);
+  EXPECT_TRUE(verify_archive(*reader, {.pool = &pool}).is_ok());
+  Status st = unpack_archive(*reader, dir / "out", {.pool = &pool, .window_chunks = 2});
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  expect_same_tree(dir / "in", dir / "out");
+  for (const auto& e : all_entries(dir / "out")) {
+    EXPECT_EQ(e.string().find(".ferry-tmp"), std::string::npos) << e;
+  }
+  // No temporary archive left beside the output either.
+  EXPECT_EQ(all_entries(dir.path()).size(), all_entries(dir / "in").size() + all_entries(dir / "out").size() + 3);
+}
+
+TEST(ArchiveTest, CorpusRoundTrip) {
+  auto corpus = testing::corpus_files();
+  if (corpus.empty()) GTEST_SKIP() << "corpus not laid (set FERRY_CORPUS_DIR; see scripts/test.sh)";
+  testing::TempDir dir;
+  fs::create_directories(dir / "in");
+  for (const auto& f : corpus) fs::copy_file(f.path, dir / "in" / f.name);
+  Packed p = pack(dir / "in", dir / "c.ferry");
+  EXPECT_LT(fs::file_size(dir / "c.ferry"), p.manifest.logical_bytes()) << "real weights must shrink";
+  auto reader = ArchiveReader::open(dir / "c.ferry");
+  ASSERT_TRUE(reader.is_ok()) << reader.status().to_string();
+  ASSERT_TRUE(verify_archive(*reader).is_ok());
+  ASSERT_TRUE(unpack_archive(*reader, dir / "out").is_ok());
+  expect_same_tree(dir / "in", dir / "out");
+}
+
+TEST(ArchiveTest, FlippedFrameByteNamesChunkFileAndOffset) {
+  testing::TempDir dir;
+  make_tree(dir / "in", 11);
+  pack(dir / "in", dir / "a.ferry");
+  std::size_t fi = 0;
+  std::uint64_t frame_at = 0;
+  ManifestChunk bad;
+  {
+    auto reader = ArchiveReader::open(dir / "a.ferry");
+    ASSERT_TRUE(reader.is_ok());
+    const auto& files = reader->manifest().files;
+    for (fi = 0; fi < files.size() && files[fi].path != "w/plus1.f32"; ++fi) {}
+    ASSERT_LT(fi, files.size());
+    bad = files[fi].chunks[0];
+    frame_at = reader->frame_offset(fi, 0);
+  }
+  for (std::uint64_t within : {std::uint64_t{5}, std::uint64_t{kFrameHeaderBytes + 1000}}) {
+    fs::copy_file(dir / "a.ferry", dir / "b.ferry", fs::copy_options::overwrite_existing);
+    {
+      std::fstream f(dir / "b.ferry", std::ios::in | std::ios::out | std::ios::binary);
+      f.seekg(static_cast<std::streamoff>(frame_at + within));
+      char c;
+      f.get(c);
+      f.seekp(static_cast<std::streamoff>(frame_at + within));
+      f.put(static_cast<char>(c ^ 0x10));
+    }
+    auto reader = ArchiveReader::open(dir / "b.ferry");
+    ASSERT_TRUE(reader.is_ok()) << "frames are not read at open";
+    Status st = verify_archive(*reader);
+    EXPECT_EQ(st.code(), Code::kCorruption) << within;
+    EXPECT_NE(st.message().find(to_hex(bad.id)), std::string::npos) << st.to_string();
+    EXPECT_NE(st.message().find("\"w/plus1.f32\" offset 0"), std::string::npos) << st.to_string();
+    EXPECT_NE(st.message().find("b.ferry"), std::string::npos) << st.to_string();
+    // Unpack refuses too and leaves the damaged file out entirely.
+    fs::remove_all(dir / "out");
+    EXPECT_EQ(unpack_archive(*reader, dir / "out").code(), Code::kCorruption);
+    EXPECT_FALSE(fs::exists(dir / "out/w/plus1.f32"));
+    for (const auto& e : all_entries(dir / "out")) {
+      EXPECT_EQ(e.string().find(".ferry-tmp"), std::string::npos) << e;
+    }
+  }
+}
+
+TEST(ArchiveTest, TruncatedOrDamagedArchiveIsAClearError) {
+  testing::TempDir dir;
+  make_tree(dir / "in", 3);
+  pack(dir / "in", dir / "a.ferry");
+  const auto bytes = testing::read_file(dir / "a.ferry");
+  const std::size_t cuts[] = {0, 1, 7, 8, 55, bytes.size() / 2, bytes.size() - 48, bytes.size() - 1};
+  for (std::size_t cut : cuts) {
+    testing::write_file(dir / "t.ferry", std::vector<std::byte>(bytes.begin(), bytes.begin() + cut));
+    auto r = ArchiveReader::open(dir / "t.ferry");
+    ASSERT_FALSE(r.is_ok()) << cut;
+    EXPECT_EQ(r.status().code(), Code::kCorruption) << cut;
+    EXPECT_NE(r.status().message().find("t.ferry"), std::string::npos) << r.status().to_string();
+    if (cut >= 8) {
+      EXPECT_NE(r.status().message().find("truncated"), std::string::npos) << r.status().to_string();
+    }
+  }
+  // Damage in the manifest, the index and the trailer is caught at open.
+  auto reader = ArchiveReader::open(dir / "a.ferry");
+  ASSERT_TRUE(reader.is_ok());
+  const std::size_t index_bytes = reader->manifest().chunk_count() * kFrameIndexEntryBytes;
+  for (std::size_t from_end : {std::size_t{1}, std::size_t{20}, std::size_t{48 + 3},
+                               std::size_t{48 + index_bytes + 5}}) {
+    auto b = bytes;
+    b[b.size() - from_end] ^= std::byte{0x01};
+    testing::write_file(dir / "d.ferry", b);
+    auto r = ArchiveReader::open(dir / "d.ferry");
+    EXPECT_EQ(r.status().code(), Code::kCorruption) << from_end;
+  }
+  EXPECT_EQ(ArchiveReader::open(dir / "missing.ferry").status().code(), Code::kNotFound);
+}
+
+TEST(ArchiveTest, PackingTwiceGivesIdenticalArchives) {
+  testing::TempDir dir;
+  make_tree(dir / "in", 9);
+  pack(dir / "in", dir / "1.ferry", 1000);
+  pack(dir / "in", dir / "2.ferry", 1000);
+  EXPECT_EQ(testing::read_file(dir / "1.ferry"), testing::read_file(dir / "2.ferry"));
+  // Only the creation time differs otherwise.
+  pack(dir / "in", dir / "3.ferry", 2000);
+  auto a = testing::read_file(dir / "1.ferry");
+  auto b = testing::read_file(dir / "3.ferry");
+  ASSERT_EQ(a.size(), b.size());
+  std::size_t differing = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) differing += a[i] != b[i];
+  EXPECT_GT(differing, 0u);
+  EXPECT_LE(differing, 8u + 4 + 4 + 4);  // the time field, manifest CRCs, trailer CRC
+}
+
+TEST(ArchiveTest, UnfinishedWriterLeavesNothing) {
+  testing::TempDir dir;
+  {
+    auto w = ArchiveWriter::create(dir / "x.ferry");
+    ASSERT_TRUE(w.is_ok());
+  }
+  EXPECT_TRUE(all_entries(dir.path()).empty());
+}
+
+}  // namespace
+}  // namespace ferry
