@@ -27,5 +27,9 @@ inline double now_seconds() {
 }
 // CPU seconds (user + system) consumed by this process so far.
 double process_cpu_seconds();
+// CPU seconds consumed by the calling thread so far. Single-core throughput
+// is measured with this clock: on a shared machine, time the thread spends
+// descheduled is not the code's cost (baselines are measured the same way).
+double thread_cpu_seconds();
 
 }  // namespace ferry::bench
