@@ -118,6 +118,78 @@ __attribute__((target("avx2"))) std::size_t decode_groups_avx2(
   for (int v = 0; v < 4; ++v) _mm256_storeu_si256(reinterpret_cast<__m256i*>(x + 8 * v), X[v]);
   return gi;
 }
+
+// Inverse of kWordPerm for the encoder: the words of the lanes in `mask`,
+// in ascending lane order, placed at the top of 8 slots (slots 8 - popcount
+// and up), so one 8-word store ending at the stack pointer pushes them.
+constexpr std::array<std::array<std::uint32_t, 8>, 256> make_push_perm() {
+  std::array<std::array<std::uint32_t, 8>, 256> t{};
+  for (std::uint32_t mask = 0; mask < 256; ++mask) {
+    std::uint32_t k = 8 - static_cast<std::uint32_t>(std::popcount(mask));
+    for (std::uint32_t i = 0; i < 8; ++i)
+      if ((mask >> i) & 1) t[mask][k++] = i;
+  }
+  return t;
+}
+alignas(32) constexpr auto kPushPerm = make_push_perm();
+
+// Encodes whole groups g = groups-1 .. 0, lanes 31..0 (FORMAT.md's order),
+// 8 lanes per vector; bytes identical to the scalar step. The quotient
+// x / freq is floor(x * floor(2^32 / freq) / 2^32), which is exact or one
+// low, plus a remainder check. Stops early (returning false) once more than
+// max_words words exist.
+__attribute__((target("avx2"))) bool encode_groups_avx2(const EncTable& table,
+                                                         const std::uint8_t* symbols,
+                                                         std::size_t groups, std::uint32_t* x,
+                                                         std::uint16_t*& ptr,
+                                                         const std::uint16_t* end,
+                                                         std::size_t max_words) {
+  const __m256i low13 = _mm256_set1_epi32(0x1fff);
+  const __m256i low16 = _mm256_set1_epi32(0xffff);
+  const __m256i one = _mm256_set1_epi32(1);
+  const int* packed = reinterpret_cast<const int*>(table.packed());
+  const int* rcp = reinterpret_cast<const int*>(table.rcp32());
+  __m256i X[4];
+  for (int v = 0; v < 4; ++v) X[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 8 * v));
+  bool fits = true;
+  for (std::size_t gi = groups; gi-- > 0;) {
+    const std::uint8_t* g = symbols + gi * kLanes;
+    for (int v = 3; v >= 0; --v) {
+      __m256i s = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + 8 * v)));
+      __m256i e = _mm256_i32gather_epi32(packed, s, 4);
+      __m256i m = _mm256_i32gather_epi32(rcp, s, 4);
+      __m256i f = _mm256_and_si256(e, low13);
+      __m256i fm1 = _mm256_sub_epi32(f, one);
+      __m256i cum = _mm256_srli_epi32(e, 13);
+      __m256i xv = X[v];
+      // x >= freq << 20  <=>  x >> 20 > freq - 1 (both below 2^12: signed compare is safe)
+      __m256i emit = _mm256_cmpgt_epi32(_mm256_srli_epi32(xv, 20), fm1);
+      unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(emit)));
+      __m256i w = _mm256_permutevar8x32_epi32(
+          _mm256_and_si256(xv, low16),
+          _mm256_load_si256(reinterpret_cast<const __m256i*>(kPushPerm[mask].data())));
+      __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(ptr - 8), w16);
+      ptr -= std::popcount(mask);
+      xv = _mm256_blendv_epi8(xv, _mm256_srli_epi32(xv, 16), emit);
+      // q = floor(x / f): estimate, then add one where the remainder >= f.
+      __m256i lo = _mm256_srli_epi64(_mm256_mul_epu32(xv, m), 32);
+      __m256i hi = _mm256_mul_epu32(_mm256_srli_epi64(xv, 32), _mm256_srli_epi64(m, 32));
+      __m256i q = _mm256_blend_epi32(lo, hi, 0xaa);
+      __m256i r = _mm256_sub_epi32(xv, _mm256_mullo_epi32(q, f));
+      __m256i fix = _mm256_cmpgt_epi32(r, fm1);  // r < 2 f <= 8192
+      q = _mm256_sub_epi32(q, fix);
+      r = _mm256_sub_epi32(r, _mm256_and_si256(fix, f));
+      X[v] = _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(q, kProbBits), r), cum);
+    }
+    if (static_cast<std::size_t>(end - ptr) > max_words) {
+      fits = false;
+      break;
+    }
+  }
+  for (int v = 0; v < 4; ++v) _mm256_storeu_si256(reinterpret_cast<__m256i*>(x + 8 * v), X[v]);
+  return fits;
+}
 #endif
 
 }  // namespace
@@ -179,6 +251,8 @@ void EncTable::build(const std::uint32_t freq[kAlphabet]) {
       e.rcp = ~0ull / f + 1;  // ceil(2^64 / f) for every f >= 2 (exact when f is a power of two)
       e.bias = cum;
     }
+    packed_[s] = f | (cum << 13);
+    rcp32_[s] = f <= 1 ? ~0u : static_cast<std::uint32_t>((1ull << 32) / f);
     cum += f;
   }
   FERRY_CHECK(cum == kProbScale);
@@ -220,12 +294,18 @@ std::size_t encode_block(const EncTable& table, const std::uint8_t* symbols, std
     x[l] = v + e.bias + q * e.cmpl;
   };
 
-  const std::size_t full = m / kLanes;
+  std::size_t full = m / kLanes;
   const std::size_t rem = m % kLanes;
   if (rem) {
     const std::uint8_t* g = symbols + full * kLanes;
     for (int l = static_cast<int>(rem) - 1; l >= 0; --l) step(l, g[l]);
   }
+#if FERRY_RANS_AVX2
+  if (cpu_has_avx2()) {
+    if (!encode_groups_avx2(table, symbols, full, x, ptr, end, max_words)) return m;
+    full = 0;
+  }
+#endif
   for (std::size_t gi = full; gi-- > 0;) {
     const std::uint8_t* g = symbols + gi * kLanes;
     for (int l = kLanes - 1; l >= 0; --l) step(l, g[l]);

@@ -59,6 +59,11 @@ class EncTable {
   // REQUIRES: freq sums to 4096.
   void build(const std::uint32_t freq[kAlphabet]);
   const EncSymbol& operator[](std::uint8_t s) const { return sym_[s]; }
+  // For the vector encoder: freq | cum << 13, and floor(2^32 / freq)
+  // (2^32 - 1 for freq 1), a quotient estimate that is exact or one low and
+  // is corrected with an integer remainder check.
+  const std::uint32_t* packed() const { return packed_.data(); }
+  const std::uint32_t* rcp32() const { return rcp32_.data(); }
 
   // One encoder step on a state, exactly as FORMAT.md specifies (used by
   // tests to check the reciprocal against true division).
@@ -68,6 +73,8 @@ class EncTable {
 
  private:
   std::array<EncSymbol, kAlphabet> sym_{};
+  alignas(32) std::array<std::uint32_t, kAlphabet> packed_{};
+  alignas(32) std::array<std::uint32_t, kAlphabet> rcp32_{};
 };
 
 // Decoder table: one packed u32 per slot (x mod 4096):
@@ -82,9 +89,10 @@ class DecTable {
   alignas(64) std::array<std::uint32_t, kProbScale> slot_{};
 };
 
-// Reusable word buffer for encode_block; sized for the largest block.
+// Reusable word buffer for encode_block: one word per symbol at most, plus
+// room below for the vector encoder's 8-word stores.
 struct EncScratch {
-  std::array<std::uint16_t, kBlockSymbols + 1> words;
+  std::array<std::uint16_t, kBlockSymbols + 16> words;
 };
 
 // Encodes m (1..16384) symbols. When the coded form (128 state bytes plus
