@@ -120,6 +120,12 @@ Op Op::recv(const Socket& s, std::span<std::byte> buf, std::uint64_t tag, int ti
   return op;
 }
 
+Op Op::recv_all(const Socket& s, std::span<std::byte> buf, std::uint64_t tag, int timeout_ms) {
+  Op op = recv(s, buf, tag, timeout_ms);
+  op.fill = true;
+  return op;
+}
+
 Op Op::timer(int delay_ms, std::uint64_t tag) {
   Op op;
   op.kind = OpKind::kTimer;
@@ -232,7 +238,7 @@ static std::string describe(const Op& op, std::size_t done) {
     case OpKind::kConnect: return s + " to " + (op.addr ? op.addr->to_string() : name);
     case OpKind::kAccept: return s + " on " + name;
     case OpKind::kSend: return s + " to " + name + " after " + std::to_string(done) + " bytes";
-    case OpKind::kRecv: return s + " from " + name;
+    case OpKind::kRecv: return s + " from " + name + (done ? " after " + std::to_string(done) + " bytes" : "");
     case OpKind::kTimer: return s;
   }
   return s;

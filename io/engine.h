@@ -68,6 +68,9 @@ struct Op {
   // timer, its delay.
   int timeout_ms = 0;
   const std::string* name = nullptr;  // path or peer, for error messages
+  // recv: complete only when the buffer is full or the peer closed (like
+  // MSG_WAITALL), instead of with whatever arrived first.
+  bool fill = false;
 
   static Op read(const File& f, std::span<std::byte> buf, std::uint64_t offset, std::uint64_t tag);
   static Op write(const File& f, std::span<const std::byte> buf, std::uint64_t offset,
@@ -79,6 +82,9 @@ struct Op {
   static Op send(const Socket& s, std::span<const std::byte> buf, std::uint64_t tag,
                  int timeout_ms = 0);
   static Op recv(const Socket& s, std::span<std::byte> buf, std::uint64_t tag, int timeout_ms = 0);
+  // recv that fills the whole buffer; fewer bytes only when the peer closed.
+  static Op recv_all(const Socket& s, std::span<std::byte> buf, std::uint64_t tag,
+                     int timeout_ms = 0);
   static Op timer(int delay_ms, std::uint64_t tag);
 };
 

@@ -221,21 +221,24 @@ ThreadEngine::Outcome ThreadEngine::attempt(Slot& s) {
         s.done += static_cast<std::size_t>(n);
       }
       return o;
-    case OpKind::kRecv: {
-      ssize_t n;
-      do {
-        n = ::recv(op.fd, op.buf, op.len, MSG_DONTWAIT);
-      } while (n < 0 && errno == EINTR);
-      if (n < 0 && errno == EAGAIN) {
-        o.park = true;
-        o.events = POLLIN;
-      } else if (n < 0) {
-        o.status = detail::op_error(op, errno, 0);
-      } else {
-        s.done = static_cast<std::size_t>(n);
+    case OpKind::kRecv:
+      while (s.done < op.len) {
+        ssize_t n = ::recv(op.fd, op.buf + s.done, op.len - s.done, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) {
+          if (s.done > 0 && !op.fill) return o;
+          o.park = true;
+          o.events = POLLIN;
+          return o;
+        }
+        if (n < 0) {
+          o.status = detail::op_error(op, errno, s.done);
+          return o;
+        }
+        s.done += static_cast<std::size_t>(n);
+        if (n == 0 || !op.fill) return o;
       }
       return o;
-    }
     case OpKind::kTimer: return o;  // timers never reach a worker
   }
   return o;

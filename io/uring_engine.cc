@@ -187,10 +187,12 @@ Status UringEngine::start(unsigned index) {
       io_uring_prep_accept(sqe, op.fd, nullptr, nullptr, SOCK_CLOEXEC);
       break;
     case OpKind::kSend:
-      io_uring_prep_send(sqe, op.fd, op.buf + s.done, op.len - s.done, MSG_NOSIGNAL);
+      // MSG_WAITALL lets the kernel finish a large send itself instead of
+      // returning it short for us to resubmit.
+      io_uring_prep_send(sqe, op.fd, op.buf + s.done, op.len - s.done, MSG_NOSIGNAL | MSG_WAITALL);
       break;
     case OpKind::kRecv:
-      io_uring_prep_recv(sqe, op.fd, op.buf, op.len, 0);
+      io_uring_prep_recv(sqe, op.fd, op.buf + s.done, op.len - s.done, op.fill ? MSG_WAITALL : 0);
       break;
     case OpKind::kTimer:
       s.timeout = to_timespec(op.timeout_ms);
@@ -283,8 +285,14 @@ void UringEngine::handle(const io_uring_cqe& cqe) {
       }
       return;
     case OpKind::kRecv:
-      s.done = static_cast<std::size_t>(res);
-      return finish(index, Status::ok());
+      s.done += static_cast<std::size_t>(res);
+      if (!op.fill || res == 0 || s.done >= op.len) return finish(index, Status::ok());
+      if (s.cancelled) return finish(index, detail::op_cancelled(op));
+      {
+        Status st = start(index);
+        if (!st.is_ok()) finish(index, std::move(st));
+      }
+      return;
     case OpKind::kAccept:
       return finish(index, Status::ok(), res);
     case OpKind::kConnect:
