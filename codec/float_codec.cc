@@ -242,7 +242,7 @@ std::size_t FloatEncoder::encode_plane(const std::uint8_t* plane, std::size_t n,
   std::uint32_t freq[kAlphabet];
   if (!plane_pays(plane, n, p != 0, freq)) {
     out[p] = kModeRaw;
-    std::memcpy(out + pos, plane, n);
+    if (n) std::memcpy(out + pos, plane, n);
     return pos + n;
   }
   out[p] = kModeCoded;
@@ -288,7 +288,7 @@ void FloatEncoder::encode(std::span<const std::byte> in, int element_width,
   std::size_t pos = w;
   for (std::size_t p = 0; p < w; ++p)
     pos = encode_plane(planes + p * n, n, static_cast<int>(p), dst, pos);
-  std::memcpy(dst + pos, src + n * w, tail);
+  if (tail) std::memcpy(dst + pos, src + n * w, tail);
   pos += tail;
   FERRY_CHECK(pos <= out.size());
   out.resize(pos);
@@ -378,7 +378,7 @@ Status FloatDecoder::decode(std::span<const std::byte> payload, int element_widt
                    std::to_string(tail) + " tail bytes");
   auto* o = reinterpret_cast<std::uint8_t*>(out.data());
   merge_planes(plane_at, n, element_width, o);
-  std::memcpy(o + n * w, in + pos, tail);
+  if (tail) std::memcpy(o + n * w, in + pos, tail);  // never memcpy from a null span
   return Status::ok();
 }
 
