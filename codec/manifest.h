@@ -28,7 +28,7 @@ inline constexpr std::uint8_t kManifestVersion = 1;
 inline constexpr std::size_t kManifestHeaderBytes = 24;
 
 // Limits on a manifest (a 70B checkpoint has ~200k chunks of 4 MiB, about
-// 25 MB of manifest; these leave room without letting a hostile length
+// 16 MB of manifest; these leave room without letting a hostile length
 // allocate gigabytes).
 inline constexpr std::uint64_t kMaxManifestBodyBytes = 512u << 20;
 inline constexpr std::uint32_t kMaxManifestFiles = 1u << 20;
