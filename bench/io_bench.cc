@@ -26,6 +26,7 @@ DEFINE_uint64(io_file_mib, 1024, "ferry-bench io: test file size in MiB");
 DEFINE_uint64(io_block_kib, 1024, "ferry-bench io: block size in KiB (files and sockets)");
 DEFINE_uint32(io_depth, 16, "ferry-bench io: queue depth");
 DEFINE_uint64(io_net_mib, 4096, "ferry-bench io: bytes per loopback TCP run, in MiB");
+DEFINE_int32(io_sock_buf_kib, 0, "ferry-bench io: SO_SNDBUF/SO_RCVBUF in KiB for both ends (iperf3 -w); 0: kernel autotuning");
 DEFINE_bool(io_baselines, true, "ferry-bench io: also run fio and iperf3");
 DECLARE_string(json_out);
 
@@ -52,6 +53,7 @@ std::unique_ptr<io::Engine> engine_for(Backend b) {
   o.backend = b;
   o.queue_depth = FLAGS_io_depth + 1;  // + the closing fsync
   o.log_choice = false;
+  o.single_thread = true;  // each engine here lives and dies in one thread
   auto e = io::make_engine(o);
   if (!e.is_ok()) {
     std::fprintf(stderr, "ferry-bench io: %s\n", e.status().to_string().c_str());
@@ -186,6 +188,7 @@ Row net_row(Backend backend, std::uint64_t total) {
       return;
     }
     io::Socket conn = io::Socket::adopt(a.fd);
+    if (FLAGS_io_sock_buf_kib > 0) (void)conn.set_buffer_bytes(0, FLAGS_io_sock_buf_kib << 10);
     // Several whole-block receives queued back to back (the engine keeps
     // them in order), as a receiver of fixed-size frames would.
     std::vector<std::byte> buf(block * FLAGS_io_depth);
@@ -216,6 +219,7 @@ Row net_row(Backend backend, std::uint64_t total) {
     auto engine = engine_for(backend);
     if (!engine) return Status::unavailable("engine");
     ASSIGN_OR_RETURN(io::Socket s, io::Socket::tcp_for(bound));
+    if (FLAGS_io_sock_buf_kib > 0) (void)s.set_buffer_bytes(FLAGS_io_sock_buf_kib << 10, 0);
     RETURN_IF_ERROR(engine->submit(Op::connect(s, bound, 0, 10'000)));
     ASSIGN_OR_RETURN(Completion c, engine->wait_one());
     RETURN_IF_ERROR(c.status);
@@ -258,7 +262,8 @@ Row iperf_row(std::uint64_t total) {
     ::usleep(100'000);
     out = run_command("iperf3 -c 127.0.0.1 -p " + std::to_string(port) + " -n " +
                       std::to_string(total >> 20) + "M -l " + std::to_string(FLAGS_io_block_kib) +
-                      "K -J 2>/dev/null");
+                      "K" + (FLAGS_io_sock_buf_kib > 0 ? " -w " + std::to_string(FLAGS_io_sock_buf_kib) + "K" : "") +
+                      " -J 2>/dev/null");
     j = nlohmann::json::parse(out, nullptr, false);
     if (!j.is_discarded() && j.contains("end") && !j.contains("error")) break;
   }

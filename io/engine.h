@@ -43,6 +43,10 @@ struct EngineOptions {
   Backend backend = Backend::kAuto;
   unsigned queue_depth = kDefaultQueueDepth;  // operations outstanding at most
   bool sqpoll = false;                        // io_uring: a kernel thread polls submissions
+  // io_uring: the thread that creates the engine is the only one that will
+  // ever submit or wait (SINGLE_ISSUER | DEFER_TASKRUN: completions are run
+  // in that thread's wait, with fewer wake-ups). Ignored with sqpoll.
+  bool single_thread = false;
   unsigned threads = kDefaultFallbackThreads;  // fallback: worker threads
   bool log_choice = true;                     // say once on stderr which backend runs
 };

@@ -70,6 +70,9 @@ Result<std::unique_ptr<UringEngine>> UringEngine::create(const EngineOptions& op
   unsigned entries = options.queue_depth * 2 + 8;
   io_uring_params params{};
   params.flags = IORING_SETUP_COOP_TASKRUN;
+  if (options.single_thread && !options.sqpoll) {
+    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+  }
   if (options.sqpoll) {
     params.flags |= IORING_SETUP_SQPOLL;
     params.sq_thread_idle = 100;  // ms before the poller sleeps
