@@ -351,5 +351,32 @@ TEST(EngineFactory, ChoosesABackendAndRejectsBadOptions) {
   EXPECT_EQ(parse_backend("spdk").status().code(), Code::kInvalidArgument);
 }
 
+TEST(UringOptions, SqpollAndSingleThreadModesMoveData) {
+  TempDir dir;
+  std::string path = dir / "modes";
+  auto data = random_bytes(256 << 10, test_seed());
+  for (int mode = 0; mode < 2; ++mode) {
+    EngineOptions o;
+    o.backend = Backend::kUring;
+    o.log_choice = false;
+    o.sqpoll = mode == 0;
+    o.single_thread = mode == 1;
+    auto e = make_engine(o);
+    if (!e.is_ok()) GTEST_SKIP() << "io_uring unavailable: " << e.status().to_string();
+    auto file = File::open(path, {.create = true, .truncate = true, .direct = true});
+    ASSERT_TRUE(file.is_ok());
+    ASSERT_TRUE((*e)->register_file(file->fd()).is_ok());
+    ASSERT_TRUE((*e)->submit(Op::write(*file, data, 0, 1)).is_ok());
+    auto c = (*e)->wait_one(10'000);
+    ASSERT_TRUE(c.is_ok() && c->status.is_ok()) << "mode " << mode;
+    std::vector<std::byte> back(data.size());
+    ASSERT_TRUE((*e)->submit(Op::read(*file, back, 0, 2)).is_ok());
+    c = (*e)->wait_one(10'000);
+    ASSERT_TRUE(c.is_ok() && c->status.is_ok()) << "mode " << mode;
+    EXPECT_EQ(c->bytes, data.size());
+    EXPECT_EQ(back, data) << "mode " << mode;
+  }
+}
+
 }  // namespace
 }  // namespace ferry::io
