@@ -1,0 +1,51 @@
+// gpu_memory_cuda.cc: gpu_memory.h over the CUDA runtime (CUDA builds only).
+#include <cuda_runtime.h>
+
+#include <chrono>
+
+#include "cuda/cuda_check.h"
+#include "cuda/gpu_memory.h"
+
+namespace ferry {
+
+void GpuBuffer::Free::operator()(std::byte* p) const { cudaFree(p); }
+GpuBuffer::~GpuBuffer() = default;
+
+Result<GpuBuffer> GpuBuffer::allocate(std::size_t bytes, int device) {
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
+  void* p = nullptr;
+  CUDA_RETURN_IF_ERROR(cudaMalloc(&p, bytes == 0 ? 1 : bytes));
+  GpuBuffer b;
+  b.data_.reset(static_cast<std::byte*>(p));
+  b.size_ = bytes;
+  return b;
+}
+
+Status GpuBuffer::upload(std::span<const std::byte> host, std::size_t offset) {
+  if (offset > size_ || host.size() > size_ - offset)
+    return Status::invalid_argument("GpuBuffer::upload out of range");
+  CUDA_RETURN_IF_ERROR(cudaMemcpy(data_.get() + offset, host.data(), host.size(), cudaMemcpyHostToDevice));
+  return Status::ok();
+}
+
+Status GpuBuffer::download(std::span<std::byte> host, std::size_t offset) const {
+  if (offset > size_ || host.size() > size_ - offset)
+    return Status::invalid_argument("GpuBuffer::download out of range");
+  CUDA_RETURN_IF_ERROR(cudaMemcpy(host.data(), data_.get() + offset, host.size(), cudaMemcpyDeviceToHost));
+  return Status::ok();
+}
+
+Result<double> gpu_copy_gbps(std::size_t bytes, int repeats) {
+  ASSIGN_OR_RETURN(GpuBuffer a, GpuBuffer::allocate(bytes));
+  ASSIGN_OR_RETURN(GpuBuffer b, GpuBuffer::allocate(bytes));
+  CUDA_RETURN_IF_ERROR(cudaMemcpy(b.span().data(), a.span().data(), bytes, cudaMemcpyDeviceToDevice));
+  CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < repeats; ++i)
+    CUDA_RETURN_IF_ERROR(cudaMemcpy(b.span().data(), a.span().data(), bytes, cudaMemcpyDeviceToDevice));
+  CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return 2.0 * static_cast<double>(bytes) * repeats / s / 1e9;
+}
+
+}  // namespace ferry

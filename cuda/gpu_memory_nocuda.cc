@@ -1,0 +1,17 @@
+// gpu_memory_nocuda.cc: gpu_memory.h for builds without CUDA: nothing to
+// allocate, every call says so.
+#include "cuda/gpu_memory.h"
+
+namespace ferry {
+namespace {
+Status no_cuda() { return Status::unavailable("this ferry was built without CUDA"); }
+}  // namespace
+
+void GpuBuffer::Free::operator()(std::byte*) const {}
+GpuBuffer::~GpuBuffer() = default;
+Result<GpuBuffer> GpuBuffer::allocate(std::size_t, int) { return no_cuda(); }
+Status GpuBuffer::upload(std::span<const std::byte>, std::size_t) { return no_cuda(); }
+Status GpuBuffer::download(std::span<std::byte>, std::size_t) const { return no_cuda(); }
+Result<double> gpu_copy_gbps(std::size_t, int) { return no_cuda(); }
+
+}  // namespace ferry
