@@ -21,7 +21,7 @@
 #include "codec/zstd_codec.h"
 
 DEFINE_string(corpus, "", "corpus folder laid by shared/corpus/fetch-corpus.sh (with corpus.tsv)");
-DEFINE_string(json_out, "", "write the results as JSON to this path");
+DECLARE_string(json_out);  // bench/main.cc
 DEFINE_double(min_seconds, 0.3, "repeat each measurement until it has run this long");
 DEFINE_uint64(chunk_size, 4u << 20, "chunk size in bytes");
 

@@ -28,7 +28,7 @@ DEFINE_uint32(io_depth, 16, "ferry-bench io: queue depth");
 DEFINE_uint64(io_net_mib, 4096, "ferry-bench io: bytes per loopback TCP run, in MiB");
 DEFINE_int32(io_sock_buf_kib, 0, "ferry-bench io: SO_SNDBUF/SO_RCVBUF in KiB for both ends (iperf3 -w); 0: kernel autotuning");
 DEFINE_bool(io_baselines, true, "ferry-bench io: also run fio and iperf3");
-DECLARE_string(json_out);
+DECLARE_string(json_out);  // bench/main.cc
 
 namespace ferry::bench {
 namespace {

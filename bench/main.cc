@@ -10,6 +10,9 @@
 
 #include "bench/bench.h"
 
+// Shared by every subcommand: where to write its results as JSON.
+DEFINE_string(json_out, "", "write the results as JSON to this path");
+
 namespace ferry::bench {
 
 namespace {
