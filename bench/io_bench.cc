@@ -6,9 +6,12 @@
 // threads are threads of this process, so both are counted), as ratios to
 // the baseline measured in the same run.
 #include <gflags/gflags.h>
+#include <sys/socket.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -28,6 +31,10 @@ DEFINE_uint32(io_depth, 16, "ferry-bench io: queue depth");
 DEFINE_uint64(io_net_mib, 4096, "ferry-bench io: bytes per loopback TCP run, in MiB");
 DEFINE_int32(io_sock_buf_kib, 0, "ferry-bench io: SO_SNDBUF/SO_RCVBUF in KiB for both ends (iperf3 -w); 0: kernel autotuning");
 DEFINE_bool(io_baselines, true, "ferry-bench io: also run fio and iperf3");
+DEFINE_bool(io_files, true, "ferry-bench io: run the file tests (false: sockets only)");
+DEFINE_bool(io_net_split, false,
+            "ferry-bench io: also pair each engine's sender and receiver with a plain blocking "
+            "recv/send loop, to see which side limits the loopback rate");
 DECLARE_string(json_out);  // bench/main.cc
 
 namespace ferry::bench {
@@ -161,10 +168,39 @@ Row fio_row(const std::string& path, bool write, std::uint64_t file_bytes) {
   return r;
 }
 
+// The other end of a split run: a blocking loop of 1-block send() or recv()
+// calls, as iperf3 does.
+Status plain_send(int fd, std::size_t block, std::uint64_t total) {
+  std::vector<std::byte> buf(block, std::byte{0x5a});
+  for (std::uint64_t sent = 0; sent < total;) {
+    ssize_t n = ::send(fd, buf.data(), std::min<std::uint64_t>(block, total - sent), MSG_NOSIGNAL);
+    if (n <= 0) return Status::from_errno(errno, "plain send");
+    sent += static_cast<std::uint64_t>(n);
+  }
+  return Status::ok();
+}
+
+Status plain_recv(int fd, std::size_t block, std::uint64_t total) {
+  std::vector<std::byte> buf(block);
+  for (std::uint64_t got = 0; got < total;) {
+    ssize_t n = ::recv(fd, buf.data(), block, 0);
+    if (n < 0) return Status::from_errno(errno, "plain recv");
+    if (n == 0) return Status::io_error("plain recv: early end of stream");
+    got += static_cast<std::uint64_t>(n);
+  }
+  return Status::ok();
+}
+
 // One sender and one receiver thread, each with its own engine, like
-// iperf3's client and server processes.
-Row net_row(Backend backend, std::uint64_t total) {
-  Row r{"tcp loopback", runner_name(backend)};
+// iperf3's client and server processes. With `plain_peer` set, that side
+// (sender or receiver) is a blocking loop instead of an engine.
+enum class PlainPeer { kNone, kSender, kReceiver };
+
+Row net_row(Backend backend, std::uint64_t total, PlainPeer plain_peer = PlainPeer::kNone) {
+  std::string runner = runner_name(backend);
+  if (plain_peer == PlainPeer::kSender) runner = "plain send -> " + runner + " recv";
+  if (plain_peer == PlainPeer::kReceiver) runner += " send -> plain recv";
+  Row r{"tcp loopback", runner};
   auto addr = io::SocketAddress::parse("127.0.0.1:0");
   auto listener = io::Socket::listen(*addr, io::kListenBacklog);
   if (!listener.is_ok()) {
@@ -178,6 +214,16 @@ Row net_row(Backend backend, std::uint64_t total) {
   std::thread server([&] {
     auto engine = engine_for(backend);
     if (!engine) return;
+    if (plain_peer == PlainPeer::kReceiver) {
+      int fd = ::accept4(listener->fd(), nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) {
+        server_status = Status::from_errno(errno, "accept");
+        return;
+      }
+      io::Socket conn = io::Socket::adopt(fd);
+      server_status = plain_recv(conn.fd(), block, total);
+      return;
+    }
     Completion a = [&] {
       (void)engine->submit(Op::accept(*listener, 0, 10'000));
       auto c = engine->wait_one();
@@ -223,6 +269,7 @@ Row net_row(Backend backend, std::uint64_t total) {
     RETURN_IF_ERROR(engine->submit(Op::connect(s, bound, 0, 10'000)));
     ASSIGN_OR_RETURN(Completion c, engine->wait_one());
     RETURN_IF_ERROR(c.status);
+    if (plain_peer == PlainPeer::kSender) return plain_send(s.fd(), block, total);
     std::vector<std::byte> buf(block, std::byte{0x5a});
     std::uint64_t queued = 0, sent = 0;
     std::vector<Completion> out(FLAGS_io_depth);
@@ -305,13 +352,15 @@ FERRY_BENCH(io, "file and socket I/O: io_uring engine, thread fallback, fio, ipe
   std::vector<Row> rows;
   // Lay the file out first so every write run overwrites allocated blocks,
   // as fio's does.
-  Row layout = file_row(Backend::kThreads, path, true, file_bytes);
+  Row layout;
+  if (FLAGS_io_files) layout = file_row(Backend::kThreads, path, true, file_bytes);
   if (!layout.error.empty()) {
     std::fprintf(stderr, "ferry-bench io: %s\n", layout.error.c_str());
     ::unlink(path.c_str());
     return 1;
   }
   for (bool write : {true, false}) {
+    if (!FLAGS_io_files) break;
     rows.push_back(file_row(Backend::kUring, path, write, file_bytes));
     rows.push_back(file_row(Backend::kThreads, path, write, file_bytes));
     if (FLAGS_io_baselines) rows.push_back(fio_row(path, write, file_bytes));
@@ -319,6 +368,12 @@ FERRY_BENCH(io, "file and socket I/O: io_uring engine, thread fallback, fio, ipe
   ::unlink(path.c_str());
   rows.push_back(net_row(Backend::kUring, net_bytes));
   rows.push_back(net_row(Backend::kThreads, net_bytes));
+  if (FLAGS_io_net_split) {
+    for (Backend b : {Backend::kUring, Backend::kThreads}) {
+      rows.push_back(net_row(b, net_bytes, PlainPeer::kReceiver));
+      rows.push_back(net_row(b, net_bytes, PlainPeer::kSender));
+    }
+  }
   if (FLAGS_io_baselines) rows.push_back(iperf_row(net_bytes));
 
   std::printf("\n| test | runner | GB/s | CPU s/GB | GB/s vs baseline | CPU/GB vs ferry threads |\n");

@@ -26,4 +26,9 @@ inline constexpr int kFallbackPollSliceMs = 100;
 
 inline constexpr int kListenBacklog = 128;
 
+// io_uring: sends of one socket linked into one chain at most. Longer chains
+// gain nothing once the socket buffer is full, and each member takes up to
+// two submission entries that must all fit one submit.
+inline constexpr unsigned kMaxSendChain = 32;
+
 }  // namespace ferry::io

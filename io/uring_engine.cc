@@ -131,6 +131,11 @@ Status UringEngine::submit(const Op& op) {
   s.generation = (s.generation + 1) & kGenerationMask;
   ++busy_;
   s.started = false;
+  if (op.kind == OpKind::kSend) {
+    sends_[op.fd].slots.push_back(index);
+    start_send_chain(op.fd);
+    return Status::ok();
+  }
   if (StreamOrder::applies(op.kind) && !order_.admit(op.fd, op.kind, index)) {
     return Status::ok();  // starts when the earlier one on this socket finishes
   }
@@ -144,12 +149,13 @@ Status UringEngine::submit(const Op& op) {
   return st;
 }
 
-Status UringEngine::start(unsigned index) {
+Status UringEngine::start(unsigned index, bool link_next) {
   Slot& s = slots_[index];
   s.started = true;
   const Op& op = s.op;
   bool link = op.timeout_ms > 0 && is_socket_op(op.kind);
-  // Two SQEs must be adjacent for a link: make room for both first.
+  // Two SQEs must be adjacent for a link: make room for both first. (A send
+  // chain made room for all its members before its first.)
   if (io_uring_sq_space_left(&ring_) < (link ? 2u : 1u)) io_uring_submit(&ring_);
   io_uring_sqe* sqe = get_sqe();
   if (sqe == nullptr) return Status::internal("io_uring submission queue full");
@@ -217,8 +223,61 @@ Status UringEngine::start(unsigned index) {
     s.timeout = to_timespec(op.timeout_ms);
     io_uring_prep_link_timeout(t, &s.timeout, 0);
     io_uring_sqe_set_data64(t, user_data(index) | kLinkTimeoutBit);
+    sqe = t;
   }
+  if (link_next) sqe->flags |= IOSQE_IO_LINK;
   return Status::ok();
+}
+
+void UringEngine::start_send_chain(int fd) {
+  auto it = sends_.find(fd);
+  if (it == sends_.end()) return;
+  SendStream& st = it->second;
+  if (st.in_flight > 0 || st.slots.empty()) return;
+  st.broken = false;
+  unsigned n = static_cast<unsigned>(std::min<std::size_t>(st.slots.size(), kMaxSendChain));
+  unsigned sqes = 0;
+  for (unsigned i = 0; i < n; ++i) sqes += slots_[st.slots[i]].op.timeout_ms > 0 ? 2 : 1;
+  // A chain must reach the kernel in one submit: a submit that ends inside
+  // it would cut it in two unordered chains.
+  if (io_uring_sq_space_left(&ring_) < sqes) io_uring_submit(&ring_);
+  for (unsigned i = 0; i < n; ++i) {
+    unsigned index = st.slots[i];
+    Status status = start(index, i + 1 < n);
+    if (!status.is_ok()) {  // cannot happen with the room made above
+      n = i;
+      finish(index, std::move(status));
+      break;
+    }
+    ++st.in_flight;
+  }
+}
+
+void UringEngine::requeue_send(unsigned index) {
+  Slot& s = slots_[index];
+  s.started = false;
+  SendStream& st = sends_[s.op.fd];
+  --st.in_flight;
+  start_send_chain(s.op.fd);
+}
+
+void UringEngine::handle_send(unsigned index, int res) {
+  Slot& s = slots_[index];
+  const Op& op = s.op;
+  SendStream& st = sends_[op.fd];
+  if (res == -ECANCELED && !s.cancelled && (st.broken || st.slots.front() != index)) {
+    return requeue_send(index);  // an earlier member broke the chain
+  }
+  if (res > 0) s.done += static_cast<std::size_t>(res);
+  if (res > 0 && s.done >= op.len) return finish(index, Status::ok());
+  st.broken = true;  // the kernel cancels the rest of this chain
+  if (s.cancelled) return finish(index, detail::op_cancelled(op));
+  if (res == -ECANCELED) {
+    return finish(index, op.timeout_ms > 0 ? detail::op_timeout(op)
+                                           : detail::op_error(op, ECANCELED, s.done));
+  }
+  if (res > 0 || res == -EAGAIN || res == -EINTR) return requeue_send(index);
+  return finish(index, detail::op_error(op, res == 0 ? EIO : -res, s.done));
 }
 
 Status UringEngine::flush() {
@@ -241,6 +300,20 @@ void UringEngine::finish(unsigned index, Status status, int fd) {
   s.busy = false;
   --busy_;
   free_.push_back(index);
+  if (s.op.kind == OpKind::kSend) {
+    auto it = sends_.find(s.op.fd);
+    if (it == sends_.end()) return;
+    SendStream& st = it->second;
+    if (s.started) --st.in_flight;
+    s.started = false;
+    st.slots.erase(std::find(st.slots.begin(), st.slots.end(), index));
+    if (st.slots.empty()) {
+      sends_.erase(it);
+    } else {
+      start_send_chain(s.op.fd);
+    }
+    return;
+  }
   if (StreamOrder::applies(s.op.kind)) {
     if (auto next = order_.release(s.op.fd, s.op.kind, index)) {
       Status st = start(*next);
@@ -258,6 +331,7 @@ void UringEngine::handle(const io_uring_cqe& cqe) {
   if (!s.busy || s.generation != (ud >> 32)) return;
   const Op& op = s.op;
   int res = cqe.res;
+  if (op.kind == OpKind::kSend) return handle_send(index, res);
 
   if (op.kind == OpKind::kTimer && res == -ETIME) return finish(index, Status::ok());
   if (res == -ECANCELED || (s.cancelled && (res == -EINTR || res == -EAGAIN))) {
@@ -277,7 +351,7 @@ void UringEngine::handle(const io_uring_cqe& cqe) {
       if (res == 0) return finish(index, Status::ok());  // end of file
       [[fallthrough]];
     case OpKind::kWrite:
-    case OpKind::kSend:
+    case OpKind::kSend:  // handled by handle_send
       if (res == 0) return finish(index, detail::op_error(op, EIO, s.done));
       s.done += static_cast<std::size_t>(res);
       if (s.done >= op.len) return finish(index, Status::ok());

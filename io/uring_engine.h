@@ -53,11 +53,29 @@ class UringEngine final : public Engine {
     __kernel_timespec timeout{};  // read by the kernel when the SQE is submitted
   };
 
+  // The sends of one socket, oldest first. The first `in_flight` of them are
+  // in the kernel as one chain linked with IOSQE_IO_LINK (so their bytes
+  // leave in order while all of them are queued in the socket at once); the
+  // rest wait for the whole chain to end and then go as the next chain. A
+  // member that fails or goes short breaks the chain: the kernel cancels
+  // the members after it, which are resubmitted in order with the next chain.
+  struct SendStream {
+    std::deque<unsigned> slots;
+    unsigned in_flight = 0;
+    bool broken = false;  // a member of the current chain failed or went short
+  };
+
   explicit UringEngine(unsigned depth);
   io_uring_sqe* get_sqe();
   std::uint64_t user_data(unsigned index) const;
-  // Queues the SQE(s) for the slot's next attempt.
-  Status start(unsigned index);
+  // Queues the SQE(s) for the slot's next attempt; with `link_next` the
+  // next SQE queued is linked after them.
+  Status start(unsigned index, bool link_next = false);
+  // Starts the waiting sends of `fd` as one linked chain when none is in flight.
+  void start_send_chain(int fd);
+  // A send's attempt ended without finishing it: it goes again with the next chain.
+  void requeue_send(unsigned index);
+  void handle_send(unsigned index, int res);
   void handle(const io_uring_cqe& cqe);
   void finish(unsigned index, Status status, int fd = -1);
   void reap_ready();
@@ -69,7 +87,8 @@ class UringEngine final : public Engine {
   std::vector<unsigned> free_;
   unsigned busy_ = 0;
   std::deque<Completion> ready_;
-  StreamOrder order_;
+  StreamOrder order_;  // recvs
+  std::unordered_map<int, SendStream> sends_;
   std::vector<iovec> buffers_;
   bool files_ok_ = false;
   std::unordered_map<int, int> file_index_;  // fd -> registered slot
