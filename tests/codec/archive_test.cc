@@ -6,10 +6,14 @@
 #include "codec/archive.h"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "codec/packer.h"
 #include "codec/thread_pool.h"
@@ -244,6 +248,48 @@ TEST(ArchiveTest, UnfinishedWriterLeavesNothing) {
     ASSERT_TRUE(w.is_ok());
   }
   EXPECT_TRUE(all_entries(dir.path()).empty());
+}
+
+// The byte layout of FORMAT.md section 6 (with sections 3 and 5 inside it),
+// frozen: a fixed two-file tree with fixed modes and mtimes packs to these
+// exact bytes. FERRY_UPDATE_GOLDEN=1 rewrites the file after a deliberate
+// format change.
+TEST(ArchiveTest, GoldenBytes) {
+  const char* src = std::getenv("FERRY_SOURCE_DIR");
+  if (src == nullptr) GTEST_SKIP() << "FERRY_SOURCE_DIR not set (run through ctest)";
+  const std::string path = std::string(src) + "/tests/codec/golden/archive_v1.hex";
+  testing::TempDir dir;
+  fs::create_directories(dir / "in/b");
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "step " + std::to_string(i * 100) + " loss 2." + std::to_string(i % 7) + "\n";
+  std::vector<std::byte> a(text.size()), c(5000);
+  std::memcpy(a.data(), text.data(), text.size());
+  for (std::size_t i = 0; i < c.size(); ++i) c[i] = std::byte(static_cast<std::uint8_t>((i * i) >> 3));
+  testing::write_file(dir / "in/a.txt", a);
+  testing::write_file(dir / "in/b/c.bin", c);
+  for (const char* f : {"in/a.txt", "in/b/c.bin"}) {
+    fs::permissions(dir / f, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
+    struct timespec t[2] = {{1'700'000'000, 5}, {1'700'000'000, 5}};
+    ASSERT_EQ(::utimensat(AT_FDCWD, (dir / f).c_str(), t, 0), 0);
+  }
+  pack(dir / "in", dir / "g.ferry", 1'700'000'000'000'000'000);
+  const auto bytes = testing::read_file(dir / "g.ferry");
+  static const char* d = "0123456789abcdef";
+  std::string now;
+  for (auto x : bytes) {
+    now += d[std::to_integer<int>(x) >> 4];
+    now += d[std::to_integer<int>(x) & 15];
+  }
+  now += "\n";
+  if (std::getenv("FERRY_UPDATE_GOLDEN") != nullptr) {
+    std::ofstream(path) << now;
+    GTEST_SKIP() << "rewrote " << path;
+  }
+  std::ifstream in(path);
+  ASSERT_TRUE(in) << path << " missing; FERRY_UPDATE_GOLDEN=1 writes it";
+  std::stringstream want;
+  want << in.rdbuf();
+  EXPECT_EQ(want.str(), now) << "archive bytes changed: update " << path << " deliberately";
 }
 
 }  // namespace
