@@ -48,6 +48,20 @@ Status chunk_failure(const ArchiveReader& a, const ManifestFile& f, const Manife
 }
 
 // Reads, decodes and verifies one chunk into its slot (runs on a pool thread).
+// True when a file's chunks are all one power-of-two number of leaves (but
+// the last, which may be shorter): each chunk id is then a complete subtree
+// of the file's tree, so the file root composes from the verified chunk ids
+// (FORMAT.md section 2) and the decoded bytes need not be hashed twice.
+bool root_from_chunk_ids(const ManifestFile& f) {
+  if (f.chunks.empty()) return false;
+  const std::uint64_t len = f.chunks[0].length;
+  if (len % kLeafBytes != 0 || ((len / kLeafBytes) & (len / kLeafBytes - 1)) != 0) return false;
+  for (std::size_t i = 0; i + 1 < f.chunks.size(); ++i) {
+    if (f.chunks[i].length != len) return false;
+  }
+  return f.chunks.back().length <= len;
+}
+
 Status decode_chunk(const ArchiveReader& a, Slot& s, std::vector<Digest>& leaves, const Hooks& hooks) {
   const ManifestChunk& c = a.manifest().files[s.file].chunks[s.chunk];
   RETURN_IF_ERROR(a.read_frame(s.file, s.chunk, s.frame));
@@ -59,7 +73,9 @@ Status decode_chunk(const ArchiveReader& a, Slot& s, std::vector<Digest>& leaves
   }
   s.raw.resize(c.length);
   RETURN_IF_ERROR(s.decoder.decode(s.frame, std::span<std::byte>(s.raw), &c.id));
-  hash_leaves(s.raw, std::span(leaves).subspan(c.offset / kLeafBytes, leaf_count(c.length)));
+  if (!leaves.empty()) {  // else the root composes from chunk ids
+    hash_leaves(s.raw, std::span(leaves).subspan(c.offset / kLeafBytes, leaf_count(c.length)));
+  }
   return hooks.on_chunk ? hooks.on_chunk(s.file, s.chunk, s.raw) : Status::ok();
 }
 
@@ -101,7 +117,7 @@ Status walk_archive(const ArchiveReader& a, const UnpackOptions& options, const 
       slots[j].file = f;
       slots[j].chunk = c;
       if (c == 0) {
-        leaves[f].assign(leaf_count(m.files[f].size), Digest{});
+        if (!root_from_chunk_ids(m.files[f])) leaves[f].assign(leaf_count(m.files[f].size), Digest{});
         if (hooks.begin_file) RETURN_IF_ERROR(hooks.begin_file(f));
       }
     }
@@ -118,7 +134,13 @@ Status walk_archive(const ArchiveReader& a, const UnpackOptions& options, const 
       progress.logical_done += c.length;
       progress.frame_bytes += c.frame_bytes;
       if (s.chunk + 1 == f.chunks.size()) {
-        RETURN_IF_ERROR(check_root(a, f, leaves[s.file]));
+        if (leaves[s.file].empty()) {
+          std::vector<Digest> ids(f.chunks.size());
+          for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = f.chunks[i].id;
+          RETURN_IF_ERROR(check_root(a, f, ids));
+        } else {
+          RETURN_IF_ERROR(check_root(a, f, leaves[s.file]));
+        }
         leaves[s.file] = {};
         if (hooks.end_file) RETURN_IF_ERROR(hooks.end_file(s.file));
       }

@@ -193,6 +193,62 @@ TEST(ArchiveTest, FlippedFrameByteNamesChunkFileAndOffset) {
   }
 }
 
+// A tiny safetensors file whose chunks follow its two tensors, so they are
+// not all one size (the file root must then come from hashed leaves).
+std::vector<std::byte> small_safetensors() {
+  std::string header =
+      R"({"a":{"dtype":"F32","shape":[3000],"data_offsets":[0,12000]},)"
+      R"("b":{"dtype":"BF16","shape":[5000],"data_offsets":[12000,22000]}})";
+  while ((8 + header.size()) % 8 != 0) header += ' ';
+  std::vector<std::byte> out(8);
+  for (int i = 0; i < 8; ++i) out[i] = std::byte(static_cast<std::uint8_t>(header.size() >> (8 * i)));
+  for (char ch : header) out.push_back(std::byte(static_cast<std::uint8_t>(ch)));
+  auto data = testing::normal_floats(3000, 4, false, 0.05, 17);
+  auto more = testing::normal_floats(5000, 2, true, 0.05, 18);
+  out.insert(out.end(), data.begin(), data.end());
+  out.insert(out.end(), more.begin(), more.end());
+  return out;
+}
+
+// An archive whose chunks are all intact but whose manifest records a wrong
+// file root: verify and unpack must both refuse it, naming the file, whether
+// the root is recomputed from leaves or composed from chunk ids.
+TEST(ArchiveTest, WrongFileRootIsCaught) {
+  testing::TempDir dir;
+  fs::create_directories(dir / "in");
+  testing::write_file(dir / "in/uniform.bin", testing::random_bytes(5u << 20, 21));
+  testing::write_file(dir / "in/model.safetensors", small_safetensors());
+  for (const char* victim : {"model.safetensors", "uniform.bin"}) {
+    fs::remove(dir / "r.ferry");
+    auto sources = list_pack_sources(dir / "in");
+    ASSERT_TRUE(sources.is_ok());
+    auto writer = ArchiveWriter::create(dir / "r.ferry");
+    ASSERT_TRUE(writer.is_ok());
+    auto m = pack_files(*sources, {.chunk_bytes = 1u << 20}, *writer);
+    ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+    ASSERT_EQ(m->files[0].layout, LayoutKind::kSafetensors);
+    ASSERT_GT(m->files[0].chunks.size(), 1u);
+    ASSERT_NE(m->files[0].chunks[0].length, m->files[0].chunks[1].length);
+    {
+      auto good = ArchiveReader::open(dir / "r.ferry");  // not written yet
+      EXPECT_FALSE(good.is_ok());
+    }
+    for (auto& f : m->files) {
+      if (f.path == victim) f.root[5] ^= 1;
+    }
+    ASSERT_TRUE(writer->finish(*m).is_ok());
+    auto reader = ArchiveReader::open(dir / "r.ferry");
+    ASSERT_TRUE(reader.is_ok()) << reader.status().to_string();
+    Status st = verify_archive(*reader);
+    EXPECT_EQ(st.code(), Code::kCorruption) << victim;
+    EXPECT_NE(st.message().find(std::string("\"") + victim + "\" root mismatch"), std::string::npos)
+        << st.to_string();
+    fs::remove_all(dir / "out");
+    EXPECT_EQ(unpack_archive(*reader, dir / "out").code(), Code::kCorruption);
+    EXPECT_FALSE(fs::exists(dir / "out" / victim));
+  }
+}
+
 TEST(ArchiveTest, TruncatedOrDamagedArchiveIsAClearError) {
   testing::TempDir dir;
   make_tree(dir / "in", 3);
