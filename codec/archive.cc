@@ -112,24 +112,19 @@ Status ArchiveWriter::finish(const Manifest& manifest) {
   return file_.commit();
 }
 
-Result<ArchiveReader> ArchiveReader::open(const std::filesystem::path& path) {
-  ArchiveReader r;
-  r.path_ = path;
-  const std::string name = path.string();
-  ASSIGN_OR_RETURN(r.fd_, open_fd(path, O_RDONLY));
-  struct stat st{};
-  if (::fstat(r.fd_.get(), &st) != 0) return Status::from_errno(errno, "stat " + name);
-  if (!S_ISREG(st.st_mode)) return Status::invalid_argument(name + ": not a regular file");
-  r.archive_bytes_ = static_cast<std::uint64_t>(st.st_size);
-  const std::uint64_t size = r.archive_bytes_;
-  auto corrupt = [&](const std::string& what) { return Status::corruption(name + ": " + what); };
+namespace {
 
+// Checks the header and the trailer and returns the layout the trailer
+// describes, proven to fit inside a file of `size` bytes.
+Result<Trailer> read_trailer(int fd, const std::filesystem::path& path, std::uint64_t size) {
+  const std::string name = path.string();
+  auto corrupt = [&](const std::string& what) { return Status::corruption(name + ": " + what); };
   if (size < kArchiveHeaderBytes + kArchiveTrailerBytes) {
     return corrupt("truncated or not a ferry archive (" + std::to_string(size) +
                    " bytes, too short for a header and trailer)");
   }
   std::array<std::byte, kArchiveHeaderBytes> header{};
-  RETURN_IF_ERROR(pread_exact(r.fd_.get(), header, 0, path));
+  RETURN_IF_ERROR(pread_exact(fd, header, 0, path));
   if (std::memcmp(header.data(), kArchiveMagic, sizeof(kArchiveMagic)) != 0) {
     return corrupt("not a ferry archive (bad magic)");
   }
@@ -141,7 +136,7 @@ Result<ArchiveReader> ArchiveReader::open(const std::filesystem::path& path) {
   if (load_le(header.data() + 5, 3) != 0) return corrupt("archive flags or reserved bytes not zero");
 
   std::array<std::byte, kArchiveTrailerBytes> tb{};
-  RETURN_IF_ERROR(pread_exact(r.fd_.get(), tb, size - kArchiveTrailerBytes, path));
+  RETURN_IF_ERROR(pread_exact(fd, tb, size - kArchiveTrailerBytes, path));
   if (std::memcmp(tb.data() + 44, kTrailerMagic, sizeof(kTrailerMagic)) != 0 ||
       mask_crc(crc32c(std::span<const std::byte>(tb.data(), 40))) != load_le(tb.data() + 40, 4)) {
     return corrupt("no valid trailer: the archive is truncated or was not finished");
@@ -159,6 +154,22 @@ Result<ArchiveReader> ArchiveReader::open(const std::filesystem::path& path) {
                    std::to_string(t.manifest_offset) + ", " + std::to_string(t.manifest_bytes) +
                    " bytes; " + std::to_string(t.chunk_count) + " index entries)");
   }
+  return t;
+}
+
+}  // namespace
+
+Result<ArchiveReader> ArchiveReader::open(const std::filesystem::path& path) {
+  ArchiveReader r;
+  r.path_ = path;
+  const std::string name = path.string();
+  ASSIGN_OR_RETURN(r.fd_, open_fd(path, O_RDONLY));
+  struct stat st{};
+  if (::fstat(r.fd_.get(), &st) != 0) return Status::from_errno(errno, "stat " + name);
+  if (!S_ISREG(st.st_mode)) return Status::invalid_argument(name + ": not a regular file");
+  r.archive_bytes_ = static_cast<std::uint64_t>(st.st_size);
+  auto corrupt = [&](const std::string& what) { return Status::corruption(name + ": " + what); };
+  ASSIGN_OR_RETURN(const Trailer t, read_trailer(r.fd_.get(), path, r.archive_bytes_));
 
   std::vector<std::byte> mbytes(t.manifest_bytes);
   RETURN_IF_ERROR(pread_exact(r.fd_.get(), mbytes, t.manifest_offset, path));
@@ -169,28 +180,35 @@ Result<ArchiveReader> ArchiveReader::open(const std::filesystem::path& path) {
     return corrupt("frame index has " + std::to_string(t.chunk_count) + " entries, manifest lists " +
                    std::to_string(r.manifest_.chunk_count()) + " chunks");
   }
+  RETURN_IF_ERROR(r.load_index(t.index_offset, t.manifest_offset, t.index_crc));
+  return r;
+}
 
-  std::vector<std::byte> ibytes(t.chunk_count * kFrameIndexEntryBytes);
-  RETURN_IF_ERROR(pread_exact(r.fd_.get(), ibytes, t.index_offset, path));
-  if (mask_crc(crc32c(ibytes)) != t.index_crc) return corrupt("frame index CRC mismatch");
-  r.index_.resize(t.chunk_count);
-  r.first_chunk_.reserve(r.manifest_.files.size());
+Status ArchiveReader::load_index(std::uint64_t index_offset, std::uint64_t frames_end,
+                                 std::uint32_t index_crc) {
+  const std::size_t count = manifest_.chunk_count();
+  std::vector<std::byte> ibytes(count * kFrameIndexEntryBytes);
+  RETURN_IF_ERROR(pread_exact(fd_.get(), ibytes, index_offset, path_));
+  if (mask_crc(crc32c(ibytes)) != index_crc) {
+    return Status::corruption(path_.string() + ": frame index CRC mismatch");
+  }
+  index_.resize(count);
+  first_chunk_.reserve(manifest_.files.size());
   std::unordered_set<std::uint64_t> seen;
   std::size_t k = 0;
-  for (const auto& f : r.manifest_.files) {
-    r.first_chunk_.push_back(k);
+  for (const auto& f : manifest_.files) {
+    first_chunk_.push_back(k);
     for (const auto& c : f.chunks) {
       std::uint64_t off = load_le(ibytes.data() + k * kFrameIndexEntryBytes, 8);
-      if (off < kArchiveHeaderBytes || off > t.manifest_offset ||
-          c.frame_bytes > t.manifest_offset - off) {
-        return corrupt("frame of chunk " + to_hex(c.id) + " (" + f.path + " offset " +
-                       std::to_string(c.offset) + ") lies outside the frame region");
+      if (off < kArchiveHeaderBytes || off > frames_end || c.frame_bytes > frames_end - off) {
+        return Status::corruption(path_.string() + ": frame of chunk " + to_hex(c.id) + " (" + f.path +
+                                  " offset " + std::to_string(c.offset) + ") lies outside the frame region");
       }
-      r.index_[k++] = off;
-      if (seen.insert(off).second) r.stored_frame_bytes_ += c.frame_bytes;
+      index_[k++] = off;
+      if (seen.insert(off).second) stored_frame_bytes_ += c.frame_bytes;
     }
   }
-  return r;
+  return Status::ok();
 }
 
 std::uint64_t ArchiveReader::frame_offset(std::size_t file, std::size_t chunk) const {

@@ -87,6 +87,8 @@ class ArchiveReader {
 
  private:
   ArchiveReader() = default;
+  // Reads and checks the frame index (every frame inside [8, frames_end)).
+  Status load_index(std::uint64_t index_offset, std::uint64_t frames_end, std::uint32_t index_crc);
 
   std::filesystem::path path_;
   UniqueFd fd_;
