@@ -161,29 +161,13 @@ Result<std::vector<PackSource>> list_pack_sources(const std::filesystem::path& p
   return out;
 }
 
-Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptions& options,
-                            FrameSink& sink) {
-  RETURN_IF_ERROR(check_chunk_bytes(options.chunk_bytes));
-  ThreadPool& pool = options.pool ? *options.pool : ThreadPool::shared();
-  const std::size_t window = options.window_chunks ? options.window_chunks : 2 * pool.size();
+namespace {
 
-  Manifest m;
-  m.host = options.host.empty() ? local_host_name() : options.host;
-  m.job = options.job;
-  m.step = options.step;
-  m.created_ns = options.created_ns.value_or(now_ns());
-  if (m.host.size() > kMaxHostBytes) m.host.resize(kMaxHostBytes);
-  if (m.job.size() > kMaxJobBytes) return Status::invalid_argument("job name longer than " + std::to_string(kMaxJobBytes) + " bytes");
-  if (sources.size() > kMaxManifestFiles) {
-    return Status::invalid_argument("too many files: " + std::to_string(sources.size()) + " (limit " +
-                                    std::to_string(kMaxManifestFiles) + ")");
-  }
-
-  // Plan every file up front (headers only), and flatten the chunks of all
-  // files into one ordered work list.
-  std::vector<PlannedFile> files(sources.size());
-  std::vector<std::pair<std::size_t, std::size_t>> work;  // (file, chunk)
-  PackProgress progress;
+// Plans every file up front (headers only) into `m` and `files`, and
+// flattens the chunks of all files into one ordered work list.
+Status plan_sources(std::span<const PackSource> sources, std::size_t chunk_bytes, Manifest& m,
+                    std::vector<PlannedFile>& files, std::vector<std::pair<std::size_t, std::size_t>>& work) {
+  files.resize(sources.size());
   m.files.reserve(sources.size());
   for (std::size_t i = 0; i < sources.size(); ++i) {
     RETURN_IF_ERROR(validate_relative_path(sources[i].rel_path));
@@ -191,16 +175,64 @@ Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptio
       return Status::invalid_argument("pack sources not in strictly ascending order at " + sources[i].rel_path);
     }
     files[i].source = &sources[i];
-    ASSIGN_OR_RETURN(ManifestFile f, describe_file(sources[i], options.chunk_bytes, files[i].plan));
+    ASSIGN_OR_RETURN(ManifestFile f, describe_file(sources[i], chunk_bytes, files[i].plan));
     if (files[i].plan.size() > kMaxFileChunks) {
       return Status::invalid_argument(sources[i].path.string() + ": too many chunks; use a larger --chunk_size");
     }
     f.chunks.reserve(files[i].plan.size());
     if (files[i].plan.empty()) f.root = merkle_root({});
-    progress.logical_total += f.size;
     for (std::size_t c = 0; c < files[i].plan.size(); ++c) work.emplace_back(i, c);
     m.files.push_back(std::move(f));
   }
+  return Status::ok();
+}
+
+// Records a coded chunk in the manifest and hands its frame to the sink (in
+// file order); completes the file's root after its last chunk.
+Status emit_chunk(Slot& s, PlannedFile& pf, ManifestFile& mf, FrameSink& sink) {
+  const ChunkPlan& p = pf.plan[s.chunk];
+  ManifestChunk c;
+  c.offset = p.offset;
+  c.length = p.length;
+  c.id = s.encoded.id;
+  c.dtype = s.encoded.dtype;
+  c.codec = static_cast<std::uint8_t>(s.encoded.codec);
+  c.frame_bytes = s.encoded.frame_bytes;
+  mf.chunks.push_back(c);
+  RETURN_IF_ERROR(sink.put_frame(mf, mf.chunks.back(), s.frame));
+  if (++pf.chunks_done == pf.plan.size()) {
+    mf.root = merkle_root(pf.leaves);
+    pf.leaves = {};
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptions& options,
+                            FrameSink& sink) {
+  RETURN_IF_ERROR(check_chunk_bytes(options.chunk_bytes));
+  ThreadPool& pool = options.pool ? *options.pool : ThreadPool::shared();
+  const std::size_t window = options.window_chunks ? options.window_chunks : 2 * pool.size();
+  if (options.job.size() > kMaxJobBytes) {
+    return Status::invalid_argument("job name longer than " + std::to_string(kMaxJobBytes) + " bytes");
+  }
+  if (sources.size() > kMaxManifestFiles) {
+    return Status::invalid_argument("too many files: " + std::to_string(sources.size()) + " (limit " +
+                                    std::to_string(kMaxManifestFiles) + ")");
+  }
+  Manifest m;
+  m.host = options.host.empty() ? local_host_name() : options.host;
+  if (m.host.size() > kMaxHostBytes) m.host.resize(kMaxHostBytes);
+  m.job = options.job;
+  m.step = options.step;
+  m.created_ns = options.created_ns.value_or(now_ns());
+
+  std::vector<PlannedFile> files;
+  std::vector<std::pair<std::size_t, std::size_t>> work;  // (file, chunk)
+  RETURN_IF_ERROR(plan_sources(sources, options.chunk_bytes, m, files, work));
+  PackProgress progress;
+  progress.logical_total = m.logical_bytes();
 
   std::vector<Slot> slots(std::max<std::size_t>(1, std::min(window, work.size())));
   for (std::size_t start = 0; start < work.size(); start += slots.size()) {
@@ -218,24 +250,9 @@ Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptio
     for (std::size_t j = 0; j < n; ++j) {
       Slot& s = slots[j];
       if (!s.status) return s.status;
-      PlannedFile& pf = files[s.file];
-      ManifestFile& mf = m.files[s.file];
-      const ChunkPlan& p = pf.plan[s.chunk];
-      ManifestChunk c;
-      c.offset = p.offset;
-      c.length = p.length;
-      c.id = s.encoded.id;
-      c.dtype = s.encoded.dtype;
-      c.codec = static_cast<std::uint8_t>(s.encoded.codec);
-      c.frame_bytes = s.encoded.frame_bytes;
-      mf.chunks.push_back(c);
-      RETURN_IF_ERROR(sink.put_frame(mf, mf.chunks.back(), s.frame));
-      progress.logical_done += p.length;
-      progress.frame_bytes += c.frame_bytes;
-      if (++pf.chunks_done == pf.plan.size()) {
-        mf.root = merkle_root(pf.leaves);
-        pf.leaves = {};
-      }
+      RETURN_IF_ERROR(emit_chunk(s, files[s.file], m.files[s.file], sink));
+      progress.logical_done += s.raw.size();
+      progress.frame_bytes += s.frame.size();
     }
     if (options.progress) options.progress(progress);
   }
