@@ -91,15 +91,17 @@ double exponent_bound_ratio(const Input& in) {
   return static_cast<double>(w) / (h / 8 + static_cast<double>(w - 1));
 }
 
-// Runs fn repeatedly for about `seconds`; returns GB/s of `bytes` per run.
+// Runs fn repeatedly for about `seconds` of this thread's CPU time; returns
+// GB/s of `bytes` per CPU second (on a shared machine, time spent
+// descheduled is not the codec's cost).
 double gbps(std::size_t bytes, double seconds, const std::function<void()>& fn) {
   fn();  // warm caches and scratch
   int runs = 0;
-  double start = now_seconds(), t = start;
+  double start = thread_cpu_seconds(), t = start;
   while (t - start < seconds || runs < 3) {
     fn();
     ++runs;
-    t = now_seconds();
+    t = thread_cpu_seconds();
   }
   return static_cast<double>(bytes) * runs / (t - start) / 1e9;
 }
@@ -156,7 +158,7 @@ FERRY_BENCH(float, "float codec (byte planes + rANS) vs zstd -1/-3 on 4 MiB chun
   std::vector<Input> inputs = {normal_input("bf16", 2, true), normal_input("f16", 2, false),
                                normal_input("f32", 4, false), random_input()};
   std::printf("float codec, 4 MiB chunks of N(0, 0.02) (random: uniform bytes as width 2), "
-              "one thread, %.2f s per cell\n", seconds);
+              "one thread, %.2f CPU s per cell\n", seconds);
   std::printf("%-7s %-8s %7s %9s %9s  %s\n", "input", "codec", "ratio", "enc GB/s", "dec GB/s",
               "notes");
   int failures = 0;

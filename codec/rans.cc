@@ -3,6 +3,7 @@
 // order the decoder reads them.
 #include "codec/rans.h"
 
+#include <atomic>
 #include <bit>
 #include <cstring>
 #include <string>
@@ -141,9 +142,12 @@ alignas(32) constexpr auto kPushPerm = make_push_perm();
 __attribute__((target("avx2"))) bool encode_groups_avx2(const EncTable& table,
                                                          const std::uint8_t* symbols,
                                                          std::size_t groups, std::uint32_t* x,
-                                                         std::uint16_t*& ptr,
+                                                         std::uint16_t*& ptr_io,
                                                          const std::uint16_t* end,
                                                          std::size_t max_words) {
+  // A local copy: through the reference every word store could alias the
+  // pointer, and the compiler would reload it from memory each step.
+  std::uint16_t* ptr = ptr_io;
   const __m256i low13 = _mm256_set1_epi32(0x1fff);
   const __m256i low16 = _mm256_set1_epi32(0xffff);
   const __m256i one = _mm256_set1_epi32(1);
@@ -188,11 +192,170 @@ __attribute__((target("avx2"))) bool encode_groups_avx2(const EncTable& table,
     }
   }
   for (int v = 0; v < 4; ++v) _mm256_storeu_si256(reinterpret_cast<__m256i*>(x + 8 * v), X[v]);
+  ptr_io = ptr;
   return fits;
 }
+
+bool cpu_has_avx512_encoder() {
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") &&
+                          __builtin_cpu_supports("avx512vbmi") &&
+                          __builtin_cpu_supports("avx512vbmi2");
+  return has;
+}
+
+// GCC 12 reports its own intrinsics' _mm512_undefined_* pass-through
+// operands as maybe-uninitialized; the values are never read.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define FERRY_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx512vbmi2")))
+
+// The per-symbol constants of 64 symbols, as four vectors of 16 dword lanes
+// each (symbols 0-15, 16-31, 32-47, 48-63): e = (freq - 1) | cum << 12 and
+// m = rcp32. Gathers are slow on many AVX-512 CPUs; a 256-entry byte table
+// is two 128-byte permutes and a blend on the symbol's top bit, and the
+// bytes of each field are interleaved into dwords with unpacks.
+struct Lookup64 {
+  __m512i e[4];
+  __m512i m[4];
+};
+
+FERRY_AVX512_TARGET inline __m512i lookup_bytes(const std::uint8_t* t, __m512i s, __mmask64 high) {
+  const __m512i* v = reinterpret_cast<const __m512i*>(t);
+  __m512i lo = _mm512_permutex2var_epi8(_mm512_load_si512(v), s, _mm512_load_si512(v + 1));
+  __m512i hi = _mm512_permutex2var_epi8(_mm512_load_si512(v + 2), s, _mm512_load_si512(v + 3));
+  return _mm512_mask_blend_epi8(high, lo, hi);
+}
+
+// Byte vectors b0..b3 (in the transposed symbol order below) to dwords:
+// out[k] lane j holds bytes of symbol 16k + j.
+FERRY_AVX512_TARGET inline void bytes_to_dwords(__m512i b0, __m512i b1, __m512i b2, __m512i b3,
+                                                __m512i out[4]) {
+  __m512i a = _mm512_unpacklo_epi8(b0, b1), b = _mm512_unpackhi_epi8(b0, b1);
+  __m512i c = _mm512_unpacklo_epi8(b2, b3), d = _mm512_unpackhi_epi8(b2, b3);
+  out[0] = _mm512_unpacklo_epi16(a, c);
+  out[1] = _mm512_unpackhi_epi16(a, c);
+  out[2] = _mm512_unpacklo_epi16(b, d);
+  out[3] = _mm512_unpackhi_epi16(b, d);
+}
+
+FERRY_AVX512_TARGET inline void lookup64(const std::uint8_t* tables, __m512i symbols, Lookup64& o) {
+  // The unpacks work within 128-bit lanes: dword d of lane L of out[k]
+  // comes from byte 16L + 4k + d, so that byte must hold symbol 16k + 4L + d.
+  const __m512i transpose = _mm512_set_epi8(
+      63, 62, 61, 60, 47, 46, 45, 44, 31, 30, 29, 28, 15, 14, 13, 12,
+      59, 58, 57, 56, 43, 42, 41, 40, 27, 26, 25, 24, 11, 10, 9, 8,
+      55, 54, 53, 52, 39, 38, 37, 36, 23, 22, 21, 20, 7, 6, 5, 4,
+      51, 50, 49, 48, 35, 34, 33, 32, 19, 18, 17, 16, 3, 2, 1, 0);
+  __m512i s = _mm512_permutexvar_epi8(transpose, symbols);
+  __mmask64 high = _mm512_movepi8_mask(s);
+  const std::size_t n = kAlphabet;
+  __m512i e0 = lookup_bytes(tables, s, high);
+  __m512i e1 = lookup_bytes(tables + n, s, high);
+  __m512i e2 = lookup_bytes(tables + 2 * n, s, high);
+  bytes_to_dwords(e0, e1, e2, _mm512_setzero_si512(), o.e);
+  __m512i m0 = lookup_bytes(tables + 3 * n, s, high);
+  __m512i m1 = lookup_bytes(tables + 4 * n, s, high);
+  __m512i m2 = lookup_bytes(tables + 5 * n, s, high);
+  __m512i m3 = lookup_bytes(tables + 6 * n, s, high);
+  bytes_to_dwords(m0, m1, m2, m3, o.m);
+}
+
+// One encoder step on 16 lanes; pushes the words of the emitting lanes in
+// ascending lane order just below ptr, as the AVX2 and scalar paths do.
+FERRY_AVX512_TARGET inline void step16(__m512i& X, __m512i e, __m512i m, std::uint16_t*& ptr) {
+  const __m512i low12 = _mm512_set1_epi32(0xfff);
+  const __m512i one = _mm512_set1_epi32(1);
+  __m512i fm1 = _mm512_and_si512(e, low12);
+  __m512i f = _mm512_add_epi32(fm1, one);
+  __m512i cum = _mm512_srli_epi32(e, 12);
+  __m512i xv = X;
+  // x >= freq << 20  <=>  x >> 20 > freq - 1
+  __mmask16 emit = _mm512_cmpgt_epu32_mask(_mm512_srli_epi32(xv, 20), fm1);
+  const unsigned count = static_cast<unsigned>(std::popcount(static_cast<unsigned>(emit)));
+  __m256i w = _mm256_maskz_compress_epi16(emit, _mm512_cvtepi32_epi16(xv));
+  ptr -= count;
+  _mm256_mask_storeu_epi16(ptr, static_cast<__mmask16>((1u << count) - 1), w);
+  xv = _mm512_mask_srli_epi32(xv, emit, xv, 16);
+  // q = floor(x / f): estimate, then add one where the remainder >= f.
+  __m512i lo = _mm512_srli_epi64(_mm512_mul_epu32(xv, m), 32);
+  __m512i hi = _mm512_mul_epu32(_mm512_srli_epi64(xv, 32), _mm512_srli_epi64(m, 32));
+  __m512i q = _mm512_mask_blend_epi32(0xaaaa, lo, hi);
+  __m512i r = _mm512_sub_epi32(xv, _mm512_mullo_epi32(q, f));
+  __mmask16 fix = _mm512_cmpgt_epu32_mask(r, fm1);  // r < 2 f <= 8192
+  q = _mm512_mask_add_epi32(q, fix, q, one);
+  r = _mm512_mask_sub_epi32(r, fix, r, f);
+  X = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(q, kProbBits), r), cum);
+}
+
+// Same contract and bytes as encode_groups_avx2, 16 lanes per vector and
+// the table looked up 64 symbols (two groups) at a time.
+FERRY_AVX512_TARGET bool encode_groups_avx512(const EncTable& table, const std::uint8_t* symbols,
+                                              std::size_t groups, std::uint32_t* x,
+                                              std::uint16_t*& ptr_io, const std::uint16_t* end,
+                                              std::size_t max_words) {
+  const std::uint8_t* tables = table.byte_tables();
+  std::uint16_t* ptr = ptr_io;
+  __m512i lanes_lo = _mm512_loadu_si512(x);
+  __m512i lanes_hi = _mm512_loadu_si512(x + 16);
+  bool fits = true;
+  std::size_t gi = groups;
+  Lookup64 t;
+  if (gi % 2 == 1) {  // the top group alone, so the rest go in pairs
+    --gi;
+    lookup64(tables,
+             _mm512_zextsi256_si512(
+                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(symbols + gi * kLanes))),
+             t);
+    step16(lanes_hi, t.e[1], t.m[1], ptr);
+    step16(lanes_lo, t.e[0], t.m[0], ptr);
+    fits = static_cast<std::size_t>(end - ptr) <= max_words;
+  }
+  while (fits && gi >= 2) {
+    gi -= 2;
+    lookup64(tables, _mm512_loadu_si512(symbols + gi * kLanes), t);
+    step16(lanes_hi, t.e[3], t.m[3], ptr);
+    step16(lanes_lo, t.e[2], t.m[2], ptr);
+    if (static_cast<std::size_t>(end - ptr) > max_words) {
+      fits = false;
+      break;
+    }
+    step16(lanes_hi, t.e[1], t.m[1], ptr);
+    step16(lanes_lo, t.e[0], t.m[0], ptr);
+    fits = static_cast<std::size_t>(end - ptr) <= max_words;
+  }
+  _mm512_storeu_si512(x, lanes_lo);
+  _mm512_storeu_si512(x + 16, lanes_hi);
+  ptr_io = ptr;
+  return fits;
+}
+#undef FERRY_AVX512_TARGET
+#pragma GCC diagnostic pop
 #endif
 
+EncodePath resolve_path(EncodePath want) {
+#if FERRY_RANS_AVX2
+  if ((want == EncodePath::kAuto || want == EncodePath::kAvx512) && cpu_has_avx512_encoder())
+    return EncodePath::kAvx512;
+  if (want != EncodePath::kScalar && cpu_has_avx2()) return EncodePath::kAvx2;
+#else
+  (void)want;
+#endif
+  return EncodePath::kScalar;
+}
+
+std::atomic<EncodePath>& encode_path() {
+  static std::atomic<EncodePath> path{resolve_path(EncodePath::kAuto)};
+  return path;
+}
+
 }  // namespace
+
+EncodePath set_encode_path(EncodePath path) {
+  EncodePath got = resolve_path(path);
+  encode_path().store(got, std::memory_order_relaxed);
+  return got;
+}
 
 std::uint32_t cost_q16(std::uint32_t freq) {
   FERRY_CHECK(freq >= 1 && freq <= kProbScale);
@@ -253,6 +416,11 @@ void EncTable::build(const std::uint32_t freq[kAlphabet]) {
     }
     packed_[s] = f | (cum << 13);
     rcp32_[s] = f <= 1 ? ~0u : static_cast<std::uint32_t>((1ull << 32) / f);
+    // Absent symbols (f == 0) never reach the encoder; their entry is unused.
+    const std::uint32_t fc = ((f - 1) & 0xfff) | (cum << 12);
+    for (int b = 0; b < 3; ++b) bytes_[b * kAlphabet + s] = static_cast<std::uint8_t>(fc >> (8 * b));
+    for (int b = 0; b < 4; ++b)
+      bytes_[(3 + b) * kAlphabet + s] = static_cast<std::uint8_t>(rcp32_[s] >> (8 * b));
     cum += f;
   }
   FERRY_CHECK(cum == kProbScale);
@@ -301,7 +469,11 @@ std::size_t encode_block(const EncTable& table, const std::uint8_t* symbols, std
     for (int l = static_cast<int>(rem) - 1; l >= 0; --l) step(l, g[l]);
   }
 #if FERRY_RANS_AVX2
-  if (cpu_has_avx2()) {
+  const EncodePath path = encode_path().load(std::memory_order_relaxed);
+  if (path == EncodePath::kAvx512) {
+    if (!encode_groups_avx512(table, symbols, full, x, ptr, end, max_words)) return m;
+    full = 0;
+  } else if (path == EncodePath::kAvx2) {
     if (!encode_groups_avx2(table, symbols, full, x, ptr, end, max_words)) return m;
     full = 0;
   }

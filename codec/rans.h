@@ -64,6 +64,11 @@ class EncTable {
   // is corrected with an integer remainder check.
   const std::uint32_t* packed() const { return packed_.data(); }
   const std::uint32_t* rcp32() const { return rcp32_.data(); }
+  // For the AVX-512 encoder, which looks symbols up with byte permutes
+  // instead of gathers: kByteTables tables of 256 bytes each, bytes 0-2 of
+  // (freq - 1) | cum << 12, then bytes 0-3 of rcp32.
+  static constexpr int kByteTables = 7;
+  const std::uint8_t* byte_tables() const { return bytes_.data(); }
 
   // One encoder step on a state, exactly as FORMAT.md specifies (used by
   // tests to check the reciprocal against true division).
@@ -75,6 +80,7 @@ class EncTable {
   std::array<EncSymbol, kAlphabet> sym_{};
   alignas(32) std::array<std::uint32_t, kAlphabet> packed_{};
   alignas(32) std::array<std::uint32_t, kAlphabet> rcp32_{};
+  alignas(64) std::array<std::uint8_t, kByteTables * kAlphabet> bytes_{};
 };
 
 // Decoder table: one packed u32 per slot (x mod 4096):
@@ -94,6 +100,13 @@ class DecTable {
 struct EncScratch {
   std::array<std::uint16_t, kBlockSymbols + 16> words;
 };
+
+// Which encoder loop encode_block runs. kAuto picks the widest the CPU
+// has; every path writes identical bytes (tests force each in turn).
+enum class EncodePath { kAuto, kScalar, kAvx2, kAvx512 };
+// Sets the path for the whole process; a path the CPU lacks falls back to
+// the next narrower one. Returns the path now in effect.
+EncodePath set_encode_path(EncodePath path);
 
 // Encodes m (1..16384) symbols. When the coded form (128 state bytes plus
 // the words) is strictly smaller than m, writes it to out and returns its
