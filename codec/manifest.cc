@@ -315,6 +315,18 @@ std::size_t Manifest::chunk_count() const {
   return total;
 }
 
+bool root_composes_from_chunk_ids(std::span<const std::uint32_t> chunk_lengths) {
+  if (chunk_lengths.empty()) return false;
+  if (chunk_lengths.size() == 1) return true;  // the one chunk is the whole file
+  const std::uint64_t len = chunk_lengths[0];
+  const std::uint64_t leaves = len / kLeafBytes;
+  if (len % kLeafBytes != 0 || leaves == 0 || (leaves & (leaves - 1)) != 0) return false;
+  for (std::size_t i = 0; i + 1 < chunk_lengths.size(); ++i) {
+    if (chunk_lengths[i] != len) return false;
+  }
+  return chunk_lengths.back() <= len;
+}
+
 Status validate_relative_path(std::string_view path) {
   auto bad = [&](std::string_view why) {
     std::string shown(path.substr(0, 256));

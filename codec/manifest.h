@@ -86,6 +86,14 @@ struct Manifest {
   std::size_t chunk_count() const;
 };
 
+// True when chunks of these lengths (in file order) are all one power-of-two
+// number of 4 KiB leaves, except the last, which may be shorter (or when
+// there is one chunk). Each chunk
+// id is then a complete subtree of the file's Merkle tree, so the file root
+// is merkle_root(chunk ids) (docs/FORMAT.md section 2) and neither packing
+// nor verifying needs the file's leaf hashes all at once.
+bool root_composes_from_chunk_ids(std::span<const std::uint32_t> chunk_lengths);
+
 // OK when `path` is a relative path that stays inside the snapshot: not empty,
 // at most kMaxPathBytes, no leading '/', no NUL, and no empty, "." or ".."
 // component. InvalidArgument naming the path otherwise.

@@ -50,7 +50,11 @@ std::int64_t mtime_ns(const struct stat& st) {
 struct PlannedFile {
   const PackSource* source = nullptr;
   std::vector<ChunkPlan> plan;
-  std::vector<Digest> leaves;  // allocated while the file is in flight
+  // Chunk ids compose the file root (manifest.h): leaf hashes are needed
+  // only per chunk. Otherwise the file's leaves are kept while it is in
+  // flight (32 bytes per 4 KiB) for its root.
+  bool compose_root = false;
+  std::vector<Digest> leaves;
   std::size_t chunks_done = 0;
 };
 
@@ -60,6 +64,7 @@ struct Slot {
   std::size_t chunk = 0;
   std::vector<std::byte> raw;
   std::vector<std::byte> frame;
+  std::vector<Digest> leaves;  // this chunk's leaf hashes, when the file keeps none
   ChunkEncoder encoder;
   EncodedChunk encoded;
   Status status;
@@ -116,8 +121,13 @@ void code_chunk(Slot& s, PlannedFile& pf, std::uint64_t expected_size, int zstd_
   s.raw.resize(p.length);
   s.status = pread_exact(fd->get(), s.raw, p.offset, path);
   if (!s.status) return;
-  std::span<Digest> leaves =
-      std::span(pf.leaves).subspan(p.offset / kLeafBytes, leaf_count(p.length));
+  std::span<Digest> leaves;
+  if (pf.compose_root) {
+    s.leaves.resize(leaf_count(p.length));
+    leaves = s.leaves;
+  } else {
+    leaves = std::span(pf.leaves).subspan(p.offset / kLeafBytes, leaf_count(p.length));
+  }
   hash_leaves(s.raw, leaves);
   EncodeOptions opts;
   opts.zstd_level = zstd_level;
@@ -179,6 +189,9 @@ Status plan_sources(std::span<const PackSource> sources, std::size_t chunk_bytes
     if (files[i].plan.size() > kMaxFileChunks) {
       return Status::invalid_argument(sources[i].path.string() + ": too many chunks; use a larger --chunk_size");
     }
+    std::vector<std::uint32_t> lengths;
+    for (const auto& p : files[i].plan) lengths.push_back(p.length);
+    files[i].compose_root = root_composes_from_chunk_ids(lengths);
     f.chunks.reserve(files[i].plan.size());
     if (files[i].plan.empty()) f.root = merkle_root({});
     for (std::size_t c = 0; c < files[i].plan.size(); ++c) work.emplace_back(i, c);
@@ -201,7 +214,13 @@ Status emit_chunk(Slot& s, PlannedFile& pf, ManifestFile& mf, FrameSink& sink) {
   mf.chunks.push_back(c);
   RETURN_IF_ERROR(sink.put_frame(mf, mf.chunks.back(), s.frame));
   if (++pf.chunks_done == pf.plan.size()) {
-    mf.root = merkle_root(pf.leaves);
+    if (pf.compose_root) {
+      std::vector<Digest> ids(mf.chunks.size());
+      for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = mf.chunks[i].id;
+      mf.root = merkle_root(ids);
+    } else {
+      mf.root = merkle_root(pf.leaves);
+    }
     pf.leaves = {};
   }
   return Status::ok();
@@ -241,7 +260,7 @@ Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptio
       auto [fi, ci] = work[start + j];
       slots[j].file = fi;
       slots[j].chunk = ci;
-      if (ci == 0) files[fi].leaves.assign(leaf_count(m.files[fi].size), Digest{});
+      if (ci == 0 && !files[fi].compose_root) files[fi].leaves.assign(leaf_count(m.files[fi].size), Digest{});
     }
     pool.parallel_for(n, [&](std::size_t j) {
       Slot& s = slots[j];

@@ -48,18 +48,12 @@ Status chunk_failure(const ArchiveReader& a, const ManifestFile& f, const Manife
 }
 
 // Reads, decodes and verifies one chunk into its slot (runs on a pool thread).
-// True when a file's chunks are all one power-of-two number of leaves (but
-// the last, which may be shorter): each chunk id is then a complete subtree
-// of the file's tree, so the file root composes from the verified chunk ids
-// (FORMAT.md section 2) and the decoded bytes need not be hashed twice.
+// When chunk ids compose the file root (manifest.h), the decoded bytes need
+// not be hashed a second time for it.
 bool root_from_chunk_ids(const ManifestFile& f) {
-  if (f.chunks.empty()) return false;
-  const std::uint64_t len = f.chunks[0].length;
-  if (len % kLeafBytes != 0 || ((len / kLeafBytes) & (len / kLeafBytes - 1)) != 0) return false;
-  for (std::size_t i = 0; i + 1 < f.chunks.size(); ++i) {
-    if (f.chunks[i].length != len) return false;
-  }
-  return f.chunks.back().length <= len;
+  std::vector<std::uint32_t> lengths(f.chunks.size());
+  for (std::size_t i = 0; i < lengths.size(); ++i) lengths[i] = f.chunks[i].length;
+  return root_composes_from_chunk_ids(lengths);
 }
 
 Status decode_chunk(const ArchiveReader& a, Slot& s, std::vector<Digest>& leaves, const Hooks& hooks) {

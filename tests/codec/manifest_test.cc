@@ -14,6 +14,7 @@
 
 #include "codec/crc32c.h"
 #include "codec/limits.h"
+#include "codec/tree_hash.h"
 #include "tests/testing/testing.h"
 
 namespace ferry {
@@ -139,6 +140,34 @@ TEST(ManifestTest, EmptyManifestRoundTrips) {
   auto parsed = parse_manifest(serialize_manifest(m));
   ASSERT_TRUE(parsed.is_ok()) << parsed.status().to_string();
   EXPECT_TRUE(parsed->files.empty());
+}
+
+TEST(ManifestTest, RootComposesFromUniformPowerOfTwoChunks) {
+  using L = std::vector<std::uint32_t>;
+  EXPECT_TRUE(root_composes_from_chunk_ids(L{4096}));
+  EXPECT_TRUE(root_composes_from_chunk_ids(L{16384, 16384, 100}));
+  EXPECT_TRUE(root_composes_from_chunk_ids(L{8192, 8192, 8192}));
+  EXPECT_FALSE(root_composes_from_chunk_ids(L{}));
+  EXPECT_FALSE(root_composes_from_chunk_ids(L{12288, 12288}));  // 3 leaves: not a subtree
+  EXPECT_FALSE(root_composes_from_chunk_ids(L{8192, 4096, 8192}));
+  EXPECT_FALSE(root_composes_from_chunk_ids(L{8192, 16384}));
+  EXPECT_FALSE(root_composes_from_chunk_ids(L{100, 100}));
+  EXPECT_TRUE(root_composes_from_chunk_ids(L{100}));
+  // Where it says yes, the composed root equals the root over all leaves.
+  auto data = testing::random_bytes(7 * 16384 + 100, testing::test_seed());
+  for (std::size_t chunk : {std::size_t{4096}, std::size_t{16384}, std::size_t{65536}, std::size_t{1} << 20}) {
+    std::vector<Digest> ids;
+    L lengths;
+    for (std::size_t off = 0; off < data.size(); off += chunk) {
+      std::size_t n = std::min(chunk, data.size() - off);
+      ids.push_back(chunk_id(std::span(data).subspan(off, n)));
+      lengths.push_back(static_cast<std::uint32_t>(n));
+    }
+    ASSERT_TRUE(root_composes_from_chunk_ids(lengths)) << chunk;
+    std::vector<Digest> leaves(leaf_count(data.size()));
+    hash_leaves(data, leaves);
+    EXPECT_EQ(merkle_root(ids), merkle_root(leaves)) << chunk;
+  }
 }
 
 TEST(ManifestTest, HeaderChecks) {
