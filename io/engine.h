@@ -47,6 +47,9 @@ struct EngineOptions {
   // ever submit or wait (SINGLE_ISSUER | DEFER_TASKRUN: completions are run
   // in that thread's wait, with fewer wake-ups). Ignored with sqpoll.
   bool single_thread = false;
+  // io_uring: recvs through multishot receive into a provided buffer ring
+  // where the kernel has them (6.0+); single-shot recv otherwise.
+  bool recv_multishot = true;
   unsigned threads = kDefaultFallbackThreads;  // fallback: worker threads
   bool log_choice = true;                     // say once on stderr which backend runs
 };

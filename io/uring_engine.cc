@@ -1,32 +1,33 @@
 // uring_engine.cc: the io_uring backend.
 #include "io/uring_engine.h"
 
+#include <sys/utsname.h>
+
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace ferry::io {
 
 namespace {
 
-// user_data layout: bit 63 marks a linked timeout's CQE, bit 62 a cancel
-// request's; bits 32..61 are the slot's generation, 0..31 its index. The
-// generation keeps a late cancel from hitting a reused slot.
-constexpr std::uint64_t kLinkTimeoutBit = 1ull << 63;
-constexpr std::uint64_t kCancelBit = 1ull << 62;
-constexpr std::uint32_t kGenerationMask = (1u << 30) - 1;
+constexpr std::uint32_t kGenerationMask = (1u << 28) - 1;
 
 bool is_socket_op(OpKind k) {
   return k == OpKind::kConnect || k == OpKind::kAccept || k == OpKind::kSend || k == OpKind::kRecv;
 }
 
-__kernel_timespec to_timespec(int ms) {
-  __kernel_timespec ts{};
-  ts.tv_sec = ms / 1000;
-  ts.tv_nsec = static_cast<long long>(ms % 1000) * 1'000'000;
-  return ts;
+// Multishot receive came with Linux 6.0; older kernels refuse it only when
+// the first recv runs, so ask the version up front.
+bool kernel_has_multishot_recv() {
+  utsname u{};
+  if (::uname(&u) != 0) return false;
+  int major = 0, minor = 0;
+  if (std::sscanf(u.release, "%d.%d", &major, &minor) != 2) return false;
+  return major >= 6;
 }
 
 // Every opcode ferry submits; a kernel lacking one gets the fallback.
@@ -89,6 +90,7 @@ Result<std::unique_ptr<UringEngine>> UringEngine::create(const EngineOptions& op
   if (rc < 0) return Status::from_errno(-rc, "io_uring_queue_init");
   e->ring_ok_ = true;
   RETURN_IF_ERROR(probe_opcodes(&e->ring_));
+  e->multishot_wanted_ = options.recv_multishot && kernel_has_multishot_recv();
   if (io_uring_register_files_sparse(&e->ring_, kRegisteredFileSlots) == 0) {
     e->files_ok_ = true;
     for (int i = kRegisteredFileSlots; i-- > 0;) e->free_file_slots_.push_back(i);
@@ -99,6 +101,7 @@ Result<std::unique_ptr<UringEngine>> UringEngine::create(const EngineOptions& op
 UringEngine::~UringEngine() {
   if (!ring_ok_) return;
   cancel_all_and_drain();
+  recv_ring_.reset();  // unregistered while the ring is still open
   io_uring_queue_exit(&ring_);
 }
 
@@ -131,9 +134,15 @@ Status UringEngine::submit(const Op& op) {
   s.generation = (s.generation + 1) & kGenerationMask;
   ++busy_;
   s.started = false;
+  s.multishot = false;
   if (op.kind == OpKind::kSend) {
     sends_[op.fd].slots.push_back(index);
     start_send_chain(op.fd);
+    return Status::ok();
+  }
+  if (multishot_for(op)) {
+    s.multishot = true;
+    recv_submit(index);
     return Status::ok();
   }
   if (StreamOrder::applies(op.kind) && !order_.admit(op.fd, op.kind, index)) {
@@ -300,6 +309,7 @@ void UringEngine::finish(unsigned index, Status status, int fd) {
   s.busy = false;
   --busy_;
   free_.push_back(index);
+  if (s.multishot) return recv_release(index);
   if (s.op.kind == OpKind::kSend) {
     auto it = sends_.find(s.op.fd);
     if (it == sends_.end()) return;
@@ -324,7 +334,10 @@ void UringEngine::finish(unsigned index, Status status, int fd) {
 
 void UringEngine::handle(const io_uring_cqe& cqe) {
   std::uint64_t ud = cqe.user_data;
-  if (ud == LIBURING_UDATA_TIMEOUT || (ud & (kLinkTimeoutBit | kCancelBit))) return;
+  if (ud == LIBURING_UDATA_TIMEOUT) return;
+  if (ud & kMultishotBit) return recv_cqe(cqe);
+  if (ud & kRecvTimerBit) return recv_timer_cqe(cqe);
+  if (ud & (kLinkTimeoutBit | kCancelBit)) return;
   unsigned index = static_cast<unsigned>(ud & 0xffffffffu);
   if (index >= slots_.size()) return;
   Slot& s = slots_[index];

@@ -16,9 +16,27 @@
 #include <vector>
 
 #include "io/engine.h"
+#include "io/recv_ring.h"
 #include "io/stream_order.h"
 
 namespace ferry::io {
+
+// user_data layout: bit 63 marks a linked timeout's CQE, bit 62 a cancel or
+// timeout-remove request's, bit 61 a multishot receive's (bits 0..31: its
+// stream), bit 60 a recv deadline's; otherwise and for deadlines bits 32..59
+// are the slot's generation, 0..31 its index. The generation keeps a late
+// cancel from hitting a reused slot.
+inline constexpr std::uint64_t kLinkTimeoutBit = 1ull << 63;
+inline constexpr std::uint64_t kCancelBit = 1ull << 62;
+inline constexpr std::uint64_t kMultishotBit = 1ull << 61;
+inline constexpr std::uint64_t kRecvTimerBit = 1ull << 60;
+
+inline __kernel_timespec to_timespec(int ms) {
+  __kernel_timespec ts{};
+  ts.tv_sec = ms / 1000;
+  ts.tv_nsec = static_cast<long long>(ms % 1000) * 1'000'000;
+  return ts;
+}
 
 class UringEngine final : public Engine {
  public:
@@ -42,6 +60,10 @@ class UringEngine final : public Engine {
   Status register_file(int fd) override;
   Status unregister_file(int fd) override;
 
+  // Whether recvs go through multishot receive and the provided buffer ring
+  // (false before the first recv, and where the kernel lacks them).
+  bool multishot_recv() const { return multishot_ok_; }
+
  private:
   struct Slot {
     Op op;
@@ -50,6 +72,7 @@ class UringEngine final : public Engine {
     bool busy = false;
     bool cancelled = false;
     bool started = false;  // false while queued behind an earlier send/recv on its socket
+    bool multishot = false;  // a recv served by its socket's multishot receive
     __kernel_timespec timeout{};  // read by the kernel when the SQE is submitted
   };
 
@@ -65,7 +88,39 @@ class UringEngine final : public Engine {
     bool broken = false;  // a member of the current chain failed or went short
   };
 
+  // Multishot receive (io/uring_recv.cc): the recvs of one socket, oldest
+  // first, are filled from one IORING_OP_RECV multishot into the provided
+  // buffer ring, armed while a recv waits and cancelled when none does (so
+  // that a socket the caller closes is not held open by the ring). Bytes
+  // that arrive while no recv waits are kept in `stash` for the next one.
+  struct RecvStream {
+    std::uint32_t id = 0;    // in the multishot's user_data
+    int fd = -1;
+    unsigned long ino = 0;   // the socket's inode: tells a reused descriptor number apart
+    bool armed = false;      // a multishot is in the kernel
+    bool cancelling = false; // ... and was asked to stop
+    bool eof = false;
+    bool orphan = false;     // its descriptor now names another socket
+    bool pumping = false;
+    std::deque<unsigned> ops;
+    std::vector<std::byte> stash;
+    std::size_t stash_off = 0;
+    std::uint64_t timer = 0;     // user_data of the head recv's deadline; 0: none
+    std::size_t timer_mark = 0;  // the head's bytes when that deadline was set
+  };
+
   explicit UringEngine(unsigned depth);
+  bool multishot_for(const Op& op);
+  RecvStream* recv_stream(int fd);
+  void recv_submit(unsigned index);
+  void recv_release(unsigned index);
+  void recv_pump(RecvStream& st);
+  void recv_deliver(RecvStream& st, std::span<const std::byte> data);
+  void recv_arm_timer(RecvStream& st, unsigned index);
+  void recv_drop_timer(RecvStream& st);
+  void recv_cqe(const io_uring_cqe& cqe);
+  void recv_timer_cqe(const io_uring_cqe& cqe);
+  void recv_forget(RecvStream& st);
   io_uring_sqe* get_sqe();
   std::uint64_t user_data(unsigned index) const;
   // Queues the SQE(s) for the slot's next attempt; with `link_next` the
@@ -89,6 +144,12 @@ class UringEngine final : public Engine {
   std::deque<Completion> ready_;
   StreamOrder order_;  // recvs
   std::unordered_map<int, SendStream> sends_;
+  bool multishot_wanted_ = false;
+  bool multishot_ok_ = false;  // buffer ring registered
+  std::unique_ptr<RecvRing> recv_ring_;
+  std::uint32_t next_stream_id_ = 1;
+  std::unordered_map<std::uint32_t, std::unique_ptr<RecvStream>> streams_;
+  std::unordered_map<int, std::uint32_t> stream_of_fd_;
   std::vector<iovec> buffers_;
   bool files_ok_ = false;
   std::unordered_map<int, int> file_index_;  // fd -> registered slot
