@@ -48,6 +48,7 @@ Status chunk_error(const Digest& id, const std::string& what) {
 
 Codec ChunkEncoder::choose_codec(std::span<const std::byte> chunk, DType dtype,
                                  const EncodeOptions& opts) {
+  trial_width_ = 0;
   if (chunk.empty()) return Codec::kRaw;
   if (!opts.trial && !is_float(dtype)) return Codec::kZstd;
 
@@ -58,6 +59,7 @@ Codec ChunkEncoder::choose_codec(std::span<const std::byte> chunk, DType dtype,
   if (!opts.trial) {
     int width = static_cast<int>(element_bytes(dtype));
     float_.encode(sample, width, trial_);
+    if (sample.size() == chunk.size()) trial_width_ = width;
     bool zstd_wins = zstd_size * kZstdWinDen < trial_.size() * kZstdWinNum;
     return zstd_wins ? Codec::kZstd : planes_codec(width);
   }
@@ -68,6 +70,7 @@ Codec ChunkEncoder::choose_codec(std::span<const std::byte> chunk, DType dtype,
   std::size_t best_size = zstd_size;
   for (int width : {4, 2, 1}) {
     float_.encode(sample, width, trial_);
+    trial_width_ = sample.size() == chunk.size() ? width : 0;
     if (trial_.size() < best_size || (trial_.size() == best_size && best == Codec::kZstd)) {
       best = planes_codec(width);
       best_size = trial_.size();
@@ -96,7 +99,12 @@ EncodedChunk ChunkEncoder::encode_with_id(std::span<const std::byte> chunk, DTyp
       codec = Codec::kRaw;
     }
   } else if (codec != Codec::kRaw) {
-    float_.encode(chunk, codec_element_width(codec), payload_);
+    const int width = codec_element_width(codec);
+    if (trial_width_ == width) {
+      payload_.swap(trial_);  // a chunk no larger than the sample was encoded by the trial
+    } else {
+      float_.encode(chunk, width, payload_);
+    }
     payload = payload_;
   }
   if (payload.size() >= chunk.size()) {  // never grow: store raw

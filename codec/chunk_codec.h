@@ -65,6 +65,9 @@ class ChunkEncoder {
   ZstdCompressor zstd_;
   std::vector<std::byte> payload_;
   std::vector<std::byte> trial_;
+  // Element width of the float payload in trial_ when the sample was the
+  // whole chunk (so trial_ is the chunk's payload for that width), else 0.
+  int trial_width_ = 0;
 };
 
 // Reusable scratch: one decoder per thread; not thread-safe.
