@@ -1,0 +1,175 @@
+// chunk_store.h: the receiver's content-addressed chunk store, as an
+// interface. The DR receiver calls it for every wire request (have/need, chunk
+// upload, snapshot commit, listing, fetch, deletion); the local filesystem
+// backend (replication/local_store.h) implements it today, and an object-store
+// backend can implement it later without the receiver changing.
+//
+// Contract shared by every backend:
+//   - Namespaces isolate hosts: every call names one, and nothing a call does
+//     reads or writes another. The receiver derives the namespace from the
+//     client certificate; the store only checks its syntax.
+//   - put() verifies the whole frame (header CRC, payload CRC, decode, chunk
+//     id recomputed) before storing anything; a put of an id already stored is
+//     a no-op. A put is durable only after a later sync() of its namespace
+//     returned OK: the receiver acknowledges chunks only then (group commit:
+//     many puts, one sync).
+//   - have() answers true only for durable chunks.
+//   - commit_snapshot() makes every earlier put durable, checks that every
+//     chunk the manifest names is present, and then publishes the manifest
+//     atomically: a snapshot is visible only complete.
+//   - Deletion (remove_snapshot, prune, gc) is refused with PermissionDenied
+//     to a host (Actor::kHost) when the store runs append-only; the operator
+//     on the receiver's machine (Actor::kOperator) may always delete.
+//   - Every method is thread-safe; many connections may put to one namespace
+//     at once.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "codec/status.h"
+#include "codec/tree_hash.h"
+
+namespace ferry {
+
+// Namespaces are [A-Za-z0-9._-]{1,64}, not "." or "..": they become directory
+// names on the receiver.
+inline constexpr std::size_t kMaxNamespaceBytes = 64;
+// Snapshot names follow the same rule, up to 128 bytes.
+inline constexpr std::size_t kMaxSnapshotNameBytes = 128;
+
+// InvalidArgument naming the value unless it follows the rules above.
+Status validate_namespace(std::string_view ns);
+Status validate_snapshot_name(std::string_view name);
+
+// Who asks for a deletion: a host over the network, or the operator running
+// `ferry prune` / `ferry scrub` on the receiver's machine.
+enum class Actor { kHost, kOperator };
+
+struct SnapshotInfo {
+  std::string name;
+  std::string host;
+  std::string job;
+  std::uint64_t step = 0;
+  std::int64_t created_ns = 0;    // from the manifest
+  std::int64_t committed_ns = 0;  // when the receiver published it
+  std::uint64_t files = 0;
+  std::uint64_t chunks = 0;
+  std::uint64_t logical_bytes = 0;  // sum of file sizes
+  std::uint64_t manifest_bytes = 0;
+};
+
+struct PutResult {
+  Digest id{};
+  bool stored = false;             // false when the id was already present
+  std::uint64_t frame_bytes = 0;
+};
+
+// Retention: a snapshot is kept when it is among the newest keep_last (by
+// created_ns, ties by name) or was created within keep_within_seconds of the
+// time given to prune(). At least one of the two must be set, so an empty
+// policy never deletes everything by accident.
+struct RetentionPolicy {
+  std::uint32_t keep_last = 0;
+  std::int64_t keep_within_seconds = 0;
+};
+
+struct PruneReport {
+  std::vector<std::string> kept;
+  std::vector<std::string> removed;
+};
+
+struct GcReport {
+  std::uint64_t chunks_kept = 0;
+  std::uint64_t chunks_removed = 0;
+  std::uint64_t bytes_removed = 0;   // stored (frame) bytes reclaimed
+  std::uint64_t packs_rewritten = 0;
+  std::uint64_t packs_deleted = 0;
+};
+
+struct ScrubReport {
+  struct BadChunk {
+    std::string ns;
+    Digest id{};
+    std::string where;  // pack file and offset
+    std::string error;
+    std::vector<std::string> snapshots;  // snapshots that name this chunk
+  };
+  struct BrokenSnapshot {
+    std::string ns;
+    std::string name;
+    std::string error;  // unreadable manifest, or chunks missing from the store
+  };
+  std::uint64_t namespaces = 0;
+  std::uint64_t chunks_checked = 0;
+  std::uint64_t bytes_checked = 0;  // stored bytes read
+  std::uint64_t snapshots_checked = 0;
+  std::vector<BadChunk> bad_chunks;
+  std::vector<BrokenSnapshot> broken_snapshots;
+  bool clean() const { return bad_chunks.empty() && broken_snapshots.empty(); }
+};
+
+struct StoreUsage {
+  std::uint64_t stored_bytes = 0;  // bytes of pack records (what the quota counts)
+  std::uint64_t chunks = 0;
+  std::uint64_t snapshots = 0;
+  std::uint64_t quota_bytes = 0;   // 0: no quota
+};
+
+class ChunkStore {
+ public:
+  virtual ~ChunkStore() = default;
+
+  // For each id, whether it is durable in `ns`.
+  virtual Result<std::vector<bool>> have(std::string_view ns, std::span<const Digest> ids) = 0;
+
+  // Verifies `frame` fully (and, when given, that its id is *expected_id),
+  // then stores it unless present. Corruption for a bad frame (nothing is
+  // stored), ResourceExhausted when the namespace's quota would be exceeded.
+  virtual Result<PutResult> put(std::string_view ns, std::span<const std::byte> frame,
+                                const Digest* expected_id = nullptr) = 0;
+
+  // Makes every put to `ns` that returned before this call durable.
+  virtual Status sync(std::string_view ns) = 0;
+
+  // The stored frame, its header and payload CRCs checked (the caller
+  // decodes, which recomputes the id). NotFound when absent.
+  virtual Result<std::vector<std::byte>> get(std::string_view ns, const Digest& id) = 0;
+
+  // Parses `manifest_bytes` (codec/manifest.h), syncs `ns`, checks every
+  // chunk it names is present, then publishes it under `name` atomically.
+  // InvalidArgument (AlreadyExists semantics) if `name` exists with other
+  // bytes; OK when it exists with the same bytes (a retried commit).
+  virtual Status commit_snapshot(std::string_view ns, std::string_view name,
+                                 std::span<const std::byte> manifest_bytes) = 0;
+
+  // Snapshots of `ns`, oldest first (created_ns, then name).
+  virtual Result<std::vector<SnapshotInfo>> list(std::string_view ns) = 0;
+  // The manifest bytes of one snapshot. NotFound when absent.
+  virtual Result<std::vector<std::byte>> manifest(std::string_view ns, std::string_view name) = 0;
+
+  // Unpublishes one snapshot (its chunks stay until gc).
+  virtual Status remove_snapshot(std::string_view ns, std::string_view name, Actor actor) = 0;
+  // Removes the snapshots the policy does not keep (chunks stay until gc).
+  virtual Result<PruneReport> prune(std::string_view ns, const RetentionPolicy& policy,
+                                    std::int64_t now_ns, Actor actor) = 0;
+  // Removes chunks no snapshot references. Crash-safe: a kill at any point
+  // never loses a chunk that a snapshot references.
+  virtual Result<GcReport> gc(std::string_view ns, Actor actor) = 0;
+
+  // Re-reads and fully verifies every stored chunk of `ns` (every namespace
+  // when `ns` is empty) and every snapshot's manifest and chunk presence.
+  // Damage is reported in the ScrubReport; the Status fails only when the
+  // scrub itself could not run.
+  virtual Result<ScrubReport> scrub(std::string_view ns) = 0;
+
+  virtual Result<StoreUsage> usage(std::string_view ns) = 0;
+  // Namespaces that exist in the store, sorted.
+  virtual Result<std::vector<std::string>> namespaces() = 0;
+};
+
+}  // namespace ferry
