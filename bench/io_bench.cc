@@ -31,6 +31,9 @@ DEFINE_uint32(io_depth, 16, "ferry-bench io: queue depth");
 DEFINE_uint64(io_net_mib, 4096, "ferry-bench io: bytes per loopback TCP run, in MiB");
 DEFINE_int32(io_sock_buf_kib, 0, "ferry-bench io: SO_SNDBUF/SO_RCVBUF in KiB for both ends (iperf3 -w); 0: kernel autotuning");
 DEFINE_bool(io_baselines, true, "ferry-bench io: also run fio and iperf3");
+DEFINE_bool(io_recv_multishot, true,
+            "ferry-bench io: io_uring recvs through multishot receive and a provided buffer ring "
+            "(false: one recv request per operation)");
 DEFINE_bool(io_files, true, "ferry-bench io: run the file tests (false: sockets only)");
 DEFINE_bool(io_net_split, false,
             "ferry-bench io: also pair each engine's sender and receiver with a plain blocking "
@@ -55,12 +58,13 @@ struct Row {
   double cpu_per_gb() const { return bytes > 0 ? cpu_seconds / (bytes / 1e9) : 0; }
 };
 
-std::unique_ptr<io::Engine> engine_for(Backend b) {
+std::unique_ptr<io::Engine> engine_for(Backend b, bool recv_multishot = true) {
   io::EngineOptions o;
   o.backend = b;
   o.queue_depth = FLAGS_io_depth + 1;  // + the closing fsync
   o.log_choice = false;
   o.single_thread = true;  // each engine here lives and dies in one thread
+  o.recv_multishot = recv_multishot && FLAGS_io_recv_multishot;
   auto e = io::make_engine(o);
   if (!e.is_ok()) {
     std::fprintf(stderr, "ferry-bench io: %s\n", e.status().to_string().c_str());
@@ -196,8 +200,10 @@ Status plain_recv(int fd, std::size_t block, std::uint64_t total) {
 // (sender or receiver) is a blocking loop instead of an engine.
 enum class PlainPeer { kNone, kSender, kReceiver };
 
-Row net_row(Backend backend, std::uint64_t total, PlainPeer plain_peer = PlainPeer::kNone) {
+Row net_row(Backend backend, std::uint64_t total, PlainPeer plain_peer = PlainPeer::kNone,
+            bool recv_multishot = true) {
   std::string runner = runner_name(backend);
+  if (!recv_multishot) runner += " (single-shot recv)";
   if (plain_peer == PlainPeer::kSender) runner = "plain send -> " + runner + " recv";
   if (plain_peer == PlainPeer::kReceiver) runner += " send -> plain recv";
   Row r{"tcp loopback", runner};
@@ -212,7 +218,7 @@ Row net_row(Backend backend, std::uint64_t total, PlainPeer plain_peer = PlainPe
   Status server_status;
   double t0 = now_seconds(), c0 = process_cpu_seconds();
   std::thread server([&] {
-    auto engine = engine_for(backend);
+    auto engine = engine_for(backend, recv_multishot);
     if (!engine) return;
     if (plain_peer == PlainPeer::kReceiver) {
       int fd = ::accept4(listener->fd(), nullptr, nullptr, SOCK_CLOEXEC);
@@ -367,6 +373,9 @@ FERRY_BENCH(io, "file and socket I/O: io_uring engine, thread fallback, fio, ipe
   }
   ::unlink(path.c_str());
   rows.push_back(net_row(Backend::kUring, net_bytes));
+  if (FLAGS_io_recv_multishot) {
+    rows.push_back(net_row(Backend::kUring, net_bytes, PlainPeer::kNone, false));
+  }
   rows.push_back(net_row(Backend::kThreads, net_bytes));
   if (FLAGS_io_net_split) {
     for (Backend b : {Backend::kUring, Backend::kThreads}) {

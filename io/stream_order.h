@@ -1,9 +1,11 @@
 // stream_order.h: keeps sends (and recvs) on one socket in submission order.
 // A stream socket's bytes must leave in the order the caller queued them,
 // but two sends in flight at once may interleave when one goes out short and
-// is resubmitted (io_uring gives no order between unlinked requests). Both
-// backends therefore run at most one send and one recv per socket at a time
-// and hold the rest in a FIFO here; the next starts when the head finishes.
+// is resubmitted (io_uring gives no order between unlinked requests). The
+// thread backend (sends and recvs) and io_uring's single-shot recvs therefore
+// run at most one per socket at a time and hold the rest in a FIFO here; the
+// next starts when the head finishes. io_uring's sends go as linked chains
+// and its multishot recvs fill in order (io/uring_engine.h).
 #pragma once
 
 #include <cstdint>

@@ -431,6 +431,10 @@ Result<std::size_t> UringEngine::wait(std::span<Completion> out, std::size_t min
   // Resubmissions made while reaping go to the kernel now, not at the
   // caller's next call.
   RETURN_IF_ERROR(flush());
+  if (release_pending_) {
+    release_pending_ = false;
+    (void)io_uring_get_events(&ring_);
+  }
   std::size_t n = std::min(out.size(), ready_.size());
   for (std::size_t i = 0; i < n; ++i) {
     out[i] = std::move(ready_.front());

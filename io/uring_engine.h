@@ -3,7 +3,11 @@
 // linked timeouts, cancel() is IORING_OP_ASYNC_CANCEL, and short transfers,
 // -EAGAIN and -EINTR are resubmitted from the completion handler, as
 // liburing's io_uring-cp example does. Registered buffers and files are used
-// whenever an operation's buffer or descriptor is registered.
+// whenever an operation's buffer or descriptor is registered. The sends of
+// one socket go to the kernel as IOSQE_IO_LINK chains, so that many are
+// queued in the socket at once and still leave in order; recvs use multishot
+// receive into a provided buffer ring where the kernel has them
+// (io/uring_recv.cc), single-shot recv one at a time per socket otherwise.
 #pragma once
 
 #include <liburing.h>
@@ -147,6 +151,10 @@ class UringEngine final : public Engine {
   bool multishot_wanted_ = false;
   bool multishot_ok_ = false;  // buffer ring registered
   std::unique_ptr<RecvRing> recv_ring_;
+  // A multishot was cancelled: wait() lets the kernel finish that before it
+  // returns (with DEFER_TASKRUN it would wait for the next wait), so that the
+  // ring lets go of a socket the caller is about to close.
+  bool release_pending_ = false;
   std::uint32_t next_stream_id_ = 1;
   std::unordered_map<std::uint32_t, std::unique_ptr<RecvStream>> streams_;
   std::unordered_map<int, std::uint32_t> stream_of_fd_;

@@ -36,13 +36,16 @@ bool UringEngine::multishot_for(const Op& op) {
 }
 
 UringEngine::RecvStream* UringEngine::recv_stream(int fd) {
+  auto it = stream_of_fd_.find(fd);
+  // With a recv pending the caller cannot have closed the socket.
+  if (it != stream_of_fd_.end() && !streams_.at(it->second)->ops.empty()) {
+    return streams_.at(it->second).get();
+  }
   struct stat sb {};
   unsigned long ino = ::fstat(fd, &sb) == 0 ? static_cast<unsigned long>(sb.st_ino) : 0;
-  auto it = stream_of_fd_.find(fd);
   if (it != stream_of_fd_.end()) {
     RecvStream& old = *streams_.at(it->second);
-    // With a recv pending the caller cannot have closed the socket.
-    if (!old.ops.empty() || old.ino == ino) return &old;
+    if (old.ino == ino) return &old;
     // The descriptor number now names another socket: whatever the old one
     // still delivers is dropped.
     old.orphan = true;
@@ -128,6 +131,7 @@ void UringEngine::recv_pump(RecvStream& st) {
       io_uring_prep_cancel64(sqe, kMultishotBit | st.id, 0);
       io_uring_sqe_set_data64(sqe, kCancelBit);
       st.cancelling = true;
+      release_pending_ = true;
     }
   }
   st.pumping = false;

@@ -213,6 +213,37 @@ TEST_P(MultishotTest, ReusedDescriptorNumberGetsOnlyItsOwnBytes) {
   EXPECT_EQ(got, new_data);
 }
 
+// The same with SINGLE_ISSUER | DEFER_TASKRUN, where the kernel runs the
+// ring's deferred work only inside a wait: the socket must still be let go
+// as soon as the last recv completed, not at the engine's next wait.
+TEST(MultishotSingleThreadTest, ClosedReceiverIsReleasedWithoutAnotherWait) {
+  EngineOptions o;
+  o.backend = Backend::kUring;
+  o.single_thread = true;
+  o.log_choice = false;
+  auto e = make_engine(o);
+  if (!e.is_ok()) GTEST_SKIP() << "io_uring unavailable: " << e.status().to_string();
+  auto engine = std::move(e).value();
+  auto listener = Socket::listen(*SocketAddress::parse("127.0.0.1:0"), kListenBacklog);
+  ASSERT_TRUE(listener.is_ok());
+  SocketAddress addr = *listener->local_address();
+  auto client = Socket::tcp_for(addr);
+  ASSERT_TRUE(client.is_ok());
+  ASSERT_EQ(::connect(client->fd(), addr.get(), addr.size()), 0) << std::strerror(errno);
+  Socket server = Socket::adopt(::accept4(listener->fd(), nullptr, nullptr, SOCK_CLOEXEC));
+  std::byte x{5};
+  ASSERT_EQ(::send(client->fd(), &x, 1, 0), 1);
+  std::vector<std::byte> buf(16);
+  ASSERT_TRUE(engine->submit(Op::recv(server, buf, 1, 5000)).is_ok());
+  auto c = engine->wait_one(5000);
+  ASSERT_TRUE(c.is_ok() && c->status.is_ok() && c->bytes == 1u);
+  server.close();
+  timeval tv{5, 0};
+  ASSERT_EQ(::setsockopt(client->fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+  ssize_t n = ::recv(client->fd(), buf.data(), buf.size(), 0);
+  EXPECT_EQ(n, 0) << (n < 0 ? std::strerror(errno) : "bytes after close");
+}
+
 INSTANTIATE_TEST_SUITE_P(Paths, MultishotTest,
                          ::testing::Values(Mode::kMultishot, Mode::kSingleShot, Mode::kThreads),
                          [](const ::testing::TestParamInfo<Mode>& info) {
