@@ -1,0 +1,133 @@
+// connection.h: a blocking, message-oriented, mutually authenticated TLS 1.3
+// connection: what the sender, the receiver and restore talk through. The
+// TLS session runs over memory BIOs (tls.h); its ciphertext moves through an
+// io::Engine (io_uring where the kernel allows it) owned by the connection,
+// in buffers of kCipherBufferBytes, and a large message is encrypted while
+// its previous piece is being sent.
+//
+// Thread-safety: one thread at a time. The engine belongs to the thread that
+// last used the connection: when another thread takes it over (the receiver
+// accepts on one thread and serves on another), the engine is rebuilt there
+// (nothing is outstanding between calls, so this is safe).
+//
+// Flow control is the protocol's (HELLO_OK's max_inflight_puts): a sender
+// that keeps at most that many PUTs unacknowledged can send and receive on
+// one thread without deadlock, as acknowledgements are small.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "codec/status.h"
+#include "io/engine.h"
+#include "io/socket.h"
+#include "replication/limits.h"
+#include "replication/protocol.h"
+#include "replication/tls.h"
+
+namespace ferry::replication {
+
+struct ConnectionOptions {
+  int connect_timeout_ms = kDefaultConnectTimeoutMs;
+  int handshake_timeout_ms = kDefaultHandshakeTimeoutMs;
+  // send(), and recv() without its own timeout: give up when the peer moves
+  // nothing for this long.
+  int io_timeout_ms = kDefaultIoTimeoutMs;
+  // Largest message body recv() accepts (the receiver's announced limit on
+  // the server; the client raises it to the receiver's HELLO_OK value).
+  std::size_t max_message_bytes = kDefaultMaxMessageBytes;
+  io::Backend backend = io::Backend::kAuto;
+};
+
+// Bytes that crossed this connection. Ciphertext counts TLS records (the
+// bytes on the wire above TCP); plaintext counts whole messages.
+struct ConnectionCounters {
+  std::uint64_t plain_bytes_in = 0;
+  std::uint64_t plain_bytes_out = 0;
+  std::uint64_t cipher_bytes_in = 0;
+  std::uint64_t cipher_bytes_out = 0;
+  std::uint64_t messages_in = 0;
+  std::uint64_t messages_out = 0;
+};
+
+class Connection {
+ public:
+  // Dials `addr` and completes the TLS handshake (the receiver's certificate
+  // checked against the context's expected_server_name, or the address's
+  // host when that is empty). In TLS 1.3 the receiver judges the client's
+  // certificate after the client has finished, so a refused client learns
+  // it at its first recv() (PermissionDenied with the receiver's alert).
+  static Result<std::unique_ptr<Connection>> connect(const io::SocketAddress& addr,
+                                                     std::shared_ptr<const TlsContext> ctx,
+                                                     const ConnectionOptions& options = {});
+  // Server side: wraps an accepted socket and completes the handshake; the
+  // client's namespace is then peer_identity(). Call it on the thread that
+  // will serve the connection.
+  static Result<std::unique_ptr<Connection>> accept(io::Socket socket,
+                                                    std::shared_ptr<const TlsContext> ctx,
+                                                    const ConnectionOptions& options = {});
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Sends one whole message (the bulk field is not copied).
+  Status send(const Message& m);
+  // Receives one whole message. timeout_ms: for the whole message (-1: the
+  // options' io_timeout_ms per transfer). Timeout, or Unavailable when the
+  // peer closed or reset, naming the peer; ResourceExhausted for a body over
+  // max_message_bytes; Corruption for a malformed one.
+  Result<Message> recv(int timeout_ms = -1);
+
+  // Client side: HELLO, then HELLO_OK (raising max_message_bytes to what the
+  // receiver announced, within kMaxMessageBodyBytes) or the receiver's ERROR
+  // as a Status.
+  Result<HelloOk> hello(std::string_view software);
+
+  void set_max_message_bytes(std::size_t bytes) { options_.max_message_bytes = bytes; }
+  std::size_t max_message_bytes() const { return options_.max_message_bytes; }
+
+  // Server: the client's namespace. Client: the receiver certificate's CN.
+  const std::string& peer_identity() const;
+  // The peer's address ("127.0.0.1:7700").
+  const std::string& peer_name() const { return socket_.name(); }
+  const ConnectionCounters& counters() const { return counters_; }
+  std::string cipher_description() const;
+  io::Backend backend() const;
+
+  // Sends close_notify (best effort, short timeout) and closes the socket.
+  // Idempotent; the destructor calls it.
+  void close();
+  // Closes at once without close_notify (tests: a peer that vanishes).
+  void abort();
+  bool is_open() const { return open_; }
+
+ private:
+  Connection(io::Socket socket, std::unique_ptr<TlsSession> tls, ConnectionOptions options);
+  static Result<std::unique_ptr<Connection>> handshake(io::Socket socket,
+                                                       std::unique_ptr<TlsSession> tls,
+                                                       const ConnectionOptions& options);
+  Status ensure_engine();
+  // Sends all pending ciphertext.
+  Status flush_ciphertext(int timeout_ms);
+  // Receives some ciphertext and feeds it to TLS. timeout_ms > 0.
+  Status pull_ciphertext(int timeout_ms, std::string_view during);
+  // Reads exactly out.size() plaintext bytes before `deadline_ms` (monotonic).
+  Status read_exact(std::span<std::byte> out, std::int64_t deadline_ms, bool first);
+  Status write_plain(std::span<const std::byte> data);
+
+  io::Socket socket_;
+  std::unique_ptr<TlsSession> tls_;
+  ConnectionOptions options_;
+  std::unique_ptr<io::Engine> engine_;
+  std::size_t engine_thread_ = 0;  // hash of the owning thread's id
+  std::unique_ptr<std::byte[]> send_buf_[2];
+  std::unique_ptr<std::byte[]> recv_buf_;
+  int send_slot_ = 0;
+  bool send_in_flight_ = false;
+  ConnectionCounters counters_;
+  bool open_ = true;
+};
+
+}  // namespace ferry::replication

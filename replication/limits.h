@@ -1,0 +1,66 @@
+// limits.h: every limit and default of the replication layer (wire protocol,
+// TLS, connections), in one place. Decoders check every length against these
+// before allocating; a limit that is not written down is a denial of service
+// waiting to happen. docs/PROTOCOL.md repeats them with their reasons.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "codec/limits.h"
+
+namespace ferry::replication {
+
+// Protocol versions this build speaks (HELLO / HELLO_OK negotiate the highest
+// common one).
+inline constexpr std::uint16_t kMinProtocolVersion = 1;
+inline constexpr std::uint16_t kMaxProtocolVersion = 1;
+
+// Message framing: [u32 body length][u8 type][body].
+inline constexpr std::size_t kMessageHeaderBytes = 5;
+// Hard cap on one message body, whatever a peer announces: a whole manifest
+// (codec/manifest.h allows 512 MiB) plus the snapshot name and request id.
+inline constexpr std::size_t kMaxMessageBodyBytes = (512u << 20) + (64u << 10);
+// What a receiver announces by default in HELLO_OK: one maximal frame in a PUT
+// or CHUNK plus room, and manifests of checkpoints up to ~5 TB at 4 MiB chunks.
+inline constexpr std::size_t kDefaultMaxMessageBytes = 128u << 20;
+// The smallest limit a peer may announce: a PUT of one maximal frame must fit.
+inline constexpr std::size_t kMinAnnouncedMessageBytes = kMaxFrameBytes + 64;
+
+// Field limits.
+inline constexpr std::size_t kMaxSoftwareBytes = 64;       // HELLO client software
+inline constexpr std::size_t kMaxNamespaceBytes = 64;      // host identity [A-Za-z0-9._-]
+inline constexpr std::size_t kMaxSnapshotNameBytes = 128;  // [A-Za-z0-9._-], not "." or ".."
+inline constexpr std::size_t kMaxErrorMessageBytes = 4096;
+inline constexpr std::size_t kMaxQueryIds = 65536;          // QUERY: 2 MiB of ids
+inline constexpr std::size_t kMaxGetChunkIds = 4096;        // GET_CHUNK
+inline constexpr std::size_t kMaxListedSnapshots = 1u << 20;  // LIST_REPLY
+inline constexpr std::size_t kMaxRemovedNames = 1u << 20;   // REMOVED
+
+// Flow control a receiver announces by default: PUTs in flight per connection
+// before the sender must wait for an acknowledgement. 64 x 4 MiB = 256 MiB per
+// stream covers 1 Gbit/s at 2 s RTT, or 10 Gbit/s at 200 ms.
+inline constexpr std::uint32_t kDefaultMaxInflightPuts = 64;
+inline constexpr std::uint32_t kMaxInflightPuts = 4096;
+
+// TLS and connections.
+// Ciphertext moves in buffers this large: few system calls per GB, so the
+// cost of the transport is close to that of AES-GCM alone.
+inline constexpr std::size_t kCipherBufferBytes = 256u << 10;
+// Plaintext handed to SSL_write at once (bounds the memory BIO's growth).
+inline constexpr std::size_t kPlainWriteSliceBytes = 256u << 10;
+// A message body buffer grows as bytes arrive, in steps of at most this, so a
+// peer announcing a large body costs memory only as it actually sends it.
+inline constexpr std::size_t kBodyGrowStepBytes = 8u << 20;
+inline constexpr int kDefaultHandshakeTimeoutMs = 15'000;
+inline constexpr int kDefaultIoTimeoutMs = 60'000;
+inline constexpr int kDefaultConnectTimeoutMs = 10'000;
+// Queue depth of the per-connection engine (a send and a recv at most, plus
+// a cancel); small rings keep many connections cheap.
+inline constexpr unsigned kConnectionQueueDepth = 8;
+
+// Certificates made by `ferry certs`.
+inline constexpr int kDefaultCertDays = 825;
+inline constexpr int kDefaultCaDays = 3650;
+
+}  // namespace ferry::replication
