@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <random>
 
 #include "io/engine.h"
 #include "tests/io/engine_fixture.h"
@@ -236,6 +237,77 @@ TEST_P(NetTest, ShutdownWithWorkInFlightDoesNotHang) {
   auto t0 = Clock::now();
   engine_.reset();  // cancels and drains
   EXPECT_LT(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count(), 2000);
+}
+
+// Many sends of odd sizes queued at once on a socket with a small send
+// buffer: io_uring links them into chains, the fallback runs them one by
+// one; either way the bytes arrive in submission order.
+TEST_P(NetTest, QueuedSendsOfOddSizesArriveInOrder) {
+  auto [client, server] = connect_pair();
+  ASSERT_TRUE(client.set_buffer_bytes(32 << 10, 0).is_ok());
+  std::mt19937_64 rng(test_seed());
+  std::vector<std::size_t> sizes;
+  std::size_t total = 0;
+  for (int i = 0; i < 24; ++i) {
+    sizes.push_back(1 + rng() % (300 << 10));
+    total += sizes.back();
+  }
+  auto data = random_bytes(total, test_seed());
+  std::vector<std::byte> got(total);
+  std::size_t off = 0, sends_done = 0, recvd = 0, next = 0;
+  bool recv_posted = false;
+  std::vector<Completion> out(kDepth);
+  while (sends_done < sizes.size() || recvd < total) {
+    while (next < sizes.size() && engine_->outstanding() + 1 < engine_->queue_depth()) {
+      ASSERT_TRUE(engine_->submit(Op::send(client, {data.data() + off, sizes[next]}, 1000 + next,
+                                           5000)).is_ok());
+      off += sizes[next++];
+    }
+    if (!recv_posted && recvd < total) {
+      std::size_t len = std::min<std::size_t>(4096 + rng() % (64 << 10), total - recvd);
+      ASSERT_TRUE(engine_->submit(Op::recv(server, {got.data() + recvd, len}, 1, 5000)).is_ok());
+      recv_posted = true;
+    }
+    auto n = engine_->wait(out, 1, 10'000);
+    ASSERT_TRUE(n.is_ok() && *n > 0) << "stalled";
+    for (std::size_t i = 0; i < *n; ++i) {
+      ASSERT_TRUE(out[i].status.is_ok()) << out[i].status.to_string();
+      if (out[i].tag == 1) {
+        ASSERT_GT(out[i].bytes, 0u);
+        recvd += out[i].bytes;
+        recv_posted = false;
+      } else {
+        EXPECT_EQ(out[i].bytes, sizes[out[i].tag - 1000]);
+        ++sends_done;
+      }
+    }
+  }
+  EXPECT_EQ(got, data);
+}
+
+// A send that times out in the middle of a queue: it reports Timeout and
+// the sends queued behind it are not lost but run (and, with no reader,
+// time out) in turn, each with its own deadline.
+TEST_P(NetTest, SendTimeoutMidQueueLeavesLaterSendsToTheirOwnDeadlines) {
+  auto [client, server] = connect_pair();
+  ASSERT_TRUE(client.set_buffer_bytes(16 << 10, 0).is_ok());
+  ASSERT_TRUE(server.set_buffer_bytes(0, 16 << 10).is_ok());
+  auto data = random_bytes(4 << 20, test_seed());
+  constexpr int kSends = 3;
+  for (int i = 0; i < kSends; ++i) {
+    std::span<const std::byte> p(data.data() + i * (1 << 20), 1 << 20);
+    ASSERT_TRUE(engine_->submit(Op::send(client, p, 10 + i, 150)).is_ok());
+  }
+  auto t0 = Clock::now();
+  for (int i = 0; i < kSends; ++i) {
+    auto c = engine_->wait_one(10'000);
+    ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+    EXPECT_EQ(c->status.code(), Code::kTimeout) << c->status.to_string();
+  }
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+  EXPECT_GE(ms, 140);
+  EXPECT_LT(ms, 5000);
+  EXPECT_EQ(engine_->outstanding(), 0u);
 }
 
 FERRY_ENGINE_SUITE(NetTest);
