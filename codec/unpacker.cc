@@ -1,5 +1,6 @@
-// unpacker.cc: see unpacker.h. One walker serves verify and unpack: it reads,
-// decodes and verifies windows of chunks in parallel, hashes each decoded
+// unpacker.cc: see unpacker.h. One walker serves verify and unpack, whatever
+// the FrameSource: it reads, decodes and verifies windows of chunks in
+// parallel, hashes each decoded
 // chunk's leaves into its file's leaf list for the file root, and calls hooks
 // (file begin, chunk decoded, file verified) that unpack uses to write.
 #include "codec/unpacker.h"
@@ -40,10 +41,10 @@ struct Slot {
   Status status;
 };
 
-Status chunk_failure(const ArchiveReader& a, const ManifestFile& f, const ManifestChunk& c,
+Status chunk_failure(const FrameSource& a, const ManifestFile& f, const ManifestChunk& c,
                      const Status& st) {
   return Status(st.code() == Code::kIOError ? Code::kIOError : Code::kCorruption,
-                a.path().string() + ": chunk " + to_hex(c.id) + " (file \"" + f.path + "\" offset " +
+                a.describe() + ": chunk " + to_hex(c.id) + " (file \"" + f.path + "\" offset " +
                     std::to_string(c.offset) + "): " + st.message());
 }
 
@@ -56,7 +57,7 @@ bool root_from_chunk_ids(const ManifestFile& f) {
   return root_composes_from_chunk_ids(lengths);
 }
 
-Status decode_chunk(const ArchiveReader& a, Slot& s, std::vector<Digest>& leaves, const Hooks& hooks) {
+Status decode_chunk(const FrameSource& a, Slot& s, std::vector<Digest>& leaves, const Hooks& hooks) {
   const ManifestChunk& c = a.manifest().files[s.file].chunks[s.chunk];
   RETURN_IF_ERROR(a.read_frame(s.file, s.chunk, s.frame));
   ASSIGN_OR_RETURN(FrameHeader h, parse_frame_header_only(s.frame));
@@ -73,16 +74,16 @@ Status decode_chunk(const ArchiveReader& a, Slot& s, std::vector<Digest>& leaves
   return hooks.on_chunk ? hooks.on_chunk(s.file, s.chunk, s.raw) : Status::ok();
 }
 
-Status check_root(const ArchiveReader& a, const ManifestFile& f, std::span<const Digest> leaves) {
+Status check_root(const FrameSource& a, const ManifestFile& f, std::span<const Digest> leaves) {
   Digest root = merkle_root(leaves);
   if (root != f.root) {
-    return Status::corruption(a.path().string() + ": file \"" + f.path + "\" root mismatch: manifest " +
+    return Status::corruption(a.describe() + ": file \"" + f.path + "\" root mismatch: manifest " +
                               to_hex(f.root) + ", decoded chunks give " + to_hex(root));
   }
   return Status::ok();
 }
 
-Status walk_archive(const ArchiveReader& a, const UnpackOptions& options, const Hooks& hooks) {
+Status walk_frames(const FrameSource& a, const UnpackOptions& options, const Hooks& hooks) {
   const Manifest& m = a.manifest();
   ThreadPool& pool = options.pool ? *options.pool : ThreadPool::shared();
   const std::size_t window = options.window_chunks ? options.window_chunks : 2 * pool.size();
@@ -146,13 +147,22 @@ Status walk_archive(const ArchiveReader& a, const UnpackOptions& options, const 
 
 }  // namespace
 
+Status verify_frames(const FrameSource& source, const UnpackOptions& options) {
+  return walk_frames(source, options, Hooks{});
+}
+
 Status verify_archive(const ArchiveReader& archive, const UnpackOptions& options) {
-  return walk_archive(archive, options, Hooks{});
+  return verify_frames(ArchiveFrameSource(archive), options);
 }
 
 Status unpack_archive(const ArchiveReader& archive, const std::filesystem::path& out_dir,
                       const UnpackOptions& options) {
-  const Manifest& m = archive.manifest();
+  return unpack_frames(ArchiveFrameSource(archive), out_dir, options);
+}
+
+Status unpack_frames(const FrameSource& source, const std::filesystem::path& out_dir,
+                     const UnpackOptions& options) {
+  const Manifest& m = source.manifest();
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
   if (ec) return Status::io_error("creating " + out_dir.string() + ": " + ec.message());
@@ -194,7 +204,7 @@ Status unpack_archive(const ArchiveReader& archive, const std::filesystem::path&
     open[f].reset();
     return Status::ok();
   };
-  return walk_archive(archive, options, hooks);
+  return walk_frames(source, options, hooks);
 }
 
 }  // namespace ferry

@@ -1,18 +1,21 @@
-// unpacker.h: archive -> verified bytes. verify_archive decodes every frame
-// of an archive, recomputes every chunk id and every file root and stops at
-// the first bad chunk, naming its id, file and file offset. unpack_archive
-// does the same and writes each file under a temporary name beside its
+// unpacker.h: frames -> verified bytes. verify_frames decodes every frame of
+// a snapshot, recomputes every chunk id and every file root and stops at the
+// first bad chunk, naming its id, file and file offset. unpack_frames does
+// the same and writes each file under a temporary name beside its
 // destination, fsyncs it and renames it into place only once its root
-// matches, with the recorded mode and mtime, so a failed unpack never
-// leaves a partly written file under a real name. Frames are read with
-// pread and decoded in parallel on a ThreadPool with a bounded window of
-// chunks in flight, in file order.
+// matches, with the recorded mode and mtime, so a failed unpack never leaves
+// a partly written file under a real name. Frames come from a FrameSource
+// (a local archive read with pread, or a DR receiver over the network:
+// replication/restore.h) and are decoded in parallel on a ThreadPool with a
+// bounded window of chunks in flight, in file order.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <string>
+#include <vector>
 
 #include "codec/archive.h"
 #include "codec/status.h"
@@ -20,6 +23,36 @@
 namespace ferry {
 
 class ThreadPool;
+
+// Where the frames of one snapshot come from.
+class FrameSource {
+ public:
+  virtual ~FrameSource() = default;
+  // The snapshot: its files and their chunks, in order.
+  virtual const Manifest& manifest() const = 0;
+  // Names the source in error messages (an archive's path, "HOST:PORT
+  // snapshot NAME").
+  virtual std::string describe() const = 0;
+  // The whole frame (header + payload) of chunk `chunk` of file `file`
+  // (indexes into manifest().files) into `out`, resized. Called once per
+  // chunk, concurrently from pool threads, in roughly file order. The
+  // frame is untrusted: the unpacker verifies it.
+  virtual Status read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const = 0;
+};
+
+// A FrameSource over an open archive (which must outlive it).
+class ArchiveFrameSource final : public FrameSource {
+ public:
+  explicit ArchiveFrameSource(const ArchiveReader& archive) : archive_(archive) {}
+  const Manifest& manifest() const override { return archive_.manifest(); }
+  std::string describe() const override { return archive_.path().string(); }
+  Status read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const override {
+    return archive_.read_frame(file, chunk, out);
+  }
+
+ private:
+  const ArchiveReader& archive_;
+};
 
 struct UnpackProgress {
   std::uint64_t logical_done = 0;   // decoded and verified bytes
@@ -34,6 +67,14 @@ struct UnpackOptions {
 };
 
 // Decodes and verifies everything; Corruption naming the first bad chunk.
+Status verify_frames(const FrameSource& source, const UnpackOptions& options = {});
+
+// Restores every file of the source's snapshot under `out_dir` (created if
+// missing).
+Status unpack_frames(const FrameSource& source, const std::filesystem::path& out_dir,
+                     const UnpackOptions& options = {});
+
+// The same over an archive.
 Status verify_archive(const ArchiveReader& archive, const UnpackOptions& options = {});
 
 // Restores every file of the archive under `out_dir` (created if missing).
