@@ -16,6 +16,13 @@
 DECLARE_string(o);
 DECLARE_int32(threads);
 DECLARE_bool(progress);
+// Replication subcommands (serve, push, list, restore) share these: the mTLS
+// files and the stream count. --to is HOST:PORT for push and DIR for restore.
+DECLARE_string(ca);
+DECLARE_string(cert);
+DECLARE_string(key);
+DECLARE_string(to);
+DECLARE_int32(streams);
 
 namespace ferry::cli {
 
