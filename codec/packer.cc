@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <chrono>
 #include <limits>
+#include <map>
 #include <system_error>
 
 #include "codec/chunk_codec.h"
@@ -67,6 +68,14 @@ struct Slot {
   std::vector<Digest> leaves;  // this chunk's leaf hashes, when the file keeps none
   ChunkEncoder encoder;
   EncodedChunk encoded;
+  Digest id{};
+  // Have/need outcome: send the frame, or skip it (listed, not sent). A
+  // skipped chunk takes its frame facts from `facts`, from the slot it
+  // repeats (`repeat_of`), or from encoding it (`encode`).
+  bool send = true;
+  bool encode = true;
+  std::optional<FrameFacts> facts;
+  std::optional<std::size_t> repeat_of;
   Status status;
 };
 
@@ -98,8 +107,9 @@ Result<ManifestFile> describe_file(const PackSource& src, std::size_t chunk_byte
   return f;
 }
 
-// Reads, hashes and codes one chunk into its slot (runs on a pool thread).
-void code_chunk(Slot& s, PlannedFile& pf, std::uint64_t expected_size, int zstd_level) {
+// Reads and hashes one chunk into its slot, setting its id (runs on a pool
+// thread).
+void read_chunk(Slot& s, PlannedFile& pf, std::uint64_t expected_size) {
   const ChunkPlan& p = pf.plan[s.chunk];
   const std::filesystem::path& path = pf.source->path;
   auto fd = open_fd(path, O_RDONLY);
@@ -129,10 +139,63 @@ void code_chunk(Slot& s, PlannedFile& pf, std::uint64_t expected_size, int zstd_
     leaves = std::span(pf.leaves).subspan(p.offset / kLeafBytes, leaf_count(p.length));
   }
   hash_leaves(s.raw, leaves);
+  s.id = merkle_root(leaves);
+}
+
+// Codes a read chunk into its slot's frame (runs on a pool thread).
+void encode_chunk(Slot& s, const PlannedFile& pf, int zstd_level) {
+  const ChunkPlan& p = pf.plan[s.chunk];
   EncodeOptions opts;
   opts.zstd_level = zstd_level;
   opts.trial = p.trial;
-  s.encoded = s.encoder.encode_with_id(s.raw, p.dtype, merkle_root(leaves), s.frame, opts);
+  s.encoded = s.encoder.encode_with_id(s.raw, p.dtype, s.id, s.frame, opts);
+}
+
+// Asks options.need about the ids of a window not met before in this run and
+// marks each slot to send, to skip with known facts, or to encode only for
+// its facts. An id met before (in this window or an earlier one) is never
+// sent twice: its facts come from `seen` or from its first slot.
+Status decide_window(std::span<Slot> slots, const PackOptions& options,
+                     std::map<Digest, FrameFacts>& seen) {
+  std::vector<Digest> fresh;
+  std::vector<std::size_t> fresh_slot;
+  for (std::size_t j = 0; j < slots.size(); ++j) {
+    Slot& s = slots[j];
+    s.send = false;
+    s.encode = false;
+    s.facts.reset();
+    s.repeat_of.reset();
+    if (auto it = seen.find(s.id); it != seen.end()) {
+      s.facts = it->second;
+      continue;
+    }
+    for (std::size_t k = 0; k < j; ++k) {
+      if (slots[k].id == s.id && !slots[k].repeat_of && !slots[k].facts) {
+        s.repeat_of = k;
+        break;
+      }
+    }
+    if (!s.repeat_of) {
+      fresh.push_back(s.id);
+      fresh_slot.push_back(j);
+    }
+  }
+  if (fresh.empty()) return Status::ok();
+  ASSIGN_OR_RETURN(std::vector<bool> need, options.need(fresh));
+  if (need.size() != fresh.size()) {
+    return Status::internal("have/need answered " + std::to_string(need.size()) + " flags for " +
+                            std::to_string(fresh.size()) + " chunks");
+  }
+  for (std::size_t i = 0; i < fresh.size(); ++i) {
+    Slot& s = slots[fresh_slot[i]];
+    s.send = need[i];
+    s.encode = true;
+    if (!s.send && options.known_frame) {
+      s.facts = options.known_frame(s.id);
+      if (s.facts) s.encode = false;
+    }
+  }
+  return Status::ok();
 }
 
 }  // namespace
@@ -200,19 +263,35 @@ Status plan_sources(std::span<const PackSource> sources, std::size_t chunk_bytes
   return Status::ok();
 }
 
-// Records a coded chunk in the manifest and hands its frame to the sink (in
-// file order); completes the file's root after its last chunk.
-Status emit_chunk(Slot& s, PlannedFile& pf, ManifestFile& mf, FrameSink& sink) {
+// Records a chunk in the manifest and hands its frame to the sink, or
+// reports it skipped (in file order); completes the file's root after its
+// last chunk. `window` holds the slot a repeated id refers to.
+Status emit_chunk(const Slot& s, std::span<const Slot> window, PlannedFile& pf, ManifestFile& mf,
+                  FrameSink& sink, std::map<Digest, FrameFacts>* seen) {
   const ChunkPlan& p = pf.plan[s.chunk];
   ManifestChunk c;
   c.offset = p.offset;
   c.length = p.length;
-  c.id = s.encoded.id;
-  c.dtype = s.encoded.dtype;
-  c.codec = static_cast<std::uint8_t>(s.encoded.codec);
-  c.frame_bytes = s.encoded.frame_bytes;
+  c.id = s.id;
+  c.dtype = p.dtype;
+  if (s.encode) {
+    c.codec = static_cast<std::uint8_t>(s.encoded.codec);
+    c.frame_bytes = s.encoded.frame_bytes;
+  } else {
+    const Slot& first = s.repeat_of ? window[*s.repeat_of] : s;
+    FrameFacts f = first.facts ? *first.facts
+                               : FrameFacts{static_cast<std::uint8_t>(first.encoded.codec),
+                                            first.encoded.frame_bytes};
+    c.codec = f.codec;
+    c.frame_bytes = f.frame_bytes;
+  }
   mf.chunks.push_back(c);
-  RETURN_IF_ERROR(sink.put_frame(mf, mf.chunks.back(), s.frame));
+  if (s.send) {
+    RETURN_IF_ERROR(sink.put_frame(mf, mf.chunks.back(), s.frame));
+  } else {
+    RETURN_IF_ERROR(sink.skip_chunk(mf, mf.chunks.back()));
+  }
+  if (seen) seen->emplace(c.id, FrameFacts{c.codec, c.frame_bytes});
   if (++pf.chunks_done == pf.plan.size()) {
     if (pf.compose_root) {
       std::vector<Digest> ids(mf.chunks.size());
@@ -253,6 +332,9 @@ Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptio
   PackProgress progress;
   progress.logical_total = m.logical_bytes();
 
+  // With have/need: the frame facts of every id met so far, so that no id is
+  // sent twice in one run (32 + 8 bytes per distinct chunk).
+  std::map<Digest, FrameFacts> seen;
   std::vector<Slot> slots(std::max<std::size_t>(1, std::min(window, work.size())));
   for (std::size_t start = 0; start < work.size(); start += slots.size()) {
     const std::size_t n = std::min(slots.size(), work.size() - start);
@@ -262,16 +344,39 @@ Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptio
       slots[j].chunk = ci;
       if (ci == 0 && !files[fi].compose_root) files[fi].leaves.assign(leaf_count(m.files[fi].size), Digest{});
     }
-    pool.parallel_for(n, [&](std::size_t j) {
-      Slot& s = slots[j];
-      code_chunk(s, files[s.file], m.files[s.file].size, options.zstd_level);
-    });
+    if (!options.need) {
+      // One pass per chunk: read, hash and code together.
+      pool.parallel_for(n, [&](std::size_t j) {
+        Slot& s = slots[j];
+        read_chunk(s, files[s.file], m.files[s.file].size);
+        if (s.status) encode_chunk(s, files[s.file], options.zstd_level);
+      });
+    } else {
+      pool.parallel_for(n, [&](std::size_t j) {
+        Slot& s = slots[j];
+        read_chunk(s, files[s.file], m.files[s.file].size);
+      });
+      for (std::size_t j = 0; j < n; ++j) {
+        if (!slots[j].status) return slots[j].status;
+      }
+      RETURN_IF_ERROR(decide_window(std::span(slots).first(n), options, seen));
+      pool.parallel_for(n, [&](std::size_t j) {
+        Slot& s = slots[j];
+        if (s.encode) encode_chunk(s, files[s.file], options.zstd_level);
+      });
+    }
     for (std::size_t j = 0; j < n; ++j) {
       Slot& s = slots[j];
       if (!s.status) return s.status;
-      RETURN_IF_ERROR(emit_chunk(s, files[s.file], m.files[s.file], sink));
+      RETURN_IF_ERROR(emit_chunk(s, std::span(slots).first(n), files[s.file], m.files[s.file], sink,
+                                 options.need ? &seen : nullptr));
       progress.logical_done += s.raw.size();
-      progress.frame_bytes += s.frame.size();
+      ++progress.chunks_done;
+      if (s.send) {
+        progress.frame_bytes += s.frame.size();
+      } else {
+        ++progress.chunks_skipped;
+      }
     }
     if (options.progress) options.progress(progress);
   }

@@ -6,6 +6,14 @@
 // FrameSink strictly in file order, chunk by chunk, so the same code feeds a
 // `.ferry` archive today and the network sender later: the packer knows
 // nothing about where frames go. It returns the snapshot manifest.
+//
+// Have/need: a caller that ships frames to a store which may already hold
+// some chunks (the network sender) sets PackOptions::need. Each window's
+// chunks are then read and hashed first, `need` is asked once with the
+// window's ids, and only the chunks it asks for are encoded and handed to
+// put_frame; the others go to skip_chunk and are still listed in the
+// manifest, so the snapshot stays complete while the work and the bytes on
+// the wire shrink to what changed.
 #pragma once
 
 #include <cstddef>
@@ -35,6 +43,20 @@ class FrameSink {
   // payload) is valid only during the call.
   virtual Status put_frame(const ManifestFile& file, const ManifestChunk& chunk,
                            std::span<const std::byte> frame) = 0;
+  // A chunk that PackOptions::need said the destination holds: it is listed
+  // in the manifest (`chunk` is its entry) but no frame was made for it.
+  virtual Status skip_chunk(const ManifestFile& file, const ManifestChunk& chunk) {
+    (void)file;
+    (void)chunk;
+    return Status::ok();
+  }
+};
+
+// What the manifest records about a chunk's frame (its codec and size),
+// known without encoding the chunk when the same id was coded before.
+struct FrameFacts {
+  std::uint8_t codec = 0;
+  std::uint32_t frame_bytes = 0;
 };
 
 // One input file: where to read it and the relative path it gets in the
@@ -55,6 +77,8 @@ struct PackProgress {
   std::uint64_t logical_done = 0;   // input bytes coded so far
   std::uint64_t logical_total = 0;  // all input bytes
   std::uint64_t frame_bytes = 0;    // frame bytes emitted so far (before dedup)
+  std::uint64_t chunks_done = 0;    // chunks emitted or skipped so far
+  std::uint64_t chunks_skipped = 0; // chunks `need` said the destination holds
 };
 
 struct PackOptions {
@@ -67,6 +91,17 @@ struct PackOptions {
   std::uint64_t step = 0;
   std::optional<std::int64_t> created_ns;  // unset: now (set it for reproducible output)
   std::function<void(const PackProgress&)> progress;  // after each window; may be empty
+  // Have/need (see the top of this file). Empty: every chunk is encoded and
+  // sent. Otherwise called at most once per window, from the calling thread, with
+  // the new chunk ids of the window in order; it returns one flag per id, true when
+  // the chunk must be sent. Only ids not met before in this run are asked
+  // about: an id that repeats (a file of zeros, a copied shard) is decided
+  // once and sent at most once. An error stops packing with that error.
+  std::function<Result<std::vector<bool>>(std::span<const Digest> ids)> need;
+  // For a skipped chunk, the manifest's codec and frame size: when this
+  // returns them the chunk is not encoded at all; otherwise (or when empty)
+  // it is encoded to learn them, and still not sent.
+  std::function<std::optional<FrameFacts>(const Digest& id)> known_frame;
 };
 
 // Packs `sources` (in the given order, which must be strictly ascending by

@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <map>
+#include <set>
 
 #include "codec/chunk_codec.h"
 #include "codec/frame.h"
@@ -186,6 +187,105 @@ TEST(PackerTest, CorpusSafetensorsLayoutReachesTheManifest) {
   }
   // Real weights shrink.
   EXPECT_LT(frames, m->logical_bytes());
+}
+
+// Have/need: the manifest does not depend on what the destination holds;
+// only the frames asked for are sent, a repeated id goes once, and with
+// known frame facts a held chunk is never encoded.
+class SkipCountingSink : public RecordingSink {
+ public:
+  Status skip_chunk(const ManifestFile& file, const ManifestChunk& chunk) override {
+    skipped.push_back(chunk);
+    (void)file;
+    return Status::ok();
+  }
+  std::vector<ManifestChunk> skipped;
+};
+
+TEST(PackerTest, NeedFiltersFramesButNotTheManifest) {
+  testing::TempDir dir;
+  make_tree(dir.path(), testing::test_seed());
+  // Four identical 1 MiB chunks: one id, sent once.
+  testing::write_file(dir / "zeros", std::vector<std::byte>(4u << 20));
+  auto sources = list_pack_sources(dir.path());
+  ASSERT_TRUE(sources.is_ok());
+  PackOptions opts;
+  opts.chunk_bytes = 1u << 20;
+  opts.created_ns = 5;
+  opts.host = "h";
+  RecordingSink plain;
+  auto want = pack_files(*sources, opts, plain);
+  ASSERT_TRUE(want.is_ok()) << want.status().to_string();
+  std::map<Digest, FrameFacts> facts;
+  for (const auto& f : want->files) {
+    for (const auto& c : f.chunks) facts[c.id] = {c.codec, c.frame_bytes};
+  }
+
+  // Nothing held: every distinct id is sent once, repeats are skipped.
+  int need_calls = 0;
+  opts.need = [&](std::span<const Digest> ids) -> Result<std::vector<bool>> {
+    ++need_calls;
+    return std::vector<bool>(ids.size(), true);
+  };
+  SkipCountingSink all;
+  auto m = pack_files(*sources, opts, all);
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  EXPECT_EQ(serialize_manifest(*m), serialize_manifest(*want));
+  EXPECT_GT(need_calls, 0);
+  EXPECT_EQ(all.frames.size() + all.skipped.size(), want->chunk_count());
+  EXPECT_EQ(all.frames.size(), facts.size());
+  std::set<Digest> sent;
+  for (const auto& c : all.chunks) EXPECT_TRUE(sent.insert(c.id).second);
+
+  // Everything held, facts known or not: no frame sent, same manifest.
+  for (bool with_facts : {true, false}) {
+    opts.need = [](std::span<const Digest> ids) -> Result<std::vector<bool>> {
+      return std::vector<bool>(ids.size(), false);
+    };
+    int lookups = 0;
+    opts.known_frame = nullptr;
+    if (with_facts) {
+      opts.known_frame = [&](const Digest& id) -> std::optional<FrameFacts> {
+        ++lookups;
+        return facts.at(id);
+      };
+    }
+    SkipCountingSink none;
+    auto again = pack_files(*sources, opts, none);
+    ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+    EXPECT_EQ(serialize_manifest(*again), serialize_manifest(*want));
+    EXPECT_TRUE(none.frames.empty());
+    EXPECT_EQ(none.skipped.size(), want->chunk_count());
+    if (with_facts) {
+      EXPECT_GT(lookups, 0);
+    }
+  }
+
+  // Half held: exactly the others are sent.
+  std::set<Digest> held;
+  bool flip = false;
+  for (const auto& [id, f] : facts) {
+    if ((flip = !flip)) held.insert(id);
+  }
+  opts.known_frame = nullptr;
+  opts.need = [&](std::span<const Digest> ids) -> Result<std::vector<bool>> {
+    std::vector<bool> out;
+    for (const auto& id : ids) out.push_back(!held.contains(id));
+    return out;
+  };
+  SkipCountingSink half;
+  auto part = pack_files(*sources, opts, half);
+  ASSERT_TRUE(part.is_ok()) << part.status().to_string();
+  EXPECT_EQ(serialize_manifest(*part), serialize_manifest(*want));
+  EXPECT_EQ(half.frames.size(), facts.size() - held.size());
+  for (const auto& c : half.chunks) EXPECT_FALSE(held.contains(c.id));
+
+  // An error from need stops packing with that error.
+  opts.need = [](std::span<const Digest>) -> Result<std::vector<bool>> {
+    return Status::unavailable("receiver gone");
+  };
+  RecordingSink failed;
+  EXPECT_EQ(pack_files(*sources, opts, failed).status().code(), Code::kUnavailable);
 }
 
 }  // namespace
