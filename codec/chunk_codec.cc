@@ -25,13 +25,6 @@ constexpr int kSampleZstdLevel = 1;
 constexpr std::size_t kZstdWinNum = 7;
 constexpr std::size_t kZstdWinDen = 8;
 
-std::span<const std::byte> sample_of(std::span<const std::byte> chunk) {
-  if (chunk.size() <= kSampleBytes) return chunk;
-  std::size_t off = (chunk.size() - kSampleBytes) / 2;
-  off -= off % kLeafBytes;
-  return chunk.subspan(off, kSampleBytes);
-}
-
 Codec planes_codec(int width) {
   switch (width) {
     case 1: return Codec::kPlanes8;
@@ -46,21 +39,29 @@ Status chunk_error(const Digest& id, const std::string& what) {
 
 }  // namespace
 
-Codec ChunkEncoder::choose_codec(std::span<const std::byte> chunk, DType dtype,
-                                 const EncodeOptions& opts) {
-  trial_width_ = 0;
+std::span<const std::byte> codec_choice_sample(std::span<const std::byte> chunk) {
+  if (chunk.size() <= kSampleBytes) return chunk;
+  std::size_t off = (chunk.size() - kSampleBytes) / 2;
+  off -= off % kLeafBytes;
+  return chunk.subspan(off, kSampleBytes);
+}
+
+Codec choose_chunk_codec(std::span<const std::byte> chunk, DType dtype, bool trial,
+                         CodecChoiceScratch& scratch) {
+  scratch.buf_width = 0;
   if (chunk.empty()) return Codec::kRaw;
-  if (!opts.trial && !is_float(dtype)) return Codec::kZstd;
+  if (!trial && !is_float(dtype)) return Codec::kZstd;
 
-  std::span<const std::byte> sample = sample_of(chunk);
-  Status st = zstd_.compress(sample, kSampleZstdLevel, trial_);
-  const std::size_t zstd_size = st.is_ok() ? trial_.size() : sample.size();
+  std::span<const std::byte> sample = codec_choice_sample(chunk);
+  const bool whole = sample.size() == chunk.size();
+  Status st = scratch.zstd.compress(sample, kSampleZstdLevel, scratch.buf);
+  const std::size_t zstd_size = st.is_ok() ? scratch.buf.size() : sample.size();
 
-  if (!opts.trial) {
+  if (!trial) {
     int width = static_cast<int>(element_bytes(dtype));
-    float_.encode(sample, width, trial_);
-    if (sample.size() == chunk.size()) trial_width_ = width;
-    bool zstd_wins = zstd_size * kZstdWinDen < trial_.size() * kZstdWinNum;
+    scratch.floats.encode(sample, width, scratch.buf);
+    scratch.buf_width = whole ? width : 0;
+    bool zstd_wins = zstd_size * kZstdWinDen < scratch.buf.size() * kZstdWinNum;
     return zstd_wins ? Codec::kZstd : planes_codec(width);
   }
 
@@ -69,11 +70,11 @@ Codec ChunkEncoder::choose_codec(std::span<const std::byte> chunk, DType dtype,
   Codec best = Codec::kZstd;
   std::size_t best_size = zstd_size;
   for (int width : {4, 2, 1}) {
-    float_.encode(sample, width, trial_);
-    trial_width_ = sample.size() == chunk.size() ? width : 0;
-    if (trial_.size() < best_size || (trial_.size() == best_size && best == Codec::kZstd)) {
+    scratch.floats.encode(sample, width, scratch.buf);
+    scratch.buf_width = whole ? width : 0;
+    if (scratch.buf.size() < best_size || (scratch.buf.size() == best_size && best == Codec::kZstd)) {
       best = planes_codec(width);
-      best_size = trial_.size();
+      best_size = scratch.buf.size();
     }
   }
   return best;
@@ -89,21 +90,21 @@ EncodedChunk ChunkEncoder::encode_with_id(std::span<const std::byte> chunk, DTyp
                                           const Digest& id, std::vector<std::byte>& frame,
                                           const EncodeOptions& opts) {
   FERRY_CHECK(chunk.size() <= kMaxChunkBytes);
-  Codec codec = choose_codec(chunk, dtype, opts);
+  Codec codec = choose_chunk_codec(chunk, dtype, opts.trial, choice_);
   std::span<const std::byte> payload = chunk;
   if (codec == Codec::kZstd) {
     // A failed compression (out of memory) is not fatal: the chunk goes raw.
-    if (zstd_.compress(chunk, opts.zstd_level, payload_).is_ok()) {
+    if (choice_.zstd.compress(chunk, opts.zstd_level, payload_).is_ok()) {
       payload = payload_;
     } else {
       codec = Codec::kRaw;
     }
   } else if (codec != Codec::kRaw) {
     const int width = codec_element_width(codec);
-    if (trial_width_ == width) {
-      payload_.swap(trial_);  // a chunk no larger than the sample was encoded by the trial
+    if (choice_.buf_width == width) {
+      payload_.swap(choice_.buf);  // a chunk no larger than the sample was encoded by the trial
     } else {
-      float_.encode(chunk, width, payload_);
+      choice_.floats.encode(chunk, width, payload_);
     }
     payload = payload_;
   }

@@ -39,6 +39,24 @@ struct EncodedChunk {
   std::uint32_t frame_bytes = 0;  // header + payload
 };
 
+// The codec a chunk gets (docs/FORMAT.md section 3), judged on a fixed,
+// leaf-aligned sample from the middle of the chunk so it is cheap and
+// deterministic. ChunkEncoder uses it, and so does the GPU engine, which codes
+// the float payload elsewhere but must make the same choice. The scratch is
+// the caller's, one per thread.
+struct CodecChoiceScratch {
+  ZstdCompressor zstd;
+  FloatEncoder floats;
+  std::vector<std::byte> buf;
+  // When non-zero, the sample was the whole chunk and `buf` holds the chunk's
+  // float payload at this element width (an encoder can reuse it).
+  int buf_width = 0;
+};
+Codec choose_chunk_codec(std::span<const std::byte> chunk, DType dtype, bool trial,
+                         CodecChoiceScratch& scratch);
+// Bytes of the sample the choice looks at.
+std::span<const std::byte> codec_choice_sample(std::span<const std::byte> chunk);
+
 // Largest frame encode() can produce for a chunk of raw_bytes.
 constexpr std::size_t max_frame_bytes(std::size_t raw_bytes) {
   return kFrameHeaderBytes + raw_bytes;
@@ -59,15 +77,8 @@ class ChunkEncoder {
                               std::vector<std::byte>& frame, const EncodeOptions& opts = {});
 
  private:
-  Codec choose_codec(std::span<const std::byte> chunk, DType dtype, const EncodeOptions& opts);
-
-  FloatEncoder float_;
-  ZstdCompressor zstd_;
+  CodecChoiceScratch choice_;  // its zstd and float coders code the chunk too
   std::vector<std::byte> payload_;
-  std::vector<std::byte> trial_;
-  // Element width of the float payload in trial_ when the sample was the
-  // whole chunk (so trial_ is the chunk's payload for that width), else 0.
-  int trial_width_ = 0;
 };
 
 // Reusable scratch: one decoder per thread; not thread-safe.

@@ -13,21 +13,6 @@
 namespace ferry {
 namespace {
 
-// Mirrors chunk_codec.cc: zstd must beat the float codec on the sample by
-// more than 1/8 for a float chunk (the GPU decodes planes, not zstd).
-constexpr std::size_t kSampleBytes = 64 * 1024;
-constexpr int kSampleZstdLevel = 1;
-constexpr std::size_t kZstdWinNum = 7;
-constexpr std::size_t kZstdWinDen = 8;
-
-Codec planes_codec(int width) {
-  switch (width) {
-    case 1: return Codec::kPlanes8;
-    case 2: return Codec::kPlanes16;
-    default: return Codec::kPlanes32;
-  }
-}
-
 // Coders are not thread-safe; each pool worker borrows one set from a free
 // list, so a batch allocates only the first time a worker joins it.
 template <typename Coder>
@@ -123,39 +108,6 @@ class CpuEngine final : public CodecEngine {
 
 std::unique_ptr<CodecEngine> make_cpu_engine(const CpuEngineOptions& opts) {
   return std::make_unique<CpuEngine>(opts);
-}
-
-std::span<const std::byte> codec_choice_sample(std::span<const std::byte> chunk) {
-  if (chunk.size() <= kSampleBytes) return chunk;
-  std::size_t off = (chunk.size() - kSampleBytes) / 2;
-  off -= off % kLeafBytes;
-  return chunk.subspan(off, kSampleBytes);
-}
-
-Codec choose_chunk_codec(std::span<const std::byte> chunk, DType dtype, bool trial,
-                         CodecChoiceScratch& scratch) {
-  if (chunk.empty()) return Codec::kRaw;
-  if (!trial && !is_float(dtype)) return Codec::kZstd;
-  std::span<const std::byte> sample = codec_choice_sample(chunk);
-  Status st = scratch.zstd.compress(sample, kSampleZstdLevel, scratch.buf);
-  const std::size_t zstd_size = st.is_ok() ? scratch.buf.size() : sample.size();
-  if (!trial) {
-    int width = static_cast<int>(element_bytes(dtype));
-    scratch.floats.encode(sample, width, scratch.buf);
-    bool zstd_wins = zstd_size * kZstdWinDen < scratch.buf.size() * kZstdWinNum;
-    return zstd_wins ? Codec::kZstd : planes_codec(width);
-  }
-  Codec best = Codec::kZstd;
-  std::size_t best_size = zstd_size;
-  for (int width : {4, 2, 1}) {
-    scratch.floats.encode(sample, width, scratch.buf);
-    if (scratch.buf.size() < best_size ||
-        (scratch.buf.size() == best_size && best == Codec::kZstd)) {
-      best = planes_codec(width);
-      best_size = scratch.buf.size();
-    }
-  }
-  return best;
 }
 
 }  // namespace ferry

@@ -81,17 +81,4 @@ struct CpuEngineOptions {
 
 std::unique_ptr<CodecEngine> make_cpu_engine(const CpuEngineOptions& opts = {});
 
-// The codec ChunkEncoder picks for a chunk (same sample, same rule), for
-// engines that code the float payload elsewhere (the GPU) but must make the
-// same choice. The scratch objects are the caller's, one set per thread.
-struct CodecChoiceScratch {
-  ZstdCompressor zstd;
-  FloatEncoder floats;
-  std::vector<std::byte> buf;
-};
-Codec choose_chunk_codec(std::span<const std::byte> chunk, DType dtype, bool trial,
-                         CodecChoiceScratch& scratch);
-// Bytes of the sample the choice looks at (leaf-aligned, from the middle).
-std::span<const std::byte> codec_choice_sample(std::span<const std::byte> chunk);
-
 }  // namespace ferry
