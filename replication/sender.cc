@@ -1,0 +1,675 @@
+// sender.cc: push() (see sender.h): the packer on the calling thread feeds a
+// bounded queue of PUT messages; stream threads keep windows of them in
+// flight and retire them on PUT_ACK; a control connection answers the
+// packer's have/need and commits the manifest at the end.
+#include "replication/sender.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <ctime>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "codec/manifest.h"
+#include "replication/connection.h"
+#include "replication/protocol.h"
+
+namespace ferry::replication {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How long a stream with nothing in flight waits for the queue before it
+// looks at the abort flag again.
+inline constexpr int kQueuePollMs = 50;
+// Sleeps (backoff, bandwidth cap) are cut into slices this long so an abort
+// is noticed quickly.
+inline constexpr int kSleepSliceMs = 20;
+
+std::int64_t wall_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Errors a new connection may cure: the link or the receiver went away,
+// stalled or garbled the stream. Refusals (certificates, quota, bad
+// requests) are final.
+bool retryable(const Status& s) {
+  switch (s.code()) {
+    case Code::kUnavailable:
+    case Code::kTimeout:
+    case Code::kIOError:
+    case Code::kCorruption:
+    case Code::kAborted:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Shared by every stream of a push: stops everything on the first final
+// error, which it keeps.
+class AbortFlag {
+ public:
+  void raise(const Status& s) {
+    std::lock_guard lock(mu_);
+    if (status_.is_ok()) status_ = s;
+    raised_.store(true);
+  }
+  bool raised() const { return raised_.load(); }
+  Status status() const {
+    std::lock_guard lock(mu_);
+    return status_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  Status status_;
+  std::atomic<bool> raised_{false};
+};
+
+// Sleeps up to `ms`, returning early when `abort` is raised.
+void sleep_unless_aborted(std::int64_t ms, const AbortFlag& abort) {
+  const auto until = Clock::now() + std::chrono::milliseconds(ms);
+  while (!abort.raised() && Clock::now() < until) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::clamp<std::int64_t>(left, 0, kSleepSliceMs)));
+  }
+}
+
+// The bandwidth cap: a token bucket over frame bytes, shared by the streams.
+// Tokens may go negative: a sender takes what it needs and sleeps off the
+// debt, so large frames pass at the average rate without starving.
+class TokenBucket {
+ public:
+  explicit TokenBucket(std::uint64_t bytes_per_s) : rate_(static_cast<double>(bytes_per_s)) {
+    burst_ = std::max(rate_ / 4, 1.0);
+    tokens_ = burst_;
+    last_ = Clock::now();
+  }
+  void acquire(std::size_t bytes, const AbortFlag& abort) {
+    if (rate_ <= 0) return;
+    double debt = 0;
+    {
+      std::lock_guard lock(mu_);
+      auto now = Clock::now();
+      tokens_ = std::min(burst_, tokens_ + rate_ * std::chrono::duration<double>(now - last_).count());
+      last_ = now;
+      tokens_ -= static_cast<double>(bytes);
+      debt = -tokens_;
+    }
+    if (debt > 0) sleep_unless_aborted(static_cast<std::int64_t>(debt / rate_ * 1000.0), abort);
+  }
+
+ private:
+  std::mutex mu_;
+  double rate_;
+  double burst_ = 0;
+  double tokens_ = 0;
+  Clock::time_point last_;
+};
+
+// One frame on its way: a ready PUT message (its request id is set by the
+// stream that sends it) and the chunk id it carries.
+struct Outgoing {
+  Digest id{};
+  Message put;  // a Put
+  std::size_t frame_bytes() const { return std::get<Put>(put).frame.size(); }
+};
+
+// Frames between the packer and the streams, bounded in bytes.
+class FrameQueue {
+ public:
+  explicit FrameQueue(std::uint64_t capacity_bytes) : capacity_(capacity_bytes) {}
+
+  // Blocks while the queue is full. Aborted when the push is being stopped.
+  Status push(std::unique_ptr<Outgoing> item, const AbortFlag& abort) {
+    std::unique_lock lock(mu_);
+    const std::size_t n = item->frame_bytes();
+    while (bytes_ > 0 && bytes_ + n > capacity_ && !abort.raised()) {
+      not_full_.wait_for(lock, std::chrono::milliseconds(kQueuePollMs));
+    }
+    if (abort.raised()) return abort.status();
+    bytes_ += n;
+    items_.push_back(std::move(item));
+    not_empty_.notify_one();
+    return Status::ok();
+  }
+  // The next frame, waiting up to wait_ms; null when none came (see done()).
+  std::unique_ptr<Outgoing> pop(int wait_ms) {
+    std::unique_lock lock(mu_);
+    if (items_.empty() && !closed_ && wait_ms > 0) {
+      not_empty_.wait_for(lock, std::chrono::milliseconds(wait_ms));
+    }
+    if (items_.empty()) return nullptr;
+    auto item = std::move(items_.front());
+    items_.pop_front();
+    bytes_ -= item->frame_bytes();
+    not_full_.notify_one();
+    return item;
+  }
+  // No more frames will come.
+  void close() {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    not_empty_.notify_all();
+  }
+  bool done() {
+    std::lock_guard lock(mu_);
+    return closed_ && items_.empty();
+  }
+  void wake_all() {
+    not_full_.notify_all();
+    not_empty_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable not_full_, not_empty_;
+  std::deque<std::unique_ptr<Outgoing>> items_;
+  std::uint64_t bytes_ = 0;
+  std::uint64_t capacity_;
+  bool closed_ = false;
+};
+
+// Counters of one push at one target, added to from every thread.
+struct SharedCounters {
+  std::atomic<std::uint64_t> frame_bytes_sent{0}, frame_bytes_resent{0}, frame_bytes_acked{0},
+      chunks_sent{0}, wire_out{0}, wire_in{0}, retries{0};
+};
+
+// One connection to the target that reconnects on demand, with backoff and
+// jitter between attempts, counting its bytes into `counters`.
+class Link {
+ public:
+  Link(std::string target, std::shared_ptr<const TlsContext> ctx, const PushOptions& options,
+       SharedCounters& counters, const AbortFlag& abort)
+      : target_(std::move(target)), ctx_(std::move(ctx)), options_(options), counters_(counters),
+        abort_(abort), rng_(std::random_device{}()) {}
+  ~Link() { drop(); }
+
+  // Connected and past HELLO, or the error that made it give up: a final
+  // refusal at once, a retryable one after max_attempts tries in a row.
+  Status ensure() {
+    if (conn_) return Status::ok();
+    Status last;
+    for (int attempt = 0; attempt < std::max(1, options_.retry.max_attempts); ++attempt) {
+      if (abort_.raised()) return abort_.status();
+      if (attempt > 0 || broken_before_) {
+        counters_.retries.fetch_add(1);
+        sleep_unless_aborted(backoff_ms(attempt), abort_);
+      }
+      last = connect_once();
+      if (last) return Status::ok();
+      if (!retryable(last)) return last;
+    }
+    return last.with_context(target_ + ": gave up after " + std::to_string(options_.retry.max_attempts) +
+                             " attempts");
+  }
+  // Closes after a break; the next ensure() reconnects (after a backoff).
+  void drop() {
+    if (!conn_) return;
+    counters_.wire_out.fetch_add(conn_->counters().cipher_bytes_out - wire_out_seen_);
+    counters_.wire_in.fetch_add(conn_->counters().cipher_bytes_in - wire_in_seen_);
+    conn_->abort();
+    conn_.reset();
+    broken_before_ = true;
+  }
+  // Closes cleanly at the end (BYE, close_notify).
+  void finish() {
+    if (!conn_) return;
+    (void)conn_->send(Bye{});
+    conn_->close();
+    broken_before_ = false;
+    counters_.wire_out.fetch_add(conn_->counters().cipher_bytes_out - wire_out_seen_);
+    counters_.wire_in.fetch_add(conn_->counters().cipher_bytes_in - wire_in_seen_);
+    conn_.reset();
+  }
+  // Sends a request and waits for the reply with its id (an ERROR with it
+  // becomes the Status). Reconnects and resends on a retryable break.
+  Result<Message> request(Message m) {
+    for (int attempt = 0;; ++attempt) {
+      RETURN_IF_ERROR(ensure());
+      const std::uint64_t id = next_id();
+      set_request_id(m, id);
+      Result<Message> reply = exchange(m, id);
+      if (reply || !retryable(reply.status()) || attempt + 1 >= options_.retry.max_attempts) return reply;
+      drop();
+    }
+  }
+
+  Connection* conn() { return conn_.get(); }
+  const HelloOk& hello() const { return hello_; }
+  std::uint64_t next_id() { return ++request_ids_; }
+  // Adds this connection's bytes so far to the shared counters.
+  void sync_counters() {
+    if (!conn_) return;
+    counters_.wire_out.fetch_add(conn_->counters().cipher_bytes_out - wire_out_seen_);
+    counters_.wire_in.fetch_add(conn_->counters().cipher_bytes_in - wire_in_seen_);
+    wire_out_seen_ = conn_->counters().cipher_bytes_out;
+    wire_in_seen_ = conn_->counters().cipher_bytes_in;
+  }
+
+ private:
+  static void set_request_id(Message& m, std::uint64_t id) {
+    std::visit(
+        [id](auto& msg) {
+          if constexpr (requires { msg.request_id; }) msg.request_id = id;
+        },
+        m);
+  }
+  Result<Message> exchange(const Message& m, std::uint64_t id) {
+    if (Status st = conn_->send(m); !st) {
+      drop();
+      return st;
+    }
+    while (true) {
+      Result<Message> r = conn_->recv();
+      if (!r) {
+        drop();
+        return r.status();
+      }
+      if (const auto* e = std::get_if<Error>(&*r)) {
+        if (e->request_id == id) return status_from_error(*e);
+        if (e->request_id == 0) {
+          drop();
+          return status_from_error(*e);
+        }
+      }
+      if (request_id_of(*r) == id) return r;
+      // A reply to an earlier request given up on: skip it.
+    }
+  }
+  Status connect_once() {
+    ConnectionOptions co;
+    co.connect_timeout_ms = options_.connect_timeout_ms;
+    co.io_timeout_ms = options_.io_timeout_ms;
+    ASSIGN_OR_RETURN(auto conn, Connection::connect(target_, ctx_, co));
+    wire_out_seen_ = 0;
+    wire_in_seen_ = 0;
+    conn_ = std::move(conn);
+    Result<HelloOk> h = conn_->hello(kSenderSoftware);
+    if (!h) {
+      Status st = h.status().with_context(target_);
+      drop();
+      return st;
+    }
+    hello_ = *h;
+    return Status::ok();
+  }
+  std::int64_t backoff_ms(int attempt) {
+    const double base = std::min<double>(options_.retry.max_backoff_ms,
+                                         options_.retry.initial_backoff_ms * std::pow(2.0, attempt));
+    // Jitter: between half and all of the exponential delay, so streams
+    // that broke together do not come back together.
+    std::uniform_real_distribution<double> jitter(0.5, 1.0);
+    return static_cast<std::int64_t>(base * jitter(rng_));
+  }
+
+  std::string target_;
+  std::shared_ptr<const TlsContext> ctx_;
+  const PushOptions& options_;
+  SharedCounters& counters_;
+  const AbortFlag& abort_;
+  std::mt19937_64 rng_;
+  std::unique_ptr<Connection> conn_;
+  HelloOk hello_;
+  std::uint64_t request_ids_ = 0;
+  std::uint64_t wire_out_seen_ = 0, wire_in_seen_ = 0;
+  bool broken_before_ = false;
+};
+
+// One stream: a Link and a window of PUTs in flight.
+class Stream {
+ public:
+  Stream(const std::string& target, std::shared_ptr<const TlsContext> ctx, FrameQueue& queue,
+         TokenBucket& bucket, const PushOptions& options, SharedCounters& counters, AbortFlag& abort)
+      : link_(target, std::move(ctx), options, counters, abort), queue_(queue), bucket_(bucket), options_(options), counters_(counters),
+        abort_(abort) {}
+
+  // Runs until the queue is drained and every frame acknowledged, or the
+  // push is aborted; a final error raises the abort flag.
+  void run() {
+    Status st = loop();
+    if (!st) abort_.raise(st);
+    if (st) {
+      link_.finish();
+    } else {
+      link_.drop();
+    }
+    queue_.wake_all();
+  }
+
+ private:
+  struct InFlight {
+    std::uint64_t request_id = 0;
+    std::unique_ptr<Outgoing> item;
+  };
+
+  Status loop() {
+    while (!abort_.raised()) {
+      if (!link_.conn()) RETURN_IF_ERROR(reconnect());
+      Status st = fill_window();
+      if (st && !in_flight_.empty()) st = take_ack();
+      if (!st) {
+        if (!retryable(st)) return st;
+        link_.drop();
+        continue;
+      }
+      if (in_flight_.empty() && queue_.done()) return Status::ok();
+    }
+    return abort_.status();
+  }
+
+  // Connects (with backoff) and, after a break, resolves the frames left in
+  // flight: QUERY says which the receiver made durable (retired) and the
+  // rest are sent again.
+  Status reconnect() {
+    RETURN_IF_ERROR(link_.ensure());
+    window_puts_ = std::max<std::uint32_t>(1, link_.hello().max_inflight_puts);
+    if (in_flight_.empty()) return Status::ok();
+    std::vector<InFlight> pending;
+    for (auto& f : in_flight_) pending.push_back(std::move(f));
+    in_flight_.clear();
+    in_flight_bytes_ = 0;
+    Query q;
+    for (const auto& f : pending) q.ids.push_back(f.item->id);
+    ASSIGN_OR_RETURN(Message reply, link_.request(q));
+    const auto* qr = std::get_if<QueryReply>(&reply);
+    if (!qr || qr->missing.size() != pending.size()) {
+      return Status::corruption(std::string("receiver answered QUERY with ") +
+                                std::string(message_name(reply)));
+    }
+    for (std::size_t i = 0; i < pending.size(); ++i) {
+      if (!qr->missing[i]) {
+        counters_.frame_bytes_acked.fetch_add(pending[i].item->frame_bytes());
+        continue;
+      }
+      RETURN_IF_ERROR(send(std::move(pending[i].item), /*resend=*/true));
+    }
+    return Status::ok();
+  }
+
+  Status send(std::unique_ptr<Outgoing> item, bool resend) {
+    const std::size_t n = item->frame_bytes();
+    bucket_.acquire(n, abort_);
+    InFlight f{link_.next_id(), std::move(item)};
+    std::get<Put>(f.item->put).request_id = f.request_id;
+    // Kept before sending: if the send breaks, the frame is still ours.
+    in_flight_.push_back(std::move(f));
+    in_flight_bytes_ += n;
+    counters_.frame_bytes_sent.fetch_add(n);
+    if (resend) {
+      counters_.frame_bytes_resent.fetch_add(n);
+    } else {
+      counters_.chunks_sent.fetch_add(1);
+    }
+    return link_.conn()->send(in_flight_.back().item->put);
+  }
+
+  Status fill_window() {
+    while (!abort_.raised() && in_flight_.size() < window_puts_ &&
+           (in_flight_.empty() || in_flight_bytes_ < options_.stream_window_bytes)) {
+      auto item = queue_.pop(in_flight_.empty() ? kQueuePollMs : 0);
+      if (!item) break;
+      RETURN_IF_ERROR(send(std::move(item), /*resend=*/false));
+    }
+    return Status::ok();
+  }
+
+  // An ERROR among the acknowledgements. With a request id it refuses one
+  // PUT (quota, a frame the receiver rejects): final, unless the receiver
+  // says it is going away, which a new connection may cure. Without one it
+  // ends the connection, retryable or not by its code.
+  static Status put_error(const Error& e) {
+    Status st = status_from_error(e);
+    if (e.request_id == 0) return st;
+    const bool transient =
+        st.code() == Code::kUnavailable || st.code() == Code::kAborted || st.code() == Code::kTimeout;
+    return transient ? st : Status(st.code() == Code::kCorruption ? Code::kInternal : st.code(), st.message());
+  }
+
+  Status take_ack() {
+    Result<Message> r = link_.conn()->recv();
+    if (!r) return r.status();
+    link_.sync_counters();
+    if (const auto* e = std::get_if<Error>(&*r)) return put_error(*e);
+    const auto* ack = std::get_if<PutAck>(&*r);
+    if (!ack) return Status::corruption("receiver sent " + std::string(message_name(*r)) + " during PUTs");
+    auto it = std::find_if(in_flight_.begin(), in_flight_.end(),
+                           [&](const InFlight& f) { return f.request_id == ack->request_id; });
+    if (it == in_flight_.end()) return Status::ok();  // an ack for a frame resolved by QUERY
+    if (it->item->id != ack->chunk_id) {
+      return Status::corruption("receiver acknowledged request " + std::to_string(ack->request_id) +
+                                " with chunk " + to_hex(ack->chunk_id) + ", sent " + to_hex(it->item->id));
+    }
+    const std::size_t n = it->item->frame_bytes();
+    in_flight_bytes_ -= n;
+    counters_.frame_bytes_acked.fetch_add(n);
+    in_flight_.erase(it);
+    return Status::ok();
+  }
+
+  Link link_;
+  FrameQueue& queue_;
+  TokenBucket& bucket_;
+  const PushOptions& options_;
+  SharedCounters& counters_;
+  AbortFlag& abort_;
+  std::deque<InFlight> in_flight_;
+  std::uint64_t in_flight_bytes_ = 0;
+  std::uint32_t window_puts_ = 1;
+};
+
+// Frames from the packer into the queue.
+class QueueSink : public FrameSink {
+ public:
+  QueueSink(FrameQueue& queue, const AbortFlag& abort) : queue_(queue), abort_(abort) {}
+  Status put_frame(const ManifestFile& file, const ManifestChunk& chunk,
+                   std::span<const std::byte> frame) override {
+    (void)file;
+    auto item = std::make_unique<Outgoing>();
+    item->id = chunk.id;
+    Put put;
+    put.frame.assign(frame.begin(), frame.end());
+    item->put = std::move(put);
+    return queue_.push(std::move(item), abort_);
+  }
+
+ private:
+  FrameQueue& queue_;
+  const AbortFlag& abort_;
+};
+
+// Frame facts of the target's newest snapshot, so chunks it holds need not
+// be encoded to be listed. Best effort: empty on any refusal.
+Result<std::map<Digest, FrameFacts>> known_frames(Link& control) {
+  std::map<Digest, FrameFacts> out;
+  ASSIGN_OR_RETURN(Message reply, control.request(List{}));
+  const auto* list = std::get_if<ListReply>(&reply);
+  if (!list || list->snapshots.empty()) return out;
+  const SnapshotInfo* newest = &list->snapshots.front();
+  for (const auto& s : list->snapshots) {
+    if (s.created_unix_seconds >= newest->created_unix_seconds) newest = &s;
+  }
+  GetManifest get;
+  get.snapshot = newest->name;
+  auto got = control.request(get);
+  if (!got) return retryable(got.status()) ? Result<std::map<Digest, FrameFacts>>(got.status()) : out;
+  const auto* data = std::get_if<ManifestData>(&*got);
+  if (!data) return out;
+  auto m = parse_manifest(data->manifest);
+  if (!m) return out;
+  for (const auto& f : m->files) {
+    for (const auto& c : f.chunks) out.emplace(c.id, FrameFacts{c.codec, c.frame_bytes});
+  }
+  return out;
+}
+
+// The have/need answer for the packer: QUERY in pieces the receiver allows.
+Result<std::vector<bool>> query_missing(Link& control, std::span<const Digest> ids) {
+  std::vector<bool> need;
+  need.reserve(ids.size());
+  RETURN_IF_ERROR(control.ensure());
+  const std::size_t piece = std::max<std::size_t>(1, std::min<std::size_t>(control.hello().max_query_ids, kMaxQueryIds));
+  for (std::size_t i = 0; i < ids.size(); i += piece) {
+    Query q;
+    q.ids.assign(ids.begin() + i, ids.begin() + std::min(ids.size(), i + piece));
+    ASSIGN_OR_RETURN(Message reply, control.request(q));
+    const auto* qr = std::get_if<QueryReply>(&reply);
+    if (!qr || qr->missing.size() != q.ids.size()) {
+      return Status::corruption("receiver answered QUERY with " + std::string(message_name(reply)));
+    }
+    need.insert(need.end(), qr->missing.begin(), qr->missing.end());
+  }
+  return need;
+}
+
+Result<PushReport> push_to_target(std::span<const PackSource> sources, const PushOptions& options,
+                                  const std::string& target, std::shared_ptr<const TlsContext> ctx,
+                                  const std::string& snapshot, std::int64_t created_ns) {
+  const auto start = Clock::now();
+  SharedCounters counters;
+  AbortFlag abort;
+  Link control(target, ctx, options, counters, abort);
+  RETURN_IF_ERROR(control.ensure());
+  ASSIGN_OR_RETURN(auto known, known_frames(control));
+
+  FrameQueue queue(options.queue_bytes);
+  TokenBucket bucket(options.bandwidth_bytes_per_s);
+  const int n_streams = std::clamp(options.streams, 1, kMaxPushStreams);
+  std::vector<std::unique_ptr<Stream>> streams;
+  for (int i = 0; i < n_streams; ++i) {
+    streams.push_back(std::make_unique<Stream>(target, ctx, queue, bucket, options, counters, abort));
+  }
+  std::vector<std::jthread> threads;
+  for (auto& s : streams) threads.emplace_back([&s] { s->run(); });
+
+  PackOptions po;
+  po.chunk_bytes = options.chunk_bytes;
+  po.zstd_level = options.zstd_level;
+  po.pool = options.pool;
+  po.job = options.job;
+  po.step = options.step;
+  po.created_ns = created_ns;
+  po.need = [&](std::span<const Digest> ids) { return query_missing(control, ids); };
+  po.known_frame = [&](const Digest& id) -> std::optional<FrameFacts> {
+    auto it = known.find(id);
+    if (it == known.end()) return std::nullopt;
+    return it->second;
+  };
+  std::uint64_t skipped = 0;
+  po.progress = [&](const PackProgress& p) {
+    skipped = p.chunks_skipped;
+    if (!options.progress) return;
+    PushProgress pp;
+    pp.logical_done = p.logical_done;
+    pp.logical_total = p.logical_total;
+    pp.frame_bytes_acked = counters.frame_bytes_acked.load();
+    pp.chunks_skipped = p.chunks_skipped;
+    pp.target = target;
+    options.progress(pp);
+  };
+  QueueSink sink(queue, abort);
+  Result<Manifest> manifest = pack_files(sources, po, sink);
+  if (!manifest) abort.raise(manifest.status());
+  queue.close();
+  threads.clear();  // joins: every frame acknowledged, or aborted
+  if (abort.raised()) return abort.status().with_context("push to " + target);
+
+  Commit commit;
+  commit.snapshot = snapshot;
+  commit.manifest = serialize_manifest(*manifest);
+  if (commit.manifest.size() + 1024 > control.hello().max_message_bytes) {
+    return Status::exhausted("manifest of " + std::to_string(commit.manifest.size()) +
+                             " bytes exceeds the receiver's message limit at " + target);
+  }
+  auto committed = control.request(commit);
+  if (!committed) return committed.status().with_context("commit of " + snapshot + " at " + target);
+  control.finish();
+
+  PushReport r;
+  r.target = target;
+  r.snapshot = snapshot;
+  r.files = manifest->files.size();
+  r.logical_bytes = manifest->logical_bytes();
+  r.chunks_total = manifest->chunk_count();
+  r.chunks_skipped = skipped;
+  r.chunks_sent = counters.chunks_sent.load();
+  r.frame_bytes_sent = counters.frame_bytes_sent.load();
+  r.frame_bytes_resent = counters.frame_bytes_resent.load();
+  r.wire_bytes_sent = counters.wire_out.load();
+  r.wire_bytes_received = counters.wire_in.load();
+  r.retries = counters.retries.load();
+  r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return r;
+}
+
+}  // namespace
+
+std::string default_snapshot_name(const PushOptions& options, std::int64_t now_ns) {
+  std::string base = !options.job.empty() ? options.job
+                     : !options.source_name.empty() ? options.source_name
+                                                    : std::string("snapshot");
+  std::string suffix;
+  if (options.step != 0) {
+    suffix = "step" + std::to_string(options.step);
+  } else {
+    std::time_t t = static_cast<std::time_t>(now_ns / 1'000'000'000);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof(buf), "%Y%m%dT%H%M%SZ", &tm);
+    suffix = buf;
+  }
+  const std::size_t room = kMaxSnapshotNameBytes - 1 - suffix.size();
+  if (base.size() > room) base.resize(room);
+  for (char& c : base) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+                    c == '_' || c == '-';
+    if (!ok) c = '_';
+  }
+  if (base == "." || base == "..") base = "snapshot";
+  return base + "-" + suffix;
+}
+
+Result<std::vector<PushReport>> push(std::span<const PackSource> sources, const PushOptions& options) {
+  if (options.targets.empty()) return Status::invalid_argument("push needs at least one target HOST:PORT");
+  if (options.streams < 1 || options.streams > kMaxPushStreams) {
+    return Status::invalid_argument("streams must be 1.." + std::to_string(kMaxPushStreams));
+  }
+  TlsConfig tls = options.tls;
+  tls.role = TlsRole::kClient;
+  ASSIGN_OR_RETURN(auto ctx, TlsContext::create(tls));
+  const std::int64_t created_ns = options.created_ns.value_or(wall_ns());
+  const std::string snapshot = options.snapshot.empty() ? default_snapshot_name(options, created_ns)
+                                                        : options.snapshot;
+  RETURN_IF_ERROR(validate_snapshot_name(snapshot));
+
+  std::vector<PushReport> reports;
+  Status last;
+  std::uint64_t failovers = 0;
+  for (const auto& target : options.targets) {
+    auto r = push_to_target(sources, options, target, ctx, snapshot, created_ns);
+    if (r) {
+      r->failovers = failovers;
+      reports.push_back(std::move(r).value());
+      if (!options.fan_out) return reports;
+      continue;
+    }
+    if (options.fan_out) return r.status();
+    last = r.status();
+    ++failovers;
+  }
+  return last;
+}
+
+}  // namespace ferry::replication

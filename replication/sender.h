@@ -1,0 +1,121 @@
+// sender.h: the sending side of replication, behind `ferry push` (and the
+// agent later). push() packs files into frames (codec/packer.h) and ships
+// them to a DR receiver over N parallel mutually authenticated TLS streams:
+//
+//   packer ──have/need (QUERY, control connection)──► only missing chunks
+//     are encoded ──► bounded frame queue ──► N stream threads, each with a
+//     window of PUTs in flight (sized in bytes for long, fat links), every
+//     frame kept until its PUT_ACK (the receiver acks only durable chunks)
+//   all frames acked ──► COMMIT of the manifest (control connection)
+//
+// Breaks: a stream whose connection fails reconnects with exponential
+// backoff and jitter, asks QUERY about its unacknowledged frames and resends
+// only those still missing, so nothing durable is sent twice. A target that
+// keeps failing is given up for the next one in PushOptions::targets (each
+// target is packed against its own have/need); with fan_out every target
+// gets the snapshot. A bandwidth cap (token bucket) is shared by all
+// streams of a push.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "codec/packer.h"
+#include "codec/status.h"
+#include "replication/tls.h"
+
+namespace ferry {
+class ThreadPool;
+}
+
+namespace ferry::replication {
+
+inline constexpr int kDefaultPushStreams = 4;
+inline constexpr int kMaxPushStreams = 64;
+// Bytes of PUTs in flight per stream (also bounded by the receiver's
+// max_inflight_puts): 32 MiB keeps 4 streams busy at 1 Gbit/s and 1 s RTT.
+inline constexpr std::uint64_t kDefaultStreamWindowBytes = 32ull << 20;
+// Frames coded but not yet taken by a stream; back-pressure on the packer.
+inline constexpr std::uint64_t kDefaultQueueBytes = 64ull << 20;
+// The software name sent in HELLO.
+inline constexpr const char* kSenderSoftware = "ferry-push 0.1";
+
+struct RetryPolicy {
+  // Connection attempts after a break, per stream or control connection,
+  // before the target is given up.
+  int max_attempts = 8;
+  int initial_backoff_ms = 100;
+  int max_backoff_ms = 5'000;
+};
+
+struct PushProgress {
+  std::uint64_t logical_done = 0;   // bytes read and hashed
+  std::uint64_t logical_total = 0;
+  std::uint64_t frame_bytes_acked = 0;
+  std::uint64_t chunks_skipped = 0;
+  std::string target;
+};
+
+struct PushOptions {
+  // HOST:PORT of each receiver, in failover order (or all, with fan_out).
+  std::vector<std::string> targets;
+  TlsConfig tls;  // client side: CA, this host's certificate and key
+  int streams = kDefaultPushStreams;
+  // Snapshot name; empty: "<job or directory name>-<step or UTC time>".
+  std::string snapshot;
+  // Names the snapshot when job is empty (the pushed directory's name).
+  std::string source_name;
+  std::string job;
+  std::uint64_t step = 0;
+  std::size_t chunk_bytes = kDefaultChunkBytes;
+  int zstd_level = kDefaultZstdLevel;
+  ThreadPool* pool = nullptr;  // nullptr: ThreadPool::shared()
+  std::uint64_t stream_window_bytes = kDefaultStreamWindowBytes;
+  std::uint64_t queue_bytes = kDefaultQueueBytes;
+  // Bytes per second of frames sent, over all streams; 0: no cap.
+  std::uint64_t bandwidth_bytes_per_s = 0;
+  RetryPolicy retry;
+  // Give the snapshot to every target instead of the first that works.
+  bool fan_out = false;
+  int connect_timeout_ms = 10'000;
+  int io_timeout_ms = 60'000;
+  std::optional<std::int64_t> created_ns;  // unset: now
+  // Called from the packing thread after each window; may be empty.
+  std::function<void(const PushProgress&)> progress;
+};
+
+// What one push did at one target.
+struct PushReport {
+  std::string target;
+  std::string snapshot;
+  std::uint64_t files = 0;
+  std::uint64_t logical_bytes = 0;
+  std::uint64_t chunks_total = 0;
+  std::uint64_t chunks_skipped = 0;     // the receiver had them (or a repeat in this push)
+  std::uint64_t chunks_sent = 0;        // distinct chunks PUT
+  std::uint64_t frame_bytes_sent = 0;   // PUT frame bytes, resends included
+  std::uint64_t frame_bytes_resent = 0; // of which sent again after a break
+  std::uint64_t wire_bytes_sent = 0;    // TLS ciphertext, all connections
+  std::uint64_t wire_bytes_received = 0;
+  std::uint64_t retries = 0;            // reconnections after a break
+  std::uint64_t failovers = 0;          // targets given up before this one
+  double seconds = 0;
+};
+
+// Pushes `sources` (strictly ascending by rel_path, as list_pack_sources
+// returns them) and commits them as one snapshot. Returns one report per
+// target that committed: the first working target, or every target with
+// fan_out (then any target failing fails the push). The error of the last
+// target tried when none committed.
+Result<std::vector<PushReport>> push(std::span<const PackSource> sources, const PushOptions& options);
+
+// The default snapshot name for these options at time `now_ns`, made safe
+// for validate_snapshot_name ([A-Za-z0-9._-], other bytes become '_').
+std::string default_snapshot_name(const PushOptions& options, std::int64_t now_ns);
+
+}  // namespace ferry::replication
