@@ -43,7 +43,9 @@ struct Slot {
 
 Status chunk_failure(const FrameSource& a, const ManifestFile& f, const ManifestChunk& c,
                      const Status& st) {
-  return Status(st.code() == Code::kIOError ? Code::kIOError : Code::kCorruption,
+  // The source's own code (I/O, Corruption, a remote source's Unavailable)
+  // tells the user whether to retry or to repair.
+  return Status(st.code(),
                 a.describe() + ": chunk " + to_hex(c.id) + " (file \"" + f.path + "\" offset " +
                     std::to_string(c.offset) + "): " + st.message());
 }

@@ -1,0 +1,347 @@
+// restore.cc: see restore.h. RemoteFrameSource is the unpacker's FrameSource
+// over a receiver: `streams` threads, each with its own connection, claim
+// batches of consecutive chunks in file order and fetch them with GET_CHUNK;
+// the decoder takes frames as they arrive. A stream may claim a batch only
+// while it starts within `ahead` chunks of the first frame not yet taken, so
+// memory stays bounded and the decoder's window (smaller than `ahead`) can
+// always be filled: no deadlock between the bound and the window.
+#include "replication/restore.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "codec/thread_pool.h"
+
+namespace ferry::replication {
+namespace {
+
+double mono_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+class RemoteFrameSource final : public FrameSource {
+ public:
+  RemoteFrameSource(const RemoteOptions& remote, std::shared_ptr<const TlsContext> ctx,
+                    const Manifest& manifest, std::string snapshot, std::size_t streams,
+                    std::size_t batch_chunks, std::size_t window_chunks);
+  ~RemoteFrameSource() override { stop(); }
+
+  // Starts the streams; the first uses `first` (already past HELLO).
+  void start(std::unique_ptr<Connection> first);
+  // Stops and joins every stream (idempotent).
+  void stop();
+
+  const Manifest& manifest() const override { return manifest_; }
+  std::string describe() const override { return remote_.address + " snapshot " + snapshot_; }
+  Status read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const override;
+
+  std::uint64_t frame_bytes() const { return frame_bytes_.load(); }
+  std::uint64_t wire_in() const { return wire_in_.load(); }
+  std::uint64_t wire_out() const { return wire_out_.load(); }
+  std::uint64_t reconnects() const { return reconnects_.load(); }
+
+ private:
+  struct Batch {
+    std::size_t first = 0;
+    std::size_t count = 0;
+  };
+  enum class State : std::uint8_t { kPending, kReady, kTaken };
+
+  void run_stream(std::size_t stream, std::unique_ptr<Connection> conn);
+  // Fetches one batch on `conn`; a failed Status means the connection broke.
+  Status fetch_batch(Connection& conn, std::size_t b);
+  void fail(Status st);
+
+  RemoteOptions remote_;
+  std::shared_ptr<const TlsContext> ctx_;
+  const Manifest& manifest_;
+  std::string snapshot_;
+  std::size_t streams_;
+  std::size_t ahead_;
+  std::vector<const ManifestChunk*> chunks_;  // every chunk, file order
+  std::vector<std::size_t> first_index_;      // per file: its first entry in chunks_
+  std::vector<Batch> batches_;
+  std::vector<std::thread> threads_;
+
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  std::size_t next_batch_ = 0;
+  mutable std::size_t lowest_untaken_ = 0;
+  mutable std::vector<State> state_;
+  mutable std::vector<std::vector<std::byte>> frames_;
+  mutable std::vector<Status> errors_;  // per chunk: the receiver's ERROR for it
+  Status fatal_;
+  bool stopping_ = false;
+
+  std::atomic<std::uint64_t> frame_bytes_{0}, wire_in_{0}, wire_out_{0}, reconnects_{0};
+};
+
+RemoteFrameSource::RemoteFrameSource(const RemoteOptions& remote, std::shared_ptr<const TlsContext> ctx,
+                                     const Manifest& manifest, std::string snapshot, std::size_t streams,
+                                     std::size_t batch_chunks, std::size_t window_chunks)
+    : remote_(remote), ctx_(std::move(ctx)), manifest_(manifest), snapshot_(std::move(snapshot)),
+      streams_(streams) {
+  first_index_.reserve(manifest.files.size());
+  for (const ManifestFile& f : manifest.files) {
+    first_index_.push_back(chunks_.size());
+    for (const ManifestChunk& c : f.chunks) chunks_.push_back(&c);
+  }
+  batch_chunks = std::clamp<std::size_t>(batch_chunks, 1, kMaxGetChunkIds);
+  for (std::size_t i = 0; i < chunks_.size();) {
+    Batch b{i, 0};
+    std::uint64_t bytes = 0;
+    while (i < chunks_.size() && b.count < batch_chunks &&
+           (b.count == 0 || bytes + chunks_[i]->frame_bytes <= kRestoreBatchBytes)) {
+      bytes += chunks_[i]->frame_bytes;
+      ++b.count;
+      ++i;
+    }
+    batches_.push_back(b);
+  }
+  // The decoder's window plus a batch in flight per stream beyond it.
+  ahead_ = window_chunks + streams_ * batch_chunks;
+  state_.assign(chunks_.size(), State::kPending);
+  frames_.resize(chunks_.size());
+  errors_.resize(chunks_.size());
+}
+
+void RemoteFrameSource::start(std::unique_ptr<Connection> first) {
+  const std::size_t n = std::max<std::size_t>(1, std::min(streams_, batches_.size()));
+  for (std::size_t i = 0; i < n; ++i) {
+    threads_.emplace_back([this, i, c = i == 0 ? std::move(first) : nullptr]() mutable {
+      run_stream(i, std::move(c));
+    });
+  }
+}
+
+void RemoteFrameSource::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+}
+
+void RemoteFrameSource::fail(Status st) {
+  {
+    std::lock_guard lock(mu_);
+    if (fatal_.is_ok()) fatal_ = std::move(st);
+  }
+  cv_.notify_all();
+}
+
+void RemoteFrameSource::run_stream(std::size_t stream, std::unique_ptr<Connection> conn) {
+  int reconnects = 0;
+  auto account = [&] {
+    if (!conn) return;
+    wire_in_ += conn->counters().cipher_bytes_in;
+    wire_out_ += conn->counters().cipher_bytes_out;
+  };
+  for (;;) {
+    std::size_t b;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] {
+        return stopping_ || !fatal_.is_ok() || next_batch_ >= batches_.size() ||
+               batches_[next_batch_].first < lowest_untaken_ + ahead_;
+      });
+      if (stopping_ || !fatal_.is_ok() || next_batch_ >= batches_.size()) break;
+      b = next_batch_++;
+    }
+    for (;;) {
+      Status st;
+      if (!conn) {
+        auto dialed = dial_receiver(remote_, ctx_);
+        if (dialed) {
+          conn = std::move(*dialed);
+        } else {
+          st = dialed.status();
+        }
+      }
+      if (st.is_ok()) st = fetch_batch(*conn, b);
+      if (st.is_ok()) break;
+      account();
+      conn.reset();
+      const bool retryable = st.code() == Code::kUnavailable || st.code() == Code::kTimeout;
+      if (!retryable || reconnects >= kRestoreReconnects) {
+        fail(st.with_context("restore stream " + std::to_string(stream)));
+        return;
+      }
+      ++reconnects;
+      ++reconnects_;
+      std::this_thread::sleep_for(std::chrono::milliseconds(kRestoreBackoffMs << reconnects));
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+    }
+  }
+  if (conn) {
+    (void)conn->send(Bye{});
+    conn->close();
+  }
+  account();
+}
+
+Status RemoteFrameSource::fetch_batch(Connection& conn, std::size_t b) {
+  const Batch& batch = batches_[b];
+  GetChunk req;
+  req.request_id = b + 1;
+  req.ids.reserve(batch.count);
+  for (std::size_t i = 0; i < batch.count; ++i) req.ids.push_back(chunks_[batch.first + i]->id);
+  RETURN_IF_ERROR(conn.send(req));
+  for (std::size_t i = 0; i < batch.count; ++i) {
+    ASSIGN_OR_RETURN(Message m, conn.recv());
+    std::vector<std::byte> frame;
+    Status chunk_status;
+    if (auto* data = std::get_if<ChunkData>(&m); data && data->request_id == req.request_id) {
+      frame = std::move(data->frame);
+      frame_bytes_ += frame.size();
+    } else if (auto* e = std::get_if<Error>(&m); e && e->request_id == req.request_id) {
+      chunk_status = status_from_error(*e);
+      // The request failed for this chunk only: surface it where the chunk
+      // is decoded, so the unpacker names the chunk, file and offset.
+      if (chunk_status.code() != Code::kNotFound && chunk_status.code() != Code::kCorruption) {
+        chunk_status = Status::corruption(chunk_status.to_string());
+      }
+    } else if (e && e->request_id == 0) {
+      return status_from_error(*e);
+    } else {
+      return Status::corruption(conn.peer_name() + " answered GET_CHUNK " + std::to_string(req.request_id) +
+                                " with " + std::string(message_name(m)) + " (request " +
+                                std::to_string(request_id_of(m)) + ")");
+    }
+    {
+      std::lock_guard lock(mu_);
+      const std::size_t idx = batch.first + i;
+      frames_[idx] = std::move(frame);
+      errors_[idx] = std::move(chunk_status);
+      state_[idx] = State::kReady;
+    }
+    cv_.notify_all();
+  }
+  return Status::ok();
+}
+
+Status RemoteFrameSource::read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const {
+  const std::size_t idx = first_index_[file] + chunk;
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return state_[idx] == State::kReady || !fatal_.is_ok() || stopping_; });
+  if (state_[idx] != State::kReady) {
+    return fatal_.is_ok() ? Status::aborted("restore stopped") : fatal_;
+  }
+  out = std::move(frames_[idx]);
+  frames_[idx] = {};
+  Status st = std::move(errors_[idx]);
+  state_[idx] = State::kTaken;
+  while (lowest_untaken_ < state_.size() && state_[lowest_untaken_] == State::kTaken) ++lowest_untaken_;
+  lock.unlock();
+  cv_.notify_all();
+  return st;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Connection>> dial_receiver(const RemoteOptions& remote,
+                                                  std::shared_ptr<const TlsContext> ctx) {
+  if (!ctx) {
+    TlsConfig config = remote.tls;
+    config.role = TlsRole::kClient;
+    ASSIGN_OR_RETURN(ctx, TlsContext::create(config));
+  }
+  ASSIGN_OR_RETURN(io::SocketAddress addr, io::SocketAddress::parse(remote.address));
+  ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, Connection::connect(addr, ctx, remote.connection));
+  auto ok = conn->hello(remote.software);
+  if (!ok) return ok.status().with_context(remote.address);
+  return conn;
+}
+
+Result<Manifest> fetch_manifest(Connection& conn, std::string_view snapshot) {
+  constexpr std::uint64_t kRequestId = 1;
+  RETURN_IF_ERROR(conn.send(GetManifest{kRequestId, std::string(snapshot)}));
+  ASSIGN_OR_RETURN(Message m, conn.recv());
+  if (auto* e = std::get_if<Error>(&m)) {
+    return status_from_error(*e).with_context("snapshot " + std::string(snapshot));
+  }
+  auto* data = std::get_if<ManifestData>(&m);
+  if (!data || data->request_id != kRequestId) {
+    return Status::corruption(conn.peer_name() + " answered GET_MANIFEST with " + std::string(message_name(m)));
+  }
+  auto parsed = parse_manifest(data->manifest);
+  if (!parsed) {
+    return parsed.status().with_context(conn.peer_name() + ": manifest of snapshot " + std::string(snapshot));
+  }
+  return std::move(*parsed);
+}
+
+Result<std::vector<RemoteSnapshot>> list_remote(const RemoteOptions& remote, bool with_manifests) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, dial_receiver(remote));
+  constexpr std::uint64_t kRequestId = 1;
+  RETURN_IF_ERROR(conn->send(List{kRequestId}));
+  ASSIGN_OR_RETURN(Message m, conn->recv());
+  if (auto* e = std::get_if<Error>(&m)) return status_from_error(*e).with_context(remote.address);
+  auto* reply = std::get_if<ListReply>(&m);
+  if (!reply) return Status::corruption(remote.address + " answered LIST with " + std::string(message_name(m)));
+  std::vector<RemoteSnapshot> out;
+  out.reserve(reply->snapshots.size());
+  for (SnapshotInfo& s : reply->snapshots) {
+    RemoteSnapshot r;
+    r.info = std::move(s);
+    if (with_manifests) {
+      auto manifest = fetch_manifest(*conn, r.info.name);
+      // A snapshot pruned between LIST and GET_MANIFEST is listed without.
+      if (manifest) {
+        r.have_manifest = true;
+        r.host = manifest->host;
+        r.job = manifest->job;
+        r.step = manifest->step;
+      } else if (manifest.status().code() != Code::kNotFound) {
+        return manifest.status();
+      }
+    }
+    out.push_back(std::move(r));
+  }
+  (void)conn->send(Bye{});
+  return out;
+}
+
+Result<RestoreReport> restore_snapshot(const RemoteOptions& remote, std::string_view snapshot,
+                                       const std::filesystem::path& out_dir, const RestoreOptions& options) {
+  const double start = mono_seconds();
+  TlsConfig config = remote.tls;
+  config.role = TlsRole::kClient;
+  ASSIGN_OR_RETURN(std::shared_ptr<const TlsContext> ctx, TlsContext::create(config));
+  ASSIGN_OR_RETURN(std::unique_ptr<Connection> first, dial_receiver(remote, ctx));
+  ASSIGN_OR_RETURN(Manifest manifest, fetch_manifest(*first, snapshot));
+
+  ThreadPool& pool = options.pool ? *options.pool : ThreadPool::shared();
+  const std::size_t streams = std::clamp<std::size_t>(options.streams, 1, kMaxRestoreStreams);
+  UnpackOptions unpack;
+  unpack.pool = &pool;
+  unpack.window_chunks = std::max<std::size_t>(2 * pool.size(), streams * options.batch_chunks);
+  unpack.progress = options.progress;
+  RemoteFrameSource source(remote, ctx, manifest, std::string(snapshot), streams, options.batch_chunks,
+                           unpack.window_chunks);
+  source.start(std::move(first));
+  Status st = options.verify_only ? verify_frames(source, unpack) : unpack_frames(source, out_dir, unpack);
+  source.stop();
+  if (!st) return st;
+
+  RestoreReport report;
+  report.files = manifest.files.size();
+  report.chunks = manifest.chunk_count();
+  report.logical_bytes = manifest.logical_bytes();
+  report.frame_bytes = source.frame_bytes();
+  report.wire_bytes_in = source.wire_in();
+  report.wire_bytes_out = source.wire_out();
+  report.reconnects = source.reconnects();
+  report.seconds = mono_seconds() - start;
+  return report;
+}
+
+}  // namespace ferry::replication
