@@ -14,6 +14,8 @@ DEFINE_string(cert, "", "PEM file of this side's certificate (serve, push, list,
 DEFINE_string(key, "", "PEM file of this side's private key (serve, push, list, restore)");
 DEFINE_string(to, "", "push: the receiver HOST:PORT; restore: the directory to write");
 DEFINE_int32(streams, 4, "parallel TLS streams to the receiver (push, restore)");
+DEFINE_string(store, "", "the receiver's store directory (serve, scrub, prune, gc)");
+DEFINE_string(from, "", "the receiver HOST:PORT to read from (list, restore)");
 
 namespace ferry::cli {
 namespace {

@@ -23,6 +23,10 @@ DECLARE_string(cert);
 DECLARE_string(key);
 DECLARE_string(to);
 DECLARE_int32(streams);
+// The receiver's store directory (serve and the store's own subcommands) and
+// the receiver a restore or list reads from (HOST:PORT).
+DECLARE_string(store);
+DECLARE_string(from);
 
 namespace ferry::cli {
 
