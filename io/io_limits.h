@@ -33,6 +33,11 @@ inline constexpr int kListenBacklog = 128;
 inline constexpr unsigned kRecvRingBuffers = 8;  // a power of two
 inline constexpr std::size_t kRecvRingBufferBytes = 1 << 20;
 inline constexpr unsigned short kRecvBufferGroup = 0;
+// A recv_all with at least this much left to fill, at the head of its
+// socket's queue with nothing stashed, goes straight into the caller's
+// buffer (one MSG_WAITALL recv) instead of through the ring: one copy
+// instead of two for large whole-buffer receives.
+inline constexpr std::size_t kDirectRecvMinBytes = 256 << 10;
 
 // io_uring: sends of one socket linked into one chain at most. Longer chains
 // gain nothing once the socket buffer is full, and each member takes up to

@@ -135,6 +135,7 @@ Status UringEngine::submit(const Op& op) {
   ++busy_;
   s.started = false;
   s.multishot = false;
+  s.timed_out = false;
   if (op.kind == OpKind::kSend) {
     sends_[op.fd].slots.push_back(index);
     start_send_chain(op.fd);
@@ -345,6 +346,7 @@ void UringEngine::handle(const io_uring_cqe& cqe) {
   const Op& op = s.op;
   int res = cqe.res;
   if (op.kind == OpKind::kSend) return handle_send(index, res);
+  if (s.multishot) return recv_direct_cqe(index, res);
 
   if (op.kind == OpKind::kTimer && res == -ETIME) return finish(index, Status::ok());
   if (res == -ECANCELED || (s.cancelled && (res == -EINTR || res == -EAGAIN))) {

@@ -77,6 +77,7 @@ class UringEngine final : public Engine {
     bool cancelled = false;
     bool started = false;  // false while queued behind an earlier send/recv on its socket
     bool multishot = false;  // a recv served by its socket's multishot receive
+    bool timed_out = false;  // its deadline passed while its direct recv was in the kernel
     __kernel_timespec timeout{};  // read by the kernel when the SQE is submitted
   };
 
@@ -125,6 +126,7 @@ class UringEngine final : public Engine {
   void recv_cqe(const io_uring_cqe& cqe);
   void recv_timer_cqe(const io_uring_cqe& cqe);
   void recv_forget(RecvStream& st);
+  void recv_direct_cqe(unsigned index, int res);
   io_uring_sqe* get_sqe();
   std::uint64_t user_data(unsigned index) const;
   // Queues the SQE(s) for the slot's next attempt; with `link_next` the

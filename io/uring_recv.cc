@@ -108,6 +108,33 @@ void UringEngine::recv_pump(RecvStream& st) {
       finish(index, Status::ok());  // recv_release pops it; the nested pump returns at once
       continue;
     }
+    if (op.fill && op.len - s.done >= kDirectRecvMinBytes) {
+      // Straight into the caller's buffer, once the multishot (if any) has
+      // delivered all it took from the socket.
+      if (st.armed) {
+        if (!st.cancelling) {
+          io_uring_sqe* sqe = get_sqe();
+          if (sqe != nullptr) {
+            io_uring_prep_cancel64(sqe, kMultishotBit | st.id, 0);
+            io_uring_sqe_set_data64(sqe, kCancelBit);
+            st.cancelling = true;
+          }
+        }
+        break;
+      }
+      if (!s.started) {
+        io_uring_sqe* sqe = get_sqe();
+        if (sqe == nullptr) {
+          finish(index, Status::internal("io_uring submission queue full"));
+          continue;
+        }
+        io_uring_prep_recv(sqe, st.fd, op.buf + s.done, op.len - s.done, MSG_WAITALL);
+        io_uring_sqe_set_data64(sqe, user_data(index));
+        s.started = true;  // cancel() now has a request to cancel
+      }
+      if (op.timeout_ms > 0 && st.timer == 0) recv_arm_timer(st, index);
+      break;
+    }
     if (!st.armed) {
       io_uring_sqe* sqe = get_sqe();
       if (sqe == nullptr) {
@@ -224,7 +251,34 @@ void UringEngine::recv_timer_cqe(const io_uring_cqe& cqe) {
     recv_arm_timer(st, index);
     return;
   }
+  if (s.started) {  // its direct recv owns the buffer until it completes
+    s.timed_out = true;
+    io_uring_sqe* sqe = get_sqe();
+    if (sqe != nullptr) {
+      io_uring_prep_cancel64(sqe, user_data(index), 0);
+      io_uring_sqe_set_data64(sqe, kCancelBit);
+    }
+    return;
+  }
   finish(index, detail::op_timeout(s.op));
+}
+
+void UringEngine::recv_direct_cqe(unsigned index, int res) {
+  Slot& s = slots_[index];
+  const Op& op = s.op;
+  s.started = false;
+  if (res > 0) s.done += static_cast<std::size_t>(res);
+  if (s.cancelled) return finish(index, detail::op_cancelled(op));
+  if (s.timed_out) return finish(index, detail::op_timeout(op));
+  if (res < 0 && res != -EAGAIN && res != -EINTR) {
+    return finish(index, detail::op_error(op, -res, s.done));
+  }
+  auto it = stream_of_fd_.find(op.fd);
+  if (it == stream_of_fd_.end()) return finish(index, Status::internal("recv stream lost"));
+  RecvStream& st = *streams_.at(it->second);
+  if (res == 0) st.eof = true;
+  // Full, end of stream, or short: the pump finishes it or goes on.
+  recv_pump(st);
 }
 
 }  // namespace ferry::io
