@@ -1,0 +1,54 @@
+// list_command.cc: `ferry list --from=HOST:PORT`: the snapshots that the DR
+// receiver holds for this host (the namespace its certificate names), oldest
+// first, with time, job, step, files and bytes.
+#include <cstdio>
+#include <ctime>
+
+#include "replication/restore.h"
+#include "tools/cli.h"
+
+DEFINE_bool(manifests, true, "list: fetch each snapshot's manifest to show its job and step");
+
+namespace ferry::cli {
+namespace {
+
+std::string format_time(std::int64_t unix_seconds) {
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
+  return buf;
+}
+
+int run_list(const std::vector<std::string>& args) {
+  if (!args.empty()) return usage_error("list takes no arguments");
+  if (FLAGS_from.empty()) return usage_error("list needs --from=HOST:PORT");
+  if (FLAGS_ca.empty() || FLAGS_cert.empty() || FLAGS_key.empty()) {
+    return usage_error("list needs --ca, --cert and --key");
+  }
+  replication::RemoteOptions remote;
+  remote.address = FLAGS_from;
+  remote.tls = {FLAGS_ca, FLAGS_cert, FLAGS_key};
+  auto snaps = replication::list_remote(remote, FLAGS_manifests);
+  if (!snaps) return fail(snaps.status());
+  if (snaps->empty()) {
+    std::printf("no snapshots for this host at %s\n", FLAGS_from.c_str());
+    return kExitOk;
+  }
+  std::printf("%-32s %-21s %-20s %10s %7s %8s %12s\n", "SNAPSHOT", "CREATED", "JOB", "STEP", "FILES", "CHUNKS",
+              "BYTES");
+  for (const replication::RemoteSnapshot& s : *snaps) {
+    std::string step = s.have_manifest ? std::to_string(s.step) : "-";
+    std::printf("%-32s %-21s %-20s %10s %7u %8u %12s\n", s.info.name.c_str(),
+                format_time(s.info.created_unix_seconds).c_str(), s.have_manifest ? s.job.c_str() : "-",
+                step.c_str(), s.info.file_count, s.info.chunk_count, format_bytes(s.info.logical_bytes).c_str());
+  }
+  return kExitOk;
+}
+
+Registrar registrar({"list", "list --from=HOST:PORT --ca=ca.pem --cert=host.pem --key=host.key [--manifests=false]",
+                     "list this host's snapshots at a DR receiver", run_list});
+
+}  // namespace
+}  // namespace ferry::cli
