@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "codec/status.h"
 #include "io/engine.h"
@@ -62,6 +63,11 @@ class Connection {
   static Result<std::unique_ptr<Connection>> connect(const io::SocketAddress& addr,
                                                      std::shared_ptr<const TlsContext> ctx,
                                                      const ConnectionOptions& options = {});
+  // "host:port": resolves it and, unless the context names the receiver,
+  // verifies the receiver's certificate against `host` (DNS or IP SAN).
+  static Result<std::unique_ptr<Connection>> connect(std::string_view host_port,
+                                                     std::shared_ptr<const TlsContext> ctx,
+                                                     const ConnectionOptions& options = {});
   // Server side: wraps an accepted socket and completes the handshake; the
   // client's namespace is then peer_identity(). Call it on the thread that
   // will serve the connection.
@@ -85,6 +91,12 @@ class Connection {
   // as a Status.
   Result<HelloOk> hello(std::string_view software);
 
+  // Server side: receives HELLO, picks the version (choose_version) and
+  // answers HELLO_OK built from `limits` with the version and the client's
+  // namespace filled in; or answers ERROR (Unsupported) and returns it.
+  // limits.max_message_bytes also becomes this side's recv limit.
+  Result<HelloOk> serve_hello(const HelloOk& limits);
+
   void set_max_message_bytes(std::size_t bytes) { options_.max_message_bytes = bytes; }
   std::size_t max_message_bytes() const { return options_.max_message_bytes; }
 
@@ -104,18 +116,23 @@ class Connection {
   bool is_open() const { return open_; }
 
  private:
-  Connection(io::Socket socket, std::unique_ptr<TlsSession> tls, ConnectionOptions options);
-  static Result<std::unique_ptr<Connection>> handshake(io::Socket socket,
-                                                       std::unique_ptr<TlsSession> tls,
-                                                       const ConnectionOptions& options);
+  Connection(io::Socket socket, ConnectionOptions options);
+  static Result<std::unique_ptr<Connection>> dial(const io::SocketAddress& addr,
+                                                  std::shared_ptr<const TlsContext> ctx,
+                                                  std::string server_name,
+                                                  const ConnectionOptions& options);
+  Status run_handshake();
   Status ensure_engine();
-  // Sends all pending ciphertext.
-  Status flush_ciphertext(int timeout_ms);
-  // Receives some ciphertext and feeds it to TLS. timeout_ms > 0.
+  // Moves pending ciphertext out, overlapping the send of one buffer with
+  // the filling of the other; with `all`, waits until every byte is sent.
+  Status pump_out(bool all);
+  Status wait_send();
+  // Receives some ciphertext and feeds it to TLS; `during` names the wait.
   Status pull_ciphertext(int timeout_ms, std::string_view during);
-  // Reads exactly out.size() plaintext bytes before `deadline_ms` (monotonic).
-  Status read_exact(std::span<std::byte> out, std::int64_t deadline_ms, bool first);
-  Status write_plain(std::span<const std::byte> data);
+  // Reads exactly out.size() plaintext bytes. deadline_ms: monotonic, or -1
+  // for io_timeout_ms per transfer. `at_start`: a clean close before any
+  // byte is "closed the connection", not "in the middle of a message".
+  Status read_exact(std::span<std::byte> out, std::int64_t deadline_ms, bool at_start);
 
   io::Socket socket_;
   std::unique_ptr<TlsSession> tls_;
@@ -123,6 +140,7 @@ class Connection {
   std::unique_ptr<io::Engine> engine_;
   std::size_t engine_thread_ = 0;  // hash of the owning thread's id
   std::unique_ptr<std::byte[]> send_buf_[2];
+  std::size_t send_len_[2] = {0, 0};
   std::unique_ptr<std::byte[]> recv_buf_;
   int send_slot_ = 0;
   bool send_in_flight_ = false;

@@ -1,0 +1,339 @@
+// connection.cc: blocking TLS message streams over the io engine. Ciphertext
+// leaves through two buffers (one being sent while the other fills) and
+// arrives through one large receive buffer; TLS itself runs over memory BIOs.
+#include "replication/connection.h"
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <thread>
+
+namespace ferry::replication {
+namespace {
+
+constexpr std::uint64_t kTagConnect = 1;
+constexpr std::uint64_t kTagSend = 2;
+constexpr std::uint64_t kTagRecv = 3;
+// Ciphertext of one plaintext slice is the slice plus per-record overhead
+// (22 bytes per 16 KiB record in TLS 1.3); the slack lets one buffer hold it.
+constexpr std::size_t kCipherSlackBytes = 32u << 10;
+constexpr std::size_t kSendBufferBytes = kCipherBufferBytes + kCipherSlackBytes;
+// close(): how long a close_notify may take to leave.
+constexpr int kCloseTimeoutMs = 1000;
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::size_t this_thread_key() { return std::hash<std::thread::id>{}(std::this_thread::get_id()); }
+
+// The host part of "host:port", "[v6]:port".
+std::string host_of(std::string_view host_port) {
+  if (!host_port.empty() && host_port.front() == '[') {
+    std::size_t end = host_port.find(']');
+    if (end != std::string_view::npos) return std::string(host_port.substr(1, end - 1));
+  }
+  std::size_t colon = host_port.rfind(':');
+  return std::string(colon == std::string_view::npos ? host_port : host_port.substr(0, colon));
+}
+
+}  // namespace
+
+Connection::Connection(io::Socket socket, ConnectionOptions options)
+    : socket_(std::move(socket)), options_(options) {
+  send_buf_[0] = std::make_unique<std::byte[]>(kSendBufferBytes);
+  send_buf_[1] = std::make_unique<std::byte[]>(kSendBufferBytes);
+  recv_buf_ = std::make_unique<std::byte[]>(kCipherBufferBytes);
+}
+
+Connection::~Connection() { close(); }
+
+Status Connection::ensure_engine() {
+  std::size_t me = this_thread_key();
+  if (engine_ && engine_thread_ == me) return Status::ok();
+  if (engine_) {
+    FERRY_CHECK(engine_->outstanding() == 0);
+    engine_.reset();
+  }
+  io::EngineOptions eo;
+  eo.backend = options_.backend;
+  eo.queue_depth = kConnectionQueueDepth;
+  eo.single_thread = true;
+  // The provided-buffer ring of multishot receive costs megabytes per
+  // engine; a connection reads into its own buffer instead.
+  eo.recv_multishot = false;
+  eo.threads = 2;
+  eo.log_choice = false;
+  ASSIGN_OR_RETURN(engine_, io::make_engine(eo));
+  engine_thread_ = me;
+  return Status::ok();
+}
+
+Result<std::unique_ptr<Connection>> Connection::dial(const io::SocketAddress& addr,
+                                                     std::shared_ptr<const TlsContext> ctx,
+                                                     std::string server_name,
+                                                     const ConnectionOptions& options) {
+  if (ctx->role() != TlsRole::kClient)
+    return Status::invalid_argument("Connection::connect needs a client TLS context");
+  ASSIGN_OR_RETURN(io::Socket sock, io::Socket::tcp_for(addr));
+  std::unique_ptr<Connection> c(new Connection(std::move(sock), options));
+  RETURN_IF_ERROR(c->ensure_engine());
+  RETURN_IF_ERROR(c->engine_->submit(
+      io::Op::connect(c->socket_, addr, kTagConnect, options.connect_timeout_ms)));
+  ASSIGN_OR_RETURN(io::Completion done, c->engine_->wait_one());
+  if (!done.status.is_ok())
+    return Status(done.status.code(), "cannot connect to " + addr.to_string() + ": " +
+                                          done.status.message());
+  // Ignored on failure: Nagle only delays small messages, it breaks nothing.
+  (void)c->socket_.set_no_delay(true);
+  std::string name = ctx->config().expected_server_name.empty() ? std::move(server_name)
+                                                                 : ctx->config().expected_server_name;
+  ASSIGN_OR_RETURN(c->tls_, TlsSession::create(std::move(ctx), addr.to_string(), name));
+  RETURN_IF_ERROR(c->run_handshake());
+  return c;
+}
+
+Result<std::unique_ptr<Connection>> Connection::connect(const io::SocketAddress& addr,
+                                                        std::shared_ptr<const TlsContext> ctx,
+                                                        const ConnectionOptions& options) {
+  return dial(addr, std::move(ctx), host_of(addr.to_string()), options);
+}
+
+Result<std::unique_ptr<Connection>> Connection::connect(std::string_view host_port,
+                                                        std::shared_ptr<const TlsContext> ctx,
+                                                        const ConnectionOptions& options) {
+  ASSIGN_OR_RETURN(io::SocketAddress addr, io::SocketAddress::parse(host_port));
+  return dial(addr, std::move(ctx), host_of(host_port), options);
+}
+
+Result<std::unique_ptr<Connection>> Connection::accept(io::Socket socket,
+                                                       std::shared_ptr<const TlsContext> ctx,
+                                                       const ConnectionOptions& options) {
+  if (ctx->role() != TlsRole::kServer)
+    return Status::invalid_argument("Connection::accept needs a server TLS context");
+  (void)socket.set_no_delay(true);
+  std::string peer = socket.name();
+  std::unique_ptr<Connection> c(new Connection(std::move(socket), options));
+  ASSIGN_OR_RETURN(c->tls_, TlsSession::create(std::move(ctx), peer));
+  RETURN_IF_ERROR(c->ensure_engine());
+  RETURN_IF_ERROR(c->run_handshake());
+  return c;
+}
+
+Status Connection::run_handshake() {
+  std::int64_t deadline = now_ms() + options_.handshake_timeout_ms;
+  for (;;) {
+    Result<bool> step = tls_->handshake();
+    // Send what TLS produced even on failure: it is the alert that tells
+    // the peer why (best effort, briefly).
+    Status sent = pump_out(true);
+    if (!step.is_ok()) return step.status();
+    RETURN_IF_ERROR(sent);
+    if (*step) return Status::ok();
+    std::int64_t left = deadline - now_ms();
+    if (left <= 0)
+      return Status::timeout("TLS handshake with " + peer_name() + " did not finish within " +
+                             std::to_string(options_.handshake_timeout_ms) + " ms");
+    RETURN_IF_ERROR(pull_ciphertext(static_cast<int>(left), "the TLS handshake"));
+  }
+}
+
+Status Connection::wait_send() {
+  if (!send_in_flight_) return Status::ok();
+  ASSIGN_OR_RETURN(io::Completion done, engine_->wait_one());
+  send_in_flight_ = false;
+  counters_.cipher_bytes_out += done.status.is_ok() ? done.bytes : 0;
+  if (!done.status.is_ok()) {
+    open_ = false;  // part of a TLS record may have left: the stream is unusable
+    if (done.status.code() == Code::kTimeout)
+      return Status::timeout("sending to " + peer_name() + ": the peer accepted no data for " +
+                             std::to_string(options_.io_timeout_ms) + " ms");
+    return done.status.with_context("sending to " + peer_name());
+  }
+  return Status::ok();
+}
+
+Status Connection::pump_out(bool all) {
+  RETURN_IF_ERROR(ensure_engine());
+  while (tls_->pending_ciphertext() > 0) {
+    int slot = send_slot_;
+    std::size_t n = tls_->take_ciphertext({send_buf_[slot].get(), kSendBufferBytes});
+    if (n == 0) break;
+    RETURN_IF_ERROR(wait_send());  // the other buffer's send
+    RETURN_IF_ERROR(engine_->submit(io::Op::send(socket_, {send_buf_[slot].get(), n}, kTagSend,
+                                                 options_.io_timeout_ms)));
+    send_in_flight_ = true;
+    send_slot_ ^= 1;
+  }
+  if (all) RETURN_IF_ERROR(wait_send());
+  return Status::ok();
+}
+
+Status Connection::pull_ciphertext(int timeout_ms, std::string_view during) {
+  RETURN_IF_ERROR(ensure_engine());
+  RETURN_IF_ERROR(wait_send());
+  RETURN_IF_ERROR(engine_->submit(
+      io::Op::recv(socket_, {recv_buf_.get(), kCipherBufferBytes}, kTagRecv, std::max(timeout_ms, 1))));
+  ASSIGN_OR_RETURN(io::Completion done, engine_->wait_one());
+  if (!done.status.is_ok()) {
+    if (done.status.code() == Code::kTimeout)
+      return Status::timeout("no data from " + peer_name() + " for " + std::to_string(timeout_ms) +
+                             " ms during " + std::string(during));
+    return done.status.with_context("receiving from " + peer_name() + " during " + std::string(during));
+  }
+  if (done.bytes == 0)
+    return Status::unavailable(peer_name() + " closed the connection during " + std::string(during));
+  counters_.cipher_bytes_in += done.bytes;
+  return tls_->feed_ciphertext({recv_buf_.get(), done.bytes});
+}
+
+Status Connection::read_exact(std::span<std::byte> out, std::int64_t deadline_ms, bool at_start) {
+  std::size_t got = 0;
+  while (got < out.size()) {
+    Result<std::size_t> r = tls_->read_plaintext(out.subspan(got));
+    if (!r.is_ok()) {
+      open_ = false;
+      return r.status();
+    }
+    std::size_t n = *r;
+    if (n > 0) {
+      got += n;
+      continue;
+    }
+    // TLS may owe the peer something (a key update answer).
+    RETURN_IF_ERROR(pump_out(true));
+    int wait_ms = options_.io_timeout_ms;
+    if (deadline_ms >= 0) {
+      std::int64_t left = deadline_ms - now_ms();
+      if (left <= 0)
+        return Status::timeout("no " + std::string(at_start && got == 0 ? "message" : "complete message") +
+                               " from " + peer_name() + " in time");
+      wait_ms = static_cast<int>(left);
+    }
+    Status s = pull_ciphertext(wait_ms, at_start && got == 0 ? "a wait for a message"
+                                                            : "a message (part received)");
+    if (!s.is_ok()) {
+      // Waiting for a message that has not begun may be retried; anything
+      // else leaves the stream out of step.
+      if (!(at_start && got == 0 && s.code() == Code::kTimeout)) open_ = false;
+      return s;
+    }
+  }
+  return Status::ok();
+}
+
+Status Connection::send(const Message& m) {
+  if (!open_) return Status::unavailable("connection to " + peer_name() + " is closed");
+  EncodedMessage e = encode_message(m);
+  std::span<const std::byte> parts[2] = {e.head, e.tail};
+  for (std::span<const std::byte> part : parts) {
+    while (!part.empty()) {
+      std::size_t n = std::min(part.size(), kPlainWriteSliceBytes);
+      RETURN_IF_ERROR(tls_->write_plaintext(part.first(n)));
+      part = part.subspan(n);
+      RETURN_IF_ERROR(pump_out(false));
+    }
+  }
+  RETURN_IF_ERROR(pump_out(true));
+  counters_.plain_bytes_out += e.size();
+  ++counters_.messages_out;
+  return Status::ok();
+}
+
+Result<Message> Connection::recv(int timeout_ms) {
+  if (!open_) return Status::unavailable("connection to " + peer_name() + " is closed");
+  std::int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : -1;
+  std::array<std::byte, kMessageHeaderBytes> head;
+  RETURN_IF_ERROR(read_exact(head, deadline, true));
+  Result<MessageHeader> h = parse_message_header(head, options_.max_message_bytes);
+  if (!h.is_ok()) return h.status().with_context("from " + peer_name());
+  // Grow the body as it arrives: a peer that announces a large body and
+  // sends little costs little.
+  std::vector<std::byte> body;
+  while (body.size() < h->body_bytes) {
+    std::size_t have = body.size();
+    std::size_t next = std::min<std::size_t>(h->body_bytes, have + kBodyGrowStepBytes);
+    body.resize(next);
+    RETURN_IF_ERROR(read_exact(std::span(body).subspan(have), deadline, false));
+  }
+  counters_.plain_bytes_in += kMessageHeaderBytes + body.size();
+  ++counters_.messages_in;
+  Result<Message> m = decode_body(h->type, body);
+  if (!m.is_ok()) return m.status().with_context("from " + peer_name());
+  return m;
+}
+
+Result<HelloOk> Connection::hello(std::string_view software) {
+  Hello h;
+  h.software = std::string(software.substr(0, kMaxSoftwareBytes));
+  Status sent = send(h);
+  // A receiver that refused our certificate has sent its alert already; the
+  // alert says more than "connection reset", so read it when we can.
+  Result<Message> reply = recv(options_.handshake_timeout_ms);
+  if (!reply.is_ok()) return sent.is_ok() ? reply.status() : sent;
+  if (auto* e = std::get_if<Error>(&*reply)) return status_from_error(*e);
+  auto* ok = std::get_if<HelloOk>(&*reply);
+  if (ok == nullptr)
+    return Status::corruption(peer_name() + " answered HELLO with " +
+                              std::string(message_name(*reply)));
+  if (ok->version < h.min_version || ok->version > h.max_version)
+    return Status::unsupported(peer_name() + " chose protocol version " + std::to_string(ok->version) +
+                               ", which this build does not speak");
+  options_.max_message_bytes = std::max<std::size_t>(options_.max_message_bytes,
+                                                     std::min<std::size_t>(ok->max_message_bytes,
+                                                                           kMaxMessageBodyBytes));
+  return *ok;
+}
+
+Result<HelloOk> Connection::serve_hello(const HelloOk& limits) {
+  ASSIGN_OR_RETURN(Message m, recv(options_.handshake_timeout_ms));
+  auto* h = std::get_if<Hello>(&m);
+  if (h == nullptr) {
+    Status s = Status::corruption(peer_name() + " began with " + std::string(message_name(m)) +
+                                  " instead of HELLO");
+    (void)send(error_from_status(0, s));
+    return s;
+  }
+  Result<std::uint16_t> version = choose_version(*h);
+  if (!version.is_ok()) {
+    (void)send(error_from_status(0, version.status()));
+    return version.status().with_context(peer_name());
+  }
+  HelloOk ok = limits;
+  ok.version = *version;
+  ok.namespace_name = peer_identity();
+  RETURN_IF_ERROR(send(ok));
+  options_.max_message_bytes = static_cast<std::size_t>(limits.max_message_bytes);
+  return ok;
+}
+
+const std::string& Connection::peer_identity() const { return tls_->peer_identity(); }
+
+std::string Connection::cipher_description() const { return tls_->cipher_description(); }
+
+io::Backend Connection::backend() const {
+  return engine_ ? engine_->backend() : options_.backend;
+}
+
+void Connection::close() {
+  if (open_ && tls_ && tls_->handshake_done() && engine_thread_ == this_thread_key() && engine_ &&
+      engine_->outstanding() == 0) {
+    tls_->shutdown();
+    int saved = options_.io_timeout_ms;
+    options_.io_timeout_ms = kCloseTimeoutMs;
+    (void)pump_out(true);
+    options_.io_timeout_ms = saved;
+  }
+  abort();
+}
+
+void Connection::abort() {
+  open_ = false;
+  if (engine_ && engine_->outstanding() > 0) engine_->cancel_all_and_drain();
+  send_in_flight_ = false;
+  socket_.close();
+}
+
+}  // namespace ferry::replication
