@@ -26,6 +26,10 @@ struct StoreOptions {
   // Per-namespace limit on stored bytes; 0: none.
   std::uint64_t quota_bytes = 0;
   std::uint64_t pack_target_bytes = kDefaultPackTargetBytes;
+  // gc leaves packs written within this many seconds alone, so the chunks of
+  // a push still in flight (stored, not yet named by a committed snapshot)
+  // are not collected under it.
+  std::int64_t gc_grace_seconds = 3600;
   // Recovery and gc notes ("truncated 123 bytes of torn tail at ..."). Null:
   // printed on stderr as "ferry store: ...".
   std::function<void(std::string_view)> log;

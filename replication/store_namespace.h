@@ -1,0 +1,117 @@
+// store_namespace.h: one namespace of the local store (a host's directory
+// root/<ns>/ with packs/, snapshots/ and index; docs/FORMAT.md section 7):
+// crash recovery when it opens, appends, group-commit syncs, reads, snapshot
+// files, garbage collection (store_gc.cc) and scrub (store_scrub.cc).
+// replication/local_store.cc owns one per namespace and checks names and
+// permissions before calling it.
+//
+// Locking: `mu_` guards the in-memory index and pack bookkeeping and is held
+// only for map updates and the append itself (frames are verified before).
+// `maintenance_` is shared by every operation and held exclusively by gc,
+// which moves records between packs.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "codec/manifest.h"
+#include "codec/posix_file.h"
+#include "codec/status.h"
+#include "codec/tree_hash.h"
+#include "replication/chunk_store.h"
+#include "replication/local_store.h"
+
+namespace ferry {
+
+struct DigestHash {
+  std::size_t operator()(const Digest& d) const noexcept;
+};
+
+class StoreNamespace {
+ public:
+  // Opens root/<name>, creating it when absent, and recovers it: loads the
+  // index, scans packs past what it covers (all of them when it is missing,
+  // damaged or stale), truncates a torn tail, removes stray temporary files,
+  // and rewrites the index when anything changed.
+  static Result<std::unique_ptr<StoreNamespace>> open(const std::filesystem::path& dir,
+                                                      std::string name, const StoreOptions& options);
+  ~StoreNamespace();  // syncs and writes the index, so the next open scans nothing
+  StoreNamespace(const StoreNamespace&) = delete;
+  StoreNamespace& operator=(const StoreNamespace&) = delete;
+
+  const std::string& name() const { return name_; }
+
+  Result<std::vector<bool>> have(std::span<const Digest> ids);
+  // `frame` must already be fully verified and carry `id`.
+  Result<PutResult> put(std::span<const std::byte> frame, const Digest& id);
+  Status sync();
+  Result<std::vector<std::byte>> get(const Digest& id);
+  Status commit(std::string_view snapshot, std::span<const std::byte> bytes, const Manifest& m);
+  Result<std::vector<SnapshotInfo>> list();
+  Result<std::vector<std::byte>> read_manifest(std::string_view snapshot);
+  Status remove(std::span<const std::string> snapshots);
+  Result<GcReport> gc();                   // store_gc.cc
+  Status scrub(ScrubReport& report);       // store_scrub.cc
+  StoreUsage usage();
+
+ private:
+  struct Location {
+    std::uint32_t pack = 0;
+    std::uint64_t offset = 0;
+    std::uint32_t frame_bytes = 0;
+    bool durable = false;
+  };
+  struct Pack {
+    std::uint64_t size = 0;         // bytes written
+    std::uint64_t synced_bytes = 0; // prefix known durable
+  };
+
+  StoreNamespace(const std::filesystem::path& dir, std::string name, const StoreOptions& options);
+  Status recover();
+  Result<bool> recover_pack(std::uint32_t number, std::uint64_t covered, bool& changed);
+  void log(const std::string& message) const;
+
+  std::filesystem::path pack_path(std::uint32_t number) const;
+  std::filesystem::path snapshot_path(std::string_view snapshot) const;
+  // REQUIRES mu_: a pack with room for `record` bytes is open for appends.
+  Status ensure_current_locked(std::uint64_t record, bool& index_due);
+  // REQUIRES maintenance_ (shared or exclusive), not mu_.
+  Status sync_held();
+  // Writes the index of every durable entry (takes mu_ briefly).
+  Status write_index();
+  // Reads and parses every snapshot manifest; fails on any unreadable one.
+  Result<std::vector<std::pair<std::string, Manifest>>> load_manifests();
+  std::vector<std::string> snapshot_names() const;
+
+  const std::filesystem::path dir_;
+  const std::filesystem::path packs_dir_;
+  const std::filesystem::path snapshots_dir_;
+  const std::string name_;
+  const StoreOptions options_;
+
+  std::shared_mutex maintenance_;
+  std::mutex commit_mu_;       // snapshot publication and removal
+  std::mutex index_write_mu_;  // one index writer at a time
+
+  std::mutex mu_;
+  std::unordered_map<Digest, Location, DigestHash> index_;
+  std::map<std::uint32_t, Pack> packs_;
+  std::uint32_t next_pack_ = 1;
+  bool has_current_ = false;
+  std::uint32_t current_ = 0;
+  std::shared_ptr<UniqueFd> current_fd_;
+  std::vector<Digest> pending_;  // put since the last sync
+  bool packs_dir_dirty_ = false; // a pack was created since the last sync
+  std::uint64_t stored_bytes_ = 0;
+};
+
+}  // namespace ferry

@@ -1,0 +1,133 @@
+// store_scrub.cc: scrub of one namespace of the local store
+// (StoreNamespace::scrub; docs/FORMAT.md section 7.5). Every record of every
+// pack is re-read and fully decoded (CRCs and the chunk id recomputed); every
+// snapshot's manifest is parsed and its chunks looked up. A bad chunk is
+// reported with the snapshots that name it and leaves the index, so the next
+// push of any of those snapshots uploads it again and heals the store.
+#include <fcntl.h>
+
+#include <set>
+#include <unordered_map>
+
+#include "codec/chunk_codec.h"
+#include "replication/pack_file.h"
+#include "replication/store_namespace.h"
+
+namespace ferry {
+
+Status StoreNamespace::scrub(ScrubReport& report) {
+  std::shared_lock maint(maintenance_);
+  ++report.namespaces;
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> packs;
+  std::map<std::uint32_t, std::map<std::uint64_t, Digest>> indexed;  // pack -> offset -> id
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [number, p] : packs_) packs.emplace_back(number, p.size);
+    for (const auto& [id, loc] : index_) indexed[loc.pack][loc.offset] = id;
+  }
+
+  const std::size_t first_bad = report.bad_chunks.size();
+  std::unordered_map<Digest, std::size_t, DigestHash> bad_by_id;
+  std::vector<std::pair<Digest, Location>> to_forget;
+  auto add_bad = [&](const Digest& id, std::string where, std::string error) {
+    report.bad_chunks.push_back({name_, id, std::move(where), std::move(error), {}});
+    bad_by_id.try_emplace(id, report.bad_chunks.size() - 1);
+  };
+
+  ChunkDecoder decoder;
+  std::vector<std::byte> frame, raw;
+  for (const auto& [number, size] : packs) {
+    const auto path = pack_path(number);
+    ASSIGN_OR_RETURN(UniqueFd fd, open_fd(path, O_RDONLY));
+    ASSIGN_OR_RETURN(PackScan scan, scan_pack(fd.get(), path, kPackHeaderBytes, size));
+    const auto& in_index = indexed[number];
+    std::set<std::uint64_t> good;
+    for (const PackRecord& r : scan.records) {
+      ++report.chunks_checked;
+      report.bytes_checked += record_bytes(r.frame_bytes);
+      const std::string where = path.string() + " at offset " + std::to_string(r.offset);
+      Status st = read_record(fd.get(), path, r.offset, r.frame_bytes, frame);
+      if (st) st = decoder.decode(frame, raw, &r.id);
+      if (st) {
+        good.insert(r.offset);
+      } else {
+        add_bad(r.id, where, st.to_string());
+      }
+    }
+    for (const auto& [offset, id] : in_index) {
+      if (good.count(offset) != 0) continue;
+      const std::string where = path.string() + " at offset " + std::to_string(offset);
+      bool reported = false;
+      for (const PackRecord& r : scan.records) reported = reported || r.offset == offset;
+      if (!reported) add_bad(id, where, "Corruption: the record is damaged (framing or CRC)");
+      to_forget.push_back({id, Location{number, offset, 0, false}});
+    }
+    auto holds_indexed = [&](std::uint64_t begin, std::uint64_t end) {
+      auto it = in_index.lower_bound(begin);
+      return it != in_index.end() && it->first < end;
+    };
+    for (const auto& [begin, end] : scan.damaged) {
+      if (holds_indexed(begin, end)) continue;  // reported by id above
+      add_bad(Digest{}, path.string() + " bytes [" + std::to_string(begin) + ", " + std::to_string(end) + ")",
+              "Corruption: damaged bytes that hold no indexed chunk");
+    }
+    if (scan.valid_end < scan.file_bytes && !holds_indexed(scan.valid_end, scan.file_bytes)) {
+      add_bad(Digest{}, path.string() + " bytes [" + std::to_string(scan.valid_end) + ", " +
+                            std::to_string(scan.file_bytes) + ")",
+              "Corruption: damaged bytes at the end of the pack");
+    }
+  }
+
+  // Snapshots: which ones each bad chunk affects, and any missing chunks.
+  for (const std::string& snapshot : snapshot_names()) {
+    ++report.snapshots_checked;
+    auto bytes = read_manifest(snapshot);
+    if (!bytes) {
+      if (bytes.status().code() == Code::kNotFound) continue;
+      report.broken_snapshots.push_back({name_, snapshot, bytes.status().to_string()});
+      continue;
+    }
+    auto m = parse_manifest(*bytes);
+    if (!m) {
+      report.broken_snapshots.push_back({name_, snapshot, m.status().to_string()});
+      continue;
+    }
+    std::set<std::size_t> hit;
+    std::size_t missing = 0;
+    std::string first_missing;
+    {
+      std::lock_guard lock(mu_);
+      for (const ManifestFile& f : m->files) {
+        for (const ManifestChunk& c : f.chunks) {
+          if (auto b = bad_by_id.find(c.id); b != bad_by_id.end()) {
+            hit.insert(b->second);
+          } else if (index_.count(c.id) == 0 && missing++ == 0) {
+            first_missing = to_hex(c.id) + " (" + f.path + " at offset " + std::to_string(c.offset) + ")";
+          }
+        }
+      }
+    }
+    for (std::size_t i : hit) report.bad_chunks[i].snapshots.push_back(snapshot);
+    if (missing != 0) {
+      report.broken_snapshots.push_back(
+          {name_, snapshot, std::to_string(missing) + " chunks missing from the store, first " + first_missing});
+    }
+  }
+
+  if (to_forget.empty()) return Status::ok();
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, where] : to_forget) {
+      auto it = index_.find(id);
+      if (it != index_.end() && it->second.pack == where.pack && it->second.offset == where.offset) {
+        index_.erase(it);
+      }
+    }
+  }
+  log("scrub found " + std::to_string(report.bad_chunks.size() - first_bad) +
+      " bad chunks; they left the index and will be accepted again from the next push");
+  maint.unlock();
+  return write_index();
+}
+
+}  // namespace ferry
