@@ -189,7 +189,8 @@ Status Connection::pull_ciphertext(int timeout_ms, std::string_view during) {
   return tls_->feed_ciphertext({recv_buf_.get(), done.bytes});
 }
 
-Status Connection::read_exact(std::span<std::byte> out, std::int64_t deadline_ms, bool at_start) {
+Status Connection::read_exact(std::span<std::byte> out, std::int64_t deadline_ms, bool at_start,
+                              bool first_byte_deadline) {
   std::size_t got = 0;
   while (got < out.size()) {
     Result<std::size_t> r = tls_->read_plaintext(out.subspan(got));
@@ -205,7 +206,7 @@ Status Connection::read_exact(std::span<std::byte> out, std::int64_t deadline_ms
     // TLS may owe the peer something (a key update answer).
     RETURN_IF_ERROR(pump_out(true));
     int wait_ms = options_.io_timeout_ms;
-    if (deadline_ms >= 0) {
+    if (deadline_ms >= 0 && !(first_byte_deadline && got > 0)) {
       std::int64_t left = deadline_ms - now_ms();
       if (left <= 0)
         return Status::timeout("no " + std::string(at_start && got == 0 ? "message" : "complete message") +
@@ -242,11 +243,18 @@ Status Connection::send(const Message& m) {
   return Status::ok();
 }
 
-Result<Message> Connection::recv(int timeout_ms) {
+Result<Message> Connection::recv(int timeout_ms) { return recv_message(timeout_ms, false); }
+
+Result<Message> Connection::recv_next(int first_byte_timeout_ms) {
+  return recv_message(first_byte_timeout_ms, true);
+}
+
+Result<Message> Connection::recv_message(int timeout_ms, bool first_byte_deadline) {
   if (!open_) return Status::unavailable("connection to " + peer_name() + " is closed");
   std::int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : -1;
   std::array<std::byte, kMessageHeaderBytes> head;
-  RETURN_IF_ERROR(read_exact(head, deadline, true));
+  RETURN_IF_ERROR(read_exact(head, deadline, true, first_byte_deadline));
+  if (first_byte_deadline) deadline = -1;
   Result<MessageHeader> h = parse_message_header(head, options_.max_message_bytes);
   if (!h.is_ok()) return h.status().with_context("from " + peer_name());
   // Grow the body as it arrives: a peer that announces a large body and

@@ -85,6 +85,12 @@ class Connection {
   // peer closed or reset, naming the peer; ResourceExhausted for a body over
   // max_message_bytes; Corruption for a malformed one.
   Result<Message> recv(int timeout_ms = -1);
+  // recv(), but first_byte_timeout_ms bounds only the wait for a message to
+  // begin (a Timeout then leaves the connection usable); once its first byte
+  // has arrived, the rest comes under io_timeout_ms per transfer, so a short
+  // wait never splits a message. The receiver waits this way for further
+  // PUTs before it syncs and acknowledges the ones it has.
+  Result<Message> recv_next(int first_byte_timeout_ms);
 
   // Client side: HELLO, then HELLO_OK (raising max_message_bytes to what the
   // receiver announced, within kMaxMessageBodyBytes) or the receiver's ERROR
@@ -132,7 +138,10 @@ class Connection {
   // Reads exactly out.size() plaintext bytes. deadline_ms: monotonic, or -1
   // for io_timeout_ms per transfer. `at_start`: a clean close before any
   // byte is "closed the connection", not "in the middle of a message".
-  Status read_exact(std::span<std::byte> out, std::int64_t deadline_ms, bool at_start);
+  // first_byte_deadline: the deadline holds only until the first byte.
+  Status read_exact(std::span<std::byte> out, std::int64_t deadline_ms, bool at_start,
+                    bool first_byte_deadline = false);
+  Result<Message> recv_message(int timeout_ms, bool first_byte_deadline);
 
   io::Socket socket_;
   std::unique_ptr<TlsSession> tls_;

@@ -150,12 +150,10 @@ Status Receiver::Session::run() {
   RETURN_IF_ERROR(hello());
   r_.stats_.served++;
   while (!r_.stopping_.load()) {
-    // Connection::recv's timeout covers a whole message, so a short wait
-    // could split one; until the connection can wait for a message's first
-    // byte alone, acknowledgements owed are flushed before blocking.
-    RETURN_IF_ERROR(flush_acks());
+    // With acknowledgements owed, wait only briefly for a further message
+    // to begin: when none does, the client has sent all it had, so sync now.
     const int timeout_ms = pending_.empty() ? r_.options_.idle_timeout_ms : r_.options_.ack_delay_ms;
-    auto m = c_.recv(timeout_ms);
+    auto m = c_.recv_next(timeout_ms);
     if (!m) {
       const Status& st = m.status();
       if (st.code() == Code::kTimeout && !pending_.empty()) {
