@@ -243,6 +243,12 @@ Status Connection::send(const Message& m) {
   return Status::ok();
 }
 
+Status Connection::send_raw(std::span<const std::byte> bytes) {
+  if (!open_) return Status::unavailable("connection to " + peer_name() + " is closed");
+  RETURN_IF_ERROR(tls_->write_plaintext(bytes));
+  return pump_out(true);
+}
+
 Result<Message> Connection::recv(int timeout_ms) { return recv_message(timeout_ms, false); }
 
 Result<Message> Connection::recv_next(int first_byte_timeout_ms) {

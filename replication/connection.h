@@ -80,6 +80,9 @@ class Connection {
 
   // Sends one whole message (the bulk field is not copied).
   Status send(const Message& m);
+  // Sends bytes inside TLS exactly as given, framing or not (tests: partial
+  // and malformed messages).
+  Status send_raw(std::span<const std::byte> bytes);
   // Receives one whole message. timeout_ms: for the whole message (-1: the
   // options' io_timeout_ms per transfer). Timeout, or Unavailable when the
   // peer closed or reset, naming the peer; ResourceExhausted for a body over
