@@ -669,6 +669,7 @@ Result<std::vector<PushReport>> push(std::span<const PackSource> sources, const 
     last = r.status();
     ++failovers;
   }
+  if (!reports.empty()) return reports;
   return last;
 }
 
