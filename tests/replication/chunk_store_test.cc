@@ -1,0 +1,512 @@
+// chunk_store_test.cc: the local chunk store on real files with real frames:
+// round trips, verification at put, group-commit durability, snapshots,
+// crash recovery (torn tail, lost or stale index), scrub, retention, gc,
+// append-only mode, quotas and namespace isolation.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "codec/chunk_codec.h"
+#include "codec/limits.h"
+#include "replication/local_store.h"
+#include "replication/pack_file.h"
+#include "replication/store_index.h"
+#include "tests/replication/chunk_store_test_util.h"
+#include "tests/testing/testing.h"
+
+namespace ferry {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::make_chunk;
+using testing::manifest_for;
+using testing::TempDir;
+using testing::TestChunk;
+
+constexpr std::int64_t kHourNs = 3600LL * 1'000'000'000;
+constexpr std::int64_t kT0 = 1'700'000'000LL * 1'000'000'000;
+
+struct Logged {
+  std::vector<std::string> lines;
+  StoreOptions options() {
+    StoreOptions o;
+    o.log = [this](std::string_view l) { lines.emplace_back(l); };
+    o.gc_grace_seconds = 0;
+    return o;
+  }
+  bool saw(std::string_view needle) const {
+    return std::any_of(lines.begin(), lines.end(),
+                       [&](const std::string& l) { return l.find(needle) != std::string::npos; });
+  }
+};
+
+std::unique_ptr<ChunkStore> open_store(const fs::path& root, const StoreOptions& o) {
+  auto s = open_local_store(root, o);
+  EXPECT_TRUE(s.is_ok()) << s.status().to_string();
+  return s.is_ok() ? std::move(*s) : nullptr;
+}
+
+std::vector<TestChunk> make_chunks(std::size_t n, std::uint64_t seed) {
+  std::vector<TestChunk> out;
+  for (std::size_t i = 0; i < n; ++i) out.push_back(make_chunk(seed * 1000 + i));
+  return out;
+}
+
+void put_all(ChunkStore& s, std::string_view ns, const std::vector<TestChunk>& chunks) {
+  for (const TestChunk& c : chunks) {
+    auto r = s.put(ns, c.frame);
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  }
+  ASSERT_TRUE(s.sync(ns).is_ok());
+}
+
+// Reads each chunk back and decodes it to the original bytes.
+void expect_readable(ChunkStore& s, std::string_view ns, const std::vector<TestChunk>& chunks) {
+  ChunkDecoder dec;
+  std::vector<std::byte> raw;
+  for (const TestChunk& c : chunks) {
+    auto f = s.get(ns, c.info.id);
+    ASSERT_TRUE(f.is_ok()) << f.status().to_string();
+    ASSERT_TRUE(dec.decode(*f, raw, &c.info.id).is_ok());
+    EXPECT_EQ(raw, c.raw);
+  }
+}
+
+bool has(ChunkStore& s, std::string_view ns, const Digest& id) {
+  auto h = s.have(ns, std::span(&id, 1));
+  EXPECT_TRUE(h.is_ok());
+  return h.is_ok() && (*h)[0];
+}
+
+fs::path last_pack(const fs::path& root, const std::string& ns) {
+  std::vector<fs::path> packs;
+  for (const auto& e : fs::directory_iterator(root / ns / "packs")) packs.push_back(e.path());
+  std::sort(packs.begin(), packs.end());
+  return packs.empty() ? fs::path() : packs.back();
+}
+
+TEST(ChunkStore, CorpusChunksRoundTrip) {
+  auto files = testing::corpus_files();
+  if (files.empty()) GTEST_SKIP() << "no corpus (set FERRY_CORPUS_DIR; see shared/corpus/fetch-corpus.sh)";
+  TempDir dir;
+  Logged logged;
+  std::vector<TestChunk> chunks;
+  for (const auto& f : files) {
+    auto bytes = testing::read_file(f.path);
+    // Up to two 1 MiB chunks per file keeps the test quick.
+    for (std::size_t off = 0; off < bytes.size() && off < (2u << 20); off += 1u << 20) {
+      const std::size_t n = std::min<std::size_t>(1u << 20, bytes.size() - off);
+      const DType dt = f.dtype == "bf16" ? DType::kBF16 : f.dtype == "fp32" ? DType::kF32 : DType::kBytes;
+      chunks.push_back(testing::encode_chunk({bytes.begin() + off, bytes.begin() + off + n}, dt));
+    }
+  }
+  {
+    auto s = open_store(dir.path(), logged.options());
+    put_all(*s, "host-a", chunks);
+    for (const auto& c : chunks) EXPECT_TRUE(has(*s, "host-a", c.info.id));
+    expect_readable(*s, "host-a", chunks);
+  }
+  auto s = open_store(dir.path(), logged.options());
+  expect_readable(*s, "host-a", chunks);
+  EXPECT_FALSE(logged.saw("rebuilding")) << "a clean close leaves a usable index";
+}
+
+TEST(ChunkStore, PutVerifiesTheFrame) {
+  TempDir dir;
+  Logged logged;
+  auto s = open_store(dir.path(), logged.options());
+  TestChunk c = make_chunk(testing::test_seed());
+  // A flipped payload byte: the payload CRC fails.
+  auto bad = c.frame;
+  bad[kFrameHeaderBytes + bad.size() / 3 - kFrameHeaderBytes / 3] ^= std::byte{0x10};
+  auto r = s->put("host-a", bad);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Code::kCorruption);
+  // A frame with consistent CRCs whose payload is not the chunk it claims.
+  TestChunk other = make_chunk(testing::test_seed() + 1);
+  Digest wrong = other.info.id;
+  r = s->put("host-a", c.frame, &wrong);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Code::kCorruption);
+  // Truncated.
+  r = s->put("host-a", std::span(c.frame).first(c.frame.size() - 1));
+  EXPECT_FALSE(r.is_ok());
+  ASSERT_TRUE(s->sync("host-a").is_ok());
+  EXPECT_FALSE(has(*s, "host-a", c.info.id));
+  auto u = s->usage("host-a");
+  ASSERT_TRUE(u.is_ok());
+  EXPECT_EQ(u->chunks, 0u);
+}
+
+TEST(ChunkStore, PutIsIdempotentAndDurableOnlyAfterSync) {
+  TempDir dir;
+  Logged logged;
+  auto s = open_store(dir.path(), logged.options());
+  TestChunk c = make_chunk(testing::test_seed());
+  auto r = s->put("host-a", c.frame, &c.info.id);
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_TRUE(r->stored);
+  EXPECT_FALSE(has(*s, "host-a", c.info.id)) << "not durable before sync";
+  ASSERT_TRUE(s->sync("host-a").is_ok());
+  EXPECT_TRUE(has(*s, "host-a", c.info.id));
+  auto before = s->usage("host-a");
+  r = s->put("host-a", c.frame);
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_FALSE(r->stored);
+  EXPECT_EQ(s->usage("host-a")->stored_bytes, before->stored_bytes);
+}
+
+TEST(ChunkStore, ConcurrentPutsToOneNamespace) {
+  TempDir dir;
+  Logged logged;
+  auto s = open_store(dir.path(), logged.options());
+  auto chunks = make_chunks(64, testing::test_seed());
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (std::size_t i = t; i < chunks.size(); i += 2) {  // overlapping: every chunk twice
+        auto r = s->put("host-a", chunks[i].frame);
+        EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+        EXPECT_TRUE(s->sync("host-a").is_ok());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(s->usage("host-a")->chunks, chunks.size());
+  expect_readable(*s, "host-a", chunks);
+}
+
+TEST(ChunkStore, CommitChecksChunksAndNeverOverwrites) {
+  TempDir dir;
+  Logged logged;
+  auto s = open_store(dir.path(), logged.options());
+  auto chunks = make_chunks(3, testing::test_seed());
+  put_all(*s, "host-a", {chunks[0], chunks[1]});
+  const auto m = manifest_for({&chunks[0], &chunks[1], &chunks[2]}, kT0);
+  Status st = s->commit_snapshot("host-a", "snap-1", m);
+  EXPECT_EQ(st.code(), Code::kNotFound) << st.to_string();
+  EXPECT_NE(st.message().find(to_hex(chunks[2].info.id)), std::string::npos) << st.message();
+  EXPECT_TRUE(s->list("host-a")->empty());
+  // Put without an explicit sync: commit makes it durable first.
+  ASSERT_TRUE(s->put("host-a", chunks[2].frame).is_ok());
+  ASSERT_TRUE(s->commit_snapshot("host-a", "snap-1", m).is_ok());
+  EXPECT_TRUE(s->commit_snapshot("host-a", "snap-1", m).is_ok()) << "a retried commit is OK";
+  const auto other = manifest_for({&chunks[0]}, kT0);
+  EXPECT_EQ(s->commit_snapshot("host-a", "snap-1", other).code(), Code::kInvalidArgument);
+  EXPECT_EQ(s->commit_snapshot("host-a", "../evil", other).code(), Code::kInvalidArgument);
+  auto garbage = m;
+  garbage[garbage.size() - 1] ^= std::byte{1};
+  EXPECT_EQ(s->commit_snapshot("host-a", "snap-2", garbage).code(), Code::kCorruption);
+
+  auto list = s->list("host-a");
+  ASSERT_TRUE(list.is_ok());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].name, "snap-1");
+  EXPECT_EQ((*list)[0].host, "host-a");
+  EXPECT_EQ((*list)[0].chunks, 3u);
+  EXPECT_EQ((*list)[0].logical_bytes, 3u * (64u << 10));
+  EXPECT_EQ((*list)[0].created_ns, kT0);
+  auto back = s->manifest("host-a", "snap-1");
+  ASSERT_TRUE(back.is_ok());
+  EXPECT_EQ(*back, m);
+  EXPECT_EQ(s->manifest("host-a", "nope").status().code(), Code::kNotFound);
+}
+
+TEST(ChunkStore, NamespacesAreIsolated) {
+  TempDir dir;
+  Logged logged;
+  auto s = open_store(dir.path(), logged.options());
+  auto chunks = make_chunks(1, testing::test_seed());
+  put_all(*s, "host-a", chunks);
+  ASSERT_TRUE(s->commit_snapshot("host-a", "s", manifest_for({&chunks[0]}, kT0)).is_ok());
+  EXPECT_FALSE(has(*s, "host-b", chunks[0].info.id));
+  EXPECT_EQ(s->get("host-b", chunks[0].info.id).status().code(), Code::kNotFound);
+  EXPECT_EQ(s->manifest("host-b", "s").status().code(), Code::kNotFound);
+  EXPECT_TRUE(s->list("host-b")->empty());
+  EXPECT_EQ(s->commit_snapshot("host-b", "s", manifest_for({&chunks[0]}, kT0)).code(), Code::kNotFound);
+  for (std::string_view bad : std::vector<std::string_view>{"", ".", "..", "a/b", "../host-a", std::string_view("a\0b", 3)}) {
+    EXPECT_EQ(s->have(bad, {}).status().code(), Code::kInvalidArgument) << bad;
+  }
+  EXPECT_EQ(s->have(std::string(65, 'a'), {}).status().code(), Code::kInvalidArgument);
+  auto names = s->namespaces();
+  ASSERT_TRUE(names.is_ok());
+  EXPECT_NE(std::find(names->begin(), names->end(), "host-a"), names->end());
+}
+
+TEST(ChunkStore, TornTailIsTruncatedOnReopen) {
+  TempDir dir;
+  Logged logged;
+  auto chunks = make_chunks(4, testing::test_seed());
+  { auto s = open_store(dir.path(), logged.options()); put_all(*s, "host-a", chunks); }
+  const fs::path pack = last_pack(dir.path(), "host-a");
+  const auto good_size = fs::file_size(pack);
+  // Half a record: its framing and the first half of a frame, as a kill
+  // in the middle of an append leaves it.
+  TestChunk extra = make_chunk(testing::test_seed() + 99);
+  const RecordFraming framing = frame_record(extra.frame);
+  {
+    std::ofstream out(pack, std::ios::binary | std::ios::app);
+    out.write(reinterpret_cast<const char*>(framing.header.data()), framing.header.size());
+    out.write(reinterpret_cast<const char*>(extra.frame.data()), static_cast<std::streamsize>(extra.frame.size() / 2));
+  }
+  auto s = open_store(dir.path(), logged.options());
+  EXPECT_TRUE(s->have("host-a", {}).is_ok());  // opens and recovers the namespace
+  EXPECT_TRUE(logged.saw("torn tail")) << "recovery says what it cut";
+  EXPECT_EQ(fs::file_size(pack), good_size);
+  EXPECT_FALSE(has(*s, "host-a", extra.info.id));
+  expect_readable(*s, "host-a", chunks);
+  // Appends continue after the cut, and survive another reopen.
+  put_all(*s, "host-a", {extra});
+  s.reset();
+  s = open_store(dir.path(), logged.options());
+  expect_readable(*s, "host-a", {extra});
+  auto scrub = s->scrub("host-a");
+  ASSERT_TRUE(scrub.is_ok());
+  EXPECT_TRUE(scrub->clean());
+}
+
+TEST(ChunkStore, LostIndexIsRebuilt) {
+  TempDir dir;
+  Logged logged;
+  StoreOptions o = logged.options();
+  o.pack_target_bytes = 1u << 20;  // several packs
+  auto chunks = make_chunks(40, testing::test_seed());
+  { auto s = open_store(dir.path(), o); put_all(*s, "host-a", chunks); }
+  fs::remove(dir.path() / "host-a" / "index");
+  auto s = open_store(dir.path(), o);
+  expect_readable(*s, "host-a", chunks);
+  EXPECT_TRUE(logged.saw("index missing"));
+  EXPECT_EQ(s->usage("host-a")->chunks, chunks.size());
+  s.reset();
+  // A damaged index (bad CRC) is rebuilt too.
+  {
+    std::fstream f(dir.path() / "host-a" / "index", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(30);
+    f.put('\x55');
+  }
+  s = open_store(dir.path(), o);
+  expect_readable(*s, "host-a", chunks);
+  EXPECT_TRUE(logged.saw("index unusable"));
+}
+
+TEST(ChunkStore, StaleIndexIsCompletedFromPacks) {
+  TempDir dir;
+  Logged logged;
+  auto first = make_chunks(3, testing::test_seed());
+  auto later = make_chunks(3, testing::test_seed() + 1);
+  const fs::path index = dir.path() / "host-a" / "index";
+  { auto s = open_store(dir.path(), logged.options()); put_all(*s, "host-a", first); }
+  const auto old_index = testing::read_file(index);
+  { auto s = open_store(dir.path(), logged.options()); put_all(*s, "host-a", later); }
+  testing::write_file(index, old_index);  // covers only the first three
+  auto s = open_store(dir.path(), logged.options());
+  expect_readable(*s, "host-a", first);
+  expect_readable(*s, "host-a", later);
+  s.reset();
+  // An index that claims more than a pack holds is not trusted for that pack.
+  const fs::path pack = last_pack(dir.path(), "host-a");
+  const auto full = testing::read_file(index);
+  { auto s2 = open_store(dir.path(), logged.options()); put_all(*s2, "host-a", make_chunks(1, 7)); }
+  testing::write_file(index, full);
+  fs::resize_file(pack, fs::file_size(pack) - 1);  // cuts the newest record: torn
+  s = open_store(dir.path(), logged.options());
+  expect_readable(*s, "host-a", first);
+  expect_readable(*s, "host-a", later);
+}
+
+TEST(ChunkStore, IndexParserRefusesDamage) {
+  StoreIndex idx;
+  idx.packs.push_back({1, 1000});
+  idx.entries.push_back({Digest{1}, 1, 8, 200});
+  auto bytes = serialize_index(idx);
+  ASSERT_TRUE(parse_index(bytes).is_ok());
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    auto b = bytes;
+    b[i] ^= std::byte{0x01};
+    EXPECT_FALSE(parse_index(b).is_ok()) << "flip at " << i;
+  }
+  EXPECT_FALSE(parse_index(std::span(bytes).first(bytes.size() - 1)).is_ok());
+  StoreIndex outside = idx;
+  outside.entries[0].offset = 900;  // 900 + 12 + 200 > 1000
+  EXPECT_FALSE(parse_index(serialize_index(outside)).is_ok());
+}
+
+TEST(ChunkStore, ScrubReportsABitFlipAndTheSnapshotsItAffects) {
+  TempDir dir;
+  Logged logged;
+  auto chunks = make_chunks(4, testing::test_seed());
+  {
+    auto s = open_store(dir.path(), logged.options());
+    put_all(*s, "host-a", chunks);
+    ASSERT_TRUE(s->commit_snapshot("host-a", "a", manifest_for({&chunks[0], &chunks[1]}, kT0)).is_ok());
+    ASSERT_TRUE(s->commit_snapshot("host-a", "b", manifest_for({&chunks[1], &chunks[2]}, kT0 + 1)).is_ok());
+    ASSERT_TRUE(s->commit_snapshot("host-a", "c", manifest_for({&chunks[3]}, kT0 + 2)).is_ok());
+    auto clean = s->scrub("");
+    ASSERT_TRUE(clean.is_ok());
+    EXPECT_TRUE(clean->clean());
+    EXPECT_EQ(clean->chunks_checked, 4u);
+    EXPECT_EQ(clean->snapshots_checked, 3u);
+  }
+  // Flip one bit in the middle of chunk 1's stored payload.
+  const fs::path pack = last_pack(dir.path(), "host-a");
+  auto bytes = testing::read_file(pack);
+  auto at = std::search(bytes.begin(), bytes.end(), chunks[1].frame.begin(), chunks[1].frame.end());
+  ASSERT_NE(at, bytes.end());
+  at[static_cast<std::ptrdiff_t>(chunks[1].frame.size() / 2)] ^= std::byte{0x04};
+  testing::write_file(pack, bytes);
+
+  auto s = open_store(dir.path(), logged.options());
+  auto report = s->scrub("host-a");
+  ASSERT_TRUE(report.is_ok()) << report.status().to_string();
+  ASSERT_EQ(report->bad_chunks.size(), 1u);
+  const auto& bad = report->bad_chunks[0];
+  EXPECT_EQ(bad.id, chunks[1].info.id);
+  EXPECT_EQ(bad.ns, "host-a");
+  EXPECT_EQ(bad.snapshots, (std::vector<std::string>{"a", "b"}));
+  EXPECT_NE(bad.where.find(pack.filename().string()), std::string::npos) << bad.where;
+  EXPECT_TRUE(report->broken_snapshots.empty());
+  // The bad chunk left the index: the next push sends it again and heals.
+  EXPECT_FALSE(has(*s, "host-a", chunks[1].info.id));
+  put_all(*s, "host-a", {chunks[1]});
+  expect_readable(*s, "host-a", chunks);
+  s.reset();
+  s = open_store(dir.path(), logged.options());
+  expect_readable(*s, "host-a", chunks);
+}
+
+TEST(ChunkStore, RetentionKeepLastAndKeepWithin) {
+  TempDir dir;
+  Logged logged;
+  auto s = open_store(dir.path(), logged.options());
+  auto chunks = make_chunks(5, testing::test_seed());
+  put_all(*s, "host-a", chunks);
+  for (int i = 0; i < 5; ++i) {
+    const auto m = manifest_for({&chunks[i]}, kT0 + i * kHourNs, i);
+    ASSERT_TRUE(s->commit_snapshot("host-a", "step-" + std::to_string(i), m).is_ok());
+  }
+  EXPECT_EQ(s->prune("host-a", {}, kT0, Actor::kOperator).status().code(), Code::kInvalidArgument);
+  // Within 2.5 hours of t0+4h: steps 2, 3, 4 (2 is at exactly 2h before).
+  auto r = s->prune("host-a", {.keep_last = 0, .keep_within_seconds = 9000}, kT0 + 4 * kHourNs, Actor::kOperator);
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(r->removed, (std::vector<std::string>{"step-0", "step-1"}));
+  EXPECT_EQ(r->kept, (std::vector<std::string>{"step-2", "step-3", "step-4"}));
+  r = s->prune("host-a", {.keep_last = 1}, kT0 + 4 * kHourNs, Actor::kOperator);
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(r->removed, (std::vector<std::string>{"step-2", "step-3"}));
+  auto list = s->list("host-a");
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].name, "step-4");
+}
+
+TEST(ChunkStore, GcRemovesOnlyUnreferencedChunks) {
+  TempDir dir;
+  Logged logged;
+  StoreOptions o = logged.options();
+  o.pack_target_bytes = 1u << 20;
+  auto chunks = make_chunks(40, testing::test_seed());  // ~2.5 packs
+  std::vector<TestChunk> kept(chunks.begin() + 10, chunks.begin() + 20);
+  std::vector<TestChunk> dropped(chunks.begin(), chunks.begin() + 10);
+  dropped.insert(dropped.end(), chunks.begin() + 20, chunks.end());
+  {
+    auto s = open_store(dir.path(), o);
+    put_all(*s, "host-a", chunks);
+    std::vector<const TestChunk*> old_refs, new_refs;
+    for (const auto& c : chunks) old_refs.push_back(&c);
+    for (const auto& c : kept) new_refs.push_back(&c);
+    ASSERT_TRUE(s->commit_snapshot("host-a", "old", manifest_for(old_refs, kT0)).is_ok());
+    ASSERT_TRUE(s->commit_snapshot("host-a", "new", manifest_for(new_refs, kT0 + kHourNs)).is_ok());
+    auto g = s->gc("host-a", Actor::kOperator);
+    ASSERT_TRUE(g.is_ok());
+    EXPECT_EQ(g->chunks_removed, 0u) << "everything is referenced by 'old'";
+    ASSERT_TRUE(s->remove_snapshot("host-a", "old", Actor::kOperator).is_ok());
+    const auto before = s->usage("host-a")->stored_bytes;
+    g = s->gc("host-a", Actor::kOperator);
+    ASSERT_TRUE(g.is_ok()) << g.status().to_string();
+    EXPECT_EQ(g->chunks_removed, dropped.size());
+    EXPECT_EQ(g->chunks_kept, kept.size());
+    EXPECT_GT(g->bytes_removed, 0u);
+    EXPECT_GT(g->packs_deleted + g->packs_rewritten, 0u);
+    EXPECT_EQ(s->usage("host-a")->stored_bytes, before - g->bytes_removed);
+    for (const auto& c : dropped) EXPECT_FALSE(has(*s, "host-a", c.info.id));
+    expect_readable(*s, "host-a", kept);
+  }
+  auto s = open_store(dir.path(), o);
+  expect_readable(*s, "host-a", kept);
+  auto scrub = s->scrub("host-a");
+  ASSERT_TRUE(scrub.is_ok());
+  EXPECT_TRUE(scrub->clean());
+  // Appends after gc land in a new pack and survive.
+  put_all(*s, "host-a", dropped);
+  expect_readable(*s, "host-a", dropped);
+}
+
+TEST(ChunkStore, GcRefusesWhenASnapshotIsUnreadable) {
+  TempDir dir;
+  Logged logged;
+  auto s = open_store(dir.path(), logged.options());
+  auto chunks = make_chunks(2, testing::test_seed());
+  put_all(*s, "host-a", chunks);
+  ASSERT_TRUE(s->commit_snapshot("host-a", "s", manifest_for({&chunks[0]}, kT0)).is_ok());
+  testing::write_file(dir.path() / "host-a" / "snapshots" / "s.manifest", {std::byte{1}, std::byte{2}});
+  EXPECT_FALSE(s->gc("host-a", Actor::kOperator).is_ok());
+  expect_readable(*s, "host-a", chunks);
+  auto scrub = s->scrub("host-a");
+  ASSERT_TRUE(scrub.is_ok());
+  ASSERT_EQ(scrub->broken_snapshots.size(), 1u);
+  EXPECT_EQ(scrub->broken_snapshots[0].name, "s");
+}
+
+TEST(ChunkStore, AppendOnlyRefusesDeletionToHosts) {
+  TempDir dir;
+  Logged logged;
+  StoreOptions o = logged.options();
+  o.append_only = true;
+  auto s = open_store(dir.path(), o);
+  auto chunks = make_chunks(2, testing::test_seed());
+  put_all(*s, "host-a", chunks);
+  ASSERT_TRUE(s->commit_snapshot("host-a", "s0", manifest_for({&chunks[0]}, kT0)).is_ok());
+  ASSERT_TRUE(s->commit_snapshot("host-a", "s1", manifest_for({&chunks[1]}, kT0 + 1)).is_ok());
+  Status st = s->remove_snapshot("host-a", "s0", Actor::kHost);
+  EXPECT_EQ(st.code(), Code::kPermissionDenied);
+  EXPECT_NE(st.message().find("append-only"), std::string::npos);
+  EXPECT_EQ(s->prune("host-a", {.keep_last = 1}, kT0, Actor::kHost).status().code(), Code::kPermissionDenied);
+  EXPECT_EQ(s->gc("host-a", Actor::kHost).status().code(), Code::kPermissionDenied);
+  EXPECT_EQ(s->list("host-a")->size(), 2u);
+  // The operator on the receiver's machine may.
+  EXPECT_TRUE(s->remove_snapshot("host-a", "s0", Actor::kOperator).is_ok());
+  EXPECT_TRUE(s->gc("host-a", Actor::kOperator).is_ok());
+  EXPECT_EQ(s->remove_snapshot("host-a", "s0", Actor::kOperator).code(), Code::kNotFound);
+}
+
+TEST(ChunkStore, QuotaRefusesBeforeWriting) {
+  TempDir dir;
+  Logged logged;
+  StoreOptions o = logged.options();
+  auto chunks = make_chunks(8, testing::test_seed());
+  o.quota_bytes = kPackHeaderBytes + 3 * record_bytes(chunks[0].frame.size()) + 100;
+  auto s = open_store(dir.path(), o);
+  std::size_t stored = 0;
+  Status refused;
+  for (const auto& c : chunks) {
+    auto r = s->put("host-a", c.frame);
+    if (!r.is_ok()) {
+      refused = r.status();
+      break;
+    }
+    ++stored;
+  }
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_EQ(refused.code(), Code::kResourceExhausted);
+  EXPECT_NE(refused.message().find("host-a"), std::string::npos) << refused.message();
+  EXPECT_NE(refused.message().find("quota"), std::string::npos);
+  EXPECT_GE(stored, 2u);
+  EXPECT_LE(s->usage("host-a")->stored_bytes, o.quota_bytes);
+  EXPECT_TRUE(s->put("host-a", chunks[0].frame).is_ok()) << "a chunk already held costs nothing";
+  EXPECT_TRUE(s->put("host-b", chunks[7].frame).is_ok()) << "quotas are per namespace";
+}
+
+}  // namespace
+}  // namespace ferry
