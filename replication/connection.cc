@@ -274,7 +274,7 @@ Result<Message> Connection::recv_message(int timeout_ms, bool first_byte_deadlin
   }
   counters_.plain_bytes_in += kMessageHeaderBytes + body.size();
   ++counters_.messages_in;
-  Result<Message> m = decode_body(h->type, body);
+  Result<Message> m = decode_body(h->type, std::move(body));
   if (!m.is_ok()) return m.status().with_context("from " + peer_name());
   return m;
 }

@@ -83,12 +83,22 @@ class Reader {
     }
     return n;
   }
-  // Everything left (the bulk field, always last).
+  // Everything left (the bulk field, always last). With keep_bulk_in_place
+  // it returns nothing and records where the field starts, for the caller
+  // that owns the buffer to hand it over without a copy.
   std::vector<std::byte> rest() {
+    if (in_place_) {
+      bulk_at_ = pos_;
+      pos_ = b_.size();
+      return {};
+    }
     std::vector<std::byte> v(b_.begin() + pos_, b_.end());
     pos_ = b_.size();
     return v;
   }
+  static constexpr std::size_t kNoBulk = ~std::size_t{0};
+  void keep_bulk_in_place() { in_place_ = true; }
+  std::size_t bulk_offset() const { return bulk_at_; }
   std::size_t remaining() const { return b_.size() - pos_; }
   std::size_t pos() const { return pos_; }
   void fail(std::size_t at, std::string what) {
@@ -123,6 +133,8 @@ class Reader {
   MessageType type_;
   std::size_t pos_ = 0;
   std::string error_;
+  bool in_place_ = false;
+  std::size_t bulk_at_ = kNoBulk;
 };
 
 bool name_char_ok(char c) {
@@ -517,6 +529,26 @@ Result<Message> decode_body(MessageType type, std::span<const std::byte> body) {
   Reader r(body, type);
   Message m = decode_fields(type, r);
   RETURN_IF_ERROR(r.finish());
+  return m;
+}
+
+Result<Message> decode_body(MessageType type, std::vector<std::byte>&& body) {
+  if (body.size() > kMaxMessageBodyBytes)
+    return Status::exhausted("message body of " + std::to_string(body.size()) + " bytes is over the limit");
+  Reader r(body, type);
+  r.keep_bulk_in_place();
+  Message m = decode_fields(type, r);
+  RETURN_IF_ERROR(r.finish());
+  if (r.bulk_offset() != Reader::kNoBulk) {
+    // The bulk field takes the buffer itself, less the fields before it.
+    body.erase(body.begin(), body.begin() + static_cast<std::ptrdiff_t>(r.bulk_offset()));
+    std::visit(
+        [&](auto& v) {
+          if constexpr (requires { v.frame; }) v.frame = std::move(body);
+          else if constexpr (requires { v.manifest; }) v.manifest = std::move(body);
+        },
+        m);
+  }
   return m;
 }
 

@@ -206,6 +206,9 @@ Result<MessageHeader> parse_message_header(std::span<const std::byte, kMessageHe
 // Decodes one body of the given type. Corruption on any defect (truncated,
 // trailing bytes, a count or length over its limit, an invalid name).
 Result<Message> decode_body(MessageType type, std::span<const std::byte> body);
+// The same, taking the body's buffer: the bulk field (frame, manifest) keeps
+// it instead of being copied out.
+Result<Message> decode_body(MessageType type, std::vector<std::byte>&& body);
 // Header + body in one buffer: exactly one whole message.
 Result<Message> decode_message(std::span<const std::byte> bytes,
                                std::size_t max_body_bytes = kMaxMessageBodyBytes);
