@@ -5,6 +5,7 @@
 // tenth of its tensors changed that sends about a tenth of the bytes, a
 // receiver stopped and restarted mid-push (the push resumes and resends only
 // what was not acknowledged), failover past a dead target, and fan-out.
+// The file over 4 GiB is in sender_slow_test.cc.
 #include "replication/sender.h"
 
 #include <gtest/gtest.h>
@@ -17,115 +18,17 @@
 #include <set>
 #include <thread>
 
-#include "codec/chunk_codec.h"
-#include "codec/manifest.h"
-#include "replication/cert_gen.h"
-#include "replication/local_store.h"
-#include "replication/receiver.h"
+#include "tests/replication/sender_fixture.h"
 #include "tests/testing/testing.h"
 
 namespace ferry::replication {
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr const char* kHost = "host-a";
-
-// Certificates, a store and a receiver on 127.0.0.1, all under one temp dir.
-class Site {
- public:
-  explicit Site(const fs::path& dir, const CertSet& certs) : dir_(dir), certs_(certs) {
-    auto store = open_local_store(dir / "store", {.log = [](std::string_view) {}});
-    FERRY_CHECK(store.is_ok());
-    store_ = std::move(store).value();
-  }
-  Status start(std::uint16_t port = 0) {
-    ReceiverOptions o;
-    o.listen = "127.0.0.1:" + std::to_string(port);
-    o.tls.ca_file = certs_.ca_cert;
-    o.tls.cert_file = certs_.receiver_cert;
-    o.tls.key_file = certs_.receiver_key;
-    o.log = [](std::string_view) {};
-    receiver_ = std::make_unique<Receiver>(*store_, o);
-    return receiver_->start();
-  }
-  void stop() { receiver_->stop(); }
-  std::uint16_t port() const { return receiver_->port(); }
-  std::string target() const { return "127.0.0.1:" + std::to_string(port()); }
-  ChunkStore& store() { return *store_; }
-
- private:
-  fs::path dir_;
-  CertSet certs_;
-  std::unique_ptr<ChunkStore> store_;
-  std::unique_ptr<Receiver> receiver_;
-};
-
-class SenderTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    CertSetOptions co;
-    co.hosts = {kHost};
-    auto certs = create_cert_set(dir_ / "certs", co);
-    ASSERT_TRUE(certs.is_ok()) << certs.status().to_string();
-    certs_ = *certs;
-    site_ = std::make_unique<Site>(dir_ / "site", certs_);
-    ASSERT_TRUE(site_->start().is_ok());
-  }
-
-  PushOptions options(const std::string& snapshot) const {
-    PushOptions o;
-    o.targets = {site_->target()};
-    o.tls.ca_file = certs_.ca_cert;
-    o.tls.cert_file = certs_.host_cert(kHost);
-    o.tls.key_file = certs_.host_key(kHost);
-    o.snapshot = snapshot;
-    o.chunk_bytes = 256u << 10;
-    o.created_ns = 1'000'000'000;
-    o.retry.initial_backoff_ms = 20;
-    o.retry.max_backoff_ms = 200;
-    return o;
-  }
-
-  Result<PushReport> push_dir(const fs::path& src, const PushOptions& o) {
-    auto sources = list_pack_sources(src);
-    if (!sources) return sources.status();
-    ASSIGN_OR_RETURN(auto reports, push(*sources, o));
-    if (reports.size() != 1) return Status::internal("expected one report");
-    return reports[0];
-  }
-
-  testing::TempDir dir_;
-  CertSet certs_;
-  std::unique_ptr<Site> site_;
-};
-
-// Every file of `src` equals what snapshot `name` in `store` rebuilds, chunk
-// by chunk through ChunkDecoder (which verifies each chunk's id).
-void expect_snapshot_equals(ChunkStore& store, const std::string& name, const fs::path& src) {
-  auto bytes = store.manifest(kHost, name);
-  ASSERT_TRUE(bytes.is_ok()) << bytes.status().to_string();
-  auto m = parse_manifest(*bytes);
-  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
-  auto sources = list_pack_sources(src);
-  ASSERT_TRUE(sources.is_ok());
-  ASSERT_EQ(m->files.size(), sources->size());
-  ChunkDecoder decoder;
-  for (std::size_t i = 0; i < m->files.size(); ++i) {
-    const ManifestFile& f = m->files[i];
-    EXPECT_EQ(f.path, (*sources)[i].rel_path);
-    std::vector<std::byte> rebuilt;
-    for (const auto& c : f.chunks) {
-      auto frame = store.get(kHost, c.id);
-      ASSERT_TRUE(frame.is_ok()) << f.path << " @" << c.offset << ": " << frame.status().to_string();
-      EXPECT_EQ(frame->size(), c.frame_bytes) << f.path << " @" << c.offset;
-      std::vector<std::byte> out;
-      ASSERT_TRUE(decoder.decode(*frame, out, &c.id).is_ok());
-      rebuilt.insert(rebuilt.end(), out.begin(), out.end());
-    }
-    EXPECT_TRUE(rebuilt == testing::read_file((*sources)[i].path)) << f.path;
-  }
-}
+using testing_support::expect_snapshot_equals;
+using testing_support::kHost;
+using testing_support::SenderTest;
+using testing_support::Site;
 
 void make_tree(const fs::path& root, std::uint64_t seed) {
   fs::create_directories(root / "model");
