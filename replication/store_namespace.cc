@@ -372,7 +372,10 @@ Status StoreNamespace::write_index() {
     }
     idx.entries.reserve(index_.size());
     for (const auto& [id, loc] : index_) {
-      if (!loc.durable || loc.offset + record_bytes(loc.frame_bytes) > covered[loc.pack]) continue;
+      // Every record inside a pack's synced prefix is on disk, whether or
+      // not a sync has reported it yet; leaving one out would hide it, since
+      // recovery does not rescan what the index covers.
+      if (loc.offset + record_bytes(loc.frame_bytes) > covered[loc.pack]) continue;
       idx.entries.push_back({id, loc.pack, loc.offset, loc.frame_bytes});
     }
   }
