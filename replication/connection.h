@@ -78,7 +78,10 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  // Sends one whole message (the bulk field is not copied).
+  // Sends one whole message. The bulk field (frame, manifest) is not copied
+  // on its way out; build the Message in place or move a Put into it
+  // (send(std::move(put))): a Put passed as an lvalue is copied into the
+  // temporary Message first.
   Status send(const Message& m);
   // Sends bytes inside TLS exactly as given, framing or not (tests: partial
   // and malformed messages).
