@@ -2,10 +2,15 @@
 # demo.sh: the main job on real weights, start to finish. Installs what is
 # missing and builds (scripts/build.sh), lays the real-weights corpus
 # (../shared/corpus; the full set, or the small one if that fails), makes a
-# sample checkpoint directory from it, then packs it with `ferry pack`,
-# verifies the archive, unpacks it, compares every file byte for byte,
-# shows `ferry inspect` and prints a report beside zstd -3 on the same
-# bytes. Exits non-zero on any failure or mismatch.
+# sample checkpoint directory from it, then replicates it the way a training
+# host would: `ferry certs` makes a CA, a receiver and a host certificate;
+# `ferry serve` runs a DR receiver on 127.0.0.1 (port chosen by the kernel);
+# `ferry push` sends the checkpoint over mutual TLS; a second push shows
+# that nothing the receiver holds is sent again; `ferry list` shows the
+# snapshots; `ferry restore` fetches one into a new directory, verified;
+# every file is compared byte for byte. Also packs a `.ferry` archive and
+# verifies it, and prints a report beside zstd -3 on the same bytes. Exits
+# non-zero on any failure or mismatch.
 #
 #   scripts/demo.sh              build in build/
 #   FERRY_BUILD_DIR=DIR scripts/demo.sh
@@ -56,22 +61,59 @@ echo "$files files, $logical bytes in $ckpt"
 
 archive="$work/checkpoint.ferry"
 restored="$work/restored"
+certs="$work/certs"
+store="$work/dr-store"
+host=demo-host
 
-step "ferry pack"
+step "ferry certs"
+"$ferry" certs --dir="$certs" --hosts="$host"
+tls=(--ca="$certs/ca.pem" --cert="$certs/host-$host.pem" --key="$certs/host-$host.key")
+
+step "ferry serve (DR receiver on 127.0.0.1)"
+serve_out="$work/serve.out"
+"$ferry" serve --store="$store" --ca="$certs/ca.pem" --cert="$certs/receiver.pem" \
+  --key="$certs/receiver.key" --listen=127.0.0.1:0 >"$serve_out" 2>"$work/serve.log" &
+serve_pid=$!
+stop_receiver() { if [ -n "${serve_pid:-}" ]; then kill "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; serve_pid=; fi; }
+trap stop_receiver EXIT
+port=
+for _ in $(seq 100); do
+  port=$(sed -n 's/^ferry serve: listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$serve_out")
+  [ -n "$port" ] && break
+  kill -0 "$serve_pid" 2>/dev/null || { cat "$work/serve.log" >&2; echo "demo: ferry serve exited" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$port" ] || { echo "demo: ferry serve did not report its port" >&2; exit 1; }
+cat "$serve_out"
+target=127.0.0.1:$port
+
+# kv KEY FILE: a value from the push-report line.
+kv() { grep '^push-report ' "$2" | tail -1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+
+step "ferry push (first: every chunk)"
 t0=$(now)
-"$ferry" pack "$ckpt" -o "$archive" --job=demo --step=1200
+"$ferry" push "$ckpt" --to="$target" "${tls[@]}" --job=demo --step=1200 | tee "$work/push1.out"
 t1=$(now)
-pack_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
-archive_bytes=$(stat -c %s "$archive")
+push_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+wire_bytes=$(kv wire_bytes "$work/push1.out")
+frame_bytes=$(kv frame_bytes_sent "$work/push1.out")
+snapshot=$(kv snapshot "$work/push1.out")
 
-step "ferry verify"
-"$ferry" verify "$archive"
+step "ferry push again (the receiver has every chunk)"
+"$ferry" push "$ckpt" --to="$target" "${tls[@]}" --job=demo --step=1201 | tee "$work/push2.out"
+wire2=$(kv wire_bytes "$work/push2.out")
+sent2=$(kv frame_bytes_sent "$work/push2.out")
+skipped2=$(kv chunks_skipped "$work/push2.out")
+chunks2=$(kv chunks "$work/push2.out")
 
-step "ferry unpack"
+step "ferry list"
+"$ferry" list --from="$target" "${tls[@]}"
+
+step "ferry restore $snapshot"
 t0=$(now)
-"$ferry" unpack "$archive" -o "$restored"
+"$ferry" restore "$snapshot" --from="$target" --to="$restored" "${tls[@]}"
 t1=$(now)
-unpack_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+restore_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
 
 step "compare every file"
 mismatches=0
@@ -86,12 +128,17 @@ while IFS= read -r -d '' f; do
   fi
 done < <(find "$ckpt" -type f -print0)
 restored_files=$(find "$restored" -type f | wc -l)
-[ "$restored_files" -eq "$files" ] || { echo "MISMATCH: $restored_files files restored, $files packed"; mismatches=$((mismatches + 1)); }
+[ "$restored_files" -eq "$files" ] || { echo "MISMATCH: $restored_files files restored, $files pushed"; mismatches=$((mismatches + 1)); }
 echo "$compared of $files files identical"
 
-step "ferry inspect (files; tensors of one shard)"
-"$ferry" inspect "$archive" --notensors
-"$ferry" inspect "$archive" | grep -A8 -m1 '(st)' || true
+step "stop the receiver"
+stop_receiver
+tail -1 "$work/serve.log" || true
+
+step "ferry pack + verify (the same checkpoint as a .ferry archive)"
+"$ferry" pack "$ckpt" -o "$archive" --job=demo --step=1200
+"$ferry" verify "$archive"
+archive_bytes=$(stat -c %s "$archive")
 
 zstd_line="zstd not installed"
 if command -v zstd >/dev/null; then
@@ -105,17 +152,20 @@ fi
 
 verdict=PASS
 [ "$mismatches" -eq 0 ] || verdict=FAIL
+[ "$sent2" = 0 ] || { echo "second push sent $sent2 frame bytes, expected none"; verdict=FAIL; }
 cat <<REPORT
 
 ================ ferry demo report ================
 files                 $files
 logical bytes         $logical
-archive bytes         $archive_bytes
-ferry ratio           $(ratio "$logical" "$archive_bytes")
-pack                  ${pack_s}s, $(rate "$logical" "$pack_s")
-unpack (verified)     ${unpack_s}s, $(rate "$logical" "$unpack_s")
+bytes on the wire     $wire_bytes (TLS records; frames $frame_bytes)
+ratio (logical/wire)  $(ratio "$logical" "$wire_bytes")
+push                  ${push_s}s, $(rate "$logical" "$push_s") (start to commit, 4 mTLS streams, receiver on the same CPUs)
+push again            $sent2 frame bytes sent, $skipped2 of $chunks2 chunks already at the receiver, $wire2 bytes on the wire
+restore (verified)    ${restore_s}s, $(rate "$logical" "$restore_s")
+archive (.ferry)      $archive_bytes bytes, ratio $(ratio "$logical" "$archive_bytes")
 zstd -3, same data    $zstd_line
-threads               $(nproc) CPUs, no GPU engine used by pack/unpack
+threads               $(nproc) CPUs, no GPU engine used
 byte-identical        $compared / $files
 result                $verdict
 ====================================================
