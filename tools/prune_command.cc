@@ -1,0 +1,89 @@
+// prune_command.cc: `ferry prune --store=DIR --namespace=NS --keep_last=N
+// [--keep_within=DURATION] [--nogc]`: applies a retention policy to one
+// namespace of a receiver's store and then collects the chunks no remaining
+// snapshot references. Run by the operator on the receiver's machine, so it
+// is allowed even when the receiver serves hosts append-only.
+#include <cstdio>
+#include <ctime>
+
+#include "replication/local_store.h"
+#include "tools/cli.h"
+
+DECLARE_string(namespace);
+DEFINE_uint32(keep_last, 0, "prune: keep the newest N snapshots");
+DEFINE_string(keep_within, "", "prune: also keep snapshots created within this long, e.g. 36h, 7d, 2w, 90m, 3600s");
+DEFINE_bool(gc, true, "prune: afterwards, remove chunks no remaining snapshot references");
+DEFINE_bool(dry_run, false, "prune: say what would be removed, remove nothing");
+
+namespace ferry::cli {
+namespace {
+
+// "90m" -> 5400; plain digits are seconds. -1 on anything else.
+std::int64_t parse_duration_seconds(const std::string& s) {
+  if (s.empty()) return -1;
+  std::size_t digits = 0;
+  while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
+  if (digits == 0 || digits > 12 || s.size() - digits > 1) return -1;
+  const std::int64_t n = std::stoll(s.substr(0, digits));
+  const char unit = digits < s.size() ? s[digits] : 's';
+  switch (unit) {
+    case 's': return n;
+    case 'm': return n * 60;
+    case 'h': return n * 3600;
+    case 'd': return n * 86400;
+    case 'w': return n * 7 * 86400;
+    default: return -1;
+  }
+}
+
+int run_prune(const std::vector<std::string>& args) {
+  if (!args.empty()) return usage_error("prune takes no arguments (use --store=DIR --namespace=NS)");
+  if (FLAGS_store.empty()) return usage_error("prune needs --store=DIR");
+  if (Status st = validate_namespace(FLAGS_namespace); !st) return usage_error("prune needs --namespace=NS: " + st.message());
+  RetentionPolicy policy;
+  policy.keep_last = FLAGS_keep_last;
+  if (!FLAGS_keep_within.empty()) {
+    policy.keep_within_seconds = parse_duration_seconds(FLAGS_keep_within);
+    if (policy.keep_within_seconds <= 0) {
+      return usage_error("--keep_within must be a positive duration such as 36h, 7d or 3600s");
+    }
+  }
+  if (policy.keep_last == 0 && policy.keep_within_seconds == 0) {
+    return usage_error("prune needs --keep_last=N or --keep_within=DURATION (it never removes every snapshot)");
+  }
+  auto store = open_local_store(FLAGS_store);
+  if (!store) return fail(store.status());
+  const std::int64_t now_ns = static_cast<std::int64_t>(std::time(nullptr)) * 1'000'000'000;
+  if (FLAGS_dry_run) {
+    auto list = (*store)->list(FLAGS_namespace);
+    if (!list) return fail(list.status());
+    const std::size_t newest_from = list->size() > policy.keep_last ? list->size() - policy.keep_last : 0;
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      const auto& s = (*list)[i];
+      const bool keep = i >= newest_from || (policy.keep_within_seconds > 0 &&
+                                             s.created_ns >= now_ns - policy.keep_within_seconds * 1'000'000'000);
+      std::printf("%s %s\n", keep ? "keep  " : "remove", s.name.c_str());
+    }
+    return kExitOk;
+  }
+  auto report = (*store)->prune(FLAGS_namespace, policy, now_ns, Actor::kOperator);
+  if (!report) return fail(report.status());
+  for (const auto& name : report->removed) std::printf("removed %s\n", name.c_str());
+  std::printf("prune %s: kept %zu snapshots, removed %zu\n", FLAGS_namespace.c_str(), report->kept.size(),
+              report->removed.size());
+  if (!FLAGS_gc) return kExitOk;
+  auto gc = (*store)->gc(FLAGS_namespace, Actor::kOperator);
+  if (!gc) return fail(gc.status());
+  std::printf("gc %s: %llu chunks removed, %llu kept, %s reclaimed (%llu packs rewritten, %llu deleted)\n",
+              FLAGS_namespace.c_str(), static_cast<unsigned long long>(gc->chunks_removed),
+              static_cast<unsigned long long>(gc->chunks_kept), format_bytes(gc->bytes_removed).c_str(),
+              static_cast<unsigned long long>(gc->packs_rewritten),
+              static_cast<unsigned long long>(gc->packs_deleted));
+  return kExitOk;
+}
+
+Registrar registrar({"prune", "prune --store=DIR --namespace=NS --keep_last=N [--keep_within=DURATION] [--nogc]",
+                     "apply retention to a namespace of the receiver's store, then collect garbage", run_prune});
+
+}  // namespace
+}  // namespace ferry::cli
