@@ -3,7 +3,11 @@
 // retention, and one StoreNamespace per namespace, opened on first use.
 #include "replication/local_store.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <map>
 #include <mutex>
 #include <set>
@@ -13,10 +17,13 @@
 #include "codec/frame.h"
 #include "codec/limits.h"
 #include "codec/manifest.h"
+#include "codec/posix_file.h"
 #include "replication/store_namespace.h"
 
 namespace ferry {
 namespace {
+
+constexpr char kStoreLockFile[] = "LOCK";
 
 bool name_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
@@ -38,8 +45,8 @@ Status validate_name(std::string_view what, std::string_view v, std::size_t max_
 
 class LocalStore final : public ChunkStore {
  public:
-  LocalStore(std::filesystem::path root, StoreOptions options)
-      : root_(std::move(root)), options_(std::move(options)) {}
+  LocalStore(std::filesystem::path root, StoreOptions options, UniqueFd lock)
+      : root_(std::move(root)), options_(std::move(options)), lock_(std::move(lock)) {}
 
   Result<std::vector<bool>> have(std::string_view ns, std::span<const Digest> ids) override {
     ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
@@ -192,6 +199,7 @@ class LocalStore final : public ChunkStore {
 
   const std::filesystem::path root_;
   const StoreOptions options_;
+  UniqueFd lock_;  // flock held for the store's lifetime
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<StoreNamespace>, std::less<>> open_;
 };
@@ -212,7 +220,18 @@ Result<std::unique_ptr<ChunkStore>> open_local_store(const std::filesystem::path
   if (options.pack_target_bytes < 1u << 20) {
     return Status::invalid_argument("pack target size must be at least 1 MiB");
   }
-  return std::unique_ptr<ChunkStore>(new LocalStore(root, options));
+  // One process per store: a second one's recovery would take the first
+  // one's append in progress for a torn tail and cut it.
+  const auto lock_path = root / kStoreLockFile;
+  ASSIGN_OR_RETURN(UniqueFd lock, open_fd(lock_path, O_RDWR | O_CREAT));
+  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) {
+      return Status::unavailable("store " + root.string() +
+                                 " is in use by another process (a running ferry serve?); stop it first");
+    }
+    return Status::from_errno(errno, "lock " + lock_path.string());
+  }
+  return std::unique_ptr<ChunkStore>(new LocalStore(root, options, std::move(lock)));
 }
 
 }  // namespace ferry

@@ -114,6 +114,17 @@ TEST(ChunkStore, CorpusChunksRoundTrip) {
   EXPECT_FALSE(logged.saw("rebuilding")) << "a clean close leaves a usable index";
 }
 
+TEST(ChunkStore, OneProcessPerStore) {
+  TempDir dir;
+  Logged logged;
+  auto s = open_store(dir.path(), logged.options());
+  auto second = open_local_store(dir.path(), logged.options());
+  ASSERT_FALSE(second.is_ok());
+  EXPECT_EQ(second.status().code(), Code::kUnavailable);
+  s.reset();
+  EXPECT_TRUE(open_local_store(dir.path(), logged.options()).is_ok());
+}
+
 TEST(ChunkStore, PutVerifiesTheFrame) {
   TempDir dir;
   Logged logged;
