@@ -8,6 +8,10 @@
 #include <type_traits>
 
 namespace ferry::replication {
+namespace detail {
+// For a static_assert in an if-constexpr chain that must fail only when reached.
+template <class> inline constexpr bool kAlwaysFalse = false;
+}  // namespace detail
 namespace {
 
 class Writer {
@@ -177,8 +181,6 @@ bool valid_code(std::uint8_t c) {
   return c > static_cast<std::uint8_t>(Code::kOk) && c <= static_cast<std::uint8_t>(Code::kInternal);
 }
 
-template <class> inline constexpr bool kAlwaysFalse = false;
-
 // ---- encoding ----------------------------------------------------------
 
 void encode_fields(const Message& m, Writer& w, std::span<const std::byte>& tail) {
@@ -253,7 +255,7 @@ void encode_fields(const Message& m, Writer& w, std::span<const std::byte>& tail
           w.str(std::string_view(v.message).substr(0, kMaxErrorMessageBytes));
         } else if constexpr (std::is_same_v<T, Bye>) {
         } else {
-          static_assert(kAlwaysFalse<T>, "message without an encoder");
+          static_assert(detail::kAlwaysFalse<T>, "message without an encoder");
         }
       },
       m);
