@@ -76,6 +76,24 @@ TEST_F(ConnectionNetTest, ManySmallMessagesPipelined) {
   }
 }
 
+TEST_F(ConnectionNetTest, ConnectionMovesBetweenThreads) {
+  EchoReceiver rx(certs.server_ctx());
+  auto c = dial(rx);
+  ASSERT_TRUE(c);
+  auto ping = [&](std::uint64_t id) {
+    ASSERT_TRUE(c->send(Ping{id}).is_ok());
+    auto m = c->recv(10'000);
+    ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+    ASSERT_TRUE(std::holds_alternative<Pong>(*m));
+    EXPECT_EQ(std::get<Pong>(*m).request_id, id);
+  };
+  std::thread other([&] { ping(1); });
+  other.join();
+  ping(2);
+  std::thread third([&] { ping(3); });
+  third.join();
+}
+
 TEST_F(ConnectionNetTest, NoCommonVersionIsAClearError) {
   EchoReceiver rx(certs.server_ctx());
   auto c = Connection::connect(rx.host_port(), certs.client_ctx("alpha"));
