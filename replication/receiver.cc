@@ -474,6 +474,12 @@ void Receiver::serve(Conn* conn, io::Socket socket, bool over_limit) {
            " chunks_served=" + std::to_string(session.chunks_served) +
            " wire_in=" + std::to_string(k.cipher_bytes_in) + " wire_out=" + std::to_string(k.cipher_bytes_out);
   }
+  {
+    // The duplicate would keep the socket open after the connection closes
+    // it: the peer must see the close.
+    std::lock_guard lock(mu_);
+    conn->dup_fd.reset();
+  }
   if (accepted) (*accepted)->close();
   accepted = Status::aborted("closed");  // destroy the connection before we say we are done
   log(line);

@@ -1,0 +1,303 @@
+// receiver_net_test.cc: the DR receiver over real mTLS on 127.0.0.1 with a
+// real local store: a push by hand (QUERY, PUT, COMMIT) acknowledged only
+// once each chunk is durable, listing, namespaces kept apart, and clients it
+// must refuse (oversized messages, random bytes, plaintext, no or foreign or
+// expired certificates, deletion in append-only mode, connections over the
+// limit) while another client keeps being served.
+#include "replication/receiver.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <thread>
+
+#include "codec/manifest.h"
+#include "tests/replication/receiver_fixture.h"
+
+namespace ferry::replication {
+namespace {
+
+using testing::ReceiverSite;
+namespace fs = std::filesystem;
+
+// The good client still gets answers (PING, then LIST).
+void expect_serving(Connection& c) {
+  ASSERT_TRUE(c.send(Ping{42}).is_ok());
+  auto m = c.recv(10'000);
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  ASSERT_TRUE(std::holds_alternative<Pong>(*m));
+  EXPECT_EQ(std::get<Pong>(*m).request_id, 42u);
+}
+
+// A raw TCP connection to the receiver (no TLS).
+io::Socket raw_connect(const io::SocketAddress& addr) {
+  auto s = io::Socket::tcp_for(addr);
+  EXPECT_TRUE(s.is_ok());
+  EXPECT_EQ(::connect(s->fd(), addr.get(), addr.size()), 0);
+  return std::move(s).value();
+}
+
+// Reads until the receiver closes (true) or 10 s pass (false).
+bool closed_by_peer(const io::Socket& s) {
+  timeval tv{10, 0};
+  ::setsockopt(s.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::recv(s.fd(), buf, sizeof buf, 0);
+    if (n == 0) return true;
+    if (n < 0) return errno == ECONNRESET;
+  }
+}
+
+TEST(ReceiverTest, PushByHandAcksOnlyDurableChunksThenListsTheSnapshot) {
+  ReceiverSite site;
+  ferry::testing::TempDir src;
+  testing::make_tree(src.path(), ferry::testing::test_seed());
+  auto tree = testing::pack_tree(src.path(), "llama-ft", 1200);
+  ASSERT_GT(tree->frames.size(), 10u);
+
+  auto c = site.connect("alpha");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  auto missing = testing::query_missing(**c, *tree);
+  ASSERT_TRUE(missing.is_ok()) << missing.status().to_string();
+  EXPECT_EQ(missing->size(), tree->frames.size());
+
+  std::size_t acks = 0;
+  Status st = testing::push_by_hand(**c, *tree, "snap-1", [&](const PutAck& ack) {
+    // have() answers only for durable chunks: the ack must not come earlier.
+    auto have = site.store().have("alpha", std::span(&ack.chunk_id, 1));
+    ASSERT_TRUE(have.is_ok());
+    EXPECT_TRUE((*have)[0]) << "acknowledged before durable: " << to_hex(ack.chunk_id);
+    ++acks;
+  });
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  EXPECT_EQ(acks, tree->frames.size());
+  // Group commit: fewer syncs than chunks.
+  EXPECT_LT(site.receiver().stats().syncs, tree->frames.size());
+
+  missing = testing::query_missing(**c, *tree);
+  ASSERT_TRUE(missing.is_ok());
+  EXPECT_TRUE(missing->empty());
+
+  ASSERT_TRUE((*c)->send(List{9}).is_ok());
+  auto m = (*c)->recv();
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  auto* list = std::get_if<ListReply>(&*m);
+  ASSERT_NE(list, nullptr);
+  ASSERT_EQ(list->snapshots.size(), 1u);
+  EXPECT_EQ(list->snapshots[0].name, "snap-1");
+  EXPECT_EQ(list->snapshots[0].logical_bytes, tree->manifest.logical_bytes());
+  EXPECT_EQ(list->snapshots[0].file_count, tree->manifest.files.size());
+
+  ASSERT_TRUE((*c)->send(Bye{}).is_ok());
+  (*c)->close();
+  site.receiver().stop();
+  EXPECT_TRUE(site.log_contains("commit ns=alpha snapshot=snap-1"));
+  EXPECT_TRUE(site.log_contains("job=llama-ft step=1200"));
+  EXPECT_TRUE(site.log_contains("conn peer=127.0.0.1"));
+}
+
+TEST(ReceiverTest, ACorruptFrameIsRefusedAndTheConnectionGoesOn) {
+  ReceiverSite site;
+  ferry::testing::TempDir src;
+  testing::make_tree(src.path(), 5);
+  auto tree = testing::pack_tree(src.path());
+  auto c = site.connect("alpha");
+  ASSERT_TRUE(c.is_ok());
+  std::vector<std::byte> bad = tree->frames[0].second;
+  bad[bad.size() / 2] ^= std::byte{0x40};
+  ASSERT_TRUE((*c)->send(Put{1, bad}).is_ok());
+  auto m = (*c)->recv(10'000);
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  auto* e = std::get_if<Error>(&*m);
+  ASSERT_NE(e, nullptr) << message_name(*m);
+  EXPECT_EQ(e->request_id, 1u);
+  EXPECT_EQ(e->code, Code::kCorruption);
+  auto have = site.store().have("alpha", std::span(&tree->frames[0].first, 1));
+  ASSERT_TRUE(have.is_ok());
+  EXPECT_FALSE((*have)[0]);
+  expect_serving(**c);
+}
+
+TEST(ReceiverTest, HostsSeeOnlyTheirOwnNamespace) {
+  ReceiverSite site;
+  ferry::testing::TempDir src;
+  testing::make_tree(src.path(), 6);
+  auto tree = testing::pack_tree(src.path());
+  auto alpha = site.connect("alpha");
+  ASSERT_TRUE(alpha.is_ok());
+  ASSERT_TRUE(testing::push_by_hand(**alpha, *tree, "secret").is_ok());
+
+  auto beta = site.connect("beta");
+  ASSERT_TRUE(beta.is_ok());
+  ASSERT_TRUE((*beta)->send(GetManifest{1, "secret"}).is_ok());
+  auto m = (*beta)->recv();
+  ASSERT_TRUE(m.is_ok());
+  ASSERT_TRUE(std::holds_alternative<Error>(*m));
+  EXPECT_EQ(std::get<Error>(*m).code, Code::kNotFound);
+
+  ASSERT_TRUE((*beta)->send(GetChunk{2, {tree->frames[0].first}}).is_ok());
+  m = (*beta)->recv();
+  ASSERT_TRUE(m.is_ok());
+  ASSERT_TRUE(std::holds_alternative<Error>(*m)) << message_name(*m);
+  EXPECT_EQ(std::get<Error>(*m).code, Code::kNotFound);
+
+  // Beta's QUERY does not learn what alpha holds.
+  auto missing = testing::query_missing(**beta, *tree);
+  ASSERT_TRUE(missing.is_ok());
+  EXPECT_EQ(missing->size(), tree->frames.size());
+
+  ASSERT_TRUE((*beta)->send(List{3}).is_ok());
+  m = (*beta)->recv();
+  ASSERT_TRUE(m.is_ok());
+  EXPECT_TRUE(std::get<ListReply>(*m).snapshots.empty());
+
+  // A host deleting another's snapshot deletes nothing.
+  ASSERT_TRUE((*beta)->send(Delete{4, "secret"}).is_ok());
+  m = (*beta)->recv();
+  ASSERT_TRUE(m.is_ok());
+  EXPECT_TRUE(std::holds_alternative<Error>(*m));
+  auto list = site.store().list("alpha");
+  ASSERT_TRUE(list.is_ok());
+  EXPECT_EQ(list->size(), 1u);
+}
+
+TEST(ReceiverTest, AppendOnlyRefusesDeleteAndPruneOthersMayDelete) {
+  ReceiverOptions ro;
+  ro.append_only = true;
+  StoreOptions so;
+  so.append_only = true;
+  ReceiverSite site(ro, so);
+  ferry::testing::TempDir src;
+  testing::make_tree(src.path(), 7);
+  auto tree = testing::pack_tree(src.path());
+  auto c = site.connect("alpha");
+  ASSERT_TRUE(c.is_ok());
+  ASSERT_TRUE(testing::push_by_hand(**c, *tree, "keep-me").is_ok());
+  ASSERT_TRUE((*c)->send(Delete{1, "keep-me"}).is_ok());
+  auto m = (*c)->recv();
+  ASSERT_TRUE(m.is_ok());
+  ASSERT_TRUE(std::holds_alternative<Error>(*m));
+  EXPECT_EQ(std::get<Error>(*m).code, Code::kPermissionDenied);
+  EXPECT_NE(std::get<Error>(*m).message.find("append-only"), std::string::npos);
+  ASSERT_TRUE((*c)->send(Prune{2, 1, 0, false}).is_ok());
+  m = (*c)->recv();
+  ASSERT_TRUE(m.is_ok());
+  ASSERT_TRUE(std::holds_alternative<Error>(*m));
+  EXPECT_EQ(std::get<Error>(*m).code, Code::kPermissionDenied);
+  expect_serving(**c);
+  EXPECT_EQ(site.store().list("alpha")->size(), 1u);
+
+  // Without append-only, the same DELETE removes the snapshot.
+  ReceiverSite open_site;
+  auto d = open_site.connect("alpha");
+  ASSERT_TRUE(d.is_ok());
+  ASSERT_TRUE(testing::push_by_hand(**d, *tree, "drop-me").is_ok());
+  ASSERT_TRUE((*d)->send(Delete{1, "drop-me"}).is_ok());
+  m = (*d)->recv();
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  ASSERT_TRUE(std::holds_alternative<Removed>(*m)) << message_name(*m);
+  EXPECT_TRUE(open_site.store().list("alpha")->empty());
+}
+
+TEST(ReceiverTest, HostileClientsAreRefusedWhileAnotherIsServed) {
+  ReceiverSite site;
+  auto good = site.connect("alpha");
+  ASSERT_TRUE(good.is_ok()) << good.status().to_string();
+
+  {  // random bytes instead of a TLS handshake
+    io::Socket s = raw_connect(site.receiver().address());
+    auto junk = ferry::testing::random_bytes(4096, ferry::testing::test_seed());
+    ASSERT_EQ(::send(s.fd(), junk.data(), junk.size(), MSG_NOSIGNAL), 4096);
+    EXPECT_TRUE(closed_by_peer(s));
+  }
+  expect_serving(**good);
+  {  // a plaintext client speaking the protocol without TLS
+    io::Socket s = raw_connect(site.receiver().address());
+    auto hello = encode_message_bytes(Hello{});
+    ASSERT_EQ(::send(s.fd(), hello.data(), hello.size(), MSG_NOSIGNAL), static_cast<ssize_t>(hello.size()));
+    EXPECT_TRUE(closed_by_peer(s));
+  }
+  expect_serving(**good);
+  // No certificate, another CA, expired: refused at the handshake.
+  for (const char* host : {"", "mallory", "old"}) {
+    auto c = Connection::connect(site.receiver().address(), site.certs.client_ctx(host));
+    Status st = c.is_ok() ? (*c)->hello("ferry test").status() : c.status();
+    EXPECT_FALSE(st.is_ok()) << "host '" << host << "' was served";
+    EXPECT_EQ(st.code(), Code::kPermissionDenied) << host << ": " << st.to_string();
+    expect_serving(**good);
+  }
+  {  // a message over the announced limit: an ERROR, then closed
+    auto c = site.connect("beta");
+    ASSERT_TRUE(c.is_ok());
+    Put huge{1, std::vector<std::byte>(kDefaultMaxMessageBytes + 1)};
+    Status sent = (*c)->send(huge);
+    auto m = (*c)->recv(10'000);
+    if (m.is_ok()) {
+      ASSERT_TRUE(std::holds_alternative<Error>(*m)) << message_name(*m);
+      EXPECT_EQ(std::get<Error>(*m).code, Code::kResourceExhausted);
+    } else {
+      EXPECT_FALSE(sent.is_ok() && m.status().code() == Code::kTimeout) << m.status().to_string();
+    }
+  }
+  expect_serving(**good);
+  {  // a client that breaks protocol (a server's message) is closed
+    auto c = site.connect("beta");
+    ASSERT_TRUE(c.is_ok());
+    ASSERT_TRUE((*c)->send(HelloOk{}).is_ok());
+    auto m = (*c)->recv(10'000);
+    ASSERT_TRUE(m.is_ok());
+    ASSERT_TRUE(std::holds_alternative<Error>(*m));
+    EXPECT_EQ(std::get<Error>(*m).request_id, 0u);
+  }
+  expect_serving(**good);
+  site.receiver().stop();
+  if (HasFailure()) {
+    for (const std::string& l : site.log()) std::fprintf(stderr, "receiver log: %s\n", l.c_str());
+  }
+  EXPECT_GE(site.receiver().stats().connections_refused, 5u);
+  EXPECT_TRUE(site.log_contains("refused peer="));
+}
+
+TEST(ReceiverTest, ConnectionsOverTheLimitAreRefusedWithAnError) {
+  ReceiverOptions ro;
+  ro.max_connections = 2;
+  ReceiverSite site(ro);
+  auto a = site.connect("alpha");
+  auto b = site.connect("beta");
+  ASSERT_TRUE(a.is_ok() && b.is_ok());
+  auto c = Connection::connect(site.receiver().address(), site.certs.client_ctx("alpha"));
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  auto hello = (*c)->hello("ferry test");
+  ASSERT_FALSE(hello.is_ok());
+  EXPECT_EQ(hello.status().code(), Code::kResourceExhausted) << hello.status().to_string();
+  expect_serving(**a);
+  expect_serving(**b);
+
+  // Once one leaves, a new client is served.
+  ASSERT_TRUE((*a)->send(Bye{}).is_ok());
+  (*a)->close();
+  bool served = false;
+  for (int i = 0; i < 100 && !served; ++i) {
+    auto d = Connection::connect(site.receiver().address(), site.certs.client_ctx("alpha"));
+    served = d.is_ok() && (*d)->hello("ferry test").is_ok();
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(served);
+}
+
+TEST(ReceiverTest, StopClosesOpenConnectionsPromptly) {
+  ReceiverSite site;
+  auto a = site.connect("alpha");
+  ASSERT_TRUE(a.is_ok());
+  io::Socket half = raw_connect(site.receiver().address());  // mid-handshake
+  const auto start = std::chrono::steady_clock::now();
+  site.receiver().stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  auto m = (*a)->recv(5'000);
+  EXPECT_FALSE(m.is_ok());
+}
+
+}  // namespace
+}  // namespace ferry::replication
