@@ -16,14 +16,24 @@
 namespace ferry {
 namespace {
 
-constexpr std::size_t kSampleBytes = 64 * 1024;
+// The sample: kCodecSamplePieces pieces of 16 KiB, spread evenly, so one
+// odd region (a sparse tensor, a run of zeros) does not decide alone.
+constexpr std::size_t kSamplePieceBytes = 16 * 1024;
+constexpr std::size_t kSampleBytes = kCodecSamplePieces * kSamplePieceBytes;
 // zstd on the sample is cheap at level 1 and ranks data the same way.
 constexpr int kSampleZstdLevel = 1;
-// For float chunks zstd must beat the float codec on the sample by more than
-// 1/8 to be chosen: the float codec decodes far faster (and on the GPU), so
-// zstd has to pay for that. Sparse or quantised tensors clear this easily.
+// A chunk known to hold floats goes to zstd only when zstd beats the float
+// codec on the sample by more than 1/8: the float codec decodes far faster
+// (and on the GPU), so zstd has to pay for that; sparse or quantised tensors
+// clear this easily.
 constexpr std::size_t kZstdWinNum = 7;
 constexpr std::size_t kZstdWinDen = 8;
+// A chunk of unknown layout (trial) goes to zstd when it beats the best plane
+// width by more than 1/32: the sample is small, so the float codec's table
+// costs more there than on the whole chunk, and a smaller margin lets zstd
+// win wherever it really does (measured on the corpus, docs/BENCHMARKS.md).
+constexpr std::size_t kTrialZstdWinNum = 31;
+constexpr std::size_t kTrialZstdWinDen = 32;
 
 Codec planes_codec(int width) {
   switch (width) {
@@ -39,11 +49,18 @@ Status chunk_error(const Digest& id, const std::string& what) {
 
 }  // namespace
 
-std::span<const std::byte> codec_choice_sample(std::span<const std::byte> chunk) {
-  if (chunk.size() <= kSampleBytes) return chunk;
-  std::size_t off = (chunk.size() - kSampleBytes) / 2;
-  off -= off % kLeafBytes;
-  return chunk.subspan(off, kSampleBytes);
+std::vector<SamplePiece> codec_choice_sample(std::size_t chunk_bytes) {
+  if (chunk_bytes <= kSampleBytes) return {{0, chunk_bytes}};
+  // Piece i starts at the leaf boundary at or before i/(n-1) of the way to
+  // the last piece's start, so the first piece opens the chunk and the last
+  // one ends within a leaf of its end.
+  std::vector<SamplePiece> pieces(kCodecSamplePieces);
+  const std::size_t span = chunk_bytes - kSamplePieceBytes;
+  for (std::size_t i = 0; i < kCodecSamplePieces; ++i) {
+    std::size_t off = span * i / (kCodecSamplePieces - 1);
+    pieces[i] = {off - off % kLeafBytes, kSamplePieceBytes};
+  }
+  return pieces;
 }
 
 Codec choose_chunk_codec(std::span<const std::byte> chunk, DType dtype, bool trial,
@@ -52,8 +69,16 @@ Codec choose_chunk_codec(std::span<const std::byte> chunk, DType dtype, bool tri
   if (chunk.empty()) return Codec::kRaw;
   if (!trial && !is_float(dtype)) return Codec::kZstd;
 
-  std::span<const std::byte> sample = codec_choice_sample(chunk);
-  const bool whole = sample.size() == chunk.size();
+  std::span<const std::byte> sample = chunk;
+  const bool whole = chunk.size() <= kSampleBytes;
+  if (!whole) {
+    scratch.sample.clear();
+    for (const SamplePiece& p : codec_choice_sample(chunk.size())) {
+      auto piece = chunk.subspan(p.offset, p.length);
+      scratch.sample.insert(scratch.sample.end(), piece.begin(), piece.end());
+    }
+    sample = scratch.sample;
+  }
   Status st = scratch.zstd.compress(sample, kSampleZstdLevel, scratch.buf);
   const std::size_t zstd_size = st.is_ok() ? scratch.buf.size() : sample.size();
 
@@ -65,19 +90,20 @@ Codec choose_chunk_codec(std::span<const std::byte> chunk, DType dtype, bool tri
     return zstd_wins ? Codec::kZstd : planes_codec(width);
   }
 
-  // Unknown layout: smallest on the sample wins; ties go to the earlier
-  // candidate (wider planes first), which keeps the choice deterministic.
-  Codec best = Codec::kZstd;
-  std::size_t best_size = zstd_size;
+  // Unknown layout: the smallest plane width on the sample (ties go to the
+  // wider planes, which keeps the choice deterministic), then zstd if it
+  // beats that by the trial margin.
+  Codec best = Codec::kRaw;
+  std::size_t best_size = 0;
   for (int width : {4, 2, 1}) {
     scratch.floats.encode(sample, width, scratch.buf);
     scratch.buf_width = whole ? width : 0;
-    if (scratch.buf.size() < best_size || (scratch.buf.size() == best_size && best == Codec::kZstd)) {
+    if (best == Codec::kRaw || scratch.buf.size() < best_size) {
       best = planes_codec(width);
       best_size = scratch.buf.size();
     }
   }
-  return best;
+  return zstd_size * kTrialZstdWinDen < best_size * kTrialZstdWinNum ? Codec::kZstd : best;
 }
 
 EncodedChunk ChunkEncoder::encode(std::span<const std::byte> chunk, DType dtype,

@@ -39,8 +39,8 @@ struct EncodedChunk {
   std::uint32_t frame_bytes = 0;  // header + payload
 };
 
-// The codec a chunk gets (docs/FORMAT.md section 3), judged on a fixed,
-// leaf-aligned sample from the middle of the chunk so it is cheap and
+// The codec a chunk gets (docs/FORMAT.md section 3), judged on a fixed
+// sample (a few leaf-aligned pieces spread over the chunk) so it is cheap and
 // deterministic. ChunkEncoder uses it, and so does the GPU engine, which codes
 // the float payload elsewhere but must make the same choice. The scratch is
 // the caller's, one per thread.
@@ -48,14 +48,22 @@ struct CodecChoiceScratch {
   ZstdCompressor zstd;
   FloatEncoder floats;
   std::vector<std::byte> buf;
+  std::vector<std::byte> sample;  // the gathered pieces
   // When non-zero, the sample was the whole chunk and `buf` holds the chunk's
   // float payload at this element width (an encoder can reuse it).
   int buf_width = 0;
 };
 Codec choose_chunk_codec(std::span<const std::byte> chunk, DType dtype, bool trial,
                          CodecChoiceScratch& scratch);
-// Bytes of the sample the choice looks at.
-std::span<const std::byte> codec_choice_sample(std::span<const std::byte> chunk);
+// Where the choice looks in a chunk of chunk_bytes: up to
+// kCodecSamplePieces leaf-aligned [offset, offset + length) pieces, in order;
+// one piece covering the whole chunk when it is no larger than the sample.
+struct SamplePiece {
+  std::size_t offset = 0;
+  std::size_t length = 0;
+};
+inline constexpr std::size_t kCodecSamplePieces = 4;
+std::vector<SamplePiece> codec_choice_sample(std::size_t chunk_bytes);
 
 // Largest frame encode() can produce for a chunk of raw_bytes.
 constexpr std::size_t max_frame_bytes(std::size_t raw_bytes) {

@@ -135,12 +135,13 @@ Status GpuEngine::encode(std::span<const EncodeJob> jobs, std::span<EncodedChunk
                   : element_bytes(j.dtype) == 2 ? Codec::kPlanes16 : Codec::kPlanes8;
       continue;
     }
-    std::span<const std::byte> sample = codec_choice_sample(j.data);
-    if (space == MemorySpace::kDevice && !sample.empty()) {
+    if (space == MemorySpace::kDevice && !j.data.empty()) {
       // Only the sample crosses to the host; the choice needs its bytes.
       std::vector<std::byte> whole(j.data.size());
-      std::size_t off = static_cast<std::size_t>(sample.data() - j.data.data());
-      RETURN_IF_ERROR(copy(whole.data() + off, sample.data(), sample.size(), cudaMemcpyDeviceToHost));
+      for (const SamplePiece& p : codec_choice_sample(j.data.size())) {
+        RETURN_IF_ERROR(copy(whole.data() + p.offset, j.data.data() + p.offset, p.length,
+                             cudaMemcpyDeviceToHost));
+      }
       RETURN_IF_ERROR(sync());
       codecs[i] = choose_chunk_codec(whole, j.dtype, j.trial, *choice_);
     } else {
