@@ -285,7 +285,7 @@ Status Receiver::Session::on_get_chunk(const GetChunk& m) {
   for (const Digest& id : m.ids) {
     auto frame = r_.store_.get(ns_, id);
     if (!frame) {
-      RETURN_IF_ERROR(reply_error(m.request_id, frame.status().with_context("chunk " + to_hex(id))));
+      RETURN_IF_ERROR(reply_error(m.request_id, frame.status()));  // the store names the chunk
       continue;
     }
     chunks_served++;
