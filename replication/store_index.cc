@@ -72,6 +72,10 @@ Result<StoreIndex> parse_index(std::span<const std::byte> bytes) {
     return bad("CRC mismatch");
   }
   if (bytes[4] != std::byte{kIndexVersion}) return bad("unknown version");
+  if (bytes[5] != std::byte{0} || bytes[6] != std::byte{0} || bytes[7] != std::byte{0} ||
+      get_le<std::uint32_t>(bytes.data() + 12) != 0) {
+    return bad("reserved bytes are not zero");
+  }
   const std::uint64_t pack_count = get_le<std::uint32_t>(bytes.data() + 8);
   const std::uint64_t entry_count = get_le<std::uint64_t>(bytes.data() + 16);
   // Counts are checked against the bytes present before anything is sized.
