@@ -94,6 +94,24 @@ TEST_F(ConnectionNetTest, ConnectionMovesBetweenThreads) {
   third.join();
 }
 
+TEST_F(ConnectionNetTest, ThreadPoolBackendCarriesTheSameStream) {
+  ConnectionOptions server;
+  server.backend = io::Backend::kThreads;
+  EchoReceiver rx(certs.server_ctx(), server);
+  ConnectionOptions o;
+  o.backend = io::Backend::kThreads;
+  auto c = Connection::connect(rx.host_port(), certs.client_ctx("beta"), o);
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  ASSERT_TRUE((*c)->hello("ferry-test").is_ok());
+  EXPECT_EQ((*c)->backend(), io::Backend::kThreads);
+  Message put = Put{9, ferry::testing::random_bytes(8u << 20, ferry::testing::test_seed())};
+  ASSERT_TRUE((*c)->send(put).is_ok());
+  auto back = (*c)->recv(30'000);
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  ASSERT_TRUE(std::holds_alternative<ChunkData>(*back));
+  EXPECT_TRUE(std::get<ChunkData>(*back).frame == std::get<Put>(put).frame);
+}
+
 TEST_F(ConnectionNetTest, NoCommonVersionIsAClearError) {
   EchoReceiver rx(certs.server_ctx());
   auto c = Connection::connect(rx.host_port(), certs.client_ctx("alpha"));
