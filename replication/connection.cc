@@ -283,10 +283,18 @@ Result<HelloOk> Connection::hello(std::string_view software) {
   Hello h;
   h.software = std::string(software.substr(0, kMaxSoftwareBytes));
   Status sent = send(h);
-  // A receiver that refused our certificate has sent its alert already; the
-  // alert says more than "connection reset", so read it when we can.
+  if (!sent.is_ok()) {
+    // A receiver that refused our certificate has sent its alert already and
+    // may have reset the connection; the alert says more than "connection
+    // reset", so read what arrived before giving up.
+    open_ = true;
+    Result<Message> alert = recv(kCloseTimeoutMs);
+    open_ = false;
+    if (!alert.is_ok() && alert.status().code() == Code::kPermissionDenied) return alert.status();
+    return sent;
+  }
   Result<Message> reply = recv(options_.handshake_timeout_ms);
-  if (!reply.is_ok()) return sent.is_ok() ? reply.status() : sent;
+  if (!reply.is_ok()) return reply.status();
   if (auto* e = std::get_if<Error>(&*reply)) return status_from_error(*e);
   auto* ok = std::get_if<HelloOk>(&*reply);
   if (ok == nullptr)
