@@ -57,12 +57,14 @@ Result<GcReport> StoreNamespace::gc() {
   // Drop unreferenced chunks from the index; gather the live ones per pack.
   std::map<std::uint32_t, std::vector<std::pair<std::uint64_t, Digest>>> live;
   std::map<std::uint32_t, std::uint64_t> live_bytes;
+  std::map<std::uint32_t, std::uint64_t> indexed_bytes;  // live or not
   for (auto it = index_.begin(); it != index_.end();) {
     const Location& loc = it->second;
     if (eligible.count(loc.pack) == 0) {
       ++it;
       continue;
     }
+    indexed_bytes[loc.pack] += record_bytes(loc.frame_bytes);
     if (referenced.count(it->first) != 0) {
       live[loc.pack].emplace_back(loc.offset, it->first);
       live_bytes[loc.pack] += record_bytes(loc.frame_bytes);
@@ -89,7 +91,11 @@ Result<GcReport> StoreNamespace::gc() {
       continue;
     }
     const std::uint64_t dead = size - kPackHeaderBytes - live_bytes[number];
-    if (dead * kGcRewriteDeadDivisor < size) continue;
+    // Bytes no index entry accounts for are damage (which scrub keeps
+    // reporting until it is gone) or duplicates an interrupted gc left:
+    // rare, and always worth a rewrite.
+    const bool orphans = indexed_bytes[number] < size - kPackHeaderBytes;
+    if (dead * kGcRewriteDeadDivisor < size && !orphans) continue;
 
     // Copy the live records, in their order, into a new pack under a
     // temporary name; it takes the pack's place only once durable.

@@ -14,6 +14,8 @@ DEFINE_uint32(keep_last, 0, "prune: keep the newest N snapshots");
 DEFINE_string(keep_within, "", "prune: also keep snapshots created within this long, e.g. 36h, 7d, 2w, 90m, 3600s");
 DEFINE_bool(gc, true, "prune: afterwards, remove chunks no remaining snapshot references");
 DEFINE_bool(dry_run, false, "prune: say what would be removed, remove nothing");
+DEFINE_int64(gc_grace_s, 3600,
+             "prune: gc leaves packs written within this many seconds alone (chunks of a push in flight)");
 
 namespace ferry::cli {
 namespace {
@@ -51,7 +53,10 @@ int run_prune(const std::vector<std::string>& args) {
   if (policy.keep_last == 0 && policy.keep_within_seconds == 0) {
     return usage_error("prune needs --keep_last=N or --keep_within=DURATION (it never removes every snapshot)");
   }
-  auto store = open_local_store(FLAGS_store);
+  if (FLAGS_gc_grace_s < 0) return usage_error("--gc_grace_s must be >= 0");
+  StoreOptions options;
+  options.gc_grace_seconds = FLAGS_gc_grace_s;
+  auto store = open_local_store(FLAGS_store, options);
   if (!store) return fail(store.status());
   const std::int64_t now_ns = static_cast<std::int64_t>(std::time(nullptr)) * 1'000'000'000;
   if (FLAGS_dry_run) {
@@ -82,7 +87,7 @@ int run_prune(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-Registrar registrar({"prune", "prune --store=DIR --namespace=NS --keep_last=N [--keep_within=DURATION] [--nogc]",
+Registrar registrar({"prune", "prune --store=DIR --namespace=NS --keep_last=N [--keep_within=DURATION] [--nogc] [--gc_grace_s=S]",
                      "apply retention to a namespace of the receiver's store, then collect garbage", run_prune});
 
 }  // namespace
