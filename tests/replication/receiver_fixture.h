@@ -83,9 +83,22 @@ class ReceiverSite {
       std::lock_guard lock(mu_);
       log_.emplace_back(line);
     };
+    options_ = o;
     receiver_ = std::make_unique<Receiver>(*store_, o);
     Status st = receiver_->start();
     EXPECT_TRUE(st.is_ok()) << st.to_string();
+  }
+
+  // Stops the receiver (dropping every connection) and starts a new one on
+  // the same port over the same store.
+  Status restart() {
+    const std::uint16_t port = receiver_->port();
+    receiver_->stop();
+    receiver_.reset();
+    ReceiverOptions o = options_;
+    o.listen = "127.0.0.1:" + std::to_string(port);
+    receiver_ = std::make_unique<Receiver>(*store_, o);
+    return receiver_->start();
   }
 
   ChunkStore& store() { return *store_; }
@@ -116,6 +129,7 @@ class ReceiverSite {
  private:
   std::unique_ptr<ChunkStore> store_;
   std::unique_ptr<Receiver> receiver_;
+  ReceiverOptions options_;
   std::mutex mu_;
   std::vector<std::string> log_;
 };

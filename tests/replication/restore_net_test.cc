@@ -1,9 +1,9 @@
 // restore_net_test.cc: restore from a real Receiver over real mTLS on
 // 127.0.0.1: a snapshot pushed by hand comes back byte-identical (many
 // files, empty files, nested directories, modes) over one or several
-// streams; listing shows job and step; another host's snapshot is not found;
-// a damaged stored chunk fails the restore naming the chunk and leaves no
-// partly written file.
+// streams, and across a receiver restart; listing shows job and step;
+// another host's snapshot is not found; a damaged stored chunk fails the
+// restore naming the chunk and leaves no partly written file.
 #include "replication/restore.h"
 
 #include <gtest/gtest.h>
@@ -89,6 +89,26 @@ TEST_F(RestoreTest, RoundTripIsByteIdenticalOverOneOrManyStreams) {
   }
   // Every chunk was served by the receiver, twice.
   EXPECT_GE(site_.receiver().stats().chunks_served, 2 * tree_->frames.size());
+}
+
+TEST_F(RestoreTest, AReceiverRestartMidRestoreIsRidden) {
+  ThreadPool pool(1);
+  RestoreOptions o;
+  o.streams = 2;
+  o.batch_chunks = 1;  // a window of two chunks: most are fetched after the restart
+  o.pool = &pool;
+  bool restarted = false;
+  o.progress = [&](const UnpackProgress&) {
+    if (restarted) return;
+    restarted = true;
+    Status st = site_.restart();
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+  };
+  auto report = restore_snapshot(remote_for(site_, "alpha"), "step-4200", out_.path() / "r", o);
+  ASSERT_TRUE(report.is_ok()) << report.status().to_string();
+  EXPECT_TRUE(restarted);
+  EXPECT_GE(report->reconnects, 1u);
+  EXPECT_EQ(expect_same_files(tree_->manifest, src_.path(), out_.path() / "r"), tree_->manifest.files.size());
 }
 
 TEST_F(RestoreTest, VerifyOnlyWritesNothing) {
