@@ -1,0 +1,511 @@
+// replicate_bench.cc: `ferry-bench replicate`: one real checkpoint shipped
+// to a DR receiver on loopback by ferry (in-process push() to an in-process
+// Receiver over mTLS, local store with fsync) beside two baselines, in the
+// same run, on the same page-cached data:
+//   (a) tar | zstd -1 -T0 | openssl s_client  ->  openssl s_server | zstd -d | tar x
+//       (TLS 1.3, mutual certificates from the same CA as ferry's);
+//   (b) restic backup to a local repository (its "wire" is the repository's
+//       growth; Debian ships no rest-server, so restic has no delayed row).
+// Every networked case goes through a LinkSimulator relay running in a child
+// process (so its CPU is charged to nobody), with 0 ms or --rep_rtt_ms/2
+// one-way delay; the relay counts the bytes on the wire both ways.
+// CPU seconds: ferry = this process's CPU during push() (sender, receiver and
+// the pool together); baselines = rusage of the shell and everything it
+// waited for (both ends of the pipeline).
+#include <fcntl.h>
+#include <gflags/gflags.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench/bench.h"
+#include "codec/packer.h"
+#include "io/unique_fd.h"
+#include "replication/cert_gen.h"
+#include "replication/link_simulator.h"
+#include "replication/local_store.h"
+#include "replication/receiver.h"
+#include "replication/sender.h"
+
+DECLARE_string(json_out);  // bench/main.cc
+
+DEFINE_string(rep_corpus, "", "corpus directory to copy as the checkpoint (default: $FERRY_CORPUS_DIR)");
+DEFINE_string(rep_dir, "", "use this directory as the checkpoint as is (instead of a corpus copy)");
+DEFINE_string(rep_work, "", "parent of the bench's temporary directory (default: $TMPDIR or /tmp)");
+DEFINE_int32(rep_rtt_ms, 20, "round-trip time of the delayed rows (half of it each way); 0: no delayed rows");
+DEFINE_int32(rep_streams, ferry::replication::kDefaultPushStreams, "ferry push streams");
+DEFINE_string(rep_tools, "ferry,openssl,restic", "comma-separated cases to run");
+DEFINE_bool(rep_keep, false, "keep the temporary directory");
+// The relay child: `ferry-bench replicate --rep_relay_target=HOST:PORT`.
+DEFINE_string(rep_relay_target, "", "internal: run only a delay relay to this target");
+DEFINE_int32(rep_relay_delay_ms, 0, "internal: the relay's one-way delay");
+
+namespace ferry::bench {
+namespace {
+
+namespace fs = std::filesystem;
+namespace rep = ferry::replication;
+
+constexpr const char* kHostName = "bench";
+constexpr const char* kResticPassword = "ferry-bench";
+// Longest the bench waits for openssl s_server to listen.
+constexpr double kListenWaitSeconds = 10;
+
+double rusage_seconds(const rusage& ru) {
+  auto secs = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return secs(ru.ru_utime) + secs(ru.ru_stime);
+}
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// A child process with optional pipes to its stdin and from its stdout.
+struct Child {
+  pid_t pid = -1;
+  io::UniqueFd in;   // write end of its stdin (when piped)
+  io::UniqueFd out;  // read end of its stdout (when piped)
+};
+
+Result<Child> spawn(const std::vector<std::string>& argv, bool pipe_in, bool pipe_out,
+                    const std::vector<std::string>& env_extra = {}) {
+  int in_fds[2] = {-1, -1}, out_fds[2] = {-1, -1};
+  if (pipe_in && ::pipe2(in_fds, O_CLOEXEC) != 0) return Status::io_error(std::string("pipe: ") + std::strerror(errno));
+  if (pipe_out && ::pipe2(out_fds, O_CLOEXEC) != 0) return Status::io_error(std::string("pipe: ") + std::strerror(errno));
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::vector<std::string> env_store;
+  for (char** e = environ; *e; ++e) env_store.emplace_back(*e);
+  for (const auto& e : env_extra) env_store.push_back(e);
+  std::vector<char*> env;
+  for (auto& e : env_store) env.push_back(e.data());
+  env.push_back(nullptr);
+  int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  pid_t pid = ::fork();
+  if (pid < 0) return Status::io_error(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {  // only async-signal-safe calls until exec
+    ::dup2(pipe_in ? in_fds[0] : devnull, 0);
+    if (pipe_out) ::dup2(out_fds[1], 1);
+    ::execve(args[0], args.data(), env.data());
+    ::_exit(127);
+  }
+  ::close(devnull);
+  Child c;
+  c.pid = pid;
+  if (pipe_in) {
+    ::close(in_fds[0]);
+    c.in.reset(in_fds[1]);
+  }
+  if (pipe_out) {
+    ::close(out_fds[1]);
+    c.out.reset(out_fds[0]);
+  }
+  return c;
+}
+
+struct Exit {
+  int status = 0;
+  double cpu_seconds = 0;
+};
+Exit wait_child(pid_t pid) {
+  Exit e;
+  rusage ru{};
+  while (::wait4(pid, &e.status, 0, &ru) < 0 && errno == EINTR) {
+  }
+  e.cpu_seconds = rusage_seconds(ru);
+  return e;
+}
+
+std::string read_line(int fd) {
+  std::string line;
+  char c;
+  while (::read(fd, &c, 1) == 1 && c != '\n') line += c;
+  return line;
+}
+
+Result<std::string> run_capture(const std::string& cmd, const std::vector<std::string>& env = {}) {
+  auto child = spawn({"/bin/bash", "-c", cmd}, false, true, env);
+  if (!child) return child.status();
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(child->out.get(), buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+  Exit e = wait_child(child->pid);
+  if (!WIFEXITED(e.status) || WEXITSTATUS(e.status) != 0) {
+    return Status::io_error("command failed (status " + std::to_string(e.status) + "): " + cmd);
+  }
+  return out;
+}
+
+// The delay relay in its own process: its CPU is nobody's cost.
+class RelayProcess {
+ public:
+  static Result<RelayProcess> start(const std::string& target, int delay_ms) {
+    auto child = spawn({"/proc/self/exe", "replicate", "--rep_relay_target=" + target,
+                        "--rep_relay_delay_ms=" + std::to_string(delay_ms)},
+                       true, true);
+    if (!child) return child.status();
+    RelayProcess r;
+    r.child_ = std::move(*child);
+    std::string port = read_line(r.child_.out.get());
+    if (port.empty()) return Status::io_error("the relay child did not start (target " + target + ")");
+    r.address_ = "127.0.0.1:" + port;
+    return r;
+  }
+  const std::string& address() const { return address_; }
+  // Stops the relay; the bytes it carried, both directions.
+  std::uint64_t finish() {
+    child_.in.reset();
+    std::string counts = read_line(child_.out.get());
+    wait_child(child_.pid);
+    return std::strtoull(counts.c_str(), nullptr, 10);
+  }
+
+ private:
+  Child child_;
+  std::string address_;
+};
+
+int relay_main() {
+  rep::LinkOptions o;
+  o.target = FLAGS_rep_relay_target;
+  o.delay_ms = FLAGS_rep_relay_delay_ms;
+  rep::LinkSimulator link(o);
+  if (Status st = link.start(); !st) {
+    std::fprintf(stderr, "relay: %s\n", st.to_string().c_str());
+    return 1;
+  }
+  std::printf("%u\n", link.port());
+  std::fflush(stdout);
+  char c;
+  while (::read(0, &c, 1) > 0) {
+  }
+  auto n = link.counters();
+  link.stop();
+  std::printf("%llu\n", static_cast<unsigned long long>(n.bytes_to_target + n.bytes_to_client));
+  return 0;
+}
+
+struct Row {
+  std::string tool;
+  int rtt_ms = 0;
+  bool ok = false;
+  std::string note;
+  std::uint64_t logical = 0;
+  double seconds = 0;
+  std::uint64_t wire = 0;
+  double cpu = 0;
+  double gbps() const { return seconds > 0 ? logical / seconds / 1e9 : 0; }
+};
+
+// Marks a row failed with the reason, for the table.
+Row failed(Row row, std::string why) {
+  row.ok = false;
+  row.note = std::move(why);
+  return row;
+}
+
+std::uint64_t tree_bytes(const fs::path& root) {
+  std::uint64_t n = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator(); ++it) {
+    if (it->is_regular_file(ec)) n += it->file_size(ec);
+  }
+  return n;
+}
+
+// Waits until something listens on 127.0.0.1:port (read from /proc/net/tcp,
+// so no connection is spent: s_server accepts exactly one).
+bool wait_listening(std::uint16_t port) {
+  char want[16];
+  std::snprintf(want, sizeof want, ":%04X", port);
+  double deadline = now_seconds() + kListenWaitSeconds;
+  while (now_seconds() < deadline) {
+    std::ifstream tcp("/proc/net/tcp");
+    std::string line;
+    while (std::getline(tcp, line)) {
+      std::istringstream ls(line);
+      std::string sl, local, remote, state;
+      ls >> sl >> local >> remote >> state;
+      if (state == "0A" && local.size() > 5 && local.substr(local.size() - 5) == want) return true;
+    }
+    ::usleep(5'000);
+  }
+  return false;
+}
+
+std::uint16_t free_port() {
+  io::UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return 0;
+  ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len);
+  return ntohs(a.sin_port);
+}
+
+struct Setup {
+  fs::path work, ckpt;
+  rep::CertSet certs;
+  std::vector<PackSource> sources;
+  std::uint64_t logical = 0;
+  int runs = 0;  // names each case's directories
+};
+
+Row ferry_row(Setup& s, int rtt_ms) {
+  Row row{"ferry push", rtt_ms};
+  row.logical = s.logical;
+  fs::path root = s.work / ("ferry-store-" + std::to_string(++s.runs));
+  StoreOptions so;
+  so.log = [](std::string_view) {};
+  auto store = open_local_store(root, so);
+  if (!store) return failed(row, store.status().to_string());
+  rep::ReceiverOptions ro;
+  ro.tls.ca_file = s.certs.ca_cert;
+  ro.tls.cert_file = s.certs.receiver_cert;
+  ro.tls.key_file = s.certs.receiver_key;
+  ro.log = [](std::string_view) {};
+  rep::Receiver rx(**store, ro);
+  if (Status st = rx.start(); !st) return failed(row, st.to_string());
+  auto relay = RelayProcess::start("127.0.0.1:" + std::to_string(rx.port()), rtt_ms / 2);
+  if (!relay) return failed(row, relay.status().to_string());
+  rep::PushOptions po;
+  po.targets = {relay->address()};
+  po.tls.ca_file = s.certs.ca_cert;
+  po.tls.cert_file = s.certs.host_cert(kHostName);
+  po.tls.key_file = s.certs.host_key(kHostName);
+  po.streams = FLAGS_rep_streams;
+  po.snapshot = "bench-" + std::to_string(s.runs);
+  po.source_name = "ckpt";
+  double cpu0 = process_cpu_seconds(), t0 = now_seconds();
+  auto reports = rep::push(s.sources, po);
+  row.seconds = now_seconds() - t0;
+  row.cpu = process_cpu_seconds() - cpu0;
+  row.wire = relay->finish();
+  rx.stop();
+  if (!reports) return failed(row, reports.status().to_string());
+  const auto& r = reports->front();
+  row.ok = r.logical_bytes == s.logical && r.chunks_skipped == 0;
+  row.note = "chunks " + std::to_string(r.chunks_sent) + "/" + std::to_string(r.chunks_total) +
+             ", own wire count " + std::to_string(r.wire_bytes_sent + r.wire_bytes_received);
+  if (!FLAGS_rep_keep) fs::remove_all(root);
+  return row;
+}
+
+Row openssl_row(Setup& s, int rtt_ms) {
+  Row row{"tar|zstd -1 -T0|openssl", rtt_ms};
+  row.logical = s.logical;
+  fs::path dest = s.work / ("openssl-dest-" + std::to_string(++s.runs));
+  fs::create_directories(dest);
+  std::uint16_t port = free_port();
+  std::string log = (s.work / "openssl.log").string();  // their handshake chatter
+  std::string server = "openssl s_server -accept 127.0.0.1:" + std::to_string(port) +
+                       " -naccept 1 -tls1_3 -quiet -cert " + shell_quote(s.certs.receiver_cert) + " -key " +
+                       shell_quote(s.certs.receiver_key) + " -CAfile " + shell_quote(s.certs.ca_cert) +
+                       " -Verify 1 -verify_return_error 2>>" + shell_quote(log) + " | zstd -d -q | tar x -C " + shell_quote(dest);
+  // s_server's stdin is a pipe the bench holds open: at EOF it would spin.
+  auto srv = spawn({"/bin/bash", "-c", server}, true, false);
+  if (!srv) return failed(row, srv.status().to_string());
+  if (!wait_listening(port)) {
+    ::kill(srv->pid, SIGKILL);
+    wait_child(srv->pid);
+    return failed(row, "openssl s_server did not listen on port " + std::to_string(port));
+  }
+  auto relay = RelayProcess::start("127.0.0.1:" + std::to_string(port), rtt_ms / 2);
+  if (!relay) return failed(row, relay.status().to_string());
+  std::string client = "tar cf - -C " + shell_quote(s.ckpt) + " . | zstd -1 -T0 -q | openssl s_client -connect " +
+                       relay->address() + " -tls1_3 -quiet -no_ign_eof -nocommands -verify_return_error" +
+                       " -verify_hostname localhost -cert " + shell_quote(s.certs.host_cert(kHostName)) + " -key " +
+                       shell_quote(s.certs.host_key(kHostName)) + " -CAfile " + shell_quote(s.certs.ca_cert) +
+                       " > /dev/null 2>>" + shell_quote(log);
+  double t0 = now_seconds();
+  auto cli = spawn({"/bin/bash", "-c", client}, false, false);
+  if (!cli) return failed(row, cli.status().to_string());
+  Exit ce = wait_child(cli->pid);
+  Exit se = wait_child(srv->pid);  // returns once tar x has written everything
+  row.seconds = now_seconds() - t0;
+  row.cpu = ce.cpu_seconds + se.cpu_seconds;
+  row.wire = relay->finish();
+  std::uint64_t got = tree_bytes(dest);
+  row.ok = ce.status == 0 && se.status == 0 && got == s.logical;
+  if (!row.ok) {
+    row.note = "client status " + std::to_string(ce.status) + ", server status " + std::to_string(se.status) +
+               ", restored " + std::to_string(got) + " of " + std::to_string(s.logical) + " bytes";
+  } else if (auto diff = run_capture("diff -rq " + shell_quote(s.ckpt) + " " + shell_quote(dest)); !diff) {
+    row.ok = false;
+    row.note = "restored tree differs";
+  } else {
+    row.note = "restored tree identical";
+  }
+  if (!FLAGS_rep_keep) fs::remove_all(dest);
+  return row;
+}
+
+Row restic_row(Setup& s) {
+  Row row{"restic backup (local repo)", 0};
+  row.logical = s.logical;
+  fs::path repo = s.work / ("restic-repo-" + std::to_string(++s.runs));
+  std::vector<std::string> env = {std::string("RESTIC_PASSWORD=") + kResticPassword,
+                                  "RESTIC_CACHE_DIR=" + (s.work / "restic-cache").string()};
+  if (auto init = run_capture("restic init -q --repo " + shell_quote(repo) + " 2>&1", env); !init) {
+    return failed(row, init.status().to_string());
+  }
+  std::uint64_t before = tree_bytes(repo);
+  double t0 = now_seconds();
+  auto child = spawn({"/bin/bash", "-c",
+                      "restic backup -q --json --repo " + shell_quote(repo) + " " + shell_quote(s.ckpt) + " > " +
+                          shell_quote(s.work / "restic.json")},
+                     false, false, env);
+  if (!child) return failed(row, child.status().to_string());
+  Exit e = wait_child(child->pid);
+  row.seconds = now_seconds() - t0;
+  row.cpu = e.cpu_seconds;
+  row.wire = tree_bytes(repo) - before;
+  row.ok = e.status == 0;
+  row.note = row.ok ? "wire = repository growth; no rest-server in Debian 12, so no delayed row"
+                    : "restic backup failed, status " + std::to_string(e.status);
+  if (!FLAGS_rep_keep) fs::remove_all(repo);
+  return row;
+}
+
+Status prepare(Setup& s) {
+  const char* tmp = std::getenv("TMPDIR");
+  fs::path parent = !FLAGS_rep_work.empty() ? fs::path(FLAGS_rep_work) : fs::path(tmp && *tmp ? tmp : "/tmp");
+  std::string templ = (parent / "ferry-bench-replicate.XXXXXX").string();
+  if (!::mkdtemp(templ.data())) return Status::io_error("mkdtemp " + templ + ": " + std::strerror(errno));
+  s.work = templ;
+  if (!FLAGS_rep_dir.empty()) {
+    s.ckpt = FLAGS_rep_dir;
+  } else {
+    const char* env = std::getenv("FERRY_CORPUS_DIR");
+    fs::path corpus = !FLAGS_rep_corpus.empty() ? fs::path(FLAGS_rep_corpus) : fs::path(env ? env : "");
+    if (corpus.empty() || !fs::is_directory(corpus)) {
+      return Status::invalid_argument("no checkpoint: give --rep_dir, --rep_corpus or FERRY_CORPUS_DIR (laid by "
+                                      "../shared/corpus/fetch-corpus.sh)");
+    }
+    s.ckpt = s.work / "ckpt";
+    std::error_code ec;
+    fs::copy(corpus, s.ckpt, fs::copy_options::recursive, ec);
+    if (ec) return Status::io_error("copy " + corpus.string() + " to " + s.ckpt.string() + ": " + ec.message());
+  }
+  auto sources = list_pack_sources(s.ckpt);
+  if (!sources) return sources.status();
+  s.sources = std::move(*sources);
+  // Warm the page cache once so every tool reads from memory.
+  std::vector<char> buf(1 << 20);
+  for (const auto& src : s.sources) {
+    std::ifstream f(src.path, std::ios::binary);
+    while (f.read(buf.data(), static_cast<std::streamsize>(buf.size())) || f.gcount() > 0) {
+      s.logical += static_cast<std::uint64_t>(f.gcount());
+    }
+  }
+  rep::CertSetOptions co;
+  co.hosts = {kHostName};
+  auto certs = rep::create_cert_set(s.work / "certs", co);
+  if (!certs) return certs.status();
+  s.certs = std::move(*certs);
+  return Status::ok();
+}
+
+bool wanted(const std::string& tool) {
+  std::string list = "," + FLAGS_rep_tools + ",";
+  return list.find("," + tool + ",") != std::string::npos;
+}
+
+}  // namespace
+
+FERRY_BENCH(replicate, "ferry push vs tar|zstd|openssl and restic, loopback, 0 ms and 20 ms RTT") {
+  if (!args.empty()) {
+    std::fprintf(stderr, "replicate takes flags only\n");
+    return 2;
+  }
+  if (!FLAGS_rep_relay_target.empty()) return relay_main();
+  Setup s;
+  if (Status st = prepare(s); !st) {
+    std::fprintf(stderr, "ferry-bench replicate: %s\n", st.to_string().c_str());
+    if (!s.work.empty()) fs::remove_all(s.work);
+    return 1;
+  }
+  std::printf("checkpoint: %s, %zu files, %.1f MB logical; work dir %s; 2 cores shared\n", s.ckpt.c_str(),
+              s.sources.size(), s.logical / 1e6, s.work.c_str());
+  std::vector<Row> rows;
+  std::vector<int> rtts = {0};
+  if (FLAGS_rep_rtt_ms > 0) rtts.push_back(FLAGS_rep_rtt_ms);
+  for (int rtt : rtts) {
+    if (wanted("ferry")) rows.push_back(ferry_row(s, rtt));
+    if (wanted("openssl")) rows.push_back(openssl_row(s, rtt));
+    if (wanted("restic") && rtt == 0) rows.push_back(restic_row(s));
+  }
+
+  std::printf("\n%-28s %6s %9s %14s %7s %8s %8s  %s\n", "tool", "RTT ms", "GB/s", "wire bytes", "ratio", "CPU s",
+              "wall s", "note");
+  for (const auto& r : rows) {
+    std::printf("%-28s %6d %9.3f %14llu %7.3f %8.2f %8.2f  %s%s\n", r.tool.c_str(), r.rtt_ms, r.gbps(),
+                static_cast<unsigned long long>(r.wire), r.wire ? static_cast<double>(r.logical) / r.wire : 0,
+                r.cpu, r.seconds, r.ok ? "" : "FAILED: ", r.note.c_str());
+  }
+  auto find = [&](const std::string& tool, int rtt) -> const Row* {
+    for (const auto& r : rows) {
+      if (r.ok && r.tool == tool && r.rtt_ms == rtt) return &r;
+    }
+    return nullptr;
+  };
+  const Row* ferry0 = find("ferry push", 0);
+  const Row* ferry_d = find("ferry push", FLAGS_rep_rtt_ms);
+  const Row* best_base = nullptr;
+  for (const auto& r : rows) {
+    if (r.ok && r.rtt_ms == 0 && r.tool != "ferry push" && (!best_base || r.gbps() > best_base->gbps())) {
+      best_base = &r;
+    }
+  }
+  nlohmann::json j;
+  j["bench"] = "replicate";
+  j["checkpoint"] = s.ckpt.string();
+  j["files"] = s.sources.size();
+  j["logical_bytes"] = s.logical;
+  j["streams"] = FLAGS_rep_streams;
+  j["rtt_ms"] = FLAGS_rep_rtt_ms;
+  for (const auto& r : rows) {
+    j["rows"].push_back({{"tool", r.tool}, {"rtt_ms", r.rtt_ms}, {"ok", r.ok}, {"logical_gbps", r.gbps()},
+                         {"wire_bytes", r.wire}, {"cpu_seconds", r.cpu}, {"seconds", r.seconds},
+                         {"note", r.note}});
+  }
+  std::printf("\n");
+  if (ferry0 && best_base) {
+    double ratio = ferry0->gbps() / best_base->gbps();
+    std::printf("ferry / faster baseline (%s) at 0 ms: %.2fx (target >= 1.5x)\n", best_base->tool.c_str(), ratio);
+    j["ferry_vs_best_baseline"] = ratio;
+    j["best_baseline"] = best_base->tool;
+  }
+  if (ferry0 && ferry_d && ferry_d != ferry0) {
+    double ratio = ferry_d->gbps() / ferry0->gbps();
+    std::printf("ferry %d ms / ferry 0 ms: %.2fx (target >= 0.8x)\n", FLAGS_rep_rtt_ms, ratio);
+    j["ferry_delayed_vs_ferry_0ms"] = ratio;
+  }
+  if (!FLAGS_json_out.empty()) {
+    std::ofstream(FLAGS_json_out) << j.dump(2) << "\n";
+  }
+  if (!FLAGS_rep_keep) fs::remove_all(s.work);
+  bool all_ok = std::all_of(rows.begin(), rows.end(), [](const Row& r) { return r.ok; });
+  return all_ok ? 0 : 1;
+}
+
+}  // namespace ferry::bench
