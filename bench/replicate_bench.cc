@@ -50,6 +50,7 @@ DEFINE_string(rep_work, "", "parent of the bench's temporary directory (default:
 DEFINE_int32(rep_rtt_ms, 20, "round-trip time of the delayed rows (half of it each way); 0: no delayed rows");
 DEFINE_int32(rep_streams, ferry::replication::kDefaultPushStreams, "ferry push streams");
 DEFINE_string(rep_tools, "ferry,openssl,restic", "comma-separated cases to run");
+DEFINE_int32(rep_runs, 3, "runs of every case, interleaved; the table shows each case's median run");
 DEFINE_bool(rep_keep, false, "keep the temporary directory");
 // The relay child: `ferry-bench replicate --rep_relay_target=HOST:PORT`.
 DEFINE_string(rep_relay_target, "", "internal: run only a delay relay to this target");
@@ -446,21 +447,49 @@ FERRY_BENCH(replicate, "ferry push vs tar|zstd|openssl and restic, loopback, 0 m
   }
   std::printf("checkpoint: %s, %zu files, %.1f MB logical; work dir %s; 2 cores shared\n", s.ckpt.c_str(),
               s.sources.size(), s.logical / 1e6, s.work.c_str());
-  std::vector<Row> rows;
   std::vector<int> rtts = {0};
   if (FLAGS_rep_rtt_ms > 0) rtts.push_back(FLAGS_rep_rtt_ms);
-  for (int rtt : rtts) {
-    if (wanted("ferry")) rows.push_back(ferry_row(s, rtt));
-    if (wanted("openssl")) rows.push_back(openssl_row(s, rtt));
-    if (wanted("restic") && rtt == 0) rows.push_back(restic_row(s));
+  // all[case][run]: cases interleaved within each run, so that load from
+  // others on the shared machine falls on every case alike.
+  std::vector<std::vector<Row>> all;
+  for (int run = 0; run < std::max(1, FLAGS_rep_runs); ++run) {
+    std::size_t c = 0;
+    auto add = [&](Row r) {
+      if (all.size() <= c) all.emplace_back();
+      std::printf("  run %d: %-28s %3d ms %7.3f GB/s %6.2f CPU s%s\n", run + 1, r.tool.c_str(), r.rtt_ms, r.gbps(),
+                  r.cpu, r.ok ? "" : " FAILED");
+      std::fflush(stdout);
+      all[c++].push_back(std::move(r));
+    };
+    for (int rtt : rtts) {
+      if (wanted("ferry")) add(ferry_row(s, rtt));
+      if (wanted("openssl")) add(openssl_row(s, rtt));
+      if (wanted("restic") && rtt == 0) add(restic_row(s));
+    }
+  }
+  // Each case's median run by wall time (a failed run counts as slowest).
+  std::vector<Row> rows;
+  std::vector<std::pair<double, double>> ranges;  // GB/s min, max of the case
+  for (auto& runs : all) {
+    std::sort(runs.begin(), runs.end(), [](const Row& a, const Row& b) {
+      if (a.ok != b.ok) return a.ok;
+      return a.seconds < b.seconds;
+    });
+    bool all_ok = std::all_of(runs.begin(), runs.end(), [](const Row& r) { return r.ok; });
+    Row median = runs[runs.size() / 2];
+    if (!all_ok) median = runs.back();
+    rows.push_back(median);
+    ranges.emplace_back(runs.back().gbps(), runs.front().gbps());
   }
 
-  std::printf("\n%-28s %6s %9s %14s %7s %8s %8s  %s\n", "tool", "RTT ms", "GB/s", "wire bytes", "ratio", "CPU s",
-              "wall s", "note");
-  for (const auto& r : rows) {
-    std::printf("%-28s %6d %9.3f %14llu %7.3f %8.2f %8.2f  %s%s\n", r.tool.c_str(), r.rtt_ms, r.gbps(),
-                static_cast<unsigned long long>(r.wire), r.wire ? static_cast<double>(r.logical) / r.wire : 0,
-                r.cpu, r.seconds, r.ok ? "" : "FAILED: ", r.note.c_str());
+  std::printf("\nmedian of %d runs:\n%-28s %6s %9s %13s %14s %7s %8s %8s  %s\n", std::max(1, FLAGS_rep_runs), "tool",
+              "RTT ms", "GB/s", "GB/s range", "wire bytes", "ratio", "CPU s", "wall s", "note");
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const Row& r = rows[i];
+    std::printf("%-28s %6d %9.3f %6.3f-%-6.3f %14llu %7.3f %8.2f %8.2f  %s%s\n", r.tool.c_str(), r.rtt_ms, r.gbps(),
+                ranges[i].first, ranges[i].second, static_cast<unsigned long long>(r.wire),
+                r.wire ? static_cast<double>(r.logical) / r.wire : 0, r.cpu, r.seconds, r.ok ? "" : "FAILED: ",
+                r.note.c_str());
   }
   auto find = [&](const std::string& tool, int rtt) -> const Row* {
     for (const auto& r : rows) {
@@ -483,10 +512,12 @@ FERRY_BENCH(replicate, "ferry push vs tar|zstd|openssl and restic, loopback, 0 m
   j["logical_bytes"] = s.logical;
   j["streams"] = FLAGS_rep_streams;
   j["rtt_ms"] = FLAGS_rep_rtt_ms;
+  j["runs"] = std::max(1, FLAGS_rep_runs);
   for (const auto& r : rows) {
     j["rows"].push_back({{"tool", r.tool}, {"rtt_ms", r.rtt_ms}, {"ok", r.ok}, {"logical_gbps", r.gbps()},
                          {"wire_bytes", r.wire}, {"cpu_seconds", r.cpu}, {"seconds", r.seconds},
-                         {"note", r.note}});
+                         {"note", r.note}, {"gbps_min", ranges[&r - rows.data()].first},
+                         {"gbps_max", ranges[&r - rows.data()].second}});
   }
   std::printf("\n");
   if (ferry0 && best_base) {
