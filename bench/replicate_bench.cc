@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -85,8 +86,10 @@ struct Child {
   io::UniqueFd out;  // read end of its stdout (when piped)
 };
 
+// With own_group the child leads a new process group, so that a pipeline
+// that hangs can be killed whole.
 Result<Child> spawn(const std::vector<std::string>& argv, bool pipe_in, bool pipe_out,
-                    const std::vector<std::string>& env_extra = {}) {
+                    const std::vector<std::string>& env_extra = {}, bool own_group = false) {
   int in_fds[2] = {-1, -1}, out_fds[2] = {-1, -1};
   if (pipe_in && ::pipe2(in_fds, O_CLOEXEC) != 0) return Status::io_error(std::string("pipe: ") + std::strerror(errno));
   if (pipe_out && ::pipe2(out_fds, O_CLOEXEC) != 0) return Status::io_error(std::string("pipe: ") + std::strerror(errno));
@@ -103,6 +106,7 @@ Result<Child> spawn(const std::vector<std::string>& argv, bool pipe_in, bool pip
   pid_t pid = ::fork();
   if (pid < 0) return Status::io_error(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {  // only async-signal-safe calls until exec
+    if (own_group) ::setpgid(0, 0);
     ::dup2(pipe_in ? in_fds[0] : devnull, 0);
     if (pipe_out) ::dup2(out_fds[1], 1);
     ::execve(args[0], args.data(), env.data());
@@ -155,6 +159,17 @@ Result<std::string> run_capture(const std::string& cmd, const std::vector<std::s
   return out;
 }
 
+// Kills a pipeline's process group and reaps it, unless it was waited for.
+struct GroupGuard {
+  pid_t pid;
+  ~GroupGuard() {
+    if (pid > 0) {
+      ::kill(-pid, SIGKILL);
+      wait_child(pid);
+    }
+  }
+};
+
 // The delay relay in its own process: its CPU is nobody's cost.
 class RelayProcess {
  public:
@@ -170,11 +185,18 @@ class RelayProcess {
     r.address_ = "127.0.0.1:" + port;
     return r;
   }
+  RelayProcess() = default;
+  RelayProcess(RelayProcess&&) = default;
+  RelayProcess& operator=(RelayProcess&&) = delete;
+  ~RelayProcess() {
+    if (child_.out.get() >= 0) finish();  // not moved from, not finished
+  }
   const std::string& address() const { return address_; }
   // Stops the relay; the bytes it carried, both directions.
   std::uint64_t finish() {
     child_.in.reset();
     std::string counts = read_line(child_.out.get());
+    child_.out.reset();
     wait_child(child_.pid);
     return std::strtoull(counts.c_str(), nullptr, 10);
   }
@@ -323,13 +345,10 @@ Row openssl_row(Setup& s, int rtt_ms) {
                        shell_quote(s.certs.receiver_key) + " -CAfile " + shell_quote(s.certs.ca_cert) +
                        " -Verify 1 -verify_return_error 2>>" + shell_quote(log) + " | zstd -d -q | tar x -C " + shell_quote(dest);
   // s_server's stdin is a pipe the bench holds open: at EOF it would spin.
-  auto srv = spawn({"/bin/bash", "-c", server}, true, false);
+  auto srv = spawn({"/bin/bash", "-c", server}, true, false, {}, true);
   if (!srv) return failed(row, srv.status().to_string());
-  if (!wait_listening(port)) {
-    ::kill(srv->pid, SIGKILL);
-    wait_child(srv->pid);
-    return failed(row, "openssl s_server did not listen on port " + std::to_string(port));
-  }
+  GroupGuard server_guard{srv->pid};
+  if (!wait_listening(port)) return failed(row, "openssl s_server did not listen on port " + std::to_string(port));
   auto relay = RelayProcess::start("127.0.0.1:" + std::to_string(port), rtt_ms / 2);
   if (!relay) return failed(row, relay.status().to_string());
   std::string client = "tar cf - -C " + shell_quote(s.ckpt) + " . | zstd -1 -T0 -q | openssl s_client -connect " +
@@ -341,7 +360,12 @@ Row openssl_row(Setup& s, int rtt_ms) {
   auto cli = spawn({"/bin/bash", "-c", client}, false, false);
   if (!cli) return failed(row, cli.status().to_string());
   Exit ce = wait_child(cli->pid);
+  if (ce.status != 0) {
+    return failed(row, "the client pipeline failed, status " + std::to_string(ce.status) + " (" + log +
+                           ", kept with --rep_keep)");
+  }
   Exit se = wait_child(srv->pid);  // returns once tar x has written everything
+  server_guard.pid = -1;
   row.seconds = now_seconds() - t0;
   row.cpu = ce.cpu_seconds + se.cpu_seconds;
   row.wire = relay->finish();
