@@ -354,13 +354,29 @@ class Stream {
     std::unique_ptr<Outgoing> item;
   };
 
+  // Runs until every frame this stream took is acknowledged. A retryable
+  // break (during PUTs, or while resolving frames after a reconnect) drops
+  // the connection and starts over; the stream gives up only after
+  // max_attempts breaks in a row in which no frame was retired, so a link
+  // that keeps failing ends the push while a merely flaky one finishes.
   Status loop() {
+    int breaks_without_progress = 0;
     while (!abort_.raised()) {
-      if (!link_.conn()) RETURN_IF_ERROR(reconnect());
-      Status st = fill_window();
+      progressed_ = false;
+      Status st;
+      if (!link_.conn()) {
+        // ensure() has already retried with backoff: when it gives up, the
+        // target is unreachable and the push moves on (failover) or fails.
+        RETURN_IF_ERROR(link_.ensure());
+        st = resolve_in_flight();
+      }
+      if (st) st = fill_window();
       if (st && !in_flight_.empty()) st = take_ack();
+      if (progressed_) breaks_without_progress = 0;
       if (!st) {
-        if (!retryable(st)) return st;
+        if (!retryable(st) || ++breaks_without_progress >= std::max(1, options_.retry.max_attempts)) {
+          return st;
+        }
         link_.drop();
         continue;
       }
@@ -369,31 +385,39 @@ class Stream {
     return abort_.status();
   }
 
-  // Connects (with backoff) and, after a break, resolves the frames left in
-  // flight: QUERY says which the receiver made durable (retired) and the
-  // rest are sent again.
-  Status reconnect() {
-    RETURN_IF_ERROR(link_.ensure());
+  // After a (re)connect, resolves the frames left in flight: QUERY says which
+  // the receiver made durable (retired) and the rest are sent again. Every
+  // frame stays in in_flight_ until it is retired or re-sent, so a second
+  // break in here loses nothing.
+  Status resolve_in_flight() {
     window_puts_ = std::max<std::uint32_t>(1, link_.hello().max_inflight_puts);
     if (in_flight_.empty()) return Status::ok();
-    std::vector<InFlight> pending;
-    for (auto& f : in_flight_) pending.push_back(std::move(f));
-    in_flight_.clear();
-    in_flight_bytes_ = 0;
     Query q;
-    for (const auto& f : pending) q.ids.push_back(f.item->id);
+    for (const auto& f : in_flight_) q.ids.push_back(f.item->id);
     ASSIGN_OR_RETURN(Message reply, link_.request(q));
     const auto* qr = std::get_if<QueryReply>(&reply);
-    if (!qr || qr->missing.size() != pending.size()) {
+    if (!qr || qr->missing.size() != in_flight_.size()) {
       return Status::corruption(std::string("receiver answered QUERY with ") +
                                 std::string(message_name(reply)));
     }
+    std::deque<InFlight> pending;
+    pending.swap(in_flight_);
+    in_flight_bytes_ = 0;
     for (std::size_t i = 0; i < pending.size(); ++i) {
       if (!qr->missing[i]) {
         counters_.frame_bytes_acked.fetch_add(pending[i].item->frame_bytes());
+        progressed_ = true;
         continue;
       }
-      RETURN_IF_ERROR(send(std::move(pending[i].item), /*resend=*/true));
+      Status st = send(std::move(pending[i].item), /*resend=*/true);
+      if (!st) {
+        // send() kept frame i; keep the ones not yet re-sent too.
+        for (std::size_t j = i + 1; j < pending.size(); ++j) {
+          in_flight_bytes_ += pending[j].item->frame_bytes();
+          in_flight_.push_back(std::move(pending[j]));
+        }
+        return st;
+      }
     }
     return Status::ok();
   }
@@ -455,6 +479,7 @@ class Stream {
     in_flight_bytes_ -= n;
     counters_.frame_bytes_acked.fetch_add(n);
     in_flight_.erase(it);
+    progressed_ = true;
     return Status::ok();
   }
 
@@ -467,6 +492,7 @@ class Stream {
   std::deque<InFlight> in_flight_;
   std::uint64_t in_flight_bytes_ = 0;
   std::uint32_t window_puts_ = 1;
+  bool progressed_ = false;  // a frame was retired in this turn of loop()
 };
 
 // Frames from the packer into the queue.
