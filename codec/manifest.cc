@@ -2,6 +2,8 @@
 // and docs/FORMAT.md section 5 for the byte layout.
 #include "codec/manifest.h"
 
+#include "codec/byte_writer.h"
+
 #include <cstring>
 #include <string>
 
@@ -20,33 +22,7 @@ inline constexpr std::size_t kMinFileRecordBytes = 2 + 8 + 4 + 8 + 32 + 1 + 4 + 
 inline constexpr std::size_t kMinTensorRecordBytes = 2 + 1 + 1 + 8 + 8;
 inline constexpr std::size_t kChunkRecordBytes = 8 + 4 + 32 + 32 + 1 + 1 + 4;
 
-class Writer {
- public:
-  explicit Writer(std::vector<std::byte>& out) : out_(out) {}
-  void bytes(const void* p, std::size_t n) {
-    const auto* b = static_cast<const std::byte*>(p);
-    out_.insert(out_.end(), b, b + n);
-  }
-  void u8(std::uint8_t v) { out_.push_back(std::byte{v}); }
-  void u16(std::uint16_t v) { le(v, 2); }
-  void u32(std::uint32_t v) { le(v, 4); }
-  void u64(std::uint64_t v) { le(v, 8); }
-  void str16(std::string_view s) {
-    u16(static_cast<std::uint16_t>(s.size()));
-    bytes(s.data(), s.size());
-  }
-  void str8(std::string_view s) {
-    u8(static_cast<std::uint8_t>(s.size()));
-    bytes(s.data(), s.size());
-  }
-  void digest(const Digest& d) { bytes(d.data(), d.size()); }
-
- private:
-  void le(std::uint64_t v, int n) {
-    for (int i = 0; i < n; ++i) out_.push_back(std::byte(static_cast<std::uint8_t>(v >> (8 * i))));
-  }
-  std::vector<std::byte>& out_;
-};
+using Writer = ByteWriter;
 
 // Bounds-checked little-endian reader; every getter fails instead of reading
 // past the end, and the message says at which body offset.

@@ -4,6 +4,8 @@
 // so a decoder is a straight sequence of field reads followed by one check.
 #include "replication/protocol.h"
 
+#include "codec/byte_writer.h"
+
 #include <cstring>
 #include <type_traits>
 
@@ -14,28 +16,7 @@ template <class> inline constexpr bool kAlwaysFalse = false;
 }  // namespace detail
 namespace {
 
-class Writer {
- public:
-  explicit Writer(std::vector<std::byte>& out) : out_(out) {}
-  void u8(std::uint8_t v) { out_.push_back(std::byte{v}); }
-  void u16(std::uint16_t v) { le(v, 2); }
-  void u32(std::uint32_t v) { le(v, 4); }
-  void u64(std::uint64_t v) { le(v, 8); }
-  void i64(std::int64_t v) { le(static_cast<std::uint64_t>(v), 8); }
-  void raw(std::span<const std::byte> b) { out_.insert(out_.end(), b.begin(), b.end()); }
-  void digest(const Digest& d) { raw(std::as_bytes(std::span(d))); }
-  // u16 length + bytes (every string field is far below 64 KiB).
-  void str(std::string_view s) {
-    u16(static_cast<std::uint16_t>(s.size()));
-    raw(std::as_bytes(std::span(s.data(), s.size())));
-  }
-
- private:
-  void le(std::uint64_t v, int n) {
-    for (int i = 0; i < n; ++i) out_.push_back(std::byte(static_cast<std::uint8_t>(v >> (8 * i))));
-  }
-  std::vector<std::byte>& out_;
-};
+using Writer = ByteWriter;
 
 class Reader {
  public:
@@ -190,10 +171,10 @@ void encode_fields(const Message& m, Writer& w, std::span<const std::byte>& tail
         if constexpr (std::is_same_v<T, Hello>) {
           w.u16(v.min_version);
           w.u16(v.max_version);
-          w.str(v.software);
+          w.str16(v.software);
         } else if constexpr (std::is_same_v<T, HelloOk>) {
           w.u16(v.version);
-          w.str(v.namespace_name);
+          w.str16(v.namespace_name);
           w.u64(v.max_message_bytes);
           w.u32(v.max_inflight_puts);
           w.u32(v.max_query_ids);
@@ -219,12 +200,12 @@ void encode_fields(const Message& m, Writer& w, std::span<const std::byte>& tail
           w.digest(v.chunk_id);
         } else if constexpr (std::is_same_v<T, Commit> || std::is_same_v<T, ManifestData>) {
           w.u64(v.request_id);
-          w.str(v.snapshot);
+          w.str16(v.snapshot);
           tail = v.manifest;
         } else if constexpr (std::is_same_v<T, CommitOk> || std::is_same_v<T, GetManifest> ||
                              std::is_same_v<T, Delete>) {
           w.u64(v.request_id);
-          w.str(v.snapshot);
+          w.str16(v.snapshot);
         } else if constexpr (std::is_same_v<T, List> || std::is_same_v<T, Ping> ||
                              std::is_same_v<T, Pong>) {
           w.u64(v.request_id);
@@ -232,7 +213,7 @@ void encode_fields(const Message& m, Writer& w, std::span<const std::byte>& tail
           w.u64(v.request_id);
           w.u32(static_cast<std::uint32_t>(v.snapshots.size()));
           for (const SnapshotInfo& s : v.snapshots) {
-            w.str(s.name);
+            w.str16(s.name);
             w.i64(s.created_unix_seconds);
             w.u64(s.logical_bytes);
             w.u32(s.file_count);
@@ -246,13 +227,13 @@ void encode_fields(const Message& m, Writer& w, std::span<const std::byte>& tail
         } else if constexpr (std::is_same_v<T, Removed>) {
           w.u64(v.request_id);
           w.u32(static_cast<std::uint32_t>(v.snapshots.size()));
-          for (const std::string& s : v.snapshots) w.str(s);
+          for (const std::string& s : v.snapshots) w.str16(s);
           w.u64(v.chunks_freed);
           w.u64(v.bytes_freed);
         } else if constexpr (std::is_same_v<T, Error>) {
           w.u64(v.request_id);
           w.u8(static_cast<std::uint8_t>(v.code));
-          w.str(std::string_view(v.message).substr(0, kMaxErrorMessageBytes));
+          w.str16(std::string_view(v.message).substr(0, kMaxErrorMessageBytes));
         } else if constexpr (std::is_same_v<T, Bye>) {
         } else {
           static_assert(detail::kAlwaysFalse<T>, "message without an encoder");
