@@ -127,11 +127,13 @@ class ReceiverSite {
   TestCerts certs;
 
  private:
-  std::unique_ptr<ChunkStore> store_;
-  std::unique_ptr<Receiver> receiver_;
-  ReceiverOptions options_;
+  // Declared before the receiver, so they outlive its connection threads,
+  // which log until the receiver (destroyed first) has joined them.
   std::mutex mu_;
   std::vector<std::string> log_;
+  ReceiverOptions options_;
+  std::unique_ptr<ChunkStore> store_;
+  std::unique_ptr<Receiver> receiver_;
 };
 
 // QUERY for every id of `tree`; the ids the receiver says it lacks.
