@@ -99,7 +99,9 @@ TEST_P(EngineTest, DirectReadsWithUnalignedHeadsTailsAndBuffers) {
     ASSERT_TRUE(c.status.is_ok()) << c.status.to_string();
     auto want = slice(data, k.offset, k.len);
     ASSERT_EQ(c.bytes, want.size()) << "offset " << k.offset << " len " << k.len;
-    EXPECT_EQ(0, std::memcmp(buf.data(), want.data(), want.size())) << "offset " << k.offset;
+    if (!want.empty()) {  // past the end there is nothing (and no pointer) to compare
+      EXPECT_EQ(0, std::memcmp(buf.data(), want.data(), want.size())) << "offset " << k.offset;
+    }
   }
 }
 
