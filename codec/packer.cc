@@ -4,8 +4,9 @@
 // Work is cut into windows of chunks that may span files, so many small files
 // keep every thread busy as well as one large file does. A window is read,
 // hashed and coded in parallel (each slot owns its buffers and encoder, reused
-// from window to window), then its frames go to the sink in order; memory in
-// flight is bounded by window x (chunk + frame) bytes.
+// from window to window), then its frames go to the sink in order, while the
+// next window is read and hashed beside it; memory in flight is bounded by
+// 2 x window x (chunk + frame) bytes.
 #include "codec/packer.h"
 
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include <limits>
 #include <map>
 #include <system_error>
+#include <thread>
 
 #include "codec/chunk_codec.h"
 #include "codec/chunker.h"
@@ -28,6 +30,9 @@
 
 namespace ferry {
 namespace {
+
+// Chunks per window when each window asks the receiver what it lacks.
+constexpr std::size_t kNeedWindowChunks = 8;
 
 inline constexpr std::size_t kHostNameBytes = 256;
 
@@ -311,7 +316,12 @@ Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptio
                             FrameSink& sink) {
   RETURN_IF_ERROR(check_chunk_bytes(options.chunk_bytes));
   ThreadPool& pool = options.pool ? *options.pool : ThreadPool::shared();
-  const std::size_t window = options.window_chunks ? options.window_chunks : 2 * pool.size();
+  // With have/need, each window costs one round trip to the receiver before
+  // its chunks are coded, so windows are larger there (fewer round trips on a
+  // long link) than for a local archive.
+  const std::size_t window = options.window_chunks ? options.window_chunks
+                             : options.need        ? std::max<std::size_t>(kNeedWindowChunks, 2 * pool.size())
+                                                   : 2 * pool.size();
   if (options.job.size() > kMaxJobBytes) {
     return Status::invalid_argument("job name longer than " + std::to_string(kMaxJobBytes) + " bytes");
   }
@@ -335,30 +345,53 @@ Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptio
   // With have/need: the frame facts of every id met so far, so that no id is
   // sent twice in one run (32 + 8 bytes per distinct chunk).
   std::map<Digest, FrameFacts> seen;
-  std::vector<Slot> slots(std::max<std::size_t>(1, std::min(window, work.size())));
-  for (std::size_t start = 0; start < work.size(); start += slots.size()) {
+  const std::size_t slot_count = std::max<std::size_t>(1, std::min(window, work.size()));
+  // Two windows of slots: while the calling thread asks have/need about,
+  // codes and emits window k, a helper thread reads and hashes window k + 1
+  // (and, without have/need, codes it too) on the same pool, so the pool is
+  // not idle during the round trip and while the sink blocks on a full queue.
+  std::vector<Slot> slot_sets[2] = {std::vector<Slot>(slot_count), std::vector<Slot>(slot_count)};
+
+  // Assigns window `start` to `slots` (calling thread; allocates the leaves
+  // of a file met for the first time, which no other window touches yet).
+  auto assign = [&](std::vector<Slot>& slots, std::size_t start) {
     const std::size_t n = std::min(slots.size(), work.size() - start);
     for (std::size_t j = 0; j < n; ++j) {
       auto [fi, ci] = work[start + j];
       slots[j].file = fi;
       slots[j].chunk = ci;
+      slots[j].status = Status::ok();
       if (ci == 0 && !files[fi].compose_root) files[fi].leaves.assign(leaf_count(m.files[fi].size), Digest{});
     }
-    if (!options.need) {
-      // One pass per chunk: read, hash and code together.
-      pool.parallel_for(n, [&](std::size_t j) {
-        Slot& s = slots[j];
-        read_chunk(s, files[s.file], m.files[s.file].size);
-        if (s.status) encode_chunk(s, files[s.file], options.zstd_level);
-      });
-    } else {
-      pool.parallel_for(n, [&](std::size_t j) {
-        Slot& s = slots[j];
-        read_chunk(s, files[s.file], m.files[s.file].size);
-      });
-      for (std::size_t j = 0; j < n; ++j) {
-        if (!slots[j].status) return slots[j].status;
-      }
+    return n;
+  };
+  // Reads and hashes a window (and codes it when there is no have/need).
+  // Touches only its slots and the leaf ranges of their chunks.
+  auto prepare = [&](std::vector<Slot>& slots, std::size_t n) {
+    pool.parallel_for(n, [&](std::size_t j) {
+      Slot& s = slots[j];
+      read_chunk(s, files[s.file], m.files[s.file].size);
+      if (!options.need && s.status) encode_chunk(s, files[s.file], options.zstd_level);
+    });
+  };
+
+  std::size_t cur_n = assign(slot_sets[0], 0);
+  prepare(slot_sets[0], cur_n);
+  int cur = 0;
+  for (std::size_t start = 0; start < work.size();) {
+    std::vector<Slot>& slots = slot_sets[cur];
+    const std::size_t n = cur_n;
+    const std::size_t next_start = start + n;
+    std::size_t next_n = 0;
+    std::jthread ahead;  // joined on every path out of this iteration
+    if (next_start < work.size()) {
+      next_n = assign(slot_sets[1 - cur], next_start);
+      ahead = std::jthread([&, next_n] { prepare(slot_sets[1 - cur], next_n); });
+    }
+    for (std::size_t j = 0; j < n; ++j) {
+      if (!slots[j].status) return slots[j].status;
+    }
+    if (options.need) {
       RETURN_IF_ERROR(decide_window(std::span(slots).first(n), options, seen));
       pool.parallel_for(n, [&](std::size_t j) {
         Slot& s = slots[j];
@@ -379,6 +412,10 @@ Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptio
       }
     }
     if (options.progress) options.progress(progress);
+    if (ahead.joinable()) ahead.join();
+    cur = 1 - cur;
+    cur_n = next_n;
+    start = next_start;
   }
   RETURN_IF_ERROR(validate_manifest(m));
   return m;
