@@ -311,9 +311,6 @@ TEST(ArchiveTest, UnfinishedWriterLeavesNothing) {
 // exact bytes. FERRY_UPDATE_GOLDEN=1 rewrites the file after a deliberate
 // format change.
 TEST(ArchiveTest, GoldenBytes) {
-  const char* src = std::getenv("FERRY_SOURCE_DIR");
-  if (src == nullptr) GTEST_SKIP() << "FERRY_SOURCE_DIR not set (run through ctest)";
-  const std::string path = std::string(src) + "/tests/codec/golden/archive_v1.hex";
   testing::TempDir dir;
   fs::create_directories(dir / "in/b");
   std::string text;
@@ -330,22 +327,8 @@ TEST(ArchiveTest, GoldenBytes) {
   }
   pack(dir / "in", dir / "g.ferry", 1'700'000'000'000'000'000);
   const auto bytes = testing::read_file(dir / "g.ferry");
-  static const char* d = "0123456789abcdef";
-  std::string now;
-  for (auto x : bytes) {
-    now += d[std::to_integer<int>(x) >> 4];
-    now += d[std::to_integer<int>(x) & 15];
-  }
-  now += "\n";
-  if (std::getenv("FERRY_UPDATE_GOLDEN") != nullptr) {
-    std::ofstream(path) << now;
-    GTEST_SKIP() << "rewrote " << path;
-  }
-  std::ifstream in(path);
-  ASSERT_TRUE(in) << path << " missing; FERRY_UPDATE_GOLDEN=1 writes it";
-  std::stringstream want;
-  want << in.rdbuf();
-  EXPECT_EQ(want.str(), now) << "archive bytes changed: update " << path << " deliberately";
+  testing::expect_golden_file("tests/codec/golden/archive_v1.hex", testing::hex_of(bytes) + "\n",
+                              "archive bytes");
 }
 
 }  // namespace

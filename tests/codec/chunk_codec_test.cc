@@ -287,20 +287,7 @@ DType golden_dtype(const std::string& name) {
   return m.at(name);
 }
 
-std::string hex_of(const std::vector<std::byte>& v) {
-  static const char* d = "0123456789abcdef";
-  std::string s;
-  for (std::byte b : v) {
-    s += d[static_cast<int>(b) >> 4];
-    s += d[static_cast<int>(b) & 15];
-  }
-  return s;
-}
-
 TEST(ChunkCodec, GoldenVectors) {
-  const char* src = std::getenv("FERRY_SOURCE_DIR");
-  if (src == nullptr) GTEST_SKIP() << "FERRY_SOURCE_DIR not set (run through ctest)";
-  const std::string path = std::string(src) + "/tests/codec/golden/frames.txt";
   const char* names[] = {"bf16", "f16", "f32", "f8", "zstd", "raw"};
   // name codec chunk_id frame_hex, one per line.
   std::ostringstream now;
@@ -308,26 +295,13 @@ TEST(ChunkCodec, GoldenVectors) {
   for (const char* name : names) {
     std::vector<std::byte> frame;
     EncodedChunk e = enc.encode(golden_input(name), golden_dtype(name), frame);
-    now << name << ' ' << codec_name(e.codec) << ' ' << to_hex(e.id) << ' ' << hex_of(frame) << '\n';
+    now << name << ' ' << codec_name(e.codec) << ' ' << to_hex(e.id) << ' ' << testing::hex_of(frame) << '\n';
     std::vector<std::byte> out;
     ChunkDecoder dec;
     ASSERT_TRUE(dec.decode(frame, out).is_ok());
     EXPECT_EQ(out, golden_input(name));
   }
-  if (std::getenv("FERRY_UPDATE_GOLDEN") != nullptr) {
-    std::ofstream(path) << now.str();
-    GTEST_SKIP() << "rewrote " << path;
-  }
-  std::ifstream in(path);
-  ASSERT_TRUE(in) << path << " missing; FERRY_UPDATE_GOLDEN=1 writes it";
-  std::stringstream want;
-  want << in.rdbuf();
-  std::istringstream a(want.str()), b(now.str());
-  std::string la, lb;
-  while (std::getline(a, la) && std::getline(b, lb)) {
-    EXPECT_EQ(la, lb) << "frame bytes changed: a format change must update " << path << " deliberately";
-  }
-  EXPECT_EQ(want.str(), now.str());
+  testing::expect_golden_file("tests/codec/golden/frames.txt", now.str(), "frame bytes");
 }
 
 // ---- real weights ---------------------------------------------------------

@@ -401,32 +401,11 @@ TEST(ManifestTest, RandomDamageNeverCrashes) {
   EXPECT_GT(rejected, 0);
 }
 
-std::string hex_of(const std::vector<std::byte>& b) {
-  static const char* d = "0123456789abcdef";
-  std::string s;
-  for (auto x : b) {
-    s += d[std::to_integer<int>(x) >> 4];
-    s += d[std::to_integer<int>(x) & 15];
-  }
-  return s;
-}
-
 // The byte layout of FORMAT.md section 5, frozen: a change here is a format
 // change and must be made deliberately (FERRY_UPDATE_GOLDEN=1 rewrites it).
 TEST(ManifestTest, GoldenBytes) {
-  const char* src = std::getenv("FERRY_SOURCE_DIR");
-  if (src == nullptr) GTEST_SKIP() << "FERRY_SOURCE_DIR not set (run through ctest)";
-  const std::string path = std::string(src) + "/tests/codec/golden/manifest_v1.hex";
-  const std::string now = hex_of(serialize_manifest(sample_manifest())) + "\n";
-  if (std::getenv("FERRY_UPDATE_GOLDEN") != nullptr) {
-    std::ofstream(path) << now;
-    GTEST_SKIP() << "rewrote " << path;
-  }
-  std::ifstream in(path);
-  ASSERT_TRUE(in) << path << " missing; FERRY_UPDATE_GOLDEN=1 writes it";
-  std::stringstream want;
-  want << in.rdbuf();
-  EXPECT_EQ(want.str(), now) << "manifest bytes changed: update " << path << " deliberately";
+  testing::expect_golden_file("tests/codec/golden/manifest_v1.hex",
+                              testing::hex_of(serialize_manifest(sample_manifest())) + "\n", "manifest bytes");
 }
 
 }  // namespace

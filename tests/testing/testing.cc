@@ -105,6 +105,37 @@ std::vector<std::byte> normal_floats(std::size_t count, int width, bool bf16, do
   return out;
 }
 
+std::string hex_of(std::span<const std::byte> bytes) {
+  static const char* d = "0123456789abcdef";
+  std::string s;
+  s.reserve(2 * bytes.size());
+  for (std::byte x : bytes) {
+    s += d[std::to_integer<int>(x) >> 4];
+    s += d[std::to_integer<int>(x) & 15];
+  }
+  return s;
+}
+
+void expect_golden_file(const std::string& rel_path, const std::string& now, const std::string& what) {
+  const char* src = std::getenv("FERRY_SOURCE_DIR");
+  if (src == nullptr) GTEST_SKIP() << "FERRY_SOURCE_DIR not set (run through ctest)";
+  const fs::path path = fs::path(src) / rel_path;
+  if (std::getenv("FERRY_UPDATE_GOLDEN") != nullptr) {
+    std::ofstream(path) << now;
+    GTEST_SKIP() << "rewrote " << path;
+  }
+  std::ifstream in(path);
+  ASSERT_TRUE(in) << path << " missing; FERRY_UPDATE_GOLDEN=1 writes it";
+  std::stringstream want;
+  want << in.rdbuf();
+  std::istringstream a(want.str()), b(now);
+  std::string la, lb;
+  while (std::getline(a, la) && std::getline(b, lb)) {
+    EXPECT_EQ(la, lb) << what << " changed: a format change must update " << path << " deliberately";
+  }
+  EXPECT_EQ(want.str(), now) << what << " changed: update " << path << " deliberately";
+}
+
 std::vector<std::byte> read_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   if (!in) throw std::runtime_error("cannot open " + p.string());

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,15 @@ std::vector<std::byte> random_bytes(std::size_t n, std::uint64_t seed);
 // `bf16` picks BF16 over F16 for width 2).
 std::vector<std::byte> normal_floats(std::size_t count, int width, bool bf16, double sigma,
                                      std::uint64_t seed);
+
+// Lower-case hex of the bytes, two digits each.
+std::string hex_of(std::span<const std::byte> bytes);
+
+// Golden vectors: compares `now` with the checked-in file at `rel_path`
+// (relative to the source tree; $FERRY_SOURCE_DIR, set by ctest) line by
+// line, naming `what` changed. FERRY_UPDATE_GOLDEN=1 rewrites the file and
+// skips instead: a format change is a deliberate act. Call it last in a test.
+void expect_golden_file(const std::string& rel_path, const std::string& now, const std::string& what);
 
 std::vector<std::byte> read_file(const std::filesystem::path& p);
 void write_file(const std::filesystem::path& p, const std::vector<std::byte>& data);
