@@ -48,6 +48,25 @@ int fail(const Status& status) {
   }
 }
 
+Result<replication::TlsConfig> tls_from_flags(std::string_view command) {
+  if (FLAGS_ca.empty() || FLAGS_cert.empty() || FLAGS_key.empty()) {
+    return Status::invalid_argument(std::string(command) +
+                                    " needs --ca, --cert and --key (make them with `ferry certs`)");
+  }
+  replication::TlsConfig tls;
+  tls.ca_file = FLAGS_ca;
+  tls.cert_file = FLAGS_cert;
+  tls.key_file = FLAGS_key;
+  return tls;
+}
+
+Result<std::vector<PackSource>> pack_sources(const std::string& path) {
+  std::vector<std::string> notices;
+  auto sources = list_pack_sources(path, &notices);
+  for (const auto& n : notices) std::fprintf(stderr, "ferry: %s\n", n.c_str());
+  return sources;
+}
+
 std::string format_bytes(std::uint64_t bytes) {
   static const char* kUnits[] = {"B", "kB", "MB", "GB", "TB", "PB"};
   double v = static_cast<double>(bytes);

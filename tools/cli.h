@@ -11,8 +11,9 @@
 #include <string_view>
 #include <vector>
 
+#include "codec/packer.h"
 #include "codec/status.h"
-
+#include "replication/tls.h"
 DECLARE_string(o);
 DECLARE_int32(threads);
 DECLARE_bool(progress);
@@ -55,6 +56,14 @@ const std::vector<Command>& commands();
 int usage_error(std::string_view message);
 // Prints "ferry: <status>" on stderr and returns the exit code for it.
 int fail(const Status& status);
+
+// The certificate flags --ca, --cert and --key as a TLS configuration, or
+// InvalidArgument naming `command` when any of them is missing.
+Result<replication::TlsConfig> tls_from_flags(std::string_view command);
+
+// What `path` packs (list_pack_sources), with its notices (skipped links and
+// special files) printed on stderr.
+Result<std::vector<PackSource>> pack_sources(const std::string& path);
 
 // "37.4 MB" (decimal units, as disks and links are sold).
 std::string format_bytes(std::uint64_t bytes);

@@ -24,12 +24,11 @@ std::string format_time(std::int64_t unix_seconds) {
 int run_list(const std::vector<std::string>& args) {
   if (!args.empty()) return usage_error("list takes no arguments");
   if (FLAGS_from.empty()) return usage_error("list needs --from=HOST:PORT");
-  if (FLAGS_ca.empty() || FLAGS_cert.empty() || FLAGS_key.empty()) {
-    return usage_error("list needs --ca, --cert and --key");
-  }
+  auto tls = tls_from_flags("list");
+  if (!tls) return usage_error(tls.status().message());
   replication::RemoteOptions remote;
   remote.address = FLAGS_from;
-  remote.tls = {FLAGS_ca, FLAGS_cert, FLAGS_key};
+  remote.tls = *tls;
   auto snaps = replication::list_remote(remote, FLAGS_manifests);
   if (!snaps) return fail(snaps.status());
   if (snaps->empty()) {

@@ -27,10 +27,8 @@ int run_pack(const std::vector<std::string>& args) {
   if (FLAGS_threads < 0) return usage_error("--threads must be >= 0");
   if (Status st = check_chunk_bytes(FLAGS_chunk_size); !st) return fail(st);
 
-  std::vector<std::string> notices;
-  auto sources = list_pack_sources(args[0], &notices);
+  auto sources = pack_sources(args[0]);
   if (!sources) return fail(sources.status());
-  for (const auto& n : notices) std::fprintf(stderr, "ferry: %s\n", n.c_str());
 
   ThreadPool pool(static_cast<std::size_t>(FLAGS_threads));
   auto writer = ArchiveWriter::create(FLAGS_o);

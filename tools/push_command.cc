@@ -62,9 +62,8 @@ int run_push(const std::vector<std::string>& args) {
   if (args.size() != 1) return usage_error("push needs exactly one FILE or DIR (got " + std::to_string(args.size()) + ")");
   auto targets = split_targets(FLAGS_to);
   if (targets.empty()) return usage_error("push needs --to=HOST:PORT[,HOST:PORT...]");
-  if (FLAGS_ca.empty() || FLAGS_cert.empty() || FLAGS_key.empty()) {
-    return usage_error("push needs --ca, --cert and --key (see `ferry certs`)");
-  }
+  auto tls = tls_from_flags("push");
+  if (!tls) return usage_error(tls.status().message());
   if (FLAGS_streams < 1 || FLAGS_streams > replication::kMaxPushStreams) {
     return usage_error("--streams must be 1.." + std::to_string(replication::kMaxPushStreams));
   }
@@ -72,17 +71,13 @@ int run_push(const std::vector<std::string>& args) {
   if (FLAGS_window_mb < 1) return usage_error("--window_mb must be >= 1");
   if (Status st = check_chunk_bytes(FLAGS_chunk_size); !st) return fail(st);
 
-  std::vector<std::string> notices;
-  auto sources = list_pack_sources(args[0], &notices);
+  auto sources = pack_sources(args[0]);
   if (!sources) return fail(sources.status());
-  for (const auto& n : notices) std::fprintf(stderr, "ferry: %s\n", n.c_str());
 
   ThreadPool pool(static_cast<std::size_t>(FLAGS_threads));
   replication::PushOptions opts;
   opts.targets = targets;
-  opts.tls.ca_file = FLAGS_ca;
-  opts.tls.cert_file = FLAGS_cert;
-  opts.tls.key_file = FLAGS_key;
+  opts.tls = *tls;
   opts.streams = FLAGS_streams;
   opts.snapshot = FLAGS_name;
   opts.source_name = std::filesystem::absolute(args[0]).lexically_normal().filename().string();

@@ -16,9 +16,8 @@ int run_restore(const std::vector<std::string>& args) {
   if (args.size() != 1) return usage_error("restore needs exactly one SNAPSHOT");
   if (FLAGS_from.empty()) return usage_error("restore needs --from=HOST:PORT");
   if (FLAGS_to.empty() && !FLAGS_verify_only) return usage_error("restore needs --to=DIR");
-  if (FLAGS_ca.empty() || FLAGS_cert.empty() || FLAGS_key.empty()) {
-    return usage_error("restore needs --ca, --cert and --key");
-  }
+  auto tls = tls_from_flags("restore");
+  if (!tls) return usage_error(tls.status().message());
   if (FLAGS_streams <= 0 || static_cast<std::size_t>(FLAGS_streams) > replication::kMaxRestoreStreams) {
     return usage_error("--streams must be 1.." + std::to_string(replication::kMaxRestoreStreams));
   }
@@ -26,7 +25,7 @@ int run_restore(const std::vector<std::string>& args) {
 
   replication::RemoteOptions remote;
   remote.address = FLAGS_from;
-  remote.tls = {FLAGS_ca, FLAGS_cert, FLAGS_key};
+  remote.tls = *tls;
   ThreadPool pool(static_cast<std::size_t>(FLAGS_threads));
   ProgressLine progress(FLAGS_verify_only ? "verify" : "restore");
   replication::RestoreOptions options;

@@ -26,9 +26,8 @@ namespace {
 int run_serve(const std::vector<std::string>& args) {
   if (!args.empty()) return usage_error("serve takes no arguments");
   if (FLAGS_store.empty()) return usage_error("serve needs --store=DIR");
-  if (FLAGS_ca.empty() || FLAGS_cert.empty() || FLAGS_key.empty()) {
-    return usage_error("serve needs --ca, --cert and --key (make them with `ferry certs`)");
-  }
+  auto tls = tls_from_flags("serve");
+  if (!tls) return usage_error(tls.status().message());
   if (FLAGS_max_connections == 0) return usage_error("--max_connections must be > 0");
   if (FLAGS_idle_timeout_s <= 0) return usage_error("--idle_timeout_s must be > 0");
 
@@ -48,9 +47,7 @@ int run_serve(const std::vector<std::string>& args) {
 
   replication::ReceiverOptions options;
   options.listen = FLAGS_listen;
-  options.tls.ca_file = FLAGS_ca;
-  options.tls.cert_file = FLAGS_cert;
-  options.tls.key_file = FLAGS_key;
+  options.tls = *tls;
   options.max_connections = FLAGS_max_connections;
   options.idle_timeout_ms = FLAGS_idle_timeout_s * 1000;
   options.append_only = FLAGS_append_only;
