@@ -1,0 +1,103 @@
+// watcher.h: finding complete checkpoints. A checkpoint is each immediate
+// subdirectory of a watched root (root/step-100/...); it is taken only once
+// complete (a DCP ".metadata", a safetensors index plus every shard it names,
+// or a configured marker file), so a half-written checkpoint is never
+// replicated. Watcher follows the roots with inotify and a periodic full
+// rescan as a safety net. file_states/check_unchanged detect a file that
+// changed while it was read.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "codec/packer.h"
+#include "codec/status.h"
+
+namespace ferry {
+
+struct WatchRoot {
+  std::filesystem::path path;
+  std::string job;  // "" = the root directory's name
+};
+
+enum class CheckpointKind : std::uint8_t { kDcp, kSafetensorsSet, kMarker, kSubmitted };
+
+std::string_view checkpoint_kind_name(CheckpointKind k);
+
+struct CheckpointCandidate {
+  std::filesystem::path dir;
+  std::string job;
+  CheckpointKind kind = CheckpointKind::kDcp;
+  std::uint64_t step = 0;
+  std::int64_t mtime_ns = 0;  // the directory's mtime
+};
+
+// The last run of digits in `name` ("step-00300" -> 300); 0 if none (or if
+// it overflows 64 bits).
+std::uint64_t step_from_name(std::string_view name);
+
+// Whether `dir` holds a complete checkpoint, and of which kind. The marker
+// (when `marker_file` is not "") is checked first, then DCP, then a
+// safetensors set. nullopt = not (yet) complete. A bad safetensors index is
+// "not complete"; when `reason` is given it is set to why (for a log line).
+// Errors only when `dir` itself cannot be read.
+Result<std::optional<CheckpointKind>> checkpoint_complete(const std::filesystem::path& dir,
+                                                          const std::string& marker_file,
+                                                          std::string* reason = nullptr);
+
+struct WatcherOptions {
+  std::vector<WatchRoot> roots;
+  std::string marker_file;          // "" = off
+  int rescan_interval_ms = 30'000;  // full rescan period (safety net)
+  // Called (from the watcher thread) with a line for each notable event: a
+  // bad index, an inotify queue overflow, a watch that could not be added.
+  std::function<void(const std::string&)> on_notice;
+};
+
+class Watcher {
+ public:
+  // Validates the roots (each must be a readable directory), sets up inotify
+  // and starts the watcher thread, which first scans every root. on_complete
+  // is called from that thread once per newly complete checkpoint directory.
+  static Result<std::unique_ptr<Watcher>> start(
+      const WatcherOptions& options, std::function<void(const CheckpointCandidate&)> on_complete);
+  ~Watcher();  // stops and joins the thread promptly
+  Watcher(const Watcher&) = delete;
+  Watcher& operator=(const Watcher&) = delete;
+
+  // Asks the thread for a full rescan of every root now (asynchronous).
+  void rescan_now();
+  // Forgets that `dir` was reported, so it is reported again when (still or
+  // again) complete at the next event or rescan.
+  void forget(const std::filesystem::path& dir);
+
+  struct Impl;
+
+ private:
+  explicit Watcher(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Change detection for "a file that changes while it is read".
+struct FileState {
+  std::string rel_path;
+  std::uint64_t size = 0;
+  std::int64_t mtime_ns = 0;
+  std::uint64_t inode = 0;
+  std::uint64_t dev = 0;
+  bool operator==(const FileState&) const = default;
+};
+
+// stat(2) of every source, in order; a missing file is NotFound naming it.
+Result<std::vector<FileState>> file_states(std::span<const PackSource> sources);
+// OK when both lists describe the same files unchanged; else Aborted naming
+// the first file that changed and what (size, mtime, inode, appeared, gone).
+Status check_unchanged(std::span<const FileState> before, std::span<const FileState> after);
+
+}  // namespace ferry
