@@ -59,21 +59,34 @@ bool retryable(const Status& s) {
 // error, which it keeps.
 class AbortFlag {
  public:
+  explicit AbortFlag(const std::function<bool()>& should_stop) : should_stop_(should_stop) {}
   void raise(const Status& s) {
     std::lock_guard lock(mu_);
     if (status_.is_ok()) status_ = s;
     raised_.store(true);
   }
-  bool raised() const { return raised_.load(); }
+  // Also true once the caller's should_stop says so (the push is cancelled).
+  bool raised() const {
+    if (raised_.load()) return true;
+    if (should_stop_ && should_stop_()) {
+      std::lock_guard lock(mu_);
+      if (status_.is_ok()) status_ = Status::aborted("push cancelled");
+      raised_.store(true);
+      return true;
+    }
+    return false;
+  }
   Status status() const {
     std::lock_guard lock(mu_);
     return status_;
   }
 
  private:
+  const std::function<bool()>& should_stop_;
   mutable std::mutex mu_;
-  Status status_;
-  std::atomic<bool> raised_{false};
+  // Mutable: raised() records a cancellation it observes.
+  mutable Status status_;
+  mutable std::atomic<bool> raised_{false};
 };
 
 // Sleeps up to `ms`, returning early when `abort` is raised.
@@ -564,7 +577,7 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
                                   const std::string& snapshot, std::int64_t created_ns) {
   const auto start = Clock::now();
   SharedCounters counters;
-  AbortFlag abort;
+  AbortFlag abort(options.should_stop);
   Link control(target, ctx, options, counters, abort);
   RETURN_IF_ERROR(control.ensure());
   ASSIGN_OR_RETURN(auto known, known_frames(control));
@@ -610,6 +623,9 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   queue.close();
   threads.clear();  // joins: every frame acknowledged, or aborted
   if (abort.raised()) return abort.status().with_context("push to " + target);
+  if (options.before_commit) {
+    RETURN_IF_ERROR(options.before_commit().with_context("commit of " + snapshot + " at " + target));
+  }
 
   Commit commit;
   commit.snapshot = snapshot;
@@ -684,6 +700,7 @@ Result<std::vector<PushReport>> push(std::span<const PackSource> sources, const 
   Status last;
   std::uint64_t failovers = 0;
   for (const auto& target : options.targets) {
+    if (options.should_stop && options.should_stop()) return Status::aborted("push of " + snapshot + " cancelled");
     auto r = push_to_target(sources, options, target, ctx, snapshot, created_ns);
     if (r) {
       r->failovers = failovers;

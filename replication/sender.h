@@ -87,6 +87,15 @@ struct PushOptions {
   std::optional<std::int64_t> created_ns;  // unset: now
   // Called from the packing thread after each window; may be empty.
   std::function<void(const PushProgress&)> progress;
+  // Polled by every thread of the push; when it returns true the push stops
+  // promptly with an Aborted status. Frames the receiver acknowledged stay
+  // durable there, so a later push of the same sources sends only the rest.
+  // May be empty.
+  std::function<bool()> should_stop;
+  // Called once per target after every frame is acknowledged and just before
+  // COMMIT; a non-OK Status refuses the commit and becomes the push's error
+  // (e.g. the sources changed while they were read). May be empty.
+  std::function<Status()> before_commit;
 };
 
 // What one push did at one target.
