@@ -104,6 +104,7 @@ class Journal {
   UniqueFd fd_;
   std::uint64_t end_ = 0;  // append offset
   std::uint64_t max_id_ = 0;
+  Status broken_;  // set when an fdatasync failed; appends then refuse
   std::vector<JournalRecord> recovered_;
   std::string notice_;
 };
