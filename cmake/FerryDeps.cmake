@@ -27,3 +27,33 @@ endif()
 find_package(OpenSSL 3 REQUIRED)
 target_link_libraries(ferry::gflags INTERFACE Threads::Threads)
 find_package(nlohmann_json 3 REQUIRED)
+
+# cpp-httplib serves the agent's Prometheus /metrics endpoint. Debian ships it
+# split: httplib.h declares, libcpp-httplib.so implements, and its class
+# layout depends on the feature macros in cpp-httplib.pc, so they are taken
+# from pkg-config. There is no static archive, so a FERRY_STATIC_DEPS build
+# leaves the endpoint out (ferry-agent then refuses --metrics_listen with a
+# message saying so) unless libcpp-httplib.a is found.
+add_library(ferry::httplib INTERFACE IMPORTED GLOBAL)
+pkg_check_modules(HTTPLIB cpp-httplib)
+if(HTTPLIB_FOUND AND FERRY_STATIC_DEPS)
+  find_library(HTTPLIB_STATIC_LIB NAMES libcpp-httplib.a)
+  if(HTTPLIB_STATIC_LIB)
+    pkg_check_modules(HTTPLIB_ZLIB REQUIRED zlib)
+    target_link_libraries(ferry::httplib INTERFACE ${HTTPLIB_STATIC_LIB} OpenSSL::SSL
+                          ${HTTPLIB_ZLIB_STATIC_LIBRARIES} brotlienc brotlidec brotlicommon)
+  else()
+    message(STATUS "cpp-httplib has no static archive here: the agent's /metrics endpoint is left out of this static build")
+    set(HTTPLIB_FOUND FALSE)
+  endif()
+elseif(HTTPLIB_FOUND)
+  find_library(HTTPLIB_SHARED_LIB NAMES cpp-httplib HINTS ${HTTPLIB_LIBRARY_DIRS} REQUIRED)
+  target_link_libraries(ferry::httplib INTERFACE ${HTTPLIB_SHARED_LIB} Threads::Threads)
+elseif(NOT FERRY_STATIC_DEPS)
+  message(FATAL_ERROR "cpp-httplib not found (Debian: apt install libcpp-httplib-dev); it serves the agent's /metrics")
+endif()
+if(HTTPLIB_FOUND)
+  target_compile_options(ferry::httplib INTERFACE ${HTTPLIB_CFLAGS_OTHER})
+  target_include_directories(ferry::httplib INTERFACE ${HTTPLIB_INCLUDE_DIRS})
+  target_compile_definitions(ferry::httplib INTERFACE FERRY_HAVE_HTTPLIB=1)
+endif()
