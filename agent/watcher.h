@@ -42,11 +42,15 @@ struct CheckpointCandidate {
 // it overflows 64 bits).
 std::uint64_t step_from_name(std::string_view name);
 
-// Whether `dir` holds a complete checkpoint, and of which kind. The marker
-// (when `marker_file` is not "") is checked first, then DCP, then a
-// safetensors set. nullopt = not (yet) complete. A bad safetensors index is
-// "not complete"; when `reason` is given it is set to why (for a log line).
-// Errors only when `dir` itself cannot be read.
+// Whether `dir` holds a complete checkpoint, and of which kind. When
+// `marker_file` is not "", only the marker counts (the writer's own word
+// that it is done: kMarker, whatever the directory holds). Otherwise DCP
+// (a non-empty ".metadata"), then a safetensors set (every
+// "*.safetensors.index.json" parses and every shard its weight_map names
+// exists with a header whose tensors fit the file). nullopt = not (yet)
+// complete; when `reason` is given it is set to why (for a log line: a bad
+// index is "not complete", never an error). Errors only when `dir` itself
+// cannot be read.
 Result<std::optional<CheckpointKind>> checkpoint_complete(const std::filesystem::path& dir,
                                                           const std::string& marker_file,
                                                           std::string* reason = nullptr);
