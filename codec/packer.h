@@ -32,6 +32,7 @@
 
 namespace ferry {
 
+class CodecEngine;
 class ThreadPool;
 
 // Where frames go. Called from one thread at a time, in file order.
@@ -85,6 +86,9 @@ struct PackOptions {
   std::size_t chunk_bytes = kDefaultChunkBytes;
   int zstd_level = kDefaultZstdLevel;
   ThreadPool* pool = nullptr;       // nullptr: ThreadPool::shared()
+  // Codes each window's chunks in one batch (codec/engine.h). nullptr: a CPU
+  // engine over `pool`. Not owned; called from the packing thread only.
+  CodecEngine* engine = nullptr;
   std::size_t window_chunks = 0;    // chunks in flight; 0: 2 x pool threads
   std::string host;                 // empty: this machine's host name
   std::string job;

@@ -596,6 +596,7 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   po.chunk_bytes = options.chunk_bytes;
   po.zstd_level = options.zstd_level;
   po.pool = options.pool;
+  po.engine = options.engine;
   po.job = options.job;
   po.step = options.step;
   po.created_ns = created_ns;

@@ -30,6 +30,7 @@
 #include "replication/tls.h"
 
 namespace ferry {
+class CodecEngine;
 class ThreadPool;
 }
 
@@ -75,6 +76,10 @@ struct PushOptions {
   std::size_t chunk_bytes = kDefaultChunkBytes;
   int zstd_level = kDefaultZstdLevel;
   ThreadPool* pool = nullptr;  // nullptr: ThreadPool::shared()
+  // Codes each packer window's chunks (codec/engine.h; e.g. choose_engine's
+  // GPU engine). nullptr: a CPU engine over `pool`. Not owned; it must
+  // outlive the push and is used from the packing thread only.
+  CodecEngine* engine = nullptr;
   std::uint64_t stream_window_bytes = kDefaultStreamWindowBytes;
   std::uint64_t queue_bytes = kDefaultQueueBytes;
   // Bytes per second of frames sent, over all streams; 0: no cap.
