@@ -1,0 +1,79 @@
+// config.h: the agent's configuration as one plain struct, how the list
+// flags (--watch, --targets) are parsed, and validate(), which checks it
+// before the daemon starts and says exactly which setting is wrong
+// ("--watch=/x: no such directory"). Flags themselves are defined only in
+// the ferry-agent binary; this layer never sees gflags.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "codec/status.h"
+#include "replication/tls.h"
+
+namespace ferry::agent {
+
+// Bounds on the numeric settings (outside them a value is a typo).
+inline constexpr int kMaxJobsLimit = 64;
+inline constexpr int kMaxThreadsLimit = 1024;
+inline constexpr int kMaxNice = 19;
+inline constexpr int kMaxTargets = 16;
+inline constexpr int kMaxWatchRoots = 256;
+
+// One watched root: a directory whose immediate subdirectories are
+// checkpoints of `job` ("" = the root directory's own name).
+struct WatchSpec {
+  std::filesystem::path path;
+  std::string job;
+};
+
+struct AgentConfig {
+  std::vector<WatchSpec> watch;
+  std::string marker_file;
+  std::vector<std::string> targets;  // HOST:PORT, failover order
+  bool fan_out = false;
+  std::string ca, cert, key;
+  std::filesystem::path state_dir = "/var/lib/ferry-agent";
+  std::filesystem::path control_socket = "/run/ferry-agent/control.sock";
+  std::string metrics_listen = "127.0.0.1:9464";  // "" = off
+  int max_jobs = 1;
+  int streams = 4;
+  int threads = 2;
+  double bandwidth_mbps = 0;  // MB/s (10^6 bytes), 0 = no cap
+  std::string engine = "auto";
+  int gpu_memory_mb = 1024;
+  int pinned_memory_mb = 256;
+  int nice = 10;
+  std::string io_class = "idle";  // idle | best-effort
+  double rpo_target_s = 3600;
+  double checkpoint_interval_s = 0;  // 0 = learned
+  bool skip_superseded = true;
+  double rescan_interval_s = 30;
+  double probe_interval_s = 10;
+  int target_down_after = 3;
+  int target_up_after = 2;
+  double shutdown_grace_s = 30;
+  std::string log_format = "text";
+
+  replication::TlsConfig tls() const;
+  std::uint64_t bandwidth_bytes_per_s() const;
+};
+
+// "ROOT[=JOB],ROOT2[=JOB2]" (each root made absolute). InvalidArgument
+// naming --watch for an empty list or item.
+Result<std::vector<WatchSpec>> parse_watch_list(std::string_view value);
+// "HOST:PORT[,HOST:PORT]": each checked by check_target_address.
+Result<std::vector<std::string>> parse_target_list(std::string_view value);
+// HOST:PORT with a non-empty host and a port in 1..65535 ([v6]:PORT too).
+Status check_target_address(std::string_view address);
+
+// Everything that can be checked without the network: roots exist and are
+// directories, targets well formed, the certificate files readable and a
+// client TLS context builds from them, limits in range, the state directory
+// creatable. Each error names the flag and its value.
+Status validate(const AgentConfig& config);
+
+}  // namespace ferry::agent

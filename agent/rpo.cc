@@ -1,0 +1,102 @@
+// rpo.cc: the RPO forecast and its warning (see rpo.h).
+#include "agent/rpo.h"
+
+#include <cmath>
+#include <cstdio>
+
+namespace ferry::agent {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+std::string seconds_text(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.0f s", s);
+  return buf;
+}
+
+std::string rate_text(double bytes_per_s) { return human_bytes(static_cast<std::uint64_t>(bytes_per_s)) + "/s"; }
+
+}  // namespace
+
+std::string human_bytes(std::uint64_t bytes) {
+  static const char* kUnits[] = {"B", "kB", "MB", "GB", "TB", "PB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1000 && u < 5) {
+    v /= 1000;
+    ++u;
+  }
+  char buf[32];
+  if (u == 0) {
+    std::snprintf(buf, sizeof(buf), "%llu B", static_cast<unsigned long long>(bytes));
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.1f %s", v, kUnits[u]);
+  }
+  return buf;
+}
+
+RpoForecast forecast_rpo(const RpoInputs& in) {
+  RpoForecast f;
+  std::optional<std::int64_t> since = in.newest_committed_ns ? in.newest_committed_ns : in.oldest_pending_ns;
+  f.rpo_seconds = since ? std::max(0.0, static_cast<double>(in.now_ns - *since) / 1e9) : 0.0;
+  const bool can_drain = in.any_target_up && in.throughput_bytes_per_s > 0;
+  if (in.backlog_bytes == 0) {
+    f.drain_seconds = 0;
+  } else if (!can_drain) {
+    f.drain_seconds = kInf;
+  } else {
+    f.drain_seconds = static_cast<double>(in.backlog_bytes) / in.throughput_bytes_per_s;
+  }
+  f.forecast_rpo_seconds = f.rpo_seconds + f.drain_seconds;
+  f.healthy = in.backlog_bytes == 0 && f.rpo_seconds < in.rpo_target_s;
+
+  const std::string backlog = "backlog " + human_bytes(in.backlog_bytes);
+  const std::string at = in.any_target_up ? " at " + rate_text(in.throughput_bytes_per_s)
+                                          : " at 0 B/s (all targets down)";
+  if (in.backlog_bytes > 0 && f.forecast_rpo_seconds > in.rpo_target_s) {
+    f.breach_expected = true;
+    f.reason = backlog + at + ": RPO " + seconds_text(in.rpo_target_s) + " will be breached";
+    if (std::isfinite(f.forecast_rpo_seconds)) f.reason += " (forecast " + seconds_text(f.forecast_rpo_seconds) + ")";
+  } else if (in.backlog_bytes > 0 && in.checkpoint_interval_s > 0 && f.drain_seconds > in.checkpoint_interval_s) {
+    f.breach_expected = true;
+    f.reason = backlog + at + " drains in " + seconds_text(f.drain_seconds) + ", longer than the checkpoint interval " +
+               seconds_text(in.checkpoint_interval_s) + ": the backlog grows without bound";
+  } else if (in.backlog_bytes > 0 && f.rpo_seconds > in.rpo_target_s) {
+    f.breach_expected = true;
+    f.reason = "RPO " + seconds_text(f.rpo_seconds) + " exceeds the target " + seconds_text(in.rpo_target_s);
+  }
+  return f;
+}
+
+RpoWarning::Change RpoWarning::update(const RpoForecast& f) {
+  if (!active_ && f.breach_expected) {
+    active_ = true;
+    text_ = f.reason;
+    return Change::kRaised;
+  }
+  if (active_ && f.healthy) {
+    active_ = false;
+    text_.clear();
+    return Change::kCleared;
+  }
+  // While raised, the text follows the latest reason (the numbers change).
+  if (active_ && f.breach_expected) text_ = f.reason;
+  return Change::kNone;
+}
+
+void ThroughputEstimate::add(std::uint64_t bytes, double seconds) {
+  if (seconds <= 0 || bytes == 0) return;
+  const double sample = static_cast<double>(bytes) / seconds;
+  rate_ = rate_ == 0 ? sample : kThroughputEwmaWeight * sample + (1 - kThroughputEwmaWeight) * rate_;
+}
+
+void IntervalEstimate::observe(std::int64_t checkpoint_ns) {
+  if (last_ns_ && checkpoint_ns > *last_ns_) {
+    const double sample = static_cast<double>(checkpoint_ns - *last_ns_) / 1e9;
+    interval_s_ = interval_s_ == 0 ? sample : kIntervalEwmaWeight * sample + (1 - kIntervalEwmaWeight) * interval_s_;
+  }
+  if (!last_ns_ || checkpoint_ns > *last_ns_) last_ns_ = checkpoint_ns;
+}
+
+}  // namespace ferry::agent

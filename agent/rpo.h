@@ -1,0 +1,85 @@
+// rpo.h: the recovery point objective, computed without side effects so it
+// can be tested on its own. For one job: rpo_seconds is how old the newest
+// checkpoint committed at the DR site is (its own time, the directory's
+// mtime at discovery); the forecast adds the time to drain the backlog at
+// the current throughput. A warning is raised when the forecast passes the
+// RPO target, or when the drain takes longer than the checkpoint interval
+// (the backlog then grows without bound), and cleared only once the backlog
+// has drained and the RPO is back under the target.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+
+namespace ferry::agent {
+
+// Weight of the newest sample in the moving averages below.
+inline constexpr double kThroughputEwmaWeight = 0.3;
+inline constexpr double kIntervalEwmaWeight = 0.3;
+
+struct RpoInputs {
+  std::int64_t now_ns = 0;
+  // Time of the newest checkpoint committed at the DR site, if any.
+  std::optional<std::int64_t> newest_committed_ns;
+  // Time of the oldest checkpoint still waiting (the exposure when nothing
+  // was ever committed).
+  std::optional<std::int64_t> oldest_pending_ns;
+  std::uint64_t backlog_bytes = 0;
+  double throughput_bytes_per_s = 0;  // 0: none measured yet
+  bool any_target_up = true;
+  double rpo_target_s = 3600;
+  double checkpoint_interval_s = 0;  // 0: unknown
+};
+
+struct RpoForecast {
+  double rpo_seconds = 0;
+  double drain_seconds = 0;          // infinity when it cannot drain
+  double forecast_rpo_seconds = 0;   // infinity when it cannot drain
+  bool breach_expected = false;      // this forecast alone says "warn"
+  bool healthy = true;               // backlog drained and rpo under target
+  std::string reason;                // why a warning is due, "" otherwise
+};
+
+RpoForecast forecast_rpo(const RpoInputs& in);
+
+// The warning with hysteresis: raised by breach_expected, cleared by healthy.
+class RpoWarning {
+ public:
+  enum class Change { kNone, kRaised, kCleared };
+  Change update(const RpoForecast& f);
+  bool active() const { return active_; }
+  const std::string& text() const { return text_; }
+
+ private:
+  bool active_ = false;
+  std::string text_;
+};
+
+// An exponentially weighted moving average of push throughput.
+class ThroughputEstimate {
+ public:
+  void add(std::uint64_t bytes, double seconds);
+  double bytes_per_second() const { return rate_; }
+
+ private:
+  double rate_ = 0;
+};
+
+// The interval between a job's checkpoints, learned from their times when
+// not configured.
+class IntervalEstimate {
+ public:
+  void observe(std::int64_t checkpoint_ns);
+  double seconds() const { return interval_s_; }
+
+ private:
+  std::optional<std::int64_t> last_ns_;
+  double interval_s_ = 0;
+};
+
+// "2.1 GB" (decimal), for warning texts.
+std::string human_bytes(std::uint64_t bytes);
+
+}  // namespace ferry::agent
