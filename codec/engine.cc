@@ -69,7 +69,10 @@ class CpuEngine final : public CodecEngine {
       EncodeOptions o;
       o.zstd_level = zstd_level_;
       o.trial = jobs[i].trial;
-      results[i] = coder->encoder.encode(jobs[i].data, jobs[i].dtype, coder->frame, o);
+      const EncodeJob& j = jobs[i];
+      results[i] = j.known_id != nullptr
+                       ? coder->encoder.encode_with_id(j.data, j.dtype, *j.known_id, coder->frame, o)
+                       : coder->encoder.encode(j.data, j.dtype, coder->frame, o);
       std::copy(coder->frame.begin(), coder->frame.end(), jobs[i].frame.begin());
       encoders_.give(std::move(coder));
     });

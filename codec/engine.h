@@ -40,6 +40,12 @@ struct EncodeJob {
   // Unknown layout: pick the codec by trial on a sample (EncodeOptions::trial).
   bool trial = false;
   std::span<std::byte> frame;
+  // The chunk id when the caller has it already (the packer hashes every
+  // chunk for have/need before coding it). The engine trusts it and writes it
+  // into the frame without hashing `data` again; a wrong id makes a frame
+  // that fails verification wherever it is decoded. nullptr: the engine
+  // computes the id. An engine may ignore it (same frame, more work).
+  const Digest* known_id = nullptr;
 };
 
 // One frame to decode and verify into `out` (exactly the frame's raw_bytes).

@@ -2,11 +2,12 @@
 // see packer.h.
 //
 // Work is cut into windows of chunks that may span files, so many small files
-// keep every thread busy as well as one large file does. A window is read,
-// hashed and coded in parallel (each slot owns its buffers and encoder, reused
-// from window to window), then its frames go to the sink in order, while the
-// next window is read and hashed beside it; memory in flight is bounded by
-// 2 x window x (chunk + frame) bytes.
+// keep every thread busy as well as one large file does. A window is read and
+// hashed in parallel (each slot owns its buffers, reused from window to
+// window), coded in one batch by a codec engine (codec/engine.h: the CPU
+// engine over the pool, or the GPU engine), then its frames go to the sink in
+// order, while the next window is read and hashed beside it; memory in flight
+// is bounded by 2 x window x (chunk + frame) bytes.
 #include "codec/packer.h"
 
 #include <fcntl.h>
@@ -18,11 +19,13 @@
 #include <chrono>
 #include <limits>
 #include <map>
+#include <memory>
 #include <system_error>
 #include <thread>
 
 #include "codec/chunk_codec.h"
 #include "codec/chunker.h"
+#include "codec/engine.h"
 #include "codec/posix_file.h"
 #include "codec/safetensors.h"
 #include "codec/thread_pool.h"
@@ -64,14 +67,35 @@ struct PlannedFile {
   std::size_t chunks_done = 0;
 };
 
+// A byte buffer reused from window to window that grows without clearing:
+// every byte handed out is overwritten (by pread or by the engine) before it
+// is read, and a vector's resize would zero it first.
+class ReusedBytes {
+ public:
+  std::span<std::byte> take(std::size_t n) {
+    if (n > capacity_) {
+      data_ = std::make_unique_for_overwrite<std::byte[]>(n);
+      capacity_ = n;
+    }
+    size_ = n;
+    return view();
+  }
+  std::span<std::byte> view() const { return {data_.get(), size_}; }
+  std::size_t size() const { return size_; }
+
+ private:
+  std::unique_ptr<std::byte[]> data_;
+  std::size_t capacity_ = 0;
+  std::size_t size_ = 0;
+};
+
 // One chunk in flight: everything a worker touches, reused across windows.
 struct Slot {
   std::size_t file = 0;
   std::size_t chunk = 0;
-  std::vector<std::byte> raw;
-  std::vector<std::byte> frame;
+  ReusedBytes raw;
+  ReusedBytes frame;           // max_frame_bytes(raw); encoded.frame_bytes of it are the frame
   std::vector<Digest> leaves;  // this chunk's leaf hashes, when the file keeps none
-  ChunkEncoder encoder;
   EncodedChunk encoded;
   Digest id{};
   // Have/need outcome: send the frame, or skip it (listed, not sent). A
@@ -133,8 +157,7 @@ void read_chunk(Slot& s, PlannedFile& pf, std::uint64_t expected_size) {
                                " bytes)");
     return;
   }
-  s.raw.resize(p.length);
-  s.status = pread_exact(fd->get(), s.raw, p.offset, path);
+  s.status = pread_exact(fd->get(), s.raw.take(p.length), p.offset, path);
   if (!s.status) return;
   std::span<Digest> leaves;
   if (pf.compose_root) {
@@ -143,17 +166,40 @@ void read_chunk(Slot& s, PlannedFile& pf, std::uint64_t expected_size) {
   } else {
     leaves = std::span(pf.leaves).subspan(p.offset / kLeafBytes, leaf_count(p.length));
   }
-  hash_leaves(s.raw, leaves);
+  hash_leaves(s.raw.view(), leaves);
   s.id = merkle_root(leaves);
 }
 
-// Codes a read chunk into its slot's frame (runs on a pool thread).
-void encode_chunk(Slot& s, const PlannedFile& pf, int zstd_level) {
-  const ChunkPlan& p = pf.plan[s.chunk];
-  EncodeOptions opts;
-  opts.zstd_level = zstd_level;
-  opts.trial = p.trial;
-  s.encoded = s.encoder.encode_with_id(s.raw, p.dtype, s.id, s.frame, opts);
+// Codes the window's slots marked `encode` in one engine call, with the ids
+// the read already computed. `jobs` and `results` are reused scratch.
+Status encode_window(std::span<Slot> slots, std::span<const PlannedFile> files, CodecEngine& engine,
+                     std::vector<EncodeJob>& jobs, std::vector<EncodedChunk>& results) {
+  jobs.clear();
+  for (Slot& s : slots) {
+    if (!s.encode) continue;
+    const ChunkPlan& p = files[s.file].plan[s.chunk];
+    EncodeJob job;
+    job.data = s.raw.view();
+    job.dtype = p.dtype;
+    job.trial = p.trial;
+    job.frame = s.frame.take(max_frame_bytes(p.length));
+    job.known_id = &s.id;
+    jobs.push_back(job);
+  }
+  if (jobs.empty()) return Status::ok();
+  results.assign(jobs.size(), EncodedChunk{});
+  Status st = engine.encode(jobs, results);
+  if (!st) {
+    const Slot& first = *std::find_if(slots.begin(), slots.end(), [](const Slot& s) { return s.encode; });
+    return st.with_context(std::string(engine.kind()) + " codec engine, coding " +
+                           std::to_string(jobs.size()) + " chunks from " +
+                           files[first.file].source->path.string());
+  }
+  std::size_t i = 0;
+  for (Slot& s : slots) {
+    if (s.encode) s.encoded = results[i++];
+  }
+  return Status::ok();
 }
 
 // Asks options.need about the ids of a window not met before in this run and
@@ -292,7 +338,7 @@ Status emit_chunk(const Slot& s, std::span<const Slot> window, PlannedFile& pf, 
   }
   mf.chunks.push_back(c);
   if (s.send) {
-    RETURN_IF_ERROR(sink.put_frame(mf, mf.chunks.back(), s.frame));
+    RETURN_IF_ERROR(sink.put_frame(mf, mf.chunks.back(), s.frame.view().first(s.encoded.frame_bytes)));
   } else {
     RETURN_IF_ERROR(sink.skip_chunk(mf, mf.chunks.back()));
   }
@@ -346,10 +392,27 @@ Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptio
   // sent twice in one run (32 + 8 bytes per distinct chunk).
   std::map<Digest, FrameFacts> seen;
   const std::size_t slot_count = std::max<std::size_t>(1, std::min(window, work.size()));
+  // The engine codes each window in one batch; the default one runs on the
+  // same pool (and the caller's zstd level).
+  std::unique_ptr<CodecEngine> own_engine;
+  CodecEngine* engine = options.engine;
+  if (engine == nullptr) {
+    CpuEngineOptions eo;
+    eo.pool = &pool;
+    eo.zstd_level = options.zstd_level;
+    own_engine = make_cpu_engine(eo);
+    engine = own_engine.get();
+  }
+  if (!engine->supports(MemorySpace::kHost)) {
+    return Status::invalid_argument(std::string(engine->kind()) + " codec engine cannot code host memory");
+  }
+  std::vector<EncodeJob> jobs;
+  std::vector<EncodedChunk> results;
   // Two windows of slots: while the calling thread asks have/need about,
   // codes and emits window k, a helper thread reads and hashes window k + 1
-  // (and, without have/need, codes it too) on the same pool, so the pool is
-  // not idle during the round trip and while the sink blocks on a full queue.
+  // on the same pool, so the pool is not idle during the round trip and
+  // while the sink blocks on a full queue. Only the calling thread uses the
+  // engine.
   std::vector<Slot> slot_sets[2] = {std::vector<Slot>(slot_count), std::vector<Slot>(slot_count)};
 
   // Assigns window `start` to `slots` (calling thread; allocates the leaves
@@ -365,13 +428,12 @@ Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptio
     }
     return n;
   };
-  // Reads and hashes a window (and codes it when there is no have/need).
-  // Touches only its slots and the leaf ranges of their chunks.
+  // Reads and hashes a window. Touches only its slots and the leaf ranges
+  // of their chunks.
   auto prepare = [&](std::vector<Slot>& slots, std::size_t n) {
     pool.parallel_for(n, [&](std::size_t j) {
       Slot& s = slots[j];
       read_chunk(s, files[s.file], m.files[s.file].size);
-      if (!options.need && s.status) encode_chunk(s, files[s.file], options.zstd_level);
     });
   };
 
@@ -393,11 +455,13 @@ Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptio
     }
     if (options.need) {
       RETURN_IF_ERROR(decide_window(std::span(slots).first(n), options, seen));
-      pool.parallel_for(n, [&](std::size_t j) {
-        Slot& s = slots[j];
-        if (s.encode) encode_chunk(s, files[s.file], options.zstd_level);
-      });
+    } else {
+      for (std::size_t j = 0; j < n; ++j) {
+        slots[j].send = true;
+        slots[j].encode = true;
+      }
     }
+    RETURN_IF_ERROR(encode_window(std::span(slots).first(n), files, *engine, jobs, results));
     for (std::size_t j = 0; j < n; ++j) {
       Slot& s = slots[j];
       if (!s.status) return s.status;
@@ -406,7 +470,7 @@ Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptio
       progress.logical_done += s.raw.size();
       ++progress.chunks_done;
       if (s.send) {
-        progress.frame_bytes += s.frame.size();
+        progress.frame_bytes += s.encoded.frame_bytes;
       } else {
         ++progress.chunks_skipped;
       }

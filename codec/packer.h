@@ -1,8 +1,9 @@
 // packer.h: turns files into frames. Each file is planned into chunks (on
 // tensor boundaries where its safetensors layout is known), its 4 KiB leaves
 // are hashed once to serve both the chunk ids and the file root, and chunks
-// are coded in parallel on a ThreadPool with a bounded window of chunks in
-// flight (buffers reused from window to window). Frames leave through a
+// are coded a window at a time by a codec engine (codec/engine.h; the CPU
+// engine runs on a ThreadPool) with a bounded window of chunks in flight
+// (buffers reused from window to window). Frames leave through a
 // FrameSink strictly in file order, chunk by chunk, so the same code feeds a
 // `.ferry` archive today and the network sender later: the packer knows
 // nothing about where frames go. It returns the snapshot manifest.
@@ -86,8 +87,10 @@ struct PackOptions {
   std::size_t chunk_bytes = kDefaultChunkBytes;
   int zstd_level = kDefaultZstdLevel;
   ThreadPool* pool = nullptr;       // nullptr: ThreadPool::shared()
-  // Codes each window's chunks in one batch (codec/engine.h). nullptr: a CPU
-  // engine over `pool`. Not owned; called from the packing thread only.
+  // Codes each window's chunks in one batch (codec/engine.h), with the ids
+  // the packer computed (EncodeJob::known_id). nullptr: a CPU engine over
+  // `pool` at `zstd_level` (a given engine uses its own level). Not owned;
+  // called from the packing thread only, one batch at a time.
   CodecEngine* engine = nullptr;
   std::size_t window_chunks = 0;    // chunks in flight; 0: 2 x pool threads
   std::string host;                 // empty: this machine's host name
