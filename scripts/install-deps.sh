@@ -11,6 +11,7 @@ PACKAGES=(
   clang libclang-rt-14-dev          # libFuzzer + ASan/UBSan for the fuzz targets
   zstd openssl fio iperf3 restic rsync iproute2 procps util-linux
   python3 python3-pip
+  libdlpack-dev                     # dlpack/dlpack.h for the Python module (python/)
 )
 
 missing=()
@@ -29,4 +30,22 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Python module's build and tests: pybind11, real PyTorch (the CPU build:
+# torch==2.13.0 is the one version installed from a file already on the
+# machine; any other would download gigabytes, so none other is ever asked
+# for), safetensors and pytest from PyPI. Only what fails to import is
+# installed; an existing torch of any version is kept (the GPU machines
+# bring their own).
+if command -v python3 >/dev/null 2>&1; then
+  pip_missing=()
+  python3 -c 'import torch' 2>/dev/null || pip_missing+=("torch==2.13.0")
+  python3 -c 'import safetensors.torch' 2>/dev/null || pip_missing+=("safetensors==0.8.0")
+  python3 -c 'import pytest' 2>/dev/null || pip_missing+=(pytest)
+  python3 -c 'import pybind11' 2>/dev/null || pip_missing+=(pybind11)
+  if ((${#pip_missing[@]})); then
+    echo "install-deps: pip installing ${pip_missing[*]}" >&2
+    python3 -m pip install -q "${pip_missing[@]}"
+  fi
 fi

@@ -1,0 +1,231 @@
+"""ferry: restore a checkpoint straight into PyTorch tensors.
+
+    import ferry
+    state = ferry.load("ckpt.ferry", device="cuda:0")          # a .ferry archive
+    state = ferry.load("store:/srv/ferry/host-a/SNAP", "cpu")  # a receiver's local store
+    state = ferry.load("ferry://dr.example:7443/SNAP",         # a DR receiver over mTLS
+                       ca="ca.pem", cert="host.pem", key="host.key")
+
+Compressed frames are read (in parallel), decoded and verified against their
+chunk ids by ferry's native code (ferry._ext, over replication/device_restore.h)
+with the GIL released, straight into device memory when a GPU engine is
+usable. safetensors tensors are handed to PyTorch through DLPack without a
+copy: each tensor keeps its file's allocation alive, which frees itself when
+the last tensor of the file goes. torch.save checkpoints (a zip with
+data.pkl) in the snapshot are loaded with torch.load(weights_only=True) and
+their tensors merged in. Damaged data raises CorruptionError naming the
+chunk, file and offset; nothing is handed over unverified.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+import zipfile
+from collections.abc import Mapping
+from typing import Any, Dict, Iterator, Optional, Tuple, Union
+
+from ferry import _ext
+from ferry._ext import CorruptionError, FerryError
+
+__all__ = ["load", "restore_files", "FerryError", "CorruptionError"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+# A torch.save checkpoint is a zip archive whose entries sit under one folder
+# with the pickled object in <folder>/data.pkl.
+_ZIP_MAGIC = b"PK\x03\x04"
+_TORCH_PICKLE = "data.pkl"
+
+
+def _tls_files(location: str, ca, cert, key) -> Tuple[str, str, str]:
+    """The mTLS files for a ferry:// location (kwargs, else FERRY_CA/CERT/KEY)."""
+    if not location.startswith("ferry://"):
+        return "", "", ""
+    given = {
+        "ca": ca or os.environ.get("FERRY_CA"),
+        "cert": cert or os.environ.get("FERRY_CERT"),
+        "key": key or os.environ.get("FERRY_KEY"),
+    }
+    missing = [name for name, value in given.items() if not value]
+    if missing:
+        raise ValueError(
+            f"{location} is a DR receiver reached over mutual TLS: pass "
+            + ", ".join(f"{m}=" for m in missing)
+            + " or set "
+            + ", ".join(f"FERRY_{m.upper()}" for m in missing)
+        )
+    return tuple(os.fspath(given[n]) for n in ("ca", "cert", "key"))  # type: ignore[return-value]
+
+
+def _torch():
+    import torch  # imported late: ferry.restore_files works without torch
+
+    return torch
+
+
+def _restore_device(device) -> Tuple[str, Optional[str]]:
+    """(where ferry restores to, where the tensors must end up).
+
+    device=None: the first GPU when PyTorch and ferry can both use it, else
+    the host. A GPU asked for by name must be usable by PyTorch: there is no
+    silent fallback to the host. When PyTorch can use it but ferry cannot
+    (a build without the GPU engine), ferry restores on the host and PyTorch
+    copies, and a warning says why.
+    """
+    torch = _torch()
+    if device is None:
+        usable = torch.cuda.is_available() and not _ext.gpu_unavailable_reason(0)
+        return ("cuda:0", None) if usable else ("cpu", None)
+    name = _ext.normalize_device(str(device))
+    if name == "cpu":
+        return "cpu", None
+    index = int(name.split(":")[1])
+    if not torch.cuda.is_available():
+        if torch.version.cuda is None:
+            why = f"this PyTorch ({torch.__version__}) is built without CUDA"
+        else:
+            why = "PyTorch sees no CUDA device (torch.cuda.is_available() is False)"
+        ferry_why = _ext.gpu_unavailable_reason(index)
+        if ferry_why:
+            why += f"; ferry: {ferry_why}"
+        raise RuntimeError(f"ferry.load: {name} asked for, but no GPU is usable here: {why}")
+    if index >= torch.cuda.device_count():
+        raise RuntimeError(
+            f"ferry.load: {name} asked for, but PyTorch sees {torch.cuda.device_count()} GPU(s)"
+        )
+    ferry_why = _ext.gpu_unavailable_reason(index)
+    if ferry_why:
+        warnings.warn(
+            f"ferry.load: ferry cannot use {name} ({ferry_why}); "
+            "restoring on the host and copying with PyTorch",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return "cpu", name
+    return name, None
+
+
+def _tensor_of(entry):
+    """A torch.Tensor over a restored tensor's memory, through DLPack (no copy)."""
+    torch = _torch()
+    tensor = torch.utils.dlpack.from_dlpack(entry.to_dlpack())
+    view = entry.view_dtype
+    if view:
+        torch_dtype = getattr(torch, view, None)
+        if torch_dtype is None:
+            raise FerryError(
+                f"tensor {entry.name!r} in {entry.file} has dtype {entry.dtype}, "
+                f"which this PyTorch ({torch.__version__}) lacks (torch.{view})"
+            )
+        tensor = tensor.view(torch_dtype)
+    return tensor
+
+
+def _is_torch_save(data: memoryview) -> Optional[io.BytesIO]:
+    """The bytes as a stream when they are a torch.save zip checkpoint, else None."""
+    if bytes(data[: len(_ZIP_MAGIC)]) != _ZIP_MAGIC:
+        return None
+    stream = io.BytesIO(data)
+    try:
+        with zipfile.ZipFile(stream) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile:
+        return None
+    if not any(n == _TORCH_PICKLE or n.endswith("/" + _TORCH_PICKLE) for n in names):
+        return None
+    stream.seek(0)
+    return stream
+
+
+def _flatten(obj: Any, prefix: str) -> Iterator[Tuple[str, Any]]:
+    """The tensors of a loaded object, named by their dotted key path."""
+    torch = _torch()
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, Mapping):
+        for key, value in obj.items():
+            yield from _flatten(value, f"{prefix}.{key}" if prefix else str(key))
+
+
+def _put(out: Dict[str, Any], origin: Dict[str, str], name: str, tensor, file: str) -> None:
+    if name in out:
+        raise FerryError(f"tensor {name!r} is in both {origin[name]} and {file}")
+    out[name] = tensor
+    origin[name] = file
+
+
+def tensors_of(restoration, device: str, copy_to: Optional[str] = None) -> Dict[str, Any]:
+    """The tensors of an _ext.restore() result: safetensors tensors through
+    DLPack, then the tensors of torch.save checkpoints. Public for tests."""
+    torch = _torch()
+    out: Dict[str, Any] = {}
+    origin: Dict[str, str] = {}
+    for entry in restoration.tensors:
+        tensor = _tensor_of(entry)
+        if copy_to is not None:
+            tensor = tensor.to(copy_to)
+        _put(out, origin, entry.name, tensor, entry.file)
+    map_location = copy_to or device
+    for f in restoration.files:
+        stream = _is_torch_save(memoryview(f))
+        if stream is None:
+            continue
+        try:
+            obj = torch.load(stream, map_location=map_location, weights_only=True)
+        except Exception as e:  # torch raises many kinds; name the file
+            raise FerryError(f"{f.path}: torch.load failed: {e}") from e
+        for name, tensor in _flatten(obj, ""):
+            _put(out, origin, name or f.path, tensor, f.path)
+    return out
+
+
+def load(
+    path_or_url: PathLike,
+    device: Union[str, Any, None] = "cuda:0",
+    *,
+    ca: Optional[PathLike] = None,
+    cert: Optional[PathLike] = None,
+    key: Optional[PathLike] = None,
+    streams: int = 4,
+    engine: str = "auto",
+) -> Dict[str, Any]:
+    """Restores a snapshot and returns its tensors by name.
+
+    path_or_url: "PATH.ferry", "store:DIR/NAMESPACE/SNAPSHOT" or
+      "ferry://HOST:PORT/SNAPSHOT" (certificates from ca/cert/key or the
+      FERRY_CA, FERRY_CERT and FERRY_KEY environment variables).
+    device: "cuda:N" (raises RuntimeError with the reason when no GPU is
+      usable), "cpu", a torch.device, or None for the first GPU if usable,
+      else the host.
+    streams: parallel connections to a DR receiver. engine: the codec engine
+      ("auto", "cpu", "gpu").
+
+    Raises CorruptionError (naming chunk, file and offset) when any restored
+    byte fails verification, FerryError for other failures.
+    """
+    location = os.fspath(path_or_url)
+    ca_file, cert_file, key_file = _tls_files(location, ca, cert, key)
+    restore_to, copy_to = _restore_device(device)
+    restoration = _ext.restore(location, restore_to, ca_file, cert_file, key_file, streams, engine)
+    return tensors_of(restoration, restore_to, copy_to)
+
+
+def restore_files(
+    path_or_url: PathLike,
+    *,
+    ca: Optional[PathLike] = None,
+    cert: Optional[PathLike] = None,
+    key: Optional[PathLike] = None,
+    streams: int = 4,
+    engine: str = "auto",
+) -> Dict[str, memoryview]:
+    """The snapshot's files that have no tensor layout (JSON, tokenizer files,
+    torch.save checkpoints), whole, by relative path: writable memoryviews
+    over the restored host memory (no copy), verified like load()'s tensors.
+    safetensors files come back as tensors through load() instead."""
+    location = os.fspath(path_or_url)
+    ca_file, cert_file, key_file = _tls_files(location, ca, cert, key)
+    restoration = _ext.restore(location, "cpu", ca_file, cert_file, key_file, streams, engine)
+    return {f.path: memoryview(f) for f in restoration.files}
