@@ -1,9 +1,11 @@
-// gpu_memory.h: device buffers and a device-to-device copy baseline behind
-// a plain C++ interface, for callers outside cuda/ (ferry-bench, tests) that
-// keep data resident on the GPU. Without CUDA every call is Unavailable.
+// gpu_memory.h: device buffers, pinned host memory, copy streams and a
+// device-to-device copy baseline behind a plain C++ interface, for callers
+// outside cuda/ (restore to device, ferry-bench, tests) that keep data
+// resident on the GPU. Without CUDA every call is Unavailable.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 
@@ -29,6 +31,49 @@ class GpuBuffer {
   };
   std::unique_ptr<std::byte, Free> data_;
   std::size_t size_ = 0;
+};
+
+struct GpuMemoryInfo {
+  std::uint64_t free_bytes = 0;
+  std::uint64_t total_bytes = 0;
+};
+// Free and total memory of `device` (cudaMemGetInfo).
+Result<GpuMemoryInfo> gpu_memory_info(int device);
+
+// Makes `device` current for the calling thread (each thread that launches
+// work or copies for a device other than 0 must call it first).
+Status gpu_set_device(int device);
+
+// Device memory shared by its owners; cudaFree when the last one goes.
+// Aligned to at least 256 bytes.
+Result<std::shared_ptr<std::byte>> gpu_allocate_shared(std::size_t bytes, int device);
+// Page-locked host memory (cudaMallocHost) for DMA at full PCIe rate;
+// cudaFreeHost when the last owner goes.
+Result<std::shared_ptr<std::byte>> pinned_allocate_shared(std::size_t bytes);
+
+// Synchronous copies between host memory (pinned or not) and device memory.
+Status gpu_copy_to_device(std::byte* device_dst, const std::byte* host_src, std::size_t bytes);
+Status gpu_copy_to_host(std::byte* host_dst, const std::byte* device_src, std::size_t bytes);
+
+// One non-blocking CUDA stream for copies that overlap other work (the host
+// source must be pinned for the copy to be truly asynchronous).
+class GpuStream {
+ public:
+  static Result<GpuStream> create(int device = 0);
+  GpuStream() = default;
+  GpuStream(GpuStream&&) noexcept = default;
+  GpuStream& operator=(GpuStream&&) noexcept = default;
+  ~GpuStream();
+
+  Status copy_to_device_async(std::byte* device_dst, const std::byte* host_src, std::size_t bytes);
+  // Waits for every copy queued on the stream.
+  Status synchronize();
+
+ private:
+  struct Destroy {
+    void operator()(void* s) const;
+  };
+  std::unique_ptr<void, Destroy> stream_;
 };
 
 // Device-to-device copy rate (bytes read + written per second / 1e9) over

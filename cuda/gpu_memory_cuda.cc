@@ -35,6 +35,64 @@ Status GpuBuffer::download(std::span<std::byte> host, std::size_t offset) const 
   return Status::ok();
 }
 
+Result<GpuMemoryInfo> gpu_memory_info(int device) {
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
+  std::size_t free_bytes = 0, total_bytes = 0;
+  CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_bytes, &total_bytes));
+  return GpuMemoryInfo{free_bytes, total_bytes};
+}
+
+Status gpu_set_device(int device) {
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
+  return Status::ok();
+}
+
+Result<std::shared_ptr<std::byte>> gpu_allocate_shared(std::size_t bytes, int device) {
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
+  void* p = nullptr;
+  CUDA_RETURN_IF_ERROR(cudaMalloc(&p, bytes == 0 ? 1 : bytes));
+  return std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { cudaFree(q); });
+}
+
+Result<std::shared_ptr<std::byte>> pinned_allocate_shared(std::size_t bytes) {
+  void* p = nullptr;
+  CUDA_RETURN_IF_ERROR(cudaMallocHost(&p, bytes == 0 ? 1 : bytes));
+  return std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { cudaFreeHost(q); });
+}
+
+Status gpu_copy_to_device(std::byte* device_dst, const std::byte* host_src, std::size_t bytes) {
+  CUDA_RETURN_IF_ERROR(cudaMemcpy(device_dst, host_src, bytes, cudaMemcpyHostToDevice));
+  return Status::ok();
+}
+
+Status gpu_copy_to_host(std::byte* host_dst, const std::byte* device_src, std::size_t bytes) {
+  CUDA_RETURN_IF_ERROR(cudaMemcpy(host_dst, device_src, bytes, cudaMemcpyDeviceToHost));
+  return Status::ok();
+}
+
+void GpuStream::Destroy::operator()(void* s) const { cudaStreamDestroy(static_cast<cudaStream_t>(s)); }
+GpuStream::~GpuStream() = default;
+
+Result<GpuStream> GpuStream::create(int device) {
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
+  cudaStream_t s = nullptr;
+  CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  GpuStream out;
+  out.stream_.reset(s);
+  return out;
+}
+
+Status GpuStream::copy_to_device_async(std::byte* device_dst, const std::byte* host_src, std::size_t bytes) {
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(device_dst, host_src, bytes, cudaMemcpyHostToDevice,
+                                       static_cast<cudaStream_t>(stream_.get())));
+  return Status::ok();
+}
+
+Status GpuStream::synchronize() {
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_.get())));
+  return Status::ok();
+}
+
 Result<double> gpu_copy_gbps(std::size_t bytes, int repeats) {
   ASSIGN_OR_RETURN(GpuBuffer a, GpuBuffer::allocate(bytes));
   ASSIGN_OR_RETURN(GpuBuffer b, GpuBuffer::allocate(bytes));

@@ -13,5 +13,17 @@ Result<GpuBuffer> GpuBuffer::allocate(std::size_t, int) { return no_cuda(); }
 Status GpuBuffer::upload(std::span<const std::byte>, std::size_t) { return no_cuda(); }
 Status GpuBuffer::download(std::span<std::byte>, std::size_t) const { return no_cuda(); }
 Result<double> gpu_copy_gbps(std::size_t, int) { return no_cuda(); }
+Result<GpuMemoryInfo> gpu_memory_info(int) { return no_cuda(); }
+Status gpu_set_device(int) { return no_cuda(); }
+Result<std::shared_ptr<std::byte>> gpu_allocate_shared(std::size_t, int) { return no_cuda(); }
+Result<std::shared_ptr<std::byte>> pinned_allocate_shared(std::size_t) { return no_cuda(); }
+Status gpu_copy_to_device(std::byte*, const std::byte*, std::size_t) { return no_cuda(); }
+Status gpu_copy_to_host(std::byte*, const std::byte*, std::size_t) { return no_cuda(); }
+void GpuStream::Destroy::operator()(void*) const {}
+GpuStream::~GpuStream() = default;
+Result<GpuStream> GpuStream::create(int) { return no_cuda(); }
+Status GpuStream::copy_to_device_async(std::byte*, const std::byte*, std::size_t) { return no_cuda(); }
+Status GpuStream::synchronize() { return no_cuda(); }
+
 
 }  // namespace ferry

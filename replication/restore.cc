@@ -245,6 +245,25 @@ Status RemoteFrameSource::read_frame(std::size_t file, std::size_t chunk, std::v
   return st;
 }
 
+// A RemoteFrameSource that owns the manifest it serves.
+class OwnedRemoteFrameSource final : public FrameSource {
+ public:
+  explicit OwnedRemoteFrameSource(Manifest manifest) : manifest_(std::move(manifest)) {}
+  ~OwnedRemoteFrameSource() override {
+    if (source_) source_->stop();
+  }
+  void attach(std::unique_ptr<RemoteFrameSource> source) { source_ = std::move(source); }
+  const Manifest& manifest() const override { return manifest_; }
+  std::string describe() const override { return source_->describe(); }
+  Status read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const override {
+    return source_->read_frame(file, chunk, out);
+  }
+
+ private:
+  Manifest manifest_;
+  std::unique_ptr<RemoteFrameSource> source_;
+};
+
 }  // namespace
 
 Result<std::unique_ptr<Connection>> dial_receiver(const RemoteOptions& remote,
@@ -342,6 +361,24 @@ Result<RestoreReport> restore_snapshot(const RemoteOptions& remote, std::string_
   report.reconnects = source.reconnects();
   report.seconds = mono_seconds() - start;
   return report;
+}
+
+Result<std::unique_ptr<FrameSource>> open_remote_frame_source(const RemoteOptions& remote,
+                                                              std::string_view snapshot, std::size_t streams,
+                                                              std::size_t window_chunks,
+                                                              std::size_t batch_chunks) {
+  TlsConfig config = remote.tls;
+  config.role = TlsRole::kClient;
+  ASSIGN_OR_RETURN(std::shared_ptr<const TlsContext> ctx, TlsContext::create(config));
+  ASSIGN_OR_RETURN(std::unique_ptr<Connection> first, dial_receiver(remote, ctx));
+  ASSIGN_OR_RETURN(Manifest manifest, fetch_manifest(*first, snapshot));
+  auto owned = std::make_unique<OwnedRemoteFrameSource>(std::move(manifest));
+  auto source = std::make_unique<RemoteFrameSource>(
+      remote, ctx, owned->manifest(), std::string(snapshot),
+      std::clamp<std::size_t>(streams, 1, kMaxRestoreStreams), batch_chunks, std::max<std::size_t>(window_chunks, 1));
+  source->start(std::move(first));
+  owned->attach(std::move(source));
+  return std::unique_ptr<FrameSource>(std::move(owned));
 }
 
 }  // namespace ferry::replication

@@ -83,6 +83,17 @@ struct RestoreOptions {
   std::function<void(const UnpackProgress&)> progress;  // may be empty
 };
 
+// The FrameSource behind restore_snapshot, for callers that decode frames
+// themselves (restore into memory, replication/device_restore.h): dials the
+// receiver, fetches the snapshot's manifest and starts `streams` connections
+// that fetch frames ahead of the reader. A reader may ask for any chunk within
+// `window_chunks` of the first chunk it has not yet taken (in file order);
+// each frame is handed out once. The source owns its manifest and stops its
+// streams when destroyed.
+Result<std::unique_ptr<FrameSource>> open_remote_frame_source(
+    const RemoteOptions& remote, std::string_view snapshot, std::size_t streams,
+    std::size_t window_chunks, std::size_t batch_chunks = kDefaultRestoreBatchChunks);
+
 struct RestoreReport {
   std::size_t files = 0;
   std::uint64_t chunks = 0;

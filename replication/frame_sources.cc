@@ -1,0 +1,134 @@
+// frame_sources.cc: see frame_sources.h. Opens the three kinds of frame
+// source behind one location string; each source owns what it reads from
+// (the archive, the store, the remote streams).
+#include "replication/frame_sources.h"
+
+#include <filesystem>
+#include <system_error>
+#include <utility>
+
+#include "codec/archive.h"
+#include "codec/manifest.h"
+#include "replication/chunk_store.h"
+#include "replication/device_restore.h"
+#include "replication/local_store.h"
+
+namespace ferry::replication {
+namespace {
+
+Status bad_location(std::string_view location, std::string_view why) {
+  return Status::invalid_argument("source \"" + std::string(location) + "\": " + std::string(why) +
+                                  " (expected PATH.ferry, store:DIR/NAMESPACE/SNAPSHOT or "
+                                  "ferry://HOST:PORT/SNAPSHOT)");
+}
+
+class OwnedArchiveSource final : public FrameSource {
+ public:
+  explicit OwnedArchiveSource(ArchiveReader archive) : archive_(std::move(archive)) {}
+  const Manifest& manifest() const override { return archive_.manifest(); }
+  std::string describe() const override { return archive_.path().string(); }
+  Status read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const override {
+    return archive_.read_frame(file, chunk, out);
+  }
+
+ private:
+  ArchiveReader archive_;
+};
+
+class StoreFrameSource final : public FrameSource {
+ public:
+  StoreFrameSource(std::unique_ptr<ChunkStore> store, SourceLocation where, Manifest manifest)
+      : store_(std::move(store)), where_(std::move(where)), manifest_(std::move(manifest)) {}
+  const Manifest& manifest() const override { return manifest_; }
+  std::string describe() const override {
+    return "store " + where_.path + " namespace " + where_.ns + " snapshot " + where_.snapshot;
+  }
+  Status read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const override {
+    auto frame = store_->get(where_.ns, manifest_.files[file].chunks[chunk].id);
+    if (!frame) return frame.status();
+    out = std::move(*frame);
+    return Status::ok();
+  }
+
+ private:
+  std::unique_ptr<ChunkStore> store_;
+  SourceLocation where_;
+  Manifest manifest_;
+};
+
+}  // namespace
+
+Result<SourceLocation> parse_source_location(std::string_view location) {
+  SourceLocation out;
+  if (location.empty()) return bad_location(location, "empty");
+  if (location.starts_with(kRemoteLocationPrefix)) {
+    std::string_view rest = location.substr(kRemoteLocationPrefix.size());
+    const auto slash = rest.find('/');
+    if (slash == std::string_view::npos || slash == 0) return bad_location(location, "no HOST:PORT/SNAPSHOT");
+    out.kind = SourceLocation::Kind::kRemote;
+    out.address = std::string(rest.substr(0, slash));
+    out.snapshot = std::string(rest.substr(slash + 1));
+    if (out.address.find(':') == std::string::npos) return bad_location(location, "the address has no port");
+    RETURN_IF_ERROR(validate_snapshot_name(out.snapshot).with_context("source \"" + std::string(location) + "\""));
+    return out;
+  }
+  if (location.starts_with(kStoreLocationPrefix)) {
+    std::string_view rest = location.substr(kStoreLocationPrefix.size());
+    while (rest.size() > 1 && rest.back() == '/') rest.remove_suffix(1);
+    const auto last = rest.rfind('/');
+    if (last == std::string_view::npos) return bad_location(location, "no NAMESPACE/SNAPSHOT");
+    const auto mid = rest.substr(0, last).rfind('/');
+    if (mid == std::string_view::npos || mid == 0) return bad_location(location, "no DIR/NAMESPACE/SNAPSHOT");
+    out.kind = SourceLocation::Kind::kStore;
+    out.path = std::string(rest.substr(0, mid));
+    out.ns = std::string(rest.substr(mid + 1, last - mid - 1));
+    out.snapshot = std::string(rest.substr(last + 1));
+    const std::string ctx = "source \"" + std::string(location) + "\"";
+    RETURN_IF_ERROR(validate_namespace(out.ns).with_context(ctx));
+    RETURN_IF_ERROR(validate_snapshot_name(out.snapshot).with_context(ctx));
+    return out;
+  }
+  if (location.find("://") != std::string_view::npos) return bad_location(location, "unknown scheme");
+  out.kind = SourceLocation::Kind::kArchive;
+  out.path = std::string(location);
+  return out;
+}
+
+Result<std::unique_ptr<FrameSource>> open_frame_source(std::string_view location, const SourceOptions& options) {
+  ASSIGN_OR_RETURN(SourceLocation where, parse_source_location(location));
+  switch (where.kind) {
+    case SourceLocation::Kind::kArchive: {
+      ASSIGN_OR_RETURN(ArchiveReader archive, ArchiveReader::open(where.path));
+      return std::unique_ptr<FrameSource>(std::make_unique<OwnedArchiveSource>(std::move(archive)));
+    }
+    case SourceLocation::Kind::kStore: {
+      // Opening a store creates it when absent; a restore must not.
+      std::error_code ec;
+      if (!std::filesystem::is_directory(where.path, ec)) {
+        return Status::not_found("store " + where.path + ": no such directory");
+      }
+      ASSIGN_OR_RETURN(std::unique_ptr<ChunkStore> store, open_local_store(where.path));
+      auto bytes = store->manifest(where.ns, where.snapshot);
+      if (!bytes) {
+        return bytes.status().with_context("store " + where.path + " namespace " + where.ns + " snapshot " +
+                                           where.snapshot);
+      }
+      auto manifest = parse_manifest(*bytes);
+      if (!manifest) {
+        return manifest.status().with_context("store " + where.path + ": manifest of " + where.ns + "/" +
+                                              where.snapshot);
+      }
+      return std::unique_ptr<FrameSource>(
+          std::make_unique<StoreFrameSource>(std::move(store), std::move(where), std::move(*manifest)));
+    }
+    case SourceLocation::Kind::kRemote: {
+      RemoteOptions remote;
+      remote.address = where.address;
+      remote.tls = options.tls;
+      return open_remote_frame_source(remote, where.snapshot, options.streams, kSourceWindowChunks);
+    }
+  }
+  return Status::internal("unknown source kind");
+}
+
+}  // namespace ferry::replication

@@ -1,0 +1,38 @@
+// frame_sources.h: where a restore's frames come from, named by one string:
+// "PATH.ferry" (a local archive, read with pread from many threads),
+// "store:DIR/NAMESPACE/SNAPSHOT" (a receiver's local store, read in place;
+// the store's lock means the receiver must not be running on it) or
+// "ferry://HOST:PORT/SNAPSHOT" (a DR receiver over mTLS with parallel
+// streams). open_frame_source (replication/device_restore.h) opens one; the
+// parsing lives here so that the CLI and tests can check a location first.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "codec/status.h"
+
+namespace ferry::replication {
+
+inline constexpr std::string_view kStoreLocationPrefix = "store:";
+inline constexpr std::string_view kRemoteLocationPrefix = "ferry://";
+// A remote source fetches at most this many chunks ahead of the first frame
+// its reader has not taken (plus a batch per stream), so a reader must ask
+// for chunks within this window of it (restore_to_device does).
+inline constexpr std::size_t kSourceWindowChunks = 64;
+
+struct SourceLocation {
+  enum class Kind : std::uint8_t { kArchive, kStore, kRemote } kind = Kind::kArchive;
+  std::string path;       // kArchive: the archive; kStore: the store's directory
+  std::string ns;         // kStore: the namespace
+  std::string snapshot;   // kStore, kRemote
+  std::string address;    // kRemote: HOST:PORT
+};
+
+// Parses a location (syntax only: nothing is opened). InvalidArgument naming
+// the text and the expected forms otherwise.
+Result<SourceLocation> parse_source_location(std::string_view location);
+
+}  // namespace ferry::replication
