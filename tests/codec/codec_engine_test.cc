@@ -1,6 +1,7 @@
 // engine_test.cc: the CPU codec engine produces exactly ChunkEncoder's
-// frames for a batch, decodes and verifies them, names the chunk of a bad
-// frame, and the shared codec choice agrees with ChunkEncoder's.
+// frames for a batch (with or without the ids given), decodes and verifies
+// them, names the chunk of a bad frame, and the shared codec choice agrees
+// with ChunkEncoder's.
 #include "codec/engine.h"
 
 #include <gtest/gtest.h>
@@ -68,6 +69,40 @@ TEST(CpuEngine, BatchEqualsChunkEncoderAndRoundTrips) {
   for (std::size_t i = 0; i < djobs.size(); ++i) {
     EXPECT_TRUE(st[i].is_ok()) << st[i].to_string();
     EXPECT_EQ(outs[i], b.data[i]);
+  }
+}
+
+TEST(CpuEngine, KnownIdIsTrustedAndGivesTheSameFrame) {
+  Batch b = mixed_batch(testing::test_seed());
+  auto engine = make_cpu_engine();
+  const std::size_t n = b.data.size();
+  std::vector<Digest> ids(n);
+  for (std::size_t i = 0; i < n; ++i) ids[i] = chunk_id(b.data[i]);
+  std::vector<std::vector<std::byte>> plain(n), known(n), wrong(n);
+  std::vector<EncodeJob> pj, kj, wj;
+  const Digest bogus{};
+  for (std::size_t i = 0; i < n; ++i) {
+    for (auto* f : {&plain[i], &known[i], &wrong[i]}) f->resize(max_frame_bytes(b.data[i].size()));
+    pj.push_back({b.data[i], b.dtypes[i], false, plain[i]});
+    kj.push_back({b.data[i], b.dtypes[i], false, known[i], &ids[i]});
+    wj.push_back({b.data[i], b.dtypes[i], false, wrong[i], &bogus});
+  }
+  std::vector<EncodedChunk> pr(n), kr(n), wr(n);
+  ASSERT_TRUE(engine->encode(pj, pr).is_ok());
+  ASSERT_TRUE(engine->encode(kj, kr).is_ok());
+  ASSERT_TRUE(engine->encode(wj, wr).is_ok());
+  ChunkDecoder dec;
+  std::vector<std::byte> out;
+  for (std::size_t i = 0; i < n; ++i) {
+    EXPECT_EQ(kr[i].id, ids[i]);
+    ASSERT_EQ(kr[i].frame_bytes, pr[i].frame_bytes);
+    EXPECT_TRUE(std::equal(plain[i].begin(), plain[i].begin() + pr[i].frame_bytes, known[i].begin()))
+        << "chunk " << i;
+    // The engine did not hash again: a wrong id goes into the frame, and
+    // verification catches it on decode.
+    EXPECT_EQ(wr[i].id, bogus);
+    Status st = dec.decode(std::span(wrong[i]).first(wr[i].frame_bytes), out);
+    EXPECT_EQ(st.code(), Code::kCorruption) << "chunk " << i;
   }
 }
 

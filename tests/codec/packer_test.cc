@@ -1,8 +1,8 @@
 // packer_test.cc: files -> frames: source listing (sorted, nested, symlinks
 // skipped), frames in file order with ids and file roots that match an
 // independent hash of the files, identical output whatever the window and
-// thread count, safetensors layouts carried into the manifest, and a real
-// corpus file.
+// thread count, safetensors layouts carried into the manifest, a real
+// corpus file, and every window coded in one batch through the codec engine.
 #include "codec/packer.h"
 
 #include <gtest/gtest.h>
@@ -12,6 +12,7 @@
 #include <set>
 
 #include "codec/chunk_codec.h"
+#include "codec/engine.h"
 #include "codec/frame.h"
 #include "codec/thread_pool.h"
 #include "codec/tree_hash.h"
@@ -286,6 +287,94 @@ TEST(PackerTest, NeedFiltersFramesButNotTheManifest) {
   };
   RecordingSink failed;
   EXPECT_EQ(pack_files(*sources, opts, failed).status().code(), Code::kUnavailable);
+}
+
+// A codec engine that hands every batch to the CPU engine and records the
+// batch sizes and whether each job came with its id.
+class CountingEngine final : public CodecEngine {
+ public:
+  explicit CountingEngine(ThreadPool* pool) : inner_(make_cpu_engine({.pool = pool})) {}
+  std::string_view kind() const override { return "counting"; }
+  std::string description() const override { return "counting over " + inner_->description(); }
+  bool supports(MemorySpace space) const override { return inner_->supports(space); }
+  Status encode(std::span<const EncodeJob> jobs, std::span<EncodedChunk> results,
+                MemorySpace space) override {
+    batches.push_back(jobs.size());
+    for (const EncodeJob& j : jobs) {
+      if (j.known_id == nullptr) ++jobs_without_id;
+    }
+    if (fail) return Status::unavailable("device lost");
+    return inner_->encode(jobs, results, space);
+  }
+  Status decode(std::span<const DecodeJob> jobs, std::span<Status> statuses, MemorySpace space) override {
+    return inner_->decode(jobs, statuses, space);
+  }
+  std::vector<std::size_t> batches;
+  std::size_t jobs_without_id = 0;
+  bool fail = false;
+
+ private:
+  std::unique_ptr<CodecEngine> inner_;
+};
+
+TEST(PackerTest, WindowsAreCodedInBatchesThroughTheEngine) {
+  testing::TempDir dir;
+  make_tree(dir.path(), testing::test_seed());
+  testing::write_file(dir / "zeros", std::vector<std::byte>(3u << 20));
+  auto sources = list_pack_sources(dir.path());
+  ASSERT_TRUE(sources.is_ok());
+  ThreadPool pool(2);
+  PackOptions opts;
+  opts.pool = &pool;
+  opts.chunk_bytes = 1u << 20;
+  opts.created_ns = 9;
+  opts.host = "h";
+  RecordingSink plain;
+  auto want = pack_files(*sources, opts, plain);
+  ASSERT_TRUE(want.is_ok()) << want.status().to_string();
+
+  for (bool with_need : {false, true}) {
+    SCOPED_TRACE(with_need ? "with have/need" : "without have/need");
+    CountingEngine engine(&pool);
+    opts.engine = &engine;
+    opts.need = nullptr;
+    if (with_need) {
+      opts.need = [](std::span<const Digest> ids) -> Result<std::vector<bool>> {
+        return std::vector<bool>(ids.size(), true);
+      };
+    }
+    RecordingSink sink;
+    auto m = pack_files(*sources, opts, sink);
+    ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+    // The same frames and manifest as the packer's default engine.
+    EXPECT_EQ(serialize_manifest(*m), serialize_manifest(*want));
+    if (!with_need) {
+      EXPECT_EQ(sink.frames, plain.frames);
+    }
+    // Whole windows per call: fewer calls than chunks, some batch of several
+    // chunks, every chunk coded exactly once (repeats of an id only once
+    // with have/need), each with the id the packer computed.
+    std::size_t coded = 0, largest = 0;
+    for (std::size_t b : engine.batches) {
+      coded += b;
+      largest = std::max(largest, b);
+    }
+    EXPECT_EQ(coded, sink.frames.size());
+    EXPECT_LT(engine.batches.size(), want->chunk_count());
+    EXPECT_GT(largest, 1u);
+    EXPECT_EQ(engine.jobs_without_id, 0u);
+  }
+
+  // An engine failure stops packing with the engine's error and context.
+  CountingEngine broken(&pool);
+  broken.fail = true;
+  opts.engine = &broken;
+  opts.need = nullptr;
+  RecordingSink failed;
+  auto m = pack_files(*sources, opts, failed);
+  ASSERT_EQ(m.status().code(), Code::kUnavailable);
+  EXPECT_NE(m.status().message().find("counting codec engine"), std::string::npos) << m.status().to_string();
+  EXPECT_TRUE(failed.frames.empty());
 }
 
 }  // namespace
