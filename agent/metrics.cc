@@ -2,6 +2,8 @@
 // 0.0.4: https://prometheus.io/docs/instrumenting/exposition_formats/
 #include "agent/metrics.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <atomic>
 #include <charconv>
@@ -20,6 +22,8 @@ namespace {
 
 // Threads that answer scrapes; a scrape is one render() and one write.
 constexpr int kMetricsServerThreads = 2;
+constexpr int kMetricsKeepAliveSeconds = 1;
+constexpr int kMetricsIoTimeoutSeconds = 2;
 constexpr const char* kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
 
 bool valid_name(std::string_view name, bool allow_colon) {
@@ -232,6 +236,17 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::start(const std::string& l
   auto impl = std::make_unique<Impl>();
   httplib::Server& s = impl->server;
   s.new_task_queue = [] { return new httplib::ThreadPool(kMetricsServerThreads); };
+  // Short timeouts: an idle or slow scraper holds a server thread, and
+  // shutdown waits for it.
+  s.set_keep_alive_timeout(kMetricsKeepAliveSeconds);
+  s.set_read_timeout(kMetricsIoTimeoutSeconds, 0);
+  s.set_write_timeout(kMetricsIoTimeoutSeconds, 0);
+  // httplib's default adds SO_REUSEPORT, which would let a second agent
+  // share the port silently; a taken port must be an error.
+  s.set_socket_options([](int sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   s.Get("/metrics", [&metrics](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics.render(), kMetricsContentType);
   });
