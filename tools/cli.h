@@ -17,6 +17,8 @@
 DECLARE_string(o);
 DECLARE_int32(threads);
 DECLARE_bool(progress);
+// The running agent's control socket (status, submit, pause, resume).
+DECLARE_string(socket);
 // Replication subcommands (serve, push, list, restore) share these: the mTLS
 // files and the stream count. --to is HOST:PORT for push and DIR for restore.
 DECLARE_string(ca);
