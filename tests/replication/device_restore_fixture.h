@@ -1,0 +1,155 @@
+// device_restore_fixture.h: what the restore-to-memory tests share: a
+// safetensors writer (the official layout: 8-byte little-endian header
+// length, JSON header padded with spaces to 8 bytes, data section), a small
+// checkpoint directory with bf16/fp16/fp32/int64 shards and other files, and
+// a check that a DeviceRestoreResult equals the files it came from, tensor by
+// tensor (name, dtype, shape, bytes) and file by file.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "codec/safetensors.h"
+#include "replication/device_restore.h"
+#include "tests/testing/testing.h"
+
+namespace ferry::replication::testing_restore {
+
+namespace fs = std::filesystem;
+
+struct TestTensor {
+  std::string name;
+  std::string dtype;  // "BF16", "F16", "F32", "I64"
+  std::vector<std::uint64_t> shape;
+  std::vector<std::byte> data;
+};
+
+inline std::size_t dtype_width(const std::string& dtype) {
+  if (dtype == "F32" || dtype == "I32") return 4;
+  if (dtype == "I64" || dtype == "F64") return 8;
+  if (dtype == "U8" || dtype == "I8" || dtype == "BOOL") return 1;
+  return 2;
+}
+
+// Values N(0, 0.02) for float dtypes, random bytes otherwise.
+inline TestTensor make_tensor(const std::string& name, const std::string& dtype,
+                              std::vector<std::uint64_t> shape, std::uint64_t seed) {
+  std::uint64_t n = 1;
+  for (std::uint64_t d : shape) n *= d;
+  TestTensor t{name, dtype, std::move(shape), {}};
+  if (dtype == "BF16" || dtype == "F16") {
+    t.data = ferry::testing::normal_floats(n, 2, dtype == "BF16", 0.02, seed);
+  } else if (dtype == "F32") {
+    t.data = ferry::testing::normal_floats(n, 4, false, 0.02, seed);
+  } else {
+    t.data = ferry::testing::random_bytes(n * dtype_width(dtype), seed);
+  }
+  return t;
+}
+
+inline void write_safetensors(const fs::path& path, const std::vector<TestTensor>& tensors) {
+  std::string json = "{\"__metadata__\":{\"format\":\"pt\"}";
+  std::uint64_t at = 0;
+  for (const TestTensor& t : tensors) {
+    json += ",\"" + t.name + "\":{\"dtype\":\"" + t.dtype + "\",\"shape\":[";
+    for (std::size_t i = 0; i < t.shape.size(); ++i) json += (i ? "," : "") + std::to_string(t.shape[i]);
+    json += "],\"data_offsets\":[" + std::to_string(at) + "," + std::to_string(at + t.data.size()) + "]}";
+    at += t.data.size();
+  }
+  json += "}";
+  while (json.size() % 8 != 0) json += ' ';
+  std::vector<std::byte> out(8);
+  const std::uint64_t n = json.size();
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<std::byte>(n >> (8 * i));
+  for (char c : json) out.push_back(static_cast<std::byte>(c));
+  for (const TestTensor& t : tensors) out.insert(out.end(), t.data.begin(), t.data.end());
+  ferry::testing::write_file(path, out);
+}
+
+// A checkpoint directory: two shards of transformer-like tensors (odd sizes
+// included, so tensors straddle chunks), a config, a torch.save-like blob,
+// an empty file.
+inline void make_checkpoint(const fs::path& dir, std::uint64_t seed) {
+  fs::create_directories(dir / "sub");
+  write_safetensors(dir / "model-00001-of-00002.safetensors",
+                    {make_tensor("embed.weight", "BF16", {512, 96}, seed + 1),
+                     make_tensor("layers.0.attn.q.weight", "BF16", {96, 96}, seed + 2),
+                     make_tensor("layers.0.norm.weight", "BF16", {96}, seed + 3),
+                     make_tensor("layers.0.mlp.up.weight", "BF16", {384, 97}, seed + 4)});
+  write_safetensors(dir / "sub/model-00002-of-00002.safetensors",
+                    {make_tensor("lm_head.weight", "F32", {300, 96}, seed + 5),
+                     make_tensor("layers.1.attn.k.weight", "F16", {96, 33}, seed + 6),
+                     make_tensor("step", "I64", {}, seed + 7),
+                     make_tensor("positions", "I64", {1000}, seed + 8)});
+  ferry::testing::write_file(dir / "config.json", [] {
+    std::string s = "{\"hidden_size\": 96, \"num_layers\": 2}";
+    std::vector<std::byte> b(s.size());
+    std::memcpy(b.data(), s.data(), s.size());
+    return b;
+  }());
+  ferry::testing::write_file(dir / "optimizer.pt", ferry::testing::random_bytes(150'001, seed + 9));
+  ferry::testing::write_file(dir / "sub/empty", {});
+}
+
+// Every tensor and file of `r` equals the file under `src` it names: for
+// safetensors files, every tensor of the file's own header (name, dtype,
+// shape, bytes at its offsets) is there once; other files are there whole.
+// Host memory only (device=cpu). Returns how many tensors were compared.
+inline std::size_t expect_restored_equals(const DeviceRestoreResult& r, const fs::path& src) {
+  std::map<std::string, const RestoredTensor*> by_key;
+  for (const RestoredTensor& t : r.tensors) {
+    EXPECT_EQ(t.device.kind, Device::Kind::kCpu) << t.name;
+    EXPECT_TRUE(by_key.emplace(t.file + "\n" + t.name, &t).second) << "twice: " << t.name;
+  }
+  std::size_t compared = 0, tensor_files = 0;
+  for (const auto& e : fs::recursive_directory_iterator(src)) {
+    if (!e.is_regular_file()) continue;
+    const std::string rel = fs::relative(e.path(), src).generic_string();
+    const std::vector<std::byte> bytes = ferry::testing::read_file(e.path());
+    auto layout = read_safetensors_layout(e.path());
+    if (e.path().extension() == ".safetensors" && layout.is_ok() && !layout->tensors.empty()) {
+      ++tensor_files;
+      for (const TensorInfo& ti : layout->tensors) {
+        auto it = by_key.find(rel + "\n" + ti.name);
+        if (it == by_key.end()) {
+          ADD_FAILURE() << rel << ": tensor " << ti.name << " not restored";
+          continue;
+        }
+        const RestoredTensor& t = *it->second;
+        EXPECT_EQ(t.dtype, ti.dtype_name) << ti.name;
+        EXPECT_EQ(t.shape, std::vector<std::int64_t>(ti.shape.begin(), ti.shape.end())) << ti.name;
+        EXPECT_EQ(t.bytes, ti.bytes()) << ti.name;
+        EXPECT_TRUE(t.owner != nullptr) << ti.name;
+        // The data section is aligned, so a tensor keeps its offset's alignment.
+        EXPECT_EQ(reinterpret_cast<std::uintptr_t>(t.data) % kRestoreDataAlignment,
+                  (ti.begin - layout->data_offset) % kRestoreDataAlignment)
+            << ti.name;
+        EXPECT_TRUE(t.bytes == ti.bytes() && std::memcmp(t.data, bytes.data() + ti.begin, t.bytes) == 0)
+            << rel << ": tensor " << ti.name << " differs";
+        by_key.erase(it);
+        ++compared;
+      }
+      continue;
+    }
+    bool found = false;
+    for (const RestoredFile& f : r.files) {
+      if (f.path != rel) continue;
+      found = true;
+      EXPECT_EQ(f.size, bytes.size()) << rel;
+      EXPECT_TRUE(f.size == bytes.size() && (f.size == 0 || std::memcmp(f.data, bytes.data(), f.size) == 0))
+          << rel << " differs";
+    }
+    EXPECT_TRUE(found) << rel << " not restored";
+  }
+  EXPECT_TRUE(by_key.empty()) << by_key.size() << " tensors restored that the files do not hold";
+  EXPECT_EQ(r.report.tensors, r.tensors.size());
+  EXPECT_EQ(r.report.files, r.files.size() + tensor_files);
+  return compared;
+}
+
+}  // namespace ferry::replication::testing_restore

@@ -1,0 +1,272 @@
+// device_restore_test.cc: restore into memory (replication/device_restore.h)
+// with real parts: checkpoints written to disk (safetensors shards, other
+// files, the real-weights corpus), packed by the real packer into a .ferry
+// archive and into a real local store, restored with device=cpu and
+// compared tensor by tensor with the files. A damaged frame is a Corruption
+// naming the chunk; cuda:N without a GPU is a clear error; devices and
+// source locations are parsed strictly.
+#include "replication/device_restore.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "codec/archive.h"
+#include "codec/packer.h"
+#include "codec/thread_pool.h"
+#include "replication/frame_sources.h"
+#include "replication/local_store.h"
+#include "tests/replication/device_restore_fixture.h"
+
+namespace ferry::replication {
+namespace {
+
+namespace fs = std::filesystem;
+using testing_restore::expect_restored_equals;
+using testing_restore::make_checkpoint;
+
+constexpr std::size_t kTestChunkBytes = 64u << 10;
+
+PackOptions pack_options() {
+  PackOptions o;
+  o.chunk_bytes = kTestChunkBytes;
+  o.job = "restore-test";
+  o.step = 7;
+  o.created_ns = 1'700'000'000'000'000'000;
+  return o;
+}
+
+Status pack_archive(const fs::path& src, const fs::path& archive) {
+  ASSIGN_OR_RETURN(std::vector<PackSource> sources, list_pack_sources(src));
+  ASSIGN_OR_RETURN(ArchiveWriter writer, ArchiveWriter::create(archive));
+  ASSIGN_OR_RETURN(Manifest m, pack_files(sources, pack_options(), writer));
+  return writer.finish(m);
+}
+
+// Puts every frame into a local store, then commits the snapshot.
+class StoreSink final : public FrameSink {
+ public:
+  StoreSink(ChunkStore& store, std::string ns) : store_(store), ns_(std::move(ns)) {}
+  Status put_frame(const ManifestFile&, const ManifestChunk& c, std::span<const std::byte> frame) override {
+    return store_.put(ns_, frame, &c.id).status();
+  }
+
+ private:
+  ChunkStore& store_;
+  std::string ns_;
+};
+
+Status pack_into_store(const fs::path& src, const fs::path& store_dir, const std::string& ns,
+                       const std::string& snapshot) {
+  ASSIGN_OR_RETURN(std::unique_ptr<ChunkStore> store, open_local_store(store_dir, {.log = [](std::string_view) {}}));
+  ASSIGN_OR_RETURN(std::vector<PackSource> sources, list_pack_sources(src));
+  StoreSink sink(*store, ns);
+  ASSIGN_OR_RETURN(Manifest m, pack_files(sources, pack_options(), sink));
+  return store->commit_snapshot(ns, snapshot, serialize_manifest(m));
+}
+
+DeviceRestoreOptions cpu_options(ThreadPool& pool) {
+  DeviceRestoreOptions o;
+  o.pool = &pool;
+  // Small staging: many windows, chunks of one file spread over several.
+  o.pinned_memory_bytes = 256u << 10;
+  return o;
+}
+
+class DeviceRestoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { make_checkpoint(src_.path(), ferry::testing::test_seed()); }
+  ferry::testing::TempDir src_;
+  ferry::testing::TempDir work_;
+  ThreadPool pool_{3};
+};
+
+TEST_F(DeviceRestoreTest, AnArchiveRestoresToHostTensorByTensor) {
+  const fs::path archive = work_ / "ckpt.ferry";
+  ASSERT_TRUE(pack_archive(src_.path(), archive).is_ok());
+  auto source = open_frame_source(archive.string());
+  ASSERT_TRUE(source.is_ok()) << source.status().to_string();
+  std::uint64_t last_done = 0;
+  DeviceRestoreOptions o = cpu_options(pool_);
+  o.progress = [&](const UnpackProgress& p) {
+    EXPECT_GT(p.logical_done, last_done);
+    last_done = p.logical_done;
+  };
+  auto r = restore_to_device(**source, o);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(expect_restored_equals(*r, src_.path()), 8u);
+  EXPECT_EQ(r->tensors.size(), 8u);
+  EXPECT_EQ(r->files.size(), 3u);  // config.json, optimizer.pt, sub/empty
+  EXPECT_EQ(last_done, (*source)->manifest().logical_bytes());
+  EXPECT_EQ(r->report.logical_bytes, (*source)->manifest().logical_bytes());
+  EXPECT_GT(r->report.frame_bytes, 0u);
+  EXPECT_EQ(r->report.engine.rfind("cpu", 0), 0u) << r->report.engine;
+}
+
+TEST_F(DeviceRestoreTest, ATensorOutlivesTheResultAndTheSource) {
+  const fs::path archive = work_ / "ckpt.ferry";
+  ASSERT_TRUE(pack_archive(src_.path(), archive).is_ok());
+  RestoredTensor kept;
+  {
+    auto source = open_frame_source(archive.string());
+    ASSERT_TRUE(source.is_ok());
+    auto r = restore_to_device(**source, cpu_options(pool_));
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    for (const RestoredTensor& t : r->tensors) {
+      if (t.name == "lm_head.weight") kept = t;
+    }
+  }
+  ASSERT_EQ(kept.name, "lm_head.weight");
+  auto layout = read_safetensors_layout(src_.path() / "sub/model-00002-of-00002.safetensors");
+  ASSERT_TRUE(layout.is_ok());
+  const auto bytes = ferry::testing::read_file(src_.path() / "sub/model-00002-of-00002.safetensors");
+  for (const TensorInfo& ti : layout->tensors) {
+    if (ti.name != "lm_head.weight") continue;
+    ASSERT_EQ(kept.bytes, ti.bytes());
+    EXPECT_EQ(std::memcmp(kept.data, bytes.data() + ti.begin, ti.bytes()), 0);
+  }
+  EXPECT_EQ(kept.owner.use_count(), 1);
+}
+
+TEST_F(DeviceRestoreTest, ALocalStoreRestoresToHost) {
+  const fs::path store = work_ / "store";
+  Status st = pack_into_store(src_.path(), store, "host-a", "step-7");
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  auto source = open_frame_source("store:" + store.string() + "/host-a/step-7");
+  ASSERT_TRUE(source.is_ok()) << source.status().to_string();
+  EXPECT_NE((*source)->describe().find("step-7"), std::string::npos);
+  auto r = restore_to_device(**source, cpu_options(pool_));
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(expect_restored_equals(*r, src_.path()), 8u);
+  // The source holds the store's lock until it goes.
+  auto again = open_frame_source("store:" + store.string() + "/host-a/step-7");
+  ASSERT_FALSE(again.is_ok());
+  EXPECT_EQ(again.status().code(), Code::kUnavailable) << again.status().to_string();
+  source->reset();
+
+  auto missing = open_frame_source("store:" + store.string() + "/host-a/no-such");
+  ASSERT_FALSE(missing.is_ok());
+  EXPECT_EQ(missing.status().code(), Code::kNotFound) << missing.status().to_string();
+  auto no_store = open_frame_source("store:" + (work_ / "nothing").string() + "/host-a/step-7");
+  ASSERT_FALSE(no_store.is_ok());
+  EXPECT_EQ(no_store.status().code(), Code::kNotFound) << no_store.status().to_string();
+  EXPECT_FALSE(fs::exists(work_ / "nothing"));
+}
+
+TEST_F(DeviceRestoreTest, CorpusFilesRestoreExactly) {
+  const auto corpus = ferry::testing::corpus_files();
+  if (corpus.empty()) GTEST_SKIP() << "no corpus (set FERRY_CORPUS_DIR; shared/corpus/fetch-corpus.sh)";
+  const fs::path dir = work_ / "corpus";
+  fs::create_directories(dir);
+  std::size_t n = 0;
+  for (const auto& c : corpus) {
+    if (n++ == 4) break;  // a few files keep the test quick
+    fs::copy_file(c.path, dir / c.name);
+  }
+  const fs::path archive = work_ / "corpus.ferry";
+  ASSERT_TRUE(pack_archive(dir, archive).is_ok());
+  auto source = open_frame_source(archive.string());
+  ASSERT_TRUE(source.is_ok()) << source.status().to_string();
+  DeviceRestoreOptions o;
+  o.pool = &pool_;
+  auto r = restore_to_device(**source, o);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  expect_restored_equals(*r, dir);
+}
+
+TEST_F(DeviceRestoreTest, ADamagedFrameIsCorruptionNamingTheChunk) {
+  const fs::path archive = work_ / "ckpt.ferry";
+  ASSERT_TRUE(pack_archive(src_.path(), archive).is_ok());
+  std::string chunk_hex;
+  std::uint64_t at = 0;
+  {
+    auto reader = ArchiveReader::open(archive);
+    ASSERT_TRUE(reader.is_ok());
+    const Manifest& m = reader->manifest();
+    for (std::size_t f = 0; f < m.files.size() && chunk_hex.empty(); ++f) {
+      if (m.files[f].chunks.size() < 2) continue;
+      const ManifestChunk& c = m.files[f].chunks[1];
+      chunk_hex = to_hex(c.id);
+      at = reader->frame_offset(f, 1) + kFrameHeaderBytes + c.frame_bytes / 3;
+    }
+  }
+  ASSERT_FALSE(chunk_hex.empty());
+  auto bytes = ferry::testing::read_file(archive);
+  bytes[at] ^= std::byte{0x20};
+  ferry::testing::write_file(archive, bytes);
+  auto source = open_frame_source(archive.string());
+  ASSERT_TRUE(source.is_ok()) << source.status().to_string();
+  auto r = restore_to_device(**source, cpu_options(pool_));
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().to_string();
+  EXPECT_NE(r.status().message().find("chunk " + chunk_hex), std::string::npos) << r.status().to_string();
+  EXPECT_NE(r.status().message().find(archive.string()), std::string::npos) << r.status().to_string();
+}
+
+TEST_F(DeviceRestoreTest, ACudaDeviceWithoutAGpuIsAClearError) {
+  const std::string why = gpu_unavailable_reason(0);
+  if (why.empty()) GTEST_SKIP() << "a GPU is usable here: device_restore_gpu_test covers cuda:0";
+  const fs::path archive = work_ / "ckpt.ferry";
+  ASSERT_TRUE(pack_archive(src_.path(), archive).is_ok());
+  auto source = open_frame_source(archive.string());
+  ASSERT_TRUE(source.is_ok());
+  DeviceRestoreOptions o = cpu_options(pool_);
+  o.device = {Device::Kind::kCuda, 0};
+  auto r = restore_to_device(**source, o);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Code::kUnavailable) << r.status().to_string();
+  EXPECT_NE(r.status().message().find("cuda:0: no usable GPU: " + why), std::string::npos)
+      << r.status().to_string();
+}
+
+TEST(DeviceParse, DevicesAreParsedStrictly) {
+  auto d = parse_device("cpu");
+  ASSERT_TRUE(d.is_ok());
+  EXPECT_EQ(d->kind, Device::Kind::kCpu);
+  d = parse_device("cuda");
+  ASSERT_TRUE(d.is_ok());
+  EXPECT_EQ(d->kind, Device::Kind::kCuda);
+  EXPECT_EQ(d->index, 0);
+  d = parse_device("cuda:3");
+  ASSERT_TRUE(d.is_ok());
+  EXPECT_EQ(d->index, 3);
+  EXPECT_EQ(device_name(*d), "cuda:3");
+  EXPECT_EQ(device_name(Device{}), "cpu");
+  for (const char* bad : {"", "gpu", "cuda:", "cuda:x", "cuda:-1", "cuda:1x", "CUDA:0", "cuda:123456", "cpu:0"}) {
+    auto r = parse_device(bad);
+    ASSERT_FALSE(r.is_ok()) << bad;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << bad;
+    EXPECT_NE(r.status().message().find(std::string("\"") + bad + "\""), std::string::npos) << r.status().to_string();
+  }
+}
+
+TEST(SourceLocations, AreParsedStrictly) {
+  auto a = parse_source_location("/data/ckpt.ferry");
+  ASSERT_TRUE(a.is_ok());
+  EXPECT_EQ(a->kind, SourceLocation::Kind::kArchive);
+  EXPECT_EQ(a->path, "/data/ckpt.ferry");
+  auto s = parse_source_location("store:/srv/ferry/store/host-a/step-100/");
+  ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+  EXPECT_EQ(s->kind, SourceLocation::Kind::kStore);
+  EXPECT_EQ(s->path, "/srv/ferry/store");
+  EXPECT_EQ(s->ns, "host-a");
+  EXPECT_EQ(s->snapshot, "step-100");
+  auto r = parse_source_location("ferry://dr.example.com:7443/step-100");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->kind, SourceLocation::Kind::kRemote);
+  EXPECT_EQ(r->address, "dr.example.com:7443");
+  EXPECT_EQ(r->snapshot, "step-100");
+  for (const char* bad : {"", "ferry://host:1/", "ferry://host/step", "ferry:///step", "store:step",
+                          "store:/a/b", "store:/srv/store/../step", "store:/srv/store/ns/..", "s3://bucket/x",
+                          "ferry://h:1/a/b"}) {
+    auto p = parse_source_location(bad);
+    ASSERT_FALSE(p.is_ok()) << bad;
+    EXPECT_EQ(p.status().code(), Code::kInvalidArgument) << bad;
+  }
+  auto missing = open_frame_source("/nonexistent/x.ferry");
+  ASSERT_FALSE(missing.is_ok());
+  EXPECT_NE(missing.status().message().find("/nonexistent/x.ferry"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ferry::replication
