@@ -6,6 +6,10 @@
 #include <chrono>
 #include <cstdio>
 
+#include "agent/control.h"
+
+#include "cuda/gpu_engine.h"
+
 DEFINE_string(o, "", "output: the archive for pack, the directory for unpack");
 DEFINE_int32(threads, 0, "worker threads for coding and hashing (0: one per CPU)");
 DEFINE_bool(progress, true, "show a progress line on stderr when work takes more than a second");
@@ -18,6 +22,8 @@ DEFINE_string(to, "", "push: the receiver HOST:PORT; restore: the directory to w
 DEFINE_int32(streams, 4, "parallel TLS streams to the receiver (push, restore)");
 DEFINE_string(store, "", "the receiver's store directory (serve, scrub, prune, gc)");
 DEFINE_string(from, "", "the receiver HOST:PORT to read from (list, restore)");
+DEFINE_string(engine, "auto",
+              "pack, push: codec engine: auto (the GPU when one is usable), cpu, or gpu (fail without one)");
 
 namespace ferry::cli {
 namespace {
@@ -67,6 +73,39 @@ Result<std::vector<PackSource>> pack_sources(const std::string& path) {
   auto sources = list_pack_sources(path, &notices);
   for (const auto& n : notices) std::fprintf(stderr, "ferry: %s\n", n.c_str());
   return sources;
+}
+
+Result<std::unique_ptr<CodecEngine>> engine_from_flags(ThreadPool& pool, int zstd_level) {
+  auto choice = parse_engine_choice(FLAGS_engine);
+  if (!choice) return choice.status().with_context("--engine");
+  CpuEngineOptions cpu;
+  cpu.pool = &pool;
+  cpu.zstd_level = zstd_level;
+  return choose_engine(*choice, GpuOptions{}, cpu);
+}
+
+std::optional<nlohmann::json> ask_agent(const std::string& command, const nlohmann::json& args,
+                                        int* exit_code) {
+  *exit_code = kExitDataError;
+  auto r = agent::control_call(FLAGS_socket, command, args);
+  if (!r) {
+    std::string hint;
+    if (r.status().code() == Code::kUnavailable) {
+      hint = " (is ferry-agent running? --socket=PATH)";
+    } else if (r.status().code() == Code::kPermissionDenied) {
+      hint = " (run as the agent's user or root)";
+    }
+    std::fprintf(stderr, "ferry: %s%s\n", r.status().message().c_str(), hint.c_str());
+    return std::nullopt;
+  }
+  if (!r->value("ok", false)) {
+    const nlohmann::json& e = (*r)["error"];
+    std::fprintf(stderr, "ferry: the agent refused %s: %s\n", command.c_str(),
+                 e.is_string() ? e.get<std::string>().c_str() : "no reason given");
+    return std::nullopt;
+  }
+  *exit_code = kExitOk;
+  return std::move(*r);
 }
 
 std::string format_bytes(std::uint64_t bytes) {

@@ -7,9 +7,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "codec/engine.h"
+#include <nlohmann/json.hpp>
 
 #include "codec/packer.h"
 #include "codec/status.h"
@@ -30,6 +35,8 @@ DECLARE_int32(streams);
 // the receiver a restore or list reads from (HOST:PORT).
 DECLARE_string(store);
 DECLARE_string(from);
+// The codec engine of pack and push: auto, cpu or gpu.
+DECLARE_string(engine);
 
 namespace ferry::cli {
 
@@ -66,6 +73,19 @@ Result<replication::TlsConfig> tls_from_flags(std::string_view command);
 // What `path` packs (list_pack_sources), with its notices (skipped links and
 // special files) printed on stderr.
 Result<std::vector<PackSource>> pack_sources(const std::string& path);
+
+// The codec engine --engine asks for (cuda/gpu_engine.h: choose_engine, which
+// logs the choice once on stderr); the CPU engine runs on `pool` at
+// `zstd_level`. InvalidArgument for a bad --engine value, Unavailable for
+// --engine=gpu without a usable GPU.
+Result<std::unique_ptr<CodecEngine>> engine_from_flags(ThreadPool& pool, int zstd_level);
+
+// Sends `command` with `args` to the agent on --socket (agent/control.h) and
+// returns its {"ok":true,...} answer. Otherwise prints one line on stderr
+// (no agent listening, permission denied, or the agent's own error) and
+// stores the exit code in *exit_code.
+std::optional<nlohmann::json> ask_agent(const std::string& command, const nlohmann::json& args,
+                                        int* exit_code);
 
 // "37.4 MB" (decimal units, as disks and links are sold).
 std::string format_bytes(std::uint64_t bytes);

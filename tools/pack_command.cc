@@ -31,6 +31,8 @@ int run_pack(const std::vector<std::string>& args) {
   if (!sources) return fail(sources.status());
 
   ThreadPool pool(static_cast<std::size_t>(FLAGS_threads));
+  auto engine = engine_from_flags(pool, FLAGS_zstd_level);
+  if (!engine) return fail(engine.status());
   auto writer = ArchiveWriter::create(FLAGS_o);
   if (!writer) return fail(writer.status());
 
@@ -40,6 +42,7 @@ int run_pack(const std::vector<std::string>& args) {
   opts.chunk_bytes = FLAGS_chunk_size;
   opts.zstd_level = FLAGS_zstd_level;
   opts.pool = &pool;
+  opts.engine = engine->get();
   opts.job = FLAGS_job;
   opts.step = FLAGS_step;
   if (FLAGS_created_ns >= 0) opts.created_ns = FLAGS_created_ns;
@@ -60,7 +63,7 @@ int run_pack(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-Registrar registrar({"pack", "pack FILE|DIR -o OUT.ferry [--chunk_size=N] [--job=J] [--step=N]",
+Registrar registrar({"pack", "pack FILE|DIR -o OUT.ferry [--chunk_size=N] [--job=J] [--step=N] [--engine=auto|cpu|gpu]",
                      "chunk, compress and hash files into a .ferry archive", run_pack});
 
 }  // namespace

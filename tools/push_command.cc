@@ -89,6 +89,9 @@ int run_push(const std::vector<std::string>& args) {
   opts.chunk_bytes = FLAGS_chunk_size;
   opts.zstd_level = FLAGS_zstd_level;
   opts.pool = &pool;
+  auto engine = engine_from_flags(pool, FLAGS_zstd_level);
+  if (!engine) return fail(engine.status());
+  opts.engine = engine->get();
   opts.stream_window_bytes = FLAGS_window_mb << 20;
   opts.bandwidth_bytes_per_s = FLAGS_bwlimit;
   opts.retry.max_attempts = FLAGS_retries;
@@ -107,7 +110,7 @@ int run_push(const std::vector<std::string>& args) {
 Registrar registrar({"push",
                      "push FILE|DIR --to=HOST:PORT[,HOST:PORT] --ca=CA.pem --cert=HOST.pem --key=HOST.key "
                      "[--streams=4] [--name=SNAPSHOT] [--job=J] [--step=N] [--bwlimit=BYTES_PER_S] "
-                     "[--chunk_size=N] [--window_mb=32] [--fan_out]",
+                     "[--chunk_size=N] [--window_mb=32] [--fan_out] [--engine=auto|cpu|gpu]",
                      "send a checkpoint to a DR receiver (only missing chunks) and commit it as a snapshot",
                      run_push});
 
