@@ -1,0 +1,130 @@
+// rpo_test.cc: the RPO forecast and its warning's hysteresis, on numbers.
+#include "agent/rpo.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+namespace ferry::agent {
+namespace {
+
+constexpr std::int64_t kSec = 1'000'000'000;
+
+RpoInputs base() {
+  RpoInputs in;
+  in.now_ns = 10'000 * kSec;
+  in.newest_committed_ns = 10'000 * kSec - 100 * kSec;
+  in.rpo_target_s = 3600;
+  in.throughput_bytes_per_s = 100e6;
+  return in;
+}
+
+TEST(RpoTest, AgeOfNewestCommittedCheckpoint) {
+  RpoForecast f = forecast_rpo(base());
+  EXPECT_DOUBLE_EQ(f.rpo_seconds, 100);
+  EXPECT_DOUBLE_EQ(f.forecast_rpo_seconds, 100);
+  EXPECT_FALSE(f.breach_expected);
+  EXPECT_TRUE(f.healthy);
+}
+
+TEST(RpoTest, NothingCommittedCountsFromTheOldestPendingCheckpoint) {
+  RpoInputs in = base();
+  in.newest_committed_ns.reset();
+  in.oldest_pending_ns = in.now_ns - 30 * kSec;
+  in.backlog_bytes = 1000;
+  EXPECT_DOUBLE_EQ(forecast_rpo(in).rpo_seconds, 30);
+  in.oldest_pending_ns.reset();
+  in.backlog_bytes = 0;
+  EXPECT_DOUBLE_EQ(forecast_rpo(in).rpo_seconds, 0);
+}
+
+TEST(RpoTest, ForecastAddsTheDrainTime) {
+  RpoInputs in = base();
+  in.backlog_bytes = 1'000'000'000;  // 10 s at 100 MB/s
+  RpoForecast f = forecast_rpo(in);
+  EXPECT_DOUBLE_EQ(f.drain_seconds, 10);
+  EXPECT_DOUBLE_EQ(f.forecast_rpo_seconds, 110);
+  EXPECT_FALSE(f.breach_expected);
+  EXPECT_FALSE(f.healthy);  // a backlog is never "healthy"
+}
+
+TEST(RpoTest, AllTargetsDownWithABacklogCannotDrain) {
+  RpoInputs in = base();
+  in.backlog_bytes = 2'100'000'000;
+  in.any_target_up = false;
+  RpoForecast f = forecast_rpo(in);
+  EXPECT_TRUE(std::isinf(f.forecast_rpo_seconds));
+  EXPECT_TRUE(f.breach_expected);
+  EXPECT_EQ(f.reason, "backlog 2.1 GB at 0 B/s (all targets down): RPO 3600 s will be breached");
+}
+
+TEST(RpoTest, NoThroughputMeasuredYetCannotDrain) {
+  RpoInputs in = base();
+  in.backlog_bytes = 5;
+  in.throughput_bytes_per_s = 0;
+  EXPECT_TRUE(forecast_rpo(in).breach_expected);
+}
+
+TEST(RpoTest, ForecastPastTheTargetWarns) {
+  RpoInputs in = base();
+  in.backlog_bytes = 400'000'000'000;  // 4000 s
+  RpoForecast f = forecast_rpo(in);
+  EXPECT_TRUE(f.breach_expected);
+  EXPECT_NE(f.reason.find("will be breached"), std::string::npos) << f.reason;
+}
+
+TEST(RpoTest, DrainSlowerThanTheCheckpointIntervalWarns) {
+  RpoInputs in = base();
+  in.backlog_bytes = 6'000'000'000;  // 60 s to drain
+  in.checkpoint_interval_s = 30;
+  RpoForecast f = forecast_rpo(in);
+  EXPECT_TRUE(f.breach_expected);
+  EXPECT_NE(f.reason.find("grows without bound"), std::string::npos) << f.reason;
+  in.checkpoint_interval_s = 120;
+  EXPECT_FALSE(forecast_rpo(in).breach_expected);
+}
+
+TEST(RpoTest, WarningRaisesOnceAndClearsOnlyWhenDrainedAndUnderTarget) {
+  RpoWarning w;
+  RpoInputs in = base();
+  in.backlog_bytes = 1000;
+  in.any_target_up = false;
+  EXPECT_EQ(w.update(forecast_rpo(in)), RpoWarning::Change::kRaised);
+  EXPECT_TRUE(w.active());
+  EXPECT_FALSE(w.text().empty());
+  EXPECT_EQ(w.update(forecast_rpo(in)), RpoWarning::Change::kNone);
+  // Targets back, backlog still there but forecast fine: stays raised.
+  in.any_target_up = true;
+  EXPECT_EQ(w.update(forecast_rpo(in)), RpoWarning::Change::kNone);
+  EXPECT_TRUE(w.active());
+  in.backlog_bytes = 0;
+  EXPECT_EQ(w.update(forecast_rpo(in)), RpoWarning::Change::kCleared);
+  EXPECT_FALSE(w.active());
+  EXPECT_EQ(w.text(), "");
+}
+
+TEST(RpoTest, ThroughputAndIntervalAreMovingAverages) {
+  ThroughputEstimate t;
+  EXPECT_EQ(t.bytes_per_second(), 0);
+  t.add(100, 1);
+  EXPECT_DOUBLE_EQ(t.bytes_per_second(), 100);
+  t.add(200, 1);
+  EXPECT_DOUBLE_EQ(t.bytes_per_second(), kThroughputEwmaWeight * 200 + (1 - kThroughputEwmaWeight) * 100);
+  t.add(0, 0);  // ignored
+  IntervalEstimate i;
+  i.observe(10 * kSec);
+  EXPECT_EQ(i.seconds(), 0);
+  i.observe(40 * kSec);
+  EXPECT_DOUBLE_EQ(i.seconds(), 30);
+  i.observe(20 * kSec);  // older, found late: no negative interval
+  EXPECT_DOUBLE_EQ(i.seconds(), 30);
+}
+
+TEST(RpoTest, HumanBytes) {
+  EXPECT_EQ(human_bytes(0), "0 B");
+  EXPECT_EQ(human_bytes(999), "999 B");
+  EXPECT_EQ(human_bytes(2'100'000'000), "2.1 GB");
+}
+
+}  // namespace
+}  // namespace ferry::agent
