@@ -2,7 +2,8 @@
 // would: pack, verify, unpack and byte-compare a directory of corpus files;
 // inspect lists the tensors of a safetensors file (table and JSON); a damaged
 // archive fails verify with exit code 1 naming the file; bad usage gives exit
-// code 2 and one clear line.
+// code 2 and one clear line; status, submit, pause and resume talk to a
+// control socket served by the test (agent/control.h) as to a running agent.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -11,8 +12,13 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "agent/control.h"
 #include "tests/testing/testing.h"
 
 namespace ferry {
@@ -176,6 +182,128 @@ TEST(FerryCliTest, SmallDirectoryWithoutCorpus) {
   EXPECT_EQ(testing::read_file(dir / "in/sub/a.bin"), testing::read_file(dir / "out/sub/a.bin"));
   EXPECT_TRUE(fs::exists(dir / "out/b"));
   EXPECT_FALSE(fs::exists(dir / "out/link"));
+}
+
+// ---- status, submit, pause, resume against a control socket served here ----
+
+// A realistic agent status: one healthy job, one behind with a warning and an
+// error, one target up and one down, one checkpoint queued.
+nlohmann::json agent_status() {
+  return nlohmann::json::parse(R"json({"ok":true,"paused":false,"engine":"cpu (2 threads)","uptime_s":3725,
+    "jobs":[{"job":"llama","paused":false,"newest_committed_step":300,"newest_committed_snapshot":"llama-300",
+             "rpo_seconds":42.0,"rpo_target_seconds":3600,"forecast_rpo_seconds":50.0,"warning":false,
+             "warning_text":"","backlog_bytes":0,"queued":0,"in_flight":0,"committed":3,"skipped":0,
+             "failed":0,"last_error":""},
+            {"job":"mistral","paused":true,"newest_committed_step":1200,"newest_committed_snapshot":"mistral-1200",
+             "rpo_seconds":5400.0,"rpo_target_seconds":3600,"forecast_rpo_seconds":7300.0,"warning":true,
+             "warning_text":"RPO 1h 30m is over the 1h 00m target","backlog_bytes":2500000000,"queued":2,
+             "in_flight":1,"committed":12,"skipped":1,"failed":1,"last_error":"dr2:7000: connection refused"}],
+    "targets":[{"address":"dr1:7000","up":true,"consecutive_failures":0,"last_error":""},
+               {"address":"dr2:7000","up":false,"consecutive_failures":3,"last_error":"connection refused"}],
+    "logical_bytes":123000000000,"wire_bytes":80000000000,"throughput_bytes_per_second":1.5e8,
+    "queue":[{"id":7,"job":"mistral","dir":"/ckpt/mistral/step-1300","state":"queued"}]})json");
+}
+
+struct AgentStub {
+  std::mutex mu;
+  std::vector<std::pair<std::string, nlohmann::json>> calls;
+  std::unique_ptr<agent::ControlServer> server;
+  fs::path socket;
+
+  explicit AgentStub(const testing::TempDir& dir) : socket(dir / "agent.sock") {
+    auto s = agent::ControlServer::start(socket, [this](const std::string& command, const nlohmann::json& args) {
+      std::lock_guard lock(mu);
+      calls.emplace_back(command, args);
+      if (command == "status") return agent_status();
+      if (command == "submit") {
+        if (args.value("job", "") == "nope") return nlohmann::json{{"ok", false}, {"error", "no job named nope"}};
+        return nlohmann::json{{"ok", true}, {"id", 8}};
+      }
+      return nlohmann::json{{"ok", true}};
+    });
+    EXPECT_TRUE(s.is_ok()) << s.status().to_string();
+    if (s) server = std::move(*s);
+  }
+  std::string flag() const { return " --socket=" + quote(socket); }
+};
+
+TEST(FerryCliAgentTest, StatusPrintsJobsTargetsAndWarnings) {
+  testing::TempDir dir;
+  AgentStub agent(dir);
+  CliRun r = ferry("status" + agent.flag());
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const char* want : {"ferry-agent: up 1h 02m, engine cpu (2 threads), replicating", "llama", "42s",
+                           "1h 00m", "50s", "mistral", "1h 30m", "2h 01m", "WARNING, paused",
+                           "WARNING mistral: RPO 1h 30m is over the 1h 00m target",
+                           "mistral: 2.5 GB not yet at the DR site",
+                           "mistral: last error: dr2:7000: connection refused",
+                           "dr2:7000                         DOWN  3 failed probes in a row: connection refused",
+                           "/ckpt/mistral/step-1300", "replicated 123.0 GB (80.0 GB on the wire, ratio 1.54), now 150.0 MB/s"}) {
+    EXPECT_NE(r.out.find(want), std::string::npos) << "missing '" << want << "' in:\n" << r.out;
+  }
+  // The healthy job's row says ok and shows its step.
+  auto row = r.out.substr(r.out.find("\nllama"));
+  row = row.substr(1, row.find('\n', 1));
+  EXPECT_NE(row.find(" 300 "), std::string::npos) << row;
+  EXPECT_NE(row.find(" ok"), std::string::npos) << row;
+
+  CliRun js = ferry("status --json" + agent.flag());
+  ASSERT_EQ(js.code, 0) << js.out;
+  EXPECT_EQ(nlohmann::json::parse(js.out), agent_status());
+}
+
+TEST(FerryCliAgentTest, SubmitSendsTheAbsoluteDirectory) {
+  testing::TempDir dir;
+  AgentStub agent(dir);
+  fs::create_directories(dir / "ckpt" / "step-400");
+  CliRun r = ferry("submit " + quote(dir / "ckpt" / "." / "step-400" / "") + " --job=llama" + agent.flag());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("(id 8)"), std::string::npos) << r.out;
+  {
+    std::lock_guard lock(agent.mu);
+    ASSERT_EQ(agent.calls.size(), 1u);
+    EXPECT_EQ(agent.calls[0].first, "submit");
+    EXPECT_EQ(agent.calls[0].second["dir"], (dir / "ckpt" / "step-400").string());
+    EXPECT_EQ(agent.calls[0].second["job"], "llama");
+  }
+  // The agent's refusal is one line and exit code 1.
+  r = ferry("submit " + quote(dir / "ckpt" / "step-400") + " --job=nope" + agent.flag());
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("ferry: the agent refused submit: no job named nope"), std::string::npos) << r.out;
+  // Not a directory: a usage error, nothing sent.
+  r = ferry("submit " + quote(dir / "missing") + agent.flag());
+  EXPECT_EQ(r.code, 2) << r.out;
+  std::lock_guard lock(agent.mu);
+  EXPECT_EQ(agent.calls.size(), 2u);
+}
+
+TEST(FerryCliAgentTest, PauseAndResume) {
+  testing::TempDir dir;
+  AgentStub agent(dir);
+  CliRun r = ferry("pause --job=llama" + agent.flag());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("paused replication of job llama"), std::string::npos) << r.out;
+  r = ferry("resume" + agent.flag());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("resumed replication of every job"), std::string::npos) << r.out;
+  EXPECT_EQ(ferry("pause extra" + agent.flag()).code, 2);
+  std::lock_guard lock(agent.mu);
+  ASSERT_EQ(agent.calls.size(), 2u);
+  EXPECT_EQ(agent.calls[0], (std::pair<std::string, nlohmann::json>{"pause", {{"job", "llama"}}}));
+  EXPECT_EQ(agent.calls[1], (std::pair<std::string, nlohmann::json>{"resume", {{"job", ""}}}));
+}
+
+TEST(FerryCliAgentTest, NoAgentIsAClearErrorWithExitOne) {
+  testing::TempDir dir;
+  const std::string sock = (dir / "none.sock").string();
+  for (const char* cmd : {"status", "pause", "resume"}) {
+    CliRun r = ferry(std::string(cmd) + " --socket=" + quote(sock));
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_NE(r.out.find("ferry: no agent listening on " + sock + ": No such file or directory "
+                         "(is ferry-agent running? --socket=PATH)"),
+              std::string::npos)
+        << r.out;
+  }
 }
 
 }  // namespace

@@ -1,0 +1,156 @@
+// status_command.cc: `ferry status [--json] [--socket=PATH]`: asks the running
+// ferry-agent for its state over the control socket and prints it for a
+// person: per job the newest step committed at the DR site and its age (the
+// RPO) against the target, the forecast, warnings, queue and errors; per DR
+// target whether it is up; totals. --json prints the agent's answer as is.
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include "tools/cli.h"
+
+DECLARE_bool(json);  // defined by inspect_command.cc
+
+namespace ferry::cli {
+namespace {
+
+using nlohmann::json;
+
+// The agent's answer is read defensively: a field missing or of another type
+// (an older or newer agent) prints as "-" instead of failing.
+double number(const json& j, const char* key, double fallback = NAN) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<double>() : fallback;
+}
+std::string text(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+bool flag(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_boolean() && it->get<bool>();
+}
+const json& list(const json& j, const char* key) {
+  static const json kEmpty = json::array();
+  auto it = j.find(key);
+  return it != j.end() && it->is_array() ? *it : kEmpty;
+}
+std::string count(const json& j, const char* key) {
+  double v = number(j, key);
+  return std::isnan(v) ? "-" : std::to_string(static_cast<long long>(v));
+}
+
+// "42s", "5m 03s", "2h 05m", "3d 04h"; "-" when unknown.
+std::string format_duration(double seconds) {
+  if (std::isnan(seconds) || seconds < 0) return "-";
+  if (std::isinf(seconds)) return "never";
+  auto s = static_cast<long long>(std::llround(seconds));
+  char buf[32];
+  if (s < 60) std::snprintf(buf, sizeof buf, "%llds", s);
+  else if (s < 3600) std::snprintf(buf, sizeof buf, "%lldm %02llds", s / 60, s % 60);
+  else if (s < 86400) std::snprintf(buf, sizeof buf, "%lldh %02lldm", s / 3600, s % 3600 / 60);
+  else std::snprintf(buf, sizeof buf, "%lldd %02lldh", s / 86400, s % 86400 / 3600);
+  return buf;
+}
+
+void print_jobs(const json& status) {
+  const json& jobs = list(status, "jobs");
+  if (jobs.empty()) {
+    std::printf("no jobs yet (nothing found under the watched roots or submitted)\n");
+    return;
+  }
+  std::printf("%-20s %10s %-8s %-8s %-9s %6s %9s %9s %7s %6s  %s\n", "JOB", "STEP", "RPO", "TARGET",
+              "FORECAST", "QUEUED", "IN-FLIGHT", "COMMITTED", "SKIPPED", "FAILED", "STATE");
+  for (const json& j : jobs) {
+    double step = number(j, "newest_committed_step");
+    std::string step_text = std::isnan(step) ? "none" : std::to_string(static_cast<long long>(step));
+    std::string state = flag(j, "warning") ? "WARNING" : flag(j, "paused") ? "paused" : "ok";
+    if (flag(j, "warning") && flag(j, "paused")) state = "WARNING, paused";
+    std::printf("%-20s %10s %-8s %-8s %-9s %6s %9s %9s %7s %6s  %s\n", text(j, "job").c_str(),
+                step_text.c_str(), format_duration(number(j, "rpo_seconds")).c_str(),
+                format_duration(number(j, "rpo_target_seconds")).c_str(),
+                format_duration(number(j, "forecast_rpo_seconds")).c_str(), count(j, "queued").c_str(),
+                count(j, "in_flight").c_str(), count(j, "committed").c_str(), count(j, "skipped").c_str(),
+                count(j, "failed").c_str(), state.c_str());
+  }
+  // Warnings and errors get whole lines: they are what a person looks for.
+  for (const json& j : jobs) {
+    std::string job = text(j, "job");
+    if (flag(j, "warning")) {
+      std::string why = text(j, "warning_text");
+      std::printf("WARNING %s: %s\n", job.c_str(),
+                  why.empty() ? "the RPO target is breached or forecast to be" : why.c_str());
+    }
+    double backlog = number(j, "backlog_bytes", 0);
+    if (backlog > 0) {
+      std::printf("  %s: %s not yet at the DR site\n", job.c_str(),
+                  format_bytes(static_cast<std::uint64_t>(backlog)).c_str());
+    }
+    if (std::string err = text(j, "last_error"); !err.empty()) {
+      std::printf("  %s: last error: %s\n", job.c_str(), err.c_str());
+    }
+  }
+}
+
+void print_targets(const json& status) {
+  const json& targets = list(status, "targets");
+  if (targets.empty()) return;
+  std::printf("\n%-32s %-5s %s\n", "TARGET", "STATE", "DETAIL");
+  for (const json& t : targets) {
+    bool up = flag(t, "up");
+    std::string detail;
+    double failures = number(t, "consecutive_failures", 0);
+    if (failures > 0) detail = count(t, "consecutive_failures") + " failed probes in a row";
+    if (std::string err = text(t, "last_error"); !err.empty()) {
+      detail += (detail.empty() ? "" : ": ") + err;
+    }
+    if (detail.empty()) std::printf("%-32s %s\n", text(t, "address").c_str(), up ? "up" : "DOWN");
+    else std::printf("%-32s %-5s %s\n", text(t, "address").c_str(), up ? "up" : "DOWN", detail.c_str());
+  }
+}
+
+void print_queue(const json& status) {
+  const json& queue = list(status, "queue");
+  if (queue.empty()) return;
+  std::printf("\n%-6s %-20s %-10s %s\n", "ID", "JOB", "STATE", "DIRECTORY");
+  for (const json& q : queue) {
+    std::printf("%-6s %-20s %-10s %s\n", count(q, "id").c_str(), text(q, "job").c_str(),
+                text(q, "state").c_str(), text(q, "dir").c_str());
+  }
+}
+
+void print_totals(const json& status) {
+  double logical = number(status, "logical_bytes", 0);
+  double wire = number(status, "wire_bytes", 0);
+  double rate = number(status, "throughput_bytes_per_second", 0);
+  std::printf("\nreplicated %s (%s on the wire", format_bytes(static_cast<std::uint64_t>(logical)).c_str(),
+              format_bytes(static_cast<std::uint64_t>(wire)).c_str());
+  if (wire > 0) std::printf(", ratio %.2f", logical / wire);
+  std::printf("), now %s/s\n", format_bytes(static_cast<std::uint64_t>(rate)).c_str());
+}
+
+int run_status(const std::vector<std::string>& args) {
+  if (!args.empty()) return usage_error("status takes no arguments");
+  int code = kExitOk;
+  auto status = ask_agent("status", json::object(), &code);
+  if (!status) return code;
+  if (FLAGS_json) {
+    std::printf("%s\n", status->dump(2, ' ', false, json::error_handler_t::replace).c_str());
+    return kExitOk;
+  }
+  std::string engine = text(*status, "engine");
+  std::printf("ferry-agent: up %s, engine %s, %s\n",
+              format_duration(number(*status, "uptime_s")).c_str(), engine.empty() ? "-" : engine.c_str(),
+              flag(*status, "paused") ? "PAUSED (ferry resume to continue)" : "replicating");
+  print_jobs(*status);
+  print_targets(*status);
+  print_queue(*status);
+  print_totals(*status);
+  return kExitOk;
+}
+
+Registrar registrar({"status", "status [--json] [--socket=PATH]",
+                     "the running agent's jobs, RPO, targets and queue", run_status});
+
+}  // namespace
+}  // namespace ferry::cli
