@@ -20,7 +20,9 @@ chunk, file and offset; nothing is handed over unverified.
 from __future__ import annotations
 
 import io
+import json
 import os
+import struct
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -37,6 +39,17 @@ PathLike = Union[str, "os.PathLike[str]"]
 # with the pickled object in <folder>/data.pkl.
 _ZIP_MAGIC = b"PK\x03\x04"
 _TORCH_PICKLE = "data.pkl"
+_SAFETENSORS_SUFFIX = ".safetensors"
+# A safetensors file starts with its JSON header's length (u64, little endian).
+_SAFETENSORS_LEN_BYTES = 8
+# safetensors dtype names -> torch dtype attribute names.
+_SAFETENSORS_TORCH_DTYPES = {
+    "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16",
+    "I32": "int32", "U32": "uint32", "I64": "int64", "U64": "uint64",
+    "F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64",
+    "C64": "complex64", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+    "F8_E8M0": "float8_e8m0fnu",
+}
 
 
 def _tls_files(location: str, ca, cert, key) -> Tuple[str, str, str]:
@@ -139,6 +152,51 @@ def _is_torch_save(data: memoryview) -> Optional[io.BytesIO]:
     return stream
 
 
+def _safetensors_fallback(f, device: str) -> Dict[str, Any]:
+    """The tensors of a safetensors file that came back as plain bytes, as
+    views of the restored memory (no copy on the host)."""
+    torch = _torch()
+    view = memoryview(f)
+    where = f"{f.path} (safetensors)"
+    if len(view) < _SAFETENSORS_LEN_BYTES:
+        raise FerryError(f"{where}: {len(view)} bytes, shorter than its header length")
+    (header_len,) = struct.unpack("<Q", view[:_SAFETENSORS_LEN_BYTES])
+    base = _SAFETENSORS_LEN_BYTES + header_len
+    if base > len(view):
+        raise FerryError(f"{where}: header of {header_len} bytes runs past the file's {len(view)}")
+    try:
+        header = json.loads(bytes(view[_SAFETENSORS_LEN_BYTES:base]))
+    except ValueError as e:
+        raise FerryError(f"{where}: header is not JSON: {e}") from e
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype_name = _SAFETENSORS_TORCH_DTYPES.get(info.get("dtype"))
+        dtype = getattr(torch, dtype_name, None) if dtype_name else None
+        if dtype is None:
+            raise FerryError(
+                f"{where}: tensor {name!r} has dtype {info.get('dtype')}, "
+                f"which this PyTorch ({torch.__version__}) cannot represent"
+            )
+        shape = [int(d) for d in info["shape"]]
+        begin, end = (int(x) for x in info["data_offsets"])
+        numel = 1
+        for d in shape:
+            numel *= d
+        element_bytes = torch.empty(0, dtype=dtype).element_size()
+        if not (0 <= begin <= end <= len(view) - base) or end - begin != numel * element_bytes:
+            raise FerryError(f"{where}: tensor {name!r} has data_offsets [{begin}, {end}] "
+                             f"that do not hold {shape} x {info['dtype']}")
+        if end == begin:
+            tensor = torch.empty(shape, dtype=dtype)
+        else:
+            raw = torch.frombuffer(view[base + begin : base + end], dtype=torch.uint8)
+            tensor = raw.view(dtype).reshape(shape)
+        out[name] = tensor if device == "cpu" else tensor.to(device)
+    return out
+
+
 def _flatten(obj: Any, prefix: str) -> Iterator[Tuple[str, Any]]:
     """The tensors of a loaded object, named by their dotted key path."""
     torch = _torch()
@@ -169,6 +227,14 @@ def tensors_of(restoration, device: str, copy_to: Optional[str] = None) -> Dict[
         _put(out, origin, entry.name, tensor, entry.file)
     map_location = copy_to or device
     for f in restoration.files:
+        if f.path.endswith(_SAFETENSORS_SUFFIX):
+            # A safetensors file whose header ferry's packer did not take as a
+            # tensor layout (a dtype it does not know, such as F8_E8M0) was
+            # packed as plain bytes: its header is read here, rather than its
+            # tensors going missing.
+            for name, tensor in _safetensors_fallback(f, map_location).items():
+                _put(out, origin, name, tensor, f.path)
+            continue
         stream = _is_torch_save(memoryview(f))
         if stream is None:
             continue

@@ -15,6 +15,8 @@ from __future__ import annotations
 import gc
 import json
 import struct
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -157,6 +159,32 @@ def test_torch_save_checkpoints_are_merged(tmp_path, pack, test_seed):
         assert bytes(view) == (d / path).read_bytes(), path
 
 
+def test_safetensors_ferry_does_not_parse_still_loads(tmp_path, pack):
+    """A dtype ferry's packer has no layout for (F8_E8M0) packs as plain bytes;
+    load() still returns its tensors, read by the safetensors package."""
+    if not hasattr(torch, "float8_e8m0fnu"):
+        pytest.skip(f"torch {torch.__version__} has no float8_e8m0fnu")
+    d = tmp_path / "e8m0"
+    d.mkdir()
+    tensors = {"scales": torch.rand(16, 4).to(torch.float8_e8m0fnu), "w": torch.randn(8, 8)}
+    try:
+        safetensors_torch.save_file(tensors, str(d / "m.safetensors"))
+    except Exception as e:  # an older safetensors without F8_E8M0
+        pytest.skip(f"safetensors cannot write float8_e8m0fnu: {e}")
+    archive = pack(d, tmp_path / "e8m0.ferry")
+    assert_same_tensors(ferry.load(archive, device="cpu"), safetensors_torch.load_file(str(d / "m.safetensors")))
+
+
+def test_a_name_in_two_files_raises_naming_both(tmp_path, pack):
+    d = tmp_path / "dup"
+    d.mkdir()
+    safetensors_torch.save_file({"w": torch.zeros(2)}, str(d / "a.safetensors"))
+    safetensors_torch.save_file({"w": torch.ones(2)}, str(d / "b.safetensors"))
+    archive = pack(d, tmp_path / "dup.ferry")
+    with pytest.raises(ferry.FerryError, match=r"'w' is in both a.safetensors and b.safetensors"):
+        ferry.load(archive, device="cpu")
+
+
 def safetensors_data_offsets(path: Path):
     """name -> begin offset in the data section, from the file's own header."""
     raw = path.read_bytes()
@@ -250,6 +278,7 @@ def test_flipped_byte_raises_corruption_naming_the_chunk(varied_archive, tmp_pat
     with pytest.raises(ferry.CorruptionError, match=r"chunk [0-9a-f]{16}") as info:
         ferry.load(bad, device="cpu")
     assert isinstance(info.value, RuntimeError)
+    assert "config.json" in str(info.value)  # the first frame is the first file's
     with pytest.raises(ferry.CorruptionError):
         ferry.restore_files(bad)
 
@@ -263,6 +292,31 @@ def test_missing_archive_and_bad_arguments(tmp_path, varied_archive):
         ferry.load(varied_archive, device="cpu", engine="warp")
     with pytest.raises(ValueError, match="FERRY_CA"):
         ferry.load("ferry://127.0.0.1:1/snap", device="cpu")
+
+
+def test_restore_releases_the_gil(tmp_path, pack, test_seed):
+    """Another Python thread runs while a restore is under way."""
+    g = torch.Generator().manual_seed(test_seed + 4)
+    d = tmp_path / "big"
+    d.mkdir()
+    safetensors_torch.save_file({"w": (torch.randn(4096, 1024, generator=g) * 0.02).bfloat16()}, str(d / "w.safetensors"))
+    archive = pack(d, tmp_path / "big.ferry", chunk_size=SMALL_CHUNK_BYTES)
+    window = {}
+
+    def restore():
+        window["start"] = time.monotonic()
+        window["result"] = _ext.restore(str(archive), "cpu")
+        window["end"] = time.monotonic()
+
+    ticks = []
+    worker = threading.Thread(target=restore)
+    worker.start()
+    while worker.is_alive():
+        ticks.append(time.monotonic())
+        time.sleep(0.0005)
+    worker.join()
+    during = [t for t in ticks if window["start"] < t < window["end"]]
+    assert during, f"no Python ran during the {window['end'] - window['start']:.3f} s restore"
 
 
 def test_cuda_without_a_gpu_raises_with_the_reason(varied_archive):
