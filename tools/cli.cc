@@ -13,7 +13,7 @@
 DEFINE_string(o, "", "output: the archive for pack, the directory for unpack");
 DEFINE_int32(threads, 0, "worker threads for coding and hashing (0: one per CPU)");
 DEFINE_bool(progress, true, "show a progress line on stderr when work takes more than a second");
-DEFINE_string(socket, "/run/ferry-agent/control.sock",
+DEFINE_string(socket, ferry::agent::kDefaultControlSocket,
               "status, submit, pause, resume: the control socket of the running ferry-agent");
 DEFINE_string(ca, "", "PEM file of the CA both sides' certificates chain to (serve, push, list, restore)");
 DEFINE_string(cert, "", "PEM file of this side's certificate (serve, push, list, restore)");
