@@ -50,13 +50,14 @@ DEFINE_int32(agent_runs, 3, "pairs of runs (alone, with the agent), interleaved"
 DEFINE_double(agent_run_seconds, 30, "length of one run of the workload alone; sets the step count");
 DEFINE_double(agent_checkpoint_s, 5, "seconds between checkpoints");
 DEFINE_int32(agent_checkpoint_mb, 64, "about this many MB of corpus files per checkpoint");
-DEFINE_int32(agent_keep, 3, "checkpoint directories kept on the host (older ones are deleted, as trainers do)");
+DEFINE_int32(agent_keep, 4, "checkpoint directories kept on the host (older ones are deleted, as trainers do)");
 DEFINE_int32(agent_threads, 0, "workload threads (0: nproc - 1, at least 1)");
 DEFINE_int32(agent_array_mb, 32, "MB per triad array (three per thread)");
 DEFINE_int32(agent_triad_passes, 2, "triad passes per step");
 DEFINE_int32(agent_matmul_reps, 4, "128x128 matrix multiplies per step");
 DEFINE_string(agent_flags, "", "extra ferry-agent flags, space-separated (default limits otherwise)");
 DEFINE_bool(agent_keep_work, false, "keep the temporary directory");
+DEFINE_bool(agent_verbose, false, "print every status response the bench reads from the agent");
 
 namespace ferry::bench {
 namespace {
@@ -364,6 +365,9 @@ Run one_run(Setup& s, int index, bool with_agent, std::vector<WorkerState>& work
       lock.unlock();
       if (with_agent) {
         auto st = agent::control_call(sock, "status", nlohmann::json::object(), 2000);
+        if (FLAGS_agent_verbose) {
+          std::fprintf(stderr, "status: %s\n", st ? st->dump().c_str() : st.status().to_string().c_str());
+        }
         if (st && (*st).value("ok", false)) {
           const auto js = job_status(*st);
           if (js.contains("rpo_seconds") && js["rpo_seconds"].is_number() && js.value("committed", 0) > 0) {
