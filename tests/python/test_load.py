@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 import struct
 import threading
 import time
@@ -347,6 +348,13 @@ def test_remote_load_equals_local(varied_dir, varied_archive, receiver, monkeypa
 
     with pytest.raises(ferry.FerryError, match="no-such-snapshot"):
         ferry.load(receiver.url("no-such-snapshot"), device="cpu")
+
+
+def test_unreachable_receiver_names_the_peer(certs, fresh_receiver):
+    url = fresh_receiver.url("any")
+    fresh_receiver.stop()  # nothing listens on its port now
+    with pytest.raises(ferry.FerryError, match=re.escape(fresh_receiver.address)):
+        ferry.load(url, device="cpu", **certs.client_kwargs())
 
 
 def test_store_load_equals_local(varied_dir, varied_archive, fresh_receiver):
