@@ -73,6 +73,10 @@ def varied_tensors(g):
         "scalar": torch.tensor(3.5),
         "step": torch.tensor(1200, dtype=torch.int64),
     }
+    for bits_, limit in ((16, 2**16), (32, 2**32), (64, 2**62)):
+        dt = getattr(torch, f"uint{bits_}", None)
+        if dt is not None:  # torch 2.3+: unsigned types beyond uint8
+            t[f"u{bits_}"] = torch.randint(0, limit, (41,), generator=g, dtype=torch.int64).to(dt)
     for dt in F8_TYPES:
         t[f"fp8.{dt}".replace("torch.", "")] = (torch.randn(64, 33, generator=g) * 0.5).to(dt)
     return t
