@@ -667,7 +667,8 @@ Result<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config, Logger& l
       lock.unlock();
       a.tick();
       lock.lock();
-      a.tick_cv.wait_for(lock, std::chrono::milliseconds(kRpoTickMs), [&a] { return a.stopping.load(); });
+      // No predicate: a commit's notify_all wakes it for an early tick.
+      if (!a.stopping.load()) a.tick_cv.wait_for(lock, std::chrono::milliseconds(kRpoTickMs));
     }
   });
   RETURN_IF_ERROR(a.start_watcher(config));

@@ -1,0 +1,355 @@
+// agent_net_test.cc: the agent end to end over real mTLS on loopback, with
+// real receivers (tests/replication/receiver_fixture.h) and real files:
+// half-written checkpoints wait, a checkpoint changed while read is retried
+// and committed as its final content, a target going down grows the queue
+// and raises the RPO warning (status and /metrics) which clears once it is
+// back and drained, failover to a second target and back, status over the
+// control socket, /metrics agreeing with the pushes, and bad configurations
+// refused by the real ferry-agent binary with the setting named.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "agent/agent.h"
+#include "agent/control.h"
+#include "agent/metrics.h"
+#include "tests/agent/agent_fixture.h"
+#include "tests/replication/ferry_child.h"
+#include "tests/replication/receiver_fixture.h"
+
+namespace ferry::agent {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace ferry::agent::testing;
+using ferry::replication::testing::ReceiverSite;
+
+constexpr int kCommitMs = 30'000;
+
+class AgentNetTest : public ::testing::Test {
+ protected:
+  AgentNetTest() : log_(LogFormat::kText, [this](std::string_view l) {
+    std::lock_guard lock(mu_);
+    lines_.emplace_back(l);
+  }) {}
+
+  void SetUp() override {
+    fs::create_directories(dir_ / "ckpt/llama");
+    c_.watch = {{dir_ / "ckpt/llama", "llama"}};
+    c_.targets = {a_.receiver().address().to_string()};
+    c_.ca = a_.certs.set.ca_cert.string();
+    c_.cert = a_.certs.set.host_cert("alpha").string();
+    c_.key = a_.certs.set.host_key("alpha").string();
+    c_.state_dir = dir_ / "state";
+    c_.control_socket = dir_ / "ctl.sock";
+    c_.metrics_listen = "127.0.0.1:0";
+    c_.nice = 0;
+    c_.io_class = "best-effort";
+    c_.engine = "cpu";
+    c_.skip_superseded = false;
+    c_.rescan_interval_s = 0.5;
+    c_.probe_interval_s = 0.2;
+    c_.target_down_after = 2;
+    c_.target_up_after = 1;
+    c_.shutdown_grace_s = 5;
+  }
+  void TearDown() override {
+    if (agent_) agent_->shutdown(0);
+    if (HasFailure()) {
+      std::lock_guard lock(mu_);
+      for (const auto& l : lines_) std::fprintf(stderr, "agent log: %s\n", l.c_str());
+    }
+  }
+
+  void start() {
+    auto a = Agent::start(c_, log_);
+    ASSERT_TRUE(a.is_ok()) << a.status().to_string();
+    agent_ = std::move(a).value();
+  }
+  replication::RemoteOptions remote(const ReceiverSite& site) {
+    replication::RemoteOptions r;
+    r.address = const_cast<ReceiverSite&>(site).receiver().address().to_string();
+    r.tls = c_.tls();
+    return r;
+  }
+  bool log_has(const std::string& needle) {
+    std::lock_guard lock(mu_);
+    for (const auto& l : lines_) {
+      if (l.find(needle) != std::string::npos) return true;
+    }
+    return false;
+  }
+  std::size_t log_count(const std::string& needle) {
+    std::lock_guard lock(mu_);
+    std::size_t n = 0;
+    for (const auto& l : lines_) n += l.find(needle) != std::string::npos;
+    return n;
+  }
+  nlohmann::json job_status(const std::string& job = "llama") {
+    auto s = agent_->status_json();
+    for (const auto& j : s["jobs"]) {
+      if (j["job"] == job) return j;
+    }
+    return {};
+  }
+  bool committed_at(const ReceiverSite& site, const std::string& name) {
+    auto names = remote_names(remote(site));
+    return std::find(names.begin(), names.end(), name) != names.end();
+  }
+
+  ferry::testing::TempDir dir_;
+  ReceiverSite a_;
+  AgentConfig c_;
+  std::mutex mu_;
+  std::vector<std::string> lines_;
+  Logger log_;
+  std::unique_ptr<Agent> agent_;
+};
+
+TEST_F(AgentNetTest, HalfWrittenCheckpointWaitsUntilComplete) {
+  start();
+  const fs::path ck = dir_ / "ckpt/llama/step-100";
+  fs::create_directories(ck);
+  // Shards appear one by one, slowly; no .metadata yet.
+  for (int i = 0; i < 3; ++i) {
+    ferry::testing::write_file(ck / ("__" + std::to_string(i) + "_0.distcp"),
+                               ferry::testing::normal_floats(100'000, 2, true, 0.02, 40 + i));
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  }
+  EXPECT_FALSE(log_has("checkpoint_submitted"));
+  EXPECT_TRUE(agent_->status_json()["queue"].empty());
+  EXPECT_TRUE(remote_names(remote(a_)).empty());
+  ferry::testing::write_file(ck / ".metadata", ferry::testing::random_bytes(500, 9));
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-100"); }, kCommitMs));
+  EXPECT_TRUE(restores_identical(remote(a_), "llama-100", ck));
+  EXPECT_TRUE(wait_until([&] { return job_status()["newest_committed_step"] == 100; }, 5000));
+}
+
+TEST_F(AgentNetTest, CheckpointChangedWhileReadIsRetriedAndCommittedAsFinal) {
+  c_.bandwidth_mbps = 1.5;  // a ~2.4 MB checkpoint takes over a second to send
+  c_.streams = 1;
+  start();
+  const fs::path ck = dir_ / "ckpt/llama/step-200";
+  write_checkpoint(ck, 7, 800'000);
+  ASSERT_TRUE(wait_until([&] { return log_has("checkpoint_submitted"); }, 10'000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // The trainer rewrites one shard while the agent reads and sends.
+  ferry::testing::write_file(ck / "__1_0.distcp", ferry::testing::normal_floats(800'000 / 3, 4, false, 1e-3, 99));
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-200"); }, 60'000));
+  EXPECT_TRUE(log_has("changed while it was read")) << "the change was not detected";
+  EXPECT_TRUE(restores_identical(remote(a_), "llama-200", ck));
+  EXPECT_EQ(log_count("checkpoint_committed"), 1u);
+}
+
+TEST_F(AgentNetTest, TargetDownGrowsQueueAndWarnsThenDrainsAndClears) {
+  start();
+  write_checkpoint(dir_ / "ckpt/llama/step-1", 1, 50'000);
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-1"); }, kCommitMs));
+  a_.receiver().stop();
+  ASSERT_TRUE(wait_until([&] { return agent_->status_json()["targets"][0]["up"] == false; }, 10'000));
+  EXPECT_TRUE(log_has("target_down"));
+  write_checkpoint(dir_ / "ckpt/llama/step-2", 2, 50'000);
+  write_checkpoint(dir_ / "ckpt/llama/step-3", 3, 50'000);
+  ASSERT_TRUE(wait_until([&] { return agent_->status_json()["queue"].size() == 2; }, 10'000));
+  ASSERT_TRUE(wait_until([&] { return job_status()["warning"] == true; }, 5000));
+  auto js = job_status();
+  EXPECT_NE(js["warning_text"].get<std::string>().find("all targets down"), std::string::npos) << js.dump();
+  EXPECT_GT(js["backlog_bytes"].get<std::uint64_t>(), 0u);
+  EXPECT_EQ(js["forecast_rpo_seconds"].get<double>(), -1.0);  // cannot drain
+  const std::string m = scrape_metrics(agent_->metrics_port());
+  EXPECT_EQ(metric_value(m, "ferry_agent_rpo_warning{job=\"llama\"}"), 1) << m;
+  EXPECT_EQ(metric_value(m, "ferry_agent_queue_depth"), 2) << m;
+  EXPECT_EQ(metric_value(m, "ferry_agent_target_up{target=\"" + a_.receiver().address().to_string() + "\"}"), 0) << m;
+  EXPECT_EQ(log_count("rpo_warning_raised"), 1u);
+
+  ASSERT_TRUE(a_.restart().is_ok());
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-2") && committed_at(a_, "llama-3"); }, kCommitMs));
+  ASSERT_TRUE(wait_until([&] { return job_status()["warning"] == false; }, 5000)) << job_status().dump();
+  EXPECT_TRUE(agent_->status_json()["queue"].empty());
+  EXPECT_EQ(metric_value(scrape_metrics(agent_->metrics_port()), "ferry_agent_rpo_warning{job=\"llama\"}"), 0);
+  EXPECT_EQ(log_count("rpo_warning_raised"), 1u);
+  EXPECT_EQ(log_count("rpo_warning_cleared"), 1u);
+  EXPECT_TRUE(log_has("target_up"));
+  for (const char* s : {"llama-1", "llama-2", "llama-3"}) {
+    EXPECT_TRUE(restores_identical(remote(a_), s, dir_ / "ckpt/llama" / (std::string("step-") + s[6])));
+  }
+}
+
+TEST_F(AgentNetTest, FailoverToSecondTargetAndBack) {
+  ReceiverSite b;
+  // Both receivers trust the same CA only if they share certificates: b
+  // gets a's set.
+  ASSERT_TRUE(b.receiver().address().to_string() != a_.receiver().address().to_string());
+  b.receiver().stop();
+  replication::ReceiverOptions ro;
+  ro.listen = "127.0.0.1:0";
+  ro.tls.ca_file = a_.certs.set.ca_cert;
+  ro.tls.cert_file = a_.certs.set.receiver_cert;
+  ro.tls.key_file = a_.certs.set.receiver_key;
+  replication::Receiver second(b.store(), ro);
+  ASSERT_TRUE(second.start().is_ok());
+  c_.targets = {a_.receiver().address().to_string(), second.address().to_string()};
+  start();
+  auto remote_b = remote(a_);
+  remote_b.address = second.address().to_string();
+
+  write_checkpoint(dir_ / "ckpt/llama/step-10", 10, 50'000);
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-10"); }, kCommitMs));
+  a_.receiver().stop();
+  ASSERT_TRUE(wait_until([&] { return agent_->status_json()["targets"][0]["up"] == false; }, 10'000));
+  write_checkpoint(dir_ / "ckpt/llama/step-20", 20, 50'000);
+  auto names_b = [&] { return remote_names(remote_b); };
+  ASSERT_TRUE(wait_until([&] {
+    auto n = names_b();
+    return std::find(n.begin(), n.end(), "llama-20") != n.end();
+  }, kCommitMs));
+  EXPECT_TRUE(restores_identical(remote_b, "llama-20", dir_ / "ckpt/llama/step-20"));
+  EXPECT_EQ(job_status()["warning"], false);  // a healthy target kept it moving
+
+  ASSERT_TRUE(a_.restart().is_ok());
+  ASSERT_TRUE(wait_until([&] { return agent_->status_json()["targets"][0]["up"] == true; }, 10'000));
+  write_checkpoint(dir_ / "ckpt/llama/step-30", 30, 50'000);
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-30"); }, kCommitMs));
+  auto n = names_b();
+  EXPECT_EQ(std::find(n.begin(), n.end(), "llama-30"), n.end()) << "back on the first target";
+  EXPECT_TRUE(restores_identical(remote(a_), "llama-30", dir_ / "ckpt/llama/step-30"));
+  second.stop();
+}
+
+TEST_F(AgentNetTest, ControlSocketStatusSubmitPauseResume) {
+  start();
+  auto s = control_call(c_.control_socket, "status", nlohmann::json::object());
+  ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+  EXPECT_EQ((*s)["ok"], true);
+  EXPECT_EQ((*s)["engine"].get<std::string>().substr(0, 3), "cpu");
+  ASSERT_EQ((*s)["jobs"].size(), 1u);
+  EXPECT_EQ((*s)["jobs"][0]["job"], "llama");
+  EXPECT_EQ((*s)["jobs"][0]["rpo_target_seconds"], c_.rpo_target_s);
+  EXPECT_EQ((*s)["targets"][0]["address"], a_.receiver().address().to_string());
+
+  auto paused = control_call(c_.control_socket, "pause", {{"job", ""}});
+  ASSERT_TRUE(paused.is_ok());
+  EXPECT_EQ((*paused)["ok"], true);
+  // A directory outside any watched root, without completion mark: submit
+  // takes it as it is.
+  const fs::path other = dir_ / "elsewhere/run-7";
+  write_checkpoint(other, 70, 30'000);
+  fs::remove(other / ".metadata");
+  auto sub = control_call(c_.control_socket, "submit", {{"dir", other.string()}, {"job", "side"}});
+  ASSERT_TRUE(sub.is_ok());
+  ASSERT_EQ((*sub)["ok"], true) << sub->dump();
+  EXPECT_GT((*sub)["id"].get<std::uint64_t>(), 0u);
+  auto again = control_call(c_.control_socket, "submit", {{"dir", other.string()}, {"job", "side"}});
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_EQ((*again)["ok"], false);
+  auto bad = control_call(c_.control_socket, "submit", {{"dir", (dir_ / "nope").string()}});
+  ASSERT_TRUE(bad.is_ok());
+  EXPECT_EQ((*bad)["ok"], false);
+  EXPECT_NE((*bad)["error"].get<std::string>().find("no such directory"), std::string::npos);
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  s = control_call(c_.control_socket, "status", nlohmann::json::object());
+  ASSERT_TRUE(s.is_ok());
+  EXPECT_EQ((*s)["paused"], true);
+  ASSERT_EQ((*s)["queue"].size(), 1u);
+  EXPECT_EQ((*s)["queue"][0]["state"], "queued");
+  EXPECT_EQ((*s)["queue"][0]["job"], "side");
+  EXPECT_TRUE(remote_names(remote(a_)).empty());
+
+  ASSERT_TRUE(control_call(c_.control_socket, "resume", {{"job", ""}}).is_ok());
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "side-7"); }, kCommitMs));
+  EXPECT_TRUE(restores_identical(remote(a_), "side-7", other));
+  s = control_call(c_.control_socket, "status", nlohmann::json::object());
+  ASSERT_TRUE(s.is_ok());
+  bool found = false;
+  for (const auto& j : (*s)["jobs"]) {
+    if (j["job"] != "side") continue;
+    found = true;
+    EXPECT_EQ(j["newest_committed_snapshot"], "side-7");
+    EXPECT_GE(j["rpo_seconds"].get<double>(), 0.0);
+    EXPECT_EQ(j["committed"], 1);
+  }
+  EXPECT_TRUE(found) << s->dump();
+  auto unknown = control_call(c_.control_socket, "launch", nlohmann::json::object());
+  ASSERT_TRUE(unknown.is_ok());
+  EXPECT_EQ((*unknown)["ok"], false);
+}
+
+TEST_F(AgentNetTest, MetricsAgreeWithThePushes) {
+  start();
+  for (int i = 1; i <= 3; ++i) write_checkpoint(dir_ / "ckpt/llama" / ("step-" + std::to_string(i)), 100 + i, 60'000);
+  ASSERT_TRUE(wait_until([&] { return log_count("checkpoint_committed") == 3; }, kCommitMs));
+  // The sender's own counters, as each commit logged them.
+  double logical = 0, wire = 0;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& l : lines_) {
+      if (l.find("checkpoint_committed") == std::string::npos) continue;
+      logical += std::stod(l.substr(l.find("logical_bytes=") + 14));
+      wire += std::stod(l.substr(l.find("wire_bytes=") + 11));
+    }
+  }
+  std::uint64_t on_disk = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir_ / "ckpt/llama")) {
+    if (e.is_regular_file()) on_disk += e.file_size();
+  }
+  EXPECT_EQ(logical, static_cast<double>(on_disk));
+  std::string m;
+  ASSERT_TRUE(wait_until([&] {
+    m = scrape_metrics(agent_->metrics_port());
+    return metric_value(m, "ferry_agent_compression_ratio") > 0;
+  }, 5000)) << m;
+  EXPECT_EQ(metric_value(m, "ferry_agent_logical_bytes_total"), logical) << m;
+  EXPECT_EQ(metric_value(m, "ferry_agent_wire_bytes_total"), wire) << m;
+  EXPECT_EQ(metric_value(m, "ferry_agent_jobs_total{state=\"committed\"}"), 3) << m;
+  EXPECT_GT(metric_value(m, "ferry_agent_throughput_bytes_per_second"), 0) << m;
+  EXPECT_GT(metric_value(m, "ferry_agent_compression_ratio"), 0) << m;
+  auto s = agent_->status_json();
+  EXPECT_EQ(s["logical_bytes"].get<double>(), logical);
+  EXPECT_EQ(s["wire_bytes"].get<double>(), wire);
+}
+
+// The real binary, as an operator meets it: each bad setting is refused at
+// start (exit code 2 for a bad setting, 1 for an unreachable site) with the
+// flag named on stderr.
+TEST_F(AgentNetTest, BadConfigurationsAreRefusedNamingTheSetting) {
+  auto run = [&](std::vector<std::string> extra, int& code) {
+    std::vector<std::string> argv = {FERRY_AGENT_BIN, "--watch=" + (dir_ / "ckpt/llama").string(),
+                                     "--targets=" + a_.receiver().address().to_string(), "--ca=" + c_.ca, "--cert=" + c_.cert,
+                                     "--key=" + c_.key, "--state_dir=" + (dir_ / "state2").string(),
+                                     "--control_socket=" + (dir_ / "ctl2.sock").string(), "--metrics_listen=",
+                                     "--nice=0"};
+    for (auto& e : extra) argv.push_back(e);
+    fs::remove(dir_ / "agent.err");
+    auto child = ferry::testing::ChildProcess::spawn(argv, dir_ / "agent.err");
+    EXPECT_TRUE(child.is_ok());
+    int st = child->wait();
+    code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    auto bytes = ferry::testing::read_file(dir_ / "agent.err");
+    return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  };
+  struct Case {
+    std::vector<std::string> flags;
+    std::string needle;
+    int code;
+  };
+  const std::vector<Case> cases = {
+      {{"--watch=" + (dir_ / "missing").string()}, "--watch=" + (dir_ / "missing").string() + ": no such directory", 2},
+      {{"--targets=127.0.0.1"}, "--targets=127.0.0.1", 2},
+      {{"--cert=" + (dir_ / "none.pem").string()}, "--cert=" + (dir_ / "none.pem").string() + ": no such file", 2},
+      {{"--bandwidth_mbps=-3"}, "--bandwidth_mbps=", 2},
+      {{"--max_jobs=-1"}, "--max_jobs=-1", 2},
+      {{"--targets=127.0.0.1:1"}, "--targets: no target is reachable: 127.0.0.1:1", 1},
+  };
+  for (const auto& c : cases) {
+    int code = 0;
+    std::string err = run(c.flags, code);
+    EXPECT_EQ(code, c.code) << err;
+    EXPECT_NE(err.find(c.needle), std::string::npos) << "want '" << c.needle << "' in: " << err;
+  }
+}
+
+}  // namespace
+}  // namespace ferry::agent
