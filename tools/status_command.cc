@@ -62,14 +62,19 @@ void print_jobs(const json& status) {
   std::printf("%-20s %10s %-8s %-8s %-9s %6s %9s %9s %7s %6s  %s\n", "JOB", "STEP", "RPO", "TARGET",
               "FORECAST", "QUEUED", "IN-FLIGHT", "COMMITTED", "SKIPPED", "FAILED", "STATE");
   for (const json& j : jobs) {
+    // Nothing committed yet: no snapshot name (the step may read 0).
     double step = number(j, "newest_committed_step");
-    std::string step_text = std::isnan(step) ? "none" : std::to_string(static_cast<long long>(step));
+    bool none = std::isnan(step) || (step == 0 && text(j, "newest_committed_snapshot").empty());
+    std::string step_text = none ? "none" : std::to_string(static_cast<long long>(step));
+    // The agent reports a forecast that cannot drain (no throughput) as -1.
+    double forecast = number(j, "forecast_rpo_seconds");
+    std::string forecast_text = forecast < 0 ? "stalled" : format_duration(forecast);
     std::string state = flag(j, "warning") ? "WARNING" : flag(j, "paused") ? "paused" : "ok";
     if (flag(j, "warning") && flag(j, "paused")) state = "WARNING, paused";
     std::printf("%-20s %10s %-8s %-8s %-9s %6s %9s %9s %7s %6s  %s\n", text(j, "job").c_str(),
                 step_text.c_str(), format_duration(number(j, "rpo_seconds")).c_str(),
                 format_duration(number(j, "rpo_target_seconds")).c_str(),
-                format_duration(number(j, "forecast_rpo_seconds")).c_str(), count(j, "queued").c_str(),
+                forecast_text.c_str(), count(j, "queued").c_str(),
                 count(j, "in_flight").c_str(), count(j, "committed").c_str(), count(j, "skipped").c_str(),
                 count(j, "failed").c_str(), state.c_str());
   }

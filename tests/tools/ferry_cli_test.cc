@@ -197,7 +197,11 @@ nlohmann::json agent_status() {
             {"job":"mistral","paused":true,"newest_committed_step":1200,"newest_committed_snapshot":"mistral-1200",
              "rpo_seconds":5400.0,"rpo_target_seconds":3600,"forecast_rpo_seconds":7300.0,"warning":true,
              "warning_text":"RPO 1h 30m is over the 1h 00m target","backlog_bytes":2500000000,"queued":2,
-             "in_flight":1,"committed":12,"skipped":1,"failed":1,"last_error":"dr2:7000: connection refused"}],
+             "in_flight":1,"committed":12,"skipped":1,"failed":1,"last_error":"dr2:7000: connection refused"},
+            {"job":"gpt","paused":false,"newest_committed_step":0,"newest_committed_snapshot":"",
+             "rpo_seconds":null,"rpo_target_seconds":3600,"forecast_rpo_seconds":-1,"warning":false,
+             "warning_text":"","backlog_bytes":0,"queued":1,"in_flight":0,"committed":0,"skipped":0,
+             "failed":0,"last_error":""}],
     "targets":[{"address":"dr1:7000","up":true,"consecutive_failures":0,"last_error":""},
                {"address":"dr2:7000","up":false,"consecutive_failures":3,"last_error":"connection refused"}],
     "logical_bytes":123000000000,"wire_bytes":80000000000,"throughput_bytes_per_second":1.5e8,
@@ -246,6 +250,11 @@ TEST(FerryCliAgentTest, StatusPrintsJobsTargetsAndWarnings) {
   row = row.substr(1, row.find('\n', 1));
   EXPECT_NE(row.find(" 300 "), std::string::npos) << row;
   EXPECT_NE(row.find(" ok"), std::string::npos) << row;
+  // A job with nothing at the DR site yet, and no throughput to forecast with.
+  row = r.out.substr(r.out.find("\ngpt"));
+  row = row.substr(1, row.find('\n', 1));
+  EXPECT_NE(row.find(" none "), std::string::npos) << row;
+  EXPECT_NE(row.find(" stalled "), std::string::npos) << row;
 
   CliRun js = ferry("status --json" + agent.flag());
   ASSERT_EQ(js.code, 0) << js.out;
