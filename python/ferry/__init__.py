@@ -81,16 +81,14 @@ def _torch():
 def _restore_device(device) -> Tuple[str, Optional[str]]:
     """(where ferry restores to, where the tensors must end up).
 
-    device=None: the first GPU when PyTorch and ferry can both use it, else
-    the host. A GPU asked for by name must be usable by PyTorch: there is no
+    device=None: the first GPU when PyTorch can use one, else the host. A GPU asked for by name must be usable by PyTorch: there is no
     silent fallback to the host. When PyTorch can use it but ferry cannot
     (a build without the GPU engine), ferry restores on the host and PyTorch
     copies, and a warning says why.
     """
     torch = _torch()
     if device is None:
-        usable = torch.cuda.is_available() and not _ext.gpu_unavailable_reason(0)
-        return ("cuda:0", None) if usable else ("cpu", None)
+        device = "cuda:0" if torch.cuda.is_available() else "cpu"
     name = _ext.normalize_device(str(device))
     if name == "cpu":
         return "cpu", None
@@ -263,8 +261,8 @@ def load(
       "ferry://HOST:PORT/SNAPSHOT" (certificates from ca/cert/key or the
       FERRY_CA, FERRY_CERT and FERRY_KEY environment variables).
     device: "cuda:N" (raises RuntimeError with the reason when no GPU is
-      usable), "cpu", a torch.device, or None for the first GPU if usable,
-      else the host.
+      usable), "cpu", a torch.device, or None for the first GPU when PyTorch
+      can use one, else the host.
     streams: parallel connections to a DR receiver. engine: the codec engine
       ("auto", "cpu", "gpu").
 
