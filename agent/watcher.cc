@@ -114,6 +114,10 @@ std::string safetensors_set_gap(const fs::path& dir, const fs::path& index) {
   return "";
 }
 
+// Hidden directories are staging areas by convention (a checkpoint written
+// as ".step-100.tmp" and renamed to "step-100" when done): never candidates.
+bool is_staging_name(const std::string& name) { return name.empty() || name[0] == '.'; }
+
 std::string job_name_of(const WatchRoot& root) {
   if (!root.job.empty()) return root.job;
   fs::path p = root.path.lexically_normal();
@@ -297,6 +301,7 @@ struct Watcher::Impl {
     for (fs::directory_iterator it(rdir, ec), end; !ec && it != end; it.increment(ec)) {
       std::error_code tec;
       if (!it->is_directory(tec) || it->is_symlink(tec)) continue;
+      if (is_staging_name(it->path().filename().string())) continue;
       const fs::path dir = rdir / it->path().filename();
       present.insert(dir);
       add_watch(dir, root, false);
@@ -343,6 +348,7 @@ struct Watcher::Impl {
         }
         if (w.is_root) {
           if (ev->len == 0 || !(ev->mask & IN_ISDIR)) continue;
+          if (is_staging_name(ev->name)) continue;
           const fs::path dir = w.dir / ev->name;
           if (ev->mask & (IN_CREATE | IN_MOVED_TO)) {
             add_watch(dir, w.root, false);
@@ -429,6 +435,14 @@ Result<std::unique_ptr<Watcher>> Watcher::start(
     if (!S_ISDIR(st.st_mode)) return Status::invalid_argument("watch root " + r.path.string() + " is not a directory");
     if (::access(r.path.c_str(), R_OK | X_OK) != 0) {
       return Status::from_errno(errno, "watch root " + r.path.string());
+    }
+  }
+  for (std::size_t i = 0; i < impl->options.roots.size(); ++i) {
+    for (std::size_t k = 0; k < i; ++k) {
+      if (impl->options.roots[i].path == impl->options.roots[k].path) {
+        return Status::invalid_argument("watch root " + impl->options.roots[i].path.string() +
+                                        " is named twice");
+      }
     }
   }
   impl->on_complete = std::move(on_complete);

@@ -1,5 +1,6 @@
 // watcher.h: finding complete checkpoints. A checkpoint is each immediate
-// subdirectory of a watched root (root/step-100/...); it is taken only once
+// subdirectory of a watched root (root/step-100/...), except hidden ones
+// (".step-100.tmp": staging by convention); it is taken only once
 // complete (a DCP ".metadata", a safetensors index plus every shard it names,
 // or a configured marker file), so a half-written checkpoint is never
 // replicated. Watcher follows the roots with inotify and a periodic full

@@ -226,6 +226,9 @@ TEST(WatcherTest, StartRefusesBadOptions) {
   o.roots = {{t / "file", ""}};
   EXPECT_EQ(Watcher::start(o, reports.callback()).status().code(), Code::kInvalidArgument);
   o.roots = {{t.path(), ""}};
+  o.roots = {{t.path(), ""}, {t.path().string() + "/", ""}};
+  EXPECT_EQ(Watcher::start(o, reports.callback()).status().code(), Code::kInvalidArgument);
+  o.roots = {{t.path(), ""}};
   o.rescan_interval_ms = 0;
   EXPECT_EQ(Watcher::start(o, reports.callback()).status().code(), Code::kInvalidArgument);
 }
@@ -309,6 +312,69 @@ TEST(WatcherTest, DirectoryRenamedIntoTheRootIsFound) {
   EXPECT_EQ(reports.all()[0].dir, root / "step-9");
   EXPECT_EQ(reports.all()[0].job, "named-job");
   EXPECT_EQ(reports.all()[0].step, 9u);
+
+  // Staged as a hidden directory inside the root: reported only under its
+  // final name.
+  const fs::path hidden = root / ".step-10.tmp";
+  fs::create_directory(hidden);
+  write_text(hidden / "__0_0.distcp", "data");
+  write_text(hidden / ".metadata", "meta");
+  (*w)->rescan_now();
+  settle();
+  EXPECT_EQ(reports.all().size(), 1u);
+  fs::rename(hidden, root / "step-10");
+  ASSERT_TRUE(reports.wait_for(2));
+  settle();
+  ASSERT_EQ(reports.all().size(), 2u);
+  EXPECT_EQ(reports.all()[1].dir, root / "step-10");
+}
+
+TEST(WatcherTest, QueueOverflowTriggersAFullRescan) {
+  TempDir t;
+  const fs::path root = t / "root";
+  fs::create_directory(root);
+  fs::create_directory(root / "step-1");
+  write_text(root / "step-1" / ".metadata", "meta");
+  // The first report holds the watcher thread while inotify's queue fills.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  Reports reports;
+  auto record = reports.callback();
+  std::vector<std::string> notices;
+  std::mutex notice_mu;
+  WatcherOptions o;
+  o.roots.push_back({root, ""});
+  o.rescan_interval_ms = 60'000;
+  o.on_notice = [&](const std::string& s) {
+    std::lock_guard lock(notice_mu);
+    notices.push_back(s);
+  };
+  auto w = Watcher::start(o, [&](const CheckpointCandidate& c) {
+    record(c);
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return release; });
+  });
+  ASSERT_TRUE(w.is_ok()) << w.status().to_string();
+  ASSERT_TRUE(reports.wait_for(1));
+  int max_events = 16384;
+  std::ifstream("/proc/sys/fs/inotify/max_queued_events") >> max_events;
+  if (max_events > 200'000) GTEST_SKIP() << "max_queued_events " << max_events << " is too large to fill";
+  // Each new file is two events (create, close-write) in a watched directory.
+  fs::create_directory(root / "step-2");
+  for (int i = 0; i < max_events / 2 + 200; ++i) write_text(root / "step-1" / std::to_string(i), "");
+  write_text(root / "step-2" / ".metadata", "meta");
+  {
+    std::lock_guard lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  ASSERT_TRUE(reports.wait_for(2, 10s));
+  EXPECT_EQ(reports.all()[1].dir, root / "step-2");
+  std::lock_guard lock(notice_mu);
+  bool overflowed = false;
+  for (const auto& n : notices) overflowed |= n.find("overflowed") != std::string::npos;
+  EXPECT_TRUE(overflowed);
 }
 
 TEST(WatcherTest, StartScanFindsWhatAppearedWhileStopped) {
