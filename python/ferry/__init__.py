@@ -134,11 +134,43 @@ def _tensor_of(entry):
     return tensor
 
 
-def _is_torch_save(data: memoryview) -> Optional[io.BytesIO]:
-    """The bytes as a stream when they are a torch.save zip checkpoint, else None."""
+class _MemoryReader(io.RawIOBase):
+    """A seekable, read-only file over restored memory, so that zipfile and
+    torch.load read a checkpoint in place instead of from a copy of it."""
+
+    def __init__(self, view: memoryview):
+        super().__init__()
+        self._view = view
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = max(0, min(len(buffer), len(self._view) - self._pos))
+        memoryview(buffer).cast("B")[:n] = self._view[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        if base + offset < 0:
+            raise ValueError(f"seek to {base + offset}, before the start")
+        self._pos = base + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+def _is_torch_save(data: memoryview) -> Optional[_MemoryReader]:
+    """A reader over the bytes when they are a torch.save zip checkpoint, else None."""
     if bytes(data[: len(_ZIP_MAGIC)]) != _ZIP_MAGIC:
         return None
-    stream = io.BytesIO(data)
+    stream = _MemoryReader(data)
     try:
         with zipfile.ZipFile(stream) as archive:
             names = archive.namelist()
