@@ -18,6 +18,7 @@
 #include <exception>
 #include <list>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "io/unique_fd.h"
@@ -130,6 +131,7 @@ nlohmann::json dispatch(const ControlHandler& handler, const std::string& line) 
     return error_response("malformed request: want {\"command\":\"...\",\"args\":{...}}");
   }
   nlohmann::json args = req.value("args", nlohmann::json::object());
+  if (args.is_null()) args = nlohmann::json::object();
   if (!args.is_object()) return error_response("malformed request: \"args\" must be an object");
   try {
     nlohmann::json resp = handler(req["command"].get<std::string>(), args);
@@ -202,12 +204,16 @@ void ControlServer::Impl::accept_loop() {
     std::lock_guard lock(mu);
     conns.emplace_back();
     Conn* c = &conns.back();
-    c->thread = std::thread([this, c, conn = UniqueFd(fd)]() mutable {
-      serve(std::move(conn));
-      std::lock_guard l(mu);
-      c->done = true;
-      slot_freed.notify_all();
-    });
+    try {
+      c->thread = std::thread([this, c, conn = UniqueFd(fd)]() mutable {
+        serve(std::move(conn));
+        std::lock_guard l(mu);
+        c->done = true;
+        slot_freed.notify_all();
+      });
+    } catch (const std::system_error&) {
+      conns.pop_back();  // no thread to spare: the connection (closed) is dropped
+    }
   }
 }
 

@@ -20,6 +20,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "tests/testing/testing.h"
 
@@ -258,6 +259,29 @@ TEST(ControlTest, ShutdownIsPromptWithIdleClients) {
   server->reset();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
   for (int fd : fds) ::close(fd);
+}
+
+TEST(ControlTest, ManyConcurrentClientsAreAllServed) {
+  testing::TempDir dir;
+  FakeAgent agent;
+  auto server = ControlServer::start(dir / "control.sock", agent.handler());
+  ASSERT_TRUE(server.is_ok());
+  constexpr int kClients = 4 * kMaxControlConnections;
+  constexpr int kCallsEach = 5;
+  std::atomic<int> good{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.emplace_back([&, i] {
+      for (int k = 0; k < kCallsEach; ++k) {
+        auto r = control_call(dir / "control.sock", "submit",
+                              json{{"dir", "/ckpt/" + std::to_string(i)}, {"job", ""}});
+        if (r.is_ok() && (*r)["id"] == 7) ++good;
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(good.load(), kClients * kCallsEach);
+  EXPECT_EQ(agent.calls.load(), kClients * kCallsEach);
 }
 
 // Runs control_call as uid/gid 65534 (nobody) in a child; returns what the
