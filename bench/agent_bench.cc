@@ -46,8 +46,8 @@ DEFINE_string(agent_corpus, "", "corpus directory the checkpoints are made from 
 DEFINE_string(agent_bin, "", "ferry-agent binary (default: ../tools/ferry-agent beside ferry-bench)");
 DEFINE_string(agent_ferry, "", "ferry binary, for `ferry serve` (default: ../tools/ferry beside ferry-bench)");
 DEFINE_string(agent_work, "", "parent of the bench's temporary directory (default: $TMPDIR or /tmp)");
-DEFINE_int32(agent_runs, 3, "pairs of runs (alone, with the agent), interleaved");
-DEFINE_double(agent_run_seconds, 30, "length of one run of the workload alone; sets the step count");
+DEFINE_int32(agent_runs, 5, "pairs of runs (alone, with the agent), interleaved");
+DEFINE_double(agent_run_seconds, 20, "length of one run of the workload alone; sets the step count");
 DEFINE_double(agent_checkpoint_s, 5, "seconds between checkpoints");
 DEFINE_int32(agent_checkpoint_mb, 64, "about this many MB of corpus files per checkpoint");
 DEFINE_int32(agent_keep, 4, "checkpoint directories kept on the host (older ones are deleted, as trainers do)");
@@ -130,17 +130,37 @@ void training_step(WorkerState& w, int step) {
   w.sink += w.a[static_cast<std::size_t>(step) % n];
 }
 
-// Runs `steps` steps on every worker at once; wall seconds.
-double run_workload(std::vector<WorkerState>& workers, int steps) {
+struct WorkloadTime {
+  double wall_seconds = 0;
+  // The workers' own CPU seconds, summed. Time spent descheduled (by the
+  // agent or by anything else on a shared machine) is not in it; what the
+  // agent costs through memory bandwidth and caches is.
+  double cpu_seconds = 0;
+};
+
+// Runs `steps` steps on every worker at once.
+WorkloadTime run_workload(std::vector<WorkerState>& workers, int steps) {
   const double t0 = now_seconds();
+  std::vector<double> cpu(workers.size());
   std::vector<std::thread> threads;
-  for (auto& w : workers) {
-    threads.emplace_back([&w, steps] {
-      for (int s = 0; s < steps; ++s) training_step(w, s);
+  for (std::size_t i = 0; i < workers.size(); ++i) {
+    threads.emplace_back([&, i] {
+      const double c0 = thread_cpu_seconds();
+      for (int s = 0; s < steps; ++s) training_step(workers[i], s);
+      cpu[i] = thread_cpu_seconds() - c0;
     });
   }
   for (auto& t : threads) t.join();
-  return now_seconds() - t0;
+  WorkloadTime t{now_seconds() - t0, 0};
+  for (double c : cpu) t.cpu_seconds += c;
+  return t;
+}
+
+// The 1-minute load average, to show how busy the machine was.
+double load_average() {
+  double l = 0;
+  std::ifstream("/proc/loadavg") >> l;
+  return l;
 }
 
 // --- Checkpoints --------------------------------------------------------
@@ -282,6 +302,8 @@ struct Setup {
 struct Run {
   bool with_agent = false;
   double seconds = 0;
+  double cpu_seconds = 0;  // the workload's
+  double load = 0;         // 1-minute load average at the end
   int checkpoints = 0;
   std::uint64_t written_bytes = 0;
   // With the agent:
@@ -391,7 +413,10 @@ Run one_run(Setup& s, int index, bool with_agent, std::vector<WorkerState>& work
       lock.lock();
     }
   });
-  run.seconds = run_workload(workers, steps);
+  const WorkloadTime t = run_workload(workers, steps);
+  run.seconds = t.wall_seconds;
+  run.cpu_seconds = t.cpu_seconds;
+  run.load = load_average();
   {
     std::lock_guard lock(mu);
     done = true;
@@ -533,7 +558,7 @@ FERRY_BENCH(agent, "training-like workload alone vs with ferry-agent replicating
   for (int t = 0; t < nthreads; ++t) init_worker(workers[t], elems, 1234 + t);
   // Calibrate: the step count that fills --agent_run_seconds alone.
   const int probe_steps = 5;
-  const double probe = run_workload(workers, probe_steps) / probe_steps;
+  const double probe = run_workload(workers, probe_steps).wall_seconds / probe_steps;
   const int steps = std::max(10, static_cast<int>(FLAGS_agent_run_seconds / probe));
   std::printf("workload: %d threads on %d CPUs, 3 x %d MB triad arrays per thread, %d triad passes + %d %dx%d "
               "matmuls per step, %d steps (%.1f ms per step)\n",
@@ -544,7 +569,7 @@ FERRY_BENCH(agent, "training-like workload alone vs with ferry-agent replicating
   std::fflush(stdout);
 
   std::vector<Run> alone, with;
-  std::vector<double> pair_ratios;
+  std::vector<double> pair_ratios, cpu_ratios;
   bool ok = true;
   for (int r = 0; r < std::max(1, FLAGS_agent_runs); ++r) {
     // Alternate which goes first, so that drift on the shared machine falls
@@ -552,8 +577,8 @@ FERRY_BENCH(agent, "training-like workload alone vs with ferry-agent replicating
     for (int k = 0; k < 2; ++k) {
       const bool with_agent = (k == 1) != (r % 2 == 1);
       Run run = one_run(s, r * 2 + k, with_agent, workers, steps);
-      std::printf("  run %d %-11s %7.2f s, %d checkpoints", r + 1, with_agent ? "with agent" : "alone", run.seconds,
-                  run.checkpoints);
+      std::printf("  run %d %-11s %7.2f s wall, %7.2f s CPU, load %4.1f, %d checkpoints", r + 1,
+                  with_agent ? "with agent" : "alone", run.seconds, run.cpu_seconds, run.load, run.checkpoints);
       if (with_agent) {
         std::printf(", %d committed, %.1f MB logical, agent CPU %.1f s, RPO median %.1f s max %.1f s, drain %.1f s%s",
                     run.committed, run.logical_bytes / 1e6, run.agent_cpu_seconds, median(run.rpo_samples),
@@ -567,6 +592,7 @@ FERRY_BENCH(agent, "training-like workload alone vs with ferry-agent replicating
       (with_agent ? with : alone).push_back(std::move(run));
     }
     pair_ratios.push_back(with.back().seconds / alone.back().seconds);
+    cpu_ratios.push_back(with.back().cpu_seconds / alone.back().cpu_seconds);
   }
   auto seconds_of = [](const std::vector<Run>& v) {
     std::vector<double> out;
@@ -576,6 +602,11 @@ FERRY_BENCH(agent, "training-like workload alone vs with ferry-agent replicating
   const double alone_s = median(seconds_of(alone));
   const double with_s = median(seconds_of(with));
   const double slowdown = median(pair_ratios) - 1;
+  const double cpu_slowdown = median(cpu_ratios) - 1;
+  std::vector<double> loads;
+  for (const auto& v : {alone, with}) {
+    for (const auto& r : v) loads.push_back(r.load);
+  }
   std::vector<double> rpo, throughput, cpu_per_gb;
   std::uint64_t logical = 0;
   bool warned = false;
@@ -591,7 +622,9 @@ FERRY_BENCH(agent, "training-like workload alone vs with ferry-agent replicating
   std::printf("\nmedian of %zu interleaved pairs:\n", pair_ratios.size());
   std::printf("  workload alone          %8.2f s\n", alone_s);
   std::printf("  workload with agent     %8.2f s\n", with_s);
-  std::printf("  slowdown                %+7.1f %%   (median of paired ratios; target <= +5%%)\n", slowdown * 100);
+  std::printf("  slowdown (wall)         %+7.1f %%   (median of paired ratios; target <= +5%%)\n", slowdown * 100);
+  std::printf("  slowdown (workload CPU) %+7.1f %%   (memory and cache interference only)\n", cpu_slowdown * 100);
+  std::printf("  load average            %8.1f     (median at the end of each run; %d CPUs)\n", median(loads), ncpu);
   std::printf("  agent throughput        %8.1f MB/s logical, sustained (offered %.1f MB/s)\n",
               median(throughput) / 1e6, s.checkpoint_bytes / FLAGS_agent_checkpoint_s / 1e6);
   std::printf("  agent CPU               %8.2f s per GB logical\n", median(cpu_per_gb));
@@ -610,6 +643,9 @@ FERRY_BENCH(agent, "training-like workload alone vs with ferry-agent replicating
   j["with_agent_seconds"] = seconds_of(with);
   j["pair_ratios"] = pair_ratios;
   j["slowdown"] = slowdown;
+  j["cpu_pair_ratios"] = cpu_ratios;
+  j["cpu_slowdown"] = cpu_slowdown;
+  j["load_average_median"] = median(loads);
   j["agent_logical_bytes"] = logical;
   j["agent_throughput_bytes_per_second"] = median(throughput);
   j["agent_cpu_seconds_per_gb"] = median(cpu_per_gb);
