@@ -8,6 +8,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -345,8 +346,18 @@ Result<nlohmann::json> control_call(const fs::path& socket_path, const std::stri
 
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return Status::from_errno(errno, "control socket: socket");
+  // A blocking unix connect waits while the listen backlog is full; the send
+  // timeout bounds that wait (Linux applies SO_SNDTIMEO to connect).
+  timeval tv{};
+  tv.tv_sec = timeout_ms / 1000;
+  tv.tv_usec = (timeout_ms % 1000) * 1000;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
     int err = errno;
+    if (err == EAGAIN || err == EINPROGRESS) {
+      return Status::timeout("agent on " + where + " did not accept a connection within " +
+                             std::to_string(timeout_ms) + " ms");
+    }
     if (err == EACCES || err == EPERM) {
       return Status::permission_denied("cannot connect to " + where + ": " + std::strerror(err) +
                                        " (the control socket is owner-only)");

@@ -215,6 +215,34 @@ TEST(ControlTest, SlowHandlerTimesOutTheClient) {
   EXPECT_EQ(r.status().code(), Code::kTimeout) << r.status().to_string();
 }
 
+TEST(ControlTest, AHungAgentTimesOutTheClient) {
+  // A listener that never accepts, its backlog full: even connect must not
+  // block past the timeout.
+  testing::TempDir dir;
+  const fs::path path = dir / "hung.sock";
+  int lfd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(lfd, 0), 0);
+  std::vector<int> queued;
+  for (int i = 0; i < 4; ++i) {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      ::close(fd);
+      break;
+    }
+    queued.push_back(fd);
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = control_call(path, "status", json::object(), 200);
+  EXPECT_EQ(r.status().code(), Code::kTimeout) << r.status().to_string();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  for (int fd : queued) ::close(fd);
+  ::close(lfd);
+}
+
 TEST(ControlTest, StaleSocketIsReplacedLiveOneIsNot) {
   testing::TempDir dir;
   const fs::path path = dir / "control.sock";
