@@ -112,11 +112,10 @@ EncodedChunk ChunkEncoder::encode(std::span<const std::byte> chunk, DType dtype,
   return encode_with_id(chunk, dtype, chunk_id(chunk, opts.pool), frame, opts);
 }
 
-EncodedChunk ChunkEncoder::encode_with_id(std::span<const std::byte> chunk, DType dtype,
-                                          const Digest& id, std::vector<std::byte>& frame,
-                                          const EncodeOptions& opts) {
+std::span<const std::byte> ChunkEncoder::code_payload(std::span<const std::byte> chunk, DType dtype,
+                                                      const EncodeOptions& opts, Codec& codec) {
   FERRY_CHECK(chunk.size() <= kMaxChunkBytes);
-  Codec codec = choose_chunk_codec(chunk, dtype, opts.trial, choice_);
+  codec = choose_chunk_codec(chunk, dtype, opts.trial, choice_);
   std::span<const std::byte> payload = chunk;
   if (codec == Codec::kZstd) {
     // A failed compression (out of memory) is not fatal: the chunk goes raw.
@@ -138,7 +137,15 @@ EncodedChunk ChunkEncoder::encode_with_id(std::span<const std::byte> chunk, DTyp
     codec = Codec::kRaw;
     payload = chunk;
   }
+  return payload;
+}
 
+namespace {
+
+// Writes the header and payload at the start of `frame` (room checked by the
+// caller) and describes the frame.
+EncodedChunk write_frame(std::span<const std::byte> chunk, DType dtype, const Digest& id, Codec codec,
+                         std::span<const std::byte> payload, std::span<std::byte> frame) {
   FrameHeader h;
   h.codec = codec;
   h.dtype = dtype;
@@ -146,8 +153,6 @@ EncodedChunk ChunkEncoder::encode_with_id(std::span<const std::byte> chunk, DTyp
   h.payload_bytes = static_cast<std::uint32_t>(payload.size());
   h.chunk_id = id;
   h.payload_crc = mask_crc(crc32c(payload));
-
-  frame.resize(kFrameHeaderBytes + payload.size());
   write_frame_header(h, std::span<std::byte, kFrameHeaderBytes>(frame.data(), kFrameHeaderBytes));
   std::copy(payload.begin(), payload.end(), frame.begin() + kFrameHeaderBytes);
 
@@ -156,8 +161,27 @@ EncodedChunk ChunkEncoder::encode_with_id(std::span<const std::byte> chunk, DTyp
   e.codec = codec;
   e.dtype = dtype;
   e.raw_bytes = h.raw_bytes;
-  e.frame_bytes = static_cast<std::uint32_t>(frame.size());
+  e.frame_bytes = static_cast<std::uint32_t>(kFrameHeaderBytes + payload.size());
   return e;
+}
+
+}  // namespace
+
+EncodedChunk ChunkEncoder::encode_with_id(std::span<const std::byte> chunk, DType dtype,
+                                          const Digest& id, std::vector<std::byte>& frame,
+                                          const EncodeOptions& opts) {
+  Codec codec = Codec::kRaw;
+  std::span<const std::byte> payload = code_payload(chunk, dtype, opts, codec);
+  frame.resize(kFrameHeaderBytes + payload.size());
+  return write_frame(chunk, dtype, id, codec, payload, frame);
+}
+
+EncodedChunk ChunkEncoder::encode_into(std::span<const std::byte> chunk, DType dtype, const Digest& id,
+                                       std::span<std::byte> frame, const EncodeOptions& opts) {
+  FERRY_CHECK(frame.size() >= max_frame_bytes(chunk.size()));
+  Codec codec = Codec::kRaw;
+  std::span<const std::byte> payload = code_payload(chunk, dtype, opts, codec);
+  return write_frame(chunk, dtype, id, codec, payload, frame);
 }
 
 Status ChunkDecoder::decode(std::span<const std::byte> frame, std::span<std::byte> out,

@@ -84,7 +84,18 @@ class ChunkEncoder {
   EncodedChunk encode_with_id(std::span<const std::byte> chunk, DType dtype, const Digest& id,
                               std::vector<std::byte>& frame, const EncodeOptions& opts = {});
 
+  // As encode_with_id(), into the start of a caller's buffer of at least
+  // max_frame_bytes(chunk.size()) bytes (FERRY_CHECKed), so a batch writes
+  // each frame where it is wanted without a second copy.
+  EncodedChunk encode_into(std::span<const std::byte> chunk, DType dtype, const Digest& id,
+                           std::span<std::byte> frame, const EncodeOptions& opts = {});
+
  private:
+  // Chooses the codec and codes the payload (in payload_, or `chunk` itself
+  // when stored raw).
+  std::span<const std::byte> code_payload(std::span<const std::byte> chunk, DType dtype,
+                                          const EncodeOptions& opts, Codec& codec);
+
   CodecChoiceScratch choice_;  // its zstd and float coders code the chunk too
   std::vector<std::byte> payload_;
 };

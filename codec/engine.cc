@@ -70,10 +70,9 @@ class CpuEngine final : public CodecEngine {
       o.zstd_level = zstd_level_;
       o.trial = jobs[i].trial;
       const EncodeJob& j = jobs[i];
-      results[i] = j.known_id != nullptr
-                       ? coder->encoder.encode_with_id(j.data, j.dtype, *j.known_id, coder->frame, o)
-                       : coder->encoder.encode(j.data, j.dtype, coder->frame, o);
-      std::copy(coder->frame.begin(), coder->frame.end(), jobs[i].frame.begin());
+      // Straight into the caller's frame buffer (its size was checked above).
+      const Digest id = j.known_id != nullptr ? *j.known_id : chunk_id(j.data);
+      results[i] = coder->encoder.encode_into(j.data, j.dtype, id, j.frame, o);
       encoders_.give(std::move(coder));
     });
     return Status::ok();
@@ -98,7 +97,6 @@ class CpuEngine final : public CodecEngine {
  private:
   struct Encoder {
     ChunkEncoder encoder;
-    std::vector<std::byte> frame;
   };
 
   ThreadPool& pool_;

@@ -130,11 +130,44 @@ class TokenBucket {
   Clock::time_point last_;
 };
 
+// Frame buffers given back when their frames are retired and taken again for
+// the next frames: a fresh multi-MiB buffer per frame costs a page fault and
+// the kernel's zeroing for every 4 KiB, about as much CPU as the copy into it.
+// It holds at most what was in flight at once (queue + stream windows).
+class FrameBuffers {
+ public:
+  std::vector<std::byte> take() {
+    std::lock_guard lock(mu_);
+    if (free_.empty()) return {};
+    std::vector<std::byte> v = std::move(free_.back());
+    free_.pop_back();
+    return v;
+  }
+  void give(std::vector<std::byte>&& v) {
+    if (v.capacity() == 0) return;
+    v.clear();
+    std::lock_guard lock(mu_);
+    free_.push_back(std::move(v));
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::vector<std::byte>> free_;
+};
+
 // One frame on its way: a ready PUT message (its request id is set by the
-// stream that sends it) and the chunk id it carries.
+// stream that sends it) and the chunk id it carries. Its frame buffer goes
+// back to `buffers` when it is retired.
 struct Outgoing {
   Digest id{};
   Message put;  // a Put
+  FrameBuffers* buffers = nullptr;
+  Outgoing() = default;
+  Outgoing(const Outgoing&) = delete;
+  Outgoing& operator=(const Outgoing&) = delete;
+  ~Outgoing() {
+    if (buffers != nullptr) buffers->give(std::move(std::get<Put>(put).frame));
+  }
   std::size_t frame_bytes() const { return std::get<Put>(put).frame.size(); }
 };
 
@@ -511,20 +544,24 @@ class Stream {
 // Frames from the packer into the queue.
 class QueueSink : public FrameSink {
  public:
-  QueueSink(FrameQueue& queue, const AbortFlag& abort) : queue_(queue), abort_(abort) {}
+  QueueSink(FrameQueue& queue, FrameBuffers& buffers, const AbortFlag& abort)
+      : queue_(queue), buffers_(buffers), abort_(abort) {}
   Status put_frame(const ManifestFile& file, const ManifestChunk& chunk,
                    std::span<const std::byte> frame) override {
     (void)file;
     auto item = std::make_unique<Outgoing>();
     item->id = chunk.id;
     Put put;
+    put.frame = buffers_.take();
     put.frame.assign(frame.begin(), frame.end());
     item->put = std::move(put);
+    item->buffers = &buffers_;
     return queue_.push(std::move(item), abort_);
   }
 
  private:
   FrameQueue& queue_;
+  FrameBuffers& buffers_;
   const AbortFlag& abort_;
 };
 
@@ -582,6 +619,7 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   RETURN_IF_ERROR(control.ensure());
   ASSIGN_OR_RETURN(auto known, known_frames(control));
 
+  FrameBuffers buffers;  // outlives every frame of the queue and the streams
   FrameQueue queue(options.queue_bytes);
   TokenBucket bucket(options.bandwidth_bytes_per_s);
   const int n_streams = std::clamp(options.streams, 1, kMaxPushStreams);
@@ -618,7 +656,7 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
     pp.target = target;
     options.progress(pp);
   };
-  QueueSink sink(queue, abort);
+  QueueSink sink(queue, buffers, abort);
   Result<Manifest> manifest = pack_files(sources, po, sink);
   if (!manifest) abort.raise(manifest.status());
   queue.close();
