@@ -11,7 +11,7 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 std::string seconds_text(double s) {
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.0f s", s);
+  std::snprintf(buf, sizeof(buf), s < 10 ? "%.1f s" : "%.0f s", s);
   return buf;
 }
 
@@ -94,6 +94,7 @@ void ThroughputEstimate::add(std::uint64_t bytes, double seconds) {
 void IntervalEstimate::observe(std::int64_t checkpoint_ns) {
   if (last_ns_ && checkpoint_ns > *last_ns_) {
     const double sample = static_cast<double>(checkpoint_ns - *last_ns_) / 1e9;
+    if (sample < kMinLearnedIntervalS) return;  // keeps last_ns_: the burst's first one
     interval_s_ = interval_s_ == 0 ? sample : kIntervalEwmaWeight * sample + (1 - kIntervalEwmaWeight) * interval_s_;
   }
   if (!last_ns_ || checkpoint_ns > *last_ns_) last_ns_ = checkpoint_ns;

@@ -18,6 +18,9 @@ namespace ferry::agent {
 // Weight of the newest sample in the moving averages below.
 inline constexpr double kThroughputEwmaWeight = 0.3;
 inline constexpr double kIntervalEwmaWeight = 0.3;
+// Checkpoints closer together than this are a burst (several written or
+// found at once), not the training loop's interval; they are not learned.
+inline constexpr double kMinLearnedIntervalS = 1.0;
 
 struct RpoInputs {
   std::int64_t now_ns = 0;

@@ -118,6 +118,8 @@ TEST(RpoTest, ThroughputAndIntervalAreMovingAverages) {
   EXPECT_DOUBLE_EQ(i.seconds(), 30);
   i.observe(20 * kSec);  // older, found late: no negative interval
   EXPECT_DOUBLE_EQ(i.seconds(), 30);
+  i.observe(40 * kSec + kSec / 10);  // a burst: not an interval
+  EXPECT_DOUBLE_EQ(i.seconds(), 30);
 }
 
 TEST(RpoTest, HumanBytes) {
