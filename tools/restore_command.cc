@@ -1,46 +1,63 @@
-// restore_command.cc: `ferry restore SNAPSHOT --from=HOST:PORT --to=DIR`:
-// fetches one of this host's snapshots from the DR receiver over parallel
-// streams, verifies every chunk and file and writes each file atomically.
+// restore_command.cc: `ferry restore`: brings a snapshot back, from a local
+// .ferry archive, a receiver's local store (--store, --namespace) or the DR
+// receiver (--from, over parallel mTLS streams), either as files (--to=DIR:
+// every chunk and file verified, each file written atomically) or straight
+// into GPU memory (--to=cuda:N: compressed frames cross PCIe and the GPU
+// decodes and verifies them; replication/device_restore.h). Memory restored
+// by this command is freed when it exits, so --to=cuda:N proves and times a
+// restore; programs keep the tensors through the C++ API or ferry.load.
+#include <algorithm>
 #include <cstdio>
 
 #include "codec/thread_pool.h"
+#include "replication/device_restore.h"
+#include "replication/frame_sources.h"
 #include "replication/restore.h"
 #include "tools/cli.h"
 
 DEFINE_bool(verify_only, false, "restore: fetch and verify every chunk, write nothing");
+DECLARE_string(namespace);
 
 namespace ferry::cli {
 namespace {
 
-int run_restore(const std::vector<std::string>& args) {
-  if (args.size() != 1) return usage_error("restore needs exactly one SNAPSHOT");
-  if (FLAGS_from.empty()) return usage_error("restore needs --from=HOST:PORT");
-  if (FLAGS_to.empty() && !FLAGS_verify_only) return usage_error("restore needs --to=DIR");
-  auto tls = tls_from_flags("restore");
-  if (!tls) return usage_error(tls.status().message());
-  if (FLAGS_streams <= 0 || static_cast<std::size_t>(FLAGS_streams) > replication::kMaxRestoreStreams) {
-    return usage_error("--streams must be 1.." + std::to_string(replication::kMaxRestoreStreams));
-  }
-  if (FLAGS_threads < 0) return usage_error("--threads must be >= 0");
+// --to=cuda or --to=cuda:N names a device; anything else is a directory.
+bool names_device(const std::string& to) { return to == "cuda" || to.starts_with("cuda:"); }
 
+// The snapshot's location from the argument and --from / --store.
+Result<std::string> location_from_flags(const std::string& arg) {
+  if (!FLAGS_from.empty() && !FLAGS_store.empty()) {
+    return Status::invalid_argument("restore takes --from=HOST:PORT or --store=DIR, not both");
+  }
+  if (!FLAGS_from.empty()) return std::string(replication::kRemoteLocationPrefix) + FLAGS_from + "/" + arg;
+  if (!FLAGS_store.empty()) {
+    if (FLAGS_namespace.empty()) return Status::invalid_argument("restore --store=DIR needs --namespace=NS");
+    return std::string(replication::kStoreLocationPrefix) + FLAGS_store + "/" + FLAGS_namespace + "/" + arg;
+  }
+  return arg;
+}
+
+void print_progress_to(ProgressLine& line, UnpackProgress p) {
+  line.update(p.logical_done, p.logical_total, p.frame_bytes);
+}
+
+// From the DR receiver into files: the wire figures come with the report.
+int restore_remote_files(const std::string& snapshot, const replication::TlsConfig& tls, ThreadPool& pool) {
   replication::RemoteOptions remote;
   remote.address = FLAGS_from;
-  remote.tls = *tls;
-  ThreadPool pool(static_cast<std::size_t>(FLAGS_threads));
+  remote.tls = tls;
   ProgressLine progress(FLAGS_verify_only ? "verify" : "restore");
   replication::RestoreOptions options;
   options.streams = static_cast<std::size_t>(FLAGS_streams);
   options.pool = &pool;
   options.verify_only = FLAGS_verify_only;
-  if (FLAGS_progress) {
-    options.progress = [&](const UnpackProgress& p) { progress.update(p.logical_done, p.logical_total, p.frame_bytes); };
-  }
-  auto report = replication::restore_snapshot(remote, args[0], FLAGS_to, options);
+  options.progress = [&](const UnpackProgress& p) { print_progress_to(progress, p); };
+  auto report = replication::restore_snapshot(remote, snapshot, FLAGS_to, options);
   progress.finish();
   if (!report) return fail(report.status());
   const double s = report->seconds;
   std::printf("%s %s: %zu files, %s (%s on the wire, %.2fx) from %s%s%s in %.2f s (%.3f GB/s, %zu streams)\n",
-              FLAGS_verify_only ? "verified" : "restored", args[0].c_str(), report->files,
+              FLAGS_verify_only ? "verified" : "restored", snapshot.c_str(), report->files,
               format_bytes(report->logical_bytes).c_str(), format_bytes(report->wire_bytes_in).c_str(),
               report->wire_bytes_in ? static_cast<double>(report->logical_bytes) / report->wire_bytes_in : 0.0,
               FLAGS_from.c_str(), FLAGS_verify_only ? "" : " into ", FLAGS_verify_only ? "" : FLAGS_to.c_str(), s,
@@ -48,10 +65,90 @@ int run_restore(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+// An archive or a local store into files.
+int restore_local_files(const FrameSource& source, const std::string& what, ThreadPool& pool) {
+  const double start = now_seconds();
+  ProgressLine progress(FLAGS_verify_only ? "verify" : "restore");
+  UnpackOptions options;
+  options.pool = &pool;
+  // A remote source serves chunks within its window of the first not taken.
+  options.window_chunks = std::min<std::size_t>(2 * pool.size(), replication::kSourceWindowChunks);
+  options.progress = [&](const UnpackProgress& p) { print_progress_to(progress, p); };
+  Status st = FLAGS_verify_only ? verify_frames(source, options) : unpack_frames(source, FLAGS_to, options);
+  progress.finish();
+  if (!st) return fail(st);
+  const double s = now_seconds() - start;
+  const Manifest& m = source.manifest();
+  std::printf("%s %s: %zu files, %s%s%s in %.2f s (%.3f GB/s)\n", FLAGS_verify_only ? "verified" : "restored",
+              what.c_str(), m.files.size(), format_bytes(m.logical_bytes()).c_str(),
+              FLAGS_verify_only ? "" : " into ", FLAGS_verify_only ? "" : FLAGS_to.c_str(), s,
+              s > 0 ? static_cast<double>(m.logical_bytes()) / s / 1e9 : 0.0);
+  return kExitOk;
+}
+
+int restore_device(const FrameSource& source, const std::string& what, replication::Device device,
+                   ThreadPool& pool) {
+  auto engine = parse_engine_choice(FLAGS_engine);
+  if (!engine) return usage_error("--engine: " + engine.status().message());
+  ProgressLine progress("restore");
+  replication::DeviceRestoreOptions options;
+  options.device = device;
+  options.pool = &pool;
+  options.engine = *engine;
+  options.progress = [&](const UnpackProgress& p) { print_progress_to(progress, p); };
+  auto r = replication::restore_to_device(source, options);
+  progress.finish();
+  if (!r) return fail(r.status());
+  const replication::DeviceRestoreReport& rep = r->report;
+  const double s = rep.seconds;
+  std::printf("restored %s onto %s: %llu tensors, %llu other files (host), %s from %s of frames (%.2fx) "
+              "in %.2f s (%.3f GB/s), every chunk verified; engine: %s\n",
+              what.c_str(), replication::device_name(device).c_str(), static_cast<unsigned long long>(rep.tensors),
+              static_cast<unsigned long long>(r->files.size()), format_bytes(rep.logical_bytes).c_str(),
+              format_bytes(rep.frame_bytes).c_str(),
+              rep.frame_bytes ? static_cast<double>(rep.logical_bytes) / rep.frame_bytes : 0.0, s,
+              s > 0 ? static_cast<double>(rep.logical_bytes) / s / 1e9 : 0.0, rep.engine.c_str());
+  return kExitOk;
+}
+
+int run_restore(const std::vector<std::string>& args) {
+  if (args.size() != 1) return usage_error("restore needs exactly one SNAPSHOT or FILE.ferry");
+  if (FLAGS_to.empty() && !FLAGS_verify_only) return usage_error("restore needs --to=DIR or --to=cuda:N");
+  if (FLAGS_streams <= 0 || static_cast<std::size_t>(FLAGS_streams) > replication::kMaxRestoreStreams) {
+    return usage_error("--streams must be 1.." + std::to_string(replication::kMaxRestoreStreams));
+  }
+  if (FLAGS_threads < 0) return usage_error("--threads must be >= 0");
+  auto location = location_from_flags(args[0]);
+  if (!location) return usage_error(location.status().message());
+  auto parsed = replication::parse_source_location(*location);
+  if (!parsed) return usage_error(parsed.status().message());
+  const bool remote = parsed->kind == replication::SourceLocation::Kind::kRemote;
+  replication::SourceOptions source_options;
+  source_options.streams = static_cast<std::size_t>(FLAGS_streams);
+  if (remote) {
+    auto tls = tls_from_flags("restore");
+    if (!tls) return usage_error(tls.status().message());
+    source_options.tls = *tls;
+  }
+  ThreadPool pool(static_cast<std::size_t>(FLAGS_threads));
+  const bool to_device = names_device(FLAGS_to);
+  if (remote && !to_device && !FLAGS_from.empty()) {
+    return restore_remote_files(parsed->snapshot, source_options.tls, pool);
+  }
+  auto source = replication::open_frame_source(*location, source_options);
+  if (!source) return fail(source.status());
+  if (!to_device) return restore_local_files(**source, args[0], pool);
+  if (FLAGS_verify_only) return usage_error("--verify_only restores no memory: leave out --to=cuda:N");
+  auto device = replication::parse_device(FLAGS_to);
+  if (!device) return usage_error(device.status().message());
+  return restore_device(**source, args[0], *device, pool);
+}
+
 Registrar registrar({"restore",
-                     "restore SNAPSHOT --from=HOST:PORT --to=DIR --ca=ca.pem --cert=host.pem --key=host.key "
-                     "[--streams=4] [--verify_only]",
-                     "fetch a snapshot from a DR receiver, verified, written atomically", run_restore});
+                     "restore SNAPSHOT|FILE.ferry --to=DIR|cuda:N [--from=HOST:PORT --ca=ca.pem --cert=host.pem "
+                     "--key=host.key | --store=DIR --namespace=NS] [--streams=4] [--engine=auto|cpu|gpu] "
+                     "[--verify_only]",
+                     "bring a snapshot back as files or into GPU memory, every chunk verified", run_restore});
 
 }  // namespace
 }  // namespace ferry::cli

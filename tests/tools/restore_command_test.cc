@@ -1,0 +1,100 @@
+// restore_command_test.cc: runs the built `ferry` binary (FERRY_BIN) as a
+// user would: `ferry restore FILE.ferry --to=DIR` gives back every byte;
+// `--to=cuda:0` restores into GPU memory where a GPU is usable and otherwise
+// fails with exit code 1 and "no usable GPU"; bad usage (no --to, --from with
+// --store, --store without --namespace, an unknown scheme, a bad device)
+// exits with 2 and one clear line.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "tests/testing/testing.h"
+
+namespace ferry {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CliRun {
+  int code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+CliRun ferry(const std::string& args) {
+  std::string cmd = quote(FERRY_BIN) + " " + args + " 2>&1";
+  CliRun r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  std::size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int status = ::pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+class RestoreCommandTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::uint64_t seed = testing::test_seed();
+    fs::create_directories(in_ / "shards");
+    testing::write_file(in_ / "shards" / "w.bin", testing::normal_floats(300'000, 2, true, 0.02, seed));
+    testing::write_file(in_ / "opt.bin", testing::normal_floats(70'000, 4, false, 1e-3, seed + 1));
+    testing::write_file(in_ / "empty", {});
+    archive_ = (dir_ / "c.ferry").string();
+    CliRun pack = ferry("pack " + quote(in_.string()) + " -o " + quote(archive_) + " --threads=2");
+    ASSERT_EQ(pack.code, 0) << pack.out;
+  }
+  testing::TempDir dir_;
+  fs::path in_ = dir_ / "ckpt";
+  std::string archive_;
+};
+
+TEST_F(RestoreCommandTest, AnArchiveRestoresToADirectory) {
+  const fs::path out = dir_ / "out";
+  CliRun r = ferry("restore " + quote(archive_) + " --to=" + quote(out.string()) + " --threads=2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("restored"), std::string::npos) << r.out;
+  for (const char* rel : {"shards/w.bin", "opt.bin", "empty"}) {
+    EXPECT_TRUE(testing::read_file(out / rel) == testing::read_file(in_ / rel)) << rel;
+  }
+  CliRun v = ferry("restore " + quote(archive_) + " --verify_only");
+  EXPECT_EQ(v.code, 0) << v.out;
+  EXPECT_NE(v.out.find("verified"), std::string::npos) << v.out;
+}
+
+TEST_F(RestoreCommandTest, ToCudaRestoresIntoGpuMemoryOrSaysWhyNot) {
+  CliRun r = ferry("restore " + quote(archive_) + " --to=cuda:0 --threads=2");
+  if (r.code == 0) {
+    EXPECT_NE(r.out.find("onto cuda:0"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("every chunk verified"), std::string::npos) << r.out;
+    return;
+  }
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("cuda:0: no usable GPU: "), std::string::npos) << r.out;
+}
+
+TEST_F(RestoreCommandTest, UsageErrorsExitWithTwo) {
+  for (const std::string& args : std::vector<std::string>{
+           "restore " + quote(archive_), "restore snap --from=127.0.0.1:1 --store=/tmp/s --to=/tmp/x",
+        "restore snap --store=/tmp/s --to=/tmp/x", "restore s3://bucket/x --to=/tmp/x",
+        "restore " + quote(archive_) + " --to=cuda:x", std::string("restore")}) {
+    CliRun r = ferry(args);
+    EXPECT_EQ(r.code, 2) << args << ": " << r.out;
+    EXPECT_NE(r.out.find("ferry: "), std::string::npos) << args << ": " << r.out;
+  }
+}
+
+}  // namespace
+}  // namespace ferry
