@@ -57,6 +57,10 @@ DEFINE_int32(agent_triad_passes, 2, "triad passes per step");
 DEFINE_int32(agent_matmul_reps, 4, "128x128 matrix multiplies per step");
 DEFINE_string(agent_flags, "", "extra ferry-agent flags, space-separated (default limits otherwise)");
 DEFINE_bool(agent_keep_work, false, "keep the temporary directory");
+DEFINE_int32(agent_workload_nice, 0,
+             "nice value of the bench (the workload); the agent inherits it and adds its own --nice, so "
+             "the gap between them stays that of a real host. Below 0 shields both from other users of "
+             "a shared machine (needs root)");
 DEFINE_bool(agent_verbose, false, "print every status response the bench reads from the agent");
 
 namespace ferry::bench {
@@ -509,7 +513,9 @@ Status prepare(Setup& s) {
 // Starts `ferry serve` at nice 19 on an ephemeral loopback port.
 Result<ChildProcess> start_receiver(Setup& s, const fs::path& ferry) {
   const fs::path out = s.work / "serve.out";
-  auto child = spawn_logged({"/usr/bin/nice", "-n", "19", ferry.string(), "serve",
+  // nice -n is relative: land at 19 whatever the bench's own nice value.
+  const std::string increment = std::to_string(19 - FLAGS_agent_workload_nice);
+  auto child = spawn_logged({"/usr/bin/nice", "-n", increment, ferry.string(), "serve",
                              "--store=" + (s.work / "dr-store").string(), "--listen=127.0.0.1:0",
                              "--ca=" + s.certs.ca_cert.string(), "--cert=" + s.certs.receiver_cert.string(),
                              "--key=" + s.certs.receiver_key.string()},
@@ -537,6 +543,11 @@ FERRY_BENCH(agent, "training-like workload alone vs with ferry-agent replicating
     std::fprintf(stderr, "agent takes flags only\n");
     return 2;
   }
+  // Before any thread or child exists, so that all of them inherit it.
+  if (FLAGS_agent_workload_nice != 0 && ::setpriority(PRIO_PROCESS, 0, FLAGS_agent_workload_nice) != 0) {
+    std::fprintf(stderr, "ferry-bench agent: setpriority(%d): %s\n", FLAGS_agent_workload_nice, std::strerror(errno));
+    return 1;
+  }
   Setup s;
   if (Status st = prepare(s); !st) {
     std::fprintf(stderr, "ferry-bench agent: %s\n", st.to_string().c_str());
@@ -560,6 +571,8 @@ FERRY_BENCH(agent, "training-like workload alone vs with ferry-agent replicating
   const int probe_steps = 5;
   const double probe = run_workload(workers, probe_steps).wall_seconds / probe_steps;
   const int steps = std::max(10, static_cast<int>(FLAGS_agent_run_seconds / probe));
+  std::printf("nice: workload %d, ferry-agent %d + its --nice, ferry serve 19\n", FLAGS_agent_workload_nice,
+              FLAGS_agent_workload_nice);
   std::printf("workload: %d threads on %d CPUs, 3 x %d MB triad arrays per thread, %d triad passes + %d %dx%d "
               "matmuls per step, %d steps (%.1f ms per step)\n",
               nthreads, ncpu, FLAGS_agent_array_mb, FLAGS_agent_triad_passes, FLAGS_agent_matmul_reps, kMatrixDim,
@@ -639,6 +652,7 @@ FERRY_BENCH(agent, "training-like workload alone vs with ferry-agent replicating
   j["checkpoint_bytes"] = s.checkpoint_bytes;
   j["checkpoint_interval_s"] = FLAGS_agent_checkpoint_s;
   j["agent_flags"] = FLAGS_agent_flags;
+  j["workload_nice"] = FLAGS_agent_workload_nice;
   j["alone_seconds"] = seconds_of(alone);
   j["with_agent_seconds"] = seconds_of(with);
   j["pair_ratios"] = pair_ratios;
