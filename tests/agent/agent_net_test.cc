@@ -9,6 +9,8 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <csignal>
+#include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
@@ -309,6 +311,114 @@ TEST_F(AgentNetTest, MetricsAgreeWithThePushes) {
   auto s = agent_->status_json();
   EXPECT_EQ(s["logical_bytes"].get<double>(), logical);
   EXPECT_EQ(s["wire_bytes"].get<double>(), wire);
+}
+
+TEST_F(AgentNetTest, FanOutCommitsAtEveryTargetAndADownOneCatchesUp) {
+  ReceiverSite b;
+  b.receiver().stop();
+  replication::ReceiverOptions ro;
+  ro.listen = "127.0.0.1:0";
+  ro.tls.ca_file = a_.certs.set.ca_cert;
+  ro.tls.cert_file = a_.certs.set.receiver_cert;
+  ro.tls.key_file = a_.certs.set.receiver_key;
+  auto second = std::make_unique<replication::Receiver>(b.store(), ro);
+  ASSERT_TRUE(second->start().is_ok());
+  const std::string b_address = second->address().to_string();
+  c_.targets = {a_.receiver().address().to_string(), b_address};
+  c_.fan_out = true;
+  start();
+  auto remote_b = remote(a_);
+  remote_b.address = b_address;
+  auto at_b = [&](const std::string& name) {
+    auto n = remote_names(remote_b);
+    return std::find(n.begin(), n.end(), name) != n.end();
+  };
+  write_checkpoint(dir_ / "ckpt/llama/step-1", 11, 40'000);
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-1") && at_b("llama-1"); }, kCommitMs));
+  // The second site goes down: the first still gets the next checkpoint,
+  // the second's part waits.
+  second->stop();
+  ASSERT_TRUE(wait_until([&] { return agent_->status_json()["targets"][1]["up"] == false; }, 10'000));
+  write_checkpoint(dir_ / "ckpt/llama/step-2", 12, 40'000);
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-2"); }, kCommitMs));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(agent_->status_json()["queue"].size(), 1u) << "the down site's part is still owed";
+  ro.listen = b_address;
+  second = std::make_unique<replication::Receiver>(b.store(), ro);
+  ASSERT_TRUE(second->start().is_ok());
+  ASSERT_TRUE(wait_until([&] { return at_b("llama-2"); }, kCommitMs));
+  ASSERT_TRUE(wait_until([&] { return agent_->status_json()["queue"].empty(); }, 10'000));
+  EXPECT_TRUE(restores_identical(remote_b, "llama-2", dir_ / "ckpt/llama/step-2"));
+  EXPECT_TRUE(restores_identical(remote(a_), "llama-2", dir_ / "ckpt/llama/step-2"));
+  EXPECT_EQ(job_status()["committed"], 2);
+  second->stop();
+}
+
+// The binary under signals: SIGHUP applies a new flag file (a new root) and
+// refuses a bad one naming the flag; SIGTERM during a push cancels it after
+// the grace period, exits 0, and the next start finishes it.
+TEST_F(AgentNetTest, SighupReloadsAndSigtermResumesNextStart) {
+  fs::create_directories(dir_ / "ckpt/gpt");
+  const fs::path flagfile = dir_ / "agent.flags";
+  auto write_flags = [&](const std::string& watch, const std::string& extra) {
+    std::string f = "--watch=" + watch + "\n--targets=" + a_.receiver().address().to_string() + "\n--ca=" + c_.ca +
+                    "\n--cert=" + c_.cert + "\n--key=" + c_.key + "\n--state_dir=" + (dir_ / "state3").string() +
+                    "\n--control_socket=" + (dir_ / "ctl3.sock").string() +
+                    "\n--metrics_listen=\n--nice=0\n--io_class=best-effort\n--engine=cpu\n--rescan_interval_s=0.5\n" +
+                    extra;
+    std::vector<std::byte> bytes(f.size());
+    std::memcpy(bytes.data(), f.data(), f.size());
+    ferry::testing::write_file(flagfile, bytes);
+  };
+  auto log_text = [&] {
+    auto bytes = ferry::testing::read_file(dir_ / "agent3.log");
+    return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  };
+  const std::string llama = (dir_ / "ckpt/llama").string(), gpt = (dir_ / "ckpt/gpt").string();
+  write_flags(llama + "=llama", "");
+  auto child = ferry::testing::ChildProcess::spawn({FERRY_AGENT_BIN, "--flagfile=" + flagfile.string()},
+                                                   dir_ / "agent3.log");
+  ASSERT_TRUE(child.is_ok());
+  ASSERT_TRUE(child->wait_for_line("ferry-agent: ready", 20'000).is_ok()) << log_text();
+
+  write_flags(llama + "=llama," + gpt + "=gpt", "");
+  ::kill(child->pid(), SIGHUP);
+  ASSERT_TRUE(wait_until([&] { return log_text().find("config_reloaded") != std::string::npos; }, 10'000));
+  write_checkpoint(dir_ / "ckpt/gpt/step-5", 5, 40'000);
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "gpt-5"); }, kCommitMs)) << log_text();
+
+  write_flags(llama + "=llama," + gpt + "=gpt", "--max_jobs=-1\n");
+  ::kill(child->pid(), SIGHUP);
+  ASSERT_TRUE(wait_until([&] { return log_text().find("reload_refused") != std::string::npos; }, 10'000));
+  EXPECT_NE(log_text().find("--max_jobs=-1"), std::string::npos) << log_text();
+
+  // A slow push (bandwidth cap from the flag file), cut by SIGTERM.
+  write_flags(llama + "=llama," + gpt + "=gpt", "--bandwidth_mbps=0.3\n--shutdown_grace_s=0.5\n");
+  ::kill(child->pid(), SIGHUP);
+  ASSERT_TRUE(wait_until([&] {
+    std::string t = log_text();
+    std::size_t n = 0;
+    for (std::size_t at = 0; (at = t.find("config_reloaded", at)) != std::string::npos; ++at) ++n;
+    return n == 2;
+  }, 10'000));
+  write_checkpoint(dir_ / "ckpt/llama/step-9", 9, 600'000);
+  ASSERT_TRUE(wait_until([&] { return log_text().find("snapshot=llama-9") != std::string::npos; }, 10'000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const auto t0 = std::chrono::steady_clock::now();
+  const int st = child->kill_and_wait(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << log_text();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+  EXPECT_NE(log_text().find("cancelled_in_flight=1"), std::string::npos) << log_text();
+  EXPECT_FALSE(committed_at(a_, "llama-9"));
+
+  write_flags(llama + "=llama," + gpt + "=gpt", "");
+  auto again = ferry::testing::ChildProcess::spawn({FERRY_AGENT_BIN, "--flagfile=" + flagfile.string()},
+                                                   dir_ / "agent3.log");
+  ASSERT_TRUE(again.is_ok());
+  ASSERT_TRUE(again->wait_for_line("ferry-agent: ready", 20'000).is_ok()) << log_text();
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-9"); }, kCommitMs)) << log_text();
+  EXPECT_TRUE(restores_identical(remote(a_), "llama-9", dir_ / "ckpt/llama/step-9"));
+  EXPECT_EQ(again->kill_and_wait(SIGTERM), 0);
 }
 
 // The real binary, as an operator meets it: each bad setting is refused at

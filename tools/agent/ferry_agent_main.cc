@@ -11,6 +11,7 @@
 
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "agent/agent.h"
 #include "agent/config.h"
@@ -91,10 +92,41 @@ ferry::Result<AgentConfig> config_from_flags() {
   return c;
 }
 
+// Before a reload re-reads the flag file, every flag of this binary goes
+// back to its default, so a line removed from the file (or a bad value
+// refused last time) does not linger; then the file is read and the
+// command line's own flags (other than --flagfile) are applied again on top.
+bool reread_flags(const std::string& flagfile, const std::string& argv0, const std::vector<std::string>& args) {
+  std::vector<gflags::CommandLineFlagInfo> flags;
+  gflags::GetAllFlags(&flags);
+  for (const auto& f : flags) {
+    if (f.filename == __FILE__) gflags::SetCommandLineOption(f.name.c_str(), f.default_value.c_str());
+  }
+  if (!gflags::ReadFromFlagsFile(flagfile, argv0.c_str(), /*errors_are_fatal=*/false)) return false;
+  for (const auto& a : args) {
+    if (a.rfind("--", 0) != 0) continue;
+    std::string body = a.substr(2), name = body, value = "true";
+    if (auto eq = body.find('='); eq != std::string::npos) {
+      name = body.substr(0, eq);
+      value = body.substr(eq + 1);
+    } else if (name.rfind("no", 0) == 0) {
+      gflags::CommandLineFlagInfo info;
+      if (!gflags::GetCommandLineFlagInfo(name.c_str(), &info)) {
+        name = name.substr(2);
+        value = "false";
+      }
+    }
+    if (name == "flagfile") continue;
+    gflags::SetCommandLineOption(name.c_str(), value.c_str());
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage("ferry-agent --watch=ROOT[=JOB] --targets=HOST:PORT --ca=CA --cert=CERT --key=KEY [...]");
+  const std::vector<std::string> args(argv + 1, argv + argc);
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   const std::string argv0 = argv[0];
   Logger log(FLAGS_log_format == "json" ? LogFormat::kJson : LogFormat::kText);
@@ -138,7 +170,7 @@ int main(int argc, char** argv) {
         log.warn("reload_skipped", {field("reason", "no --flagfile to read again")});
         continue;
       }
-      if (!gflags::ReadFromFlagsFile(flagfile, argv0.c_str(), /*errors_are_fatal=*/false)) {
+      if (!reread_flags(flagfile, argv0, args)) {
         log.error("reload_refused", {field("flagfile", flagfile), field("error", "the flag file does not parse")});
         continue;
       }
