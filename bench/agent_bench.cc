@@ -319,7 +319,8 @@ struct Run {
   int committed = 0;
   std::vector<double> rpo_samples;   // seconds, one per checkpoint interval
   double reported_throughput = 0;    // the agent's own bytes/s figure
-  bool warning = false;
+  bool warning = false;         // raised at some sample
+  bool warning_at_end = false;  // still raised once the newest checkpoint committed
 };
 
 // The job's entry in a status response (the first job; there is one).
@@ -452,6 +453,8 @@ Run one_run(Setup& s, int index, bool with_agent, std::vector<WorkerState>& work
     run.logical_bytes = last.value("logical_bytes", std::uint64_t{0});
     run.reported_throughput = last.value("throughput_bytes_per_second", 0.0);
     run.committed = js.value("committed", 0);
+    run.warning = run.warning || js.value("warning", false);
+    run.warning_at_end = js.value("warning", false);
     if (js.value("newest_committed_step", std::uint64_t{0}) < newest) {
       run.ok = false;
       run.note = "newest checkpoint (step " + std::to_string(newest) + ") not committed " +
@@ -593,10 +596,13 @@ FERRY_BENCH(agent, "training-like workload alone vs with ferry-agent replicating
       std::printf("  run %d %-11s %7.2f s wall, %7.2f s CPU, load %4.1f, %d checkpoints", r + 1,
                   with_agent ? "with agent" : "alone", run.seconds, run.cpu_seconds, run.load, run.checkpoints);
       if (with_agent) {
-        std::printf(", %d committed, %.1f MB logical, agent CPU %.1f s, RPO median %.1f s max %.1f s, drain %.1f s%s",
+        std::printf(", %d committed, %.1f MB logical, agent CPU %.1f s, RPO median %.1f s max %.1f s, drain %.1f s, "
+                    "RPO warning %s%s",
                     run.committed, run.logical_bytes / 1e6, run.agent_cpu_seconds, median(run.rpo_samples),
                     run.rpo_samples.empty() ? 0.0 : *std::max_element(run.rpo_samples.begin(), run.rpo_samples.end()),
-                    run.drain_seconds, run.ok ? "" : " FAILED");
+                    run.drain_seconds,
+                    run.warning_at_end ? "still raised" : (run.warning ? "raised, then cleared" : "never raised"),
+                    run.ok ? "" : " FAILED");
       }
       std::printf("\n");
       if (!run.ok) std::printf("    %s\n", run.note.c_str());
