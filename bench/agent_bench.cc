@@ -674,6 +674,9 @@ FERRY_BENCH(agent, "training-like workload alone vs with ferry-agent replicating
   j["rpo_warning"] = warned;
   j["ok"] = ok;
   if (!FLAGS_json_out.empty()) std::ofstream(FLAGS_json_out) << j.dump(2) << "\n";
+  // Stop the receiver before its store goes.
+  ::kill(receiver->pid, SIGTERM);
+  reap(*receiver, kStopWaitSeconds);
   if (!FLAGS_agent_keep_work) fs::remove_all(s.work);
   return ok ? 0 : 1;
 }
