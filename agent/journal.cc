@@ -183,11 +183,12 @@ Result<JournalRecord> decode_journal_record(std::span<const std::byte> body) {
 Result<std::unique_ptr<Journal>> Journal::open(const std::filesystem::path& path) {
   std::unique_ptr<Journal> j(new Journal());
   j->path_ = path;
-  std::error_code ec;
-  std::filesystem::remove(path.string() + kCompactSuffix, ec);  // a crashed compaction
-
   ASSIGN_OR_RETURN(j->fd_, open_fd(path, O_RDWR | O_CREAT, 0600));
   RETURN_IF_ERROR(lock_fd(j->fd_.get(), path));
+  // Only the lock holder may remove what a crashed compaction left: another
+  // agent's compaction in progress is not ours to touch.
+  std::error_code ec;
+  std::filesystem::remove(path.string() + kCompactSuffix, ec);
   struct stat st {};
   if (::fstat(j->fd_.get(), &st) != 0) return Status::from_errno(errno, "fstat " + path.string());
   if (!S_ISREG(st.st_mode)) return Status::invalid_argument("journal " + path.string() + " is not a regular file");
