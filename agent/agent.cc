@@ -1,6 +1,6 @@
-// agent.cc: the daemon's wiring (see agent.h): start-up and recovery from
-// the journal, submission, the worker loop that runs one job, the RPO
-// ticker, the control handler, reload and shutdown.
+// agent.cc: the daemon's life (see agent.h): start-up, recovery from the
+// journal, submission of checkpoints, reload and shutdown. Running a job is
+// in agent_worker.cc; RPO, metrics and status in agent_status.cc.
 #include "agent/agent.h"
 
 #include <sys/resource.h>
@@ -8,29 +8,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <cmath>
-#include <condition_variable>
-#include <map>
-#include <mutex>
-#include <set>
-#include <thread>
-#include <vector>
+#include <cerrno>
 
-#include "agent/control.h"
-#include "agent/journal.h"
-#include "agent/metrics.h"
-#include "agent/rpo.h"
-#include "agent/scheduler.h"
-#include "agent/target_health.h"
-#include "agent/watcher.h"
-#include "codec/engine.h"
+#include "agent/agent_impl.h"
 #include "codec/packer.h"
-#include "codec/thread_pool.h"
 #include "cuda/gpu_engine.h"
 #include "replication/restore.h"
-#include "replication/sender.h"
 
 namespace ferry::agent {
 namespace {
@@ -45,113 +28,28 @@ constexpr int kIoprioClassBestEffort = 2;
 constexpr int kIoprioClassIdle = 3;
 constexpr int kIoprioLowestBestEffortLevel = 7;
 
-std::int64_t wall_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 std::int64_t dir_mtime_ns(const fs::path& dir) {
   std::error_code ec;
   auto t = fs::last_write_time(dir, ec);
-  if (ec) return wall_ns();
+  if (ec) return wall_clock_ns();
   auto sys = std::chrono::file_clock::to_sys(t);
   return std::chrono::duration_cast<std::chrono::nanoseconds>(sys.time_since_epoch()).count();
 }
 
-// Errors another attempt may cure; the rest mark the job failed for good.
-bool transient(const Status& s) {
-  switch (s.code()) {
-    case Code::kUnavailable:
-    case Code::kTimeout:
-    case Code::kIOError:
-    case Code::kAborted:
-    case Code::kResourceExhausted:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// Per-job figures behind status and the RPO metrics.
-struct JobStats {
-  std::uint64_t newest_committed_step = 0;
-  std::string newest_committed_snapshot;
-  std::optional<std::int64_t> newest_committed_ns;
-  std::uint64_t committed = 0, skipped = 0, failed = 0;
-  std::string last_error;
-  IntervalEstimate interval;
-  RpoWarning warning;
-  RpoForecast forecast;
-};
-
 }  // namespace
 
-struct Agent::Impl {
-  Logger& log;
-  std::mutex config_mu;
-  AgentConfig config;
-  std::int64_t started_ns = wall_ns();
-
-  std::unique_ptr<Journal> journal;
-  Scheduler scheduler;
-  TargetHealth health;
-  Metrics metrics;
-  std::unique_ptr<ThreadPool> pool;
-  std::vector<std::unique_ptr<CodecEngine>> engines;  // one per worker
-  std::string engine_description;
-
-  std::mutex jobs_mu;  // guards stats, known_dirs, throughput
-  std::map<std::string, JobStats> stats;
-  std::set<std::string> known_dirs;  // every directory ever submitted
-  ThroughputEstimate throughput;
-
-  std::atomic<bool> cancel{false};  // in-flight pushes stop
-  std::atomic<bool> stopping{false};
-  std::mutex tick_mu;
-  std::condition_variable tick_cv;
-
-  std::unique_ptr<MetricsServer> metrics_server;
-  std::unique_ptr<HealthProber> prober;
-  std::mutex watcher_mu;
-  std::unique_ptr<Watcher> watcher;
-  std::unique_ptr<ControlServer> control;
-  std::vector<std::thread> workers;
-  std::thread ticker;
-  bool shut_down = false;
-
-  Impl(const AgentConfig& c, Logger& l)
-      : log(l), config(c), scheduler(SchedulerOptions{c.skip_superseded}),
-        health(c.targets, c.target_down_after, c.target_up_after) {}
-
-  AgentConfig config_copy() {
-    std::lock_guard lock(config_mu);
-    return config;
-  }
-
-  Status probe(const std::string& target) {
-    replication::RemoteOptions r;
-    r.address = target;
-    r.tls = config_copy().tls();
-    r.connection.connect_timeout_ms = kProbeTimeoutMs;
-    r.connection.handshake_timeout_ms = kProbeTimeoutMs;
-    r.connection.io_timeout_ms = kProbeTimeoutMs;
-    r.software = "ferry-agent probe";
-    ASSIGN_OR_RETURN(auto conn, replication::dial_receiver(r));
-    conn->close();
-    return Status::ok();
-  }
-
-  Status recover();
-  Status start_watcher(const AgentConfig& c);
-  Result<std::uint64_t> submit(const fs::path& dir, const std::string& job, std::uint64_t step,
-                               std::int64_t mtime_ns);
-  void worker(std::size_t index);
-  void run_job(QueuedJob j, std::size_t worker_index);
-  void job_done(const QueuedJob& j, JobState state, const std::string& detail);
-  void tick();
-  nlohmann::json status_json();
-};
+Status Agent::Impl::probe(const std::string& target) {
+  replication::RemoteOptions r;
+  r.address = target;
+  r.tls = config_copy().tls();
+  r.connection.connect_timeout_ms = kProbeTimeoutMs;
+  r.connection.handshake_timeout_ms = kProbeTimeoutMs;
+  r.connection.io_timeout_ms = kProbeTimeoutMs;
+  r.software = "ferry-agent probe";
+  ASSIGN_OR_RETURN(auto conn, replication::dial_receiver(r));
+  conn->close();
+  return Status::ok();
+}
 
 // ---- recovery and submission ----
 
@@ -240,7 +138,7 @@ Result<std::uint64_t> Agent::Impl::submit(const fs::path& dir, const std::string
   }
   JournalRecord r;
   r.state = JobState::kSubmitted;
-  r.time_ns = wall_ns();
+  r.time_ns = wall_clock_ns();
   r.job = job;
   r.path = dir.string();
   r.snapshot = checkpoint_snapshot_name(job, dir, step);
@@ -299,290 +197,6 @@ Status Agent::Impl::start_watcher(const AgentConfig& c) {
   watcher = std::move(next);
   return Status::ok();
 }
-
-// ---- workers ----
-
-void Agent::Impl::worker(std::size_t index) {
-  while (!stopping.load()) {
-    Scheduler::Next n = scheduler.next(kRpoTickMs);
-    for (const auto& s : n.skipped) job_done(s, JobState::kSkipped, "superseded by a newer checkpoint of " + s.job);
-    if (n.run) run_job(std::move(*n.run), index);
-  }
-}
-
-void Agent::Impl::job_done(const QueuedJob& j, JobState state, const std::string& detail) {
-  JournalRecord r;
-  r.job_id = j.id;
-  r.state = state;
-  r.time_ns = wall_ns();
-  r.job = j.job;
-  r.path = j.dir.string();
-  r.snapshot = j.snapshot;
-  r.created_ns = j.created_ns;
-  r.step = j.step;
-  r.logical_bytes = j.logical_bytes;
-  r.detail = detail;
-  Status st = journal->append(r);
-  if (!st) log.error("journal_append_failed", {field("error", st.to_string())});
-  {
-    std::lock_guard lock(jobs_mu);
-    JobStats& s = stats[j.job];
-    if (state == JobState::kSkipped) ++s.skipped;
-    if (state == JobState::kFailed) {
-      ++s.failed;
-      s.last_error = detail;
-    }
-  }
-  metrics.add(kMetricJobs, {{"state", std::string(job_state_name(state))}}, 1);
-  log.log(state == JobState::kFailed ? LogLevel::kError : LogLevel::kInfo,
-          state == JobState::kSkipped ? "checkpoint_skipped" : "checkpoint_failed",
-          {field("id", j.id), field("job", j.job), field("snapshot", j.snapshot), field("detail", detail)});
-  if (state != JobState::kSkipped) scheduler.finish(j.id, false);
-}
-
-void Agent::Impl::run_job(QueuedJob j, std::size_t worker_index) {
-  const AgentConfig c = config_copy();
-  auto retry_later = [&](const Status& why, const char* kind) {
-    const int delay = std::min(kRetryMaxDelayMs, kRetryInitialDelayMs << std::min(j.attempts, 10));
-    {
-      std::lock_guard lock(jobs_mu);
-      stats[j.job].last_error = why.to_string();
-    }
-    metrics.add(kMetricErrors, {{"kind", kind}}, 1);
-    log.warn("checkpoint_retry", {field("id", j.id), field("job", j.job), field("snapshot", j.snapshot),
-                                  field("attempt", j.attempts), field("delay_ms", delay),
-                                  field("error", why.to_string())});
-    ++j.attempts;
-    scheduler.retry(std::move(j), delay);
-  };
-  // Which targets this attempt may use: nothing is tried while every
-  // candidate is down (the job waits; the backlog and RPO warning show it).
-  std::vector<std::string> targets;
-  if (c.fan_out) {
-    for (const auto& t : j.pending_targets) {
-      if (health.is_up(t)) targets.push_back(t);
-    }
-  } else if (health.any_up()) {
-    targets = health.healthy_first();
-  }
-  if (targets.empty()) {
-    scheduler.retry(std::move(j), static_cast<int>(std::min(c.probe_interval_s * 1000, 2000.0)));
-    return;
-  }
-  JournalRecord started;
-  started.job_id = j.id;
-  started.state = JobState::kStarted;
-  started.time_ns = wall_ns();
-  started.job = j.job;
-  started.path = j.dir.string();
-  started.snapshot = j.snapshot;
-  started.created_ns = j.created_ns;
-  started.step = j.step;
-  started.logical_bytes = j.logical_bytes;
-  if (Status st = journal->append(started); !st) return retry_later(st, "journal");
-
-  auto sources = list_pack_sources(j.dir);
-  if (!sources) {
-    if (sources.status().code() == Code::kNotFound) return job_done(j, JobState::kFailed, sources.status().to_string());
-    return retry_later(sources.status(), "read");
-  }
-  auto before = file_states(*sources);
-  if (!before) return retry_later(before.status(), "read");
-
-  replication::PushOptions po;
-  po.tls = c.tls();
-  po.streams = c.streams;
-  po.snapshot = j.snapshot;
-  po.job = j.job;
-  po.step = j.step;
-  po.pool = pool.get();
-  po.engine = engines[worker_index].get();
-  po.bandwidth_bytes_per_s = c.bandwidth_bytes_per_s();
-  po.retry.max_attempts = kPushMaxAttempts;
-  po.created_ns = j.created_ns;
-  po.should_stop = [this] { return cancel.load(); };
-  const std::vector<PackSource>& srcs = *sources;
-  const std::vector<FileState>& states = *before;
-  po.before_commit = [&srcs, &states]() -> Status {
-    ASSIGN_OR_RETURN(auto after, file_states(srcs));
-    return check_unchanged(states, after);
-  };
-  // Fan-out: one push (one commitment) per target; otherwise one push with
-  // the targets in failover order.
-  std::vector<std::vector<std::string>> rounds;
-  if (c.fan_out) {
-    for (const auto& t : targets) rounds.push_back({t});
-  } else {
-    rounds.push_back(targets);
-  }
-  for (const auto& round : rounds) {
-    po.targets = round;
-    const auto t0 = Clock::now();
-    auto pushed = replication::push(*sources, po);
-    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    if (!pushed) {
-      if (cancel.load()) {
-        // Shutdown: the journal keeps the job started; the next start resumes it.
-        log.info("checkpoint_cancelled", {field("id", j.id), field("snapshot", j.snapshot)});
-        scheduler.finish(j.id, false);
-        return;
-      }
-      // check_unchanged's refusal in before_commit: read again later.
-      const bool changed = pushed.status().code() == Code::kAborted &&
-                           pushed.status().message().find("changed while it was read") != std::string::npos;
-      if (changed) return retry_later(pushed.status(), "checkpoint_changed");
-      if (!transient(pushed.status())) return job_done(j, JobState::kFailed, pushed.status().to_string());
-      return retry_later(pushed.status(), "push");
-    }
-    for (const auto& rep : *pushed) {
-      JournalRecord r = started;
-      r.state = JobState::kCommitted;
-      r.time_ns = wall_ns();
-      r.target = rep.target;
-      if (Status st = journal->append(r); !st) log.error("journal_append_failed", {field("error", st.to_string())});
-      metrics.add(kMetricLogicalBytes, {}, static_cast<double>(rep.logical_bytes));
-      metrics.add(kMetricWireBytes, {}, static_cast<double>(rep.wire_bytes_sent));
-      log.info("checkpoint_committed",
-               {field("id", j.id), field("job", j.job), field("snapshot", j.snapshot), field("target", rep.target),
-                field("logical_bytes", rep.logical_bytes), field("wire_bytes", rep.wire_bytes_sent),
-                field("chunks_sent", rep.chunks_sent), field("chunks_skipped", rep.chunks_skipped),
-                field("failovers", rep.failovers), field("seconds", rep.seconds)});
-      std::erase(j.pending_targets, rep.target);
-    }
-    std::lock_guard lock(jobs_mu);
-    throughput.add(j.logical_bytes, seconds);
-  }
-  if (c.fan_out && !j.pending_targets.empty()) {
-    // Other targets are down: this part waits for them.
-    return retry_later(Status::unavailable("waiting for " + std::to_string(j.pending_targets.size()) +
-                                           " down target(s) of the fan-out"), "target_down");
-  }
-  {
-    std::lock_guard lock(jobs_mu);
-    JobStats& s = stats[j.job];
-    ++s.committed;
-    s.last_error.clear();
-    if (!s.newest_committed_ns || j.created_ns >= *s.newest_committed_ns) {
-      s.newest_committed_ns = j.created_ns;
-      s.newest_committed_step = j.step;
-      s.newest_committed_snapshot = j.snapshot;
-    }
-  }
-  metrics.add(kMetricJobs, {{"state", "committed"}}, 1);
-  scheduler.finish(j.id, true);
-  tick_cv.notify_all();
-}
-
-// ---- RPO, metrics and status ----
-
-void Agent::Impl::tick() {
-  const AgentConfig c = config_copy();
-  const std::int64_t now = wall_ns();
-  auto entries = scheduler.entries();
-  std::map<std::string, std::uint64_t> backlog;
-  std::map<std::string, std::int64_t> oldest_pending;
-  for (const auto& e : entries) {
-    backlog[e.job.job] += e.job.logical_bytes;
-    auto [it, fresh] = oldest_pending.emplace(e.job.job, e.job.mtime_ns);
-    if (!fresh) it->second = std::min(it->second, e.job.mtime_ns);
-  }
-  const bool any_up = health.any_up();
-  std::vector<std::pair<std::string, std::string>> raised, cleared;
-  {
-    std::lock_guard lock(jobs_mu);
-    for (const auto& w : c.watch) stats[w.job];
-    for (const auto& [job, b] : backlog) stats[job];
-    const double rate = throughput.bytes_per_second();
-    for (auto& [job, s] : stats) {
-      RpoInputs in;
-      in.now_ns = now;
-      in.newest_committed_ns = s.newest_committed_ns;
-      if (oldest_pending.count(job)) in.oldest_pending_ns = oldest_pending[job];
-      in.backlog_bytes = backlog.count(job) ? backlog[job] : 0;
-      in.throughput_bytes_per_s = rate;
-      in.any_target_up = any_up;
-      in.rpo_target_s = c.rpo_target_s;
-      in.checkpoint_interval_s = c.checkpoint_interval_s > 0 ? c.checkpoint_interval_s : s.interval.seconds();
-      s.forecast = forecast_rpo(in);
-      auto change = s.warning.update(s.forecast);
-      if (change == RpoWarning::Change::kRaised) raised.emplace_back(job, s.warning.text());
-      if (change == RpoWarning::Change::kCleared) cleared.emplace_back(job, "");
-      const Labels l{{"job", job}};
-      metrics.set(kMetricRpoSeconds, l, s.forecast.rpo_seconds);
-      metrics.set(kMetricRpoForecastSeconds, l, s.forecast.forecast_rpo_seconds);
-      metrics.set(kMetricRpoWarning, l, s.warning.active() ? 1 : 0);
-      metrics.set(kMetricBacklogBytes, l, static_cast<double>(in.backlog_bytes));
-    }
-    metrics.set(kMetricThroughput, {}, rate);
-  }
-  for (const auto& [job, text] : raised) log.warn("rpo_warning_raised", {field("job", job), field("reason", text)});
-  for (const auto& [job, text] : cleared) log.info("rpo_warning_cleared", {field("job", job)});
-  metrics.set(kMetricQueueDepth, {}, static_cast<double>(scheduler.queued()));
-  metrics.set(kMetricPaused, {}, scheduler.all_paused() ? 1 : 0);
-  for (const auto& t : health.states()) metrics.set(kMetricTargetUp, {{"target", t.address}}, t.up ? 1 : 0);
-  const double logical = metrics.value(kMetricLogicalBytes, {});
-  const double wire = metrics.value(kMetricWireBytes, {});
-  if (wire > 0) metrics.set(kMetricCompressionRatio, {}, logical / wire);
-}
-
-nlohmann::json Agent::Impl::status_json() {
-  tick();
-  const AgentConfig c = config_copy();
-  auto entries = scheduler.entries();
-  nlohmann::json out;
-  out["ok"] = true;
-  out["paused"] = scheduler.all_paused();
-  out["engine"] = engine_description;
-  out["uptime_s"] = static_cast<double>(wall_ns() - started_ns) / 1e9;
-  // JSON has no infinity: a forecast that cannot drain is reported as -1.
-  auto finite = [](double v) { return std::isfinite(v) ? v : -1.0; };
-  nlohmann::json jobs = nlohmann::json::array();
-  {
-    std::lock_guard lock(jobs_mu);
-    for (const auto& [job, s] : stats) {
-      std::uint64_t queued = 0, in_flight = 0, backlog = 0;
-      for (const auto& e : entries) {
-        if (e.job.job != job) continue;
-        (e.running ? in_flight : queued)++;
-        backlog += e.job.logical_bytes;
-      }
-      jobs.push_back({{"job", job},
-                      {"paused", scheduler.paused(job)},
-                      {"newest_committed_step", s.newest_committed_step},
-                      {"newest_committed_snapshot", s.newest_committed_snapshot},
-                      {"rpo_seconds", s.forecast.rpo_seconds},
-                      {"rpo_target_seconds", c.rpo_target_s},
-                      {"forecast_rpo_seconds", finite(s.forecast.forecast_rpo_seconds)},
-                      {"warning", s.warning.active()},
-                      {"warning_text", s.warning.text()},
-                      {"backlog_bytes", backlog},
-                      {"queued", queued},
-                      {"in_flight", in_flight},
-                      {"committed", s.committed},
-                      {"skipped", s.skipped},
-                      {"failed", s.failed},
-                      {"last_error", s.last_error}});
-    }
-    out["throughput_bytes_per_second"] = throughput.bytes_per_second();
-  }
-  out["jobs"] = jobs;
-  nlohmann::json targets = nlohmann::json::array();
-  for (const auto& t : health.states()) {
-    targets.push_back({{"address", t.address}, {"up", t.up}, {"consecutive_failures", t.consecutive_failures},
-                       {"last_error", t.last_error}});
-  }
-  out["targets"] = targets;
-  out["logical_bytes"] = static_cast<std::uint64_t>(metrics.value(kMetricLogicalBytes, {}));
-  out["wire_bytes"] = static_cast<std::uint64_t>(metrics.value(kMetricWireBytes, {}));
-  nlohmann::json queue = nlohmann::json::array();
-  for (const auto& e : entries) {
-    queue.push_back({{"id", e.job.id}, {"job", e.job.job}, {"dir", e.job.dir.string()},
-                     {"snapshot", e.job.snapshot}, {"state", e.running ? "in_flight" : "queued"}});
-  }
-  out["queue"] = queue;
-  return out;
-}
-
 // ---- Agent ----
 
 Agent::Agent(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -758,32 +372,6 @@ Result<std::uint64_t> Agent::submit(const fs::path& dir, const std::string& job)
   }
   return impl_->submit(abs, name, step_from_name(abs.filename().string()), dir_mtime_ns(abs));
 }
-
-nlohmann::json Agent::handle_control(const std::string& command, const nlohmann::json& args) {
-  auto arg = [&](const char* key) -> std::string {
-    if (!args.is_object() || !args.contains(key) || !args[key].is_string()) return "";
-    return args[key].get<std::string>();
-  };
-  if (command == "status") return status_json();
-  if (command == "submit") {
-    if (arg("dir").empty()) return {{"ok", false}, {"error", "submit needs args.dir"}};
-    auto id = submit(arg("dir"), arg("job"));
-    if (!id) return {{"ok", false}, {"error", id.status().to_string()}};
-    return {{"ok", true}, {"id", *id}};
-  }
-  if (command == "pause" || command == "resume") {
-    const std::string job = arg("job");
-    if (command == "pause") {
-      impl_->scheduler.pause(job);
-    } else {
-      impl_->scheduler.resume(job);
-    }
-    impl_->log.info(command == "pause" ? "paused" : "resumed", {field("job", job.empty() ? "*" : job)});
-    return {{"ok", true}};
-  }
-  return {{"ok", false}, {"error", "unknown command '" + command + "' (status, submit, pause, resume)"}};
-}
-
 int Agent::metrics_port() const { return impl_->metrics_server ? impl_->metrics_server->port() : 0; }
 
 std::string checkpoint_snapshot_name(const std::string& job, const fs::path& dir, std::uint64_t step) {

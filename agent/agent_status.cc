@@ -1,0 +1,145 @@
+// agent_status.cc: what the agent tells about itself (see agent.h): the
+// RPO ticker (forecast, warning raised and cleared once each in the log,
+// gauges), the status object of the control socket, and the control
+// handler (status, submit, pause, resume).
+#include <cmath>
+
+#include "agent/agent_impl.h"
+
+namespace ferry::agent {
+
+// ---- RPO, metrics and status ----
+
+void Agent::Impl::tick() {
+  const AgentConfig c = config_copy();
+  const std::int64_t now = wall_clock_ns();
+  auto entries = scheduler.entries();
+  std::map<std::string, std::uint64_t> backlog;
+  std::map<std::string, std::int64_t> oldest_pending;
+  for (const auto& e : entries) {
+    backlog[e.job.job] += e.job.logical_bytes;
+    auto [it, fresh] = oldest_pending.emplace(e.job.job, e.job.mtime_ns);
+    if (!fresh) it->second = std::min(it->second, e.job.mtime_ns);
+  }
+  const bool any_up = health.any_up();
+  std::vector<std::pair<std::string, std::string>> raised, cleared;
+  {
+    std::lock_guard lock(jobs_mu);
+    for (const auto& w : c.watch) stats[w.job];
+    for (const auto& [job, b] : backlog) stats[job];
+    const double rate = throughput.bytes_per_second();
+    for (auto& [job, s] : stats) {
+      RpoInputs in;
+      in.now_ns = now;
+      in.newest_committed_ns = s.newest_committed_ns;
+      if (oldest_pending.count(job)) in.oldest_pending_ns = oldest_pending[job];
+      in.backlog_bytes = backlog.count(job) ? backlog[job] : 0;
+      in.throughput_bytes_per_s = rate;
+      in.any_target_up = any_up;
+      in.rpo_target_s = c.rpo_target_s;
+      in.checkpoint_interval_s = c.checkpoint_interval_s > 0 ? c.checkpoint_interval_s : s.interval.seconds();
+      s.forecast = forecast_rpo(in);
+      auto change = s.warning.update(s.forecast);
+      if (change == RpoWarning::Change::kRaised) raised.emplace_back(job, s.warning.text());
+      if (change == RpoWarning::Change::kCleared) cleared.emplace_back(job, "");
+      const Labels l{{"job", job}};
+      metrics.set(kMetricRpoSeconds, l, s.forecast.rpo_seconds);
+      metrics.set(kMetricRpoForecastSeconds, l, s.forecast.forecast_rpo_seconds);
+      metrics.set(kMetricRpoWarning, l, s.warning.active() ? 1 : 0);
+      metrics.set(kMetricBacklogBytes, l, static_cast<double>(in.backlog_bytes));
+    }
+    metrics.set(kMetricThroughput, {}, rate);
+  }
+  for (const auto& [job, text] : raised) log.warn("rpo_warning_raised", {field("job", job), field("reason", text)});
+  for (const auto& [job, text] : cleared) log.info("rpo_warning_cleared", {field("job", job)});
+  metrics.set(kMetricQueueDepth, {}, static_cast<double>(scheduler.queued()));
+  metrics.set(kMetricPaused, {}, scheduler.all_paused() ? 1 : 0);
+  for (const auto& t : health.states()) metrics.set(kMetricTargetUp, {{"target", t.address}}, t.up ? 1 : 0);
+  const double logical = metrics.value(kMetricLogicalBytes, {});
+  const double wire = metrics.value(kMetricWireBytes, {});
+  if (wire > 0) metrics.set(kMetricCompressionRatio, {}, logical / wire);
+}
+
+nlohmann::json Agent::Impl::status_json() {
+  tick();
+  const AgentConfig c = config_copy();
+  auto entries = scheduler.entries();
+  nlohmann::json out;
+  out["ok"] = true;
+  out["paused"] = scheduler.all_paused();
+  out["engine"] = engine_description;
+  out["uptime_s"] = static_cast<double>(wall_clock_ns() - started_ns) / 1e9;
+  // JSON has no infinity: a forecast that cannot drain is reported as -1.
+  auto finite = [](double v) { return std::isfinite(v) ? v : -1.0; };
+  nlohmann::json jobs = nlohmann::json::array();
+  {
+    std::lock_guard lock(jobs_mu);
+    for (const auto& [job, s] : stats) {
+      std::uint64_t queued = 0, in_flight = 0, backlog = 0;
+      for (const auto& e : entries) {
+        if (e.job.job != job) continue;
+        (e.running ? in_flight : queued)++;
+        backlog += e.job.logical_bytes;
+      }
+      jobs.push_back({{"job", job},
+                      {"paused", scheduler.paused(job)},
+                      {"newest_committed_step", s.newest_committed_step},
+                      {"newest_committed_snapshot", s.newest_committed_snapshot},
+                      {"rpo_seconds", s.forecast.rpo_seconds},
+                      {"rpo_target_seconds", c.rpo_target_s},
+                      {"forecast_rpo_seconds", finite(s.forecast.forecast_rpo_seconds)},
+                      {"warning", s.warning.active()},
+                      {"warning_text", s.warning.text()},
+                      {"backlog_bytes", backlog},
+                      {"queued", queued},
+                      {"in_flight", in_flight},
+                      {"committed", s.committed},
+                      {"skipped", s.skipped},
+                      {"failed", s.failed},
+                      {"last_error", s.last_error}});
+    }
+    out["throughput_bytes_per_second"] = throughput.bytes_per_second();
+  }
+  out["jobs"] = jobs;
+  nlohmann::json targets = nlohmann::json::array();
+  for (const auto& t : health.states()) {
+    targets.push_back({{"address", t.address}, {"up", t.up}, {"consecutive_failures", t.consecutive_failures},
+                       {"last_error", t.last_error}});
+  }
+  out["targets"] = targets;
+  out["logical_bytes"] = static_cast<std::uint64_t>(metrics.value(kMetricLogicalBytes, {}));
+  out["wire_bytes"] = static_cast<std::uint64_t>(metrics.value(kMetricWireBytes, {}));
+  nlohmann::json queue = nlohmann::json::array();
+  for (const auto& e : entries) {
+    queue.push_back({{"id", e.job.id}, {"job", e.job.job}, {"dir", e.job.dir.string()},
+                     {"snapshot", e.job.snapshot}, {"state", e.running ? "in_flight" : "queued"}});
+  }
+  out["queue"] = queue;
+  return out;
+}
+nlohmann::json Agent::handle_control(const std::string& command, const nlohmann::json& args) {
+  auto arg = [&](const char* key) -> std::string {
+    if (!args.is_object() || !args.contains(key) || !args[key].is_string()) return "";
+    return args[key].get<std::string>();
+  };
+  if (command == "status") return status_json();
+  if (command == "submit") {
+    if (arg("dir").empty()) return {{"ok", false}, {"error", "submit needs args.dir"}};
+    auto id = submit(arg("dir"), arg("job"));
+    if (!id) return {{"ok", false}, {"error", id.status().to_string()}};
+    return {{"ok", true}, {"id", *id}};
+  }
+  if (command == "pause" || command == "resume") {
+    const std::string job = arg("job");
+    if (command == "pause") {
+      impl_->scheduler.pause(job);
+    } else {
+      impl_->scheduler.resume(job);
+    }
+    impl_->log.info(command == "pause" ? "paused" : "resumed", {field("job", job.empty() ? "*" : job)});
+    return {{"ok", true}};
+  }
+  return {{"ok", false}, {"error", "unknown command '" + command + "' (status, submit, pause, resume)"}};
+}
+
+}  // namespace ferry::agent
