@@ -234,8 +234,10 @@ Result<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config, Logger& l
   auto choice = parse_engine_choice(config.engine);
   if (!choice) return choice.status().with_context("--engine");
   GpuOptions gpu;
-  gpu.device_memory_bytes = static_cast<std::size_t>(config.gpu_memory_mb) << 20;
-  gpu.pinned_memory_bytes = static_cast<std::size_t>(config.pinned_memory_mb) << 20;
+  // The caps are for the whole agent: each worker's engine gets its share.
+  const auto workers = static_cast<std::size_t>(config.max_jobs);
+  gpu.device_memory_bytes = (static_cast<std::size_t>(config.gpu_memory_mb) << 20) / workers;
+  gpu.pinned_memory_bytes = (static_cast<std::size_t>(config.pinned_memory_mb) << 20) / workers;
   gpu.low_priority_streams = true;
   CpuEngineOptions cpu;
   cpu.pool = a.pool.get();
@@ -347,10 +349,11 @@ Status Agent::reload(const AgentConfig& next) {
   }
   if (old.max_jobs != next.max_jobs || old.threads != next.threads || old.engine != next.engine ||
       old.metrics_listen != next.metrics_listen || old.control_socket != next.control_socket ||
-      old.state_dir != next.state_dir) {
+      old.state_dir != next.state_dir || old.gpu_memory_mb != next.gpu_memory_mb ||
+      old.pinned_memory_mb != next.pinned_memory_mb || old.nice != next.nice || old.io_class != next.io_class) {
     a.log.warn("reload_needs_restart",
-               {field("detail", "max_jobs, threads, engine, metrics_listen, control_socket and state_dir "
-                                "take effect at the next start")});
+               {field("detail", "max_jobs, threads, engine, GPU and pinned memory caps, nice, io_class, "
+                                "metrics_listen, control_socket and state_dir take effect at the next start")});
   }
   a.log.info("config_reloaded", {field("targets", next.targets.size()), field("roots", next.watch.size())});
   return Status::ok();
