@@ -14,10 +14,11 @@ void Agent::Impl::tick() {
   const AgentConfig c = config_copy();
   const std::int64_t now = wall_clock_ns();
   auto entries = scheduler.entries();
-  std::map<std::string, std::uint64_t> backlog;
+  std::map<std::string, std::uint64_t> backlog, waiting;
   std::map<std::string, std::int64_t> oldest_pending;
   for (const auto& e : entries) {
     backlog[e.job.job] += e.job.logical_bytes;
+    if (!e.running) waiting[e.job.job] += e.job.logical_bytes;
     auto [it, fresh] = oldest_pending.emplace(e.job.job, e.job.mtime_ns);
     if (!fresh) it->second = std::min(it->second, e.job.mtime_ns);
   }
@@ -34,6 +35,7 @@ void Agent::Impl::tick() {
       in.newest_committed_ns = s.newest_committed_ns;
       if (oldest_pending.count(job)) in.oldest_pending_ns = oldest_pending[job];
       in.backlog_bytes = backlog.count(job) ? backlog[job] : 0;
+      in.waiting_bytes = waiting.count(job) ? waiting[job] : 0;
       in.throughput_bytes_per_s = rate;
       in.any_target_up = any_up;
       in.rpo_target_s = c.rpo_target_s;
@@ -52,7 +54,9 @@ void Agent::Impl::tick() {
   }
   for (const auto& [job, text] : raised) log.warn("rpo_warning_raised", {field("job", job), field("reason", text)});
   for (const auto& [job, text] : cleared) log.info("rpo_warning_cleared", {field("job", job)});
-  metrics.set(kMetricQueueDepth, {}, static_cast<double>(scheduler.queued()));
+  // Checkpoints not yet committed, queued or in flight (as status lists
+  // them): a job between attempts is never missing from it.
+  metrics.set(kMetricQueueDepth, {}, static_cast<double>(entries.size()));
   metrics.set(kMetricPaused, {}, scheduler.all_paused() ? 1 : 0);
   for (const auto& t : health.states()) metrics.set(kMetricTargetUp, {{"target", t.address}}, t.up ? 1 : 0);
   const double logical = metrics.value(kMetricLogicalBytes, {});

@@ -49,16 +49,19 @@ RpoForecast forecast_rpo(const RpoInputs& in) {
     f.drain_seconds = static_cast<double>(in.backlog_bytes) / in.throughput_bytes_per_s;
   }
   f.forecast_rpo_seconds = f.rpo_seconds + f.drain_seconds;
-  f.healthy = in.backlog_bytes == 0 && f.rpo_seconds < in.rpo_target_s;
+  // No throughput measured yet with a target up: the drain time is unknown,
+  // not proven endless.
+  const bool drain_unknown = in.backlog_bytes > 0 && in.any_target_up && in.throughput_bytes_per_s <= 0;
 
   const std::string backlog = "backlog " + human_bytes(in.backlog_bytes);
   const std::string at = in.any_target_up ? " at " + rate_text(in.throughput_bytes_per_s)
                                           : " at 0 B/s (all targets down)";
-  if (in.backlog_bytes > 0 && f.forecast_rpo_seconds > in.rpo_target_s) {
+  if (in.backlog_bytes > 0 && !drain_unknown && f.forecast_rpo_seconds > in.rpo_target_s) {
     f.breach_expected = true;
     f.reason = backlog + at + ": RPO " + seconds_text(in.rpo_target_s) + " will be breached";
     if (std::isfinite(f.forecast_rpo_seconds)) f.reason += " (forecast " + seconds_text(f.forecast_rpo_seconds) + ")";
-  } else if (in.backlog_bytes > 0 && in.checkpoint_interval_s > 0 && f.drain_seconds > in.checkpoint_interval_s) {
+  } else if (in.backlog_bytes > 0 && !drain_unknown && in.checkpoint_interval_s > 0 &&
+             f.drain_seconds > in.checkpoint_interval_s) {
     f.breach_expected = true;
     f.reason = backlog + at + " drains in " + seconds_text(f.drain_seconds) + ", longer than the checkpoint interval " +
                seconds_text(in.checkpoint_interval_s) + ": the backlog grows without bound";
@@ -66,6 +69,7 @@ RpoForecast forecast_rpo(const RpoInputs& in) {
     f.breach_expected = true;
     f.reason = "RPO " + seconds_text(f.rpo_seconds) + " exceeds the target " + seconds_text(in.rpo_target_s);
   }
+  f.healthy = in.waiting_bytes == 0 && !f.breach_expected && f.rpo_seconds < in.rpo_target_s;
   return f;
 }
 

@@ -4,8 +4,11 @@
 // mtime at discovery); the forecast adds the time to drain the backlog at
 // the current throughput. A warning is raised when the forecast passes the
 // RPO target, or when the drain takes longer than the checkpoint interval
-// (the backlog then grows without bound), and cleared only once the backlog
-// has drained and the RPO is back under the target.
+// (the backlog then grows without bound), and cleared only once nothing
+// waits behind the push in flight and the RPO is back under the target.
+// Before any push has finished the throughput is unknown: the forecast is
+// then infinite, but only all targets being down (or the RPO itself past
+// the target) raises the warning, so a fresh start does not cry wolf.
 #pragma once
 
 #include <cstdint>
@@ -29,7 +32,8 @@ struct RpoInputs {
   // Time of the oldest checkpoint still waiting (the exposure when nothing
   // was ever committed).
   std::optional<std::int64_t> oldest_pending_ns;
-  std::uint64_t backlog_bytes = 0;
+  std::uint64_t backlog_bytes = 0;   // queued and in flight
+  std::uint64_t waiting_bytes = 0;   // of which queued (no push has them yet)
   double throughput_bytes_per_s = 0;  // 0: none measured yet
   bool any_target_up = true;
   double rpo_target_s = 3600;
@@ -41,7 +45,10 @@ struct RpoForecast {
   double drain_seconds = 0;          // infinity when it cannot drain
   double forecast_rpo_seconds = 0;   // infinity when it cannot drain
   bool breach_expected = false;      // this forecast alone says "warn"
-  bool healthy = true;               // backlog drained and rpo under target
+  // Nothing waits behind the push in flight, no breach is expected and the
+  // RPO is under target: what clears a raised warning. (A checkpoint always
+  // being in flight is the steady state of an agent that keeps up.)
+  bool healthy = true;
   std::string reason;                // why a warning is due, "" otherwise
 };
 

@@ -45,7 +45,9 @@ TEST(RpoTest, ForecastAddsTheDrainTime) {
   EXPECT_DOUBLE_EQ(f.drain_seconds, 10);
   EXPECT_DOUBLE_EQ(f.forecast_rpo_seconds, 110);
   EXPECT_FALSE(f.breach_expected);
-  EXPECT_FALSE(f.healthy);  // a backlog is never "healthy"
+  EXPECT_TRUE(f.healthy);  // nothing waits behind the push in flight
+  in.waiting_bytes = 1;
+  EXPECT_FALSE(forecast_rpo(in).healthy);
 }
 
 TEST(RpoTest, AllTargetsDownWithABacklogCannotDrain) {
@@ -58,11 +60,28 @@ TEST(RpoTest, AllTargetsDownWithABacklogCannotDrain) {
   EXPECT_EQ(f.reason, "backlog 2.1 GB at 0 B/s (all targets down): RPO 3600 s will be breached");
 }
 
-TEST(RpoTest, NoThroughputMeasuredYetCannotDrain) {
+TEST(RpoTest, NoThroughputMeasuredYetIsUnknownNotABreach) {
   RpoInputs in = base();
   in.backlog_bytes = 5;
   in.throughput_bytes_per_s = 0;
+  in.checkpoint_interval_s = 10;
+  RpoForecast f = forecast_rpo(in);
+  EXPECT_TRUE(std::isinf(f.forecast_rpo_seconds));
+  EXPECT_FALSE(f.breach_expected) << f.reason;  // a fresh start's first push
+  in.newest_committed_ns = in.now_ns - 4000 * kSec;  // but an RPO already past target is
   EXPECT_TRUE(forecast_rpo(in).breach_expected);
+}
+
+TEST(RpoTest, SteadyStateWithOnePushInFlightIsHealthy) {
+  RpoInputs in = base();
+  in.backlog_bytes = 500'000'000;  // the checkpoint being sent: 5 s
+  in.waiting_bytes = 0;
+  in.checkpoint_interval_s = 10;
+  RpoForecast f = forecast_rpo(in);
+  EXPECT_FALSE(f.breach_expected);
+  EXPECT_TRUE(f.healthy);
+  in.waiting_bytes = 1;  // one waits behind it: not yet
+  EXPECT_FALSE(forecast_rpo(in).healthy);
 }
 
 TEST(RpoTest, ForecastPastTheTargetWarns) {
@@ -93,11 +112,13 @@ TEST(RpoTest, WarningRaisesOnceAndClearsOnlyWhenDrainedAndUnderTarget) {
   EXPECT_TRUE(w.active());
   EXPECT_FALSE(w.text().empty());
   EXPECT_EQ(w.update(forecast_rpo(in)), RpoWarning::Change::kNone);
-  // Targets back, backlog still there but forecast fine: stays raised.
+  in.waiting_bytes = 1000;
+  // Targets back, a checkpoint still waiting but the forecast fine: stays raised.
   in.any_target_up = true;
   EXPECT_EQ(w.update(forecast_rpo(in)), RpoWarning::Change::kNone);
   EXPECT_TRUE(w.active());
   in.backlog_bytes = 0;
+  in.waiting_bytes = 0;
   EXPECT_EQ(w.update(forecast_rpo(in)), RpoWarning::Change::kCleared);
   EXPECT_FALSE(w.active());
   EXPECT_EQ(w.text(), "");
