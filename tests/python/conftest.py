@@ -78,7 +78,7 @@ def ferry_bin() -> Path:
 
 @pytest.fixture(scope="session")
 def ferry_agent_bin() -> Path:
-    path = _find_binary("FERRY_AGENT_BIN", "agent/ferry-agent")
+    path = _find_binary("FERRY_AGENT_BIN", "tools/ferry-agent")
     if path is None or not path.exists():
         pytest.skip("the ferry-agent binary is not built (set FERRY_AGENT_BIN)")
     return path
