@@ -213,12 +213,18 @@ void Pipeline::read_loop() {
     const Window& win = windows_[w];
     slot.window = w;
     slot.read_status.assign(win.count, Status::ok());
+    const auto* direct = dynamic_cast<const DirectFrameSource*>(&source_);
     pool_.parallel_for(win.count, [&](std::size_t j) {
+      const std::size_t i = win.first + j;
+      const ManifestChunk& c = m_.files[chunks_[i].file].chunks[chunks_[i].chunk];
+      if (direct) {
+        slot.read_status[j] = direct->read_frame_into(
+            chunks_[i].file, chunks_[i].chunk, std::span<std::byte>(slot.frames.get() + frame_at_[i], c.frame_bytes));
+        return;
+      }
       // Reused per pool thread: read_frame resizes it, the hot path does
       // not allocate once it has grown to the largest frame.
       thread_local std::vector<std::byte> frame;
-      const std::size_t i = win.first + j;
-      const ManifestChunk& c = m_.files[chunks_[i].file].chunks[chunks_[i].chunk];
       Status st = source_.read_frame(chunks_[i].file, chunks_[i].chunk, frame);
       if (st.is_ok() && frame.size() != c.frame_bytes) {
         st = Status::corruption("frame is " + std::to_string(frame.size()) + " bytes, manifest says " +

@@ -3,12 +3,15 @@
 // (the archive, the store, the remote streams).
 #include "replication/frame_sources.h"
 
+#include <fcntl.h>
+
 #include <filesystem>
 #include <system_error>
 #include <utility>
 
 #include "codec/archive.h"
 #include "codec/manifest.h"
+#include "codec/posix_file.h"
 #include "replication/chunk_store.h"
 #include "replication/device_restore.h"
 #include "replication/local_store.h"
@@ -22,17 +25,24 @@ Status bad_location(std::string_view location, std::string_view why) {
                                   "ferry://HOST:PORT/SNAPSHOT)");
 }
 
-class OwnedArchiveSource final : public FrameSource {
+class OwnedArchiveSource final : public DirectFrameSource {
  public:
-  explicit OwnedArchiveSource(ArchiveReader archive) : archive_(std::move(archive)) {}
+  OwnedArchiveSource(ArchiveReader archive, UniqueFd fd) : archive_(std::move(archive)), fd_(std::move(fd)) {}
   const Manifest& manifest() const override { return archive_.manifest(); }
   std::string describe() const override { return archive_.path().string(); }
   Status read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const override {
     return archive_.read_frame(file, chunk, out);
   }
+  Status read_frame_into(std::size_t file, std::size_t chunk, std::span<std::byte> out) const override {
+    if (out.size() != manifest().files[file].chunks[chunk].frame_bytes) {
+      return Status::internal("read_frame_into: buffer is not the frame's size");
+    }
+    return pread_exact(fd_.get(), out, archive_.frame_offset(file, chunk), archive_.path());
+  }
 
  private:
   ArchiveReader archive_;
+  UniqueFd fd_;  // the reader's own is private; pread needs no shared offset
 };
 
 class StoreFrameSource final : public FrameSource {
@@ -99,7 +109,8 @@ Result<std::unique_ptr<FrameSource>> open_frame_source(std::string_view location
   switch (where.kind) {
     case SourceLocation::Kind::kArchive: {
       ASSIGN_OR_RETURN(ArchiveReader archive, ArchiveReader::open(where.path));
-      return std::unique_ptr<FrameSource>(std::make_unique<OwnedArchiveSource>(std::move(archive)));
+      ASSIGN_OR_RETURN(UniqueFd fd, open_fd(where.path, O_RDONLY | O_CLOEXEC));
+      return std::unique_ptr<FrameSource>(std::make_unique<OwnedArchiveSource>(std::move(archive), std::move(fd)));
     }
     case SourceLocation::Kind::kStore: {
       // Opening a store creates it when absent; a restore must not.

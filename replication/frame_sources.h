@@ -12,7 +12,10 @@
 #include <string>
 #include <string_view>
 
+#include <span>
+
 #include "codec/status.h"
+#include "codec/unpacker.h"
 
 namespace ferry::replication {
 
@@ -29,6 +32,14 @@ struct SourceLocation {
   std::string ns;         // kStore: the namespace
   std::string snapshot;   // kStore, kRemote
   std::string address;    // kRemote: HOST:PORT
+};
+
+// A source that can also read a frame straight into the caller's memory (a
+// pinned staging slot), saving a copy through a vector: a local archive
+// does, with one pread. `out` is exactly the manifest's frame_bytes.
+class DirectFrameSource : public FrameSource {
+ public:
+  virtual Status read_frame_into(std::size_t file, std::size_t chunk, std::span<std::byte> out) const = 0;
 };
 
 // Parses a location (syntax only: nothing is opened). InvalidArgument naming
