@@ -38,6 +38,7 @@
 
 #include "agent/control.h"
 #include "bench/bench.h"
+#include "bench/training_workload.h"
 #include "replication/cert_gen.h"
 
 DECLARE_string(json_out);  // bench/main.cc
@@ -71,101 +72,11 @@ namespace rep = ferry::replication;
 
 constexpr const char* kHostName = "bench";
 constexpr const char* kMarker = "COMMITTED";
-constexpr int kMatrixDim = 128;
 // Longest the bench waits for a child to listen or a job to drain.
 constexpr double kStartWaitSeconds = 20;
 constexpr double kDrainWaitSeconds = 60;
 // The agent gets this long to exit after SIGTERM before SIGKILL.
 constexpr double kStopWaitSeconds = 45;
-
-// --- The stand-in training workload ------------------------------------
-
-struct WorkerState {
-  std::vector<double> a, b, c;
-  std::vector<float> x, y, z;
-  double sink = 0;
-};
-
-void init_worker(WorkerState& w, std::size_t elems, std::uint64_t seed) {
-  w.a.assign(elems, 0.0);
-  w.b.resize(elems);
-  w.c.resize(elems);
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> d(-1, 1);
-  for (std::size_t i = 0; i < elems; ++i) {
-    w.b[i] = d(rng);
-    w.c[i] = d(rng);
-  }
-  const std::size_t m = kMatrixDim * kMatrixDim;
-  w.x.resize(m);
-  w.y.resize(m);
-  w.z.assign(m, 0.f);
-  for (std::size_t i = 0; i < m; ++i) {
-    w.x[i] = static_cast<float>(d(rng));
-    w.y[i] = static_cast<float>(d(rng));
-  }
-}
-
-// One training step: memory-bandwidth bound triads, then compute-bound
-// matrix multiplies on cache-resident data.
-void training_step(WorkerState& w, int step) {
-  const double s = 1.0 + 1e-9 * step;
-  const std::size_t n = w.a.size();
-  for (int p = 0; p < FLAGS_agent_triad_passes; ++p) {
-    double* a = w.a.data();
-    const double* b = w.b.data();
-    const double* c = w.c.data();
-    for (std::size_t i = 0; i < n; ++i) a[i] = b[i] + s * c[i];
-    std::swap(w.a, w.b);
-  }
-  constexpr int N = kMatrixDim;
-  for (int r = 0; r < FLAGS_agent_matmul_reps; ++r) {
-    std::fill(w.z.begin(), w.z.end(), 0.f);
-    for (int i = 0; i < N; ++i) {
-      for (int k = 0; k < N; ++k) {
-        const float xik = w.x[i * N + k];
-        const float* yk = &w.y[k * N];
-        float* zi = &w.z[i * N];
-        for (int j = 0; j < N; ++j) zi[j] += xik * yk[j];
-      }
-    }
-    w.sink += w.z[(step + r) % (N * N)];
-  }
-  w.sink += w.a[static_cast<std::size_t>(step) % n];
-}
-
-struct WorkloadTime {
-  double wall_seconds = 0;
-  // The workers' own CPU seconds, summed. Time spent descheduled (by the
-  // agent or by anything else on a shared machine) is not in it; what the
-  // agent costs through memory bandwidth and caches is.
-  double cpu_seconds = 0;
-};
-
-// Runs `steps` steps on every worker at once.
-WorkloadTime run_workload(std::vector<WorkerState>& workers, int steps) {
-  const double t0 = now_seconds();
-  std::vector<double> cpu(workers.size());
-  std::vector<std::thread> threads;
-  for (std::size_t i = 0; i < workers.size(); ++i) {
-    threads.emplace_back([&, i] {
-      const double c0 = thread_cpu_seconds();
-      for (int s = 0; s < steps; ++s) training_step(workers[i], s);
-      cpu[i] = thread_cpu_seconds() - c0;
-    });
-  }
-  for (auto& t : threads) t.join();
-  WorkloadTime t{now_seconds() - t0, 0};
-  for (double c : cpu) t.cpu_seconds += c;
-  return t;
-}
-
-// The 1-minute load average, to show how busy the machine was.
-double load_average() {
-  double l = 0;
-  std::ifstream("/proc/loadavg") >> l;
-  return l;
-}
 
 // --- Checkpoints --------------------------------------------------------
 
@@ -569,7 +480,9 @@ FERRY_BENCH(agent, "training-like workload alone vs with ferry-agent replicating
   const int nthreads = FLAGS_agent_threads > 0 ? FLAGS_agent_threads : std::max(1, ncpu - 1);
   const std::size_t elems = (static_cast<std::size_t>(FLAGS_agent_array_mb) << 20) / sizeof(double);
   std::vector<WorkerState> workers(static_cast<std::size_t>(nthreads));
-  for (int t = 0; t < nthreads; ++t) init_worker(workers[t], elems, 1234 + t);
+  for (int t = 0; t < nthreads; ++t) {
+    init_worker(workers[t], elems, 1234 + t, FLAGS_agent_triad_passes, FLAGS_agent_matmul_reps);
+  }
   // Calibrate: the step count that fills --agent_run_seconds alone.
   const int probe_steps = 5;
   const double probe = run_workload(workers, probe_steps).wall_seconds / probe_steps;
