@@ -1,6 +1,8 @@
 // rpo.cc: the RPO forecast and its warning (see rpo.h).
 #include "agent/rpo.h"
 
+#include "codec/human_size.h"
+
 #include <cmath>
 #include <cstdio>
 
@@ -15,26 +17,9 @@ std::string seconds_text(double s) {
   return buf;
 }
 
-std::string rate_text(double bytes_per_s) { return human_bytes(static_cast<std::uint64_t>(bytes_per_s)) + "/s"; }
+std::string rate_text(double bytes_per_s) { return format_bytes(static_cast<std::uint64_t>(bytes_per_s)) + "/s"; }
 
 }  // namespace
-
-std::string human_bytes(std::uint64_t bytes) {
-  static const char* kUnits[] = {"B", "kB", "MB", "GB", "TB", "PB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1000 && u < 5) {
-    v /= 1000;
-    ++u;
-  }
-  char buf[32];
-  if (u == 0) {
-    std::snprintf(buf, sizeof(buf), "%llu B", static_cast<unsigned long long>(bytes));
-  } else {
-    std::snprintf(buf, sizeof(buf), "%.1f %s", v, kUnits[u]);
-  }
-  return buf;
-}
 
 RpoForecast forecast_rpo(const RpoInputs& in) {
   RpoForecast f;
@@ -53,7 +38,7 @@ RpoForecast forecast_rpo(const RpoInputs& in) {
   // not proven endless.
   const bool drain_unknown = in.backlog_bytes > 0 && in.any_target_up && in.throughput_bytes_per_s <= 0;
 
-  const std::string backlog = "backlog " + human_bytes(in.backlog_bytes);
+  const std::string backlog = "backlog " + format_bytes(in.backlog_bytes);
   const std::string at = in.any_target_up ? " at " + rate_text(in.throughput_bytes_per_s)
                                           : " at 0 B/s (all targets down)";
   if (in.backlog_bytes > 0 && !drain_unknown && f.forecast_rpo_seconds > in.rpo_target_s) {

@@ -89,7 +89,4 @@ class IntervalEstimate {
   double interval_s_ = 0;
 };
 
-// "2.1 GB" (decimal), for warning texts.
-std::string human_bytes(std::uint64_t bytes);
-
 }  // namespace ferry::agent

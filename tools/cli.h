@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "codec/engine.h"
+#include "codec/human_size.h"
 #include <nlohmann/json.hpp>
 
 #include "codec/packer.h"
@@ -87,8 +88,7 @@ Result<std::unique_ptr<CodecEngine>> engine_from_flags(ThreadPool& pool, int zst
 std::optional<nlohmann::json> ask_agent(const std::string& command, const nlohmann::json& args,
                                         int* exit_code);
 
-// "37.4 MB" (decimal units, as disks and links are sold).
-std::string format_bytes(std::uint64_t bytes);
+using ferry::format_bytes;  // codec/human_size.h: "37.4 MB"
 // Monotonic seconds.
 double now_seconds();
 

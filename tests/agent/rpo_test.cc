@@ -1,5 +1,6 @@
 // rpo_test.cc: the RPO forecast and its warning's hysteresis, on numbers.
 #include "agent/rpo.h"
+#include "codec/human_size.h"
 
 #include <gtest/gtest.h>
 
@@ -144,9 +145,9 @@ TEST(RpoTest, ThroughputAndIntervalAreMovingAverages) {
 }
 
 TEST(RpoTest, HumanBytes) {
-  EXPECT_EQ(human_bytes(0), "0 B");
-  EXPECT_EQ(human_bytes(999), "999 B");
-  EXPECT_EQ(human_bytes(2'100'000'000), "2.1 GB");
+  EXPECT_EQ(format_bytes(0), "0 B");
+  EXPECT_EQ(format_bytes(999), "999 B");
+  EXPECT_EQ(format_bytes(2'100'000'000), "2.1 GB");
 }
 
 }  // namespace

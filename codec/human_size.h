@@ -1,0 +1,13 @@
+// human_size.h: byte counts as people read them ("2.1 GB", decimal units),
+// one rule for every message, report and status line ferry prints.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace ferry {
+
+// "999 B", "1.5 kB", "2.1 GB" (powers of 1000, one decimal).
+std::string format_bytes(std::uint64_t bytes);
+
+}  // namespace ferry
