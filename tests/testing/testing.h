@@ -59,4 +59,14 @@ struct CorpusFile {
 };
 std::vector<CorpusFile> corpus_files();  // rows of corpus.tsv
 
+// A command run through the shell, for tests of the real binaries.
+struct CommandRun {
+  int code = -1;    // exit status; -1 when it did not exit normally
+  std::string out;  // stdout and stderr together
+};
+// `s` quoted for /bin/sh.
+std::string shell_quote(const std::string& s);
+// Runs `program ARGS 2>&1` (args already shell-quoted where needed).
+CommandRun run_command(const std::string& program, const std::string& args);
+
 }  // namespace ferry::testing

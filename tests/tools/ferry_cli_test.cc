@@ -26,30 +26,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct CliRun {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
+using CliRun = testing::CommandRun;
+std::string quote(const std::string& s) { return testing::shell_quote(s); }
 
 // Runs `ferry ARGS` (args already shell-quoted where needed) and captures output.
-CliRun ferry(const std::string& args) {
-  std::string cmd = quote(FERRY_BIN) + " " + args + " 2>&1";
-  CliRun r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  std::size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+CliRun ferry(const std::string& args) { return testing::run_command(FERRY_BIN, args); }
 
 // A directory of corpus files, one of them nested; empty when no corpus.
 fs::path corpus_checkpoint(const testing::TempDir& dir) {
