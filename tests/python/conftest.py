@@ -39,6 +39,30 @@ def pytest_report_header(config):
     return f"ferry test seed: {_seed()} (replay with FERRY_TEST_SEED={_seed()})"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU usable by PyTorch (run by the python_gpu ctest entry)")
+
+
+# ctest runs pytest as one test: a run in which every test skipped (no torch,
+# no GPU) must show up there as skipped, not passed. With
+# FERRY_PYTEST_ALL_SKIPPED_EXIT=N set, such a run exits with N, which the
+# ctest entry declares as its SKIP_RETURN_CODE; -rs prints the reasons.
+_outcomes = {"passed": 0, "skipped": 0}
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.passed:
+        _outcomes["passed"] += 1
+    elif report.skipped:
+        _outcomes["skipped"] += 1
+
+
+def pytest_sessionfinish(session, exitstatus):
+    code = os.environ.get("FERRY_PYTEST_ALL_SKIPPED_EXIT")
+    if code and exitstatus == 0 and _outcomes["passed"] == 0 and _outcomes["skipped"] > 0:
+        session.exitstatus = int(code)
+
+
 @pytest.fixture(scope="session")
 def test_seed() -> int:
     return _seed()

@@ -388,6 +388,7 @@ def test_corpus_weights_equal_load_file(corpus_dir, corpus_files, pack, tmp_path
             assert bytes(files[f.name]) == f.read_bytes(), f.name
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
 def test_gpu_load_equals_safetensors_on_cuda(tmp_path, pack, test_seed, dtype):
     if not torch.cuda.is_available():
