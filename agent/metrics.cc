@@ -127,33 +127,25 @@ void Metrics::describe(std::string_view name, std::string_view type, std::string
   f.help = std::string(help);
 }
 
-void Metrics::add(std::string_view name, const Labels& labels, double v) {
-  if (!(v >= 0)) return;  // counters never go down (and NaN is no delta)
+double* Metrics::series_locked(std::string_view name, const Labels& labels) {
   Labels key = normalise(labels);
-  std::lock_guard lock(mu_);
   Family& f = family_locked(name);
   auto it = f.series.find(key);
-  if (it == f.series.end()) {
-    if (series_count_ >= kMaxMetricSeries) return;
-    ++series_count_;
-    f.series.emplace(std::move(key), v);
-  } else {
-    it->second += v;
-  }
+  if (it != f.series.end()) return &it->second;
+  if (series_count_ >= kMaxMetricSeries) return nullptr;
+  ++series_count_;
+  return &f.series.emplace(std::move(key), 0.0).first->second;
+}
+
+void Metrics::add(std::string_view name, const Labels& labels, double v) {
+  if (!(v >= 0)) return;  // counters never go down (and NaN is no delta)
+  std::lock_guard lock(mu_);
+  if (double* value = series_locked(name, labels)) *value += v;
 }
 
 void Metrics::set(std::string_view name, const Labels& labels, double v) {
-  Labels key = normalise(labels);
   std::lock_guard lock(mu_);
-  Family& f = family_locked(name);
-  auto it = f.series.find(key);
-  if (it == f.series.end()) {
-    if (series_count_ >= kMaxMetricSeries) return;
-    ++series_count_;
-    f.series.emplace(std::move(key), v);
-  } else {
-    it->second = v;
-  }
+  if (double* value = series_locked(name, labels)) *value = v;
 }
 
 void Metrics::remove(std::string_view name, const Labels& labels) {

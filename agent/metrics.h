@@ -74,6 +74,9 @@ class Metrics {
     std::map<Labels, double> series;  // labels sorted by name
   };
   Family& family_locked(std::string_view name);
+  // The series `labels` of `name` (created when under kMaxMetricSeries),
+  // or nullptr when the cap refuses a new one. Caller holds mu_.
+  double* series_locked(std::string_view name, const Labels& labels);
 
   mutable std::mutex mu_;
   std::map<std::string, Family, std::less<>> families_;
