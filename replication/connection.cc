@@ -263,20 +263,38 @@ Result<Message> Connection::recv_message(int timeout_ms, bool first_byte_deadlin
   if (first_byte_deadline) deadline = -1;
   Result<MessageHeader> h = parse_message_header(head, options_.max_message_bytes);
   if (!h.is_ok()) return h.status().with_context("from " + peer_name());
+  // A frame-carrying body is read in two parts, so the frame lands at the
+  // start of its own buffer (a recycled one when the caller gave it back)
+  // and is never shifted down over the fields before it.
+  std::array<std::byte, kMaxBulkLeadBytes> lead_buf;
+  const std::size_t lead_bytes = bulk_lead_bytes(h->type);
+  FERRY_CHECK(lead_bytes <= lead_buf.size());
+  const bool apart = lead_bytes > 0 && h->body_bytes > lead_bytes;
+  std::span<std::byte> lead(lead_buf.data(), apart ? lead_bytes : 0);
+  if (apart) RETURN_IF_ERROR(read_exact(lead, deadline, false));
+  const std::size_t rest_bytes = h->body_bytes - lead.size();
+  std::vector<std::byte> body;
+  if (apart) body = std::exchange(spare_body_, {});
   // Grow the body as it arrives: a peer that announces a large body and
   // sends little costs little.
-  std::vector<std::byte> body;
-  while (body.size() < h->body_bytes) {
+  body.clear();
+  while (body.size() < rest_bytes) {
     std::size_t have = body.size();
-    std::size_t next = std::min<std::size_t>(h->body_bytes, have + kBodyGrowStepBytes);
+    std::size_t next = std::min<std::size_t>(rest_bytes, have + kBodyGrowStepBytes);
     body.resize(next);
     RETURN_IF_ERROR(read_exact(std::span(body).subspan(have), deadline, false));
   }
-  counters_.plain_bytes_in += kMessageHeaderBytes + body.size();
+  counters_.plain_bytes_in += kMessageHeaderBytes + h->body_bytes;
   ++counters_.messages_in;
-  Result<Message> m = decode_body(h->type, std::move(body));
+  Result<Message> m = apart ? decode_body(h->type, lead, std::move(body))
+                            : decode_body(h->type, std::move(body));
   if (!m.is_ok()) return m.status().with_context("from " + peer_name());
   return m;
+}
+
+void Connection::recycle(std::vector<std::byte>&& buffer) {
+  if (buffer.capacity() > spare_body_.capacity() && buffer.capacity() <= kMaxSpareBodyBytes)
+    spare_body_ = std::move(buffer);
 }
 
 Result<HelloOk> Connection::hello(std::string_view software) {

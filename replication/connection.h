@@ -97,6 +97,11 @@ class Connection {
   // wait never splits a message. The receiver waits this way for further
   // PUTs before it syncs and acknowledges the ones it has.
   Result<Message> recv_next(int first_byte_timeout_ms);
+  // Gives back the buffer of a frame the caller is done with (a PUT's or a
+  // CHUNK's), for the next frame received to reuse: a fresh multi-MiB buffer
+  // per frame costs page faults and the kernel's zeroing of every page.
+  // Keeps one, of at most kMaxSpareBodyBytes.
+  void recycle(std::vector<std::byte>&& buffer);
 
   // Client side: HELLO, then HELLO_OK (raising max_message_bytes to what the
   // receiver announced, within kMaxMessageBodyBytes) or the receiver's ERROR
@@ -161,6 +166,7 @@ class Connection {
   bool send_in_flight_ = false;
   ConnectionCounters counters_;
   bool open_ = true;
+  std::vector<std::byte> spare_body_;  // see recycle()
 };
 
 }  // namespace ferry::replication

@@ -52,6 +52,11 @@ inline constexpr std::size_t kPlainWriteSliceBytes = 256u << 10;
 // A message body buffer grows as bytes arrive, in steps of at most this, so a
 // peer announcing a large body costs memory only as it actually sends it.
 inline constexpr std::size_t kBodyGrowStepBytes = 8u << 20;
+// The largest frame buffer a connection keeps for reuse (Connection::recycle):
+// frames of the default chunk size and a little over, not the 64 MiB limit.
+inline constexpr std::size_t kMaxSpareBodyBytes = 2 * kDefaultChunkBytes;
+// The fixed-size fields before a frame that a connection reads apart.
+inline constexpr std::size_t kMaxBulkLeadBytes = 16;
 inline constexpr int kDefaultHandshakeTimeoutMs = 15'000;
 inline constexpr int kDefaultIoTimeoutMs = 60'000;
 inline constexpr int kDefaultConnectTimeoutMs = 10'000;

@@ -21,6 +21,10 @@ using Writer = ByteWriter;
 class Reader {
  public:
   Reader(std::span<const std::byte> b, MessageType type) : b_(b), type_(type) {}
+  // A body whose bulk field (`apart_bytes` long) was received into a buffer
+  // of its own: `b` holds only the fields before it.
+  Reader(std::span<const std::byte> b, MessageType type, std::size_t apart_bytes)
+      : b_(b), type_(type), apart_(apart_bytes) {}
 
   bool ok() const { return error_.empty(); }
   std::uint8_t u8(const char* field) { return static_cast<std::uint8_t>(le(1, field)); }
@@ -72,6 +76,10 @@ class Reader {
   // it returns nothing and records where the field starts, for the caller
   // that owns the buffer to hand it over without a copy.
   std::vector<std::byte> rest() {
+    if (apart_ > 0 && pos_ != b_.size()) {
+      fail(pos_, "bulk field does not start where it was received apart");
+      return {};
+    }
     if (in_place_) {
       bulk_at_ = pos_;
       pos_ = b_.size();
@@ -84,14 +92,14 @@ class Reader {
   static constexpr std::size_t kNoBulk = ~std::size_t{0};
   void keep_bulk_in_place() { in_place_ = true; }
   std::size_t bulk_offset() const { return bulk_at_; }
-  std::size_t remaining() const { return b_.size() - pos_; }
+  std::size_t remaining() const { return b_.size() - pos_ + apart_; }
   std::size_t pos() const { return pos_; }
   void fail(std::size_t at, std::string what) {
     if (ok()) error_ = std::string(message_type_name(type_)) + " at byte " + std::to_string(at) + ": " + what;
   }
   Status finish() {
-    if (ok() && pos_ != b_.size())
-      fail(pos_, std::to_string(b_.size() - pos_) + " unexpected trailing bytes");
+    const std::size_t left = b_.size() - pos_ + (bulk_at_ == kNoBulk ? apart_ : 0);
+    if (ok() && left != 0) fail(pos_, std::to_string(left) + " unexpected trailing bytes");
     if (ok()) return Status::ok();
     return Status::corruption("malformed message: " + error_);
   }
@@ -99,7 +107,7 @@ class Reader {
  private:
   bool need(std::size_t n, const char* field) {
     if (!ok()) return false;
-    if (remaining() < n) {
+    if (b_.size() - pos_ < n) {
       fail(pos_, std::string("truncated in ") + field + " (needs " + std::to_string(n) +
                      " bytes, " + std::to_string(remaining()) + " left)");
       return false;
@@ -120,6 +128,7 @@ class Reader {
   std::string error_;
   bool in_place_ = false;
   std::size_t bulk_at_ = kNoBulk;
+  std::size_t apart_ = 0;  // bulk bytes held outside b_
 };
 
 bool name_char_ok(char c) {
@@ -515,6 +524,18 @@ Result<Message> decode_body(MessageType type, std::span<const std::byte> body) {
   return m;
 }
 
+namespace {
+// Hands a decoded message its bulk field's buffer (frame or manifest).
+void give_bulk(Message& m, std::vector<std::byte>&& bulk) {
+  std::visit(
+      [&](auto& v) {
+        if constexpr (requires { v.frame; }) v.frame = std::move(bulk);
+        else if constexpr (requires { v.manifest; }) v.manifest = std::move(bulk);
+      },
+      m);
+}
+}  // namespace
+
 Result<Message> decode_body(MessageType type, std::vector<std::byte>&& body) {
   if (body.size() > kMaxMessageBodyBytes)
     return Status::exhausted("message body of " + std::to_string(body.size()) + " bytes is over the limit");
@@ -525,13 +546,33 @@ Result<Message> decode_body(MessageType type, std::vector<std::byte>&& body) {
   if (r.bulk_offset() != Reader::kNoBulk) {
     // The bulk field takes the buffer itself, less the fields before it.
     body.erase(body.begin(), body.begin() + static_cast<std::ptrdiff_t>(r.bulk_offset()));
-    std::visit(
-        [&](auto& v) {
-          if constexpr (requires { v.frame; }) v.frame = std::move(body);
-          else if constexpr (requires { v.manifest; }) v.manifest = std::move(body);
-        },
-        m);
+    give_bulk(m, std::move(body));
   }
+  return m;
+}
+
+std::size_t bulk_lead_bytes(MessageType type) {
+  // Keep in step with decode_fields: PUT and CHUNK are a request id, then the frame.
+  switch (type) {
+    case MessageType::kPut:
+    case MessageType::kChunk: return 8;
+    default: return 0;
+  }
+}
+
+Result<Message> decode_body(MessageType type, std::span<const std::byte> lead, std::vector<std::byte>&& bulk) {
+  if (lead.size() > kMaxMessageBodyBytes || bulk.size() > kMaxMessageBodyBytes - lead.size())
+    return Status::exhausted("message body of " + std::to_string(lead.size() + bulk.size()) +
+                             " bytes is over the limit");
+  if (bulk.empty()) return decode_body(type, lead);
+  Reader r(lead, type, bulk.size());
+  r.keep_bulk_in_place();
+  Message m = decode_fields(type, r);
+  RETURN_IF_ERROR(r.finish());
+  if (r.bulk_offset() != lead.size())
+    return Status::internal(std::string(message_type_name(type)) + " has no bulk field after " +
+                            std::to_string(lead.size()) + " bytes");
+  give_bulk(m, std::move(bulk));
   return m;
 }
 

@@ -209,6 +209,13 @@ Result<Message> decode_body(MessageType type, std::span<const std::byte> body);
 // The same, taking the body's buffer: the bulk field (frame, manifest) keeps
 // it instead of being copied out.
 Result<Message> decode_body(MessageType type, std::vector<std::byte>&& body);
+// Bytes of the fixed-size fields before the bulk field of `type` (PUT and
+// CHUNK: the request id), or 0 when it has none or they vary. A receiver
+// reads those apart so the bulk lands at the start of its own buffer.
+std::size_t bulk_lead_bytes(MessageType type);
+// The same as decode_body(type, lead + bulk), for a body received in two
+// parts split at bulk_lead_bytes(type): the bulk field keeps `bulk`.
+Result<Message> decode_body(MessageType type, std::span<const std::byte> lead, std::vector<std::byte>&& bulk);
 // Header + body in one buffer: exactly one whole message.
 Result<Message> decode_message(std::span<const std::byte> bytes,
                                std::size_t max_body_bytes = kMaxMessageBodyBytes);

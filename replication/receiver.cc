@@ -234,6 +234,7 @@ Status Receiver::Session::on_put(Put& m) {
     ack.status = put.status();
   }
   pending_bytes_ += m.frame.size();
+  c_.recycle(std::move(m.frame));
   pending_.push_back(std::move(ack));
   if (pending_.size() >= ack_batch() || pending_bytes_ >= r_.options_.group_commit_bytes) return flush_acks();
   return Status::ok();

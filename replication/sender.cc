@@ -17,6 +17,7 @@
 #include <random>
 #include <thread>
 
+#include "codec/chunk_codec.h"
 #include "codec/manifest.h"
 #include "replication/connection.h"
 #include "replication/protocol.h"
@@ -553,6 +554,9 @@ class QueueSink : public FrameSink {
     item->id = chunk.id;
     Put put;
     put.frame = buffers_.take();
+    // Room for any frame of this chunk size, so a reused buffer that took a
+    // small frame is never reallocated for a larger one.
+    put.frame.reserve(max_frame_bytes(chunk.length));
     put.frame.assign(frame.begin(), frame.end());
     item->put = std::move(put);
     item->buffers = &buffers_;

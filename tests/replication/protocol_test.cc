@@ -62,6 +62,14 @@ bool same(const Message& a, const Message& b) {
   return encode_message_bytes(a) == encode_message_bytes(b);
 }
 
+// Decodes `body` as a connection does when it reads a frame-carrying body in
+// two parts (the fields before the frame, then the frame into its own buffer).
+Result<Message> decode_split(MessageType type, std::span<const std::byte> body) {
+  const std::size_t lead = bulk_lead_bytes(type);
+  if (lead == 0 || body.size() <= lead) return decode_body(type, body);
+  return decode_body(type, body.first(lead), std::vector<std::byte>(body.begin() + lead, body.end()));
+}
+
 TEST(ProtocolTest, SamplesCoverEveryTypeInOrder) {
   auto all = samples();
   ASSERT_EQ(all.size(), std::variant_size_v<Message>);
@@ -82,7 +90,35 @@ TEST(ProtocolTest, EveryMessageRoundTrips) {
     auto moved = decode_body(message_type(m), std::move(body));
     ASSERT_TRUE(moved.is_ok()) << moved.status().to_string();
     EXPECT_TRUE(same(*moved, m)) << message_name(m);
+    // So does the decoder of a body received in two parts.
+    std::span<const std::byte> whole(wire.data() + kMessageHeaderBytes, wire.size() - kMessageHeaderBytes);
+    auto split = decode_split(message_type(m), whole);
+    ASSERT_TRUE(split.is_ok()) << message_name(m) << ": " << split.status().to_string();
+    EXPECT_TRUE(same(*split, m)) << message_name(m);
   }
+}
+
+TEST(ProtocolTest, OnlyFrameMessagesAreReadApart) {
+  for (const Message& m : samples()) {
+    bool frame = std::holds_alternative<Put>(m) || std::holds_alternative<ChunkData>(m);
+    EXPECT_EQ(bulk_lead_bytes(message_type(m)), frame ? 8u : 0u) << message_name(m);
+  }
+  // A frame received apart keeps its own buffer: no copy, no shift.
+  Put p{7, bytes(kFrameHeaderBytes + 9, 5)};
+  auto wire = encode_message_bytes(p);
+  std::span<const std::byte> lead(wire.data() + kMessageHeaderBytes, 8);
+  std::vector<std::byte> frame(wire.begin() + kMessageHeaderBytes + 8, wire.end());
+  const std::byte* at = frame.data();
+  auto r = decode_body(MessageType::kPut, lead, std::move(frame));
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(std::get<Put>(*r).request_id, 7u);
+  EXPECT_EQ(std::get<Put>(*r).frame.data(), at);
+  EXPECT_EQ(std::get<Put>(*r).frame, p.frame);
+  // A lead longer than the fields before the frame is refused, not misread.
+  std::vector<std::byte> longer_lead(lead.begin(), lead.end());
+  longer_lead.push_back(std::byte{0});
+  auto bad = decode_body(MessageType::kPut, longer_lead, std::vector<std::byte>(p.frame));
+  EXPECT_FALSE(bad.is_ok());
 }
 
 TEST(ProtocolTest, EncodedMessageKeepsBulkOutOfHead) {
@@ -113,6 +149,10 @@ TEST(ProtocolTest, EveryTruncationIsCorruption) {
     std::span<const std::byte> body(wire.data() + kMessageHeaderBytes, wire.size() - kMessageHeaderBytes);
     for (std::size_t n = 0; n < body.size(); ++n) {
       auto r = decode_body(message_type(m), body.first(n));
+      // Received in two parts, the same length decodes the same way.
+      auto split = decode_split(message_type(m), body.first(n));
+      EXPECT_EQ(split.is_ok(), r.is_ok()) << message_name(m) << " at " << n << " bytes";
+      if (!split.is_ok()) EXPECT_EQ(split.status().code(), Code::kCorruption) << split.status().to_string();
       // Bulk-carrying messages may decode at some shorter lengths (a shorter
       // manifest is still a manifest); everything else must fail.
       if (r.is_ok()) {
