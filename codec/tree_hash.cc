@@ -5,6 +5,8 @@
 // pre-fetched EVP_MD (the provider dispatch and context reset cost about as
 // much as a quarter of a leaf's compression calls), which `ferry-bench hash`
 // shows against the `openssl speed -evp sha256` baseline. Both use SHA-NI.
+// Where the CPU has it, full leaves and nodes go two at a time through
+// tree_hash_pair.h instead (the same bytes, about 1.8x faster).
 // A checksum-of-content id needs no FIPS provider routing.
 #define OPENSSL_SUPPRESS_DEPRECATED 1
 #include "codec/tree_hash.h"
@@ -14,6 +16,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "codec/tree_hash_pair.h"
 #include "codec/limits.h"
 #include "codec/status.h"
 #include "codec/thread_pool.h"
@@ -50,7 +53,16 @@ Hasher& thread_hasher() {
 
 void hash_leaf_range(std::span<const std::byte> data, std::span<Digest> out, std::size_t first,
                      std::size_t count) {
-  for (std::size_t i = first; i < first + count; ++i) {
+  std::size_t i = first;
+  if (tree_hash_pair_available()) {
+    // Full leaves two at a time (tree_hash_pair.h); a last odd or short one below.
+    const std::size_t full = std::min(first + count, data.size() / kLeafBytes);
+    for (; i + 1 < full; i += 2) {
+      const std::byte* p = data.data() + i * kLeafBytes;
+      hash_leaf_pair(p, p + kLeafBytes, out[i], out[i + 1]);
+    }
+  }
+  for (; i < first + count; ++i) {
     std::size_t off = i * kLeafBytes;
     std::size_t len = std::min(kLeafBytes, data.size() - off);
     out[i] = hash_leaf(data.subspan(off, len));
@@ -63,7 +75,13 @@ Digest reduce_in_place(std::span<Digest> level) {
   std::size_t n = level.size();
   while (n > 1) {
     std::size_t half = n / 2;
-    for (std::size_t i = 0; i < half; ++i) level[i] = hash_node(level[2 * i], level[2 * i + 1]);
+    std::size_t i = 0;
+    if (tree_hash_pair_available()) {
+      // Nodes i and i + 1 read 2i..2i+3 before writing i, i + 1 (<= 2i + 1).
+      for (; i + 1 < half; i += 2)
+        hash_node_pair(level[2 * i], level[2 * i + 1], level[2 * i + 2], level[2 * i + 3], level[i], level[i + 1]);
+    }
+    for (; i < half; ++i) level[i] = hash_node(level[2 * i], level[2 * i + 1]);
     if (n % 2 == 1) {
       level[half] = level[n - 1];  // unpaired: promoted unchanged
       n = half + 1;
