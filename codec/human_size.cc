@@ -1,6 +1,7 @@
 #include "codec/human_size.h"
 
 #include <cstdio>
+#include <string>
 
 namespace ferry {
 
@@ -19,6 +20,11 @@ std::string format_bytes(std::uint64_t bytes) {
     std::snprintf(buf, sizeof(buf), "%.1f %s", v, kUnits[u]);
   }
   return buf;
+}
+
+std::string format_bytes_exact(std::uint64_t bytes) {
+  if (bytes < 1000) return format_bytes(bytes);
+  return format_bytes(bytes) + " (" + std::to_string(bytes) + " bytes)";
 }
 
 }  // namespace ferry

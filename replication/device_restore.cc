@@ -17,7 +17,6 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -25,6 +24,7 @@
 #include <thread>
 #include <utility>
 
+#include "codec/human_size.h"
 #include "codec/limits.h"
 #include "codec/manifest.h"
 #include "codec/thread_pool.h"
@@ -50,20 +50,13 @@ double mono_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-std::string human_bytes(std::uint64_t bytes) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.2f GB (%llu bytes)", static_cast<double>(bytes) / 1e9,
-                static_cast<unsigned long long>(bytes));
-  return buf;
-}
-
 std::uint64_t round_up(std::uint64_t n, std::uint64_t a) { return (n + a - 1) / a * a; }
 
 // Host memory aligned like cudaMalloc's, freed when the last owner goes.
 Result<std::shared_ptr<std::byte>> host_allocate(std::uint64_t bytes) {
   const std::uint64_t n = round_up(std::max<std::uint64_t>(bytes, 1), kRestoreDataAlignment);
   void* p = std::aligned_alloc(kRestoreDataAlignment, n);
-  if (!p) return Status::exhausted("cannot allocate " + human_bytes(n) + " of host memory");
+  if (!p) return Status::exhausted("cannot allocate " + format_bytes_exact(n) + " of host memory");
   return std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { std::free(q); });
 }
 
@@ -466,9 +459,9 @@ Result<DeviceRestoreResult> restore_to_device(const FrameSource& source, const D
                                       : lane_count * (gpu.device_memory_bytes + slot_frame_bytes);
     const std::uint64_t need = device_bytes + staging;
     if (need > mem.free_bytes) {
-      return Status::exhausted(dev + " has " + human_bytes(mem.free_bytes) + " free, the snapshot needs " +
-                               human_bytes(need) + " (" + human_bytes(device_bytes) + " of tensors and " +
-                               human_bytes(staging) + " of staging)");
+      return Status::exhausted(dev + " has " + format_bytes_exact(mem.free_bytes) + " free, the snapshot needs " +
+                               format_bytes_exact(need) + " (" + format_bytes_exact(device_bytes) + " of tensors and " +
+                               format_bytes_exact(staging) + " of staging)");
     }
     ASSIGN_OR_RETURN(std::unique_ptr<CodecEngine> first, choose_engine(options.engine, gpu, {&pool}));
     use_gpu = first->kind() == "gpu";

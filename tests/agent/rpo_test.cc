@@ -148,6 +148,8 @@ TEST(RpoTest, HumanBytes) {
   EXPECT_EQ(format_bytes(0), "0 B");
   EXPECT_EQ(format_bytes(999), "999 B");
   EXPECT_EQ(format_bytes(2'100'000'000), "2.1 GB");
+  EXPECT_EQ(format_bytes_exact(999), "999 B");
+  EXPECT_EQ(format_bytes_exact(2'147'483'648), "2.1 GB (2147483648 bytes)");
 }
 
 }  // namespace
