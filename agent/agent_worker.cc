@@ -28,6 +28,21 @@ bool transient(const Status& s) {
   }
 }
 
+// The journal record of a state change of job `j`, stamped now.
+JournalRecord journal_record(const QueuedJob& j, JobState state) {
+  JournalRecord r;
+  r.job_id = j.id;
+  r.state = state;
+  r.time_ns = wall_clock_ns();
+  r.job = j.job;
+  r.path = j.dir.string();
+  r.snapshot = j.snapshot;
+  r.created_ns = j.created_ns;
+  r.step = j.step;
+  r.logical_bytes = j.logical_bytes;
+  return r;
+}
+
 }  // namespace
 
 // ---- workers ----
@@ -41,16 +56,7 @@ void Agent::Impl::worker(std::size_t index) {
 }
 
 void Agent::Impl::job_done(const QueuedJob& j, JobState state, const std::string& detail) {
-  JournalRecord r;
-  r.job_id = j.id;
-  r.state = state;
-  r.time_ns = wall_clock_ns();
-  r.job = j.job;
-  r.path = j.dir.string();
-  r.snapshot = j.snapshot;
-  r.created_ns = j.created_ns;
-  r.step = j.step;
-  r.logical_bytes = j.logical_bytes;
+  JournalRecord r = journal_record(j, state);
   r.detail = detail;
   Status st = journal->append(r);
   if (!st) log.error("journal_append_failed", {field("error", st.to_string())});
@@ -99,17 +105,7 @@ void Agent::Impl::run_job(QueuedJob j, std::size_t worker_index) {
     scheduler.retry(std::move(j), static_cast<int>(std::min(c.probe_interval_s * 1000, 2000.0)));
     return;
   }
-  JournalRecord started;
-  started.job_id = j.id;
-  started.state = JobState::kStarted;
-  started.time_ns = wall_clock_ns();
-  started.job = j.job;
-  started.path = j.dir.string();
-  started.snapshot = j.snapshot;
-  started.created_ns = j.created_ns;
-  started.step = j.step;
-  started.logical_bytes = j.logical_bytes;
-  if (Status st = journal->append(started); !st) return retry_later(st, "journal");
+  if (Status st = journal->append(journal_record(j, JobState::kStarted)); !st) return retry_later(st, "journal");
 
   auto sources = list_pack_sources(j.dir);
   if (!sources) {
@@ -165,9 +161,7 @@ void Agent::Impl::run_job(QueuedJob j, std::size_t worker_index) {
       return retry_later(pushed.status(), "push");
     }
     for (const auto& rep : *pushed) {
-      JournalRecord r = started;
-      r.state = JobState::kCommitted;
-      r.time_ns = wall_clock_ns();
+      JournalRecord r = journal_record(j, JobState::kCommitted);
       r.target = rep.target;
       if (Status st = journal->append(r); !st) log.error("journal_append_failed", {field("error", st.to_string())});
       metrics.add(kMetricLogicalBytes, {}, static_cast<double>(rep.logical_bytes));
