@@ -70,6 +70,16 @@ class AgentNetTest : public ::testing::Test {
     ASSERT_TRUE(a.is_ok()) << a.status().to_string();
     agent_ = std::move(a).value();
   }
+  // Options for a second receiver on a new port that the agent trusts as it
+  // trusts a_ (a_'s CA and receiver certificate).
+  replication::ReceiverOptions second_receiver_options() {
+    replication::ReceiverOptions ro;
+    ro.listen = "127.0.0.1:0";
+    ro.tls.ca_file = a_.certs.set.ca_cert;
+    ro.tls.cert_file = a_.certs.set.receiver_cert;
+    ro.tls.key_file = a_.certs.set.receiver_key;
+    return ro;
+  }
   replication::RemoteOptions remote(const ReceiverSite& site) {
     replication::RemoteOptions r;
     r.address = const_cast<ReceiverSite&>(site).receiver().address().to_string();
@@ -185,11 +195,7 @@ TEST_F(AgentNetTest, FailoverToSecondTargetAndBack) {
   // gets a's set.
   ASSERT_TRUE(b.receiver().address().to_string() != a_.receiver().address().to_string());
   b.receiver().stop();
-  replication::ReceiverOptions ro;
-  ro.listen = "127.0.0.1:0";
-  ro.tls.ca_file = a_.certs.set.ca_cert;
-  ro.tls.cert_file = a_.certs.set.receiver_cert;
-  ro.tls.key_file = a_.certs.set.receiver_key;
+  replication::ReceiverOptions ro = second_receiver_options();
   replication::Receiver second(b.store(), ro);
   ASSERT_TRUE(second.start().is_ok());
   c_.targets = {a_.receiver().address().to_string(), second.address().to_string()};
@@ -316,11 +322,7 @@ TEST_F(AgentNetTest, MetricsAgreeWithThePushes) {
 TEST_F(AgentNetTest, FanOutCommitsAtEveryTargetAndADownOneCatchesUp) {
   ReceiverSite b;
   b.receiver().stop();
-  replication::ReceiverOptions ro;
-  ro.listen = "127.0.0.1:0";
-  ro.tls.ca_file = a_.certs.set.ca_cert;
-  ro.tls.cert_file = a_.certs.set.receiver_cert;
-  ro.tls.key_file = a_.certs.set.receiver_key;
+  replication::ReceiverOptions ro = second_receiver_options();
   auto second = std::make_unique<replication::Receiver>(b.store(), ro);
   ASSERT_TRUE(second->start().is_ok());
   const std::string b_address = second->address().to_string();

@@ -140,6 +140,21 @@ TEST(MetricsTest, ConcurrentAddsAreCounted) {
 
 #ifdef FERRY_HAVE_HTTPLIB
 
+// A plain TCP connection to 127.0.0.1:port, or -1.
+int connect_loopback(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 // The values a scrape parses back equal the registry's.
 void expect_scrape_matches(const Metrics& m, const std::string& body) {
   auto samples = parse_samples(body);
@@ -194,13 +209,8 @@ TEST(MetricsServerTest, RawSocketGet) {
   auto server = MetricsServer::start("127.0.0.1:0", m);
   ASSERT_TRUE(server.is_ok()) << server.status().to_string();
 
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int fd = connect_loopback((*server)->port());
   ASSERT_GE(fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>((*server)->port()));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
   std::string req = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
   ASSERT_EQ(::send(fd, req.data(), req.size(), 0), static_cast<ssize_t>(req.size()));
   std::string reply;
@@ -234,13 +244,8 @@ TEST(MetricsServerTest, StopsPromptlyWithAnIdleClientConnected) {
   Metrics m;
   auto server = MetricsServer::start("127.0.0.1:0", m);
   ASSERT_TRUE(server.is_ok()) << server.status().to_string();
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int fd = connect_loopback((*server)->port());
   ASSERT_GE(fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>((*server)->port()));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
   ASSERT_EQ(::send(fd, "GET /met", 8, 0), 8);  // a request that never ends
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   auto t0 = std::chrono::steady_clock::now();
