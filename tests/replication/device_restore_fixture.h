@@ -3,7 +3,8 @@
 // length, JSON header padded with spaces to 8 bytes, data section), a small
 // checkpoint directory with bf16/fp16/fp32/int64 shards and other files, and
 // a check that a DeviceRestoreResult equals the files it came from, tensor by
-// tensor (name, dtype, shape, bytes) and file by file.
+// tensor (name, dtype, shape, bytes) and file by file; and a way to damage
+// one frame of an archive.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -14,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "codec/archive.h"
 #include "codec/safetensors.h"
 #include "replication/device_restore.h"
 #include "tests/testing/testing.h"
@@ -150,6 +152,34 @@ inline std::size_t expect_restored_equals(const DeviceRestoreResult& r, const fs
   EXPECT_EQ(r.report.tensors, r.tensors.size());
   EXPECT_EQ(r.report.files, r.files.size() + tensor_files);
   return compared;
+}
+
+// Flips one bit in the middle of the payload of the second chunk of the
+// first file with two or more chunks (only safetensors files when
+// `safetensors_only`), in the .ferry archive at `archive`. Returns that
+// chunk's id in hex, or "" (with a test failure) when no file qualifies.
+inline std::string damage_second_chunk(const fs::path& archive, bool safetensors_only) {
+  std::string chunk_hex;
+  std::uint64_t at = 0;
+  {
+    auto reader = ArchiveReader::open(archive);
+    EXPECT_TRUE(reader.is_ok()) << reader.status().to_string();
+    if (!reader.is_ok()) return "";
+    const Manifest& m = reader->manifest();
+    for (std::size_t f = 0; f < m.files.size() && chunk_hex.empty(); ++f) {
+      if (m.files[f].chunks.size() < 2) continue;
+      if (safetensors_only && m.files[f].layout != LayoutKind::kSafetensors) continue;
+      const ManifestChunk& c = m.files[f].chunks[1];
+      chunk_hex = to_hex(c.id);
+      at = reader->frame_offset(f, 1) + kFrameHeaderBytes + c.frame_bytes / 2;
+    }
+  }
+  EXPECT_FALSE(chunk_hex.empty()) << archive << " has no file of two or more chunks to damage";
+  if (chunk_hex.empty()) return "";
+  auto bytes = ferry::testing::read_file(archive);
+  bytes[at] ^= std::byte{0x01};
+  ferry::testing::write_file(archive, bytes);
+  return chunk_hex;
 }
 
 }  // namespace ferry::replication::testing_restore

@@ -23,6 +23,7 @@ namespace ferry::replication {
 namespace {
 
 namespace fs = std::filesystem;
+using testing_restore::damage_second_chunk;
 using testing_restore::expect_restored_equals;
 
 Status pack_archive(const fs::path& src, const fs::path& archive) {
@@ -97,23 +98,8 @@ TEST_F(DeviceRestoreGpuTest, TensorsInGpuMemoryEqualTheFiles) {
 }
 
 TEST_F(DeviceRestoreGpuTest, ADamagedFrameIsCorruptionNamingTheChunk) {
-  std::string chunk_hex;
-  std::uint64_t at = 0;
-  {
-    auto reader = ArchiveReader::open(archive_);
-    ASSERT_TRUE(reader.is_ok());
-    const Manifest& m = reader->manifest();
-    for (std::size_t f = 0; f < m.files.size() && chunk_hex.empty(); ++f) {
-      if (m.files[f].layout != LayoutKind::kSafetensors || m.files[f].chunks.size() < 2) continue;
-      const ManifestChunk& c = m.files[f].chunks[1];
-      chunk_hex = to_hex(c.id);
-      at = reader->frame_offset(f, 1) + kFrameHeaderBytes + c.frame_bytes / 2;
-    }
-  }
+  const std::string chunk_hex = damage_second_chunk(archive_, /*safetensors_only=*/true);
   ASSERT_FALSE(chunk_hex.empty());
-  auto bytes = ferry::testing::read_file(archive_);
-  bytes[at] ^= std::byte{0x01};
-  ferry::testing::write_file(archive_, bytes);
   auto source = open_frame_source(archive_.string());
   ASSERT_TRUE(source.is_ok());
   auto r = restore_to_device(**source, options(EngineChoice::kGpu));

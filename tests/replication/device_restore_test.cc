@@ -22,6 +22,7 @@ namespace ferry::replication {
 namespace {
 
 namespace fs = std::filesystem;
+using testing_restore::damage_second_chunk;
 using testing_restore::expect_restored_equals;
 using testing_restore::make_checkpoint;
 
@@ -177,23 +178,8 @@ TEST_F(DeviceRestoreTest, CorpusFilesRestoreExactly) {
 TEST_F(DeviceRestoreTest, ADamagedFrameIsCorruptionNamingTheChunk) {
   const fs::path archive = work_ / "ckpt.ferry";
   ASSERT_TRUE(pack_archive(src_.path(), archive).is_ok());
-  std::string chunk_hex;
-  std::uint64_t at = 0;
-  {
-    auto reader = ArchiveReader::open(archive);
-    ASSERT_TRUE(reader.is_ok());
-    const Manifest& m = reader->manifest();
-    for (std::size_t f = 0; f < m.files.size() && chunk_hex.empty(); ++f) {
-      if (m.files[f].chunks.size() < 2) continue;
-      const ManifestChunk& c = m.files[f].chunks[1];
-      chunk_hex = to_hex(c.id);
-      at = reader->frame_offset(f, 1) + kFrameHeaderBytes + c.frame_bytes / 3;
-    }
-  }
+  const std::string chunk_hex = damage_second_chunk(archive, /*safetensors_only=*/false);
   ASSERT_FALSE(chunk_hex.empty());
-  auto bytes = ferry::testing::read_file(archive);
-  bytes[at] ^= std::byte{0x20};
-  ferry::testing::write_file(archive, bytes);
   auto source = open_frame_source(archive.string());
   ASSERT_TRUE(source.is_ok()) << source.status().to_string();
   auto r = restore_to_device(**source, cpu_options(pool_));
