@@ -14,17 +14,16 @@
 #include <vector>
 
 #include "tests/testing/testing.h"
+#include "tests/tools/ferry_cli.h"
 
 namespace ferry {
 namespace {
 
 namespace fs = std::filesystem;
 
-using CliRun = testing::CommandRun;
-std::string quote(const std::string& s) { return testing::shell_quote(s); }
-
-// Runs `ferry ARGS` (args already shell-quoted where needed) and captures output.
-CliRun ferry(const std::string& args) { return testing::run_command(FERRY_BIN, args); }
+using cli_test::CliRun;
+using cli_test::ferry;
+using cli_test::quote;
 
 class RestoreCommandTest : public ::testing::Test {
  protected:
