@@ -31,7 +31,7 @@ constexpr int kIoprioLowestBestEffortLevel = 7;
 std::int64_t dir_mtime_ns(const fs::path& dir) {
   std::error_code ec;
   auto t = fs::last_write_time(dir, ec);
-  if (ec) return wall_clock_ns();
+  if (ec) return wall_ns();
   auto sys = std::chrono::file_clock::to_sys(t);
   return std::chrono::duration_cast<std::chrono::nanoseconds>(sys.time_since_epoch()).count();
 }
@@ -138,7 +138,7 @@ Result<std::uint64_t> Agent::Impl::submit(const fs::path& dir, const std::string
   }
   JournalRecord r;
   r.state = JobState::kSubmitted;
-  r.time_ns = wall_clock_ns();
+  r.time_ns = wall_ns();
   r.job = job;
   r.path = dir.string();
   r.snapshot = checkpoint_snapshot_name(job, dir, step);

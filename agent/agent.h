@@ -19,8 +19,8 @@
 #include <string>
 
 #include "agent/config.h"
-#include "agent/log.h"
-#include "codec/status.h"
+#include "base/log.h"
+#include "base/status.h"
 
 namespace ferry::agent {
 

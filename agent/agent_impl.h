@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/clock.h"
 #include "agent/agent.h"
 #include "agent/control.h"
 #include "agent/journal.h"
@@ -27,15 +28,9 @@
 #include "agent/target_health.h"
 #include "agent/watcher.h"
 #include "codec/engine.h"
-#include "codec/thread_pool.h"
+#include "base/thread_pool.h"
 
 namespace ferry::agent {
-
-inline std::int64_t wall_clock_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Per-job figures behind status and the RPO metrics.
 struct JobStats {
@@ -53,7 +48,7 @@ struct Agent::Impl {
   Logger& log;
   std::mutex config_mu;
   AgentConfig config;
-  std::int64_t started_ns = wall_clock_ns();
+  std::int64_t started_ns = wall_ns();
 
   std::unique_ptr<Journal> journal;
   Scheduler scheduler;

@@ -12,7 +12,7 @@ namespace ferry::agent {
 
 void Agent::Impl::tick() {
   const AgentConfig c = config_copy();
-  const std::int64_t now = wall_clock_ns();
+  const std::int64_t now = wall_ns();
   auto entries = scheduler.entries();
   std::map<std::string, std::uint64_t> backlog, waiting;
   std::map<std::string, std::int64_t> oldest_pending;
@@ -72,7 +72,7 @@ nlohmann::json Agent::Impl::status_json() {
   out["ok"] = true;
   out["paused"] = scheduler.all_paused();
   out["engine"] = engine_description;
-  out["uptime_s"] = static_cast<double>(wall_clock_ns() - started_ns) / 1e9;
+  out["uptime_s"] = static_cast<double>(wall_ns() - started_ns) / 1e9;
   // JSON has no infinity: a forecast that cannot drain is reported as -1.
   auto finite = [](double v) { return std::isfinite(v) ? v : -1.0; };
   nlohmann::json jobs = nlohmann::json::array();

@@ -33,7 +33,7 @@ JournalRecord journal_record(const QueuedJob& j, JobState state) {
   JournalRecord r;
   r.job_id = j.id;
   r.state = state;
-  r.time_ns = wall_clock_ns();
+  r.time_ns = wall_ns();
   r.job = j.job;
   r.path = j.dir.string();
   r.snapshot = j.snapshot;

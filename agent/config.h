@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "codec/status.h"
+#include "base/status.h"
 #include "replication/tls.h"
 
 namespace ferry::agent {

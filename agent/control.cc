@@ -22,13 +22,12 @@
 #include <system_error>
 #include <thread>
 
-#include "io/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace ferry::agent {
 namespace {
 
 namespace fs = std::filesystem;
-using io::UniqueFd;
 using Clock = std::chrono::steady_clock;
 
 constexpr int kListenBacklog = 16;

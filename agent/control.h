@@ -16,7 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "codec/status.h"
+#include "base/status.h"
 
 namespace ferry::agent {
 

@@ -15,7 +15,7 @@
 #include <utility>
 
 #include "codec/byte_writer.h"
-#include "codec/crc32c.h"
+#include "base/crc32c.h"
 
 namespace ferry {
 namespace {

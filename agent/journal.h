@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "codec/posix_file.h"
-#include "codec/status.h"
+#include "base/posix_file.h"
+#include "base/status.h"
 
 namespace ferry {
 

@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-#include "codec/status.h"
+#include "base/status.h"
 
 namespace ferry::agent {
 

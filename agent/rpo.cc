@@ -1,7 +1,7 @@
 // rpo.cc: the RPO forecast and its warning (see rpo.h).
 #include "agent/rpo.h"
 
-#include "codec/human_size.h"
+#include "base/human_size.h"
 
 #include <cmath>
 #include <cstdio>

@@ -1,5 +1,6 @@
 // scheduler.cc: newest-first queue with superseding, pause and backoff (see
 // scheduler.h).
+#include "base/clock.h"
 #include "agent/scheduler.h"
 
 #include <algorithm>
@@ -7,12 +8,6 @@
 
 namespace ferry::agent {
 namespace {
-
-std::int64_t steady_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 // How long next() sleeps at most before looking at backoff times again.
 constexpr int kBackoffPollMs = 100;
@@ -65,7 +60,7 @@ Scheduler::Next Scheduler::next(int wait_ms) {
         ++it;
       }
     }
-    const std::int64_t now = steady_ns();
+    const std::int64_t now = mono_ns();
     auto best = queue_.end();
     for (auto it = queue_.begin(); it != queue_.end(); ++it) {
       if (all_paused_ || paused_jobs_.count(it->job) || it->not_before_ns > now) continue;
@@ -101,7 +96,7 @@ void Scheduler::finish(std::uint64_t id, bool committed) {
 void Scheduler::retry(QueuedJob job, int delay_ms) {
   std::lock_guard lock(mu_);
   running_.erase(job.id);
-  job.not_before_ns = steady_ns() + static_cast<std::int64_t>(delay_ms) * 1'000'000;
+  job.not_before_ns = mono_ns() + static_cast<std::int64_t>(delay_ms) * 1'000'000;
   queue_.push_back(std::move(job));
   cv_.notify_all();
 }

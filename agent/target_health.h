@@ -16,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "codec/status.h"
+#include "base/status.h"
 
 namespace ferry::agent {
 

@@ -27,7 +27,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "codec/posix_file.h"
+#include "base/posix_file.h"
 #include "codec/safetensors.h"
 
 namespace ferry {

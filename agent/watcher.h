@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "codec/packer.h"
-#include "codec/status.h"
+#include "base/status.h"
 
 namespace ferry {
 

@@ -163,13 +163,13 @@ Result<ChildProcess> spawn_logged(const std::vector<std::string>& argv, const fs
 // Waits for the child (SIGKILL after timeout_s); its CPU seconds and status.
 void reap(ChildProcess& c, double timeout_s) {
   if (c.pid <= 0) return;
-  const double deadline = now_seconds() + timeout_s;
+  const double deadline = mono_seconds() + timeout_s;
   rusage ru{};
   for (;;) {
     const pid_t r = ::wait4(c.pid, &c.status, WNOHANG, &ru);
     if (r == c.pid) break;
     if (r < 0 && errno != EINTR) break;
-    if (now_seconds() > deadline) {
+    if (mono_seconds() > deadline) {
       ::kill(c.pid, SIGKILL);
       ::wait4(c.pid, &c.status, 0, &ru);
       break;
@@ -276,7 +276,7 @@ Run one_run(Setup& s, int index, bool with_agent, std::vector<WorkerState>& work
     }
     agent = *child;
     bool up = false;
-    for (double deadline = now_seconds() + kStartWaitSeconds; now_seconds() < deadline && !up;) {
+    for (double deadline = mono_seconds() + kStartWaitSeconds; mono_seconds() < deadline && !up;) {
       up = agent::control_call(sock, "status", nlohmann::json::object(), 1000).is_ok();
       if (!up) ::usleep(50'000);
     }
@@ -294,11 +294,11 @@ Run one_run(Setup& s, int index, bool with_agent, std::vector<WorkerState>& work
   bool done = false;
   int step = 0;
   std::thread writer([&] {
-    const double t0 = now_seconds();
+    const double t0 = mono_seconds();
     std::unique_lock lock(mu);
     for (int k = 0;; ++k) {
       const double at = t0 + k * FLAGS_agent_checkpoint_s;
-      cv.wait_for(lock, std::chrono::duration<double>(std::max(0.0, at - now_seconds())), [&] { return done; });
+      cv.wait_for(lock, std::chrono::duration<double>(std::max(0.0, at - mono_seconds())), [&] { return done; });
       if (done) return;
       lock.unlock();
       if (with_agent) {
@@ -345,9 +345,9 @@ Run one_run(Setup& s, int index, bool with_agent, std::vector<WorkerState>& work
     // Let the newest checkpoint commit (the RPO after the last write), then
     // read the totals and stop the agent the way systemd does.
     const std::uint64_t newest = static_cast<std::uint64_t>(step) * 100;
-    const double t_end = now_seconds();
+    const double t_end = mono_seconds();
     nlohmann::json last;
-    while (now_seconds() < t_end + kDrainWaitSeconds) {
+    while (mono_seconds() < t_end + kDrainWaitSeconds) {
       auto st = agent::control_call(sock, "status", nlohmann::json::object(), 2000);
       if (st && (*st).value("ok", false)) {
         last = *st;
@@ -359,7 +359,7 @@ Run one_run(Setup& s, int index, bool with_agent, std::vector<WorkerState>& work
       }
       ::usleep(100'000);
     }
-    run.drain_seconds = now_seconds() - t_end;
+    run.drain_seconds = mono_seconds() - t_end;
     const auto js = job_status(last);
     run.logical_bytes = last.value("logical_bytes", std::uint64_t{0});
     run.reported_throughput = last.value("throughput_bytes_per_second", 0.0);
@@ -436,7 +436,7 @@ Result<ChildProcess> start_receiver(Setup& s, const fs::path& ferry) {
                             out, s.work / "serve.log");
   if (!child) return child.status();
   const std::string prefix = "listening on ";
-  for (double deadline = now_seconds() + kStartWaitSeconds; now_seconds() < deadline;) {
+  for (double deadline = mono_seconds() + kStartWaitSeconds; mono_seconds() < deadline;) {
     const std::string text = read_text(out);
     if (auto p = text.find(prefix); p != std::string::npos) {
       const auto end = text.find_first_of(" \n", p + prefix.size());

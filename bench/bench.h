@@ -3,10 +3,11 @@
 // always measures its baseline in the same run, reporting ratios.
 #pragma once
 
-#include <chrono>
 #include <functional>
 #include <string>
 #include <vector>
+
+#include "base/clock.h"
 
 namespace ferry::bench {
 
@@ -21,15 +22,12 @@ struct Registrar {
   static ::ferry::bench::Registrar registrar_##name(#name, summary, &bench_##name);  \
   static int bench_##name(const std::vector<std::string>& args)
 
-// Monotonic seconds since an arbitrary epoch.
-inline double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-// CPU seconds (user + system) consumed by this process so far.
-double process_cpu_seconds();
-// CPU seconds consumed by the calling thread so far. Single-core throughput
-// is measured with this clock: on a shared machine, time the thread spends
-// descheduled is not the code's cost (baselines are measured the same way).
-double thread_cpu_seconds();
+// Clocks: base/clock.h (mono_seconds, process_cpu_seconds). Single-core
+// throughput is measured with thread_cpu_seconds: on a shared machine, time
+// the thread spends descheduled is not the code's cost (baselines are
+// measured the same way).
+using ::ferry::mono_seconds;
+using ::ferry::process_cpu_seconds;
+using ::ferry::thread_cpu_seconds;
 
 }  // namespace ferry::bench

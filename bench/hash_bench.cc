@@ -19,10 +19,10 @@
 #include <vector>
 
 #include "bench/bench.h"
-#include "codec/crc32c.h"
+#include "base/crc32c.h"
 #include "codec/tree_hash_pair.h"
 #include "codec/limits.h"
-#include "codec/thread_pool.h"
+#include "base/thread_pool.h"
 #include "codec/tree_hash.h"
 
 DEFINE_uint64(hash_mib, 64, "ferry-bench hash: buffer size in MiB");
@@ -39,9 +39,9 @@ constexpr std::size_t kSpeedMessageBytes = 8192;  // openssl speed's 8192-byte c
 double best_rate(std::size_t bytes, const std::function<void()>& fn) {
   double best = 0;
   for (int r = 0; r < FLAGS_hash_reps; ++r) {
-    double t0 = now_seconds();
+    double t0 = mono_seconds();
     fn();
-    double dt = now_seconds() - t0;
+    double dt = mono_seconds() - t0;
     best = std::max(best, bytes / dt);
   }
   return best;

@@ -129,9 +129,9 @@ Row file_row(Backend backend, const std::string& path, bool write, std::uint64_t
   iovec region = pool->region();
   (void)engine->register_buffers({&region, 1});
   (void)engine->register_file(file->fd());
-  double t0 = now_seconds(), c0 = process_cpu_seconds();
+  double t0 = mono_seconds(), c0 = process_cpu_seconds();
   Status st = run_file(*engine, *file, *pool, write, file_bytes);
-  r.seconds = now_seconds() - t0;
+  r.seconds = mono_seconds() - t0;
   r.cpu_seconds = process_cpu_seconds() - c0;
   r.bytes = static_cast<double>(file_bytes);
   (void)engine->unregister_file(file->fd());
@@ -216,7 +216,7 @@ Row net_row(Backend backend, std::uint64_t total, PlainPeer plain_peer = PlainPe
   io::SocketAddress bound = *listener->local_address();
   std::size_t block = FLAGS_io_block_kib << 10;
   Status server_status;
-  double t0 = now_seconds(), c0 = process_cpu_seconds();
+  double t0 = mono_seconds(), c0 = process_cpu_seconds();
   std::thread server([&] {
     auto engine = engine_for(backend, recv_multishot);
     if (!engine) return;
@@ -293,7 +293,7 @@ Row net_row(Backend backend, std::uint64_t total, PlainPeer plain_peer = PlainPe
     return Status::ok();
   }();
   server.join();
-  r.seconds = now_seconds() - t0;
+  r.seconds = mono_seconds() - t0;
   r.cpu_seconds = process_cpu_seconds() - c0;
   r.bytes = static_cast<double>(total);
   if (!st.is_ok()) r.error = st.to_string();

@@ -36,10 +36,10 @@
 
 #include "bench/bench.h"
 #include "codec/packer.h"
-#include "io/unique_fd.h"
+#include "base/unique_fd.h"
 #include "replication/cert_gen.h"
-#include "replication/link_simulator.h"
-#include "replication/local_store.h"
+#include "tests/testing/link_simulator.h"
+#include "store/local_store.h"
 #include "replication/receiver.h"
 #include "replication/sender.h"
 
@@ -82,8 +82,8 @@ std::string shell_quote(const std::string& s) {
 // A child process with optional pipes to its stdin and from its stdout.
 struct Child {
   pid_t pid = -1;
-  io::UniqueFd in;   // write end of its stdin (when piped)
-  io::UniqueFd out;  // read end of its stdout (when piped)
+  UniqueFd in;   // write end of its stdin (when piped)
+  UniqueFd out;  // read end of its stdout (when piped)
 };
 
 // With own_group the child leads a new process group, so that a pipeline
@@ -207,10 +207,10 @@ class RelayProcess {
 };
 
 int relay_main() {
-  rep::LinkOptions o;
+  testing::LinkOptions o;
   o.target = FLAGS_rep_relay_target;
   o.delay_ms = FLAGS_rep_relay_delay_ms;
-  rep::LinkSimulator link(o);
+  testing::LinkSimulator link(o);
   if (Status st = link.start(); !st) {
     std::fprintf(stderr, "relay: %s\n", st.to_string().c_str());
     return 1;
@@ -259,8 +259,8 @@ std::uint64_t tree_bytes(const fs::path& root) {
 bool wait_listening(std::uint16_t port) {
   char want[16];
   std::snprintf(want, sizeof want, ":%04X", port);
-  double deadline = now_seconds() + kListenWaitSeconds;
-  while (now_seconds() < deadline) {
+  double deadline = mono_seconds() + kListenWaitSeconds;
+  while (mono_seconds() < deadline) {
     std::ifstream tcp("/proc/net/tcp");
     std::string line;
     while (std::getline(tcp, line)) {
@@ -275,7 +275,7 @@ bool wait_listening(std::uint16_t port) {
 }
 
 std::uint16_t free_port() {
-  io::UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -318,9 +318,9 @@ Row ferry_row(Setup& s, int rtt_ms) {
   po.streams = FLAGS_rep_streams;
   po.snapshot = "bench-" + std::to_string(s.runs);
   po.source_name = "ckpt";
-  double cpu0 = process_cpu_seconds(), t0 = now_seconds();
+  double cpu0 = process_cpu_seconds(), t0 = mono_seconds();
   auto reports = rep::push(s.sources, po);
-  row.seconds = now_seconds() - t0;
+  row.seconds = mono_seconds() - t0;
   row.cpu = process_cpu_seconds() - cpu0;
   row.wire = relay->finish();
   rx.stop();
@@ -356,7 +356,7 @@ Row openssl_row(Setup& s, int rtt_ms) {
                        " -verify_hostname localhost -cert " + shell_quote(s.certs.host_cert(kHostName)) + " -key " +
                        shell_quote(s.certs.host_key(kHostName)) + " -CAfile " + shell_quote(s.certs.ca_cert) +
                        " > /dev/null 2>>" + shell_quote(log);
-  double t0 = now_seconds();
+  double t0 = mono_seconds();
   auto cli = spawn({"/bin/bash", "-c", client}, false, false);
   if (!cli) return failed(row, cli.status().to_string());
   Exit ce = wait_child(cli->pid);
@@ -366,7 +366,7 @@ Row openssl_row(Setup& s, int rtt_ms) {
   }
   Exit se = wait_child(srv->pid);  // returns once tar x has written everything
   server_guard.pid = -1;
-  row.seconds = now_seconds() - t0;
+  row.seconds = mono_seconds() - t0;
   row.cpu = ce.cpu_seconds + se.cpu_seconds;
   row.wire = relay->finish();
   std::uint64_t got = tree_bytes(dest);
@@ -394,14 +394,14 @@ Row restic_row(Setup& s) {
     return failed(row, init.status().to_string());
   }
   std::uint64_t before = tree_bytes(repo);
-  double t0 = now_seconds();
+  double t0 = mono_seconds();
   auto child = spawn({"/bin/bash", "-c",
                       "restic backup -q --json --repo " + shell_quote(repo) + " " + shell_quote(s.ckpt) + " > " +
                           shell_quote(s.work / "restic.json")},
                      false, false, env);
   if (!child) return failed(row, child.status().to_string());
   Exit e = wait_child(child->pid);
-  row.seconds = now_seconds() - t0;
+  row.seconds = mono_seconds() - t0;
   row.cpu = e.cpu_seconds;
   row.wire = tree_bytes(repo) - before;
   row.ok = e.status == 0;

@@ -32,11 +32,12 @@
 #include "bench/bench.h"
 #include "codec/archive.h"
 #include "codec/packer.h"
-#include "codec/posix_file.h"
-#include "codec/thread_pool.h"
+#include "base/posix_file.h"
+#include "base/thread_pool.h"
 #include "cuda/gpu_engine.h"
 #include "cuda/gpu_memory.h"
 #include "replication/device_restore.h"
+#include "replication/frame_sources.h"
 
 DEFINE_double(restore_gb, 6.4, "ferry-bench restore: checkpoint size to generate, GB");
 DEFINE_string(restore_work, "", "ferry-bench restore: working directory (default $TMPDIR or /tmp)");
@@ -162,7 +163,7 @@ Result<double> ceiling_seconds(const fs::path& path, int threads) {
   }
   std::atomic<std::uint64_t> next{0};
   std::vector<Status> status(workers.size());
-  const double start = now_seconds();
+  const double start = mono_seconds();
   std::vector<std::thread> pool;
   for (std::size_t t = 0; t < workers.size(); ++t) {
     pool.emplace_back([&, t] {
@@ -185,7 +186,7 @@ Result<double> ceiling_seconds(const fs::path& path, int threads) {
     });
   }
   for (std::thread& th : pool) th.join();
-  const double s = now_seconds() - start;
+  const double s = mono_seconds() - start;
   for (const Status& st : status) RETURN_IF_ERROR(st);
   return s;
 }
@@ -223,10 +224,10 @@ FERRY_BENCH(restore, "checkpoint into GPU memory: ferry vs safetensors, torch.lo
                  archive = work / "model.ferry";
   if (!fs::exists(st_path) || !fs::exists(pt_path)) {
     std::string out;
-    const double t0 = now_seconds();
+    const double t0 = mono_seconds();
     run_python(std::string(kGenerateScript) + "\nprint('seconds=0')",
                {work.string(), std::to_string(FLAGS_restore_gb)}, &out);
-    std::printf("restore: %s (%.1f s)\n", out.substr(0, out.find('\n')).c_str(), now_seconds() - t0);
+    std::printf("restore: %s (%.1f s)\n", out.substr(0, out.find('\n')).c_str(), mono_seconds() - t0);
     if (!fs::exists(st_path)) return 1;
   }
   const std::uint64_t bytes = fs::file_size(st_path);
@@ -245,14 +246,14 @@ FERRY_BENCH(restore, "checkpoint into GPU memory: ferry vs safetensors, torch.lo
     PackOptions po;
     po.pool = &pool;
     po.engine = engine->get();
-    const double t0 = now_seconds();
+    const double t0 = mono_seconds();
     auto m = pack_files(*sources, po, *writer);
     Status st = m ? writer->finish(*m) : m.status();
     if (!st) {
       std::fprintf(stderr, "restore: pack failed: %s\n", st.to_string().c_str());
       return 1;
     }
-    std::printf("restore: packed in %.1f s\n", now_seconds() - t0);
+    std::printf("restore: packed in %.1f s\n", mono_seconds() - t0);
   }
   const double ratio = static_cast<double>(bytes) / static_cast<double>(fs::file_size(archive));
   const bool cold = FLAGS_restore_cold && ::geteuid() == 0;

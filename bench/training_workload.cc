@@ -64,7 +64,7 @@ void training_step(WorkerState& w, int step) {
 }
 
 WorkloadTime run_workload(std::vector<WorkerState>& workers, int steps) {
-  const double t0 = now_seconds();
+  const double t0 = mono_seconds();
   std::vector<double> cpu(workers.size());
   std::vector<std::thread> threads;
   for (std::size_t i = 0; i < workers.size(); ++i) {
@@ -75,7 +75,7 @@ WorkloadTime run_workload(std::vector<WorkerState>& workers, int steps) {
     });
   }
   for (auto& t : threads) t.join();
-  WorkloadTime t{now_seconds() - t0, 0};
+  WorkloadTime t{mono_seconds() - t0, 0};
   for (double c : cpu) t.cpu_seconds += c;
   return t;
 }

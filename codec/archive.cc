@@ -9,7 +9,7 @@
 #include <cstring>
 #include <unordered_set>
 
-#include "codec/crc32c.h"
+#include "base/crc32c.h"
 #include "codec/limits.h"
 
 namespace ferry {

@@ -18,8 +18,8 @@
 
 #include "codec/manifest.h"
 #include "codec/packer.h"
-#include "codec/posix_file.h"
-#include "codec/status.h"
+#include "base/posix_file.h"
+#include "base/status.h"
 
 namespace ferry {
 

@@ -10,7 +10,7 @@
 #include <array>
 #include <string>
 
-#include "codec/crc32c.h"
+#include "base/crc32c.h"
 #include "codec/limits.h"
 
 namespace ferry {

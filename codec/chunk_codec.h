@@ -14,7 +14,7 @@
 #include "codec/dtype.h"
 #include "codec/float_codec.h"
 #include "codec/frame.h"
-#include "codec/status.h"
+#include "base/status.h"
 #include "codec/tree_hash.h"
 #include "codec/zstd_codec.h"
 

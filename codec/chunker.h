@@ -12,7 +12,7 @@
 
 #include "codec/dtype.h"
 #include "codec/safetensors.h"
-#include "codec/status.h"
+#include "base/status.h"
 
 namespace ferry {
 

@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "codec/thread_pool.h"
+#include "base/thread_pool.h"
 
 namespace ferry {
 namespace {

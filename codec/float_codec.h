@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "codec/rans.h"
-#include "codec/status.h"
+#include "base/status.h"
 
 namespace ferry {
 

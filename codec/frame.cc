@@ -9,7 +9,7 @@
 #include <cstring>
 #include <string>
 
-#include "codec/crc32c.h"
+#include "base/crc32c.h"
 
 namespace ferry {
 namespace {

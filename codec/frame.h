@@ -11,7 +11,7 @@
 
 #include "codec/dtype.h"
 #include "codec/limits.h"
-#include "codec/status.h"
+#include "base/status.h"
 #include "codec/tree_hash.h"
 
 namespace ferry {

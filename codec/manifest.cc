@@ -7,7 +7,7 @@
 #include <cstring>
 #include <string>
 
-#include "codec/crc32c.h"
+#include "base/crc32c.h"
 #include "codec/limits.h"
 
 namespace ferry {

@@ -18,7 +18,7 @@
 
 #include "codec/dtype.h"
 #include "codec/frame.h"
-#include "codec/status.h"
+#include "base/status.h"
 #include "codec/tree_hash.h"
 
 namespace ferry {

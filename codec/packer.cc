@@ -23,12 +23,13 @@
 #include <system_error>
 #include <thread>
 
+#include "base/clock.h"
 #include "codec/chunk_codec.h"
 #include "codec/chunker.h"
 #include "codec/engine.h"
-#include "codec/posix_file.h"
+#include "base/posix_file.h"
 #include "codec/safetensors.h"
-#include "codec/thread_pool.h"
+#include "base/thread_pool.h"
 #include "codec/tree_hash.h"
 
 namespace ferry {
@@ -43,12 +44,6 @@ std::string local_host_name() {
   char buf[kHostNameBytes] = {};
   if (::gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
   return buf;
-}
-
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 std::int64_t mtime_ns(const struct stat& st) {
@@ -380,7 +375,7 @@ Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptio
   if (m.host.size() > kMaxHostBytes) m.host.resize(kMaxHostBytes);
   m.job = options.job;
   m.step = options.step;
-  m.created_ns = options.created_ns.value_or(now_ns());
+  m.created_ns = options.created_ns.value_or(wall_ns());
 
   std::vector<PlannedFile> files;
   std::vector<std::pair<std::size_t, std::size_t>> work;  // (file, chunk)

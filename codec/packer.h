@@ -28,7 +28,7 @@
 
 #include "codec/limits.h"
 #include "codec/manifest.h"
-#include "codec/status.h"
+#include "base/status.h"
 #include "codec/zstd_codec.h"
 
 namespace ferry {

@@ -11,7 +11,7 @@
 #include <cstdint>
 
 #include "codec/limits.h"
-#include "codec/status.h"
+#include "base/status.h"
 
 namespace ferry::rans {
 

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "codec/dtype.h"
-#include "codec/status.h"
+#include "base/status.h"
 
 namespace ferry {
 

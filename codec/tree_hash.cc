@@ -18,8 +18,8 @@
 
 #include "codec/tree_hash_pair.h"
 #include "codec/limits.h"
-#include "codec/status.h"
-#include "codec/thread_pool.h"
+#include "base/status.h"
+#include "base/thread_pool.h"
 
 namespace ferry {
 namespace {

@@ -9,7 +9,7 @@
 #include <cstring>
 
 #include "codec/limits.h"
-#include "codec/status.h"
+#include "base/status.h"
 
 #if defined(__x86_64__)
 #include <cpuid.h>

@@ -18,8 +18,8 @@
 
 #include "codec/chunk_codec.h"
 #include "codec/frame.h"
-#include "codec/posix_file.h"
-#include "codec/thread_pool.h"
+#include "base/posix_file.h"
+#include "base/thread_pool.h"
 #include "codec/tree_hash.h"
 
 namespace ferry {

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "codec/archive.h"
-#include "codec/status.h"
+#include "base/status.h"
 
 namespace ferry {
 

@@ -9,7 +9,7 @@
 #include <span>
 #include <vector>
 
-#include "codec/status.h"
+#include "base/status.h"
 
 struct ZSTD_CCtx_s;
 struct ZSTD_DCtx_s;

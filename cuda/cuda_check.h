@@ -7,7 +7,7 @@
 
 #include <string>
 
-#include "codec/status.h"
+#include "base/status.h"
 
 namespace ferry::gpu {
 

@@ -14,10 +14,10 @@
 #include <string>
 #include <vector>
 
-#include "codec/crc32c.h"
+#include "base/crc32c.h"
 #include "codec/frame.h"
 #include "codec/limits.h"
-#include "codec/thread_pool.h"
+#include "base/thread_pool.h"
 #include "cuda/decode_kernels.cuh"
 #include "cuda/device_arena.h"
 #include "cuda/gpu_engine.h"

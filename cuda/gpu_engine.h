@@ -9,7 +9,7 @@
 #include <string>
 
 #include "codec/engine.h"
-#include "codec/status.h"
+#include "base/status.h"
 
 namespace ferry {
 

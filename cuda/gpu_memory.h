@@ -9,7 +9,7 @@
 #include <memory>
 #include <span>
 
-#include "codec/status.h"
+#include "base/status.h"
 
 namespace ferry {
 

@@ -13,7 +13,7 @@
 #include <span>
 #include <vector>
 
-#include "codec/status.h"
+#include "base/status.h"
 
 namespace ferry::io {
 

@@ -27,7 +27,7 @@
 #include <string>
 #include <string_view>
 
-#include "codec/status.h"
+#include "base/status.h"
 #include "io/file.h"
 #include "io/io_limits.h"
 #include "io/socket.h"

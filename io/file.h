@@ -10,8 +10,8 @@
 #include <memory>
 #include <string>
 
-#include "codec/status.h"
-#include "io/unique_fd.h"
+#include "base/status.h"
+#include "base/unique_fd.h"
 
 namespace ferry::io {
 

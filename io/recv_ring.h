@@ -12,7 +12,7 @@
 #include <memory>
 #include <span>
 
-#include "codec/status.h"
+#include "base/status.h"
 
 namespace ferry::io {
 

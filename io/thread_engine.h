@@ -18,7 +18,7 @@
 
 #include "io/engine.h"
 #include "io/stream_order.h"
-#include "io/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace ferry::io {
 

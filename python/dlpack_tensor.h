@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "codec/status.h"
+#include "base/status.h"
 #include "replication/device_restore.h"
 
 namespace ferry::python {

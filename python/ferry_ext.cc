@@ -21,6 +21,7 @@
 #include "cuda/gpu_engine.h"
 #include "python/dlpack_tensor.h"
 #include "replication/device_restore.h"
+#include "replication/frame_sources.h"
 
 namespace py = pybind11;
 

@@ -16,7 +16,7 @@
 #include <functional>
 #include <system_error>
 
-#include "codec/posix_file.h"
+#include "base/posix_file.h"
 #include "replication/protocol.h"
 
 namespace ferry::replication {

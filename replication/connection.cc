@@ -1,6 +1,7 @@
 // connection.cc: blocking TLS message streams over the io engine. Ciphertext
 // leaves through two buffers (one being sent while the other fills) and
 // arrives through one large receive buffer; TLS itself runs over memory BIOs.
+#include "base/clock.h"
 #include "replication/connection.h"
 
 #include <algorithm>
@@ -20,12 +21,6 @@ constexpr std::size_t kCipherSlackBytes = 32u << 10;
 constexpr std::size_t kSendBufferBytes = kCipherBufferBytes + kCipherSlackBytes;
 // close(): how long a close_notify may take to leave.
 constexpr int kCloseTimeoutMs = 1000;
-
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 std::size_t this_thread_key() { return std::hash<std::thread::id>{}(std::this_thread::get_id()); }
 
@@ -123,7 +118,7 @@ Result<std::unique_ptr<Connection>> Connection::accept(io::Socket socket,
 }
 
 Status Connection::run_handshake() {
-  std::int64_t deadline = now_ms() + options_.handshake_timeout_ms;
+  std::int64_t deadline = mono_ms() + options_.handshake_timeout_ms;
   for (;;) {
     Result<bool> step = tls_->handshake();
     // Send what TLS produced even on failure: it is the alert that tells
@@ -132,7 +127,7 @@ Status Connection::run_handshake() {
     if (!step.is_ok()) return step.status();
     RETURN_IF_ERROR(sent);
     if (*step) return Status::ok();
-    std::int64_t left = deadline - now_ms();
+    std::int64_t left = deadline - mono_ms();
     if (left <= 0)
       return Status::timeout("TLS handshake with " + peer_name() + " did not finish within " +
                              std::to_string(options_.handshake_timeout_ms) + " ms");
@@ -207,7 +202,7 @@ Status Connection::read_exact(std::span<std::byte> out, std::int64_t deadline_ms
     RETURN_IF_ERROR(pump_out(true));
     int wait_ms = options_.io_timeout_ms;
     if (deadline_ms >= 0 && !(first_byte_deadline && got > 0)) {
-      std::int64_t left = deadline_ms - now_ms();
+      std::int64_t left = deadline_ms - mono_ms();
       if (left <= 0)
         return Status::timeout("no " + std::string(at_start && got == 0 ? "message" : "complete message") +
                                " from " + peer_name() + " in time");
@@ -257,7 +252,7 @@ Result<Message> Connection::recv_next(int first_byte_timeout_ms) {
 
 Result<Message> Connection::recv_message(int timeout_ms, bool first_byte_deadline) {
   if (!open_) return Status::unavailable("connection to " + peer_name() + " is closed");
-  std::int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : -1;
+  std::int64_t deadline = timeout_ms >= 0 ? mono_ms() + timeout_ms : -1;
   std::array<std::byte, kMessageHeaderBytes> head;
   RETURN_IF_ERROR(read_exact(head, deadline, true, first_byte_deadline));
   if (first_byte_deadline) deadline = -1;

@@ -21,7 +21,7 @@
 #include <string>
 #include <string_view>
 
-#include "codec/status.h"
+#include "base/status.h"
 #include "io/engine.h"
 #include "io/socket.h"
 #include "replication/limits.h"

@@ -24,10 +24,11 @@
 #include <thread>
 #include <utility>
 
-#include "codec/human_size.h"
+#include "base/clock.h"
+#include "base/human_size.h"
 #include "codec/limits.h"
 #include "codec/manifest.h"
-#include "codec/thread_pool.h"
+#include "base/thread_pool.h"
 #include "codec/tree_hash.h"
 #include "cuda/gpu_memory.h"
 #include "replication/frame_sources.h"
@@ -45,10 +46,6 @@ constexpr std::size_t kArenaBytesPerRawByte = 6;
 // The GPU engine's own pinned pool is unused when frames are already on the
 // device; keep it small.
 constexpr std::size_t kEnginePinnedBytes = 1u << 20;
-
-double mono_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 std::uint64_t round_up(std::uint64_t n, std::uint64_t a) { return (n + a - 1) / a * a; }
 

@@ -17,7 +17,7 @@
 #include <string_view>
 #include <vector>
 
-#include "codec/status.h"
+#include "base/status.h"
 #include "codec/unpacker.h"
 #include "cuda/gpu_engine.h"
 #include "replication/restore.h"
@@ -37,16 +37,6 @@ struct Device {
 Result<Device> parse_device(std::string_view s);
 // "cpu", "cuda:0".
 std::string device_name(const Device& d);
-
-// Where a snapshot comes from: "PATH.ferry" (a local archive),
-// "store:DIR/NAMESPACE/SNAPSHOT" (a receiver's local store),
-// "ferry://HOST:PORT/SNAPSHOT" (a DR receiver over mTLS; tls from the options).
-struct SourceOptions {
-  TlsConfig tls;
-  std::size_t streams = kDefaultRestoreStreams;
-};
-Result<std::unique_ptr<FrameSource>> open_frame_source(std::string_view location,
-                                                       const SourceOptions& options = {});
 
 // Memory that frees itself (cudaFree / free) when the last owner goes.
 using Allocation = std::shared_ptr<void>;

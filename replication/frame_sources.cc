@@ -11,10 +11,10 @@
 
 #include "codec/archive.h"
 #include "codec/manifest.h"
-#include "codec/posix_file.h"
-#include "replication/chunk_store.h"
+#include "base/posix_file.h"
+#include "store/chunk_store.h"
 #include "replication/device_restore.h"
-#include "replication/local_store.h"
+#include "store/local_store.h"
 
 namespace ferry::replication {
 namespace {

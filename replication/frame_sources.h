@@ -3,19 +3,21 @@
 // "store:DIR/NAMESPACE/SNAPSHOT" (a receiver's local store, read in place;
 // the store's lock means the receiver must not be running on it) or
 // "ferry://HOST:PORT/SNAPSHOT" (a DR receiver over mTLS with parallel
-// streams). open_frame_source (replication/device_restore.h) opens one; the
-// parsing lives here so that the CLI and tests can check a location first.
+// streams). open_frame_source opens one; parse_source_location only parses,
+// so that the CLI and tests can check a location first.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
-#include <span>
-
-#include "codec/status.h"
+#include "base/status.h"
 #include "codec/unpacker.h"
+#include "replication/restore.h"
+#include "replication/tls.h"
 
 namespace ferry::replication {
 
@@ -45,5 +47,15 @@ class DirectFrameSource : public FrameSource {
 // Parses a location (syntax only: nothing is opened). InvalidArgument naming
 // the text and the expected forms otherwise.
 Result<SourceLocation> parse_source_location(std::string_view location);
+
+// Where a snapshot comes from: "PATH.ferry" (a local archive),
+// "store:DIR/NAMESPACE/SNAPSHOT" (a receiver's local store),
+// "ferry://HOST:PORT/SNAPSHOT" (a DR receiver over mTLS; tls from the options).
+struct SourceOptions {
+  TlsConfig tls;
+  std::size_t streams = kDefaultRestoreStreams;
+};
+Result<std::unique_ptr<FrameSource>> open_frame_source(std::string_view location,
+                                                       const SourceOptions& options = {});
 
 }  // namespace ferry::replication

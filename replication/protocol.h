@@ -14,7 +14,7 @@
 #include <variant>
 #include <vector>
 
-#include "codec/status.h"
+#include "base/status.h"
 #include "codec/tree_hash.h"
 #include "replication/limits.h"
 

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/clock.h"
 #include "codec/manifest.h"
 #include "replication/connection.h"
 #include "replication/protocol.h"
@@ -28,22 +29,12 @@ struct Receiver::Conn {
   // A duplicate of the connection's descriptor, so that stop() can shut the
   // socket down (waking a blocked recv) without racing the close of the
   // original, whose number could be reused.
-  io::UniqueFd dup_fd;
+  UniqueFd dup_fd;
   std::atomic<bool> done{false};
   bool over_limit = false;
 };
 
 namespace {
-
-std::int64_t wall_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-double mono_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // Quotes a value for a key=value log line when it holds spaces or quotes.
 std::string quoted(std::string_view v) {

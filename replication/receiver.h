@@ -32,10 +32,10 @@
 #include <string_view>
 #include <thread>
 
-#include "codec/status.h"
+#include "base/status.h"
 #include "io/socket.h"
-#include "io/unique_fd.h"
-#include "replication/chunk_store.h"
+#include "base/unique_fd.h"
+#include "store/chunk_store.h"
 #include "replication/limits.h"
 #include "replication/tls.h"
 
@@ -121,7 +121,7 @@ class Receiver {
   std::shared_ptr<const TlsContext> tls_;
   std::optional<io::Socket> listener_;
   io::SocketAddress bound_;
-  io::UniqueFd wake_fd_;  // eventfd: wakes the accept loop on stop()
+  UniqueFd wake_fd_;  // eventfd: wakes the accept loop on stop()
   std::thread accept_thread_;
   std::atomic<bool> stopping_{false};
   bool started_ = false;

@@ -15,14 +15,11 @@
 #include <thread>
 #include <utility>
 
-#include "codec/thread_pool.h"
+#include "base/clock.h"
+#include "base/thread_pool.h"
 
 namespace ferry::replication {
 namespace {
-
-double mono_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 class RemoteFrameSource final : public FrameSource {
  public:

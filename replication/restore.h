@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "codec/manifest.h"
-#include "codec/status.h"
+#include "base/status.h"
 #include "codec/unpacker.h"
 #include "replication/connection.h"
 #include "replication/protocol.h"

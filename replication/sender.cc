@@ -17,6 +17,7 @@
 #include <random>
 #include <thread>
 
+#include "base/clock.h"
 #include "codec/chunk_codec.h"
 #include "codec/manifest.h"
 #include "replication/connection.h"
@@ -33,12 +34,6 @@ inline constexpr int kQueuePollMs = 50;
 // Sleeps (backoff, bandwidth cap) are cut into slices this long so an abort
 // is noticed quickly.
 inline constexpr int kSleepSliceMs = 20;
-
-std::int64_t wall_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Errors a new connection may cure: the link or the receiver went away,
 // stalled or garbled the stream. Refusals (certificates, quota, bad

@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "codec/packer.h"
-#include "codec/status.h"
+#include "base/status.h"
 #include "replication/tls.h"
 
 namespace ferry {

@@ -20,7 +20,7 @@
 #include <string>
 #include <string_view>
 
-#include "codec/status.h"
+#include "base/status.h"
 
 namespace ferry::replication {
 

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "base/clock.h"
 #include "agent/control.h"
 
 #include "cuda/gpu_engine.h"
@@ -108,18 +109,14 @@ std::optional<nlohmann::json> ask_agent(const std::string& command, const nlohma
   return std::move(*r);
 }
 
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 ProgressLine::ProgressLine(std::string verb)
-    : verb_(std::move(verb)), start_(now_seconds()), tty_(::isatty(STDERR_FILENO) == 1) {}
+    : verb_(std::move(verb)), start_(mono_seconds()), tty_(::isatty(STDERR_FILENO) == 1) {}
 
 ProgressLine::~ProgressLine() { finish(); }
 
 void ProgressLine::update(std::uint64_t done, std::uint64_t total, std::uint64_t stored) {
   if (!FLAGS_progress) return;
-  double now = now_seconds();
+  double now = mono_seconds();
   double elapsed = now - start_;
   if (elapsed < kProgressDelaySeconds) return;
   if (printed_ && now - last_ < (tty_ ? kTtyRefreshSeconds : kLogRefreshSeconds)) return;

@@ -14,11 +14,13 @@
 #include <vector>
 
 #include "codec/engine.h"
-#include "codec/human_size.h"
+#include "base/clock.h"
+#include "base/human_size.h"
 #include <nlohmann/json.hpp>
 
 #include "codec/packer.h"
-#include "codec/status.h"
+#include "base/clock.h"
+#include "base/status.h"
 #include "replication/tls.h"
 DECLARE_string(o);
 DECLARE_int32(threads);
@@ -88,9 +90,8 @@ Result<std::unique_ptr<CodecEngine>> engine_from_flags(ThreadPool& pool, int zst
 std::optional<nlohmann::json> ask_agent(const std::string& command, const nlohmann::json& args,
                                         int* exit_code);
 
-using ferry::format_bytes;  // codec/human_size.h: "37.4 MB"
+using ferry::format_bytes;  // base/human_size.h: "37.4 MB"
 // Monotonic seconds.
-double now_seconds();
 
 // Throttled progress on stderr: nothing during the first second, then one
 // line refreshed in place (a terminal) or a line every few seconds (a log).

@@ -6,7 +6,7 @@
 #include "codec/archive.h"
 #include "codec/chunker.h"
 #include "codec/packer.h"
-#include "codec/thread_pool.h"
+#include "base/thread_pool.h"
 #include "tools/cli.h"
 
 DEFINE_uint64(chunk_size, ferry::kDefaultChunkBytes,
@@ -36,7 +36,7 @@ int run_pack(const std::vector<std::string>& args) {
   auto writer = ArchiveWriter::create(FLAGS_o);
   if (!writer) return fail(writer.status());
 
-  const double start = now_seconds();
+  const double start = mono_seconds();
   ProgressLine progress("pack");
   PackOptions opts;
   opts.chunk_bytes = FLAGS_chunk_size;
@@ -52,7 +52,7 @@ int run_pack(const std::vector<std::string>& args) {
   if (Status st = writer->finish(*manifest); !st) return fail(st);
   progress.finish();
 
-  const double seconds = now_seconds() - start;
+  const double seconds = mono_seconds() - start;
   const std::uint64_t logical = manifest->logical_bytes();
   const std::uint64_t archive = writer->bytes_written();
   std::printf("packed %zu files, %s -> %s (ratio %.3f) in %.2f s, %.3f GB/s; %zu chunks, %llu deduplicated -> %s\n",

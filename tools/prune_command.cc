@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <ctime>
 
-#include "replication/local_store.h"
+#include "store/local_store.h"
 #include "tools/cli.h"
 
 DECLARE_string(namespace);
@@ -58,7 +58,7 @@ int run_prune(const std::vector<std::string>& args) {
   options.gc_grace_seconds = FLAGS_gc_grace_s;
   auto store = open_local_store(FLAGS_store, options);
   if (!store) return fail(store.status());
-  const std::int64_t now_ns = static_cast<std::int64_t>(std::time(nullptr)) * 1'000'000'000;
+  const std::int64_t now_ns = wall_ns();
   if (FLAGS_dry_run) {
     auto list = (*store)->list(FLAGS_namespace);
     if (!list) return fail(list.status());

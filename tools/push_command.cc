@@ -10,7 +10,7 @@
 
 #include "codec/chunker.h"
 #include "codec/packer.h"
-#include "codec/thread_pool.h"
+#include "base/thread_pool.h"
 #include "replication/sender.h"
 #include "tools/cli.h"
 

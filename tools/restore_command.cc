@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "codec/thread_pool.h"
+#include "base/thread_pool.h"
 #include "replication/device_restore.h"
 #include "replication/frame_sources.h"
 #include "replication/restore.h"
@@ -67,7 +67,7 @@ int restore_remote_files(const std::string& snapshot, const replication::TlsConf
 
 // An archive or a local store into files.
 int restore_local_files(const FrameSource& source, const std::string& what, ThreadPool& pool) {
-  const double start = now_seconds();
+  const double start = mono_seconds();
   ProgressLine progress(FLAGS_verify_only ? "verify" : "restore");
   UnpackOptions options;
   options.pool = &pool;
@@ -77,7 +77,7 @@ int restore_local_files(const FrameSource& source, const std::string& what, Thre
   Status st = FLAGS_verify_only ? verify_frames(source, options) : unpack_frames(source, FLAGS_to, options);
   progress.finish();
   if (!st) return fail(st);
-  const double s = now_seconds() - start;
+  const double s = mono_seconds() - start;
   const Manifest& m = source.manifest();
   std::printf("%s %s: %zu files, %s%s%s in %.2f s (%.3f GB/s)\n", FLAGS_verify_only ? "verified" : "restored",
               what.c_str(), m.files.size(), format_bytes(m.logical_bytes()).c_str(),

@@ -4,7 +4,7 @@
 // affects. Exit 0 when everything verifies, 1 when anything is damaged.
 #include <cstdio>
 
-#include "replication/local_store.h"
+#include "store/local_store.h"
 #include "tools/cli.h"
 
 DEFINE_string(namespace, "", "scrub, prune: the namespace (host) to work on; scrub: empty for all");
@@ -20,10 +20,10 @@ int run_scrub(const std::vector<std::string>& args) {
   }
   auto store = open_local_store(FLAGS_store);
   if (!store) return fail(store.status());
-  const double start = now_seconds();
+  const double start = mono_seconds();
   auto report = (*store)->scrub(FLAGS_namespace);
   if (!report) return fail(report.status());
-  const double seconds = now_seconds() - start;
+  const double seconds = mono_seconds() - start;
   for (const auto& bad : report->bad_chunks) {
     std::string snapshots;
     for (const auto& s : bad.snapshots) snapshots += (snapshots.empty() ? "" : ", ") + s;

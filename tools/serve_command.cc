@@ -8,7 +8,7 @@
 
 #include <cstdio>
 
-#include "replication/local_store.h"
+#include "store/local_store.h"
 #include "replication/receiver.h"
 #include "tools/cli.h"
 

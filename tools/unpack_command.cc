@@ -4,7 +4,7 @@
 #include <cstdio>
 
 #include "codec/archive.h"
-#include "codec/thread_pool.h"
+#include "base/thread_pool.h"
 #include "codec/unpacker.h"
 #include "tools/cli.h"
 
@@ -18,7 +18,7 @@ int run_unpack(const std::vector<std::string>& args) {
   auto archive = ArchiveReader::open(args[0]);
   if (!archive) return fail(archive.status());
   ThreadPool pool(static_cast<std::size_t>(FLAGS_threads));
-  const double start = now_seconds();
+  const double start = mono_seconds();
   ProgressLine progress("unpack");
   UnpackOptions opts;
   opts.pool = &pool;
@@ -26,7 +26,7 @@ int run_unpack(const std::vector<std::string>& args) {
   Status st = unpack_archive(*archive, FLAGS_o, opts);
   progress.finish();
   if (!st) return fail(st);
-  const double seconds = now_seconds() - start;
+  const double seconds = mono_seconds() - start;
   const Manifest& m = archive->manifest();
   std::printf("unpacked %zu files, %s into %s in %.2f s (%.3f GB/s)\n", m.files.size(),
               format_bytes(m.logical_bytes()).c_str(), FLAGS_o.c_str(), seconds,

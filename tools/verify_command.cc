@@ -4,7 +4,7 @@
 #include <cstdio>
 
 #include "codec/archive.h"
-#include "codec/thread_pool.h"
+#include "base/thread_pool.h"
 #include "codec/unpacker.h"
 #include "tools/cli.h"
 
@@ -17,7 +17,7 @@ int run_verify(const std::vector<std::string>& args) {
   auto archive = ArchiveReader::open(args[0]);
   if (!archive) return fail(archive.status());
   ThreadPool pool(static_cast<std::size_t>(FLAGS_threads));
-  const double start = now_seconds();
+  const double start = mono_seconds();
   ProgressLine progress("verify");
   UnpackOptions opts;
   opts.pool = &pool;
@@ -25,7 +25,7 @@ int run_verify(const std::vector<std::string>& args) {
   Status st = verify_archive(*archive, opts);
   progress.finish();
   if (!st) return fail(st);
-  const double seconds = now_seconds() - start;
+  const double seconds = mono_seconds() - start;
   const Manifest& m = archive->manifest();
   std::printf("OK %s: %zu files, %zu chunks, %s verified in %.2f s (%.3f GB/s)\n", args[0].c_str(),
               m.files.size(), m.chunk_count(), format_bytes(m.logical_bytes()).c_str(), seconds,

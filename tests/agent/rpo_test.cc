@@ -1,6 +1,6 @@
 // rpo_test.cc: the RPO forecast and its warning's hysteresis, on numbers.
 #include "agent/rpo.h"
-#include "codec/human_size.h"
+#include "base/human_size.h"
 
 #include <gtest/gtest.h>
 

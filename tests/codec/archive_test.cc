@@ -16,7 +16,7 @@
 #include <sstream>
 
 #include "codec/packer.h"
-#include "codec/thread_pool.h"
+#include "base/thread_pool.h"
 #include "codec/unpacker.h"
 #include "tests/testing/testing.h"
 

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "codec/limits.h"
-#include "codec/thread_pool.h"
+#include "base/thread_pool.h"
 #include "tests/testing/testing.h"
 
 namespace ferry {

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "codec/crc32c.h"
+#include "base/crc32c.h"
 #include "tests/testing/testing.h"
 
 namespace ferry {

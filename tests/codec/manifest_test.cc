@@ -12,7 +12,7 @@
 #include <random>
 #include <sstream>
 
-#include "codec/crc32c.h"
+#include "base/crc32c.h"
 #include "codec/limits.h"
 #include "codec/tree_hash.h"
 #include "tests/testing/testing.h"

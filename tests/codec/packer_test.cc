@@ -14,7 +14,7 @@
 #include "codec/chunk_codec.h"
 #include "codec/engine.h"
 #include "codec/frame.h"
-#include "codec/thread_pool.h"
+#include "base/thread_pool.h"
 #include "codec/tree_hash.h"
 #include "tests/testing/testing.h"
 

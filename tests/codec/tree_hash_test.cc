@@ -15,7 +15,7 @@
 
 #include "codec/tree_hash_pair.h"
 #include "codec/limits.h"
-#include "codec/thread_pool.h"
+#include "base/thread_pool.h"
 #include "tests/testing/testing.h"
 
 namespace ferry {

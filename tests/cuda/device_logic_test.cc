@@ -11,7 +11,7 @@
 #include <random>
 #include <vector>
 
-#include "codec/crc32c.h"
+#include "base/crc32c.h"
 #include "codec/float_codec.h"
 #include "codec/frame.h"
 #include "codec/rans.h"

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "codec/chunk_codec.h"
-#include "codec/crc32c.h"
+#include "base/crc32c.h"
 
 namespace {
 

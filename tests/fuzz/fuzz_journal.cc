@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "agent/journal.h"
-#include "codec/crc32c.h"
+#include "base/crc32c.h"
 
 namespace {
 

@@ -9,7 +9,7 @@
 #include <span>
 #include <vector>
 
-#include "codec/crc32c.h"
+#include "base/crc32c.h"
 #include "codec/manifest.h"
 
 namespace {

@@ -15,10 +15,10 @@
 #include <span>
 #include <vector>
 
-#include "codec/crc32c.h"
-#include "codec/posix_file.h"
-#include "replication/pack_file.h"
-#include "replication/store_index.h"
+#include "base/crc32c.h"
+#include "base/posix_file.h"
+#include "store/pack_file.h"
+#include "store/store_index.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 1) return 0;

@@ -13,10 +13,11 @@
 
 #include "codec/archive.h"
 #include "codec/packer.h"
-#include "codec/thread_pool.h"
+#include "base/thread_pool.h"
 #include "cuda/gpu_engine.h"
 #include "cuda/gpu_memory.h"
 #include "replication/device_restore.h"
+#include "replication/frame_sources.h"
 #include "tests/replication/device_restore_fixture.h"
 
 namespace ferry::replication {

@@ -8,9 +8,10 @@
 
 #include <cstdio>
 
-#include "codec/thread_pool.h"
+#include "base/thread_pool.h"
 #include "replication/device_restore.h"
-#include "replication/link_simulator.h"
+#include "replication/frame_sources.h"
+#include "tests/testing/link_simulator.h"
 #include "tests/replication/device_restore_fixture.h"
 #include "tests/replication/receiver_fixture.h"
 
@@ -18,6 +19,10 @@ namespace ferry::replication {
 namespace {
 
 namespace fs = std::filesystem;
+using ::ferry::testing::LinkCounters;
+using ::ferry::testing::LinkFaults;
+using ::ferry::testing::LinkOptions;
+using ::ferry::testing::LinkSimulator;
 using testing::ReceiverSite;
 using testing_restore::expect_restored_equals;
 

@@ -13,9 +13,9 @@
 
 #include "codec/archive.h"
 #include "codec/packer.h"
-#include "codec/thread_pool.h"
+#include "base/thread_pool.h"
 #include "replication/frame_sources.h"
-#include "replication/local_store.h"
+#include "store/local_store.h"
 #include "tests/replication/device_restore_fixture.h"
 
 namespace ferry::replication {

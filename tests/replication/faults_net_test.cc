@@ -5,7 +5,7 @@
 // that restores byte for byte, or no snapshot at all; never a partial or
 // corrupt one, and the store must scrub clean afterwards. The seed of each
 // run is printed; FERRY_TEST_SEED replays a failing one.
-#include "replication/link_simulator.h"
+#include "tests/testing/link_simulator.h"
 
 #include <gtest/gtest.h>
 
@@ -15,7 +15,7 @@
 #include <string>
 
 #include "replication/restore.h"
-#include "tests/replication/chunk_store_test_util.h"
+#include "tests/store/chunk_store_test_util.h"
 #include "tests/replication/sender_fixture.h"
 #include "tests/testing/testing.h"
 
@@ -23,6 +23,10 @@ namespace ferry::replication {
 namespace {
 
 namespace fs = std::filesystem;
+using ::ferry::testing::LinkCounters;
+using ::ferry::testing::LinkFaults;
+using ::ferry::testing::LinkOptions;
+using ::ferry::testing::LinkSimulator;
 using testing_support::expect_snapshot_equals;
 using testing_support::kHost;
 using testing_support::SenderTest;
@@ -280,7 +284,7 @@ TEST(LinkSimulatorTest, ForwardsBothWaysWithDelay) {
   std::thread echo([&] {
     int fd = ::accept(listener->fd(), nullptr, nullptr);
     if (fd < 0) return;
-    io::UniqueFd owned(fd);
+    UniqueFd owned(fd);
     char buf[4096];
     for (;;) {
       ssize_t n = ::recv(fd, buf, sizeof(buf), 0);

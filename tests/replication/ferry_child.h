@@ -18,8 +18,8 @@
 #include <string_view>
 #include <vector>
 
-#include "codec/status.h"
-#include "io/unique_fd.h"
+#include "base/status.h"
+#include "base/unique_fd.h"
 
 extern char** environ;
 
@@ -33,7 +33,7 @@ class ChildProcess {
                                     const std::filesystem::path& stderr_log) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) return Status::from_errno(errno, "pipe");
-    io::UniqueFd read_end(fds[0]), write_end(fds[1]);
+    UniqueFd read_end(fds[0]), write_end(fds[1]);
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, write_end.get(), 1);
@@ -92,10 +92,10 @@ class ChildProcess {
   }
 
  private:
-  ChildProcess(pid_t pid, io::UniqueFd out) : pid_(pid), out_(std::move(out)) {}
+  ChildProcess(pid_t pid, UniqueFd out) : pid_(pid), out_(std::move(out)) {}
 
   pid_t pid_ = -1;
-  io::UniqueFd out_;
+  UniqueFd out_;
   std::string buffered_;
 };
 

@@ -16,7 +16,7 @@
 #include "codec/manifest.h"
 #include "codec/packer.h"
 #include "replication/connection.h"
-#include "replication/local_store.h"
+#include "store/local_store.h"
 #include "replication/receiver.h"
 #include "tests/replication/tls_fixture.h"
 #include "tests/testing/testing.h"

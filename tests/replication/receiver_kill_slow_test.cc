@@ -19,7 +19,7 @@
 #include <thread>
 
 #include "replication/cert_gen.h"
-#include "replication/local_store.h"
+#include "store/local_store.h"
 #include "replication/restore.h"
 #include "replication/sender.h"
 #include "tests/replication/ferry_child.h"

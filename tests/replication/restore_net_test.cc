@@ -12,7 +12,7 @@
 #include <fstream>
 #include <set>
 
-#include "codec/thread_pool.h"
+#include "base/thread_pool.h"
 #include "tests/replication/receiver_fixture.h"
 
 namespace ferry::replication {

@@ -15,7 +15,7 @@
 
 #include "agent/agent.h"
 #include "agent/config.h"
-#include "agent/log.h"
+#include "base/log.h"
 
 DEFINE_string(watch, "", "watched checkpoint roots: ROOT[=JOB][,ROOT2[=JOB2]] (required)");
 DEFINE_string(marker_file, "", "a checkpoint is complete once this file appears in it (\"\" = off)");
@@ -48,6 +48,7 @@ DEFINE_string(log_format, "text", "log lines: text or json");
 
 namespace {
 
+using namespace ferry;
 using namespace ferry::agent;
 
 constexpr int kExitOk = 0;

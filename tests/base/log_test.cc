@@ -1,12 +1,12 @@
 // log_test.cc: structured log lines in text and JSON, quoting, and the
 // Logger delivering whole lines to its sink.
-#include "agent/log.h"
+#include "base/log.h"
 
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
-namespace ferry::agent {
+namespace ferry {
 namespace {
 
 // 2026-11-25T01:02:03.456Z
@@ -55,4 +55,4 @@ TEST(LogTest, LoggerSendsWholeLinesAndSwitchesFormat) {
 }
 
 }  // namespace
-}  // namespace ferry::agent
+}  // namespace ferry

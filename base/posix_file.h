@@ -12,38 +12,10 @@
 #include <span>
 #include <string>
 
-#include "codec/status.h"
+#include "base/status.h"
+#include "base/unique_fd.h"
 
 namespace ferry {
-
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd() { reset(); }
-  UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = o.release();
-    }
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-  void reset();
-
- private:
-  int fd_ = -1;
-};
 
 // open(2) with O_CLOEXEC added; IOError "open PATH: <errno text>" on failure.
 Result<UniqueFd> open_fd(const std::filesystem::path& path, int flags, unsigned mode = 0644);

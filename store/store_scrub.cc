@@ -10,8 +10,8 @@
 #include <unordered_map>
 
 #include "codec/chunk_codec.h"
-#include "replication/pack_file.h"
-#include "replication/store_namespace.h"
+#include "store/pack_file.h"
+#include "store/store_namespace.h"
 
 namespace ferry {
 

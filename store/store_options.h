@@ -1,19 +1,11 @@
-// local_store.h: the ChunkStore on the receiver's local filesystem
-// (docs/FORMAT.md section 7). Per namespace: append-only pack files of
-// CRC-framed records, an advisory index (rebuilt from the packs whenever it is
-// missing, damaged or stale), and one manifest file per snapshot, published by
-// atomic rename. Opening a store recovers from a crash: a torn record at the
-// tail of a pack is truncated and reported through StoreOptions::log.
+// store_options.h: how a chunk store behaves (append-only, quota, pack
+// size, gc grace, where its recovery notes go), shared by every backend and
+// by the namespaces of the local one.
 #pragma once
 
 #include <cstdint>
-#include <filesystem>
 #include <functional>
-#include <memory>
 #include <string_view>
-
-#include "codec/status.h"
-#include "replication/chunk_store.h"
 
 namespace ferry {
 
@@ -34,10 +26,5 @@ struct StoreOptions {
   // printed on stderr as "ferry store: ...".
   std::function<void(std::string_view)> log;
 };
-
-// Opens (creating `root` when absent) a local store. Namespaces are opened
-// and recovered lazily, on first use.
-Result<std::unique_ptr<ChunkStore>> open_local_store(const std::filesystem::path& root,
-                                                     const StoreOptions& options = {});
 
 }  // namespace ferry

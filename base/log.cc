@@ -1,5 +1,6 @@
 // log.cc: structured log lines (see log.h).
-#include "agent/log.h"
+#include "base/clock.h"
+#include "base/log.h"
 
 #include <unistd.h>
 
@@ -8,14 +9,8 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
-namespace ferry::agent {
+namespace ferry {
 namespace {
-
-std::int64_t wall_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string iso_time(std::int64_t time_ns) {
   std::time_t secs = static_cast<std::time_t>(time_ns / 1'000'000'000);
@@ -126,4 +121,4 @@ void Logger::log(LogLevel level, std::string_view event, const LogFields& fields
   (void)!::write(STDERR_FILENO, line.data(), line.size());
 }
 
-}  // namespace ferry::agent
+}  // namespace ferry

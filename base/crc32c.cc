@@ -8,7 +8,7 @@
 // CRCs run interleaved and are then joined with a precomputed "shift by one
 // stretch" operator (multiplication by x^(8*len) mod P, as four 256-entry
 // tables built once).
-#include "codec/crc32c.h"
+#include "base/crc32c.h"
 
 #include <array>
 #include <cstring>

@@ -19,8 +19,8 @@
 
 #include "codec/chunk_codec.h"
 #include "codec/manifest.h"
-#include "replication/local_store.h"
-#include "tests/replication/chunk_store_test_util.h"
+#include "store/local_store.h"
+#include "tests/store/chunk_store_test_util.h"
 #include "tests/testing/testing.h"
 
 namespace ferry {

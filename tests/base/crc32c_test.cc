@@ -1,7 +1,7 @@
 // crc32c_test.cc: CRC-32C against the RFC 3720 (iSCSI) test patterns, the
 // hardware path against the table path on every length and alignment that
 // matters for the three-way interleave, and the leveldb-style masking.
-#include "codec/crc32c.h"
+#include "base/crc32c.h"
 
 #include <gtest/gtest.h>
 

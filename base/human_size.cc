@@ -1,4 +1,4 @@
-#include "codec/human_size.h"
+#include "base/human_size.h"
 
 #include <cstdio>
 #include <string>

@@ -13,8 +13,8 @@
 #include <ctime>
 #include <unordered_set>
 
-#include "replication/pack_file.h"
-#include "replication/store_namespace.h"
+#include "store/pack_file.h"
+#include "store/store_namespace.h"
 
 namespace ferry {
 namespace {

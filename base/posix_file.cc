@@ -1,5 +1,5 @@
 // posix_file.cc: see posix_file.h.
-#include "codec/posix_file.h"
+#include "base/posix_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -10,11 +10,6 @@
 #include <utility>
 
 namespace ferry {
-
-void UniqueFd::reset() {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
-}
 
 Result<UniqueFd> open_fd(const std::filesystem::path& path, int flags, unsigned mode) {
   int fd;

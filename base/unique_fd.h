@@ -1,12 +1,12 @@
 // unique_fd.h: owns one file descriptor and closes it exactly once. Every fd
-// ferry opens (files, sockets, eventfds) lives in one of these.
+// ferry opens (files, sockets, eventfds, pipes) lives in one of these.
 #pragma once
 
 #include <unistd.h>
 
 #include <utility>
 
-namespace ferry::io {
+namespace ferry {
 
 class UniqueFd {
  public:
@@ -36,4 +36,4 @@ class UniqueFd {
   int fd_ = -1;
 };
 
-}  // namespace ferry::io
+}  // namespace ferry

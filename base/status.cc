@@ -1,5 +1,5 @@
 // status.cc: names and formatting for Status.
-#include "codec/status.h"
+#include "base/status.h"
 
 #include <cerrno>
 #include <cstring>

@@ -10,7 +10,7 @@
 #include <span>
 #include <vector>
 
-#include "codec/status.h"
+#include "base/status.h"
 #include "codec/tree_hash.h"
 
 namespace ferry {

@@ -1,5 +1,5 @@
 // pack_file.cc: see pack_file.h.
-#include "replication/pack_file.h"
+#include "store/pack_file.h"
 
 #include <sys/stat.h>
 
@@ -8,10 +8,10 @@
 #include <cstdio>
 #include <cstring>
 
-#include "codec/crc32c.h"
+#include "base/crc32c.h"
 #include "codec/frame.h"
 #include "codec/limits.h"
-#include "codec/posix_file.h"
+#include "base/posix_file.h"
 
 namespace ferry {
 namespace {

@@ -11,10 +11,10 @@
 
 #include "codec/chunk_codec.h"
 #include "codec/limits.h"
-#include "replication/local_store.h"
-#include "replication/pack_file.h"
-#include "replication/store_index.h"
-#include "tests/replication/chunk_store_test_util.h"
+#include "store/local_store.h"
+#include "store/pack_file.h"
+#include "store/store_index.h"
+#include "tests/store/chunk_store_test_util.h"
 #include "tests/testing/testing.h"
 
 namespace ferry {

@@ -2,7 +2,8 @@
 // aid). Each connection runs two pump threads, one per direction; a pump
 // polls its source, its destination and the connection's abort eventfd, so
 // stop() and a reset end both pumps at once.
-#include "replication/link_simulator.h"
+#include "base/clock.h"
+#include "tests/testing/link_simulator.h"
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -21,7 +22,7 @@
 #include <random>
 #include <vector>
 
-namespace ferry::replication {
+namespace ferry::testing {
 namespace {
 
 // Bytes read from a socket at once.
@@ -29,12 +30,6 @@ constexpr std::size_t kReadBytes = 256u << 10;
 // Longest poll sleep, so a stall set by the other direction is noticed.
 constexpr int kMaxPollMs = 20;
 constexpr int kListenBacklog = 64;
-
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 void signal_fd(int fd) {
   std::uint64_t one = 1;
@@ -72,9 +67,9 @@ struct LinkSimulator::Connection {
   Shared* shared = nullptr;
   LinkOptions options;  // faults as drawn for this connection
   io::SocketAddress target;
-  io::UniqueFd client;
-  io::UniqueFd server;
-  io::UniqueFd abort_fd;
+  UniqueFd client;
+  UniqueFd server;
+  UniqueFd abort_fd;
   std::thread thread;
   std::atomic<bool> finished{false};
 
@@ -107,7 +102,7 @@ std::size_t LinkSimulator::Connection::account(std::size_t n) {
   }
   if (stall) {
     shared->stalls.fetch_add(1);
-    stalled_until_ns.store(now_ns() + std::int64_t{options.faults.stall_ms} * 1'000'000);
+    stalled_until_ns.store(mono_ns() + std::int64_t{options.faults.stall_ms} * 1'000'000);
   }
   if (strike == Strike::kReset) {
     shared->resets.fetch_add(1);
@@ -151,7 +146,7 @@ void LinkSimulator::Connection::pump(int src, int dst, std::atomic<std::uint64_t
 
   for (;;) {
     if (shared->stopping.load()) return;
-    std::int64_t now = now_ns();
+    std::int64_t now = mono_ns();
     bool head_ready = false;
     int timeout_ms = kMaxPollMs;
     if (!queue.empty()) {
@@ -186,7 +181,7 @@ void LinkSimulator::Connection::pump(int src, int dst, std::atomic<std::uint64_t
         flip_bytes(buf);
         if (!buf.empty()) {
           queued_bytes += buf.size();
-          queue.push_back({now_ns() + delay_ns, std::move(buf)});
+          queue.push_back({mono_ns() + delay_ns, std::move(buf)});
         }
         if (reset.load()) return;
       }
@@ -207,7 +202,7 @@ void LinkSimulator::Connection::pump(int src, int dst, std::atomic<std::uint64_t
         queued_bytes -= static_cast<std::uint64_t>(n);
         written.fetch_add(static_cast<std::uint64_t>(n));
         if (bw != 0) {
-          next_send_ns = std::max(next_send_ns, now_ns()) +
+          next_send_ns = std::max(next_send_ns, mono_ns()) +
                          static_cast<std::int64_t>(static_cast<double>(n) * 1e9 / static_cast<double>(bw));
         }
         if (p.sent == p.data.size()) queue.pop_front();
@@ -360,4 +355,4 @@ void LinkSimulator::stop() {
   listener_.reset();
 }
 
-}  // namespace ferry::replication
+}  // namespace ferry::testing

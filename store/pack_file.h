@@ -2,7 +2,7 @@
 // 7.1). A pack is an 8-byte header followed by records, each a ferry frame
 // wrapped in a length and a CRC so that a torn append is recognised and a
 // damaged record is skipped without losing the records after it. This file
-// knows the bytes; replication/local_store.cc decides what to do about them.
+// knows the bytes; store/local_store.cc decides what to do about them.
 #pragma once
 
 #include <array>
@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-#include "codec/status.h"
+#include "base/status.h"
 #include "codec/tree_hash.h"
 
 namespace ferry {

@@ -2,7 +2,7 @@
 // root/<ns>/ with packs/, snapshots/ and index; docs/FORMAT.md section 7):
 // crash recovery when it opens, appends, group-commit syncs, reads, snapshot
 // files, garbage collection (store_gc.cc) and scrub (store_scrub.cc).
-// replication/local_store.cc owns one per namespace and checks names and
+// store/local_store.cc owns one per namespace and checks names and
 // permissions before calling it.
 //
 // Locking: `mu_` guards the in-memory index and pack bookkeeping and is held
@@ -24,11 +24,11 @@
 #include <vector>
 
 #include "codec/manifest.h"
-#include "codec/posix_file.h"
-#include "codec/status.h"
+#include "base/posix_file.h"
+#include "base/status.h"
 #include "codec/tree_hash.h"
-#include "replication/chunk_store.h"
-#include "replication/local_store.h"
+#include "store/chunk_store.h"
+#include "store/store_options.h"
 
 namespace ferry {
 

@@ -1,14 +1,14 @@
 // store_index.cc: see store_index.h.
-#include "replication/store_index.h"
+#include "store/store_index.h"
 
 #include <algorithm>
 #include <cstring>
 #include <string>
 #include <unordered_set>
 
-#include "codec/crc32c.h"
+#include "base/crc32c.h"
 #include "codec/limits.h"
-#include "replication/pack_file.h"
+#include "store/pack_file.h"
 
 namespace ferry {
 namespace {

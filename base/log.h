@@ -11,9 +11,9 @@
 #include <utility>
 #include <vector>
 
-#include "codec/status.h"
+#include "base/status.h"
 
-namespace ferry::agent {
+namespace ferry {
 
 enum class LogLevel : int { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
 enum class LogFormat : int { kText = 0, kJson = 1 };
@@ -58,4 +58,4 @@ class Logger {
   Sink sink_;
 };
 
-}  // namespace ferry::agent
+}  // namespace ferry

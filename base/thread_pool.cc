@@ -1,5 +1,5 @@
 // thread_pool.cc: see thread_pool.h.
-#include "codec/thread_pool.h"
+#include "base/thread_pool.h"
 
 #include <algorithm>
 #include <atomic>

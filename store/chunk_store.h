@@ -1,7 +1,7 @@
 // chunk_store.h: the receiver's content-addressed chunk store, as an
 // interface. The DR receiver calls it for every wire request (have/need, chunk
 // upload, snapshot commit, listing, fetch, deletion); the local filesystem
-// backend (replication/local_store.h) implements it today, and an object-store
+// backend (store/local_store.h) implements it today, and an object-store
 // backend can implement it later without the receiver changing.
 //
 // Contract shared by every backend:
@@ -31,7 +31,7 @@
 #include <string_view>
 #include <vector>
 
-#include "codec/status.h"
+#include "base/status.h"
 #include "codec/tree_hash.h"
 
 namespace ferry {

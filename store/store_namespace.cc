@@ -1,6 +1,6 @@
 // store_namespace.cc: see store_namespace.h. Recovery, appends, syncs, reads
 // and snapshot files; gc and scrub live in store_gc.cc and store_scrub.cc.
-#include "replication/store_namespace.h"
+#include "store/store_namespace.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -15,8 +15,8 @@
 
 #include "codec/frame.h"
 #include "codec/limits.h"
-#include "replication/pack_file.h"
-#include "replication/store_index.h"
+#include "store/pack_file.h"
+#include "store/store_index.h"
 
 namespace ferry {
 namespace {

@@ -26,11 +26,11 @@
 #include <thread>
 #include <vector>
 
-#include "codec/status.h"
+#include "base/status.h"
 #include "io/socket.h"
-#include "io/unique_fd.h"
+#include "base/unique_fd.h"
 
-namespace ferry::replication {
+namespace ferry::testing {
 
 // Bytes buffered per direction of one connection before reading pauses.
 inline constexpr std::uint64_t kLinkDefaultMaxInFlightBytes = 256ull << 20;
@@ -106,7 +106,7 @@ class LinkSimulator {
   std::uint16_t port_ = 0;
   std::unique_ptr<Shared> shared_;
   std::unique_ptr<io::Socket> listener_;
-  io::UniqueFd wake_fd_;  // eventfd: wakes the accept loop on stop()
+  UniqueFd wake_fd_;  // eventfd: wakes the accept loop on stop()
   std::thread acceptor_;
   std::mutex mu_;  // guards faults and connections_
   std::vector<std::unique_ptr<Connection>> connections_;
@@ -114,4 +114,4 @@ class LinkSimulator {
   bool started_ = false;
 };
 
-}  // namespace ferry::replication
+}  // namespace ferry::testing

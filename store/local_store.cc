@@ -1,7 +1,7 @@
 // local_store.cc: the ChunkStore on the local filesystem: name checks, frame
 // verification before anything is stored, permissions (append-only mode),
 // retention, and one StoreNamespace per namespace, opened on first use.
-#include "replication/local_store.h"
+#include "store/local_store.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -17,8 +17,8 @@
 #include "codec/frame.h"
 #include "codec/limits.h"
 #include "codec/manifest.h"
-#include "codec/posix_file.h"
-#include "replication/store_namespace.h"
+#include "base/posix_file.h"
+#include "store/store_namespace.h"
 
 namespace ferry {
 namespace {
