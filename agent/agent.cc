@@ -54,7 +54,8 @@ Status Agent::Impl::probe(const std::string& target) {
 // ---- recovery and submission ----
 
 Status Agent::Impl::recover() {
-  if (!journal->recovered_notice().empty()) log.warn("journal_recovered", {field("notice", journal->recovered_notice())});
+  if (!journal->recovered_notice().empty())
+    log.warn("journal_recovered", {field("notice", journal->recovered_notice())});
   const AgentConfig c = config_copy();
   auto folded = fold_journal(journal->recovered());
   std::vector<JournalRecord> live;
@@ -84,7 +85,8 @@ Status Agent::Impl::recover() {
       (r.state == JobState::kSkipped ? st.skipped : st.failed)++;
     } else if (c.fan_out) {
       for (const auto& t : c.targets) {
-        if (std::find(js.committed_targets.begin(), js.committed_targets.end(), t) == js.committed_targets.end()) {
+        if (std::find(js.committed_targets.begin(), js.committed_targets.end(), t) ==
+            js.committed_targets.end()) {
           pending.push_back(t);
         }
       }
@@ -117,8 +119,9 @@ Status Agent::Impl::recover() {
   // Compaction keeps the journal to one record per job (plus one per commit
   // target) however long the agent runs between restarts.
   RETURN_IF_ERROR(journal->compact(live));
-  log.info("journal_opened", {field("path", journal->path().string()), field("records", journal->recovered().size()),
-                              field("jobs", folded.size()), field("requeued", requeued)});
+  log.info("journal_opened",
+           {field("path", journal->path().string()), field("records", journal->recovered().size()),
+            field("jobs", folded.size()), field("requeued", requeued)});
   return Status::ok();
 }
 
@@ -127,7 +130,8 @@ Result<std::uint64_t> Agent::Impl::submit(const fs::path& dir, const std::string
   const AgentConfig c = config_copy();
   {
     std::lock_guard lock(jobs_mu);
-    if (known_dirs.count(dir.string())) return Status::invalid_argument(dir.string() + " was already submitted");
+    if (known_dirs.count(dir.string()))
+      return Status::invalid_argument(dir.string() + " was already submitted");
   }
   std::vector<std::string> notices;
   ASSIGN_OR_RETURN(auto sources, list_pack_sources(dir, &notices));
@@ -147,7 +151,8 @@ Result<std::uint64_t> Agent::Impl::submit(const fs::path& dir, const std::string
   r.logical_bytes = bytes;
   {
     std::lock_guard lock(jobs_mu);
-    if (!known_dirs.insert(dir.string()).second) return Status::invalid_argument(dir.string() + " was already submitted");
+    if (!known_dirs.insert(dir.string()).second)
+      return Status::invalid_argument(dir.string() + " was already submitted");
     r.job_id = journal->next_job_id();
     Status st = journal->append(r);
     if (!st) {
@@ -186,13 +191,15 @@ Status Agent::Impl::start_watcher(const AgentConfig& c) {
     watcher.reset();
   }
   ASSIGN_OR_RETURN(next, Watcher::start(wo, [this](const CheckpointCandidate& cand) {
-    {
-      std::lock_guard lock(jobs_mu);
-      if (known_dirs.count(cand.dir.string())) return;
-    }
-    auto id = submit(cand.dir, cand.job, cand.step, cand.mtime_ns);
-    if (!id) log.warn("submit_failed", {field("dir", cand.dir.string()), field("error", id.status().to_string())});
-  }));
+                     {
+                       std::lock_guard lock(jobs_mu);
+                       if (known_dirs.count(cand.dir.string())) return;
+                     }
+                     auto id = submit(cand.dir, cand.job, cand.step, cand.mtime_ns);
+                     if (!id)
+                       log.warn("submit_failed",
+                                {field("dir", cand.dir.string()), field("error", id.status().to_string())});
+                   }));
   std::lock_guard lock(watcher_mu);
   watcher = std::move(next);
   return Status::ok();
@@ -260,9 +267,9 @@ Result<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config, Logger& l
   Agent* self = agent.get();
   std::error_code ec;
   fs::create_directories(config.control_socket.parent_path(), ec);
-  auto control = ControlServer::start(config.control_socket, [self](const std::string& cmd, const nlohmann::json& args) {
-    return self->handle_control(cmd, args);
-  });
+  auto control = ControlServer::start(
+      config.control_socket,
+      [self](const std::string& cmd, const nlohmann::json& args) { return self->handle_control(cmd, args); });
   if (!control) return control.status().with_context("--control_socket=" + config.control_socket.string());
   a.control = std::move(control).value();
 
@@ -276,7 +283,8 @@ Result<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config, Logger& l
         }
       },
       static_cast<int>(config.probe_interval_s * 1000));
-  for (int i = 0; i < config.max_jobs; ++i) a.workers.emplace_back([&a, i] { a.worker(static_cast<std::size_t>(i)); });
+  for (int i = 0; i < config.max_jobs; ++i)
+    a.workers.emplace_back([&a, i] { a.worker(static_cast<std::size_t>(i)); });
   a.ticker = std::thread([&a] {
     std::unique_lock lock(a.tick_mu);
     while (!a.stopping.load()) {
@@ -319,7 +327,8 @@ void Agent::shutdown(double grace_s) {
   a.prober.reset();
   a.control.reset();
   a.metrics_server.reset();
-  a.log.info("agent_stopped", {field("cancelled_in_flight", cancelled), field("queued", a.scheduler.queued())});
+  a.log.info("agent_stopped",
+             {field("cancelled_in_flight", cancelled), field("queued", a.scheduler.queued())});
 }
 
 Status Agent::reload(const AgentConfig& next) {
@@ -350,10 +359,12 @@ Status Agent::reload(const AgentConfig& next) {
   if (old.max_jobs != next.max_jobs || old.threads != next.threads || old.engine != next.engine ||
       old.metrics_listen != next.metrics_listen || old.control_socket != next.control_socket ||
       old.state_dir != next.state_dir || old.gpu_memory_mb != next.gpu_memory_mb ||
-      old.pinned_memory_mb != next.pinned_memory_mb || old.nice != next.nice || old.io_class != next.io_class) {
+      old.pinned_memory_mb != next.pinned_memory_mb || old.nice != next.nice ||
+      old.io_class != next.io_class) {
     a.log.warn("reload_needs_restart",
-               {field("detail", "max_jobs, threads, engine, GPU and pinned memory caps, nice, io_class, "
-                                "metrics_listen, control_socket and state_dir take effect at the next start")});
+               {field("detail",
+                      "max_jobs, threads, engine, GPU and pinned memory caps, nice, io_class, "
+                      "metrics_listen, control_socket and state_dir take effect at the next start")});
   }
   a.log.info("config_reloaded", {field("targets", next.targets.size()), field("roots", next.watch.size())});
   return Status::ok();
@@ -379,7 +390,8 @@ int Agent::metrics_port() const { return impl_->metrics_server ? impl_->metrics_
 
 std::string checkpoint_snapshot_name(const std::string& job, const fs::path& dir, std::uint64_t step) {
   const std::string dirname = dir.filename().string();
-  const bool digits = std::any_of(dirname.begin(), dirname.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const bool digits =
+      std::any_of(dirname.begin(), dirname.end(), [](char c) { return c >= '0' && c <= '9'; });
   std::string name = job + "-" + (digits ? std::to_string(step) : dirname);
   for (char& c : name) {
     const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
@@ -395,8 +407,9 @@ Status lower_process_priority(int nice_increment, const std::string& io_class) {
   if (nice_increment > 0 && ::nice(nice_increment) == -1 && errno != 0) {
     return Status::from_errno(errno, "nice(" + std::to_string(nice_increment) + ")");
   }
-  const int prio = io_class == "idle" ? (kIoprioClassIdle << kIoprioClassShift)
-                                      : ((kIoprioClassBestEffort << kIoprioClassShift) | kIoprioLowestBestEffortLevel);
+  const int prio = io_class == "idle"
+                       ? (kIoprioClassIdle << kIoprioClassShift)
+                       : ((kIoprioClassBestEffort << kIoprioClassShift) | kIoprioLowestBestEffortLevel);
   if (::syscall(SYS_ioprio_set, kIoprioWhoProcess, 0, prio) != 0) {
     return Status::from_errno(errno, "ioprio_set(" + io_class + ")");
   }

@@ -25,11 +25,11 @@
 namespace ferry::agent {
 
 // Tuning that is not configuration: how hard the agent retries.
-inline constexpr int kPushMaxAttempts = 3;       // per connection, inside one push
+inline constexpr int kPushMaxAttempts = 3;        // per connection, inside one push
 inline constexpr int kRetryInitialDelayMs = 500;  // a failed job waits this long, doubling
 inline constexpr int kRetryMaxDelayMs = 30'000;
-inline constexpr int kRpoTickMs = 500;            // RPO, warning and gauges refresh
-inline constexpr int kProbeTimeoutMs = 5'000;     // one probe's connect + HELLO
+inline constexpr int kRpoTickMs = 500;         // RPO, warning and gauges refresh
+inline constexpr int kProbeTimeoutMs = 5'000;  // one probe's connect + HELLO
 
 class Agent {
  public:
@@ -67,7 +67,8 @@ class Agent {
 // The DR snapshot name for a checkpoint: "<job>-<step>", or
 // "<job>-<dirname>" when the directory name has no digits; bytes outside
 // [A-Za-z0-9._-] become '_'.
-std::string checkpoint_snapshot_name(const std::string& job, const std::filesystem::path& dir, std::uint64_t step);
+std::string checkpoint_snapshot_name(const std::string& job, const std::filesystem::path& dir,
+                                     std::uint64_t step);
 
 // Lowers this process's CPU (nice increment) and I/O priority
 // ("idle" or "best-effort" at its lowest level).

@@ -18,7 +18,6 @@
 #include <thread>
 #include <vector>
 
-#include "base/clock.h"
 #include "agent/agent.h"
 #include "agent/control.h"
 #include "agent/journal.h"
@@ -27,8 +26,9 @@
 #include "agent/scheduler.h"
 #include "agent/target_health.h"
 #include "agent/watcher.h"
-#include "codec/engine.h"
+#include "base/clock.h"
 #include "base/thread_pool.h"
+#include "codec/engine.h"
 
 namespace ferry::agent {
 

@@ -52,7 +52,8 @@ void Agent::Impl::tick() {
     }
     metrics.set(kMetricThroughput, {}, rate);
   }
-  for (const auto& [job, text] : raised) log.warn("rpo_warning_raised", {field("job", job), field("reason", text)});
+  for (const auto& [job, text] : raised)
+    log.warn("rpo_warning_raised", {field("job", job), field("reason", text)});
   for (const auto& [job, text] : cleared) log.info("rpo_warning_cleared", {field("job", job)});
   // Checkpoints not yet committed, queued or in flight (as status lists
   // them): a job between attempts is never missing from it.
@@ -107,7 +108,9 @@ nlohmann::json Agent::Impl::status_json() {
   out["jobs"] = jobs;
   nlohmann::json targets = nlohmann::json::array();
   for (const auto& t : health.states()) {
-    targets.push_back({{"address", t.address}, {"up", t.up}, {"consecutive_failures", t.consecutive_failures},
+    targets.push_back({{"address", t.address},
+                       {"up", t.up},
+                       {"consecutive_failures", t.consecutive_failures},
                        {"last_error", t.last_error}});
   }
   out["targets"] = targets;
@@ -115,8 +118,11 @@ nlohmann::json Agent::Impl::status_json() {
   out["wire_bytes"] = static_cast<std::uint64_t>(metrics.value(kMetricWireBytes, {}));
   nlohmann::json queue = nlohmann::json::array();
   for (const auto& e : entries) {
-    queue.push_back({{"id", e.job.id}, {"job", e.job.job}, {"dir", e.job.dir.string()},
-                     {"snapshot", e.job.snapshot}, {"state", e.running ? "in_flight" : "queued"}});
+    queue.push_back({{"id", e.job.id},
+                     {"job", e.job.job},
+                     {"dir", e.job.dir.string()},
+                     {"snapshot", e.job.snapshot},
+                     {"state", e.running ? "in_flight" : "queued"}});
   }
   out["queue"] = queue;
   return out;

@@ -50,7 +50,8 @@ JournalRecord journal_record(const QueuedJob& j, JobState state) {
 void Agent::Impl::worker(std::size_t index) {
   while (!stopping.load()) {
     Scheduler::Next n = scheduler.next(kRpoTickMs);
-    for (const auto& s : n.skipped) job_done(s, JobState::kSkipped, "superseded by a newer checkpoint of " + s.job);
+    for (const auto& s : n.skipped)
+      job_done(s, JobState::kSkipped, "superseded by a newer checkpoint of " + s.job);
     if (n.run) run_job(std::move(*n.run), index);
   }
 }
@@ -85,9 +86,9 @@ void Agent::Impl::run_job(QueuedJob j, std::size_t worker_index) {
       stats[j.job].last_error = why.to_string();
     }
     metrics.add(kMetricErrors, {{"kind", kind}}, 1);
-    log.warn("checkpoint_retry", {field("id", j.id), field("job", j.job), field("snapshot", j.snapshot),
-                                  field("attempt", j.attempts), field("delay_ms", delay),
-                                  field("error", why.to_string())});
+    log.warn("checkpoint_retry",
+             {field("id", j.id), field("job", j.job), field("snapshot", j.snapshot),
+              field("attempt", j.attempts), field("delay_ms", delay), field("error", why.to_string())});
     ++j.attempts;
     scheduler.retry(std::move(j), delay);
   };
@@ -105,11 +106,13 @@ void Agent::Impl::run_job(QueuedJob j, std::size_t worker_index) {
     scheduler.retry(std::move(j), static_cast<int>(std::min(c.probe_interval_s * 1000, 2000.0)));
     return;
   }
-  if (Status st = journal->append(journal_record(j, JobState::kStarted)); !st) return retry_later(st, "journal");
+  if (Status st = journal->append(journal_record(j, JobState::kStarted)); !st)
+    return retry_later(st, "journal");
 
   auto sources = list_pack_sources(j.dir);
   if (!sources) {
-    if (sources.status().code() == Code::kNotFound) return job_done(j, JobState::kFailed, sources.status().to_string());
+    if (sources.status().code() == Code::kNotFound)
+      return job_done(j, JobState::kFailed, sources.status().to_string());
     return retry_later(sources.status(), "read");
   }
   auto before = file_states(*sources);
@@ -163,14 +166,16 @@ void Agent::Impl::run_job(QueuedJob j, std::size_t worker_index) {
     for (const auto& rep : *pushed) {
       JournalRecord r = journal_record(j, JobState::kCommitted);
       r.target = rep.target;
-      if (Status st = journal->append(r); !st) log.error("journal_append_failed", {field("error", st.to_string())});
+      if (Status st = journal->append(r); !st)
+        log.error("journal_append_failed", {field("error", st.to_string())});
       metrics.add(kMetricLogicalBytes, {}, static_cast<double>(rep.logical_bytes));
       metrics.add(kMetricWireBytes, {}, static_cast<double>(rep.wire_bytes_sent));
-      log.info("checkpoint_committed",
-               {field("id", j.id), field("job", j.job), field("snapshot", j.snapshot), field("target", rep.target),
-                field("logical_bytes", rep.logical_bytes), field("wire_bytes", rep.wire_bytes_sent),
-                field("chunks_sent", rep.chunks_sent), field("chunks_skipped", rep.chunks_skipped),
-                field("failovers", rep.failovers), field("seconds", rep.seconds)});
+      log.info(
+          "checkpoint_committed",
+          {field("id", j.id), field("job", j.job), field("snapshot", j.snapshot), field("target", rep.target),
+           field("logical_bytes", rep.logical_bytes), field("wire_bytes", rep.wire_bytes_sent),
+           field("chunks_sent", rep.chunks_sent), field("chunks_skipped", rep.chunks_skipped),
+           field("failovers", rep.failovers), field("seconds", rep.seconds)});
       std::erase(j.pending_targets, rep.target);
     }
     std::lock_guard lock(jobs_mu);
@@ -179,7 +184,8 @@ void Agent::Impl::run_job(QueuedJob j, std::size_t worker_index) {
   if (c.fan_out && !j.pending_targets.empty()) {
     // Other targets are down: this part waits for them.
     return retry_later(Status::unavailable("waiting for " + std::to_string(j.pending_targets.size()) +
-                                           " down target(s) of the fan-out"), "target_down");
+                                           " down target(s) of the fan-out"),
+                       "target_down");
   }
   {
     std::lock_guard lock(jobs_mu);

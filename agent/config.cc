@@ -37,7 +37,8 @@ Status check_readable_file(const char* flag, const std::string& path) {
     return Status::invalid_argument(std::string(flag) + "=" + path + ": no such file");
   }
   if (::access(path.c_str(), R_OK) != 0) {
-    return Status::invalid_argument(std::string(flag) + "=" + path + ": not readable: " + std::strerror(errno));
+    return Status::invalid_argument(std::string(flag) + "=" + path +
+                                    ": not readable: " + std::strerror(errno));
   }
   return Status::ok();
 }
@@ -147,10 +148,13 @@ Status validate(const AgentConfig& c) {
   if (c.watch.empty()) return Status::invalid_argument("--watch is required: ROOT[=JOB][,ROOT2[=JOB2]]");
   for (const auto& w : c.watch) {
     std::error_code ec;
-    if (!fs::exists(w.path, ec)) return Status::invalid_argument("--watch=" + w.path.string() + ": no such directory");
-    if (!fs::is_directory(w.path, ec)) return Status::invalid_argument("--watch=" + w.path.string() + ": not a directory");
+    if (!fs::exists(w.path, ec))
+      return Status::invalid_argument("--watch=" + w.path.string() + ": no such directory");
+    if (!fs::is_directory(w.path, ec))
+      return Status::invalid_argument("--watch=" + w.path.string() + ": not a directory");
     if (::access(w.path.c_str(), R_OK | X_OK) != 0) {
-      return Status::invalid_argument("--watch=" + w.path.string() + ": not readable: " + std::strerror(errno));
+      return Status::invalid_argument("--watch=" + w.path.string() +
+                                      ": not readable: " + std::strerror(errno));
     }
   }
   if (c.targets.empty()) return Status::invalid_argument("--targets is required: HOST:PORT[,HOST:PORT]");

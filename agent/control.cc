@@ -100,8 +100,8 @@ enum class LineRead { kLine, kEof, kTooLong, kTimeout, kError };
 
 // Reads up to and including the next '\n' into `line` (without it), keeping
 // whatever follows in `buf` for the next call.
-LineRead read_line(int fd, std::string& buf, std::string& line, std::size_t max_bytes,
-                   int stop_fd, Clock::time_point deadline) {
+LineRead read_line(int fd, std::string& buf, std::string& line, std::size_t max_bytes, int stop_fd,
+                   Clock::time_point deadline) {
   for (;;) {
     auto nl = buf.find('\n');
     if (nl != std::string::npos) {
@@ -273,7 +273,7 @@ ControlServer::~ControlServer() {
     impl_->reap_locked();
   }
   // Remove the socket file only if it is still the one this server bound.
-  struct stat st{};
+  struct stat st {};
   if (::lstat(impl_->path.c_str(), &st) == 0 && st.st_dev == impl_->socket_dev &&
       st.st_ino == impl_->socket_ino) {
     ::unlink(impl_->path.c_str());
@@ -287,7 +287,7 @@ Result<std::unique_ptr<ControlServer>> ControlServer::start(const fs::path& sock
   ASSIGN_OR_RETURN(sockaddr_un addr, unix_address(socket_path));
   const std::string where = "control socket " + socket_path.string();
 
-  struct stat st{};
+  struct stat st {};
   if (::lstat(socket_path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
       return Status::invalid_argument(where + ": exists and is not a socket; not replacing it");
@@ -296,8 +296,8 @@ Result<std::unique_ptr<ControlServer>> ControlServer::start(const fs::path& sock
     auto probe = control_call(socket_path, "status", nlohmann::json::object(), kLiveProbeTimeoutMs);
     if (probe.is_ok()) return Status::unavailable(where + ": another agent is listening on it");
     if (probe.status().code() != Code::kUnavailable) {
-      return Status::unavailable(where + ": in use, and its owner cannot be asked: " +
-                                 probe.status().message());
+      return Status::unavailable(where +
+                                 ": in use, and its owner cannot be asked: " + probe.status().message());
     }
     if (::unlink(socket_path.c_str()) != 0 && errno != ENOENT) {
       return Status::from_errno(errno, where + ": cannot remove the stale socket");
@@ -371,7 +371,8 @@ Result<nlohmann::json> control_call(const fs::path& socket_path, const std::stri
   std::string line;
   LineRead r = read_line(fd.get(), buf, line, kMaxControlResponseBytes, -1, deadline);
   switch (r) {
-    case LineRead::kLine: break;
+    case LineRead::kLine:
+      break;
     case LineRead::kTimeout:
       return Status::timeout("agent on " + where + " did not answer '" + command + "' within " +
                              std::to_string(timeout_ms) + " ms");

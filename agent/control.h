@@ -35,8 +35,7 @@ inline constexpr const char* kDefaultControlSocket = "/run/ferry-agent/control.s
 // at once: it must be thread-safe. Returns the whole response object; the
 // server adds "ok":true when the handler leaves "ok" out. A handler should not
 // throw; if it does, the client gets {"ok":false,"error":"internal: ..."}.
-using ControlHandler =
-    std::function<nlohmann::json(const std::string& command, const nlohmann::json& args)>;
+using ControlHandler = std::function<nlohmann::json(const std::string& command, const nlohmann::json& args)>;
 
 class ControlServer {
  public:
@@ -63,8 +62,7 @@ class ControlServer {
 // "ok":false: the caller reads "error"). A transport failure (no socket, no
 // agent, timeout, unparseable answer) is a Status; no agent listening is
 // kUnavailable with the path in the message.
-Result<nlohmann::json> control_call(const std::filesystem::path& socket_path,
-                                    const std::string& command, const nlohmann::json& args,
-                                    int timeout_ms = 10'000);
+Result<nlohmann::json> control_call(const std::filesystem::path& socket_path, const std::string& command,
+                                    const nlohmann::json& args, int timeout_ms = 10'000);
 
 }  // namespace ferry::agent

@@ -14,8 +14,8 @@
 #include <cstring>
 #include <utility>
 
-#include "codec/byte_writer.h"
 #include "base/crc32c.h"
+#include "codec/byte_writer.h"
 
 namespace ferry {
 namespace {
@@ -79,15 +79,13 @@ Result<std::vector<std::byte>> frame_record(const JournalRecord& r) {
     if (f->size() > kMaxJournalFieldBytes) {
       return Status::invalid_argument("journal record for job id " + std::to_string(r.job_id) +
                                       ": a field of " + std::to_string(f->size()) +
-                                      " bytes exceeds the limit of " +
-                                      std::to_string(kMaxJournalFieldBytes));
+                                      " bytes exceeds the limit of " + std::to_string(kMaxJournalFieldBytes));
     }
   }
   std::vector<std::byte> body = encode_journal_record(r);
   if (body.size() > kMaxJournalRecordBytes) {
-    return Status::invalid_argument("journal record for job id " + std::to_string(r.job_id) +
-                                    " is " + std::to_string(body.size()) +
-                                    " bytes, over the limit of " +
+    return Status::invalid_argument("journal record for job id " + std::to_string(r.job_id) + " is " +
+                                    std::to_string(body.size()) + " bytes, over the limit of " +
                                     std::to_string(kMaxJournalRecordBytes));
   }
   std::vector<std::byte> out;
@@ -125,11 +123,16 @@ Status lock_fd(int fd, const std::filesystem::path& path) {
 
 std::string_view job_state_name(JobState s) {
   switch (s) {
-    case JobState::kSubmitted: return "submitted";
-    case JobState::kStarted: return "started";
-    case JobState::kCommitted: return "committed";
-    case JobState::kSkipped: return "skipped";
-    case JobState::kFailed: return "failed";
+    case JobState::kSubmitted:
+      return "submitted";
+    case JobState::kStarted:
+      return "started";
+    case JobState::kCommitted:
+      return "committed";
+    case JobState::kSkipped:
+      return "skipped";
+    case JobState::kFailed:
+      return "failed";
   }
   return "unknown";
 }
@@ -191,7 +194,8 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::filesystem::path& path
   std::filesystem::remove(path.string() + kCompactSuffix, ec);
   struct stat st {};
   if (::fstat(j->fd_.get(), &st) != 0) return Status::from_errno(errno, "fstat " + path.string());
-  if (!S_ISREG(st.st_mode)) return Status::invalid_argument("journal " + path.string() + " is not a regular file");
+  if (!S_ISREG(st.st_mode))
+    return Status::invalid_argument("journal " + path.string() + " is not a regular file");
   const auto size = static_cast<std::uint64_t>(st.st_size);
   if (size > kMaxJournalFileBytes) {
     return Status::exhausted("journal " + path.string() + " is " + std::to_string(size) +
@@ -211,8 +215,8 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::filesystem::path& path
     RETURN_IF_ERROR(fsync_fd(j->fd_.get(), path));
     RETURN_IF_ERROR(fsync_dir(path.parent_path().empty() ? "." : path.parent_path()));
     if (size > 0) {
-      j->notice_ = "journal " + path.string() + ": completed a torn header of " +
-                   std::to_string(size) + " bytes";
+      j->notice_ =
+          "journal " + path.string() + ": completed a torn header of " + std::to_string(size) + " bytes";
     }
     j->end_ = kJournalHeaderBytes;
     return j;

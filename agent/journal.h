@@ -53,7 +53,7 @@ struct JournalRecord {
   std::int64_t created_ns = 0;  // manifest created time pinned at submit
   std::uint64_t step = 0;
   std::uint64_t logical_bytes = 0;
-  std::string detail;           // free text: error, skip reason
+  std::string detail;  // free text: error, skip reason
 
   bool operator==(const JournalRecord&) const = default;
 };

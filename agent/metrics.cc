@@ -30,8 +30,8 @@ bool valid_name(std::string_view name, bool allow_colon) {
   if (name.empty()) return false;
   for (std::size_t i = 0; i < name.size(); ++i) {
     char c = name[i];
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-              (allow_colon && c == ':') || (i > 0 && c >= '0' && c <= '9');
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (allow_colon && c == ':') ||
+              (i > 0 && c >= '0' && c <= '9');
     if (!ok) return false;
   }
   return true;
@@ -54,9 +54,12 @@ std::string escape_help(std::string_view v) {
   std::string out;
   out.reserve(v.size());
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -82,10 +85,14 @@ std::string escape_label_value(std::string_view v) {
   std::string out;
   out.reserve(v.size());
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -98,8 +105,7 @@ void Metrics::describe_agent_metrics() {
   describe(kMetricJobs, "counter", "Checkpoint jobs finished, by final state");
   describe(kMetricErrors, "counter", "Errors seen by the agent, by kind");
   describe(kMetricQueueDepth, "gauge", "Checkpoints queued or in flight");
-  describe(kMetricRpoSeconds, "gauge",
-           "Age of the newest checkpoint committed at the DR site, per job");
+  describe(kMetricRpoSeconds, "gauge", "Age of the newest checkpoint committed at the DR site, per job");
   describe(kMetricRpoForecastSeconds, "gauge",
            "Forecast RPO once the current backlog drains at the current throughput, per job");
   describe(kMetricRpoWarning, "gauge", "1 when the job's RPO target is breached or forecast to be");
@@ -198,8 +204,7 @@ struct MetricsServer::Impl {
   std::thread thread;
 };
 
-MetricsServer::MetricsServer(std::unique_ptr<Impl> impl, int port)
-    : impl_(std::move(impl)), port_(port) {}
+MetricsServer::MetricsServer(std::unique_ptr<Impl> impl, int port) : impl_(std::move(impl)), port_(port) {}
 
 MetricsServer::~MetricsServer() {
   impl_->server.stop();
@@ -219,10 +224,8 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::start(const std::string& l
   std::string port_text = listen.substr(colon + 1);
   int port = -1;
   auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (ec != std::errc() || end != port_text.data() + port_text.size() || port < 0 ||
-      port > 65535) {
-    return Status::invalid_argument("metrics address '" + listen + "': bad port '" + port_text +
-                                    "'");
+  if (ec != std::errc() || end != port_text.data() + port_text.size() || port < 0 || port > 65535) {
+    return Status::invalid_argument("metrics address '" + listen + "': bad port '" + port_text + "'");
   }
 
   auto impl = std::make_unique<Impl>();
@@ -280,12 +283,10 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::start(const std::string& l
 
 struct MetricsServer::Impl {};
 
-MetricsServer::MetricsServer(std::unique_ptr<Impl> impl, int port)
-    : impl_(std::move(impl)), port_(port) {}
+MetricsServer::MetricsServer(std::unique_ptr<Impl> impl, int port) : impl_(std::move(impl)), port_(port) {}
 MetricsServer::~MetricsServer() = default;
 
-Result<std::unique_ptr<MetricsServer>> MetricsServer::start(const std::string& listen,
-                                                            const Metrics&) {
+Result<std::unique_ptr<MetricsServer>> MetricsServer::start(const std::string& listen, const Metrics&) {
   return Status::unsupported("metrics endpoint " + listen +
                              ": this ferry-agent was built statically without cpp-httplib; "
                              "use a dynamically linked build or --metrics_listen=\"\"");

@@ -32,17 +32,15 @@ inline constexpr std::size_t kMaxMetricLabelValueBytes = 1024;
 // counters end in _total).
 inline constexpr std::string_view kMetricLogicalBytes = "ferry_agent_logical_bytes_total";
 inline constexpr std::string_view kMetricWireBytes = "ferry_agent_wire_bytes_total";
-inline constexpr std::string_view kMetricJobs = "ferry_agent_jobs_total";            // {state=}
-inline constexpr std::string_view kMetricErrors = "ferry_agent_errors_total";        // {kind=}
+inline constexpr std::string_view kMetricJobs = "ferry_agent_jobs_total";      // {state=}
+inline constexpr std::string_view kMetricErrors = "ferry_agent_errors_total";  // {kind=}
 inline constexpr std::string_view kMetricQueueDepth = "ferry_agent_queue_depth";
-inline constexpr std::string_view kMetricRpoSeconds = "ferry_agent_rpo_seconds";     // {job=}
-inline constexpr std::string_view kMetricRpoForecastSeconds =
-    "ferry_agent_rpo_forecast_seconds";                                               // {job=}
-inline constexpr std::string_view kMetricRpoWarning = "ferry_agent_rpo_warning";     // {job=}
-inline constexpr std::string_view kMetricBacklogBytes = "ferry_agent_backlog_bytes"; // {job=}
-inline constexpr std::string_view kMetricTargetUp = "ferry_agent_target_up";         // {target=}
-inline constexpr std::string_view kMetricThroughput =
-    "ferry_agent_throughput_bytes_per_second";
+inline constexpr std::string_view kMetricRpoSeconds = "ferry_agent_rpo_seconds";                   // {job=}
+inline constexpr std::string_view kMetricRpoForecastSeconds = "ferry_agent_rpo_forecast_seconds";  // {job=}
+inline constexpr std::string_view kMetricRpoWarning = "ferry_agent_rpo_warning";                   // {job=}
+inline constexpr std::string_view kMetricBacklogBytes = "ferry_agent_backlog_bytes";               // {job=}
+inline constexpr std::string_view kMetricTargetUp = "ferry_agent_target_up";  // {target=}
+inline constexpr std::string_view kMetricThroughput = "ferry_agent_throughput_bytes_per_second";
 inline constexpr std::string_view kMetricCompressionRatio = "ferry_agent_compression_ratio";
 inline constexpr std::string_view kMetricPaused = "ferry_agent_paused";
 
@@ -55,8 +53,7 @@ class Metrics {
   // Describes every metric named above (counter or gauge, with help text).
   void describe_agent_metrics();
 
-  void describe(std::string_view name, std::string_view type /* counter|gauge */,
-                std::string_view help);
+  void describe(std::string_view name, std::string_view type /* counter|gauge */, std::string_view help);
   void add(std::string_view name, const Labels& labels, double v);
   void set(std::string_view name, const Labels& labels, double v);
   // Drops one series (e.g. a job that no longer exists); no-op if absent.
@@ -91,8 +88,7 @@ std::string escape_label_value(std::string_view v);
 class MetricsServer {
  public:
   // listen: "HOST:PORT" ("[::1]:PORT" for IPv6); port 0 picks a free port.
-  static Result<std::unique_ptr<MetricsServer>> start(const std::string& listen,
-                                                      const Metrics& metrics);
+  static Result<std::unique_ptr<MetricsServer>> start(const std::string& listen, const Metrics& metrics);
   ~MetricsServer();  // stops serving and joins the server thread
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;

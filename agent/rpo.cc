@@ -17,7 +17,9 @@ std::string seconds_text(double s) {
   return buf;
 }
 
-std::string rate_text(double bytes_per_s) { return format_bytes(static_cast<std::uint64_t>(bytes_per_s)) + "/s"; }
+std::string rate_text(double bytes_per_s) {
+  return format_bytes(static_cast<std::uint64_t>(bytes_per_s)) + "/s";
+}
 
 }  // namespace
 
@@ -39,17 +41,19 @@ RpoForecast forecast_rpo(const RpoInputs& in) {
   const bool drain_unknown = in.backlog_bytes > 0 && in.any_target_up && in.throughput_bytes_per_s <= 0;
 
   const std::string backlog = "backlog " + format_bytes(in.backlog_bytes);
-  const std::string at = in.any_target_up ? " at " + rate_text(in.throughput_bytes_per_s)
-                                          : " at 0 B/s (all targets down)";
+  const std::string at =
+      in.any_target_up ? " at " + rate_text(in.throughput_bytes_per_s) : " at 0 B/s (all targets down)";
   if (in.backlog_bytes > 0 && !drain_unknown && f.forecast_rpo_seconds > in.rpo_target_s) {
     f.breach_expected = true;
     f.reason = backlog + at + ": RPO " + seconds_text(in.rpo_target_s) + " will be breached";
-    if (std::isfinite(f.forecast_rpo_seconds)) f.reason += " (forecast " + seconds_text(f.forecast_rpo_seconds) + ")";
+    if (std::isfinite(f.forecast_rpo_seconds))
+      f.reason += " (forecast " + seconds_text(f.forecast_rpo_seconds) + ")";
   } else if (in.backlog_bytes > 0 && !drain_unknown && in.checkpoint_interval_s > 0 &&
              f.drain_seconds > in.checkpoint_interval_s) {
     f.breach_expected = true;
-    f.reason = backlog + at + " drains in " + seconds_text(f.drain_seconds) + ", longer than the checkpoint interval " +
-               seconds_text(in.checkpoint_interval_s) + ": the backlog grows without bound";
+    f.reason = backlog + at + " drains in " + seconds_text(f.drain_seconds) +
+               ", longer than the checkpoint interval " + seconds_text(in.checkpoint_interval_s) +
+               ": the backlog grows without bound";
   } else if (in.backlog_bytes > 0 && f.rpo_seconds > in.rpo_target_s) {
     f.breach_expected = true;
     f.reason = "RPO " + seconds_text(f.rpo_seconds) + " exceeds the target " + seconds_text(in.rpo_target_s);
@@ -84,7 +88,8 @@ void IntervalEstimate::observe(std::int64_t checkpoint_ns) {
   if (last_ns_ && checkpoint_ns > *last_ns_) {
     const double sample = static_cast<double>(checkpoint_ns - *last_ns_) / 1e9;
     if (sample < kMinLearnedIntervalS) return;  // keeps last_ns_: the burst's first one
-    interval_s_ = interval_s_ == 0 ? sample : kIntervalEwmaWeight * sample + (1 - kIntervalEwmaWeight) * interval_s_;
+    interval_s_ =
+        interval_s_ == 0 ? sample : kIntervalEwmaWeight * sample + (1 - kIntervalEwmaWeight) * interval_s_;
   }
   if (!last_ns_ || checkpoint_ns > *last_ns_) last_ns_ = checkpoint_ns;
 }

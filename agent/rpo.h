@@ -32,8 +32,8 @@ struct RpoInputs {
   // Time of the oldest checkpoint still waiting (the exposure when nothing
   // was ever committed).
   std::optional<std::int64_t> oldest_pending_ns;
-  std::uint64_t backlog_bytes = 0;   // queued and in flight
-  std::uint64_t waiting_bytes = 0;   // of which queued (no push has them yet)
+  std::uint64_t backlog_bytes = 0;    // queued and in flight
+  std::uint64_t waiting_bytes = 0;    // of which queued (no push has them yet)
   double throughput_bytes_per_s = 0;  // 0: none measured yet
   bool any_target_up = true;
   double rpo_target_s = 3600;
@@ -42,14 +42,14 @@ struct RpoInputs {
 
 struct RpoForecast {
   double rpo_seconds = 0;
-  double drain_seconds = 0;          // infinity when it cannot drain
-  double forecast_rpo_seconds = 0;   // infinity when it cannot drain
-  bool breach_expected = false;      // this forecast alone says "warn"
+  double drain_seconds = 0;         // infinity when it cannot drain
+  double forecast_rpo_seconds = 0;  // infinity when it cannot drain
+  bool breach_expected = false;     // this forecast alone says "warn"
   // Nothing waits behind the push in flight, no breach is expected and the
   // RPO is under target: what clears a raised warning. (A checkpoint always
   // being in flight is the steady state of an agent that keeps up.)
   bool healthy = true;
-  std::string reason;                // why a warning is due, "" otherwise
+  std::string reason;  // why a warning is due, "" otherwise
 };
 
 RpoForecast forecast_rpo(const RpoInputs& in);

@@ -1,7 +1,7 @@
 // scheduler.cc: newest-first queue with superseding, pause and backoff (see
 // scheduler.h).
-#include "base/clock.h"
 #include "agent/scheduler.h"
+#include "base/clock.h"
 
 #include <algorithm>
 #include <chrono>
@@ -75,7 +75,8 @@ Scheduler::Next Scheduler::next(int wait_ms) {
     }
     if (!out.skipped.empty()) return out;
     if (std::chrono::steady_clock::now() >= deadline) break;
-    auto until = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(kBackoffPollMs));
+    auto until =
+        std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(kBackoffPollMs));
     cv_.wait_until(lock, until);
   }
   return out;

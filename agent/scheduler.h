@@ -60,7 +60,7 @@ class Scheduler {
   // The running job goes back to the queue, runnable after delay_ms.
   void retry(QueuedJob job, int delay_ms);
 
-  void pause(const std::string& job);  // "" = everything
+  void pause(const std::string& job);   // "" = everything
   void resume(const std::string& job);  // "" = everything
   bool paused(const std::string& job) const;
   bool all_paused() const;

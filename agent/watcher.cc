@@ -15,8 +15,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <cstring>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -42,9 +42,8 @@ constexpr const char* kIndexSuffix = ".safetensors.index.json";
 constexpr const char* kDcpMetadata = ".metadata";
 // Events that can make a checkpoint complete, or move or remove a watched
 // directory.
-constexpr std::uint32_t kWatchMask = IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ATTRIB |
-                                     IN_DELETE_SELF | IN_MOVE_SELF | IN_MOVED_FROM | IN_DELETE |
-                                     IN_ONLYDIR;
+constexpr std::uint32_t kWatchMask = IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF |
+                                     IN_MOVE_SELF | IN_MOVED_FROM | IN_DELETE | IN_ONLYDIR;
 // Room for many events per read(2); each is a header plus a name.
 constexpr std::size_t kEventBufferBytes = 64u << 10;
 
@@ -129,10 +128,14 @@ std::string job_name_of(const WatchRoot& root) {
 
 std::string_view checkpoint_kind_name(CheckpointKind k) {
   switch (k) {
-    case CheckpointKind::kDcp: return "dcp";
-    case CheckpointKind::kSafetensorsSet: return "safetensors";
-    case CheckpointKind::kMarker: return "marker";
-    case CheckpointKind::kSubmitted: return "submitted";
+    case CheckpointKind::kDcp:
+      return "dcp";
+    case CheckpointKind::kSafetensorsSet:
+      return "safetensors";
+    case CheckpointKind::kMarker:
+      return "marker";
+    case CheckpointKind::kSubmitted:
+      return "submitted";
   }
   return "unknown";
 }
@@ -151,8 +154,7 @@ std::uint64_t step_from_name(std::string_view name) {
   return v;
 }
 
-Result<std::optional<CheckpointKind>> checkpoint_complete(const fs::path& dir,
-                                                          const std::string& marker_file,
+Result<std::optional<CheckpointKind>> checkpoint_complete(const fs::path& dir, const std::string& marker_file,
                                                           std::string* reason) {
   auto set_reason = [reason](std::string r) {
     if (reason) *reason = std::move(r);
@@ -316,7 +318,8 @@ struct Watcher::Impl {
     for (const auto& [d, wd] : wd_of) {
       if (d.parent_path() == rdir && !present.count(d)) stale.push_back(d);
     }
-    if (!ec) for (const fs::path& d : stale) gone(d);
+    if (!ec)
+      for (const fs::path& d : stale) gone(d);
   }
 
   void rescan() {
@@ -343,7 +346,9 @@ struct Watcher::Impl {
         if (ev->mask & IN_IGNORED) {
           watches.erase(ev->wd);
           if (auto r = wd_of.find(w.dir); r != wd_of.end() && r->second == ev->wd) wd_of.erase(r);
-          if (w.is_root) notice("watched root " + w.dir.string() + " was removed or moved; watching again at the next rescan");
+          if (w.is_root)
+            notice("watched root " + w.dir.string() +
+                   " was removed or moved; watching again at the next rescan");
           continue;
         }
         if (w.is_root) {
@@ -367,8 +372,8 @@ struct Watcher::Impl {
 
   void run() {
     rescan();
-    auto next_rescan = std::chrono::steady_clock::now() +
-                       std::chrono::milliseconds(options.rescan_interval_ms);
+    auto next_rescan =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(options.rescan_interval_ms);
     for (;;) {
       const auto now = std::chrono::steady_clock::now();
       const auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(next_rescan - now).count();
@@ -400,8 +405,8 @@ struct Watcher::Impl {
       if (overflow) notice("inotify event queue overflowed; rescanning every root");
       if (full || overflow || std::chrono::steady_clock::now() >= next_rescan) {
         rescan();
-        next_rescan = std::chrono::steady_clock::now() +
-                      std::chrono::milliseconds(options.rescan_interval_ms);
+        next_rescan =
+            std::chrono::steady_clock::now() + std::chrono::milliseconds(options.rescan_interval_ms);
       } else {
         for (const auto& [dir, root] : touched) check(dir, root);
       }
@@ -411,8 +416,8 @@ struct Watcher::Impl {
 
 Watcher::Watcher(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-Result<std::unique_ptr<Watcher>> Watcher::start(
-    const WatcherOptions& options, std::function<void(const CheckpointCandidate&)> on_complete) {
+Result<std::unique_ptr<Watcher>> Watcher::start(const WatcherOptions& options,
+                                                std::function<void(const CheckpointCandidate&)> on_complete) {
   if (options.roots.empty()) return Status::invalid_argument("watcher: no roots to watch");
   if (options.rescan_interval_ms <= 0) {
     return Status::invalid_argument("watcher: rescan interval must be positive, not " +
@@ -432,7 +437,8 @@ Result<std::unique_ptr<Watcher>> Watcher::start(
     }
     struct stat st {};
     if (::stat(r.path.c_str(), &st) != 0) return Status::from_errno(errno, "watch root " + r.path.string());
-    if (!S_ISDIR(st.st_mode)) return Status::invalid_argument("watch root " + r.path.string() + " is not a directory");
+    if (!S_ISDIR(st.st_mode))
+      return Status::invalid_argument("watch root " + r.path.string() + " is not a directory");
     if (::access(r.path.c_str(), R_OK | X_OK) != 0) {
       return Status::from_errno(errno, "watch root " + r.path.string());
     }
@@ -514,15 +520,15 @@ Status check_unchanged(std::span<const FileState> before, std::span<const FileSt
     if (it == now.end()) return changed(b.rel_path, "gone");
     const FileState& a = *it->second;
     if (a.dev != b.dev || a.inode != b.inode) {
-      return changed(b.rel_path, "replaced: inode " + std::to_string(b.inode) + " -> " +
-                                     std::to_string(a.inode));
+      return changed(b.rel_path,
+                     "replaced: inode " + std::to_string(b.inode) + " -> " + std::to_string(a.inode));
     }
     if (a.size != b.size) {
       return changed(b.rel_path, "size " + std::to_string(b.size) + " -> " + std::to_string(a.size));
     }
     if (a.mtime_ns != b.mtime_ns) {
-      return changed(b.rel_path, "mtime_ns " + std::to_string(b.mtime_ns) + " -> " +
-                                     std::to_string(a.mtime_ns));
+      return changed(b.rel_path,
+                     "mtime_ns " + std::to_string(b.mtime_ns) + " -> " + std::to_string(a.mtime_ns));
     }
   }
   for (const FileState& a : after) {

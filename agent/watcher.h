@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "codec/packer.h"
 #include "base/status.h"
+#include "codec/packer.h"
 
 namespace ferry {
 
@@ -70,8 +70,8 @@ class Watcher {
   // Validates the roots (each must be a readable directory), sets up inotify
   // and starts the watcher thread, which first scans every root. on_complete
   // is called from that thread once per newly complete checkpoint directory.
-  static Result<std::unique_ptr<Watcher>> start(
-      const WatcherOptions& options, std::function<void(const CheckpointCandidate&)> on_complete);
+  static Result<std::unique_ptr<Watcher>> start(const WatcherOptions& options,
+                                                std::function<void(const CheckpointCandidate&)> on_complete);
   ~Watcher();  // stops and joins the thread promptly
   Watcher(const Watcher&) = delete;
   Watcher& operator=(const Watcher&) = delete;

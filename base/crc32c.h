@@ -21,9 +21,7 @@ std::uint32_t crc32c_portable(std::span<const std::byte> data, std::uint32_t crc
 inline constexpr std::uint32_t kCrcMaskDelta = 0xa282ead8u;
 
 // ((crc >> 15) | (crc << 17)) + 0xa282ead8, in 32-bit arithmetic.
-constexpr std::uint32_t mask_crc(std::uint32_t crc) {
-  return ((crc >> 15) | (crc << 17)) + kCrcMaskDelta;
-}
+constexpr std::uint32_t mask_crc(std::uint32_t crc) { return ((crc >> 15) | (crc << 17)) + kCrcMaskDelta; }
 constexpr std::uint32_t unmask_crc(std::uint32_t masked) {
   std::uint32_t rot = masked - kCrcMaskDelta;
   return (rot >> 17) | (rot << 15);

@@ -1,6 +1,6 @@
 // log.cc: structured log lines (see log.h).
-#include "base/clock.h"
 #include "base/log.h"
+#include "base/clock.h"
 
 #include <unistd.h>
 
@@ -50,10 +50,14 @@ std::string text_value(std::string_view v) {
 
 std::string_view level_name(LogLevel level) {
   switch (level) {
-    case LogLevel::kDebug: return "DEBUG";
-    case LogLevel::kInfo: return "INFO";
-    case LogLevel::kWarn: return "WARN";
-    case LogLevel::kError: return "ERROR";
+    case LogLevel::kDebug:
+      return "DEBUG";
+    case LogLevel::kInfo:
+      return "INFO";
+    case LogLevel::kWarn:
+      return "WARN";
+    case LogLevel::kError:
+      return "ERROR";
   }
   return "INFO";
 }

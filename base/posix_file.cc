@@ -27,7 +27,8 @@ Status pread_exact(int fd, std::span<std::byte> out, std::uint64_t offset,
     ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Status::from_errno(errno, "read " + path.string() + " at offset " + std::to_string(offset + done));
+      return Status::from_errno(errno,
+                                "read " + path.string() + " at offset " + std::to_string(offset + done));
     }
     if (n == 0) {
       return Status::corruption(path.string() + ": unexpected end of file at offset " +
@@ -45,7 +46,8 @@ Status pwrite_all(int fd, std::span<const std::byte> data, std::uint64_t offset,
     ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Status::from_errno(errno, "write " + path.string() + " at offset " + std::to_string(offset + done));
+      return Status::from_errno(errno,
+                                "write " + path.string() + " at offset " + std::to_string(offset + done));
     }
     done += static_cast<std::size_t>(n);
   }
@@ -73,9 +75,7 @@ Result<AtomicFile> AtomicFile::create(const std::filesystem::path& target, unsig
 }
 
 AtomicFile::AtomicFile(AtomicFile&& o) noexcept
-    : fd_(std::move(o.fd_)),
-      target_(std::move(o.target_)),
-      temp_(std::move(o.temp_)),
+    : fd_(std::move(o.fd_)), target_(std::move(o.target_)), temp_(std::move(o.temp_)),
       committed_(std::exchange(o.committed_, true)) {}
 
 AtomicFile& AtomicFile::operator=(AtomicFile&& o) noexcept {

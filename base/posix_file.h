@@ -22,8 +22,7 @@ Result<UniqueFd> open_fd(const std::filesystem::path& path, int flags, unsigned 
 
 // Reads exactly out.size() bytes at `offset`; a short file is Corruption
 // ("PATH: unexpected end of file at offset N"), an OS error is IOError.
-Status pread_exact(int fd, std::span<std::byte> out, std::uint64_t offset,
-                   const std::filesystem::path& path);
+Status pread_exact(int fd, std::span<std::byte> out, std::uint64_t offset, const std::filesystem::path& path);
 // Writes all of `data` at `offset`.
 Status pwrite_all(int fd, std::span<const std::byte> data, std::uint64_t offset,
                   const std::filesystem::path& path);

@@ -8,18 +8,30 @@ namespace ferry {
 
 std::string_view code_name(Code code) {
   switch (code) {
-    case Code::kOk: return "OK";
-    case Code::kInvalidArgument: return "Invalid argument";
-    case Code::kNotFound: return "Not found";
-    case Code::kCorruption: return "Corruption";
-    case Code::kIOError: return "I/O error";
-    case Code::kUnsupported: return "Unsupported";
-    case Code::kResourceExhausted: return "Resource exhausted";
-    case Code::kUnavailable: return "Unavailable";
-    case Code::kPermissionDenied: return "Permission denied";
-    case Code::kAborted: return "Aborted";
-    case Code::kTimeout: return "Timeout";
-    case Code::kInternal: return "Internal error";
+    case Code::kOk:
+      return "OK";
+    case Code::kInvalidArgument:
+      return "Invalid argument";
+    case Code::kNotFound:
+      return "Not found";
+    case Code::kCorruption:
+      return "Corruption";
+    case Code::kIOError:
+      return "I/O error";
+    case Code::kUnsupported:
+      return "Unsupported";
+    case Code::kResourceExhausted:
+      return "Resource exhausted";
+    case Code::kUnavailable:
+      return "Unavailable";
+    case Code::kPermissionDenied:
+      return "Permission denied";
+    case Code::kAborted:
+      return "Aborted";
+    case Code::kTimeout:
+      return "Timeout";
+    case Code::kInternal:
+      return "Internal error";
   }
   return "Unknown";
 }

@@ -16,7 +16,7 @@ namespace ferry {
 
 enum class Code : int {
   kOk = 0,
-  kInvalidArgument,    // the caller (or the user's flags) asked for something impossible
+  kInvalidArgument,  // the caller (or the user's flags) asked for something impossible
   kNotFound,
   kCorruption,         // stored or received data is damaged; message says where
   kIOError,            // the operating system refused; message has errno text
@@ -26,7 +26,7 @@ enum class Code : int {
   kPermissionDenied,   // authentication or authorisation refused
   kAborted,            // cancelled or shut down
   kTimeout,
-  kInternal,           // a bug in ferry
+  kInternal,  // a bug in ferry
 };
 
 std::string_view code_name(Code code);
@@ -69,7 +69,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT
     assert(!std::get<Status>(v_).is_ok() && "Result built from an OK status");
   }
@@ -94,8 +94,7 @@ class [[nodiscard]] Result {
 
 // Invariant checks that only a bug can break. They stay on in release builds.
 [[noreturn]] void check_failed(const char* expr, const char* file, int line);
-#define FERRY_CHECK(cond) \
-  ((cond) ? (void)0 : ::ferry::check_failed(#cond, __FILE__, __LINE__))
+#define FERRY_CHECK(cond) ((cond) ? (void)0 : ::ferry::check_failed(#cond, __FILE__, __LINE__))
 
 }  // namespace ferry
 
@@ -103,15 +102,14 @@ class [[nodiscard]] Result {
 #define FERRY_CONCAT(a, b) FERRY_CONCAT_INNER(a, b)
 
 // Returns early from the enclosing function when `expr` (a Status) fails.
-#define RETURN_IF_ERROR(expr)                       \
-  do {                                              \
-    ::ferry::Status _ferry_st = (expr);             \
-    if (!_ferry_st.is_ok()) return _ferry_st;       \
+#define RETURN_IF_ERROR(expr)                 \
+  do {                                        \
+    ::ferry::Status _ferry_st = (expr);       \
+    if (!_ferry_st.is_ok()) return _ferry_st; \
   } while (0)
 
 // ASSIGN_OR_RETURN(auto x, f()): unwraps a Result or returns its Status.
-#define ASSIGN_OR_RETURN(lhs, expr) \
-  ASSIGN_OR_RETURN_IMPL(FERRY_CONCAT(_ferry_res_, __LINE__), lhs, expr)
+#define ASSIGN_OR_RETURN(lhs, expr) ASSIGN_OR_RETURN_IMPL(FERRY_CONCAT(_ferry_res_, __LINE__), lhs, expr)
 #define ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                          \
   if (!tmp.is_ok()) return tmp.status();      \

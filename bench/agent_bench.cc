@@ -43,15 +43,18 @@
 
 DECLARE_string(json_out);  // bench/main.cc
 
-DEFINE_string(agent_corpus, "", "corpus directory the checkpoints are made from (default: $FERRY_CORPUS_DIR)");
+DEFINE_string(agent_corpus, "",
+              "corpus directory the checkpoints are made from (default: $FERRY_CORPUS_DIR)");
 DEFINE_string(agent_bin, "", "ferry-agent binary (default: ../tools/ferry-agent beside ferry-bench)");
-DEFINE_string(agent_ferry, "", "ferry binary, for `ferry serve` (default: ../tools/ferry beside ferry-bench)");
+DEFINE_string(agent_ferry, "",
+              "ferry binary, for `ferry serve` (default: ../tools/ferry beside ferry-bench)");
 DEFINE_string(agent_work, "", "parent of the bench's temporary directory (default: $TMPDIR or /tmp)");
 DEFINE_int32(agent_runs, 5, "pairs of runs (alone, with the agent), interleaved");
 DEFINE_double(agent_run_seconds, 20, "length of one run of the workload alone; sets the step count");
 DEFINE_double(agent_checkpoint_s, 5, "seconds between checkpoints");
 DEFINE_int32(agent_checkpoint_mb, 64, "about this many MB of corpus files per checkpoint");
-DEFINE_int32(agent_keep, 4, "checkpoint directories kept on the host (older ones are deleted, as trainers do)");
+DEFINE_int32(agent_keep, 4,
+             "checkpoint directories kept on the host (older ones are deleted, as trainers do)");
 DEFINE_int32(agent_threads, 0, "workload threads (0: nproc - 1, at least 1)");
 DEFINE_int32(agent_array_mb, 32, "MB per triad array (three per thread)");
 DEFINE_int32(agent_triad_passes, 2, "triad passes per step");
@@ -144,7 +147,8 @@ struct ChildProcess {
   int status = 0;
 };
 
-Result<ChildProcess> spawn_logged(const std::vector<std::string>& argv, const fs::path& out, const fs::path& err) {
+Result<ChildProcess> spawn_logged(const std::vector<std::string>& argv, const fs::path& out,
+                                  const fs::path& err) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -224,14 +228,14 @@ struct Run {
   // With the agent:
   bool ok = true;
   std::string note;
-  std::uint64_t logical_bytes = 0;   // committed at the DR site during the run
-  double drain_seconds = 0;          // after the run, until the last checkpoint committed
+  std::uint64_t logical_bytes = 0;  // committed at the DR site during the run
+  double drain_seconds = 0;         // after the run, until the last checkpoint committed
   double agent_cpu_seconds = 0;
   int committed = 0;
-  std::vector<double> rpo_samples;   // seconds, one per checkpoint interval
-  double reported_throughput = 0;    // the agent's own bytes/s figure
-  bool warning = false;         // raised at some sample
-  bool warning_at_end = false;  // still raised once the newest checkpoint committed
+  std::vector<double> rpo_samples;  // seconds, one per checkpoint interval
+  double reported_throughput = 0;   // the agent's own bytes/s figure
+  bool warning = false;             // raised at some sample
+  bool warning_at_end = false;      // still raised once the newest checkpoint committed
 };
 
 // The job's entry in a status response (the first job; there is one).
@@ -282,8 +286,8 @@ Run one_run(Setup& s, int index, bool with_agent, std::vector<WorkerState>& work
     }
     if (!up) {
       run.ok = false;
-      run.note = "ferry-agent did not answer on " + sock.string() + "; its log (" + log.string() + "): " +
-                 read_text(log).substr(0, 2000);
+      run.note = "ferry-agent did not answer on " + sock.string() + "; its log (" + log.string() +
+                 "): " + read_text(log).substr(0, 2000);
       return run;
     }
   }
@@ -298,7 +302,8 @@ Run one_run(Setup& s, int index, bool with_agent, std::vector<WorkerState>& work
     std::unique_lock lock(mu);
     for (int k = 0;; ++k) {
       const double at = t0 + k * FLAGS_agent_checkpoint_s;
-      cv.wait_for(lock, std::chrono::duration<double>(std::max(0.0, at - mono_seconds())), [&] { return done; });
+      cv.wait_for(lock, std::chrono::duration<double>(std::max(0.0, at - mono_seconds())),
+                  [&] { return done; });
       if (done) return;
       lock.unlock();
       if (with_agent) {
@@ -369,8 +374,8 @@ Run one_run(Setup& s, int index, bool with_agent, std::vector<WorkerState>& work
     if (js.value("newest_committed_step", std::uint64_t{0}) < newest) {
       run.ok = false;
       run.note = "newest checkpoint (step " + std::to_string(newest) + ") not committed " +
-                 std::to_string(static_cast<int>(kDrainWaitSeconds)) + " s after the run; last status: " +
-                 last.dump().substr(0, 1500);
+                 std::to_string(static_cast<int>(kDrainWaitSeconds)) +
+                 " s after the run; last status: " + last.dump().substr(0, 1500);
     }
     ::kill(agent.pid, SIGTERM);
     reap(agent, kStopWaitSeconds);
@@ -395,15 +400,18 @@ double median(std::vector<double> v) {
 
 Status prepare(Setup& s) {
   const char* tmp = std::getenv("TMPDIR");
-  fs::path parent = !FLAGS_agent_work.empty() ? fs::path(FLAGS_agent_work) : fs::path(tmp && *tmp ? tmp : "/tmp");
+  fs::path parent =
+      !FLAGS_agent_work.empty() ? fs::path(FLAGS_agent_work) : fs::path(tmp && *tmp ? tmp : "/tmp");
   std::string templ = (parent / "ferry-bench-agent.XXXXXX").string();
   if (!::mkdtemp(templ.data())) return Status::io_error("mkdtemp " + templ + ": " + std::strerror(errno));
   s.work = templ;
   const char* env = std::getenv("FERRY_CORPUS_DIR");
-  const fs::path corpus = !FLAGS_agent_corpus.empty() ? fs::path(FLAGS_agent_corpus) : fs::path(env ? env : "");
+  const fs::path corpus =
+      !FLAGS_agent_corpus.empty() ? fs::path(FLAGS_agent_corpus) : fs::path(env ? env : "");
   if (corpus.empty() || !fs::is_directory(corpus)) {
-    return Status::invalid_argument("no corpus: give --agent_corpus or FERRY_CORPUS_DIR (laid by "
-                                    "../shared/corpus/fetch-corpus.sh)");
+    return Status::invalid_argument(
+        "no corpus: give --agent_corpus or FERRY_CORPUS_DIR (laid by "
+        "../shared/corpus/fetch-corpus.sh)");
   }
   auto files = load_corpus(corpus, static_cast<std::uint64_t>(FLAGS_agent_checkpoint_mb) << 20);
   if (!files) return files.status();
@@ -413,7 +421,8 @@ Status prepare(Setup& s) {
   const fs::path ferry = !FLAGS_agent_ferry.empty() ? fs::path(FLAGS_agent_ferry) : sibling_tool("ferry");
   for (const auto& bin : {s.agent_bin, ferry}) {
     if (::access(bin.c_str(), X_OK) != 0) {
-      return Status::invalid_argument(bin.string() + " is not an executable (build it, or give --agent_bin / --agent_ferry)");
+      return Status::invalid_argument(
+          bin.string() + " is not an executable (build it, or give --agent_bin / --agent_ferry)");
     }
   }
   rep::CertSetOptions co;
@@ -429,11 +438,11 @@ Result<ChildProcess> start_receiver(Setup& s, const fs::path& ferry) {
   const fs::path out = s.work / "serve.out";
   // nice -n is relative: land at 19 whatever the bench's own nice value.
   const std::string increment = std::to_string(19 - FLAGS_agent_workload_nice);
-  auto child = spawn_logged({"/usr/bin/nice", "-n", increment, ferry.string(), "serve",
-                             "--store=" + (s.work / "dr-store").string(), "--listen=127.0.0.1:0",
-                             "--ca=" + s.certs.ca_cert.string(), "--cert=" + s.certs.receiver_cert.string(),
-                             "--key=" + s.certs.receiver_key.string()},
-                            out, s.work / "serve.log");
+  auto child = spawn_logged(
+      {"/usr/bin/nice", "-n", increment, ferry.string(), "serve", "--store=" + (s.work / "dr-store").string(),
+       "--listen=127.0.0.1:0", "--ca=" + s.certs.ca_cert.string(), "--cert=" + s.certs.receiver_cert.string(),
+       "--key=" + s.certs.receiver_key.string()},
+      out, s.work / "serve.log");
   if (!child) return child.status();
   const std::string prefix = "listening on ";
   for (double deadline = mono_seconds() + kStartWaitSeconds; mono_seconds() < deadline;) {
@@ -459,7 +468,8 @@ FERRY_BENCH(agent, "training-like workload alone vs with ferry-agent replicating
   }
   // Before any thread or child exists, so that all of them inherit it.
   if (FLAGS_agent_workload_nice != 0 && ::setpriority(PRIO_PROCESS, 0, FLAGS_agent_workload_nice) != 0) {
-    std::fprintf(stderr, "ferry-bench agent: setpriority(%d): %s\n", FLAGS_agent_workload_nice, std::strerror(errno));
+    std::fprintf(stderr, "ferry-bench agent: setpriority(%d): %s\n", FLAGS_agent_workload_nice,
+                 std::strerror(errno));
     return 1;
   }
   Setup s;
@@ -489,12 +499,14 @@ FERRY_BENCH(agent, "training-like workload alone vs with ferry-agent replicating
   const int steps = std::max(10, static_cast<int>(FLAGS_agent_run_seconds / probe));
   std::printf("nice: workload %d, ferry-agent %d + its --nice, ferry serve 19\n", FLAGS_agent_workload_nice,
               FLAGS_agent_workload_nice);
-  std::printf("workload: %d threads on %d CPUs, 3 x %d MB triad arrays per thread, %d triad passes + %d %dx%d "
-              "matmuls per step, %d steps (%.1f ms per step)\n",
-              nthreads, ncpu, FLAGS_agent_array_mb, FLAGS_agent_triad_passes, FLAGS_agent_matmul_reps, kMatrixDim,
-              kMatrixDim, steps, probe * 1e3);
+  std::printf(
+      "workload: %d threads on %d CPUs, 3 x %d MB triad arrays per thread, %d triad passes + %d %dx%d "
+      "matmuls per step, %d steps (%.1f ms per step)\n",
+      nthreads, ncpu, FLAGS_agent_array_mb, FLAGS_agent_triad_passes, FLAGS_agent_matmul_reps, kMatrixDim,
+      kMatrixDim, steps, probe * 1e3);
   std::printf("checkpoints: %zu corpus files, %.1f MB each %.1f s; receiver %s (nice 19); work dir %s\n",
-              s.corpus.size(), s.checkpoint_bytes / 1e6, FLAGS_agent_checkpoint_s, s.target.c_str(), s.work.c_str());
+              s.corpus.size(), s.checkpoint_bytes / 1e6, FLAGS_agent_checkpoint_s, s.target.c_str(),
+              s.work.c_str());
   std::fflush(stdout);
 
   std::vector<Run> alone, with;
@@ -507,15 +519,17 @@ FERRY_BENCH(agent, "training-like workload alone vs with ferry-agent replicating
       const bool with_agent = (k == 1) != (r % 2 == 1);
       Run run = one_run(s, r * 2 + k, with_agent, workers, steps);
       std::printf("  run %d %-11s %7.2f s wall, %7.2f s CPU, load %4.1f, %d checkpoints", r + 1,
-                  with_agent ? "with agent" : "alone", run.seconds, run.cpu_seconds, run.load, run.checkpoints);
+                  with_agent ? "with agent" : "alone", run.seconds, run.cpu_seconds, run.load,
+                  run.checkpoints);
       if (with_agent) {
-        std::printf(", %d committed, %.1f MB logical, agent CPU %.1f s, RPO median %.1f s max %.1f s, drain %.1f s, "
-                    "RPO warning %s%s",
-                    run.committed, run.logical_bytes / 1e6, run.agent_cpu_seconds, median(run.rpo_samples),
-                    run.rpo_samples.empty() ? 0.0 : *std::max_element(run.rpo_samples.begin(), run.rpo_samples.end()),
-                    run.drain_seconds,
-                    run.warning_at_end ? "still raised" : (run.warning ? "raised, then cleared" : "never raised"),
-                    run.ok ? "" : " FAILED");
+        std::printf(
+            ", %d committed, %.1f MB logical, agent CPU %.1f s, RPO median %.1f s max %.1f s, drain %.1f s, "
+            "RPO warning %s%s",
+            run.committed, run.logical_bytes / 1e6, run.agent_cpu_seconds, median(run.rpo_samples),
+            run.rpo_samples.empty() ? 0.0 : *std::max_element(run.rpo_samples.begin(), run.rpo_samples.end()),
+            run.drain_seconds,
+            run.warning_at_end ? "still raised" : (run.warning ? "raised, then cleared" : "never raised"),
+            run.ok ? "" : " FAILED");
       }
       std::printf("\n");
       if (!run.ok) std::printf("    %s\n", run.note.c_str());
@@ -554,14 +568,17 @@ FERRY_BENCH(agent, "training-like workload alone vs with ferry-agent replicating
   std::printf("\nmedian of %zu interleaved pairs:\n", pair_ratios.size());
   std::printf("  workload alone          %8.2f s\n", alone_s);
   std::printf("  workload with agent     %8.2f s\n", with_s);
-  std::printf("  slowdown (wall)         %+7.1f %%   (median of paired ratios; target <= +5%%)\n", slowdown * 100);
-  std::printf("  slowdown (workload CPU) %+7.1f %%   (memory and cache interference only)\n", cpu_slowdown * 100);
-  std::printf("  load average            %8.1f     (median at the end of each run; %d CPUs)\n", median(loads), ncpu);
+  std::printf("  slowdown (wall)         %+7.1f %%   (median of paired ratios; target <= +5%%)\n",
+              slowdown * 100);
+  std::printf("  slowdown (workload CPU) %+7.1f %%   (memory and cache interference only)\n",
+              cpu_slowdown * 100);
+  std::printf("  load average            %8.1f     (median at the end of each run; %d CPUs)\n", median(loads),
+              ncpu);
   std::printf("  agent throughput        %8.1f MB/s logical, sustained (offered %.1f MB/s)\n",
               median(throughput) / 1e6, s.checkpoint_bytes / FLAGS_agent_checkpoint_s / 1e6);
   std::printf("  agent CPU               %8.2f s per GB logical\n", median(cpu_per_gb));
-  std::printf("  RPO (agent's own)       %8.1f s median, %.1f s max over %zu samples; warning %s\n", median(rpo),
-              rpo_max, rpo.size(), warned ? "raised" : "never raised");
+  std::printf("  RPO (agent's own)       %8.1f s median, %.1f s max over %zu samples; warning %s\n",
+              median(rpo), rpo_max, rpo.size(), warned ? "raised" : "never raised");
 
   nlohmann::json j;
   j["bench"] = "agent";

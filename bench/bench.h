@@ -17,9 +17,9 @@ struct Registrar {
   Registrar(const char* name, const char* summary, BenchMain fn);
 };
 
-#define FERRY_BENCH(name, summary)                                                   \
-  static int bench_##name(const std::vector<std::string>& args);                     \
-  static ::ferry::bench::Registrar registrar_##name(#name, summary, &bench_##name);  \
+#define FERRY_BENCH(name, summary)                                                  \
+  static int bench_##name(const std::vector<std::string>& args);                    \
+  static ::ferry::bench::Registrar registrar_##name(#name, summary, &bench_##name); \
   static int bench_##name(const std::vector<std::string>& args)
 
 // Clocks: base/clock.h (mono_seconds, process_cpu_seconds). Single-core

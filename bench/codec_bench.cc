@@ -83,14 +83,18 @@ struct FileResult {
 
 // Decodes a frame's payload without recomputing the chunk id: the codec's
 // own cost, to set beside zstd, which verifies nothing either.
-Status decode_payload_only(std::span<const std::byte> frame, std::span<std::byte> out,
-                           FloatDecoder& fd, ZstdDecompressor& zd) {
+Status decode_payload_only(std::span<const std::byte> frame, std::span<std::byte> out, FloatDecoder& fd,
+                           ZstdDecompressor& zd) {
   ASSIGN_OR_RETURN(FrameHeader h, parse_frame_header(frame));
   auto payload = frame.subspan(kFrameHeaderBytes);
   switch (h.codec) {
-    case Codec::kRaw: std::copy(payload.begin(), payload.end(), out.begin()); return Status::ok();
-    case Codec::kZstd: return zd.decompress(payload, out);
-    default: return fd.decode(payload, codec_element_width(h.codec), out);
+    case Codec::kRaw:
+      std::copy(payload.begin(), payload.end(), out.begin());
+      return Status::ok();
+    case Codec::kZstd:
+      return zd.decompress(payload, out);
+    default:
+      return fd.decode(payload, codec_element_width(h.codec), out);
   }
 }
 
@@ -131,8 +135,9 @@ Result<FileResult> bench_file(const fs::path& path, const CorpusRow& row) {
     for (std::size_t i = 0; i < plan.size(); ++i) {
       EncodeOptions opts;
       opts.trial = plan[i].trial;
-      EncodedChunk e = hash ? encoder.encode(chunk_span(plan[i]), plan[i].dtype, frames[i], opts)
-                            : encoder.encode_with_id(chunk_span(plan[i]), plan[i].dtype, ids[i], frames[i], opts);
+      EncodedChunk e =
+          hash ? encoder.encode(chunk_span(plan[i]), plan[i].dtype, frames[i], opts)
+               : encoder.encode_with_id(chunk_span(plan[i]), plan[i].dtype, ids[i], frames[i], opts);
       frame_total += e.frame_bytes;
     }
   };
@@ -203,8 +208,9 @@ bool is_half_file(const std::string& dtype) { return dtype == "fp16" || dtype ==
 
 FERRY_BENCH(codec, "per corpus file: ferry ratio and 1-core encode/decode GB/s beside zstd -1/-3") {
   (void)args;
-  fs::path dir = FLAGS_corpus.empty() ? fs::path(std::getenv("FERRY_CORPUS_DIR") ? std::getenv("FERRY_CORPUS_DIR") : "")
-                                      : fs::path(FLAGS_corpus);
+  fs::path dir = FLAGS_corpus.empty()
+                     ? fs::path(std::getenv("FERRY_CORPUS_DIR") ? std::getenv("FERRY_CORPUS_DIR") : "")
+                     : fs::path(FLAGS_corpus);
   if (dir.empty() || !fs::exists(dir / "corpus.tsv")) {
     std::fprintf(stderr,
                  "ferry-bench codec: no corpus: pass --corpus=DIR (lay it with "
@@ -215,9 +221,10 @@ FERRY_BENCH(codec, "per corpus file: ferry ratio and 1-core encode/decode GB/s b
     std::fprintf(stderr, "ferry-bench codec: --chunk_size: %s\n", st.to_string().c_str());
     return 2;
   }
-  std::printf("ferry-bench codec: %s, chunk %llu bytes, one thread, GB/s of logical bytes per CPU-second\n"
-              "  enc/dec: the codec alone; +hash/+vrfy: with the chunk's tree hash, as ferry pack/verify run\n",
-              dir.c_str(), static_cast<unsigned long long>(FLAGS_chunk_size));
+  std::printf(
+      "ferry-bench codec: %s, chunk %llu bytes, one thread, GB/s of logical bytes per CPU-second\n"
+      "  enc/dec: the codec alone; +hash/+vrfy: with the chunk's tree hash, as ferry pack/verify run\n",
+      dir.c_str(), static_cast<unsigned long long>(FLAGS_chunk_size));
   std::printf("%-28s %-5s %9s | %6s %5s %5s %5s %5s | %6s %5s %5s | %6s %5s %5s | %6s %s\n", "file", "dtype",
               "bytes", "ferry", "enc", "dec", "+hash", "+vrfy", "zstd1", "enc", "dec", "zstd3", "enc", "dec",
               "vs z3", "target");
@@ -243,30 +250,35 @@ FERRY_BENCH(codec, "per corpus file: ferry ratio and 1-core encode/decode GB/s b
       verdict = ok ? "met" : "MISSED";
       failures += !ok;
     }
-    std::printf("%-28.28s %-5s %9llu | %6.3f %5.2f %5.2f %5.2f %5.2f | %6.3f %5.2f %5.2f | %6.3f %5.2f %5.2f | %5.3fx %s\n",
-                r.name.c_str(), r.dtype.c_str(), static_cast<unsigned long long>(r.bytes), r.ferry.ratio,
-                r.ferry.encode_gbps, r.ferry.decode_gbps, r.ferry_frame.encode_gbps, r.ferry_frame.decode_gbps,
-                r.zstd1.ratio, r.zstd1.encode_gbps,
-                r.zstd1.decode_gbps, r.zstd3.ratio, r.zstd3.encode_gbps, r.zstd3.decode_gbps, vs,
-                verdict.c_str());
+    std::printf(
+        "%-28.28s %-5s %9llu | %6.3f %5.2f %5.2f %5.2f %5.2f | %6.3f %5.2f %5.2f | %6.3f %5.2f %5.2f | "
+        "%5.3fx %s\n",
+        r.name.c_str(), r.dtype.c_str(), static_cast<unsigned long long>(r.bytes), r.ferry.ratio,
+        r.ferry.encode_gbps, r.ferry.decode_gbps, r.ferry_frame.encode_gbps, r.ferry_frame.decode_gbps,
+        r.zstd1.ratio, r.zstd1.encode_gbps, r.zstd1.decode_gbps, r.zstd3.ratio, r.zstd3.encode_gbps,
+        r.zstd3.decode_gbps, vs, verdict.c_str());
     all_bytes += r.bytes;
     all_ferry += r.bytes / r.ferry.ratio;
     all_z3 += r.bytes / r.zstd3.ratio;
     nlohmann::json codecs = nlohmann::json::object();
     for (auto& [c, b] : r.codec_bytes) codecs[std::string(codec_name(c))] = b;
-    results.push_back({{"file", r.name}, {"dtype", r.dtype}, {"bytes", r.bytes}, {"ferry", to_json(r.ferry)},
+    results.push_back({{"file", r.name},
+                       {"dtype", r.dtype},
+                       {"bytes", r.bytes},
+                       {"ferry", to_json(r.ferry)},
                        {"ferry_with_hash", to_json(r.ferry_frame)},
-                       {"zstd1", to_json(r.zstd1)}, {"zstd3", to_json(r.zstd3)}, {"codec_bytes", codecs},
+                       {"zstd1", to_json(r.zstd1)},
+                       {"zstd3", to_json(r.zstd3)},
+                       {"codec_bytes", codecs},
                        {"target", verdict}});
   }
   std::printf("TOTAL %llu bytes: ferry ratio %.3f, zstd -3 ratio %.3f; float files missing a target: %d\n",
-              static_cast<unsigned long long>(all_bytes), all_bytes / all_ferry, all_bytes / all_z3, failures);
+              static_cast<unsigned long long>(all_bytes), all_bytes / all_ferry, all_bytes / all_z3,
+              failures);
   if (!FLAGS_json_out.empty()) {
-    std::ofstream(FLAGS_json_out) << nlohmann::json{{"bench", "codec"},
-                                                    {"chunk_bytes", FLAGS_chunk_size},
-                                                    {"files", results}}
-                                         .dump(2)
-                                  << "\n";
+    std::ofstream(FLAGS_json_out)
+        << nlohmann::json{{"bench", "codec"}, {"chunk_bytes", FLAGS_chunk_size}, {"files", results}}.dump(2)
+        << "\n";
   }
   return 0;
 }

@@ -137,9 +137,8 @@ Row bench_zstd(const Input& in, int level, double seconds, bool& ok) {
   Row r{};
   r.ratio = static_cast<double>(in.data.size()) / size;
   r.enc_gbps = gbps(in.data.size(), seconds, compress);
-  r.dec_gbps = gbps(in.data.size(), seconds, [&] {
-    (void)ZSTD_decompressDCtx(dctx, out.data(), out.size(), payload.data(), size);
-  });
+  r.dec_gbps = gbps(in.data.size(), seconds,
+                    [&] { (void)ZSTD_decompressDCtx(dctx, out.data(), out.size(), payload.data(), size); });
   ZSTD_freeCCtx(cctx);
   ZSTD_freeDCtx(dctx);
   return r;
@@ -157,10 +156,11 @@ FERRY_BENCH(float, "float codec (byte planes + rANS) vs zstd -1/-3 on 4 MiB chun
   double seconds = FLAGS_float_seconds;
   std::vector<Input> inputs = {normal_input("bf16", 2, true), normal_input("f16", 2, false),
                                normal_input("f32", 4, false), random_input()};
-  std::printf("float codec, 4 MiB chunks of N(0, 0.02) (random: uniform bytes as width 2), "
-              "one thread, %.2f CPU s per cell\n", seconds);
-  std::printf("%-7s %-8s %7s %9s %9s  %s\n", "input", "codec", "ratio", "enc GB/s", "dec GB/s",
-              "notes");
+  std::printf(
+      "float codec, 4 MiB chunks of N(0, 0.02) (random: uniform bytes as width 2), "
+      "one thread, %.2f CPU s per cell\n",
+      seconds);
+  std::printf("%-7s %-8s %7s %9s %9s  %s\n", "input", "codec", "ratio", "enc GB/s", "dec GB/s", "notes");
   int failures = 0;
   for (const Input& in : inputs) {
     bool ok = false;
@@ -169,8 +169,8 @@ FERRY_BENCH(float, "float codec (byte planes + rANS) vs zstd -1/-3 on 4 MiB chun
     char bound[64] = "";
     if (in.name != "random")
       std::snprintf(bound, sizeof bound, "exponent order-0 bound %.4f", exponent_bound_ratio(in));
-    std::printf("%-7s %-8s %7.4f %9.3f %9.3f  %s%s\n", in.name.c_str(), "ferry", f.ratio,
-                f.enc_gbps, f.dec_gbps, bound, ok ? "" : " ROUND TRIP FAILED");
+    std::printf("%-7s %-8s %7.4f %9.3f %9.3f  %s%s\n", in.name.c_str(), "ferry", f.ratio, f.enc_gbps,
+                f.dec_gbps, bound, ok ? "" : " ROUND TRIP FAILED");
     for (int level : {1, 3}) {
       Row z = bench_zstd(in, level, seconds, ok);
       failures += !ok;

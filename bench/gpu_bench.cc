@@ -9,12 +9,12 @@
 #include <gflags/gflags.h>
 
 #include <cmath>
-#include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -60,8 +60,8 @@ Bytes scaled_normal(std::size_t bytes, DType t, std::uint64_t seed) {
       if (t == DType::kF32) {
         std::memcpy(&out[i], &x, 4);
       } else {
-        auto h = t == DType::kBF16 ? static_cast<std::uint16_t>((x + 0x7fff + ((x >> 16) & 1)) >> 16)
-                                   : to_half(f);
+        auto h =
+            t == DType::kBF16 ? static_cast<std::uint16_t>((x + 0x7fff + ((x >> 16) & 1)) >> 16) : to_half(f);
         std::memcpy(&out[i], &h, 2);
       }
     }
@@ -148,8 +148,8 @@ Run run_engine(CodecEngine& e, std::span<const std::byte> data, DType t, std::sp
   std::vector<DecodeJob> djobs;
   for (std::size_t i = 0; i < k; ++i) {
     coded += res[i].frame_bytes;
-    djobs.push_back({jobs[i].frame.first(res[i].frame_bytes), out.subspan(i * chunk, jobs[i].data.size()),
-                     res[i].id});
+    djobs.push_back(
+        {jobs[i].frame.first(res[i].frame_bytes), out.subspan(i * chunk, jobs[i].data.size()), res[i].id});
   }
   r.ratio = static_cast<double>(data.size()) / coded;
   std::vector<Status> sts(k);
@@ -182,7 +182,8 @@ FERRY_BENCH(gpu, "codec engines: GPU (device-resident, and host pipeline) beside
     std::printf("gpu: no usable GPU (%s): CPU engine only\n", why.c_str());
     gbytes = FLAGS_gpu_bench_cpu_bytes;
   }
-  for (auto [name, t] : {std::pair{"bf16 N(0,0.02f)", DType::kBF16}, {"fp16 N(0,0.02f)", DType::kF16},
+  for (auto [name, t] : {std::pair{"bf16 N(0,0.02f)", DType::kBF16},
+                         {"fp16 N(0,0.02f)", DType::kF16},
                          {"fp32 N(0,0.02f)", DType::kF32}})
     inputs.push_back({name, t, scaled_normal(gbytes, t, 7)});
   for (const auto& f : corpus_rows()) {
@@ -214,8 +215,8 @@ FERRY_BENCH(gpu, "codec engines: GPU (device-resident, and host pipeline) beside
     std::printf("gpu: %s; device-to-device copy %.0f GB/s (read+write)\n", gpu->description().c_str(),
                 copy_gbps);
   }
-  std::printf("%-34s %7s %7s | %9s %9s | %9s %9s %6s %6s | %9s %9s\n", "input", "ratio", "bound",
-              "cpu enc", "cpu dec", "gpu enc", "gpu dec", "/copy", "/copy", "h2h enc", "h2h dec");
+  std::printf("%-34s %7s %7s | %9s %9s | %9s %9s %6s %6s | %9s %9s\n", "input", "ratio", "bound", "cpu enc",
+              "cpu dec", "gpu enc", "gpu dec", "/copy", "/copy", "h2h enc", "h2h dec");
   int rc = 0;
   for (auto& in : inputs) {
     std::size_t cpu_bytes = std::min(in.data.size(), static_cast<std::size_t>(FLAGS_gpu_bench_cpu_bytes));
@@ -239,10 +240,10 @@ FERRY_BENCH(gpu, "codec engines: GPU (device-resident, and host pipeline) beside
       if (!g.ok || !h.ok || ho != in.data) rc = 1;
     }
     if (!c.ok) rc = 1;
-    std::printf("%-34s %7.3f %7.3f | %9.2f %9.2f | %9.1f %9.1f %6.3f %6.3f | %9.1f %9.1f\n",
-                in.name.c_str(), gpu ? g.ratio : c.ratio, bound, c.enc_gbps, c.dec_gbps, g.enc_gbps,
-                g.dec_gbps, copy_gbps > 0 ? g.enc_gbps / copy_gbps : 0.0,
-                copy_gbps > 0 ? g.dec_gbps / copy_gbps : 0.0, h.enc_gbps, h.dec_gbps);
+    std::printf("%-34s %7.3f %7.3f | %9.2f %9.2f | %9.1f %9.1f %6.3f %6.3f | %9.1f %9.1f\n", in.name.c_str(),
+                gpu ? g.ratio : c.ratio, bound, c.enc_gbps, c.dec_gbps, g.enc_gbps, g.dec_gbps,
+                copy_gbps > 0 ? g.enc_gbps / copy_gbps : 0.0, copy_gbps > 0 ? g.dec_gbps / copy_gbps : 0.0,
+                h.enc_gbps, h.dec_gbps);
   }
   std::printf("GB/s are logical (uncompressed) bytes; cpu columns use all host cores on %zu MiB.\n",
               static_cast<std::size_t>(FLAGS_gpu_bench_cpu_bytes >> 20));

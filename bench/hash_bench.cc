@@ -10,24 +10,25 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "bench/bench.h"
 #include "base/crc32c.h"
-#include "codec/tree_hash_pair.h"
-#include "codec/limits.h"
 #include "base/thread_pool.h"
+#include "bench/bench.h"
+#include "codec/limits.h"
 #include "codec/tree_hash.h"
+#include "codec/tree_hash_pair.h"
 
 DEFINE_uint64(hash_mib, 64, "ferry-bench hash: buffer size in MiB");
 DEFINE_int32(hash_reps, 5, "ferry-bench hash: repetitions of each measurement (best is kept)");
-DEFINE_int32(hash_threads, 0, "ferry-bench hash: threads for the parallel run, caller included (0 = one per core)");
+DEFINE_int32(hash_threads, 0,
+             "ferry-bench hash: threads for the parallel run, caller included (0 = one per core)");
 DEFINE_bool(hash_openssl_cli, true, "ferry-bench hash: also run `openssl speed -evp sha256 -bytes 8192`");
 
 namespace ferry::bench {
@@ -81,8 +82,7 @@ FERRY_BENCH(hash, "tree hash and CRC32C vs OpenSSL EVP SHA-256 (openssl speed, 8
     std::memcpy(&buf[i], &v, 8);
   }
   std::printf("ferry-bench hash: %zu MiB buffer, best of %d, %u hardware threads\n",
-              static_cast<std::size_t>(FLAGS_hash_mib), FLAGS_hash_reps,
-              std::thread::hardware_concurrency());
+              static_cast<std::size_t>(FLAGS_hash_mib), FLAGS_hash_reps, std::thread::hardware_concurrency());
 
   // Baseline: one EVP digest per 8192-byte message, as openssl speed does.
   EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);

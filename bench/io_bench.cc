@@ -29,7 +29,8 @@ DEFINE_uint64(io_file_mib, 1024, "ferry-bench io: test file size in MiB");
 DEFINE_uint64(io_block_kib, 1024, "ferry-bench io: block size in KiB (files and sockets)");
 DEFINE_uint32(io_depth, 16, "ferry-bench io: queue depth");
 DEFINE_uint64(io_net_mib, 4096, "ferry-bench io: bytes per loopback TCP run, in MiB");
-DEFINE_int32(io_sock_buf_kib, 0, "ferry-bench io: SO_SNDBUF/SO_RCVBUF in KiB for both ends (iperf3 -w); 0: kernel autotuning");
+DEFINE_int32(io_sock_buf_kib, 0,
+             "ferry-bench io: SO_SNDBUF/SO_RCVBUF in KiB for both ends (iperf3 -w); 0: kernel autotuning");
 DEFINE_bool(io_baselines, true, "ferry-bench io: also run fio and iperf3");
 DEFINE_bool(io_recv_multishot, true,
             "ferry-bench io: io_uring recvs through multishot receive and a provided buffer ring "
@@ -153,10 +154,10 @@ std::string run_command(const std::string& cmd) {
 Row fio_row(const std::string& path, bool write, std::uint64_t file_bytes) {
   Row r{write ? "seq write+fsync" : "seq read (O_DIRECT)", "fio io_uring"};
   std::string cmd = "fio --name=ferry --filename=" + path + " --rw=" + (write ? "write" : "read") +
-                    " --bs=" + std::to_string(FLAGS_io_block_kib) + "k --iodepth=" +
-                    std::to_string(FLAGS_io_depth) + " --ioengine=io_uring --direct=1 --size=" +
-                    std::to_string(file_bytes >> 20) + "m" + (write ? " --end_fsync=1" : "") +
-                    " --output-format=json 2>/dev/null";
+                    " --bs=" + std::to_string(FLAGS_io_block_kib) +
+                    "k --iodepth=" + std::to_string(FLAGS_io_depth) +
+                    " --ioengine=io_uring --direct=1 --size=" + std::to_string(file_bytes >> 20) + "m" +
+                    (write ? " --end_fsync=1" : "") + " --output-format=json 2>/dev/null";
   std::string out = run_command(cmd);
   auto j = nlohmann::json::parse(out, nullptr, false);
   if (j.is_discarded() || !j.contains("jobs")) {
@@ -259,8 +260,7 @@ Row net_row(Backend backend, std::uint64_t total, PlainPeer plain_peer = PlainPe
       }
       for (std::size_t i = 0; i < *n; ++i) {
         if (!out[i].status.is_ok() || out[i].bytes == 0) {
-          server_status = out[i].status.is_ok() ? Status::io_error("early end of stream")
-                                                : out[i].status;
+          server_status = out[i].status.is_ok() ? Status::io_error("early end of stream") : out[i].status;
           return;
         }
         got += out[i].bytes;
@@ -313,10 +313,11 @@ Row iperf_row(std::uint64_t total) {
   nlohmann::json j;
   for (int attempt = 0; attempt < 20; ++attempt) {  // the daemon needs a moment to listen
     ::usleep(100'000);
-    out = run_command("iperf3 -c 127.0.0.1 -p " + std::to_string(port) + " -n " +
-                      std::to_string(total >> 20) + "M -l " + std::to_string(FLAGS_io_block_kib) +
-                      "K" + (FLAGS_io_sock_buf_kib > 0 ? " -w " + std::to_string(FLAGS_io_sock_buf_kib) + "K" : "") +
-                      " -J 2>/dev/null");
+    out =
+        run_command("iperf3 -c 127.0.0.1 -p " + std::to_string(port) + " -n " + std::to_string(total >> 20) +
+                    "M -l " + std::to_string(FLAGS_io_block_kib) + "K" +
+                    (FLAGS_io_sock_buf_kib > 0 ? " -w " + std::to_string(FLAGS_io_sock_buf_kib) + "K" : "") +
+                    " -J 2>/dev/null");
     j = nlohmann::json::parse(out, nullptr, false);
     if (!j.is_discarded() && j.contains("end") && !j.contains("error")) break;
   }
@@ -329,8 +330,7 @@ Row iperf_row(std::uint64_t total) {
   r.bytes = recv["bytes"].get<double>();
   r.seconds = recv["seconds"].get<double>();
   const auto& cpu = end["cpu_utilization_percent"];
-  r.cpu_seconds = (cpu["host_total"].get<double>() + cpu["remote_total"].get<double>()) / 100.0 *
-                  r.seconds;
+  r.cpu_seconds = (cpu["host_total"].get<double>() + cpu["remote_total"].get<double>()) / 100.0 * r.seconds;
   return r;
 }
 
@@ -348,11 +348,12 @@ FERRY_BENCH(io, "file and socket I/O: io_uring engine, thread fallback, fio, ipe
     return 1;
   }
   std::string path = FLAGS_io_dir + "/ferry-bench-io." + std::to_string(::getpid());
-  std::printf("ferry-bench io: file %llu MiB in %s, block %llu KiB, queue depth %u, O_DIRECT; "
-              "tcp %llu MiB over 127.0.0.1\n",
-              static_cast<unsigned long long>(FLAGS_io_file_mib), FLAGS_io_dir.c_str(),
-              static_cast<unsigned long long>(FLAGS_io_block_kib), FLAGS_io_depth,
-              static_cast<unsigned long long>(FLAGS_io_net_mib));
+  std::printf(
+      "ferry-bench io: file %llu MiB in %s, block %llu KiB, queue depth %u, O_DIRECT; "
+      "tcp %llu MiB over 127.0.0.1\n",
+      static_cast<unsigned long long>(FLAGS_io_file_mib), FLAGS_io_dir.c_str(),
+      static_cast<unsigned long long>(FLAGS_io_block_kib), FLAGS_io_depth,
+      static_cast<unsigned long long>(FLAGS_io_net_mib));
   std::fflush(stdout);
 
   std::vector<Row> rows;
@@ -399,25 +400,32 @@ FERRY_BENCH(io, "file and socket I/O: io_uring engine, thread fallback, fio, ipe
     }
     if (!r.error.empty()) {
       ++failures;
-      std::printf("| %s | %s | failed: %s | | | |\n", r.test.c_str(), r.runner.c_str(),
-                  r.error.c_str());
+      std::printf("| %s | %s | failed: %s | | | |\n", r.test.c_str(), r.runner.c_str(), r.error.c_str());
       results.push_back({{"test", r.test}, {"runner", r.runner}, {"error", r.error}});
       continue;
     }
     double vs_base = base && base->error.empty() && base->gbps() > 0 ? r.gbps() / base->gbps() : 0;
     double vs_thr = threads && threads->error.empty() && threads->cpu_per_gb() > 0
-                        ? r.cpu_per_gb() / threads->cpu_per_gb() : 0;
-    std::printf("| %s | %s | %.2f | %.3f | %.2fx | %.2fx |\n", r.test.c_str(), r.runner.c_str(),
-                r.gbps(), r.cpu_per_gb(), vs_base, vs_thr);
-    results.push_back({{"test", r.test}, {"runner", r.runner}, {"gb_per_s", r.gbps()},
-                       {"cpu_s_per_gb", r.cpu_per_gb()}, {"seconds", r.seconds},
-                       {"bytes", r.bytes}, {"vs_baseline", vs_base}, {"cpu_vs_threads", vs_thr}});
+                        ? r.cpu_per_gb() / threads->cpu_per_gb()
+                        : 0;
+    std::printf("| %s | %s | %.2f | %.3f | %.2fx | %.2fx |\n", r.test.c_str(), r.runner.c_str(), r.gbps(),
+                r.cpu_per_gb(), vs_base, vs_thr);
+    results.push_back({{"test", r.test},
+                       {"runner", r.runner},
+                       {"gb_per_s", r.gbps()},
+                       {"cpu_s_per_gb", r.cpu_per_gb()},
+                       {"seconds", r.seconds},
+                       {"bytes", r.bytes},
+                       {"vs_baseline", vs_base},
+                       {"cpu_vs_threads", vs_thr}});
   }
   if (!FLAGS_json_out.empty()) {
     std::ofstream(FLAGS_json_out) << nlohmann::json{
         {"bench", "io"},
-        {"file_mib", FLAGS_io_file_mib}, {"block_kib", FLAGS_io_block_kib},
-        {"queue_depth", FLAGS_io_depth}, {"net_mib", FLAGS_io_net_mib},
+        {"file_mib", FLAGS_io_file_mib},
+        {"block_kib", FLAGS_io_block_kib},
+        {"queue_depth", FLAGS_io_depth},
+        {"net_mib", FLAGS_io_net_mib},
         {"results", results}}.dump(2);
   }
   return failures == 0 ? 0 : 1;

@@ -34,14 +34,14 @@
 #include <string>
 #include <vector>
 
+#include "base/unique_fd.h"
 #include "bench/bench.h"
 #include "codec/packer.h"
-#include "base/unique_fd.h"
 #include "replication/cert_gen.h"
-#include "tests/testing/link_simulator.h"
-#include "store/local_store.h"
 #include "replication/receiver.h"
 #include "replication/sender.h"
+#include "store/local_store.h"
+#include "tests/testing/link_simulator.h"
 
 DECLARE_string(json_out);  // bench/main.cc
 
@@ -91,8 +91,10 @@ struct Child {
 Result<Child> spawn(const std::vector<std::string>& argv, bool pipe_in, bool pipe_out,
                     const std::vector<std::string>& env_extra = {}, bool own_group = false) {
   int in_fds[2] = {-1, -1}, out_fds[2] = {-1, -1};
-  if (pipe_in && ::pipe2(in_fds, O_CLOEXEC) != 0) return Status::io_error(std::string("pipe: ") + std::strerror(errno));
-  if (pipe_out && ::pipe2(out_fds, O_CLOEXEC) != 0) return Status::io_error(std::string("pipe: ") + std::strerror(errno));
+  if (pipe_in && ::pipe2(in_fds, O_CLOEXEC) != 0)
+    return Status::io_error(std::string("pipe: ") + std::strerror(errno));
+  if (pipe_out && ::pipe2(out_fds, O_CLOEXEC) != 0)
+    return Status::io_error(std::string("pipe: ") + std::strerror(errno));
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -151,7 +153,8 @@ Result<std::string> run_capture(const std::string& cmd, const std::vector<std::s
   if (!child) return child.status();
   std::string out;
   char buf[4096];
-  for (ssize_t n; (n = ::read(child->out.get(), buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+  for (ssize_t n; (n = ::read(child->out.get(), buf, sizeof buf)) > 0;)
+    out.append(buf, static_cast<std::size_t>(n));
   Exit e = wait_child(child->pid);
   if (!WIFEXITED(e.status) || WEXITSTATUS(e.status) != 0) {
     return Status::io_error("command failed (status " + std::to_string(e.status) + "): " + cmd);
@@ -248,7 +251,8 @@ Row failed(Row row, std::string why) {
 std::uint64_t tree_bytes(const fs::path& root) {
   std::uint64_t n = 0;
   std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator(); ++it) {
+  for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator();
+       ++it) {
     if (it->is_regular_file(ec)) n += it->file_size(ec);
   }
   return n;
@@ -343,19 +347,22 @@ Row openssl_row(Setup& s, int rtt_ms) {
   std::string server = "openssl s_server -accept 127.0.0.1:" + std::to_string(port) +
                        " -naccept 1 -tls1_3 -quiet -cert " + shell_quote(s.certs.receiver_cert) + " -key " +
                        shell_quote(s.certs.receiver_key) + " -CAfile " + shell_quote(s.certs.ca_cert) +
-                       " -Verify 1 -verify_return_error 2>>" + shell_quote(log) + " | zstd -d -q | tar x -C " + shell_quote(dest);
+                       " -Verify 1 -verify_return_error 2>>" + shell_quote(log) +
+                       " | zstd -d -q | tar x -C " + shell_quote(dest);
   // s_server's stdin is a pipe the bench holds open: at EOF it would spin.
   auto srv = spawn({"/bin/bash", "-c", server}, true, false, {}, true);
   if (!srv) return failed(row, srv.status().to_string());
   GroupGuard server_guard{srv->pid};
-  if (!wait_listening(port)) return failed(row, "openssl s_server did not listen on port " + std::to_string(port));
+  if (!wait_listening(port))
+    return failed(row, "openssl s_server did not listen on port " + std::to_string(port));
   auto relay = RelayProcess::start("127.0.0.1:" + std::to_string(port), rtt_ms / 2);
   if (!relay) return failed(row, relay.status().to_string());
-  std::string client = "tar cf - -C " + shell_quote(s.ckpt) + " . | zstd -1 -T0 -q | openssl s_client -connect " +
-                       relay->address() + " -tls1_3 -quiet -no_ign_eof -nocommands -verify_return_error" +
-                       " -verify_hostname localhost -cert " + shell_quote(s.certs.host_cert(kHostName)) + " -key " +
-                       shell_quote(s.certs.host_key(kHostName)) + " -CAfile " + shell_quote(s.certs.ca_cert) +
-                       " > /dev/null 2>>" + shell_quote(log);
+  std::string client = "tar cf - -C " + shell_quote(s.ckpt) +
+                       " . | zstd -1 -T0 -q | openssl s_client -connect " + relay->address() +
+                       " -tls1_3 -quiet -no_ign_eof -nocommands -verify_return_error" +
+                       " -verify_hostname localhost -cert " + shell_quote(s.certs.host_cert(kHostName)) +
+                       " -key " + shell_quote(s.certs.host_key(kHostName)) + " -CAfile " +
+                       shell_quote(s.certs.ca_cert) + " > /dev/null 2>>" + shell_quote(log);
   double t0 = mono_seconds();
   auto cli = spawn({"/bin/bash", "-c", client}, false, false);
   if (!cli) return failed(row, cli.status().to_string());
@@ -396,8 +403,8 @@ Row restic_row(Setup& s) {
   std::uint64_t before = tree_bytes(repo);
   double t0 = mono_seconds();
   auto child = spawn({"/bin/bash", "-c",
-                      "restic backup -q --json --repo " + shell_quote(repo) + " " + shell_quote(s.ckpt) + " > " +
-                          shell_quote(s.work / "restic.json")},
+                      "restic backup -q --json --repo " + shell_quote(repo) + " " + shell_quote(s.ckpt) +
+                          " > " + shell_quote(s.work / "restic.json")},
                      false, false, env);
   if (!child) return failed(row, child.status().to_string());
   Exit e = wait_child(child->pid);
@@ -423,13 +430,15 @@ Status prepare(Setup& s) {
     const char* env = std::getenv("FERRY_CORPUS_DIR");
     fs::path corpus = !FLAGS_rep_corpus.empty() ? fs::path(FLAGS_rep_corpus) : fs::path(env ? env : "");
     if (corpus.empty() || !fs::is_directory(corpus)) {
-      return Status::invalid_argument("no checkpoint: give --rep_dir, --rep_corpus or FERRY_CORPUS_DIR (laid by "
-                                      "../shared/corpus/fetch-corpus.sh)");
+      return Status::invalid_argument(
+          "no checkpoint: give --rep_dir, --rep_corpus or FERRY_CORPUS_DIR (laid by "
+          "../shared/corpus/fetch-corpus.sh)");
     }
     s.ckpt = s.work / "ckpt";
     std::error_code ec;
     fs::copy(corpus, s.ckpt, fs::copy_options::recursive, ec);
-    if (ec) return Status::io_error("copy " + corpus.string() + " to " + s.ckpt.string() + ": " + ec.message());
+    if (ec)
+      return Status::io_error("copy " + corpus.string() + " to " + s.ckpt.string() + ": " + ec.message());
   }
   auto sources = list_pack_sources(s.ckpt);
   if (!sources) return sources.status();
@@ -480,8 +489,8 @@ FERRY_BENCH(replicate, "ferry push vs tar|zstd|openssl and restic, loopback, 0 m
     std::size_t c = 0;
     auto add = [&](Row r) {
       if (all.size() <= c) all.emplace_back();
-      std::printf("  run %d: %-28s %3d ms %7.3f GB/s %6.2f CPU s%s\n", run + 1, r.tool.c_str(), r.rtt_ms, r.gbps(),
-                  r.cpu, r.ok ? "" : " FAILED");
+      std::printf("  run %d: %-28s %3d ms %7.3f GB/s %6.2f CPU s%s\n", run + 1, r.tool.c_str(), r.rtt_ms,
+                  r.gbps(), r.cpu, r.ok ? "" : " FAILED");
       std::fflush(stdout);
       all[c++].push_back(std::move(r));
     };
@@ -506,14 +515,14 @@ FERRY_BENCH(replicate, "ferry push vs tar|zstd|openssl and restic, loopback, 0 m
     ranges.emplace_back(runs.back().gbps(), runs.front().gbps());
   }
 
-  std::printf("\nmedian of %d runs:\n%-28s %6s %9s %13s %14s %7s %8s %8s  %s\n", std::max(1, FLAGS_rep_runs), "tool",
-              "RTT ms", "GB/s", "GB/s range", "wire bytes", "ratio", "CPU s", "wall s", "note");
+  std::printf("\nmedian of %d runs:\n%-28s %6s %9s %13s %14s %7s %8s %8s  %s\n", std::max(1, FLAGS_rep_runs),
+              "tool", "RTT ms", "GB/s", "GB/s range", "wire bytes", "ratio", "CPU s", "wall s", "note");
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
-    std::printf("%-28s %6d %9.3f %6.3f-%-6.3f %14llu %7.3f %8.2f %8.2f  %s%s\n", r.tool.c_str(), r.rtt_ms, r.gbps(),
-                ranges[i].first, ranges[i].second, static_cast<unsigned long long>(r.wire),
-                r.wire ? static_cast<double>(r.logical) / r.wire : 0, r.cpu, r.seconds, r.ok ? "" : "FAILED: ",
-                r.note.c_str());
+    std::printf("%-28s %6d %9.3f %6.3f-%-6.3f %14llu %7.3f %8.2f %8.2f  %s%s\n", r.tool.c_str(), r.rtt_ms,
+                r.gbps(), ranges[i].first, ranges[i].second, static_cast<unsigned long long>(r.wire),
+                r.wire ? static_cast<double>(r.logical) / r.wire : 0, r.cpu, r.seconds,
+                r.ok ? "" : "FAILED: ", r.note.c_str());
   }
   auto find = [&](const std::string& tool, int rtt) -> const Row* {
     for (const auto& r : rows) {
@@ -538,15 +547,22 @@ FERRY_BENCH(replicate, "ferry push vs tar|zstd|openssl and restic, loopback, 0 m
   j["rtt_ms"] = FLAGS_rep_rtt_ms;
   j["runs"] = std::max(1, FLAGS_rep_runs);
   for (const auto& r : rows) {
-    j["rows"].push_back({{"tool", r.tool}, {"rtt_ms", r.rtt_ms}, {"ok", r.ok}, {"logical_gbps", r.gbps()},
-                         {"wire_bytes", r.wire}, {"cpu_seconds", r.cpu}, {"seconds", r.seconds},
-                         {"note", r.note}, {"gbps_min", ranges[&r - rows.data()].first},
+    j["rows"].push_back({{"tool", r.tool},
+                         {"rtt_ms", r.rtt_ms},
+                         {"ok", r.ok},
+                         {"logical_gbps", r.gbps()},
+                         {"wire_bytes", r.wire},
+                         {"cpu_seconds", r.cpu},
+                         {"seconds", r.seconds},
+                         {"note", r.note},
+                         {"gbps_min", ranges[&r - rows.data()].first},
                          {"gbps_max", ranges[&r - rows.data()].second}});
   }
   std::printf("\n");
   if (ferry0 && best_base) {
     double ratio = ferry0->gbps() / best_base->gbps();
-    std::printf("ferry / faster baseline (%s) at 0 ms: %.2fx (target >= 1.5x)\n", best_base->tool.c_str(), ratio);
+    std::printf("ferry / faster baseline (%s) at 0 ms: %.2fx (target >= 1.5x)\n", best_base->tool.c_str(),
+                ratio);
     j["ferry_vs_best_baseline"] = ratio;
     j["best_baseline"] = best_base->tool;
   }

@@ -29,11 +29,11 @@
 #include <thread>
 #include <vector>
 
+#include "base/posix_file.h"
+#include "base/thread_pool.h"
 #include "bench/bench.h"
 #include "codec/archive.h"
 #include "codec/packer.h"
-#include "base/posix_file.h"
-#include "base/thread_pool.h"
 #include "cuda/gpu_engine.h"
 #include "cuda/gpu_memory.h"
 #include "replication/device_restore.h"
@@ -173,7 +173,8 @@ Result<double> ceiling_seconds(const fs::path& path, int threads) {
       while (st.is_ok()) {
         const std::uint64_t at = next.fetch_add(kCeilingBlockBytes);
         if (at >= size) break;
-        const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kCeilingBlockBytes, size - at));
+        const std::size_t n =
+            static_cast<std::size_t>(std::min<std::uint64_t>(kCeilingBlockBytes, size - at));
         // The copy queued from this buffer two blocks ago must be done first.
         if (which == 0) st = w.stream.synchronize();
         if (!st) break;
@@ -237,10 +238,12 @@ FERRY_BENCH(restore, "checkpoint into GPU memory: ferry vs safetensors, torch.lo
     auto sources = list_pack_sources(st_path);
     auto writer = ArchiveWriter::create(archive);
     if (!engine || !sources || !writer) {
-      std::fprintf(stderr, "restore: cannot pack: %s\n", (!engine ? engine.status() : !sources ? sources.status()
-                                                                                               : writer.status())
-                                                             .to_string()
-                                                             .c_str());
+      std::fprintf(stderr, "restore: cannot pack: %s\n",
+                   (!engine    ? engine.status()
+                    : !sources ? sources.status()
+                               : writer.status())
+                       .to_string()
+                       .c_str());
       return 1;
     }
     PackOptions po;
@@ -272,14 +275,20 @@ FERRY_BENCH(restore, "checkpoint into GPU memory: ferry vs safetensors, torch.lo
       double s = -1;
       if (row.name == "ferry") {
         auto r = ferry_seconds(archive, FLAGS_restore_threads, &engine);
-        if (r) s = *r; else std::fprintf(stderr, "restore: ferry: %s\n", r.status().to_string().c_str());
+        if (r)
+          s = *r;
+        else
+          std::fprintf(stderr, "restore: ferry: %s\n", r.status().to_string().c_str());
       } else if (row.name == "safetensors") {
         s = run_python(kSafetensorsScript, {st_path.string()}, nullptr);
       } else if (row.name == "torch.load") {
         s = run_python(kTorchLoadScript, {pt_path.string()}, nullptr);
       } else {
         auto r = ceiling_seconds(st_path, FLAGS_restore_threads);
-        if (r) s = *r; else std::fprintf(stderr, "restore: ceiling: %s\n", r.status().to_string().c_str());
+        if (r)
+          s = *r;
+        else
+          std::fprintf(stderr, "restore: ceiling: %s\n", r.status().to_string().c_str());
       }
       (is_cold ? row.cold : row.warm) = s;
     }

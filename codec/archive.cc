@@ -129,9 +129,8 @@ Result<Trailer> read_trailer(int fd, const std::filesystem::path& path, std::uin
     return corrupt("not a ferry archive (bad magic)");
   }
   if (std::to_integer<std::uint8_t>(header[4]) != kArchiveVersion) {
-    return Status::unsupported(name + ": archive version " +
-                               std::to_string(std::to_integer<int>(header[4])) + " (this build reads " +
-                               std::to_string(kArchiveVersion) + ")");
+    return Status::unsupported(name + ": archive version " + std::to_string(std::to_integer<int>(header[4])) +
+                               " (this build reads " + std::to_string(kArchiveVersion) + ")");
   }
   if (load_le(header.data() + 5, 3) != 0) return corrupt("archive flags or reserved bytes not zero");
 
@@ -145,14 +144,14 @@ Result<Trailer> read_trailer(int fd, const std::filesystem::path& path, std::uin
             load_le(tb.data() + 24, 8), static_cast<std::uint32_t>(load_le(tb.data() + 32, 4))};
   const std::uint64_t index_end = size - kArchiveTrailerBytes;
   if (load_le(tb.data() + 36, 4) != 0 || t.manifest_offset < kArchiveHeaderBytes ||
-      t.manifest_bytes > kManifestHeaderBytes + kMaxManifestBodyBytes ||
-      t.manifest_offset > index_end || t.manifest_bytes > index_end - t.manifest_offset ||
+      t.manifest_bytes > kManifestHeaderBytes + kMaxManifestBodyBytes || t.manifest_offset > index_end ||
+      t.manifest_bytes > index_end - t.manifest_offset ||
       t.index_offset != t.manifest_offset + t.manifest_bytes ||
       (index_end - t.index_offset) / kFrameIndexEntryBytes != t.chunk_count ||
       (index_end - t.index_offset) % kFrameIndexEntryBytes != 0) {
     return corrupt("trailer describes an impossible layout (manifest at " +
-                   std::to_string(t.manifest_offset) + ", " + std::to_string(t.manifest_bytes) +
-                   " bytes; " + std::to_string(t.chunk_count) + " index entries)");
+                   std::to_string(t.manifest_offset) + ", " + std::to_string(t.manifest_bytes) + " bytes; " +
+                   std::to_string(t.chunk_count) + " index entries)");
   }
   return t;
 }
@@ -164,7 +163,7 @@ Result<ArchiveReader> ArchiveReader::open(const std::filesystem::path& path) {
   r.path_ = path;
   const std::string name = path.string();
   ASSIGN_OR_RETURN(r.fd_, open_fd(path, O_RDONLY));
-  struct stat st{};
+  struct stat st {};
   if (::fstat(r.fd_.get(), &st) != 0) return Status::from_errno(errno, "stat " + name);
   if (!S_ISREG(st.st_mode)) return Status::invalid_argument(name + ": not a regular file");
   r.archive_bytes_ = static_cast<std::uint64_t>(st.st_size);

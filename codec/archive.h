@@ -16,15 +16,15 @@
 #include <unordered_map>
 #include <vector>
 
-#include "codec/manifest.h"
-#include "codec/packer.h"
 #include "base/posix_file.h"
 #include "base/status.h"
+#include "codec/manifest.h"
+#include "codec/packer.h"
 
 namespace ferry {
 
-inline constexpr std::uint8_t kArchiveMagic[4] = {0x46, 0x52, 0x59, 0x41};    // "FRYA"
-inline constexpr std::uint8_t kTrailerMagic[4] = {0x46, 0x52, 0x59, 0x54};    // "FRYT"
+inline constexpr std::uint8_t kArchiveMagic[4] = {0x46, 0x52, 0x59, 0x41};  // "FRYA"
+inline constexpr std::uint8_t kTrailerMagic[4] = {0x46, 0x52, 0x59, 0x54};  // "FRYT"
 inline constexpr std::uint8_t kArchiveVersion = 1;
 inline constexpr std::size_t kArchiveHeaderBytes = 8;
 inline constexpr std::size_t kArchiveTrailerBytes = 48;
@@ -95,8 +95,8 @@ class ArchiveReader {
   std::uint64_t archive_bytes_ = 0;
   std::uint64_t stored_frame_bytes_ = 0;
   Manifest manifest_;
-  std::vector<std::uint64_t> index_;       // frame offset per chunk, manifest order
-  std::vector<std::size_t> first_chunk_;   // per file: its first entry in index_
+  std::vector<std::uint64_t> index_;      // frame offset per chunk, manifest order
+  std::vector<std::size_t> first_chunk_;  // per file: its first entry in index_
 };
 
 }  // namespace ferry

@@ -37,9 +37,12 @@ constexpr std::size_t kTrialZstdWinDen = 32;
 
 Codec planes_codec(int width) {
   switch (width) {
-    case 1: return Codec::kPlanes8;
-    case 2: return Codec::kPlanes16;
-    default: return Codec::kPlanes32;
+    case 1:
+      return Codec::kPlanes8;
+    case 2:
+      return Codec::kPlanes16;
+    default:
+      return Codec::kPlanes32;
   }
 }
 
@@ -167,9 +170,8 @@ EncodedChunk write_frame(std::span<const std::byte> chunk, DType dtype, const Di
 
 }  // namespace
 
-EncodedChunk ChunkEncoder::encode_with_id(std::span<const std::byte> chunk, DType dtype,
-                                          const Digest& id, std::vector<std::byte>& frame,
-                                          const EncodeOptions& opts) {
+EncodedChunk ChunkEncoder::encode_with_id(std::span<const std::byte> chunk, DType dtype, const Digest& id,
+                                          std::vector<std::byte>& frame, const EncodeOptions& opts) {
   Codec codec = Codec::kRaw;
   std::span<const std::byte> payload = code_payload(chunk, dtype, opts, codec);
   frame.resize(kFrameHeaderBytes + payload.size());
@@ -188,8 +190,7 @@ Status ChunkDecoder::decode(std::span<const std::byte> frame, std::span<std::byt
                             const Digest* expected_id, ThreadPool* pool) {
   ASSIGN_OR_RETURN(FrameHeader h, parse_frame_header(frame));
   if (expected_id != nullptr && *expected_id != h.chunk_id) {
-    return chunk_error(h.chunk_id, "frame holds a different chunk than expected " +
-                                       to_hex(*expected_id));
+    return chunk_error(h.chunk_id, "frame holds a different chunk than expected " + to_hex(*expected_id));
   }
   if (out.size() != h.raw_bytes) {
     return Status::invalid_argument("chunk " + to_hex(h.chunk_id) + ": output buffer is " +

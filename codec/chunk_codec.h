@@ -11,10 +11,10 @@
 #include <span>
 #include <vector>
 
+#include "base/status.h"
 #include "codec/dtype.h"
 #include "codec/float_codec.h"
 #include "codec/frame.h"
-#include "base/status.h"
 #include "codec/tree_hash.h"
 #include "codec/zstd_codec.h"
 
@@ -66,9 +66,7 @@ inline constexpr std::size_t kCodecSamplePieces = 4;
 std::vector<SamplePiece> codec_choice_sample(std::size_t chunk_bytes);
 
 // Largest frame encode() can produce for a chunk of raw_bytes.
-constexpr std::size_t max_frame_bytes(std::size_t raw_bytes) {
-  return kFrameHeaderBytes + raw_bytes;
-}
+constexpr std::size_t max_frame_bytes(std::size_t raw_bytes) { return kFrameHeaderBytes + raw_bytes; }
 
 // Reusable scratch: one encoder per thread; not thread-safe.
 class ChunkEncoder {
@@ -76,8 +74,8 @@ class ChunkEncoder {
   // Codes `chunk` (at most kMaxChunkBytes; FERRY_CHECKed) tagged `dtype` into
   // `frame` (resized to header + payload). Deterministic: the same input and
   // options always give the same bytes.
-  EncodedChunk encode(std::span<const std::byte> chunk, DType dtype,
-                      std::vector<std::byte>& frame, const EncodeOptions& opts = {});
+  EncodedChunk encode(std::span<const std::byte> chunk, DType dtype, std::vector<std::byte>& frame,
+                      const EncodeOptions& opts = {});
 
   // As encode(), with the chunk id already known (computed by the caller,
   // e.g. from leaf hashes shared with the file root).

@@ -111,9 +111,8 @@ Status check_chunk_bytes(std::size_t chunk_bytes) {
   bool power_of_two = chunk_bytes != 0 && (chunk_bytes & (chunk_bytes - 1)) == 0;
   if (!power_of_two || chunk_bytes < kMinChunkBytes || chunk_bytes > kMaxChunkBytes) {
     return Status::invalid_argument("chunk size " + std::to_string(chunk_bytes) +
-                                    " bytes is not a power of two between " +
-                                    std::to_string(kMinChunkBytes) + " (4 KiB) and " +
-                                    std::to_string(kMaxChunkBytes) + " (64 MiB)");
+                                    " bytes is not a power of two between " + std::to_string(kMinChunkBytes) +
+                                    " (4 KiB) and " + std::to_string(kMaxChunkBytes) + " (64 MiB)");
   }
   return Status::ok();
 }
@@ -147,16 +146,14 @@ std::vector<ChunkPlan> plan_chunks(std::uint64_t file_size, const SafetensorsLay
 
 ChunkRange chunks_covering(std::span<const ChunkPlan> plan, std::uint64_t begin, std::uint64_t end) {
   // First chunk ending after `begin`, first chunk starting at or after `end`.
-  auto first = std::partition_point(plan.begin(), plan.end(),
-                                    [&](const ChunkPlan& c) { return c.end() <= begin; });
+  auto first =
+      std::partition_point(plan.begin(), plan.end(), [&](const ChunkPlan& c) { return c.end() <= begin; });
   if (end <= begin) {
     auto i = static_cast<std::size_t>(first - plan.begin());
     return {i, i};
   }
-  auto last = std::partition_point(first, plan.end(),
-                                   [&](const ChunkPlan& c) { return c.offset < end; });
-  return {static_cast<std::size_t>(first - plan.begin()),
-          static_cast<std::size_t>(last - plan.begin())};
+  auto last = std::partition_point(first, plan.end(), [&](const ChunkPlan& c) { return c.offset < end; });
+  return {static_cast<std::size_t>(first - plan.begin()), static_cast<std::size_t>(last - plan.begin())};
 }
 
 std::uint64_t overlap_bytes(const ChunkPlan& chunk, std::uint64_t begin, std::uint64_t end) {

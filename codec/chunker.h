@@ -10,17 +10,17 @@
 #include <span>
 #include <vector>
 
+#include "base/status.h"
 #include "codec/dtype.h"
 #include "codec/safetensors.h"
-#include "base/status.h"
 
 namespace ferry {
 
 struct ChunkPlan {
-  std::uint64_t offset = 0;   // a multiple of kLeafBytes
-  std::uint32_t length = 0;   // 1 .. chunk_bytes; only the file's last chunk may end off a leaf boundary
+  std::uint64_t offset = 0;     // a multiple of kLeafBytes
+  std::uint32_t length = 0;     // 1 .. chunk_bytes; only the file's last chunk may end off a leaf boundary
   DType dtype = DType::kBytes;  // the element type holding most of the chunk's bytes
-  bool trial = false;         // layout unknown: the codec is chosen by trial, not by dtype
+  bool trial = false;           // layout unknown: the codec is chosen by trial, not by dtype
 
   std::uint64_t end() const { return offset + length; }
   friend bool operator==(const ChunkPlan&, const ChunkPlan&) = default;

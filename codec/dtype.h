@@ -11,7 +11,7 @@
 namespace ferry {
 
 enum class DType : std::uint8_t {
-  kBytes = 0,    // unknown or non-float data
+  kBytes = 0,  // unknown or non-float data
   kBF16 = 1,
   kF16 = 2,
   kF32 = 3,
@@ -24,14 +24,17 @@ inline constexpr int kDTypeCount = 6;
 constexpr std::size_t element_bytes(DType t) {
   switch (t) {
     case DType::kBF16:
-    case DType::kF16: return 2;
-    case DType::kF32: return 4;
-    default: return 1;
+    case DType::kF16:
+      return 2;
+    case DType::kF32:
+      return 4;
+    default:
+      return 1;
   }
 }
 constexpr bool is_float(DType t) { return t != DType::kBytes; }
 
-std::string_view dtype_name(DType t);                // "BF16", "F16", "F32", "F8_E4M3", "F8_E5M2", "bytes"
+std::string_view dtype_name(DType t);                  // "BF16", "F16", "F32", "F8_E4M3", "F8_E5M2", "bytes"
 std::optional<DType> dtype_from_byte(std::uint8_t v);  // nullopt for values no version defines
 
 }  // namespace ferry

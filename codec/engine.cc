@@ -38,8 +38,7 @@ class CoderPool {
 class CpuEngine final : public CodecEngine {
  public:
   explicit CpuEngine(const CpuEngineOptions& opts)
-      : pool_(opts.pool != nullptr ? *opts.pool : ThreadPool::shared()),
-        zstd_level_(opts.zstd_level) {}
+      : pool_(opts.pool != nullptr ? *opts.pool : ThreadPool::shared()), zstd_level_(opts.zstd_level) {}
 
   std::string_view kind() const override { return "cpu"; }
   std::string description() const override {
@@ -52,8 +51,8 @@ class CpuEngine final : public CodecEngine {
     if (space != MemorySpace::kHost)
       return Status::invalid_argument("cpu codec engine: device memory is not supported");
     if (results.size() != jobs.size())
-      return Status::invalid_argument("cpu codec engine: " + std::to_string(jobs.size()) +
-                                      " jobs but " + std::to_string(results.size()) + " results");
+      return Status::invalid_argument("cpu codec engine: " + std::to_string(jobs.size()) + " jobs but " +
+                                      std::to_string(results.size()) + " results");
     for (std::size_t i = 0; i < jobs.size(); ++i) {
       if (jobs[i].data.size() > kMaxChunkBytes)
         return Status::invalid_argument("encode job " + std::to_string(i) + ": chunk of " +
@@ -78,13 +77,12 @@ class CpuEngine final : public CodecEngine {
     return Status::ok();
   }
 
-  Status decode(std::span<const DecodeJob> jobs, std::span<Status> statuses,
-                MemorySpace space) override {
+  Status decode(std::span<const DecodeJob> jobs, std::span<Status> statuses, MemorySpace space) override {
     if (space != MemorySpace::kHost)
       return Status::invalid_argument("cpu codec engine: device memory is not supported");
     if (statuses.size() != jobs.size())
-      return Status::invalid_argument("cpu codec engine: " + std::to_string(jobs.size()) +
-                                      " jobs but " + std::to_string(statuses.size()) + " statuses");
+      return Status::invalid_argument("cpu codec engine: " + std::to_string(jobs.size()) + " jobs but " +
+                                      std::to_string(statuses.size()) + " statuses");
     pool_.parallel_for(jobs.size(), [&](std::size_t i) {
       auto coder = decoders_.take();
       const DecodeJob& j = jobs[i];

@@ -14,11 +14,11 @@
 #include <string_view>
 #include <vector>
 
+#include "base/status.h"
 #include "codec/chunk_codec.h"
 #include "codec/dtype.h"
 #include "codec/float_codec.h"
 #include "codec/frame.h"
-#include "base/status.h"
 #include "codec/tree_hash.h"
 #include "codec/zstd_codec.h"
 

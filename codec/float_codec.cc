@@ -54,8 +54,7 @@ std::uint32_t get_u16(const std::uint8_t* p) {
 // one bit (sign to the bottom, exponent in the top byte).
 void split_planes(const std::uint8_t* in, std::size_t n, int w, std::uint8_t* planes) {
   if (w == 1) {
-    for (std::size_t i = 0; i < n; ++i)
-      planes[i] = static_cast<std::uint8_t>((in[i] << 1) | (in[i] >> 7));
+    for (std::size_t i = 0; i < n; ++i) planes[i] = static_cast<std::uint8_t>((in[i] << 1) | (in[i] >> 7));
   } else if (w == 2) {
     std::uint8_t* p0 = planes;
     std::uint8_t* p1 = planes + n;
@@ -120,8 +119,7 @@ void split_planes(const std::uint8_t* in, std::size_t n, int w, std::uint8_t* pl
 void merge_planes(const std::uint8_t* const* planes, std::size_t n, int w, std::uint8_t* out) {
   if (w == 1) {
     const std::uint8_t* p0 = planes[0];
-    for (std::size_t i = 0; i < n; ++i)
-      out[i] = static_cast<std::uint8_t>((p0[i] >> 1) | (p0[i] << 7));
+    for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<std::uint8_t>((p0[i] >> 1) | (p0[i] << 7));
   } else if (w == 2) {
     const std::uint8_t* p0 = planes[0];
     const std::uint8_t* p1 = planes[1];
@@ -159,8 +157,8 @@ void merge_planes(const std::uint8_t* const* planes, std::size_t n, int w, std::
       __m128i q3 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p3 + i));
       __m128i t0 = _mm_unpacklo_epi32(q0, q1), t1 = _mm_unpacklo_epi32(q2, q3);
       __m128i t2 = _mm_unpackhi_epi32(q0, q1), t3 = _mm_unpackhi_epi32(q2, q3);
-      __m128i v[4] = {_mm_unpacklo_epi64(t0, t1), _mm_unpackhi_epi64(t0, t1),
-                      _mm_unpacklo_epi64(t2, t3), _mm_unpackhi_epi64(t2, t3)};
+      __m128i v[4] = {_mm_unpacklo_epi64(t0, t1), _mm_unpackhi_epi64(t0, t1), _mm_unpacklo_epi64(t2, t3),
+                      _mm_unpackhi_epi64(t2, t3)};
       for (int k = 0; k < 4; ++k) {
         __m128i r = _mm_shuffle_epi8(v[k], scatter);
         r = _mm_or_si128(_mm_srli_epi32(r, 1), _mm_slli_epi32(r, 31));
@@ -170,8 +168,8 @@ void merge_planes(const std::uint8_t* const* planes, std::size_t n, int w, std::
 #endif
     for (; i < n; ++i) {
       std::uint32_t r = (static_cast<std::uint32_t>(p0[i]) << 24) |
-                        (static_cast<std::uint32_t>(p1[i]) << 16) |
-                        (static_cast<std::uint32_t>(p2[i]) << 8) | p3[i];
+                        (static_cast<std::uint32_t>(p1[i]) << 16) | (static_cast<std::uint32_t>(p2[i]) << 8) |
+                        p3[i];
       std::uint32_t e = (r >> 1) | (r << 31);
       std::memcpy(out + 4 * i, &e, 4);
     }
@@ -181,8 +179,7 @@ void merge_planes(const std::uint8_t* const* planes, std::size_t n, int w, std::
 // Counts symbols at indices 0, stride, 2*stride, ... Four sub-tables break
 // the store-to-load dependency when neighbouring symbols repeat (they do:
 // exponents of trained weights cluster on a few values).
-void histogram(const std::uint8_t* p, std::size_t n, std::size_t stride,
-               std::uint32_t counts[kAlphabet]) {
+void histogram(const std::uint8_t* p, std::size_t n, std::size_t stride, std::uint32_t counts[kAlphabet]) {
   std::uint32_t sub[4][kAlphabet] = {};
   std::size_t i = 0;
   if (stride == 1) {
@@ -210,8 +207,7 @@ std::uint64_t estimate_bytes(const std::uint32_t counts[kAlphabet], std::uint32_
 }
 
 // FORMAT.md "When a plane is coded". Fills freq when the answer is yes.
-bool plane_pays(const std::uint8_t* plane, std::size_t n, bool mantissa,
-                std::uint32_t freq[kAlphabet]) {
+bool plane_pays(const std::uint8_t* plane, std::size_t n, bool mantissa, std::uint32_t freq[kAlphabet]) {
   if (n == 0) return false;
   std::uint32_t counts[kAlphabet];
   if (mantissa && n >= kSampleMinSymbols) {
@@ -223,8 +219,8 @@ bool plane_pays(const std::uint8_t* plane, std::size_t n, bool mantissa,
   std::uint64_t k = 0;
   for (int s = 0; s < kAlphabet; ++s) k += counts[s] != 0;
   std::uint64_t blocks = block_count(n);
-  std::uint64_t est = estimate_bytes(counts, freq) + kPresentBytes + 2 * k + 2 * blocks +
-                      kStateBytes * blocks;
+  std::uint64_t est =
+      estimate_bytes(counts, freq) + kPresentBytes + 2 * k + 2 * blocks + kStateBytes * blocks;
   return est * kPaysDen < n * kPaysNum;
 }
 
@@ -237,8 +233,8 @@ std::size_t float_encode_bound(std::size_t raw_bytes, int element_width) {
   return w + w * (kMaxTableBytes + 2 * block_count(n)) + raw_bytes;
 }
 
-std::size_t FloatEncoder::encode_plane(const std::uint8_t* plane, std::size_t n, int p,
-                                       std::uint8_t* out, std::size_t pos) {
+std::size_t FloatEncoder::encode_plane(const std::uint8_t* plane, std::size_t n, int p, std::uint8_t* out,
+                                       std::size_t pos) {
   std::uint32_t freq[kAlphabet];
   if (!plane_pays(plane, n, p != 0, freq)) {
     out[p] = kModeRaw;
@@ -272,8 +268,7 @@ std::size_t FloatEncoder::encode_plane(const std::uint8_t* plane, std::size_t n,
   return pos;
 }
 
-void FloatEncoder::encode(std::span<const std::byte> in, int element_width,
-                          std::vector<std::byte>& out) {
+void FloatEncoder::encode(std::span<const std::byte> in, int element_width, std::vector<std::byte>& out) {
   FERRY_CHECK(valid_width(element_width));
   const auto w = static_cast<std::size_t>(element_width);
   const std::size_t n = in.size() / w;
@@ -286,19 +281,17 @@ void FloatEncoder::encode(std::span<const std::byte> in, int element_width,
   out.resize(float_encode_bound(in.size(), element_width));
   auto* dst = reinterpret_cast<std::uint8_t*>(out.data());
   std::size_t pos = w;
-  for (std::size_t p = 0; p < w; ++p)
-    pos = encode_plane(planes + p * n, n, static_cast<int>(p), dst, pos);
+  for (std::size_t p = 0; p < w; ++p) pos = encode_plane(planes + p * n, n, static_cast<int>(p), dst, pos);
   if (tail) std::memcpy(dst + pos, src + n * w, tail);
   pos += tail;
   FERRY_CHECK(pos <= out.size());
   out.resize(pos);
 }
 
-Status FloatDecoder::decode(std::span<const std::byte> payload, int element_width,
-                            std::span<std::byte> out) {
+Status FloatDecoder::decode(std::span<const std::byte> payload, int element_width, std::span<std::byte> out) {
   if (!valid_width(element_width))
-    return Status::invalid_argument("float payload: element width " +
-                                    std::to_string(element_width) + " is not 1, 2 or 4");
+    return Status::invalid_argument("float payload: element width " + std::to_string(element_width) +
+                                    " is not 1, 2 or 4");
   const auto w = static_cast<std::size_t>(element_width);
   const std::size_t n = out.size() / w;
   const std::size_t tail = out.size() % w;
@@ -348,8 +341,8 @@ Status FloatDecoder::decode(std::span<const std::byte> payload, int element_widt
       std::size_t m = std::min(kBlockSymbols, n - b * kBlockSymbols);
       std::size_t st = get_u16(stored + 2 * b);
       if (st != m && (st > m || st % 2 != 0 || st < kStateBytes))
-        return corrupt(where + " block " + std::to_string(b) + ": stored size " +
-                       std::to_string(st) + " invalid for " + std::to_string(m) + " symbols");
+        return corrupt(where + " block " + std::to_string(b) + ": stored size " + std::to_string(st) +
+                       " invalid for " + std::to_string(m) + " symbols");
       need += st;
     }
     if (size - pos < need) return corrupt(where + ": blocks truncated");
@@ -366,24 +359,22 @@ Status FloatDecoder::decode(std::span<const std::byte> payload, int element_widt
         std::memcpy(o, in + pos, m);
       } else {
         Status s = rans::decode_block(*table_, in + pos, st, o, m);
-        if (!s.is_ok())
-          return corrupt(where + " block " + std::to_string(b) + ": " + s.message());
+        if (!s.is_ok()) return corrupt(where + " block " + std::to_string(b) + ": " + s.message());
       }
       pos += st;
     }
     plane_at[p] = dst;
   }
   if (size - pos != tail)
-    return corrupt(std::to_string(size - pos) + " bytes after the planes, expected " +
-                   std::to_string(tail) + " tail bytes");
+    return corrupt(std::to_string(size - pos) + " bytes after the planes, expected " + std::to_string(tail) +
+                   " tail bytes");
   auto* o = reinterpret_cast<std::uint8_t*>(out.data());
   merge_planes(plane_at, n, element_width, o);
   if (tail) std::memcpy(o + n * w, in + pos, tail);  // never memcpy from a null span
   return Status::ok();
 }
 
-Status float_decode(std::span<const std::byte> payload, int element_width,
-                    std::span<std::byte> out) {
+Status float_decode(std::span<const std::byte> payload, int element_width, std::span<std::byte> out) {
   FloatDecoder decoder;
   return decoder.decode(payload, element_width, out);
 }

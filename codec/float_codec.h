@@ -11,8 +11,8 @@
 #include <span>
 #include <vector>
 
-#include "codec/rans.h"
 #include "base/status.h"
+#include "codec/rans.h"
 
 namespace ferry {
 
@@ -52,7 +52,6 @@ class FloatDecoder {
 
 // Decodes a float payload into `out`, whose size must be the chunk's raw
 // size. Returns Corruption, naming the plane and block, on any inconsistency.
-Status float_decode(std::span<const std::byte> payload, int element_width,
-                    std::span<std::byte> out);
+Status float_decode(std::span<const std::byte> payload, int element_width, std::span<std::byte> out);
 
 }  // namespace ferry

@@ -51,11 +51,16 @@ Status chunk_error(const Digest& id, const std::string& what) {
 
 std::string_view codec_name(Codec c) {
   switch (c) {
-    case Codec::kRaw: return "raw";
-    case Codec::kZstd: return "zstd";
-    case Codec::kPlanes8: return "planes8";
-    case Codec::kPlanes16: return "planes16";
-    case Codec::kPlanes32: return "planes32";
+    case Codec::kRaw:
+      return "raw";
+    case Codec::kZstd:
+      return "zstd";
+    case Codec::kPlanes8:
+      return "planes8";
+    case Codec::kPlanes16:
+      return "planes16";
+    case Codec::kPlanes32:
+      return "planes32";
   }
   return "unknown";
 }
@@ -64,10 +69,14 @@ bool codec_known(std::uint8_t id) { return id <= static_cast<std::uint8_t>(Codec
 
 int codec_element_width(Codec c) {
   switch (c) {
-    case Codec::kPlanes8: return 1;
-    case Codec::kPlanes16: return 2;
-    case Codec::kPlanes32: return 4;
-    default: return 0;
+    case Codec::kPlanes8:
+      return 1;
+    case Codec::kPlanes16:
+      return 2;
+    case Codec::kPlanes32:
+      return 4;
+    default:
+      return 0;
   }
 }
 
@@ -88,8 +97,8 @@ void write_frame_header(const FrameHeader& h, std::span<std::byte, kFrameHeaderB
 
 Result<FrameHeader> parse_frame_header_only(std::span<const std::byte> bytes) {
   if (bytes.size() < kFrameHeaderBytes) {
-    return Status::corruption("frame header: truncated, " + std::to_string(bytes.size()) +
-                              " bytes of " + std::to_string(kFrameHeaderBytes));
+    return Status::corruption("frame header: truncated, " + std::to_string(bytes.size()) + " bytes of " +
+                              std::to_string(kFrameHeaderBytes));
   }
   const std::byte* p = bytes.data();
   if (std::memcmp(p + kOffMagic, kFrameMagic, 4) != 0) {
@@ -99,8 +108,8 @@ Result<FrameHeader> parse_frame_header_only(std::span<const std::byte> bytes) {
   std::uint32_t stored = unmask_crc(get_u32(p + kOffHeaderCrc));
   std::uint32_t computed = crc32c(bytes.first(kOffHeaderCrc));
   if (stored != computed) {
-    return Status::corruption("frame header: header CRC mismatch (stored " + hex32(stored) +
-                              ", computed " + hex32(computed) + ")");
+    return Status::corruption("frame header: header CRC mismatch (stored " + hex32(stored) + ", computed " +
+                              hex32(computed) + ")");
   }
   FrameHeader h;
   std::memcpy(h.chunk_id.data(), p + kOffChunkId, kDigestBytes);
@@ -112,8 +121,8 @@ Result<FrameHeader> parse_frame_header_only(std::span<const std::byte> bytes) {
   }
   auto flags = static_cast<std::uint8_t>(p[kOffFlags]);
   if (flags != 0) {
-    return chunk_error(h.chunk_id, "frame header: flags " + std::to_string(flags) +
-                                       " set, must be 0 in version 1");
+    return chunk_error(h.chunk_id,
+                       "frame header: flags " + std::to_string(flags) + " set, must be 0 in version 1");
   }
   auto codec = static_cast<std::uint8_t>(p[kOffCodec]);
   if (!codec_known(codec)) {
@@ -122,8 +131,8 @@ Result<FrameHeader> parse_frame_header_only(std::span<const std::byte> bytes) {
   h.codec = static_cast<Codec>(codec);
   auto dtype = dtype_from_byte(static_cast<std::uint8_t>(p[kOffDtype]));
   if (!dtype) {
-    return chunk_error(h.chunk_id, "frame header: unknown dtype tag " +
-                                       std::to_string(static_cast<int>(p[kOffDtype])));
+    return chunk_error(h.chunk_id,
+                       "frame header: unknown dtype tag " + std::to_string(static_cast<int>(p[kOffDtype])));
   }
   h.dtype = *dtype;
   // No version-1 codec is a delta codec, so the base id must be unset.
@@ -140,10 +149,9 @@ Result<FrameHeader> parse_frame_header_only(std::span<const std::byte> bytes) {
   }
   if (h.codec == Codec::kRaw ? h.payload_bytes != h.raw_bytes : h.payload_bytes >= h.raw_bytes) {
     // Encoders store raw unless coding strictly shrinks the chunk.
-    return chunk_error(h.chunk_id, "frame header: payload_bytes " +
-                                       std::to_string(h.payload_bytes) + " with raw_bytes " +
-                                       std::to_string(h.raw_bytes) + " is impossible for codec " +
-                                       std::string(codec_name(h.codec)));
+    return chunk_error(h.chunk_id, "frame header: payload_bytes " + std::to_string(h.payload_bytes) +
+                                       " with raw_bytes " + std::to_string(h.raw_bytes) +
+                                       " is impossible for codec " + std::string(codec_name(h.codec)));
   }
   return h;
 }
@@ -152,14 +160,14 @@ Result<FrameHeader> parse_frame_header(std::span<const std::byte> frame) {
   ASSIGN_OR_RETURN(FrameHeader h, parse_frame_header_only(frame));
   std::size_t expected = kFrameHeaderBytes + h.payload_bytes;
   if (frame.size() != expected) {
-    return chunk_error(h.chunk_id, "frame is " + std::to_string(frame.size()) +
-                                       " bytes, header says " + std::to_string(expected));
+    return chunk_error(h.chunk_id, "frame is " + std::to_string(frame.size()) + " bytes, header says " +
+                                       std::to_string(expected));
   }
   std::uint32_t stored = unmask_crc(h.payload_crc);
   std::uint32_t computed = crc32c(frame.subspan(kFrameHeaderBytes));
   if (stored != computed) {
-    return chunk_error(h.chunk_id, "payload CRC mismatch (stored " + hex32(stored) + ", computed " +
-                                       hex32(computed) + ")");
+    return chunk_error(
+        h.chunk_id, "payload CRC mismatch (stored " + hex32(stored) + ", computed " + hex32(computed) + ")");
   }
   return h;
 }

@@ -9,9 +9,9 @@
 #include <span>
 #include <string_view>
 
+#include "base/status.h"
 #include "codec/dtype.h"
 #include "codec/limits.h"
-#include "base/status.h"
 #include "codec/tree_hash.h"
 
 namespace ferry {
@@ -42,7 +42,7 @@ struct FrameHeader {
   std::uint32_t raw_bytes = 0;
   std::uint32_t payload_bytes = 0;
   Digest chunk_id{};
-  Digest base_id{};  // all zero unless the codec is a delta codec
+  Digest base_id{};               // all zero unless the codec is a delta codec
   std::uint32_t payload_crc = 0;  // masked CRC32C of the payload
 };
 

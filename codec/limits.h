@@ -8,10 +8,10 @@
 
 namespace ferry {
 
-inline constexpr std::size_t kLeafBytes = 4096;                 // Merkle leaf size
-inline constexpr std::size_t kDefaultChunkBytes = 4u << 20;     // 4 MiB
-inline constexpr std::size_t kMinChunkBytes = kLeafBytes;       // a power of two times 4 KiB
-inline constexpr std::size_t kMaxChunkBytes = 64u << 20;        // 64 MiB
+inline constexpr std::size_t kLeafBytes = 4096;              // Merkle leaf size
+inline constexpr std::size_t kDefaultChunkBytes = 4u << 20;  // 4 MiB
+inline constexpr std::size_t kMinChunkBytes = kLeafBytes;    // a power of two times 4 KiB
+inline constexpr std::size_t kMaxChunkBytes = 64u << 20;     // 64 MiB
 inline constexpr std::size_t kFrameHeaderBytes = 88;
 // A frame's payload never exceeds its raw size (raw fallback), so this also
 // bounds any frame a decoder will accept.
@@ -22,7 +22,7 @@ inline constexpr std::size_t kRansBlockSymbols = 16384;  // one GPU warp owns on
 inline constexpr int kRansLanes = 32;                    // interleaved states per block
 inline constexpr int kRansProbBits = 12;                 // frequencies sum to 4096
 inline constexpr std::uint32_t kRansProbScale = 1u << kRansProbBits;
-inline constexpr std::uint32_t kRansStateLow = 1u << 16; // L: states live in [L, 2^32)
+inline constexpr std::uint32_t kRansStateLow = 1u << 16;  // L: states live in [L, 2^32)
 
 // safetensors: the official format caps the JSON header at 100,000,000 bytes.
 inline constexpr std::uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;

@@ -34,8 +34,8 @@ class Reader {
 
   Status need(std::size_t n, std::string_view what) const {
     if (remaining() < n) {
-      return Status::corruption("manifest truncated reading " + std::string(what) +
-                                " at body offset " + std::to_string(pos_));
+      return Status::corruption("manifest truncated reading " + std::string(what) + " at body offset " +
+                                std::to_string(pos_));
     }
     return Status::ok();
   }
@@ -86,9 +86,8 @@ class Reader {
   // Checks that `count` records of at least `min_bytes` each can still fit.
   Status count_fits(std::uint64_t count, std::size_t min_bytes, std::string_view what) const {
     if (count > remaining() / min_bytes) {
-      return Status::corruption("manifest " + std::string(what) + " count " +
-                                std::to_string(count) + " does not fit in the " +
-                                std::to_string(remaining()) + " bytes left");
+      return Status::corruption("manifest " + std::string(what) + " count " + std::to_string(count) +
+                                " does not fit in the " + std::to_string(remaining()) + " bytes left");
     }
     return Status::ok();
   }
@@ -177,8 +176,7 @@ Status check_file(const ManifestFile& f, Code code) {
     if (delta == is_zero(c.base_id)) {
       return fail(where + (delta ? " delta codec without a base id" : " base id set without a delta codec"));
     }
-    if (c.frame_bytes < kFrameHeaderBytes ||
-        c.frame_bytes - kFrameHeaderBytes > std::uint64_t{c.length}) {
+    if (c.frame_bytes < kFrameHeaderBytes || c.frame_bytes - kFrameHeaderBytes > std::uint64_t{c.length}) {
       return fail(where + " frame bytes " + std::to_string(c.frame_bytes) + " out of range");
     }
     next = c.offset + c.length;
@@ -197,8 +195,8 @@ Status check_manifest(const Manifest& m, Code code) {
   for (std::size_t i = 0; i < m.files.size(); ++i) {
     RETURN_IF_ERROR(check_file(m.files[i], code));
     if (i > 0 && !(m.files[i - 1].path < m.files[i].path)) {
-      return Status(code, "manifest files not in strictly ascending path order at " +
-                              quoted(m.files[i].path));
+      return Status(code,
+                    "manifest files not in strictly ascending path order at " + quoted(m.files[i].path));
     }
   }
   return Status::ok();
@@ -210,8 +208,8 @@ Status parse_tensor(Reader& r, ManifestTensor& t) {
   std::uint8_t rank = 0;
   RETURN_IF_ERROR(r.u8(rank, "tensor rank"));
   if (rank > kMaxTensorRank) {
-    return Status::corruption("manifest tensor " + quoted(t.name) + " rank " +
-                              std::to_string(rank) + " exceeds " + std::to_string(kMaxTensorRank));
+    return Status::corruption("manifest tensor " + quoted(t.name) + " rank " + std::to_string(rank) +
+                              " exceeds " + std::to_string(kMaxTensorRank));
   }
   t.shape.resize(rank);
   for (auto& d : t.shape) RETURN_IF_ERROR(r.u64(d, "tensor shape"));
@@ -250,8 +248,8 @@ Status parse_file(Reader& r, ManifestFile& f) {
   std::uint32_t tensors = 0;
   RETURN_IF_ERROR(r.u32(tensors, "tensor count"));
   if (tensors > kMaxFileTensors) {
-    return Status::corruption("manifest file " + quoted(f.path) + " tensor count " +
-                              std::to_string(tensors) + " exceeds " + std::to_string(kMaxFileTensors));
+    return Status::corruption("manifest file " + quoted(f.path) + " tensor count " + std::to_string(tensors) +
+                              " exceeds " + std::to_string(kMaxFileTensors));
   }
   RETURN_IF_ERROR(r.count_fits(tensors, kMinTensorRecordBytes, "tensor"));
   f.tensors.resize(tensors);
@@ -260,8 +258,8 @@ Status parse_file(Reader& r, ManifestFile& f) {
   std::uint32_t chunks = 0;
   RETURN_IF_ERROR(r.u32(chunks, "chunk count"));
   if (chunks > kMaxFileChunks) {
-    return Status::corruption("manifest file " + quoted(f.path) + " chunk count " +
-                              std::to_string(chunks) + " exceeds " + std::to_string(kMaxFileChunks));
+    return Status::corruption("manifest file " + quoted(f.path) + " chunk count " + std::to_string(chunks) +
+                              " exceeds " + std::to_string(kMaxFileChunks));
   }
   RETURN_IF_ERROR(r.count_fits(chunks, kChunkRecordBytes, "chunk"));
   f.chunks.resize(chunks);
@@ -273,8 +271,10 @@ Status parse_file(Reader& r, ManifestFile& f) {
 
 std::string_view layout_name(LayoutKind k) {
   switch (k) {
-    case LayoutKind::kUnknown: return "unknown";
-    case LayoutKind::kSafetensors: return "safetensors";
+    case LayoutKind::kUnknown:
+      return "unknown";
+    case LayoutKind::kSafetensors:
+      return "safetensors";
   }
   return "?";
 }
@@ -394,8 +394,8 @@ Result<Manifest> parse_manifest(std::span<const std::byte> bytes) {
   }
   std::uint8_t version = std::to_integer<std::uint8_t>(bytes[4]);
   if (version != kManifestVersion) {
-    return Status::unsupported("manifest version " + std::to_string(version) +
-                               " (this build reads version " + std::to_string(kManifestVersion) + ")");
+    return Status::unsupported("manifest version " + std::to_string(version) + " (this build reads version " +
+                               std::to_string(kManifestVersion) + ")");
   }
   if (bytes[5] != std::byte{0} || bytes[6] != std::byte{0} || bytes[7] != std::byte{0}) {
     return Status::corruption("manifest flags or reserved bytes are not zero");

@@ -16,9 +16,9 @@
 #include <string_view>
 #include <vector>
 
+#include "base/status.h"
 #include "codec/dtype.h"
 #include "codec/frame.h"
-#include "base/status.h"
 #include "codec/tree_hash.h"
 
 namespace ferry {
@@ -34,10 +34,10 @@ inline constexpr std::uint64_t kMaxManifestBodyBytes = 512u << 20;
 inline constexpr std::uint32_t kMaxManifestFiles = 1u << 20;
 inline constexpr std::uint32_t kMaxFileChunks = 1u << 24;  // 64 TiB at 4 MiB chunks
 inline constexpr std::uint32_t kMaxFileTensors = 1u << 20;
-inline constexpr std::size_t kMaxPathBytes = 4096;         // PATH_MAX on Linux
+inline constexpr std::size_t kMaxPathBytes = 4096;  // PATH_MAX on Linux
 inline constexpr std::size_t kMaxTensorNameBytes = 4096;
 inline constexpr std::size_t kMaxDTypeNameBytes = 32;
-inline constexpr std::size_t kMaxHostBytes = 255;          // HOST_NAME_MAX is 64; leave room for FQDNs
+inline constexpr std::size_t kMaxHostBytes = 255;  // HOST_NAME_MAX is 64; leave room for FQDNs
 inline constexpr std::size_t kMaxJobBytes = 1024;
 
 enum class LayoutKind : std::uint8_t {
@@ -58,7 +58,7 @@ struct ManifestChunk {
   std::uint64_t offset = 0;  // in the file; chunks are consecutive and tile it
   std::uint32_t length = 0;  // 1 .. kMaxChunkBytes
   Digest id{};
-  Digest base_id{};          // all zero: room for delta frames (codec ids 16-18)
+  Digest base_id{};  // all zero: room for delta frames (codec ids 16-18)
   DType dtype = DType::kBytes;
   std::uint8_t codec = 0;         // frame codec id (codec/frame.h)
   std::uint32_t frame_bytes = 0;  // the whole frame: 88-byte header + payload
@@ -67,9 +67,9 @@ struct ManifestChunk {
 struct ManifestFile {
   std::string path;  // relative, '/'-separated; see validate_relative_path
   std::uint64_t size = 0;
-  std::uint32_t mode = 0;       // permission bits only (& 07777)
-  std::int64_t mtime_ns = 0;    // nanoseconds since the Unix epoch
-  Digest root{};                // Merkle root over all the file's leaf hashes
+  std::uint32_t mode = 0;     // permission bits only (& 07777)
+  std::int64_t mtime_ns = 0;  // nanoseconds since the Unix epoch
+  Digest root{};              // Merkle root over all the file's leaf hashes
   LayoutKind layout = LayoutKind::kUnknown;
   std::vector<ManifestTensor> tensors;
   std::vector<ManifestChunk> chunks;
@@ -79,7 +79,7 @@ struct Manifest {
   std::string host;
   std::string job;
   std::uint64_t step = 0;
-  std::int64_t created_ns = 0;  // nanoseconds since the Unix epoch
+  std::int64_t created_ns = 0;      // nanoseconds since the Unix epoch
   std::vector<ManifestFile> files;  // strictly ascending by path (bytewise)
 
   std::uint64_t logical_bytes() const;

@@ -24,12 +24,12 @@
 #include <thread>
 
 #include "base/clock.h"
+#include "base/posix_file.h"
+#include "base/thread_pool.h"
 #include "codec/chunk_codec.h"
 #include "codec/chunker.h"
 #include "codec/engine.h"
-#include "base/posix_file.h"
 #include "codec/safetensors.h"
-#include "base/thread_pool.h"
 #include "codec/tree_hash.h"
 
 namespace ferry {
@@ -105,7 +105,7 @@ struct Slot {
 
 Result<ManifestFile> describe_file(const PackSource& src, std::size_t chunk_bytes,
                                    std::vector<ChunkPlan>& plan) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(src.path.c_str(), &st) != 0) return Status::from_errno(errno, "stat " + src.path.string());
   if (!S_ISREG(st.st_mode)) return Status::invalid_argument(src.path.string() + ": not a regular file");
   ManifestFile f;
@@ -141,15 +141,15 @@ void read_chunk(Slot& s, PlannedFile& pf, std::uint64_t expected_size) {
     s.status = fd.status();
     return;
   }
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd->get(), &st) != 0) {
     s.status = Status::from_errno(errno, "stat " + path.string());
     return;
   }
   if (static_cast<std::uint64_t>(st.st_size) != expected_size) {
-    s.status = Status::aborted(path.string() + " changed size while being packed (" +
-                               std::to_string(expected_size) + " -> " + std::to_string(st.st_size) +
-                               " bytes)");
+    s.status =
+        Status::aborted(path.string() + " changed size while being packed (" + std::to_string(expected_size) +
+                        " -> " + std::to_string(st.st_size) + " bytes)");
     return;
   }
   s.status = pread_exact(fd->get(), s.raw.take(p.length), p.offset, path);
@@ -201,8 +201,7 @@ Status encode_window(std::span<Slot> slots, std::span<const PlannedFile> files, 
 // marks each slot to send, to skip with known facts, or to encode only for
 // its facts. An id met before (in this window or an earlier one) is never
 // sent twice: its facts come from `seen` or from its first slot.
-Status decide_window(std::span<Slot> slots, const PackOptions& options,
-                     std::map<Digest, FrameFacts>& seen) {
+Status decide_window(std::span<Slot> slots, const PackOptions& options, std::map<Digest, FrameFacts>& seen) {
   std::vector<Digest> fresh;
   std::vector<std::size_t> fresh_slot;
   for (std::size_t j = 0; j < slots.size(); ++j) {
@@ -291,12 +290,14 @@ Status plan_sources(std::span<const PackSource> sources, std::size_t chunk_bytes
   for (std::size_t i = 0; i < sources.size(); ++i) {
     RETURN_IF_ERROR(validate_relative_path(sources[i].rel_path));
     if (i > 0 && !(sources[i - 1].rel_path < sources[i].rel_path)) {
-      return Status::invalid_argument("pack sources not in strictly ascending order at " + sources[i].rel_path);
+      return Status::invalid_argument("pack sources not in strictly ascending order at " +
+                                      sources[i].rel_path);
     }
     files[i].source = &sources[i];
     ASSIGN_OR_RETURN(ManifestFile f, describe_file(sources[i], chunk_bytes, files[i].plan));
     if (files[i].plan.size() > kMaxFileChunks) {
-      return Status::invalid_argument(sources[i].path.string() + ": too many chunks; use a larger --chunk_size");
+      return Status::invalid_argument(sources[i].path.string() +
+                                      ": too many chunks; use a larger --chunk_size");
     }
     std::vector<std::uint32_t> lengths;
     for (const auto& p : files[i].plan) lengths.push_back(p.length);
@@ -325,9 +326,9 @@ Status emit_chunk(const Slot& s, std::span<const Slot> window, PlannedFile& pf, 
     c.frame_bytes = s.encoded.frame_bytes;
   } else {
     const Slot& first = s.repeat_of ? window[*s.repeat_of] : s;
-    FrameFacts f = first.facts ? *first.facts
-                               : FrameFacts{static_cast<std::uint8_t>(first.encoded.codec),
-                                            first.encoded.frame_bytes};
+    FrameFacts f =
+        first.facts ? *first.facts
+                    : FrameFacts{static_cast<std::uint8_t>(first.encoded.codec), first.encoded.frame_bytes};
     c.codec = f.codec;
     c.frame_bytes = f.frame_bytes;
   }

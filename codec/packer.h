@@ -26,9 +26,9 @@
 #include <string>
 #include <vector>
 
+#include "base/status.h"
 #include "codec/limits.h"
 #include "codec/manifest.h"
-#include "base/status.h"
 #include "codec/zstd_codec.h"
 
 namespace ferry {
@@ -76,27 +76,27 @@ Result<std::vector<PackSource>> list_pack_sources(const std::filesystem::path& p
                                                   std::vector<std::string>* notices = nullptr);
 
 struct PackProgress {
-  std::uint64_t logical_done = 0;   // input bytes coded so far
-  std::uint64_t logical_total = 0;  // all input bytes
-  std::uint64_t frame_bytes = 0;    // frame bytes emitted so far (before dedup)
-  std::uint64_t chunks_done = 0;    // chunks emitted or skipped so far
-  std::uint64_t chunks_skipped = 0; // chunks `need` said the destination holds
+  std::uint64_t logical_done = 0;    // input bytes coded so far
+  std::uint64_t logical_total = 0;   // all input bytes
+  std::uint64_t frame_bytes = 0;     // frame bytes emitted so far (before dedup)
+  std::uint64_t chunks_done = 0;     // chunks emitted or skipped so far
+  std::uint64_t chunks_skipped = 0;  // chunks `need` said the destination holds
 };
 
 struct PackOptions {
   std::size_t chunk_bytes = kDefaultChunkBytes;
   int zstd_level = kDefaultZstdLevel;
-  ThreadPool* pool = nullptr;       // nullptr: ThreadPool::shared()
+  ThreadPool* pool = nullptr;  // nullptr: ThreadPool::shared()
   // Codes each window's chunks in one batch (codec/engine.h), with the ids
   // the packer computed (EncodeJob::known_id). nullptr: a CPU engine over
   // `pool` at `zstd_level` (a given engine uses its own level). Not owned;
   // called from the packing thread only, one batch at a time.
   CodecEngine* engine = nullptr;
-  std::size_t window_chunks = 0;    // chunks in flight; 0: 2 x pool threads
-  std::string host;                 // empty: this machine's host name
+  std::size_t window_chunks = 0;  // chunks in flight; 0: 2 x pool threads
+  std::string host;               // empty: this machine's host name
   std::string job;
   std::uint64_t step = 0;
-  std::optional<std::int64_t> created_ns;  // unset: now (set it for reproducible output)
+  std::optional<std::int64_t> created_ns;             // unset: now (set it for reproducible output)
   std::function<void(const PackProgress&)> progress;  // after each window; may be empty
   // Have/need (see the top of this file). Empty: every chunk is encoded and
   // sent. Otherwise called at most once per window, from the calling thread, with
@@ -114,7 +114,6 @@ struct PackOptions {
 // Packs `sources` (in the given order, which must be strictly ascending by
 // rel_path) into frames sent to `sink` and returns the manifest. Files are
 // read with pread; a file that changes size while being read is an error.
-Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptions& options,
-                            FrameSink& sink);
+Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptions& options, FrameSink& sink);
 
 }  // namespace ferry

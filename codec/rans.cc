@@ -81,17 +81,17 @@ bool cpu_has_avx2() {
 // Decodes whole 32-symbol groups while at least 32 words remain (so the
 // 8-word loads stay inside the block), 8 lanes per vector. Returns the
 // number of groups done; x and pos are updated for the scalar tail.
-__attribute__((target("avx2"))) std::size_t decode_groups_avx2(
-    const std::uint32_t* table, std::uint32_t* x, const std::uint8_t* words, std::size_t nwords,
-    std::size_t& pos, std::uint8_t* out, std::size_t groups) {
+__attribute__((target("avx2"))) std::size_t decode_groups_avx2(const std::uint32_t* table, std::uint32_t* x,
+                                                               const std::uint8_t* words, std::size_t nwords,
+                                                               std::size_t& pos, std::uint8_t* out,
+                                                               std::size_t groups) {
   const __m256i m4095 = _mm256_set1_epi32(kProbScale - 1);
   const __m256i one = _mm256_set1_epi32(1);
   const __m256i zero = _mm256_setzero_si256();
   // Low byte of each dword to bytes 0-3 of its 128-bit half, then both
   // halves' 4 bytes to the low 8 bytes.
-  const __m256i low_bytes = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-                                             -1, -1, 0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1,
-                                             -1, -1, -1, -1);
+  const __m256i low_bytes = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0,
+                                             4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
   const __m256i join = _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0);
   __m256i X[4];
   for (int v = 0; v < 4; ++v) X[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 8 * v));
@@ -105,15 +105,13 @@ __attribute__((target("avx2"))) std::size_t decode_groups_avx2(
                                     _mm256_srli_epi32(e, 20));
       __m256i need = _mm256_cmpeq_epi32(_mm256_srli_epi32(xn, 16), zero);
       unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(need)));
-      __m256i w = _mm256_cvtepu16_epi32(
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(words + 2 * pos)));
+      __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(words + 2 * pos)));
       w = _mm256_permutevar8x32_epi32(
           w, _mm256_load_si256(reinterpret_cast<const __m256i*>(kWordPerm[mask].data())));
       X[v] = _mm256_blendv_epi8(xn, _mm256_or_si256(_mm256_slli_epi32(xn, 16), w), need);
       pos += static_cast<std::size_t>(std::popcount(mask));
       __m256i b = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(e, low_bytes), join);
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(out + gi * kLanes + 8 * v),
-                       _mm256_castsi256_si128(b));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(out + gi * kLanes + 8 * v), _mm256_castsi256_si128(b));
     }
   }
   for (int v = 0; v < 4; ++v) _mm256_storeu_si256(reinterpret_cast<__m256i*>(x + 8 * v), X[v]);
@@ -139,12 +137,10 @@ alignas(32) constexpr auto kPushPerm = make_push_perm();
 // x / freq is floor(x * floor(2^32 / freq) / 2^32), which is exact or one
 // low, plus a remainder check. Stops early (returning false) once more than
 // max_words words exist.
-__attribute__((target("avx2"))) bool encode_groups_avx2(const EncTable& table,
-                                                         const std::uint8_t* symbols,
-                                                         std::size_t groups, std::uint32_t* x,
-                                                         std::uint16_t*& ptr_io,
-                                                         const std::uint16_t* end,
-                                                         std::size_t max_words) {
+__attribute__((target("avx2"))) bool encode_groups_avx2(const EncTable& table, const std::uint8_t* symbols,
+                                                        std::size_t groups, std::uint32_t* x,
+                                                        std::uint16_t*& ptr_io, const std::uint16_t* end,
+                                                        std::size_t max_words) {
   // A local copy: through the reference every word store could alias the
   // pointer, and the compiler would reload it from memory each step.
   std::uint16_t* ptr = ptr_io;
@@ -198,8 +194,7 @@ __attribute__((target("avx2"))) bool encode_groups_avx2(const EncTable& table,
 
 bool cpu_has_avx512_encoder() {
   static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512vl") &&
-                          __builtin_cpu_supports("avx512vbmi") &&
+                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vbmi") &&
                           __builtin_cpu_supports("avx512vbmi2");
   return has;
 }
@@ -242,11 +237,10 @@ FERRY_AVX512_TARGET inline void bytes_to_dwords(__m512i b0, __m512i b1, __m512i 
 FERRY_AVX512_TARGET inline void lookup64(const std::uint8_t* tables, __m512i symbols, Lookup64& o) {
   // The unpacks work within 128-bit lanes: dword d of lane L of out[k]
   // comes from byte 16L + 4k + d, so that byte must hold symbol 16k + 4L + d.
-  const __m512i transpose = _mm512_set_epi8(
-      63, 62, 61, 60, 47, 46, 45, 44, 31, 30, 29, 28, 15, 14, 13, 12,
-      59, 58, 57, 56, 43, 42, 41, 40, 27, 26, 25, 24, 11, 10, 9, 8,
-      55, 54, 53, 52, 39, 38, 37, 36, 23, 22, 21, 20, 7, 6, 5, 4,
-      51, 50, 49, 48, 35, 34, 33, 32, 19, 18, 17, 16, 3, 2, 1, 0);
+  const __m512i transpose =
+      _mm512_set_epi8(63, 62, 61, 60, 47, 46, 45, 44, 31, 30, 29, 28, 15, 14, 13, 12, 59, 58, 57, 56, 43, 42,
+                      41, 40, 27, 26, 25, 24, 11, 10, 9, 8, 55, 54, 53, 52, 39, 38, 37, 36, 23, 22, 21, 20, 7,
+                      6, 5, 4, 51, 50, 49, 48, 35, 34, 33, 32, 19, 18, 17, 16, 3, 2, 1, 0);
   __m512i s = _mm512_permutexvar_epi8(transpose, symbols);
   __mmask64 high = _mm512_movepi8_mask(s);
   const std::size_t n = kAlphabet;
@@ -291,9 +285,8 @@ FERRY_AVX512_TARGET inline void step16(__m512i& X, __m512i e, __m512i m, std::ui
 // Same contract and bytes as encode_groups_avx2, 16 lanes per vector and
 // the table looked up 64 symbols (two groups) at a time.
 FERRY_AVX512_TARGET bool encode_groups_avx512(const EncTable& table, const std::uint8_t* symbols,
-                                              std::size_t groups, std::uint32_t* x,
-                                              std::uint16_t*& ptr_io, const std::uint16_t* end,
-                                              std::size_t max_words) {
+                                              std::size_t groups, std::uint32_t* x, std::uint16_t*& ptr_io,
+                                              const std::uint16_t* end, std::size_t max_words) {
   const std::uint8_t* tables = table.byte_tables();
   std::uint16_t* ptr = ptr_io;
   __m512i lanes_lo = _mm512_loadu_si512(x);
@@ -303,10 +296,10 @@ FERRY_AVX512_TARGET bool encode_groups_avx512(const EncTable& table, const std::
   Lookup64 t;
   if (gi % 2 == 1) {  // the top group alone, so the rest go in pairs
     --gi;
-    lookup64(tables,
-             _mm512_zextsi256_si512(
-                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(symbols + gi * kLanes))),
-             t);
+    lookup64(
+        tables,
+        _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(symbols + gi * kLanes))),
+        t);
     step16(lanes_hi, t.e[1], t.m[1], ptr);
     step16(lanes_lo, t.e[0], t.m[0], ptr);
     fits = static_cast<std::size_t>(end - ptr) <= max_words;
@@ -391,8 +384,7 @@ void normalize_freqs(const std::uint32_t counts[kAlphabet], std::uint32_t freq[k
   }
 }
 
-std::uint64_t estimate_bits_q16(const std::uint32_t counts[kAlphabet],
-                                const std::uint32_t freq[kAlphabet]) {
+std::uint64_t estimate_bits_q16(const std::uint32_t counts[kAlphabet], const std::uint32_t freq[kAlphabet]) {
   std::uint64_t bits = 0;
   for (int s = 0; s < kAlphabet; ++s)
     if (counts[s]) bits += static_cast<std::uint64_t>(counts[s]) * kCostQ16[freq[s]];
@@ -430,8 +422,7 @@ void DecTable::build(const std::uint32_t freq[kAlphabet]) {
   std::uint32_t cum = 0;
   for (std::uint32_t s = 0; s < kAlphabet; ++s) {
     std::uint32_t f = freq[s];
-    for (std::uint32_t i = 0; i < f; ++i)
-      slot_[cum + i] = s | ((f - 1) << 8) | (i << 20);
+    for (std::uint32_t i = 0; i < f; ++i) slot_[cum + i] = s | ((f - 1) << 8) | (i << 20);
     cum += f;
   }
   FERRY_CHECK(cum == kProbScale);
@@ -490,8 +481,8 @@ std::size_t encode_block(const EncTable& table, const std::uint8_t* symbols, std
   return kStateBytes + words * 2;
 }
 
-Status decode_block(const DecTable& table, const std::uint8_t* in, std::size_t stored,
-                    std::uint8_t* out, std::size_t m) {
+Status decode_block(const DecTable& table, const std::uint8_t* in, std::size_t stored, std::uint8_t* out,
+                    std::size_t m) {
   if (stored < kStateBytes || (stored - kStateBytes) % 2 != 0)
     return Status::corruption("coded block of " + std::to_string(stored) + " bytes");
   std::uint32_t x[kLanes];
@@ -534,18 +525,16 @@ Status decode_block(const DecTable& table, const std::uint8_t* in, std::size_t s
     int l = static_cast<int>(i % kLanes);
     out[i] = static_cast<std::uint8_t>(decode_one(l));
     if (x[l] < kStateLow) {
-      if (pos == nwords)
-        return Status::corruption("words exhausted at symbol " + std::to_string(i));
+      if (pos == nwords) return Status::corruption("words exhausted at symbol " + std::to_string(i));
       x[l] = (x[l] << 16) | load_u16(words + 2 * pos);
       ++pos;
     }
   }
-  if (pos != nwords)
-    return Status::corruption(std::to_string(nwords - pos) + " words left unread");
+  if (pos != nwords) return Status::corruption(std::to_string(nwords - pos) + " words left unread");
   for (int l = 0; l < kLanes; ++l)
     if (x[l] != kStateLow)
-      return Status::corruption("lane " + std::to_string(l) + " ends in state " +
-                                std::to_string(x[l]) + ", not 2^16");
+      return Status::corruption("lane " + std::to_string(l) + " ends in state " + std::to_string(x[l]) +
+                                ", not 2^16");
   return Status::ok();
 }
 

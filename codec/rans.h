@@ -10,8 +10,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "codec/limits.h"
 #include "base/status.h"
+#include "codec/limits.h"
 
 namespace ferry::rans {
 
@@ -38,8 +38,7 @@ void normalize_freqs(const std::uint32_t counts[kAlphabet], std::uint32_t freq[k
 
 // Sum over symbols of count[s] * cost_q16(freq[s]): the estimated size of
 // the coded symbols in Q16 bits.
-std::uint64_t estimate_bits_q16(const std::uint32_t counts[kAlphabet],
-                                const std::uint32_t freq[kAlphabet]);
+std::uint64_t estimate_bits_q16(const std::uint32_t counts[kAlphabet], const std::uint32_t freq[kAlphabet]);
 
 // Per-symbol encoder constants. Division by freq is a multiply by a 64-bit
 // reciprocal ceil(2^64 / freq): with x < 2^32 the rounding error x*e/2^64
@@ -48,8 +47,8 @@ std::uint64_t estimate_bits_q16(const std::uint32_t counts[kAlphabet],
 // difference into bias.
 struct EncSymbol {
   std::uint64_t rcp;
-  std::uint32_t bias;      // cum, or cum + M - 1 when freq == 1
-  std::uint32_t cmpl;      // M - freq
+  std::uint32_t bias;          // cum, or cum + M - 1 when freq == 1
+  std::uint32_t cmpl;          // M - freq
   std::uint32_t renorm_above;  // emit a word while x > this ((freq << 20) - 1)
   std::uint32_t freq;
 };
@@ -119,7 +118,7 @@ std::size_t encode_block(const EncTable& table, const std::uint8_t* symbols, std
 // range, that no word is read past the block, that every word is consumed
 // and that every lane ends at L. The message names what failed; the caller
 // adds plane and block.
-Status decode_block(const DecTable& table, const std::uint8_t* in, std::size_t stored,
-                    std::uint8_t* out, std::size_t m);
+Status decode_block(const DecTable& table, const std::uint8_t* in, std::size_t stored, std::uint8_t* out,
+                    std::size_t m);
 
 }  // namespace ferry::rans

@@ -124,8 +124,7 @@ class HeaderChecker final : public nlohmann::json_sax<Json> {
 Result<Json> parse_json(std::string_view text) {
   HeaderChecker checker;
   if (!Json::sax_parse(text.begin(), text.end(), &checker) || !checker.problem().empty()) {
-    return Status::corruption(checker.problem().empty() ? "header is not valid JSON"
-                                                        : checker.problem());
+    return Status::corruption(checker.problem().empty() ? "header is not valid JSON" : checker.problem());
   }
   Json doc = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return Status::corruption("header is not valid JSON");
@@ -144,8 +143,8 @@ Status parse_metadata(const Json& j, std::map<std::string, std::string>& out) {
   return Status::ok();
 }
 
-Status parse_shape(const std::string& name, const Json& j, std::size_t element_bytes,
-                   TensorInfo& t, std::uint64_t& product_bytes) {
+Status parse_shape(const std::string& name, const Json& j, std::size_t element_bytes, TensorInfo& t,
+                   std::uint64_t& product_bytes) {
   if (!j.is_array()) return Status::corruption(tensor_prefix(name) + "shape is not an array");
   if (j.size() > kMaxTensorRank) {
     return Status::corruption(tensor_prefix(name) + "shape has rank " + std::to_string(j.size()) +
@@ -169,15 +168,15 @@ Status parse_shape(const std::string& name, const Json& j, std::size_t element_b
     overflow = false;
   }
   if (overflow) {
-    return Status::corruption(tensor_prefix(name) + "shape " + join_u64(t.shape) + " of " +
-                              t.dtype_name + " overflows 64-bit byte counts");
+    return Status::corruption(tensor_prefix(name) + "shape " + join_u64(t.shape) + " of " + t.dtype_name +
+                              " overflows 64-bit byte counts");
   }
   product_bytes = product;
   return Status::ok();
 }
 
-Result<TensorInfo> parse_tensor(const std::string& name, const Json& j,
-                                std::uint64_t data_offset, std::uint64_t data_bytes) {
+Result<TensorInfo> parse_tensor(const std::string& name, const Json& j, std::uint64_t data_offset,
+                                std::uint64_t data_bytes) {
   if (!j.is_object()) return Status::corruption(tensor_prefix(name) + "entry is not an object");
   for (const auto& [k, v] : j.items()) {
     if (k != "dtype" && k != "shape" && k != "data_offsets") {
@@ -215,9 +214,8 @@ Result<TensorInfo> parse_tensor(const std::string& name, const Json& j,
     return Status::corruption(tensor_prefix(name) + offsets + " end before they begin");
   }
   if (rel[1] - rel[0] != need) {
-    return Status::corruption(tensor_prefix(name) + offsets + " give " +
-                              std::to_string(rel[1] - rel[0]) + " bytes but shape " +
-                              join_u64(t.shape) + " of " + t.dtype_name + " needs " +
+    return Status::corruption(tensor_prefix(name) + offsets + " give " + std::to_string(rel[1] - rel[0]) +
+                              " bytes but shape " + join_u64(t.shape) + " of " + t.dtype_name + " needs " +
                               std::to_string(need));
   }
   if (rel[1] > data_bytes) {
@@ -240,8 +238,7 @@ Status check_tiling(const std::vector<TensorInfo>& tensors, std::uint64_t data_o
     std::string offsets = "data_offsets [" + rel(t.begin) + ", " + rel(t.end) + "]";
     if (t.begin > pos) {
       return Status::corruption(
-          tensor_prefix(t.name) + offsets + " leave a gap of " + std::to_string(t.begin - pos) +
-          " bytes " +
+          tensor_prefix(t.name) + offsets + " leave a gap of " + std::to_string(t.begin - pos) + " bytes " +
           (prev ? "after tensor " + quote_name(prev->name) + " (ends at " + rel(pos) + ")"
                 : std::string("at the start of the data section")));
     }
@@ -249,17 +246,16 @@ Status check_tiling(const std::vector<TensorInfo>& tensors, std::uint64_t data_o
       // Sorted by begin, so only a tensor starting before `pos` overlaps;
       // prev is set because the first tensor cannot start below data_offset.
       return Status::corruption(tensor_prefix(t.name) + offsets + " overlap tensor " +
-                                quote_name(prev->name) + " [" + rel(prev->begin) + ", " +
-                                rel(prev->end) + "]");
+                                quote_name(prev->name) + " [" + rel(prev->begin) + ", " + rel(prev->end) +
+                                "]");
     }
     pos = t.end;
     prev = &t;
   }
   if (pos != data_offset + data_bytes) {
-    return Status::corruption(
-        "data section is " + std::to_string(data_bytes) + " bytes but " +
-        (prev ? "the last tensor " + quote_name(prev->name) + " ends at " + rel(pos)
-              : std::string("the header lists no tensors")));
+    return Status::corruption("data section is " + std::to_string(data_bytes) + " bytes but " +
+                              (prev ? "the last tensor " + quote_name(prev->name) + " ends at " + rel(pos)
+                                    : std::string("the header lists no tensors")));
   }
   return Status::ok();
 }
@@ -305,14 +301,11 @@ std::optional<SafetensorsDType> safetensors_dtype(std::string_view name) {
     SafetensorsDType props;
   };
   static constexpr Entry kTable[] = {
-      {"BOOL", {1, std::nullopt}},         {"U8", {1, std::nullopt}},
-      {"I8", {1, std::nullopt}},           {"F8_E4M3", {1, DType::kF8E4M3}},
-      {"F8_E5M2", {1, DType::kF8E5M2}},    {"I16", {2, std::nullopt}},
-      {"U16", {2, std::nullopt}},          {"F16", {2, DType::kF16}},
-      {"BF16", {2, DType::kBF16}},         {"I32", {4, std::nullopt}},
-      {"U32", {4, std::nullopt}},          {"F32", {4, DType::kF32}},
-      {"F64", {8, std::nullopt}},          {"I64", {8, std::nullopt}},
-      {"U64", {8, std::nullopt}},
+      {"BOOL", {1, std::nullopt}},      {"U8", {1, std::nullopt}},        {"I8", {1, std::nullopt}},
+      {"F8_E4M3", {1, DType::kF8E4M3}}, {"F8_E5M2", {1, DType::kF8E5M2}}, {"I16", {2, std::nullopt}},
+      {"U16", {2, std::nullopt}},       {"F16", {2, DType::kF16}},        {"BF16", {2, DType::kBF16}},
+      {"I32", {4, std::nullopt}},       {"U32", {4, std::nullopt}},       {"F32", {4, DType::kF32}},
+      {"F64", {8, std::nullopt}},       {"I64", {8, std::nullopt}},       {"U64", {8, std::nullopt}},
   };
   for (const Entry& e : kTable) {
     if (e.name == name) return e.props;
@@ -320,8 +313,7 @@ std::optional<SafetensorsDType> safetensors_dtype(std::string_view name) {
   return std::nullopt;
 }
 
-Result<std::uint64_t> safetensors_header_length(std::span<const std::byte> first8,
-                                                std::uint64_t file_size) {
+Result<std::uint64_t> safetensors_header_length(std::span<const std::byte> first8, std::uint64_t file_size) {
   if (file_size < kSafetensorsPrefixBytes) {
     return Status::corruption("file is " + std::to_string(file_size) +
                               " bytes, shorter than the 8-byte safetensors length prefix");
@@ -336,20 +328,17 @@ Result<std::uint64_t> safetensors_header_length(std::span<const std::byte> first
   }
   if (n == 0) return Status::corruption("safetensors header length is 0");
   if (n > kMaxSafetensorsHeaderBytes) {
-    return Status::corruption("safetensors header length " + std::to_string(n) +
-                              " exceeds the limit of " +
+    return Status::corruption("safetensors header length " + std::to_string(n) + " exceeds the limit of " +
                               std::to_string(kMaxSafetensorsHeaderBytes) + " bytes");
   }
   if (n > file_size - kSafetensorsPrefixBytes) {
     return Status::corruption("safetensors header length " + std::to_string(n) +
-                              " runs past the end of the file (" + std::to_string(file_size) +
-                              " bytes)");
+                              " runs past the end of the file (" + std::to_string(file_size) + " bytes)");
   }
   return n;
 }
 
-Result<SafetensorsLayout> parse_safetensors(std::span<const std::byte> prefix,
-                                            std::uint64_t file_size) {
+Result<SafetensorsLayout> parse_safetensors(std::span<const std::byte> prefix, std::uint64_t file_size) {
   ASSIGN_OR_RETURN(std::uint64_t n, safetensors_header_length(prefix, file_size));
   if (prefix.size() - kSafetensorsPrefixBytes < n) {
     return Status::invalid_argument("parse_safetensors needs the first " +
@@ -402,8 +391,6 @@ Result<SafetensorsLayout> read_safetensors_layout(const std::filesystem::path& p
   return layout;
 }
 
-bool looks_like_safetensors(const std::filesystem::path& path) {
-  return path.extension() == ".safetensors";
-}
+bool looks_like_safetensors(const std::filesystem::path& path) { return path.extension() == ".safetensors"; }
 
 }  // namespace ferry

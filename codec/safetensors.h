@@ -16,8 +16,8 @@
 #include <string_view>
 #include <vector>
 
-#include "codec/dtype.h"
 #include "base/status.h"
+#include "codec/dtype.h"
 
 namespace ferry {
 
@@ -26,12 +26,12 @@ inline constexpr std::size_t kSafetensorsPrefixBytes = 8;
 
 struct TensorInfo {
   std::string name;
-  std::string dtype_name;        // as written in the file: "BF16", "F32", "I64", ...
-  std::optional<DType> dtype;    // ferry's float tag; nullopt for non-float types (I64, F64, BOOL, ...)
-  std::size_t element_bytes = 0; // bytes per element of dtype_name (8 for I64, 2 for BF16, ...)
+  std::string dtype_name;            // as written in the file: "BF16", "F32", "I64", ...
+  std::optional<DType> dtype;        // ferry's float tag; nullopt for non-float types (I64, F64, BOOL, ...)
+  std::size_t element_bytes = 0;     // bytes per element of dtype_name (8 for I64, 2 for BF16, ...)
   std::vector<std::uint64_t> shape;  // empty for a scalar
-  std::uint64_t begin = 0;       // absolute file offsets: data_offset + data_offsets[0]
-  std::uint64_t end = 0;         // data_offset + data_offsets[1]
+  std::uint64_t begin = 0;           // absolute file offsets: data_offset + data_offsets[0]
+  std::uint64_t end = 0;             // data_offset + data_offsets[1]
 
   std::uint64_t bytes() const { return end - begin; }
   // The chunk tag for this tensor's bytes: its float type, or kBytes.
@@ -39,10 +39,10 @@ struct TensorInfo {
 };
 
 struct SafetensorsLayout {
-  std::uint64_t header_bytes = 0;  // N: the JSON header's length, padding included
-  std::uint64_t data_offset = 0;   // 8 + N: where the data section starts
-  std::uint64_t file_bytes = 0;    // the file size the layout was validated against
-  std::vector<TensorInfo> tensors; // sorted by begin (then end, then name)
+  std::uint64_t header_bytes = 0;               // N: the JSON header's length, padding included
+  std::uint64_t data_offset = 0;                // 8 + N: where the data section starts
+  std::uint64_t file_bytes = 0;                 // the file size the layout was validated against
+  std::vector<TensorInfo> tensors;              // sorted by begin (then end, then name)
   std::map<std::string, std::string> metadata;  // "__metadata__", when present
 };
 
@@ -56,15 +56,13 @@ std::optional<SafetensorsDType> safetensors_dtype(std::string_view name);
 
 // Decodes the 8-byte length prefix and checks it against the file size and
 // kMaxSafetensorsHeaderBytes. Returns N (so the caller reads 8 + N bytes).
-Result<std::uint64_t> safetensors_header_length(std::span<const std::byte> first8,
-                                                std::uint64_t file_size);
+Result<std::uint64_t> safetensors_header_length(std::span<const std::byte> first8, std::uint64_t file_size);
 
 // Parses and validates a safetensors header. `prefix` holds at least the
 // first 8 + N bytes of a file of `file_size` bytes (more is ignored).
 // Corruption for a malformed header, Unsupported for a dtype ferry lacks;
 // messages name the tensor and what is wrong.
-Result<SafetensorsLayout> parse_safetensors(std::span<const std::byte> prefix,
-                                            std::uint64_t file_size);
+Result<SafetensorsLayout> parse_safetensors(std::span<const std::byte> prefix, std::uint64_t file_size);
 
 // Opens `path` and reads just its header; errors carry the path.
 Result<SafetensorsLayout> read_safetensors_layout(const std::filesystem::path& path);

@@ -16,10 +16,10 @@
 #include <algorithm>
 #include <vector>
 
-#include "codec/tree_hash_pair.h"
-#include "codec/limits.h"
 #include "base/status.h"
 #include "base/thread_pool.h"
+#include "codec/limits.h"
+#include "codec/tree_hash_pair.h"
 
 namespace ferry {
 namespace {
@@ -27,9 +27,9 @@ namespace {
 constexpr std::uint8_t kLeafPrefix = 0x00;
 constexpr std::uint8_t kNodePrefix = 0x01;
 // Below this many leaves a pool is not worth its hand-off cost.
-constexpr std::size_t kMinParallelLeaves = 64;     // 256 KiB
+constexpr std::size_t kMinParallelLeaves = 64;  // 256 KiB
 // Leaves per pool task: big enough to amortise the task, small enough to balance.
-constexpr std::size_t kLeavesPerTask = 32;         // 128 KiB
+constexpr std::size_t kLeavesPerTask = 32;  // 128 KiB
 
 // Hashing state for one digest at a time; plain data, so no resource to free.
 class Hasher {
@@ -79,7 +79,8 @@ Digest reduce_in_place(std::span<Digest> level) {
     if (tree_hash_pair_available()) {
       // Nodes i and i + 1 read 2i..2i+3 before writing i, i + 1 (<= 2i + 1).
       for (; i + 1 < half; i += 2)
-        hash_node_pair(level[2 * i], level[2 * i + 1], level[2 * i + 2], level[2 * i + 3], level[i], level[i + 1]);
+        hash_node_pair(level[2 * i], level[2 * i + 1], level[2 * i + 2], level[2 * i + 3], level[i],
+                       level[i + 1]);
     }
     for (; i < half; ++i) level[i] = hash_node(level[2 * i], level[2 * i + 1]);
     if (n % 2 == 1) {

@@ -37,8 +37,7 @@ Digest hash_node(const Digest& left, const Digest& right);
 // Hashes every 4 KiB leaf of `data` into `out`.  REQUIRES: out.size() ==
 // leaf_count(data.size()). With a pool, leaves are spread over its threads
 // (for inputs large enough to be worth it); the result is identical.
-void hash_leaves(std::span<const std::byte> data, std::span<Digest> out,
-                 ThreadPool* pool = nullptr);
+void hash_leaves(std::span<const std::byte> data, std::span<Digest> out, ThreadPool* pool = nullptr);
 
 // Root over leaf (or subtree) hashes, level by level with promotion (RFC 6962
 // MTH). An empty list gives SHA-256 of the empty string.

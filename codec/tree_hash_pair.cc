@@ -8,8 +8,8 @@
 #include <cstdint>
 #include <cstring>
 
-#include "codec/limits.h"
 #include "base/status.h"
+#include "codec/limits.h"
 
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -72,8 +72,8 @@ FERRY_SHA_TARGET inline void store_digest(const State& s, Digest& out) {
 // One 64-byte block into each lane's state. Both lanes' rounds sit in one
 // loop body so their independent chains interleave; always_inline and the
 // full unroll keep every schedule word in a register.
-FERRY_SHA_TARGET __attribute__((always_inline)) inline void compress(State (&s)[kLanes],
-                                                                     const std::uint8_t* const (&block)[kLanes]) {
+FERRY_SHA_TARGET __attribute__((always_inline)) inline void compress(
+    State (&s)[kLanes], const std::uint8_t* const (&block)[kLanes]) {
   State saved[kLanes];
   __m128i w[kLanes][4];
   for (int l = 0; l < kLanes; ++l) {

@@ -16,10 +16,10 @@
 #include <utility>
 #include <vector>
 
-#include "codec/chunk_codec.h"
-#include "codec/frame.h"
 #include "base/posix_file.h"
 #include "base/thread_pool.h"
+#include "codec/chunk_codec.h"
+#include "codec/frame.h"
 #include "codec/tree_hash.h"
 
 namespace ferry {
@@ -41,13 +41,11 @@ struct Slot {
   Status status;
 };
 
-Status chunk_failure(const FrameSource& a, const ManifestFile& f, const ManifestChunk& c,
-                     const Status& st) {
+Status chunk_failure(const FrameSource& a, const ManifestFile& f, const ManifestChunk& c, const Status& st) {
   // The source's own code (I/O, Corruption, a remote source's Unavailable)
   // tells the user whether to retry or to repair.
-  return Status(st.code(),
-                a.describe() + ": chunk " + to_hex(c.id) + " (file \"" + f.path + "\" offset " +
-                    std::to_string(c.offset) + "): " + st.message());
+  return Status(st.code(), a.describe() + ": chunk " + to_hex(c.id) + " (file \"" + f.path + "\" offset " +
+                               std::to_string(c.offset) + "): " + st.message());
 }
 
 // Reads, decodes and verifies one chunk into its slot (runs on a pool thread).
@@ -201,7 +199,8 @@ Status unpack_frames(const FrameSource& source, const std::filesystem::path& out
       times[1].tv_nsec += 1'000'000'000;
       times[1].tv_sec -= 1;
     }
-    if (::futimens(file.fd(), times) != 0) return Status::from_errno(errno, "set mtime of " + file.temp_path().string());
+    if (::futimens(file.fd(), times) != 0)
+      return Status::from_errno(errno, "set mtime of " + file.temp_path().string());
     RETURN_IF_ERROR(file.commit());
     open[f].reset();
     return Status::ok();

@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "codec/archive.h"
 #include "base/status.h"
+#include "codec/archive.h"
 
 namespace ferry {
 
@@ -55,14 +55,14 @@ class ArchiveFrameSource final : public FrameSource {
 };
 
 struct UnpackProgress {
-  std::uint64_t logical_done = 0;   // decoded and verified bytes
+  std::uint64_t logical_done = 0;  // decoded and verified bytes
   std::uint64_t logical_total = 0;
-  std::uint64_t frame_bytes = 0;    // frame bytes read so far
+  std::uint64_t frame_bytes = 0;  // frame bytes read so far
 };
 
 struct UnpackOptions {
-  ThreadPool* pool = nullptr;     // nullptr: ThreadPool::shared()
-  std::size_t window_chunks = 0;  // chunks in flight; 0: 2 x pool threads
+  ThreadPool* pool = nullptr;                           // nullptr: ThreadPool::shared()
+  std::size_t window_chunks = 0;                        // chunks in flight; 0: 2 x pool threads
   std::function<void(const UnpackProgress&)> progress;  // after each window; may be empty
 };
 

@@ -24,8 +24,7 @@ void ZstdDecompressor::Deleter::operator()(ZSTD_DCtx_s* d) const { ZSTD_freeDCtx
 ZstdCompressor::ZstdCompressor() : ctx_(ZSTD_createCCtx()) { FERRY_CHECK(ctx_ != nullptr); }
 ZstdCompressor::~ZstdCompressor() = default;
 
-Status ZstdCompressor::compress(std::span<const std::byte> in, int level,
-                                std::vector<std::byte>& out) {
+Status ZstdCompressor::compress(std::span<const std::byte> in, int level, std::vector<std::byte>& out) {
   ZSTD_CCtx* c = ctx_.get();
   ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
   size_t rc = ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
@@ -59,8 +58,8 @@ Status ZstdDecompressor::decompress(std::span<const std::byte> in, std::span<std
     return Status::corruption("zstd payload: frame does not record its content size");
   }
   if (content != out.size()) {
-    return Status::corruption("zstd payload: content size " + std::to_string(content) +
-                              ", chunk is " + std::to_string(out.size()) + " bytes");
+    return Status::corruption("zstd payload: content size " + std::to_string(content) + ", chunk is " +
+                              std::to_string(out.size()) + " bytes");
   }
   size_t frame_len = ZSTD_findFrameCompressedSize(in.data(), in.size());
   if (ZSTD_isError(frame_len)) {

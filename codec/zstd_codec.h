@@ -30,7 +30,9 @@ class ZstdCompressor {
   Status compress(std::span<const std::byte> in, int level, std::vector<std::byte>& out);
 
  private:
-  struct Deleter { void operator()(ZSTD_CCtx_s* c) const; };
+  struct Deleter {
+    void operator()(ZSTD_CCtx_s* c) const;
+  };
   std::unique_ptr<ZSTD_CCtx_s, Deleter> ctx_;
 };
 
@@ -46,7 +48,9 @@ class ZstdDecompressor {
   Status decompress(std::span<const std::byte> in, std::span<std::byte> out);
 
  private:
-  struct Deleter { void operator()(ZSTD_DCtx_s* d) const; };
+  struct Deleter {
+    void operator()(ZSTD_DCtx_s* d) const;
+  };
   std::unique_ptr<ZSTD_DCtx_s, Deleter> ctx_;
 };
 

@@ -19,8 +19,8 @@ FERRY_HD std::uint32_t crc_table_entry(std::uint32_t i) {
 
 // Extends crc (of preceding bytes; 0 to start) over n bytes, as
 // ferry::crc32c does.
-FERRY_HD std::uint32_t crc32c_update(const std::uint32_t* table, std::uint32_t crc,
-                                     const std::uint8_t* p, std::size_t n) {
+FERRY_HD std::uint32_t crc32c_update(const std::uint32_t* table, std::uint32_t crc, const std::uint8_t* p,
+                                     std::size_t n) {
   crc = ~crc;
   for (std::size_t i = 0; i < n; ++i) crc = (crc >> 8) ^ table[(crc ^ p[i]) & 0xffu];
   return ~crc;
@@ -45,8 +45,8 @@ FERRY_HD void crc32c_shift_matrix(std::uint64_t len, std::uint32_t* mat) {
   odd[0] = kCrcPolyReflected;
   std::uint32_t row = 1;
   for (int n = 1; n < 32; ++n, row <<= 1) odd[n] = row;
-  gf2_square(even, odd);  // 2 zero bits
-  gf2_square(odd, even);  // 4 zero bits
+  gf2_square(even, odd);                          // 2 zero bits
+  gf2_square(odd, even);                          // 4 zero bits
   for (int n = 0; n < 32; ++n) mat[n] = 1u << n;  // identity
   bool use_even = true;
   while (len != 0) {
@@ -63,16 +63,13 @@ FERRY_HD void crc32c_shift_matrix(std::uint64_t len, std::uint32_t* mat) {
 }
 
 // crc(A || B) from crc(A), crc(B) and |B|.
-FERRY_HD std::uint32_t crc32c_combine(std::uint32_t crc_a, std::uint32_t crc_b,
-                                      std::uint64_t len_b) {
+FERRY_HD std::uint32_t crc32c_combine(std::uint32_t crc_a, std::uint32_t crc_b, std::uint64_t len_b) {
   if (len_b == 0) return crc_a;
   std::uint32_t mat[32];
   crc32c_shift_matrix(len_b, mat);
   return gf2_times(mat, crc_a) ^ crc_b;
 }
 
-FERRY_HD std::uint32_t mask_crc(std::uint32_t crc) {
-  return ((crc >> 15) | (crc << 17)) + kCrcMaskDelta;
-}
+FERRY_HD std::uint32_t mask_crc(std::uint32_t crc) { return ((crc >> 15) | (crc << 17)) + kCrcMaskDelta; }
 
 }  // namespace ferry::gpu

@@ -14,8 +14,7 @@ namespace ferry::gpu {
 inline Status cuda_status(cudaError_t err, const char* what) {
   if (err == cudaSuccess) return Status::ok();
   std::string msg = std::string(what) + ": " + cudaGetErrorString(err);
-  if (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver ||
-      err == cudaErrorInvalidDevice)
+  if (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver || err == cudaErrorInvalidDevice)
     return Status::unavailable(msg);
   if (err == cudaErrorMemoryAllocation) return Status::exhausted(msg);
   return Status::internal(msg);

@@ -23,7 +23,7 @@ enum DecError : std::uint32_t {
 struct DecChunk {
   const std::uint8_t* payload;
   std::uint8_t* out;
-  std::uint8_t* digests;     // 32 * leaves
+  std::uint8_t* digests;  // 32 * leaves
   std::uint32_t* seg_crc;
   std::uint32_t* dec_table;  // width * 4096
   std::uint32_t* block_in;   // width * blocks: payload offset of each block
@@ -47,8 +47,7 @@ __global__ void dec_crc_kernel(DecChunk* chunks) {
   __shared__ std::uint32_t table[256];
   load_crc_table(table);
   DecChunk& c = chunks[blockIdx.y];
-  crc_segment(table, c.payload, c.payload_bytes, blockIdx.x * blockDim.x + threadIdx.x,
-              c.seg_crc);
+  crc_segment(table, c.payload, c.payload_bytes, blockIdx.x * blockDim.x + threadIdx.x, c.seg_crc);
 }
 
 // One thread per planes chunk: FloatDecoder's structural checks, in order.
@@ -89,8 +88,7 @@ __global__ void parse_kernel(DecChunk* chunks) {
     for (std::uint32_t b = 0; b < B; ++b) {
       std::uint32_t m = min(kBlockSymbols, n - b * kBlockSymbols);
       std::uint32_t st = get_le16(stored + 2 * b);
-      if (st != m && (st > m || st % 2 != 0 || st < kStateBytes))
-        return set_error(c, kDecStructure, p, b, 8);
+      if (st != m && (st > m || st % 2 != 0 || st < kStateBytes)) return set_error(c, kDecStructure, p, b, 8);
       if (size - pos < st) return set_error(c, kDecStructure, p, b, 9);
       c.block_in[p * B + b] = pos;
       c.block_st[p * B + b] = st;

@@ -25,15 +25,15 @@ inline constexpr int kWarpsPerBlock = kThreads / 32;
 struct EncChunk {
   const std::uint8_t* in;
   std::uint8_t* frame;
-  std::uint8_t* planes;        // width * n
-  std::uint16_t* words;        // width * blocks * 8192 (one slot per block)
-  std::uint32_t* states;       // width * blocks * 32
-  std::uint8_t* digests;       // 32 * leaves
-  std::uint32_t* hist;         // width * 2 * 256: full, then every 16th symbol
-  std::uint32_t* stored;       // width * blocks
-  std::uint32_t* block_off;    // width * blocks, payload-relative
-  std::uint32_t* seg_crc;      // payload segments of 4 KiB
-  EncSym* tables;              // width * 256
+  std::uint8_t* planes;      // width * n
+  std::uint16_t* words;      // width * blocks * 8192 (one slot per block)
+  std::uint32_t* states;     // width * blocks * 32
+  std::uint8_t* digests;     // 32 * leaves
+  std::uint32_t* hist;       // width * 2 * 256: full, then every 16th symbol
+  std::uint32_t* stored;     // width * blocks
+  std::uint32_t* block_off;  // width * blocks, payload-relative
+  std::uint32_t* seg_crc;    // payload segments of 4 KiB
+  EncSym* tables;            // width * 256
   std::uint32_t raw_bytes, n, width, blocks, leaves;
   std::uint8_t codec, dtype;
   // Written on the device:
@@ -203,8 +203,8 @@ __global__ void layout_kernel(EncChunk* chunks) {
   for (std::uint32_t i = 0; i < tail; ++i) out[pos - tail + i] = c.in[c.n * w + i];
 }
 
-__device__ __forceinline__ void warp_copy(std::uint8_t* dst, const std::uint8_t* src,
-                                          std::uint32_t bytes, int lane) {
+__device__ __forceinline__ void warp_copy(std::uint8_t* dst, const std::uint8_t* src, std::uint32_t bytes,
+                                          int lane) {
   for (std::uint32_t i = static_cast<std::uint32_t>(lane); i < bytes; i += 32) dst[i] = src[i];
 }
 
@@ -252,8 +252,8 @@ __device__ __forceinline__ void load_crc_table(std::uint32_t* table) {
 }
 
 // One thread per 4 KiB segment of a payload (at `payload`, `bytes` long).
-__device__ void crc_segment(const std::uint32_t* table, const std::uint8_t* payload,
-                            std::uint32_t bytes, std::uint32_t seg, std::uint32_t* out) {
+__device__ void crc_segment(const std::uint32_t* table, const std::uint8_t* payload, std::uint32_t bytes,
+                            std::uint32_t seg, std::uint32_t* out) {
   const std::uint32_t off = seg * kLeafBytes;
   if (off >= bytes) return;
   out[seg] = crc32c_update(table, 0, payload + off, min(kLeafBytes, bytes - off));
@@ -263,8 +263,8 @@ __global__ void enc_crc_kernel(EncChunk* chunks) {
   __shared__ std::uint32_t table[256];
   load_crc_table(table);
   EncChunk& c = chunks[blockIdx.y];
-  crc_segment(table, c.frame + kFrameHeaderBytes, c.payload_bytes,
-              blockIdx.x * blockDim.x + threadIdx.x, c.seg_crc);
+  crc_segment(table, c.frame + kFrameHeaderBytes, c.payload_bytes, blockIdx.x * blockDim.x + threadIdx.x,
+              c.seg_crc);
 }
 
 // Joins per-segment CRCs: a fixed operator for whole 4 KiB segments.
@@ -273,7 +273,7 @@ __device__ std::uint32_t join_crcs(const std::uint32_t* seg, std::uint32_t bytes
   std::uint32_t crc = 0;
   for (std::uint32_t off = 0, s = 0; off < bytes; off += kLeafBytes, ++s) {
     std::uint32_t len = min(kLeafBytes, bytes - off);
-    crc = s == 0 ? seg[0]
+    crc = s == 0              ? seg[0]
           : len == kLeafBytes ? gf2_times(shift4k, crc) ^ seg[s]
                               : crc32c_combine(crc, seg[s], len);
   }
@@ -303,8 +303,7 @@ __device__ void tree_reduce(std::uint8_t* d, std::uint32_t count) {
   }
 }
 
-__global__ void enc_finish_kernel(EncChunk* chunks, EncResult* results,
-                                  const std::uint32_t* shift4k) {
+__global__ void enc_finish_kernel(EncChunk* chunks, EncResult* results, const std::uint32_t* shift4k) {
   __shared__ std::uint32_t table[256];
   load_crc_table(table);
   EncChunk& c = chunks[blockIdx.x];

@@ -22,12 +22,14 @@ FERRY_HD std::uint32_t get_le16(const std::uint8_t* p) {
 }
 
 // payload_crc is the unmasked CRC32C of the payload.
-FERRY_HD void write_frame_header(const std::uint32_t* crc_table, std::uint8_t codec,
-                                 std::uint8_t dtype, std::uint32_t raw_bytes,
-                                 std::uint32_t payload_bytes, const std::uint8_t* chunk_id,
-                                 std::uint32_t payload_crc, std::uint8_t* out) {
-  out[0] = 0x46; out[1] = 0x52; out[2] = 0x59; out[3] = 0x46;  // "FRYF"
-  out[4] = 1;  // version
+FERRY_HD void write_frame_header(const std::uint32_t* crc_table, std::uint8_t codec, std::uint8_t dtype,
+                                 std::uint32_t raw_bytes, std::uint32_t payload_bytes,
+                                 const std::uint8_t* chunk_id, std::uint32_t payload_crc, std::uint8_t* out) {
+  out[0] = 0x46;
+  out[1] = 0x52;
+  out[2] = 0x59;
+  out[3] = 0x46;  // "FRYF"
+  out[4] = 1;     // version
   out[5] = codec;
   out[6] = dtype;
   out[7] = 0;  // flags
@@ -36,8 +38,7 @@ FERRY_HD void write_frame_header(const std::uint32_t* crc_table, std::uint8_t co
   for (int i = 0; i < 32; ++i) out[16 + i] = chunk_id[i];
   for (int i = 0; i < 32; ++i) out[48 + i] = 0;
   put_le32(out + 80, mask_crc(payload_crc));
-  put_le32(out + kHeaderCrcOffset,
-           mask_crc(crc32c_update(crc_table, 0, out, kHeaderCrcOffset)));
+  put_le32(out + kHeaderCrcOffset, mask_crc(crc32c_update(crc_table, 0, out, kHeaderCrcOffset)));
 }
 
 }  // namespace ferry::gpu

@@ -15,9 +15,9 @@
 #include <vector>
 
 #include "base/crc32c.h"
+#include "base/thread_pool.h"
 #include "codec/frame.h"
 #include "codec/limits.h"
-#include "base/thread_pool.h"
 #include "cuda/decode_kernels.cuh"
 #include "cuda/device_arena.h"
 #include "cuda/gpu_engine.h"
@@ -64,8 +64,8 @@ class GpuEngine final : public CodecEngine {
     int lo = 0, hi = 0;
     CUDA_RETURN_IF_ERROR(cudaDeviceGetStreamPriorityRange(&lo, &hi));
     cudaStream_t s = nullptr;
-    CUDA_RETURN_IF_ERROR(cudaStreamCreateWithPriority(&s, cudaStreamNonBlocking,
-                                                      opts.low_priority_streams ? lo : hi));
+    CUDA_RETURN_IF_ERROR(
+        cudaStreamCreateWithPriority(&s, cudaStreamNonBlocking, opts.low_priority_streams ? lo : hi));
     stream_.reset(s);
     void* p = nullptr;
     CUDA_RETURN_IF_ERROR(cudaMalloc(&p, opts.device_memory_bytes));
@@ -73,9 +73,8 @@ class GpuEngine final : public CodecEngine {
     arena_ = gpu::StackArena(static_cast<std::byte*>(p), opts.device_memory_bytes);
     CUDA_RETURN_IF_ERROR(cudaMallocHost(&p, opts.pinned_memory_bytes));
     pinned_.reset(p);
-    CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(gpu::decode_fused_kernel,
-                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                              gpu::kMaxWidth * kBlockSyms));
+    CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+        gpu::decode_fused_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, gpu::kMaxWidth * kBlockSyms));
     std::uint32_t shift[32];
     gpu::crc32c_shift_matrix(4096, shift);
     CUDA_RETURN_IF_ERROR(cudaMalloc(&p, sizeof shift));
@@ -88,18 +87,14 @@ class GpuEngine final : public CodecEngine {
   std::string description() const override { return desc_; }
   bool supports(MemorySpace) const override { return true; }
 
-  Status encode(std::span<const EncodeJob> jobs, std::span<EncodedChunk> results,
-                MemorySpace space) override;
-  Status decode(std::span<const DecodeJob> jobs, std::span<Status> statuses,
-                MemorySpace space) override;
+  Status encode(std::span<const EncodeJob> jobs, std::span<EncodedChunk> results, MemorySpace space) override;
+  Status decode(std::span<const DecodeJob> jobs, std::span<Status> statuses, MemorySpace space) override;
 
  private:
   Status encode_gpu(std::span<const EncodeJob> jobs, const std::vector<std::size_t>& idx,
-                    const std::vector<Codec>& codecs, std::span<EncodedChunk> results,
-                    MemorySpace space);
+                    const std::vector<Codec>& codecs, std::span<EncodedChunk> results, MemorySpace space);
   Status decode_gpu(std::span<const DecodeJob> jobs, const std::vector<std::size_t>& idx,
-                    const std::vector<FrameHeader>& headers, std::span<Status> statuses,
-                    MemorySpace space);
+                    const std::vector<FrameHeader>& headers, std::span<Status> statuses, MemorySpace space);
   Status copy(void* dst, const void* src, std::size_t n, cudaMemcpyKind kind) {
     CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, src, n, kind, stream_.get()));
     return Status::ok();
@@ -131,16 +126,17 @@ Status GpuEngine::encode(std::span<const EncodeJob> jobs, std::span<EncodedChunk
       return Status::invalid_argument("encode job " + std::to_string(i) +
                                       ": chunk over 64 MiB or frame buffer too small");
     if (!opts_.sample_codec_choice && is_float(j.dtype) && !j.trial && !j.data.empty()) {
-      codecs[i] = element_bytes(j.dtype) == 4 ? Codec::kPlanes32
-                  : element_bytes(j.dtype) == 2 ? Codec::kPlanes16 : Codec::kPlanes8;
+      codecs[i] = element_bytes(j.dtype) == 4   ? Codec::kPlanes32
+                  : element_bytes(j.dtype) == 2 ? Codec::kPlanes16
+                                                : Codec::kPlanes8;
       continue;
     }
     if (space == MemorySpace::kDevice && !j.data.empty()) {
       // Only the sample crosses to the host; the choice needs its bytes.
       std::vector<std::byte> whole(j.data.size());
       for (const SamplePiece& p : codec_choice_sample(j.data.size())) {
-        RETURN_IF_ERROR(copy(whole.data() + p.offset, j.data.data() + p.offset, p.length,
-                             cudaMemcpyDeviceToHost));
+        RETURN_IF_ERROR(
+            copy(whole.data() + p.offset, j.data.data() + p.offset, p.length, cudaMemcpyDeviceToHost));
       }
       RETURN_IF_ERROR(sync());
       codecs[i] = choose_chunk_codec(whole, j.dtype, j.trial, *choice_);
@@ -166,8 +162,8 @@ Status GpuEngine::encode(std::span<const EncodeJob> jobs, std::span<EncodedChunk
     }
     RETURN_IF_ERROR(cpu_->encode(std::span(&hj, 1), results.subspan(i, 1), MemorySpace::kHost));
     if (space == MemorySpace::kDevice) {
-      RETURN_IF_ERROR(copy(jobs[i].frame.data(), frame.data(), results[i].frame_bytes,
-                           cudaMemcpyHostToDevice));
+      RETURN_IF_ERROR(
+          copy(jobs[i].frame.data(), frame.data(), results[i].frame_bytes, cudaMemcpyHostToDevice));
       RETURN_IF_ERROR(sync());
     }
   }
@@ -178,8 +174,9 @@ Status GpuEngine::encode(std::span<const EncodeJob> jobs, std::span<EncodedChunk
     std::size_t need = 0;
     while (at < gpu_idx.size()) {
       std::size_t i = gpu_idx[at];
-      std::size_t c = chunk_need(static_cast<std::uint32_t>(jobs[i].data.size()),
-                                 codec_element_width(codecs[i])) + 2 * (sizeof(EncChunk) + sizeof(EncResult));
+      std::size_t c =
+          chunk_need(static_cast<std::uint32_t>(jobs[i].data.size()), codec_element_width(codecs[i])) +
+          2 * (sizeof(EncChunk) + sizeof(EncResult));
       if (!part.empty() && need + c > arena_.capacity()) break;
       if (c > arena_.capacity())
         return Status::exhausted("gpu codec engine: a " + std::to_string(jobs[i].data.size()) +
@@ -232,8 +229,8 @@ Status GpuEngine::encode_gpu(std::span<const EncodeJob> jobs, const std::vector<
     c.block_off = arena_.take<std::uint32_t>(std::size_t{w} * c.blocks);
     c.seg_crc = arena_.take<std::uint32_t>(c.leaves + 1);
     c.tables = arena_.take<gpu::EncSym>(w * 256);
-    if (!c.planes || !c.words || !c.states || !c.digests || !c.hist || !c.stored ||
-        !c.block_off || !c.seg_crc || !c.tables)
+    if (!c.planes || !c.words || !c.states || !c.digests || !c.hist || !c.stored || !c.block_off ||
+        !c.seg_crc || !c.tables)
       return Status::internal("gpu arena plan");
     CUDA_RETURN_IF_ERROR(cudaMemsetAsync(c.hist, 0, w * 512 * 4, stream_.get()));
     max_leaves = std::max(max_leaves, c.leaves);
@@ -257,8 +254,7 @@ Status GpuEngine::encode_gpu(std::span<const EncodeJob> jobs, const std::vector<
   CUDA_RETURN_IF_LAUNCH_ERROR("assemble_kernel");
   enc_crc_kernel<<<dim3(grid_for(max_leaves + 1, kThreads), K), kThreads, 0, s>>>(dev);
   CUDA_RETURN_IF_LAUNCH_ERROR("enc_crc_kernel");
-  enc_finish_kernel<<<K, 256, 0, s>>>(dev, res,
-                                      static_cast<const std::uint32_t*>(shift_mem_.get()));
+  enc_finish_kernel<<<K, 256, 0, s>>>(dev, res, static_cast<const std::uint32_t*>(shift_mem_.get()));
   CUDA_RETURN_IF_LAUNCH_ERROR("enc_finish_kernel");
   std::vector<EncResult> out(K);
   RETURN_IF_ERROR(copy(out.data(), res, K * sizeof(EncResult), cudaMemcpyDeviceToHost));
@@ -271,14 +267,12 @@ Status GpuEngine::encode_gpu(std::span<const EncodeJob> jobs, const std::vector<
     e.raw_bytes = host[k].raw_bytes;
     e.frame_bytes = out[k].frame_bytes;
     if (space == MemorySpace::kHost)
-      RETURN_IF_ERROR(copy(jobs[idx[k]].frame.data(), host[k].frame, e.frame_bytes,
-                           cudaMemcpyDeviceToHost));
+      RETURN_IF_ERROR(copy(jobs[idx[k]].frame.data(), host[k].frame, e.frame_bytes, cudaMemcpyDeviceToHost));
   }
   return sync();
 }
 
-Status GpuEngine::decode(std::span<const DecodeJob> jobs, std::span<Status> statuses,
-                         MemorySpace space) {
+Status GpuEngine::decode(std::span<const DecodeJob> jobs, std::span<Status> statuses, MemorySpace space) {
   if (statuses.size() != jobs.size())
     return Status::invalid_argument("gpu codec engine: jobs and statuses differ in count");
   std::vector<FrameHeader> headers(jobs.size());
@@ -300,19 +294,19 @@ Status GpuEngine::decode(std::span<const DecodeJob> jobs, std::span<Status> stat
     headers[i] = h.value();
     const std::string chunk = "chunk " + to_hex(h->chunk_id) + ": ";
     if (j.frame.size() != kFrameHeaderBytes + h->payload_bytes) {
-      statuses[i] = Status::corruption(chunk + "frame is " + std::to_string(j.frame.size()) +
-                                       " bytes, header says " +
-                                       std::to_string(kFrameHeaderBytes + h->payload_bytes));
+      statuses[i] =
+          Status::corruption(chunk + "frame is " + std::to_string(j.frame.size()) + " bytes, header says " +
+                             std::to_string(kFrameHeaderBytes + h->payload_bytes));
       continue;
     }
     if (j.expected_id && *j.expected_id != h->chunk_id) {
-      statuses[i] = Status::corruption(chunk + "frame holds a different chunk than expected " +
-                                       to_hex(*j.expected_id));
+      statuses[i] =
+          Status::corruption(chunk + "frame holds a different chunk than expected " + to_hex(*j.expected_id));
       continue;
     }
     if (j.out.size() != h->raw_bytes) {
-      statuses[i] = Status::invalid_argument(chunk + "output buffer is " +
-                                             std::to_string(j.out.size()) + " bytes");
+      statuses[i] =
+          Status::invalid_argument(chunk + "output buffer is " + std::to_string(j.out.size()) + " bytes");
       continue;
     }
     const bool on_gpu = h->raw_bytes > 0 && (h->codec == Codec::kRaw || codec_element_width(h->codec) != 0);
@@ -383,8 +377,7 @@ Status GpuEngine::decode_gpu(std::span<const DecodeJob> jobs, const std::vector<
       auto* p = arena_.take<std::uint8_t>(h.payload_bytes + 1);
       c.out = arena_.take<std::uint8_t>(h.raw_bytes);
       if (!p || !c.out) return Status::internal("gpu arena plan");
-      RETURN_IF_ERROR(copy(p, j.frame.data() + kFrameHeaderBytes, h.payload_bytes,
-                           cudaMemcpyHostToDevice));
+      RETURN_IF_ERROR(copy(p, j.frame.data() + kFrameHeaderBytes, h.payload_bytes, cudaMemcpyHostToDevice));
       c.payload = p;
     }
     c.digests = arena_.take<std::uint8_t>(32ull * c.leaves);
@@ -431,13 +424,12 @@ Status GpuEngine::decode_gpu(std::span<const DecodeJob> jobs, const std::vector<
       case kDecStructure:
         statuses[idx[k]] = Status::corruption(
             chunk + codec + " payload: plane " + std::to_string(c.err_plane) + " block " +
-            std::to_string(c.err_block) + ": invalid structure (check " +
-            std::to_string(c.err_detail) + ")");
+            std::to_string(c.err_block) + ": invalid structure (check " + std::to_string(c.err_detail) + ")");
         break;
       case kDecBlock:
-        statuses[idx[k]] = Status::corruption(chunk + codec + " payload: plane " +
-                                              std::to_string(c.err_plane) + " block " +
-                                              std::to_string(c.err_block) + ": rANS block does not decode");
+        statuses[idx[k]] =
+            Status::corruption(chunk + codec + " payload: plane " + std::to_string(c.err_plane) + " block " +
+                               std::to_string(c.err_block) + ": rANS block does not decode");
         break;
       default:
         statuses[idx[k]] = Status::corruption(chunk + "decoded bytes do not hash to the chunk id");

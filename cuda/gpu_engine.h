@@ -8,8 +8,8 @@
 #include <memory>
 #include <string>
 
-#include "codec/engine.h"
 #include "base/status.h"
+#include "codec/engine.h"
 
 namespace ferry {
 
@@ -42,8 +42,7 @@ enum class EngineChoice { kAuto, kCpu, kGpu };
 // kCpu / kGpu force one; kGpu without a usable device is an error. Logs the
 // choice to stderr once per process: "ferry: codec engine: gpu (NVIDIA H100
 // 80GB HBM3, driver 580)" or "ferry: codec engine: cpu (no usable GPU: ...)".
-Result<std::unique_ptr<CodecEngine>> choose_engine(EngineChoice choice,
-                                                   const GpuOptions& gpu = {},
+Result<std::unique_ptr<CodecEngine>> choose_engine(EngineChoice choice, const GpuOptions& gpu = {},
                                                    const CpuEngineOptions& cpu = {});
 
 // Parses "auto", "cpu", "gpu" (a --engine flag).

@@ -25,5 +25,4 @@ Result<GpuStream> GpuStream::create(int) { return no_cuda(); }
 Status GpuStream::copy_to_device_async(std::byte*, const std::byte*, std::size_t) { return no_cuda(); }
 Status GpuStream::synchronize() { return no_cuda(); }
 
-
 }  // namespace ferry

@@ -84,8 +84,8 @@ FERRY_HD std::uint64_t estimate_bytes(const std::uint32_t* counts, std::uint32_t
 // FORMAT.md "When a plane is coded", given the plane's full histogram and,
 // for a mantissa plane of >= 65536 symbols, the histogram of every 16th
 // symbol. Fills freq when the answer is yes.
-FERRY_HD bool plane_pays(const std::uint32_t* counts, const std::uint32_t* sampled,
-                         std::uint64_t n, bool mantissa, std::uint32_t* freq) {
+FERRY_HD bool plane_pays(const std::uint32_t* counts, const std::uint32_t* sampled, std::uint64_t n,
+                         bool mantissa, std::uint32_t* freq) {
   if (n == 0) return false;
   if (mantissa && n >= kSampleMinSymbols) {
     std::uint64_t samples = (n + kSampleStride - 1) / kSampleStride;
@@ -94,8 +94,8 @@ FERRY_HD bool plane_pays(const std::uint32_t* counts, const std::uint32_t* sampl
   std::uint64_t k = 0;
   for (int s = 0; s < kAlphabet; ++s) k += counts[s] != 0;
   std::uint64_t blocks = (n + kBlockSymbols - 1) / kBlockSymbols;
-  std::uint64_t est = estimate_bytes(counts, freq) + kPresentBytes + 2 * k + 2 * blocks +
-                      kStateBytes * blocks;
+  std::uint64_t est =
+      estimate_bytes(counts, freq) + kPresentBytes + 2 * k + 2 * blocks + kStateBytes * blocks;
   return est * kPaysDen < n * kPaysNum;
 }
 
@@ -125,8 +125,7 @@ FERRY_HD EncSym make_enc_sym(std::uint32_t f, std::uint32_t cum) {
 
 // One encoder step: returns the new state; *emit says whether `*word` (the
 // state's low 16 bits before the step) goes to the output.
-FERRY_HD std::uint32_t enc_step(std::uint32_t x, const EncSym& e, bool* emit,
-                                std::uint16_t* word) {
+FERRY_HD std::uint32_t enc_step(std::uint32_t x, const EncSym& e, bool* emit, std::uint16_t* word) {
   *emit = x > e.renorm_above;
   *word = static_cast<std::uint16_t>(x);
   if (*emit) x >>= 16;

@@ -14,8 +14,14 @@ struct Sha256State {
 };
 
 FERRY_HD void sha256_init(Sha256State& s) {
-  s.h[0] = 0x6a09e667u; s.h[1] = 0xbb67ae85u; s.h[2] = 0x3c6ef372u; s.h[3] = 0xa54ff53au;
-  s.h[4] = 0x510e527fu; s.h[5] = 0x9b05688cu; s.h[6] = 0x1f83d9abu; s.h[7] = 0x5be0cd19u;
+  s.h[0] = 0x6a09e667u;
+  s.h[1] = 0xbb67ae85u;
+  s.h[2] = 0x3c6ef372u;
+  s.h[3] = 0xa54ff53au;
+  s.h[4] = 0x510e527fu;
+  s.h[5] = 0x9b05688cu;
+  s.h[6] = 0x1f83d9abu;
+  s.h[7] = 0x5be0cd19u;
 }
 
 FERRY_HD std::uint32_t sha_rotr(std::uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
@@ -24,18 +30,24 @@ FERRY_HD std::uint32_t sha_rotr(std::uint32_t x, int n) { return (x >> n) | (x <
 FERRY_HD void sha256_compress(Sha256State& s, std::uint32_t w[16]) {
   std::uint32_t a = s.h[0], b = s.h[1], c = s.h[2], d = s.h[3];
   std::uint32_t e = s.h[4], f = s.h[5], g = s.h[6], h = s.h[7];
-#define FERRY_SHA_ROUND(t, k)                                                              \
-  {                                                                                         \
-    if ((t) >= 16) {                                                                        \
-      std::uint32_t w15 = w[((t) - 15) & 15], w2 = w[((t) - 2) & 15];                       \
-      w[(t) & 15] += (sha_rotr(w15, 7) ^ sha_rotr(w15, 18) ^ (w15 >> 3)) + w[((t) - 7) & 15] + \
-                     (sha_rotr(w2, 17) ^ sha_rotr(w2, 19) ^ (w2 >> 10));                    \
-    }                                                                                       \
-    std::uint32_t t1 = h + (sha_rotr(e, 6) ^ sha_rotr(e, 11) ^ sha_rotr(e, 25)) +          \
-                       ((e & f) ^ (~e & g)) + (k) + w[(t) & 15];                            \
-    std::uint32_t t2 = (sha_rotr(a, 2) ^ sha_rotr(a, 13) ^ sha_rotr(a, 22)) +              \
-                       ((a & b) ^ (a & c) ^ (b & c));                                       \
-    h = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;                      \
+#define FERRY_SHA_ROUND(t, k)                                                                                \
+  {                                                                                                          \
+    if ((t) >= 16) {                                                                                         \
+      std::uint32_t w15 = w[((t)-15) & 15], w2 = w[((t)-2) & 15];                                            \
+      w[(t)&15] += (sha_rotr(w15, 7) ^ sha_rotr(w15, 18) ^ (w15 >> 3)) + w[((t)-7) & 15] +                   \
+                   (sha_rotr(w2, 17) ^ sha_rotr(w2, 19) ^ (w2 >> 10));                                       \
+    }                                                                                                        \
+    std::uint32_t t1 =                                                                                       \
+        h + (sha_rotr(e, 6) ^ sha_rotr(e, 11) ^ sha_rotr(e, 25)) + ((e & f) ^ (~e & g)) + (k) + w[(t)&15];   \
+    std::uint32_t t2 = (sha_rotr(a, 2) ^ sha_rotr(a, 13) ^ sha_rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c)); \
+    h = g;                                                                                                   \
+    g = f;                                                                                                   \
+    f = e;                                                                                                   \
+    e = d + t1;                                                                                              \
+    d = c;                                                                                                   \
+    c = b;                                                                                                   \
+    b = a;                                                                                                   \
+    a = t1 + t2;                                                                                             \
   }
   FERRY_SHA_ROUND(0, 0x428a2f98u);
   FERRY_SHA_ROUND(1, 0x71374491u);
@@ -102,8 +114,14 @@ FERRY_HD void sha256_compress(Sha256State& s, std::uint32_t w[16]) {
   FERRY_SHA_ROUND(62, 0xbef9a3f7u);
   FERRY_SHA_ROUND(63, 0xc67178f2u);
 #undef FERRY_SHA_ROUND
-  s.h[0] += a; s.h[1] += b; s.h[2] += c; s.h[3] += d;
-  s.h[4] += e; s.h[5] += f; s.h[6] += g; s.h[7] += h;
+  s.h[0] += a;
+  s.h[1] += b;
+  s.h[2] += c;
+  s.h[3] += d;
+  s.h[4] += e;
+  s.h[5] += f;
+  s.h[6] += g;
+  s.h[7] += h;
 }
 
 // Message word j (big-endian, bytes 4j..4j+3) of `prefix || data` where the
@@ -112,8 +130,10 @@ FERRY_HD void sha256_compress(Sha256State& s, std::uint32_t w[16]) {
 FERRY_HD std::uint32_t sha_pad_word(std::uint32_t word, std::uint64_t j, std::uint64_t total) {
   std::int64_t keep = static_cast<std::int64_t>(total) - static_cast<std::int64_t>(4 * j);
   if (keep >= 4) return word;
-  if (keep <= 0) word = 0;
-  else word &= ~0u << (32 - 8 * keep);
+  if (keep <= 0)
+    word = 0;
+  else
+    word &= ~0u << (32 - 8 * keep);
   if (keep >= 0 && keep < 4) word |= 0x80u << (24 - 8 * keep);
   return word;
 }
@@ -128,7 +148,7 @@ FERRY_HD void sha256_prefixed(std::uint8_t prefix, std::uint32_t len, Fetch&& fe
   sha256_init(s);
   const std::uint64_t total = static_cast<std::uint64_t>(len) + 1;
   const std::uint64_t blocks = (total + 9 + 63) / 64;  // room for 0x80 and the length
-  std::uint32_t prev = prefix;  // its low byte is the byte before data word 0
+  std::uint32_t prev = prefix;                         // its low byte is the byte before data word 0
   const std::uint32_t data_words = (len + 3) / 4;
   std::uint32_t next_word = 0;  // index of the data word to fetch next
   for (std::uint64_t bl = 0; bl < blocks; ++bl) {
@@ -168,14 +188,13 @@ FERRY_HD std::uint32_t load_be_word(const std::uint8_t* p, std::uint32_t i, std:
 }
 
 // Leaf hash: SHA-256(0x00 || leaf), byte loads.
-FERRY_HD void sha256_leaf_bytes(const std::uint8_t* leaf, std::uint32_t len,
-                                std::uint8_t digest[32]) {
-  sha256_prefixed(0x00, len, [&](std::uint32_t i) { return load_be_word(leaf, i, len); }, digest);
+FERRY_HD void sha256_leaf_bytes(const std::uint8_t* leaf, std::uint32_t len, std::uint8_t digest[32]) {
+  sha256_prefixed(
+      0x00, len, [&](std::uint32_t i) { return load_be_word(leaf, i, len); }, digest);
 }
 
 // Node hash: SHA-256(0x01 || left || right).
-FERRY_HD void sha256_node(const std::uint8_t* left, const std::uint8_t* right,
-                          std::uint8_t digest[32]) {
+FERRY_HD void sha256_node(const std::uint8_t* left, const std::uint8_t* right, std::uint8_t digest[32]) {
   sha256_prefixed(
       0x01, 64,
       [&](std::uint32_t i) {

@@ -18,8 +18,8 @@ class MmapAllocator final : public HostAllocator {
     void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
       int err = errno;
-      return Status::exhausted("allocate " + std::to_string(bytes) + " bytes of I/O buffers: " +
-                               Status::from_errno(err, "mmap").message());
+      return Status::exhausted("allocate " + std::to_string(bytes) +
+                               " bytes of I/O buffers: " + Status::from_errno(err, "mmap").message());
     }
     return p;
   }
@@ -41,8 +41,7 @@ BufferPool::BufferPool(std::unique_ptr<std::byte, RegionDeleter> region, std::si
   for (std::size_t i = count; i-- > 0;) free_.push_back(i);
 }
 
-Result<BufferPool> BufferPool::create(std::size_t buffer_bytes, std::size_t count,
-                                      HostAllocator* allocator) {
+Result<BufferPool> BufferPool::create(std::size_t buffer_bytes, std::size_t count, HostAllocator* allocator) {
   if (buffer_bytes == 0 || count == 0) {
     return Status::invalid_argument("buffer pool needs a non-zero buffer size and count");
   }

@@ -60,8 +60,7 @@ class BufferPool {
     void operator()(std::byte* p) const { allocator->deallocate(p, bytes); }
   };
 
-  BufferPool(std::unique_ptr<std::byte, RegionDeleter> region, std::size_t buffer_bytes,
-             std::size_t count);
+  BufferPool(std::unique_ptr<std::byte, RegionDeleter> region, std::size_t buffer_bytes, std::size_t count);
 
   std::unique_ptr<std::byte, RegionDeleter> region_;
   std::size_t buffer_bytes_ = 0;

@@ -16,9 +16,12 @@ namespace ferry::io {
 
 std::string_view backend_name(Backend backend) {
   switch (backend) {
-    case Backend::kAuto: return "auto";
-    case Backend::kUring: return "io_uring";
-    case Backend::kThreads: return "threads";
+    case Backend::kAuto:
+      return "auto";
+    case Backend::kUring:
+      return "io_uring";
+    case Backend::kThreads:
+      return "threads";
   }
   return "?";
 }
@@ -33,15 +36,24 @@ Result<Backend> parse_backend(std::string_view name) {
 
 std::string_view op_name(OpKind kind) {
   switch (kind) {
-    case OpKind::kRead: return "read";
-    case OpKind::kWrite: return "write";
-    case OpKind::kFsync: return "fsync";
-    case OpKind::kFdatasync: return "fdatasync";
-    case OpKind::kConnect: return "connect";
-    case OpKind::kAccept: return "accept";
-    case OpKind::kSend: return "send";
-    case OpKind::kRecv: return "recv";
-    case OpKind::kTimer: return "timer";
+    case OpKind::kRead:
+      return "read";
+    case OpKind::kWrite:
+      return "write";
+    case OpKind::kFsync:
+      return "fsync";
+    case OpKind::kFdatasync:
+      return "fdatasync";
+    case OpKind::kConnect:
+      return "connect";
+    case OpKind::kAccept:
+      return "accept";
+    case OpKind::kSend:
+      return "send";
+    case OpKind::kRecv:
+      return "recv";
+    case OpKind::kTimer:
+      return "timer";
   }
   return "?";
 }
@@ -59,8 +71,7 @@ Op Op::read(const File& f, std::span<std::byte> buf, std::uint64_t offset, std::
   return op;
 }
 
-Op Op::write(const File& f, std::span<const std::byte> buf, std::uint64_t offset,
-             std::uint64_t tag) {
+Op Op::write(const File& f, std::span<const std::byte> buf, std::uint64_t offset, std::uint64_t tag) {
   // The engine never writes into a write's buffer; the cast only lets one
   // field serve both directions.
   Op op = read(f, {const_cast<std::byte*>(buf.data()), buf.size()}, offset, tag);
@@ -138,9 +149,9 @@ Result<Completion> Engine::wait_one(int timeout_ms) {
   Completion c;
   ASSIGN_OR_RETURN(std::size_t n, wait({&c, 1}, 1, timeout_ms));
   if (n == 0) {
-    return outstanding() == 0 ? Status::not_found("wait: no operation outstanding")
-                              : Status::timeout("wait: no completion within " +
-                                                std::to_string(timeout_ms) + " ms");
+    return outstanding() == 0
+               ? Status::not_found("wait: no operation outstanding")
+               : Status::timeout("wait: no completion within " + std::to_string(timeout_ms) + " ms");
   }
   return c;
 }
@@ -221,9 +232,7 @@ bool direct_ok(const Op& op, std::size_t done) {
   return a % kDirectAlignBytes == 0;
 }
 
-int transfer_fd(const Op& op, std::size_t done) {
-  return direct_ok(op, done) ? op.fd : op.buffered_fd;
-}
+int transfer_fd(const Op& op, std::size_t done) { return direct_ok(op, done) ? op.fd : op.buffered_fd; }
 
 static std::string describe(const Op& op, std::size_t done) {
   std::string name = op.name ? *op.name : std::string("fd ") + std::to_string(op.fd);
@@ -234,12 +243,18 @@ static std::string describe(const Op& op, std::size_t done) {
       return s + " " + name + " at offset " + std::to_string(op.offset + done) + " (" +
              std::to_string(op.len - done) + " bytes)";
     case OpKind::kFsync:
-    case OpKind::kFdatasync: return s + " " + name;
-    case OpKind::kConnect: return s + " to " + (op.addr ? op.addr->to_string() : name);
-    case OpKind::kAccept: return s + " on " + name;
-    case OpKind::kSend: return s + " to " + name + " after " + std::to_string(done) + " bytes";
-    case OpKind::kRecv: return s + " from " + name + (done ? " after " + std::to_string(done) + " bytes" : "");
-    case OpKind::kTimer: return s;
+    case OpKind::kFdatasync:
+      return s + " " + name;
+    case OpKind::kConnect:
+      return s + " to " + (op.addr ? op.addr->to_string() : name);
+    case OpKind::kAccept:
+      return s + " on " + name;
+    case OpKind::kSend:
+      return s + " to " + name + " after " + std::to_string(done) + " bytes";
+    case OpKind::kRecv:
+      return s + " from " + name + (done ? " after " + std::to_string(done) + " bytes" : "");
+    case OpKind::kTimer:
+      return s;
   }
   return s;
 }
@@ -249,7 +264,8 @@ Status op_error(const Op& op, int err, std::size_t done) {
   switch (err) {
     case ENOSPC:
     case EDQUOT:
-    case EFBIG: return Status::exhausted(std::move(m));
+    case EFBIG:
+      return Status::exhausted(std::move(m));
     case ECONNRESET:
     case ECONNREFUSED:
     case ECONNABORTED:
@@ -257,21 +273,26 @@ Status op_error(const Op& op, int err, std::size_t done) {
     case ENOTCONN:
     case EHOSTUNREACH:
     case ENETUNREACH:
-    case ENETDOWN: return Status::unavailable(std::move(m));
+    case ENETDOWN:
+      return Status::unavailable(std::move(m));
     case ETIMEDOUT:
-    case ETIME: return Status::timeout(std::move(m));
-    case ECANCELED: return Status::aborted(std::move(m));
+    case ETIME:
+      return Status::timeout(std::move(m));
+    case ECANCELED:
+      return Status::aborted(std::move(m));
     case EACCES:
-    case EPERM: return Status::permission_denied(std::move(m));
+    case EPERM:
+      return Status::permission_denied(std::move(m));
     case EINVAL:
-    case EBADF: return Status::invalid_argument(std::move(m));
-    default: return Status::io_error(std::move(m));
+    case EBADF:
+      return Status::invalid_argument(std::move(m));
+    default:
+      return Status::io_error(std::move(m));
   }
 }
 
 Status op_timeout(const Op& op) {
-  return Status::timeout(describe(op, 0) + ": no progress within " + std::to_string(op.timeout_ms) +
-                         " ms");
+  return Status::timeout(describe(op, 0) + ": no progress within " + std::to_string(op.timeout_ms) + " ms");
 }
 
 Status op_cancelled(const Op& op) { return Status::aborted(describe(op, 0) + ": cancelled"); }

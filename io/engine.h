@@ -51,11 +51,19 @@ struct EngineOptions {
   // where the kernel has them (6.0+); single-shot recv otherwise.
   bool recv_multishot = true;
   unsigned threads = kDefaultFallbackThreads;  // fallback: worker threads
-  bool log_choice = true;                     // say once on stderr which backend runs
+  bool log_choice = true;                      // say once on stderr which backend runs
 };
 
 enum class OpKind : std::uint8_t {
-  kRead, kWrite, kFsync, kFdatasync, kConnect, kAccept, kSend, kRecv, kTimer,
+  kRead,
+  kWrite,
+  kFsync,
+  kFdatasync,
+  kConnect,
+  kAccept,
+  kSend,
+  kRecv,
+  kTimer,
 };
 std::string_view op_name(OpKind kind);
 
@@ -80,18 +88,15 @@ struct Op {
   bool fill = false;
 
   static Op read(const File& f, std::span<std::byte> buf, std::uint64_t offset, std::uint64_t tag);
-  static Op write(const File& f, std::span<const std::byte> buf, std::uint64_t offset,
-                  std::uint64_t tag);
+  static Op write(const File& f, std::span<const std::byte> buf, std::uint64_t offset, std::uint64_t tag);
   static Op fsync(const File& f, std::uint64_t tag);
   static Op fdatasync(const File& f, std::uint64_t tag);
   static Op connect(const Socket& s, const SocketAddress& to, std::uint64_t tag, int timeout_ms = 0);
   static Op accept(const Socket& listener, std::uint64_t tag, int timeout_ms = 0);
-  static Op send(const Socket& s, std::span<const std::byte> buf, std::uint64_t tag,
-                 int timeout_ms = 0);
+  static Op send(const Socket& s, std::span<const std::byte> buf, std::uint64_t tag, int timeout_ms = 0);
   static Op recv(const Socket& s, std::span<std::byte> buf, std::uint64_t tag, int timeout_ms = 0);
   // recv that fills the whole buffer; fewer bytes only when the peer closed.
-  static Op recv_all(const Socket& s, std::span<std::byte> buf, std::uint64_t tag,
-                     int timeout_ms = 0);
+  static Op recv_all(const Socket& s, std::span<std::byte> buf, std::uint64_t tag, int timeout_ms = 0);
   static Op timer(int delay_ms, std::uint64_t tag);
 };
 
@@ -126,8 +131,7 @@ class Engine {
   // Flushes, then waits until at least `min_count` completions are ready
   // (fewer when fewer are outstanding) or `timeout_ms` passes (-1: no limit),
   // and writes up to out.size() of them. Returns how many it wrote.
-  virtual Result<std::size_t> wait(std::span<Completion> out, std::size_t min_count,
-                                   int timeout_ms = -1) = 0;
+  virtual Result<std::size_t> wait(std::span<Completion> out, std::size_t min_count, int timeout_ms = -1) = 0;
 
   // Asks every outstanding operation with `tag` to stop; each completes with
   // Aborted unless it finishes first. A file transfer the kernel or a worker

@@ -17,20 +17,24 @@ namespace {
 Status open_error(int err, const std::string& path) {
   std::string what = "open " + path;
   switch (err) {
-    case ENOENT: return Status::not_found(what + ": " + std::strerror(err));
+    case ENOENT:
+      return Status::not_found(what + ": " + std::strerror(err));
     case EACCES:
-    case EPERM: return Status::permission_denied(what + ": " + std::strerror(err));
+    case EPERM:
+      return Status::permission_denied(what + ": " + std::strerror(err));
     case ENOSPC:
-    case EDQUOT: return Status::exhausted(what + ": " + std::strerror(err));
-    default: return Status::from_errno(err, what);
+    case EDQUOT:
+      return Status::exhausted(what + ": " + std::strerror(err));
+    default:
+      return Status::from_errno(err, what);
   }
 }
 
 void log_direct_refused_once(const std::string& path, int err) {
   static std::atomic<bool> logged{false};
   if (!logged.exchange(true)) {
-    std::fprintf(stderr, "ferry: O_DIRECT refused on %s (%s): using buffered I/O there\n",
-                 path.c_str(), std::strerror(err));
+    std::fprintf(stderr, "ferry: O_DIRECT refused on %s (%s): using buffered I/O there\n", path.c_str(),
+                 std::strerror(err));
   }
 }
 

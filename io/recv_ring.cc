@@ -11,8 +11,8 @@ namespace ferry::io {
 RecvRing::RecvRing(io_uring* ring, std::uint16_t group, unsigned count, std::size_t bytes)
     : ring_(ring), group_(group), count_(count), bytes_(bytes) {}
 
-Result<std::unique_ptr<RecvRing>> RecvRing::create(io_uring* ring, std::uint16_t group,
-                                                   unsigned count, std::size_t bytes) {
+Result<std::unique_ptr<RecvRing>> RecvRing::create(io_uring* ring, std::uint16_t group, unsigned count,
+                                                   std::size_t bytes) {
   if (count == 0 || (count & (count - 1)) != 0 || count > 32768) {
     return Status::invalid_argument("recv buffer ring: " + std::to_string(count) +
                                     " buffers, need a power of two up to 32768");
@@ -22,8 +22,7 @@ Result<std::unique_ptr<RecvRing>> RecvRing::create(io_uring* ring, std::uint16_t
   void* br = ::mmap(nullptr, r->br_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (br == MAP_FAILED) return Status::from_errno(errno, "recv buffer ring: mmap ring");
   r->br_ = static_cast<io_uring_buf_ring*>(br);
-  void* bufs = ::mmap(nullptr, count * bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                      -1, 0);
+  void* bufs = ::mmap(nullptr, count * bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (bufs == MAP_FAILED) return Status::from_errno(errno, "recv buffer ring: mmap buffers");
   r->buffers_ = static_cast<std::byte*>(bufs);
 
@@ -58,9 +57,8 @@ std::span<const std::byte> RecvRing::data(unsigned bid, std::size_t len) const {
 }
 
 void RecvRing::recycle(unsigned bid) {
-  io_uring_buf_ring_add(br_, buffers_ + static_cast<std::size_t>(bid) * bytes_,
-                        static_cast<unsigned>(bytes_), static_cast<unsigned short>(bid),
-                        io_uring_buf_ring_mask(count_), 0);
+  io_uring_buf_ring_add(br_, buffers_ + static_cast<std::size_t>(bid) * bytes_, static_cast<unsigned>(bytes_),
+                        static_cast<unsigned short>(bid), io_uring_buf_ring_mask(count_), 0);
   io_uring_buf_ring_advance(br_, 1);
 }
 

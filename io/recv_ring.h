@@ -21,8 +21,8 @@ class RecvRing {
   // Registers `count` (a power of two) buffers of `bytes` each as buffer
   // group `group` of `ring`. Unsupported where the kernel lacks buffer rings
   // (before 5.19).
-  static Result<std::unique_ptr<RecvRing>> create(io_uring* ring, std::uint16_t group,
-                                                  unsigned count, std::size_t bytes);
+  static Result<std::unique_ptr<RecvRing>> create(io_uring* ring, std::uint16_t group, unsigned count,
+                                                  std::size_t bytes);
   ~RecvRing();
   RecvRing(const RecvRing&) = delete;
   RecvRing& operator=(const RecvRing&) = delete;
@@ -42,7 +42,7 @@ class RecvRing {
   std::size_t bytes_;
   io_uring_buf_ring* br_ = nullptr;  // mmap'd, page aligned as the kernel requires
   std::size_t br_bytes_ = 0;
-  std::byte* buffers_ = nullptr;     // mmap'd, count_ * bytes_
+  std::byte* buffers_ = nullptr;  // mmap'd, count_ * bytes_
   bool registered_ = false;
 };
 

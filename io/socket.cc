@@ -18,10 +18,8 @@ Result<SocketAddress> SocketAddress::parse(std::string_view host_port) {
   std::string_view port;
   if (!host_port.empty() && host_port.front() == '[') {
     std::size_t close = host_port.find(']');
-    if (close == std::string_view::npos || close + 1 >= host_port.size() ||
-        host_port[close + 1] != ':') {
-      return Status::invalid_argument("address '" + std::string(host_port) +
-                                      "': expected [v6addr]:port");
+    if (close == std::string_view::npos || close + 1 >= host_port.size() || host_port[close + 1] != ':') {
+      return Status::invalid_argument("address '" + std::string(host_port) + "': expected [v6addr]:port");
     }
     host = host_port.substr(1, close - 1);
     port = host_port.substr(close + 2);
@@ -81,8 +79,7 @@ std::string SocketAddress::to_string() const {
     return std::string(buf) + ":" + std::to_string(port());
   }
   if (family() == AF_INET6) {
-    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr, buf,
-                sizeof buf);
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr, buf, sizeof buf);
     return "[" + std::string(buf) + "]:" + std::to_string(port());
   }
   return "(unknown address)";

@@ -26,8 +26,7 @@ Result<std::unique_ptr<ThreadEngine>> ThreadEngine::create(const EngineOptions& 
   if (!wake.valid()) return Status::from_errno(errno, "eventfd for the io thread pool");
   unsigned threads = std::clamp(options.threads, 1u, kMaxFallbackThreads);
   threads = std::min(threads, options.queue_depth);
-  return std::unique_ptr<ThreadEngine>(
-      new ThreadEngine(options.queue_depth, threads, std::move(wake)));
+  return std::unique_ptr<ThreadEngine>(new ThreadEngine(options.queue_depth, threads, std::move(wake)));
 }
 
 ThreadEngine::~ThreadEngine() {
@@ -184,7 +183,8 @@ ThreadEngine::Outcome ThreadEngine::attempt(Slot& s) {
       if (rc != 0) o.status = detail::op_error(op, errno, 0);
       return o;
     }
-    case OpKind::kConnect: return attempt_connect(s);
+    case OpKind::kConnect:
+      return attempt_connect(s);
     case OpKind::kAccept: {
       // The listener may be a blocking socket: look before accepting.
       pollfd p{op.fd, POLLIN, 0};
@@ -239,7 +239,8 @@ ThreadEngine::Outcome ThreadEngine::attempt(Slot& s) {
         if (n == 0 || !op.fill) return o;
       }
       return o;
-    case OpKind::kTimer: return o;  // timers never reach a worker
+    case OpKind::kTimer:
+      return o;  // timers never reach a worker
   }
   return o;
 }
@@ -331,8 +332,7 @@ void ThreadEngine::poller() {
   }
 }
 
-Result<std::size_t> ThreadEngine::wait(std::span<Completion> out, std::size_t min_count,
-                                       int timeout_ms) {
+Result<std::size_t> ThreadEngine::wait(std::span<Completion> out, std::size_t min_count, int timeout_ms) {
   std::unique_lock<std::mutex> lock(mu_);
   auto enough = [&] {
     std::size_t want = std::min<std::size_t>({min_count, out.size(), busy_ + ready_.size()});

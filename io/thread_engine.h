@@ -16,9 +16,9 @@
 #include <thread>
 #include <vector>
 
+#include "base/unique_fd.h"
 #include "io/engine.h"
 #include "io/stream_order.h"
-#include "base/unique_fd.h"
 
 namespace ferry::io {
 
@@ -34,8 +34,7 @@ class ThreadEngine final : public Engine {
   unsigned outstanding() const override;
   Status submit(const Op& op) override;
   Status flush() override { return Status::ok(); }
-  Result<std::size_t> wait(std::span<Completion> out, std::size_t min_count,
-                           int timeout_ms) override;
+  Result<std::size_t> wait(std::span<Completion> out, std::size_t min_count, int timeout_ms) override;
   Status cancel(std::uint64_t tag) override;
   void cancel_all() override;
   Status register_buffers(std::span<const iovec>) override { return Status::ok(); }

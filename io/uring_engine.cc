@@ -39,12 +39,18 @@ Status probe_opcodes(io_uring* ring) {
     const char* name;
   };
   static constexpr Need kNeeded[] = {
-      {IORING_OP_READ, "READ"},         {IORING_OP_WRITE, "WRITE"},
-      {IORING_OP_READ_FIXED, "READ_FIXED"}, {IORING_OP_WRITE_FIXED, "WRITE_FIXED"},
-      {IORING_OP_FSYNC, "FSYNC"},       {IORING_OP_CONNECT, "CONNECT"},
-      {IORING_OP_ACCEPT, "ACCEPT"},     {IORING_OP_SEND, "SEND"},
-      {IORING_OP_RECV, "RECV"},         {IORING_OP_TIMEOUT, "TIMEOUT"},
-      {IORING_OP_LINK_TIMEOUT, "LINK_TIMEOUT"}, {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
+      {IORING_OP_READ, "READ"},
+      {IORING_OP_WRITE, "WRITE"},
+      {IORING_OP_READ_FIXED, "READ_FIXED"},
+      {IORING_OP_WRITE_FIXED, "WRITE_FIXED"},
+      {IORING_OP_FSYNC, "FSYNC"},
+      {IORING_OP_CONNECT, "CONNECT"},
+      {IORING_OP_ACCEPT, "ACCEPT"},
+      {IORING_OP_SEND, "SEND"},
+      {IORING_OP_RECV, "RECV"},
+      {IORING_OP_TIMEOUT, "TIMEOUT"},
+      {IORING_OP_LINK_TIMEOUT, "LINK_TIMEOUT"},
+      {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
   };
   Status st;
   for (const Need& n : kNeeded) {
@@ -187,11 +193,15 @@ Status UringEngine::start(unsigned index, bool link_next) {
       }
       bool rd = op.kind == OpKind::kRead;
       if (buf_index >= 0) {
-        if (rd) io_uring_prep_read_fixed(sqe, fd, buf, len, off, buf_index);
-        else io_uring_prep_write_fixed(sqe, fd, buf, len, off, buf_index);
+        if (rd)
+          io_uring_prep_read_fixed(sqe, fd, buf, len, off, buf_index);
+        else
+          io_uring_prep_write_fixed(sqe, fd, buf, len, off, buf_index);
       } else {
-        if (rd) io_uring_prep_read(sqe, fd, buf, len, off);
-        else io_uring_prep_write(sqe, fd, buf, len, off);
+        if (rd)
+          io_uring_prep_read(sqe, fd, buf, len, off);
+        else
+          io_uring_prep_write(sqe, fd, buf, len, off);
       }
       break;
     }
@@ -283,8 +293,8 @@ void UringEngine::handle_send(unsigned index, int res) {
   st.broken = true;  // the kernel cancels the rest of this chain
   if (s.cancelled) return finish(index, detail::op_cancelled(op));
   if (res == -ECANCELED) {
-    return finish(index, op.timeout_ms > 0 ? detail::op_timeout(op)
-                                           : detail::op_error(op, ECANCELED, s.done));
+    return finish(index,
+                  op.timeout_ms > 0 ? detail::op_timeout(op) : detail::op_error(op, ECANCELED, s.done));
   }
   if (res > 0 || res == -EAGAIN || res == -EINTR) return requeue_send(index);
   return finish(index, detail::op_error(op, res == 0 ? EIO : -res, s.done));
@@ -405,8 +415,7 @@ void UringEngine::reap_ready() {
   }
 }
 
-Result<std::size_t> UringEngine::wait(std::span<Completion> out, std::size_t min_count,
-                                      int timeout_ms) {
+Result<std::size_t> UringEngine::wait(std::span<Completion> out, std::size_t min_count, int timeout_ms) {
   using Clock = std::chrono::steady_clock;
   auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
   RETURN_IF_ERROR(flush());
@@ -462,8 +471,7 @@ Status UringEngine::cancel(std::uint64_t tag) {
     io_uring_prep_cancel64(sqe, user_data(i), 0);
     io_uring_sqe_set_data64(sqe, kCancelBit);
   }
-  if (!found) return Status::not_found("cancel: no outstanding operation with tag " +
-                                       std::to_string(tag));
+  if (!found) return Status::not_found("cancel: no outstanding operation with tag " + std::to_string(tag));
   return flush();
 }
 
@@ -482,8 +490,7 @@ Status UringEngine::register_buffers(std::span<const iovec> buffers) {
   if (buffers.empty()) return Status::ok();
   int rc = io_uring_register_buffers(&ring_, buffers.data(), static_cast<unsigned>(buffers.size()));
   if (rc < 0) {
-    Status st = Status::from_errno(-rc, "io_uring register " + std::to_string(buffers.size()) +
-                                            " buffers");
+    Status st = Status::from_errno(-rc, "io_uring register " + std::to_string(buffers.size()) + " buffers");
     return rc == -ENOMEM ? Status::exhausted(st.message() + " (RLIMIT_MEMLOCK?)") : st;
   }
   buffers_.assign(buffers.begin(), buffers.end());
@@ -494,8 +501,8 @@ Status UringEngine::register_file(int fd) {
   if (!files_ok_) return Status::ok();  // plain descriptors work as well, a little slower
   if (file_index_.count(fd)) return Status::ok();
   if (free_file_slots_.empty()) {
-    return Status::exhausted("io_uring registered file table full (" +
-                             std::to_string(kRegisteredFileSlots) + " slots)");
+    return Status::exhausted("io_uring registered file table full (" + std::to_string(kRegisteredFileSlots) +
+                             " slots)");
   }
   int slot = free_file_slots_.back();
   int rc = io_uring_register_files_update(&ring_, static_cast<unsigned>(slot), &fd, 1);

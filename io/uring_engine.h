@@ -56,8 +56,7 @@ class UringEngine final : public Engine {
   unsigned outstanding() const override { return busy_ + static_cast<unsigned>(ready_.size()); }
   Status submit(const Op& op) override;
   Status flush() override;
-  Result<std::size_t> wait(std::span<Completion> out, std::size_t min_count,
-                           int timeout_ms) override;
+  Result<std::size_t> wait(std::span<Completion> out, std::size_t min_count, int timeout_ms) override;
   Status cancel(std::uint64_t tag) override;
   void cancel_all() override;
   Status register_buffers(std::span<const iovec> buffers) override;
@@ -75,9 +74,9 @@ class UringEngine final : public Engine {
     std::uint32_t generation = 0;
     bool busy = false;
     bool cancelled = false;
-    bool started = false;  // false while queued behind an earlier send/recv on its socket
-    bool multishot = false;  // a recv served by its socket's multishot receive
-    bool timed_out = false;  // its deadline passed while its direct recv was in the kernel
+    bool started = false;         // false while queued behind an earlier send/recv on its socket
+    bool multishot = false;       // a recv served by its socket's multishot receive
+    bool timed_out = false;       // its deadline passed while its direct recv was in the kernel
     __kernel_timespec timeout{};  // read by the kernel when the SQE is submitted
   };
 
@@ -99,13 +98,13 @@ class UringEngine final : public Engine {
   // that a socket the caller closes is not held open by the ring). Bytes
   // that arrive while no recv waits are kept in `stash` for the next one.
   struct RecvStream {
-    std::uint32_t id = 0;    // in the multishot's user_data
+    std::uint32_t id = 0;  // in the multishot's user_data
     int fd = -1;
-    unsigned long ino = 0;   // the socket's inode: tells a reused descriptor number apart
-    bool armed = false;      // a multishot is in the kernel
-    bool cancelling = false; // ... and was asked to stop
+    unsigned long ino = 0;    // the socket's inode: tells a reused descriptor number apart
+    bool armed = false;       // a multishot is in the kernel
+    bool cancelling = false;  // ... and was asked to stop
     bool eof = false;
-    bool orphan = false;     // its descriptor now names another socket
+    bool orphan = false;  // its descriptor now names another socket
     bool pumping = false;
     std::deque<unsigned> ops;
     std::vector<std::byte> stash;

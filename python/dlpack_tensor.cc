@@ -16,12 +16,22 @@ struct TypeEntry {
 };
 
 constexpr TypeEntry kTypes[] = {
-    {"BF16", kDLBfloat, 16, ""},     {"F16", kDLFloat, 16, ""},   {"F32", kDLFloat, 32, ""},
-    {"F64", kDLFloat, 64, ""},       {"I8", kDLInt, 8, ""},       {"I16", kDLInt, 16, ""},
-    {"I32", kDLInt, 32, ""},         {"I64", kDLInt, 64, ""},     {"U8", kDLUInt, 8, ""},
-    {"U16", kDLUInt, 16, ""},        {"U32", kDLUInt, 32, ""},    {"U64", kDLUInt, 64, ""},
-    {"C64", kDLComplex, 64, ""},     {"BOOL", kDLUInt, 8, "bool"},
-    {"F8_E4M3", kDLUInt, 8, "float8_e4m3fn"}, {"F8_E5M2", kDLUInt, 8, "float8_e5m2"},
+    {"BF16", kDLBfloat, 16, ""},
+    {"F16", kDLFloat, 16, ""},
+    {"F32", kDLFloat, 32, ""},
+    {"F64", kDLFloat, 64, ""},
+    {"I8", kDLInt, 8, ""},
+    {"I16", kDLInt, 16, ""},
+    {"I32", kDLInt, 32, ""},
+    {"I64", kDLInt, 64, ""},
+    {"U8", kDLUInt, 8, ""},
+    {"U16", kDLUInt, 16, ""},
+    {"U32", kDLUInt, 32, ""},
+    {"U64", kDLUInt, 64, ""},
+    {"C64", kDLComplex, 64, ""},
+    {"BOOL", kDLUInt, 8, "bool"},
+    {"F8_E4M3", kDLUInt, 8, "float8_e4m3fn"},
+    {"F8_E5M2", kDLUInt, 8, "float8_e5m2"},
 };
 
 // Owns everything the DLTensor points at besides the data: the shape and a
@@ -32,9 +42,7 @@ struct ManagerContext {
   replication::Allocation owner;
 };
 
-void delete_managed(DLManagedTensor* self) {
-  delete static_cast<ManagerContext*>(self->manager_ctx);
-}
+void delete_managed(DLManagedTensor* self) { delete static_cast<ManagerContext*>(self->manager_ctx); }
 
 // An address for an empty tensor that has no data pointer of its own
 // (consumers may reject a null data pointer even with no elements).
@@ -53,8 +61,8 @@ Result<DlpackType> dlpack_type(std::string_view dtype, std::string_view tensor_n
       return t;
     }
   }
-  return Status::unsupported("tensor \"" + std::string(tensor_name) + "\" has dtype " +
-                             std::string(dtype) + ", which ferry cannot hand to PyTorch");
+  return Status::unsupported("tensor \"" + std::string(tensor_name) + "\" has dtype " + std::string(dtype) +
+                             ", which ferry cannot hand to PyTorch");
 }
 
 Result<DLManagedTensor*> make_managed_tensor(const replication::RestoredTensor& tensor) {

@@ -85,8 +85,7 @@ py::capsule to_dlpack(const RestoredTensor& t) {
 py::bytes debug_bytes(const RestoredTensor& t) {
   if (t.device.kind != replication::Device::Kind::kCpu) {
     raise_status(Status::invalid_argument("tensor \"" + t.name + "\" is on " +
-                                          replication::device_name(t.device) +
-                                          ", not on the host"));
+                                          replication::device_name(t.device) + ", not on the host"));
   }
   return py::bytes(reinterpret_cast<const char*>(t.data), t.bytes);
 }
@@ -98,9 +97,9 @@ struct Restoration {
 };
 
 std::shared_ptr<Restoration> restore(const std::string& location, const std::string& device,
-                                     const std::string& ca, const std::string& cert,
-                                     const std::string& key, std::size_t streams,
-                                     const std::string& engine, std::size_t window_chunks) {
+                                     const std::string& ca, const std::string& cert, const std::string& key,
+                                     std::size_t streams, const std::string& engine,
+                                     std::size_t window_chunks) {
   replication::DeviceRestoreOptions options;
   options.device = value_or_raise(replication::parse_device(device));
   options.engine = value_or_raise(parse_engine_choice(engine));
@@ -112,8 +111,8 @@ std::shared_ptr<Restoration> restore(const std::string& location, const std::str
   source_options.tls.role = replication::TlsRole::kClient;
   if (streams == 0 || streams > replication::kMaxRestoreStreams) {
     raise_status(Status::invalid_argument("streams must be 1.." +
-                                          std::to_string(replication::kMaxRestoreStreams) +
-                                          ", not " + std::to_string(streams)));
+                                          std::to_string(replication::kMaxRestoreStreams) + ", not " +
+                                          std::to_string(streams)));
   }
   source_options.streams = streams;
 
@@ -155,13 +154,13 @@ PYBIND11_MODULE(_ext, m) {
   using namespace ferry::python;
   m.doc() = "ferry's native restore path (see the ferry package for the API)";
 
-  g_ferry_error = PyErr_NewExceptionWithDoc(
-      "ferry.FerryError", "A ferry operation failed; the message says what and where.",
-      PyExc_RuntimeError, nullptr);
+  g_ferry_error = PyErr_NewExceptionWithDoc("ferry.FerryError",
+                                            "A ferry operation failed; the message says what and where.",
+                                            PyExc_RuntimeError, nullptr);
   g_corruption_error = PyErr_NewExceptionWithDoc(
       "ferry.CorruptionError",
-      "Restored data failed verification; the message names the chunk, file and offset.",
-      g_ferry_error, nullptr);
+      "Restored data failed verification; the message names the chunk, file and offset.", g_ferry_error,
+      nullptr);
   if (g_ferry_error == nullptr || g_corruption_error == nullptr) throw py::error_already_set();
   m.attr("FerryError") = py::handle(g_ferry_error);
   m.attr("CorruptionError") = py::handle(g_corruption_error);
@@ -176,12 +175,14 @@ PYBIND11_MODULE(_ext, m) {
       .def_readonly("dtype", &RestoredTensor::dtype)
       .def_property_readonly("shape", [](const RestoredTensor& t) { return py::tuple(py::cast(t.shape)); })
       .def_readonly("nbytes", &RestoredTensor::bytes)
-      .def_property_readonly("device", [](const RestoredTensor& t) { return replication::device_name(t.device); })
-      .def_property_readonly("data_ptr", [](const RestoredTensor& t) { return reinterpret_cast<std::uintptr_t>(t.data); })
+      .def_property_readonly("device",
+                             [](const RestoredTensor& t) { return replication::device_name(t.device); })
+      .def_property_readonly("data_ptr",
+                             [](const RestoredTensor& t) { return reinterpret_cast<std::uintptr_t>(t.data); })
       // The torch dtype to view the DLPack tensor as ("" when it is already right).
-      .def_property_readonly("view_dtype", [](const RestoredTensor& t) {
-        return value_or_raise(dlpack_type(t.dtype, t.name)).view;
-      })
+      .def_property_readonly(
+          "view_dtype",
+          [](const RestoredTensor& t) { return value_or_raise(dlpack_type(t.dtype, t.name)).view; })
       .def("to_dlpack", &to_dlpack, "A new DLPack capsule over the tensor's memory (no copy).")
       .def("debug_bytes", &debug_bytes)
       .def("allocation_probe", [](const RestoredTensor& t) { return AllocationProbe{t.owner}; });
@@ -202,10 +203,9 @@ PYBIND11_MODULE(_ext, m) {
       .def_readonly("files", &Restoration::files)
       .def_property_readonly("report", [](const Restoration& r) { return report_dict(r.report); });
 
-  m.def("restore", &restore, py::arg("location"), py::arg("device"), py::arg("ca") = "",
-        py::arg("cert") = "", py::arg("key") = "",
-        py::arg("streams") = replication::kDefaultRestoreStreams, py::arg("engine") = "auto",
-        py::arg("window_chunks") = 0,
+  m.def("restore", &restore, py::arg("location"), py::arg("device"), py::arg("ca") = "", py::arg("cert") = "",
+        py::arg("key") = "", py::arg("streams") = replication::kDefaultRestoreStreams,
+        py::arg("engine") = "auto", py::arg("window_chunks") = 0,
         "Restores every file of a snapshot into memory; see ferry.load.");
   m.def("normalize_device", [](const std::string& s) {
     return replication::device_name(value_or_raise(replication::parse_device(s)));

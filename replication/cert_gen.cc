@@ -22,9 +22,13 @@
 namespace ferry::replication {
 namespace {
 
-struct BioDeleter { void operator()(BIO* p) const { BIO_free(p); } };
+struct BioDeleter {
+  void operator()(BIO* p) const { BIO_free(p); }
+};
 using UniqueBio = std::unique_ptr<BIO, BioDeleter>;
-struct X509ExtDeleter { void operator()(X509_EXTENSION* p) const { X509_EXTENSION_free(p); } };
+struct X509ExtDeleter {
+  void operator()(X509_EXTENSION* p) const { X509_EXTENSION_free(p); }
+};
 
 constexpr int kSerialBytes = 16;  // random serials (RFC 5280 allows 20 octets)
 
@@ -41,8 +45,7 @@ Status add_ext(X509* cert, X509* issuer, int nid, const std::string& value) {
   X509V3_CTX ctx;
   X509V3_set_ctx_nodb(&ctx);
   X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
-  std::unique_ptr<X509_EXTENSION, X509ExtDeleter> ext(
-      X509V3_EXT_conf_nid(nullptr, &ctx, nid, value.c_str()));
+  std::unique_ptr<X509_EXTENSION, X509ExtDeleter> ext(X509V3_EXT_conf_nid(nullptr, &ctx, nid, value.c_str()));
   if (!ext || X509_add_ext(cert, ext.get(), -1) != 1)
     return openssl_fail("certificate extension " + std::string(OBJ_nid2sn(nid)) + "=" + value);
   return Status::ok();
@@ -77,16 +80,15 @@ Result<UniqueX509> new_cert(const std::string& cn, EVP_PKEY* key, std::int64_t n
   return cert;
 }
 
-Status write_pem(const std::filesystem::path& path, unsigned mode,
-                 const std::function<int(BIO*)>& encode) {
+Status write_pem(const std::filesystem::path& path, unsigned mode, const std::function<int(BIO*)>& encode) {
   UniqueBio bio(BIO_new(BIO_s_mem()));
   if (!bio || encode(bio.get()) != 1) return openssl_fail("PEM encoding for " + path.string());
   char* data = nullptr;
   long n = BIO_get_mem_data(bio.get(), &data);
   ASSIGN_OR_RETURN(AtomicFile file, AtomicFile::create(path, mode));
   RETURN_IF_ERROR(file.set_mode(mode));
-  RETURN_IF_ERROR(pwrite_all(file.fd(), {reinterpret_cast<const std::byte*>(data),
-                                         static_cast<std::size_t>(n)}, 0, path));
+  RETURN_IF_ERROR(pwrite_all(
+      file.fd(), {reinterpret_cast<const std::byte*>(data), static_cast<std::size_t>(n)}, 0, path));
   return file.commit();
 }
 
@@ -100,8 +102,7 @@ Result<UniqueEvpPkey> generate_key() {
 
 Result<KeyAndCert> make_ca(const std::string& common_name, int days) {
   ASSIGN_OR_RETURN(UniqueEvpPkey key, generate_key());
-  ASSIGN_OR_RETURN(UniqueX509 cert,
-                   new_cert(common_name, key.get(), -300, std::int64_t{days} * 86400));
+  ASSIGN_OR_RETURN(UniqueX509 cert, new_cert(common_name, key.get(), -300, std::int64_t{days} * 86400));
   X509_set_issuer_name(cert.get(), X509_get_subject_name(cert.get()));
   RETURN_IF_ERROR(add_ext(cert.get(), cert.get(), NID_basic_constraints, "critical,CA:TRUE,pathlen:0"));
   RETURN_IF_ERROR(add_ext(cert.get(), cert.get(), NID_key_usage, "critical,keyCertSign,cRLSign"));
@@ -113,8 +114,8 @@ Result<KeyAndCert> make_ca(const std::string& common_name, int days) {
 Result<KeyAndCert> issue_cert(const KeyAndCert& ca, const CertSpec& spec) {
   if (spec.common_name.empty()) return Status::invalid_argument("a certificate needs a common name");
   ASSIGN_OR_RETURN(UniqueEvpPkey key, generate_key());
-  ASSIGN_OR_RETURN(UniqueX509 cert, new_cert(spec.common_name, key.get(), spec.not_before_seconds,
-                                             spec.not_after_seconds));
+  ASSIGN_OR_RETURN(UniqueX509 cert,
+                   new_cert(spec.common_name, key.get(), spec.not_before_seconds, spec.not_after_seconds));
   X509_set_issuer_name(cert.get(), X509_get_subject_name(ca.cert.get()));
   X509* c = cert.get();
   X509* issuer = ca.cert.get();

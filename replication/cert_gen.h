@@ -25,8 +25,8 @@ struct CertSpec {
   std::string common_name;
   std::vector<std::string> dns_names;     // subjectAltName DNS entries
   std::vector<std::string> ip_addresses;  // subjectAltName IP entries
-  bool server = false;  // extendedKeyUsage serverAuth
-  bool client = false;  // extendedKeyUsage clientAuth
+  bool server = false;                    // extendedKeyUsage serverAuth
+  bool client = false;                    // extendedKeyUsage clientAuth
   // Validity window relative to now, in seconds (not_after <= not_before is
   // allowed, for expired certificates in tests).
   std::int64_t not_before_seconds = -300;  // a little slack for clock skew

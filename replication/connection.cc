@@ -1,8 +1,8 @@
 // connection.cc: blocking TLS message streams over the io engine. Ciphertext
 // leaves through two buffers (one being sent while the other fills) and
 // arrives through one large receive buffer; TLS itself runs over memory BIOs.
-#include "base/clock.h"
 #include "replication/connection.h"
+#include "base/clock.h"
 
 #include <algorithm>
 #include <chrono>
@@ -75,16 +75,15 @@ Result<std::unique_ptr<Connection>> Connection::dial(const io::SocketAddress& ad
   ASSIGN_OR_RETURN(io::Socket sock, io::Socket::tcp_for(addr));
   std::unique_ptr<Connection> c(new Connection(std::move(sock), options));
   RETURN_IF_ERROR(c->ensure_engine());
-  RETURN_IF_ERROR(c->engine_->submit(
-      io::Op::connect(c->socket_, addr, kTagConnect, options.connect_timeout_ms)));
+  RETURN_IF_ERROR(
+      c->engine_->submit(io::Op::connect(c->socket_, addr, kTagConnect, options.connect_timeout_ms)));
   ASSIGN_OR_RETURN(io::Completion done, c->engine_->wait_one());
   if (!done.status.is_ok())
-    return Status(done.status.code(), "cannot connect to " + addr.to_string() + ": " +
-                                          done.status.message());
+    return Status(done.status.code(), "cannot connect to " + addr.to_string() + ": " + done.status.message());
   // Ignored on failure: Nagle only delays small messages, it breaks nothing.
   (void)c->socket_.set_no_delay(true);
   std::string name = ctx->config().expected_server_name.empty() ? std::move(server_name)
-                                                                 : ctx->config().expected_server_name;
+                                                                : ctx->config().expected_server_name;
   ASSIGN_OR_RETURN(c->tls_, TlsSession::create(std::move(ctx), addr.to_string(), name));
   RETURN_IF_ERROR(c->run_handshake());
   return c;
@@ -157,8 +156,8 @@ Status Connection::pump_out(bool all) {
     std::size_t n = tls_->take_ciphertext({send_buf_[slot].get(), kSendBufferBytes});
     if (n == 0) break;
     RETURN_IF_ERROR(wait_send());  // the other buffer's send
-    RETURN_IF_ERROR(engine_->submit(io::Op::send(socket_, {send_buf_[slot].get(), n}, kTagSend,
-                                                 options_.io_timeout_ms)));
+    RETURN_IF_ERROR(
+        engine_->submit(io::Op::send(socket_, {send_buf_[slot].get(), n}, kTagSend, options_.io_timeout_ms)));
     send_in_flight_ = true;
     send_slot_ ^= 1;
   }
@@ -208,8 +207,8 @@ Status Connection::read_exact(std::span<std::byte> out, std::int64_t deadline_ms
                                " from " + peer_name() + " in time");
       wait_ms = static_cast<int>(left);
     }
-    Status s = pull_ciphertext(wait_ms, at_start && got == 0 ? "a wait for a message"
-                                                            : "a message (part received)");
+    Status s =
+        pull_ciphertext(wait_ms, at_start && got == 0 ? "a wait for a message" : "a message (part received)");
     if (!s.is_ok()) {
       // Waiting for a message that has not begun may be retried; anything
       // else leaves the stream out of step.
@@ -281,8 +280,8 @@ Result<Message> Connection::recv_message(int timeout_ms, bool first_byte_deadlin
   }
   counters_.plain_bytes_in += kMessageHeaderBytes + h->body_bytes;
   ++counters_.messages_in;
-  Result<Message> m = apart ? decode_body(h->type, lead, std::move(body))
-                            : decode_body(h->type, std::move(body));
+  Result<Message> m =
+      apart ? decode_body(h->type, lead, std::move(body)) : decode_body(h->type, std::move(body));
   if (!m.is_ok()) return m.status().with_context("from " + peer_name());
   return m;
 }
@@ -311,14 +310,12 @@ Result<HelloOk> Connection::hello(std::string_view software) {
   if (auto* e = std::get_if<Error>(&*reply)) return status_from_error(*e);
   auto* ok = std::get_if<HelloOk>(&*reply);
   if (ok == nullptr)
-    return Status::corruption(peer_name() + " answered HELLO with " +
-                              std::string(message_name(*reply)));
+    return Status::corruption(peer_name() + " answered HELLO with " + std::string(message_name(*reply)));
   if (ok->version < h.min_version || ok->version > h.max_version)
     return Status::unsupported(peer_name() + " chose protocol version " + std::to_string(ok->version) +
                                ", which this build does not speak");
-  options_.max_message_bytes = std::max<std::size_t>(options_.max_message_bytes,
-                                                     std::min<std::size_t>(ok->max_message_bytes,
-                                                                           kMaxMessageBodyBytes));
+  options_.max_message_bytes = std::max<std::size_t>(
+      options_.max_message_bytes, std::min<std::size_t>(ok->max_message_bytes, kMaxMessageBodyBytes));
   return *ok;
 }
 
@@ -326,8 +323,8 @@ Result<HelloOk> Connection::serve_hello(const HelloOk& limits) {
   ASSIGN_OR_RETURN(Message m, recv(options_.handshake_timeout_ms));
   auto* h = std::get_if<Hello>(&m);
   if (h == nullptr) {
-    Status s = Status::corruption(peer_name() + " began with " + std::string(message_name(m)) +
-                                  " instead of HELLO");
+    Status s =
+        Status::corruption(peer_name() + " began with " + std::string(message_name(m)) + " instead of HELLO");
     (void)send(error_from_status(0, s));
     return s;
   }
@@ -348,9 +345,7 @@ const std::string& Connection::peer_identity() const { return tls_->peer_identit
 
 std::string Connection::cipher_description() const { return tls_->cipher_description(); }
 
-io::Backend Connection::backend() const {
-  return engine_ ? engine_->backend() : options_.backend;
-}
+io::Backend Connection::backend() const { return engine_ ? engine_->backend() : options_.backend; }
 
 void Connection::close() {
   if (open_ && tls_ && tls_->handshake_done() && engine_thread_ == this_thread_key() && engine_ &&

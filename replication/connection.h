@@ -71,8 +71,7 @@ class Connection {
   // Server side: wraps an accepted socket and completes the handshake; the
   // client's namespace is then peer_identity(). Call it on the thread that
   // will serve the connection.
-  static Result<std::unique_ptr<Connection>> accept(io::Socket socket,
-                                                    std::shared_ptr<const TlsContext> ctx,
+  static Result<std::unique_ptr<Connection>> accept(io::Socket socket, std::shared_ptr<const TlsContext> ctx,
                                                     const ConnectionOptions& options = {});
   ~Connection();
   Connection(const Connection&) = delete;
@@ -136,8 +135,7 @@ class Connection {
   Connection(io::Socket socket, ConnectionOptions options);
   static Result<std::unique_ptr<Connection>> dial(const io::SocketAddress& addr,
                                                   std::shared_ptr<const TlsContext> ctx,
-                                                  std::string server_name,
-                                                  const ConnectionOptions& options);
+                                                  std::string server_name, const ConnectionOptions& options);
   Status run_handshake();
   Status ensure_engine();
   // Moves pending ciphertext out, overlapping the send of one buffer with

@@ -26,9 +26,9 @@
 
 #include "base/clock.h"
 #include "base/human_size.h"
+#include "base/thread_pool.h"
 #include "codec/limits.h"
 #include "codec/manifest.h"
-#include "base/thread_pool.h"
 #include "codec/tree_hash.h"
 #include "cuda/gpu_memory.h"
 #include "replication/frame_sources.h"
@@ -83,11 +83,11 @@ struct Slot {
   std::shared_ptr<std::byte> frames;  // frame bytes of one window, back to back
   std::shared_ptr<std::byte> raw;     // CPU fallback into a device: decoded bytes
   std::size_t window = 0;
-  std::vector<Status> read_status;    // per chunk of the window
+  std::vector<Status> read_status;  // per chunk of the window
 };
 
 struct Lane {
-  std::unique_ptr<CodecEngine> gpu;   // null: decode on the host
+  std::unique_ptr<CodecEngine> gpu;  // null: decode on the host
   std::unique_ptr<CodecEngine> cpu;
   std::shared_ptr<std::byte> device_frames;  // GPU lane: the window's frames on the device
   GpuStream stream;
@@ -208,8 +208,9 @@ void Pipeline::read_loop() {
       const std::size_t i = win.first + j;
       const ManifestChunk& c = m_.files[chunks_[i].file].chunks[chunks_[i].chunk];
       if (direct) {
-        slot.read_status[j] = direct->read_frame_into(
-            chunks_[i].file, chunks_[i].chunk, std::span<std::byte>(slot.frames.get() + frame_at_[i], c.frame_bytes));
+        slot.read_status[j] =
+            direct->read_frame_into(chunks_[i].file, chunks_[i].chunk,
+                                    std::span<std::byte>(slot.frames.get() + frame_at_[i], c.frame_bytes));
         return;
       }
       // Reused per pool thread: read_frame resizes it, the hot path does
@@ -254,8 +255,8 @@ Status Pipeline::decode_window(Lane& lane, Slot& slot) {
       host_jobs.push_back({frame, out, c.id});
       host_idx.push_back(i);
     } else if (lane.gpu) {
-      device_jobs.push_back({std::span<const std::byte>(lane.device_frames.get() + frame_at_[i], c.frame_bytes),
-                             out, c.id});
+      device_jobs.push_back(
+          {std::span<const std::byte>(lane.device_frames.get() + frame_at_[i], c.frame_bytes), out, c.id});
       device_idx.push_back(i);
     } else {
       // Decoded into pinned staging first, copied to the device below.
@@ -266,11 +267,13 @@ Status Pipeline::decode_window(Lane& lane, Slot& slot) {
   std::vector<Status> host_status(host_jobs.size()), device_status(device_jobs.size());
   if (!device_jobs.empty()) {
     // One copy of the whole window's compressed frames over PCIe.
-    RETURN_IF_ERROR(lane.stream.copy_to_device_async(lane.device_frames.get(), slot.frames.get(), win.frame_bytes));
+    RETURN_IF_ERROR(
+        lane.stream.copy_to_device_async(lane.device_frames.get(), slot.frames.get(), win.frame_bytes));
     RETURN_IF_ERROR(lane.stream.synchronize());
   }
   if (!host_jobs.empty()) RETURN_IF_ERROR(lane.cpu->decode(host_jobs, host_status, MemorySpace::kHost));
-  if (!device_jobs.empty()) RETURN_IF_ERROR(lane.gpu->decode(device_jobs, device_status, MemorySpace::kDevice));
+  if (!device_jobs.empty())
+    RETURN_IF_ERROR(lane.gpu->decode(device_jobs, device_status, MemorySpace::kDevice));
   for (std::size_t k = 0; k < host_jobs.size(); ++k) {
     const std::size_t i = host_idx[k];
     if (!host_status[k].is_ok()) {
@@ -391,7 +394,8 @@ Result<Device> parse_device(std::string_view s) {
   if (s.starts_with("cuda:") && s.size() > 5 && s.size() <= 9) {
     int index = 0;
     for (char ch : s.substr(5)) {
-      if (ch < '0' || ch > '9') return Status::invalid_argument("device \"" + std::string(s) + "\": bad index");
+      if (ch < '0' || ch > '9')
+        return Status::invalid_argument("device \"" + std::string(s) + "\": bad index");
       index = index * 10 + (ch - '0');
     }
     return Device{Device::Kind::kCuda, index};
@@ -403,7 +407,8 @@ std::string device_name(const Device& d) {
   return d.kind == Device::Kind::kCpu ? "cpu" : "cuda:" + std::to_string(d.index);
 }
 
-Result<DeviceRestoreResult> restore_to_device(const FrameSource& source, const DeviceRestoreOptions& options) {
+Result<DeviceRestoreResult> restore_to_device(const FrameSource& source,
+                                              const DeviceRestoreOptions& options) {
   const double start = mono_seconds();
   const Manifest& m = source.manifest();
   const bool cuda = options.device.kind == Device::Kind::kCuda;
@@ -427,7 +432,8 @@ Result<DeviceRestoreResult> restore_to_device(const FrameSource& source, const D
       p.pad = (kRestoreDataAlignment - d % kRestoreDataAlignment) % kRestoreDataAlignment;
     }
     p.alloc_bytes = p.pad + f.size;
-    if (p.on_device) device_bytes += round_up(std::max<std::uint64_t>(p.alloc_bytes, 1), kRestoreDataAlignment);
+    if (p.on_device)
+      device_bytes += round_up(std::max<std::uint64_t>(p.alloc_bytes, 1), kRestoreDataAlignment);
     for (const ManifestChunk& c : f.chunks) max_chunk = std::max<std::uint64_t>(max_chunk, c.length);
   }
 
@@ -451,13 +457,13 @@ Result<DeviceRestoreResult> restore_to_device(const FrameSource& source, const D
   bool use_gpu = false;
   if (cuda) {
     ASSIGN_OR_RETURN(GpuMemoryInfo mem, gpu_memory_info(options.device.index));
-    const std::uint64_t staging = options.engine == EngineChoice::kCpu
-                                      ? 0
-                                      : lane_count * (gpu.device_memory_bytes + slot_frame_bytes);
+    const std::uint64_t staging =
+        options.engine == EngineChoice::kCpu ? 0 : lane_count * (gpu.device_memory_bytes + slot_frame_bytes);
     const std::uint64_t need = device_bytes + staging;
     if (need > mem.free_bytes) {
-      return Status::exhausted(dev + " has " + format_bytes_exact(mem.free_bytes) + " free, the snapshot needs " +
-                               format_bytes_exact(need) + " (" + format_bytes_exact(device_bytes) + " of tensors and " +
+      return Status::exhausted(dev + " has " + format_bytes_exact(mem.free_bytes) +
+                               " free, the snapshot needs " + format_bytes_exact(need) + " (" +
+                               format_bytes_exact(device_bytes) + " of tensors and " +
                                format_bytes_exact(staging) + " of staging)");
     }
     ASSIGN_OR_RETURN(std::unique_ptr<CodecEngine> first, choose_engine(options.engine, gpu, {&pool}));

@@ -69,8 +69,8 @@ inline constexpr std::size_t kDefaultRestorePinnedBytes = 256u << 20;
 
 struct DeviceRestoreOptions {
   Device device;
-  ThreadPool* pool = nullptr;      // reads and host decode; nullptr: ThreadPool::shared()
-  std::size_t window_chunks = 0;   // chunks in flight; 0: chosen from the pool and staging size
+  ThreadPool* pool = nullptr;     // reads and host decode; nullptr: ThreadPool::shared()
+  std::size_t window_chunks = 0;  // chunks in flight; 0: chosen from the pool and staging size
   EngineChoice engine = EngineChoice::kAuto;
   std::size_t pinned_memory_bytes = kDefaultRestorePinnedBytes;
   std::function<void(const UnpackProgress&)> progress;  // may be empty
@@ -97,7 +97,6 @@ struct DeviceRestoreResult {
 // anything: "cuda:0 has X free, the snapshot needs Y". Without CUDA in the
 // build or without a driver, a CUDA device is Unavailable: "no usable GPU:
 // <reason>".
-Result<DeviceRestoreResult> restore_to_device(const FrameSource& source,
-                                              const DeviceRestoreOptions& options);
+Result<DeviceRestoreResult> restore_to_device(const FrameSource& source, const DeviceRestoreOptions& options);
 
 }  // namespace ferry::replication

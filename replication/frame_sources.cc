@@ -9,11 +9,11 @@
 #include <system_error>
 #include <utility>
 
+#include "base/posix_file.h"
 #include "codec/archive.h"
 #include "codec/manifest.h"
-#include "base/posix_file.h"
-#include "store/chunk_store.h"
 #include "replication/device_restore.h"
+#include "store/chunk_store.h"
 #include "store/local_store.h"
 
 namespace ferry::replication {
@@ -79,7 +79,8 @@ Result<SourceLocation> parse_source_location(std::string_view location) {
     out.address = std::string(rest.substr(0, slash));
     out.snapshot = std::string(rest.substr(slash + 1));
     if (out.address.find(':') == std::string::npos) return bad_location(location, "the address has no port");
-    RETURN_IF_ERROR(validate_snapshot_name(out.snapshot).with_context("source \"" + std::string(location) + "\""));
+    RETURN_IF_ERROR(
+        validate_snapshot_name(out.snapshot).with_context("source \"" + std::string(location) + "\""));
     return out;
   }
   if (location.starts_with(kStoreLocationPrefix)) {
@@ -104,13 +105,15 @@ Result<SourceLocation> parse_source_location(std::string_view location) {
   return out;
 }
 
-Result<std::unique_ptr<FrameSource>> open_frame_source(std::string_view location, const SourceOptions& options) {
+Result<std::unique_ptr<FrameSource>> open_frame_source(std::string_view location,
+                                                       const SourceOptions& options) {
   ASSIGN_OR_RETURN(SourceLocation where, parse_source_location(location));
   switch (where.kind) {
     case SourceLocation::Kind::kArchive: {
       ASSIGN_OR_RETURN(ArchiveReader archive, ArchiveReader::open(where.path));
       ASSIGN_OR_RETURN(UniqueFd fd, open_fd(where.path, O_RDONLY | O_CLOEXEC));
-      return std::unique_ptr<FrameSource>(std::make_unique<OwnedArchiveSource>(std::move(archive), std::move(fd)));
+      return std::unique_ptr<FrameSource>(
+          std::make_unique<OwnedArchiveSource>(std::move(archive), std::move(fd)));
     }
     case SourceLocation::Kind::kStore: {
       // Opening a store creates it when absent; a restore must not.

@@ -30,10 +30,10 @@ inline constexpr std::size_t kSourceWindowChunks = 64;
 
 struct SourceLocation {
   enum class Kind : std::uint8_t { kArchive, kStore, kRemote } kind = Kind::kArchive;
-  std::string path;       // kArchive: the archive; kStore: the store's directory
-  std::string ns;         // kStore: the namespace
-  std::string snapshot;   // kStore, kRemote
-  std::string address;    // kRemote: HOST:PORT
+  std::string path;      // kArchive: the archive; kStore: the store's directory
+  std::string ns;        // kStore: the namespace
+  std::string snapshot;  // kStore, kRemote
+  std::string address;   // kRemote: HOST:PORT
 };
 
 // A source that can also read a frame straight into the caller's memory (a

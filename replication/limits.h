@@ -32,10 +32,10 @@ inline constexpr std::size_t kMaxSoftwareBytes = 64;       // HELLO client softw
 inline constexpr std::size_t kMaxNamespaceBytes = 64;      // host identity [A-Za-z0-9._-]
 inline constexpr std::size_t kMaxSnapshotNameBytes = 128;  // [A-Za-z0-9._-], not "." or ".."
 inline constexpr std::size_t kMaxErrorMessageBytes = 4096;
-inline constexpr std::size_t kMaxQueryIds = 65536;          // QUERY: 2 MiB of ids
-inline constexpr std::size_t kMaxGetChunkIds = 4096;        // GET_CHUNK
+inline constexpr std::size_t kMaxQueryIds = 65536;            // QUERY: 2 MiB of ids
+inline constexpr std::size_t kMaxGetChunkIds = 4096;          // GET_CHUNK
 inline constexpr std::size_t kMaxListedSnapshots = 1u << 20;  // LIST_REPLY
-inline constexpr std::size_t kMaxRemovedNames = 1u << 20;   // REMOVED
+inline constexpr std::size_t kMaxRemovedNames = 1u << 20;     // REMOVED
 
 // Flow control a receiver announces by default: PUTs in flight per connection
 // before the sender must wait for an acknowledgement. 64 x 4 MiB = 256 MiB per

@@ -12,7 +12,8 @@
 namespace ferry::replication {
 namespace detail {
 // For a static_assert in an if-constexpr chain that must fail only when reached.
-template <class> inline constexpr bool kAlwaysFalse = false;
+template <class>
+inline constexpr bool kAlwaysFalse = false;
 }  // namespace detail
 namespace {
 
@@ -108,8 +109,8 @@ class Reader {
   bool need(std::size_t n, const char* field) {
     if (!ok()) return false;
     if (b_.size() - pos_ < n) {
-      fail(pos_, std::string("truncated in ") + field + " (needs " + std::to_string(n) +
-                     " bytes, " + std::to_string(remaining()) + " left)");
+      fail(pos_, std::string("truncated in ") + field + " (needs " + std::to_string(n) + " bytes, " +
+                     std::to_string(remaining()) + " left)");
       return false;
     }
     return true;
@@ -132,8 +133,8 @@ class Reader {
 };
 
 bool name_char_ok(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-         c == '_' || c == '-';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+         c == '-';
 }
 
 Status validate_name(std::string_view name, std::size_t max_bytes, const char* what) {
@@ -151,8 +152,7 @@ Status validate_name(std::string_view name, std::size_t max_bytes, const char* w
 }
 
 // Checks a name field after reading it; a bad one makes the message malformed.
-void check_name(Reader& r, std::size_t at, const std::string& name, std::size_t max_bytes,
-                const char* what) {
+void check_name(Reader& r, std::size_t at, const std::string& name, std::size_t max_bytes, const char* what) {
   if (!r.ok()) return;
   Status s = validate_name(name, max_bytes, what);
   if (!s.is_ok()) r.fail(at, s.message());
@@ -198,7 +198,10 @@ void encode_fields(const Message& m, Writer& w, std::span<const std::byte>& tail
           std::uint8_t acc = 0;
           for (std::size_t i = 0; i < v.missing.size(); ++i) {
             if (v.missing[i]) acc |= static_cast<std::uint8_t>(1u << (i % 8));
-            if (i % 8 == 7) { w.u8(acc); acc = 0; }
+            if (i % 8 == 7) {
+              w.u8(acc);
+              acc = 0;
+            }
           }
           if (v.missing.size() % 8 != 0) w.u8(acc);
         } else if constexpr (std::is_same_v<T, Put> || std::is_same_v<T, ChunkData>) {
@@ -215,8 +218,7 @@ void encode_fields(const Message& m, Writer& w, std::span<const std::byte>& tail
                              std::is_same_v<T, Delete>) {
           w.u64(v.request_id);
           w.str16(v.snapshot);
-        } else if constexpr (std::is_same_v<T, List> || std::is_same_v<T, Ping> ||
-                             std::is_same_v<T, Pong>) {
+        } else if constexpr (std::is_same_v<T, List> || std::is_same_v<T, Ping> || std::is_same_v<T, Pong>) {
           w.u64(v.request_id);
         } else if constexpr (std::is_same_v<T, ListReply>) {
           w.u64(v.request_id);
@@ -263,8 +265,8 @@ Message decode_fields(MessageType type, Reader& r) {
       v.software = r.str("software", kMaxSoftwareBytes);
       check_printable(r, at, v.software, "software");
       if (r.ok() && (v.min_version == 0 || v.min_version > v.max_version))
-        r.fail(0, "version range " + std::to_string(v.min_version) + ".." +
-                      std::to_string(v.max_version) + " is empty");
+        r.fail(0, "version range " + std::to_string(v.min_version) + ".." + std::to_string(v.max_version) +
+                      " is empty");
       return v;
     }
     case MessageType::kHelloOk: {
@@ -275,8 +277,8 @@ Message decode_fields(MessageType type, Reader& r) {
       check_name(r, at, v.namespace_name, kMaxNamespaceBytes, "namespace");
       at = r.pos();
       v.max_message_bytes = r.u64("max_message_bytes");
-      if (r.ok() && (v.max_message_bytes < kMinAnnouncedMessageBytes ||
-                     v.max_message_bytes > kMaxMessageBodyBytes))
+      if (r.ok() &&
+          (v.max_message_bytes < kMinAnnouncedMessageBytes || v.max_message_bytes > kMaxMessageBodyBytes))
         r.fail(at, "max_message_bytes " + std::to_string(v.max_message_bytes) + " is outside [" +
                        std::to_string(kMinAnnouncedMessageBytes) + ", " +
                        std::to_string(kMaxMessageBodyBytes) + "]");
@@ -312,9 +314,8 @@ Message decode_fields(MessageType type, Reader& r) {
       std::size_t n = r.count("id count", kMaxQueryIds, 0);
       std::size_t bitmap_bytes = (n + 7) / 8;
       if (r.ok() && r.remaining() != bitmap_bytes)
-        r.fail(r.pos(), "bitmap of " + std::to_string(n) + " ids needs " +
-                            std::to_string(bitmap_bytes) + " bytes, " +
-                            std::to_string(r.remaining()) + " follow");
+        r.fail(r.pos(), "bitmap of " + std::to_string(n) + " ids needs " + std::to_string(bitmap_bytes) +
+                            " bytes, " + std::to_string(r.remaining()) + " follow");
       if (!r.ok()) return v;
       v.missing.resize(n);
       std::uint8_t byte = 0;
@@ -329,7 +330,8 @@ Message decode_fields(MessageType type, Reader& r) {
     case MessageType::kChunk: {
       std::uint64_t id = r.u64("request_id");
       if (r.ok() && r.remaining() < kFrameHeaderBytes)
-        r.fail(r.pos(), "frame of " + std::to_string(r.remaining()) + " bytes is shorter than a frame header");
+        r.fail(r.pos(),
+               "frame of " + std::to_string(r.remaining()) + " bytes is shorter than a frame header");
       if (r.ok() && r.remaining() > kMaxFrameBytes)
         r.fail(r.pos(), "frame of " + std::to_string(r.remaining()) + " bytes is over the limit of " +
                             std::to_string(kMaxFrameBytes));
@@ -365,9 +367,12 @@ Message decode_fields(MessageType type, Reader& r) {
       if (type == MessageType::kGetManifest) return GetManifest{id, std::move(name)};
       return Delete{id, std::move(name)};
     }
-    case MessageType::kList: return List{r.u64("request_id")};
-    case MessageType::kPing: return Ping{r.u64("request_id")};
-    case MessageType::kPong: return Pong{r.u64("request_id")};
+    case MessageType::kList:
+      return List{r.u64("request_id")};
+    case MessageType::kPing:
+      return Ping{r.u64("request_id")};
+    case MessageType::kPong:
+      return Pong{r.u64("request_id")};
     case MessageType::kListReply: {
       ListReply v;
       v.request_id = r.u64("request_id");
@@ -425,7 +430,8 @@ Message decode_fields(MessageType type, Reader& r) {
       v.message = r.str("message", kMaxErrorMessageBytes);
       return v;
     }
-    case MessageType::kBye: return Bye{};
+    case MessageType::kBye:
+      return Bye{};
   }
   r.fail(0, "unknown message type");
   return Bye{};
@@ -435,27 +441,48 @@ Message decode_fields(MessageType type, Reader& r) {
 
 std::string_view message_type_name(MessageType type) {
   switch (type) {
-    case MessageType::kHello: return "HELLO";
-    case MessageType::kHelloOk: return "HELLO_OK";
-    case MessageType::kQuery: return "QUERY";
-    case MessageType::kQueryReply: return "QUERY_REPLY";
-    case MessageType::kPut: return "PUT";
-    case MessageType::kPutAck: return "PUT_ACK";
-    case MessageType::kCommit: return "COMMIT";
-    case MessageType::kCommitOk: return "COMMIT_OK";
-    case MessageType::kList: return "LIST";
-    case MessageType::kListReply: return "LIST_REPLY";
-    case MessageType::kGetManifest: return "GET_MANIFEST";
-    case MessageType::kManifest: return "MANIFEST";
-    case MessageType::kGetChunk: return "GET_CHUNK";
-    case MessageType::kChunk: return "CHUNK";
-    case MessageType::kDelete: return "DELETE";
-    case MessageType::kPrune: return "PRUNE";
-    case MessageType::kRemoved: return "REMOVED";
-    case MessageType::kPing: return "PING";
-    case MessageType::kPong: return "PONG";
-    case MessageType::kError: return "ERROR";
-    case MessageType::kBye: return "BYE";
+    case MessageType::kHello:
+      return "HELLO";
+    case MessageType::kHelloOk:
+      return "HELLO_OK";
+    case MessageType::kQuery:
+      return "QUERY";
+    case MessageType::kQueryReply:
+      return "QUERY_REPLY";
+    case MessageType::kPut:
+      return "PUT";
+    case MessageType::kPutAck:
+      return "PUT_ACK";
+    case MessageType::kCommit:
+      return "COMMIT";
+    case MessageType::kCommitOk:
+      return "COMMIT_OK";
+    case MessageType::kList:
+      return "LIST";
+    case MessageType::kListReply:
+      return "LIST_REPLY";
+    case MessageType::kGetManifest:
+      return "GET_MANIFEST";
+    case MessageType::kManifest:
+      return "MANIFEST";
+    case MessageType::kGetChunk:
+      return "GET_CHUNK";
+    case MessageType::kChunk:
+      return "CHUNK";
+    case MessageType::kDelete:
+      return "DELETE";
+    case MessageType::kPrune:
+      return "PRUNE";
+    case MessageType::kRemoved:
+      return "REMOVED";
+    case MessageType::kPing:
+      return "PING";
+    case MessageType::kPong:
+      return "PONG";
+    case MessageType::kError:
+      return "ERROR";
+    case MessageType::kBye:
+      return "BYE";
   }
   return "UNKNOWN";
 }
@@ -471,8 +498,10 @@ std::string_view message_name(const Message& m) { return message_type_name(messa
 std::uint64_t request_id_of(const Message& m) {
   return std::visit(
       [](const auto& v) -> std::uint64_t {
-        if constexpr (requires { v.request_id; }) return v.request_id;
-        else return 0;
+        if constexpr (requires { v.request_id; })
+          return v.request_id;
+        else
+          return 0;
       },
       m);
 }
@@ -500,7 +529,8 @@ std::vector<std::byte> encode_message_bytes(const Message& m) {
 Result<MessageHeader> parse_message_header(std::span<const std::byte, kMessageHeaderBytes> bytes,
                                            std::size_t max_body_bytes) {
   MessageHeader h;
-  for (int i = 0; i < 4; ++i) h.body_bytes |= std::uint32_t(std::to_integer<std::uint8_t>(bytes[i])) << (8 * i);
+  for (int i = 0; i < 4; ++i)
+    h.body_bytes |= std::uint32_t(std::to_integer<std::uint8_t>(bytes[i])) << (8 * i);
   std::uint8_t type = std::to_integer<std::uint8_t>(bytes[4]);
   if (type < static_cast<std::uint8_t>(MessageType::kHello) ||
       type > static_cast<std::uint8_t>(MessageType::kBye))
@@ -529,8 +559,10 @@ namespace {
 void give_bulk(Message& m, std::vector<std::byte>&& bulk) {
   std::visit(
       [&](auto& v) {
-        if constexpr (requires { v.frame; }) v.frame = std::move(bulk);
-        else if constexpr (requires { v.manifest; }) v.manifest = std::move(bulk);
+        if constexpr (requires { v.frame; })
+          v.frame = std::move(bulk);
+        else if constexpr (requires { v.manifest; })
+          v.manifest = std::move(bulk);
       },
       m);
 }
@@ -555,12 +587,15 @@ std::size_t bulk_lead_bytes(MessageType type) {
   // Keep in step with decode_fields: PUT and CHUNK are a request id, then the frame.
   switch (type) {
     case MessageType::kPut:
-    case MessageType::kChunk: return 8;
-    default: return 0;
+    case MessageType::kChunk:
+      return 8;
+    default:
+      return 0;
   }
 }
 
-Result<Message> decode_body(MessageType type, std::span<const std::byte> lead, std::vector<std::byte>&& bulk) {
+Result<Message> decode_body(MessageType type, std::span<const std::byte> lead,
+                            std::vector<std::byte>&& bulk) {
   if (lead.size() > kMaxMessageBodyBytes || bulk.size() > kMaxMessageBodyBytes - lead.size())
     return Status::exhausted("message body of " + std::to_string(lead.size() + bulk.size()) +
                              " bytes is over the limit");
@@ -580,8 +615,7 @@ Result<Message> decode_message(std::span<const std::byte> bytes, std::size_t max
   if (bytes.size() < kMessageHeaderBytes)
     return Status::corruption("malformed message: " + std::to_string(bytes.size()) +
                               " bytes is shorter than a message header");
-  ASSIGN_OR_RETURN(MessageHeader h,
-                   parse_message_header(bytes.first<kMessageHeaderBytes>(), max_body_bytes));
+  ASSIGN_OR_RETURN(MessageHeader h, parse_message_header(bytes.first<kMessageHeaderBytes>(), max_body_bytes));
   std::span<const std::byte> body = bytes.subspan(kMessageHeaderBytes);
   if (body.size() != h.body_bytes)
     return Status::corruption("malformed message: " + std::string(message_type_name(h.type)) +
@@ -595,9 +629,8 @@ Result<std::uint16_t> choose_version(const Hello& hello) {
   std::uint16_t lo = std::max(hello.min_version, kMinProtocolVersion);
   if (hello.min_version == 0 || hello.min_version > hello.max_version || lo > hi)
     return Status::unsupported("no common protocol version: the client speaks " +
-                               std::to_string(hello.min_version) + ".." +
-                               std::to_string(hello.max_version) + ", the receiver " +
-                               std::to_string(kMinProtocolVersion) + ".." +
+                               std::to_string(hello.min_version) + ".." + std::to_string(hello.max_version) +
+                               ", the receiver " + std::to_string(kMinProtocolVersion) + ".." +
                                std::to_string(kMaxProtocolVersion));
   return hi;
 }

@@ -173,9 +173,9 @@ struct Error {
 
 struct Bye {};
 
-using Message = std::variant<Hello, HelloOk, Query, QueryReply, Put, PutAck, Commit, CommitOk,
-                             List, ListReply, GetManifest, ManifestData, GetChunk, ChunkData,
-                             Delete, Prune, Removed, Ping, Pong, Error, Bye>;
+using Message = std::variant<Hello, HelloOk, Query, QueryReply, Put, PutAck, Commit, CommitOk, List,
+                             ListReply, GetManifest, ManifestData, GetChunk, ChunkData, Delete, Prune,
+                             Removed, Ping, Pong, Error, Bye>;
 
 MessageType message_type(const Message& m);
 std::string_view message_name(const Message& m);

@@ -56,8 +56,8 @@ std::vector<std::string> would_prune(std::vector<ferry::SnapshotInfo> snaps, con
   });
   std::vector<std::string> removed;
   for (std::size_t i = 0; i < snaps.size(); ++i) {
-    bool keep = i < p.keep_last ||
-                (p.keep_within_seconds > 0 && snaps[i].created_ns >= now_ns - p.keep_within_seconds * 1'000'000'000);
+    bool keep = i < p.keep_last || (p.keep_within_seconds > 0 &&
+                                    snaps[i].created_ns >= now_ns - p.keep_within_seconds * 1'000'000'000);
     if (!keep) removed.push_back(snaps[i].name);
   }
   return removed;
@@ -98,9 +98,7 @@ class Receiver::Session {
   }
   // Best effort: tells the client why it is being dropped.
   void refuse(const Status& st) { (void)c_.send(error_from_status(0, st)); }
-  std::size_t ack_batch() const {
-    return std::max<std::size_t>(1, r_.options_.max_inflight_puts / 2);
-  }
+  std::size_t ack_batch() const { return std::max<std::size_t>(1, r_.options_.max_inflight_puts / 2); }
   Status gc_into(Removed& out);
 
   Receiver& r_;
@@ -233,7 +231,8 @@ Status Receiver::Session::on_put(Put& m) {
 
 Status Receiver::Session::flush_acks() {
   if (pending_.empty()) return Status::ok();
-  const bool any_ok = std::any_of(pending_.begin(), pending_.end(), [](const PendingAck& a) { return a.status.is_ok(); });
+  const bool any_ok =
+      std::any_of(pending_.begin(), pending_.end(), [](const PendingAck& a) { return a.status.is_ok(); });
   if (any_ok) {
     Status synced = r_.store_.sync(ns_);
     r_.stats_.syncs++;
@@ -264,8 +263,8 @@ Status Receiver::Session::on_commit(const Commit& m) {
   std::string line = "commit ns=" + ns_ + " snapshot=" + quoted(m.snapshot) +
                      " manifest_bytes=" + std::to_string(m.manifest.size());
   if (auto parsed = parse_manifest(m.manifest)) {
-    line += " host=" + quoted(parsed->host) + " job=" + quoted(parsed->job) + " step=" +
-            std::to_string(parsed->step) + " files=" + std::to_string(parsed->files.size()) +
+    line += " host=" + quoted(parsed->host) + " job=" + quoted(parsed->job) +
+            " step=" + std::to_string(parsed->step) + " files=" + std::to_string(parsed->files.size()) +
             " chunks=" + std::to_string(parsed->chunk_count()) +
             " logical_bytes=" + std::to_string(parsed->logical_bytes());
   }
@@ -300,8 +299,9 @@ Status Receiver::Session::gc_into(Removed& out) {
 
 Status Receiver::Session::on_delete(const Delete& m) {
   if (r_.options_.append_only) {
-    return reply_error(m.request_id, Status::permission_denied("namespace " + ns_ +
-                                                               " is append-only: hosts may not delete snapshots"));
+    return reply_error(
+        m.request_id,
+        Status::permission_denied("namespace " + ns_ + " is append-only: hosts may not delete snapshots"));
   }
   Status st = r_.store_.remove_snapshot(ns_, m.snapshot, Actor::kHost);
   if (!st) return reply_error(m.request_id, st);
@@ -315,15 +315,16 @@ Status Receiver::Session::on_delete(const Delete& m) {
 
 Status Receiver::Session::on_prune(const Prune& m) {
   if (r_.options_.append_only) {
-    return reply_error(m.request_id, Status::permission_denied("namespace " + ns_ +
-                                                               " is append-only: hosts may not prune"));
+    return reply_error(
+        m.request_id, Status::permission_denied("namespace " + ns_ + " is append-only: hosts may not prune"));
   }
   RetentionPolicy policy;
   policy.keep_last = m.keep_last;
-  policy.keep_within_seconds = static_cast<std::int64_t>(
-      std::min<std::uint64_t>(m.keep_within_seconds, std::uint64_t{1} << 32));
+  policy.keep_within_seconds =
+      static_cast<std::int64_t>(std::min<std::uint64_t>(m.keep_within_seconds, std::uint64_t{1} << 32));
   if (policy.keep_last == 0 && policy.keep_within_seconds == 0) {
-    return reply_error(m.request_id, Status::invalid_argument("prune needs keep_last or keep_within_seconds"));
+    return reply_error(m.request_id,
+                       Status::invalid_argument("prune needs keep_last or keep_within_seconds"));
   }
   Removed removed;
   removed.request_id = m.request_id;
@@ -345,8 +346,7 @@ Status Receiver::Session::on_prune(const Prune& m) {
 
 // ---------------------------------------------------------------------------
 
-Receiver::Receiver(ChunkStore& store, ReceiverOptions options)
-    : store_(store), options_(std::move(options)) {
+Receiver::Receiver(ChunkStore& store, ReceiverOptions options) : store_(store), options_(std::move(options)) {
   options_.tls.role = TlsRole::kServer;
   options_.max_connections = std::max<std::size_t>(1, options_.max_connections);
   options_.max_inflight_puts = std::clamp<std::uint32_t>(options_.max_inflight_puts, 1, kMaxInflightPuts);
@@ -418,9 +418,8 @@ void Receiver::accept_loop() {
     (over ? refusing_ : served_)++;
     Conn* raw = conn.get();
     conns_.push_back(std::move(conn));
-    raw->thread = std::thread([this, raw, s = std::move(socket), over]() mutable {
-      serve(raw, std::move(s), over);
-    });
+    raw->thread =
+        std::thread([this, raw, s = std::move(socket), over]() mutable { serve(raw, std::move(s), over); });
   }
 }
 
@@ -451,7 +450,8 @@ void Receiver::serve(Conn* conn, io::Socket socket, bool over_limit) {
     Status st = Status::exhausted("receiver at its limit of " + std::to_string(options_.max_connections) +
                                   " connections; try again later");
     (void)(*accepted)->send(error_from_status(0, st));
-    line = "refused peer=" + peer + " ns=" + (*accepted)->peer_identity() + " reason=" + quoted(st.to_string());
+    line =
+        "refused peer=" + peer + " ns=" + (*accepted)->peer_identity() + " reason=" + quoted(st.to_string());
   } else {
     Connection& c = **accepted;
     Session session(*this, c, c.peer_identity());
@@ -459,12 +459,13 @@ void Receiver::serve(Conn* conn, io::Socket socket, bool over_limit) {
     const ConnectionCounters& k = c.counters();
     char dur[32];
     std::snprintf(dur, sizeof dur, "%.3f", mono_seconds() - start);
-    line = "conn peer=" + peer + " ns=" + c.peer_identity() + " result=" +
-           (st ? std::string("ok") : quoted(st.to_string())) + " seconds=" + dur +
+    line = "conn peer=" + peer + " ns=" + c.peer_identity() +
+           " result=" + (st ? std::string("ok") : quoted(st.to_string())) + " seconds=" + dur +
            " puts=" + std::to_string(session.puts) + " put_bytes=" + std::to_string(session.put_bytes) +
            " commits=" + std::to_string(session.commits) +
            " chunks_served=" + std::to_string(session.chunks_served) +
-           " wire_in=" + std::to_string(k.cipher_bytes_in) + " wire_out=" + std::to_string(k.cipher_bytes_out);
+           " wire_in=" + std::to_string(k.cipher_bytes_in) +
+           " wire_out=" + std::to_string(k.cipher_bytes_out);
   }
   {
     // The duplicate would keep the socket open after the connection closes

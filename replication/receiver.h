@@ -33,11 +33,11 @@
 #include <thread>
 
 #include "base/status.h"
-#include "io/socket.h"
 #include "base/unique_fd.h"
-#include "store/chunk_store.h"
+#include "io/socket.h"
 #include "replication/limits.h"
 #include "replication/tls.h"
+#include "store/chunk_store.h"
 
 namespace ferry::replication {
 

@@ -110,9 +110,8 @@ RemoteFrameSource::RemoteFrameSource(const RemoteOptions& remote, std::shared_pt
 void RemoteFrameSource::start(std::unique_ptr<Connection> first) {
   const std::size_t n = std::max<std::size_t>(1, std::min(streams_, batches_.size()));
   for (std::size_t i = 0; i < n; ++i) {
-    threads_.emplace_back([this, i, c = i == 0 ? std::move(first) : nullptr]() mutable {
-      run_stream(i, std::move(c));
-    });
+    threads_.emplace_back(
+        [this, i, c = i == 0 ? std::move(first) : nullptr]() mutable { run_stream(i, std::move(c)); });
   }
 }
 
@@ -286,7 +285,8 @@ Result<Manifest> fetch_manifest(Connection& conn, std::string_view snapshot) {
   }
   auto* data = std::get_if<ManifestData>(&m);
   if (!data || data->request_id != kRequestId) {
-    return Status::corruption(conn.peer_name() + " answered GET_MANIFEST with " + std::string(message_name(m)));
+    return Status::corruption(conn.peer_name() + " answered GET_MANIFEST with " +
+                              std::string(message_name(m)));
   }
   auto parsed = parse_manifest(data->manifest);
   if (!parsed) {
@@ -302,7 +302,8 @@ Result<std::vector<RemoteSnapshot>> list_remote(const RemoteOptions& remote, boo
   ASSIGN_OR_RETURN(Message m, conn->recv());
   if (auto* e = std::get_if<Error>(&m)) return status_from_error(*e).with_context(remote.address);
   auto* reply = std::get_if<ListReply>(&m);
-  if (!reply) return Status::corruption(remote.address + " answered LIST with " + std::string(message_name(m)));
+  if (!reply)
+    return Status::corruption(remote.address + " answered LIST with " + std::string(message_name(m)));
   std::vector<RemoteSnapshot> out;
   out.reserve(reply->snapshots.size());
   for (SnapshotInfo& s : reply->snapshots) {
@@ -370,9 +371,9 @@ Result<std::unique_ptr<FrameSource>> open_remote_frame_source(const RemoteOption
   ASSIGN_OR_RETURN(std::unique_ptr<Connection> first, dial_receiver(remote, ctx));
   ASSIGN_OR_RETURN(Manifest manifest, fetch_manifest(*first, snapshot));
   auto owned = std::make_unique<OwnedRemoteFrameSource>(std::move(manifest));
-  auto source = std::make_unique<RemoteFrameSource>(
-      remote, ctx, owned->manifest(), std::string(snapshot),
-      std::clamp<std::size_t>(streams, 1, kMaxRestoreStreams), batch_chunks, std::max<std::size_t>(window_chunks, 1));
+  auto source = std::make_unique<RemoteFrameSource>(remote, ctx, owned->manifest(), std::string(snapshot),
+                                                    std::clamp<std::size_t>(streams, 1, kMaxRestoreStreams),
+                                                    batch_chunks, std::max<std::size_t>(window_chunks, 1));
   source->start(std::move(first));
   owned->attach(std::move(source));
   return std::unique_ptr<FrameSource>(std::move(owned));

@@ -18,8 +18,8 @@
 #include <string_view>
 #include <vector>
 
-#include "codec/manifest.h"
 #include "base/status.h"
+#include "codec/manifest.h"
 #include "codec/unpacker.h"
 #include "replication/connection.h"
 #include "replication/protocol.h"
@@ -91,15 +91,15 @@ struct RestoreOptions {
 // each frame is handed out once. The source owns its manifest and stops its
 // streams when destroyed.
 Result<std::unique_ptr<FrameSource>> open_remote_frame_source(
-    const RemoteOptions& remote, std::string_view snapshot, std::size_t streams,
-    std::size_t window_chunks, std::size_t batch_chunks = kDefaultRestoreBatchChunks);
+    const RemoteOptions& remote, std::string_view snapshot, std::size_t streams, std::size_t window_chunks,
+    std::size_t batch_chunks = kDefaultRestoreBatchChunks);
 
 struct RestoreReport {
   std::size_t files = 0;
   std::uint64_t chunks = 0;
   std::uint64_t logical_bytes = 0;
-  std::uint64_t frame_bytes = 0;     // frames received
-  std::uint64_t wire_bytes_in = 0;   // TLS bytes received on every stream
+  std::uint64_t frame_bytes = 0;    // frames received
+  std::uint64_t wire_bytes_in = 0;  // TLS bytes received on every stream
   std::uint64_t wire_bytes_out = 0;
   std::uint64_t reconnects = 0;
   double seconds = 0;

@@ -224,8 +224,8 @@ class FrameQueue {
 
 // Counters of one push at one target, added to from every thread.
 struct SharedCounters {
-  std::atomic<std::uint64_t> frame_bytes_sent{0}, frame_bytes_resent{0}, frame_bytes_acked{0},
-      chunks_sent{0}, wire_out{0}, wire_in{0}, retries{0};
+  std::atomic<std::uint64_t> frame_bytes_sent{0}, frame_bytes_resent{0}, frame_bytes_acked{0}, chunks_sent{0},
+      wire_out{0}, wire_in{0}, retries{0};
 };
 
 // One connection to the target that reconnects on demand, with backoff and
@@ -374,8 +374,8 @@ class Stream {
  public:
   Stream(const std::string& target, std::shared_ptr<const TlsContext> ctx, FrameQueue& queue,
          TokenBucket& bucket, const PushOptions& options, SharedCounters& counters, AbortFlag& abort)
-      : link_(target, std::move(ctx), options, counters, abort), queue_(queue), bucket_(bucket), options_(options), counters_(counters),
-        abort_(abort) {}
+      : link_(target, std::move(ctx), options, counters, abort), queue_(queue), bucket_(bucket),
+        options_(options), counters_(counters), abort_(abort) {}
 
   // Runs until the queue is drained and every frame acknowledged, or the
   // push is aborted; a final error raises the abort flag.
@@ -500,7 +500,8 @@ class Stream {
     if (e.request_id == 0) return st;
     const bool transient =
         st.code() == Code::kUnavailable || st.code() == Code::kAborted || st.code() == Code::kTimeout;
-    return transient ? st : Status(st.code() == Code::kCorruption ? Code::kInternal : st.code(), st.message());
+    return transient ? st
+                     : Status(st.code() == Code::kCorruption ? Code::kInternal : st.code(), st.message());
   }
 
   Status take_ack() {
@@ -594,7 +595,8 @@ Result<std::vector<bool>> query_missing(Link& control, std::span<const Digest> i
   std::vector<bool> need;
   need.reserve(ids.size());
   RETURN_IF_ERROR(control.ensure());
-  const std::size_t piece = std::max<std::size_t>(1, std::min<std::size_t>(control.hello().max_query_ids, kMaxQueryIds));
+  const std::size_t piece =
+      std::max<std::size_t>(1, std::min<std::size_t>(control.hello().max_query_ids, kMaxQueryIds));
   for (std::size_t i = 0; i < ids.size(); i += piece) {
     Query q;
     q.ids.assign(ids.begin() + i, ids.begin() + std::min(ids.size(), i + piece));
@@ -696,7 +698,7 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
 }  // namespace
 
 std::string default_snapshot_name(const PushOptions& options, std::int64_t now_ns) {
-  std::string base = !options.job.empty() ? options.job
+  std::string base = !options.job.empty()           ? options.job
                      : !options.source_name.empty() ? options.source_name
                                                     : std::string("snapshot");
   std::string suffix;
@@ -730,15 +732,16 @@ Result<std::vector<PushReport>> push(std::span<const PackSource> sources, const 
   tls.role = TlsRole::kClient;
   ASSIGN_OR_RETURN(auto ctx, TlsContext::create(tls));
   const std::int64_t created_ns = options.created_ns.value_or(wall_ns());
-  const std::string snapshot = options.snapshot.empty() ? default_snapshot_name(options, created_ns)
-                                                        : options.snapshot;
+  const std::string snapshot =
+      options.snapshot.empty() ? default_snapshot_name(options, created_ns) : options.snapshot;
   RETURN_IF_ERROR(validate_snapshot_name(snapshot));
 
   std::vector<PushReport> reports;
   Status last;
   std::uint64_t failovers = 0;
   for (const auto& target : options.targets) {
-    if (options.should_stop && options.should_stop()) return Status::aborted("push of " + snapshot + " cancelled");
+    if (options.should_stop && options.should_stop())
+      return Status::aborted("push of " + snapshot + " cancelled");
     auto r = push_to_target(sources, options, target, ctx, snapshot, created_ns);
     if (r) {
       r->failovers = failovers;

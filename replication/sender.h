@@ -25,14 +25,14 @@
 #include <string>
 #include <vector>
 
-#include "codec/packer.h"
 #include "base/status.h"
+#include "codec/packer.h"
 #include "replication/tls.h"
 
 namespace ferry {
 class CodecEngine;
 class ThreadPool;
-}
+}  // namespace ferry
 
 namespace ferry::replication {
 
@@ -55,7 +55,7 @@ struct RetryPolicy {
 };
 
 struct PushProgress {
-  std::uint64_t logical_done = 0;   // bytes read and hashed
+  std::uint64_t logical_done = 0;  // bytes read and hashed
   std::uint64_t logical_total = 0;
   std::uint64_t frame_bytes_acked = 0;
   std::uint64_t chunks_skipped = 0;
@@ -110,14 +110,14 @@ struct PushReport {
   std::uint64_t files = 0;
   std::uint64_t logical_bytes = 0;
   std::uint64_t chunks_total = 0;
-  std::uint64_t chunks_skipped = 0;     // the receiver had them (or a repeat in this push)
-  std::uint64_t chunks_sent = 0;        // distinct chunks PUT
-  std::uint64_t frame_bytes_sent = 0;   // PUT frame bytes, resends included
-  std::uint64_t frame_bytes_resent = 0; // of which sent again after a break
-  std::uint64_t wire_bytes_sent = 0;    // TLS ciphertext, all connections
+  std::uint64_t chunks_skipped = 0;      // the receiver had them (or a repeat in this push)
+  std::uint64_t chunks_sent = 0;         // distinct chunks PUT
+  std::uint64_t frame_bytes_sent = 0;    // PUT frame bytes, resends included
+  std::uint64_t frame_bytes_resent = 0;  // of which sent again after a break
+  std::uint64_t wire_bytes_sent = 0;     // TLS ciphertext, all connections
   std::uint64_t wire_bytes_received = 0;
-  std::uint64_t retries = 0;            // reconnections after a break
-  std::uint64_t failovers = 0;          // targets given up before this one
+  std::uint64_t retries = 0;    // reconnections after a break
+  std::uint64_t failovers = 0;  // targets given up before this one
   double seconds = 0;
 };
 

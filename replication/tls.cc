@@ -69,8 +69,7 @@ Result<std::string> certificate_identity(X509* cert) {
   if (cn.empty()) return Status::permission_denied("certificate has no subject CN to name the host");
   Status s = validate_namespace(cn);
   if (!s.is_ok())
-    return Status::permission_denied("certificate subject CN is not a valid host namespace: " +
-                                     s.message());
+    return Status::permission_denied("certificate subject CN is not a valid host namespace: " + s.message());
   return cn;
 }
 
@@ -101,8 +100,8 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::create(const TlsConfig& co
       return Status::invalid_argument("cannot load private key " + config.key_file + ": " +
                                       drain_openssl_errors());
     if (SSL_CTX_check_private_key(ctx.get()) != 1)
-      return Status::invalid_argument("private key " + config.key_file +
-                                      " does not match certificate " + config.cert_file);
+      return Status::invalid_argument("private key " + config.key_file + " does not match certificate " +
+                                      config.cert_file);
     X509* own = SSL_CTX_get0_certificate(ctx.get());
     if (server) {
       identity = subject_cn(own);
@@ -140,8 +139,7 @@ TlsSession::TlsSession(std::shared_ptr<const TlsContext> ctx, UniqueSsl ssl, std
 TlsSession::~TlsSession() = default;
 
 Result<std::unique_ptr<TlsSession>> TlsSession::create(std::shared_ptr<const TlsContext> ctx,
-                                                       std::string peer_name,
-                                                       std::string_view server_name) {
+                                                       std::string peer_name, std::string_view server_name) {
   ERR_clear_error();
   UniqueSsl ssl(SSL_new(ctx->get()));
   if (!ssl) return Status::internal("SSL_new failed: " + drain_openssl_errors());
@@ -161,8 +159,7 @@ Result<std::unique_ptr<TlsSession>> TlsSession::create(std::shared_ptr<const Tls
   } else {
     std::string name(server_name.empty() ? std::string_view(ctx->config().expected_server_name)
                                          : server_name);
-    if (name.empty())
-      return Status::invalid_argument("no receiver name to verify its certificate against");
+    if (name.empty()) return Status::invalid_argument("no receiver name to verify its certificate against");
     if (is_ip_address(name)) {
       if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl.get()), name.c_str()) != 1)
         return Status::invalid_argument("bad receiver address " + name);
@@ -173,8 +170,8 @@ Result<std::unique_ptr<TlsSession>> TlsSession::create(std::shared_ptr<const Tls
     }
     SSL_set_connect_state(ssl.get());
   }
-  auto session = std::unique_ptr<TlsSession>(new TlsSession(std::move(ctx), std::move(ssl),
-                                                            std::move(peer_name)));
+  auto session =
+      std::unique_ptr<TlsSession>(new TlsSession(std::move(ctx), std::move(ssl), std::move(peer_name)));
   session->rbio_ = rbio;
   session->wbio_ = wbio;
   return session;
@@ -188,15 +185,14 @@ Status TlsSession::failure(int ret, std::string_view what) {
   std::string prefix = std::string(what) + " with " + peer_name_ + " failed: ";
   bool server = ctx_->role() == TlsRole::kServer;
 
-  if (err == SSL_ERROR_ZERO_RETURN)
-    return Status::unavailable(peer_name_ + " closed the connection");
+  if (err == SSL_ERROR_ZERO_RETURN) return Status::unavailable(peer_name_ + " closed the connection");
   if (err == SSL_ERROR_SYSCALL && first == 0)
     return Status::unavailable(prefix + "the connection ended without a TLS close");
   long verify = SSL_get_verify_result(ssl_.get());
   if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED && verify != X509_V_OK) {
     std::string whose = server ? "the host's certificate" : "the receiver's certificate";
-    return Status::permission_denied(prefix + "certificate verify failed: " +
-                                     X509_verify_cert_error_string(verify) + " (" + whose + ")");
+    return Status::permission_denied(
+        prefix + "certificate verify failed: " + X509_verify_cert_error_string(verify) + " (" + whose + ")");
   }
   if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
     return Status::permission_denied(prefix + "peer sent no certificate");
@@ -232,8 +228,8 @@ Result<bool> TlsSession::handshake() {
   if (ctx_->role() == TlsRole::kServer) {
     Result<std::string> id = certificate_identity(peer);
     if (!id.is_ok())
-      return Status(id.status().code(), "TLS handshake with " + peer_name_ + " refused: " +
-                                            id.status().message());
+      return Status(id.status().code(),
+                    "TLS handshake with " + peer_name_ + " refused: " + id.status().message());
     peer_identity_ = *id;
   } else {
     peer_identity_ = peer != nullptr ? subject_cn(peer) : std::string();
@@ -247,8 +243,7 @@ Status TlsSession::feed_ciphertext(std::span<const std::byte> data) {
   while (done < data.size()) {
     std::size_t wrote = 0;
     if (BIO_write_ex(rbio_, data.data() + done, data.size() - done, &wrote) != 1 || wrote == 0)
-      return Status::exhausted("cannot buffer ciphertext from " + peer_name_ + ": " +
-                               drain_openssl_errors());
+      return Status::exhausted("cannot buffer ciphertext from " + peer_name_ + ": " + drain_openssl_errors());
     done += wrote;
   }
   return Status::ok();

@@ -24,10 +24,18 @@
 
 namespace ferry::replication {
 
-struct SslCtxDeleter { void operator()(SSL_CTX* p) const { SSL_CTX_free(p); } };
-struct SslDeleter { void operator()(SSL* p) const { SSL_free(p); } };
-struct X509Deleter { void operator()(X509* p) const { X509_free(p); } };
-struct EvpPkeyDeleter { void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); } };
+struct SslCtxDeleter {
+  void operator()(SSL_CTX* p) const { SSL_CTX_free(p); }
+};
+struct SslDeleter {
+  void operator()(SSL* p) const { SSL_free(p); }
+};
+struct X509Deleter {
+  void operator()(X509* p) const { X509_free(p); }
+};
+struct EvpPkeyDeleter {
+  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+};
 using UniqueSslCtx = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
 using UniqueSsl = std::unique_ptr<SSL, SslDeleter>;
 using UniqueX509 = std::unique_ptr<X509, X509Deleter>;
@@ -82,8 +90,7 @@ class TlsSession {
   // peer_name names the other side in messages ("10.0.0.5:7700").
   // server_name (client role): overrides the context's expected_server_name.
   static Result<std::unique_ptr<TlsSession>> create(std::shared_ptr<const TlsContext> ctx,
-                                                    std::string peer_name,
-                                                    std::string_view server_name = {});
+                                                    std::string peer_name, std::string_view server_name = {});
   ~TlsSession();
   TlsSession(const TlsSession&) = delete;
   TlsSession& operator=(const TlsSession&) = delete;

@@ -9,6 +9,7 @@ PACKAGES=(
   liburing-dev libzstd-dev libssl-dev libgflags-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcpp-httplib-dev
   clang libclang-rt-14-dev          # libFuzzer + ASan/UBSan for the fuzz targets
+  clang-format                      # scripts/format.sh: the tree follows .clang-format
   zstd openssl fio iperf3 restic rsync iproute2 procps util-linux
   python3 python3-pip
   libdlpack-dev                     # dlpack/dlpack.h for the Python module (python/)

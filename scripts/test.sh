@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # test.sh: installs what is missing, builds, lays the real-weights corpus and
 # runs the whole test suite (ctest), then every fuzz target for a bounded
-# time from its checked-in seed corpus. Exits non-zero on any failure.
+# time from its checked-in seed corpus. First checks the tree's format. Exits non-zero on any failure.
 # GPU tests report themselves skipped when no GPU is present.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${FERRY_BUILD_DIR:-$root/build}
 "$root/scripts/build.sh" "$build"
+# The sources follow .clang-format (a changed file names itself here).
+"$root/scripts/format.sh" --check
 
 corpus="$build/corpus"
 shared="$root/../shared/corpus/fetch-corpus.sh"

@@ -65,7 +65,7 @@ struct SnapshotInfo {
 
 struct PutResult {
   Digest id{};
-  bool stored = false;             // false when the id was already present
+  bool stored = false;  // false when the id was already present
   std::uint64_t frame_bytes = 0;
 };
 
@@ -86,7 +86,7 @@ struct PruneReport {
 struct GcReport {
   std::uint64_t chunks_kept = 0;
   std::uint64_t chunks_removed = 0;
-  std::uint64_t bytes_removed = 0;   // stored (frame) bytes reclaimed
+  std::uint64_t bytes_removed = 0;  // stored (frame) bytes reclaimed
   std::uint64_t packs_rewritten = 0;
   std::uint64_t packs_deleted = 0;
 };
@@ -117,7 +117,7 @@ struct StoreUsage {
   std::uint64_t stored_bytes = 0;  // bytes of pack records (what the quota counts)
   std::uint64_t chunks = 0;
   std::uint64_t snapshots = 0;
-  std::uint64_t quota_bytes = 0;   // 0: no quota
+  std::uint64_t quota_bytes = 0;  // 0: no quota
 };
 
 class ChunkStore {
@@ -155,8 +155,8 @@ class ChunkStore {
   // Unpublishes one snapshot (its chunks stay until gc).
   virtual Status remove_snapshot(std::string_view ns, std::string_view name, Actor actor) = 0;
   // Removes the snapshots the policy does not keep (chunks stay until gc).
-  virtual Result<PruneReport> prune(std::string_view ns, const RetentionPolicy& policy,
-                                    std::int64_t now_ns, Actor actor) = 0;
+  virtual Result<PruneReport> prune(std::string_view ns, const RetentionPolicy& policy, std::int64_t now_ns,
+                                    Actor actor) = 0;
   // Removes chunks no snapshot references. Crash-safe: a kill at any point
   // never loses a chunk that a snapshot references.
   virtual Result<GcReport> gc(std::string_view ns, Actor actor) = 0;

@@ -13,11 +13,11 @@
 #include <set>
 #include <system_error>
 
+#include "base/posix_file.h"
 #include "codec/chunk_codec.h"
 #include "codec/frame.h"
 #include "codec/limits.h"
 #include "codec/manifest.h"
-#include "base/posix_file.h"
 #include "store/store_namespace.h"
 
 namespace ferry {
@@ -26,8 +26,8 @@ namespace {
 constexpr char kStoreLockFile[] = "LOCK";
 
 bool name_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-         c == '_' || c == '-';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+         c == '-';
 }
 
 Status validate_name(std::string_view what, std::string_view v, std::size_t max_bytes) {
@@ -120,7 +120,8 @@ class LocalStore final : public ChunkStore {
                             Actor actor) override {
     RETURN_IF_ERROR(may_delete(ns, actor));
     if (policy.keep_last == 0 && policy.keep_within_seconds <= 0) {
-      return Status::invalid_argument("retention needs keep_last or keep_within: an empty policy would delete every snapshot");
+      return Status::invalid_argument(
+          "retention needs keep_last or keep_within: an empty policy would delete every snapshot");
     }
     ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
     ASSIGN_OR_RETURN(auto snapshots, n->list());  // oldest first
@@ -130,7 +131,8 @@ class LocalStore final : public ChunkStore {
     const std::int64_t cutoff_ns =
         policy.keep_within_seconds > 0 ? now_ns - policy.keep_within_seconds * 1'000'000'000 : now_ns + 1;
     for (std::size_t i = 0; i < snapshots.size(); ++i) {
-      const bool keep = i >= newest_from || (policy.keep_within_seconds > 0 && snapshots[i].created_ns >= cutoff_ns);
+      const bool keep =
+          i >= newest_from || (policy.keep_within_seconds > 0 && snapshots[i].created_ns >= cutoff_ns);
       (keep ? report.kept : report.removed).push_back(snapshots[i].name);
     }
     if (!report.removed.empty()) RETURN_IF_ERROR(n->remove(report.removed));

@@ -9,9 +9,9 @@
 #include <cstring>
 
 #include "base/crc32c.h"
+#include "base/posix_file.h"
 #include "codec/frame.h"
 #include "codec/limits.h"
-#include "base/posix_file.h"
 
 namespace ferry {
 namespace {
@@ -26,9 +26,7 @@ std::uint32_t load_u32(const std::byte* p) {
 }
 void store_u32(std::byte* p, std::uint32_t v) { std::memcpy(p, &v, 4); }
 
-bool has_magic(const std::byte* p, const std::uint8_t (&magic)[4]) {
-  return std::memcmp(p, magic, 4) == 0;
-}
+bool has_magic(const std::byte* p, const std::uint8_t (&magic)[4]) { return std::memcmp(p, magic, 4) == 0; }
 
 std::string where(const std::filesystem::path& path, std::uint64_t offset) {
   return path.string() + " at offset " + std::to_string(offset);
@@ -59,13 +57,14 @@ Result<bool> try_record(int fd, const std::filesystem::path& path, std::uint64_t
 }
 
 // The offset of the next good record at or after `from`, or nullopt.
-Result<std::optional<std::uint64_t>> resync(int fd, const std::filesystem::path& path,
-                                            std::uint64_t from, std::uint64_t file_bytes,
-                                            std::vector<std::byte>& buf, PackRecord& rec) {
+Result<std::optional<std::uint64_t>> resync(int fd, const std::filesystem::path& path, std::uint64_t from,
+                                            std::uint64_t file_bytes, std::vector<std::byte>& buf,
+                                            PackRecord& rec) {
   std::vector<std::byte> window;
   std::uint64_t pos = from;
   while (pos + 4 <= file_bytes) {
-    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kResyncWindowBytes, file_bytes - pos));
+    const std::size_t n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(kResyncWindowBytes, file_bytes - pos));
     window.resize(n);
     RETURN_IF_ERROR(pread_exact(fd, window, pos, path));
     for (std::size_t i = 0; i + 4 <= n; ++i) {
@@ -129,8 +128,7 @@ RecordFraming frame_record(std::span<const std::byte> frame) {
   return f;
 }
 
-Result<PackScan> scan_pack(int fd, const std::filesystem::path& path, std::uint64_t from,
-                           std::uint64_t end) {
+Result<PackScan> scan_pack(int fd, const std::filesystem::path& path, std::uint64_t from, std::uint64_t end) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) return Status::from_errno(errno, "stat " + path.string());
   PackScan scan;
@@ -159,8 +157,8 @@ Result<PackScan> scan_pack(int fd, const std::filesystem::path& path, std::uint6
   return scan;
 }
 
-Status read_record(int fd, const std::filesystem::path& path, std::uint64_t offset,
-                   std::uint32_t frame_bytes, std::vector<std::byte>& frame) {
+Status read_record(int fd, const std::filesystem::path& path, std::uint64_t offset, std::uint32_t frame_bytes,
+                   std::vector<std::byte>& frame) {
   FERRY_CHECK(frame_bytes <= kMaxFrameBytes);
   std::byte head[kRecordHeaderBytes];
   RETURN_IF_ERROR(pread_exact(fd, head, offset, path));

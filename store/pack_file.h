@@ -21,18 +21,16 @@
 
 namespace ferry {
 
-inline constexpr std::uint8_t kPackMagic[4] = {0x46, 0x52, 0x59, 0x50};    // "FRYP"
+inline constexpr std::uint8_t kPackMagic[4] = {0x46, 0x52, 0x59, 0x50};  // "FRYP"
 inline constexpr std::uint8_t kPackVersion = 1;
 inline constexpr std::size_t kPackHeaderBytes = 8;
 inline constexpr std::uint8_t kRecordMagic[4] = {0x46, 0x52, 0x59, 0x52};  // "FRYR"
-inline constexpr std::size_t kRecordHeaderBytes = 8;   // magic + frame length
-inline constexpr std::size_t kRecordTrailerBytes = 4;  // masked CRC32C
+inline constexpr std::size_t kRecordHeaderBytes = 8;                       // magic + frame length
+inline constexpr std::size_t kRecordTrailerBytes = 4;                      // masked CRC32C
 inline constexpr std::size_t kRecordOverheadBytes = kRecordHeaderBytes + kRecordTrailerBytes;
 
 // Bytes a record holding a frame of `frame_bytes` takes in a pack.
-constexpr std::uint64_t record_bytes(std::uint64_t frame_bytes) {
-  return kRecordOverheadBytes + frame_bytes;
-}
+constexpr std::uint64_t record_bytes(std::uint64_t frame_bytes) { return kRecordOverheadBytes + frame_bytes; }
 
 // "00000042.pack" for 42; pack numbers only grow.
 std::string pack_file_name(std::uint32_t number);
@@ -79,7 +77,7 @@ Result<PackScan> scan_pack(int fd, const std::filesystem::path& path, std::uint6
 // Reads the record at `offset` whose frame is `frame_bytes` long into `frame`
 // (resized), checking the record's magic, length and CRC. Corruption naming
 // the pack and offset otherwise.
-Status read_record(int fd, const std::filesystem::path& path, std::uint64_t offset,
-                   std::uint32_t frame_bytes, std::vector<std::byte>& frame);
+Status read_record(int fd, const std::filesystem::path& path, std::uint64_t offset, std::uint32_t frame_bytes,
+                   std::vector<std::byte>& frame);
 
 }  // namespace ferry

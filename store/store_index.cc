@@ -92,7 +92,8 @@ Result<StoreIndex> parse_index(std::span<const std::byte> bytes) {
     pk.number = get_le<std::uint32_t>(p);
     pk.covered_bytes = get_le<std::uint64_t>(p + 4);
     p += kIndexPackBytes;
-    if (pk.covered_bytes < kPackHeaderBytes) return bad("pack " + std::to_string(pk.number) + " covers less than its header");
+    if (pk.covered_bytes < kPackHeaderBytes)
+      return bad("pack " + std::to_string(pk.number) + " covers less than its header");
   }
   for (std::size_t i = 1; i < index.packs.size(); ++i) {
     if (index.packs[i].number <= index.packs[i - 1].number) return bad("packs out of order");
@@ -109,9 +110,8 @@ Result<StoreIndex> parse_index(std::span<const std::byte> bytes) {
     auto it = std::lower_bound(index.packs.begin(), index.packs.end(), e.pack,
                                [](const IndexPack& a, std::uint32_t n) { return a.number < n; });
     if (it == index.packs.end() || it->number != e.pack) return bad("entry names an unknown pack");
-    if (e.frame_bytes < kFrameHeaderBytes || e.frame_bytes > kMaxFrameBytes ||
-        e.offset < kPackHeaderBytes || e.offset > it->covered_bytes ||
-        record_bytes(e.frame_bytes) > it->covered_bytes - e.offset) {
+    if (e.frame_bytes < kFrameHeaderBytes || e.frame_bytes > kMaxFrameBytes || e.offset < kPackHeaderBytes ||
+        e.offset > it->covered_bytes || record_bytes(e.frame_bytes) > it->covered_bytes - e.offset) {
       return bad("entry " + to_hex(e.id) + " lies outside its pack's covered bytes");
     }
     if (!seen.insert(e.id).second) return bad("chunk " + to_hex(e.id) + " listed twice");

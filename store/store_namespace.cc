@@ -49,7 +49,8 @@ Status write_record(int fd, const std::filesystem::path& path, std::uint64_t off
   do {
     n = ::pwritev(fd, iov, 3, static_cast<off_t>(offset));
   } while (n < 0 && errno == EINTR);
-  if (n < 0) return Status::from_errno(errno, "write " + path.string() + " at offset " + std::to_string(offset));
+  if (n < 0)
+    return Status::from_errno(errno, "write " + path.string() + " at offset " + std::to_string(offset));
   if (static_cast<std::uint64_t>(n) == total) return Status::ok();
   // A short write (a full disk, a signal): finish piece by piece.
   std::vector<std::byte> rest;
@@ -57,7 +58,8 @@ Status write_record(int fd, const std::filesystem::path& path, std::uint64_t off
   rest.insert(rest.end(), framing.header.begin(), framing.header.end());
   rest.insert(rest.end(), frame.begin(), frame.end());
   rest.insert(rest.end(), framing.trailer.begin(), framing.trailer.end());
-  return pwrite_all(fd, std::span(rest).subspan(static_cast<std::size_t>(n)), offset + static_cast<std::uint64_t>(n), path);
+  return pwrite_all(fd, std::span(rest).subspan(static_cast<std::size_t>(n)),
+                    offset + static_cast<std::uint64_t>(n), path);
 }
 
 }  // namespace
@@ -70,12 +72,11 @@ std::size_t DigestHash::operator()(const Digest& d) const noexcept {
 
 StoreNamespace::StoreNamespace(const std::filesystem::path& dir, std::string name,
                                const StoreOptions& options)
-    : dir_(dir), packs_dir_(dir / "packs"), snapshots_dir_(dir / "snapshots"),
-      name_(std::move(name)), options_(options) {}
+    : dir_(dir), packs_dir_(dir / "packs"), snapshots_dir_(dir / "snapshots"), name_(std::move(name)),
+      options_(options) {}
 
 Result<std::unique_ptr<StoreNamespace>> StoreNamespace::open(const std::filesystem::path& dir,
-                                                             std::string name,
-                                                             const StoreOptions& options) {
+                                                             std::string name, const StoreOptions& options) {
   std::unique_ptr<StoreNamespace> ns(new StoreNamespace(dir, std::move(name), options));
   RETURN_IF_ERROR(ns->recover().with_context("namespace " + ns->name_));
   return ns;
@@ -397,8 +398,8 @@ Result<std::vector<std::byte>> StoreNamespace::get(const Digest& id) {
   const auto path = pack_path(loc.pack);
   ASSIGN_OR_RETURN(UniqueFd fd, open_fd(path, O_RDONLY));
   std::vector<std::byte> frame;
-  RETURN_IF_ERROR(read_record(fd.get(), path, loc.offset, loc.frame_bytes, frame)
-                      .with_context("chunk " + to_hex(id)));
+  RETURN_IF_ERROR(
+      read_record(fd.get(), path, loc.offset, loc.frame_bytes, frame).with_context("chunk " + to_hex(id)));
   ASSIGN_OR_RETURN(FrameHeader h, parse_frame_header(frame));
   if (h.chunk_id != id) {
     return Status::corruption(path.string() + " at offset " + std::to_string(loc.offset) + ": holds chunk " +
@@ -407,7 +408,8 @@ Result<std::vector<std::byte>> StoreNamespace::get(const Digest& id) {
   return frame;
 }
 
-Status StoreNamespace::commit(std::string_view snapshot, std::span<const std::byte> bytes, const Manifest& m) {
+Status StoreNamespace::commit(std::string_view snapshot, std::span<const std::byte> bytes,
+                              const Manifest& m) {
   std::shared_lock maint(maintenance_);
   RETURN_IF_ERROR(sync_held());
   {
@@ -418,7 +420,8 @@ Status StoreNamespace::commit(std::string_view snapshot, std::span<const std::by
       for (const ManifestChunk& c : f.chunks) {
         auto it = index_.find(c.id);
         if (it != index_.end() && it->second.durable) continue;
-        if (missing++ == 0) first = to_hex(c.id) + " (" + f.path + " at offset " + std::to_string(c.offset) + ")";
+        if (missing++ == 0)
+          first = to_hex(c.id) + " (" + f.path + " at offset " + std::to_string(c.offset) + ")";
       }
     }
     if (missing != 0) {

@@ -23,9 +23,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "codec/manifest.h"
 #include "base/posix_file.h"
 #include "base/status.h"
+#include "codec/manifest.h"
 #include "codec/tree_hash.h"
 #include "store/chunk_store.h"
 #include "store/store_options.h"
@@ -42,8 +42,8 @@ class StoreNamespace {
   // index, scans packs past what it covers (all of them when it is missing,
   // damaged or stale), truncates a torn tail, removes stray temporary files,
   // and rewrites the index when anything changed.
-  static Result<std::unique_ptr<StoreNamespace>> open(const std::filesystem::path& dir,
-                                                      std::string name, const StoreOptions& options);
+  static Result<std::unique_ptr<StoreNamespace>> open(const std::filesystem::path& dir, std::string name,
+                                                      const StoreOptions& options);
   ~StoreNamespace();  // syncs and writes the index, so the next open scans nothing
   StoreNamespace(const StoreNamespace&) = delete;
   StoreNamespace& operator=(const StoreNamespace&) = delete;
@@ -59,8 +59,8 @@ class StoreNamespace {
   Result<std::vector<SnapshotInfo>> list();
   Result<std::vector<std::byte>> read_manifest(std::string_view snapshot);
   Status remove(std::span<const std::string> snapshots);
-  Result<GcReport> gc();                   // store_gc.cc
-  Status scrub(ScrubReport& report);       // store_scrub.cc
+  Result<GcReport> gc();              // store_gc.cc
+  Status scrub(ScrubReport& report);  // store_scrub.cc
   StoreUsage usage();
 
  private:
@@ -71,8 +71,8 @@ class StoreNamespace {
     bool durable = false;
   };
   struct Pack {
-    std::uint64_t size = 0;         // bytes written
-    std::uint64_t synced_bytes = 0; // prefix known durable
+    std::uint64_t size = 0;          // bytes written
+    std::uint64_t synced_bytes = 0;  // prefix known durable
   };
 
   StoreNamespace(const std::filesystem::path& dir, std::string name, const StoreOptions& options);
@@ -109,8 +109,8 @@ class StoreNamespace {
   bool has_current_ = false;
   std::uint32_t current_ = 0;
   std::shared_ptr<UniqueFd> current_fd_;
-  std::vector<Digest> pending_;  // put since the last sync
-  bool packs_dir_dirty_ = false; // a pack was created since the last sync
+  std::vector<Digest> pending_;   // put since the last sync
+  bool packs_dir_dirty_ = false;  // a pack was created since the last sync
   std::uint64_t stored_bytes_ = 0;
 };
 

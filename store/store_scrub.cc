@@ -72,8 +72,9 @@ Status StoreNamespace::scrub(ScrubReport& report) {
               "Corruption: damaged bytes that hold no indexed chunk");
     }
     if (scan.valid_end < scan.file_bytes && !holds_indexed(scan.valid_end, scan.file_bytes)) {
-      add_bad(Digest{}, path.string() + " bytes [" + std::to_string(scan.valid_end) + ", " +
-                            std::to_string(scan.file_bytes) + ")",
+      add_bad(Digest{},
+              path.string() + " bytes [" + std::to_string(scan.valid_end) + ", " +
+                  std::to_string(scan.file_bytes) + ")",
               "Corruption: damaged bytes at the end of the pack");
     }
   }
@@ -110,7 +111,8 @@ Status StoreNamespace::scrub(ScrubReport& report) {
     for (std::size_t i : hit) report.bad_chunks[i].snapshots.push_back(snapshot);
     if (missing != 0) {
       report.broken_snapshots.push_back(
-          {name_, snapshot, std::to_string(missing) + " chunks missing from the store, first " + first_missing});
+          {name_, snapshot,
+           std::to_string(missing) + " chunks missing from the store, first " + first_missing});
     }
   }
 

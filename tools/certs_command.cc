@@ -17,7 +17,8 @@ DEFINE_string(hosts, "", "certs: comma-separated host names; each becomes a name
 DEFINE_string(receiver_name, "",
               "certs: comma-separated extra names or addresses of the receiver (localhost, "
               "127.0.0.1 and ::1 are always included)");
-DEFINE_int32(days, ferry::replication::kDefaultCertDays, "certs: validity of the receiver and host certificates");
+DEFINE_int32(days, ferry::replication::kDefaultCertDays,
+             "certs: validity of the receiver and host certificates");
 
 namespace ferry::cli {
 namespace {
@@ -54,8 +55,7 @@ int run_certs(const std::vector<std::string>& args) {
 }
 
 Registrar registrar({"certs", "certs --dir=DIR --hosts=HOST[,HOST...] [--receiver_name=NAME] [--days=N]",
-                     "create a CA, a receiver certificate and host certificates for mutual TLS",
-                     run_certs});
+                     "create a CA, a receiver certificate and host certificates for mutual TLS", run_certs});
 
 }  // namespace
 }  // namespace ferry::cli

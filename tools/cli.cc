@@ -6,8 +6,8 @@
 #include <chrono>
 #include <cstdio>
 
-#include "base/clock.h"
 #include "agent/control.h"
+#include "base/clock.h"
 
 #include "cuda/gpu_engine.h"
 
@@ -52,8 +52,10 @@ int fail(const Status& status) {
   std::fprintf(stderr, "ferry: %s\n", status.to_string().c_str());
   switch (status.code()) {
     case Code::kInvalidArgument:
-    case Code::kNotFound: return kExitUsage;
-    default: return kExitDataError;
+    case Code::kNotFound:
+      return kExitUsage;
+    default:
+      return kExitDataError;
   }
 }
 
@@ -125,8 +127,7 @@ void ProgressLine::update(std::uint64_t done, std::uint64_t total, std::uint64_t
   double gbps = static_cast<double>(done) / elapsed / 1e9;
   double ratio = stored ? static_cast<double>(done) / static_cast<double>(stored) : 0.0;
   std::fprintf(stderr, "%s%s: %s / %s  %.2f GB/s  ratio %.3f%s", tty_ ? "\r" : "", verb_.c_str(),
-               format_bytes(done).c_str(), format_bytes(total).c_str(), gbps, ratio,
-               tty_ ? "\033[K" : "\n");
+               format_bytes(done).c_str(), format_bytes(total).c_str(), gbps, ratio, tty_ ? "\033[K" : "\n");
   std::fflush(stderr);
 }
 

@@ -7,20 +7,20 @@
 
 #include <cstdint>
 #include <functional>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "codec/engine.h"
+#include <nlohmann/json.hpp>
 #include "base/clock.h"
 #include "base/human_size.h"
-#include <nlohmann/json.hpp>
+#include "codec/engine.h"
 
-#include "codec/packer.h"
 #include "base/clock.h"
 #include "base/status.h"
+#include "codec/packer.h"
 #include "replication/tls.h"
 DECLARE_string(o);
 DECLARE_int32(threads);

@@ -20,8 +20,8 @@ namespace ferry::cli {
 namespace {
 
 struct Share {
-  double stored = 0;         // frame bytes attributed
-  std::string codec;         // codec of the chunk holding most of the bytes
+  double stored = 0;  // frame bytes attributed
+  std::string codec;  // codec of the chunk holding most of the bytes
 };
 
 std::string codec_label(std::uint8_t id) {
@@ -46,7 +46,9 @@ Share share_of(const ManifestFile& f, std::uint64_t begin, std::uint64_t end) {
   return s;
 }
 
-double ratio(std::uint64_t bytes, double stored) { return stored > 0 ? static_cast<double>(bytes) / stored : 0.0; }
+double ratio(std::uint64_t bytes, double stored) {
+  return stored > 0 ? static_cast<double>(bytes) / stored : 0.0;
+}
 
 std::string file_codecs(const ManifestFile& f) {
   std::map<std::string, std::uint64_t> by_codec;
@@ -115,8 +117,8 @@ int run_inspect(const std::vector<std::string>& args) {
   if (!archive) return fail(archive.status());
   if (FLAGS_json) return print_json(*archive);
   const Manifest& m = archive->manifest();
-  std::printf("archive %s: host %s, job \"%s\", step %llu\n", args[0].c_str(), m.host.c_str(),
-              m.job.c_str(), static_cast<unsigned long long>(m.step));
+  std::printf("archive %s: host %s, job \"%s\", step %llu\n", args[0].c_str(), m.host.c_str(), m.job.c_str(),
+              static_cast<unsigned long long>(m.step));
   std::printf("%-52s %-9s %14s %14s %7s  %s\n", "name", "dtype", "bytes", "stored", "ratio", "codec");
   for (const auto& f : m.files) {
     std::uint64_t stored = frame_total(f);
@@ -129,15 +131,16 @@ int run_inspect(const std::vector<std::string>& args) {
       Share s = share_of(f, t.begin, t.end);
       std::string name = "  " + t.name;
       std::printf("%-52s %-9s %14llu %14.0f %7.3f  %s\n", name.c_str(), t.dtype.c_str(),
-                  static_cast<unsigned long long>(t.end - t.begin), s.stored, ratio(t.end - t.begin, s.stored),
-                  s.codec.c_str());
+                  static_cast<unsigned long long>(t.end - t.begin), s.stored,
+                  ratio(t.end - t.begin, s.stored), s.codec.c_str());
     }
   }
-  std::printf("total: %zu files, %zu chunks, %llu bytes -> %llu frame bytes stored, archive %llu bytes, ratio %.3f\n",
-              m.files.size(), m.chunk_count(), static_cast<unsigned long long>(m.logical_bytes()),
-              static_cast<unsigned long long>(archive->stored_frame_bytes()),
-              static_cast<unsigned long long>(archive->archive_bytes()),
-              ratio(m.logical_bytes(), static_cast<double>(archive->archive_bytes())));
+  std::printf(
+      "total: %zu files, %zu chunks, %llu bytes -> %llu frame bytes stored, archive %llu bytes, ratio %.3f\n",
+      m.files.size(), m.chunk_count(), static_cast<unsigned long long>(m.logical_bytes()),
+      static_cast<unsigned long long>(archive->stored_frame_bytes()),
+      static_cast<unsigned long long>(archive->archive_bytes()),
+      ratio(m.logical_bytes(), static_cast<double>(archive->archive_bytes())));
   return kExitOk;
 }
 

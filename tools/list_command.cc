@@ -35,18 +35,20 @@ int run_list(const std::vector<std::string>& args) {
     std::printf("no snapshots for this host at %s\n", FLAGS_from.c_str());
     return kExitOk;
   }
-  std::printf("%-32s %-21s %-20s %10s %7s %8s %12s\n", "SNAPSHOT", "CREATED", "JOB", "STEP", "FILES", "CHUNKS",
-              "BYTES");
+  std::printf("%-32s %-21s %-20s %10s %7s %8s %12s\n", "SNAPSHOT", "CREATED", "JOB", "STEP", "FILES",
+              "CHUNKS", "BYTES");
   for (const replication::RemoteSnapshot& s : *snaps) {
     std::string step = s.have_manifest ? std::to_string(s.step) : "-";
     std::printf("%-32s %-21s %-20s %10s %7u %8u %12s\n", s.info.name.c_str(),
                 format_time(s.info.created_unix_seconds).c_str(), s.have_manifest ? s.job.c_str() : "-",
-                step.c_str(), s.info.file_count, s.info.chunk_count, format_bytes(s.info.logical_bytes).c_str());
+                step.c_str(), s.info.file_count, s.info.chunk_count,
+                format_bytes(s.info.logical_bytes).c_str());
   }
   return kExitOk;
 }
 
-Registrar registrar({"list", "list --from=HOST:PORT --ca=ca.pem --cert=host.pem --key=host.key [--manifests=false]",
+Registrar registrar({"list",
+                     "list --from=HOST:PORT --ca=ca.pem --cert=host.pem --key=host.key [--manifests=false]",
                      "list this host's snapshots at a DR receiver", run_list});
 
 }  // namespace

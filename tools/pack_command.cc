@@ -3,10 +3,10 @@
 // temporary name, fsynced and renamed), then prints a one-line summary.
 #include <cstdio>
 
+#include "base/thread_pool.h"
 #include "codec/archive.h"
 #include "codec/chunker.h"
 #include "codec/packer.h"
-#include "base/thread_pool.h"
 #include "tools/cli.h"
 
 DEFINE_uint64(chunk_size, ferry::kDefaultChunkBytes,
@@ -22,7 +22,8 @@ namespace ferry::cli {
 namespace {
 
 int run_pack(const std::vector<std::string>& args) {
-  if (args.size() != 1) return usage_error("pack needs exactly one FILE or DIR (got " + std::to_string(args.size()) + ")");
+  if (args.size() != 1)
+    return usage_error("pack needs exactly one FILE or DIR (got " + std::to_string(args.size()) + ")");
   if (FLAGS_o.empty()) return usage_error("pack needs -o OUT.ferry");
   if (FLAGS_threads < 0) return usage_error("--threads must be >= 0");
   if (Status st = check_chunk_bytes(FLAGS_chunk_size); !st) return fail(st);
@@ -46,7 +47,9 @@ int run_pack(const std::vector<std::string>& args) {
   opts.job = FLAGS_job;
   opts.step = FLAGS_step;
   if (FLAGS_created_ns >= 0) opts.created_ns = FLAGS_created_ns;
-  opts.progress = [&](const PackProgress& p) { progress.update(p.logical_done, p.logical_total, p.frame_bytes); };
+  opts.progress = [&](const PackProgress& p) {
+    progress.update(p.logical_done, p.logical_total, p.frame_bytes);
+  };
   auto manifest = pack_files(*sources, opts, *writer);
   if (!manifest) return fail(manifest.status());
   if (Status st = writer->finish(*manifest); !st) return fail(st);
@@ -55,16 +58,18 @@ int run_pack(const std::vector<std::string>& args) {
   const double seconds = mono_seconds() - start;
   const std::uint64_t logical = manifest->logical_bytes();
   const std::uint64_t archive = writer->bytes_written();
-  std::printf("packed %zu files, %s -> %s (ratio %.3f) in %.2f s, %.3f GB/s; %zu chunks, %llu deduplicated -> %s\n",
-              manifest->files.size(), format_bytes(logical).c_str(), format_bytes(archive).c_str(),
-              archive ? static_cast<double>(logical) / static_cast<double>(archive) : 0.0, seconds,
-              seconds > 0 ? static_cast<double>(logical) / seconds / 1e9 : 0.0, manifest->chunk_count(),
-              static_cast<unsigned long long>(writer->frames_deduplicated()), FLAGS_o.c_str());
+  std::printf(
+      "packed %zu files, %s -> %s (ratio %.3f) in %.2f s, %.3f GB/s; %zu chunks, %llu deduplicated -> %s\n",
+      manifest->files.size(), format_bytes(logical).c_str(), format_bytes(archive).c_str(),
+      archive ? static_cast<double>(logical) / static_cast<double>(archive) : 0.0, seconds,
+      seconds > 0 ? static_cast<double>(logical) / seconds / 1e9 : 0.0, manifest->chunk_count(),
+      static_cast<unsigned long long>(writer->frames_deduplicated()), FLAGS_o.c_str());
   return kExitOk;
 }
 
-Registrar registrar({"pack", "pack FILE|DIR -o OUT.ferry [--chunk_size=N] [--job=J] [--step=N] [--engine=auto|cpu|gpu]",
-                     "chunk, compress and hash files into a .ferry archive", run_pack});
+Registrar registrar(
+    {"pack", "pack FILE|DIR -o OUT.ferry [--chunk_size=N] [--job=J] [--step=N] [--engine=auto|cpu|gpu]",
+     "chunk, compress and hash files into a .ferry archive", run_pack});
 
 }  // namespace
 }  // namespace ferry::cli

@@ -11,7 +11,8 @@
 
 DECLARE_string(namespace);
 DEFINE_uint32(keep_last, 0, "prune: keep the newest N snapshots");
-DEFINE_string(keep_within, "", "prune: also keep snapshots created within this long, e.g. 36h, 7d, 2w, 90m, 3600s");
+DEFINE_string(keep_within, "",
+              "prune: also keep snapshots created within this long, e.g. 36h, 7d, 2w, 90m, 3600s");
 DEFINE_bool(gc, true, "prune: afterwards, remove chunks no remaining snapshot references");
 DEFINE_bool(dry_run, false, "prune: say what would be removed, remove nothing");
 DEFINE_int64(gc_grace_s, 3600,
@@ -29,19 +30,26 @@ std::int64_t parse_duration_seconds(const std::string& s) {
   const std::int64_t n = std::stoll(s.substr(0, digits));
   const char unit = digits < s.size() ? s[digits] : 's';
   switch (unit) {
-    case 's': return n;
-    case 'm': return n * 60;
-    case 'h': return n * 3600;
-    case 'd': return n * 86400;
-    case 'w': return n * 7 * 86400;
-    default: return -1;
+    case 's':
+      return n;
+    case 'm':
+      return n * 60;
+    case 'h':
+      return n * 3600;
+    case 'd':
+      return n * 86400;
+    case 'w':
+      return n * 7 * 86400;
+    default:
+      return -1;
   }
 }
 
 int run_prune(const std::vector<std::string>& args) {
   if (!args.empty()) return usage_error("prune takes no arguments (use --store=DIR --namespace=NS)");
   if (FLAGS_store.empty()) return usage_error("prune needs --store=DIR");
-  if (Status st = validate_namespace(FLAGS_namespace); !st) return usage_error("prune needs --namespace=NS: " + st.message());
+  if (Status st = validate_namespace(FLAGS_namespace); !st)
+    return usage_error("prune needs --namespace=NS: " + st.message());
   RetentionPolicy policy;
   policy.keep_last = FLAGS_keep_last;
   if (!FLAGS_keep_within.empty()) {
@@ -51,7 +59,8 @@ int run_prune(const std::vector<std::string>& args) {
     }
   }
   if (policy.keep_last == 0 && policy.keep_within_seconds == 0) {
-    return usage_error("prune needs --keep_last=N or --keep_within=DURATION (it never removes every snapshot)");
+    return usage_error(
+        "prune needs --keep_last=N or --keep_within=DURATION (it never removes every snapshot)");
   }
   if (FLAGS_gc_grace_s < 0) return usage_error("--gc_grace_s must be >= 0");
   StoreOptions options;
@@ -65,8 +74,9 @@ int run_prune(const std::vector<std::string>& args) {
     const std::size_t newest_from = list->size() > policy.keep_last ? list->size() - policy.keep_last : 0;
     for (std::size_t i = 0; i < list->size(); ++i) {
       const auto& s = (*list)[i];
-      const bool keep = i >= newest_from || (policy.keep_within_seconds > 0 &&
-                                             s.created_ns >= now_ns - policy.keep_within_seconds * 1'000'000'000);
+      const bool keep =
+          i >= newest_from || (policy.keep_within_seconds > 0 &&
+                               s.created_ns >= now_ns - policy.keep_within_seconds * 1'000'000'000);
       std::printf("%s %s\n", keep ? "keep  " : "remove", s.name.c_str());
     }
     return kExitOk;
@@ -87,8 +97,10 @@ int run_prune(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-Registrar registrar({"prune", "prune --store=DIR --namespace=NS --keep_last=N [--keep_within=DURATION] [--nogc] [--gc_grace_s=S]",
-                     "apply retention to a namespace of the receiver's store, then collect garbage", run_prune});
+Registrar registrar(
+    {"prune",
+     "prune --store=DIR --namespace=NS --keep_last=N [--keep_within=DURATION] [--nogc] [--gc_grace_s=S]",
+     "apply retention to a namespace of the receiver's store, then collect garbage", run_prune});
 
 }  // namespace
 }  // namespace ferry::cli

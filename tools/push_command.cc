@@ -8,9 +8,9 @@
 #include <filesystem>
 #include <sstream>
 
+#include "base/thread_pool.h"
 #include "codec/chunker.h"
 #include "codec/packer.h"
-#include "base/thread_pool.h"
 #include "replication/sender.h"
 #include "tools/cli.h"
 
@@ -38,28 +38,33 @@ std::vector<std::string> split_targets(const std::string& s) {
   return out;
 }
 
-double ratio(std::uint64_t a, std::uint64_t b) { return b ? static_cast<double>(a) / static_cast<double>(b) : 0.0; }
+double ratio(std::uint64_t a, std::uint64_t b) {
+  return b ? static_cast<double>(a) / static_cast<double>(b) : 0.0;
+}
 
 void print_report(const replication::PushReport& r) {
   const double gbps = r.seconds > 0 ? static_cast<double>(r.logical_bytes) / r.seconds / 1e9 : 0.0;
-  std::printf("pushed %s to %s: %llu files, %s logical, %s on the wire (ratio %.3f), %llu of %llu chunks "
-              "already there, %llu retries, %.2f s, %.3f GB/s\n",
-              r.snapshot.c_str(), r.target.c_str(), static_cast<unsigned long long>(r.files),
-              format_bytes(r.logical_bytes).c_str(), format_bytes(r.wire_bytes_sent).c_str(),
-              ratio(r.logical_bytes, r.wire_bytes_sent), static_cast<unsigned long long>(r.chunks_skipped),
-              static_cast<unsigned long long>(r.chunks_total), static_cast<unsigned long long>(r.retries),
-              r.seconds, gbps);
-  std::printf("push-report snapshot=%s target=%s files=%llu logical_bytes=%llu frame_bytes_sent=%llu "
-              "wire_bytes=%llu chunks=%llu chunks_skipped=%llu retries=%llu failovers=%llu seconds=%.3f\n",
-              r.snapshot.c_str(), r.target.c_str(), static_cast<unsigned long long>(r.files),
-              static_cast<unsigned long long>(r.logical_bytes), static_cast<unsigned long long>(r.frame_bytes_sent),
-              static_cast<unsigned long long>(r.wire_bytes_sent), static_cast<unsigned long long>(r.chunks_total),
-              static_cast<unsigned long long>(r.chunks_skipped), static_cast<unsigned long long>(r.retries),
-              static_cast<unsigned long long>(r.failovers), r.seconds);
+  std::printf(
+      "pushed %s to %s: %llu files, %s logical, %s on the wire (ratio %.3f), %llu of %llu chunks "
+      "already there, %llu retries, %.2f s, %.3f GB/s\n",
+      r.snapshot.c_str(), r.target.c_str(), static_cast<unsigned long long>(r.files),
+      format_bytes(r.logical_bytes).c_str(), format_bytes(r.wire_bytes_sent).c_str(),
+      ratio(r.logical_bytes, r.wire_bytes_sent), static_cast<unsigned long long>(r.chunks_skipped),
+      static_cast<unsigned long long>(r.chunks_total), static_cast<unsigned long long>(r.retries), r.seconds,
+      gbps);
+  std::printf(
+      "push-report snapshot=%s target=%s files=%llu logical_bytes=%llu frame_bytes_sent=%llu "
+      "wire_bytes=%llu chunks=%llu chunks_skipped=%llu retries=%llu failovers=%llu seconds=%.3f\n",
+      r.snapshot.c_str(), r.target.c_str(), static_cast<unsigned long long>(r.files),
+      static_cast<unsigned long long>(r.logical_bytes), static_cast<unsigned long long>(r.frame_bytes_sent),
+      static_cast<unsigned long long>(r.wire_bytes_sent), static_cast<unsigned long long>(r.chunks_total),
+      static_cast<unsigned long long>(r.chunks_skipped), static_cast<unsigned long long>(r.retries),
+      static_cast<unsigned long long>(r.failovers), r.seconds);
 }
 
 int run_push(const std::vector<std::string>& args) {
-  if (args.size() != 1) return usage_error("push needs exactly one FILE or DIR (got " + std::to_string(args.size()) + ")");
+  if (args.size() != 1)
+    return usage_error("push needs exactly one FILE or DIR (got " + std::to_string(args.size()) + ")");
   auto targets = split_targets(FLAGS_to);
   if (targets.empty()) return usage_error("push needs --to=HOST:PORT[,HOST:PORT...]");
   auto tls = tls_from_flags("push");
@@ -82,7 +87,8 @@ int run_push(const std::vector<std::string>& args) {
   opts.snapshot = FLAGS_name;
   opts.source_name = std::filesystem::absolute(args[0]).lexically_normal().filename().string();
   if (opts.source_name.empty()) {
-    opts.source_name = std::filesystem::absolute(args[0]).lexically_normal().parent_path().filename().string();
+    opts.source_name =
+        std::filesystem::absolute(args[0]).lexically_normal().parent_path().filename().string();
   }
   opts.job = FLAGS_job;
   opts.step = FLAGS_step;

@@ -56,12 +56,13 @@ int restore_remote_files(const std::string& snapshot, const replication::TlsConf
   progress.finish();
   if (!report) return fail(report.status());
   const double s = report->seconds;
-  std::printf("%s %s: %zu files, %s (%s on the wire, %.2fx) from %s%s%s in %.2f s (%.3f GB/s, %zu streams)\n",
-              FLAGS_verify_only ? "verified" : "restored", snapshot.c_str(), report->files,
-              format_bytes(report->logical_bytes).c_str(), format_bytes(report->wire_bytes_in).c_str(),
-              report->wire_bytes_in ? static_cast<double>(report->logical_bytes) / report->wire_bytes_in : 0.0,
-              FLAGS_from.c_str(), FLAGS_verify_only ? "" : " into ", FLAGS_verify_only ? "" : FLAGS_to.c_str(), s,
-              s > 0 ? static_cast<double>(report->logical_bytes) / s / 1e9 : 0.0, options.streams);
+  std::printf(
+      "%s %s: %zu files, %s (%s on the wire, %.2fx) from %s%s%s in %.2f s (%.3f GB/s, %zu streams)\n",
+      FLAGS_verify_only ? "verified" : "restored", snapshot.c_str(), report->files,
+      format_bytes(report->logical_bytes).c_str(), format_bytes(report->wire_bytes_in).c_str(),
+      report->wire_bytes_in ? static_cast<double>(report->logical_bytes) / report->wire_bytes_in : 0.0,
+      FLAGS_from.c_str(), FLAGS_verify_only ? "" : " into ", FLAGS_verify_only ? "" : FLAGS_to.c_str(), s,
+      s > 0 ? static_cast<double>(report->logical_bytes) / s / 1e9 : 0.0, options.streams);
   return kExitOk;
 }
 
@@ -101,13 +102,14 @@ int restore_device(const FrameSource& source, const std::string& what, replicati
   if (!r) return fail(r.status());
   const replication::DeviceRestoreReport& rep = r->report;
   const double s = rep.seconds;
-  std::printf("restored %s onto %s: %llu tensors, %llu other files (host), %s from %s of frames (%.2fx) "
-              "in %.2f s (%.3f GB/s), every chunk verified; engine: %s\n",
-              what.c_str(), replication::device_name(device).c_str(), static_cast<unsigned long long>(rep.tensors),
-              static_cast<unsigned long long>(r->files.size()), format_bytes(rep.logical_bytes).c_str(),
-              format_bytes(rep.frame_bytes).c_str(),
-              rep.frame_bytes ? static_cast<double>(rep.logical_bytes) / rep.frame_bytes : 0.0, s,
-              s > 0 ? static_cast<double>(rep.logical_bytes) / s / 1e9 : 0.0, rep.engine.c_str());
+  std::printf(
+      "restored %s onto %s: %llu tensors, %llu other files (host), %s from %s of frames (%.2fx) "
+      "in %.2f s (%.3f GB/s), every chunk verified; engine: %s\n",
+      what.c_str(), replication::device_name(device).c_str(), static_cast<unsigned long long>(rep.tensors),
+      static_cast<unsigned long long>(r->files.size()), format_bytes(rep.logical_bytes).c_str(),
+      format_bytes(rep.frame_bytes).c_str(),
+      rep.frame_bytes ? static_cast<double>(rep.logical_bytes) / rep.frame_bytes : 0.0, s,
+      s > 0 ? static_cast<double>(rep.logical_bytes) / s / 1e9 : 0.0, rep.engine.c_str());
   return kExitOk;
 }
 
@@ -144,11 +146,12 @@ int run_restore(const std::vector<std::string>& args) {
   return restore_device(**source, args[0], *device, pool);
 }
 
-Registrar registrar({"restore",
-                     "restore SNAPSHOT|FILE.ferry --to=DIR|cuda:N [--from=HOST:PORT --ca=ca.pem --cert=host.pem "
-                     "--key=host.key | --store=DIR --namespace=NS] [--streams=4] [--engine=auto|cpu|gpu] "
-                     "[--verify_only]",
-                     "bring a snapshot back as files or into GPU memory, every chunk verified", run_restore});
+Registrar registrar(
+    {"restore",
+     "restore SNAPSHOT|FILE.ferry --to=DIR|cuda:N [--from=HOST:PORT --ca=ca.pem --cert=host.pem "
+     "--key=host.key | --store=DIR --namespace=NS] [--streams=4] [--engine=auto|cpu|gpu] "
+     "[--verify_only]",
+     "bring a snapshot back as files or into GPU memory, every chunk verified", run_restore});
 
 }  // namespace
 }  // namespace ferry::cli

@@ -28,18 +28,20 @@ int run_scrub(const std::vector<std::string>& args) {
     std::string snapshots;
     for (const auto& s : bad.snapshots) snapshots += (snapshots.empty() ? "" : ", ") + s;
     std::printf("BAD chunk %s in namespace %s at %s: %s; affects snapshots: %s\n", to_hex(bad.id).c_str(),
-                bad.ns.c_str(), bad.where.c_str(), bad.error.c_str(), snapshots.empty() ? "none" : snapshots.c_str());
+                bad.ns.c_str(), bad.where.c_str(), bad.error.c_str(),
+                snapshots.empty() ? "none" : snapshots.c_str());
   }
   for (const auto& broken : report->broken_snapshots) {
     std::printf("BROKEN snapshot %s/%s: %s\n", broken.ns.c_str(), broken.name.c_str(), broken.error.c_str());
   }
-  std::printf("%s %s: %llu namespaces, %llu chunks (%s) verified, %llu snapshots checked in %.2f s: %zu bad chunks, "
-              "%zu broken snapshots\n",
-              report->clean() ? "OK" : "DAMAGED", FLAGS_store.c_str(),
-              static_cast<unsigned long long>(report->namespaces),
-              static_cast<unsigned long long>(report->chunks_checked), format_bytes(report->bytes_checked).c_str(),
-              static_cast<unsigned long long>(report->snapshots_checked), seconds, report->bad_chunks.size(),
-              report->broken_snapshots.size());
+  std::printf(
+      "%s %s: %llu namespaces, %llu chunks (%s) verified, %llu snapshots checked in %.2f s: %zu bad chunks, "
+      "%zu broken snapshots\n",
+      report->clean() ? "OK" : "DAMAGED", FLAGS_store.c_str(),
+      static_cast<unsigned long long>(report->namespaces),
+      static_cast<unsigned long long>(report->chunks_checked), format_bytes(report->bytes_checked).c_str(),
+      static_cast<unsigned long long>(report->snapshots_checked), seconds, report->bad_chunks.size(),
+      report->broken_snapshots.size());
   if (!report->clean()) {
     std::printf("bad chunks left the index: the next push of an affected snapshot sends them again\n");
   }
@@ -47,7 +49,8 @@ int run_scrub(const std::vector<std::string>& args) {
 }
 
 Registrar registrar({"scrub", "scrub --store=DIR [--namespace=NS]",
-                     "re-verify every stored chunk; name bad chunks and the snapshots they affect", run_scrub});
+                     "re-verify every stored chunk; name bad chunks and the snapshots they affect",
+                     run_scrub});
 
 }  // namespace
 }  // namespace ferry::cli

@@ -8,8 +8,8 @@
 
 #include <cstdio>
 
-#include "store/local_store.h"
 #include "replication/receiver.h"
+#include "store/local_store.h"
 #include "tools/cli.h"
 
 DEFINE_string(listen, "127.0.0.1:7443", "serve: HOST:PORT to listen on (port 0: any free port)");
@@ -68,8 +68,9 @@ int run_serve(const std::vector<std::string>& args) {
                "ferry serve: stopped after %llu connections (%llu refused), %llu chunks received, %llu "
                "snapshots committed, %llu chunks served\n",
                static_cast<unsigned long long>(s.connections_accepted),
-               static_cast<unsigned long long>(s.connections_refused), static_cast<unsigned long long>(s.puts),
-               static_cast<unsigned long long>(s.commits), static_cast<unsigned long long>(s.chunks_served));
+               static_cast<unsigned long long>(s.connections_refused),
+               static_cast<unsigned long long>(s.puts), static_cast<unsigned long long>(s.commits),
+               static_cast<unsigned long long>(s.chunks_served));
   return kExitOk;
 }
 

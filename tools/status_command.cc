@@ -46,10 +46,14 @@ std::string format_duration(double seconds) {
   if (std::isinf(seconds)) return "never";
   auto s = static_cast<long long>(std::llround(seconds));
   char buf[32];
-  if (s < 60) std::snprintf(buf, sizeof buf, "%llds", s);
-  else if (s < 3600) std::snprintf(buf, sizeof buf, "%lldm %02llds", s / 60, s % 60);
-  else if (s < 86400) std::snprintf(buf, sizeof buf, "%lldh %02lldm", s / 3600, s % 3600 / 60);
-  else std::snprintf(buf, sizeof buf, "%lldd %02lldh", s / 86400, s % 86400 / 3600);
+  if (s < 60)
+    std::snprintf(buf, sizeof buf, "%llds", s);
+  else if (s < 3600)
+    std::snprintf(buf, sizeof buf, "%lldm %02llds", s / 60, s % 60);
+  else if (s < 86400)
+    std::snprintf(buf, sizeof buf, "%lldh %02lldm", s / 3600, s % 3600 / 60);
+  else
+    std::snprintf(buf, sizeof buf, "%lldd %02lldh", s / 86400, s % 86400 / 3600);
   return buf;
 }
 
@@ -73,10 +77,9 @@ void print_jobs(const json& status) {
     if (flag(j, "warning") && flag(j, "paused")) state = "WARNING, paused";
     std::printf("%-20s %10s %-8s %-8s %-9s %6s %9s %9s %7s %6s  %s\n", text(j, "job").c_str(),
                 step_text.c_str(), format_duration(number(j, "rpo_seconds")).c_str(),
-                format_duration(number(j, "rpo_target_seconds")).c_str(),
-                forecast_text.c_str(), count(j, "queued").c_str(),
-                count(j, "in_flight").c_str(), count(j, "committed").c_str(), count(j, "skipped").c_str(),
-                count(j, "failed").c_str(), state.c_str());
+                format_duration(number(j, "rpo_target_seconds")).c_str(), forecast_text.c_str(),
+                count(j, "queued").c_str(), count(j, "in_flight").c_str(), count(j, "committed").c_str(),
+                count(j, "skipped").c_str(), count(j, "failed").c_str(), state.c_str());
   }
   // Warnings and errors get whole lines: they are what a person looks for.
   for (const json& j : jobs) {
@@ -109,8 +112,10 @@ void print_targets(const json& status) {
     if (std::string err = text(t, "last_error"); !err.empty()) {
       detail += (detail.empty() ? "" : ": ") + err;
     }
-    if (detail.empty()) std::printf("%-32s %s\n", text(t, "address").c_str(), up ? "up" : "DOWN");
-    else std::printf("%-32s %-5s %s\n", text(t, "address").c_str(), up ? "up" : "DOWN", detail.c_str());
+    if (detail.empty())
+      std::printf("%-32s %s\n", text(t, "address").c_str(), up ? "up" : "DOWN");
+    else
+      std::printf("%-32s %-5s %s\n", text(t, "address").c_str(), up ? "up" : "DOWN", detail.c_str());
   }
 }
 
@@ -144,8 +149,8 @@ int run_status(const std::vector<std::string>& args) {
     return kExitOk;
   }
   std::string engine = text(*status, "engine");
-  std::printf("ferry-agent: up %s, engine %s, %s\n",
-              format_duration(number(*status, "uptime_s")).c_str(), engine.empty() ? "-" : engine.c_str(),
+  std::printf("ferry-agent: up %s, engine %s, %s\n", format_duration(number(*status, "uptime_s")).c_str(),
+              engine.empty() ? "-" : engine.c_str(),
               flag(*status, "paused") ? "PAUSED (ferry resume to continue)" : "replicating");
   print_jobs(*status);
   print_targets(*status);

@@ -3,8 +3,8 @@
 // its name only after its bytes were verified and fsynced.
 #include <cstdio>
 
-#include "codec/archive.h"
 #include "base/thread_pool.h"
+#include "codec/archive.h"
 #include "codec/unpacker.h"
 #include "tools/cli.h"
 
@@ -22,7 +22,9 @@ int run_unpack(const std::vector<std::string>& args) {
   ProgressLine progress("unpack");
   UnpackOptions opts;
   opts.pool = &pool;
-  opts.progress = [&](const UnpackProgress& p) { progress.update(p.logical_done, p.logical_total, p.frame_bytes); };
+  opts.progress = [&](const UnpackProgress& p) {
+    progress.update(p.logical_done, p.logical_total, p.frame_bytes);
+  };
   Status st = unpack_archive(*archive, FLAGS_o, opts);
   progress.finish();
   if (!st) return fail(st);

@@ -3,8 +3,8 @@
 // file, offset) and exits 1.
 #include <cstdio>
 
-#include "codec/archive.h"
 #include "base/thread_pool.h"
+#include "codec/archive.h"
 #include "codec/unpacker.h"
 #include "tools/cli.h"
 
@@ -21,7 +21,9 @@ int run_verify(const std::vector<std::string>& args) {
   ProgressLine progress("verify");
   UnpackOptions opts;
   opts.pool = &pool;
-  opts.progress = [&](const UnpackProgress& p) { progress.update(p.logical_done, p.logical_total, p.frame_bytes); };
+  opts.progress = [&](const UnpackProgress& p) {
+    progress.update(p.logical_done, p.logical_total, p.frame_bytes);
+  };
   Status st = verify_archive(*archive, opts);
   progress.finish();
   if (!st) return fail(st);

@@ -36,8 +36,10 @@ inline bool wait_until(const std::function<bool()>& pred, int timeout_ms) {
 // it complete) written last.
 inline void write_checkpoint(const fs::path& dir, std::uint64_t seed, std::size_t floats = 300'000) {
   fs::create_directories(dir);
-  ferry::testing::write_file(dir / "__0_0.distcp", ferry::testing::normal_floats(floats, 2, true, 0.02, seed));
-  ferry::testing::write_file(dir / "__1_0.distcp", ferry::testing::normal_floats(floats / 3, 4, false, 1e-3, seed + 1));
+  ferry::testing::write_file(dir / "__0_0.distcp",
+                             ferry::testing::normal_floats(floats, 2, true, 0.02, seed));
+  ferry::testing::write_file(dir / "__1_0.distcp",
+                             ferry::testing::normal_floats(floats / 3, 4, false, 1e-3, seed + 1));
   ferry::testing::write_file(dir / ".metadata", ferry::testing::random_bytes(700, seed + 2));
 }
 

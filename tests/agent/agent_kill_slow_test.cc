@@ -44,10 +44,11 @@ class AgentKillTest : public ::testing::Test {
     ASSERT_TRUE(certs.is_ok()) << certs.status().to_string();
     certs_ = *certs;
     fs::create_directories(dir_ / "store");
-    auto child = ChildProcess::spawn({FERRY_BIN, "serve", "--store=" + (dir_ / "store").string(),
-                                      "--ca=" + certs_.ca_cert.string(), "--cert=" + certs_.receiver_cert.string(),
-                                      "--key=" + certs_.receiver_key.string(), "--listen=127.0.0.1:0"},
-                                     dir_ / "serve.log");
+    auto child =
+        ChildProcess::spawn({FERRY_BIN, "serve", "--store=" + (dir_ / "store").string(),
+                             "--ca=" + certs_.ca_cert.string(), "--cert=" + certs_.receiver_cert.string(),
+                             "--key=" + certs_.receiver_key.string(), "--listen=127.0.0.1:0"},
+                            dir_ / "serve.log");
     ASSERT_TRUE(child.is_ok()) << child.status().to_string();
     auto line = child->wait_for_line("listening on", kStartMs);
     ASSERT_TRUE(line.is_ok()) << line.status().to_string();
@@ -60,7 +61,8 @@ class AgentKillTest : public ::testing::Test {
   }
 
   // Starts ferry-agent watching `root` as job `job` with its state in `state`.
-  std::unique_ptr<ChildProcess> start_agent(const fs::path& root, const std::string& job, const fs::path& state) {
+  std::unique_ptr<ChildProcess> start_agent(const fs::path& root, const std::string& job,
+                                            const fs::path& state) {
     auto child = ChildProcess::spawn(
         {FERRY_AGENT_BIN, "--watch=" + root.string() + "=" + job, "--targets=" + address_,
          "--ca=" + certs_.ca_cert.string(), "--cert=" + certs_.host_cert("alpha").string(),
@@ -105,7 +107,8 @@ TEST_F(AgentKillTest, EveryCheckpointCommittedExactlyOnceAcrossKills) {
     // Two checkpoints are there at start, the third appears while the
     // agent runs (and may be killed around it).
     for (int k = 1; k <= 2; ++k) {
-      write_checkpoint(root / ("step-" + std::to_string(k)), seed + trial * 10 + k, 400'000 + rng() % 300'000);
+      write_checkpoint(root / ("step-" + std::to_string(k)), seed + trial * 10 + k,
+                       400'000 + rng() % 300'000);
       expected.push_back(job + "-" + std::to_string(k));
     }
     auto agent = start_agent(root, job, state);
@@ -123,17 +126,20 @@ TEST_F(AgentKillTest, EveryCheckpointCommittedExactlyOnceAcrossKills) {
       ASSERT_TRUE(agent != nullptr);
     }
     std::sort(expected.begin(), expected.end());
-    const bool drained = wait_until([&] {
-      std::vector<std::string> have;
-      for (const auto& n : remote_names(remote_)) {
-        if (n.rfind(job + "-", 0) == 0) have.push_back(n);
-      }
-      std::sort(have.begin(), have.end());
-      return have == expected;
-    }, kDrainMs);
+    const bool drained = wait_until(
+        [&] {
+          std::vector<std::string> have;
+          for (const auto& n : remote_names(remote_)) {
+            if (n.rfind(job + "-", 0) == 0) have.push_back(n);
+          }
+          std::sort(have.begin(), have.end());
+          return have == expected;
+        },
+        kDrainMs);
     ASSERT_TRUE(drained) << log_tail();
     for (int k = 1; k <= kCheckpointsPerTrial; ++k) {
-      EXPECT_TRUE(restores_identical(remote_, job + "-" + std::to_string(k), root / ("step-" + std::to_string(k))));
+      EXPECT_TRUE(
+          restores_identical(remote_, job + "-" + std::to_string(k), root / ("step-" + std::to_string(k))));
     }
     // A clean stop now leaves nothing owed: a new start pushes nothing more.
     const int st = agent->kill_and_wait(SIGTERM);

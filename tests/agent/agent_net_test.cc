@@ -32,10 +32,11 @@ constexpr int kCommitMs = 30'000;
 
 class AgentNetTest : public ::testing::Test {
  protected:
-  AgentNetTest() : log_(LogFormat::kText, [this](std::string_view l) {
-    std::lock_guard lock(mu_);
-    lines_.emplace_back(l);
-  }) {}
+  AgentNetTest()
+      : log_(LogFormat::kText, [this](std::string_view l) {
+          std::lock_guard lock(mu_);
+          lines_.emplace_back(l);
+        }) {}
 
   void SetUp() override {
     fs::create_directories(dir_ / "ckpt/llama");
@@ -148,7 +149,8 @@ TEST_F(AgentNetTest, CheckpointChangedWhileReadIsRetriedAndCommittedAsFinal) {
   ASSERT_TRUE(wait_until([&] { return log_has("checkpoint_submitted"); }, 10'000));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   // The trainer rewrites one shard while the agent reads and sends.
-  ferry::testing::write_file(ck / "__1_0.distcp", ferry::testing::normal_floats(800'000 / 3, 4, false, 1e-3, 99));
+  ferry::testing::write_file(ck / "__1_0.distcp",
+                             ferry::testing::normal_floats(800'000 / 3, 4, false, 1e-3, 99));
   ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-200"); }, 60'000));
   EXPECT_TRUE(log_has("changed while it was read")) << "the change was not detected";
   EXPECT_TRUE(restores_identical(remote(a_), "llama-200", ck));
@@ -173,14 +175,18 @@ TEST_F(AgentNetTest, TargetDownGrowsQueueAndWarnsThenDrainsAndClears) {
   const std::string m = scrape_metrics(agent_->metrics_port());
   EXPECT_EQ(metric_value(m, "ferry_agent_rpo_warning{job=\"llama\"}"), 1) << m;
   EXPECT_EQ(metric_value(m, "ferry_agent_queue_depth"), 2) << m;
-  EXPECT_EQ(metric_value(m, "ferry_agent_target_up{target=\"" + a_.receiver().address().to_string() + "\"}"), 0) << m;
+  EXPECT_EQ(metric_value(m, "ferry_agent_target_up{target=\"" + a_.receiver().address().to_string() + "\"}"),
+            0)
+      << m;
   EXPECT_EQ(log_count("rpo_warning_raised"), 1u);
 
   ASSERT_TRUE(a_.restart().is_ok());
-  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-2") && committed_at(a_, "llama-3"); }, kCommitMs));
+  ASSERT_TRUE(
+      wait_until([&] { return committed_at(a_, "llama-2") && committed_at(a_, "llama-3"); }, kCommitMs));
   ASSERT_TRUE(wait_until([&] { return job_status()["warning"] == false; }, 5000)) << job_status().dump();
   EXPECT_TRUE(agent_->status_json()["queue"].empty());
-  EXPECT_EQ(metric_value(scrape_metrics(agent_->metrics_port()), "ferry_agent_rpo_warning{job=\"llama\"}"), 0);
+  EXPECT_EQ(metric_value(scrape_metrics(agent_->metrics_port()), "ferry_agent_rpo_warning{job=\"llama\"}"),
+            0);
   EXPECT_EQ(log_count("rpo_warning_raised"), 1u);
   EXPECT_EQ(log_count("rpo_warning_cleared"), 1u);
   EXPECT_TRUE(log_has("target_up"));
@@ -209,10 +215,12 @@ TEST_F(AgentNetTest, FailoverToSecondTargetAndBack) {
   ASSERT_TRUE(wait_until([&] { return agent_->status_json()["targets"][0]["up"] == false; }, 10'000));
   write_checkpoint(dir_ / "ckpt/llama/step-20", 20, 50'000);
   auto names_b = [&] { return remote_names(remote_b); };
-  ASSERT_TRUE(wait_until([&] {
-    auto n = names_b();
-    return std::find(n.begin(), n.end(), "llama-20") != n.end();
-  }, kCommitMs));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto n = names_b();
+        return std::find(n.begin(), n.end(), "llama-20") != n.end();
+      },
+      kCommitMs));
   EXPECT_TRUE(restores_identical(remote_b, "llama-20", dir_ / "ckpt/llama/step-20"));
   EXPECT_EQ(job_status()["warning"], false);  // a healthy target kept it moving
 
@@ -287,7 +295,8 @@ TEST_F(AgentNetTest, ControlSocketStatusSubmitPauseResume) {
 
 TEST_F(AgentNetTest, MetricsAgreeWithThePushes) {
   start();
-  for (int i = 1; i <= 3; ++i) write_checkpoint(dir_ / "ckpt/llama" / ("step-" + std::to_string(i)), 100 + i, 60'000);
+  for (int i = 1; i <= 3; ++i)
+    write_checkpoint(dir_ / "ckpt/llama" / ("step-" + std::to_string(i)), 100 + i, 60'000);
   ASSERT_TRUE(wait_until([&] { return log_count("checkpoint_committed") == 3; }, kCommitMs));
   // The sender's own counters, as each commit logged them.
   double logical = 0, wire = 0;
@@ -305,10 +314,13 @@ TEST_F(AgentNetTest, MetricsAgreeWithThePushes) {
   }
   EXPECT_EQ(logical, static_cast<double>(on_disk));
   std::string m;
-  ASSERT_TRUE(wait_until([&] {
-    m = scrape_metrics(agent_->metrics_port());
-    return metric_value(m, "ferry_agent_compression_ratio") > 0;
-  }, 5000)) << m;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        m = scrape_metrics(agent_->metrics_port());
+        return metric_value(m, "ferry_agent_compression_ratio") > 0;
+      },
+      5000))
+      << m;
   EXPECT_EQ(metric_value(m, "ferry_agent_logical_bytes_total"), logical) << m;
   EXPECT_EQ(metric_value(m, "ferry_agent_wire_bytes_total"), wire) << m;
   EXPECT_EQ(metric_value(m, "ferry_agent_jobs_total{state=\"committed\"}"), 3) << m;
@@ -363,11 +375,12 @@ TEST_F(AgentNetTest, SighupReloadsAndSigtermResumesNextStart) {
   fs::create_directories(dir_ / "ckpt/gpt");
   const fs::path flagfile = dir_ / "agent.flags";
   auto write_flags = [&](const std::string& watch, const std::string& extra) {
-    std::string f = "--watch=" + watch + "\n--targets=" + a_.receiver().address().to_string() + "\n--ca=" + c_.ca +
-                    "\n--cert=" + c_.cert + "\n--key=" + c_.key + "\n--state_dir=" + (dir_ / "state3").string() +
-                    "\n--control_socket=" + (dir_ / "ctl3.sock").string() +
-                    "\n--metrics_listen=\n--nice=0\n--io_class=best-effort\n--engine=cpu\n--rescan_interval_s=0.5\n" +
-                    extra;
+    std::string f =
+        "--watch=" + watch + "\n--targets=" + a_.receiver().address().to_string() + "\n--ca=" + c_.ca +
+        "\n--cert=" + c_.cert + "\n--key=" + c_.key + "\n--state_dir=" + (dir_ / "state3").string() +
+        "\n--control_socket=" + (dir_ / "ctl3.sock").string() +
+        "\n--metrics_listen=\n--nice=0\n--io_class=best-effort\n--engine=cpu\n--rescan_interval_s=0.5\n" +
+        extra;
     std::vector<std::byte> bytes(f.size());
     std::memcpy(bytes.data(), f.data(), f.size());
     ferry::testing::write_file(flagfile, bytes);
@@ -397,12 +410,14 @@ TEST_F(AgentNetTest, SighupReloadsAndSigtermResumesNextStart) {
   // A slow push (bandwidth cap from the flag file), cut by SIGTERM.
   write_flags(llama + "=llama," + gpt + "=gpt", "--bandwidth_mbps=0.3\n--shutdown_grace_s=0.5\n");
   ::kill(child->pid(), SIGHUP);
-  ASSERT_TRUE(wait_until([&] {
-    std::string t = log_text();
-    std::size_t n = 0;
-    for (std::size_t at = 0; (at = t.find("config_reloaded", at)) != std::string::npos; ++at) ++n;
-    return n == 2;
-  }, 10'000));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        std::string t = log_text();
+        std::size_t n = 0;
+        for (std::size_t at = 0; (at = t.find("config_reloaded", at)) != std::string::npos; ++at) ++n;
+        return n == 2;
+      },
+      10'000));
   write_checkpoint(dir_ / "ckpt/llama/step-9", 9, 600'000);
   ASSERT_TRUE(wait_until([&] { return log_text().find("snapshot=llama-9") != std::string::npos; }, 10'000));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -428,10 +443,15 @@ TEST_F(AgentNetTest, SighupReloadsAndSigtermResumesNextStart) {
 // flag named on stderr.
 TEST_F(AgentNetTest, BadConfigurationsAreRefusedNamingTheSetting) {
   auto run = [&](std::vector<std::string> extra, int& code) {
-    std::vector<std::string> argv = {FERRY_AGENT_BIN, "--watch=" + (dir_ / "ckpt/llama").string(),
-                                     "--targets=" + a_.receiver().address().to_string(), "--ca=" + c_.ca, "--cert=" + c_.cert,
-                                     "--key=" + c_.key, "--state_dir=" + (dir_ / "state2").string(),
-                                     "--control_socket=" + (dir_ / "ctl2.sock").string(), "--metrics_listen=",
+    std::vector<std::string> argv = {FERRY_AGENT_BIN,
+                                     "--watch=" + (dir_ / "ckpt/llama").string(),
+                                     "--targets=" + a_.receiver().address().to_string(),
+                                     "--ca=" + c_.ca,
+                                     "--cert=" + c_.cert,
+                                     "--key=" + c_.key,
+                                     "--state_dir=" + (dir_ / "state2").string(),
+                                     "--control_socket=" + (dir_ / "ctl2.sock").string(),
+                                     "--metrics_listen=",
                                      "--nice=0"};
     for (auto& e : extra) argv.push_back(e);
     fs::remove(dir_ / "agent.err");
@@ -448,9 +468,13 @@ TEST_F(AgentNetTest, BadConfigurationsAreRefusedNamingTheSetting) {
     int code;
   };
   const std::vector<Case> cases = {
-      {{"--watch=" + (dir_ / "missing").string()}, "--watch=" + (dir_ / "missing").string() + ": no such directory", 2},
+      {{"--watch=" + (dir_ / "missing").string()},
+       "--watch=" + (dir_ / "missing").string() + ": no such directory",
+       2},
       {{"--targets=127.0.0.1"}, "--targets=127.0.0.1", 2},
-      {{"--cert=" + (dir_ / "none.pem").string()}, "--cert=" + (dir_ / "none.pem").string() + ": no such file", 2},
+      {{"--cert=" + (dir_ / "none.pem").string()},
+       "--cert=" + (dir_ / "none.pem").string() + ": no such file",
+       2},
       {{"--bandwidth_mbps=-3"}, "--bandwidth_mbps=", 2},
       {{"--max_jobs=-1"}, "--max_jobs=-1", 2},
       {{"--targets=127.0.0.1:1"}, "--targets: no target is reachable: 127.0.0.1:1", 1},

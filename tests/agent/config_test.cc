@@ -55,7 +55,8 @@ TEST_F(ConfigTest, ParsesTargets) {
   auto t = parse_target_list("dr1:7000,[::1]:7001, 10.0.0.2:7443");
   ASSERT_TRUE(t.is_ok()) << t.status().to_string();
   EXPECT_EQ(*t, (std::vector<std::string>{"dr1:7000", "[::1]:7001", "10.0.0.2:7443"}));
-  for (const char* bad : {"", "dr1", "dr1:", ":7000", "dr1:0", "dr1:70000", "dr1:7x", "dr1:1,dr1:1", "[::1:7"}) {
+  for (const char* bad :
+       {"", "dr1", "dr1:", ":7000", "dr1:0", "dr1:70000", "dr1:7x", "dr1:1,dr1:1", "[::1:7"}) {
     auto r = parse_target_list(bad);
     EXPECT_FALSE(r.is_ok()) << bad;
     EXPECT_NE(r.status().message().find("--targets"), std::string::npos) << r.status().to_string();

@@ -6,11 +6,11 @@
 // socket never taken over, and a prompt shutdown with idle clients.
 #include "agent/control.h"
 
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <grp.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -95,8 +95,8 @@ TEST(ControlTest, StatusAndSubmitRoundTrip) {
   ASSERT_TRUE(status.is_ok()) << status.status().to_string();
   EXPECT_EQ(*status, realistic_status());
 
-  auto submit = control_call(dir / "control.sock", "submit",
-                             json{{"dir", "/ckpt/llama/step-400"}, {"job", "llama"}});
+  auto submit =
+      control_call(dir / "control.sock", "submit", json{{"dir", "/ckpt/llama/step-400"}, {"job", "llama"}});
   ASSERT_TRUE(submit.is_ok()) << submit.status().to_string();
   EXPECT_EQ((*submit)["ok"], true);
   EXPECT_EQ((*submit)["id"], 7);
@@ -126,7 +126,7 @@ TEST(ControlTest, SocketFileIsOwnerOnly) {
   FakeAgent agent;
   auto server = ControlServer::start(dir / "control.sock", agent.handler());
   ASSERT_TRUE(server.is_ok()) << server.status().to_string();
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::lstat((dir / "control.sock").c_str(), &st), 0);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
   EXPECT_EQ(st.st_mode & 07777, 0600u);
@@ -143,8 +143,8 @@ TEST(ControlTest, OversizedRequestIsRefused) {
   ASSERT_TRUE(server.is_ok());
 
   // Through the client: a submit whose args are over the bound.
-  auto big = control_call(dir / "control.sock", "submit",
-                          json{{"dir", std::string(kMaxControlRequestBytes, 'x')}});
+  auto big =
+      control_call(dir / "control.sock", "submit", json{{"dir", std::string(kMaxControlRequestBytes, 'x')}});
   ASSERT_TRUE(big.is_ok()) << big.status().to_string();
   EXPECT_EQ((*big)["ok"], false);
   EXPECT_NE((*big)["error"].get<std::string>().find("longer than 65536 bytes"), std::string::npos);
@@ -182,10 +182,10 @@ TEST(ControlTest, MalformedJsonIsAnsweredAndOthersAreServed) {
   EXPECT_TRUE(control_call(dir / "control.sock", "status", json::object()).is_ok());
 
   // Wrong shapes get their own answers; the connection keeps going.
-  std::string shapes = "[1,2]\n{\"command\":5}\n{\"command\":\"status\",\"args\":[]}\n"
-                       "{\"command\":\"status\"}\n";
-  ASSERT_EQ(::send(fd, shapes.data(), shapes.size(), MSG_NOSIGNAL),
-            static_cast<ssize_t>(shapes.size()));
+  std::string shapes =
+      "[1,2]\n{\"command\":5}\n{\"command\":\"status\",\"args\":[]}\n"
+      "{\"command\":\"status\"}\n";
+  ASSERT_EQ(::send(fd, shapes.data(), shapes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(shapes.size()));
   for (int i = 0; i < 3; ++i) {
     json a = json::parse(raw_read_line(fd), nullptr, false);
     EXPECT_EQ(a["ok"], false) << a.dump();
@@ -268,8 +268,7 @@ TEST(ControlTest, StaleSocketIsReplacedLiveOneIsNot) {
 
   // Never replaces something that is not a socket.
   testing::write_file(dir / "plain", {});
-  EXPECT_EQ(ControlServer::start(dir / "plain", agent.handler()).status().code(),
-            Code::kInvalidArgument);
+  EXPECT_EQ(ControlServer::start(dir / "plain", agent.handler()).status().code(), Code::kInvalidArgument);
 }
 
 TEST(ControlTest, ShutdownIsPromptWithIdleClients) {
@@ -326,8 +325,7 @@ std::string call_as_nobody(const fs::path& path) {
     } else {
       auto r = control_call(path, "status", json::object(), 5'000);
       out = r.is_ok() ? "json:" + r->dump()
-                      : "status:" + std::string(code_name(r.status().code())) + " " +
-                            r.status().message();
+                      : "status:" + std::string(code_name(r.status().code())) + " " + r.status().message();
     }
     [[maybe_unused]] ssize_t n = ::write(pipefd[1], out.data(), out.size());
     ::_exit(0);

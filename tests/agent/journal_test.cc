@@ -128,8 +128,8 @@ TEST(JournalTest, TornTailAtEveryByteOfTheLastRecordIsCut) {
     if (cut == before_last) {
       EXPECT_EQ((*j)->recovered_notice(), "");
     } else {
-      const std::string want = "cut " + std::to_string(cut - before_last) +
-                               " torn bytes at offset " + std::to_string(before_last);
+      const std::string want =
+          "cut " + std::to_string(cut - before_last) + " torn bytes at offset " + std::to_string(before_last);
       EXPECT_NE((*j)->recovered_notice().find(want), std::string::npos) << (*j)->recovered_notice();
       EXPECT_NE((*j)->recovered_notice().find(p.string()), std::string::npos);
     }
@@ -169,8 +169,7 @@ TEST(JournalTest, FlippedByteInAnyRecordEndsRecoveryThere) {
       auto j = Journal::open(p);
       ASSERT_TRUE(j.is_ok()) << j.status().to_string();
       EXPECT_EQ((*j)->recovered(), std::vector<JournalRecord>(recs.begin(), recs.begin() + rec));
-      EXPECT_NE((*j)->recovered_notice().find("at offset " + std::to_string(ends[rec])),
-                std::string::npos)
+      EXPECT_NE((*j)->recovered_notice().find("at offset " + std::to_string(ends[rec])), std::string::npos)
           << (*j)->recovered_notice();
       EXPECT_EQ(size_on_disk(p), ends[rec]);
     }
@@ -181,8 +180,9 @@ TEST(JournalTest, RefusesFilesThatAreNotJournals) {
   TempDir dir;
   const auto p = dir / "not-a-journal";
   std::string text = "{\"some\": \"json state\"}\n";
-  ferry::testing::write_file(p, std::vector<std::byte>(reinterpret_cast<const std::byte*>(text.data()),
-                                                       reinterpret_cast<const std::byte*>(text.data()) + text.size()));
+  ferry::testing::write_file(
+      p, std::vector<std::byte>(reinterpret_cast<const std::byte*>(text.data()),
+                                reinterpret_cast<const std::byte*>(text.data()) + text.size()));
   auto j = Journal::open(p);
   ASSERT_FALSE(j.is_ok());
   EXPECT_EQ(j.status().code(), Code::kCorruption);

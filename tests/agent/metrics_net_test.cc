@@ -120,8 +120,10 @@ TEST(MetricsTest, AgentMetricsFollowConventions) {
     std::string name, type;
     f >> name >> type;
     EXPECT_TRUE(name.starts_with("ferry_agent_")) << name;
-    if (type == "counter") EXPECT_TRUE(name.ends_with("_total")) << name;
-    else EXPECT_EQ(type, "gauge") << name;
+    if (type == "counter")
+      EXPECT_TRUE(name.ends_with("_total")) << name;
+    else
+      EXPECT_EQ(type, "gauge") << name;
   }
   EXPECT_GE(types, 10);
 }

@@ -68,7 +68,7 @@ TEST(RpoTest, NoThroughputMeasuredYetIsUnknownNotABreach) {
   in.checkpoint_interval_s = 10;
   RpoForecast f = forecast_rpo(in);
   EXPECT_TRUE(std::isinf(f.forecast_rpo_seconds));
-  EXPECT_FALSE(f.breach_expected) << f.reason;  // a fresh start's first push
+  EXPECT_FALSE(f.breach_expected) << f.reason;       // a fresh start's first push
   in.newest_committed_ns = in.now_ns - 4000 * kSec;  // but an RPO already past target is
   EXPECT_TRUE(forecast_rpo(in).breach_expected);
 }

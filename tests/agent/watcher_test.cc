@@ -96,9 +96,8 @@ class Reports {
   std::vector<CheckpointCandidate> got_;
 };
 
-std::unique_ptr<Watcher> start_watcher(const fs::path& root, Reports& reports,
-                                       int rescan_ms = 60'000, std::string marker = "",
-                                       std::vector<std::string>* notices = nullptr) {
+std::unique_ptr<Watcher> start_watcher(const fs::path& root, Reports& reports, int rescan_ms = 60'000,
+                                       std::string marker = "", std::vector<std::string>* notices = nullptr) {
   WatcherOptions o;
   o.roots.push_back({root, ""});
   o.marker_file = std::move(marker);
@@ -152,10 +151,9 @@ TEST(CheckpointCompleteTest, SafetensorsSetNeedsEveryShardWhole) {
   TempDir t;
   const fs::path d = t / "step-2";
   fs::create_directory(d);
-  write_text(d / "model.safetensors.index.json",
-             index_json({{"a", "model-00001-of-00002.safetensors"},
-                         {"b", "model-00002-of-00002.safetensors"},
-                         {"c", "model-00002-of-00002.safetensors"}}));
+  write_text(d / "model.safetensors.index.json", index_json({{"a", "model-00001-of-00002.safetensors"},
+                                                             {"b", "model-00002-of-00002.safetensors"},
+                                                             {"c", "model-00002-of-00002.safetensors"}}));
   std::string reason;
   EXPECT_FALSE(checkpoint_complete(d, "", &reason)->has_value());
   EXPECT_NE(reason.find("model-00001-of-00002.safetensors does not exist"), std::string::npos) << reason;
@@ -276,7 +274,8 @@ TEST(WatcherTest, SafetensorsIndexBeforeShardsIsReportedAfterTheLastShard) {
   fs::create_directory(d);
   constexpr int kShards = 3;
   std::vector<std::pair<std::string, std::string>> map;
-  for (int i = 0; i < kShards; ++i) map.push_back({"t" + std::to_string(i), "model-" + std::to_string(i) + ".safetensors"});
+  for (int i = 0; i < kShards; ++i)
+    map.push_back({"t" + std::to_string(i), "model-" + std::to_string(i) + ".safetensors"});
   write_text(d / "model.safetensors.index.json", index_json(map));
   for (int i = 0; i < kShards; ++i) {
     settle();
@@ -514,7 +513,8 @@ TEST(WatcherTest, RealTorchDcpAndSafetensorsSetAreFound) {
              "for i, (k, v) in enumerate(sd.items()):\n"
              "    name = f'model-{i+1:05d}-of-00002.safetensors'\n"
              "    save_file({k: v.contiguous()}, os.path.join(d, name)); wm[k] = name\n"
-             "json.dump({'metadata': {}, 'weight_map': wm}, open(os.path.join(d, 'model.safetensors.index.json'), 'w'))\n");
+             "json.dump({'metadata': {}, 'weight_map': wm}, open(os.path.join(d, "
+             "'model.safetensors.index.json'), 'w'))\n");
   const std::string cmd = "python3 -c 'import torch, safetensors' >/dev/null 2>&1";
   if (std::system(cmd.c_str()) != 0) GTEST_SKIP() << "python3 with torch and safetensors is not installed";
   const std::string run = "python3 " + script.string() + " " + root.string() + " 2>&1";

@@ -13,8 +13,9 @@ namespace {
 constexpr std::int64_t kTimeNs = 1'795'568'523'456'000'000;
 
 TEST(LogTest, TextLineHasTimeLevelEventAndFields) {
-  std::string line = format_log_line(LogFormat::kText, kTimeNs, LogLevel::kInfo, "checkpoint_committed",
-                                     {field("job", "llama"), field("step", std::uint64_t{300}), field("ok", true)});
+  std::string line =
+      format_log_line(LogFormat::kText, kTimeNs, LogLevel::kInfo, "checkpoint_committed",
+                      {field("job", "llama"), field("step", std::uint64_t{300}), field("ok", true)});
   EXPECT_EQ(line, "2026-11-25T01:02:03.456Z INFO checkpoint_committed job=llama step=300 ok=true");
 }
 
@@ -22,9 +23,10 @@ TEST(LogTest, TextValuesThatWouldSplitAreQuoted) {
   std::string line = format_log_line(LogFormat::kText, kTimeNs, LogLevel::kWarn, "target_down",
                                      {field("error", "Unavailable: connection refused"), field("q", "a\"b"),
                                       field("empty", ""), field("nl", "x\ny")});
-  EXPECT_EQ(line,
-            "2026-11-25T01:02:03.456Z WARN target_down error=\"Unavailable: connection refused\" q=\"a\\\"b\" "
-            "empty=\"\" nl=\"x\\ny\"");
+  EXPECT_EQ(
+      line,
+      "2026-11-25T01:02:03.456Z WARN target_down error=\"Unavailable: connection refused\" q=\"a\\\"b\" "
+      "empty=\"\" nl=\"x\\ny\"");
 }
 
 TEST(LogTest, JsonLineParsesBack) {
@@ -37,7 +39,8 @@ TEST(LogTest, JsonLineParsesBack) {
   EXPECT_EQ(j["error"], "--max_jobs=-1: must be 1..64");
   EXPECT_EQ(j["rate"], "1.5");
   // Bytes that are not UTF-8 (a path) do not break the line.
-  line = format_log_line(LogFormat::kJson, kTimeNs, LogLevel::kInfo, "x", {field("dir", std::string("/a/\xff"))});
+  line = format_log_line(LogFormat::kJson, kTimeNs, LogLevel::kInfo, "x",
+                         {field("dir", std::string("/a/\xff"))});
   EXPECT_TRUE(nlohmann::json::accept(line)) << line;
 }
 

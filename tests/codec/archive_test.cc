@@ -5,8 +5,8 @@
 // output, and unpack leaving no partial files behind.
 #include "codec/archive.h"
 
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <cstdlib>
@@ -15,8 +15,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "codec/packer.h"
 #include "base/thread_pool.h"
+#include "codec/packer.h"
 #include "codec/unpacker.h"
 #include "tests/testing/testing.h"
 
@@ -75,7 +75,8 @@ void expect_same_tree(const fs::path& a, const fs::path& b) {
     EXPECT_EQ(x.rel_path, y.rel_path);
     EXPECT_EQ(testing::read_file(x.path), testing::read_file(y.path)) << x.rel_path;
     EXPECT_EQ(fs::status(x.path).permissions(), fs::status(y.path).permissions()) << x.rel_path;
-    struct stat s1{}, s2{};
+    struct stat s1 {
+    }, s2{};
     ASSERT_EQ(::stat(x.path.c_str(), &s1), 0);
     ASSERT_EQ(::stat(y.path.c_str(), &s2), 0);
     EXPECT_EQ(s1.st_mtim.tv_sec, s2.st_mtim.tv_sec) << x.rel_path;
@@ -132,7 +133,8 @@ TEST(ArchiveTest, DirectoryRoundTripWithEdgeSizes) {
     EXPECT_EQ(e.string().find(".ferry-tmp"), std::string::npos) << e;
   }
   // No temporary archive left beside the output either.
-  EXPECT_EQ(all_entries(dir.path()).size(), all_entries(dir / "in").size() + all_entries(dir / "out").size() + 3);
+  EXPECT_EQ(all_entries(dir.path()).size(),
+            all_entries(dir / "in").size() + all_entries(dir / "out").size() + 3);
 }
 
 TEST(ArchiveTest, CorpusRoundTrip) {
@@ -161,7 +163,8 @@ TEST(ArchiveTest, FlippedFrameByteNamesChunkFileAndOffset) {
     auto reader = ArchiveReader::open(dir / "a.ferry");
     ASSERT_TRUE(reader.is_ok());
     const auto& files = reader->manifest().files;
-    for (fi = 0; fi < files.size() && files[fi].path != "w/plus1.f32"; ++fi) {}
+    for (fi = 0; fi < files.size() && files[fi].path != "w/plus1.f32"; ++fi) {
+    }
     ASSERT_LT(fi, files.size());
     bad = files[fi].chunks[0];
     frame_at = reader->frame_offset(fi, 0);
@@ -196,9 +199,8 @@ TEST(ArchiveTest, FlippedFrameByteNamesChunkFileAndOffset) {
 // A tiny safetensors file whose chunks follow its two tensors, so they are
 // not all one size (the file root must then come from hashed leaves).
 std::vector<std::byte> small_safetensors() {
-  std::string header =
-      R"({"a":{"dtype":"F32","shape":[3000],"data_offsets":[0,12000]},)"
-      R"("b":{"dtype":"BF16","shape":[5000],"data_offsets":[12000,22000]}})";
+  std::string header = R"({"a":{"dtype":"F32","shape":[3000],"data_offsets":[0,12000]},)"
+                       R"("b":{"dtype":"BF16","shape":[5000],"data_offsets":[12000,22000]}})";
   while ((8 + header.size()) % 8 != 0) header += ' ';
   std::vector<std::byte> out(8);
   for (int i = 0; i < 8; ++i) out[i] = std::byte(static_cast<std::uint8_t>(header.size() >> (8 * i)));
@@ -269,8 +271,8 @@ TEST(ArchiveTest, TruncatedOrDamagedArchiveIsAClearError) {
   auto reader = ArchiveReader::open(dir / "a.ferry");
   ASSERT_TRUE(reader.is_ok());
   const std::size_t index_bytes = reader->manifest().chunk_count() * kFrameIndexEntryBytes;
-  for (std::size_t from_end : {std::size_t{1}, std::size_t{20}, std::size_t{48 + 3},
-                               std::size_t{48 + index_bytes + 5}}) {
+  for (std::size_t from_end :
+       {std::size_t{1}, std::size_t{20}, std::size_t{48 + 3}, std::size_t{48 + index_bytes + 5}}) {
     auto b = bytes;
     b[b.size() - from_end] ^= std::byte{0x01};
     testing::write_file(dir / "d.ferry", b);
@@ -314,7 +316,8 @@ TEST(ArchiveTest, GoldenBytes) {
   testing::TempDir dir;
   fs::create_directories(dir / "in/b");
   std::string text;
-  for (int i = 0; i < 40; ++i) text += "step " + std::to_string(i * 100) + " loss 2." + std::to_string(i % 7) + "\n";
+  for (int i = 0; i < 40; ++i)
+    text += "step " + std::to_string(i * 100) + " loss 2." + std::to_string(i % 7) + "\n";
   std::vector<std::byte> a(text.size()), c(5000);
   std::memcpy(a.data(), text.data(), text.size());
   for (std::size_t i = 0; i < c.size(); ++i) c[i] = std::byte(static_cast<std::uint8_t>((i * i) >> 3));

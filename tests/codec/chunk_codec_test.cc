@@ -15,14 +15,14 @@
 #include <string>
 #include <vector>
 
-#include "codec/limits.h"
 #include "base/thread_pool.h"
+#include "codec/limits.h"
 #include "tests/testing/testing.h"
 
 namespace ferry {
 namespace {
 
-constexpr DType kAllDTypes[] = {DType::kBytes, DType::kBF16, DType::kF16,
+constexpr DType kAllDTypes[] = {DType::kBytes, DType::kBF16,   DType::kF16,
                                 DType::kF32,   DType::kF8E4M3, DType::kF8E5M2};
 
 // Data shaped like the dtype: normal weights for floats, text-like bytes.
@@ -43,8 +43,8 @@ std::vector<std::byte> sample_data(DType t, std::size_t bytes, std::uint64_t see
   return v;
 }
 
-std::vector<std::byte> round_trip(const std::vector<std::byte>& in, DType t,
-                                  const EncodeOptions& opts = {}, EncodedChunk* info = nullptr) {
+std::vector<std::byte> round_trip(const std::vector<std::byte>& in, DType t, const EncodeOptions& opts = {},
+                                  EncodedChunk* info = nullptr) {
   ChunkEncoder enc;
   ChunkDecoder dec;
   std::vector<std::byte> frame, out;
@@ -61,8 +61,7 @@ std::vector<std::byte> round_trip(const std::vector<std::byte>& in, DType t,
 
 TEST(ChunkCodec, RoundTripsEveryDTypeAtEdgeSizes) {
   auto seed = testing::test_seed();
-  const std::size_t sizes[] = {0,    1,    3,    5,    4095, 4096, 4097, 65535, (4u << 20) - 1,
-                               4u << 20, (4u << 20) + 1};
+  const std::size_t sizes[] = {0, 1, 3, 5, 4095, 4096, 4097, 65535, (4u << 20) - 1, 4u << 20, (4u << 20) + 1};
   for (DType t : kAllDTypes) {
     for (std::size_t n : sizes) {
       auto in = sample_data(t, n, seed + n);
@@ -117,8 +116,8 @@ TEST(ChunkCodec, TrialPicksTheRightWidth) {
 TEST(ChunkCodec, SpecialFloatsAreBitExact) {
   const std::uint32_t f32[] = {0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000,
                                0x7fa00001, 0xffffffff, 0x00000001, 0x807fffff, 0x3f800000};
-  const std::uint16_t h16[] = {0x0000, 0x8000, 0x7c00, 0xfc00, 0x7e00, 0x7d01,
-                               0xffff, 0x0001, 0x83ff, 0x3c00, 0x7f80, 0xff80, 0x7fc1};
+  const std::uint16_t h16[] = {0x0000, 0x8000, 0x7c00, 0xfc00, 0x7e00, 0x7d01, 0xffff,
+                               0x0001, 0x83ff, 0x3c00, 0x7f80, 0xff80, 0x7fc1};
   for (DType t : {DType::kF32, DType::kBF16, DType::kF16, DType::kF8E4M3}) {
     // Mostly ordinary weights so the coded path is taken, salted with specials.
     auto in = sample_data(t, 64 * 1024 + 3, testing::test_seed());
@@ -227,8 +226,10 @@ TEST(ChunkCodec, EveryByteFlipTruncationAndAppendIsCaught) {
     std::size_t bytes;
     Codec want;
   };
-  const Case cases[] = {{DType::kBF16, 2000, Codec::kPlanes16}, {DType::kF32, 2000, Codec::kPlanes32},
-                        {DType::kF8E4M3, 1500, Codec::kPlanes8}, {DType::kBytes, 700, Codec::kZstd},
+  const Case cases[] = {{DType::kBF16, 2000, Codec::kPlanes16},
+                        {DType::kF32, 2000, Codec::kPlanes32},
+                        {DType::kF8E4M3, 1500, Codec::kPlanes8},
+                        {DType::kBytes, 700, Codec::kZstd},
                         {DType::kBytes, 300, Codec::kRaw}};
   for (const Case& c : cases) {
     auto in = c.want == Codec::kRaw ? testing::random_bytes(c.bytes, seed) : sample_data(c.t, c.bytes, seed);
@@ -252,15 +253,23 @@ std::uint32_t lcg(std::uint32_t& s) {
 std::vector<std::byte> golden_input(const std::string& name) {
   std::uint32_t s = 12345;
   std::vector<std::byte> v;
-  auto push16 = [&](std::uint16_t x) { v.push_back(std::byte(x)); v.push_back(std::byte(x >> 8)); };
+  auto push16 = [&](std::uint16_t x) {
+    v.push_back(std::byte(x));
+    v.push_back(std::byte(x >> 8));
+  };
   // Sum of four uniforms: a bell shape without floating point.
-  auto bell = [&] { return static_cast<int>((lcg(s) & 0xff) + (lcg(s) & 0xff) + (lcg(s) & 0xff) + (lcg(s) & 0xff)) - 510; };
+  auto bell = [&] {
+    return static_cast<int>((lcg(s) & 0xff) + (lcg(s) & 0xff) + (lcg(s) & 0xff) + (lcg(s) & 0xff)) - 510;
+  };
   if (name == "bf16") {
-    for (int i = 0; i < 400; ++i) push16(static_cast<std::uint16_t>(((bell() & 0x8000) | 0x3c00 | (bell() & 0x3ff)) ^ ((lcg(s) & 3) << 7)));
+    for (int i = 0; i < 400; ++i)
+      push16(
+          static_cast<std::uint16_t>(((bell() & 0x8000) | 0x3c00 | (bell() & 0x3ff)) ^ ((lcg(s) & 3) << 7)));
   } else if (name == "f16") {
     // Exponents 12..15 and a 7-bit mantissa: the exponent plane carries ~2 bits.
     for (int i = 0; i < 400; ++i) {
-      push16(static_cast<std::uint16_t>(((lcg(s) & 1) << 15) | ((12 + (lcg(s) & 3)) << 10) | (lcg(s) & 0x7f)));
+      push16(
+          static_cast<std::uint16_t>(((lcg(s) & 1) << 15) | ((12 + (lcg(s) & 3)) << 10) | (lcg(s) & 0x7f)));
     }
   } else if (name == "f32") {
     for (int i = 0; i < 300; ++i) {
@@ -281,8 +290,8 @@ std::vector<std::byte> golden_input(const std::string& name) {
 }
 
 DType golden_dtype(const std::string& name) {
-  static const std::map<std::string, DType> m = {{"bf16", DType::kBF16}, {"f16", DType::kF16},
-                                                 {"f32", DType::kF32},   {"f8", DType::kF8E4M3},
+  static const std::map<std::string, DType> m = {{"bf16", DType::kBF16},  {"f16", DType::kF16},
+                                                 {"f32", DType::kF32},    {"f8", DType::kF8E4M3},
                                                  {"zstd", DType::kBytes}, {"raw", DType::kBytes}};
   return m.at(name);
 }
@@ -314,13 +323,16 @@ TEST(ChunkCodec, CorpusRoundTripsInFourMiBChunksAndFloatsShrink) {
   std::vector<std::byte> frame, out;
   for (const auto& f : files) {
     auto data = testing::read_file(f.path);
-    DType t = f.dtype == "fp16" ? DType::kF16 : f.dtype == "fp32" ? DType::kF32
-            : f.dtype == "bf16" ? DType::kBF16 : DType::kBytes;
+    DType t = f.dtype == "fp16"   ? DType::kF16
+              : f.dtype == "fp32" ? DType::kF32
+              : f.dtype == "bf16" ? DType::kBF16
+                                  : DType::kBytes;
     EncodeOptions opts;
     opts.trial = t == DType::kBytes;
     std::size_t coded = 0;
     for (std::size_t off = 0; off < data.size(); off += kDefaultChunkBytes) {
-      auto chunk = std::span<const std::byte>(data).subspan(off, std::min(kDefaultChunkBytes, data.size() - off));
+      auto chunk =
+          std::span<const std::byte>(data).subspan(off, std::min(kDefaultChunkBytes, data.size() - off));
       EncodedChunk e = enc.encode(chunk, t, frame, opts);
       coded += e.frame_bytes;
       Status st = dec.decode(frame, out, &e.id);
@@ -328,7 +340,8 @@ TEST(ChunkCodec, CorpusRoundTripsInFourMiBChunksAndFloatsShrink) {
       ASSERT_TRUE(std::equal(out.begin(), out.end(), chunk.begin(), chunk.end())) << f.name << " @" << off;
     }
     double ratio = static_cast<double>(coded) / data.size();
-    std::printf("  %-32s %-6s %10zu -> %10zu (%.3f)\n", f.name.c_str(), f.dtype.c_str(), data.size(), coded, ratio);
+    std::printf("  %-32s %-6s %10zu -> %10zu (%.3f)\n", f.name.c_str(), f.dtype.c_str(), data.size(), coded,
+                ratio);
     if (t != DType::kBytes) {
       EXPECT_LT(ratio, 0.98) << f.name << " (" << f.dtype << ") did not shrink";
     }

@@ -72,10 +72,9 @@ Synthetic make_synthetic(const std::vector<Spec>& specs, std::size_t pad = 0) {
 std::uint64_t leaf_floor(std::uint64_t x) { return x - x % kLeafBytes; }
 
 // The invariants every plan must hold, with or without a layout.
-void expect_valid_plan(const std::vector<ChunkPlan>& plan, std::uint64_t file_size,
-                       std::size_t chunk_bytes, const SafetensorsLayout* layout) {
-  SCOPED_TRACE("file_size=" + std::to_string(file_size) + " chunk_bytes=" +
-               std::to_string(chunk_bytes));
+void expect_valid_plan(const std::vector<ChunkPlan>& plan, std::uint64_t file_size, std::size_t chunk_bytes,
+                       const SafetensorsLayout* layout) {
+  SCOPED_TRACE("file_size=" + std::to_string(file_size) + " chunk_bytes=" + std::to_string(chunk_bytes));
   if (file_size == 0) {
     EXPECT_TRUE(plan.empty());
     return;
@@ -290,10 +289,18 @@ TEST(Chunker, RandomLayoutsHoldInvariants) {
       sp.dtype = dtypes[rng() % 6];
       std::uint64_t elem = safetensors_dtype(sp.dtype)->element_bytes;
       switch (rng() % 4) {
-        case 0: sp.bytes = 0; break;
-        case 1: sp.bytes = elem * (rng() % 100); break;
-        case 2: sp.bytes = elem * (rng() % 100000); break;
-        default: sp.bytes = elem * (rng() % (40 * kMiB)); break;
+        case 0:
+          sp.bytes = 0;
+          break;
+        case 1:
+          sp.bytes = elem * (rng() % 100);
+          break;
+        case 2:
+          sp.bytes = elem * (rng() % 100000);
+          break;
+        default:
+          sp.bytes = elem * (rng() % (40 * kMiB));
+          break;
       }
     }
     Synthetic s = make_synthetic(specs, rng() % 9000);
@@ -365,8 +372,7 @@ TEST(Chunker, PlansDependOnTheHeaderOnly) {
   ChunkRange hit = chunks_covering(plan1, victim.begin, victim.end);
   ASSERT_LT(hit.first, hit.last);
   for (std::size_t i = 0; i < plan1.size(); ++i) {
-    bool same = std::memcmp(f1.data() + plan1[i].offset, f3.data() + plan1[i].offset,
-                            plan1[i].length) == 0;
+    bool same = std::memcmp(f1.data() + plan1[i].offset, f3.data() + plan1[i].offset, plan1[i].length) == 0;
     EXPECT_EQ(same, i < hit.first || i >= hit.last) << "chunk " << i;
   }
 }

@@ -110,8 +110,11 @@ TEST(FloatCodec, RoundTripsEverySize) {
 
 TEST(FloatCodec, ShrinksTrainedLikeWeights) {
   std::uint64_t seed = testing::test_seed();
-  struct Case { int w; bool bf16; double max_ratio; } cases[] = {
-      {2, true, 0.70}, {2, false, 0.85}, {4, false, 0.90}};
+  struct Case {
+    int w;
+    bool bf16;
+    double max_ratio;
+  } cases[] = {{2, true, 0.70}, {2, false, 0.85}, {4, false, 0.90}};
   for (auto c : cases) {
     Bytes in = testing::normal_floats((1u << 20) / c.w, c.w, c.bf16, 0.02, seed);
     Bytes payload = encode(in, c.w);
@@ -126,23 +129,26 @@ TEST(FloatCodec, SpecialValuesAreBitExact) {
   std::vector<std::uint32_t> f32 = {0x7fc00000, 0xffc00000, 0x7f800001, 0x7fbfffff, 0xffffffff,
                                     0x7f800000, 0xff800000, 0x00000000, 0x80000000, 0x00000001,
                                     0x807fffff, 0x00400000, 0x3f800000};
-  std::vector<std::uint16_t> f16 = {0x7e00, 0xfe00, 0x7c01, 0x7dff, 0xffff, 0x7c00, 0xfc00,
-                                    0x0000, 0x8000, 0x0001, 0x83ff, 0x7fc0, 0xff81, 0x7f80,
-                                    0xff80, 0x0040, 0x807f};
+  std::vector<std::uint16_t> f16 = {0x7e00, 0xfe00, 0x7c01, 0x7dff, 0xffff, 0x7c00, 0xfc00, 0x0000, 0x8000,
+                                    0x0001, 0x83ff, 0x7fc0, 0xff81, 0x7f80, 0xff80, 0x0040, 0x807f};
   for (int w : {2, 4}) {
     Bytes in = testing::normal_floats(50000, w, true, 0.02, seed);
     std::mt19937_64 rng(seed);
     for (int i = 0; i < 3000; ++i) {
       std::size_t at = rng() % 50000;
-      if (w == 4) std::memcpy(in.data() + 4 * at, &f32[rng() % f32.size()], 4);
-      else std::memcpy(in.data() + 2 * at, &f16[rng() % f16.size()], 2);
+      if (w == 4)
+        std::memcpy(in.data() + 4 * at, &f32[rng() % f32.size()], 4);
+      else
+        std::memcpy(in.data() + 2 * at, &f16[rng() % f16.size()], 2);
     }
     expect_round_trip(in, w, "special values width " + std::to_string(w));
     // A buffer of nothing but special values.
     Bytes only(w == 4 ? f32.size() * 4 * 1000 : f16.size() * 2 * 1000);
     for (std::size_t i = 0; i < only.size() / w; ++i) {
-      if (w == 4) std::memcpy(only.data() + 4 * i, &f32[i % f32.size()], 4);
-      else std::memcpy(only.data() + 2 * i, &f16[i % f16.size()], 2);
+      if (w == 4)
+        std::memcpy(only.data() + 4 * i, &f32[i % f32.size()], 4);
+      else
+        std::memcpy(only.data() + 2 * i, &f16[i % f16.size()], 2);
     }
     expect_round_trip(only, w, "only special values width " + std::to_string(w));
   }
@@ -161,8 +167,7 @@ TEST(FloatCodec, SingleSymbolPlane) {
 TEST(FloatCodec, AllSymbolsPresent) {
   std::mt19937_64 rng(testing::test_seed());
   Bytes in(300000);
-  for (std::size_t i = 0; i < in.size(); ++i)
-    in[i] = static_cast<std::byte>(rng() % 10 == 0 ? rng() : 7);
+  for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<std::byte>(rng() % 10 == 0 ? rng() : 7);
   for (std::size_t s = 0; s < 256; ++s) in[s * 1000] = static_cast<std::byte>(s);
   Bytes payload = encode(in, 1);
   EXPECT_EQ(static_cast<std::uint8_t>(payload[0]), 1);
@@ -201,7 +206,11 @@ TEST(FloatCodecGolden, TinyRawPayload) {
   Bytes in = {std::byte{0x80}, std::byte{0x3f}, std::byte{0x80}, std::byte{0xbf},
               std::byte{0x01}, std::byte{0x00}, std::byte{0xaa}};
   Bytes payload = encode(in, 2);
-  EXPECT_EQ(hex(payload), "0000" "7f7f00" "000102" "aa");
+  EXPECT_EQ(hex(payload),
+            "0000"
+            "7f7f00"
+            "000102"
+            "aa");
   expect_round_trip(in, 2, "tiny");
 }
 
@@ -210,17 +219,23 @@ TEST(FloatCodecGolden, TinyCodedPayload) {
   // 4096, so every lane stays at L = 0x00010000 and no word is emitted.
   Bytes in(256, std::byte{0x81});  // rotates to 0x03
   Bytes payload = encode(in, 1);
-  std::string want = "01";                           // mode: coded
-  want += "08" + std::string(62, '0');               // present: symbol 3
-  want += "0010";                                    // freq[3] = 4096
-  want += "8000";                                    // stored[0] = 128
+  std::string want = "01";                          // mode: coded
+  want += "08" + std::string(62, '0');              // present: symbol 3
+  want += "0010";                                   // freq[3] = 4096
+  want += "8000";                                   // stored[0] = 128
   for (int l = 0; l < 32; ++l) want += "00000100";  // 32 final states = L
   EXPECT_EQ(hex(payload), want);
   expect_round_trip(in, 1, "tiny coded");
 }
 
 TEST(FloatCodecGolden, SeededPayloadHashes) {
-  struct Case { const char* name; int w; bool bf16; std::size_t count; const char* sha; } cases[] = {
+  struct Case {
+    const char* name;
+    int w;
+    bool bf16;
+    std::size_t count;
+    const char* sha;
+  } cases[] = {
       {"bf16", 2, true, 100000, "b3327990229007e40f07d68839e9b379939bce55a39e3156f1d33f58e657c71d"},
       {"f16", 2, false, 100000, "c8374b028f56b2db86c6a3d51abba7cba3d42c0a6aada201d2cb06bda1c6e204"},
       {"f32", 4, false, 50000, "8c8d09343905ad4d75c6da2cc6c4139fac1186d5d34adc103c14eeea79cdcee8"},

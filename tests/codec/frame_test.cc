@@ -130,12 +130,9 @@ TEST(Frame, EveryFieldIsChecked) {
     const char* needle;
   };
   const Case cases[] = {
-      {"version 0", 4, 0, "unsupported version 0"},
-      {"version 2", 4, 2, "unsupported version 2"},
-      {"codec 5", 5, 5, "unknown codec id 5"},
-      {"delta codec", 5, 16, "unknown codec id 16"},
-      {"dtype 6", 6, 6, "unknown dtype tag 6"},
-      {"flags", 7, 1, "flags 1 set"},
+      {"version 0", 4, 0, "unsupported version 0"}, {"version 2", 4, 2, "unsupported version 2"},
+      {"codec 5", 5, 5, "unknown codec id 5"},      {"delta codec", 5, 16, "unknown codec id 16"},
+      {"dtype 6", 6, 6, "unknown dtype tag 6"},     {"flags", 7, 1, "flags 1 set"},
       {"base id", 48, 1, "base chunk id set"},
   };
   for (const Case& c : cases) {

@@ -26,8 +26,8 @@ Digest digest_of(std::uint8_t seed) {
   return d;
 }
 
-ManifestChunk chunk(std::uint64_t offset, std::uint32_t length, std::uint8_t seed,
-                    std::uint8_t codec = 3, DType dtype = DType::kBF16) {
+ManifestChunk chunk(std::uint64_t offset, std::uint32_t length, std::uint8_t seed, std::uint8_t codec = 3,
+                    DType dtype = DType::kBF16) {
   ManifestChunk c;
   c.offset = offset;
   c.length = length;
@@ -155,7 +155,8 @@ TEST(ManifestTest, RootComposesFromUniformPowerOfTwoChunks) {
   EXPECT_TRUE(root_composes_from_chunk_ids(L{100}));
   // Where it says yes, the composed root equals the root over all leaves.
   auto data = testing::random_bytes(7 * 16384 + 100, testing::test_seed());
-  for (std::size_t chunk : {std::size_t{4096}, std::size_t{16384}, std::size_t{65536}, std::size_t{1} << 20}) {
+  for (std::size_t chunk :
+       {std::size_t{4096}, std::size_t{16384}, std::size_t{65536}, std::size_t{1} << 20}) {
     std::vector<Digest> ids;
     L lengths;
     for (std::size_t off = 0; off < data.size(); off += chunk) {
@@ -217,11 +218,12 @@ TEST(ManifestTest, HeaderChecks) {
 }
 
 TEST(ManifestTest, RelativePathRules) {
-  for (const char* ok : {"a", "a/b", "model-00001-of-00002.safetensors", "a/.hidden", "a/..b", "...", "a b/c"}) {
+  for (const char* ok :
+       {"a", "a/b", "model-00001-of-00002.safetensors", "a/.hidden", "a/..b", "...", "a b/c"}) {
     EXPECT_TRUE(validate_relative_path(ok).is_ok()) << ok;
   }
-  for (const char* bad : {"", "/etc/passwd", "..", "../x", "a/../../x", "a/..", "./a", "a/./b", "a//b",
-                          "a/", "/"}) {
+  for (const char* bad :
+       {"", "/etc/passwd", "..", "../x", "a/../../x", "a/..", "./a", "a/./b", "a//b", "a/", "/"}) {
     Status st = validate_relative_path(bad);
     EXPECT_EQ(st.code(), Code::kInvalidArgument) << bad;
   }
@@ -405,7 +407,8 @@ TEST(ManifestTest, RandomDamageNeverCrashes) {
 // change and must be made deliberately (FERRY_UPDATE_GOLDEN=1 rewrites it).
 TEST(ManifestTest, GoldenBytes) {
   testing::expect_golden_file("tests/codec/golden/manifest_v1.hex",
-                              testing::hex_of(serialize_manifest(sample_manifest())) + "\n", "manifest bytes");
+                              testing::hex_of(serialize_manifest(sample_manifest())) + "\n",
+                              "manifest bytes");
 }
 
 }  // namespace

@@ -11,10 +11,10 @@
 #include <map>
 #include <set>
 
+#include "base/thread_pool.h"
 #include "codec/chunk_codec.h"
 #include "codec/engine.h"
 #include "codec/frame.h"
-#include "base/thread_pool.h"
 #include "codec/tree_hash.h"
 #include "tests/testing/testing.h"
 
@@ -63,7 +63,8 @@ TEST(PackerTest, ListsRegularFilesSortedAndSkipsSymlinks) {
   ASSERT_TRUE(sources.is_ok()) << sources.status().to_string();
   std::vector<std::string> names;
   for (const auto& s : *sources) names.push_back(s.rel_path);
-  EXPECT_EQ(names, (std::vector<std::string>{"a/b/weights.bin", "a/one", "c/empty", "c/exact4m", "top.json"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"a/b/weights.bin", "a/one", "c/empty", "c/exact4m", "top.json"}));
   ASSERT_EQ(notices.size(), 1u);
   EXPECT_NE(notices[0].find("link.json"), std::string::npos);
 

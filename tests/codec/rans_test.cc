@@ -190,8 +190,8 @@ TEST(RansBlock, EveryEncodePathWritesTheSameBytes) {
                   static_cast<int>(got));
     }
     for (std::size_t i = 0; i < cases.size(); ++i)
-      ASSERT_EQ(encode(cases[i]).bytes, want[i]) << "path " << static_cast<int>(got) << " case "
-                                                 << i << " m " << cases[i].size();
+      ASSERT_EQ(encode(cases[i]).bytes, want[i])
+          << "path " << static_cast<int>(got) << " case " << i << " m " << cases[i].size();
   }
   set_encode_path(EncodePath::kAuto);
 }

@@ -15,13 +15,11 @@ namespace ferry {
 namespace {
 
 // Expects `text` to contain `sub`, printing `text` when it does not.
-#define EXPECT_HAS(text, sub) \
-  EXPECT_NE(std::string(text).find(sub), std::string::npos) << "in: " << (text)
+#define EXPECT_HAS(text, sub) EXPECT_NE(std::string(text).find(sub), std::string::npos) << "in: " << (text)
 
 // A safetensors file: length prefix, `header` (padded with spaces to
 // `pad_to`), then `data_bytes` bytes of data.
-std::vector<std::byte> make_file(const std::string& header, std::size_t data_bytes,
-                                 std::size_t pad_to = 1) {
+std::vector<std::byte> make_file(const std::string& header, std::size_t data_bytes, std::size_t pad_to = 1) {
   std::string h = header;
   while (h.size() % pad_to != 0) h += ' ';
   std::vector<std::byte> out(8 + h.size() + data_bytes, std::byte{0x5a});
@@ -36,8 +34,7 @@ Result<SafetensorsLayout> parse(const std::vector<std::byte>& file) {
 }
 
 // Parses, expects failure with `code`, returns the message.
-std::string error_of(const std::string& header, std::size_t data_bytes,
-                     Code code = Code::kCorruption) {
+std::string error_of(const std::string& header, std::size_t data_bytes, Code code = Code::kCorruption) {
   auto r = parse(make_file(header, data_bytes));
   EXPECT_FALSE(r.is_ok()) << header;
   if (r.is_ok()) return "";
@@ -87,11 +84,10 @@ TEST(Safetensors, ParsesCorpusFiles) {
 }
 
 TEST(Safetensors, ParsesValidHeader) {
-  auto file = make_file(
-      R"({"b":{"dtype":"BF16","shape":[4],"data_offsets":[24,32]},)"
-      R"("__metadata__":{"format":"pt"},)"
-      R"("a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}})",
-      32);
+  auto file = make_file(R"({"b":{"dtype":"BF16","shape":[4],"data_offsets":[24,32]},)"
+                        R"("__metadata__":{"format":"pt"},)"
+                        R"("a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}})",
+                        32);
   auto r = parse(file);
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   const SafetensorsLayout& l = *r;
@@ -122,11 +118,10 @@ TEST(Safetensors, AcceptsPaddedHeader) {
 }
 
 TEST(Safetensors, EmptyAndScalarTensors) {
-  auto r = parse(make_file(
-      R"({"e":{"dtype":"F32","shape":[0,5],"data_offsets":[0,0]},)"
-      R"("s":{"dtype":"F32","shape":[],"data_offsets":[0,4]},)"
-      R"("z":{"dtype":"I64","shape":[7,0],"data_offsets":[4,4]}})",
-      4));
+  auto r = parse(make_file(R"({"e":{"dtype":"F32","shape":[0,5],"data_offsets":[0,0]},)"
+                           R"("s":{"dtype":"F32","shape":[],"data_offsets":[0,4]},)"
+                           R"("z":{"dtype":"I64","shape":[7,0],"data_offsets":[4,4]}})",
+                           4));
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   ASSERT_EQ(r->tensors.size(), 3u);
   EXPECT_EQ(r->tensors[0].name, "e");
@@ -144,12 +139,11 @@ TEST(Safetensors, NoTensorsAndNoData) {
 }
 
 TEST(Safetensors, NonFloatTypes) {
-  auto r = parse(make_file(
-      R"({"i":{"dtype":"I64","shape":[2],"data_offsets":[0,16]},)"
-      R"("b":{"dtype":"BOOL","shape":[3],"data_offsets":[16,19]},)"
-      R"("d":{"dtype":"F64","shape":[1],"data_offsets":[19,27]},)"
-      R"("f8":{"dtype":"F8_E5M2","shape":[5],"data_offsets":[27,32]}})",
-      32));
+  auto r = parse(make_file(R"({"i":{"dtype":"I64","shape":[2],"data_offsets":[0,16]},)"
+                           R"("b":{"dtype":"BOOL","shape":[3],"data_offsets":[16,19]},)"
+                           R"("d":{"dtype":"F64","shape":[1],"data_offsets":[19,27]},)"
+                           R"("f8":{"dtype":"F8_E5M2","shape":[5],"data_offsets":[27,32]}})",
+                           32));
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   ASSERT_EQ(r->tensors.size(), 4u);
   EXPECT_EQ(r->tensors[0].element_bytes, 8u);
@@ -195,9 +189,11 @@ TEST(Safetensors, RejectsBadJson) {
 
 TEST(Safetensors, RejectsDuplicateKeys) {
   EXPECT_HAS(error_of(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
-                       R"("a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})",
-                       2), "duplicate key \"a\"");
-  EXPECT_HAS(error_of(R"({"a":{"dtype":"U8","dtype":"U8","shape":[1],"data_offsets":[0,1]}})", 1), "duplicate key \"dtype\"");
+                      R"("a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})",
+                      2),
+             "duplicate key \"a\"");
+  EXPECT_HAS(error_of(R"({"a":{"dtype":"U8","dtype":"U8","shape":[1],"data_offsets":[0,1]}})", 1),
+             "duplicate key \"dtype\"");
 }
 
 TEST(Safetensors, RejectsBadMetadata) {
@@ -208,57 +204,70 @@ TEST(Safetensors, RejectsBadMetadata) {
 TEST(Safetensors, RejectsBadEntries) {
   EXPECT_HAS(error_of(R"({"a":3})", 0), "tensor \"a\": entry is not an object");
   EXPECT_HAS(error_of(R"({"a":{"dtype":"F32","data_offsets":[0,4]}})", 4), "tensor \"a\": missing \"shape\"");
-  EXPECT_HAS(error_of(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1}})", 4), "tensor \"a\": unexpected key \"x\"");
-  EXPECT_HAS(error_of(R"({"a":{"dtype":4,"shape":[1],"data_offsets":[0,4]}})", 4), "tensor \"a\": dtype is not a string");
+  EXPECT_HAS(error_of(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1}})", 4),
+             "tensor \"a\": unexpected key \"x\"");
+  EXPECT_HAS(error_of(R"({"a":{"dtype":4,"shape":[1],"data_offsets":[0,4]}})", 4),
+             "tensor \"a\": dtype is not a string");
 }
 
 TEST(Safetensors, RejectsUnsupportedDtypes) {
   for (const char* dt : {"F8_E8M0", "F4", "F6_E2M3", "C64", "float32"}) {
     std::string h = std::string(R"({"a":{"dtype":")") + dt + R"(","shape":[2],"data_offsets":[0,2]}})";
-    EXPECT_HAS(error_of(h, 2, Code::kUnsupported), std::string("tensor \"a\": unsupported dtype \"") + dt + "\"");
+    EXPECT_HAS(error_of(h, 2, Code::kUnsupported),
+               std::string("tensor \"a\": unsupported dtype \"") + dt + "\"");
   }
 }
 
 TEST(Safetensors, RejectsBadShapes) {
-  EXPECT_HAS(error_of(R"({"a":{"dtype":"F32","shape":3,"data_offsets":[0,12]}})", 12), "tensor \"a\": shape is not an array");
-  EXPECT_HAS(error_of(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4), "tensor \"a\": shape holds -1, not a non-negative integer");
+  EXPECT_HAS(error_of(R"({"a":{"dtype":"F32","shape":3,"data_offsets":[0,12]}})", 12),
+             "tensor \"a\": shape is not an array");
+  EXPECT_HAS(error_of(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4),
+             "tensor \"a\": shape holds -1, not a non-negative integer");
   EXPECT_HAS(error_of(R"({"a":{"dtype":"F32","shape":[2.5],"data_offsets":[0,4]}})", 4), "shape holds 2.5");
   EXPECT_HAS(error_of(R"({"a":{"dtype":"U8","shape":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1],)"
-                       R"("data_offsets":[0,1]}})",
-                       1), "tensor \"a\": shape has rank 17, above the limit of 16");
+                      R"("data_offsets":[0,1]}})",
+                      1),
+             "tensor \"a\": shape has rank 17, above the limit of 16");
   EXPECT_HAS(error_of(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],)"
-                       R"("data_offsets":[0,4]}})",
-                       4), "shape [4294967296, 4294967296] of F32 overflows");
+                      R"("data_offsets":[0,4]}})",
+                      4),
+             "shape [4294967296, 4294967296] of F32 overflows");
 }
 
 TEST(Safetensors, RejectsBadOffsets) {
-  EXPECT_HAS(error_of(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0]}})", 1), "tensor \"a\": data_offsets [0] is not [begin, end]");
+  EXPECT_HAS(error_of(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0]}})", 1),
+             "tensor \"a\": data_offsets [0] is not [begin, end]");
   EXPECT_HAS(error_of(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[-1,0]}})", 1), "is not [begin, end]");
-  EXPECT_HAS(error_of(R"({"a":{"dtype":"U8","shape":[0],"data_offsets":[5,4]}})", 5), "tensor \"a\": data_offsets [5, 4] end before they begin");
+  EXPECT_HAS(error_of(R"({"a":{"dtype":"U8","shape":[0],"data_offsets":[5,4]}})", 5),
+             "tensor \"a\": data_offsets [5, 4] end before they begin");
   EXPECT_EQ(error_of(R"({"a.weight":{"dtype":"F32","shape":[3,2],"data_offsets":[10,20]}})", 20),
             "tensor \"a.weight\": data_offsets [10, 20] give 10 bytes but shape [3, 2] of F32 "
             "needs 24");
-  EXPECT_HAS(error_of(R"({"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]}})", 4), "tensor \"a\": data_offsets [0, 8] run past the data section (4 bytes)");
+  EXPECT_HAS(error_of(R"({"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]}})", 4),
+             "tensor \"a\": data_offsets [0, 8] run past the data section (4 bytes)");
 }
 
 TEST(Safetensors, RejectsGapsAndOverlaps) {
   EXPECT_HAS(error_of(R"({"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]},)"
-                       R"("b":{"dtype":"U8","shape":[4],"data_offsets":[12,16]}})",
-                       16), "tensor \"b\": data_offsets [12, 16] leave a gap of 4 bytes after "
-                        "tensor \"a\" (ends at 8)");
-  EXPECT_HAS(error_of(R"({"a":{"dtype":"U8","shape":[8],"data_offsets":[2,10]}})", 10), "tensor \"a\": data_offsets [2, 10] leave a gap of 2 bytes at the start");
+                      R"("b":{"dtype":"U8","shape":[4],"data_offsets":[12,16]}})",
+                      16),
+             "tensor \"b\": data_offsets [12, 16] leave a gap of 4 bytes after "
+             "tensor \"a\" (ends at 8)");
+  EXPECT_HAS(error_of(R"({"a":{"dtype":"U8","shape":[8],"data_offsets":[2,10]}})", 10),
+             "tensor \"a\": data_offsets [2, 10] leave a gap of 2 bytes at the start");
   EXPECT_HAS(error_of(R"({"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]},)"
-                       R"("b":{"dtype":"U8","shape":[4],"data_offsets":[6,10]}})",
-                       10), "tensor \"b\": data_offsets [6, 10] overlap tensor \"a\" [0, 8]");
-  EXPECT_HAS(error_of(R"({"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]}})", 20), "data section is 20 bytes but the last tensor \"a\" ends at 8");
+                      R"("b":{"dtype":"U8","shape":[4],"data_offsets":[6,10]}})",
+                      10),
+             "tensor \"b\": data_offsets [6, 10] overlap tensor \"a\" [0, 8]");
+  EXPECT_HAS(error_of(R"({"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]}})", 20),
+             "data section is 20 bytes but the last tensor \"a\" ends at 8");
   EXPECT_HAS(error_of("{}", 3), "data section is 3 bytes but the header lists no tensors");
 }
 
 TEST(Safetensors, ShortensLongNamesInMessages) {
   std::string name;
   for (int i = 0; i < 300; ++i) name += "\xc3\xa9";  // U+00E9, two bytes each
-  std::string msg =
-      error_of("{\"" + name + R"(":{"dtype":"F32","shape":[1],"data_offsets":[0,3]}})", 3);
+  std::string msg = error_of("{\"" + name + R"(":{"dtype":"F32","shape":[1],"data_offsets":[0,3]}})", 3);
   const std::string prefix = "tensor \"";
   ASSERT_EQ(msg.rfind(prefix, 0), 0u) << msg;
   std::size_t cut = msg.find("...\"");

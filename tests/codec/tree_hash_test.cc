@@ -13,9 +13,9 @@
 #include <cstring>
 #include <vector>
 
-#include "codec/tree_hash_pair.h"
-#include "codec/limits.h"
 #include "base/thread_pool.h"
+#include "codec/limits.h"
+#include "codec/tree_hash_pair.h"
 #include "tests/testing/testing.h"
 
 namespace ferry {
@@ -78,8 +78,7 @@ TEST(TreeHash, LeafCount) {
 }
 
 TEST(TreeHash, EmptyChunkIsSha256OfNothing) {
-  EXPECT_EQ(to_hex(chunk_id({})),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(to_hex(chunk_id({})), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   EXPECT_EQ(merkle_root({}), chunk_id({}));
 }
 
@@ -126,8 +125,8 @@ TEST(TreeHash, FileRootComposesFromPowerOfTwoChunks) {
   for (std::size_t chunk_bytes : {kLeafBytes, 8 * kLeafBytes, 16 * kLeafBytes, 64 * kLeafBytes}) {
     std::vector<Digest> ids;
     for (std::size_t off = 0; off < data.size(); off += chunk_bytes) {
-      ids.push_back(chunk_id(std::span<const std::byte>(data).subspan(
-          off, std::min(chunk_bytes, data.size() - off))));
+      ids.push_back(
+          chunk_id(std::span<const std::byte>(data).subspan(off, std::min(chunk_bytes, data.size() - off))));
     }
     EXPECT_EQ(merkle_root(ids), file_root) << "chunk " << chunk_bytes;
   }
@@ -135,8 +134,7 @@ TEST(TreeHash, FileRootComposesFromPowerOfTwoChunks) {
 
 TEST(TreeHash, ParallelEqualsSerial) {
   ThreadPool pool(4);
-  for (std::size_t bytes : {std::size_t{0}, std::size_t{5000}, 256 * kLeafBytes + 17,
-                            std::size_t{4} << 20}) {
+  for (std::size_t bytes : {std::size_t{0}, std::size_t{5000}, 256 * kLeafBytes + 17, std::size_t{4} << 20}) {
     auto data = testing::random_bytes(bytes, testing::test_seed() + bytes);
     std::vector<Digest> serial(leaf_count(bytes)), parallel(leaf_count(bytes));
     hash_leaves(data, serial);
@@ -147,7 +145,8 @@ TEST(TreeHash, ParallelEqualsSerial) {
 }
 
 TEST(TreeHash, LeafPairEqualsOneShotSha256) {
-  if (!tree_hash_pair_available()) GTEST_SKIP() << "this CPU has no SHA extensions; every leaf is hashed by OpenSSL";
+  if (!tree_hash_pair_available())
+    GTEST_SKIP() << "this CPU has no SHA extensions; every leaf is hashed by OpenSSL";
   // Patterns that stress the byte order and the padding block (the leaf's
   // last byte shares it with the 0x80 pad), random leaves, and leaves at odd
   // addresses (the blocks are read unaligned).
@@ -179,7 +178,8 @@ TEST(TreeHash, LeafPairEqualsOneShotSha256) {
 }
 
 TEST(TreeHash, NodePairEqualsOneShotSha256EvenInPlace) {
-  if (!tree_hash_pair_available()) GTEST_SKIP() << "this CPU has no SHA extensions; every node is hashed by OpenSSL";
+  if (!tree_hash_pair_available())
+    GTEST_SKIP() << "this CPU has no SHA extensions; every node is hashed by OpenSSL";
   std::vector<Digest> d;
   for (int k = 0; k < 8; ++k) {
     auto bytes = testing::random_bytes(kDigestBytes, testing::test_seed() + 200 + k);

@@ -39,8 +39,8 @@ TEST(DeviceLogic, NormalisationEqualsCpu) {
     int kind = trial % 4;
     int symbols = 1 + static_cast<int>(rng() % 256);
     for (int i = 0; i < symbols; ++i) {
-      std::uint32_t c = kind == 0   ? 1 + rng() % 3                      // many tiny: d < 0
-                        : kind == 1 ? 1 + rng() % 1000000                 // wide spread
+      std::uint32_t c = kind == 0   ? 1 + rng() % 3        // many tiny: d < 0
+                        : kind == 1 ? 1 + rng() % 1000000  // wide spread
                         : kind == 2 ? static_cast<std::uint32_t>(rng() % 2) * 500000 + 1
                                     : 1u << (rng() % 20);
       counts[rng() % 256] += c;
@@ -118,8 +118,8 @@ Bytes emulate_gpu_float_encode(const Bytes& in, int w) {
     std::vector<std::uint8_t> stored(2 * blocks), body;
     for (std::size_t b = 0; b < blocks; ++b) {
       const std::uint8_t* sym = planes[p].data() + b * gpu::kBlockSymbols;
-      const std::uint32_t m = static_cast<std::uint32_t>(
-          std::min<std::size_t>(gpu::kBlockSymbols, n - b * gpu::kBlockSymbols));
+      const std::uint32_t m =
+          static_cast<std::uint32_t>(std::min<std::size_t>(gpu::kBlockSymbols, n - b * gpu::kBlockSymbols));
       std::uint32_t size = m;
       if (m > gpu::kStateBytes) {
         const std::uint32_t max_words = (m - gpu::kStateBytes - 1) / 2;
@@ -168,8 +168,8 @@ Bytes emulate_gpu_float_encode(const Bytes& in, int w) {
 }
 
 // Host emulation of the warp decoder of one coded block.
-bool emulate_gpu_decode_block(const std::uint32_t freq[256], const std::uint8_t* in,
-                              std::uint32_t stored, std::uint32_t m, std::uint8_t* out) {
+bool emulate_gpu_decode_block(const std::uint32_t freq[256], const std::uint8_t* in, std::uint32_t stored,
+                              std::uint32_t m, std::uint8_t* out) {
   std::uint32_t slots[4096], cum = 0;
   for (std::uint32_t s = 0; s < 256; ++s) {
     for (std::uint32_t i = 0; i < freq[s]; ++i) slots[cum + i] = gpu::dec_entry(s, freq[s], i);
@@ -226,9 +226,9 @@ TEST(DeviceLogic, WarpEncoderEqualsCpuOnRandomAndNormalData) {
 
 TEST(DeviceLogic, WarpEncoderEqualsCpuOnEdgeSizes) {
   const std::uint64_t seed = testing::test_seed();
-  for (std::size_t elems : {0ul, 1ul, 31ul, 32ul, 33ul, 64ul, 65ul, 127ul, 128ul, 129ul, 257ul,
-                            4095ul, 4096ul, 16383ul, 16384ul, 16385ul, 32768ul, 65535ul, 65536ul,
-                            65537ul}) {
+  for (std::size_t elems :
+       {0ul,   1ul,    31ul,   32ul,    33ul,    64ul,    65ul,    127ul,   128ul,   129ul,
+        257ul, 4095ul, 4096ul, 16383ul, 16384ul, 16385ul, 32768ul, 65535ul, 65536ul, 65537ul}) {
     for (int w : {1, 2, 4}) {
       Bytes d = testing::normal_floats(elems, w == 1 ? 2 : w, true, 0.02, seed + elems);
       d.resize(elems * w + (elems % 3 == 0 ? 0 : w - 1));  // odd tails too
@@ -298,8 +298,8 @@ TEST(DeviceLogic, WarpDecoderReadsCpuBlocks) {
 TEST(DeviceLogic, LeafAndNodeHashesEqualCpu) {
   const std::uint64_t seed = testing::test_seed();
   Bytes d = testing::random_bytes(4096, seed);
-  for (std::size_t len : {0ul, 1ul, 3ul, 4ul, 54ul, 55ul, 56ul, 63ul, 64ul, 65ul, 119ul, 120ul,
-                          1000ul, 4093ul, 4095ul, 4096ul}) {
+  for (std::size_t len : {0ul, 1ul, 3ul, 4ul, 54ul, 55ul, 56ul, 63ul, 64ul, 65ul, 119ul, 120ul, 1000ul,
+                          4093ul, 4095ul, 4096ul}) {
     Digest want = hash_leaf(std::span(d).first(len));
     Digest got;
     gpu::sha256_leaf_bytes(u8(d), static_cast<std::uint32_t>(len), got.data());
@@ -324,7 +324,7 @@ TEST(DeviceLogic, Crc32cAndCombineEqualCpu) {
   for (std::size_t off = 0; off < d.size(); off += 4096) {
     std::size_t len = std::min<std::size_t>(4096, d.size() - off);
     std::uint32_t seg = gpu::crc32c_update(table, 0, u8(d) + off, len);
-    crc = off == 0 ? seg
+    crc = off == 0      ? seg
           : len == 4096 ? gpu::gf2_times(shift4k, crc) ^ seg
                         : gpu::crc32c_combine(crc, seg, len);
   }
@@ -345,8 +345,7 @@ TEST(DeviceLogic, FrameHeaderEqualsCpu) {
   std::array<std::byte, kFrameHeaderBytes> want;
   write_frame_header(h, want);
   std::uint8_t got[88];
-  gpu::write_frame_header(table, 3, 1, h.raw_bytes, h.payload_bytes, h.chunk_id.data(),
-                          0x12345678u, got);
+  gpu::write_frame_header(table, 3, 1, h.raw_bytes, h.payload_bytes, h.chunk_id.data(), 0x12345678u, got);
   EXPECT_EQ(std::memcmp(got, want.data(), 88), 0);
 }
 

@@ -87,8 +87,8 @@ TEST_F(GpuEngineTest, EdgeSizes) {
   const std::uint64_t seed = testing::test_seed();
   std::vector<Bytes> data;
   std::vector<DType> types;
-  for (std::size_t bytes : {1ul, 2ul, 3ul, 255ul, 256ul, 257ul, 4095ul, 4096ul, 4097ul, 32767ul,
-                            32768ul, 32769ul, 65536ul, 131071ul, 262144ul, 1000001ul}) {
+  for (std::size_t bytes : {1ul, 2ul, 3ul, 255ul, 256ul, 257ul, 4095ul, 4096ul, 4097ul, 32767ul, 32768ul,
+                            32769ul, 65536ul, 131071ul, 262144ul, 1000001ul}) {
     for (DType t : {DType::kBF16, DType::kF32, DType::kF8E4M3}) {
       Bytes d = testing::normal_floats(bytes / 2 + 1, 2, true, 0.02, seed + bytes);
       d.resize(bytes);

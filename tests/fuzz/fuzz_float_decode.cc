@@ -17,9 +17,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size < 4) return 0;
   static const int kWidths[3] = {1, 2, 4};
   int width = kWidths[data[0] % 3];
-  std::size_t out_bytes =
-      (static_cast<std::size_t>(data[1]) | (static_cast<std::size_t>(data[2]) << 8) |
-       (static_cast<std::size_t>(data[3]) << 16)) % (kMaxOutBytes + 1);
+  std::size_t out_bytes = (static_cast<std::size_t>(data[1]) | (static_cast<std::size_t>(data[2]) << 8) |
+                           (static_cast<std::size_t>(data[3]) << 16)) %
+                          (kMaxOutBytes + 1);
   std::vector<std::byte> out(out_bytes);
   auto payload = std::span(reinterpret_cast<const std::byte*>(data + 4), size - 4);
   (void)ferry::float_decode(payload, width, out);

@@ -9,8 +9,8 @@
 #include <span>
 #include <vector>
 
-#include "codec/chunk_codec.h"
 #include "base/crc32c.h"
+#include "codec/chunk_codec.h"
 
 namespace {
 

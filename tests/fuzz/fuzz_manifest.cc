@@ -22,7 +22,8 @@ void reseal(std::vector<std::byte>& b) {
   using ferry::kManifestHeaderBytes;
   if (b.size() < kManifestHeaderBytes) return;
   put_le(b, 8, b.size() - kManifestHeaderBytes, 8);
-  put_le(b, 16, ferry::mask_crc(ferry::crc32c(std::span<const std::byte>(b).subspan(kManifestHeaderBytes))), 4);
+  put_le(b, 16, ferry::mask_crc(ferry::crc32c(std::span<const std::byte>(b).subspan(kManifestHeaderBytes))),
+         4);
   put_le(b, 20, ferry::mask_crc(ferry::crc32c(std::span<const std::byte>(b).first(20))), 4);
 }
 

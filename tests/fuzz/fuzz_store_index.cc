@@ -39,7 +39,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;
   }
   if ((mode & 1) && b.size() >= 4) {
-    const std::uint32_t crc = ferry::mask_crc(ferry::crc32c(std::span<const std::byte>(b).first(b.size() - 4)));
+    const std::uint32_t crc =
+        ferry::mask_crc(ferry::crc32c(std::span<const std::byte>(b).first(b.size() - 4)));
     std::memcpy(b.data() + b.size() - 4, &crc, 4);
   }
   auto index = ferry::parse_index(b);

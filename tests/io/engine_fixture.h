@@ -52,10 +52,9 @@ inline std::string backend_param_name(const ::testing::TestParamInfo<Backend>& i
   return info.param == Backend::kUring ? "uring" : "threads";
 }
 
-#define FERRY_ENGINE_SUITE(fixture)                                                    \
-  INSTANTIATE_TEST_SUITE_P(Backends, fixture,                                          \
-                           ::testing::Values(::ferry::io::Backend::kUring,             \
-                                             ::ferry::io::Backend::kThreads),          \
+#define FERRY_ENGINE_SUITE(fixture)                                                                         \
+  INSTANTIATE_TEST_SUITE_P(Backends, fixture,                                                               \
+                           ::testing::Values(::ferry::io::Backend::kUring, ::ferry::io::Backend::kThreads), \
                            ::ferry::io::testing::backend_param_name)
 
 }  // namespace ferry::io::testing

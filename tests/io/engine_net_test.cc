@@ -15,9 +15,9 @@
 namespace ferry::io {
 namespace {
 
-using testing::EngineTest;
 using ferry::testing::random_bytes;
 using ferry::testing::test_seed;
+using testing::EngineTest;
 using Clock = std::chrono::steady_clock;
 
 class NetTest : public EngineTest {
@@ -74,7 +74,8 @@ TEST_P(NetTest, SendAndRecvManyMegabytes) {
       ++sent_ops;
     }
     if (!recv_posted && recv_done < data.size()) {
-      std::span<std::byte> b(got.data() + recv_done, std::min<std::size_t>(256 << 10, got.size() - recv_done));
+      std::span<std::byte> b(got.data() + recv_done,
+                             std::min<std::size_t>(256 << 10, got.size() - recv_done));
       ASSERT_TRUE(engine_->submit(Op::recv(server, b, 1, 5000)).is_ok());
       recv_posted = true;
     }
@@ -129,8 +130,7 @@ TEST_P(NetTest, RecvAfterResetIsUnavailable) {
   std::vector<std::byte> buf(1024);
   Completion c = run(Op::recv(client, buf, 1, 5000));
   EXPECT_EQ(c.status.code(), Code::kUnavailable) << c.status.to_string();
-  EXPECT_NE(c.status.message().find(std::strerror(ECONNRESET)), std::string::npos)
-      << c.status.message();
+  EXPECT_NE(c.status.message().find(std::strerror(ECONNRESET)), std::string::npos) << c.status.message();
 }
 
 TEST_P(NetTest, ConnectionRefusedIsUnavailable) {
@@ -198,14 +198,12 @@ TEST_P(NetTest, ManyConcurrentSocketsWithRecvsPostedFirst) {
   // Every recv is pending before any send: a backend that let a blocked
   // recv hold a worker would stall here.
   for (int i = 0; i < kPairs; ++i) {
-    ASSERT_TRUE(engine_->submit(Op::recv(pairs[i].second, {got.data() + i * 4096, 4096}, i, 5000))
-                    .is_ok());
+    ASSERT_TRUE(engine_->submit(Op::recv(pairs[i].second, {got.data() + i * 4096, 4096}, i, 5000)).is_ok());
   }
   ASSERT_TRUE(engine_->flush().is_ok());
   for (int i = 0; i < kPairs; ++i) {
     ASSERT_TRUE(
-        engine_->submit(Op::send(pairs[i].first, {data.data() + i * 4096, 4096}, 1000 + i, 5000))
-            .is_ok());
+        engine_->submit(Op::send(pairs[i].first, {data.data() + i * 4096, 4096}, 1000 + i, 5000)).is_ok());
   }
   std::size_t recvd = 0;
   for (int i = 0; i < 2 * kPairs; ++i) {
@@ -217,8 +215,9 @@ TEST_P(NetTest, ManyConcurrentSocketsWithRecvsPostedFirst) {
       // Loopback delivers a 4 KiB write whole, but a recv may still see less.
       if (c->bytes < 4096) {
         std::size_t off = c->tag * 4096 + c->bytes;
-        ASSERT_TRUE(engine_->submit(Op::recv(pairs[c->tag].second, {got.data() + off, 4096 - c->bytes},
-                                             c->tag, 5000)).is_ok());
+        ASSERT_TRUE(
+            engine_->submit(Op::recv(pairs[c->tag].second, {got.data() + off, 4096 - c->bytes}, c->tag, 5000))
+                .is_ok());
         --i;
       }
     }
@@ -259,8 +258,8 @@ TEST_P(NetTest, QueuedSendsOfOddSizesArriveInOrder) {
   std::vector<Completion> out(kDepth);
   while (sends_done < sizes.size() || recvd < total) {
     while (next < sizes.size() && engine_->outstanding() + 1 < engine_->queue_depth()) {
-      ASSERT_TRUE(engine_->submit(Op::send(client, {data.data() + off, sizes[next]}, 1000 + next,
-                                           5000)).is_ok());
+      ASSERT_TRUE(
+          engine_->submit(Op::send(client, {data.data() + off, sizes[next]}, 1000 + next, 5000)).is_ok());
       off += sizes[next++];
     }
     if (!recv_posted && recvd < total) {

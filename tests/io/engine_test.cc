@@ -20,10 +20,10 @@
 namespace ferry::io {
 namespace {
 
-using testing::EngineTest;
 using ferry::testing::random_bytes;
 using ferry::testing::TempDir;
 using ferry::testing::test_seed;
+using testing::EngineTest;
 
 std::vector<std::byte> slice(const std::vector<std::byte>& v, std::size_t off, std::size_t len) {
   if (off >= v.size()) return {};
@@ -81,16 +81,16 @@ TEST_P(EngineTest, DirectReadsWithUnalignedHeadsTailsAndBuffers) {
     std::size_t offset, len, buf_shift;
   };
   const Case cases[] = {
-      {0, 4096, 0},            // aligned
-      {0, 1 << 20, 0},         // aligned, large
-      {100, 4096, 0},          // unaligned head
-      {4096, 5000, 0},         // unaligned tail
-      {4096, 8192, 1},         // unaligned buffer
-      {(1 << 20) - 4096, 8192, 0},   // aligned, crosses end of file: short
-      {(1 << 20) + 1000, 4096, 0},   // unaligned, crosses end of file
-      {(1 << 20) + 1234, 4096, 0},   // starts exactly at end of file
-      {(1 << 20) + 8192, 4096, 0},   // past end of file
-      {12345, 3, 7},           // tiny
+      {0, 4096, 0},                 // aligned
+      {0, 1 << 20, 0},              // aligned, large
+      {100, 4096, 0},               // unaligned head
+      {4096, 5000, 0},              // unaligned tail
+      {4096, 8192, 1},              // unaligned buffer
+      {(1 << 20) - 4096, 8192, 0},  // aligned, crosses end of file: short
+      {(1 << 20) + 1000, 4096, 0},  // unaligned, crosses end of file
+      {(1 << 20) + 1234, 4096, 0},  // starts exactly at end of file
+      {(1 << 20) + 8192, 4096, 0},  // past end of file
+      {12345, 3, 7},                // tiny
   };
   for (const Case& k : cases) {
     std::span<std::byte> buf = whole.subspan(k.buf_shift, k.len);
@@ -294,8 +294,7 @@ TEST_P(EngineTest, ManyConcurrentReadsWithBackPressure) {
       const Completion& c = out[i];
       ASSERT_TRUE(c.status.is_ok()) << c.status.to_string();
       ASSERT_EQ(c.bytes, kLen);
-      ASSERT_EQ(0, std::memcmp(pool->buffer(buf_of[c.tag]).data(), data.data() + offsets[c.tag],
-                               kLen))
+      ASSERT_EQ(0, std::memcmp(pool->buffer(buf_of[c.tag]).data(), data.data() + offsets[c.tag], kLen))
           << "op " << c.tag;
       pool->release(buf_of[c.tag]);
       ++completed;

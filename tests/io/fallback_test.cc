@@ -5,8 +5,8 @@
 // engine twice, checks it got the thread pool, and writes and reads back a
 // real file through it. The child's stderr goes to a file so the test can
 // check the reason was logged exactly once.
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -140,8 +140,7 @@ TEST(FallbackTest, ForcedIoUringFailsInsteadOfFallingBack) {
     o.backend = Backend::kUring;
     o.log_choice = false;
     auto e = make_engine(o);
-    ::_exit(!e.is_ok() && e.status().code() == Code::kPermissionDenied ? kChildOk
-                                                                       : kWrongBackend);
+    ::_exit(!e.is_ok() && e.status().code() == Code::kPermissionDenied ? kChildOk : kWrongBackend);
   }
   int wstatus = 0;
   ASSERT_EQ(::waitpid(pid, &wstatus, 0), pid);

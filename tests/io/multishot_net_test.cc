@@ -4,8 +4,8 @@
 // before any recv is posted, one large arrival split over many small recvs,
 // deep queues of whole-buffer recvs, end of stream after stashed bytes, a
 // closed receiver releasing its socket, and a reused descriptor number.
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -149,7 +149,8 @@ TEST_P(MultishotTest, EndOfStreamAfterStashedBytes) {
   ASSERT_TRUE(first.is_ok() && first->status.is_ok());
   std::size_t off = first->bytes;
   while (off < data.size()) {
-    Completion c = run(Op::recv(server, {got.data() + off, std::min<std::size_t>(999, data.size() - off)}, 2));
+    Completion c =
+        run(Op::recv(server, {got.data() + off, std::min<std::size_t>(999, data.size() - off)}, 2));
     ASSERT_TRUE(c.status.is_ok()) << c.status.to_string();
     ASSERT_GT(c.bytes, 0u) << "end of stream before the stashed bytes";
     off += c.bytes;
@@ -224,8 +225,8 @@ TEST_P(MultishotTest, LargeWholeBufferRecvTimesOut) {
   std::vector<std::byte> buf(1 << 20);
   auto t0 = std::chrono::steady_clock::now();
   Completion c = run(Op::recv_all(server, buf, 1, 150));
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                std::chrono::steady_clock::now() - t0).count();
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(c.status.code(), Code::kTimeout) << c.status.to_string();
   EXPECT_LE(c.bytes, data.size());
   EXPECT_GE(ms, 140);
@@ -285,9 +286,12 @@ INSTANTIATE_TEST_SUITE_P(Paths, MultishotTest,
                          ::testing::Values(Mode::kMultishot, Mode::kSingleShot, Mode::kThreads),
                          [](const ::testing::TestParamInfo<Mode>& info) {
                            switch (info.param) {
-                             case Mode::kMultishot: return std::string("multishot");
-                             case Mode::kSingleShot: return std::string("single_shot");
-                             case Mode::kThreads: return std::string("threads");
+                             case Mode::kMultishot:
+                               return std::string("multishot");
+                             case Mode::kSingleShot:
+                               return std::string("single_shot");
+                             case Mode::kThreads:
+                               return std::string("threads");
                            }
                            return std::string("?");
                          });

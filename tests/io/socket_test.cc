@@ -29,8 +29,8 @@ TEST(SocketAddress, ParsesV4V6AndNames) {
 }
 
 TEST(SocketAddress, RejectsMalformed) {
-  for (const char* bad : {"", "127.0.0.1", ":80", "host:", "host:99999", "host:12x", "::1:80",
-                          "[::1]80", "[::1"}) {
+  for (const char* bad :
+       {"", "127.0.0.1", ":80", "host:", "host:99999", "host:12x", "::1:80", "[::1]80", "[::1"}) {
     auto r = SocketAddress::parse(bad);
     EXPECT_FALSE(r.is_ok()) << bad;
     if (!r.is_ok()) {

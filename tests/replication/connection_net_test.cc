@@ -51,8 +51,9 @@ TEST_F(ConnectionNetTest, LargeMessagesRoundTripWithCounters) {
   EXPECT_GT(k.cipher_bytes_out, k.plain_bytes_out);  // TLS records cost a little
   EXPECT_LT(k.cipher_bytes_out, k.plain_bytes_out + k.plain_bytes_out / 100);
   EXPECT_GT(k.cipher_bytes_in, k.plain_bytes_in);
-  std::fprintf(stderr, "[ferry] 64 MiB there and back over TLS on loopback: %.3f s (%.0f MB/s each way), %s, %s\n",
-               s, 2.0 * kMaxFrameBytes / s / 1e6 / 2, c->cipher_description().c_str(),
+  std::fprintf(stderr,
+               "[ferry] 64 MiB there and back over TLS on loopback: %.3f s (%.0f MB/s each way), %s, %s\n", s,
+               2.0 * kMaxFrameBytes / s / 1e6 / 2, c->cipher_description().c_str(),
                std::string(io::backend_name(c->backend())).c_str());
   ASSERT_TRUE(c->send(Bye{}).is_ok());
   auto served = rx.wait_for(1);
@@ -147,8 +148,8 @@ TEST_F(ConnectionNetTest, OversizedMessageIsRefusedAtItsHeader) {
 // A client that completes TLS and HELLO, then sends the first `part` bytes
 // of a message announcing `body` bytes, then vanishes (or, with `stall`,
 // keeps the connection open and silent).
-void send_partial_message(const TestCerts& certs, const EchoReceiver& rx, std::size_t body,
-                          std::size_t part, int stall_ms) {
+void send_partial_message(const TestCerts& certs, const EchoReceiver& rx, std::size_t body, std::size_t part,
+                          int stall_ms) {
   auto c = Connection::connect(rx.host_port(), certs.client_ctx("alpha"));
   ASSERT_TRUE(c.is_ok()) << c.status().to_string();
   ASSERT_TRUE((*c)->hello("ferry-test").is_ok());

@@ -83,11 +83,11 @@ inline void make_checkpoint(const fs::path& dir, std::uint64_t seed) {
                      make_tensor("layers.0.attn.q.weight", "BF16", {96, 96}, seed + 2),
                      make_tensor("layers.0.norm.weight", "BF16", {96}, seed + 3),
                      make_tensor("layers.0.mlp.up.weight", "BF16", {384, 97}, seed + 4)});
-  write_safetensors(dir / "sub/model-00002-of-00002.safetensors",
-                    {make_tensor("lm_head.weight", "F32", {300, 96}, seed + 5),
-                     make_tensor("layers.1.attn.k.weight", "F16", {96, 33}, seed + 6),
-                     make_tensor("step", "I64", {}, seed + 7),
-                     make_tensor("positions", "I64", {1000}, seed + 8)});
+  write_safetensors(
+      dir / "sub/model-00002-of-00002.safetensors",
+      {make_tensor("lm_head.weight", "F32", {300, 96}, seed + 5),
+       make_tensor("layers.1.attn.k.weight", "F16", {96, 33}, seed + 6),
+       make_tensor("step", "I64", {}, seed + 7), make_tensor("positions", "I64", {1000}, seed + 8)});
   ferry::testing::write_file(dir / "config.json", [] {
     std::string s = "{\"hidden_size\": 96, \"num_layers\": 2}";
     std::vector<std::byte> b(s.size());

@@ -11,9 +11,9 @@
 
 #include <cstdint>
 
+#include "base/thread_pool.h"
 #include "codec/archive.h"
 #include "codec/packer.h"
-#include "base/thread_pool.h"
 #include "cuda/gpu_engine.h"
 #include "cuda/gpu_memory.h"
 #include "replication/device_restore.h"
@@ -92,7 +92,8 @@ TEST_F(DeviceRestoreGpuTest, TensorsInGpuMemoryEqualTheFiles) {
     ASSERT_TRUE(source.is_ok()) << source.status().to_string();
     auto r = restore_to_device(**source, options(engine));
     ASSERT_TRUE(r.is_ok()) << r.status().to_string();
-    EXPECT_EQ(r->report.engine.rfind(engine == EngineChoice::kGpu ? "gpu" : "cpu", 0), 0u) << r->report.engine;
+    EXPECT_EQ(r->report.engine.rfind(engine == EngineChoice::kGpu ? "gpu" : "cpu", 0), 0u)
+        << r->report.engine;
     HostCopy h = download(*r);
     EXPECT_EQ(expect_restored_equals(h.result, src_.path()), 8u) << r->report.engine;
   }

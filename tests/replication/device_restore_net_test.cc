@@ -11,9 +11,9 @@
 #include "base/thread_pool.h"
 #include "replication/device_restore.h"
 #include "replication/frame_sources.h"
-#include "tests/testing/link_simulator.h"
 #include "tests/replication/device_restore_fixture.h"
 #include "tests/replication/receiver_fixture.h"
+#include "tests/testing/link_simulator.h"
 
 namespace ferry::replication {
 namespace {
@@ -111,17 +111,20 @@ TEST_F(DeviceRestoreNetTest, ThroughAFaultyLinkARestoreIsExactOrAClearError) {
     }
     link.stop();
     const LinkCounters c = link.counters();
-    std::printf("[faults] run %d (link seed %llu): %s; connections %llu resets %llu truncations %llu flips %llu\n",
-                run, static_cast<unsigned long long>(lo.faults.seed), st.is_ok() ? "complete" : st.to_string().c_str(),
-                static_cast<unsigned long long>(c.connections), static_cast<unsigned long long>(c.resets),
-                static_cast<unsigned long long>(c.truncations), static_cast<unsigned long long>(c.flips));
+    std::printf(
+        "[faults] run %d (link seed %llu): %s; connections %llu resets %llu truncations %llu flips %llu\n",
+        run, static_cast<unsigned long long>(lo.faults.seed),
+        st.is_ok() ? "complete" : st.to_string().c_str(), static_cast<unsigned long long>(c.connections),
+        static_cast<unsigned long long>(c.resets), static_cast<unsigned long long>(c.truncations),
+        static_cast<unsigned long long>(c.flips));
     if (!st.is_ok()) {
       // A clear error: a code a user can act on and a message naming the
       // receiver, the stream or the chunk.
       EXPECT_NE(st.code(), Code::kInternal) << st.to_string();
       const std::string& msg = st.message();
-      const bool named = msg.find(link.address()) != std::string::npos || msg.find("stream") != std::string::npos ||
-                         msg.find("chunk ") != std::string::npos || msg.find("127.0.0.1") != std::string::npos;
+      const bool named = msg.find(link.address()) != std::string::npos ||
+                         msg.find("stream") != std::string::npos || msg.find("chunk ") != std::string::npos ||
+                         msg.find("127.0.0.1") != std::string::npos;
       EXPECT_TRUE(named) << st.to_string();
     }
   }

@@ -11,9 +11,9 @@
 
 #include <set>
 
+#include "base/thread_pool.h"
 #include "codec/archive.h"
 #include "codec/packer.h"
-#include "base/thread_pool.h"
 #include "replication/frame_sources.h"
 #include "store/local_store.h"
 #include "tests/replication/device_restore_fixture.h"
@@ -59,7 +59,8 @@ class StoreSink final : public FrameSink {
 
 Status pack_into_store(const fs::path& src, const fs::path& store_dir, const std::string& ns,
                        const std::string& snapshot) {
-  ASSIGN_OR_RETURN(std::unique_ptr<ChunkStore> store, open_local_store(store_dir, {.log = [](std::string_view) {}}));
+  ASSIGN_OR_RETURN(std::unique_ptr<ChunkStore> store,
+                   open_local_store(store_dir, {.log = [](std::string_view) {}}));
   ASSIGN_OR_RETURN(std::vector<PackSource> sources, list_pack_sources(src));
   StoreSink sink(*store, ns);
   ASSIGN_OR_RETURN(Manifest m, pack_files(sources, pack_options(), sink));
@@ -218,11 +219,13 @@ TEST(DeviceParse, DevicesAreParsedStrictly) {
   EXPECT_EQ(d->index, 3);
   EXPECT_EQ(device_name(*d), "cuda:3");
   EXPECT_EQ(device_name(Device{}), "cpu");
-  for (const char* bad : {"", "gpu", "cuda:", "cuda:x", "cuda:-1", "cuda:1x", "CUDA:0", "cuda:123456", "cpu:0"}) {
+  for (const char* bad :
+       {"", "gpu", "cuda:", "cuda:x", "cuda:-1", "cuda:1x", "CUDA:0", "cuda:123456", "cpu:0"}) {
     auto r = parse_device(bad);
     ASSERT_FALSE(r.is_ok()) << bad;
     EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << bad;
-    EXPECT_NE(r.status().message().find(std::string("\"") + bad + "\""), std::string::npos) << r.status().to_string();
+    EXPECT_NE(r.status().message().find(std::string("\"") + bad + "\""), std::string::npos)
+        << r.status().to_string();
   }
 }
 
@@ -242,9 +245,9 @@ TEST(SourceLocations, AreParsedStrictly) {
   EXPECT_EQ(r->kind, SourceLocation::Kind::kRemote);
   EXPECT_EQ(r->address, "dr.example.com:7443");
   EXPECT_EQ(r->snapshot, "step-100");
-  for (const char* bad : {"", "ferry://host:1/", "ferry://host/step", "ferry:///step", "store:step",
-                          "store:/a/b", "store:/srv/store/../step", "store:/srv/store/ns/..", "s3://bucket/x",
-                          "ferry://h:1/a/b"}) {
+  for (const char* bad :
+       {"", "ferry://host:1/", "ferry://host/step", "ferry:///step", "store:step", "store:/a/b",
+        "store:/srv/store/../step", "store:/srv/store/ns/..", "s3://bucket/x", "ferry://h:1/a/b"}) {
     auto p = parse_source_location(bad);
     ASSERT_FALSE(p.is_ok()) << bad;
     EXPECT_EQ(p.status().code(), Code::kInvalidArgument) << bad;

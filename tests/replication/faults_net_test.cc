@@ -15,8 +15,8 @@
 #include <string>
 
 #include "replication/restore.h"
-#include "tests/store/chunk_store_test_util.h"
 #include "tests/replication/sender_fixture.h"
+#include "tests/store/chunk_store_test_util.h"
 #include "tests/testing/testing.h"
 
 namespace ferry::replication {

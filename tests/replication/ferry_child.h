@@ -65,8 +65,10 @@ class ChildProcess {
         buffered_.erase(0, nl + 1);
         if (line.find(needle) != std::string::npos) return line;
       }
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return Status::timeout("no line with '" + std::string(needle) + "' from the child");
+      auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0)
+        return Status::timeout("no line with '" + std::string(needle) + "' from the child");
       pollfd p{out_.get(), POLLIN, 0};
       if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
       char buf[4096];

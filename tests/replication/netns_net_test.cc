@@ -50,8 +50,7 @@ std::string quote(const std::string& s) { return "'" + s + "'"; }
 class NamespacePair {
  public:
   explicit NamespacePair(int tag)
-      : a_("ferry-a-" + std::to_string(tag)),
-        b_("ferry-b-" + std::to_string(tag)),
+      : a_("ferry-a-" + std::to_string(tag)), b_("ferry-b-" + std::to_string(tag)),
         subnet_("10.213." + std::to_string(tag % 250) + ".") {}
   ~NamespacePair() {
     if (added_a_) run_command("ip netns del " + a_);
@@ -104,7 +103,8 @@ void write_tree(const fs::path& root, std::uint64_t seed) {
 
 TEST(NetnsTest, PushAndRestoreBetweenTwoNamespaces) {
   if (::geteuid() != 0) GTEST_SKIP() << "creating network namespaces needs root";
-  if (run_command("ip netns list").exit_code != 0) GTEST_SKIP() << "the ip command or netns support is missing";
+  if (run_command("ip netns list").exit_code != 0)
+    GTEST_SKIP() << "the ip command or netns support is missing";
 
   ferry::testing::TempDir dir;
   NamespacePair ns(static_cast<int>(::getpid()));
@@ -135,8 +135,8 @@ TEST(NetnsTest, PushAndRestoreBetweenTwoNamespaces) {
               ns.b().c_str(), ns.address_b().c_str());
 
   // The receiver's address exists only inside the namespaces.
-  CommandResult outside = run_command("timeout 5 bash -c " + quote("exec 3<>/dev/tcp/" + ns.address_a() + "/" +
-                                                                   std::to_string(port)));
+  CommandResult outside = run_command(
+      "timeout 5 bash -c " + quote("exec 3<>/dev/tcp/" + ns.address_a() + "/" + std::to_string(port)));
   EXPECT_NE(outside.exit_code, 0) << "the receiver was reachable from the root namespace";
 
   fs::path src = dir.path() / "ckpt";

@@ -29,7 +29,9 @@ Digest digest_of(std::uint8_t seed) {
   return d;
 }
 
-std::vector<std::byte> bytes(std::size_t n, std::uint8_t v) { return std::vector<std::byte>(n, std::byte{v}); }
+std::vector<std::byte> bytes(std::size_t n, std::uint8_t v) {
+  return std::vector<std::byte>(n, std::byte{v});
+}
 
 // One valid instance of every message type, in type order.
 std::vector<Message> samples() {
@@ -58,9 +60,7 @@ std::vector<Message> samples() {
   };
 }
 
-bool same(const Message& a, const Message& b) {
-  return encode_message_bytes(a) == encode_message_bytes(b);
-}
+bool same(const Message& a, const Message& b) { return encode_message_bytes(a) == encode_message_bytes(b); }
 
 // Decodes `body` as a connection does when it reads a frame-carrying body in
 // two parts (the fields before the frame, then the frame into its own buffer).
@@ -131,16 +131,41 @@ TEST(ProtocolTest, EncodedMessageKeepsBulkOutOfHead) {
 }
 
 TEST(ProtocolTest, GoldenBytes) {
-  EXPECT_EQ(hex(encode_message_bytes(Hello{1, 1, "ferry"})), "0b00000001" "0100" "0100" "0500" "6665727279");
+  EXPECT_EQ(hex(encode_message_bytes(Hello{1, 1, "ferry"})),
+            "0b00000001"
+            "0100"
+            "0100"
+            "0500"
+            "6665727279");
   EXPECT_EQ(hex(encode_message_bytes(HelloOk{1, "h1", 134217728, 64, 65536, 1})),
-            "1a00000002" "0100" "0200" "6831" "0000000800000000" "40000000" "00000100" "01000000");
-  EXPECT_EQ(hex(encode_message_bytes(QueryReply{0x0102, {true, false, false, false, false, false, false, false, true}})),
-            "0e00000004" "0201000000000000" "09000000" "01" "01");
+            "1a00000002"
+            "0100"
+            "0200"
+            "6831"
+            "0000000800000000"
+            "40000000"
+            "00000100"
+            "01000000");
+  EXPECT_EQ(hex(encode_message_bytes(
+                QueryReply{0x0102, {true, false, false, false, false, false, false, false, true}})),
+            "0e00000004"
+            "0201000000000000"
+            "09000000"
+            "01"
+            "01");
   EXPECT_EQ(hex(encode_message_bytes(Error{2, Code::kNotFound, "no"})),
-            "0d00000014" "0200000000000000" "02" "0200" "6e6f");
+            "0d00000014"
+            "0200000000000000"
+            "02"
+            "0200"
+            "6e6f");
   EXPECT_EQ(hex(encode_message_bytes(Bye{})), "0000000015");
   EXPECT_EQ(hex(encode_message_bytes(Prune{1, 2, 3, false})),
-            "1500000010" "0100000000000000" "02000000" "0300000000000000" "00");
+            "1500000010"
+            "0100000000000000"
+            "02000000"
+            "0300000000000000"
+            "00");
 }
 
 TEST(ProtocolTest, EveryTruncationIsCorruption) {
@@ -218,11 +243,15 @@ TEST(ProtocolTest, FieldRulesAreEnforced) {
   EXPECT_FALSE(decode_message(encode_message_bytes(CommitOk{1, "../etc"})).is_ok());
   EXPECT_FALSE(decode_message(encode_message_bytes(CommitOk{1, ".."})).is_ok());
   EXPECT_FALSE(decode_message(encode_message_bytes(Delete{1, ""})).is_ok());
-  EXPECT_FALSE(decode_message(encode_message_bytes(Delete{1, std::string(kMaxSnapshotNameBytes + 1, 'a')})).is_ok());
-  EXPECT_TRUE(decode_message(encode_message_bytes(Delete{1, std::string(kMaxSnapshotNameBytes, 'a')})).is_ok());
-  EXPECT_FALSE(decode_message(encode_message_bytes(HelloOk{1, "a/b", kDefaultMaxMessageBytes, 64, 10, 0})).is_ok());
+  EXPECT_FALSE(
+      decode_message(encode_message_bytes(Delete{1, std::string(kMaxSnapshotNameBytes + 1, 'a')})).is_ok());
+  EXPECT_TRUE(
+      decode_message(encode_message_bytes(Delete{1, std::string(kMaxSnapshotNameBytes, 'a')})).is_ok());
+  EXPECT_FALSE(
+      decode_message(encode_message_bytes(HelloOk{1, "a/b", kDefaultMaxMessageBytes, 64, 10, 0})).is_ok());
   EXPECT_FALSE(decode_message(encode_message_bytes(HelloOk{1, "a", 1024, 64, 10, 0})).is_ok());
-  EXPECT_FALSE(decode_message(encode_message_bytes(HelloOk{1, "a", kDefaultMaxMessageBytes, 0, 10, 0})).is_ok());
+  EXPECT_FALSE(
+      decode_message(encode_message_bytes(HelloOk{1, "a", kDefaultMaxMessageBytes, 0, 10, 0})).is_ok());
   EXPECT_FALSE(decode_message(encode_message_bytes(Hello{3, 2, "x"})).is_ok());
   EXPECT_FALSE(decode_message(encode_message_bytes(Hello{1, 1, "bad\nline"})).is_ok());
   EXPECT_FALSE(decode_message(encode_message_bytes(Prune{1, 0, 0, false})).is_ok());

@@ -16,8 +16,8 @@
 #include "codec/manifest.h"
 #include "codec/packer.h"
 #include "replication/connection.h"
-#include "store/local_store.h"
 #include "replication/receiver.h"
+#include "store/local_store.h"
 #include "tests/replication/tls_fixture.h"
 #include "tests/testing/testing.h"
 
@@ -175,7 +175,8 @@ inline Status push_by_hand(Connection& c, const PackedTree& tree, const std::str
   RETURN_IF_ERROR(c.send(Commit{5, name, serialize_manifest(tree.manifest)}));
   ASSIGN_OR_RETURN(Message m, c.recv());
   if (auto* e = std::get_if<Error>(&m)) return status_from_error(*e);
-  if (!std::holds_alternative<CommitOk>(m)) return Status::internal("COMMIT answered with " + std::string(message_name(m)));
+  if (!std::holds_alternative<CommitOk>(m))
+    return Status::internal("COMMIT answered with " + std::string(message_name(m)));
   return Status::ok();
 }
 

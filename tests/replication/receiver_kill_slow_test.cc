@@ -19,9 +19,9 @@
 #include <thread>
 
 #include "replication/cert_gen.h"
-#include "store/local_store.h"
 #include "replication/restore.h"
 #include "replication/sender.h"
+#include "store/local_store.h"
 #include "tests/replication/ferry_child.h"
 #include "tests/testing/testing.h"
 
@@ -87,8 +87,10 @@ class ReceiverKillTest : public ::testing::Test {
     ASSERT_TRUE(store.is_ok()) << when << ": " << store.status().to_string();
     auto scrub = (*store)->scrub(kHost);
     ASSERT_TRUE(scrub.is_ok()) << when << ": " << scrub.status().to_string();
-    for (const auto& b : scrub->broken_snapshots) ADD_FAILURE() << when << ": snapshot " << b.name << ": " << b.error;
-    for (const auto& b : scrub->bad_chunks) ADD_FAILURE() << when << ": bad chunk at " << b.where << ": " << b.error;
+    for (const auto& b : scrub->broken_snapshots)
+      ADD_FAILURE() << when << ": snapshot " << b.name << ": " << b.error;
+    for (const auto& b : scrub->bad_chunks)
+      ADD_FAILURE() << when << ": bad chunk at " << b.where << ": " << b.error;
   }
 
   bool listed(const std::string& name) {
@@ -175,7 +177,8 @@ TEST_F(ReceiverKillTest, PushResumesAfterKillNineAndStoreStaysConsistent) {
     killed_mid_push += mid ? 1 : 0;
     // The crash point as a restarted receiver finds it: consistent, and the
     // snapshot listed only if the push had already committed it.
-    expect_store_consistent("trial " + std::to_string(t) + " after kill at " + std::to_string(delay_ms) + " ms");
+    expect_store_consistent("trial " + std::to_string(t) + " after kill at " + std::to_string(delay_ms) +
+                            " ms");
     if (mid && !done.load()) {
       // The push may still have committed just before the kill; only a
       // snapshot listed while the push had not even started COMMIT would be
@@ -187,13 +190,16 @@ TEST_F(ReceiverKillTest, PushResumesAfterKillNineAndStoreStaysConsistent) {
     std::this_thread::sleep_for(std::chrono::milliseconds(down_ms));
     ASSERT_EQ(start_serve(port), port) << serve_log();
     pusher.join();
-    ASSERT_TRUE(result.is_ok()) << "trial " << t << ": " << result.status().to_string() << "\n" << serve_log();
+    ASSERT_TRUE(result.is_ok()) << "trial " << t << ": " << result.status().to_string() << "\n"
+                                << serve_log();
     ASSERT_EQ(result->size(), 1u);
-    std::printf("[kill] trial %d: killed at %d ms%s, committed in %.2f s, %llu retries, %llu chunks sent, %llu frame bytes resent\n", t, delay_ms,
-                mid ? " mid-push" : " after the push", (*result)[0].seconds,
-                static_cast<unsigned long long>((*result)[0].retries),
-                static_cast<unsigned long long>((*result)[0].chunks_sent),
-                static_cast<unsigned long long>((*result)[0].frame_bytes_resent));
+    std::printf(
+        "[kill] trial %d: killed at %d ms%s, committed in %.2f s, %llu retries, %llu chunks sent, %llu frame "
+        "bytes resent\n",
+        t, delay_ms, mid ? " mid-push" : " after the push", (*result)[0].seconds,
+        static_cast<unsigned long long>((*result)[0].retries),
+        static_cast<unsigned long long>((*result)[0].chunks_sent),
+        static_cast<unsigned long long>((*result)[0].frame_bytes_resent));
 
     RemoteOptions remote;
     remote.address = "127.0.0.1:" + std::to_string(port);

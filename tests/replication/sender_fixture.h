@@ -13,14 +13,14 @@
 #include <memory>
 #include <string>
 
+#include "base/posix_file.h"
 #include "codec/chunk_codec.h"
 #include "codec/manifest.h"
 #include "codec/packer.h"
-#include "base/posix_file.h"
 #include "replication/cert_gen.h"
-#include "store/local_store.h"
 #include "replication/receiver.h"
 #include "replication/sender.h"
+#include "store/local_store.h"
 #include "tests/testing/testing.h"
 
 namespace ferry::replication::testing_support {

@@ -37,7 +37,8 @@ void make_tree(const fs::path& root, std::uint64_t seed) {
     testing::write_file(root / "model" / ("w" + std::to_string(i) + ".bin"),
                         testing::normal_floats(100'000 + 37'000 * i, 2, true, 0.02, seed + i));
   }
-  testing::write_file(root / "optim/deep/er/adam.bin", testing::normal_floats(300'000, 4, false, 1e-3, seed + 9));
+  testing::write_file(root / "optim/deep/er/adam.bin",
+                      testing::normal_floats(300'000, 4, false, 1e-3, seed + 9));
   testing::write_file(root / "optim/empty", {});
   testing::write_file(root / "empty2", {});
   testing::write_file(root / "one", {std::byte{7}});
@@ -54,7 +55,7 @@ TEST_F(SenderTest, RoundTripManyFilesAndEmptyFiles) {
   EXPECT_EQ(r->chunks_skipped, 0u);
   EXPECT_EQ(r->chunks_sent, r->chunks_total);
   EXPECT_GT(r->frame_bytes_sent, 0u);
-  EXPECT_LT(r->frame_bytes_sent, r->logical_bytes);  // floats shrink
+  EXPECT_LT(r->frame_bytes_sent, r->logical_bytes);    // floats shrink
   EXPECT_GT(r->wire_bytes_sent, r->frame_bytes_sent);  // TLS and framing on top
   EXPECT_EQ(r->frame_bytes_resent, 0u);
   expect_snapshot_equals(site_->store(), "roundtrip-1", dir_ / "ckpt");
@@ -117,9 +118,9 @@ TEST_F(SenderTest, TenPercentOfTensorsChangedSendsAboutTenPercent) {
   auto second = push_dir(dir_ / "v2", options("st-2"));
   ASSERT_TRUE(second.is_ok()) << second.status().to_string();
   const double fraction = static_cast<double>(second->frame_bytes_sent) / first->frame_bytes_sent;
-  std::cerr << "10% of tensors changed: sent " << second->frame_bytes_sent << " of " << first->frame_bytes_sent
-            << " frame bytes (" << fraction << "), skipped " << second->chunks_skipped << " of "
-            << second->chunks_total << " chunks\n";
+  std::cerr << "10% of tensors changed: sent " << second->frame_bytes_sent << " of "
+            << first->frame_bytes_sent << " frame bytes (" << fraction << "), skipped "
+            << second->chunks_skipped << " of " << second->chunks_total << " chunks\n";
   EXPECT_GT(fraction, 0.07);
   EXPECT_LT(fraction, 0.15);
   EXPECT_EQ(second->chunks_sent, changed.size());  // one 256 KiB chunk per tensor
@@ -130,7 +131,8 @@ TEST_F(SenderTest, ReceiverRestartMidPushResumesWithoutResendingDurableChunks) {
   const std::uint64_t seed = testing::test_seed();
   fs::create_directories(dir_ / "big");
   for (int i = 0; i < 4; ++i) {
-    testing::write_file(dir_ / "big" / ("part" + std::to_string(i)), testing::random_bytes(8u << 20, seed + i));
+    testing::write_file(dir_ / "big" / ("part" + std::to_string(i)),
+                        testing::random_bytes(8u << 20, seed + i));
   }
   auto o = options("resume-1");
   o.streams = 2;

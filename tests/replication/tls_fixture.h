@@ -23,8 +23,8 @@
 #include "tests/testing/testing.h"
 
 // EXPECT_CONTAINS(text, "needle"): the text shows on failure.
-#define EXPECT_CONTAINS(text, needle)                                          \
-  EXPECT_NE(std::string(text).find(needle), std::string::npos)                 \
+#define EXPECT_CONTAINS(text, needle)                          \
+  EXPECT_NE(std::string(text).find(needle), std::string::npos) \
       << "expected \"" << (needle) << "\" in: " << std::string(text)
 
 namespace ferry::replication::testing {
@@ -85,9 +85,9 @@ struct TestCerts {
 
 // How one connection ended at the receiver.
 struct ServedConnection {
-  Status handshake;        // Connection::accept
-  std::string identity;    // the client's namespace, when the handshake held
-  Status end;              // the first failure after the handshake (OK: BYE)
+  Status handshake;      // Connection::accept
+  std::string identity;  // the client's namespace, when the handshake held
+  Status end;            // the first failure after the handshake (OK: BYE)
 };
 
 // A receiver on 127.0.0.1:<ephemeral> that answers HELLO, echoes PUT as

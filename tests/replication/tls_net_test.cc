@@ -68,7 +68,8 @@ TEST_F(TlsNetTest, CertificateFromAnotherCaIsRefused) {
   auto served = rx.wait_for(1);
   ASSERT_EQ(served.size(), 1u);
   EXPECT_EQ(served[0].handshake.code(), Code::kPermissionDenied);
-  EXPECT_CONTAINS(served[0].handshake.message(), "certificate verify failed: unable to get local issuer certificate");
+  EXPECT_CONTAINS(served[0].handshake.message(),
+                  "certificate verify failed: unable to get local issuer certificate");
 }
 
 TEST_F(TlsNetTest, ExpiredCertificateIsRefused) {

@@ -39,7 +39,9 @@ StoreOptions quiet_options() {
   StoreOptions o;
   o.pack_target_bytes = 1u << 20;  // rotations happen often
   o.gc_grace_seconds = 0;
-  o.log = [](std::string_view l) { if (std::getenv("FERRY_STORE_LOG")) std::fprintf(stderr, "log: %.*s\n", (int)l.size(), l.data()); };
+  o.log = [](std::string_view l) {
+    if (std::getenv("FERRY_STORE_LOG")) std::fprintf(stderr, "log: %.*s\n", (int)l.size(), l.data());
+  };
   return o;
 }
 
@@ -116,7 +118,8 @@ void check_store(ChunkStore& s, const std::set<std::size_t>& acked, const std::s
       }
     }
   }
-  for (const std::string& name : committed) EXPECT_TRUE(listed.count(name)) << "committed snapshot " << name << " lost";
+  for (const std::string& name : committed)
+    EXPECT_TRUE(listed.count(name)) << "committed snapshot " << name << " lost";
   auto scrub = s.scrub("host-a");
   ASSERT_TRUE(scrub.is_ok());
   EXPECT_TRUE(scrub->clean()) << scrub->bad_chunks.size() << " bad chunks, " << scrub->broken_snapshots.size()
@@ -156,14 +159,14 @@ TEST(ChunkStoreCrash, KillDuringPutsAndCommits) {
     }
     auto store = open_local_store(dir.path(), quiet_options());
     ASSERT_TRUE(store.is_ok()) << store.status().to_string();
-    SCOPED_TRACE("trial " + std::to_string(trial) + ", killed after " + std::to_string(delay_ms) + " ms, seed " +
-                 std::to_string(seed));
+    SCOPED_TRACE("trial " + std::to_string(trial) + ", killed after " + std::to_string(delay_ms) +
+                 " ms, seed " + std::to_string(seed));
     check_store(**store, acked, committed, pool);
     if (::testing::Test::HasFatalFailure()) return;
   }
   EXPECT_FALSE(acked.empty()) << "the writer never got far enough to acknowledge anything";
-  std::fprintf(stderr, "[ferry] %d kills: %zu distinct chunks acknowledged, %zu snapshots committed\n", kPutTrials,
-               acked.size(), committed.size());
+  std::fprintf(stderr, "[ferry] %d kills: %zu distinct chunks acknowledged, %zu snapshots committed\n",
+               kPutTrials, acked.size(), committed.size());
 }
 
 TEST(ChunkStoreCrash, KillDuringGc) {
@@ -225,8 +228,8 @@ TEST(ChunkStoreCrash, KillDuringGc) {
     if (WIFSIGNALED(status)) ++interrupted;
     auto store = open_local_store(root, quiet_options());
     ASSERT_TRUE(store.is_ok()) << store.status().to_string();
-    SCOPED_TRACE("gc trial " + std::to_string(trial) + ", killed after " + std::to_string(delay_us) + " us, seed " +
-                 std::to_string(seed));
+    SCOPED_TRACE("gc trial " + std::to_string(trial) + ", killed after " + std::to_string(delay_us) +
+                 " us, seed " + std::to_string(seed));
     check_store(**store, keep, {"keep"}, pool);
     // A later gc finishes the job.
     auto g = (*store)->gc("host-a", Actor::kOperator);
@@ -236,8 +239,8 @@ TEST(ChunkStoreCrash, KillDuringGc) {
     EXPECT_EQ(u->chunks, keep.size());
     if (::testing::Test::HasFatalFailure()) return;
   }
-  std::fprintf(stderr, "[ferry] gc of %.1f ms: %d of %d runs killed before they finished\n", gc_ms, interrupted,
-               kGcTrials);
+  std::fprintf(stderr, "[ferry] gc of %.1f ms: %d of %d runs killed before they finished\n", gc_ms,
+               interrupted, kGcTrials);
 }
 
 }  // namespace

@@ -238,7 +238,8 @@ TEST(ChunkStore, NamespacesAreIsolated) {
   EXPECT_EQ(s->manifest("host-b", "s").status().code(), Code::kNotFound);
   EXPECT_TRUE(s->list("host-b")->empty());
   EXPECT_EQ(s->commit_snapshot("host-b", "s", manifest_for({&chunks[0]}, kT0)).code(), Code::kNotFound);
-  for (std::string_view bad : std::vector<std::string_view>{"", ".", "..", "a/b", "../host-a", std::string_view("a\0b", 3)}) {
+  for (std::string_view bad :
+       std::vector<std::string_view>{"", ".", "..", "a/b", "../host-a", std::string_view("a\0b", 3)}) {
     EXPECT_EQ(s->have(bad, {}).status().code(), Code::kInvalidArgument) << bad;
   }
   EXPECT_EQ(s->have(std::string(65, 'a'), {}).status().code(), Code::kInvalidArgument);
@@ -251,7 +252,10 @@ TEST(ChunkStore, TornTailIsTruncatedOnReopen) {
   TempDir dir;
   Logged logged;
   auto chunks = make_chunks(4, testing::test_seed());
-  { auto s = open_store(dir.path(), logged.options()); put_all(*s, "host-a", chunks); }
+  {
+    auto s = open_store(dir.path(), logged.options());
+    put_all(*s, "host-a", chunks);
+  }
   const fs::path pack = last_pack(dir.path(), "host-a");
   const auto good_size = fs::file_size(pack);
   // Half a record: its framing and the first half of a frame, as a kill
@@ -261,7 +265,8 @@ TEST(ChunkStore, TornTailIsTruncatedOnReopen) {
   {
     std::ofstream out(pack, std::ios::binary | std::ios::app);
     out.write(reinterpret_cast<const char*>(framing.header.data()), framing.header.size());
-    out.write(reinterpret_cast<const char*>(extra.frame.data()), static_cast<std::streamsize>(extra.frame.size() / 2));
+    out.write(reinterpret_cast<const char*>(extra.frame.data()),
+              static_cast<std::streamsize>(extra.frame.size() / 2));
   }
   auto s = open_store(dir.path(), logged.options());
   EXPECT_TRUE(s->have("host-a", {}).is_ok());  // opens and recovers the namespace
@@ -285,7 +290,10 @@ TEST(ChunkStore, LostIndexIsRebuilt) {
   StoreOptions o = logged.options();
   o.pack_target_bytes = 1u << 20;  // several packs
   auto chunks = make_chunks(40, testing::test_seed());
-  { auto s = open_store(dir.path(), o); put_all(*s, "host-a", chunks); }
+  {
+    auto s = open_store(dir.path(), o);
+    put_all(*s, "host-a", chunks);
+  }
   fs::remove(dir.path() / "host-a" / "index");
   auto s = open_store(dir.path(), o);
   expect_readable(*s, "host-a", chunks);
@@ -309,9 +317,15 @@ TEST(ChunkStore, StaleIndexIsCompletedFromPacks) {
   auto first = make_chunks(3, testing::test_seed());
   auto later = make_chunks(3, testing::test_seed() + 1);
   const fs::path index = dir.path() / "host-a" / "index";
-  { auto s = open_store(dir.path(), logged.options()); put_all(*s, "host-a", first); }
+  {
+    auto s = open_store(dir.path(), logged.options());
+    put_all(*s, "host-a", first);
+  }
   const auto old_index = testing::read_file(index);
-  { auto s = open_store(dir.path(), logged.options()); put_all(*s, "host-a", later); }
+  {
+    auto s = open_store(dir.path(), logged.options());
+    put_all(*s, "host-a", later);
+  }
   testing::write_file(index, old_index);  // covers only the first three
   auto s = open_store(dir.path(), logged.options());
   expect_readable(*s, "host-a", first);
@@ -320,7 +334,10 @@ TEST(ChunkStore, StaleIndexIsCompletedFromPacks) {
   // An index that claims more than a pack holds is not trusted for that pack.
   const fs::path pack = last_pack(dir.path(), "host-a");
   const auto full = testing::read_file(index);
-  { auto s2 = open_store(dir.path(), logged.options()); put_all(*s2, "host-a", make_chunks(1, 7)); }
+  {
+    auto s2 = open_store(dir.path(), logged.options());
+    put_all(*s2, "host-a", make_chunks(1, 7));
+  }
   testing::write_file(index, full);
   fs::resize_file(pack, fs::file_size(pack) - 1);  // cuts the newest record: torn
   s = open_store(dir.path(), logged.options());
@@ -414,7 +431,8 @@ TEST(ChunkStore, RetentionKeepLastAndKeepWithin) {
   }
   EXPECT_EQ(s->prune("host-a", {}, kT0, Actor::kOperator).status().code(), Code::kInvalidArgument);
   // Within 2.5 hours of t0+4h: steps 2, 3, 4 (2 is at exactly 2h before).
-  auto r = s->prune("host-a", {.keep_last = 0, .keep_within_seconds = 9000}, kT0 + 4 * kHourNs, Actor::kOperator);
+  auto r =
+      s->prune("host-a", {.keep_last = 0, .keep_within_seconds = 9000}, kT0 + 4 * kHourNs, Actor::kOperator);
   ASSERT_TRUE(r.is_ok());
   EXPECT_EQ(r->removed, (std::vector<std::string>{"step-0", "step-1"}));
   EXPECT_EQ(r->kept, (std::vector<std::string>{"step-2", "step-3", "step-4"}));

@@ -2,8 +2,8 @@
 // aid). Each connection runs two pump threads, one per direction; a pump
 // polls its source, its destination and the connection's abort eventfd, so
 // stop() and a reset end both pumps at once.
-#include "base/clock.h"
 #include "tests/testing/link_simulator.h"
+#include "base/clock.h"
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -15,8 +15,8 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstddef>
 #include <chrono>
+#include <cstddef>
 #include <cstring>
 #include <deque>
 #include <random>
@@ -80,8 +80,8 @@ struct LinkSimulator::Connection {
   std::uint64_t fault_at_bytes = 0;
   std::atomic<std::uint64_t> bytes_read{0};
   std::atomic<bool> fault_fired{false};
-  std::atomic<bool> reset{false};        // close with RST
-  std::atomic<bool> stop_reading{false}; // truncation: drain, then FIN
+  std::atomic<bool> reset{false};         // close with RST
+  std::atomic<bool> stop_reading{false};  // truncation: drain, then FIN
   std::atomic<std::int64_t> stalled_until_ns{0};
   std::mutex rng_mu;
   std::mt19937_64 rng;
@@ -158,8 +158,8 @@ void LinkSimulator::Connection::pump(int src, int dst, std::atomic<std::uint64_t
       }
     }
     bool want_read = !src_eof && !stop_reading.load() && queued_bytes < options.max_in_flight_bytes;
-    pollfd fds[3] = {{abort_fd.get(), POLLIN, 0}, {want_read ? src : -1, POLLIN, 0},
-                     {head_ready ? dst : -1, POLLOUT, 0}};
+    pollfd fds[3] = {
+        {abort_fd.get(), POLLIN, 0}, {want_read ? src : -1, POLLIN, 0}, {head_ready ? dst : -1, POLLOUT, 0}};
     int r = ::poll(fds, 3, timeout_ms);
     if (r < 0 && errno != EINTR) return abort();
     if (fds[0].revents != 0) return;
@@ -270,7 +270,8 @@ Status LinkSimulator::start() {
 }
 
 std::string LinkSimulator::address() const {
-  auto a = listener_ ? listener_->local_address() : Result<io::SocketAddress>(Status::internal("not started"));
+  auto a =
+      listener_ ? listener_->local_address() : Result<io::SocketAddress>(Status::internal("not started"));
   return a.is_ok() ? a->to_string() : std::string();
 }
 
@@ -333,9 +334,9 @@ void LinkSimulator::accept_loop() {
         c->strike = Strike::kTruncate;
       }
       c->stall = sv < f.stall_probability;
-      c->fault_at_bytes = f.fault_after_max_bytes == 0
-                              ? 0
-                              : std::uniform_int_distribution<std::uint64_t>(0, f.fault_after_max_bytes - 1)(c->rng);
+      c->fault_at_bytes = f.fault_after_max_bytes == 0 ? 0
+                                                       : std::uniform_int_distribution<std::uint64_t>(
+                                                             0, f.fault_after_max_bytes - 1)(c->rng);
       if (c->strike != Strike::kNone || c->stall || f.flips_per_mib > 0) shared_->faulted.fetch_add(1);
     }
     if (!may_fault) c->options.faults.flips_per_mib = 0;

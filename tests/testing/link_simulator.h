@@ -27,8 +27,8 @@
 #include <vector>
 
 #include "base/status.h"
-#include "io/socket.h"
 #include "base/unique_fd.h"
+#include "io/socket.h"
 
 namespace ferry::testing {
 

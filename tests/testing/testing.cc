@@ -7,8 +7,8 @@
 
 #include <array>
 #include <chrono>
-#include <cstdio>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -39,8 +39,7 @@ std::uint64_t test_seed() {
   if (const char* s = std::getenv("FERRY_TEST_SEED")) {
     seed = std::strtoull(s, nullptr, 0);
   } else {
-    seed = static_cast<std::uint64_t>(
-        std::chrono::steady_clock::now().time_since_epoch().count());
+    seed = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
   }
   ::testing::Test::RecordProperty("seed", std::to_string(seed));
   std::fprintf(stderr, "[ferry] seed %llu (replay with FERRY_TEST_SEED=%llu)\n",

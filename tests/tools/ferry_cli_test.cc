@@ -11,9 +11,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -153,7 +153,8 @@ TEST(FerryCliTest, SmallDirectoryWithoutCorpus) {
   testing::write_file(dir / "in/sub/a.bin", testing::random_bytes(5u << 20, testing::test_seed()));
   testing::write_file(dir / "in/b", {});
   fs::create_symlink("sub/a.bin", dir / "in/link");
-  CliRun pack = ferry("pack " + quote(dir / "in") + " -o " + quote(dir / "a.ferry") + " --chunk_size=1048576");
+  CliRun pack =
+      ferry("pack " + quote(dir / "in") + " -o " + quote(dir / "a.ferry") + " --chunk_size=1048576");
   ASSERT_EQ(pack.code, 0) << pack.out;
   EXPECT_NE(pack.out.find("skipping link"), std::string::npos) << pack.out;
   EXPECT_NE(pack.out.find("packed 2 files"), std::string::npos) << pack.out;
@@ -195,16 +196,18 @@ struct AgentStub {
   fs::path socket;
 
   explicit AgentStub(const testing::TempDir& dir) : socket(dir / "agent.sock") {
-    auto s = agent::ControlServer::start(socket, [this](const std::string& command, const nlohmann::json& args) {
-      std::lock_guard lock(mu);
-      calls.emplace_back(command, args);
-      if (command == "status") return agent_status();
-      if (command == "submit") {
-        if (args.value("job", "") == "nope") return nlohmann::json{{"ok", false}, {"error", "no job named nope"}};
-        return nlohmann::json{{"ok", true}, {"id", 8}};
-      }
-      return nlohmann::json{{"ok", true}};
-    });
+    auto s =
+        agent::ControlServer::start(socket, [this](const std::string& command, const nlohmann::json& args) {
+          std::lock_guard lock(mu);
+          calls.emplace_back(command, args);
+          if (command == "status") return agent_status();
+          if (command == "submit") {
+            if (args.value("job", "") == "nope")
+              return nlohmann::json{{"ok", false}, {"error", "no job named nope"}};
+            return nlohmann::json{{"ok", true}, {"id", 8}};
+          }
+          return nlohmann::json{{"ok", true}};
+        });
     EXPECT_TRUE(s.is_ok()) << s.status().to_string();
     if (s) server = std::move(*s);
   }
@@ -216,13 +219,13 @@ TEST(FerryCliAgentTest, StatusPrintsJobsTargetsAndWarnings) {
   AgentStub agent(dir);
   CliRun r = ferry("status" + agent.flag());
   ASSERT_EQ(r.code, 0) << r.out;
-  for (const char* want : {"ferry-agent: up 1h 02m, engine cpu (2 threads), replicating", "llama", "42s",
-                           "1h 00m", "50s", "mistral", "1h 30m", "2h 01m", "WARNING, paused",
-                           "WARNING mistral: RPO 1h 30m is over the 1h 00m target",
-                           "mistral: 2.5 GB not yet at the DR site",
-                           "mistral: last error: dr2:7000: connection refused",
-                           "dr2:7000                         DOWN  3 failed probes in a row: connection refused",
-                           "/ckpt/mistral/step-1300", "replicated 123.0 GB (80.0 GB on the wire, ratio 1.54), now 150.0 MB/s"}) {
+  for (const char* want :
+       {"ferry-agent: up 1h 02m, engine cpu (2 threads), replicating", "llama", "42s", "1h 00m", "50s",
+        "mistral", "1h 30m", "2h 01m", "WARNING, paused",
+        "WARNING mistral: RPO 1h 30m is over the 1h 00m target", "mistral: 2.5 GB not yet at the DR site",
+        "mistral: last error: dr2:7000: connection refused",
+        "dr2:7000                         DOWN  3 failed probes in a row: connection refused",
+        "/ckpt/mistral/step-1300", "replicated 123.0 GB (80.0 GB on the wire, ratio 1.54), now 150.0 MB/s"}) {
     EXPECT_NE(r.out.find(want), std::string::npos) << "missing '" << want << "' in:\n" << r.out;
   }
   // The healthy job's row says ok and shows its step.
@@ -288,7 +291,8 @@ TEST(FerryCliAgentTest, NoAgentIsAClearErrorWithExitOne) {
   for (const char* cmd : {"status", "pause", "resume"}) {
     CliRun r = ferry(std::string(cmd) + " --socket=" + quote(sock));
     EXPECT_EQ(r.code, 1) << r.out;
-    EXPECT_NE(r.out.find("ferry: no agent listening on " + sock + ": No such file or directory "
+    EXPECT_NE(r.out.find("ferry: no agent listening on " + sock +
+                         ": No such file or directory "
                          "(is ferry-agent running? --socket=PATH)"),
               std::string::npos)
         << r.out;

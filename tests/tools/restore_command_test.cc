@@ -69,8 +69,8 @@ TEST_F(RestoreCommandTest, ToCudaRestoresIntoGpuMemoryOrSaysWhyNot) {
 TEST_F(RestoreCommandTest, UsageErrorsExitWithTwo) {
   for (const std::string& args : std::vector<std::string>{
            "restore " + quote(archive_), "restore snap --from=127.0.0.1:1 --store=/tmp/s --to=/tmp/x",
-        "restore snap --store=/tmp/s --to=/tmp/x", "restore s3://bucket/x --to=/tmp/x",
-        "restore " + quote(archive_) + " --to=cuda:x", std::string("restore")}) {
+           "restore snap --store=/tmp/s --to=/tmp/x", "restore s3://bucket/x --to=/tmp/x",
+           "restore " + quote(archive_) + " --to=cuda:x", std::string("restore")}) {
     CliRun r = ferry(args);
     EXPECT_EQ(r.code, 2) << args << ": " << r.out;
     EXPECT_NE(r.out.find("ferry: "), std::string::npos) << args << ": " << r.out;

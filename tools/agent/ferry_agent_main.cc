@@ -25,7 +25,8 @@ DEFINE_string(ca, "", "PEM CA certificate of the deployment (required)");
 DEFINE_string(cert, "", "PEM certificate of this host (required)");
 DEFINE_string(key, "", "PEM private key of this host (required)");
 DEFINE_string(state_dir, "/var/lib/ferry-agent", "directory of the journal");
-DEFINE_string(control_socket, "/run/ferry-agent/control.sock", "unix control socket (ferry status/submit/pause/resume)");
+DEFINE_string(control_socket, "/run/ferry-agent/control.sock",
+              "unix control socket (ferry status/submit/pause/resume)");
 DEFINE_string(metrics_listen, "127.0.0.1:9464", "HOST:PORT serving Prometheus /metrics (\"\" = off)");
 DEFINE_int32(max_jobs, 1, "checkpoints replicated at the same time");
 DEFINE_int32(streams, 4, "parallel TLS streams per push");
@@ -97,7 +98,8 @@ ferry::Result<AgentConfig> config_from_flags() {
 // back to its default, so a line removed from the file (or a bad value
 // refused last time) does not linger; then the file is read and the
 // command line's own flags (other than --flagfile) are applied again on top.
-bool reread_flags(const std::string& flagfile, const std::string& argv0, const std::vector<std::string>& args) {
+bool reread_flags(const std::string& flagfile, const std::string& argv0,
+                  const std::vector<std::string>& args) {
   std::vector<gflags::CommandLineFlagInfo> flags;
   gflags::GetAllFlags(&flags);
   for (const auto& f : flags) {
@@ -126,13 +128,15 @@ bool reread_flags(const std::string& flagfile, const std::string& argv0, const s
 }  // namespace
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage("ferry-agent --watch=ROOT[=JOB] --targets=HOST:PORT --ca=CA --cert=CERT --key=KEY [...]");
+  gflags::SetUsageMessage(
+      "ferry-agent --watch=ROOT[=JOB] --targets=HOST:PORT --ca=CA --cert=CERT --key=KEY [...]");
   const std::vector<std::string> args(argv + 1, argv + argc);
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   const std::string argv0 = argv[0];
   Logger log(FLAGS_log_format == "json" ? LogFormat::kJson : LogFormat::kText);
   if (argc > 1) {
-    log.error("bad_arguments", {field("error", std::string("unexpected argument '") + argv[1] + "' (all settings are flags)")});
+    log.error("bad_arguments", {field("error", std::string("unexpected argument '") + argv[1] +
+                                                   "' (all settings are flags)")});
     return kExitUsage;
   }
   auto config = config_from_flags();
@@ -172,7 +176,8 @@ int main(int argc, char** argv) {
         continue;
       }
       if (!reread_flags(flagfile, argv0, args)) {
-        log.error("reload_refused", {field("flagfile", flagfile), field("error", "the flag file does not parse")});
+        log.error("reload_refused",
+                  {field("flagfile", flagfile), field("error", "the flag file does not parse")});
         continue;
       }
       auto next = config_from_flags();
