@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: installs what is missing, builds, lays the real-weights corpus and
 # runs the whole test suite (ctest), then every fuzz target for a bounded
-# time from its checked-in seed corpus. First checks the tree's format. Exits non-zero on any failure.
+# time from its checked-in seed corpus. First checks the format of the
+# sources. Exits non-zero on any failure.
 # GPU tests report themselves skipped when no GPU is present.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
