@@ -8,8 +8,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${FERRY_BUILD_DIR:-$root/build}
 "$root/scripts/build.sh" "$build"
-# The sources follow .clang-format (a changed file names itself here).
+# The sources follow .clang-format and the layer order (a file that does
+# not names itself here).
 "$root/scripts/format.sh" --check
+"$root/scripts/check-layers.sh"
 
 corpus="$build/corpus"
 shared="$root/../shared/corpus/fetch-corpus.sh"
