@@ -64,24 +64,83 @@ Status fsync_dir(const std::filesystem::path& dir) {
   return fsync_fd(fd.get(), dir);
 }
 
+Result<UniqueFd> open_dir_beneath(int root, const std::filesystem::path& relative,
+                                  const std::filesystem::path& shown) {
+  if (relative.is_absolute()) return Status::invalid_argument("absolute path " + relative.string());
+  int at = root;
+  UniqueFd cur;
+  std::filesystem::path walked = shown;
+  for (const auto& part : relative) {
+    const std::string comp = part.string();
+    if (comp.empty() || comp == ".") continue;
+    if (comp == "..")
+      return Status::invalid_argument("path " + relative.string() + " leaves " + shown.string());
+    walked /= comp;
+    if (::mkdirat(at, comp.c_str(), 0755) != 0 && errno != EEXIST) {
+      return Status::from_errno(errno, "mkdir " + walked.string());
+    }
+    int fd;
+    do {
+      fd = ::openat(at, comp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+      struct stat st {};
+      if ((errno == ELOOP || errno == ENOTDIR) &&
+          ::fstatat(at, comp.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+        return Status::permission_denied(walked.string() +
+                                         " is a symbolic link: ferry writes only beneath the target "
+                                         "directory and never through a link");
+      }
+      return Status::from_errno(errno, "open directory " + walked.string());
+    }
+    cur = UniqueFd(fd);
+    at = cur.get();
+  }
+  if (!cur.valid()) {
+    int fd = ::fcntl(root, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return Status::from_errno(errno, "dup directory fd of " + shown.string());
+    cur = UniqueFd(fd);
+  }
+  return cur;
+}
+
 Result<AtomicFile> AtomicFile::create(const std::filesystem::path& target, unsigned mode) {
+  const std::filesystem::path parent = target.parent_path();
+  ASSIGN_OR_RETURN(UniqueFd dir, open_fd(parent.empty() ? "." : parent, O_RDONLY | O_DIRECTORY));
+  return create_in(std::move(dir), target.filename().string(), target, mode);
+}
+
+Result<AtomicFile> AtomicFile::create_in(UniqueFd dir, const std::string& name,
+                                         const std::filesystem::path& shown, unsigned mode) {
   static std::atomic<std::uint64_t> counter{0};
   AtomicFile f;
-  f.target_ = target;
-  f.temp_ = target;
-  f.temp_ += ".ferry-tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
-  ASSIGN_OR_RETURN(f.fd_, open_fd(f.temp_, O_WRONLY | O_CREAT | O_EXCL | O_TRUNC, mode));
+  f.dir_ = std::move(dir);
+  f.name_ = name;
+  f.temp_name_ = name + ".ferry-tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+  f.target_ = shown;
+  f.temp_ = shown.parent_path() / f.temp_name_;
+  int fd;
+  do {
+    fd = ::openat(f.dir_.get(), f.temp_name_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                  mode);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return Status::from_errno(errno, "open " + f.temp_.string());
+  f.fd_ = UniqueFd(fd);
   return f;
 }
 
 AtomicFile::AtomicFile(AtomicFile&& o) noexcept
-    : fd_(std::move(o.fd_)), target_(std::move(o.target_)), temp_(std::move(o.temp_)),
+    : dir_(std::move(o.dir_)), fd_(std::move(o.fd_)), name_(std::move(o.name_)),
+      temp_name_(std::move(o.temp_name_)), target_(std::move(o.target_)), temp_(std::move(o.temp_)),
       committed_(std::exchange(o.committed_, true)) {}
 
 AtomicFile& AtomicFile::operator=(AtomicFile&& o) noexcept {
   if (this != &o) {
     this->~AtomicFile();
+    dir_ = std::move(o.dir_);
     fd_ = std::move(o.fd_);
+    name_ = std::move(o.name_);
+    temp_name_ = std::move(o.temp_name_);
     target_ = std::move(o.target_);
     temp_ = std::move(o.temp_);
     committed_ = std::exchange(o.committed_, true);
@@ -91,7 +150,7 @@ AtomicFile& AtomicFile::operator=(AtomicFile&& o) noexcept {
 
 AtomicFile::~AtomicFile() {
   fd_.reset();
-  if (!committed_ && !temp_.empty()) ::unlink(temp_.c_str());
+  if (!committed_ && dir_.valid() && !temp_name_.empty()) ::unlinkat(dir_.get(), temp_name_.c_str(), 0);
 }
 
 Status AtomicFile::set_mode(unsigned mode) {
@@ -102,11 +161,11 @@ Status AtomicFile::set_mode(unsigned mode) {
 Status AtomicFile::commit() {
   RETURN_IF_ERROR(fsync_fd(fd_.get(), temp_));
   if (::close(fd_.release()) != 0) return Status::from_errno(errno, "close " + temp_.string());
-  if (::rename(temp_.c_str(), target_.c_str()) != 0) {
+  if (::renameat(dir_.get(), temp_name_.c_str(), dir_.get(), name_.c_str()) != 0) {
     return Status::from_errno(errno, "rename " + temp_.string() + " to " + target_.string());
   }
   committed_ = true;
-  return fsync_dir(target_.parent_path());
+  return fsync_fd(dir_.get(), target_.parent_path());
 }
 
 }  // namespace ferry

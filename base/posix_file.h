@@ -30,11 +30,30 @@ Status fsync_fd(int fd, const std::filesystem::path& path);
 // fsyncs a directory, so that a rename inside it is durable.
 Status fsync_dir(const std::filesystem::path& dir);
 
+// Opens directory `relative` beneath the directory `root` (an open
+// directory fd), creating missing components with mode 0755, without ever
+// following a symbolic link: each component is opened with O_NOFOLLOW from
+// its parent's fd, so a link planted inside the tree (`root/sub ->
+// /elsewhere`) cannot redirect what is written. `relative` must not be
+// absolute nor contain "..". `shown` names `root` in messages. A symlinked
+// component is PermissionDenied naming it.
+Result<UniqueFd> open_dir_beneath(int root, const std::filesystem::path& relative,
+                                  const std::filesystem::path& shown);
+
 // A file written under a temporary name and renamed into place by commit().
+// All operations are relative to the parent directory's fd, held from
+// create to commit, so the file lands in the directory that was opened even
+// if a path component is swapped meanwhile.
 class AtomicFile {
  public:
   // Creates "<target>.ferry-tmp-<pid>-<n>" beside `target` with `mode`.
   static Result<AtomicFile> create(const std::filesystem::path& target, unsigned mode = 0644);
+  // The same in the open directory `dir` (moved in), for the file `name`
+  // (one component); `shown` is the target's path for messages. Neither
+  // the temporary file nor the target is followed if it is a symlink: the
+  // rename replaces a link, never what it points at.
+  static Result<AtomicFile> create_in(UniqueFd dir, const std::string& name,
+                                      const std::filesystem::path& shown, unsigned mode = 0644);
   AtomicFile() = default;
   AtomicFile(AtomicFile&&) noexcept;
   AtomicFile& operator=(AtomicFile&&) noexcept;
@@ -50,7 +69,9 @@ class AtomicFile {
   Status commit();
 
  private:
+  UniqueFd dir_;  // the parent directory
   UniqueFd fd_;
+  std::string name_, temp_name_;  // within dir_
   std::filesystem::path target_;
   std::filesystem::path temp_;
   bool committed_ = false;

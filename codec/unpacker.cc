@@ -160,22 +160,29 @@ Status unpack_archive(const ArchiveReader& archive, const std::filesystem::path&
   return unpack_frames(ArchiveFrameSource(archive), out_dir, options);
 }
 
+unsigned restored_mode(unsigned mode, bool exact_modes) {
+  return exact_modes ? (mode & 07777u) : (mode & 0755u);
+}
+
 Status unpack_frames(const FrameSource& source, const std::filesystem::path& out_dir,
                      const UnpackOptions& options) {
   const Manifest& m = source.manifest();
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
   if (ec) return Status::io_error("creating " + out_dir.string() + ": " + ec.message());
+  // The target directory itself is the operator's choice and may be a link;
+  // everything beneath it is opened from this fd without following links.
+  ASSIGN_OR_RETURN(UniqueFd root, open_fd(out_dir, O_RDONLY | O_DIRECTORY));
 
   // Files being written: one slot per manifest file, open only while in flight.
   std::vector<std::optional<AtomicFile>> open(m.files.size());
   Hooks hooks;
   hooks.begin_file = [&](std::size_t f) -> Status {
     // Paths were validated by the manifest parser: relative, no "..".
-    std::filesystem::path target = out_dir / m.files[f].path;
-    std::filesystem::create_directories(target.parent_path(), ec);
-    if (ec) return Status::io_error("creating " + target.parent_path().string() + ": " + ec.message());
-    ASSIGN_OR_RETURN(AtomicFile file, AtomicFile::create(target, 0600));
+    const std::filesystem::path rel = m.files[f].path;
+    ASSIGN_OR_RETURN(UniqueFd dir, open_dir_beneath(root.get(), rel.parent_path(), out_dir));
+    ASSIGN_OR_RETURN(AtomicFile file,
+                     AtomicFile::create_in(std::move(dir), rel.filename().string(), out_dir / rel, 0600));
     if (::ftruncate(file.fd(), static_cast<off_t>(m.files[f].size)) != 0) {
       return Status::from_errno(errno, "truncate " + file.temp_path().string());
     }
@@ -188,7 +195,7 @@ Status unpack_frames(const FrameSource& source, const std::filesystem::path& out
   };
   hooks.end_file = [&](std::size_t f) -> Status {
     AtomicFile& file = *open[f];
-    RETURN_IF_ERROR(file.set_mode(m.files[f].mode));
+    RETURN_IF_ERROR(file.set_mode(restored_mode(m.files[f].mode, options.exact_modes)));
     const std::int64_t ns = m.files[f].mtime_ns;
     struct timespec times[2];
     times[0].tv_sec = 0;

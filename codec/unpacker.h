@@ -64,13 +64,23 @@ struct UnpackOptions {
   ThreadPool* pool = nullptr;                           // nullptr: ThreadPool::shared()
   std::size_t window_chunks = 0;                        // chunks in flight; 0: 2 x pool threads
   std::function<void(const UnpackProgress&)> progress;  // after each window; may be empty
+  // Restore the recorded mode exactly (setuid, setgid, sticky and group or
+  // other write included). Off by default: a manifest comes from a host the
+  // DR site does not trust, so only the permission bits are restored, less
+  // group and other write (mode & 0755).
+  bool exact_modes = false;
 };
+
+// The mode a restored file gets for the recorded `mode`.
+unsigned restored_mode(unsigned mode, bool exact_modes);
 
 // Decodes and verifies everything; Corruption naming the first bad chunk.
 Status verify_frames(const FrameSource& source, const UnpackOptions& options = {});
 
 // Restores every file of the source's snapshot under `out_dir` (created if
-// missing).
+// missing). Files are written only beneath `out_dir`: a symbolic link found
+// inside it where a directory of the snapshot goes is refused
+// (PermissionDenied naming it), never followed.
 Status unpack_frames(const FrameSource& source, const std::filesystem::path& out_dir,
                      const UnpackOptions& options = {});
 

@@ -342,6 +342,7 @@ Result<RestoreReport> restore_snapshot(const RemoteOptions& remote, std::string_
   unpack.pool = &pool;
   unpack.window_chunks = std::max<std::size_t>(2 * pool.size(), streams * options.batch_chunks);
   unpack.progress = options.progress;
+  unpack.exact_modes = options.exact_modes;
   RemoteFrameSource source(remote, ctx, manifest, std::string(snapshot), streams, options.batch_chunks,
                            unpack.window_chunks);
   source.start(std::move(first));

@@ -80,6 +80,8 @@ struct RestoreOptions {
   ThreadPool* pool = nullptr;  // decode and verify; nullptr: ThreadPool::shared()
   // Fetch and verify everything but write nothing.
   bool verify_only = false;
+  // Restore recorded modes exactly (UnpackOptions::exact_modes).
+  bool exact_modes = false;
   std::function<void(const UnpackProgress&)> progress;  // may be empty
 };
 

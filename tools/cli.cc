@@ -20,6 +20,9 @@ DEFINE_string(ca, "", "PEM file of the CA both sides' certificates chain to (ser
 DEFINE_string(cert, "", "PEM file of this side's certificate (serve, push, list, restore)");
 DEFINE_string(key, "", "PEM file of this side's private key (serve, push, list, restore)");
 DEFINE_string(to, "", "push: the receiver HOST:PORT; restore: the directory to write");
+DEFINE_bool(exact_modes, false,
+            "restore, unpack: give files their recorded mode exactly, setuid, setgid, sticky and group or "
+            "other write included (default: mode & 0755)");
 DEFINE_int32(streams, 4, "parallel TLS streams to the receiver (push, restore)");
 DEFINE_string(store, "", "the receiver's store directory (serve, scrub, prune, gc)");
 DEFINE_string(from, "", "the receiver HOST:PORT to read from (list, restore)");

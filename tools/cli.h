@@ -33,6 +33,7 @@ DECLARE_string(ca);
 DECLARE_string(cert);
 DECLARE_string(key);
 DECLARE_string(to);
+DECLARE_bool(exact_modes);
 DECLARE_int32(streams);
 // The receiver's store directory (serve and the store's own subcommands) and
 // the receiver a restore or list reads from (HOST:PORT).

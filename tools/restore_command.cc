@@ -51,6 +51,7 @@ int restore_remote_files(const std::string& snapshot, const replication::TlsConf
   options.streams = static_cast<std::size_t>(FLAGS_streams);
   options.pool = &pool;
   options.verify_only = FLAGS_verify_only;
+  options.exact_modes = FLAGS_exact_modes;
   options.progress = [&](const UnpackProgress& p) { print_progress_to(progress, p); };
   auto report = replication::restore_snapshot(remote, snapshot, FLAGS_to, options);
   progress.finish();
@@ -75,6 +76,7 @@ int restore_local_files(const FrameSource& source, const std::string& what, Thre
   // A remote source serves chunks within its window of the first not taken.
   options.window_chunks = std::min<std::size_t>(2 * pool.size(), replication::kSourceWindowChunks);
   options.progress = [&](const UnpackProgress& p) { print_progress_to(progress, p); };
+  options.exact_modes = FLAGS_exact_modes;
   Status st = FLAGS_verify_only ? verify_frames(source, options) : unpack_frames(source, FLAGS_to, options);
   progress.finish();
   if (!st) return fail(st);

@@ -22,6 +22,7 @@ int run_unpack(const std::vector<std::string>& args) {
   ProgressLine progress("unpack");
   UnpackOptions opts;
   opts.pool = &pool;
+  opts.exact_modes = FLAGS_exact_modes;
   opts.progress = [&](const UnpackProgress& p) {
     progress.update(p.logical_done, p.logical_total, p.frame_bytes);
   };

@@ -334,5 +334,64 @@ TEST(ArchiveTest, GoldenBytes) {
                               "archive bytes");
 }
 
+// A manifest comes from a host the DR site does not trust: a file recorded
+// with setuid, setgid and world write comes back with permission bits only,
+// less group and other write, unless the operator asks for exact modes.
+TEST(ArchiveTest, RestoresPermissionBitsOnlyUnlessExactModesAsked) {
+  testing::TempDir dir;
+  fs::create_directories(dir / "in");
+  testing::write_file(dir / "in" / "tool", testing::random_bytes(5000, 3));
+  ASSERT_EQ(::chmod((dir / "in" / "tool").c_str(), 06777), 0);
+  struct stat st {};
+  ASSERT_EQ(::stat((dir / "in" / "tool").c_str(), &st), 0);
+  if ((st.st_mode & 07777) != 06777) GTEST_SKIP() << "this file system does not keep setuid/setgid bits";
+  Packed p = pack(dir / "in", dir / "a.ferry");
+  ASSERT_EQ(p.manifest.files.at(0).mode & 07777, 06777u) << "the manifest records the mode as it was";
+  auto reader = ArchiveReader::open(dir / "a.ferry");
+  ASSERT_TRUE(reader.is_ok()) << reader.status().to_string();
+
+  ASSERT_TRUE(unpack_archive(*reader, dir / "safe").is_ok());
+  ASSERT_EQ(::stat((dir / "safe" / "tool").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u) << "no setuid, setgid, sticky, group or other write by default";
+
+  UnpackOptions exact;
+  exact.exact_modes = true;
+  ASSERT_TRUE(unpack_archive(*reader, dir / "exact", exact).is_ok());
+  ASSERT_EQ(::stat((dir / "exact" / "tool").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 06777u);
+}
+
+// A link planted inside the restore target (r/sub -> elsewhere) must not
+// redirect the restore: it is refused, naming the link, and nothing is
+// written where it points.
+TEST(ArchiveTest, RefusesToRestoreThroughASymlinkInsideTheTarget) {
+  testing::TempDir dir;
+  fs::create_directories(dir / "in" / "sub");
+  testing::write_file(dir / "in" / "sub" / "weights.bin", testing::random_bytes(70000, 5));
+  testing::write_file(dir / "in" / "top.txt", testing::random_bytes(100, 6));
+  pack(dir / "in", dir / "a.ferry");
+  auto reader = ArchiveReader::open(dir / "a.ferry");
+  ASSERT_TRUE(reader.is_ok()) << reader.status().to_string();
+
+  fs::create_directories(dir / "elsewhere");
+  fs::create_directories(dir / "r");
+  fs::create_directory_symlink(dir / "elsewhere", dir / "r" / "sub");
+  Status st = unpack_archive(*reader, dir / "r");
+  EXPECT_EQ(st.code(), Code::kPermissionDenied) << st.to_string();
+  EXPECT_NE(st.message().find((dir / "r" / "sub").string()), std::string::npos) << st.to_string();
+  EXPECT_TRUE(fs::is_empty(dir / "elsewhere")) << "nothing may be written through the link";
+
+  // A link to a file where a restored file goes is replaced, not written through.
+  testing::write_file(dir / "victim", testing::random_bytes(10, 7));
+  fs::create_directories(dir / "r2");
+  fs::create_symlink(dir / "victim", dir / "r2" / "top.txt");
+  auto victim_before = testing::read_file(dir / "victim");
+  fs::create_directories(dir / "r2" / "sub");
+  ASSERT_TRUE(unpack_archive(*reader, dir / "r2").is_ok());
+  EXPECT_FALSE(fs::is_symlink(dir / "r2" / "top.txt"));
+  EXPECT_EQ(testing::read_file(dir / "r2" / "top.txt"), testing::read_file(dir / "in" / "top.txt"));
+  EXPECT_EQ(testing::read_file(dir / "victim"), victim_before);
+}
+
 }  // namespace
 }  // namespace ferry
