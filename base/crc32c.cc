@@ -130,7 +130,48 @@ bool cpu_has_sse42() {
 }
 #endif
 
+// Multiplication of two polynomials modulo the CRC polynomial, in the
+// reflected bit order (bit 31 is x^0), as zlib's multmodp.
+std::uint32_t multiply_mod_poly(std::uint32_t a, std::uint32_t b) {
+  std::uint32_t product = 0;
+  for (std::uint32_t m = 1u << 31; m != 0; m >>= 1) {
+    if (a & m) product ^= b;
+    b = (b & 1u) ? (b >> 1) ^ kPolyReflected : b >> 1;
+  }
+  return product;
+}
+
+// x^(2^k) modulo the polynomial, for k = 0..66: powers[k] moves a CRC
+// register past 2^k bits (a 64-bit byte count is at most 2^67 bits).
+struct PowerTable {
+  std::array<std::uint32_t, 67> powers{};
+  PowerTable() {
+    std::uint32_t p = 1u << 30;  // x^1
+    for (auto& power : powers) {
+      power = p;
+      p = multiply_mod_poly(p, p);
+    }
+  }
+};
+
+// x^(8 * len) modulo the polynomial: the operator that moves a CRC register
+// past `len` zero bytes.
+std::uint32_t shift_operator(std::uint64_t len) {
+  static const PowerTable table;
+  std::uint32_t op = 1u << 31;  // x^0
+  for (int k = 3; len != 0; len >>= 1, ++k) {
+    if (len & 1u) op = multiply_mod_poly(table.powers[static_cast<std::size_t>(k)], op);
+  }
+  return op;
+}
+
 }  // namespace
+
+std::uint32_t crc32c_combine(std::uint32_t crc_a, std::uint32_t crc_b, std::uint64_t len_b) {
+  // crc(A || B) = crc(A) * x^(8 * |B|) + crc(B): the pre- and post-inversion
+  // of crc32c() cancel out of the sum (linearity of the CRC register).
+  return multiply_mod_poly(shift_operator(len_b), crc_a) ^ crc_b;
+}
 
 std::uint32_t crc32c_portable(std::span<const std::byte> data, std::uint32_t crc) {
   auto* p = reinterpret_cast<const std::uint8_t*>(data.data());

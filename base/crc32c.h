@@ -18,6 +18,12 @@ std::uint32_t crc32c(std::span<const std::byte> data, std::uint32_t crc = 0);
 // the hardware path.
 std::uint32_t crc32c_portable(std::span<const std::byte> data, std::uint32_t crc = 0);
 
+// The CRC of A followed by B, from crc_a = crc32c(A), crc_b = crc32c(B) and
+// B's length, without reading either: crc32c(B, crc32c(A)) in O(log len_b)
+// steps. It lets a writer that already holds the CRCs of a record's parts
+// derive the record's CRC instead of passing over its bytes again.
+std::uint32_t crc32c_combine(std::uint32_t crc_a, std::uint32_t crc_b, std::uint64_t len_b);
+
 inline constexpr std::uint32_t kCrcMaskDelta = 0xa282ead8u;
 
 // ((crc >> 15) | (crc << 17)) + 0xa282ead8, in 32-bit arithmetic.

@@ -56,6 +56,31 @@ TEST(Crc32c, ExtendsAcrossSplits) {
   }
 }
 
+TEST(Crc32c, CombineEqualsTheCrcOfTheJoinedBytes) {
+  auto data = testing::random_bytes(5 * 4096 + 123, testing::test_seed());
+  const auto s = std::span<const std::byte>(data);
+  for (std::size_t cut :
+       {std::size_t{0}, std::size_t{1}, std::size_t{4}, std::size_t{88}, std::size_t{4096},
+        std::size_t{12288}, std::size_t{12289}, std::size_t{20000}, data.size() - 1, data.size()}) {
+    const std::uint32_t a = crc32c(s.first(cut));
+    const std::uint32_t b = crc32c(s.subspan(cut));
+    EXPECT_EQ(crc32c_combine(a, b, data.size() - cut), crc32c(s)) << "cut " << cut;
+  }
+  // Three parts, as a pack record joins its header and a frame's two CRCs.
+  const std::uint32_t ab = crc32c_combine(crc32c(s.first(8)), crc32c(s.subspan(8, 84)), 84);
+  EXPECT_EQ(crc32c_combine(ab, crc32c(s.subspan(92)), data.size() - 92), crc32c(s));
+  // An empty B changes nothing; an empty A is B's CRC.
+  EXPECT_EQ(crc32c_combine(0x12345678u, 0, 0), 0x12345678u);
+  EXPECT_EQ(crc32c_combine(0, crc32c(s), data.size()), crc32c(s));
+  // Lengths past 4 GiB, where no buffer can check them: (A B) C == A (B C)
+  // needs a shift by l1 then l2 to equal one by l1 + l2, which a wrong power
+  // of x in the table breaks.
+  const std::uint64_t l1 = (3ull << 30) + 5, l2 = (5ull << 32) + 7;
+  const std::uint32_t a = 0x0badf00du, b = 0xdeadbeefu, c = 0x01234567u;
+  EXPECT_EQ(crc32c_combine(crc32c_combine(a, b, l1), c, l2),
+            crc32c_combine(a, crc32c_combine(b, c, l2), l1 + l2));
+}
+
 TEST(Crc32c, MaskRoundTripsAndDiffers) {
   for (std::uint32_t crc : {0u, 1u, 0xE3069283u, 0xffffffffu, 0x80000000u}) {
     EXPECT_EQ(unmask_crc(mask_crc(crc)), crc);
