@@ -189,6 +189,12 @@ EncodedChunk ChunkEncoder::encode_into(std::span<const std::byte> chunk, DType d
 Status ChunkDecoder::decode(std::span<const std::byte> frame, std::span<std::byte> out,
                             const Digest* expected_id, ThreadPool* pool) {
   ASSIGN_OR_RETURN(FrameHeader h, parse_frame_header(frame));
+  return decode_verified(h, frame, out, expected_id, pool);
+}
+
+Status ChunkDecoder::decode_verified(const FrameHeader& h, std::span<const std::byte> frame,
+                                     std::span<std::byte> out, const Digest* expected_id, ThreadPool* pool) {
+  FERRY_CHECK(frame.size() == kFrameHeaderBytes + h.payload_bytes);
   if (expected_id != nullptr && *expected_id != h.chunk_id) {
     return chunk_error(h.chunk_id, "frame holds a different chunk than expected " + to_hex(*expected_id));
   }

@@ -114,6 +114,14 @@ class ChunkDecoder {
   Status decode(std::span<const std::byte> frame, std::vector<std::byte>& out,
                 const Digest* expected_id = nullptr, ThreadPool* pool = nullptr);
 
+  // decode() for a frame whose header the caller has already checked:
+  // decodes and recomputes the chunk id, without a second pass of the
+  // CRCs over the frame. REQUIRES: parse_frame_header(frame) returned
+  // `verified` (a receiver checks a frame's CRCs once and reuses them).
+  Status decode_verified(const FrameHeader& verified, std::span<const std::byte> frame,
+                         std::span<std::byte> out, const Digest* expected_id = nullptr,
+                         ThreadPool* pool = nullptr);
+
  private:
   ZstdDecompressor zstd_;
   FloatDecoder float_;

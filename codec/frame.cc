@@ -172,4 +172,20 @@ Result<FrameHeader> parse_frame_header(std::span<const std::byte> frame) {
   return h;
 }
 
+std::uint32_t frame_crc32c(const FrameHeader& verified, std::span<const std::byte> frame, std::uint32_t crc) {
+  FERRY_CHECK(frame.size() == kFrameHeaderBytes + verified.payload_bytes);
+  // Header bytes [0, 84) are covered by the header CRC, [84, 88) hold it,
+  // and the payload is covered by the payload CRC.
+  const std::uint32_t header_crc = unmask_crc(get_u32(frame.data() + kOffHeaderCrc));
+  crc = crc32c_combine(crc, header_crc, kOffHeaderCrc);
+  crc = crc32c(frame.subspan(kOffHeaderCrc, 4), crc);
+  return crc32c_combine(crc, unmask_crc(verified.payload_crc), verified.payload_bytes);
+}
+
+bool claimed_chunk_id(std::span<const std::byte> bytes, Digest& id) {
+  if (bytes.size() < kOffChunkId + kDigestBytes) return false;
+  std::memcpy(id.data(), bytes.data() + kOffChunkId, kDigestBytes);
+  return true;
+}
+
 }  // namespace ferry

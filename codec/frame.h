@@ -59,4 +59,17 @@ Result<FrameHeader> parse_frame_header_only(std::span<const std::byte> bytes);
 // and the payload's CRC matches. `frame` is the whole frame.
 Result<FrameHeader> parse_frame_header(std::span<const std::byte> frame);
 
+// crc32c(frame, crc), derived from the two CRCs the frame carries instead of
+// a pass over its bytes (only the 4 bytes of the header CRC itself are
+// read). REQUIRES: parse_frame_header(frame) returned `verified`, so both
+// stored CRCs are those of the frame's bytes; otherwise the result is the
+// CRC of no such frame (a record written with it fails its own check).
+std::uint32_t frame_crc32c(const FrameHeader& verified, std::span<const std::byte> frame,
+                           std::uint32_t crc = 0);
+
+// The chunk id field of a frame header as it stands, before any check: what
+// a damaged frame claims to carry, for error messages only. False when
+// `bytes` is too short to hold the field.
+bool claimed_chunk_id(std::span<const std::byte> bytes, Digest& id);
+
 }  // namespace ferry

@@ -192,5 +192,31 @@ TEST(Frame, PayloadCrc) {
   expect_corrupt(b.frame, kIdHex);
 }
 
+TEST(Frame, CrcOfTheWholeFrameComesFromItsTwoCrcs) {
+  for (std::uint32_t payload : {0u, 1u, 300u, 12289u, 70000u}) {
+    Built b = make_frame(payload == 0 ? Codec::kRaw : Codec::kZstd, payload == 0 ? 0 : payload + 1, payload);
+    auto h = parse_frame_header(b.frame);
+    ASSERT_TRUE(h.is_ok()) << h.status().to_string();
+    EXPECT_EQ(frame_crc32c(*h, b.frame), crc32c(b.frame)) << payload;
+    // Extending a running CRC, as a pack record does over its own header.
+    EXPECT_EQ(frame_crc32c(*h, b.frame, 0xfeedf00du), crc32c(b.frame, 0xfeedf00du)) << payload;
+  }
+  // A header that does not belong to the frame yields another CRC, so a
+  // record sealed with it fails its own check instead of hiding damage.
+  Built b = make_frame(Codec::kZstd, 1000, 300);
+  FrameHeader wrong = *parse_frame_header(b.frame);
+  wrong.payload_crc ^= 1;
+  EXPECT_NE(frame_crc32c(wrong, b.frame), crc32c(b.frame));
+}
+
+TEST(Frame, ClaimedChunkIdIsReadWithoutChecks) {
+  Built b = make_frame(Codec::kZstd, 1000, 300);
+  b.frame[0] ^= std::byte{1};  // bad magic: nothing is verified, the field is still there
+  Digest id{};
+  ASSERT_TRUE(claimed_chunk_id(b.frame, id));
+  EXPECT_EQ(to_hex(id), kIdHex);
+  EXPECT_FALSE(claimed_chunk_id(std::span(b.frame).first(47), id));
+}
+
 }  // namespace
 }  // namespace ferry
