@@ -43,6 +43,15 @@ Status validate_name(std::string_view what, std::string_view v, std::size_t max_
   return Status::ok();
 }
 
+// A frame whose header fails its own checks names no chunk by itself (its
+// id field is not yet trusted); the refusal still says which chunk the
+// frame claims to carry, so that whoever sent it can tell which one.
+Status name_claimed_chunk(const Status& st, std::span<const std::byte> frame) {
+  Digest claimed{};
+  if (!claimed_chunk_id(frame, claimed) || st.message().find(to_hex(claimed)) != std::string::npos) return st;
+  return st.with_context("frame claiming chunk " + to_hex(claimed) + " (unverified)");
+}
+
 class LocalStore final : public ChunkStore {
  public:
   LocalStore(std::filesystem::path root, StoreOptions options, UniqueFd lock)
@@ -53,6 +62,10 @@ class LocalStore final : public ChunkStore {
     return n->have(ids);
   }
 
+  // Each byte of the frame is checked once: one CRC pass (header and
+  // payload, parse_frame_header), one decode and one tree hash of the
+  // decoded chunk (decode_verified); the pack record's CRC is then derived
+  // from the two CRCs already checked (frame_record), not computed again.
   Result<PutResult> put(std::string_view ns, std::span<const std::byte> frame,
                         const Digest* expected_id) override {
     RETURN_IF_ERROR(validate_namespace(ns));
@@ -60,7 +73,9 @@ class LocalStore final : public ChunkStore {
       return Status::exhausted("frame of " + std::to_string(frame.size()) + " bytes exceeds the limit of " +
                                std::to_string(kMaxFrameBytes));
     }
-    ASSIGN_OR_RETURN(FrameHeader header, parse_frame_header(frame));
+    Result<FrameHeader> parsed = parse_frame_header(frame);
+    if (!parsed) return name_claimed_chunk(parsed.status(), frame);
+    const FrameHeader& header = *parsed;
     if (expected_id != nullptr && header.chunk_id != *expected_id) {
       return Status::corruption("frame carries chunk " + to_hex(header.chunk_id) + ", expected " +
                                 to_hex(*expected_id));
@@ -72,10 +87,11 @@ class LocalStore final : public ChunkStore {
     // Full verification (decode + id) outside every lock; scratch per thread.
     thread_local ChunkDecoder decoder;
     thread_local std::vector<std::byte> scratch;
-    Status st = decoder.decode(frame, scratch, &header.chunk_id);
+    scratch.resize(header.raw_bytes);
+    Status st = decoder.decode_verified(header, frame, scratch);
     if (scratch.capacity() > kDefaultChunkBytes) std::vector<std::byte>().swap(scratch);
     RETURN_IF_ERROR(st);
-    return n->put(frame, header.chunk_id);
+    return n->put(frame, header);
   }
 
   Status sync(std::string_view ns) override {

@@ -78,6 +78,15 @@ Result<std::optional<std::uint64_t>> resync(int fd, const std::filesystem::path&
   return std::optional<std::uint64_t>();
 }
 
+// A record's framing with its header filled in and the trailer still zero.
+RecordFraming record_header(std::size_t frame_bytes) {
+  FERRY_CHECK(frame_bytes <= kMaxFrameBytes);
+  RecordFraming f{};
+  std::memcpy(f.header.data(), kRecordMagic, 4);
+  store_u32(f.header.data() + 4, static_cast<std::uint32_t>(frame_bytes));
+  return f;
+}
+
 }  // namespace
 
 std::string pack_file_name(std::uint32_t number) {
@@ -118,13 +127,14 @@ Status check_pack_header(std::span<const std::byte> bytes, const std::filesystem
 }
 
 RecordFraming frame_record(std::span<const std::byte> frame) {
-  FERRY_CHECK(frame.size() <= kMaxFrameBytes);
-  RecordFraming f{};
-  std::memcpy(f.header.data(), kRecordMagic, 4);
-  store_u32(f.header.data() + 4, static_cast<std::uint32_t>(frame.size()));
-  std::uint32_t crc = crc32c(f.header);
-  crc = crc32c(frame, crc);
-  store_u32(f.trailer.data(), mask_crc(crc));
+  RecordFraming f = record_header(frame.size());
+  store_u32(f.trailer.data(), mask_crc(crc32c(frame, crc32c(f.header))));
+  return f;
+}
+
+RecordFraming frame_record(std::span<const std::byte> frame, const FrameHeader& verified) {
+  RecordFraming f = record_header(frame.size());
+  store_u32(f.trailer.data(), mask_crc(frame_crc32c(verified, frame, crc32c(f.header))));
   return f;
 }
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "codec/frame.h"
 #include "codec/tree_hash.h"
 
 namespace ferry {
@@ -46,7 +47,13 @@ struct RecordFraming {
   std::array<std::byte, kRecordHeaderBytes> header;
   std::array<std::byte, kRecordTrailerBytes> trailer;
 };
+// The record CRC is a pass over the whole frame.
 RecordFraming frame_record(std::span<const std::byte> frame);
+// The same bytes, with the record CRC derived from the frame's own two CRCs
+// (codec/frame.h frame_crc32c) instead of a pass over the frame: the
+// receiver's put path, where the frame was just verified. REQUIRES:
+// parse_frame_header(frame) returned `verified`.
+RecordFraming frame_record(std::span<const std::byte> frame, const FrameHeader& verified);
 
 struct PackRecord {
   std::uint64_t offset = 0;  // of the record (its magic)

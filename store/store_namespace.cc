@@ -276,8 +276,9 @@ Status StoreNamespace::ensure_current_locked(std::uint64_t record, bool& index_d
   return Status::ok();
 }
 
-Result<PutResult> StoreNamespace::put(std::span<const std::byte> frame, const Digest& id) {
-  const RecordFraming framing = frame_record(frame);  // CRC outside the lock
+Result<PutResult> StoreNamespace::put(std::span<const std::byte> frame, const FrameHeader& verified) {
+  const Digest& id = verified.chunk_id;
+  const RecordFraming framing = frame_record(frame, verified);
   const std::uint64_t record = record_bytes(frame.size());
   bool index_due = false;
   {

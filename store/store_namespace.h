@@ -25,6 +25,7 @@
 
 #include "base/posix_file.h"
 #include "base/status.h"
+#include "codec/frame.h"
 #include "codec/manifest.h"
 #include "codec/tree_hash.h"
 #include "store/chunk_store.h"
@@ -51,8 +52,10 @@ class StoreNamespace {
   const std::string& name() const { return name_; }
 
   Result<std::vector<bool>> have(std::span<const Digest> ids);
-  // `frame` must already be fully verified and carry `id`.
-  Result<PutResult> put(std::span<const std::byte> frame, const Digest& id);
+  // `frame` must already be fully verified: parse_frame_header(frame)
+  // returned `verified` and the decoded bytes hash to its chunk id. The
+  // record's CRC is derived from the frame's CRCs, not computed again.
+  Result<PutResult> put(std::span<const std::byte> frame, const FrameHeader& verified);
   Status sync();
   Result<std::vector<std::byte>> get(const Digest& id);
   Status commit(std::string_view snapshot, std::span<const std::byte> bytes, const Manifest& m);

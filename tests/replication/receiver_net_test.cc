@@ -120,6 +120,62 @@ TEST(ReceiverTest, ACorruptFrameIsRefusedAndTheConnectionGoesOn) {
   expect_serving(**c);
 }
 
+// One PUT of `frame` and the receiver's answer to it.
+Result<Message> put_once(Connection& c, std::uint64_t request_id, const std::vector<std::byte>& frame) {
+  RETURN_IF_ERROR(c.send(Put{request_id, frame}));
+  return c.recv(10'000);
+}
+
+TEST(ReceiverTest, AFlippedByteAnywhereInAFrameIsRefusedNamingTheChunk) {
+  // A frame is an 88-byte header and a payload (it has no trailer). The
+  // receiver checks each byte once, and one flipped byte anywhere must still
+  // be refused with an ERROR that names the chunk: the true id, or, for a
+  // flip inside the id field, the id the damaged header claims.
+  ReceiverSite site;
+  ferry::testing::TempDir src;
+  testing::make_tree(src.path(), ferry::testing::test_seed());
+  auto tree = testing::pack_tree(src.path());
+  const auto& [id, frame] = tree->frames[0];
+  ASSERT_GT(frame.size(), kFrameHeaderBytes + 1000);
+  std::vector<std::size_t> positions;
+  for (std::size_t i = 0; i < kFrameHeaderBytes; ++i) positions.push_back(i);
+  const std::size_t payload = frame.size() - kFrameHeaderBytes;
+  for (std::size_t at : {std::size_t{0}, std::size_t{1}, payload / 3, payload / 2, payload - 1})
+    positions.push_back(kFrameHeaderBytes + at);
+  constexpr std::size_t kIdField = 16;  // docs/FORMAT.md section 3: chunk id at bytes [16, 48)
+
+  auto c = site.connect("alpha");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  std::uint64_t request = 100;
+  for (std::size_t pos : positions) {
+    for (std::uint8_t mask : {0x01, 0x80}) {
+      std::vector<std::byte> bad = frame;
+      bad[pos] ^= std::byte{mask};
+      Digest named = id;
+      if (pos >= kIdField && pos < kIdField + kDigestBytes) named[pos - kIdField] ^= mask;
+      auto m = put_once(**c, ++request, bad);
+      ASSERT_TRUE(m.is_ok()) << "byte " << pos << ": " << m.status().to_string();
+      auto* e = std::get_if<Error>(&*m);
+      ASSERT_NE(e, nullptr) << "byte " << pos << " flipped by " << int(mask) << " was answered "
+                            << message_name(*m);
+      EXPECT_EQ(e->request_id, request);
+      EXPECT_EQ(e->code, Code::kCorruption) << e->message;
+      EXPECT_NE(e->message.find(to_hex(named)), std::string::npos)
+          << "byte " << pos << " flipped by " << int(mask) << ": " << e->message;
+    }
+  }
+  auto have = site.store().have("alpha", std::span(&id, 1));
+  ASSERT_TRUE(have.is_ok());
+  EXPECT_FALSE((*have)[0]) << "a damaged frame was stored";
+  EXPECT_EQ(site.store().usage("alpha")->chunks, 0u);
+  // The intact frame is then taken, on the same connection.
+  auto m = put_once(**c, ++request, frame);
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  auto* ack = std::get_if<PutAck>(&*m);
+  ASSERT_NE(ack, nullptr) << message_name(*m);
+  EXPECT_EQ(ack->chunk_id, id);
+}
+
 TEST(ReceiverTest, HostsSeeOnlyTheirOwnNamespace) {
   ReceiverSite site;
   ferry::testing::TempDir src;

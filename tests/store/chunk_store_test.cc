@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "codec/chunk_codec.h"
@@ -150,6 +151,34 @@ TEST(ChunkStore, PutVerifiesTheFrame) {
   auto u = s->usage("host-a");
   ASSERT_TRUE(u.is_ok());
   EXPECT_EQ(u->chunks, 0u);
+}
+
+TEST(ChunkStore, PackRecordsAreTheBytesOfAFullCrcPass) {
+  // put() derives each record's CRC from the frame's own CRCs; the pack must
+  // hold exactly what a full pass over every record would have written.
+  TempDir dir;
+  Logged logged;
+  std::vector<TestChunk> chunks = make_chunks(2, testing::test_seed());
+  chunks.push_back(testing::encode_chunk(testing::random_bytes(12289, testing::test_seed()), DType::kBytes));
+  chunks.push_back(testing::encode_chunk(std::vector<std::byte>(70000, std::byte{'a'}), DType::kBytes));
+  chunks.push_back(testing::encode_chunk(testing::normal_floats(3001, 4, false, 1e-3, 3), DType::kF32));
+  chunks.push_back(testing::encode_chunk({}, DType::kBytes));
+  std::set<Codec> codecs;
+  for (const TestChunk& c : chunks) codecs.insert(c.info.codec);
+  EXPECT_GE(codecs.size(), 3u) << "raw, zstd and a planes codec";
+  {
+    auto s = open_store(dir.path(), logged.options());
+    put_all(*s, "host-a", chunks);
+  }
+  const auto header = pack_header();
+  std::vector<std::byte> expected(header.begin(), header.end());
+  for (const TestChunk& c : chunks) {
+    const RecordFraming f = frame_record(c.frame);
+    expected.insert(expected.end(), f.header.begin(), f.header.end());
+    expected.insert(expected.end(), c.frame.begin(), c.frame.end());
+    expected.insert(expected.end(), f.trailer.begin(), f.trailer.end());
+  }
+  EXPECT_EQ(testing::read_file(last_pack(dir.path(), "host-a")), expected);
 }
 
 TEST(ChunkStore, PutIsIdempotentAndDurableOnlyAfterSync) {
