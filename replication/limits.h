@@ -27,6 +27,19 @@ inline constexpr std::size_t kDefaultMaxMessageBytes = 128u << 20;
 // The smallest limit a peer may announce: a PUT of one maximal frame must fit.
 inline constexpr std::size_t kMinAnnouncedMessageBytes = kMaxFrameBytes + 64;
 
+// Field sizes the decoders count with (docs/PROTOCOL.md section 3).
+// Every request and reply but HELLO, HELLO_OK and BYE begins with a u64
+// request id; PUT and CHUNK are a request id, then the frame.
+inline constexpr std::size_t kRequestIdBytes = 8;
+// The smallest SnapshotInfo in a LIST_REPLY: a u16 name length and a 1-byte
+// name, created (i64), logical_bytes (u64), file_count and chunk_count (u32).
+// A snapshot count must fit in the bytes that follow at this size each, so a
+// hostile count cannot make a decoder allocate.
+inline constexpr std::size_t kMinSnapshotInfoBytes = 2 + 1 + 8 + 8 + 4 + 4;
+// The smallest snapshot name in a REMOVED: a u16 length and 1 byte (the
+// same bound on its name count).
+inline constexpr std::size_t kMinNameFieldBytes = 2 + 1;
+
 // Field limits.
 inline constexpr std::size_t kMaxSoftwareBytes = 64;       // HELLO client software
 inline constexpr std::size_t kMaxNamespaceBytes = 64;      // host identity [A-Za-z0-9._-]
@@ -36,6 +49,13 @@ inline constexpr std::size_t kMaxQueryIds = 65536;            // QUERY: 2 MiB of
 inline constexpr std::size_t kMaxGetChunkIds = 4096;          // GET_CHUNK
 inline constexpr std::size_t kMaxListedSnapshots = 1u << 20;  // LIST_REPLY
 inline constexpr std::size_t kMaxRemovedNames = 1u << 20;     // REMOVED
+
+// What a COMMIT body holds besides its manifest (a request id, a snapshot
+// name and its length: at most 8 + 2 + 128 bytes), rounded up: a sender
+// refuses a manifest that would not fit the receiver's message limit with
+// it, rather than have the receiver drop the connection.
+inline constexpr std::size_t kCommitFieldsReserveBytes = 1024;
+static_assert(kCommitFieldsReserveBytes >= kRequestIdBytes + 2 + kMaxSnapshotNameBytes);
 
 // Flow control a receiver announces by default: PUTs in flight per connection
 // before the sender must wait for an acknowledgement. 64 x 4 MiB = 256 MiB per
@@ -60,6 +80,10 @@ inline constexpr std::size_t kMaxBulkLeadBytes = 16;
 inline constexpr int kDefaultHandshakeTimeoutMs = 15'000;
 inline constexpr int kDefaultIoTimeoutMs = 60'000;
 inline constexpr int kDefaultConnectTimeoutMs = 10'000;
+// How long a receiver's accept loop waits after accept() failed for want of
+// resources (EMFILE, ENFILE, ENOMEM) before it tries again: served clients
+// go on meanwhile, and the loop does not spin on the error.
+inline constexpr int kAcceptRetryDelayMs = 100;
 // Queue depth of the per-connection engine (a send and a recv at most, plus
 // a cancel); small rings keep many connections cheap.
 inline constexpr unsigned kConnectionQueueDepth = 8;

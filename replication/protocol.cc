@@ -376,8 +376,7 @@ Message decode_fields(MessageType type, Reader& r) {
     case MessageType::kListReply: {
       ListReply v;
       v.request_id = r.u64("request_id");
-      // A SnapshotInfo is at least 2 + 1 + 8 + 8 + 4 + 4 bytes.
-      std::size_t n = r.count("snapshot count", kMaxListedSnapshots, 27);
+      std::size_t n = r.count("snapshot count", kMaxListedSnapshots, kMinSnapshotInfoBytes);
       v.snapshots.reserve(n);
       for (std::size_t i = 0; i < n && r.ok(); ++i) {
         SnapshotInfo s;
@@ -402,13 +401,13 @@ Message decode_fields(MessageType type, Reader& r) {
       if (r.ok() && dry > 1) r.fail(at, "dry_run is " + std::to_string(dry) + ", not 0 or 1");
       v.dry_run = dry == 1;
       if (r.ok() && v.keep_last == 0 && v.keep_within_seconds == 0)
-        r.fail(8, "a policy that keeps nothing (keep_last 0 and keep_within_seconds 0)");
+        r.fail(kRequestIdBytes, "a policy that keeps nothing (keep_last 0 and keep_within_seconds 0)");
       return v;
     }
     case MessageType::kRemoved: {
       Removed v;
       v.request_id = r.u64("request_id");
-      std::size_t n = r.count("name count", kMaxRemovedNames, 3);
+      std::size_t n = r.count("name count", kMaxRemovedNames, kMinNameFieldBytes);
       v.snapshots.reserve(n);
       for (std::size_t i = 0; i < n && r.ok(); ++i) {
         std::size_t at = r.pos();
@@ -588,7 +587,7 @@ std::size_t bulk_lead_bytes(MessageType type) {
   switch (type) {
     case MessageType::kPut:
     case MessageType::kChunk:
-      return 8;
+      return kRequestIdBytes;
     default:
       return 0;
   }

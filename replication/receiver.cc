@@ -399,7 +399,7 @@ void Receiver::accept_loop() {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) continue;
       // EMFILE and friends: back off rather than spin; served clients go on.
       log("accept error=" + quoted(Status::from_errno(errno, "accept").to_string()));
-      ::poll(nullptr, 0, 100);
+      ::poll(nullptr, 0, kAcceptRetryDelayMs);
       continue;
     }
     io::Socket socket = io::Socket::adopt(fd);

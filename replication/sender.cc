@@ -670,7 +670,7 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   Commit commit;
   commit.snapshot = snapshot;
   commit.manifest = serialize_manifest(*manifest);
-  if (commit.manifest.size() + 1024 > control.hello().max_message_bytes) {
+  if (commit.manifest.size() + kCommitFieldsReserveBytes > control.hello().max_message_bytes) {
     return Status::exhausted("manifest of " + std::to_string(commit.manifest.size()) +
                              " bytes exceeds the receiver's message limit at " + target);
   }
