@@ -1,10 +1,12 @@
 // protocol.cc: encoding and hostile-input-safe decoding of the replication
-// messages (docs/PROTOCOL.md section 3). Every read goes through Reader,
-// which checks the remaining length first and remembers the first failure,
-// so a decoder is a straight sequence of field reads followed by one check.
+// messages (docs/PROTOCOL.md section 3). Every read goes through a
+// BodyReader (body_reader.h), which checks the remaining length first and
+// remembers the first failure, so a decoder is a straight sequence of field
+// reads followed by one check.
 #include "replication/protocol.h"
 
 #include "codec/byte_writer.h"
+#include "replication/body_reader.h"
 
 #include <cstring>
 #include <type_traits>
@@ -18,119 +20,7 @@ inline constexpr bool kAlwaysFalse = false;
 namespace {
 
 using Writer = ByteWriter;
-
-class Reader {
- public:
-  Reader(std::span<const std::byte> b, MessageType type) : b_(b), type_(type) {}
-  // A body whose bulk field (`apart_bytes` long) was received into a buffer
-  // of its own: `b` holds only the fields before it.
-  Reader(std::span<const std::byte> b, MessageType type, std::size_t apart_bytes)
-      : b_(b), type_(type), apart_(apart_bytes) {}
-
-  bool ok() const { return error_.empty(); }
-  std::uint8_t u8(const char* field) { return static_cast<std::uint8_t>(le(1, field)); }
-  std::uint16_t u16(const char* field) { return static_cast<std::uint16_t>(le(2, field)); }
-  std::uint32_t u32(const char* field) { return static_cast<std::uint32_t>(le(4, field)); }
-  std::uint64_t u64(const char* field) { return le(8, field); }
-  std::int64_t i64(const char* field) { return static_cast<std::int64_t>(le(8, field)); }
-  Digest digest(const char* field) {
-    Digest d{};
-    if (need(d.size(), field)) {
-      std::memcpy(d.data(), b_.data() + pos_, d.size());
-      pos_ += d.size();
-    }
-    return d;
-  }
-  std::string str(const char* field, std::size_t max_bytes) {
-    std::size_t at = pos_;
-    std::uint16_t n = u16(field);
-    if (!ok()) return {};
-    if (n > max_bytes) {
-      fail(at, std::string(field) + " is " + std::to_string(n) + " bytes, more than the limit of " +
-                   std::to_string(max_bytes));
-      return {};
-    }
-    if (!need(n, field)) return {};
-    std::string s(reinterpret_cast<const char*>(b_.data() + pos_), n);
-    pos_ += n;
-    return s;
-  }
-  // A u32 count that must be <= max_count and, at `min_bytes_each`, fit in
-  // what remains (so a hostile count cannot make us allocate).
-  std::size_t count(const char* field, std::size_t max_count, std::size_t min_bytes_each) {
-    std::size_t at = pos_;
-    std::uint32_t n = u32(field);
-    if (!ok()) return 0;
-    if (n > max_count) {
-      fail(at, std::string(field) + " " + std::to_string(n) + " is over the limit of " +
-                   std::to_string(max_count));
-      return 0;
-    }
-    if (min_bytes_each > 0 && n > remaining() / min_bytes_each) {
-      fail(at, std::string(field) + " " + std::to_string(n) + " does not fit in the " +
-                   std::to_string(remaining()) + " bytes that follow");
-      return 0;
-    }
-    return n;
-  }
-  // Everything left (the bulk field, always last). With keep_bulk_in_place
-  // it returns nothing and records where the field starts, for the caller
-  // that owns the buffer to hand it over without a copy.
-  std::vector<std::byte> rest() {
-    if (apart_ > 0 && pos_ != b_.size()) {
-      fail(pos_, "bulk field does not start where it was received apart");
-      return {};
-    }
-    if (in_place_) {
-      bulk_at_ = pos_;
-      pos_ = b_.size();
-      return {};
-    }
-    std::vector<std::byte> v(b_.begin() + pos_, b_.end());
-    pos_ = b_.size();
-    return v;
-  }
-  static constexpr std::size_t kNoBulk = ~std::size_t{0};
-  void keep_bulk_in_place() { in_place_ = true; }
-  std::size_t bulk_offset() const { return bulk_at_; }
-  std::size_t remaining() const { return b_.size() - pos_ + apart_; }
-  std::size_t pos() const { return pos_; }
-  void fail(std::size_t at, std::string what) {
-    if (ok()) error_ = std::string(message_type_name(type_)) + " at byte " + std::to_string(at) + ": " + what;
-  }
-  Status finish() {
-    const std::size_t left = b_.size() - pos_ + (bulk_at_ == kNoBulk ? apart_ : 0);
-    if (ok() && left != 0) fail(pos_, std::to_string(left) + " unexpected trailing bytes");
-    if (ok()) return Status::ok();
-    return Status::corruption("malformed message: " + error_);
-  }
-
- private:
-  bool need(std::size_t n, const char* field) {
-    if (!ok()) return false;
-    if (b_.size() - pos_ < n) {
-      fail(pos_, std::string("truncated in ") + field + " (needs " + std::to_string(n) + " bytes, " +
-                     std::to_string(remaining()) + " left)");
-      return false;
-    }
-    return true;
-  }
-  std::uint64_t le(int n, const char* field) {
-    if (!need(static_cast<std::size_t>(n), field)) return 0;
-    std::uint64_t v = 0;
-    for (int i = 0; i < n; ++i) v |= std::uint64_t(std::to_integer<std::uint8_t>(b_[pos_ + i])) << (8 * i);
-    pos_ += static_cast<std::size_t>(n);
-    return v;
-  }
-
-  std::span<const std::byte> b_;
-  MessageType type_;
-  std::size_t pos_ = 0;
-  std::string error_;
-  bool in_place_ = false;
-  std::size_t bulk_at_ = kNoBulk;
-  std::size_t apart_ = 0;  // bulk bytes held outside b_
-};
+using Reader = BodyReader;
 
 bool name_char_ok(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
@@ -254,181 +144,221 @@ void encode_fields(const Message& m, Writer& w, std::span<const std::byte>& tail
 }
 
 // ---- decoding ----------------------------------------------------------
+// One decoder per message shape; decode_fields picks it by type. Each reads
+// its fields in wire order and leaves every defect to the reader.
+
+// Checks a limit read at `at` against [lo, hi].
+void check_range(Reader& r, std::size_t at, const char* field, std::uint64_t v, std::uint64_t lo,
+                 std::uint64_t hi) {
+  if (r.ok() && (v < lo || v > hi))
+    r.fail(at, std::string(field) + " " + std::to_string(v) + " is outside [" + std::to_string(lo) + ", " +
+                   std::to_string(hi) + "]");
+}
+
+// A snapshot name field; a bad name makes the message malformed.
+std::string read_snapshot_name(Reader& r) {
+  std::size_t at = r.pos();
+  std::string name = r.str("snapshot", kMaxSnapshotNameBytes);
+  check_name(r, at, name, kMaxSnapshotNameBytes, "snapshot name");
+  return name;
+}
+
+Hello decode_hello(Reader& r) {
+  Hello v;
+  v.min_version = r.u16("min_version");
+  v.max_version = r.u16("max_version");
+  std::size_t at = r.pos();
+  v.software = r.str("software", kMaxSoftwareBytes);
+  check_printable(r, at, v.software, "software");
+  if (r.ok() && (v.min_version == 0 || v.min_version > v.max_version))
+    r.fail(0, "version range " + std::to_string(v.min_version) + ".." + std::to_string(v.max_version) +
+                  " is empty");
+  return v;
+}
+
+HelloOk decode_hello_ok(Reader& r) {
+  HelloOk v;
+  v.version = r.u16("version");
+  std::size_t at = r.pos();
+  v.namespace_name = r.str("namespace", kMaxNamespaceBytes);
+  check_name(r, at, v.namespace_name, kMaxNamespaceBytes, "namespace");
+  at = r.pos();
+  v.max_message_bytes = r.u64("max_message_bytes");
+  check_range(r, at, "max_message_bytes", v.max_message_bytes, kMinAnnouncedMessageBytes,
+              kMaxMessageBodyBytes);
+  at = r.pos();
+  v.max_inflight_puts = r.u32("max_inflight_puts");
+  check_range(r, at, "max_inflight_puts", v.max_inflight_puts, 1, kMaxInflightPuts);
+  at = r.pos();
+  v.max_query_ids = r.u32("max_query_ids");
+  check_range(r, at, "max_query_ids", v.max_query_ids, 1, kMaxQueryIds);
+  v.flags = r.u32("flags");
+  return v;
+}
+
+// QUERY and GET_CHUNK: a request id and 1 .. limit chunk ids.
+Message decode_id_list(MessageType type, Reader& r) {
+  std::uint64_t id = r.u64("request_id");
+  std::size_t limit = type == MessageType::kQuery ? kMaxQueryIds : kMaxGetChunkIds;
+  std::size_t at = r.pos();
+  std::size_t n = r.count("id count", limit, kDigestBytes);
+  if (r.ok() && n == 0) r.fail(at, "no chunk ids");
+  std::vector<Digest> ids;
+  ids.reserve(n);
+  for (std::size_t i = 0; i < n && r.ok(); ++i) ids.push_back(r.digest("chunk id"));
+  if (type == MessageType::kQuery) return Query{id, std::move(ids)};
+  return GetChunk{id, std::move(ids)};
+}
+
+QueryReply decode_query_reply(Reader& r) {
+  QueryReply v;
+  v.request_id = r.u64("request_id");
+  std::size_t n = r.count("id count", kMaxQueryIds, 0);
+  std::size_t bitmap_bytes = (n + 7) / 8;
+  if (r.ok() && r.remaining() != bitmap_bytes)
+    r.fail(r.pos(), "bitmap of " + std::to_string(n) + " ids needs " + std::to_string(bitmap_bytes) +
+                        " bytes, " + std::to_string(r.remaining()) + " follow");
+  if (!r.ok()) return v;
+  v.missing.resize(n);
+  std::uint8_t byte = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i % 8 == 0) byte = r.u8("bitmap");
+    v.missing[i] = (byte >> (i % 8)) & 1u;
+  }
+  if (n % 8 != 0 && (byte >> (n % 8)) != 0) r.fail(r.pos() - 1, "bitmap padding bits are set");
+  return v;
+}
+
+// PUT and CHUNK: a request id (bulk_lead_bytes), then one frame.
+Message decode_frame_message(MessageType type, Reader& r) {
+  std::uint64_t id = r.u64("request_id");
+  if (r.ok() && r.remaining() < kFrameHeaderBytes)
+    r.fail(r.pos(), "frame of " + std::to_string(r.remaining()) + " bytes is shorter than a frame header");
+  if (r.ok() && r.remaining() > kMaxFrameBytes)
+    r.fail(r.pos(), "frame of " + std::to_string(r.remaining()) + " bytes is over the limit of " +
+                        std::to_string(kMaxFrameBytes));
+  std::vector<std::byte> frame = r.ok() ? r.rest() : std::vector<std::byte>{};
+  if (type == MessageType::kPut) return Put{id, std::move(frame)};
+  return ChunkData{id, std::move(frame)};
+}
+
+PutAck decode_put_ack(Reader& r) {
+  PutAck v;
+  v.request_id = r.u64("request_id");
+  v.chunk_id = r.digest("chunk id");
+  return v;
+}
+
+// COMMIT and MANIFEST: a request id, a snapshot name, then the manifest.
+Message decode_manifest_message(MessageType type, Reader& r) {
+  std::uint64_t id = r.u64("request_id");
+  std::string name = read_snapshot_name(r);
+  if (r.ok() && r.remaining() == 0) r.fail(r.pos(), "empty manifest");
+  std::vector<std::byte> manifest = r.ok() ? r.rest() : std::vector<std::byte>{};
+  if (type == MessageType::kCommit) return Commit{id, std::move(name), std::move(manifest)};
+  return ManifestData{id, std::move(name), std::move(manifest)};
+}
+
+// COMMIT_OK, GET_MANIFEST and DELETE: a request id and a snapshot name.
+Message decode_named_message(MessageType type, Reader& r) {
+  std::uint64_t id = r.u64("request_id");
+  std::string name = read_snapshot_name(r);
+  if (type == MessageType::kCommitOk) return CommitOk{id, std::move(name)};
+  if (type == MessageType::kGetManifest) return GetManifest{id, std::move(name)};
+  return Delete{id, std::move(name)};
+}
+
+ListReply decode_list_reply(Reader& r) {
+  ListReply v;
+  v.request_id = r.u64("request_id");
+  std::size_t n = r.count("snapshot count", kMaxListedSnapshots, kMinSnapshotInfoBytes);
+  v.snapshots.reserve(n);
+  for (std::size_t i = 0; i < n && r.ok(); ++i) {
+    SnapshotInfo s;
+    s.name = read_snapshot_name(r);
+    s.created_unix_seconds = r.i64("created");
+    s.logical_bytes = r.u64("logical_bytes");
+    s.file_count = r.u32("file_count");
+    s.chunk_count = r.u32("chunk_count");
+    v.snapshots.push_back(std::move(s));
+  }
+  return v;
+}
+
+Prune decode_prune(Reader& r) {
+  Prune v;
+  v.request_id = r.u64("request_id");
+  v.keep_last = r.u32("keep_last");
+  v.keep_within_seconds = r.u64("keep_within_seconds");
+  std::size_t at = r.pos();
+  std::uint8_t dry = r.u8("dry_run");
+  if (r.ok() && dry > 1) r.fail(at, "dry_run is " + std::to_string(dry) + ", not 0 or 1");
+  v.dry_run = dry == 1;
+  // The policy begins right after the request id.
+  if (r.ok() && v.keep_last == 0 && v.keep_within_seconds == 0)
+    r.fail(kRequestIdBytes, "a policy that keeps nothing (keep_last 0 and keep_within_seconds 0)");
+  return v;
+}
+
+Removed decode_removed(Reader& r) {
+  Removed v;
+  v.request_id = r.u64("request_id");
+  std::size_t n = r.count("name count", kMaxRemovedNames, kMinNameFieldBytes);
+  v.snapshots.reserve(n);
+  for (std::size_t i = 0; i < n && r.ok(); ++i) v.snapshots.push_back(read_snapshot_name(r));
+  v.chunks_freed = r.u64("chunks_freed");
+  v.bytes_freed = r.u64("bytes_freed");
+  return v;
+}
+
+Error decode_error(Reader& r) {
+  Error v;
+  v.request_id = r.u64("request_id");
+  std::size_t at = r.pos();
+  std::uint8_t code = r.u8("code");
+  if (r.ok() && !valid_code(code)) r.fail(at, "unknown error code " + std::to_string(code));
+  v.code = static_cast<Code>(code);
+  v.message = r.str("message", kMaxErrorMessageBytes);
+  return v;
+}
 
 Message decode_fields(MessageType type, Reader& r) {
   switch (type) {
-    case MessageType::kHello: {
-      Hello v;
-      v.min_version = r.u16("min_version");
-      v.max_version = r.u16("max_version");
-      std::size_t at = r.pos();
-      v.software = r.str("software", kMaxSoftwareBytes);
-      check_printable(r, at, v.software, "software");
-      if (r.ok() && (v.min_version == 0 || v.min_version > v.max_version))
-        r.fail(0, "version range " + std::to_string(v.min_version) + ".." + std::to_string(v.max_version) +
-                      " is empty");
-      return v;
-    }
-    case MessageType::kHelloOk: {
-      HelloOk v;
-      v.version = r.u16("version");
-      std::size_t at = r.pos();
-      v.namespace_name = r.str("namespace", kMaxNamespaceBytes);
-      check_name(r, at, v.namespace_name, kMaxNamespaceBytes, "namespace");
-      at = r.pos();
-      v.max_message_bytes = r.u64("max_message_bytes");
-      if (r.ok() &&
-          (v.max_message_bytes < kMinAnnouncedMessageBytes || v.max_message_bytes > kMaxMessageBodyBytes))
-        r.fail(at, "max_message_bytes " + std::to_string(v.max_message_bytes) + " is outside [" +
-                       std::to_string(kMinAnnouncedMessageBytes) + ", " +
-                       std::to_string(kMaxMessageBodyBytes) + "]");
-      at = r.pos();
-      v.max_inflight_puts = r.u32("max_inflight_puts");
-      if (r.ok() && (v.max_inflight_puts == 0 || v.max_inflight_puts > kMaxInflightPuts))
-        r.fail(at, "max_inflight_puts " + std::to_string(v.max_inflight_puts) + " is outside [1, " +
-                       std::to_string(kMaxInflightPuts) + "]");
-      at = r.pos();
-      v.max_query_ids = r.u32("max_query_ids");
-      if (r.ok() && (v.max_query_ids == 0 || v.max_query_ids > kMaxQueryIds))
-        r.fail(at, "max_query_ids " + std::to_string(v.max_query_ids) + " is outside [1, " +
-                       std::to_string(kMaxQueryIds) + "]");
-      v.flags = r.u32("flags");
-      return v;
-    }
+    case MessageType::kHello:
+      return decode_hello(r);
+    case MessageType::kHelloOk:
+      return decode_hello_ok(r);
     case MessageType::kQuery:
-    case MessageType::kGetChunk: {
-      std::uint64_t id = r.u64("request_id");
-      std::size_t limit = type == MessageType::kQuery ? kMaxQueryIds : kMaxGetChunkIds;
-      std::size_t at = r.pos();
-      std::size_t n = r.count("id count", limit, kDigestBytes);
-      if (r.ok() && n == 0) r.fail(at, "no chunk ids");
-      std::vector<Digest> ids;
-      ids.reserve(n);
-      for (std::size_t i = 0; i < n && r.ok(); ++i) ids.push_back(r.digest("chunk id"));
-      if (type == MessageType::kQuery) return Query{id, std::move(ids)};
-      return GetChunk{id, std::move(ids)};
-    }
-    case MessageType::kQueryReply: {
-      QueryReply v;
-      v.request_id = r.u64("request_id");
-      std::size_t n = r.count("id count", kMaxQueryIds, 0);
-      std::size_t bitmap_bytes = (n + 7) / 8;
-      if (r.ok() && r.remaining() != bitmap_bytes)
-        r.fail(r.pos(), "bitmap of " + std::to_string(n) + " ids needs " + std::to_string(bitmap_bytes) +
-                            " bytes, " + std::to_string(r.remaining()) + " follow");
-      if (!r.ok()) return v;
-      v.missing.resize(n);
-      std::uint8_t byte = 0;
-      for (std::size_t i = 0; i < n; ++i) {
-        if (i % 8 == 0) byte = r.u8("bitmap");
-        v.missing[i] = (byte >> (i % 8)) & 1u;
-      }
-      if (n % 8 != 0 && (byte >> (n % 8)) != 0) r.fail(r.pos() - 1, "bitmap padding bits are set");
-      return v;
-    }
+    case MessageType::kGetChunk:
+      return decode_id_list(type, r);
+    case MessageType::kQueryReply:
+      return decode_query_reply(r);
     case MessageType::kPut:
-    case MessageType::kChunk: {
-      std::uint64_t id = r.u64("request_id");
-      if (r.ok() && r.remaining() < kFrameHeaderBytes)
-        r.fail(r.pos(),
-               "frame of " + std::to_string(r.remaining()) + " bytes is shorter than a frame header");
-      if (r.ok() && r.remaining() > kMaxFrameBytes)
-        r.fail(r.pos(), "frame of " + std::to_string(r.remaining()) + " bytes is over the limit of " +
-                            std::to_string(kMaxFrameBytes));
-      std::vector<std::byte> frame = r.ok() ? r.rest() : std::vector<std::byte>{};
-      if (type == MessageType::kPut) return Put{id, std::move(frame)};
-      return ChunkData{id, std::move(frame)};
-    }
-    case MessageType::kPutAck: {
-      PutAck v;
-      v.request_id = r.u64("request_id");
-      v.chunk_id = r.digest("chunk id");
-      return v;
-    }
+    case MessageType::kChunk:
+      return decode_frame_message(type, r);
+    case MessageType::kPutAck:
+      return decode_put_ack(r);
     case MessageType::kCommit:
-    case MessageType::kManifest: {
-      std::uint64_t id = r.u64("request_id");
-      std::size_t at = r.pos();
-      std::string name = r.str("snapshot", kMaxSnapshotNameBytes);
-      check_name(r, at, name, kMaxSnapshotNameBytes, "snapshot name");
-      if (r.ok() && r.remaining() == 0) r.fail(r.pos(), "empty manifest");
-      std::vector<std::byte> manifest = r.ok() ? r.rest() : std::vector<std::byte>{};
-      if (type == MessageType::kCommit) return Commit{id, std::move(name), std::move(manifest)};
-      return ManifestData{id, std::move(name), std::move(manifest)};
-    }
+    case MessageType::kManifest:
+      return decode_manifest_message(type, r);
     case MessageType::kCommitOk:
     case MessageType::kGetManifest:
-    case MessageType::kDelete: {
-      std::uint64_t id = r.u64("request_id");
-      std::size_t at = r.pos();
-      std::string name = r.str("snapshot", kMaxSnapshotNameBytes);
-      check_name(r, at, name, kMaxSnapshotNameBytes, "snapshot name");
-      if (type == MessageType::kCommitOk) return CommitOk{id, std::move(name)};
-      if (type == MessageType::kGetManifest) return GetManifest{id, std::move(name)};
-      return Delete{id, std::move(name)};
-    }
+    case MessageType::kDelete:
+      return decode_named_message(type, r);
     case MessageType::kList:
       return List{r.u64("request_id")};
     case MessageType::kPing:
       return Ping{r.u64("request_id")};
     case MessageType::kPong:
       return Pong{r.u64("request_id")};
-    case MessageType::kListReply: {
-      ListReply v;
-      v.request_id = r.u64("request_id");
-      std::size_t n = r.count("snapshot count", kMaxListedSnapshots, kMinSnapshotInfoBytes);
-      v.snapshots.reserve(n);
-      for (std::size_t i = 0; i < n && r.ok(); ++i) {
-        SnapshotInfo s;
-        std::size_t at = r.pos();
-        s.name = r.str("snapshot", kMaxSnapshotNameBytes);
-        check_name(r, at, s.name, kMaxSnapshotNameBytes, "snapshot name");
-        s.created_unix_seconds = r.i64("created");
-        s.logical_bytes = r.u64("logical_bytes");
-        s.file_count = r.u32("file_count");
-        s.chunk_count = r.u32("chunk_count");
-        v.snapshots.push_back(std::move(s));
-      }
-      return v;
-    }
-    case MessageType::kPrune: {
-      Prune v;
-      v.request_id = r.u64("request_id");
-      v.keep_last = r.u32("keep_last");
-      v.keep_within_seconds = r.u64("keep_within_seconds");
-      std::size_t at = r.pos();
-      std::uint8_t dry = r.u8("dry_run");
-      if (r.ok() && dry > 1) r.fail(at, "dry_run is " + std::to_string(dry) + ", not 0 or 1");
-      v.dry_run = dry == 1;
-      if (r.ok() && v.keep_last == 0 && v.keep_within_seconds == 0)
-        r.fail(kRequestIdBytes, "a policy that keeps nothing (keep_last 0 and keep_within_seconds 0)");
-      return v;
-    }
-    case MessageType::kRemoved: {
-      Removed v;
-      v.request_id = r.u64("request_id");
-      std::size_t n = r.count("name count", kMaxRemovedNames, kMinNameFieldBytes);
-      v.snapshots.reserve(n);
-      for (std::size_t i = 0; i < n && r.ok(); ++i) {
-        std::size_t at = r.pos();
-        std::string s = r.str("snapshot", kMaxSnapshotNameBytes);
-        check_name(r, at, s, kMaxSnapshotNameBytes, "snapshot name");
-        v.snapshots.push_back(std::move(s));
-      }
-      v.chunks_freed = r.u64("chunks_freed");
-      v.bytes_freed = r.u64("bytes_freed");
-      return v;
-    }
-    case MessageType::kError: {
-      Error v;
-      v.request_id = r.u64("request_id");
-      std::size_t at = r.pos();
-      std::uint8_t code = r.u8("code");
-      if (r.ok() && !valid_code(code)) r.fail(at, "unknown error code " + std::to_string(code));
-      v.code = static_cast<Code>(code);
-      v.message = r.str("message", kMaxErrorMessageBytes);
-      return v;
-    }
+    case MessageType::kListReply:
+      return decode_list_reply(r);
+    case MessageType::kPrune:
+      return decode_prune(r);
+    case MessageType::kRemoved:
+      return decode_removed(r);
+    case MessageType::kError:
+      return decode_error(r);
     case MessageType::kBye:
       return Bye{};
   }
@@ -574,7 +504,7 @@ Result<Message> decode_body(MessageType type, std::vector<std::byte>&& body) {
   r.keep_bulk_in_place();
   Message m = decode_fields(type, r);
   RETURN_IF_ERROR(r.finish());
-  if (r.bulk_offset() != Reader::kNoBulk) {
+  if (r.bulk_offset() != BodyReader::kNoBulk) {
     // The bulk field takes the buffer itself, less the fields before it.
     body.erase(body.begin(), body.begin() + static_cast<std::ptrdiff_t>(r.bulk_offset()));
     give_bulk(m, std::move(body));
