@@ -9,14 +9,8 @@
 #include "replication/body_reader.h"
 
 #include <cstring>
-#include <type_traits>
 
 namespace ferry::replication {
-namespace detail {
-// For a static_assert in an if-constexpr chain that must fail only when reached.
-template <class>
-inline constexpr bool kAlwaysFalse = false;
-}  // namespace detail
 namespace {
 
 using Writer = ByteWriter;
@@ -62,85 +56,111 @@ bool valid_code(std::uint8_t c) {
 }
 
 // ---- encoding ----------------------------------------------------------
+// One overload per message shape, in wire order; std::visit picks it, so a
+// message without an encoder does not compile. The bulk field (frame,
+// manifest) is not written but pointed at by `tail`.
+
+struct BodyEncoder {
+  Writer& w;
+  std::span<const std::byte>& tail;
+
+  void operator()(const Hello& v) {
+    w.u16(v.min_version);
+    w.u16(v.max_version);
+    w.str16(v.software);
+  }
+  void operator()(const HelloOk& v) {
+    w.u16(v.version);
+    w.str16(v.namespace_name);
+    w.u64(v.max_message_bytes);
+    w.u32(v.max_inflight_puts);
+    w.u32(v.max_query_ids);
+    w.u32(v.flags);
+  }
+  void operator()(const Query& v) { id_list(v.request_id, v.ids); }
+  void operator()(const GetChunk& v) { id_list(v.request_id, v.ids); }
+  void operator()(const QueryReply& v) {
+    w.u64(v.request_id);
+    w.u32(static_cast<std::uint32_t>(v.missing.size()));
+    std::uint8_t acc = 0;
+    for (std::size_t i = 0; i < v.missing.size(); ++i) {
+      if (v.missing[i]) acc |= static_cast<std::uint8_t>(1u << (i % 8));
+      if (i % 8 == 7) {
+        w.u8(acc);
+        acc = 0;
+      }
+    }
+    if (v.missing.size() % 8 != 0) w.u8(acc);
+  }
+  void operator()(const Put& v) { bulk_after_id(v.request_id, v.frame); }
+  void operator()(const ChunkData& v) { bulk_after_id(v.request_id, v.frame); }
+  void operator()(const PutAck& v) {
+    w.u64(v.request_id);
+    w.digest(v.chunk_id);
+  }
+  void operator()(const Commit& v) {
+    named(v.request_id, v.snapshot);
+    tail = v.manifest;
+  }
+  void operator()(const ManifestData& v) {
+    named(v.request_id, v.snapshot);
+    tail = v.manifest;
+  }
+  void operator()(const CommitOk& v) { named(v.request_id, v.snapshot); }
+  void operator()(const GetManifest& v) { named(v.request_id, v.snapshot); }
+  void operator()(const Delete& v) { named(v.request_id, v.snapshot); }
+  void operator()(const List& v) { w.u64(v.request_id); }
+  void operator()(const Ping& v) { w.u64(v.request_id); }
+  void operator()(const Pong& v) { w.u64(v.request_id); }
+  void operator()(const ListReply& v) {
+    w.u64(v.request_id);
+    w.u32(static_cast<std::uint32_t>(v.snapshots.size()));
+    for (const SnapshotInfo& s : v.snapshots) {
+      w.str16(s.name);
+      w.i64(s.created_unix_seconds);
+      w.u64(s.logical_bytes);
+      w.u32(s.file_count);
+      w.u32(s.chunk_count);
+    }
+  }
+  void operator()(const Prune& v) {
+    w.u64(v.request_id);
+    w.u32(v.keep_last);
+    w.u64(v.keep_within_seconds);
+    w.u8(v.dry_run ? 1 : 0);
+  }
+  void operator()(const Removed& v) {
+    w.u64(v.request_id);
+    w.u32(static_cast<std::uint32_t>(v.snapshots.size()));
+    for (const std::string& s : v.snapshots) w.str16(s);
+    w.u64(v.chunks_freed);
+    w.u64(v.bytes_freed);
+  }
+  void operator()(const Error& v) {
+    w.u64(v.request_id);
+    w.u8(static_cast<std::uint8_t>(v.code));
+    w.str16(std::string_view(v.message).substr(0, kMaxErrorMessageBytes));
+  }
+  void operator()(const Bye&) {}
+
+ private:
+  void id_list(std::uint64_t request_id, const std::vector<Digest>& ids) {
+    w.u64(request_id);
+    w.u32(static_cast<std::uint32_t>(ids.size()));
+    for (const Digest& d : ids) w.digest(d);
+  }
+  void bulk_after_id(std::uint64_t request_id, std::span<const std::byte> bulk) {
+    w.u64(request_id);
+    tail = bulk;
+  }
+  void named(std::uint64_t request_id, const std::string& snapshot) {
+    w.u64(request_id);
+    w.str16(snapshot);
+  }
+};
 
 void encode_fields(const Message& m, Writer& w, std::span<const std::byte>& tail) {
-  std::visit(
-      [&](const auto& v) {
-        using T = std::decay_t<decltype(v)>;
-        if constexpr (std::is_same_v<T, Hello>) {
-          w.u16(v.min_version);
-          w.u16(v.max_version);
-          w.str16(v.software);
-        } else if constexpr (std::is_same_v<T, HelloOk>) {
-          w.u16(v.version);
-          w.str16(v.namespace_name);
-          w.u64(v.max_message_bytes);
-          w.u32(v.max_inflight_puts);
-          w.u32(v.max_query_ids);
-          w.u32(v.flags);
-        } else if constexpr (std::is_same_v<T, Query> || std::is_same_v<T, GetChunk>) {
-          w.u64(v.request_id);
-          w.u32(static_cast<std::uint32_t>(v.ids.size()));
-          for (const Digest& d : v.ids) w.digest(d);
-        } else if constexpr (std::is_same_v<T, QueryReply>) {
-          w.u64(v.request_id);
-          w.u32(static_cast<std::uint32_t>(v.missing.size()));
-          std::uint8_t acc = 0;
-          for (std::size_t i = 0; i < v.missing.size(); ++i) {
-            if (v.missing[i]) acc |= static_cast<std::uint8_t>(1u << (i % 8));
-            if (i % 8 == 7) {
-              w.u8(acc);
-              acc = 0;
-            }
-          }
-          if (v.missing.size() % 8 != 0) w.u8(acc);
-        } else if constexpr (std::is_same_v<T, Put> || std::is_same_v<T, ChunkData>) {
-          w.u64(v.request_id);
-          tail = v.frame;
-        } else if constexpr (std::is_same_v<T, PutAck>) {
-          w.u64(v.request_id);
-          w.digest(v.chunk_id);
-        } else if constexpr (std::is_same_v<T, Commit> || std::is_same_v<T, ManifestData>) {
-          w.u64(v.request_id);
-          w.str16(v.snapshot);
-          tail = v.manifest;
-        } else if constexpr (std::is_same_v<T, CommitOk> || std::is_same_v<T, GetManifest> ||
-                             std::is_same_v<T, Delete>) {
-          w.u64(v.request_id);
-          w.str16(v.snapshot);
-        } else if constexpr (std::is_same_v<T, List> || std::is_same_v<T, Ping> || std::is_same_v<T, Pong>) {
-          w.u64(v.request_id);
-        } else if constexpr (std::is_same_v<T, ListReply>) {
-          w.u64(v.request_id);
-          w.u32(static_cast<std::uint32_t>(v.snapshots.size()));
-          for (const SnapshotInfo& s : v.snapshots) {
-            w.str16(s.name);
-            w.i64(s.created_unix_seconds);
-            w.u64(s.logical_bytes);
-            w.u32(s.file_count);
-            w.u32(s.chunk_count);
-          }
-        } else if constexpr (std::is_same_v<T, Prune>) {
-          w.u64(v.request_id);
-          w.u32(v.keep_last);
-          w.u64(v.keep_within_seconds);
-          w.u8(v.dry_run ? 1 : 0);
-        } else if constexpr (std::is_same_v<T, Removed>) {
-          w.u64(v.request_id);
-          w.u32(static_cast<std::uint32_t>(v.snapshots.size()));
-          for (const std::string& s : v.snapshots) w.str16(s);
-          w.u64(v.chunks_freed);
-          w.u64(v.bytes_freed);
-        } else if constexpr (std::is_same_v<T, Error>) {
-          w.u64(v.request_id);
-          w.u8(static_cast<std::uint8_t>(v.code));
-          w.str16(std::string_view(v.message).substr(0, kMaxErrorMessageBytes));
-        } else if constexpr (std::is_same_v<T, Bye>) {
-        } else {
-          static_assert(detail::kAlwaysFalse<T>, "message without an encoder");
-        }
-      },
-      m);
+  std::visit(BodyEncoder{w, tail}, m);
 }
 
 // ---- decoding ----------------------------------------------------------
