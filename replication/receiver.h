@@ -108,8 +108,10 @@ class Receiver {
   ReceiverStats stats() const;
 
  private:
-  struct Conn;  // one served connection: its thread and socket
-  class Session;
+  struct Conn;        // one served connection: its thread and socket
+  class Session;      // its request loop (receiver_session.h)
+  class GroupCommit;  // a session's PUTs, answered once durable
+  class Deletion;     // a session's DELETE and PRUNE
 
   void accept_loop();
   void serve(Conn* conn, io::Socket socket, bool over_limit);
