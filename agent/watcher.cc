@@ -511,7 +511,7 @@ Status check_unchanged(std::span<const FileState> before, std::span<const FileSt
   std::map<std::string_view, const FileState*> now;
   for (const FileState& f : after) now[f.rel_path] = &f;
   auto changed = [](const std::string& path, const std::string& what) {
-    return Status::aborted("file " + path + " changed while it was read (" + what + ")");
+    return Status::source_changed("file " + path + " changed while it was read (" + what + ")");
   };
   std::set<std::string_view> seen;
   for (const FileState& b : before) {

@@ -101,8 +101,9 @@ struct FileState {
 
 // stat(2) of every source, in order; a missing file is NotFound naming it.
 Result<std::vector<FileState>> file_states(std::span<const PackSource> sources);
-// OK when both lists describe the same files unchanged; else Aborted naming
-// the first file that changed and what (size, mtime, inode, appeared, gone).
+// OK when both lists describe the same files unchanged; else Aborted with
+// Detail::kSourceChanged, naming the first file that changed and what (size,
+// mtime, inode, appeared, gone).
 Status check_unchanged(std::span<const FileState> before, std::span<const FileState> after);
 
 }  // namespace ferry

@@ -547,6 +547,7 @@ TEST(FileStateTest, CheckUnchangedNamesWhatChanged) {
   { std::ofstream(t / "b.bin", std::ios::app) << "more"; }
   auto st = check_unchanged(*before, *file_states(*sources));
   EXPECT_EQ(st.code(), Code::kAborted);
+  EXPECT_EQ(st.detail(), Detail::kSourceChanged);
   EXPECT_NE(st.message().find("b.bin"), std::string::npos) << st.message();
   EXPECT_NE(st.message().find("size 4 -> 8"), std::string::npos) << st.message();
   write_text(t / "b.bin", "bbbb");
@@ -557,6 +558,7 @@ TEST(FileStateTest, CheckUnchangedNamesWhatChanged) {
   ASSERT_EQ(::utimensat(AT_FDCWD, (t / "a.bin").c_str(), times, 0), 0);
   st = check_unchanged(*before, *file_states(*sources));
   EXPECT_EQ(st.code(), Code::kAborted);
+  EXPECT_EQ(st.detail(), Detail::kSourceChanged);
   EXPECT_NE(st.message().find("a.bin"), std::string::npos);
   EXPECT_NE(st.message().find("mtime"), std::string::npos) << st.message();
 
@@ -566,6 +568,7 @@ TEST(FileStateTest, CheckUnchangedNamesWhatChanged) {
   fs::rename(t / "a.new", t / "a.bin");
   st = check_unchanged(*before, *file_states(*sources));
   EXPECT_EQ(st.code(), Code::kAborted);
+  EXPECT_EQ(st.detail(), Detail::kSourceChanged);
   EXPECT_NE(st.message().find("inode"), std::string::npos) << st.message();
 
   // Gone and appeared.
@@ -573,8 +576,10 @@ TEST(FileStateTest, CheckUnchangedNamesWhatChanged) {
   auto fewer = *before;
   fewer.pop_back();
   st = check_unchanged(*before, fewer);
+  EXPECT_EQ(st.detail(), Detail::kSourceChanged);
   EXPECT_NE(st.message().find("b.bin changed while it was read (gone)"), std::string::npos) << st.message();
   st = check_unchanged(fewer, *before);
+  EXPECT_EQ(st.detail(), Detail::kSourceChanged);
   EXPECT_NE(st.message().find("b.bin changed while it was read (appeared)"), std::string::npos);
   fs::remove(t / "b.bin");
   auto missing = file_states(*sources);
