@@ -49,12 +49,17 @@ std::uint64_t step_from_name(std::string_view name);
 // (a non-empty ".metadata"), then a safetensors set (every
 // "*.safetensors.index.json" parses and every shard its weight_map names
 // exists with a header whose tensors fit the file). nullopt = not (yet)
-// complete; when `reason` is given it is set to why (for a log line: a bad
-// index is "not complete", never an error). Errors only when `dir` itself
-// cannot be read.
+// complete; when `why` is given it is set to why not (a bad index is "not
+// complete", never an error). Errors only when `dir` itself cannot be read.
+struct Incomplete {
+  std::string reason;  // for a log line; "" when complete
+  // Only still being written (a marker, index or shard not there or not
+  // whole yet): routine, where a wrong index is worth a notice.
+  bool still_writing = false;
+};
 Result<std::optional<CheckpointKind>> checkpoint_complete(const std::filesystem::path& dir,
                                                           const std::string& marker_file,
-                                                          std::string* reason = nullptr);
+                                                          Incomplete* why = nullptr);
 
 struct WatcherOptions {
   std::vector<WatchRoot> roots;
