@@ -29,8 +29,16 @@
 #include "base/clock.h"
 #include "base/thread_pool.h"
 #include "codec/engine.h"
+#include "replication/sender.h"
 
 namespace ferry::agent {
+
+// A checkpoint as one job read it before its push: its files, and their
+// states, which are compared with a second look before COMMIT.
+struct CheckpointRead {
+  std::vector<PackSource> sources;
+  std::vector<FileState> states;
+};
 
 // Per-job figures behind status and the RPO metrics.
 struct JobStats {
@@ -93,8 +101,22 @@ struct Agent::Impl {
   Status start_watcher(const AgentConfig& c);
   Result<std::uint64_t> submit(const std::filesystem::path& dir, const std::string& job, std::uint64_t step,
                                std::int64_t mtime_ns);
+  // agent_worker.cc: the workers and the steps of one job.
   void worker(std::size_t index);
   void run_job(QueuedJob j, std::size_t worker_index);
+  // The push of job `j` with this configuration; its before_commit refers
+  // to `read`, which must outlive the push.
+  replication::PushOptions push_options(const QueuedJob& j, const AgentConfig& c, std::size_t worker_index,
+                                        const CheckpointRead& read);
+  // Journals, counts and logs the targets that committed `j`.
+  void record_commits(QueuedJob& j, const std::vector<replication::PushReport>& reports, double seconds);
+  void job_committed(const QueuedJob& j);
+  // `why` stopped an attempt: the job is queued again with backoff when
+  // retry_job_later(why) says another attempt may cure it (metrics and log
+  // under `kind`, or checkpoint_changed for a source changed while read),
+  // else it fails for good.
+  void retry_or_fail(QueuedJob j, const Status& why, const char* kind);
+  void retry_job(QueuedJob j, const Status& why, const char* kind);
   void job_done(const QueuedJob& j, JobState state, const std::string& detail);
   void tick();
   nlohmann::json status_json();

@@ -1,32 +1,19 @@
 // agent_worker.cc: the workers (see agent.h): each takes the newest
 // runnable checkpoint from the scheduler and runs it as one job: file states
 // before, a push to the healthiest target(s) with the states checked again
-// before COMMIT, the commit journaled per target; transient failures go
-// back to the queue with backoff, permanent ones are journaled as failed.
+// before COMMIT, the commit journaled per target. A failure goes back to the
+// queue with backoff when base/retry.h's retry_job_later says another attempt
+// may cure it, and is journaled as failed otherwise.
 #include <algorithm>
 
 #include "agent/agent_impl.h"
+#include "base/retry.h"
 #include "codec/packer.h"
-#include "replication/sender.h"
 
 namespace ferry::agent {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// Errors another attempt may cure; the rest mark the job failed for good.
-bool transient(const Status& s) {
-  switch (s.code()) {
-    case Code::kUnavailable:
-    case Code::kTimeout:
-    case Code::kIOError:
-    case Code::kAborted:
-    case Code::kResourceExhausted:
-      return true;
-    default:
-      return false;
-  }
-}
 
 // The journal record of a state change of job `j`, stamped now.
 JournalRecord journal_record(const QueuedJob& j, JobState state) {
@@ -41,6 +28,38 @@ JournalRecord journal_record(const QueuedJob& j, JobState state) {
   r.step = j.step;
   r.logical_bytes = j.logical_bytes;
   return r;
+}
+
+// Which targets an attempt may use: with fan-out, the owed targets that are
+// up; otherwise every target, healthiest first, once any is up. Empty while
+// every candidate is down (the job waits; the backlog and RPO warning show it).
+std::vector<std::string> attempt_targets(const QueuedJob& j, bool fan_out, const TargetHealth& health) {
+  std::vector<std::string> targets;
+  if (fan_out) {
+    for (const auto& t : j.pending_targets) {
+      if (health.is_up(t)) targets.push_back(t);
+    }
+  } else if (health.any_up()) {
+    targets = health.healthy_first();
+  }
+  return targets;
+}
+
+// Fan-out: one push (one commitment) per target; otherwise one push with the
+// targets in failover order.
+std::vector<std::vector<std::string>> push_rounds(const std::vector<std::string>& targets, bool fan_out) {
+  if (!fan_out) return {targets};
+  std::vector<std::vector<std::string>> rounds;
+  for (const auto& t : targets) rounds.push_back({t});
+  return rounds;
+}
+
+// The files of checkpoint `dir` and their states before the push.
+Result<CheckpointRead> read_checkpoint(const std::filesystem::path& dir) {
+  CheckpointRead read;
+  ASSIGN_OR_RETURN(read.sources, list_pack_sources(dir));
+  ASSIGN_OR_RETURN(read.states, file_states(read.sources));
+  return read;
 }
 
 }  // namespace
@@ -77,47 +96,8 @@ void Agent::Impl::job_done(const QueuedJob& j, JobState state, const std::string
   if (state != JobState::kSkipped) scheduler.finish(j.id, false);
 }
 
-void Agent::Impl::run_job(QueuedJob j, std::size_t worker_index) {
-  const AgentConfig c = config_copy();
-  auto retry_later = [&](const Status& why, const char* kind) {
-    const int delay = std::min(kRetryMaxDelayMs, kRetryInitialDelayMs << std::min(j.attempts, 10));
-    {
-      std::lock_guard lock(jobs_mu);
-      stats[j.job].last_error = why.to_string();
-    }
-    metrics.add(kMetricErrors, {{"kind", kind}}, 1);
-    log.warn("checkpoint_retry",
-             {field("id", j.id), field("job", j.job), field("snapshot", j.snapshot),
-              field("attempt", j.attempts), field("delay_ms", delay), field("error", why.to_string())});
-    ++j.attempts;
-    scheduler.retry(std::move(j), delay);
-  };
-  // Which targets this attempt may use: nothing is tried while every
-  // candidate is down (the job waits; the backlog and RPO warning show it).
-  std::vector<std::string> targets;
-  if (c.fan_out) {
-    for (const auto& t : j.pending_targets) {
-      if (health.is_up(t)) targets.push_back(t);
-    }
-  } else if (health.any_up()) {
-    targets = health.healthy_first();
-  }
-  if (targets.empty()) {
-    scheduler.retry(std::move(j), static_cast<int>(std::min(c.probe_interval_s * 1000, 2000.0)));
-    return;
-  }
-  if (Status st = journal->append(journal_record(j, JobState::kStarted)); !st)
-    return retry_later(st, "journal");
-
-  auto sources = list_pack_sources(j.dir);
-  if (!sources) {
-    if (sources.status().code() == Code::kNotFound)
-      return job_done(j, JobState::kFailed, sources.status().to_string());
-    return retry_later(sources.status(), "read");
-  }
-  auto before = file_states(*sources);
-  if (!before) return retry_later(before.status(), "read");
-
+replication::PushOptions Agent::Impl::push_options(const QueuedJob& j, const AgentConfig& c,
+                                                   std::size_t worker_index, const CheckpointRead& read) {
   replication::PushOptions po;
   po.tls = c.tls();
   po.streams = c.streams;
@@ -130,24 +110,33 @@ void Agent::Impl::run_job(QueuedJob j, std::size_t worker_index) {
   po.retry.max_attempts = kPushMaxAttempts;
   po.created_ns = j.created_ns;
   po.should_stop = [this] { return cancel.load(); };
-  const std::vector<PackSource>& srcs = *sources;
-  const std::vector<FileState>& states = *before;
-  po.before_commit = [&srcs, &states]() -> Status {
-    ASSIGN_OR_RETURN(auto after, file_states(srcs));
-    return check_unchanged(states, after);
+  // A file that changed since `read` refuses the commit (Detail::kSourceChanged).
+  po.before_commit = [&read]() -> Status {
+    ASSIGN_OR_RETURN(auto after, file_states(read.sources));
+    return check_unchanged(read.states, after);
   };
-  // Fan-out: one push (one commitment) per target; otherwise one push with
-  // the targets in failover order.
-  std::vector<std::vector<std::string>> rounds;
-  if (c.fan_out) {
-    for (const auto& t : targets) rounds.push_back({t});
-  } else {
-    rounds.push_back(targets);
+  return po;
+}
+
+void Agent::Impl::run_job(QueuedJob j, std::size_t worker_index) {
+  const AgentConfig c = config_copy();
+  const std::vector<std::string> targets = attempt_targets(j, c.fan_out, health);
+  if (targets.empty()) {
+    scheduler.retry(std::move(j), static_cast<int>(std::min(c.probe_interval_s * 1000, 2000.0)));
+    return;
   }
-  for (const auto& round : rounds) {
+  // Without the journal the job can neither start nor be failed on record:
+  // it waits, whatever the journal's error.
+  if (Status st = journal->append(journal_record(j, JobState::kStarted)); !st)
+    return retry_job(std::move(j), st, "journal");
+  Result<CheckpointRead> read = read_checkpoint(j.dir);
+  if (!read) return retry_or_fail(std::move(j), read.status(), "read");
+
+  replication::PushOptions po = push_options(j, c, worker_index, *read);
+  for (const auto& round : push_rounds(targets, c.fan_out)) {
     po.targets = round;
     const auto t0 = Clock::now();
-    auto pushed = replication::push(*sources, po);
+    auto pushed = replication::push(read->sources, po);
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     if (!pushed) {
       if (cancel.load()) {
@@ -156,37 +145,62 @@ void Agent::Impl::run_job(QueuedJob j, std::size_t worker_index) {
         scheduler.finish(j.id, false);
         return;
       }
-      // check_unchanged's refusal in before_commit: read again later.
-      const bool changed = pushed.status().code() == Code::kAborted &&
-                           pushed.status().message().find("changed while it was read") != std::string::npos;
-      if (changed) return retry_later(pushed.status(), "checkpoint_changed");
-      if (!transient(pushed.status())) return job_done(j, JobState::kFailed, pushed.status().to_string());
-      return retry_later(pushed.status(), "push");
+      return retry_or_fail(std::move(j), pushed.status(), "push");
     }
-    for (const auto& rep : *pushed) {
-      JournalRecord r = journal_record(j, JobState::kCommitted);
-      r.target = rep.target;
-      if (Status st = journal->append(r); !st)
-        log.error("journal_append_failed", {field("error", st.to_string())});
-      metrics.add(kMetricLogicalBytes, {}, static_cast<double>(rep.logical_bytes));
-      metrics.add(kMetricWireBytes, {}, static_cast<double>(rep.wire_bytes_sent));
-      log.info(
-          "checkpoint_committed",
-          {field("id", j.id), field("job", j.job), field("snapshot", j.snapshot), field("target", rep.target),
-           field("logical_bytes", rep.logical_bytes), field("wire_bytes", rep.wire_bytes_sent),
-           field("chunks_sent", rep.chunks_sent), field("chunks_skipped", rep.chunks_skipped),
-           field("failovers", rep.failovers), field("seconds", rep.seconds)});
-      std::erase(j.pending_targets, rep.target);
-    }
-    std::lock_guard lock(jobs_mu);
-    throughput.add(j.logical_bytes, seconds);
+    record_commits(j, *pushed, seconds);
   }
   if (c.fan_out && !j.pending_targets.empty()) {
     // Other targets are down: this part waits for them.
-    return retry_later(Status::unavailable("waiting for " + std::to_string(j.pending_targets.size()) +
-                                           " down target(s) of the fan-out"),
-                       "target_down");
+    Status waiting = Status::unavailable("waiting for " + std::to_string(j.pending_targets.size()) +
+                                         " down target(s) of the fan-out");
+    return retry_job(std::move(j), waiting, "target_down");
   }
+  job_committed(j);
+}
+
+void Agent::Impl::retry_or_fail(QueuedJob j, const Status& why, const char* kind) {
+  if (!retry_job_later(why)) return job_done(j, JobState::kFailed, why.to_string());
+  // A checkpoint that changed while it was read is read again later; it is
+  // counted apart, as it says the trainer rewrote files, not that ferry failed.
+  retry_job(std::move(j), why, why.detail() == Detail::kSourceChanged ? "checkpoint_changed" : kind);
+}
+
+void Agent::Impl::retry_job(QueuedJob j, const Status& why, const char* kind) {
+  const int delay = std::min(kRetryMaxDelayMs, kRetryInitialDelayMs << std::min(j.attempts, 10));
+  {
+    std::lock_guard lock(jobs_mu);
+    stats[j.job].last_error = why.to_string();
+  }
+  metrics.add(kMetricErrors, {{"kind", kind}}, 1);
+  log.warn("checkpoint_retry", {field("id", j.id), field("job", j.job), field("snapshot", j.snapshot),
+                                field("attempt", j.attempts), field("delay_ms", delay), field("kind", kind),
+                                field("error", why.to_string())});
+  ++j.attempts;
+  scheduler.retry(std::move(j), delay);
+}
+
+void Agent::Impl::record_commits(QueuedJob& j, const std::vector<replication::PushReport>& reports,
+                                 double seconds) {
+  for (const auto& rep : reports) {
+    JournalRecord r = journal_record(j, JobState::kCommitted);
+    r.target = rep.target;
+    if (Status st = journal->append(r); !st)
+      log.error("journal_append_failed", {field("error", st.to_string())});
+    metrics.add(kMetricLogicalBytes, {}, static_cast<double>(rep.logical_bytes));
+    metrics.add(kMetricWireBytes, {}, static_cast<double>(rep.wire_bytes_sent));
+    log.info(
+        "checkpoint_committed",
+        {field("id", j.id), field("job", j.job), field("snapshot", j.snapshot), field("target", rep.target),
+         field("logical_bytes", rep.logical_bytes), field("wire_bytes", rep.wire_bytes_sent),
+         field("chunks_sent", rep.chunks_sent), field("chunks_skipped", rep.chunks_skipped),
+         field("failovers", rep.failovers), field("seconds", rep.seconds)});
+    std::erase(j.pending_targets, rep.target);
+  }
+  std::lock_guard lock(jobs_mu);
+  throughput.add(j.logical_bytes, seconds);
+}
+
+void Agent::Impl::job_committed(const QueuedJob& j) {
   {
     std::lock_guard lock(jobs_mu);
     JobStats& s = stats[j.job];

@@ -71,46 +71,48 @@ std::vector<fs::path> find_indexes(const fs::path& dir, std::error_code& ec) {
 
 // Whether the set an index describes is whole: the index parses and every
 // shard its weight_map names exists with a header whose tensors fit the
-// file. "" when whole, else why not.
-std::string safetensors_set_gap(const fs::path& dir, const fs::path& index) {
+// file. An empty reason when whole, else why not.
+Incomplete safetensors_set_gap(const fs::path& dir, const fs::path& index) {
+  auto wrong = [](std::string reason) { return Incomplete{std::move(reason), false}; };
+  auto writing = [](std::string reason) { return Incomplete{std::move(reason), true}; };
   std::error_code ec;
   const auto size = fs::file_size(index, ec);
-  if (ec) return index.string() + ": " + ec.message();
+  if (ec) return wrong(index.string() + ": " + ec.message());
   if (size > kMaxIndexBytes) {
-    return index.string() + ": index of " + std::to_string(size) + " bytes exceeds the limit of " +
-           std::to_string(kMaxIndexBytes);
+    return wrong(index.string() + ": index of " + std::to_string(size) + " bytes exceeds the limit of " +
+                 std::to_string(kMaxIndexBytes));
   }
   std::ifstream in(index, std::ios::binary);
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return index.string() + ": not valid JSON (still being written?)";
+  if (doc.is_discarded()) return wrong(index.string() + ": not valid JSON (still being written?)");
   if (!doc.is_object() || !doc.contains("weight_map") || !doc["weight_map"].is_object()) {
-    return index.string() + ": no \"weight_map\" object";
+    return wrong(index.string() + ": no \"weight_map\" object");
   }
   std::set<std::string> shards;
   for (const auto& [tensor, shard] : doc["weight_map"].items()) {
-    if (!shard.is_string()) return index.string() + ": weight_map[\"" + tensor + "\"] is not a string";
+    if (!shard.is_string()) return wrong(index.string() + ": weight_map[\"" + tensor + "\"] is not a string");
     const fs::path rel(shard.get<std::string>());
     const fs::path norm = rel.lexically_normal();
     if (rel.empty() || rel.is_absolute() || norm.empty() || *norm.begin() == "..") {
-      return index.string() + ": shard name \"" + rel.string() + "\" leaves the checkpoint directory";
+      return wrong(index.string() + ": shard name \"" + rel.string() + "\" leaves the checkpoint directory");
     }
     shards.insert(norm.string());
   }
-  if (shards.empty()) return index.string() + ": weight_map names no shards";
+  if (shards.empty()) return wrong(index.string() + ": weight_map names no shards");
   // Existence first (cheap), so a set still being written costs one stat
   // per shard; headers are read only once every shard is there.
   for (const std::string& s : shards) {
-    if (!regular_file_exists(dir / s)) return "shard " + (dir / s).string() + " does not exist yet";
+    if (!regular_file_exists(dir / s)) return writing("shard " + (dir / s).string() + " does not exist yet");
   }
   for (const std::string& s : shards) {
     auto layout = read_safetensors_layout(dir / s);
     // A dtype ferry cannot code is still a whole file: it is sent as bytes.
     if (!layout.is_ok() && layout.status().code() != Code::kUnsupported) {
-      return "shard " + (dir / s).string() + " is not whole yet: " + layout.status().message();
+      return writing("shard " + (dir / s).string() + " is not whole yet: " + layout.status().message());
     }
   }
-  return "";
+  return {};
 }
 
 // Hidden directories are staging areas by convention (a checkpoint written
@@ -155,11 +157,11 @@ std::uint64_t step_from_name(std::string_view name) {
 }
 
 Result<std::optional<CheckpointKind>> checkpoint_complete(const fs::path& dir, const std::string& marker_file,
-                                                          std::string* reason) {
-  auto set_reason = [reason](std::string r) {
-    if (reason) *reason = std::move(r);
+                                                          Incomplete* why) {
+  auto set_why = [why](Incomplete w) {
+    if (why) *why = std::move(w);
   };
-  set_reason("");
+  set_why({});
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0) return Status::from_errno(errno, "stat " + dir.string());
   if (!S_ISDIR(st.st_mode)) return Status::invalid_argument(dir.string() + " is not a directory");
@@ -167,7 +169,7 @@ Result<std::optional<CheckpointKind>> checkpoint_complete(const fs::path& dir, c
     // With a marker configured only the writer's own word counts: a DCP or
     // safetensors directory may still be getting extra files.
     if (::lstat((dir / marker_file).c_str(), &st) == 0) return std::optional(CheckpointKind::kMarker);
-    set_reason("marker " + (dir / marker_file).string() + " does not exist yet");
+    set_why({"marker " + (dir / marker_file).string() + " does not exist yet", true});
     return std::optional<CheckpointKind>();
   }
   // torch.distributed.checkpoint writes .metadata last (by rename), so its
@@ -179,13 +181,13 @@ Result<std::optional<CheckpointKind>> checkpoint_complete(const fs::path& dir, c
   const std::vector<fs::path> indexes = find_indexes(dir, ec);
   if (ec) return Status::io_error("listing " + dir.string() + ": " + ec.message());
   if (indexes.empty()) {
-    set_reason(dir.string() + ": no " + kDcpMetadata + " and no *" + kIndexSuffix + " yet");
+    set_why({dir.string() + ": no " + kDcpMetadata + " and no *" + kIndexSuffix + " yet", true});
     return std::optional<CheckpointKind>();
   }
   for (const fs::path& index : indexes) {
-    std::string gap = safetensors_set_gap(dir, index);
-    if (!gap.empty()) {
-      set_reason(std::move(gap));
+    Incomplete gap = safetensors_set_gap(dir, index);
+    if (!gap.reason.empty()) {
+      set_why(std::move(gap));
       return std::optional<CheckpointKind>();
     }
   }
@@ -265,8 +267,8 @@ struct Watcher::Impl {
 
   void check(const fs::path& dir, int root) {
     if (reported.count(dir)) return;
-    std::string reason;
-    auto kind = checkpoint_complete(dir, options.marker_file, &reason);
+    Incomplete why;
+    auto kind = checkpoint_complete(dir, options.marker_file, &why);
     if (!kind.is_ok()) {
       // A directory that vanished meanwhile is routine; anything else is
       // worth a line.
@@ -277,10 +279,10 @@ struct Watcher::Impl {
     if (!kind->has_value()) {
       // A bad index is worth a line (once per distinct reason); a missing
       // file is just a checkpoint still being written.
-      if (reason.find(" yet") == std::string::npos && last_reason[dir] != reason) {
-        notice("checkpoint " + dir.string() + " not complete: " + reason);
+      if (!why.still_writing && last_reason[dir] != why.reason) {
+        notice("checkpoint " + dir.string() + " not complete: " + why.reason);
       }
-      last_reason[dir] = reason;
+      last_reason[dir] = why.reason;
       return;
     }
     struct stat st {};
@@ -511,7 +513,7 @@ Status check_unchanged(std::span<const FileState> before, std::span<const FileSt
   std::map<std::string_view, const FileState*> now;
   for (const FileState& f : after) now[f.rel_path] = &f;
   auto changed = [](const std::string& path, const std::string& what) {
-    return Status::aborted("file " + path + " changed while it was read (" + what + ")");
+    return Status::source_changed("file " + path + " changed while it was read (" + what + ")");
   };
   std::set<std::string_view> seen;
   for (const FileState& b : before) {

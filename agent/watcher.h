@@ -49,12 +49,17 @@ std::uint64_t step_from_name(std::string_view name);
 // (a non-empty ".metadata"), then a safetensors set (every
 // "*.safetensors.index.json" parses and every shard its weight_map names
 // exists with a header whose tensors fit the file). nullopt = not (yet)
-// complete; when `reason` is given it is set to why (for a log line: a bad
-// index is "not complete", never an error). Errors only when `dir` itself
-// cannot be read.
+// complete; when `why` is given it is set to why not (a bad index is "not
+// complete", never an error). Errors only when `dir` itself cannot be read.
+struct Incomplete {
+  std::string reason;  // for a log line; "" when complete
+  // Only still being written (a marker, index or shard not there or not
+  // whole yet): routine, where a wrong index is worth a notice.
+  bool still_writing = false;
+};
 Result<std::optional<CheckpointKind>> checkpoint_complete(const std::filesystem::path& dir,
                                                           const std::string& marker_file,
-                                                          std::string* reason = nullptr);
+                                                          Incomplete* why = nullptr);
 
 struct WatcherOptions {
   std::vector<WatchRoot> roots;
@@ -101,8 +106,9 @@ struct FileState {
 
 // stat(2) of every source, in order; a missing file is NotFound naming it.
 Result<std::vector<FileState>> file_states(std::span<const PackSource> sources);
-// OK when both lists describe the same files unchanged; else Aborted naming
-// the first file that changed and what (size, mtime, inode, appeared, gone).
+// OK when both lists describe the same files unchanged; else Aborted with
+// Detail::kSourceChanged, naming the first file that changed and what (size,
+// mtime, inode, appeared, gone).
 Status check_unchanged(std::span<const FileState> before, std::span<const FileState> after);
 
 }  // namespace ferry

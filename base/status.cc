@@ -62,7 +62,15 @@ Status Status::with_context(std::string_view context) const {
   std::string m(context);
   m += ": ";
   m += message_;
-  return {code_, std::move(m)};
+  Status out(code_, std::move(m));
+  out.detail_ = detail_;
+  return out;
+}
+
+Status Status::with_detail(Detail detail) const {
+  Status out = *this;
+  if (!is_ok()) out.detail_ = detail;
+  return out;
 }
 
 void check_failed(const char* expr, const char* file, int line) {

@@ -1,10 +1,13 @@
 // status.h: the one error type of ferry. A Status is a code plus a message
 // that carries the context a user needs (path, offset, chunk id, peer, errno
-// text); Result<T> is a value or a Status. Nothing in ferry throws in the data
-// path: every fallible function returns one of these.
+// text), and where a decision needs more than the code, a Detail; Result<T>
+// is a value or a Status. Nothing in ferry throws in the data path: every
+// fallible function returns one of these. Callers decide on the code and the
+// detail, never on the message text (whether to retry: base/retry.h).
 #pragma once
 
 #include <cassert>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -31,6 +34,21 @@ enum class Code : int {
 
 std::string_view code_name(Code code);
 
+// What the code alone does not say, where a caller's decision needs it. Set
+// where the error arises and kept by with_context(); it is not part of the
+// message and never crosses the wire (an ERROR carries the code only).
+enum class Detail : std::uint8_t {
+  kNone = 0,
+  // Code Aborted: a source file changed while it was read (its size, mtime
+  // or inode moved, or it vanished or appeared). What was read must not be
+  // committed; reading it again later may succeed.
+  kSourceChanged,
+  // The peer answered one request with an ERROR: its verdict on that request
+  // (a chunk, a manifest), not a break of the connection. Set by the side
+  // that turns the peer's ERROR into a Status.
+  kRefusedByPeer,
+};
+
 class [[nodiscard]] Status {
  public:
   Status() = default;  // OK
@@ -48,21 +66,30 @@ class [[nodiscard]] Status {
   static Status unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
   static Status permission_denied(std::string m) { return {Code::kPermissionDenied, std::move(m)}; }
   static Status aborted(std::string m) { return {Code::kAborted, std::move(m)}; }
+  // Aborted with Detail::kSourceChanged; the message names the file and what moved.
+  static Status source_changed(std::string m) {
+    return Status(Code::kAborted, std::move(m)).with_detail(Detail::kSourceChanged);
+  }
   static Status timeout(std::string m) { return {Code::kTimeout, std::move(m)}; }
   static Status internal(std::string m) { return {Code::kInternal, std::move(m)}; }
 
   bool is_ok() const { return code_ == Code::kOk; }
   explicit operator bool() const { return is_ok(); }
   Code code() const { return code_; }
+  Detail detail() const { return detail_; }
   const std::string& message() const { return message_; }
   // "Corruption: <message>", or "OK".
   std::string to_string() const;
 
-  // Returns a copy with "context: " put in front of the message.
+  // Returns a copy with "context: " put in front of the message (code and
+  // detail kept).
   Status with_context(std::string_view context) const;
+  // Returns a copy with `detail` set. An OK status stays OK without one.
+  Status with_detail(Detail detail) const;
 
  private:
   Code code_ = Code::kOk;
+  Detail detail_ = Detail::kNone;
   std::string message_;
 };
 

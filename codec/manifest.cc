@@ -330,6 +330,16 @@ Status validate_relative_path(std::string_view path) {
 
 Status validate_manifest(const Manifest& m) { return check_manifest(m, Code::kInvalidArgument); }
 
+Status check_frame_header(std::span<const std::byte> frame, const ManifestChunk& c) {
+  ASSIGN_OR_RETURN(FrameHeader h, parse_frame_header_only(frame));
+  if (h.raw_bytes != c.length || static_cast<std::uint8_t>(h.codec) != c.codec) {
+    return Status::corruption("frame says " + std::to_string(h.raw_bytes) + " bytes, codec " +
+                              std::to_string(static_cast<int>(h.codec)) + "; manifest says " +
+                              std::to_string(c.length) + " bytes, codec " + std::to_string(c.codec));
+  }
+  return Status::ok();
+}
+
 std::vector<std::byte> serialize_manifest(const Manifest& m) {
   FERRY_CHECK(validate_manifest(m).is_ok());
   std::vector<std::byte> out(kManifestHeaderBytes);

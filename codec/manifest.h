@@ -110,4 +110,10 @@ std::vector<std::byte> serialize_manifest(const Manifest& m);
 // Unsupported for a newer version; never a crash, whatever the input.
 Result<Manifest> parse_manifest(std::span<const std::byte> bytes);
 
+// OK when `frame`'s header parses and agrees with its manifest entry `c`
+// (raw bytes, codec); else Corruption, as a frame that disagrees with its
+// manifest is damage in the snapshot, not a caller's mistake. A reader
+// checks this before it decodes into a buffer sized from `c`.
+Status check_frame_header(std::span<const std::byte> frame, const ManifestChunk& c);
+
 }  // namespace ferry

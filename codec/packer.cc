@@ -147,9 +147,9 @@ void read_chunk(Slot& s, PlannedFile& pf, std::uint64_t expected_size) {
     return;
   }
   if (static_cast<std::uint64_t>(st.st_size) != expected_size) {
-    s.status =
-        Status::aborted(path.string() + " changed size while being packed (" + std::to_string(expected_size) +
-                        " -> " + std::to_string(st.st_size) + " bytes)");
+    s.status = Status::source_changed(path.string() + " changed size while being packed (" +
+                                      std::to_string(expected_size) + " -> " + std::to_string(st.st_size) +
+                                      " bytes)");
     return;
   }
   s.status = pread_exact(fd->get(), s.raw.take(p.length), p.offset, path);

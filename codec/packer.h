@@ -113,7 +113,8 @@ struct PackOptions {
 
 // Packs `sources` (in the given order, which must be strictly ascending by
 // rel_path) into frames sent to `sink` and returns the manifest. Files are
-// read with pread; a file that changes size while being read is an error.
+// read with pread; a file that changes size while being read is Aborted with
+// Detail::kSourceChanged.
 Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptions& options, FrameSink& sink);
 
 }  // namespace ferry

@@ -60,12 +60,7 @@ bool root_from_chunk_ids(const ManifestFile& f) {
 Status decode_chunk(const FrameSource& a, Slot& s, std::vector<Digest>& leaves, const Hooks& hooks) {
   const ManifestChunk& c = a.manifest().files[s.file].chunks[s.chunk];
   RETURN_IF_ERROR(a.read_frame(s.file, s.chunk, s.frame));
-  ASSIGN_OR_RETURN(FrameHeader h, parse_frame_header_only(s.frame));
-  if (h.raw_bytes != c.length || static_cast<std::uint8_t>(h.codec) != c.codec) {
-    return Status::corruption("frame says " + std::to_string(h.raw_bytes) + " bytes, codec " +
-                              std::to_string(static_cast<int>(h.codec)) + "; manifest says " +
-                              std::to_string(c.length) + " bytes, codec " + std::to_string(c.codec));
-  }
+  RETURN_IF_ERROR(check_frame_header(s.frame, c));
   s.raw.resize(c.length);
   RETURN_IF_ERROR(s.decoder.decode(s.frame, std::span<std::byte>(s.raw), &c.id));
   if (!leaves.empty()) {  // else the root composes from chunk ids

@@ -307,7 +307,7 @@ Result<HelloOk> Connection::hello(std::string_view software) {
   }
   Result<Message> reply = recv(options_.handshake_timeout_ms);
   if (!reply.is_ok()) return reply.status();
-  if (auto* e = std::get_if<Error>(&*reply)) return status_from_error(*e);
+  if (auto* e = std::get_if<Error>(&*reply)) return status_from_peer_error(*e);
   auto* ok = std::get_if<HelloOk>(&*reply);
   if (ok == nullptr)
     return Status::corruption(peer_name() + " answered HELLO with " + std::string(message_name(*reply)));
@@ -364,6 +364,11 @@ void Connection::abort() {
   if (engine_ && engine_->outstanding() > 0) engine_->cancel_all_and_drain();
   send_in_flight_ = false;
   socket_.close();
+}
+
+Status status_from_peer_error(const Error& e) {
+  Status st = status_from_error(e);
+  return e.request_id != 0 ? st.with_detail(Detail::kRefusedByPeer) : st;
 }
 
 }  // namespace ferry::replication

@@ -167,4 +167,13 @@ class Connection {
   std::vector<std::byte> spare_body_;  // see recycle()
 };
 
+// A receiver's ERROR as the Status its client acts on: status_from_error,
+// and, when the ERROR answers one request (request_id != 0), marked
+// Detail::kRefusedByPeer: the receiver's verdict on that request (a frame it
+// found damaged, a quota, a missing snapshot), not a break of the connection.
+// An ERROR with id 0 concerns the connection, which the receiver then
+// closes, and stays a failure like any other break. Every client-side
+// translation goes through here; base/retry.h decides on the result.
+Status status_from_peer_error(const Error& e);
+
 }  // namespace ferry::replication

@@ -93,12 +93,6 @@ struct Lane {
   GpuStream stream;
 };
 
-// A frame that disagrees with its manifest entry (its size, its output
-// length) is damage in the snapshot, not a caller's mistake.
-Status as_corruption(const Status& st) {
-  return st.code() == Code::kInvalidArgument ? Status::corruption(st.message()) : st;
-}
-
 std::uint64_t data_section_begin(const ManifestFile& f) {
   std::uint64_t d = f.size;
   for (const ManifestTensor& t : f.tensors) d = std::min(d, t.begin);
@@ -207,21 +201,24 @@ void Pipeline::read_loop() {
     pool_.parallel_for(win.count, [&](std::size_t j) {
       const std::size_t i = win.first + j;
       const ManifestChunk& c = m_.files[chunks_[i].file].chunks[chunks_[i].chunk];
+      const std::span<std::byte> dst(slot.frames.get() + frame_at_[i], c.frame_bytes);
+      Status st;
       if (direct) {
-        slot.read_status[j] =
-            direct->read_frame_into(chunks_[i].file, chunks_[i].chunk,
-                                    std::span<std::byte>(slot.frames.get() + frame_at_[i], c.frame_bytes));
-        return;
+        st = direct->read_frame_into(chunks_[i].file, chunks_[i].chunk, dst);
+      } else {
+        // Reused per pool thread: read_frame resizes it, the hot path does
+        // not allocate once it has grown to the largest frame.
+        thread_local std::vector<std::byte> frame;
+        st = source_.read_frame(chunks_[i].file, chunks_[i].chunk, frame);
+        if (st.is_ok() && frame.size() != c.frame_bytes) {
+          st = Status::corruption("frame is " + std::to_string(frame.size()) + " bytes, manifest says " +
+                                  std::to_string(c.frame_bytes));
+        }
+        if (st.is_ok()) std::memcpy(dst.data(), frame.data(), frame.size());
       }
-      // Reused per pool thread: read_frame resizes it, the hot path does
-      // not allocate once it has grown to the largest frame.
-      thread_local std::vector<std::byte> frame;
-      Status st = source_.read_frame(chunks_[i].file, chunks_[i].chunk, frame);
-      if (st.is_ok() && frame.size() != c.frame_bytes) {
-        st = Status::corruption("frame is " + std::to_string(frame.size()) + " bytes, manifest says " +
-                                std::to_string(c.frame_bytes));
-      }
-      if (st.is_ok()) std::memcpy(slot.frames.get() + frame_at_[i], frame.data(), frame.size());
+      // Here, where frame and manifest meet, a disagreement is Corruption;
+      // the decode below sizes its output from the manifest.
+      if (st.is_ok()) st = check_frame_header(dst, c);
       slot.read_status[j] = std::move(st);
     });
     {
@@ -277,7 +274,7 @@ Status Pipeline::decode_window(Lane& lane, Slot& slot) {
   for (std::size_t k = 0; k < host_jobs.size(); ++k) {
     const std::size_t i = host_idx[k];
     if (!host_status[k].is_ok()) {
-      fail_chunk(i, as_corruption(host_status[k]));
+      fail_chunk(i, host_status[k]);
       continue;
     }
     const FilePlan& fp = files_[chunks_[i].file];
@@ -287,7 +284,7 @@ Status Pipeline::decode_window(Lane& lane, Slot& slot) {
     }
   }
   for (std::size_t k = 0; k < device_jobs.size(); ++k) {
-    if (!device_status[k].is_ok()) fail_chunk(device_idx[k], as_corruption(device_status[k]));
+    if (!device_status[k].is_ok()) fail_chunk(device_idx[k], device_status[k]);
   }
   std::lock_guard lock(progress_mu_);
   progress_.logical_done += win.raw_bytes;
@@ -356,8 +353,8 @@ Status Pipeline::run(std::vector<Lane>& lanes, std::size_t slot_count, std::uint
     const ManifestChunk& c = f.chunks[chunks_[error_chunk_].chunk];
     // The source's own code (I/O, Corruption, Unavailable) tells the user
     // whether to retry or to repair.
-    return Status(error_.code(), source_.describe() + ": chunk " + to_hex(c.id) + " (file \"" + f.path +
-                                     "\" offset " + std::to_string(c.offset) + "): " + error_.message());
+    return error_.with_context(source_.describe() + ": chunk " + to_hex(c.id) + " (file \"" + f.path +
+                               "\" offset " + std::to_string(c.offset) + ")");
   }
   if (progress_.logical_done != progress_.logical_total) {
     return Status::internal("restore to " + device_name(options_.device) + " ended with " +

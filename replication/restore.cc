@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "base/clock.h"
+#include "base/retry.h"
 #include "base/thread_pool.h"
 
 namespace ferry::replication {
@@ -165,8 +166,7 @@ void RemoteFrameSource::run_stream(std::size_t stream, std::unique_ptr<Connectio
       if (st.is_ok()) break;
       account();
       conn.reset();
-      const bool retryable = st.code() == Code::kUnavailable || st.code() == Code::kTimeout;
-      if (!retryable || reconnects >= kRestoreReconnects) {
+      if (!retry_on_new_connection(st) || reconnects >= kRestoreReconnects) {
         fail(st.with_context("restore stream " + std::to_string(stream)));
         return;
       }
@@ -199,14 +199,12 @@ Status RemoteFrameSource::fetch_batch(Connection& conn, std::size_t b) {
       frame = std::move(data->frame);
       frame_bytes_ += frame.size();
     } else if (auto* e = std::get_if<Error>(&m); e && e->request_id == req.request_id) {
-      chunk_status = status_from_error(*e);
-      // The request failed for this chunk only: surface it where the chunk
-      // is decoded, so the unpacker names the chunk, file and offset.
-      if (chunk_status.code() != Code::kNotFound && chunk_status.code() != Code::kCorruption) {
-        chunk_status = Status::corruption(chunk_status.to_string());
-      }
+      // The receiver refused this chunk only (its store named the chunk and
+      // chose the code): surface it, code kept, where the chunk is decoded,
+      // so the unpacker names the chunk, file and offset.
+      chunk_status = status_from_peer_error(*e);
     } else if (e && e->request_id == 0) {
-      return status_from_error(*e);
+      return status_from_peer_error(*e);
     } else {
       return Status::corruption(conn.peer_name() + " answered GET_CHUNK " + std::to_string(req.request_id) +
                                 " with " + std::string(message_name(m)) + " (request " +
@@ -281,7 +279,7 @@ Result<Manifest> fetch_manifest(Connection& conn, std::string_view snapshot) {
   RETURN_IF_ERROR(conn.send(GetManifest{kRequestId, std::string(snapshot)}));
   ASSIGN_OR_RETURN(Message m, conn.recv());
   if (auto* e = std::get_if<Error>(&m)) {
-    return status_from_error(*e).with_context("snapshot " + std::string(snapshot));
+    return status_from_peer_error(*e).with_context("snapshot " + std::string(snapshot));
   }
   auto* data = std::get_if<ManifestData>(&m);
   if (!data || data->request_id != kRequestId) {
@@ -300,7 +298,7 @@ Result<std::vector<RemoteSnapshot>> list_remote(const RemoteOptions& remote, boo
   constexpr std::uint64_t kRequestId = 1;
   RETURN_IF_ERROR(conn->send(List{kRequestId}));
   ASSIGN_OR_RETURN(Message m, conn->recv());
-  if (auto* e = std::get_if<Error>(&m)) return status_from_error(*e).with_context(remote.address);
+  if (auto* e = std::get_if<Error>(&m)) return status_from_peer_error(*e).with_context(remote.address);
   auto* reply = std::get_if<ListReply>(&m);
   if (!reply)
     return Status::corruption(remote.address + " answered LIST with " + std::string(message_name(m)));

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "base/clock.h"
+#include "base/retry.h"
 #include "codec/chunk_codec.h"
 #include "codec/manifest.h"
 #include "replication/connection.h"
@@ -34,22 +35,6 @@ inline constexpr int kQueuePollMs = 50;
 // Sleeps (backoff, bandwidth cap) are cut into slices this long so an abort
 // is noticed quickly.
 inline constexpr int kSleepSliceMs = 20;
-
-// Errors a new connection may cure: the link or the receiver went away,
-// stalled or garbled the stream. Refusals (certificates, quota, bad
-// requests) are final.
-bool retryable(const Status& s) {
-  switch (s.code()) {
-    case Code::kUnavailable:
-    case Code::kTimeout:
-    case Code::kIOError:
-    case Code::kCorruption:
-    case Code::kAborted:
-      return true;
-    default:
-      return false;
-  }
-}
 
 // Shared by every stream of a push: stops everything on the first final
 // error, which it keeps.
@@ -238,8 +223,9 @@ class Link {
         abort_(abort), rng_(std::random_device{}()) {}
   ~Link() { drop(); }
 
-  // Connected and past HELLO, or the error that made it give up: a final
-  // refusal at once, a retryable one after max_attempts tries in a row.
+  // Connected and past HELLO, or the error that made it give up: one that
+  // retry_on_new_connection refuses at once, others after max_attempts
+  // tries in a row.
   Status ensure() {
     if (conn_) return Status::ok();
     Status last;
@@ -251,7 +237,7 @@ class Link {
       }
       last = connect_once();
       if (last) return Status::ok();
-      if (!retryable(last)) return last;
+      if (!retry_on_new_connection(last)) return last;
     }
     return last.with_context(target_ + ": gave up after " + std::to_string(options_.retry.max_attempts) +
                              " attempts");
@@ -276,14 +262,16 @@ class Link {
     conn_.reset();
   }
   // Sends a request and waits for the reply with its id (an ERROR with it
-  // becomes the Status). Reconnects and resends on a retryable break.
+  // becomes the Status). Reconnects and resends while
+  // retry_on_new_connection allows.
   Result<Message> request(Message m) {
     for (int attempt = 0;; ++attempt) {
       RETURN_IF_ERROR(ensure());
       const std::uint64_t id = next_id();
       set_request_id(m, id);
       Result<Message> reply = exchange(m, id);
-      if (reply || !retryable(reply.status()) || attempt + 1 >= options_.retry.max_attempts) return reply;
+      if (reply || !retry_on_new_connection(reply.status()) || attempt + 1 >= options_.retry.max_attempts)
+        return reply;
       drop();
     }
   }
@@ -320,10 +308,10 @@ class Link {
         return r.status();
       }
       if (const auto* e = std::get_if<Error>(&*r)) {
-        if (e->request_id == id) return status_from_error(*e);
+        if (e->request_id == id) return status_from_peer_error(*e);
         if (e->request_id == 0) {
           drop();
-          return status_from_error(*e);
+          return status_from_peer_error(*e);
         }
       }
       if (request_id_of(*r) == id) return r;
@@ -396,11 +384,12 @@ class Stream {
     std::unique_ptr<Outgoing> item;
   };
 
-  // Runs until every frame this stream took is acknowledged. A retryable
-  // break (during PUTs, or while resolving frames after a reconnect) drops
-  // the connection and starts over; the stream gives up only after
-  // max_attempts breaks in a row in which no frame was retired, so a link
-  // that keeps failing ends the push while a merely flaky one finishes.
+  // Runs until every frame this stream took is acknowledged. A break that
+  // retry_on_new_connection allows (during PUTs, or while resolving frames
+  // after a reconnect) drops the connection and starts over; the stream
+  // gives up only after max_attempts breaks in a row in which no frame was
+  // retired, so a link that keeps failing ends the push while a merely flaky
+  // one finishes.
   Status loop() {
     int breaks_without_progress = 0;
     while (!abort_.raised()) {
@@ -416,7 +405,8 @@ class Stream {
       if (st && !in_flight_.empty()) st = take_ack();
       if (progressed_) breaks_without_progress = 0;
       if (!st) {
-        if (!retryable(st) || ++breaks_without_progress >= std::max(1, options_.retry.max_attempts)) {
+        if (!retry_on_new_connection(st) ||
+            ++breaks_without_progress >= std::max(1, options_.retry.max_attempts)) {
           return st;
         }
         link_.drop();
@@ -491,24 +481,14 @@ class Stream {
     return Status::ok();
   }
 
-  // An ERROR among the acknowledgements. With a request id it refuses one
-  // PUT (quota, a frame the receiver rejects): final, unless the receiver
-  // says it is going away, which a new connection may cure. Without one it
-  // ends the connection, retryable or not by its code.
-  static Status put_error(const Error& e) {
-    Status st = status_from_error(e);
-    if (e.request_id == 0) return st;
-    const bool transient =
-        st.code() == Code::kUnavailable || st.code() == Code::kAborted || st.code() == Code::kTimeout;
-    return transient ? st
-                     : Status(st.code() == Code::kCorruption ? Code::kInternal : st.code(), st.message());
-  }
-
   Status take_ack() {
     Result<Message> r = link_.conn()->recv();
     if (!r) return r.status();
     link_.sync_counters();
-    if (const auto* e = std::get_if<Error>(&*r)) return put_error(*e);
+    // An ERROR with a PUT's id is the receiver's verdict on that frame (a
+    // quota, a frame it found damaged); one with id 0 ends the connection.
+    // Either way retry_on_new_connection decides in loop().
+    if (const auto* e = std::get_if<Error>(&*r)) return status_from_peer_error(*e);
     const auto* ack = std::get_if<PutAck>(&*r);
     if (!ack) return Status::corruption("receiver sent " + std::string(message_name(*r)) + " during PUTs");
     auto it = std::find_if(in_flight_.begin(), in_flight_.end(),
@@ -579,7 +559,8 @@ Result<std::map<Digest, FrameFacts>> known_frames(Link& control) {
   GetManifest get;
   get.snapshot = newest->name;
   auto got = control.request(get);
-  if (!got) return retryable(got.status()) ? Result<std::map<Digest, FrameFacts>>(got.status()) : out;
+  if (!got)
+    return retry_on_new_connection(got.status()) ? Result<std::map<Digest, FrameFacts>>(got.status()) : out;
   const auto* data = std::get_if<ManifestData>(&*got);
   if (!data) return out;
   auto m = parse_manifest(data->manifest);

@@ -152,7 +152,11 @@ TEST_F(AgentNetTest, CheckpointChangedWhileReadIsRetriedAndCommittedAsFinal) {
   ferry::testing::write_file(ck / "__1_0.distcp",
                              ferry::testing::normal_floats(800'000 / 3, 4, false, 1e-3, 99));
   ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-200"); }, 60'000));
-  EXPECT_TRUE(log_has("changed while it was read")) << "the change was not detected";
+  // Recognised by its code (Aborted, Detail::kSourceChanged), whether the
+  // packer saw the size move or the check before COMMIT saw the file
+  // rewritten: the retry is filed as a changed checkpoint, not a failed push.
+  EXPECT_TRUE(log_has("checkpoint_retry") && log_has("kind=checkpoint_changed"))
+      << "the change was not recognised by its code";
   EXPECT_TRUE(restores_identical(remote(a_), "llama-200", ck));
   EXPECT_EQ(log_count("checkpoint_committed"), 1u);
 }

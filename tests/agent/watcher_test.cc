@@ -133,11 +133,12 @@ TEST(CheckpointCompleteTest, DcpIsCompleteOnceMetadataHasBytes) {
   const fs::path d = t / "step-1";
   fs::create_directory(d);
   write_text(d / "__0_0.distcp", "data");
-  std::string reason;
-  auto r = checkpoint_complete(d, "", &reason);
+  Incomplete why;
+  auto r = checkpoint_complete(d, "", &why);
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   EXPECT_FALSE(r->has_value());
-  EXPECT_NE(reason.find(".metadata"), std::string::npos) << reason;
+  EXPECT_NE(why.reason.find(".metadata"), std::string::npos) << why.reason;
+  EXPECT_TRUE(why.still_writing);
   write_text(d / ".metadata", "");
   EXPECT_FALSE(checkpoint_complete(d, "")->has_value()) << "an empty .metadata is being written";
   write_text(d / ".metadata", "meta");
@@ -154,19 +155,23 @@ TEST(CheckpointCompleteTest, SafetensorsSetNeedsEveryShardWhole) {
   write_text(d / "model.safetensors.index.json", index_json({{"a", "model-00001-of-00002.safetensors"},
                                                              {"b", "model-00002-of-00002.safetensors"},
                                                              {"c", "model-00002-of-00002.safetensors"}}));
-  std::string reason;
-  EXPECT_FALSE(checkpoint_complete(d, "", &reason)->has_value());
-  EXPECT_NE(reason.find("model-00001-of-00002.safetensors does not exist"), std::string::npos) << reason;
+  Incomplete why;
+  EXPECT_FALSE(checkpoint_complete(d, "", &why)->has_value());
+  EXPECT_NE(why.reason.find("model-00001-of-00002.safetensors does not exist"), std::string::npos)
+      << why.reason;
+  EXPECT_TRUE(why.still_writing);
   write_text(d / "model-00001-of-00002.safetensors", safetensors_bytes("a", 64));
   const std::string whole = safetensors_bytes("b", 1000);
   write_text(d / "model-00002-of-00002.safetensors", whole.substr(0, whole.size() / 2));
-  EXPECT_FALSE(checkpoint_complete(d, "", &reason)->has_value());
-  EXPECT_NE(reason.find("not whole yet"), std::string::npos) << reason;
+  EXPECT_FALSE(checkpoint_complete(d, "", &why)->has_value());
+  EXPECT_NE(why.reason.find("not whole yet"), std::string::npos) << why.reason;
+  EXPECT_TRUE(why.still_writing);
   write_text(d / "model-00002-of-00002.safetensors", whole);
-  auto r = checkpoint_complete(d, "", &reason);
+  auto r = checkpoint_complete(d, "", &why);
   ASSERT_TRUE(r.is_ok());
   EXPECT_EQ(r->value(), CheckpointKind::kSafetensorsSet);
-  EXPECT_EQ(reason, "");
+  EXPECT_EQ(why.reason, "");
+  EXPECT_FALSE(why.still_writing);
 }
 
 TEST(CheckpointCompleteTest, BadIndexIsNotCompleteWithAReason) {
@@ -188,11 +193,12 @@ TEST(CheckpointCompleteTest, BadIndexIsNotCompleteWithAReason) {
   for (const auto& [text, want] : cases) {
     SCOPED_TRACE(text);
     write_text(index, text);
-    std::string reason;
-    auto r = checkpoint_complete(d, "", &reason);
+    Incomplete why;
+    auto r = checkpoint_complete(d, "", &why);
     ASSERT_TRUE(r.is_ok()) << r.status().to_string();
     EXPECT_FALSE(r->has_value());
-    EXPECT_NE(reason.find(want), std::string::npos) << reason;
+    EXPECT_NE(why.reason.find(want), std::string::npos) << why.reason;
+    EXPECT_FALSE(why.still_writing) << "a wrong index is worth a notice";
   }
   write_text(index, "{\"weight_map\": {\"a\": \"./x.safetensors\"}}");
   EXPECT_EQ(checkpoint_complete(d, "")->value(), CheckpointKind::kSafetensorsSet);
@@ -203,9 +209,10 @@ TEST(CheckpointCompleteTest, MarkerIsTheOnlyWordWhenConfigured) {
   const fs::path d = t / "step-4";
   fs::create_directory(d);
   write_text(d / ".metadata", "meta");
-  std::string reason;
-  EXPECT_FALSE(checkpoint_complete(d, "DONE", &reason)->has_value());
-  EXPECT_NE(reason.find("DONE"), std::string::npos);
+  Incomplete why;
+  EXPECT_FALSE(checkpoint_complete(d, "DONE", &why)->has_value());
+  EXPECT_NE(why.reason.find("DONE"), std::string::npos);
+  EXPECT_TRUE(why.still_writing);
   write_text(d / "DONE", "");
   EXPECT_EQ(checkpoint_complete(d, "DONE")->value(), CheckpointKind::kMarker);
   EXPECT_EQ(checkpoint_complete(d, "")->value(), CheckpointKind::kDcp);
@@ -547,6 +554,7 @@ TEST(FileStateTest, CheckUnchangedNamesWhatChanged) {
   { std::ofstream(t / "b.bin", std::ios::app) << "more"; }
   auto st = check_unchanged(*before, *file_states(*sources));
   EXPECT_EQ(st.code(), Code::kAborted);
+  EXPECT_EQ(st.detail(), Detail::kSourceChanged);
   EXPECT_NE(st.message().find("b.bin"), std::string::npos) << st.message();
   EXPECT_NE(st.message().find("size 4 -> 8"), std::string::npos) << st.message();
   write_text(t / "b.bin", "bbbb");
@@ -557,6 +565,7 @@ TEST(FileStateTest, CheckUnchangedNamesWhatChanged) {
   ASSERT_EQ(::utimensat(AT_FDCWD, (t / "a.bin").c_str(), times, 0), 0);
   st = check_unchanged(*before, *file_states(*sources));
   EXPECT_EQ(st.code(), Code::kAborted);
+  EXPECT_EQ(st.detail(), Detail::kSourceChanged);
   EXPECT_NE(st.message().find("a.bin"), std::string::npos);
   EXPECT_NE(st.message().find("mtime"), std::string::npos) << st.message();
 
@@ -566,6 +575,7 @@ TEST(FileStateTest, CheckUnchangedNamesWhatChanged) {
   fs::rename(t / "a.new", t / "a.bin");
   st = check_unchanged(*before, *file_states(*sources));
   EXPECT_EQ(st.code(), Code::kAborted);
+  EXPECT_EQ(st.detail(), Detail::kSourceChanged);
   EXPECT_NE(st.message().find("inode"), std::string::npos) << st.message();
 
   // Gone and appeared.
@@ -573,8 +583,10 @@ TEST(FileStateTest, CheckUnchangedNamesWhatChanged) {
   auto fewer = *before;
   fewer.pop_back();
   st = check_unchanged(*before, fewer);
+  EXPECT_EQ(st.detail(), Detail::kSourceChanged);
   EXPECT_NE(st.message().find("b.bin changed while it was read (gone)"), std::string::npos) << st.message();
   st = check_unchanged(fewer, *before);
+  EXPECT_EQ(st.detail(), Detail::kSourceChanged);
   EXPECT_NE(st.message().find("b.bin changed while it was read (appeared)"), std::string::npos);
   fs::remove(t / "b.bin");
   auto missing = file_states(*sources);

@@ -2,12 +2,14 @@
 // skipped), frames in file order with ids and file roots that match an
 // independent hash of the files, identical output whatever the window and
 // thread count, safetensors layouts carried into the manifest, a real
-// corpus file, and every window coded in one batch through the codec engine.
+// corpus file, every window coded in one batch through the codec engine, and
+// a file that grows while it is packed reported as a changed source.
 #include "codec/packer.h"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 
@@ -376,6 +378,42 @@ TEST(PackerTest, WindowsAreCodedInBatchesThroughTheEngine) {
   ASSERT_EQ(m.status().code(), Code::kUnavailable);
   EXPECT_NE(m.status().message().find("counting codec engine"), std::string::npos) << m.status().to_string();
   EXPECT_TRUE(failed.frames.empty());
+}
+
+TEST(PackerTest, AFileThatGrowsWhilePackedIsASourceChange) {
+  testing::TempDir dir;
+  constexpr std::size_t kChunk = 64u << 10;
+  const fs::path grows = dir / "grows.bin";
+  testing::write_file(grows, testing::random_bytes(6 * kChunk, 3));
+  auto sources = list_pack_sources(dir.path());
+  ASSERT_TRUE(sources.is_ok()) << sources.status().to_string();
+
+  // Appends to the file when the first frame arrives. One chunk per window,
+  // and the packer reads at most one window ahead, so the third chunk is
+  // read after the append.
+  class GrowingSink : public RecordingSink {
+   public:
+    explicit GrowingSink(fs::path path) : path_(std::move(path)) {}
+    Status put_frame(const ManifestFile& file, const ManifestChunk& chunk,
+                     std::span<const std::byte> frame) override {
+      if (frames.empty()) std::ofstream(path_, std::ios::app) << "more";
+      return RecordingSink::put_frame(file, chunk, frame);
+    }
+
+   private:
+    fs::path path_;
+  } sink(grows);
+  ThreadPool pool(2);
+  PackOptions opts;
+  opts.chunk_bytes = kChunk;
+  opts.window_chunks = 1;
+  opts.pool = &pool;
+  auto m = pack_files(*sources, opts, sink);
+  ASSERT_FALSE(m.is_ok());
+  EXPECT_EQ(m.status().code(), Code::kAborted) << m.status().to_string();
+  EXPECT_EQ(m.status().detail(), Detail::kSourceChanged) << m.status().to_string();
+  EXPECT_NE(m.status().message().find(grows.string()), std::string::npos) << m.status().to_string();
+  EXPECT_LT(sink.frames.size(), 6u);
 }
 
 }  // namespace

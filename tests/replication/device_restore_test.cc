@@ -2,9 +2,9 @@
 // with real parts: checkpoints written to disk (safetensors shards, other
 // files, the real-weights corpus), packed by the real packer into a .ferry
 // archive and into a real local store, restored with device=cpu and
-// compared tensor by tensor with the files. A damaged frame is a Corruption
-// naming the chunk; cuda:N without a GPU is a clear error; devices and
-// source locations are parsed strictly.
+// compared tensor by tensor with the files. A damaged frame, or one that
+// disagrees with its manifest entry, is a Corruption naming the chunk; cuda:N without a GPU is a clear error;
+// devices and source locations are parsed strictly.
 #include "replication/device_restore.h"
 
 #include <gtest/gtest.h>
@@ -188,6 +188,40 @@ TEST_F(DeviceRestoreTest, ADamagedFrameIsCorruptionNamingTheChunk) {
   EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().to_string();
   EXPECT_NE(r.status().message().find("chunk " + chunk_hex), std::string::npos) << r.status().to_string();
   EXPECT_NE(r.status().message().find(archive.string()), std::string::npos) << r.status().to_string();
+}
+
+TEST_F(DeviceRestoreTest, AFrameThatDisagreesWithItsManifestIsCorruption) {
+  // A snapshot whose manifest gives optimizer.pt's last chunk one byte more
+  // than its stored frame holds: the frame is sound, the pair is not.
+  const fs::path store_dir = work_ / "store";
+  ASSERT_TRUE(pack_into_store(src_.path(), store_dir, "host-a", "step-7").is_ok());
+  std::string chunk_hex;
+  {
+    auto store = open_local_store(store_dir, {.log = [](std::string_view) {}});
+    ASSERT_TRUE(store.is_ok()) << store.status().to_string();
+    auto bytes = (*store)->manifest("host-a", "step-7");
+    ASSERT_TRUE(bytes.is_ok()) << bytes.status().to_string();
+    auto m = parse_manifest(*bytes);
+    ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+    for (ManifestFile& f : m->files) {
+      if (f.path != "optimizer.pt") continue;
+      ASSERT_GE(f.chunks.size(), 2u);
+      ManifestChunk& last = f.chunks.back();
+      ++last.length;
+      ++f.size;
+      chunk_hex = to_hex(last.id);
+    }
+    ASSERT_FALSE(chunk_hex.empty());
+    Status committed = (*store)->commit_snapshot("host-a", "bad-7", serialize_manifest(*m));
+    ASSERT_TRUE(committed.is_ok()) << committed.to_string();
+  }
+  auto source = open_frame_source("store:" + store_dir.string() + "/host-a/bad-7");
+  ASSERT_TRUE(source.is_ok()) << source.status().to_string();
+  auto r = restore_to_device(**source, cpu_options(pool_));
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().to_string();
+  EXPECT_NE(r.status().message().find("chunk " + chunk_hex), std::string::npos) << r.status().to_string();
+  EXPECT_NE(r.status().message().find("manifest says"), std::string::npos) << r.status().to_string();
 }
 
 TEST_F(DeviceRestoreTest, ACudaDeviceWithoutAGpuIsAClearError) {

@@ -52,6 +52,7 @@ class Site {
   std::uint16_t port() const { return receiver_->port(); }
   std::string target() const { return "127.0.0.1:" + std::to_string(port()); }
   ChunkStore& store() { return *store_; }
+  const Receiver& receiver() const { return *receiver_; }
 
  private:
   fs::path dir_;

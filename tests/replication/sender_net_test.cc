@@ -4,7 +4,8 @@
 // same checkpoint that sends no chunk data, a safetensors checkpoint with a
 // tenth of its tensors changed that sends about a tenth of the bytes, a
 // receiver stopped and restarted mid-push (the push resumes and resends only
-// what was not acknowledged), failover past a dead target, and fan-out.
+// what was not acknowledged), failover past a dead target, fan-out, and a
+// frame the receiver refuses as damaged, which ends the push unretried.
 // The file over 4 GiB is in sender_slow_test.cc.
 #include "replication/sender.h"
 
@@ -18,6 +19,7 @@
 #include <set>
 #include <thread>
 
+#include "codec/engine.h"
 #include "tests/replication/sender_fixture.h"
 #include "tests/testing/testing.h"
 
@@ -200,6 +202,54 @@ TEST_F(SenderTest, FailsOverPastADeadTargetAndFansOut) {
   auto dead = push(*sources, o);
   ASSERT_FALSE(dead.is_ok());
   EXPECT_NE(dead.status().message().find("127.0.0.1:1"), std::string::npos) << dead.status().to_string();
+}
+
+// The CPU engine, except that the first frame it codes gets one payload
+// byte flipped after coding: a frame this host made damaged (bad memory, a
+// bug), which the receiver verifies and refuses.
+class DamagingEngine final : public CodecEngine {
+ public:
+  std::string_view kind() const override { return "cpu"; }
+  std::string description() const override { return "cpu, damaging its first frame"; }
+  bool supports(MemorySpace space) const override { return inner_->supports(space); }
+  Status encode(std::span<const EncodeJob> jobs, std::span<EncodedChunk> results,
+                MemorySpace space) override {
+    RETURN_IF_ERROR(inner_->encode(jobs, results, space));
+    if (!damaged_ && !jobs.empty() && results[0].frame_bytes > kFrameHeaderBytes) {
+      jobs[0].frame[(kFrameHeaderBytes + results[0].frame_bytes) / 2] ^= std::byte{0x10};
+      damaged_ = true;
+    }
+    return Status::ok();
+  }
+  Status decode(std::span<const DecodeJob> jobs, std::span<Status> statuses, MemorySpace space) override {
+    return inner_->decode(jobs, statuses, space);
+  }
+
+ private:
+  std::unique_ptr<CodecEngine> inner_ = make_cpu_engine();
+  bool damaged_ = false;
+};
+
+TEST_F(SenderTest, AFrameTheReceiverRefusesAsDamagedEndsThePushWithoutResending) {
+  make_tree(dir_ / "ckpt", testing::test_seed());
+  DamagingEngine engine;
+  auto o = options("refused-1");
+  o.engine = &engine;
+  o.streams = 1;
+  o.retry.max_attempts = 3;
+  auto r = push_dir(dir_ / "ckpt", o);
+  ASSERT_FALSE(r.is_ok());
+  // The receiver's verdict keeps its code, marked as a refusal, and
+  // base/retry.h does not retry it.
+  EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().to_string();
+  EXPECT_EQ(r.status().detail(), Detail::kRefusedByPeer) << r.status().to_string();
+  EXPECT_NE(r.status().message().find("receiver: "), std::string::npos) << r.status().to_string();
+  // No reconnect to resend it: the control link and the one stream are the
+  // only connections that got past HELLO.
+  EXPECT_EQ(site_->receiver().stats().connections_served, 2u);
+  auto listed = site_->store().list(kHost);
+  ASSERT_TRUE(listed.is_ok());
+  EXPECT_TRUE(listed->empty());
 }
 
 TEST(SenderNameTest, DefaultSnapshotNames) {
