@@ -24,6 +24,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "base/posix_file.h"
@@ -87,6 +88,8 @@ class StoreNamespace {
     std::int64_t committed_ns = 0;  // the commit record's, or the file's mtime when it has none
     std::vector<std::byte> manifest;
   };
+  struct GcSweep;     // store_gc.cc: live records per pack after the sweep
+  struct ScrubTally;  // store_scrub.cc: bad chunks found so far
 
   StoreNamespace(const std::filesystem::path& dir, std::string name, const StoreOptions& options);
   Status recover();
@@ -120,6 +123,27 @@ class StoreNamespace {
   // limits (refusing it when over), or releases what an aborted commit took.
   Status reserve_snapshot(std::string_view snapshot, std::uint64_t file_bytes);
   void release_snapshot(std::uint64_t file_bytes);
+
+  // gc (store_gc.cc). REQUIRES maintenance_ exclusively and mu_.
+  Result<std::unordered_set<Digest, DigestHash>> referenced_chunks();
+  Result<std::vector<std::uint32_t>> packs_past_grace_locked() const;
+  void sweep_unreferenced_locked(const std::unordered_set<Digest, DigestHash>& referenced,
+                                 const std::vector<std::uint32_t>& eligible, GcSweep& sweep,
+                                 GcReport& report);
+  Status collect_pack_locked(std::uint32_t number, GcSweep& sweep, GcReport& report);
+  Status unlink_pack_locked(std::uint32_t number);
+  // Copies `records` (offset, id) into a new pack that replaces `number`.
+  // False when a live record could not be read (the pack stays as it is).
+  Result<bool> rewrite_pack_locked(std::uint32_t number,
+                                   std::vector<std::pair<std::uint64_t, Digest>>& records,
+                                   std::vector<std::byte>& frame);
+
+  // scrub (store_scrub.cc). REQUIRES maintenance_ shared.
+  Status scrub_pack(std::uint32_t number, std::uint64_t size, const std::map<std::uint64_t, Digest>& in_index,
+                    ScrubTally& tally);
+  void scrub_snapshots(ScrubTally& tally);
+  // Drops bad chunks from the index (so they are accepted again).
+  void forget_bad_chunks(const ScrubTally& tally);
 
   const std::filesystem::path dir_;
   const std::filesystem::path packs_dir_;
