@@ -116,7 +116,8 @@ Result<AtomicFile> AtomicFile::create_in(UniqueFd dir, const std::string& name,
   AtomicFile f;
   f.dir_ = std::move(dir);
   f.name_ = name;
-  f.temp_name_ = name + ".ferry-tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+  f.temp_name_ =
+      name + std::string(kTempFileMarker) + std::to_string(::getpid()) + "-" + std::to_string(counter++);
   f.target_ = shown;
   f.temp_ = shown.parent_path() / f.temp_name_;
   int fd;

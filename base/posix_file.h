@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "base/status.h"
 #include "base/unique_fd.h"
@@ -39,6 +40,11 @@ Status fsync_dir(const std::filesystem::path& dir);
 // component is PermissionDenied naming it.
 Result<UniqueFd> open_dir_beneath(int root, const std::filesystem::path& relative,
                                   const std::filesystem::path& shown);
+
+// Part of every temporary name AtomicFile makes; a name holding it is an
+// interrupted write, which the store removes when it opens (so the store
+// refuses snapshot names that hold it).
+inline constexpr std::string_view kTempFileMarker = ".ferry-tmp-";
 
 // A file written under a temporary name and renamed into place by commit().
 // All operations are relative to the parent directory's fd, held from

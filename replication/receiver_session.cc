@@ -6,28 +6,13 @@
 
 #include "base/clock.h"
 #include "codec/manifest.h"
+#include "store/retention.h"
 
 namespace ferry::replication {
 namespace {
 
 Status send_error(Connection& c, std::uint64_t request_id, const Status& st) {
   return c.send(error_from_status(request_id, st));
-}
-
-// The names a retention policy would remove, by the store's rule
-// (chunk_store.h RetentionPolicy): for a dry-run PRUNE.
-std::vector<std::string> would_prune(std::vector<ferry::SnapshotInfo> snaps, const RetentionPolicy& p,
-                                     std::int64_t now_ns) {
-  std::sort(snaps.begin(), snaps.end(), [](const auto& a, const auto& b) {
-    return a.created_ns != b.created_ns ? a.created_ns > b.created_ns : a.name > b.name;
-  });
-  std::vector<std::string> removed;
-  for (std::size_t i = 0; i < snaps.size(); ++i) {
-    bool keep = i < p.keep_last || (p.keep_within_seconds > 0 &&
-                                    snaps[i].created_ns >= now_ns - p.keep_within_seconds * 1'000'000'000);
-    if (!keep) removed.push_back(snaps[i].name);
-  }
-  return removed;
 }
 
 }  // namespace
@@ -137,7 +122,7 @@ Status Receiver::Deletion::on_prune(const Prune& m) {
   if (m.dry_run) {
     auto snaps = r_.store_.list(ns_);
     if (!snaps) return send_error(c_, m.request_id, snaps.status());
-    removed.snapshots = would_prune(std::move(*snaps), policy, now);
+    removed.snapshots = select_retention(*snaps, policy, now).removed;  // the store's own rule
     return c_.send(removed);
   }
   auto report = r_.store_.prune(ns_, policy, now, Actor::kHost);

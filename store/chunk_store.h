@@ -39,7 +39,9 @@ namespace ferry {
 // Namespaces are [A-Za-z0-9._-]{1,64}, not "." or "..": they become directory
 // names on the receiver.
 inline constexpr std::size_t kMaxNamespaceBytes = 64;
-// Snapshot names follow the same rule, up to 128 bytes.
+// Snapshot names follow the same rule, up to 128 bytes, and may not hold
+// kTempFileMarker (".ferry-tmp-", base/posix_file.h): the store removes files
+// so named as interrupted writes.
 inline constexpr std::size_t kMaxSnapshotNameBytes = 128;
 
 // InvalidArgument naming the value unless it follows the rules above.
@@ -55,8 +57,8 @@ struct SnapshotInfo {
   std::string host;
   std::string job;
   std::uint64_t step = 0;
-  std::int64_t created_ns = 0;    // from the manifest
-  std::int64_t committed_ns = 0;  // when the receiver published it
+  std::int64_t created_ns = 0;    // from the manifest: the host's clock
+  std::int64_t committed_ns = 0;  // when the receiver published it, by its own clock
   std::uint64_t files = 0;
   std::uint64_t chunks = 0;
   std::uint64_t logical_bytes = 0;  // sum of file sizes
@@ -70,9 +72,10 @@ struct PutResult {
 };
 
 // Retention: a snapshot is kept when it is among the newest keep_last (by
-// created_ns, ties by name) or was created within keep_within_seconds of the
-// time given to prune(). At least one of the two must be set, so an empty
-// policy never deletes everything by accident.
+// committed_ns, ties by name) or was committed within keep_within_seconds of
+// the time given to prune(). The receiver's commit time, never the host's
+// created_ns, decides (store/retention.h). At least one of the two must be
+// set, so an empty policy never deletes everything by accident.
 struct RetentionPolicy {
   std::uint32_t keep_last = 0;
   std::int64_t keep_within_seconds = 0;
@@ -114,7 +117,8 @@ struct ScrubReport {
 };
 
 struct StoreUsage {
-  std::uint64_t stored_bytes = 0;  // bytes of pack records (what the quota counts)
+  std::uint64_t stored_bytes = 0;    // packs and snapshot files (what the quota counts)
+  std::uint64_t snapshot_bytes = 0;  // of which snapshot files (manifests)
   std::uint64_t chunks = 0;
   std::uint64_t snapshots = 0;
   std::uint64_t quota_bytes = 0;  // 0: no quota
@@ -141,9 +145,13 @@ class ChunkStore {
   virtual Result<std::vector<std::byte>> get(std::string_view ns, const Digest& id) = 0;
 
   // Parses `manifest_bytes` (codec/manifest.h), syncs `ns`, checks every
-  // chunk it names is present, then publishes it under `name` atomically.
-  // InvalidArgument (AlreadyExists semantics) if `name` exists with other
-  // bytes; OK when it exists with the same bytes (a retried commit).
+  // chunk it names is present, then publishes it under `name` atomically,
+  // with the receiver's commit time. InvalidArgument (AlreadyExists
+  // semantics) if `name` exists with other bytes; OK when it exists with the
+  // same bytes (a retried commit). InvalidArgument for a created time more
+  // than kMaxCreatedAheadSeconds ahead of the receiver's clock;
+  // ResourceExhausted when the snapshot file would take the namespace past
+  // its quota or its snapshot count past StoreOptions::max_snapshots.
   virtual Status commit_snapshot(std::string_view ns, std::string_view name,
                                  std::span<const std::byte> manifest_bytes) = 0;
 

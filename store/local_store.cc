@@ -18,6 +18,8 @@
 #include "codec/frame.h"
 #include "codec/limits.h"
 #include "codec/manifest.h"
+#include "store/durable_dirs.h"
+#include "store/retention.h"
 #include "store/store_namespace.h"
 
 namespace ferry {
@@ -140,17 +142,8 @@ class LocalStore final : public ChunkStore {
           "retention needs keep_last or keep_within: an empty policy would delete every snapshot");
     }
     ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    ASSIGN_OR_RETURN(auto snapshots, n->list());  // oldest first
-    PruneReport report;
-    const std::size_t newest_from =
-        snapshots.size() > policy.keep_last ? snapshots.size() - policy.keep_last : 0;
-    const std::int64_t cutoff_ns =
-        policy.keep_within_seconds > 0 ? now_ns - policy.keep_within_seconds * 1'000'000'000 : now_ns + 1;
-    for (std::size_t i = 0; i < snapshots.size(); ++i) {
-      const bool keep =
-          i >= newest_from || (policy.keep_within_seconds > 0 && snapshots[i].created_ns >= cutoff_ns);
-      (keep ? report.kept : report.removed).push_back(snapshots[i].name);
-    }
+    ASSIGN_OR_RETURN(auto snapshots, n->list());
+    PruneReport report = select_retention(snapshots, policy, now_ns);
     if (!report.removed.empty()) RETURN_IF_ERROR(n->remove(report.removed));
     return report;
   }
@@ -227,14 +220,18 @@ class LocalStore final : public ChunkStore {
 Status validate_namespace(std::string_view ns) { return validate_name("namespace", ns, kMaxNamespaceBytes); }
 
 Status validate_snapshot_name(std::string_view name) {
-  return validate_name("snapshot name", name, kMaxSnapshotNameBytes);
+  RETURN_IF_ERROR(validate_name("snapshot name", name, kMaxSnapshotNameBytes));
+  if (name.find(kTempFileMarker) != std::string_view::npos) {
+    return Status::invalid_argument("invalid snapshot name \"" + std::string(name) + "\": \"" +
+                                    std::string(kTempFileMarker) +
+                                    "\" is reserved for the store's temporary files");
+  }
+  return Status::ok();
 }
 
 Result<std::unique_ptr<ChunkStore>> open_local_store(const std::filesystem::path& root,
                                                      const StoreOptions& options) {
-  std::error_code ec;
-  std::filesystem::create_directories(root, ec);
-  if (ec) return Status::io_error("create " + root.string() + ": " + ec.message());
+  RETURN_IF_ERROR(create_directories_durably(root, options.directory_made_durable));
   if (options.pack_target_bytes < 1u << 20) {
     return Status::invalid_argument("pack target size must be at least 1 MiB");
   }

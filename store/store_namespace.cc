@@ -13,9 +13,12 @@
 #include <cstring>
 #include <system_error>
 
+#include "base/clock.h"
 #include "codec/frame.h"
 #include "codec/limits.h"
+#include "store/durable_dirs.h"
 #include "store/pack_file.h"
+#include "store/snapshot_file.h"
 #include "store/store_index.h"
 
 namespace ferry {
@@ -23,12 +26,20 @@ namespace {
 
 constexpr char kIndexFile[] = "index";
 constexpr std::string_view kManifestSuffix = ".manifest";
-constexpr std::string_view kTempMarker = ".ferry-tmp-";
+// A snapshot file: a commit record and a manifest of the largest size.
+constexpr std::uint64_t kMaxSnapshotFileBytes =
+    kCommitRecordBytes + kManifestHeaderBytes + kMaxManifestBodyBytes;
 
-Result<std::vector<std::byte>> read_whole(const std::filesystem::path& path, std::uint64_t limit) {
+// The whole file, refused past `limit` bytes; `mtime_ns`, when given, gets
+// its modification time.
+Result<std::vector<std::byte>> read_whole(const std::filesystem::path& path, std::uint64_t limit,
+                                          std::int64_t* mtime_ns = nullptr) {
   ASSIGN_OR_RETURN(UniqueFd fd, open_fd(path, O_RDONLY));
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return Status::from_errno(errno, "stat " + path.string());
+  if (mtime_ns != nullptr) {
+    *mtime_ns = add_ns_saturated(seconds_to_ns_saturated(st.st_mtim.tv_sec), st.st_mtim.tv_nsec);
+  }
   if (static_cast<std::uint64_t>(st.st_size) > limit) {
     return Status::exhausted(path.string() + ": " + std::to_string(st.st_size) +
                              " bytes, more than the limit of " + std::to_string(limit));
@@ -107,44 +118,12 @@ std::filesystem::path StoreNamespace::snapshot_path(std::string_view snapshot) c
 }
 
 Status StoreNamespace::recover() {
-  std::error_code ec;
-  for (const auto& d : {dir_, packs_dir_, snapshots_dir_}) {
-    std::filesystem::create_directories(d, ec);
-    if (ec) return Status::io_error("create " + d.string() + ": " + ec.message());
-  }
-  // Temporaries of interrupted commits, index writes and gc rewrites.
-  std::vector<std::uint32_t> numbers;
-  for (const auto& d : {dir_, packs_dir_, snapshots_dir_}) {
-    for (const auto& e : std::filesystem::directory_iterator(d, ec)) {
-      const std::string fname = e.path().filename().string();
-      if (fname.find(kTempMarker) != std::string::npos) {
-        std::filesystem::remove(e.path(), ec);
-        log("removed interrupted temporary file " + e.path().string());
-      } else if (d == packs_dir_) {
-        if (auto n = parse_pack_file_name(fname)) numbers.push_back(*n);
-      }
-    }
-    if (ec) return Status::io_error("list " + d.string() + ": " + ec.message());
-  }
-  std::sort(numbers.begin(), numbers.end());
-
+  RETURN_IF_ERROR(create_directories());
+  ASSIGN_OR_RETURN(std::vector<std::uint32_t> numbers, clear_temporaries_and_list_packs());
+  RETURN_IF_ERROR(count_snapshots());
   // The index, if usable. Anything wrong with it only costs a rescan.
-  StoreIndex loaded;
   bool changed = false;
-  const auto index_path = dir_ / kIndexFile;
-  if (std::filesystem::exists(index_path, ec)) {
-    auto bytes = read_whole(index_path, ~std::uint64_t{0});
-    Result<StoreIndex> parsed = bytes ? parse_index(*bytes) : Result<StoreIndex>(bytes.status());
-    if (parsed) {
-      loaded = std::move(*parsed);
-    } else {
-      log("index unusable (" + parsed.status().to_string() + "): rebuilding it from the packs");
-      changed = true;
-    }
-  } else if (!numbers.empty()) {
-    log("index missing: rebuilding it from the packs");
-    changed = true;
-  }
+  const StoreIndex loaded = load_index(!numbers.empty(), changed);
   std::map<std::uint32_t, std::uint64_t> covered;
   for (const IndexPack& p : loaded.packs) covered[p.number] = p.covered_bytes;
   for (const auto& [number, bytes] : covered) {
@@ -172,6 +151,70 @@ Status StoreNamespace::recover() {
     has_current_ = true;
   }
   if (changed) RETURN_IF_ERROR(write_index());
+  return Status::ok();
+}
+
+// Each directory is durable in its parent before anything is written inside
+// it: the first chunks acknowledged in a new namespace must not vanish with
+// a directory entry the crash took.
+Status StoreNamespace::create_directories() {
+  for (const auto& d : {dir_, packs_dir_, snapshots_dir_}) {
+    RETURN_IF_ERROR(create_directories_durably(d, options_.directory_made_durable));
+  }
+  return Status::ok();
+}
+
+// Temporaries of interrupted commits, index writes and gc rewrites.
+Result<std::vector<std::uint32_t>> StoreNamespace::clear_temporaries_and_list_packs() {
+  std::vector<std::uint32_t> numbers;
+  std::error_code ec;
+  for (const auto& d : {dir_, packs_dir_, snapshots_dir_}) {
+    for (const auto& e : std::filesystem::directory_iterator(d, ec)) {
+      const std::string fname = e.path().filename().string();
+      if (fname.find(kTempFileMarker) != std::string::npos) {
+        std::filesystem::remove(e.path(), ec);
+        log("removed interrupted temporary file " + e.path().string());
+      } else if (d == packs_dir_) {
+        if (auto n = parse_pack_file_name(fname)) numbers.push_back(*n);
+      }
+    }
+    if (ec) return Status::io_error("list " + d.string() + ": " + ec.message());
+  }
+  std::sort(numbers.begin(), numbers.end());
+  return numbers;
+}
+
+StoreIndex StoreNamespace::load_index(bool packs_exist, bool& changed) {
+  std::error_code ec;
+  const auto index_path = dir_ / kIndexFile;
+  if (!std::filesystem::exists(index_path, ec)) {
+    if (packs_exist) {
+      log("index missing: rebuilding it from the packs");
+      changed = true;
+    }
+    return {};
+  }
+  auto bytes = read_whole(index_path, ~std::uint64_t{0});
+  Result<StoreIndex> parsed = bytes ? parse_index(*bytes) : Result<StoreIndex>(bytes.status());
+  if (parsed) return std::move(*parsed);
+  log("index unusable (" + parsed.status().to_string() + "): rebuilding it from the packs");
+  changed = true;
+  return {};
+}
+
+// What the quota and the snapshot limit count of the snapshot files.
+Status StoreNamespace::count_snapshots() {
+  std::uint64_t count = 0, bytes = 0;
+  for (const std::string& name : snapshot_names()) {
+    const auto path = snapshot_path(name);
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return Status::from_errno(errno, "stat " + path.string());
+    ++count;
+    bytes += static_cast<std::uint64_t>(st.st_size);
+  }
+  std::lock_guard lock(mu_);
+  snapshot_count_ = count;
+  snapshot_bytes_ = bytes;
   return Status::ok();
 }
 
@@ -285,11 +328,7 @@ Result<PutResult> StoreNamespace::put(std::span<const std::byte> frame, const Fr
     std::shared_lock m(maintenance_);
     std::lock_guard lock(mu_);
     if (index_.count(id) != 0) return PutResult{id, false, frame.size()};
-    if (options_.quota_bytes != 0 && stored_bytes_ + record > options_.quota_bytes) {
-      return Status::exhausted("namespace " + name_ + ": quota exceeded: " + std::to_string(stored_bytes_) +
-                               " bytes stored + " + std::to_string(record) + " > quota " +
-                               std::to_string(options_.quota_bytes));
-    }
+    RETURN_IF_ERROR(check_quota_locked("chunk " + to_hex(id), record));
     RETURN_IF_ERROR(ensure_current_locked(record, index_due));
     Pack& cur = packs_[current_];
     const auto path = pack_path(current_);
@@ -409,39 +448,83 @@ Result<std::vector<std::byte>> StoreNamespace::get(const Digest& id) {
   return frame;
 }
 
-Status StoreNamespace::commit(std::string_view snapshot, std::span<const std::byte> bytes,
-                              const Manifest& m) {
-  std::shared_lock maint(maintenance_);
-  RETURN_IF_ERROR(sync_held());
-  {
-    std::lock_guard lock(mu_);
-    std::size_t missing = 0;
-    std::string first;
-    for (const ManifestFile& f : m.files) {
-      for (const ManifestChunk& c : f.chunks) {
-        auto it = index_.find(c.id);
-        if (it != index_.end() && it->second.durable) continue;
-        if (missing++ == 0)
-          first = to_hex(c.id) + " (" + f.path + " at offset " + std::to_string(c.offset) + ")";
-      }
-    }
-    if (missing != 0) {
-      return Status::not_found("namespace " + name_ + ": snapshot " + std::string(snapshot) + " names " +
-                               std::to_string(missing) + " chunks the store lacks, first " + first);
+Status StoreNamespace::check_quota_locked(std::string_view what, std::uint64_t bytes) const {
+  const std::uint64_t stored = stored_bytes_ + snapshot_bytes_;
+  if (options_.quota_bytes == 0 || stored + bytes <= options_.quota_bytes) return Status::ok();
+  return Status::exhausted("namespace " + name_ + ": quota exceeded: " + std::to_string(stored) +
+                           " bytes stored + " + std::to_string(bytes) + " for " + std::string(what) +
+                           " > quota " + std::to_string(options_.quota_bytes));
+}
+
+Status StoreNamespace::check_chunks_durable(std::string_view snapshot, const Manifest& m) {
+  std::lock_guard lock(mu_);
+  std::size_t missing = 0;
+  std::string first;
+  for (const ManifestFile& f : m.files) {
+    for (const ManifestChunk& c : f.chunks) {
+      auto it = index_.find(c.id);
+      if (it != index_.end() && it->second.durable) continue;
+      if (missing++ == 0)
+        first = to_hex(c.id) + " (" + f.path + " at offset " + std::to_string(c.offset) + ")";
     }
   }
+  if (missing == 0) return Status::ok();
+  return Status::not_found("namespace " + name_ + ": snapshot " + std::string(snapshot) + " names " +
+                           std::to_string(missing) + " chunks the store lacks, first " + first);
+}
+
+Status StoreNamespace::reserve_snapshot(std::string_view snapshot, std::uint64_t file_bytes) {
+  std::lock_guard lock(mu_);
+  if (snapshot_count_ >= options_.max_snapshots) {
+    return Status::exhausted("namespace " + name_ + ": snapshot " + std::string(snapshot) +
+                             " refused: the namespace holds " + std::to_string(snapshot_count_) +
+                             " snapshots, its limit; prune older ones");
+  }
+  RETURN_IF_ERROR(check_quota_locked("snapshot " + std::string(snapshot), file_bytes));
+  ++snapshot_count_;
+  snapshot_bytes_ += file_bytes;
+  return Status::ok();
+}
+
+void StoreNamespace::release_snapshot(std::uint64_t file_bytes) {
+  std::lock_guard lock(mu_);
+  snapshot_count_ -= std::min<std::uint64_t>(snapshot_count_, 1);
+  snapshot_bytes_ -= std::min(snapshot_bytes_, file_bytes);
+}
+
+Status StoreNamespace::commit(std::string_view snapshot, std::span<const std::byte> bytes,
+                              const Manifest& m) {
+  // The receiver's clock, not the host's, dates the snapshot for retention;
+  // a created time far ahead of it is a host's clock gone wrong or a lie.
+  const std::int64_t now_ns = wall_ns();
+  if (m.created_ns > add_ns_saturated(now_ns, seconds_to_ns_saturated(kMaxCreatedAheadSeconds))) {
+    return Status::invalid_argument(
+        "namespace " + name_ + ": snapshot " + std::string(snapshot) + " was created " +
+        std::to_string((m.created_ns - now_ns) / kNanosPerSecond) +
+        " s ahead of the receiver's clock (at most " + std::to_string(kMaxCreatedAheadSeconds) +
+        " s allowed): check the host's clock");
+  }
+  std::shared_lock maint(maintenance_);
+  RETURN_IF_ERROR(sync_held());
+  RETURN_IF_ERROR(check_chunks_durable(snapshot, m));
   std::lock_guard commit_lock(commit_mu_);
   const auto path = snapshot_path(snapshot);
   std::error_code ec;
   if (std::filesystem::exists(path, ec)) {
-    ASSIGN_OR_RETURN(auto existing, read_whole(path, kManifestHeaderBytes + kMaxManifestBodyBytes));
-    if (std::equal(existing.begin(), existing.end(), bytes.begin(), bytes.end())) return Status::ok();
+    ASSIGN_OR_RETURN(StoredSnapshot existing, read_snapshot(snapshot));
+    if (std::equal(existing.manifest.begin(), existing.manifest.end(), bytes.begin(), bytes.end())) {
+      return Status::ok();
+    }
     return Status::invalid_argument("namespace " + name_ + ": snapshot " + std::string(snapshot) +
                                     " already exists with other contents");
   }
-  ASSIGN_OR_RETURN(AtomicFile out, AtomicFile::create(path));
-  RETURN_IF_ERROR(pwrite_all(out.fd(), bytes, 0, out.temp_path()));
-  return out.commit();
+  const std::vector<std::byte> file = serialize_snapshot_file(now_ns, bytes);
+  RETURN_IF_ERROR(reserve_snapshot(snapshot, file.size()));
+  Result<AtomicFile> out = AtomicFile::create(path);
+  Status st = out ? pwrite_all(out->fd(), file, 0, out->temp_path()) : out.status();
+  if (st) st = out->commit();
+  if (!st) release_snapshot(file.size());
+  return st;
 }
 
 std::vector<std::string> StoreNamespace::snapshot_names() const {
@@ -449,7 +532,7 @@ std::vector<std::string> StoreNamespace::snapshot_names() const {
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(snapshots_dir_, ec)) {
     const std::string fname = e.path().filename().string();
-    if (fname.find(kTempMarker) != std::string::npos || fname.size() <= kManifestSuffix.size() ||
+    if (fname.find(kTempFileMarker) != std::string::npos || fname.size() <= kManifestSuffix.size() ||
         !fname.ends_with(kManifestSuffix)) {
       continue;
     }
@@ -459,25 +542,37 @@ std::vector<std::string> StoreNamespace::snapshot_names() const {
   return names;
 }
 
-Result<std::vector<std::byte>> StoreNamespace::read_manifest(std::string_view snapshot) {
+Result<StoreNamespace::StoredSnapshot> StoreNamespace::read_snapshot(std::string_view snapshot) {
   const auto path = snapshot_path(snapshot);
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) {
     return Status::not_found("namespace " + name_ + ": no snapshot " + std::string(snapshot));
   }
-  return read_whole(path, kManifestHeaderBytes + kMaxManifestBodyBytes);
+  StoredSnapshot out;
+  ASSIGN_OR_RETURN(std::vector<std::byte> bytes, read_whole(path, kMaxSnapshotFileBytes, &out.committed_ns));
+  ASSIGN_OR_RETURN(SnapshotFile file, parse_snapshot_file(bytes, path));
+  if (file.committed_ns) out.committed_ns = *file.committed_ns;
+  const std::size_t record_bytes = bytes.size() - file.manifest.size();
+  bytes.erase(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(record_bytes));
+  out.manifest = std::move(bytes);
+  return out;
+}
+
+Result<std::vector<std::byte>> StoreNamespace::read_manifest(std::string_view snapshot) {
+  ASSIGN_OR_RETURN(StoredSnapshot s, read_snapshot(snapshot));
+  return std::move(s.manifest);
 }
 
 Result<std::vector<SnapshotInfo>> StoreNamespace::list() {
   std::vector<SnapshotInfo> out;
   for (const std::string& name : snapshot_names()) {
-    auto bytes = read_manifest(name);
-    if (!bytes) {
-      if (bytes.status().code() == Code::kNotFound) continue;  // removed meanwhile
-      log("snapshot " + name + ": " + bytes.status().to_string());
+    auto stored = read_snapshot(name);
+    if (!stored) {
+      if (stored.status().code() == Code::kNotFound) continue;  // removed meanwhile
+      log("snapshot " + name + ": " + stored.status().to_string());
       continue;
     }
-    auto m = parse_manifest(*bytes);
+    auto m = parse_manifest(stored->manifest);
     if (!m) {
       log("snapshot " + name + " is unreadable (scrub reports it): " + m.status().to_string());
       continue;
@@ -488,14 +583,11 @@ Result<std::vector<SnapshotInfo>> StoreNamespace::list() {
     info.job = m->job;
     info.step = m->step;
     info.created_ns = m->created_ns;
-    struct stat st {};
-    if (::stat(snapshot_path(name).c_str(), &st) == 0) {
-      info.committed_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-    }
+    info.committed_ns = stored->committed_ns;
     info.files = m->files.size();
     info.chunks = m->chunk_count();
     info.logical_bytes = m->logical_bytes();
-    info.manifest_bytes = bytes->size();
+    info.manifest_bytes = stored->manifest.size();
     out.push_back(std::move(info));
   }
   std::sort(out.begin(), out.end(), [](const SnapshotInfo& a, const SnapshotInfo& b) {
@@ -521,20 +613,24 @@ Status StoreNamespace::remove(std::span<const std::string> snapshots) {
   std::lock_guard commit_lock(commit_mu_);
   for (const std::string& s : snapshots) {
     const auto path = snapshot_path(s);
+    struct stat st {};
+    const bool sized = ::stat(path.c_str(), &st) == 0;
     if (::unlink(path.c_str()) != 0) {
       if (errno == ENOENT) return Status::not_found("namespace " + name_ + ": no snapshot " + s);
       return Status::from_errno(errno, "remove " + path.string());
     }
+    release_snapshot(sized ? static_cast<std::uint64_t>(st.st_size) : 0);
   }
   return fsync_dir(snapshots_dir_);
 }
 
 StoreUsage StoreNamespace::usage() {
   StoreUsage u;
-  u.snapshots = snapshot_names().size();
   u.quota_bytes = options_.quota_bytes;
   std::lock_guard lock(mu_);
-  u.stored_bytes = stored_bytes_;
+  u.stored_bytes = stored_bytes_ + snapshot_bytes_;
+  u.snapshot_bytes = snapshot_bytes_;
+  u.snapshots = snapshot_count_;
   u.chunks = index_.size();
   return u;
 }

@@ -1,11 +1,14 @@
-// store_options.h: how a chunk store behaves (append-only, quota, pack
-// size, gc grace, where its recovery notes go), shared by every backend and
-// by the namespaces of the local one.
+// store_options.h: how a chunk store behaves (append-only, quota, snapshot
+// cap, pack size, gc grace, where its recovery notes go), shared by every
+// backend and by the namespaces of the local one.
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <string_view>
+
+#include "store/store_limits.h"
 
 namespace ferry {
 
@@ -15,8 +18,11 @@ inline constexpr std::uint64_t kDefaultPackTargetBytes = 256ull << 20;
 struct StoreOptions {
   // Hosts (Actor::kHost) may not remove snapshots, prune or gc.
   bool append_only = false;
-  // Per-namespace limit on stored bytes; 0: none.
+  // Per-namespace limit on stored bytes: pack files and snapshot files
+  // (manifests) together; 0: none.
   std::uint64_t quota_bytes = 0;
+  // Per-namespace limit on snapshots; a commit beyond it is refused.
+  std::uint64_t max_snapshots = kMaxSnapshotsPerNamespace;
   std::uint64_t pack_target_bytes = kDefaultPackTargetBytes;
   // gc leaves packs written within this many seconds alone, so the chunks of
   // a push still in flight (stored, not yet named by a committed snapshot)
@@ -25,6 +31,10 @@ struct StoreOptions {
   // Recovery and gc notes ("truncated 123 bytes of torn tail at ..."). Null:
   // printed on stderr as "ferry store: ...".
   std::function<void(std::string_view)> log;
+  // Told of each directory the store creates (root, namespace, packs/,
+  // snapshots/) once the directory's parent has been fsynced, so that tests
+  // can check the durability order. Null: nobody is told.
+  std::function<void(const std::filesystem::path&)> directory_made_durable;
 };
 
 }  // namespace ferry

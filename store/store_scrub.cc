@@ -15,6 +15,22 @@
 
 namespace ferry {
 
+// What one scrub of a namespace has found so far.
+struct StoreNamespace::ScrubTally {
+  ScrubReport& report;
+  const std::string& ns;
+  std::size_t first_bad = report.bad_chunks.size();               // this namespace's bad chunks start here
+  std::unordered_map<Digest, std::size_t, DigestHash> bad_by_id;  // -> index in report.bad_chunks
+  std::vector<std::pair<Digest, Location>> to_forget;             // index entries to drop
+  ChunkDecoder decoder;
+  std::vector<std::byte> frame, raw;  // reused buffers
+
+  void add_bad(const Digest& id, std::string where, std::string error) {
+    report.bad_chunks.push_back({ns, id, std::move(where), std::move(error), {}});
+    bad_by_id.try_emplace(id, report.bad_chunks.size() - 1);
+  }
+};
+
 Status StoreNamespace::scrub(ScrubReport& report) {
   std::shared_lock maint(maintenance_);
   ++report.namespaces;
@@ -25,61 +41,66 @@ Status StoreNamespace::scrub(ScrubReport& report) {
     for (const auto& [number, p] : packs_) packs.emplace_back(number, p.size);
     for (const auto& [id, loc] : index_) indexed[loc.pack][loc.offset] = id;
   }
+  ScrubTally tally{report, name_};
+  for (const auto& [number, size] : packs) RETURN_IF_ERROR(scrub_pack(number, size, indexed[number], tally));
+  scrub_snapshots(tally);
+  if (tally.to_forget.empty()) return Status::ok();
+  forget_bad_chunks(tally);
+  log("scrub found " + std::to_string(report.bad_chunks.size() - tally.first_bad) +
+      " bad chunks; they left the index and will be accepted again from the next push");
+  maint.unlock();
+  return write_index();
+}
 
-  const std::size_t first_bad = report.bad_chunks.size();
-  std::unordered_map<Digest, std::size_t, DigestHash> bad_by_id;
-  std::vector<std::pair<Digest, Location>> to_forget;
-  auto add_bad = [&](const Digest& id, std::string where, std::string error) {
-    report.bad_chunks.push_back({name_, id, std::move(where), std::move(error), {}});
-    bad_by_id.try_emplace(id, report.bad_chunks.size() - 1);
+// Decodes every good record of one pack; reports the bad ones, indexed
+// records that are no longer good, and damaged bytes.
+Status StoreNamespace::scrub_pack(std::uint32_t number, std::uint64_t size,
+                                  const std::map<std::uint64_t, Digest>& in_index, ScrubTally& tally) {
+  ScrubReport& report = tally.report;
+  const auto path = pack_path(number);
+  auto where = [&](std::uint64_t offset) { return path.string() + " at offset " + std::to_string(offset); };
+  auto span = [&](std::uint64_t begin, std::uint64_t end) {
+    return path.string() + " bytes [" + std::to_string(begin) + ", " + std::to_string(end) + ")";
   };
-
-  ChunkDecoder decoder;
-  std::vector<std::byte> frame, raw;
-  for (const auto& [number, size] : packs) {
-    const auto path = pack_path(number);
-    ASSIGN_OR_RETURN(UniqueFd fd, open_fd(path, O_RDONLY));
-    ASSIGN_OR_RETURN(PackScan scan, scan_pack(fd.get(), path, kPackHeaderBytes, size));
-    const auto& in_index = indexed[number];
-    std::set<std::uint64_t> good;
-    for (const PackRecord& r : scan.records) {
-      ++report.chunks_checked;
-      report.bytes_checked += record_bytes(r.frame_bytes);
-      const std::string where = path.string() + " at offset " + std::to_string(r.offset);
-      Status st = read_record(fd.get(), path, r.offset, r.frame_bytes, frame);
-      if (st) st = decoder.decode(frame, raw, &r.id);
-      if (st) {
-        good.insert(r.offset);
-      } else {
-        add_bad(r.id, where, st.to_string());
-      }
-    }
-    for (const auto& [offset, id] : in_index) {
-      if (good.count(offset) != 0) continue;
-      const std::string where = path.string() + " at offset " + std::to_string(offset);
-      bool reported = false;
-      for (const PackRecord& r : scan.records) reported = reported || r.offset == offset;
-      if (!reported) add_bad(id, where, "Corruption: the record is damaged (framing or CRC)");
-      to_forget.push_back({id, Location{number, offset, 0, false}});
-    }
-    auto holds_indexed = [&](std::uint64_t begin, std::uint64_t end) {
-      auto it = in_index.lower_bound(begin);
-      return it != in_index.end() && it->first < end;
-    };
-    for (const auto& [begin, end] : scan.damaged) {
-      if (holds_indexed(begin, end)) continue;  // reported by id above
-      add_bad(Digest{}, path.string() + " bytes [" + std::to_string(begin) + ", " + std::to_string(end) + ")",
-              "Corruption: damaged bytes that hold no indexed chunk");
-    }
-    if (scan.valid_end < scan.file_bytes && !holds_indexed(scan.valid_end, scan.file_bytes)) {
-      add_bad(Digest{},
-              path.string() + " bytes [" + std::to_string(scan.valid_end) + ", " +
-                  std::to_string(scan.file_bytes) + ")",
-              "Corruption: damaged bytes at the end of the pack");
+  ASSIGN_OR_RETURN(UniqueFd fd, open_fd(path, O_RDONLY));
+  ASSIGN_OR_RETURN(PackScan scan, scan_pack(fd.get(), path, kPackHeaderBytes, size));
+  std::set<std::uint64_t> good, found;
+  for (const PackRecord& r : scan.records) {
+    ++report.chunks_checked;
+    report.bytes_checked += record_bytes(r.frame_bytes);
+    found.insert(r.offset);
+    Status st = read_record(fd.get(), path, r.offset, r.frame_bytes, tally.frame);
+    if (st) st = tally.decoder.decode(tally.frame, tally.raw, &r.id);
+    if (st) {
+      good.insert(r.offset);
+    } else {
+      tally.add_bad(r.id, where(r.offset), st.to_string());
     }
   }
+  for (const auto& [offset, id] : in_index) {
+    if (good.count(offset) != 0) continue;
+    if (found.count(offset) == 0)
+      tally.add_bad(id, where(offset), "Corruption: the record is damaged (framing or CRC)");
+    tally.to_forget.push_back({id, Location{number, offset, 0, false}});
+  }
+  auto holds_indexed = [&](std::uint64_t begin, std::uint64_t end) {
+    auto it = in_index.lower_bound(begin);
+    return it != in_index.end() && it->first < end;
+  };
+  for (const auto& [begin, end] : scan.damaged) {
+    if (holds_indexed(begin, end)) continue;  // reported by id above
+    tally.add_bad(Digest{}, span(begin, end), "Corruption: damaged bytes that hold no indexed chunk");
+  }
+  if (scan.valid_end < scan.file_bytes && !holds_indexed(scan.valid_end, scan.file_bytes)) {
+    tally.add_bad(Digest{}, span(scan.valid_end, scan.file_bytes),
+                  "Corruption: damaged bytes at the end of the pack");
+  }
+  return Status::ok();
+}
 
-  // Snapshots: which ones each bad chunk affects, and any missing chunks.
+// Snapshots: which ones each bad chunk affects, and any missing chunks.
+void StoreNamespace::scrub_snapshots(ScrubTally& tally) {
+  ScrubReport& report = tally.report;
   for (const std::string& snapshot : snapshot_names()) {
     ++report.snapshots_checked;
     auto bytes = read_manifest(snapshot);
@@ -100,7 +121,7 @@ Status StoreNamespace::scrub(ScrubReport& report) {
       std::lock_guard lock(mu_);
       for (const ManifestFile& f : m->files) {
         for (const ManifestChunk& c : f.chunks) {
-          if (auto b = bad_by_id.find(c.id); b != bad_by_id.end()) {
+          if (auto b = tally.bad_by_id.find(c.id); b != tally.bad_by_id.end()) {
             hit.insert(b->second);
           } else if (index_.count(c.id) == 0 && missing++ == 0) {
             first_missing = to_hex(c.id) + " (" + f.path + " at offset " + std::to_string(c.offset) + ")";
@@ -115,21 +136,16 @@ Status StoreNamespace::scrub(ScrubReport& report) {
            std::to_string(missing) + " chunks missing from the store, first " + first_missing});
     }
   }
+}
 
-  if (to_forget.empty()) return Status::ok();
-  {
-    std::lock_guard lock(mu_);
-    for (const auto& [id, where] : to_forget) {
-      auto it = index_.find(id);
-      if (it != index_.end() && it->second.pack == where.pack && it->second.offset == where.offset) {
-        index_.erase(it);
-      }
+void StoreNamespace::forget_bad_chunks(const ScrubTally& tally) {
+  std::lock_guard lock(mu_);
+  for (const auto& [id, where] : tally.to_forget) {
+    auto it = index_.find(id);
+    if (it != index_.end() && it->second.pack == where.pack && it->second.offset == where.offset) {
+      index_.erase(it);
     }
   }
-  log("scrub found " + std::to_string(report.bad_chunks.size() - first_bad) +
-      " bad chunks; they left the index and will be accepted again from the next push");
-  maint.unlock();
-  return write_index();
 }
 
 }  // namespace ferry

@@ -5,14 +5,16 @@
 // is allowed even when the receiver serves hosts append-only.
 #include <cstdio>
 #include <ctime>
+#include <set>
 
 #include "store/local_store.h"
+#include "store/retention.h"
 #include "tools/cli.h"
 
 DECLARE_string(namespace);
 DEFINE_uint32(keep_last, 0, "prune: keep the newest N snapshots");
 DEFINE_string(keep_within, "",
-              "prune: also keep snapshots created within this long, e.g. 36h, 7d, 2w, 90m, 3600s");
+              "prune: also keep snapshots committed within this long, e.g. 36h, 7d, 2w, 90m, 3600s");
 DEFINE_bool(gc, true, "prune: afterwards, remove chunks no remaining snapshot references");
 DEFINE_bool(dry_run, false, "prune: say what would be removed, remove nothing");
 DEFINE_int64(gc_grace_s, 3600,
@@ -21,7 +23,8 @@ DEFINE_int64(gc_grace_s, 3600,
 namespace ferry::cli {
 namespace {
 
-// "90m" -> 5400; plain digits are seconds. -1 on anything else.
+// "90m" -> 5400; plain digits are seconds. -1 on anything else, and on a
+// duration too long for int64 seconds.
 std::int64_t parse_duration_seconds(const std::string& s) {
   if (s.empty()) return -1;
   std::size_t digits = 0;
@@ -29,20 +32,29 @@ std::int64_t parse_duration_seconds(const std::string& s) {
   if (digits == 0 || digits > 12 || s.size() - digits > 1) return -1;
   const std::int64_t n = std::stoll(s.substr(0, digits));
   const char unit = digits < s.size() ? s[digits] : 's';
+  std::int64_t unit_seconds = 0;
   switch (unit) {
     case 's':
-      return n;
+      unit_seconds = 1;
+      break;
     case 'm':
-      return n * 60;
+      unit_seconds = 60;
+      break;
     case 'h':
-      return n * 3600;
+      unit_seconds = 3600;
+      break;
     case 'd':
-      return n * 86400;
+      unit_seconds = 86400;
+      break;
     case 'w':
-      return n * 7 * 86400;
+      unit_seconds = 7 * 86400;
+      break;
     default:
       return -1;
   }
+  std::int64_t seconds = 0;
+  if (__builtin_mul_overflow(n, unit_seconds, &seconds)) return -1;
+  return seconds;
 }
 
 int run_prune(const std::vector<std::string>& args) {
@@ -71,13 +83,11 @@ int run_prune(const std::vector<std::string>& args) {
   if (FLAGS_dry_run) {
     auto list = (*store)->list(FLAGS_namespace);
     if (!list) return fail(list.status());
-    const std::size_t newest_from = list->size() > policy.keep_last ? list->size() - policy.keep_last : 0;
-    for (std::size_t i = 0; i < list->size(); ++i) {
-      const auto& s = (*list)[i];
-      const bool keep =
-          i >= newest_from || (policy.keep_within_seconds > 0 &&
-                               s.created_ns >= now_ns - policy.keep_within_seconds * 1'000'000'000);
-      std::printf("%s %s\n", keep ? "keep  " : "remove", s.name.c_str());
+    // The store's own rule (store/retention.h), so the dry run shows what a prune does.
+    const PruneReport would = select_retention(*list, policy, now_ns);
+    const std::set<std::string> removed(would.removed.begin(), would.removed.end());
+    for (const SnapshotInfo& s : *list) {
+      std::printf("%s %s\n", removed.count(s.name) != 0 ? "remove" : "keep  ", s.name.c_str());
     }
     return kExitOk;
   }

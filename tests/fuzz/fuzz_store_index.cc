@@ -1,10 +1,12 @@
 // fuzz_store_index.cc: libFuzzer target for what the receiver store reads
 // back from its own disk, which a damaged disk or a hostile operator may have
-// changed: the index parser and the pack scanner. Byte 0 chooses the mode:
-// bit 1 set = the rest is a pack file, scanned from its header; otherwise an
-// index, with bit 0 set = first reseal its CRC so the fuzzer reaches the
-// checks behind it. A parsed index must serialise back to the same bytes;
-// every record a scan calls good must read back.
+// changed: the index parser, the pack scanner and the snapshot file parser.
+// Byte 0 chooses the mode: bit 2 set = the rest is a snapshot file (commit
+// record + manifest); else bit 1 set = a pack file, scanned from its header;
+// otherwise an index. Bit 0 set = first reseal the index's or the commit
+// record's CRC so the fuzzer reaches the checks behind it. A parsed index or
+// commit record must serialise back to the same bytes; every record a scan
+// calls good must read back.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -17,7 +19,9 @@
 
 #include "base/crc32c.h"
 #include "base/posix_file.h"
+#include "codec/manifest.h"
 #include "store/pack_file.h"
+#include "store/snapshot_file.h"
 #include "store/store_index.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -25,6 +29,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::uint8_t mode = data[0];
   std::vector<std::byte> b(size - 1);
   if (!b.empty()) std::memcpy(b.data(), data + 1, b.size());
+  if (mode & 4) {
+    if ((mode & 1) && b.size() >= ferry::kCommitRecordBytes) {
+      const std::uint32_t crc = ferry::mask_crc(ferry::crc32c(std::span<const std::byte>(b).first(16)));
+      std::memcpy(b.data() + 16, &crc, 4);
+    }
+    auto file = ferry::parse_snapshot_file(b, "snapshot");
+    if (!file.is_ok()) return 0;
+    if (file->committed_ns && ferry::serialize_snapshot_file(*file->committed_ns, file->manifest) != b) {
+      std::abort();
+    }
+    (void)ferry::parse_manifest(file->manifest);
+    return 0;
+  }
   if (mode & 2) {
     ferry::UniqueFd fd(::memfd_create("pack", MFD_CLOEXEC));
     if (!fd.valid() || !ferry::pwrite_all(fd.get(), b, 0, "pack").is_ok()) return 0;

@@ -3,7 +3,11 @@
 // once each chunk is durable, listing, namespaces kept apart, and clients it
 // must refuse (oversized messages, random bytes, plaintext, no or foreign or
 // expired certificates, deletion in append-only mode, connections over the
-// limit) while another client keeps being served.
+// limit) while another client keeps being served; and a compromised host's
+// attacks on the store (manifests past the quota, too many snapshots, names
+// with the store's temporary marker, created times far in the future, future
+// dates to steer retention), each sent as crafted protocol messages and
+// refused.
 #include "replication/receiver.h"
 
 #include <gtest/gtest.h>
@@ -12,8 +16,12 @@
 #include <chrono>
 #include <thread>
 
+#include "base/clock.h"
+#include "base/posix_file.h"
 #include "codec/manifest.h"
+#include "store/store_limits.h"
 #include "tests/replication/receiver_fixture.h"
+#include "tests/store/chunk_store_test_util.h"
 
 namespace ferry::replication {
 namespace {
@@ -353,6 +361,157 @@ TEST(ReceiverTest, StopClosesOpenConnectionsPromptly) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
   auto m = (*a)->recv(5'000);
   EXPECT_FALSE(m.is_ok());
+}
+
+// ---- A compromised host attacks the store: every attack is refused ----
+
+constexpr std::int64_t kHourNs = 3600 * kNanosPerSecond;
+
+// COMMIT `manifest` as `name`: OK for COMMIT_OK, else the ERROR as a Status.
+Status commit_raw(Connection& c, const std::string& name, std::vector<std::byte> manifest) {
+  RETURN_IF_ERROR(c.send(Commit{77, name, std::move(manifest)}));
+  ASSIGN_OR_RETURN(Message m, c.recv(10'000));
+  if (auto* e = std::get_if<Error>(&m)) return status_from_error(*e);
+  if (!std::holds_alternative<CommitOk>(m)) {
+    return Status::internal("COMMIT answered with " + std::string(message_name(m)));
+  }
+  return Status::ok();
+}
+
+// A manifest naming no chunks (real hosts never send one like it).
+std::vector<std::byte> junk_manifest(std::int64_t created_ns, std::size_t path_bytes = 20) {
+  return ferry::testing::chunkless_manifest(16, path_bytes, created_ns);
+}
+
+// Bytes of the namespace's packs and snapshot files on disk.
+std::uint64_t namespace_bytes_on_disk(const fs::path& dir) {
+  std::uint64_t total = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file() && e.path().filename() != "index") total += e.file_size();
+  }
+  return total;
+}
+
+TEST(ReceiverAttackTest, ManifestsCannotGrowANamespacePastItsQuota) {
+  StoreOptions so;
+  so.quota_bytes = 256u << 10;
+  ReceiverSite site({}, so);
+  ferry::testing::TempDir src;
+  testing::make_tree(src.path(), 21);
+  auto tree = testing::pack_tree(src.path());
+  auto c = site.connect("alpha");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  // Chunks until the quota refuses one...
+  Status refused;
+  for (std::size_t i = 0; i < tree->frames.size() && refused.is_ok(); ++i) {
+    ASSERT_TRUE((*c)->send(Put{100 + i, tree->frames[i].second}).is_ok());
+    auto m = (*c)->recv(10'000);
+    ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+    if (auto* e = std::get_if<Error>(&*m)) refused = status_from_error(*e);
+  }
+  ASSERT_EQ(refused.code(), Code::kResourceExhausted) << "the tree must outgrow the quota";
+  // ...then twelve 64 KiB manifests that name no chunks at all.
+  std::size_t refused_commits = 0;
+  for (int i = 0; i < 12; ++i) {
+    Status st = commit_raw(**c, "junk-" + std::to_string(i), junk_manifest(1'700'000'000'000'000'000, 4096));
+    if (st.is_ok()) continue;
+    ++refused_commits;
+    EXPECT_EQ(st.code(), Code::kResourceExhausted) << st.to_string();
+    EXPECT_NE(st.message().find("quota"), std::string::npos) << st.message();
+  }
+  EXPECT_GE(refused_commits, 11u);
+  auto usage = site.store().usage("alpha");
+  ASSERT_TRUE(usage.is_ok());
+  EXPECT_LE(usage->stored_bytes, so.quota_bytes);
+  EXPECT_LE(namespace_bytes_on_disk(site.store_dir() / "alpha"), so.quota_bytes);
+  expect_serving(**c);
+}
+
+TEST(ReceiverAttackTest, SnapshotsPerNamespaceAreLimited) {
+  StoreOptions so;
+  so.max_snapshots = 2;
+  ReceiverSite site({}, so);
+  auto c = site.connect("alpha");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  ASSERT_TRUE(commit_raw(**c, "a", junk_manifest(1)).is_ok());
+  ASSERT_TRUE(commit_raw(**c, "b", junk_manifest(2)).is_ok());
+  Status st = commit_raw(**c, "c", junk_manifest(3));
+  EXPECT_EQ(st.code(), Code::kResourceExhausted) << st.to_string();
+  EXPECT_NE(st.message().find("limit"), std::string::npos) << st.message();
+  EXPECT_EQ(site.store().list("alpha")->size(), 2u);
+  expect_serving(**c);
+  static_assert(kMaxSnapshotsPerNamespace <= kMaxListedSnapshots, "one LIST must name every snapshot");
+}
+
+TEST(ReceiverAttackTest, SnapshotNamesWithTheTemporaryMarkerAreRefused) {
+  // Append-only: such a snapshot would have been acknowledged, then deleted
+  // as an interrupted write when the store next opened.
+  ReceiverOptions ro;
+  ro.append_only = true;
+  StoreOptions so;
+  so.append_only = true;
+  ReceiverSite site(ro, so);
+  ferry::testing::TempDir src;
+  testing::make_tree(src.path(), 22);
+  auto tree = testing::pack_tree(src.path());
+  auto c = site.connect("alpha");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  Status st = testing::push_by_hand(**c, *tree, "x.ferry-tmp-1");
+  EXPECT_EQ(st.code(), Code::kInvalidArgument) << st.to_string();
+  EXPECT_NE(st.message().find("reserved"), std::string::npos) << st.message();
+  EXPECT_EQ(commit_raw(**c, "snap.manifest.ferry-tmp-4242-0", junk_manifest(1)).code(),
+            Code::kInvalidArgument);
+  ASSERT_TRUE(commit_raw(**c, "kept", serialize_manifest(tree->manifest)).is_ok());
+  for (const auto& e : fs::directory_iterator(site.store_dir() / "alpha" / "snapshots")) {
+    EXPECT_EQ(e.path().filename().string().find(kTempFileMarker), std::string::npos) << e.path();
+  }
+  auto list = site.store().list("alpha");
+  ASSERT_TRUE(list.is_ok());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].name, "kept");
+  expect_serving(**c);
+}
+
+TEST(ReceiverAttackTest, CreatedTimesFarInTheFutureAreRefused) {
+  ReceiverSite site;
+  auto c = site.connect("alpha");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  constexpr std::int64_t k2096Ns = 3'976'300'800LL * kNanosPerSecond;  // 2096-01-01
+  for (int i = 0; i < 3; ++i) {
+    Status st = commit_raw(**c, "from-2096-" + std::to_string(i), junk_manifest(k2096Ns));
+    EXPECT_EQ(st.code(), Code::kInvalidArgument) << st.to_string();
+    EXPECT_NE(st.message().find("ahead of the receiver's clock"), std::string::npos) << st.message();
+  }
+  EXPECT_TRUE(site.store().list("alpha")->empty());
+  expect_serving(**c);
+}
+
+TEST(ReceiverAttackTest, RetentionFollowsTheReceiversClockNotTheHosts) {
+  ReceiverSite site;
+  ferry::testing::TempDir src;
+  testing::make_tree(src.path(), 23);
+  auto tree = testing::pack_tree(src.path());
+  auto c = site.connect("alpha");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  // Three empty snapshots dated as far ahead as the receiver allows, before
+  // the three real ones.
+  const std::int64_t ahead = wall_ns() + (kMaxCreatedAheadSeconds * kNanosPerSecond) - kHourNs;
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(commit_raw(**c, "fake-" + std::to_string(i), junk_manifest(ahead)).is_ok());
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(testing::push_by_hand(**c, *tree, "real-" + std::to_string(i)).is_ok());
+  const std::vector<std::string> fakes = {"fake-0", "fake-1", "fake-2"};
+  // The host's own dry run and the operator's prune agree: the fakes go.
+  ASSERT_TRUE((*c)->send(Prune{9, 3, 0, true}).is_ok());
+  auto m = (*c)->recv(10'000);
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  auto* removed = std::get_if<Removed>(&*m);
+  ASSERT_NE(removed, nullptr) << message_name(*m);
+  EXPECT_EQ(removed->snapshots, fakes);
+  auto pruned = site.store().prune("alpha", {.keep_last = 3}, wall_ns(), Actor::kOperator);
+  ASSERT_TRUE(pruned.is_ok()) << pruned.status().to_string();
+  EXPECT_EQ(pruned->removed, fakes);
+  EXPECT_EQ(pruned->kept, (std::vector<std::string>{"real-0", "real-1", "real-2"}));
 }
 
 }  // namespace

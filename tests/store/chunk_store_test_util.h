@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,27 @@ inline std::vector<std::byte> manifest_for(const std::vector<const TestChunk*>& 
     f.chunks.push_back(mc);
   }
   m.files.push_back(std::move(f));
+  return serialize_manifest(m);
+}
+
+// A manifest naming no chunks: `files` empty files whose paths are about
+// `path_bytes` long, dated `created_ns`. A real host never sends one this
+// shape; a hostile one does, to fill a store without sending chunks.
+inline std::vector<std::byte> chunkless_manifest(std::size_t files, std::size_t path_bytes,
+                                                 std::int64_t created_ns) {
+  Manifest m;
+  m.host = "host-a";
+  m.job = "junk";
+  m.step = 1;
+  m.created_ns = created_ns;
+  for (std::size_t i = 0; i < files; ++i) {
+    ManifestFile f;
+    char prefix[32];
+    std::snprintf(prefix, sizeof prefix, "f%08zu/", i);  // ascending paths
+    f.path = prefix + std::string(path_bytes > 12 ? path_bytes - 12 : 1, 'x');
+    f.mode = 0644;
+    m.files.push_back(std::move(f));
+  }
   return serialize_manifest(m);
 }
 

@@ -1,0 +1,25 @@
+// store_limits.h: the limits of the chunk store, in one place (docs/FORMAT.md
+// section 7 and docs/OPERATIONS.md repeat them). Hosts are not trusted: each
+// bound here keeps one host from growing the store, or bending its retention,
+// beyond what the operator allowed.
+#pragma once
+
+#include <cstdint>
+
+namespace ferry {
+
+// Snapshots one namespace may hold (the default of
+// StoreOptions::max_snapshots). Every snapshot is a file in one directory and
+// is read by LIST and prune, so their number needs a bound even without a
+// quota: 100,000 is about a year of checkpoints every five minutes with no
+// pruning, and stays below what one LIST reply may carry
+// (replication/limits.h kMaxListedSnapshots, 2^20).
+inline constexpr std::uint64_t kMaxSnapshotsPerNamespace = 100'000;
+
+// How far ahead of the receiver's clock a manifest's created time may lie
+// before its commit is refused. Retention never reads the host's time (it
+// orders by the receiver's commit time), but tools display it; a day covers
+// any clock skew and a host whose time zone is set wrong.
+inline constexpr std::int64_t kMaxCreatedAheadSeconds = 86'400;
+
+}  // namespace ferry
