@@ -38,10 +38,10 @@ std::int64_t dir_mtime_ns(const fs::path& dir) {
 
 }  // namespace
 
-Status Agent::Impl::probe(const std::string& target) {
+Status probe_target(const std::string& target, const replication::TlsConfig& tls) {
   replication::RemoteOptions r;
   r.address = target;
-  r.tls = config_copy().tls();
+  r.tls = tls;
   r.connection.connect_timeout_ms = kProbeTimeoutMs;
   r.connection.handshake_timeout_ms = kProbeTimeoutMs;
   r.connection.io_timeout_ms = kProbeTimeoutMs;
@@ -50,6 +50,8 @@ Status Agent::Impl::probe(const std::string& target) {
   conn->close();
   return Status::ok();
 }
+
+Status Agent::Impl::probe(const std::string& target) { return probe_target(target, config_copy().tls()); }
 
 // ---- recovery and submission ----
 

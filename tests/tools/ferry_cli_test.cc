@@ -18,7 +18,9 @@
 #include <utility>
 #include <vector>
 
+#include "agent/config.h"
 #include "agent/control.h"
+#include "base/build_info.h"
 #include "tests/testing/testing.h"
 #include "tests/tools/ferry_cli.h"
 
@@ -145,6 +147,16 @@ TEST(FerryCliTest, UsageErrorsExitWithTwo) {
   EXPECT_EQ(help.code, 0);
   EXPECT_NE(help.out.find("pack"), std::string::npos);
   EXPECT_NE(help.out.find("inspect"), std::string::npos);
+}
+
+TEST(FerryCliTest, VersionNamesCommitBuildOptionsAndEngine) {
+  CliRun r = ferry("--version");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string want = "ferry " + std::string(build_info().version) + "\n" + build_info_lines() +
+                           "engine " + agent::describe_engine("auto") + "\n";
+  EXPECT_EQ(r.out, want);
+  EXPECT_NE(r.out.find(build_info().cuda ? "CUDA on" : "CUDA off"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\ncommit "), std::string::npos) << r.out;
 }
 
 TEST(FerryCliTest, SmallDirectoryWithoutCorpus) {
