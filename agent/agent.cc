@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
+#include <limits>
 
 #include "agent/agent_impl.h"
 #include "codec/packer.h"
@@ -38,10 +40,10 @@ std::int64_t dir_mtime_ns(const fs::path& dir) {
 
 }  // namespace
 
-Status Agent::Impl::probe(const std::string& target) {
+Status probe_target(const std::string& target, const replication::TlsConfig& tls) {
   replication::RemoteOptions r;
   r.address = target;
-  r.tls = config_copy().tls();
+  r.tls = tls;
   r.connection.connect_timeout_ms = kProbeTimeoutMs;
   r.connection.handshake_timeout_ms = kProbeTimeoutMs;
   r.connection.io_timeout_ms = kProbeTimeoutMs;
@@ -50,6 +52,8 @@ Status Agent::Impl::probe(const std::string& target) {
   conn->close();
   return Status::ok();
 }
+
+Status Agent::Impl::probe(const std::string& target) { return probe_target(target, config_copy().tls()); }
 
 // ---- recovery and submission ----
 
@@ -181,9 +185,22 @@ Result<std::uint64_t> Agent::Impl::submit(const fs::path& dir, const std::string
 Status Agent::Impl::start_watcher(const AgentConfig& c) {
   WatcherOptions wo;
   for (const auto& w : c.watch) wo.roots.push_back(WatchRoot{w.path, w.job});
-  wo.marker_file = c.marker_file;
+  wo.completion = CompletionSignals{c.marker_file, c.marker_only};
   wo.rescan_interval_ms = static_cast<int>(c.rescan_interval_s * 1000);
+  wo.incomplete_grace_ms = static_cast<int>(
+      std::clamp(c.incomplete_grace_s * 1000, 1.0, static_cast<double>(std::numeric_limits<int>::max())));
   wo.on_notice = [this](const std::string& line) { log.info("watcher_notice", {field("detail", line)}); };
+  wo.on_incomplete = [this](const IncompleteCheckpoint& ic) {
+    {
+      std::lock_guard lock(jobs_mu);
+      if (known_dirs.count(ic.dir.string())) return false;  // handed over by `ferry submit`
+    }
+    log.warn("checkpoint_incomplete",
+             {field("job", ic.job), field("dir", ic.dir.string()), field("waiting_for", ic.waiting_for),
+              field("incomplete_for_s", std::round(ic.incomplete_for_s)),
+              field("detail", "not replicated until complete; `ferry submit DIR` takes it as it is")});
+    return true;
+  };
   std::unique_ptr<Watcher> next;
   {
     // The old watcher stops first so no candidate is reported twice.
@@ -342,7 +359,9 @@ Status Agent::reload(const AgentConfig& next) {
   a.scheduler.set_skip_superseded(next.skip_superseded);
   if (a.prober) a.prober->set_interval_ms(static_cast<int>(next.probe_interval_s * 1000));
   bool roots_changed = old.watch.size() != next.watch.size() || old.marker_file != next.marker_file ||
-                       old.rescan_interval_s != next.rescan_interval_s;
+                       old.marker_only != next.marker_only ||
+                       old.rescan_interval_s != next.rescan_interval_s ||
+                       old.incomplete_grace_s != next.incomplete_grace_s;
   for (std::size_t i = 0; !roots_changed && i < old.watch.size(); ++i) {
     roots_changed = old.watch[i].path != next.watch[i].path || old.watch[i].job != next.watch[i].job;
   }

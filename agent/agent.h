@@ -31,6 +31,10 @@ inline constexpr int kRetryMaxDelayMs = 30'000;
 inline constexpr int kRpoTickMs = 500;         // RPO, warning and gauges refresh
 inline constexpr int kProbeTimeoutMs = 5'000;  // one probe's connect + HELLO
 
+// Dials `target` with `tls` and completes HELLO within kProbeTimeoutMs: the
+// health probe, and what --validate checks each target with.
+Status probe_target(const std::string& target, const replication::TlsConfig& tls);
+
 class Agent {
  public:
   // Validates `config`, applies process priorities, opens the journal (and

@@ -50,6 +50,10 @@ struct JobStats {
   IntervalEstimate interval;
   RpoWarning warning;
   RpoForecast forecast;
+  // Checkpoint directories newer than the newest commit and still not
+  // complete after --incomplete_grace_s, and the oldest of them (tick()).
+  std::uint64_t stuck_dirs = 0;
+  IncompleteCheckpoint oldest_stuck;
 };
 
 struct Agent::Impl {

@@ -23,17 +23,40 @@ void Agent::Impl::tick() {
     if (!fresh) it->second = std::min(it->second, e.job.mtime_ns);
   }
   const bool any_up = health.any_up();
+  std::vector<IncompleteCheckpoint> incomplete;
+  {
+    std::lock_guard lock(watcher_mu);
+    if (watcher) incomplete = watcher->incomplete();  // oldest first
+  }
   std::vector<std::pair<std::string, std::string>> raised, cleared;
   {
     std::lock_guard lock(jobs_mu);
     for (const auto& w : c.watch) stats[w.job];
     for (const auto& [job, b] : backlog) stats[job];
+    std::map<std::string, std::int64_t> oldest_incomplete;
+    for (auto& [job, s] : stats) s.stuck_dirs = 0;
+    for (const auto& ic : incomplete) {
+      if (known_dirs.count(ic.dir.string())) continue;  // handed over by `ferry submit`
+      oldest_incomplete.emplace(ic.job, ic.first_seen_ns);
+      JobStats& s = stats[ic.job];
+      // Only what is newer than the DR copy is at risk: an old directory
+      // left half-written by a crash must not raise the RPO warning forever.
+      const bool newer = !s.newest_committed_ns || ic.first_seen_ns > *s.newest_committed_ns;
+      if (newer && ic.incomplete_for_s >= c.incomplete_grace_s) {
+        if (s.stuck_dirs++ == 0) s.oldest_stuck = ic;
+      }
+    }
     const double rate = throughput.bytes_per_second();
     for (auto& [job, s] : stats) {
       RpoInputs in;
       in.now_ns = now;
       in.newest_committed_ns = s.newest_committed_ns;
       if (oldest_pending.count(job)) in.oldest_pending_ns = oldest_pending[job];
+      if (oldest_incomplete.count(job)) in.oldest_incomplete_ns = oldest_incomplete[job];
+      in.stuck_dirs = s.stuck_dirs;
+      if (s.stuck_dirs > 0) {
+        in.stuck_detail = s.oldest_stuck.dir.filename().string() + " waits for " + s.oldest_stuck.waiting_for;
+      }
       in.backlog_bytes = backlog.count(job) ? backlog[job] : 0;
       in.waiting_bytes = waiting.count(job) ? waiting[job] : 0;
       in.throughput_bytes_per_s = rate;
@@ -49,6 +72,7 @@ void Agent::Impl::tick() {
       metrics.set(kMetricRpoForecastSeconds, l, s.forecast.forecast_rpo_seconds);
       metrics.set(kMetricRpoWarning, l, s.warning.active() ? 1 : 0);
       metrics.set(kMetricBacklogBytes, l, static_cast<double>(in.backlog_bytes));
+      metrics.set(kMetricIncompleteCheckpoints, l, static_cast<double>(s.stuck_dirs));
     }
     metrics.set(kMetricThroughput, {}, rate);
   }
@@ -74,8 +98,12 @@ nlohmann::json Agent::Impl::status_json() {
   out["paused"] = scheduler.all_paused();
   out["engine"] = engine_description;
   out["uptime_s"] = static_cast<double>(wall_ns() - started_ns) / 1e9;
-  // JSON has no infinity: a forecast that cannot drain is reported as -1.
-  auto finite = [](double v) { return std::isfinite(v) ? v : -1.0; };
+  // JSON has no infinity or NaN: a forecast that cannot drain is reported
+  // as -1, an unknown value (no checkpoint seen yet) as null.
+  auto number = [](double v) -> nlohmann::json {
+    if (std::isnan(v)) return nullptr;
+    return std::isfinite(v) ? v : -1.0;
+  };
   nlohmann::json jobs = nlohmann::json::array();
   {
     std::lock_guard lock(jobs_mu);
@@ -86,13 +114,21 @@ nlohmann::json Agent::Impl::status_json() {
         (e.running ? in_flight : queued)++;
         backlog += e.job.logical_bytes;
       }
+      nlohmann::json stuck = nullptr;
+      if (s.stuck_dirs > 0) {
+        stuck = {{"count", s.stuck_dirs},
+                 {"oldest_dir", s.oldest_stuck.dir.string()},
+                 {"waiting_for", s.oldest_stuck.waiting_for},
+                 {"incomplete_for_seconds", s.oldest_stuck.incomplete_for_s}};
+      }
       jobs.push_back({{"job", job},
                       {"paused", scheduler.paused(job)},
                       {"newest_committed_step", s.newest_committed_step},
                       {"newest_committed_snapshot", s.newest_committed_snapshot},
-                      {"rpo_seconds", s.forecast.rpo_seconds},
+                      {"rpo_seconds", number(s.forecast.rpo_seconds)},
                       {"rpo_target_seconds", c.rpo_target_s},
-                      {"forecast_rpo_seconds", finite(s.forecast.forecast_rpo_seconds)},
+                      {"forecast_rpo_seconds", number(s.forecast.forecast_rpo_seconds)},
+                      {"incomplete", stuck},
                       {"warning", s.warning.active()},
                       {"warning_text", s.warning.text()},
                       {"backlog_bytes", backlog},

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "cuda/gpu_engine.h"
+
 namespace ferry::agent {
 namespace {
 
@@ -144,72 +146,99 @@ Result<std::vector<std::string>> parse_target_list(std::string_view value) {
   return out;
 }
 
-Status validate(const AgentConfig& c) {
-  if (c.watch.empty()) return Status::invalid_argument("--watch is required: ROOT[=JOB][,ROOT2[=JOB2]]");
+std::vector<Status> validate_all(const AgentConfig& c) {
+  std::vector<Status> problems;
+  auto check = [&problems](Status st) {
+    if (!st) problems.push_back(std::move(st));
+  };
+  if (c.watch.empty()) check(Status::invalid_argument("--watch is required: ROOT[=JOB][,ROOT2[=JOB2]]"));
   for (const auto& w : c.watch) {
     std::error_code ec;
-    if (!fs::exists(w.path, ec))
-      return Status::invalid_argument("--watch=" + w.path.string() + ": no such directory");
-    if (!fs::is_directory(w.path, ec))
-      return Status::invalid_argument("--watch=" + w.path.string() + ": not a directory");
-    if (::access(w.path.c_str(), R_OK | X_OK) != 0) {
-      return Status::invalid_argument("--watch=" + w.path.string() +
-                                      ": not readable: " + std::strerror(errno));
+    if (!fs::exists(w.path, ec)) {
+      check(Status::invalid_argument("--watch=" + w.path.string() + ": no such directory"));
+    } else if (!fs::is_directory(w.path, ec)) {
+      check(Status::invalid_argument("--watch=" + w.path.string() + ": not a directory"));
+    } else if (::access(w.path.c_str(), R_OK | X_OK) != 0) {
+      check(
+          Status::invalid_argument("--watch=" + w.path.string() + ": not readable: " + std::strerror(errno)));
     }
   }
-  if (c.targets.empty()) return Status::invalid_argument("--targets is required: HOST:PORT[,HOST:PORT]");
-  for (const auto& t : c.targets) RETURN_IF_ERROR(check_target_address(t));
+  if (c.targets.empty()) check(Status::invalid_argument("--targets is required: HOST:PORT[,HOST:PORT]"));
+  for (const auto& t : c.targets) check(check_target_address(t));
   if (c.marker_file.find('/') != std::string::npos) {
-    return Status::invalid_argument("--marker_file=" + c.marker_file + ": a file name, not a path");
+    check(Status::invalid_argument("--marker_file=" + c.marker_file + ": a file name, not a path"));
   }
-  RETURN_IF_ERROR(check_readable_file("--ca", c.ca));
-  RETURN_IF_ERROR(check_readable_file("--cert", c.cert));
-  RETURN_IF_ERROR(check_readable_file("--key", c.key));
-  // Building the context proves the PEMs parse and the key matches.
-  auto ctx = replication::TlsContext::create(c.tls());
-  if (!ctx) {
-    return Status::invalid_argument("--ca=" + c.ca + " --cert=" + c.cert + " --key=" + c.key + ": " +
-                                    ctx.status().message());
+  if (c.marker_only && c.marker_file.empty()) {
+    check(Status::invalid_argument("--marker_only needs --marker_file=NAME (the marker that alone counts)"));
   }
-  RETURN_IF_ERROR(check_int("--max_jobs", c.max_jobs, 1, kMaxJobsLimit));
-  RETURN_IF_ERROR(check_int("--streams", c.streams, 1, 64));
-  RETURN_IF_ERROR(check_int("--threads", c.threads, 1, kMaxThreadsLimit));
-  RETURN_IF_ERROR(check_positive("--bandwidth_mbps", c.bandwidth_mbps, /*zero_ok=*/true));
+  const std::size_t tls_problems = problems.size();
+  check(check_readable_file("--ca", c.ca));
+  check(check_readable_file("--cert", c.cert));
+  check(check_readable_file("--key", c.key));
+  if (problems.size() == tls_problems) {
+    // Building the context proves the PEMs parse and the key matches.
+    auto ctx = replication::TlsContext::create(c.tls());
+    if (!ctx) {
+      check(Status::invalid_argument("--ca=" + c.ca + " --cert=" + c.cert + " --key=" + c.key + ": " +
+                                     ctx.status().message()));
+    }
+  }
+  check(check_int("--max_jobs", c.max_jobs, 1, kMaxJobsLimit));
+  check(check_int("--streams", c.streams, 1, 64));
+  check(check_int("--threads", c.threads, 1, kMaxThreadsLimit));
+  check(check_positive("--bandwidth_mbps", c.bandwidth_mbps, /*zero_ok=*/true));
   if (c.engine != "auto" && c.engine != "cpu" && c.engine != "gpu") {
-    return Status::invalid_argument("--engine=" + c.engine + ": expected auto, cpu or gpu");
+    check(Status::invalid_argument("--engine=" + c.engine + ": expected auto, cpu or gpu"));
   }
-  RETURN_IF_ERROR(check_int("--gpu_memory_mb", c.gpu_memory_mb, 1, 1 << 22));
-  RETURN_IF_ERROR(check_int("--pinned_memory_mb", c.pinned_memory_mb, 1, 1 << 20));
-  RETURN_IF_ERROR(check_int("--nice", c.nice, 0, kMaxNice));
+  check(check_int("--gpu_memory_mb", c.gpu_memory_mb, 1, 1 << 22));
+  check(check_int("--pinned_memory_mb", c.pinned_memory_mb, 1, 1 << 20));
+  check(check_int("--nice", c.nice, 0, kMaxNice));
   if (c.io_class != "idle" && c.io_class != "best-effort") {
-    return Status::invalid_argument("--io_class=" + c.io_class + ": expected idle or best-effort");
+    check(Status::invalid_argument("--io_class=" + c.io_class + ": expected idle or best-effort"));
   }
-  RETURN_IF_ERROR(check_positive("--rpo_target_s", c.rpo_target_s, false));
-  RETURN_IF_ERROR(check_positive("--checkpoint_interval_s", c.checkpoint_interval_s, true));
-  RETURN_IF_ERROR(check_positive("--rescan_interval_s", c.rescan_interval_s, false));
-  RETURN_IF_ERROR(check_positive("--probe_interval_s", c.probe_interval_s, false));
-  RETURN_IF_ERROR(check_int("--target_down_after", c.target_down_after, 1, 1000));
-  RETURN_IF_ERROR(check_int("--target_up_after", c.target_up_after, 1, 1000));
-  RETURN_IF_ERROR(check_positive("--shutdown_grace_s", c.shutdown_grace_s, true));
+  check(check_positive("--rpo_target_s", c.rpo_target_s, false));
+  check(check_positive("--checkpoint_interval_s", c.checkpoint_interval_s, true));
+  check(check_positive("--rescan_interval_s", c.rescan_interval_s, false));
+  check(check_positive("--incomplete_grace_s", c.incomplete_grace_s, false));
+  check(check_positive("--probe_interval_s", c.probe_interval_s, false));
+  check(check_int("--target_down_after", c.target_down_after, 1, 1000));
+  check(check_int("--target_up_after", c.target_up_after, 1, 1000));
+  check(check_positive("--shutdown_grace_s", c.shutdown_grace_s, true));
   if (c.log_format != "text" && c.log_format != "json") {
-    return Status::invalid_argument("--log_format=" + c.log_format + ": expected text or json");
+    check(Status::invalid_argument("--log_format=" + c.log_format + ": expected text or json"));
   }
-  if (c.state_dir.empty()) return Status::invalid_argument("--state_dir is required");
-  std::error_code ec;
-  fs::create_directories(c.state_dir, ec);
-  if (ec || ::access(c.state_dir.c_str(), W_OK | X_OK) != 0) {
-    return Status::invalid_argument("--state_dir=" + c.state_dir.string() + ": cannot create or write: " +
-                                    (ec ? ec.message() : std::string(std::strerror(errno))));
+  if (c.state_dir.empty()) {
+    check(Status::invalid_argument("--state_dir is required"));
+  } else {
+    std::error_code ec;
+    fs::create_directories(c.state_dir, ec);
+    if (ec || ::access(c.state_dir.c_str(), W_OK | X_OK) != 0) {
+      check(Status::invalid_argument("--state_dir=" + c.state_dir.string() + ": cannot create or write: " +
+                                     (ec ? ec.message() : std::string(std::strerror(errno)))));
+    }
   }
-  if (c.control_socket.empty()) return Status::invalid_argument("--control_socket is required");
+  if (c.control_socket.empty()) check(Status::invalid_argument("--control_socket is required"));
   if (c.metrics_listen.size() > 0) {
     Status st = check_target_address(c.metrics_listen);
     // Port 0 (ephemeral) is fine for metrics.
     if (!st && c.metrics_listen.substr(c.metrics_listen.rfind(':') + 1) != "0") {
-      return Status::invalid_argument("--metrics_listen=" + c.metrics_listen + ": expected HOST:PORT");
+      check(Status::invalid_argument("--metrics_listen=" + c.metrics_listen + ": expected HOST:PORT"));
     }
   }
-  return Status::ok();
+  return problems;
+}
+
+Status validate(const AgentConfig& c) {
+  std::vector<Status> problems = validate_all(c);
+  return problems.empty() ? Status::ok() : problems.front();
+}
+
+std::string describe_engine(const std::string& engine) {
+  if (engine == "cpu") return "cpu (--engine=cpu)";
+  const std::string why = gpu_unavailable_reason(0);
+  if (why.empty()) return "gpu (GPU 0 is usable)";
+  if (engine == "gpu") return "none: --engine=gpu, but no GPU is usable: " + why;
+  return "cpu (no usable GPU: " + why + ")";
 }
 
 }  // namespace ferry::agent

@@ -32,7 +32,10 @@ struct WatchSpec {
 
 struct AgentConfig {
   std::vector<WatchSpec> watch;
+  // A directory is also complete once this file appears in it ("" = off);
+  // with marker_only, only then (see agent/watcher.h).
   std::string marker_file;
+  bool marker_only = false;
   std::vector<std::string> targets;  // HOST:PORT, failover order
   bool fan_out = false;
   std::string ca, cert, key;
@@ -52,6 +55,9 @@ struct AgentConfig {
   double checkpoint_interval_s = 0;  // 0 = learned
   bool skip_superseded = true;
   double rescan_interval_s = 30;
+  // A checkpoint directory still not complete this long after it was first
+  // seen is logged (checkpoint_incomplete, once per root) and shown by status.
+  double incomplete_grace_s = 600;
   double probe_interval_s = 10;
   int target_down_after = 3;
   int target_up_after = 2;
@@ -73,7 +79,15 @@ Status check_target_address(std::string_view address);
 // Everything that can be checked without the network: roots exist and are
 // directories, targets well formed, the certificate files readable and a
 // client TLS context builds from them, limits in range, the state directory
-// creatable. Each error names the flag and its value.
+// creatable (it is created). Each problem names the flag and its value;
+// validate_all returns every one, validate the first.
+std::vector<Status> validate_all(const AgentConfig& config);
 Status validate(const AgentConfig& config);
+
+// The codec engine `engine` (--engine: auto, cpu, gpu) would run on this
+// host, for --version and --validate: "gpu (GPU 0 is usable)", "cpu
+// (--engine=cpu)", "cpu (no usable GPU: REASON)", or "none: ..." for gpu
+// without a usable GPU. A cheap probe: no engine is made.
+std::string describe_engine(const std::string& engine);
 
 }  // namespace ferry::agent

@@ -105,11 +105,16 @@ void Metrics::describe_agent_metrics() {
   describe(kMetricJobs, "counter", "Checkpoint jobs finished, by final state");
   describe(kMetricErrors, "counter", "Errors seen by the agent, by kind");
   describe(kMetricQueueDepth, "gauge", "Checkpoints queued or in flight");
-  describe(kMetricRpoSeconds, "gauge", "Age of the newest checkpoint committed at the DR site, per job");
+  describe(kMetricRpoSeconds, "gauge",
+           "Age of the newest checkpoint committed at the DR site, per job (before any commit: of the oldest "
+           "checkpoint seen; NaN before any is seen)");
   describe(kMetricRpoForecastSeconds, "gauge",
            "Forecast RPO once the current backlog drains at the current throughput, per job");
   describe(kMetricRpoWarning, "gauge", "1 when the job's RPO target is breached or forecast to be");
   describe(kMetricBacklogBytes, "gauge", "Bytes of checkpoints not yet committed, per job");
+  describe(
+      kMetricIncompleteCheckpoints, "gauge",
+      "Checkpoint directories newer than the DR copy still not complete after the grace period, per job");
   describe(kMetricTargetUp, "gauge", "1 when the DR target passes its health probes");
   describe(kMetricThroughput, "gauge", "Recent replication throughput in logical bytes per second");
   describe(kMetricCompressionRatio, "gauge", "Logical bytes over wire bytes since start");

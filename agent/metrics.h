@@ -39,6 +39,8 @@ inline constexpr std::string_view kMetricRpoSeconds = "ferry_agent_rpo_seconds";
 inline constexpr std::string_view kMetricRpoForecastSeconds = "ferry_agent_rpo_forecast_seconds";  // {job=}
 inline constexpr std::string_view kMetricRpoWarning = "ferry_agent_rpo_warning";                   // {job=}
 inline constexpr std::string_view kMetricBacklogBytes = "ferry_agent_backlog_bytes";               // {job=}
+inline constexpr std::string_view kMetricIncompleteCheckpoints =
+    "ferry_agent_incomplete_checkpoints";                                     // {job=}
 inline constexpr std::string_view kMetricTargetUp = "ferry_agent_target_up";  // {target=}
 inline constexpr std::string_view kMetricThroughput = "ferry_agent_throughput_bytes_per_second";
 inline constexpr std::string_view kMetricCompressionRatio = "ferry_agent_compression_ratio";

@@ -10,6 +10,7 @@ namespace ferry::agent {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 std::string seconds_text(double s) {
   char buf[32];
@@ -25,8 +26,11 @@ std::string rate_text(double bytes_per_s) {
 
 RpoForecast forecast_rpo(const RpoInputs& in) {
   RpoForecast f;
-  std::optional<std::int64_t> since = in.newest_committed_ns ? in.newest_committed_ns : in.oldest_pending_ns;
-  f.rpo_seconds = since ? std::max(0.0, static_cast<double>(in.now_ns - *since) / 1e9) : 0.0;
+  std::optional<std::int64_t> since = in.newest_committed_ns ? in.newest_committed_ns
+                                      : in.oldest_pending_ns ? in.oldest_pending_ns
+                                                             : in.oldest_incomplete_ns;
+  f.rpo_seconds = since ? std::max(0.0, static_cast<double>(in.now_ns - *since) / 1e9) : kNaN;
+  const bool rpo_known = !std::isnan(f.rpo_seconds);
   const bool can_drain = in.any_target_up && in.throughput_bytes_per_s > 0;
   if (in.backlog_bytes == 0) {
     f.drain_seconds = 0;
@@ -57,8 +61,14 @@ RpoForecast forecast_rpo(const RpoInputs& in) {
   } else if (in.backlog_bytes > 0 && f.rpo_seconds > in.rpo_target_s) {
     f.breach_expected = true;
     f.reason = "RPO " + seconds_text(f.rpo_seconds) + " exceeds the target " + seconds_text(in.rpo_target_s);
+  } else if (in.stuck_dirs > 0 && f.rpo_seconds > in.rpo_target_s) {
+    f.breach_expected = true;
+    f.reason = "RPO " + seconds_text(f.rpo_seconds) + " exceeds the target " + seconds_text(in.rpo_target_s) +
+               ": " + std::to_string(in.stuck_dirs) + " checkpoint director" +
+               (in.stuck_dirs == 1 ? "y" : "ies") + " never became complete";
+    if (!in.stuck_detail.empty()) f.reason += " (" + in.stuck_detail + ")";
   }
-  f.healthy = in.waiting_bytes == 0 && !f.breach_expected && f.rpo_seconds < in.rpo_target_s;
+  f.healthy = in.waiting_bytes == 0 && !f.breach_expected && (!rpo_known || f.rpo_seconds < in.rpo_target_s);
   return f;
 }
 

@@ -9,6 +9,14 @@
 // Before any push has finished the throughput is unknown: the forecast is
 // then infinite, but only all targets being down (or the RPO itself past
 // the target) raises the warning, so a fresh start does not cry wolf.
+//
+// A job that has never replicated anything has lost everything since its
+// first checkpoint: its RPO counts from the oldest checkpoint waiting in the
+// queue, else from the oldest checkpoint directory seen that never became
+// complete (a missing marker, a half-written set), and is unknown (NaN,
+// never 0) while no checkpoint was seen at all. A checkpoint directory
+// stuck incomplete past the grace period raises the warning once the RPO
+// passes the target, as a backlog does.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +40,13 @@ struct RpoInputs {
   // Time of the oldest checkpoint still waiting (the exposure when nothing
   // was ever committed).
   std::optional<std::int64_t> oldest_pending_ns;
+  // When the oldest checkpoint directory still not complete was first seen
+  // (the exposure when nothing was committed or queued either).
+  std::optional<std::int64_t> oldest_incomplete_ns;
+  // Checkpoint directories not complete after the grace period, and what
+  // the oldest of them waits for.
+  std::uint64_t stuck_dirs = 0;
+  std::string stuck_detail;
   std::uint64_t backlog_bytes = 0;    // queued and in flight
   std::uint64_t waiting_bytes = 0;    // of which queued (no push has them yet)
   double throughput_bytes_per_s = 0;  // 0: none measured yet
@@ -41,7 +56,7 @@ struct RpoInputs {
 };
 
 struct RpoForecast {
-  double rpo_seconds = 0;
+  double rpo_seconds = 0;           // NaN: unknown (no checkpoint seen yet)
   double drain_seconds = 0;         // infinity when it cannot drain
   double forecast_rpo_seconds = 0;  // infinity when it cannot drain
   bool breach_expected = false;     // this forecast alone says "warn"

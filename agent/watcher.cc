@@ -27,6 +27,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/clock.h"
 #include "base/posix_file.h"
 #include "codec/safetensors.h"
 
@@ -156,8 +157,8 @@ std::uint64_t step_from_name(std::string_view name) {
   return v;
 }
 
-Result<std::optional<CheckpointKind>> checkpoint_complete(const fs::path& dir, const std::string& marker_file,
-                                                          Incomplete* why) {
+Result<std::optional<CheckpointKind>> checkpoint_complete(const fs::path& dir,
+                                                          const CompletionSignals& signals, Incomplete* why) {
   auto set_why = [why](Incomplete w) {
     if (why) *why = std::move(w);
   };
@@ -165,13 +166,16 @@ Result<std::optional<CheckpointKind>> checkpoint_complete(const fs::path& dir, c
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0) return Status::from_errno(errno, "stat " + dir.string());
   if (!S_ISDIR(st.st_mode)) return Status::invalid_argument(dir.string() + " is not a directory");
-  if (!marker_file.empty()) {
-    // With a marker configured only the writer's own word counts: a DCP or
-    // safetensors directory may still be getting extra files.
-    if (::lstat((dir / marker_file).c_str(), &st) == 0) return std::optional(CheckpointKind::kMarker);
-    set_why({"marker " + (dir / marker_file).string() + " does not exist yet", true});
+  const std::string& marker = signals.marker_file;
+  if (!marker.empty() && ::lstat((dir / marker).c_str(), &st) == 0)
+    return std::optional(CheckpointKind::kMarker);
+  if (signals.marker_only) {
+    // Only the writer's own word counts: a DCP or safetensors directory may
+    // still be getting extra files.
+    set_why({"marker " + (dir / marker).string() + " does not exist yet", true});
     return std::optional<CheckpointKind>();
   }
+  const std::string or_marker = marker.empty() ? "" : " (and no marker " + marker + ")";
   // torch.distributed.checkpoint writes .metadata last (by rename), so its
   // presence means every data file is whole; an empty one is not.
   if (::stat((dir / kDcpMetadata).c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
@@ -181,12 +185,15 @@ Result<std::optional<CheckpointKind>> checkpoint_complete(const fs::path& dir, c
   const std::vector<fs::path> indexes = find_indexes(dir, ec);
   if (ec) return Status::io_error("listing " + dir.string() + ": " + ec.message());
   if (indexes.empty()) {
-    set_why({dir.string() + ": no " + kDcpMetadata + " and no *" + kIndexSuffix + " yet", true});
+    set_why({dir.string() + ": no " + kDcpMetadata + " and no *" + kIndexSuffix +
+                 (marker.empty() ? "" : " and no marker " + marker) + " yet",
+             true});
     return std::optional<CheckpointKind>();
   }
   for (const fs::path& index : indexes) {
     Incomplete gap = safetensors_set_gap(dir, index);
     if (!gap.reason.empty()) {
+      gap.reason += or_marker;
       set_why(std::move(gap));
       return std::optional<CheckpointKind>();
     }
@@ -219,6 +226,20 @@ struct Watcher::Impl {
   std::map<fs::path, int> wd_of;           // the reverse
   std::set<fs::path> reported;
   std::map<fs::path, std::string> last_reason;  // to log each new reason once
+  // Roots whose incomplete directory went to on_incomplete; cleared once
+  // the root has none past the grace period.
+  std::set<int> incomplete_reported_roots;
+
+  // Directories seen and not complete yet; written by the watcher thread,
+  // read by incomplete().
+  struct Pending {
+    int root = -1;
+    std::int64_t first_seen_ns = 0;  // wall
+    std::int64_t seen_mono_ns = 0;
+    std::string waiting_for;
+  };
+  mutable std::mutex pending_mu;
+  std::map<fs::path, Pending> pending;
 
   void notice(const std::string& line) {
     if (options.on_notice) options.on_notice(line);
@@ -263,12 +284,67 @@ struct Watcher::Impl {
     drop_watch(dir);
     reported.erase(dir);
     last_reason.erase(dir);
+    settle_pending(dir);
+  }
+
+  IncompleteCheckpoint incomplete_of(const fs::path& dir, const Pending& p) const {
+    IncompleteCheckpoint ic;
+    ic.dir = dir;
+    ic.job = job_name_of(options.roots[p.root]);
+    ic.waiting_for = p.waiting_for;
+    ic.first_seen_ns = p.first_seen_ns;
+    ic.incomplete_for_s = static_cast<double>(mono_ns() - p.seen_mono_ns) / 1e9;
+    return ic;
+  }
+
+  // `dir` completed or left its root: it is no longer pending, and its root
+  // may report the next directory that stays incomplete.
+  void settle_pending(const fs::path& dir) {
+    std::lock_guard lock(pending_mu);
+    auto it = pending.find(dir);
+    if (it == pending.end()) return;
+    const int root = it->second.root;
+    pending.erase(it);
+    const std::int64_t grace_ns = static_cast<std::int64_t>(options.incomplete_grace_ms) * kNanosPerMilli;
+    const std::int64_t now = mono_ns();
+    for (const auto& [d, p] : pending) {
+      if (p.root == root && now - p.seen_mono_ns >= grace_ns) return;  // the root still has one
+    }
+    incomplete_reported_roots.erase(root);
+  }
+
+  // `dir` was checked and is not complete: remembered (with when it was
+  // first seen), and passed to on_incomplete once past the grace period
+  // when its root has not reported one yet.
+  void note_incomplete(const fs::path& dir, int root, const std::string& waiting_for, std::int64_t mtime_ns) {
+    std::optional<IncompleteCheckpoint> due;
+    {
+      std::lock_guard lock(pending_mu);
+      auto [it, fresh] = pending.try_emplace(dir);
+      Pending& p = it->second;
+      if (fresh) {
+        p.root = root;
+        const std::int64_t now = wall_ns();
+        p.first_seen_ns = mtime_ns > 0 ? std::min(mtime_ns, now) : now;
+        p.seen_mono_ns = mono_ns();
+      }
+      p.waiting_for = waiting_for;
+      const std::int64_t grace_ns = static_cast<std::int64_t>(options.incomplete_grace_ms) * kNanosPerMilli;
+      if (options.on_incomplete && !incomplete_reported_roots.count(root) &&
+          mono_ns() - p.seen_mono_ns >= grace_ns) {
+        due = incomplete_of(dir, p);
+      }
+    }
+    if (due && options.on_incomplete(*due)) {
+      std::lock_guard lock(pending_mu);
+      incomplete_reported_roots.insert(root);
+    }
   }
 
   void check(const fs::path& dir, int root) {
     if (reported.count(dir)) return;
     Incomplete why;
-    auto kind = checkpoint_complete(dir, options.marker_file, &why);
+    auto kind = checkpoint_complete(dir, options.completion, &why);
     if (!kind.is_ok()) {
       // A directory that vanished meanwhile is routine; anything else is
       // worth a line.
@@ -276,6 +352,8 @@ struct Watcher::Impl {
       if (fs::exists(dir, ec)) notice("checking " + dir.string() + ": " + kind.status().to_string());
       return;
     }
+    struct stat st {};
+    const std::int64_t mtime_ns = ::stat(dir.c_str(), &st) == 0 ? mtime_ns_of(st) : 0;
     if (!kind->has_value()) {
       // A bad index is worth a line (once per distinct reason); a missing
       // file is just a checkpoint still being written.
@@ -283,17 +361,18 @@ struct Watcher::Impl {
         notice("checkpoint " + dir.string() + " not complete: " + why.reason);
       }
       last_reason[dir] = why.reason;
+      note_incomplete(dir, root, why.reason, mtime_ns);
       return;
     }
-    struct stat st {};
     CheckpointCandidate c;
     c.dir = dir;
     c.job = job_name_of(options.roots[root]);
     c.kind = **kind;
     c.step = step_from_name(dir.filename().string());
-    c.mtime_ns = ::stat(dir.c_str(), &st) == 0 ? mtime_ns_of(st) : 0;
+    c.mtime_ns = mtime_ns;
     reported.insert(dir);
     last_reason.erase(dir);
+    settle_pending(dir);
     on_complete(c);
   }
 
@@ -319,6 +398,12 @@ struct Watcher::Impl {
     }
     for (const auto& [d, wd] : wd_of) {
       if (d.parent_path() == rdir && !present.count(d)) stale.push_back(d);
+    }
+    {
+      std::lock_guard lock(pending_mu);
+      for (const auto& [d, p] : pending) {
+        if (p.root == root && !present.count(d)) stale.push_back(d);
+      }
     }
     if (!ec)
       for (const fs::path& d : stale) gone(d);
@@ -426,9 +511,16 @@ Result<std::unique_ptr<Watcher>> Watcher::start(const WatcherOptions& options,
                                     std::to_string(options.rescan_interval_ms) + " ms");
   }
   if (!on_complete) return Status::invalid_argument("watcher: no completion callback");
-  if (options.marker_file.find('/') != std::string::npos) {
-    return Status::invalid_argument("watcher: marker file \"" + options.marker_file +
-                                    "\" must be a plain file name");
+  const std::string& marker = options.completion.marker_file;
+  if (marker.find('/') != std::string::npos) {
+    return Status::invalid_argument("watcher: marker file \"" + marker + "\" must be a plain file name");
+  }
+  if (options.completion.marker_only && marker.empty()) {
+    return Status::invalid_argument("watcher: marker_only without a marker file would take nothing");
+  }
+  if (options.incomplete_grace_ms <= 0) {
+    return Status::invalid_argument("watcher: incomplete grace must be positive, not " +
+                                    std::to_string(options.incomplete_grace_ms) + " ms");
   }
   auto impl = std::make_unique<Impl>();
   impl->options = options;
@@ -490,6 +582,17 @@ void Watcher::forget(const fs::path& dir) {
     impl_->forgotten.insert(p);
   }
   impl_->signal();
+}
+
+std::vector<IncompleteCheckpoint> Watcher::incomplete() const {
+  std::vector<IncompleteCheckpoint> out;
+  {
+    std::lock_guard lock(impl_->pending_mu);
+    for (const auto& [dir, p] : impl_->pending) out.push_back(impl_->incomplete_of(dir, p));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.first_seen_ns < b.first_seen_ns; });
+  return out;
 }
 
 // ---------------------------------------------------------------------------

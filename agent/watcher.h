@@ -2,10 +2,12 @@
 // subdirectory of a watched root (root/step-100/...), except hidden ones
 // (".step-100.tmp": staging by convention); it is taken only once
 // complete (a DCP ".metadata", a safetensors index plus every shard it names,
-// or a configured marker file), so a half-written checkpoint is never
-// replicated. Watcher follows the roots with inotify and a periodic full
-// rescan as a safety net. file_states/check_unchanged detect a file that
-// changed while it was read.
+// or a configured marker file; with marker_only, the marker alone), so a
+// half-written checkpoint is never replicated. Watcher follows the roots
+// with inotify and a periodic full rescan as a safety net, and keeps the
+// directories it has seen that are not complete yet, so that one which
+// never completes is reported (on_incomplete) instead of waiting silently.
+// file_states/check_unchanged detect a file that changed while it was read.
 #pragma once
 
 #include <cstdint>
@@ -43,31 +45,60 @@ struct CheckpointCandidate {
 // it overflows 64 bits).
 std::uint64_t step_from_name(std::string_view name);
 
-// Whether `dir` holds a complete checkpoint, and of which kind. When
-// `marker_file` is not "", only the marker counts (the writer's own word
-// that it is done: kMarker, whatever the directory holds). Otherwise DCP
-// (a non-empty ".metadata"), then a safetensors set (every
-// "*.safetensors.index.json" parses and every shard its weight_map names
-// exists with a header whose tensors fit the file). nullopt = not (yet)
-// complete; when `why` is given it is set to why not (a bad index is "not
-// complete", never an error). Errors only when `dir` itself cannot be read.
+// What makes a directory a complete checkpoint. Any one signal suffices:
+// the marker file (when named: the writer's own word that it is done), a
+// DCP ".metadata", a whole safetensors set. With marker_only, the marker
+// is the only signal (for trainers that add files after DCP's .metadata or
+// the index, so that only their marker means done).
+struct CompletionSignals {
+  std::string marker_file;  // "" = no marker
+  bool marker_only = false;
+};
+
+// Why a directory is not (yet) a complete checkpoint.
 struct Incomplete {
   std::string reason;  // for a log line; "" when complete
   // Only still being written (a marker, index or shard not there or not
   // whole yet): routine, where a wrong index is worth a notice.
   bool still_writing = false;
 };
+
+// Whether `dir` holds a complete checkpoint, and of which kind: kMarker
+// when the marker exists, else kDcp (a non-empty ".metadata"), else
+// kSafetensorsSet (every "*.safetensors.index.json" parses and every shard
+// its weight_map names exists with a header whose tensors fit the file).
+// nullopt = not (yet) complete; when `why` is given it is set to what is
+// missing (a bad index is "not complete", never an error). Errors only when
+// `dir` itself cannot be read.
 Result<std::optional<CheckpointKind>> checkpoint_complete(const std::filesystem::path& dir,
-                                                          const std::string& marker_file,
+                                                          const CompletionSignals& signals,
                                                           Incomplete* why = nullptr);
+
+// A checkpoint directory seen but not complete (yet).
+struct IncompleteCheckpoint {
+  std::filesystem::path dir;
+  std::string job;
+  std::string waiting_for;         // what checkpoint_complete says is missing
+  std::int64_t first_seen_ns = 0;  // wall clock: the directory's mtime when first seen, or then
+  double incomplete_for_s = 0;     // how long this watcher has seen it incomplete
+};
 
 struct WatcherOptions {
   std::vector<WatchRoot> roots;
-  std::string marker_file;          // "" = off
+  CompletionSignals completion;
   int rescan_interval_ms = 30'000;  // full rescan period (safety net)
+  // A directory still not complete this long after it was first seen is
+  // passed to on_incomplete (checked at each event and rescan, so within a
+  // rescan interval after the grace).
+  int incomplete_grace_ms = 600'000;
   // Called (from the watcher thread) with a line for each notable event: a
   // bad index, an inotify queue overflow, a watch that could not be added.
   std::function<void(const std::string&)> on_notice;
+  // Called (from the watcher thread) for a directory past the grace period,
+  // at most once per root until that root has no such directory left. It
+  // returns whether it reported it; false (e.g. the directory was handed
+  // over by `ferry submit`) lets the next one of the root be passed instead.
+  std::function<bool(const IncompleteCheckpoint&)> on_incomplete;
 };
 
 class Watcher {
@@ -86,6 +117,8 @@ class Watcher {
   // Forgets that `dir` was reported, so it is reported again when (still or
   // again) complete at the next event or rescan.
   void forget(const std::filesystem::path& dir);
+  // The directories seen and not complete now, oldest first (thread-safe).
+  std::vector<IncompleteCheckpoint> incomplete() const;
 
   struct Impl;
 

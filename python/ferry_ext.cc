@@ -18,6 +18,7 @@
 #include <string>
 #include <utility>
 
+#include "base/build_info.h"
 #include "cuda/gpu_engine.h"
 #include "python/dlpack_tensor.h"
 #include "replication/device_restore.h"
@@ -153,6 +154,9 @@ PYBIND11_MODULE(_ext, m) {
   using namespace ferry;
   using namespace ferry::python;
   m.doc() = "ferry's native restore path (see the ferry package for the API)";
+  // ferry.__version__: the same build information as `ferry --version`.
+  m.attr("__version__") = std::string(build_info().version);
+  m.attr("git_commit") = std::string(build_info().git_commit);
 
   g_ferry_error = PyErr_NewExceptionWithDoc("ferry.FerryError",
                                             "A ferry operation failed; the message says what and where.",

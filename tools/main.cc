@@ -1,4 +1,5 @@
-// main.cc: the `ferry` command. `ferry SUBCOMMAND [args] [--flags]`: picks the
+// main.cc: the `ferry` command. `ferry SUBCOMMAND [args] [--flags]` (or
+// `ferry --version`, `ferry help`): picks the
 // subcommand registered by tools/<name>_command.cc and parses its flags. Flags
 // are set through gflags' SetCommandLineOption rather than
 // ParseCommandLineFlags so that a bad flag is a usage error (exit code 2)
@@ -10,6 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "agent/agent_flags.h"
+#include "agent/config.h"
+#include "base/build_info.h"
 #include "tools/cli.h"
 
 namespace {
@@ -20,9 +24,11 @@ using ferry::cli::usage_error;
 void print_usage(FILE* out) {
   std::fprintf(out, "usage: ferry SUBCOMMAND [ARGS] [--flags]\n\n");
   for (const auto& c : commands()) std::fprintf(out, "  %-58s %s\n", c.usage, c.summary);
-  std::fprintf(out,
-               "\ncommon flags: --threads=N (0: one per CPU), --noprogress\n"
-               "exit codes: 0 ok, 1 data or system problem (corruption, I/O), 2 usage error\n");
+  std::fprintf(
+      out,
+      "\nferry --version: version, git commit, build options and the codec engine this host would use\n"
+      "common flags: --threads=N (0: one per CPU), --noprogress\n"
+      "exit codes: 0 ok, 1 data or system problem (corruption, I/O), 2 usage error\n");
 }
 
 bool is_bool_flag(const std::string& name) {
@@ -48,14 +54,9 @@ int parse_args(int argc, char** argv, std::vector<std::string>& positional, bool
       flags_done = true;
       continue;
     }
-    std::string body = arg.substr(arg[1] == '-' ? 2 : 1);
-    std::string name = body, value;
-    bool has_value = false;
-    if (auto eq = body.find('='); eq != std::string::npos) {
-      name = body.substr(0, eq);
-      value = body.substr(eq + 1);
-      has_value = true;
-    }
+    const auto split = ferry::agent::split_flag_argument(arg);
+    std::string name(split.name), value(split.value);
+    bool has_value = split.has_value;
     if (name == "help" || name == "h") {
       help = true;
       continue;
@@ -95,6 +96,11 @@ int main(int argc, char** argv) {
   std::string name = argv[1];
   if (name == "help" || name == "--help" || name == "-h") {
     print_usage(stdout);
+    return ferry::cli::kExitOk;
+  }
+  if (name == "--version") {
+    std::printf("ferry %s\n%sengine %s\n", std::string(ferry::build_info().version).c_str(),
+                ferry::build_info_lines().c_str(), ferry::agent::describe_engine("auto").c_str());
     return ferry::cli::kExitOk;
   }
   const ferry::cli::Command* cmd = nullptr;

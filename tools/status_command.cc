@@ -73,13 +73,20 @@ void print_jobs(const json& status) {
     // The agent reports a forecast that cannot drain (no throughput) as -1.
     double forecast = number(j, "forecast_rpo_seconds");
     std::string forecast_text = forecast < 0 ? "stalled" : format_duration(forecast);
-    std::string state = flag(j, "warning") ? "WARNING" : flag(j, "paused") ? "paused" : "ok";
-    if (flag(j, "warning") && flag(j, "paused")) state = "WARNING, paused";
+    const bool incomplete = j.contains("incomplete") && j["incomplete"].is_object();
+    std::string state = flag(j, "warning")  ? "WARNING"
+                        : incomplete        ? "INCOMPLETE"
+                        : flag(j, "paused") ? "paused"
+                                            : "ok";
+    if (state != "paused" && flag(j, "paused")) state += ", paused";
+    // null: no checkpoint seen yet, so there is no age to tell.
+    double rpo = number(j, "rpo_seconds");
+    std::string rpo_text = std::isnan(rpo) ? "unknown" : format_duration(rpo);
     std::printf("%-20s %10s %-8s %-8s %-9s %6s %9s %9s %7s %6s  %s\n", text(j, "job").c_str(),
-                step_text.c_str(), format_duration(number(j, "rpo_seconds")).c_str(),
-                format_duration(number(j, "rpo_target_seconds")).c_str(), forecast_text.c_str(),
-                count(j, "queued").c_str(), count(j, "in_flight").c_str(), count(j, "committed").c_str(),
-                count(j, "skipped").c_str(), count(j, "failed").c_str(), state.c_str());
+                step_text.c_str(), rpo_text.c_str(), format_duration(number(j, "rpo_target_seconds")).c_str(),
+                forecast_text.c_str(), count(j, "queued").c_str(), count(j, "in_flight").c_str(),
+                count(j, "committed").c_str(), count(j, "skipped").c_str(), count(j, "failed").c_str(),
+                state.c_str());
   }
   // Warnings and errors get whole lines: they are what a person looks for.
   for (const json& j : jobs) {
@@ -88,6 +95,15 @@ void print_jobs(const json& status) {
       std::string why = text(j, "warning_text");
       std::printf("WARNING %s: %s\n", job.c_str(),
                   why.empty() ? "the RPO target is breached or forecast to be" : why.c_str());
+    }
+    if (auto it = j.find("incomplete"); it != j.end() && it->is_object()) {
+      const json& ic = *it;
+      double n = number(ic, "count", 1);
+      std::printf(
+          "  %s: %s checkpoint director%s not complete for %s, not replicated; oldest %s waits for: %s\n",
+          job.c_str(), count(ic, "count").c_str(), n == 1 ? "y" : "ies",
+          format_duration(number(ic, "incomplete_for_seconds")).c_str(), text(ic, "oldest_dir").c_str(),
+          text(ic, "waiting_for").c_str());
     }
     double backlog = number(j, "backlog_bytes", 0);
     if (backlog > 0) {

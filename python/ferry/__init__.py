@@ -1,10 +1,12 @@
 """ferry: restore a checkpoint straight into PyTorch tensors.
 
     import ferry
-    state = ferry.load("ckpt.ferry", device="cuda:0")          # a .ferry archive
-    state = ferry.load("store:/srv/ferry/host-a/SNAP", "cpu")  # a receiver's local store
+    state = ferry.load("ckpt.ferry")                           # a .ferry archive, on the host
+    state = ferry.load("ckpt.ferry", device="cuda:0")          # into GPU memory
+    state = ferry.load("store:/srv/ferry/host-a/SNAP")         # a receiver's local store
     state = ferry.load("ferry://dr.example:7443/SNAP",         # a DR receiver over mTLS
                        ca="ca.pem", cert="host.pem", key="host.key")
+    dcp.load(state_dict, storage_reader=ferry.dcp.reader("ferry://dr.example:7443/SNAP", ...))
 
 Compressed frames are read (in parallel), decoded and verified against their
 chunk ids by ferry's native code (ferry._ext, over replication/device_restore.h)
@@ -13,8 +15,10 @@ usable. safetensors tensors are handed to PyTorch through DLPack without a
 copy: each tensor keeps its file's allocation alive, which frees itself when
 the last tensor of the file goes. torch.save checkpoints (a zip with
 data.pkl) in the snapshot are loaded with torch.load(weights_only=True) and
-their tensors merged in. Damaged data raises CorruptionError naming the
-chunk, file and offset; nothing is handed over unverified.
+their tensors merged in; PyTorch distributed checkpoints (a .metadata file
+and .distcp data files) are read through ferry.dcp's StorageReader. Damaged
+data raises CorruptionError naming the chunk, file and offset; nothing is
+handed over unverified.
 """
 
 from __future__ import annotations
@@ -31,7 +35,11 @@ from typing import Any, Dict, Iterator, Optional, Tuple, Union
 from ferry import _ext
 from ferry._ext import CorruptionError, FerryError
 
-__all__ = ["load", "restore_files", "FerryError", "CorruptionError"]
+__all__ = ["load", "restore_files", "dcp", "FerryError", "CorruptionError", "__version__"]
+
+# The version of the ferry build this module belongs to (CMake's project
+# version, the same as `ferry --version`).
+__version__: str = _ext.__version__
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -227,6 +235,38 @@ def _safetensors_fallback(f, device: str) -> Dict[str, Any]:
     return out
 
 
+def __getattr__(name: str):
+    # ferry.dcp imports torch.distributed.checkpoint, so it is imported on
+    # first use: ferry.restore_files works without torch.
+    if name == "dcp":
+        import importlib
+
+        return importlib.import_module("ferry.dcp")
+    raise AttributeError(f"module 'ferry' has no attribute {name!r}")
+
+
+def _dcp_tensors(files: Dict[str, Any], location: str, map_location: str):
+    """(tensors, paths read) of every DCP checkpoint among the restored
+    files ({path: RestoredFile}): a .metadata file and the .distcp files it
+    names."""
+    if not any(os.path.basename(path) == ".metadata" for path in files):
+        return {}, set()
+    from ferry import dcp
+
+    views = {path: memoryview(f) for path, f in files.items()}
+    out: Dict[str, Tuple[Any, str]] = {}
+    used = set()
+    for d in dcp.checkpoint_dirs(views):
+        where = os.path.join(d, ".metadata")
+        tensors, paths = dcp.load_tensors(views, location, d)
+        for name, tensor in tensors.items():
+            if name in out:
+                raise FerryError(f"tensor {name!r} is in both {out[name][1]} and {where}")
+            out[name] = (tensor if map_location == "cpu" else tensor.to(map_location), where)
+        used.update(paths)
+    return out, used
+
+
 def _flatten(obj: Any, prefix: str) -> Iterator[Tuple[str, Any]]:
     """The tensors of a loaded object, named by their dotted key path."""
     torch = _torch()
@@ -244,9 +284,12 @@ def _put(out: Dict[str, Any], origin: Dict[str, str], name: str, tensor, file: s
     origin[name] = file
 
 
-def tensors_of(restoration, device: str, copy_to: Optional[str] = None) -> Dict[str, Any]:
+def tensors_of(
+    restoration, device: str, copy_to: Optional[str] = None, location: str = "the snapshot"
+) -> Dict[str, Any]:
     """The tensors of an _ext.restore() result: safetensors tensors through
-    DLPack, then the tensors of torch.save checkpoints. Public for tests."""
+    DLPack, the tensors of DCP checkpoints, then those of torch.save
+    checkpoints. Public for tests."""
     torch = _torch()
     out: Dict[str, Any] = {}
     origin: Dict[str, str] = {}
@@ -256,7 +299,13 @@ def tensors_of(restoration, device: str, copy_to: Optional[str] = None) -> Dict[
             tensor = tensor.to(copy_to)
         _put(out, origin, entry.name, tensor, entry.file)
     map_location = copy_to or device
+    files = {f.path: f for f in restoration.files}
+    dcp_tensors, dcp_files = _dcp_tensors(files, location, map_location)
+    for name, (tensor, where) in dcp_tensors.items():
+        _put(out, origin, name, tensor, where)
     for f in restoration.files:
+        if f.path in dcp_files:
+            continue
         if f.path.endswith(_SAFETENSORS_SUFFIX):
             # A safetensors file whose header ferry's packer did not take as a
             # tensor layout (a dtype it does not know, such as F8_E8M0) was
@@ -279,7 +328,7 @@ def tensors_of(restoration, device: str, copy_to: Optional[str] = None) -> Dict[
 
 def load(
     path_or_url: PathLike,
-    device: Union[str, Any, None] = "cuda:0",
+    device: Union[str, Any, None] = "cpu",
     *,
     ca: Optional[PathLike] = None,
     cert: Optional[PathLike] = None,
@@ -287,14 +336,18 @@ def load(
     streams: int = 4,
     engine: str = "auto",
 ) -> Dict[str, Any]:
-    """Restores a snapshot and returns its tensors by name.
+    """Restores a snapshot and returns its tensors by name: safetensors
+    tensors by their names, torch.save checkpoints' by dotted key paths, and
+    a DCP checkpoint's by its flattened names ("model.0.weight",
+    "optim.state.0.exp_avg"; its non-tensor entries, such as param_groups,
+    through dcp.load with ferry.dcp.reader instead).
 
     path_or_url: "PATH.ferry", "store:DIR/NAMESPACE/SNAPSHOT" or
       "ferry://HOST:PORT/SNAPSHOT" (certificates from ca/cert/key or the
       FERRY_CA, FERRY_CERT and FERRY_KEY environment variables).
-    device: "cuda:N" (raises RuntimeError with the reason when no GPU is
-      usable), "cpu", a torch.device, or None for the first GPU when PyTorch
-      can use one, else the host.
+    device: "cpu" (the default: works on every host), "cuda:N" (raises
+      RuntimeError with the reason when no GPU is usable), a torch.device,
+      or None for the first GPU when PyTorch can use one, else the host.
     streams: parallel connections to a DR receiver. engine: the codec engine
       ("auto", "cpu", "gpu").
 
@@ -305,7 +358,7 @@ def load(
     ca_file, cert_file, key_file = _tls_files(location, ca, cert, key)
     restore_to, copy_to = _restore_device(device)
     restoration = _ext.restore(location, restore_to, ca_file, cert_file, key_file, streams, engine)
-    return tensors_of(restoration, restore_to, copy_to)
+    return tensors_of(restoration, restore_to, copy_to, location)
 
 
 def restore_files(

@@ -410,6 +410,16 @@ TEST_F(AgentNetTest, SighupReloadsAndSigtermResumesNextStart) {
   ::kill(child->pid(), SIGHUP);
   ASSERT_TRUE(wait_until([&] { return log_text().find("reload_refused") != std::string::npos; }, 10'000));
   EXPECT_NE(log_text().find("--max_jobs=-1"), std::string::npos) << log_text();
+  // A typo in the reloaded file is refused too, naming the file and line
+  // (the 13th: the base file has 12 lines).
+  write_flags(llama + "=llama," + gpt + "=gpt", "--rpo_taget_s=5\n");
+  ::kill(child->pid(), SIGHUP);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return log_text().find(flagfile.string() + ":13: unknown setting --rpo_taget_s") != std::string::npos;
+      },
+      10'000))
+      << log_text();
 
   // A slow push (bandwidth cap from the flag file), cut by SIGTERM.
   write_flags(llama + "=llama," + gpt + "=gpt", "--bandwidth_mbps=0.3\n--shutdown_grace_s=0.5\n");
@@ -481,6 +491,7 @@ TEST_F(AgentNetTest, BadConfigurationsAreRefusedNamingTheSetting) {
        2},
       {{"--bandwidth_mbps=-3"}, "--bandwidth_mbps=", 2},
       {{"--max_jobs=-1"}, "--max_jobs=-1", 2},
+      {{"--rpo_taget_s=60"}, "unknown setting --rpo_taget_s; did you mean --rpo_target_s?", 2},
       {{"--targets=127.0.0.1:1"}, "--targets: no target is reachable: 127.0.0.1:1", 1},
   };
   for (const auto& c : cases) {

@@ -1,6 +1,7 @@
 // config_test.cc: --watch/--targets parsing and validate() on real files and
 // real certificates: every refusal names the setting.
 #include "agent/config.h"
+#include "cuda/gpu_engine.h"
 
 #include <gtest/gtest.h>
 
@@ -140,6 +141,38 @@ TEST_F(ConfigTest, UnwritableStateDirIsNamed) {
   ferry::testing::write_file(dir_ / "blocker", {std::byte{1}});
   c_.state_dir = dir_ / "blocker" / "state";
   expect_refused("--state_dir=");
+}
+
+TEST_F(ConfigTest, ValidateAllNamesEveryProblem) {
+  c_.watch.push_back({dir_ / "missing", "gone"});
+  c_.max_jobs = 0;
+  c_.io_class = "realtime";
+  c_.marker_only = true;  // without --marker_file
+  c_.incomplete_grace_s = 0;
+  std::vector<Status> problems = validate_all(c_);
+  std::vector<std::string> messages;
+  for (const auto& p : problems) messages.push_back(p.message());
+  ASSERT_EQ(messages.size(), 5u) << ::testing::PrintToString(messages);
+  EXPECT_EQ(messages[0], "--watch=" + (dir_ / "missing").string() + ": no such directory");
+  EXPECT_NE(messages[1].find("--marker_only needs --marker_file"), std::string::npos) << messages[1];
+  EXPECT_EQ(messages[2], "--max_jobs=0: must be 1..64");
+  EXPECT_EQ(messages[3], "--io_class=realtime: expected idle or best-effort");
+  EXPECT_NE(messages[4].find("--incomplete_grace_s="), std::string::npos) << messages[4];
+  EXPECT_EQ(validate(c_).message(), messages[0]);
+  c_.marker_file = "COMMITTED";
+  EXPECT_EQ(validate_all(c_).size(), 4u);
+}
+
+TEST_F(ConfigTest, DescribeEngineSaysWhatWouldRun) {
+  EXPECT_EQ(describe_engine("cpu"), "cpu (--engine=cpu)");
+  const std::string why = gpu_unavailable_reason(0);
+  if (why.empty()) {
+    EXPECT_EQ(describe_engine("auto"), "gpu (GPU 0 is usable)");
+    EXPECT_EQ(describe_engine("gpu"), "gpu (GPU 0 is usable)");
+  } else {
+    EXPECT_EQ(describe_engine("auto"), "cpu (no usable GPU: " + why + ")");
+    EXPECT_EQ(describe_engine("gpu"), "none: --engine=gpu, but no GPU is usable: " + why);
+  }
 }
 
 }  // namespace

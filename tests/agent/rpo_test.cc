@@ -34,9 +34,38 @@ TEST(RpoTest, NothingCommittedCountsFromTheOldestPendingCheckpoint) {
   in.oldest_pending_ns = in.now_ns - 30 * kSec;
   in.backlog_bytes = 1000;
   EXPECT_DOUBLE_EQ(forecast_rpo(in).rpo_seconds, 30);
+  // Nothing queued either: from the oldest directory seen not yet complete.
   in.oldest_pending_ns.reset();
   in.backlog_bytes = 0;
-  EXPECT_DOUBLE_EQ(forecast_rpo(in).rpo_seconds, 0);
+  in.oldest_incomplete_ns = in.now_ns - 700 * kSec;
+  EXPECT_DOUBLE_EQ(forecast_rpo(in).rpo_seconds, 700);
+  // A job that has replicated nothing is never "0 s behind": with nothing
+  // seen at all its RPO is unknown, and that is no warning.
+  in.oldest_incomplete_ns.reset();
+  RpoForecast f = forecast_rpo(in);
+  EXPECT_TRUE(std::isnan(f.rpo_seconds));
+  EXPECT_TRUE(std::isnan(f.forecast_rpo_seconds));
+  EXPECT_FALSE(f.breach_expected);
+  EXPECT_TRUE(f.healthy);
+}
+
+TEST(RpoTest, StuckCheckpointDirectoriesWarnOncePastTheTarget) {
+  RpoInputs in = base();
+  in.newest_committed_ns.reset();
+  in.oldest_incomplete_ns = in.now_ns - 100 * kSec;
+  in.stuck_dirs = 2;
+  in.stuck_detail = "step-100 waits for marker COMMITTED";
+  EXPECT_FALSE(forecast_rpo(in).breach_expected);  // 100 s, under the target
+  in.oldest_incomplete_ns = in.now_ns - 4000 * kSec;
+  RpoForecast f = forecast_rpo(in);
+  EXPECT_TRUE(f.breach_expected);
+  EXPECT_FALSE(f.healthy);
+  EXPECT_EQ(f.reason,
+            "RPO 4000 s exceeds the target 3600 s: 2 checkpoint directories never became complete "
+            "(step-100 waits for marker COMMITTED)");
+  // An old RPO with nothing newer waiting (training stopped) is no warning.
+  in.stuck_dirs = 0;
+  EXPECT_FALSE(forecast_rpo(in).breach_expected);
 }
 
 TEST(RpoTest, ForecastAddsTheDrainTime) {

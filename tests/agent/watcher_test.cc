@@ -1,6 +1,8 @@
 // watcher_test.cc: finding complete checkpoints with real directories and
 // real inotify: slowly written DCP and safetensors sets are reported only
-// once complete, and exactly once; a directory renamed into a root is
+// once complete, and exactly once; a marker completes any directory without
+// hiding DCP or safetensors (unless marker_only); directories that never
+// complete are reported once per root; a directory renamed into a root is
 // found; a rescan finds what inotify could not see; forget() re-reports;
 // check_unchanged names a changed file. Real PyTorch and safetensors output
 // is checked too when python3 with torch is installed.
@@ -19,6 +21,7 @@
 
 #include <gtest/gtest.h>
 
+#include "base/clock.h"
 #include "tests/testing/testing.h"
 
 namespace ferry {
@@ -100,7 +103,7 @@ std::unique_ptr<Watcher> start_watcher(const fs::path& root, Reports& reports, i
                                        std::string marker = "", std::vector<std::string>* notices = nullptr) {
   WatcherOptions o;
   o.roots.push_back({root, ""});
-  o.marker_file = std::move(marker);
+  o.completion.marker_file = std::move(marker);
   o.rescan_interval_ms = rescan_ms;
   static std::mutex notice_mu;
   if (notices) {
@@ -134,18 +137,18 @@ TEST(CheckpointCompleteTest, DcpIsCompleteOnceMetadataHasBytes) {
   fs::create_directory(d);
   write_text(d / "__0_0.distcp", "data");
   Incomplete why;
-  auto r = checkpoint_complete(d, "", &why);
+  auto r = checkpoint_complete(d, {}, &why);
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   EXPECT_FALSE(r->has_value());
   EXPECT_NE(why.reason.find(".metadata"), std::string::npos) << why.reason;
   EXPECT_TRUE(why.still_writing);
   write_text(d / ".metadata", "");
-  EXPECT_FALSE(checkpoint_complete(d, "")->has_value()) << "an empty .metadata is being written";
+  EXPECT_FALSE(checkpoint_complete(d, {})->has_value()) << "an empty .metadata is being written";
   write_text(d / ".metadata", "meta");
-  EXPECT_EQ(checkpoint_complete(d, "")->value(), CheckpointKind::kDcp);
+  EXPECT_EQ(checkpoint_complete(d, {})->value(), CheckpointKind::kDcp);
 
-  EXPECT_EQ(checkpoint_complete(t / "absent", "").status().code(), Code::kNotFound);
-  EXPECT_EQ(checkpoint_complete(d / ".metadata", "").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(checkpoint_complete(t / "absent", {}).status().code(), Code::kNotFound);
+  EXPECT_EQ(checkpoint_complete(d / ".metadata", {}).status().code(), Code::kInvalidArgument);
 }
 
 TEST(CheckpointCompleteTest, SafetensorsSetNeedsEveryShardWhole) {
@@ -156,18 +159,18 @@ TEST(CheckpointCompleteTest, SafetensorsSetNeedsEveryShardWhole) {
                                                              {"b", "model-00002-of-00002.safetensors"},
                                                              {"c", "model-00002-of-00002.safetensors"}}));
   Incomplete why;
-  EXPECT_FALSE(checkpoint_complete(d, "", &why)->has_value());
+  EXPECT_FALSE(checkpoint_complete(d, {}, &why)->has_value());
   EXPECT_NE(why.reason.find("model-00001-of-00002.safetensors does not exist"), std::string::npos)
       << why.reason;
   EXPECT_TRUE(why.still_writing);
   write_text(d / "model-00001-of-00002.safetensors", safetensors_bytes("a", 64));
   const std::string whole = safetensors_bytes("b", 1000);
   write_text(d / "model-00002-of-00002.safetensors", whole.substr(0, whole.size() / 2));
-  EXPECT_FALSE(checkpoint_complete(d, "", &why)->has_value());
+  EXPECT_FALSE(checkpoint_complete(d, {}, &why)->has_value());
   EXPECT_NE(why.reason.find("not whole yet"), std::string::npos) << why.reason;
   EXPECT_TRUE(why.still_writing);
   write_text(d / "model-00002-of-00002.safetensors", whole);
-  auto r = checkpoint_complete(d, "", &why);
+  auto r = checkpoint_complete(d, {}, &why);
   ASSERT_TRUE(r.is_ok());
   EXPECT_EQ(r->value(), CheckpointKind::kSafetensorsSet);
   EXPECT_EQ(why.reason, "");
@@ -194,28 +197,61 @@ TEST(CheckpointCompleteTest, BadIndexIsNotCompleteWithAReason) {
     SCOPED_TRACE(text);
     write_text(index, text);
     Incomplete why;
-    auto r = checkpoint_complete(d, "", &why);
+    auto r = checkpoint_complete(d, {}, &why);
     ASSERT_TRUE(r.is_ok()) << r.status().to_string();
     EXPECT_FALSE(r->has_value());
     EXPECT_NE(why.reason.find(want), std::string::npos) << why.reason;
     EXPECT_FALSE(why.still_writing) << "a wrong index is worth a notice";
   }
   write_text(index, "{\"weight_map\": {\"a\": \"./x.safetensors\"}}");
-  EXPECT_EQ(checkpoint_complete(d, "")->value(), CheckpointKind::kSafetensorsSet);
+  EXPECT_EQ(checkpoint_complete(d, {})->value(), CheckpointKind::kSafetensorsSet);
 }
 
-TEST(CheckpointCompleteTest, MarkerIsTheOnlyWordWhenConfigured) {
+TEST(CheckpointCompleteTest, MarkerIsOneSignalAmongTheOthers) {
+  TempDir t;
+  const fs::path d = t / "step-4";
+  fs::create_directory(d);
+  write_text(d / "__0_0.distcp", "data");
+  const CompletionSignals marker{"DONE", false};
+  Incomplete why;
+  EXPECT_FALSE(checkpoint_complete(d, marker, &why)->has_value());
+  EXPECT_NE(why.reason.find(".metadata"), std::string::npos) << why.reason;
+  EXPECT_NE(why.reason.find("no marker DONE"), std::string::npos) << why.reason;
+  // DCP's own signal completes it although the marker never came.
+  write_text(d / ".metadata", "meta");
+  EXPECT_EQ(checkpoint_complete(d, marker)->value(), CheckpointKind::kDcp);
+  // So does the marker alone, in a directory of any format.
+  const fs::path other = t / "run-a";
+  fs::create_directory(other);
+  write_text(other / "weights.bin", "w");
+  EXPECT_FALSE(checkpoint_complete(other, marker)->has_value());
+  write_text(other / "DONE", "");
+  EXPECT_EQ(checkpoint_complete(other, marker)->value(), CheckpointKind::kMarker);
+  // A safetensors set still missing a shard names the shard and the marker.
+  const fs::path st = t / "step-5";
+  fs::create_directory(st);
+  write_text(st / "model.safetensors.index.json", index_json({{"a", "a.safetensors"}}));
+  EXPECT_FALSE(checkpoint_complete(st, marker, &why)->has_value());
+  EXPECT_NE(why.reason.find("a.safetensors does not exist yet (and no marker DONE)"), std::string::npos)
+      << why.reason;
+  write_text(st / "a.safetensors", safetensors_bytes("a", 4));
+  EXPECT_EQ(checkpoint_complete(st, marker)->value(), CheckpointKind::kSafetensorsSet);
+}
+
+TEST(CheckpointCompleteTest, MarkerOnlyIgnoresTheOtherSignals) {
   TempDir t;
   const fs::path d = t / "step-4";
   fs::create_directory(d);
   write_text(d / ".metadata", "meta");
+  const CompletionSignals only{"DONE", true};
   Incomplete why;
-  EXPECT_FALSE(checkpoint_complete(d, "DONE", &why)->has_value());
-  EXPECT_NE(why.reason.find("DONE"), std::string::npos);
+  EXPECT_FALSE(checkpoint_complete(d, only, &why)->has_value());
+  EXPECT_NE(why.reason.find("marker " + (d / "DONE").string() + " does not exist yet"), std::string::npos)
+      << why.reason;
   EXPECT_TRUE(why.still_writing);
   write_text(d / "DONE", "");
-  EXPECT_EQ(checkpoint_complete(d, "DONE")->value(), CheckpointKind::kMarker);
-  EXPECT_EQ(checkpoint_complete(d, "")->value(), CheckpointKind::kDcp);
+  EXPECT_EQ(checkpoint_complete(d, only)->value(), CheckpointKind::kMarker);
+  EXPECT_EQ(checkpoint_complete(d, {})->value(), CheckpointKind::kDcp);
 }
 
 TEST(WatcherTest, StartRefusesBadOptions) {
@@ -235,6 +271,14 @@ TEST(WatcherTest, StartRefusesBadOptions) {
   EXPECT_EQ(Watcher::start(o, reports.callback()).status().code(), Code::kInvalidArgument);
   o.roots = {{t.path(), ""}};
   o.rescan_interval_ms = 0;
+  EXPECT_EQ(Watcher::start(o, reports.callback()).status().code(), Code::kInvalidArgument);
+  o.rescan_interval_ms = 1000;
+  o.completion = {"", true};  // marker_only without a marker would take nothing
+  EXPECT_EQ(Watcher::start(o, reports.callback()).status().code(), Code::kInvalidArgument);
+  o.completion = {"sub/DONE", false};
+  EXPECT_EQ(Watcher::start(o, reports.callback()).status().code(), Code::kInvalidArgument);
+  o.completion = {};
+  o.incomplete_grace_ms = 0;
   EXPECT_EQ(Watcher::start(o, reports.callback()).status().code(), Code::kInvalidArgument);
 }
 
@@ -472,7 +516,6 @@ TEST(WatcherTest, MarkerFileCompletesAnyDirectory) {
   auto w = start_watcher(root, reports, 60'000, "COMMITTED");
   const fs::path d = root / "run-a";
   fs::create_directory(d);
-  write_text(d / ".metadata", "meta");
   write_text(d / "weights.bin", "w");
   settle();
   EXPECT_EQ(reports.all().size(), 0u);
@@ -480,6 +523,117 @@ TEST(WatcherTest, MarkerFileCompletesAnyDirectory) {
   ASSERT_TRUE(reports.wait_for(1));
   EXPECT_EQ(reports.all()[0].kind, CheckpointKind::kMarker);
   EXPECT_EQ(reports.all()[0].step, 0u);
+}
+
+// The example flag file names a marker: a trainer that writes DCP (or a
+// safetensors set) and no marker must still be replicated.
+TEST(WatcherTest, DcpAndSafetensorsAreFoundWhenAMarkerIsConfigured) {
+  TempDir t;
+  const fs::path root = t / "root";
+  fs::create_directory(root);
+  Reports reports;
+  auto w = start_watcher(root, reports, 60'000, "COMMITTED");
+  fs::create_directory(root / "step-1");
+  write_text(root / "step-1" / "__0_0.distcp", "data");
+  write_atomically(root / "step-1" / ".metadata", "meta");
+  fs::create_directory(root / "step-2");
+  write_text(root / "step-2" / "a.safetensors", safetensors_bytes("a", 16));
+  write_atomically(root / "step-2" / "model.safetensors.index.json", index_json({{"a", "a.safetensors"}}));
+  ASSERT_TRUE(reports.wait_for(2));
+  settle();
+  auto got = reports.all();
+  ASSERT_EQ(got.size(), 2u);
+  std::sort(got.begin(), got.end(), [](auto& a, auto& b) { return a.step < b.step; });
+  EXPECT_EQ(got[0].kind, CheckpointKind::kDcp);
+  EXPECT_EQ(got[1].kind, CheckpointKind::kSafetensorsSet);
+}
+
+TEST(WatcherTest, MarkerOnlyWaitsForTheMarkerAfterMetadata) {
+  TempDir t;
+  const fs::path root = t / "root";
+  fs::create_directory(root);
+  Reports reports;
+  WatcherOptions o;
+  o.roots.push_back({root, ""});
+  o.completion = {"COMMITTED", true};
+  o.rescan_interval_ms = 60'000;
+  auto w = Watcher::start(o, reports.callback());
+  ASSERT_TRUE(w.is_ok()) << w.status().to_string();
+  const fs::path d = root / "step-7";
+  fs::create_directory(d);
+  write_atomically(d / ".metadata", "meta");
+  write_text(d / "trainer_state.json", "{}");  // written after DCP's own files
+  settle();
+  EXPECT_EQ(reports.all().size(), 0u);
+  write_text(d / "COMMITTED", "");
+  ASSERT_TRUE(reports.wait_for(1));
+  EXPECT_EQ(reports.all()[0].kind, CheckpointKind::kMarker);
+}
+
+// Directories that never complete are not silent: each root reports one
+// (once) after the grace period, incomplete() lists them all, and a root
+// reports again only after its stuck directories are gone.
+TEST(WatcherTest, DirectoriesThatNeverCompleteAreReportedOncePerRoot) {
+  TempDir t;
+  const fs::path a = t / "a", b = t / "b";
+  fs::create_directory(a);
+  fs::create_directory(b);
+  Reports reports;
+  std::mutex mu;
+  std::vector<IncompleteCheckpoint> told;
+  WatcherOptions o;
+  o.roots = {{a, "job-a"}, {b, ""}};
+  o.completion = {"COMMITTED", false};
+  o.rescan_interval_ms = 100;
+  o.incomplete_grace_ms = 300;
+  o.on_incomplete = [&](const IncompleteCheckpoint& ic) {
+    std::lock_guard lock(mu);
+    told.push_back(ic);
+    return true;
+  };
+  auto told_copy = [&] {
+    std::lock_guard lock(mu);
+    return told;
+  };
+  const std::int64_t before_ns = wall_ns();
+  fs::create_directory(a / "step-1");
+  write_text(a / "step-1" / "__0_0.distcp", "data");
+  fs::create_directory(a / "step-2");
+  fs::create_directory(b / "step-9");
+  auto w = Watcher::start(o, reports.callback());
+  ASSERT_TRUE(w.is_ok()) << w.status().to_string();
+  settle();
+  EXPECT_TRUE(told_copy().empty()) << "reported before the grace period";
+  auto listed = (*w)->incomplete();
+  ASSERT_EQ(listed.size(), 3u);
+  for (const auto& ic : listed) {
+    EXPECT_GE(ic.first_seen_ns, before_ns - 1'000'000'000) << ic.dir;
+    EXPECT_LE(ic.first_seen_ns, wall_ns()) << ic.dir;
+  }
+  std::this_thread::sleep_for(700ms);  // past the grace, several rescans
+  auto got = told_copy();
+  ASSERT_EQ(got.size(), 2u) << "one per root, once";
+  std::sort(got.begin(), got.end(), [](auto& x, auto& y) { return x.job < y.job; });
+  EXPECT_EQ(got[0].job, "b");
+  EXPECT_EQ(got[0].dir, b / "step-9");
+  EXPECT_EQ(got[1].job, "job-a");
+  EXPECT_NE(got[1].waiting_for.find("no .metadata"), std::string::npos) << got[1].waiting_for;
+  EXPECT_NE(got[1].waiting_for.find("no marker COMMITTED"), std::string::npos) << got[1].waiting_for;
+  EXPECT_GE(got[1].incomplete_for_s, 0.3);
+
+  // Completing one of a's two leaves a's other stuck: no new line.
+  write_text(a / "step-1" / "COMMITTED", "");
+  ASSERT_TRUE(reports.wait_for(1));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(told_copy().size(), 2u);
+  EXPECT_EQ((*w)->incomplete().size(), 2u);
+  // Once b has nothing stuck, its next stuck directory is reported again.
+  fs::remove_all(b / "step-9");
+  std::this_thread::sleep_for(200ms);
+  fs::create_directory(b / "step-10");
+  for (int i = 0; i < 50 && told_copy().size() < 3; ++i) std::this_thread::sleep_for(100ms);
+  ASSERT_EQ(told_copy().size(), 3u);
+  EXPECT_EQ(told_copy()[2].dir, b / "step-10");
 }
 
 TEST(WatcherTest, RootRemovedAndRecreatedIsWatchedAgainAfterARescan) {

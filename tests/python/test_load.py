@@ -329,8 +329,8 @@ def test_cuda_without_a_gpu_raises_with_the_reason(varied_archive):
         pytest.skip("a GPU is usable here")
     with pytest.raises(RuntimeError, match=r"cuda:0 asked for, but no GPU is usable here: .+"):
         ferry.load(varied_archive, device="cuda:0")
-    with pytest.raises(RuntimeError, match="no GPU is usable"):
-        ferry.load(varied_archive)  # the default device is cuda:0
+    # The default device is the host, which every machine has.
+    assert ferry.load(varied_archive)["scalar"].device.type == "cpu"
     # device=None picks the host when no GPU is usable.
     assert ferry.load(varied_archive, device=None)["scalar"].device.type == "cpu"
 

@@ -18,7 +18,9 @@
 #include <utility>
 #include <vector>
 
+#include "agent/config.h"
 #include "agent/control.h"
+#include "base/build_info.h"
 #include "tests/testing/testing.h"
 #include "tests/tools/ferry_cli.h"
 
@@ -147,6 +149,16 @@ TEST(FerryCliTest, UsageErrorsExitWithTwo) {
   EXPECT_NE(help.out.find("inspect"), std::string::npos);
 }
 
+TEST(FerryCliTest, VersionNamesCommitBuildOptionsAndEngine) {
+  CliRun r = ferry("--version");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string want = "ferry " + std::string(build_info().version) + "\n" + build_info_lines() +
+                           "engine " + agent::describe_engine("auto") + "\n";
+  EXPECT_EQ(r.out, want);
+  EXPECT_NE(r.out.find(build_info().cuda ? "CUDA on" : "CUDA off"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\ncommit "), std::string::npos) << r.out;
+}
+
 TEST(FerryCliTest, SmallDirectoryWithoutCorpus) {
   testing::TempDir dir;
   fs::create_directories(dir / "in/sub");
@@ -180,9 +192,15 @@ nlohmann::json agent_status() {
              "warning_text":"RPO 1h 30m is over the 1h 00m target","backlog_bytes":2500000000,"queued":2,
              "in_flight":1,"committed":12,"skipped":1,"failed":1,"last_error":"dr2:7000: connection refused"},
             {"job":"gpt","paused":false,"newest_committed_step":0,"newest_committed_snapshot":"",
-             "rpo_seconds":null,"rpo_target_seconds":3600,"forecast_rpo_seconds":-1,"warning":false,
+             "rpo_seconds":610.0,"rpo_target_seconds":3600,"forecast_rpo_seconds":-1,"warning":false,
              "warning_text":"","backlog_bytes":0,"queued":1,"in_flight":0,"committed":0,"skipped":0,
-             "failed":0,"last_error":""}],
+             "failed":0,"last_error":"",
+             "incomplete":{"count":2,"oldest_dir":"/ckpt/gpt/step-100","incomplete_for_seconds":605,
+                           "waiting_for":"marker /ckpt/gpt/step-100/COMMITTED does not exist yet"}},
+            {"job":"vit","paused":false,"newest_committed_step":0,"newest_committed_snapshot":"",
+             "rpo_seconds":null,"rpo_target_seconds":3600,"forecast_rpo_seconds":null,"warning":false,
+             "warning_text":"","backlog_bytes":0,"queued":0,"in_flight":0,"committed":0,"skipped":0,
+             "failed":0,"last_error":"","incomplete":null}],
     "targets":[{"address":"dr1:7000","up":true,"consecutive_failures":0,"last_error":""},
                {"address":"dr2:7000","up":false,"consecutive_failures":3,"last_error":"connection refused"}],
     "logical_bytes":123000000000,"wire_bytes":80000000000,"throughput_bytes_per_second":1.5e8,
@@ -238,6 +256,19 @@ TEST(FerryCliAgentTest, StatusPrintsJobsTargetsAndWarnings) {
   row = row.substr(1, row.find('\n', 1));
   EXPECT_NE(row.find(" none "), std::string::npos) << row;
   EXPECT_NE(row.find(" stalled "), std::string::npos) << row;
+  // Directories that never became complete: not "ok", and said why.
+  EXPECT_NE(row.find(" 10m 10s "), std::string::npos) << row;
+  EXPECT_NE(row.find(" INCOMPLETE"), std::string::npos) << row;
+  EXPECT_NE(
+      r.out.find("  gpt: 2 checkpoint directories not complete for 10m 05s, not replicated; oldest "
+                 "/ckpt/gpt/step-100 waits for: marker /ckpt/gpt/step-100/COMMITTED does not exist yet"),
+      std::string::npos)
+      << r.out;
+  // Nothing seen yet: the RPO is unknown, not 0.
+  row = r.out.substr(r.out.find("\nvit"));
+  row = row.substr(1, row.find('\n', 1));
+  EXPECT_NE(row.find(" unknown "), std::string::npos) << row;
+  EXPECT_NE(row.find(" ok"), std::string::npos) << row;
 
   CliRun js = ferry("status --json" + agent.flag());
   ASSERT_EQ(js.code, 0) << js.out;

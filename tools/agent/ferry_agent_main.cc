@@ -1,12 +1,14 @@
 // ferry_agent_main.cc: the ferry-agent binary, the per-host daemon that keeps
 // the DR copy of every checkpoint current (agent/agent.h). Configuration by
-// flags or a flag file (--flagfile); validated at start with the setting
-// named on any error (exit 2). Signals are taken by sigwait on the main
+// flags or a flag file (--flagfile; agent/agent_flags.h); an unknown
+// setting, a bad value or a failed check at start names the setting (and
+// the file and line) and exits 2. --validate checks everything and probes
+// the targets without starting; --version and --help print and exit 0.
+// Signals are taken by sigwait on the main
 // thread, never in an async handler: SIGHUP re-reads the flag file and
 // applies it live (a bad one is logged and the running one kept);
 // SIGTERM/SIGINT stop taking jobs, give in-flight pushes --shutdown_grace_s,
 // cancel the rest (the journal resumes them next start) and exit 0.
-#include <gflags/gflags.h>
 #include <signal.h>
 
 #include <cstdio>
@@ -14,38 +16,10 @@
 #include <vector>
 
 #include "agent/agent.h"
+#include "agent/agent_flags.h"
 #include "agent/config.h"
+#include "base/build_info.h"
 #include "base/log.h"
-
-DEFINE_string(watch, "", "watched checkpoint roots: ROOT[=JOB][,ROOT2[=JOB2]] (required)");
-DEFINE_string(marker_file, "", "a checkpoint is complete once this file appears in it (\"\" = off)");
-DEFINE_string(targets, "", "DR receivers HOST:PORT[,HOST:PORT] in failover order (required)");
-DEFINE_bool(fan_out, false, "every target gets every checkpoint");
-DEFINE_string(ca, "", "PEM CA certificate of the deployment (required)");
-DEFINE_string(cert, "", "PEM certificate of this host (required)");
-DEFINE_string(key, "", "PEM private key of this host (required)");
-DEFINE_string(state_dir, "/var/lib/ferry-agent", "directory of the journal");
-DEFINE_string(control_socket, "/run/ferry-agent/control.sock",
-              "unix control socket (ferry status/submit/pause/resume)");
-DEFINE_string(metrics_listen, "127.0.0.1:9464", "HOST:PORT serving Prometheus /metrics (\"\" = off)");
-DEFINE_int32(max_jobs, 1, "checkpoints replicated at the same time");
-DEFINE_int32(streams, 4, "parallel TLS streams per push");
-DEFINE_int32(threads, 2, "CPU threads for hashing and compression");
-DEFINE_double(bandwidth_mbps, 0, "bandwidth cap in MB/s (0: none)");
-DEFINE_string(engine, "auto", "codec engine: auto, cpu (CPU-only mode) or gpu");
-DEFINE_int32(gpu_memory_mb, 1024, "device memory the GPU engine may hold");
-DEFINE_int32(pinned_memory_mb, 256, "pinned host memory the GPU engine may hold");
-DEFINE_int32(nice, 10, "CPU nice increment");
-DEFINE_string(io_class, "idle", "I/O priority class: idle or best-effort (lowest level)");
-DEFINE_double(rpo_target_s, 3600, "RPO target in seconds: warn before it is breached");
-DEFINE_double(checkpoint_interval_s, 0, "expected seconds between checkpoints (0: learned)");
-DEFINE_bool(skip_superseded, true, "skip an older checkpoint when a newer one of its job is waiting");
-DEFINE_double(rescan_interval_s, 30, "full rescan of the roots (safety net behind inotify)");
-DEFINE_double(probe_interval_s, 10, "seconds between target health probes");
-DEFINE_int32(target_down_after, 3, "failed probes in a row before a target is down");
-DEFINE_int32(target_up_after, 2, "good probes in a row before a down target is up");
-DEFINE_double(shutdown_grace_s, 30, "seconds in-flight pushes get at SIGTERM before they are cancelled");
-DEFINE_string(log_format, "text", "log lines: text or json");
 
 namespace {
 
@@ -56,94 +30,64 @@ constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
-ferry::Result<AgentConfig> config_from_flags() {
-  AgentConfig c;
-  auto watch = parse_watch_list(FLAGS_watch);
-  if (!watch) return watch.status();
-  c.watch = *watch;
-  auto targets = parse_target_list(FLAGS_targets);
-  if (!targets) return targets.status();
-  c.targets = *targets;
-  c.marker_file = FLAGS_marker_file;
-  c.fan_out = FLAGS_fan_out;
-  c.ca = FLAGS_ca;
-  c.cert = FLAGS_cert;
-  c.key = FLAGS_key;
-  c.state_dir = FLAGS_state_dir;
-  c.control_socket = FLAGS_control_socket;
-  c.metrics_listen = FLAGS_metrics_listen;
-  c.max_jobs = FLAGS_max_jobs;
-  c.streams = FLAGS_streams;
-  c.threads = FLAGS_threads;
-  c.bandwidth_mbps = FLAGS_bandwidth_mbps;
-  c.engine = FLAGS_engine;
-  c.gpu_memory_mb = FLAGS_gpu_memory_mb;
-  c.pinned_memory_mb = FLAGS_pinned_memory_mb;
-  c.nice = FLAGS_nice;
-  c.io_class = FLAGS_io_class;
-  c.rpo_target_s = FLAGS_rpo_target_s;
-  c.checkpoint_interval_s = FLAGS_checkpoint_interval_s;
-  c.skip_superseded = FLAGS_skip_superseded;
-  c.rescan_interval_s = FLAGS_rescan_interval_s;
-  c.probe_interval_s = FLAGS_probe_interval_s;
-  c.target_down_after = FLAGS_target_down_after;
-  c.target_up_after = FLAGS_target_up_after;
-  c.shutdown_grace_s = FLAGS_shutdown_grace_s;
-  c.log_format = FLAGS_log_format;
-  if (ferry::Status st = validate(c); !st) return st;
-  return c;
+std::string join(const std::vector<std::string>& lines, const char* sep) {
+  std::string out;
+  for (const auto& l : lines) out += (out.empty() ? "" : sep) + l;
+  return out;
 }
 
-// Before a reload re-reads the flag file, every flag of this binary goes
-// back to its default, so a line removed from the file (or a bad value
-// refused last time) does not linger; then the file is read and the
-// command line's own flags (other than --flagfile) are applied again on top.
-bool reread_flags(const std::string& flagfile, const std::string& argv0,
-                  const std::vector<std::string>& args) {
-  std::vector<gflags::CommandLineFlagInfo> flags;
-  gflags::GetAllFlags(&flags);
-  for (const auto& f : flags) {
-    if (f.filename == __FILE__) gflags::SetCommandLineOption(f.name.c_str(), f.default_value.c_str());
-  }
-  if (!gflags::ReadFromFlagsFile(flagfile, argv0.c_str(), /*errors_are_fatal=*/false)) return false;
-  for (const auto& a : args) {
-    if (a.rfind("--", 0) != 0) continue;
-    std::string body = a.substr(2), name = body, value = "true";
-    if (auto eq = body.find('='); eq != std::string::npos) {
-      name = body.substr(0, eq);
-      value = body.substr(eq + 1);
-    } else if (name.rfind("no", 0) == 0) {
-      gflags::CommandLineFlagInfo info;
-      if (!gflags::GetCommandLineFlagInfo(name.c_str(), &info)) {
-        name = name.substr(2);
-        value = "false";
-      }
+// What a checkpoint must show before it is replicated, in words.
+std::string completion_rule(const AgentConfig& c) {
+  if (c.marker_only) return "only the marker file " + c.marker_file + " (or ferry submit)";
+  std::string out = "a DCP .metadata, a safetensors index with every shard";
+  if (!c.marker_file.empty()) out += ", the marker file " + c.marker_file;
+  return out + " or ferry submit";
+}
+
+// --validate: every problem on its own line on stderr and exit 2, or a
+// summary on stdout and exit 0. Targets are probed (connect, TLS, HELLO)
+// whenever the certificate files make a TLS context, whatever else is wrong.
+int run_validate(const AgentArgs& args) {
+  std::vector<std::string> problems = config_problems(args);
+  const AgentConfig& c = args.config;
+  if (replication::TlsContext::create(c.tls()).is_ok()) {
+    for (const auto& t : c.targets) {
+      ferry::Status st = probe_target(t, c.tls());
+      if (!st) problems.push_back("--targets: " + t + " is not reachable: " + st.to_string());
     }
-    if (name == "flagfile") continue;
-    gflags::SetCommandLineOption(name.c_str(), value.c_str());
   }
-  return true;
+  const std::string engine = describe_engine(c.engine);
+  if (engine.starts_with("none")) problems.push_back("--engine=" + c.engine + ": " + engine);
+  for (const auto& p : problems) std::fprintf(stderr, "ferry-agent: %s\n", p.c_str());
+  if (!problems.empty()) return kExitUsage;
+  std::printf(
+      "ferry-agent: configuration OK: %zu root(s), %zu target(s) reachable, engine %s; a checkpoint is "
+      "complete with %s\n",
+      c.watch.size(), c.targets.size(), engine.c_str(), completion_rule(c).c_str());
+  return kExitOk;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage(
-      "ferry-agent --watch=ROOT[=JOB] --targets=HOST:PORT --ca=CA --cert=CERT --key=KEY [...]");
   const std::vector<std::string> args(argv + 1, argv + argc);
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
-  const std::string argv0 = argv[0];
-  Logger log(FLAGS_log_format == "json" ? LogFormat::kJson : LogFormat::kText);
-  if (argc > 1) {
-    log.error("bad_arguments", {field("error", std::string("unexpected argument '") + argv[1] +
-                                                   "' (all settings are flags)")});
+  AgentArgs parsed = parse_agent_args(args);
+  if (parsed.help) {
+    std::fputs(agent_flags_help().c_str(), stdout);
+    return kExitOk;
+  }
+  if (parsed.version) {
+    std::printf("ferry-agent %s\n%sengine %s\n", std::string(build_info().version).c_str(),
+                build_info_lines().c_str(), describe_engine(parsed.config.engine).c_str());
+    return kExitOk;
+  }
+  if (parsed.validate) return run_validate(parsed);
+  Logger log(parsed.config.log_format == "json" ? LogFormat::kJson : LogFormat::kText);
+  if (auto problems = config_problems(parsed); !problems.empty()) {
+    for (const auto& p : problems) log.error("config_invalid", {field("error", p)});
     return kExitUsage;
   }
-  auto config = config_from_flags();
-  if (!config) {
-    log.error("config_invalid", {field("error", config.status().message())});
-    return kExitUsage;
-  }
+  const AgentConfig* config = &parsed.config;
 
   // Blocked in every thread (they inherit the mask), taken by sigwait below.
   sigset_t signals;
@@ -169,28 +113,24 @@ int main(int argc, char** argv) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGHUP) {
-      std::string flagfile;
-      gflags::GetCommandLineOption("flagfile", &flagfile);
-      if (flagfile.empty()) {
+      // The same arguments again: every flag file is read anew, and the
+      // command line's own settings apply in their places as at start.
+      if (parsed.flagfiles.empty()) {
         log.warn("reload_skipped", {field("reason", "no --flagfile to read again")});
         continue;
       }
-      if (!reread_flags(flagfile, argv0, args)) {
-        log.error("reload_refused",
-                  {field("flagfile", flagfile), field("error", "the flag file does not parse")});
+      const std::string flagfile = join(parsed.flagfiles, ",");
+      AgentArgs next = parse_agent_args(args);
+      if (auto problems = config_problems(next); !problems.empty()) {
+        log.error("reload_refused", {field("flagfile", flagfile), field("error", join(problems, "; "))});
         continue;
       }
-      auto next = config_from_flags();
-      if (!next) {
-        log.error("reload_refused", {field("flagfile", flagfile), field("error", next.status().message())});
-        continue;
-      }
-      if (ferry::Status st = (*agent)->reload(*next); !st) {
+      if (ferry::Status st = (*agent)->reload(next.config); !st) {
         log.error("reload_refused", {field("error", st.to_string())});
         continue;
       }
-      log.set_format(next->log_format == "json" ? LogFormat::kJson : LogFormat::kText);
-      current = *next;
+      log.set_format(next.config.log_format == "json" ? LogFormat::kJson : LogFormat::kText);
+      current = next.config;
       continue;
     }
     log.info("shutdown_requested", {field("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
