@@ -500,7 +500,7 @@ Status StoreNamespace::commit(std::string_view snapshot, std::span<const std::by
   if (m.created_ns > add_ns_saturated(now_ns, seconds_to_ns_saturated(kMaxCreatedAheadSeconds))) {
     return Status::invalid_argument(
         "namespace " + name_ + ": snapshot " + std::string(snapshot) + " was created " +
-        std::to_string((m.created_ns - now_ns) / kNanosPerSecond) +
+        std::to_string(add_ns_saturated(m.created_ns, -now_ns) / kNanosPerSecond) +
         " s ahead of the receiver's clock (at most " + std::to_string(kMaxCreatedAheadSeconds) +
         " s allowed): check the host's clock");
   }
@@ -552,8 +552,8 @@ Result<StoreNamespace::StoredSnapshot> StoreNamespace::read_snapshot(std::string
   ASSIGN_OR_RETURN(std::vector<std::byte> bytes, read_whole(path, kMaxSnapshotFileBytes, &out.committed_ns));
   ASSIGN_OR_RETURN(SnapshotFile file, parse_snapshot_file(bytes, path));
   if (file.committed_ns) out.committed_ns = *file.committed_ns;
-  const std::size_t record_bytes = bytes.size() - file.manifest.size();
-  bytes.erase(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(record_bytes));
+  const std::size_t record_size = bytes.size() - file.manifest.size();
+  bytes.erase(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(record_size));
   out.manifest = std::move(bytes);
   return out;
 }

@@ -58,6 +58,15 @@ bool closed_by_peer(const io::Socket& s) {
   }
 }
 
+// A site whose receiver announces append-only and whose store enforces it.
+std::unique_ptr<ReceiverSite> append_only_site() {
+  ReceiverOptions ro;
+  ro.append_only = true;
+  StoreOptions so;
+  so.append_only = true;
+  return std::make_unique<ReceiverSite>(ro, so);
+}
+
 TEST(ReceiverTest, PushByHandAcksOnlyDurableChunksThenListsTheSnapshot) {
   ReceiverSite site;
   ferry::testing::TempDir src;
@@ -228,15 +237,11 @@ TEST(ReceiverTest, HostsSeeOnlyTheirOwnNamespace) {
 }
 
 TEST(ReceiverTest, AppendOnlyRefusesDeleteAndPruneOthersMayDelete) {
-  ReceiverOptions ro;
-  ro.append_only = true;
-  StoreOptions so;
-  so.append_only = true;
-  ReceiverSite site(ro, so);
+  auto site = append_only_site();
   ferry::testing::TempDir src;
   testing::make_tree(src.path(), 7);
   auto tree = testing::pack_tree(src.path());
-  auto c = site.connect("alpha");
+  auto c = site->connect("alpha");
   ASSERT_TRUE(c.is_ok());
   ASSERT_TRUE(testing::push_by_hand(**c, *tree, "keep-me").is_ok());
   ASSERT_TRUE((*c)->send(Delete{1, "keep-me"}).is_ok());
@@ -251,7 +256,7 @@ TEST(ReceiverTest, AppendOnlyRefusesDeleteAndPruneOthersMayDelete) {
   ASSERT_TRUE(std::holds_alternative<Error>(*m));
   EXPECT_EQ(std::get<Error>(*m).code, Code::kPermissionDenied);
   expect_serving(**c);
-  EXPECT_EQ(site.store().list("alpha")->size(), 1u);
+  EXPECT_EQ(site->store().list("alpha")->size(), 1u);
 
   // Without append-only, the same DELETE removes the snapshot.
   ReceiverSite open_site;
@@ -446,15 +451,11 @@ TEST(ReceiverAttackTest, SnapshotsPerNamespaceAreLimited) {
 TEST(ReceiverAttackTest, SnapshotNamesWithTheTemporaryMarkerAreRefused) {
   // Append-only: such a snapshot would have been acknowledged, then deleted
   // as an interrupted write when the store next opened.
-  ReceiverOptions ro;
-  ro.append_only = true;
-  StoreOptions so;
-  so.append_only = true;
-  ReceiverSite site(ro, so);
+  auto site = append_only_site();
   ferry::testing::TempDir src;
   testing::make_tree(src.path(), 22);
   auto tree = testing::pack_tree(src.path());
-  auto c = site.connect("alpha");
+  auto c = site->connect("alpha");
   ASSERT_TRUE(c.is_ok()) << c.status().to_string();
   Status st = testing::push_by_hand(**c, *tree, "x.ferry-tmp-1");
   EXPECT_EQ(st.code(), Code::kInvalidArgument) << st.to_string();
@@ -462,10 +463,10 @@ TEST(ReceiverAttackTest, SnapshotNamesWithTheTemporaryMarkerAreRefused) {
   EXPECT_EQ(commit_raw(**c, "snap.manifest.ferry-tmp-4242-0", junk_manifest(1)).code(),
             Code::kInvalidArgument);
   ASSERT_TRUE(commit_raw(**c, "kept", serialize_manifest(tree->manifest)).is_ok());
-  for (const auto& e : fs::directory_iterator(site.store_dir() / "alpha" / "snapshots")) {
+  for (const auto& e : fs::directory_iterator(site->store_dir() / "alpha" / "snapshots")) {
     EXPECT_EQ(e.path().filename().string().find(kTempFileMarker), std::string::npos) << e.path();
   }
-  auto list = site.store().list("alpha");
+  auto list = site->store().list("alpha");
   ASSERT_TRUE(list.is_ok());
   ASSERT_EQ(list->size(), 1u);
   EXPECT_EQ((*list)[0].name, "kept");
