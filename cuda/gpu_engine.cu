@@ -126,6 +126,7 @@ class GpuEngine final : public CodecEngine {
 
 Status GpuEngine::init(const GpuOptions& opts) {
   opts_ = opts;
+  opts_.device_memory_bytes = std::max(opts.device_memory_bytes, kGpuMinArenaBytes);
   opts_.pinned_memory_bytes = std::max(opts.pinned_memory_bytes, gpu::kMinPinnedBytes);
   ASSIGN_OR_RETURN(gpu::DeviceGuard guard, gpu::DeviceGuard::enter(opts.device));
   cudaDeviceProp prop{};

@@ -17,10 +17,15 @@
 
 namespace ferry {
 
+// The smallest arena a GPU engine takes, whatever GpuOptions asks: room for
+// the reference batch choose_engine codes at start (under 1 MiB) and for
+// decoding any one frame already in device memory (under 1 MiB for 64 MiB).
+inline constexpr std::size_t kGpuMinArenaBytes = std::size_t{8} << 20;
+
 struct GpuOptions {
   int device = 0;
-  // Device memory the engine may hold (arena for one sub-batch); batches
-  // larger than this run as several sub-batches.
+  // Device memory the engine may hold (arena for one sub-batch, at least
+  // kGpuMinArenaBytes); batches larger than this run as several sub-batches.
   std::size_t device_memory_bytes = std::size_t{2} << 30;
   // Pinned host staging for host-memory batches (two halves, double buffered).
   std::size_t pinned_memory_bytes = std::size_t{512} << 20;
