@@ -150,7 +150,7 @@ Status GpuEngine::init(const GpuOptions& opts) {
   CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(gpu::decode_fused_kernel,
                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
                                             gpu::kMaxWidth * gpu::kBlockSymbols));
-  std::uint32_t shift[32];
+  std::uint32_t shift[gpu::kCrcMatrixRows];  // appends one 4 KiB segment to a CRC
   gpu::crc32c_shift_matrix(gpu::kLeafBytes, shift);
   CUDA_RETURN_IF_ERROR(cudaMalloc(&p, sizeof shift));
   shift_mem_.reset(p);
@@ -275,7 +275,8 @@ Status GpuEngine::encode_sub_batch(std::span<const EncodeJob> jobs, std::span<co
     if (host)
       RETURN_IF_ERROR(stage_in(const_cast<std::uint8_t*>(c.in), j.data, pinned, pinned_at,
                                gpu::enc_chunk_pinned_bytes(c.raw_bytes)));
-    CUDA_RETURN_IF_ERROR(cudaMemsetAsync(c.hist, 0, c.width * 2 * gpu::kAlphabet * 4, stream_.get()));
+    CUDA_RETURN_IF_ERROR(
+        cudaMemsetAsync(c.hist, 0, c.width * 2 * gpu::kAlphabet * sizeof(std::uint32_t), stream_.get()));
   }
   auto* dev = arena_.take<EncChunk>(recs.size());
   auto* res = arena_.take<EncResult>(recs.size());
