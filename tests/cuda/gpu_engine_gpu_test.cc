@@ -9,6 +9,7 @@
 
 #include <vector>
 
+#include "base/crc32c.h"
 #include "codec/engine.h"
 #include "cuda/batch_plan.h"
 #include "cuda/gpu_engine.h"
@@ -103,6 +104,36 @@ TEST_F(GpuEngineTest, ReferenceCheckPassesWithTheSmallestArena) {
   ASSERT_TRUE(e.is_ok()) << e.status().to_string();
   EXPECT_EQ(sel.engine, "gpu");
   EXPECT_EQ(sel.reason, "GPU reference check passed");
+}
+
+// Small on purpose, for compute-sanitizer (scripts/gpu-run.sh runs
+// racecheck, synccheck and initcheck over it): every kernel and every path
+// once (the reference batch: coded and raw planes, two blocks, tails, a
+// chunk stored raw, chunks smaller than one element), then frames whose
+// CRCs were made right again after damage, so the structure checks, a
+// block that does not decode and a wrong root all run on the device.
+TEST_F(GpuEngineTest, SmallBatchForSanitizers) {
+  Status st = check_engine_matches_cpu(*gpu_, *cpu_);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  const std::uint64_t seed = testing::test_seed();
+  const Bytes d = testing::normal_floats(2 * 16384 + 100, 2, true, 0.02, seed);
+  const Bytes good = encode_both({d}, {DType::kBF16})[0];
+  std::vector<Bytes> bad;
+  for (std::size_t at : {std::size_t{0}, std::size_t{40}, good.size() / 2 - kFrameHeaderBytes,
+                         good.size() - kFrameHeaderBytes - 1}) {
+    Bytes f = good;
+    f[kFrameHeaderBytes + at] ^= std::byte{0x24};
+    FrameHeader h = *parse_frame_header_only(good);
+    h.payload_crc = mask_crc(crc32c(std::span(f).subspan(kFrameHeaderBytes)));
+    write_frame_header(h, std::span(f).first<kFrameHeaderBytes>());
+    bad.push_back(std::move(f));
+  }
+  std::vector<Bytes> outs(bad.size(), Bytes(d.size()));
+  std::vector<DecodeJob> jobs;
+  for (std::size_t i = 0; i < bad.size(); ++i) jobs.push_back({bad[i], outs[i], std::nullopt});
+  std::vector<Status> res(bad.size());
+  ASSERT_TRUE(gpu_->decode(jobs, res).is_ok());
+  for (const Status& r : res) EXPECT_EQ(r.code(), Code::kCorruption) << r.to_string();
 }
 
 TEST_F(GpuEngineTest, SameFramesAsCpuAndCrossDecodes) {
