@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -98,7 +99,10 @@ class GpuEngine final : public CodecEngine {
                           const std::vector<FrameHeader>& headers, std::span<Status> statuses,
                           MemorySpace space, bool pinned);
   Status launch_decode(DecChunk* dev, std::span<const DecChunk> host);
-  Result<std::vector<gpu::SubBatch>> plan(std::span<const gpu::ChunkNeed> needs, const char* what) const;
+  // Sub-batches of chunks with these needs; ResourceExhausted naming the
+  // chunk (name(k)) that alone needs more than the arena.
+  Result<std::vector<gpu::SubBatch>> plan(std::span<const gpu::ChunkNeed> needs,
+                                          const std::function<std::string(std::size_t)>& name) const;
 
   // Host memory into the arena: through the pinned pool at *pinned_at when
   // `pinned`, else straight from pageable memory.
@@ -158,14 +162,17 @@ Status GpuEngine::init(const GpuOptions& opts) {
   return Status::ok();
 }
 
-Result<std::vector<gpu::SubBatch>> GpuEngine::plan(std::span<const gpu::ChunkNeed> needs,
-                                                   const char* what) const {
+Result<std::vector<gpu::SubBatch>> GpuEngine::plan(
+    std::span<const gpu::ChunkNeed> needs, const std::function<std::string(std::size_t)>& name) const {
+  for (std::size_t k = 0; k < needs.size(); ++k) {
+    if (needs[k].device_bytes + gpu::kBatchFixedBytes > arena_.capacity())
+      return Status::exhausted("gpu codec engine: " + name(k) + " needs more than the device memory cap of " +
+                               std::to_string(arena_.capacity()) + " bytes");
+  }
   gpu::BatchCaps caps;
   caps.device_bytes = arena_.capacity();
   caps.pinned_bytes = opts_.pinned_memory_bytes;
-  auto parts = gpu::plan_sub_batches(needs, caps);
-  if (!parts.is_ok()) return parts.status().with_context(std::string("gpu codec engine: ") + what);
-  return parts;
+  return gpu::plan_sub_batches(needs, caps);
 }
 
 Status GpuEngine::stage_in(void* dst, std::span<const std::byte> src, bool pinned, std::size_t& pinned_at,
@@ -241,12 +248,10 @@ Status GpuEngine::encode(std::span<const EncodeJob> jobs, std::span<EncodedChunk
     }
     gpu_idx.push_back(i);
     needs.push_back({gpu::enc_chunk_device_bytes(raw, w, host), host ? gpu::enc_chunk_pinned_bytes(raw) : 0});
-    if (needs.back().device_bytes + gpu::kBatchFixedBytes > arena_.capacity())
-      return Status::exhausted("gpu codec engine: a " + std::to_string(raw) +
-                               "-byte chunk needs more than the device memory cap of " +
-                               std::to_string(arena_.capacity()) + " bytes");
   }
-  ASSIGN_OR_RETURN(std::vector<gpu::SubBatch> parts, plan(needs, "encode"));
+  ASSIGN_OR_RETURN(std::vector<gpu::SubBatch> parts, plan(needs, [&](std::size_t k) {
+                     return "a " + std::to_string(jobs[gpu_idx[k]].data.size()) + "-byte chunk";
+                   }));
   for (const gpu::SubBatch& part : parts) {
     RETURN_IF_ERROR(encode_sub_batch(jobs, std::span(gpu_idx).subspan(part.first, part.count), codecs,
                                      results, space, part.pinned));
@@ -409,12 +414,10 @@ Status GpuEngine::decode(std::span<const DecodeJob> jobs, std::span<Status> stat
     gpu_idx.push_back(i);
     needs.push_back(
         {gpu::dec_chunk_device_bytes(h, host), host ? gpu::dec_chunk_pinned_bytes(h.raw_bytes) : 0});
-    if (needs.back().device_bytes + gpu::kBatchFixedBytes > arena_.capacity())
-      return Status::exhausted("gpu codec engine: a frame of chunk " + to_hex(h.chunk_id) +
-                               " needs more than the device memory cap of " +
-                               std::to_string(arena_.capacity()) + " bytes");
   }
-  ASSIGN_OR_RETURN(std::vector<gpu::SubBatch> parts, plan(needs, "decode"));
+  ASSIGN_OR_RETURN(std::vector<gpu::SubBatch> parts, plan(needs, [&](std::size_t k) {
+                     return "the frame of chunk " + to_hex(headers[gpu_idx[k]].chunk_id);
+                   }));
   for (const gpu::SubBatch& part : parts) {
     RETURN_IF_ERROR(decode_sub_batch(jobs, std::span(gpu_idx).subspan(part.first, part.count), headers,
                                      statuses, space, part.pinned));
