@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "agent/agent_impl.h"
+#include "cuda/gpu_engine.h"
 
 namespace ferry::agent {
 
@@ -84,6 +85,8 @@ void Agent::Impl::tick() {
   metrics.set(kMetricQueueDepth, {}, static_cast<double>(entries.size()));
   metrics.set(kMetricPaused, {}, scheduler.all_paused() ? 1 : 0);
   for (const auto& t : health.states()) metrics.set(kMetricTargetUp, {{"target", t.address}}, t.up ? 1 : 0);
+  if (auto e = last_engine_selection())
+    metrics.set(kMetricEngineInfo, {{"engine", e->engine}, {"reason", e->reason}}, 1);
   const double logical = metrics.value(kMetricLogicalBytes, {});
   const double wire = metrics.value(kMetricWireBytes, {});
   if (wire > 0) metrics.set(kMetricCompressionRatio, {}, logical / wire);
@@ -97,6 +100,8 @@ nlohmann::json Agent::Impl::status_json() {
   out["ok"] = true;
   out["paused"] = scheduler.all_paused();
   out["engine"] = engine_description;
+  const auto selection = last_engine_selection();
+  out["engine_reason"] = selection ? selection->reason : "";
   out["uptime_s"] = static_cast<double>(wall_ns() - started_ns) / 1e9;
   // JSON has no infinity or NaN: a forecast that cannot drain is reported
   // as -1, an unknown value (no checkpoint seen yet) as null.

@@ -119,6 +119,7 @@ void Metrics::describe_agent_metrics() {
   describe(kMetricThroughput, "gauge", "Recent replication throughput in logical bytes per second");
   describe(kMetricCompressionRatio, "gauge", "Logical bytes over wire bytes since start");
   describe(kMetricPaused, "gauge", "1 when replication is paused for every job");
+  describe(kMetricEngineInfo, "gauge", "1 for the codec engine in use (cpu or gpu) and why it was chosen");
 }
 
 Metrics::Family& Metrics::family_locked(std::string_view name) {

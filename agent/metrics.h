@@ -45,6 +45,7 @@ inline constexpr std::string_view kMetricTargetUp = "ferry_agent_target_up";  //
 inline constexpr std::string_view kMetricThroughput = "ferry_agent_throughput_bytes_per_second";
 inline constexpr std::string_view kMetricCompressionRatio = "ferry_agent_compression_ratio";
 inline constexpr std::string_view kMetricPaused = "ferry_agent_paused";
+inline constexpr std::string_view kMetricEngineInfo = "ferry_agent_engine_info";  // {engine=, reason=}
 
 // Thread-safe registry. add() is for counters (a negative delta is ignored:
 // counters never go down), set() for gauges. A metric used before describe()

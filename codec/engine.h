@@ -53,6 +53,11 @@ struct DecodeJob {
   std::span<const std::byte> frame;
   std::span<std::byte> out;
   std::optional<Digest> expected_id;
+  // For a job in device memory: the same frame in host memory, when the
+  // caller has it (a restore stages frames in pinned memory before copying
+  // them over). The GPU engine then reads the header there instead of
+  // copying it back; the payload is still read, and verified, on the device.
+  std::span<const std::byte> host_frame = {};
 };
 
 class CodecEngine {

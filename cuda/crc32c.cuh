@@ -10,6 +10,8 @@ namespace ferry::gpu {
 
 inline constexpr std::uint32_t kCrcPolyReflected = 0x82f63b78u;
 inline constexpr std::uint32_t kCrcMaskDelta = 0xa282ead8u;
+// Rows of a GF(2) operator on a 32-bit CRC register (one per bit).
+inline constexpr int kCrcMatrixRows = 32;
 
 FERRY_HD std::uint32_t crc_table_entry(std::uint32_t i) {
   std::uint32_t c = i;

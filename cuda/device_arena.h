@@ -1,16 +1,17 @@
-// device_arena.h: RAII CUDA resources and the reusable device stack
-// allocator. The arena is one cudaMalloc made when the engine starts;
-// each sub-batch takes aligned slices of it and releases them all at once,
-// so the hot path never calls cudaMalloc or cudaFree.
+// device_arena.h: RAII CUDA resources (device and pinned allocations,
+// streams, events, the current-device guard). The engine's arena is one
+// cudaMalloc made when it starts, handed out by gpu::StackArena
+// (cuda/batch_plan.h), so the hot path never calls cudaMalloc or cudaFree.
 #pragma once
 
 #include <cuda_runtime.h>
 
-#include <cstddef>
-#include <cstdint>
 #include <memory>
+#include <type_traits>
 
+#include "cuda/batch_plan.h"
 #include "cuda/cuda_check.h"
+#include "cuda/device_guard.h"
 
 namespace ferry::gpu {
 
@@ -31,36 +32,10 @@ using PinnedBuffer = std::unique_ptr<void, HostFree>;
 using Stream = std::unique_ptr<std::remove_pointer_t<cudaStream_t>, StreamDestroy>;
 using Event = std::unique_ptr<std::remove_pointer_t<cudaEvent_t>, EventDestroy>;
 
-inline constexpr std::size_t kArenaAlign = 256;
-
-class StackArena {
- public:
-  StackArena() = default;
-  StackArena(std::byte* base, std::size_t bytes) : base_(base), size_(bytes) {}
-
-  std::size_t capacity() const { return size_; }
-  std::size_t used() const { return top_; }
-  void reset() { top_ = 0; }
-
-  // nullptr when the arena is full (the caller splits its batch).
-  template <typename T>
-  T* take(std::size_t count) {
-    std::size_t at = (top_ + kArenaAlign - 1) / kArenaAlign * kArenaAlign;
-    std::size_t bytes = count * sizeof(T);
-    if (at > size_ || size_ - at < bytes) return nullptr;
-    top_ = at + bytes;
-    return reinterpret_cast<T*>(base_ + at);
-  }
-
-  // Bytes take() would use for these sizes, for planning sub-batches.
-  static std::size_t rounded(std::size_t bytes) {
-    return (bytes + kArenaAlign - 1) / kArenaAlign * kArenaAlign;
-  }
-
- private:
-  std::byte* base_ = nullptr;
-  std::size_t size_ = 0;
-  std::size_t top_ = 0;
+struct CudaDeviceApi {
+  static Status current(int* device) { return cuda_status(cudaGetDevice(device), "cudaGetDevice"); }
+  static Status set(int device) { return cuda_status(cudaSetDevice(device), "cudaSetDevice"); }
 };
+using DeviceGuard = BasicDeviceGuard<CudaDeviceApi>;
 
 }  // namespace ferry::gpu

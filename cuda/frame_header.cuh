@@ -4,11 +4,9 @@
 #pragma once
 
 #include "cuda/crc32c.cuh"
+#include "cuda/gpu_limits.h"
 
 namespace ferry::gpu {
-
-inline constexpr std::uint32_t kFrameHeaderBytes = 88;
-inline constexpr std::uint32_t kHeaderCrcOffset = 84;
 
 FERRY_HD void put_le32(std::uint8_t* p, std::uint32_t v) {
   for (int i = 0; i < 4; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));

@@ -1,8 +1,10 @@
 // gpu_engine.cu: the GPU codec engine: plans sub-batches that fit the
-// device arena, launches the kernels of encode_kernels.cuh and
-// decode_kernels.cuh on one explicit stream, and turns per-chunk device
-// results into EncodedChunk records and Statuses. Chunks the GPU does not
-// code (zstd, empty) go through the CPU engine, so frames stay identical.
+// device arena, the pinned pool and CUDA's grid (cuda/batch_plan.h),
+// launches the kernels of encode_kernels.cuh and decode_kernels.cuh on one
+// explicit stream, and turns per-chunk device results into EncodedChunk
+// records and Statuses. Chunks the GPU does not code (zstd, empty) go
+// through the CPU engine, so frames stay identical. Every call makes the
+// engine's device current for its duration only (gpu::DeviceGuard).
 #include <cuda_runtime.h>
 
 // nvcc flags assignment to a [[nodiscard]] class type (Status) as a
@@ -10,12 +12,13 @@
 #pragma nv_diag_suppress 2810
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "base/crc32c.h"
-#include "base/thread_pool.h"
 #include "codec/frame.h"
 #include "codec/limits.h"
 #include "cuda/decode_kernels.cuh"
@@ -29,59 +32,51 @@ using gpu::DecChunk;
 using gpu::EncChunk;
 using gpu::EncResult;
 
-constexpr std::uint32_t kBlockSyms = gpu::kBlockSymbols;
+static_assert(gpu::kFrameHeaderBytes == kFrameHeaderBytes && gpu::kLeafBytes == kLeafBytes &&
+              gpu::kDigestBytes == kDigestBytes);
 
-std::uint32_t blocks_of(std::uint32_t n) { return (n + kBlockSyms - 1) / kBlockSyms; }
-std::uint32_t leaves_of(std::uint32_t bytes) { return (bytes + 4095) / 4096; }
-unsigned grid_for(std::uint32_t items, unsigned per_block) {
-  return std::max(1u, (items + per_block - 1) / per_block);
+// Frames that decode on the GPU: raw and planes with at least one byte.
+bool decodes_on_gpu(const FrameHeader& h) {
+  return h.raw_bytes > 0 && (h.codec == Codec::kRaw || codec_element_width(h.codec) != 0);
 }
 
-// Device bytes one chunk of `raw` bytes needs for encode (input staged or
-// not) or decode, with arena rounding.
-std::size_t chunk_need(std::uint32_t raw, std::uint32_t w) {
-  std::uint32_t n = raw / w, B = blocks_of(n);
-  using gpu::StackArena;
-  return StackArena::rounded(raw) * 2 + StackArena::rounded(raw + 88) +
-         StackArena::rounded(std::size_t{w} * B * kBlockSyms) +
-         StackArena::rounded(std::size_t{w} * B * 128) + StackArena::rounded(32ull * leaves_of(raw)) +
-         StackArena::rounded(std::size_t{w} * 4096 * 4) + StackArena::rounded(std::size_t{w} * B * 8) +
-         StackArena::rounded(4ull * (leaves_of(raw) + 1)) + StackArena::rounded(w * 256 * 24) +
-         StackArena::rounded(w * 512 * 4) + 4 * gpu::kArenaAlign;
+// The frame length, expected id and output size a job must agree on.
+Status check_decode_job(const DecodeJob& j, const FrameHeader& h) {
+  const std::string chunk = "chunk " + to_hex(h.chunk_id) + ": ";
+  if (j.frame.size() != kFrameHeaderBytes + h.payload_bytes) {
+    return Status::corruption(chunk + "frame is " + std::to_string(j.frame.size()) + " bytes, header says " +
+                              std::to_string(kFrameHeaderBytes + h.payload_bytes));
+  }
+  if (j.expected_id && *j.expected_id != h.chunk_id)
+    return Status::corruption(chunk + "frame holds a different chunk than expected " +
+                              to_hex(*j.expected_id));
+  if (j.out.size() != h.raw_bytes)
+    return Status::invalid_argument(chunk + "output buffer is " + std::to_string(j.out.size()) + " bytes");
+  return Status::ok();
+}
+
+// A chunk's decode outcome from its device record.
+Status decode_status(const DecChunk& c, const FrameHeader& h) {
+  const std::string chunk = "chunk " + to_hex(h.chunk_id) + ": ";
+  const std::string where = chunk + std::string(codec_name(h.codec)) + " payload: plane " +
+                            std::to_string(c.err_plane) + " block " + std::to_string(c.err_block);
+  switch (c.err) {
+    case gpu::kDecOk:
+      return Status::ok();
+    case gpu::kDecPayloadCrc:
+      return Status::corruption(chunk + "payload CRC mismatch");
+    case gpu::kDecStructure:
+      return Status::corruption(where + ": invalid structure (check " + std::to_string(c.err_detail) + ")");
+    case gpu::kDecBlock:
+      return Status::corruption(where + ": rANS block does not decode");
+    default:
+      return Status::corruption(chunk + "decoded bytes do not hash to the chunk id");
+  }
 }
 
 class GpuEngine final : public CodecEngine {
  public:
-  Status init(const GpuOptions& opts) {
-    opts_ = opts;
-    CUDA_RETURN_IF_ERROR(cudaSetDevice(opts.device));
-    cudaDeviceProp prop{};
-    CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, opts.device));
-    int driver = 0;
-    CUDA_RETURN_IF_ERROR(cudaDriverGetVersion(&driver));
-    desc_ = std::string("gpu (") + prop.name + ", driver " + std::to_string(driver / 1000) + "." +
-            std::to_string(driver % 1000 / 10) + ")";
-    int lo = 0, hi = 0;
-    CUDA_RETURN_IF_ERROR(cudaDeviceGetStreamPriorityRange(&lo, &hi));
-    cudaStream_t s = nullptr;
-    CUDA_RETURN_IF_ERROR(
-        cudaStreamCreateWithPriority(&s, cudaStreamNonBlocking, opts.low_priority_streams ? lo : hi));
-    stream_.reset(s);
-    void* p = nullptr;
-    CUDA_RETURN_IF_ERROR(cudaMalloc(&p, opts.device_memory_bytes));
-    arena_mem_.reset(p);
-    arena_ = gpu::StackArena(static_cast<std::byte*>(p), opts.device_memory_bytes);
-    CUDA_RETURN_IF_ERROR(cudaMallocHost(&p, opts.pinned_memory_bytes));
-    pinned_.reset(p);
-    CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-        gpu::decode_fused_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, gpu::kMaxWidth * kBlockSyms));
-    std::uint32_t shift[32];
-    gpu::crc32c_shift_matrix(4096, shift);
-    CUDA_RETURN_IF_ERROR(cudaMalloc(&p, sizeof shift));
-    shift_mem_.reset(p);
-    CUDA_RETURN_IF_ERROR(cudaMemcpy(p, shift, sizeof shift, cudaMemcpyHostToDevice));
-    return Status::ok();
-  }
+  Status init(const GpuOptions& opts);
 
   std::string_view kind() const override { return "gpu"; }
   std::string description() const override { return desc_; }
@@ -91,10 +86,28 @@ class GpuEngine final : public CodecEngine {
   Status decode(std::span<const DecodeJob> jobs, std::span<Status> statuses, MemorySpace space) override;
 
  private:
-  Status encode_gpu(std::span<const EncodeJob> jobs, const std::vector<std::size_t>& idx,
-                    const std::vector<Codec>& codecs, std::span<EncodedChunk> results, MemorySpace space);
-  Status decode_gpu(std::span<const DecodeJob> jobs, const std::vector<std::size_t>& idx,
-                    const std::vector<FrameHeader>& headers, std::span<Status> statuses, MemorySpace space);
+  Status choose_codecs(std::span<const EncodeJob> jobs, MemorySpace space, std::vector<Codec>& codecs);
+  Status encode_with_cpu(const EncodeJob& job, EncodedChunk& result, MemorySpace space);
+  Status encode_sub_batch(std::span<const EncodeJob> jobs, std::span<const std::size_t> idx,
+                          const std::vector<Codec>& codecs, std::span<EncodedChunk> results,
+                          MemorySpace space, bool pinned);
+  Status launch_encode(EncChunk* dev, EncResult* res, std::span<const EncChunk> host);
+  Status read_headers(std::span<const DecodeJob> jobs, MemorySpace space, std::vector<FrameHeader>& headers,
+                      std::span<Status> statuses, std::vector<char>& parsed);
+  Status decode_with_cpu(const DecodeJob& job, Status& status, MemorySpace space);
+  Status decode_sub_batch(std::span<const DecodeJob> jobs, std::span<const std::size_t> idx,
+                          const std::vector<FrameHeader>& headers, std::span<Status> statuses,
+                          MemorySpace space, bool pinned);
+  Status launch_decode(DecChunk* dev, std::span<const DecChunk> host);
+  // Sub-batches of chunks with these needs; ResourceExhausted naming the
+  // chunk (name(k)) that alone needs more than the arena.
+  Result<std::vector<gpu::SubBatch>> plan(std::span<const gpu::ChunkNeed> needs,
+                                          const std::function<std::string(std::size_t)>& name) const;
+
+  // Host memory into the arena: through the pinned pool at *pinned_at when
+  // `pinned`, else straight from pageable memory.
+  Status stage_in(void* dst, std::span<const std::byte> src, bool pinned, std::size_t& pinned_at,
+                  std::size_t slot_bytes);
   Status copy(void* dst, const void* src, std::size_t n, cudaMemcpyKind kind) {
     CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, src, n, kind, stream_.get()));
     return Status::ok();
@@ -103,6 +116,7 @@ class GpuEngine final : public CodecEngine {
     CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_.get()));
     return Status::ok();
   }
+  std::byte* pool() const { return static_cast<std::byte*>(pinned_.get()); }
 
   GpuOptions opts_;
   std::string desc_;
@@ -114,12 +128,67 @@ class GpuEngine final : public CodecEngine {
   std::unique_ptr<CodecChoiceScratch> choice_ = std::make_unique<CodecChoiceScratch>();
 };
 
-Status GpuEngine::encode(std::span<const EncodeJob> jobs, std::span<EncodedChunk> results,
-                         MemorySpace space) {
-  if (results.size() != jobs.size())
-    return Status::invalid_argument("gpu codec engine: jobs and results differ in count");
-  std::vector<Codec> codecs(jobs.size());
-  std::vector<std::byte> host_copy;
+Status GpuEngine::init(const GpuOptions& opts) {
+  opts_ = opts;
+  opts_.device_memory_bytes = std::max(opts.device_memory_bytes, kGpuMinArenaBytes);
+  opts_.pinned_memory_bytes = std::max(opts.pinned_memory_bytes, gpu::kMinPinnedBytes);
+  ASSIGN_OR_RETURN(gpu::DeviceGuard guard, gpu::DeviceGuard::enter(opts.device));
+  cudaDeviceProp prop{};
+  CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, opts.device));
+  int driver = 0;
+  CUDA_RETURN_IF_ERROR(cudaDriverGetVersion(&driver));
+  desc_ = std::string("gpu (") + prop.name + ", driver " + std::to_string(driver / 1000) + "." +
+          std::to_string(driver % 1000 / 10) + ")";
+  int lo = 0, hi = 0;
+  CUDA_RETURN_IF_ERROR(cudaDeviceGetStreamPriorityRange(&lo, &hi));
+  cudaStream_t s = nullptr;
+  CUDA_RETURN_IF_ERROR(
+      cudaStreamCreateWithPriority(&s, cudaStreamNonBlocking, opts.low_priority_streams ? lo : hi));
+  stream_.reset(s);
+  void* p = nullptr;
+  CUDA_RETURN_IF_ERROR(cudaMalloc(&p, opts_.device_memory_bytes));
+  arena_mem_.reset(p);
+  arena_ = gpu::StackArena(static_cast<std::byte*>(p), opts_.device_memory_bytes);
+  CUDA_RETURN_IF_ERROR(cudaMallocHost(&p, opts_.pinned_memory_bytes));
+  pinned_.reset(p);
+  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(gpu::decode_fused_kernel,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            gpu::kMaxWidth * gpu::kBlockSymbols));
+  std::uint32_t shift[gpu::kCrcMatrixRows];  // appends one 4 KiB segment to a CRC
+  gpu::crc32c_shift_matrix(gpu::kLeafBytes, shift);
+  CUDA_RETURN_IF_ERROR(cudaMalloc(&p, sizeof shift));
+  shift_mem_.reset(p);
+  CUDA_RETURN_IF_ERROR(cudaMemcpy(p, shift, sizeof shift, cudaMemcpyHostToDevice));
+  return Status::ok();
+}
+
+Result<std::vector<gpu::SubBatch>> GpuEngine::plan(
+    std::span<const gpu::ChunkNeed> needs, const std::function<std::string(std::size_t)>& name) const {
+  for (std::size_t k = 0; k < needs.size(); ++k) {
+    if (needs[k].device_bytes + gpu::kBatchFixedBytes > arena_.capacity())
+      return Status::exhausted("gpu codec engine: " + name(k) + " needs more than the device memory cap of " +
+                               std::to_string(arena_.capacity()) + " bytes");
+  }
+  gpu::BatchCaps caps;
+  caps.device_bytes = arena_.capacity();
+  caps.pinned_bytes = opts_.pinned_memory_bytes;
+  return gpu::plan_sub_batches(needs, caps);
+}
+
+Status GpuEngine::stage_in(void* dst, std::span<const std::byte> src, bool pinned, std::size_t& pinned_at,
+                           std::size_t slot_bytes) {
+  if (!pinned) return copy(dst, src.data(), src.size(), cudaMemcpyHostToDevice);
+  if (!src.empty()) std::memcpy(pool() + pinned_at, src.data(), src.size());
+  RETURN_IF_ERROR(copy(dst, pool() + pinned_at, src.size(), cudaMemcpyHostToDevice));
+  pinned_at += slot_bytes;
+  return Status::ok();
+}
+
+// ---- encode ----
+
+Status GpuEngine::choose_codecs(std::span<const EncodeJob> jobs, MemorySpace space,
+                                std::vector<Codec>& codecs) {
+  codecs.assign(jobs.size(), Codec::kRaw);
   for (std::size_t i = 0; i < jobs.size(); ++i) {
     const EncodeJob& j = jobs[i];
     if (j.data.size() > kMaxChunkBytes || j.frame.size() < max_frame_bytes(j.data.size()))
@@ -144,298 +213,277 @@ Status GpuEngine::encode(std::span<const EncodeJob> jobs, std::span<EncodedChunk
       codecs[i] = choose_chunk_codec(j.data, j.dtype, j.trial, *choice_);
     }
   }
+  return Status::ok();
+}
+
+Status GpuEngine::encode_with_cpu(const EncodeJob& job, EncodedChunk& result, MemorySpace space) {
+  if (space == MemorySpace::kHost) return cpu_->encode(std::span(&job, 1), std::span(&result, 1));
+  EncodeJob hj = job;
+  std::vector<std::byte> data(job.data.size()), frame(job.frame.size());
+  RETURN_IF_ERROR(copy(data.data(), job.data.data(), data.size(), cudaMemcpyDeviceToHost));
+  RETURN_IF_ERROR(sync());
+  hj.data = data;
+  hj.frame = frame;
+  RETURN_IF_ERROR(cpu_->encode(std::span(&hj, 1), std::span(&result, 1)));
+  RETURN_IF_ERROR(copy(job.frame.data(), frame.data(), result.frame_bytes, cudaMemcpyHostToDevice));
+  return sync();
+}
+
+Status GpuEngine::encode(std::span<const EncodeJob> jobs, std::span<EncodedChunk> results,
+                         MemorySpace space) {
+  if (results.size() != jobs.size())
+    return Status::invalid_argument("gpu codec engine: jobs and results differ in count");
+  ASSIGN_OR_RETURN(gpu::DeviceGuard guard, gpu::DeviceGuard::enter(opts_.device));
+  std::vector<Codec> codecs;
+  RETURN_IF_ERROR(choose_codecs(jobs, space, codecs));
+  const bool host = space == MemorySpace::kHost;
   std::vector<std::size_t> gpu_idx;
+  std::vector<gpu::ChunkNeed> needs;
   for (std::size_t i = 0; i < jobs.size(); ++i) {
-    if (codec_element_width(codecs[i]) != 0) {
-      gpu_idx.push_back(i);
+    const auto raw = static_cast<std::uint32_t>(jobs[i].data.size());
+    const auto w = static_cast<std::uint32_t>(codec_element_width(codecs[i]));
+    if (w == 0) {  // zstd or empty: the CPU engine
+      RETURN_IF_ERROR(encode_with_cpu(jobs[i], results[i], space));
       continue;
     }
-    // zstd or empty: the CPU engine, through host memory when needed.
-    EncodeJob hj = jobs[i];
-    std::vector<std::byte> data, frame(hj.frame.size());
-    if (space == MemorySpace::kDevice) {
-      data.resize(hj.data.size());
-      RETURN_IF_ERROR(copy(data.data(), hj.data.data(), data.size(), cudaMemcpyDeviceToHost));
-      RETURN_IF_ERROR(sync());
-      hj.data = data;
-      hj.frame = frame;
-    }
-    RETURN_IF_ERROR(cpu_->encode(std::span(&hj, 1), results.subspan(i, 1), MemorySpace::kHost));
-    if (space == MemorySpace::kDevice) {
-      RETURN_IF_ERROR(
-          copy(jobs[i].frame.data(), frame.data(), results[i].frame_bytes, cudaMemcpyHostToDevice));
-      RETURN_IF_ERROR(sync());
-    }
+    gpu_idx.push_back(i);
+    needs.push_back({gpu::enc_chunk_device_bytes(raw, w, host), host ? gpu::enc_chunk_pinned_bytes(raw) : 0});
   }
-  // Sub-batches that fit the arena.
-  std::size_t at = 0;
-  while (at < gpu_idx.size()) {
-    std::vector<std::size_t> part;
-    std::size_t need = 0;
-    while (at < gpu_idx.size()) {
-      std::size_t i = gpu_idx[at];
-      std::size_t c =
-          chunk_need(static_cast<std::uint32_t>(jobs[i].data.size()), codec_element_width(codecs[i])) +
-          2 * (sizeof(EncChunk) + sizeof(EncResult));
-      if (!part.empty() && need + c > arena_.capacity()) break;
-      if (c > arena_.capacity())
-        return Status::exhausted("gpu codec engine: a " + std::to_string(jobs[i].data.size()) +
-                                 "-byte chunk needs more than the device memory cap");
-      need += c;
-      part.push_back(i);
-      ++at;
-    }
-    RETURN_IF_ERROR(encode_gpu(jobs, part, codecs, results, space));
+  ASSIGN_OR_RETURN(std::vector<gpu::SubBatch> parts, plan(needs, [&](std::size_t k) {
+                     return "a " + std::to_string(jobs[gpu_idx[k]].data.size()) + "-byte chunk";
+                   }));
+  for (const gpu::SubBatch& part : parts) {
+    RETURN_IF_ERROR(encode_sub_batch(jobs, std::span(gpu_idx).subspan(part.first, part.count), codecs,
+                                     results, space, part.pinned));
   }
   return Status::ok();
 }
 
-Status GpuEngine::encode_gpu(std::span<const EncodeJob> jobs, const std::vector<std::size_t>& idx,
-                             const std::vector<Codec>& codecs, std::span<EncodedChunk> results,
-                             MemorySpace space) {
+Status GpuEngine::encode_sub_batch(std::span<const EncodeJob> jobs, std::span<const std::size_t> idx,
+                                   const std::vector<Codec>& codecs, std::span<EncodedChunk> results,
+                                   MemorySpace space, bool pinned) {
   arena_.reset();
-  const std::uint32_t K = static_cast<std::uint32_t>(idx.size());
-  std::vector<EncChunk> host(K);
-  std::uint32_t max_leaves = 1, max_units = 1;
-  for (std::uint32_t k = 0; k < K; ++k) {
+  const bool host = space == MemorySpace::kHost;
+  std::vector<EncChunk> recs(idx.size());
+  std::size_t pinned_at = 0;
+  for (std::size_t k = 0; k < idx.size(); ++k) {
     const EncodeJob& j = jobs[idx[k]];
-    EncChunk& c = host[k];
-    std::memset(&c, 0, sizeof c);
-    const std::uint32_t raw = static_cast<std::uint32_t>(j.data.size());
-    const std::uint32_t w = static_cast<std::uint32_t>(codec_element_width(codecs[idx[k]]));
-    c.raw_bytes = raw;
-    c.width = w;
-    c.n = raw / w;
-    c.blocks = blocks_of(c.n);
-    c.leaves = leaves_of(raw);
-    c.codec = static_cast<std::uint8_t>(codecs[idx[k]]);
-    c.dtype = static_cast<std::uint8_t>(j.dtype);
-    if (space == MemorySpace::kDevice) {
+    EncChunk& c = recs[k] =
+        gpu::make_enc_chunk(static_cast<std::uint32_t>(j.data.size()),
+                            static_cast<std::uint32_t>(codec_element_width(codecs[idx[k]])),
+                            static_cast<std::uint8_t>(codecs[idx[k]]), static_cast<std::uint8_t>(j.dtype));
+    if (!host) {
       c.in = reinterpret_cast<const std::uint8_t*>(j.data.data());
       c.frame = reinterpret_cast<std::uint8_t*>(j.frame.data());
-    } else {
-      auto* in = arena_.take<std::uint8_t>(raw);
-      c.frame = arena_.take<std::uint8_t>(gpu::kFrameHeaderBytes + raw);
-      if (!in || !c.frame) return Status::internal("gpu arena plan");
-      RETURN_IF_ERROR(copy(in, j.data.data(), raw, cudaMemcpyHostToDevice));
-      c.in = in;
     }
-    c.planes = arena_.take<std::uint8_t>(std::size_t{w} * c.n);
-    c.words = arena_.take<std::uint16_t>(std::size_t{w} * c.blocks * (kBlockSyms / 2));
-    c.states = arena_.take<std::uint32_t>(std::size_t{w} * c.blocks * 32);
-    c.digests = arena_.take<std::uint8_t>(32ull * c.leaves);
-    c.hist = arena_.take<std::uint32_t>(w * 512);
-    c.stored = arena_.take<std::uint32_t>(std::size_t{w} * c.blocks);
-    c.block_off = arena_.take<std::uint32_t>(std::size_t{w} * c.blocks);
-    c.seg_crc = arena_.take<std::uint32_t>(c.leaves + 1);
-    c.tables = arena_.take<gpu::EncSym>(w * 256);
-    if (!c.planes || !c.words || !c.states || !c.digests || !c.hist || !c.stored || !c.block_off ||
-        !c.seg_crc || !c.tables)
-      return Status::internal("gpu arena plan");
-    CUDA_RETURN_IF_ERROR(cudaMemsetAsync(c.hist, 0, w * 512 * 4, stream_.get()));
-    max_leaves = std::max(max_leaves, c.leaves);
-    max_units = std::max(max_units, w * std::max(c.blocks, 1u));
+    if (!gpu::take_enc_slices(arena_, c, host)) return Status::internal("gpu arena plan");
+    if (host)
+      RETURN_IF_ERROR(stage_in(const_cast<std::uint8_t*>(c.in), j.data, pinned, pinned_at,
+                               gpu::enc_chunk_pinned_bytes(c.raw_bytes)));
+    CUDA_RETURN_IF_ERROR(
+        cudaMemsetAsync(c.hist, 0, c.width * 2 * gpu::kAlphabet * sizeof(std::uint32_t), stream_.get()));
   }
-  auto* dev = arena_.take<EncChunk>(K);
-  auto* res = arena_.take<EncResult>(K);
+  auto* dev = arena_.take<EncChunk>(recs.size());
+  auto* res = arena_.take<EncResult>(recs.size());
   if (!dev || !res) return Status::internal("gpu arena plan");
-  RETURN_IF_ERROR(copy(dev, host.data(), K * sizeof(EncChunk), cudaMemcpyHostToDevice));
-  cudaStream_t s = stream_.get();
-  using namespace gpu;
-  split_hash_kernel<<<dim3(grid_for(max_leaves, kThreads), K), kThreads, 0, s>>>(dev);
-  CUDA_RETURN_IF_LAUNCH_ERROR("split_hash_kernel");
-  plan_kernel<<<K, 32, 0, s>>>(dev);
-  CUDA_RETURN_IF_LAUNCH_ERROR("plan_kernel");
-  encode_blocks_kernel<<<dim3(grid_for(max_units, kWarpsPerBlock), K), kThreads, 0, s>>>(dev);
-  CUDA_RETURN_IF_LAUNCH_ERROR("encode_blocks_kernel");
-  layout_kernel<<<K, 32, 0, s>>>(dev);
-  CUDA_RETURN_IF_LAUNCH_ERROR("layout_kernel");
-  assemble_kernel<<<dim3(grid_for(max_units, kWarpsPerBlock), K), kThreads, 0, s>>>(dev);
-  CUDA_RETURN_IF_LAUNCH_ERROR("assemble_kernel");
-  enc_crc_kernel<<<dim3(grid_for(max_leaves + 1, kThreads), K), kThreads, 0, s>>>(dev);
-  CUDA_RETURN_IF_LAUNCH_ERROR("enc_crc_kernel");
-  enc_finish_kernel<<<K, 256, 0, s>>>(dev, res, static_cast<const std::uint32_t*>(shift_mem_.get()));
-  CUDA_RETURN_IF_LAUNCH_ERROR("enc_finish_kernel");
-  std::vector<EncResult> out(K);
-  RETURN_IF_ERROR(copy(out.data(), res, K * sizeof(EncResult), cudaMemcpyDeviceToHost));
+  RETURN_IF_ERROR(copy(dev, recs.data(), recs.size() * sizeof(EncChunk), cudaMemcpyHostToDevice));
+  RETURN_IF_ERROR(launch_encode(dev, res, recs));
+  std::vector<EncResult> out(recs.size());
+  RETURN_IF_ERROR(copy(out.data(), res, out.size() * sizeof(EncResult), cudaMemcpyDeviceToHost));
   RETURN_IF_ERROR(sync());
-  for (std::uint32_t k = 0; k < K; ++k) {
+  pinned_at = 0;
+  for (std::size_t k = 0; k < idx.size(); ++k) {
     EncodedChunk& e = results[idx[k]];
-    std::memcpy(e.id.data(), out[k].id, 32);
+    std::memcpy(e.id.data(), out[k].id, kDigestBytes);
     e.codec = static_cast<Codec>(out[k].codec);
     e.dtype = jobs[idx[k]].dtype;
-    e.raw_bytes = host[k].raw_bytes;
+    e.raw_bytes = recs[k].raw_bytes;
     e.frame_bytes = out[k].frame_bytes;
-    if (space == MemorySpace::kHost)
-      RETURN_IF_ERROR(copy(jobs[idx[k]].frame.data(), host[k].frame, e.frame_bytes, cudaMemcpyDeviceToHost));
+    if (!host) continue;
+    void* to = pinned ? static_cast<void*>(pool() + pinned_at) : jobs[idx[k]].frame.data();
+    RETURN_IF_ERROR(copy(to, recs[k].frame, e.frame_bytes, cudaMemcpyDeviceToHost));
+    if (pinned) pinned_at += gpu::enc_chunk_pinned_bytes(recs[k].raw_bytes);
   }
+  RETURN_IF_ERROR(sync());
+  pinned_at = 0;
+  for (std::size_t k = 0; host && pinned && k < idx.size(); ++k) {
+    std::memcpy(jobs[idx[k]].frame.data(), pool() + pinned_at, results[idx[k]].frame_bytes);
+    pinned_at += gpu::enc_chunk_pinned_bytes(recs[k].raw_bytes);
+  }
+  return Status::ok();
+}
+
+Status GpuEngine::launch_encode(EncChunk* dev, EncResult* res, std::span<const EncChunk> host) {
+  using namespace gpu;
+  const gpu::EncGrids g = gpu::enc_grids(host);
+  const auto K = static_cast<unsigned>(host.size());
+  cudaStream_t s = stream_.get();
+  split_hash_kernel<<<dim3(g.leaf_blocks, K), kThreads, 0, s>>>(dev);
+  CUDA_RETURN_IF_LAUNCH_ERROR("split_hash_kernel");
+  plan_kernel<<<K, kPlanThreads, 0, s>>>(dev);
+  CUDA_RETURN_IF_LAUNCH_ERROR("plan_kernel");
+  encode_blocks_kernel<<<dim3(g.block_blocks, K), kThreads, 0, s>>>(dev);
+  CUDA_RETURN_IF_LAUNCH_ERROR("encode_blocks_kernel");
+  layout_kernel<<<K, kPlanThreads, 0, s>>>(dev);
+  CUDA_RETURN_IF_LAUNCH_ERROR("layout_kernel");
+  assemble_kernel<<<dim3(g.assemble_blocks, K), kThreads, 0, s>>>(dev);
+  CUDA_RETURN_IF_LAUNCH_ERROR("assemble_kernel");
+  enc_crc_kernel<<<dim3(g.crc_blocks, K), kThreads, 0, s>>>(dev);
+  CUDA_RETURN_IF_LAUNCH_ERROR("enc_crc_kernel");
+  enc_finish_kernel<<<K, kFinishThreads, 0, s>>>(dev, res,
+                                                 static_cast<const std::uint32_t*>(shift_mem_.get()));
+  CUDA_RETURN_IF_LAUNCH_ERROR("enc_finish_kernel");
+  return Status::ok();
+}
+
+// ---- decode ----
+
+Status GpuEngine::read_headers(std::span<const DecodeJob> jobs, MemorySpace space,
+                               std::vector<FrameHeader>& headers, std::span<Status> statuses,
+                               std::vector<char>& parsed) {
+  auto parse = [&](std::size_t i, std::span<const std::byte> head) {
+    Result<FrameHeader> h = parse_frame_header_only(head);
+    parsed[i] = h.is_ok();
+    if (h.is_ok()) {
+      headers[i] = h.value();
+    } else {
+      statuses[i] = h.status();
+    }
+  };
+  std::vector<std::size_t> fetch;  // device frames without a host copy: one copy back each, one wait
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    const DecodeJob& j = jobs[i];
+    const std::size_t len = std::min(j.frame.size(), kFrameHeaderBytes);
+    if (space == MemorySpace::kHost) {
+      parse(i, j.frame.first(len));
+    } else if (j.host_frame.size() >= len) {
+      parse(i, j.host_frame.first(len));
+    } else {
+      fetch.push_back(i);
+    }
+  }
+  const std::size_t per_round = opts_.pinned_memory_bytes / kFrameHeaderBytes;
+  for (std::size_t first = 0; first < fetch.size(); first += per_round) {
+    const std::size_t count = std::min(per_round, fetch.size() - first);
+    for (std::size_t k = 0; k < count; ++k) {
+      const DecodeJob& j = jobs[fetch[first + k]];
+      RETURN_IF_ERROR(copy(pool() + k * kFrameHeaderBytes, j.frame.data(),
+                           std::min(j.frame.size(), kFrameHeaderBytes), cudaMemcpyDeviceToHost));
+    }
+    RETURN_IF_ERROR(sync());
+    for (std::size_t k = 0; k < count; ++k) {
+      const DecodeJob& j = jobs[fetch[first + k]];
+      parse(fetch[first + k], std::span<const std::byte>(pool() + k * kFrameHeaderBytes,
+                                                         std::min(j.frame.size(), kFrameHeaderBytes)));
+    }
+  }
+  return Status::ok();
+}
+
+Status GpuEngine::decode_with_cpu(const DecodeJob& job, Status& status, MemorySpace space) {
+  if (space == MemorySpace::kHost) return cpu_->decode(std::span(&job, 1), std::span(&status, 1));
+  std::vector<std::byte> f(job.frame.size()), o(job.out.size());
+  RETURN_IF_ERROR(copy(f.data(), job.frame.data(), f.size(), cudaMemcpyDeviceToHost));
+  RETURN_IF_ERROR(sync());
+  DecodeJob hj{f, o, job.expected_id};
+  RETURN_IF_ERROR(cpu_->decode(std::span(&hj, 1), std::span(&status, 1)));
+  if (!status.is_ok()) return Status::ok();
+  RETURN_IF_ERROR(copy(job.out.data(), o.data(), o.size(), cudaMemcpyHostToDevice));
   return sync();
 }
 
 Status GpuEngine::decode(std::span<const DecodeJob> jobs, std::span<Status> statuses, MemorySpace space) {
   if (statuses.size() != jobs.size())
     return Status::invalid_argument("gpu codec engine: jobs and statuses differ in count");
+  ASSIGN_OR_RETURN(gpu::DeviceGuard guard, gpu::DeviceGuard::enter(opts_.device));
   std::vector<FrameHeader> headers(jobs.size());
+  std::vector<char> parsed(jobs.size(), 0);
+  RETURN_IF_ERROR(read_headers(jobs, space, headers, statuses, parsed));
+  const bool host = space == MemorySpace::kHost;
   std::vector<std::size_t> gpu_idx;
+  std::vector<gpu::ChunkNeed> needs;
   for (std::size_t i = 0; i < jobs.size(); ++i) {
-    const DecodeJob& j = jobs[i];
-    std::array<std::byte, kFrameHeaderBytes> hb{};
-    std::span<const std::byte> head = j.frame.first(std::min(j.frame.size(), kFrameHeaderBytes));
-    if (space == MemorySpace::kDevice) {
-      RETURN_IF_ERROR(copy(hb.data(), head.data(), head.size(), cudaMemcpyDeviceToHost));
-      RETURN_IF_ERROR(sync());
-      head = std::span<const std::byte>(hb.data(), head.size());
-    }
-    Result<FrameHeader> h = parse_frame_header_only(head);
-    if (!h.is_ok()) {
-      statuses[i] = h.status();
+    if (!parsed[i]) continue;
+    const FrameHeader& h = headers[i];
+    statuses[i] = check_decode_job(jobs[i], h);
+    if (!statuses[i].is_ok()) continue;
+    if (!decodes_on_gpu(h)) {  // zstd and empty frames: the CPU decoder
+      RETURN_IF_ERROR(decode_with_cpu(jobs[i], statuses[i], space));
       continue;
     }
-    headers[i] = h.value();
-    const std::string chunk = "chunk " + to_hex(h->chunk_id) + ": ";
-    if (j.frame.size() != kFrameHeaderBytes + h->payload_bytes) {
-      statuses[i] =
-          Status::corruption(chunk + "frame is " + std::to_string(j.frame.size()) + " bytes, header says " +
-                             std::to_string(kFrameHeaderBytes + h->payload_bytes));
-      continue;
-    }
-    if (j.expected_id && *j.expected_id != h->chunk_id) {
-      statuses[i] =
-          Status::corruption(chunk + "frame holds a different chunk than expected " + to_hex(*j.expected_id));
-      continue;
-    }
-    if (j.out.size() != h->raw_bytes) {
-      statuses[i] =
-          Status::invalid_argument(chunk + "output buffer is " + std::to_string(j.out.size()) + " bytes");
-      continue;
-    }
-    const bool on_gpu = h->raw_bytes > 0 && (h->codec == Codec::kRaw || codec_element_width(h->codec) != 0);
-    if (on_gpu) {
-      gpu_idx.push_back(i);
-      continue;
-    }
-    // zstd and empty frames: the CPU decoder, through host memory when needed.
-    std::vector<std::byte> f(j.frame.size()), o(j.out.size());
-    DecodeJob hj{j.frame, j.out, j.expected_id};
-    if (space == MemorySpace::kDevice) {
-      RETURN_IF_ERROR(copy(f.data(), j.frame.data(), f.size(), cudaMemcpyDeviceToHost));
-      RETURN_IF_ERROR(sync());
-      hj.frame = f;
-      hj.out = o;
-    }
-    RETURN_IF_ERROR(cpu_->decode(std::span(&hj, 1), statuses.subspan(i, 1), MemorySpace::kHost));
-    if (space == MemorySpace::kDevice && statuses[i].is_ok()) {
-      RETURN_IF_ERROR(copy(j.out.data(), o.data(), o.size(), cudaMemcpyHostToDevice));
-      RETURN_IF_ERROR(sync());
-    }
+    gpu_idx.push_back(i);
+    needs.push_back(
+        {gpu::dec_chunk_device_bytes(h, host), host ? gpu::dec_chunk_pinned_bytes(h.raw_bytes) : 0});
   }
-  std::size_t at = 0;
-  while (at < gpu_idx.size()) {
-    std::vector<std::size_t> part;
-    std::size_t need = 0;
-    while (at < gpu_idx.size()) {
-      std::size_t i = gpu_idx[at];
-      std::size_t c = chunk_need(headers[i].raw_bytes, 4) + 2 * sizeof(DecChunk);
-      if (!part.empty() && need + c > arena_.capacity()) break;
-      if (c > arena_.capacity())
-        return Status::exhausted("gpu codec engine: a frame needs more than the device memory cap");
-      need += c;
-      part.push_back(i);
-      ++at;
-    }
-    RETURN_IF_ERROR(decode_gpu(jobs, part, headers, statuses, space));
+  ASSIGN_OR_RETURN(std::vector<gpu::SubBatch> parts, plan(needs, [&](std::size_t k) {
+                     return "the frame of chunk " + to_hex(headers[gpu_idx[k]].chunk_id);
+                   }));
+  for (const gpu::SubBatch& part : parts) {
+    RETURN_IF_ERROR(decode_sub_batch(jobs, std::span(gpu_idx).subspan(part.first, part.count), headers,
+                                     statuses, space, part.pinned));
   }
   return Status::ok();
 }
 
-Status GpuEngine::decode_gpu(std::span<const DecodeJob> jobs, const std::vector<std::size_t>& idx,
-                             const std::vector<FrameHeader>& headers, std::span<Status> statuses,
-                             MemorySpace space) {
+Status GpuEngine::decode_sub_batch(std::span<const DecodeJob> jobs, std::span<const std::size_t> idx,
+                                   const std::vector<FrameHeader>& headers, std::span<Status> statuses,
+                                   MemorySpace space, bool pinned) {
   arena_.reset();
-  const std::uint32_t K = static_cast<std::uint32_t>(idx.size());
-  std::vector<DecChunk> host(K);
-  std::uint32_t max_leaves = 1, max_blocks = 1;
-  for (std::uint32_t k = 0; k < K; ++k) {
+  const bool host = space == MemorySpace::kHost;
+  std::vector<DecChunk> recs(idx.size());
+  std::size_t pinned_at = 0;
+  for (std::size_t k = 0; k < idx.size(); ++k) {
     const DecodeJob& j = jobs[idx[k]];
-    const FrameHeader& h = headers[idx[k]];
-    DecChunk& c = host[k];
-    std::memset(&c, 0, sizeof c);
-    const std::uint32_t w = std::max(1, codec_element_width(h.codec));
-    c.raw_bytes = h.raw_bytes;
-    c.payload_bytes = h.payload_bytes;
-    c.width = w;
-    c.n = h.raw_bytes / w;
-    c.blocks = h.codec == Codec::kRaw ? 0 : blocks_of(c.n);
-    c.leaves = leaves_of(h.raw_bytes);
-    c.codec = static_cast<std::uint32_t>(h.codec);
-    c.payload_crc = unmask_crc(h.payload_crc);
-    std::memcpy(c.chunk_id, h.chunk_id.data(), 32);
-    if (space == MemorySpace::kDevice) {
+    DecChunk& c = recs[k] = gpu::make_dec_chunk(headers[idx[k]]);
+    if (!host) {
       c.payload = reinterpret_cast<const std::uint8_t*>(j.frame.data()) + kFrameHeaderBytes;
       c.out = reinterpret_cast<std::uint8_t*>(j.out.data());
-    } else {
-      auto* p = arena_.take<std::uint8_t>(h.payload_bytes + 1);
-      c.out = arena_.take<std::uint8_t>(h.raw_bytes);
-      if (!p || !c.out) return Status::internal("gpu arena plan");
-      RETURN_IF_ERROR(copy(p, j.frame.data() + kFrameHeaderBytes, h.payload_bytes, cudaMemcpyHostToDevice));
-      c.payload = p;
     }
-    c.digests = arena_.take<std::uint8_t>(32ull * c.leaves);
-    c.seg_crc = arena_.take<std::uint32_t>(leaves_of(h.payload_bytes) + 1);
-    c.dec_table = arena_.take<std::uint32_t>(std::size_t{w} * 4096);
-    c.block_in = arena_.take<std::uint32_t>(std::size_t{w} * c.blocks + 1);
-    c.block_st = arena_.take<std::uint32_t>(std::size_t{w} * c.blocks + 1);
-    if (!c.digests || !c.seg_crc || !c.dec_table || !c.block_in || !c.block_st)
-      return Status::internal("gpu arena plan");
-    max_leaves = std::max(max_leaves, c.leaves);
-    max_blocks = std::max(max_blocks, c.blocks);
+    if (!gpu::take_dec_slices(arena_, c, host)) return Status::internal("gpu arena plan");
+    if (host)
+      RETURN_IF_ERROR(stage_in(const_cast<std::uint8_t*>(c.payload), j.frame.subspan(kFrameHeaderBytes),
+                               pinned, pinned_at, gpu::dec_chunk_pinned_bytes(c.raw_bytes)));
   }
-  auto* dev = arena_.take<DecChunk>(K);
+  auto* dev = arena_.take<DecChunk>(recs.size());
   if (!dev) return Status::internal("gpu arena plan");
-  RETURN_IF_ERROR(copy(dev, host.data(), K * sizeof(DecChunk), cudaMemcpyHostToDevice));
-  cudaStream_t s = stream_.get();
-  using namespace gpu;
-  dec_crc_kernel<<<dim3(grid_for(max_leaves + 1, kThreads), K), kThreads, 0, s>>>(dev);
-  CUDA_RETURN_IF_LAUNCH_ERROR("dec_crc_kernel");
-  parse_kernel<<<K, 32, 0, s>>>(dev);
-  CUDA_RETURN_IF_LAUNCH_ERROR("parse_kernel");
-  decode_fused_kernel<<<dim3(max_blocks, K), kThreads, kMaxWidth * kBlockSyms, s>>>(dev);
-  CUDA_RETURN_IF_LAUNCH_ERROR("decode_fused_kernel");
-  raw_copy_hash_kernel<<<dim3(grid_for(max_leaves, kThreads), K), kThreads, 0, s>>>(dev);
-  CUDA_RETURN_IF_LAUNCH_ERROR("raw_copy_hash_kernel");
-  dec_finish_kernel<<<K, 256, 0, s>>>(dev, static_cast<const std::uint32_t*>(shift_mem_.get()));
-  CUDA_RETURN_IF_LAUNCH_ERROR("dec_finish_kernel");
-  RETURN_IF_ERROR(copy(host.data(), dev, K * sizeof(DecChunk), cudaMemcpyDeviceToHost));
-  RETURN_IF_ERROR(sync());
-  for (std::uint32_t k = 0; k < K; ++k) {
-    const DecChunk& c = host[k];
-    const FrameHeader& h = headers[idx[k]];
-    const std::string chunk = "chunk " + to_hex(h.chunk_id) + ": ";
-    const std::string codec(codec_name(h.codec));
-    switch (c.err) {
-      case kDecOk:
-        statuses[idx[k]] = Status::ok();
-        if (space == MemorySpace::kHost)
-          RETURN_IF_ERROR(copy(jobs[idx[k]].out.data(), c.out, c.raw_bytes, cudaMemcpyDeviceToHost));
-        break;
-      case kDecPayloadCrc:
-        statuses[idx[k]] = Status::corruption(chunk + "payload CRC mismatch");
-        break;
-      case kDecStructure:
-        statuses[idx[k]] = Status::corruption(
-            chunk + codec + " payload: plane " + std::to_string(c.err_plane) + " block " +
-            std::to_string(c.err_block) + ": invalid structure (check " + std::to_string(c.err_detail) + ")");
-        break;
-      case kDecBlock:
-        statuses[idx[k]] =
-            Status::corruption(chunk + codec + " payload: plane " + std::to_string(c.err_plane) + " block " +
-                               std::to_string(c.err_block) + ": rANS block does not decode");
-        break;
-      default:
-        statuses[idx[k]] = Status::corruption(chunk + "decoded bytes do not hash to the chunk id");
-    }
+  RETURN_IF_ERROR(copy(dev, recs.data(), recs.size() * sizeof(DecChunk), cudaMemcpyHostToDevice));
+  RETURN_IF_ERROR(launch_decode(dev, recs));
+  // Every output comes back with the records (a damaged chunk's is simply
+  // not used), so the sub-batch waits once.
+  pinned_at = 0;
+  for (std::size_t k = 0; host && k < idx.size(); ++k) {
+    void* to = pinned ? static_cast<void*>(pool() + pinned_at) : jobs[idx[k]].out.data();
+    RETURN_IF_ERROR(copy(to, recs[k].out, recs[k].raw_bytes, cudaMemcpyDeviceToHost));
+    pinned_at += gpu::dec_chunk_pinned_bytes(recs[k].raw_bytes);
   }
-  return sync();
+  RETURN_IF_ERROR(copy(recs.data(), dev, recs.size() * sizeof(DecChunk), cudaMemcpyDeviceToHost));
+  RETURN_IF_ERROR(sync());
+  pinned_at = 0;
+  for (std::size_t k = 0; k < idx.size(); ++k) {
+    statuses[idx[k]] = decode_status(recs[k], headers[idx[k]]);
+    if (host && pinned && statuses[idx[k]].is_ok())
+      std::memcpy(jobs[idx[k]].out.data(), pool() + pinned_at, recs[k].raw_bytes);
+    pinned_at += gpu::dec_chunk_pinned_bytes(recs[k].raw_bytes);
+  }
+  return Status::ok();
+}
+
+Status GpuEngine::launch_decode(DecChunk* dev, std::span<const DecChunk> host) {
+  using namespace gpu;
+  const gpu::DecGrids g = gpu::dec_grids(host);
+  const auto K = static_cast<unsigned>(host.size());
+  cudaStream_t s = stream_.get();
+  dec_crc_kernel<<<dim3(g.crc_blocks, K), kThreads, 0, s>>>(dev);
+  CUDA_RETURN_IF_LAUNCH_ERROR("dec_crc_kernel");
+  parse_kernel<<<K, kPlanThreads, 0, s>>>(dev);
+  CUDA_RETURN_IF_LAUNCH_ERROR("parse_kernel");
+  decode_fused_kernel<<<dim3(g.fused_blocks, K), kThreads, kMaxWidth * kBlockSymbols, s>>>(dev);
+  CUDA_RETURN_IF_LAUNCH_ERROR("decode_fused_kernel");
+  raw_copy_hash_kernel<<<dim3(g.leaf_blocks, K), kThreads, 0, s>>>(dev);
+  CUDA_RETURN_IF_LAUNCH_ERROR("raw_copy_hash_kernel");
+  dec_finish_kernel<<<K, kFinishThreads, 0, s>>>(dev, static_cast<const std::uint32_t*>(shift_mem_.get()));
+  CUDA_RETURN_IF_LAUNCH_ERROR("dec_finish_kernel");
+  return Status::ok();
 }
 
 }  // namespace
@@ -448,6 +496,13 @@ std::string gpu_unavailable_reason(int device) {
   if (device < 0 || device >= count)
     return "device " + std::to_string(device) + " of " + std::to_string(count);
   return "";
+}
+
+Result<std::uint64_t> gpu_context_reserve_bytes(int device) {
+  int sms = 0, threads = 0;
+  CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&threads, cudaDevAttrMaxThreadsPerMultiProcessor, device));
+  return gpu::context_reserve_bytes(static_cast<std::uint32_t>(sms), static_cast<std::uint32_t>(threads));
 }
 
 Result<std::unique_ptr<CodecEngine>> make_gpu_engine(const GpuOptions& opts) {

@@ -9,6 +9,10 @@ std::string gpu_unavailable_reason(int) {
   return "this ferry was built without CUDA (configure with nvcc present, FERRY_CUDA=ON)";
 }
 
+Result<std::uint64_t> gpu_context_reserve_bytes(int device) {
+  return Status::unavailable(gpu_unavailable_reason(device));
+}
+
 Result<std::unique_ptr<CodecEngine>> make_gpu_engine(const GpuOptions& opts) {
   return Status::unavailable(gpu_unavailable_reason(opts.device));
 }

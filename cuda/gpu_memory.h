@@ -40,9 +40,14 @@ struct GpuMemoryInfo {
 // Free and total memory of `device` (cudaMemGetInfo).
 Result<GpuMemoryInfo> gpu_memory_info(int device);
 
-// Makes `device` current for the calling thread (each thread that launches
-// work or copies for a device other than 0 must call it first).
+// Makes `device` current for the calling thread, for good: only for threads
+// ferry owns (a restore's decode lanes) that launch work or copy for a
+// device other than 0. Every other call here that names a device makes it
+// current only while it runs and leaves the caller's current device as it
+// was (a PyTorch thread keeps its torch.cuda.current_device()).
 Status gpu_set_device(int device);
+// The calling thread's current device (cudaGetDevice).
+Result<int> gpu_current_device();
 
 // Device memory shared by its owners; cudaFree when the last one goes.
 // Aligned to at least 256 bytes.

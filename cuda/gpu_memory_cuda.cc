@@ -1,9 +1,11 @@
 // gpu_memory_cuda.cc: gpu_memory.h over the CUDA runtime (CUDA builds only).
+// Calls that name a device make it current only while they run
+// (gpu::DeviceGuard): the caller's current device is left as it was.
 #include <cuda_runtime.h>
 
 #include <chrono>
 
-#include "cuda/cuda_check.h"
+#include "cuda/device_arena.h"
 #include "cuda/gpu_memory.h"
 
 namespace ferry {
@@ -12,7 +14,7 @@ void GpuBuffer::Free::operator()(std::byte* p) const { cudaFree(p); }
 GpuBuffer::~GpuBuffer() = default;
 
 Result<GpuBuffer> GpuBuffer::allocate(std::size_t bytes, int device) {
-  CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
+  ASSIGN_OR_RETURN(gpu::DeviceGuard guard, gpu::DeviceGuard::enter(device));
   void* p = nullptr;
   CUDA_RETURN_IF_ERROR(cudaMalloc(&p, bytes == 0 ? 1 : bytes));
   GpuBuffer b;
@@ -36,7 +38,7 @@ Status GpuBuffer::download(std::span<std::byte> host, std::size_t offset) const 
 }
 
 Result<GpuMemoryInfo> gpu_memory_info(int device) {
-  CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
+  ASSIGN_OR_RETURN(gpu::DeviceGuard guard, gpu::DeviceGuard::enter(device));
   std::size_t free_bytes = 0, total_bytes = 0;
   CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_bytes, &total_bytes));
   return GpuMemoryInfo{free_bytes, total_bytes};
@@ -47,8 +49,14 @@ Status gpu_set_device(int device) {
   return Status::ok();
 }
 
+Result<int> gpu_current_device() {
+  int device = 0;
+  CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  return device;
+}
+
 Result<std::shared_ptr<std::byte>> gpu_allocate_shared(std::size_t bytes, int device) {
-  CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
+  ASSIGN_OR_RETURN(gpu::DeviceGuard guard, gpu::DeviceGuard::enter(device));
   void* p = nullptr;
   CUDA_RETURN_IF_ERROR(cudaMalloc(&p, bytes == 0 ? 1 : bytes));
   return std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { cudaFree(q); });
@@ -74,7 +82,7 @@ void GpuStream::Destroy::operator()(void* s) const { cudaStreamDestroy(static_ca
 GpuStream::~GpuStream() = default;
 
 Result<GpuStream> GpuStream::create(int device) {
-  CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
+  ASSIGN_OR_RETURN(gpu::DeviceGuard guard, gpu::DeviceGuard::enter(device));
   cudaStream_t s = nullptr;
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   GpuStream out;

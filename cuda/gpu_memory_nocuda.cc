@@ -15,6 +15,7 @@ Status GpuBuffer::download(std::span<std::byte>, std::size_t) const { return no_
 Result<double> gpu_copy_gbps(std::size_t, int) { return no_cuda(); }
 Result<GpuMemoryInfo> gpu_memory_info(int) { return no_cuda(); }
 Status gpu_set_device(int) { return no_cuda(); }
+Result<int> gpu_current_device() { return no_cuda(); }
 Result<std::shared_ptr<std::byte>> gpu_allocate_shared(std::size_t, int) { return no_cuda(); }
 Result<std::shared_ptr<std::byte>> pinned_allocate_shared(std::size_t) { return no_cuda(); }
 Status gpu_copy_to_device(std::byte*, const std::byte*, std::size_t) { return no_cuda(); }

@@ -46,4 +46,7 @@ FERRY_HD std::uint32_t hd_bswap(std::uint32_t v) {
 #endif
 }
 
+FERRY_HD std::uint32_t hd_min(std::uint32_t a, std::uint32_t b) { return a < b ? a : b; }
+FERRY_HD std::uint32_t hd_max(std::uint32_t a, std::uint32_t b) { return a > b ? a : b; }
+
 }  // namespace ferry::gpu

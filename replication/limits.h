@@ -88,6 +88,16 @@ inline constexpr int kAcceptRetryDelayMs = 100;
 // a cancel); small rings keep many connections cheap.
 inline constexpr unsigned kConnectionQueueDepth = 8;
 
+// Restore into memory (device_restore.h, restore_plan.h).
+// GPU engines (each with its own stream and arena) decoding windows at once:
+// one window's copy over PCIe overlaps another's decode.
+inline constexpr std::size_t kRestoreGpuLanes = 2;
+// Staging slots per lane: one being read while one decodes.
+inline constexpr std::size_t kRestoreSlotsPerLane = 2;
+// Pinned memory of each lane's GPU engine: its frames are already in device
+// memory, so the pool only ever holds frame headers it has to copy back.
+inline constexpr std::size_t kRestoreEnginePinnedBytes = 1u << 20;
+
 // Certificates made by `ferry certs`.
 inline constexpr int kDefaultCertDays = 825;
 inline constexpr int kDefaultCaDays = 3650;

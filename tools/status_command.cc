@@ -165,6 +165,8 @@ int run_status(const std::vector<std::string>& args) {
     return kExitOk;
   }
   std::string engine = text(*status, "engine");
+  const std::string reason = text(*status, "engine_reason");
+  if (!reason.empty()) engine += " [" + reason + "]";
   std::printf("ferry-agent: up %s, engine %s, %s\n", format_duration(number(*status, "uptime_s")).c_str(),
               engine.empty() ? "-" : engine.c_str(),
               flag(*status, "paused") ? "PAUSED (ferry resume to continue)" : "replicating");

@@ -244,6 +244,7 @@ TEST_F(AgentNetTest, ControlSocketStatusSubmitPauseResume) {
   ASSERT_TRUE(s.is_ok()) << s.status().to_string();
   EXPECT_EQ((*s)["ok"], true);
   EXPECT_EQ((*s)["engine"].get<std::string>().substr(0, 3), "cpu");
+  EXPECT_EQ((*s)["engine_reason"], "forced (--engine=cpu)");
   ASSERT_EQ((*s)["jobs"].size(), 1u);
   EXPECT_EQ((*s)["jobs"][0]["job"], "llama");
   EXPECT_EQ((*s)["jobs"][0]["rpo_target_seconds"], c_.rpo_target_s);
@@ -330,6 +331,8 @@ TEST_F(AgentNetTest, MetricsAgreeWithThePushes) {
   EXPECT_EQ(metric_value(m, "ferry_agent_jobs_total{state=\"committed\"}"), 3) << m;
   EXPECT_GT(metric_value(m, "ferry_agent_throughput_bytes_per_second"), 0) << m;
   EXPECT_GT(metric_value(m, "ferry_agent_compression_ratio"), 0) << m;
+  EXPECT_EQ(metric_value(m, "ferry_agent_engine_info{engine=\"cpu\",reason=\"forced (--engine=cpu)\"}"), 1)
+      << m;
   auto s = agent_->status_json();
   EXPECT_EQ(s["logical_bytes"].get<double>(), logical);
   EXPECT_EQ(s["wire_bytes"].get<double>(), wire);

@@ -1,14 +1,19 @@
 // gpu_engine_gpu_test.cc: the GPU engine against the CPU engine on a real
 // device: byte-identical frames on random, normal, edge-size and corpus
 // data, from host and device memory; cross-decoding both ways; corrupted
-// and truncated frames rejected with the chunk named. Skips, with the
-// reason, where no usable GPU exists.
+// and truncated frames rejected with the chunk named; more chunks in one
+// call than a launch's gridDim.y holds; the reference check passing with
+// the smallest arena; the CUDA context's growth within the reserve the
+// restore counts. Skips, with the reason, where no usable GPU exists.
 #include <gtest/gtest.h>
 
 #include <vector>
 
+#include "base/crc32c.h"
 #include "codec/engine.h"
+#include "cuda/batch_plan.h"
 #include "cuda/gpu_engine.h"
+#include "cuda/gpu_memory.h"
 #include "tests/testing/testing.h"
 
 namespace ferry {
@@ -69,6 +74,68 @@ class GpuEngineTest : public ::testing::Test {
   std::unique_ptr<CodecEngine> gpu_, cpu_;
 };
 
+// First, while the context has not yet run the engine's kernels: the device
+// memory the first launches take stays within gpu_context_reserve_bytes
+// (what a restore adds to its check before it allocates).
+TEST_F(GpuEngineTest, FirstLaunchesStayWithinTheContextReserve) {
+  auto before = gpu_memory_info(0);
+  ASSERT_TRUE(before.is_ok());
+  GpuOptions o;
+  o.device_memory_bytes = kGpuMinArenaBytes;
+  o.pinned_memory_bytes = 1u << 20;
+  auto e = make_gpu_engine(o);
+  ASSERT_TRUE(e.is_ok()) << e.status().to_string();
+  auto cpu = make_cpu_engine();
+  Status st = check_engine_matches_cpu(**e, *cpu);  // every kernel runs
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  auto after = gpu_memory_info(0);
+  auto reserve = gpu_context_reserve_bytes(0);
+  ASSERT_TRUE(after.is_ok() && reserve.is_ok());
+  const std::uint64_t taken = before->free_bytes - after->free_bytes;
+  EXPECT_LE(taken, *reserve + kGpuMinArenaBytes + (2u << 20))
+      << "the context took " << taken << " bytes, the reserve is " << *reserve;
+}
+
+TEST_F(GpuEngineTest, ReferenceCheckPassesWithTheSmallestArena) {
+  GpuOptions o;
+  o.device_memory_bytes = 1;  // raised to kGpuMinArenaBytes
+  EngineSelection sel;
+  auto e = choose_engine(EngineChoice::kGpu, o, {}, &sel);
+  ASSERT_TRUE(e.is_ok()) << e.status().to_string();
+  EXPECT_EQ(sel.engine, "gpu");
+  EXPECT_EQ(sel.reason, "GPU reference check passed");
+}
+
+// Small on purpose, for compute-sanitizer (scripts/gpu-run.sh runs
+// racecheck, synccheck and initcheck over it): every kernel and every path
+// once (the reference batch: coded and raw planes, two blocks, tails, a
+// chunk stored raw, chunks smaller than one element), then frames whose
+// CRCs were made right again after damage, so the structure checks, a
+// block that does not decode and a wrong root all run on the device.
+TEST_F(GpuEngineTest, SmallBatchForSanitizers) {
+  Status st = check_engine_matches_cpu(*gpu_, *cpu_);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  const std::uint64_t seed = testing::test_seed();
+  const Bytes d = testing::normal_floats(2 * 16384 + 100, 2, true, 0.02, seed);
+  const Bytes good = encode_both({d}, {DType::kBF16})[0];
+  std::vector<Bytes> bad;
+  for (std::size_t at : {std::size_t{0}, std::size_t{40}, good.size() / 2 - kFrameHeaderBytes,
+                         good.size() - kFrameHeaderBytes - 1}) {
+    Bytes f = good;
+    f[kFrameHeaderBytes + at] ^= std::byte{0x24};
+    FrameHeader h = *parse_frame_header_only(good);
+    h.payload_crc = mask_crc(crc32c(std::span(f).subspan(kFrameHeaderBytes)));
+    write_frame_header(h, std::span(f).first<kFrameHeaderBytes>());
+    bad.push_back(std::move(f));
+  }
+  std::vector<Bytes> outs(bad.size(), Bytes(d.size()));
+  std::vector<DecodeJob> jobs;
+  for (std::size_t i = 0; i < bad.size(); ++i) jobs.push_back({bad[i], outs[i], std::nullopt});
+  std::vector<Status> res(bad.size());
+  ASSERT_TRUE(gpu_->decode(jobs, res).is_ok());
+  for (const Status& r : res) EXPECT_EQ(r.code(), Code::kCorruption) << r.to_string();
+}
+
 TEST_F(GpuEngineTest, SameFramesAsCpuAndCrossDecodes) {
   const std::uint64_t seed = testing::test_seed();
   std::vector<Bytes> data = {
@@ -112,6 +179,67 @@ TEST_F(GpuEngineTest, Corpus) {
       types.push_back(f.dtype == "fp32" ? DType::kF32 : f.dtype == "fp16" ? DType::kF16 : DType::kBF16);
     }
   }
+  auto frames = encode_both(data, types);
+  decode_with(*gpu_, frames, data);
+}
+
+// Chunks, frames and outputs in device memory (tensors already on the GPU):
+// the same frames as the CPU engine's, and the frames decode in place, with
+// the headers read from a host copy of the frames or copied back.
+TEST_F(GpuEngineTest, DeviceMemoryEncodeAndDecode) {
+  const std::uint64_t seed = testing::test_seed();
+  std::vector<Bytes> data = {testing::normal_floats(1u << 20, 2, true, 0.02, seed),
+                             testing::normal_floats(70001, 4, false, 0.02, seed + 1),
+                             testing::random_bytes(3, seed + 2), testing::random_bytes(1, seed + 3),
+                             testing::random_bytes(100000, seed + 4)};
+  std::vector<DType> types = {DType::kBF16, DType::kF32, DType::kF32, DType::kBF16, DType::kBytes};
+  const std::vector<Bytes> want = encode_both(data, types);
+  std::vector<GpuBuffer> in, fr, out;
+  std::vector<EncodeJob> jobs;
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    in.push_back(std::move(GpuBuffer::allocate(data[i].size())).value());
+    fr.push_back(std::move(GpuBuffer::allocate(max_frame_bytes(data[i].size()))).value());
+    ASSERT_TRUE(in[i].upload(data[i]).is_ok());
+    jobs.push_back({in[i].span(), types[i], false, fr[i].span()});
+  }
+  std::vector<EncodedChunk> res(data.size());
+  Status st = gpu_->encode(jobs, res, MemorySpace::kDevice);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  std::vector<DecodeJob> djobs;
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    Bytes got(res[i].frame_bytes);
+    ASSERT_TRUE(fr[i].download(got).is_ok());
+    EXPECT_TRUE(got == want[i]) << "chunk " << i << " bytes " << data[i].size();
+    out.push_back(std::move(GpuBuffer::allocate(data[i].size())).value());
+    const std::span<const std::byte> host =
+        i % 2 ? std::span<const std::byte>(want[i]) : std::span<const std::byte>();
+    djobs.push_back({fr[i].span().first(res[i].frame_bytes), out[i].span(), res[i].id, host});
+  }
+  std::vector<Status> dst(data.size());
+  ASSERT_TRUE(gpu_->decode(djobs, dst, MemorySpace::kDevice).is_ok());
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    EXPECT_TRUE(dst[i].is_ok()) << "chunk " << i << ": " << dst[i].to_string();
+    Bytes back(data[i].size());
+    ASSERT_TRUE(out[i].download(back).is_ok());
+    EXPECT_TRUE(back == data[i]) << "chunk " << i;
+  }
+}
+
+// More small chunks in one call than gridDim.y (65535) can index, with an
+// arena that holds them all: the engine splits the launches.
+TEST_F(GpuEngineTest, MoreChunksThanOneLaunchHolds) {
+  const std::uint64_t seed = testing::test_seed();
+  constexpr std::size_t kChunks = gpu::kMaxChunksPerLaunch + 1000, kBytes = 512;
+  const Bytes one = testing::normal_floats(kBytes / 2, 2, true, 0.02, seed);
+  std::vector<Bytes> data(kChunks, one);
+  std::vector<DType> types(kChunks, DType::kBF16);
+  GpuOptions o;
+  o.device_memory_bytes =
+      gpu::kBatchFixedBytes + kChunks * gpu::enc_chunk_device_bytes(kBytes, 2, /*stage_io=*/true);
+  o.pinned_memory_bytes = kChunks * gpu::enc_chunk_pinned_bytes(kBytes);
+  auto big = make_gpu_engine(o);
+  ASSERT_TRUE(big.is_ok()) << big.status().to_string();
+  gpu_ = std::move(big).value();
   auto frames = encode_both(data, types);
   decode_with(*gpu_, frames, data);
 }

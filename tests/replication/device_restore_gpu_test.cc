@@ -4,7 +4,10 @@
 // safetensors.torch.load_file(device="cuda:0") gives), through the GPU
 // engine and through the CPU fallback; a damaged frame is a Corruption naming
 // the chunk; a GPU without the memory fails before copying, saying how much
-// is needed. Skipped, with the reason, where no GPU is usable. (It lives in
+// is needed; a pinned budget smaller than one chunk's decode tables still
+// decodes on the GPU; the caller's current device is left as it was (on a
+// machine with two GPUs). Skipped, with the reason, where no GPU is usable.
+// (It lives in
 // tests/replication because it links the restore library; the _gpu_test
 // suffix gives it the gpu label.)
 #include <gtest/gtest.h>
@@ -27,11 +30,11 @@ namespace fs = std::filesystem;
 using testing_restore::damage_second_chunk;
 using testing_restore::expect_restored_equals;
 
-Status pack_archive(const fs::path& src, const fs::path& archive) {
+Status pack_archive(const fs::path& src, const fs::path& archive, std::size_t chunk_bytes = 64u << 10) {
   ASSIGN_OR_RETURN(std::vector<PackSource> sources, list_pack_sources(src));
   ASSIGN_OR_RETURN(ArchiveWriter writer, ArchiveWriter::create(archive));
   PackOptions o;
-  o.chunk_bytes = 64u << 10;
+  o.chunk_bytes = chunk_bytes;
   o.created_ns = 1'700'000'000'000'000'000;
   ASSIGN_OR_RETURN(Manifest m, pack_files(sources, o, writer));
   return writer.finish(m);
@@ -97,6 +100,42 @@ TEST_F(DeviceRestoreGpuTest, TensorsInGpuMemoryEqualTheFiles) {
     HostCopy h = download(*r);
     EXPECT_EQ(expect_restored_equals(h.result, src_.path()), 8u) << r->report.engine;
   }
+}
+
+// 4 KiB chunks and 16 KiB of pinned staging: slots of one chunk, far less
+// than one frame's decode tables (64 KiB at fp32) on the device.
+TEST_F(DeviceRestoreGpuTest, ASmallPinnedBudgetStillDecodesOnTheGpu) {
+  const fs::path small = work_ / "small-chunks.ferry";
+  ASSERT_TRUE(pack_archive(src_.path(), small, 4096).is_ok());
+  auto source = open_frame_source(small.string());
+  ASSERT_TRUE(source.is_ok());
+  DeviceRestoreOptions o = options(EngineChoice::kGpu);
+  o.pinned_memory_bytes = 16u << 10;
+  auto r = restore_to_device(**source, o);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->report.engine.rfind("gpu", 0), 0u) << r->report.engine;
+  HostCopy h = download(*r);
+  EXPECT_EQ(expect_restored_equals(h.result, src_.path()), 8u);
+}
+
+TEST_F(DeviceRestoreGpuTest, TheCallersCurrentDeviceIsLeftAlone) {
+  const std::string second = gpu_unavailable_reason(1);
+  if (!second.empty()) GTEST_SKIP() << "needs two GPUs: cuda:1: " << second;
+  for (int current : {0, 1}) {
+    ASSERT_TRUE(gpu_set_device(current).is_ok());
+    for (int to : {0, 1}) {
+      auto source = open_frame_source(archive_.string());
+      ASSERT_TRUE(source.is_ok());
+      DeviceRestoreOptions o = options(EngineChoice::kGpu);
+      o.device = {Device::Kind::kCuda, to};
+      auto r = restore_to_device(**source, o);
+      ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+      auto now = gpu_current_device();
+      ASSERT_TRUE(now.is_ok());
+      EXPECT_EQ(*now, current) << "restore to cuda:" << to << " from a thread on cuda:" << current;
+    }
+  }
+  ASSERT_TRUE(gpu_set_device(0).is_ok());
 }
 
 TEST_F(DeviceRestoreGpuTest, ADamagedFrameIsCorruptionNamingTheChunk) {

@@ -182,7 +182,8 @@ TEST(FerryCliTest, SmallDirectoryWithoutCorpus) {
 // A realistic agent status: one healthy job, one behind with a warning and an
 // error, one target up and one down, one checkpoint queued.
 nlohmann::json agent_status() {
-  return nlohmann::json::parse(R"json({"ok":true,"paused":false,"engine":"cpu (2 threads)","uptime_s":3725,
+  return nlohmann::json::parse(R"json({"ok":true,"paused":false,"engine":"cpu (2 threads)",
+    "engine_reason":"no usable GPU: no CUDA device","uptime_s":3725,
     "jobs":[{"job":"llama","paused":false,"newest_committed_step":300,"newest_committed_snapshot":"llama-300",
              "rpo_seconds":42.0,"rpo_target_seconds":3600,"forecast_rpo_seconds":50.0,"warning":false,
              "warning_text":"","backlog_bytes":0,"queued":0,"in_flight":0,"committed":3,"skipped":0,
@@ -238,8 +239,8 @@ TEST(FerryCliAgentTest, StatusPrintsJobsTargetsAndWarnings) {
   CliRun r = ferry("status" + agent.flag());
   ASSERT_EQ(r.code, 0) << r.out;
   for (const char* want :
-       {"ferry-agent: up 1h 02m, engine cpu (2 threads), replicating", "llama", "42s", "1h 00m", "50s",
-        "mistral", "1h 30m", "2h 01m", "WARNING, paused",
+       {"ferry-agent: up 1h 02m, engine cpu (2 threads) [no usable GPU: no CUDA device], replicating",
+        "llama", "42s", "1h 00m", "50s", "mistral", "1h 30m", "2h 01m", "WARNING, paused",
         "WARNING mistral: RPO 1h 30m is over the 1h 00m target", "mistral: 2.5 GB not yet at the DR site",
         "mistral: last error: dr2:7000: connection refused",
         "dr2:7000                         DOWN  3 failed probes in a row: connection refused",

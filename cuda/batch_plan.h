@@ -1,0 +1,131 @@
+// batch_plan.h: host-side planning of GPU batches, shared by the engine
+// (cuda/gpu_engine.cu) and the host-only tests that run the kernels' steps
+// over the same plan: the device stack arena, the records and arena slices
+// of each chunk, the bytes a chunk needs (so callers can size the arena),
+// the split of a batch into sub-batches that fit the arena, the pinned pool
+// and CUDA's grid limit, and the grid of each kernel. Plain C++.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "base/status.h"
+#include "codec/frame.h"
+#include "cuda/chunk_batch.cuh"
+
+namespace ferry::gpu {
+
+// Reusable stack allocator over one allocation: each sub-batch takes
+// aligned slices and releases them all at once, so the hot path never
+// allocates.
+class StackArena {
+ public:
+  StackArena() = default;
+  StackArena(std::byte* base, std::size_t bytes) : base_(base), size_(bytes) {}
+  // An arena that only counts: unbounded, at a fake non-null address whose
+  // slices are never dereferenced (for sizing a plan before allocating).
+  static StackArena sizing() {
+    return StackArena(reinterpret_cast<std::byte*>(kArenaAlign), static_cast<std::size_t>(-1) / 2);
+  }
+
+  std::size_t capacity() const { return size_; }
+  std::size_t used() const { return top_; }
+  void reset() { top_ = 0; }
+
+  // nullptr when the arena is full (the caller splits its batch).
+  template <typename T>
+  T* take(std::size_t count) {
+    const std::size_t at = rounded(top_);
+    const std::size_t bytes = count * sizeof(T);
+    if (at > size_ || size_ - at < bytes) return nullptr;
+    top_ = at + bytes;
+    return reinterpret_cast<T*>(base_ + at);
+  }
+
+  static std::size_t rounded(std::size_t bytes) {
+    return (bytes + kArenaAlign - 1) / kArenaAlign * kArenaAlign;
+  }
+
+ private:
+  std::byte* base_ = nullptr;
+  std::size_t size_ = 0;
+  std::size_t top_ = 0;
+};
+
+// The record of a chunk of raw_bytes coded as planes of `width` bytes; no
+// buffers yet.
+EncChunk make_enc_chunk(std::uint32_t raw_bytes, std::uint32_t width, std::uint8_t codec, std::uint8_t dtype);
+// Takes c's work slices from the arena, and with stage_io its input and frame
+// too (host-memory batches). False when the arena is full.
+bool take_enc_slices(StackArena& arena, EncChunk& c, bool stage_io);
+
+// The record of a frame with header h (raw frames decode at width 1).
+DecChunk make_dec_chunk(const FrameHeader& h);
+// Takes c's work slices, and with stage_io its payload and output too.
+bool take_dec_slices(StackArena& arena, DecChunk& c, bool stage_io);
+
+// Arena bytes a batch takes beyond its chunks' own (the rounding of its two
+// record arrays); a chunk's own bytes include its records.
+inline constexpr std::size_t kBatchFixedBytes = 2 * kArenaAlign;
+// Arena bytes of one chunk in an encode or decode batch.
+std::size_t enc_chunk_device_bytes(std::uint32_t raw_bytes, std::uint32_t width, bool stage_io);
+std::size_t dec_chunk_device_bytes(const FrameHeader& h, bool stage_io);
+// The most any frame of raw_bytes can take in a decode batch (any codec).
+std::size_t dec_chunk_worst_device_bytes(std::uint32_t raw_bytes, bool stage_io);
+// Pinned staging of one chunk of a host-memory batch: the input, then the
+// frame over it (encode); the payload, then the output over it (decode).
+std::size_t enc_chunk_pinned_bytes(std::uint32_t raw_bytes);
+std::size_t dec_chunk_pinned_bytes(std::uint32_t raw_bytes);
+
+// Device bytes the CUDA context takes when the engine's kernels first run
+// on a device of `sms` multiprocessors of `threads_per_sm` threads each.
+std::uint64_t context_reserve_bytes(std::uint32_t sms, std::uint32_t threads_per_sm);
+
+struct ChunkNeed {
+  std::size_t device_bytes = 0;
+  std::size_t pinned_bytes = 0;  // 0: the batch is in device memory
+};
+struct BatchCaps {
+  std::size_t device_bytes = 0;
+  std::size_t pinned_bytes = 0;
+  std::uint32_t max_chunks = kMaxChunksPerLaunch;
+};
+struct SubBatch {
+  std::size_t first = 0;
+  std::size_t count = 0;
+  // Staged through the pinned pool; false for a chunk larger than the whole
+  // pool, which runs alone and copies from pageable memory.
+  bool pinned = false;
+};
+
+// Splits chunks `needs` (in order) into consecutive sub-batches that each
+// fit: device bytes plus kBatchFixedBytes within caps.device_bytes, at most
+// caps.max_chunks chunks (CUDA's gridDim.y), pinned bytes within
+// caps.pinned_bytes. ResourceExhausted naming the chunk's index when one
+// chunk alone needs more device memory than the cap.
+Result<std::vector<SubBatch>> plan_sub_batches(std::span<const ChunkNeed> needs, const BatchCaps& caps);
+
+inline std::uint32_t grid_for(std::uint64_t items, std::uint32_t per_block) {
+  const std::uint64_t g = (items + per_block - 1) / per_block;
+  return g == 0 ? 1 : static_cast<std::uint32_t>(g);
+}
+
+// gridDim.x of each per-chunk-row kernel of a batch (gridDim.y is the chunk).
+struct EncGrids {
+  std::uint32_t leaf_blocks = 1;      // split_hash: one thread per leaf
+  std::uint32_t block_blocks = 1;     // encode_blocks: one warp per (plane, block)
+  std::uint32_t assemble_blocks = 1;  // assemble: one warp per unit (assemble_units)
+  std::uint32_t crc_blocks = 1;       // enc_crc: one thread per payload segment
+};
+EncGrids enc_grids(std::span<const EncChunk> chunks);
+
+struct DecGrids {
+  std::uint32_t crc_blocks = 1;    // dec_crc: one thread per payload segment
+  std::uint32_t fused_blocks = 1;  // decode_fused: one block per rANS block
+  std::uint32_t leaf_blocks = 1;   // raw_copy_hash: one thread per leaf
+};
+DecGrids dec_grids(std::span<const DecChunk> chunks);
+
+}  // namespace ferry::gpu

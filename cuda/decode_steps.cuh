@@ -1,0 +1,280 @@
+// decode_steps.cuh: the per-thread and per-warp steps of the decode kernels
+// (cuda/decode_kernels.cuh) as FERRY_HD functions: a frame's structural
+// checks (parse), the bytes of a decoded tile (TileBytes), one warp's rANS
+// block, the fused decode-and-hash of one block with its block-uniform
+// entry, the raw copy of one leaf, and the final checks. Every frame is
+// hostile: an error is recorded for its chunk, never trapped.
+// tests/cuda/decode_kernels_test.cc runs them on the host over the grid and
+// compares with the CPU decoder on real frames, the fuzz corpus and damage.
+#pragma once
+
+#include "cuda/encode_steps.cuh"
+
+namespace ferry::gpu {
+
+// The chunk's error code as it is now (other blocks set it concurrently).
+FERRY_HD std::uint32_t load_err(const DecChunk& c) {
+#if defined(__CUDA_ARCH__)
+  return *static_cast<const volatile std::uint32_t*>(&c.err);
+#else
+  return __atomic_load_n(&c.err, __ATOMIC_ACQUIRE);
+#endif
+}
+
+// Records the chunk's first error; later ones are dropped.
+FERRY_HD void set_error(DecChunk& c, std::uint32_t code, std::uint32_t plane, std::uint32_t block,
+                        std::uint32_t detail) {
+#if defined(__CUDA_ARCH__)
+  const bool first = atomicCAS(&c.err, 0u, code) == 0u;
+#else
+  std::uint32_t expected = 0;
+  const bool first =
+      __atomic_compare_exchange_n(&c.err, &expected, code, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+#endif
+  if (first) {
+    c.err_plane = plane;
+    c.err_block = block;
+    c.err_detail = detail;
+  }
+}
+
+// Structural check codes (DecChunk::err_detail with kDecStructure), in the
+// order FloatDecoder makes the same checks.
+enum ParseCheck : std::uint32_t {
+  kCheckModeBytes = 1,
+  kCheckRawPlane = 2,
+  kCheckMode = 3,
+  kCheckBitmap = 4,
+  kCheckFreqTable = 5,
+  kCheckFreqSum = 6,
+  kCheckBlockSizes = 7,
+  kCheckStoredSize = 8,
+  kCheckBlockBytes = 9,
+  kCheckTail = 10,
+};
+
+// parse, one thread per planes frame: every mode byte, table and block size
+// against the payload before any block is read; fills mode, plane_off,
+// dec_table, block_in and block_st.
+FERRY_HD void parse_chunk(DecChunk& c) {
+  if (c.codec == 0) return;
+  const std::uint8_t* in = c.payload;
+  const std::uint32_t size = c.payload_bytes, w = c.width, n = c.n, B = c.blocks;
+  if (size < w) return set_error(c, kDecStructure, 0, 0, kCheckModeBytes);
+  std::uint32_t pos = w;
+  for (std::uint32_t p = 0; p < w; ++p) {
+    c.mode[p] = in[p];
+    if (in[p] == 0) {
+      if (size - pos < n) return set_error(c, kDecStructure, p, 0, kCheckRawPlane);
+      c.plane_off[p] = pos;
+      pos += n;
+      continue;
+    }
+    if (in[p] != 1 || n == 0) return set_error(c, kDecStructure, p, 0, kCheckMode);
+    if (size - pos < kPresentBytes) return set_error(c, kDecStructure, p, 0, kCheckBitmap);
+    const std::uint8_t* present = in + pos;
+    pos += kPresentBytes;
+    std::uint32_t* slots = c.dec_table + p * kProbScale;
+    std::uint32_t cum = 0;
+    for (std::uint32_t s = 0; s < kAlphabet; ++s) {
+      if (!(present[s >> 3] & (1u << (s & 7)))) continue;
+      if (size - pos < 2) return set_error(c, kDecStructure, p, 0, kCheckFreqTable);
+      const std::uint32_t f = get_le16(in + pos);
+      pos += 2;
+      if (f == 0 || cum + f > kProbScale) return set_error(c, kDecStructure, p, 0, kCheckFreqSum);
+      for (std::uint32_t i = 0; i < f; ++i) slots[cum + i] = dec_entry(s, f, i);
+      cum += f;
+    }
+    if (cum != kProbScale) return set_error(c, kDecStructure, p, 0, kCheckFreqSum);
+    if ((size - pos) / 2 < B) return set_error(c, kDecStructure, p, 0, kCheckBlockSizes);
+    const std::uint8_t* stored = in + pos;
+    pos += 2 * B;
+    for (std::uint32_t b = 0; b < B; ++b) {
+      const std::uint32_t m = block_symbols(n, b);
+      const std::uint32_t st = get_le16(stored + 2 * b);
+      if (st != m && (st > m || st % 2 != 0 || st < kStateBytes))
+        return set_error(c, kDecStructure, p, b, kCheckStoredSize);
+      if (size - pos < st) return set_error(c, kDecStructure, p, b, kCheckBlockBytes);
+      c.block_in[p * B + b] = pos;
+      c.block_st[p * B + b] = st;
+      pos += st;
+    }
+  }
+  if (size - pos != c.raw_bytes - n * w) return set_error(c, kDecStructure, w, 0, kCheckTail);
+}
+
+// Byte o (chunk-relative) of the decoded output, from the plane tile of
+// block b (elements first_elem ... first_elem + 16383) or the payload's
+// raw tail. REQUIRES: o lies in block b's bytes (decoded_bytes_of_block).
+struct TileBytes {
+  const std::uint8_t* tile;  // width planes of kBlockSymbols bytes
+  const DecChunk* c;
+  std::uint32_t first_elem;
+  FERRY_HD std::uint8_t operator()(std::uint32_t o) const {
+    const std::uint32_t w = c->width, e = o / w;
+    if (e >= c->n) return c->payload[c->payload_bytes - (c->raw_bytes - o)];
+    std::uint32_t r = 0;
+    for (std::uint32_t p = 0; p < w; ++p)
+      r |= static_cast<std::uint32_t>(tile[p * kBlockSymbols + e - first_elem]) << (8 * (w - 1 - p));
+    return static_cast<std::uint8_t>(unrotate_element(r, static_cast<int>(w)) >> (8 * (o % w)));
+  }
+};
+
+// Blocks of decode_fused per planes frame: one per rANS block, at least one
+// (a frame of fewer bytes than one element still has its tail to copy).
+FERRY_HD std::uint32_t fused_blocks(const DecChunk& c) { return c.blocks > 0 ? c.blocks : 1; }
+
+// Output bytes block b of decode_fused writes: its elements, and the tail
+// after the last element for the last block.
+FERRY_HD ByteRange decoded_bytes_of_block(const DecChunk& c, std::uint32_t b) {
+  const std::uint32_t begin = hd_min(b * kBlockSymbols * c.width, c.raw_bytes);
+  const std::uint32_t end =
+      b + 1 >= fused_blocks(c) ? c.raw_bytes : hd_min((b + 1) * kBlockSymbols * c.width, c.raw_bytes);
+  return {begin, end};
+}
+
+// One warp decodes block b of plane p into dst (kBlockSymbols bytes).
+// Returns true (warp-uniform) when a coded block does not decode.
+template <typename Warp>
+FERRY_HD bool decode_plane_block(const DecChunk& c, std::uint32_t p, std::uint32_t b, std::uint8_t* dst,
+                                 const Warp& warp) {
+  const std::uint32_t first = b * kBlockSymbols;
+  const std::uint32_t m = block_symbols(c.n, b);
+  if (m == 0) return false;
+  const std::uint8_t* raw = nullptr;
+  if (c.mode[p] == 0) raw = c.payload + c.plane_off[p] + first;
+  const std::uint32_t q = p * c.blocks + b;
+  const std::uint32_t st = c.mode[p] == 0 ? m : c.block_st[q];
+  const std::uint8_t* in = c.mode[p] == 0 ? raw : c.payload + c.block_in[q];
+  if (st == m) {
+    warp.each([&](int lane) {
+      for (std::uint32_t i = static_cast<std::uint32_t>(lane); i < m; i += kLanes) dst[i] = in[i];
+    });
+    return false;
+  }
+  const std::uint32_t* slots = c.dec_table + p * kProbScale;
+  const std::uint32_t nwords = (st - kStateBytes) / 2;
+  typename Warp::template Each<std::uint32_t> x;
+  typename Warp::template Each<bool> low;
+  warp.each([&](int lane) {
+    x[lane] = get_le32(in + 4 * lane);
+    low[lane] = x[lane] < kStateLow;
+  });
+  bool bad = warp.any(low);
+  std::uint32_t pos = 0;
+  for (std::uint32_t g = 0; g * kLanes < m && !bad; ++g) {
+    typename Warp::template Each<bool> need;
+    warp.each([&](int lane) {
+      const std::uint32_t i = g * kLanes + static_cast<std::uint32_t>(lane);
+      need[lane] = false;
+      if (i < m) {
+        const std::uint32_t e = slots[x[lane] & (kProbScale - 1)];
+        dst[i] = static_cast<std::uint8_t>(e);
+        x[lane] = dec_step(x[lane], e);
+        need[lane] = x[lane] < kStateLow;
+      }
+    });
+    const std::uint32_t needs = warp.ballot(need);
+    if (pos + static_cast<std::uint32_t>(hd_popc(needs)) > nwords) {
+      bad = true;
+      break;
+    }
+    warp.each([&](int lane) {
+      if (need[lane])
+        x[lane] = (x[lane] << 16) | get_le16(in + kStateBytes + 2 * dec_word_index(needs, lane, pos));
+    });
+    pos += static_cast<std::uint32_t>(hd_popc(needs));
+  }
+  typename Warp::template Each<bool> off;
+  warp.each([&](int lane) { off[lane] = x[lane] != kStateLow; });
+  const bool unfinished = warp.any(off);
+  return bad || pos != nwords || unfinished;
+}
+
+// decode_fused, block b of a planes frame: warp p decodes plane p's block b
+// into the shared tile; then every thread merges planes into elements,
+// stores them and hashes the block's leaves from the tile. `err_seen` is
+// block-shared memory: thread 0 samples the chunk's error flag into it
+// before the first barrier and every thread decides after it, so the whole
+// block passes each barrier or none of it does, even while another block
+// records an error for the same chunk.
+template <typename Block>
+FERRY_HD void decode_fused_block(DecChunk& c, std::uint32_t b, std::uint8_t* tile, std::uint32_t& err_seen,
+                                 const Block& block) {
+  if (c.codec == 0 || b >= fused_blocks(c)) return;  // host-written fields: block-uniform
+  block.each([&](std::uint32_t t) {
+    if (t == 0) err_seen = load_err(c);
+  });
+  block.sync();
+  if (err_seen != 0) return;
+  block.each_warp([&](std::uint32_t p, const auto& warp) {
+    if (p >= c.width) return;
+    const bool bad = decode_plane_block(c, p, b, tile + p * kBlockSymbols, warp);
+    warp.each([&](int lane) {
+      if (bad && lane == 0) set_error(c, kDecBlock, p, b, 0);
+    });
+  });
+  block.sync();
+  // No barrier follows: a thread that sees an error (its own block's, or
+  // another block's) may stop on its own.
+  const ByteRange bytes = decoded_bytes_of_block(c, b);
+  const TileBytes at{tile, &c, b * kBlockSymbols};
+  block.each([&](std::uint32_t t) {
+    if (load_err(c) != 0) return;
+    for (std::uint32_t o = bytes.begin + t; o < bytes.end; o += block.size()) c.out[o] = at(o);
+    const std::uint32_t leaf0 = bytes.begin / kLeafBytes;
+    const std::uint32_t leaves = (bytes.end - bytes.begin + kLeafBytes - 1) / kLeafBytes;
+    for (std::uint32_t l = t; l < leaves; l += block.size()) {
+      const ByteRange leaf = leaf_bytes(leaf0 + l, c.raw_bytes);
+      const std::uint32_t len = leaf.end - leaf.begin;
+      auto fetch = [&](std::uint32_t i) {
+        std::uint32_t v = 0;
+        for (std::uint32_t k = 0; k < 4; ++k) {
+          const std::uint32_t o = 4 * i + k;
+          v |= (o < len ? static_cast<std::uint32_t>(at(leaf.begin + o)) : 0u) << (24 - 8 * k);
+        }
+        return v;
+      };
+      sha256_prefixed(0x00, len, fetch, c.digests + static_cast<std::size_t>(kDigestBytes) * (leaf0 + l));
+    }
+  });
+}
+
+// raw_copy_hash, one thread per leaf of a raw frame: copies and hashes it.
+FERRY_HD void raw_copy_leaf(const DecChunk& c, std::uint32_t leaf) {
+  if (c.codec != 0 || leaf >= c.leaves) return;
+  const ByteRange r = leaf_bytes(leaf, c.raw_bytes);
+  for (std::uint32_t i = r.begin; i < r.end; ++i) c.out[i] = c.payload[i];
+  sha256_prefixed(0x00, r.end - r.begin, global_leaf(c.payload + r.begin, r.end - r.begin),
+                  c.digests + static_cast<std::size_t>(kDigestBytes) * leaf);
+}
+
+// dec_finish, one block per chunk. Thread 0 samples the error of the
+// earlier kernels into `err_seen` (block-shared) before it writes one
+// itself; the tree is reduced only for a chunk without one. Then thread 0
+// checks the payload CRC first, as the CPU decoder does, then the root
+// against the chunk id.
+template <typename Block>
+FERRY_HD void finish_decode_block(DecChunk& c, const std::uint32_t* shift4k, std::uint32_t& err_seen,
+                                  const Block& block) {
+  block.each([&](std::uint32_t t) {
+    if (t == 0) err_seen = load_err(c);
+  });
+  block.sync();
+  if (err_seen == 0 && c.leaves > 0) tree_reduce(block, c.digests, c.leaves);
+  block.each([&](std::uint32_t t) {
+    if (t != 0) return;
+    if (join_crcs(c.seg_crc, c.payload_bytes, shift4k) != c.payload_crc) {
+      c.err = kDecPayloadCrc;
+      return;
+    }
+    if (err_seen != 0) return;
+    for (std::uint32_t k = 0; k < kDigestBytes; ++k)
+      if (c.digests[k] != c.chunk_id[k]) {
+        c.err = kDecHash;
+        return;
+      }
+  });
+}
+
+}  // namespace ferry::gpu

@@ -1,0 +1,178 @@
+// batch_plan_test.cc: the GPU engine's host-side planning (cuda/batch_plan.h):
+// sub-batches never hold more chunks than CUDA allows in gridDim.y, fit the
+// arena and the pinned pool, keep the chunks' order, and a chunk larger
+// than the pinned pool runs alone; the bytes planned for a chunk are the
+// bytes its slices take from a real arena; gpu_decode_arena_bytes sizes an
+// arena that decodes a window in one sub-batch; the grids reach every unit.
+#include "cuda/batch_plan.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "cuda/gpu_engine.h"
+#include "tests/cuda/kernel_emulator.h"
+#include "tests/testing/testing.h"
+
+namespace ferry::gpu {
+namespace {
+
+// Checks the contract of plan_sub_batches for these needs and caps.
+void expect_valid_parts(std::span<const ChunkNeed> needs, const BatchCaps& caps,
+                        const std::vector<SubBatch>& parts) {
+  std::size_t next = 0;
+  for (const SubBatch& p : parts) {
+    ASSERT_EQ(p.first, next);
+    ASSERT_GT(p.count, 0u);
+    ASSERT_LE(p.count, caps.max_chunks);
+    std::size_t device = kBatchFixedBytes, pinned = 0;
+    for (std::size_t i = p.first; i < p.first + p.count; ++i) {
+      device += needs[i].device_bytes;
+      pinned += needs[i].pinned_bytes;
+    }
+    EXPECT_LE(device, caps.device_bytes) << "sub-batch at " << p.first;
+    if (p.pinned) {
+      EXPECT_LE(pinned, caps.pinned_bytes) << "sub-batch at " << p.first;
+    } else if (pinned > 0) {
+      EXPECT_EQ(p.count, 1u) << "an unpinned host chunk runs alone";
+    }
+    next = p.first + p.count;
+  }
+  EXPECT_EQ(next, needs.size());
+}
+
+TEST(BatchPlan, SubBatchesStayWithinCudasGridLimit) {
+  // Small chunks and a large arena: more chunks would fit than a launch's
+  // gridDim.y (65535) can index.
+  const std::vector<ChunkNeed> needs(200'000, ChunkNeed{enc_chunk_device_bytes(4096, 2, false), 0});
+  BatchCaps caps;
+  caps.device_bytes = std::size_t{1} << 40;
+  auto parts = plan_sub_batches(needs, caps);
+  ASSERT_TRUE(parts.is_ok()) << parts.status().to_string();
+  ASSERT_EQ(parts->size(), 4u);
+  for (const SubBatch& p : *parts) EXPECT_LE(p.count, kMaxChunksPerLaunch);
+  expect_valid_parts(needs, caps, *parts);
+}
+
+TEST(BatchPlan, SubBatchesFitTheArenaAndThePinnedPool) {
+  std::mt19937_64 rng(testing::test_seed());
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<ChunkNeed> needs(1 + rng() % 300);
+    BatchCaps caps;
+    caps.device_bytes = kBatchFixedBytes + (1u << 20) + rng() % (64u << 20);
+    caps.pinned_bytes = (1u << 16) + rng() % (16u << 20);
+    caps.max_chunks = 1 + static_cast<std::uint32_t>(rng() % 100);
+    const bool host = trial % 2;
+    for (ChunkNeed& n : needs) {
+      n.device_bytes = 1 + rng() % (caps.device_bytes - kBatchFixedBytes);
+      n.pinned_bytes = host ? 1 + rng() % (caps.pinned_bytes + caps.pinned_bytes / 4) : 0;
+    }
+    auto parts = plan_sub_batches(needs, caps);
+    ASSERT_TRUE(parts.is_ok()) << parts.status().to_string();
+    expect_valid_parts(needs, caps, *parts);
+  }
+}
+
+TEST(BatchPlan, AChunkLargerThanThePinnedPoolRunsAloneUnpinned) {
+  BatchCaps caps;
+  caps.device_bytes = 1u << 30;
+  caps.pinned_bytes = 1u << 20;
+  const std::vector<ChunkNeed> needs = {{1000, 1000}, {1000, 2u << 20}, {1000, 1000}, {1000, 1000}};
+  auto parts = plan_sub_batches(needs, caps);
+  ASSERT_TRUE(parts.is_ok());
+  ASSERT_EQ(parts->size(), 3u);
+  EXPECT_TRUE((*parts)[0].pinned);
+  EXPECT_FALSE((*parts)[1].pinned);
+  EXPECT_EQ((*parts)[1].count, 1u);
+  EXPECT_TRUE((*parts)[2].pinned);
+  EXPECT_EQ((*parts)[2].count, 2u);
+}
+
+TEST(BatchPlan, AChunkLargerThanTheArenaIsExhaustedNamingIt) {
+  BatchCaps caps;
+  caps.device_bytes = 1u << 20;
+  const std::vector<ChunkNeed> needs = {{1000, 0}, {2u << 20, 0}};
+  auto parts = plan_sub_batches(needs, caps);
+  ASSERT_FALSE(parts.is_ok());
+  EXPECT_EQ(parts.status().code(), Code::kResourceExhausted);
+  EXPECT_NE(parts.status().message().find("chunk 1 "), std::string::npos) << parts.status().to_string();
+}
+
+// A sub-batch planned to fit takes every slice from an arena of exactly the
+// cap, records included: the engine never meets "gpu arena plan".
+TEST(BatchPlan, PlannedBytesAreTheBytesTheSlicesTake) {
+  std::mt19937_64 rng(testing::test_seed());
+  for (int trial = 0; trial < 50; ++trial) {
+    const bool stage = trial % 2;
+    std::vector<EncChunk> enc;
+    std::vector<DecChunk> dec;
+    std::size_t enc_need = kBatchFixedBytes, dec_need = kBatchFixedBytes;
+    for (int k = 0; k < 1 + static_cast<int>(rng() % 20); ++k) {
+      const auto raw = static_cast<std::uint32_t>(1 + rng() % (3u << 20));
+      const std::uint32_t w = 1u << (rng() % 3);
+      enc.push_back(make_enc_chunk(raw, w, 0, 0));
+      enc_need += enc_chunk_device_bytes(raw, w, stage);
+      FrameHeader h;
+      h.codec = w == 1 ? Codec::kPlanes8 : w == 2 ? Codec::kPlanes16 : Codec::kPlanes32;
+      if (k % 3 == 0) h.codec = Codec::kRaw;
+      h.raw_bytes = raw;
+      h.payload_bytes = static_cast<std::uint32_t>(rng() % (raw + 1));
+      dec.push_back(make_dec_chunk(h));
+      dec_need += dec_chunk_device_bytes(h, stage);
+      EXPECT_LE(dec_chunk_device_bytes(h, stage), dec_chunk_worst_device_bytes(raw, stage));
+    }
+    StackArena a = StackArena::sizing();
+    for (EncChunk& c : enc) ASSERT_TRUE(take_enc_slices(a, c, stage));
+    a.take<EncChunk>(enc.size());
+    a.take<EncResult>(enc.size());
+    EXPECT_LE(a.used(), enc_need);
+    StackArena d = StackArena::sizing();
+    for (DecChunk& c : dec) ASSERT_TRUE(take_dec_slices(d, c, stage));
+    d.take<DecChunk>(dec.size());
+    EXPECT_LE(d.used(), dec_need);
+  }
+}
+
+TEST(BatchPlan, DecodeArenaBytesHoldAWindowInOneSubBatch) {
+  for (std::vector<std::uint32_t> window :
+       {std::vector<std::uint32_t>{4096}, std::vector<std::uint32_t>(64, 4096),
+        std::vector<std::uint32_t>{1, 2, 3, 4095, 4097, 65536, 4u << 20},
+        std::vector<std::uint32_t>(64, 64u << 10)}) {
+    BatchCaps caps;
+    caps.device_bytes = gpu_decode_arena_bytes(window);
+    for (Codec codec : {Codec::kRaw, Codec::kPlanes8, Codec::kPlanes16, Codec::kPlanes32}) {
+      std::vector<ChunkNeed> needs;
+      for (std::uint32_t raw : window) {
+        FrameHeader h;
+        h.codec = codec;
+        h.raw_bytes = raw;
+        h.payload_bytes = codec == Codec::kRaw ? raw : raw - 1;
+        needs.push_back({dec_chunk_device_bytes(h, false), 0});
+      }
+      auto parts = plan_sub_batches(needs, caps);
+      ASSERT_TRUE(parts.is_ok()) << parts.status().to_string();
+      EXPECT_EQ(parts->size(), 1u) << codec_name(codec) << ", " << window.size() << " chunks";
+    }
+  }
+}
+
+TEST(BatchPlan, GridsReachEveryUnitOfEveryChunk) {
+  std::vector<EncChunk> enc = {make_enc_chunk(1, 2, 0, 0), make_enc_chunk(3, 4, 0, 0),
+                               make_enc_chunk(4u << 20, 1, 0, 0), make_enc_chunk(100001, 4, 0, 0)};
+  const EncGrids g = enc_grids(enc);
+  for (const EncChunk& c : enc) {
+    EXPECT_GE(std::uint64_t{g.leaf_blocks} * kThreads, c.leaves);
+    EXPECT_GE(std::uint64_t{g.block_blocks} * kWarpsPerBlock, c.width * c.blocks);
+    EXPECT_GE(std::uint64_t{g.assemble_blocks} * kWarpsPerBlock, assemble_units(c));
+    EXPECT_GE(std::uint64_t{g.crc_blocks} * kThreads, c.leaves);
+  }
+}
+
+TEST(BatchPlan, ContextReserveCoversLocalMemoryOfEveryResidentThread) {
+  // An H100 SXM: 132 multiprocessors of 2048 threads.
+  EXPECT_EQ(context_reserve_bytes(132, 2048), 132ull * 2048 * kLocalBytesPerThread + kModuleReserveBytes);
+  EXPECT_GE(kLocalBytesPerThread, 1024u) << "plan_kernel alone has a 1024-byte stack frame on sm_90";
+}
+
+}  // namespace
+}  // namespace ferry::gpu
