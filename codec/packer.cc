@@ -23,8 +23,9 @@
 #include <system_error>
 #include <thread>
 
+#include "base/aligned_bytes.h"
 #include "base/clock.h"
-#include "base/posix_file.h"
+#include "base/direct_file.h"
 #include "base/thread_pool.h"
 #include "codec/chunk_codec.h"
 #include "codec/chunker.h"
@@ -62,34 +63,12 @@ struct PlannedFile {
   std::size_t chunks_done = 0;
 };
 
-// A byte buffer reused from window to window that grows without clearing:
-// every byte handed out is overwritten (by pread or by the engine) before it
-// is read, and a vector's resize would zero it first.
-class ReusedBytes {
- public:
-  std::span<std::byte> take(std::size_t n) {
-    if (n > capacity_) {
-      data_ = std::make_unique_for_overwrite<std::byte[]>(n);
-      capacity_ = n;
-    }
-    size_ = n;
-    return view();
-  }
-  std::span<std::byte> view() const { return {data_.get(), size_}; }
-  std::size_t size() const { return size_; }
-
- private:
-  std::unique_ptr<std::byte[]> data_;
-  std::size_t capacity_ = 0;
-  std::size_t size_ = 0;
-};
-
 // One chunk in flight: everything a worker touches, reused across windows.
 struct Slot {
   std::size_t file = 0;
   std::size_t chunk = 0;
-  ReusedBytes raw;
-  ReusedBytes frame;           // max_frame_bytes(raw); encoded.frame_bytes of it are the frame
+  AlignedBytes raw;            // the chunk's bytes, read around the page cache where possible
+  AlignedBytes frame;          // max_frame_bytes(raw); encoded.frame_bytes of it are the frame
   std::vector<Digest> leaves;  // this chunk's leaf hashes, when the file keeps none
   EncodedChunk encoded;
   Digest id{};
@@ -132,17 +111,18 @@ Result<ManifestFile> describe_file(const PackSource& src, std::size_t chunk_byte
 }
 
 // Reads and hashes one chunk into its slot, setting its id (runs on a pool
-// thread).
-void read_chunk(Slot& s, PlannedFile& pf, std::uint64_t expected_size) {
+// thread). Each chunk opens the file anew, so a file is never held open
+// between windows, and the size check catches a file rewritten meanwhile.
+void read_chunk(Slot& s, PlannedFile& pf, std::uint64_t expected_size, bool direct_io) {
   const ChunkPlan& p = pf.plan[s.chunk];
   const std::filesystem::path& path = pf.source->path;
-  auto fd = open_fd(path, O_RDONLY);
-  if (!fd) {
-    s.status = fd.status();
+  auto file = DirectReadFile::open(path, direct_io);
+  if (!file) {
+    s.status = file.status();
     return;
   }
   struct stat st {};
-  if (::fstat(fd->get(), &st) != 0) {
+  if (::fstat(file->fd(), &st) != 0) {
     s.status = Status::from_errno(errno, "stat " + path.string());
     return;
   }
@@ -152,7 +132,8 @@ void read_chunk(Slot& s, PlannedFile& pf, std::uint64_t expected_size) {
                         " -> " + std::to_string(st.st_size) + " bytes)");
     return;
   }
-  s.status = pread_exact(fd->get(), s.raw.take(p.length), p.offset, path);
+  s.raw.take(p.length);
+  s.status = file->read(s.raw.padded(), p.length, p.offset);
   if (!s.status) return;
   std::span<Digest> leaves;
   if (pf.compose_root) {
@@ -429,7 +410,7 @@ Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptio
   auto prepare = [&](std::vector<Slot>& slots, std::size_t n) {
     pool.parallel_for(n, [&](std::size_t j) {
       Slot& s = slots[j];
-      read_chunk(s, files[s.file], m.files[s.file].size);
+      read_chunk(s, files[s.file], m.files[s.file].size, options.direct_io);
     });
   };
 
