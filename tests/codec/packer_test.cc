@@ -362,14 +362,27 @@ void drop_cached_pages(const fs::path& path) {
   ::close(fd);
 }
 
-TEST(PackerTest, DirectAndBufferedReadsPackTheSameBytes) {
-  testing::TempDir dir;
-  auto contents = make_tail_tree(dir.path(), testing::test_seed());
-  auto sources = list_pack_sources(dir.path());
-  ASSERT_TRUE(sources.is_ok());
-  auto probe = DirectReadFile::open(dir / "raw4097");
-  ASSERT_TRUE(probe.is_ok());
-  if (!probe->direct()) GTEST_SKIP() << "the file system of " << dir.path() << " does not support O_DIRECT";
+// The tail tree in a scratch directory whose file system takes O_DIRECT
+// (the test skips, saying so, where it does not).
+class PackerDirectTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    contents_ = make_tail_tree(dir_.path(), testing::test_seed());
+    auto sources = list_pack_sources(dir_.path());
+    ASSERT_TRUE(sources.is_ok());
+    sources_ = std::move(sources).value();
+    auto probe = DirectReadFile::open(dir_ / "raw4097");
+    ASSERT_TRUE(probe.is_ok());
+    if (!probe->direct())
+      GTEST_SKIP() << "the file system of " << dir_.path() << " does not support O_DIRECT";
+  }
+
+  testing::TempDir dir_;
+  std::map<std::string, std::vector<std::byte>> contents_;
+  std::vector<PackSource> sources_;
+};
+
+TEST_F(PackerDirectTest, DirectAndBufferedReadsPackTheSameBytes) {
   for (std::size_t chunk_bytes : {std::size_t{4096}, std::size_t{1} << 20}) {
     SCOPED_TRACE("chunk " + std::to_string(chunk_bytes));
     std::vector<std::vector<std::byte>> runs[2];
@@ -380,9 +393,9 @@ TEST(PackerTest, DirectAndBufferedReadsPackTheSameBytes) {
       opts.host = "h";
       opts.direct_io = direct;
       RecordingSink sink;
-      auto m = pack_files(*sources, opts, sink);
+      auto m = pack_files(sources_, opts, sink);
       ASSERT_TRUE(m.is_ok()) << m.status().to_string();
-      for (const auto& f : m->files) EXPECT_EQ(f.root, file_root_of(contents.at(f.path))) << f.path;
+      for (const auto& f : m->files) EXPECT_EQ(f.root, file_root_of(contents_.at(f.path))) << f.path;
       EXPECT_EQ(m->files[0].layout, LayoutKind::kSafetensors);
       sink.frames.push_back(serialize_manifest(*m));
       runs[direct] = std::move(sink.frames);
@@ -391,34 +404,27 @@ TEST(PackerTest, DirectAndBufferedReadsPackTheSameBytes) {
   }
 }
 
-TEST(PackerTest, DirectReadsLeaveNoPageOfAPackedFileInTheCache) {
-  testing::TempDir dir;
-  auto contents = make_tail_tree(dir.path(), testing::test_seed());
-  auto sources = list_pack_sources(dir.path());
-  ASSERT_TRUE(sources.is_ok());
-  auto probe = DirectReadFile::open(dir / "raw4097");
-  ASSERT_TRUE(probe.is_ok());
-  if (!probe->direct()) GTEST_SKIP() << "the file system of " << dir.path() << " does not support O_DIRECT";
-  for (const auto& [name, data] : contents) {
-    drop_cached_pages(dir / name);
-    if (resident_pages(dir / name) > 0) {
-      GTEST_SKIP() << "the file system of " << dir.path() << " keeps files in memory (tmpfs?): "
+TEST_F(PackerDirectTest, DirectReadsLeaveNoPageOfAPackedFileInTheCache) {
+  for (const auto& [name, data] : contents_) {
+    drop_cached_pages(dir_ / name);
+    if (resident_pages(dir_ / name) > 0) {
+      GTEST_SKIP() << "the file system of " << dir_.path() << " keeps files in memory (tmpfs?): "
                    << "their pages cannot be dropped";
     }
   }
   RecordingSink sink;
-  auto m = pack_files(*sources, {}, sink);
+  auto m = pack_files(sources_, {}, sink);
   ASSERT_TRUE(m.is_ok()) << m.status().to_string();
-  for (const auto& [name, data] : contents) EXPECT_EQ(resident_pages(dir / name), 0u) << name;
+  for (const auto& [name, data] : contents_) EXPECT_EQ(resident_pages(dir_ / name), 0u) << name;
 
   // Read through the cache instead, the same files do stay there: the check
   // above sees pages when they are left.
-  for (const auto& [name, data] : contents) drop_cached_pages(dir / name);
+  for (const auto& [name, data] : contents_) drop_cached_pages(dir_ / name);
   RecordingSink buffered_sink;
-  auto again = pack_files(*sources, {.direct_io = false}, buffered_sink);
+  auto again = pack_files(sources_, {.direct_io = false}, buffered_sink);
   ASSERT_TRUE(again.is_ok()) << again.status().to_string();
-  for (const auto& [name, data] : contents) {
-    if (!data.empty()) EXPECT_GT(resident_pages(dir / name), 0u) << name;
+  for (const auto& [name, data] : contents_) {
+    if (!data.empty()) EXPECT_GT(resident_pages(dir_ / name), 0u) << name;
   }
 }
 
