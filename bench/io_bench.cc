@@ -21,8 +21,9 @@
 #include <vector>
 
 #include "bench/bench.h"
-#include "io/buffer_pool.h"
 #include "io/engine.h"
+#include "tests/testing/buffer_pool.h"
+#include "tests/testing/io_file.h"
 
 DEFINE_string(io_dir, "/var/tmp", "ferry-bench io: directory for the test file (a real disk, not tmpfs)");
 DEFINE_uint64(io_file_mib, 1024, "ferry-bench io: test file size in MiB");
@@ -88,7 +89,7 @@ Status run_file(io::Engine& engine, const io::File& file, io::BufferPool& pool, 
       auto b = pool.acquire();
       if (!b) break;
       auto buf = pool.buffer(*b);
-      Op op = write ? Op::write(file, buf, next, *b) : Op::read(file, buf, next, *b);
+      Op op = write ? Op::write(file.ref(), buf, next, *b) : Op::read(file.ref(), buf, next, *b);
       RETURN_IF_ERROR(engine.submit(op));
       next += block;
     }
@@ -101,7 +102,7 @@ Status run_file(io::Engine& engine, const io::File& file, io::BufferPool& pool, 
     }
   }
   if (write) {
-    RETURN_IF_ERROR(engine.submit(Op::fsync(file, 0)));
+    RETURN_IF_ERROR(engine.submit(Op::fsync(file.ref(), 0)));
     ASSIGN_OR_RETURN(Completion c, engine.wait_one());
     RETURN_IF_ERROR(c.status);
   }

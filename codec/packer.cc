@@ -23,8 +23,9 @@
 #include <system_error>
 #include <thread>
 
+#include "base/aligned_bytes.h"
 #include "base/clock.h"
-#include "base/posix_file.h"
+#include "base/direct_file.h"
 #include "base/thread_pool.h"
 #include "codec/chunk_codec.h"
 #include "codec/chunker.h"
@@ -62,34 +63,15 @@ struct PlannedFile {
   std::size_t chunks_done = 0;
 };
 
-// A byte buffer reused from window to window that grows without clearing:
-// every byte handed out is overwritten (by pread or by the engine) before it
-// is read, and a vector's resize would zero it first.
-class ReusedBytes {
- public:
-  std::span<std::byte> take(std::size_t n) {
-    if (n > capacity_) {
-      data_ = std::make_unique_for_overwrite<std::byte[]>(n);
-      capacity_ = n;
-    }
-    size_ = n;
-    return view();
-  }
-  std::span<std::byte> view() const { return {data_.get(), size_}; }
-  std::size_t size() const { return size_; }
-
- private:
-  std::unique_ptr<std::byte[]> data_;
-  std::size_t capacity_ = 0;
-  std::size_t size_ = 0;
-};
+// One chunk of the work list: (file, chunk) indexes, in pack order.
+using WorkItem = std::pair<std::size_t, std::size_t>;
 
 // One chunk in flight: everything a worker touches, reused across windows.
 struct Slot {
   std::size_t file = 0;
   std::size_t chunk = 0;
-  ReusedBytes raw;
-  ReusedBytes frame;           // max_frame_bytes(raw); encoded.frame_bytes of it are the frame
+  AlignedBytes raw;            // the chunk's bytes, read around the page cache where possible
+  AlignedBytes frame;          // max_frame_bytes(raw); encoded.frame_bytes of it are the frame
   std::vector<Digest> leaves;  // this chunk's leaf hashes, when the file keeps none
   EncodedChunk encoded;
   Digest id{};
@@ -132,17 +114,18 @@ Result<ManifestFile> describe_file(const PackSource& src, std::size_t chunk_byte
 }
 
 // Reads and hashes one chunk into its slot, setting its id (runs on a pool
-// thread).
-void read_chunk(Slot& s, PlannedFile& pf, std::uint64_t expected_size) {
+// thread). Each chunk opens the file anew, so a file is never held open
+// between windows, and the size check catches a file rewritten meanwhile.
+void read_chunk(Slot& s, PlannedFile& pf, std::uint64_t expected_size, bool direct_io) {
   const ChunkPlan& p = pf.plan[s.chunk];
   const std::filesystem::path& path = pf.source->path;
-  auto fd = open_fd(path, O_RDONLY);
-  if (!fd) {
-    s.status = fd.status();
+  auto file = DirectReadFile::open(path, direct_io);
+  if (!file) {
+    s.status = file.status();
     return;
   }
   struct stat st {};
-  if (::fstat(fd->get(), &st) != 0) {
+  if (::fstat(file->fd(), &st) != 0) {
     s.status = Status::from_errno(errno, "stat " + path.string());
     return;
   }
@@ -152,7 +135,8 @@ void read_chunk(Slot& s, PlannedFile& pf, std::uint64_t expected_size) {
                                       " bytes)");
     return;
   }
-  s.status = pread_exact(fd->get(), s.raw.take(p.length), p.offset, path);
+  s.raw.take(p.length);
+  s.status = file->read(s.raw.padded(), p.length, p.offset);
   if (!s.status) return;
   std::span<Digest> leaves;
   if (pf.compose_root) {
@@ -284,7 +268,7 @@ namespace {
 // Plans every file up front (headers only) into `m` and `files`, and
 // flattens the chunks of all files into one ordered work list.
 Status plan_sources(std::span<const PackSource> sources, std::size_t chunk_bytes, Manifest& m,
-                    std::vector<PlannedFile>& files, std::vector<std::pair<std::size_t, std::size_t>>& work) {
+                    std::vector<PlannedFile>& files, std::vector<WorkItem>& work) {
   files.resize(sources.size());
   m.files.reserve(sources.size());
   for (std::size_t i = 0; i < sources.size(); ++i) {
@@ -352,23 +336,14 @@ Status emit_chunk(const Slot& s, std::span<const Slot> window, PlannedFile& pf, 
   return Status::ok();
 }
 
-}  // namespace
-
-Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptions& options,
-                            FrameSink& sink) {
-  RETURN_IF_ERROR(check_chunk_bytes(options.chunk_bytes));
-  ThreadPool& pool = options.pool ? *options.pool : ThreadPool::shared();
-  // With have/need, each window costs one round trip to the receiver before
-  // its chunks are coded, so windows are larger there (fewer round trips on a
-  // long link) than for a local archive.
-  const std::size_t window = options.window_chunks ? options.window_chunks
-                             : options.need        ? std::max<std::size_t>(kNeedWindowChunks, 2 * pool.size())
-                                                   : 2 * pool.size();
+// The manifest's header fields from the options, after checking the limits
+// that do not depend on the files' contents.
+Result<Manifest> start_manifest(std::size_t source_count, const PackOptions& options) {
   if (options.job.size() > kMaxJobBytes) {
     return Status::invalid_argument("job name longer than " + std::to_string(kMaxJobBytes) + " bytes");
   }
-  if (sources.size() > kMaxManifestFiles) {
-    return Status::invalid_argument("too many files: " + std::to_string(sources.size()) + " (limit " +
+  if (source_count > kMaxManifestFiles) {
+    return Status::invalid_argument("too many files: " + std::to_string(source_count) + " (limit " +
                                     std::to_string(kMaxManifestFiles) + ")");
   }
   Manifest m;
@@ -377,106 +352,157 @@ Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptio
   m.job = options.job;
   m.step = options.step;
   m.created_ns = options.created_ns.value_or(wall_ns());
+  return m;
+}
 
-  std::vector<PlannedFile> files;
-  std::vector<std::pair<std::size_t, std::size_t>> work;  // (file, chunk)
-  RETURN_IF_ERROR(plan_sources(sources, options.chunk_bytes, m, files, work));
-  PackProgress progress;
-  progress.logical_total = m.logical_bytes();
-
-  // With have/need: the frame facts of every id met so far, so that no id is
-  // sent twice in one run (32 + 8 bytes per distinct chunk).
-  std::map<Digest, FrameFacts> seen;
-  const std::size_t slot_count = std::max<std::size_t>(1, std::min(window, work.size()));
-  // The engine codes each window in one batch; the default one runs on the
-  // same pool (and the caller's zstd level).
-  std::unique_ptr<CodecEngine> own_engine;
+// The engine that codes the windows: the caller's, or a CPU engine over the
+// same pool at the caller's zstd level, kept in `own`.
+Result<CodecEngine*> choose_engine(const PackOptions& options, ThreadPool& pool,
+                                   std::unique_ptr<CodecEngine>& own) {
   CodecEngine* engine = options.engine;
   if (engine == nullptr) {
     CpuEngineOptions eo;
     eo.pool = &pool;
     eo.zstd_level = options.zstd_level;
-    own_engine = make_cpu_engine(eo);
-    engine = own_engine.get();
+    own = make_cpu_engine(eo);
+    engine = own.get();
   }
   if (!engine->supports(MemorySpace::kHost)) {
     return Status::invalid_argument(std::string(engine->kind()) + " codec engine cannot code host memory");
   }
-  std::vector<EncodeJob> jobs;
-  std::vector<EncodedChunk> results;
-  // Two windows of slots: while the calling thread asks have/need about,
-  // codes and emits window k, a helper thread reads and hashes window k + 1
-  // on the same pool, so the pool is not idle during the round trip and
-  // while the sink blocks on a full queue. Only the calling thread uses the
-  // engine.
-  std::vector<Slot> slot_sets[2] = {std::vector<Slot>(slot_count), std::vector<Slot>(slot_count)};
+  return engine;
+}
 
-  // Assigns window `start` to `slots` (calling thread; allocates the leaves
-  // of a file met for the first time, which no other window touches yet).
-  auto assign = [&](std::vector<Slot>& slots, std::size_t start) {
-    const std::size_t n = std::min(slots.size(), work.size() - start);
+// The window pipeline of one pack_files call. Two windows of slots: while
+// the calling thread asks have/need about, codes and emits window k, a helper
+// thread reads and hashes window k + 1 on the same pool, so the pool is not
+// idle during the round trip and while the sink blocks on a full queue. Only
+// the calling thread uses the engine.
+class WindowPipeline {
+ public:
+  WindowPipeline(const PackOptions& options, FrameSink& sink, ThreadPool& pool, CodecEngine& engine,
+                 Manifest& m, std::vector<PlannedFile>& files, std::span<const WorkItem> work)
+      : options_(options), sink_(sink), pool_(pool), engine_(engine), m_(m), files_(files), work_(work) {
+    // With have/need, each window costs one round trip to the receiver
+    // before its chunks are coded, so windows are larger there (fewer round
+    // trips on a long link) than for a local archive.
+    const std::size_t window = options.window_chunks ? options.window_chunks
+                               : options.need ? std::max<std::size_t>(kNeedWindowChunks, 2 * pool.size())
+                                              : 2 * pool.size();
+    const std::size_t slot_count = std::max<std::size_t>(1, std::min(window, work.size()));
+    for (auto& set : slot_sets_) set = std::vector<Slot>(slot_count);
+    progress_.logical_total = m.logical_bytes();
+  }
+
+  Status run() {
+    std::size_t cur_n = assign(slot_sets_[0], 0);
+    prepare(slot_sets_[0], cur_n);
+    int cur = 0;
+    for (std::size_t start = 0; start < work_.size();) {
+      const std::size_t n = cur_n;
+      const std::size_t next_start = start + n;
+      std::size_t next_n = 0;
+      std::jthread ahead;  // joined on every path out of this iteration
+      if (next_start < work_.size()) {
+        std::vector<Slot>& next = slot_sets_[1 - cur];
+        next_n = assign(next, next_start);
+        ahead = std::jthread([this, &next, next_n] { prepare(next, next_n); });
+      }
+      RETURN_IF_ERROR(finish(std::span(slot_sets_[cur]).first(n)));
+      if (ahead.joinable()) ahead.join();
+      cur = 1 - cur;
+      cur_n = next_n;
+      start = next_start;
+    }
+    return Status::ok();
+  }
+
+ private:
+  // Assigns the window at `start` to `slots` (calling thread; allocates the
+  // leaves of a file met for the first time, which no other window touches
+  // yet). Returns the window's chunk count.
+  std::size_t assign(std::vector<Slot>& slots, std::size_t start) {
+    const std::size_t n = std::min(slots.size(), work_.size() - start);
     for (std::size_t j = 0; j < n; ++j) {
-      auto [fi, ci] = work[start + j];
+      auto [fi, ci] = work_[start + j];
       slots[j].file = fi;
       slots[j].chunk = ci;
       slots[j].status = Status::ok();
-      if (ci == 0 && !files[fi].compose_root) files[fi].leaves.assign(leaf_count(m.files[fi].size), Digest{});
+      if (ci == 0 && !files_[fi].compose_root)
+        files_[fi].leaves.assign(leaf_count(m_.files[fi].size), Digest{});
     }
     return n;
-  };
+  }
+
   // Reads and hashes a window. Touches only its slots and the leaf ranges
   // of their chunks.
-  auto prepare = [&](std::vector<Slot>& slots, std::size_t n) {
-    pool.parallel_for(n, [&](std::size_t j) {
+  void prepare(std::vector<Slot>& slots, std::size_t n) {
+    pool_.parallel_for(n, [&](std::size_t j) {
       Slot& s = slots[j];
-      read_chunk(s, files[s.file], m.files[s.file].size);
+      read_chunk(s, files_[s.file], m_.files[s.file].size, options_.direct_io);
     });
-  };
-
-  std::size_t cur_n = assign(slot_sets[0], 0);
-  prepare(slot_sets[0], cur_n);
-  int cur = 0;
-  for (std::size_t start = 0; start < work.size();) {
-    std::vector<Slot>& slots = slot_sets[cur];
-    const std::size_t n = cur_n;
-    const std::size_t next_start = start + n;
-    std::size_t next_n = 0;
-    std::jthread ahead;  // joined on every path out of this iteration
-    if (next_start < work.size()) {
-      next_n = assign(slot_sets[1 - cur], next_start);
-      ahead = std::jthread([&, next_n] { prepare(slot_sets[1 - cur], next_n); });
-    }
-    for (std::size_t j = 0; j < n; ++j) {
-      if (!slots[j].status) return slots[j].status;
-    }
-    if (options.need) {
-      RETURN_IF_ERROR(decide_window(std::span(slots).first(n), options, seen));
-    } else {
-      for (std::size_t j = 0; j < n; ++j) {
-        slots[j].send = true;
-        slots[j].encode = true;
-      }
-    }
-    RETURN_IF_ERROR(encode_window(std::span(slots).first(n), files, *engine, jobs, results));
-    for (std::size_t j = 0; j < n; ++j) {
-      Slot& s = slots[j];
-      if (!s.status) return s.status;
-      RETURN_IF_ERROR(emit_chunk(s, std::span(slots).first(n), files[s.file], m.files[s.file], sink,
-                                 options.need ? &seen : nullptr));
-      progress.logical_done += s.raw.size();
-      ++progress.chunks_done;
-      if (s.send) {
-        progress.frame_bytes += s.encoded.frame_bytes;
-      } else {
-        ++progress.chunks_skipped;
-      }
-    }
-    if (options.progress) options.progress(progress);
-    if (ahead.joinable()) ahead.join();
-    cur = 1 - cur;
-    cur_n = next_n;
-    start = next_start;
   }
+
+  // Decides, codes and emits a prepared window, in order.
+  Status finish(std::span<Slot> slots) {
+    for (const Slot& s : slots) {
+      if (!s.status) return s.status;
+    }
+    if (options_.need) {
+      RETURN_IF_ERROR(decide_window(slots, options_, seen_));
+    } else {
+      for (Slot& s : slots) {
+        s.send = true;
+        s.encode = true;
+      }
+    }
+    RETURN_IF_ERROR(encode_window(slots, files_, engine_, jobs_, results_));
+    for (Slot& s : slots) {
+      if (!s.status) return s.status;
+      RETURN_IF_ERROR(
+          emit_chunk(s, slots, files_[s.file], m_.files[s.file], sink_, options_.need ? &seen_ : nullptr));
+      progress_.logical_done += s.raw.size();
+      ++progress_.chunks_done;
+      if (s.send) {
+        progress_.frame_bytes += s.encoded.frame_bytes;
+      } else {
+        ++progress_.chunks_skipped;
+      }
+    }
+    if (options_.progress) options_.progress(progress_);
+    return Status::ok();
+  }
+
+  const PackOptions& options_;
+  FrameSink& sink_;
+  ThreadPool& pool_;
+  CodecEngine& engine_;
+  Manifest& m_;
+  std::vector<PlannedFile>& files_;
+  std::span<const WorkItem> work_;
+  std::vector<Slot> slot_sets_[2];
+  // With have/need: the frame facts of every id met so far, so that no id is
+  // sent twice in one run (32 + 8 bytes per distinct chunk).
+  std::map<Digest, FrameFacts> seen_;
+  std::vector<EncodeJob> jobs_;  // encode_window's scratch
+  std::vector<EncodedChunk> results_;
+  PackProgress progress_;
+};
+
+}  // namespace
+
+Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptions& options,
+                            FrameSink& sink) {
+  RETURN_IF_ERROR(check_chunk_bytes(options.chunk_bytes));
+  ThreadPool& pool = options.pool ? *options.pool : ThreadPool::shared();
+  ASSIGN_OR_RETURN(Manifest m, start_manifest(sources.size(), options));
+  std::vector<PlannedFile> files;
+  std::vector<WorkItem> work;
+  RETURN_IF_ERROR(plan_sources(sources, options.chunk_bytes, m, files, work));
+  std::unique_ptr<CodecEngine> own_engine;
+  ASSIGN_OR_RETURN(CodecEngine * engine, choose_engine(options, pool, own_engine));
+  WindowPipeline pipeline(options, sink, pool, *engine, m, files, work);
+  RETURN_IF_ERROR(pipeline.run());
   RETURN_IF_ERROR(validate_manifest(m));
   return m;
 }

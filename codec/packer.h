@@ -109,12 +109,20 @@ struct PackOptions {
   // returns them the chunk is not encoded at all; otherwise (or when empty)
   // it is encoded to learn them, and still not sent.
   std::function<std::optional<FrameFacts>(const Digest& id)> known_frame;
+  // Read the files around the page cache (O_DIRECT, base/direct_file.h) so
+  // that packing a checkpoint neither evicts the training job's cached pages
+  // nor fills memory with checkpoint bytes; a file system that refuses
+  // O_DIRECT is read through the cache (said once). false: always through
+  // the cache.
+  bool direct_io = true;
 };
 
 // Packs `sources` (in the given order, which must be strictly ascending by
 // rel_path) into frames sent to `sink` and returns the manifest. Files are
-// read with pread; a file that changes size while being read is Aborted with
-// Detail::kSourceChanged.
+// read with pread from the pool's threads (O_DIRECT unless
+// options.direct_io is false; see docs/BENCHMARKS.md, "io", for why not
+// through io_uring); a file that changes size while being read is Aborted
+// with Detail::kSourceChanged.
 Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptions& options, FrameSink& sink);
 
 }  // namespace ferry

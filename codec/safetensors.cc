@@ -4,17 +4,16 @@
 // only after every value's type has been checked.
 #include "codec/safetensors.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <tuple>
 
+#include "base/aligned_bytes.h"
+#include "base/direct_file.h"
 #include "codec/limits.h"
 
 namespace ferry {
@@ -260,39 +259,6 @@ Status check_tiling(const std::vector<TensorInfo>& tensors, std::uint64_t data_o
   return Status::ok();
 }
 
-// Closes a file descriptor on scope exit.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-// Reads exactly out.size() bytes at `offset`, retrying short reads.
-Status pread_exact(int fd, std::span<std::byte> out, std::uint64_t offset, const std::string& what) {
-  std::size_t done = 0;
-  while (done < out.size()) {
-    ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::from_errno(errno, "reading " + what + " at offset " + std::to_string(offset + done));
-    }
-    if (n == 0) {
-      return Status::corruption("file ended while reading " + what + " at offset " +
-                                std::to_string(offset + done));
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  return Status::ok();
-}
-
 }  // namespace
 
 std::optional<SafetensorsDType> safetensors_dtype(std::string_view name) {
@@ -370,23 +336,27 @@ Result<SafetensorsLayout> parse_safetensors(std::span<const std::byte> prefix, s
 
 Result<SafetensorsLayout> read_safetensors_layout(const std::filesystem::path& path) {
   const std::string where = path.string();
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return Status::from_errno(errno, "opening " + where);
+  // Around the page cache, as the packer reads the chunks after it: a
+  // buffered read here would also pull in the kernel's readahead (megabytes
+  // of tensor data) for a header of kilobytes.
+  ASSIGN_OR_RETURN(DirectReadFile file, DirectReadFile::open(path));
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return Status::from_errno(errno, "stat " + where);
+  if (::fstat(file.fd(), &st) != 0) return Status::from_errno(errno, "stat " + where);
   const auto file_size = static_cast<std::uint64_t>(st.st_size);
 
-  std::vector<std::byte> prefix(kSafetensorsPrefixBytes);
-  if (file_size >= kSafetensorsPrefixBytes) {
-    RETURN_IF_ERROR(pread_exact(fd.get(), prefix, 0, "the length prefix").with_context(where));
-  }
-  auto n = safetensors_header_length(prefix, file_size);
+  // The first block holds the length prefix (and all of a small header).
+  AlignedBytes buf;
+  const auto first = static_cast<std::size_t>(std::min<std::uint64_t>(file_size, kDirectAlignBytes));
+  buf.take(first);
+  RETURN_IF_ERROR(file.read(buf.padded(), first, 0).with_context("reading the length prefix"));
+  auto n = safetensors_header_length(buf.view(), file_size);
   if (!n) return n.status().with_context(where);
-  prefix.resize(kSafetensorsPrefixBytes + *n);
-  RETURN_IF_ERROR(pread_exact(fd.get(), std::span(prefix).subspan(kSafetensorsPrefixBytes),
-                              kSafetensorsPrefixBytes, "the JSON header")
-                      .with_context(where));
-  auto layout = parse_safetensors(prefix, file_size);
+  const std::size_t prefix_bytes = kSafetensorsPrefixBytes + *n;
+  if (prefix_bytes > first) {
+    buf.take(prefix_bytes);
+    RETURN_IF_ERROR(file.read(buf.padded(), prefix_bytes, 0).with_context("reading the JSON header"));
+  }
+  auto layout = parse_safetensors(buf.view().first(prefix_bytes), file_size);
   if (!layout) return layout.status().with_context(where);
   return layout;
 }

@@ -58,20 +58,20 @@ std::string_view op_name(OpKind kind) {
   return "?";
 }
 
-Op Op::read(const File& f, std::span<std::byte> buf, std::uint64_t offset, std::uint64_t tag) {
+Op Op::read(const FileRef& f, std::span<std::byte> buf, std::uint64_t offset, std::uint64_t tag) {
   Op op;
   op.kind = OpKind::kRead;
   op.tag = tag;
-  op.fd = f.fd();
-  op.buffered_fd = f.buffered_fd();
+  op.fd = f.fd;
+  op.buffered_fd = f.buffered_fd;
   op.buf = buf.data();
   op.len = buf.size();
   op.offset = offset;
-  op.name = &f.path();
+  op.name = f.path;
   return op;
 }
 
-Op Op::write(const File& f, std::span<const std::byte> buf, std::uint64_t offset, std::uint64_t tag) {
+Op Op::write(const FileRef& f, std::span<const std::byte> buf, std::uint64_t offset, std::uint64_t tag) {
   // The engine never writes into a write's buffer; the cast only lets one
   // field serve both directions.
   Op op = read(f, {const_cast<std::byte*>(buf.data()), buf.size()}, offset, tag);
@@ -79,16 +79,16 @@ Op Op::write(const File& f, std::span<const std::byte> buf, std::uint64_t offset
   return op;
 }
 
-Op Op::fsync(const File& f, std::uint64_t tag) {
+Op Op::fsync(const FileRef& f, std::uint64_t tag) {
   Op op;
   op.kind = OpKind::kFsync;
   op.tag = tag;
-  op.fd = f.fd();
-  op.name = &f.path();
+  op.fd = f.fd;
+  op.name = f.path;
   return op;
 }
 
-Op Op::fdatasync(const File& f, std::uint64_t tag) {
+Op Op::fdatasync(const FileRef& f, std::uint64_t tag) {
   Op op = fsync(f, tag);
   op.kind = OpKind::kFdatasync;
   return op;

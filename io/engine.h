@@ -28,7 +28,6 @@
 #include <string_view>
 
 #include "base/status.h"
-#include "io/file.h"
 #include "io/io_limits.h"
 #include "io/socket.h"
 
@@ -52,6 +51,17 @@ struct EngineOptions {
   bool recv_multishot = true;
   unsigned threads = kDefaultFallbackThreads;  // fallback: worker threads
   bool log_choice = true;                      // say once on stderr which backend runs
+};
+
+// A file as the engine's file operations name it; owns nothing. `fd`
+// carries the transfers; where it is O_DIRECT, `buffered_fd` is a second
+// descriptor on the same file without O_DIRECT for the transfers O_DIRECT
+// refuses (unaligned offset, length or buffer), -1 otherwise. `path` names
+// the file in error messages and must outlive the operation.
+struct FileRef {
+  int fd = -1;
+  int buffered_fd = -1;
+  const std::string* path = nullptr;
 };
 
 enum class OpKind : std::uint8_t {
@@ -87,10 +97,10 @@ struct Op {
   // MSG_WAITALL), instead of with whatever arrived first.
   bool fill = false;
 
-  static Op read(const File& f, std::span<std::byte> buf, std::uint64_t offset, std::uint64_t tag);
-  static Op write(const File& f, std::span<const std::byte> buf, std::uint64_t offset, std::uint64_t tag);
-  static Op fsync(const File& f, std::uint64_t tag);
-  static Op fdatasync(const File& f, std::uint64_t tag);
+  static Op read(const FileRef& f, std::span<std::byte> buf, std::uint64_t offset, std::uint64_t tag);
+  static Op write(const FileRef& f, std::span<const std::byte> buf, std::uint64_t offset, std::uint64_t tag);
+  static Op fsync(const FileRef& f, std::uint64_t tag);
+  static Op fdatasync(const FileRef& f, std::uint64_t tag);
   static Op connect(const Socket& s, const SocketAddress& to, std::uint64_t tag, int timeout_ms = 0);
   static Op accept(const Socket& listener, std::uint64_t tag, int timeout_ms = 0);
   static Op send(const Socket& s, std::span<const std::byte> buf, std::uint64_t tag, int timeout_ms = 0);

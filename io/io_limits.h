@@ -3,11 +3,12 @@
 
 #include <cstddef>
 
+#include "base/limits.h"
+
 namespace ferry::io {
 
-// O_DIRECT needs offset, length and buffer address aligned to the device's
-// logical block; 4 KiB covers every device ferry meets (512 B and 4 KiB).
-inline constexpr std::size_t kDirectAlignBytes = 4096;
+// O_DIRECT alignment of offsets, lengths and buffers: base/limits.h.
+inline constexpr std::size_t kDirectAlignBytes = ::ferry::kDirectAlignBytes;
 
 inline constexpr unsigned kDefaultQueueDepth = 64;
 inline constexpr unsigned kMaxQueueDepth = 4096;

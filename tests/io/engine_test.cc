@@ -13,8 +13,9 @@
 #include <map>
 #include <random>
 
-#include "io/buffer_pool.h"
 #include "tests/io/engine_fixture.h"
+#include "tests/testing/buffer_pool.h"
+#include "tests/testing/io_file.h"
 #include "tests/testing/testing.h"
 
 namespace ferry::io {
@@ -47,18 +48,18 @@ TEST_P(EngineTest, DirectWriteFsyncReadRoundTripWithRegisteredBuffersAndFiles) {
   auto buf = pool->buffer(0);
   for (std::size_t off = 0; off < data.size(); off += buf.size()) {
     std::memcpy(buf.data(), data.data() + off, buf.size());
-    Completion c = run(Op::write(*file, buf, off, off));
+    Completion c = run(Op::write(file->ref(), buf, off, off));
     ASSERT_TRUE(c.status.is_ok()) << c.status.to_string();
     EXPECT_EQ(c.bytes, buf.size());
   }
-  Completion s = run(Op::fsync(*file, 7));
+  Completion s = run(Op::fsync(file->ref(), 7));
   ASSERT_TRUE(s.status.is_ok()) << s.status.to_string();
-  EXPECT_TRUE(run(Op::fdatasync(*file, 8)).status.is_ok());
+  EXPECT_TRUE(run(Op::fdatasync(file->ref(), 8)).status.is_ok());
   EXPECT_EQ(ferry::testing::read_file(path), data);
 
   auto rbuf = pool->buffer(1);
   for (std::size_t off = 0; off < data.size(); off += rbuf.size()) {
-    Completion c = run(Op::read(*file, rbuf, off, off));
+    Completion c = run(Op::read(file->ref(), rbuf, off, off));
     ASSERT_TRUE(c.status.is_ok()) << c.status.to_string();
     ASSERT_EQ(c.bytes, rbuf.size());
     ASSERT_EQ(0, std::memcmp(rbuf.data(), data.data() + off, rbuf.size())) << "offset " << off;
@@ -95,7 +96,7 @@ TEST_P(EngineTest, DirectReadsWithUnalignedHeadsTailsAndBuffers) {
   for (const Case& k : cases) {
     std::span<std::byte> buf = whole.subspan(k.buf_shift, k.len);
     std::memset(buf.data(), 0xee, buf.size());
-    Completion c = run(Op::read(*file, buf, k.offset, k.offset));
+    Completion c = run(Op::read(file->ref(), buf, k.offset, k.offset));
     ASSERT_TRUE(c.status.is_ok()) << c.status.to_string();
     auto want = slice(data, k.offset, k.len);
     ASSERT_EQ(c.bytes, want.size()) << "offset " << k.offset << " len " << k.len;
@@ -122,12 +123,12 @@ TEST_P(EngineTest, DirectWritesWithUnalignedHeadsAndTails) {
   const std::size_t shifts[] = {0, 0, 0, 3};
   for (int i = 0; i < 4; ++i) {
     auto buf = pool->buffer(0).subspan(shifts[i], lens[i]);
-    Completion c = run(Op::write(*file, buf, offsets[i], i));
+    Completion c = run(Op::write(file->ref(), buf, offsets[i], i));
     ASSERT_TRUE(c.status.is_ok()) << c.status.to_string();
     EXPECT_EQ(c.bytes, lens[i]);
     std::memcpy(expect.data() + offsets[i], buf.data(), lens[i]);
   }
-  ASSERT_TRUE(run(Op::fsync(*file, 9)).status.is_ok());
+  ASSERT_TRUE(run(Op::fsync(file->ref(), 9)).status.is_ok());
   auto got = ferry::testing::read_file(path);
   ASSERT_EQ(got.size(), 200000u);
   EXPECT_EQ(got, expect);
@@ -141,14 +142,14 @@ TEST_P(EngineTest, ShortReadsStopAtEndOfFile) {
   auto file = File::open(path, {});
   ASSERT_TRUE(file.is_ok());
   std::vector<std::byte> buf(20000);
-  Completion c = run(Op::read(*file, buf, 0, 1));
+  Completion c = run(Op::read(file->ref(), buf, 0, 1));
   ASSERT_TRUE(c.status.is_ok());
   EXPECT_EQ(c.bytes, 10000u);
   EXPECT_EQ(0, std::memcmp(buf.data(), data.data(), 10000));
-  c = run(Op::read(*file, buf, 10000, 2));
+  c = run(Op::read(file->ref(), buf, 10000, 2));
   ASSERT_TRUE(c.status.is_ok());
   EXPECT_EQ(c.bytes, 0u);
-  c = run(Op::read(*file, {buf.data(), 0}, 0, 3));
+  c = run(Op::read(file->ref(), {buf.data(), 0}, 0, 3));
   ASSERT_TRUE(c.status.is_ok());
   EXPECT_EQ(c.bytes, 0u);
 }
@@ -160,7 +161,7 @@ TEST_P(EngineTest, ErrorsNameOperationPathOffsetAndErrno) {
   auto file = File::open(path, {});  // read-only
   ASSERT_TRUE(file.is_ok());
   std::vector<std::byte> buf(4096);
-  Completion c = run(Op::write(*file, buf, 8192, 5));
+  Completion c = run(Op::write(file->ref(), buf, 8192, 5));
   ASSERT_FALSE(c.status.is_ok());
   const std::string& m = c.status.message();
   EXPECT_NE(m.find("write"), std::string::npos) << m;
@@ -223,14 +224,14 @@ TEST_P(EngineTest, FullFilesystemIsResourceExhaustedAndNothingFailedIsAcknowledg
   while (done.size() < kBlocks) {
     while (next < kBlocks && engine_->outstanding() < engine_->queue_depth()) {
       std::span<const std::byte> b(data.data() + next * kBlock, kBlock);
-      ASSERT_TRUE(engine_->submit(Op::write(*file, b, next * kBlock, next)).is_ok());
+      ASSERT_TRUE(engine_->submit(Op::write(file->ref(), b, next * kBlock, next)).is_ok());
       ++next;
     }
     auto n = engine_->wait(out, 1, 10'000);
     ASSERT_TRUE(n.is_ok() && *n > 0);
     for (std::size_t i = 0; i < *n; ++i) done[out[i].tag] = std::move(out[i]);
   }
-  Completion fs_sync = run(Op::fsync(*file, 999));
+  Completion fs_sync = run(Op::fsync(file->ref(), 999));
 
   std::size_t failed = 0;
   std::size_t acked_bytes = 0;
@@ -285,7 +286,7 @@ TEST_P(EngineTest, ManyConcurrentReadsWithBackPressure) {
         break;
       }
       buf_of[next] = *b;
-      ASSERT_TRUE(engine_->submit(Op::read(*file, pool->buffer(*b), offsets[next], next)).is_ok());
+      ASSERT_TRUE(engine_->submit(Op::read(file->ref(), pool->buffer(*b), offsets[next], next)).is_ok());
       ++next;
     }
     auto n = engine_->wait(out, 1);
@@ -367,11 +368,11 @@ TEST(UringOptions, SqpollAndSingleThreadModesMoveData) {
     auto file = File::open(path, {.create = true, .truncate = true, .direct = true});
     ASSERT_TRUE(file.is_ok());
     ASSERT_TRUE((*e)->register_file(file->fd()).is_ok());
-    ASSERT_TRUE((*e)->submit(Op::write(*file, data, 0, 1)).is_ok());
+    ASSERT_TRUE((*e)->submit(Op::write(file->ref(), data, 0, 1)).is_ok());
     auto c = (*e)->wait_one(10'000);
     ASSERT_TRUE(c.is_ok() && c->status.is_ok()) << "mode " << mode;
     std::vector<std::byte> back(data.size());
-    ASSERT_TRUE((*e)->submit(Op::read(*file, back, 0, 2)).is_ok());
+    ASSERT_TRUE((*e)->submit(Op::read(file->ref(), back, 0, 2)).is_ok());
     c = (*e)->wait_one(10'000);
     ASSERT_TRUE(c.is_ok() && c->status.is_ok()) << "mode " << mode;
     EXPECT_EQ(c->bytes, data.size());

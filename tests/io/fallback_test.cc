@@ -23,6 +23,7 @@
 #include <string>
 
 #include "io/engine.h"
+#include "tests/testing/io_file.h"
 #include "tests/testing/testing.h"
 
 namespace ferry::io {
@@ -83,9 +84,9 @@ int child_main(int err, const std::string& dir) {
     auto c = engine->wait_one(10'000);
     return c.is_ok() && c->status.is_ok() && c->tag == op.tag;
   };
-  if (!run(Op::write(*file, data, 0, 1)) || !run(Op::fsync(*file, 2))) return kFileFailed;
+  if (!run(Op::write(file->ref(), data, 0, 1)) || !run(Op::fsync(file->ref(), 2))) return kFileFailed;
   std::vector<std::byte> back(data.size());
-  if (!run(Op::read(*file, back, 0, 3))) return kFileFailed;
+  if (!run(Op::read(file->ref(), back, 0, 3))) return kFileFailed;
   return back == data ? kChildOk : kDataMismatch;
 }
 

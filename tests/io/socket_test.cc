@@ -5,8 +5,8 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
-#include "io/buffer_pool.h"
 #include "io/io_limits.h"
+#include "tests/testing/buffer_pool.h"
 
 namespace ferry::io {
 namespace {

@@ -1,9 +1,13 @@
-// file.h: a file opened for the io engine. With direct I/O asked for, it
-// holds two descriptors on the same file: one with O_DIRECT for aligned
-// transfers and one without it for the unaligned heads and tails that
-// O_DIRECT refuses (the engine picks per operation). Where the filesystem
-// refuses O_DIRECT (some tmpfs, FUSE, overlay mounts) the file falls back to
-// buffered I/O and says so in the log once per process.
+// io_file.h: a file opened for the io engine's file operations, a test and
+// benchmark aid (tests/io, `ferry-bench io`): ferry's own files are read and
+// written with plain pread/pwrite (base/direct_file.h, base/posix_file.h;
+// docs/BENCHMARKS.md, "io", has the measurements that chose this), so only
+// the engine's tests and benchmark open files for it. With direct I/O asked
+// for, it holds two descriptors on the same file: one with O_DIRECT for
+// aligned transfers and one without it for the unaligned heads and tails
+// that O_DIRECT refuses (the engine picks per operation). Where the
+// filesystem refuses O_DIRECT (ramfs, some FUSE and overlay mounts) the file
+// falls back to buffered I/O and says so once per process.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +16,7 @@
 
 #include "base/status.h"
 #include "base/unique_fd.h"
+#include "io/engine.h"
 
 namespace ferry::io {
 
@@ -35,6 +40,8 @@ class File {
   // The descriptor without O_DIRECT; -1 when fd() is already buffered.
   int buffered_fd() const { return buffered_.get(); }
   bool direct() const { return buffered_.valid(); }
+  // What the engine's file operations (Op::read, Op::write, ...) take.
+  FileRef ref() const { return {fd(), buffered_fd(), path_.get()}; }
   // Stable for the life of the File, also across moves: operations point at it.
   const std::string& path() const { return *path_; }
 

@@ -1,8 +1,10 @@
 // buffer_pool.h: a fixed set of equal, 4 KiB-aligned I/O buffers carved from
 // one region that is allocated up front, reused for the life of the pool and
-// registered with the engine (io_uring fixed buffers). Where the memory comes
-// from is the allocator's business: plain aligned host memory by default; the
-// GPU engine supplies pinned CUDA host memory through the same interface.
+// registered with the engine (io_uring fixed buffers). A test and benchmark
+// aid for the engine's file operations (tests/io, `ferry-bench io`), which
+// ferry's own files do not use (see io_file.h). Where the memory comes from is
+// the allocator's business: plain aligned host memory by default, or any
+// other HostAllocator (pinned memory, for instance).
 #pragma once
 
 #include <sys/uio.h>

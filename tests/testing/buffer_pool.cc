@@ -1,5 +1,5 @@
 // buffer_pool.cc: the aligned buffer region and its free list.
-#include "io/buffer_pool.h"
+#include "tests/testing/buffer_pool.h"
 
 #include <sys/mman.h>
 

@@ -1,5 +1,5 @@
-// file.cc: opening files for the io engine, with the O_DIRECT fallback.
-#include "io/file.h"
+// io_file.cc: opening files for the io engine, with the O_DIRECT fallback.
+#include "tests/testing/io_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
