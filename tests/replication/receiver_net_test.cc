@@ -388,6 +388,13 @@ std::vector<std::byte> junk_manifest(std::int64_t created_ns, std::size_t path_b
   return ferry::testing::chunkless_manifest(16, path_bytes, created_ns);
 }
 
+// The frames and manifest of a small checkpoint-like tree made from `seed`.
+std::unique_ptr<testing::PackedTree> packed_tree(std::uint64_t seed) {
+  ferry::testing::TempDir src;
+  testing::make_tree(src.path(), seed);
+  return testing::pack_tree(src.path());
+}
+
 // Bytes of the namespace's packs and snapshot files on disk.
 std::uint64_t namespace_bytes_on_disk(const fs::path& dir) {
   std::uint64_t total = 0;
@@ -401,9 +408,7 @@ TEST(ReceiverAttackTest, ManifestsCannotGrowANamespacePastItsQuota) {
   StoreOptions so;
   so.quota_bytes = 256u << 10;
   ReceiverSite site({}, so);
-  ferry::testing::TempDir src;
-  testing::make_tree(src.path(), 21);
-  auto tree = testing::pack_tree(src.path());
+  auto tree = packed_tree(21);
   auto c = site.connect("alpha");
   ASSERT_TRUE(c.is_ok()) << c.status().to_string();
   // Chunks until the quota refuses one...
@@ -452,9 +457,7 @@ TEST(ReceiverAttackTest, SnapshotNamesWithTheTemporaryMarkerAreRefused) {
   // Append-only: such a snapshot would have been acknowledged, then deleted
   // as an interrupted write when the store next opened.
   auto site = append_only_site();
-  ferry::testing::TempDir src;
-  testing::make_tree(src.path(), 22);
-  auto tree = testing::pack_tree(src.path());
+  auto tree = packed_tree(22);
   auto c = site->connect("alpha");
   ASSERT_TRUE(c.is_ok()) << c.status().to_string();
   Status st = testing::push_by_hand(**c, *tree, "x.ferry-tmp-1");
@@ -489,9 +492,7 @@ TEST(ReceiverAttackTest, CreatedTimesFarInTheFutureAreRefused) {
 
 TEST(ReceiverAttackTest, RetentionFollowsTheReceiversClockNotTheHosts) {
   ReceiverSite site;
-  ferry::testing::TempDir src;
-  testing::make_tree(src.path(), 23);
-  auto tree = testing::pack_tree(src.path());
+  auto tree = packed_tree(23);
   auto c = site.connect("alpha");
   ASSERT_TRUE(c.is_ok()) << c.status().to_string();
   // Three empty snapshots dated as far ahead as the receiver allows, before
