@@ -1,16 +1,21 @@
 // io_bench.cc: `ferry-bench io`. Sequential O_DIRECT read and sequential
-// write + fsync of one file through the io_uring engine, the thread-pool
-// fallback and fio (ioengine=io_uring, same block size and queue depth), and
-// loopback TCP throughput through both engines and iperf3. Reports GB/s and
+// O_DIRECT write + fsync of one file through the io_uring engine, the
+// thread-pool fallback and fio (ioengine=io_uring, same block size and queue
+// depth); the same by plain pread/pwrite from a few threads, with O_DIRECT
+// and through the page cache, the way ferry's own files are read (the
+// packer) and written (restore, the store); and loopback TCP throughput
+// through both engines and iperf3. Reports GB/s and
 // process CPU seconds per GB (io_uring's kernel workers and the fallback's
 // threads are threads of this process, so both are counted), as ratios to
 // the baseline measured in the same run.
+#include <fcntl.h>
 #include <gflags/gflags.h>
 #include <sys/socket.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -20,6 +25,9 @@
 #include <thread>
 #include <vector>
 
+#include "base/aligned_bytes.h"
+#include "base/direct_file.h"
+#include "base/posix_file.h"
 #include "bench/bench.h"
 #include "io/engine.h"
 #include "tests/testing/buffer_pool.h"
@@ -37,6 +45,9 @@ DEFINE_bool(io_recv_multishot, true,
             "ferry-bench io: io_uring recvs through multishot receive and a provided buffer ring "
             "(false: one recv request per operation)");
 DEFINE_bool(io_files, true, "ferry-bench io: run the file tests (false: sockets only)");
+DEFINE_uint32(io_pread_threads, 0,
+              "ferry-bench io: threads of the plain pread/pwrite rows (the packer's way of reading: "
+              "each thread reads the next block into its own buffer); 0: one per core");
 DEFINE_bool(io_net_split, false,
             "ferry-bench io: also pair each engine's sender and receiver with a plain blocking "
             "recv/send loop, to see which side limits the loopback rate");
@@ -110,7 +121,7 @@ Status run_file(io::Engine& engine, const io::File& file, io::BufferPool& pool, 
 }
 
 Row file_row(Backend backend, const std::string& path, bool write, std::uint64_t file_bytes) {
-  Row r{write ? "seq write+fsync" : "seq read (O_DIRECT)", runner_name(backend)};
+  Row r{write ? "seq write+fsync" : "seq read", runner_name(backend)};
   auto engine = engine_for(backend);
   if (!engine) {
     r.error = "engine unavailable";
@@ -141,6 +152,55 @@ Row file_row(Backend backend, const std::string& path, bool write, std::uint64_t
   return r;
 }
 
+// Sequential transfer of the whole file by plain blocking calls from
+// --io_pread_threads threads, each taking the next block into its own buffer,
+// as the packer's pool threads read chunks: pread, or pwrite with one fsync
+// at the end, with O_DIRECT or through the page cache (as restore and the
+// store write today). A buffered read starts cold: the file's cached pages
+// are dropped first (POSIX_FADV_DONTNEED).
+Row plain_row(const std::string& path, bool write, bool direct, std::uint64_t file_bytes) {
+  unsigned threads = FLAGS_io_pread_threads ? FLAGS_io_pread_threads : std::thread::hardware_concurrency();
+  Row r{write ? "seq write+fsync" : "seq read", std::string(write ? "pwrite" : "pread") +
+                                                    (direct ? " O_DIRECT (" : " buffered (") +
+                                                    std::to_string(threads) + " threads)"};
+  const std::size_t block = FLAGS_io_block_kib << 10;
+  auto reader = DirectReadFile::open(path, direct);
+  auto writer = open_fd(path, O_WRONLY | (direct ? O_DIRECT : 0));
+  if (!reader.is_ok() || !writer.is_ok()) {
+    r.error = (!reader.is_ok() ? reader.status() : writer.status()).to_string();
+    return r;
+  }
+  if (!write && !direct) (void)::posix_fadvise(reader->fd(), 0, 0, POSIX_FADV_DONTNEED);
+  std::atomic<std::uint64_t> next{0};
+  std::vector<Status> status(threads);
+  double t0 = mono_seconds(), c0 = process_cpu_seconds();
+  {
+    std::vector<std::jthread> workers;
+    for (unsigned t = 0; t < threads; ++t) {
+      workers.emplace_back([&, t] {
+        AlignedBytes buf;
+        buf.take(block);
+        for (std::byte& b : buf.view()) b = std::byte(t * 131 + 7);
+        for (std::uint64_t at; status[t].is_ok() && (at = next.fetch_add(block)) < file_bytes;) {
+          std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(block, file_bytes - at));
+          status[t] = write ? pwrite_all(writer->get(), buf.view().first(n), at, path)
+                            : reader->read(buf.padded(), n, at);
+        }
+      });
+    }
+  }
+  Status st = Status::ok();
+  for (const Status& s : status) {
+    if (!s.is_ok()) st = s;
+  }
+  if (st.is_ok() && write) st = fsync_fd(writer->get(), path);
+  r.seconds = mono_seconds() - t0;
+  r.cpu_seconds = process_cpu_seconds() - c0;
+  r.bytes = static_cast<double>(file_bytes);
+  if (!st.is_ok()) r.error = st.to_string();
+  return r;
+}
+
 std::string run_command(const std::string& cmd) {
   std::string out;
   FILE* p = ::popen(cmd.c_str(), "r");
@@ -153,7 +213,7 @@ std::string run_command(const std::string& cmd) {
 }
 
 Row fio_row(const std::string& path, bool write, std::uint64_t file_bytes) {
-  Row r{write ? "seq write+fsync" : "seq read (O_DIRECT)", "fio io_uring"};
+  Row r{write ? "seq write+fsync" : "seq read", "fio io_uring"};
   std::string cmd = "fio --name=ferry --filename=" + path + " --rw=" + (write ? "write" : "read") +
                     " --bs=" + std::to_string(FLAGS_io_block_kib) +
                     "k --iodepth=" + std::to_string(FLAGS_io_depth) +
@@ -350,8 +410,8 @@ FERRY_BENCH(io, "file and socket I/O: io_uring engine, thread fallback, fio, ipe
   }
   std::string path = FLAGS_io_dir + "/ferry-bench-io." + std::to_string(::getpid());
   std::printf(
-      "ferry-bench io: file %llu MiB in %s, block %llu KiB, queue depth %u, O_DIRECT; "
-      "tcp %llu MiB over 127.0.0.1\n",
+      "ferry-bench io: file %llu MiB in %s, block %llu KiB, queue depth %u, "
+      "O_DIRECT but the buffered rows; tcp %llu MiB over 127.0.0.1\n",
       static_cast<unsigned long long>(FLAGS_io_file_mib), FLAGS_io_dir.c_str(),
       static_cast<unsigned long long>(FLAGS_io_block_kib), FLAGS_io_depth,
       static_cast<unsigned long long>(FLAGS_io_net_mib));
@@ -371,6 +431,8 @@ FERRY_BENCH(io, "file and socket I/O: io_uring engine, thread fallback, fio, ipe
     if (!FLAGS_io_files) break;
     rows.push_back(file_row(Backend::kUring, path, write, file_bytes));
     rows.push_back(file_row(Backend::kThreads, path, write, file_bytes));
+    rows.push_back(plain_row(path, write, true, file_bytes));
+    rows.push_back(plain_row(path, write, false, file_bytes));
     if (FLAGS_io_baselines) rows.push_back(fio_row(path, write, file_bytes));
   }
   ::unlink(path.c_str());

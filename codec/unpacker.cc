@@ -184,6 +184,8 @@ Status unpack_frames(const FrameSource& source, const std::filesystem::path& out
     open[f] = std::move(file);
     return Status::ok();
   };
+  // Through the page cache on purpose: the restored files are what the
+  // restarting job reads next (docs/BENCHMARKS.md, "ferry's own files").
   hooks.on_chunk = [&](std::size_t f, std::size_t c, std::span<const std::byte> data) {
     const AtomicFile& file = *open[f];
     return pwrite_all(file.fd(), data, m.files[f].chunks[c].offset, file.temp_path());

@@ -49,7 +49,9 @@ Result<std::vector<std::byte>> read_whole(const std::filesystem::path& path, std
   return bytes;
 }
 
-// Appends the whole record (framing + frame) at `offset` with one pwritev.
+// Appends the whole record (framing + frame) at `offset` with one pwritev,
+// through the page cache (not O_DIRECT, not io_uring: docs/BENCHMARKS.md,
+// "ferry's own files").
 Status write_record(int fd, const std::filesystem::path& path, std::uint64_t offset,
                     const RecordFraming& framing, std::span<const std::byte> frame) {
   iovec iov[3] = {{const_cast<std::byte*>(framing.header.data()), framing.header.size()},

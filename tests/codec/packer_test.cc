@@ -426,7 +426,9 @@ TEST_F(PackerDirectTest, DirectReadsLeaveNoPageOfAPackedFileInTheCache) {
   auto again = pack_files(sources_, {.direct_io = false}, buffered_sink);
   ASSERT_TRUE(again.is_ok()) << again.status().to_string();
   for (const auto& [name, data] : contents_) {
-    if (!data.empty()) EXPECT_GT(resident_pages(dir_ / name), 0u) << name;
+    if (!data.empty()) {
+      EXPECT_GT(resident_pages(dir_ / name), 0u) << name;
+    }
   }
 }
 
