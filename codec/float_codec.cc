@@ -270,6 +270,14 @@ std::size_t FloatEncoder::encode_plane(const std::uint8_t* plane, std::size_t n,
 
 void FloatEncoder::encode(std::span<const std::byte> in, int element_width, std::vector<std::byte>& out) {
   FERRY_CHECK(valid_width(element_width));
+  out.resize(float_encode_bound(in.size(), element_width));
+  out.resize(encode_into(in, element_width, out));
+}
+
+std::size_t FloatEncoder::encode_into(std::span<const std::byte> in, int element_width,
+                                      std::span<std::byte> out) {
+  FERRY_CHECK(valid_width(element_width));
+  FERRY_CHECK(out.size() >= float_encode_bound(in.size(), element_width));
   const auto w = static_cast<std::size_t>(element_width);
   const std::size_t n = in.size() / w;
   const std::size_t tail = in.size() % w;
@@ -278,14 +286,13 @@ void FloatEncoder::encode(std::span<const std::byte> in, int element_width, std:
   auto* planes = reinterpret_cast<std::uint8_t*>(planes_.data());
   split_planes(src, n, element_width, planes);
 
-  out.resize(float_encode_bound(in.size(), element_width));
   auto* dst = reinterpret_cast<std::uint8_t*>(out.data());
   std::size_t pos = w;
   for (std::size_t p = 0; p < w; ++p) pos = encode_plane(planes + p * n, n, static_cast<int>(p), dst, pos);
   if (tail) std::memcpy(dst + pos, src + n * w, tail);
   pos += tail;
   FERRY_CHECK(pos <= out.size());
-  out.resize(pos);
+  return pos;
 }
 
 Status FloatDecoder::decode(std::span<const std::byte> payload, int element_width, std::span<std::byte> out) {

@@ -27,6 +27,10 @@ class FloatEncoder {
   // (resized to the payload). Always succeeds for valid widths; the caller
   // compares out.size() with in.size() to choose raw.
   void encode(std::span<const std::byte> in, int element_width, std::vector<std::byte>& out);
+  // The same bytes, written at the start of `out`, which holds at least
+  // float_encode_bound(in.size(), element_width) bytes (FERRY_CHECKed), so a
+  // frame's payload is coded where it is sent from. Returns the payload size.
+  std::size_t encode_into(std::span<const std::byte> in, int element_width, std::span<std::byte> out);
 
  private:
   // Writes plane `p` (n symbols at `plane`) at out[pos..]; returns the new pos.

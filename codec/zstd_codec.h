@@ -18,6 +18,9 @@ namespace ferry {
 
 inline constexpr int kDefaultZstdLevel = 3;
 
+// The largest zstd frame compress() can make of raw_bytes (ZSTD_compressBound).
+std::size_t zstd_compress_bound(std::size_t raw_bytes);
+
 class ZstdCompressor {
  public:
   ZstdCompressor();
@@ -28,6 +31,10 @@ class ZstdCompressor {
   // Compresses `in` into `out` (resized to the zstd frame, which records its
   // content size). Fails only when libzstd does (out of memory).
   Status compress(std::span<const std::byte> in, int level, std::vector<std::byte>& out);
+  // Compresses `in` into the start of `out`, which holds at least
+  // zstd_compress_bound(in.size()) bytes (FERRY_CHECKed); the bytes are
+  // those compress() makes. The zstd frame's size, or libzstd's failure.
+  Result<std::size_t> compress_into(std::span<const std::byte> in, int level, std::span<std::byte> out);
 
  private:
   struct Deleter {

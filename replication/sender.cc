@@ -111,27 +111,43 @@ class TokenBucket {
   Clock::time_point last_;
 };
 
-// Frame buffers given back when their frames are retired and taken again for
-// the next frames: a fresh multi-MiB buffer per frame costs a page fault and
-// the kernel's zeroing for every 4 KiB, about as much CPU as the copy into it.
-// It holds at most what was in flight at once (queue + stream windows).
+// Frame buffers given back when their frames are retired and lent again to
+// the packer, which codes the next frames straight into them: a fresh
+// multi-MiB buffer per frame costs a page fault and the kernel's zeroing for
+// every 4 KiB, about as much CPU as coding into it. Every buffer has room for
+// a frame of the push's largest chunk, so any buffer serves any chunk. It
+// holds at most what was in flight at once (queue + stream windows + the
+// packer's window being coded).
 class FrameBuffers {
  public:
-  std::vector<std::byte> take() {
-    std::lock_guard lock(mu_);
-    if (free_.empty()) return {};
-    std::vector<std::byte> v = std::move(free_.back());
-    free_.pop_back();
+  explicit FrameBuffers(std::size_t buffer_bytes) : buffer_bytes_(buffer_bytes) {}
+  // A buffer of size `bytes`, recycled when one is free. Its bytes are stale
+  // (they are overwritten): a recycled buffer keeps its last frame's size,
+  // so resizing zeroes only the difference.
+  std::vector<std::byte> take(std::size_t bytes) {
+    std::vector<std::byte> v;
+    {
+      std::lock_guard lock(mu_);
+      if (!free_.empty()) {
+        v = std::move(free_.back());
+        free_.pop_back();
+      }
+    }
+    if (v.capacity() < bytes) {
+      v = {};
+      v.reserve(std::max(bytes, buffer_bytes_));
+    }
+    v.resize(bytes);
     return v;
   }
   void give(std::vector<std::byte>&& v) {
     if (v.capacity() == 0) return;
-    v.clear();
     std::lock_guard lock(mu_);
     free_.push_back(std::move(v));
   }
 
  private:
+  const std::size_t buffer_bytes_;
   std::mutex mu_;
   std::vector<std::vector<std::byte>> free_;
 };
@@ -518,25 +534,30 @@ class Stream {
   bool progressed_ = false;  // a frame was retired in this turn of loop()
 };
 
-// Frames from the packer into the queue.
+// Frames from the packer into the queue. The packer codes them into buffers
+// it borrows from `buffers` (lend_frame), which become the PUT messages'
+// frames as they are: no frame is copied on its way to the streams.
 class QueueSink : public FrameSink {
  public:
   QueueSink(FrameQueue& queue, FrameBuffers& buffers, const AbortFlag& abort)
       : queue_(queue), buffers_(buffers), abort_(abort) {}
-  Status put_frame(const ManifestFile& file, const ManifestChunk& chunk,
-                   std::span<const std::byte> frame) override {
+  std::vector<std::byte> lend_frame(std::size_t bytes) override { return buffers_.take(bytes); }
+  Status put_lent_frame(const ManifestFile& file, const ManifestChunk& chunk,
+                        std::vector<std::byte>&& frame) override {
     (void)file;
     auto item = std::make_unique<Outgoing>();
     item->id = chunk.id;
     Put put;
-    put.frame = buffers_.take();
-    // Room for any frame of this chunk size, so a reused buffer that took a
-    // small frame is never reallocated for a larger one.
-    put.frame.reserve(max_frame_bytes(chunk.length));
-    put.frame.assign(frame.begin(), frame.end());
+    put.frame = std::move(frame);
     item->put = std::move(put);
     item->buffers = &buffers_;
     return queue_.push(std::move(item), abort_);
+  }
+  Status put_frame(const ManifestFile& file, const ManifestChunk& chunk,
+                   std::span<const std::byte> frame) override {
+    std::vector<std::byte> copy = buffers_.take(frame.size());
+    std::copy(frame.begin(), frame.end(), copy.begin());
+    return put_lent_frame(file, chunk, std::move(copy));
   }
 
  private:
@@ -601,7 +622,8 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   RETURN_IF_ERROR(control.ensure());
   ASSIGN_OR_RETURN(auto known, known_frames(control));
 
-  FrameBuffers buffers;  // outlives every frame of the queue and the streams
+  // Outlives every frame of the queue and the streams.
+  FrameBuffers buffers(frame_room_bytes(options.chunk_bytes));
   FrameQueue queue(options.queue_bytes);
   TokenBucket bucket(options.bandwidth_bytes_per_s);
   const int n_streams = std::clamp(options.streams, 1, kMaxPushStreams);

@@ -163,6 +163,73 @@ TEST(PackerTest, OutputDoesNotDependOnParallelism) {
   EXPECT_EQ(runs[0], runs[2]);
 }
 
+// Lends its own buffers for the frames it will be sent (FrameSink::
+// lend_frame) and records where each frame arrives.
+class LendingSink : public RecordingSink {
+ public:
+  std::vector<std::byte> lend_frame(std::size_t bytes) override {
+    std::vector<std::byte> v(bytes, std::byte{0xa5});  // stale bytes must not leak into a frame
+    lent.insert(v.data());
+    lent_sizes.push_back(bytes);
+    return v;
+  }
+  Status put_lent_frame(const ManifestFile& file, const ManifestChunk& chunk,
+                        std::vector<std::byte>&& frame) override {
+    in_lent_buffer += lent.erase(frame.data());
+    kept.push_back(std::move(frame));  // keeps the address from being lent again
+    return put_frame(file, chunk, kept.back());
+  }
+  std::set<const std::byte*> lent;
+  std::vector<std::size_t> lent_sizes;
+  std::vector<std::vector<std::byte>> kept;
+  std::size_t in_lent_buffer = 0;
+};
+
+TEST(PackerTest, FramesAreCodedIntoBuffersTheSinkLends) {
+  testing::TempDir dir;
+  make_tree(dir.path(), testing::test_seed());
+  testing::write_file(dir / "zeros", std::vector<std::byte>(2u << 20));
+  auto sources = list_pack_sources(dir.path());
+  ASSERT_TRUE(sources.is_ok());
+  ThreadPool pool(2);
+  PackOptions opts;
+  opts.pool = &pool;
+  opts.chunk_bytes = 1u << 20;
+  opts.created_ns = 9;
+  opts.host = "h";
+  RecordingSink plain;
+  auto want = pack_files(*sources, opts, plain);
+  ASSERT_TRUE(want.is_ok()) << want.status().to_string();
+
+  // Every frame is coded into a lent buffer, as the plain sink's copy has it.
+  LendingSink lending;
+  auto m = pack_files(*sources, opts, lending);
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  EXPECT_EQ(serialize_manifest(*m), serialize_manifest(*want));
+  EXPECT_EQ(lending.frames, plain.frames);
+  EXPECT_EQ(lending.in_lent_buffer, plain.frames.size());
+  EXPECT_TRUE(lending.lent.empty()) << "every lent buffer comes back with its frame";
+  for (std::size_t i = 0; i < lending.chunks.size(); ++i) {
+    EXPECT_EQ(lending.lent_sizes[i], frame_room_bytes(lending.chunks[i].length));
+  }
+
+  // With have/need, only the chunks to send get a buffer; a chunk coded only
+  // to learn its frame size is coded into the packer's own memory.
+  opts.need = [](std::span<const Digest> ids) -> Result<std::vector<bool>> {
+    std::vector<bool> out;
+    for (std::size_t i = 0; i < ids.size(); ++i) out.push_back(i % 2 == 0);
+    return out;
+  };
+  LendingSink half;
+  auto part = pack_files(*sources, opts, half);
+  ASSERT_TRUE(part.is_ok()) << part.status().to_string();
+  EXPECT_EQ(serialize_manifest(*part), serialize_manifest(*want));
+  EXPECT_GT(half.frames.size(), 0u);
+  EXPECT_LT(half.frames.size(), plain.frames.size());
+  EXPECT_EQ(half.lent_sizes.size(), half.frames.size());
+  EXPECT_EQ(half.in_lent_buffer, half.frames.size());
+}
+
 TEST(PackerTest, RejectsBadOptionsAndUnsortedSources) {
   testing::TempDir dir;
   testing::write_file(dir / "x", {std::byte{1}});
