@@ -176,28 +176,35 @@ void merge_planes(const std::uint8_t* const* planes, std::size_t n, int w, std::
   }
 }
 
-// Counts symbols at indices 0, stride, 2*stride, ... Four sub-tables break
-// the store-to-load dependency when neighbouring symbols repeat (they do:
-// exponents of trained weights cluster on a few values).
+// Counts symbols at indices 0, stride, 2*stride, ... One sub-table per byte
+// of a word breaks the store-to-load dependency when neighbouring symbols
+// repeat (they do: exponents of trained weights cluster on a few values);
+// eight measured 10-15% faster than four on the corpus's exponent planes.
 void histogram(const std::uint8_t* p, std::size_t n, std::size_t stride, std::uint32_t counts[kAlphabet]) {
-  std::uint32_t sub[4][kAlphabet] = {};
+  constexpr int kSub = 8;
+  std::uint32_t sub[kSub][kAlphabet] = {};
   std::size_t i = 0;
   if (stride == 1) {
     for (; i + 8 <= n; i += 8) {
       std::uint64_t v;
       std::memcpy(&v, p + i, 8);
+      // Written out: as a loop, GCC does not unroll it and it runs at half speed.
       ++sub[0][v & 0xff];
       ++sub[1][(v >> 8) & 0xff];
       ++sub[2][(v >> 16) & 0xff];
       ++sub[3][(v >> 24) & 0xff];
-      ++sub[0][(v >> 32) & 0xff];
-      ++sub[1][(v >> 40) & 0xff];
-      ++sub[2][(v >> 48) & 0xff];
-      ++sub[3][v >> 56];
+      ++sub[4][(v >> 32) & 0xff];
+      ++sub[5][(v >> 40) & 0xff];
+      ++sub[6][(v >> 48) & 0xff];
+      ++sub[7][v >> 56];
     }
   }
   for (; i < n; i += stride) ++sub[0][p[i]];
-  for (int s = 0; s < kAlphabet; ++s) counts[s] = sub[0][s] + sub[1][s] + sub[2][s] + sub[3][s];
+  for (int s = 0; s < kAlphabet; ++s) {
+    std::uint32_t total = 0;
+    for (int k = 0; k < kSub; ++k) total += sub[k][s];
+    counts[s] = total;
+  }
 }
 
 // Estimated bytes of the coded symbols: ceil(bits_q16 / (8 * 2^16)).
