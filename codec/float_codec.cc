@@ -245,7 +245,7 @@ std::size_t FloatEncoder::encode_plane(const std::uint8_t* plane, std::size_t n,
   std::uint32_t freq[kAlphabet];
   if (!plane_pays(plane, n, p != 0, freq)) {
     out[p] = kModeRaw;
-    if (n) std::memcpy(out + pos, plane, n);
+    if (n) std::memmove(out + pos, plane, n);  // may overlap: see encode_into
     return pos + n;
   }
   out[p] = kModeCoded;
@@ -268,7 +268,7 @@ std::size_t FloatEncoder::encode_plane(const std::uint8_t* plane, std::size_t n,
     const std::uint8_t* sym = plane + b * kBlockSymbols;
     std::size_t m = std::min(kBlockSymbols, n - b * kBlockSymbols);
     std::size_t size = rans::encode_block(*table_, sym, m, *words_, out + pos);
-    if (size == m) std::memcpy(out + pos, sym, m);
+    if (size == m) std::memmove(out + pos, sym, m);  // may overlap: see encode_into
     put_u16(stored + 2 * b, static_cast<std::uint32_t>(size));
     pos += size;
   }
@@ -288,12 +288,20 @@ std::size_t FloatEncoder::encode_into(std::span<const std::byte> in, int element
   const auto w = static_cast<std::size_t>(element_width);
   const std::size_t n = in.size() / w;
   const std::size_t tail = in.size() % w;
-  if (planes_.size() < n * w) planes_.resize(n * w);
   auto* src = reinterpret_cast<const std::uint8_t*>(in.data());
-  auto* planes = reinterpret_cast<std::uint8_t*>(planes_.data());
+  auto* dst = reinterpret_cast<std::uint8_t*>(out.data());
+  // The planes are split into the last n * w bytes of `out` and coded from
+  // there towards its start, so no scratch the size of the chunk is needed.
+  // The bound leaves at least w + w * (kMaxTableBytes + 2 * blocks) bytes in
+  // front of them, so the output never passes the input it still has to
+  // read: before plane p, pos <= w + (tables and block sizes of planes < p)
+  // + p * n <= plane p's start; within it the table and block sizes fit in
+  // that slack, and block b's output (at most its m symbols, written only
+  // after the block is read) ends no later than block b itself. Raw planes
+  // and raw blocks therefore move down with memmove.
+  std::uint8_t* planes = dst + out.size() - n * w;
   split_planes(src, n, element_width, planes);
 
-  auto* dst = reinterpret_cast<std::uint8_t*>(out.data());
   std::size_t pos = w;
   for (std::size_t p = 0; p < w; ++p) pos = encode_plane(planes + p * n, n, static_cast<int>(p), dst, pos);
   if (tail) std::memcpy(dst + pos, src + n * w, tail);

@@ -20,7 +20,9 @@ namespace ferry {
 // form may transiently exceed the input; callers fall back to raw then).
 std::size_t float_encode_bound(std::size_t raw_bytes, int element_width);
 
-// Reusable scratch for one thread; the hot path allocates nothing once warm.
+// Reusable scratch for one thread; the hot path allocates nothing once warm
+// (the planes are split inside the output buffer, so there is no scratch the
+// size of a chunk).
 class FloatEncoder {
  public:
   // Encodes `in` as elements of element_width (1, 2 or 4) bytes into `out`
@@ -37,7 +39,6 @@ class FloatEncoder {
   std::size_t encode_plane(const std::uint8_t* plane, std::size_t n, int p, std::uint8_t* out,
                            std::size_t pos);
 
-  std::vector<std::byte> planes_;
   std::unique_ptr<rans::EncScratch> words_;
   std::unique_ptr<rans::EncTable> table_;
 };
