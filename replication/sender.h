@@ -50,7 +50,11 @@ inline constexpr int kMaxPushStreams = 64;
 // max_inflight_puts): 32 MiB keeps 4 streams busy at 1 Gbit/s and 1 s RTT.
 inline constexpr std::uint64_t kDefaultStreamWindowBytes = 32ull << 20;
 // Frames coded but not yet taken by a stream; back-pressure on the packer.
-inline constexpr std::uint64_t kDefaultQueueBytes = 64ull << 20;
+// The windows in flight hold no frame memory (frames are released once
+// sent), so the queue need only keep the streams fed when a window opens,
+// beside the packer's window of coded frames waiting to enter it; more
+// would only be memory first-touched on every push.
+inline constexpr std::uint64_t kDefaultQueueBytes = 4ull << 20;
 // The software name sent in HELLO.
 inline constexpr const char* kSenderSoftware = "ferry-push 0.1";
 
