@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <set>
 
+#include "codec/archive.h"
 #include "codec/packer.h"
 #include "tests/replication/sender_fixture.h"
 #include "tests/testing/testing.h"
@@ -18,21 +19,6 @@ namespace ferry::replication {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Keeps every frame with its file's manifest entry.
-class KeepingSink : public FrameSink {
- public:
-  Status put_frame(const ManifestFile& file, const ManifestChunk& chunk,
-                   std::span<const std::byte> frame) override {
-    files.push_back(file);
-    chunks.push_back(chunk);
-    frames.emplace_back(frame.begin(), frame.end());
-    return Status::ok();
-  }
-  std::vector<ManifestFile> files;
-  std::vector<ManifestChunk> chunks;
-  std::vector<std::vector<std::byte>> frames;
-};
 
 class FrameRebuilderTest : public ::testing::Test {
  protected:
@@ -50,39 +36,48 @@ class FrameRebuilderTest : public ::testing::Test {
     auto sources = list_pack_sources(dir_ / "src");
     ASSERT_TRUE(sources.is_ok());
     sources_ = *sources;
+    // The packer's frames, kept in an archive.
+    auto writer = ArchiveWriter::create(dir_ / "packed.ferry");
+    ASSERT_TRUE(writer.is_ok());
     PackOptions o;
     o.chunk_bytes = 256u << 10;
     o.created_ns = 1;
     o.host = "h";
-    auto m = pack_files(sources_, o, sink_);
+    auto m = pack_files(sources_, o, *writer);
     ASSERT_TRUE(m.is_ok()) << m.status().to_string();
-  }
-
-  ChunkOrigin origin(std::size_t i) const {
-    for (const PackSource& s : sources_) {
-      if (s.rel_path == sink_.files[i].path) return chunk_origin(s.path, sink_.files[i], sink_.chunks[i]);
+    ASSERT_TRUE(writer->finish(*m).is_ok());
+    auto reader = ArchiveReader::open(dir_ / "packed.ferry");
+    ASSERT_TRUE(reader.is_ok());
+    for (std::size_t f = 0; f < m->files.size(); ++f) {
+      for (std::size_t c = 0; c < m->files[f].chunks.size(); ++c) {
+        origins_.push_back(chunk_origin(sources_[f].path, m->files[f], m->files[f].chunks[c]));
+        names_.push_back(m->files[f].path);
+        frames_.emplace_back();
+        ASSERT_TRUE(reader->read_frame(f, c, frames_.back()).is_ok());
+      }
     }
-    ADD_FAILURE() << "no source " << sink_.files[i].path;
-    return {};
   }
 
   testing::TempDir dir_;
   std::vector<PackSource> sources_;
-  KeepingSink sink_;
+  // Per chunk of the checkpoint, in order: its origin, file name and frame.
+  std::vector<ChunkOrigin> origins_;
+  std::vector<std::string> names_;
+  std::vector<std::vector<std::byte>> frames_;
 };
 
 TEST_F(FrameRebuilderTest, RebuildsThePackersFramesByteForByte) {
   FrameRebuilder rebuilder(kDefaultZstdLevel);
   std::set<Codec> codecs;
   bool trial = false, by_dtype = false;
-  for (std::size_t i = 0; i < sink_.frames.size(); ++i) {
-    const ChunkOrigin o = origin(i);
+  for (std::size_t i = 0; i < frames_.size(); ++i) {
+    const ChunkOrigin& o = origins_[i];
     trial |= o.trial;
     by_dtype |= !o.trial;
     std::vector<std::byte> frame(frame_room_bytes(o.chunk.length), std::byte{0x77});
     Status st = rebuilder.rebuild(o, frame);
     ASSERT_TRUE(st.is_ok()) << st.to_string();
-    EXPECT_EQ(frame, sink_.frames[i]) << sink_.files[i].path << " @" << o.chunk.offset;
+    EXPECT_EQ(frame, frames_[i]) << names_[i] << " @" << o.chunk.offset;
     codecs.insert(static_cast<Codec>(o.chunk.codec));
   }
   EXPECT_TRUE(trial && by_dtype) << "chunks of both kinds of file";
@@ -96,11 +91,11 @@ TEST_F(FrameRebuilderTest, AChangedChunkAMissingFileAndAnotherLevelAreErrors) {
   // One byte of adam.bin's second chunk flips: that chunk fails, naming the
   // file and the chunk's offset; the file's other chunks still rebuild.
   std::vector<std::size_t> adam;
-  for (std::size_t i = 0; i < sink_.files.size(); ++i) {
-    if (sink_.files[i].path == "adam.bin") adam.push_back(i);
+  for (std::size_t i = 0; i < names_.size(); ++i) {
+    if (names_[i] == "adam.bin") adam.push_back(i);
   }
   ASSERT_GE(adam.size(), 2u);
-  const ChunkOrigin second = origin(adam[1]);
+  const ChunkOrigin& second = origins_[adam[1]];
   {
     auto fd = open_fd(second.path, O_WRONLY);
     ASSERT_TRUE(fd.is_ok());
@@ -115,15 +110,15 @@ TEST_F(FrameRebuilderTest, AChangedChunkAMissingFileAndAnotherLevelAreErrors) {
             std::string::npos)
       << st.message();
   EXPECT_NE(st.message().find("changed"), std::string::npos) << st.message();
-  const ChunkOrigin first = origin(adam[0]);
+  const ChunkOrigin& first = origins_[adam[0]];
   frame.assign(frame_room_bytes(first.chunk.length), std::byte{0});
   EXPECT_TRUE(rebuilder.rebuild(first, frame).is_ok());
 
   // The file is gone.
   fs::remove(dir_ / "src/noise.bin");
-  for (std::size_t i = 0; i < sink_.files.size(); ++i) {
-    if (sink_.files[i].path != "noise.bin") continue;
-    const ChunkOrigin o = origin(i);
+  for (std::size_t i = 0; i < names_.size(); ++i) {
+    if (names_[i] != "noise.bin") continue;
+    const ChunkOrigin& o = origins_[i];
     frame.assign(frame_room_bytes(o.chunk.length), std::byte{0});
     st = rebuilder.rebuild(o, frame);
     EXPECT_FALSE(st.is_ok());
@@ -134,9 +129,8 @@ TEST_F(FrameRebuilderTest, AChangedChunkAMissingFileAndAnotherLevelAreErrors) {
   // A zstd chunk coded at another level than the packer's comes out in
   // another size: refused, never sent in place of the first frame.
   FrameRebuilder other(19);
-  for (std::size_t i = 0; i < sink_.files.size(); ++i) {
-    if (static_cast<Codec>(sink_.chunks[i].codec) != Codec::kZstd) continue;
-    const ChunkOrigin o = origin(i);
+  for (const ChunkOrigin& o : origins_) {
+    if (static_cast<Codec>(o.chunk.codec) != Codec::kZstd) continue;
     frame.assign(frame_room_bytes(o.chunk.length), std::byte{0});
     st = other.rebuild(o, frame);
     EXPECT_EQ(st.code(), Code::kInternal) << st.to_string();

@@ -109,13 +109,17 @@ TEST_F(SenderTest, TenPercentOfTensorsChangedSendsAboutTenPercent) {
   expect_snapshot_equals(site_->store(), "st-2", dir_ / "v2");
 }
 
-TEST_F(SenderTest, ReceiverRestartMidPushResumesWithoutResendingDurableChunks) {
+// `n` files part0.. of `bytes` random bytes each in `dir`.
+void write_random_parts(const fs::path& dir, int n, std::size_t bytes) {
   const std::uint64_t seed = testing::test_seed();
-  fs::create_directories(dir_ / "big");
-  for (int i = 0; i < 4; ++i) {
-    testing::write_file(dir_ / "big" / ("part" + std::to_string(i)),
-                        testing::random_bytes(8u << 20, seed + i));
+  fs::create_directories(dir);
+  for (int i = 0; i < n; ++i) {
+    testing::write_file(dir / ("part" + std::to_string(i)), testing::random_bytes(bytes, seed + i));
   }
+}
+
+TEST_F(SenderTest, ReceiverRestartMidPushResumesWithoutResendingDurableChunks) {
+  write_random_parts(dir_ / "big", 4, 8u << 20);
   auto o = options("resume-1");
   o.streams = 2;
   o.stream_window_bytes = 1u << 20;
@@ -156,12 +160,7 @@ TEST_F(SenderTest, ReceiverRestartMidPushResumesWithoutResendingDurableChunks) {
 // checkpoint), and memory must still stay at that bound, far below the 96
 // frames pushed.
 TEST_F(SenderTest, FrameMemoryCoversOnlyFramesNotYetSent) {
-  const std::uint64_t seed = testing::test_seed();
-  fs::create_directories(dir_ / "src");
-  for (int i = 0; i < 3; ++i) {
-    testing::write_file(dir_ / "src" / ("part" + std::to_string(i)),
-                        testing::random_bytes(2u << 20, seed + i));
-  }
+  write_random_parts(dir_ / "src", 3, 2u << 20);
   testing::LinkOptions lo;
   lo.target = site_->target();
   lo.delay_ms = 5;
