@@ -115,14 +115,28 @@ EncodedChunk ChunkEncoder::encode(std::span<const std::byte> chunk, DType dtype,
   return encode_with_id(chunk, dtype, chunk_id(chunk, opts.pool), frame, opts);
 }
 
+std::size_t frame_room_bytes(std::size_t raw_bytes) {
+  std::size_t payload = std::max(raw_bytes, zstd_compress_bound(raw_bytes));
+  for (int width : {1, 2, 4}) payload = std::max(payload, float_encode_bound(raw_bytes, width));
+  return kFrameHeaderBytes + payload;
+}
+
 std::span<const std::byte> ChunkEncoder::code_payload(std::span<const std::byte> chunk, DType dtype,
-                                                      const EncodeOptions& opts, Codec& codec) {
+                                                      const EncodeOptions& opts, Codec& codec,
+                                                      std::span<std::byte> room) {
   FERRY_CHECK(chunk.size() <= kMaxChunkBytes);
   codec = choose_chunk_codec(chunk, dtype, opts.trial, choice_);
   std::span<const std::byte> payload = chunk;
   if (codec == Codec::kZstd) {
     // A failed compression (out of memory) is not fatal: the chunk goes raw.
-    if (choice_.zstd.compress(chunk, opts.zstd_level, payload_).is_ok()) {
+    if (room.size() >= zstd_compress_bound(chunk.size())) {
+      Result<std::size_t> n = choice_.zstd.compress_into(chunk, opts.zstd_level, room);
+      if (n) {
+        payload = room.first(*n);
+      } else {
+        codec = Codec::kRaw;
+      }
+    } else if (choice_.zstd.compress(chunk, opts.zstd_level, payload_).is_ok()) {
       payload = payload_;
     } else {
       codec = Codec::kRaw;
@@ -131,10 +145,13 @@ std::span<const std::byte> ChunkEncoder::code_payload(std::span<const std::byte>
     const int width = codec_element_width(codec);
     if (choice_.buf_width == width) {
       payload_.swap(choice_.buf);  // a chunk no larger than the sample was encoded by the trial
+      payload = payload_;
+    } else if (room.size() >= float_encode_bound(chunk.size(), width)) {
+      payload = room.first(choice_.floats.encode_into(chunk, width, room));
     } else {
       choice_.floats.encode(chunk, width, payload_);
+      payload = payload_;
     }
-    payload = payload_;
   }
   if (payload.size() >= chunk.size()) {  // never grow: store raw
     codec = Codec::kRaw;
@@ -157,7 +174,10 @@ EncodedChunk write_frame(std::span<const std::byte> chunk, DType dtype, const Di
   h.chunk_id = id;
   h.payload_crc = mask_crc(crc32c(payload));
   write_frame_header(h, std::span<std::byte, kFrameHeaderBytes>(frame.data(), kFrameHeaderBytes));
-  std::copy(payload.begin(), payload.end(), frame.begin() + kFrameHeaderBytes);
+  // A payload coded in place is already there.
+  if (payload.data() != frame.data() + kFrameHeaderBytes) {
+    std::copy(payload.begin(), payload.end(), frame.begin() + kFrameHeaderBytes);
+  }
 
   EncodedChunk e;
   e.id = id;
@@ -173,7 +193,7 @@ EncodedChunk write_frame(std::span<const std::byte> chunk, DType dtype, const Di
 EncodedChunk ChunkEncoder::encode_with_id(std::span<const std::byte> chunk, DType dtype, const Digest& id,
                                           std::vector<std::byte>& frame, const EncodeOptions& opts) {
   Codec codec = Codec::kRaw;
-  std::span<const std::byte> payload = code_payload(chunk, dtype, opts, codec);
+  std::span<const std::byte> payload = code_payload(chunk, dtype, opts, codec, {});
   frame.resize(kFrameHeaderBytes + payload.size());
   return write_frame(chunk, dtype, id, codec, payload, frame);
 }
@@ -182,7 +202,8 @@ EncodedChunk ChunkEncoder::encode_into(std::span<const std::byte> chunk, DType d
                                        std::span<std::byte> frame, const EncodeOptions& opts) {
   FERRY_CHECK(frame.size() >= max_frame_bytes(chunk.size()));
   Codec codec = Codec::kRaw;
-  std::span<const std::byte> payload = code_payload(chunk, dtype, opts, codec);
+  std::span<const std::byte> payload =
+      code_payload(chunk, dtype, opts, codec, frame.subspan(kFrameHeaderBytes));
   return write_frame(chunk, dtype, id, codec, payload, frame);
 }
 

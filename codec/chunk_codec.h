@@ -67,6 +67,11 @@ std::vector<SamplePiece> codec_choice_sample(std::size_t chunk_bytes);
 
 // Largest frame encode() can produce for a chunk of raw_bytes.
 constexpr std::size_t max_frame_bytes(std::size_t raw_bytes) { return kFrameHeaderBytes + raw_bytes; }
+// A frame buffer of at least this many bytes (a little more than
+// max_frame_bytes: the coders' transient bounds) lets encode_into, and so the
+// CPU engine, code the payload in place after the header instead of into
+// scratch and copying it there. The frame is the same either way.
+std::size_t frame_room_bytes(std::size_t raw_bytes);
 
 // Reusable scratch: one encoder per thread; not thread-safe.
 class ChunkEncoder {
@@ -84,15 +89,16 @@ class ChunkEncoder {
 
   // As encode_with_id(), into the start of a caller's buffer of at least
   // max_frame_bytes(chunk.size()) bytes (FERRY_CHECKed), so a batch writes
-  // each frame where it is wanted without a second copy.
+  // each frame where it is wanted; with frame_room_bytes(chunk.size()) the
+  // payload is coded there directly, without a copy from scratch.
   EncodedChunk encode_into(std::span<const std::byte> chunk, DType dtype, const Digest& id,
                            std::span<std::byte> frame, const EncodeOptions& opts = {});
 
  private:
-  // Chooses the codec and codes the payload (in payload_, or `chunk` itself
-  // when stored raw).
+  // Chooses the codec and codes the payload: in `room` when it holds the
+  // chosen coder's bound, else in payload_ (or `chunk` itself when stored raw).
   std::span<const std::byte> code_payload(std::span<const std::byte> chunk, DType dtype,
-                                          const EncodeOptions& opts, Codec& codec);
+                                          const EncodeOptions& opts, Codec& codec, std::span<std::byte> room);
 
   CodecChoiceScratch choice_;  // its zstd and float coders code the chunk too
   std::vector<std::byte> payload_;

@@ -33,7 +33,8 @@ enum class MemorySpace : std::uint8_t { kHost = 0, kDevice = 1 };
 
 // One chunk to encode. The frame is written at the start of `frame`, which
 // must hold max_frame_bytes(data.size()) bytes; EncodedChunk::frame_bytes
-// says how many were used.
+// says how many were used. With frame_room_bytes(data.size()) the CPU engine
+// codes the payload in place (no copy from scratch); the frame is the same.
 struct EncodeJob {
   std::span<const std::byte> data;
   DType dtype = DType::kBytes;

@@ -20,20 +20,25 @@ namespace ferry {
 // form may transiently exceed the input; callers fall back to raw then).
 std::size_t float_encode_bound(std::size_t raw_bytes, int element_width);
 
-// Reusable scratch for one thread; the hot path allocates nothing once warm.
+// Reusable scratch for one thread; the hot path allocates nothing once warm
+// (the planes are split inside the output buffer, so there is no scratch the
+// size of a chunk).
 class FloatEncoder {
  public:
   // Encodes `in` as elements of element_width (1, 2 or 4) bytes into `out`
   // (resized to the payload). Always succeeds for valid widths; the caller
   // compares out.size() with in.size() to choose raw.
   void encode(std::span<const std::byte> in, int element_width, std::vector<std::byte>& out);
+  // The same bytes, written at the start of `out`, which holds at least
+  // float_encode_bound(in.size(), element_width) bytes (FERRY_CHECKed), so a
+  // frame's payload is coded where it is sent from. Returns the payload size.
+  std::size_t encode_into(std::span<const std::byte> in, int element_width, std::span<std::byte> out);
 
  private:
   // Writes plane `p` (n symbols at `plane`) at out[pos..]; returns the new pos.
   std::size_t encode_plane(const std::uint8_t* plane, std::size_t n, int p, std::uint8_t* out,
                            std::size_t pos);
 
-  std::vector<std::byte> planes_;
   std::unique_ptr<rans::EncScratch> words_;
   std::unique_ptr<rans::EncTable> table_;
 };

@@ -22,6 +22,7 @@
 #include <memory>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 #include "base/aligned_bytes.h"
 #include "base/clock.h"
@@ -70,8 +71,11 @@ using WorkItem = std::pair<std::size_t, std::size_t>;
 struct Slot {
   std::size_t file = 0;
   std::size_t chunk = 0;
-  AlignedBytes raw;            // the chunk's bytes, read around the page cache where possible
-  AlignedBytes frame;          // max_frame_bytes(raw); encoded.frame_bytes of it are the frame
+  AlignedBytes raw;    // the chunk's bytes, read around the page cache where possible
+  AlignedBytes frame;  // frame_room_bytes(raw); encoded.frame_bytes of it are the frame
+  // Instead of `frame` for a chunk to send when the sink lends memory
+  // (FrameSink::lend_frame): the frame is coded where the sink keeps it.
+  std::vector<std::byte> lent;
   std::vector<Digest> leaves;  // this chunk's leaf hashes, when the file keeps none
   EncodedChunk encoded;
   Digest id{};
@@ -150,9 +154,10 @@ void read_chunk(Slot& s, PlannedFile& pf, std::uint64_t expected_size, bool dire
 }
 
 // Codes the window's slots marked `encode` in one engine call, with the ids
-// the read already computed. `jobs` and `results` are reused scratch.
+// the read already computed; a frame to send goes into memory the sink lends
+// when it does. `jobs` and `results` are reused scratch.
 Status encode_window(std::span<Slot> slots, std::span<const PlannedFile> files, CodecEngine& engine,
-                     std::vector<EncodeJob>& jobs, std::vector<EncodedChunk>& results) {
+                     FrameSink& sink, std::vector<EncodeJob>& jobs, std::vector<EncodedChunk>& results) {
   jobs.clear();
   for (Slot& s : slots) {
     if (!s.encode) continue;
@@ -161,7 +166,10 @@ Status encode_window(std::span<Slot> slots, std::span<const PlannedFile> files, 
     job.data = s.raw.view();
     job.dtype = p.dtype;
     job.trial = p.trial;
-    job.frame = s.frame.take(max_frame_bytes(p.length));
+    const std::size_t room = frame_room_bytes(p.length);
+    s.lent = s.send ? sink.lend_frame(room) : std::vector<std::byte>{};
+    FERRY_CHECK(s.lent.empty() || s.lent.size() >= room);
+    job.frame = s.lent.empty() ? s.frame.take(room) : std::span<std::byte>(s.lent);
     job.known_id = &s.id;
     jobs.push_back(job);
   }
@@ -297,8 +305,8 @@ Status plan_sources(std::span<const PackSource> sources, std::size_t chunk_bytes
 // Records a chunk in the manifest and hands its frame to the sink, or
 // reports it skipped (in file order); completes the file's root after its
 // last chunk. `window` holds the slot a repeated id refers to.
-Status emit_chunk(const Slot& s, std::span<const Slot> window, PlannedFile& pf, ManifestFile& mf,
-                  FrameSink& sink, std::map<Digest, FrameFacts>* seen) {
+Status emit_chunk(Slot& s, std::span<const Slot> window, PlannedFile& pf, ManifestFile& mf, FrameSink& sink,
+                  std::map<Digest, FrameFacts>* seen) {
   const ChunkPlan& p = pf.plan[s.chunk];
   ManifestChunk c;
   c.offset = p.offset;
@@ -317,7 +325,10 @@ Status emit_chunk(const Slot& s, std::span<const Slot> window, PlannedFile& pf, 
     c.frame_bytes = f.frame_bytes;
   }
   mf.chunks.push_back(c);
-  if (s.send) {
+  if (s.send && !s.lent.empty()) {
+    s.lent.resize(s.encoded.frame_bytes);
+    RETURN_IF_ERROR(sink.put_lent_frame(mf, mf.chunks.back(), std::exchange(s.lent, {})));
+  } else if (s.send) {
     RETURN_IF_ERROR(sink.put_frame(mf, mf.chunks.back(), s.frame.view().first(s.encoded.frame_bytes)));
   } else {
     RETURN_IF_ERROR(sink.skip_chunk(mf, mf.chunks.back()));
@@ -456,7 +467,7 @@ class WindowPipeline {
         s.encode = true;
       }
     }
-    RETURN_IF_ERROR(encode_window(slots, files_, engine_, jobs_, results_));
+    RETURN_IF_ERROR(encode_window(slots, files_, engine_, sink_, jobs_, results_));
     for (Slot& s : slots) {
       if (!s.status) return s.status;
       RETURN_IF_ERROR(

@@ -45,6 +45,23 @@ class FrameSink {
   // payload) is valid only during the call.
   virtual Status put_frame(const ManifestFile& file, const ManifestChunk& chunk,
                            std::span<const std::byte> frame) = 0;
+  // Optional, so that a frame is coded where the sink keeps it instead of
+  // being copied into the sink: memory for the frame of one chunk that will
+  // be sent, at least `bytes` long (its size(); bytes >= frame_room_bytes of
+  // the chunk). The packer codes into it and hands it back, cut to the frame,
+  // through put_lent_frame. The default lends nothing (an empty vector): the
+  // packer codes into its own buffers and calls put_frame. A buffer the
+  // packer does not hand back (packing failed) is simply dropped.
+  virtual std::vector<std::byte> lend_frame(std::size_t bytes) {
+    (void)bytes;
+    return {};
+  }
+  // As put_frame, for a frame in a buffer from lend_frame (its size() is the
+  // frame's); the sink keeps the buffer.
+  virtual Status put_lent_frame(const ManifestFile& file, const ManifestChunk& chunk,
+                                std::vector<std::byte>&& frame) {
+    return put_frame(file, chunk, frame);
+  }
   // A chunk that PackOptions::need said the destination holds: it is listed
   // in the manifest (`chunk` is its entry) but no frame was made for it.
   virtual Status skip_chunk(const ManifestFile& file, const ManifestChunk& chunk) {

@@ -18,6 +18,8 @@ static_assert((std::size_t{1} << kMaxWindowLog) >= kMaxChunkBytes);
 
 }  // namespace
 
+std::size_t zstd_compress_bound(std::size_t raw_bytes) { return ZSTD_compressBound(raw_bytes); }
+
 void ZstdCompressor::Deleter::operator()(ZSTD_CCtx_s* c) const { ZSTD_freeCCtx(c); }
 void ZstdDecompressor::Deleter::operator()(ZSTD_DCtx_s* d) const { ZSTD_freeDCtx(d); }
 
@@ -25,6 +27,19 @@ ZstdCompressor::ZstdCompressor() : ctx_(ZSTD_createCCtx()) { FERRY_CHECK(ctx_ !=
 ZstdCompressor::~ZstdCompressor() = default;
 
 Status ZstdCompressor::compress(std::span<const std::byte> in, int level, std::vector<std::byte>& out) {
+  out.resize(ZSTD_compressBound(in.size()));
+  Result<std::size_t> n = compress_into(in, level, out);
+  if (!n) {
+    out.clear();
+    return n.status();
+  }
+  out.resize(*n);
+  return Status::ok();
+}
+
+Result<std::size_t> ZstdCompressor::compress_into(std::span<const std::byte> in, int level,
+                                                  std::span<std::byte> out) {
+  FERRY_CHECK(out.size() >= ZSTD_compressBound(in.size()));
   ZSTD_CCtx* c = ctx_.get();
   ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
   size_t rc = ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
@@ -35,14 +50,9 @@ Status ZstdCompressor::compress(std::span<const std::byte> in, int level, std::v
     return Status::invalid_argument(std::string("zstd level ") + std::to_string(level) + ": " +
                                     ZSTD_getErrorName(rc));
   }
-  out.resize(ZSTD_compressBound(in.size()));
   size_t n = ZSTD_compress2(c, out.data(), out.size(), in.data(), in.size());
-  if (ZSTD_isError(n)) {
-    out.clear();
-    return Status::internal(std::string("zstd compress: ") + ZSTD_getErrorName(n));
-  }
-  out.resize(n);
-  return Status::ok();
+  if (ZSTD_isError(n)) return Status::internal(std::string("zstd compress: ") + ZSTD_getErrorName(n));
+  return n;
 }
 
 ZstdDecompressor::ZstdDecompressor() : ctx_(ZSTD_createDCtx()) {

@@ -1,6 +1,7 @@
 // connection.cc: blocking TLS message streams over the io engine. Ciphertext
-// leaves through two buffers (one being sent while the other fills) and
-// arrives through one large receive buffer; TLS itself runs over memory BIOs.
+// leaves through two buffers (one being sent while TLS writes records into
+// the other; they trade places without a copy) and arrives through one large
+// receive buffer.
 #include "replication/connection.h"
 #include "base/clock.h"
 
@@ -38,8 +39,7 @@ std::string host_of(std::string_view host_port) {
 
 Connection::Connection(io::Socket socket, ConnectionOptions options)
     : socket_(std::move(socket)), options_(options) {
-  send_buf_[0] = std::make_unique<std::byte[]>(kSendBufferBytes);
-  send_buf_[1] = std::make_unique<std::byte[]>(kSendBufferBytes);
+  send_buf_.reserve(kSendBufferBytes);  // trades places with TLS's buffer (pump_out)
   recv_buf_ = std::make_unique<std::byte[]>(kCipherBufferBytes);
 }
 
@@ -152,14 +152,13 @@ Status Connection::wait_send() {
 Status Connection::pump_out(bool all) {
   RETURN_IF_ERROR(ensure_engine());
   while (tls_->pending_ciphertext() > 0) {
-    int slot = send_slot_;
-    std::size_t n = tls_->take_ciphertext({send_buf_[slot].get(), kSendBufferBytes});
-    if (n == 0) break;
-    RETURN_IF_ERROR(wait_send());  // the other buffer's send
-    RETURN_IF_ERROR(
-        engine_->submit(io::Op::send(socket_, {send_buf_[slot].get(), n}, kTagSend, options_.io_timeout_ms)));
+    // Once the previous send is done its buffer is free: it and the one TLS
+    // wrote the records into trade places, so the records are sent from
+    // where they were written while TLS writes on into the other.
+    RETURN_IF_ERROR(wait_send());
+    tls_->take_ciphertext_buffer(send_buf_);
+    RETURN_IF_ERROR(engine_->submit(io::Op::send(socket_, send_buf_, kTagSend, options_.io_timeout_ms)));
     send_in_flight_ = true;
-    send_slot_ ^= 1;
   }
   if (all) RETURN_IF_ERROR(wait_send());
   return Status::ok();

@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/status.h"
 #include "io/engine.h"
@@ -156,11 +157,9 @@ class Connection {
   std::unique_ptr<TlsSession> tls_;
   ConnectionOptions options_;
   std::unique_ptr<io::Engine> engine_;
-  std::size_t engine_thread_ = 0;  // hash of the owning thread's id
-  std::unique_ptr<std::byte[]> send_buf_[2];
-  std::size_t send_len_[2] = {0, 0};
+  std::size_t engine_thread_ = 0;    // hash of the owning thread's id
+  std::vector<std::byte> send_buf_;  // being sent; TLS fills the other (pump_out)
   std::unique_ptr<std::byte[]> recv_buf_;
-  int send_slot_ = 0;
   bool send_in_flight_ = false;
   ConnectionCounters counters_;
   bool open_ = true;

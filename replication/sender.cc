@@ -22,6 +22,7 @@
 #include "codec/chunk_codec.h"
 #include "codec/manifest.h"
 #include "replication/connection.h"
+#include "replication/frame_rebuilder.h"
 #include "replication/protocol.h"
 
 namespace ferry::replication {
@@ -111,45 +112,75 @@ class TokenBucket {
   Clock::time_point last_;
 };
 
-// Frame buffers given back when their frames are retired and taken again for
-// the next frames: a fresh multi-MiB buffer per frame costs a page fault and
-// the kernel's zeroing for every 4 KiB, about as much CPU as the copy into it.
-// It holds at most what was in flight at once (queue + stream windows).
+// Frame buffers given back as soon as their frames are sent and lent again
+// to the packer, which codes the next frames straight into them: a fresh
+// multi-MiB buffer per frame costs a page fault and the kernel's zeroing for
+// every 4 KiB, about as much CPU as coding into it. Every buffer has room for
+// a frame of the push's largest chunk, so any buffer serves any chunk. It
+// holds at most what was unsent at once: the packer's window being coded,
+// the queue, and one frame per stream being sent (or rebuilt for a resend);
+// never the windows in flight.
 class FrameBuffers {
  public:
-  std::vector<std::byte> take() {
-    std::lock_guard lock(mu_);
-    if (free_.empty()) return {};
-    std::vector<std::byte> v = std::move(free_.back());
-    free_.pop_back();
+  explicit FrameBuffers(std::size_t buffer_bytes) : buffer_bytes_(buffer_bytes) {}
+  // A buffer of size `bytes`, recycled when one is free. Its bytes are stale
+  // (they are overwritten): a recycled buffer keeps its last frame's size,
+  // so resizing zeroes only the difference.
+  std::vector<std::byte> take(std::size_t bytes) {
+    std::vector<std::byte> v;
+    {
+      std::lock_guard lock(mu_);
+      if (!free_.empty()) {
+        v = std::move(free_.back());
+        free_.pop_back();
+      }
+    }
+    if (v.capacity() < bytes) {
+      v = {};
+      v.reserve(std::max(bytes, buffer_bytes_));
+      allocated_bytes_.fetch_add(v.capacity());
+    }
+    v.resize(bytes);
     return v;
   }
   void give(std::vector<std::byte>&& v) {
     if (v.capacity() == 0) return;
-    v.clear();
     std::lock_guard lock(mu_);
     free_.push_back(std::move(v));
   }
+  // What the buffers made so far hold (PushReport::frame_memory_bytes).
+  std::uint64_t allocated_bytes() const { return allocated_bytes_.load(); }
 
  private:
+  const std::size_t buffer_bytes_;
+  std::atomic<std::uint64_t> allocated_bytes_{0};
   std::mutex mu_;
   std::vector<std::vector<std::byte>> free_;
 };
 
-// One frame on its way: a ready PUT message (its request id is set by the
-// stream that sends it) and the chunk id it carries. Its frame buffer goes
-// back to `buffers` when it is retired.
+// One frame on its way: a PUT message (its request id is set by the stream
+// that sends it), the chunk it carries and where that comes from. Its frame
+// buffer goes back to `buffers` once the frame is sent; a resend after a
+// break rebuilds the frame from `origin` (frame_rebuilder.h).
 struct Outgoing {
   Digest id{};
-  Message put;  // a Put
+  Message put;  // a Put; its frame is empty once released
+  ChunkOrigin origin;
+  std::size_t frame_size = 0;  // kept when the frame is released
   FrameBuffers* buffers = nullptr;
   Outgoing() = default;
   Outgoing(const Outgoing&) = delete;
   Outgoing& operator=(const Outgoing&) = delete;
-  ~Outgoing() {
-    if (buffers != nullptr) buffers->give(std::move(std::get<Put>(put).frame));
+  ~Outgoing() { release_frame(); }
+  std::vector<std::byte>& frame() { return std::get<Put>(put).frame; }
+  bool has_frame() { return !frame().empty(); }
+  void release_frame() {
+    auto* p = std::get_if<Put>(&put);
+    if (p == nullptr) return;
+    if (buffers != nullptr) buffers->give(std::move(p->frame));
+    p->frame = {};
   }
-  std::size_t frame_bytes() const { return std::get<Put>(put).frame.size(); }
+  std::size_t frame_bytes() const { return frame_size; }
 };
 
 // Frames between the packer and the streams, bounded in bytes.
@@ -361,9 +392,11 @@ class Link {
 class Stream {
  public:
   Stream(const std::string& target, std::shared_ptr<const TlsContext> ctx, FrameQueue& queue,
-         TokenBucket& bucket, const PushOptions& options, SharedCounters& counters, AbortFlag& abort)
-      : link_(target, std::move(ctx), options, counters, abort), queue_(queue), bucket_(bucket),
-        options_(options), counters_(counters), abort_(abort) {}
+         FrameBuffers& buffers, TokenBucket& bucket, const PushOptions& options, SharedCounters& counters,
+         AbortFlag& abort)
+      : link_(target, std::move(ctx), options, counters, abort), queue_(queue), buffers_(buffers),
+        bucket_(bucket), options_(options), counters_(counters), abort_(abort),
+        rebuilder_(options.zstd_level) {}
 
   // Runs until the queue is drained and every frame acknowledged, or the
   // push is aborted; a final error raises the abort flag.
@@ -468,7 +501,27 @@ class Stream {
     } else {
       counters_.chunks_sent.fetch_add(1);
     }
-    return link_.conn()->send(in_flight_.back().item->put);
+    Outgoing& out = *in_flight_.back().item;
+    if (!out.has_frame()) RETURN_IF_ERROR(rebuild(out));
+    RETURN_IF_ERROR(link_.conn()->send(out.put));
+    // Sent: its memory serves the next frames (a resend rebuilds it), so the
+    // windows in flight hold no frame memory however large they are.
+    out.release_frame();
+    return Status::ok();
+  }
+
+  // Makes a released frame again for a resend. Failing is final for the
+  // push (the source changed or went away), whatever the code.
+  Status rebuild(Outgoing& out) {
+    std::vector<std::byte> frame = buffers_.take(frame_room_bytes(out.origin.chunk.length));
+    Status st = rebuilder_.rebuild(out.origin, frame);
+    if (!st) {
+      buffers_.give(std::move(frame));
+      abort_.raise(st);
+      return st;
+    }
+    out.frame() = std::move(frame);
+    return Status::ok();
   }
 
   Status fill_window() {
@@ -508,6 +561,7 @@ class Stream {
 
   Link link_;
   FrameQueue& queue_;
+  FrameBuffers& buffers_;
   TokenBucket& bucket_;
   const PushOptions& options_;
   SharedCounters& counters_;
@@ -516,32 +570,47 @@ class Stream {
   std::uint64_t in_flight_bytes_ = 0;
   std::uint32_t window_puts_ = 1;
   bool progressed_ = false;  // a frame was retired in this turn of loop()
+  FrameRebuilder rebuilder_;
 };
 
-// Frames from the packer into the queue.
+// Frames from the packer into the queue. The packer codes them into buffers
+// it borrows from `buffers` (lend_frame), which become the PUT messages'
+// frames as they are: no frame is copied on its way to the streams.
 class QueueSink : public FrameSink {
  public:
-  QueueSink(FrameQueue& queue, FrameBuffers& buffers, const AbortFlag& abort)
-      : queue_(queue), buffers_(buffers), abort_(abort) {}
-  Status put_frame(const ManifestFile& file, const ManifestChunk& chunk,
-                   std::span<const std::byte> frame) override {
-    (void)file;
+  QueueSink(FrameQueue& queue, FrameBuffers& buffers, std::span<const PackSource> sources,
+            const AbortFlag& abort)
+      : queue_(queue), buffers_(buffers), sources_(sources), abort_(abort) {}
+  std::vector<std::byte> lend_frame(std::size_t bytes) override { return buffers_.take(bytes); }
+  Status put_lent_frame(const ManifestFile& file, const ManifestChunk& chunk,
+                        std::vector<std::byte>&& frame) override {
+    // Sources are strictly ascending by rel_path (pack_files checks).
+    auto src = std::lower_bound(sources_.begin(), sources_.end(), file.path,
+                                [](const PackSource& s, const std::string& p) { return s.rel_path < p; });
+    if (src == sources_.end() || src->rel_path != file.path) {
+      return Status::internal("frame of " + file.path + " from no pushed source");
+    }
     auto item = std::make_unique<Outgoing>();
     item->id = chunk.id;
+    item->origin = chunk_origin(src->path, file, chunk);
+    item->frame_size = frame.size();
     Put put;
-    put.frame = buffers_.take();
-    // Room for any frame of this chunk size, so a reused buffer that took a
-    // small frame is never reallocated for a larger one.
-    put.frame.reserve(max_frame_bytes(chunk.length));
-    put.frame.assign(frame.begin(), frame.end());
+    put.frame = std::move(frame);
     item->put = std::move(put);
     item->buffers = &buffers_;
     return queue_.push(std::move(item), abort_);
+  }
+  Status put_frame(const ManifestFile& file, const ManifestChunk& chunk,
+                   std::span<const std::byte> frame) override {
+    std::vector<std::byte> copy = buffers_.take(frame.size());
+    std::copy(frame.begin(), frame.end(), copy.begin());
+    return put_lent_frame(file, chunk, std::move(copy));
   }
 
  private:
   FrameQueue& queue_;
   FrameBuffers& buffers_;
+  std::span<const PackSource> sources_;
   const AbortFlag& abort_;
 };
 
@@ -601,13 +670,15 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   RETURN_IF_ERROR(control.ensure());
   ASSIGN_OR_RETURN(auto known, known_frames(control));
 
-  FrameBuffers buffers;  // outlives every frame of the queue and the streams
+  // Outlives every frame of the queue and the streams.
+  FrameBuffers buffers(frame_room_bytes(options.chunk_bytes));
   FrameQueue queue(options.queue_bytes);
   TokenBucket bucket(options.bandwidth_bytes_per_s);
   const int n_streams = std::clamp(options.streams, 1, kMaxPushStreams);
   std::vector<std::unique_ptr<Stream>> streams;
   for (int i = 0; i < n_streams; ++i) {
-    streams.push_back(std::make_unique<Stream>(target, ctx, queue, bucket, options, counters, abort));
+    streams.push_back(
+        std::make_unique<Stream>(target, ctx, queue, buffers, bucket, options, counters, abort));
   }
   std::vector<std::jthread> threads;
   for (auto& s : streams) threads.emplace_back([&s] { s->run(); });
@@ -638,7 +709,7 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
     pp.target = target;
     options.progress(pp);
   };
-  QueueSink sink(queue, buffers, abort);
+  QueueSink sink(queue, buffers, sources, abort);
   Result<Manifest> manifest = pack_files(sources, po, sink);
   if (!manifest) abort.raise(manifest.status());
   queue.close();
@@ -672,6 +743,7 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   r.wire_bytes_sent = counters.wire_out.load();
   r.wire_bytes_received = counters.wire_in.load();
   r.retries = counters.retries.load();
+  r.frame_memory_bytes = buffers.allocated_bytes();
   r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return r;
 }

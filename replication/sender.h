@@ -3,14 +3,22 @@
 // them to a DR receiver over N parallel mutually authenticated TLS streams:
 //
 //   packer ──have/need (QUERY, control connection)──► only missing chunks
-//     are encoded ──► bounded frame queue ──► N stream threads, each with a
-//     window of PUTs in flight (sized in bytes for long, fat links), every
-//     frame kept until its PUT_ACK (the receiver acks only durable chunks)
+//     are encoded (into recycled PUT buffers) ──► bounded frame queue ──►
+//     N stream threads, each with a window of PUTs in flight (sized in bytes
+//     for long, fat links), every frame tracked until its PUT_ACK (the
+//     receiver acks only durable chunks)
 //   all frames acked ──► COMMIT of the manifest (control connection)
+//
+// Memory: a frame's buffer is given back as soon as the frame is sent, so
+// the windows in flight hold none; frame memory covers the packer's window,
+// the queue and one frame per stream (PushReport::frame_memory_bytes).
 //
 // Breaks: a stream whose connection fails reconnects with exponential
 // backoff and jitter, asks QUERY about its unacknowledged frames and resends
-// only those still missing, so nothing durable is sent twice. A target that
+// only those still missing, so nothing durable is sent twice; a frame to
+// resend is rebuilt from its source file, byte for byte, after checking the
+// chunk still hashes to its id (frame_rebuilder.h): a source that changed
+// since ends the push. A target that
 // keeps failing is given up for the next one in PushOptions::targets (each
 // target is packed against its own have/need); with fan_out every target
 // gets the snapshot. A bandwidth cap (token bucket) is shared by all
@@ -42,7 +50,11 @@ inline constexpr int kMaxPushStreams = 64;
 // max_inflight_puts): 32 MiB keeps 4 streams busy at 1 Gbit/s and 1 s RTT.
 inline constexpr std::uint64_t kDefaultStreamWindowBytes = 32ull << 20;
 // Frames coded but not yet taken by a stream; back-pressure on the packer.
-inline constexpr std::uint64_t kDefaultQueueBytes = 64ull << 20;
+// The windows in flight hold no frame memory (frames are released once
+// sent), so the queue need only keep the streams fed when a window opens,
+// beside the packer's window of coded frames waiting to enter it; more
+// would only be memory first-touched on every push.
+inline constexpr std::uint64_t kDefaultQueueBytes = 4ull << 20;
 // The software name sent in HELLO.
 inline constexpr const char* kSenderSoftware = "ferry-push 0.1";
 
@@ -74,6 +86,8 @@ struct PushOptions {
   std::string job;
   std::uint64_t step = 0;
   std::size_t chunk_bytes = kDefaultChunkBytes;
+  // Also the level a resend rebuilds a frame at (frame_rebuilder.h): a
+  // given engine must code at this level too.
   int zstd_level = kDefaultZstdLevel;
   ThreadPool* pool = nullptr;  // nullptr: ThreadPool::shared()
   // Codes each packer window's chunks (codec/engine.h; e.g. choose_engine's
@@ -116,7 +130,12 @@ struct PushReport {
   std::uint64_t frame_bytes_resent = 0;  // of which sent again after a break
   std::uint64_t wire_bytes_sent = 0;     // TLS ciphertext, all connections
   std::uint64_t wire_bytes_received = 0;
-  std::uint64_t retries = 0;    // reconnections after a break
+  std::uint64_t retries = 0;  // reconnections after a break
+  // Frame buffers the push allocated (and reused): what it held at most of
+  // frames not yet sent. Frames are released once sent (a resend after a
+  // break rebuilds its frame from the source), so this covers the packer's
+  // window, the queue and one frame per stream, whatever the windows.
+  std::uint64_t frame_memory_bytes = 0;
   std::uint64_t failovers = 0;  // targets given up before this one
   double seconds = 0;
 };

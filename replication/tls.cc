@@ -9,6 +9,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "replication/protocol.h"
@@ -39,6 +40,47 @@ std::string subject_cn(X509* cert) {
   std::string cn(reinterpret_cast<char*>(utf8), static_cast<std::size_t>(n));
   OPENSSL_free(utf8);
   return cn;
+}
+
+// The write side of a session: a BIO that appends the records OpenSSL
+// writes to the session's out_ (its BIO data), which the connection takes
+// whole (take_ciphertext_buffer). A memory BIO would cost a copy of every
+// byte sent more: into the BIO, then out of it into the send buffer.
+int sink_write(BIO* bio, const char* data, int len) {
+  if (len <= 0) return 0;
+  auto* out = static_cast<std::vector<std::byte>*>(BIO_get_data(bio));
+  const auto* p = reinterpret_cast<const std::byte*>(data);
+  out->insert(out->end(), p, p + len);
+  return len;
+}
+
+long sink_ctrl(BIO* bio, int cmd, long num, void* ptr) {
+  (void)num;
+  (void)ptr;
+  switch (cmd) {
+    case BIO_CTRL_FLUSH:
+      return 1;  // nothing is held back: every record is in out_ already
+    case BIO_CTRL_WPENDING:
+      return static_cast<long>(static_cast<std::vector<std::byte>*>(BIO_get_data(bio))->size());
+    default:
+      return 0;
+  }
+}
+
+int sink_create(BIO* bio) {
+  BIO_set_init(bio, 1);
+  return 1;
+}
+
+// Made once, shared by every session, never freed.
+BIO_METHOD* sink_method() {
+  static BIO_METHOD* const method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ferry ciphertext out");
+    FERRY_CHECK(m != nullptr && BIO_meth_set_write(m, sink_write) == 1 &&
+                BIO_meth_set_ctrl(m, sink_ctrl) == 1 && BIO_meth_set_create(m, sink_create) == 1);
+    return m;
+  }();
+  return method;
 }
 
 bool is_cert_alert(int reason) {
@@ -144,7 +186,7 @@ Result<std::unique_ptr<TlsSession>> TlsSession::create(std::shared_ptr<const Tls
   UniqueSsl ssl(SSL_new(ctx->get()));
   if (!ssl) return Status::internal("SSL_new failed: " + drain_openssl_errors());
   BIO* rbio = BIO_new(BIO_s_mem());
-  BIO* wbio = BIO_new(BIO_s_mem());
+  BIO* wbio = BIO_new(sink_method());
   if (rbio == nullptr || wbio == nullptr) {
     BIO_free(rbio);
     BIO_free(wbio);
@@ -174,6 +216,7 @@ Result<std::unique_ptr<TlsSession>> TlsSession::create(std::shared_ptr<const Tls
       std::unique_ptr<TlsSession>(new TlsSession(std::move(ctx), std::move(ssl), std::move(peer_name)));
   session->rbio_ = rbio;
   session->wbio_ = wbio;
+  BIO_set_data(wbio, &session->out_);  // before any record is written
   return session;
 }
 
@@ -249,12 +292,26 @@ Status TlsSession::feed_ciphertext(std::span<const std::byte> data) {
   return Status::ok();
 }
 
-std::size_t TlsSession::pending_ciphertext() const { return BIO_ctrl_pending(wbio_); }
+std::size_t TlsSession::pending_ciphertext() const { return out_.size() - out_taken_; }
 
 std::size_t TlsSession::take_ciphertext(std::span<std::byte> out) {
-  std::size_t got = 0;
-  if (out.empty() || BIO_read_ex(wbio_, out.data(), out.size(), &got) != 1) return 0;
-  return got;
+  const std::size_t n = std::min(out.size(), pending_ciphertext());
+  std::copy_n(out_.begin() + static_cast<std::ptrdiff_t>(out_taken_), n, out.begin());
+  out_taken_ += n;
+  if (out_taken_ == out_.size()) {
+    out_.clear();
+    out_taken_ = 0;
+  }
+  return n;
+}
+
+void TlsSession::take_ciphertext_buffer(std::vector<std::byte>& buffer) {
+  if (out_taken_ > 0) {
+    out_.erase(out_.begin(), out_.begin() + static_cast<std::ptrdiff_t>(out_taken_));
+    out_taken_ = 0;
+  }
+  buffer.swap(out_);
+  out_.clear();
 }
 
 Result<std::size_t> TlsSession::read_plaintext(std::span<std::byte> out) {

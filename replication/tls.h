@@ -1,8 +1,10 @@
 // tls.h: TLS 1.3 with mutual certificate authentication for ferry's
 // replication streams, as RAII wrappers over OpenSSL. The kernel here has no
-// kTLS, so a TlsSession runs OpenSSL over two memory BIOs: the caller feeds
-// received ciphertext in, takes ciphertext out to send, and reads and writes
-// plaintext; moving the ciphertext is the connection's job (connection.h).
+// kTLS, so a TlsSession runs OpenSSL over in-memory BIOs: the caller feeds
+// received ciphertext in (a memory BIO), takes ciphertext out to send (the
+// records land in a buffer the caller takes whole, without a copy), and
+// reads and writes plaintext; moving the ciphertext is the connection's job
+// (connection.h).
 //
 // Identity: a client's namespace at the receiver is the subject CN of its
 // certificate, which must match [A-Za-z0-9._-]{1,64}. Both certificates must
@@ -19,6 +21,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/status.h"
 
@@ -110,6 +113,11 @@ class TlsSession {
   std::size_t pending_ciphertext() const;
   // Moves up to out.size() bytes of pending ciphertext into `out`.
   std::size_t take_ciphertext(std::span<std::byte> out);
+  // Hands over all pending ciphertext without copying it: `buffer` (its
+  // contents are dropped, its capacity kept) and the buffer the records
+  // were written into trade places, so TLS writes on into the old one while
+  // the caller sends from `buffer`.
+  void take_ciphertext_buffer(std::vector<std::byte>& buffer);
 
   // Plaintext. read: bytes read; 0 means more ciphertext is needed. A peer's
   // close_notify is Unavailable ("closed the connection"); an alert is
@@ -135,7 +143,11 @@ class TlsSession {
   std::shared_ptr<const TlsContext> ctx_;
   UniqueSsl ssl_;
   BIO* rbio_ = nullptr;  // owned by ssl_
-  BIO* wbio_ = nullptr;  // owned by ssl_
+  BIO* wbio_ = nullptr;  // owned by ssl_; appends what TLS writes to out_
+  // Ciphertext to send (records as written); out_taken_ bytes of it already
+  // went through take_ciphertext.
+  std::vector<std::byte> out_;
+  std::size_t out_taken_ = 0;
   std::string peer_name_;
   std::string peer_identity_;
   bool handshake_done_ = false;

@@ -54,12 +54,14 @@ void print_report(const replication::PushReport& r) {
       gbps);
   std::printf(
       "push-report snapshot=%s target=%s files=%llu logical_bytes=%llu frame_bytes_sent=%llu "
-      "wire_bytes=%llu chunks=%llu chunks_skipped=%llu retries=%llu failovers=%llu seconds=%.3f\n",
+      "wire_bytes=%llu chunks=%llu chunks_skipped=%llu retries=%llu failovers=%llu seconds=%.3f "
+      "frame_memory_bytes=%llu\n",
       r.snapshot.c_str(), r.target.c_str(), static_cast<unsigned long long>(r.files),
       static_cast<unsigned long long>(r.logical_bytes), static_cast<unsigned long long>(r.frame_bytes_sent),
       static_cast<unsigned long long>(r.wire_bytes_sent), static_cast<unsigned long long>(r.chunks_total),
       static_cast<unsigned long long>(r.chunks_skipped), static_cast<unsigned long long>(r.retries),
-      static_cast<unsigned long long>(r.failovers), r.seconds);
+      static_cast<unsigned long long>(r.failovers), r.seconds,
+      static_cast<unsigned long long>(r.frame_memory_bytes));
 }
 
 int run_push(const std::vector<std::string>& args) {

@@ -169,6 +169,48 @@ TEST(ChunkCodec, DeterministicAndPoolIndependent) {
   EXPECT_EQ(out, in);
 }
 
+// encode_into with frame_room_bytes of room codes the payload in place; the
+// frame must be byte for byte what encode() makes through its scratch, for
+// every codec, whatever stale bytes the buffer held.
+TEST(ChunkCodec, EncodeIntoWithRoomGivesTheSameFrames) {
+  auto seed = testing::test_seed();
+  auto sparse = sample_data(DType::kBF16, 1 << 20, seed);
+  for (std::size_t i = 0; i < sparse.size(); i += 2) {
+    if ((i / 2) % 20 != 0) sparse[i] = sparse[i + 1] = std::byte{0};
+  }
+  struct Case {
+    std::vector<std::byte> data;
+    DType dtype;
+    bool trial;
+    Codec want;
+  };
+  std::vector<Case> cases = {
+      {sample_data(DType::kBF16, (4u << 20) - 6, seed), DType::kBF16, false, Codec::kPlanes16},
+      {sample_data(DType::kF32, (1u << 20) + 3, seed), DType::kF32, false, Codec::kPlanes32},
+      {sample_data(DType::kF32, 1 << 20, seed), DType::kBytes, true, Codec::kPlanes32},
+      {sample_data(DType::kF16, 40000, seed), DType::kF16, false, Codec::kPlanes16},  // within the sample
+      {sample_data(DType::kBytes, 1 << 20, seed), DType::kBytes, false, Codec::kZstd},
+      {sparse, DType::kBF16, false, Codec::kZstd},
+      {testing::random_bytes(1 << 20, seed), DType::kBytes, false, Codec::kRaw},
+      {testing::random_bytes(1 << 20, seed), DType::kF32, false, Codec::kRaw},
+  };
+  ChunkEncoder a, b;
+  for (const Case& c : cases) {
+    std::vector<std::byte> want;
+    EncodedChunk ew = a.encode(c.data, c.dtype, want, {.trial = c.trial});
+    EXPECT_EQ(ew.codec, c.want) << codec_name(ew.codec);
+    const std::size_t room = frame_room_bytes(c.data.size());
+    EXPECT_GE(room, kFrameHeaderBytes + zstd_compress_bound(c.data.size()));
+    for (int w : {1, 2, 4}) EXPECT_GE(room, kFrameHeaderBytes + float_encode_bound(c.data.size(), w));
+    std::vector<std::byte> frame(room, std::byte{0xee});
+    EncodedChunk e = b.encode_into(c.data, c.dtype, ew.id, frame, {.trial = c.trial});
+    ASSERT_EQ(e.frame_bytes, want.size()) << codec_name(ew.codec);
+    EXPECT_EQ(e.codec, ew.codec);
+    frame.resize(e.frame_bytes);
+    EXPECT_EQ(frame, want) << codec_name(ew.codec) << " " << c.data.size() << " bytes";
+  }
+}
+
 TEST(ChunkCodec, WrongExpectedIdOrOutputSize) {
   auto in = sample_data(DType::kF16, 10000, testing::test_seed());
   ChunkEncoder enc;

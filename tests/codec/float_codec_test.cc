@@ -186,6 +186,43 @@ TEST(FloatCodec, RandomBytesStayWithinBound) {
   }
 }
 
+// The planes are split inside the output buffer and coded towards its start
+// (float_codec.cc, encode_into), so the output overlaps input still to be
+// read; with the least slack the bound allows, and with more, the payload
+// must be the same and decode. The input mixes coded and raw blocks (weights
+// with stretches of random bytes) and coded and raw planes, with a tail.
+TEST(FloatCodec, EncodeIntoTheBoundAloneGivesTheSamePayload) {
+  std::uint64_t seed = testing::test_seed();
+  for (int w : {1, 2, 4}) {
+    Bytes in;
+    if (w == 1) {  // the top bytes of BF16 weights
+      Bytes bf16 = testing::normal_floats(600000, 2, true, 0.02, seed);
+      for (std::size_t i = 1; i < bf16.size(); i += 2) in.push_back(bf16[i]);
+    } else {
+      in = testing::normal_floats(600000 / static_cast<std::size_t>(w), w, w == 2, 0.02, seed);
+    }
+    Bytes noise = testing::random_bytes(in.size(), seed + 1);
+    for (std::size_t i = 0; i < in.size(); i += 3 * 16384 * static_cast<std::size_t>(w)) {
+      std::copy_n(noise.begin() + i, std::min<std::size_t>(16384 * w, in.size() - i), in.begin() + i);
+    }
+    in.resize(in.size() + 3 % w);
+    FloatEncoder enc;
+    Bytes want;
+    for (std::size_t slack : {0u, 1u, 4096u, 1u << 20}) {
+      const std::size_t bound = float_encode_bound(in.size(), w);
+      Bytes out(bound + slack, std::byte{0x3c});
+      out.resize(enc.encode_into(in, w, out));
+      if (want.empty()) {
+        want = out;
+        expect_round_trip(in, w, "width " + std::to_string(w));
+        EXPECT_LT(want.size(), in.size()) << "width " << w << " codes at least one plane";
+      }
+      EXPECT_EQ(out, want) << "width " << w << ", " << slack << " bytes of slack";
+    }
+    EXPECT_EQ(want, encode(in, w));
+  }
+}
+
 TEST(FloatCodec, Deterministic) {
   Bytes in = testing::normal_floats(300000, 2, true, 0.02, testing::test_seed());
   FloatEncoder enc;

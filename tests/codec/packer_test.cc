@@ -163,6 +163,88 @@ TEST(PackerTest, OutputDoesNotDependOnParallelism) {
   EXPECT_EQ(runs[0], runs[2]);
 }
 
+// The tree of make_tree plus a file of zeros, packed in 1 MiB chunks on two
+// threads with the default engine: what other packings of it must reproduce.
+struct PackedTree {
+  testing::TempDir dir;
+  ThreadPool pool{2};
+  std::vector<PackSource> sources;
+  PackOptions opts;
+  RecordingSink plain;
+  Manifest want;
+};
+
+void pack_tree(PackedTree& t, std::size_t zeros_bytes) {
+  make_tree(t.dir.path(), testing::test_seed());
+  testing::write_file(t.dir / "zeros", std::vector<std::byte>(zeros_bytes));
+  auto sources = list_pack_sources(t.dir.path());
+  ASSERT_TRUE(sources.is_ok());
+  t.sources = std::move(sources).value();
+  t.opts.pool = &t.pool;
+  t.opts.chunk_bytes = 1u << 20;
+  t.opts.created_ns = 9;
+  t.opts.host = "h";
+  auto want = pack_files(t.sources, t.opts, t.plain);
+  ASSERT_TRUE(want.is_ok()) << want.status().to_string();
+  t.want = std::move(want).value();
+}
+
+// Lends its own buffers for the frames it will be sent (FrameSink::
+// lend_frame) and records where each frame arrives.
+class LendingSink : public RecordingSink {
+ public:
+  std::vector<std::byte> lend_frame(std::size_t bytes) override {
+    std::vector<std::byte> v(bytes, std::byte{0xa5});  // stale bytes must not leak into a frame
+    lent.insert(v.data());
+    lent_sizes.push_back(bytes);
+    return v;
+  }
+  Status put_lent_frame(const ManifestFile& file, const ManifestChunk& chunk,
+                        std::vector<std::byte>&& frame) override {
+    in_lent_buffer += lent.erase(frame.data());
+    kept.push_back(std::move(frame));  // keeps the address from being lent again
+    return put_frame(file, chunk, kept.back());
+  }
+  std::set<const std::byte*> lent;
+  std::vector<std::size_t> lent_sizes;
+  std::vector<std::vector<std::byte>> kept;
+  std::size_t in_lent_buffer = 0;
+};
+
+TEST(PackerTest, FramesAreCodedIntoBuffersTheSinkLends) {
+  PackedTree t;
+  ASSERT_NO_FATAL_FAILURE(pack_tree(t, 2u << 20));
+  PackOptions opts = t.opts;
+
+  // Every frame is coded into a lent buffer, as the plain sink's copy has it.
+  LendingSink lending;
+  auto m = pack_files(t.sources, opts, lending);
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  EXPECT_EQ(serialize_manifest(*m), serialize_manifest(t.want));
+  EXPECT_EQ(lending.frames, t.plain.frames);
+  EXPECT_EQ(lending.in_lent_buffer, t.plain.frames.size());
+  EXPECT_TRUE(lending.lent.empty()) << "every lent buffer comes back with its frame";
+  for (std::size_t i = 0; i < lending.chunks.size(); ++i) {
+    EXPECT_EQ(lending.lent_sizes[i], frame_room_bytes(lending.chunks[i].length));
+  }
+
+  // With have/need, only the chunks to send get a buffer; a chunk coded only
+  // to learn its frame size is coded into the packer's own memory.
+  opts.need = [](std::span<const Digest> ids) -> Result<std::vector<bool>> {
+    std::vector<bool> out;
+    for (std::size_t i = 0; i < ids.size(); ++i) out.push_back(i % 2 == 0);
+    return out;
+  };
+  LendingSink half;
+  auto part = pack_files(t.sources, opts, half);
+  ASSERT_TRUE(part.is_ok()) << part.status().to_string();
+  EXPECT_EQ(serialize_manifest(*part), serialize_manifest(t.want));
+  EXPECT_GT(half.frames.size(), 0u);
+  EXPECT_LT(half.frames.size(), t.plain.frames.size());
+  EXPECT_EQ(half.lent_sizes.size(), half.frames.size());
+  EXPECT_EQ(half.in_lent_buffer, half.frames.size());
+}
+
 TEST(PackerTest, RejectsBadOptionsAndUnsortedSources) {
   testing::TempDir dir;
   testing::write_file(dir / "x", {std::byte{1}});
@@ -461,24 +543,13 @@ class CountingEngine final : public CodecEngine {
 };
 
 TEST(PackerTest, WindowsAreCodedInBatchesThroughTheEngine) {
-  testing::TempDir dir;
-  make_tree(dir.path(), testing::test_seed());
-  testing::write_file(dir / "zeros", std::vector<std::byte>(3u << 20));
-  auto sources = list_pack_sources(dir.path());
-  ASSERT_TRUE(sources.is_ok());
-  ThreadPool pool(2);
-  PackOptions opts;
-  opts.pool = &pool;
-  opts.chunk_bytes = 1u << 20;
-  opts.created_ns = 9;
-  opts.host = "h";
-  RecordingSink plain;
-  auto want = pack_files(*sources, opts, plain);
-  ASSERT_TRUE(want.is_ok()) << want.status().to_string();
+  PackedTree t;
+  ASSERT_NO_FATAL_FAILURE(pack_tree(t, 3u << 20));
+  PackOptions opts = t.opts;
 
   for (bool with_need : {false, true}) {
     SCOPED_TRACE(with_need ? "with have/need" : "without have/need");
-    CountingEngine engine(&pool);
+    CountingEngine engine(&t.pool);
     opts.engine = &engine;
     opts.need = nullptr;
     if (with_need) {
@@ -487,12 +558,12 @@ TEST(PackerTest, WindowsAreCodedInBatchesThroughTheEngine) {
       };
     }
     RecordingSink sink;
-    auto m = pack_files(*sources, opts, sink);
+    auto m = pack_files(t.sources, opts, sink);
     ASSERT_TRUE(m.is_ok()) << m.status().to_string();
     // The same frames and manifest as the packer's default engine.
-    EXPECT_EQ(serialize_manifest(*m), serialize_manifest(*want));
+    EXPECT_EQ(serialize_manifest(*m), serialize_manifest(t.want));
     if (!with_need) {
-      EXPECT_EQ(sink.frames, plain.frames);
+      EXPECT_EQ(sink.frames, t.plain.frames);
     }
     // Whole windows per call: fewer calls than chunks, some batch of several
     // chunks, every chunk coded exactly once (repeats of an id only once
@@ -503,18 +574,18 @@ TEST(PackerTest, WindowsAreCodedInBatchesThroughTheEngine) {
       largest = std::max(largest, b);
     }
     EXPECT_EQ(coded, sink.frames.size());
-    EXPECT_LT(engine.batches.size(), want->chunk_count());
+    EXPECT_LT(engine.batches.size(), t.want.chunk_count());
     EXPECT_GT(largest, 1u);
     EXPECT_EQ(engine.jobs_without_id, 0u);
   }
 
   // An engine failure stops packing with the engine's error and context.
-  CountingEngine broken(&pool);
+  CountingEngine broken(&t.pool);
   broken.fail = true;
   opts.engine = &broken;
   opts.need = nullptr;
   RecordingSink failed;
-  auto m = pack_files(*sources, opts, failed);
+  auto m = pack_files(t.sources, opts, failed);
   ASSERT_EQ(m.status().code(), Code::kUnavailable);
   EXPECT_NE(m.status().message().find("counting codec engine"), std::string::npos) << m.status().to_string();
   EXPECT_TRUE(failed.frames.empty());

@@ -1,4 +1,5 @@
-// zstd_codec_test.cc: the zstd wrapper round-trips, reuses its contexts, and
+// zstd_codec_test.cc: the zstd wrapper round-trips, reuses its contexts,
+// compresses into a caller's buffer as into its own, and
 // refuses frames whose size does not match the chunk, trailing bytes and
 // garbage with Corruption.
 #include "codec/zstd_codec.h"
@@ -35,6 +36,27 @@ TEST(ZstdCodec, RoundTripsAndReusesContexts) {
   std::vector<std::byte> z;
   ASSERT_TRUE(c.compress(text_like(100000), 3, z).is_ok());
   EXPECT_LT(z.size(), 1000u);
+}
+
+// compress_into writes, at the start of a caller's buffer of the bound, the
+// bytes compress() makes.
+TEST(ZstdCodec, CompressIntoGivesTheSameBytes) {
+  ZstdCompressor c;
+  auto seed = testing::test_seed();
+  for (std::size_t n : {0, 1, 4096, 100000}) {
+    for (auto& in : {text_like(n), testing::random_bytes(n, seed + n)}) {
+      for (int level : {1, 3}) {
+        std::vector<std::byte> want;
+        ASSERT_TRUE(c.compress(in, level, want).is_ok());
+        std::vector<std::byte> out(zstd_compress_bound(n) + 7, std::byte{0x5a});
+        Result<std::size_t> got = c.compress_into(in, level, out);
+        ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+        ASSERT_EQ(*got, want.size());
+        out.resize(*got);
+        EXPECT_EQ(out, want) << n << " bytes at level " << level;
+      }
+    }
+  }
 }
 
 TEST(ZstdCodec, RejectsSizeMismatchTrailingBytesAndGarbage) {

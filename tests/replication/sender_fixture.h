@@ -1,12 +1,17 @@
 // sender_fixture.h: what the sender's tests share: a DR site (certificates
 // from create_cert_set, a local store in a temp dir, a Receiver on
 // 127.0.0.1 that can be stopped and restarted on its port), push options for
-// it, and a check that a committed snapshot rebuilds the source files byte
-// for byte from the store.
+// it, a safetensors writer, and a check that a committed snapshot rebuilds
+// the source files byte for byte from the store.
 #pragma once
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <set>
 
 #include <filesystem>
 #include <map>
@@ -99,6 +104,30 @@ class SenderTest : public ::testing::Test {
   CertSet certs_;
   std::unique_ptr<Site> site_;
 };
+
+// A safetensors file of `n` BF16 tensors of `elems` elements each; tensors
+// listed in `changed` get other values. The header is padded so tensor data
+// starts on a 4 KiB boundary.
+inline void write_safetensors(const fs::path& p, int n, std::size_t elems, const std::set<int>& changed,
+                              std::uint64_t seed) {
+  nlohmann::json h = nlohmann::json::object();
+  const std::uint64_t bytes = elems * 2;
+  for (int i = 0; i < n; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "layer%03d.weight", i);
+    h[name] = {{"dtype", "BF16"}, {"shape", {elems}}, {"data_offsets", {i * bytes, (i + 1) * bytes}}};
+  }
+  std::string text = h.dump();
+  text.resize(4096 - 8, ' ');
+  std::vector<std::byte> out(8 + text.size());
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<std::byte>(text.size() >> (8 * i));
+  std::memcpy(out.data() + 8, text.data(), text.size());
+  for (int i = 0; i < n; ++i) {
+    auto t = testing::normal_floats(elems, 2, true, 0.02, seed * 1000 + i + (changed.contains(i) ? 500 : 0));
+    out.insert(out.end(), t.begin(), t.end());
+  }
+  testing::write_file(p, out);
+}
 
 // Every file of `src` equals what snapshot `name` in `store` rebuilds, chunk
 // by chunk through ChunkDecoder (which verifies each chunk's id), compared

@@ -4,8 +4,9 @@
 // same checkpoint that sends no chunk data, a safetensors checkpoint with a
 // tenth of its tensors changed that sends about a tenth of the bytes, a
 // receiver stopped and restarted mid-push (the push resumes and resends only
-// what was not acknowledged), failover past a dead target, fan-out, and a
-// frame the receiver refuses as damaged, which ends the push unretried.
+// what was not acknowledged), frame memory that covers only frames not yet
+// sent however many are in flight, failover past a dead target, fan-out,
+// and a frame the receiver refuses as damaged, which ends the push unretried.
 // The file over 4 GiB is in sender_slow_test.cc.
 #include "replication/sender.h"
 
@@ -19,8 +20,10 @@
 #include <set>
 #include <thread>
 
+#include "base/thread_pool.h"
 #include "codec/engine.h"
 #include "tests/replication/sender_fixture.h"
+#include "tests/testing/link_simulator.h"
 #include "tests/testing/testing.h"
 
 namespace ferry::replication {
@@ -31,6 +34,7 @@ using testing_support::expect_snapshot_equals;
 using testing_support::kHost;
 using testing_support::SenderTest;
 using testing_support::Site;
+using testing_support::write_safetensors;
 
 void make_tree(const fs::path& root, std::uint64_t seed) {
   fs::create_directories(root / "model");
@@ -80,30 +84,6 @@ TEST_F(SenderTest, PushingAgainSendsNoChunkData) {
   EXPECT_EQ(*site_->store().manifest(kHost, "again-1"), *site_->store().manifest(kHost, "again-2"));
 }
 
-// A safetensors file of `n` BF16 tensors of `elems` elements each; tensors
-// listed in `changed` get other values. The header is padded so tensor data
-// starts on a 4 KiB boundary.
-void write_safetensors(const fs::path& p, int n, std::size_t elems, const std::set<int>& changed,
-                       std::uint64_t seed) {
-  nlohmann::json h = nlohmann::json::object();
-  const std::uint64_t bytes = elems * 2;
-  for (int i = 0; i < n; ++i) {
-    char name[32];
-    std::snprintf(name, sizeof name, "layer%03d.weight", i);
-    h[name] = {{"dtype", "BF16"}, {"shape", {elems}}, {"data_offsets", {i * bytes, (i + 1) * bytes}}};
-  }
-  std::string text = h.dump();
-  text.resize(4096 - 8, ' ');
-  std::vector<std::byte> out(8 + text.size());
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<std::byte>(text.size() >> (8 * i));
-  std::memcpy(out.data() + 8, text.data(), text.size());
-  for (int i = 0; i < n; ++i) {
-    auto t = testing::normal_floats(elems, 2, true, 0.02, seed * 1000 + i + (changed.contains(i) ? 500 : 0));
-    out.insert(out.end(), t.begin(), t.end());
-  }
-  testing::write_file(p, out);
-}
-
 TEST_F(SenderTest, TenPercentOfTensorsChangedSendsAboutTenPercent) {
   const std::uint64_t seed = testing::test_seed();
   constexpr int kTensors = 40;
@@ -129,13 +109,17 @@ TEST_F(SenderTest, TenPercentOfTensorsChangedSendsAboutTenPercent) {
   expect_snapshot_equals(site_->store(), "st-2", dir_ / "v2");
 }
 
-TEST_F(SenderTest, ReceiverRestartMidPushResumesWithoutResendingDurableChunks) {
+// `n` files part0.. of `bytes` random bytes each in `dir`.
+void write_random_parts(const fs::path& dir, int n, std::size_t bytes) {
   const std::uint64_t seed = testing::test_seed();
-  fs::create_directories(dir_ / "big");
-  for (int i = 0; i < 4; ++i) {
-    testing::write_file(dir_ / "big" / ("part" + std::to_string(i)),
-                        testing::random_bytes(8u << 20, seed + i));
+  fs::create_directories(dir);
+  for (int i = 0; i < n; ++i) {
+    testing::write_file(dir / ("part" + std::to_string(i)), testing::random_bytes(bytes, seed + i));
   }
+}
+
+TEST_F(SenderTest, ReceiverRestartMidPushResumesWithoutResendingDurableChunks) {
+  write_random_parts(dir_ / "big", 4, 8u << 20);
   auto o = options("resume-1");
   o.streams = 2;
   o.stream_window_bytes = 1u << 20;
@@ -166,6 +150,39 @@ TEST_F(SenderTest, ReceiverRestartMidPushResumesWithoutResendingDurableChunks) {
   EXPECT_LE(r->frame_bytes_resent, 2 * (o.stream_window_bytes + (o.chunk_bytes + 88)));
   EXPECT_EQ(r->chunks_sent, r->chunks_total);
   expect_snapshot_equals(site_->store(), "resume-1", dir_ / "big");
+}
+
+// Frames are released once sent (a resend rebuilds them from the source),
+// so frame memory covers only what is not yet sent: the packer's window, the
+// queue and a frame per stream. Here nearly every frame is in flight at once
+// (a link that carries each stream's frames at 8 MiB/s while the packer's
+// small have/need queries pass quickly, and windows larger than the
+// checkpoint), and memory must still stay at that bound, far below the 96
+// frames pushed.
+TEST_F(SenderTest, FrameMemoryCoversOnlyFramesNotYetSent) {
+  write_random_parts(dir_ / "src", 3, 2u << 20);
+  testing::LinkOptions lo;
+  lo.target = site_->target();
+  lo.delay_ms = 5;
+  lo.bandwidth_bytes_per_s = 8u << 20;
+  testing::LinkSimulator link(lo);
+  ASSERT_TRUE(link.start().is_ok());
+  ThreadPool pool(2);
+  auto o = options("memory-1");
+  o.targets = {link.address()};
+  o.chunk_bytes = 64u << 10;
+  o.streams = 2;
+  o.queue_bytes = 256u << 10;  // three frames
+  o.pool = &pool;
+  auto r = push_dir(dir_ / "src", o);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->chunks_sent, 96u);
+  const std::uint64_t frame_room = frame_room_bytes(o.chunk_bytes);
+  // The packer's window (8 chunks with have/need), 3 queued, 1 per stream.
+  const std::uint64_t bound = (8 + 3 + 1 + 2) * frame_room;
+  EXPECT_GT(r->frame_memory_bytes, 0u);
+  EXPECT_LE(r->frame_memory_bytes, bound) << r->frame_memory_bytes / frame_room << " frame buffers";
+  expect_snapshot_equals(site_->store(), "memory-1", dir_ / "src");
 }
 
 TEST_F(SenderTest, FailsOverPastADeadTargetAndFansOut) {

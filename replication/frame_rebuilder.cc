@@ -1,0 +1,49 @@
+// frame_rebuilder.cc: see frame_rebuilder.h.
+#include "replication/frame_rebuilder.h"
+
+#include <fcntl.h>
+
+#include <string>
+
+#include "base/posix_file.h"
+#include "codec/tree_hash.h"
+
+namespace ferry::replication {
+
+ChunkOrigin chunk_origin(const std::filesystem::path& path, const ManifestFile& file,
+                         const ManifestChunk& chunk) {
+  return ChunkOrigin{path, chunk, file.layout != LayoutKind::kSafetensors};
+}
+
+Status FrameRebuilder::rebuild(const ChunkOrigin& origin, std::vector<std::byte>& frame) {
+  const ManifestChunk& c = origin.chunk;
+  const std::string where = origin.path.string() + " at offset " + std::to_string(c.offset);
+  FERRY_CHECK(frame.size() >= frame_room_bytes(c.length));
+  if (c.length > raw_capacity_) {
+    raw_ = std::make_unique_for_overwrite<std::byte[]>(c.length);
+    raw_capacity_ = c.length;
+  }
+  std::span<std::byte> raw(raw_.get(), c.length);
+  ASSIGN_OR_RETURN(UniqueFd fd, open_fd(origin.path, O_RDONLY | O_CLOEXEC));
+  RETURN_IF_ERROR(pread_exact(fd.get(), raw, c.offset, origin.path));
+  const Digest id = chunk_id(raw);
+  if (id != c.id) {
+    return Status::aborted(where + " changed while being pushed: the chunk of " + std::to_string(c.length) +
+                           " bytes sent as " + to_hex(c.id) + " now hashes to " + to_hex(id));
+  }
+  if (!encoder_) encoder_ = std::make_unique<ChunkEncoder>();
+  EncodeOptions o;
+  o.zstd_level = zstd_level_;
+  o.trial = origin.trial;
+  const EncodedChunk e = encoder_->encode_into(raw, c.dtype, id, frame, o);
+  if (static_cast<std::uint8_t>(e.codec) != c.codec || e.frame_bytes != c.frame_bytes) {
+    return Status::internal("rebuilding the frame of chunk " + to_hex(c.id) + " (" + where + ") gave " +
+                            std::string(codec_name(e.codec)) + " in " + std::to_string(e.frame_bytes) +
+                            " bytes, first sent as codec " + std::to_string(c.codec) + " in " +
+                            std::to_string(c.frame_bytes) + " bytes");
+  }
+  frame.resize(e.frame_bytes);
+  return Status::ok();
+}
+
+}  // namespace ferry::replication

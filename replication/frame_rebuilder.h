@@ -1,0 +1,59 @@
+// frame_rebuilder.h: makes the frame of one pushed chunk again, byte for
+// byte, from its source file, so that the sender can give a frame's memory
+// back as soon as the frame is sent instead of holding it until the
+// receiver acknowledges it: only a resend after a broken connection needs
+// the frame again, and it is rebuilt then. With frames released once sent, a
+// push holds frame memory for the packer's window and the queue only, never
+// for the (possibly very large) windows in flight.
+//
+// The rebuild reads the chunk, checks that it still hashes to the chunk id
+// the manifest records (the file did not change since it was packed) and
+// codes it with the CPU encoder as the packer did (every engine makes the
+// same bytes: codec/engine.h); the frame's codec and size must match the
+// manifest's too.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "base/status.h"
+#include "codec/chunk_codec.h"
+#include "codec/manifest.h"
+
+namespace ferry::replication {
+
+// Where a pushed chunk comes from and how it was coded.
+struct ChunkOrigin {
+  std::filesystem::path path;  // the source file
+  ManifestChunk chunk;         // offset, length, dtype, id, codec, frame_bytes
+  bool trial = false;          // unknown layout: codec chosen by trial (packer.h)
+};
+
+// The origin of `chunk` of `file` (its manifest entry) read from `path`: the
+// packer chooses codecs by trial exactly for files of unknown layout.
+ChunkOrigin chunk_origin(const std::filesystem::path& path, const ManifestFile& file,
+                         const ManifestChunk& chunk);
+
+// Reusable scratch (the raw chunk, an encoder); one per thread.
+class FrameRebuilder {
+ public:
+  explicit FrameRebuilder(int zstd_level) : zstd_level_(zstd_level) {}
+
+  // Rebuilds the frame of `origin` into `frame`, which holds at least
+  // frame_room_bytes(origin.chunk.length) bytes, and cuts it to the frame.
+  // Aborted naming the file and offset when the chunk no longer hashes to
+  // its id (the file changed); IOError when it cannot be read; Internal when
+  // the frame differs in codec or size from the one first sent.
+  Status rebuild(const ChunkOrigin& origin, std::vector<std::byte>& frame);
+
+ private:
+  int zstd_level_;
+  std::unique_ptr<std::byte[]> raw_;
+  std::size_t raw_capacity_ = 0;
+  std::unique_ptr<ChunkEncoder> encoder_;  // made at the first rebuild
+};
+
+}  // namespace ferry::replication

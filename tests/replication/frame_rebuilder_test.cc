@@ -1,0 +1,142 @@
+// frame_rebuilder_test.cc: a frame made again from its source file is the
+// frame the packer made, byte for byte, for chunks of a safetensors file
+// (codec by dtype), of files of unknown layout (codec by trial) and of zstd
+// and raw chunks; a chunk whose bytes changed since, a file that is gone and
+// a coder at another zstd level are errors that name the file.
+#include "replication/frame_rebuilder.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <set>
+
+#include "codec/archive.h"
+#include "codec/packer.h"
+#include "tests/replication/sender_fixture.h"
+#include "tests/testing/testing.h"
+
+namespace ferry::replication {
+namespace {
+
+namespace fs = std::filesystem;
+
+class FrameRebuilderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::uint64_t seed = testing::test_seed();
+    fs::create_directories(dir_ / "src");
+    testing_support::write_safetensors(dir_ / "src/model.safetensors", 6, 150'000, {}, seed);
+    testing::write_file(dir_ / "src/adam.bin", testing::normal_floats(200'000, 4, false, 1e-3, seed + 1));
+    std::vector<std::byte> sparse = testing::normal_floats(300'000, 2, true, 0.02, seed + 2);
+    for (std::size_t i = 0; i < sparse.size(); i += 2) {
+      if ((i / 2) % 20 != 0) sparse[i] = sparse[i + 1] = std::byte{0};
+    }
+    testing::write_file(dir_ / "src/sparse.bin", sparse);
+    testing::write_file(dir_ / "src/noise.bin", testing::random_bytes(300'000, seed + 3));
+    auto sources = list_pack_sources(dir_ / "src");
+    ASSERT_TRUE(sources.is_ok());
+    sources_ = *sources;
+    // The packer's frames, kept in an archive.
+    auto writer = ArchiveWriter::create(dir_ / "packed.ferry");
+    ASSERT_TRUE(writer.is_ok());
+    PackOptions o;
+    o.chunk_bytes = 256u << 10;
+    o.created_ns = 1;
+    o.host = "h";
+    auto m = pack_files(sources_, o, *writer);
+    ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+    ASSERT_TRUE(writer->finish(*m).is_ok());
+    auto reader = ArchiveReader::open(dir_ / "packed.ferry");
+    ASSERT_TRUE(reader.is_ok());
+    for (std::size_t f = 0; f < m->files.size(); ++f) {
+      for (std::size_t c = 0; c < m->files[f].chunks.size(); ++c) {
+        origins_.push_back(chunk_origin(sources_[f].path, m->files[f], m->files[f].chunks[c]));
+        names_.push_back(m->files[f].path);
+        frames_.emplace_back();
+        ASSERT_TRUE(reader->read_frame(f, c, frames_.back()).is_ok());
+      }
+    }
+  }
+
+  testing::TempDir dir_;
+  std::vector<PackSource> sources_;
+  // Per chunk of the checkpoint, in order: its origin, file name and frame.
+  std::vector<ChunkOrigin> origins_;
+  std::vector<std::string> names_;
+  std::vector<std::vector<std::byte>> frames_;
+};
+
+TEST_F(FrameRebuilderTest, RebuildsThePackersFramesByteForByte) {
+  FrameRebuilder rebuilder(kDefaultZstdLevel);
+  std::set<Codec> codecs;
+  bool trial = false, by_dtype = false;
+  for (std::size_t i = 0; i < frames_.size(); ++i) {
+    const ChunkOrigin& o = origins_[i];
+    trial |= o.trial;
+    by_dtype |= !o.trial;
+    std::vector<std::byte> frame(frame_room_bytes(o.chunk.length), std::byte{0x77});
+    Status st = rebuilder.rebuild(o, frame);
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+    EXPECT_EQ(frame, frames_[i]) << names_[i] << " @" << o.chunk.offset;
+    codecs.insert(static_cast<Codec>(o.chunk.codec));
+  }
+  EXPECT_TRUE(trial && by_dtype) << "chunks of both kinds of file";
+  EXPECT_TRUE(codecs.contains(Codec::kPlanes16));
+  EXPECT_TRUE(codecs.contains(Codec::kPlanes32));
+  EXPECT_TRUE(codecs.contains(Codec::kZstd));
+  EXPECT_TRUE(codecs.contains(Codec::kRaw));
+}
+
+TEST_F(FrameRebuilderTest, AChangedChunkAMissingFileAndAnotherLevelAreErrors) {
+  // One byte of adam.bin's second chunk flips: that chunk fails, naming the
+  // file and the chunk's offset; the file's other chunks still rebuild.
+  std::vector<std::size_t> adam;
+  for (std::size_t i = 0; i < names_.size(); ++i) {
+    if (names_[i] == "adam.bin") adam.push_back(i);
+  }
+  ASSERT_GE(adam.size(), 2u);
+  const ChunkOrigin& second = origins_[adam[1]];
+  {
+    auto fd = open_fd(second.path, O_WRONLY);
+    ASSERT_TRUE(fd.is_ok());
+    std::byte b{0x5a};
+    ASSERT_EQ(::pwrite(fd->get(), &b, 1, static_cast<off_t>(second.chunk.offset + 1000)), 1);
+  }
+  FrameRebuilder rebuilder(kDefaultZstdLevel);
+  std::vector<std::byte> frame(frame_room_bytes(second.chunk.length));
+  Status st = rebuilder.rebuild(second, frame);
+  EXPECT_EQ(st.code(), Code::kAborted);
+  EXPECT_NE(st.message().find(second.path.string() + " at offset " + std::to_string(second.chunk.offset)),
+            std::string::npos)
+      << st.message();
+  EXPECT_NE(st.message().find("changed"), std::string::npos) << st.message();
+  const ChunkOrigin& first = origins_[adam[0]];
+  frame.assign(frame_room_bytes(first.chunk.length), std::byte{0});
+  EXPECT_TRUE(rebuilder.rebuild(first, frame).is_ok());
+
+  // The file is gone.
+  fs::remove(dir_ / "src/noise.bin");
+  for (std::size_t i = 0; i < names_.size(); ++i) {
+    if (names_[i] != "noise.bin") continue;
+    const ChunkOrigin& o = origins_[i];
+    frame.assign(frame_room_bytes(o.chunk.length), std::byte{0});
+    st = rebuilder.rebuild(o, frame);
+    EXPECT_FALSE(st.is_ok());
+    EXPECT_NE(st.message().find("noise.bin"), std::string::npos) << st.message();
+    break;
+  }
+
+  // A zstd chunk coded at another level than the packer's comes out in
+  // another size: refused, never sent in place of the first frame.
+  FrameRebuilder other(19);
+  for (const ChunkOrigin& o : origins_) {
+    if (static_cast<Codec>(o.chunk.codec) != Codec::kZstd) continue;
+    frame.assign(frame_room_bytes(o.chunk.length), std::byte{0});
+    st = other.rebuild(o, frame);
+    EXPECT_EQ(st.code(), Code::kInternal) << st.to_string();
+    break;
+  }
+}
+
+}  // namespace
+}  // namespace ferry::replication
