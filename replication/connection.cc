@@ -5,6 +5,8 @@
 #include "replication/connection.h"
 #include "base/clock.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <functional>
@@ -23,7 +25,13 @@ constexpr std::size_t kSendBufferBytes = kCipherBufferBytes + kCipherSlackBytes;
 // close(): how long a close_notify may take to leave.
 constexpr int kCloseTimeoutMs = 1000;
 
-std::size_t this_thread_key() { return std::hash<std::thread::id>{}(std::this_thread::get_id()); }
+// The kernel's id of the calling thread. Not std::thread::id: glibc hands an
+// exited thread's id to the next thread it starts, and an io_uring ring set
+// up SINGLE_ISSUER refuses (EEXIST) submissions from any task but its
+// creator, so a connection used by a short-lived thread after another one
+// (the packer's read-ahead threads asking have/need on the control
+// connection, one per window) must see the change.
+std::size_t this_thread_key() { return static_cast<std::size_t>(::gettid()); }
 
 // The host part of "host:port", "[v6]:port".
 std::string host_of(std::string_view host_port) {

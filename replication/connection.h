@@ -157,7 +157,7 @@ class Connection {
   std::unique_ptr<TlsSession> tls_;
   ConnectionOptions options_;
   std::unique_ptr<io::Engine> engine_;
-  std::size_t engine_thread_ = 0;    // hash of the owning thread's id
+  std::size_t engine_thread_ = 0;    // the owning thread's kernel id
   std::vector<std::byte> send_buf_;  // being sent; TLS fills the other (pump_out)
   std::unique_ptr<std::byte[]> recv_buf_;
   bool send_in_flight_ = false;

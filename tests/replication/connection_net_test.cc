@@ -93,6 +93,15 @@ TEST_F(ConnectionNetTest, ConnectionMovesBetweenThreads) {
   ping(2);
   std::thread third([&] { ping(3); });
   third.join();
+  // Short-lived threads one after another, as the packer's read-ahead
+  // threads ask have/need on the push's control connection: the C library
+  // may give the next thread the exited one's std::thread::id, but the
+  // connection must still notice it is on another thread (an io_uring set
+  // up for a single issuer refuses any other).
+  for (std::uint64_t id = 4; id < 8; ++id) {
+    std::thread next([&] { ping(id); });
+    next.join();
+  }
 }
 
 TEST_F(ConnectionNetTest, ThreadPoolBackendCarriesTheSameStream) {
