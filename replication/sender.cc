@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <ctime>
 #include <deque>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -686,8 +687,17 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   SharedCounters counters;
   AbortFlag abort(options.should_stop);
   Link control(target, ctx, options, counters, abort);
-  RETURN_IF_ERROR(control.ensure());
-  ASSIGN_OR_RETURN(auto known, known_frames(control));
+  std::map<Digest, FrameFacts> known;
+  // The control connection and the newest snapshot's frame facts come up
+  // while the streams connect and the packer reads and hashes its first
+  // window: on a long link that takes three round trips or more off every
+  // push. The packer's first have/need question waits for it (and fails
+  // with its error). Joined before `control` and `known` go.
+  std::shared_future<Status> control_ready = std::async(std::launch::async, [&]() -> Status {
+                                               RETURN_IF_ERROR(control.ensure());
+                                               ASSIGN_OR_RETURN(known, known_frames(control));
+                                               return Status::ok();
+                                             }).share();
 
   // Outlives every frame of the queue and the streams.
   FrameBuffers buffers(frame_room_bytes(options.chunk_bytes));
@@ -710,8 +720,12 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   po.job = options.job;
   po.step = options.step;
   po.created_ns = created_ns;
-  po.need = [&](std::span<const Digest> ids) { return query_missing(control, ids); };
+  po.need = [&](std::span<const Digest> ids) -> Result<std::vector<bool>> {
+    RETURN_IF_ERROR(control_ready.get());
+    return query_missing(control, ids);
+  };
   po.known_frame = [&](const Digest& id) -> std::optional<FrameFacts> {
+    if (!control_ready.get()) return std::nullopt;  // asked only after need answered
     auto it = known.find(id);
     if (it == known.end()) return std::nullopt;
     return it->second;
@@ -730,6 +744,7 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   };
   QueueSink sink(queue, buffers, sources, abort);
   Result<Manifest> manifest = pack_files(sources, po, sink);
+  if (manifest && !control_ready.get()) manifest = control_ready.get();  // nothing asked (no chunks)
   if (!manifest) abort.raise(manifest.status());
   queue.close();
   threads.clear();  // joins: every frame acknowledged, or aborted
