@@ -35,12 +35,12 @@ using Clock = std::chrono::steady_clock;
 // looks at the abort flag again.
 inline constexpr int kQueuePollMs = 50;
 // A stream with frames in flight and room in its window waits this long for
-// the packer's next frame (woken as soon as one is queued), then this long
-// for an acknowledgement, and goes round again: it never sits in a receive
-// for a round trip while frames wait in the queue (on a 20 ms link that held
-// the packer up behind a small queue).
+// the packer's next frame (woken as soon as one is queued), reads an
+// acknowledgement only if one has arrived (Connection::input_ready, no
+// wait), and goes round again: it never sits in a receive for a round trip
+// while frames wait in the queue (on a 20 ms link that held the packer up
+// behind a small queue).
 inline constexpr int kFramePollMs = 2;
-inline constexpr int kAckPollMs = 1;
 // Sleeps (backoff, bandwidth cap) are cut into slices this long so an abort
 // is noticed quickly.
 inline constexpr int kSleepSliceMs = 20;
@@ -443,7 +443,12 @@ class Stream {
         st = resolve_in_flight();
       }
       if (st) st = fill_window();
-      if (st && !in_flight_.empty()) st = take_ack(window_has_room() && !queue_.done() ? kAckPollMs : -1);
+      if (st && !in_flight_.empty()) {
+        // With room for more frames to come, read only an acknowledgement
+        // at hand; otherwise wait for the next one.
+        const bool frames_may_come = window_has_room() && !queue_.done();
+        if (!frames_may_come || link_.conn()->input_ready()) st = take_ack();
+      }
       if (progressed_) breaks_without_progress = 0;
       if (!st) {
         if (!retry_on_new_connection(st) ||
@@ -549,13 +554,9 @@ class Stream {
     return Status::ok();
   }
 
-  // Reads one acknowledgement (or the receiver's verdict). With a wait of
-  // wait_ms >= 0 for it to begin, none arriving in time is no error.
-  Status take_ack(int wait_ms = -1) {
-    Result<Message> r = wait_ms < 0 ? link_.conn()->recv() : link_.conn()->recv_next(wait_ms);
-    if (!r && wait_ms >= 0 && r.status().code() == Code::kTimeout && link_.conn()->is_open()) {
-      return Status::ok();
-    }
+  // Reads one acknowledgement (or the receiver's verdict).
+  Status take_ack() {
+    Result<Message> r = link_.conn()->recv();
     if (!r) return r.status();
     link_.sync_counters();
     // An ERROR with a PUT's id is the receiver's verdict on that frame (a
