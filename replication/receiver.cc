@@ -98,6 +98,7 @@ void Receiver::accept_loop() {
     const bool over = served_ >= options_.max_connections;
     if (over && refusing_ >= kMaxRefusingConnections) {
       stats_.refused++;
+      stats_.refused_limit++;
       log("refused peer=" + socket.name() + " reason=\"connection limit; too many refusals pending\"");
       continue;  // socket closes here
     }
@@ -133,9 +134,11 @@ void Receiver::serve(Conn* conn, io::Socket socket, bool over_limit) {
   auto accepted = Connection::accept(std::move(socket), tls_, copts);
   if (!accepted) {
     stats_.refused++;
+    stats_.refused_handshake++;
     line = "refused peer=" + peer + " reason=" + log_quoted(accepted.status().to_string());
   } else if (over_limit) {
     stats_.refused++;
+    stats_.refused_limit++;
     Status st = Status::exhausted("receiver at its limit of " + std::to_string(options_.max_connections) +
                                   " connections; try again later");
     (void)(*accepted)->send(error_from_status(0, st));
@@ -146,6 +149,8 @@ void Receiver::serve(Conn* conn, io::Socket socket, bool over_limit) {
     Session session(*this, c, c.peer_identity());
     Status st = session.run();
     const ConnectionCounters& k = c.counters();
+    stats_.wire_in += k.cipher_bytes_in;
+    stats_.wire_out += k.cipher_bytes_out;
     char dur[32];
     std::snprintf(dur, sizeof dur, "%.3f", mono_seconds() - start);
     line = "conn peer=" + peer + " ns=" + c.peer_identity() +
@@ -203,6 +208,13 @@ ReceiverStats Receiver::stats() const {
   s.syncs = stats_.syncs.load();
   s.commits = stats_.commits.load();
   s.chunks_served = stats_.chunks_served.load();
+  s.refused_handshake = stats_.refused_handshake.load();
+  s.refused_connection_limit = stats_.refused_limit.load();
+  s.refused_hello = stats_.refused_hello.load();
+  s.chunks_stored = stats_.stored.load();
+  s.wire_bytes_in = stats_.wire_in.load();
+  s.wire_bytes_out = stats_.wire_out.load();
+  s.sync_seconds = stats_.sync_seconds.counts();
   std::lock_guard lock(mu_);
   s.connections_active = served_;
   return s;

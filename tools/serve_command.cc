@@ -8,7 +8,9 @@
 
 #include <cstdio>
 
+#include "base/metrics_server.h"
 #include "replication/receiver.h"
+#include "replication/receiver_metrics.h"
 #include "store/local_store.h"
 #include "tools/cli.h"
 
@@ -17,6 +19,8 @@ DEFINE_bool(append_only, false, "serve: hosts may not delete or prune snapshots"
 DEFINE_uint64(quota_bytes, 0, "serve: per-namespace limit on stored bytes (0: none)");
 DEFINE_uint64(max_connections, ferry::replication::kDefaultMaxConnections,
               "serve: connections served at once; more are refused with an error");
+DEFINE_string(metrics_listen, "",
+              "serve: HOST:PORT to serve Prometheus /metrics on (port 0: any free port; \"\": off)");
 DEFINE_int32(idle_timeout_s, ferry::replication::kDefaultIdleTimeoutMs / 1000,
              "serve: close a connection that sends nothing for this long");
 
@@ -54,6 +58,17 @@ int run_serve(const std::vector<std::string>& args) {
   replication::Receiver receiver(**store, options);
   Status st = receiver.start();
   if (!st) return fail(st);
+  // Declared after the receiver and store, so it stops serving before they go.
+  Metrics metrics;
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (!FLAGS_metrics_listen.empty()) {
+    replication::export_receiver_metrics(metrics, receiver, **store);
+    auto server = MetricsServer::start(FLAGS_metrics_listen, metrics);
+    if (!server) return fail(server.status().with_context("--metrics_listen"));
+    metrics_server = std::move(server).value();
+    const std::string host = FLAGS_metrics_listen.substr(0, FLAGS_metrics_listen.rfind(':'));
+    std::printf("ferry serve: metrics on http://%s:%d/metrics\n", host.c_str(), metrics_server->port());
+  }
   std::printf("ferry serve: listening on %s (store %s%s)\n", receiver.address().to_string().c_str(),
               FLAGS_store.c_str(), FLAGS_append_only ? ", append-only" : "");
   std::fflush(stdout);
@@ -62,6 +77,7 @@ int run_serve(const std::vector<std::string>& args) {
   while (sigwait(&signals, &sig) != 0) {
   }
   std::fprintf(stderr, "ferry serve: %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  metrics_server.reset();
   receiver.stop();
   const replication::ReceiverStats s = receiver.stats();
   std::fprintf(stderr,
@@ -76,7 +92,8 @@ int run_serve(const std::vector<std::string>& args) {
 
 Registrar registrar({"serve",
                      "serve --store=DIR --ca=ca.pem --cert=receiver.pem --key=receiver.key "
-                     "[--listen=127.0.0.1:7443] [--append_only] [--quota_bytes=N] [--max_connections=N]",
+                     "[--listen=127.0.0.1:7443] [--append_only] [--quota_bytes=N] [--max_connections=N] "
+                     "[--metrics_listen=HOST:PORT]",
                      "run the DR receiver: mTLS, verified chunk store, snapshots", run_serve});
 
 }  // namespace
