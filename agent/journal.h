@@ -97,7 +97,25 @@ class Journal {
   std::uint64_t size_bytes() const;
 
  private:
+  // What open() found after the header: the whole records, the largest job
+  // id among them, where the last whole record ends, and why the scan
+  // stopped before the end of the file ("" when it did not).
+  struct ScanResult {
+    std::vector<JournalRecord> records;
+    std::uint64_t max_id = 0;
+    std::uint64_t end = 0;
+    std::string why;
+  };
+
   Journal() = default;
+  // The steps of open(): the whole file (bounded by its size limit); the
+  // header of a new (or torn-header) journal; the check of an existing
+  // header; the record scan; the cut of a torn tail at `end`.
+  Result<std::vector<std::byte>> read_whole() const;
+  Status write_header(std::span<const std::byte> existing);
+  static Status check_header(std::span<const std::byte> data, const std::filesystem::path& path);
+  static ScanResult scan_records(std::span<const std::byte> data);
+  Status cut_tail(std::uint64_t size, std::uint64_t end, const std::string& why);
 
   std::filesystem::path path_;
   mutable std::mutex mu_;

@@ -20,6 +20,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <set>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -89,6 +90,10 @@ struct Slot {
   bool encode = true;
   std::optional<FrameFacts> facts;
   std::optional<std::size_t> repeat_of;
+  // With have/need: the id was asked about when the window was read
+  // (WindowPipeline::ask), and `needed` is the answer.
+  bool asked = false;
+  bool needed = false;
   Status status;
 };
 
@@ -215,13 +220,11 @@ Status encode_window(std::span<Slot> slots, std::span<const PlannedFile> files, 
   return Status::ok();
 }
 
-// Asks options.need about the ids of a window not met before in this run and
-// marks each slot to send, to skip with known facts, or to encode only for
-// its facts. An id met before (in this window or an earlier one) is never
-// sent twice: its facts come from `seen` or from its first slot.
-Status decide_window(std::span<Slot> slots, const PackOptions& options, std::map<Digest, FrameFacts>& seen) {
-  std::vector<Digest> fresh;
-  std::vector<std::size_t> fresh_slot;
+// Marks each slot of a window to send, to skip with known facts, or to
+// encode only for its facts, from the have/need answers its read brought
+// (WindowPipeline::ask). An id met before (in this window or an earlier one)
+// is never sent twice: its facts come from `seen` or from its first slot.
+void decide_window(std::span<Slot> slots, const PackOptions& options, std::map<Digest, FrameFacts>& seen) {
   for (std::size_t j = 0; j < slots.size(); ++j) {
     Slot& s = slots[j];
     s.send = false;
@@ -238,27 +241,20 @@ Status decide_window(std::span<Slot> slots, const PackOptions& options, std::map
         break;
       }
     }
-    if (!s.repeat_of) {
-      fresh.push_back(s.id);
-      fresh_slot.push_back(j);
-    }
   }
-  if (fresh.empty()) return Status::ok();
-  ASSIGN_OR_RETURN(std::vector<bool> need, options.need(fresh));
-  if (need.size() != fresh.size()) {
-    return Status::internal("have/need answered " + std::to_string(need.size()) + " flags for " +
-                            std::to_string(fresh.size()) + " chunks");
-  }
-  for (std::size_t i = 0; i < fresh.size(); ++i) {
-    Slot& s = slots[fresh_slot[i]];
-    s.send = need[i];
+  // Met for the first time (neither seen nor repeated): asked about when
+  // the window was read; the ids of earlier windows are all in `seen` by
+  // now, so that is exactly the set asked.
+  for (Slot& s : slots) {
+    if (s.facts || s.repeat_of) continue;
+    FERRY_CHECK(s.asked);
+    s.send = s.needed;
     s.encode = true;
     if (!s.send && options.known_frame) {
       s.facts = options.known_frame(s.id);
       if (s.facts) s.encode = false;
     }
   }
-  return Status::ok();
 }
 
 }  // namespace
@@ -446,6 +442,9 @@ class WindowPipeline {
       const std::size_t n = cur_n;
       const std::size_t next_start = start + n;
       std::size_t next_n = 0;
+      // A window whose read or question failed ends the run before the
+      // next one is read (or asked about).
+      RETURN_IF_ERROR(prepared_status(std::span(slot_sets_[cur]).first(n)));
       std::jthread ahead;  // joined on every path out of this iteration
       if (next_start < work_.size()) {
         std::vector<Slot>& next = slot_sets_[1 - cur];
@@ -478,22 +477,61 @@ class WindowPipeline {
     return n;
   }
 
-  // Reads and hashes a window. Touches only its slots and the leaf ranges
-  // of their chunks.
+  // Reads and hashes a window, then (with have/need) asks about its ids.
+  // Touches only its slots, the leaf ranges of their chunks and asked_.
   void prepare(std::vector<Slot>& slots, std::size_t n) {
     pool_.parallel_for(n, [&](std::size_t j) {
       Slot& s = slots[j];
       read_chunk(s, files_[s.file], m_.files[s.file].size, options_.direct_io);
     });
+    if (options_.need) ask(std::span(slots).first(n));
   }
 
-  // Decides, codes and emits a prepared window, in order.
-  Status finish(std::span<Slot> slots) {
+  // Asks options.need about the window's ids not asked before in this run
+  // (each once, in order): right after the read, on the read-ahead thread,
+  // so the round trip overlaps the coding of the window before. Exactly the
+  // ids decide_window will find met for the first time; a failure lands in
+  // the window's first slot and stops packing there.
+  void ask(std::span<Slot> slots) {
+    std::vector<Digest> fresh;
+    std::vector<std::size_t> fresh_slot;
+    for (std::size_t j = 0; j < slots.size(); ++j) {
+      Slot& s = slots[j];
+      s.asked = false;
+      if (!s.status) return;
+      if (!asked_.insert(s.id).second) continue;  // an earlier window's, or repeated in this one
+      fresh.push_back(s.id);
+      fresh_slot.push_back(j);
+    }
+    if (fresh.empty()) return;
+    Result<std::vector<bool>> need = options_.need(fresh);
+    if (need && need->size() != fresh.size()) {
+      need = Status::internal("have/need answered " + std::to_string(need->size()) + " flags for " +
+                              std::to_string(fresh.size()) + " chunks");
+    }
+    if (!need) {
+      slots.front().status = need.status();
+      return;
+    }
+    for (std::size_t i = 0; i < fresh.size(); ++i) {
+      slots[fresh_slot[i]].asked = true;
+      slots[fresh_slot[i]].needed = (*need)[i];
+    }
+  }
+
+  // The first failure of a prepared window's reads and question, in order.
+  static Status prepared_status(std::span<const Slot> slots) {
     for (const Slot& s : slots) {
       if (!s.status) return s.status;
     }
+    return Status::ok();
+  }
+
+  // Decides, codes and emits a prepared window (prepared_status ok), in
+  // order.
+  Status finish(std::span<Slot> slots) {
     if (options_.need) {
-      RETURN_IF_ERROR(decide_window(slots, options_, seen_));
+      decide_window(slots, options_, seen_);
     } else {
       for (Slot& s : slots) {
         s.send = true;
@@ -528,6 +566,8 @@ class WindowPipeline {
   // With have/need: the frame facts of every id met so far, so that no id is
   // sent twice in one run (32 + 8 bytes per distinct chunk).
   std::map<Digest, FrameFacts> seen_;
+  // Every id asked about so far (ask, one thread at a time; 32 bytes each).
+  std::set<Digest> asked_;
   std::vector<EncodeJob> jobs_;  // encode_window's scratch
   std::vector<EncodedChunk> results_;
   PackProgress progress_;

@@ -5,6 +5,9 @@
 #include "replication/connection.h"
 #include "base/clock.h"
 
+#include <poll.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <functional>
@@ -24,7 +27,17 @@ constexpr std::size_t kSendBufferBytes = kCipherBufferBytes + kCipherSlackBytes;
 // close(): how long a close_notify may take to leave.
 constexpr int kCloseTimeoutMs = 1000;
 
-std::size_t this_thread_key() { return std::hash<std::thread::id>{}(std::this_thread::get_id()); }
+// The kernel's id of the calling thread. Not std::thread::id: glibc hands an
+// exited thread's id to the next thread it starts, and an io_uring ring set
+// up SINGLE_ISSUER refuses (EEXIST) submissions from any task but its
+// creator, so a connection used by a short-lived thread after another one
+// (the packer's read-ahead threads asking have/need on the control
+// connection, one per window) must see the change. Asked once per thread:
+// gettid is a system call, and every send and receive asks.
+std::size_t this_thread_key() {
+  thread_local const std::size_t key = static_cast<std::size_t>(::gettid());
+  return key;
+}
 
 // The host part of "host:port", "[v6]:port".
 std::string host_of(std::string_view host_port) {
@@ -249,6 +262,15 @@ Status Connection::send_raw(std::span<const std::byte> bytes) {
 }
 
 Result<Message> Connection::recv(int timeout_ms) { return recv_message(timeout_ms, false); }
+
+bool Connection::input_ready() const {
+  if (!open_ || !tls_) return true;
+  if (tls_->has_buffered_input()) return true;
+  pollfd p{};
+  p.fd = socket_.fd();
+  p.events = POLLIN | POLLRDHUP;
+  return ::poll(&p, 1, 0) != 0;  // readable, hung up, failed, or poll itself failed
+}
 
 Result<Message> Connection::recv_next(int first_byte_timeout_ms) {
   return recv_message(first_byte_timeout_ms, true);

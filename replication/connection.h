@@ -100,6 +100,12 @@ class Connection {
   // wait never splits a message. The receiver waits this way for further
   // PUTs before it syncs and acknowledges the ones it has.
   Result<Message> recv_next(int first_byte_timeout_ms);
+  // Whether recv() would find something without waiting for the peer: input
+  // buffered in TLS, or bytes, an end or an error on the socket (one poll(2)
+  // that does not wait; no receive may be in flight, and none is outside
+  // recv). A closed connection: true (recv reports why). For a loop with
+  // other work that must not sit in a receive.
+  bool input_ready() const;
   // Gives back the buffer of a frame the caller is done with (a PUT's or a
   // CHUNK's), for the next frame received to reuse: a fresh multi-MiB buffer
   // per frame costs page faults and the kernel's zeroing of every page.
@@ -163,7 +169,7 @@ class Connection {
   std::unique_ptr<TlsSession> tls_;
   ConnectionOptions options_;
   std::unique_ptr<io::Engine> engine_;
-  std::size_t engine_thread_ = 0;    // hash of the owning thread's id
+  std::size_t engine_thread_ = 0;    // the owning thread's kernel id
   std::vector<std::byte> send_buf_;  // being sent; TLS fills the other (pump_out)
   std::unique_ptr<std::byte[]> recv_buf_;
   bool send_in_flight_ = false;

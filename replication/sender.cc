@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <ctime>
 #include <deque>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -33,6 +34,13 @@ using Clock = std::chrono::steady_clock;
 // How long a stream with nothing in flight waits for the queue before it
 // looks at the abort flag again.
 inline constexpr int kQueuePollMs = 50;
+// A stream with frames in flight and room in its window waits this long for
+// the packer's next frame (woken as soon as one is queued), reads an
+// acknowledgement only if one has arrived (Connection::input_ready, no
+// wait), and goes round again: it never sits in a receive for a round trip
+// while frames wait in the queue (on a 20 ms link that held the packer up
+// behind a small queue).
+inline constexpr int kFramePollMs = 2;
 // Sleeps (backoff, bandwidth cap) are cut into slices this long so an abort
 // is noticed quickly.
 inline constexpr int kSleepSliceMs = 20;
@@ -435,7 +443,12 @@ class Stream {
         st = resolve_in_flight();
       }
       if (st) st = fill_window();
-      if (st && !in_flight_.empty()) st = take_ack();
+      if (st && !in_flight_.empty()) {
+        // With room for more frames to come, read only an acknowledgement
+        // at hand; otherwise wait for the next one.
+        const bool frames_may_come = window_has_room() && !queue_.done();
+        if (!frames_may_come || link_.conn()->input_ready()) st = take_ack();
+      }
       if (progressed_) breaks_without_progress = 0;
       if (!st) {
         if (!retry_on_new_connection(st) ||
@@ -524,16 +537,24 @@ class Stream {
     return Status::ok();
   }
 
+  // Room for another PUT in this stream's window.
+  bool window_has_room() const {
+    return in_flight_.size() < window_puts_ &&
+           (in_flight_.empty() || in_flight_bytes_ < options_.stream_window_bytes);
+  }
+
   Status fill_window() {
-    while (!abort_.raised() && in_flight_.size() < window_puts_ &&
-           (in_flight_.empty() || in_flight_bytes_ < options_.stream_window_bytes)) {
-      auto item = queue_.pop(in_flight_.empty() ? kQueuePollMs : 0);
+    int wait_ms = in_flight_.empty() ? kQueuePollMs : kFramePollMs;
+    while (!abort_.raised() && window_has_room()) {
+      auto item = queue_.pop(wait_ms);
       if (!item) break;
+      wait_ms = 0;
       RETURN_IF_ERROR(send(std::move(item), /*resend=*/false));
     }
     return Status::ok();
   }
 
+  // Reads one acknowledgement (or the receiver's verdict).
   Status take_ack() {
     Result<Message> r = link_.conn()->recv();
     if (!r) return r.status();
@@ -671,8 +692,17 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   SharedCounters counters;
   AbortFlag abort(options.should_stop);
   Link control(target, ctx, options, counters, abort);
-  RETURN_IF_ERROR(control.ensure());
-  ASSIGN_OR_RETURN(auto known, known_frames(control));
+  std::map<Digest, FrameFacts> known;
+  // The control connection and the newest snapshot's frame facts come up
+  // while the streams connect and the packer reads and hashes its first
+  // window: on a long link that takes three round trips or more off every
+  // push. The packer's first have/need question waits for it (and fails
+  // with its error). Joined before `control` and `known` go.
+  std::shared_future<Status> control_ready = std::async(std::launch::async, [&]() -> Status {
+                                               RETURN_IF_ERROR(control.ensure());
+                                               ASSIGN_OR_RETURN(known, known_frames(control));
+                                               return Status::ok();
+                                             }).share();
 
   // Outlives every frame of the queue and the streams.
   FrameBuffers buffers(frame_room_bytes(options.chunk_bytes));
@@ -695,8 +725,12 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   po.job = options.job;
   po.step = options.step;
   po.created_ns = created_ns;
-  po.need = [&](std::span<const Digest> ids) { return query_missing(control, ids); };
+  po.need = [&](std::span<const Digest> ids) -> Result<std::vector<bool>> {
+    RETURN_IF_ERROR(control_ready.get());
+    return query_missing(control, ids);
+  };
   po.known_frame = [&](const Digest& id) -> std::optional<FrameFacts> {
+    if (!control_ready.get()) return std::nullopt;  // asked only after need answered
     auto it = known.find(id);
     if (it == known.end()) return std::nullopt;
     return it->second;
@@ -715,6 +749,7 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   };
   QueueSink sink(queue, buffers, sources, abort);
   Result<Manifest> manifest = pack_files(sources, po, sink);
+  if (manifest && !control_ready.get()) manifest = control_ready.get();  // nothing asked (no chunks)
   if (!manifest) abort.raise(manifest.status());
   queue.close();
   threads.clear();  // joins: every frame acknowledged, or aborted

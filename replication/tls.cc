@@ -426,6 +426,10 @@ Result<std::size_t> TlsSession::read_plaintext(std::span<std::byte> out) {
   return failure(ret, "TLS read");
 }
 
+bool TlsSession::has_buffered_input() const {
+  return SSL_has_pending(ssl_.get()) == 1 || BIO_ctrl_pending(rbio_) > 0;
+}
+
 Status TlsSession::write_plaintext(std::span<const std::byte> data) {
   ERR_clear_error();
   std::size_t done = 0;

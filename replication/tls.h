@@ -135,6 +135,9 @@ class TlsSession {
   // close_notify is Unavailable ("closed the connection"); an alert is
   // PermissionDenied or Unavailable with its text.
   Result<std::size_t> read_plaintext(std::span<std::byte> out);
+  // Whether ciphertext fed in or plaintext decrypted is still waiting to be
+  // read out (read_plaintext may then return bytes without more input).
+  bool has_buffered_input() const;
   // Encrypts all of `data` into pending ciphertext (the caller sends it).
   Status write_plaintext(std::span<const std::byte> data);
   // Queues a close_notify (best effort).

@@ -14,10 +14,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "base/direct_file.h"
 #include "base/thread_pool.h"
@@ -511,6 +514,87 @@ TEST_F(PackerDirectTest, DirectReadsLeaveNoPageOfAPackedFileInTheCache) {
     if (!data.empty()) {
       EXPECT_GT(resident_pages(dir_ / name), 0u) << name;
     }
+  }
+}
+
+// Takes its time over every frame, as a sink that waits on a busy network
+// does, and counts the frames it has been given.
+class SlowSink : public RecordingSink {
+ public:
+  Status put_frame(const ManifestFile& file, const ManifestChunk& chunk,
+                   std::span<const std::byte> frame) override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    Status st = RecordingSink::put_frame(file, chunk, frame);
+    ++frames_put;
+    return st;
+  }
+  std::atomic<std::size_t> frames_put{0};
+};
+
+// The have/need question for a window is asked as soon as it is read, while
+// the window before it is still being coded and handed over, so that on a
+// long link the round trip does not hold coding up: with 8-chunk windows and
+// a sink that takes 10 ms a frame, the second question comes before the
+// first window's eighth frame, and every id is still asked once.
+TEST(PackerTest, HaveNeedIsAskedWhileThePreviousWindowIsCoded) {
+  PackedTree t;
+  ASSERT_NO_FATAL_FAILURE(pack_tree(t, 0));
+  PackOptions opts = t.opts;
+  opts.chunk_bytes = 256u << 10;
+  opts.window_chunks = 8;
+  RecordingSink plain;
+  auto want = pack_files(t.sources, opts, plain);
+  ASSERT_TRUE(want.is_ok()) << want.status().to_string();
+  ASSERT_GE(want->chunk_count(), 12u) << "at least a window and a half";
+  SlowSink sink;
+  std::vector<std::size_t> put_before_ask;
+  std::set<Digest> asked;
+  bool asked_twice = false;
+  opts.need = [&](std::span<const Digest> ids) -> Result<std::vector<bool>> {
+    put_before_ask.push_back(sink.frames_put.load());
+    for (const Digest& id : ids) asked_twice |= !asked.insert(id).second;
+    return std::vector<bool>(ids.size(), true);
+  };
+  auto m = pack_files(t.sources, opts, sink);
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  EXPECT_EQ(serialize_manifest(*m), serialize_manifest(*want));
+  EXPECT_EQ(sink.frames, plain.frames);
+  ASSERT_GE(put_before_ask.size(), 2u);
+  EXPECT_EQ(put_before_ask[0], 0u);
+  EXPECT_LT(put_before_ask[1], 8u) << "the second window's question waited for the first window's frames";
+  EXPECT_FALSE(asked_twice);
+}
+
+// A have/need failure for a window read ahead (asked on the read-ahead
+// thread) still stops packing with its error: the window before it is
+// coded and handed over, nothing after it. So does an answer with the
+// wrong number of flags.
+TEST(PackerTest, HaveNeedFailureForAWindowReadAheadStopsPackingWithItsError) {
+  PackedTree t;
+  ASSERT_NO_FATAL_FAILURE(pack_tree(t, 0));
+  PackOptions opts = t.opts;
+  opts.chunk_bytes = 256u << 10;
+  opts.window_chunks = 4;
+  for (bool short_answer : {false, true}) {
+    SCOPED_TRACE(short_answer ? "short answer" : "error");
+    int calls = 0;
+    opts.need = [&](std::span<const Digest> ids) -> Result<std::vector<bool>> {
+      if (++calls < 2) return std::vector<bool>(ids.size(), true);
+      if (short_answer) return std::vector<bool>(ids.size() - 1, true);
+      return Status::unavailable("receiver at 10.0.0.9:7070 gone");
+    };
+    RecordingSink sink;
+    auto m = pack_files(t.sources, opts, sink);
+    ASSERT_FALSE(m.is_ok());
+    if (short_answer) {
+      EXPECT_EQ(m.status().code(), Code::kInternal) << m.status().to_string();
+      EXPECT_NE(m.status().message().find("flags for"), std::string::npos) << m.status().to_string();
+    } else {
+      EXPECT_EQ(m.status().code(), Code::kUnavailable) << m.status().to_string();
+      EXPECT_NE(m.status().message().find("10.0.0.9:7070"), std::string::npos) << m.status().to_string();
+    }
+    EXPECT_EQ(calls, 2) << "no question after the failed one";
+    EXPECT_EQ(sink.frames.size(), 4u) << "the first window's frames, none of the second's";
   }
 }
 
