@@ -68,6 +68,9 @@ std::int64_t mtime_ns(const struct stat& st) {
 // One input file as planned before any data is read.
 struct PlannedFile {
   const PackSource* source = nullptr;
+  // The file planned (lstat when described): every chunk's read checks that
+  // it opened this same file.
+  std::uint64_t dev = 0, ino = 0;
   std::vector<ChunkPlan> plan;
   // Chunk ids compose the file root (manifest.h): leaf hashes are needed
   // only per chunk. Otherwise the file's leaves are kept while it is in
@@ -106,11 +109,26 @@ struct Slot {
   Status status;
 };
 
-Result<ManifestFile> describe_file(const PackSource& src, std::size_t chunk_bytes,
-                                   std::vector<ChunkPlan>& plan) {
+// Whether `st` is the file `src` listed (when the listing recorded one).
+Status check_listed_identity(const PackSource& src, const struct stat& st) {
+  if (src.ino == 0 || (st.st_dev == src.dev && st.st_ino == src.ino)) return Status::ok();
+  return Status::source_changed(src.path.string() + " was replaced after it was listed (device " +
+                                std::to_string(src.dev) + " inode " + std::to_string(src.ino) +
+                                ", now device " + std::to_string(st.st_dev) + " inode " +
+                                std::to_string(st.st_ino) + ")");
+}
+
+Result<ManifestFile> describe_file(const PackSource& src, std::size_t chunk_bytes, PlannedFile& pf) {
+  std::vector<ChunkPlan>& plan = pf.plan;
   struct stat st {};
-  if (::stat(src.path.c_str(), &st) != 0) return Status::from_errno(errno, "stat " + src.path.string());
+  // lstat: a file swapped for a symlink since the listing is not followed.
+  if (::lstat(src.path.c_str(), &st) != 0) return Status::from_errno(errno, "stat " + src.path.string());
+  if (S_ISLNK(st.st_mode))
+    return Status::source_changed(src.path.string() + " became a symlink after it was listed; not followed");
   if (!S_ISREG(st.st_mode)) return Status::invalid_argument(src.path.string() + ": not a regular file");
+  RETURN_IF_ERROR(check_listed_identity(src, st));
+  pf.dev = st.st_dev;
+  pf.ino = st.st_ino;
   ManifestFile f;
   f.path = src.rel_path;
   f.size = static_cast<std::uint64_t>(st.st_size);
@@ -140,14 +158,22 @@ Result<ManifestFile> describe_file(const PackSource& src, std::size_t chunk_byte
 void read_chunk(Slot& s, PlannedFile& pf, std::uint64_t expected_size, bool direct_io) {
   const ChunkPlan& p = pf.plan[s.chunk];
   const std::filesystem::path& path = pf.source->path;
-  auto file = DirectReadFile::open(path, direct_io);
+  auto file = DirectReadFile::open(path, direct_io, /*follow_symlinks=*/false);
   if (!file) {
-    s.status = file.status();
+    struct stat ls {};
+    s.status =
+        ::lstat(path.c_str(), &ls) == 0 && S_ISLNK(ls.st_mode)
+            ? Status::source_changed(path.string() + " became a symlink after it was listed; not followed")
+            : file.status();
     return;
   }
   struct stat st {};
   if (::fstat(file->fd(), &st) != 0) {
     s.status = Status::from_errno(errno, "stat " + path.string());
+    return;
+  }
+  if (st.st_dev != pf.dev || st.st_ino != pf.ino) {
+    s.status = Status::source_changed(path.string() + " was replaced by another file while being packed");
     return;
   }
   if (static_cast<std::uint64_t>(st.st_size) != expected_size) {
@@ -253,7 +279,10 @@ Result<std::vector<PackSource>> list_pack_sources(const std::filesystem::path& p
   if (ec) return Status::not_found(path.string() + ": " + ec.message());
   std::vector<PackSource> out;
   if (fs::is_regular_file(st)) {
-    out.push_back({path, path.filename().string()});
+    struct stat ls {};
+    if (::lstat(path.c_str(), &ls) != 0 || !S_ISREG(ls.st_mode)) ls = {};
+    out.push_back({path, path.filename().string(), static_cast<std::uint64_t>(ls.st_dev),
+                   static_cast<std::uint64_t>(ls.st_ino)});
     return out;
   }
   if (fs::is_symlink(st)) {
@@ -268,7 +297,11 @@ Result<std::vector<PackSource>> list_pack_sources(const std::filesystem::path& p
     if (fs::is_directory(es)) continue;
     std::string rel = e.path().lexically_relative(path).generic_string();
     if (fs::is_regular_file(es)) {
-      out.push_back({e.path(), rel});
+      struct stat st {};
+      // Gone since the directory was read: the packer names it when it plans.
+      if (::lstat(e.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) st = {};
+      out.push_back(
+          {e.path(), rel, static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)});
     } else if (notices) {
       notices->push_back("skipping " + rel + (fs::is_symlink(es) ? ": symlink" : ": not a regular file"));
     }
@@ -294,7 +327,7 @@ Status plan_sources(std::span<const PackSource> sources, std::size_t chunk_bytes
                                       sources[i].rel_path);
     }
     files[i].source = &sources[i];
-    ASSIGN_OR_RETURN(ManifestFile f, describe_file(sources[i], chunk_bytes, files[i].plan));
+    ASSIGN_OR_RETURN(ManifestFile f, describe_file(sources[i], chunk_bytes, files[i]));
     if (files[i].plan.size() > kMaxFileChunks) {
       return Status::invalid_argument(sources[i].path.string() +
                                       ": too many chunks; use a larger --chunk_size");

@@ -81,16 +81,22 @@ struct FrameFacts {
 };
 
 // One input file: where to read it and the relative path it gets in the
-// snapshot (validated with validate_relative_path).
+// snapshot (validated with validate_relative_path). dev and ino identify the
+// file that was listed (list_pack_sources records them; 0 and 0: not
+// recorded): the packer reads only that file, never one put in its place.
 struct PackSource {
   std::filesystem::path path;
   std::string rel_path;
+  std::uint64_t dev = 0;
+  std::uint64_t ino = 0;
 };
 
 // Lists what `ferry pack PATH` packs: PATH itself when it is a regular file
 // (named by its file name), or every regular file below the directory PATH,
 // sorted bytewise by relative path. Symlinks and special files are skipped;
-// each skip adds a line to *notices when given.
+// each skip adds a line to *notices when given. Each file's device and inode
+// are recorded: packing opens files without following symlinks and refuses
+// (SourceChanged) one that is not the file listed.
 Result<std::vector<PackSource>> list_pack_sources(const std::filesystem::path& path,
                                                   std::vector<std::string>* notices = nullptr);
 

@@ -30,6 +30,7 @@ void collect(Metrics& m, const Receiver& receiver, ChunkStore& store) {
   m.set(kRefusals, {{"reason", "tls_handshake"}}, static_cast<double>(s.refused_handshake));
   m.set(kRefusals, {{"reason", "connection_limit"}}, static_cast<double>(s.refused_connection_limit));
   m.set(kRefusals, {{"reason", "hello"}}, static_cast<double>(s.refused_hello));
+  m.set(kRefusals, {{"reason", "handshake_dropped"}}, static_cast<double>(s.handshakes_dropped));
   m.set(kWireIn, {}, static_cast<double>(s.wire_bytes_in));
   m.set(kWireOut, {}, static_cast<double>(s.wire_bytes_out));
   m.set(kChunksReceived, {}, static_cast<double>(s.puts));

@@ -662,11 +662,15 @@ class QueueSink : public FrameSink {
 // be encoded to be listed. Best effort: empty on any refusal.
 Result<std::map<Digest, FrameFacts>> known_frames(Link& control) {
   std::map<Digest, FrameFacts> out;
-  ASSIGN_OR_RETURN(Message reply, control.request(List{}));
-  const auto* list = std::get_if<ListReply>(&reply);
-  if (!list || list->snapshots.empty()) return out;
-  const SnapshotInfo* newest = &list->snapshots.front();
-  for (const auto& s : list->snapshots) {
+  RETURN_IF_ERROR(control.ensure());
+  auto listed = list_snapshots(
+      control.hello().version, [&](Message m) { return control.request(std::move(m)); }, "the receiver");
+  if (!listed)
+    return listed.status().code() == Code::kCorruption ? Result<std::map<Digest, FrameFacts>>(out)
+                                                       : listed.status();
+  if (listed->empty()) return out;
+  const SnapshotInfo* newest = &listed->front();
+  for (const auto& s : *listed) {
     if (s.created_unix_seconds >= newest->created_unix_seconds) newest = &s;
   }
   GetManifest get;
