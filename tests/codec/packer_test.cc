@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <malloc.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -590,6 +591,10 @@ long process_faults() {
 // that are mapped already, where the first faulted in every page of its
 // windows' buffers (8 MiB chunks, which no other test here uses).
 TEST(PackerTest, TheNextPackReusesTheChunkBuffers) {
+  // Large blocks always come fresh from mmap and go back with munmap, so
+  // that memory an earlier test freed cannot stand in for the kept buffers
+  // (glibc would otherwise raise its threshold and reuse its heap).
+  mallopt(M_MMAP_THRESHOLD, 256 << 10);
   testing::TempDir dir;
   for (int i = 0; i < 4; ++i) {
     testing::write_file(dir / ("w" + std::to_string(i)),

@@ -14,6 +14,7 @@
 #include "replication/sender.h"
 
 #include <gtest/gtest.h>
+#include <malloc.h>
 #include <sys/resource.h>
 #include <nlohmann/json.hpp>
 
@@ -226,6 +227,10 @@ long process_faults() {
 // chunk size no other test here uses: the second takes thousands fewer (8
 // chunk buffers and 8 or more frame buffers of 2 MiB are 8,000 pages).
 TEST_F(SenderTest, TheNextPushReusesChunkAndFrameBuffers) {
+  // Large blocks always come fresh from mmap and go back with munmap, so
+  // that memory an earlier test freed cannot stand in for the kept buffers
+  // (glibc would otherwise raise its threshold and reuse its heap).
+  mallopt(M_MMAP_THRESHOLD, 256 << 10);
   auto o = options("reuse");
   o.chunk_bytes = 2u << 20;
   o.streams = 2;
