@@ -166,7 +166,11 @@ TEST_F(AgentNetTest, CheckpointChangedWhileReadIsRetriedAndCommittedAsFinal) {
 TEST_F(AgentNetTest, TargetDownGrowsQueueAndWarnsThenDrainsAndClears) {
   start();
   write_checkpoint(dir_ / "ckpt/llama/step-1", 1, 50'000);
-  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-1"); }, kCommitMs));
+  // Committed as the agent knows it (the receiver lists the snapshot before
+  // the agent has read the COMMIT reply; stopping it then would leave step-1
+  // in the queue beside steps 2 and 3).
+  ASSERT_TRUE(
+      wait_until([&] { return committed_at(a_, "llama-1") && job_status()["committed"] == 1; }, kCommitMs));
   a_.receiver().stop();
   ASSERT_TRUE(wait_until([&] { return agent_->status_json()["targets"][0]["up"] == false; }, 10'000));
   EXPECT_TRUE(log_has("target_down"));
@@ -192,7 +196,8 @@ TEST_F(AgentNetTest, TargetDownGrowsQueueAndWarnsThenDrainsAndClears) {
   ASSERT_TRUE(
       wait_until([&] { return committed_at(a_, "llama-2") && committed_at(a_, "llama-3"); }, kCommitMs));
   ASSERT_TRUE(wait_until([&] { return job_status()["warning"] == false; }, 5000)) << job_status().dump();
-  EXPECT_TRUE(agent_->status_json()["queue"].empty());
+  // The receiver lists a snapshot before the agent has read the COMMIT reply.
+  EXPECT_TRUE(wait_until([&] { return agent_->status_json()["queue"].empty(); }, 5000));
   EXPECT_EQ(
       metric_value(scrape_metrics(agent_->metrics_port()), "ferry_agent_rpo_warning{ckpt_job=\"llama\"}"), 0);
   EXPECT_EQ(log_count("rpo_warning_raised"), 1u);
