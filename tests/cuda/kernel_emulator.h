@@ -18,6 +18,7 @@
 #include "codec/frame.h"
 #include "cuda/batch_plan.h"
 #include "cuda/decode_steps.cuh"
+#include "cuda/gpu_engine.h"
 
 namespace ferry::gpu::emulator {
 
@@ -248,7 +249,8 @@ class EmulatedGpuEngine final : public CodecEngine {
     std::vector<EncodeInput> inputs;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < jobs.size(); ++i) {
-      const Codec codec = choose_chunk_codec(jobs[i].data, jobs[i].dtype, jobs[i].trial, scratch);
+      const Codec codec =
+          choose_chunk_codec(jobs[i].data, jobs[i].dtype, jobs[i].trial, scratch, kGpuFloatPayloadVersion);
       if (codec_element_width(codec) == 0) {
         RETURN_IF_ERROR(cpu_->encode(jobs.subspan(i, 1), results.subspan(i, 1)));
         continue;
@@ -285,7 +287,7 @@ class EmulatedGpuEngine final : public CodecEngine {
   }
 
  private:
-  std::unique_ptr<CodecEngine> cpu_ = make_cpu_engine();
+  std::unique_ptr<CodecEngine> cpu_ = make_cpu_engine(gpu_reference_options());
 };
 
 }  // namespace ferry::gpu::emulator
