@@ -111,9 +111,8 @@ class ChunkEncoder {
   // Codes the whole chunk with `codec` (zstd or planes): in `room` when it
   // holds the coder's bound, else in `scratch`. Empty on failure (zstd out
   // of memory), so the caller stores the chunk raw.
-  std::span<const std::byte> code_with(Codec codec, std::span<const std::byte> chunk,
-                                       const EncodeOptions& opts, std::span<std::byte> room,
-                                       std::vector<std::byte>& scratch);
+  std::span<const std::byte> code_with(Codec codec, std::span<const std::byte> chunk, int zstd_level,
+                                       std::span<std::byte> room, std::vector<std::byte>& scratch);
 
   CodecChoiceScratch choice_;  // its zstd and float coders code the chunk too
   std::vector<std::byte> payload_;

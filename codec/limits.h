@@ -28,7 +28,7 @@ inline constexpr std::uint32_t kRansStateLow = 1u << 16;  // L: states live in [
 // a table chosen per segment of 16384 symbols from at most 8 per plane.
 inline constexpr std::size_t kRansV2BlockSymbols = 65536;
 inline constexpr std::size_t kRansV2SegmentSymbols = 16384;
-inline constexpr int kRansV2MaxTables = 8;
+inline constexpr int kRansV2MaxTables = 16;
 
 // safetensors: the official format caps the JSON header at 100,000,000 bytes.
 inline constexpr std::uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;

@@ -25,10 +25,12 @@ inline constexpr int kMaxTables = kRansV2MaxTables;
 static_assert(kBlockSymbols % kSegmentSymbols == 0 && kSegmentSymbols % kRansLanes == 0);
 
 // Counts the symbols at indices 0, stride, 2*stride, ... of p[0..n).
-void histogram(const std::uint8_t* p, std::size_t n, std::size_t stride, std::uint32_t counts[rans::kAlphabet]);
+void histogram(const std::uint8_t* p, std::size_t n, std::size_t stride,
+               std::uint32_t counts[rans::kAlphabet]);
 
 // Estimated bytes of coded symbols: ceil(sum count * cost[freq] / 2^19).
-std::uint64_t estimate_bytes(const std::uint32_t counts[rans::kAlphabet], std::uint32_t freq[rans::kAlphabet]);
+std::uint64_t estimate_bytes(const std::uint32_t counts[rans::kAlphabet],
+                             std::uint32_t freq[rans::kAlphabet]);
 
 // The most bytes encode() writes for a plane of n symbols (header and
 // blocks; a coded plane is never larger than its n symbols plus this).

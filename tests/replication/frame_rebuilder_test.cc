@@ -81,8 +81,8 @@ TEST_F(FrameRebuilderTest, RebuildsThePackersFramesByteForByte) {
     codecs.insert(static_cast<Codec>(o.chunk.codec));
   }
   EXPECT_TRUE(trial && by_dtype) << "chunks of both kinds of file";
-  EXPECT_TRUE(codecs.contains(Codec::kPlanes16));
-  EXPECT_TRUE(codecs.contains(Codec::kPlanes32));
+  EXPECT_TRUE(codecs.contains(Codec::kPlanes16V2));
+  EXPECT_TRUE(codecs.contains(Codec::kPlanes32V2));
   EXPECT_TRUE(codecs.contains(Codec::kZstd));
   EXPECT_TRUE(codecs.contains(Codec::kRaw));
 }
