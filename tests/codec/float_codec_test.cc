@@ -406,7 +406,7 @@ TEST(FloatCodecHostileV2, ErrorsNamePlaneAndBlock) {
     for (int b = 0; b < 32; ++b) present += std::popcount(static_cast<unsigned>(payload[pos + b]));
     pos += 32 + 2 * present;
   }
-  if (tables > 1) pos += (150000 + 16383) / 16384;
+  if (tables > 1) pos += (150000 + planes::kSegmentSymbols - 1) / planes::kSegmentSymbols;
   std::uint32_t stored0;
   std::memcpy(&stored0, payload.data() + pos, 4);
   ASSERT_LT(stored0, 65536u) << "block 0 is coded";

@@ -210,7 +210,8 @@ class DecodeBatch {
       auto h = parse_frame_header_only(frames_[i]);
       if (!h.is_ok() || frames_[i].size() != kFrameHeaderBytes + h->payload_bytes || h->raw_bytes == 0)
         continue;
-      if (h->codec != Codec::kRaw && codec_element_width(h->codec) == 0) continue;
+      // What the GPU engine decodes on the device (gpu_engine.cu, decodes_on_gpu).
+      if (h->codec != Codec::kRaw && codec_payload_version(h->codec) != kGpuFloatPayloadVersion) continue;
       idx_.push_back(i);
       headers_.push_back(*h);
       bytes += dec_chunk_device_bytes(*h, true);
