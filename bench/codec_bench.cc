@@ -281,9 +281,6 @@ Result<FileResult> bench_file(const fs::path& path, const CorpusRow& row) {
   return r;
 }
 
-bool is_float_file(const std::string& dtype) { return dtype == "fp16" || dtype == "bf16" || dtype == "fp32"; }
-bool is_half_file(const std::string& dtype) { return dtype == "fp16" || dtype == "bf16"; }
-
 }  // namespace
 
 FERRY_BENCH(codec, "per corpus file: ferry ratio and 1-core encode/decode GB/s beside zstd -1/-3") {

@@ -4,6 +4,8 @@
 // structure before it trusts it.
 #include "codec/float_codec.h"
 
+#include "codec/rans_table.h"
+
 #include <algorithm>
 #include <bit>
 #include <cstring>
@@ -290,15 +292,7 @@ std::size_t FloatEncoder::encode_plane(const std::uint8_t* plane, std::size_t n,
   if (!words_) words_ = std::make_unique<rans::EncScratch>();
   if (!table_) table_ = std::make_unique<rans::EncTable>();
   table_->build(freq);
-  std::uint8_t* present = out + pos;
-  std::memset(present, 0, kPresentBytes);
-  pos += kPresentBytes;
-  for (int s = 0; s < kAlphabet; ++s) {
-    if (freq[s] == 0) continue;
-    present[s >> 3] |= static_cast<std::uint8_t>(1u << (s & 7));
-    put_u16(out + pos, freq[s]);
-    pos += 2;
-  }
+  pos += rans::write_table(freq, out + pos);
   const std::size_t blocks = block_count(n);
   std::uint8_t* stored = out + pos;
   pos += 2 * blocks;
@@ -403,21 +397,9 @@ Status FloatDecoder::decode(std::span<const std::byte> payload, int element_widt
     }
 
     // Table: bitmap, then one u16 per present symbol, summing to exactly 4096.
-    if (size - pos < kPresentBytes) return corrupt(where + ": truncated symbol bitmap");
-    const std::uint8_t* present = in + pos;
-    pos += kPresentBytes;
-    std::uint32_t freq[kAlphabet] = {};
-    std::uint32_t sum = 0;
-    for (int s = 0; s < kAlphabet; ++s) {
-      if (!(present[s >> 3] & (1u << (s & 7)))) continue;
-      if (size - pos < 2) return corrupt(where + ": truncated frequency table");
-      freq[s] = get_u16(in + pos);
-      pos += 2;
-      if (freq[s] == 0) return corrupt(where + ": zero frequency for symbol " + std::to_string(s));
-      sum += freq[s];
-    }
-    if (sum != rans::kProbScale)
-      return corrupt(where + ": frequencies sum to " + std::to_string(sum) + ", not 4096");
+    std::uint32_t freq[kAlphabet];
+    if (Status st = rans::read_table(in, size, pos, freq); !st.is_ok())
+      return corrupt(where + ": " + st.message());
 
     const std::size_t blocks = block_count(n);
     if ((size - pos) / 2 < blocks) return corrupt(where + ": truncated block sizes");

@@ -6,6 +6,8 @@
 // order, so the same plane always gives the same bytes.
 #include "codec/plane_coder.h"
 
+#include "codec/rans_table.h"
+
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -36,16 +38,7 @@ constexpr std::uint64_t kNoFit = std::numeric_limits<std::uint64_t>::max();
 
 std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
 
-void put_u16(std::uint8_t* p, std::uint32_t v) {
-  auto x = static_cast<std::uint16_t>(v);
-  std::memcpy(p, &x, 2);
-}
 void put_u32(std::uint8_t* p, std::uint32_t v) { std::memcpy(p, &v, 4); }
-std::uint32_t get_u16(const std::uint8_t* p) {
-  std::uint16_t x;
-  std::memcpy(&x, p, 2);
-  return x;
-}
 std::uint32_t get_u32(const std::uint8_t* p) {
   std::uint32_t x;
   std::memcpy(&x, p, 4);
@@ -241,15 +234,7 @@ std::size_t PlaneEncoder::encode(const std::uint8_t* plane, std::size_t n, bool 
   for (std::size_t k = 0; k < K; ++k) {
     const std::uint32_t* freq = best_freq_[k].data();
     (*tables_)[k].build(freq);
-    std::uint8_t* present = out + pos;
-    std::memset(present, 0, kPresentBytes);
-    pos += kPresentBytes;
-    for (int s = 0; s < kAlphabet; ++s) {
-      if (freq[s] == 0) continue;
-      present[s >> 3] |= static_cast<std::uint8_t>(1u << (s & 7));
-      put_u16(out + pos, freq[s]);
-      pos += 2;
-    }
+    pos += rans::write_table(freq, out + pos);
   }
   if (K > 1) {
     std::memcpy(out + pos, best_assign_.data(), segments_);
@@ -286,22 +271,9 @@ Status PlaneDecoder::decode(const std::uint8_t* in, std::size_t size, std::size_
     return corrupt("table count " + std::to_string(K) + " not in 1.." + std::to_string(kMaxTables));
   if (!tables_) tables_ = std::make_unique<std::array<rans::DecTable, kMaxTables>>();
   for (std::size_t k = 0; k < K; ++k) {
-    const std::string where = "table " + std::to_string(k);
-    if (size - pos < kPresentBytes) return corrupt(where + ": truncated symbol bitmap");
-    const std::uint8_t* present = in + pos;
-    pos += kPresentBytes;
-    std::uint32_t freq[kAlphabet] = {};
-    std::uint32_t sum = 0;
-    for (int s = 0; s < kAlphabet; ++s) {
-      if (!(present[s >> 3] & (1u << (s & 7)))) continue;
-      if (size - pos < 2) return corrupt(where + ": truncated frequencies");
-      freq[s] = get_u16(in + pos);
-      pos += 2;
-      if (freq[s] == 0) return corrupt(where + ": zero frequency for symbol " + std::to_string(s));
-      sum += freq[s];
-    }
-    if (sum != rans::kProbScale)
-      return corrupt(where + ": frequencies sum to " + std::to_string(sum) + ", not 4096");
+    std::uint32_t freq[kAlphabet];
+    if (Status st = rans::read_table(in, size, pos, freq); !st.is_ok())
+      return corrupt("table " + std::to_string(k) + ": " + st.message());
     (*tables_)[k].build(freq);
   }
   const std::size_t S = ceil_div(n, kSegmentSymbols);

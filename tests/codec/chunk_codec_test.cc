@@ -339,45 +339,45 @@ DType golden_dtype(const std::string& name) {
   return m.at(name);
 }
 
+const char* const kGoldenNames[] = {"bf16", "f16", "f32", "f8", "zstd", "raw"};
+
+// The golden file's text for frames coded at `float_version` (name, codec,
+// chunk id, frame hex, one per line); every frame decodes back. `codecs`
+// gets each frame's codec.
+std::string golden_frames(int float_version, std::map<std::string, Codec>& codecs) {
+  std::ostringstream now;
+  ChunkEncoder enc;
+  for (const char* name : kGoldenNames) {
+    std::vector<std::byte> frame;
+    EncodedChunk e =
+        enc.encode(golden_input(name), golden_dtype(name), frame, {.float_version = float_version});
+    codecs[name] = e.codec;
+    now << name << ' ' << codec_name(e.codec) << ' ' << to_hex(e.id) << ' ' << testing::hex_of(frame) << '\n';
+    std::vector<std::byte> out;
+    ChunkDecoder dec;
+    EXPECT_TRUE(dec.decode(frame, out).is_ok()) << name;
+    EXPECT_EQ(out, golden_input(name)) << name;
+  }
+  return now.str();
+}
+
 // Version 1 payloads (codecs 2-4): frames.txt was written before version 2
 // and must not change; the encoder still makes them when asked (the GPU
 // engine's reference), and they decode.
 TEST(ChunkCodec, GoldenVectors) {
-  const char* names[] = {"bf16", "f16", "f32", "f8", "zstd", "raw"};
-  // name codec chunk_id frame_hex, one per line.
-  std::ostringstream now;
-  ChunkEncoder enc;
-  for (const char* name : names) {
-    std::vector<std::byte> frame;
-    EncodedChunk e =
-        enc.encode(golden_input(name), golden_dtype(name), frame, {.float_version = kFloatPayloadV1});
-    now << name << ' ' << codec_name(e.codec) << ' ' << to_hex(e.id) << ' ' << testing::hex_of(frame) << '\n';
-    std::vector<std::byte> out;
-    ChunkDecoder dec;
-    ASSERT_TRUE(dec.decode(frame, out).is_ok());
-    EXPECT_EQ(out, golden_input(name));
-  }
-  testing::expect_golden_file("tests/codec/golden/frames.txt", now.str(), "frame bytes");
+  std::map<std::string, Codec> codecs;
+  testing::expect_golden_file("tests/codec/golden/frames.txt", golden_frames(kFloatPayloadV1, codecs),
+                              "frame bytes");
 }
 
 // Version 2 payloads (codecs 5-7), what ferry writes.
 TEST(ChunkCodec, GoldenVectorsV2) {
-  const char* names[] = {"bf16", "f16", "f32", "f8", "zstd", "raw"};
-  std::ostringstream now;
-  ChunkEncoder enc;
-  for (const char* name : names) {
-    std::vector<std::byte> frame;
-    EncodedChunk e = enc.encode(golden_input(name), golden_dtype(name), frame);
-    // (bf16 and f8 are so small that zstd codes them a few bytes smaller.)
-    if (name == std::string("f16") || name == std::string("f32"))
-      EXPECT_EQ(codec_payload_version(e.codec), 2);
-    now << name << ' ' << codec_name(e.codec) << ' ' << to_hex(e.id) << ' ' << testing::hex_of(frame) << '\n';
-    std::vector<std::byte> out;
-    ChunkDecoder dec;
-    ASSERT_TRUE(dec.decode(frame, out).is_ok());
-    EXPECT_EQ(out, golden_input(name));
-  }
-  testing::expect_golden_file("tests/codec/golden/frames_v2.txt", now.str(), "frame bytes");
+  std::map<std::string, Codec> codecs;
+  testing::expect_golden_file("tests/codec/golden/frames_v2.txt", golden_frames(kFloatPayloadV2, codecs),
+                              "frame bytes");
+  // (bf16 and f8 are so small that zstd codes them a few bytes smaller.)
+  EXPECT_EQ(codecs["f16"], Codec::kPlanes16V2);
+  EXPECT_EQ(codecs["f32"], Codec::kPlanes32V2);
 }
 
 // The checked-in version 1 frames decode as they are, whatever the encoder
@@ -397,7 +397,9 @@ TEST(ChunkCodec, OldGoldenFramesDecode) {
     Status st = dec.decode(frame, out);
     ASSERT_TRUE(st.is_ok()) << name << ": " << st.to_string();
     EXPECT_EQ(out, golden_input(name)) << name;
-    if (is_float(golden_dtype(name))) EXPECT_EQ(codec_payload_version(parse_frame_header(frame)->codec), 1);
+    if (is_float(golden_dtype(name))) {
+      EXPECT_EQ(codec_payload_version(parse_frame_header(frame)->codec), 1);
+    }
     ++n;
   }
   EXPECT_EQ(n, 6);

@@ -340,7 +340,9 @@ TEST_P(FloatCodecHostile, FlipTruncateAppend) {
   }
   Bytes payload = encode(in, 2, v);
   ASSERT_EQ(static_cast<std::uint8_t>(payload[0]), v);
-  if (v == 2) ASSERT_EQ(static_cast<std::uint8_t>(payload[2]), 2) << "two tables";
+  if (v == 2) {
+    ASSERT_EQ(static_cast<std::uint8_t>(payload[2]), 2) << "two tables";
+  }
   Bytes out(in.size());
   FloatDecoder dec;
   auto decode = [&](const Bytes& p) { return dec.decode(p, 2, out, v); };

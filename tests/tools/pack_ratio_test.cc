@@ -63,7 +63,8 @@ TEST_P(PackRatio, EveryFileOfTheClassIsNoLargerThanZstd3) {
     const std::uint64_t archive = archive_bytes(f.path, dir.path());
     const std::uint64_t z3 = zstd3_bytes(f.path);
     if (f.name == kKnownMiss) {
-      EXPECT_LE(archive, z3 + kArchiveOverheadBytes) << f.name << ": archive " << archive << ", zstd -3 " << z3;
+      EXPECT_LE(archive, z3 + kArchiveOverheadBytes)
+          << f.name << ": archive " << archive << ", zstd -3 " << z3;
     } else {
       EXPECT_LE(archive, z3) << f.name << ": archive " << archive << " bytes, zstd -3 " << z3;
     }
@@ -89,8 +90,9 @@ TEST(PackRatio, QuantisedSafetensorsAreNoLargerThanZstd3) {
 
   testing::TempDir dir;
   const fs::path quantised = dir.path() / "quantised.safetensors";
-  auto q = testing::run_command("python3", quote((fs::path(src) / "tests/tools/quantize_safetensors.py").string()) +
-                                               " " + quote(model.string()) + " " + quote(quantised.string()));
+  auto q = testing::run_command(
+      "python3", quote((fs::path(src) / "tests/tools/quantize_safetensors.py").string()) + " " +
+                     quote(model.string()) + " " + quote(quantised.string()));
   ASSERT_EQ(q.code, 0) << q.out;
   const std::uint64_t archive = archive_bytes(quantised, dir.path());
   const std::uint64_t z3 = zstd3_bytes(quantised);
@@ -105,8 +107,8 @@ TEST(PackRatio, QuantisedSafetensorsAreNoLargerThanZstd3) {
   // 2,656 tensors by name, uncompressed (about 250 KB here), where zstd
   // compresses the same names in the safetensors header. The class tests
   // above hold the archive itself to zstd -3.
-  EXPECT_LT(frames, z3) << "frames " << frames << " bytes (archive " << archive << "), zstd -3 " << z3 << " of "
-                        << fs::file_size(quantised);
+  EXPECT_LT(frames, z3) << "frames " << frames << " bytes (archive " << archive << "), zstd -3 " << z3
+                        << " of " << fs::file_size(quantised);
   EXPECT_GT(planes8_bytes, fs::file_size(quantised) / 2) << "int8 and fp8 tensors are coded as planes8";
 }
 
