@@ -36,7 +36,8 @@ Status read_table(const std::uint8_t* in, std::size_t size, std::size_t& pos, st
     freq[s] = f;
     sum += f;
   }
-  if (sum != kProbScale) return Status::corruption("frequencies sum to " + std::to_string(sum) + ", not 4096");
+  if (sum != kProbScale)
+    return Status::corruption("frequencies sum to " + std::to_string(sum) + ", not 4096");
   return Status::ok();
 }
 
