@@ -2,8 +2,9 @@
 // k-means over the plane's 16384-symbol segments: segments start in K
 // groups by their mean symbol, then each moves to the table that codes it
 // in the fewest (Q16) bits, a few rounds; the number of tables (1, 2, 4, 8
-// or 16; mantissa planes up to 4) that gives the smallest estimate wins. Integer-only and in a fixed
-// order, so the same plane always gives the same bytes.
+// or 16; mantissa planes up to 4) that gives the smallest estimate wins.
+// Integer-only and in a fixed order, so the same plane always gives the
+// same bytes.
 #include "codec/plane_coder.h"
 
 #include "codec/rans_table.h"

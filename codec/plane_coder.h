@@ -1,6 +1,6 @@
 // plane_coder.h: the byte-plane coder of version 2 float payloads
 // (docs/FORMAT.md section 4.2): one plane of byte symbols coded with up to
-// eight rANS tables, each 16384-symbol segment choosing its table, in
+// sixteen rANS tables, each 16384-symbol segment choosing its table, in
 // blocks of 65536 symbols. It knows nothing of floats, so any byte plane
 // (float planes, the XOR of two chunks) can be coded with it. The encoder
 // is integer-only and deterministic (a GPU encoder can make the same bytes);
