@@ -22,6 +22,7 @@
 #include "base/clock.h"
 #include "base/retry.h"
 #include "codec/chunk_codec.h"
+#include "codec/engine.h"
 #include "codec/manifest.h"
 #include "replication/connection.h"
 #include "replication/frame_rebuilder.h"
@@ -427,7 +428,11 @@ class Stream {
          AbortFlag& abort)
       : link_(target, std::move(ctx), options, counters, abort), queue_(queue), buffers_(buffers),
         bucket_(bucket), options_(options), counters_(counters), abort_(abort),
-        rebuilder_(options.zstd_level) {}
+        // The GPU engine writes version 1 float payloads (cuda/gpu_engine.h); a
+        // resent frame must be the one first sent.
+        rebuilder_(options.zstd_level, options.engine != nullptr && options.engine->kind() == "gpu"
+                                           ? kFloatPayloadV1
+                                           : kFloatPayloadV2) {}
 
   // Runs until the queue is drained and every frame acknowledged, or the
   // push is aborted; a final error raises the abort flag.
