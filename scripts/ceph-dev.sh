@@ -187,7 +187,8 @@ stop_daemons() {
     pid=$(cat "$f" 2>/dev/null || true)
     # Only a process that is one of ours, started on this DIR's config.
     if [ -n "$pid" ] && grep -qF "$DIR" "/proc/$pid/cmdline" 2>/dev/null; then
-      kill -TERM "$pid" 2>/dev/null || true
+      # The cluster is thrown away: no clean shutdown to wait for.
+      kill -KILL "$pid" 2>/dev/null || true
     fi
   done
   local deadline=$((SECONDS + 10))

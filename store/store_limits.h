@@ -23,3 +23,17 @@ inline constexpr std::uint64_t kMaxSnapshotsPerNamespace = 100'000;
 inline constexpr std::int64_t kMaxCreatedAheadSeconds = 86'400;
 
 }  // namespace ferry
+
+namespace ferry {
+
+// The S3 client (store/s3_client.h). A reply body larger than this is cut
+// and refused: whole-object GETs read packs (at most 64 MiB plus their
+// trailer), index objects and manifests, and a gateway that sends more is
+// broken or hostile.
+inline constexpr std::uint64_t kS3MaxReplyBytes = 1ull << 30;
+// A LIST reply page, and the pages one listing may take (at 1,000 keys a
+// page, ten million keys) before it is refused as a gateway looping.
+inline constexpr std::uint64_t kS3MaxListReplyBytes = 16ull << 20;
+inline constexpr std::uint64_t kS3MaxListPages = 10'000;
+
+}  // namespace ferry
