@@ -20,6 +20,7 @@
 #include "codec/manifest.h"
 #include "store/durable_dirs.h"
 #include "store/retention.h"
+#include "store/store_checks.h"
 #include "store/store_namespace.h"
 
 namespace ferry {
@@ -45,15 +46,6 @@ Status validate_name(std::string_view what, std::string_view v, std::size_t max_
   return Status::ok();
 }
 
-// A frame whose header fails its own checks names no chunk by itself (its
-// id field is not yet trusted); the refusal still says which chunk the
-// frame claims to carry, so that whoever sent it can tell which one.
-Status name_claimed_chunk(const Status& st, std::span<const std::byte> frame) {
-  Digest claimed{};
-  if (!claimed_chunk_id(frame, claimed) || st.message().find(to_hex(claimed)) != std::string::npos) return st;
-  return st.with_context("frame claiming chunk " + to_hex(claimed) + " (unverified)");
-}
-
 class LocalStore final : public ChunkStore {
  public:
   LocalStore(std::filesystem::path root, StoreOptions options, UniqueFd lock)
@@ -64,35 +56,19 @@ class LocalStore final : public ChunkStore {
     return n->have(ids);
   }
 
-  // Each byte of the frame is checked once: one CRC pass (header and
-  // payload, parse_frame_header), one decode and one tree hash of the
-  // decoded chunk (decode_verified); the pack record's CRC is then derived
-  // from the two CRCs already checked (frame_record), not computed again.
+  // Each byte of the frame is checked once (store_checks.h); the pack
+  // record's CRC is then derived from the two CRCs already checked
+  // (frame_record), not computed again.
   Result<PutResult> put(std::string_view ns, std::span<const std::byte> frame,
                         const Digest* expected_id) override {
     RETURN_IF_ERROR(validate_namespace(ns));
-    if (frame.size() > kMaxFrameBytes) {
-      return Status::exhausted("frame of " + std::to_string(frame.size()) + " bytes exceeds the limit of " +
-                               std::to_string(kMaxFrameBytes));
-    }
-    Result<FrameHeader> parsed = parse_frame_header(frame);
-    if (!parsed) return name_claimed_chunk(parsed.status(), frame);
-    const FrameHeader& header = *parsed;
-    if (expected_id != nullptr && header.chunk_id != *expected_id) {
-      return Status::corruption("frame carries chunk " + to_hex(header.chunk_id) + ", expected " +
-                                to_hex(*expected_id));
-    }
+    ASSIGN_OR_RETURN(FrameHeader header, check_put_frame(frame, expected_id));
     ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
     // Skip the decode for a chunk already held; put() checks again under its lock.
     ASSIGN_OR_RETURN(auto held, n->have(std::span(&header.chunk_id, 1)));
     if (held[0]) return PutResult{header.chunk_id, false, frame.size()};
-    // Full verification (decode + id) outside every lock; scratch per thread.
-    thread_local ChunkDecoder decoder;
-    thread_local std::vector<std::byte> scratch;
-    scratch.resize(header.raw_bytes);
-    Status st = decoder.decode_verified(header, frame, scratch);
-    if (scratch.capacity() > kDefaultChunkBytes) std::vector<std::byte>().swap(scratch);
-    RETURN_IF_ERROR(st);
+    // Full verification (decode + id) outside every lock.
+    RETURN_IF_ERROR(verify_put_frame(header, frame));
     return n->put(frame, header);
   }
 
@@ -189,12 +165,7 @@ class LocalStore final : public ChunkStore {
 
  private:
   Status may_delete(std::string_view ns, Actor actor) const {
-    RETURN_IF_ERROR(validate_namespace(ns));
-    if (options_.append_only && actor == Actor::kHost) {
-      return Status::permission_denied("namespace " + std::string(ns) +
-                                       ": the store is append-only; hosts may not delete or prune snapshots");
-    }
-    return Status::ok();
+    return check_may_delete(ns, actor, options_.append_only);
   }
 
   Result<StoreNamespace*> open(std::string_view ns) {

@@ -116,6 +116,13 @@ Result<std::string> required_text(std::string_view xml, std::string_view name) {
   return std::move(*text);
 }
 
+// The element's text, or "" when it is absent.
+Result<std::string> optional_text(std::string_view xml, std::string_view name) {
+  ASSIGN_OR_RETURN(std::optional<Element> e, find_element(xml, name, 0));
+  if (!e) return std::string();
+  return decode_text(e->inner, name);
+}
+
 Result<std::uint64_t> parse_size(std::string_view text) {
   std::uint64_t v = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
@@ -125,12 +132,58 @@ Result<std::uint64_t> parse_size(std::string_view text) {
   return v;
 }
 
-std::string strip_quotes(std::string_view s) {
-  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
-  return std::string(s);
+// ETags come quoted: "\"d41d8cd9...\"".
+void strip_quotes(std::string& s) {
+  if (s.size() >= 2 && s[0] == '"' && s[s.size() - 1] == '"') {
+    s.pop_back();
+    s.erase(0, 1);
+  }
+}
+
+// Days from 1970-01-01 to the civil date (Howard Hinnant's algorithm).
+std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const auto yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
 }
 
 }  // namespace
+
+std::optional<std::int64_t> parse_s3_time(std::string_view t) {
+  // YYYY-MM-DDTHH:MM:SS, then optional .fraction, then Z.
+  if (t.size() < 20 || t[4] != '-' || t[7] != '-' || t[10] != 'T' || t[13] != ':' || t[16] != ':' ||
+      t.back() != 'Z') {
+    return std::nullopt;
+  }
+  auto num = [&](std::size_t at, std::size_t len) -> std::optional<unsigned> {
+    unsigned v = 0;
+    auto [p, ec] = std::from_chars(t.data() + at, t.data() + at + len, v);
+    if (ec != std::errc() || p != t.data() + at + len) return std::nullopt;
+    return v;
+  };
+  auto y = num(0, 4), mo = num(5, 2), d = num(8, 2), h = num(11, 2), mi = num(14, 2), s = num(17, 2);
+  if (!y || !mo || !d || !h || !mi || !s || *mo < 1 || *mo > 12 || *d < 1 || *d > 31 || *h > 23 || *mi > 59 ||
+      *s > 60) {
+    return std::nullopt;
+  }
+  std::int64_t frac_ns = 0;
+  const std::string_view rest = t.substr(19, t.size() - 20);
+  if (!rest.empty()) {
+    if (rest[0] != '.' || rest.size() < 2 || rest.size() > 10) return std::nullopt;
+    std::int64_t scale = 100'000'000;
+    for (char c : rest.substr(1)) {
+      if (c < '0' || c > '9') return std::nullopt;
+      frac_ns += (c - '0') * scale;
+      scale /= 10;
+    }
+  }
+  const std::int64_t days = days_from_civil(*y, *mo, *d);
+  return ((days * 24 + *h) * 60 + *mi) * 60'000'000'000LL + static_cast<std::int64_t>(*s) * 1'000'000'000LL +
+         frac_ns;
+}
 
 Result<std::optional<std::string>> xml_element_text(std::string_view xml, std::string_view name) {
   ASSIGN_OR_RETURN(std::optional<Element> e, find_element(xml, name, 0));
@@ -154,8 +207,10 @@ Result<S3ListPage> parse_list_objects_v2(std::string_view xml) {
     ASSIGN_OR_RETURN(o.key, required_text(c->inner, "Key"));
     ASSIGN_OR_RETURN(std::string size, required_text(c->inner, "Size"));
     ASSIGN_OR_RETURN(o.size, parse_size(size));
-    ASSIGN_OR_RETURN(std::optional<std::string> etag, xml_element_text(c->inner, "ETag"));
-    if (etag) o.etag = strip_quotes(*etag);
+    ASSIGN_OR_RETURN(o.etag, optional_text(c->inner, "ETag"));
+    strip_quotes(o.etag);
+    ASSIGN_OR_RETURN(std::string modified, optional_text(c->inner, "LastModified"));
+    o.last_modified_ns = parse_s3_time(modified).value_or(0);
     page.objects.push_back(std::move(o));
     const std::size_t begin = static_cast<std::size_t>(c->inner.data() - root->inner.data());
     top.replace(begin, c->inner.size(), c->inner.size(), ' ');

@@ -22,7 +22,8 @@ namespace ferry {
 struct S3Object {
   std::string key;
   std::uint64_t size = 0;
-  std::string etag;  // without its quotes
+  std::string etag;                   // without its quotes
+  std::int64_t last_modified_ns = 0;  // 0 when the reply had none
 };
 
 struct S3ListPage {
@@ -43,6 +44,10 @@ struct S3ErrorBody {
 };
 // An <Error> body. Never fails: a body that is not one gives empty fields.
 S3ErrorBody parse_s3_error(std::string_view xml);
+
+// "2026-12-06T21:35:26.000Z" (ISO 8601 in UTC, as S3 writes LastModified)
+// as ns since the Unix epoch; nullopt for anything else.
+std::optional<std::int64_t> parse_s3_time(std::string_view text);
 
 // The text of the first <name>...</name> inside `xml` (entities decoded);
 // nullopt when there is none. Corruption when it is unterminated or holds an

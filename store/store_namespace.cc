@@ -19,6 +19,7 @@
 #include "store/durable_dirs.h"
 #include "store/pack_file.h"
 #include "store/snapshot_file.h"
+#include "store/store_checks.h"
 #include "store/store_index.h"
 
 namespace ferry {
@@ -499,13 +500,7 @@ Status StoreNamespace::commit(std::string_view snapshot, std::span<const std::by
   // The receiver's clock, not the host's, dates the snapshot for retention;
   // a created time far ahead of it is a host's clock gone wrong or a lie.
   const std::int64_t now_ns = wall_ns();
-  if (m.created_ns > add_ns_saturated(now_ns, seconds_to_ns_saturated(kMaxCreatedAheadSeconds))) {
-    return Status::invalid_argument(
-        "namespace " + name_ + ": snapshot " + std::string(snapshot) + " was created " +
-        std::to_string(add_ns_saturated(m.created_ns, -now_ns) / kNanosPerSecond) +
-        " s ahead of the receiver's clock (at most " + std::to_string(kMaxCreatedAheadSeconds) +
-        " s allowed): check the host's clock");
-  }
+  RETURN_IF_ERROR(check_created_time(name_, snapshot, m.created_ns, now_ns));
   std::shared_lock maint(maintenance_);
   RETURN_IF_ERROR(sync_held());
   RETURN_IF_ERROR(check_chunks_durable(snapshot, m));

@@ -23,6 +23,7 @@ TEST(S3XmlTest, ParsesAListPage) {
   EXPECT_EQ(page->objects[0].key, "a&b/cAB");
   EXPECT_EQ(page->objects[0].size, 6u);
   EXPECT_EQ(page->objects[0].etag, "b1946ac92492d2347c6235b4d2611184");
+  EXPECT_EQ(page->objects[0].last_modified_ns, 1'796'592'926'000'000'000LL);
   EXPECT_EQ(page->objects[1].key, "k2");
   EXPECT_EQ(page->objects[1].size, 18446744073709551615ull);
   ASSERT_EQ(page->common_prefixes.size(), 1u);
@@ -70,6 +71,14 @@ TEST(S3XmlTest, DoesNotTakeOneElementForAnotherThatStartsAlike) {
   ASSERT_TRUE(text.is_ok());
   ASSERT_TRUE(text->has_value());
   EXPECT_EQ(**text, "k");
+}
+
+TEST(S3XmlTest, ReadsTimes) {
+  EXPECT_EQ(parse_s3_time("1970-01-01T00:00:00Z"), 0);
+  EXPECT_EQ(parse_s3_time("2000-03-01T00:00:01.5Z"), 951'868'801'500'000'000LL);
+  for (const char* bad : {"", "2026-12-06 21:35:26Z", "2026-13-06T21:35:26Z", "2026-12-06T21:35:26", "x"}) {
+    EXPECT_FALSE(parse_s3_time(bad).has_value()) << bad;
+  }
 }
 
 TEST(S3XmlTest, ReadsErrorBodies) {
