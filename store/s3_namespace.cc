@@ -70,6 +70,7 @@ void S3Namespace::forget_pack_locked(const std::string& name) {
 }
 
 Status S3Namespace::refresh(bool repair) {
+  const std::int64_t started_ms = mono_ms();
   const std::string index_dir = root_ + "index/", pack_dir = root_ + "packs/";
   ASSIGN_OR_RETURN(std::vector<S3Object> index_objects, client_.list(bucket_, index_dir));
   std::vector<std::string> wanted;
@@ -127,7 +128,7 @@ Status S3Namespace::refresh(bool repair) {
     }
   }
   std::lock_guard lock(mu_);
-  refreshed_ms_ = mono_ms();
+  refreshed_ms_ = std::max(refreshed_ms_, started_ms);
   return Status::ok();
 }
 
@@ -156,15 +157,19 @@ bool S3Namespace::holds(const Digest& id) {
   return index_.count(id) != 0 || pending_.count(id) != 0;
 }
 
-Result<std::vector<bool>> S3Namespace::have(std::span<const Digest> ids) {
-  bool stale;
+Status S3Namespace::refresh_since(std::int64_t since_ms) {
+  std::lock_guard one(refresh_mu_);
   {
     std::lock_guard lock(mu_);
-    stale = mono_ms() - refreshed_ms_ > kS3IndexRefreshMs;
+    if (refreshed_ms_ >= since_ms) return Status::ok();
   }
+  return refresh(/*repair=*/false).with_context("namespace " + name_);
+}
+
+Result<std::vector<bool>> S3Namespace::have(std::span<const Digest> ids) {
   // Other gateways and hosts write to the bucket too: what they made
   // durable is not sent again.
-  if (stale) RETURN_IF_ERROR(refresh(/*repair=*/false).with_context("namespace " + name_));
+  RETURN_IF_ERROR(refresh_since(mono_ms() - kS3IndexRefreshMs));
   std::lock_guard lock(mu_);
   std::vector<bool> out(ids.size());
   for (std::size_t i = 0; i < ids.size(); ++i) out[i] = index_.count(ids[i]) != 0;
@@ -269,6 +274,9 @@ Status S3Namespace::sync() {
 }
 
 Result<std::vector<std::byte>> S3Namespace::get(const Digest& id) {
+  // Stored through another gateway since this one last looked? A view
+  // taken after this call began answers (concurrent misses share one LIST).
+  if (!holds(id)) RETURN_IF_ERROR(refresh_since(mono_ms()));
   Location loc;
   {
     std::lock_guard lock(mu_);

@@ -91,6 +91,10 @@ class S3Namespace {
   // Lists the index objects and loads those not yet known; with
   // `repair`, also lists the packs and rebuilds missing index objects.
   Status refresh(bool repair);
+  // refresh(false) unless a refresh that began at or after `since_ms`
+  // (mono_ms) has completed: one caller at a time lists, and callers that
+  // waited for it find their answer in its view.
+  Status refresh_since(std::int64_t since_ms);
   // The trailer of pack `name` (an object of `size` bytes), read from its
   // end; `raw` gets its bytes.
   Result<S3PackIndex> read_pack_trailer(const std::string& name, std::uint64_t size,
@@ -118,12 +122,13 @@ class S3Namespace {
   const StoreOptions options_;
 
   std::mutex commit_mu_;
+  std::mutex refresh_mu_;  // one refresh_since at a time
   std::mutex mu_;
   std::condition_variable cv_;
   std::unordered_map<Digest, Location, DigestHash> index_;  // durable chunks
   std::map<std::string, std::uint64_t> packs_;              // pack name -> object bytes
   std::map<std::string, std::vector<Digest>> pack_chunks_;  // pack name -> the chunks it holds
-  std::int64_t refreshed_ms_ = 0;
+  std::int64_t refreshed_ms_ = 0;                           // when the last completed refresh began (mono_ms)
   S3PackBuilder open_;
   std::uint64_t open_seq_ = 1;
   std::unordered_map<Digest, Pending, DigestHash> pending_;  // in open_ or an upload
