@@ -165,8 +165,9 @@ std::optional<std::int64_t> parse_s3_time(std::string_view t) {
     return v;
   };
   auto y = num(0, 4), mo = num(5, 2), d = num(8, 2), h = num(11, 2), mi = num(14, 2), s = num(17, 2);
-  if (!y || !mo || !d || !h || !mi || !s || *mo < 1 || *mo > 12 || *d < 1 || *d > 31 || *h > 23 || *mi > 59 ||
-      *s > 60) {
+  // Years past 2261 do not fit in int64 nanoseconds.
+  if (!y || !mo || !d || !h || !mi || !s || *y < 1970 || *y > 2261 || *mo < 1 || *mo > 12 || *d < 1 ||
+      *d > 31 || *h > 23 || *mi > 59 || *s > 60) {
     return std::nullopt;
   }
   std::int64_t frac_ns = 0;

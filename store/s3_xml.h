@@ -46,7 +46,8 @@ struct S3ErrorBody {
 S3ErrorBody parse_s3_error(std::string_view xml);
 
 // "2026-12-06T21:35:26.000Z" (ISO 8601 in UTC, as S3 writes LastModified)
-// as ns since the Unix epoch; nullopt for anything else.
+// as ns since the Unix epoch; nullopt for anything else, and for years
+// outside 1970-2261 (what int64 nanoseconds hold).
 std::optional<std::int64_t> parse_s3_time(std::string_view text);
 
 // The text of the first <name>...</name> inside `xml` (entities decoded);

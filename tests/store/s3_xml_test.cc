@@ -76,7 +76,8 @@ TEST(S3XmlTest, DoesNotTakeOneElementForAnotherThatStartsAlike) {
 TEST(S3XmlTest, ReadsTimes) {
   EXPECT_EQ(parse_s3_time("1970-01-01T00:00:00Z"), 0);
   EXPECT_EQ(parse_s3_time("2000-03-01T00:00:01.5Z"), 951'868'801'500'000'000LL);
-  for (const char* bad : {"", "2026-12-06 21:35:26Z", "2026-13-06T21:35:26Z", "2026-12-06T21:35:26", "x"}) {
+  for (const char* bad : {"", "2026-12-06 21:35:26Z", "2026-13-06T21:35:26Z", "2026-12-06T21:35:26", "x",
+                          "9999-12-31T23:59:59Z", "1969-12-31T23:59:59Z"}) {
     EXPECT_FALSE(parse_s3_time(bad).has_value()) << bad;
   }
 }
