@@ -9,6 +9,8 @@
 #   scripts/ceph-dev.sh start DIR [--objectstore=memstore|bluestore]
 #   scripts/ceph-dev.sh stop DIR        # kills the daemons, removes DIR
 #   scripts/ceph-dev.sh restart-rgw DIR N  # (re)starts gateway N (1 or 2)
+#   scripts/ceph-dev.sh add-rgw DIR N      # starts one more gateway N (3-99) on a
+#                                          # free port; prints its endpoint URL
 #
 # start prints the DIR/env file it wrote and exits once both gateways
 # answer an authenticated S3 request. DIR/env holds shell assignments:
@@ -206,7 +208,7 @@ stop_daemons() {
 }
 
 main() {
-  (($# >= 2)) || die "usage: $0 start|stop|restart-rgw DIR [--objectstore=memstore|bluestore] | N"
+  (($# >= 2)) || die "usage: $0 start|stop|restart-rgw|add-rgw DIR [--objectstore=memstore|bluestore] | N"
   local cmd=$1
   DIR=$(realpath -m "$2")
   CONF=$DIR/ceph.conf
@@ -241,7 +243,20 @@ main() {
       start_rgw "$n" "${!port_var}"
       wait_for "radosgw $n" s3_ready "${!port_var}"
       ;;
-    *) die "unknown command $cmd (start, stop, restart-rgw)" ;;
+    add-rgw)
+      # A gateway of its own for a fault test to kill, leaving 1 and 2 to
+      # the tests that share the cluster.
+      local n=${1:-}
+      [[ $n =~ ^[0-9]+$ ]] && ((n >= 3 && n <= 99)) || die "add-rgw needs a gateway number, 3-99"
+      load_env
+      ceph -c "$CONF" auth get-or-create "client.rgw.$n" mon 'allow rw' osd 'allow rwx' >>"$DIR/keyring" 2>/dev/null
+      local port
+      port=$(free_port)
+      start_rgw "$n" "$port"
+      wait_for "radosgw $n" s3_ready "$port"
+      echo "http://127.0.0.1:$port"
+      ;;
+    *) die "unknown command $cmd (start, stop, restart-rgw, add-rgw)" ;;
   esac
 }
 

@@ -7,6 +7,9 @@
 // damage in the bucket found by reads and scrub, and gc.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <atomic>
 #include <thread>
 
 #include "base/clock.h"
@@ -334,6 +337,47 @@ TEST(S3StoreNetTest, GcDeletesOnlyPacksNoSnapshotNames) {
   for (const TestChunk& c : kept) EXPECT_TRUE(store->get("h", c.info.id).is_ok());
   EXPECT_EQ(store->get("h", old[0].info.id).status().code(), Code::kNotFound);
   EXPECT_TRUE(store->scrub("h").value().clean());
+}
+
+// A radosgw killed -9 in the middle of a push: the uploads in flight fail
+// over to the other gateway, nothing is committed partially, and the
+// snapshot is whole.
+TEST(S3StoreNetTest, AGatewayKilledMidPushTheStoreFinishesThroughTheOther) {
+  FERRY_REQUIRE_CEPH(ceph);
+  const int victim = 3 + static_cast<int>(::getpid() % 97);
+  const std::string endpoint = testing::add_gateway(*ceph, victim);
+  ASSERT_FALSE(endpoint.empty()) << "could not start gateway " << victim;
+  Bucket b(*ceph);
+  S3Config cfg = ceph_s3_config(*ceph);
+  cfg.endpoints = {endpoint, ceph->endpoint2};
+  StoreOptions options;
+  options.object_pack_target_bytes = 1 << 20;
+  options.log = [](std::string_view) {};
+  auto store = open_s3_store(b.url(), cfg, options);
+  ASSERT_TRUE(store.is_ok()) << store.status().to_string();
+  const auto cs = chunks(48, 14, 128u << 10);  // about 6 MiB: six packs or so
+  std::atomic<int> done{0};
+  std::atomic<bool> killed{false};
+  std::thread killer([&] {
+    while (done.load() < 20) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    killed = testing::kill_gateway(*ceph, victim);
+  });
+  for (const TestChunk& c : cs) {
+    auto put = (*store)->put("h", c.frame);
+    ASSERT_TRUE(put.is_ok()) << put.status().to_string();
+    ++done;
+  }
+  killer.join();
+  ASSERT_TRUE(killed.load());
+  Status st = (*store)->commit_snapshot("h", "s", manifest_for(ptrs(cs), wall_ns()));
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  auto other = b.open(2);
+  for (const TestChunk& c : cs) {
+    auto f = other->get("h", c.info.id);
+    ASSERT_TRUE(f.is_ok()) << f.status().to_string();
+    EXPECT_EQ(*f, c.frame);
+  }
+  EXPECT_TRUE(other->scrub("h").value().clean());
 }
 
 TEST(S3StoreNetTest, AMissingBucketOrWrongKeysAreRefusedAtOpen) {

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -122,6 +123,19 @@ std::string unique_bucket() {
   std::string name = "ferry-test-";
   for (int i = 0; i < 12; ++i) name += kAlnum[rng() % 36];
   return name;
+}
+
+std::string add_gateway(const CephCluster& c, int n) {
+  const std::string cmd = "bash " + shell_quote(source_dir() + "/scripts/ceph-dev.sh") + " add-rgw " +
+                          shell_quote(c.dir) + " " + std::to_string(n) + " 2>/dev/null";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return {};
+  char line[256] = {};
+  const bool got = std::fgets(line, sizeof line, p) != nullptr;
+  const int rc = ::pclose(p);
+  std::string url = got ? std::string(line) : std::string();
+  while (!url.empty() && (url.back() == '\n' || url.back() == '\r')) url.pop_back();
+  return rc == 0 && url.starts_with("http://") ? url : std::string();
 }
 
 bool kill_gateway(const CephCluster& c, int n) {

@@ -35,7 +35,10 @@ S3Config ceph_s3_config(const CephCluster& c);
 std::string unique_bucket();
 // Runs scripts/ceph-dev.sh with `args` ("restart-rgw DIR 1"); its exit code.
 int ceph_dev(const std::string& args);
-// kill -9 of gateway `n` (1 or 2) of the cluster; true when it was running.
+// Starts gateway `n` (3-99) of the cluster for one test to kill; its
+// endpoint URL, empty when it did not start.
+std::string add_gateway(const CephCluster& c, int n);
+// kill -9 of gateway `n` of the cluster; true when it was running.
 bool kill_gateway(const CephCluster& c, int n);
 
 }  // namespace ferry::testing
