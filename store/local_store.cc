@@ -1,6 +1,7 @@
-// local_store.cc: the ChunkStore on the local filesystem: name checks, frame
-// verification before anything is stored, permissions (append-only mode),
-// retention, and one StoreNamespace per namespace, opened on first use.
+// local_store.cc: the ChunkStore on the local filesystem: the store's lock,
+// and one StoreNamespace per namespace, opened on first use; name checks,
+// frame verification, permissions and retention are NamespacedStore's
+// (namespaced_store.h).
 #include "store/local_store.h"
 
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include "codec/limits.h"
 #include "codec/manifest.h"
 #include "store/durable_dirs.h"
+#include "store/namespaced_store.h"
 #include "store/retention.h"
 #include "store/store_checks.h"
 #include "store/store_namespace.h"
@@ -46,109 +48,10 @@ Status validate_name(std::string_view what, std::string_view v, std::size_t max_
   return Status::ok();
 }
 
-class LocalStore final : public ChunkStore {
+class LocalStore final : public NamespacedStore<StoreNamespace> {
  public:
   LocalStore(std::filesystem::path root, StoreOptions options, UniqueFd lock)
-      : root_(std::move(root)), options_(std::move(options)), lock_(std::move(lock)) {}
-
-  Result<std::vector<bool>> have(std::string_view ns, std::span<const Digest> ids) override {
-    ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    return n->have(ids);
-  }
-
-  // Each byte of the frame is checked once (store_checks.h); the pack
-  // record's CRC is then derived from the two CRCs already checked
-  // (frame_record), not computed again.
-  Result<PutResult> put(std::string_view ns, std::span<const std::byte> frame,
-                        const Digest* expected_id) override {
-    RETURN_IF_ERROR(validate_namespace(ns));
-    ASSIGN_OR_RETURN(FrameHeader header, check_put_frame(frame, expected_id));
-    ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    // Skip the decode for a chunk already held; put() checks again under its lock.
-    ASSIGN_OR_RETURN(auto held, n->have(std::span(&header.chunk_id, 1)));
-    if (held[0]) return PutResult{header.chunk_id, false, frame.size()};
-    // Full verification (decode + id) outside every lock.
-    RETURN_IF_ERROR(verify_put_frame(header, frame));
-    return n->put(frame, header);
-  }
-
-  Status sync(std::string_view ns) override {
-    ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    return n->sync();
-  }
-
-  Result<std::vector<std::byte>> get(std::string_view ns, const Digest& id) override {
-    ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    return n->get(id);
-  }
-
-  Status commit_snapshot(std::string_view ns, std::string_view name,
-                         std::span<const std::byte> manifest_bytes) override {
-    RETURN_IF_ERROR(validate_namespace(ns));
-    RETURN_IF_ERROR(validate_snapshot_name(name));
-    ASSIGN_OR_RETURN(Manifest m, parse_manifest(manifest_bytes));
-    ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    return n->commit(name, manifest_bytes, m);
-  }
-
-  Result<std::vector<SnapshotInfo>> list(std::string_view ns) override {
-    ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    return n->list();
-  }
-
-  Result<std::vector<std::byte>> manifest(std::string_view ns, std::string_view name) override {
-    RETURN_IF_ERROR(validate_snapshot_name(name));
-    ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    return n->read_manifest(name);
-  }
-
-  Status remove_snapshot(std::string_view ns, std::string_view name, Actor actor) override {
-    RETURN_IF_ERROR(may_delete(ns, actor));
-    RETURN_IF_ERROR(validate_snapshot_name(name));
-    ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    std::string s(name);
-    return n->remove(std::span(&s, 1));
-  }
-
-  Result<PruneReport> prune(std::string_view ns, const RetentionPolicy& policy, std::int64_t now_ns,
-                            Actor actor) override {
-    RETURN_IF_ERROR(may_delete(ns, actor));
-    if (policy.keep_last == 0 && policy.keep_within_seconds <= 0) {
-      return Status::invalid_argument(
-          "retention needs keep_last or keep_within: an empty policy would delete every snapshot");
-    }
-    ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    ASSIGN_OR_RETURN(auto snapshots, n->list());
-    PruneReport report = select_retention(snapshots, policy, now_ns);
-    if (!report.removed.empty()) RETURN_IF_ERROR(n->remove(report.removed));
-    return report;
-  }
-
-  Result<GcReport> gc(std::string_view ns, Actor actor) override {
-    RETURN_IF_ERROR(may_delete(ns, actor));
-    ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    return n->gc();
-  }
-
-  Result<ScrubReport> scrub(std::string_view ns) override {
-    std::vector<std::string> names;
-    if (ns.empty()) {
-      ASSIGN_OR_RETURN(names, namespaces());
-    } else {
-      names.emplace_back(ns);
-    }
-    ScrubReport report;
-    for (const std::string& name : names) {
-      ASSIGN_OR_RETURN(StoreNamespace * n, open(name));
-      RETURN_IF_ERROR(n->scrub(report));
-    }
-    return report;
-  }
-
-  Result<StoreUsage> usage(std::string_view ns) override {
-    ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    return n->usage();
-  }
+      : NamespacedStore(std::move(options)), root_(std::move(root)), lock_(std::move(lock)) {}
 
   Result<std::vector<std::string>> namespaces() override {
     std::set<std::string> names;
@@ -164,11 +67,7 @@ class LocalStore final : public ChunkStore {
   }
 
  private:
-  Status may_delete(std::string_view ns, Actor actor) const {
-    return check_may_delete(ns, actor, options_.append_only);
-  }
-
-  Result<StoreNamespace*> open(std::string_view ns) {
+  Result<StoreNamespace*> open(std::string_view ns) override {
     RETURN_IF_ERROR(validate_namespace(ns));
     std::lock_guard lock(mu_);
     auto it = open_.find(ns);
@@ -180,7 +79,6 @@ class LocalStore final : public ChunkStore {
   }
 
   const std::filesystem::path root_;
-  const StoreOptions options_;
   UniqueFd lock_;  // flock held for the store's lifetime
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<StoreNamespace>, std::less<>> open_;

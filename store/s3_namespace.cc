@@ -119,7 +119,8 @@ Status S3Namespace::refresh(bool repair) {
         log("pack " + o.key + " has no readable trailer (scrub reports it): " + trailer.status().to_string());
         continue;
       }
-      // The index object is the pack's trailer, byte for byte.
+      // The index object is the pack's trailer, byte for byte (written over
+      // a damaged one: the only write that replaces an object).
       RETURN_IF_ERROR(client_.put(bucket_, index_key(name), raw).status());
       log("rebuilt the index object of pack " + name + " (" + std::to_string(trailer->entries.size()) +
           " chunks) from its trailer");
@@ -222,7 +223,8 @@ void S3Namespace::upload(const std::shared_ptr<Upload>& up) {
   const std::string name = to_hex(sha256(up->bytes));
   // Named by its bytes: a pack already there holds the same chunks.
   Status st = client_.put(bucket_, pack_key(name), up->bytes, /*if_absent=*/true).status();
-  if (st) st = client_.put(bucket_, index_key(name), s3_pack_trailer(up->bytes)).status();
+  // Its index object likewise: one already there was made from this pack.
+  if (st) st = client_.put(bucket_, index_key(name), s3_pack_trailer(up->bytes), /*if_absent=*/true).status();
   std::lock_guard lock(mu_);
   up->done = true;
   up->status = st;

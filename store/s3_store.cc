@@ -1,6 +1,7 @@
-// s3_store.cc: see s3_store.h. S3Store checks names, frames and permissions
-// and owns one S3Namespace per namespace (s3_namespace.h), opened on first
-// use.
+// s3_store.cc: see s3_store.h. S3Store owns the client and one S3Namespace
+// per namespace (s3_namespace.h), opened on first use; name checks, frame
+// verification, permissions and retention are NamespacedStore's
+// (namespaced_store.h).
 #include "store/s3_store.h"
 
 #include <algorithm>
@@ -8,7 +9,7 @@
 #include <mutex>
 
 #include "codec/manifest.h"
-#include "store/retention.h"
+#include "store/namespaced_store.h"
 #include "store/s3_namespace.h"
 #include "store/store_checks.h"
 #include "store/store_limits.h"
@@ -22,103 +23,10 @@ bool prefix_char(char c) {
          c == '-' || c == '/';
 }
 
-class S3Store final : public ChunkStore {
+class S3Store final : public NamespacedStore<S3Namespace> {
  public:
   S3Store(std::unique_ptr<S3Client> client, S3Url url, StoreOptions options)
-      : client_(std::move(client)), url_(std::move(url)), options_(std::move(options)) {}
-
-  Result<std::vector<bool>> have(std::string_view ns, std::span<const Digest> ids) override {
-    ASSIGN_OR_RETURN(S3Namespace * n, open(ns));
-    return n->have(ids);
-  }
-
-  Result<PutResult> put(std::string_view ns, std::span<const std::byte> frame,
-                        const Digest* expected_id) override {
-    RETURN_IF_ERROR(validate_namespace(ns));
-    ASSIGN_OR_RETURN(FrameHeader header, check_put_frame(frame, expected_id));
-    ASSIGN_OR_RETURN(S3Namespace * n, open(ns));
-    if (n->holds(header.chunk_id)) return PutResult{header.chunk_id, false, frame.size()};
-    RETURN_IF_ERROR(verify_put_frame(header, frame));
-    return n->put(frame, header);
-  }
-
-  Status sync(std::string_view ns) override {
-    ASSIGN_OR_RETURN(S3Namespace * n, open(ns));
-    return n->sync();
-  }
-
-  Result<std::vector<std::byte>> get(std::string_view ns, const Digest& id) override {
-    ASSIGN_OR_RETURN(S3Namespace * n, open(ns));
-    return n->get(id);
-  }
-
-  Status commit_snapshot(std::string_view ns, std::string_view name,
-                         std::span<const std::byte> manifest_bytes) override {
-    RETURN_IF_ERROR(validate_namespace(ns));
-    RETURN_IF_ERROR(validate_snapshot_name(name));
-    ASSIGN_OR_RETURN(Manifest m, parse_manifest(manifest_bytes));
-    ASSIGN_OR_RETURN(S3Namespace * n, open(ns));
-    return n->commit(name, manifest_bytes, m);
-  }
-
-  Result<std::vector<SnapshotInfo>> list(std::string_view ns) override {
-    ASSIGN_OR_RETURN(S3Namespace * n, open(ns));
-    return n->list();
-  }
-
-  Result<std::vector<std::byte>> manifest(std::string_view ns, std::string_view name) override {
-    RETURN_IF_ERROR(validate_snapshot_name(name));
-    ASSIGN_OR_RETURN(S3Namespace * n, open(ns));
-    return n->read_manifest(name);
-  }
-
-  Status remove_snapshot(std::string_view ns, std::string_view name, Actor actor) override {
-    RETURN_IF_ERROR(check_may_delete(ns, actor, options_.append_only));
-    RETURN_IF_ERROR(validate_snapshot_name(name));
-    ASSIGN_OR_RETURN(S3Namespace * n, open(ns));
-    std::string s(name);
-    return n->remove(std::span(&s, 1));
-  }
-
-  Result<PruneReport> prune(std::string_view ns, const RetentionPolicy& policy, std::int64_t now_ns,
-                            Actor actor) override {
-    RETURN_IF_ERROR(check_may_delete(ns, actor, options_.append_only));
-    if (policy.keep_last == 0 && policy.keep_within_seconds <= 0) {
-      return Status::invalid_argument(
-          "retention needs keep_last or keep_within: an empty policy would delete every snapshot");
-    }
-    ASSIGN_OR_RETURN(S3Namespace * n, open(ns));
-    ASSIGN_OR_RETURN(auto snapshots, n->list());
-    PruneReport report = select_retention(snapshots, policy, now_ns);
-    if (!report.removed.empty()) RETURN_IF_ERROR(n->remove(report.removed));
-    return report;
-  }
-
-  Result<GcReport> gc(std::string_view ns, Actor actor) override {
-    RETURN_IF_ERROR(check_may_delete(ns, actor, options_.append_only));
-    ASSIGN_OR_RETURN(S3Namespace * n, open(ns));
-    return n->gc();
-  }
-
-  Result<ScrubReport> scrub(std::string_view ns) override {
-    std::vector<std::string> names;
-    if (ns.empty()) {
-      ASSIGN_OR_RETURN(names, namespaces());
-    } else {
-      names.emplace_back(ns);
-    }
-    ScrubReport report;
-    for (const std::string& name : names) {
-      ASSIGN_OR_RETURN(S3Namespace * n, open(name));
-      RETURN_IF_ERROR(n->scrub(report));
-    }
-    return report;
-  }
-
-  Result<StoreUsage> usage(std::string_view ns) override {
-    ASSIGN_OR_RETURN(S3Namespace * n, open(ns));
-    return n->usage();
-  }
+      : NamespacedStore(std::move(options)), client_(std::move(client)), url_(std::move(url)) {}
 
   Result<std::vector<std::string>> namespaces() override {
     std::vector<std::string> out;
@@ -139,7 +47,7 @@ class S3Store final : public ChunkStore {
   }
 
  private:
-  Result<S3Namespace*> open(std::string_view ns) {
+  Result<S3Namespace*> open(std::string_view ns) override {
     RETURN_IF_ERROR(validate_namespace(ns));
     std::lock_guard lock(mu_);
     auto it = open_.find(ns);
@@ -153,7 +61,6 @@ class S3Store final : public ChunkStore {
 
   std::unique_ptr<S3Client> client_;
   const S3Url url_;
-  const StoreOptions options_;
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<S3Namespace>, std::less<>> open_;
 };

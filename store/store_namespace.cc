@@ -283,6 +283,12 @@ Result<bool> StoreNamespace::recover_pack(std::uint32_t number, std::uint64_t co
   return covered != 0;
 }
 
+bool StoreNamespace::holds(const Digest& id) {
+  std::shared_lock m(maintenance_);
+  std::lock_guard lock(mu_);
+  return index_.count(id) != 0;
+}
+
 Result<std::vector<bool>> StoreNamespace::have(std::span<const Digest> ids) {
   std::shared_lock m(maintenance_);
   std::lock_guard lock(mu_);
