@@ -13,6 +13,7 @@
 #include "codec/chunk_codec.h"
 #include "store/pack_file.h"
 #include "store/s3_namespace.h"
+#include "store/scrub_snapshot.h"
 
 namespace ferry {
 
@@ -114,39 +115,10 @@ Status S3Namespace::scrub(ScrubReport& report) {
   }
   ASSIGN_OR_RETURN(auto snapshots, snapshot_objects());
   for (const auto& [snapshot, size] : snapshots) {
-    ++report.snapshots_checked;
-    auto bytes = read_manifest(snapshot);
-    if (!bytes) {
-      if (bytes.status().code() == Code::kNotFound) continue;
-      report.broken_snapshots.push_back({name_, snapshot, bytes.status().to_string()});
-      continue;
-    }
-    auto m = parse_manifest(*bytes);
-    if (!m) {
-      report.broken_snapshots.push_back({name_, snapshot, m.status().to_string()});
-      continue;
-    }
-    std::set<std::size_t> hit;
-    std::size_t missing = 0;
-    std::string first_missing;
-    {
+    scrub_snapshot(report, name_, snapshot, read_manifest(snapshot), bad_by_id, [&](const Digest& id) {
       std::lock_guard lock(mu_);
-      for (const ManifestFile& f : m->files) {
-        for (const ManifestChunk& c : f.chunks) {
-          if (auto b = bad_by_id.find(c.id); b != bad_by_id.end()) {
-            hit.insert(b->second);
-          } else if (index_.count(c.id) == 0 && missing++ == 0) {
-            first_missing = to_hex(c.id) + " (" + f.path + " at offset " + std::to_string(c.offset) + ")";
-          }
-        }
-      }
-    }
-    for (std::size_t i : hit) report.bad_chunks[i].snapshots.push_back(snapshot);
-    if (missing != 0) {
-      report.broken_snapshots.push_back(
-          {name_, snapshot,
-           std::to_string(missing) + " chunks missing from the store, first " + first_missing});
-    }
+      return index_.count(id) != 0;
+    });
   }
   if (report.bad_chunks.size() > first_bad) {
     log("scrub found " + std::to_string(report.bad_chunks.size() - first_bad) +
