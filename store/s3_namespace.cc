@@ -472,22 +472,9 @@ Result<std::vector<SnapshotInfo>> S3Namespace::list() {
           (m ? std::string("no commit record") : m.status().to_string()));
       continue;
     }
-    SnapshotInfo info;
-    info.name = names[i];
-    info.host = m->host;
-    info.job = m->job;
-    info.step = m->step;
-    info.created_ns = m->created_ns;
-    info.committed_ns = *file->committed_ns;
-    info.files = m->files.size();
-    info.chunks = m->chunk_count();
-    info.logical_bytes = m->logical_bytes();
-    info.manifest_bytes = file->manifest.size();
-    out.push_back(std::move(info));
+    out.push_back(snapshot_info(names[i], *m, *file->committed_ns, file->manifest.size()));
   }
-  std::sort(out.begin(), out.end(), [](const SnapshotInfo& a, const SnapshotInfo& b) {
-    return a.created_ns != b.created_ns ? a.created_ns < b.created_ns : a.name < b.name;
-  });
+  sort_snapshots(out);
   return out;
 }
 

@@ -580,22 +580,9 @@ Result<std::vector<SnapshotInfo>> StoreNamespace::list() {
       log("snapshot " + name + " is unreadable (scrub reports it): " + m.status().to_string());
       continue;
     }
-    SnapshotInfo info;
-    info.name = name;
-    info.host = m->host;
-    info.job = m->job;
-    info.step = m->step;
-    info.created_ns = m->created_ns;
-    info.committed_ns = stored->committed_ns;
-    info.files = m->files.size();
-    info.chunks = m->chunk_count();
-    info.logical_bytes = m->logical_bytes();
-    info.manifest_bytes = stored->manifest.size();
-    out.push_back(std::move(info));
+    out.push_back(snapshot_info(name, *m, stored->committed_ns, stored->manifest.size()));
   }
-  std::sort(out.begin(), out.end(), [](const SnapshotInfo& a, const SnapshotInfo& b) {
-    return a.created_ns != b.created_ns ? a.created_ns < b.created_ns : a.name < b.name;
-  });
+  sort_snapshots(out);
   return out;
 }
 
