@@ -5,7 +5,9 @@
 #include <ctime>
 
 #include "replication/restore.h"
+#include "store/s3_store.h"
 #include "tools/cli.h"
+#include "tools/s3_commands.h"
 
 DEFINE_bool(manifests, true, "list: fetch each snapshot's manifest to show its job and step");
 
@@ -23,7 +25,8 @@ std::string format_time(std::int64_t unix_seconds) {
 
 int run_list(const std::vector<std::string>& args) {
   if (!args.empty()) return usage_error("list takes no arguments");
-  if (FLAGS_from.empty()) return usage_error("list needs --from=HOST:PORT");
+  if (FLAGS_from.empty()) return usage_error("list needs --from=HOST:PORT or --from=s3://BUCKET/PREFIX");
+  if (is_s3_url(FLAGS_from)) return list_bucket();  // straight from the bucket, no receiver
   auto tls = tls_from_flags("list");
   if (!tls) return usage_error(tls.status().message());
   replication::RemoteOptions remote;

@@ -12,7 +12,9 @@
 #include "codec/chunker.h"
 #include "codec/packer.h"
 #include "replication/sender.h"
+#include "store/s3_store.h"
 #include "tools/cli.h"
+#include "tools/s3_commands.h"
 
 DECLARE_uint64(chunk_size);
 DECLARE_string(job);
@@ -67,6 +69,7 @@ void print_report(const replication::PushReport& r) {
 int run_push(const std::vector<std::string>& args) {
   if (args.size() != 1)
     return usage_error("push needs exactly one FILE or DIR (got " + std::to_string(args.size()) + ")");
+  if (is_s3_url(FLAGS_to)) return push_to_bucket(args[0]);  // straight into the bucket, no receiver
   auto targets = split_targets(FLAGS_to);
   if (targets.empty()) return usage_error("push needs --to=HOST:PORT[,HOST:PORT...]");
   auto tls = tls_from_flags("push");

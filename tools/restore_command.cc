@@ -13,7 +13,9 @@
 #include "replication/device_restore.h"
 #include "replication/frame_sources.h"
 #include "replication/restore.h"
+#include "store/s3_store.h"
 #include "tools/cli.h"
+#include "tools/s3_commands.h"
 
 DEFINE_bool(verify_only, false, "restore: fetch and verify every chunk, write nothing");
 DECLARE_string(namespace);
@@ -28,6 +30,10 @@ bool names_device(const std::string& to) { return to == "cuda" || to.starts_with
 Result<std::string> location_from_flags(const std::string& arg) {
   if (!FLAGS_from.empty() && !FLAGS_store.empty()) {
     return Status::invalid_argument("restore takes --from=HOST:PORT or --store=DIR, not both");
+  }
+  if (is_s3_url(FLAGS_from)) {  // straight from the bucket, no receiver
+    return std::string(replication::kStoreLocationPrefix) + FLAGS_from + "/" + namespace_or_host() + "/" +
+           arg;
   }
   if (!FLAGS_from.empty()) return std::string(replication::kRemoteLocationPrefix) + FLAGS_from + "/" + arg;
   if (!FLAGS_store.empty()) {

@@ -4,7 +4,7 @@
 // affects. Exit 0 when everything verifies, 1 when anything is damaged.
 #include <cstdio>
 
-#include "store/local_store.h"
+#include "store/open_store.h"
 #include "tools/cli.h"
 
 DEFINE_string(namespace, "", "scrub, prune: the namespace (host) to work on; scrub: empty for all");
@@ -18,7 +18,7 @@ int run_scrub(const std::vector<std::string>& args) {
   if (!FLAGS_namespace.empty()) {
     if (Status st = validate_namespace(FLAGS_namespace); !st) return usage_error(st.message());
   }
-  auto store = open_local_store(FLAGS_store);
+  auto store = open_store(FLAGS_store);
   if (!store) return fail(store.status());
   const double start = mono_seconds();
   auto report = (*store)->scrub(FLAGS_namespace);

@@ -12,7 +12,7 @@
 #include "base/metrics_server.h"
 #include "replication/receiver.h"
 #include "replication/receiver_metrics.h"
-#include "store/local_store.h"
+#include "store/open_store.h"
 #include "tools/cli.h"
 
 DEFINE_string(listen, "127.0.0.1:7443", "serve: HOST:PORT to listen on (port 0: any free port)");
@@ -36,7 +36,7 @@ namespace {
 
 int run_serve(const std::vector<std::string>& args) {
   if (!args.empty()) return usage_error("serve takes no arguments");
-  if (FLAGS_store.empty()) return usage_error("serve needs --store=DIR");
+  if (FLAGS_store.empty()) return usage_error("serve needs --store=DIR or --store=s3://BUCKET/PREFIX");
   auto tls = tls_from_flags("serve");
   if (!tls) return usage_error(tls.status().message());
   if (FLAGS_max_connections == 0) return usage_error("--max_connections must be > 0");
@@ -57,7 +57,7 @@ int run_serve(const std::vector<std::string>& args) {
   StoreOptions store_options;
   store_options.append_only = FLAGS_append_only;
   store_options.quota_bytes = FLAGS_quota_bytes;
-  auto store = open_local_store(FLAGS_store, store_options);
+  auto store = open_store(FLAGS_store, store_options);  // a directory or s3://BUCKET/PREFIX
   if (!store) return fail(store.status());
 
   replication::ReceiverOptions options;
@@ -109,7 +109,7 @@ int run_serve(const std::vector<std::string>& args) {
 }
 
 Registrar registrar({"serve",
-                     "serve --store=DIR --ca=ca.pem --cert=receiver.pem --key=receiver.key "
+                     "serve --store=DIR|s3://BUCKET/PREFIX --ca=ca.pem --cert=receiver.pem --key=receiver.key "
                      "[--listen=127.0.0.1:7443] [--append_only] [--quota_bytes=N] [--max_connections=N] "
                      "[--max_connections_per_namespace=N] [--crl=crl.pem] [--crl_reload_s=N] "
                      "[--metrics_listen=HOST:PORT]",
