@@ -53,7 +53,11 @@ Status probe_target(const std::string& target, const replication::TlsConfig& tls
   return Status::ok();
 }
 
-Status Agent::Impl::probe(const std::string& target) { return probe_target(target, config_copy().tls()); }
+Status Agent::Impl::probe(const std::string& target) {
+  Status st = probe_target(target, config_copy().tls());
+  if (!st) metrics.add(kMetricErrors, {{"kind", "probe"}}, 1);
+  return st;
+}
 
 // ---- recovery and submission ----
 
@@ -128,7 +132,7 @@ void Agent::Impl::recover_job(std::uint64_t id, const JobStatus& js, const Agent
 }
 
 Result<std::uint64_t> Agent::Impl::submit(const fs::path& dir, const std::string& job, std::uint64_t step,
-                                          std::int64_t mtime_ns) {
+                                          std::int64_t mtime_ns, bool by_hand) {
   const AgentConfig c = config_copy();
   if (jobs.known_dir(dir.string())) return Status::invalid_argument(dir.string() + " was already submitted");
   std::vector<std::string> notices;
@@ -156,7 +160,11 @@ Result<std::uint64_t> Agent::Impl::submit(const fs::path& dir, const std::string
       return st;
     }
   }
-  jobs.observe_checkpoint(job, mtime_ns);
+  if (by_hand) {
+    jobs.submitted(job, mtime_ns);
+  } else {
+    jobs.observe_checkpoint(job, mtime_ns);
+  }
   QueuedJob q;
   q.id = r.job_id;
   q.job = job;
@@ -169,7 +177,7 @@ Result<std::uint64_t> Agent::Impl::submit(const fs::path& dir, const std::string
   if (c.fan_out) q.pending_targets = c.targets;
   log.info("checkpoint_submitted", {field("id", r.job_id), field("job", job), field("dir", dir.string()),
                                     field("snapshot", r.snapshot), field("bytes", bytes)});
-  metrics.add(kMetricJobs, {{"state", "submitted"}}, 1);
+  metrics.add(kMetricSubmitted, {}, 1);
   scheduler.add(std::move(q));
   return r.job_id;
 }
@@ -194,7 +202,7 @@ Status Agent::Impl::start_watcher(const AgentConfig& c) {
   watcher.reset();
   ASSIGN_OR_RETURN(auto next, Watcher::start(wo, [this](const CheckpointCandidate& cand) {
                      if (jobs.known_dir(cand.dir.string())) return;
-                     auto id = submit(cand.dir, cand.job, cand.step, cand.mtime_ns);
+                     auto id = submit(cand.dir, cand.job, cand.step, cand.mtime_ns, false);
                      if (!id)
                        log.warn("submit_failed",
                                 {field("dir", cand.dir.string()), field("error", id.status().to_string())});
@@ -275,7 +283,9 @@ Result<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config, Logger& l
   auto journal = Journal::open(config.state_dir / "journal");
   if (!journal) return journal.status().with_context("--state_dir=" + config.state_dir.string());
   a.journal = std::move(journal).value();
-  a.metrics.describe_agent_metrics();
+  describe_agent_metrics(a.metrics);
+  a.journal->set_fsync_observer(
+      [&m = a.metrics](double seconds) { m.observe(kMetricJournalFsyncSeconds, {}, seconds); });
   RETURN_IF_ERROR(a.recover());
   RETURN_IF_ERROR(a.probe_targets(config));
   RETURN_IF_ERROR(a.make_engines(config));
@@ -297,6 +307,7 @@ Result<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config, Logger& l
 
   a.start_threads(config);
   RETURN_IF_ERROR(a.start_watcher(config));
+  a.tick();  // every series is there for the first scrape
   log.info("agent_started", {field("targets", std::to_string(config.targets.size())),
                              field("roots", std::to_string(config.watch.size())),
                              field("control_socket", config.control_socket.string()),
@@ -379,7 +390,7 @@ Result<std::uint64_t> Agent::submit(const fs::path& dir, const std::string& job)
     }
     if (name.empty()) name = abs.parent_path().filename().string();
   }
-  return impl_->submit(abs, name, step_from_name(abs.filename().string()), dir_mtime_ns(abs));
+  return impl_->submit(abs, name, step_from_name(abs.filename().string()), dir_mtime_ns(abs), true);
 }
 int Agent::metrics_port() const { return impl_->metrics_server ? impl_->metrics_server->port() : 0; }
 

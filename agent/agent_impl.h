@@ -126,8 +126,10 @@ struct Agent::Impl {
   Status make_engines(const AgentConfig& c);
   void start_threads(const AgentConfig& c);
   Status start_watcher(const AgentConfig& c);
+  // `by_hand`: through the control socket (`ferry submit`), which keeps the
+  // job listed while the agent runs even when no watched root names it.
   Result<std::uint64_t> submit(const std::filesystem::path& dir, const std::string& job, std::uint64_t step,
-                               std::int64_t mtime_ns);
+                               std::int64_t mtime_ns, bool by_hand);
   // agent_worker.cc: the workers and the steps of one job.
   void worker(std::size_t index);
   void run_job(QueuedJob j, std::size_t worker_index);

@@ -4,6 +4,7 @@
 // handler (status, submit, pause, resume).
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "agent/agent_impl.h"
 #include "cuda/gpu_engine.h"
@@ -29,28 +30,45 @@ void Agent::Impl::tick() {
   in.rpo_target_s = c.rpo_target_s;
   in.checkpoint_interval_s = c.checkpoint_interval_s;
   in.incomplete_grace_s = c.incomplete_grace_s;
+  std::set<std::string> listed;
   for (const JobRpo& j : jobs.refresh_rpo(in)) {
     if (j.change == RpoWarning::Change::kRaised)
       log.warn("rpo_warning_raised", {field("job", j.job), field("reason", j.warning_text)});
     if (j.change == RpoWarning::Change::kCleared) log.info("rpo_warning_cleared", {field("job", j.job)});
-    const Labels l{{"job", j.job}};
-    metrics.set(kMetricRpoSeconds, l, j.forecast.rpo_seconds);
+    listed.insert(j.job);
+    const Labels l{{std::string(kJobLabel), j.job}};
+    // The age of the DR copy is time() minus this in PromQL; a job with no
+    // commit yet has no such series (its age is unknown, never 0).
+    if (j.newest_committed_ns) {
+      metrics.set(kMetricLastCommit, l, static_cast<double>(*j.newest_committed_ns) / 1e9);
+    } else {
+      metrics.remove(kMetricLastCommit, l);
+    }
     metrics.set(kMetricRpoForecastSeconds, l, j.forecast.forecast_rpo_seconds);
     metrics.set(kMetricRpoWarning, l, j.warning ? 1 : 0);
     metrics.set(kMetricBacklogBytes, l, static_cast<double>(j.backlog_bytes));
     metrics.set(kMetricIncompleteCheckpoints, l, static_cast<double>(j.stuck_dirs));
   }
-  metrics.set(kMetricThroughput, {}, jobs.throughput_bytes_per_second());
+  // A job the table dropped (no longer watched, nothing pending) leaves no
+  // series behind.
+  for (const auto& job : metrics.label_values(kMetricRpoWarning, kJobLabel)) {
+    if (!listed.count(job)) metrics.remove_labelled(kJobLabel, job);
+  }
+  metrics.set(kMetricRpoTarget, {}, c.rpo_target_s);
   // Checkpoints not yet committed, queued or in flight (as status lists
   // them): a job between attempts is never missing from it.
   metrics.set(kMetricQueueDepth, {}, static_cast<double>(entries.size()));
   metrics.set(kMetricPaused, {}, scheduler.all_paused() ? 1 : 0);
-  for (const auto& t : health.states()) metrics.set(kMetricTargetUp, {{"target", t.address}}, t.up ? 1 : 0);
+  std::set<std::string> targets;
+  for (const auto& t : health.states()) {
+    targets.insert(t.address);
+    metrics.set(kMetricTargetUp, {{"target", t.address}}, t.up ? 1 : 0);
+  }
+  for (const auto& t : metrics.label_values(kMetricTargetUp, "target")) {
+    if (!targets.count(t)) metrics.remove(kMetricTargetUp, {{"target", t}});
+  }
   if (auto e = last_engine_selection())
     metrics.set(kMetricEngineInfo, {{"engine", e->engine}, {"reason", e->reason}}, 1);
-  const double logical = metrics.value(kMetricLogicalBytes, {});
-  const double wire = metrics.value(kMetricWireBytes, {});
-  if (wire > 0) metrics.set(kMetricCompressionRatio, {}, logical / wire);
 }
 
 nlohmann::json Agent::Impl::status_json() {

@@ -82,7 +82,7 @@ void Agent::Impl::job_done(const QueuedJob& j, JobState state, const std::string
   if (!st) log.error("journal_append_failed", {field("error", st.to_string())});
   if (state == JobState::kSkipped) jobs.skipped(j.job);
   if (state == JobState::kFailed) jobs.failed(j.job, detail);
-  metrics.add(kMetricJobs, {{"state", std::string(job_state_name(state))}}, 1);
+  metrics.add(kMetricFinished, {{"state", std::string(job_state_name(state))}}, 1);
   log.log(state == JobState::kFailed ? LogLevel::kError : LogLevel::kInfo,
           state == JobState::kSkipped ? "checkpoint_skipped" : "checkpoint_failed",
           {field("id", j.id), field("job", j.job), field("snapshot", j.snapshot), field("detail", detail)});
@@ -131,6 +131,7 @@ void Agent::Impl::run_job(QueuedJob j, std::size_t worker_index) {
     const auto t0 = Clock::now();
     auto pushed = replication::push(read->sources, po);
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    metrics.observe(kMetricPushSeconds, {}, seconds);
     if (!pushed) {
       if (cancel.load()) {
         // Shutdown: the journal keeps the job started; the next start resumes it.
@@ -191,7 +192,7 @@ void Agent::Impl::record_commits(QueuedJob& j, const std::vector<replication::Pu
 
 void Agent::Impl::job_committed(const QueuedJob& j) {
   jobs.committed(j.job, j.created_ns, j.step, j.snapshot);
-  metrics.add(kMetricJobs, {{"state", "committed"}}, 1);
+  metrics.add(kMetricFinished, {{"state", "committed"}}, 1);
   scheduler.finish(j.id, true);
   if (ticker) ticker->wake();
 }

@@ -1,6 +1,8 @@
 // job_table.cc: see job_table.h.
 #include "agent/job_table.h"
 
+#include <algorithm>
+
 namespace ferry::agent {
 
 bool JobTable::known_dir(const std::string& dir) const {
@@ -40,6 +42,13 @@ void JobTable::recovered_final(const std::string& job, JobState state, bool comm
 void JobTable::observe_checkpoint(const std::string& job, std::int64_t created_ns) {
   std::lock_guard lock(mu_);
   stats_[job].interval.observe(created_ns);
+}
+
+void JobTable::submitted(const std::string& job, std::int64_t created_ns) {
+  std::lock_guard lock(mu_);
+  JobStats& s = stats_[job];
+  s.interval.observe(created_ns);
+  s.submitted_here = true;
 }
 
 void JobTable::committed(const std::string& job, std::int64_t created_ns, std::uint64_t step,
@@ -91,6 +100,13 @@ std::vector<JobRpo> JobTable::refresh_rpo(const RpoRefresh& in) {
   std::lock_guard lock(mu_);
   for (const auto& job : in.watched_jobs) stats_[job];
   for (const auto& [job, b] : in.backlog_bytes) stats_[job];
+  std::erase_if(stats_, [&](const auto& kv) {
+    const std::string& job = kv.first;
+    if (kv.second.submitted_here || in.backlog_bytes.count(job)) return false;
+    if (std::find(in.watched_jobs.begin(), in.watched_jobs.end(), job) != in.watched_jobs.end()) return false;
+    return std::none_of(in.incomplete.begin(), in.incomplete.end(),
+                        [&](const IncompleteCheckpoint& ic) { return ic.job == job; });
+  });
   std::map<std::string, std::int64_t> oldest_incomplete;
   for (auto& [job, s] : stats_) s.stuck_dirs = 0;
   for (const auto& ic : in.incomplete) {

@@ -35,6 +35,9 @@ struct JobStats {
   // complete after --incomplete_grace_s, and the oldest of them.
   std::uint64_t stuck_dirs = 0;
   IncompleteCheckpoint oldest_stuck;
+  // A checkpoint of this job was submitted by hand since the agent started:
+  // the job stays listed even when no watched root names it.
+  bool submitted_here = false;
 };
 
 // What one RPO refresh looks at, gathered by the caller outside the table's
@@ -77,8 +80,10 @@ class JobTable {
                         const std::string& snapshot);
   void recovered_final(const std::string& job, JobState state, bool committed);
 
-  // A checkpoint of `job` taken at `created_ns` was seen (interval learning).
+  // A checkpoint of `job` taken at `created_ns` was seen (interval learning);
+  // submitted() (by hand) also keeps the job listed while the agent runs.
   void observe_checkpoint(const std::string& job, std::int64_t created_ns);
+  void submitted(const std::string& job, std::int64_t created_ns);
   void committed(const std::string& job, std::int64_t created_ns, std::uint64_t step,
                  const std::string& snapshot);
   void skipped(const std::string& job);
@@ -87,7 +92,11 @@ class JobTable {
   void add_throughput(std::uint64_t bytes, double seconds);
   double throughput_bytes_per_second() const;
 
-  // Recomputes every job's forecast and warning.
+  // Recomputes every job's forecast and warning. A job that is no longer
+  // watched (a root removed, or one only the journal remembers), has
+  // nothing queued or incomplete and had nothing submitted since the start
+  // is dropped first: status no longer lists it and nothing of it is
+  // exported, so no alert stays raised for a job that is gone.
   std::vector<JobRpo> refresh_rpo(const RpoRefresh& in);
   // Every job's figures, by name.
   std::map<std::string, JobStats> jobs() const;

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <utility>
 
@@ -310,7 +311,10 @@ Status Journal::append(const JournalRecord& r) {
   // the partial bytes; a failed fdatasync leaves the page cache in an
   // unknown state, so the journal refuses further appends instead.
   RETURN_IF_ERROR(pwrite_all(fd_.get(), rec, end_, path_));
-  if (Status st = fdatasync_fd(fd_.get(), path_); !st.is_ok()) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Status synced = fdatasync_fd(fd_.get(), path_);
+  if (on_fsync_) on_fsync_(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  if (Status st = std::move(synced); !st.is_ok()) {
     broken_ = st.with_context("journal unusable until the agent restarts");
     return broken_;
   }

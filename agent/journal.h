@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -92,6 +93,10 @@ class Journal {
   // 1 + the largest job_id recovered or appended (1 for an empty journal).
   std::uint64_t next_job_id() const;
 
+  // Called with the seconds each append's fdatasync took (the agent's fsync
+  // latency histogram). REQUIRES: set before appends run on other threads.
+  void set_fsync_observer(std::function<void(double seconds)> observer) { on_fsync_ = std::move(observer); }
+
   const std::filesystem::path& path() const { return path_; }
   // Bytes in the file now (header included).
   std::uint64_t size_bytes() const;
@@ -125,6 +130,7 @@ class Journal {
   Status broken_;  // set when an fdatasync failed; appends then refuse
   std::vector<JournalRecord> recovered_;
   std::string notice_;
+  std::function<void(double)> on_fsync_;
 };
 
 // The fold: each job's latest record, and every target where it committed

@@ -26,6 +26,7 @@
 #include <utility>
 
 #include "base/aligned_bytes.h"
+#include "base/buffer_stash.h"
 #include "base/clock.h"
 #include "base/direct_file.h"
 #include "base/thread_pool.h"
@@ -40,6 +41,17 @@ namespace {
 
 // Chunks per window when each window asks the receiver what it lacks.
 constexpr std::size_t kNeedWindowChunks = 8;
+// Chunk buffers kept for the next pack_files in this process when one ends
+// (base/buffer_stash.h): both windows at the have/need window (2 x 8), and
+// more for a larger pool's windows (each is a chunk, 4 MiB by default).
+constexpr std::size_t kKeptChunkBuffers = 4 * kNeedWindowChunks;
+
+// The chunk buffers packing runs leave for the next one (never destroyed:
+// a pack may run on another thread while the process exits).
+BufferStash<AlignedBytes>& chunk_buffer_stash() {
+  static auto* stash = new BufferStash<AlignedBytes>(kKeptChunkBuffers);
+  return *stash;
+}
 
 inline constexpr std::size_t kHostNameBytes = 256;
 
@@ -430,8 +442,24 @@ class WindowPipeline {
                                : options.need ? std::max<std::size_t>(kNeedWindowChunks, 2 * pool.size())
                                               : 2 * pool.size();
     const std::size_t slot_count = std::max<std::size_t>(1, std::min(window, work.size()));
-    for (auto& set : slot_sets_) set = std::vector<Slot>(slot_count);
+    // Chunk buffers an earlier pack left, of the chunk size: their pages
+    // are mapped already.
+    const std::size_t chunk_room = round_up_to_direct_align(options.chunk_bytes);
+    for (auto& set : slot_sets_) {
+      set = std::vector<Slot>(slot_count);
+      for (Slot& s : set) s.raw = chunk_buffer_stash().take(chunk_room, 2 * chunk_room);
+    }
     progress_.logical_total = m.logical_bytes();
+  }
+  WindowPipeline(const WindowPipeline&) = delete;
+  WindowPipeline& operator=(const WindowPipeline&) = delete;
+  ~WindowPipeline() {
+    for (auto& set : slot_sets_) {
+      for (Slot& s : set) {
+        chunk_buffer_stash().keep(std::move(s.raw));
+        chunk_buffer_stash().keep(std::move(s.frame));
+      }
+    }
   }
 
   Status run() {

@@ -201,14 +201,17 @@ void Receiver::serve(Conn* conn, io::Socket socket) {
   Status admitted = Status::ok();
   if (dropped) {
     stats_.refused++;
+    stats_.refused_handshake++;
     line = "refused peer=" + peer + " reason=" +
            log_quoted("handshake dropped: " + std::to_string(kMaxPendingHandshakes) +
                       " handshakes were pending and the oldest goes first");
   } else if (!accepted) {
     stats_.refused++;
+    stats_.refused_handshake++;
     line = "refused peer=" + peer + " reason=" + log_quoted(accepted.status().to_string());
   } else if (admitted = admit(conn, (*accepted)->peer_identity()); !admitted) {
     stats_.refused++;
+    stats_.refused_limit++;
     (void)(*accepted)->send(error_from_status(0, admitted));
     line = "refused peer=" + peer + " ns=" + (*accepted)->peer_identity() +
            " reason=" + log_quoted(admitted.to_string());
@@ -217,6 +220,8 @@ void Receiver::serve(Conn* conn, io::Socket socket) {
     Session session(*this, c, c.peer_identity());
     Status st = session.run();
     const ConnectionCounters& k = c.counters();
+    stats_.wire_in += k.cipher_bytes_in;
+    stats_.wire_out += k.cipher_bytes_out;
     char dur[32];
     std::snprintf(dur, sizeof dur, "%.3f", mono_seconds() - start);
     line = "conn peer=" + peer + " ns=" + c.peer_identity() +
@@ -305,6 +310,13 @@ ReceiverStats Receiver::stats() const {
   s.commits = stats_.commits.load();
   s.chunks_served = stats_.chunks_served.load();
   s.handshakes_dropped = stats_.dropped.load();
+  s.refused_handshake = stats_.refused_handshake.load();
+  s.refused_connection_limit = stats_.refused_limit.load();
+  s.refused_hello = stats_.refused_hello.load();
+  s.chunks_stored = stats_.stored.load();
+  s.wire_bytes_in = stats_.wire_in.load();
+  s.wire_bytes_out = stats_.wire_out.load();
+  s.sync_seconds = stats_.sync_seconds.counts();
   std::lock_guard lock(mu_);
   s.connections_active = served_;
   return s;

@@ -39,6 +39,7 @@
 #include <string_view>
 #include <thread>
 
+#include "base/metrics.h"
 #include "base/status.h"
 #include "base/unique_fd.h"
 #include "io/socket.h"
@@ -100,6 +101,16 @@ struct ReceiverStats {
   std::uint64_t syncs = 0;
   std::uint64_t commits = 0;
   std::uint64_t chunks_served = 0;
+  // Refusals by reason: a failed TLS handshake, over max_connections, a
+  // bad or missing HELLO (not in connections_refused).
+  std::uint64_t refused_handshake = 0;
+  std::uint64_t refused_connection_limit = 0;
+  std::uint64_t refused_hello = 0;
+  std::uint64_t chunks_stored = 0;  // PUTs that stored a new chunk (not a duplicate)
+  // TLS bytes of served connections, added when each connection closes.
+  std::uint64_t wire_bytes_in = 0;
+  std::uint64_t wire_bytes_out = 0;
+  HistogramCounts sync_seconds{kLatencyBucketsSeconds};  // store syncs (fsync) for PUTs
 };
 
 class Receiver {
@@ -179,6 +190,9 @@ class Receiver {
   struct AtomicStats {
     std::atomic<std::uint64_t> accepted{0}, served{0}, refused{0}, puts{0}, put_bytes{0}, syncs{0},
         commits{0}, chunks_served{0}, dropped{0};
+    std::atomic<std::uint64_t> refused_handshake{0}, refused_limit{0}, refused_hello{0}, stored{0},
+        wire_in{0}, wire_out{0};
+    Histogram sync_seconds{kLatencyBucketsSeconds};
   };
   mutable AtomicStats stats_;
 };

@@ -86,6 +86,7 @@ Status Receiver::GroupCommit::add(Put& m) {
   auto put = r_.store_.put(ns_, m.frame);
   if (put) {
     ack.id = put->id;
+    if (put->stored) r_.stats_.stored++;
   } else {
     ack.status = put.status();
   }
@@ -101,8 +102,10 @@ Status Receiver::GroupCommit::flush() {
   const bool any_ok =
       std::any_of(pending_.begin(), pending_.end(), [](const PendingAck& a) { return a.status.is_ok(); });
   if (any_ok) {
+    const double t0 = mono_seconds();
     Status synced = r_.store_.sync(ns_);
     r_.stats_.syncs++;
+    r_.stats_.sync_seconds.observe(mono_seconds() - t0);
     if (!synced) {
       for (PendingAck& a : pending_) {
         if (a.status) a.status = synced.with_context("chunk " + to_hex(a.id) + " not made durable");
@@ -197,6 +200,7 @@ Status Receiver::Deletion::send_removed(Removed& removed) {
 
 Status Receiver::Session::hello() {
   auto m = c_.recv(r_.options_.handshake_timeout_ms);
+  if (!m) r_.stats_.refused_hello++;
   if (!m) {
     if (m.status().code() != Code::kUnavailable) refuse(m.status());
     return m.status().with_context("waiting for HELLO");
@@ -204,11 +208,13 @@ Status Receiver::Session::hello() {
   auto* h = std::get_if<Hello>(&*m);
   if (!h) {
     Status st = Status::invalid_argument("expected HELLO first, got " + std::string(message_name(*m)));
+    r_.stats_.refused_hello++;
     refuse(st);
     return st;
   }
   auto version = choose_version(*h);
   if (!version) {
+    r_.stats_.refused_hello++;
     refuse(version.status());
     return version.status();
   }

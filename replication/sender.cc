@@ -18,6 +18,7 @@
 #include <random>
 #include <thread>
 
+#include "base/buffer_stash.h"
 #include "base/clock.h"
 #include "base/retry.h"
 #include "codec/chunk_codec.h"
@@ -41,6 +42,9 @@ inline constexpr int kQueuePollMs = 50;
 // while frames wait in the queue (on a 20 ms link that held the packer up
 // behind a small queue).
 inline constexpr int kFramePollMs = 2;
+// Frame buffers kept for the next push in this process when one ends
+// (base/buffer_stash.h): a push of the defaults holds 11 to 13.
+inline constexpr std::size_t kKeptFrameBuffers = 16;
 // Sleeps (backoff, bandwidth cap) are cut into slices this long so an abort
 // is noticed quickly.
 inline constexpr int kSleepSliceMs = 20;
@@ -120,6 +124,13 @@ class TokenBucket {
   Clock::time_point last_;
 };
 
+// The frame buffers pushes leave for the next one (never destroyed: a push
+// may run on another thread while the process exits).
+BufferStash<std::vector<std::byte>>& frame_buffer_stash() {
+  static auto* stash = new BufferStash<std::vector<std::byte>>(kKeptFrameBuffers);
+  return *stash;
+}
+
 // Frame buffers given back as soon as their frames are sent and lent again
 // to the packer, which codes the next frames straight into them: a fresh
 // multi-MiB buffer per frame costs a page fault and the kernel's zeroing for
@@ -131,9 +142,17 @@ class TokenBucket {
 class FrameBuffers {
  public:
   explicit FrameBuffers(std::size_t buffer_bytes) : buffer_bytes_(buffer_bytes) {}
-  // A buffer of size `bytes`, recycled when one is free. Its bytes are stale
-  // (they are overwritten): a recycled buffer keeps its last frame's size,
-  // so resizing zeroes only the difference.
+  FrameBuffers(const FrameBuffers&) = delete;
+  FrameBuffers& operator=(const FrameBuffers&) = delete;
+  // Every buffer is free by now (it outlives the frames): kept for the
+  // next push in this process.
+  ~FrameBuffers() {
+    for (auto& v : free_) frame_buffer_stash().keep(std::move(v));
+  }
+  // A buffer of size `bytes`: one of this push's that is free, else one an
+  // earlier push kept, else a new one. Its bytes are stale (they are
+  // overwritten): a recycled buffer keeps its last frame's size, so
+  // resizing zeroes only the difference.
   std::vector<std::byte> take(std::size_t bytes) {
     std::vector<std::byte> v;
     {
@@ -144,8 +163,12 @@ class FrameBuffers {
       }
     }
     if (v.capacity() < bytes) {
-      v = {};
-      v.reserve(std::max(bytes, buffer_bytes_));
+      const std::size_t room = std::max(bytes, buffer_bytes_);
+      v = frame_buffer_stash().take(room, 2 * room);
+      if (v.capacity() < room) {
+        v = {};
+        v.reserve(room);
+      }
       allocated_bytes_.fetch_add(v.capacity());
     }
     v.resize(bytes);

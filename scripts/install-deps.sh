@@ -13,6 +13,7 @@ PACKAGES=(
   zstd openssl fio iperf3 restic rsync iproute2 procps util-linux
   python3 python3-pip
   libdlpack-dev                     # dlpack/dlpack.h for the Python module (python/)
+  prometheus                        # promtool checks the alert rules; a real Prometheus scrapes in a test
 )
 
 missing=()

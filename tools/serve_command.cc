@@ -9,7 +9,9 @@
 
 #include <cstdio>
 
+#include "base/metrics_server.h"
 #include "replication/receiver.h"
+#include "replication/receiver_metrics.h"
 #include "store/local_store.h"
 #include "tools/cli.h"
 
@@ -24,6 +26,8 @@ DEFINE_uint64(
 DEFINE_int32(crl_reload_s, ferry::replication::kDefaultCrlReloadIntervalMs / 1000,
              "serve: with --crl, how often to check the CRL file and reload it when it changed (0: only at "
              "SIGHUP)");
+DEFINE_string(metrics_listen, "",
+              "serve: HOST:PORT to serve Prometheus /metrics on (port 0: any free port; \"\": off)");
 DEFINE_int32(idle_timeout_s, ferry::replication::kDefaultIdleTimeoutMs / 1000,
              "serve: close a connection that sends nothing for this long");
 
@@ -67,6 +71,17 @@ int run_serve(const std::vector<std::string>& args) {
   replication::Receiver receiver(**store, options);
   Status st = receiver.start();
   if (!st) return fail(st);
+  // Declared after the receiver and store, so it stops serving before they go.
+  Metrics metrics;
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (!FLAGS_metrics_listen.empty()) {
+    replication::export_receiver_metrics(metrics, receiver, **store);
+    auto server = MetricsServer::start(FLAGS_metrics_listen, metrics);
+    if (!server) return fail(server.status().with_context("--metrics_listen"));
+    metrics_server = std::move(server).value();
+    const std::string host = FLAGS_metrics_listen.substr(0, FLAGS_metrics_listen.rfind(':'));
+    std::printf("ferry serve: metrics on http://%s:%d/metrics\n", host.c_str(), metrics_server->port());
+  }
   std::printf("ferry serve: listening on %s (store %s%s)\n", receiver.address().to_string().c_str(),
               FLAGS_store.c_str(), FLAGS_append_only ? ", append-only" : "");
   std::fflush(stdout);
@@ -80,6 +95,7 @@ int run_serve(const std::vector<std::string>& args) {
     (void)receiver.reload_tls();
   }
   std::fprintf(stderr, "ferry serve: %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  metrics_server.reset();
   receiver.stop();
   const replication::ReceiverStats s = receiver.stats();
   std::fprintf(stderr,
@@ -95,7 +111,8 @@ int run_serve(const std::vector<std::string>& args) {
 Registrar registrar({"serve",
                      "serve --store=DIR --ca=ca.pem --cert=receiver.pem --key=receiver.key "
                      "[--listen=127.0.0.1:7443] [--append_only] [--quota_bytes=N] [--max_connections=N] "
-                     "[--max_connections_per_namespace=N] [--crl=crl.pem] [--crl_reload_s=N]",
+                     "[--max_connections_per_namespace=N] [--crl=crl.pem] [--crl_reload_s=N] "
+                     "[--metrics_listen=HOST:PORT]",
                      "run the DR receiver: mTLS, verified chunk store, snapshots", run_serve});
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -563,6 +564,59 @@ TEST(PackerTest, HaveNeedIsAskedWhileThePreviousWindowIsCoded) {
   EXPECT_EQ(put_before_ask[0], 0u);
   EXPECT_LT(put_before_ask[1], 8u) << "the second window's question waited for the first window's frames";
   EXPECT_FALSE(asked_twice);
+}
+
+// Checks frames as they come and keeps only their count and bytes (a sink
+// that kept them would fault in fresh memory for every frame).
+class TallySink : public FrameSink {
+ public:
+  Status put_frame(const ManifestFile&, const ManifestChunk&, std::span<const std::byte> frame) override {
+    ++frames;
+    bytes += frame.size();
+    return Status::ok();
+  }
+  std::size_t frames = 0;
+  std::size_t bytes = 0;
+};
+
+long process_faults() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_minflt;
+}
+
+// The chunk buffers of a pack are kept for the next pack in the process
+// (base/buffer_stash.h): the second pack of the same files reads into pages
+// that are mapped already, where the first faulted in every page of its
+// windows' buffers (8 MiB chunks, which no other test here uses).
+TEST(PackerTest, TheNextPackReusesTheChunkBuffers) {
+  testing::TempDir dir;
+  for (int i = 0; i < 4; ++i) {
+    testing::write_file(dir / ("w" + std::to_string(i)),
+                        testing::random_bytes(8u << 20, testing::test_seed() + i));
+  }
+  auto sources = list_pack_sources(dir.path());
+  ASSERT_TRUE(sources.is_ok());
+  ThreadPool pool(2);
+  PackOptions opts;
+  opts.pool = &pool;
+  opts.chunk_bytes = 8u << 20;
+  opts.created_ns = 9;
+  std::vector<long> faults;
+  std::vector<std::size_t> bytes;
+  for (int pack = 0; pack < 2; ++pack) {
+    TallySink sink;
+    const long before = process_faults();
+    auto m = pack_files(*sources, opts, sink);
+    faults.push_back(process_faults() - before);
+    ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+    EXPECT_EQ(sink.frames, 4u);
+    bytes.push_back(sink.bytes);
+  }
+  EXPECT_EQ(bytes[0], bytes[1]);
+  // Four chunk buffers of 8 MiB: 8192 pages.
+  EXPECT_GT(faults[0], 8192) << faults[1];
+  EXPECT_LT(faults[1], faults[0] - 6000) << faults[0];
 }
 
 // A have/need failure for a window read ahead (asked on the read-ahead
