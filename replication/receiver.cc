@@ -201,6 +201,7 @@ void Receiver::serve(Conn* conn, io::Socket socket) {
   Status admitted = Status::ok();
   if (dropped) {
     stats_.refused++;
+    stats_.refused_handshake++;
     line = "refused peer=" + peer + " reason=" +
            log_quoted("handshake dropped: " + std::to_string(kMaxPendingHandshakes) +
                       " handshakes were pending and the oldest goes first");

@@ -30,7 +30,6 @@ void collect(Metrics& m, const Receiver& receiver, ChunkStore& store) {
   m.set(kRefusals, {{"reason", "tls_handshake"}}, static_cast<double>(s.refused_handshake));
   m.set(kRefusals, {{"reason", "connection_limit"}}, static_cast<double>(s.refused_connection_limit));
   m.set(kRefusals, {{"reason", "hello"}}, static_cast<double>(s.refused_hello));
-  m.set(kRefusals, {{"reason", "handshake_dropped"}}, static_cast<double>(s.handshakes_dropped));
   m.set(kWireIn, {}, static_cast<double>(s.wire_bytes_in));
   m.set(kWireOut, {}, static_cast<double>(s.wire_bytes_out));
   m.set(kChunksReceived, {}, static_cast<double>(s.puts));
@@ -60,9 +59,11 @@ void export_receiver_metrics(Metrics& m, const Receiver& receiver, ChunkStore& s
   describe_build_info(m);
   m.describe(kAccepted, "counter", "TCP connections accepted");
   m.describe(kActive, "gauge", "Connections being served now");
-  m.describe(kRefusals, "counter",
-             "Connections refused, by reason: tls_handshake (no or bad client certificate, plaintext), "
-             "connection_limit (over --max_connections), hello (no or bad HELLO)");
+  m.describe(
+      kRefusals, "counter",
+      "Connections refused, by reason: tls_handshake (no, bad or revoked client certificate, plaintext, "
+      "a pending handshake dropped for a newer one), connection_limit (over --max_connections or "
+      "--max_connections_per_namespace), hello (no or bad HELLO)");
   m.describe(kWireIn, "counter", "TLS bytes received, counted when each connection closes");
   m.describe(kWireOut, "counter", "TLS bytes sent, counted when each connection closes");
   m.describe(kChunksReceived, "counter", "Chunks received (PUT)");

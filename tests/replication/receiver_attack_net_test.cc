@@ -157,7 +157,8 @@ TEST(ReceiverAttackTest, CrlsThatWouldRefuseEveryoneFailAtStart) {
   c.crl_file = certs.set.receiver_cert;  // a certificate, not a CRL
   ctx = TlsContext::create(c);
   ASSERT_FALSE(ctx.is_ok());
-  EXPECT_NE(ctx.status().message().find("holds no PEM X509 CRL"), std::string::npos) << ctx.status().to_string();
+  EXPECT_NE(ctx.status().message().find("holds no PEM X509 CRL"), std::string::npos)
+      << ctx.status().to_string();
 }
 
 TEST(ReceiverAttackTest, AHostRefusesARevokedReceiver) {
@@ -222,8 +223,9 @@ TEST(ReceiverAttackTest, ErrorsSentToHostsNameTheChunkNotTheReceiversPaths) {
 void commit_junk(Connection& c, int n) {
   for (int i = 0; i < n; ++i) {
     const std::int64_t created = 1'700'000'000'000'000'000 + i * 1'000'000'000LL;
-    ASSERT_TRUE(c.send(Commit{100u + i, "s-" + std::to_string(i), ferry::testing::chunkless_manifest(2, 10, created)})
-                    .is_ok());
+    ASSERT_TRUE(
+        c.send(Commit{100u + i, "s-" + std::to_string(i), ferry::testing::chunkless_manifest(2, 10, created)})
+            .is_ok());
     auto m = c.recv(10'000);
     ASSERT_TRUE(m.is_ok() && std::holds_alternative<CommitOk>(*m));
   }

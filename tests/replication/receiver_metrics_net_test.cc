@@ -24,7 +24,7 @@ TEST(ReceiverMetricsTest, CountsConnectionsChunksCommitsRefusalsAndStore) {
   Metrics m;
   export_receiver_metrics(m, site.receiver(), site.store());
   std::string text = m.render();
-  for (const char* reason : {"tls_handshake", "connection_limit", "handshake_dropped", "hello"}) {
+  for (const char* reason : {"tls_handshake", "connection_limit", "hello"}) {
     EXPECT_EQ(metric_value(text, std::string("ferry_receiver_refusals_total{reason=\"") + reason + "\"}"), 0)
         << text;
   }
