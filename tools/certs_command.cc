@@ -2,10 +2,12 @@
 // [--days=N]`: creates the certificates of a deployment (a CA, the
 // receiver's, one per host) so that the receiver and its hosts run mutual TLS
 // with no manual steps. Re-running it with the same DIR keeps the CA and adds
-// hosts, so certificates issued earlier stay valid.
+// hosts, so certificates issued earlier stay valid. `ferry certs --dir=DIR
+// --revoke=HOST` adds a host's certificate to DIR/crl.pem.
 #include <gflags/gflags.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <sstream>
 
 #include "replication/cert_gen.h"
@@ -19,6 +21,13 @@ DEFINE_string(receiver_name, "",
               "127.0.0.1 and ::1 are always included)");
 DEFINE_int32(days, ferry::replication::kDefaultCertDays,
              "certs: validity of the receiver and host certificates");
+DEFINE_string(
+    revoke, "",
+    "certs: comma-separated host names whose certificates (DIR/host-NAME.pem) to revoke: adds them to "
+    "DIR/crl.pem (made when absent, signed by DIR/ca.key), for `ferry serve --crl`");
+DEFINE_int32(
+    crl_days, ferry::replication::kDefaultCrlDays,
+    "certs: validity of the CRL --revoke writes (past it, peers are refused until a new one is made)");
 
 namespace ferry::cli {
 namespace {
@@ -32,9 +41,35 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
+// --revoke: each host's certificate onto DIR/crl.pem, which the receiver
+// (and hosts) load with --crl.
+int revoke_hosts(const std::vector<std::string>& hosts) {
+  replication::CertSet set;
+  set.dir = FLAGS_dir;
+  const std::filesystem::path crl = set.dir / "crl.pem";
+  for (const std::string& h : hosts) {
+    Status s = replication::validate_namespace(h);
+    if (!s.is_ok()) return usage_error("--revoke: \"" + h + "\": " + s.message());
+    auto revoked = replication::revoke_certificate(set.dir / "ca.key", set.dir / "ca.pem", set.host_cert(h),
+                                                   crl, FLAGS_crl_days);
+    if (!revoked) return fail(revoked.status());
+    std::printf("revoked   host %s: %s\n", h.c_str(), revoked->c_str());
+  }
+  std::printf(
+      "CRL       %s: copy it to the receiver's --crl file; `ferry serve` reloads it at SIGHUP or within "
+      "--crl_reload_s\n",
+      crl.c_str());
+  return kExitOk;
+}
+
 int run_certs(const std::vector<std::string>& args) {
   if (!args.empty()) return usage_error("certs takes no positional arguments (use --dir and --hosts)");
   if (FLAGS_dir.empty()) return usage_error("certs needs --dir");
+  if (!FLAGS_revoke.empty()) {
+    if (!FLAGS_hosts.empty()) return usage_error("--revoke and --hosts are separate runs of certs");
+    if (FLAGS_crl_days <= 0) return usage_error("--crl_days must be positive");
+    return revoke_hosts(split_list(FLAGS_revoke));
+  }
   if (FLAGS_days <= 0) return usage_error("--days must be positive");
   replication::CertSetOptions options;
   options.hosts = split_list(FLAGS_hosts);
@@ -54,8 +89,11 @@ int run_certs(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-Registrar registrar({"certs", "certs --dir=DIR --hosts=HOST[,HOST...] [--receiver_name=NAME] [--days=N]",
-                     "create a CA, a receiver certificate and host certificates for mutual TLS", run_certs});
+Registrar registrar({"certs",
+                     "certs --dir=DIR --hosts=HOST[,HOST...] [--receiver_name=NAME] [--days=N] | "
+                     "certs --dir=DIR --revoke=HOST[,HOST...] [--crl_days=N]",
+                     "create a CA, a receiver certificate and host certificates for mutual TLS; revoke hosts",
+                     run_certs});
 
 }  // namespace
 }  // namespace ferry::cli

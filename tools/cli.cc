@@ -19,6 +19,10 @@ DEFINE_string(socket, ferry::agent::kDefaultControlSocket,
 DEFINE_string(ca, "", "PEM file of the CA both sides' certificates chain to (serve, push, list, restore)");
 DEFINE_string(cert, "", "PEM file of this side's certificate (serve, push, list, restore)");
 DEFINE_string(key, "", "PEM file of this side's private key (serve, push, list, restore)");
+DEFINE_string(
+    crl, "",
+    "PEM certificate revocation lists of the CA (`ferry certs --revoke`): a peer certificate on one "
+    "is refused (serve, push, list, restore)");
 DEFINE_string(to, "", "push: the receiver HOST:PORT; restore: the directory to write");
 DEFINE_bool(exact_modes, false,
             "restore, unpack: give files their recorded mode exactly, setuid, setgid, sticky and group or "
@@ -71,6 +75,7 @@ Result<replication::TlsConfig> tls_from_flags(std::string_view command) {
   tls.ca_file = FLAGS_ca;
   tls.cert_file = FLAGS_cert;
   tls.key_file = FLAGS_key;
+  tls.crl_file = FLAGS_crl;
   return tls;
 }
 

@@ -70,7 +70,8 @@ int usage_error(std::string_view message);
 // Prints "ferry: <status>" on stderr and returns the exit code for it.
 int fail(const Status& status);
 
-// The certificate flags --ca, --cert and --key as a TLS configuration, or
+// The certificate flags --ca, --cert, --key and --crl (optional) as a TLS
+// configuration, or
 // InvalidArgument naming `command` when any of them is missing.
 Result<replication::TlsConfig> tls_from_flags(std::string_view command);
 

@@ -1,14 +1,17 @@
 // serve_command.cc: `ferry serve`: the DR receiver. Opens (and recovers) the
 // chunk store, listens for mutually authenticated TLS connections and serves
 // the replication protocol until SIGINT or SIGTERM, then stops accepting,
-// closes every connection and exits cleanly. It prints "ferry serve:
+// closes every connection and exits cleanly. SIGHUP reloads the TLS files
+// (the --crl above all) for new handshakes. It prints "ferry serve:
 // listening on ADDR" once it accepts connections, with the real port when
 // --listen asked for port 0 (tests and the demo read it).
 #include <signal.h>
 
 #include <cstdio>
 
+#include "base/metrics_server.h"
 #include "replication/receiver.h"
+#include "replication/receiver_metrics.h"
 #include "store/open_store.h"
 #include "tools/cli.h"
 
@@ -17,6 +20,14 @@ DEFINE_bool(append_only, false, "serve: hosts may not delete or prune snapshots"
 DEFINE_uint64(quota_bytes, 0, "serve: per-namespace limit on stored bytes (0: none)");
 DEFINE_uint64(max_connections, ferry::replication::kDefaultMaxConnections,
               "serve: connections served at once; more are refused with an error");
+DEFINE_string(metrics_listen, "",
+              "serve: HOST:PORT to serve Prometheus /metrics on (port 0: any free port; \"\": off)");
+DEFINE_uint64(
+    max_connections_per_namespace, ferry::replication::kDefaultMaxConnectionsPerNamespace,
+    "serve: connections one host (certificate CN) may hold at once; more are refused with an error");
+DEFINE_int32(crl_reload_s, ferry::replication::kDefaultCrlReloadIntervalMs / 1000,
+             "serve: with --crl, how often to check the CRL file and reload it when it changed (0: only at "
+             "SIGHUP)");
 DEFINE_int32(idle_timeout_s, ferry::replication::kDefaultIdleTimeoutMs / 1000,
              "serve: close a connection that sends nothing for this long");
 
@@ -30,6 +41,9 @@ int run_serve(const std::vector<std::string>& args) {
   if (!tls) return usage_error(tls.status().message());
   if (FLAGS_max_connections == 0) return usage_error("--max_connections must be > 0");
   if (FLAGS_idle_timeout_s <= 0) return usage_error("--idle_timeout_s must be > 0");
+  if (FLAGS_max_connections_per_namespace == 0)
+    return usage_error("--max_connections_per_namespace must be > 0");
+  if (FLAGS_crl_reload_s < 0) return usage_error("--crl_reload_s must be >= 0");
 
   // Block the signals before any thread starts, so that every thread
   // inherits the mask and only sigwait below sees them.
@@ -37,6 +51,7 @@ int run_serve(const std::vector<std::string>& args) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   StoreOptions store_options;
@@ -49,19 +64,38 @@ int run_serve(const std::vector<std::string>& args) {
   options.listen = FLAGS_listen;
   options.tls = *tls;
   options.max_connections = FLAGS_max_connections;
+  options.max_connections_per_namespace = FLAGS_max_connections_per_namespace;
+  options.crl_reload_interval_ms = FLAGS_crl_reload_s * 1000;
   options.idle_timeout_ms = FLAGS_idle_timeout_s * 1000;
   options.append_only = FLAGS_append_only;
   replication::Receiver receiver(**store, options);
   Status st = receiver.start();
   if (!st) return fail(st);
+  // Declared after the receiver and store, so it stops serving before they go.
+  Metrics metrics;
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (!FLAGS_metrics_listen.empty()) {
+    replication::export_receiver_metrics(metrics, receiver, **store);
+    auto server = MetricsServer::start(FLAGS_metrics_listen, metrics);
+    if (!server) return fail(server.status().with_context("--metrics_listen"));
+    metrics_server = std::move(server).value();
+    const std::string host = FLAGS_metrics_listen.substr(0, FLAGS_metrics_listen.rfind(':'));
+    std::printf("ferry serve: metrics on http://%s:%d/metrics\n", host.c_str(), metrics_server->port());
+  }
   std::printf("ferry serve: listening on %s (store %s%s)\n", receiver.address().to_string().c_str(),
               FLAGS_store.c_str(), FLAGS_append_only ? ", append-only" : "");
   std::fflush(stdout);
 
   int sig = 0;
-  while (sigwait(&signals, &sig) != 0) {
+  for (;;) {
+    if (sigwait(&signals, &sig) != 0) continue;
+    if (sig != SIGHUP) break;
+    // New handshakes use the files as they are now (a new CRL, a renewed
+    // certificate); the receiver logs the outcome.
+    (void)receiver.reload_tls();
   }
   std::fprintf(stderr, "ferry serve: %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  metrics_server.reset();
   receiver.stop();
   const replication::ReceiverStats s = receiver.stats();
   std::fprintf(stderr,
@@ -74,11 +108,12 @@ int run_serve(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-Registrar registrar(
-    {"serve",
-     "serve --store=DIR|s3://BUCKET/PREFIX --ca=ca.pem --cert=receiver.pem --key=receiver.key "
-     "[--listen=127.0.0.1:7443] [--append_only] [--quota_bytes=N] [--max_connections=N]",
-     "run the DR receiver: mTLS, verified chunk store, snapshots", run_serve});
+Registrar registrar({"serve",
+                     "serve --store=DIR|s3://BUCKET/PREFIX --ca=ca.pem --cert=receiver.pem --key=receiver.key "
+                     "[--listen=127.0.0.1:7443] [--append_only] [--quota_bytes=N] [--max_connections=N] "
+                     "[--max_connections_per_namespace=N] [--crl=crl.pem] [--crl_reload_s=N] "
+                     "[--metrics_listen=HOST:PORT]",
+                     "run the DR receiver: mTLS, verified chunk store, snapshots", run_serve});
 
 }  // namespace
 }  // namespace ferry::cli
