@@ -402,6 +402,7 @@ TEST(S3StoreNetTest, AFailedUploadFailsItsSyncAndTheNextSyncStoresTheChunks) {
   S3Config cfg = ceph_s3_config(*ceph);
   cfg.endpoints = {"http://" + link_options.listen};
   cfg.max_attempts = 2;
+  cfg.stall_timeout_ms = 2000;  // a connection the restart left hanging is cut soon
   StoreOptions options;
   options.log = [](std::string_view) {};
   auto store = open_s3_store(b.url(), cfg, options);
