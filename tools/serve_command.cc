@@ -108,12 +108,13 @@ int run_serve(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-Registrar registrar({"serve",
-                     "serve --store=DIR|s3://BUCKET/PREFIX --ca=ca.pem --cert=receiver.pem --key=receiver.key "
-                     "[--listen=127.0.0.1:7443] [--append_only] [--quota_bytes=N] [--max_connections=N] "
-                     "[--max_connections_per_namespace=N] [--crl=crl.pem] [--crl_reload_s=N] "
-                     "[--metrics_listen=HOST:PORT]",
-                     "run the DR receiver: mTLS, verified chunk store, snapshots", run_serve});
+Registrar registrar(
+    {"serve",
+     "serve --store=DIR|s3://BUCKET/PREFIX --ca=ca.pem --cert=receiver.pem --key=receiver.key "
+     "[--listen=127.0.0.1:7443] [--append_only] [--quota_bytes=N] [--max_connections=N] "
+     "[--max_connections_per_namespace=N] [--crl=crl.pem] [--crl_reload_s=N] "
+     "[--metrics_listen=HOST:PORT]",
+     "run the DR receiver: mTLS, verified chunk store, snapshots", run_serve});
 
 }  // namespace
 }  // namespace ferry::cli

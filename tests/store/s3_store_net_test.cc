@@ -17,6 +17,7 @@
 #include "store/s3_store.h"
 #include "tests/store/chunk_store_test_util.h"
 #include "tests/testing/ceph_dev.h"
+#include "tests/testing/link_simulator.h"
 #include "tests/testing/testing.h"
 
 namespace ferry {
@@ -378,6 +379,54 @@ TEST(S3StoreNetTest, AGatewayKilledMidPushTheStoreFinishesThroughTheOther) {
     EXPECT_EQ(*f, c.frame);
   }
   EXPECT_TRUE(other->scrub("h").value().clean());
+}
+
+// The bucket unreachable at a sync: the sync fails (nothing is acknowledged),
+// the chunks stay in memory, and the next sync stores them.
+TEST(S3StoreNetTest, AFailedUploadFailsItsSyncAndTheNextSyncStoresTheChunks) {
+  FERRY_REQUIRE_CEPH(ceph);
+  Bucket b(*ceph);
+  // A relay on one port, restarted (which cuts every connection the client
+  // keeps) with faults and then without.
+  testing::LinkOptions link_options;
+  link_options.target = ceph->endpoint1.substr(std::string("http://").size());
+  auto link = std::make_unique<testing::LinkSimulator>(link_options);
+  ASSERT_TRUE(link->start().is_ok());
+  link_options.listen = link->address();
+  auto restart = [&](const testing::LinkFaults& faults) {
+    link.reset();
+    link_options.faults = faults;
+    link = std::make_unique<testing::LinkSimulator>(link_options);
+    return link->start();
+  };
+  S3Config cfg = ceph_s3_config(*ceph);
+  cfg.endpoints = {"http://" + link_options.listen};
+  cfg.max_attempts = 2;
+  cfg.stall_timeout_ms = 2000;  // a connection the restart left hanging is cut soon
+  StoreOptions options;
+  options.log = [](std::string_view) {};
+  auto store = open_s3_store(b.url(), cfg, options);
+  ASSERT_TRUE(store.is_ok()) << store.status().to_string();
+  const auto cs = chunks(6, 15);
+  std::vector<Digest> ids;
+  for (const TestChunk& c : cs) ids.push_back(c.info.id);
+  ASSERT_TRUE((*store)->have("h", ids).is_ok());  // the namespace is open
+  put_all(**store, "h", cs);
+  // Every connection is reset after its first bytes.
+  testing::LinkFaults faults;
+  faults.reset_probability = 1;
+  faults.fault_after_max_bytes = 2048;
+  ASSERT_TRUE(restart(faults).is_ok());
+  Status st = (*store)->sync("h");
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_TRUE(b.objects("h/packs/").empty());
+  ASSERT_TRUE(restart({}).is_ok());
+  EXPECT_FALSE((*store)->have("h", ids).value()[0]) << "not durable after a failed sync";
+  ASSERT_TRUE((*store)->sync("h").is_ok());
+  EXPECT_EQ((*store)->have("h", ids).value(), std::vector<bool>(cs.size(), true));
+  ASSERT_TRUE((*store)->commit_snapshot("h", "s", manifest_for(ptrs(cs), wall_ns())).is_ok());
+  auto fresh = b.open(2);
+  for (const TestChunk& c : cs) EXPECT_EQ(fresh->get("h", c.info.id).value(), c.frame);
 }
 
 TEST(S3StoreNetTest, AMissingBucketOrWrongKeysAreRefusedAtOpen) {
