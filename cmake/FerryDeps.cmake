@@ -27,6 +27,8 @@ endif()
 find_package(OpenSSL 3 REQUIRED)
 target_link_libraries(ferry::gflags INTERFACE Threads::Threads)
 find_package(nlohmann_json 3 REQUIRED)
+# CLI11 (header-only) defines the `ferry` command's flags (tools/).
+find_package(CLI11 2 REQUIRED)
 
 # cpp-httplib serves the agent's Prometheus /metrics endpoint. Debian ships it
 # split: httplib.h declares, libcpp-httplib.so implements, and its class

@@ -3,8 +3,6 @@
 // receiver's, one per host) so that the receiver and its hosts run mutual TLS
 // with no manual steps. Re-running it with the same DIR keeps the CA and adds
 // hosts, so certificates issued earlier stay valid.
-#include <gflags/gflags.h>
-
 #include <cstdio>
 #include <sstream>
 
@@ -12,16 +10,23 @@
 #include "replication/protocol.h"
 #include "tools/cli.h"
 
-DEFINE_string(dir, "", "certs: the directory to write ca.pem, receiver.pem/.key, host-NAME.pem/.key into");
-DEFINE_string(hosts, "", "certs: comma-separated host names; each becomes a namespace at the receiver");
-DEFINE_string(receiver_name, "",
-              "certs: comma-separated extra names or addresses of the receiver (localhost, "
-              "127.0.0.1 and ::1 are always included)");
-DEFINE_int32(days, ferry::replication::kDefaultCertDays,
-             "certs: validity of the receiver and host certificates");
-
 namespace ferry::cli {
 namespace {
+
+std::string FLAGS_dir, FLAGS_hosts, FLAGS_receiver_name;
+int FLAGS_days = replication::kDefaultCertDays;
+
+void define_certs(CLI::App& app) {
+  app.add_option("--dir", FLAGS_dir,
+                 "the directory to write ca.pem, receiver.pem/.key, host-NAME.pem/.key into");
+  app.add_option("--hosts", FLAGS_hosts,
+                 "comma-separated host names; each becomes a namespace at the receiver");
+  app.add_option("--receiver_name", FLAGS_receiver_name,
+                 "comma-separated extra names or addresses of the receiver (localhost, 127.0.0.1 and ::1 are "
+                 "always included)");
+  app.add_option("--days", FLAGS_days, "validity of the receiver and host certificates")
+      ->capture_default_str();
+}
 
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
@@ -32,8 +37,7 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
-int run_certs(const std::vector<std::string>& args) {
-  if (!args.empty()) return usage_error("certs takes no positional arguments (use --dir and --hosts)");
+int run_certs(const std::vector<std::string>&) {
   if (FLAGS_dir.empty()) return usage_error("certs needs --dir");
   if (FLAGS_days <= 0) return usage_error("--days must be positive");
   replication::CertSetOptions options;
@@ -55,7 +59,8 @@ int run_certs(const std::vector<std::string>& args) {
 }
 
 Registrar registrar({"certs", "certs --dir=DIR --hosts=HOST[,HOST...] [--receiver_name=NAME] [--days=N]",
-                     "create a CA, a receiver certificate and host certificates for mutual TLS", run_certs});
+                     "create a CA, a receiver certificate and host certificates for mutual TLS", define_certs,
+                     run_certs});
 
 }  // namespace
 }  // namespace ferry::cli

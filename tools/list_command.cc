@@ -7,10 +7,17 @@
 #include "replication/restore.h"
 #include "tools/cli.h"
 
-DEFINE_bool(manifests, true, "list: fetch each snapshot's manifest to show its job and step");
-
 namespace ferry::cli {
 namespace {
+
+bool FLAGS_manifests = true;
+
+void define_list(CLI::App& app) {
+  app.add_option("--from", settings().from, with_env_help(app, "from", "the receiver HOST:PORT"));
+  add_tls(app);
+  app.add_flag("--manifests,!--nomanifests", FLAGS_manifests,
+               "fetch each snapshot's manifest to show its job and step (default on)");
+}
 
 std::string format_time(std::int64_t unix_seconds) {
   std::time_t t = static_cast<std::time_t>(unix_seconds);
@@ -21,18 +28,17 @@ std::string format_time(std::int64_t unix_seconds) {
   return buf;
 }
 
-int run_list(const std::vector<std::string>& args) {
-  if (!args.empty()) return usage_error("list takes no arguments");
-  if (FLAGS_from.empty()) return usage_error("list needs --from=HOST:PORT");
+int run_list(const std::vector<std::string>&) {
+  if (settings().from.empty()) return usage_error("list needs --from=HOST:PORT");
   auto tls = tls_from_flags("list");
   if (!tls) return usage_error(tls.status().message());
   replication::RemoteOptions remote;
-  remote.address = FLAGS_from;
+  remote.address = settings().from;
   remote.tls = *tls;
   auto snaps = replication::list_remote(remote, FLAGS_manifests);
   if (!snaps) return fail(snaps.status());
   if (snaps->empty()) {
-    std::printf("no snapshots for this host at %s\n", FLAGS_from.c_str());
+    std::printf("no snapshots for this host at %s\n", settings().from.c_str());
     return kExitOk;
   }
   std::printf("%-32s %-21s %-20s %10s %7s %8s %12s\n", "SNAPSHOT", "CREATED", "JOB", "STEP", "FILES",
@@ -49,7 +55,7 @@ int run_list(const std::vector<std::string>& args) {
 
 Registrar registrar({"list",
                      "list --from=HOST:PORT --ca=ca.pem --cert=host.pem --key=host.key [--manifests=false]",
-                     "list this host's snapshots at a DR receiver", run_list});
+                     "list this host's snapshots at a DR receiver", define_list, run_list});
 
 }  // namespace
 }  // namespace ferry::cli

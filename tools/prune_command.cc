@@ -11,17 +11,28 @@
 #include "store/retention.h"
 #include "tools/cli.h"
 
-DECLARE_string(namespace);
-DEFINE_uint32(keep_last, 0, "prune: keep the newest N snapshots");
-DEFINE_string(keep_within, "",
-              "prune: also keep snapshots committed within this long, e.g. 36h, 7d, 2w, 90m, 3600s");
-DEFINE_bool(gc, true, "prune: afterwards, remove chunks no remaining snapshot references");
-DEFINE_bool(dry_run, false, "prune: say what would be removed, remove nothing");
-DEFINE_int64(gc_grace_s, 3600,
-             "prune: gc leaves packs written within this many seconds alone (chunks of a push in flight)");
-
 namespace ferry::cli {
 namespace {
+
+std::uint32_t FLAGS_keep_last = 0;
+std::string FLAGS_keep_within;
+bool FLAGS_gc = true;
+bool FLAGS_dry_run = false;
+std::int64_t FLAGS_gc_grace_s = 3600;
+
+void define_prune(CLI::App& app) {
+  add_store(app, "the receiver's store directory");
+  add_namespace(app, "the namespace (host) to prune");
+  app.add_option("--keep_last", FLAGS_keep_last, "keep the newest N snapshots");
+  app.add_option("--keep_within", FLAGS_keep_within,
+                 "also keep snapshots committed within this long, e.g. 36h, 7d, 2w, 90m, 3600s");
+  app.add_flag("--gc,!--nogc", FLAGS_gc,
+               "afterwards, remove chunks no remaining snapshot references (default on)");
+  app.add_flag("--dry_run", FLAGS_dry_run, "say what would be removed, remove nothing");
+  app.add_option("--gc_grace_s", FLAGS_gc_grace_s,
+                 "gc leaves packs written within this many seconds alone (chunks of a push in flight)")
+      ->capture_default_str();
+}
 
 // "90m" -> 5400; plain digits are seconds. -1 on anything else, and on a
 // duration too long for int64 seconds.
@@ -57,10 +68,9 @@ std::int64_t parse_duration_seconds(const std::string& s) {
   return seconds;
 }
 
-int run_prune(const std::vector<std::string>& args) {
-  if (!args.empty()) return usage_error("prune takes no arguments (use --store=DIR --namespace=NS)");
-  if (FLAGS_store.empty()) return usage_error("prune needs --store=DIR");
-  if (Status st = validate_namespace(FLAGS_namespace); !st)
+int run_prune(const std::vector<std::string>&) {
+  if (settings().store.empty()) return usage_error("prune needs --store=DIR");
+  if (Status st = validate_namespace(settings().ns); !st)
     return usage_error("prune needs --namespace=NS: " + st.message());
   RetentionPolicy policy;
   policy.keep_last = FLAGS_keep_last;
@@ -77,11 +87,11 @@ int run_prune(const std::vector<std::string>& args) {
   if (FLAGS_gc_grace_s < 0) return usage_error("--gc_grace_s must be >= 0");
   StoreOptions options;
   options.gc_grace_seconds = FLAGS_gc_grace_s;
-  auto store = open_local_store(FLAGS_store, options);
+  auto store = open_local_store(settings().store, options);
   if (!store) return fail(store.status());
   const std::int64_t now_ns = wall_ns();
   if (FLAGS_dry_run) {
-    auto list = (*store)->list(FLAGS_namespace);
+    auto list = (*store)->list(settings().ns);
     if (!list) return fail(list.status());
     // The store's own rule (store/retention.h), so the dry run shows what a prune does.
     const PruneReport would = select_retention(*list, policy, now_ns);
@@ -91,16 +101,16 @@ int run_prune(const std::vector<std::string>& args) {
     }
     return kExitOk;
   }
-  auto report = (*store)->prune(FLAGS_namespace, policy, now_ns, Actor::kOperator);
+  auto report = (*store)->prune(settings().ns, policy, now_ns, Actor::kOperator);
   if (!report) return fail(report.status());
   for (const auto& name : report->removed) std::printf("removed %s\n", name.c_str());
-  std::printf("prune %s: kept %zu snapshots, removed %zu\n", FLAGS_namespace.c_str(), report->kept.size(),
+  std::printf("prune %s: kept %zu snapshots, removed %zu\n", settings().ns.c_str(), report->kept.size(),
               report->removed.size());
   if (!FLAGS_gc) return kExitOk;
-  auto gc = (*store)->gc(FLAGS_namespace, Actor::kOperator);
+  auto gc = (*store)->gc(settings().ns, Actor::kOperator);
   if (!gc) return fail(gc.status());
   std::printf("gc %s: %llu chunks removed, %llu kept, %s reclaimed (%llu packs rewritten, %llu deleted)\n",
-              FLAGS_namespace.c_str(), static_cast<unsigned long long>(gc->chunks_removed),
+              settings().ns.c_str(), static_cast<unsigned long long>(gc->chunks_removed),
               static_cast<unsigned long long>(gc->chunks_kept), format_bytes(gc->bytes_removed).c_str(),
               static_cast<unsigned long long>(gc->packs_rewritten),
               static_cast<unsigned long long>(gc->packs_deleted));
@@ -110,7 +120,8 @@ int run_prune(const std::vector<std::string>& args) {
 Registrar registrar(
     {"prune",
      "prune --store=DIR --namespace=NS --keep_last=N [--keep_within=DURATION] [--nogc] [--gc_grace_s=S]",
-     "apply retention to a namespace of the receiver's store, then collect garbage", run_prune});
+     "apply retention to a namespace of the receiver's store, then collect garbage", define_prune,
+     run_prune});
 
 }  // namespace
 }  // namespace ferry::cli

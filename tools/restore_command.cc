@@ -8,6 +8,7 @@
 // restore; programs keep the tensors through the C++ API or ferry.load.
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 
 #include "base/thread_pool.h"
 #include "replication/device_restore.h"
@@ -15,24 +16,48 @@
 #include "replication/restore.h"
 #include "tools/cli.h"
 
-DEFINE_bool(verify_only, false, "restore: fetch and verify every chunk, write nothing");
-DECLARE_string(namespace);
-
 namespace ferry::cli {
 namespace {
+
+bool FLAGS_verify_only = false;
+
+void define_restore(CLI::App& app) {
+  add_args(app, "SNAPSHOT|FILE.ferry", "the snapshot (with --from or --store) or a .ferry archive", 1);
+  app.add_option("--to", settings().to, "the directory to write, or cuda:N for GPU memory");
+  app.add_option("--from", settings().from,
+                 with_env_help(app, "from", "the receiver HOST:PORT to read from"));
+  add_tls(app);
+  add_store(app, "a receiver's store directory to read from (with --namespace)");
+  add_namespace(app, "the namespace (host) in --store");
+  add_streams(app);
+  add_engine(app);
+  app.add_flag("--verify_only", FLAGS_verify_only, "fetch and verify every chunk, write nothing");
+  add_exact_modes(app);
+  add_threads(app);
+  add_progress(app);
+}
 
 // --to=cuda or --to=cuda:N names a device; anything else is a directory.
 bool names_device(const std::string& to) { return to == "cuda" || to.starts_with("cuda:"); }
 
 // The snapshot's location from the argument and --from / --store.
 Result<std::string> location_from_flags(const std::string& arg) {
-  if (!FLAGS_from.empty() && !FLAGS_store.empty()) {
+  // FERRY_TARGET (or the config file) names the usual receiver; it yields
+  // to a source the command line names: --store, or an archive file.
+  std::error_code ec;
+  if (!settings().from.empty() && setting_origin("from") != "command line" &&
+      (!settings().store.empty() || std::filesystem::is_regular_file(arg, ec))) {
+    settings().from.clear();
+  }
+  if (!settings().from.empty() && !settings().store.empty()) {
     return Status::invalid_argument("restore takes --from=HOST:PORT or --store=DIR, not both");
   }
-  if (!FLAGS_from.empty()) return std::string(replication::kRemoteLocationPrefix) + FLAGS_from + "/" + arg;
-  if (!FLAGS_store.empty()) {
-    if (FLAGS_namespace.empty()) return Status::invalid_argument("restore --store=DIR needs --namespace=NS");
-    return std::string(replication::kStoreLocationPrefix) + FLAGS_store + "/" + FLAGS_namespace + "/" + arg;
+  if (!settings().from.empty())
+    return std::string(replication::kRemoteLocationPrefix) + settings().from + "/" + arg;
+  if (!settings().store.empty()) {
+    if (settings().ns.empty()) return Status::invalid_argument("restore --store=DIR needs --namespace=NS");
+    return std::string(replication::kStoreLocationPrefix) + settings().store + "/" + settings().ns + "/" +
+           arg;
   }
   return arg;
 }
@@ -44,16 +69,16 @@ void print_progress_to(ProgressLine& line, UnpackProgress p) {
 // From the DR receiver into files: the wire figures come with the report.
 int restore_remote_files(const std::string& snapshot, const replication::TlsConfig& tls, ThreadPool& pool) {
   replication::RemoteOptions remote;
-  remote.address = FLAGS_from;
+  remote.address = settings().from;
   remote.tls = tls;
   ProgressLine progress(FLAGS_verify_only ? "verify" : "restore");
   replication::RestoreOptions options;
-  options.streams = static_cast<std::size_t>(FLAGS_streams);
+  options.streams = static_cast<std::size_t>(settings().streams);
   options.pool = &pool;
   options.verify_only = FLAGS_verify_only;
-  options.exact_modes = FLAGS_exact_modes;
+  options.exact_modes = settings().exact_modes;
   options.progress = [&](const UnpackProgress& p) { print_progress_to(progress, p); };
-  auto report = replication::restore_snapshot(remote, snapshot, FLAGS_to, options);
+  auto report = replication::restore_snapshot(remote, snapshot, settings().to, options);
   progress.finish();
   if (!report) return fail(report.status());
   const double s = report->seconds;
@@ -62,7 +87,8 @@ int restore_remote_files(const std::string& snapshot, const replication::TlsConf
       FLAGS_verify_only ? "verified" : "restored", snapshot.c_str(), report->files,
       format_bytes(report->logical_bytes).c_str(), format_bytes(report->wire_bytes_in).c_str(),
       report->wire_bytes_in ? static_cast<double>(report->logical_bytes) / report->wire_bytes_in : 0.0,
-      FLAGS_from.c_str(), FLAGS_verify_only ? "" : " into ", FLAGS_verify_only ? "" : FLAGS_to.c_str(), s,
+      settings().from.c_str(), FLAGS_verify_only ? "" : " into ",
+      FLAGS_verify_only ? "" : settings().to.c_str(), s,
       s > 0 ? static_cast<double>(report->logical_bytes) / s / 1e9 : 0.0, options.streams);
   return kExitOk;
 }
@@ -76,22 +102,23 @@ int restore_local_files(const FrameSource& source, const std::string& what, Thre
   // A remote source serves chunks within its window of the first not taken.
   options.window_chunks = std::min<std::size_t>(2 * pool.size(), replication::kSourceWindowChunks);
   options.progress = [&](const UnpackProgress& p) { print_progress_to(progress, p); };
-  options.exact_modes = FLAGS_exact_modes;
-  Status st = FLAGS_verify_only ? verify_frames(source, options) : unpack_frames(source, FLAGS_to, options);
+  options.exact_modes = settings().exact_modes;
+  Status st =
+      FLAGS_verify_only ? verify_frames(source, options) : unpack_frames(source, settings().to, options);
   progress.finish();
   if (!st) return fail(st);
   const double s = mono_seconds() - start;
   const Manifest& m = source.manifest();
   std::printf("%s %s: %zu files, %s%s%s in %.2f s (%.3f GB/s)\n", FLAGS_verify_only ? "verified" : "restored",
               what.c_str(), m.files.size(), format_bytes(m.logical_bytes()).c_str(),
-              FLAGS_verify_only ? "" : " into ", FLAGS_verify_only ? "" : FLAGS_to.c_str(), s,
+              FLAGS_verify_only ? "" : " into ", FLAGS_verify_only ? "" : settings().to.c_str(), s,
               s > 0 ? static_cast<double>(m.logical_bytes()) / s / 1e9 : 0.0);
   return kExitOk;
 }
 
 int restore_device(const FrameSource& source, const std::string& what, replication::Device device,
                    ThreadPool& pool) {
-  auto engine = parse_engine_choice(FLAGS_engine);
+  auto engine = parse_engine_choice(settings().engine);
   if (!engine) return usage_error("--engine: " + engine.status().message());
   ProgressLine progress("restore");
   replication::DeviceRestoreOptions options;
@@ -117,33 +144,35 @@ int restore_device(const FrameSource& source, const std::string& what, replicati
 
 int run_restore(const std::vector<std::string>& args) {
   if (args.size() != 1) return usage_error("restore needs exactly one SNAPSHOT or FILE.ferry");
-  if (FLAGS_to.empty() && !FLAGS_verify_only) return usage_error("restore needs --to=DIR or --to=cuda:N");
-  if (FLAGS_streams <= 0 || static_cast<std::size_t>(FLAGS_streams) > replication::kMaxRestoreStreams) {
+  if (settings().to.empty() && !FLAGS_verify_only)
+    return usage_error("restore needs --to=DIR or --to=cuda:N");
+  if (settings().streams <= 0 ||
+      static_cast<std::size_t>(settings().streams) > replication::kMaxRestoreStreams) {
     return usage_error("--streams must be 1.." + std::to_string(replication::kMaxRestoreStreams));
   }
-  if (FLAGS_threads < 0) return usage_error("--threads must be >= 0");
+  if (settings().threads < 0) return usage_error("--threads must be >= 0");
   auto location = location_from_flags(args[0]);
   if (!location) return usage_error(location.status().message());
   auto parsed = replication::parse_source_location(*location);
   if (!parsed) return usage_error(parsed.status().message());
   const bool remote = parsed->kind == replication::SourceLocation::Kind::kRemote;
   replication::SourceOptions source_options;
-  source_options.streams = static_cast<std::size_t>(FLAGS_streams);
+  source_options.streams = static_cast<std::size_t>(settings().streams);
   if (remote) {
     auto tls = tls_from_flags("restore");
     if (!tls) return usage_error(tls.status().message());
     source_options.tls = *tls;
   }
-  ThreadPool pool(static_cast<std::size_t>(FLAGS_threads));
-  const bool to_device = names_device(FLAGS_to);
-  if (remote && !to_device && !FLAGS_from.empty()) {
+  ThreadPool pool(static_cast<std::size_t>(settings().threads));
+  const bool to_device = names_device(settings().to);
+  if (remote && !to_device && !settings().from.empty()) {
     return restore_remote_files(parsed->snapshot, source_options.tls, pool);
   }
   auto source = replication::open_frame_source(*location, source_options);
   if (!source) return fail(source.status());
   if (!to_device) return restore_local_files(**source, args[0], pool);
   if (FLAGS_verify_only) return usage_error("--verify_only restores no memory: leave out --to=cuda:N");
-  auto device = replication::parse_device(FLAGS_to);
+  auto device = replication::parse_device(settings().to);
   if (!device) return usage_error(device.status().message());
   return restore_device(**source, args[0], *device, pool);
 }
@@ -153,7 +182,7 @@ Registrar registrar(
      "restore SNAPSHOT|FILE.ferry --to=DIR|cuda:N [--from=HOST:PORT --ca=ca.pem --cert=host.pem "
      "--key=host.key | --store=DIR --namespace=NS] [--streams=4] [--engine=auto|cpu|gpu] "
      "[--verify_only]",
-     "bring a snapshot back as files or into GPU memory, every chunk verified", run_restore});
+     "bring a snapshot back as files or into GPU memory, every chunk verified", define_restore, run_restore});
 
 }  // namespace
 }  // namespace ferry::cli

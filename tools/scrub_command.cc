@@ -7,21 +7,23 @@
 #include "store/local_store.h"
 #include "tools/cli.h"
 
-DEFINE_string(namespace, "", "scrub, prune: the namespace (host) to work on; scrub: empty for all");
-
 namespace ferry::cli {
 namespace {
 
-int run_scrub(const std::vector<std::string>& args) {
-  if (!args.empty()) return usage_error("scrub takes no arguments (use --store=DIR)");
-  if (FLAGS_store.empty()) return usage_error("scrub needs --store=DIR");
-  if (!FLAGS_namespace.empty()) {
-    if (Status st = validate_namespace(FLAGS_namespace); !st) return usage_error(st.message());
+void define_scrub(CLI::App& app) {
+  add_store(app, "the receiver's store directory");
+  add_namespace(app, "the namespace (host) to scrub (default: every one)");
+}
+
+int run_scrub(const std::vector<std::string>&) {
+  if (settings().store.empty()) return usage_error("scrub needs --store=DIR");
+  if (!settings().ns.empty()) {
+    if (Status st = validate_namespace(settings().ns); !st) return usage_error(st.message());
   }
-  auto store = open_local_store(FLAGS_store);
+  auto store = open_local_store(settings().store);
   if (!store) return fail(store.status());
   const double start = mono_seconds();
-  auto report = (*store)->scrub(FLAGS_namespace);
+  auto report = (*store)->scrub(settings().ns);
   if (!report) return fail(report.status());
   const double seconds = mono_seconds() - start;
   for (const auto& bad : report->bad_chunks) {
@@ -37,7 +39,7 @@ int run_scrub(const std::vector<std::string>& args) {
   std::printf(
       "%s %s: %llu namespaces, %llu chunks (%s) verified, %llu snapshots checked in %.2f s: %zu bad chunks, "
       "%zu broken snapshots\n",
-      report->clean() ? "OK" : "DAMAGED", FLAGS_store.c_str(),
+      report->clean() ? "OK" : "DAMAGED", settings().store.c_str(),
       static_cast<unsigned long long>(report->namespaces),
       static_cast<unsigned long long>(report->chunks_checked), format_bytes(report->bytes_checked).c_str(),
       static_cast<unsigned long long>(report->snapshots_checked), seconds, report->bad_chunks.size(),
@@ -45,12 +47,12 @@ int run_scrub(const std::vector<std::string>& args) {
   if (!report->clean()) {
     std::printf("bad chunks left the index: the next push of an affected snapshot sends them again\n");
   }
-  return report->clean() ? kExitOk : kExitDataError;
+  return report->clean() ? kExitOk : kExitCorruption;
 }
 
 Registrar registrar({"scrub", "scrub --store=DIR [--namespace=NS]",
                      "re-verify every stored chunk; name bad chunks and the snapshots they affect",
-                     run_scrub});
+                     define_scrub, run_scrub});
 
 }  // namespace
 }  // namespace ferry::cli
