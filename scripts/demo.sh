@@ -240,7 +240,7 @@ agent_wire=$(json_num wire_bytes "$work/status.json")
 step "ferry list (the agent's snapshots beside the pushed ones)"
 "$ferry" list --from="$target" "${tls[@]}"
 
-agent_snapshot="$agent_job-$newest"
+agent_snapshot="$agent_job-step-$newest"  # "<job>-<directory name>" (replication/snapshot_name.h)
 step "ferry restore $agent_snapshot"
 "$ferry" restore "$agent_snapshot" --from="$target" --to="$agent_restored" "${tls[@]}"
 

@@ -15,14 +15,15 @@
 //   4     corruption  damaged data was found (Corruption): verify, restore,
 //                     scrub; the message names the chunk, file or pack
 //   5     partial     some of the result is there, some is not: a restore
-//                     that stopped after some files were restored, a push
-//                     with --fan_out that committed at some targets only,
-//                     a prune whose gc failed after the prune was done
+//                     into files that stopped (other than on corruption)
+//                     after some files were restored whole, a prune whose
+//                     gc failed after the snapshots were pruned
 //   6     warning     `ferry status`: the agent runs, but a job's RPO is
 //                     breached or forecast to be, a checkpoint is not
 //                     complete, a job failed or a target is down
 //
-// Retryable wins over partial only where nothing was done. docs/OPERATIONS.md
+// Corruption wins over partial: damaged data is what a caller must see
+// first. Partial wins over retryable: part of the work is done. docs/OPERATIONS.md
 // ("Exit codes") repeats this table for operators.
 #pragma once
 

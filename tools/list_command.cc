@@ -1,6 +1,7 @@
-// list_command.cc: `ferry list --from=HOST:PORT`: the snapshots that the DR
-// receiver holds for this host (the namespace its certificate names), oldest
-// first, with time, job, step, files and bytes.
+// list_command.cc: `ferry list --from=HOST:PORT [--job=J] [--json]`: the
+// snapshots that the DR receiver holds for this host (the namespace its
+// certificate names), oldest first, with time, job, step, files and bytes;
+// with --job only that job's.
 #include <cstdio>
 #include <ctime>
 
@@ -17,6 +18,8 @@ void define_list(CLI::App& app) {
   add_tls(app);
   app.add_flag("--manifests,!--nomanifests", FLAGS_manifests,
                "fetch each snapshot's manifest to show its job and step (default on)");
+  add_job(app, "list only this job's snapshots (reads every manifest)");
+  add_json(app, "print one JSON object per snapshot, one line each (docs/OPERATIONS.md)");
 }
 
 std::string format_time(std::int64_t unix_seconds) {
@@ -35,26 +38,47 @@ int run_list(const std::vector<std::string>&) {
   replication::RemoteOptions remote;
   remote.address = settings().from;
   remote.tls = *tls;
-  auto snaps = replication::list_remote(remote, FLAGS_manifests);
+  const std::string& job = settings().job;
+  auto snaps = replication::list_remote(remote, FLAGS_manifests || !job.empty());
   if (!snaps) return fail(snaps.status());
-  if (snaps->empty()) {
-    std::printf("no snapshots for this host at %s\n", settings().from.c_str());
+  std::vector<const replication::RemoteSnapshot*> shown;
+  for (const replication::RemoteSnapshot& s : *snaps) {
+    if (job.empty() || (s.have_manifest && s.job == job)) shown.push_back(&s);
+  }
+  if (settings().json) {
+    for (const replication::RemoteSnapshot* s : shown) {
+      nlohmann::json j = {{"type", "snapshot"},
+                          {"snapshot", s->info.name},
+                          {"created_unix_seconds", s->info.created_unix_seconds},
+                          {"files", s->info.file_count},
+                          {"chunks", s->info.chunk_count},
+                          {"logical_bytes", s->info.logical_bytes}};
+      j["job"] = s->have_manifest ? nlohmann::json(s->job) : nlohmann::json();
+      j["step"] = s->have_manifest ? nlohmann::json(s->step) : nlohmann::json();
+      print_json_line(j);
+    }
+    return kExitOk;
+  }
+  if (shown.empty()) {
+    std::printf("no snapshots for this host%s at %s\n", job.empty() ? "" : (" of job " + job).c_str(),
+                settings().from.c_str());
     return kExitOk;
   }
   std::printf("%-32s %-21s %-20s %10s %7s %8s %12s\n", "SNAPSHOT", "CREATED", "JOB", "STEP", "FILES",
               "CHUNKS", "BYTES");
-  for (const replication::RemoteSnapshot& s : *snaps) {
-    std::string step = s.have_manifest ? std::to_string(s.step) : "-";
-    std::printf("%-32s %-21s %-20s %10s %7u %8u %12s\n", s.info.name.c_str(),
-                format_time(s.info.created_unix_seconds).c_str(), s.have_manifest ? s.job.c_str() : "-",
-                step.c_str(), s.info.file_count, s.info.chunk_count,
-                format_bytes(s.info.logical_bytes).c_str());
+  for (const replication::RemoteSnapshot* s : shown) {
+    std::string step = s->have_manifest ? std::to_string(s->step) : "-";
+    std::printf("%-32s %-21s %-20s %10s %7u %8u %12s\n", s->info.name.c_str(),
+                format_time(s->info.created_unix_seconds).c_str(), s->have_manifest ? s->job.c_str() : "-",
+                step.c_str(), s->info.file_count, s->info.chunk_count,
+                format_bytes(s->info.logical_bytes).c_str());
   }
   return kExitOk;
 }
 
 Registrar registrar({"list",
-                     "list --from=HOST:PORT --ca=ca.pem --cert=host.pem --key=host.key [--manifests=false]",
+                     "list --from=HOST:PORT --ca=ca.pem --cert=host.pem --key=host.key [--job=J] [--json] "
+                     "[--nomanifests]",
                      "list this host's snapshots at a DR receiver", define_list, run_list});
 
 }  // namespace

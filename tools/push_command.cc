@@ -43,6 +43,7 @@ void define_push(CLI::App& app) {
   add_engine(app);
   add_threads(app);
   add_progress(app);
+  add_json(app, "print one JSON object per target that committed, and JSON progress lines (docs/OPERATIONS.md)");
 }
 
 std::vector<std::string> split_targets(const std::string& s) {
@@ -57,6 +58,22 @@ std::vector<std::string> split_targets(const std::string& s) {
 
 double ratio(std::uint64_t a, std::uint64_t b) {
   return b ? static_cast<double>(a) / static_cast<double>(b) : 0.0;
+}
+
+void print_report_json(const replication::PushReport& r) {
+  print_json_line({{"type", "push"},
+                   {"snapshot", r.snapshot},
+                   {"target", r.target},
+                   {"files", r.files},
+                   {"logical_bytes", r.logical_bytes},
+                   {"frame_bytes_sent", r.frame_bytes_sent},
+                   {"wire_bytes", r.wire_bytes_sent},
+                   {"chunks", r.chunks_total},
+                   {"chunks_skipped", r.chunks_skipped},
+                   {"retries", r.retries},
+                   {"failovers", r.failovers},
+                   {"seconds", r.seconds},
+                   {"frame_memory_bytes", r.frame_memory_bytes}});
 }
 
 void print_report(const replication::PushReport& r) {
@@ -128,7 +145,7 @@ int run_push(const std::vector<std::string>& args) {
   auto reports = replication::push(*sources, opts);
   progress.finish();
   if (!reports) return fail(reports.status());
-  for (const auto& r : *reports) print_report(r);
+  for (const auto& r : *reports) settings().json ? print_report_json(r) : print_report(r);
   return kExitOk;
 }
 

@@ -32,6 +32,7 @@ void define_restore(CLI::App& app) {
   add_streams(app);
   add_engine(app);
   app.add_flag("--verify_only", FLAGS_verify_only, "fetch and verify every chunk, write nothing");
+  add_json(app, "print the result as one JSON object, and JSON progress lines (docs/OPERATIONS.md)");
   add_exact_modes(app);
   add_threads(app);
   add_progress(app);
@@ -62,6 +63,43 @@ Result<std::string> location_from_flags(const std::string& arg) {
   return arg;
 }
 
+// The result line of --json.
+void print_result_json(const std::string& snapshot, std::size_t files, std::uint64_t logical_bytes,
+                       std::uint64_t frame_bytes, double seconds, const std::string& into) {
+  print_json_line({{"type", "restore"},
+                   {"snapshot", snapshot},
+                   {"verify_only", FLAGS_verify_only},
+                   {"to", into},
+                   {"files", files},
+                   {"logical_bytes", logical_bytes},
+                   {"frame_bytes", frame_bytes},
+                   {"seconds", seconds}});
+}
+
+// After a failed restore into `dir`: how many of the manifest's files are
+// there whole (the unpacker renames a file into place only once verified).
+std::size_t files_restored(const Manifest& m, const std::string& dir) {
+  std::size_t n = 0;
+  for (const ManifestFile& f : m.files) {
+    std::error_code ec;
+    const std::filesystem::path p = std::filesystem::path(dir) / f.path;
+    if (std::filesystem::is_regular_file(p, ec) && std::filesystem::file_size(p, ec) == f.size && !ec) ++n;
+  }
+  return n;
+}
+
+// A failed restore into files: corruption stays corruption (exit 4); any
+// other failure after some files were restored is a partial result (exit 5)
+// that says how many.
+int fail_restore(const Status& st, const Manifest& m) {
+  if (st.code() == Code::kCorruption || FLAGS_verify_only) return fail(st);
+  const std::size_t done = files_restored(m, settings().to);
+  if (done == 0) return fail(st);
+  return fail_with(st.with_context(std::to_string(done) + " of " + std::to_string(m.files.size()) +
+                                   " files restored into " + settings().to),
+                   kExitPartial);
+}
+
 void print_progress_to(ProgressLine& line, UnpackProgress p) {
   line.update(p.logical_done, p.logical_total, p.frame_bytes);
 }
@@ -82,6 +120,11 @@ int restore_remote_files(const std::string& snapshot, const replication::TlsConf
   progress.finish();
   if (!report) return fail(report.status());
   const double s = report->seconds;
+  if (settings().json) {
+    print_result_json(snapshot, report->files, report->logical_bytes, report->frame_bytes, s,
+                      FLAGS_verify_only ? "" : settings().to);
+    return kExitOk;
+  }
   std::printf(
       "%s %s: %zu files, %s (%s on the wire, %.2fx) from %s%s%s in %.2f s (%.3f GB/s, %zu streams)\n",
       FLAGS_verify_only ? "verified" : "restored", snapshot.c_str(), report->files,
@@ -106,9 +149,16 @@ int restore_local_files(const FrameSource& source, const std::string& what, Thre
   Status st =
       FLAGS_verify_only ? verify_frames(source, options) : unpack_frames(source, settings().to, options);
   progress.finish();
-  if (!st) return fail(st);
-  const double s = mono_seconds() - start;
   const Manifest& m = source.manifest();
+  if (!st) return fail_restore(st, m);
+  const double s = mono_seconds() - start;
+  if (settings().json) {
+    std::uint64_t frames = 0;
+    for (const ManifestFile& f : m.files)
+      for (const ManifestChunk& c : f.chunks) frames += c.frame_bytes;
+    print_result_json(what, m.files.size(), m.logical_bytes(), frames, s, FLAGS_verify_only ? "" : settings().to);
+    return kExitOk;
+  }
   std::printf("%s %s: %zu files, %s%s%s in %.2f s (%.3f GB/s)\n", FLAGS_verify_only ? "verified" : "restored",
               what.c_str(), m.files.size(), format_bytes(m.logical_bytes()).c_str(),
               FLAGS_verify_only ? "" : " into ", FLAGS_verify_only ? "" : settings().to.c_str(), s,
@@ -131,6 +181,11 @@ int restore_device(const FrameSource& source, const std::string& what, replicati
   if (!r) return fail(r.status());
   const replication::DeviceRestoreReport& rep = r->report;
   const double s = rep.seconds;
+  if (settings().json) {
+    print_result_json(what, r->files.size() + rep.tensors, rep.logical_bytes, rep.frame_bytes, s,
+                      replication::device_name(device));
+    return kExitOk;
+  }
   std::printf(
       "restored %s onto %s: %llu tensors, %llu other files (host), %s from %s of frames (%.2fx) "
       "in %.2f s (%.3f GB/s), every chunk verified; engine: %s\n",

@@ -1,7 +1,8 @@
 // scrub_command.cc: `ferry scrub --store=DIR [--namespace=NS]`: re-reads and
 // fully verifies every chunk of a receiver's store, checks every snapshot's
 // manifest and chunks, and names each bad chunk with the snapshots it
-// affects. Exit 0 when everything verifies, 1 when anything is damaged.
+// affects. Exit 0 when everything verifies, 4 (corruption) when anything is
+// damaged.
 #include <cstdio>
 
 #include "store/local_store.h"
@@ -13,6 +14,33 @@ namespace {
 void define_scrub(CLI::App& app) {
   add_store(app, "the receiver's store directory");
   add_namespace(app, "the namespace (host) to scrub (default: every one)");
+  add_json(app, "print one JSON object per bad chunk, broken snapshot and the summary (docs/OPERATIONS.md)");
+}
+
+int print_json(const ScrubReport& report, double seconds) {
+  for (const auto& bad : report.bad_chunks) {
+    print_json_line({{"type", "bad_chunk"},
+                     {"namespace", bad.ns},
+                     {"chunk", to_hex(bad.id)},
+                     {"where", bad.where},
+                     {"error", bad.error},
+                     {"snapshots", bad.snapshots}});
+  }
+  for (const auto& broken : report.broken_snapshots) {
+    print_json_line(
+        {{"type", "broken_snapshot"}, {"namespace", broken.ns}, {"snapshot", broken.name}, {"error", broken.error}});
+  }
+  print_json_line({{"type", "scrub"},
+                   {"store", settings().store},
+                   {"clean", report.clean()},
+                   {"namespaces", report.namespaces},
+                   {"chunks_checked", report.chunks_checked},
+                   {"bytes_checked", report.bytes_checked},
+                   {"snapshots_checked", report.snapshots_checked},
+                   {"bad_chunks", report.bad_chunks.size()},
+                   {"broken_snapshots", report.broken_snapshots.size()},
+                   {"seconds", seconds}});
+  return report.clean() ? kExitOk : kExitCorruption;
 }
 
 int run_scrub(const std::vector<std::string>&) {
@@ -26,6 +54,7 @@ int run_scrub(const std::vector<std::string>&) {
   auto report = (*store)->scrub(settings().ns);
   if (!report) return fail(report.status());
   const double seconds = mono_seconds() - start;
+  if (settings().json) return print_json(*report, seconds);
   for (const auto& bad : report->bad_chunks) {
     std::string snapshots;
     for (const auto& s : bad.snapshots) snapshots += (snapshots.empty() ? "" : ", ") + s;
