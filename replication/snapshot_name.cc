@@ -45,7 +45,8 @@ std::string checkpoint_snapshot_name(std::string_view job, std::string_view dir_
   if (tail.size() > kMaxSnapshotNameBytes) tail.resize(kMaxSnapshotNameBytes);
   if (head.empty()) return tail.empty() ? std::string("snapshot") : tail;
   if (tail.empty()) return head.substr(0, kMaxSnapshotNameBytes);
-  const std::size_t room = kMaxSnapshotNameBytes > tail.size() + 1 ? kMaxSnapshotNameBytes - tail.size() - 1 : 0;
+  const std::size_t room =
+      kMaxSnapshotNameBytes > tail.size() + 1 ? kMaxSnapshotNameBytes - tail.size() - 1 : 0;
   if (head.size() > room) head.resize(room);
   return head.empty() ? tail : head + "-" + tail;
 }

@@ -93,7 +93,8 @@ struct RetentionPolicy {
   // True when no rule is set (such a policy is refused: it would remove
   // every snapshot).
   bool empty() const {
-    return keep_last == 0 && keep_within_seconds <= 0 && keep_daily == 0 && keep_weekly == 0 && keep_monthly == 0;
+    return keep_last == 0 && keep_within_seconds <= 0 && keep_daily == 0 && keep_weekly == 0 &&
+           keep_monthly == 0;
   }
 };
 

@@ -24,7 +24,7 @@ struct ConfigValue {
   std::string where;  // FILE:LINE
 };
 struct ConfigFile {
-  std::map<std::string, ConfigValue> top;                                  // by setting name
+  std::map<std::string, ConfigValue> top;                              // by setting name
   std::map<std::string, std::map<std::string, ConfigValue>> sections;  // by subcommand, setting
 };
 
@@ -78,20 +78,23 @@ Result<ConfigFile> read_config(const CLI::App& root, const std::string& path) {
       if (line.back() != ']') return Status::invalid_argument(where + ": a section line is [SUBCOMMAND]");
       section = trim(line.substr(1, line.size() - 2));
       const CLI::App* sub = find_subcommand(root, section);
-      if (sub == nullptr) return Status::invalid_argument(where + ": [" + section + "] is not a ferry subcommand");
+      if (sub == nullptr)
+        return Status::invalid_argument(where + ": [" + section + "] is not a ferry subcommand");
       continue;
     }
     const auto eq = line.find('=');
     if (eq == std::string::npos) return Status::invalid_argument(where + ": expected NAME = VALUE");
     const std::string name = setting_name(trim(line.substr(0, eq)));
     std::string value = trim(line.substr(eq + 1));
-    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') && value.back() == value.front()) {
+    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') &&
+        value.back() == value.front()) {
       value = value.substr(1, value.size() - 2);
     }
     if (section.empty()) {
       bool known = false;
       for (const CLI::App* sub : root.get_subcommands({})) known = known || has_setting(*sub, name);
-      if (!known) return Status::invalid_argument(where + ": no ferry subcommand has a setting \"" + name + "\"");
+      if (!known)
+        return Status::invalid_argument(where + ": no ferry subcommand has a setting \"" + name + "\"");
       file.top[name] = {value, where};
     } else {
       if (!has_setting(*find_subcommand(root, section), name)) {
@@ -108,8 +111,8 @@ Status set_from(CLI::Option* o, const std::string& value, const std::string& ori
     o->add_result(value);
     o->run_callback();
   } catch (const CLI::Error& e) {
-    return Status::invalid_argument("invalid value \"" + value + "\" for --" + o->get_single_name() + " from " +
-                                    origin + ": " + e.what());
+    return Status::invalid_argument("invalid value \"" + value + "\" for --" + o->get_single_name() +
+                                    " from " + origin + ": " + e.what());
   }
   origins()[o->get_single_name()] = origin;
   return Status::ok();

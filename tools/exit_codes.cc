@@ -44,7 +44,8 @@ std::string_view exit_code_name(int code) {
 std::string_view exit_codes_help() {
   return "exit codes: 0 ok; 1 failure (not cured by retrying); 2 usage error; 3 retryable (target down,\n"
          "connection refused, timeout, I/O error, full disk); 4 corruption found; 5 partial result (some\n"
-         "files restored, some not; a prune whose gc failed); 6 warning (ferry status: RPO at risk, job failed,\n"
+         "files restored, some not; a prune whose gc failed); 6 warning (ferry status: RPO at risk, job "
+         "failed,\n"
          "target down)\n";
 }
 

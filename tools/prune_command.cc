@@ -30,9 +30,12 @@ void define_prune(CLI::App& app) {
   add_namespace(app, "the namespace (host) to prune");
   add_job(app, "prune only this job's snapshots (default: every job, each counted on its own)");
   app.add_option("--keep_last", FLAGS_keep_last, "keep the newest N snapshots of each job");
-  app.add_option("--keep_daily", FLAGS_keep_daily, "keep the newest snapshot of each of the newest N days (UTC)");
-  app.add_option("--keep_weekly", FLAGS_keep_weekly, "keep the newest snapshot of each of the newest N weeks");
-  app.add_option("--keep_monthly", FLAGS_keep_monthly, "keep the newest snapshot of each of the newest N months");
+  app.add_option("--keep_daily", FLAGS_keep_daily,
+                 "keep the newest snapshot of each of the newest N days (UTC)");
+  app.add_option("--keep_weekly", FLAGS_keep_weekly,
+                 "keep the newest snapshot of each of the newest N weeks");
+  app.add_option("--keep_monthly", FLAGS_keep_monthly,
+                 "keep the newest snapshot of each of the newest N months");
   app.add_option("--keep_within", FLAGS_keep_within,
                  "also keep snapshots committed within this long, e.g. 36h, 7d, 2w, 90m, 3600s");
   app.add_flag("--gc,!--nogc", FLAGS_gc,
@@ -96,7 +99,8 @@ int run_prune(const std::vector<std::string>&) {
   }
   if (policy.empty()) {
     return usage_error(
-        "prune needs --keep_last=N, --keep_within=DURATION, --keep_daily=N, --keep_weekly=N or --keep_monthly=N "
+        "prune needs --keep_last=N, --keep_within=DURATION, --keep_daily=N, --keep_weekly=N or "
+        "--keep_monthly=N "
         "(it never removes every snapshot)");
   }
   if (FLAGS_gc_grace_s < 0) return usage_error("--gc_grace_s must be >= 0");
@@ -115,7 +119,11 @@ int run_prune(const std::vector<std::string>&) {
     for (const SnapshotInfo& s : *list) {
       const bool gone = removed.count(s.name) != 0;
       if (json) {
-        print_json_line({{"type", "snapshot"}, {"snapshot", s.name}, {"job", s.job}, {"action", gone ? "remove" : "keep"}, {"dry_run", true}});
+        print_json_line({{"type", "snapshot"},
+                         {"snapshot", s.name},
+                         {"job", s.job},
+                         {"action", gone ? "remove" : "keep"},
+                         {"dry_run", true}});
       } else {
         std::printf("%s %s\n", gone ? "remove" : "keep  ", s.name.c_str());
       }
@@ -132,7 +140,11 @@ int run_prune(const std::vector<std::string>&) {
     }
   }
   if (json) {
-    print_json_line({{"type", "prune"}, {"namespace", settings().ns}, {"job", settings().job}, {"kept", report->kept.size()}, {"removed", report->removed.size()}});
+    print_json_line({{"type", "prune"},
+                     {"namespace", settings().ns},
+                     {"job", settings().job},
+                     {"kept", report->kept.size()},
+                     {"removed", report->removed.size()}});
   } else {
     std::printf("prune %s: kept %zu snapshots, removed %zu\n", settings().ns.c_str(), report->kept.size(),
                 report->removed.size());

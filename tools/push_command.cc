@@ -43,7 +43,8 @@ void define_push(CLI::App& app) {
   add_engine(app);
   add_threads(app);
   add_progress(app);
-  add_json(app, "print one JSON object per target that committed, and JSON progress lines (docs/OPERATIONS.md)");
+  add_json(app,
+           "print one JSON object per target that committed, and JSON progress lines (docs/OPERATIONS.md)");
 }
 
 std::vector<std::string> split_targets(const std::string& s) {

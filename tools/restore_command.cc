@@ -156,7 +156,8 @@ int restore_local_files(const FrameSource& source, const std::string& what, Thre
     std::uint64_t frames = 0;
     for (const ManifestFile& f : m.files)
       for (const ManifestChunk& c : f.chunks) frames += c.frame_bytes;
-    print_result_json(what, m.files.size(), m.logical_bytes(), frames, s, FLAGS_verify_only ? "" : settings().to);
+    print_result_json(what, m.files.size(), m.logical_bytes(), frames, s,
+                      FLAGS_verify_only ? "" : settings().to);
     return kExitOk;
   }
   std::printf("%s %s: %zu files, %s%s%s in %.2f s (%.3f GB/s)\n", FLAGS_verify_only ? "verified" : "restored",

@@ -27,8 +27,10 @@ int print_json(const ScrubReport& report, double seconds) {
                      {"snapshots", bad.snapshots}});
   }
   for (const auto& broken : report.broken_snapshots) {
-    print_json_line(
-        {{"type", "broken_snapshot"}, {"namespace", broken.ns}, {"snapshot", broken.name}, {"error", broken.error}});
+    print_json_line({{"type", "broken_snapshot"},
+                     {"namespace", broken.ns},
+                     {"snapshot", broken.name},
+                     {"error", broken.error}});
   }
   print_json_line({{"type", "scrub"},
                    {"store", settings().store},

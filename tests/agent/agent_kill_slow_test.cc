@@ -138,8 +138,8 @@ TEST_F(AgentKillTest, EveryCheckpointCommittedExactlyOnceAcrossKills) {
         kDrainMs);
     ASSERT_TRUE(drained) << log_tail();
     for (int k = 1; k <= kCheckpointsPerTrial; ++k) {
-      EXPECT_TRUE(
-          restores_identical(remote_, job + "-step-" + std::to_string(k), root / ("step-" + std::to_string(k))));
+      EXPECT_TRUE(restores_identical(remote_, job + "-step-" + std::to_string(k),
+                                     root / ("step-" + std::to_string(k))));
     }
     // A clean stop now leaves nothing owed: a new start pushes nothing more.
     const int st = agent->kill_and_wait(SIGTERM);

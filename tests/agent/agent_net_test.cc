@@ -185,8 +185,8 @@ TEST_F(AgentNetTest, TargetDownGrowsQueueAndWarnsThenDrainsAndClears) {
   EXPECT_EQ(log_count("rpo_warning_raised"), 1u);
 
   ASSERT_TRUE(a_.restart().is_ok());
-  ASSERT_TRUE(
-      wait_until([&] { return committed_at(a_, "llama-step-2") && committed_at(a_, "llama-step-3"); }, kCommitMs));
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-step-2") && committed_at(a_, "llama-step-3"); },
+                         kCommitMs));
   ASSERT_TRUE(wait_until([&] { return job_status()["warning"] == false; }, 5000)) << job_status().dump();
   EXPECT_TRUE(agent_->status_json()["queue"].empty());
   EXPECT_EQ(metric_value(scrape_metrics(agent_->metrics_port()), "ferry_agent_rpo_warning{job=\"llama\"}"),
@@ -355,7 +355,8 @@ TEST_F(AgentNetTest, FanOutCommitsAtEveryTargetAndADownOneCatchesUp) {
     return std::find(n.begin(), n.end(), name) != n.end();
   };
   write_checkpoint(dir_ / "ckpt/llama/step-1", 11, 40'000);
-  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-step-1") && at_b("llama-step-1"); }, kCommitMs));
+  ASSERT_TRUE(
+      wait_until([&] { return committed_at(a_, "llama-step-1") && at_b("llama-step-1"); }, kCommitMs));
   // The second site goes down: the first still gets the next checkpoint,
   // the second's part waits.
   second->stop();
@@ -436,7 +437,8 @@ TEST_F(AgentNetTest, SighupReloadsAndSigtermResumesNextStart) {
       },
       10'000));
   write_checkpoint(dir_ / "ckpt/llama/step-9", 9, 600'000);
-  ASSERT_TRUE(wait_until([&] { return log_text().find("snapshot=llama-9") != std::string::npos; }, 10'000));
+  ASSERT_TRUE(
+      wait_until([&] { return log_text().find("snapshot=llama-step-9") != std::string::npos; }, 10'000));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   const auto t0 = std::chrono::steady_clock::now();
   const int st = child->kill_and_wait(SIGTERM);

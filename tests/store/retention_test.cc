@@ -70,13 +70,12 @@ TEST(Retention, KeepDailyWeeklyMonthlyKeepTheNewestOfEachPeriod) {
   constexpr std::int64_t kDay = 86400 * kNanosPerSecond;
   // 2025-01-06 00:00 UTC is a Monday.
   constexpr std::int64_t kMonday = 1'736'121'600LL * kNanosPerSecond;
-  const std::vector<SnapshotInfo> snaps = {
-      snap("dec-31", kMonday - 6 * kDay),       // December, the week before
-      snap("mon-a", kMonday + 1),               // Monday, twice
-      snap("mon-b", kMonday + 2),               //
-      snap("tue", kMonday + kDay),              // Tuesday
-      snap("sun", kMonday + 6 * kDay + 5),      // Sunday: same week
-      snap("next-mon", kMonday + 7 * kDay)};    // the next week
+  const std::vector<SnapshotInfo> snaps = {snap("dec-31", kMonday - 6 * kDay),   // December, the week before
+                                           snap("mon-a", kMonday + 1),           // Monday, twice
+                                           snap("mon-b", kMonday + 2),           //
+                                           snap("tue", kMonday + kDay),          // Tuesday
+                                           snap("sun", kMonday + 6 * kDay + 5),  // Sunday: same week
+                                           snap("next-mon", kMonday + 7 * kDay)};  // the next week
   RetentionPolicy daily{.keep_daily = 3};
   EXPECT_EQ(select_retention(snaps, daily, kNow).kept, (Names{"tue", "sun", "next-mon"}));
   RetentionPolicy weekly{.keep_weekly = 2};

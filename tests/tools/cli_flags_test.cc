@@ -26,9 +26,10 @@ using cli_test::quote;
 // `ferry ARGS` with `env` ("NAME=value ...", already quoted) in its
 // environment and no config file of the user's or the machine's.
 CliRun ferry_env(const testing::TempDir& dir, const std::string& env, const std::string& args) {
-  return testing::run_command("env", "-u FERRY_CA -u FERRY_CERT -u FERRY_KEY -u FERRY_TARGET -u FERRY_CONFIG "
-                                     "XDG_CONFIG_HOME=" +
-                                         quote(dir / "xdg") + " " + env + " " + FERRY_BIN + " " + args);
+  return testing::run_command("env",
+                              "-u FERRY_CA -u FERRY_CERT -u FERRY_KEY -u FERRY_TARGET -u FERRY_CONFIG "
+                              "XDG_CONFIG_HOME=" +
+                                  quote(dir / "xdg") + " " + env + " " + FERRY_BIN + " " + args);
 }
 
 void write_text(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
@@ -56,7 +57,8 @@ TEST(CliFlagsTest, ASubcommandRefusesFlagsItDoesNotUse) {
 TEST(CliFlagsTest, HelpIsPerSubcommand) {
   CliRun push = ferry("push --help");
   ASSERT_EQ(push.code, 0) << push.out;
-  for (const char* f : {"--to", "--bwlimit", "--fan_out", "--ca", "--streams", "FERRY_TARGET", "exit codes"}) {
+  for (const char* f :
+       {"--to", "--bwlimit", "--fan_out", "--ca", "--streams", "FERRY_TARGET", "exit codes"}) {
     EXPECT_TRUE(has(push, f)) << f << " in:\n" << push.out;
   }
   CliRun list = ferry("help list");
@@ -84,8 +86,9 @@ TEST(CliFlagsTest, VersionNamesCommitBuildAndEngine) {
 TEST(CliFlagsTest, SettingsComeFromFlagsThenEnvironmentThenConfigFile) {
   testing::TempDir dir;
   const std::string conf = (dir / "ferry.conf").string();
-  write_text(conf, "# settings\nca = /from-file/ca.pem\ncert = /from-file/c.pem\n"
-                            "key = /from-file/k.pem\nfrom = 127.0.0.1:1\n\n[list]\nca = \"/from-section/ca.pem\"\n");
+  write_text(conf,
+             "# settings\nca = /from-file/ca.pem\ncert = /from-file/c.pem\n"
+             "key = /from-file/k.pem\nfrom = 127.0.0.1:1\n\n[list]\nca = \"/from-section/ca.pem\"\n");
   // Nothing given: list says what it needs.
   CliRun r = ferry_env(dir, "", "list --from=127.0.0.1:1");
   EXPECT_EQ(r.code, cli::kExitUsage) << r.out;
@@ -136,8 +139,9 @@ TEST(CliFlagsTest, TheEngineNoticeComesOnlyFromCommandsThatCode) {
   ASSERT_EQ(pack.code, 0) << pack.out;
   EXPECT_TRUE(has(pack, "codec engine")) << pack.out;
   for (const std::string& args :
-       {"verify " + quote(dir / "f.ferry"), "inspect " + quote(dir / "f.ferry"), std::string("list --from=127.0.0.1:1"),
-        "status --socket=" + quote(dir / "none.sock"), "restore " + quote(dir / "f.ferry") + " --to=" + quote(dir / "out")}) {
+       {"verify " + quote(dir / "f.ferry"), "inspect " + quote(dir / "f.ferry"),
+        std::string("list --from=127.0.0.1:1"), "status --socket=" + quote(dir / "none.sock"),
+        "restore " + quote(dir / "f.ferry") + " --to=" + quote(dir / "out")}) {
     CliRun r = ferry(args);
     EXPECT_FALSE(has(r, "codec engine")) << args << ":\n" << r.out;
   }
@@ -147,7 +151,8 @@ TEST(CliFlagsTest, AReceiverThatIsDownIsRetryable) {
   testing::TempDir dir;
   CliRun certs = ferry("certs --dir=" + quote(dir / "pki") + " --hosts=h1");
   ASSERT_EQ(certs.code, 0) << certs.out;
-  const std::string tls = " --ca=" + quote(dir / "pki" / "ca.pem") + " --cert=" + quote(dir / "pki" / "host-h1.pem") +
+  const std::string tls = " --ca=" + quote(dir / "pki" / "ca.pem") +
+                          " --cert=" + quote(dir / "pki" / "host-h1.pem") +
                           " --key=" + quote(dir / "pki" / "host-h1.key");
   // Port 1 on loopback: nothing listens, the connection is refused.
   CliRun r = ferry("list --from=127.0.0.1:1" + tls);

@@ -100,19 +100,15 @@ TEST_F(PruneCommandTest, JobsAreNeverCountedTogether) {
   }
   CliRun one = prune("--job=gpt --keep_last=1 --nogc --json");
   ASSERT_EQ(one.code, 0) << one.out;
-  std::size_t lines = 0;
-  for (std::size_t at = 0; at < one.out.size();) {
-    const std::size_t end = one.out.find('\n', at);
-    const nlohmann::json j = nlohmann::json::parse(one.out.substr(at, end - at));
+  const auto lines = cli_test::json_lines(one.out);
+  for (const nlohmann::json& j : lines) {
     if (j["type"] == "snapshot") EXPECT_EQ(j["snapshot"], "gpt-1") << one.out;
     if (j["type"] == "prune") {
       EXPECT_EQ(j["removed"], 1) << one.out;
       EXPECT_EQ(j["kept"], 4) << one.out;
     }
-    ++lines;
-    at = end == std::string::npos ? one.out.size() : end + 1;
   }
-  EXPECT_EQ(lines, 2u) << one.out;
+  EXPECT_EQ(lines.size(), 2u) << one.out;
   CliRun daily = prune("--keep_daily=1 --dry_run");
   ASSERT_EQ(daily.code, 0) << daily.out;
   // Committed within a second: one day, the newest of each job kept.

@@ -68,6 +68,19 @@ TEST_F(RestoreCommandTest, ToCudaRestoresIntoGpuMemoryOrSaysWhyNot) {
   EXPECT_NE(r.out.find("cuda:0: no usable GPU: "), std::string::npos) << r.out;
 }
 
+// A restore that stops after some files came back whole: exit 5 (partial),
+// saying how many; not the exit code of a failure that restored nothing.
+TEST_F(RestoreCommandTest, ARestoreThatStopsHalfWayIsPartial) {
+  const fs::path out = dir_ / "out";
+  // A directory where the last file (in manifest order) must go.
+  fs::create_directories(out / "shards" / "w.bin");
+  CliRun r = ferry("restore " + quote(archive_) + " --to=" + quote(out.string()) + " --threads=1 --json");
+  EXPECT_EQ(r.code, cli::kExitPartial) << r.out;
+  EXPECT_NE(r.out.find("2 of 3 files restored"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"exit\":\"partial\""), std::string::npos) << r.out;
+  EXPECT_TRUE(testing::read_file(out / "opt.bin") == testing::read_file(in_ / "opt.bin"));
+}
+
 TEST_F(RestoreCommandTest, UsageErrorsExitWithTwo) {
   for (const std::string& args : std::vector<std::string>{
            "restore " + quote(archive_), "restore snap --from=127.0.0.1:1 --store=/tmp/s --to=/tmp/x",
