@@ -49,7 +49,8 @@ TEST(CliDocsTest, BashCompletionOffersEachSubcommandsOwnFlags) {
   out = complete(dir, script, "completion bash", "_ferry", "ferry list --bw");
   EXPECT_EQ(out, "\n") << out;
   out = complete(dir, script, "completion bash", "_ferry", "ferry prune --keep_");
-  for (const char* f : {"--keep_last=", "--keep_within=", "--keep_daily=", "--keep_weekly=", "--keep_monthly="})
+  for (const char* f :
+       {"--keep_last=", "--keep_within=", "--keep_daily=", "--keep_weekly=", "--keep_monthly="})
     EXPECT_TRUE(has_line(out, f)) << f << " in:\n" << out;
   out = complete(dir, script, "completion bash", "_ferry", "ferry restore --");
   for (const char* f : {"--to=", "--from=", "--json", "--verify_only", "--config="})
@@ -63,7 +64,8 @@ TEST(CliDocsTest, TheManPageHasEverySubcommandAndRenders) {
   CliRun man = ferry("man");
   ASSERT_EQ(man.code, 0) << man.out;
   EXPECT_TRUE(man.out.find(".TH FERRY 1") != std::string::npos) << man.out.substr(0, 400);
-  for (const char* s : {".SS push", ".SS list", ".SS prune", "bwlimit", "FERRY_CA", "EXIT STATUS", "keep_daily"}) {
+  for (const char* s :
+       {".SS push", ".SS list", ".SS prune", "bwlimit", "FERRY_CA", "EXIT STATUS", "keep_daily"}) {
     EXPECT_NE(man.out.find(s), std::string::npos) << s;
   }
   // No line of text may start a roff request by accident.
@@ -71,7 +73,8 @@ TEST(CliDocsTest, TheManPageHasEverySubcommandAndRenders) {
   if (testing::run_command("sh", "-c 'command -v man'").code != 0) {
     GTEST_SKIP() << "man is not installed here; the roff was checked without rendering";
   }
-  CliRun rendered = testing::run_command("sh", "-c " + quote("MANWIDTH=100 man -l -P cat " + quote(dir / "ferry.1")));
+  CliRun rendered =
+      testing::run_command("sh", "-c " + quote("MANWIDTH=100 man -l -P cat " + quote(dir / "ferry.1")));
   ASSERT_EQ(rendered.code, 0) << rendered.out;
   EXPECT_NE(rendered.out.find("--bwlimit"), std::string::npos) << rendered.out;
   EXPECT_EQ(rendered.out.find("troff:"), std::string::npos) << rendered.out;  // no roff warnings

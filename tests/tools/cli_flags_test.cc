@@ -113,6 +113,25 @@ TEST(CliFlagsTest, SettingsComeFromFlagsThenEnvironmentThenConfigFile) {
   EXPECT_FALSE(has(r, "needs --from")) << r.out;
 }
 
+// FERRY_TARGET names the usual receiver, but a restore of an archive file
+// (or from --store) named on the command line reads that instead.
+TEST(CliFlagsTest, FerryTargetYieldsToAnArchiveOnTheCommandLine) {
+  testing::TempDir dir;
+  testing::write_file(dir / "f.bin", std::vector<std::byte>(10000, std::byte{7}));
+  ASSERT_EQ(ferry("pack " + quote(dir / "f.bin") + " -o " + quote(dir / "f.ferry") + " --engine=cpu").code,
+            0);
+  CliRun r =
+      ferry_env(dir, "FERRY_TARGET=127.0.0.1:1",
+                "restore " + quote(dir / "f.ferry") + " --to=" + quote(dir / "out") + " --config=/dev/null");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(testing::read_file(dir / "out" / "f.bin"), testing::read_file(dir / "f.bin"));
+  // A snapshot name is looked up at FERRY_TARGET (down here: retryable).
+  r = ferry_env(dir, "FERRY_TARGET=127.0.0.1:1 FERRY_CA=/a FERRY_CERT=/b FERRY_KEY=/c",
+                "restore snap-1 --to=" + quote(dir / "out2") + " --config=/dev/null");
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("/a"), std::string::npos) << r.out;
+}
+
 TEST(CliFlagsTest, AConfigFileTypoIsAUsageErrorNamingTheLine) {
   testing::TempDir dir;
   const std::string conf = (dir / "bad.conf").string();

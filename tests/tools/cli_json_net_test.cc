@@ -37,10 +37,11 @@ class CliJsonNetTest : public ::testing::Test {
     auto certs = replication::create_cert_set(dir_ / "pki", co);
     ASSERT_TRUE(certs.is_ok()) << certs.status().to_string();
     certs_ = *certs;
-    auto child = ChildProcess::spawn({FERRY_BIN, "serve", "--store=" + (dir_ / "store").string(),
-                                      "--ca=" + certs_.ca_cert.string(), "--cert=" + certs_.receiver_cert.string(),
-                                      "--key=" + certs_.receiver_key.string(), "--listen=127.0.0.1:0"},
-                                     dir_ / "serve.log");
+    auto child =
+        ChildProcess::spawn({FERRY_BIN, "serve", "--store=" + (dir_ / "store").string(),
+                             "--ca=" + certs_.ca_cert.string(), "--cert=" + certs_.receiver_cert.string(),
+                             "--key=" + certs_.receiver_key.string(), "--listen=127.0.0.1:0"},
+                            dir_ / "serve.log");
     ASSERT_TRUE(child.is_ok()) << child.status().to_string();
     auto line = child->wait_for_line("listening on", kServeStartMs);
     ASSERT_TRUE(line.is_ok()) << line.status().to_string();
@@ -97,8 +98,8 @@ TEST_F(CliJsonNetTest, TwoCheckpointKindsOfOneStepBothCommitAndListAsJson) {
   ASSERT_EQ(table.code, 0) << table.out;
   EXPECT_NE(table.out.find("gpt-step-1"), std::string::npos) << table.out;
 
-  CliRun restore = ferry("restore llama-step-100-safetensors --from=" + target_ + tls_ + " --to=" +
-                         quote(dir_ / "out") + " --json");
+  CliRun restore = ferry("restore llama-step-100-safetensors --from=" + target_ + tls_ +
+                         " --to=" + quote(dir_ / "out") + " --json");
   ASSERT_EQ(restore.code, 0) << restore.out;
   auto result = json_lines(restore.out);
   ASSERT_FALSE(result.empty()) << restore.out;
