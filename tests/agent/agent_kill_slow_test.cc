@@ -118,7 +118,7 @@ TEST_F(AgentKillTest, EveryCheckpointCommittedExactlyOnceAcrossKills) {
       std::this_thread::sleep_for(std::chrono::milliseconds(rng() % kMaxKillDelayMs));
       if (k == 0) {
         write_checkpoint(root / "step-3", seed + trial * 10 + 3, 300'000);
-        expected.push_back(job + "-3");
+        expected.push_back(job + "-step-3");
         std::this_thread::sleep_for(std::chrono::milliseconds(rng() % kMaxKillDelayMs));
       }
       agent->kill_and_wait(SIGKILL);
