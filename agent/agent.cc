@@ -54,7 +54,11 @@ Status probe_target(const std::string& target, const replication::TlsConfig& tls
   return Status::ok();
 }
 
-Status Agent::Impl::probe(const std::string& target) { return probe_target(target, config_copy().tls()); }
+Status Agent::Impl::probe(const std::string& target) {
+  Status st = probe_target(target, config_copy().tls());
+  if (!st) metrics.add(kMetricErrors, {{"kind", "probe"}}, 1);
+  return st;
+}
 
 // ---- recovery and submission ----
 
@@ -65,62 +69,7 @@ Status Agent::Impl::recover() {
   auto folded = fold_journal(journal->recovered());
   std::vector<JournalRecord> live;
   std::size_t requeued = 0;
-  for (const auto& [id, js] : folded) {
-    const JournalRecord& r = js.latest;
-    known_dirs.insert(r.path);
-    JobStats& st = stats[r.job];
-    // The checkpoint's own time is the manifest's pinned created time.
-    for (const auto& t : js.committed_targets) {
-      (void)t;
-      if (!st.newest_committed_ns || r.created_ns > *st.newest_committed_ns) {
-        st.newest_committed_ns = r.created_ns;
-        st.newest_committed_step = r.step;
-        st.newest_committed_snapshot = r.snapshot;
-      }
-      JournalRecord cr = r;
-      cr.state = JobState::kCommitted;
-      cr.target = t;
-      live.push_back(cr);
-    }
-    st.interval.observe(r.created_ns);
-    std::vector<std::string> pending;
-    bool done = false;
-    if (r.state == JobState::kSkipped || r.state == JobState::kFailed) {
-      done = true;
-      (r.state == JobState::kSkipped ? st.skipped : st.failed)++;
-    } else if (c.fan_out) {
-      for (const auto& t : c.targets) {
-        if (std::find(js.committed_targets.begin(), js.committed_targets.end(), t) ==
-            js.committed_targets.end()) {
-          pending.push_back(t);
-        }
-      }
-      done = pending.empty();
-    } else {
-      done = !js.committed_targets.empty();
-    }
-    if (done) {
-      if (!js.committed_targets.empty()) ++st.committed;
-      if (js.committed_targets.empty()) live.push_back(r);
-      continue;
-    }
-    JournalRecord sub = r;
-    sub.state = JobState::kSubmitted;
-    sub.target.clear();
-    live.push_back(sub);
-    QueuedJob q;
-    q.id = id;
-    q.job = r.job;
-    q.dir = r.path;
-    q.snapshot = r.snapshot;
-    q.created_ns = r.created_ns;
-    q.mtime_ns = r.created_ns;
-    q.step = r.step;
-    q.logical_bytes = r.logical_bytes;
-    q.pending_targets = pending;
-    scheduler.add(std::move(q));
-    ++requeued;
-  }
+  for (const auto& [id, js] : folded) recover_job(id, js, c, live, requeued);
   // Compaction keeps the journal to one record per job (plus one per commit
   // target) however long the agent runs between restarts.
   RETURN_IF_ERROR(journal->compact(live));
@@ -130,14 +79,63 @@ Status Agent::Impl::recover() {
   return Status::ok();
 }
 
-Result<std::uint64_t> Agent::Impl::submit(const fs::path& dir, const std::string& job, std::uint64_t step,
-                                          std::int64_t mtime_ns) {
-  const AgentConfig c = config_copy();
-  {
-    std::lock_guard lock(jobs_mu);
-    if (known_dirs.count(dir.string()))
-      return Status::invalid_argument(dir.string() + " was already submitted");
+// One job's journaled history: its commits and final state go to the job
+// table and to `live` (what compaction keeps); a job still owed to a target
+// is queued again (and counted in `requeued`).
+void Agent::Impl::recover_job(std::uint64_t id, const JobStatus& js, const AgentConfig& c,
+                              std::vector<JournalRecord>& live, std::size_t& requeued) {
+  const JournalRecord& r = js.latest;
+  (void)jobs.claim_dir(r.path);
+  // The checkpoint's own time is the manifest's pinned created time.
+  for (const auto& t : js.committed_targets) {
+    jobs.recovered_commit(r.job, r.created_ns, r.step, r.snapshot);
+    JournalRecord cr = r;
+    cr.state = JobState::kCommitted;
+    cr.target = t;
+    live.push_back(cr);
   }
+  jobs.observe_checkpoint(r.job, r.created_ns);
+  std::vector<std::string> pending;
+  bool done = false;
+  if (r.state == JobState::kSkipped || r.state == JobState::kFailed) {
+    done = true;
+  } else if (c.fan_out) {
+    for (const auto& t : c.targets) {
+      if (std::find(js.committed_targets.begin(), js.committed_targets.end(), t) ==
+          js.committed_targets.end())
+        pending.push_back(t);
+    }
+    done = pending.empty();
+  } else {
+    done = !js.committed_targets.empty();
+  }
+  if (done) {
+    jobs.recovered_final(r.job, r.state, !js.committed_targets.empty());
+    if (js.committed_targets.empty()) live.push_back(r);
+    return;
+  }
+  JournalRecord sub = r;
+  sub.state = JobState::kSubmitted;
+  sub.target.clear();
+  live.push_back(sub);
+  QueuedJob q;
+  q.id = id;
+  q.job = r.job;
+  q.dir = r.path;
+  q.snapshot = r.snapshot;
+  q.created_ns = r.created_ns;
+  q.mtime_ns = r.created_ns;
+  q.step = r.step;
+  q.logical_bytes = r.logical_bytes;
+  q.pending_targets = pending;
+  scheduler.add(std::move(q));
+  ++requeued;
+}
+
+Result<std::uint64_t> Agent::Impl::submit(const fs::path& dir, const std::string& job, std::uint64_t step,
+                                          std::int64_t mtime_ns, bool by_hand) {
+  const AgentConfig c = config_copy();
+  if (jobs.known_dir(dir.string())) return Status::invalid_argument(dir.string() + " was already submitted");
   std::vector<std::string> notices;
   ASSIGN_OR_RETURN(auto sources, list_pack_sources(dir, &notices));
   std::uint64_t bytes = 0;
@@ -154,17 +152,19 @@ Result<std::uint64_t> Agent::Impl::submit(const fs::path& dir, const std::string
   r.created_ns = mtime_ns;
   r.step = step;
   r.logical_bytes = bytes;
+  if (!jobs.claim_dir(dir.string())) return Status::invalid_argument(dir.string() + " was already submitted");
   {
-    std::lock_guard lock(jobs_mu);
-    if (!known_dirs.insert(dir.string()).second)
-      return Status::invalid_argument(dir.string() + " was already submitted");
+    std::lock_guard lock(submit_mu);
     r.job_id = journal->next_job_id();
-    Status st = journal->append(r);
-    if (!st) {
-      known_dirs.erase(dir.string());
+    if (Status st = journal->append(r); !st) {
+      jobs.release_dir(dir.string());
       return st;
     }
-    stats[job].interval.observe(mtime_ns);
+  }
+  if (by_hand) {
+    jobs.submitted(job, mtime_ns);
+  } else {
+    jobs.observe_checkpoint(job, mtime_ns);
   }
   QueuedJob q;
   q.id = r.job_id;
@@ -178,7 +178,7 @@ Result<std::uint64_t> Agent::Impl::submit(const fs::path& dir, const std::string
   if (c.fan_out) q.pending_targets = c.targets;
   log.info("checkpoint_submitted", {field("id", r.job_id), field("job", job), field("dir", dir.string()),
                                     field("snapshot", r.snapshot), field("bytes", bytes)});
-  metrics.add(kMetricJobs, {{"state", "submitted"}}, 1);
+  metrics.add(kMetricSubmitted, {}, 1);
   scheduler.add(std::move(q));
   return r.job_id;
 }
@@ -192,34 +192,23 @@ Status Agent::Impl::start_watcher(const AgentConfig& c) {
       std::clamp(c.incomplete_grace_s * 1000, 1.0, static_cast<double>(std::numeric_limits<int>::max())));
   wo.on_notice = [this](const std::string& line) { log.info("watcher_notice", {field("detail", line)}); };
   wo.on_incomplete = [this](const IncompleteCheckpoint& ic) {
-    {
-      std::lock_guard lock(jobs_mu);
-      if (known_dirs.count(ic.dir.string())) return false;  // handed over by `ferry submit`
-    }
+    if (jobs.known_dir(ic.dir.string())) return false;  // handed over by `ferry submit`
     log.warn("checkpoint_incomplete",
              {field("job", ic.job), field("dir", ic.dir.string()), field("waiting_for", ic.waiting_for),
               field("incomplete_for_s", std::round(ic.incomplete_for_s)),
               field("detail", "not replicated until complete; `ferry submit DIR` takes it as it is")});
     return true;
   };
-  std::unique_ptr<Watcher> next;
-  {
-    // The old watcher stops first so no candidate is reported twice.
-    std::lock_guard lock(watcher_mu);
-    watcher.reset();
-  }
-  ASSIGN_OR_RETURN(next, Watcher::start(wo, [this](const CheckpointCandidate& cand) {
-                     {
-                       std::lock_guard lock(jobs_mu);
-                       if (known_dirs.count(cand.dir.string())) return;
-                     }
-                     auto id = submit(cand.dir, cand.job, cand.step, cand.mtime_ns);
+  // The old watcher stops first so no candidate is reported twice.
+  watcher.reset();
+  ASSIGN_OR_RETURN(auto next, Watcher::start(wo, [this](const CheckpointCandidate& cand) {
+                     if (jobs.known_dir(cand.dir.string())) return;
+                     auto id = submit(cand.dir, cand.job, cand.step, cand.mtime_ns, false);
                      if (!id)
                        log.warn("submit_failed",
                                 {field("dir", cand.dir.string()), field("error", id.status().to_string())});
                    }));
-  std::lock_guard lock(watcher_mu);
-  watcher = std::move(next);
+  watcher.set(std::move(next));
   return Status::ok();
 }
 // ---- Agent ----
@@ -227,6 +216,64 @@ Status Agent::Impl::start_watcher(const AgentConfig& c) {
 Agent::Agent(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Agent::~Agent() { shutdown(0); }
+
+// Every target is probed once: refusing to start when none answers turns a
+// typo or a missing route into an immediate, named error (systemd's
+// Restart=on-failure tries again later for a site that is merely down).
+Status Agent::Impl::probe_targets(const AgentConfig& c) {
+  std::string probe_errors;
+  for (const auto& t : c.targets) {
+    Status st = probe(t);
+    if (st) continue;
+    for (int i = 0; i < c.target_down_after; ++i) (void)health.record(t, st);
+    probe_errors += (probe_errors.empty() ? "" : "; ") + t + ": " + st.to_string();
+    log.warn("target_unreachable", {field("target", t), field("error", st.to_string())});
+  }
+  if (!health.any_up()) return Status::unavailable("--targets: no target is reachable: " + probe_errors);
+  return Status::ok();
+}
+
+// The thread pool and one codec engine per worker.
+Status Agent::Impl::make_engines(const AgentConfig& c) {
+  pool = std::make_unique<ThreadPool>(static_cast<std::size_t>(c.threads));
+  auto choice = parse_engine_choice(c.engine);
+  if (!choice) return choice.status().with_context("--engine");
+  GpuOptions gpu;
+  // The caps are for the whole agent: each worker's engine gets its share.
+  const auto workers = static_cast<std::size_t>(c.max_jobs);
+  gpu.device_memory_bytes = (static_cast<std::size_t>(c.gpu_memory_mb) << 20) / workers;
+  gpu.pinned_memory_bytes = (static_cast<std::size_t>(c.pinned_memory_mb) << 20) / workers;
+  gpu.low_priority_streams = true;
+  CpuEngineOptions cpu;
+  cpu.pool = pool.get();
+  for (int i = 0; i < c.max_jobs; ++i) {
+    auto engine = choose_engine(*choice, gpu, cpu);
+    if (!engine) return engine.status().with_context("--engine=" + c.engine);
+    engines.push_back(std::move(engine).value());
+  }
+  engine_description = engines.front()->description();
+  log.info("codec_engine",
+           {field("engine", engine_description), field("threads", c.threads),
+            field("gpu_memory_mb", c.gpu_memory_mb), field("pinned_memory_mb", c.pinned_memory_mb)});
+  return Status::ok();
+}
+
+// The prober, the workers and the RPO ticker.
+void Agent::Impl::start_threads(const AgentConfig& c) {
+  prober = std::make_unique<HealthProber>(
+      health, [this](const std::string& t) { return probe(t); },
+      [this](const std::string& t, TargetHealth::Change ch, const Status& st) {
+        if (ch == TargetHealth::Change::kWentDown) {
+          log.warn("target_down", {field("target", t), field("error", st.to_string())});
+        } else if (ch == TargetHealth::Change::kCameUp) {
+          log.info("target_up", {field("target", t)});
+        }
+      },
+      static_cast<int>(c.probe_interval_s * 1000));
+  for (int i = 0; i < c.max_jobs; ++i)
+    workers.emplace_back([this, i] { worker(static_cast<std::size_t>(i)); });
+  ticker = std::make_unique<Ticker>([this] { tick(); }, kRpoTickMs);
+}
 
 Result<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config, Logger& log) {
   RETURN_IF_ERROR(validate(config));
@@ -237,44 +284,12 @@ Result<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config, Logger& l
   auto journal = Journal::open(config.state_dir / "journal");
   if (!journal) return journal.status().with_context("--state_dir=" + config.state_dir.string());
   a.journal = std::move(journal).value();
-  a.metrics.describe_agent_metrics();
+  describe_agent_metrics(a.metrics);
+  a.journal->set_fsync_observer(
+      [&m = a.metrics](double seconds) { m.observe(kMetricJournalFsyncSeconds, {}, seconds); });
   RETURN_IF_ERROR(a.recover());
-
-  // Every target is probed once: refusing to start when none answers turns
-  // a typo or a missing route into an immediate, named error (systemd's
-  // Restart=on-failure tries again later for a site that is merely down).
-  std::string probe_errors;
-  for (const auto& t : config.targets) {
-    Status st = a.probe(t);
-    if (st) continue;
-    for (int i = 0; i < config.target_down_after; ++i) (void)a.health.record(t, st);
-    probe_errors += (probe_errors.empty() ? "" : "; ") + t + ": " + st.to_string();
-    log.warn("target_unreachable", {field("target", t), field("error", st.to_string())});
-  }
-  if (!a.health.any_up()) {
-    return Status::unavailable("--targets: no target is reachable: " + probe_errors);
-  }
-
-  a.pool = std::make_unique<ThreadPool>(static_cast<std::size_t>(config.threads));
-  auto choice = parse_engine_choice(config.engine);
-  if (!choice) return choice.status().with_context("--engine");
-  GpuOptions gpu;
-  // The caps are for the whole agent: each worker's engine gets its share.
-  const auto workers = static_cast<std::size_t>(config.max_jobs);
-  gpu.device_memory_bytes = (static_cast<std::size_t>(config.gpu_memory_mb) << 20) / workers;
-  gpu.pinned_memory_bytes = (static_cast<std::size_t>(config.pinned_memory_mb) << 20) / workers;
-  gpu.low_priority_streams = true;
-  CpuEngineOptions cpu;
-  cpu.pool = a.pool.get();
-  for (int i = 0; i < config.max_jobs; ++i) {
-    auto engine = choose_engine(*choice, gpu, cpu);
-    if (!engine) return engine.status().with_context("--engine=" + config.engine);
-    a.engines.push_back(std::move(engine).value());
-  }
-  a.engine_description = a.engines.front()->description();
-  log.info("codec_engine", {field("engine", a.engine_description), field("threads", config.threads),
-                            field("gpu_memory_mb", config.gpu_memory_mb),
-                            field("pinned_memory_mb", config.pinned_memory_mb)});
+  RETURN_IF_ERROR(a.probe_targets(config));
+  RETURN_IF_ERROR(a.make_engines(config));
 
   if (!config.metrics_listen.empty()) {
     auto server = MetricsServer::start(config.metrics_listen, a.metrics);
@@ -291,29 +306,9 @@ Result<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config, Logger& l
   if (!control) return control.status().with_context("--control_socket=" + config.control_socket.string());
   a.control = std::move(control).value();
 
-  a.prober = std::make_unique<HealthProber>(
-      a.health, [&a](const std::string& t) { return a.probe(t); },
-      [&a](const std::string& t, TargetHealth::Change ch, const Status& st) {
-        if (ch == TargetHealth::Change::kWentDown) {
-          a.log.warn("target_down", {field("target", t), field("error", st.to_string())});
-        } else if (ch == TargetHealth::Change::kCameUp) {
-          a.log.info("target_up", {field("target", t)});
-        }
-      },
-      static_cast<int>(config.probe_interval_s * 1000));
-  for (int i = 0; i < config.max_jobs; ++i)
-    a.workers.emplace_back([&a, i] { a.worker(static_cast<std::size_t>(i)); });
-  a.ticker = std::thread([&a] {
-    std::unique_lock lock(a.tick_mu);
-    while (!a.stopping.load()) {
-      lock.unlock();
-      a.tick();
-      lock.lock();
-      // No predicate: a commit's notify_all wakes it for an early tick.
-      if (!a.stopping.load()) a.tick_cv.wait_for(lock, std::chrono::milliseconds(kRpoTickMs));
-    }
-  });
+  a.start_threads(config);
   RETURN_IF_ERROR(a.start_watcher(config));
+  a.tick();  // every series is there for the first scrape
   log.info("agent_started", {field("targets", std::to_string(config.targets.size())),
                              field("roots", std::to_string(config.watch.size())),
                              field("control_socket", config.control_socket.string()),
@@ -325,10 +320,7 @@ void Agent::shutdown(double grace_s) {
   Impl& a = *impl_;
   if (a.shut_down) return;
   a.shut_down = true;
-  {
-    std::lock_guard lock(a.watcher_mu);
-    a.watcher.reset();
-  }
+  a.watcher.reset();
   a.scheduler.pause("");  // no new job starts
   const auto deadline = Clock::now() + std::chrono::duration<double>(grace_s);
   while (a.scheduler.running() > 0 && Clock::now() < deadline) {
@@ -338,10 +330,9 @@ void Agent::shutdown(double grace_s) {
   a.cancel.store(true);
   a.stopping.store(true);
   a.scheduler.stop();
-  a.tick_cv.notify_all();
   for (auto& w : a.workers) w.join();
   a.workers.clear();
-  if (a.ticker.joinable()) a.ticker.join();
+  if (a.ticker) a.ticker->stop();
   a.prober.reset();
   a.control.reset();
   a.metrics_server.reset();
@@ -352,10 +343,7 @@ void Agent::shutdown(double grace_s) {
 Status Agent::reload(const AgentConfig& next) {
   Impl& a = *impl_;
   const AgentConfig old = a.config_copy();
-  {
-    std::lock_guard lock(a.config_mu);
-    a.config = next;
-  }
+  a.config.set(next);
   a.health.reconfigure(next.targets, next.target_down_after, next.target_up_after);
   a.scheduler.set_skip_superseded(next.skip_superseded);
   if (a.prober) a.prober->set_interval_ms(static_cast<int>(next.probe_interval_s * 1000));
@@ -369,8 +357,7 @@ Status Agent::reload(const AgentConfig& next) {
   if (roots_changed) {
     Status st = a.start_watcher(next);
     if (!st) {
-      std::lock_guard lock(a.config_mu);
-      a.config = old;
+      a.config.set(old);
       a.health.reconfigure(old.targets, old.target_down_after, old.target_up_after);
       (void)a.start_watcher(old);
       return st.with_context("reload");
@@ -404,7 +391,7 @@ Result<std::uint64_t> Agent::submit(const fs::path& dir, const std::string& job)
     }
     if (name.empty()) name = abs.parent_path().filename().string();
   }
-  return impl_->submit(abs, name, step_from_name(abs.filename().string()), dir_mtime_ns(abs));
+  return impl_->submit(abs, name, step_from_name(abs.filename().string()), dir_mtime_ns(abs), true);
 }
 int Agent::metrics_port() const { return impl_->metrics_server ? impl_->metrics_server->port() : 0; }
 

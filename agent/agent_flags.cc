@@ -153,6 +153,10 @@ const Setting kSettings[] = {
      show_string<&C::cert>},
     {nullptr, "key", "FILE", "PEM private key of this host (mode 0600). Required", set_string<&C::key>,
      show_string<&C::key>},
+    {nullptr, "crl", "FILE",
+     "PEM revocation lists of the CA (`ferry certs --revoke`): a receiver certificate on one is refused. "
+     "Read at every connection; SIGHUP checks it at once",
+     set_string<&C::crl>, show_string<&C::crl>},
     {"The agent's own things", "state_dir", "DIR", "directory of the journal (keep it on a local disk)",
      set_state_dir, show_state_dir},
     {nullptr, "control_socket", "PATH", "unix socket for ferry status, submit, pause and resume",

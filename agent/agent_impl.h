@@ -7,24 +7,23 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <filesystem>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "agent/agent.h"
 #include "agent/control.h"
+#include "agent/job_table.h"
 #include "agent/journal.h"
 #include "agent/metrics.h"
 #include "agent/rpo.h"
 #include "agent/scheduler.h"
 #include "agent/target_health.h"
+#include "agent/ticker.h"
 #include "agent/watcher.h"
 #include "base/clock.h"
 #include "base/thread_pool.h"
@@ -40,71 +39,97 @@ struct CheckpointRead {
   std::vector<FileState> states;
 };
 
-// Per-job figures behind status and the RPO metrics.
-struct JobStats {
-  std::uint64_t newest_committed_step = 0;
-  std::string newest_committed_snapshot;
-  std::optional<std::int64_t> newest_committed_ns;
-  std::uint64_t committed = 0, skipped = 0, failed = 0;
-  std::string last_error;
-  IntervalEstimate interval;
-  RpoWarning warning;
-  RpoForecast forecast;
-  // Checkpoint directories newer than the newest commit and still not
-  // complete after --incomplete_grace_s, and the oldest of them (tick()).
-  std::uint64_t stuck_dirs = 0;
-  IncompleteCheckpoint oldest_stuck;
+// The configuration in force: read whole by every user, replaced whole by
+// reload. Thread-safe.
+class SharedConfig {
+ public:
+  explicit SharedConfig(AgentConfig c) : config_(std::move(c)) {}
+  AgentConfig get() const {
+    std::lock_guard lock(mu_);
+    return config_;
+  }
+  void set(const AgentConfig& c) {
+    std::lock_guard lock(mu_);
+    config_ = c;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  AgentConfig config_;
 };
 
+// The watcher in use, replaced on reload (the old one stops first so no
+// candidate is reported twice). Thread-safe.
+class WatcherSlot {
+ public:
+  void reset() { set(nullptr); }
+  void set(std::unique_ptr<Watcher> next) {
+    std::lock_guard lock(mu_);
+    watcher_ = std::move(next);  // the old one stops while no other thread can reach it
+  }
+  // The watcher's incomplete checkpoint directories, oldest first.
+  std::vector<IncompleteCheckpoint> incomplete() const {
+    std::lock_guard lock(mu_);
+    return watcher_ ? watcher_->incomplete() : std::vector<IncompleteCheckpoint>{};
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::unique_ptr<Watcher> watcher_;
+};
+
+// The agent's parts. Each part guards its own state (the journal, scheduler,
+// target health, job table, metrics, config and watcher are thread-safe
+// classes); the files implementing Agent call their methods and share no lock.
 struct Agent::Impl {
   Logger& log;
-  std::mutex config_mu;
-  AgentConfig config;
+  SharedConfig config;
   std::int64_t started_ns = wall_ns();
 
   std::unique_ptr<Journal> journal;
+  // Held while a submission takes the next job id and journals it, so two
+  // submissions never take the same id (agent.cc only).
+  std::mutex submit_mu;
   Scheduler scheduler;
   TargetHealth health;
+  JobTable jobs;
   Metrics metrics;
   std::unique_ptr<ThreadPool> pool;
   std::vector<std::unique_ptr<CodecEngine>> engines;  // one per worker
   std::string engine_description;
 
-  std::mutex jobs_mu;  // guards stats, known_dirs, throughput
-  std::map<std::string, JobStats> stats;
-  std::set<std::string> known_dirs;  // every directory ever submitted
-  ThroughputEstimate throughput;
-
   std::atomic<bool> cancel{false};  // in-flight pushes stop
   std::atomic<bool> stopping{false};
-  std::mutex tick_mu;
-  std::condition_variable tick_cv;
 
   std::unique_ptr<MetricsServer> metrics_server;
   std::unique_ptr<HealthProber> prober;
-  std::mutex watcher_mu;
-  std::unique_ptr<Watcher> watcher;
+  WatcherSlot watcher;
   std::unique_ptr<ControlServer> control;
   std::vector<std::thread> workers;
-  std::thread ticker;
+  std::unique_ptr<Ticker> ticker;
   bool shut_down = false;
 
   Impl(const AgentConfig& c, Logger& l)
       : log(l), config(c), scheduler(SchedulerOptions{c.skip_superseded}),
         health(c.targets, c.target_down_after, c.target_up_after) {}
 
-  AgentConfig config_copy() {
-    std::lock_guard lock(config_mu);
-    return config;
-  }
+  AgentConfig config_copy() const { return config.get(); }
 
   // Dials `target` and completes HELLO: the health probe.
   Status probe(const std::string& target);
 
+  // agent.cc: start-up steps, recovery and submission.
   Status recover();
+  void recover_job(std::uint64_t id, const JobStatus& js, const AgentConfig& c,
+                   std::vector<JournalRecord>& live, std::size_t& requeued);
+  Status probe_targets(const AgentConfig& c);
+  Status make_engines(const AgentConfig& c);
+  void start_threads(const AgentConfig& c);
   Status start_watcher(const AgentConfig& c);
+  // `by_hand`: through the control socket (`ferry submit`), which keeps the
+  // job listed while the agent runs even when no watched root names it.
   Result<std::uint64_t> submit(const std::filesystem::path& dir, const std::string& job, std::uint64_t step,
-                               std::int64_t mtime_ns);
+                               std::int64_t mtime_ns, bool by_hand);
   // agent_worker.cc: the workers and the steps of one job.
   void worker(std::size_t index);
   void run_job(QueuedJob j, std::size_t worker_index);
@@ -122,6 +147,7 @@ struct Agent::Impl {
   void retry_or_fail(QueuedJob j, const Status& why, const char* kind);
   void retry_job(QueuedJob j, const Status& why, const char* kind);
   void job_done(const QueuedJob& j, JobState state, const std::string& detail);
+  // agent_status.cc: RPO, metrics and status.
   void tick();
   nlohmann::json status_json();
 };

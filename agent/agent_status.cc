@@ -2,7 +2,9 @@
 // RPO ticker (forecast, warning raised and cleared once each in the log,
 // gauges), the status object of the control socket, and the control
 // handler (status, submit, pause, resume).
+#include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "agent/agent_impl.h"
 #include "cuda/gpu_engine.h"
@@ -13,83 +15,60 @@ namespace ferry::agent {
 
 void Agent::Impl::tick() {
   const AgentConfig c = config_copy();
-  const std::int64_t now = wall_ns();
-  auto entries = scheduler.entries();
-  std::map<std::string, std::uint64_t> backlog, waiting;
-  std::map<std::string, std::int64_t> oldest_pending;
+  RpoRefresh in;
+  in.now_ns = wall_ns();
+  const auto entries = scheduler.entries();
   for (const auto& e : entries) {
-    backlog[e.job.job] += e.job.logical_bytes;
-    if (!e.running) waiting[e.job.job] += e.job.logical_bytes;
-    auto [it, fresh] = oldest_pending.emplace(e.job.job, e.job.mtime_ns);
+    in.backlog_bytes[e.job.job] += e.job.logical_bytes;
+    if (!e.running) in.waiting_bytes[e.job.job] += e.job.logical_bytes;
+    auto [it, fresh] = in.oldest_pending_ns.emplace(e.job.job, e.job.mtime_ns);
     if (!fresh) it->second = std::min(it->second, e.job.mtime_ns);
   }
-  const bool any_up = health.any_up();
-  std::vector<IncompleteCheckpoint> incomplete;
-  {
-    std::lock_guard lock(watcher_mu);
-    if (watcher) incomplete = watcher->incomplete();  // oldest first
-  }
-  std::vector<std::pair<std::string, std::string>> raised, cleared;
-  {
-    std::lock_guard lock(jobs_mu);
-    for (const auto& w : c.watch) stats[w.job];
-    for (const auto& [job, b] : backlog) stats[job];
-    std::map<std::string, std::int64_t> oldest_incomplete;
-    for (auto& [job, s] : stats) s.stuck_dirs = 0;
-    for (const auto& ic : incomplete) {
-      if (known_dirs.count(ic.dir.string())) continue;  // handed over by `ferry submit`
-      oldest_incomplete.emplace(ic.job, ic.first_seen_ns);
-      JobStats& s = stats[ic.job];
-      // Only what is newer than the DR copy is at risk: an old directory
-      // left half-written by a crash must not raise the RPO warning forever.
-      const bool newer = !s.newest_committed_ns || ic.first_seen_ns > *s.newest_committed_ns;
-      if (newer && ic.incomplete_for_s >= c.incomplete_grace_s) {
-        if (s.stuck_dirs++ == 0) s.oldest_stuck = ic;
-      }
+  for (const auto& w : c.watch) in.watched_jobs.push_back(w.job);
+  in.incomplete = watcher.incomplete();
+  in.any_target_up = health.any_up();
+  in.rpo_target_s = c.rpo_target_s;
+  in.checkpoint_interval_s = c.checkpoint_interval_s;
+  in.incomplete_grace_s = c.incomplete_grace_s;
+  std::set<std::string> listed;
+  for (const JobRpo& j : jobs.refresh_rpo(in)) {
+    if (j.change == RpoWarning::Change::kRaised)
+      log.warn("rpo_warning_raised", {field("job", j.job), field("reason", j.warning_text)});
+    if (j.change == RpoWarning::Change::kCleared) log.info("rpo_warning_cleared", {field("job", j.job)});
+    listed.insert(j.job);
+    const Labels l{{std::string(kJobLabel), j.job}};
+    // The age of the DR copy is time() minus this in PromQL; a job with no
+    // commit yet has no such series (its age is unknown, never 0).
+    if (j.newest_committed_ns) {
+      metrics.set(kMetricLastCommit, l, static_cast<double>(*j.newest_committed_ns) / 1e9);
+    } else {
+      metrics.remove(kMetricLastCommit, l);
     }
-    const double rate = throughput.bytes_per_second();
-    for (auto& [job, s] : stats) {
-      RpoInputs in;
-      in.now_ns = now;
-      in.newest_committed_ns = s.newest_committed_ns;
-      if (oldest_pending.count(job)) in.oldest_pending_ns = oldest_pending[job];
-      if (oldest_incomplete.count(job)) in.oldest_incomplete_ns = oldest_incomplete[job];
-      in.stuck_dirs = s.stuck_dirs;
-      if (s.stuck_dirs > 0) {
-        in.stuck_detail = s.oldest_stuck.dir.filename().string() + " waits for " + s.oldest_stuck.waiting_for;
-      }
-      in.backlog_bytes = backlog.count(job) ? backlog[job] : 0;
-      in.waiting_bytes = waiting.count(job) ? waiting[job] : 0;
-      in.throughput_bytes_per_s = rate;
-      in.any_target_up = any_up;
-      in.rpo_target_s = c.rpo_target_s;
-      in.checkpoint_interval_s = c.checkpoint_interval_s > 0 ? c.checkpoint_interval_s : s.interval.seconds();
-      s.forecast = forecast_rpo(in);
-      auto change = s.warning.update(s.forecast);
-      if (change == RpoWarning::Change::kRaised) raised.emplace_back(job, s.warning.text());
-      if (change == RpoWarning::Change::kCleared) cleared.emplace_back(job, "");
-      const Labels l{{"job", job}};
-      metrics.set(kMetricRpoSeconds, l, s.forecast.rpo_seconds);
-      metrics.set(kMetricRpoForecastSeconds, l, s.forecast.forecast_rpo_seconds);
-      metrics.set(kMetricRpoWarning, l, s.warning.active() ? 1 : 0);
-      metrics.set(kMetricBacklogBytes, l, static_cast<double>(in.backlog_bytes));
-      metrics.set(kMetricIncompleteCheckpoints, l, static_cast<double>(s.stuck_dirs));
-    }
-    metrics.set(kMetricThroughput, {}, rate);
+    metrics.set(kMetricRpoForecastSeconds, l, j.forecast.forecast_rpo_seconds);
+    metrics.set(kMetricRpoWarning, l, j.warning ? 1 : 0);
+    metrics.set(kMetricBacklogBytes, l, static_cast<double>(j.backlog_bytes));
+    metrics.set(kMetricIncompleteCheckpoints, l, static_cast<double>(j.stuck_dirs));
   }
-  for (const auto& [job, text] : raised)
-    log.warn("rpo_warning_raised", {field("job", job), field("reason", text)});
-  for (const auto& [job, text] : cleared) log.info("rpo_warning_cleared", {field("job", job)});
+  // A job the table dropped (no longer watched, nothing pending) leaves no
+  // series behind.
+  for (const auto& job : metrics.label_values(kMetricRpoWarning, kJobLabel)) {
+    if (!listed.count(job)) metrics.remove_labelled(kJobLabel, job);
+  }
+  metrics.set(kMetricRpoTarget, {}, c.rpo_target_s);
   // Checkpoints not yet committed, queued or in flight (as status lists
   // them): a job between attempts is never missing from it.
   metrics.set(kMetricQueueDepth, {}, static_cast<double>(entries.size()));
   metrics.set(kMetricPaused, {}, scheduler.all_paused() ? 1 : 0);
-  for (const auto& t : health.states()) metrics.set(kMetricTargetUp, {{"target", t.address}}, t.up ? 1 : 0);
+  std::set<std::string> targets;
+  for (const auto& t : health.states()) {
+    targets.insert(t.address);
+    metrics.set(kMetricTargetUp, {{"target", t.address}}, t.up ? 1 : 0);
+  }
+  for (const auto& t : metrics.label_values(kMetricTargetUp, "target")) {
+    if (!targets.count(t)) metrics.remove(kMetricTargetUp, {{"target", t}});
+  }
   if (auto e = last_engine_selection())
     metrics.set(kMetricEngineInfo, {{"engine", e->engine}, {"reason", e->reason}}, 1);
-  const double logical = metrics.value(kMetricLogicalBytes, {});
-  const double wire = metrics.value(kMetricWireBytes, {});
-  if (wire > 0) metrics.set(kMetricCompressionRatio, {}, logical / wire);
 }
 
 nlohmann::json Agent::Impl::status_json() {
@@ -109,44 +88,41 @@ nlohmann::json Agent::Impl::status_json() {
     if (std::isnan(v)) return nullptr;
     return std::isfinite(v) ? v : -1.0;
   };
-  nlohmann::json jobs = nlohmann::json::array();
-  {
-    std::lock_guard lock(jobs_mu);
-    for (const auto& [job, s] : stats) {
-      std::uint64_t queued = 0, in_flight = 0, backlog = 0;
-      for (const auto& e : entries) {
-        if (e.job.job != job) continue;
-        (e.running ? in_flight : queued)++;
-        backlog += e.job.logical_bytes;
-      }
-      nlohmann::json stuck = nullptr;
-      if (s.stuck_dirs > 0) {
-        stuck = {{"count", s.stuck_dirs},
-                 {"oldest_dir", s.oldest_stuck.dir.string()},
-                 {"waiting_for", s.oldest_stuck.waiting_for},
-                 {"incomplete_for_seconds", s.oldest_stuck.incomplete_for_s}};
-      }
-      jobs.push_back({{"job", job},
-                      {"paused", scheduler.paused(job)},
-                      {"newest_committed_step", s.newest_committed_step},
-                      {"newest_committed_snapshot", s.newest_committed_snapshot},
-                      {"rpo_seconds", number(s.forecast.rpo_seconds)},
-                      {"rpo_target_seconds", c.rpo_target_s},
-                      {"forecast_rpo_seconds", number(s.forecast.forecast_rpo_seconds)},
-                      {"incomplete", stuck},
-                      {"warning", s.warning.active()},
-                      {"warning_text", s.warning.text()},
-                      {"backlog_bytes", backlog},
-                      {"queued", queued},
-                      {"in_flight", in_flight},
-                      {"committed", s.committed},
-                      {"skipped", s.skipped},
-                      {"failed", s.failed},
-                      {"last_error", s.last_error}});
+  nlohmann::json job_list = nlohmann::json::array();
+  for (const auto& [job, s] : jobs.jobs()) {
+    std::uint64_t queued = 0, in_flight = 0, backlog = 0;
+    for (const auto& e : entries) {
+      if (e.job.job != job) continue;
+      (e.running ? in_flight : queued)++;
+      backlog += e.job.logical_bytes;
     }
-    out["throughput_bytes_per_second"] = throughput.bytes_per_second();
+    nlohmann::json stuck = nullptr;
+    if (s.stuck_dirs > 0) {
+      stuck = {{"count", s.stuck_dirs},
+               {"oldest_dir", s.oldest_stuck.dir.string()},
+               {"waiting_for", s.oldest_stuck.waiting_for},
+               {"incomplete_for_seconds", s.oldest_stuck.incomplete_for_s}};
+    }
+    job_list.push_back({{"job", job},
+                        {"paused", scheduler.paused(job)},
+                        {"newest_committed_step", s.newest_committed_step},
+                        {"newest_committed_snapshot", s.newest_committed_snapshot},
+                        {"rpo_seconds", number(s.forecast.rpo_seconds)},
+                        {"rpo_target_seconds", c.rpo_target_s},
+                        {"forecast_rpo_seconds", number(s.forecast.forecast_rpo_seconds)},
+                        {"incomplete", stuck},
+                        {"warning", s.warning.active()},
+                        {"warning_text", s.warning.text()},
+                        {"backlog_bytes", backlog},
+                        {"queued", queued},
+                        {"in_flight", in_flight},
+                        {"committed", s.committed},
+                        {"skipped", s.skipped},
+                        {"failed", s.failed},
+                        {"last_error", s.last_error}});
   }
-  out["jobs"] = jobs;
+  out["throughput_bytes_per_second"] = jobs.throughput_bytes_per_second();
+  out["jobs"] = job_list;
   nlohmann::json targets = nlohmann::json::array();
   for (const auto& t : health.states()) {
     targets.push_back({{"address", t.address},

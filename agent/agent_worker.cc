@@ -80,16 +80,9 @@ void Agent::Impl::job_done(const QueuedJob& j, JobState state, const std::string
   r.detail = detail;
   Status st = journal->append(r);
   if (!st) log.error("journal_append_failed", {field("error", st.to_string())});
-  {
-    std::lock_guard lock(jobs_mu);
-    JobStats& s = stats[j.job];
-    if (state == JobState::kSkipped) ++s.skipped;
-    if (state == JobState::kFailed) {
-      ++s.failed;
-      s.last_error = detail;
-    }
-  }
-  metrics.add(kMetricJobs, {{"state", std::string(job_state_name(state))}}, 1);
+  if (state == JobState::kSkipped) jobs.skipped(j.job);
+  if (state == JobState::kFailed) jobs.failed(j.job, detail);
+  metrics.add(kMetricFinished, {{"state", std::string(job_state_name(state))}}, 1);
   log.log(state == JobState::kFailed ? LogLevel::kError : LogLevel::kInfo,
           state == JobState::kSkipped ? "checkpoint_skipped" : "checkpoint_failed",
           {field("id", j.id), field("job", j.job), field("snapshot", j.snapshot), field("detail", detail)});
@@ -138,6 +131,7 @@ void Agent::Impl::run_job(QueuedJob j, std::size_t worker_index) {
     const auto t0 = Clock::now();
     auto pushed = replication::push(read->sources, po);
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    metrics.observe(kMetricPushSeconds, {}, seconds);
     if (!pushed) {
       if (cancel.load()) {
         // Shutdown: the journal keeps the job started; the next start resumes it.
@@ -167,10 +161,7 @@ void Agent::Impl::retry_or_fail(QueuedJob j, const Status& why, const char* kind
 
 void Agent::Impl::retry_job(QueuedJob j, const Status& why, const char* kind) {
   const int delay = std::min(kRetryMaxDelayMs, kRetryInitialDelayMs << std::min(j.attempts, 10));
-  {
-    std::lock_guard lock(jobs_mu);
-    stats[j.job].last_error = why.to_string();
-  }
+  jobs.set_last_error(j.job, why.to_string());
   metrics.add(kMetricErrors, {{"kind", kind}}, 1);
   log.warn("checkpoint_retry", {field("id", j.id), field("job", j.job), field("snapshot", j.snapshot),
                                 field("attempt", j.attempts), field("delay_ms", delay), field("kind", kind),
@@ -196,25 +187,14 @@ void Agent::Impl::record_commits(QueuedJob& j, const std::vector<replication::Pu
          field("failovers", rep.failovers), field("seconds", rep.seconds)});
     std::erase(j.pending_targets, rep.target);
   }
-  std::lock_guard lock(jobs_mu);
-  throughput.add(j.logical_bytes, seconds);
+  jobs.add_throughput(j.logical_bytes, seconds);
 }
 
 void Agent::Impl::job_committed(const QueuedJob& j) {
-  {
-    std::lock_guard lock(jobs_mu);
-    JobStats& s = stats[j.job];
-    ++s.committed;
-    s.last_error.clear();
-    if (!s.newest_committed_ns || j.created_ns >= *s.newest_committed_ns) {
-      s.newest_committed_ns = j.created_ns;
-      s.newest_committed_step = j.step;
-      s.newest_committed_snapshot = j.snapshot;
-    }
-  }
-  metrics.add(kMetricJobs, {{"state", "committed"}}, 1);
+  jobs.committed(j.job, j.created_ns, j.step, j.snapshot);
+  metrics.add(kMetricFinished, {{"state", "committed"}}, 1);
   scheduler.finish(j.id, true);
-  tick_cv.notify_all();
+  if (ticker) ticker->wake();
 }
 
 }  // namespace ferry::agent

@@ -68,6 +68,7 @@ replication::TlsConfig AgentConfig::tls() const {
   t.ca_file = ca;
   t.cert_file = cert;
   t.key_file = key;
+  t.crl_file = crl;
   t.role = replication::TlsRole::kClient;
   return t;
 }
@@ -175,11 +176,13 @@ std::vector<Status> validate_all(const AgentConfig& c) {
   check(check_readable_file("--ca", c.ca));
   check(check_readable_file("--cert", c.cert));
   check(check_readable_file("--key", c.key));
+  if (!c.crl.empty()) check(check_readable_file("--crl", c.crl));
   if (problems.size() == tls_problems) {
     // Building the context proves the PEMs parse and the key matches.
     auto ctx = replication::TlsContext::create(c.tls());
     if (!ctx) {
-      check(Status::invalid_argument("--ca=" + c.ca + " --cert=" + c.cert + " --key=" + c.key + ": " +
+      check(Status::invalid_argument("--ca=" + c.ca + " --cert=" + c.cert + " --key=" + c.key +
+                                     (c.crl.empty() ? "" : " --crl=" + c.crl) + ": " +
                                      ctx.status().message()));
     }
   }

@@ -39,6 +39,9 @@ struct AgentConfig {
   std::vector<std::string> targets;  // HOST:PORT, failover order
   bool fan_out = false;
   std::string ca, cert, key;
+  // PEM CRLs of the CA ("" = none): a receiver certificate on one is
+  // refused. Read at every connection; SIGHUP checks it at once.
+  std::string crl;
   std::filesystem::path state_dir = "/var/lib/ferry-agent";
   std::filesystem::path control_socket = "/run/ferry-agent/control.sock";
   std::string metrics_listen = "127.0.0.1:9464";  // "" = off

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <utility>
 
@@ -192,35 +193,54 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::filesystem::path& path
   // agent's compaction in progress is not ours to touch.
   std::error_code ec;
   std::filesystem::remove(path.string() + kCompactSuffix, ec);
+  ASSIGN_OR_RETURN(std::vector<std::byte> data, j->read_whole());
+  if (data.size() < kJournalHeaderBytes) {
+    RETURN_IF_ERROR(j->write_header(data));
+    return j;
+  }
+  RETURN_IF_ERROR(check_header(data, path));
+  ScanResult scan = scan_records(data);
+  j->recovered_ = std::move(scan.records);
+  j->max_id_ = scan.max_id;
+  if (scan.end < data.size()) RETURN_IF_ERROR(j->cut_tail(data.size(), scan.end, scan.why));
+  j->end_ = scan.end;
+  return j;
+}
+
+Result<std::vector<std::byte>> Journal::read_whole() const {
   struct stat st {};
-  if (::fstat(j->fd_.get(), &st) != 0) return Status::from_errno(errno, "fstat " + path.string());
+  if (::fstat(fd_.get(), &st) != 0) return Status::from_errno(errno, "fstat " + path_.string());
   if (!S_ISREG(st.st_mode))
-    return Status::invalid_argument("journal " + path.string() + " is not a regular file");
+    return Status::invalid_argument("journal " + path_.string() + " is not a regular file");
   const auto size = static_cast<std::uint64_t>(st.st_size);
   if (size > kMaxJournalFileBytes) {
-    return Status::exhausted("journal " + path.string() + " is " + std::to_string(size) +
+    return Status::exhausted("journal " + path_.string() + " is " + std::to_string(size) +
                              " bytes, over the limit of " + std::to_string(kMaxJournalFileBytes));
   }
   std::vector<std::byte> data(size);
-  RETURN_IF_ERROR(pread_exact(j->fd_.get(), data, 0, path));
+  RETURN_IF_ERROR(pread_exact(fd_.get(), data, 0, path_));
+  return data;
+}
 
+Status Journal::write_header(std::span<const std::byte> existing) {
+  // Empty, or a crash while the header of a new journal was written: only
+  // a prefix of our own header may be replaced; anything else is not ours.
   const std::vector<std::byte> header = file_header();
-  if (size < kJournalHeaderBytes) {
-    // Empty, or a crash while the header of a new journal was written: only
-    // a prefix of our own header may be replaced; anything else is not ours.
-    if (!std::equal(data.begin(), data.end(), header.begin())) {
-      return Status::corruption("journal " + path.string() + ": not a ferry journal (bad magic)");
-    }
-    RETURN_IF_ERROR(pwrite_all(j->fd_.get(), header, 0, path));
-    RETURN_IF_ERROR(fsync_fd(j->fd_.get(), path));
-    RETURN_IF_ERROR(fsync_dir(path.parent_path().empty() ? "." : path.parent_path()));
-    if (size > 0) {
-      j->notice_ =
-          "journal " + path.string() + ": completed a torn header of " + std::to_string(size) + " bytes";
-    }
-    j->end_ = kJournalHeaderBytes;
-    return j;
+  if (!std::equal(existing.begin(), existing.end(), header.begin())) {
+    return Status::corruption("journal " + path_.string() + ": not a ferry journal (bad magic)");
   }
+  RETURN_IF_ERROR(pwrite_all(fd_.get(), header, 0, path_));
+  RETURN_IF_ERROR(fsync_fd(fd_.get(), path_));
+  RETURN_IF_ERROR(fsync_dir(path_.parent_path().empty() ? "." : path_.parent_path()));
+  if (!existing.empty()) {
+    notice_ = "journal " + path_.string() + ": completed a torn header of " +
+              std::to_string(existing.size()) + " bytes";
+  }
+  end_ = kJournalHeaderBytes;
+  return Status::ok();
+}
+
+Status Journal::check_header(std::span<const std::byte> data, const std::filesystem::path& path) {
   if (std::memcmp(data.data(), kJournalMagic, sizeof(kJournalMagic)) != 0) {
     return Status::corruption("journal " + path.string() + ": not a ferry journal (bad magic)");
   }
@@ -229,53 +249,58 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::filesystem::path& path
     return Status::unsupported("journal " + path.string() + ": version " + std::to_string(version) +
                                " (this build reads version " + std::to_string(kJournalVersion) + ")");
   }
+  return Status::ok();
+}
 
+Journal::ScanResult Journal::scan_records(std::span<const std::byte> data) {
+  ScanResult out;
+  const std::uint64_t size = data.size();
   std::uint64_t off = kJournalHeaderBytes;
-  std::string why;
   while (off < size) {
     const std::uint64_t left = size - off;
     if (left < kJournalRecordHeaderBytes) {
-      why = "torn record header";
+      out.why = "torn record header";
       break;
     }
     const std::uint32_t len = get_u32(data.data() + off);
     const std::uint32_t crc = unmask_crc(get_u32(data.data() + off + 4));
     if (len > kMaxJournalRecordBytes) {
-      why = "record length " + std::to_string(len) + " over the limit";
+      out.why = "record length " + std::to_string(len) + " over the limit";
       break;
     }
     if (left - kJournalRecordHeaderBytes < len) {
-      why = "torn record body";
+      out.why = "torn record body";
       break;
     }
     std::span<const std::byte> body(data.data() + off + kJournalRecordHeaderBytes, len);
     if (crc32c(body) != crc) {
-      why = "record CRC mismatch";
+      out.why = "record CRC mismatch";
       break;
     }
     auto rec = decode_journal_record(body);
     if (!rec.is_ok()) {
-      why = rec.status().message();
+      out.why = rec.status().message();
       break;
     }
-    j->max_id_ = std::max(j->max_id_, rec->job_id);
-    j->recovered_.push_back(std::move(rec).value());
+    out.max_id = std::max(out.max_id, rec->job_id);
+    out.records.push_back(std::move(rec).value());
     off += kJournalRecordHeaderBytes + len;
   }
-  if (off < size) {
-    // Records are appended in order and each is durable before the next is
-    // written, so everything from the first bad one on is the tail of a
-    // crash (or damage): cut it, keep every record before it.
-    if (::ftruncate(j->fd_.get(), static_cast<off_t>(off)) != 0) {
-      return Status::from_errno(errno, "truncate journal " + path.string());
-    }
-    RETURN_IF_ERROR(fsync_fd(j->fd_.get(), path));
-    j->notice_ = "journal " + path.string() + ": cut " + std::to_string(size - off) +
-                 " torn bytes at offset " + std::to_string(off) + " (" + why + "; " +
-                 std::to_string(j->recovered_.size()) + " records kept)";
+  out.end = off;
+  return out;
+}
+
+Status Journal::cut_tail(std::uint64_t size, std::uint64_t end, const std::string& why) {
+  // Records are appended in order and each is durable before the next is
+  // written, so everything from the first bad one on is the tail of a
+  // crash (or damage): cut it, keep every record before it.
+  if (::ftruncate(fd_.get(), static_cast<off_t>(end)) != 0) {
+    return Status::from_errno(errno, "truncate journal " + path_.string());
   }
-  j->end_ = off;
-  return j;
+  RETURN_IF_ERROR(fsync_fd(fd_.get(), path_));
+  notice_ = "journal " + path_.string() + ": cut " + std::to_string(size - end) + " torn bytes at offset " +
+            std::to_string(end) + " (" + why + "; " + std::to_string(recovered_.size()) + " records kept)";
+  return Status::ok();
 }
 
 Status Journal::append(const JournalRecord& r) {
@@ -286,7 +311,10 @@ Status Journal::append(const JournalRecord& r) {
   // the partial bytes; a failed fdatasync leaves the page cache in an
   // unknown state, so the journal refuses further appends instead.
   RETURN_IF_ERROR(pwrite_all(fd_.get(), rec, end_, path_));
-  if (Status st = fdatasync_fd(fd_.get(), path_); !st.is_ok()) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Status synced = fdatasync_fd(fd_.get(), path_);
+  if (on_fsync_) on_fsync_(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  if (Status st = std::move(synced); !st.is_ok()) {
     broken_ = st.with_context("journal unusable until the agent restarts");
     return broken_;
   }

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -92,12 +93,34 @@ class Journal {
   // 1 + the largest job_id recovered or appended (1 for an empty journal).
   std::uint64_t next_job_id() const;
 
+  // Called with the seconds each append's fdatasync took (the agent's fsync
+  // latency histogram). REQUIRES: set before appends run on other threads.
+  void set_fsync_observer(std::function<void(double seconds)> observer) { on_fsync_ = std::move(observer); }
+
   const std::filesystem::path& path() const { return path_; }
   // Bytes in the file now (header included).
   std::uint64_t size_bytes() const;
 
  private:
+  // What open() found after the header: the whole records, the largest job
+  // id among them, where the last whole record ends, and why the scan
+  // stopped before the end of the file ("" when it did not).
+  struct ScanResult {
+    std::vector<JournalRecord> records;
+    std::uint64_t max_id = 0;
+    std::uint64_t end = 0;
+    std::string why;
+  };
+
   Journal() = default;
+  // The steps of open(): the whole file (bounded by its size limit); the
+  // header of a new (or torn-header) journal; the check of an existing
+  // header; the record scan; the cut of a torn tail at `end`.
+  Result<std::vector<std::byte>> read_whole() const;
+  Status write_header(std::span<const std::byte> existing);
+  static Status check_header(std::span<const std::byte> data, const std::filesystem::path& path);
+  static ScanResult scan_records(std::span<const std::byte> data);
+  Status cut_tail(std::uint64_t size, std::uint64_t end, const std::string& why);
 
   std::filesystem::path path_;
   mutable std::mutex mu_;
@@ -107,6 +130,7 @@ class Journal {
   Status broken_;  // set when an fdatasync failed; appends then refuse
   std::vector<JournalRecord> recovered_;
   std::string notice_;
+  std::function<void(double)> on_fsync_;
 };
 
 // The fold: each job's latest record, and every target where it committed

@@ -73,6 +73,37 @@ std::vector<fs::path> find_indexes(const fs::path& dir, std::error_code& ec) {
 // Whether the set an index describes is whole: the index parses and every
 // shard its weight_map names exists with a header whose tensors fit the
 // file. An empty reason when whole, else why not.
+// True when `text` is valid JSON cut short: empty, or failing only at its
+// end. That is an index still being written (seen between its creation and
+// its last write), not a wrong one.
+bool json_cut_short(const std::string& text) {
+  using json = nlohmann::json;
+  struct EndOfInput : nlohmann::json_sax<json> {
+    std::size_t size = 0;
+    bool at_end = false;
+    bool null() override { return true; }
+    bool boolean(bool) override { return true; }
+    bool number_integer(number_integer_t) override { return true; }
+    bool number_unsigned(number_unsigned_t) override { return true; }
+    bool number_float(number_float_t, const string_t&) override { return true; }
+    bool string(string_t&) override { return true; }
+    bool binary(binary_t&) override { return true; }
+    bool start_object(std::size_t) override { return true; }
+    bool key(string_t&) override { return true; }
+    bool end_object() override { return true; }
+    bool start_array(std::size_t) override { return true; }
+    bool end_array() override { return true; }
+    bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception&) override {
+      at_end = position >= size;
+      return false;
+    }
+  } sax;
+  sax.size = text.size();
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) return true;
+  json::sax_parse(text, &sax, json::input_format_t::json, /*strict=*/true);
+  return sax.at_end;
+}
+
 Incomplete safetensors_set_gap(const fs::path& dir, const fs::path& index) {
   auto wrong = [](std::string reason) { return Incomplete{std::move(reason), false}; };
   auto writing = [](std::string reason) { return Incomplete{std::move(reason), true}; };
@@ -86,7 +117,10 @@ Incomplete safetensors_set_gap(const fs::path& dir, const fs::path& index) {
   std::ifstream in(index, std::ios::binary);
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return wrong(index.string() + ": not valid JSON (still being written?)");
+  if (doc.is_discarded()) {
+    if (json_cut_short(text)) return writing(index.string() + ": not whole yet (JSON cut short)");
+    return wrong(index.string() + ": not valid JSON");
+  }
   if (!doc.is_object() || !doc.contains("weight_map") || !doc["weight_map"].is_object()) {
     return wrong(index.string() + ": no \"weight_map\" object");
   }

@@ -10,6 +10,7 @@
 #include <memory>
 #include <new>
 #include <span>
+#include <utility>
 
 #include "base/limits.h"
 
@@ -22,6 +23,18 @@ constexpr std::size_t round_up_to_direct_align(std::size_t n) {
 
 class AlignedBytes {
  public:
+  AlignedBytes() = default;
+  // A moved-from buffer is empty (no capacity), ready to grow again.
+  AlignedBytes(AlignedBytes&& o) noexcept
+      : data_(std::move(o.data_)), capacity_(std::exchange(o.capacity_, 0)),
+        size_(std::exchange(o.size_, 0)) {}
+  AlignedBytes& operator=(AlignedBytes&& o) noexcept {
+    data_ = std::move(o.data_);
+    capacity_ = std::exchange(o.capacity_, 0);
+    size_ = std::exchange(o.size_, 0);
+    return *this;
+  }
+
   // The first n bytes, with capacity for round_up_to_direct_align(n); the
   // previous contents are not kept when it must grow.
   std::span<std::byte> take(std::size_t n) {
@@ -37,6 +50,9 @@ class AlignedBytes {
   // view() extended to the next kDirectAlignBytes boundary.
   std::span<std::byte> padded() const { return {data_.get(), round_up_to_direct_align(size_)}; }
   std::size_t size() const { return size_; }
+  // The whole allocation (BufferStash).
+  std::byte* data() const { return data_.get(); }
+  std::size_t capacity() const { return capacity_; }
 
  private:
   struct Free {

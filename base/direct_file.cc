@@ -49,11 +49,13 @@ std::string direct_alignment_problem(int fd) {
 
 std::uint64_t direct_refusal_count() { return g_refusals.load(); }
 
-Result<DirectReadFile> DirectReadFile::open(const std::filesystem::path& path, bool direct) {
+Result<DirectReadFile> DirectReadFile::open(const std::filesystem::path& path, bool direct,
+                                            bool follow_symlinks) {
+  const int nofollow = follow_symlinks ? 0 : O_NOFOLLOW;
   if (direct) {
     int fd;
     do {
-      fd = ::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
+      fd = ::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC | nofollow);
     } while (fd < 0 && errno == EINTR);
     if (fd >= 0) {
       UniqueFd owned(fd);
@@ -66,7 +68,7 @@ Result<DirectReadFile> DirectReadFile::open(const std::filesystem::path& path, b
       return Status::from_errno(errno, "open " + path.string());
     }
   }
-  ASSIGN_OR_RETURN(UniqueFd fd, open_fd(path, O_RDONLY));
+  ASSIGN_OR_RETURN(UniqueFd fd, open_fd(path, O_RDONLY | nofollow));
   return DirectReadFile(std::move(fd), false, path);
 }
 

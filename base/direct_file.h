@@ -24,8 +24,11 @@ namespace ferry {
 class DirectReadFile {
  public:
   // Opens `path` read-only: with O_DIRECT when `direct` is true and the file
-  // system allows it, buffered otherwise (see the top of this file).
-  static Result<DirectReadFile> open(const std::filesystem::path& path, bool direct = true);
+  // system allows it, buffered otherwise (see the top of this file). Without
+  // `follow_symlinks`, a symlink as the last component is refused (O_NOFOLLOW:
+  // ELOOP) rather than followed.
+  static Result<DirectReadFile> open(const std::filesystem::path& path, bool direct = true,
+                                     bool follow_symlinks = true);
 
   int fd() const { return fd_.get(); }
   // Whether reads bypass the page cache.

@@ -24,6 +24,9 @@ class ThreadPool;
 
 struct EncodeOptions {
   int zstd_level = kDefaultZstdLevel;
+  // Float payload version of planes frames (kFloatPayloadV1 for a CPU
+  // reference of the GPU encoder, which writes version 1).
+  int float_version = kFloatPayloadV2;
   // Unknown layout (DCP .distcp, raw dumps): pick among planes32/16/8 and
   // zstd by trial on a fixed sample, whatever the dtype tag says.
   bool trial = false;
@@ -52,9 +55,14 @@ struct CodecChoiceScratch {
   // When non-zero, the sample was the whole chunk and `buf` holds the chunk's
   // float payload at this element width (an encoder can reuse it).
   int buf_width = 0;
+  int buf_version = 0;
+  // Version 2 only: when the sample could not tell the chosen codec from
+  // this one (within kCloseCallNum/Den), the encoder codes the whole chunk
+  // both ways and keeps the smaller; kRaw when the sample was clear.
+  Codec runner_up = Codec::kRaw;
 };
 Codec choose_chunk_codec(std::span<const std::byte> chunk, DType dtype, bool trial,
-                         CodecChoiceScratch& scratch);
+                         CodecChoiceScratch& scratch, int float_version = kFloatPayloadV2);
 // Where the choice looks in a chunk of chunk_bytes: up to
 // kCodecSamplePieces leaf-aligned [offset, offset + length) pieces, in order;
 // one piece covering the whole chunk when it is no larger than the sample.
@@ -100,8 +108,15 @@ class ChunkEncoder {
   std::span<const std::byte> code_payload(std::span<const std::byte> chunk, DType dtype,
                                           const EncodeOptions& opts, Codec& codec, std::span<std::byte> room);
 
+  // Codes the whole chunk with `codec` (zstd or planes): in `room` when it
+  // holds the coder's bound, else in `scratch`. Empty on failure (zstd out
+  // of memory), so the caller stores the chunk raw.
+  std::span<const std::byte> code_with(Codec codec, std::span<const std::byte> chunk, int zstd_level,
+                                       std::span<std::byte> room, std::vector<std::byte>& scratch);
+
   CodecChoiceScratch choice_;  // its zstd and float coders code the chunk too
   std::vector<std::byte> payload_;
+  std::vector<std::byte> runner_up_;
 };
 
 // Reusable scratch: one decoder per thread; not thread-safe.

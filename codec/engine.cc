@@ -38,7 +38,8 @@ class CoderPool {
 class CpuEngine final : public CodecEngine {
  public:
   explicit CpuEngine(const CpuEngineOptions& opts)
-      : pool_(opts.pool != nullptr ? *opts.pool : ThreadPool::shared()), zstd_level_(opts.zstd_level) {}
+      : pool_(opts.pool != nullptr ? *opts.pool : ThreadPool::shared()), zstd_level_(opts.zstd_level),
+        float_version_(opts.float_version) {}
 
   std::string_view kind() const override { return "cpu"; }
   std::string description() const override {
@@ -67,6 +68,7 @@ class CpuEngine final : public CodecEngine {
       auto coder = encoders_.take();
       EncodeOptions o;
       o.zstd_level = zstd_level_;
+      o.float_version = float_version_;
       o.trial = jobs[i].trial;
       const EncodeJob& j = jobs[i];
       // Straight into the caller's frame buffer (its size was checked above).
@@ -99,6 +101,7 @@ class CpuEngine final : public CodecEngine {
 
   ThreadPool& pool_;
   int zstd_level_;
+  int float_version_;
   CoderPool<Encoder> encoders_;
   CoderPool<ChunkDecoder> decoders_;
 };

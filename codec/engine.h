@@ -89,6 +89,9 @@ struct CpuEngineOptions {
   // nullptr: ThreadPool::shared().
   ThreadPool* pool = nullptr;
   int zstd_level = kDefaultZstdLevel;
+  // Float payload version of planes frames: version 1 makes the frames the
+  // GPU engine makes (its reference); version 2 is smaller (FORMAT.md 4.2).
+  int float_version = kFloatPayloadV2;
 };
 
 std::unique_ptr<CodecEngine> make_cpu_engine(const CpuEngineOptions& opts = {});

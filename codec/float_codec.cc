@@ -4,6 +4,8 @@
 // structure before it trusts it.
 #include "codec/float_codec.h"
 
+#include "codec/rans_table.h"
+
 #include <algorithm>
 #include <bit>
 #include <cstring>
@@ -38,7 +40,8 @@ constexpr std::uint64_t kPaysDen = 64;
 constexpr std::size_t kMaxTableBytes = kPresentBytes + 2 * kAlphabet;
 
 constexpr std::uint8_t kModeRaw = 0;
-constexpr std::uint8_t kModeCoded = 1;
+constexpr std::uint8_t kModeCoded = 1;    // version 1: one table, 16384-symbol blocks
+constexpr std::uint8_t kModeCodedV2 = 2;  // version 2: plane_coder.h
 
 bool valid_width(int w) { return w == 1 || w == 2 || w == 4; }
 
@@ -244,42 +247,8 @@ void merge_planes(const std::uint8_t* const* planes, std::size_t n, int w, std::
   }
 }
 
-// Counts symbols at indices 0, stride, 2*stride, ... One sub-table per byte
-// of a word breaks the store-to-load dependency when neighbouring symbols
-// repeat (they do: exponents of trained weights cluster on a few values);
-// eight measured 10-15% faster than four on the corpus's exponent planes.
-void histogram(const std::uint8_t* p, std::size_t n, std::size_t stride, std::uint32_t counts[kAlphabet]) {
-  constexpr int kSub = 8;
-  std::uint32_t sub[kSub][kAlphabet] = {};
-  std::size_t i = 0;
-  if (stride == 1) {
-    for (; i + 8 <= n; i += 8) {
-      std::uint64_t v;
-      std::memcpy(&v, p + i, 8);
-      // Written out: as a loop, GCC does not unroll it and it runs at half speed.
-      ++sub[0][v & 0xff];
-      ++sub[1][(v >> 8) & 0xff];
-      ++sub[2][(v >> 16) & 0xff];
-      ++sub[3][(v >> 24) & 0xff];
-      ++sub[4][(v >> 32) & 0xff];
-      ++sub[5][(v >> 40) & 0xff];
-      ++sub[6][(v >> 48) & 0xff];
-      ++sub[7][v >> 56];
-    }
-  }
-  for (; i < n; i += stride) ++sub[0][p[i]];
-  for (int s = 0; s < kAlphabet; ++s) {
-    std::uint32_t total = 0;
-    for (int k = 0; k < kSub; ++k) total += sub[k][s];
-    counts[s] = total;
-  }
-}
-
-// Estimated bytes of the coded symbols: ceil(bits_q16 / (8 * 2^16)).
-std::uint64_t estimate_bytes(const std::uint32_t counts[kAlphabet], std::uint32_t freq[kAlphabet]) {
-  rans::normalize_freqs(counts, freq);
-  return (rans::estimate_bits_q16(counts, freq) + (1u << 19) - 1) >> 19;
-}
+using planes::estimate_bytes;
+using planes::histogram;
 
 // FORMAT.md "When a plane is coded". Fills freq when the answer is yes.
 bool plane_pays(const std::uint8_t* plane, std::size_t n, bool mantissa, std::uint32_t freq[kAlphabet]) {
@@ -305,7 +274,10 @@ std::size_t float_encode_bound(std::size_t raw_bytes, int element_width) {
   if (!valid_width(element_width)) return raw_bytes;
   auto w = static_cast<std::size_t>(element_width);
   std::size_t n = raw_bytes / w;
-  return w + w * (kMaxTableBytes + 2 * block_count(n)) + raw_bytes;
+  // Room in front of the planes for the larger of the two versions' plane
+  // headers (see encode_into).
+  std::size_t header = std::max(kMaxTableBytes + 2 * block_count(n), planes::header_bound(n));
+  return w + w * header + raw_bytes;
 }
 
 std::size_t FloatEncoder::encode_plane(const std::uint8_t* plane, std::size_t n, int p, std::uint8_t* out,
@@ -320,15 +292,7 @@ std::size_t FloatEncoder::encode_plane(const std::uint8_t* plane, std::size_t n,
   if (!words_) words_ = std::make_unique<rans::EncScratch>();
   if (!table_) table_ = std::make_unique<rans::EncTable>();
   table_->build(freq);
-  std::uint8_t* present = out + pos;
-  std::memset(present, 0, kPresentBytes);
-  pos += kPresentBytes;
-  for (int s = 0; s < kAlphabet; ++s) {
-    if (freq[s] == 0) continue;
-    present[s >> 3] |= static_cast<std::uint8_t>(1u << (s & 7));
-    put_u16(out + pos, freq[s]);
-    pos += 2;
-  }
+  pos += rans::write_table(freq, out + pos);
   const std::size_t blocks = block_count(n);
   std::uint8_t* stored = out + pos;
   pos += 2 * blocks;
@@ -343,15 +307,17 @@ std::size_t FloatEncoder::encode_plane(const std::uint8_t* plane, std::size_t n,
   return pos;
 }
 
-void FloatEncoder::encode(std::span<const std::byte> in, int element_width, std::vector<std::byte>& out) {
+void FloatEncoder::encode(std::span<const std::byte> in, int element_width, std::vector<std::byte>& out,
+                          int version) {
   FERRY_CHECK(valid_width(element_width));
   out.resize(float_encode_bound(in.size(), element_width));
-  out.resize(encode_into(in, element_width, out));
+  out.resize(encode_into(in, element_width, out, version));
 }
 
 std::size_t FloatEncoder::encode_into(std::span<const std::byte> in, int element_width,
-                                      std::span<std::byte> out) {
+                                      std::span<std::byte> out, int version) {
   FERRY_CHECK(valid_width(element_width));
+  FERRY_CHECK(version == kFloatPayloadV1 || version == kFloatPayloadV2);
   FERRY_CHECK(out.size() >= float_encode_bound(in.size(), element_width));
   const auto w = static_cast<std::size_t>(element_width);
   const std::size_t n = in.size() / w;
@@ -360,9 +326,9 @@ std::size_t FloatEncoder::encode_into(std::span<const std::byte> in, int element
   auto* dst = reinterpret_cast<std::uint8_t*>(out.data());
   // The planes are split into the last n * w bytes of `out` and coded from
   // there towards its start, so no scratch the size of the chunk is needed.
-  // The bound leaves at least w + w * (kMaxTableBytes + 2 * blocks) bytes in
-  // front of them, so the output never passes the input it still has to
-  // read: before plane p, pos <= w + (tables and block sizes of planes < p)
+  // The bound leaves at least w + w * (the larger plane header of the two
+  // versions: table(s), choices, block sizes) bytes in front of them, so the output never passes the input it
+  // still has to read: before plane p, pos <= w + (tables and block sizes of planes < p)
   // + p * n <= plane p's start; within it the table and block sizes fit in
   // that slack, and block b's output (at most its m symbols, written only
   // after the block is read) ends no later than block b itself. Raw planes
@@ -371,14 +337,30 @@ std::size_t FloatEncoder::encode_into(std::span<const std::byte> in, int element
   split_planes(src, n, element_width, planes);
 
   std::size_t pos = w;
-  for (std::size_t p = 0; p < w; ++p) pos = encode_plane(planes + p * n, n, static_cast<int>(p), dst, pos);
+  for (std::size_t p = 0; p < w; ++p) {
+    const std::uint8_t* plane = planes + p * n;
+    if (version == kFloatPayloadV1) {
+      pos = encode_plane(plane, n, static_cast<int>(p), dst, pos);
+      continue;
+    }
+    bool coded = false;
+    pos = v2_.encode(plane, n, p != 0, dst, pos, &coded);
+    dst[p] = coded ? kModeCodedV2 : kModeRaw;
+    if (!coded) {
+      if (n) std::memmove(dst + pos, plane, n);  // may overlap: see above
+      pos += n;
+    }
+  }
   if (tail) std::memcpy(dst + pos, src + n * w, tail);
   pos += tail;
   FERRY_CHECK(pos <= out.size());
   return pos;
 }
 
-Status FloatDecoder::decode(std::span<const std::byte> payload, int element_width, std::span<std::byte> out) {
+Status FloatDecoder::decode(std::span<const std::byte> payload, int element_width, std::span<std::byte> out,
+                            int version) {
+  if (version != kFloatPayloadV1 && version != kFloatPayloadV2)
+    return Status::invalid_argument("float payload: version " + std::to_string(version) + " is not 1 or 2");
   if (!valid_width(element_width))
     return Status::invalid_argument("float payload: element width " + std::to_string(element_width) +
                                     " is not 1, 2 or 4");
@@ -401,25 +383,23 @@ Status FloatDecoder::decode(std::span<const std::byte> payload, int element_widt
       pos += n;
       continue;
     }
-    if (mode != kModeCoded) return corrupt(where + ": unknown mode " + std::to_string(mode));
+    const std::uint8_t want = version == kFloatPayloadV1 ? kModeCoded : kModeCodedV2;
+    if (mode != want)
+      return corrupt(where + ": unknown mode " + std::to_string(mode) + " in a version " +
+                     std::to_string(version) + " payload");
     if (n == 0) return corrupt(where + ": coded plane with no symbols");
+    if (planes_.size() < n * w) planes_.resize(n * w);
+    if (version == kFloatPayloadV2) {
+      Status s = v2_.decode(in, size, pos, n, planes_.data() + p * n);
+      if (!s.is_ok()) return corrupt(where + ": " + s.message());
+      plane_at[p] = planes_.data() + p * n;
+      continue;
+    }
 
     // Table: bitmap, then one u16 per present symbol, summing to exactly 4096.
-    if (size - pos < kPresentBytes) return corrupt(where + ": truncated symbol bitmap");
-    const std::uint8_t* present = in + pos;
-    pos += kPresentBytes;
-    std::uint32_t freq[kAlphabet] = {};
-    std::uint32_t sum = 0;
-    for (int s = 0; s < kAlphabet; ++s) {
-      if (!(present[s >> 3] & (1u << (s & 7)))) continue;
-      if (size - pos < 2) return corrupt(where + ": truncated frequency table");
-      freq[s] = get_u16(in + pos);
-      pos += 2;
-      if (freq[s] == 0) return corrupt(where + ": zero frequency for symbol " + std::to_string(s));
-      sum += freq[s];
-    }
-    if (sum != rans::kProbScale)
-      return corrupt(where + ": frequencies sum to " + std::to_string(sum) + ", not 4096");
+    std::uint32_t freq[kAlphabet];
+    if (Status st = rans::read_table(in, size, pos, freq); !st.is_ok())
+      return corrupt(where + ": " + st.message());
 
     const std::size_t blocks = block_count(n);
     if ((size - pos) / 2 < blocks) return corrupt(where + ": truncated block sizes");
@@ -464,9 +444,10 @@ Status FloatDecoder::decode(std::span<const std::byte> payload, int element_widt
   return Status::ok();
 }
 
-Status float_decode(std::span<const std::byte> payload, int element_width, std::span<std::byte> out) {
+Status float_decode(std::span<const std::byte> payload, int element_width, std::span<std::byte> out,
+                    int version) {
   FloatDecoder decoder;
-  return decoder.decode(payload, element_width, out);
+  return decoder.decode(payload, element_width, out, version);
 }
 
 }  // namespace ferry

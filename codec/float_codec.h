@@ -1,5 +1,8 @@
 // float_codec.h: the byte-plane + rANS codec for floating-point chunks
-// (frame codecs planes8/16/32; byte layout in docs/FORMAT.md section 4).
+// (frame codecs planes8/16/32 carry payload version 1, planes8v2/16v2/32v2
+// version 2; byte layouts in docs/FORMAT.md section 4). Version 2 codes
+// each plane with plane_coder.h (several tables per plane, larger blocks);
+// version 1 stays for the frames already written and the GPU encoder.
 // The encoder is deterministic and integer-only, so the GPU encoder in cuda/
 // produces the same bytes. The decoder treats its input as hostile: every
 // length, table and state is checked before use.
@@ -12,12 +15,18 @@
 #include <vector>
 
 #include "base/status.h"
+#include "codec/plane_coder.h"
 #include "codec/rans.h"
 
 namespace ferry {
 
-// Largest payload float_encode can write for raw_bytes of input (the coded
-// form may transiently exceed the input; callers fall back to raw then).
+// Float payload versions (docs/FORMAT.md 4.1 and 4.2).
+inline constexpr int kFloatPayloadV1 = 1;
+inline constexpr int kFloatPayloadV2 = 2;
+
+// Largest payload float_encode can write for raw_bytes of input, in either
+// version (the coded form may transiently exceed the input; callers fall
+// back to raw then).
 std::size_t float_encode_bound(std::size_t raw_bytes, int element_width);
 
 // Reusable scratch for one thread; the hot path allocates nothing once warm
@@ -28,11 +37,14 @@ class FloatEncoder {
   // Encodes `in` as elements of element_width (1, 2 or 4) bytes into `out`
   // (resized to the payload). Always succeeds for valid widths; the caller
   // compares out.size() with in.size() to choose raw.
-  void encode(std::span<const std::byte> in, int element_width, std::vector<std::byte>& out);
+  // `version` is kFloatPayloadV1 or kFloatPayloadV2.
+  void encode(std::span<const std::byte> in, int element_width, std::vector<std::byte>& out,
+              int version = kFloatPayloadV2);
   // The same bytes, written at the start of `out`, which holds at least
   // float_encode_bound(in.size(), element_width) bytes (FERRY_CHECKed), so a
   // frame's payload is coded where it is sent from. Returns the payload size.
-  std::size_t encode_into(std::span<const std::byte> in, int element_width, std::span<std::byte> out);
+  std::size_t encode_into(std::span<const std::byte> in, int element_width, std::span<std::byte> out,
+                          int version = kFloatPayloadV2);
 
  private:
   // Writes plane `p` (n symbols at `plane`) at out[pos..]; returns the new pos.
@@ -41,6 +53,7 @@ class FloatEncoder {
 
   std::unique_ptr<rans::EncScratch> words_;
   std::unique_ptr<rans::EncTable> table_;
+  planes::PlaneEncoder v2_;
 };
 
 // Reusable decoder scratch for one thread (plane buffer and decode table),
@@ -48,15 +61,18 @@ class FloatEncoder {
 class FloatDecoder {
  public:
   // Same contract as float_decode below.
-  Status decode(std::span<const std::byte> payload, int element_width, std::span<std::byte> out);
+  Status decode(std::span<const std::byte> payload, int element_width, std::span<std::byte> out,
+                int version = kFloatPayloadV2);
 
  private:
   std::vector<std::uint8_t> planes_;
   std::unique_ptr<rans::DecTable> table_;
+  planes::PlaneDecoder v2_;
 };
 
 // Decodes a float payload into `out`, whose size must be the chunk's raw
 // size. Returns Corruption, naming the plane and block, on any inconsistency.
-Status float_decode(std::span<const std::byte> payload, int element_width, std::span<std::byte> out);
+Status float_decode(std::span<const std::byte> payload, int element_width, std::span<std::byte> out,
+                    int version = kFloatPayloadV2);
 
 }  // namespace ferry

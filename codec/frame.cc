@@ -61,19 +61,39 @@ std::string_view codec_name(Codec c) {
       return "planes16";
     case Codec::kPlanes32:
       return "planes32";
+    case Codec::kPlanes8V2:
+      return "planes8v2";
+    case Codec::kPlanes16V2:
+      return "planes16v2";
+    case Codec::kPlanes32V2:
+      return "planes32v2";
   }
   return "unknown";
 }
 
-bool codec_known(std::uint8_t id) { return id <= static_cast<std::uint8_t>(Codec::kPlanes32); }
+bool codec_known(std::uint8_t id) { return id <= static_cast<std::uint8_t>(Codec::kPlanes32V2); }
+
+int codec_payload_version(Codec c) {
+  if (c >= Codec::kPlanes8 && c <= Codec::kPlanes32) return 1;
+  if (c >= Codec::kPlanes8V2 && c <= Codec::kPlanes32V2) return 2;
+  return 0;
+}
+
+Codec planes_codec(int element_width, int version) {
+  const int base = version == 1 ? static_cast<int>(Codec::kPlanes8) : static_cast<int>(Codec::kPlanes8V2);
+  return static_cast<Codec>(base + (element_width == 1 ? 0 : element_width == 2 ? 1 : 2));
+}
 
 int codec_element_width(Codec c) {
   switch (c) {
     case Codec::kPlanes8:
+    case Codec::kPlanes8V2:
       return 1;
     case Codec::kPlanes16:
+    case Codec::kPlanes16V2:
       return 2;
     case Codec::kPlanes32:
+    case Codec::kPlanes32V2:
       return 4;
     default:
       return 0;

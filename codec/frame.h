@@ -22,18 +22,28 @@ enum class Codec : std::uint8_t {
   kPlanes8 = 2,
   kPlanes16 = 3,
   kPlanes32 = 4,
+  // The same element widths with float payload version 2 (FORMAT.md 4.2).
+  kPlanes8V2 = 5,
+  kPlanes16V2 = 6,
+  kPlanes32V2 = 7,
   // 16-18 reserved for delta planes8/16/32 (not decoded by version 1).
 };
 
 inline constexpr std::uint8_t kFrameVersion = 1;
 inline constexpr std::uint8_t kFrameMagic[4] = {0x46, 0x52, 0x59, 0x46};  // "FRYF"
 
-// "raw", "zstd", "planes8", "planes16", "planes32", or "unknown".
+// "raw", "zstd", "planes8", "planes16", "planes32", "planes8v2",
+// "planes16v2", "planes32v2", or "unknown".
 std::string_view codec_name(Codec c);
 // True for the codec ids this version decodes.
 bool codec_known(std::uint8_t id);
-// Element width of a planes codec (1, 2, 4); 0 for raw and zstd.
+// Element width of a planes codec of either payload version (1, 2, 4); 0
+// for raw and zstd.
 int codec_element_width(Codec c);
+// Float payload version of a planes codec (1 or 2); 0 for raw and zstd.
+int codec_payload_version(Codec c);
+// The planes codec of an element width (1, 2, 4) and payload version.
+Codec planes_codec(int element_width, int version);
 
 struct FrameHeader {
   std::uint8_t version = kFrameVersion;

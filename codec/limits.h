@@ -23,6 +23,12 @@ inline constexpr int kRansLanes = 32;                    // interleaved states p
 inline constexpr int kRansProbBits = 12;                 // frequencies sum to 4096
 inline constexpr std::uint32_t kRansProbScale = 1u << kRansProbBits;
 inline constexpr std::uint32_t kRansStateLow = 1u << 16;  // L: states live in [L, 2^32)
+// Version 2 payloads (docs/FORMAT.md section 4.2): blocks of 65536 symbols
+// (the 128 bytes of final states spread over four times as many symbols),
+// a table chosen per segment of 16384 symbols from at most 16 per plane.
+inline constexpr std::size_t kRansV2BlockSymbols = 65536;
+inline constexpr std::size_t kRansV2SegmentSymbols = 16384;
+inline constexpr int kRansV2MaxTables = 16;
 
 // safetensors: the official format caps the JSON header at 100,000,000 bytes.
 inline constexpr std::uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;

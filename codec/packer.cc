@@ -20,11 +20,13 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <set>
 #include <system_error>
 #include <thread>
 #include <utility>
 
 #include "base/aligned_bytes.h"
+#include "base/buffer_stash.h"
 #include "base/clock.h"
 #include "base/direct_file.h"
 #include "base/thread_pool.h"
@@ -39,6 +41,17 @@ namespace {
 
 // Chunks per window when each window asks the receiver what it lacks.
 constexpr std::size_t kNeedWindowChunks = 8;
+// Chunk buffers kept for the next pack_files in this process when one ends
+// (base/buffer_stash.h): both windows at the have/need window (2 x 8), and
+// more for a larger pool's windows (each is a chunk, 4 MiB by default).
+constexpr std::size_t kKeptChunkBuffers = 4 * kNeedWindowChunks;
+
+// The chunk buffers packing runs leave for the next one (never destroyed:
+// a pack may run on another thread while the process exits).
+BufferStash<AlignedBytes>& chunk_buffer_stash() {
+  static auto* stash = new BufferStash<AlignedBytes>(kKeptChunkBuffers);
+  return *stash;
+}
 
 inline constexpr std::size_t kHostNameBytes = 256;
 
@@ -55,6 +68,9 @@ std::int64_t mtime_ns(const struct stat& st) {
 // One input file as planned before any data is read.
 struct PlannedFile {
   const PackSource* source = nullptr;
+  // The file planned (lstat when described): every chunk's read checks that
+  // it opened this same file.
+  std::uint64_t dev = 0, ino = 0;
   std::vector<ChunkPlan> plan;
   // Chunk ids compose the file root (manifest.h): leaf hashes are needed
   // only per chunk. Otherwise the file's leaves are kept while it is in
@@ -86,14 +102,33 @@ struct Slot {
   bool encode = true;
   std::optional<FrameFacts> facts;
   std::optional<std::size_t> repeat_of;
+  // With have/need: the id was asked about when the window was read
+  // (WindowPipeline::ask), and `needed` is the answer.
+  bool asked = false;
+  bool needed = false;
   Status status;
 };
 
-Result<ManifestFile> describe_file(const PackSource& src, std::size_t chunk_bytes,
-                                   std::vector<ChunkPlan>& plan) {
+// Whether `st` is the file `src` listed (when the listing recorded one).
+Status check_listed_identity(const PackSource& src, const struct stat& st) {
+  if (src.ino == 0 || (st.st_dev == src.dev && st.st_ino == src.ino)) return Status::ok();
+  return Status::source_changed(src.path.string() + " was replaced after it was listed (device " +
+                                std::to_string(src.dev) + " inode " + std::to_string(src.ino) +
+                                ", now device " + std::to_string(st.st_dev) + " inode " +
+                                std::to_string(st.st_ino) + ")");
+}
+
+Result<ManifestFile> describe_file(const PackSource& src, std::size_t chunk_bytes, PlannedFile& pf) {
+  std::vector<ChunkPlan>& plan = pf.plan;
   struct stat st {};
-  if (::stat(src.path.c_str(), &st) != 0) return Status::from_errno(errno, "stat " + src.path.string());
+  // lstat: a file swapped for a symlink since the listing is not followed.
+  if (::lstat(src.path.c_str(), &st) != 0) return Status::from_errno(errno, "stat " + src.path.string());
+  if (S_ISLNK(st.st_mode))
+    return Status::source_changed(src.path.string() + " became a symlink after it was listed; not followed");
   if (!S_ISREG(st.st_mode)) return Status::invalid_argument(src.path.string() + ": not a regular file");
+  RETURN_IF_ERROR(check_listed_identity(src, st));
+  pf.dev = st.st_dev;
+  pf.ino = st.st_ino;
   ManifestFile f;
   f.path = src.rel_path;
   f.size = static_cast<std::uint64_t>(st.st_size);
@@ -123,14 +158,22 @@ Result<ManifestFile> describe_file(const PackSource& src, std::size_t chunk_byte
 void read_chunk(Slot& s, PlannedFile& pf, std::uint64_t expected_size, bool direct_io) {
   const ChunkPlan& p = pf.plan[s.chunk];
   const std::filesystem::path& path = pf.source->path;
-  auto file = DirectReadFile::open(path, direct_io);
+  auto file = DirectReadFile::open(path, direct_io, /*follow_symlinks=*/false);
   if (!file) {
-    s.status = file.status();
+    struct stat ls {};
+    s.status =
+        ::lstat(path.c_str(), &ls) == 0 && S_ISLNK(ls.st_mode)
+            ? Status::source_changed(path.string() + " became a symlink after it was listed; not followed")
+            : file.status();
     return;
   }
   struct stat st {};
   if (::fstat(file->fd(), &st) != 0) {
     s.status = Status::from_errno(errno, "stat " + path.string());
+    return;
+  }
+  if (st.st_dev != pf.dev || st.st_ino != pf.ino) {
+    s.status = Status::source_changed(path.string() + " was replaced by another file while being packed");
     return;
   }
   if (static_cast<std::uint64_t>(st.st_size) != expected_size) {
@@ -189,13 +232,11 @@ Status encode_window(std::span<Slot> slots, std::span<const PlannedFile> files, 
   return Status::ok();
 }
 
-// Asks options.need about the ids of a window not met before in this run and
-// marks each slot to send, to skip with known facts, or to encode only for
-// its facts. An id met before (in this window or an earlier one) is never
-// sent twice: its facts come from `seen` or from its first slot.
-Status decide_window(std::span<Slot> slots, const PackOptions& options, std::map<Digest, FrameFacts>& seen) {
-  std::vector<Digest> fresh;
-  std::vector<std::size_t> fresh_slot;
+// Marks each slot of a window to send, to skip with known facts, or to
+// encode only for its facts, from the have/need answers its read brought
+// (WindowPipeline::ask). An id met before (in this window or an earlier one)
+// is never sent twice: its facts come from `seen` or from its first slot.
+void decide_window(std::span<Slot> slots, const PackOptions& options, std::map<Digest, FrameFacts>& seen) {
   for (std::size_t j = 0; j < slots.size(); ++j) {
     Slot& s = slots[j];
     s.send = false;
@@ -212,27 +253,20 @@ Status decide_window(std::span<Slot> slots, const PackOptions& options, std::map
         break;
       }
     }
-    if (!s.repeat_of) {
-      fresh.push_back(s.id);
-      fresh_slot.push_back(j);
-    }
   }
-  if (fresh.empty()) return Status::ok();
-  ASSIGN_OR_RETURN(std::vector<bool> need, options.need(fresh));
-  if (need.size() != fresh.size()) {
-    return Status::internal("have/need answered " + std::to_string(need.size()) + " flags for " +
-                            std::to_string(fresh.size()) + " chunks");
-  }
-  for (std::size_t i = 0; i < fresh.size(); ++i) {
-    Slot& s = slots[fresh_slot[i]];
-    s.send = need[i];
+  // Met for the first time (neither seen nor repeated): asked about when
+  // the window was read; the ids of earlier windows are all in `seen` by
+  // now, so that is exactly the set asked.
+  for (Slot& s : slots) {
+    if (s.facts || s.repeat_of) continue;
+    FERRY_CHECK(s.asked);
+    s.send = s.needed;
     s.encode = true;
     if (!s.send && options.known_frame) {
       s.facts = options.known_frame(s.id);
       if (s.facts) s.encode = false;
     }
   }
-  return Status::ok();
 }
 
 }  // namespace
@@ -245,7 +279,10 @@ Result<std::vector<PackSource>> list_pack_sources(const std::filesystem::path& p
   if (ec) return Status::not_found(path.string() + ": " + ec.message());
   std::vector<PackSource> out;
   if (fs::is_regular_file(st)) {
-    out.push_back({path, path.filename().string()});
+    struct stat ls {};
+    if (::lstat(path.c_str(), &ls) != 0 || !S_ISREG(ls.st_mode)) ls = {};
+    out.push_back({path, path.filename().string(), static_cast<std::uint64_t>(ls.st_dev),
+                   static_cast<std::uint64_t>(ls.st_ino)});
     return out;
   }
   if (fs::is_symlink(st)) {
@@ -260,7 +297,11 @@ Result<std::vector<PackSource>> list_pack_sources(const std::filesystem::path& p
     if (fs::is_directory(es)) continue;
     std::string rel = e.path().lexically_relative(path).generic_string();
     if (fs::is_regular_file(es)) {
-      out.push_back({e.path(), rel});
+      struct stat st {};
+      // Gone since the directory was read: the packer names it when it plans.
+      if (::lstat(e.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) st = {};
+      out.push_back(
+          {e.path(), rel, static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)});
     } else if (notices) {
       notices->push_back("skipping " + rel + (fs::is_symlink(es) ? ": symlink" : ": not a regular file"));
     }
@@ -286,7 +327,7 @@ Status plan_sources(std::span<const PackSource> sources, std::size_t chunk_bytes
                                       sources[i].rel_path);
     }
     files[i].source = &sources[i];
-    ASSIGN_OR_RETURN(ManifestFile f, describe_file(sources[i], chunk_bytes, files[i].plan));
+    ASSIGN_OR_RETURN(ManifestFile f, describe_file(sources[i], chunk_bytes, files[i]));
     if (files[i].plan.size() > kMaxFileChunks) {
       return Status::invalid_argument(sources[i].path.string() +
                                       ": too many chunks; use a larger --chunk_size");
@@ -401,8 +442,24 @@ class WindowPipeline {
                                : options.need ? std::max<std::size_t>(kNeedWindowChunks, 2 * pool.size())
                                               : 2 * pool.size();
     const std::size_t slot_count = std::max<std::size_t>(1, std::min(window, work.size()));
-    for (auto& set : slot_sets_) set = std::vector<Slot>(slot_count);
+    // Chunk buffers an earlier pack left, of the chunk size: their pages
+    // are mapped already.
+    const std::size_t chunk_room = round_up_to_direct_align(options.chunk_bytes);
+    for (auto& set : slot_sets_) {
+      set = std::vector<Slot>(slot_count);
+      for (Slot& s : set) s.raw = chunk_buffer_stash().take(chunk_room, 2 * chunk_room);
+    }
     progress_.logical_total = m.logical_bytes();
+  }
+  WindowPipeline(const WindowPipeline&) = delete;
+  WindowPipeline& operator=(const WindowPipeline&) = delete;
+  ~WindowPipeline() {
+    for (auto& set : slot_sets_) {
+      for (Slot& s : set) {
+        chunk_buffer_stash().keep(std::move(s.raw));
+        chunk_buffer_stash().keep(std::move(s.frame));
+      }
+    }
   }
 
   Status run() {
@@ -413,6 +470,9 @@ class WindowPipeline {
       const std::size_t n = cur_n;
       const std::size_t next_start = start + n;
       std::size_t next_n = 0;
+      // A window whose read or question failed ends the run before the
+      // next one is read (or asked about).
+      RETURN_IF_ERROR(prepared_status(std::span(slot_sets_[cur]).first(n)));
       std::jthread ahead;  // joined on every path out of this iteration
       if (next_start < work_.size()) {
         std::vector<Slot>& next = slot_sets_[1 - cur];
@@ -445,22 +505,61 @@ class WindowPipeline {
     return n;
   }
 
-  // Reads and hashes a window. Touches only its slots and the leaf ranges
-  // of their chunks.
+  // Reads and hashes a window, then (with have/need) asks about its ids.
+  // Touches only its slots, the leaf ranges of their chunks and asked_.
   void prepare(std::vector<Slot>& slots, std::size_t n) {
     pool_.parallel_for(n, [&](std::size_t j) {
       Slot& s = slots[j];
       read_chunk(s, files_[s.file], m_.files[s.file].size, options_.direct_io);
     });
+    if (options_.need) ask(std::span(slots).first(n));
   }
 
-  // Decides, codes and emits a prepared window, in order.
-  Status finish(std::span<Slot> slots) {
+  // Asks options.need about the window's ids not asked before in this run
+  // (each once, in order): right after the read, on the read-ahead thread,
+  // so the round trip overlaps the coding of the window before. Exactly the
+  // ids decide_window will find met for the first time; a failure lands in
+  // the window's first slot and stops packing there.
+  void ask(std::span<Slot> slots) {
+    std::vector<Digest> fresh;
+    std::vector<std::size_t> fresh_slot;
+    for (std::size_t j = 0; j < slots.size(); ++j) {
+      Slot& s = slots[j];
+      s.asked = false;
+      if (!s.status) return;
+      if (!asked_.insert(s.id).second) continue;  // an earlier window's, or repeated in this one
+      fresh.push_back(s.id);
+      fresh_slot.push_back(j);
+    }
+    if (fresh.empty()) return;
+    Result<std::vector<bool>> need = options_.need(fresh);
+    if (need && need->size() != fresh.size()) {
+      need = Status::internal("have/need answered " + std::to_string(need->size()) + " flags for " +
+                              std::to_string(fresh.size()) + " chunks");
+    }
+    if (!need) {
+      slots.front().status = need.status();
+      return;
+    }
+    for (std::size_t i = 0; i < fresh.size(); ++i) {
+      slots[fresh_slot[i]].asked = true;
+      slots[fresh_slot[i]].needed = (*need)[i];
+    }
+  }
+
+  // The first failure of a prepared window's reads and question, in order.
+  static Status prepared_status(std::span<const Slot> slots) {
     for (const Slot& s : slots) {
       if (!s.status) return s.status;
     }
+    return Status::ok();
+  }
+
+  // Decides, codes and emits a prepared window (prepared_status ok), in
+  // order.
+  Status finish(std::span<Slot> slots) {
     if (options_.need) {
-      RETURN_IF_ERROR(decide_window(slots, options_, seen_));
+      decide_window(slots, options_, seen_);
     } else {
       for (Slot& s : slots) {
         s.send = true;
@@ -495,6 +594,8 @@ class WindowPipeline {
   // With have/need: the frame facts of every id met so far, so that no id is
   // sent twice in one run (32 + 8 bytes per distinct chunk).
   std::map<Digest, FrameFacts> seen_;
+  // Every id asked about so far (ask, one thread at a time; 32 bytes each).
+  std::set<Digest> asked_;
   std::vector<EncodeJob> jobs_;  // encode_window's scratch
   std::vector<EncodedChunk> results_;
   PackProgress progress_;

@@ -14,7 +14,9 @@
 // window's ids, and only the chunks it asks for are encoded and handed to
 // put_frame; the others go to skip_chunk and are still listed in the
 // manifest, so the snapshot stays complete while the work and the bytes on
-// the wire shrink to what changed.
+// the wire shrink to what changed. The question for a window is asked right
+// after it is read, while the window before it is being coded, so a long
+// link's round trip does not hold up coding.
 #pragma once
 
 #include <cstddef>
@@ -79,16 +81,22 @@ struct FrameFacts {
 };
 
 // One input file: where to read it and the relative path it gets in the
-// snapshot (validated with validate_relative_path).
+// snapshot (validated with validate_relative_path). dev and ino identify the
+// file that was listed (list_pack_sources records them; 0 and 0: not
+// recorded): the packer reads only that file, never one put in its place.
 struct PackSource {
   std::filesystem::path path;
   std::string rel_path;
+  std::uint64_t dev = 0;
+  std::uint64_t ino = 0;
 };
 
 // Lists what `ferry pack PATH` packs: PATH itself when it is a regular file
 // (named by its file name), or every regular file below the directory PATH,
 // sorted bytewise by relative path. Symlinks and special files are skipped;
-// each skip adds a line to *notices when given.
+// each skip adds a line to *notices when given. Each file's device and inode
+// are recorded: packing opens files without following symlinks and refuses
+// (SourceChanged) one that is not the file listed.
 Result<std::vector<PackSource>> list_pack_sources(const std::filesystem::path& path,
                                                   std::vector<std::string>* notices = nullptr);
 
@@ -116,8 +124,10 @@ struct PackOptions {
   std::optional<std::int64_t> created_ns;             // unset: now (set it for reproducible output)
   std::function<void(const PackProgress&)> progress;  // after each window; may be empty
   // Have/need (see the top of this file). Empty: every chunk is encoded and
-  // sent. Otherwise called at most once per window, from the calling thread, with
-  // the new chunk ids of the window in order; it returns one flag per id, true when
+  // sent. Otherwise called at most once per window, from one thread at a time
+  // (the thread that reads the window ahead, while the calling thread codes
+  // the window before; the calling thread for the first window), with the
+  // new chunk ids of the window in order; it returns one flag per id, true when
   // the chunk must be sent. Only ids not met before in this run are asked
   // about: an id that repeats (a file of zeros, a copied shard) is decided
   // once and sent at most once. An error stops packing with that error.

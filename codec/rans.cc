@@ -355,6 +355,8 @@ std::uint32_t cost_q16(std::uint32_t freq) {
   return kCostQ16[freq];
 }
 
+const std::uint32_t* cost_table_q16() { return kCostQ16.data(); }
+
 void normalize_freqs(const std::uint32_t counts[kAlphabet], std::uint32_t freq[kAlphabet]) {
   std::uint64_t total = 0;
   for (int s = 0; s < kAlphabet; ++s) total += counts[s];
@@ -430,6 +432,14 @@ void DecTable::build(const std::uint32_t freq[kAlphabet]) {
 
 std::size_t encode_block(const EncTable& table, const std::uint8_t* symbols, std::size_t m,
                          EncScratch& scratch, std::uint8_t* out) {
+  const EncSegment seg{&table, symbols, m};
+  return encode_segments(std::span(&seg, 1), scratch, out);
+}
+
+std::size_t encode_segments(std::span<const EncSegment> segments, EncScratch& scratch, std::uint8_t* out) {
+  std::size_t m = 0;
+  for (const EncSegment& s : segments) m += s.m;
+  FERRY_CHECK(m <= kMaxBlockSymbols);
   // A coded block needs 128 + 2 * words < m bytes, so a block of 128
   // symbols or fewer is always raw.
   if (m <= kStateBytes) return m;
@@ -442,7 +452,7 @@ std::size_t encode_block(const EncTable& table, const std::uint8_t* symbols, std
   // Branch-free renormalisation: the word is always written below ptr and
   // kept only when the state is too large (at most one word per symbol,
   // since x < 2^32 and the bound is at least 2^20).
-  auto step = [&](int l, std::uint8_t s) {
+  auto step = [&](const EncTable& table, int l, std::uint8_t s) {
     const EncSymbol& e = table[s];
     std::uint32_t v = x[l];
     bool emit = v > e.renorm_above;
@@ -453,26 +463,34 @@ std::size_t encode_block(const EncTable& table, const std::uint8_t* symbols, std
     x[l] = v + e.bias + q * e.cmpl;
   };
 
-  std::size_t full = m / kLanes;
-  const std::size_t rem = m % kLanes;
-  if (rem) {
-    const std::uint8_t* g = symbols + full * kLanes;
-    for (int l = static_cast<int>(rem) - 1; l >= 0; --l) step(l, g[l]);
-  }
 #if FERRY_RANS_AVX2
   const EncodePath path = encode_path().load(std::memory_order_relaxed);
-  if (path == EncodePath::kAvx512) {
-    if (!encode_groups_avx512(table, symbols, full, x, ptr, end, max_words)) return m;
-    full = 0;
-  } else if (path == EncodePath::kAvx2) {
-    if (!encode_groups_avx2(table, symbols, full, x, ptr, end, max_words)) return m;
-    full = 0;
-  }
 #endif
-  for (std::size_t gi = full; gi-- > 0;) {
-    const std::uint8_t* g = symbols + gi * kLanes;
-    for (int l = kLanes - 1; l >= 0; --l) step(l, g[l]);
-    if (static_cast<std::size_t>(end - ptr) > max_words) return m;  // will not pay
+  // Segments from last to first: the decoder reads them forward.
+  for (std::size_t si = segments.size(); si-- > 0;) {
+    const EncSegment& seg = segments[si];
+    const EncTable& table = *seg.table;
+    std::size_t full = seg.m / kLanes;
+    const std::size_t rem = seg.m % kLanes;
+    FERRY_CHECK(rem == 0 || si + 1 == segments.size());
+    if (rem) {
+      const std::uint8_t* g = seg.symbols + full * kLanes;
+      for (int l = static_cast<int>(rem) - 1; l >= 0; --l) step(table, l, g[l]);
+    }
+#if FERRY_RANS_AVX2
+    if (path == EncodePath::kAvx512) {
+      if (!encode_groups_avx512(table, seg.symbols, full, x, ptr, end, max_words)) return m;
+      full = 0;
+    } else if (path == EncodePath::kAvx2) {
+      if (!encode_groups_avx2(table, seg.symbols, full, x, ptr, end, max_words)) return m;
+      full = 0;
+    }
+#endif
+    for (std::size_t gi = full; gi-- > 0;) {
+      const std::uint8_t* g = seg.symbols + gi * kLanes;
+      for (int l = kLanes - 1; l >= 0; --l) step(table, l, g[l]);
+      if (static_cast<std::size_t>(end - ptr) > max_words) return m;  // will not pay
+    }
   }
   const std::size_t words = static_cast<std::size_t>(end - ptr);
   if (words > max_words) return m;
@@ -483,6 +501,11 @@ std::size_t encode_block(const EncTable& table, const std::uint8_t* symbols, std
 
 Status decode_block(const DecTable& table, const std::uint8_t* in, std::size_t stored, std::uint8_t* out,
                     std::size_t m) {
+  const DecSegment seg{&table, out, m};
+  return decode_segments(in, stored, std::span(&seg, 1));
+}
+
+Status decode_segments(const std::uint8_t* in, std::size_t stored, std::span<const DecSegment> segments) {
   if (stored < kStateBytes || (stored - kStateBytes) % 2 != 0)
     return Status::corruption("coded block of " + std::to_string(stored) + " bytes");
   std::uint32_t x[kLanes];
@@ -494,41 +517,50 @@ Status decode_block(const DecTable& table, const std::uint8_t* in, std::size_t s
   }
   const std::uint8_t* words = in + kStateBytes;
   const std::size_t nwords = (stored - kStateBytes) / 2;
-  const std::uint32_t* t = table.data();
   std::size_t pos = 0;
+  std::size_t done = 0;  // symbols of the block before this segment
 
-  auto decode_one = [&](int l) -> std::uint32_t {
-    std::uint32_t e = t[x[l] & (kProbScale - 1)];
-    x[l] = (((e >> 8) & 0xfff) + 1) * (x[l] >> kProbBits) + (e >> 20);
-    return e;
-  };
+  for (std::size_t si = 0; si < segments.size(); ++si) {
+    const DecSegment& seg = segments[si];
+    const std::uint32_t* t = seg.table->data();
+    std::uint8_t* out = seg.out;
+    const std::size_t m = seg.m;
+    if (m % kLanes != 0 && si + 1 != segments.size())
+      return Status::internal("decode segment of " + std::to_string(m) + " symbols before the last");
+    auto decode_one = [&](int l) -> std::uint32_t {
+      std::uint32_t e = t[x[l] & (kProbScale - 1)];
+      x[l] = (((e >> 8) & 0xfff) + 1) * (x[l] >> kProbBits) + (e >> 20);
+      return e;
+    };
 
-  const std::size_t full = m / kLanes;
-  std::size_t gi = 0;
+    const std::size_t full = m / kLanes;
+    std::size_t gi = 0;
 #if FERRY_RANS_AVX2
-  if (cpu_has_avx2()) gi = decode_groups_avx2(t, x, words, nwords, pos, out, full);
+    if (cpu_has_avx2()) gi = decode_groups_avx2(t, x, words, nwords, pos, out, full);
 #endif
-  // Fast groups: with at least 32 words left no lane can run out, so the
-  // word is read unconditionally and kept only when needed.
-  for (; gi < full && nwords - pos >= kLanes; ++gi) {
-    std::uint8_t* o = out + gi * kLanes;
-    for (int l = 0; l < kLanes; ++l) {
-      o[l] = static_cast<std::uint8_t>(decode_one(l));
-      std::uint32_t w = load_u16(words + 2 * pos);
-      bool need = x[l] < kStateLow;
-      x[l] = need ? (x[l] << 16) | w : x[l];
-      pos += need;
+    // Fast groups: with at least 32 words left no lane can run out, so the
+    // word is read unconditionally and kept only when needed.
+    for (; gi < full && nwords - pos >= kLanes; ++gi) {
+      std::uint8_t* o = out + gi * kLanes;
+      for (int l = 0; l < kLanes; ++l) {
+        o[l] = static_cast<std::uint8_t>(decode_one(l));
+        std::uint32_t w = load_u16(words + 2 * pos);
+        bool need = x[l] < kStateLow;
+        x[l] = need ? (x[l] << 16) | w : x[l];
+        pos += need;
+      }
     }
-  }
-  // Checked tail: the last groups of the block and any partial group.
-  for (std::size_t i = gi * kLanes; i < m; ++i) {
-    int l = static_cast<int>(i % kLanes);
-    out[i] = static_cast<std::uint8_t>(decode_one(l));
-    if (x[l] < kStateLow) {
-      if (pos == nwords) return Status::corruption("words exhausted at symbol " + std::to_string(i));
-      x[l] = (x[l] << 16) | load_u16(words + 2 * pos);
-      ++pos;
+    // Checked tail: the last groups of the segment and any partial group.
+    for (std::size_t i = gi * kLanes; i < m; ++i) {
+      int l = static_cast<int>(i % kLanes);
+      out[i] = static_cast<std::uint8_t>(decode_one(l));
+      if (x[l] < kStateLow) {
+        if (pos == nwords) return Status::corruption("words exhausted at symbol " + std::to_string(done + i));
+        x[l] = (x[l] << 16) | load_u16(words + 2 * pos);
+        ++pos;
+      }
     }
+    done += m;
   }
   if (pos != nwords) return Status::corruption(std::to_string(nwords - pos) + " words left unread");
   for (int l = 0; l < kLanes; ++l)

@@ -9,6 +9,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "base/status.h"
 #include "codec/limits.h"
@@ -30,6 +31,8 @@ inline constexpr std::size_t kPresentBytes = kAlphabet / 8;
 // the bits a symbol of frequency f costs. Computed at compile time by integer
 // bit-by-bit log2, so every platform gets the same table.
 std::uint32_t cost_q16(std::uint32_t freq);
+// The same costs as a table of 4097 entries (index 0 unused), for loops.
+const std::uint32_t* cost_table_q16();
 
 // Normalises counts of the 256 symbols to frequencies that sum to exactly
 // 4096, each present symbol >= 1, absent ones 0 (FORMAT.md's rule).
@@ -94,10 +97,13 @@ class DecTable {
   alignas(64) std::array<std::uint32_t, kProbScale> slot_{};
 };
 
+// The largest block encode_segments codes (a version 2 float payload block).
+inline constexpr std::size_t kMaxBlockSymbols = kRansV2BlockSymbols;
+
 // Reusable word buffer for encode_block: one word per symbol at most, plus
 // room below for the vector encoder's 8-word stores.
 struct EncScratch {
-  std::array<std::uint16_t, kBlockSymbols + 16> words;
+  std::array<std::uint16_t, kMaxBlockSymbols + 16> words;
 };
 
 // Which encoder loop encode_block runs. kAuto picks the widest the CPU
@@ -113,6 +119,30 @@ EncodePath set_encode_path(EncodePath path);
 // REQUIRES: out has room for m bytes; every symbol has freq >= 1.
 std::size_t encode_block(const EncTable& table, const std::uint8_t* symbols, std::size_t m,
                          EncScratch& scratch, std::uint8_t* out);
+
+// A run of a block's symbols coded with one table (version 2 float
+// payloads switch tables inside a block). The segments of a block are its
+// symbols in order; every segment but the last holds a multiple of 32
+// symbols, so symbol i of the block is always in lane i mod 32.
+struct EncSegment {
+  const EncTable* table;
+  const std::uint8_t* symbols;
+  std::size_t m;
+};
+struct DecSegment {
+  const DecTable* table;
+  std::uint8_t* out;
+  std::size_t m;
+};
+
+// encode_block over segments whose symbols total m (1..kMaxBlockSymbols):
+// the states run on from one segment's table to the next. Same contract as
+// encode_block; encode_block is this with one segment.
+std::size_t encode_segments(std::span<const EncSegment> segments, EncScratch& scratch, std::uint8_t* out);
+
+// decode_block over segments (the mirror of encode_segments), with the
+// same checks.
+Status decode_segments(const std::uint8_t* in, std::size_t stored, std::span<const DecSegment> segments);
 
 // Decodes a coded block of `stored` bytes into m symbols. Checks the state
 // range, that no word is read past the block, that every word is consumed

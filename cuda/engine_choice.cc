@@ -176,7 +176,7 @@ Result<std::unique_ptr<CodecEngine>> choose_engine_with(EngineChoice choice, con
   auto g = make_gpu();
   std::string why;
   if (g.is_ok()) {
-    auto reference = make_cpu_engine(cpu);
+    auto reference = make_cpu_engine(gpu_reference_options(cpu));
     Status st = check_engine_matches_cpu(*g.value(), *reference);
     if (st.is_ok()) {
       record({"gpu", kReasonPassed, g.value()->description()}, selection);

@@ -35,9 +35,11 @@ using gpu::EncResult;
 static_assert(gpu::kFrameHeaderBytes == kFrameHeaderBytes && gpu::kLeafBytes == kLeafBytes &&
               gpu::kDigestBytes == kDigestBytes);
 
-// Frames that decode on the GPU: raw and planes with at least one byte.
+// Frames that decode on the GPU: raw and version 1 planes with at least one
+// byte (version 2 planes go to the CPU engine).
 bool decodes_on_gpu(const FrameHeader& h) {
-  return h.raw_bytes > 0 && (h.codec == Codec::kRaw || codec_element_width(h.codec) != 0);
+  return h.raw_bytes > 0 &&
+         (h.codec == Codec::kRaw || codec_payload_version(h.codec) == kGpuFloatPayloadVersion);
 }
 
 // The frame length, expected id and output size a job must agree on.
@@ -124,7 +126,7 @@ class GpuEngine final : public CodecEngine {
   gpu::DeviceBuffer arena_mem_, shift_mem_;
   gpu::PinnedBuffer pinned_;
   gpu::StackArena arena_;
-  std::unique_ptr<CodecEngine> cpu_ = make_cpu_engine();
+  std::unique_ptr<CodecEngine> cpu_ = make_cpu_engine(gpu_reference_options());
   std::unique_ptr<CodecChoiceScratch> choice_ = std::make_unique<CodecChoiceScratch>();
 };
 
@@ -208,9 +210,9 @@ Status GpuEngine::choose_codecs(std::span<const EncodeJob> jobs, MemorySpace spa
             copy(whole.data() + p.offset, j.data.data() + p.offset, p.length, cudaMemcpyDeviceToHost));
       }
       RETURN_IF_ERROR(sync());
-      codecs[i] = choose_chunk_codec(whole, j.dtype, j.trial, *choice_);
+      codecs[i] = choose_chunk_codec(whole, j.dtype, j.trial, *choice_, kGpuFloatPayloadVersion);
     } else {
-      codecs[i] = choose_chunk_codec(j.data, j.dtype, j.trial, *choice_);
+      codecs[i] = choose_chunk_codec(j.data, j.dtype, j.trial, *choice_, kGpuFloatPayloadVersion);
     }
   }
   return Status::ok();

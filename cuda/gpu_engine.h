@@ -17,6 +17,18 @@
 
 namespace ferry {
 
+// The float payload version the GPU kernels write (docs/FORMAT.md 4.1). The
+// CPU engine is their byte-for-byte reference when asked for this version;
+// version 2 frames (4.2) are coded and decoded by the CPU engine inside the
+// GPU engine until the kernels learn them.
+inline constexpr int kGpuFloatPayloadVersion = kFloatPayloadV1;
+
+// CPU engine options that make the GPU engine's frames.
+inline CpuEngineOptions gpu_reference_options(CpuEngineOptions o = {}) {
+  o.float_version = kGpuFloatPayloadVersion;
+  return o;
+}
+
 // The smallest arena a GPU engine takes, whatever GpuOptions asks: room for
 // the reference batch choose_engine codes at start (under 1 MiB) and for
 // decoding any one frame already in device memory (under 1 MiB for 64 MiB).

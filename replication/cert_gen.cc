@@ -92,6 +92,17 @@ Status write_pem(const std::filesystem::path& path, unsigned mode, const std::fu
   return file.commit();
 }
 
+// The first certificate in a PEM file.
+Result<UniqueX509> read_cert_pem(const std::filesystem::path& path) {
+  UniqueBio bio(BIO_new_file(path.c_str(), "r"));
+  if (!bio)
+    return Status::not_found("cannot open certificate " + path.string() + ": " + drain_openssl_errors());
+  UniqueX509 cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  if (!cert)
+    return Status::corruption("cannot read certificate " + path.string() + ": " + drain_openssl_errors());
+  return cert;
+}
+
 }  // namespace
 
 Result<UniqueEvpPkey> generate_key() {
@@ -116,6 +127,11 @@ Result<KeyAndCert> issue_cert(const KeyAndCert& ca, const CertSpec& spec) {
   ASSIGN_OR_RETURN(UniqueEvpPkey key, generate_key());
   ASSIGN_OR_RETURN(UniqueX509 cert,
                    new_cert(spec.common_name, key.get(), spec.not_before_seconds, spec.not_after_seconds));
+  for (const std::string& cn : spec.extra_common_names) {
+    if (X509_NAME_add_entry_by_NID(X509_get_subject_name(cert.get()), NID_commonName, MBSTRING_UTF8,
+                                   reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0) != 1)
+      return openssl_fail("certificate subject CN " + cn);
+  }
   X509_set_issuer_name(cert.get(), X509_get_subject_name(ca.cert.get()));
   X509* c = cert.get();
   X509* issuer = ca.cert.get();
@@ -153,17 +169,76 @@ Result<KeyAndCert> read_key_and_cert(const std::filesystem::path& key_path,
   if (!kb) return Status::not_found("cannot open key " + key_path.string() + ": " + drain_openssl_errors());
   UniqueEvpPkey key(PEM_read_bio_PrivateKey(kb.get(), nullptr, nullptr, nullptr));
   if (!key) return Status::corruption("cannot read key " + key_path.string() + ": " + drain_openssl_errors());
-  UniqueBio cb(BIO_new_file(cert_path.c_str(), "r"));
-  if (!cb)
-    return Status::not_found("cannot open certificate " + cert_path.string() + ": " + drain_openssl_errors());
-  UniqueX509 cert(PEM_read_bio_X509(cb.get(), nullptr, nullptr, nullptr));
-  if (!cert)
-    return Status::corruption("cannot read certificate " + cert_path.string() + ": " +
-                              drain_openssl_errors());
+  ASSIGN_OR_RETURN(UniqueX509 cert, read_cert_pem(cert_path));
   if (X509_check_private_key(cert.get(), key.get()) != 1)
     return Status::invalid_argument("key " + key_path.string() + " does not match certificate " +
                                     cert_path.string());
   return KeyAndCert{std::move(key), std::move(cert)};
+}
+
+Result<UniqueX509Crl> make_crl(const KeyAndCert& ca, const std::vector<const ASN1_INTEGER*>& serials,
+                               int days) {
+  UniqueX509Crl crl(X509_CRL_new());
+  if (!crl) return openssl_fail("X509_CRL_new");
+  std::unique_ptr<ASN1_TIME, decltype(&ASN1_TIME_free)> now(X509_gmtime_adj(nullptr, 0), ASN1_TIME_free);
+  std::unique_ptr<ASN1_TIME, decltype(&ASN1_TIME_free)> next(
+      X509_gmtime_adj(nullptr, static_cast<long>(std::int64_t{days} * 86400)), ASN1_TIME_free);
+  if (!now || !next || X509_CRL_set_version(crl.get(), 1) != 1 ||  // v2
+      X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(ca.cert.get())) != 1 ||
+      X509_CRL_set1_lastUpdate(crl.get(), now.get()) != 1 ||
+      X509_CRL_set1_nextUpdate(crl.get(), next.get()) != 1)
+    return openssl_fail("CRL fields");
+  for (const ASN1_INTEGER* serial : serials) {
+    X509_REVOKED* r = X509_REVOKED_new();
+    if (r == nullptr || X509_REVOKED_set_serialNumber(r, const_cast<ASN1_INTEGER*>(serial)) != 1 ||
+        X509_REVOKED_set_revocationDate(r, now.get()) != 1 || X509_CRL_add0_revoked(crl.get(), r) != 1) {
+      X509_REVOKED_free(r);
+      return openssl_fail("CRL entry");
+    }
+  }
+  if (X509_CRL_sort(crl.get()) != 1 || X509_CRL_sign(crl.get(), ca.key.get(), EVP_sha256()) == 0)
+    return openssl_fail("signing the CRL");
+  return crl;
+}
+
+Status write_crl_pem(const std::filesystem::path& path, X509_CRL* crl) {
+  return write_pem(path, 0644, [crl](BIO* bio) { return PEM_write_bio_X509_CRL(bio, crl); });
+}
+
+Result<std::string> revoke_certificate(const std::filesystem::path& ca_key,
+                                       const std::filesystem::path& ca_cert,
+                                       const std::filesystem::path& cert_path,
+                                       const std::filesystem::path& crl_path, int days) {
+  if (days <= 0) return Status::invalid_argument("CRL validity must be positive days");
+  ERR_clear_error();
+  ASSIGN_OR_RETURN(KeyAndCert ca, read_key_and_cert(ca_key, ca_cert));
+  ASSIGN_OR_RETURN(UniqueX509 cert, read_cert_pem(cert_path));
+  if (X509_NAME_cmp(X509_get_issuer_name(cert.get()), X509_get_subject_name(ca.cert.get())) != 0)
+    return Status::invalid_argument(cert_path.string() + " was not issued by the CA in " + ca_cert.string());
+  // The serials already revoked stay revoked.
+  UniqueX509Crl old;
+  if (std::filesystem::exists(crl_path)) {
+    UniqueBio rb(BIO_new_file(crl_path.c_str(), "r"));
+    if (rb) old.reset(PEM_read_bio_X509_CRL(rb.get(), nullptr, nullptr, nullptr));
+    if (!old)
+      return Status::corruption("cannot read CRL " + crl_path.string() + ": " + drain_openssl_errors());
+    if (X509_CRL_verify(old.get(), X509_get0_pubkey(ca.cert.get())) != 1)
+      return Status::invalid_argument("CRL " + crl_path.string() + " is not signed by the CA in " +
+                                      ca_cert.string());
+  }
+  std::vector<const ASN1_INTEGER*> serials;
+  const ASN1_INTEGER* serial = X509_get0_serialNumber(cert.get());
+  bool listed = false;
+  STACK_OF(X509_REVOKED)* revoked = old ? X509_CRL_get_REVOKED(old.get()) : nullptr;
+  for (int i = 0; i < sk_X509_REVOKED_num(revoked); ++i) {
+    const ASN1_INTEGER* s = X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(revoked, i));
+    listed = listed || ASN1_INTEGER_cmp(s, serial) == 0;
+    serials.push_back(s);
+  }
+  if (!listed) serials.push_back(serial);
+  ASSIGN_OR_RETURN(UniqueX509Crl crl, make_crl(ca, serials, days));
+  RETURN_IF_ERROR(write_crl_pem(crl_path, crl.get()));
+  return describe_certificate(cert.get());
 }
 
 std::filesystem::path CertSet::host_cert(const std::string& host) const {
@@ -190,6 +265,7 @@ Result<CertSet> create_cert_set(const std::filesystem::path& dir, const CertSetO
   set.ca_key = dir / "ca.key";
   set.receiver_cert = dir / "receiver.pem";
   set.receiver_key = dir / "receiver.key";
+  set.crl = dir / "crl.pem";
 
   KeyAndCert ca;
   bool have_ca = std::filesystem::exists(set.ca_cert) && std::filesystem::exists(set.ca_key);
@@ -225,6 +301,12 @@ Result<CertSet> create_cert_set(const std::filesystem::path& dir, const CertSetO
     ASSIGN_OR_RETURN(KeyAndCert host, issue_cert(ca, hs));
     RETURN_IF_ERROR(write_key_pem(set.host_key(h), host.key.get()));
     RETURN_IF_ERROR(write_cert_pem(set.host_cert(h), host.cert.get()));
+  }
+  // A CRL that revokes nothing yet, so the receiver can run with --crl from
+  // the start; `ferry certs --revoke` adds to it.
+  if (!std::filesystem::exists(set.crl)) {
+    ASSIGN_OR_RETURN(UniqueX509Crl crl, make_crl(ca, {}));
+    RETURN_IF_ERROR(write_crl_pem(set.crl, crl.get()));
   }
   return set;
 }

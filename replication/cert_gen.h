@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,9 @@ struct CertSpec {
   std::vector<std::string> ip_addresses;  // subjectAltName IP entries
   bool server = false;                    // extendedKeyUsage serverAuth
   bool client = false;                    // extendedKeyUsage clientAuth
+  // Tests only: further subject CNs after common_name (a certificate a
+  // receiver must refuse).
+  std::vector<std::string> extra_common_names;
   // Validity window relative to now, in seconds (not_after <= not_before is
   // allowed, for expired certificates in tests).
   std::int64_t not_before_seconds = -300;  // a little slack for clock skew
@@ -47,12 +51,33 @@ Status write_cert_pem(const std::filesystem::path& path, X509* cert);
 Result<KeyAndCert> read_key_and_cert(const std::filesystem::path& key_path,
                                      const std::filesystem::path& cert_path);
 
+struct X509CrlDeleter {
+  void operator()(X509_CRL* p) const { X509_CRL_free(p); }
+};
+using UniqueX509Crl = std::unique_ptr<X509_CRL, X509CrlDeleter>;
+
+// A certificate revocation list signed by `ca`, revoking the certificates
+// with these serial numbers, valid from now for `days`.
+Result<UniqueX509Crl> make_crl(const KeyAndCert& ca, const std::vector<const ASN1_INTEGER*>& serials,
+                               int days = kDefaultCrlDays);
+Status write_crl_pem(const std::filesystem::path& path, X509_CRL* crl);
+// Adds the certificate at `cert_path` to the CRL at `crl_path` (made when
+// absent; the serials it lists stay), signed anew by the CA whose key and
+// certificate are given, and writes it atomically. Returns the revoked
+// certificate as describe_certificate names it.
+Result<std::string> revoke_certificate(const std::filesystem::path& ca_key,
+                                       const std::filesystem::path& ca_cert,
+                                       const std::filesystem::path& cert_path,
+                                       const std::filesystem::path& crl_path, int days = kDefaultCrlDays);
+
 // The files of one deployment, as `ferry certs` lays them in `dir`:
-// ca.pem, ca.key, receiver.pem, receiver.key, host-<name>.pem/.key.
+// ca.pem, ca.key, receiver.pem, receiver.key, host-<name>.pem/.key, and
+// crl.pem (made revoking nothing when absent).
 struct CertSet {
   std::filesystem::path dir;
   std::filesystem::path ca_cert, ca_key;
   std::filesystem::path receiver_cert, receiver_key;
+  std::filesystem::path crl;  // crl.pem: revoking nothing until `ferry certs --revoke`
   std::filesystem::path host_cert(const std::string& host) const;
   std::filesystem::path host_key(const std::string& host) const;
 };

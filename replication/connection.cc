@@ -5,9 +5,13 @@
 #include "replication/connection.h"
 #include "base/clock.h"
 
+#include <poll.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <functional>
+#include <iterator>
 #include <thread>
 
 namespace ferry::replication {
@@ -23,7 +27,17 @@ constexpr std::size_t kSendBufferBytes = kCipherBufferBytes + kCipherSlackBytes;
 // close(): how long a close_notify may take to leave.
 constexpr int kCloseTimeoutMs = 1000;
 
-std::size_t this_thread_key() { return std::hash<std::thread::id>{}(std::this_thread::get_id()); }
+// The kernel's id of the calling thread. Not std::thread::id: glibc hands an
+// exited thread's id to the next thread it starts, and an io_uring ring set
+// up SINGLE_ISSUER refuses (EEXIST) submissions from any task but its
+// creator, so a connection used by a short-lived thread after another one
+// (the packer's read-ahead threads asking have/need on the control
+// connection, one per window) must see the change. Asked once per thread:
+// gettid is a system call, and every send and receive asks.
+std::size_t this_thread_key() {
+  thread_local const std::size_t key = static_cast<std::size_t>(::gettid());
+  return key;
+}
 
 // The host part of "host:port", "[v6]:port".
 std::string host_of(std::string_view host_port) {
@@ -110,6 +124,7 @@ Result<std::unique_ptr<Connection>> Connection::accept(io::Socket socket,
   (void)socket.set_no_delay(true);
   std::string peer = socket.name();
   std::unique_ptr<Connection> c(new Connection(std::move(socket), options));
+  c->server_ = true;
   ASSIGN_OR_RETURN(c->tls_, TlsSession::create(std::move(ctx), peer));
   RETURN_IF_ERROR(c->ensure_engine());
   RETURN_IF_ERROR(c->run_handshake());
@@ -220,7 +235,11 @@ Status Connection::read_exact(std::span<std::byte> out, std::int64_t deadline_ms
 
 Status Connection::send(const Message& m) {
   if (!open_) return Status::unavailable("connection to " + peer_name() + " is closed");
-  EncodedMessage e = encode_message(m);
+  // A receiver never sends more than it announced, which is what its
+  // client accepts; a reply too large for that (a store's manifest or frame
+  // past the limit) is refused here, before a byte of it leaves.
+  ASSIGN_OR_RETURN(EncodedMessage e,
+                   try_encode_message(m, server_ ? options_.max_message_bytes : kMaxMessageBodyBytes));
   std::span<const std::byte> parts[2] = {e.head, e.tail};
   for (std::span<const std::byte> part : parts) {
     while (!part.empty()) {
@@ -243,6 +262,15 @@ Status Connection::send_raw(std::span<const std::byte> bytes) {
 }
 
 Result<Message> Connection::recv(int timeout_ms) { return recv_message(timeout_ms, false); }
+
+bool Connection::input_ready() const {
+  if (!open_ || !tls_) return true;
+  if (tls_->has_buffered_input()) return true;
+  pollfd p{};
+  p.fd = socket_.fd();
+  p.events = POLLIN | POLLRDHUP;
+  return ::poll(&p, 1, 0) != 0;  // readable, hung up, failed, or poll itself failed
+}
 
 Result<Message> Connection::recv_next(int first_byte_timeout_ms) {
   return recv_message(first_byte_timeout_ms, true);
@@ -315,6 +343,7 @@ Result<HelloOk> Connection::hello(std::string_view software) {
                                ", which this build does not speak");
   options_.max_message_bytes = std::max<std::size_t>(
       options_.max_message_bytes, std::min<std::size_t>(ok->max_message_bytes, kMaxMessageBodyBytes));
+  version_ = ok->version;
   return *ok;
 }
 
@@ -337,6 +366,7 @@ Result<HelloOk> Connection::serve_hello(const HelloOk& limits) {
   ok.namespace_name = peer_identity();
   RETURN_IF_ERROR(send(ok));
   options_.max_message_bytes = static_cast<std::size_t>(limits.max_message_bytes);
+  version_ = ok.version;
   return ok;
 }
 
@@ -368,6 +398,44 @@ void Connection::abort() {
 Status status_from_peer_error(const Error& e) {
   Status st = status_from_error(e);
   return e.request_id != 0 ? st.with_detail(Detail::kRefusedByPeer) : st;
+}
+
+Result<std::vector<SnapshotInfo>> list_snapshots(std::uint16_t version, const Requester& request,
+                                                 std::string_view peer) {
+  std::vector<SnapshotInfo> out;
+  List list;
+  list.paged = version >= kPagedListVersion;
+  for (;;) {
+    ASSIGN_OR_RETURN(Message m, request(list));
+    auto* reply = std::get_if<ListReply>(&m);
+    if (reply == nullptr)
+      return Status::corruption(std::string(peer) + " answered LIST with " + std::string(message_name(m)));
+    if (out.size() + reply->snapshots.size() > kMaxListedSnapshots)
+      return Status::corruption(std::string(peer) + " listed more than " +
+                                std::to_string(kMaxListedSnapshots) + " snapshots");
+    std::move(reply->snapshots.begin(), reply->snapshots.end(), std::back_inserter(out));
+    if (!list.paged || reply->next.empty()) return out;
+    // A cursor that does not move would list forever.
+    if (reply->snapshots.empty() || reply->next == list.after)
+      return Status::corruption(std::string(peer) + " answered a LIST page without progress");
+    list.after = std::move(reply->next);
+  }
+}
+
+Result<std::vector<SnapshotInfo>> list_snapshots(Connection& c) {
+  std::uint64_t next_id = 0;
+  Requester request = [&](Message m) -> Result<Message> {
+    const std::uint64_t id = ++next_id;
+    std::get<List>(m).request_id = id;
+    RETURN_IF_ERROR(c.send(m));
+    ASSIGN_OR_RETURN(Message reply, c.recv());
+    if (auto* e = std::get_if<Error>(&reply)) return status_from_peer_error(*e);
+    if (request_id_of(reply) != id)
+      return Status::corruption(c.peer_name() + " answered request " + std::to_string(id) + " with id " +
+                                std::to_string(request_id_of(reply)));
+    return reply;
+  };
+  return list_snapshots(c.version(), request, c.peer_name());
 }
 
 }  // namespace ferry::replication

@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -78,7 +79,9 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  // Sends one whole message. The bulk field (frame, manifest) is not copied
+  // Sends one whole message; ResourceExhausted, with nothing sent, for a
+  // body over kMaxMessageBodyBytes or, on the server, over the limit it
+  // announced (max_message_bytes). The bulk field (frame, manifest) is not copied
   // on its way out; build the Message in place or move a Put into it
   // (send(std::move(put))): a Put passed as an lvalue is copied into the
   // temporary Message first.
@@ -97,6 +100,12 @@ class Connection {
   // wait never splits a message. The receiver waits this way for further
   // PUTs before it syncs and acknowledges the ones it has.
   Result<Message> recv_next(int first_byte_timeout_ms);
+  // Whether recv() would find something without waiting for the peer: input
+  // buffered in TLS, or bytes, an end or an error on the socket (one poll(2)
+  // that does not wait; no receive may be in flight, and none is outside
+  // recv). A closed connection: true (recv reports why). For a loop with
+  // other work that must not sit in a receive.
+  bool input_ready() const;
   // Gives back the buffer of a frame the caller is done with (a PUT's or a
   // CHUNK's), for the next frame received to reuse: a fresh multi-MiB buffer
   // per frame costs page faults and the kernel's zeroing of every page.
@@ -113,6 +122,9 @@ class Connection {
   // namespace filled in; or answers ERROR (Unsupported) and returns it.
   // limits.max_message_bytes also becomes this side's recv limit.
   Result<HelloOk> serve_hello(const HelloOk& limits);
+
+  // The protocol version HELLO settled (0 before).
+  std::uint16_t version() const { return version_; }
 
   void set_max_message_bytes(std::size_t bytes) { options_.max_message_bytes = bytes; }
   std::size_t max_message_bytes() const { return options_.max_message_bytes; }
@@ -157,12 +169,14 @@ class Connection {
   std::unique_ptr<TlsSession> tls_;
   ConnectionOptions options_;
   std::unique_ptr<io::Engine> engine_;
-  std::size_t engine_thread_ = 0;    // hash of the owning thread's id
+  std::size_t engine_thread_ = 0;    // the owning thread's kernel id
   std::vector<std::byte> send_buf_;  // being sent; TLS fills the other (pump_out)
   std::unique_ptr<std::byte[]> recv_buf_;
   bool send_in_flight_ = false;
   ConnectionCounters counters_;
   bool open_ = true;
+  bool server_ = false;  // accepted, not dialled
+  std::uint16_t version_ = 0;
   std::vector<std::byte> spare_body_;  // see recycle()
 };
 
@@ -174,5 +188,17 @@ class Connection {
 // closes, and stays a failure like any other break. Every client-side
 // translation goes through here; base/retry.h decides on the result.
 Status status_from_peer_error(const Error& e);
+
+// Sends one request and returns the reply that carries its id; an ERROR
+// comes back as its Status (status_from_peer_error).
+using Requester = std::function<Result<Message>(Message)>;
+// Every snapshot of the client's namespace in the receiver's order (oldest
+// first): LIST a page at a time when `version` >= kPagedListVersion, one
+// LIST before (a receiver of version 1 answers in one reply). `peer` names
+// the receiver in errors.
+Result<std::vector<SnapshotInfo>> list_snapshots(std::uint16_t version, const Requester& request,
+                                                 std::string_view peer);
+// The same over `c`, a connection past HELLO used by one thread.
+Result<std::vector<SnapshotInfo>> list_snapshots(Connection& c);
 
 }  // namespace ferry::replication

@@ -34,6 +34,7 @@ Status FrameRebuilder::rebuild(const ChunkOrigin& origin, std::vector<std::byte>
   if (!encoder_) encoder_ = std::make_unique<ChunkEncoder>();
   EncodeOptions o;
   o.zstd_level = zstd_level_;
+  o.float_version = float_version_;
   o.trial = origin.trial;
   const EncodedChunk e = encoder_->encode_into(raw, c.dtype, id, frame, o);
   if (static_cast<std::uint8_t>(e.codec) != c.codec || e.frame_bytes != c.frame_bytes) {

@@ -40,7 +40,10 @@ ChunkOrigin chunk_origin(const std::filesystem::path& path, const ManifestFile& 
 // Reusable scratch (the raw chunk, an encoder); one per thread.
 class FrameRebuilder {
  public:
-  explicit FrameRebuilder(int zstd_level) : zstd_level_(zstd_level) {}
+  // float_version: the float payload version the frames were first coded
+  // with (the engine's: version 1 from the GPU engine, 2 from the CPU's).
+  explicit FrameRebuilder(int zstd_level, int float_version = kFloatPayloadV2)
+      : zstd_level_(zstd_level), float_version_(float_version) {}
 
   // Rebuilds the frame of `origin` into `frame`, which holds at least
   // frame_room_bytes(origin.chunk.length) bytes, and cuts it to the frame.
@@ -51,6 +54,7 @@ class FrameRebuilder {
 
  private:
   int zstd_level_;
+  int float_version_;
   std::unique_ptr<std::byte[]> raw_;
   std::size_t raw_capacity_ = 0;
   std::unique_ptr<ChunkEncoder> encoder_;  // made at the first rebuild

@@ -14,7 +14,8 @@
 #include "codec/manifest.h"
 #include "replication/device_restore.h"
 #include "store/chunk_store.h"
-#include "store/local_store.h"
+#include "store/open_store.h"
+#include "store/s3_store.h"
 
 namespace ferry::replication {
 namespace {
@@ -116,12 +117,12 @@ Result<std::unique_ptr<FrameSource>> open_frame_source(std::string_view location
           std::make_unique<OwnedArchiveSource>(std::move(archive), std::move(fd)));
     }
     case SourceLocation::Kind::kStore: {
-      // Opening a store creates it when absent; a restore must not.
+      // Opening a local store creates it when absent; a restore must not.
       std::error_code ec;
-      if (!std::filesystem::is_directory(where.path, ec)) {
+      if (!is_s3_url(where.path) && !std::filesystem::is_directory(where.path, ec)) {
         return Status::not_found("store " + where.path + ": no such directory");
       }
-      ASSIGN_OR_RETURN(std::unique_ptr<ChunkStore> store, open_local_store(where.path));
+      ASSIGN_OR_RETURN(std::unique_ptr<ChunkStore> store, open_store(where.path));
       auto bytes = store->manifest(where.ns, where.snapshot);
       if (!bytes) {
         return bytes.status().with_context("store " + where.path + " namespace " + where.ns + " snapshot " +

@@ -14,7 +14,10 @@ namespace ferry::replication {
 // Protocol versions this build speaks (HELLO / HELLO_OK negotiate the highest
 // common one).
 inline constexpr std::uint16_t kMinProtocolVersion = 1;
-inline constexpr std::uint16_t kMaxProtocolVersion = 1;
+inline constexpr std::uint16_t kMaxProtocolVersion = 2;
+// Version 2 pages LIST (a cursor in LIST and LIST_REPLY) and says how many
+// snapshots a REMOVED left unnamed.
+inline constexpr std::uint16_t kPagedListVersion = 2;
 
 // Message framing: [u32 body length][u8 type][body].
 inline constexpr std::size_t kMessageHeaderBytes = 5;
@@ -49,6 +52,8 @@ inline constexpr std::size_t kMaxQueryIds = 65536;            // QUERY: 2 MiB of
 inline constexpr std::size_t kMaxGetChunkIds = 4096;          // GET_CHUNK
 inline constexpr std::size_t kMaxListedSnapshots = 1u << 20;  // LIST_REPLY
 inline constexpr std::size_t kMaxRemovedNames = 1u << 20;     // REMOVED
+// A LIST cursor (version 2): opaque to the client, printable ASCII.
+inline constexpr std::size_t kMaxListCursorBytes = 192;
 
 // What a COMMIT body holds besides its manifest (a request id, a snapshot
 // name and its length: at most 8 + 2 + 128 bytes), rounded up: a sender
@@ -84,6 +89,39 @@ inline constexpr int kDefaultConnectTimeoutMs = 10'000;
 // resources (EMFILE, ENFILE, ENOMEM) before it tries again: served clients
 // go on meanwhile, and the loop does not spin on the error.
 inline constexpr int kAcceptRetryDelayMs = 100;
+// Receiver connections (receiver.h). Only authenticated connections count
+// against --max_connections: a peer without a certificate never holds a
+// served slot. Handshakes in progress have their own budget; when it is full
+// the oldest pending handshake is dropped for the new one, so a flood of
+// connections that never finish TLS cannot lock a real host out, even one
+// behind the same address.
+inline constexpr std::size_t kMaxPendingHandshakes = 64;
+// How long the receiver gives a peer to finish the TLS handshake (and then
+// to send HELLO): a real host needs milliseconds, a WAN round trip or two.
+inline constexpr int kDefaultReceiverHandshakeTimeoutMs = 5'000;
+// Authenticated connections one namespace (host certificate) may hold at
+// once (--max_connections_per_namespace): an agent uses its streams (4 by
+// default) plus a control connection per target; restore as many streams.
+inline constexpr std::size_t kDefaultMaxConnectionsPerNamespace = 16;
+// How often the receiver checks whether its CRL file changed, and reloads
+// its TLS files when it did (--crl_reload_s); SIGHUP reloads at once.
+inline constexpr int kDefaultCrlReloadIntervalMs = 60'000;
+// Certificate revocation lists made by `ferry certs --revoke`: valid as long
+// as a CA by default (a CRL past its nextUpdate refuses every peer).
+inline constexpr int kDefaultCrlDays = 3650;
+// The largest CRL file a process loads.
+inline constexpr std::size_t kMaxCrlFileBytes = 64u << 20;
+
+// Replies that name snapshots (LIST_REPLY pages; protocol version 2) hold at
+// most this many, and at most kMaxListPageBytes of body: a namespace with
+// many snapshots is listed over several requests, never in one message whose
+// size a host controls.
+inline constexpr std::size_t kMaxListPageSnapshots = 4096;
+inline constexpr std::size_t kMaxListPageBytes = 1u << 20;
+// REMOVED names at most this many snapshots (the counts freed stay exact):
+// a prune of more says how many it left unnamed (protocol version 2).
+inline constexpr std::size_t kMaxRemovedNamesInReply = 4096;
+
 // Queue depth of the per-connection engine (a send and a recv at most, plus
 // a cancel); small rings keep many connections cheap.
 inline constexpr unsigned kConnectionQueueDepth = 8;

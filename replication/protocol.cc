@@ -8,6 +8,7 @@
 #include "codec/byte_writer.h"
 #include "replication/body_reader.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace ferry::replication {
@@ -109,7 +110,10 @@ struct BodyEncoder {
   void operator()(const CommitOk& v) { named(v.request_id, v.snapshot); }
   void operator()(const GetManifest& v) { named(v.request_id, v.snapshot); }
   void operator()(const Delete& v) { named(v.request_id, v.snapshot); }
-  void operator()(const List& v) { w.u64(v.request_id); }
+  void operator()(const List& v) {
+    w.u64(v.request_id);
+    if (v.paged) w.str16(v.after);
+  }
   void operator()(const Ping& v) { w.u64(v.request_id); }
   void operator()(const Pong& v) { w.u64(v.request_id); }
   void operator()(const ListReply& v) {
@@ -122,6 +126,7 @@ struct BodyEncoder {
       w.u32(s.file_count);
       w.u32(s.chunk_count);
     }
+    if (v.paged) w.str16(v.next);
   }
   void operator()(const Prune& v) {
     w.u64(v.request_id);
@@ -135,6 +140,7 @@ struct BodyEncoder {
     for (const std::string& s : v.snapshots) w.str16(s);
     w.u64(v.chunks_freed);
     w.u64(v.bytes_freed);
+    if (v.counted) w.u64(v.unnamed);
   }
   void operator()(const Error& v) {
     w.u64(v.request_id);
@@ -288,6 +294,25 @@ Message decode_named_message(MessageType type, Reader& r) {
   return Delete{id, std::move(name)};
 }
 
+// A LIST cursor: printable ASCII, at most kMaxListCursorBytes.
+std::string read_cursor(Reader& r, const char* field) {
+  std::size_t at = r.pos();
+  std::string cursor = r.str(field, kMaxListCursorBytes);
+  check_printable(r, at, cursor, field);
+  return cursor;
+}
+
+// LIST: a request id; version 2 adds the cursor.
+List decode_list(Reader& r) {
+  List v;
+  v.request_id = r.u64("request_id");
+  if (r.ok() && r.remaining() > 0) {
+    v.paged = true;
+    v.after = read_cursor(r, "after");
+  }
+  return v;
+}
+
 ListReply decode_list_reply(Reader& r) {
   ListReply v;
   v.request_id = r.u64("request_id");
@@ -301,6 +326,10 @@ ListReply decode_list_reply(Reader& r) {
     s.file_count = r.u32("file_count");
     s.chunk_count = r.u32("chunk_count");
     v.snapshots.push_back(std::move(s));
+  }
+  if (r.ok() && r.remaining() > 0) {
+    v.paged = true;
+    v.next = read_cursor(r, "next");
   }
   return v;
 }
@@ -328,6 +357,10 @@ Removed decode_removed(Reader& r) {
   for (std::size_t i = 0; i < n && r.ok(); ++i) v.snapshots.push_back(read_snapshot_name(r));
   v.chunks_freed = r.u64("chunks_freed");
   v.bytes_freed = r.u64("bytes_freed");
+  if (r.ok() && r.remaining() > 0) {
+    v.counted = true;
+    v.unnamed = r.u64("unnamed");
+  }
   return v;
 }
 
@@ -366,7 +399,7 @@ Message decode_fields(MessageType type, Reader& r) {
     case MessageType::kDelete:
       return decode_named_message(type, r);
     case MessageType::kList:
-      return List{r.u64("request_id")};
+      return decode_list(r);
     case MessageType::kPing:
       return Ping{r.u64("request_id")};
     case MessageType::kPong:
@@ -455,16 +488,38 @@ std::uint64_t request_id_of(const Message& m) {
       m);
 }
 
-EncodedMessage encode_message(const Message& m) {
+namespace {
+// The message with its header; the header's length field is left zero when
+// the body is over kMaxMessageBodyBytes (the callers refuse it).
+EncodedMessage encode_unchecked(const Message& m, std::size_t& body) {
   EncodedMessage e;
   e.head.reserve(64);
   e.head.resize(kMessageHeaderBytes);
   Writer w(e.head);
   encode_fields(m, w, e.tail);
-  std::size_t body = e.head.size() - kMessageHeaderBytes + e.tail.size();
-  FERRY_CHECK(body <= kMaxMessageBodyBytes);
-  for (int i = 0; i < 4; ++i) e.head[i] = std::byte(static_cast<std::uint8_t>(body >> (8 * i)));
+  body = e.head.size() - kMessageHeaderBytes + e.tail.size();
+  if (body <= kMaxMessageBodyBytes) {
+    for (int i = 0; i < 4; ++i) e.head[i] = std::byte(static_cast<std::uint8_t>(body >> (8 * i)));
+  }
   e.head[4] = std::byte(static_cast<std::uint8_t>(message_type(m)));
+  return e;
+}
+}  // namespace
+
+EncodedMessage encode_message(const Message& m) {
+  std::size_t body = 0;
+  EncodedMessage e = encode_unchecked(m, body);
+  FERRY_CHECK(body <= kMaxMessageBodyBytes);
+  return e;
+}
+
+Result<EncodedMessage> try_encode_message(const Message& m, std::size_t max_body_bytes) {
+  std::size_t body = 0;
+  EncodedMessage e = encode_unchecked(m, body);
+  const std::size_t limit = std::min(max_body_bytes, kMaxMessageBodyBytes);
+  if (body > limit)
+    return Status::exhausted(std::string(message_name(m)) + " message of " + std::to_string(body) +
+                             " bytes is over the limit of " + std::to_string(limit) + " bytes");
   return e;
 }
 

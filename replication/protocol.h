@@ -99,8 +99,13 @@ struct CommitOk {
   std::string snapshot;
 };
 
+// Version 1: every snapshot in one LIST_REPLY. Version 2 (paged): the
+// snapshots after the cursor `after` ("" for the first page), in the same
+// order, a page at a time.
 struct List {
   std::uint64_t request_id = 0;
+  bool paged = false;  // version 2: the cursor field is on the wire
+  std::string after;   // a LIST_REPLY's `next`; at most kMaxListCursorBytes
 };
 struct SnapshotInfo {
   std::string name;
@@ -113,6 +118,8 @@ struct SnapshotInfo {
 struct ListReply {
   std::uint64_t request_id = 0;
   std::vector<SnapshotInfo> snapshots;
+  bool paged = false;  // answers a paged LIST: the cursor field is on the wire
+  std::string next;    // paged: the cursor of the next page, "" after the last
 };
 
 struct GetManifest {
@@ -154,6 +161,10 @@ struct Removed {
   std::vector<std::string> snapshots;  // removed (or, dry run, would be)
   std::uint64_t chunks_freed = 0;
   std::uint64_t bytes_freed = 0;
+  // Version 2: snapshots removed beyond those named (a REMOVED names at
+  // most kMaxRemovedNamesInReply). On the wire only when `counted`.
+  bool counted = false;
+  std::uint64_t unnamed = 0;
 };
 
 struct Ping {
@@ -191,7 +202,12 @@ struct EncodedMessage {
   std::span<const std::byte> tail;
   std::size_t size() const { return head.size() + tail.size(); }
 };
+// REQUIRES: the body fits kMaxMessageBodyBytes. A message whose size a peer
+// or the store controls goes through try_encode_message instead.
 EncodedMessage encode_message(const Message& m);
+// encode_message, or ResourceExhausted naming the message and its size when
+// the body is over `max_body_bytes` (or kMaxMessageBodyBytes).
+Result<EncodedMessage> try_encode_message(const Message& m, std::size_t max_body_bytes);
 // head + tail in one buffer (tests, fuzzing, golden bytes).
 std::vector<std::byte> encode_message_bytes(const Message& m);
 

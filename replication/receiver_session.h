@@ -65,8 +65,12 @@ class Receiver::Deletion {
 
   Status on_delete(const Delete& m);
   Status on_prune(const Prune& m);
+  // The protocol version HELLO settled (REMOVED's shape depends on it).
+  void set_version(std::uint16_t version) { version_ = version; }
 
  private:
+  // Sends REMOVED, naming at most kMaxRemovedNamesInReply snapshots.
+  Status send_removed(Removed& removed);
   // Collects what the removal freed into `out`; a failed gc is logged only
   // (the snapshots are gone; the space comes back at the next gc).
   void gc_into(Removed& out);
@@ -74,6 +78,7 @@ class Receiver::Deletion {
   Receiver& r_;
   Connection& c_;
   const std::string& ns_;
+  std::uint16_t version_ = kMinProtocolVersion;
 };
 
 // The request loop of one authenticated connection.
@@ -100,7 +105,10 @@ class Receiver::Session {
   // its id; a non-OK return ends the connection.
   Status handle(Message& m);
   Status on_query(const Query& m);
+  // Version 1: one reply; a paged LIST (version 2): the page after its
+  // cursor, at most kMaxListPageSnapshots and kMaxListPageBytes.
   Status on_list(const List& m);
+  Status list_too_long(std::size_t count) const;
   Status on_commit(const Commit& m);
   Status on_get_chunk(const GetChunk& m);
   // Best effort: tells the client why it is being dropped.

@@ -295,16 +295,11 @@ Result<Manifest> fetch_manifest(Connection& conn, std::string_view snapshot) {
 
 Result<std::vector<RemoteSnapshot>> list_remote(const RemoteOptions& remote, bool with_manifests) {
   ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, dial_receiver(remote));
-  constexpr std::uint64_t kRequestId = 1;
-  RETURN_IF_ERROR(conn->send(List{kRequestId}));
-  ASSIGN_OR_RETURN(Message m, conn->recv());
-  if (auto* e = std::get_if<Error>(&m)) return status_from_peer_error(*e).with_context(remote.address);
-  auto* reply = std::get_if<ListReply>(&m);
-  if (!reply)
-    return Status::corruption(remote.address + " answered LIST with " + std::string(message_name(m)));
+  auto listed = list_snapshots(*conn);
+  if (!listed) return listed.status().with_context(remote.address);
   std::vector<RemoteSnapshot> out;
-  out.reserve(reply->snapshots.size());
-  for (SnapshotInfo& s : reply->snapshots) {
+  out.reserve(listed->size());
+  for (SnapshotInfo& s : *listed) {
     RemoteSnapshot r;
     r.info = std::move(s);
     if (with_manifests) {

@@ -11,15 +11,18 @@
 #include <condition_variable>
 #include <ctime>
 #include <deque>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <random>
 #include <thread>
 
+#include "base/buffer_stash.h"
 #include "base/clock.h"
 #include "base/retry.h"
 #include "codec/chunk_codec.h"
+#include "codec/engine.h"
 #include "codec/manifest.h"
 #include "replication/connection.h"
 #include "replication/frame_rebuilder.h"
@@ -34,6 +37,16 @@ using Clock = std::chrono::steady_clock;
 // How long a stream with nothing in flight waits for the queue before it
 // looks at the abort flag again.
 inline constexpr int kQueuePollMs = 50;
+// A stream with frames in flight and room in its window waits this long for
+// the packer's next frame (woken as soon as one is queued), reads an
+// acknowledgement only if one has arrived (Connection::input_ready, no
+// wait), and goes round again: it never sits in a receive for a round trip
+// while frames wait in the queue (on a 20 ms link that held the packer up
+// behind a small queue).
+inline constexpr int kFramePollMs = 2;
+// Frame buffers kept for the next push in this process when one ends
+// (base/buffer_stash.h): a push of the defaults holds 11 to 13.
+inline constexpr std::size_t kKeptFrameBuffers = 16;
 // Sleeps (backoff, bandwidth cap) are cut into slices this long so an abort
 // is noticed quickly.
 inline constexpr int kSleepSliceMs = 20;
@@ -113,6 +126,13 @@ class TokenBucket {
   Clock::time_point last_;
 };
 
+// The frame buffers pushes leave for the next one (never destroyed: a push
+// may run on another thread while the process exits).
+BufferStash<std::vector<std::byte>>& frame_buffer_stash() {
+  static auto* stash = new BufferStash<std::vector<std::byte>>(kKeptFrameBuffers);
+  return *stash;
+}
+
 // Frame buffers given back as soon as their frames are sent and lent again
 // to the packer, which codes the next frames straight into them: a fresh
 // multi-MiB buffer per frame costs a page fault and the kernel's zeroing for
@@ -124,9 +144,17 @@ class TokenBucket {
 class FrameBuffers {
  public:
   explicit FrameBuffers(std::size_t buffer_bytes) : buffer_bytes_(buffer_bytes) {}
-  // A buffer of size `bytes`, recycled when one is free. Its bytes are stale
-  // (they are overwritten): a recycled buffer keeps its last frame's size,
-  // so resizing zeroes only the difference.
+  FrameBuffers(const FrameBuffers&) = delete;
+  FrameBuffers& operator=(const FrameBuffers&) = delete;
+  // Every buffer is free by now (it outlives the frames): kept for the
+  // next push in this process.
+  ~FrameBuffers() {
+    for (auto& v : free_) frame_buffer_stash().keep(std::move(v));
+  }
+  // A buffer of size `bytes`: one of this push's that is free, else one an
+  // earlier push kept, else a new one. Its bytes are stale (they are
+  // overwritten): a recycled buffer keeps its last frame's size, so
+  // resizing zeroes only the difference.
   std::vector<std::byte> take(std::size_t bytes) {
     std::vector<std::byte> v;
     {
@@ -137,8 +165,12 @@ class FrameBuffers {
       }
     }
     if (v.capacity() < bytes) {
-      v = {};
-      v.reserve(std::max(bytes, buffer_bytes_));
+      const std::size_t room = std::max(bytes, buffer_bytes_);
+      v = frame_buffer_stash().take(room, 2 * room);
+      if (v.capacity() < room) {
+        v = {};
+        v.reserve(room);
+      }
       allocated_bytes_.fetch_add(v.capacity());
     }
     v.resize(bytes);
@@ -397,7 +429,11 @@ class Stream {
          AbortFlag& abort)
       : link_(target, std::move(ctx), options, counters, abort), queue_(queue), buffers_(buffers),
         bucket_(bucket), options_(options), counters_(counters), abort_(abort),
-        rebuilder_(options.zstd_level) {}
+        // The GPU engine writes version 1 float payloads (cuda/gpu_engine.h); a
+        // resent frame must be the one first sent.
+        rebuilder_(options.zstd_level, options.engine != nullptr && options.engine->kind() == "gpu"
+                                           ? kFloatPayloadV1
+                                           : kFloatPayloadV2) {}
 
   // Runs until the queue is drained and every frame acknowledged, or the
   // push is aborted; a final error raises the abort flag.
@@ -436,7 +472,12 @@ class Stream {
         st = resolve_in_flight();
       }
       if (st) st = fill_window();
-      if (st && !in_flight_.empty()) st = take_ack();
+      if (st && !in_flight_.empty()) {
+        // With room for more frames to come, read only an acknowledgement
+        // at hand; otherwise wait for the next one.
+        const bool frames_may_come = window_has_room() && !queue_.done();
+        if (!frames_may_come || link_.conn()->input_ready()) st = take_ack();
+      }
       if (progressed_) breaks_without_progress = 0;
       if (!st) {
         if (!retry_on_new_connection(st) ||
@@ -525,16 +566,24 @@ class Stream {
     return Status::ok();
   }
 
+  // Room for another PUT in this stream's window.
+  bool window_has_room() const {
+    return in_flight_.size() < window_puts_ &&
+           (in_flight_.empty() || in_flight_bytes_ < options_.stream_window_bytes);
+  }
+
   Status fill_window() {
-    while (!abort_.raised() && in_flight_.size() < window_puts_ &&
-           (in_flight_.empty() || in_flight_bytes_ < options_.stream_window_bytes)) {
-      auto item = queue_.pop(in_flight_.empty() ? kQueuePollMs : 0);
+    int wait_ms = in_flight_.empty() ? kQueuePollMs : kFramePollMs;
+    while (!abort_.raised() && window_has_room()) {
+      auto item = queue_.pop(wait_ms);
       if (!item) break;
+      wait_ms = 0;
       RETURN_IF_ERROR(send(std::move(item), /*resend=*/false));
     }
     return Status::ok();
   }
 
+  // Reads one acknowledgement (or the receiver's verdict).
   Status take_ack() {
     Result<Message> r = link_.conn()->recv();
     if (!r) return r.status();
@@ -619,11 +668,15 @@ class QueueSink : public FrameSink {
 // be encoded to be listed. Best effort: empty on any refusal.
 Result<std::map<Digest, FrameFacts>> known_frames(Link& control) {
   std::map<Digest, FrameFacts> out;
-  ASSIGN_OR_RETURN(Message reply, control.request(List{}));
-  const auto* list = std::get_if<ListReply>(&reply);
-  if (!list || list->snapshots.empty()) return out;
-  const SnapshotInfo* newest = &list->snapshots.front();
-  for (const auto& s : list->snapshots) {
+  RETURN_IF_ERROR(control.ensure());
+  auto listed = list_snapshots(
+      control.hello().version, [&](Message m) { return control.request(std::move(m)); }, "the receiver");
+  if (!listed)
+    return listed.status().code() == Code::kCorruption ? Result<std::map<Digest, FrameFacts>>(out)
+                                                       : listed.status();
+  if (listed->empty()) return out;
+  const SnapshotInfo* newest = &listed->front();
+  for (const auto& s : *listed) {
     if (s.created_unix_seconds >= newest->created_unix_seconds) newest = &s;
   }
   GetManifest get;
@@ -668,8 +721,18 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   SharedCounters counters;
   AbortFlag abort(options.should_stop);
   Link control(target, ctx, options, counters, abort);
-  RETURN_IF_ERROR(control.ensure());
-  ASSIGN_OR_RETURN(auto known, known_frames(control));
+  std::map<Digest, FrameFacts> known;
+  // The control connection and the newest snapshot's frame facts come up
+  // while the streams connect and the packer reads and hashes its first
+  // window, so the streams no longer wait for them: a one-chunk push over a
+  // long link takes about 6 round trips instead of 7. The packer's first
+  // have/need question waits for them (and fails with their error). Joined
+  // before `control` and `known` go.
+  std::shared_future<Status> control_ready = std::async(std::launch::async, [&]() -> Status {
+                                               RETURN_IF_ERROR(control.ensure());
+                                               ASSIGN_OR_RETURN(known, known_frames(control));
+                                               return Status::ok();
+                                             }).share();
 
   // Outlives every frame of the queue and the streams.
   FrameBuffers buffers(frame_room_bytes(options.chunk_bytes));
@@ -692,8 +755,12 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   po.job = options.job;
   po.step = options.step;
   po.created_ns = created_ns;
-  po.need = [&](std::span<const Digest> ids) { return query_missing(control, ids); };
+  po.need = [&](std::span<const Digest> ids) -> Result<std::vector<bool>> {
+    RETURN_IF_ERROR(control_ready.get());
+    return query_missing(control, ids);
+  };
   po.known_frame = [&](const Digest& id) -> std::optional<FrameFacts> {
+    if (!control_ready.get()) return std::nullopt;  // asked only after need answered
     auto it = known.find(id);
     if (it == known.end()) return std::nullopt;
     return it->second;
@@ -712,6 +779,7 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   };
   QueueSink sink(queue, buffers, sources, abort);
   Result<Manifest> manifest = pack_files(sources, po, sink);
+  if (manifest && !control_ready.get()) manifest = control_ready.get();  // nothing asked (no chunks)
   if (!manifest) abort.raise(manifest.status());
   queue.close();
   threads.clear();  // joins: every frame acknowledged, or aborted

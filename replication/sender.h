@@ -131,10 +131,11 @@ struct PushReport {
   std::uint64_t wire_bytes_sent = 0;     // TLS ciphertext, all connections
   std::uint64_t wire_bytes_received = 0;
   std::uint64_t retries = 0;  // reconnections after a break
-  // Frame buffers the push allocated (and reused): what it held at most of
-  // frames not yet sent. Frames are released once sent (a resend after a
-  // break rebuilds its frame from the source), so this covers the packer's
-  // window, the queue and one frame per stream, whatever the windows.
+  // Frame buffers the push held (made, or kept from an earlier push in this
+  // process) and reused: what it held at most of frames not yet sent.
+  // Frames are released once sent (a resend after a break rebuilds its frame
+  // from the source), so this covers the packer's window, the queue and one
+  // frame per stream, whatever the windows.
   std::uint64_t frame_memory_bytes = 0;
   std::uint64_t failovers = 0;  // targets given up before this one
   double seconds = 0;

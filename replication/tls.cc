@@ -11,7 +11,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <memory>
 
+#include "replication/limits.h"
 #include "replication/protocol.h"
 
 namespace ferry::replication {
@@ -83,6 +86,77 @@ BIO_METHOD* sink_method() {
   return method;
 }
 
+// Certificate verification, as OpenSSL runs it, plus ferry's own rule for a
+// host certificate (certificate_identity) on the receiver, so that a host
+// whose certificate cannot name it is refused inside the handshake, with an
+// alert it reports, rather than dropped after it. Records the refused
+// certificate (the leaf, or a CA above it) in the session's
+// refused_certificate_ for the failure message.
+int verify_certificate(int ok, X509_STORE_CTX* store) {
+  auto* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  auto* out = ssl != nullptr ? static_cast<TlsSession::Refusal*>(SSL_get_app_data(ssl)) : nullptr;
+  X509* cert = X509_STORE_CTX_get_current_cert(store);
+  if (out == nullptr || cert == nullptr) return ok;
+  if (ok != 1) {
+    if (out->text.empty()) out->text = describe_certificate(cert);
+    return ok;
+  }
+  if (SSL_is_server(ssl) == 1 && X509_STORE_CTX_get_error_depth(store) == 0) {
+    Result<std::string> id = certificate_identity(cert);
+    if (!id.is_ok()) {
+      *out = {id.status().message(), true};
+      // "certificate rejected": the host hears a bad_certificate alert.
+      X509_STORE_CTX_set_error(store, X509_V_ERR_CERT_REJECTED);
+      return 0;
+    }
+  }
+  return ok;
+}
+
+// Reads up to kMaxCrlFileBytes of PEM CRLs from `path` into the context's
+// store, each checked against its CA's key and its nextUpdate, so a CRL that
+// would refuse every peer fails at startup (or reload) instead.
+Status load_crls(SSL_CTX* ctx, const std::string& path, const std::string& ca_file) {
+  std::error_code ec;
+  const auto bytes = std::filesystem::file_size(path, ec);
+  if (ec) return Status::invalid_argument("cannot read CRL file " + path + ": " + ec.message());
+  if (bytes > kMaxCrlFileBytes)
+    return Status::invalid_argument("CRL file " + path + " is " + std::to_string(bytes) +
+                                    " bytes, over the limit of " + std::to_string(kMaxCrlFileBytes));
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_file(path.c_str(), "r"), BIO_free);
+  if (!bio) return Status::invalid_argument("cannot open CRL file " + path + ": " + drain_openssl_errors());
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+  int loaded = 0;
+  for (;;) {
+    std::unique_ptr<X509_CRL, decltype(&X509_CRL_free)> crl(
+        PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr), X509_CRL_free);
+    if (!crl) break;
+    ++loaded;
+    const std::string which = "CRL " + std::to_string(loaded) + " in " + path;
+    // Its issuer must be a CA from ca_file, and the signature that CA's.
+    bool signed_by_ca = false;
+    STACK_OF(X509_OBJECT)* objects = X509_STORE_get0_objects(store);
+    for (int i = 0; i < sk_X509_OBJECT_num(objects) && !signed_by_ca; ++i) {
+      X509* ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objects, i));
+      if (ca == nullptr || X509_NAME_cmp(X509_get_subject_name(ca), X509_CRL_get_issuer(crl.get())) != 0)
+        continue;
+      signed_by_ca = X509_CRL_verify(crl.get(), X509_get0_pubkey(ca)) == 1;
+    }
+    if (!signed_by_ca) return Status::invalid_argument(which + " is not signed by a CA in " + ca_file);
+    const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl.get());
+    if (next != nullptr && X509_cmp_current_time(next) < 0)
+      return Status::invalid_argument(which +
+                                      " has expired (past its nextUpdate); issue a new one with "
+                                      "`ferry certs --revoke`");
+    if (X509_STORE_add_crl(store, crl.get()) != 1)
+      return Status::invalid_argument("cannot use " + which + ": " + drain_openssl_errors());
+  }
+  ERR_clear_error();  // the read past the last CRL
+  if (loaded == 0) return Status::invalid_argument("CRL file " + path + " holds no PEM X509 CRL");
+  X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+  return Status::ok();
+}
+
 bool is_cert_alert(int reason) {
   // Alerts 42..49 (bad/unsupported/revoked/expired/unknown certificate,
   // illegal parameter, unknown CA, access denied) and 116 (certificate
@@ -105,10 +179,32 @@ std::string drain_openssl_errors() {
   return out.empty() ? "no OpenSSL error" : out;
 }
 
+std::string describe_certificate(X509* cert) {
+  std::string out = "CN=" + subject_cn(cert);
+  std::unique_ptr<BIGNUM, decltype(&BN_free)> bn(ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr),
+                                                 BN_free);
+  char* hex = bn ? BN_bn2hex(bn.get()) : nullptr;
+  if (hex != nullptr) {
+    out += std::string(" serial=0x") + hex;
+    OPENSSL_free(hex);
+  }
+  return out;
+}
+
 Result<std::string> certificate_identity(X509* cert) {
   if (cert == nullptr) return Status::permission_denied("peer sent no certificate");
   std::string cn = subject_cn(cert);
   if (cn.empty()) return Status::permission_denied("certificate has no subject CN to name the host");
+  X509_NAME* name = X509_get_subject_name(cert);
+  if (X509_NAME_get_index_by_NID(name, NID_commonName,
+                                 X509_NAME_get_index_by_NID(name, NID_commonName, -1)) >= 0)
+    return Status::permission_denied("certificate " + describe_certificate(cert) +
+                                     " has more than one subject CN; a host certificate names one host");
+  if ((X509_get_extension_flags(cert) & EXFLAG_XKUSAGE) == 0 ||
+      (X509_get_extended_key_usage(cert) & XKU_SSL_CLIENT) == 0)
+    return Status::permission_denied("certificate " + describe_certificate(cert) +
+                                     " lacks the clientAuth extended key usage a host certificate needs "
+                                     "(issue host certificates with `ferry certs`)");
   Status s = validate_namespace(cn);
   if (!s.is_ok())
     return Status::permission_denied("certificate subject CN is not a valid host namespace: " + s.message());
@@ -129,6 +225,8 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::create(const TlsConfig& co
     return Status::invalid_argument("cannot load CA certificates from " + config.ca_file + ": " +
                                     drain_openssl_errors());
 
+  if (!config.crl_file.empty()) RETURN_IF_ERROR(load_crls(ctx.get(), config.crl_file, config.ca_file));
+
   std::string identity;
   bool want_cert = server || !config.no_client_certificate;
   if (want_cert) {
@@ -145,7 +243,7 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::create(const TlsConfig& co
       return Status::invalid_argument("private key " + config.key_file + " does not match certificate " +
                                       config.cert_file);
     X509* own = SSL_CTX_get0_certificate(ctx.get());
-    if (server) {
+    if (server || config.unchecked_client_certificate) {
       identity = subject_cn(own);
     } else {
       // Fail at startup, not at the receiver, when the CN cannot be a namespace.
@@ -158,7 +256,7 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::create(const TlsConfig& co
   }
 
   if (server) {
-    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_certificate);
     // Tell clients which CA we accept, so they pick the right certificate.
     STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(config.ca_file.c_str());
     if (names != nullptr) SSL_CTX_set_client_CA_list(ctx.get(), names);
@@ -167,7 +265,7 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::create(const TlsConfig& co
     SSL_CTX_set_num_tickets(ctx.get(), 0);
     SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
   } else {
-    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, verify_certificate);
     SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
   }
   SSL_CTX_set_options(ctx.get(), SSL_OP_NO_RENEGOTIATION);
@@ -216,6 +314,7 @@ Result<std::unique_ptr<TlsSession>> TlsSession::create(std::shared_ptr<const Tls
       std::unique_ptr<TlsSession>(new TlsSession(std::move(ctx), std::move(ssl), std::move(peer_name)));
   session->rbio_ = rbio;
   session->wbio_ = wbio;
+  SSL_set_app_data(session->ssl_.get(), &session->refused_);
   BIO_set_data(wbio, &session->out_);  // before any record is written
   return session;
 }
@@ -233,7 +332,9 @@ Status TlsSession::failure(int ret, std::string_view what) {
     return Status::unavailable(prefix + "the connection ended without a TLS close");
   long verify = SSL_get_verify_result(ssl_.get());
   if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED && verify != X509_V_OK) {
+    if (refused_.identity) return Status::permission_denied(prefix + refused_.text);
     std::string whose = server ? "the host's certificate" : "the receiver's certificate";
+    if (!refused_.text.empty()) whose += " " + refused_.text;
     return Status::permission_denied(
         prefix + "certificate verify failed: " + X509_verify_cert_error_string(verify) + " (" + whose + ")");
   }
@@ -323,6 +424,10 @@ Result<std::size_t> TlsSession::read_plaintext(std::span<std::byte> out) {
   int err = SSL_get_error(ssl_.get(), ret);
   if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return std::size_t{0};
   return failure(ret, "TLS read");
+}
+
+bool TlsSession::has_buffered_input() const {
+  return SSL_has_pending(ssl_.get()) == 1 || BIO_ctrl_pending(rbio_) > 0;
 }
 
 Status TlsSession::write_plaintext(std::span<const std::byte> data) {

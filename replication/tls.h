@@ -7,10 +7,12 @@
 // (connection.h).
 //
 // Identity: a client's namespace at the receiver is the subject CN of its
-// certificate, which must match [A-Za-z0-9._-]{1,64}. Both certificates must
-// chain to the one CA in TlsConfig::ca_file. The client checks the receiver's
-// certificate against expected_server_name (a DNS SAN, or an IP SAN when the
-// name is an address).
+// certificate, which must be the subject's only CN, match
+// [A-Za-z0-9._-]{1,64}, and carry the clientAuth extended key usage. Both
+// certificates must chain to the one CA in TlsConfig::ca_file, and neither
+// may be on the CRL in TlsConfig::crl_file when one is given. The client
+// checks the receiver's certificate against expected_server_name (a DNS SAN,
+// or an IP SAN when the name is an address).
 #pragma once
 
 #include <openssl/ssl.h>
@@ -61,6 +63,12 @@ struct TlsConfig {
   // Tests only: a client without a certificate (to prove the receiver
   // refuses it). cert_file and key_file are then ignored.
   bool no_client_certificate = false;
+  // Tests only: a client whose certificate could not name a host (two CNs,
+  // no clientAuth) sends it anyway, to prove the receiver refuses it.
+  bool unchecked_client_certificate = false;
+  // PEM: certificate revocation lists signed by the CA (empty: none). A peer
+  // certificate on one is refused, naming its CN and serial.
+  std::string crl_file;
 };
 
 // One SSL_CTX, shared by every connection of a process (thread-safe once
@@ -84,8 +92,12 @@ class TlsContext {
   std::string local_identity_;
 };
 
-// The subject CN of `cert`, validated as a namespace (validate_namespace).
+// The subject CN of `cert`, validated as a namespace (validate_namespace):
+// PermissionDenied for none, more than one, an invalid one, or a
+// certificate without the clientAuth extended key usage.
 Result<std::string> certificate_identity(X509* cert);
+// "CN=alpha serial=0x1F2E" for messages about a certificate.
+std::string describe_certificate(X509* cert);
 
 // One TLS session over memory BIOs. Not thread-safe; one owner.
 class TlsSession {
@@ -123,6 +135,9 @@ class TlsSession {
   // close_notify is Unavailable ("closed the connection"); an alert is
   // PermissionDenied or Unavailable with its text.
   Result<std::size_t> read_plaintext(std::span<std::byte> out);
+  // Whether ciphertext fed in or plaintext decrypted is still waiting to be
+  // read out (read_plaintext may then return bytes without more input).
+  bool has_buffered_input() const;
   // Encrypts all of `data` into pending ciphertext (the caller sends it).
   Status write_plaintext(std::span<const std::byte> data);
   // Queues a close_notify (best effort).
@@ -134,6 +149,14 @@ class TlsSession {
   const std::string& peer_name() const { return peer_name_; }
   // "TLSv1.3 TLS_AES_256_GCM_SHA384".
   std::string cipher_description() const;
+
+  // The certificate verification refused (describe_certificate), or, with
+  // `identity`, why certificate_identity refused the host's; set by the
+  // verify callback (tls.cc), which reaches it as the SSL's app data.
+  struct Refusal {
+    std::string text;
+    bool identity = false;
+  };
 
  private:
   TlsSession(std::shared_ptr<const TlsContext> ctx, UniqueSsl ssl, std::string peer_name);
@@ -150,6 +173,7 @@ class TlsSession {
   std::size_t out_taken_ = 0;
   std::string peer_name_;
   std::string peer_identity_;
+  Refusal refused_;
   bool handshake_done_ = false;
 };
 

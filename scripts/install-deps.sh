@@ -14,6 +14,9 @@ PACKAGES=(
   zstd openssl fio iperf3 restic rsync iproute2 procps util-linux
   python3 python3-pip
   libdlpack-dev                     # dlpack/dlpack.h for the Python module (python/)
+  prometheus                        # promtool checks the alert rules; a real Prometheus scrapes in a test
+  libcurl4-openssl-dev curl         # the S3 client (store/s3_client.h): HTTP, TLS, SigV4
+  ceph-mon ceph-osd radosgw ceph-common uuid-runtime   # scripts/ceph-dev.sh: the S3 tests' cluster
 )
 
 missing=()

@@ -12,6 +12,9 @@ build=${FERRY_BUILD_DIR:-$root/build}
 # not names itself here).
 "$root/scripts/format.sh" --check
 "$root/scripts/check-layers.sh"
+# The alert rules of docs/OPERATIONS.md: promtool check rules and their unit
+# tests (install-deps.sh installs promtool with the prometheus package).
+"$root/scripts/check-alert-rules.sh" --require
 
 corpus="$build/corpus"
 shared="$root/../shared/corpus/fetch-corpus.sh"

@@ -1,6 +1,7 @@
-// local_store.cc: the ChunkStore on the local filesystem: name checks, frame
-// verification before anything is stored, permissions (append-only mode),
-// retention, and one StoreNamespace per namespace, opened on first use.
+// local_store.cc: the ChunkStore on the local filesystem: the store's lock,
+// and one StoreNamespace per namespace, opened on first use; name checks,
+// frame verification, permissions and retention are NamespacedStore's
+// (namespaced_store.h).
 #include "store/local_store.h"
 
 #include <fcntl.h>
@@ -19,7 +20,9 @@
 #include "codec/limits.h"
 #include "codec/manifest.h"
 #include "store/durable_dirs.h"
+#include "store/namespaced_store.h"
 #include "store/retention.h"
+#include "store/store_checks.h"
 #include "store/store_namespace.h"
 
 namespace ferry {
@@ -45,135 +48,10 @@ Status validate_name(std::string_view what, std::string_view v, std::size_t max_
   return Status::ok();
 }
 
-// A frame whose header fails its own checks names no chunk by itself (its
-// id field is not yet trusted); the refusal still says which chunk the
-// frame claims to carry, so that whoever sent it can tell which one.
-Status name_claimed_chunk(const Status& st, std::span<const std::byte> frame) {
-  Digest claimed{};
-  if (!claimed_chunk_id(frame, claimed) || st.message().find(to_hex(claimed)) != std::string::npos) return st;
-  return st.with_context("frame claiming chunk " + to_hex(claimed) + " (unverified)");
-}
-
-class LocalStore final : public ChunkStore {
+class LocalStore final : public NamespacedStore<StoreNamespace> {
  public:
   LocalStore(std::filesystem::path root, StoreOptions options, UniqueFd lock)
-      : root_(std::move(root)), options_(std::move(options)), lock_(std::move(lock)) {}
-
-  Result<std::vector<bool>> have(std::string_view ns, std::span<const Digest> ids) override {
-    ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    return n->have(ids);
-  }
-
-  // Each byte of the frame is checked once: one CRC pass (header and
-  // payload, parse_frame_header), one decode and one tree hash of the
-  // decoded chunk (decode_verified); the pack record's CRC is then derived
-  // from the two CRCs already checked (frame_record), not computed again.
-  Result<PutResult> put(std::string_view ns, std::span<const std::byte> frame,
-                        const Digest* expected_id) override {
-    RETURN_IF_ERROR(validate_namespace(ns));
-    if (frame.size() > kMaxFrameBytes) {
-      return Status::exhausted("frame of " + std::to_string(frame.size()) + " bytes exceeds the limit of " +
-                               std::to_string(kMaxFrameBytes));
-    }
-    Result<FrameHeader> parsed = parse_frame_header(frame);
-    if (!parsed) return name_claimed_chunk(parsed.status(), frame);
-    const FrameHeader& header = *parsed;
-    if (expected_id != nullptr && header.chunk_id != *expected_id) {
-      return Status::corruption("frame carries chunk " + to_hex(header.chunk_id) + ", expected " +
-                                to_hex(*expected_id));
-    }
-    ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    // Skip the decode for a chunk already held; put() checks again under its lock.
-    ASSIGN_OR_RETURN(auto held, n->have(std::span(&header.chunk_id, 1)));
-    if (held[0]) return PutResult{header.chunk_id, false, frame.size()};
-    // Full verification (decode + id) outside every lock; scratch per thread.
-    thread_local ChunkDecoder decoder;
-    thread_local std::vector<std::byte> scratch;
-    scratch.resize(header.raw_bytes);
-    Status st = decoder.decode_verified(header, frame, scratch);
-    if (scratch.capacity() > kDefaultChunkBytes) std::vector<std::byte>().swap(scratch);
-    RETURN_IF_ERROR(st);
-    return n->put(frame, header);
-  }
-
-  Status sync(std::string_view ns) override {
-    ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    return n->sync();
-  }
-
-  Result<std::vector<std::byte>> get(std::string_view ns, const Digest& id) override {
-    ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    return n->get(id);
-  }
-
-  Status commit_snapshot(std::string_view ns, std::string_view name,
-                         std::span<const std::byte> manifest_bytes) override {
-    RETURN_IF_ERROR(validate_namespace(ns));
-    RETURN_IF_ERROR(validate_snapshot_name(name));
-    ASSIGN_OR_RETURN(Manifest m, parse_manifest(manifest_bytes));
-    ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    return n->commit(name, manifest_bytes, m);
-  }
-
-  Result<std::vector<SnapshotInfo>> list(std::string_view ns) override {
-    ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    return n->list();
-  }
-
-  Result<std::vector<std::byte>> manifest(std::string_view ns, std::string_view name) override {
-    RETURN_IF_ERROR(validate_snapshot_name(name));
-    ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    return n->read_manifest(name);
-  }
-
-  Status remove_snapshot(std::string_view ns, std::string_view name, Actor actor) override {
-    RETURN_IF_ERROR(may_delete(ns, actor));
-    RETURN_IF_ERROR(validate_snapshot_name(name));
-    ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    std::string s(name);
-    return n->remove(std::span(&s, 1));
-  }
-
-  Result<PruneReport> prune(std::string_view ns, const RetentionPolicy& policy, std::int64_t now_ns,
-                            Actor actor) override {
-    RETURN_IF_ERROR(may_delete(ns, actor));
-    if (policy.empty()) {
-      return Status::invalid_argument(
-          "retention needs keep_last, keep_within, keep_daily, keep_weekly or keep_monthly: an empty policy "
-          "would delete every snapshot");
-    }
-    ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    ASSIGN_OR_RETURN(auto snapshots, n->list());
-    PruneReport report = select_retention(snapshots, policy, now_ns);
-    if (!report.removed.empty()) RETURN_IF_ERROR(n->remove(report.removed));
-    return report;
-  }
-
-  Result<GcReport> gc(std::string_view ns, Actor actor) override {
-    RETURN_IF_ERROR(may_delete(ns, actor));
-    ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    return n->gc();
-  }
-
-  Result<ScrubReport> scrub(std::string_view ns) override {
-    std::vector<std::string> names;
-    if (ns.empty()) {
-      ASSIGN_OR_RETURN(names, namespaces());
-    } else {
-      names.emplace_back(ns);
-    }
-    ScrubReport report;
-    for (const std::string& name : names) {
-      ASSIGN_OR_RETURN(StoreNamespace * n, open(name));
-      RETURN_IF_ERROR(n->scrub(report));
-    }
-    return report;
-  }
-
-  Result<StoreUsage> usage(std::string_view ns) override {
-    ASSIGN_OR_RETURN(StoreNamespace * n, open(ns));
-    return n->usage();
-  }
+      : NamespacedStore(std::move(options)), root_(std::move(root)), lock_(std::move(lock)) {}
 
   Result<std::vector<std::string>> namespaces() override {
     std::set<std::string> names;
@@ -189,16 +67,7 @@ class LocalStore final : public ChunkStore {
   }
 
  private:
-  Status may_delete(std::string_view ns, Actor actor) const {
-    RETURN_IF_ERROR(validate_namespace(ns));
-    if (options_.append_only && actor == Actor::kHost) {
-      return Status::permission_denied("namespace " + std::string(ns) +
-                                       ": the store is append-only; hosts may not delete or prune snapshots");
-    }
-    return Status::ok();
-  }
-
-  Result<StoreNamespace*> open(std::string_view ns) {
+  Result<StoreNamespace*> open(std::string_view ns) override {
     RETURN_IF_ERROR(validate_namespace(ns));
     std::lock_guard lock(mu_);
     auto it = open_.find(ns);
@@ -210,7 +79,6 @@ class LocalStore final : public ChunkStore {
   }
 
   const std::filesystem::path root_;
-  const StoreOptions options_;
   UniqueFd lock_;  // flock held for the store's lifetime
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<StoreNamespace>, std::less<>> open_;

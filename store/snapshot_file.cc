@@ -1,6 +1,7 @@
 // snapshot_file.cc: see snapshot_file.h.
 #include "store/snapshot_file.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -61,6 +62,28 @@ Result<SnapshotFile> parse_snapshot_file(std::span<const std::byte> bytes,
   file.committed_ns = committed_ns;
   file.manifest = bytes.subspan(kCommitRecordBytes);
   return file;
+}
+
+SnapshotInfo snapshot_info(std::string name, const Manifest& m, std::int64_t committed_ns,
+                           std::uint64_t manifest_bytes) {
+  SnapshotInfo info;
+  info.name = std::move(name);
+  info.host = m.host;
+  info.job = m.job;
+  info.step = m.step;
+  info.created_ns = m.created_ns;
+  info.committed_ns = committed_ns;
+  info.files = m.files.size();
+  info.chunks = m.chunk_count();
+  info.logical_bytes = m.logical_bytes();
+  info.manifest_bytes = manifest_bytes;
+  return info;
+}
+
+void sort_snapshots(std::vector<SnapshotInfo>& snapshots) {
+  std::sort(snapshots.begin(), snapshots.end(), [](const SnapshotInfo& a, const SnapshotInfo& b) {
+    return a.created_ns != b.created_ns ? a.created_ns < b.created_ns : a.name < b.name;
+  });
 }
 
 }  // namespace ferry

@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "base/status.h"
+#include "codec/manifest.h"
+#include "store/chunk_store.h"
 
 namespace ferry {
 
@@ -31,6 +33,13 @@ struct SnapshotFile {
   std::optional<std::int64_t> committed_ns;
   std::span<const std::byte> manifest;  // points into the parsed bytes
 };
+
+// What list() reports of a published snapshot: its manifest `m` (of
+// `manifest_bytes` bytes) and the store's commit time.
+SnapshotInfo snapshot_info(std::string name, const Manifest& m, std::int64_t committed_ns,
+                           std::uint64_t manifest_bytes);
+// Orders snapshots as list() returns them: oldest first (created_ns, then name).
+void sort_snapshots(std::vector<SnapshotInfo>& snapshots);
 
 // Splits a snapshot file. A file that does not begin with the record's magic
 // is taken as a bare manifest (the manifest parser judges it). A record that

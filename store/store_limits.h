@@ -23,3 +23,31 @@ inline constexpr std::uint64_t kMaxSnapshotsPerNamespace = 100'000;
 inline constexpr std::int64_t kMaxCreatedAheadSeconds = 86'400;
 
 }  // namespace ferry
+
+namespace ferry {
+
+// The S3 client (store/s3_client.h). A reply body larger than this is cut
+// and refused: whole-object GETs read packs (at most 64 MiB plus their
+// trailer), index objects and manifests, and a gateway that sends more is
+// broken or hostile.
+inline constexpr std::uint64_t kS3MaxReplyBytes = 1ull << 30;
+// A LIST reply page, and the pages one listing may take (at 1,000 keys a
+// page, ten million keys) before it is refused as a gateway looping.
+inline constexpr std::uint64_t kS3MaxListReplyBytes = 16ull << 20;
+inline constexpr std::uint64_t kS3MaxListPages = 10'000;
+
+// The S3 backend (store/s3_store.h). Chunks put and not yet in a durable
+// pack object, per namespace, before a put is refused (ResourceExhausted):
+// a bucket that refuses every PUT must not fill the gateway's memory.
+inline constexpr std::uint64_t kS3MaxPendingBytes = 1ull << 30;
+// How old a namespace's view of the bucket's index objects may grow before
+// have() lists them again (other gateways and hosts write to the bucket).
+inline constexpr std::int64_t kS3IndexRefreshMs = 2'000;
+// Bytes read from a pack's end to find its trailer in one GET: the trailer
+// of a 64 MiB pack of 4 KiB chunks needs more, which a second GET fetches.
+inline constexpr std::uint64_t kS3TrailerProbeBytes = 64ull << 10;
+// The S3 backend accepts pack targets in this range.
+inline constexpr std::uint64_t kS3MinPackTargetBytes = 1ull << 20;
+inline constexpr std::uint64_t kS3MaxPackTargetBytes = 1ull << 30;
+
+}  // namespace ferry

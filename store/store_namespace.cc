@@ -19,6 +19,7 @@
 #include "store/durable_dirs.h"
 #include "store/pack_file.h"
 #include "store/snapshot_file.h"
+#include "store/store_checks.h"
 #include "store/store_index.h"
 
 namespace ferry {
@@ -282,6 +283,12 @@ Result<bool> StoreNamespace::recover_pack(std::uint32_t number, std::uint64_t co
   return covered != 0;
 }
 
+bool StoreNamespace::holds(const Digest& id) {
+  std::shared_lock m(maintenance_);
+  std::lock_guard lock(mu_);
+  return index_.count(id) != 0;
+}
+
 Result<std::vector<bool>> StoreNamespace::have(std::span<const Digest> ids) {
   std::shared_lock m(maintenance_);
   std::lock_guard lock(mu_);
@@ -499,13 +506,7 @@ Status StoreNamespace::commit(std::string_view snapshot, std::span<const std::by
   // The receiver's clock, not the host's, dates the snapshot for retention;
   // a created time far ahead of it is a host's clock gone wrong or a lie.
   const std::int64_t now_ns = wall_ns();
-  if (m.created_ns > add_ns_saturated(now_ns, seconds_to_ns_saturated(kMaxCreatedAheadSeconds))) {
-    return Status::invalid_argument(
-        "namespace " + name_ + ": snapshot " + std::string(snapshot) + " was created " +
-        std::to_string(add_ns_saturated(m.created_ns, -now_ns) / kNanosPerSecond) +
-        " s ahead of the receiver's clock (at most " + std::to_string(kMaxCreatedAheadSeconds) +
-        " s allowed): check the host's clock");
-  }
+  RETURN_IF_ERROR(check_created_time(name_, snapshot, m.created_ns, now_ns));
   std::shared_lock maint(maintenance_);
   RETURN_IF_ERROR(sync_held());
   RETURN_IF_ERROR(check_chunks_durable(snapshot, m));
@@ -579,22 +580,9 @@ Result<std::vector<SnapshotInfo>> StoreNamespace::list() {
       log("snapshot " + name + " is unreadable (scrub reports it): " + m.status().to_string());
       continue;
     }
-    SnapshotInfo info;
-    info.name = name;
-    info.host = m->host;
-    info.job = m->job;
-    info.step = m->step;
-    info.created_ns = m->created_ns;
-    info.committed_ns = stored->committed_ns;
-    info.files = m->files.size();
-    info.chunks = m->chunk_count();
-    info.logical_bytes = m->logical_bytes();
-    info.manifest_bytes = stored->manifest.size();
-    out.push_back(std::move(info));
+    out.push_back(snapshot_info(name, *m, stored->committed_ns, stored->manifest.size()));
   }
-  std::sort(out.begin(), out.end(), [](const SnapshotInfo& a, const SnapshotInfo& b) {
-    return a.created_ns != b.created_ns ? a.created_ns < b.created_ns : a.name < b.name;
-  });
+  sort_snapshots(out);
   return out;
 }
 

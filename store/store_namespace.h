@@ -57,6 +57,8 @@ class StoreNamespace {
 
   const std::string& name() const { return name_; }
 
+  // True when the chunk is in the index, durable or not yet synced.
+  bool holds(const Digest& id);
   Result<std::vector<bool>> have(std::span<const Digest> ids);
   // `frame` must already be fully verified: parse_frame_header(frame)
   // returned `verified` and the decoded bytes hash to its chunk id. The

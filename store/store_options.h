@@ -14,6 +14,10 @@ namespace ferry {
 
 // A pack is closed and a new one started once it reaches this size.
 inline constexpr std::uint64_t kDefaultPackTargetBytes = 256ull << 20;
+// The same for the pack objects of the S3 backend: big enough that requests
+// (what object stores bill) stay few, small enough that a pack is one quick
+// PUT and a failed one costs little to send again.
+inline constexpr std::uint64_t kDefaultObjectPackTargetBytes = 32ull << 20;
 
 struct StoreOptions {
   // Hosts (Actor::kHost) may not remove snapshots, prune or gc.
@@ -24,6 +28,8 @@ struct StoreOptions {
   // Per-namespace limit on snapshots; a commit beyond it is refused.
   std::uint64_t max_snapshots = kMaxSnapshotsPerNamespace;
   std::uint64_t pack_target_bytes = kDefaultPackTargetBytes;
+  // The S3 backend's (store/s3_store.h); a sync seals a smaller one.
+  std::uint64_t object_pack_target_bytes = kDefaultObjectPackTargetBytes;
   // gc leaves packs written within this many seconds alone, so the chunks of
   // a push still in flight (stored, not yet named by a committed snapshot)
   // are not collected under it.

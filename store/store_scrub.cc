@@ -11,6 +11,7 @@
 
 #include "codec/chunk_codec.h"
 #include "store/pack_file.h"
+#include "store/scrub_snapshot.h"
 #include "store/store_namespace.h"
 
 namespace ferry {
@@ -100,41 +101,12 @@ Status StoreNamespace::scrub_pack(std::uint32_t number, std::uint64_t size,
 
 // Snapshots: which ones each bad chunk affects, and any missing chunks.
 void StoreNamespace::scrub_snapshots(ScrubTally& tally) {
-  ScrubReport& report = tally.report;
   for (const std::string& snapshot : snapshot_names()) {
-    ++report.snapshots_checked;
-    auto bytes = read_manifest(snapshot);
-    if (!bytes) {
-      if (bytes.status().code() == Code::kNotFound) continue;
-      report.broken_snapshots.push_back({name_, snapshot, bytes.status().to_string()});
-      continue;
-    }
-    auto m = parse_manifest(*bytes);
-    if (!m) {
-      report.broken_snapshots.push_back({name_, snapshot, m.status().to_string()});
-      continue;
-    }
-    std::set<std::size_t> hit;
-    std::size_t missing = 0;
-    std::string first_missing;
-    {
-      std::lock_guard lock(mu_);
-      for (const ManifestFile& f : m->files) {
-        for (const ManifestChunk& c : f.chunks) {
-          if (auto b = tally.bad_by_id.find(c.id); b != tally.bad_by_id.end()) {
-            hit.insert(b->second);
-          } else if (index_.count(c.id) == 0 && missing++ == 0) {
-            first_missing = to_hex(c.id) + " (" + f.path + " at offset " + std::to_string(c.offset) + ")";
-          }
-        }
-      }
-    }
-    for (std::size_t i : hit) report.bad_chunks[i].snapshots.push_back(snapshot);
-    if (missing != 0) {
-      report.broken_snapshots.push_back(
-          {name_, snapshot,
-           std::to_string(missing) + " chunks missing from the store, first " + first_missing});
-    }
+    scrub_snapshot(tally.report, name_, snapshot, read_manifest(snapshot), tally.bad_by_id,
+                   [&](const Digest& id) {
+                     std::lock_guard lock(mu_);
+                     return index_.count(id) != 0;
+                   });
   }
 }
 

@@ -34,6 +34,7 @@ constexpr EnvSetting kEnvSettings[] = {
     {"ca", "FERRY_CA", nullptr},
     {"cert", "FERRY_CERT", nullptr},
     {"key", "FERRY_KEY", nullptr},
+    {"crl", "FERRY_CRL", nullptr},
     {"to", "FERRY_TARGET", "push"},
     {"from", "FERRY_TARGET", "list,restore"},
     {"store", "FERRY_STORE", "serve,scrub,prune"},
@@ -111,6 +112,10 @@ void add_tls(CLI::App& app) {
   app.add_option("--cert", settings().cert,
                  with_env_help(app, "cert", "PEM file of this side's certificate"));
   app.add_option("--key", settings().key, with_env_help(app, "key", "PEM file of this side's private key"));
+  app.add_option("--crl", settings().crl,
+                 with_env_help(app, "crl",
+                               "PEM certificate revocation lists of the CA (`ferry certs --revoke`): a peer "
+                               "certificate on one is refused"));
 }
 void add_store(CLI::App& app, const std::string& help) {
   app.add_option("--store", settings().store, with_env_help(app, "store", help));
@@ -181,6 +186,7 @@ Result<replication::TlsConfig> tls_from_flags(std::string_view command) {
   tls.ca_file = s.ca;
   tls.cert_file = s.cert;
   tls.key_file = s.key;
+  tls.crl_file = s.crl;
   return tls;
 }
 

@@ -38,6 +38,8 @@ struct Settings {
   std::string socket;  // the agent's control socket
   // mTLS files (serve, push, list, restore).
   std::string ca, cert, key;
+  std::string crl;   // optional CRL file
+  std::string name;  // push: the snapshot name
   // push: the receivers HOST:PORT[,...]; restore: DIR or cuda:N.
   std::string to;
   std::string from;   // list, restore: the receiver HOST:PORT
@@ -129,7 +131,8 @@ int fail_message(const Status& status, const std::string& line, int code);
 // Prints one JSON object on one line on stdout and flushes it.
 void print_json_line(const nlohmann::json& j);
 
-// The certificate flags --ca, --cert and --key as a TLS configuration, or
+// The certificate flags --ca, --cert, --key and --crl (optional) as a TLS
+// configuration, or
 // InvalidArgument naming `command` when any of them is missing.
 Result<replication::TlsConfig> tls_from_flags(std::string_view command);
 

@@ -6,7 +6,9 @@
 #include <ctime>
 
 #include "replication/restore.h"
+#include "store/s3_store.h"
 #include "tools/cli.h"
+#include "tools/s3_commands.h"
 
 namespace ferry::cli {
 namespace {
@@ -14,7 +16,10 @@ namespace {
 bool FLAGS_manifests = true;
 
 void define_list(CLI::App& app) {
-  app.add_option("--from", settings().from, with_env_help(app, "from", "the receiver HOST:PORT"));
+  app.add_option(
+      "--from", settings().from,
+      with_env_help(app, "from", "the receiver HOST:PORT, or s3://BUCKET/PREFIX to read a bucket"));
+  add_namespace(app, "with --from=s3://...: the namespace (default: this machine's host name)");
   add_tls(app);
   app.add_flag("--manifests,!--nomanifests", FLAGS_manifests,
                "fetch each snapshot's manifest to show its job and step (default on)");
@@ -32,7 +37,8 @@ std::string format_time(std::int64_t unix_seconds) {
 }
 
 int run_list(const std::vector<std::string>&) {
-  if (settings().from.empty()) return usage_error("list needs --from=HOST:PORT");
+  if (settings().from.empty()) return usage_error("list needs --from=HOST:PORT or --from=s3://BUCKET/PREFIX");
+  if (is_s3_url(settings().from)) return list_bucket();  // straight from the bucket, no receiver
   auto tls = tls_from_flags("list");
   if (!tls) return usage_error(tls.status().message());
   replication::RemoteOptions remote;

@@ -9,7 +9,7 @@
 #include <ctime>
 #include <set>
 
-#include "store/local_store.h"
+#include "store/open_store.h"
 #include "store/retention.h"
 #include "tools/cli.h"
 
@@ -106,7 +106,7 @@ int run_prune(const std::vector<std::string>&) {
   if (FLAGS_gc_grace_s < 0) return usage_error("--gc_grace_s must be >= 0");
   StoreOptions options;
   options.gc_grace_seconds = FLAGS_gc_grace_s;
-  auto store = open_local_store(settings().store, options);
+  auto store = open_store(settings().store, options);
   if (!store) return fail(store.status());
   const std::int64_t now_ns = wall_ns();
   const bool json = settings().json;

@@ -12,12 +12,13 @@
 #include "codec/chunker.h"
 #include "codec/packer.h"
 #include "replication/sender.h"
+#include "store/s3_store.h"
 #include "tools/cli.h"
+#include "tools/s3_commands.h"
 
 namespace ferry::cli {
 namespace {
 
-std::string FLAGS_name;
 std::uint64_t FLAGS_bwlimit = 0;
 std::uint64_t FLAGS_window_mb = replication::kDefaultStreamWindowBytes >> 20;
 int FLAGS_retries = 8;
@@ -25,11 +26,16 @@ bool FLAGS_fan_out = false;
 
 void define_push(CLI::App& app) {
   add_args(app, "FILE|DIR", "the checkpoint file or directory", 1);
-  app.add_option("--to", settings().to,
-                 with_env_help(app, "to", "the receivers HOST:PORT[,HOST:PORT...], in failover order"));
+  app.add_option(
+      "--to", settings().to,
+      with_env_help(app, "to",
+                    "the receivers HOST:PORT[,HOST:PORT...], in failover order, or s3://BUCKET/PREFIX "
+                    "to write a bucket directly"));
+  add_namespace(app, "with --to=s3://...: the namespace (default: this machine's host name)");
   add_tls(app);
   add_streams(app);
-  app.add_option("--name", FLAGS_name, "snapshot name (default: <job or directory name>-<step or UTC time>)");
+  app.add_option("--name", settings().name,
+                 "snapshot name (default: <job or directory name>-<step or UTC time>)");
   add_job(app, "training job name recorded in the manifest and the snapshot name");
   add_chunking(app);
   app.add_option("--bwlimit", FLAGS_bwlimit, "bandwidth cap in bytes per second over all streams (0: none)");
@@ -102,6 +108,7 @@ void print_report(const replication::PushReport& r) {
 int run_push(const std::vector<std::string>& args) {
   if (args.size() != 1)
     return usage_error("push needs exactly one FILE or DIR (got " + std::to_string(args.size()) + ")");
+  if (is_s3_url(settings().to)) return push_to_bucket(args[0]);  // straight into the bucket, no receiver
   auto targets = split_targets(settings().to);
   if (targets.empty()) return usage_error("push needs --to=HOST:PORT[,HOST:PORT...]");
   auto tls = tls_from_flags("push");
@@ -121,7 +128,7 @@ int run_push(const std::vector<std::string>& args) {
   opts.targets = targets;
   opts.tls = *tls;
   opts.streams = settings().streams;
-  opts.snapshot = FLAGS_name;
+  opts.snapshot = settings().name;
   opts.source_name = std::filesystem::absolute(args[0]).lexically_normal().filename().string();
   if (opts.source_name.empty()) {
     opts.source_name =

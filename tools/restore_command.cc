@@ -14,7 +14,9 @@
 #include "replication/device_restore.h"
 #include "replication/frame_sources.h"
 #include "replication/restore.h"
+#include "store/s3_store.h"
 #include "tools/cli.h"
+#include "tools/s3_commands.h"
 
 namespace ferry::cli {
 namespace {
@@ -25,10 +27,10 @@ void define_restore(CLI::App& app) {
   add_args(app, "SNAPSHOT|FILE.ferry", "the snapshot (with --from or --store) or a .ferry archive", 1);
   app.add_option("--to", settings().to, "the directory to write, or cuda:N for GPU memory");
   app.add_option("--from", settings().from,
-                 with_env_help(app, "from", "the receiver HOST:PORT to read from"));
+                 with_env_help(app, "from", "the receiver HOST:PORT to read from, or s3://BUCKET/PREFIX"));
   add_tls(app);
   add_store(app, "a receiver's store directory to read from (with --namespace)");
-  add_namespace(app, "the namespace (host) in --store");
+  add_namespace(app, "the namespace (host) in --store (or s3://; default there: this machine's host name)");
   add_streams(app);
   add_engine(app);
   app.add_flag("--verify_only", FLAGS_verify_only, "fetch and verify every chunk, write nothing");
@@ -52,6 +54,10 @@ Result<std::string> location_from_flags(const std::string& arg) {
   }
   if (!settings().from.empty() && !settings().store.empty()) {
     return Status::invalid_argument("restore takes --from=HOST:PORT or --store=DIR, not both");
+  }
+  if (is_s3_url(settings().from)) {  // straight from the bucket, no receiver
+    return std::string(replication::kStoreLocationPrefix) + settings().from + "/" + namespace_or_host() +
+           "/" + arg;
   }
   if (!settings().from.empty())
     return std::string(replication::kRemoteLocationPrefix) + settings().from + "/" + arg;

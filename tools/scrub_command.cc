@@ -5,7 +5,7 @@
 // damaged.
 #include <cstdio>
 
-#include "store/local_store.h"
+#include "store/open_store.h"
 #include "tools/cli.h"
 
 namespace ferry::cli {
@@ -50,7 +50,7 @@ int run_scrub(const std::vector<std::string>&) {
   if (!settings().ns.empty()) {
     if (Status st = validate_namespace(settings().ns); !st) return usage_error(st.message());
   }
-  auto store = open_local_store(settings().store);
+  auto store = open_store(settings().store);
   if (!store) return fail(store.status());
   const double start = mono_seconds();
   auto report = (*store)->scrub(settings().ns);

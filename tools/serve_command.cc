@@ -1,15 +1,18 @@
 // serve_command.cc: `ferry serve`: the DR receiver. Opens (and recovers) the
 // chunk store, listens for mutually authenticated TLS connections and serves
 // the replication protocol until SIGINT or SIGTERM, then stops accepting,
-// closes every connection and exits cleanly. It prints "ferry serve:
+// closes every connection and exits cleanly. SIGHUP reloads the TLS files
+// (the --crl above all) for new handshakes. It prints "ferry serve:
 // listening on ADDR" once it accepts connections, with the real port when
 // --listen asked for port 0 (tests and the demo read it).
 #include <signal.h>
 
 #include <cstdio>
 
+#include "base/metrics_server.h"
 #include "replication/receiver.h"
-#include "store/local_store.h"
+#include "replication/receiver_metrics.h"
+#include "store/open_store.h"
 #include "tools/cli.h"
 
 namespace ferry::cli {
@@ -20,9 +23,12 @@ bool FLAGS_append_only = false;
 std::uint64_t FLAGS_quota_bytes = 0;
 std::uint64_t FLAGS_max_connections = replication::kDefaultMaxConnections;
 int FLAGS_idle_timeout_s = replication::kDefaultIdleTimeoutMs / 1000;
+std::string FLAGS_metrics_listen;
+std::uint64_t FLAGS_max_connections_per_namespace = replication::kDefaultMaxConnectionsPerNamespace;
+int FLAGS_crl_reload_s = replication::kDefaultCrlReloadIntervalMs / 1000;
 
 void define_serve(CLI::App& app) {
-  add_store(app, "the store directory (created if missing)");
+  add_store(app, "the store directory (created if missing), or s3://BUCKET/PREFIX");
   add_tls(app);
   app.add_option("--listen", FLAGS_listen, "HOST:PORT to listen on (port 0: any free port)")
       ->capture_default_str();
@@ -31,17 +37,29 @@ void define_serve(CLI::App& app) {
   app.add_option("--max_connections", FLAGS_max_connections,
                  "connections served at once; more are refused with an error")
       ->capture_default_str();
+  app.add_option("--metrics_listen", FLAGS_metrics_listen,
+                 "HOST:PORT to serve Prometheus /metrics on (port 0: any free port; \"\": off)");
+  app.add_option("--max_connections_per_namespace", FLAGS_max_connections_per_namespace,
+                 "connections one host (certificate CN) may hold at once; more are refused with an error")
+      ->capture_default_str();
+  app.add_option(
+         "--crl_reload_s", FLAGS_crl_reload_s,
+         "with --crl, how often to check the CRL file and reload it when it changed (0: only at SIGHUP)")
+      ->capture_default_str();
   app.add_option("--idle_timeout_s", FLAGS_idle_timeout_s,
                  "close a connection that sends nothing for this long")
       ->capture_default_str();
 }
 
 int run_serve(const std::vector<std::string>&) {
-  if (settings().store.empty()) return usage_error("serve needs --store=DIR");
+  if (settings().store.empty()) return usage_error("serve needs --store=DIR or --store=s3://BUCKET/PREFIX");
   auto tls = tls_from_flags("serve");
   if (!tls) return usage_error(tls.status().message());
   if (FLAGS_max_connections == 0) return usage_error("--max_connections must be > 0");
   if (FLAGS_idle_timeout_s <= 0) return usage_error("--idle_timeout_s must be > 0");
+  if (FLAGS_max_connections_per_namespace == 0)
+    return usage_error("--max_connections_per_namespace must be > 0");
+  if (FLAGS_crl_reload_s < 0) return usage_error("--crl_reload_s must be >= 0");
 
   // Block the signals before any thread starts, so that every thread
   // inherits the mask and only sigwait below sees them.
@@ -49,31 +67,51 @@ int run_serve(const std::vector<std::string>&) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   StoreOptions store_options;
   store_options.append_only = FLAGS_append_only;
   store_options.quota_bytes = FLAGS_quota_bytes;
-  auto store = open_local_store(settings().store, store_options);
+  auto store = open_store(settings().store, store_options);  // a directory or s3://BUCKET/PREFIX
   if (!store) return fail(store.status());
 
   replication::ReceiverOptions options;
   options.listen = FLAGS_listen;
   options.tls = *tls;
   options.max_connections = FLAGS_max_connections;
+  options.max_connections_per_namespace = FLAGS_max_connections_per_namespace;
+  options.crl_reload_interval_ms = FLAGS_crl_reload_s * 1000;
   options.idle_timeout_ms = FLAGS_idle_timeout_s * 1000;
   options.append_only = FLAGS_append_only;
   replication::Receiver receiver(**store, options);
   Status st = receiver.start();
   if (!st) return fail(st);
+  // Declared after the receiver and store, so it stops serving before they go.
+  Metrics metrics;
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (!FLAGS_metrics_listen.empty()) {
+    replication::export_receiver_metrics(metrics, receiver, **store);
+    auto server = MetricsServer::start(FLAGS_metrics_listen, metrics);
+    if (!server) return fail(server.status().with_context("--metrics_listen"));
+    metrics_server = std::move(server).value();
+    const std::string host = FLAGS_metrics_listen.substr(0, FLAGS_metrics_listen.rfind(':'));
+    std::printf("ferry serve: metrics on http://%s:%d/metrics\n", host.c_str(), metrics_server->port());
+  }
   std::printf("ferry serve: listening on %s (store %s%s)\n", receiver.address().to_string().c_str(),
               settings().store.c_str(), FLAGS_append_only ? ", append-only" : "");
   std::fflush(stdout);
 
   int sig = 0;
-  while (sigwait(&signals, &sig) != 0) {
+  for (;;) {
+    if (sigwait(&signals, &sig) != 0) continue;
+    if (sig != SIGHUP) break;
+    // New handshakes use the files as they are now (a new CRL, a renewed
+    // certificate); the receiver logs the outcome.
+    (void)receiver.reload_tls();
   }
   std::fprintf(stderr, "ferry serve: %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  metrics_server.reset();
   receiver.stop();
   const replication::ReceiverStats s = receiver.stats();
   std::fprintf(stderr,
@@ -86,10 +124,13 @@ int run_serve(const std::vector<std::string>&) {
   return kExitOk;
 }
 
-Registrar registrar({"serve",
-                     "serve --store=DIR --ca=ca.pem --cert=receiver.pem --key=receiver.key "
-                     "[--listen=127.0.0.1:7443] [--append_only] [--quota_bytes=N] [--max_connections=N]",
-                     "run the DR receiver: mTLS, verified chunk store, snapshots", define_serve, run_serve});
+Registrar registrar(
+    {"serve",
+     "serve --store=DIR|s3://BUCKET/PREFIX --ca=ca.pem --cert=receiver.pem --key=receiver.key "
+     "[--listen=127.0.0.1:7443] [--append_only] [--quota_bytes=N] [--max_connections=N] "
+     "[--max_connections_per_namespace=N] [--crl=crl.pem] [--crl_reload_s=N] "
+     "[--metrics_listen=HOST:PORT]",
+     "run the DR receiver: mTLS, verified chunk store, snapshots", define_serve, run_serve});
 
 }  // namespace
 }  // namespace ferry::cli

@@ -22,15 +22,8 @@ namespace ferry::agent::testing {
 
 namespace fs = std::filesystem;
 
-// Polls `pred` every 50 ms until it holds or timeout_ms passes.
-inline bool wait_until(const std::function<bool()>& pred, int timeout_ms) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return pred();
-}
+using ferry::testing::metric_value;
+using ferry::testing::wait_until;
 
 // A DCP-like checkpoint: shards of floats, then ".metadata" (what makes
 // it complete) written last.
@@ -85,17 +78,6 @@ inline std::string scrape_metrics(int port) {
   auto res = cli.Get("/metrics");
   if (!res || res->status != 200) return "";
   return res->body;
-}
-
-// The value of the series line starting with `series` (e.g.
-// `ferry_agent_rpo_warning{job="llama"}`), or -1 when absent.
-inline double metric_value(const std::string& text, const std::string& series) {
-  std::size_t at = 0;
-  while ((at = text.find(series + " ", at)) != std::string::npos) {
-    if (at == 0 || text[at - 1] == '\n') return std::stod(text.substr(at + series.size() + 1));
-    at += series.size();
-  }
-  return -1;
 }
 
 }  // namespace ferry::agent::testing

@@ -17,6 +17,8 @@
 #include "agent/agent.h"
 #include "agent/control.h"
 #include "agent/metrics.h"
+#include "base/build_info.h"
+#include "base/clock.h"
 #include "tests/agent/agent_fixture.h"
 #include "tests/replication/ferry_child.h"
 #include "tests/replication/receiver_fixture.h"
@@ -164,7 +166,11 @@ TEST_F(AgentNetTest, CheckpointChangedWhileReadIsRetriedAndCommittedAsFinal) {
 TEST_F(AgentNetTest, TargetDownGrowsQueueAndWarnsThenDrainsAndClears) {
   start();
   write_checkpoint(dir_ / "ckpt/llama/step-1", 1, 50'000);
-  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-step-1"); }, kCommitMs));
+  // Committed as the agent knows it (the receiver lists the snapshot before
+  // the agent has read the COMMIT reply; stopping it then would leave step-1
+  // in the queue beside steps 2 and 3).
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-step-1") && job_status()["committed"] == 1; },
+                         kCommitMs));
   a_.receiver().stop();
   ASSERT_TRUE(wait_until([&] { return agent_->status_json()["targets"][0]["up"] == false; }, 10'000));
   EXPECT_TRUE(log_has("target_down"));
@@ -177,7 +183,9 @@ TEST_F(AgentNetTest, TargetDownGrowsQueueAndWarnsThenDrainsAndClears) {
   EXPECT_GT(js["backlog_bytes"].get<std::uint64_t>(), 0u);
   EXPECT_EQ(js["forecast_rpo_seconds"].get<double>(), -1.0);  // cannot drain
   const std::string m = scrape_metrics(agent_->metrics_port());
-  EXPECT_EQ(metric_value(m, "ferry_agent_rpo_warning{job=\"llama\"}"), 1) << m;
+  EXPECT_EQ(metric_value(m, "ferry_agent_rpo_warning{ckpt_job=\"llama\"}"), 1) << m;
+  // The outage is counted as it happens: every failed probe is an error.
+  EXPECT_GT(metric_value(m, "ferry_agent_errors_total{kind=\"probe\"}"), 0) << m;
   EXPECT_EQ(metric_value(m, "ferry_agent_queue_depth"), 2) << m;
   EXPECT_EQ(metric_value(m, "ferry_agent_target_up{target=\"" + a_.receiver().address().to_string() + "\"}"),
             0)
@@ -188,9 +196,10 @@ TEST_F(AgentNetTest, TargetDownGrowsQueueAndWarnsThenDrainsAndClears) {
   ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-step-2") && committed_at(a_, "llama-step-3"); },
                          kCommitMs));
   ASSERT_TRUE(wait_until([&] { return job_status()["warning"] == false; }, 5000)) << job_status().dump();
-  EXPECT_TRUE(agent_->status_json()["queue"].empty());
-  EXPECT_EQ(metric_value(scrape_metrics(agent_->metrics_port()), "ferry_agent_rpo_warning{job=\"llama\"}"),
-            0);
+  // The receiver lists a snapshot before the agent has read the COMMIT reply.
+  EXPECT_TRUE(wait_until([&] { return agent_->status_json()["queue"].empty(); }, 5000));
+  EXPECT_EQ(
+      metric_value(scrape_metrics(agent_->metrics_port()), "ferry_agent_rpo_warning{ckpt_job=\"llama\"}"), 0);
   EXPECT_EQ(log_count("rpo_warning_raised"), 1u);
   EXPECT_EQ(log_count("rpo_warning_cleared"), 1u);
   EXPECT_TRUE(log_has("target_up"));
@@ -300,6 +309,26 @@ TEST_F(AgentNetTest, ControlSocketStatusSubmitPauseResume) {
 
 TEST_F(AgentNetTest, MetricsAgreeWithThePushes) {
   start();
+  // Before any checkpoint: every counter is there at 0, and the job has no
+  // last-commit time (its DR copy's age is unknown, not 0).
+  std::string m = scrape_metrics(agent_->metrics_port());
+  for (const char* kind : {"push", "read", "checkpoint_changed", "target_down", "journal", "probe"})
+    EXPECT_EQ(metric_value(m, std::string("ferry_agent_errors_total{kind=\"") + kind + "\"}"), 0) << m;
+  for (const char* state : {"committed", "skipped", "failed"})
+    EXPECT_EQ(metric_value(m, std::string("ferry_agent_checkpoints_finished_total{state=\"") + state + "\"}"),
+              0)
+        << m;
+  EXPECT_EQ(metric_value(m, "ferry_agent_checkpoints_submitted_total"), 0) << m;
+  EXPECT_EQ(metric_value(m, "ferry_agent_push_duration_seconds_count"), 0) << m;
+  EXPECT_EQ(metric_value(m, "ferry_agent_rpo_warning{ckpt_job=\"llama\"}"), 0) << m;
+  EXPECT_EQ(metric_value(m, "ferry_agent_last_commit_timestamp_seconds{ckpt_job=\"llama\"}"), -1) << m;
+  EXPECT_EQ(metric_value(m, "ferry_agent_rpo_target_seconds"), c_.rpo_target_s) << m;
+  EXPECT_EQ(metric_value(m, "ferry_build_info{build_type=\"" + std::string(build_info().build_type) +
+                                "\",commit=\"" + std::string(build_info().git_commit) + "\",cuda=\"" +
+                                (build_info().cuda ? "on" : "off") + "\",version=\"" +
+                                std::string(build_info().version) + "\"}"),
+            1)
+      << m;
   for (int i = 1; i <= 3; ++i)
     write_checkpoint(dir_ / "ckpt/llama" / ("step-" + std::to_string(i)), 100 + i, 60'000);
   ASSERT_TRUE(wait_until([&] { return log_count("checkpoint_committed") == 3; }, kCommitMs));
@@ -318,24 +347,67 @@ TEST_F(AgentNetTest, MetricsAgreeWithThePushes) {
     if (e.is_regular_file()) on_disk += e.file_size();
   }
   EXPECT_EQ(logical, static_cast<double>(on_disk));
-  std::string m;
   ASSERT_TRUE(wait_until(
       [&] {
         m = scrape_metrics(agent_->metrics_port());
-        return metric_value(m, "ferry_agent_compression_ratio") > 0;
+        return metric_value(m, "ferry_agent_checkpoints_finished_total{state=\"committed\"}") == 3;
       },
       5000))
       << m;
   EXPECT_EQ(metric_value(m, "ferry_agent_logical_bytes_total"), logical) << m;
   EXPECT_EQ(metric_value(m, "ferry_agent_wire_bytes_total"), wire) << m;
-  EXPECT_EQ(metric_value(m, "ferry_agent_jobs_total{state=\"committed\"}"), 3) << m;
-  EXPECT_GT(metric_value(m, "ferry_agent_throughput_bytes_per_second"), 0) << m;
-  EXPECT_GT(metric_value(m, "ferry_agent_compression_ratio"), 0) << m;
+  EXPECT_EQ(metric_value(m, "ferry_agent_checkpoints_submitted_total"), 3) << m;
+  EXPECT_EQ(metric_value(m, "ferry_agent_checkpoints_finished_total{state=\"failed\"}"), 0) << m;
+  EXPECT_EQ(metric_value(m, "ferry_agent_push_duration_seconds_count"), 3) << m;
+  EXPECT_EQ(metric_value(m, "ferry_agent_push_duration_seconds_bucket{le=\"+Inf\"}"), 3) << m;
+  EXPECT_GE(metric_value(m, "ferry_agent_journal_fsync_duration_seconds_count"), 9)
+      << m;  // 3 records per job
+  // The newest commit's own time (the checkpoint's), for age in PromQL.
+  const double last = metric_value(m, "ferry_agent_last_commit_timestamp_seconds{ckpt_job=\"llama\"}");
+  const double now_s = static_cast<double>(wall_ns()) / 1e9;
+  EXPECT_GT(last, now_s - 600) << m;
+  EXPECT_LE(last, now_s) << m;
+  // Rates and ratios are left to PromQL: no gauge freezes at its last value.
+  EXPECT_EQ(m.find("\nferry_agent_throughput"), std::string::npos) << m;
+  EXPECT_EQ(m.find("\nferry_agent_compression_ratio"), std::string::npos) << m;
+  // No label of ours is named job or instance (Prometheus's own).
+  for (const char* label : {"{job=", ",job=", "{instance=", ",instance="})
+    EXPECT_EQ(m.find(label), std::string::npos) << label << "\n" << m;
   EXPECT_EQ(metric_value(m, "ferry_agent_engine_info{engine=\"cpu\",reason=\"forced (--engine=cpu)\"}"), 1)
       << m;
   auto s = agent_->status_json();
   EXPECT_EQ(s["logical_bytes"].get<double>(), logical);
   EXPECT_EQ(s["wire_bytes"].get<double>(), wire);
+}
+
+TEST_F(AgentNetTest, RemovedJobLeavesStatusAndMetrics) {
+  fs::create_directories(dir_ / "ckpt/gpt");
+  c_.watch.push_back({dir_ / "ckpt/gpt", "gpt"});
+  start();
+  write_checkpoint(dir_ / "ckpt/gpt/step-1", 7, 50'000);
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "gpt-step-1"); }, kCommitMs));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return metric_value(scrape_metrics(agent_->metrics_port()),
+                            "ferry_agent_last_commit_timestamp_seconds{ckpt_job=\"gpt\"}") > 0;
+      },
+      5000));
+  // The gpt root is removed: its job leaves status and every series of it
+  // goes, so no alert stays raised for a job that is gone.
+  AgentConfig next = c_;
+  next.watch.pop_back();
+  ASSERT_TRUE(agent_->reload(next).is_ok());
+  std::string m;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        m = scrape_metrics(agent_->metrics_port());
+        return m.find("ckpt_job=\"gpt\"") == std::string::npos;
+      },
+      5000))
+      << m;
+  EXPECT_TRUE(job_status("gpt").is_null()) << agent_->status_json().dump();
+  EXPECT_FALSE(job_status("llama").is_null());
+  EXPECT_EQ(metric_value(m, "ferry_agent_rpo_warning{ckpt_job=\"llama\"}"), 0) << m;
 }
 
 TEST_F(AgentNetTest, FanOutCommitsAtEveryTargetAndADownOneCatchesUp) {

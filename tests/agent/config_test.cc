@@ -106,6 +106,16 @@ TEST_F(ConfigTest, InvalidCertificateIsNamed) {
   expect_refused("--key=" + c_.key);
 }
 
+TEST_F(ConfigTest, CrlIsCheckedAndGoesIntoTheTlsConfig) {
+  c_.crl = certs_.set.crl.string();
+  EXPECT_TRUE(validate(c_).is_ok());
+  EXPECT_EQ(c_.tls().crl_file, c_.crl);
+  c_.crl = (dir_ / "missing.pem").string();
+  expect_refused("--crl=" + c_.crl + ": no such file");
+  c_.crl = c_.cert;  // a certificate, not a CRL
+  expect_refused("--crl=" + c_.crl + ": CRL file " + c_.crl + " holds no PEM X509 CRL");
+}
+
 TEST_F(ConfigTest, NegativeAndZeroLimitsAreNamed) {
   c_.bandwidth_mbps = -1;
   expect_refused("--bandwidth_mbps=");

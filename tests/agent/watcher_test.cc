@@ -184,7 +184,7 @@ TEST(CheckpointCompleteTest, BadIndexIsNotCompleteWithAReason) {
   write_text(d / "x.safetensors", safetensors_bytes("a", 8));
   const fs::path index = d / "model.safetensors.index.json";
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"{\"weight_map\": {\"a\": \"x.safetensors\"", "not valid JSON"},
+      {"{\"weight_map\": {\"a\" \"x.safetensors\"}}", "not valid JSON"},
       {"[1, 2, 3]", "weight_map"},
       {"{\"weight_map\": []}", "weight_map"},
       {"{\"weight_map\": {\"a\": 7}}", "is not a string"},
@@ -204,6 +204,28 @@ TEST(CheckpointCompleteTest, BadIndexIsNotCompleteWithAReason) {
     EXPECT_FALSE(why.still_writing) << "a wrong index is worth a notice";
   }
   write_text(index, "{\"weight_map\": {\"a\": \"./x.safetensors\"}}");
+  EXPECT_EQ(checkpoint_complete(d, {})->value(), CheckpointKind::kSafetensorsSet);
+}
+
+// An index seen between its creation and its last write (empty, or valid
+// JSON cut short) is a checkpoint still being written: no notice.
+TEST(CheckpointCompleteTest, IndexCutShortIsStillBeingWritten) {
+  TempDir t;
+  const fs::path d = t / "step-5";
+  fs::create_directory(d);
+  write_text(d / "x.safetensors", safetensors_bytes("a", 8));
+  const fs::path index = d / "model.safetensors.index.json";
+  const std::string whole = "{\"weight_map\": {\"a\": \"x.safetensors\"}}";
+  for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{14}, whole.size() - 1}) {
+    SCOPED_TRACE(n);
+    write_text(index, whole.substr(0, n));
+    Incomplete why;
+    auto r = checkpoint_complete(d, {}, &why);
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    EXPECT_FALSE(r->has_value());
+    EXPECT_TRUE(why.still_writing) << why.reason;
+  }
+  write_text(index, whole);
   EXPECT_EQ(checkpoint_complete(d, {})->value(), CheckpointKind::kSafetensorsSet);
 }
 

@@ -19,20 +19,26 @@ namespace {
 
 using Bytes = std::vector<std::byte>;
 
-Bytes encode(const Bytes& in, int w) {
+constexpr int kVersions[] = {kFloatPayloadV1, kFloatPayloadV2};
+
+Bytes encode(const Bytes& in, int w, int version = kFloatPayloadV2) {
   FloatEncoder enc;
   Bytes out;
-  enc.encode(in, w, out);
+  enc.encode(in, w, out, version);
   return out;
 }
 
-void expect_round_trip(const Bytes& in, int w, const std::string& what) {
-  Bytes payload = encode(in, w);
-  ASSERT_LE(payload.size(), float_encode_bound(in.size(), w)) << what;
-  Bytes out(in.size());
-  Status s = float_decode(payload, w, out);
-  ASSERT_TRUE(s.is_ok()) << what << ": " << s.to_string();
-  ASSERT_TRUE(out == in) << what;
+// Round trip in both payload versions (or only `version` when given).
+void expect_round_trip(const Bytes& in, int w, const std::string& what, int version = 0) {
+  for (int v : kVersions) {
+    if (version != 0 && v != version) continue;
+    Bytes payload = encode(in, w, v);
+    ASSERT_LE(payload.size(), float_encode_bound(in.size(), w)) << what << " v" << v;
+    Bytes out(in.size());
+    Status s = float_decode(payload, w, out, v);
+    ASSERT_TRUE(s.is_ok()) << what << " v" << v << ": " << s.to_string();
+    ASSERT_TRUE(out == in) << what << " v" << v;
+  }
 }
 
 std::string hex(const std::uint8_t* p, std::size_t n) {
@@ -117,9 +123,11 @@ TEST(FloatCodec, ShrinksTrainedLikeWeights) {
   } cases[] = {{2, true, 0.70}, {2, false, 0.85}, {4, false, 0.90}};
   for (auto c : cases) {
     Bytes in = testing::normal_floats((1u << 20) / c.w, c.w, c.bf16, 0.02, seed);
-    Bytes payload = encode(in, c.w);
-    EXPECT_LT(static_cast<double>(payload.size()) / in.size(), c.max_ratio) << c.w << c.bf16;
-    EXPECT_EQ(static_cast<std::uint8_t>(payload[0]), 1) << "exponent plane is coded";
+    for (int v : kVersions) {
+      Bytes payload = encode(in, c.w, v);
+      EXPECT_LT(static_cast<double>(payload.size()) / in.size(), c.max_ratio) << c.w << c.bf16 << " v" << v;
+      EXPECT_EQ(static_cast<std::uint8_t>(payload[0]), v) << "exponent plane is coded";
+    }
   }
 }
 
@@ -156,11 +164,13 @@ TEST(FloatCodec, SpecialValuesAreBitExact) {
 
 TEST(FloatCodec, SingleSymbolPlane) {
   Bytes zeros(100000 * 2);
-  Bytes payload = encode(zeros, 2);
-  // Both planes are one symbol: each coded block is just its 128 state bytes.
-  EXPECT_EQ(static_cast<std::uint8_t>(payload[0]), 1);
-  EXPECT_EQ(static_cast<std::uint8_t>(payload[1]), 1);
-  EXPECT_LT(payload.size(), 2000u);
+  for (int v : kVersions) {
+    Bytes payload = encode(zeros, 2, v);
+    // Both planes are one symbol: each coded block is just its 128 state bytes.
+    EXPECT_EQ(static_cast<std::uint8_t>(payload[0]), v);
+    EXPECT_EQ(static_cast<std::uint8_t>(payload[1]), v);
+    EXPECT_LT(payload.size(), 2000u);
+  }
   expect_round_trip(zeros, 2, "zeros");
 }
 
@@ -169,9 +179,12 @@ TEST(FloatCodec, AllSymbolsPresent) {
   Bytes in(300000);
   for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<std::byte>(rng() % 10 == 0 ? rng() : 7);
   for (std::size_t s = 0; s < 256; ++s) in[s * 1000] = static_cast<std::byte>(s);
-  Bytes payload = encode(in, 1);
+  Bytes payload = encode(in, 1, kFloatPayloadV1);
   EXPECT_EQ(static_cast<std::uint8_t>(payload[0]), 1);
   for (int i = 0; i < 32; ++i) EXPECT_EQ(static_cast<std::uint8_t>(payload[1 + i]), 0xff) << i;
+  payload = encode(in, 1, kFloatPayloadV2);  // mode, table count, then the first bitmap
+  EXPECT_EQ(static_cast<std::uint8_t>(payload[0]), 2);
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(static_cast<std::uint8_t>(payload[2 + i]), 0xff) << i;
   expect_round_trip(in, 1, "all 256 symbols");
 }
 
@@ -179,9 +192,11 @@ TEST(FloatCodec, RandomBytesStayWithinBound) {
   std::uint64_t seed = testing::test_seed();
   for (int w : {1, 2, 4}) {
     Bytes in = testing::random_bytes(1 << 20, seed + w);
-    Bytes payload = encode(in, w);
-    EXPECT_LE(payload.size(), float_encode_bound(in.size(), w));
-    EXPECT_LE(payload.size(), in.size() + static_cast<std::size_t>(w)) << "planes stay raw";
+    for (int v : kVersions) {
+      Bytes payload = encode(in, w, v);
+      EXPECT_LE(payload.size(), float_encode_bound(in.size(), w));
+      EXPECT_LE(payload.size(), in.size() + static_cast<std::size_t>(w)) << "planes stay raw";
+    }
     expect_round_trip(in, w, "random width " + std::to_string(w));
   }
 }
@@ -207,19 +222,21 @@ TEST(FloatCodec, EncodeIntoTheBoundAloneGivesTheSamePayload) {
     }
     in.resize(in.size() + 3 % w);
     FloatEncoder enc;
-    Bytes want;
-    for (std::size_t slack : {0u, 1u, 4096u, 1u << 20}) {
-      const std::size_t bound = float_encode_bound(in.size(), w);
-      Bytes out(bound + slack, std::byte{0x3c});
-      out.resize(enc.encode_into(in, w, out));
-      if (want.empty()) {
-        want = out;
-        expect_round_trip(in, w, "width " + std::to_string(w));
-        EXPECT_LT(want.size(), in.size()) << "width " << w << " codes at least one plane";
+    for (int v : kVersions) {
+      Bytes want;
+      for (std::size_t slack : {0u, 1u, 4096u, 1u << 20}) {
+        const std::size_t bound = float_encode_bound(in.size(), w);
+        Bytes out(bound + slack, std::byte{0x3c});
+        out.resize(enc.encode_into(in, w, out, v));
+        if (want.empty()) {
+          want = out;
+          expect_round_trip(in, w, "width " + std::to_string(w), v);
+          EXPECT_LT(want.size(), in.size()) << "width " << w << " codes at least one plane";
+        }
+        EXPECT_EQ(out, want) << "width " << w << " v" << v << ", " << slack << " bytes of slack";
       }
-      EXPECT_EQ(out, want) << "width " << w << ", " << slack << " bytes of slack";
+      EXPECT_EQ(want, encode(in, w, v));
     }
-    EXPECT_EQ(want, encode(in, w));
   }
 }
 
@@ -242,7 +259,8 @@ TEST(FloatCodecGolden, TinyRawPayload) {
   // 0x0001 to 0x0002.
   Bytes in = {std::byte{0x80}, std::byte{0x3f}, std::byte{0x80}, std::byte{0xbf},
               std::byte{0x01}, std::byte{0x00}, std::byte{0xaa}};
-  Bytes payload = encode(in, 2);
+  Bytes payload = encode(in, 2, kFloatPayloadV1);
+  EXPECT_EQ(encode(in, 2, kFloatPayloadV2), payload) << "raw planes are the same in both versions";
   EXPECT_EQ(hex(payload),
             "0000"
             "7f7f00"
@@ -255,7 +273,7 @@ TEST(FloatCodecGolden, TinyCodedPayload) {
   // 256 equal bytes, width 1: one coded plane whose only symbol has freq
   // 4096, so every lane stays at L = 0x00010000 and no word is emitted.
   Bytes in(256, std::byte{0x81});  // rotates to 0x03
-  Bytes payload = encode(in, 1);
+  Bytes payload = encode(in, 1, kFloatPayloadV1);
   std::string want = "01";                          // mode: coded
   want += "08" + std::string(62, '0');              // present: symbol 3
   want += "0010";                                   // freq[3] = 4096
@@ -265,42 +283,74 @@ TEST(FloatCodecGolden, TinyCodedPayload) {
   expect_round_trip(in, 1, "tiny coded");
 }
 
+TEST(FloatCodecGolden, TinyCodedPayloadV2) {
+  // As above in version 2: one table, no table choices (one table), u32
+  // block sizes.
+  Bytes in(256, std::byte{0x81});
+  Bytes payload = encode(in, 1, kFloatPayloadV2);
+  std::string want = "02";                          // mode: coded, version 2
+  want += "01";                                     // one table
+  want += "08" + std::string(62, '0');              // present: symbol 3
+  want += "0010";                                   // freq[3] = 4096
+  want += "80000000";                               // stored[0] = 128
+  for (int l = 0; l < 32; ++l) want += "00000100";  // 32 final states = L
+  EXPECT_EQ(hex(payload), want);
+}
+
 TEST(FloatCodecGolden, SeededPayloadHashes) {
   struct Case {
     const char* name;
     int w;
     bool bf16;
     std::size_t count;
+    int version;
     const char* sha;
   } cases[] = {
-      {"bf16", 2, true, 100000, "b3327990229007e40f07d68839e9b379939bce55a39e3156f1d33f58e657c71d"},
-      {"f16", 2, false, 100000, "c8374b028f56b2db86c6a3d51abba7cba3d42c0a6aada201d2cb06bda1c6e204"},
-      {"f32", 4, false, 50000, "8c8d09343905ad4d75c6da2cc6c4139fac1186d5d34adc103c14eeea79cdcee8"},
-      {"f8", 1, false, 70001, "f5a5cc0388fc27677f3279f469a417e14ae30f5d29448ed38b239dc99aabaed8"},
+      {"bf16", 2, true, 100000, 1, "b3327990229007e40f07d68839e9b379939bce55a39e3156f1d33f58e657c71d"},
+      {"f16", 2, false, 100000, 1, "c8374b028f56b2db86c6a3d51abba7cba3d42c0a6aada201d2cb06bda1c6e204"},
+      {"f32", 4, false, 50000, 1, "8c8d09343905ad4d75c6da2cc6c4139fac1186d5d34adc103c14eeea79cdcee8"},
+      {"f8", 1, false, 70001, 1, "f5a5cc0388fc27677f3279f469a417e14ae30f5d29448ed38b239dc99aabaed8"},
+      {"bf16", 2, true, 100000, 2, "33b7ef41bf4fc722619f4a9e0c93ce0971f5f2fa4d3635436763f6485bc5ab95"},
+      {"f16", 2, false, 100000, 2, "7d2aaa702c3ac14541eca29089a22f50a4f59d3997ff17427b526f5a67037a59"},
+      {"f32", 4, false, 50000, 2, "154cc28a4162d90642a05a7191bee5fc835c4e8b2c3655d12603968a92b886f6"},
+      {"f8", 1, false, 70001, 2, "43e3b77dbf614a12bebd86d43bfce9f8cdd5a4e8c275ab5d476171498fb7e5fe"},
   };
   for (const auto& c : cases) {
     Bytes in = c.w == 1 ? golden_floats(c.count / 2, 2, true, 42) : golden_floats(c.count, c.w, c.bf16, 42);
     in.resize(c.w == 1 ? c.count : in.size());
-    Bytes payload = encode(in, c.w);
+    Bytes payload = encode(in, c.w, c.version);
     EXPECT_EQ(sha256_hex(payload), c.sha) << c.name << " (" << payload.size() << " bytes)";
-    expect_round_trip(in, c.w, c.name);
+    expect_round_trip(in, c.w, c.name, c.version);
   }
 }
 
 // Hostile payloads: every single-byte change, every truncation and any
 // appended bytes must return an error or (a changed raw byte) other output,
 // never crash, hang or touch memory outside the buffers (run under ASan).
-TEST(FloatCodecHostile, FlipTruncateAppend) {
-  Bytes in = testing::normal_floats(700, 2, true, 0.02, 7);  // coded plane 0, one block
-  Bytes payload = encode(in, 2);
-  ASSERT_EQ(static_cast<std::uint8_t>(payload[0]), 1);
+class FloatCodecHostile : public ::testing::TestWithParam<int> {};
+
+TEST_P(FloatCodecHostile, FlipTruncateAppend) {
+  const int v = GetParam();
+  // Coded plane 0 in one block; in version 2 a second table for the last
+  // segment (other values there).
+  Bytes in = testing::normal_floats(v == 1 ? 700 : 20000, 2, true, 0.02, 7);
+  if (v == 2) {
+    Bytes other = testing::normal_floats(4000, 2, true, 30.0, 8);
+    std::copy(other.begin(), other.end(), in.end() - static_cast<std::ptrdiff_t>(other.size()));
+  }
+  Bytes payload = encode(in, 2, v);
+  ASSERT_EQ(static_cast<std::uint8_t>(payload[0]), v);
+  if (v == 2) {
+    ASSERT_EQ(static_cast<std::uint8_t>(payload[2]), 2) << "two tables";
+  }
   Bytes out(in.size());
   FloatDecoder dec;
+  auto decode = [&](const Bytes& p) { return dec.decode(p, 2, out, v); };
   for (std::size_t i = 0; i < payload.size(); ++i) {
     for (std::uint8_t mask : {0x01, 0x80, 0xff}) {
       Bytes bad = payload;
       bad[i] ^= std::byte{mask};
-      Status s = dec.decode(bad, 2, out);
+      Status s = decode(bad);
       if (!s.is_ok()) {
         EXPECT_EQ(s.code(), Code::kCorruption) << i;
       }
@@ -308,20 +358,22 @@ TEST(FloatCodecHostile, FlipTruncateAppend) {
   }
   for (std::size_t len = 0; len < payload.size(); ++len) {
     Bytes cut(payload.begin(), payload.begin() + static_cast<std::ptrdiff_t>(len));
-    EXPECT_EQ(dec.decode(cut, 2, out).code(), Code::kCorruption) << "truncated to " << len;
+    EXPECT_EQ(decode(cut).code(), Code::kCorruption) << "truncated to " << len;
   }
   for (std::size_t extra : {1u, 2u, 128u}) {
     Bytes longer = payload;
     longer.resize(payload.size() + extra);
-    EXPECT_EQ(dec.decode(longer, 2, out).code(), Code::kCorruption) << extra;
+    EXPECT_EQ(decode(longer).code(), Code::kCorruption) << extra;
   }
-  EXPECT_TRUE(dec.decode(payload, 2, out).is_ok());
+  EXPECT_TRUE(decode(payload).is_ok());
   EXPECT_EQ(out, in);
 }
 
-TEST(FloatCodecHostile, ErrorsNamePlaneAndBlock) {
+INSTANTIATE_TEST_SUITE_P(Versions, FloatCodecHostile, ::testing::Values(1, 2));
+
+TEST(FloatCodecHostileV1, ErrorsNamePlaneAndBlock) {
   Bytes in = testing::normal_floats(40000, 2, true, 0.02, 9);  // 3 blocks
-  Bytes payload = encode(in, 2);
+  Bytes payload = encode(in, 2, kFloatPayloadV1);
   ASSERT_EQ(static_cast<std::uint8_t>(payload[0]), 1);
   // Find block 1's first state: after modes, bitmap, freqs, sizes, block 0.
   std::size_t pos = 2 + 32;
@@ -332,15 +384,62 @@ TEST(FloatCodecHostile, ErrorsNamePlaneAndBlock) {
   payload[pos + 3] = std::byte{0};  // lane 0 state of block 1 now below 2^16
   payload[pos + 2] = std::byte{0};
   Bytes out(in.size());
-  Status s = float_decode(payload, 2, out);
+  Status s = float_decode(payload, 2, out, kFloatPayloadV1);
   ASSERT_EQ(s.code(), Code::kCorruption);
   EXPECT_NE(s.message().find("plane 0 block 1"), std::string::npos) << s.to_string();
 
-  Bytes bad_mode = encode(in, 2);
+  Bytes bad_mode = encode(in, 2, kFloatPayloadV1);
   bad_mode[1] = std::byte{2};
-  s = float_decode(bad_mode, 2, out);
+  s = float_decode(bad_mode, 2, out, kFloatPayloadV1);
   EXPECT_NE(s.message().find("plane 1"), std::string::npos) << s.to_string();
-  EXPECT_EQ(float_decode(bad_mode, 3, out).code(), Code::kInvalidArgument);
+  EXPECT_EQ(float_decode(bad_mode, 3, out, kFloatPayloadV1).code(), Code::kInvalidArgument);
+}
+
+TEST(FloatCodecHostileV2, ErrorsNamePlaneAndBlock) {
+  Bytes in = testing::normal_floats(150000, 2, true, 0.02, 9);  // 3 blocks of 65536
+  Bytes payload = encode(in, 2, kFloatPayloadV2);
+  ASSERT_EQ(static_cast<std::uint8_t>(payload[0]), 2);
+  // Block 1's first state: after modes, table count, tables, choices (when
+  // more than one table), sizes and block 0.
+  std::size_t pos = 2;
+  const std::size_t tables = static_cast<std::uint8_t>(payload[pos++]);
+  for (std::size_t k = 0; k < tables; ++k) {
+    std::size_t present = 0;
+    for (int b = 0; b < 32; ++b) present += std::popcount(static_cast<unsigned>(payload[pos + b]));
+    pos += 32 + 2 * present;
+  }
+  if (tables > 1) pos += (150000 + planes::kSegmentSymbols - 1) / planes::kSegmentSymbols;
+  std::uint32_t stored0;
+  std::memcpy(&stored0, payload.data() + pos, 4);
+  ASSERT_LT(stored0, 65536u) << "block 0 is coded";
+  pos += 4 * 3 + stored0;
+  payload[pos + 3] = std::byte{0};  // lane 0 state of block 1 now below 2^16
+  payload[pos + 2] = std::byte{0};
+  Bytes out(in.size());
+  Status s = float_decode(payload, 2, out, kFloatPayloadV2);
+  ASSERT_EQ(s.code(), Code::kCorruption);
+  EXPECT_NE(s.message().find("plane 0: block 1"), std::string::npos) << s.to_string();
+
+  Bytes bad_mode = encode(in, 2, kFloatPayloadV2);
+  bad_mode[0] = std::byte{1};  // a version 1 mode in a version 2 payload
+  s = float_decode(bad_mode, 2, out, kFloatPayloadV2);
+  EXPECT_NE(s.message().find("plane 0: unknown mode 1"), std::string::npos) << s.to_string();
+  EXPECT_EQ(float_decode(payload, 2, out, 3).code(), Code::kInvalidArgument);
+}
+
+// Version 2's reason to exist: a chunk whose tensors differ in scale gets a
+// table per kind of segment, and codes smaller than with one table.
+TEST(FloatCodec, V2TablesPerSegmentPay) {
+  std::uint64_t seed = testing::test_seed();
+  Bytes in;
+  for (double scale : {0.02, 4.0, 0.0005, 1.0, 0.02, 60.0}) {
+    Bytes part = testing::normal_floats(40000, 2, true, scale, seed++);
+    in.insert(in.end(), part.begin(), part.end());
+  }
+  Bytes v1 = encode(in, 2, kFloatPayloadV1), v2 = encode(in, 2, kFloatPayloadV2);
+  EXPECT_GT(static_cast<std::uint8_t>(v2[2]), 1) << "more than one table";
+  EXPECT_LT(v2.size() * 100, v1.size() * 97) << "v2 " << v2.size() << " v1 " << v1.size();
+  expect_round_trip(in, 2, "mixed scales");
 }
 
 TEST(FloatCodec, RealWeightsRoundTrip) {

@@ -66,9 +66,19 @@ TEST(Frame, CodecNames) {
   EXPECT_EQ(codec_name(Codec::kPlanes8), "planes8");
   EXPECT_EQ(codec_name(Codec::kPlanes16), "planes16");
   EXPECT_EQ(codec_name(Codec::kPlanes32), "planes32");
+  EXPECT_EQ(codec_name(Codec::kPlanes8V2), "planes8v2");
+  EXPECT_EQ(codec_name(Codec::kPlanes16V2), "planes16v2");
+  EXPECT_EQ(codec_name(Codec::kPlanes32V2), "planes32v2");
   EXPECT_EQ(codec_element_width(Codec::kPlanes16), 2);
+  EXPECT_EQ(codec_element_width(Codec::kPlanes32V2), 4);
+  EXPECT_EQ(codec_payload_version(Codec::kPlanes8), 1);
+  EXPECT_EQ(codec_payload_version(Codec::kPlanes8V2), 2);
+  EXPECT_EQ(codec_payload_version(Codec::kZstd), 0);
+  EXPECT_EQ(planes_codec(2, 2), Codec::kPlanes16V2);
+  EXPECT_EQ(planes_codec(4, 1), Codec::kPlanes32);
   EXPECT_TRUE(codec_known(4));
-  EXPECT_FALSE(codec_known(5));
+  EXPECT_TRUE(codec_known(7));
+  EXPECT_FALSE(codec_known(8));
   EXPECT_FALSE(codec_known(16));
 }
 
@@ -131,7 +141,7 @@ TEST(Frame, EveryFieldIsChecked) {
   };
   const Case cases[] = {
       {"version 0", 4, 0, "unsupported version 0"}, {"version 2", 4, 2, "unsupported version 2"},
-      {"codec 5", 5, 5, "unknown codec id 5"},      {"delta codec", 5, 16, "unknown codec id 16"},
+      {"codec 8", 5, 8, "unknown codec id 8"},      {"delta codec", 5, 16, "unknown codec id 16"},
       {"dtype 6", 6, 6, "unknown dtype tag 6"},     {"flags", 7, 1, "flags 1 set"},
       {"base id", 48, 1, "base chunk id set"},
   };

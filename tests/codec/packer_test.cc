@@ -10,14 +10,19 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <malloc.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "base/direct_file.h"
 #include "base/thread_pool.h"
@@ -511,6 +516,144 @@ TEST_F(PackerDirectTest, DirectReadsLeaveNoPageOfAPackedFileInTheCache) {
     if (!data.empty()) {
       EXPECT_GT(resident_pages(dir_ / name), 0u) << name;
     }
+  }
+}
+
+// Takes its time over every frame, as a sink that waits on a busy network
+// does, and counts the frames it has been given.
+class SlowSink : public RecordingSink {
+ public:
+  Status put_frame(const ManifestFile& file, const ManifestChunk& chunk,
+                   std::span<const std::byte> frame) override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    Status st = RecordingSink::put_frame(file, chunk, frame);
+    ++frames_put;
+    return st;
+  }
+  std::atomic<std::size_t> frames_put{0};
+};
+
+// The have/need question for a window is asked as soon as it is read, while
+// the window before it is still being coded and handed over, so that on a
+// long link the round trip does not hold coding up: with 8-chunk windows and
+// a sink that takes 10 ms a frame, the second question comes before the
+// first window's eighth frame, and every id is still asked once.
+TEST(PackerTest, HaveNeedIsAskedWhileThePreviousWindowIsCoded) {
+  PackedTree t;
+  ASSERT_NO_FATAL_FAILURE(pack_tree(t, 0));
+  PackOptions opts = t.opts;
+  opts.chunk_bytes = 256u << 10;
+  opts.window_chunks = 8;
+  RecordingSink plain;
+  auto want = pack_files(t.sources, opts, plain);
+  ASSERT_TRUE(want.is_ok()) << want.status().to_string();
+  ASSERT_GE(want->chunk_count(), 12u) << "at least a window and a half";
+  SlowSink sink;
+  std::vector<std::size_t> put_before_ask;
+  std::set<Digest> asked;
+  bool asked_twice = false;
+  opts.need = [&](std::span<const Digest> ids) -> Result<std::vector<bool>> {
+    put_before_ask.push_back(sink.frames_put.load());
+    for (const Digest& id : ids) asked_twice |= !asked.insert(id).second;
+    return std::vector<bool>(ids.size(), true);
+  };
+  auto m = pack_files(t.sources, opts, sink);
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  EXPECT_EQ(serialize_manifest(*m), serialize_manifest(*want));
+  EXPECT_EQ(sink.frames, plain.frames);
+  ASSERT_GE(put_before_ask.size(), 2u);
+  EXPECT_EQ(put_before_ask[0], 0u);
+  EXPECT_LT(put_before_ask[1], 8u) << "the second window's question waited for the first window's frames";
+  EXPECT_FALSE(asked_twice);
+}
+
+// Checks frames as they come and keeps only their count and bytes (a sink
+// that kept them would fault in fresh memory for every frame).
+class TallySink : public FrameSink {
+ public:
+  Status put_frame(const ManifestFile&, const ManifestChunk&, std::span<const std::byte> frame) override {
+    ++frames;
+    bytes += frame.size();
+    return Status::ok();
+  }
+  std::size_t frames = 0;
+  std::size_t bytes = 0;
+};
+
+long process_faults() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_minflt;
+}
+
+// The chunk buffers of a pack are kept for the next pack in the process
+// (base/buffer_stash.h): the second pack of the same files reads into pages
+// that are mapped already, where the first faulted in every page of its
+// windows' buffers (8 MiB chunks, which no other test here uses).
+TEST(PackerTest, TheNextPackReusesTheChunkBuffers) {
+  // Large blocks always come fresh from mmap and go back with munmap, so
+  // that memory an earlier test freed cannot stand in for the kept buffers
+  // (glibc would otherwise raise its threshold and reuse its heap).
+  mallopt(M_MMAP_THRESHOLD, 256 << 10);
+  testing::TempDir dir;
+  for (int i = 0; i < 4; ++i) {
+    testing::write_file(dir / ("w" + std::to_string(i)),
+                        testing::random_bytes(8u << 20, testing::test_seed() + i));
+  }
+  auto sources = list_pack_sources(dir.path());
+  ASSERT_TRUE(sources.is_ok());
+  ThreadPool pool(2);
+  PackOptions opts;
+  opts.pool = &pool;
+  opts.chunk_bytes = 8u << 20;
+  opts.created_ns = 9;
+  std::vector<long> faults;
+  std::vector<std::size_t> bytes;
+  for (int pack = 0; pack < 2; ++pack) {
+    TallySink sink;
+    const long before = process_faults();
+    auto m = pack_files(*sources, opts, sink);
+    faults.push_back(process_faults() - before);
+    ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+    EXPECT_EQ(sink.frames, 4u);
+    bytes.push_back(sink.bytes);
+  }
+  EXPECT_EQ(bytes[0], bytes[1]);
+  // Four chunk buffers of 8 MiB: 8192 pages.
+  EXPECT_GT(faults[0], 8192) << faults[1];
+  EXPECT_LT(faults[1], faults[0] - 6000) << faults[0];
+}
+
+// A have/need failure for a window read ahead (asked on the read-ahead
+// thread) still stops packing with its error: the window before it is
+// coded and handed over, nothing after it. So does an answer with the
+// wrong number of flags.
+TEST(PackerTest, HaveNeedFailureForAWindowReadAheadStopsPackingWithItsError) {
+  PackedTree t;
+  ASSERT_NO_FATAL_FAILURE(pack_tree(t, 0));
+  PackOptions opts = t.opts;
+  opts.chunk_bytes = 256u << 10;
+  opts.window_chunks = 4;
+  for (bool short_answer : {false, true}) {
+    SCOPED_TRACE(short_answer ? "short answer" : "error");
+    int calls = 0;
+    opts.need = [&](std::span<const Digest> ids) -> Result<std::vector<bool>> {
+      if (++calls < 2) return std::vector<bool>(ids.size(), true);
+      if (short_answer) return std::vector<bool>(ids.size() - 1, true);
+      return Status::unavailable("receiver at 10.0.0.9:7070 gone");
+    };
+    RecordingSink sink;
+    auto m = pack_files(t.sources, opts, sink);
+    ASSERT_FALSE(m.is_ok());
+    if (short_answer) {
+      EXPECT_EQ(m.status().code(), Code::kInternal) << m.status().to_string();
+      EXPECT_NE(m.status().message().find("flags for"), std::string::npos) << m.status().to_string();
+    } else {
+      EXPECT_EQ(m.status().code(), Code::kUnavailable) << m.status().to_string();
+      EXPECT_NE(m.status().message().find("10.0.0.9:7070"), std::string::npos) << m.status().to_string();
+    }
+    EXPECT_EQ(calls, 2) << "no question after the failed one";
+    EXPECT_EQ(sink.frames.size(), 4u) << "the first window's frames, none of the second's";
   }
 }
 

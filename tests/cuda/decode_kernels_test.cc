@@ -34,7 +34,7 @@ using Bytes = std::vector<std::byte>;
 Bytes cpu_frame(const Bytes& data, DType dtype) {
   ChunkEncoder enc;
   Bytes frame;
-  enc.encode(data, dtype, frame);
+  enc.encode(data, dtype, frame, {.float_version = kGpuFloatPayloadVersion});
   return frame;
 }
 
@@ -185,6 +185,7 @@ TEST(DecodeKernels, FuzzCorpusGetsTheCpuDecodersVerdict) {
   for (const auto& e : std::filesystem::directory_iterator(corpus / "float_decode")) {
     const Bytes in = testing::read_file(e.path());
     ASSERT_GE(in.size(), 4u) << e.path();
+    if (static_cast<int>(in[0]) / 3 % 2 != 0) continue;  // a version 2 payload: the CPU engine decodes those
     static const Codec kCodecs[3] = {Codec::kPlanes8, Codec::kPlanes16, Codec::kPlanes32};
     const int width = codec_element_width(kCodecs[static_cast<int>(in[0]) % 3]);
     FrameHeader h;
@@ -195,7 +196,7 @@ TEST(DecodeKernels, FuzzCorpusGetsTheCpuDecodersVerdict) {
                   ((1u << 20) + 1);
     const std::span<const std::byte> payload(in.data() + 4, in.size() - 4);
     Bytes out(h.raw_bytes);
-    if (float_decode(payload, width, out).is_ok()) h.chunk_id = chunk_id(out);
+    if (float_decode(payload, width, out, kGpuFloatPayloadVersion).is_ok()) h.chunk_id = chunk_id(out);
     Bytes frame(kFrameHeaderBytes);
     h.payload_bytes = static_cast<std::uint32_t>(payload.size());
     h.payload_crc = mask_crc(crc32c(payload));

@@ -36,12 +36,12 @@ int expect_frames_equal_cpu(const std::vector<Chunk>& chunks) {
   std::vector<Bytes> want;
   std::vector<std::string> what;
   for (const Chunk& c : chunks) {
-    const Codec codec = choose_chunk_codec(c.data, c.dtype, false, scratch);
+    const Codec codec = choose_chunk_codec(c.data, c.dtype, false, scratch, kGpuFloatPayloadVersion);
     if (codec_element_width(codec) == 0) continue;  // zstd or empty: the CPU engine codes it
     inputs.push_back({c.data, codec, c.dtype});
     ChunkEncoder enc;
     Bytes frame;
-    enc.encode(c.data, c.dtype, frame);
+    enc.encode(c.data, c.dtype, frame, {.float_version = kGpuFloatPayloadVersion});
     want.push_back(std::move(frame));
     what.push_back(c.what + " (" + std::string(dtype_name(c.dtype)) + ", " + std::to_string(c.data.size()) +
                    " bytes, " + std::string(codec_name(codec)) + ")");
@@ -68,7 +68,8 @@ TEST(EncodeKernels, ChunksSmallerThanOneElementAreCopiedRaw) {
   // The float codec is chosen for all of them and stores each raw.
   CodecChoiceScratch scratch;
   for (const Chunk& c : chunks)
-    ASSERT_NE(codec_element_width(choose_chunk_codec(c.data, c.dtype, false, scratch)), 0);
+    ASSERT_NE(
+        codec_element_width(choose_chunk_codec(c.data, c.dtype, false, scratch, kGpuFloatPayloadVersion)), 0);
   EXPECT_EQ(expect_frames_equal_cpu(chunks), 5);
   // Each also alone (the grid of a batch of only such chunks).
   for (const Chunk& c : chunks) expect_frames_equal_cpu({c});

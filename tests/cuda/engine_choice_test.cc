@@ -44,7 +44,7 @@ TEST(EngineChoice, CpuForcedAndAutoFallback) {
 
 TEST(EngineChoice, TheGpuKernelsPassTheReferenceCheck) {
   gpu::emulator::EmulatedGpuEngine gpu;
-  auto cpu = make_cpu_engine();
+  auto cpu = make_cpu_engine(gpu_reference_options());
   Status st = check_engine_matches_cpu(gpu, *cpu);
   EXPECT_TRUE(st.is_ok()) << st.to_string();
 }
@@ -73,7 +73,7 @@ class SmallChunksUnwritten final : public CodecEngine {
   }
 
  private:
-  std::unique_ptr<CodecEngine> cpu_ = make_cpu_engine();
+  std::unique_ptr<CodecEngine> cpu_ = make_cpu_engine(gpu_reference_options());
 };
 
 TEST(EngineChoice, AGpuEngineThatCodesDifferentlyFallsBackToTheCpuSayingWhy) {

@@ -29,7 +29,7 @@ class GpuEngineTest : public ::testing::Test {
     auto g = make_gpu_engine();
     ASSERT_TRUE(g.is_ok()) << g.status().to_string();
     gpu_ = std::move(g).value();
-    cpu_ = make_cpu_engine();
+    cpu_ = make_cpu_engine(gpu_reference_options());
   }
 
   // Encodes with both engines and expects the same frames; returns them.
@@ -85,7 +85,7 @@ TEST_F(GpuEngineTest, FirstLaunchesStayWithinTheContextReserve) {
   o.pinned_memory_bytes = 1u << 20;
   auto e = make_gpu_engine(o);
   ASSERT_TRUE(e.is_ok()) << e.status().to_string();
-  auto cpu = make_cpu_engine();
+  auto cpu = make_cpu_engine(gpu_reference_options());
   Status st = check_engine_matches_cpu(**e, *cpu);  // every kernel runs
   ASSERT_TRUE(st.is_ok()) << st.to_string();
   auto after = gpu_memory_info(0);

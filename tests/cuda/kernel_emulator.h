@@ -18,6 +18,7 @@
 #include "codec/frame.h"
 #include "cuda/batch_plan.h"
 #include "cuda/decode_steps.cuh"
+#include "cuda/gpu_engine.h"
 
 namespace ferry::gpu::emulator {
 
@@ -209,7 +210,8 @@ class DecodeBatch {
       auto h = parse_frame_header_only(frames_[i]);
       if (!h.is_ok() || frames_[i].size() != kFrameHeaderBytes + h->payload_bytes || h->raw_bytes == 0)
         continue;
-      if (h->codec != Codec::kRaw && codec_element_width(h->codec) == 0) continue;
+      // What the GPU engine decodes on the device (gpu_engine.cu, decodes_on_gpu).
+      if (h->codec != Codec::kRaw && codec_payload_version(h->codec) != kGpuFloatPayloadVersion) continue;
       idx_.push_back(i);
       headers_.push_back(*h);
       bytes += dec_chunk_device_bytes(*h, true);
@@ -248,7 +250,8 @@ class EmulatedGpuEngine final : public CodecEngine {
     std::vector<EncodeInput> inputs;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < jobs.size(); ++i) {
-      const Codec codec = choose_chunk_codec(jobs[i].data, jobs[i].dtype, jobs[i].trial, scratch);
+      const Codec codec =
+          choose_chunk_codec(jobs[i].data, jobs[i].dtype, jobs[i].trial, scratch, kGpuFloatPayloadVersion);
       if (codec_element_width(codec) == 0) {
         RETURN_IF_ERROR(cpu_->encode(jobs.subspan(i, 1), results.subspan(i, 1)));
         continue;
@@ -285,7 +288,7 @@ class EmulatedGpuEngine final : public CodecEngine {
   }
 
  private:
-  std::unique_ptr<CodecEngine> cpu_ = make_cpu_engine();
+  std::unique_ptr<CodecEngine> cpu_ = make_cpu_engine(gpu_reference_options());
 };
 
 }  // namespace ferry::gpu::emulator

@@ -223,11 +223,16 @@ def test_example_flag_file_replicates_dcp_and_safetensors_and_reports_what_never
         assert f"oldest {roots['stuck'] / 'step-5'} waits for: " in text, text
 
         metrics = agent.metrics()
-        assert 'ferry_agent_rpo_seconds{job="idle"} NaN' in metrics, metrics
-        assert 'ferry_agent_incomplete_checkpoints{job="stuck"} 1' in metrics, metrics
-        assert 'ferry_agent_rpo_warning{job="stuck"} 1' in metrics, metrics
-        stuck_rpo = float(re.search(r'^ferry_agent_rpo_seconds\{job="stuck"\} (\S+)$', metrics, re.M).group(1))
-        assert stuck_rpo > 1
+        # A job with no commit has no last-commit time (its age is unknown,
+        # never 0); the warning says what status says.
+        assert 'ferry_agent_last_commit_timestamp_seconds{ckpt_job="idle"}' not in metrics, metrics
+        assert 'ferry_agent_last_commit_timestamp_seconds{ckpt_job="stuck"}' not in metrics, metrics
+        assert 'ferry_agent_rpo_warning{ckpt_job="idle"} 0' in metrics, metrics
+        assert 'ferry_agent_incomplete_checkpoints{ckpt_job="stuck"} 1' in metrics, metrics
+        assert 'ferry_agent_rpo_warning{ckpt_job="stuck"} 1' in metrics, metrics
+        llama_commit = float(re.search(
+            r'^ferry_agent_last_commit_timestamp_seconds\{ckpt_job="llama"\} (\S+)$', metrics, re.M).group(1))
+        assert time.time() - 600 < llama_commit <= time.time()
 
         # Logged once for the root, however many rescans pass.
         time.sleep(2)

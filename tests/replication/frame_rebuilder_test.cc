@@ -11,6 +11,7 @@
 #include <set>
 
 #include "codec/archive.h"
+#include "codec/engine.h"
 #include "codec/packer.h"
 #include "tests/replication/sender_fixture.h"
 #include "tests/testing/testing.h"
@@ -36,17 +37,27 @@ class FrameRebuilderTest : public ::testing::Test {
     auto sources = list_pack_sources(dir_ / "src");
     ASSERT_TRUE(sources.is_ok());
     sources_ = *sources;
-    // The packer's frames, kept in an archive.
-    auto writer = ArchiveWriter::create(dir_ / "packed.ferry");
+    ASSERT_NO_FATAL_FAILURE(pack(nullptr));
+  }
+
+  // Packs the sources (with `engine`, or the packer's CPU engine) into an
+  // archive and keeps each chunk's origin, file name and frame.
+  void pack(CodecEngine* engine) {
+    origins_.clear();
+    names_.clear();
+    frames_.clear();
+    const fs::path archive = dir_ / (engine != nullptr ? "packed-engine.ferry" : "packed.ferry");
+    auto writer = ArchiveWriter::create(archive);
     ASSERT_TRUE(writer.is_ok());
     PackOptions o;
     o.chunk_bytes = 256u << 10;
     o.created_ns = 1;
     o.host = "h";
+    o.engine = engine;
     auto m = pack_files(sources_, o, *writer);
     ASSERT_TRUE(m.is_ok()) << m.status().to_string();
     ASSERT_TRUE(writer->finish(*m).is_ok());
-    auto reader = ArchiveReader::open(dir_ / "packed.ferry");
+    auto reader = ArchiveReader::open(archive);
     ASSERT_TRUE(reader.is_ok());
     for (std::size_t f = 0; f < m->files.size(); ++f) {
       for (std::size_t c = 0; c < m->files[f].chunks.size(); ++c) {
@@ -81,10 +92,33 @@ TEST_F(FrameRebuilderTest, RebuildsThePackersFramesByteForByte) {
     codecs.insert(static_cast<Codec>(o.chunk.codec));
   }
   EXPECT_TRUE(trial && by_dtype) << "chunks of both kinds of file";
-  EXPECT_TRUE(codecs.contains(Codec::kPlanes16));
-  EXPECT_TRUE(codecs.contains(Codec::kPlanes32));
+  EXPECT_TRUE(codecs.contains(Codec::kPlanes16V2));
+  EXPECT_TRUE(codecs.contains(Codec::kPlanes32V2));
   EXPECT_TRUE(codecs.contains(Codec::kZstd));
   EXPECT_TRUE(codecs.contains(Codec::kRaw));
+}
+
+// The GPU engine writes version 1 float payloads; a sender that pushed its
+// frames rebuilds them at version 1 (a CPU engine asked for version 1 makes
+// the same frames, cuda/gpu_engine.h).
+TEST_F(FrameRebuilderTest, Version1FramesRebuildAtVersion1) {
+  CpuEngineOptions eo;
+  eo.float_version = kFloatPayloadV1;
+  auto engine = make_cpu_engine(eo);
+  ASSERT_NO_FATAL_FAILURE(pack(engine.get()));
+  FrameRebuilder v1(kDefaultZstdLevel, kFloatPayloadV1), v2(kDefaultZstdLevel);
+  int planes = 0;
+  for (std::size_t i = 0; i < frames_.size(); ++i) {
+    const ChunkOrigin& o = origins_[i];
+    std::vector<std::byte> frame(frame_room_bytes(o.chunk.length));
+    ASSERT_TRUE(v1.rebuild(o, frame).is_ok()) << names_[i];
+    EXPECT_EQ(frame, frames_[i]) << names_[i] << " @" << o.chunk.offset;
+    if (codec_payload_version(static_cast<Codec>(o.chunk.codec)) != 1) continue;
+    ++planes;
+    frame.assign(frame_room_bytes(o.chunk.length), std::byte{0});
+    EXPECT_EQ(v2.rebuild(o, frame).code(), Code::kInternal) << "a version 2 coder makes another frame";
+  }
+  EXPECT_GT(planes, 0);
 }
 
 TEST_F(FrameRebuilderTest, AChangedChunkAMissingFileAndAnotherLevelAreErrors) {

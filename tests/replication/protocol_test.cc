@@ -276,6 +276,47 @@ TEST(ProtocolTest, VersionNegotiation) {
   EXPECT_NE(none.status().message().find("no common protocol version"), std::string::npos);
 }
 
+TEST(ProtocolTest, Version2FieldsRoundTripAndVersion1BytesStayTheSame) {
+  // LIST and LIST_REPLY with their cursors, REMOVED with its unnamed count.
+  for (const Message& m :
+       std::vector<Message>{List{8, true, ""}, List{8, true, "1700000000000000000/a"},
+                            ListReply{8, {{"a", 1700000000, 1, 1, 1}}, true, "1700000000000000000/a"},
+                            ListReply{8, {}, true, ""}, Removed{12, {"a"}, 1, 2, true, 5}}) {
+    auto back = decode_message(encode_message_bytes(m));
+    ASSERT_TRUE(back.is_ok()) << message_name(m) << ": " << back.status().to_string();
+    EXPECT_TRUE(same(*back, m)) << message_name(m);
+  }
+  auto list = decode_message(encode_message_bytes(List{8, true, "c"}));
+  ASSERT_TRUE(list.is_ok());
+  EXPECT_TRUE(std::get<List>(*list).paged);
+  EXPECT_EQ(std::get<List>(*list).after, "c");
+  auto removed = decode_message(encode_message_bytes(Removed{1, {}, 0, 0, true, 7}));
+  ASSERT_TRUE(removed.is_ok());
+  EXPECT_EQ(std::get<Removed>(*removed).unnamed, 7u);
+  // Unpaged, the messages are version 1's, byte for byte.
+  EXPECT_EQ(encode_message_bytes(List{8}), encode_message_bytes(List{8, false, "ignored"}));
+  EXPECT_EQ(encode_message_bytes(List{8}).size(), kMessageHeaderBytes + 8);
+  // A cursor with a control character or past its limit is malformed.
+  EXPECT_EQ(decode_message(encode_message_bytes(List{8, true, "a\nb"})).status().code(), Code::kCorruption);
+  EXPECT_EQ(decode_message(encode_message_bytes(List{8, true, std::string(kMaxListCursorBytes + 1, 'a')}))
+                .status()
+                .code(),
+            Code::kCorruption);
+}
+
+TEST(ProtocolTest, AMessageOverTheLimitIsAnErrorNotAnAbort) {
+  ListReply big{1, {}, true, ""};
+  for (int i = 0; i < 1000; ++i) big.snapshots.push_back({std::string(100, 'n'), 0, 0, 0, 0});
+  auto refused = try_encode_message(big, 64u << 10);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_EQ(refused.status().code(), Code::kResourceExhausted);
+  EXPECT_NE(refused.status().message().find("LIST_REPLY message of"), std::string::npos)
+      << refused.status().to_string();
+  auto fits = try_encode_message(big, 1u << 20);
+  ASSERT_TRUE(fits.is_ok());
+  EXPECT_EQ(fits->head, encode_message_bytes(big));
+}
+
 TEST(ProtocolTest, NamesAndErrors) {
   EXPECT_TRUE(validate_namespace("gpu-node-17.cluster_a").is_ok());
   EXPECT_FALSE(validate_namespace(std::string(65, 'a')).is_ok());

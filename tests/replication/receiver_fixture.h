@@ -5,6 +5,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 
 #include <filesystem>
 #include <map>
@@ -70,7 +71,9 @@ inline void make_tree(const fs::path& root, std::uint64_t seed) {
 // Certificates, a local store and a Receiver, all under one temp dir.
 class ReceiverSite {
  public:
-  explicit ReceiverSite(ReceiverOptions o = {}, StoreOptions so = {}) {
+  // with_crl: the receiver loads certs.set.crl (which revokes nothing until
+  // certs.revoke()).
+  explicit ReceiverSite(ReceiverOptions o = {}, StoreOptions so = {}, bool with_crl = false) {
     so.log = [](std::string_view) {};
     auto store = open_local_store(dir.path() / "store", so);
     FERRY_CHECK(store.is_ok());
@@ -79,6 +82,7 @@ class ReceiverSite {
     o.tls.ca_file = certs.set.ca_cert;
     o.tls.cert_file = certs.set.receiver_cert;
     o.tls.key_file = certs.set.receiver_key;
+    if (with_crl) o.tls.crl_file = certs.set.crl;
     o.log = [this](std::string_view line) {
       std::lock_guard lock(mu_);
       log_.emplace_back(line);
@@ -135,6 +139,36 @@ class ReceiverSite {
   std::unique_ptr<ChunkStore> store_;
   std::unique_ptr<Receiver> receiver_;
 };
+
+// The client still gets answers (a PING).
+inline void expect_serving(Connection& c) {
+  ASSERT_TRUE(c.send(Ping{42}).is_ok());
+  auto m = c.recv(10'000);
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  ASSERT_TRUE(std::holds_alternative<Pong>(*m));
+  EXPECT_EQ(std::get<Pong>(*m).request_id, 42u);
+}
+
+// A raw TCP connection to the receiver (no TLS).
+inline io::Socket raw_connect(const io::SocketAddress& addr) {
+  auto s = io::Socket::tcp_for(addr);
+  EXPECT_TRUE(s.is_ok());
+  EXPECT_EQ(::connect(s->fd(), addr.get(), addr.size()), 0);
+  return std::move(s).value();
+}
+
+// Reads until the receiver closes (true) or 10 s pass (false).
+inline bool closed_by_peer(const io::Socket& s) {
+  timeval tv{10, 0};
+  ::setsockopt(s.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::recv(s.fd(), buf, sizeof buf, 0);
+    if (n == 0) return true;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno == ECONNRESET;
+  }
+}
 
 // QUERY for every id of `tree`; the ids the receiver says it lacks.
 inline Result<std::vector<Digest>> query_missing(Connection& c, const PackedTree& tree) {

@@ -26,37 +26,11 @@
 namespace ferry::replication {
 namespace {
 
+using testing::closed_by_peer;
+using testing::expect_serving;
+using testing::raw_connect;
 using testing::ReceiverSite;
 namespace fs = std::filesystem;
-
-// The good client still gets answers (PING, then LIST).
-void expect_serving(Connection& c) {
-  ASSERT_TRUE(c.send(Ping{42}).is_ok());
-  auto m = c.recv(10'000);
-  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
-  ASSERT_TRUE(std::holds_alternative<Pong>(*m));
-  EXPECT_EQ(std::get<Pong>(*m).request_id, 42u);
-}
-
-// A raw TCP connection to the receiver (no TLS).
-io::Socket raw_connect(const io::SocketAddress& addr) {
-  auto s = io::Socket::tcp_for(addr);
-  EXPECT_TRUE(s.is_ok());
-  EXPECT_EQ(::connect(s->fd(), addr.get(), addr.size()), 0);
-  return std::move(s).value();
-}
-
-// Reads until the receiver closes (true) or 10 s pass (false).
-bool closed_by_peer(const io::Socket& s) {
-  timeval tv{10, 0};
-  ::setsockopt(s.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::recv(s.fd(), buf, sizeof buf, 0);
-    if (n == 0) return true;
-    if (n < 0) return errno == ECONNRESET;
-  }
-}
 
 // A site whose receiver announces append-only and whose store enforces it.
 std::unique_ptr<ReceiverSite> append_only_site() {

@@ -30,7 +30,9 @@
 namespace ferry::replication::testing {
 
 // ca/receiver/host-alpha/host-beta from create_cert_set, plus host-mallory
-// (signed by another CA) and host-old (expired yesterday).
+// (signed by another CA), host-old (expired yesterday), host-twocn (subject
+// CNs "eve" and "alpha") and host-noeku (no clientAuth extended key usage);
+// crl.pem revokes nothing until revoke() adds to it.
 struct TestCerts {
   ferry::testing::TempDir dir;
   CertSet set;
@@ -53,6 +55,22 @@ struct TestCerts {
     spec.not_before_seconds = -10 * 86400;
     spec.not_after_seconds = -86400;
     write(issue_cert(*ca, spec), "old");
+    CertSpec twocn;
+    twocn.common_name = "eve";
+    twocn.extra_common_names = {"alpha"};
+    twocn.client = true;
+    write(issue_cert(*ca, twocn), "twocn");
+    CertSpec noeku;
+    noeku.common_name = "noeku";
+    write(issue_cert(*ca, noeku), "noeku");
+  }
+
+  // Adds `cert` (host-NAME.pem, receiver.pem) to crl.pem; returns how the
+  // certificate is named ("CN=alpha serial=0x...").
+  std::string revoke(const std::filesystem::path& cert) const {
+    auto r = revoke_certificate(set.ca_key, set.ca_cert, cert, set.crl);
+    EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+    return r.is_ok() ? *r : "";
   }
 
   void write(const Result<KeyAndCert>& kc, const std::string& host) {
@@ -67,15 +85,18 @@ struct TestCerts {
     EXPECT_TRUE(ctx.is_ok()) << ctx.status().to_string();
     return ctx.is_ok() ? *ctx : nullptr;
   }
-  // host "" means: no client certificate at all.
-  std::shared_ptr<const TlsContext> client_ctx(const std::string& host,
-                                               const std::string& server_name = "") const {
+  // host "" means: no client certificate at all. A host certificate that
+  // cannot name a host (twocn, noeku) is sent unchecked.
+  std::shared_ptr<const TlsContext> client_ctx(const std::string& host, const std::string& server_name = "",
+                                               const std::string& crl_file = "") const {
     TlsConfig c{set.ca_cert, "", "", TlsRole::kClient, server_name};
+    c.crl_file = crl_file;
     if (host.empty()) {
       c.no_client_certificate = true;
     } else {
       c.cert_file = set.host_cert(host);
       c.key_file = set.host_key(host);
+      c.unchecked_client_certificate = host == "twocn" || host == "noeku";
     }
     auto ctx = TlsContext::create(c);
     EXPECT_TRUE(ctx.is_ok()) << ctx.status().to_string();

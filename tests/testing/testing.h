@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <random>
 #include <span>
 #include <string>
@@ -68,5 +69,12 @@ struct CommandRun {
 std::string shell_quote(const std::string& s);
 // Runs `program ARGS 2>&1` (args already shell-quoted where needed).
 CommandRun run_command(const std::string& program, const std::string& args);
+
+// Polls `pred` every 50 ms until it holds or timeout_ms passes.
+bool wait_until(const std::function<bool()>& pred, int timeout_ms);
+
+// The value of the series line starting with `series` in a Prometheus text
+// scrape (e.g. `ferry_agent_rpo_warning{ckpt_job="llama"}`), or -1 when absent.
+double metric_value(const std::string& text, const std::string& series);
 
 }  // namespace ferry::testing

@@ -5,9 +5,11 @@
 // code 2 and one clear line; status, submit, pause and resume talk to a
 // control socket served by the test (agent/control.h) as to a running agent.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -15,12 +17,14 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "agent/config.h"
 #include "agent/control.h"
 #include "base/build_info.h"
+#include "tests/replication/ferry_child.h"
 #include "tests/testing/testing.h"
 #include "tests/tools/ferry_cli.h"
 #include "tools/exit_codes.h"
@@ -176,6 +180,45 @@ TEST(FerryCliTest, SmallDirectoryWithoutCorpus) {
   EXPECT_EQ(testing::read_file(dir / "in/sub/a.bin"), testing::read_file(dir / "out/sub/a.bin"));
   EXPECT_TRUE(fs::exists(dir / "out/b"));
   EXPECT_FALSE(fs::exists(dir / "out/link"));
+}
+
+TEST(FerryCliTest, CertsRevokeAHostAndServeRefusesItAfterSighup) {
+  testing::TempDir dir;
+  const fs::path pki = dir / "pki";
+  CliRun made = ferry("certs --dir=" + quote(pki) + " --hosts=alpha,beta");
+  ASSERT_EQ(made.code, 0) << made.out;
+  ASSERT_TRUE(fs::exists(pki / "crl.pem"));  // revokes nothing yet
+  auto serve = testing::ChildProcess::spawn(
+      {FERRY_BIN, "serve", "--store=" + (dir / "store").string(), "--ca=" + (pki / "ca.pem").string(),
+       "--cert=" + (pki / "receiver.pem").string(), "--key=" + (pki / "receiver.key").string(),
+       "--crl=" + (pki / "crl.pem").string(), "--crl_reload_s=0", "--listen=127.0.0.1:0"},
+      dir / "serve.log");
+  ASSERT_TRUE(serve.is_ok()) << serve.status().to_string();
+  auto line = serve->wait_for_line("listening on", 20'000);
+  ASSERT_TRUE(line.is_ok()) << line.status().to_string();
+  const std::string from = "127.0.0.1:" + std::to_string(testing::port_of_listening_line(*line));
+  auto list = [&](const std::string& host) {
+    return ferry("list --from=" + from + " --ca=" + quote(pki / "ca.pem") + " --cert=" +
+                 quote(pki / ("host-" + host + ".pem")) + " --key=" + quote(pki / ("host-" + host + ".key")));
+  };
+  ASSERT_EQ(list("alpha").code, 0) << list("alpha").out;
+
+  CliRun revoked = ferry("certs --dir=" + quote(pki) + " --revoke=alpha");
+  ASSERT_EQ(revoked.code, 0) << revoked.out;
+  EXPECT_NE(revoked.out.find("CN=alpha serial=0x"), std::string::npos) << revoked.out;
+  EXPECT_EQ(list("alpha").code, 0) << "--crl_reload_s=0: the old CRL holds until SIGHUP";
+  ASSERT_EQ(::kill(serve->pid(), SIGHUP), 0);
+  CliRun refused;
+  for (int i = 0; i < 100 && (refused = list("alpha")).code == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_NE(refused.code, 0);
+  EXPECT_NE(refused.out.find("revoked"), std::string::npos) << refused.out;
+  EXPECT_EQ(list("beta").code, 0) << list("beta").out;
+  const auto bytes = testing::read_file(dir / "serve.log");
+  const std::string log(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  EXPECT_NE(log.find("certificate revoked"), std::string::npos) << log;
+  EXPECT_NE(log.find("CN=alpha serial=0x"), std::string::npos) << log;
 }
 
 // ---- status, submit, pause, resume against a control socket served here ----

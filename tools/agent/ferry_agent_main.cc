@@ -6,7 +6,8 @@
 // the targets without starting; --version and --help print and exit 0.
 // Signals are taken by sigwait on the main
 // thread, never in an async handler: SIGHUP re-reads the flag file and
-// applies it live (a bad one is logged and the running one kept);
+// applies it live (a bad one is logged and the running one kept), and
+// checks the --crl file (connections read it anew each time);
 // SIGTERM/SIGINT stop taking jobs, give in-flight pushes --shutdown_grace_s,
 // cancel the rest (the journal resumes them next start) and exit 0.
 #include <signal.h>
@@ -20,6 +21,7 @@
 #include "agent/config.h"
 #include "base/build_info.h"
 #include "base/log.h"
+#include "replication/tls.h"
 #include "tools/cli_docs.h"
 
 namespace {
@@ -153,6 +155,17 @@ int main(int argc, char** argv) {
       // The same arguments again: every flag file is read anew, and the
       // command line's own settings apply in their places as at start.
       if (parsed.flagfiles.empty()) {
+        // Every connection reads the TLS files anew, so a replaced --crl
+        // is in force already; checking it now reports a bad one at once.
+        if (!current.crl.empty()) {
+          auto ctx = ferry::replication::TlsContext::create(current.tls());
+          if (ctx) {
+            log.info("crl_reloaded", {field("crl", current.crl)});
+          } else {
+            log.error("crl_refused", {field("crl", current.crl), field("error", ctx.status().to_string())});
+          }
+          continue;
+        }
         log.warn("reload_skipped", {field("reason", "no --flagfile to read again")});
         continue;
       }

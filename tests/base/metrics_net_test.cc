@@ -1,8 +1,9 @@
-// metrics_net_test.cc: the agent's metrics registry renders Prometheus text
-// format 0.0.4 (HELP/TYPE lines, escaped labels, sorted stable output), and a
-// real MetricsServer on loopback is scraped by a real HTTP client and by a
-// raw socket GET; the values parse back equal to what was set.
-#include "agent/metrics.h"
+// metrics_net_test.cc: the metrics registry renders Prometheus text format
+// 0.0.4 (HELP/TYPE lines, escaped labels, sorted stable output, cumulative
+// histogram buckets), and a real MetricsServer on loopback is scraped by a
+// real HTTP client and by a raw socket GET; the values parse back equal to
+// what was set.
+#include "base/metrics.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -19,12 +20,25 @@
 #include <thread>
 #include <vector>
 
+#include "base/build_info.h"
+#include "base/metrics_server.h"
+
 #ifdef FERRY_HAVE_HTTPLIB
 #include <httplib.h>
 #endif
 
-namespace ferry::agent {
+namespace ferry {
 namespace {
+
+// Names as a component would define them.
+constexpr std::string_view kLogical = "ferry_test_logical_bytes_total";
+constexpr std::string_view kWire = "ferry_test_wire_bytes_total";
+constexpr std::string_view kJobs = "ferry_test_jobs_total";
+constexpr std::string_view kErrors = "ferry_test_errors_total";
+constexpr std::string_view kQueueDepth = "ferry_test_queue_depth";
+constexpr std::string_view kRpo = "ferry_test_rpo_seconds";
+constexpr std::string_view kTargetUp = "ferry_test_target_up";
+constexpr std::string_view kRatio = "ferry_test_ratio";
 
 // Parses the text format back: "name{labels}" -> value, skipping comments.
 // Also checks each sample line's shape, so a malformed render fails here.
@@ -44,19 +58,22 @@ std::map<std::string, double> parse_samples(const std::string& text) {
 }
 
 void fill_sample(Metrics& m) {
-  m.describe_agent_metrics();
-  m.add(kMetricLogicalBytes, {}, 1'000'000);
-  m.add(kMetricLogicalBytes, {}, 234'567);
-  m.add(kMetricWireBytes, {}, 800'000);
-  m.add(kMetricJobs, {{"state", "committed"}}, 3);
-  m.add(kMetricJobs, {{"state", "failed"}}, 1);
-  m.set(kMetricQueueDepth, {}, 2);
-  m.set(kMetricRpoSeconds, {{"job", "llama"}}, 42.5);
-  m.set(kMetricRpoWarning, {{"job", "llama"}}, 0);
-  m.set(kMetricTargetUp, {{"target", "dr1:7000"}}, 1);
-  m.set(kMetricTargetUp, {{"target", "dr2:7000"}}, 0);
-  m.set(kMetricThroughput, {}, 1.5e8);
-  m.set(kMetricCompressionRatio, {}, 1.54321);
+  m.describe(kLogical, "counter", "logical bytes");
+  m.describe(kWire, "counter", "wire bytes");
+  m.describe(kJobs, "counter", "jobs by state");
+  m.describe(kQueueDepth, "gauge", "queue depth");
+  m.add(kLogical, {}, 1'000'000);
+  m.add(kLogical, {}, 234'567);
+  m.add(kWire, {}, 800'000);
+  m.add(kJobs, {{"state", "committed"}}, 3);
+  m.add(kJobs, {{"state", "failed"}}, 1);
+  m.set(kQueueDepth, {}, 2);
+  m.set(kRpo, {{"ckpt_job", "llama"}}, 42.5);
+  m.set(kRpo, {{"ckpt_job", "gpt"}}, 0);
+  m.set(kTargetUp, {{"target", "dr1:7000"}}, 1);
+  m.set(kTargetUp, {{"target", "dr2:7000"}}, 0);
+  m.set("ferry_test_rate", {}, 1.5e8);
+  m.set(kRatio, {}, 1.54321);
 }
 
 TEST(MetricsTest, RendersHelpTypeAndSamplesSorted) {
@@ -84,8 +101,8 @@ TEST(MetricsTest, RendersHelpTypeAndSamplesSorted) {
 TEST(MetricsTest, EscapesLabelValues) {
   EXPECT_EQ(escape_label_value("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
   Metrics m;
-  m.set(kMetricRpoSeconds, {{"job", "we\"ird\\job\nname"}}, 1);
-  EXPECT_NE(m.render().find("ferry_agent_rpo_seconds{job=\"we\\\"ird\\\\job\\nname\"} 1\n"),
+  m.set(kRpo, {{"ckpt_job", "we\"ird\\job\nname"}}, 1);
+  EXPECT_NE(m.render().find("ferry_test_rpo_seconds{ckpt_job=\"we\\\"ird\\\\job\\nname\"} 1\n"),
             std::string::npos)
       << m.render();
   // A render is still one sample per line.
@@ -94,38 +111,66 @@ TEST(MetricsTest, EscapesLabelValues) {
 
 TEST(MetricsTest, CountersOnlyGoUpAndGaugesAreSet) {
   Metrics m;
-  m.add(kMetricErrors, {{"kind", "network"}}, 2);
-  m.add(kMetricErrors, {{"kind", "network"}}, -5);  // ignored
-  m.add(kMetricErrors, {{"kind", "network"}}, 1);
-  EXPECT_EQ(m.value(kMetricErrors, {{"kind", "network"}}), 3);
-  m.set(kMetricQueueDepth, {}, 5);
-  m.set(kMetricQueueDepth, {}, 1);
-  EXPECT_EQ(m.value(kMetricQueueDepth, {}), 1);
-  EXPECT_EQ(m.value(kMetricQueueDepth, {{"other", "x"}}), 0);
-  m.remove(kMetricQueueDepth, {});
-  EXPECT_EQ(m.render().find("\nferry_agent_queue_depth "), std::string::npos);
+  m.add(kErrors, {{"kind", "network"}}, 2);
+  m.add(kErrors, {{"kind", "network"}}, -5);  // ignored
+  m.add(kErrors, {{"kind", "network"}}, 1);
+  EXPECT_EQ(m.value(kErrors, {{"kind", "network"}}), 3);
+  m.set(kQueueDepth, {}, 5);
+  m.set(kQueueDepth, {}, 1);
+  EXPECT_EQ(m.value(kQueueDepth, {}), 1);
+  EXPECT_EQ(m.value(kQueueDepth, {{"other", "x"}}), 0);
+  m.remove(kQueueDepth, {});
+  EXPECT_EQ(m.render().find("\nferry_test_queue_depth "), std::string::npos);
 }
 
-TEST(MetricsTest, AgentMetricsFollowConventions) {
+TEST(MetricsTest, HistogramsRenderCumulativeBucketsSumAndCount) {
+  Metrics m;
+  const double bounds[] = {0.25, 0.5, 1};
+  m.describe_histogram("ferry_test_fsync_seconds", "fsync latency", bounds);
+  for (double v : {0.125, 0.25, 0.375, 0.75, 7.0}) m.observe("ferry_test_fsync_seconds", {}, v);
+  EXPECT_EQ(m.render(),
+            "# HELP ferry_test_fsync_seconds fsync latency\n"
+            "# TYPE ferry_test_fsync_seconds histogram\n"
+            "ferry_test_fsync_seconds_bucket{le=\"0.25\"} 2\n"
+            "ferry_test_fsync_seconds_bucket{le=\"0.5\"} 3\n"
+            "ferry_test_fsync_seconds_bucket{le=\"1\"} 4\n"
+            "ferry_test_fsync_seconds_bucket{le=\"+Inf\"} 5\n"
+            "ferry_test_fsync_seconds_sum 8.5\n"
+            "ferry_test_fsync_seconds_count 5\n");
+  // Counts kept elsewhere (a Histogram) copy in with their labels.
+  Histogram h(bounds);
+  h.observe(0.2);
+  m.set_histogram("ferry_test_fsync_seconds", {{"ns", "a"}}, h.counts());
+  EXPECT_NE(m.render().find("ferry_test_fsync_seconds_bucket{ns=\"a\",le=\"1\"} 1\n"), std::string::npos)
+      << m.render();
+}
+
+TEST(MetricsTest, RemoveLabelledDropsEverySeriesOfThatValue) {
   Metrics m;
   fill_sample(m);
-  std::string text = m.render();
-  std::istringstream in(text);
-  std::string line;
-  int types = 0;
-  while (std::getline(in, line)) {
-    if (!line.starts_with("# TYPE ")) continue;
-    ++types;
-    std::istringstream f(line.substr(7));
-    std::string name, type;
-    f >> name >> type;
-    EXPECT_TRUE(name.starts_with("ferry_agent_")) << name;
-    if (type == "counter")
-      EXPECT_TRUE(name.ends_with("_total")) << name;
-    else
-      EXPECT_EQ(type, "gauge") << name;
-  }
-  EXPECT_GE(types, 10);
+  m.set(kQueueDepth, {{"ckpt_job", "llama"}}, 3);
+  EXPECT_EQ(m.label_values(kRpo, "ckpt_job"), (std::vector<std::string>{"gpt", "llama"}));
+  m.remove_labelled("ckpt_job", "llama");
+  const std::string text = m.render();
+  EXPECT_EQ(text.find("llama"), std::string::npos) << text;
+  EXPECT_NE(text.find("ferry_test_rpo_seconds{ckpt_job=\"gpt\"} 0\n"), std::string::npos) << text;
+  EXPECT_EQ(m.label_values(kRpo, "ckpt_job"), (std::vector<std::string>{"gpt"}));
+}
+
+TEST(MetricsTest, CollectorsRunAtEachRender) {
+  Metrics m;
+  int calls = 0;
+  m.add_collector([&calls](Metrics& into) { into.set("ferry_test_calls", {}, ++calls); });
+  EXPECT_NE(m.render().find("ferry_test_calls 1\n"), std::string::npos);
+  EXPECT_NE(m.render().find("ferry_test_calls 2\n"), std::string::npos);
+}
+
+TEST(MetricsTest, BuildInfoNamesTheVersion) {
+  Metrics m;
+  describe_build_info(m);
+  const std::string text = m.render();
+  EXPECT_NE(text.find("# TYPE ferry_build_info gauge\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("version=\"" + std::string(build_info().version) + "\""), std::string::npos) << text;
 }
 
 TEST(MetricsTest, ConcurrentAddsAreCounted) {
@@ -133,11 +178,11 @@ TEST(MetricsTest, ConcurrentAddsAreCounted) {
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&m] {
-      for (int i = 0; i < 10'000; ++i) m.add(kMetricWireBytes, {}, 3);
+      for (int i = 0; i < 10'000; ++i) m.add(kWire, {}, 3);
     });
   }
   for (auto& t : threads) t.join();
-  EXPECT_EQ(m.value(kMetricWireBytes, {}), 4 * 10'000 * 3);
+  EXPECT_EQ(m.value(kWire, {}), 4 * 10'000 * 3);
 }
 
 #ifdef FERRY_HAVE_HTTPLIB
@@ -160,16 +205,16 @@ int connect_loopback(int port) {
 // The values a scrape parses back equal the registry's.
 void expect_scrape_matches(const Metrics& m, const std::string& body) {
   auto samples = parse_samples(body);
-  EXPECT_EQ(samples["ferry_agent_logical_bytes_total"], m.value(kMetricLogicalBytes, {}));
-  EXPECT_EQ(samples["ferry_agent_logical_bytes_total"], 1'234'567);
-  EXPECT_EQ(samples["ferry_agent_wire_bytes_total"], 800'000);
-  EXPECT_EQ(samples["ferry_agent_jobs_total{state=\"committed\"}"], 3);
-  EXPECT_EQ(samples["ferry_agent_jobs_total{state=\"failed\"}"], 1);
-  EXPECT_EQ(samples["ferry_agent_rpo_seconds{job=\"llama\"}"], 42.5);
-  EXPECT_EQ(samples["ferry_agent_target_up{target=\"dr1:7000\"}"], 1);
-  EXPECT_EQ(samples["ferry_agent_target_up{target=\"dr2:7000\"}"], 0);
-  EXPECT_EQ(samples["ferry_agent_throughput_bytes_per_second"], 1.5e8);
-  EXPECT_EQ(samples["ferry_agent_compression_ratio"], 1.54321);
+  EXPECT_EQ(samples["ferry_test_logical_bytes_total"], m.value(kLogical, {}));
+  EXPECT_EQ(samples["ferry_test_logical_bytes_total"], 1'234'567);
+  EXPECT_EQ(samples["ferry_test_wire_bytes_total"], 800'000);
+  EXPECT_EQ(samples["ferry_test_jobs_total{state=\"committed\"}"], 3);
+  EXPECT_EQ(samples["ferry_test_jobs_total{state=\"failed\"}"], 1);
+  EXPECT_EQ(samples["ferry_test_rpo_seconds{ckpt_job=\"llama\"}"], 42.5);
+  EXPECT_EQ(samples["ferry_test_target_up{target=\"dr1:7000\"}"], 1);
+  EXPECT_EQ(samples["ferry_test_target_up{target=\"dr2:7000\"}"], 0);
+  EXPECT_EQ(samples["ferry_test_rate"], 1.5e8);
+  EXPECT_EQ(samples["ferry_test_ratio"], 1.54321);
   EXPECT_EQ(samples.size(), 11u) << body;
 }
 
@@ -189,13 +234,13 @@ TEST(MetricsServerTest, HttpClientScrapesMetrics) {
   expect_scrape_matches(m, res->body);
 
   // A later scrape sees later values.
-  m.add(kMetricLogicalBytes, {}, 1000);
-  m.set(kMetricQueueDepth, {}, 0);
+  m.add(kLogical, {}, 1000);
+  m.set(kQueueDepth, {}, 0);
   res = client.Get("/metrics");
   ASSERT_TRUE(res);
   auto samples = parse_samples(res->body);
-  EXPECT_EQ(samples["ferry_agent_logical_bytes_total"], 1'235'567);
-  EXPECT_EQ(samples["ferry_agent_queue_depth"], 0);
+  EXPECT_EQ(samples["ferry_test_logical_bytes_total"], 1'235'567);
+  EXPECT_EQ(samples["ferry_test_queue_depth"], 0);
 
   res = client.Get("/");
   ASSERT_TRUE(res);
@@ -265,4 +310,4 @@ TEST(MetricsServerTest, NotBuilt) {
 #endif
 
 }  // namespace
-}  // namespace ferry::agent
+}  // namespace ferry

@@ -1,0 +1,327 @@
+// plane_coder.cc: see plane_coder.h. The table choice is a small integer
+// k-means over the plane's 16384-symbol segments: segments start in K
+// groups by their mean symbol, then each moves to the table that codes it
+// in the fewest (Q16) bits, a few rounds; the number of tables (1, 2, 4, 8
+// or 16; mantissa planes up to 4) that gives the smallest estimate wins.
+// Integer-only and in a fixed order, so the same plane always gives the
+// same bytes.
+#include "codec/plane_coder.h"
+
+#include "codec/rans_table.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <string>
+
+namespace ferry::planes {
+namespace {
+
+using rans::kAlphabet;
+using rans::kPresentBytes;
+using rans::kStateBytes;
+
+// Mantissa planes are first judged on every kSampleStride-th symbol (cheap,
+// and nearly always "raw"); planes shorter than kSampleMinSymbols skip it.
+constexpr std::size_t kSampleStride = 16;
+constexpr std::size_t kSampleMinSymbols = 65536;
+// A plane is coded only when the estimate is below 63/64 of its raw size.
+constexpr std::uint64_t kPaysNum = 255;
+constexpr std::uint64_t kPaysDen = 256;
+constexpr std::uint64_t kSamplePaysNum = 255;
+constexpr std::uint64_t kSamplePaysDen = 256;
+// Rounds of moving segments between tables (measured on the corpus: more
+// rounds change the size by under 0.01%).
+constexpr int kClusterRounds = 4;
+constexpr int kMaxMantissaTables = 4;
+constexpr std::size_t kMaxTableBytes = kPresentBytes + 2 * kAlphabet;
+constexpr std::uint64_t kNoFit = std::numeric_limits<std::uint64_t>::max();
+
+std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
+
+void put_u32(std::uint8_t* p, std::uint32_t v) { std::memcpy(p, &v, 4); }
+std::uint32_t get_u32(const std::uint8_t* p) {
+  std::uint32_t x;
+  std::memcpy(&x, p, 4);
+  return x;
+}
+
+// Q16 bits of a segment under a table; kNoFit when the table lacks one of
+// the segment's symbols.
+std::uint64_t segment_cost(const std::uint32_t* counts, const std::vector<std::uint8_t>& present,
+                           const std::uint32_t* freq) {
+  const std::uint32_t* cost = rans::cost_table_q16();
+  std::uint64_t bits = 0;
+  for (std::uint8_t s : present) {
+    if (freq[s] == 0) return kNoFit;
+    bits += static_cast<std::uint64_t>(counts[s]) * cost[freq[s]];
+  }
+  return bits;
+}
+
+}  // namespace
+
+void histogram(const std::uint8_t* p, std::size_t n, std::size_t stride, std::uint32_t counts[kAlphabet]) {
+  // One sub-table per byte of a word breaks the store-to-load dependency
+  // when neighbouring symbols repeat (exponents cluster on a few values).
+  constexpr int kSub = 8;
+  std::uint32_t sub[kSub][kAlphabet] = {};
+  std::size_t i = 0;
+  if (stride == 1) {
+    for (; i + 8 <= n; i += 8) {
+      std::uint64_t v;
+      std::memcpy(&v, p + i, 8);
+      // Written out: as a loop, GCC does not unroll it and it runs at half speed.
+      ++sub[0][v & 0xff];
+      ++sub[1][(v >> 8) & 0xff];
+      ++sub[2][(v >> 16) & 0xff];
+      ++sub[3][(v >> 24) & 0xff];
+      ++sub[4][(v >> 32) & 0xff];
+      ++sub[5][(v >> 40) & 0xff];
+      ++sub[6][(v >> 48) & 0xff];
+      ++sub[7][v >> 56];
+    }
+  }
+  for (; i < n; i += stride) ++sub[0][p[i]];
+  for (int s = 0; s < kAlphabet; ++s) {
+    std::uint32_t total = 0;
+    for (int k = 0; k < kSub; ++k) total += sub[k][s];
+    counts[s] = total;
+  }
+}
+
+std::uint64_t estimate_bytes(const std::uint32_t counts[kAlphabet], std::uint32_t freq[kAlphabet]) {
+  rans::normalize_freqs(counts, freq);
+  return (rans::estimate_bits_q16(counts, freq) + (1u << 19) - 1) >> 19;
+}
+
+std::size_t header_bound(std::size_t n) {
+  return 1 + kMaxTables * kMaxTableBytes + ceil_div(n, kSegmentSymbols) + 4 * ceil_div(n, kBlockSymbols);
+}
+
+// Clusters the segments into at most k_want tables (FORMAT.md 4.2) and
+// returns the estimated coded size in bytes; assign_ and freq_ hold the
+// result, with the tables that ended empty removed.
+std::uint64_t PlaneEncoder::cluster(int k_want) {
+  const std::size_t S = segments_;
+  const auto K = static_cast<std::size_t>(k_want);
+  assign_.assign(S, 0);
+  if (K > 1) {
+    // Start: K groups of consecutive segments in order of mean symbol.
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> order(S);
+    for (std::size_t s = 0; s < S; ++s) {
+      std::uint64_t sum = 0;
+      for (std::uint8_t c : seg_symbols_[s]) sum += static_cast<std::uint64_t>(c) * seg_counts_[s][c];
+      order[s] = {static_cast<std::uint32_t>(sum / seg_total_[s]), static_cast<std::uint32_t>(s)};
+    }
+    std::sort(order.begin(), order.end());
+    for (std::size_t i = 0; i < S; ++i) assign_[order[i].second] = static_cast<std::uint8_t>(i * K / S);
+  }
+  freq_.resize(K);
+  std::vector<std::uint32_t> group_total(K);
+  // Per table, each symbol's cost, with kAbsentCost for a symbol the table
+  // lacks: any segment holding one then costs at least kAbsentCost, more
+  // than any segment can cost under a table that has all its symbols
+  // (16384 * 12 * 2^16 < 2^34), so the sum alone tells a fit.
+  constexpr std::uint64_t kAbsentCost = 1ull << 36;
+  std::vector<std::array<std::uint64_t, kAlphabet>> unit(K);
+  const std::uint32_t* cost = rans::cost_table_q16();
+  auto build = [&] {
+    for (std::size_t k = 0; k < K; ++k) {
+      std::uint32_t counts[kAlphabet] = {};
+      group_total[k] = 0;
+      for (std::size_t s = 0; s < S; ++s) {
+        if (assign_[s] != k) continue;
+        for (std::uint8_t c : seg_symbols_[s]) counts[c] += seg_counts_[s][c];
+        group_total[k] += seg_total_[s];
+      }
+      if (group_total[k] == 0) {
+        freq_[k].fill(0);
+      } else {
+        rans::normalize_freqs(counts, freq_[k].data());
+      }
+    }
+  };
+  for (int round = 0; K > 1 && round < kClusterRounds; ++round) {
+    build();
+    for (std::size_t k = 0; k < K; ++k)
+      for (int c = 0; c < kAlphabet; ++c) unit[k][c] = freq_[k][c] ? cost[freq_[k][c]] : kAbsentCost;
+    for (std::size_t s = 0; s < S; ++s) {
+      std::uint64_t best = kNoFit;
+      const std::uint32_t* counts = seg_counts_[s].data();
+      for (std::size_t k = 0; k < K; ++k) {
+        if (group_total[k] == 0) continue;
+        const std::uint64_t* u = unit[k].data();
+        std::uint64_t c = 0;
+        for (std::uint8_t x : seg_symbols_[s]) c += counts[x] * u[x];
+        if (c < kAbsentCost && c < best) {  // ties keep the lower table
+          best = c;
+          assign_[s] = static_cast<std::uint8_t>(k);
+        }
+      }
+    }
+  }
+  build();
+  // Drop empty tables, keeping the others in order.
+  std::uint8_t remap[kMaxTables] = {};
+  std::size_t used = 0;
+  for (std::size_t k = 0; k < K; ++k) {
+    if (group_total[k] == 0) continue;
+    remap[k] = static_cast<std::uint8_t>(used);
+    if (used != k) freq_[used] = freq_[k];
+    ++used;
+  }
+  freq_.resize(used);
+  for (auto& a : assign_) a = remap[a];
+
+  std::uint64_t bits = 0;
+  for (std::size_t s = 0; s < S; ++s)
+    bits += segment_cost(seg_counts_[s].data(), seg_symbols_[s], freq_[assign_[s]].data());
+  std::uint64_t bytes = 1 + (used > 1 ? S : 0) + (4 + kStateBytes) * ceil_div(n_, kBlockSymbols);
+  for (const auto& f : freq_) {
+    bytes += kPresentBytes;
+    for (std::uint32_t v : f) bytes += v ? 2 : 0;
+  }
+  return bytes + ((bits + (1u << 19) - 1) >> 19);
+}
+
+bool PlaneEncoder::plan(const std::uint8_t* plane, std::size_t n, bool sample_first) {
+  if (n == 0) return false;
+  if (sample_first && n >= kSampleMinSymbols) {
+    std::uint32_t counts[kAlphabet], freq[kAlphabet];
+    histogram(plane, n, kSampleStride, counts);
+    const std::uint64_t sampled = ceil_div(n, kSampleStride);
+    if (estimate_bytes(counts, freq) * kSamplePaysDen >= sampled * kSamplePaysNum) return false;
+  }
+  n_ = n;
+  segments_ = ceil_div(n, kSegmentSymbols);
+  seg_counts_.resize(segments_);
+  seg_total_.resize(segments_);
+  seg_symbols_.resize(segments_);
+  for (std::size_t s = 0; s < segments_; ++s) {
+    const std::size_t begin = s * kSegmentSymbols;
+    const std::size_t m = std::min(kSegmentSymbols, n - begin);
+    histogram(plane + begin, m, 1, seg_counts_[s].data());
+    seg_total_[s] = static_cast<std::uint32_t>(m);
+    seg_symbols_[s].clear();
+    for (int c = 0; c < kAlphabet; ++c)
+      if (seg_counts_[s][c]) seg_symbols_[s].push_back(static_cast<std::uint8_t>(c));
+  }
+  std::uint64_t best = kNoFit;
+  // Mantissa planes hold nearly every symbol in every segment, so their
+  // clustering costs 256 symbols per segment and table: up to 4 tables keep
+  // what they gain on the corpus (within 0.04%) at a fraction of the work.
+  const int max_tables = sample_first ? kMaxMantissaTables : kMaxTables;
+  for (int k = 1; k <= max_tables && static_cast<std::size_t>(k) <= segments_; k *= 2) {
+    std::uint64_t est = cluster(k);
+    if (est < best) {  // ties keep fewer tables
+      best = est;
+      best_k_ = static_cast<int>(freq_.size());
+      best_assign_.swap(assign_);
+      best_freq_.swap(freq_);
+    }
+  }
+  return best * kPaysDen < n * kPaysNum;
+}
+
+std::size_t PlaneEncoder::encode(const std::uint8_t* plane, std::size_t n, bool sample_first,
+                                 std::uint8_t* out, std::size_t pos, bool* coded) {
+  *coded = plan(plane, n, sample_first);
+  if (!*coded) return pos;
+  if (!tables_) tables_ = std::make_unique<std::array<rans::EncTable, kMaxTables>>();
+  if (!words_) words_ = std::make_unique<rans::EncScratch>();
+  const auto K = static_cast<std::size_t>(best_k_);
+  out[pos++] = static_cast<std::uint8_t>(K);
+  for (std::size_t k = 0; k < K; ++k) {
+    const std::uint32_t* freq = best_freq_[k].data();
+    (*tables_)[k].build(freq);
+    pos += rans::write_table(freq, out + pos);
+  }
+  if (K > 1) {
+    std::memcpy(out + pos, best_assign_.data(), segments_);
+    pos += segments_;
+  }
+  const std::size_t blocks = ceil_div(n, kBlockSymbols);
+  std::uint8_t* stored = out + pos;
+  pos += 4 * blocks;
+  constexpr std::size_t kPerBlock = kBlockSymbols / kSegmentSymbols;
+  for (std::size_t b = 0; b < blocks; ++b) {
+    const std::uint8_t* sym = plane + b * kBlockSymbols;
+    const std::size_t m = std::min(kBlockSymbols, n - b * kBlockSymbols);
+    rans::EncSegment segs[kPerBlock];
+    std::size_t count = 0;
+    for (std::size_t off = 0; off < m; off += kSegmentSymbols) {
+      const std::size_t s = (b * kBlockSymbols + off) / kSegmentSymbols;
+      segs[count++] = {&(*tables_)[best_assign_[s]], sym + off, std::min(kSegmentSymbols, m - off)};
+    }
+    std::size_t size = rans::encode_segments(std::span(segs, count), *words_, out + pos);
+    if (size == m) std::memmove(out + pos, sym, m);  // may overlap the plane: see header_bound
+    put_u32(stored + 4 * b, static_cast<std::uint32_t>(size));
+    pos += size;
+  }
+  return pos;
+}
+
+Status PlaneDecoder::decode(const std::uint8_t* in, std::size_t size, std::size_t& pos, std::size_t n,
+                            std::uint8_t* out) {
+  auto corrupt = [](const std::string& what) { return Status::corruption(what); };
+  if (n == 0) return corrupt("coded plane with no symbols");
+  if (size - pos < 1) return corrupt("truncated table count");
+  const std::size_t K = in[pos++];
+  if (K < 1 || K > static_cast<std::size_t>(kMaxTables))
+    return corrupt("table count " + std::to_string(K) + " not in 1.." + std::to_string(kMaxTables));
+  if (!tables_) tables_ = std::make_unique<std::array<rans::DecTable, kMaxTables>>();
+  for (std::size_t k = 0; k < K; ++k) {
+    std::uint32_t freq[kAlphabet];
+    if (Status st = rans::read_table(in, size, pos, freq); !st.is_ok())
+      return corrupt("table " + std::to_string(k) + ": " + st.message());
+    (*tables_)[k].build(freq);
+  }
+  const std::size_t S = ceil_div(n, kSegmentSymbols);
+  const std::uint8_t* sel = nullptr;
+  if (K > 1) {
+    if (size - pos < S) return corrupt("truncated table choices");
+    sel = in + pos;
+    for (std::size_t s = 0; s < S; ++s)
+      if (sel[s] >= K)
+        return corrupt("segment " + std::to_string(s) + " chooses table " + std::to_string(sel[s]) + " of " +
+                       std::to_string(K));
+    pos += S;
+  }
+  const std::size_t blocks = ceil_div(n, kBlockSymbols);
+  if ((size - pos) / 4 < blocks) return corrupt("truncated block sizes");
+  const std::uint8_t* stored = in + pos;
+  pos += 4 * blocks;
+  std::size_t need = 0;
+  for (std::size_t b = 0; b < blocks; ++b) {
+    const std::size_t m = std::min(kBlockSymbols, n - b * kBlockSymbols);
+    const std::size_t st = get_u32(stored + 4 * b);
+    if (st != m && (st > m || st % 2 != 0 || st < kStateBytes))
+      return corrupt("block " + std::to_string(b) + ": stored size " + std::to_string(st) + " invalid for " +
+                     std::to_string(m) + " symbols");
+    need += st;
+  }
+  if (size - pos < need) return corrupt("blocks truncated");
+  constexpr std::size_t kPerBlock = kBlockSymbols / kSegmentSymbols;
+  for (std::size_t b = 0; b < blocks; ++b) {
+    const std::size_t m = std::min(kBlockSymbols, n - b * kBlockSymbols);
+    const std::size_t st = get_u32(stored + 4 * b);
+    std::uint8_t* o = out + b * kBlockSymbols;
+    if (st == m) {
+      std::memcpy(o, in + pos, m);
+    } else {
+      rans::DecSegment segs[kPerBlock];
+      std::size_t count = 0;
+      for (std::size_t off = 0; off < m; off += kSegmentSymbols) {
+        const std::size_t s = (b * kBlockSymbols + off) / kSegmentSymbols;
+        segs[count++] = {&(*tables_)[sel ? sel[s] : 0], o + off, std::min(kSegmentSymbols, m - off)};
+      }
+      Status s = rans::decode_segments(in + pos, st, std::span(segs, count));
+      if (!s.is_ok()) return corrupt("block " + std::to_string(b) + ": " + s.message());
+    }
+    pos += st;
+  }
+  return Status::ok();
+}
+
+}  // namespace ferry::planes

@@ -1,0 +1,156 @@
+// s3_client.h: a client of the S3 API (AWS S3, Ceph radosgw, MinIO) for the
+// object-store backend and the tools: PUT (optionally only when absent),
+// ranged GET, HEAD, DELETE, paginated LIST (ListObjectsV2) and bucket
+// creation, many requests in parallel. HTTP, TLS and the SigV4 signature are
+// libcurl's (CURLOPT_AWS_SIGV4; the multi interface runs requests in
+// parallel over a connection cache shared by every thread): ferry writes no
+// HTTP stack and no signer. Payloads are signed (x-amz-content-sha256 holds
+// their SHA-256), so a body changed on its way is refused by the gateway.
+//
+// Failures become Status codes that base/retry.h judges: 500, 502, 503
+// (SlowDown), 504 and 429 are Unavailable, a reset or a cut transfer IOError,
+// a stalled one Timeout; each request is retried by that rule with
+// exponential backoff and jitter, up to S3Config::max_attempts, moving to the
+// next endpoint when several are configured. 403 is PermissionDenied, 404
+// NotFound (NoSuchBucket named as such), 412 a refused conditional write.
+//
+// Thread-safe: any number of threads may issue requests at once.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "store/s3_xml.h"
+
+namespace ferry {
+
+struct S3Credentials {
+  std::string access_key_id;
+  std::string secret_access_key;
+  std::string session_token;  // empty: none
+};
+
+struct S3Config {
+  // "https://s3.us-east-1.amazonaws.com", "http://127.0.0.1:7480", ...
+  // Several: a request that cannot reach one moves on to the next.
+  std::vector<std::string> endpoints;
+  std::string region = "us-east-1";
+  S3Credentials credentials;
+  // Path style (http://host/bucket/key, what Ceph and MinIO expect by
+  // default) or virtual-host style (http://bucket.host/key, AWS's).
+  bool path_style = true;
+  // A private CA bundle for https endpoints; empty: the system's. TLS is
+  // always verified.
+  std::string ca_file;
+  int max_attempts = 6;
+  int backoff_base_ms = 100;
+  int backoff_max_ms = 5000;
+  int connect_timeout_ms = 5000;
+  // A transfer slower than 1 KiB/s for this long is cut (Timeout).
+  int stall_timeout_ms = 30000;
+  // Requests in flight at once in one call to run().
+  int max_parallel = 16;
+};
+
+// The configuration users already have, as the AWS CLI reads it:
+// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, else the
+// profile `profile` (empty: AWS_PROFILE, else "default") of
+// AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials; the region from
+// AWS_REGION, AWS_DEFAULT_REGION, the profile in ~/.aws/config
+// (AWS_CONFIG_FILE), else us-east-1; the endpoint from AWS_ENDPOINT_URL
+// (several separated by commas), else AWS's regional endpoint (which also
+// selects virtual-host addressing); AWS_CA_BUNDLE for a private CA.
+// InvalidArgument naming what is missing when no credentials are found.
+Result<S3Config> s3_config_from_environment(std::string_view profile = {});
+
+// The profile `profile` of an AWS credentials or config file's text
+// (`prefix_profile`: the config file names sections "[profile NAME]").
+struct AwsProfile {
+  std::string access_key_id, secret_access_key, session_token, region;
+};
+std::optional<AwsProfile> parse_aws_profile(std::string_view text, std::string_view profile,
+                                            bool prefix_profile);
+
+// One request. The caller fills the request half, run() the reply half.
+struct S3Request {
+  enum class Method { kGet, kPut, kHead, kDelete };
+  Method method = Method::kGet;
+  std::string bucket;
+  std::string key;  // empty: the bucket itself
+  // Query parameters (name, value), unencoded; run() encodes and sorts them.
+  std::vector<std::pair<std::string, std::string>> query;
+  std::span<const std::byte> body;  // PUT; must outlive run()
+  bool if_none_match = false;       // PUT only when the key is absent (412 otherwise)
+  std::optional<std::pair<std::uint64_t, std::uint64_t>> range;  // GET [first, last]
+  std::uint64_t max_reply_bytes = 0;                             // 0: kS3MaxReplyBytes
+
+  // Reply.
+  Status status;                 // OK for 2xx
+  long http_status = 0;          // 0: no reply
+  std::vector<std::byte> reply;  // the body (GET, LIST, error bodies)
+  std::uint64_t content_length = 0;
+  std::string etag;
+  int attempts = 0;
+};
+
+struct S3Stats {
+  std::uint64_t requests = 0;  // attempts sent, retries included
+  std::uint64_t retries = 0;
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t bytes_received = 0;
+};
+
+class S3Client {
+ public:
+  static Result<std::unique_ptr<S3Client>> create(S3Config config);
+  ~S3Client();
+  S3Client(const S3Client&) = delete;
+  S3Client& operator=(const S3Client&) = delete;
+
+  const S3Config& config() const { return config_; }
+
+  // Runs the requests, up to max_parallel at once, each retried by the
+  // rule above; fills each one's reply. Returns once all are done.
+  void run(std::span<S3Request* const> requests);
+
+  // PUT. With `if_absent`: true when this call created the object, false
+  // when it existed already (412); without: always true.
+  Result<bool> put(std::string_view bucket, std::string_view key, std::span<const std::byte> body,
+                   bool if_absent = false);
+  // GET of the whole object, or of bytes [first, first + length).
+  Result<std::vector<std::byte>> get(std::string_view bucket, std::string_view key);
+  Result<std::vector<std::byte>> get_range(std::string_view bucket, std::string_view key, std::uint64_t first,
+                                           std::uint64_t length);
+  // HEAD: the object's size; NotFound when absent.
+  Result<std::uint64_t> head(std::string_view bucket, std::string_view key);
+  // DELETE; OK when the key was already absent (S3's own rule).
+  Status remove(std::string_view bucket, std::string_view key);
+  // Every object whose key starts with `prefix`, all pages, in key order.
+  Result<std::vector<S3Object>> list(std::string_view bucket, std::string_view prefix);
+  // One page; `delimiter` groups keys into common prefixes.
+  Result<S3ListPage> list_page(std::string_view bucket, std::string_view prefix, std::string_view delimiter,
+                               std::string_view continuation_token, std::uint32_t max_keys = 1000);
+  // Creates the bucket; OK when it exists already and is this user's.
+  Status create_bucket(std::string_view bucket);
+
+  S3Stats stats() const;
+
+ private:
+  struct Shared;
+  explicit S3Client(S3Config config);
+  S3Config config_;
+  std::unique_ptr<Shared> shared_;
+};
+
+// A ranged GET's or an error reply's body as text (for messages).
+std::string_view as_text(std::span<const std::byte> bytes);
+
+}  // namespace ferry

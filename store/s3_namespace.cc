@@ -1,0 +1,526 @@
+// s3_namespace.cc: see s3_namespace.h. Loading and refreshing the index,
+// puts into the open pack, uploads and syncs, reads, snapshot objects; gc
+// and scrub live in s3_namespace_maintenance.cc.
+#include "store/s3_namespace.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <set>
+
+#include "base/clock.h"
+#include "codec/tree_hash.h"
+#include "store/pack_file.h"
+#include "store/snapshot_file.h"
+#include "store/store_checks.h"
+#include "store/store_limits.h"
+
+namespace ferry {
+namespace {
+
+// The name in "ROOT/packs/<name>.pack" or "ROOT/index/<name>.idx": 64 hex
+// digits, or empty for a key of any other shape (ignored).
+std::string object_name(std::string_view key, std::string_view dir, std::string_view suffix) {
+  if (!key.starts_with(dir) || !key.ends_with(suffix)) return {};
+  const std::string_view name = key.substr(dir.size(), key.size() - dir.size() - suffix.size());
+  if (name.size() != 64 || name.find_first_not_of("0123456789abcdef") != std::string_view::npos) return {};
+  return std::string(name);
+}
+
+}  // namespace
+
+S3Namespace::S3Namespace(S3Client& client, std::string bucket, std::string root, std::string name,
+                         const StoreOptions& options)
+    : client_(client), bucket_(std::move(bucket)), root_(std::move(root)), name_(std::move(name)),
+      options_(options) {}
+
+Result<std::unique_ptr<S3Namespace>> S3Namespace::open(S3Client& client, std::string bucket, std::string root,
+                                                       std::string name, const StoreOptions& options) {
+  std::unique_ptr<S3Namespace> ns(
+      new S3Namespace(client, std::move(bucket), std::move(root), std::move(name), options));
+  RETURN_IF_ERROR(ns->refresh(/*repair=*/true).with_context("namespace " + ns->name_));
+  return ns;
+}
+
+void S3Namespace::log(const std::string& message) const {
+  const std::string line = "namespace " + name_ + ": " + message;
+  if (options_.log) {
+    options_.log(line);
+  } else {
+    std::fprintf(stderr, "ferry store: %s\n", line.c_str());
+  }
+}
+
+void S3Namespace::add_pack_locked(const std::string& name, const S3PackIndex& index) {
+  packs_[name] = index.pack_bytes;
+  std::vector<Digest>& ids = pack_chunks_[name];
+  ids.clear();
+  for (const S3PackEntry& e : index.entries) {
+    index_.try_emplace(e.id, Location{name, e.offset, e.frame_bytes});
+    ids.push_back(e.id);
+  }
+}
+
+void S3Namespace::forget_pack_locked(const std::string& name) {
+  for (const Digest& id : pack_chunks_[name]) {
+    auto it = index_.find(id);
+    if (it != index_.end() && it->second.pack == name) index_.erase(it);
+  }
+  pack_chunks_.erase(name);
+  packs_.erase(name);
+}
+
+Status S3Namespace::refresh(bool repair) {
+  const std::int64_t started_ms = mono_ms();
+  const std::string index_dir = root_ + "index/", pack_dir = root_ + "packs/";
+  ASSIGN_OR_RETURN(std::vector<S3Object> index_objects, client_.list(bucket_, index_dir));
+  std::vector<std::string> wanted;
+  {
+    std::lock_guard lock(mu_);
+    for (const S3Object& o : index_objects) {
+      std::string name = object_name(o.key, index_dir, ".idx");
+      if (!name.empty() && packs_.count(name) == 0) wanted.push_back(std::move(name));
+    }
+  }
+  std::vector<S3Request> reqs(wanted.size());
+  std::vector<S3Request*> ptrs;
+  for (std::size_t i = 0; i < wanted.size(); ++i) {
+    reqs[i].bucket = bucket_;
+    reqs[i].key = index_key(wanted[i]);
+    ptrs.push_back(&reqs[i]);
+  }
+  client_.run(ptrs);
+  for (std::size_t i = 0; i < wanted.size(); ++i) {
+    if (!reqs[i].status) {
+      if (reqs[i].status.code() == Code::kNotFound) continue;  // collected meanwhile
+      return reqs[i].status;
+    }
+    auto parsed = parse_s3_trailer(reqs[i].reply, reqs[i].key);
+    if (!parsed) {
+      log(parsed.status().to_string() + (repair ? ": rebuilding it from its pack" : ""));
+      continue;
+    }
+    std::lock_guard lock(mu_);
+    add_pack_locked(wanted[i], *parsed);
+  }
+  if (repair) {
+    ASSIGN_OR_RETURN(std::vector<S3Object> pack_objects, client_.list(bucket_, pack_dir));
+    for (const S3Object& o : pack_objects) {
+      const std::string name = object_name(o.key, pack_dir, ".pack");
+      if (name.empty()) continue;
+      {
+        std::lock_guard lock(mu_);
+        if (packs_.count(name) != 0) continue;
+      }
+      // A pack without a good index object: its writer stopped between the
+      // two PUTs, or the index object was damaged. The pack says what it holds.
+      std::vector<std::byte> raw;
+      auto trailer = read_pack_trailer(name, o.size, raw);
+      if (!trailer) {
+        log("pack " + o.key + " has no readable trailer (scrub reports it): " + trailer.status().to_string());
+        continue;
+      }
+      // The index object is the pack's trailer, byte for byte (written over
+      // a damaged one: the only write that replaces an object).
+      RETURN_IF_ERROR(client_.put(bucket_, index_key(name), raw).status());
+      log("rebuilt the index object of pack " + name + " (" + std::to_string(trailer->entries.size()) +
+          " chunks) from its trailer");
+      std::lock_guard lock(mu_);
+      add_pack_locked(name, *trailer);
+    }
+  }
+  std::lock_guard lock(mu_);
+  refreshed_ms_ = std::max(refreshed_ms_, started_ms);
+  return Status::ok();
+}
+
+Result<S3PackIndex> S3Namespace::read_pack_trailer(const std::string& name, std::uint64_t size,
+                                                   std::vector<std::byte>& raw) {
+  const std::string key = pack_key(name);
+  if (size < kPackHeaderBytes + kS3FooterBytes) return Status::corruption(key + ": too short for a pack");
+  const std::uint64_t probe = std::min(size, kS3TrailerProbeBytes);
+  ASSIGN_OR_RETURN(raw, client_.get_range(bucket_, key, size - probe, probe));
+  ASSIGN_OR_RETURN(std::uint64_t need, s3_trailer_bytes(raw, size, key));
+  if (need > probe) {
+    ASSIGN_OR_RETURN(raw, client_.get_range(bucket_, key, size - need, need));
+  } else {
+    raw.erase(raw.begin(), raw.end() - static_cast<std::ptrdiff_t>(need));
+  }
+  ASSIGN_OR_RETURN(S3PackIndex index, parse_s3_trailer(raw, key));
+  if (index.pack_bytes != size) {
+    return Status::corruption(key + ": " + std::to_string(size) + " bytes, its trailer says " +
+                              std::to_string(index.pack_bytes));
+  }
+  return index;
+}
+
+bool S3Namespace::holds(const Digest& id) {
+  std::lock_guard lock(mu_);
+  return index_.count(id) != 0 || pending_.count(id) != 0;
+}
+
+Status S3Namespace::refresh_since(std::int64_t since_ms) {
+  std::lock_guard one(refresh_mu_);
+  {
+    std::lock_guard lock(mu_);
+    if (refreshed_ms_ >= since_ms) return Status::ok();
+  }
+  return refresh(/*repair=*/false).with_context("namespace " + name_);
+}
+
+Result<std::vector<bool>> S3Namespace::have(std::span<const Digest> ids) {
+  // Other gateways and hosts write to the bucket too: what they made
+  // durable is not sent again.
+  RETURN_IF_ERROR(refresh_since(mono_ms() - kS3IndexRefreshMs));
+  std::lock_guard lock(mu_);
+  std::vector<bool> out(ids.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) out[i] = index_.count(ids[i]) != 0;
+  return out;
+}
+
+Result<PutResult> S3Namespace::put(std::span<const std::byte> frame, const FrameHeader& verified) {
+  const Digest& id = verified.chunk_id;
+  const std::uint64_t record = record_bytes(frame.size());
+  std::shared_ptr<Upload> full;
+  {
+    std::lock_guard lock(mu_);
+    if (index_.count(id) != 0 || pending_.count(id) != 0) return PutResult{id, false, frame.size()};
+    if (pending_bytes_ + record > kS3MaxPendingBytes) {
+      return Status::exhausted("namespace " + name_ + ": " + std::to_string(pending_bytes_) +
+                               " bytes wait for the bucket already; chunk " + to_hex(id) +
+                               " refused until they are stored");
+    }
+    if (options_.quota_bytes != 0) {
+      std::uint64_t stored = snapshot_bytes_ + pending_bytes_;
+      for (const auto& [name, bytes] : packs_) stored += bytes;
+      if (stored + record > options_.quota_bytes) {
+        return Status::exhausted("namespace " + name_ + ": quota exceeded: " + std::to_string(stored) +
+                                 " bytes stored + " + std::to_string(record) + " for chunk " + to_hex(id) +
+                                 " > quota " + std::to_string(options_.quota_bytes));
+      }
+    }
+    const std::uint64_t offset = open_.add(frame, verified);
+    pending_[id] = Pending{open_seq_, offset, static_cast<std::uint32_t>(frame.size())};
+    pending_bytes_ += record;
+    if (open_.bytes() >= options_.object_pack_target_bytes) full = seal_locked();
+  }
+  // A full pack goes to the bucket now; a failure puts its chunks back in
+  // the open pack, for the next sync to carry (and report).
+  if (full) upload(full);
+  return PutResult{id, true, frame.size()};
+}
+
+std::shared_ptr<S3Namespace::Upload> S3Namespace::seal_locked() {
+  if (open_.chunks() == 0) return nullptr;
+  auto up = std::make_shared<Upload>();
+  up->seq = open_seq_++;
+  up->entries = open_.entries();
+  up->bytes = open_.seal();
+  uploads_[up->seq] = up;
+  return up;
+}
+
+void S3Namespace::upload(const std::shared_ptr<Upload>& up) {
+  const std::string name = to_hex(sha256(up->bytes));
+  // Named by its bytes: a pack already there holds the same chunks.
+  Status st = client_.put(bucket_, pack_key(name), up->bytes, /*if_absent=*/true).status();
+  // Its index object likewise: one already there was made from this pack.
+  if (st) st = client_.put(bucket_, index_key(name), s3_pack_trailer(up->bytes), /*if_absent=*/true).status();
+  std::lock_guard lock(mu_);
+  up->done = true;
+  up->status = st;
+  uploads_.erase(up->seq);
+  if (st) {
+    S3PackIndex index;
+    index.pack_bytes = up->bytes.size();
+    index.entries = up->entries;
+    add_pack_locked(name, index);
+    for (const S3PackEntry& e : up->entries) {
+      auto p = pending_.find(e.id);
+      if (p != pending_.end() && p->second.seq == up->seq) {
+        pending_bytes_ -= record_bytes(e.frame_bytes);
+        pending_.erase(p);
+      }
+    }
+  } else {
+    log("pack upload failed, its " + std::to_string(up->entries.size()) +
+        " chunks wait for the next sync: " + st.to_string());
+    for (const S3PackEntry& e : up->entries) {
+      auto p = pending_.find(e.id);
+      if (p == pending_.end() || p->second.seq != up->seq) continue;
+      const auto record = std::span(up->bytes).subspan(e.offset, record_bytes(e.frame_bytes));
+      p->second = Pending{open_seq_, open_.add_record(record, e.id), e.frame_bytes};
+    }
+  }
+  up->bytes.clear();
+  up->bytes.shrink_to_fit();
+  cv_.notify_all();
+}
+
+Status S3Namespace::sync() {
+  std::shared_ptr<Upload> mine;
+  std::vector<std::shared_ptr<Upload>> waited;
+  {
+    std::lock_guard lock(mu_);
+    mine = seal_locked();
+    // Every put before this call is in a pack sealed by now: wait for them all.
+    for (const auto& [seq, up] : uploads_) waited.push_back(up);
+  }
+  if (mine) upload(mine);
+  std::unique_lock lock(mu_);
+  cv_.wait(lock,
+           [&] { return std::all_of(waited.begin(), waited.end(), [](const auto& u) { return u->done; }); });
+  for (const auto& up : waited) {
+    if (!up->status) return up->status.with_context("namespace " + name_ + ": sync");
+  }
+  return Status::ok();
+}
+
+Result<std::vector<std::byte>> S3Namespace::get(const Digest& id) {
+  // Stored through another gateway since this one last looked? A view
+  // taken after this call began answers (concurrent misses share one LIST).
+  if (!holds(id)) RETURN_IF_ERROR(refresh_since(mono_ms()));
+  Location loc;
+  {
+    std::lock_guard lock(mu_);
+    auto it = index_.find(id);
+    if (it == index_.end()) {
+      auto p = pending_.find(id);
+      if (p == pending_.end()) return Status::not_found("namespace " + name_ + ": no chunk " + to_hex(id));
+      std::span<const std::byte> frame;
+      if (p->second.seq == open_seq_) {
+        frame = open_.frame_at(p->second.offset, p->second.frame_bytes);
+      } else {
+        const Upload& up = *uploads_.at(p->second.seq);
+        frame = std::span(up.bytes).subspan(p->second.offset + kRecordHeaderBytes, p->second.frame_bytes);
+      }
+      return std::vector<std::byte>(frame.begin(), frame.end());
+    }
+    loc = it->second;
+  }
+  const std::string key = pack_key(loc.pack);
+  const std::string where = key + " at offset " + std::to_string(loc.offset);
+  Status last;
+  // A ranged GET carries no checksum of its own: bytes damaged on their way
+  // fail the record's CRC, and a second read tells that from damage at rest.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto record = client_.get_range(bucket_, key, loc.offset, record_bytes(loc.frame_bytes));
+    if (!record) return record.status().with_context("chunk " + to_hex(id));
+    auto frame = s3_record_frame(*record, id, where);
+    if (frame) {
+      auto header = parse_frame_header(*frame);
+      if (header) return std::vector<std::byte>(frame->begin(), frame->end());
+      last = header.status().with_context(where);
+    } else {
+      last = frame.status();
+    }
+  }
+  return last.with_context("chunk " + to_hex(id));
+}
+
+Status S3Namespace::check_chunks_durable(std::string_view snapshot, const Manifest& m) {
+  std::set<std::string> packs;
+  auto count_missing = [&](std::string& first) {
+    std::lock_guard lock(mu_);
+    std::size_t missing = 0;
+    packs.clear();
+    for (const ManifestFile& f : m.files) {
+      for (const ManifestChunk& c : f.chunks) {
+        auto it = index_.find(c.id);
+        if (it != index_.end()) {
+          packs.insert(it->second.pack);
+        } else if (missing++ == 0) {
+          first = to_hex(c.id) + " (" + f.path + " at offset " + std::to_string(c.offset) + ")";
+        }
+      }
+    }
+    return missing;
+  };
+  std::string first;
+  std::size_t missing = count_missing(first);
+  if (missing != 0) {
+    // Another gateway or host may have stored them: look again.
+    RETURN_IF_ERROR(refresh(/*repair=*/false));
+    missing = count_missing(first);
+  }
+  if (missing != 0) {
+    return Status::not_found("namespace " + name_ + ": snapshot " + std::string(snapshot) + " names " +
+                             std::to_string(missing) + " chunks the store lacks, first " + first);
+  }
+  // The index may be older than a gc elsewhere: every pack must still be there.
+  std::vector<std::string> names(packs.begin(), packs.end());
+  std::vector<S3Request> reqs(names.size());
+  std::vector<S3Request*> ptrs;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    reqs[i].method = S3Request::Method::kHead;
+    reqs[i].bucket = bucket_;
+    reqs[i].key = pack_key(names[i]);
+    ptrs.push_back(&reqs[i]);
+  }
+  client_.run(ptrs);
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (reqs[i].status) continue;
+    if (reqs[i].status.code() != Code::kNotFound) return reqs[i].status;
+    std::lock_guard lock(mu_);
+    forget_pack_locked(names[i]);
+    return Status::not_found("namespace " + name_ + ": snapshot " + std::string(snapshot) +
+                             " names chunks of pack " + names[i] +
+                             ", which is gone from the bucket; send them again");
+  }
+  return Status::ok();
+}
+
+Result<std::map<std::string, std::uint64_t>> S3Namespace::snapshot_objects() {
+  const std::string dir = root_ + "snapshots/";
+  constexpr std::string_view kSuffix = ".manifest";
+  ASSIGN_OR_RETURN(std::vector<S3Object> objects, client_.list(bucket_, dir));
+  std::map<std::string, std::uint64_t> out;
+  std::uint64_t bytes = 0;
+  for (const S3Object& o : objects) {
+    if (!o.key.ends_with(kSuffix)) continue;
+    std::string name = o.key.substr(dir.size(), o.key.size() - dir.size() - kSuffix.size());
+    if (!validate_snapshot_name(name)) continue;
+    bytes += o.size;
+    out.emplace(std::move(name), o.size);
+  }
+  std::lock_guard lock(mu_);
+  snapshot_bytes_ = bytes;
+  snapshot_count_ = out.size();
+  return out;
+}
+
+Status S3Namespace::commit(std::string_view snapshot, std::span<const std::byte> bytes, const Manifest& m) {
+  // The store's clock, not the host's, dates the snapshot for retention.
+  const std::int64_t now_ns = wall_ns();
+  RETURN_IF_ERROR(check_created_time(name_, snapshot, m.created_ns, now_ns));
+  RETURN_IF_ERROR(sync());
+  RETURN_IF_ERROR(check_chunks_durable(snapshot, m));
+  std::lock_guard commit_lock(commit_mu_);
+  ASSIGN_OR_RETURN(auto existing, snapshot_objects());
+  const std::vector<std::byte> file = serialize_snapshot_file(now_ns, bytes);
+  if (existing.count(std::string(snapshot)) == 0) {
+    if (existing.size() >= options_.max_snapshots) {
+      return Status::exhausted("namespace " + name_ + ": snapshot " + std::string(snapshot) +
+                               " refused: the namespace holds " + std::to_string(existing.size()) +
+                               " snapshots, its limit; prune older ones");
+    }
+    if (options_.quota_bytes != 0) {
+      std::lock_guard lock(mu_);
+      std::uint64_t stored = snapshot_bytes_;
+      for (const auto& [name, b] : packs_) stored += b;
+      if (stored + file.size() > options_.quota_bytes) {
+        return Status::exhausted("namespace " + name_ + ": quota exceeded: " + std::to_string(stored) +
+                                 " bytes stored + " + std::to_string(file.size()) + " for snapshot " +
+                                 std::string(snapshot) + " > quota " + std::to_string(options_.quota_bytes));
+      }
+    }
+  }
+  // Written once: of racing commits of one name, exactly one creates it.
+  ASSIGN_OR_RETURN(bool created, client_.put(bucket_, snapshot_key(snapshot), file, /*if_absent=*/true));
+  if (created) return Status::ok();
+  ASSIGN_OR_RETURN(StoredSnapshot stored, read_snapshot(snapshot));
+  if (std::equal(stored.manifest.begin(), stored.manifest.end(), bytes.begin(), bytes.end()))
+    return Status::ok();
+  return Status::invalid_argument("namespace " + name_ + ": snapshot " + std::string(snapshot) +
+                                  " already exists with other contents");
+}
+
+Result<S3Namespace::StoredSnapshot> S3Namespace::read_snapshot(std::string_view snapshot) {
+  const std::string key = snapshot_key(snapshot);
+  auto bytes = client_.get(bucket_, key);
+  if (!bytes) {
+    if (bytes.status().code() == Code::kNotFound) {
+      return Status::not_found("namespace " + name_ + ": no snapshot " + std::string(snapshot));
+    }
+    return bytes.status();
+  }
+  ASSIGN_OR_RETURN(SnapshotFile file, parse_snapshot_file(*bytes, key));
+  if (!file.committed_ns) return Status::corruption(key + ": no commit record");
+  StoredSnapshot out;
+  out.committed_ns = *file.committed_ns;
+  out.manifest.assign(file.manifest.begin(), file.manifest.end());
+  return out;
+}
+
+Result<std::vector<std::byte>> S3Namespace::read_manifest(std::string_view snapshot) {
+  ASSIGN_OR_RETURN(StoredSnapshot s, read_snapshot(snapshot));
+  return std::move(s.manifest);
+}
+
+Result<std::vector<SnapshotInfo>> S3Namespace::list() {
+  ASSIGN_OR_RETURN(auto objects, snapshot_objects());
+  std::vector<std::string> names;
+  std::vector<S3Request> reqs(objects.size());
+  std::vector<S3Request*> ptrs;
+  for (const auto& [name, size] : objects) {
+    S3Request& r = reqs[names.size()];
+    r.bucket = bucket_;
+    r.key = snapshot_key(name);
+    ptrs.push_back(&r);
+    names.push_back(name);
+  }
+  client_.run(ptrs);
+  std::vector<SnapshotInfo> out;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (!reqs[i].status) {
+      if (reqs[i].status.code() == Code::kNotFound) continue;  // removed meanwhile
+      return reqs[i].status;
+    }
+    auto file = parse_snapshot_file(reqs[i].reply, reqs[i].key);
+    auto m = file ? parse_manifest(file->manifest) : Result<Manifest>(file.status());
+    if (!m || !file->committed_ns) {
+      log("snapshot " + names[i] + " is unreadable (scrub reports it): " +
+          (m ? std::string("no commit record") : m.status().to_string()));
+      continue;
+    }
+    out.push_back(snapshot_info(names[i], *m, *file->committed_ns, file->manifest.size()));
+  }
+  sort_snapshots(out);
+  return out;
+}
+
+Result<std::vector<std::pair<std::string, Manifest>>> S3Namespace::load_manifests() {
+  ASSIGN_OR_RETURN(auto objects, snapshot_objects());
+  std::vector<std::pair<std::string, Manifest>> out;
+  for (const auto& [name, size] : objects) {
+    auto bytes = read_manifest(name);
+    if (!bytes) {
+      if (bytes.status().code() == Code::kNotFound) continue;
+      return bytes.status().with_context("snapshot " + name);
+    }
+    auto m = parse_manifest(*bytes);
+    if (!m) return m.status().with_context("snapshot " + name);
+    out.emplace_back(name, std::move(*m));
+  }
+  return out;
+}
+
+Status S3Namespace::remove(std::span<const std::string> snapshots) {
+  std::lock_guard commit_lock(commit_mu_);
+  for (const std::string& s : snapshots) {
+    auto size = client_.head(bucket_, snapshot_key(s));
+    if (!size) {
+      if (size.status().code() == Code::kNotFound)
+        return Status::not_found("namespace " + name_ + ": no snapshot " + s);
+      return size.status();
+    }
+    RETURN_IF_ERROR(client_.remove(bucket_, snapshot_key(s)));
+    std::lock_guard lock(mu_);
+    snapshot_bytes_ -= std::min(snapshot_bytes_, *size);
+    snapshot_count_ -= std::min<std::uint64_t>(snapshot_count_, 1);
+  }
+  return Status::ok();
+}
+
+StoreUsage S3Namespace::usage() {
+  StoreUsage u;
+  u.quota_bytes = options_.quota_bytes;
+  std::lock_guard lock(mu_);
+  u.stored_bytes = snapshot_bytes_;
+  for (const auto& [name, bytes] : packs_) u.stored_bytes += bytes;
+  u.snapshot_bytes = snapshot_bytes_;
+  u.snapshots = snapshot_count_;
+  u.chunks = index_.size();
+  return u;
+}
+
+}  // namespace ferry

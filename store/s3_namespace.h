@@ -1,0 +1,141 @@
+// s3_namespace.h: one namespace of the S3 backend (keys ROOT = PREFIX/<ns>/;
+// docs/FORMAT.md section 9): the in-memory index of its durable chunks (from
+// the bucket's index objects), the open pack that puts fill, the uploads in
+// flight, snapshot objects, gc and scrub. store/s3_store.cc owns one per
+// namespace and checks names, frames and permissions before calling it.
+//
+// Locking: `mu_` guards the index, the open pack and the uploads in flight;
+// it is never held across a request to the bucket. `cv_` tells syncs that
+// an upload finished. `commit_mu_` orders snapshot publication and removal.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "base/status.h"
+#include "codec/frame.h"
+#include "codec/manifest.h"
+#include "store/chunk_store.h"
+#include "store/s3_client.h"
+#include "store/s3_pack.h"
+#include "store/store_namespace.h"  // DigestHash
+#include "store/store_options.h"
+
+namespace ferry {
+
+class S3Namespace {
+ public:
+  // Loads the index: lists the pack and index objects under `root`, reads
+  // every index object, and rebuilds (from the pack's trailer) and writes
+  // back the index object of any pack that lacks a good one.
+  static Result<std::unique_ptr<S3Namespace>> open(S3Client& client, std::string bucket, std::string root,
+                                                   std::string name, const StoreOptions& options);
+
+  // True when the chunk is durable or waiting in an open or uploading pack.
+  bool holds(const Digest& id);
+  Result<std::vector<bool>> have(std::span<const Digest> ids);
+  // `frame` is verified: parse_frame_header returned `verified`, decoded to its id.
+  Result<PutResult> put(std::span<const std::byte> frame, const FrameHeader& verified);
+  Status sync();
+  Result<std::vector<std::byte>> get(const Digest& id);
+  Status commit(std::string_view snapshot, std::span<const std::byte> bytes, const Manifest& m);
+  Result<std::vector<SnapshotInfo>> list();
+  Result<std::vector<std::byte>> read_manifest(std::string_view snapshot);
+  Status remove(std::span<const std::string> snapshots);
+  Result<GcReport> gc();              // s3_namespace_maintenance.cc
+  Status scrub(ScrubReport& report);  // s3_namespace_maintenance.cc
+  StoreUsage usage();
+
+ private:
+  struct Location {
+    std::string pack;  // the pack's name: hex SHA-256 of its bytes
+    std::uint64_t offset = 0;
+    std::uint32_t frame_bytes = 0;
+  };
+  struct Pending {
+    std::uint64_t seq = 0;  // of the pack holding it
+    std::uint64_t offset = 0;
+    std::uint32_t frame_bytes = 0;
+  };
+  // A sealed pack on its way to the bucket.
+  struct Upload {
+    std::uint64_t seq = 0;
+    std::vector<std::byte> bytes;
+    std::vector<S3PackEntry> entries;
+    bool done = false;
+    Status status;
+  };
+  struct StoredSnapshot {
+    std::int64_t committed_ns = 0;
+    std::vector<std::byte> manifest;
+  };
+
+  S3Namespace(S3Client& client, std::string bucket, std::string root, std::string name,
+              const StoreOptions& options);
+  std::string pack_key(const std::string& pack) const { return root_ + "packs/" + pack + ".pack"; }
+  std::string index_key(const std::string& pack) const { return root_ + "index/" + pack + ".idx"; }
+  std::string snapshot_key(std::string_view s) const {
+    return root_ + "snapshots/" + std::string(s) + ".manifest";
+  }
+  void log(const std::string& message) const;
+
+  // Lists the index objects and loads those not yet known; with
+  // `repair`, also lists the packs and rebuilds missing index objects.
+  Status refresh(bool repair);
+  // refresh(false) unless a refresh that began at or after `since_ms`
+  // (mono_ms) has completed: one caller at a time lists, and callers that
+  // waited for it find their answer in its view.
+  Status refresh_since(std::int64_t since_ms);
+  // The trailer of pack `name` (an object of `size` bytes), read from its
+  // end; `raw` gets its bytes.
+  Result<S3PackIndex> read_pack_trailer(const std::string& name, std::uint64_t size,
+                                        std::vector<std::byte>& raw);
+  // REQUIRES mu_: adds a pack's entries to the index.
+  void add_pack_locked(const std::string& name, const S3PackIndex& index);
+  // REQUIRES mu_: seals the open pack into an upload (nullptr when empty).
+  std::shared_ptr<Upload> seal_locked();
+  // Uploads the pack and its index object; then the chunks are durable, or
+  // on failure back in the open pack.
+  void upload(const std::shared_ptr<Upload>& up);
+  // NotFound unless every chunk `m` names is durable and its pack present.
+  Status check_chunks_durable(std::string_view snapshot, const Manifest& m);
+  Result<StoredSnapshot> read_snapshot(std::string_view snapshot);
+  // Snapshot names (from a LIST of ROOT/snapshots/) with their object sizes.
+  Result<std::map<std::string, std::uint64_t>> snapshot_objects();
+  Result<std::vector<std::pair<std::string, Manifest>>> load_manifests();
+  // REQUIRES mu_: forgets pack `name` and the index entries that point into it.
+  void forget_pack_locked(const std::string& name);
+
+  S3Client& client_;
+  const std::string bucket_;
+  const std::string root_;  // "PREFIX/<ns>/" or "<ns>/"
+  const std::string name_;
+  const StoreOptions options_;
+
+  std::mutex commit_mu_;
+  std::mutex refresh_mu_;  // one refresh_since at a time
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::unordered_map<Digest, Location, DigestHash> index_;  // durable chunks
+  std::map<std::string, std::uint64_t> packs_;              // pack name -> object bytes
+  std::map<std::string, std::vector<Digest>> pack_chunks_;  // pack name -> the chunks it holds
+  std::int64_t refreshed_ms_ = 0;                           // when the last completed refresh began (mono_ms)
+  S3PackBuilder open_;
+  std::uint64_t open_seq_ = 1;
+  std::unordered_map<Digest, Pending, DigestHash> pending_;  // in open_ or an upload
+  std::uint64_t pending_bytes_ = 0;
+  std::map<std::uint64_t, std::shared_ptr<Upload>> uploads_;  // by seq, until done
+  std::uint64_t snapshot_bytes_ = 0;                          // as last listed
+  std::uint64_t snapshot_count_ = 0;
+};
+
+}  // namespace ferry

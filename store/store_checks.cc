@@ -1,0 +1,71 @@
+// store_checks.cc: see store_checks.h.
+#include "store/store_checks.h"
+
+#include <vector>
+
+#include "base/clock.h"
+#include "codec/chunk_codec.h"
+#include "codec/limits.h"
+#include "store/store_limits.h"
+
+namespace ferry {
+namespace {
+
+// A frame whose header fails its own checks names no chunk by itself (its
+// id field is not yet trusted); the refusal still says which chunk the
+// frame claims to carry, so that whoever sent it can tell which one.
+Status name_claimed_chunk(const Status& st, std::span<const std::byte> frame) {
+  Digest claimed{};
+  if (!claimed_chunk_id(frame, claimed) || st.message().find(to_hex(claimed)) != std::string::npos) return st;
+  return st.with_context("frame claiming chunk " + to_hex(claimed) + " (unverified)");
+}
+
+}  // namespace
+
+Result<FrameHeader> check_put_frame(std::span<const std::byte> frame, const Digest* expected_id) {
+  if (frame.size() > kMaxFrameBytes) {
+    return Status::exhausted("frame of " + std::to_string(frame.size()) + " bytes exceeds the limit of " +
+                             std::to_string(kMaxFrameBytes));
+  }
+  Result<FrameHeader> parsed = parse_frame_header(frame);
+  if (!parsed) return name_claimed_chunk(parsed.status(), frame);
+  if (expected_id != nullptr && parsed->chunk_id != *expected_id) {
+    return Status::corruption("frame carries chunk " + to_hex(parsed->chunk_id) + ", expected " +
+                              to_hex(*expected_id));
+  }
+  return parsed;
+}
+
+// Each byte of the frame is checked once: one CRC pass (header and payload,
+// check_put_frame), one decode and one tree hash of the decoded chunk here.
+Status verify_put_frame(const FrameHeader& header, std::span<const std::byte> frame) {
+  thread_local ChunkDecoder decoder;
+  thread_local std::vector<std::byte> scratch;
+  scratch.resize(header.raw_bytes);
+  Status st = decoder.decode_verified(header, frame, scratch);
+  if (scratch.capacity() > kDefaultChunkBytes) std::vector<std::byte>().swap(scratch);
+  return st;
+}
+
+Status check_created_time(std::string_view ns, std::string_view snapshot, std::int64_t created_ns,
+                          std::int64_t now_ns) {
+  if (created_ns <= add_ns_saturated(now_ns, seconds_to_ns_saturated(kMaxCreatedAheadSeconds))) {
+    return Status::ok();
+  }
+  return Status::invalid_argument(
+      "namespace " + std::string(ns) + ": snapshot " + std::string(snapshot) + " was created " +
+      std::to_string(add_ns_saturated(created_ns, -now_ns) / kNanosPerSecond) +
+      " s ahead of the receiver's clock (at most " + std::to_string(kMaxCreatedAheadSeconds) +
+      " s allowed): check the host's clock");
+}
+
+Status check_may_delete(std::string_view ns, Actor actor, bool append_only) {
+  RETURN_IF_ERROR(validate_namespace(ns));
+  if (append_only && actor == Actor::kHost) {
+    return Status::permission_denied("namespace " + std::string(ns) +
+                                     ": the store is append-only; hosts may not delete or prune snapshots");
+  }
+  return Status::ok();
+}
+
+}  // namespace ferry

@@ -1,0 +1,33 @@
+// store_checks.h: the checks every ChunkStore backend makes the same way
+// (chunk_store.h's contract): a frame verified in full before anything is
+// stored, and deletions refused to hosts of an append-only store.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "base/status.h"
+#include "codec/frame.h"
+#include "codec/tree_hash.h"
+#include "store/chunk_store.h"
+
+namespace ferry {
+
+// The frame's header, checked (size limit, header and payload CRCs) and, when
+// given, carrying *expected_id. A refusal names the chunk the frame claims.
+Result<FrameHeader> check_put_frame(std::span<const std::byte> frame, const Digest* expected_id);
+// Decodes the frame and recomputes its chunk id (per-thread scratch).
+// REQUIRES: check_put_frame(frame) returned `header`.
+Status verify_put_frame(const FrameHeader& header, std::span<const std::byte> frame);
+
+// InvalidArgument when a manifest's created time lies more than
+// kMaxCreatedAheadSeconds ahead of the store's clock `now_ns`: the host's
+// clock is wrong, or lying.
+Status check_created_time(std::string_view ns, std::string_view snapshot, std::int64_t created_ns,
+                          std::int64_t now_ns);
+
+// PermissionDenied for a host (Actor::kHost) when the store is append-only.
+Status check_may_delete(std::string_view ns, Actor actor, bool append_only);
+
+}  // namespace ferry

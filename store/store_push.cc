@@ -1,0 +1,57 @@
+// store_push.cc: see store_push.h.
+#include "store/store_push.h"
+
+#include "base/clock.h"
+#include "codec/manifest.h"
+
+namespace ferry {
+namespace {
+
+class StoreSink final : public FrameSink {
+ public:
+  StoreSink(ChunkStore& store, std::string_view ns) : store_(store), ns_(ns) {}
+  Status put_frame(const ManifestFile&, const ManifestChunk& chunk,
+                   std::span<const std::byte> frame) override {
+    ASSIGN_OR_RETURN(PutResult put, store_.put(ns_, frame, &chunk.id));
+    if (put.stored) stored_bytes_ += put.frame_bytes;
+    return Status::ok();
+  }
+  std::uint64_t stored_bytes() const { return stored_bytes_; }
+
+ private:
+  ChunkStore& store_;
+  const std::string ns_;
+  std::uint64_t stored_bytes_ = 0;
+};
+
+}  // namespace
+
+Result<StorePushReport> push_to_store(ChunkStore& store, std::string_view ns,
+                                      std::span<const PackSource> sources, PackOptions pack,
+                                      std::string_view snapshot) {
+  RETURN_IF_ERROR(validate_namespace(ns));
+  RETURN_IF_ERROR(validate_snapshot_name(snapshot));
+  const double start = mono_seconds();
+  StorePushReport report;
+  report.snapshot = std::string(snapshot);
+  pack.need = [&](std::span<const Digest> ids) -> Result<std::vector<bool>> {
+    ASSIGN_OR_RETURN(std::vector<bool> have, store.have(ns, ids));
+    for (std::size_t i = 0; i < have.size(); ++i) {
+      have[i] = !have[i];
+      if (!have[i]) ++report.chunks_skipped;
+    }
+    return have;
+  };
+  StoreSink sink(store, ns);
+  ASSIGN_OR_RETURN(Manifest m, pack_files(sources, pack, sink));
+  RETURN_IF_ERROR(store.sync(ns));
+  RETURN_IF_ERROR(store.commit_snapshot(ns, snapshot, serialize_manifest(m)));
+  report.files = m.files.size();
+  report.logical_bytes = m.logical_bytes();
+  report.chunks_total = m.chunk_count();
+  report.frame_bytes_stored = sink.stored_bytes();
+  report.seconds = mono_seconds() - start;
+  return report;
+}
+
+}  // namespace ferry

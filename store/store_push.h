@@ -1,0 +1,36 @@
+// store_push.h: a checkpoint packed straight into a ChunkStore, with no
+// receiver in between: `ferry push --to=s3://BUCKET/PREFIX` from a training
+// host, where the namespace is a key prefix and the bucket's credentials are
+// the access control. The store is asked first which chunks it holds (only
+// the others are sent), verifies every frame it is given, and publishes the
+// snapshot only after every chunk is durable (chunk_store.h).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "base/status.h"
+#include "codec/packer.h"
+#include "store/chunk_store.h"
+
+namespace ferry {
+
+struct StorePushReport {
+  std::string snapshot;
+  std::uint64_t files = 0;
+  std::uint64_t logical_bytes = 0;
+  std::uint64_t chunks_total = 0;
+  std::uint64_t chunks_skipped = 0;  // the store held them already
+  std::uint64_t frame_bytes_stored = 0;
+  double seconds = 0;
+};
+
+// Packs `sources` into `ns` of `store` and commits them as `snapshot`
+// (validated first). `pack.need` is set here.
+Result<StorePushReport> push_to_store(ChunkStore& store, std::string_view ns,
+                                      std::span<const PackSource> sources, PackOptions pack,
+                                      std::string_view snapshot);
+
+}  // namespace ferry

@@ -1,0 +1,251 @@
+// s3_client_net_test.cc: the S3 client against a real Ceph cluster
+// (scripts/ceph-dev.sh: radosgw 16, two gateways over one cluster): round
+// trips through both gateways, conditional writes racing, ranged reads,
+// paginated listings, parallel requests, failover to the second gateway,
+// and the errors users meet (wrong keys, a missing bucket).
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "store/s3_client.h"
+#include "tests/testing/ceph_dev.h"
+#include "tests/testing/link_simulator.h"
+#include "tests/testing/testing.h"
+
+namespace ferry {
+namespace {
+
+using testing::ceph_s3_config;
+using testing::random_bytes;
+using testing::unique_bucket;
+
+std::unique_ptr<S3Client> client_for(S3Config cfg) {
+  auto c = S3Client::create(std::move(cfg));
+  EXPECT_TRUE(c.is_ok()) << c.status().to_string();
+  return c.is_ok() ? std::move(*c) : nullptr;
+}
+
+TEST(S3ClientNetTest, RoundTripThroughBothGateways) {
+  FERRY_REQUIRE_CEPH(ceph);
+  S3Config one = ceph_s3_config(*ceph), two = one;
+  one.endpoints = {ceph->endpoint1};
+  two.endpoints = {ceph->endpoint2};
+  auto a = client_for(one), b = client_for(two);
+  const std::string bucket = unique_bucket();
+  ASSERT_TRUE(a->create_bucket(bucket).is_ok());
+  ASSERT_TRUE(a->create_bucket(bucket).is_ok()) << "creating an own bucket again is OK";
+  const auto body = random_bytes(3 << 20, testing::test_seed());
+  auto put = a->put(bucket, "dir/obj one", body);
+  ASSERT_TRUE(put.is_ok()) << put.status().to_string();
+  EXPECT_TRUE(*put);
+  auto got = b->get(bucket, "dir/obj one");
+  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+  EXPECT_EQ(*got, body);
+  auto size = b->head(bucket, "dir/obj one");
+  ASSERT_TRUE(size.is_ok()) << size.status().to_string();
+  EXPECT_EQ(*size, body.size());
+  ASSERT_TRUE(b->remove(bucket, "dir/obj one").is_ok());
+  EXPECT_EQ(a->get(bucket, "dir/obj one").status().code(), Code::kNotFound);
+  EXPECT_EQ(a->head(bucket, "dir/obj one").status().code(), Code::kNotFound);
+  EXPECT_TRUE(a->remove(bucket, "dir/obj one").is_ok()) << "deleting an absent key is OK";
+  const S3Stats s = a->stats();
+  EXPECT_GE(s.bytes_sent, body.size());
+  EXPECT_EQ(s.retries, 0u);
+}
+
+TEST(S3ClientNetTest, RangedGetReturnsExactlyTheBytesAsked) {
+  FERRY_REQUIRE_CEPH(ceph);
+  auto c = client_for(ceph_s3_config(*ceph));
+  const std::string bucket = unique_bucket();
+  ASSERT_TRUE(c->create_bucket(bucket).is_ok());
+  const auto body = random_bytes(1 << 20, 7);
+  ASSERT_TRUE(c->put(bucket, "k", body).is_ok());
+  for (auto [first, length] :
+       {std::pair<std::uint64_t, std::uint64_t>{0, 1}, {12345, 54321}, {(1 << 20) - 9, 9}}) {
+    auto got = c->get_range(bucket, "k", first, length);
+    ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+    EXPECT_TRUE(std::equal(got->begin(), got->end(), body.begin() + static_cast<std::ptrdiff_t>(first)));
+    EXPECT_EQ(got->size(), length);
+  }
+  // A range past the end is refused, not silently shortened.
+  EXPECT_FALSE(c->get_range(bucket, "k", (1 << 20) - 4, 8).is_ok());
+}
+
+TEST(S3ClientNetTest, ConditionalPutsRacingOnOneKeyHaveOneWinner) {
+  FERRY_REQUIRE_CEPH(ceph);
+  auto c = client_for(ceph_s3_config(*ceph));
+  const std::string bucket = unique_bucket();
+  ASSERT_TRUE(c->create_bucket(bucket).is_ok());
+  constexpr int kRacers = 12;
+  std::vector<std::vector<std::byte>> bodies;
+  std::vector<S3Request> reqs(kRacers);
+  std::vector<S3Request*> ptrs;
+  for (int i = 0; i < kRacers; ++i) bodies.push_back(random_bytes(4096, static_cast<std::uint64_t>(i)));
+  for (int i = 0; i < kRacers; ++i) {
+    reqs[i].method = S3Request::Method::kPut;
+    reqs[i].bucket = bucket;
+    reqs[i].key = "snapshot";
+    reqs[i].body = bodies[i];
+    reqs[i].if_none_match = true;
+    ptrs.push_back(&reqs[i]);
+  }
+  c->run(ptrs);
+  int won = -1, refused = 0;
+  for (int i = 0; i < kRacers; ++i) {
+    if (reqs[i].status.is_ok()) {
+      EXPECT_EQ(won, -1) << "two conditional PUTs both created the key";
+      won = i;
+    } else {
+      EXPECT_EQ(reqs[i].http_status, 412) << reqs[i].status.to_string();
+      ++refused;
+    }
+  }
+  ASSERT_NE(won, -1);
+  EXPECT_EQ(refused, kRacers - 1);
+  auto got = c->get(bucket, "snapshot");
+  ASSERT_TRUE(got.is_ok());
+  EXPECT_EQ(*got, bodies[won]) << "the object holds the winner's bytes";
+  auto again = c->put(bucket, "snapshot", bodies[0], /*if_absent=*/true);
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_FALSE(*again);
+}
+
+TEST(S3ClientNetTest, ListingPaginatesAndGroupsByDelimiter) {
+  FERRY_REQUIRE_CEPH(ceph);
+  auto c = client_for(ceph_s3_config(*ceph));
+  const std::string bucket = unique_bucket();
+  ASSERT_TRUE(c->create_bucket(bucket).is_ok());
+  const std::vector<std::byte> body(10, std::byte{1});
+  std::vector<S3Request> reqs(25);
+  std::vector<S3Request*> ptrs;
+  std::set<std::string> keys;
+  for (int i = 0; i < 25; ++i) {
+    reqs[i].method = S3Request::Method::kPut;
+    reqs[i].bucket = bucket;
+    reqs[i].key = (i < 20 ? "p/a/" : "p/b/") + std::to_string(1000 + i);
+    reqs[i].body = body;
+    keys.insert(reqs[i].key);
+    ptrs.push_back(&reqs[i]);
+  }
+  c->run(ptrs);
+  for (const S3Request& r : reqs) ASSERT_TRUE(r.status.is_ok()) << r.status.to_string();
+  auto first = c->list_page(bucket, "p/", "", "", 10);
+  ASSERT_TRUE(first.is_ok()) << first.status().to_string();
+  EXPECT_EQ(first->objects.size(), 10u);
+  EXPECT_TRUE(first->truncated);
+  auto all = c->list(bucket, "p/");
+  ASSERT_TRUE(all.is_ok()) << all.status().to_string();
+  std::set<std::string> listed;
+  for (const S3Object& o : *all) {
+    listed.insert(o.key);
+    EXPECT_EQ(o.size, 10u);
+  }
+  EXPECT_EQ(listed, keys);
+  auto grouped = c->list_page(bucket, "p/", "/", "");
+  ASSERT_TRUE(grouped.is_ok());
+  EXPECT_EQ(grouped->common_prefixes, (std::vector<std::string>{"p/a/", "p/b/"}));
+  EXPECT_TRUE(grouped->objects.empty());
+}
+
+TEST(S3ClientNetTest, ManyParallelRequestsInOneRun) {
+  FERRY_REQUIRE_CEPH(ceph);
+  S3Config cfg = ceph_s3_config(*ceph);
+  cfg.max_parallel = 8;
+  auto c = client_for(cfg);
+  const std::string bucket = unique_bucket();
+  ASSERT_TRUE(c->create_bucket(bucket).is_ok());
+  const auto body = random_bytes(256 << 10, 3);
+  ASSERT_TRUE(c->put(bucket, "pack", body).is_ok());
+  constexpr int kGets = 32;
+  std::vector<S3Request> reqs(kGets);
+  std::vector<S3Request*> ptrs;
+  for (int i = 0; i < kGets; ++i) {
+    reqs[i].bucket = bucket;
+    reqs[i].key = "pack";
+    reqs[i].range = {static_cast<std::uint64_t>(i) * 8192, static_cast<std::uint64_t>(i) * 8192 + 8191};
+    ptrs.push_back(&reqs[i]);
+  }
+  c->run(ptrs);
+  for (int i = 0; i < kGets; ++i) {
+    ASSERT_TRUE(reqs[i].status.is_ok()) << reqs[i].status.to_string();
+    EXPECT_TRUE(std::equal(reqs[i].reply.begin(), reqs[i].reply.end(), body.begin() + i * 8192));
+    EXPECT_EQ(reqs[i].reply.size(), 8192u);
+  }
+}
+
+TEST(S3ClientNetTest, AnUnreachableEndpointFailsOverToTheNext) {
+  FERRY_REQUIRE_CEPH(ceph);
+  S3Config cfg = ceph_s3_config(*ceph);
+  // Port 1 on loopback: nothing listens, the connection is refused at once.
+  cfg.endpoints = {"http://127.0.0.1:1", ceph->endpoint2};
+  auto c = client_for(cfg);
+  const std::string bucket = unique_bucket();
+  ASSERT_TRUE(c->create_bucket(bucket).is_ok());
+  ASSERT_TRUE(c->put(bucket, "k", random_bytes(100, 1)).is_ok());
+  EXPECT_GE(c->stats().retries, 1u);
+  const std::uint64_t retries = c->stats().retries;
+  ASSERT_TRUE(c->get(bucket, "k").is_ok());
+  EXPECT_EQ(c->stats().retries, retries) << "later requests go to the endpoint that answered";
+}
+
+// Resets and cut connections through a relay: every request is retried on a
+// new connection until it succeeds, and what the gateway holds is whole.
+TEST(S3ClientNetTest, ResetsAndCutConnectionsAreRetried) {
+  FERRY_REQUIRE_CEPH(ceph);
+  testing::LinkOptions link_options;
+  link_options.target = ceph->endpoint1.substr(std::string("http://").size());
+  link_options.faults.seed = testing::test_seed();
+  // Every faulted connection breaks (the client keeps one connection for
+  // many requests, so a fault left to chance might never strike).
+  link_options.faults.reset_probability = 1;
+  link_options.faults.truncate_probability = 0.5;
+  link_options.faults.fault_after_max_bytes = 512 << 10;
+  link_options.faults.max_faulted_connections = 4;
+  testing::LinkSimulator link(link_options);
+  ASSERT_TRUE(link.start().is_ok());
+  S3Config cfg = ceph_s3_config(*ceph);
+  cfg.endpoints = {"http://" + link.address()};
+  cfg.max_attempts = 8;
+  auto c = client_for(cfg);
+  const std::string bucket = unique_bucket();
+  ASSERT_TRUE(c->create_bucket(bucket).is_ok());
+  const auto body = random_bytes(2 << 20, testing::test_seed());
+  for (int i = 0; i < 3; ++i) {
+    auto put = c->put(bucket, "k" + std::to_string(i), body);
+    ASSERT_TRUE(put.is_ok()) << put.status().to_string();
+  }
+  for (int i = 0; i < 3; ++i) {
+    auto got = c->get(bucket, "k" + std::to_string(i));
+    ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+    EXPECT_EQ(*got, body);
+  }
+  const testing::LinkCounters counters = link.counters();
+  EXPECT_GE(counters.resets + counters.truncations, 1u);
+  EXPECT_GE(c->stats().retries, 1u);
+}
+
+TEST(S3ClientNetTest, WrongKeysAndMissingBucketsAreNamedNotRetried) {
+  FERRY_REQUIRE_CEPH(ceph);
+  S3Config cfg = ceph_s3_config(*ceph);
+  cfg.credentials.secret_access_key = "not-the-secret";
+  auto bad = client_for(cfg);
+  S3Request r;
+  r.bucket = unique_bucket();
+  r.key = "k";
+  S3Request* p = &r;
+  bad->run(std::span(&p, 1));
+  EXPECT_EQ(r.status.code(), Code::kPermissionDenied) << r.status.to_string();
+  EXPECT_NE(r.status.message().find("SignatureDoesNotMatch"), std::string::npos) << r.status.to_string();
+  EXPECT_EQ(r.attempts, 1);
+
+  auto good = client_for(ceph_s3_config(*ceph));
+  const std::string missing = unique_bucket();
+  auto got = good->get(missing, "k");
+  EXPECT_EQ(got.status().code(), Code::kNotFound);
+  EXPECT_NE(got.status().message().find("the bucket " + missing + " does not exist"), std::string::npos)
+      << got.status().to_string();
+  EXPECT_EQ(good->put(missing, "k", random_bytes(10, 1)).status().code(), Code::kNotFound);
+}
+
+}  // namespace
+}  // namespace ferry

@@ -1,0 +1,44 @@
+// ceph_dev.h: the real Ceph cluster (scripts/ceph-dev.sh: one mon, one OSD,
+// two radosgw on 127.0.0.1) that the S3 tests run against. Under ctest, a
+// setup test starts one cluster for the whole run and names its env file in
+// $FERRY_CEPH_ENV (tests/CMakeLists.txt); a test binary run by hand starts
+// its own, once per process, and stops it at exit. Tests use their own
+// buckets (unique_bucket()), so they share the cluster safely.
+#pragma once
+
+#include <string>
+
+#include "store/s3_client.h"
+
+namespace ferry::testing {
+
+struct CephCluster {
+  std::string dir;  // the cluster's directory (pid files in dir/run)
+  std::string endpoint1, endpoint2;
+  std::string access_key, secret_key, region;
+};
+
+// The running cluster, or nullptr with `skip_reason` set (no Ceph packages,
+// or the cluster would not start: the reason says which, with its log).
+const CephCluster* ceph_cluster(std::string& skip_reason);
+
+// Use inside a TEST: the cluster, or GTEST_SKIP with the reason.
+#define FERRY_REQUIRE_CEPH(var)                                                          \
+  std::string var##_skip;                                                                \
+  const ::ferry::testing::CephCluster* var = ::ferry::testing::ceph_cluster(var##_skip); \
+  if (var == nullptr) GTEST_SKIP() << var##_skip
+
+// A client configuration for the cluster: both gateways (gateway 1 first),
+// no private CA, short backoff so that fault tests run quickly.
+S3Config ceph_s3_config(const CephCluster& c);
+// "ferry-test-<random>": a fresh bucket name.
+std::string unique_bucket();
+// Runs scripts/ceph-dev.sh with `args` ("restart-rgw DIR 1"); its exit code.
+int ceph_dev(const std::string& args);
+// Starts gateway `n` (3-99) of the cluster for one test to kill; its
+// endpoint URL, empty when it did not start.
+std::string add_gateway(const CephCluster& c, int n);
+// kill -9 of gateway `n` of the cluster; true when it was running.
+bool kill_gateway(const CephCluster& c, int n);
+
+}  // namespace ferry::testing

@@ -1,0 +1,172 @@
+// s3_command_net_test.cc: the `ferry` binary over a real Ceph cluster
+// (scripts/ceph-dev.sh): two `ferry serve --store=s3://...` receivers over
+// one bucket taking pushes at once, each serving what the other stored; and
+// a host pushing straight into the bucket (`ferry push --to=s3://...`, no
+// receiver), listing and restoring from it, while a receiver serves the
+// same bucket.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <optional>
+#include <thread>
+
+#include "replication/cert_gen.h"
+#include "store/s3_client.h"
+#include "tests/replication/ferry_child.h"
+#include "tests/testing/ceph_dev.h"
+#include "tests/testing/testing.h"
+#include "tests/tools/ferry_cli.h"
+
+namespace ferry {
+namespace {
+
+namespace fs = std::filesystem;
+using cli_test::ferry;
+using cli_test::quote;
+using testing::ChildProcess;
+
+constexpr char kHost[] = "host-a";
+constexpr int kServeStartMs = 30'000;
+
+// A checkpoint of a few files: BF16 weights and opaque bytes.
+void write_checkpoint(const fs::path& dir, std::uint64_t seed) {
+  fs::create_directories(dir / "shards");
+  testing::write_file(dir / "shards" / "w0.bin", testing::normal_floats(600'000, 2, true, 0.02, seed));
+  testing::write_file(dir / "shards" / "w1.bin", testing::normal_floats(300'000, 4, false, 0.1, seed + 1));
+  testing::write_file(dir / "meta.json", testing::random_bytes(5000, seed + 2));
+}
+
+void expect_same_tree(const fs::path& a, const fs::path& b) {
+  for (const auto& e : fs::recursive_directory_iterator(a)) {
+    if (!e.is_regular_file()) continue;
+    const fs::path rel = fs::relative(e.path(), a);
+    ASSERT_TRUE(fs::exists(b / rel)) << rel;
+    EXPECT_EQ(testing::read_file(e.path()), testing::read_file(b / rel)) << rel;
+  }
+}
+
+class S3CommandTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string skip;
+    ceph_ = testing::ceph_cluster(skip);
+    if (ceph_ == nullptr) GTEST_SKIP() << skip;
+    auto client = S3Client::create(testing::ceph_s3_config(*ceph_));
+    ASSERT_TRUE(client.is_ok());
+    ASSERT_TRUE((*client)->create_bucket(bucket_).is_ok());
+    replication::CertSetOptions co;
+    co.hosts = {kHost};
+    auto certs = replication::create_cert_set(dir_ / "certs", co);
+    ASSERT_TRUE(certs.is_ok()) << certs.status().to_string();
+    certs_ = *certs;
+    use_gateway(1);
+    unsetenv("AWS_PROFILE");
+  }
+
+  // The AWS_* variables the children inherit, pointing at gateway `n`.
+  void use_gateway(int n) {
+    setenv("AWS_ACCESS_KEY_ID", ceph_->access_key.c_str(), 1);
+    setenv("AWS_SECRET_ACCESS_KEY", ceph_->secret_key.c_str(), 1);
+    setenv("AWS_REGION", ceph_->region.c_str(), 1);
+    setenv("AWS_ENDPOINT_URL", (n == 1 ? ceph_->endpoint1 : ceph_->endpoint2).c_str(), 1);
+  }
+
+  std::string url() const { return "s3://" + bucket_ + "/dr"; }
+  std::string tls_flags() const {
+    return " --ca=" + quote(certs_.ca_cert.string()) + " --cert=" + quote(certs_.host_cert(kHost).string()) +
+           " --key=" + quote(certs_.host_key(kHost).string());
+  }
+
+  // `ferry serve --store=s3://...` through gateway `gateway`; its port.
+  std::uint16_t start_serve(int gateway) {
+    use_gateway(gateway);
+    auto child =
+        ChildProcess::spawn({FERRY_BIN, "serve", "--store=" + url(), "--ca=" + certs_.ca_cert.string(),
+                             "--cert=" + certs_.receiver_cert.string(),
+                             "--key=" + certs_.receiver_key.string(), "--listen=127.0.0.1:0"},
+                            dir_ / ("serve" + std::to_string(gateway) + ".log"));
+    EXPECT_TRUE(child.is_ok()) << child.status().to_string();
+    if (!child.is_ok()) return 0;
+    auto line = child->wait_for_line("listening on", kServeStartMs);
+    EXPECT_TRUE(line.is_ok()) << line.status().to_string();
+    if (!line.is_ok()) return 0;
+    serves_.push_back(std::move(child).value());
+    use_gateway(1);
+    return testing::port_of_listening_line(*line);
+  }
+
+  const testing::CephCluster* ceph_ = nullptr;
+  testing::TempDir dir_;
+  std::string bucket_ = testing::unique_bucket();
+  replication::CertSet certs_;
+  std::vector<ChildProcess> serves_;
+};
+
+TEST_F(S3CommandTest, TwoReceiversOverOneBucketTakePushesAtOnce) {
+  const std::uint16_t a = start_serve(1), b = start_serve(2);
+  ASSERT_NE(a, 0);
+  ASSERT_NE(b, 0);
+  write_checkpoint(dir_ / "ck1", 1);
+  write_checkpoint(dir_ / "ck2", 2);
+  testing::CommandRun r1, r2;
+  std::thread t([&] {
+    r1 = ferry("push " + quote((dir_ / "ck1").string()) + " --name=one --to=127.0.0.1:" + std::to_string(a) +
+               tls_flags());
+  });
+  r2 = ferry("push " + quote((dir_ / "ck2").string()) + " --name=two --to=127.0.0.1:" + std::to_string(b) +
+             tls_flags());
+  t.join();
+  ASSERT_EQ(r1.code, 0) << r1.out;
+  ASSERT_EQ(r2.code, 0) << r2.out;
+  // Each receiver lists and restores what the other took.
+  auto list = ferry("list --from=127.0.0.1:" + std::to_string(a) + tls_flags());
+  ASSERT_EQ(list.code, 0) << list.out;
+  EXPECT_NE(list.out.find("one"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("two"), std::string::npos) << list.out;
+  auto restore = ferry("restore two --from=127.0.0.1:" + std::to_string(a) +
+                       " --to=" + quote((dir_ / "out2").string()) + tls_flags());
+  ASSERT_EQ(restore.code, 0) << restore.out;
+  expect_same_tree(dir_ / "ck2", dir_ / "out2");
+  restore = ferry("restore one --from=127.0.0.1:" + std::to_string(b) +
+                  " --to=" + quote((dir_ / "out1").string()) + tls_flags());
+  ASSERT_EQ(restore.code, 0) << restore.out;
+  expect_same_tree(dir_ / "ck1", dir_ / "out1");
+}
+
+TEST_F(S3CommandTest, AHostPushesStraightToTheBucketAndRestoresFromIt) {
+  write_checkpoint(dir_ / "ck", 3);
+  const std::string ns = std::string(" --namespace=") + kHost;
+  auto push = ferry("push " + quote((dir_ / "ck").string()) + " --name=direct --to=" + url() + ns);
+  ASSERT_EQ(push.code, 0) << push.out;
+  EXPECT_NE(push.out.find("chunks_skipped=0"), std::string::npos) << push.out;
+  // Again: the bucket holds every chunk, nothing is stored twice.
+  auto again = ferry("push " + quote((dir_ / "ck").string()) + " --name=direct2 --to=" + url() + ns);
+  ASSERT_EQ(again.code, 0) << again.out;
+  EXPECT_NE(again.out.find("frame_bytes_stored=0"), std::string::npos) << again.out;
+  auto list = ferry("list --from=" + url() + ns);
+  ASSERT_EQ(list.code, 0) << list.out;
+  EXPECT_NE(list.out.find("direct2"), std::string::npos) << list.out;
+  auto restore =
+      ferry("restore direct --from=" + url() + ns + " --threads=8 --to=" + quote((dir_ / "out").string()));
+  ASSERT_EQ(restore.code, 0) << restore.out;
+  expect_same_tree(dir_ / "ck", dir_ / "out");
+  // A receiver over the same bucket serves the host's snapshot (its
+  // certificate names the same namespace).
+  const std::uint16_t port = start_serve(2);
+  ASSERT_NE(port, 0);
+  auto served = ferry("restore direct --from=127.0.0.1:" + std::to_string(port) +
+                      " --to=" + quote((dir_ / "out-served").string()) + tls_flags());
+  ASSERT_EQ(served.code, 0) << served.out;
+  expect_same_tree(dir_ / "ck", dir_ / "out-served");
+  // An operator's scrub of the bucket finds it whole.
+  auto scrub = ferry("scrub --store=" + url());
+  EXPECT_EQ(scrub.code, 0) << scrub.out;
+  // Wrong keys: a clear error, exit 1.
+  setenv("AWS_SECRET_ACCESS_KEY", "wrong", 1);
+  auto denied = ferry("list --from=" + url() + ns);
+  EXPECT_EQ(denied.code, 1) << denied.out;
+  EXPECT_NE(denied.out.find("SignatureDoesNotMatch"), std::string::npos) << denied.out;
+}
+
+}  // namespace
+}  // namespace ferry

@@ -1,0 +1,19 @@
+// s3_commands.h: the commands that work straight on an S3 bucket, with no
+// receiver: `ferry push DIR --to=s3://BUCKET/PREFIX` and `ferry list
+// --from=s3://BUCKET/PREFIX` (restore goes through a store: location,
+// replication/frame_sources.h). The namespace is --namespace, or this
+// machine's host name, as a receiver would take it from the host's
+// certificate; the bucket's credentials (AWS_* variables, ~/.aws) are the
+// access control.
+#pragma once
+
+#include <string>
+
+namespace ferry::cli {
+
+// --namespace, or the host name when it is empty.
+std::string namespace_or_host();
+int push_to_bucket(const std::string& path);
+int list_bucket();
+
+}  // namespace ferry::cli
