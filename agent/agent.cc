@@ -16,6 +16,7 @@
 #include "codec/packer.h"
 #include "cuda/gpu_engine.h"
 #include "replication/restore.h"
+#include "replication/snapshot_name.h"
 
 namespace ferry::agent {
 namespace {
@@ -395,17 +396,8 @@ Result<std::uint64_t> Agent::submit(const fs::path& dir, const std::string& job)
 int Agent::metrics_port() const { return impl_->metrics_server ? impl_->metrics_server->port() : 0; }
 
 std::string checkpoint_snapshot_name(const std::string& job, const fs::path& dir, std::uint64_t step) {
-  const std::string dirname = dir.filename().string();
-  const bool digits =
-      std::any_of(dirname.begin(), dirname.end(), [](char c) { return c >= '0' && c <= '9'; });
-  std::string name = job + "-" + (digits ? std::to_string(step) : dirname);
-  for (char& c : name) {
-    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-                    c == '_' || c == '-';
-    if (!ok) c = '_';
-  }
-  if (name.size() > replication::kMaxSnapshotNameBytes) name.resize(replication::kMaxSnapshotNameBytes);
-  return name;
+  // One rule with `ferry push --job` (replication/snapshot_name.h).
+  return replication::checkpoint_snapshot_name(job, dir.filename().string(), step);
 }
 
 Status lower_process_priority(int nice_increment, const std::string& io_class) {

@@ -68,9 +68,9 @@ class Agent {
   std::unique_ptr<Impl> impl_;
 };
 
-// The DR snapshot name for a checkpoint: "<job>-<step>", or
-// "<job>-<dirname>" when the directory name has no digits; bytes outside
-// [A-Za-z0-9._-] become '_'.
+// The DR snapshot name for a checkpoint: replication/snapshot_name.h
+// ("<job>-<directory name>", e.g. "llama-step-100"), the rule `ferry push
+// --job` follows too.
 std::string checkpoint_snapshot_name(const std::string& job, const std::filesystem::path& dir,
                                      std::uint64_t step);
 

@@ -294,6 +294,14 @@ class Parser {
       out_.validate = true;
       return;
     }
+    if (!has_value && name == "man") {
+      out_.man = true;
+      return;
+    }
+    if (has_value && name == "completion") {
+      out_.completion = std::string(value);
+      return;
+    }
     const Setting* s = find_setting(name);
     const bool is_flagfile = name == "flagfile";
     if (!has_value && (is_flagfile || (s && s->value))) {
@@ -480,7 +488,9 @@ std::string agent_flags_help() {
       "  --version\n"
       "      version, git commit, build options and the codec engine this host would use\n"
       "  --flagfile=FILE\n"
-      "      read settings from FILE (SIGHUP reads it again and applies it live)\n";
+      "      read settings from FILE (SIGHUP reads it again and applies it live)\n"
+      "  --man, --completion=bash\n"
+      "      print the man page (roff) or a bash completion script for these settings\n";
   for (const Setting& s : kSettings) {
     if (s.section) out += std::string("\n") + s.section + "\n";
     out += std::string("  --") + s.name + (s.value ? std::string("=") + s.value : std::string()) +
@@ -490,6 +500,26 @@ std::string agent_flags_help() {
       "\nExit status: 0 stopped by SIGTERM or SIGINT (or --help, --version, a good --validate); 1 cannot\n"
       "start (no target reachable, the journal locked); 2 the configuration is wrong (not retried by the\n"
       "systemd unit).\n";
+  return out;
+}
+
+std::vector<SettingDoc> agent_setting_docs() {
+  const AgentConfig defaults;
+  std::vector<SettingDoc> out;
+  for (const Setting& s : kSettings) {
+    out.push_back({s.section ? s.section : "", s.name, s.value ? s.value : "",
+                   std::string(s.help) + " (default: " + s.show(defaults) + ")"});
+  }
+  out.push_back(
+      {"Modes", "validate", "",
+       "check the configuration and probe every target, then exit: 0 when all is well, 2 with every "
+       "problem on its own line"});
+  out.push_back(
+      {"", "version", "", "version, git commit, build options and the codec engine this host would use"});
+  out.push_back(
+      {"", "flagfile", "FILE", "read settings from FILE (SIGHUP reads it again and applies it live)"});
+  out.push_back({"", "man", "", "print this man page (roff)"});
+  out.push_back({"", "completion", "SHELL", "print a completion script (bash)"});
   return out;
 }
 

@@ -27,9 +27,11 @@ inline constexpr std::uintmax_t kMaxFlagfileBytes = 1u << 20;
 struct AgentArgs {
   // The defaults with every setting given applied in order; not validated.
   AgentConfig config;
-  bool help = false;      // --help, -h
-  bool version = false;   // --version
-  bool validate = false;  // --validate: check everything, start nothing
+  bool help = false;       // --help, -h
+  bool version = false;    // --version
+  bool validate = false;   // --validate: check everything, start nothing
+  bool man = false;        // --man: print the man page (roff)
+  std::string completion;  // --completion=SHELL: print a completion script
   // The flag files named on the command line, in order (SIGHUP reads them again).
   std::vector<std::string> flagfiles;
   // Where each setting was last given: "FILE:LINE" for a flag file, "" for
@@ -63,5 +65,16 @@ std::vector<std::string> config_problems(const AgentArgs& args);
 // The --help text: usage, then every setting with its value, default and
 // meaning, in sections.
 std::string agent_flags_help();
+
+// One setting as the help, the man page and shell completion show it.
+struct SettingDoc {
+  std::string section;  // non-empty: the heading of a new group
+  std::string name;
+  std::string value;  // "N", "HOST:PORT", ...; "" for a bool
+  std::string help;   // with "(default: X)"
+};
+// Every setting from the same table the parser reads, in --help order,
+// then the modes (--validate, --version, --flagfile, --man, --completion).
+std::vector<SettingDoc> agent_setting_docs();
 
 }  // namespace ferry::agent

@@ -27,6 +27,8 @@ endif()
 find_package(OpenSSL 3 REQUIRED)
 target_link_libraries(ferry::gflags INTERFACE Threads::Threads)
 find_package(nlohmann_json 3 REQUIRED)
+# CLI11 (header-only) defines the `ferry` command's flags (tools/).
+find_package(CLI11 2 REQUIRED)
 # libcurl (Debian: libcurl4-openssl-dev) is the S3 client's HTTP, TLS and
 # SigV4 signer (store/s3_client.h); 7.75 brought CURLOPT_AWS_SIGV4.
 find_package(CURL 7.75 REQUIRED)

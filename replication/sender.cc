@@ -27,6 +27,7 @@
 #include "replication/connection.h"
 #include "replication/frame_rebuilder.h"
 #include "replication/protocol.h"
+#include "replication/snapshot_name.h"
 
 namespace ferry::replication {
 namespace {
@@ -819,29 +820,20 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
 }  // namespace
 
 std::string default_snapshot_name(const PushOptions& options, std::int64_t now_ns) {
-  std::string base = !options.job.empty()           ? options.job
-                     : !options.source_name.empty() ? options.source_name
-                                                    : std::string("snapshot");
-  std::string suffix;
-  if (options.step != 0) {
-    suffix = "step" + std::to_string(options.step);
-  } else {
-    std::time_t t = static_cast<std::time_t>(now_ns / 1'000'000'000);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof(buf), "%Y%m%dT%H%M%SZ", &tm);
-    suffix = buf;
-  }
-  const std::size_t room = kMaxSnapshotNameBytes - 1 - suffix.size();
-  if (base.size() > room) base.resize(room);
-  for (char& c : base) {
-    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-                    c == '_' || c == '-';
-    if (!ok) c = '_';
-  }
-  if (base == "." || base == "..") base = "snapshot";
-  return base + "-" + suffix;
+  const std::string name = checkpoint_snapshot_name(options.job, options.source_name, options.step);
+  // Without a job or without any step, nothing in the name tells two pushes
+  // of a directory apart: the UTC time does.
+  const bool has_digits = std::any_of(options.source_name.begin(), options.source_name.end(),
+                                      [](char c) { return c >= '0' && c <= '9'; });
+  if (!options.job.empty() && (options.step != 0 || has_digits)) return name;
+  if (options.job.empty() && options.source_name.empty() && options.step != 0) return name;
+  std::time_t t = static_cast<std::time_t>(now_ns / 1'000'000'000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y%m%dT%H%M%SZ", &tm);
+  const std::string suffix = std::string("-") + buf;
+  return name.substr(0, kMaxSnapshotNameBytes - suffix.size()) + suffix;
 }
 
 Result<std::vector<PushReport>> push(std::span<const PackSource> sources, const PushOptions& options) {

@@ -79,7 +79,7 @@ struct PushOptions {
   std::vector<std::string> targets;
   TlsConfig tls;  // client side: CA, this host's certificate and key
   int streams = kDefaultPushStreams;
-  // Snapshot name; empty: "<job or directory name>-<step or UTC time>".
+  // Snapshot name; empty: default_snapshot_name.
   std::string snapshot;
   // Names the snapshot when job is empty (the pushed directory's name).
   std::string source_name;
@@ -148,8 +148,11 @@ struct PushReport {
 // target tried when none committed.
 Result<std::vector<PushReport>> push(std::span<const PackSource> sources, const PushOptions& options);
 
-// The default snapshot name for these options at time `now_ns`, made safe
-// for validate_snapshot_name ([A-Za-z0-9._-], other bytes become '_').
+// The default snapshot name for these options at time `now_ns`:
+// checkpoint_snapshot_name(job, source_name, step) (replication/snapshot_name.h,
+// the agent's rule too), with "-<UTC time>" appended when there is no job or
+// no step at all (neither `step` nor digits in source_name), so repeated
+// pushes of such a directory stay apart. Safe for validate_snapshot_name.
 std::string default_snapshot_name(const PushOptions& options, std::int64_t now_ns);
 
 }  // namespace ferry::replication

@@ -8,6 +8,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   liburing-dev libzstd-dev libssl-dev libgflags-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcpp-httplib-dev
+  libcli11-dev                      # CLI11 (header-only): the `ferry` command's flags, help, completion, man page
   clang libclang-rt-14-dev          # libFuzzer + ASan/UBSan for the fuzz targets
   clang-format                      # scripts/format.sh: the tree follows .clang-format
   zstd openssl fio iperf3 restic rsync iproute2 procps util-linux

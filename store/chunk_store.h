@@ -76,9 +76,26 @@ struct PutResult {
 // the time given to prune(). The receiver's commit time, never the host's
 // created_ns, decides (store/retention.h). At least one of the two must be
 // set, so an empty policy never deletes everything by accident.
+//
+// Rules apply to each job on its own (SnapshotInfo::job; snapshots without
+// a job form one group of their own): keep_last=3 keeps the newest three
+// of every job, never three of all jobs together. keep_daily/weekly/monthly
+// (restic's rules) keep the newest snapshot of each of the newest N UTC
+// days, Monday-based weeks or months that have one. A non-empty `job`
+// limits the prune to that job; every other job's snapshots are kept.
 struct RetentionPolicy {
   std::uint32_t keep_last = 0;
   std::int64_t keep_within_seconds = 0;
+  std::uint32_t keep_daily = 0;
+  std::uint32_t keep_weekly = 0;
+  std::uint32_t keep_monthly = 0;
+  std::string job;
+  // True when no rule is set (such a policy is refused: it would remove
+  // every snapshot).
+  bool empty() const {
+    return keep_last == 0 && keep_within_seconds <= 0 && keep_daily == 0 && keep_weekly == 0 &&
+           keep_monthly == 0;
+  }
 };
 
 struct PruneReport {

@@ -83,9 +83,10 @@ class NamespacedStore : public ChunkStore {
   Result<PruneReport> prune(std::string_view ns, const RetentionPolicy& policy, std::int64_t now_ns,
                             Actor actor) override {
     RETURN_IF_ERROR(check_may_delete(ns, actor, options_.append_only));
-    if (policy.keep_last == 0 && policy.keep_within_seconds <= 0) {
+    if (policy.empty()) {
       return Status::invalid_argument(
-          "retention needs keep_last or keep_within: an empty policy would delete every snapshot");
+          "retention needs keep_last, keep_within, keep_daily, keep_weekly or keep_monthly: an empty policy "
+          "would delete every snapshot");
     }
     ASSIGN_OR_RETURN(N * n, open(ns));
     ASSIGN_OR_RETURN(auto snapshots, n->list());

@@ -21,8 +21,10 @@ namespace ferry {
 std::int64_t keep_within_cutoff_ns(std::int64_t now_ns, std::int64_t keep_within_seconds);
 
 // Splits `snapshots` into those `policy` keeps and those it removes, each
-// oldest first (committed_ns, then name). A policy with neither rule set
-// keeps everything: callers refuse it before asking.
+// oldest first (committed_ns, then name). Each job (SnapshotInfo::job) is
+// judged on its own; with policy.job set, only that job's snapshots can be
+// removed. A policy with no rule set keeps everything: callers refuse it
+// before asking.
 PruneReport select_retention(std::span<const SnapshotInfo> snapshots, const RetentionPolicy& policy,
                              std::int64_t now_ns);
 

@@ -4,8 +4,6 @@
 // with no manual steps. Re-running it with the same DIR keeps the CA and adds
 // hosts, so certificates issued earlier stay valid. `ferry certs --dir=DIR
 // --revoke=HOST` adds a host's certificate to DIR/crl.pem.
-#include <gflags/gflags.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -14,23 +12,31 @@
 #include "replication/protocol.h"
 #include "tools/cli.h"
 
-DEFINE_string(dir, "", "certs: the directory to write ca.pem, receiver.pem/.key, host-NAME.pem/.key into");
-DEFINE_string(hosts, "", "certs: comma-separated host names; each becomes a namespace at the receiver");
-DEFINE_string(receiver_name, "",
-              "certs: comma-separated extra names or addresses of the receiver (localhost, "
-              "127.0.0.1 and ::1 are always included)");
-DEFINE_int32(days, ferry::replication::kDefaultCertDays,
-             "certs: validity of the receiver and host certificates");
-DEFINE_string(
-    revoke, "",
-    "certs: comma-separated host names whose certificates (DIR/host-NAME.pem) to revoke: adds them to "
-    "DIR/crl.pem (made when absent, signed by DIR/ca.key), for `ferry serve --crl`");
-DEFINE_int32(
-    crl_days, ferry::replication::kDefaultCrlDays,
-    "certs: validity of the CRL --revoke writes (past it, peers are refused until a new one is made)");
-
 namespace ferry::cli {
 namespace {
+
+std::string FLAGS_dir, FLAGS_hosts, FLAGS_receiver_name;
+int FLAGS_days = replication::kDefaultCertDays;
+std::string FLAGS_revoke;
+int FLAGS_crl_days = replication::kDefaultCrlDays;
+
+void define_certs(CLI::App& app) {
+  app.add_option("--dir", FLAGS_dir,
+                 "the directory to write ca.pem, receiver.pem/.key, host-NAME.pem/.key into");
+  app.add_option("--hosts", FLAGS_hosts,
+                 "comma-separated host names; each becomes a namespace at the receiver");
+  app.add_option("--receiver_name", FLAGS_receiver_name,
+                 "comma-separated extra names or addresses of the receiver (localhost, 127.0.0.1 and ::1 are "
+                 "always included)");
+  app.add_option("--days", FLAGS_days, "validity of the receiver and host certificates")
+      ->capture_default_str();
+  app.add_option("--revoke", FLAGS_revoke,
+                 "comma-separated host names whose certificates (DIR/host-NAME.pem) to revoke: adds them to "
+                 "DIR/crl.pem (made when absent, signed by DIR/ca.key), for `ferry serve --crl`");
+  app.add_option("--crl_days", FLAGS_crl_days,
+                 "validity of the CRL --revoke writes (past it, peers are refused until a new one is made)")
+      ->capture_default_str();
+}
 
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
@@ -62,8 +68,7 @@ int revoke_hosts(const std::vector<std::string>& hosts) {
   return kExitOk;
 }
 
-int run_certs(const std::vector<std::string>& args) {
-  if (!args.empty()) return usage_error("certs takes no positional arguments (use --dir and --hosts)");
+int run_certs(const std::vector<std::string>&) {
   if (FLAGS_dir.empty()) return usage_error("certs needs --dir");
   if (!FLAGS_revoke.empty()) {
     if (!FLAGS_hosts.empty()) return usage_error("--revoke and --hosts are separate runs of certs");
@@ -93,7 +98,7 @@ Registrar registrar({"certs",
                      "certs --dir=DIR --hosts=HOST[,HOST...] [--receiver_name=NAME] [--days=N] | "
                      "certs --dir=DIR --revoke=HOST[,HOST...] [--crl_days=N]",
                      "create a CA, a receiver certificate and host certificates for mutual TLS; revoke hosts",
-                     run_certs});
+                     define_certs, run_certs});
 
 }  // namespace
 }  // namespace ferry::cli

@@ -3,35 +3,12 @@
 
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
 
 #include "agent/control.h"
 #include "base/clock.h"
-
+#include "codec/chunker.h"
 #include "cuda/gpu_engine.h"
-
-DEFINE_string(o, "", "output: the archive for pack, the directory for unpack");
-DEFINE_int32(threads, 0, "worker threads for coding and hashing (0: one per CPU)");
-DEFINE_bool(progress, true, "show a progress line on stderr when work takes more than a second");
-DEFINE_string(socket, ferry::agent::kDefaultControlSocket,
-              "status, submit, pause, resume: the control socket of the running ferry-agent");
-DEFINE_string(ca, "", "PEM file of the CA both sides' certificates chain to (serve, push, list, restore)");
-DEFINE_string(cert, "", "PEM file of this side's certificate (serve, push, list, restore)");
-DEFINE_string(key, "", "PEM file of this side's private key (serve, push, list, restore)");
-DEFINE_string(
-    crl, "",
-    "PEM certificate revocation lists of the CA (`ferry certs --revoke`): a peer certificate on one "
-    "is refused (serve, push, list, restore)");
-DEFINE_string(to, "", "push: the receiver HOST:PORT; restore: the directory to write");
-DEFINE_bool(exact_modes, false,
-            "restore, unpack: give files their recorded mode exactly, setuid, setgid, sticky and group or "
-            "other write included (default: mode & 0755)");
-DEFINE_int32(streams, 4, "parallel TLS streams to the receiver (push, restore)");
-DEFINE_string(store, "", "the receiver's store directory (serve, scrub, prune, gc)");
-DEFINE_string(from, "", "the receiver HOST:PORT to read from (list, restore)");
-DEFINE_string(engine, "auto",
-              "pack, push: codec engine: auto (the GPU when one is usable), cpu, or gpu (fail without one)");
 
 namespace ferry::cli {
 namespace {
@@ -45,37 +22,171 @@ std::vector<Command>& registry() {
   return r;
 }
 
+// The environment variable of a setting, for the subcommands listed (all
+// that take the option when `commands` is null). docs/OPERATIONS.md
+// ("Configuration of the ferry command") lists them.
+struct EnvSetting {
+  const char* option;
+  const char* env;
+  const char* commands;  // comma-separated, or nullptr
+};
+constexpr EnvSetting kEnvSettings[] = {
+    {"ca", "FERRY_CA", nullptr},
+    {"cert", "FERRY_CERT", nullptr},
+    {"key", "FERRY_KEY", nullptr},
+    {"crl", "FERRY_CRL", nullptr},
+    {"to", "FERRY_TARGET", "push"},
+    {"from", "FERRY_TARGET", "list,restore"},
+    {"store", "FERRY_STORE", "serve,scrub,prune"},
+    {"namespace", "FERRY_NAMESPACE", "scrub,prune"},
+    {"socket", "FERRY_SOCKET", nullptr},
+    {"engine", "FERRY_ENGINE", nullptr},
+    {"threads", "FERRY_THREADS", nullptr},
+    {"streams", "FERRY_STREAMS", nullptr},
+};
+
+bool listed(const char* commands, const std::string& command) {
+  if (commands == nullptr) return true;
+  const std::string list = std::string(",") + commands + ",";
+  return list.find("," + command + ",") != std::string::npos;
+}
+
 }  // namespace
 
-Registrar::Registrar(Command c) { registry().push_back(std::move(c)); }
+const char* env_variable(const std::string& command, const std::string& option) {
+  for (const EnvSetting& e : kEnvSettings) {
+    if (option == e.option && listed(e.commands, command)) return e.env;
+  }
+  return nullptr;
+}
+
+std::string with_env_help(const CLI::App& app, const std::string& option, const std::string& help) {
+  const char* env = env_variable(app.get_name(), option);
+  return env ? help + " [env " + env + "]" : help;
+}
+
+Settings& settings() {
+  static Settings s = [] {
+    Settings d;
+    d.socket = agent::kDefaultControlSocket;
+    d.chunk_size = kDefaultChunkBytes;
+    d.zstd_level = kDefaultZstdLevel;
+    return d;
+  }();
+  return s;
+}
+
+Registrar::Registrar(Command c) {
+  auto& r = registry();
+  auto at = std::lower_bound(r.begin(), r.end(), c, [](const Command& a, const Command& b) {
+    return std::string_view(a.name) < b.name;
+  });
+  r.insert(at, std::move(c));
+}
 const std::vector<Command>& commands() { return registry(); }
+
+void add_args(CLI::App& app, const std::string& name, const std::string& help, int expected) {
+  auto* opt = app.add_option(name, settings().args, help);
+  if (expected > 0) opt->expected(expected);
+}
+void add_output(CLI::App& app, const std::string& help) {
+  app.add_option("-o,--output", settings().output, help);
+}
+void add_threads(CLI::App& app) {
+  app.add_option("--threads", settings().threads,
+                 with_env_help(app, "threads", "worker threads for coding and hashing (0: one per CPU)"));
+}
+void add_progress(CLI::App& app) {
+  app.add_flag("--progress,!--noprogress", settings().progress,
+               "show a progress line on stderr when work takes more than a second (default on)");
+}
+void add_json(CLI::App& app, const std::string& help) { app.add_flag("--json", settings().json, help); }
+void add_socket(CLI::App& app) {
+  app.add_option("--socket", settings().socket,
+                 with_env_help(app, "socket", "the control socket of the running ferry-agent"))
+      ->capture_default_str();
+}
+void add_tls(CLI::App& app) {
+  app.add_option("--ca", settings().ca,
+                 with_env_help(app, "ca", "PEM file of the CA both sides' certificates chain to"));
+  app.add_option("--cert", settings().cert,
+                 with_env_help(app, "cert", "PEM file of this side's certificate"));
+  app.add_option("--key", settings().key, with_env_help(app, "key", "PEM file of this side's private key"));
+  app.add_option("--crl", settings().crl,
+                 with_env_help(app, "crl",
+                               "PEM certificate revocation lists of the CA (`ferry certs --revoke`): a peer "
+                               "certificate on one is refused"));
+}
+void add_store(CLI::App& app, const std::string& help) {
+  app.add_option("--store", settings().store, with_env_help(app, "store", help));
+}
+void add_namespace(CLI::App& app, const std::string& help) {
+  app.add_option("--namespace", settings().ns, with_env_help(app, "namespace", help));
+}
+void add_engine(CLI::App& app) {
+  app.add_option(
+         "--engine", settings().engine,
+         with_env_help(app, "engine",
+                       "codec engine: auto (the GPU when one is usable), cpu, or gpu (fail without one)"))
+      ->capture_default_str();
+}
+void add_job(CLI::App& app, const std::string& help) { app.add_option("--job", settings().job, help); }
+void add_exact_modes(CLI::App& app) {
+  app.add_flag("--exact_modes", settings().exact_modes,
+               "give files their recorded mode exactly, setuid, setgid, sticky and group or other write "
+               "included (default: mode & 0755)");
+}
+void add_streams(CLI::App& app) {
+  app.add_option("--streams", settings().streams, with_env_help(app, "streams", "parallel TLS streams"))
+      ->capture_default_str();
+}
+void add_chunking(CLI::App& app) {
+  app.add_option("--chunk_size", settings().chunk_size,
+                 "chunk size in bytes: a power of two times 4096, from 4 KiB to 64 MiB")
+      ->capture_default_str();
+  app.add_option("--zstd_level", settings().zstd_level, "zstd level for chunks that are not floats")
+      ->capture_default_str();
+  app.add_option("--step", settings().step, "training step recorded in the manifest");
+}
 
 int usage_error(std::string_view message) {
   std::fprintf(stderr, "ferry: %.*s\n", static_cast<int>(message.size()), message.data());
   return kExitUsage;
 }
 
-int fail(const Status& status) {
-  std::fprintf(stderr, "ferry: %s\n", status.to_string().c_str());
-  switch (status.code()) {
-    case Code::kInvalidArgument:
-    case Code::kNotFound:
-      return kExitUsage;
-    default:
-      return kExitDataError;
+int fail_with(const Status& status, int code) { return fail_message(status, status.to_string(), code); }
+
+int fail_message(const Status& status, const std::string& line, int code) {
+  std::fprintf(stderr, "ferry: %s\n", line.c_str());
+  if (settings().json) {
+    print_json_line({{"type", "error"},
+                     {"code", std::string(code_name(status.code()))},
+                     {"message", line},
+                     {"exit_code", code},
+                     {"exit", std::string(exit_code_name(code))}});
   }
+  return code;
+}
+
+int fail(const Status& status) { return fail_with(status, exit_code_for(status)); }
+
+void print_json_line(const nlohmann::json& j) {
+  std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+  std::fflush(stdout);
 }
 
 Result<replication::TlsConfig> tls_from_flags(std::string_view command) {
-  if (FLAGS_ca.empty() || FLAGS_cert.empty() || FLAGS_key.empty()) {
+  const Settings& s = settings();
+  if (s.ca.empty() || s.cert.empty() || s.key.empty()) {
     return Status::invalid_argument(std::string(command) +
-                                    " needs --ca, --cert and --key (make them with `ferry certs`)");
+                                    " needs --ca, --cert and --key (or FERRY_CA, FERRY_CERT, FERRY_KEY; "
+                                    "make them with `ferry certs`)");
   }
   replication::TlsConfig tls;
-  tls.ca_file = FLAGS_ca;
-  tls.cert_file = FLAGS_cert;
-  tls.key_file = FLAGS_key;
-  tls.crl_file = FLAGS_crl;
+  tls.ca_file = s.ca;
+  tls.cert_file = s.cert;
+  tls.key_file = s.key;
+  tls.crl_file = s.crl;
   return tls;
 }
 
@@ -87,7 +198,7 @@ Result<std::vector<PackSource>> pack_sources(const std::string& path) {
 }
 
 Result<std::unique_ptr<CodecEngine>> engine_from_flags(ThreadPool& pool, int zstd_level) {
-  auto choice = parse_engine_choice(FLAGS_engine);
+  auto choice = parse_engine_choice(settings().engine);
   if (!choice) return choice.status().with_context("--engine");
   CpuEngineOptions cpu;
   cpu.pool = &pool;
@@ -97,8 +208,7 @@ Result<std::unique_ptr<CodecEngine>> engine_from_flags(ThreadPool& pool, int zst
 
 std::optional<nlohmann::json> ask_agent(const std::string& command, const nlohmann::json& args,
                                         int* exit_code) {
-  *exit_code = kExitDataError;
-  auto r = agent::control_call(FLAGS_socket, command, args);
+  auto r = agent::control_call(settings().socket, command, args);
   if (!r) {
     std::string hint;
     if (r.status().code() == Code::kUnavailable) {
@@ -106,13 +216,14 @@ std::optional<nlohmann::json> ask_agent(const std::string& command, const nlohma
     } else if (r.status().code() == Code::kPermissionDenied) {
       hint = " (run as the agent's user or root)";
     }
-    std::fprintf(stderr, "ferry: %s%s\n", r.status().message().c_str(), hint.c_str());
+    *exit_code = fail_message(r.status(), r.status().message() + hint, exit_code_for(r.status()));
     return std::nullopt;
   }
   if (!r->value("ok", false)) {
     const nlohmann::json& e = (*r)["error"];
-    std::fprintf(stderr, "ferry: the agent refused %s: %s\n", command.c_str(),
-                 e.is_string() ? e.get<std::string>().c_str() : "no reason given");
+    const std::string why = "the agent refused " + command + ": " +
+                            (e.is_string() ? e.get<std::string>() : std::string("no reason given"));
+    *exit_code = fail_message(Status::invalid_argument(why), why, kExitFailure);
     return std::nullopt;
   }
   *exit_code = kExitOk;
@@ -125,15 +236,27 @@ ProgressLine::ProgressLine(std::string verb)
 ProgressLine::~ProgressLine() { finish(); }
 
 void ProgressLine::update(std::uint64_t done, std::uint64_t total, std::uint64_t stored) {
-  if (!FLAGS_progress) return;
+  if (!settings().progress) return;
+  const bool json = settings().json;
   double now = mono_seconds();
   double elapsed = now - start_;
   if (elapsed < kProgressDelaySeconds) return;
-  if (printed_ && now - last_ < (tty_ ? kTtyRefreshSeconds : kLogRefreshSeconds)) return;
+  if (printed_ && now - last_ < (tty_ && !json ? kTtyRefreshSeconds : kLogRefreshSeconds)) return;
   last_ = now;
-  printed_ = true;
   double gbps = static_cast<double>(done) / elapsed / 1e9;
   double ratio = stored ? static_cast<double>(done) / static_cast<double>(stored) : 0.0;
+  if (json) {
+    print_json_line({{"type", "progress"},
+                     {"verb", verb_},
+                     {"done_bytes", done},
+                     {"total_bytes", total},
+                     {"stored_bytes", stored},
+                     {"seconds", elapsed},
+                     {"gb_per_s", gbps},
+                     {"ratio", ratio}});
+    return;
+  }
+  printed_ = true;
   std::fprintf(stderr, "%s%s: %s / %s  %.2f GB/s  ratio %.3f%s", tty_ ? "\r" : "", verb_.c_str(),
                format_bytes(done).c_str(), format_bytes(total).c_str(), gbps, ratio, tty_ ? "\033[K" : "\n");
   std::fflush(stderr);

@@ -1,9 +1,11 @@
-// cli.h: what the `ferry` subcommands share: the subcommand registry, flags
-// used by several subcommands, the exit-code policy, human-readable sizes and
-// the progress line printed on stderr while long work runs.
+// cli.h: what the `ferry` subcommands share: the subcommand registry, the
+// settings several subcommands take (each subcommand binds only those it
+// uses, so any other flag is a usage error), settings from the environment
+// and a config file, exit codes (tools/exit_codes.h), JSON output, and the
+// progress line printed on stderr while long work runs.
 #pragma once
 
-#include <gflags/gflags.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -16,59 +18,118 @@
 #include <nlohmann/json.hpp>
 #include "base/clock.h"
 #include "base/human_size.h"
-#include "codec/engine.h"
-
-#include "base/clock.h"
 #include "base/status.h"
+#include "codec/engine.h"
 #include "codec/packer.h"
 #include "replication/tls.h"
-DECLARE_string(o);
-DECLARE_int32(threads);
-DECLARE_bool(progress);
-// The running agent's control socket (status, submit, pause, resume).
-DECLARE_string(socket);
-// Replication subcommands (serve, push, list, restore) share these: the mTLS
-// files and the stream count. --to is HOST:PORT for push and DIR for restore.
-DECLARE_string(ca);
-DECLARE_string(cert);
-DECLARE_string(key);
-DECLARE_string(to);
-DECLARE_bool(exact_modes);
-DECLARE_int32(streams);
-// The receiver's store directory (serve and the store's own subcommands) and
-// the receiver a restore or list reads from (HOST:PORT).
-DECLARE_string(store);
-DECLARE_string(from);
-// The codec engine of pack and push: auto, cpu or gpu.
-DECLARE_string(engine);
+#include "tools/exit_codes.h"
 
 namespace ferry::cli {
 
-// Exit codes: 0 success, 1 a data or system problem (corruption, I/O),
-// 2 a usage error (bad flags or arguments, missing input).
-inline constexpr int kExitOk = 0;
-inline constexpr int kExitDataError = 1;
-inline constexpr int kExitUsage = 2;
+// The settings shared by several subcommands. Only the options a
+// subcommand adds (add_* below) can be set for it; the rest keep these
+// defaults.
+struct Settings {
+  std::vector<std::string> args;  // positional arguments
+  std::string output;             // -o: pack's archive, unpack's directory
+  int threads = 0;                // 0: one per CPU
+  bool progress = true;
+  bool json = false;
+  std::string socket;  // the agent's control socket
+  // mTLS files (serve, push, list, restore).
+  std::string ca, cert, key;
+  std::string crl;   // optional CRL file
+  std::string name;  // push: the snapshot name
+  // push: the receivers HOST:PORT[,...]; restore: DIR or cuda:N.
+  std::string to;
+  std::string from;   // list, restore: the receiver HOST:PORT
+  std::string store;  // the receiver's store directory
+  std::string ns;     // --namespace
+  std::string engine = "auto";
+  std::string job;
+  bool exact_modes = false;
+  int streams = 4;
+  std::uint64_t chunk_size = 0;  // set from codec/chunker.h's default
+  std::uint64_t step = 0;
+  int zstd_level = 0;  // set from codec/packer.h's default
+};
+Settings& settings();
 
 // A subcommand gets its positional arguments (flags already parsed).
 using CommandMain = std::function<int(const std::vector<std::string>& args)>;
 
 struct Command {
   const char* name;
-  const char* usage;  // "pack FILE|DIR -o OUT.ferry [--chunk_size=N] ..."
+  const char* usage;  // "pack FILE|DIR -o OUT.ferry [--chunk_size=N] ...": overview and man SYNOPSIS
   const char* summary;
+  // Adds the subcommand's flags and positional arguments to its CLI::App.
+  std::function<void(CLI::App&)> define;
   CommandMain run;
 };
 
 struct Registrar {
   explicit Registrar(Command c);
 };
+// Sorted by name.
 const std::vector<Command>& commands();
+
+// Adders for the shared settings. `help` replaces the generic text where a
+// subcommand gives the setting its own meaning.
+void add_args(CLI::App& app, const std::string& name, const std::string& help, int expected = -1);
+void add_output(CLI::App& app, const std::string& help);
+void add_threads(CLI::App& app);
+void add_progress(CLI::App& app);
+void add_json(CLI::App& app, const std::string& help);
+void add_socket(CLI::App& app);
+void add_tls(CLI::App& app);
+void add_store(CLI::App& app, const std::string& help);
+void add_namespace(CLI::App& app, const std::string& help);
+void add_engine(CLI::App& app);
+void add_job(CLI::App& app, const std::string& help);
+void add_exact_modes(CLI::App& app);
+void add_streams(CLI::App& app);
+void add_chunking(CLI::App& app);  // --chunk_size, --zstd_level, --step
+
+// `help` with " [env NAME]" when `option` has an environment variable for
+// the subcommand `app`.
+std::string with_env_help(const CLI::App& app, const std::string& option, const std::string& help);
+
+// The environment variable that sets `option` for `command`, or nullptr.
+const char* env_variable(const std::string& command, const std::string& option);
+
+// The config file the command reads when --config is not given: the first
+// of $FERRY_CONFIG, ${XDG_CONFIG_HOME:-~/.config}/ferry/ferry.conf and
+// /etc/ferry/ferry.conf that exists; "" when none does.
+std::string default_config_file();
+
+// Fills every option of `sub` (the subcommand being run) that the command
+// line did not set: from its environment variable, else from the config
+// file `config_file` ("" for none): its top-level `name = value` lines, or
+// those of its `[SUBCOMMAND]` section, which win. A setting the file names
+// that no subcommand has, or that its section's subcommand lacks, is an
+// InvalidArgument naming FILE:LINE; so is a bad value, naming its origin.
+Status apply_settings(const CLI::App& root, CLI::App& sub, const std::string& config_file);
+
+// The subcommand of `root` named `name`, or nullptr.
+const CLI::App* find_subcommand(const CLI::App& root, const std::string& name);
+
+// Where a setting of the running subcommand came from: "command line", the
+// environment variable's name, "FILE:LINE" of the config file, or "" (its
+// default).
+std::string setting_origin(const std::string& name);
 
 // Prints "ferry: <message>" on stderr and returns kExitUsage.
 int usage_error(std::string_view message);
-// Prints "ferry: <status>" on stderr and returns the exit code for it.
+// Prints "ferry: <status>" on stderr (or, with --json, a JSON error object
+// on stdout) and returns exit_code_for(status).
 int fail(const Status& status);
+// Like fail, with the exit code given (kExitPartial, ...).
+int fail_with(const Status& status, int code);
+// Like fail_with, printing `line` instead of the status's own text.
+int fail_message(const Status& status, const std::string& line, int code);
+
+// Prints one JSON object on one line on stdout and flushes it.
+void print_json_line(const nlohmann::json& j);
 
 // The certificate flags --ca, --cert, --key and --crl (optional) as a TLS
 // configuration, or
@@ -82,7 +143,8 @@ Result<std::vector<PackSource>> pack_sources(const std::string& path);
 // The codec engine --engine asks for (cuda/gpu_engine.h: choose_engine, which
 // logs the choice once on stderr); the CPU engine runs on `pool` at
 // `zstd_level`. InvalidArgument for a bad --engine value, Unavailable for
-// --engine=gpu without a usable GPU.
+// --engine=gpu without a usable GPU. Only subcommands that code frames call
+// it, so only they print the engine notice.
 Result<std::unique_ptr<CodecEngine>> engine_from_flags(ThreadPool& pool, int zstd_level);
 
 // Sends `command` with `args` to the agent on --socket (agent/control.h) and
@@ -93,10 +155,11 @@ std::optional<nlohmann::json> ask_agent(const std::string& command, const nlohma
                                         int* exit_code);
 
 using ferry::format_bytes;  // base/human_size.h: "37.4 MB"
-// Monotonic seconds.
 
 // Throttled progress on stderr: nothing during the first second, then one
 // line refreshed in place (a terminal) or a line every few seconds (a log).
+// With --json it prints a JSON line on stdout instead (docs/OPERATIONS.md,
+// "JSON output"), at the log rate.
 class ProgressLine {
  public:
   explicit ProgressLine(std::string verb);

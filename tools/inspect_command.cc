@@ -13,11 +13,17 @@
 #include "codec/frame.h"
 #include "tools/cli.h"
 
-DEFINE_bool(json, false, "print machine-readable JSON instead of a table");
-DEFINE_bool(tensors, true, "list the tensors of files whose layout is known");
-
 namespace ferry::cli {
 namespace {
+
+bool FLAGS_tensors = true;
+
+void define_inspect(CLI::App& app) {
+  add_args(app, "ARCHIVE", "the .ferry archive", 1);
+  add_json(app, "print machine-readable JSON instead of a table");
+  app.add_flag("--tensors,!--notensors", FLAGS_tensors,
+               "list the tensors of files whose layout is known (default on)");
+}
 
 struct Share {
   double stored = 0;  // frame bytes attributed
@@ -115,7 +121,7 @@ int run_inspect(const std::vector<std::string>& args) {
   if (args.size() != 1) return usage_error("inspect needs exactly one ARCHIVE");
   auto archive = ArchiveReader::open(args[0]);
   if (!archive) return fail(archive.status());
-  if (FLAGS_json) return print_json(*archive);
+  if (settings().json) return print_json(*archive);
   const Manifest& m = archive->manifest();
   std::printf("archive %s: host %s, job \"%s\", step %llu\n", args[0].c_str(), m.host.c_str(), m.job.c_str(),
               static_cast<unsigned long long>(m.step));
@@ -145,7 +151,8 @@ int run_inspect(const std::vector<std::string>& args) {
 }
 
 Registrar registrar({"inspect", "inspect ARCHIVE [--json] [--notensors]",
-                     "per file and tensor: dtype, bytes, stored bytes, ratio, codec", run_inspect});
+                     "per file and tensor: dtype, bytes, stored bytes, ratio, codec", define_inspect,
+                     run_inspect});
 
 }  // namespace
 }  // namespace ferry::cli

@@ -1,6 +1,7 @@
-// list_command.cc: `ferry list --from=HOST:PORT`: the snapshots that the DR
-// receiver holds for this host (the namespace its certificate names), oldest
-// first, with time, job, step, files and bytes.
+// list_command.cc: `ferry list --from=HOST:PORT [--job=J] [--json]`: the
+// snapshots that the DR receiver holds for this host (the namespace its
+// certificate names), oldest first, with time, job, step, files and bytes;
+// with --job only that job's.
 #include <cstdio>
 #include <ctime>
 
@@ -9,10 +10,22 @@
 #include "tools/cli.h"
 #include "tools/s3_commands.h"
 
-DEFINE_bool(manifests, true, "list: fetch each snapshot's manifest to show its job and step");
-
 namespace ferry::cli {
 namespace {
+
+bool FLAGS_manifests = true;
+
+void define_list(CLI::App& app) {
+  app.add_option(
+      "--from", settings().from,
+      with_env_help(app, "from", "the receiver HOST:PORT, or s3://BUCKET/PREFIX to read a bucket"));
+  add_namespace(app, "with --from=s3://...: the namespace (default: this machine's host name)");
+  add_tls(app);
+  app.add_flag("--manifests,!--nomanifests", FLAGS_manifests,
+               "fetch each snapshot's manifest to show its job and step (default on)");
+  add_job(app, "list only this job's snapshots (reads every manifest)");
+  add_json(app, "print one JSON object per snapshot, one line each (docs/OPERATIONS.md)");
+}
 
 std::string format_time(std::int64_t unix_seconds) {
   std::time_t t = static_cast<std::time_t>(unix_seconds);
@@ -23,36 +36,56 @@ std::string format_time(std::int64_t unix_seconds) {
   return buf;
 }
 
-int run_list(const std::vector<std::string>& args) {
-  if (!args.empty()) return usage_error("list takes no arguments");
-  if (FLAGS_from.empty()) return usage_error("list needs --from=HOST:PORT or --from=s3://BUCKET/PREFIX");
-  if (is_s3_url(FLAGS_from)) return list_bucket();  // straight from the bucket, no receiver
+int run_list(const std::vector<std::string>&) {
+  if (settings().from.empty()) return usage_error("list needs --from=HOST:PORT or --from=s3://BUCKET/PREFIX");
+  if (is_s3_url(settings().from)) return list_bucket();  // straight from the bucket, no receiver
   auto tls = tls_from_flags("list");
   if (!tls) return usage_error(tls.status().message());
   replication::RemoteOptions remote;
-  remote.address = FLAGS_from;
+  remote.address = settings().from;
   remote.tls = *tls;
-  auto snaps = replication::list_remote(remote, FLAGS_manifests);
+  const std::string& job = settings().job;
+  auto snaps = replication::list_remote(remote, FLAGS_manifests || !job.empty());
   if (!snaps) return fail(snaps.status());
-  if (snaps->empty()) {
-    std::printf("no snapshots for this host at %s\n", FLAGS_from.c_str());
+  std::vector<const replication::RemoteSnapshot*> shown;
+  for (const replication::RemoteSnapshot& s : *snaps) {
+    if (job.empty() || (s.have_manifest && s.job == job)) shown.push_back(&s);
+  }
+  if (settings().json) {
+    for (const replication::RemoteSnapshot* s : shown) {
+      nlohmann::json j = {{"type", "snapshot"},
+                          {"snapshot", s->info.name},
+                          {"created_unix_seconds", s->info.created_unix_seconds},
+                          {"files", s->info.file_count},
+                          {"chunks", s->info.chunk_count},
+                          {"logical_bytes", s->info.logical_bytes}};
+      j["job"] = s->have_manifest ? nlohmann::json(s->job) : nlohmann::json();
+      j["step"] = s->have_manifest ? nlohmann::json(s->step) : nlohmann::json();
+      print_json_line(j);
+    }
+    return kExitOk;
+  }
+  if (shown.empty()) {
+    std::printf("no snapshots for this host%s at %s\n", job.empty() ? "" : (" of job " + job).c_str(),
+                settings().from.c_str());
     return kExitOk;
   }
   std::printf("%-32s %-21s %-20s %10s %7s %8s %12s\n", "SNAPSHOT", "CREATED", "JOB", "STEP", "FILES",
               "CHUNKS", "BYTES");
-  for (const replication::RemoteSnapshot& s : *snaps) {
-    std::string step = s.have_manifest ? std::to_string(s.step) : "-";
-    std::printf("%-32s %-21s %-20s %10s %7u %8u %12s\n", s.info.name.c_str(),
-                format_time(s.info.created_unix_seconds).c_str(), s.have_manifest ? s.job.c_str() : "-",
-                step.c_str(), s.info.file_count, s.info.chunk_count,
-                format_bytes(s.info.logical_bytes).c_str());
+  for (const replication::RemoteSnapshot* s : shown) {
+    std::string step = s->have_manifest ? std::to_string(s->step) : "-";
+    std::printf("%-32s %-21s %-20s %10s %7u %8u %12s\n", s->info.name.c_str(),
+                format_time(s->info.created_unix_seconds).c_str(), s->have_manifest ? s->job.c_str() : "-",
+                step.c_str(), s->info.file_count, s->info.chunk_count,
+                format_bytes(s->info.logical_bytes).c_str());
   }
   return kExitOk;
 }
 
 Registrar registrar({"list",
-                     "list --from=HOST:PORT --ca=ca.pem --cert=host.pem --key=host.key [--manifests=false]",
-                     "list this host's snapshots at a DR receiver", run_list});
+                     "list --from=HOST:PORT --ca=ca.pem --cert=host.pem --key=host.key [--job=J] [--json] "
+                     "[--nomanifests]",
+                     "list this host's snapshots at a DR receiver", define_list, run_list});
 
 }  // namespace
 }  // namespace ferry::cli

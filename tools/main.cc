@@ -1,122 +1,189 @@
-// main.cc: the `ferry` command. `ferry SUBCOMMAND [args] [--flags]` (or
-// `ferry --version`, `ferry help`): picks the
-// subcommand registered by tools/<name>_command.cc and parses its flags. Flags
-// are set through gflags' SetCommandLineOption rather than
-// ParseCommandLineFlags so that a bad flag is a usage error (exit code 2)
-// with one clear line, not gflags' own exit.
-#include <gflags/gflags.h>
+// main.cc: the `ferry` command. `ferry SUBCOMMAND [ARGS] [--flags]`, `ferry
+// help [SUBCOMMAND]`, `ferry --version`, `ferry completion bash`, `ferry
+// man`. Each subcommand (tools/<name>_command.cc) defines its own flags with
+// CLI11, so a flag it does not use is a usage error naming the flag, and
+// `ferry SUBCOMMAND --help`, the completion script and the man page all come
+// from those definitions. Settings the command line leaves out come from
+// FERRY_* environment variables and then the config file (cli_config.cc).
+#include <CLI/CLI.hpp>
 
 #include <cstdio>
-#include <cstring>
 #include <string>
 #include <vector>
 
-#include "agent/agent_flags.h"
 #include "agent/config.h"
 #include "base/build_info.h"
 #include "tools/cli.h"
+#include "tools/cli_docs.h"
 
 namespace {
 
-using ferry::cli::commands;
-using ferry::cli::usage_error;
+using namespace ferry::cli;
 
-void print_usage(FILE* out) {
-  std::fprintf(out, "usage: ferry SUBCOMMAND [ARGS] [--flags]\n\n");
-  for (const auto& c : commands()) std::fprintf(out, "  %-58s %s\n", c.usage, c.summary);
-  std::fprintf(
-      out,
-      "\nferry --version: version, git commit, build options and the codec engine this host would use\n"
-      "common flags: --threads=N (0: one per CPU), --noprogress\n"
-      "exit codes: 0 ok, 1 data or system problem (corruption, I/O), 2 usage error\n");
+constexpr const char* kSynopsis = "ferry SUBCOMMAND [ARGS] [--flags]";
+constexpr const char* kSettingsHelp =
+    "settings: a flag on the command line wins over its FERRY_* environment variable (shown with the\n"
+    "flag), which wins over the config file (--config FILE or FERRY_CONFIG; else the first of\n"
+    "${XDG_CONFIG_HOME:-~/.config}/ferry/ferry.conf and /etc/ferry/ferry.conf that exists), which wins\n"
+    "over the default. The file holds `name = value` lines, top-level for every subcommand that takes\n"
+    "the setting and under [SUBCOMMAND] for one.\n";
+
+std::string footer() { return std::string("\n") + std::string(exit_codes_help()) + kSettingsHelp; }
+
+std::string version_text() {
+  return "ferry " + std::string(ferry::build_info().version) + "\n" + ferry::build_info_lines() + "engine " +
+         ferry::agent::describe_engine("auto") + "\n";
 }
 
-bool is_bool_flag(const std::string& name) {
-  gflags::CommandLineFlagInfo info;
-  return gflags::GetCommandLineFlagInfo(name.c_str(), &info) && info.type == "bool";
-}
-bool is_flag(const std::string& name) {
-  gflags::CommandLineFlagInfo info;
-  return gflags::GetCommandLineFlagInfo(name.c_str(), &info);
+std::vector<FlagDoc> flag_docs(const CLI::App& app) {
+  std::vector<FlagDoc> out;
+  for (const CLI::Option* o : app.get_options()) {
+    if (o->get_lnames().empty() || o->get_single_name() == "help") continue;
+    FlagDoc f;
+    f.name = "--" + o->get_lnames()[0];
+    if (o->get_lnames().size() > 1) f.alias = "--" + o->get_lnames()[1];
+    if (!o->get_snames().empty()) f.alias = "-" + o->get_snames()[0];
+    if (o->get_type_size() != 0) f.value = o->get_type_name();
+    f.help = o->get_description();
+    out.push_back(std::move(f));
+  }
+  return out;
 }
 
-// Splits args into flags (applied) and positionals; returns an exit code on
-// a usage error, or -1.
-int parse_args(int argc, char** argv, std::vector<std::string>& positional, bool& help) {
-  bool flags_done = false;
-  for (int i = 0; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (flags_done || arg.size() < 2 || arg[0] != '-') {
-      positional.push_back(arg);
-      continue;
-    }
-    if (arg == "--") {
-      flags_done = true;
-      continue;
-    }
-    const auto split = ferry::agent::split_flag_argument(arg);
-    std::string name(split.name), value(split.value);
-    bool has_value = split.has_value;
-    if (name == "help" || name == "h") {
-      help = true;
-      continue;
-    }
-    if (!is_flag(name)) {
-      if (!has_value && name.rfind("no", 0) == 0 && is_bool_flag(name.substr(2))) {
-        name = name.substr(2);
-        value = "false";
-        has_value = true;
-      } else {
-        return usage_error("unknown flag " + arg + " (see ferry help)");
+ProgramDoc describe(const CLI::App& app) {
+  ProgramDoc doc;
+  doc.program = "ferry";
+  doc.summary = "replicate model checkpoints to a disaster-recovery site and restore them";
+  doc.synopsis = kSynopsis;
+  doc.version = std::string(ferry::build_info().version);
+  doc.description =
+      "ferry packs, verifies and restores checkpoint archives, replicates checkpoints over mutual TLS to a\n"
+      "DR receiver (ferry serve) sending only the chunks it lacks, restores snapshots as files or into GPU\n"
+      "memory, maintains the receiver's store (scrub, prune) and talks to the running ferry-agent (status,\n"
+      "submit, pause, resume).";
+  doc.flags = flag_docs(app);
+  for (const Command& c : commands()) {
+    const CLI::App* sub = find_subcommand(app, c.name);
+    doc.commands.push_back({c.name, c.usage, c.summary, flag_docs(*sub)});
+  }
+  for (const CLI::App* sub : app.get_subcommands({})) {
+    bool registered = false;
+    for (const Command& c : commands()) registered = registered || sub->get_name() == c.name;
+    if (!registered)
+      doc.commands.push_back({sub->get_name(), sub->get_name(), sub->get_description(), flag_docs(*sub)});
+  }
+  std::string env;
+  for (const Command& c : commands()) {
+    for (const CLI::Option* o : find_subcommand(app, c.name)->get_options()) {
+      if (o->get_lnames().empty()) continue;
+      if (const char* e = env_variable(c.name, o->get_lnames()[0])) {
+        env += std::string("  ") + e + "  " + c.name + " --" + o->get_lnames()[0] + "\n";
       }
-    }
-    if (!has_value) {
-      if (is_bool_flag(name)) {
-        value = "true";
-      } else if (i + 1 < argc) {
-        value = argv[++i];
-      } else {
-        return usage_error("flag " + arg + " needs a value");
-      }
-    }
-    if (gflags::SetCommandLineOption(name.c_str(), value.c_str()).empty()) {
-      return usage_error("invalid value \"" + value + "\" for flag --" + name);
     }
   }
-  return -1;
+  doc.sections.push_back(
+      {"ENVIRONMENT", env + "  FERRY_CONFIG  the config file (see FILES)\n\n" + kSettingsHelp});
+  doc.sections.push_back(
+      {"FILES", "  ~/.config/ferry/ferry.conf, /etc/ferry/ferry.conf  settings (name = value)"});
+  doc.sections.push_back({"EXIT STATUS", std::string(exit_codes_help())});
+  return doc;
+}
+
+void print_overview(FILE* out) {
+  std::fprintf(out, "usage: %s\n\n", kSynopsis);
+  for (const auto& c : commands()) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
+  std::fprintf(
+      out,
+      "  %-10s %s\n  %-10s %s\n  %-10s %s\n\n"
+      "ferry --version: version, git commit, build options and the codec engine this host would use\n"
+      "ferry SUBCOMMAND --help (or ferry help SUBCOMMAND): its arguments and flags\n%s",
+      "help", "show a subcommand's arguments and flags", "completion",
+      "print a shell completion script (bash)", "man", "print the man page (roff)", footer().c_str());
+}
+
+// One line for a CLI11 parse error, naming the subcommand and what was wrong.
+int parse_error(const CLI::App& app, const CLI::ParseError& e) {
+  std::vector<const CLI::App*> parsed;
+  for (const CLI::App* sub : app.get_subcommands()) parsed.push_back(sub);
+  std::string what = e.what();
+  if (dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr) {
+    const auto colon = what.find(": ");
+    const std::string extras = colon == std::string::npos ? what : what.substr(colon + 2);
+    if (parsed.empty()) return usage_error("unknown subcommand \"" + extras + "\" (see ferry help)");
+    const std::string name = parsed[0]->get_name();
+    return usage_error(name + ": unknown flag or unexpected argument " + extras + " (see ferry help " + name +
+                       ")");
+  }
+  if (parsed.empty()) return usage_error(what + " (see ferry help)");
+  const std::string name = parsed[0]->get_name();
+  return usage_error(name + ": " + what + " (see ferry help " + name + ")");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  CLI::App app{"ferry: replicate model checkpoints to a disaster-recovery site and restore them"};
+  app.name("ferry");
+  app.footer(footer());
+  bool version = false;
+  app.add_flag("--version", version, "print the version, git commit, build options and codec engine");
+  std::string config_file;
+  for (const Command& c : commands()) {
+    CLI::App* sub = app.add_subcommand(c.name, c.summary);
+    c.define(*sub);
+    sub->add_option("--config", config_file, "read settings from FILE (see below)");
+    sub->footer(footer());
+  }
+  std::string topic, shell;
+  CLI::App* help = app.add_subcommand("help", "show a subcommand's arguments and flags");
+  help->add_option("SUBCOMMAND", topic, "the subcommand");
+  CLI::App* completion = app.add_subcommand("completion", "print a shell completion script (bash)");
+  completion->add_option("SHELL", shell, "bash")->required();
+  CLI::App* man = app.add_subcommand("man", "print the man page (roff) of ferry");
+  app.require_subcommand(0, 1);
+
   if (argc < 2) {
-    print_usage(stderr);
-    return ferry::cli::kExitUsage;
+    print_overview(stderr);
+    return kExitUsage;
   }
-  std::string name = argv[1];
-  if (name == "help" || name == "--help" || name == "-h") {
-    print_usage(stdout);
-    return ferry::cli::kExitOk;
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return parse_error(app, e);
   }
-  if (name == "--version") {
-    std::printf("ferry %s\n%sengine %s\n", std::string(ferry::build_info().version).c_str(),
-                ferry::build_info_lines().c_str(), ferry::agent::describe_engine("auto").c_str());
-    return ferry::cli::kExitOk;
+  if (version) {
+    std::fputs(version_text().c_str(), stdout);
+    return kExitOk;
   }
-  const ferry::cli::Command* cmd = nullptr;
-  for (const auto& c : commands()) {
-    if (name == c.name) cmd = &c;
+  if (help->parsed()) {
+    if (topic.empty()) {
+      print_overview(stdout);
+      return kExitOk;
+    }
+    const CLI::App* sub = find_subcommand(app, topic);
+    if (sub == nullptr) return usage_error("help: unknown subcommand \"" + topic + "\" (see ferry help)");
+    std::fputs(sub->help("ferry").c_str(), stdout);
+    return kExitOk;
   }
-  if (!cmd) {
-    print_usage(stderr);
-    return usage_error("unknown subcommand \"" + name + "\"");
+  if (completion->parsed()) {
+    if (shell != "bash") return usage_error("completion: only bash is supported (got \"" + shell + "\")");
+    std::fputs(bash_completion(describe(app)).c_str(), stdout);
+    return kExitOk;
   }
-  std::vector<std::string> positional;
-  bool help = false;
-  if (int rc = parse_args(argc - 2, argv + 2, positional, help); rc >= 0) return rc;
-  if (help) {
-    std::printf("usage: ferry %s\n  %s\n", cmd->usage, cmd->summary);
-    return ferry::cli::kExitOk;
+  if (man->parsed()) {
+    std::fputs(man_page(describe(app)).c_str(), stdout);
+    return kExitOk;
   }
-  return cmd->run(positional);
+  for (const Command& c : commands()) {
+    CLI::App* sub = app.get_subcommand(c.name);
+    if (!sub->parsed()) continue;
+    const std::string file = config_file.empty() ? default_config_file() : config_file;
+    if (ferry::Status st = apply_settings(app, *sub, file); !st)
+      return usage_error(c.name + (": " + st.message()));
+    return c.run(settings().args);
+  }
+  print_overview(stderr);
+  return kExitUsage;
 }

@@ -9,43 +9,49 @@
 #include "codec/packer.h"
 #include "tools/cli.h"
 
-DEFINE_uint64(chunk_size, ferry::kDefaultChunkBytes,
-              "chunk size in bytes: a power of two times 4096, from 4 KiB to 64 MiB");
-DEFINE_string(job, "", "training job name recorded in the manifest");
-DEFINE_uint64(step, 0, "training step recorded in the manifest");
-DEFINE_int32(zstd_level, ferry::kDefaultZstdLevel, "zstd level for chunks that are not floats");
-DEFINE_int64(created_ns, -1,
-             "creation time recorded in the manifest, ns since the epoch (-1: now); "
-             "set it for byte-identical archives from identical input");
-
 namespace ferry::cli {
 namespace {
+
+std::int64_t FLAGS_created_ns = -1;
+
+void define_pack(CLI::App& app) {
+  add_args(app, "FILE|DIR", "the file or directory to pack", 1);
+  add_output(app, "the archive to write");
+  add_chunking(app);
+  add_job(app, "training job name recorded in the manifest");
+  app.add_option("--created_ns", FLAGS_created_ns,
+                 "creation time recorded in the manifest, ns since the epoch (-1: now); set it for "
+                 "byte-identical archives from identical input");
+  add_engine(app);
+  add_threads(app);
+  add_progress(app);
+}
 
 int run_pack(const std::vector<std::string>& args) {
   if (args.size() != 1)
     return usage_error("pack needs exactly one FILE or DIR (got " + std::to_string(args.size()) + ")");
-  if (FLAGS_o.empty()) return usage_error("pack needs -o OUT.ferry");
-  if (FLAGS_threads < 0) return usage_error("--threads must be >= 0");
-  if (Status st = check_chunk_bytes(FLAGS_chunk_size); !st) return fail(st);
+  if (settings().output.empty()) return usage_error("pack needs -o OUT.ferry");
+  if (settings().threads < 0) return usage_error("--threads must be >= 0");
+  if (Status st = check_chunk_bytes(settings().chunk_size); !st) return fail(st);
 
   auto sources = pack_sources(args[0]);
   if (!sources) return fail(sources.status());
 
-  ThreadPool pool(static_cast<std::size_t>(FLAGS_threads));
-  auto engine = engine_from_flags(pool, FLAGS_zstd_level);
+  ThreadPool pool(static_cast<std::size_t>(settings().threads));
+  auto engine = engine_from_flags(pool, settings().zstd_level);
   if (!engine) return fail(engine.status());
-  auto writer = ArchiveWriter::create(FLAGS_o);
+  auto writer = ArchiveWriter::create(settings().output);
   if (!writer) return fail(writer.status());
 
   const double start = mono_seconds();
   ProgressLine progress("pack");
   PackOptions opts;
-  opts.chunk_bytes = FLAGS_chunk_size;
-  opts.zstd_level = FLAGS_zstd_level;
+  opts.chunk_bytes = settings().chunk_size;
+  opts.zstd_level = settings().zstd_level;
   opts.pool = &pool;
   opts.engine = engine->get();
-  opts.job = FLAGS_job;
-  opts.step = FLAGS_step;
+  opts.job = settings().job;
+  opts.step = settings().step;
   if (FLAGS_created_ns >= 0) opts.created_ns = FLAGS_created_ns;
   opts.progress = [&](const PackProgress& p) {
     progress.update(p.logical_done, p.logical_total, p.frame_bytes);
@@ -63,13 +69,13 @@ int run_pack(const std::vector<std::string>& args) {
       manifest->files.size(), format_bytes(logical).c_str(), format_bytes(archive).c_str(),
       archive ? static_cast<double>(logical) / static_cast<double>(archive) : 0.0, seconds,
       seconds > 0 ? static_cast<double>(logical) / seconds / 1e9 : 0.0, manifest->chunk_count(),
-      static_cast<unsigned long long>(writer->frames_deduplicated()), FLAGS_o.c_str());
+      static_cast<unsigned long long>(writer->frames_deduplicated()), settings().output.c_str());
   return kExitOk;
 }
 
 Registrar registrar(
     {"pack", "pack FILE|DIR -o OUT.ferry [--chunk_size=N] [--job=J] [--step=N] [--engine=auto|cpu|gpu]",
-     "chunk, compress and hash files into a .ferry archive", run_pack});
+     "chunk, compress and hash files into a .ferry archive", define_pack, run_pack});
 
 }  // namespace
 }  // namespace ferry::cli

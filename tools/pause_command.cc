@@ -5,32 +5,33 @@
 
 #include "tools/cli.h"
 
-DECLARE_string(job);  // defined by pack_command.cc
-
 namespace ferry::cli {
 namespace {
 
-int pause_or_resume(const std::string& command, const std::vector<std::string>& args) {
-  if (!args.empty()) return usage_error(command + " takes no arguments (use --job=NAME for one job)");
+void define_pause_or_resume(CLI::App& app) {
+  add_job(app, "the job to pause or resume (default: every job)");
+  add_socket(app);
+}
+
+int pause_or_resume(const std::string& command) {
   int code = kExitOk;
-  auto answer = ask_agent(command, {{"job", FLAGS_job}}, &code);
+  auto answer = ask_agent(command, {{"job", settings().job}}, &code);
   if (!answer) return code;
   const char* done = command == "pause" ? "paused" : "resumed";
-  if (FLAGS_job.empty())
+  if (settings().job.empty())
     std::printf("%s replication of every job\n", done);
   else
-    std::printf("%s replication of job %s\n", done, FLAGS_job.c_str());
+    std::printf("%s replication of job %s\n", done, settings().job.c_str());
   return kExitOk;
 }
 
-Registrar pause_registrar(
-    {"pause", "pause [--job=NAME] [--socket=PATH]", "pause the running agent's replication (all jobs or one)",
-     [](const std::vector<std::string>& args) { return pause_or_resume("pause", args); }});
+Registrar pause_registrar({"pause", "pause [--job=NAME] [--socket=PATH]",
+                           "pause the running agent's replication (all jobs or one)", define_pause_or_resume,
+                           [](const std::vector<std::string>&) { return pause_or_resume("pause"); }});
 Registrar resume_registrar({"resume", "resume [--job=NAME] [--socket=PATH]",
                             "resume the running agent's replication (all jobs or one)",
-                            [](const std::vector<std::string>& args) {
-                              return pause_or_resume("resume", args);
-                            }});
+                            define_pause_or_resume,
+                            [](const std::vector<std::string>&) { return pause_or_resume("resume"); }});
 
 }  // namespace
 }  // namespace ferry::cli

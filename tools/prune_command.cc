@@ -1,6 +1,8 @@
-// prune_command.cc: `ferry prune --store=DIR --namespace=NS --keep_last=N
-// [--keep_within=DURATION] [--nogc]`: applies a retention policy to one
-// namespace of a receiver's store and then collects the chunks no remaining
+// prune_command.cc: `ferry prune --store=DIR --namespace=NS [--job=J]
+// --keep_last=N [--keep_within=DURATION] [--keep_daily=N] [--keep_weekly=N]
+// [--keep_monthly=N] [--nogc]`: applies a retention policy to one namespace
+// of a receiver's store, each job counted on its own (store/retention.h),
+// and then collects the chunks no remaining
 // snapshot references. Run by the operator on the receiver's machine, so it
 // is allowed even when the receiver serves hosts append-only.
 #include <cstdio>
@@ -11,17 +13,39 @@
 #include "store/retention.h"
 #include "tools/cli.h"
 
-DECLARE_string(namespace);
-DEFINE_uint32(keep_last, 0, "prune: keep the newest N snapshots");
-DEFINE_string(keep_within, "",
-              "prune: also keep snapshots committed within this long, e.g. 36h, 7d, 2w, 90m, 3600s");
-DEFINE_bool(gc, true, "prune: afterwards, remove chunks no remaining snapshot references");
-DEFINE_bool(dry_run, false, "prune: say what would be removed, remove nothing");
-DEFINE_int64(gc_grace_s, 3600,
-             "prune: gc leaves packs written within this many seconds alone (chunks of a push in flight)");
-
 namespace ferry::cli {
 namespace {
+
+std::uint32_t FLAGS_keep_last = 0;
+std::uint32_t FLAGS_keep_daily = 0;
+std::uint32_t FLAGS_keep_weekly = 0;
+std::uint32_t FLAGS_keep_monthly = 0;
+std::string FLAGS_keep_within;
+bool FLAGS_gc = true;
+bool FLAGS_dry_run = false;
+std::int64_t FLAGS_gc_grace_s = 3600;
+
+void define_prune(CLI::App& app) {
+  add_store(app, "the receiver's store directory");
+  add_namespace(app, "the namespace (host) to prune");
+  add_job(app, "prune only this job's snapshots (default: every job, each counted on its own)");
+  app.add_option("--keep_last", FLAGS_keep_last, "keep the newest N snapshots of each job");
+  app.add_option("--keep_daily", FLAGS_keep_daily,
+                 "keep the newest snapshot of each of the newest N days (UTC)");
+  app.add_option("--keep_weekly", FLAGS_keep_weekly,
+                 "keep the newest snapshot of each of the newest N weeks");
+  app.add_option("--keep_monthly", FLAGS_keep_monthly,
+                 "keep the newest snapshot of each of the newest N months");
+  app.add_option("--keep_within", FLAGS_keep_within,
+                 "also keep snapshots committed within this long, e.g. 36h, 7d, 2w, 90m, 3600s");
+  app.add_flag("--gc,!--nogc", FLAGS_gc,
+               "afterwards, remove chunks no remaining snapshot references (default on)");
+  app.add_flag("--dry_run", FLAGS_dry_run, "say what would be removed, remove nothing");
+  app.add_option("--gc_grace_s", FLAGS_gc_grace_s,
+                 "gc leaves packs written within this many seconds alone (chunks of a push in flight)")
+      ->capture_default_str();
+  add_json(app, "print one JSON object per snapshot decision and one per summary (docs/OPERATIONS.md)");
+}
 
 // "90m" -> 5400; plain digits are seconds. -1 on anything else, and on a
 // duration too long for int64 seconds.
@@ -57,50 +81,90 @@ std::int64_t parse_duration_seconds(const std::string& s) {
   return seconds;
 }
 
-int run_prune(const std::vector<std::string>& args) {
-  if (!args.empty()) return usage_error("prune takes no arguments (use --store=DIR --namespace=NS)");
-  if (FLAGS_store.empty()) return usage_error("prune needs --store=DIR");
-  if (Status st = validate_namespace(FLAGS_namespace); !st)
+int run_prune(const std::vector<std::string>&) {
+  if (settings().store.empty()) return usage_error("prune needs --store=DIR");
+  if (Status st = validate_namespace(settings().ns); !st)
     return usage_error("prune needs --namespace=NS: " + st.message());
   RetentionPolicy policy;
   policy.keep_last = FLAGS_keep_last;
+  policy.keep_daily = FLAGS_keep_daily;
+  policy.keep_weekly = FLAGS_keep_weekly;
+  policy.keep_monthly = FLAGS_keep_monthly;
+  policy.job = settings().job;
   if (!FLAGS_keep_within.empty()) {
     policy.keep_within_seconds = parse_duration_seconds(FLAGS_keep_within);
     if (policy.keep_within_seconds <= 0) {
       return usage_error("--keep_within must be a positive duration such as 36h, 7d or 3600s");
     }
   }
-  if (policy.keep_last == 0 && policy.keep_within_seconds == 0) {
+  if (policy.empty()) {
     return usage_error(
-        "prune needs --keep_last=N or --keep_within=DURATION (it never removes every snapshot)");
+        "prune needs --keep_last=N, --keep_within=DURATION, --keep_daily=N, --keep_weekly=N or "
+        "--keep_monthly=N "
+        "(it never removes every snapshot)");
   }
   if (FLAGS_gc_grace_s < 0) return usage_error("--gc_grace_s must be >= 0");
   StoreOptions options;
   options.gc_grace_seconds = FLAGS_gc_grace_s;
-  auto store = open_store(FLAGS_store, options);
+  auto store = open_store(settings().store, options);
   if (!store) return fail(store.status());
   const std::int64_t now_ns = wall_ns();
+  const bool json = settings().json;
   if (FLAGS_dry_run) {
-    auto list = (*store)->list(FLAGS_namespace);
+    auto list = (*store)->list(settings().ns);
     if (!list) return fail(list.status());
     // The store's own rule (store/retention.h), so the dry run shows what a prune does.
     const PruneReport would = select_retention(*list, policy, now_ns);
     const std::set<std::string> removed(would.removed.begin(), would.removed.end());
     for (const SnapshotInfo& s : *list) {
-      std::printf("%s %s\n", removed.count(s.name) != 0 ? "remove" : "keep  ", s.name.c_str());
+      const bool gone = removed.count(s.name) != 0;
+      if (json) {
+        print_json_line({{"type", "snapshot"},
+                         {"snapshot", s.name},
+                         {"job", s.job},
+                         {"action", gone ? "remove" : "keep"},
+                         {"dry_run", true}});
+      } else {
+        std::printf("%s %s\n", gone ? "remove" : "keep  ", s.name.c_str());
+      }
     }
     return kExitOk;
   }
-  auto report = (*store)->prune(FLAGS_namespace, policy, now_ns, Actor::kOperator);
+  auto report = (*store)->prune(settings().ns, policy, now_ns, Actor::kOperator);
   if (!report) return fail(report.status());
-  for (const auto& name : report->removed) std::printf("removed %s\n", name.c_str());
-  std::printf("prune %s: kept %zu snapshots, removed %zu\n", FLAGS_namespace.c_str(), report->kept.size(),
-              report->removed.size());
+  for (const auto& name : report->removed) {
+    if (json) {
+      print_json_line({{"type", "snapshot"}, {"snapshot", name}, {"action", "removed"}});
+    } else {
+      std::printf("removed %s\n", name.c_str());
+    }
+  }
+  if (json) {
+    print_json_line({{"type", "prune"},
+                     {"namespace", settings().ns},
+                     {"job", settings().job},
+                     {"kept", report->kept.size()},
+                     {"removed", report->removed.size()}});
+  } else {
+    std::printf("prune %s: kept %zu snapshots, removed %zu\n", settings().ns.c_str(), report->kept.size(),
+                report->removed.size());
+  }
   if (!FLAGS_gc) return kExitOk;
-  auto gc = (*store)->gc(FLAGS_namespace, Actor::kOperator);
-  if (!gc) return fail(gc.status());
+  auto gc = (*store)->gc(settings().ns, Actor::kOperator);
+  // The snapshots are pruned; only the space is not reclaimed yet.
+  if (!gc) return fail_with(gc.status(), kExitPartial);
+  if (json) {
+    print_json_line({{"type", "gc"},
+                     {"namespace", settings().ns},
+                     {"chunks_removed", gc->chunks_removed},
+                     {"chunks_kept", gc->chunks_kept},
+                     {"bytes_removed", gc->bytes_removed},
+                     {"packs_rewritten", gc->packs_rewritten},
+                     {"packs_deleted", gc->packs_deleted}});
+    return kExitOk;
+  }
   std::printf("gc %s: %llu chunks removed, %llu kept, %s reclaimed (%llu packs rewritten, %llu deleted)\n",
-              FLAGS_namespace.c_str(), static_cast<unsigned long long>(gc->chunks_removed),
+              settings().ns.c_str(), static_cast<unsigned long long>(gc->chunks_removed),
               static_cast<unsigned long long>(gc->chunks_kept), format_bytes(gc->bytes_removed).c_str(),
               static_cast<unsigned long long>(gc->packs_rewritten),
               static_cast<unsigned long long>(gc->packs_deleted));
@@ -109,8 +173,10 @@ int run_prune(const std::vector<std::string>& args) {
 
 Registrar registrar(
     {"prune",
-     "prune --store=DIR --namespace=NS --keep_last=N [--keep_within=DURATION] [--nogc] [--gc_grace_s=S]",
-     "apply retention to a namespace of the receiver's store, then collect garbage", run_prune});
+     "prune --store=DIR --namespace=NS [--job=J] --keep_last=N|--keep_within=DURATION|--keep_daily=N|"
+     "--keep_weekly=N|--keep_monthly=N [--nogc] [--dry_run] [--json]",
+     "apply retention to a namespace of the receiver's store, then collect garbage", define_prune,
+     run_prune});
 
 }  // namespace
 }  // namespace ferry::cli

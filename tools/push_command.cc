@@ -16,19 +16,42 @@
 #include "tools/cli.h"
 #include "tools/s3_commands.h"
 
-DECLARE_uint64(chunk_size);
-DECLARE_string(job);
-DECLARE_uint64(step);
-DECLARE_int32(zstd_level);
-DEFINE_string(name, "", "push: snapshot name (default: <job or directory name>-<step or UTC time>)");
-DEFINE_uint64(bwlimit, 0, "push: bandwidth cap in bytes per second over all streams (0: none)");
-DEFINE_uint64(window_mb, ferry::replication::kDefaultStreamWindowBytes >> 20,
-              "push: MiB of unacknowledged data in flight per stream (size it to bandwidth x RTT / streams)");
-DEFINE_int32(retries, 8, "push: connection attempts after a break before a target is given up");
-DEFINE_bool(fan_out, false, "push: send the snapshot to every target in --to, not only the first that works");
-
 namespace ferry::cli {
 namespace {
+
+std::uint64_t FLAGS_bwlimit = 0;
+std::uint64_t FLAGS_window_mb = replication::kDefaultStreamWindowBytes >> 20;
+int FLAGS_retries = 8;
+bool FLAGS_fan_out = false;
+
+void define_push(CLI::App& app) {
+  add_args(app, "FILE|DIR", "the checkpoint file or directory", 1);
+  app.add_option(
+      "--to", settings().to,
+      with_env_help(app, "to",
+                    "the receivers HOST:PORT[,HOST:PORT...], in failover order, or s3://BUCKET/PREFIX "
+                    "to write a bucket directly"));
+  add_namespace(app, "with --to=s3://...: the namespace (default: this machine's host name)");
+  add_tls(app);
+  add_streams(app);
+  app.add_option("--name", settings().name,
+                 "snapshot name (default: <job or directory name>-<step or UTC time>)");
+  add_job(app, "training job name recorded in the manifest and the snapshot name");
+  add_chunking(app);
+  app.add_option("--bwlimit", FLAGS_bwlimit, "bandwidth cap in bytes per second over all streams (0: none)");
+  app.add_option("--window_mb", FLAGS_window_mb,
+                 "MiB of unacknowledged data in flight per stream (size it to bandwidth x RTT / streams)")
+      ->capture_default_str();
+  app.add_option("--retries", FLAGS_retries, "connection attempts after a break before a target is given up")
+      ->capture_default_str();
+  app.add_flag("--fan_out", FLAGS_fan_out,
+               "send the snapshot to every target in --to, not only the first that works");
+  add_engine(app);
+  add_threads(app);
+  add_progress(app);
+  add_json(app,
+           "print one JSON object per target that committed, and JSON progress lines (docs/OPERATIONS.md)");
+}
 
 std::vector<std::string> split_targets(const std::string& s) {
   std::vector<std::string> out;
@@ -42,6 +65,22 @@ std::vector<std::string> split_targets(const std::string& s) {
 
 double ratio(std::uint64_t a, std::uint64_t b) {
   return b ? static_cast<double>(a) / static_cast<double>(b) : 0.0;
+}
+
+void print_report_json(const replication::PushReport& r) {
+  print_json_line({{"type", "push"},
+                   {"snapshot", r.snapshot},
+                   {"target", r.target},
+                   {"files", r.files},
+                   {"logical_bytes", r.logical_bytes},
+                   {"frame_bytes_sent", r.frame_bytes_sent},
+                   {"wire_bytes", r.wire_bytes_sent},
+                   {"chunks", r.chunks_total},
+                   {"chunks_skipped", r.chunks_skipped},
+                   {"retries", r.retries},
+                   {"failovers", r.failovers},
+                   {"seconds", r.seconds},
+                   {"frame_memory_bytes", r.frame_memory_bytes}});
 }
 
 void print_report(const replication::PushReport& r) {
@@ -69,38 +108,38 @@ void print_report(const replication::PushReport& r) {
 int run_push(const std::vector<std::string>& args) {
   if (args.size() != 1)
     return usage_error("push needs exactly one FILE or DIR (got " + std::to_string(args.size()) + ")");
-  if (is_s3_url(FLAGS_to)) return push_to_bucket(args[0]);  // straight into the bucket, no receiver
-  auto targets = split_targets(FLAGS_to);
+  if (is_s3_url(settings().to)) return push_to_bucket(args[0]);  // straight into the bucket, no receiver
+  auto targets = split_targets(settings().to);
   if (targets.empty()) return usage_error("push needs --to=HOST:PORT[,HOST:PORT...]");
   auto tls = tls_from_flags("push");
   if (!tls) return usage_error(tls.status().message());
-  if (FLAGS_streams < 1 || FLAGS_streams > replication::kMaxPushStreams) {
+  if (settings().streams < 1 || settings().streams > replication::kMaxPushStreams) {
     return usage_error("--streams must be 1.." + std::to_string(replication::kMaxPushStreams));
   }
-  if (FLAGS_threads < 0) return usage_error("--threads must be >= 0");
+  if (settings().threads < 0) return usage_error("--threads must be >= 0");
   if (FLAGS_window_mb < 1) return usage_error("--window_mb must be >= 1");
-  if (Status st = check_chunk_bytes(FLAGS_chunk_size); !st) return fail(st);
+  if (Status st = check_chunk_bytes(settings().chunk_size); !st) return fail(st);
 
   auto sources = pack_sources(args[0]);
   if (!sources) return fail(sources.status());
 
-  ThreadPool pool(static_cast<std::size_t>(FLAGS_threads));
+  ThreadPool pool(static_cast<std::size_t>(settings().threads));
   replication::PushOptions opts;
   opts.targets = targets;
   opts.tls = *tls;
-  opts.streams = FLAGS_streams;
-  opts.snapshot = FLAGS_name;
+  opts.streams = settings().streams;
+  opts.snapshot = settings().name;
   opts.source_name = std::filesystem::absolute(args[0]).lexically_normal().filename().string();
   if (opts.source_name.empty()) {
     opts.source_name =
         std::filesystem::absolute(args[0]).lexically_normal().parent_path().filename().string();
   }
-  opts.job = FLAGS_job;
-  opts.step = FLAGS_step;
-  opts.chunk_bytes = FLAGS_chunk_size;
-  opts.zstd_level = FLAGS_zstd_level;
+  opts.job = settings().job;
+  opts.step = settings().step;
+  opts.chunk_bytes = settings().chunk_size;
+  opts.zstd_level = settings().zstd_level;
   opts.pool = &pool;
-  auto engine = engine_from_flags(pool, FLAGS_zstd_level);
+  auto engine = engine_from_flags(pool, settings().zstd_level);
   if (!engine) return fail(engine.status());
   opts.engine = engine->get();
   opts.stream_window_bytes = FLAGS_window_mb << 20;
@@ -114,7 +153,7 @@ int run_push(const std::vector<std::string>& args) {
   auto reports = replication::push(*sources, opts);
   progress.finish();
   if (!reports) return fail(reports.status());
-  for (const auto& r : *reports) print_report(r);
+  for (const auto& r : *reports) settings().json ? print_report_json(r) : print_report(r);
   return kExitOk;
 }
 
@@ -123,7 +162,7 @@ Registrar registrar({"push",
                      "[--streams=4] [--name=SNAPSHOT] [--job=J] [--step=N] [--bwlimit=BYTES_PER_S] "
                      "[--chunk_size=N] [--window_mb=32] [--fan_out] [--engine=auto|cpu|gpu]",
                      "send a checkpoint to a DR receiver (only missing chunks) and commit it as a snapshot",
-                     run_push});
+                     define_push, run_push});
 
 }  // namespace
 }  // namespace ferry::cli

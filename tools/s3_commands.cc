@@ -15,17 +15,10 @@
 #include "store/store_push.h"
 #include "tools/cli.h"
 
-DECLARE_uint64(chunk_size);
-DECLARE_string(job);
-DECLARE_uint64(step);
-DECLARE_int32(zstd_level);
-DECLARE_string(name);
-DECLARE_string(namespace);
-
 namespace ferry::cli {
 
 std::string namespace_or_host() {
-  if (!FLAGS_namespace.empty()) return FLAGS_namespace;
+  if (!settings().ns.empty()) return settings().ns;
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) != 0) return {};
   return host;
@@ -34,32 +27,32 @@ std::string namespace_or_host() {
 int push_to_bucket(const std::string& path) {
   const std::string ns = namespace_or_host();
   if (Status st = validate_namespace(ns); !st) return usage_error("--namespace: " + st.message());
-  if (FLAGS_threads < 0) return usage_error("--threads must be >= 0");
-  if (Status st = check_chunk_bytes(FLAGS_chunk_size); !st) return fail(st);
+  if (settings().threads < 0) return usage_error("--threads must be >= 0");
+  if (Status st = check_chunk_bytes(settings().chunk_size); !st) return fail(st);
   auto sources = pack_sources(path);
   if (!sources) return fail(sources.status());
-  auto store = open_store(FLAGS_to);
+  auto store = open_store(settings().to);
   if (!store) return fail(store.status());
-  ThreadPool pool(static_cast<std::size_t>(FLAGS_threads));
-  auto engine = engine_from_flags(pool, FLAGS_zstd_level);
+  ThreadPool pool(static_cast<std::size_t>(settings().threads));
+  auto engine = engine_from_flags(pool, settings().zstd_level);
   if (!engine) return fail(engine.status());
   const std::int64_t now = wall_ns();
   replication::PushOptions naming;
-  naming.job = FLAGS_job;
-  naming.step = FLAGS_step;
+  naming.job = settings().job;
+  naming.step = settings().step;
   naming.source_name = std::filesystem::absolute(path).lexically_normal().filename().string();
   if (naming.source_name.empty()) {
     naming.source_name = std::filesystem::absolute(path).lexically_normal().parent_path().filename().string();
   }
   const std::string snapshot =
-      FLAGS_name.empty() ? replication::default_snapshot_name(naming, now) : FLAGS_name;
+      settings().name.empty() ? replication::default_snapshot_name(naming, now) : settings().name;
   PackOptions pack;
-  pack.chunk_bytes = FLAGS_chunk_size;
-  pack.zstd_level = FLAGS_zstd_level;
+  pack.chunk_bytes = settings().chunk_size;
+  pack.zstd_level = settings().zstd_level;
   pack.pool = &pool;
   pack.engine = engine->get();
-  pack.job = FLAGS_job;
-  pack.step = FLAGS_step;
+  pack.job = settings().job;
+  pack.step = settings().step;
   pack.created_ns = now;
   ProgressLine progress("push");
   pack.progress = [&](const PackProgress& p) {
@@ -71,14 +64,14 @@ int push_to_bucket(const std::string& path) {
   std::printf(
       "pushed %s to %s namespace %s: %llu files, %s logical, %s stored, %llu of %llu chunks already there, "
       "%.2f s\n",
-      r->snapshot.c_str(), FLAGS_to.c_str(), ns.c_str(), static_cast<unsigned long long>(r->files),
+      r->snapshot.c_str(), settings().to.c_str(), ns.c_str(), static_cast<unsigned long long>(r->files),
       format_bytes(r->logical_bytes).c_str(), format_bytes(r->frame_bytes_stored).c_str(),
       static_cast<unsigned long long>(r->chunks_skipped), static_cast<unsigned long long>(r->chunks_total),
       r->seconds);
   std::printf(
       "push-report snapshot=%s target=%s namespace=%s files=%llu logical_bytes=%llu frame_bytes_stored=%llu "
       "chunks=%llu chunks_skipped=%llu seconds=%.3f\n",
-      r->snapshot.c_str(), FLAGS_to.c_str(), ns.c_str(), static_cast<unsigned long long>(r->files),
+      r->snapshot.c_str(), settings().to.c_str(), ns.c_str(), static_cast<unsigned long long>(r->files),
       static_cast<unsigned long long>(r->logical_bytes),
       static_cast<unsigned long long>(r->frame_bytes_stored),
       static_cast<unsigned long long>(r->chunks_total), static_cast<unsigned long long>(r->chunks_skipped),
@@ -89,12 +82,12 @@ int push_to_bucket(const std::string& path) {
 int list_bucket() {
   const std::string ns = namespace_or_host();
   if (Status st = validate_namespace(ns); !st) return usage_error("--namespace: " + st.message());
-  auto store = open_store(FLAGS_from);
+  auto store = open_store(settings().from);
   if (!store) return fail(store.status());
   auto snaps = (*store)->list(ns);
   if (!snaps) return fail(snaps.status());
   if (snaps->empty()) {
-    std::printf("no snapshots for namespace %s at %s\n", ns.c_str(), FLAGS_from.c_str());
+    std::printf("no snapshots for namespace %s at %s\n", ns.c_str(), settings().from.c_str());
     return kExitOk;
   }
   std::printf("%-32s %-21s %-20s %10s %7s %8s %12s\n", "SNAPSHOT", "CREATED", "JOB", "STEP", "FILES",

@@ -1,29 +1,62 @@
 // scrub_command.cc: `ferry scrub --store=DIR [--namespace=NS]`: re-reads and
 // fully verifies every chunk of a receiver's store, checks every snapshot's
 // manifest and chunks, and names each bad chunk with the snapshots it
-// affects. Exit 0 when everything verifies, 1 when anything is damaged.
+// affects. Exit 0 when everything verifies, 4 (corruption) when anything is
+// damaged.
 #include <cstdio>
 
 #include "store/open_store.h"
 #include "tools/cli.h"
 
-DEFINE_string(namespace, "", "scrub, prune: the namespace (host) to work on; scrub: empty for all");
-
 namespace ferry::cli {
 namespace {
 
-int run_scrub(const std::vector<std::string>& args) {
-  if (!args.empty()) return usage_error("scrub takes no arguments (use --store=DIR)");
-  if (FLAGS_store.empty()) return usage_error("scrub needs --store=DIR");
-  if (!FLAGS_namespace.empty()) {
-    if (Status st = validate_namespace(FLAGS_namespace); !st) return usage_error(st.message());
+void define_scrub(CLI::App& app) {
+  add_store(app, "the receiver's store directory");
+  add_namespace(app, "the namespace (host) to scrub (default: every one)");
+  add_json(app, "print one JSON object per bad chunk, broken snapshot and the summary (docs/OPERATIONS.md)");
+}
+
+int print_json(const ScrubReport& report, double seconds) {
+  for (const auto& bad : report.bad_chunks) {
+    print_json_line({{"type", "bad_chunk"},
+                     {"namespace", bad.ns},
+                     {"chunk", to_hex(bad.id)},
+                     {"where", bad.where},
+                     {"error", bad.error},
+                     {"snapshots", bad.snapshots}});
   }
-  auto store = open_store(FLAGS_store);
+  for (const auto& broken : report.broken_snapshots) {
+    print_json_line({{"type", "broken_snapshot"},
+                     {"namespace", broken.ns},
+                     {"snapshot", broken.name},
+                     {"error", broken.error}});
+  }
+  print_json_line({{"type", "scrub"},
+                   {"store", settings().store},
+                   {"clean", report.clean()},
+                   {"namespaces", report.namespaces},
+                   {"chunks_checked", report.chunks_checked},
+                   {"bytes_checked", report.bytes_checked},
+                   {"snapshots_checked", report.snapshots_checked},
+                   {"bad_chunks", report.bad_chunks.size()},
+                   {"broken_snapshots", report.broken_snapshots.size()},
+                   {"seconds", seconds}});
+  return report.clean() ? kExitOk : kExitCorruption;
+}
+
+int run_scrub(const std::vector<std::string>&) {
+  if (settings().store.empty()) return usage_error("scrub needs --store=DIR");
+  if (!settings().ns.empty()) {
+    if (Status st = validate_namespace(settings().ns); !st) return usage_error(st.message());
+  }
+  auto store = open_store(settings().store);
   if (!store) return fail(store.status());
   const double start = mono_seconds();
-  auto report = (*store)->scrub(FLAGS_namespace);
+  auto report = (*store)->scrub(settings().ns);
   if (!report) return fail(report.status());
   const double seconds = mono_seconds() - start;
+  if (settings().json) return print_json(*report, seconds);
   for (const auto& bad : report->bad_chunks) {
     std::string snapshots;
     for (const auto& s : bad.snapshots) snapshots += (snapshots.empty() ? "" : ", ") + s;
@@ -37,7 +70,7 @@ int run_scrub(const std::vector<std::string>& args) {
   std::printf(
       "%s %s: %llu namespaces, %llu chunks (%s) verified, %llu snapshots checked in %.2f s: %zu bad chunks, "
       "%zu broken snapshots\n",
-      report->clean() ? "OK" : "DAMAGED", FLAGS_store.c_str(),
+      report->clean() ? "OK" : "DAMAGED", settings().store.c_str(),
       static_cast<unsigned long long>(report->namespaces),
       static_cast<unsigned long long>(report->chunks_checked), format_bytes(report->bytes_checked).c_str(),
       static_cast<unsigned long long>(report->snapshots_checked), seconds, report->bad_chunks.size(),
@@ -45,12 +78,12 @@ int run_scrub(const std::vector<std::string>& args) {
   if (!report->clean()) {
     std::printf("bad chunks left the index: the next push of an affected snapshot sends them again\n");
   }
-  return report->clean() ? kExitOk : kExitDataError;
+  return report->clean() ? kExitOk : kExitCorruption;
 }
 
 Registrar registrar({"scrub", "scrub --store=DIR [--namespace=NS]",
                      "re-verify every stored chunk; name bad chunks and the snapshots they affect",
-                     run_scrub});
+                     define_scrub, run_scrub});
 
 }  // namespace
 }  // namespace ferry::cli

@@ -15,28 +15,44 @@
 #include "store/open_store.h"
 #include "tools/cli.h"
 
-DEFINE_string(listen, "127.0.0.1:7443", "serve: HOST:PORT to listen on (port 0: any free port)");
-DEFINE_bool(append_only, false, "serve: hosts may not delete or prune snapshots");
-DEFINE_uint64(quota_bytes, 0, "serve: per-namespace limit on stored bytes (0: none)");
-DEFINE_uint64(max_connections, ferry::replication::kDefaultMaxConnections,
-              "serve: connections served at once; more are refused with an error");
-DEFINE_string(metrics_listen, "",
-              "serve: HOST:PORT to serve Prometheus /metrics on (port 0: any free port; \"\": off)");
-DEFINE_uint64(
-    max_connections_per_namespace, ferry::replication::kDefaultMaxConnectionsPerNamespace,
-    "serve: connections one host (certificate CN) may hold at once; more are refused with an error");
-DEFINE_int32(crl_reload_s, ferry::replication::kDefaultCrlReloadIntervalMs / 1000,
-             "serve: with --crl, how often to check the CRL file and reload it when it changed (0: only at "
-             "SIGHUP)");
-DEFINE_int32(idle_timeout_s, ferry::replication::kDefaultIdleTimeoutMs / 1000,
-             "serve: close a connection that sends nothing for this long");
-
 namespace ferry::cli {
 namespace {
 
-int run_serve(const std::vector<std::string>& args) {
-  if (!args.empty()) return usage_error("serve takes no arguments");
-  if (FLAGS_store.empty()) return usage_error("serve needs --store=DIR or --store=s3://BUCKET/PREFIX");
+std::string FLAGS_listen = "127.0.0.1:7443";
+bool FLAGS_append_only = false;
+std::uint64_t FLAGS_quota_bytes = 0;
+std::uint64_t FLAGS_max_connections = replication::kDefaultMaxConnections;
+int FLAGS_idle_timeout_s = replication::kDefaultIdleTimeoutMs / 1000;
+std::string FLAGS_metrics_listen;
+std::uint64_t FLAGS_max_connections_per_namespace = replication::kDefaultMaxConnectionsPerNamespace;
+int FLAGS_crl_reload_s = replication::kDefaultCrlReloadIntervalMs / 1000;
+
+void define_serve(CLI::App& app) {
+  add_store(app, "the store directory (created if missing), or s3://BUCKET/PREFIX");
+  add_tls(app);
+  app.add_option("--listen", FLAGS_listen, "HOST:PORT to listen on (port 0: any free port)")
+      ->capture_default_str();
+  app.add_flag("--append_only", FLAGS_append_only, "hosts may not delete or prune snapshots");
+  app.add_option("--quota_bytes", FLAGS_quota_bytes, "per-namespace limit on stored bytes (0: none)");
+  app.add_option("--max_connections", FLAGS_max_connections,
+                 "connections served at once; more are refused with an error")
+      ->capture_default_str();
+  app.add_option("--metrics_listen", FLAGS_metrics_listen,
+                 "HOST:PORT to serve Prometheus /metrics on (port 0: any free port; \"\": off)");
+  app.add_option("--max_connections_per_namespace", FLAGS_max_connections_per_namespace,
+                 "connections one host (certificate CN) may hold at once; more are refused with an error")
+      ->capture_default_str();
+  app.add_option(
+         "--crl_reload_s", FLAGS_crl_reload_s,
+         "with --crl, how often to check the CRL file and reload it when it changed (0: only at SIGHUP)")
+      ->capture_default_str();
+  app.add_option("--idle_timeout_s", FLAGS_idle_timeout_s,
+                 "close a connection that sends nothing for this long")
+      ->capture_default_str();
+}
+
+int run_serve(const std::vector<std::string>&) {
+  if (settings().store.empty()) return usage_error("serve needs --store=DIR or --store=s3://BUCKET/PREFIX");
   auto tls = tls_from_flags("serve");
   if (!tls) return usage_error(tls.status().message());
   if (FLAGS_max_connections == 0) return usage_error("--max_connections must be > 0");
@@ -57,7 +73,7 @@ int run_serve(const std::vector<std::string>& args) {
   StoreOptions store_options;
   store_options.append_only = FLAGS_append_only;
   store_options.quota_bytes = FLAGS_quota_bytes;
-  auto store = open_store(FLAGS_store, store_options);  // a directory or s3://BUCKET/PREFIX
+  auto store = open_store(settings().store, store_options);  // a directory or s3://BUCKET/PREFIX
   if (!store) return fail(store.status());
 
   replication::ReceiverOptions options;
@@ -83,7 +99,7 @@ int run_serve(const std::vector<std::string>& args) {
     std::printf("ferry serve: metrics on http://%s:%d/metrics\n", host.c_str(), metrics_server->port());
   }
   std::printf("ferry serve: listening on %s (store %s%s)\n", receiver.address().to_string().c_str(),
-              FLAGS_store.c_str(), FLAGS_append_only ? ", append-only" : "");
+              settings().store.c_str(), FLAGS_append_only ? ", append-only" : "");
   std::fflush(stdout);
 
   int sig = 0;
@@ -114,7 +130,7 @@ Registrar registrar(
      "[--listen=127.0.0.1:7443] [--append_only] [--quota_bytes=N] [--max_connections=N] "
      "[--max_connections_per_namespace=N] [--crl=crl.pem] [--crl_reload_s=N] "
      "[--metrics_listen=HOST:PORT]",
-     "run the DR receiver: mTLS, verified chunk store, snapshots", run_serve});
+     "run the DR receiver: mTLS, verified chunk store, snapshots", define_serve, run_serve});
 
 }  // namespace
 }  // namespace ferry::cli

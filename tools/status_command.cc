@@ -2,17 +2,21 @@
 // ferry-agent for its state over the control socket and prints it for a
 // person: per job the newest step committed at the DR site and its age (the
 // RPO) against the target, the forecast, warnings, queue and errors; per DR
-// target whether it is up; totals. --json prints the agent's answer as is.
+// target whether it is up; totals. --json prints the agent's answer as is,
+// as one line. Exits kExitWarning (6) when it shows a warning.
 #include <cmath>
 #include <cstdio>
 #include <string>
 
 #include "tools/cli.h"
 
-DECLARE_bool(json);  // defined by inspect_command.cc
-
 namespace ferry::cli {
 namespace {
+
+void define_status(CLI::App& app) {
+  add_json(app, "print the agent's answer as one JSON object");
+  add_socket(app);
+}
 
 using nlohmann::json;
 
@@ -155,14 +159,30 @@ void print_totals(const json& status) {
   std::printf("), now %s/s\n", format_bytes(static_cast<std::uint64_t>(rate)).c_str());
 }
 
-int run_status(const std::vector<std::string>& args) {
-  if (!args.empty()) return usage_error("status takes no arguments");
+// Whether the status shows anything a person must look at: a job's RPO
+// warning, an incomplete checkpoint, a job's error, a target down. Then
+// `ferry status` exits kExitWarning, so a cron job or probe can alert.
+bool shows_warning(const json& status) {
+  for (const json& j : list(status, "jobs")) {
+    if (flag(j, "warning") || (j.contains("incomplete") && j["incomplete"].is_object()) ||
+        !text(j, "last_error").empty()) {
+      return true;
+    }
+  }
+  for (const json& t : list(status, "targets")) {
+    if (!flag(t, "up")) return true;
+  }
+  return false;
+}
+
+int run_status(const std::vector<std::string>&) {
   int code = kExitOk;
   auto status = ask_agent("status", json::object(), &code);
   if (!status) return code;
-  if (FLAGS_json) {
-    std::printf("%s\n", status->dump(2, ' ', false, json::error_handler_t::replace).c_str());
-    return kExitOk;
+  const int code_shown = shows_warning(*status) ? kExitWarning : kExitOk;
+  if (settings().json) {
+    print_json_line(*status);
+    return code_shown;
   }
   std::string engine = text(*status, "engine");
   const std::string reason = text(*status, "engine_reason");
@@ -174,11 +194,11 @@ int run_status(const std::vector<std::string>& args) {
   print_targets(*status);
   print_queue(*status);
   print_totals(*status);
-  return kExitOk;
+  return code_shown;
 }
 
 Registrar registrar({"status", "status [--json] [--socket=PATH]",
-                     "the running agent's jobs, RPO, targets and queue", run_status});
+                     "the running agent's jobs, RPO, targets and queue", define_status, run_status});
 
 }  // namespace
 }  // namespace ferry::cli

@@ -8,10 +8,14 @@
 
 #include "tools/cli.h"
 
-DECLARE_string(job);  // defined by pack_command.cc
-
 namespace ferry::cli {
 namespace {
+
+void define_submit(CLI::App& app) {
+  add_args(app, "DIR", "the checkpoint directory", 1);
+  add_job(app, "the job to file it under (default: the watched root's job, or the parent directory's name)");
+  add_socket(app);
+}
 
 int run_submit(const std::vector<std::string>& args) {
   if (args.size() != 1) return usage_error("submit needs exactly one checkpoint DIR");
@@ -24,16 +28,16 @@ int run_submit(const std::vector<std::string>& args) {
   // "step-300/" normalises to "step-300/" with an empty last part; drop it.
   if (dir.has_parent_path() && dir.filename().empty()) dir = dir.parent_path();
   int code = kExitOk;
-  auto answer = ask_agent("submit", {{"dir", dir.string()}, {"job", FLAGS_job}}, &code);
+  auto answer = ask_agent("submit", {{"dir", dir.string()}, {"job", settings().job}}, &code);
   if (!answer) return code;
   std::string id = answer->contains("id") ? answer->at("id").dump() : "?";
   std::printf("submitted %s%s (id %s)\n", dir.c_str(),
-              FLAGS_job.empty() ? "" : (" as job " + FLAGS_job).c_str(), id.c_str());
+              settings().job.empty() ? "" : (" as job " + settings().job).c_str(), id.c_str());
   return kExitOk;
 }
 
 Registrar registrar({"submit", "submit DIR [--job=NAME] [--socket=PATH]",
-                     "have the running agent replicate a checkpoint directory", run_submit});
+                     "have the running agent replicate a checkpoint directory", define_submit, run_submit});
 
 }  // namespace
 }  // namespace ferry::cli

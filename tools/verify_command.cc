@@ -11,12 +11,18 @@
 namespace ferry::cli {
 namespace {
 
+void define_verify(CLI::App& app) {
+  add_args(app, "ARCHIVE", "the .ferry archive", 1);
+  add_threads(app);
+  add_progress(app);
+}
+
 int run_verify(const std::vector<std::string>& args) {
   if (args.size() != 1) return usage_error("verify needs exactly one ARCHIVE");
-  if (FLAGS_threads < 0) return usage_error("--threads must be >= 0");
+  if (settings().threads < 0) return usage_error("--threads must be >= 0");
   auto archive = ArchiveReader::open(args[0]);
   if (!archive) return fail(archive.status());
-  ThreadPool pool(static_cast<std::size_t>(FLAGS_threads));
+  ThreadPool pool(static_cast<std::size_t>(settings().threads));
   const double start = mono_seconds();
   ProgressLine progress("verify");
   UnpackOptions opts;
@@ -36,7 +42,7 @@ int run_verify(const std::vector<std::string>& args) {
 }
 
 Registrar registrar({"verify", "verify ARCHIVE", "decode everything and check every chunk id and file root",
-                     run_verify});
+                     define_verify, run_verify});
 
 }  // namespace
 }  // namespace ferry::cli

@@ -109,7 +109,7 @@ TEST_F(AgentKillTest, EveryCheckpointCommittedExactlyOnceAcrossKills) {
     for (int k = 1; k <= 2; ++k) {
       write_checkpoint(root / ("step-" + std::to_string(k)), seed + trial * 10 + k,
                        400'000 + rng() % 300'000);
-      expected.push_back(job + "-" + std::to_string(k));
+      expected.push_back(job + "-step-" + std::to_string(k));
     }
     auto agent = start_agent(root, job, state);
     ASSERT_TRUE(agent != nullptr);
@@ -118,7 +118,7 @@ TEST_F(AgentKillTest, EveryCheckpointCommittedExactlyOnceAcrossKills) {
       std::this_thread::sleep_for(std::chrono::milliseconds(rng() % kMaxKillDelayMs));
       if (k == 0) {
         write_checkpoint(root / "step-3", seed + trial * 10 + 3, 300'000);
-        expected.push_back(job + "-3");
+        expected.push_back(job + "-step-3");
         std::this_thread::sleep_for(std::chrono::milliseconds(rng() % kMaxKillDelayMs));
       }
       agent->kill_and_wait(SIGKILL);
@@ -138,8 +138,8 @@ TEST_F(AgentKillTest, EveryCheckpointCommittedExactlyOnceAcrossKills) {
         kDrainMs);
     ASSERT_TRUE(drained) << log_tail();
     for (int k = 1; k <= kCheckpointsPerTrial; ++k) {
-      EXPECT_TRUE(
-          restores_identical(remote_, job + "-" + std::to_string(k), root / ("step-" + std::to_string(k))));
+      EXPECT_TRUE(restores_identical(remote_, job + "-step-" + std::to_string(k),
+                                     root / ("step-" + std::to_string(k))));
     }
     // A clean stop now leaves nothing owed: a new start pushes nothing more.
     const int st = agent->kill_and_wait(SIGTERM);

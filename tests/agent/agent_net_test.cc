@@ -137,8 +137,8 @@ TEST_F(AgentNetTest, HalfWrittenCheckpointWaitsUntilComplete) {
   EXPECT_TRUE(agent_->status_json()["queue"].empty());
   EXPECT_TRUE(remote_names(remote(a_)).empty());
   ferry::testing::write_file(ck / ".metadata", ferry::testing::random_bytes(500, 9));
-  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-100"); }, kCommitMs));
-  EXPECT_TRUE(restores_identical(remote(a_), "llama-100", ck));
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-step-100"); }, kCommitMs));
+  EXPECT_TRUE(restores_identical(remote(a_), "llama-step-100", ck));
   EXPECT_TRUE(wait_until([&] { return job_status()["newest_committed_step"] == 100; }, 5000));
 }
 
@@ -153,13 +153,13 @@ TEST_F(AgentNetTest, CheckpointChangedWhileReadIsRetriedAndCommittedAsFinal) {
   // The trainer rewrites one shard while the agent reads and sends.
   ferry::testing::write_file(ck / "__1_0.distcp",
                              ferry::testing::normal_floats(800'000 / 3, 4, false, 1e-3, 99));
-  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-200"); }, 60'000));
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-step-200"); }, 60'000));
   // Recognised by its code (Aborted, Detail::kSourceChanged), whether the
   // packer saw the size move or the check before COMMIT saw the file
   // rewritten: the retry is filed as a changed checkpoint, not a failed push.
   EXPECT_TRUE(log_has("checkpoint_retry") && log_has("kind=checkpoint_changed"))
       << "the change was not recognised by its code";
-  EXPECT_TRUE(restores_identical(remote(a_), "llama-200", ck));
+  EXPECT_TRUE(restores_identical(remote(a_), "llama-step-200", ck));
   EXPECT_EQ(log_count("checkpoint_committed"), 1u);
 }
 
@@ -169,8 +169,8 @@ TEST_F(AgentNetTest, TargetDownGrowsQueueAndWarnsThenDrainsAndClears) {
   // Committed as the agent knows it (the receiver lists the snapshot before
   // the agent has read the COMMIT reply; stopping it then would leave step-1
   // in the queue beside steps 2 and 3).
-  ASSERT_TRUE(
-      wait_until([&] { return committed_at(a_, "llama-1") && job_status()["committed"] == 1; }, kCommitMs));
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-step-1") && job_status()["committed"] == 1; },
+                         kCommitMs));
   a_.receiver().stop();
   ASSERT_TRUE(wait_until([&] { return agent_->status_json()["targets"][0]["up"] == false; }, 10'000));
   EXPECT_TRUE(log_has("target_down"));
@@ -193,8 +193,8 @@ TEST_F(AgentNetTest, TargetDownGrowsQueueAndWarnsThenDrainsAndClears) {
   EXPECT_EQ(log_count("rpo_warning_raised"), 1u);
 
   ASSERT_TRUE(a_.restart().is_ok());
-  ASSERT_TRUE(
-      wait_until([&] { return committed_at(a_, "llama-2") && committed_at(a_, "llama-3"); }, kCommitMs));
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-step-2") && committed_at(a_, "llama-step-3"); },
+                         kCommitMs));
   ASSERT_TRUE(wait_until([&] { return job_status()["warning"] == false; }, 5000)) << job_status().dump();
   // The receiver lists a snapshot before the agent has read the COMMIT reply.
   EXPECT_TRUE(wait_until([&] { return agent_->status_json()["queue"].empty(); }, 5000));
@@ -203,8 +203,8 @@ TEST_F(AgentNetTest, TargetDownGrowsQueueAndWarnsThenDrainsAndClears) {
   EXPECT_EQ(log_count("rpo_warning_raised"), 1u);
   EXPECT_EQ(log_count("rpo_warning_cleared"), 1u);
   EXPECT_TRUE(log_has("target_up"));
-  for (const char* s : {"llama-1", "llama-2", "llama-3"}) {
-    EXPECT_TRUE(restores_identical(remote(a_), s, dir_ / "ckpt/llama" / (std::string("step-") + s[6])));
+  for (const char* s : {"llama-step-1", "llama-step-2", "llama-step-3"}) {
+    EXPECT_TRUE(restores_identical(remote(a_), s, dir_ / "ckpt/llama" / std::string(s).substr(6)));
   }
 }
 
@@ -223,7 +223,7 @@ TEST_F(AgentNetTest, FailoverToSecondTargetAndBack) {
   remote_b.address = second.address().to_string();
 
   write_checkpoint(dir_ / "ckpt/llama/step-10", 10, 50'000);
-  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-10"); }, kCommitMs));
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-step-10"); }, kCommitMs));
   a_.receiver().stop();
   ASSERT_TRUE(wait_until([&] { return agent_->status_json()["targets"][0]["up"] == false; }, 10'000));
   write_checkpoint(dir_ / "ckpt/llama/step-20", 20, 50'000);
@@ -231,19 +231,19 @@ TEST_F(AgentNetTest, FailoverToSecondTargetAndBack) {
   ASSERT_TRUE(wait_until(
       [&] {
         auto n = names_b();
-        return std::find(n.begin(), n.end(), "llama-20") != n.end();
+        return std::find(n.begin(), n.end(), "llama-step-20") != n.end();
       },
       kCommitMs));
-  EXPECT_TRUE(restores_identical(remote_b, "llama-20", dir_ / "ckpt/llama/step-20"));
+  EXPECT_TRUE(restores_identical(remote_b, "llama-step-20", dir_ / "ckpt/llama/step-20"));
   EXPECT_EQ(job_status()["warning"], false);  // a healthy target kept it moving
 
   ASSERT_TRUE(a_.restart().is_ok());
   ASSERT_TRUE(wait_until([&] { return agent_->status_json()["targets"][0]["up"] == true; }, 10'000));
   write_checkpoint(dir_ / "ckpt/llama/step-30", 30, 50'000);
-  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-30"); }, kCommitMs));
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-step-30"); }, kCommitMs));
   auto n = names_b();
-  EXPECT_EQ(std::find(n.begin(), n.end(), "llama-30"), n.end()) << "back on the first target";
-  EXPECT_TRUE(restores_identical(remote(a_), "llama-30", dir_ / "ckpt/llama/step-30"));
+  EXPECT_EQ(std::find(n.begin(), n.end(), "llama-step-30"), n.end()) << "back on the first target";
+  EXPECT_TRUE(restores_identical(remote(a_), "llama-step-30", dir_ / "ckpt/llama/step-30"));
   second.stop();
 }
 
@@ -289,15 +289,15 @@ TEST_F(AgentNetTest, ControlSocketStatusSubmitPauseResume) {
   EXPECT_TRUE(remote_names(remote(a_)).empty());
 
   ASSERT_TRUE(control_call(c_.control_socket, "resume", {{"job", ""}}).is_ok());
-  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "side-7"); }, kCommitMs));
-  EXPECT_TRUE(restores_identical(remote(a_), "side-7", other));
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "side-run-7"); }, kCommitMs));
+  EXPECT_TRUE(restores_identical(remote(a_), "side-run-7", other));
   s = control_call(c_.control_socket, "status", nlohmann::json::object());
   ASSERT_TRUE(s.is_ok());
   bool found = false;
   for (const auto& j : (*s)["jobs"]) {
     if (j["job"] != "side") continue;
     found = true;
-    EXPECT_EQ(j["newest_committed_snapshot"], "side-7");
+    EXPECT_EQ(j["newest_committed_snapshot"], "side-run-7");
     EXPECT_GE(j["rpo_seconds"].get<double>(), 0.0);
     EXPECT_EQ(j["committed"], 1);
   }
@@ -385,7 +385,7 @@ TEST_F(AgentNetTest, RemovedJobLeavesStatusAndMetrics) {
   c_.watch.push_back({dir_ / "ckpt/gpt", "gpt"});
   start();
   write_checkpoint(dir_ / "ckpt/gpt/step-1", 7, 50'000);
-  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "gpt-1"); }, kCommitMs));
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "gpt-step-1"); }, kCommitMs));
   ASSERT_TRUE(wait_until(
       [&] {
         return metric_value(scrape_metrics(agent_->metrics_port()),
@@ -427,22 +427,23 @@ TEST_F(AgentNetTest, FanOutCommitsAtEveryTargetAndADownOneCatchesUp) {
     return std::find(n.begin(), n.end(), name) != n.end();
   };
   write_checkpoint(dir_ / "ckpt/llama/step-1", 11, 40'000);
-  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-1") && at_b("llama-1"); }, kCommitMs));
+  ASSERT_TRUE(
+      wait_until([&] { return committed_at(a_, "llama-step-1") && at_b("llama-step-1"); }, kCommitMs));
   // The second site goes down: the first still gets the next checkpoint,
   // the second's part waits.
   second->stop();
   ASSERT_TRUE(wait_until([&] { return agent_->status_json()["targets"][1]["up"] == false; }, 10'000));
   write_checkpoint(dir_ / "ckpt/llama/step-2", 12, 40'000);
-  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-2"); }, kCommitMs));
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-step-2"); }, kCommitMs));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_EQ(agent_->status_json()["queue"].size(), 1u) << "the down site's part is still owed";
   ro.listen = b_address;
   second = std::make_unique<replication::Receiver>(b.store(), ro);
   ASSERT_TRUE(second->start().is_ok());
-  ASSERT_TRUE(wait_until([&] { return at_b("llama-2"); }, kCommitMs));
+  ASSERT_TRUE(wait_until([&] { return at_b("llama-step-2"); }, kCommitMs));
   ASSERT_TRUE(wait_until([&] { return agent_->status_json()["queue"].empty(); }, 10'000));
-  EXPECT_TRUE(restores_identical(remote_b, "llama-2", dir_ / "ckpt/llama/step-2"));
-  EXPECT_TRUE(restores_identical(remote(a_), "llama-2", dir_ / "ckpt/llama/step-2"));
+  EXPECT_TRUE(restores_identical(remote_b, "llama-step-2", dir_ / "ckpt/llama/step-2"));
+  EXPECT_TRUE(restores_identical(remote(a_), "llama-step-2", dir_ / "ckpt/llama/step-2"));
   EXPECT_EQ(job_status()["committed"], 2);
   second->stop();
 }
@@ -479,7 +480,7 @@ TEST_F(AgentNetTest, SighupReloadsAndSigtermResumesNextStart) {
   ::kill(child->pid(), SIGHUP);
   ASSERT_TRUE(wait_until([&] { return log_text().find("config_reloaded") != std::string::npos; }, 10'000));
   write_checkpoint(dir_ / "ckpt/gpt/step-5", 5, 40'000);
-  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "gpt-5"); }, kCommitMs)) << log_text();
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "gpt-step-5"); }, kCommitMs)) << log_text();
 
   write_flags(llama + "=llama," + gpt + "=gpt", "--max_jobs=-1\n");
   ::kill(child->pid(), SIGHUP);
@@ -508,22 +509,23 @@ TEST_F(AgentNetTest, SighupReloadsAndSigtermResumesNextStart) {
       },
       10'000));
   write_checkpoint(dir_ / "ckpt/llama/step-9", 9, 600'000);
-  ASSERT_TRUE(wait_until([&] { return log_text().find("snapshot=llama-9") != std::string::npos; }, 10'000));
+  ASSERT_TRUE(
+      wait_until([&] { return log_text().find("snapshot=llama-step-9") != std::string::npos; }, 10'000));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   const auto t0 = std::chrono::steady_clock::now();
   const int st = child->kill_and_wait(SIGTERM);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << log_text();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
   EXPECT_NE(log_text().find("cancelled_in_flight=1"), std::string::npos) << log_text();
-  EXPECT_FALSE(committed_at(a_, "llama-9"));
+  EXPECT_FALSE(committed_at(a_, "llama-step-9"));
 
   write_flags(llama + "=llama," + gpt + "=gpt", "");
   auto again = ferry::testing::ChildProcess::spawn({FERRY_AGENT_BIN, "--flagfile=" + flagfile.string()},
                                                    dir_ / "agent3.log");
   ASSERT_TRUE(again.is_ok());
   ASSERT_TRUE(again->wait_for_line("ferry-agent: ready", 20'000).is_ok()) << log_text();
-  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-9"); }, kCommitMs)) << log_text();
-  EXPECT_TRUE(restores_identical(remote(a_), "llama-9", dir_ / "ckpt/llama/step-9"));
+  ASSERT_TRUE(wait_until([&] { return committed_at(a_, "llama-step-9"); }, kCommitMs)) << log_text();
+  EXPECT_TRUE(restores_identical(remote(a_), "llama-step-9", dir_ / "ckpt/llama/step-9"));
   EXPECT_EQ(again->kill_and_wait(SIGTERM), 0);
 }
 

@@ -134,10 +134,10 @@ def test_dcp_and_safetensors_set_replicated_and_restored(agent, run_ferry, fresh
     tmp_index.write_text(json.dumps(index, indent=2))
     os.rename(tmp_index, st_dir / "model.safetensors.index.json")
 
-    _wait_for_snapshots(run_ferry, fresh_receiver, [f"{JOB}-100", f"{JOB}-200"], log)
+    _wait_for_snapshots(run_ferry, fresh_receiver, [f"{JOB}-step-100", f"{JOB}-step-200"], log)
 
     # DCP: restored directory loads back into a zeroed template, equal.
-    restored = _restore(run_ferry, fresh_receiver, f"{JOB}-100", tmp_path / "r100")
+    restored = _restore(run_ferry, fresh_receiver, f"{JOB}-step-100", tmp_path / "r100")
     template = {"model": {k: torch.zeros_like(v) for k, v in dcp_state["model"].items()},
                 "optim": {"lr": torch.tensor(0.0), "step": torch.tensor(0)}}
     dcp.load(template, checkpoint_id=str(restored))
@@ -147,7 +147,7 @@ def test_dcp_and_safetensors_set_replicated_and_restored(agent, run_ferry, fresh
     assert torch.equal(template["optim"]["step"], dcp_state["optim"]["step"])
 
     # safetensors set: the index names every shard; every tensor equal.
-    restored = _restore(run_ferry, fresh_receiver, f"{JOB}-200", tmp_path / "r200")
+    restored = _restore(run_ferry, fresh_receiver, f"{JOB}-step-200", tmp_path / "r200")
     got_index = json.loads((restored / "model.safetensors.index.json").read_text())
     assert got_index == index
     loaded = {}

@@ -469,11 +469,14 @@ TEST(ReceiverAttackTest, RetentionFollowsTheReceiversClockNotTheHosts) {
   auto tree = packed_tree(23);
   auto c = site.connect("alpha");
   ASSERT_TRUE(c.is_ok()) << c.status().to_string();
-  // Three empty snapshots dated as far ahead as the receiver allows, before
-  // the three real ones.
+  // Three empty snapshots of the real ones' job (retention counts each job
+  // on its own) dated as far ahead as the receiver allows, before the three
+  // real ones.
   const std::int64_t ahead = wall_ns() + (kMaxCreatedAheadSeconds * kNanosPerSecond) - kHourNs;
   for (int i = 0; i < 3; ++i)
-    ASSERT_TRUE(commit_raw(**c, "fake-" + std::to_string(i), junk_manifest(ahead)).is_ok());
+    ASSERT_TRUE(commit_raw(**c, "fake-" + std::to_string(i),
+                           ferry::testing::chunkless_manifest(16, 20, ahead, "job-1"))
+                    .is_ok());
   for (int i = 0; i < 3; ++i)
     ASSERT_TRUE(testing::push_by_hand(**c, *tree, "real-" + std::to_string(i)).is_ok());
   const std::vector<std::string> fakes = {"fake-0", "fake-1", "fake-2"};

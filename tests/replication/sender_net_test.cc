@@ -342,6 +342,9 @@ TEST(SenderNameTest, DefaultSnapshotNames) {
   EXPECT_EQ(default_snapshot_name(o, 0), "my_ckpt___-19700101T000000Z");
   o.job = "llama";
   o.step = 1200;
+  // The directory is part of the name (replication/snapshot_name.h).
+  EXPECT_EQ(default_snapshot_name(o, 0), "llama-my_ckpt___-step1200");
+  o.source_name.clear();
   EXPECT_EQ(default_snapshot_name(o, 0), "llama-step1200");
   EXPECT_TRUE(validate_snapshot_name(default_snapshot_name(o, 0)).is_ok());
 }

@@ -724,12 +724,13 @@ TEST(ChunkStore, RetentionOrdersByCommitTimeNotTheHostsClock) {
   auto s = open_store(dir.path(), logged.options());
   auto chunks = make_chunks(3, testing::test_seed());
   put_all(*s, "host-a", chunks);
-  // Dated 12 hours ahead (within the tolerance) but committed first...
+  // Snapshots of the same job (retention counts each job on its own), dated
+  // 12 hours ahead (within the tolerance) but committed first...
   const std::int64_t ahead = wall_ns() + 12 * kHourNs;
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(
-        s->commit_snapshot("host-a", "fake-" + std::to_string(i), testing::chunkless_manifest(1, 20, ahead))
-            .is_ok());
+    ASSERT_TRUE(s->commit_snapshot("host-a", "fake-" + std::to_string(i),
+                                   testing::chunkless_manifest(1, 20, ahead, "job"))
+                    .is_ok());
   }
   // ...then the real ones, dated in the past.
   for (int i = 0; i < 3; ++i) {

@@ -65,10 +65,10 @@ inline std::vector<std::byte> manifest_for(const std::vector<const TestChunk*>& 
 // `path_bytes` long, dated `created_ns`. A real host never sends one this
 // shape; a hostile one does, to fill a store without sending chunks.
 inline std::vector<std::byte> chunkless_manifest(std::size_t files, std::size_t path_bytes,
-                                                 std::int64_t created_ns) {
+                                                 std::int64_t created_ns, const std::string& job = "junk") {
   Manifest m;
   m.host = "host-a";
-  m.job = "junk";
+  m.job = job;
   m.step = 1;
   m.created_ns = created_ns;
   for (std::size_t i = 0; i < files; ++i) {

@@ -20,8 +20,10 @@ constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
 constexpr std::int64_t kMin = std::numeric_limits<std::int64_t>::min();
 constexpr std::int64_t kNow = 1'750'000'000LL * kNanosPerSecond;
 
-SnapshotInfo snap(std::string name, std::int64_t committed_ns, std::int64_t created_ns = 0) {
+SnapshotInfo snap(std::string name, std::int64_t committed_ns, std::int64_t created_ns = 0,
+                  std::string job = "") {
   SnapshotInfo s;
+  s.job = std::move(job);
   s.name = std::move(name);
   s.committed_ns = committed_ns;
   s.created_ns = created_ns;
@@ -46,6 +48,44 @@ TEST(Retention, TiesGoByNameAndEverythingIsReportedOldestFirst) {
   PruneReport r = select_retention(snaps, {.keep_last = 2}, kNow);
   EXPECT_EQ(r.removed, (Names{"z", "a"}));
   EXPECT_EQ(r.kept, (Names{"b", "c"}));
+}
+
+TEST(Retention, EachJobIsCountedOnItsOwn) {
+  // A job that checkpoints often must not push another job's only
+  // snapshot out of keep_last.
+  const std::vector<SnapshotInfo> snaps = {snap("gpt-1", 1, 0, "gpt"), snap("llama-1", 2, 0, "llama"),
+                                           snap("llama-2", 3, 0, "llama"), snap("llama-3", 4, 0, "llama")};
+  PruneReport r = select_retention(snaps, {.keep_last = 2}, kNow);
+  EXPECT_EQ(r.removed, Names{"llama-1"});
+  EXPECT_EQ(r.kept, (Names{"gpt-1", "llama-2", "llama-3"}));
+  // job: only that job's snapshots may go.
+  RetentionPolicy only_llama{.keep_last = 1};
+  only_llama.job = "llama";
+  r = select_retention(snaps, only_llama, kNow);
+  EXPECT_EQ(r.removed, (Names{"llama-1", "llama-2"}));
+  EXPECT_EQ(r.kept, (Names{"gpt-1", "llama-3"}));
+}
+
+TEST(Retention, KeepDailyWeeklyMonthlyKeepTheNewestOfEachPeriod) {
+  constexpr std::int64_t kDay = 86400 * kNanosPerSecond;
+  // 2025-01-06 00:00 UTC is a Monday.
+  constexpr std::int64_t kMonday = 1'736'121'600LL * kNanosPerSecond;
+  const std::vector<SnapshotInfo> snaps = {snap("dec-31", kMonday - 6 * kDay),   // December, the week before
+                                           snap("mon-a", kMonday + 1),           // Monday, twice
+                                           snap("mon-b", kMonday + 2),           //
+                                           snap("tue", kMonday + kDay),          // Tuesday
+                                           snap("sun", kMonday + 6 * kDay + 5),  // Sunday: same week
+                                           snap("next-mon", kMonday + 7 * kDay)};  // the next week
+  RetentionPolicy daily{.keep_daily = 3};
+  EXPECT_EQ(select_retention(snaps, daily, kNow).kept, (Names{"tue", "sun", "next-mon"}));
+  RetentionPolicy weekly{.keep_weekly = 2};
+  EXPECT_EQ(select_retention(snaps, weekly, kNow).kept, (Names{"sun", "next-mon"}));
+  RetentionPolicy monthly{.keep_monthly = 5};
+  EXPECT_EQ(select_retention(snaps, monthly, kNow).kept, (Names{"dec-31", "next-mon"}));
+  RetentionPolicy both{.keep_last = 1, .keep_daily = 1};
+  EXPECT_EQ(select_retention(snaps, both, kNow).kept, Names{"next-mon"});
+  RetentionPolicy days5{.keep_daily = 5};
+  EXPECT_EQ(select_retention(snaps, days5, kNow).kept, (Names{"dec-31", "mon-b", "tue", "sun", "next-mon"}));
 }
 
 TEST(Retention, KeepWithinIsInclusiveAtTheCutoff) {

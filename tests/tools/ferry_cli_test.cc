@@ -1,7 +1,7 @@
 // ferry_cli_test.cc: runs the built `ferry` binary (FERRY_BIN) as a user
 // would: pack, verify, unpack and byte-compare a directory of corpus files;
 // inspect lists the tensors of a safetensors file (table and JSON); a damaged
-// archive fails verify with exit code 1 naming the file; bad usage gives exit
+// archive fails verify with exit code 4 (corruption) naming the file; bad usage gives exit
 // code 2 and one clear line; status, submit, pause and resume talk to a
 // control socket served by the test (agent/control.h) as to a running agent.
 #include <gtest/gtest.h>
@@ -27,6 +27,7 @@
 #include "tests/replication/ferry_child.h"
 #include "tests/testing/testing.h"
 #include "tests/tools/ferry_cli.h"
+#include "tools/exit_codes.h"
 
 namespace ferry {
 namespace {
@@ -84,7 +85,7 @@ TEST(FerryCliTest, PackVerifyUnpackRestoresEveryByte) {
   bytes[bytes.size() / 3] ^= std::byte{0x04};
   testing::write_file(dir / "bad.ferry", bytes);
   CliRun bad = ferry("verify " + quote(dir / "bad.ferry"));
-  EXPECT_EQ(bad.code, 1) << bad.out;
+  EXPECT_EQ(bad.code, cli::kExitCorruption) << bad.out;
   EXPECT_NE(bad.out.find("Corruption"), std::string::npos) << bad.out;
   EXPECT_NE(bad.out.find("offset"), std::string::npos) << bad.out;
   EXPECT_NE(bad.out.find("chunk"), std::string::npos) << bad.out;
@@ -93,7 +94,7 @@ TEST(FerryCliTest, PackVerifyUnpackRestoresEveryByte) {
   bytes.resize(bytes.size() - 10);
   testing::write_file(dir / "short.ferry", bytes);
   CliRun trunc = ferry("verify " + quote(dir / "short.ferry"));
-  EXPECT_EQ(trunc.code, 1) << trunc.out;
+  EXPECT_EQ(trunc.code, cli::kExitCorruption) << trunc.out;
   EXPECT_NE(trunc.out.find("short.ferry"), std::string::npos) << trunc.out;
   EXPECT_NE(trunc.out.find("truncated"), std::string::npos) << trunc.out;
 }
@@ -256,13 +257,14 @@ struct AgentStub {
   std::vector<std::pair<std::string, nlohmann::json>> calls;
   std::unique_ptr<agent::ControlServer> server;
   fs::path socket;
+  nlohmann::json status = agent_status();  // what "status" answers
 
   explicit AgentStub(const testing::TempDir& dir) : socket(dir / "agent.sock") {
     auto s =
         agent::ControlServer::start(socket, [this](const std::string& command, const nlohmann::json& args) {
           std::lock_guard lock(mu);
           calls.emplace_back(command, args);
-          if (command == "status") return agent_status();
+          if (command == "status") return status;
           if (command == "submit") {
             if (args.value("job", "") == "nope")
               return nlohmann::json{{"ok", false}, {"error", "no job named nope"}};
@@ -280,7 +282,8 @@ TEST(FerryCliAgentTest, StatusPrintsJobsTargetsAndWarnings) {
   testing::TempDir dir;
   AgentStub agent(dir);
   CliRun r = ferry("status" + agent.flag());
-  ASSERT_EQ(r.code, 0) << r.out;
+  // It shows warnings (an RPO breach, a target down): exit code 6.
+  ASSERT_EQ(r.code, cli::kExitWarning) << r.out;
   for (const char* want :
        {"ferry-agent: up 1h 02m, engine cpu (2 threads) [no usable GPU: no CUDA device], replicating",
         "llama", "42s", "1h 00m", "50s", "mistral", "1h 30m", "2h 01m", "WARNING, paused",
@@ -315,7 +318,7 @@ TEST(FerryCliAgentTest, StatusPrintsJobsTargetsAndWarnings) {
   EXPECT_NE(row.find(" ok"), std::string::npos) << row;
 
   CliRun js = ferry("status --json" + agent.flag());
-  ASSERT_EQ(js.code, 0) << js.out;
+  ASSERT_EQ(js.code, cli::kExitWarning) << js.out;
   EXPECT_EQ(nlohmann::json::parse(js.out), agent_status());
 }
 
@@ -344,6 +347,29 @@ TEST(FerryCliAgentTest, SubmitSendsTheAbsoluteDirectory) {
   EXPECT_EQ(agent.calls.size(), 2u);
 }
 
+TEST(FerryCliAgentTest, StatusExitsZeroOnlyWithoutWarnings) {
+  testing::TempDir dir;
+  AgentStub agent(dir);
+  nlohmann::json healthy = agent.status;
+  healthy["jobs"] = nlohmann::json::array({agent.status["jobs"][0]});
+  for (auto& t : healthy["targets"]) t["up"] = true;
+  {
+    std::lock_guard lock(agent.mu);
+    agent.status = healthy;
+  }
+  CliRun r = ferry("status" + agent.flag());
+  EXPECT_EQ(r.code, 0) << r.out;
+  r = ferry("status --json" + agent.flag());
+  EXPECT_EQ(r.code, 0) << r.out;
+  // A target down is a warning, in JSON too.
+  {
+    std::lock_guard lock(agent.mu);
+    agent.status["targets"][0]["up"] = false;
+  }
+  EXPECT_EQ(ferry("status" + agent.flag()).code, cli::kExitWarning);
+  EXPECT_EQ(ferry("status --json" + agent.flag()).code, cli::kExitWarning);
+}
+
 TEST(FerryCliAgentTest, PauseAndResume) {
   testing::TempDir dir;
   AgentStub agent(dir);
@@ -360,12 +386,13 @@ TEST(FerryCliAgentTest, PauseAndResume) {
   EXPECT_EQ(agent.calls[1], (std::pair<std::string, nlohmann::json>{"resume", {{"job", ""}}}));
 }
 
-TEST(FerryCliAgentTest, NoAgentIsAClearErrorWithExitOne) {
+// No agent listening may pass (it restarts): the retryable exit code.
+TEST(FerryCliAgentTest, NoAgentIsAClearRetryableError) {
   testing::TempDir dir;
   const std::string sock = (dir / "none.sock").string();
   for (const char* cmd : {"status", "pause", "resume"}) {
     CliRun r = ferry(std::string(cmd) + " --socket=" + quote(sock));
-    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_EQ(r.code, cli::kExitRetryable) << r.out;
     EXPECT_NE(r.out.find("ferry: no agent listening on " + sock +
                          ": No such file or directory "
                          "(is ferry-agent running? --socket=PATH)"),

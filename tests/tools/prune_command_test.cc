@@ -2,10 +2,12 @@
 // store as an operator would: a dry run shows exactly what the prune then
 // removes, by the store's own retention rule (the receiver's commit times);
 // a --keep_within of any length keeps everything it covers instead of
-// overflowing into removals; bad durations are usage errors.
+// overflowing into removals; each job is counted on its own and --job
+// prunes one; bad durations are usage errors.
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "base/clock.h"
@@ -31,6 +33,20 @@ class PruneCommandTest : public ::testing::Test {
     ASSERT_TRUE(store.is_ok()) << store.status().to_string();
     for (const std::string& name : names) {
       Status st = (*store)->commit_snapshot("host-a", name, testing::chunkless_manifest(1, 20, created_ns));
+      ASSERT_TRUE(st.is_ok()) << st.to_string();
+    }
+  }
+  // Commits one snapshot of `job` per name, in order.
+  void commit_job(const std::string& job, const std::vector<std::string>& names) {
+    auto store = open_local_store(store_dir(), {.log = [](std::string_view) {}});
+    ASSERT_TRUE(store.is_ok()) << store.status().to_string();
+    for (const std::string& name : names) {
+      Manifest m;
+      m.host = "host-a";
+      m.job = job;
+      m.step = 1;
+      m.created_ns = 1;
+      Status st = (*store)->commit_snapshot("host-a", name, serialize_manifest(m));
       ASSERT_TRUE(st.is_ok()) << st.to_string();
     }
   }
@@ -70,6 +86,35 @@ TEST_F(PruneCommandTest, TheDryRunShowsWhatThePruneRemovesByCommitTime) {
   EXPECT_TRUE(says(real, "removed ahead-0")) << real.out;
   EXPECT_TRUE(says(real, "removed ahead-1")) << real.out;
   EXPECT_TRUE(says(real, "kept 2 snapshots, removed 2")) << real.out;
+}
+
+// keep_last counts each job on its own; --job prunes one job only.
+TEST_F(PruneCommandTest, JobsAreNeverCountedTogether) {
+  commit_job("llama", {"llama-1", "llama-2", "llama-3"});
+  commit_job("gpt", {"gpt-1", "gpt-2"});
+  CliRun dry = prune("--keep_last=1 --dry_run");
+  ASSERT_EQ(dry.code, 0) << dry.out;
+  for (const char* line :
+       {"remove llama-1", "remove llama-2", "keep   llama-3", "remove gpt-1", "keep   gpt-2"}) {
+    EXPECT_TRUE(says(dry, line)) << line << "\n" << dry.out;
+  }
+  CliRun one = prune("--job=gpt --keep_last=1 --nogc --json");
+  ASSERT_EQ(one.code, 0) << one.out;
+  const auto lines = cli_test::json_lines(one.out);
+  for (const nlohmann::json& j : lines) {
+    if (j["type"] == "snapshot") EXPECT_EQ(j["snapshot"], "gpt-1") << one.out;
+    if (j["type"] == "prune") {
+      EXPECT_EQ(j["removed"], 1) << one.out;
+      EXPECT_EQ(j["kept"], 4) << one.out;
+    }
+  }
+  EXPECT_EQ(lines.size(), 2u) << one.out;
+  CliRun daily = prune("--keep_daily=1 --dry_run");
+  ASSERT_EQ(daily.code, 0) << daily.out;
+  // Committed within a second: one day, the newest of each job kept.
+  EXPECT_TRUE(says(daily, "keep   llama-3")) << daily.out;
+  EXPECT_TRUE(says(daily, "remove llama-2")) << daily.out;
+  EXPECT_TRUE(says(daily, "keep   gpt-2")) << daily.out;
 }
 
 TEST_F(PruneCommandTest, BadDurationsAreUsageErrors) {

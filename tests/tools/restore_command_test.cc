@@ -15,6 +15,7 @@
 
 #include "tests/testing/testing.h"
 #include "tests/tools/ferry_cli.h"
+#include "tools/exit_codes.h"
 
 namespace ferry {
 namespace {
@@ -62,8 +63,22 @@ TEST_F(RestoreCommandTest, ToCudaRestoresIntoGpuMemoryOrSaysWhyNot) {
     EXPECT_NE(r.out.find("every chunk verified"), std::string::npos) << r.out;
     return;
   }
-  EXPECT_EQ(r.code, 1) << r.out;
+  // No GPU here now: Unavailable, which base/retry.h counts as retryable.
+  EXPECT_EQ(r.code, cli::kExitRetryable) << r.out;
   EXPECT_NE(r.out.find("cuda:0: no usable GPU: "), std::string::npos) << r.out;
+}
+
+// A restore that stops after some files came back whole: exit 5 (partial),
+// saying how many; not the exit code of a failure that restored nothing.
+TEST_F(RestoreCommandTest, ARestoreThatStopsHalfWayIsPartial) {
+  const fs::path out = dir_ / "out";
+  // A directory where the last file (in manifest order) must go.
+  fs::create_directories(out / "shards" / "w.bin");
+  CliRun r = ferry("restore " + quote(archive_) + " --to=" + quote(out.string()) + " --threads=1 --json");
+  EXPECT_EQ(r.code, cli::kExitPartial) << r.out;
+  EXPECT_NE(r.out.find("2 of 3 files restored"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"exit\":\"partial\""), std::string::npos) << r.out;
+  EXPECT_TRUE(testing::read_file(out / "opt.bin") == testing::read_file(in_ / "opt.bin"));
 }
 
 TEST_F(RestoreCommandTest, UsageErrorsExitWithTwo) {

@@ -22,6 +22,7 @@
 #include "base/build_info.h"
 #include "base/log.h"
 #include "replication/tls.h"
+#include "tools/cli_docs.h"
 
 namespace {
 
@@ -69,6 +70,41 @@ int run_validate(const AgentArgs& args) {
   return kExitOk;
 }
 
+// --man and --completion=bash: generated from the settings table the parser
+// reads (agent_setting_docs), by the same generator as ferry's.
+int print_docs(const AgentArgs& parsed) {
+  cli::ProgramDoc doc;
+  doc.program = "ferry-agent";
+  doc.summary = "keep the DR copy of every checkpoint of this host current";
+  doc.synopsis =
+      "ferry-agent --watch=ROOT[=JOB] --targets=HOST:PORT --ca=CA --cert=CERT --key=KEY [--setting=value "
+      "...]";
+  doc.version = std::string(build_info().version);
+  doc.description =
+      "The per-host agent: replicates every complete checkpoint under the watched roots to the DR "
+      "receivers.\n"
+      "Settings come from the command line and from flag files (--flagfile=FILE: one --setting=value per\n"
+      "line, # comments; a later setting overrides an earlier one). An unknown setting or a bad value is an\n"
+      "error naming it (and the file and line). Booleans take --name, --noname or --name=true|false.";
+  for (const SettingDoc& s : agent_setting_docs()) doc.flags.push_back({"--" + s.name, "", s.value, s.help});
+  doc.sections.push_back(
+      {"EXIT STATUS",
+       "0 stopped by SIGTERM or SIGINT (or --help, --version, a good --validate); 1 cannot start (no target\n"
+       "reachable, the journal locked); 2 the configuration is wrong (not retried by the systemd unit)."});
+  doc.sections.push_back({"SEE ALSO", "ferry(1); docs/OPERATIONS.md"});
+  if (parsed.man) {
+    std::fputs(cli::man_page(doc).c_str(), stdout);
+    return kExitOk;
+  }
+  if (parsed.completion != "bash") {
+    std::fprintf(stderr, "ferry-agent: --completion: only bash is supported (got \"%s\")\n",
+                 parsed.completion.c_str());
+    return kExitUsage;
+  }
+  std::fputs(cli::bash_completion(doc).c_str(), stdout);
+  return kExitOk;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -83,6 +119,7 @@ int main(int argc, char** argv) {
                 build_info_lines().c_str(), describe_engine(parsed.config.engine).c_str());
     return kExitOk;
   }
+  if (parsed.man || !parsed.completion.empty()) return print_docs(parsed);
   if (parsed.validate) return run_validate(parsed);
   Logger log(parsed.config.log_format == "json" ? LogFormat::kJson : LogFormat::kText);
   if (auto problems = config_problems(parsed); !problems.empty()) {
