@@ -194,6 +194,59 @@ TEST(BatchPlan, PlanRegionsGiveEachChunkItsShare) {
   EXPECT_EQ(assign, r.assign_bytes);
 }
 
+// plan_chunk hands each plane's histograms to the CPU encoder's planner and
+// lays its plan out for the kernels: mode, table count, table bytes, the
+// encoder tables (frequencies and cumulative starts) and each segment's table.
+TEST(BatchPlan, PlanChunkLaysOutThePlannersPlan) {
+  std::mt19937_64 rng(testing::test_seed());
+  for (std::uint32_t w : {1u, 2u, 4u}) {
+    const std::uint32_t n = 5 * 16384 + 77;
+    EncChunk c = make_enc_chunk(n * w + 1, w, 0, 0);
+    std::vector<std::uint32_t> hist(hist_words(c), 0);
+    std::vector<std::uint8_t> plane(n);
+    std::vector<EncSym> tables(std::size_t{w} * c.table_slots * kAlphabet);
+    std::vector<std::uint8_t> assign(std::size_t{w} * c.segments, 0xee);
+    std::vector<planes::Plan> want;
+    for (std::uint32_t p = 0; p < w; ++p) {
+      for (std::uint32_t i = 0; i < n; ++i) {
+        // Plane 0: two scales (several tables); the others: noise.
+        plane[i] = p == 0 ? static_cast<std::uint8_t>((i / 40000 % 2 ? 60 : 120) + rng() % 3)
+                          : static_cast<std::uint8_t>(rng());
+        ++hist[hist_segment(c, p, i / 16384) + plane[i]];
+        if (i % 16 == 0) ++hist[hist_sampled(c, p) + plane[i]];
+      }
+      planes::SegmentCounts counts{n, hist.data() + hist_segment(c, p, 0), hist.data() + hist_sampled(c, p)};
+      want.push_back(planes::plan_plane(counts, p != 0));
+    }
+    planes::Planner planner;
+    plan_chunk(c, hist.data(), tables.data(), assign.data(), planner);
+    ASSERT_TRUE(want[0].coded && want[0].freq.size() > 1) << "width " << w;
+    for (std::uint32_t p = 0; p < w; ++p) {
+      const planes::Plan& pl = want[p];
+      ASSERT_EQ(c.mode[p], pl.coded ? kModeCodedV2 : kModeRaw) << "width " << w << " plane " << p;
+      if (!pl.coded) continue;
+      ASSERT_EQ(c.table_k[p], pl.freq.size());
+      std::uint32_t bytes = 0;
+      for (std::size_t k = 0; k < pl.freq.size(); ++k) {
+        const EncSym* t = tables.data() + (std::size_t{p} * c.table_slots + k) * kAlphabet;
+        std::uint32_t cum = 0, present = 0;
+        for (int s = 0; s < kAlphabet; ++s) {
+          const EncSym e = make_enc_sym(pl.freq[k][s], cum);
+          EXPECT_EQ(t[s].freq, e.freq);
+          EXPECT_EQ(t[s].bias, e.bias);
+          EXPECT_EQ(t[s].rcp, e.rcp);
+          cum += pl.freq[k][s];
+          present += pl.freq[k][s] != 0;
+        }
+        bytes += kPresentBytes + 2 * present;
+      }
+      EXPECT_EQ(c.table_bytes[p], bytes);
+      EXPECT_TRUE(
+          std::equal(pl.assign.begin(), pl.assign.end(), assign.begin() + std::size_t{p} * c.segments));
+    }
+  }
+}
+
 TEST(BatchPlan, GridsReachEveryUnitOfEveryChunk) {
   std::vector<EncChunk> enc = {make_enc_chunk(1, 2, 0, 0), make_enc_chunk(3, 4, 0, 0),
                                make_enc_chunk(4u << 20, 1, 0, 0), make_enc_chunk(100001, 4, 0, 0)};
