@@ -56,7 +56,8 @@ class PlaneEncoder {
   std::size_t n_ = 0, segments_ = 0;
   std::vector<std::array<std::uint32_t, rans::kAlphabet>> seg_counts_;
   std::vector<std::uint32_t> seg_total_;
-  std::vector<std::vector<std::uint8_t>> seg_symbols_;  // symbols present in each segment
+  std::vector<std::vector<std::uint8_t>> seg_symbols_;                     // symbols present in each segment
+  std::vector<std::array<std::uint64_t, rans::kAlphabet / 64>> seg_bits_;  // the same as a bitmap
   std::vector<std::uint8_t> assign_, best_assign_;
   std::vector<std::array<std::uint32_t, rans::kAlphabet>> freq_, best_freq_;
   int best_k_ = 0;
