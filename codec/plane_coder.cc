@@ -14,6 +14,10 @@
 #include <limits>
 #include <string>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
 namespace ferry::planes {
 namespace {
 
@@ -95,9 +99,75 @@ std::size_t header_bound(std::size_t n) {
   return 1 + kMaxTables * kMaxTableBytes + ceil_div(n, kSegmentSymbols) + 4 * ceil_div(n, kBlockSymbols);
 }
 
+namespace {
+
+// Q16 bits of a segment's counts under a table's per-symbol costs, summed
+// over all 256 symbols (counts of absent symbols are zero). For segments
+// that hold most symbols (mantissa planes), where a walk over the present
+// symbols is slower than the whole dense sum.
+std::uint64_t dense_cost_scalar(const std::uint32_t* counts, const std::uint32_t* cost) {
+  std::uint64_t bits = 0;
+  for (int x = 0; x < kAlphabet; ++x) bits += static_cast<std::uint64_t>(counts[x]) * cost[x];
+  return bits;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// GCC 12's AVX-512 headers pass _mm512_undefined_epi32() as the unused
+// merge source of unmasked intrinsics, which -Wuninitialized flags.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) std::uint64_t dense_cost_avx512(const std::uint32_t* counts,
+                                                                   const std::uint32_t* cost) {
+  __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
+  for (int x = 0; x < kAlphabet; x += 16) {
+    const __m512i c = _mm512_loadu_si512(counts + x);
+    const __m512i u = _mm512_loadu_si512(cost + x);
+    even = _mm512_add_epi64(even, _mm512_mul_epu32(c, u));
+    odd = _mm512_add_epi64(odd, _mm512_mul_epu32(_mm512_srli_epi64(c, 32), _mm512_srli_epi64(u, 32)));
+  }
+  return static_cast<std::uint64_t>(_mm512_reduce_add_epi64(_mm512_add_epi64(even, odd)));
+}
+#pragma GCC diagnostic pop
+bool cpu_has_avx512f() {
+  static const bool has = __builtin_cpu_supports("avx512f");
+  return has;
+}
+#endif
+
+std::uint64_t dense_cost(const std::uint32_t* counts, const std::uint32_t* cost) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (cpu_has_avx512f()) return dense_cost_avx512(counts, cost);
+#endif
+  return dense_cost_scalar(counts, cost);
+}
+
+// Segments with more present symbols than this are costed densely.
+constexpr std::size_t kDenseSymbols = 64;
+
+using SymbolBits = std::array<std::uint64_t, kAlphabet / 64>;
+
+SymbolBits present_bits(const std::uint32_t* counts) {
+  SymbolBits bits{};
+  for (int x = 0; x < kAlphabet; ++x)
+    if (counts[x]) bits[x / 64] |= 1ull << (x % 64);
+  return bits;
+}
+
+// Whether every symbol of `segment` is present in `table`.
+bool covers(const SymbolBits& table, const SymbolBits& segment) {
+  std::uint64_t missing = 0;
+  for (std::size_t i = 0; i < table.size(); ++i) missing |= segment[i] & ~table[i];
+  return missing == 0;
+}
+
+}  // namespace
+
 // Clusters the segments into at most k_want tables (FORMAT.md 4.2) and
 // returns the estimated coded size in bytes; assign_ and freq_ hold the
-// result, with the tables that ended empty removed.
+// result, with the tables that ended empty removed. A round in which no
+// segment moves leaves the tables as they are, so the rounds stop there:
+// the result is that of all kClusterRounds rounds.
 std::uint64_t Planner::cluster(int k_want) {
   const std::size_t S = segments_;
   const auto K = static_cast<std::size_t>(k_want);
@@ -115,50 +185,61 @@ std::uint64_t Planner::cluster(int k_want) {
     for (std::size_t i = 0; i < S; ++i) assign_[order[i].second] = static_cast<std::uint8_t>(i * K / S);
   }
   freq_.resize(K);
+  std::vector<std::array<std::uint32_t, kAlphabet>> group_counts(K);
   std::vector<std::uint32_t> group_total(K);
-  // Per table, each symbol's cost, with kAbsentCost for a symbol the table
-  // lacks: any segment holding one then costs at least kAbsentCost, more
-  // than any segment can cost under a table that has all its symbols
-  // (16384 * 12 * 2^16 < 2^34), so the sum alone tells a fit.
-  constexpr std::uint64_t kAbsentCost = 1ull << 36;
-  std::vector<std::array<std::uint64_t, kAlphabet>> unit(K);
-  const std::uint32_t* cost = rans::cost_table_q16();
   auto build = [&] {
     for (std::size_t k = 0; k < K; ++k) {
-      std::uint32_t counts[kAlphabet] = {};
+      group_counts[k].fill(0);
       group_total[k] = 0;
-      for (std::size_t s = 0; s < S; ++s) {
-        if (assign_[s] != k) continue;
-        for (std::uint8_t c : seg_symbols_[s]) counts[c] += seg_counts_[s * kAlphabet + c];
-        group_total[k] += seg_total_[s];
-      }
+    }
+    for (std::size_t s = 0; s < S; ++s) {
+      std::uint32_t* g = group_counts[assign_[s]].data();
+      for (std::uint8_t c : seg_symbols_[s]) g[c] += seg_counts_[s * kAlphabet + c];
+      group_total[assign_[s]] += seg_total_[s];
+    }
+    for (std::size_t k = 0; k < K; ++k) {
       if (group_total[k] == 0) {
         freq_[k].fill(0);
       } else {
-        rans::normalize_freqs(counts, freq_[k].data());
+        rans::normalize_freqs(group_counts[k].data(), freq_[k].data());
       }
     }
   };
+  build();
+  std::vector<std::array<std::uint32_t, kAlphabet>> unit(K);
+  std::vector<SymbolBits> table_bits(K);
+  const std::uint32_t* cost = rans::cost_table_q16();
   for (int round = 0; K > 1 && round < kClusterRounds; ++round) {
-    build();
-    for (std::size_t k = 0; k < K; ++k)
-      for (int c = 0; c < kAlphabet; ++c) unit[k][c] = freq_[k][c] ? cost[freq_[k][c]] : kAbsentCost;
+    for (std::size_t k = 0; k < K; ++k) {
+      for (int c = 0; c < kAlphabet; ++c) unit[k][c] = freq_[k][c] ? cost[freq_[k][c]] : 0;
+      table_bits[k] = present_bits(freq_[k].data());
+    }
+    bool moved = false;
     for (std::size_t s = 0; s < S; ++s) {
       std::uint64_t best = kNoFit;
+      std::uint8_t choice = assign_[s];
       const std::uint32_t* counts = seg_counts_ + s * kAlphabet;
+      const bool dense = seg_symbols_[s].size() > kDenseSymbols;
       for (std::size_t k = 0; k < K; ++k) {
-        if (group_total[k] == 0) continue;
-        const std::uint64_t* u = unit[k].data();
+        if (group_total[k] == 0 || !covers(table_bits[k], seg_bits_[s])) continue;
+        const std::uint32_t* u = unit[k].data();
         std::uint64_t c = 0;
-        for (std::uint8_t x : seg_symbols_[s]) c += counts[x] * u[x];
-        if (c < kAbsentCost && c < best) {  // ties keep the lower table
+        if (dense) {
+          c = dense_cost(counts, u);
+        } else {
+          for (std::uint8_t x : seg_symbols_[s]) c += static_cast<std::uint64_t>(counts[x]) * u[x];
+        }
+        if (c < best) {  // ties keep the lower table
           best = c;
-          assign_[s] = static_cast<std::uint8_t>(k);
+          choice = static_cast<std::uint8_t>(k);
         }
       }
+      moved |= choice != assign_[s];
+      assign_[s] = choice;
     }
+    if (!moved) break;
+    build();
   }
-  build();
   // Drop empty tables, keeping the others in order.
   std::uint8_t remap[kMaxTables] = {};
   std::size_t used = 0;
@@ -198,11 +279,13 @@ const Plan& Planner::plan(const SegmentCounts& counts, bool sample_first) {
   seg_counts_ = counts.segments;
   seg_total_.resize(segments_);
   seg_symbols_.resize(segments_);
+  seg_bits_.resize(segments_);
   for (std::size_t s = 0; s < segments_; ++s) {
     seg_total_[s] = static_cast<std::uint32_t>(std::min(kSegmentSymbols, n - s * kSegmentSymbols));
     seg_symbols_[s].clear();
     for (int c = 0; c < kAlphabet; ++c)
       if (seg_counts_[s * kAlphabet + c]) seg_symbols_[s].push_back(static_cast<std::uint8_t>(c));
+    seg_bits_[s] = present_bits(seg_counts_ + s * kAlphabet);
   }
   std::uint64_t best = kNoFit;
   // Mantissa planes hold nearly every symbol in every segment, so their

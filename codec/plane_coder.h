@@ -81,9 +81,10 @@ class Planner {
   std::uint64_t cluster(int k_want);
 
   std::size_t n_ = 0, segments_ = 0;
-  const std::uint32_t* seg_counts_ = nullptr;  // segments_ * kAlphabet
+  const std::uint32_t* seg_counts_ = nullptr;  // segments_ * kAlphabet, the caller's, during plan()
   std::vector<std::uint32_t> seg_total_;
-  std::vector<std::vector<std::uint8_t>> seg_symbols_;  // symbols present in each segment
+  std::vector<std::vector<std::uint8_t>> seg_symbols_;                     // symbols present in each segment
+  std::vector<std::array<std::uint64_t, rans::kAlphabet / 64>> seg_bits_;  // the same as a bitmap
   std::vector<std::uint8_t> assign_;
   std::vector<std::array<std::uint32_t, rans::kAlphabet>> freq_;
   Plan best_;
