@@ -200,8 +200,9 @@ TEST(BatchPlan, PlanRegionsGiveEachChunkItsShare) {
 TEST(BatchPlan, PlanChunkLaysOutThePlannersPlan) {
   std::mt19937_64 rng(testing::test_seed());
   for (std::uint32_t w : {1u, 2u, 4u}) {
-    const std::uint32_t n = 5 * 16384 + 77;
-    EncChunk c = make_enc_chunk(n * w + 1, w, 0, 0);
+    EncChunk c = make_enc_chunk((5 * 16384 + 77) * w + w - 1, w, 0, 0);  // a tail of w - 1 bytes
+    const std::uint32_t n = c.n;
+    ASSERT_EQ(n, 5u * 16384 + 77);
     std::vector<std::uint32_t> hist(hist_words(c), 0);
     std::vector<std::uint8_t> plane(n);
     std::vector<EncSym> tables(std::size_t{w} * c.table_slots * kAlphabet);
