@@ -41,9 +41,9 @@ inline constexpr std::size_t kMinPinnedBytes = std::size_t{64} << 10;
 
 // Device memory the CUDA context takes when the engine's kernels first
 // run, beyond what cudaMemGetInfo shows before: local memory reserved for
-// every thread the device can hold (the default stack limit is 1 KiB; on
-// sm_90 the version 1 engine's largest frame, its plan kernel's, was 1024
-// bytes, the finish kernels' 384), and the module's code and constants.
+// every thread the device can hold (ptxas -v on sm_90: the finish kernels
+// have the largest frame, 384 bytes, parse 80, the rest less; the default
+// stack limit is 1 KiB), and the module's code and constants.
 inline constexpr std::size_t kLocalBytesPerThread = 2048;
 inline constexpr std::size_t kModuleReserveBytes = std::size_t{64} << 20;
 
