@@ -67,6 +67,9 @@ struct DecChunk {
       codec, payload_crc;
   std::uint8_t chunk_id[kDigestBytes];
   std::uint32_t mode[kMaxWidth], plane_off[kMaxWidth];
+  // parse: the payload offset of the stored table of each decoder-table
+  // slot, and the slots each plane uses (1 for a version 1 coded plane).
+  std::uint32_t table_at[kMaxWidth][kMaxTables], tables_used[kMaxWidth];
   // Written on the device; the first error of a chunk wins.
   std::uint32_t err, err_plane, err_block, err_detail;
 };

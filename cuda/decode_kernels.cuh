@@ -1,6 +1,7 @@
 // decode_kernels.cuh: GPU decode + verify of a batch of frames, thin
 // launches over cuda/decode_steps.cuh. parse checks every length and table
-// of a (hostile) float payload before any block is touched; decode_blocks
+// of a (hostile) float payload before any block is touched, then its
+// threads build the decoder tables side by side; decode_blocks
 // has one warp per version 2 block (65536 symbols) decode it into the
 // chunk's planes; decode_fused has one warp per plane fill tile b of every
 // plane into shared memory (decoding version 1 block b in place, copying
@@ -23,9 +24,7 @@ __global__ void dec_crc_kernel(DecChunk* chunks) {
   crc_segment(table, c.payload, c.payload_bytes, blockIdx.x * blockDim.x + threadIdx.x, c.seg_crc);
 }
 
-__global__ void parse_kernel(DecChunk* chunks) {
-  if (threadIdx.x == 0) parse_chunk(chunks[blockIdx.x]);
-}
+__global__ void parse_kernel(DecChunk* chunks) { parse_block(chunks[blockIdx.x], DeviceBlock{}); }
 
 __global__ void decode_blocks_kernel(DecChunk* chunks) {
   decode_block_v2(chunks[blockIdx.y], blockIdx.x * kWarpsPerBlock + threadIdx.x / kWarpLanes,

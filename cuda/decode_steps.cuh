@@ -55,11 +55,9 @@ enum ParseCheck : std::uint32_t {
   kCheckChoices = 12,     // version 2: segment choices truncated or >= K
 };
 
-// Reads and checks one stored table at in[pos..size) (FORMAT.md 4.1);
-// with `slots`, also builds its decoder table there. Returns the check that
-// failed, or 0 with pos past the table.
-FERRY_HD std::uint32_t read_table(const std::uint8_t* in, std::uint32_t size, std::uint32_t& pos,
-                                  std::uint32_t* slots) {
+// Reads and checks one stored table at in[pos..size) (FORMAT.md 4.1).
+// Returns the check that failed, or 0 with pos past the table.
+FERRY_HD std::uint32_t read_table(const std::uint8_t* in, std::uint32_t size, std::uint32_t& pos) {
   if (size - pos < kPresentBytes) return kCheckBitmap;
   const std::uint8_t* present = in + pos;
   pos += kPresentBytes;
@@ -70,19 +68,20 @@ FERRY_HD std::uint32_t read_table(const std::uint8_t* in, std::uint32_t size, st
     const std::uint32_t f = get_le16(in + pos);
     pos += 2;
     if (f == 0 || cum + f > kProbScale) return kCheckFreqSum;
-    if (slots)
-      for (std::uint32_t i = 0; i < f; ++i) slots[cum + i] = dec_entry(s, f, i);
     cum += f;
   }
   return cum == kProbScale ? 0u : static_cast<std::uint32_t>(kCheckFreqSum);
 }
 
-// A version 1 coded plane at in[pos..size): one table, u16 block sizes.
+// A version 1 coded plane at in[pos..size): one table (slot 0), u16 block
+// sizes.
 FERRY_HD std::uint32_t parse_plane_v1(DecChunk& c, std::uint32_t p, std::uint32_t& pos,
                                       std::uint32_t* bad_block) {
   const std::uint8_t* in = c.payload;
   const std::uint32_t size = c.payload_bytes, B = c.blocks;
-  if (const std::uint32_t err = read_table(in, size, pos, c.dec_table + p * kProbScale)) return err;
+  c.table_at[p][0] = pos;
+  c.tables_used[p] = 1;
+  if (const std::uint32_t err = read_table(in, size, pos)) return err;
   if ((size - pos) / 2 < B) return kCheckBlockSizes;
   const std::uint8_t* stored = in + pos;
   pos += 2 * B;
@@ -100,9 +99,9 @@ FERRY_HD std::uint32_t parse_plane_v1(DecChunk& c, std::uint32_t p, std::uint32_
 }
 
 // A version 2 coded plane at in[pos..size) (FORMAT.md 4.2): K tables, the
-// segments' choices, u32 block sizes. Builds only the tables a segment
-// uses, one slot each in order of first use (a hostile frame may hold more
-// tables than segments), and records each segment's slot.
+// segments' choices, u32 block sizes. Only the tables a segment uses get a
+// decoder-table slot, in order of first use (a hostile frame may hold more
+// tables than segments); records each slot's table and each segment's slot.
 FERRY_HD std::uint32_t parse_plane_v2(DecChunk& c, std::uint32_t p, std::uint32_t& pos,
                                       std::uint32_t* bad_block) {
   const std::uint8_t* in = c.payload;
@@ -113,7 +112,7 @@ FERRY_HD std::uint32_t parse_plane_v2(DecChunk& c, std::uint32_t p, std::uint32_
   std::uint32_t table_at[kMaxTables];
   for (std::uint32_t k = 0; k < K; ++k) {
     table_at[k] = pos;
-    if (const std::uint32_t err = read_table(in, size, pos, nullptr)) return err;
+    if (const std::uint32_t err = read_table(in, size, pos)) return err;
   }
   const std::uint8_t* sel = nullptr;
   if (K > 1) {
@@ -146,13 +145,11 @@ FERRY_HD std::uint32_t parse_plane_v2(DecChunk& c, std::uint32_t p, std::uint32_
     const std::uint32_t k = sel ? sel[g] : 0;
     if (slot_of[k] == 0xff) {  // slots <= segments, so within table_slots
       slot_of[k] = static_cast<std::uint8_t>(slots);
-      std::uint32_t at = table_at[k];
-      read_table(in, size, at,
-                 c.dec_table + (static_cast<std::size_t>(p) * c.table_slots + slots) * kProbScale);
-      ++slots;
+      c.table_at[p][slots++] = table_at[k];
     }
     c.seg_slot[static_cast<std::size_t>(p) * S + g] = slot_of[k];
   }
+  c.tables_used[p] = slots;
   return 0;
 }
 
@@ -182,6 +179,45 @@ FERRY_HD void parse_chunk(DecChunk& c) {
     if (err) return set_error(c, kDecStructure, p, block, err);
   }
   if (size - pos != c.raw_bytes - n * w) return set_error(c, kDecStructure, w, 0, kCheckTail);
+}
+
+// Thread t of `threads` builds its share of the decoder tables parse_chunk
+// recorded (checked already): every threads-th slot entry, so each table's
+// 4096 entries are written by all threads side by side.
+FERRY_HD void build_tables(DecChunk& c, std::uint32_t t, std::uint32_t threads) {
+  for (std::uint32_t p = 0; p < c.width; ++p) {
+    if (c.mode[p] == kModeRaw) continue;
+    for (std::uint32_t slot = 0; slot < c.tables_used[p]; ++slot) {
+      const std::uint8_t* present = c.payload + c.table_at[p][slot];
+      const std::uint8_t* freqs = present + kPresentBytes;
+      std::uint32_t* slots = c.dec_table + (static_cast<std::size_t>(p) * c.table_slots + slot) * kProbScale;
+      std::uint32_t cum = 0;
+      for (std::uint32_t s = 0; s < kAlphabet; ++s) {
+        if (!(present[s >> 3] & (1u << (s & 7)))) continue;
+        const std::uint32_t f = get_le16(freqs);
+        freqs += 2;
+        for (std::uint32_t i = cum + (t + threads - cum % threads) % threads; i < cum + f; i += threads)
+          slots[i] = dec_entry(s, f, i - cum);
+        cum += f;
+      }
+    }
+  }
+}
+
+// parse, one block per planes frame: thread 0 checks the structure
+// (parse_chunk), then every thread builds its share of the decoder tables
+// unless the frame was refused (err is written only by thread 0 before the
+// barrier, so every thread sees the same value).
+template <typename Block>
+FERRY_HD void parse_block(DecChunk& c, const Block& block) {
+  if (c.codec == 0) return;  // host-written: block-uniform
+  block.each([&](std::uint32_t t) {
+    if (t == 0) parse_chunk(c);
+  });
+  block.sync();
+  block.each([&](std::uint32_t t) {
+    if (load_err(c) == 0) build_tables(c, t, block.size());
+  });
 }
 
 // Byte o (chunk-relative) of the decoded output, from the plane tile of

@@ -25,7 +25,8 @@ inline constexpr int kWarpLanes = 32;
 inline constexpr int kWarpsPerBlock = kThreads / kWarpLanes;
 // Threads per block of the per-chunk finish kernels (tree reduce).
 inline constexpr int kFinishThreads = 256;
-// Threads of the per-chunk plan and layout kernels (one per plane / one).
+// Threads of the per-chunk parse and layout kernels (parse: one checks the
+// structure, all build the decoder tables; layout: one).
 inline constexpr int kPlanThreads = 32;
 // CUDA caps gridDim.y (the chunk index of a launch) at 65535: a sub-batch
 // never holds more chunks than this.

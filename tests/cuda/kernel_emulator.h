@@ -175,7 +175,7 @@ class DecodeBatch {
     for (DecChunk& c : recs_)
       for (std::uint32_t seg = 0; seg < grids_.crc_blocks * kThreads; ++seg)
         crc_segment(table_, c.payload, c.payload_bytes, seg, c.seg_crc);
-    for (DecChunk& c : recs_) parse_chunk(c);
+    for (DecChunk& c : recs_) parse_block(c, HostBlock{kPlanThreads});
   }
   void fused() {
     for (DecChunk& c : recs_)
