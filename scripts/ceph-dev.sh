@@ -114,6 +114,9 @@ bluestore block size = 21474836480
 bluestore cache autotune = false
 bluestore cache size = 67108864
 memstore device bytes = 4294967296
+# A gateway killed -9 leaves its watches on the cluster's objects; until
+# they expire, every bucket creation waits for its answer (30 s by default).
+osd client watch timeout = 5
 rgw dns name = localhost
 rgw enable usage log = true
 rgw thread pool size = 64
