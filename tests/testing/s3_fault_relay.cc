@@ -108,7 +108,8 @@ RequestHead parse_head(std::string_view head) {
   return r;
 }
 
-std::string error_reply(int code, std::string_view reason, std::string_view s3_code, std::string_view message) {
+std::string error_reply(int code, std::string_view reason, std::string_view s3_code,
+                        std::string_view message) {
   const std::string body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>" + std::string(s3_code) +
                            "</Code><Message>" + std::string(message) + "</Message></Error>";
   return "HTTP/1.1 " + std::to_string(code) + " " + std::string(reason) +
@@ -148,8 +149,9 @@ struct S3FaultRelay::Shared {
       return {Fate::kSlowDown, 0};
     }
     if (schedule.max_faults >= 0 && faults >= schedule.max_faults) return {};
-    std::seed_seq seq{static_cast<std::uint32_t>(schedule.seed), static_cast<std::uint32_t>(schedule.seed >> 32),
-                      static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(i >> 32)};
+    std::seed_seq seq{static_cast<std::uint32_t>(schedule.seed),
+                      static_cast<std::uint32_t>(schedule.seed >> 32), static_cast<std::uint32_t>(i),
+                      static_cast<std::uint32_t>(i >> 32)};
     std::mt19937_64 rng(seq);
     const double x = std::uniform_real_distribution<double>(0, 1)(rng);
     Fate f = Fate::kForward;
@@ -252,7 +254,8 @@ void S3FaultRelay::serve(io::Socket client) {
     // Without "Expect: 100-continue" the client sends its body at once:
     // read it before answering, as a gateway would.
     if (!head.expect_continue) {
-      std::uint64_t left = head.content_length - std::min<std::uint64_t>(head.content_length, buf.size() - head_bytes);
+      std::uint64_t left =
+          head.content_length - std::min<std::uint64_t>(head.content_length, buf.size() - head_bytes);
       std::array<char, 65536> chunk;
       while (left > 0 && wait_fd(client.fd(), POLLIN, stop, 10'000)) {
         const ssize_t n = ::recv(client.fd(), chunk.data(), std::min<std::uint64_t>(left, chunk.size()), 0);
@@ -260,10 +263,11 @@ void S3FaultRelay::serve(io::Socket client) {
         left -= static_cast<std::uint64_t>(n);
       }
     }
-    const std::string reply = fate == Fate::kSlowDown
-                                  ? error_reply(503, "Slow Down", "SlowDown", "Please reduce your request rate.")
-                                  : error_reply(500, "Internal Server Error", "InternalError",
-                                                "We encountered an internal error. Please try again.");
+    const std::string reply =
+        fate == Fate::kSlowDown
+            ? error_reply(503, "Slow Down", "SlowDown", "Please reduce your request rate.")
+            : error_reply(500, "Internal Server Error", "InternalError",
+                          "We encountered an internal error. Please try again.");
     if (write_all(client.fd(), reply, stop)) drain_and_close(client, stop);
     return;
   }
@@ -308,7 +312,8 @@ void S3FaultRelay::serve(io::Socket client) {
     if ((p[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
       const ssize_t got = ::recv(upstream->fd(), chunk.data(), chunk.size(), 0);
       if (got <= 0) break;  // the gateway closed after its reply
-      if (!write_all(client.fd(), std::string_view(chunk.data(), static_cast<std::size_t>(got)), stop)) return;
+      if (!write_all(client.fd(), std::string_view(chunk.data(), static_cast<std::size_t>(got)), stop))
+        return;
     }
   }
   {

@@ -36,8 +36,9 @@ constexpr char kPack1MiB[] = " --s3_pack_size=1048576";
 void write_big_checkpoint(const fs::path& dir, std::uint64_t seed) {
   fs::create_directories(dir);
   for (int i = 0; i < 4; ++i) {
-    testing::write_file(dir / ("w" + std::to_string(i) + ".bin"),
-                        testing::normal_floats(1'000'000, 2, true, 0.02, seed + static_cast<std::uint64_t>(i)));
+    testing::write_file(
+        dir / ("w" + std::to_string(i) + ".bin"),
+        testing::normal_floats(1'000'000, 2, true, 0.02, seed + static_cast<std::uint64_t>(i)));
   }
 }
 
@@ -45,7 +46,9 @@ class S3FaultCommandTest : public cli_test::S3CommandTest {
  protected:
   std::string ns() const { return std::string(" --namespace=") + kHost; }
   std::string host_prefix() const { return std::string("dr/") + kHost + "/"; }
-  std::unique_ptr<S3Client> client() const { return std::move(S3Client::create(testing::ceph_s3_config(*ceph_)).value()); }
+  std::unique_ptr<S3Client> client() const {
+    return std::move(S3Client::create(testing::ceph_s3_config(*ceph_)).value());
+  }
   std::vector<S3Object> objects(const std::string& under) const {
     auto list = client()->list(bucket_, host_prefix() + under);
     EXPECT_TRUE(list.is_ok()) << list.status().to_string();
@@ -76,8 +79,8 @@ TEST_F(S3FaultCommandTest, SlowDownsErrorsAndResetsAreRetriedAndThePushCompletes
   ASSERT_TRUE(relay.start().is_ok());
   write_big_checkpoint(dir_ / "ck", 1);
   const std::int64_t t0 = mono_ms();
-  auto push = ferry("push " + quote((dir_ / "ck").string()) + " --name=faulted --to=" + url() + ns() + kPack1MiB +
-                    " --s3_endpoints=" + relay.endpoint());
+  auto push = ferry("push " + quote((dir_ / "ck").string()) + " --name=faulted --to=" + url() + ns() +
+                    kPack1MiB + " --s3_endpoints=" + relay.endpoint());
   ASSERT_EQ(push.code, 0) << push.out;
   const testing::S3RelayCounters c = relay.counters();
   EXPECT_GE(c.slow_downs, 1u);
@@ -104,8 +107,8 @@ TEST_F(S3FaultCommandTest, AnOutageCommitsNothingAndTheResumedPushSendsOnlyWhatI
   S3FaultRelay relay(gateway1_target(), outage);
   ASSERT_TRUE(relay.start().is_ok());
   write_big_checkpoint(dir_ / "ck", 2);
-  const std::string push_cmd = "push " + quote((dir_ / "ck").string()) + " --name=resumed --to=" + url() + ns() +
-                               kPack1MiB + " --s3_endpoints=" + relay.endpoint();
+  const std::string push_cmd = "push " + quote((dir_ / "ck").string()) + " --name=resumed --to=" + url() +
+                               ns() + kPack1MiB + " --s3_endpoints=" + relay.endpoint();
   auto failed = ferry(push_cmd);
   ASSERT_NE(failed.code, 0) << failed.out;
   EXPECT_NE(failed.out.find("SlowDown"), std::string::npos) << failed.out;
@@ -153,8 +156,8 @@ TEST_F(S3FaultCommandTest, AGatewayKilledMidPushTheHostFinishesThroughTheOther) 
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
   });
-  auto push = ferry("push " + quote((dir_ / "ck").string()) + " --name=failover --to=" + url() + ns() + kPack1MiB +
-                    " --s3_endpoints=" + endpoint + "," + ceph_->endpoint2);
+  auto push = ferry("push " + quote((dir_ / "ck").string()) + " --name=failover --to=" + url() + ns() +
+                    kPack1MiB + " --s3_endpoints=" + endpoint + "," + ceph_->endpoint2);
   stop = true;
   killer.join();
   ASSERT_EQ(push.code, 0) << push.out;
