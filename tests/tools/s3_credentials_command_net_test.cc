@@ -33,8 +33,8 @@ class S3CredentialsCommandTest : public cli_test::S3CommandTest {
     return "push " + quote((dir_ / "ck").string()) + " --name=" + name + " --to=" + url() + ns(host);
   }
   void clear_aws_environment() {
-    for (const char* v : {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
-                          "AWS_PROFILE", "AWS_REGION", "AWS_CA_BUNDLE"}) {
+    for (const char* v : {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                          "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION", "AWS_CA_BUNDLE"}) {
       unsetenv(v);
     }
   }
@@ -52,11 +52,11 @@ TEST_F(S3CredentialsCommandTest, ProfilesOfTheSharedFilesGiveKeysEndpointAndRegi
   write_checkpoint(dir_ / "ck", 1);
   std::filesystem::create_directories(dir_ / "aws");
   write_text(dir_ / "aws" / "credentials",
-                      "[default]\naws_access_key_id = NOTAKEY\naws_secret_access_key = wrong\n\n[dr]\n"
-                      "aws_access_key_id = " +
-                          ceph_->access_key + "\naws_secret_access_key = " + ceph_->secret_key + "\n");
+             "[default]\naws_access_key_id = NOTAKEY\naws_secret_access_key = wrong\n\n[dr]\n"
+             "aws_access_key_id = " +
+                 ceph_->access_key + "\naws_secret_access_key = " + ceph_->secret_key + "\n");
   write_text(dir_ / "aws" / "config", "[default]\nregion = us-east-1\n\n[profile dr]\nregion = " +
-                                                   ceph_->region + "\nendpoint_url = " + ceph_->endpoint2 + "\n");
+                                          ceph_->region + "\nendpoint_url = " + ceph_->endpoint2 + "\n");
   clear_aws_environment();
   setenv("AWS_SHARED_CREDENTIALS_FILE", (dir_ / "aws" / "credentials").c_str(), 1);
   setenv("AWS_CONFIG_FILE", (dir_ / "aws" / "config").c_str(), 1);
@@ -75,8 +75,8 @@ TEST_F(S3CredentialsCommandTest, ProfilesOfTheSharedFilesGiveKeysEndpointAndRegi
   // Keys in the environment give way to a profile named on the command line.
   setenv("AWS_ACCESS_KEY_ID", "NOTAKEY", 1);
   setenv("AWS_SECRET_ACCESS_KEY", "wrong", 1);
-  auto restore =
-      ferry("restore profiled --from=" + url() + ns() + " --s3_profile=dr --to=" + quote((dir_ / "out").string()));
+  auto restore = ferry("restore profiled --from=" + url() + ns() +
+                       " --s3_profile=dr --to=" + quote((dir_ / "out").string()));
   ASSERT_EQ(restore.code, 0) << restore.out;
   expect_same_tree(dir_ / "ck", dir_ / "out");
   clear_aws_environment();
@@ -106,7 +106,8 @@ TEST_F(S3CredentialsCommandTest, VirtualHostAddressingReachesTheSameBucket) {
   ASSERT_EQ(restore.code, 0) << restore.out;
   expect_same_tree(dir_ / "ck", dir_ / "out");
   // An address cannot carry the bucket's name.
-  auto refused = ferry("list --from=" + url() + ns() + " --s3_addressing=virtual --s3_endpoints=" + ceph_->endpoint1);
+  auto refused =
+      ferry("list --from=" + url() + ns() + " --s3_addressing=virtual --s3_endpoints=" + ceph_->endpoint1);
   EXPECT_NE(refused.code, 0) << refused.out;
   EXPECT_NE(refused.out.find("needs a host name"), std::string::npos) << refused.out;
 }
@@ -144,13 +145,13 @@ TEST_F(S3CredentialsCommandTest, PerHostCredentialsReachOnlyTheirOwnPrefix) {
   auto grant = [&](const std::string& uid, const std::string& host) {
     const std::string who = "{\"AWS\":[\"arn:aws:iam:::user/" + uid + "\"]}";
     return "{\"Effect\":\"Allow\",\"Principal\":" + who +
-           ",\"Action\":[\"s3:GetObject\",\"s3:PutObject\"],\"Resource\":[\"arn:aws:s3:::" + bucket_ + "/dr/" +
-           host + "/*\"]},{\"Effect\":\"Allow\",\"Principal\":" + who +
+           ",\"Action\":[\"s3:GetObject\",\"s3:PutObject\"],\"Resource\":[\"arn:aws:s3:::" + bucket_ +
+           "/dr/" + host + "/*\"]},{\"Effect\":\"Allow\",\"Principal\":" + who +
            ",\"Action\":[\"s3:ListBucket\"],\"Resource\":[\"arn:aws:s3:::" + bucket_ +
            "\"],\"Condition\":{\"StringLike\":{\"s3:prefix\":[\"dr\",\"dr/" + host + "/*\"]}}}";
   };
-  const std::string policy = "{\"Version\":\"2012-10-17\",\"Statement\":[" + grant("host-a-" + tag, "host-a") +
-                             "," + grant("host-b-" + tag, "host-b") + "]}";
+  const std::string policy = "{\"Version\":\"2012-10-17\",\"Statement\":[" +
+                             grant("host-a-" + tag, "host-a") + "," + grant("host-b-" + tag, "host-b") + "]}";
   {
     auto owner = S3Client::create(testing::ceph_s3_config(*ceph_)).value();
     S3Request r;
@@ -172,7 +173,8 @@ TEST_F(S3CredentialsCommandTest, PerHostCredentialsReachOnlyTheirOwnPrefix) {
   ASSERT_EQ(own.code, 0) << own.out;
   as(*b);
   ASSERT_EQ(ferry(push_cmd("theirs", "host-b")).code, 0);
-  auto foreign_read = ferry("restore mine --from=" + url() + ns("host-a") + " --to=" + quote((dir_ / "x").string()));
+  auto foreign_read =
+      ferry("restore mine --from=" + url() + ns("host-a") + " --to=" + quote((dir_ / "x").string()));
   EXPECT_NE(foreign_read.code, 0) << foreign_read.out;
   EXPECT_NE(foreign_read.out.find("AccessDenied"), std::string::npos) << foreign_read.out;
   auto foreign_list = ferry("list --from=" + url() + ns("host-a"));
@@ -190,7 +192,8 @@ TEST_F(S3CredentialsCommandTest, PerHostCredentialsReachOnlyTheirOwnPrefix) {
   ASSERT_EQ(snaps->size(), 1u);
   EXPECT_NE(snaps->at(0).key.find("theirs"), std::string::npos);
   as(*a);
-  auto mine = ferry("restore mine --from=" + url() + ns("host-a") + " --to=" + quote((dir_ / "out").string()));
+  auto mine =
+      ferry("restore mine --from=" + url() + ns("host-a") + " --to=" + quote((dir_ / "out").string()));
   ASSERT_EQ(mine.code, 0) << mine.out;
   expect_same_tree(dir_ / "ck", dir_ / "out");
 }
