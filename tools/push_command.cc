@@ -32,6 +32,7 @@ void define_push(CLI::App& app) {
                     "the receivers HOST:PORT[,HOST:PORT...], in failover order, or s3://BUCKET/PREFIX "
                     "to write a bucket directly"));
   add_namespace(app, "with --to=s3://...: the namespace (default: this machine's host name)");
+  add_s3(app, true);
   add_tls(app);
   add_streams(app);
   app.add_option("--name", settings().name,
@@ -106,6 +107,7 @@ void print_report(const replication::PushReport& r) {
 }
 
 int run_push(const std::vector<std::string>& args) {
+  if (Status st = apply_s3_flags(); !st) return usage_error(st.message());
   if (args.size() != 1)
     return usage_error("push needs exactly one FILE or DIR (got " + std::to_string(args.size()) + ")");
   if (is_s3_url(settings().to)) return push_to_bucket(args[0]);  // straight into the bucket, no receiver

@@ -31,7 +31,9 @@ int push_to_bucket(const std::string& path) {
   if (Status st = check_chunk_bytes(settings().chunk_size); !st) return fail(st);
   auto sources = pack_sources(path);
   if (!sources) return fail(sources.status());
-  auto store = open_store(settings().to);
+  StoreOptions store_options;
+  if (settings().s3_pack_size != 0) store_options.object_pack_target_bytes = settings().s3_pack_size;
+  auto store = open_store(settings().to, store_options);
   if (!store) return fail(store.status());
   ThreadPool pool(static_cast<std::size_t>(settings().threads));
   auto engine = engine_from_flags(pool, settings().zstd_level);

@@ -29,6 +29,7 @@ int FLAGS_crl_reload_s = replication::kDefaultCrlReloadIntervalMs / 1000;
 
 void define_serve(CLI::App& app) {
   add_store(app, "the store directory (created if missing), or s3://BUCKET/PREFIX");
+  add_s3(app, true);
   add_tls(app);
   app.add_option("--listen", FLAGS_listen, "HOST:PORT to listen on (port 0: any free port)")
       ->capture_default_str();
@@ -52,6 +53,7 @@ void define_serve(CLI::App& app) {
 }
 
 int run_serve(const std::vector<std::string>&) {
+  if (Status st = apply_s3_flags(); !st) return usage_error(st.message());
   if (settings().store.empty()) return usage_error("serve needs --store=DIR or --store=s3://BUCKET/PREFIX");
   auto tls = tls_from_flags("serve");
   if (!tls) return usage_error(tls.status().message());
@@ -73,6 +75,7 @@ int run_serve(const std::vector<std::string>&) {
   StoreOptions store_options;
   store_options.append_only = FLAGS_append_only;
   store_options.quota_bytes = FLAGS_quota_bytes;
+  if (settings().s3_pack_size != 0) store_options.object_pack_target_bytes = settings().s3_pack_size;
   auto store = open_store(settings().store, store_options);  // a directory or s3://BUCKET/PREFIX
   if (!store) return fail(store.status());
 
