@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "base/crc32c.h"
+#include "base/thread_pool.h"
 #include "codec/frame.h"
 #include "codec/limits.h"
 #include "cuda/decode_kernels.cuh"
@@ -132,7 +133,7 @@ class GpuEngine final : public CodecEngine {
   std::unique_ptr<CodecEngine> cpu_ = make_cpu_engine(gpu_reference_options());
   std::unique_ptr<CodecChoiceScratch> choice_ = std::make_unique<CodecChoiceScratch>();
   // Host side of the plan between split_hash and encode_blocks (reused).
-  planes::Planner planner_;
+  std::vector<planes::Planner> planners_;  // one per part of the shared pool
   std::vector<std::uint32_t> plan_hist_;
   std::vector<gpu::EncSym> plan_tables_;
   std::vector<std::uint8_t> plan_assign_;
@@ -336,8 +337,10 @@ Status GpuEngine::launch_split(EncChunk* dev, std::span<const EncChunk> host) {
 }
 
 // The histograms come back in one copy, the host plans every plane with
-// the CPU encoder's planner (gpu::plan_chunk), and the tables, choices and
-// records go back in three copies.
+// the CPU encoder's planner (gpu::plan_chunk; the chunks spread over the
+// shared thread pool, one Planner per part, which changes no byte: the plan
+// is a pure function of the counts), and the tables, choices and records go
+// back in three copies.
 Status GpuEngine::plan_on_host(EncChunk* dev, std::span<EncChunk> recs, const gpu::EncPlanRegions& r) {
   plan_hist_.resize(r.hist_words);
   plan_tables_.resize(r.table_entries);
@@ -345,10 +348,16 @@ Status GpuEngine::plan_on_host(EncChunk* dev, std::span<EncChunk> recs, const gp
   RETURN_IF_ERROR(
       copy(plan_hist_.data(), r.hist, r.hist_words * sizeof(std::uint32_t), cudaMemcpyDeviceToHost));
   RETURN_IF_ERROR(sync());
-  for (EncChunk& c : recs) {
-    gpu::plan_chunk(c, plan_hist_.data() + (c.hist - r.hist), plan_tables_.data() + (c.tables - r.tables),
-                    plan_assign_.data() + (c.assign - r.assign), planner_);
-  }
+  ThreadPool& pool = ThreadPool::shared();
+  const std::size_t parts = std::min(recs.size(), pool.size() + 1);
+  if (planners_.size() < parts) planners_.resize(parts);
+  pool.parallel_for(parts, [&](std::size_t part) {
+    for (std::size_t k = part * recs.size() / parts; k < (part + 1) * recs.size() / parts; ++k) {
+      EncChunk& c = recs[k];
+      gpu::plan_chunk(c, plan_hist_.data() + (c.hist - r.hist), plan_tables_.data() + (c.tables - r.tables),
+                      plan_assign_.data() + (c.assign - r.assign), planners_[part]);
+    }
+  });
   RETURN_IF_ERROR(
       copy(r.tables, plan_tables_.data(), r.table_entries * sizeof(gpu::EncSym), cudaMemcpyHostToDevice));
   RETURN_IF_ERROR(copy(r.assign, plan_assign_.data(), r.assign_bytes, cudaMemcpyHostToDevice));
