@@ -46,7 +46,9 @@ TEST(ReceiverMetricsTest, CountsConnectionsChunksCommitsRefusalsAndStore) {
   }
   {  // no client certificate: refused at the handshake
     auto c = Connection::connect(site.receiver().address(), site.certs.client_ctx(""));
-    if (c.is_ok()) EXPECT_FALSE((*c)->hello("ferry test").is_ok());
+    if (c.is_ok()) {
+      EXPECT_FALSE((*c)->hello("ferry test").is_ok());
+    }
   }
   {  // a server's message instead of HELLO
     auto c = Connection::connect(site.receiver().address(), site.certs.client_ctx("beta"));

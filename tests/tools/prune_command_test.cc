@@ -102,7 +102,9 @@ TEST_F(PruneCommandTest, JobsAreNeverCountedTogether) {
   ASSERT_EQ(one.code, 0) << one.out;
   const auto lines = cli_test::json_lines(one.out);
   for (const nlohmann::json& j : lines) {
-    if (j["type"] == "snapshot") EXPECT_EQ(j["snapshot"], "gpt-1") << one.out;
+    if (j["type"] == "snapshot") {
+      EXPECT_EQ(j["snapshot"], "gpt-1") << one.out;
+    }
     if (j["type"] == "prune") {
       EXPECT_EQ(j["removed"], 1) << one.out;
       EXPECT_EQ(j["kept"], 4) << one.out;
