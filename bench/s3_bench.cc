@@ -38,7 +38,8 @@
 
 DEFINE_string(s3_corpus, "build/corpus-full", "ferry-bench s3: the directory to back up (the full corpus)");
 DEFINE_string(s3_work, "", "ferry-bench s3: working directory (default $TMPDIR or /tmp)");
-DEFINE_string(s3_ferry, "", "ferry-bench s3: the ferry binary (default: tools/ferry beside ferry-bench's folder)");
+DEFINE_string(s3_ferry, "",
+              "ferry-bench s3: the ferry binary (default: tools/ferry beside ferry-bench's folder)");
 DEFINE_string(s3_objectstore, "bluestore", "ferry-bench s3: the OSD's object store (bluestore or memstore)");
 DEFINE_int32(s3_runs, 1, "ferry-bench s3: rounds of every row (each row reports its median)");
 
@@ -129,8 +130,10 @@ struct Site {
   std::uint64_t gateway_requests() const {
     std::uint64_t sum = 0;
     for (int n : {1, 2}) {
-      const std::string cmd = "ceph --admin-daemon " + quote((ceph_dir / "run" / ("client.rgw." + std::to_string(n) + ".asok")).string()) +
-                              " perf dump rgw 2>/dev/null";
+      const std::string cmd =
+          "ceph --admin-daemon " +
+          quote((ceph_dir / "run" / ("client.rgw." + std::to_string(n) + ".asok")).string()) +
+          " perf dump rgw 2>/dev/null";
       FILE* p = ::popen(cmd.c_str(), "r");
       if (p == nullptr) continue;
       std::string out;
@@ -143,7 +146,8 @@ struct Site {
     return sum;
   }
   std::string new_bucket(const std::string& tool) {
-    const std::string name = "bench-" + tool + "-" + std::to_string(::getpid()) + "-" + std::to_string(bucket_count++);
+    const std::string name =
+        "bench-" + tool + "-" + std::to_string(::getpid()) + "-" + std::to_string(bucket_count++);
     Status st = client->create_bucket(name);
     if (!st) std::fprintf(stderr, "ferry-bench s3: %s\n", st.to_string().c_str());
     return name;
@@ -175,14 +179,17 @@ Row measure(Site& site, const std::string& tool, const std::string& op, const st
   r.m.cpu_seconds += extra_cpu_of;
   r.requests = site.gateway_requests() - before;
   r.ok = r.m.code == 0;
-  if (!r.ok) std::fprintf(stderr, "ferry-bench s3: %s %s failed (exit %d); see %s\n", tool.c_str(), op.c_str(), r.m.code, site.log.c_str());
+  if (!r.ok)
+    std::fprintf(stderr, "ferry-bench s3: %s %s failed (exit %d); see %s\n", tool.c_str(), op.c_str(),
+                 r.m.code, site.log.c_str());
   return r;
 }
 
 std::string tls_flags(const Site& s, bool receiver) {
   const auto cert = receiver ? s.certs.receiver_cert : s.certs.host_cert(kNamespace);
   const auto key = receiver ? s.certs.receiver_key : s.certs.host_key(kNamespace);
-  return " --ca=" + quote(s.certs.ca_cert.string()) + " --cert=" + quote(cert.string()) + " --key=" + quote(key.string());
+  return " --ca=" + quote(s.certs.ca_cert.string()) + " --cert=" + quote(cert.string()) +
+         " --key=" + quote(key.string());
 }
 
 // `ferry serve --store=s3://...` in the background; its pid and port.
@@ -196,8 +203,9 @@ Serve start_serve(const Site& s, const std::string& bucket) {
   fs::remove(log);
   out.pid = ::fork();
   if (out.pid == 0) {
-    const std::string cmd = "exec " + quote(s.ferry.string()) + " serve --store=s3://" + bucket + "/dr --listen=127.0.0.1:0" +
-                            tls_flags(s, true) + " >" + quote(log.string()) + " 2>&1";
+    const std::string cmd = "exec " + quote(s.ferry.string()) + " serve --store=s3://" + bucket +
+                            "/dr --listen=127.0.0.1:0" + tls_flags(s, true) + " >" + quote(log.string()) +
+                            " 2>&1";
     ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
@@ -235,14 +243,15 @@ std::vector<Row> round_of_rows(Site& s) {
   {
     const std::string b = s.new_bucket("ferry");
     const std::string url = "s3://" + b + "/dr --namespace=" + kNamespace;
-    Row push = measure(s, "ferry direct", "push", ferry + " push " + corpus + " --name=" + name + " --to=" + url);
+    Row push =
+        measure(s, "ferry direct", "push", ferry + " push " + corpus + " --name=" + name + " --to=" + url);
     push.stored = s.stored_bytes(b);
     rows.push_back(push);
     for (int gets : {1, 4, 16}) {
       clean_out();
       rows.push_back(measure(s, "ferry direct", "restore " + std::to_string(gets) + " GETs",
-                             ferry + " restore " + name + " --from=" + url + " --threads=" + std::to_string(gets) +
-                                 " --to=" + quote(out.string())));
+                             ferry + " restore " + name + " --from=" + url +
+                                 " --threads=" + std::to_string(gets) + " --to=" + quote(out.string())));
     }
   }
   // ferry through a receiver over the bucket.
@@ -252,14 +261,17 @@ std::vector<Row> round_of_rows(Site& s) {
     if (!serve.port.empty()) {
       const std::string at = " 127.0.0.1:" + serve.port;
       double cpu0 = process_cpu(serve.pid);
-      Row push = measure(s, "ferry receiver", "push", ferry + " push " + corpus + " --name=" + name + " --to=" + at.substr(1) + tls_flags(s, false));
+      Row push = measure(
+          s, "ferry receiver", "push",
+          ferry + " push " + corpus + " --name=" + name + " --to=" + at.substr(1) + tls_flags(s, false));
       push.m.cpu_seconds += process_cpu(serve.pid) - cpu0;
       push.stored = s.stored_bytes(b);
       rows.push_back(push);
       clean_out();
       cpu0 = process_cpu(serve.pid);
       Row restore = measure(s, "ferry receiver", "restore",
-                            ferry + " restore " + name + " --from=" + at.substr(1) + " --to=" + quote(out.string()) + tls_flags(s, false));
+                            ferry + " restore " + name + " --from=" + at.substr(1) +
+                                " --to=" + quote(out.string()) + tls_flags(s, false));
       restore.m.cpu_seconds += process_cpu(serve.pid) - cpu0;
       rows.push_back(restore);
     }
@@ -275,20 +287,23 @@ std::vector<Row> round_of_rows(Site& s) {
     backup.stored = s.stored_bytes(b);
     rows.push_back(backup);
     clean_out();
-    rows.push_back(measure(s, "restic", "restore", env + "restic" + repo + "restore latest --target " + quote(out.string())));
+    rows.push_back(measure(s, "restic", "restore",
+                           env + "restic" + repo + "restore latest --target " + quote(out.string())));
   }
   // rclone, configured by its environment (rclone 1.60 fails with AWS_CA_BUNDLE set).
   {
     const std::string b = s.new_bucket("rclone");
-    const std::string env = "env -u AWS_CA_BUNDLE RCLONE_CONFIG_CEPH_TYPE=s3 RCLONE_CONFIG_CEPH_PROVIDER=Ceph "
-                            "RCLONE_CONFIG_CEPH_ENDPOINT=" + s.endpoint() +
-                            " RCLONE_CONFIG_CEPH_ACCESS_KEY_ID=" + s.env["AWS_ACCESS_KEY_ID"] +
-                            " RCLONE_CONFIG_CEPH_SECRET_ACCESS_KEY=" + s.env["AWS_SECRET_ACCESS_KEY"] + " ";
+    const std::string env =
+        "env -u AWS_CA_BUNDLE RCLONE_CONFIG_CEPH_TYPE=s3 RCLONE_CONFIG_CEPH_PROVIDER=Ceph "
+        "RCLONE_CONFIG_CEPH_ENDPOINT=" +
+        s.endpoint() + " RCLONE_CONFIG_CEPH_ACCESS_KEY_ID=" + s.env["AWS_ACCESS_KEY_ID"] +
+        " RCLONE_CONFIG_CEPH_SECRET_ACCESS_KEY=" + s.env["AWS_SECRET_ACCESS_KEY"] + " ";
     Row up = measure(s, "rclone", "push", env + "rclone copy " + corpus + " ceph:" + b + "/corpus");
     up.stored = s.stored_bytes(b);
     rows.push_back(up);
     clean_out();
-    rows.push_back(measure(s, "rclone", "restore", env + "rclone copy ceph:" + b + "/corpus " + quote(out.string())));
+    rows.push_back(
+        measure(s, "rclone", "restore", env + "rclone copy ceph:" + b + "/corpus " + quote(out.string())));
   }
   clean_out();
   return rows;
@@ -320,11 +335,12 @@ int run_bench(Site& s) {
   for (int i = 0; i < std::max(1, FLAGS_s3_runs); ++i) rounds.push_back(round_of_rows(s));
   const std::vector<Row> rows = medians(rounds);
   const double gb = static_cast<double>(s.corpus_bytes) / 1e9;
-  std::printf("ferry-bench s3: corpus %s (%s), %d round(s), median row; Ceph %s, 1 OSD, 2 radosgw on loopback\n",
-              s.corpus.c_str(), format_bytes(s.corpus_bytes).c_str(), static_cast<int>(rounds.size()),
-              FLAGS_s3_objectstore.c_str());
-  std::printf("%-15s %-16s %8s %9s %8s %12s %9s %6s\n", "TOOL", "OPERATION", "SECONDS", "MB/s", "CPU s", "STORED",
-              "REQ/GB", "OK");
+  std::printf(
+      "ferry-bench s3: corpus %s (%s), %d round(s), median row; Ceph %s, 1 OSD, 2 radosgw on loopback\n",
+      s.corpus.c_str(), format_bytes(s.corpus_bytes).c_str(), static_cast<int>(rounds.size()),
+      FLAGS_s3_objectstore.c_str());
+  std::printf("%-15s %-16s %8s %9s %8s %12s %9s %6s\n", "TOOL", "OPERATION", "SECONDS", "MB/s", "CPU s",
+              "STORED", "REQ/GB", "OK");
   for (const Row& r : rows) {
     std::printf("%-15s %-16s %8.2f %9.1f %8.2f %12s %9.0f %6s\n", r.tool.c_str(), r.op.c_str(), r.m.seconds,
                 static_cast<double>(s.corpus_bytes) / 1e6 / r.m.seconds, r.m.cpu_seconds,
@@ -376,7 +392,9 @@ int run_bench(Site& s) {
 
 }  // namespace
 
-FERRY_BENCH(s3, "S3 on a throwaway Ceph cluster: ferry push/restore (direct and via a receiver) vs restic and rclone") {
+FERRY_BENCH(
+    s3,
+    "S3 on a throwaway Ceph cluster: ferry push/restore (direct and via a receiver) vs restic and rclone") {
   (void)args;
   Site s;
   s.source_dir = FERRY_SOURCE_DIR;
@@ -387,11 +405,14 @@ FERRY_BENCH(s3, "S3 on a throwaway Ceph cluster: ferry push/restore (direct and 
   s.log = s.work / "commands.log";
   s.corpus = fs::absolute(FLAGS_s3_corpus);
   std::error_code ec;
-  s.ferry = FLAGS_s3_ferry.empty() ? fs::canonical("/proc/self/exe", ec).parent_path().parent_path() / "tools" / "ferry"
-                                   : fs::path(FLAGS_s3_ferry);
+  s.ferry = FLAGS_s3_ferry.empty()
+                ? fs::canonical("/proc/self/exe", ec).parent_path().parent_path() / "tools" / "ferry"
+                : fs::path(FLAGS_s3_ferry);
   if (!fs::is_directory(s.corpus)) {
-    std::fprintf(stderr, "ferry-bench s3: no corpus at %s (bash /work/shared/corpus/fetch-corpus.sh DIR; --s3_corpus)\n",
-                 s.corpus.c_str());
+    std::fprintf(
+        stderr,
+        "ferry-bench s3: no corpus at %s (bash /work/shared/corpus/fetch-corpus.sh DIR; --s3_corpus)\n",
+        s.corpus.c_str());
     return 1;
   }
   for (const char* tool : {"restic", "rclone", "radosgw", "ceph"}) {
@@ -434,7 +455,8 @@ FERRY_BENCH(s3, "S3 on a throwaway Ceph cluster: ferry push/restore (direct and 
     std::fprintf(stderr, "ferry-bench s3: %s\n",
                  (config ? certs.status() : config.status()).to_string().c_str());
   }
-  run("bash " + quote((s.source_dir / "scripts" / "ceph-dev.sh").string()) + " stop " + quote(s.ceph_dir.string()),
+  run("bash " + quote((s.source_dir / "scripts" / "ceph-dev.sh").string()) + " stop " +
+          quote(s.ceph_dir.string()),
       s.log);
   std::printf("(commands and their output: %s)\n", s.log.c_str());
   return rc;

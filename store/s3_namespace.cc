@@ -203,9 +203,10 @@ Result<PutResult> S3Namespace::put(std::span<const std::byte> frame, const Frame
     pending_bytes_ += record;
     if (open_.bytes() >= options_.object_pack_target_bytes) full = seal_locked();
   }
-  // A full pack goes to the bucket now; a failure puts its chunks back in
-  // the open pack, for the next sync to carry (and report).
-  if (full) upload(full);
+  // A full pack goes to the bucket now, in the background; a failure puts
+  // its chunks back in the open pack, for the next sync to carry (and
+  // report). sync() waits for it like for any upload in flight.
+  if (full) start_upload(full);
   return PutResult{id, true, frame.size()};
 }
 
@@ -254,6 +255,40 @@ void S3Namespace::upload(const std::shared_ptr<Upload>& up) {
   up->bytes.clear();
   up->bytes.shrink_to_fit();
   cv_.notify_all();
+}
+
+S3Namespace::~S3Namespace() {
+  std::vector<std::pair<std::thread, std::shared_ptr<Upload>>> threads;
+  {
+    std::lock_guard lock(mu_);
+    threads.swap(uploaders_);
+  }
+  for (auto& [t, up] : threads) t.join();
+}
+
+void S3Namespace::start_upload(const std::shared_ptr<Upload>& up) {
+  std::vector<std::thread> finished;
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return background_uploads_ < kS3MaxBackgroundUploads; });
+    ++background_uploads_;
+    for (auto it = uploaders_.begin(); it != uploaders_.end();) {
+      if (it->second->done) {
+        finished.push_back(std::move(it->first));
+        it = uploaders_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    uploaders_.emplace_back(std::thread([this, up] {
+                              upload(up);
+                              std::lock_guard g(mu_);
+                              --background_uploads_;
+                              cv_.notify_all();
+                            }),
+                            up);
+  }
+  for (std::thread& t : finished) t.join();
 }
 
 Status S3Namespace::sync() {
