@@ -67,6 +67,7 @@ void S3Namespace::forget_pack_locked(const std::string& name) {
   }
   pack_chunks_.erase(name);
   packs_.erase(name);
+  std::erase_if(windows_, [&](const ReadWindow& w) { return w.pack == name; });
 }
 
 Status S3Namespace::refresh(bool repair) {
@@ -338,7 +339,8 @@ Result<std::vector<std::byte>> S3Namespace::get(const Digest& id) {
   // A ranged GET carries no checksum of its own: bytes damaged on their way
   // fail the record's CRC, and a second read tells that from damage at rest.
   for (int attempt = 0; attempt < 2; ++attempt) {
-    auto record = client_.get_range(bucket_, key, loc.offset, record_bytes(loc.frame_bytes));
+    auto record = attempt == 0 ? read_record(loc)
+                               : client_.get_range(bucket_, key, loc.offset, record_bytes(loc.frame_bytes));
     if (!record) return record.status().with_context("chunk " + to_hex(id));
     auto frame = s3_record_frame(*record, id, where);
     if (frame) {
@@ -350,6 +352,41 @@ Result<std::vector<std::byte>> S3Namespace::get(const Digest& id) {
     }
   }
   return last.with_context("chunk " + to_hex(id));
+}
+
+Result<std::vector<std::byte>> S3Namespace::read_record(const Location& loc) {
+  const std::uint64_t need = record_bytes(loc.frame_bytes);
+  std::shared_future<Result<std::vector<std::byte>>> bytes;
+  std::promise<Result<std::vector<std::byte>>> mine;
+  std::uint64_t first = loc.offset, end = 0;
+  {
+    std::lock_guard lock(mu_);
+    for (const ReadWindow& w : windows_) {
+      if (w.pack == loc.pack && w.first <= loc.offset && loc.offset + need <= w.end) {
+        bytes = w.bytes;
+        first = w.first;
+        break;
+      }
+    }
+    if (!bytes.valid()) {
+      end = loc.offset + std::max(need, kS3ReadAheadBytes);
+      if (auto size = packs_.find(loc.pack); size != packs_.end()) {
+        end = std::max(loc.offset + need, std::min(end, size->second));
+      }
+      bytes = mine.get_future().share();
+      windows_.push_back({loc.pack, first, end, bytes});
+      if (windows_.size() > kS3MaxReadWindows) windows_.pop_front();
+    }
+  }
+  if (end != 0) mine.set_value(client_.get_range(bucket_, pack_key(loc.pack), first, end - first));
+  const Result<std::vector<std::byte>>& window = bytes.get();
+  // A window that could not be read whole (a pack cut short in the bucket)
+  // leaves each record to a read of its own, which names what is wrong.
+  if (!window || window->size() < loc.offset - first + need) {
+    return client_.get_range(bucket_, pack_key(loc.pack), loc.offset, need);
+  }
+  const auto record = std::span(*window).subspan(loc.offset - first, need);
+  return std::vector<std::byte>(record.begin(), record.end());
 }
 
 Status S3Namespace::check_chunks_durable(std::string_view snapshot, const Manifest& m) {

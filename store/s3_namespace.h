@@ -11,6 +11,8 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -113,6 +115,11 @@ class S3Namespace {
   // returns and packing goes on while the pack travels; waits first while
   // kS3MaxBackgroundUploads packs are on their way already.
   void start_upload(const std::shared_ptr<Upload>& up);
+  // The record (header and frame) at `loc`, from a read window: a ranged
+  // GET of up to kS3ReadAheadBytes from the record on, shared by the gets
+  // of the records that follow it (a restore asks for chunks in the order
+  // they were pushed, so one GET serves several chunks).
+  Result<std::vector<std::byte>> read_record(const Location& loc);
   // NotFound unless every chunk `m` names is durable and its pack present.
   Status check_chunks_durable(std::string_view snapshot, const Manifest& m);
   Result<StoredSnapshot> read_snapshot(std::string_view snapshot);
@@ -145,6 +152,12 @@ class S3Namespace {
   // many of them have not finished.
   std::vector<std::pair<std::thread, std::shared_ptr<Upload>>> uploaders_;
   std::size_t background_uploads_ = 0;
+  struct ReadWindow {
+    std::string pack;
+    std::uint64_t first = 0, end = 0;  // bytes [first, end) of the pack
+    std::shared_future<Result<std::vector<std::byte>>> bytes;
+  };
+  std::deque<ReadWindow> windows_;    // newest last, at most kS3MaxReadWindows
   std::uint64_t snapshot_bytes_ = 0;  // as last listed
   std::uint64_t snapshot_count_ = 0;
 };
