@@ -67,6 +67,7 @@ void S3Namespace::forget_pack_locked(const std::string& name) {
   }
   pack_chunks_.erase(name);
   packs_.erase(name);
+  std::erase_if(windows_, [&](const ReadWindow& w) { return w.pack == name; });
 }
 
 Status S3Namespace::refresh(bool repair) {
@@ -203,9 +204,10 @@ Result<PutResult> S3Namespace::put(std::span<const std::byte> frame, const Frame
     pending_bytes_ += record;
     if (open_.bytes() >= options_.object_pack_target_bytes) full = seal_locked();
   }
-  // A full pack goes to the bucket now; a failure puts its chunks back in
-  // the open pack, for the next sync to carry (and report).
-  if (full) upload(full);
+  // A full pack goes to the bucket now, in the background; a failure puts
+  // its chunks back in the open pack, for the next sync to carry (and
+  // report). sync() waits for it like for any upload in flight.
+  if (full) start_upload(full);
   return PutResult{id, true, frame.size()};
 }
 
@@ -256,6 +258,40 @@ void S3Namespace::upload(const std::shared_ptr<Upload>& up) {
   cv_.notify_all();
 }
 
+S3Namespace::~S3Namespace() {
+  std::vector<std::pair<std::thread, std::shared_ptr<Upload>>> threads;
+  {
+    std::lock_guard lock(mu_);
+    threads.swap(uploaders_);
+  }
+  for (auto& [t, up] : threads) t.join();
+}
+
+void S3Namespace::start_upload(const std::shared_ptr<Upload>& up) {
+  std::vector<std::thread> finished;
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return background_uploads_ < kS3MaxBackgroundUploads; });
+    ++background_uploads_;
+    for (auto it = uploaders_.begin(); it != uploaders_.end();) {
+      if (it->second->done) {
+        finished.push_back(std::move(it->first));
+        it = uploaders_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    uploaders_.emplace_back(std::thread([this, up] {
+                              upload(up);
+                              std::lock_guard g(mu_);
+                              --background_uploads_;
+                              cv_.notify_all();
+                            }),
+                            up);
+  }
+  for (std::thread& t : finished) t.join();
+}
+
 Status S3Namespace::sync() {
   std::shared_ptr<Upload> mine;
   std::vector<std::shared_ptr<Upload>> waited;
@@ -303,7 +339,8 @@ Result<std::vector<std::byte>> S3Namespace::get(const Digest& id) {
   // A ranged GET carries no checksum of its own: bytes damaged on their way
   // fail the record's CRC, and a second read tells that from damage at rest.
   for (int attempt = 0; attempt < 2; ++attempt) {
-    auto record = client_.get_range(bucket_, key, loc.offset, record_bytes(loc.frame_bytes));
+    auto record = attempt == 0 ? read_record(loc)
+                               : client_.get_range(bucket_, key, loc.offset, record_bytes(loc.frame_bytes));
     if (!record) return record.status().with_context("chunk " + to_hex(id));
     auto frame = s3_record_frame(*record, id, where);
     if (frame) {
@@ -315,6 +352,41 @@ Result<std::vector<std::byte>> S3Namespace::get(const Digest& id) {
     }
   }
   return last.with_context("chunk " + to_hex(id));
+}
+
+Result<std::vector<std::byte>> S3Namespace::read_record(const Location& loc) {
+  const std::uint64_t need = record_bytes(loc.frame_bytes);
+  std::shared_future<Result<std::vector<std::byte>>> bytes;
+  std::promise<Result<std::vector<std::byte>>> mine;
+  std::uint64_t first = loc.offset, end = 0;
+  {
+    std::lock_guard lock(mu_);
+    for (const ReadWindow& w : windows_) {
+      if (w.pack == loc.pack && w.first <= loc.offset && loc.offset + need <= w.end) {
+        bytes = w.bytes;
+        first = w.first;
+        break;
+      }
+    }
+    if (!bytes.valid()) {
+      end = loc.offset + std::max(need, kS3ReadAheadBytes);
+      if (auto size = packs_.find(loc.pack); size != packs_.end()) {
+        end = std::max(loc.offset + need, std::min(end, size->second));
+      }
+      bytes = mine.get_future().share();
+      windows_.push_back({loc.pack, first, end, bytes});
+      if (windows_.size() > kS3MaxReadWindows) windows_.pop_front();
+    }
+  }
+  if (end != 0) mine.set_value(client_.get_range(bucket_, pack_key(loc.pack), first, end - first));
+  const Result<std::vector<std::byte>>& window = bytes.get();
+  // A window that could not be read whole (a pack cut short in the bucket)
+  // leaves each record to a read of its own, which names what is wrong.
+  if (!window || window->size() < loc.offset - first + need) {
+    return client_.get_range(bucket_, pack_key(loc.pack), loc.offset, need);
+  }
+  const auto record = std::span(*window).subspan(loc.offset - first, need);
+  return std::vector<std::byte>(record.begin(), record.end());
 }
 
 Status S3Namespace::check_chunks_durable(std::string_view snapshot, const Manifest& m) {

@@ -11,6 +11,8 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -18,6 +20,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -39,6 +42,8 @@ class S3Namespace {
   // back the index object of any pack that lacks a good one.
   static Result<std::unique_ptr<S3Namespace>> open(S3Client& client, std::string bucket, std::string root,
                                                    std::string name, const StoreOptions& options);
+  // Waits for the packs still uploading in the background.
+  ~S3Namespace();
 
   // True when the chunk is durable or waiting in an open or uploading pack.
   bool holds(const Digest& id);
@@ -106,6 +111,15 @@ class S3Namespace {
   // Uploads the pack and its index object; then the chunks are durable, or
   // on failure back in the open pack.
   void upload(const std::shared_ptr<Upload>& up);
+  // upload() on a thread of its own, so that the put that filled the pack
+  // returns and packing goes on while the pack travels; waits first while
+  // kS3MaxBackgroundUploads packs are on their way already.
+  void start_upload(const std::shared_ptr<Upload>& up);
+  // The record (header and frame) at `loc`, from a read window: a ranged
+  // GET of up to kS3ReadAheadBytes from the record on, shared by the gets
+  // of the records that follow it (a restore asks for chunks in the order
+  // they were pushed, so one GET serves several chunks).
+  Result<std::vector<std::byte>> read_record(const Location& loc);
   // NotFound unless every chunk `m` names is durable and its pack present.
   Status check_chunks_durable(std::string_view snapshot, const Manifest& m);
   Result<StoredSnapshot> read_snapshot(std::string_view snapshot);
@@ -134,7 +148,17 @@ class S3Namespace {
   std::unordered_map<Digest, Pending, DigestHash> pending_;  // in open_ or an upload
   std::uint64_t pending_bytes_ = 0;
   std::map<std::uint64_t, std::shared_ptr<Upload>> uploads_;  // by seq, until done
-  std::uint64_t snapshot_bytes_ = 0;                          // as last listed
+  // start_upload()'s threads with their uploads (joined once done), and how
+  // many of them have not finished.
+  std::vector<std::pair<std::thread, std::shared_ptr<Upload>>> uploaders_;
+  std::size_t background_uploads_ = 0;
+  struct ReadWindow {
+    std::string pack;
+    std::uint64_t first = 0, end = 0;  // bytes [first, end) of the pack
+    std::shared_future<Result<std::vector<std::byte>>> bytes;
+  };
+  std::deque<ReadWindow> windows_;    // newest last, at most kS3MaxReadWindows
+  std::uint64_t snapshot_bytes_ = 0;  // as last listed
   std::uint64_t snapshot_count_ = 0;
 };
 

@@ -4,6 +4,7 @@
 // beyond what the operator allowed.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace ferry {
@@ -58,6 +59,19 @@ inline constexpr int kS3MaxParallelRequests = 16;
 // pack object, per namespace, before a put is refused (ResourceExhausted):
 // a bucket that refuses every PUT must not fill the gateway's memory.
 inline constexpr std::uint64_t kS3MaxPendingBytes = 1ull << 30;
+// Full packs uploading in the background at once, per namespace (each up to
+// the pack target, 32 MiB by default): while they travel, the put that
+// filled the last one returns and packing goes on; one more full pack
+// waits for one of them to finish.
+inline constexpr std::size_t kS3MaxBackgroundUploads = 2;
+// Reads: a get of a chunk stored in a pack reads up to kS3ReadAheadBytes of
+// the pack from that chunk on in one ranged GET, and keeps the last
+// kS3MaxReadWindows such windows (per namespace, at most 96 MiB) for the
+// gets of the chunks that follow: a restore asks for chunks in the order
+// they were pushed, so one GET serves about four chunks of 4 MiB. A get of
+// a lone chunk reads at most this much more than it needs.
+inline constexpr std::uint64_t kS3ReadAheadBytes = 16ull << 20;
+inline constexpr std::size_t kS3MaxReadWindows = 6;
 // How old a namespace's view of the bucket's index objects may grow before
 // have() lists them again (other gateways and hosts write to the bucket).
 inline constexpr std::int64_t kS3IndexRefreshMs = 2'000;

@@ -18,6 +18,7 @@
 #include "tests/store/chunk_store_test_util.h"
 #include "tests/testing/ceph_dev.h"
 #include "tests/testing/link_simulator.h"
+#include "tests/testing/s3_fault_relay.h"
 #include "tests/testing/testing.h"
 
 namespace ferry {
@@ -427,6 +428,65 @@ TEST(S3StoreNetTest, AFailedUploadFailsItsSyncAndTheNextSyncStoresTheChunks) {
   ASSERT_TRUE((*store)->commit_snapshot("h", "s", manifest_for(ptrs(cs), wall_ns())).is_ok());
   auto fresh = b.open(2);
   for (const TestChunk& c : cs) EXPECT_EQ(fresh->get("h", c.info.id).value(), c.frame);
+}
+
+// Chunks read in the order they were pushed share ranged GETs: one GET of
+// up to kS3ReadAheadBytes serves the chunks that follow in the pack, also
+// when many threads ask at once. Counted by a relay in front of the gateway.
+TEST(S3StoreNetTest, ReadsInPushOrderShareRangedGets) {
+  FERRY_REQUIRE_CEPH(ceph);
+  Bucket b(*ceph);
+  const auto cs = chunks(48, 16, 1u << 20);  // one pack
+  {
+    StoreOptions options;
+    options.object_pack_target_bytes = 64u << 20;
+    auto store = b.open(1, options);
+    put_all(*store, "h", cs);
+    ASSERT_TRUE(store->commit_snapshot("h", "s", manifest_for(ptrs(cs), wall_ns())).is_ok());
+  }
+  const auto packs = b.objects("h/packs/");
+  ASSERT_EQ(packs.size(), 1u);
+  // Windows start at a record, so reading in order takes at most one more
+  // than the pack's whole windows.
+  const std::uint64_t in_order = packs[0].size / kS3ReadAheadBytes + 1;
+  ASSERT_GE(in_order, 2u);
+  testing::S3FaultRelay relay(ceph->endpoint1.substr(std::string("http://").size()), {});
+  ASSERT_TRUE(relay.start().is_ok());
+  S3Config cfg = ceph_s3_config(*ceph);
+  cfg.endpoints = {relay.endpoint()};
+  StoreOptions options;
+  options.log = [](std::string_view) {};
+  for (const bool parallel : {false, true}) {
+    auto store = open_s3_store(b.url(), cfg, options);
+    ASSERT_TRUE(store.is_ok()) << store.status().to_string();
+    std::vector<Digest> ids;
+    for (const TestChunk& c : cs) ids.push_back(c.info.id);
+    ASSERT_TRUE((*store)->have("h", ids).is_ok());  // the namespace is open
+    const std::uint64_t before = relay.counters().requests;
+    std::vector<std::thread> threads;
+    std::atomic<int> good{0};
+    for (const TestChunk& c : cs) {
+      auto get = [&] {
+        auto f = (*store)->get("h", c.info.id);
+        if (f.is_ok() && *f == c.frame) ++good;
+      };
+      if (parallel) {
+        threads.emplace_back(get);
+      } else {
+        get();
+      }
+    }
+    for (std::thread& t : threads) t.join();
+    EXPECT_EQ(good.load(), static_cast<int>(cs.size()));
+    const std::uint64_t gets = relay.counters().requests - before;
+    // Threads that find no window yet may each start one (at most
+    // kS3MaxReadWindows are kept), still far fewer GETs than chunks.
+    if (parallel) {
+      EXPECT_LE(gets, cs.size() / 4) << "parallel";
+    } else {
+      EXPECT_LE(gets, in_order);
+    }
+  }
 }
 
 TEST(S3StoreNetTest, AMissingBucketOrWrongKeysAreRefusedAtOpen) {
