@@ -193,7 +193,7 @@ Status attempt_status(const Transfer& t, CURLcode rc, long http) {
   if (err.code == "RequestTimeout") return Status::timeout(msg);
   if (http == 401 || http == 403) return Status::permission_denied(msg);
   if (http == 404) return Status::not_found(msg);
-  if (http == 409 && r.if_none_match)
+  if (http == 409 && (r.if_none_match || !r.if_match.empty()))
     return Status::unavailable(msg);  // a concurrent conditional write: retry
   if (http == 429 || http >= 500) return Status::unavailable(msg);
   return Status::invalid_argument(msg);
@@ -459,7 +459,12 @@ void S3Client::run(std::span<S3Request* const> requests) {
         curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, &on_seek);
         curl_easy_setopt(e, CURLOPT_SEEKDATA, t.get());
         curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
+        // Objects written with another user's keys (an append-only host's)
+        // stay readable and deletable by the bucket's owner, who runs gc.
+        if (!r.key.empty()) h = curl_slist_append(h, "x-amz-acl: bucket-owner-full-control");
         if (r.if_none_match) h = curl_slist_append(h, "If-None-Match: *");
+        // Unquoted: radosgw compares the header's bytes with the stored ETag.
+        if (!r.if_match.empty()) h = curl_slist_append(h, ("If-Match: " + r.if_match).c_str());
         break;
       case S3Request::Method::kHead:
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);

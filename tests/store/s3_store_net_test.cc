@@ -197,6 +197,31 @@ TEST(S3StoreNetTest, SnapshotsAreVisibleOnlyCompleteAndWrittenOnce) {
   EXPECT_EQ(store->manifest("h", "race").value(), r1.is_ok() ? m1 : m2);
 }
 
+// Writers racing to publish the same snapshot (a retried push, two
+// gateways given the same commit): the conditional PUT lets one create the
+// object, and every other, refused with 412, finds the same bytes there and
+// succeeds; none fails.
+TEST(S3StoreNetTest, RacingCommitsOfTheSameSnapshotAllSucceed) {
+  FERRY_REQUIRE_CEPH(ceph);
+  Bucket b(*ceph);
+  auto one = b.open(1), two = b.open(2);
+  const auto cs = chunks(3, 40);
+  put_all(*one, "h", cs);
+  ASSERT_TRUE(one->sync("h").is_ok());
+  const auto manifest = manifest_for(ptrs(cs), wall_ns());
+  constexpr int kWriters = 16;
+  std::vector<Status> results(kWriters);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kWriters; ++i) {
+    threads.emplace_back(
+        [&, i] { results[i] = (i % 2 ? *two : *one).commit_snapshot("h", "same", manifest); });
+  }
+  for (auto& t : threads) t.join();
+  for (const Status& st : results) EXPECT_TRUE(st.is_ok()) << st.to_string();
+  EXPECT_EQ(b.objects("h/snapshots/").size(), 1u);
+  EXPECT_EQ(two->manifest("h", "same").value(), manifest);
+}
+
 TEST(S3StoreNetTest, NamespacesAreIsolatedAndDeletionFollowsAppendOnly) {
   FERRY_REQUIRE_CEPH(ceph);
   Bucket b(*ceph);
@@ -320,6 +345,7 @@ TEST(S3StoreNetTest, GcDeletesOnlyPacksNoSnapshotNames) {
   Bucket b(*ceph);
   StoreOptions options;
   options.gc_grace_seconds = 0;
+  options.gc_settle_ms = kS3GcMinSettleMs;
   auto store = b.open(1, options);
   const auto old = chunks(4, 12), kept = chunks(4, 13);
   put_all(*store, "h", old);
