@@ -63,9 +63,8 @@ S3Request put_request(S3Client& client, std::string_view bucket, std::string_vie
 
 std::vector<std::byte> serialize_s3_lock(const S3LockRecord& record) {
   std::string text(kMagicLine);
-  text += "\nholder " + record.holder + "\ntoken " + record.token +
-          "\nacquired_ns " + std::to_string(record.acquired_ns) + "\nexpires_ns " +
-          std::to_string(record.expires_ns) + "\n";
+  text += "\nholder " + record.holder + "\ntoken " + record.token + "\nacquired_ns " +
+          std::to_string(record.acquired_ns) + "\nexpires_ns " + std::to_string(record.expires_ns) + "\n";
   for (const std::string& pack : record.condemned) text += "condemned " + pack + "\n";
   const auto* p = reinterpret_cast<const std::byte*>(text.data());
   return {p, p + text.size()};
@@ -73,7 +72,8 @@ std::vector<std::byte> serialize_s3_lock(const S3LockRecord& record) {
 
 Result<S3LockRecord> parse_s3_lock(std::span<const std::byte> bytes, std::string_view where) {
   auto bad = [&](std::string why) { return Status::corruption(std::string(where) + ": lock object " + why); };
-  if (bytes.size() > kS3MaxLockObjectBytes) return bad("of " + std::to_string(bytes.size()) + " bytes: too big");
+  if (bytes.size() > kS3MaxLockObjectBytes)
+    return bad("of " + std::to_string(bytes.size()) + " bytes: too big");
   const std::string_view text = as_text(bytes);
   S3LockRecord out;
   bool have_token = false, have_acquired = false, have_expires = false, have_holder = false;
@@ -89,7 +89,8 @@ Result<S3LockRecord> parse_s3_lock(std::span<const std::byte> bytes, std::string
     }
     const std::size_t space = line.find(' ');
     const std::string_view name = line.substr(0, space);
-    const std::string_view value = space == std::string_view::npos ? std::string_view() : line.substr(space + 1);
+    const std::string_view value =
+        space == std::string_view::npos ? std::string_view() : line.substr(space + 1);
     auto number = [&](std::int64_t& v) {
       auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
       return ec == std::errc() && p == value.data() + value.size();
@@ -126,7 +127,7 @@ std::string describe_s3_lock(const S3LockRecord& record) {
 }
 
 Result<std::optional<S3LockState>> read_s3_lock(S3Client& client, std::string_view bucket,
-                                                 std::string_view key) {
+                                                std::string_view key) {
   S3Request r;
   r.bucket = bucket;
   r.key = key;
@@ -192,8 +193,9 @@ Result<std::unique_ptr<S3Lock>> S3Lock::acquire(S3Client& client, std::string bu
     // Another taker changed it first: look again.
   }
   if (l.etag_.empty()) {
-    return Status::unavailable("the lock " + where + " changed hands " + std::to_string(kS3LockAcquireRounds) +
-                               " times while " + l.options_.operation + " tried to take it");
+    return Status::unavailable("the lock " + where + " changed hands " +
+                               std::to_string(kS3LockAcquireRounds) + " times while " + l.options_.operation +
+                               " tried to take it");
   }
   l.refresher_ = std::thread([&l] { l.refresh_loop(); });
   return lock;

@@ -33,8 +33,8 @@ struct S3LockRecord {
   std::string holder;  // "<host>:<pid> <operation>", for messages
   std::string token;   // 32 hex digits, new for every acquisition
   std::int64_t acquired_ns = 0;
-  std::int64_t expires_ns = 0;          // the holder's wall clock
-  std::vector<std::string> condemned;   // packs (64 hex digits) gc is deleting
+  std::int64_t expires_ns = 0;         // the holder's wall clock
+  std::vector<std::string> condemned;  // packs (64 hex digits) gc is deleting
 };
 
 std::vector<std::byte> serialize_s3_lock(const S3LockRecord& record);
@@ -49,14 +49,15 @@ struct S3LockState {
   S3LockRecord record;
   std::string etag;
 };
-Result<std::optional<S3LockState>> read_s3_lock(S3Client& client, std::string_view bucket, std::string_view key);
+Result<std::optional<S3LockState>> read_s3_lock(S3Client& client, std::string_view bucket,
+                                                std::string_view key);
 
 class S3Lock {
  public:
   struct Options {
-    std::string operation;                             // "gc", "prune"
-    std::int64_t expiry_ms = 0;                        // > 0
-    std::function<void(const std::string&)> log;       // takeovers, a lost lock
+    std::string operation;                        // "gc", "prune"
+    std::int64_t expiry_ms = 0;                   // > 0
+    std::function<void(const std::string&)> log;  // takeovers, a lost lock
   };
 
   // Takes the lock at `key`: creates it, or takes over one whose expiry has

@@ -104,8 +104,8 @@ void expect_every_snapshot_restores(ChunkStore& store, const std::string& ns,
       std::vector<std::byte> raw;
       for (const ManifestChunk& c : f.chunks) {
         auto frame = store.get(ns, c.id);
-        ASSERT_TRUE(frame.is_ok()) << "snapshot " << s.name << " lost chunk " << to_hex(c.id) << " of " << f.path
-                                   << ": " << frame.status().to_string();
+        ASSERT_TRUE(frame.is_ok()) << "snapshot " << s.name << " lost chunk " << to_hex(c.id) << " of "
+                                   << f.path << ": " << frame.status().to_string();
         ASSERT_TRUE(decoder.decode(*frame, raw, &c.id).is_ok()) << s.name << " " << f.path;
         ASSERT_TRUE(std::equal(raw.begin(), raw.end(), want.begin() + static_cast<std::ptrdiff_t>(c.offset)))
             << s.name << " " << f.path << " at " << c.offset;
@@ -192,9 +192,10 @@ TEST(S3GcNetTest, GcRacingAPushNeverLosesAChunkACommittedSnapshotNames) {
     EXPECT_TRUE(scrub->clean());
     EXPECT_TRUE(b.objects(ns + "/lock").empty()) << "gc released its lock";
   }
-  std::printf("gc race: %d rounds, %d packs deleted, %d spared by a snapshot committed during gc, %d commits "
-              "waited for gc\n",
-              rounds, deleted, spared, waited);
+  std::printf(
+      "gc race: %d rounds, %d packs deleted, %d spared by a snapshot committed during gc, %d commits "
+      "waited for gc\n",
+      rounds, deleted, spared, waited);
   EXPECT_GT(deleted, 0) << "gc never had anything to delete: the race was not exercised";
 }
 
@@ -227,7 +228,8 @@ TEST(S3GcNetTest, AHeldLockRefusesGcAndPruneNamingItsHolder) {
   keep.keep_last = 1;
   auto prune = store->prune("h", keep, wall_ns(), Actor::kOperator);
   EXPECT_EQ(prune.status().code(), Code::kUnavailable) << prune.status().to_string();
-  EXPECT_NE(prune.status().message().find("prune runs once"), std::string::npos) << prune.status().to_string();
+  EXPECT_NE(prune.status().message().find("prune runs once"), std::string::npos)
+      << prune.status().to_string();
   EXPECT_EQ(store->remove_snapshot("h", "p1", Actor::kOperator).code(), Code::kUnavailable);
   EXPECT_EQ(b.objects("h/packs/").size(), 2u) << "nothing deleted under another's lock";
   EXPECT_EQ(b.objects("h/snapshots/").size(), 2u);
@@ -332,13 +334,13 @@ TEST(S3GcNetTest, AppendOnlyCredentialsPushAndRestoreButCannotCollect) {
   for (char& ch : access) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
   const std::string secret = "append-only-secret-" + b.name;
   const std::string admin = "radosgw-admin -c " + testing::shell_quote(ceph->dir + "/ceph.conf") +
-                            " user create --uid=" + uid + " --display-name=" + uid + " --access-key=" + access +
-                            " --secret-key=" + secret + " >/dev/null 2>&1";
+                            " user create --uid=" + uid + " --display-name=" + uid +
+                            " --access-key=" + access + " --secret-key=" + secret + " >/dev/null 2>&1";
   ASSERT_EQ(std::system(admin.c_str()), 0) << admin;
   const std::string policy =
-      R"({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam:::user/)" + uid +
-      R"("]},"Action":["s3:PutObject","s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::)" + b.name +
-      R"(","arn:aws:s3:::)" + b.name + R"(/*"]}]})";
+      R"({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam:::user/)" +
+      uid + R"("]},"Action":["s3:PutObject","s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::)" +
+      b.name + R"(","arn:aws:s3:::)" + b.name + R"(/*"]}]})";
   S3Request put_policy;
   put_policy.method = S3Request::Method::kPut;
   put_policy.bucket = b.name;
@@ -373,7 +375,8 @@ TEST(S3GcNetTest, AppendOnlyCredentialsPushAndRestoreButCannotCollect) {
   keep.keep_last = 1;
   auto prune = (*host)->prune("h", keep, wall_ns(), Actor::kOperator);
   ASSERT_EQ(prune.status().code(), Code::kPermissionDenied) << prune.status().to_string();
-  EXPECT_NE(prune.status().message().find("s3:DeleteObject"), std::string::npos) << prune.status().to_string();
+  EXPECT_NE(prune.status().message().find("s3:DeleteObject"), std::string::npos)
+      << prune.status().to_string();
   EXPECT_NE(prune.status().message().find("prune"), std::string::npos) << prune.status().to_string();
   auto gc = (*host)->gc("h", Actor::kOperator);
   ASSERT_EQ(gc.status().code(), Code::kPermissionDenied) << gc.status().to_string();
