@@ -145,6 +145,8 @@ std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
     const std::string value = trim(line.substr(colon + 1));
     if (name == "etag") {
       t->req->etag = value.size() >= 2 && value.front() == '"' ? value.substr(1, value.size() - 2) : value;
+    } else if (name == "x-amz-version-id") {
+      t->req->version_id = value;
     } else if (name == "content-length") {
       t->req->content_length = std::strtoull(value.c_str(), nullptr, 10);
     }
@@ -413,6 +415,7 @@ void S3Client::run(std::span<S3Request* const> requests) {
     t->reply_limit = r.max_reply_bytes != 0 ? r.max_reply_bytes : kS3MaxReplyBytes;
     r.reply.clear();
     r.etag.clear();
+    r.version_id.clear();
     r.content_length = 0;
     ++r.attempts;
     CURL* e = t->easy = curl_easy_init();
@@ -444,6 +447,7 @@ void S3Client::run(std::span<S3Request* const> requests) {
     if (!config_.credentials.session_token.empty()) {
       h = curl_slist_append(h, ("x-amz-security-token: " + config_.credentials.session_token).c_str());
     }
+    for (const auto& [name, value] : r.headers) h = curl_slist_append(h, (name + ": " + value).c_str());
     switch (r.method) {
       case S3Request::Method::kGet:
         if (r.range) {

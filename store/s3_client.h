@@ -90,6 +90,8 @@ struct S3Request {
   std::span<const std::byte> body;  // PUT; must outlive run()
   bool if_none_match = false;       // PUT only when the key is absent (412 otherwise)
   std::string if_match;             // PUT only when the object's ETag is this (412 otherwise)
+  // More request headers ("x-amz-object-lock-mode", "GOVERNANCE"), signed.
+  std::vector<std::pair<std::string, std::string>> headers;
   std::optional<std::pair<std::uint64_t, std::uint64_t>> range;  // GET [first, last]
   std::uint64_t max_reply_bytes = 0;                             // 0: kS3MaxReplyBytes
 
@@ -99,6 +101,7 @@ struct S3Request {
   std::vector<std::byte> reply;  // the body (GET, LIST, error bodies)
   std::uint64_t content_length = 0;
   std::string etag;
+  std::string version_id;  // x-amz-version-id, in a versioned bucket
   int attempts = 0;
 };
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <ctime>
 #include <set>
 #include <thread>
 
@@ -155,7 +156,7 @@ Status S3Namespace::refresh(bool repair) {
       }
       // The index object is the pack's trailer, byte for byte (written over
       // a damaged one: the only write that replaces an object).
-      RETURN_IF_ERROR(client_.put(bucket_, index_key(name), raw).status());
+      RETURN_IF_ERROR(put_object(index_key(name), raw, /*if_absent=*/false).status());
       log("rebuilt the index object of pack " + name + " (" + std::to_string(trailer->entries.size()) +
           " chunks) from its trailer");
       std::lock_guard lock(mu_);
@@ -185,6 +186,32 @@ Result<S3PackIndex> S3Namespace::read_pack_trailer(const std::string& name, std:
                               std::to_string(index.pack_bytes));
   }
   return index;
+}
+
+Result<bool> S3Namespace::put_object(const std::string& key, std::span<const std::byte> body,
+                                     bool if_absent) {
+  S3Request r;
+  r.method = S3Request::Method::kPut;
+  r.bucket = bucket_;
+  r.key = key;
+  r.body = body;
+  r.if_none_match = if_absent;
+  if (options_.object_lock_days > 0) {
+    // Retained in COMPLIANCE mode: no key, not even the bucket owner's, can
+    // delete this version before the date (a bucket made with Object Lock).
+    const std::int64_t until_s = wall_ns() / kNanosPerSecond + options_.object_lock_days * 86'400;
+    const std::time_t t = static_cast<std::time_t>(until_s);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char date[32];
+    std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    r.headers = {{"x-amz-object-lock-mode", "COMPLIANCE"}, {"x-amz-object-lock-retain-until-date", date}};
+  }
+  S3Request* p = &r;
+  client_.run(std::span(&p, 1));
+  if (if_absent && r.http_status == 412) return false;
+  RETURN_IF_ERROR(r.status);
+  return true;
 }
 
 bool S3Namespace::holds(const Digest& id) {
@@ -256,9 +283,9 @@ std::shared_ptr<S3Namespace::Upload> S3Namespace::seal_locked() {
 void S3Namespace::upload(const std::shared_ptr<Upload>& up) {
   const std::string name = to_hex(sha256(up->bytes));
   // Named by its bytes: a pack already there holds the same chunks.
-  Status st = client_.put(bucket_, pack_key(name), up->bytes, /*if_absent=*/true).status();
+  Status st = put_object(pack_key(name), up->bytes, /*if_absent=*/true).status();
   // Its index object likewise: one already there was made from this pack.
-  if (st) st = client_.put(bucket_, index_key(name), s3_pack_trailer(up->bytes), /*if_absent=*/true).status();
+  if (st) st = put_object(index_key(name), s3_pack_trailer(up->bytes), /*if_absent=*/true).status();
   std::lock_guard lock(mu_);
   up->done = true;
   up->status = st;
@@ -381,30 +408,11 @@ Status S3Namespace::check_chunks_durable(std::string_view snapshot, const Manife
                              std::to_string(missing) + " chunks the store lacks, first " + first);
   }
   // The index may be older than a gc elsewhere: every pack must still be there.
-  std::vector<std::string> names(packs.begin(), packs.end());
-  std::vector<S3Request> reqs(names.size());
-  std::vector<S3Request*> ptrs;
-  for (std::size_t i = 0; i < names.size(); ++i) {
-    reqs[i].method = S3Request::Method::kHead;
-    reqs[i].bucket = bucket_;
-    reqs[i].key = pack_key(names[i]);
-    ptrs.push_back(&reqs[i]);
-  }
-  client_.run(ptrs);
-  std::string gone;
-  std::size_t gone_count = 0;
-  for (std::size_t i = 0; i < names.size(); ++i) {
-    if (reqs[i].status) continue;
-    if (reqs[i].status.code() != Code::kNotFound) return reqs[i].status;
-    // Forgotten, so that have() answers false and a push sends them again.
-    std::lock_guard lock(mu_);
-    forget_pack_locked(names[i]);
-    if (gone_count++ == 0) gone = names[i];
-  }
-  if (gone_count != 0) {
+  ASSIGN_OR_RETURN(std::vector<std::string> gone, missing_packs(packs));
+  if (!gone.empty()) {
     return Status::not_found("namespace " + name_ + ": snapshot " + std::string(snapshot) +
-                             " names chunks of pack " + gone +
-                             (gone_count > 1 ? " and " + std::to_string(gone_count - 1) + " more" : "") +
+                             " names chunks of pack " + gone[0] +
+                             (gone.size() > 1 ? " and " + std::to_string(gone.size() - 1) + " more" : "") +
                              ", which are gone from the bucket; send them again");
   }
   return Status::ok();
@@ -481,8 +489,7 @@ Status S3Namespace::check_safe_from_gc(std::string_view snapshot, const Manifest
   }
 }
 
-Status S3Namespace::recheck_after_publish(std::string_view snapshot, const std::set<std::string>& packs) {
-  RETURN_IF_ERROR(wait_for_gc(snapshot, packs));
+Result<std::vector<std::string>> S3Namespace::missing_packs(const std::set<std::string>& packs) {
   std::vector<std::string> names(packs.begin(), packs.end());
   std::vector<S3Request> reqs(names.size());
   std::vector<S3Request*> ptrs;
@@ -493,21 +500,30 @@ Status S3Namespace::recheck_after_publish(std::string_view snapshot, const std::
     ptrs.push_back(&reqs[i]);
   }
   client_.run(ptrs);
+  std::vector<std::string> gone;
   for (std::size_t i = 0; i < names.size(); ++i) {
     if (reqs[i].status) continue;
     if (reqs[i].status.code() != Code::kNotFound) return reqs[i].status;
-    // gc read the snapshots before this one was published and deleted a
-    // pack it needs: unpublish it, so that no snapshot names a lost chunk.
-    Status removed = client_.remove(bucket_, snapshot_key(snapshot));
+    // Forgotten, so that have() answers false and a push sends them again.
     std::lock_guard lock(mu_);
     forget_pack_locked(names[i]);
-    return Status::not_found(
-        "namespace " + name_ + ": snapshot " + std::string(snapshot) +
-        " was published while gc deleted pack " + names[i] + " it needs; " +
-        (removed ? "it was unpublished; send its chunks again"
-                 : "unpublishing it failed (" + removed.to_string() + "); send its chunks again"));
+    gone.push_back(names[i]);
   }
-  return Status::ok();
+  return gone;
+}
+
+Status S3Namespace::recheck_after_publish(std::string_view snapshot, const std::set<std::string>& packs) {
+  RETURN_IF_ERROR(wait_for_gc(snapshot, packs));
+  ASSIGN_OR_RETURN(std::vector<std::string> gone, missing_packs(packs));
+  if (gone.empty()) return Status::ok();
+  // gc read the snapshots before this one was published and deleted a pack
+  // it needs: unpublish it, so that no snapshot names a lost chunk.
+  Status removed = client_.remove(bucket_, snapshot_key(snapshot));
+  return Status::not_found(
+      "namespace " + name_ + ": snapshot " + std::string(snapshot) + " was published while gc deleted pack " +
+      gone[0] + " it needs; " +
+      (removed ? "it was unpublished; send its chunks again"
+               : "unpublishing it failed (" + removed.to_string() + "); send its chunks again"));
 }
 
 Status S3Namespace::commit(std::string_view snapshot, std::span<const std::byte> bytes, const Manifest& m) {
@@ -538,8 +554,13 @@ Status S3Namespace::commit(std::string_view snapshot, std::span<const std::byte>
       }
     }
   }
-  // Written once: of racing commits of one name, exactly one creates it.
-  ASSIGN_OR_RETURN(bool created, client_.put(bucket_, snapshot_key(snapshot), file, /*if_absent=*/true));
+  // Written once: of racing commits of one name, exactly one creates it (a
+  // name already listed is not written again: a versioned bucket may not
+  // honour the condition).
+  bool created = false;
+  if (existing.count(std::string(snapshot)) == 0) {
+    ASSIGN_OR_RETURN(created, put_object(snapshot_key(snapshot), file, /*if_absent=*/true));
+  }
   if (!created) {
     // A retried commit, or another writer's of the same bytes: that
     // writer's own checks cover the packs; other bytes are refused.

@@ -93,6 +93,9 @@ class S3Namespace {
     return root_ + "snapshots/" + std::string(s) + ".manifest";
   }
   void log(const std::string& message) const;
+  // PUT of an object ferry writes (with Object Lock retention when the
+  // options ask for it); with `if_absent`, false when it existed (412).
+  Result<bool> put_object(const std::string& key, std::span<const std::byte> body, bool if_absent);
 
   // Lists the index objects and loads those not yet known; with
   // `repair`, also lists the packs and rebuilds missing index objects.
@@ -128,6 +131,8 @@ class S3Namespace {
   // the lock object said at `checked_ms` (mono_ms); `packs` gets the packs.
   Status check_safe_from_gc(std::string_view snapshot, const Manifest& m, std::set<std::string>& packs,
                             std::int64_t& checked_ms);
+  // HEADs `packs`; the missing ones leave the index and are returned.
+  Result<std::vector<std::string>> missing_packs(const std::set<std::string>& packs);
   // After a publication that ended kS3CommitRecheckMs or more after that
   // check: no gc condemns the packs and they are all present, else the
   // snapshot object is removed (best effort) and NotFound returned.

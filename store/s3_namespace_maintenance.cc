@@ -32,6 +32,21 @@ Result<std::unique_ptr<S3Lock>> S3Namespace::take_lock(std::string operation) {
         bucket_ + "/" + root_ + " (s3:DeleteObject), and these may not: " + may_delete.message());
   }
   RETURN_IF_ERROR(may_delete.with_context("namespace " + name_ + ": " + operation));
+  // radosgw 16 honours neither If-None-Match nor If-Match in a versioned
+  // bucket (as every bucket made with Object Lock is): the lock object could
+  // not be exclusive there, so nothing is deleted under it.
+  S3Request versioning;
+  versioning.bucket = bucket_;
+  versioning.query = {{"versioning", ""}};
+  S3Request* vp = &versioning;
+  client_.run(std::span(&vp, 1));
+  RETURN_IF_ERROR(versioning.status.with_context("namespace " + name_ + ": " + operation));
+  if (as_text(versioning.reply).find("<Status>Enabled</Status>") != std::string_view::npos) {
+    return Status::unsupported("namespace " + name_ + ": " + operation + " refused: bucket " + bucket_ +
+                               " is versioned (Object Lock), where conditional writes are not reliable, so "
+                               "its lock object cannot be exclusive; let retention and lifecycle rules "
+                               "expire old versions instead");
+  }
   S3Lock::Options lo;
   lo.operation = std::move(operation);
   lo.expiry_ms = options_.lock_expiry_ms;

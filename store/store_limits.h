@@ -82,6 +82,9 @@ inline constexpr std::int64_t kS3GcSettleMs = 10'000;
 // needs, polling the lock object, before it is refused (Unavailable).
 inline constexpr std::int64_t kS3CommitGcWaitMs = 600'000;
 inline constexpr std::int64_t kS3LockPollMs = 250;
+// The longest Object Lock retention ferry asks for (StoreOptions::
+// object_lock_days): ten years.
+inline constexpr std::int64_t kS3MaxObjectLockDays = 3'650;
 // A push straight into a store packs again (sending only what the store
 // now lacks) when its commit finds chunks missing, this many times in all.
 inline constexpr int kStorePushCommitAttempts = 3;

@@ -24,14 +24,16 @@ std::string namespace_or_host() {
   return host;
 }
 
-int push_to_bucket(const std::string& path) {
+int push_to_bucket(const std::string& path, std::int64_t object_lock_days) {
   const std::string ns = namespace_or_host();
   if (Status st = validate_namespace(ns); !st) return usage_error("--namespace: " + st.message());
   if (settings().threads < 0) return usage_error("--threads must be >= 0");
   if (Status st = check_chunk_bytes(settings().chunk_size); !st) return fail(st);
   auto sources = pack_sources(path);
   if (!sources) return fail(sources.status());
-  auto store = open_store(settings().to);
+  StoreOptions options;
+  options.object_lock_days = object_lock_days;
+  auto store = open_store(settings().to, options);
   if (!store) return fail(store.status());
   ThreadPool pool(static_cast<std::size_t>(settings().threads));
   auto engine = engine_from_flags(pool, settings().zstd_level);

@@ -107,15 +107,18 @@ TEST(AgentS3NetTest, ReplicatesStraightToABucketWithNoReceiver) {
   ASSERT_TRUE(wait_until([&] { return snapshots().size() == 1; }, kCommitMs));
   // The second checkpoint shares its first shard with the first.
   fs::create_directories(dir.path() / "ckpt/llama/step-200");
-  fs::copy_file(dir.path() / "ckpt/llama/step-100/__0_0.distcp", dir.path() / "ckpt/llama/step-200/__0_0.distcp");
+  fs::copy_file(dir.path() / "ckpt/llama/step-100/__0_0.distcp",
+                dir.path() / "ckpt/llama/step-200/__0_0.distcp");
   ferry::testing::write_file(dir.path() / "ckpt/llama/step-200/__1_0.distcp",
                              ferry::testing::normal_floats(100'000, 4, false, 1e-3, 99));
-  ferry::testing::write_file(dir.path() / "ckpt/llama/step-200/.metadata", ferry::testing::random_bytes(700, 98));
+  ferry::testing::write_file(dir.path() / "ckpt/llama/step-200/.metadata",
+                             ferry::testing::random_bytes(700, 98));
   ASSERT_TRUE(wait_until([&] { return snapshots().size() == 2; }, kCommitMs));
   (*agent)->shutdown(0);
 
   for (const std::string& name : snapshots()) {
-    const fs::path source = dir.path() / "ckpt/llama" / (name.find("100") != std::string::npos ? "step-100" : "step-200");
+    const fs::path source =
+        dir.path() / "ckpt/llama" / (name.find("100") != std::string::npos ? "step-100" : "step-200");
     EXPECT_EQ(restore_files(**store, "trainer-01", name), read_tree(source)) << name;
   }
   // Only the bucket's namespace prefix was written, and the second push

@@ -19,9 +19,11 @@
 #include "codec/chunk_codec.h"
 #include "codec/manifest.h"
 #include "store/s3_lock.h"
+#include "store/s3_pack.h"
 #include "store/s3_store.h"
 #include "store/store_push.h"
 #include "tests/store/chunk_store_test_util.h"
+#include "tests/store/s3_test_bucket.h"
 #include "tests/testing/ceph_dev.h"
 #include "tests/testing/link_simulator.h"
 #include "tests/testing/testing.h"
@@ -31,36 +33,8 @@ namespace {
 
 using testing::ceph_s3_config;
 using testing::normal_floats;
-using testing::unique_bucket;
 
-struct Bucket {
-  const testing::CephCluster& ceph;
-  std::string name = unique_bucket();
-  std::unique_ptr<S3Client> client;
-
-  explicit Bucket(const testing::CephCluster& c) : ceph(c) {
-    auto created = S3Client::create(ceph_s3_config(ceph));
-    client = std::move(*created);
-    EXPECT_TRUE(client->create_bucket(name).is_ok());
-  }
-  std::string url() const { return "s3://" + name + "/dr"; }
-  // Through gateway 1 or 2, or the endpoint `via`.
-  std::unique_ptr<ChunkStore> open(int gateway, StoreOptions options, const std::string& via = {}) const {
-    S3Config cfg = ceph_s3_config(ceph);
-    cfg.endpoints = {gateway == 1 ? ceph.endpoint1 : ceph.endpoint2};
-    if (!via.empty()) cfg.endpoints = {via};
-    options.object_pack_target_bytes = 1 << 20;
-    if (!options.log) options.log = [](std::string_view) {};
-    auto s = open_s3_store(url(), cfg, options);
-    EXPECT_TRUE(s.is_ok()) << s.status().to_string();
-    return s.is_ok() ? std::move(*s) : nullptr;
-  }
-  std::vector<S3Object> objects(const std::string& under) const {
-    auto list = client->list(name, "dr/" + under);
-    EXPECT_TRUE(list.is_ok()) << list.status().to_string();
-    return list.is_ok() ? *list : std::vector<S3Object>{};
-  }
-};
+using Bucket = testing::S3TestBucket;
 
 // Options for a quick gc: no grace period, the shortest settle window.
 StoreOptions quick_gc(std::vector<std::string>* log = nullptr, std::mutex* log_mu = nullptr) {
@@ -396,6 +370,95 @@ TEST(S3GcNetTest, AppendOnlyCredentialsPushAndRestoreButCannotCollect) {
   ASSERT_TRUE(gc.is_ok()) << gc.status().to_string();
   EXPECT_EQ(gc->packs_deleted, 1u);
   EXPECT_EQ((*host)->get("h", kept.info.id).value(), kept.frame);
+}
+
+// S3 Object Lock: with StoreOptions::object_lock_days, every object ferry
+// writes is retained (COMPLIANCE) in a bucket made with Object Lock: the
+// locked version of a pack cannot be deleted, by any key, and holds its
+// bytes; gc and prune refuse such (versioned) buckets.
+TEST(S3GcNetTest, ObjectLockedPacksCannotBeDeleted) {
+  FERRY_REQUIRE_CEPH(ceph);
+  auto client = S3Client::create(ceph_s3_config(*ceph));
+  ASSERT_TRUE(client.is_ok());
+  const std::string bucket = testing::unique_bucket();
+  S3Request make;
+  make.method = S3Request::Method::kPut;
+  make.bucket = bucket;
+  make.headers = {{"x-amz-bucket-object-lock-enabled", "true"}};
+  S3Request* mp = &make;
+  (*client)->run(std::span(&mp, 1));
+  ASSERT_TRUE(make.status.is_ok()) << make.status.to_string();
+
+  StoreOptions options = quick_gc();
+  options.object_lock_days = 1;
+  options.object_pack_target_bytes = 1 << 20;
+  options.log = [](std::string_view) {};
+  S3Config cfg = ceph_s3_config(*ceph);
+  auto store = open_s3_store("s3://" + bucket + "/dr", cfg, options);
+  ASSERT_TRUE(store.is_ok()) << store.status().to_string();
+  const auto c = testing::make_chunk(95);
+  ASSERT_TRUE((*store)->put("h", c.frame).is_ok());
+  const auto m1 = testing::manifest_for({&c}, wall_ns());
+  ASSERT_TRUE((*store)->commit_snapshot("h", "s1", m1).is_ok());
+  auto packs = (*client)->list(bucket, "dr/h/packs/");
+  ASSERT_TRUE(packs.is_ok());
+  ASSERT_EQ(packs->size(), 1u);
+  const std::string pack = (*packs)[0].key;
+  S3Request head;
+  head.method = S3Request::Method::kHead;
+  head.bucket = bucket;
+  head.key = pack;
+  S3Request* hp = &head;
+  (*client)->run(std::span(&hp, 1));
+  ASSERT_TRUE(head.status.is_ok()) << head.status.to_string();
+  ASSERT_FALSE(head.version_id.empty()) << "Object Lock buckets are versioned";
+
+  // Not even the bucket owner deletes the locked version.
+  S3Request del;
+  del.method = S3Request::Method::kDelete;
+  del.bucket = bucket;
+  del.key = pack;
+  del.query = {{"versionId", head.version_id}};
+  S3Request* dp = &del;
+  (*client)->run(std::span(&dp, 1));
+  EXPECT_EQ(del.status.code(), Code::kPermissionDenied) << del.status.to_string();
+
+  // The locked version holds the pack's bytes.
+  S3Request get;
+  get.bucket = bucket;
+  get.key = pack;
+  get.query = {{"versionId", head.version_id}};
+  S3Request* gp = &get;
+  (*client)->run(std::span(&gp, 1));
+  ASSERT_TRUE(get.status.is_ok()) << get.status.to_string();
+  auto trailer = parse_s3_trailer(s3_pack_trailer(get.reply), pack);
+  ASSERT_TRUE(trailer.is_ok()) << trailer.status().to_string();
+  ASSERT_EQ(trailer->entries.size(), 1u);
+  EXPECT_EQ(trailer->entries[0].id, c.info.id);
+  // A versioned bucket does not honour conditional writes on radosgw, so
+  // gc and prune refuse to run there, saying why, and leave no lock.
+  for (Status st : {(*store)->gc("h", Actor::kOperator).status(),
+                    (*store)->remove_snapshot("h", "s1", Actor::kOperator)}) {
+    EXPECT_EQ(st.code(), Code::kUnsupported) << st.to_string();
+    EXPECT_NE(st.message().find("versioned (Object Lock)"), std::string::npos) << st.to_string();
+  }
+  EXPECT_TRUE((*client)->list(bucket, "dr/h/lock").value().empty());
+  // Snapshots stay write-once there: a retried commit succeeds, other
+  // bytes under the same name are refused (never a second version).
+  EXPECT_TRUE((*store)->commit_snapshot("h", "s1", m1).is_ok());
+  EXPECT_EQ((*store)->commit_snapshot("h", "s1", testing::manifest_for({&c}, wall_ns(), 7)).code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ((*store)->manifest("h", "s1").value(), m1);
+
+  EXPECT_EQ(open_s3_store("s3://" + bucket + "/dr", cfg,
+                          [] {
+                            StoreOptions o;
+                            o.object_lock_days = kS3MaxObjectLockDays + 1;
+                            return o;
+                          }())
+                .status()
+                .code(),
+            Code::kInvalidArgument);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "store/s3_pack.h"
 #include "store/s3_store.h"
 #include "tests/store/chunk_store_test_util.h"
+#include "tests/store/s3_test_bucket.h"
 #include "tests/testing/ceph_dev.h"
 #include "tests/testing/link_simulator.h"
 #include "tests/testing/testing.h"
@@ -29,34 +30,7 @@ using testing::manifest_for;
 using testing::TestChunk;
 using testing::unique_bucket;
 
-// A bucket of its own and stores over it through either gateway.
-struct Bucket {
-  const testing::CephCluster& ceph;
-  std::string name = unique_bucket();
-  std::unique_ptr<S3Client> client;
-
-  explicit Bucket(const testing::CephCluster& c) : ceph(c) {
-    auto created = S3Client::create(ceph_s3_config(ceph));
-    client = std::move(*created);
-    EXPECT_TRUE(client->create_bucket(name).is_ok());
-  }
-  std::string url() const { return "s3://" + name + "/dr"; }
-  std::unique_ptr<ChunkStore> open(int gateway = 1, StoreOptions options = {}) const {
-    S3Config cfg = ceph_s3_config(ceph);
-    cfg.endpoints = {gateway == 1 ? ceph.endpoint1 : ceph.endpoint2};
-    if (options.object_pack_target_bytes == kDefaultObjectPackTargetBytes)
-      options.object_pack_target_bytes = 1 << 20;
-    if (!options.log) options.log = [](std::string_view) {};
-    auto s = open_s3_store(url(), cfg, options);
-    EXPECT_TRUE(s.is_ok()) << s.status().to_string();
-    return s.is_ok() ? std::move(*s) : nullptr;
-  }
-  std::vector<S3Object> objects(const std::string& under) const {
-    auto list = client->list(name, "dr/" + under);
-    EXPECT_TRUE(list.is_ok()) << list.status().to_string();
-    return list.is_ok() ? *list : std::vector<S3Object>{};
-  }
-};
+using Bucket = testing::S3TestBucket;
 
 std::vector<TestChunk> chunks(int n, std::uint64_t seed, std::size_t bytes = 64u << 10) {
   std::vector<TestChunk> out;
