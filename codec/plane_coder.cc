@@ -14,6 +14,10 @@
 #include <limits>
 #include <string>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
 namespace ferry::planes {
 namespace {
 
@@ -21,10 +25,6 @@ using rans::kAlphabet;
 using rans::kPresentBytes;
 using rans::kStateBytes;
 
-// Mantissa planes are first judged on every kSampleStride-th symbol (cheap,
-// and nearly always "raw"); planes shorter than kSampleMinSymbols skip it.
-constexpr std::size_t kSampleStride = 16;
-constexpr std::size_t kSampleMinSymbols = 65536;
 // A plane is coded only when the estimate is below 63/64 of its raw size.
 constexpr std::uint64_t kPaysNum = 255;
 constexpr std::uint64_t kPaysDen = 256;
@@ -99,10 +99,76 @@ std::size_t header_bound(std::size_t n) {
   return 1 + kMaxTables * kMaxTableBytes + ceil_div(n, kSegmentSymbols) + 4 * ceil_div(n, kBlockSymbols);
 }
 
+namespace {
+
+// Q16 bits of a segment's counts under a table's per-symbol costs, summed
+// over all 256 symbols (counts of absent symbols are zero). For segments
+// that hold most symbols (mantissa planes), where a walk over the present
+// symbols is slower than the whole dense sum.
+std::uint64_t dense_cost_scalar(const std::uint32_t* counts, const std::uint32_t* cost) {
+  std::uint64_t bits = 0;
+  for (int x = 0; x < kAlphabet; ++x) bits += static_cast<std::uint64_t>(counts[x]) * cost[x];
+  return bits;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// GCC 12's AVX-512 headers pass _mm512_undefined_epi32() as the unused
+// merge source of unmasked intrinsics, which -Wuninitialized flags.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) std::uint64_t dense_cost_avx512(const std::uint32_t* counts,
+                                                                   const std::uint32_t* cost) {
+  __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
+  for (int x = 0; x < kAlphabet; x += 16) {
+    const __m512i c = _mm512_loadu_si512(counts + x);
+    const __m512i u = _mm512_loadu_si512(cost + x);
+    even = _mm512_add_epi64(even, _mm512_mul_epu32(c, u));
+    odd = _mm512_add_epi64(odd, _mm512_mul_epu32(_mm512_srli_epi64(c, 32), _mm512_srli_epi64(u, 32)));
+  }
+  return static_cast<std::uint64_t>(_mm512_reduce_add_epi64(_mm512_add_epi64(even, odd)));
+}
+#pragma GCC diagnostic pop
+bool cpu_has_avx512f() {
+  static const bool has = __builtin_cpu_supports("avx512f");
+  return has;
+}
+#endif
+
+std::uint64_t dense_cost(const std::uint32_t* counts, const std::uint32_t* cost) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (cpu_has_avx512f()) return dense_cost_avx512(counts, cost);
+#endif
+  return dense_cost_scalar(counts, cost);
+}
+
+// Segments with more present symbols than this are costed densely.
+constexpr std::size_t kDenseSymbols = 64;
+
+using SymbolBits = std::array<std::uint64_t, kAlphabet / 64>;
+
+SymbolBits present_bits(const std::uint32_t* counts) {
+  SymbolBits bits{};
+  for (int x = 0; x < kAlphabet; ++x)
+    if (counts[x]) bits[x / 64] |= 1ull << (x % 64);
+  return bits;
+}
+
+// Whether every symbol of `segment` is present in `table`.
+bool covers(const SymbolBits& table, const SymbolBits& segment) {
+  std::uint64_t missing = 0;
+  for (std::size_t i = 0; i < table.size(); ++i) missing |= segment[i] & ~table[i];
+  return missing == 0;
+}
+
+}  // namespace
+
 // Clusters the segments into at most k_want tables (FORMAT.md 4.2) and
 // returns the estimated coded size in bytes; assign_ and freq_ hold the
-// result, with the tables that ended empty removed.
-std::uint64_t PlaneEncoder::cluster(int k_want) {
+// result, with the tables that ended empty removed. A round in which no
+// segment moves leaves the tables as they are, so the rounds stop there:
+// the result is that of all kClusterRounds rounds.
+std::uint64_t Planner::cluster(int k_want) {
   const std::size_t S = segments_;
   const auto K = static_cast<std::size_t>(k_want);
   assign_.assign(S, 0);
@@ -111,57 +177,69 @@ std::uint64_t PlaneEncoder::cluster(int k_want) {
     std::vector<std::pair<std::uint32_t, std::uint32_t>> order(S);
     for (std::size_t s = 0; s < S; ++s) {
       std::uint64_t sum = 0;
-      for (std::uint8_t c : seg_symbols_[s]) sum += static_cast<std::uint64_t>(c) * seg_counts_[s][c];
+      for (std::uint8_t c : seg_symbols_[s])
+        sum += static_cast<std::uint64_t>(c) * seg_counts_[s * kAlphabet + c];
       order[s] = {static_cast<std::uint32_t>(sum / seg_total_[s]), static_cast<std::uint32_t>(s)};
     }
     std::sort(order.begin(), order.end());
     for (std::size_t i = 0; i < S; ++i) assign_[order[i].second] = static_cast<std::uint8_t>(i * K / S);
   }
   freq_.resize(K);
+  std::vector<std::array<std::uint32_t, kAlphabet>> group_counts(K);
   std::vector<std::uint32_t> group_total(K);
-  // Per table, each symbol's cost, with kAbsentCost for a symbol the table
-  // lacks: any segment holding one then costs at least kAbsentCost, more
-  // than any segment can cost under a table that has all its symbols
-  // (16384 * 12 * 2^16 < 2^34), so the sum alone tells a fit.
-  constexpr std::uint64_t kAbsentCost = 1ull << 36;
-  std::vector<std::array<std::uint64_t, kAlphabet>> unit(K);
-  const std::uint32_t* cost = rans::cost_table_q16();
   auto build = [&] {
     for (std::size_t k = 0; k < K; ++k) {
-      std::uint32_t counts[kAlphabet] = {};
+      group_counts[k].fill(0);
       group_total[k] = 0;
-      for (std::size_t s = 0; s < S; ++s) {
-        if (assign_[s] != k) continue;
-        for (std::uint8_t c : seg_symbols_[s]) counts[c] += seg_counts_[s][c];
-        group_total[k] += seg_total_[s];
-      }
+    }
+    for (std::size_t s = 0; s < S; ++s) {
+      std::uint32_t* g = group_counts[assign_[s]].data();
+      for (std::uint8_t c : seg_symbols_[s]) g[c] += seg_counts_[s * kAlphabet + c];
+      group_total[assign_[s]] += seg_total_[s];
+    }
+    for (std::size_t k = 0; k < K; ++k) {
       if (group_total[k] == 0) {
         freq_[k].fill(0);
       } else {
-        rans::normalize_freqs(counts, freq_[k].data());
+        rans::normalize_freqs(group_counts[k].data(), freq_[k].data());
       }
     }
   };
+  build();
+  std::vector<std::array<std::uint32_t, kAlphabet>> unit(K);
+  std::vector<SymbolBits> table_bits(K);
+  const std::uint32_t* cost = rans::cost_table_q16();
   for (int round = 0; K > 1 && round < kClusterRounds; ++round) {
-    build();
-    for (std::size_t k = 0; k < K; ++k)
-      for (int c = 0; c < kAlphabet; ++c) unit[k][c] = freq_[k][c] ? cost[freq_[k][c]] : kAbsentCost;
+    for (std::size_t k = 0; k < K; ++k) {
+      for (int c = 0; c < kAlphabet; ++c) unit[k][c] = freq_[k][c] ? cost[freq_[k][c]] : 0;
+      table_bits[k] = present_bits(freq_[k].data());
+    }
+    bool moved = false;
     for (std::size_t s = 0; s < S; ++s) {
       std::uint64_t best = kNoFit;
-      const std::uint32_t* counts = seg_counts_[s].data();
+      std::uint8_t choice = assign_[s];
+      const std::uint32_t* counts = seg_counts_ + s * kAlphabet;
+      const bool dense = seg_symbols_[s].size() > kDenseSymbols;
       for (std::size_t k = 0; k < K; ++k) {
-        if (group_total[k] == 0) continue;
-        const std::uint64_t* u = unit[k].data();
+        if (group_total[k] == 0 || !covers(table_bits[k], seg_bits_[s])) continue;
+        const std::uint32_t* u = unit[k].data();
         std::uint64_t c = 0;
-        for (std::uint8_t x : seg_symbols_[s]) c += counts[x] * u[x];
-        if (c < kAbsentCost && c < best) {  // ties keep the lower table
+        if (dense) {
+          c = dense_cost(counts, u);
+        } else {
+          for (std::uint8_t x : seg_symbols_[s]) c += static_cast<std::uint64_t>(counts[x]) * u[x];
+        }
+        if (c < best) {  // ties keep the lower table
           best = c;
-          assign_[s] = static_cast<std::uint8_t>(k);
+          choice = static_cast<std::uint8_t>(k);
         }
       }
+      moved |= choice != assign_[s];
+      assign_[s] = choice;
     }
+    if (!moved) break;
+    build();
   }
-  build();
   // Drop empty tables, keeping the others in order.
   std::uint8_t remap[kMaxTables] = {};
   std::size_t used = 0;
@@ -176,7 +254,7 @@ std::uint64_t PlaneEncoder::cluster(int k_want) {
 
   std::uint64_t bits = 0;
   for (std::size_t s = 0; s < S; ++s)
-    bits += segment_cost(seg_counts_[s].data(), seg_symbols_[s], freq_[assign_[s]].data());
+    bits += segment_cost(seg_counts_ + s * kAlphabet, seg_symbols_[s], freq_[assign_[s]].data());
   std::uint64_t bytes = 1 + (used > 1 ? S : 0) + (4 + kStateBytes) * ceil_div(n_, kBlockSymbols);
   for (const auto& f : freq_) {
     bytes += kPresentBytes;
@@ -185,27 +263,29 @@ std::uint64_t PlaneEncoder::cluster(int k_want) {
   return bytes + ((bits + (1u << 19) - 1) >> 19);
 }
 
-bool PlaneEncoder::plan(const std::uint8_t* plane, std::size_t n, bool sample_first) {
-  if (n == 0) return false;
-  if (sample_first && n >= kSampleMinSymbols) {
-    std::uint32_t counts[kAlphabet], freq[kAlphabet];
-    histogram(plane, n, kSampleStride, counts);
-    const std::uint64_t sampled = ceil_div(n, kSampleStride);
-    if (estimate_bytes(counts, freq) * kSamplePaysDen >= sampled * kSamplePaysNum) return false;
-  }
+bool sample_pays(const std::uint32_t sampled[kAlphabet], std::size_t n) {
+  std::uint32_t freq[kAlphabet];
+  const std::uint64_t samples = ceil_div(n, kSampleStride);
+  return estimate_bytes(sampled, freq) * kSamplePaysDen < samples * kSamplePaysNum;
+}
+
+const Plan& Planner::plan(const SegmentCounts& counts, bool sample_first) {
+  best_.coded = false;
+  const std::size_t n = counts.n;
+  if (n == 0) return best_;
+  if (uses_sample(n, sample_first) && !sample_pays(counts.sampled, n)) return best_;
   n_ = n;
   segments_ = ceil_div(n, kSegmentSymbols);
-  seg_counts_.resize(segments_);
+  seg_counts_ = counts.segments;
   seg_total_.resize(segments_);
   seg_symbols_.resize(segments_);
+  seg_bits_.resize(segments_);
   for (std::size_t s = 0; s < segments_; ++s) {
-    const std::size_t begin = s * kSegmentSymbols;
-    const std::size_t m = std::min(kSegmentSymbols, n - begin);
-    histogram(plane + begin, m, 1, seg_counts_[s].data());
-    seg_total_[s] = static_cast<std::uint32_t>(m);
+    seg_total_[s] = static_cast<std::uint32_t>(std::min(kSegmentSymbols, n - s * kSegmentSymbols));
     seg_symbols_[s].clear();
     for (int c = 0; c < kAlphabet; ++c)
-      if (seg_counts_[s][c]) seg_symbols_[s].push_back(static_cast<std::uint8_t>(c));
+      if (seg_counts_[s * kAlphabet + c]) seg_symbols_[s].push_back(static_cast<std::uint8_t>(c));
+    seg_bits_[s] = present_bits(seg_counts_ + s * kAlphabet);
   }
   std::uint64_t best = kNoFit;
   // Mantissa planes hold nearly every symbol in every segment, so their
@@ -216,30 +296,61 @@ bool PlaneEncoder::plan(const std::uint8_t* plane, std::size_t n, bool sample_fi
     std::uint64_t est = cluster(k);
     if (est < best) {  // ties keep fewer tables
       best = est;
-      best_k_ = static_cast<int>(freq_.size());
-      best_assign_.swap(assign_);
-      best_freq_.swap(freq_);
+      best_.assign.swap(assign_);
+      best_.freq.swap(freq_);
     }
   }
-  return best * kPaysDen < n * kPaysNum;
+  seg_counts_ = nullptr;  // the caller's; not kept past this call
+  best_.coded = best * kPaysDen < n * kPaysNum;
+  return best_;
+}
+
+Plan plan_plane(const SegmentCounts& counts, bool sample_first) {
+  Planner planner;
+  return planner.plan(counts, sample_first);
+}
+
+const Plan* PlaneEncoder::plan(const std::uint8_t* plane, std::size_t n, bool sample_first) {
+  if (n == 0) return nullptr;
+  SegmentCounts counts;
+  counts.n = n;
+  std::uint32_t sampled[kAlphabet];
+  if (uses_sample(n, sample_first)) {
+    // Judged on the sample before any segment is counted: most mantissa
+    // planes stop here.
+    histogram(plane, n, kSampleStride, sampled);
+    if (!sample_pays(sampled, n)) return nullptr;
+    counts.sampled = sampled;
+  }
+  const std::size_t segments = ceil_div(n, kSegmentSymbols);
+  seg_counts_.resize(segments * kAlphabet);
+  for (std::size_t s = 0; s < segments; ++s) {
+    const std::size_t begin = s * kSegmentSymbols;
+    histogram(plane + begin, std::min(kSegmentSymbols, n - begin), 1, seg_counts_.data() + s * kAlphabet);
+  }
+  counts.segments = seg_counts_.data();
+  const Plan& p = planner_.plan(counts, sample_first);
+  return p.coded ? &p : nullptr;
 }
 
 std::size_t PlaneEncoder::encode(const std::uint8_t* plane, std::size_t n, bool sample_first,
                                  std::uint8_t* out, std::size_t pos, bool* coded) {
-  *coded = plan(plane, n, sample_first);
-  if (!*coded) return pos;
+  const Plan* plan = this->plan(plane, n, sample_first);
+  *coded = plan != nullptr;
+  if (!plan) return pos;
   if (!tables_) tables_ = std::make_unique<std::array<rans::EncTable, kMaxTables>>();
   if (!words_) words_ = std::make_unique<rans::EncScratch>();
-  const auto K = static_cast<std::size_t>(best_k_);
+  const std::size_t K = plan->freq.size();
+  const std::size_t segments = plan->assign.size();
   out[pos++] = static_cast<std::uint8_t>(K);
   for (std::size_t k = 0; k < K; ++k) {
-    const std::uint32_t* freq = best_freq_[k].data();
+    const std::uint32_t* freq = plan->freq[k].data();
     (*tables_)[k].build(freq);
     pos += rans::write_table(freq, out + pos);
   }
   if (K > 1) {
-    std::memcpy(out + pos, best_assign_.data(), segments_);
-    pos += segments_;
+    std::memcpy(out + pos, plan->assign.data(), segments);
+    pos += segments;
   }
   const std::size_t blocks = ceil_div(n, kBlockSymbols);
   std::uint8_t* stored = out + pos;
@@ -252,7 +363,7 @@ std::size_t PlaneEncoder::encode(const std::uint8_t* plane, std::size_t n, bool 
     std::size_t count = 0;
     for (std::size_t off = 0; off < m; off += kSegmentSymbols) {
       const std::size_t s = (b * kBlockSymbols + off) / kSegmentSymbols;
-      segs[count++] = {&(*tables_)[best_assign_[s]], sym + off, std::min(kSegmentSymbols, m - off)};
+      segs[count++] = {&(*tables_)[plan->assign[s]], sym + off, std::min(kSegmentSymbols, m - off)};
     }
     std::size_t size = rans::encode_segments(std::span(segs, count), *words_, out + pos);
     if (size == m) std::memmove(out + pos, sym, m);  // may overlap the plane: see header_bound

@@ -36,6 +36,63 @@ std::uint64_t estimate_bytes(const std::uint32_t counts[rans::kAlphabet],
 // blocks; a coded plane is never larger than its n symbols plus this).
 std::size_t header_bound(std::size_t n);
 
+// Mantissa planes are first judged on every kSampleStride-th symbol (cheap,
+// and nearly always "raw"); planes shorter than kSampleMinSymbols skip it.
+inline constexpr std::size_t kSampleStride = 16;
+inline constexpr std::size_t kSampleMinSymbols = 65536;
+
+// The histograms a plane's plan is made from (FORMAT.md 4.2, "Encoder
+// rule"): the counts of each 16384-symbol segment and, for a plane judged
+// on its sample first, the counts of every kSampleStride-th symbol. Any
+// engine that can count (the CPU encoder, a GPU kernel) gets the same plan
+// from plan_plane.
+struct SegmentCounts {
+  std::size_t n = 0;                        // symbols in the plane
+  const std::uint32_t* segments = nullptr;  // kAlphabet counts per segment, ceil(n / kSegmentSymbols) of them
+  const std::uint32_t* sampled = nullptr;   // kAlphabet counts; read only when uses_sample(n, sample_first)
+};
+
+// Whether a plane of n symbols is first judged on its sample.
+inline bool uses_sample(std::size_t n, bool sample_first) { return sample_first && n >= kSampleMinSymbols; }
+
+// The sample rule alone: false when the sampled counts of a plane of n
+// symbols already say "raw" (the encoder then need not count segments).
+bool sample_pays(const std::uint32_t sampled[rans::kAlphabet], std::size_t n);
+
+// The encoder's decision for one plane: whether it is coded and, when it
+// is, its tables (1..kMaxTables, each normalised to 4096) and each
+// segment's table.
+struct Plan {
+  bool coded = false;
+  std::vector<std::array<std::uint32_t, rans::kAlphabet>> freq;  // one per table
+  std::vector<std::uint8_t> assign;                              // one per segment, < freq.size()
+};
+
+// Reusable planning scratch. plan() is a pure function of its counts
+// (integer-only, fixed order): the same counts give the same plan on any
+// host, which is what lets a GPU encoder write the CPU encoder's bytes.
+class Planner {
+ public:
+  // sample_first: a mantissa plane (the cheap sampled pre-check applies,
+  // and at most 4 tables). The plan stays valid until the next call.
+  const Plan& plan(const SegmentCounts& counts, bool sample_first);
+
+ private:
+  std::uint64_t cluster(int k_want);
+
+  std::size_t n_ = 0, segments_ = 0;
+  const std::uint32_t* seg_counts_ = nullptr;  // segments_ * kAlphabet, the caller's, during plan()
+  std::vector<std::uint32_t> seg_total_;
+  std::vector<std::vector<std::uint8_t>> seg_symbols_;                     // symbols present in each segment
+  std::vector<std::array<std::uint64_t, rans::kAlphabet / 64>> seg_bits_;  // the same as a bitmap
+  std::vector<std::uint8_t> assign_;
+  std::vector<std::array<std::uint32_t, rans::kAlphabet>> freq_;
+  Plan best_;
+};
+
+// Planner::plan with its own scratch (tests, one-off callers).
+Plan plan_plane(const SegmentCounts& counts, bool sample_first);
+
 // Reusable encoder scratch for one thread.
 class PlaneEncoder {
  public:
@@ -50,16 +107,11 @@ class PlaneEncoder {
                      std::size_t pos, bool* coded);
 
  private:
-  bool plan(const std::uint8_t* plane, std::size_t n, bool sample_first);
-  std::uint64_t cluster(int k_want);
+  // Counts the plane and plans it; nullptr when it stays raw.
+  const Plan* plan(const std::uint8_t* plane, std::size_t n, bool sample_first);
 
-  std::size_t n_ = 0, segments_ = 0;
-  std::vector<std::array<std::uint32_t, rans::kAlphabet>> seg_counts_;
-  std::vector<std::uint32_t> seg_total_;
-  std::vector<std::vector<std::uint8_t>> seg_symbols_;  // symbols present in each segment
-  std::vector<std::uint8_t> assign_, best_assign_;
-  std::vector<std::array<std::uint32_t, rans::kAlphabet>> freq_, best_freq_;
-  int best_k_ = 0;
+  std::vector<std::uint32_t> seg_counts_;  // kAlphabet per segment
+  Planner planner_;
   std::unique_ptr<std::array<rans::EncTable, kMaxTables>> tables_;
   std::unique_ptr<rans::EncScratch> words_;
 };

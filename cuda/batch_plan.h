@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "base/status.h"
+#include "codec/chunk_codec.h"
 #include "codec/frame.h"
+#include "codec/plane_coder.h"
 #include "cuda/chunk_batch.cuh"
 
 namespace ferry::gpu {
@@ -54,12 +56,47 @@ class StackArena {
   std::size_t top_ = 0;
 };
 
+// The planes codec the kernels code a chunk with, or Codec::kRaw when the
+// CPU engine codes it: zstd, an empty chunk, and a close call on the sample
+// (the CPU encoder then codes the whole chunk both ways and keeps the
+// smaller; it does so inside the GPU engine too, so frames stay the CPU
+// engine's). `sample` is the chunk, or its codec_choice_sample pieces at
+// their offsets (the rest unread).
+Codec gpu_chunk_codec(std::span<const std::byte> sample, DType dtype, bool trial,
+                      CodecChoiceScratch& scratch);
+
 // The record of a chunk of raw_bytes coded as planes of `width` bytes; no
 // buffers yet.
 EncChunk make_enc_chunk(std::uint32_t raw_bytes, std::uint32_t width, std::uint8_t codec, std::uint8_t dtype);
 // Takes c's work slices from the arena, and with stage_io its input and frame
-// too (host-memory batches). False when the arena is full.
+// too (host-memory batches). False when the arena is full. The slices the
+// host plan reads and writes come from take_enc_plan_slices.
 bool take_enc_slices(StackArena& arena, EncChunk& c, bool stage_io);
+
+// The slices of a sub-batch that cross to the host between split_hash and
+// encode_blocks, each one region for all its chunks so that one copy each
+// way serves the sub-batch: the histograms (read back), the encoder tables
+// and the segments' choices (written).
+struct EncPlanRegions {
+  std::uint32_t* hist = nullptr;
+  std::size_t hist_words = 0;
+  EncSym* tables = nullptr;
+  std::size_t table_entries = 0;
+  std::uint8_t* assign = nullptr;
+  std::size_t assign_bytes = 0;
+};
+// Takes the regions and points every chunk's hist, tables and assign into
+// them. False when the arena is full.
+bool take_enc_plan_slices(StackArena& arena, std::span<EncChunk> chunks, EncPlanRegions& regions);
+
+// The host step between split_hash and encode_blocks: plans every plane of
+// c from the histograms split_hash counted, with the CPU encoder's own
+// planes::Planner (so the GPU codes with the CPU encoder's choices), and
+// writes c.mode, c.table_k, c.table_bytes and, at `tables` and `assign`
+// (host copies of c.tables and c.assign), the encoder tables and each
+// segment's table. `hist` is a host copy of c.hist.
+void plan_chunk(EncChunk& c, const std::uint32_t* hist, EncSym* tables, std::uint8_t* assign,
+                planes::Planner& planner);
 
 // The record of a frame with header h (raw frames decode at width 1).
 DecChunk make_dec_chunk(const FrameHeader& h);
@@ -67,8 +104,9 @@ DecChunk make_dec_chunk(const FrameHeader& h);
 bool take_dec_slices(StackArena& arena, DecChunk& c, bool stage_io);
 
 // Arena bytes a batch takes beyond its chunks' own (the rounding of its two
-// record arrays); a chunk's own bytes include its records.
-inline constexpr std::size_t kBatchFixedBytes = 2 * kArenaAlign;
+// record arrays and three plan regions); a chunk's own bytes include its
+// records and its share of the regions.
+inline constexpr std::size_t kBatchFixedBytes = 5 * kArenaAlign;
 // Arena bytes of one chunk in an encode or decode batch.
 std::size_t enc_chunk_device_bytes(std::uint32_t raw_bytes, std::uint32_t width, bool stage_io);
 std::size_t dec_chunk_device_bytes(const FrameHeader& h, bool stage_io);
@@ -115,7 +153,7 @@ inline std::uint32_t grid_for(std::uint64_t items, std::uint32_t per_block) {
 // gridDim.x of each per-chunk-row kernel of a batch (gridDim.y is the chunk).
 struct EncGrids {
   std::uint32_t leaf_blocks = 1;      // split_hash: one thread per leaf
-  std::uint32_t block_blocks = 1;     // encode_blocks: one warp per (plane, block)
+  std::uint32_t block_blocks = 1;     // encode_blocks: one warp per (plane, 65536-symbol block)
   std::uint32_t assemble_blocks = 1;  // assemble: one warp per unit (assemble_units)
   std::uint32_t crc_blocks = 1;       // enc_crc: one thread per payload segment
 };
@@ -123,7 +161,8 @@ EncGrids enc_grids(std::span<const EncChunk> chunks);
 
 struct DecGrids {
   std::uint32_t crc_blocks = 1;    // dec_crc: one thread per payload segment
-  std::uint32_t fused_blocks = 1;  // decode_fused: one block per rANS block
+  std::uint32_t block_blocks = 1;  // decode_blocks: one warp per (plane, version 2 block)
+  std::uint32_t fused_blocks = 1;  // decode_fused: one block per tile of 16384 elements
   std::uint32_t leaf_blocks = 1;   // raw_copy_hash: one thread per leaf
 };
 DecGrids dec_grids(std::span<const DecChunk> chunks);

@@ -1,11 +1,14 @@
-// encode_kernels.cuh: the GPU float encoder and chunk hash, one batch of
-// chunks per launch (blockIdx.y is the chunk). Stages: split_hash (one read
-// of the input: leaf hashes, byte planes, histograms), plan (tables and the
-// plane rule), encode_blocks (one warp per 16384-symbol block), layout
-// (offsets, tables, stored sizes), assemble (blocks into the frame),
-// crc_segments and finish (tree root, payload CRC, header). Byte layout:
-// docs/FORMAT.md. Each kernel is a thin launch over the steps of
-// cuda/encode_steps.cuh, which host-only tests run over the same grid.
+// encode_kernels.cuh: the GPU float encoder (payload version 2) and chunk
+// hash, one batch of chunks per launch (blockIdx.y is the chunk). Stages:
+// split_hash (one read of the input: leaf hashes, byte planes, each
+// segment's histogram and the sampled one); then the host plans every plane
+// from those histograms with the CPU encoder's planner (batch_plan.h:
+// plan_chunk); encode_blocks (one warp per 65536-symbol block, each segment
+// with its table), layout (offsets, tables, choices, stored sizes),
+// assemble (blocks into the frame), crc_segments and finish (tree root,
+// payload CRC, header). Byte layout: docs/FORMAT.md 4.2. Each kernel is a
+// thin launch over the steps of cuda/encode_steps.cuh, which host-only
+// tests run over the same grid.
 #pragma once
 
 #include "cuda/encode_steps.cuh"
@@ -16,8 +19,6 @@ __global__ void split_hash_kernel(EncChunk* chunks) {
   __shared__ std::uint32_t hist[kSplitHistWords];
   split_hash_block(chunks[blockIdx.y], blockIdx.x, hist, DeviceBlock{});
 }
-
-__global__ void plan_kernel(EncChunk* chunks) { plan_plane(chunks[blockIdx.x], threadIdx.x); }
 
 __global__ void encode_blocks_kernel(EncChunk* chunks) {
   encode_block(chunks[blockIdx.y], blockIdx.x * kWarpsPerBlock + threadIdx.x / kWarpLanes,

@@ -1,6 +1,7 @@
 // encode_steps.cuh: the per-thread and per-warp steps of the encode kernels
 // (cuda/encode_kernels.cuh) as FERRY_HD functions: the leaf and element
-// ranges of split_hash, one plane's plan, one warp's rANS block, the
+// ranges of split_hash and its segment histograms, one warp's rANS block
+// (float payload version 2; the plan between them is the host's), the
 // layout of a chunk's payload, one lane's share of assembling the frame
 // (including the raw-copy ranges), CRC segments and their join, the tree
 // reduction and the header. The kernels are thin launches over these, and
@@ -58,14 +59,21 @@ FERRY_HD ByteRange leaf_elements(std::uint32_t leaf, std::uint32_t raw_bytes, st
   return {hd_min(b.begin / w, n), hd_min(b.end / w, n)};
 }
 
-// Where EncChunk::hist counts symbol s of plane q: the full histogram, then
-// the histogram of every 16th symbol.
-FERRY_HD std::uint32_t hist_index(std::uint32_t q, std::uint32_t s, bool sampled) {
-  return q * 2 * kAlphabet + (sampled ? kAlphabet : 0) + s;
+// EncChunk::hist: the counts of segment g of plane q at hist_segment(q, g),
+// then those of every 16th symbol of plane q at hist_sampled(q).
+FERRY_HD std::size_t hist_segment(const EncChunk& c, std::uint32_t q, std::uint32_t g) {
+  return (static_cast<std::size_t>(q) * c.segments + g) * kAlphabet;
+}
+FERRY_HD std::size_t hist_sampled(const EncChunk& c, std::uint32_t q) {
+  return (static_cast<std::size_t>(c.width) * c.segments + q) * kAlphabet;
+}
+FERRY_HD std::size_t hist_words(const EncChunk& c) {
+  return static_cast<std::size_t>(c.width) * (c.segments + 1) * kAlphabet;
 }
 
 // split_hash, one thread's leaf: hashes it into c.digests and moves its
-// elements into the planes; count(q, s, sampled) counts one symbol.
+// elements into the planes; count(q, s, i) counts symbol s of element i in
+// plane q.
 template <typename Count>
 FERRY_HD void split_leaf(const EncChunk& c, std::uint32_t leaf, Count&& count) {
   if (leaf >= c.leaves) return;
@@ -80,87 +88,99 @@ FERRY_HD void split_leaf(const EncChunk& c, std::uint32_t leaf, Count&& count) {
     for (std::uint32_t q = 0; q < w; ++q) {
       const std::uint8_t s = plane_byte(rot, w, q);
       c.planes[static_cast<std::size_t>(q) * c.n + i] = s;
-      count(q, s, false);
-      if (i % kSampleStride == 0) count(q, s, true);
+      count(q, s, i);
     }
   }
 }
 
-// Histogram words split_hash keeps per block (full, then sampled, per plane).
-inline constexpr std::uint32_t kSplitHistWords = 2 * kMaxWidth * kAlphabet;
+// A split_hash block's leaves hold whole segments of every plane (a leaf
+// is 4096 / w elements, a segment 16384), kSplitSegments plane-segments in
+// all whatever the width; the block counts them in shared memory and owns
+// their histograms outright.
+inline constexpr std::uint32_t kSplitSegments = kThreads * kLeafBytes / kSegmentSymbols;
+static_assert(kSegmentSymbols % kLeafBytes == 0 &&
+              kThreads * kLeafBytes % (kMaxWidth * kSegmentSymbols) == 0);
+// Histogram words split_hash keeps per block: its segments' counts, then
+// every 16th symbol's per plane.
+inline constexpr std::uint32_t kSplitHistWords = (kSplitSegments + kMaxWidth) * kAlphabet;
 
 // split_hash, block x of a chunk: its threads' leaves counted in the block's
-// `hist` (kSplitHistWords, shared memory), then added to the chunk's.
+// `hist` (kSplitHistWords, shared memory); the segment counts are then
+// stored as the chunk's (no other block counts them) and the sampled counts
+// added to the chunk's (which start at zero).
 template <typename Block>
 FERRY_HD void split_hash_block(EncChunk& c, std::uint32_t x, std::uint32_t* hist, const Block& block) {
+  const std::uint32_t per_plane = kSplitSegments / c.width;  // segments of each plane in this block
+  const std::uint32_t first = x * per_plane;                 // the first of them
+  std::uint32_t* sampled = hist + kSplitSegments * kAlphabet;
   block.each([&](std::uint32_t t) {
     for (std::uint32_t i = t; i < kSplitHistWords; i += block.size()) hist[i] = 0;
   });
   block.sync();
   block.each([&](std::uint32_t t) {
-    split_leaf(c, x * block.size() + t, [&](std::uint32_t q, std::uint32_t s, bool sampled) {
-      block.add(&hist[((sampled ? kMaxWidth : 0) + q) * kAlphabet + s], 1u);
+    split_leaf(c, x * block.size() + t, [&](std::uint32_t q, std::uint32_t s, std::uint32_t i) {
+      block.add(&hist[(q * per_plane + i / kSegmentSymbols - first) * kAlphabet + s], 1u);
+      if (i % kSampleStride == 0) block.add(&sampled[q * kAlphabet + s], 1u);
     });
   });
   block.sync();
   block.each([&](std::uint32_t t) {
-    for (std::uint32_t i = t; i < c.width * kAlphabet; i += block.size()) {
-      const std::uint32_t q = i / kAlphabet, s = i % kAlphabet;
-      if (hist[i]) block.add(&c.hist[hist_index(q, s, false)], hist[i]);
-      const std::uint32_t v = hist[(kMaxWidth + q) * kAlphabet + s];
-      if (v) block.add(&c.hist[hist_index(q, s, true)], v);
+    for (std::uint32_t i = t; i < c.width * per_plane * kAlphabet; i += block.size()) {
+      const std::uint32_t q = i / (per_plane * kAlphabet), g = first + i / kAlphabet % per_plane;
+      if (g < c.segments) c.hist[hist_segment(c, q, g) + i % kAlphabet] = hist[i];
     }
+    for (std::uint32_t i = t; i < c.width * kAlphabet; i += block.size())
+      if (sampled[i]) block.add(&c.hist[hist_sampled(c, i / kAlphabet) + i % kAlphabet], sampled[i]);
   });
 }
 
-// plan, one thread per plane p: the plane rule and, when it pays, the
-// encoder table and its symbol count.
-FERRY_HD void plan_plane(EncChunk& c, std::uint32_t p) {
-  if (p >= c.width) return;
-  std::uint32_t freq[kAlphabet];
-  const std::uint32_t* counts = c.hist + hist_index(p, 0, false);
-  const bool pays = plane_pays(counts, c.hist + hist_index(p, 0, true), c.n, p != 0, freq);
-  c.mode[p] = pays ? 1 : 0;
-  if (!pays) return;
-  std::uint32_t cum = 0, k = 0;
-  for (int s = 0; s < kAlphabet; ++s) {
-    c.tables[p * kAlphabet + s] = make_enc_sym(freq[s], cum);
-    cum += freq[s];
-    k += freq[s] != 0;
-  }
-  c.table_k[p] = k;
+// Symbols of block b of a plane of n symbols, in blocks of `block` symbols.
+FERRY_HD std::uint32_t block_symbols(std::uint32_t n, std::uint32_t b, std::uint32_t block = kBlockSymbols) {
+  const std::uint64_t first = static_cast<std::uint64_t>(b) * block;
+  return n > first ? hd_min(block, n - static_cast<std::uint32_t>(first)) : 0;
 }
 
-// Symbols of block b of a plane of n symbols.
-FERRY_HD std::uint32_t block_symbols(std::uint32_t n, std::uint32_t b) {
-  const std::uint32_t first = b * kBlockSymbols;
-  return n > first ? hd_min(kBlockSymbols, n - first) : 0;
+// The word slot of unit q (plane p, block b): m / 2 words, the block's
+// words ending at its top (fewer than m / 2 when coding pays).
+FERRY_HD std::uint16_t* word_slot(const EncChunk& c, std::uint32_t p, std::uint32_t b) {
+  return c.words + static_cast<std::size_t>(p) * c.plane_words +
+         static_cast<std::size_t>(b) * (kV2BlockSymbols / 2);
+}
+
+// The encoder table of segment g of plane p.
+FERRY_HD const EncSym* segment_table(const EncChunk& c, std::uint32_t p, std::uint32_t g) {
+  const std::uint32_t k = c.assign[static_cast<std::size_t>(p) * c.segments + g];
+  return c.tables + (static_cast<std::size_t>(p) * c.table_slots + k) * kAlphabet;
 }
 
 // encode_blocks, one warp per (plane, block) unit q: words go below the
 // block's slot end in the order the CPU's lanes 31..0 would write them
-// (enc_word_index); stored[q] is the coded size, or m when coding does not
-// pay or the block is raw.
+// (enc_word_index), each group of 32 symbols with its segment's table (no
+// group straddles two segments); stored[q] is the coded size, or m when
+// coding does not pay or the block is raw.
 template <typename Warp>
 FERRY_HD void encode_block(EncChunk& c, std::uint32_t q, const Warp& warp) {
   if (q >= c.width * c.blocks) return;
   const std::uint32_t p = q / c.blocks, b = q % c.blocks;
-  const std::uint32_t m = block_symbols(c.n, b);
-  if (!c.mode[p] || m <= kStateBytes) {
+  const std::uint32_t m = block_symbols(c.n, b, kV2BlockSymbols);
+  if (c.mode[p] == kModeRaw || m <= kStateBytes) {
     warp.each([&](int lane) {
       if (lane == 0) c.stored[q] = m;
     });
     return;
   }
-  const std::uint8_t* sym = c.planes + static_cast<std::size_t>(p) * c.n + b * kBlockSymbols;
-  const EncSym* table = c.tables + p * kAlphabet;
-  std::uint16_t* slot = c.words + static_cast<std::size_t>(q) * (kBlockSymbols / 2);
+  const std::uint8_t* sym =
+      c.planes + static_cast<std::size_t>(p) * c.n + static_cast<std::size_t>(b) * kV2BlockSymbols;
+  std::uint16_t* slot = word_slot(c, p, b);
   const std::uint32_t max_words = (m - kStateBytes - 1) / 2;
   typename Warp::template Each<std::uint32_t> x;
   warp.each([&](int lane) { x[lane] = kStateLow; });
   std::uint32_t end = m / 2;
   bool pays = true;
+  constexpr std::uint32_t kGroupsPerSegment = kSegmentSymbols / kLanes;
   for (std::uint32_t g = (m + kLanes - 1) / kLanes; g-- > 0;) {
+    const EncSym* table =
+        segment_table(c, p, b * (kV2BlockSymbols / kSegmentSymbols) + g / kGroupsPerSegment);
     typename Warp::template Each<bool> emit;
     typename Warp::template Each<std::uint16_t> word;
     warp.each([&](int lane) {
@@ -184,18 +204,34 @@ FERRY_HD void encode_block(EncChunk& c, std::uint32_t q, const Warp& warp) {
   });
 }
 
-// layout, one thread per chunk: payload offsets, mode bytes, tables, stored
-// sizes and the tail; decides raw when the payload would not shrink.
+// Writes one stored table (FORMAT.md 4.1: bitmap, then the present
+// symbols' u16 frequencies) from encoder constants; returns its bytes.
+FERRY_HD std::uint32_t write_table(const EncSym* table, std::uint8_t* t) {
+  for (std::uint32_t i = 0; i < kPresentBytes; ++i) t[i] = 0;
+  std::uint32_t at = kPresentBytes;
+  for (int s = 0; s < kAlphabet; ++s) {
+    const std::uint32_t f = table[s].freq;
+    if (!f) continue;
+    t[s >> 3] |= static_cast<std::uint8_t>(1u << (s & 7));
+    put_le16(t + at, f);
+    at += 2;
+  }
+  return at;
+}
+
+// layout, one thread per chunk: payload offsets, mode bytes, each coded
+// plane's header (table count, tables, segment choices, stored sizes) and
+// the tail (FORMAT.md 4.2); decides raw when the payload would not shrink.
 FERRY_HD void layout_chunk(EncChunk& c) {
-  const std::uint32_t w = c.width, B = c.blocks;
+  const std::uint32_t w = c.width, B = c.blocks, S = c.segments;
   std::uint64_t pos = w;
   for (std::uint32_t p = 0; p < w; ++p) {
     c.plane_off[p] = static_cast<std::uint32_t>(pos);
-    if (!c.mode[p]) {
+    if (c.mode[p] == kModeRaw) {
       pos += c.n;
       continue;
     }
-    pos += kPresentBytes + 2 * c.table_k[p] + 2 * B;
+    pos += 1 + c.table_bytes[p] + (c.table_k[p] > 1 ? S : 0) + 4 * B;
     for (std::uint32_t b = 0; b < B; ++b) {
       c.block_off[p * B + b] = static_cast<std::uint32_t>(pos);
       pos += c.stored[p * B + b];
@@ -212,22 +248,16 @@ FERRY_HD void layout_chunk(EncChunk& c) {
   std::uint8_t* out = c.frame + kFrameHeaderBytes;
   for (std::uint32_t p = 0; p < w; ++p) {
     out[p] = static_cast<std::uint8_t>(c.mode[p]);
-    if (!c.mode[p]) continue;
+    if (c.mode[p] == kModeRaw) continue;
     std::uint8_t* t = out + c.plane_off[p];
-    for (std::uint32_t i = 0; i < kPresentBytes; ++i) t[i] = 0;
-    std::uint32_t at = kPresentBytes;
-    for (int s = 0; s < kAlphabet; ++s) {
-      const std::uint32_t f = c.tables[p * kAlphabet + s].freq;
-      if (!f) continue;
-      t[s >> 3] |= static_cast<std::uint8_t>(1u << (s & 7));
-      t[at] = static_cast<std::uint8_t>(f);
-      t[at + 1] = static_cast<std::uint8_t>(f >> 8);
-      at += 2;
-    }
-    for (std::uint32_t b = 0; b < B; ++b, at += 2) {
-      t[at] = static_cast<std::uint8_t>(c.stored[p * B + b]);
-      t[at + 1] = static_cast<std::uint8_t>(c.stored[p * B + b] >> 8);
-    }
+    const std::uint32_t K = c.table_k[p];
+    t[0] = static_cast<std::uint8_t>(K);
+    std::uint32_t at = 1;
+    for (std::uint32_t k = 0; k < K; ++k)
+      at += write_table(c.tables + (static_cast<std::size_t>(p) * c.table_slots + k) * kAlphabet, t + at);
+    if (K > 1)
+      for (std::uint32_t g = 0; g < S; ++g) t[at++] = c.assign[static_cast<std::size_t>(p) * S + g];
+    for (std::uint32_t b = 0; b < B; ++b, at += 4) put_le32(t + at, c.stored[p * B + b]);
   }
   for (std::uint32_t i = 0; i < tail; ++i) out[pos - tail + i] = c.in[c.n * w + i];
 }
@@ -261,22 +291,20 @@ FERRY_HD void assemble_lane(const EncChunk& c, std::uint32_t q, std::uint32_t la
   }
   if (q >= c.width * c.blocks) return;
   const std::uint32_t p = q / c.blocks, b = q % c.blocks;
-  const std::uint32_t m = block_symbols(c.n, b);
-  const std::uint8_t* sym = c.planes + static_cast<std::size_t>(p) * c.n + b * kBlockSymbols;
-  std::uint8_t* dst = !c.mode[p] ? out + c.plane_off[p] + b * kBlockSymbols : out + c.block_off[q];
-  const std::uint32_t st = c.mode[p] ? c.stored[q] : m;
+  const std::uint32_t m = block_symbols(c.n, b, kV2BlockSymbols);
+  const std::size_t first = static_cast<std::size_t>(b) * kV2BlockSymbols;
+  const std::uint8_t* sym = c.planes + static_cast<std::size_t>(p) * c.n + first;
+  const bool raw_plane = c.mode[p] == kModeRaw;
+  std::uint8_t* dst = raw_plane ? out + c.plane_off[p] + first : out + c.block_off[q];
+  const std::uint32_t st = raw_plane ? m : c.stored[q];
   if (st == m) {
     for (std::uint32_t i = lane; i < m; i += kLanes) dst[i] = sym[i];
     return;
   }
-  const std::uint32_t x = c.states[static_cast<std::size_t>(q) * kLanes + lane];
-  for (int k = 0; k < 4; ++k) dst[4 * lane + k] = static_cast<std::uint8_t>(x >> (8 * k));
+  put_le32(dst + 4 * lane, c.states[static_cast<std::size_t>(q) * kLanes + lane]);
   const std::uint32_t nw = (st - kStateBytes) / 2;
-  const std::uint16_t* words = c.words + static_cast<std::size_t>(q) * (kBlockSymbols / 2) + m / 2 - nw;
-  for (std::uint32_t i = lane; i < nw; i += kLanes) {
-    dst[kStateBytes + 2 * i] = static_cast<std::uint8_t>(words[i]);
-    dst[kStateBytes + 2 * i + 1] = static_cast<std::uint8_t>(words[i] >> 8);
-  }
+  const std::uint16_t* words = word_slot(c, p, b) + m / 2 - nw;
+  for (std::uint32_t i = lane; i < nw; i += kLanes) put_le16(dst + kStateBytes + 2 * i, words[i]);
 }
 
 // One thread per 4 KiB segment of a payload (at `payload`, `bytes` long).

@@ -52,14 +52,16 @@ struct ReferenceRng {
   float uniform() { return static_cast<float>(next() >> 40) / static_cast<float>(1u << 24); }
 };
 
-// N(0, 0.02)-like floats (Irwin-Hall sum of four uniforms) as bf16, fp16,
-// fp32 or fp8 (the top byte of bf16) bytes; `bytes` may cut the last one.
-std::vector<std::byte> reference_floats(DType dtype, std::size_t bytes, std::uint64_t seed) {
+// N(0, 0.02)-like floats (Irwin-Hall sum of four uniforms), times `scale`,
+// as bf16, fp16, fp32 or fp8 (the top byte of bf16) bytes; `bytes` may cut
+// the last one.
+std::vector<std::byte> reference_floats(DType dtype, std::size_t bytes, std::uint64_t seed,
+                                        float scale = 1.0f) {
   std::vector<std::byte> out(bytes);
   ReferenceRng rng{seed * 0x9e3779b97f4a7c15ull + 1};
   const std::size_t w = element_bytes(dtype);
   for (std::size_t at = 0; at < bytes; at += w) {
-    const float v = (rng.uniform() + rng.uniform() + rng.uniform() + rng.uniform() - 2.0f) * 0.035f;
+    const float v = (rng.uniform() + rng.uniform() + rng.uniform() + rng.uniform() - 2.0f) * 0.035f * scale;
     std::uint32_t f;
     std::memcpy(&f, &v, 4);
     std::uint32_t e = f >> (32 - 8 * w);  // fp32, bf16, fp8
@@ -80,8 +82,19 @@ std::vector<std::byte> reference_noise(std::size_t bytes, std::uint64_t seed) {
   return out;
 }
 
-// Every path of the float codec once: coded and raw planes over two blocks,
-// tails, a chunk that stays raw, chunks smaller than one element.
+// Three tensors of different scales in one chunk of 3 * `third` bytes.
+std::vector<std::byte> reference_mixed(DType dtype, std::size_t third, std::uint64_t seed) {
+  std::vector<std::byte> out;
+  for (float scale : {1.0f, 150.0f, 0.02f}) {
+    const std::vector<std::byte> part = reference_floats(dtype, third, seed++, scale);
+    out.insert(out.end(), part.begin(), part.end());
+  }
+  return out;
+}
+
+// Every path of the float codec once: coded and raw planes over two blocks
+// (of either payload version), several tables per plane, tails, a chunk
+// that stays raw, chunks smaller than one element.
 std::vector<ReferenceChunk> reference_chunks() {
   std::vector<ReferenceChunk> c;
   c.push_back({DType::kBF16, reference_floats(DType::kBF16, 64u << 10, 1)});
@@ -91,6 +104,7 @@ std::vector<ReferenceChunk> reference_chunks() {
   c.push_back({DType::kBF16, reference_noise(8192, 5)});  // no plane shrinks: stored raw
   c.push_back({DType::kBF16, reference_floats(DType::kBF16, 1, 6)});
   c.push_back({DType::kF32, reference_floats(DType::kF32, 3, 7)});
+  c.push_back({DType::kBF16, reference_mixed(DType::kBF16, 56u << 10, 8)});  // 86016 elements
   return c;
 }
 

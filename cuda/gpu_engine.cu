@@ -1,7 +1,9 @@
 // gpu_engine.cu: the GPU codec engine: plans sub-batches that fit the
 // device arena, the pinned pool and CUDA's grid (cuda/batch_plan.h),
 // launches the kernels of encode_kernels.cuh and decode_kernels.cuh on one
-// explicit stream, and turns per-chunk device results into EncodedChunk
+// explicit stream (with one host step between split_hash and encode_blocks:
+// the planes' plans, made by the CPU encoder's planner from the kernel's
+// histograms), and turns per-chunk device results into EncodedChunk
 // records and Statuses. Chunks the GPU does not code (zstd, empty) go
 // through the CPU engine, so frames stay identical. Every call makes the
 // engine's device current for its duration only (gpu::DeviceGuard).
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "base/crc32c.h"
+#include "base/thread_pool.h"
 #include "codec/frame.h"
 #include "codec/limits.h"
 #include "cuda/decode_kernels.cuh"
@@ -35,11 +38,10 @@ using gpu::EncResult;
 static_assert(gpu::kFrameHeaderBytes == kFrameHeaderBytes && gpu::kLeafBytes == kLeafBytes &&
               gpu::kDigestBytes == kDigestBytes);
 
-// Frames that decode on the GPU: raw and version 1 planes with at least one
-// byte (version 2 planes go to the CPU engine).
+// Frames that decode on the GPU: raw and planes (payload version 1 or 2)
+// with at least one byte.
 bool decodes_on_gpu(const FrameHeader& h) {
-  return h.raw_bytes > 0 &&
-         (h.codec == Codec::kRaw || codec_payload_version(h.codec) == kGpuFloatPayloadVersion);
+  return h.raw_bytes > 0 && (h.codec == Codec::kRaw || codec_payload_version(h.codec) != 0);
 }
 
 // The frame length, expected id and output size a job must agree on.
@@ -93,6 +95,8 @@ class GpuEngine final : public CodecEngine {
   Status encode_sub_batch(std::span<const EncodeJob> jobs, std::span<const std::size_t> idx,
                           const std::vector<Codec>& codecs, std::span<EncodedChunk> results,
                           MemorySpace space, bool pinned);
+  Status launch_split(EncChunk* dev, std::span<const EncChunk> host);
+  Status plan_on_host(EncChunk* dev, std::span<EncChunk> recs, const gpu::EncPlanRegions& regions);
   Status launch_encode(EncChunk* dev, EncResult* res, std::span<const EncChunk> host);
   Status read_headers(std::span<const DecodeJob> jobs, MemorySpace space, std::vector<FrameHeader>& headers,
                       std::span<Status> statuses, std::vector<char>& parsed);
@@ -128,6 +132,11 @@ class GpuEngine final : public CodecEngine {
   gpu::StackArena arena_;
   std::unique_ptr<CodecEngine> cpu_ = make_cpu_engine(gpu_reference_options());
   std::unique_ptr<CodecChoiceScratch> choice_ = std::make_unique<CodecChoiceScratch>();
+  // Host side of the plan between split_hash and encode_blocks (reused).
+  std::vector<planes::Planner> planners_;  // one per part of the shared pool
+  std::vector<std::uint32_t> plan_hist_;
+  std::vector<gpu::EncSym> plan_tables_;
+  std::vector<std::uint8_t> plan_assign_;
 };
 
 Status GpuEngine::init(const GpuOptions& opts) {
@@ -188,6 +197,8 @@ Status GpuEngine::stage_in(void* dst, std::span<const std::byte> src, bool pinne
 
 // ---- encode ----
 
+// codecs[i]: the planes codec the kernels code chunk i with, or Codec::kRaw
+// for the CPU engine (gpu::gpu_chunk_codec).
 Status GpuEngine::choose_codecs(std::span<const EncodeJob> jobs, MemorySpace space,
                                 std::vector<Codec>& codecs) {
   codecs.assign(jobs.size(), Codec::kRaw);
@@ -197,9 +208,7 @@ Status GpuEngine::choose_codecs(std::span<const EncodeJob> jobs, MemorySpace spa
       return Status::invalid_argument("encode job " + std::to_string(i) +
                                       ": chunk over 64 MiB or frame buffer too small");
     if (!opts_.sample_codec_choice && is_float(j.dtype) && !j.trial && !j.data.empty()) {
-      codecs[i] = element_bytes(j.dtype) == 4   ? Codec::kPlanes32
-                  : element_bytes(j.dtype) == 2 ? Codec::kPlanes16
-                                                : Codec::kPlanes8;
+      codecs[i] = planes_codec(static_cast<int>(element_bytes(j.dtype)), kGpuFloatPayloadVersion);
       continue;
     }
     if (space == MemorySpace::kDevice && !j.data.empty()) {
@@ -210,9 +219,9 @@ Status GpuEngine::choose_codecs(std::span<const EncodeJob> jobs, MemorySpace spa
             copy(whole.data() + p.offset, j.data.data() + p.offset, p.length, cudaMemcpyDeviceToHost));
       }
       RETURN_IF_ERROR(sync());
-      codecs[i] = choose_chunk_codec(whole, j.dtype, j.trial, *choice_, kGpuFloatPayloadVersion);
+      codecs[i] = gpu::gpu_chunk_codec(whole, j.dtype, j.trial, *choice_);
     } else {
-      codecs[i] = choose_chunk_codec(j.data, j.dtype, j.trial, *choice_, kGpuFloatPayloadVersion);
+      codecs[i] = gpu::gpu_chunk_codec(j.data, j.dtype, j.trial, *choice_);
     }
   }
   return Status::ok();
@@ -244,7 +253,7 @@ Status GpuEngine::encode(std::span<const EncodeJob> jobs, std::span<EncodedChunk
   for (std::size_t i = 0; i < jobs.size(); ++i) {
     const auto raw = static_cast<std::uint32_t>(jobs[i].data.size());
     const auto w = static_cast<std::uint32_t>(codec_element_width(codecs[i]));
-    if (w == 0) {  // zstd or empty: the CPU engine
+    if (w == 0) {  // zstd, empty or a close call: the CPU engine
       RETURN_IF_ERROR(encode_with_cpu(jobs[i], results[i], space));
       continue;
     }
@@ -282,13 +291,17 @@ Status GpuEngine::encode_sub_batch(std::span<const EncodeJob> jobs, std::span<co
     if (host)
       RETURN_IF_ERROR(stage_in(const_cast<std::uint8_t*>(c.in), j.data, pinned, pinned_at,
                                gpu::enc_chunk_pinned_bytes(c.raw_bytes)));
-    CUDA_RETURN_IF_ERROR(
-        cudaMemsetAsync(c.hist, 0, c.width * 2 * gpu::kAlphabet * sizeof(std::uint32_t), stream_.get()));
   }
+  gpu::EncPlanRegions regions;
+  if (!gpu::take_enc_plan_slices(arena_, recs, regions)) return Status::internal("gpu arena plan");
+  CUDA_RETURN_IF_ERROR(
+      cudaMemsetAsync(regions.hist, 0, regions.hist_words * sizeof(std::uint32_t), stream_.get()));
   auto* dev = arena_.take<EncChunk>(recs.size());
   auto* res = arena_.take<EncResult>(recs.size());
   if (!dev || !res) return Status::internal("gpu arena plan");
   RETURN_IF_ERROR(copy(dev, recs.data(), recs.size() * sizeof(EncChunk), cudaMemcpyHostToDevice));
+  RETURN_IF_ERROR(launch_split(dev, recs));
+  RETURN_IF_ERROR(plan_on_host(dev, recs, regions));
   RETURN_IF_ERROR(launch_encode(dev, res, recs));
   std::vector<EncResult> out(recs.size());
   RETURN_IF_ERROR(copy(out.data(), res, out.size() * sizeof(EncResult), cudaMemcpyDeviceToHost));
@@ -315,15 +328,49 @@ Status GpuEngine::encode_sub_batch(std::span<const EncodeJob> jobs, std::span<co
   return Status::ok();
 }
 
+Status GpuEngine::launch_split(EncChunk* dev, std::span<const EncChunk> host) {
+  const gpu::EncGrids g = gpu::enc_grids(host);
+  gpu::split_hash_kernel<<<dim3(g.leaf_blocks, static_cast<unsigned>(host.size())), gpu::kThreads, 0,
+                           stream_.get()>>>(dev);
+  CUDA_RETURN_IF_LAUNCH_ERROR("split_hash_kernel");
+  return Status::ok();
+}
+
+// The histograms come back in one copy, the host plans every plane with
+// the CPU encoder's planner (gpu::plan_chunk; the chunks spread over the
+// shared thread pool, one Planner per part, which changes no byte: the plan
+// is a pure function of the counts), and the tables, choices and records go
+// back in three copies.
+Status GpuEngine::plan_on_host(EncChunk* dev, std::span<EncChunk> recs, const gpu::EncPlanRegions& r) {
+  plan_hist_.resize(r.hist_words);
+  plan_tables_.resize(r.table_entries);
+  plan_assign_.resize(r.assign_bytes);
+  RETURN_IF_ERROR(
+      copy(plan_hist_.data(), r.hist, r.hist_words * sizeof(std::uint32_t), cudaMemcpyDeviceToHost));
+  RETURN_IF_ERROR(sync());
+  ThreadPool& pool = ThreadPool::shared();
+  const std::size_t parts = std::min(recs.size(), pool.size() + 1);
+  if (planners_.size() < parts) planners_.resize(parts);
+  pool.parallel_for(parts, [&](std::size_t part) {
+    for (std::size_t k = part * recs.size() / parts; k < (part + 1) * recs.size() / parts; ++k) {
+      EncChunk& c = recs[k];
+      gpu::plan_chunk(c, plan_hist_.data() + (c.hist - r.hist), plan_tables_.data() + (c.tables - r.tables),
+                      plan_assign_.data() + (c.assign - r.assign), planners_[part]);
+    }
+  });
+  RETURN_IF_ERROR(
+      copy(r.tables, plan_tables_.data(), r.table_entries * sizeof(gpu::EncSym), cudaMemcpyHostToDevice));
+  RETURN_IF_ERROR(copy(r.assign, plan_assign_.data(), r.assign_bytes, cudaMemcpyHostToDevice));
+  RETURN_IF_ERROR(copy(dev, recs.data(), recs.size() * sizeof(EncChunk), cudaMemcpyHostToDevice));
+  // Pageable sources: the copies have read them when the stream gets here.
+  return sync();
+}
+
 Status GpuEngine::launch_encode(EncChunk* dev, EncResult* res, std::span<const EncChunk> host) {
   using namespace gpu;
   const gpu::EncGrids g = gpu::enc_grids(host);
   const auto K = static_cast<unsigned>(host.size());
   cudaStream_t s = stream_.get();
-  split_hash_kernel<<<dim3(g.leaf_blocks, K), kThreads, 0, s>>>(dev);
-  CUDA_RETURN_IF_LAUNCH_ERROR("split_hash_kernel");
-  plan_kernel<<<K, kPlanThreads, 0, s>>>(dev);
-  CUDA_RETURN_IF_LAUNCH_ERROR("plan_kernel");
   encode_blocks_kernel<<<dim3(g.block_blocks, K), kThreads, 0, s>>>(dev);
   CUDA_RETURN_IF_LAUNCH_ERROR("encode_blocks_kernel");
   layout_kernel<<<K, kPlanThreads, 0, s>>>(dev);
@@ -479,6 +526,8 @@ Status GpuEngine::launch_decode(DecChunk* dev, std::span<const DecChunk> host) {
   CUDA_RETURN_IF_LAUNCH_ERROR("dec_crc_kernel");
   parse_kernel<<<K, kPlanThreads, 0, s>>>(dev);
   CUDA_RETURN_IF_LAUNCH_ERROR("parse_kernel");
+  decode_blocks_kernel<<<dim3(g.block_blocks, K), kThreads, 0, s>>>(dev);
+  CUDA_RETURN_IF_LAUNCH_ERROR("decode_blocks_kernel");
   decode_fused_kernel<<<dim3(g.fused_blocks, K), kThreads, kMaxWidth * kBlockSymbols, s>>>(dev);
   CUDA_RETURN_IF_LAUNCH_ERROR("decode_fused_kernel");
   raw_copy_hash_kernel<<<dim3(g.leaf_blocks, K), kThreads, 0, s>>>(dev);

@@ -17,13 +17,13 @@
 
 namespace ferry {
 
-// The float payload version the GPU kernels write (docs/FORMAT.md 4.1). The
-// CPU engine is their byte-for-byte reference when asked for this version;
-// version 2 frames (4.2) are coded and decoded by the CPU engine inside the
-// GPU engine until the kernels learn them.
-inline constexpr int kGpuFloatPayloadVersion = kFloatPayloadV1;
+// The float payload version the GPU kernels write (docs/FORMAT.md 4.2), the
+// CPU engine's default; they decode versions 1 and 2. The CPU engine is
+// their byte-for-byte reference when asked for this version.
+inline constexpr int kGpuFloatPayloadVersion = kFloatPayloadV2;
 
-// CPU engine options that make the GPU engine's frames.
+// CPU engine options that make the GPU engine's frames (whatever payload
+// version `o` asked for).
 inline CpuEngineOptions gpu_reference_options(CpuEngineOptions o = {}) {
   o.float_version = kGpuFloatPayloadVersion;
   return o;
@@ -31,8 +31,10 @@ inline CpuEngineOptions gpu_reference_options(CpuEngineOptions o = {}) {
 
 // The smallest arena a GPU engine takes, whatever GpuOptions asks: room for
 // the reference batch choose_engine codes at start (under 1 MiB) and for
-// decoding any one frame already in device memory (under 1 MiB for 64 MiB).
-inline constexpr std::size_t kGpuMinArenaBytes = std::size_t{8} << 20;
+// decoding any one frame already in device memory (under 2 MiB for 64 MiB:
+// leaf digests, CRC segments, up to 16 decoder tables per plane, block
+// offsets; plus the decoded planes, 64 MiB, for a version 2 frame).
+inline constexpr std::size_t kGpuMinArenaBytes = std::size_t{72} << 20;
 
 struct GpuOptions {
   int device = 0;

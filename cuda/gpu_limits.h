@@ -25,7 +25,8 @@ inline constexpr int kWarpLanes = 32;
 inline constexpr int kWarpsPerBlock = kThreads / kWarpLanes;
 // Threads per block of the per-chunk finish kernels (tree reduce).
 inline constexpr int kFinishThreads = 256;
-// Threads of the per-chunk plan and layout kernels (one per plane / one).
+// Threads of the per-chunk parse and layout kernels (parse: one checks the
+// structure, all build the decoder tables; layout: one).
 inline constexpr int kPlanThreads = 32;
 // CUDA caps gridDim.y (the chunk index of a launch) at 65535: a sub-batch
 // never holds more chunks than this.
@@ -41,9 +42,9 @@ inline constexpr std::size_t kMinPinnedBytes = std::size_t{64} << 10;
 
 // Device memory the CUDA context takes when the engine's kernels first
 // run, beyond what cudaMemGetInfo shows before: local memory reserved for
-// every thread the device can hold (ptxas -v on sm_90: plan_kernel has a
-// 1024-byte frame, the finish kernels 384, the rest less; the default stack
-// limit is 1 KiB), and the module's code and constants.
+// every thread the device can hold (ptxas -v on sm_90: the finish kernels
+// have the largest frame, 384 bytes, parse 80, the rest less; the default
+// stack limit is 1 KiB), and the module's code and constants.
 inline constexpr std::size_t kLocalBytesPerThread = 2048;
 inline constexpr std::size_t kModuleReserveBytes = std::size_t{64} << 20;
 

@@ -1,9 +1,10 @@
-// rans_lane.cuh: the float codec's integer logic as FERRY_HD functions, one
-// lane's view (docs/FORMAT.md section 4): the Q16 cost, frequency
-// normalisation, the "plane pays" rule, the encoder constants and step, the
+// rans_lane.cuh: the float codec's per-lane integer logic as FERRY_HD
+// functions (docs/FORMAT.md section 4): the encoder constants and step, the
 // decoder step, the warp word layout, and the plane split of one element.
 // Each mirrors codec/rans.cc or codec/float_codec.cc exactly;
 // tests/cuda/device_logic_test.cc checks them against those on the CPU.
+// What a plane is coded with (the plan) is not here: the host makes it with
+// the CPU encoder's own planes::Planner (cuda/batch_plan.h: plan_chunk).
 #pragma once
 
 #include "cuda/hd.cuh"
@@ -18,86 +19,17 @@ inline constexpr std::uint32_t kStateLow = 1u << 16;
 inline constexpr std::uint32_t kBlockSymbols = 16384;
 inline constexpr std::uint32_t kStateBytes = kLanes * 4;
 inline constexpr std::uint32_t kPresentBytes = kAlphabet / 8;
-// float_codec.cc: sampled pre-check of mantissa planes and the 63/64 rule.
+// Version 2 float payloads (FORMAT.md 4.2): blocks of 65536 symbols, each
+// 16384-symbol segment coded with one of up to 16 tables. Version 1 blocks
+// (kBlockSymbols) are also the decoder's tile of elements.
+inline constexpr std::uint32_t kV2BlockSymbols = 65536;
+inline constexpr std::uint32_t kSegmentSymbols = 16384;
+inline constexpr std::uint32_t kMaxTables = 16;
 inline constexpr std::uint32_t kSampleStride = 16;
-inline constexpr std::uint32_t kSampleMinSymbols = 65536;
-inline constexpr std::uint64_t kPaysNum = 63;
-inline constexpr std::uint64_t kPaysDen = 64;
-
-// log2(v) in Q16, truncated, bit by bit (rans.cc: log2_q16).
-FERRY_HD std::uint32_t log2_q16(std::uint32_t v) {
-  int ip = 31 - hd_clz(v);
-  std::uint64_t y = (static_cast<std::uint64_t>(v) << 30) >> ip;
-  std::uint32_t r = static_cast<std::uint32_t>(ip) << 16;
-  for (int b = 15; b >= 0; --b) {
-    y = (y * y) >> 30;
-    if (y >= (2ull << 30)) {
-      y >>= 1;
-      r |= 1u << b;
-    }
-  }
-  return r;
-}
-
-// -log2(f / 4096) in Q16; f in 1..4096.
-FERRY_HD std::uint32_t cost_q16(std::uint32_t f) { return (kProbBits << 16) - log2_q16(f); }
-
-// FORMAT.md "Frequency normalisation". REQUIRES: some count is non-zero.
-FERRY_HD void normalize_freqs(const std::uint32_t* counts, std::uint32_t* freq) {
-  std::uint64_t total = 0;
-  for (int s = 0; s < kAlphabet; ++s) total += counts[s];
-  std::int64_t sum = 0;
-  int most = 0;
-  for (int s = 0; s < kAlphabet; ++s) {
-    if (counts[s] == 0) {
-      freq[s] = 0;
-      continue;
-    }
-    std::uint64_t f = static_cast<std::uint64_t>(counts[s]) * kProbScale / total;
-    freq[s] = f == 0 ? 1 : static_cast<std::uint32_t>(f);
-    sum += freq[s];
-    if (counts[s] > counts[most]) most = s;
-  }
-  std::int64_t d = static_cast<std::int64_t>(kProbScale) - sum;
-  if (d > 0) freq[most] += static_cast<std::uint32_t>(d);
-  while (d < 0) {
-    int big = 0;
-    for (int s = 1; s < kAlphabet; ++s)
-      if (freq[s] > freq[big]) big = s;
-    std::int64_t room = static_cast<std::int64_t>(freq[big]) - 1;
-    std::int64_t take = -d < room ? -d : room;
-    if (take <= 0) break;  // cannot happen with <= 256 symbols; never loop forever
-    freq[big] -= static_cast<std::uint32_t>(take);
-    d += take;
-  }
-}
-
-// Estimated coded bytes: ceil(sum count * cost / 2^19) (float_codec.cc).
-FERRY_HD std::uint64_t estimate_bytes(const std::uint32_t* counts, std::uint32_t* freq) {
-  normalize_freqs(counts, freq);
-  std::uint64_t bits = 0;
-  for (int s = 0; s < kAlphabet; ++s)
-    if (counts[s]) bits += static_cast<std::uint64_t>(counts[s]) * cost_q16(freq[s]);
-  return (bits + (1u << 19) - 1) >> 19;
-}
-
-// FORMAT.md "When a plane is coded", given the plane's full histogram and,
-// for a mantissa plane of >= 65536 symbols, the histogram of every 16th
-// symbol. Fills freq when the answer is yes.
-FERRY_HD bool plane_pays(const std::uint32_t* counts, const std::uint32_t* sampled, std::uint64_t n,
-                         bool mantissa, std::uint32_t* freq) {
-  if (n == 0) return false;
-  if (mantissa && n >= kSampleMinSymbols) {
-    std::uint64_t samples = (n + kSampleStride - 1) / kSampleStride;
-    if (estimate_bytes(sampled, freq) * kPaysDen >= samples * kPaysNum) return false;
-  }
-  std::uint64_t k = 0;
-  for (int s = 0; s < kAlphabet; ++s) k += counts[s] != 0;
-  std::uint64_t blocks = (n + kBlockSymbols - 1) / kBlockSymbols;
-  std::uint64_t est =
-      estimate_bytes(counts, freq) + kPresentBytes + 2 * k + 2 * blocks + kStateBytes * blocks;
-  return est * kPaysDen < n * kPaysNum;
-}
+// Float payload mode bytes (FORMAT.md 4.1, 4.2).
+inline constexpr std::uint8_t kModeRaw = 0;
+inline constexpr std::uint8_t kModeCodedV1 = 1;
+inline constexpr std::uint8_t kModeCodedV2 = 2;
 
 // Encoder constants of one symbol (rans.h EncSymbol).
 struct EncSym {

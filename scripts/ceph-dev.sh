@@ -9,8 +9,12 @@
 #   scripts/ceph-dev.sh start DIR [--objectstore=memstore|bluestore]
 #   scripts/ceph-dev.sh stop DIR        # kills the daemons, removes DIR
 #   scripts/ceph-dev.sh restart-rgw DIR N  # (re)starts gateway N (1 or 2)
-#   scripts/ceph-dev.sh add-rgw DIR N      # starts one more gateway N (3-99) on a
-#                                          # free port; prints its endpoint URL
+#   scripts/ceph-dev.sh add-rgw DIR N [--tls=CERT,KEY]
+#                                   # starts one more gateway N (3-99) on a free
+#                                   # port (S3 over TLS with that PEM certificate
+#                                   # and key); prints its endpoint URL
+#   scripts/ceph-dev.sh add-user DIR UID  # one more S3 user; prints
+#                                         # "ACCESS_KEY SECRET_KEY"
 #
 # start prints the DIR/env file it wrote and exits once both gateways
 # answer an authenticated S3 request. DIR/env holds shell assignments:
@@ -62,17 +66,18 @@ wait_for() {
   done
 }
 
-# An authenticated S3 request (list buckets) against gateway port $1.
+# An authenticated S3 request (list buckets) against gateway port $1 (over
+# TLS, certificate not checked, when $2 is https).
 s3_ready() {
   # curl 7.88 signs only what x-amz-content-sha256 says; radosgw needs it.
-  curl -sf --max-time 2 --aws-sigv4 "aws:amz:${REGION}:s3" --user "${ACCESS_KEY}:${SECRET_KEY}" \
-    -H "x-amz-content-sha256: $EMPTY_SHA256" "http://127.0.0.1:$1/" -o /dev/null
+  curl -sf --insecure --max-time 2 --aws-sigv4 "aws:amz:${REGION}:s3" --user "${ACCESS_KEY}:${SECRET_KEY}" \
+    -H "x-amz-content-sha256: $EMPTY_SHA256" "${2:-http}://127.0.0.1:$1/" -o /dev/null
 }
 
 start_rgw() {
-  local n=$1 port=$2
+  local n=$1 port=$2 frontend=${3:-"beast endpoint=127.0.0.1:$2"}
   mkdir -p "$DIR/rgw/$n"
-  radosgw -c "$CONF" -n "client.rgw.$n" --rgw-frontends="beast endpoint=127.0.0.1:$port" \
+  radosgw -c "$CONF" -n "client.rgw.$n" --rgw-frontends="$frontend" \
     --rgw-data="$DIR/rgw/$n" --pid-file="$DIR/run/rgw.$n.pid" --log-file="$DIR/log/rgw.$n.log"
 }
 
@@ -114,6 +119,9 @@ bluestore block size = 21474836480
 bluestore cache autotune = false
 bluestore cache size = 67108864
 memstore device bytes = 4294967296
+# A gateway killed -9 leaves its watches on the cluster's objects; until
+# they expire, every bucket creation waits for its answer (30 s by default).
+osd client watch timeout = 5
 rgw dns name = localhost
 rgw enable usage log = true
 rgw thread pool size = 64
@@ -208,7 +216,7 @@ stop_daemons() {
 }
 
 main() {
-  (($# >= 2)) || die "usage: $0 start|stop|restart-rgw|add-rgw DIR [--objectstore=memstore|bluestore] | N"
+  (($# >= 2)) || die "usage: $0 start|stop|restart-rgw|add-rgw|add-user DIR [--objectstore=memstore|bluestore] | N [--tls=CERT,KEY] | UID"
   local cmd=$1
   DIR=$(realpath -m "$2")
   CONF=$DIR/ceph.conf
@@ -246,17 +254,40 @@ main() {
     add-rgw)
       # A gateway of its own for a fault test to kill, leaving 1 and 2 to
       # the tests that share the cluster.
-      local n=${1:-}
+      local n=${1:-} tls=${2:-}
       [[ $n =~ ^[0-9]+$ ]] && ((n >= 3 && n <= 99)) || die "add-rgw needs a gateway number, 3-99"
       load_env
       ceph -c "$CONF" auth get-or-create "client.rgw.$n" mon 'allow rw' osd 'allow rwx' >>"$DIR/keyring" 2>/dev/null
       local port
       port=$(free_port)
-      start_rgw "$n" "$port"
-      wait_for "radosgw $n" s3_ready "$port"
-      echo "http://127.0.0.1:$port"
+      if [ -n "$tls" ]; then
+        [[ $tls == --tls=*,* ]] || die "add-rgw: expected --tls=CERT,KEY, got $tls"
+        local files=${tls#--tls=}
+        local cert key
+        cert=$(realpath "${files%%,*}") key=$(realpath "${files#*,}")
+        [ -f "$cert" ] && [ -f "$key" ] || die "add-rgw: no certificate $cert or key $key"
+        start_rgw "$n" "$port" "beast ssl_endpoint=127.0.0.1:$port ssl_certificate=$cert ssl_private_key=$key"
+        wait_for "radosgw $n (TLS)" s3_ready "$port" https
+        echo "https://127.0.0.1:$port"
+      else
+        start_rgw "$n" "$port"
+        wait_for "radosgw $n" s3_ready "$port"
+        echo "http://127.0.0.1:$port"
+      fi
       ;;
-    *) die "unknown command $cmd (start, stop, restart-rgw, add-rgw)" ;;
+    add-user)
+      # A user of its own for a test of per-host credentials.
+      local uid=${1:-}
+      [[ $uid =~ ^[a-z0-9-]+$ ]] || die "add-user needs a user id of [a-z0-9-]"
+      load_env
+      local access secret
+      access=$(head -c 15 /dev/urandom | base32 | tr -d =)
+      secret=$(head -c 30 /dev/urandom | base64 | tr -d '=+/')
+      radosgw-admin -c "$CONF" user create --uid="$uid" --display-name="$uid" --access-key="$access" \
+        --secret-key="$secret" >/dev/null 2>&1 || die "radosgw-admin user create $uid failed"
+      echo "$access $secret"
+      ;;
+    *) die "unknown command $cmd (start, stop, restart-rgw, add-rgw, add-user)" ;;
   esac
 }
 

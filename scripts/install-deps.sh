@@ -17,6 +17,7 @@ PACKAGES=(
   prometheus                        # promtool checks the alert rules; a real Prometheus scrapes in a test
   libcurl4-openssl-dev curl         # the S3 client (store/s3_client.h): HTTP, TLS, SigV4
   ceph-mon ceph-osd radosgw ceph-common uuid-runtime   # scripts/ceph-dev.sh: the S3 tests' cluster
+  rclone                            # `ferry-bench s3` compares against restic and rclone
 )
 
 missing=()

@@ -237,6 +237,8 @@ std::optional<AwsProfile> parse_aws_profile(std::string_view text, std::string_v
     if (k == "aws_secret_access_key") out->secret_access_key = v;
     if (k == "aws_session_token") out->session_token = v;
     if (k == "region") out->region = v;
+    if (k == "endpoint_url") out->endpoint_url = v;
+    if (k == "ca_bundle") out->ca_bundle = v;
   }
   return out;
 }
@@ -255,13 +257,23 @@ Result<S3Config> s3_config_from_environment(std::string_view profile_arg) {
   c.credentials.access_key_id = env("AWS_ACCESS_KEY_ID");
   c.credentials.secret_access_key = env("AWS_SECRET_ACCESS_KEY");
   c.credentials.session_token = env("AWS_SESSION_TOKEN");
-  std::string where = "the environment";
-  if (c.credentials.access_key_id.empty() || c.credentials.secret_access_key.empty()) {
+  if (c.credentials.access_key_id.empty() != c.credentials.secret_access_key.empty()) {
+    return Status::invalid_argument(
+        std::string("S3 credentials: ") +
+        (c.credentials.access_key_id.empty() ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID") +
+        " is set but " +
+        (c.credentials.access_key_id.empty() ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY") + " is not");
+  }
+  if (c.credentials.access_key_id.empty()) {
     c.credentials = {};
     if (auto text = read_text_file(cred_file)) {
       if (auto p = parse_aws_profile(*text, profile, false)) {
         c.credentials = {p->access_key_id, p->secret_access_key, p->session_token};
-        where = cred_file.string() + " [" + profile + "]";
+        if (c.credentials.access_key_id.empty() || c.credentials.secret_access_key.empty()) {
+          return Status::invalid_argument("S3 credentials: profile \"" + profile + "\" in " +
+                                          cred_file.string() +
+                                          " lacks aws_access_key_id or aws_secret_access_key");
+        }
       }
     }
   }
@@ -270,16 +282,15 @@ Result<S3Config> s3_config_from_environment(std::string_view profile_arg) {
         "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give profile \"" + profile +
         "\" aws_access_key_id and aws_secret_access_key in " + cred_file.string());
   }
-  (void)where;
+  std::optional<AwsProfile> config_profile;
+  if (auto text = read_text_file(config_file)) config_profile = parse_aws_profile(*text, profile, true);
   c.region = env("AWS_REGION");
   if (c.region.empty()) c.region = env("AWS_DEFAULT_REGION");
-  if (c.region.empty()) {
-    if (auto text = read_text_file(config_file)) {
-      if (auto p = parse_aws_profile(*text, profile, true)) c.region = p->region;
-    }
-  }
+  if (c.region.empty() && config_profile) c.region = config_profile->region;
   if (c.region.empty()) c.region = "us-east-1";
-  const std::string endpoints = env("AWS_ENDPOINT_URL");
+  std::string endpoints = env("AWS_ENDPOINT_URL_S3");
+  if (endpoints.empty()) endpoints = env("AWS_ENDPOINT_URL");
+  if (endpoints.empty() && config_profile) endpoints = config_profile->endpoint_url;
   std::size_t pos = 0;
   while (pos <= endpoints.size() && !endpoints.empty()) {
     std::size_t comma = endpoints.find(',', pos);
@@ -292,7 +303,16 @@ Result<S3Config> s3_config_from_environment(std::string_view profile_arg) {
     c.endpoints.push_back("https://s3." + c.region + ".amazonaws.com");
     c.path_style = false;
   }
+  const std::string addressing = env("FERRY_S3_ADDRESSING");
+  if (addressing == "path") {
+    c.path_style = true;
+  } else if (addressing == "virtual") {
+    c.path_style = false;
+  } else if (!addressing.empty()) {
+    return Status::invalid_argument("FERRY_S3_ADDRESSING=" + addressing + ": must be path or virtual");
+  }
   c.ca_file = env("AWS_CA_BUNDLE");
+  if (c.ca_file.empty() && config_profile) c.ca_file = config_profile->ca_bundle;
   return c;
 }
 
@@ -331,6 +351,16 @@ Result<std::unique_ptr<S3Client>> S3Client::create(S3Config config) {
     while (!e.empty() && e.back() == '/') e.pop_back();
     if (!e.starts_with("http://") && !e.starts_with("https://")) {
       return Status::invalid_argument("S3 endpoint \"" + e + "\" must begin with http:// or https://");
+    }
+    if (!config.path_style) {
+      // Virtual-host addressing puts the bucket in the host name.
+      const std::string host = e.substr(e.find("://") + 3);
+      if (host.starts_with('[') ||
+          host.substr(0, host.find(':')).find_first_not_of("0123456789.") == std::string::npos) {
+        return Status::invalid_argument("S3 endpoint \"" + e +
+                                        "\": virtual-host addressing needs a host name, not an address "
+                                        "(use path style, or a name such as localhost)");
+      }
     }
   }
   if (config.credentials.access_key_id.empty() || config.credentials.secret_access_key.empty()) {

@@ -29,6 +29,7 @@
 
 #include "base/status.h"
 #include "store/s3_xml.h"
+#include "store/store_limits.h"
 
 namespace ferry {
 
@@ -50,14 +51,15 @@ struct S3Config {
   // A private CA bundle for https endpoints; empty: the system's. TLS is
   // always verified.
   std::string ca_file;
-  int max_attempts = 6;
-  int backoff_base_ms = 100;
-  int backoff_max_ms = 5000;
-  int connect_timeout_ms = 5000;
+  // Retries and timeouts: store/store_limits.h says what each one means.
+  int max_attempts = kS3MaxAttempts;
+  int backoff_base_ms = kS3BackoffBaseMs;
+  int backoff_max_ms = kS3BackoffMaxMs;
+  int connect_timeout_ms = kS3ConnectTimeoutMs;
   // A transfer slower than 1 KiB/s for this long is cut (Timeout).
-  int stall_timeout_ms = 30000;
+  int stall_timeout_ms = kS3StallTimeoutMs;
   // Requests in flight at once in one call to run().
-  int max_parallel = 16;
+  int max_parallel = kS3MaxParallelRequests;
 };
 
 // The configuration users already have, as the AWS CLI reads it:
@@ -65,16 +67,19 @@ struct S3Config {
 // profile `profile` (empty: AWS_PROFILE, else "default") of
 // AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials; the region from
 // AWS_REGION, AWS_DEFAULT_REGION, the profile in ~/.aws/config
-// (AWS_CONFIG_FILE), else us-east-1; the endpoint from AWS_ENDPOINT_URL
-// (several separated by commas), else AWS's regional endpoint (which also
-// selects virtual-host addressing); AWS_CA_BUNDLE for a private CA.
-// InvalidArgument naming what is missing when no credentials are found.
+// (AWS_CONFIG_FILE), else us-east-1; the endpoint from AWS_ENDPOINT_URL_S3,
+// AWS_ENDPOINT_URL (either: several separated by commas, tried in turn), the
+// profile's endpoint_url, else AWS's regional endpoint; AWS_CA_BUNDLE or the
+// profile's ca_bundle for a private CA. Addressing: FERRY_S3_ADDRESSING
+// ("path" or "virtual"); by default virtual-host for AWS's endpoint and path
+// style for any other (what Ceph and MinIO expect).
+// InvalidArgument naming what is missing or wrong.
 Result<S3Config> s3_config_from_environment(std::string_view profile = {});
 
 // The profile `profile` of an AWS credentials or config file's text
 // (`prefix_profile`: the config file names sections "[profile NAME]").
 struct AwsProfile {
-  std::string access_key_id, secret_access_key, session_token, region;
+  std::string access_key_id, secret_access_key, session_token, region, endpoint_url, ca_bundle;
 };
 std::optional<AwsProfile> parse_aws_profile(std::string_view text, std::string_view profile,
                                             bool prefix_profile);

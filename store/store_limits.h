@@ -36,6 +36,24 @@ inline constexpr std::uint64_t kS3MaxReplyBytes = 1ull << 30;
 // page, ten million keys) before it is refused as a gateway looping.
 inline constexpr std::uint64_t kS3MaxListReplyBytes = 16ull << 20;
 inline constexpr std::uint64_t kS3MaxListPages = 10'000;
+// Retries (the defaults of S3Config). A request that fails in a way another
+// attempt may cure (503 SlowDown, 500, 502, 504, 429, a reset, a cut or
+// stalled transfer, an unreachable endpoint) is sent again, at most
+// kS3MaxAttempts times in all, after an exponential backoff: attempt n waits
+// kS3BackoffBaseMs * 2^(n-1), at most kS3BackoffMaxMs, times a random
+// factor in [0.5, 1) (jitter, so that many clients refused at once do not
+// come back at once). With these values a request gives up after about
+// 4-8 s of refusals. Wrong credentials, a missing bucket or key, and a
+// request the gateway finds malformed are never retried.
+inline constexpr int kS3MaxAttempts = 6;
+inline constexpr int kS3BackoffBaseMs = 100;
+inline constexpr int kS3BackoffMaxMs = 5'000;
+// A connection not made in this time counts as an unreachable endpoint.
+inline constexpr int kS3ConnectTimeoutMs = 5'000;
+// A transfer slower than 1 KiB/s for this long is cut (and retried).
+inline constexpr int kS3StallTimeoutMs = 30'000;
+// Requests in flight at once in one S3Client::run().
+inline constexpr int kS3MaxParallelRequests = 16;
 
 // The S3 backend (store/s3_store.h). Chunks put and not yet in a durable
 // pack object, per namespace, before a put is refused (ResourceExhausted):

@@ -9,6 +9,7 @@
 #include "base/clock.h"
 #include "codec/chunker.h"
 #include "cuda/gpu_engine.h"
+#include "store/store_limits.h"
 
 namespace ferry::cli {
 namespace {
@@ -147,6 +148,57 @@ void add_chunking(CLI::App& app) {
   app.add_option("--zstd_level", settings().zstd_level, "zstd level for chunks that are not floats")
       ->capture_default_str();
   app.add_option("--step", settings().step, "training step recorded in the manifest");
+}
+
+void add_s3(CLI::App& app, bool packs) {
+  app.add_option("--s3_endpoints", settings().s3_endpoints,
+                 "with s3:// stores: the S3 endpoints, URL[,URL...], each request tried at the next when one "
+                 "cannot be reached (sets AWS_ENDPOINT_URL; default: it, else AWS's regional endpoint)");
+  app.add_option("--s3_profile", settings().s3_profile,
+                 "with s3:// stores: the profile of ~/.aws/credentials and ~/.aws/config (sets AWS_PROFILE)");
+  app.add_option(
+      "--s3_ca", settings().s3_ca,
+      "with s3:// stores: PEM file of a private CA for https endpoints (sets AWS_CA_BUNDLE; TLS is "
+      "always verified)");
+  app.add_option("--s3_addressing", settings().s3_addressing,
+                 "with s3:// stores: path (http://HOST/BUCKET/KEY) or virtual (http://BUCKET.HOST/KEY) "
+                 "(sets FERRY_S3_ADDRESSING; default: virtual for AWS, path for other endpoints)");
+  if (packs) {
+    app.add_option(
+        "--s3_pack_size", settings().s3_pack_size,
+        "with s3:// stores: bytes of a pack object before it is sealed and uploaded, 1 MiB to 1 GiB "
+        "(default 32 MiB)");
+  }
+}
+
+Status apply_s3_flags() {
+  const Settings& s = settings();
+  if (!s.s3_addressing.empty() && s.s3_addressing != "path" && s.s3_addressing != "virtual") {
+    return Status::invalid_argument("--s3_addressing=" + s.s3_addressing + ": must be path or virtual");
+  }
+  if (s.s3_pack_size != 0 &&
+      (s.s3_pack_size < kS3MinPackTargetBytes || s.s3_pack_size > kS3MaxPackTargetBytes)) {
+    return Status::invalid_argument("--s3_pack_size=" + std::to_string(s.s3_pack_size) + ": must be from " +
+                                    std::to_string(kS3MinPackTargetBytes) + " to " +
+                                    std::to_string(kS3MaxPackTargetBytes) + " bytes");
+  }
+  const std::pair<const std::string*, const char*> vars[] = {{&s.s3_endpoints, "AWS_ENDPOINT_URL"},
+                                                             {&s.s3_profile, "AWS_PROFILE"},
+                                                             {&s.s3_ca, "AWS_CA_BUNDLE"},
+                                                             {&s.s3_addressing, "FERRY_S3_ADDRESSING"}};
+  for (const auto& [value, name] : vars) {
+    if (value->empty()) continue;
+    if (::setenv(name, value->c_str(), 1) != 0)
+      return Status::internal(std::string("setenv ") + name + " failed");
+  }
+  // A profile named on the command line beats the keys in the environment,
+  // as with the AWS CLI's --profile.
+  if (!s.s3_profile.empty()) {
+    ::unsetenv("AWS_ACCESS_KEY_ID");
+    ::unsetenv("AWS_SECRET_ACCESS_KEY");
+    ::unsetenv("AWS_SESSION_TOKEN");
+  }
+  return Status::ok();
 }
 
 int usage_error(std::string_view message) {

@@ -52,6 +52,15 @@ struct Settings {
   std::uint64_t chunk_size = 0;  // set from codec/chunker.h's default
   std::uint64_t step = 0;
   int zstd_level = 0;  // set from codec/packer.h's default
+  // s3:// stores (add_s3): each, when given, sets the variable the S3
+  // client reads (store/s3_client.h s3_config_from_environment) for this
+  // command, so that every path to the bucket (restore's frame sources
+  // included) sees the same settings.
+  std::string s3_endpoints;        // AWS_ENDPOINT_URL: URL[,URL...]
+  std::string s3_profile;          // AWS_PROFILE
+  std::string s3_ca;               // AWS_CA_BUNDLE
+  std::string s3_addressing;       // FERRY_S3_ADDRESSING: path or virtual
+  std::uint64_t s3_pack_size = 0;  // StoreOptions::object_pack_target_bytes; 0: its default
 };
 Settings& settings();
 
@@ -89,6 +98,12 @@ void add_job(CLI::App& app, const std::string& help);
 void add_exact_modes(CLI::App& app);
 void add_streams(CLI::App& app);
 void add_chunking(CLI::App& app);  // --chunk_size, --zstd_level, --step
+// --s3_endpoints, --s3_profile, --s3_ca, --s3_addressing; with `packs`
+// (commands that write packs) --s3_pack_size too.
+void add_s3(CLI::App& app, bool packs);
+// Puts the --s3_* flags given into the environment of this process (see
+// Settings); InvalidArgument for a bad --s3_addressing or --s3_pack_size.
+Status apply_s3_flags();
 
 // `help` with " [env NAME]" when `option` has an environment variable for
 // the subcommand `app`.

@@ -20,6 +20,7 @@ void define_list(CLI::App& app) {
       "--from", settings().from,
       with_env_help(app, "from", "the receiver HOST:PORT, or s3://BUCKET/PREFIX to read a bucket"));
   add_namespace(app, "with --from=s3://...: the namespace (default: this machine's host name)");
+  add_s3(app, false);
   add_tls(app);
   app.add_flag("--manifests,!--nomanifests", FLAGS_manifests,
                "fetch each snapshot's manifest to show its job and step (default on)");
@@ -37,6 +38,7 @@ std::string format_time(std::int64_t unix_seconds) {
 }
 
 int run_list(const std::vector<std::string>&) {
+  if (Status st = apply_s3_flags(); !st) return usage_error(st.message());
   if (settings().from.empty()) return usage_error("list needs --from=HOST:PORT or --from=s3://BUCKET/PREFIX");
   if (is_s3_url(settings().from)) return list_bucket();  // straight from the bucket, no receiver
   auto tls = tls_from_flags("list");

@@ -28,6 +28,7 @@ std::int64_t FLAGS_gc_grace_s = 3600;
 void define_prune(CLI::App& app) {
   add_store(app, "the receiver's store directory");
   add_namespace(app, "the namespace (host) to prune");
+  add_s3(app, false);
   add_job(app, "prune only this job's snapshots (default: every job, each counted on its own)");
   app.add_option("--keep_last", FLAGS_keep_last, "keep the newest N snapshots of each job");
   app.add_option("--keep_daily", FLAGS_keep_daily,
@@ -82,6 +83,7 @@ std::int64_t parse_duration_seconds(const std::string& s) {
 }
 
 int run_prune(const std::vector<std::string>&) {
+  if (Status st = apply_s3_flags(); !st) return usage_error(st.message());
   if (settings().store.empty()) return usage_error("prune needs --store=DIR");
   if (Status st = validate_namespace(settings().ns); !st)
     return usage_error("prune needs --namespace=NS: " + st.message());

@@ -33,6 +33,7 @@ void define_push(CLI::App& app) {
                     "the receivers HOST:PORT[,HOST:PORT...], in failover order, or s3://BUCKET/PREFIX "
                     "to write a bucket directly"));
   add_namespace(app, "with --to=s3://...: the namespace (default: this machine's host name)");
+  add_s3(app, true);
   app.add_option(
       "--s3_object_lock_days", FLAGS_s3_object_lock_days,
       "with --to=s3://...: retain every object written for N days with S3 Object Lock (COMPLIANCE; "
@@ -111,6 +112,7 @@ void print_report(const replication::PushReport& r) {
 }
 
 int run_push(const std::vector<std::string>& args) {
+  if (Status st = apply_s3_flags(); !st) return usage_error(st.message());
   if (args.size() != 1)
     return usage_error("push needs exactly one FILE or DIR (got " + std::to_string(args.size()) + ")");
   if (FLAGS_s3_object_lock_days != 0 && !is_s3_url(settings().to))

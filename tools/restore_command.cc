@@ -31,6 +31,7 @@ void define_restore(CLI::App& app) {
   add_tls(app);
   add_store(app, "a receiver's store directory to read from (with --namespace)");
   add_namespace(app, "the namespace (host) in --store (or s3://; default there: this machine's host name)");
+  add_s3(app, false);
   add_streams(app);
   add_engine(app);
   app.add_flag("--verify_only", FLAGS_verify_only, "fetch and verify every chunk, write nothing");
@@ -205,6 +206,7 @@ int restore_device(const FrameSource& source, const std::string& what, replicati
 }
 
 int run_restore(const std::vector<std::string>& args) {
+  if (Status st = apply_s3_flags(); !st) return usage_error(st.message());
   if (args.size() != 1) return usage_error("restore needs exactly one SNAPSHOT or FILE.ferry");
   if (settings().to.empty() && !FLAGS_verify_only)
     return usage_error("restore needs --to=DIR or --to=cuda:N");

@@ -31,9 +31,10 @@ int push_to_bucket(const std::string& path, std::int64_t object_lock_days) {
   if (Status st = check_chunk_bytes(settings().chunk_size); !st) return fail(st);
   auto sources = pack_sources(path);
   if (!sources) return fail(sources.status());
-  StoreOptions options;
-  options.object_lock_days = object_lock_days;
-  auto store = open_store(settings().to, options);
+  StoreOptions store_options;
+  if (settings().s3_pack_size != 0) store_options.object_pack_target_bytes = settings().s3_pack_size;
+  store_options.object_lock_days = object_lock_days;
+  auto store = open_store(settings().to, store_options);
   if (!store) return fail(store.status());
   ThreadPool pool(static_cast<std::size_t>(settings().threads));
   auto engine = engine_from_flags(pool, settings().zstd_level);

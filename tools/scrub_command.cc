@@ -14,6 +14,7 @@ namespace {
 void define_scrub(CLI::App& app) {
   add_store(app, "the receiver's store directory");
   add_namespace(app, "the namespace (host) to scrub (default: every one)");
+  add_s3(app, false);
   add_json(app, "print one JSON object per bad chunk, broken snapshot and the summary (docs/OPERATIONS.md)");
 }
 
@@ -46,6 +47,7 @@ int print_json(const ScrubReport& report, double seconds) {
 }
 
 int run_scrub(const std::vector<std::string>&) {
+  if (Status st = apply_s3_flags(); !st) return usage_error(st.message());
   if (settings().store.empty()) return usage_error("scrub needs --store=DIR");
   if (!settings().ns.empty()) {
     if (Status st = validate_namespace(settings().ns); !st) return usage_error(st.message());

@@ -31,6 +31,7 @@ std::int64_t FLAGS_s3_object_lock_days = 0;
 
 void define_serve(CLI::App& app) {
   add_store(app, "the store directory (created if missing), or s3://BUCKET/PREFIX");
+  add_s3(app, true);
   add_tls(app);
   app.add_option("--listen", FLAGS_listen, "HOST:PORT to listen on (port 0: any free port)")
       ->capture_default_str();
@@ -57,6 +58,7 @@ void define_serve(CLI::App& app) {
 }
 
 int run_serve(const std::vector<std::string>&) {
+  if (Status st = apply_s3_flags(); !st) return usage_error(st.message());
   if (settings().store.empty()) return usage_error("serve needs --store=DIR or --store=s3://BUCKET/PREFIX");
   auto tls = tls_from_flags("serve");
   if (!tls) return usage_error(tls.status().message());
@@ -78,6 +80,7 @@ int run_serve(const std::vector<std::string>&) {
   StoreOptions store_options;
   store_options.append_only = FLAGS_append_only;
   store_options.quota_bytes = FLAGS_quota_bytes;
+  if (settings().s3_pack_size != 0) store_options.object_pack_target_bytes = settings().s3_pack_size;
   store_options.object_lock_days = FLAGS_s3_object_lock_days;
   if (FLAGS_s3_object_lock_days != 0 && !is_s3_url(settings().store))
     return usage_error("--s3_object_lock_days needs --store=s3://BUCKET/PREFIX");

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -61,6 +62,62 @@ TEST(RansNormalize, RareSymbolsTakeFromTheLargest) {
   EXPECT_EQ(sum_of(freq), 4096u);
   for (int s = 0; s < kAlphabet; ++s) EXPECT_GE(freq[s], 1u);
   EXPECT_EQ(freq[3], 4096u - 255u);
+}
+
+// The format's rule written with integer division, as docs/FORMAT.md states
+// it; the encoder computes the floor with a reciprocal and must agree.
+void normalize_by_division(const std::uint32_t counts[kAlphabet], std::uint32_t freq[kAlphabet]) {
+  std::uint64_t total = 0;
+  for (int s = 0; s < kAlphabet; ++s) total += counts[s];
+  std::int64_t sum = 0;
+  int most = 0;
+  for (int s = 0; s < kAlphabet; ++s) {
+    std::uint64_t f =
+        counts[s] == 0 ? 0 : std::max<std::uint64_t>(1, counts[s] * std::uint64_t{4096} / total);
+    freq[s] = static_cast<std::uint32_t>(f);
+    sum += static_cast<std::int64_t>(f);
+    if (counts[s] > counts[most]) most = s;
+  }
+  std::int64_t d = 4096 - sum;
+  if (d > 0) freq[most] += static_cast<std::uint32_t>(d);
+  while (d < 0) {
+    int big = 0;
+    for (int s = 1; s < kAlphabet; ++s)
+      if (freq[s] > freq[big]) big = s;
+    std::int64_t take = std::min<std::int64_t>(-d, freq[big] - 1);
+    freq[big] -= static_cast<std::uint32_t>(take);
+    d += take;
+  }
+}
+
+TEST(RansNormalize, MatchesIntegerDivisionIncludingExactQuotients) {
+  std::mt19937_64 rng(testing::test_seed());
+  for (int iter = 0; iter < 4000; ++iter) {
+    std::uint32_t counts[kAlphabet] = {};
+    std::uint32_t freq[kAlphabet], want[kAlphabet];
+    if (iter % 2 == 0) {
+      // Totals that are multiples of 4096 with counts that divide evenly:
+      // count * 4096 / total is an exact integer, where a reciprocal that
+      // rounds low would be one short.
+      const std::uint32_t unit = 1 + static_cast<std::uint32_t>(rng() % 5000);
+      std::uint32_t left = 4096;
+      for (int s = 0; s < kAlphabet && left > 0; ++s) {
+        const std::uint32_t take = s == kAlphabet - 1 ? left : static_cast<std::uint32_t>(rng() % (left + 1));
+        counts[s] = take * unit;
+        left -= take;
+      }
+    } else {
+      for (int s = 0; s < kAlphabet; ++s)
+        if (rng() % 3 != 0) counts[s] = static_cast<std::uint32_t>(rng() % (1u << (1 + rng() % 26)));
+    }
+    std::uint64_t total = 0;
+    for (auto c : counts) total += c;
+    if (total == 0) counts[7] = 1;
+    normalize_freqs(counts, freq);
+    normalize_by_division(counts, want);
+    for (int s = 0; s < kAlphabet; ++s)
+      ASSERT_EQ(freq[s], want[s]) << "iteration " << iter << " symbol " << s;
+  }
 }
 
 TEST(RansNormalize, RandomHistogramsSumExactly) {

@@ -113,7 +113,7 @@ TEST(BatchPlan, PlannedBytesAreTheBytesTheSlicesTake) {
       enc.push_back(make_enc_chunk(raw, w, 0, 0));
       enc_need += enc_chunk_device_bytes(raw, w, stage);
       FrameHeader h;
-      h.codec = w == 1 ? Codec::kPlanes8 : w == 2 ? Codec::kPlanes16 : Codec::kPlanes32;
+      h.codec = planes_codec(static_cast<int>(w), k % 2 ? kFloatPayloadV1 : kFloatPayloadV2);
       if (k % 3 == 0) h.codec = Codec::kRaw;
       h.raw_bytes = raw;
       h.payload_bytes = static_cast<std::uint32_t>(rng() % (raw + 1));
@@ -123,6 +123,8 @@ TEST(BatchPlan, PlannedBytesAreTheBytesTheSlicesTake) {
     }
     StackArena a = StackArena::sizing();
     for (EncChunk& c : enc) ASSERT_TRUE(take_enc_slices(a, c, stage));
+    EncPlanRegions regions;
+    ASSERT_TRUE(take_enc_plan_slices(a, enc, regions));
     a.take<EncChunk>(enc.size());
     a.take<EncResult>(enc.size());
     EXPECT_LE(a.used(), enc_need);
@@ -140,7 +142,8 @@ TEST(BatchPlan, DecodeArenaBytesHoldAWindowInOneSubBatch) {
         std::vector<std::uint32_t>(64, 64u << 10)}) {
     BatchCaps caps;
     caps.device_bytes = gpu_decode_arena_bytes(window);
-    for (Codec codec : {Codec::kRaw, Codec::kPlanes8, Codec::kPlanes16, Codec::kPlanes32}) {
+    for (Codec codec : {Codec::kRaw, Codec::kPlanes8, Codec::kPlanes16, Codec::kPlanes32, Codec::kPlanes8V2,
+                        Codec::kPlanes16V2, Codec::kPlanes32V2}) {
       std::vector<ChunkNeed> needs;
       for (std::uint32_t raw : window) {
         FrameHeader h;
@@ -156,6 +159,95 @@ TEST(BatchPlan, DecodeArenaBytesHoldAWindowInOneSubBatch) {
   }
 }
 
+// The smallest arena decodes any one frame already in device memory (a
+// version 2 frame of 64 MiB, its decoded planes included).
+TEST(BatchPlan, TheSmallestArenaDecodesAnyOneFrame) {
+  const std::uint32_t raw = 64u << 20;
+  EXPECT_LE(gpu_decode_arena_bytes(std::vector<std::uint32_t>{raw}), kGpuMinArenaBytes);
+  FrameHeader h;
+  h.codec = Codec::kPlanes32V2;
+  h.raw_bytes = raw;
+  h.payload_bytes = raw - 1;
+  EXPECT_GT(dec_chunk_device_bytes(h, false), std::size_t{raw}) << "the decoded planes are counted";
+}
+
+// The plan regions point each chunk at its own share, one after another.
+TEST(BatchPlan, PlanRegionsGiveEachChunkItsShare) {
+  std::vector<EncChunk> enc = {make_enc_chunk(1, 2, 0, 0), make_enc_chunk(3u << 20, 4, 0, 0),
+                               make_enc_chunk(100001, 1, 0, 0)};
+  StackArena a = StackArena::sizing();
+  EncPlanRegions r;
+  ASSERT_TRUE(take_enc_plan_slices(a, enc, r));
+  std::size_t hist = 0, tables = 0, assign = 0;
+  for (const EncChunk& c : enc) {
+    EXPECT_EQ(c.hist, r.hist + hist);
+    EXPECT_EQ(c.tables, r.tables + tables);
+    EXPECT_EQ(c.assign, r.assign + assign);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(c.tables) % alignof(EncSym), 0u);
+    hist += hist_words(c);
+    tables += std::size_t{c.width} * c.table_slots * kAlphabet;
+    assign += (std::size_t{c.width} * c.segments + 7) / 8 * 8;
+    EXPECT_LE(c.table_slots, std::min<std::uint32_t>(kMaxTables, std::max(c.segments, 1u)));
+  }
+  EXPECT_EQ(hist, r.hist_words);
+  EXPECT_EQ(tables, r.table_entries);
+  EXPECT_EQ(assign, r.assign_bytes);
+}
+
+// plan_chunk hands each plane's histograms to the CPU encoder's planner and
+// lays its plan out for the kernels: mode, table count, table bytes, the
+// encoder tables (frequencies and cumulative starts) and each segment's table.
+TEST(BatchPlan, PlanChunkLaysOutThePlannersPlan) {
+  std::mt19937_64 rng(testing::test_seed());
+  for (std::uint32_t w : {1u, 2u, 4u}) {
+    EncChunk c = make_enc_chunk((5 * 16384 + 77) * w + w - 1, w, 0, 0);  // a tail of w - 1 bytes
+    const std::uint32_t n = c.n;
+    ASSERT_EQ(n, 5u * 16384 + 77);
+    std::vector<std::uint32_t> hist(hist_words(c), 0);
+    std::vector<std::uint8_t> plane(n);
+    std::vector<EncSym> tables(std::size_t{w} * c.table_slots * kAlphabet);
+    std::vector<std::uint8_t> assign(std::size_t{w} * c.segments, 0xee);
+    std::vector<planes::Plan> want;
+    for (std::uint32_t p = 0; p < w; ++p) {
+      for (std::uint32_t i = 0; i < n; ++i) {
+        // Plane 0: two scales (several tables); the others: noise.
+        plane[i] = p == 0 ? static_cast<std::uint8_t>((i / 40000 % 2 ? 60 : 120) + rng() % 3)
+                          : static_cast<std::uint8_t>(rng());
+        ++hist[hist_segment(c, p, i / 16384) + plane[i]];
+        if (i % 16 == 0) ++hist[hist_sampled(c, p) + plane[i]];
+      }
+      planes::SegmentCounts counts{n, hist.data() + hist_segment(c, p, 0), hist.data() + hist_sampled(c, p)};
+      want.push_back(planes::plan_plane(counts, p != 0));
+    }
+    planes::Planner planner;
+    plan_chunk(c, hist.data(), tables.data(), assign.data(), planner);
+    ASSERT_TRUE(want[0].coded && want[0].freq.size() > 1) << "width " << w;
+    for (std::uint32_t p = 0; p < w; ++p) {
+      const planes::Plan& pl = want[p];
+      ASSERT_EQ(c.mode[p], pl.coded ? kModeCodedV2 : kModeRaw) << "width " << w << " plane " << p;
+      if (!pl.coded) continue;
+      ASSERT_EQ(c.table_k[p], pl.freq.size());
+      std::uint32_t bytes = 0;
+      for (std::size_t k = 0; k < pl.freq.size(); ++k) {
+        const EncSym* t = tables.data() + (std::size_t{p} * c.table_slots + k) * kAlphabet;
+        std::uint32_t cum = 0, present = 0;
+        for (int s = 0; s < kAlphabet; ++s) {
+          const EncSym e = make_enc_sym(pl.freq[k][s], cum);
+          EXPECT_EQ(t[s].freq, e.freq);
+          EXPECT_EQ(t[s].bias, e.bias);
+          EXPECT_EQ(t[s].rcp, e.rcp);
+          cum += pl.freq[k][s];
+          present += pl.freq[k][s] != 0;
+        }
+        bytes += kPresentBytes + 2 * present;
+      }
+      EXPECT_EQ(c.table_bytes[p], bytes);
+      EXPECT_TRUE(
+          std::equal(pl.assign.begin(), pl.assign.end(), assign.begin() + std::size_t{p} * c.segments));
+    }
+  }
+}
+
 TEST(BatchPlan, GridsReachEveryUnitOfEveryChunk) {
   std::vector<EncChunk> enc = {make_enc_chunk(1, 2, 0, 0), make_enc_chunk(3, 4, 0, 0),
                                make_enc_chunk(4u << 20, 1, 0, 0), make_enc_chunk(100001, 4, 0, 0)};
@@ -166,12 +258,28 @@ TEST(BatchPlan, GridsReachEveryUnitOfEveryChunk) {
     EXPECT_GE(std::uint64_t{g.assemble_blocks} * kWarpsPerBlock, assemble_units(c));
     EXPECT_GE(std::uint64_t{g.crc_blocks} * kThreads, c.leaves);
   }
+  std::vector<DecChunk> dec;
+  for (Codec codec : {Codec::kRaw, Codec::kPlanes16, Codec::kPlanes32V2, Codec::kPlanes8V2}) {
+    FrameHeader h;
+    h.codec = codec;
+    h.raw_bytes = codec == Codec::kPlanes8V2 ? (4u << 20) + 3 : 1000001;
+    h.payload_bytes = h.raw_bytes;
+    dec.push_back(make_dec_chunk(h));
+  }
+  const DecGrids d = dec_grids(dec);
+  for (const DecChunk& c : dec) {
+    EXPECT_GE(std::uint64_t{d.fused_blocks}, fused_blocks(c));
+    EXPECT_GE(std::uint64_t{d.leaf_blocks} * kThreads, c.leaves);
+    if (c.version == 2) {
+      EXPECT_GE(std::uint64_t{d.block_blocks} * kWarpsPerBlock, c.width * c.blocks);
+    }
+  }
 }
 
 TEST(BatchPlan, ContextReserveCoversLocalMemoryOfEveryResidentThread) {
   // An H100 SXM: 132 multiprocessors of 2048 threads.
   EXPECT_EQ(context_reserve_bytes(132, 2048), 132ull * 2048 * kLocalBytesPerThread + kModuleReserveBytes);
-  EXPECT_GE(kLocalBytesPerThread, 1024u) << "plan_kernel alone has a 1024-byte stack frame on sm_90";
+  EXPECT_GE(kLocalBytesPerThread, 1024u) << "the default stack limit is 1 KiB a thread";
 }
 
 }  // namespace

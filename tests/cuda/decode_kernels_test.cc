@@ -31,22 +31,37 @@ namespace {
 namespace emu = gpu::emulator;
 using Bytes = std::vector<std::byte>;
 
-Bytes cpu_frame(const Bytes& data, DType dtype) {
+constexpr int kVersions[] = {kFloatPayloadV1, kFloatPayloadV2};
+
+Bytes cpu_frame(const Bytes& data, DType dtype, int version) {
   ChunkEncoder enc;
   Bytes frame;
-  enc.encode(data, dtype, frame, {.float_version = kGpuFloatPayloadVersion});
+  enc.encode(data, dtype, frame, {.float_version = version});
   return frame;
 }
 
-// The frames of a small checkpoint: coded and raw planes, tails, several
-// blocks, chunks stored raw, one smaller than an element.
-std::vector<Bytes> sample_frames(std::uint64_t seed) {
-  return {cpu_frame(testing::normal_floats(3 * 16384 + 77, 2, true, 0.02, seed), DType::kBF16),
-          cpu_frame(testing::normal_floats(20001, 2, false, 0.02, seed + 1), DType::kF16),
-          cpu_frame(testing::normal_floats(9000, 4, false, 0.02, seed + 2), DType::kF32),
-          cpu_frame(testing::random_bytes(5000, seed + 3), DType::kF8E4M3),
-          cpu_frame(testing::random_bytes(3, seed + 4), DType::kF32),
-          cpu_frame(testing::random_bytes(1, seed + 5), DType::kBF16)};
+// Three tensors of different scales in one chunk: a version 2 exponent
+// plane takes several tables.
+Bytes mixed_floats(std::size_t each, int width, bool bf16, std::uint64_t seed) {
+  Bytes out;
+  for (double sigma : {0.02, 3.0, 0.0004}) {
+    const Bytes part = testing::normal_floats(each, width, bf16, sigma, seed++);
+    out.insert(out.end(), part.begin(), part.end());
+  }
+  return out;
+}
+
+// The frames of a small checkpoint in payload `version`: coded and raw
+// planes, tails, several blocks (version 1) and segments (version 2),
+// several tables, chunks stored raw, one smaller than an element.
+std::vector<Bytes> sample_frames(std::uint64_t seed, int version = kGpuFloatPayloadVersion) {
+  return {cpu_frame(testing::normal_floats(3 * 16384 + 77, 2, true, 0.02, seed), DType::kBF16, version),
+          cpu_frame(testing::normal_floats(20001, 2, false, 0.02, seed + 1), DType::kF16, version),
+          cpu_frame(testing::normal_floats(9000, 4, false, 0.02, seed + 2), DType::kF32, version),
+          cpu_frame(testing::random_bytes(5000, seed + 3), DType::kF8E4M3, version),
+          cpu_frame(testing::random_bytes(3, seed + 4), DType::kF32, version),
+          cpu_frame(testing::random_bytes(1, seed + 5), DType::kBF16, version),
+          cpu_frame(mixed_floats(50001, 2, true, seed + 6), DType::kBF16, version)};
 }
 
 // How a decoder answered a frame, in the terms both decoders share.
@@ -115,15 +130,31 @@ Bytes with_payload(const Bytes& frame, std::span<const std::byte> payload) {
 }
 
 TEST(DecodeKernels, CpuFramesDecodeToTheSameBytes) {
-  const std::vector<Bytes> frames = sample_frames(testing::test_seed());
-  EXPECT_EQ(expect_same_verdicts(frames, "cpu frames"), 6);
-  for (const emu::DecodeOutcome& o : emu::decode_batch(frames)) EXPECT_EQ(o.err, gpu::kDecOk);
+  std::vector<Bytes> both;
+  for (int version : kVersions) {
+    const std::vector<Bytes> frames = sample_frames(testing::test_seed(), version);
+    int planes = 0;
+    for (const Bytes& f : frames) {
+      const int v = codec_payload_version(parse_frame_header_only(f)->codec);
+      if (v != 0) {
+        EXPECT_EQ(v, version);
+      }
+      planes += v != 0;
+    }
+    EXPECT_GE(planes, 4) << "version " << version;
+    EXPECT_EQ(expect_same_verdicts(frames, "cpu frames"), 7) << "version " << version;
+    for (const emu::DecodeOutcome& o : emu::decode_batch(frames)) EXPECT_EQ(o.err, gpu::kDecOk);
+    both.insert(both.end(), frames.begin(), frames.end());
+  }
+  // Both versions in one batch.
+  EXPECT_EQ(expect_same_verdicts(both, "cpu frames, versions 1 and 2"), 14);
 }
 
 TEST(DecodeKernels, DamagedFramesGetTheCpuDecodersVerdict) {
   const std::uint64_t seed = testing::test_seed();
   std::mt19937_64 rng(seed);
-  const std::vector<Bytes> good = sample_frames(seed);
+  std::vector<Bytes> good = sample_frames(seed, kFloatPayloadV1);
+  for (Bytes& f : sample_frames(seed, kFloatPayloadV2)) good.push_back(std::move(f));
   std::vector<Bytes> bad;
   for (const Bytes& f : good) {
     const std::span<const std::byte> payload(f.data() + kFrameHeaderBytes, f.size() - kFrameHeaderBytes);
@@ -142,11 +173,11 @@ TEST(DecodeKernels, DamagedFramesGetTheCpuDecodersVerdict) {
       if (cut < payload.size()) bad.push_back(with_payload(f, payload.first(payload.size() - cut)));
     }
   }
-  EXPECT_GT(expect_same_verdicts(bad, "damaged"), 200);
+  EXPECT_GT(expect_same_verdicts(bad, "damaged"), 400);
 }
 
 TEST(DecodeKernels, HostileTablesAndBlockSizesAreRefusedAsTheCpuRefusesThem) {
-  const Bytes f = sample_frames(testing::test_seed())[0];  // bf16, plane 0 coded, 4 blocks
+  const Bytes f = sample_frames(testing::test_seed(), kFloatPayloadV1)[0];  // bf16, plane 0 coded, 4 blocks
   const Bytes payload(f.begin() + kFrameHeaderBytes, f.end());
   ASSERT_EQ(static_cast<int>(payload[0]), 1) << "the exponent plane should be coded";
   std::size_t k = 0;  // present symbols of plane 0
@@ -173,6 +204,78 @@ TEST(DecodeKernels, HostileTablesAndBlockSizesAreRefusedAsTheCpuRefusesThem) {
   for (const emu::DecodeOutcome& o : emu::decode_batch(bad)) EXPECT_NE(o.err, gpu::kDecOk);
 }
 
+// Version 2 structure (FORMAT.md 4.2) edited field by field: each refused
+// as the CPU refuses it, and the frames the CPU accepts (more tables than
+// segments use) decoded to the same bytes.
+TEST(DecodeKernels, HostileVersion2PlanesAreRefusedAsTheCpuRefusesThem) {
+  const std::uint64_t seed = testing::test_seed();
+  const Bytes several =
+      sample_frames(seed, kFloatPayloadV2)[6];                // bf16, 150003 elements: 10 segments, 3 blocks
+  const Bytes one = sample_frames(seed, kFloatPayloadV2)[2];  // f32, 9000 elements: 1 segment, 1 block
+  std::vector<Bytes> bad, fine;
+  for (const Bytes* f : {&several, &one}) {
+    const Bytes payload(f->begin() + kFrameHeaderBytes, f->end());
+    ASSERT_EQ(static_cast<int>(payload[0]), 2) << "the exponent plane should be coded";
+    const FrameHeader h = *parse_frame_header_only(*f);
+    const std::size_t w = static_cast<std::size_t>(codec_element_width(h.codec)), n = h.raw_bytes / w;
+    const std::size_t S = (n + 16383) / 16384, B = (n + 65535) / 65536;
+    const std::size_t K = static_cast<std::size_t>(payload[w]);
+    std::size_t pos = w + 1;
+    for (std::size_t k = 0; k < K; ++k) {
+      std::size_t present = 0;
+      for (int i = 0; i < 32; ++i) present += std::popcount(static_cast<unsigned>(payload[pos + i]));
+      pos += 32 + 2 * present;
+    }
+    const std::size_t tables_end = pos, sel = pos, stored = pos + (K > 1 ? S : 0);
+    const std::size_t first_table = w + 1;
+    if (f == &several) {
+      ASSERT_GT(K, 1u) << "three scales should take several tables";
+    }
+    auto edit = [&](auto&& change) {
+      Bytes p = payload;
+      change(p);
+      bad.push_back(with_payload(*f, p));
+    };
+    edit([](Bytes& p) { p[0] = std::byte{1}; });    // a version 1 mode in a version 2 payload
+    edit([&](Bytes& p) { p[w] = std::byte{0}; });   // no table
+    edit([&](Bytes& p) { p[w] = std::byte{17}; });  // too many tables
+    edit([&](Bytes& p) { p[first_table + 32] = p[first_table + 33] = std::byte{0}; });  // a zero frequency
+    edit([&](Bytes& p) { p[first_table + 33] = std::byte{0x7f}; });                     // over 4096
+    if (K > 1) {
+      edit([&](Bytes& p) { p[sel + S - 1] = static_cast<std::byte>(K); });  // a choice past the tables
+      edit([&](Bytes& p) { p[w] = static_cast<std::byte>(K - 1); });        // a table fewer
+    }
+    edit([&](Bytes& p) { p[stored] = std::byte{0x81}; });      // an odd stored size
+    edit([&](Bytes& p) { p[stored + 2] = std::byte{0x7f}; });  // over the block
+    edit([&](Bytes& p) { std::fill_n(p.begin() + static_cast<std::ptrdiff_t>(stored), 4, std::byte{0}); });
+    edit([&](Bytes& p) { p[stored + 4 * B] ^= std::byte{0x40}; });  // a state
+    edit([](Bytes& p) { p.push_back(std::byte{0}); });              // a byte after the planes
+    for (std::size_t cut = 1; cut < payload.size(); cut += payload.size() / 29 + 1)
+      bad.push_back(with_payload(*f, std::span(payload).first(cut)));
+    // Accepted by the CPU: a copy of table 0 added that no segment uses
+    // (more tables than segments for a one-segment plane), and with K = 1
+    // the choices written out as all zero.
+    Bytes extra(payload.begin(), payload.begin() + static_cast<std::ptrdiff_t>(tables_end));
+    extra[w] = static_cast<std::byte>(K + 1);
+    std::size_t t0_end = first_table + 32;
+    for (int i = 0; i < 32; ++i) t0_end += 2 * std::popcount(static_cast<unsigned>(payload[first_table + i]));
+    extra.insert(extra.end(), payload.begin() + static_cast<std::ptrdiff_t>(first_table),
+                 payload.begin() + static_cast<std::ptrdiff_t>(t0_end));
+    if (K > 1) {
+      extra.insert(extra.end(), payload.begin() + static_cast<std::ptrdiff_t>(sel),
+                   payload.begin() + static_cast<std::ptrdiff_t>(stored));
+    } else {
+      extra.insert(extra.end(), S, std::byte{0});
+    }
+    extra.insert(extra.end(), payload.begin() + static_cast<std::ptrdiff_t>(stored), payload.end());
+    fine.push_back(with_payload(*f, extra));
+  }
+  EXPECT_EQ(expect_same_verdicts(bad, "hostile version 2"), static_cast<int>(bad.size()));
+  for (const emu::DecodeOutcome& o : emu::decode_batch(bad)) EXPECT_NE(o.err, gpu::kDecOk);
+  EXPECT_EQ(expect_same_verdicts(fine, "version 2, extra table"), 2);
+  for (const emu::DecodeOutcome& o : emu::decode_batch(fine)) EXPECT_EQ(o.err, gpu::kDecOk);
+}
+
 TEST(DecodeKernels, FuzzCorpusGetsTheCpuDecodersVerdict) {
   const char* src = std::getenv("FERRY_SOURCE_DIR");
   if (src == nullptr) GTEST_SKIP() << "FERRY_SOURCE_DIR not set (run through ctest)";
@@ -185,18 +288,17 @@ TEST(DecodeKernels, FuzzCorpusGetsTheCpuDecodersVerdict) {
   for (const auto& e : std::filesystem::directory_iterator(corpus / "float_decode")) {
     const Bytes in = testing::read_file(e.path());
     ASSERT_GE(in.size(), 4u) << e.path();
-    if (static_cast<int>(in[0]) / 3 % 2 != 0) continue;  // a version 2 payload: the CPU engine decodes those
-    static const Codec kCodecs[3] = {Codec::kPlanes8, Codec::kPlanes16, Codec::kPlanes32};
-    const int width = codec_element_width(kCodecs[static_cast<int>(in[0]) % 3]);
+    const int version = static_cast<int>(in[0]) / 3 % 2 ? kFloatPayloadV2 : kFloatPayloadV1;
+    const int width = 1 << (static_cast<int>(in[0]) % 3);
     FrameHeader h;
-    h.codec = kCodecs[static_cast<int>(in[0]) % 3];
+    h.codec = planes_codec(width, version);
     h.dtype = width == 4 ? DType::kF32 : width == 2 ? DType::kBF16 : DType::kF8E4M3;
     h.raw_bytes = (static_cast<std::uint32_t>(in[1]) | static_cast<std::uint32_t>(in[2]) << 8 |
                    static_cast<std::uint32_t>(in[3]) << 16) %
                   ((1u << 20) + 1);
     const std::span<const std::byte> payload(in.data() + 4, in.size() - 4);
     Bytes out(h.raw_bytes);
-    if (float_decode(payload, width, out, kGpuFloatPayloadVersion).is_ok()) h.chunk_id = chunk_id(out);
+    if (float_decode(payload, width, out, version).is_ok()) h.chunk_id = chunk_id(out);
     Bytes frame(kFrameHeaderBytes);
     h.payload_bytes = static_cast<std::uint32_t>(payload.size());
     h.payload_crc = mask_crc(crc32c(payload));
@@ -286,7 +388,7 @@ struct ThreadedBlock {
 };
 
 TEST(DecodeKernels, BarrierIsUniformWhenAnotherBlockRecordsAnError) {
-  const std::vector<Bytes> frames = {sample_frames(testing::test_seed())[0]};
+  const std::vector<Bytes> frames = {sample_frames(testing::test_seed(), kFloatPayloadV1)[0]};
   emu::DecodeBatch batch(frames);
   batch.crc_and_parse();
   gpu::DecChunk& c = batch.chunks()[0];

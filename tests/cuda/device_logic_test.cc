@@ -1,6 +1,6 @@
 // device_logic_test.cc: the GPU engine's per-lane integer logic (cuda/*.cuh,
-// compiled here for the host) against the CPU codec, bit for bit: cost
-// table, normalisation, the encoder step, SHA-256 leaves and nodes, CRC32C
+// compiled here for the host) against the CPU codec, bit for bit: the
+// encoder step, SHA-256 leaves and nodes, CRC32C
 // with the parallel combine, and the frame header. The kernels' steps over
 // whole batches (warp encoder and decoder included) are checked by
 // encode_kernels_test.cc and decode_kernels_test.cc. Runs without a GPU.
@@ -26,30 +26,6 @@ namespace {
 
 using Bytes = std::vector<std::byte>;
 const std::uint8_t* u8(const Bytes& b) { return reinterpret_cast<const std::uint8_t*>(b.data()); }
-
-TEST(DeviceLogic, CostTableEqualsCpu) {
-  for (std::uint32_t f = 1; f <= 4096; ++f) ASSERT_EQ(gpu::cost_q16(f), rans::cost_q16(f)) << f;
-}
-
-TEST(DeviceLogic, NormalisationEqualsCpu) {
-  std::mt19937_64 rng(testing::test_seed());
-  for (int trial = 0; trial < 2000; ++trial) {
-    std::uint32_t counts[256] = {};
-    int kind = trial % 4;
-    int symbols = 1 + static_cast<int>(rng() % 256);
-    for (int i = 0; i < symbols; ++i) {
-      std::uint32_t c = kind == 0   ? 1 + rng() % 3        // many tiny: d < 0
-                        : kind == 1 ? 1 + rng() % 1000000  // wide spread
-                        : kind == 2 ? static_cast<std::uint32_t>(rng() % 2) * 500000 + 1
-                                    : 1u << (rng() % 20);
-      counts[rng() % 256] += c;
-    }
-    std::uint32_t want[256], got[256];
-    rans::normalize_freqs(counts, want);
-    gpu::normalize_freqs(counts, got);
-    ASSERT_TRUE(std::equal(want, want + 256, got)) << "trial " << trial;
-  }
-}
 
 TEST(DeviceLogic, EncoderStepEqualsTrueDivision) {
   std::mt19937_64 rng(testing::test_seed());

@@ -1,6 +1,8 @@
 // gpu_engine_gpu_test.cc: the GPU engine against the CPU engine on a real
-// device: byte-identical frames on random, normal, edge-size and corpus
-// data, from host and device memory; cross-decoding both ways; corrupted
+// device: byte-identical frames (float payload version 2) on random,
+// normal, mixed-scale, edge-size and corpus data of every dtype, from host
+// and device memory; cross-decoding both ways; the CPU engine's version 1
+// frames decoded on the GPU; corrupted
 // and truncated frames rejected with the chunk named; more chunks in one
 // call than a launch's gridDim.y holds; the reference check passing with
 // the smallest arena; the CUDA context's growth within the reserve the
@@ -32,8 +34,10 @@ class GpuEngineTest : public ::testing::Test {
     cpu_ = make_cpu_engine(gpu_reference_options());
   }
 
-  // Encodes with both engines and expects the same frames; returns them.
-  std::vector<Bytes> encode_both(const std::vector<Bytes>& data, const std::vector<DType>& types) {
+  // Encodes with both engines and expects the same frames; returns the CPU
+  // engine's (and the GPU engine's in *gpu_frames).
+  std::vector<Bytes> encode_both(const std::vector<Bytes>& data, const std::vector<DType>& types,
+                                 std::vector<Bytes>* gpu_frames = nullptr) {
     std::vector<Bytes> fc(data.size()), fg(data.size());
     std::vector<EncodeJob> jc, jg;
     for (std::size_t i = 0; i < data.size(); ++i) {
@@ -53,7 +57,17 @@ class GpuEngineTest : public ::testing::Test {
       fg[i].resize(rg[i].frame_bytes);
       EXPECT_TRUE(fc[i] == fg[i]) << "chunk " << i << " bytes " << data[i].size();
     }
+    if (gpu_frames) *gpu_frames = fg;
     return fc;
+  }
+
+  // Both engines' frames decoded by both engines.
+  void cross_decode(const std::vector<Bytes>& data, const std::vector<DType>& types) {
+    std::vector<Bytes> fg;
+    const std::vector<Bytes> fc = encode_both(data, types, &fg);
+    decode_with(*gpu_, fc, data);
+    decode_with(*cpu_, fg, data);
+    decode_with(*gpu_, fg, data);
   }
 
   void decode_with(CodecEngine& e, const std::vector<Bytes>& frames, const std::vector<Bytes>& want) {
@@ -145,26 +159,84 @@ TEST_F(GpuEngineTest, SameFramesAsCpuAndCrossDecodes) {
       testing::random_bytes(4u << 20, seed + 3),
   };
   std::vector<DType> types = {DType::kBF16, DType::kF16, DType::kF32, DType::kBF16};
-  auto frames = encode_both(data, types);
-  decode_with(*gpu_, frames, data);
-  decode_with(*cpu_, frames, data);
+  cross_decode(data, types);
 }
 
-TEST_F(GpuEngineTest, EdgeSizes) {
+// Tensors of different scales in one chunk: exponent planes with several
+// tables (FORMAT.md 4.2), segments choosing among them.
+TEST_F(GpuEngineTest, SeveralTablesPerPlane) {
   const std::uint64_t seed = testing::test_seed();
   std::vector<Bytes> data;
   std::vector<DType> types;
-  for (std::size_t bytes : {1ul, 2ul, 3ul, 255ul, 256ul, 257ul, 4095ul, 4096ul, 4097ul, 32767ul, 32768ul,
-                            32769ul, 65536ul, 131071ul, 262144ul, 1000001ul}) {
-    for (DType t : {DType::kBF16, DType::kF32, DType::kF8E4M3}) {
+  for (DType t : {DType::kBF16, DType::kF16, DType::kF32}) {
+    const int w = static_cast<int>(element_bytes(t));
+    Bytes d;
+    for (double sigma : {0.02, 3.0, 0.0004, 0.5}) {
+      const Bytes part = testing::normal_floats(300001, w, t == DType::kBF16, sigma, seed + d.size());
+      d.insert(d.end(), part.begin(), part.end());
+    }
+    data.push_back(std::move(d));
+    types.push_back(t);
+  }
+  std::vector<Bytes> fg;
+  encode_both(data, types, &fg);
+  for (std::size_t i = 0; i < fg.size(); ++i) {
+    const FrameHeader h = *parse_frame_header_only(fg[i]);
+    ASSERT_EQ(codec_payload_version(h.codec), 2) << "chunk " << i;
+    EXPECT_GT(static_cast<int>(fg[i][kFrameHeaderBytes + element_bytes(types[i])]), 1) << "chunk " << i;
+  }
+  cross_decode(data, types);
+}
+
+// Frames the CPU engine wrote in payload version 1 (earlier ferry, or
+// CpuEngineOptions::float_version = 1) decode on the GPU.
+TEST_F(GpuEngineTest, Version1FramesDecode) {
+  const std::uint64_t seed = testing::test_seed();
+  CpuEngineOptions o;
+  o.float_version = kFloatPayloadV1;
+  auto v1 = make_cpu_engine(o);
+  std::vector<Bytes> data, frames;
+  std::vector<DType> types;
+  for (std::size_t bytes : {1ul, 3ul, 4097ul, 32769ul, 65536ul, 1000001ul, 4ul << 20}) {
+    for (DType t : {DType::kBF16, DType::kF16, DType::kF32, DType::kF8E4M3, DType::kF8E5M2}) {
       Bytes d = testing::normal_floats(bytes / 2 + 1, 2, true, 0.02, seed + bytes);
       d.resize(bytes);
       data.push_back(std::move(d));
       types.push_back(t);
     }
   }
-  auto frames = encode_both(data, types);
+  std::vector<EncodeJob> jobs;
+  frames.resize(data.size());
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    frames[i].resize(max_frame_bytes(data[i].size()));
+    jobs.push_back({data[i], types[i], false, frames[i]});
+  }
+  std::vector<EncodedChunk> res(data.size());
+  ASSERT_TRUE(v1->encode(jobs, res).is_ok());
+  int planes = 0;
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    frames[i].resize(res[i].frame_bytes);
+    planes += codec_payload_version(res[i].codec) == 1;
+  }
+  EXPECT_GT(planes, 10);
   decode_with(*gpu_, frames, data);
+}
+
+TEST_F(GpuEngineTest, EdgeSizes) {
+  const std::uint64_t seed = testing::test_seed();
+  std::vector<Bytes> data;
+  std::vector<DType> types;
+  for (std::size_t bytes : {1ul,      2ul,      3ul,      255ul,    256ul,     257ul,          4095ul,
+                            4096ul,   4097ul,   32767ul,  32768ul,  32769ul,   65536ul,        131071ul,
+                            131073ul, 262144ul, 262147ul, 524288ul, 1000001ul, (4ul << 20) + 3}) {
+    for (DType t : {DType::kBF16, DType::kF16, DType::kF32, DType::kF8E4M3, DType::kF8E5M2, DType::kBytes}) {
+      Bytes d = testing::normal_floats(bytes / 2 + 1, 2, true, 0.02, seed + bytes);
+      d.resize(bytes);
+      data.push_back(std::move(d));
+      types.push_back(t);
+    }
+  }
+  cross_decode(data, types);
 }
 
 TEST_F(GpuEngineTest, Corpus) {
@@ -179,8 +251,7 @@ TEST_F(GpuEngineTest, Corpus) {
       types.push_back(f.dtype == "fp32" ? DType::kF32 : f.dtype == "fp16" ? DType::kF16 : DType::kBF16);
     }
   }
-  auto frames = encode_both(data, types);
-  decode_with(*gpu_, frames, data);
+  cross_decode(data, types);
 }
 
 // Chunks, frames and outputs in device memory (tensors already on the GPU):

@@ -110,9 +110,11 @@ inline std::vector<std::vector<std::byte>> encode_batch(std::span<const EncodeIn
                                 static_cast<std::uint8_t>(in.codec), static_cast<std::uint8_t>(in.dtype));
     if (!take_enc_slices(mem.arena(), c, true)) return {};
     if (!in.data.empty()) std::memcpy(const_cast<std::uint8_t*>(c.in), in.data.data(), in.data.size());
-    std::memset(c.hist, 0, c.width * 2 * kAlphabet * 4);  // the engine's cudaMemsetAsync
     recs.push_back(c);
   }
+  EncPlanRegions regions;
+  if (!take_enc_plan_slices(mem.arena(), recs, regions)) return {};
+  std::memset(regions.hist, 0, regions.hist_words * 4);  // the engine's cudaMemsetAsync
   std::vector<EncResult> res(recs.size());
   const EncGrids g = enc_grids(recs);
   std::uint32_t table[256], shift4k[32];
@@ -122,8 +124,9 @@ inline std::vector<std::vector<std::byte>> encode_batch(std::span<const EncodeIn
     std::uint32_t hist[kSplitHistWords];
     for (std::uint32_t x = 0; x < g.leaf_blocks; ++x) split_hash_block(c, x, hist, block);
   }
-  for (EncChunk& c : recs)
-    for (std::uint32_t p = 0; p < kPlanThreads; ++p) plan_plane(c, p);
+  // The engine's host step (gpu_engine.cu: plan_on_host), here in place.
+  planes::Planner planner;
+  for (EncChunk& c : recs) plan_chunk(c, c.hist, c.tables, c.assign, planner);
   for (EncChunk& c : recs)
     for (std::uint32_t q = 0; q < g.block_blocks * kWarpsPerBlock; ++q) encode_block(c, q, HostWarp{});
   for (EncChunk& c : recs) layout_chunk(c);
@@ -172,9 +175,12 @@ class DecodeBatch {
     for (DecChunk& c : recs_)
       for (std::uint32_t seg = 0; seg < grids_.crc_blocks * kThreads; ++seg)
         crc_segment(table_, c.payload, c.payload_bytes, seg, c.seg_crc);
-    for (DecChunk& c : recs_) parse_chunk(c);
+    for (DecChunk& c : recs_) parse_block(c, HostBlock{kPlanThreads});
   }
   void fused() {
+    for (DecChunk& c : recs_)
+      for (std::uint32_t q = 0; q < grids_.block_blocks * kWarpsPerBlock; ++q)
+        decode_block_v2(c, q, HostWarp{});
     std::vector<std::uint8_t> tile(kMaxWidth * kBlockSymbols);
     for (DecChunk& c : recs_)
       for (std::uint32_t b = 0; b < grids_.fused_blocks; ++b) {
@@ -211,7 +217,7 @@ class DecodeBatch {
       if (!h.is_ok() || frames_[i].size() != kFrameHeaderBytes + h->payload_bytes || h->raw_bytes == 0)
         continue;
       // What the GPU engine decodes on the device (gpu_engine.cu, decodes_on_gpu).
-      if (h->codec != Codec::kRaw && codec_payload_version(h->codec) != kGpuFloatPayloadVersion) continue;
+      if (h->codec != Codec::kRaw && codec_payload_version(h->codec) == 0) continue;
       idx_.push_back(i);
       headers_.push_back(*h);
       bytes += dec_chunk_device_bytes(*h, true);
@@ -250,9 +256,8 @@ class EmulatedGpuEngine final : public CodecEngine {
     std::vector<EncodeInput> inputs;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < jobs.size(); ++i) {
-      const Codec codec =
-          choose_chunk_codec(jobs[i].data, jobs[i].dtype, jobs[i].trial, scratch, kGpuFloatPayloadVersion);
-      if (codec_element_width(codec) == 0) {
+      const Codec codec = gpu_chunk_codec(jobs[i].data, jobs[i].dtype, jobs[i].trial, scratch);
+      if (codec == Codec::kRaw) {
         RETURN_IF_ERROR(cpu_->encode(jobs.subspan(i, 1), results.subspan(i, 1)));
         continue;
       }

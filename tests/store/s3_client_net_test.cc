@@ -2,7 +2,8 @@
 // (scripts/ceph-dev.sh: radosgw 16, two gateways over one cluster): round
 // trips through both gateways, conditional writes racing, ranged reads,
 // paginated listings, parallel requests, failover to the second gateway,
-// and the errors users meet (wrong keys, a missing bucket).
+// the errors users meet (wrong keys, a missing bucket), and virtual-host
+// addressing.
 #include <gtest/gtest.h>
 
 #include <set>
@@ -305,6 +306,34 @@ TEST(S3ClientNetTest, WrongKeysAndMissingBucketsAreNamedNotRetried) {
   EXPECT_NE(got.status().message().find("the bucket " + missing + " does not exist"), std::string::npos)
       << got.status().to_string();
   EXPECT_EQ(good->put(missing, "k", random_bytes(10, 1)).status().code(), Code::kNotFound);
+}
+
+// Virtual-host addressing (http://BUCKET.localhost:PORT/KEY; radosgw knows
+// its name from `rgw dns name`): the same round trip and listing as path
+// style, and the objects are the same ones.
+TEST(S3ClientNetTest, VirtualHostAddressingReachesTheSameBucket) {
+  FERRY_REQUIRE_CEPH(ceph);
+  S3Config path = ceph_s3_config(*ceph);
+  S3Config virt = path;
+  virt.path_style = false;
+  virt.endpoints = {"http://localhost:" + ceph->endpoint1.substr(ceph->endpoint1.rfind(':') + 1)};
+  auto p = client_for(path);
+  auto v = client_for(virt);
+  const std::string bucket = unique_bucket();
+  ASSERT_TRUE(v->create_bucket(bucket).is_ok());
+  const auto body = random_bytes(100'000, 21);
+  ASSERT_TRUE(v->put(bucket, "dir/k", body).is_ok());
+  EXPECT_EQ(p->get(bucket, "dir/k").value(), body);
+  ASSERT_TRUE(p->put(bucket, "dir/k2", body).is_ok());
+  auto listed = v->list(bucket, "dir/");
+  ASSERT_TRUE(listed.is_ok()) << listed.status().to_string();
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[1].key, "dir/k2");
+  EXPECT_EQ(v->get_range(bucket, "dir/k2", 10, 5).value(),
+            std::vector<std::byte>(body.begin() + 10, body.begin() + 15));
+  // An address cannot carry a bucket name.
+  virt.endpoints = {ceph->endpoint1};
+  EXPECT_EQ(S3Client::create(virt).status().code(), Code::kInvalidArgument);
 }
 
 }  // namespace

@@ -14,9 +14,10 @@ namespace {
 // Sets the AWS variables a test names and clears the others; restores
 // nothing (each ctest test is its own process).
 void clear_aws_environment(const testing::TempDir& home) {
-  for (const char* v : {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
-                        "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_PROFILE",
-                        "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_CA_BUNDLE"}) {
+  for (const char* v :
+       {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "FERRY_S3_ADDRESSING",
+        "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_CA_BUNDLE"}) {
     unsetenv(v);
   }
   setenv("HOME", home.path().c_str(), 1);
@@ -80,6 +81,52 @@ TEST(S3ConfigTest, NoCredentialsIsAClearError) {
   EXPECT_EQ(c.status().code(), Code::kInvalidArgument);
   EXPECT_NE(c.status().message().find("AWS_ACCESS_KEY_ID"), std::string::npos) << c.status().to_string();
   EXPECT_NE(c.status().message().find("\"missing\""), std::string::npos) << c.status().to_string();
+}
+
+TEST(S3ConfigTest, EndpointsCaAndAddressingFromProfilesAndVariables) {
+  testing::TempDir home;
+  clear_aws_environment(home);
+  std::filesystem::create_directories(home / ".aws");
+  std::ofstream(home / ".aws" / "credentials")
+      << "[ceph]\naws_access_key_id = K\naws_secret_access_key = S\n";
+  std::ofstream(home / ".aws" / "config")
+      << "[profile ceph]\nendpoint_url = http://rgw1:7480,http://rgw2:7480\nca_bundle = /pki/ca.pem\n";
+  auto c = s3_config_from_environment("ceph");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_EQ(c->endpoints, (std::vector<std::string>{"http://rgw1:7480", "http://rgw2:7480"}));
+  EXPECT_EQ(c->ca_file, "/pki/ca.pem");
+  EXPECT_TRUE(c->path_style);
+  // The S3-specific variable beats the general one, which beats the profile.
+  setenv("AWS_ENDPOINT_URL", "http://general:1", 1);
+  setenv("AWS_ENDPOINT_URL_S3", "http://s3only:2", 1);
+  setenv("FERRY_S3_ADDRESSING", "virtual", 1);
+  c = s3_config_from_environment("ceph");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_EQ(c->endpoints, std::vector<std::string>{"http://s3only:2"});
+  EXPECT_FALSE(c->path_style);
+  setenv("FERRY_S3_ADDRESSING", "diagonal", 1);
+  EXPECT_NE(s3_config_from_environment("ceph").status().message().find("FERRY_S3_ADDRESSING=diagonal"),
+            std::string::npos);
+  unsetenv("FERRY_S3_ADDRESSING");
+  // Half a key pair in the environment is named, not silently replaced by
+  // a profile's.
+  setenv("AWS_ACCESS_KEY_ID", "ONLYKEY", 1);
+  auto half = s3_config_from_environment("ceph");
+  EXPECT_EQ(half.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(half.status().message().find("AWS_SECRET_ACCESS_KEY is not"), std::string::npos)
+      << half.status().to_string();
+}
+
+TEST(S3ConfigTest, VirtualHostAddressingNeedsAHostName) {
+  S3Config cfg;
+  cfg.credentials = {"a", "b", ""};
+  cfg.path_style = false;
+  cfg.endpoints = {"http://127.0.0.1:7480"};
+  EXPECT_EQ(S3Client::create(cfg).status().code(), Code::kInvalidArgument);
+  cfg.endpoints = {"http://[::1]:7480"};
+  EXPECT_EQ(S3Client::create(cfg).status().code(), Code::kInvalidArgument);
+  cfg.endpoints = {"http://localhost:7480"};
+  EXPECT_TRUE(S3Client::create(cfg).is_ok());
 }
 
 TEST(S3ConfigTest, RefusesEndpointsThatAreNotHttp) {

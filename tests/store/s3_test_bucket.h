@@ -29,7 +29,8 @@ struct S3TestBucket {
   }
   std::string url() const { return "s3://" + name + "/dr"; }
   // Through gateway 1 or 2, or the endpoint `via` when given.
-  std::unique_ptr<ChunkStore> open(int gateway = 1, StoreOptions options = {}, const std::string& via = {}) const {
+  std::unique_ptr<ChunkStore> open(int gateway = 1, StoreOptions options = {},
+                                   const std::string& via = {}) const {
     S3Config cfg = ceph_s3_config(ceph);
     cfg.endpoints = {gateway == 1 ? ceph.endpoint1 : ceph.endpoint2};
     if (!via.empty()) cfg.endpoints = {via};

@@ -125,17 +125,41 @@ std::string unique_bucket() {
   return name;
 }
 
-std::string add_gateway(const CephCluster& c, int n) {
-  const std::string cmd = "bash " + shell_quote(source_dir() + "/scripts/ceph-dev.sh") + " add-rgw " +
-                          shell_quote(c.dir) + " " + std::to_string(n) + " 2>/dev/null";
+namespace {
+
+// The first line scripts/ceph-dev.sh prints for `args`, or "" when it fails.
+std::string ceph_dev_line(const std::string& args) {
+  const std::string cmd =
+      "bash " + shell_quote(source_dir() + "/scripts/ceph-dev.sh") + " " + args + " 2>/dev/null";
   FILE* p = ::popen(cmd.c_str(), "r");
   if (p == nullptr) return {};
-  char line[256] = {};
+  char line[512] = {};
   const bool got = std::fgets(line, sizeof line, p) != nullptr;
   const int rc = ::pclose(p);
-  std::string url = got ? std::string(line) : std::string();
-  while (!url.empty() && (url.back() == '\n' || url.back() == '\r')) url.pop_back();
-  return rc == 0 && url.starts_with("http://") ? url : std::string();
+  std::string out = got ? std::string(line) : std::string();
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return rc == 0 ? out : std::string();
+}
+
+}  // namespace
+
+std::string add_gateway(const CephCluster& c, int n) {
+  const std::string url = ceph_dev_line("add-rgw " + shell_quote(c.dir) + " " + std::to_string(n));
+  return url.starts_with("http://") ? url : std::string();
+}
+
+std::string add_tls_gateway(const CephCluster& c, int n, const std::string& cert_file,
+                            const std::string& key_file) {
+  const std::string url = ceph_dev_line("add-rgw " + shell_quote(c.dir) + " " + std::to_string(n) + " " +
+                                        shell_quote("--tls=" + cert_file + "," + key_file));
+  return url.starts_with("https://") ? url : std::string();
+}
+
+std::optional<S3Credentials> add_user(const CephCluster& c, const std::string& uid) {
+  const std::string line = ceph_dev_line("add-user " + shell_quote(c.dir) + " " + shell_quote(uid));
+  const auto space = line.find(' ');
+  if (space == std::string::npos) return std::nullopt;
+  return S3Credentials{line.substr(0, space), line.substr(space + 1), ""};
 }
 
 bool kill_gateway(const CephCluster& c, int n) {

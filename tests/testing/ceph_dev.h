@@ -6,6 +6,7 @@
 // buckets (unique_bucket()), so they share the cluster safely.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "store/s3_client.h"
@@ -38,6 +39,12 @@ int ceph_dev(const std::string& args);
 // Starts gateway `n` (3-99) of the cluster for one test to kill; its
 // endpoint URL, empty when it did not start.
 std::string add_gateway(const CephCluster& c, int n);
+// Gateway `n` (3-99) serving S3 over TLS with that PEM certificate and key;
+// its https:// endpoint URL, empty when it did not start.
+std::string add_tls_gateway(const CephCluster& c, int n, const std::string& cert_file,
+                            const std::string& key_file);
+// A new S3 user `uid` of the cluster and its keys.
+std::optional<S3Credentials> add_user(const CephCluster& c, const std::string& uid);
 // kill -9 of gateway `n` of the cluster; true when it was running.
 bool kill_gateway(const CephCluster& c, int n);
 

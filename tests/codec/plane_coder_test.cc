@@ -1,0 +1,141 @@
+// plane_coder_test.cc: the version 2 plane planner (codec/plane_coder.h)
+// as a pure function of histograms: the plan made from counts alone (what
+// a GPU engine computes in a kernel) is exactly the table count, tables and
+// segment choices the CPU encoder writes; the sampled pre-check is part of
+// that function; a reused Planner plans as a fresh one does.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "codec/plane_coder.h"
+#include "codec/rans_table.h"
+#include "tests/testing/testing.h"
+
+namespace ferry {
+namespace {
+
+using Plane = std::vector<std::uint8_t>;
+using planes::kSegmentSymbols;
+
+// Histograms counted the plain way, independent of the encoder's own.
+struct Counts {
+  std::vector<std::uint32_t> segments;
+  std::vector<std::uint32_t> sampled = std::vector<std::uint32_t>(rans::kAlphabet);
+  planes::SegmentCounts view() const { return {sampled_n, segments.data(), sampled.data()}; }
+  std::size_t sampled_n = 0;
+};
+
+Counts count(const Plane& p) {
+  Counts c;
+  c.sampled_n = p.size();
+  c.segments.assign((p.size() + kSegmentSymbols - 1) / kSegmentSymbols * rans::kAlphabet, 0);
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    ++c.segments[i / kSegmentSymbols * rans::kAlphabet + p[i]];
+    if (i % planes::kSampleStride == 0) ++c.sampled[p[i]];
+  }
+  return c;
+}
+
+// Planes of mixed scales (several tables pay), one scale, noise, and sizes
+// around the segment and block edges.
+std::vector<std::pair<std::string, Plane>> sample_planes(std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::pair<std::string, Plane>> out;
+  for (std::size_t n : {1ul, 31ul, 32ul, 16383ul, 16384ul, 16385ul, 65536ul, 65537ul, 300001ul}) {
+    Plane mixed(n), one(n), noise(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::size_t region = i / 40000 % 3;  // three tensors of different scales
+      mixed[i] = static_cast<std::uint8_t>(100 + 20 * region + rng() % (region + 2));
+      one[i] = static_cast<std::uint8_t>(120 + rng() % 3 + (rng() % 50 == 0 ? rng() % 40 : 0));
+      noise[i] = static_cast<std::uint8_t>(rng());
+    }
+    out.emplace_back("mixed " + std::to_string(n), std::move(mixed));
+    out.emplace_back("one scale " + std::to_string(n), std::move(one));
+    out.emplace_back("noise " + std::to_string(n), std::move(noise));
+  }
+  return out;
+}
+
+// What PlaneEncoder wrote for a plane: coded or not, its tables and choices.
+planes::Plan written_plan(const Plane& p, bool sample_first) {
+  planes::PlaneEncoder enc;
+  std::vector<std::uint8_t> out(p.size() + planes::header_bound(p.size()));
+  bool coded = false;
+  const std::size_t end = enc.encode(p.data(), p.size(), sample_first, out.data(), 0, &coded);
+  planes::Plan plan;
+  plan.coded = coded;
+  if (!coded) return plan;
+  std::size_t pos = 0;
+  const std::size_t K = out[pos++];
+  plan.freq.resize(K);
+  for (auto& f : plan.freq) EXPECT_TRUE(rans::read_table(out.data(), end, pos, f.data()).is_ok());
+  const std::size_t S = (p.size() + kSegmentSymbols - 1) / kSegmentSymbols;
+  plan.assign.assign(S, 0);
+  if (K > 1) std::memcpy(plan.assign.data(), out.data() + pos, S);
+  return plan;
+}
+
+void expect_same(const planes::Plan& got, const planes::Plan& want, const std::string& what) {
+  ASSERT_EQ(got.coded, want.coded) << what;
+  if (!want.coded) return;
+  ASSERT_EQ(got.freq.size(), want.freq.size()) << what;
+  for (std::size_t k = 0; k < want.freq.size(); ++k)
+    EXPECT_TRUE(got.freq[k] == want.freq[k]) << what << " table " << k;
+  EXPECT_TRUE(got.assign == want.assign) << what;
+}
+
+TEST(PlanePlan, PlanFromCountsIsWhatTheEncoderWrites) {
+  int coded = 0, several = 0;
+  for (const auto& [what, plane] : sample_planes(testing::test_seed())) {
+    for (bool sample_first : {false, true}) {
+      const Counts c = count(plane);
+      const planes::Plan got = planes::plan_plane(c.view(), sample_first);
+      expect_same(got, written_plan(plane, sample_first), what + (sample_first ? " (mantissa)" : ""));
+      coded += got.coded;
+      several += got.coded && got.freq.size() > 1;
+    }
+  }
+  // The cases above reach both outcomes and several tables.
+  EXPECT_GT(coded, 10);
+  EXPECT_GT(several, 2);
+}
+
+TEST(PlanePlan, TheSampleRuleIsPartOfThePlan) {
+  // Every 16th symbol is noise, the others one value: the segments say
+  // "code it", the sample says "raw".
+  const std::size_t n = 4 * planes::kSampleMinSymbols;
+  std::mt19937_64 rng(testing::test_seed());
+  Plane p(n, 7);
+  for (std::size_t i = 0; i < n; i += planes::kSampleStride) p[i] = static_cast<std::uint8_t>(rng());
+  const Counts c = count(p);
+  EXPECT_FALSE(planes::sample_pays(c.sampled.data(), n));
+  EXPECT_FALSE(planes::plan_plane(c.view(), /*sample_first=*/true).coded);
+  EXPECT_TRUE(planes::plan_plane(c.view(), /*sample_first=*/false).coded);
+  // Below kSampleMinSymbols the sample is not used (and not read).
+  EXPECT_FALSE(planes::uses_sample(planes::kSampleMinSymbols - 1, true));
+  EXPECT_TRUE(planes::uses_sample(planes::kSampleMinSymbols, true));
+  EXPECT_FALSE(planes::uses_sample(planes::kSampleMinSymbols, false));
+  Plane small(p.begin(), p.begin() + planes::kSampleMinSymbols - 1);
+  Counts cs = count(small);
+  planes::SegmentCounts v = cs.view();
+  v.sampled = nullptr;
+  EXPECT_TRUE(planes::plan_plane(v, true).coded);
+  expect_same(planes::plan_plane(v, true), written_plan(small, true), "short mantissa plane");
+}
+
+TEST(PlanePlan, AReusedPlannerPlansAsAFreshOne) {
+  planes::Planner reused;
+  const auto all = sample_planes(testing::test_seed() + 1);
+  // Large planes first, then small ones: stale scratch would show.
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    const Counts c = count(it->second);
+    const planes::Plan got = reused.plan(c.view(), false);
+    expect_same(got, planes::plan_plane(c.view(), false), it->first);
+  }
+}
+
+}  // namespace
+}  // namespace ferry
