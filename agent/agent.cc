@@ -17,6 +17,7 @@
 #include "cuda/gpu_engine.h"
 #include "replication/restore.h"
 #include "replication/snapshot_name.h"
+#include "store/s3_store.h"
 
 namespace ferry::agent {
 namespace {
@@ -55,7 +56,14 @@ Status probe_target(const std::string& target, const replication::TlsConfig& tls
 }
 
 Status Agent::Impl::probe(const std::string& target) {
-  Status st = probe_target(target, config_copy().tls());
+  Status st;
+  if (is_s3_url(target)) {
+    // One LIST page: the bucket answers and the credentials may read it.
+    auto store = bucket_store(target);
+    st = store ? (*store)->namespaces().status() : store.status();
+  } else {
+    st = probe_target(target, config_copy().tls());
+  }
   if (!st) metrics.add(kMetricErrors, {{"kind", "probe"}}, 1);
   return st;
 }

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -29,6 +30,7 @@
 #include "base/thread_pool.h"
 #include "codec/engine.h"
 #include "replication/sender.h"
+#include "store/chunk_store.h"
 
 namespace ferry::agent {
 
@@ -108,6 +110,8 @@ struct Agent::Impl {
   std::vector<std::thread> workers;
   std::unique_ptr<Ticker> ticker;
   bool shut_down = false;
+  std::mutex buckets_mu;
+  std::map<std::string, std::unique_ptr<ChunkStore>> buckets;  // s3:// targets, by URL
 
   Impl(const AgentConfig& c, Logger& l)
       : log(l), config(c), scheduler(SchedulerOptions{c.skip_superseded}),
@@ -115,8 +119,21 @@ struct Agent::Impl {
 
   AgentConfig config_copy() const { return config.get(); }
 
-  // Dials `target` and completes HELLO: the health probe.
+  // Dials `target` and completes HELLO, or lists an s3:// target's bucket:
+  // the health probe.
   Status probe(const std::string& target);
+  // The store at s3:// target `url`, opened on first use (credentials from
+  // the environment, as `ferry push --to=s3://` reads them).
+  Result<ChunkStore*> bucket_store(const std::string& url);
+  // One round of a push: its targets in failover order, receivers through
+  // replication::push and buckets through push_to_store.
+  Result<std::vector<replication::PushReport>> push_round(const CheckpointRead& read,
+                                                          replication::PushOptions po,
+                                                          const std::vector<std::string>& round,
+                                                          const AgentConfig& c);
+  Result<replication::PushReport> push_to_bucket(const CheckpointRead& read,
+                                                 const replication::PushOptions& po, const std::string& url,
+                                                 const AgentConfig& c);
 
   // agent.cc: start-up steps, recovery and submission.
   Status recover();

@@ -4,11 +4,17 @@
 // before COMMIT, the commit journaled per target. A failure goes back to the
 // queue with backoff when base/retry.h's retry_job_later says another attempt
 // may cure it, and is journaled as failed otherwise.
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 
 #include "agent/agent_impl.h"
 #include "base/retry.h"
 #include "codec/packer.h"
+#include "store/open_store.h"
+#include "store/s3_store.h"
+#include "store/store_push.h"
 
 namespace ferry::agent {
 namespace {
@@ -127,9 +133,8 @@ void Agent::Impl::run_job(QueuedJob j, std::size_t worker_index) {
 
   replication::PushOptions po = push_options(j, c, worker_index, *read);
   for (const auto& round : push_rounds(targets, c.fan_out)) {
-    po.targets = round;
     const auto t0 = Clock::now();
-    auto pushed = replication::push(read->sources, po);
+    auto pushed = push_round(*read, po, round, c);
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     metrics.observe(kMetricPushSeconds, {}, seconds);
     if (!pushed) {
@@ -150,6 +155,90 @@ void Agent::Impl::run_job(QueuedJob j, std::size_t worker_index) {
     return retry_job(std::move(j), waiting, "target_down");
   }
   job_committed(j);
+}
+
+Result<ChunkStore*> Agent::Impl::bucket_store(const std::string& url) {
+  std::lock_guard lock(buckets_mu);
+  auto it = buckets.find(url);
+  if (it != buckets.end()) return it->second.get();
+  auto store = open_store(url);
+  if (!store) return store.status();
+  ChunkStore* raw = store->get();
+  buckets.emplace(url, std::move(*store));
+  return raw;
+}
+
+Result<replication::PushReport> Agent::Impl::push_to_bucket(const CheckpointRead& read,
+                                                            const replication::PushOptions& po,
+                                                            const std::string& url, const AgentConfig& c) {
+  ASSIGN_OR_RETURN(ChunkStore * store, bucket_store(url));
+  std::string ns = c.ns;
+  if (ns.empty()) {
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) != 0) return Status::from_errno(errno, "gethostname");
+    ns = host;
+  }
+  PackOptions pack;
+  pack.chunk_bytes = po.chunk_bytes;
+  pack.zstd_level = po.zstd_level;
+  pack.pool = po.pool;
+  pack.engine = po.engine;
+  pack.job = po.job;
+  pack.step = po.step;
+  pack.created_ns = po.created_ns;
+  StorePushHooks hooks;
+  hooks.before_commit = po.before_commit;
+  hooks.should_stop = po.should_stop;
+  auto pushed = push_to_store(*store, ns, read.sources, pack, po.snapshot, hooks);
+  if (!pushed) return pushed.status().with_context("push of " + po.snapshot + " to " + url);
+  replication::PushReport rep;
+  rep.target = url;
+  rep.snapshot = pushed->snapshot;
+  rep.files = pushed->files;
+  rep.logical_bytes = pushed->logical_bytes;
+  rep.chunks_total = pushed->chunks_total;
+  rep.chunks_skipped = pushed->chunks_skipped;
+  rep.chunks_sent = pushed->chunks_total - std::min(pushed->chunks_total, pushed->chunks_skipped);
+  rep.frame_bytes_sent = pushed->frame_bytes_stored;
+  rep.wire_bytes_sent = pushed->frame_bytes_stored;  // pack bodies; HTTP adds little
+  rep.seconds = pushed->seconds;
+  return rep;
+}
+
+Result<std::vector<replication::PushReport>> Agent::Impl::push_round(const CheckpointRead& read,
+                                                                     replication::PushOptions po,
+                                                                     const std::vector<std::string>& round,
+                                                                     const AgentConfig& c) {
+  Status last = Status::unavailable("no target to push to");
+  std::uint64_t failovers = 0;
+  for (std::size_t i = 0; i < round.size() && !cancel.load();) {
+    if (is_s3_url(round[i])) {
+      auto rep = push_to_bucket(read, po, round[i], c);
+      if (rep) {
+        rep->failovers = failovers;
+        return std::vector<replication::PushReport>{*rep};
+      }
+      last = rep.status();
+      log.warn("target_failed", {field("target", round[i]), field("error", last.to_string())});
+      ++failovers;
+      ++i;
+      continue;
+    }
+    // A run of receivers: replication::push fails over among them itself.
+    std::size_t end = i;
+    while (end < round.size() && !is_s3_url(round[end])) ++end;
+    po.targets.assign(round.begin() + static_cast<std::ptrdiff_t>(i),
+                      round.begin() + static_cast<std::ptrdiff_t>(end));
+    auto pushed = replication::push(read.sources, po);
+    if (pushed) {
+      for (auto& rep : *pushed) rep.failovers += failovers;
+      return pushed;
+    }
+    last = pushed.status();
+    failovers += end - i;
+    i = end;
+  }
+  return last;
 }
 
 void Agent::Impl::retry_or_fail(QueuedJob j, const Status& why, const char* kind) {

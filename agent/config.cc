@@ -3,12 +3,15 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstring>
 
 #include "cuda/gpu_engine.h"
+#include "store/chunk_store.h"
+#include "store/s3_store.h"
 
 namespace ferry::agent {
 namespace {
@@ -105,6 +108,7 @@ Result<std::vector<WatchSpec>> parse_watch_list(std::string_view value) {
 }
 
 Status check_target_address(std::string_view address) {
+  if (is_s3_url(address)) return parse_s3_url(address).status().with_context("--targets");
   std::string_view host, port;
   if (!address.empty() && address.front() == '[') {
     auto close = address.find(']');
@@ -166,6 +170,10 @@ std::vector<Status> validate_all(const AgentConfig& c) {
   }
   if (c.targets.empty()) check(Status::invalid_argument("--targets is required: HOST:PORT[,HOST:PORT]"));
   for (const auto& t : c.targets) check(check_target_address(t));
+  if (!c.ns.empty()) check(validate_namespace(c.ns).with_context("--namespace"));
+  // TLS is for receivers: an agent that writes only to buckets needs none.
+  const bool receivers =
+      std::any_of(c.targets.begin(), c.targets.end(), [](const std::string& t) { return !is_s3_url(t); });
   if (c.marker_file.find('/') != std::string::npos) {
     check(Status::invalid_argument("--marker_file=" + c.marker_file + ": a file name, not a path"));
   }
@@ -173,11 +181,13 @@ std::vector<Status> validate_all(const AgentConfig& c) {
     check(Status::invalid_argument("--marker_only needs --marker_file=NAME (the marker that alone counts)"));
   }
   const std::size_t tls_problems = problems.size();
-  check(check_readable_file("--ca", c.ca));
-  check(check_readable_file("--cert", c.cert));
-  check(check_readable_file("--key", c.key));
+  if (receivers) {
+    check(check_readable_file("--ca", c.ca));
+    check(check_readable_file("--cert", c.cert));
+    check(check_readable_file("--key", c.key));
+  }
   if (!c.crl.empty()) check(check_readable_file("--crl", c.crl));
-  if (problems.size() == tls_problems) {
+  if (receivers && problems.size() == tls_problems) {
     // Building the context proves the PEMs parse and the key matches.
     auto ctx = replication::TlsContext::create(c.tls());
     if (!ctx) {

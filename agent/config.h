@@ -36,7 +36,12 @@ struct AgentConfig {
   // with marker_only, only then (see agent/watcher.h).
   std::string marker_file;
   bool marker_only = false;
-  std::vector<std::string> targets;  // HOST:PORT, failover order
+  // HOST:PORT of receivers, or s3://BUCKET/PREFIX of a bucket written
+  // straight (credentials from the AWS_* environment or ~/.aws), in
+  // failover order.
+  std::vector<std::string> targets;
+  // The namespace (key prefix) under s3:// targets; "": the host name.
+  std::string ns;
   bool fan_out = false;
   std::string ca, cert, key;
   // PEM CRLs of the CA ("" = none): a receiver certificate on one is
@@ -74,9 +79,10 @@ struct AgentConfig {
 // "ROOT[=JOB],ROOT2[=JOB2]" (each root made absolute). InvalidArgument
 // naming --watch for an empty list or item.
 Result<std::vector<WatchSpec>> parse_watch_list(std::string_view value);
-// "HOST:PORT[,HOST:PORT]": each checked by check_target_address.
+// "HOST:PORT[,HOST:PORT]" (or s3:// URLs): each checked by check_target_address.
 Result<std::vector<std::string>> parse_target_list(std::string_view value);
-// HOST:PORT with a non-empty host and a port in 1..65535 ([v6]:PORT too).
+// HOST:PORT with a non-empty host and a port in 1..65535 ([v6]:PORT too),
+// or an s3://BUCKET/PREFIX URL (store/s3_store.h parse_s3_url).
 Status check_target_address(std::string_view address);
 
 // Everything that can be checked without the network: roots exist and are

@@ -22,8 +22,8 @@ namespace {
 
 Status bad_location(std::string_view location, std::string_view why) {
   return Status::invalid_argument("source \"" + std::string(location) + "\": " + std::string(why) +
-                                  " (expected PATH.ferry, store:DIR/NAMESPACE/SNAPSHOT or "
-                                  "ferry://HOST:PORT/SNAPSHOT)");
+                                  " (expected PATH.ferry, store:DIR/NAMESPACE/SNAPSHOT, "
+                                  "s3://BUCKET[/PREFIX]/NAMESPACE/SNAPSHOT or ferry://HOST:PORT/SNAPSHOT)");
 }
 
 class OwnedArchiveSource final : public DirectFrameSource {
@@ -96,6 +96,25 @@ Result<SourceLocation> parse_source_location(std::string_view location) {
     out.ns = std::string(rest.substr(mid + 1, last - mid - 1));
     out.snapshot = std::string(rest.substr(last + 1));
     const std::string ctx = "source \"" + std::string(location) + "\"";
+    RETURN_IF_ERROR(validate_namespace(out.ns).with_context(ctx));
+    RETURN_IF_ERROR(validate_snapshot_name(out.snapshot).with_context(ctx));
+    return out;
+  }
+  if (is_s3_url(location)) {
+    // A bucket read straight: the store s3://BUCKET[/PREFIX], then the
+    // namespace and the snapshot, as `ferry restore --from=s3://` names them.
+    std::string_view rest = location;
+    while (rest.size() > 1 && rest.back() == '/') rest.remove_suffix(1);
+    const auto last = rest.rfind('/');
+    const auto mid = last == std::string_view::npos ? last : rest.substr(0, last).rfind('/');
+    if (mid == std::string_view::npos || mid < 5)
+      return bad_location(location, "no BUCKET/NAMESPACE/SNAPSHOT");
+    out.kind = SourceLocation::Kind::kStore;
+    out.path = std::string(rest.substr(0, mid));
+    out.ns = std::string(rest.substr(mid + 1, last - mid - 1));
+    out.snapshot = std::string(rest.substr(last + 1));
+    const std::string ctx = "source \"" + std::string(location) + "\"";
+    RETURN_IF_ERROR(parse_s3_url(out.path).status().with_context(ctx));
     RETURN_IF_ERROR(validate_namespace(out.ns).with_context(ctx));
     RETURN_IF_ERROR(validate_snapshot_name(out.snapshot).with_context(ctx));
     return out;

@@ -1,7 +1,9 @@
 // frame_sources.h: where a restore's frames come from, named by one string:
 // "PATH.ferry" (a local archive, read with pread from many threads),
 // "store:DIR/NAMESPACE/SNAPSHOT" (a receiver's local store, read in place;
-// the store's lock means the receiver must not be running on it) or
+// the store's lock means the receiver must not be running on it),
+// "s3://BUCKET[/PREFIX]/NAMESPACE/SNAPSHOT" (a bucket, read straight: the
+// same as "store:s3://BUCKET[/PREFIX]/NAMESPACE/SNAPSHOT") or
 // "ferry://HOST:PORT/SNAPSHOT" (a DR receiver over mTLS with parallel
 // streams). open_frame_source opens one; parse_source_location only parses,
 // so that the CLI and tests can check a location first.
@@ -50,6 +52,8 @@ Result<SourceLocation> parse_source_location(std::string_view location);
 
 // Where a snapshot comes from: "PATH.ferry" (a local archive),
 // "store:DIR/NAMESPACE/SNAPSHOT" (a receiver's local store),
+// "s3://BUCKET[/PREFIX]/NAMESPACE/SNAPSHOT" (a bucket; credentials from the
+// AWS_* environment or ~/.aws),
 // "ferry://HOST:PORT/SNAPSHOT" (a DR receiver over mTLS; tls from the options).
 struct SourceOptions {
   TlsConfig tls;

@@ -109,6 +109,8 @@ struct GcReport {
   std::uint64_t bytes_removed = 0;  // stored (frame) bytes reclaimed
   std::uint64_t packs_rewritten = 0;
   std::uint64_t packs_deleted = 0;
+  // S3: packs gc condemned that a snapshot committed meanwhile named.
+  std::uint64_t packs_spared = 0;
 };
 
 struct ScrubReport {

@@ -145,6 +145,8 @@ std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
     const std::string value = trim(line.substr(colon + 1));
     if (name == "etag") {
       t->req->etag = value.size() >= 2 && value.front() == '"' ? value.substr(1, value.size() - 2) : value;
+    } else if (name == "x-amz-version-id") {
+      t->req->version_id = value;
     } else if (name == "content-length") {
       t->req->content_length = std::strtoull(value.c_str(), nullptr, 10);
     }
@@ -193,7 +195,7 @@ Status attempt_status(const Transfer& t, CURLcode rc, long http) {
   if (err.code == "RequestTimeout") return Status::timeout(msg);
   if (http == 401 || http == 403) return Status::permission_denied(msg);
   if (http == 404) return Status::not_found(msg);
-  if (http == 409 && r.if_none_match)
+  if (http == 409 && (r.if_none_match || !r.if_match.empty()))
     return Status::unavailable(msg);  // a concurrent conditional write: retry
   if (http == 429 || http >= 500) return Status::unavailable(msg);
   return Status::invalid_argument(msg);
@@ -443,6 +445,7 @@ void S3Client::run(std::span<S3Request* const> requests) {
     t->reply_limit = r.max_reply_bytes != 0 ? r.max_reply_bytes : kS3MaxReplyBytes;
     r.reply.clear();
     r.etag.clear();
+    r.version_id.clear();
     r.content_length = 0;
     ++r.attempts;
     CURL* e = t->easy = curl_easy_init();
@@ -474,6 +477,7 @@ void S3Client::run(std::span<S3Request* const> requests) {
     if (!config_.credentials.session_token.empty()) {
       h = curl_slist_append(h, ("x-amz-security-token: " + config_.credentials.session_token).c_str());
     }
+    for (const auto& [name, value] : r.headers) h = curl_slist_append(h, (name + ": " + value).c_str());
     switch (r.method) {
       case S3Request::Method::kGet:
         if (r.range) {
@@ -489,7 +493,12 @@ void S3Client::run(std::span<S3Request* const> requests) {
         curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, &on_seek);
         curl_easy_setopt(e, CURLOPT_SEEKDATA, t.get());
         curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
+        // Objects written with another user's keys (an append-only host's)
+        // stay readable and deletable by the bucket's owner, who runs gc.
+        if (!r.key.empty()) h = curl_slist_append(h, "x-amz-acl: bucket-owner-full-control");
         if (r.if_none_match) h = curl_slist_append(h, "If-None-Match: *");
+        // Unquoted: radosgw compares the header's bytes with the stored ETag.
+        if (!r.if_match.empty()) h = curl_slist_append(h, ("If-Match: " + r.if_match).c_str());
         break;
       case S3Request::Method::kHead:
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);

@@ -1,7 +1,7 @@
 // s3_client.h: a client of the S3 API (AWS S3, Ceph radosgw, MinIO) for the
-// object-store backend and the tools: PUT (optionally only when absent),
-// ranged GET, HEAD, DELETE, paginated LIST (ListObjectsV2) and bucket
-// creation, many requests in parallel. HTTP, TLS and the SigV4 signature are
+// object-store backend and the tools: PUT (optionally only when absent, or
+// only when its ETag matches), ranged GET, HEAD, DELETE, paginated LIST
+// (ListObjectsV2) and bucket creation, many requests in parallel. HTTP, TLS and the SigV4 signature are
 // libcurl's (CURLOPT_AWS_SIGV4; the multi interface runs requests in
 // parallel over a connection cache shared by every thread): ferry writes no
 // HTTP stack and no signer. Payloads are signed (x-amz-content-sha256 holds
@@ -94,6 +94,9 @@ struct S3Request {
   std::vector<std::pair<std::string, std::string>> query;
   std::span<const std::byte> body;  // PUT; must outlive run()
   bool if_none_match = false;       // PUT only when the key is absent (412 otherwise)
+  std::string if_match;             // PUT only when the object's ETag is this (412 otherwise)
+  // More request headers ("x-amz-object-lock-mode", "GOVERNANCE"), signed.
+  std::vector<std::pair<std::string, std::string>> headers;
   std::optional<std::pair<std::uint64_t, std::uint64_t>> range;  // GET [first, last]
   std::uint64_t max_reply_bytes = 0;                             // 0: kS3MaxReplyBytes
 
@@ -103,6 +106,7 @@ struct S3Request {
   std::vector<std::byte> reply;  // the body (GET, LIST, error bodies)
   std::uint64_t content_length = 0;
   std::string etag;
+  std::string version_id;  // x-amz-version-id, in a versioned bucket
   int attempts = 0;
 };
 

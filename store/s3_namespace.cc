@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <ctime>
 #include <set>
+#include <thread>
 
 #include "base/clock.h"
 #include "codec/tree_hash.h"
@@ -54,10 +56,20 @@ void S3Namespace::add_pack_locked(const std::string& name, const S3PackIndex& in
   packs_[name] = index.pack_bytes;
   std::vector<Digest>& ids = pack_chunks_[name];
   ids.clear();
+  const bool condemned = condemned_.count(name) != 0;
   for (const S3PackEntry& e : index.entries) {
-    index_.try_emplace(e.id, Location{name, e.offset, e.frame_bytes});
+    auto [it, added] = index_.try_emplace(e.id, Location{name, e.offset, e.frame_bytes});
+    // A chunk stored again while gc deletes its old pack lives in the new one.
+    if (!added && !condemned && condemned_.count(it->second.pack) != 0) {
+      it->second = Location{name, e.offset, e.frame_bytes};
+    }
     ids.push_back(e.id);
   }
+}
+
+bool S3Namespace::durable_locked(const Digest& id) const {
+  auto it = index_.find(id);
+  return it != index_.end() && (condemned_.empty() || condemned_.count(it->second.pack) == 0);
 }
 
 void S3Namespace::forget_pack_locked(const std::string& name) {
@@ -73,13 +85,36 @@ void S3Namespace::forget_pack_locked(const std::string& name) {
 Status S3Namespace::refresh(bool repair) {
   const std::int64_t started_ms = mono_ms();
   const std::string index_dir = root_ + "index/", pack_dir = root_ + "packs/";
+  // The packs a gc is deleting: their chunks count as absent, so that a push
+  // sends them again rather than rely on them (docs/FORMAT.md 9.5).
+  ASSIGN_OR_RETURN(auto lock_state, read_s3_lock(client_, bucket_, lock_key()));
+  {
+    std::lock_guard lock(mu_);
+    condemned_.clear();
+    if (lock_state)
+      condemned_.insert(lock_state->record.condemned.begin(), lock_state->record.condemned.end());
+  }
+  std::set<std::string> known_before;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [name, bytes] : packs_) known_before.insert(name);
+  }
   ASSIGN_OR_RETURN(std::vector<S3Object> index_objects, client_.list(bucket_, index_dir));
   std::vector<std::string> wanted;
   {
     std::lock_guard lock(mu_);
+    std::set<std::string> listed;
     for (const S3Object& o : index_objects) {
       std::string name = object_name(o.key, index_dir, ".idx");
-      if (!name.empty() && packs_.count(name) == 0) wanted.push_back(std::move(name));
+      if (name.empty()) continue;
+      listed.insert(name);
+      if (packs_.count(name) == 0) wanted.push_back(std::move(name));
+    }
+    // A pack known before this LIST whose index object is gone was deleted
+    // by gc (index object first): its chunks are no longer held. (A pack
+    // being repaired is listed again below, with repair.)
+    for (const std::string& name : known_before) {
+      if (listed.count(name) == 0) forget_pack_locked(name);
     }
   }
   std::vector<S3Request> reqs(wanted.size());
@@ -122,7 +157,7 @@ Status S3Namespace::refresh(bool repair) {
       }
       // The index object is the pack's trailer, byte for byte (written over
       // a damaged one: the only write that replaces an object).
-      RETURN_IF_ERROR(client_.put(bucket_, index_key(name), raw).status());
+      RETURN_IF_ERROR(put_object(index_key(name), raw, /*if_absent=*/false).status());
       log("rebuilt the index object of pack " + name + " (" + std::to_string(trailer->entries.size()) +
           " chunks) from its trailer");
       std::lock_guard lock(mu_);
@@ -154,9 +189,35 @@ Result<S3PackIndex> S3Namespace::read_pack_trailer(const std::string& name, std:
   return index;
 }
 
+Result<bool> S3Namespace::put_object(const std::string& key, std::span<const std::byte> body,
+                                     bool if_absent) {
+  S3Request r;
+  r.method = S3Request::Method::kPut;
+  r.bucket = bucket_;
+  r.key = key;
+  r.body = body;
+  r.if_none_match = if_absent;
+  if (options_.object_lock_days > 0) {
+    // Retained in COMPLIANCE mode: no key, not even the bucket owner's, can
+    // delete this version before the date (a bucket made with Object Lock).
+    const std::int64_t until_s = wall_ns() / kNanosPerSecond + options_.object_lock_days * 86'400;
+    const std::time_t t = static_cast<std::time_t>(until_s);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char date[32];
+    std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    r.headers = {{"x-amz-object-lock-mode", "COMPLIANCE"}, {"x-amz-object-lock-retain-until-date", date}};
+  }
+  S3Request* p = &r;
+  client_.run(std::span(&p, 1));
+  if (if_absent && r.http_status == 412) return false;
+  RETURN_IF_ERROR(r.status);
+  return true;
+}
+
 bool S3Namespace::holds(const Digest& id) {
   std::lock_guard lock(mu_);
-  return index_.count(id) != 0 || pending_.count(id) != 0;
+  return durable_locked(id) || pending_.count(id) != 0;
 }
 
 Status S3Namespace::refresh_since(std::int64_t since_ms) {
@@ -174,7 +235,7 @@ Result<std::vector<bool>> S3Namespace::have(std::span<const Digest> ids) {
   RETURN_IF_ERROR(refresh_since(mono_ms() - kS3IndexRefreshMs));
   std::lock_guard lock(mu_);
   std::vector<bool> out(ids.size());
-  for (std::size_t i = 0; i < ids.size(); ++i) out[i] = index_.count(ids[i]) != 0;
+  for (std::size_t i = 0; i < ids.size(); ++i) out[i] = durable_locked(ids[i]);
   return out;
 }
 
@@ -184,7 +245,7 @@ Result<PutResult> S3Namespace::put(std::span<const std::byte> frame, const Frame
   std::shared_ptr<Upload> full;
   {
     std::lock_guard lock(mu_);
-    if (index_.count(id) != 0 || pending_.count(id) != 0) return PutResult{id, false, frame.size()};
+    if (durable_locked(id) || pending_.count(id) != 0) return PutResult{id, false, frame.size()};
     if (pending_bytes_ + record > kS3MaxPendingBytes) {
       return Status::exhausted("namespace " + name_ + ": " + std::to_string(pending_bytes_) +
                                " bytes wait for the bucket already; chunk " + to_hex(id) +
@@ -224,9 +285,9 @@ std::shared_ptr<S3Namespace::Upload> S3Namespace::seal_locked() {
 void S3Namespace::upload(const std::shared_ptr<Upload>& up) {
   const std::string name = to_hex(sha256(up->bytes));
   // Named by its bytes: a pack already there holds the same chunks.
-  Status st = client_.put(bucket_, pack_key(name), up->bytes, /*if_absent=*/true).status();
+  Status st = put_object(pack_key(name), up->bytes, /*if_absent=*/true).status();
   // Its index object likewise: one already there was made from this pack.
-  if (st) st = client_.put(bucket_, index_key(name), s3_pack_trailer(up->bytes), /*if_absent=*/true).status();
+  if (st) st = put_object(index_key(name), s3_pack_trailer(up->bytes), /*if_absent=*/true).status();
   std::lock_guard lock(mu_);
   up->done = true;
   up->status = st;
@@ -389,8 +450,8 @@ Result<std::vector<std::byte>> S3Namespace::read_record(const Location& loc) {
   return std::vector<std::byte>(record.begin(), record.end());
 }
 
-Status S3Namespace::check_chunks_durable(std::string_view snapshot, const Manifest& m) {
-  std::set<std::string> packs;
+Status S3Namespace::check_chunks_durable(std::string_view snapshot, const Manifest& m,
+                                         std::set<std::string>& packs) {
   auto count_missing = [&](std::string& first) {
     std::lock_guard lock(mu_);
     std::size_t missing = 0;
@@ -419,24 +480,12 @@ Status S3Namespace::check_chunks_durable(std::string_view snapshot, const Manife
                              std::to_string(missing) + " chunks the store lacks, first " + first);
   }
   // The index may be older than a gc elsewhere: every pack must still be there.
-  std::vector<std::string> names(packs.begin(), packs.end());
-  std::vector<S3Request> reqs(names.size());
-  std::vector<S3Request*> ptrs;
-  for (std::size_t i = 0; i < names.size(); ++i) {
-    reqs[i].method = S3Request::Method::kHead;
-    reqs[i].bucket = bucket_;
-    reqs[i].key = pack_key(names[i]);
-    ptrs.push_back(&reqs[i]);
-  }
-  client_.run(ptrs);
-  for (std::size_t i = 0; i < names.size(); ++i) {
-    if (reqs[i].status) continue;
-    if (reqs[i].status.code() != Code::kNotFound) return reqs[i].status;
-    std::lock_guard lock(mu_);
-    forget_pack_locked(names[i]);
+  ASSIGN_OR_RETURN(std::vector<std::string> gone, missing_packs(packs));
+  if (!gone.empty()) {
     return Status::not_found("namespace " + name_ + ": snapshot " + std::string(snapshot) +
-                             " names chunks of pack " + names[i] +
-                             ", which is gone from the bucket; send them again");
+                             " names chunks of pack " + gone[0] +
+                             (gone.size() > 1 ? " and " + std::to_string(gone.size() - 1) + " more" : "") +
+                             ", which are gone from the bucket; send them again");
   }
   return Status::ok();
 }
@@ -460,12 +509,103 @@ Result<std::map<std::string, std::uint64_t>> S3Namespace::snapshot_objects() {
   return out;
 }
 
+Result<std::vector<std::string>> S3Namespace::condemned_among(const std::set<std::string>& packs,
+                                                              std::string& holder) {
+  ASSIGN_OR_RETURN(auto state, read_s3_lock(client_, bucket_, lock_key()));
+  std::vector<std::string> out;
+  if (!state) return out;
+  holder = describe_s3_lock(state->record);
+  for (const std::string& p : state->record.condemned) {
+    if (packs.count(p) != 0) out.push_back(p);
+  }
+  return out;
+}
+
+Status S3Namespace::wait_for_gc(std::string_view snapshot, const std::set<std::string>& packs) {
+  const std::int64_t deadline_ms = mono_ms() + kS3CommitGcWaitMs;
+  std::string holder;
+  ASSIGN_OR_RETURN(auto condemned, condemned_among(packs, holder));
+  if (condemned.empty()) return Status::ok();
+  log("snapshot " + std::string(snapshot) + " needs pack " + condemned[0] + ", which gc (" + holder +
+      ") is deleting: waiting for it");
+  while (!condemned.empty()) {
+    if (mono_ms() >= deadline_ms) {
+      return Status::unavailable("namespace " + name_ + ": snapshot " + std::string(snapshot) +
+                                 " needs pack " + condemned[0] + ", which gc (" + holder +
+                                 ") is deleting; try again later");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(kS3LockPollMs));
+    ASSIGN_OR_RETURN(condemned, condemned_among(packs, holder));
+  }
+  return Status::ok();
+}
+
+Status S3Namespace::check_safe_from_gc(std::string_view snapshot, const Manifest& m,
+                                       std::set<std::string>& packs, std::int64_t& checked_ms) {
+  for (;;) {
+    // The lock object first, then the HEADs: a gc that finished before
+    // this read deleted its packs before the HEADs look.
+    checked_ms = mono_ms();
+    ASSIGN_OR_RETURN(auto state, read_s3_lock(client_, bucket_, lock_key()));
+    RETURN_IF_ERROR(check_chunks_durable(snapshot, m, packs));
+    if (!state) return Status::ok();
+    const auto& condemned = state->record.condemned;
+    if (std::none_of(condemned.begin(), condemned.end(),
+                     [&](const std::string& p) { return packs.count(p); })) {
+      return Status::ok();
+    }
+    // gc may delete them any moment: once it is done, look again (a pack it
+    // deleted is then missing, and its chunks must be sent again).
+    RETURN_IF_ERROR(wait_for_gc(snapshot, packs));
+    RETURN_IF_ERROR(refresh(/*repair=*/false));
+  }
+}
+
+Result<std::vector<std::string>> S3Namespace::missing_packs(const std::set<std::string>& packs) {
+  std::vector<std::string> names(packs.begin(), packs.end());
+  std::vector<S3Request> reqs(names.size());
+  std::vector<S3Request*> ptrs;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    reqs[i].method = S3Request::Method::kHead;
+    reqs[i].bucket = bucket_;
+    reqs[i].key = pack_key(names[i]);
+    ptrs.push_back(&reqs[i]);
+  }
+  client_.run(ptrs);
+  std::vector<std::string> gone;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (reqs[i].status) continue;
+    if (reqs[i].status.code() != Code::kNotFound) return reqs[i].status;
+    // Forgotten, so that have() answers false and a push sends them again.
+    std::lock_guard lock(mu_);
+    forget_pack_locked(names[i]);
+    gone.push_back(names[i]);
+  }
+  return gone;
+}
+
+Status S3Namespace::recheck_after_publish(std::string_view snapshot, const std::set<std::string>& packs) {
+  RETURN_IF_ERROR(wait_for_gc(snapshot, packs));
+  ASSIGN_OR_RETURN(std::vector<std::string> gone, missing_packs(packs));
+  if (gone.empty()) return Status::ok();
+  // gc read the snapshots before this one was published and deleted a pack
+  // it needs: unpublish it, so that no snapshot names a lost chunk.
+  Status removed = client_.remove(bucket_, snapshot_key(snapshot));
+  return Status::not_found(
+      "namespace " + name_ + ": snapshot " + std::string(snapshot) + " was published while gc deleted pack " +
+      gone[0] + " it needs; " +
+      (removed ? "it was unpublished; send its chunks again"
+               : "unpublishing it failed (" + removed.to_string() + "); send its chunks again"));
+}
+
 Status S3Namespace::commit(std::string_view snapshot, std::span<const std::byte> bytes, const Manifest& m) {
   // The store's clock, not the host's, dates the snapshot for retention.
   const std::int64_t now_ns = wall_ns();
   RETURN_IF_ERROR(check_created_time(name_, snapshot, m.created_ns, now_ns));
   RETURN_IF_ERROR(sync());
-  RETURN_IF_ERROR(check_chunks_durable(snapshot, m));
+  std::set<std::string> packs;
+  std::int64_t checked_ms = 0;
+  RETURN_IF_ERROR(check_safe_from_gc(snapshot, m, packs, checked_ms));
   std::lock_guard commit_lock(commit_mu_);
   ASSIGN_OR_RETURN(auto existing, snapshot_objects());
   const std::vector<std::byte> file = serialize_snapshot_file(now_ns, bytes);
@@ -486,14 +626,27 @@ Status S3Namespace::commit(std::string_view snapshot, std::span<const std::byte>
       }
     }
   }
-  // Written once: of racing commits of one name, exactly one creates it.
-  ASSIGN_OR_RETURN(bool created, client_.put(bucket_, snapshot_key(snapshot), file, /*if_absent=*/true));
-  if (created) return Status::ok();
-  ASSIGN_OR_RETURN(StoredSnapshot stored, read_snapshot(snapshot));
-  if (std::equal(stored.manifest.begin(), stored.manifest.end(), bytes.begin(), bytes.end()))
-    return Status::ok();
-  return Status::invalid_argument("namespace " + name_ + ": snapshot " + std::string(snapshot) +
-                                  " already exists with other contents");
+  // Written once: of racing commits of one name, exactly one creates it (a
+  // name already listed is not written again: a versioned bucket may not
+  // honour the condition).
+  bool created = false;
+  if (existing.count(std::string(snapshot)) == 0) {
+    ASSIGN_OR_RETURN(created, put_object(snapshot_key(snapshot), file, /*if_absent=*/true));
+  }
+  if (!created) {
+    // A retried commit, or another writer's of the same bytes: that
+    // writer's own checks cover the packs; other bytes are refused.
+    ASSIGN_OR_RETURN(StoredSnapshot stored, read_snapshot(snapshot));
+    if (std::equal(stored.manifest.begin(), stored.manifest.end(), bytes.begin(), bytes.end()))
+      return Status::ok();
+    return Status::invalid_argument("namespace " + name_ + ": snapshot " + std::string(snapshot) +
+                                    " already exists with other contents");
+  }
+  // A gc that condemned its packs after the check read the snapshots at
+  // least kS3GcMinSettleMs later, and so sees this one, unless publishing
+  // took that long: then look again.
+  if (mono_ms() - checked_ms >= kS3CommitRecheckMs) return recheck_after_publish(snapshot, packs);
+  return Status::ok();
 }
 
 Result<S3Namespace::StoredSnapshot> S3Namespace::read_snapshot(std::string_view snapshot) {
@@ -567,6 +720,8 @@ Result<std::vector<std::pair<std::string, Manifest>>> S3Namespace::load_manifest
 }
 
 Status S3Namespace::remove(std::span<const std::string> snapshots) {
+  // Deletions in the bucket are gc's and prune's, one at a time.
+  ASSIGN_OR_RETURN(std::unique_ptr<S3Lock> held, take_lock("prune"));
   std::lock_guard commit_lock(commit_mu_);
   for (const std::string& s : snapshots) {
     auto size = client_.head(bucket_, snapshot_key(s));
@@ -575,6 +730,7 @@ Status S3Namespace::remove(std::span<const std::string> snapshots) {
         return Status::not_found("namespace " + name_ + ": no snapshot " + s);
       return size.status();
     }
+    RETURN_IF_ERROR(held->check_held());
     RETURN_IF_ERROR(client_.remove(bucket_, snapshot_key(s)));
     std::lock_guard lock(mu_);
     snapshot_bytes_ -= std::min(snapshot_bytes_, *size);

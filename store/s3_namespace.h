@@ -4,6 +4,10 @@
 // flight, snapshot objects, gc and scrub. store/s3_store.cc owns one per
 // namespace and checks names, frames and permissions before calling it.
 //
+// gc and commits coordinate through the namespace's lock object
+// (s3_lock.h): a commit never publishes a snapshot that relies on a pack a
+// gc has condemned, and gc reads the snapshots again before it deletes.
+//
 // Locking: `mu_` guards the index, the open pack and the uploads in flight;
 // it is never held across a request to the bucket. `cv_` tells syncs that
 // an upload finished. `commit_mu_` orders snapshot publication and removal.
@@ -29,6 +33,7 @@
 #include "codec/manifest.h"
 #include "store/chunk_store.h"
 #include "store/s3_client.h"
+#include "store/s3_lock.h"
 #include "store/s3_pack.h"
 #include "store/store_namespace.h"  // DigestHash
 #include "store/store_options.h"
@@ -88,10 +93,14 @@ class S3Namespace {
               const StoreOptions& options);
   std::string pack_key(const std::string& pack) const { return root_ + "packs/" + pack + ".pack"; }
   std::string index_key(const std::string& pack) const { return root_ + "index/" + pack + ".idx"; }
+  std::string lock_key() const { return root_ + "lock"; }
   std::string snapshot_key(std::string_view s) const {
     return root_ + "snapshots/" + std::string(s) + ".manifest";
   }
   void log(const std::string& message) const;
+  // PUT of an object ferry writes (with Object Lock retention when the
+  // options ask for it); with `if_absent`, false when it existed (412).
+  Result<bool> put_object(const std::string& key, std::span<const std::byte> body, bool if_absent);
 
   // Lists the index objects and loads those not yet known; with
   // `repair`, also lists the packs and rebuilds missing index objects.
@@ -104,6 +113,9 @@ class S3Namespace {
   // end; `raw` gets its bytes.
   Result<S3PackIndex> read_pack_trailer(const std::string& name, std::uint64_t size,
                                         std::vector<std::byte>& raw);
+  // REQUIRES mu_: true when the chunk is in a durable pack that no gc has
+  // condemned (as the lock object said at the last refresh).
+  bool durable_locked(const Digest& id) const;
   // REQUIRES mu_: adds a pack's entries to the index.
   void add_pack_locked(const std::string& name, const S3PackIndex& index);
   // REQUIRES mu_: seals the open pack into an upload (nullptr when empty).
@@ -120,8 +132,29 @@ class S3Namespace {
   // of the records that follow it (a restore asks for chunks in the order
   // they were pushed, so one GET serves several chunks).
   Result<std::vector<std::byte>> read_record(const Location& loc);
-  // NotFound unless every chunk `m` names is durable and its pack present.
-  Status check_chunks_durable(std::string_view snapshot, const Manifest& m);
+  // NotFound unless every chunk `m` names is durable and its pack present;
+  // `packs` gets the packs that hold them.
+  Status check_chunks_durable(std::string_view snapshot, const Manifest& m, std::set<std::string>& packs);
+  // The lock object's condemned packs among `packs` (empty when none);
+  // `holder` gets the lock's description.
+  Result<std::vector<std::string>> condemned_among(const std::set<std::string>& packs, std::string& holder);
+  // Waits (up to kS3CommitGcWaitMs) until no gc condemns any of `packs`.
+  Status wait_for_gc(std::string_view snapshot, const std::set<std::string>& packs);
+  // Before a snapshot is published (docs/FORMAT.md 9.5): every chunk `m`
+  // names is durable in a pack that is present and that no gc condemns, as
+  // the lock object said at `checked_ms` (mono_ms); `packs` gets the packs.
+  Status check_safe_from_gc(std::string_view snapshot, const Manifest& m, std::set<std::string>& packs,
+                            std::int64_t& checked_ms);
+  // HEADs `packs`; the missing ones leave the index and are returned.
+  Result<std::vector<std::string>> missing_packs(const std::set<std::string>& packs);
+  // After a publication that ended kS3CommitRecheckMs or more after that
+  // check: no gc condemns the packs and they are all present, else the
+  // snapshot object is removed (best effort) and NotFound returned.
+  Status recheck_after_publish(std::string_view snapshot, const std::set<std::string>& packs);
+  // The namespace's lock for a deleting `operation` ("gc", "prune"), after
+  // checking that the credentials may delete at all.
+  Result<std::unique_ptr<S3Lock>> take_lock(std::string operation);
+  Result<GcReport> gc_locked(S3Lock& lock);
   Result<StoredSnapshot> read_snapshot(std::string_view snapshot);
   // Snapshot names (from a LIST of ROOT/snapshots/) with their object sizes.
   Result<std::map<std::string, std::uint64_t>> snapshot_objects();
@@ -142,6 +175,7 @@ class S3Namespace {
   std::unordered_map<Digest, Location, DigestHash> index_;  // durable chunks
   std::map<std::string, std::uint64_t> packs_;              // pack name -> object bytes
   std::map<std::string, std::vector<Digest>> pack_chunks_;  // pack name -> the chunks it holds
+  std::set<std::string> condemned_;                         // packs a gc is deleting (lock object)
   std::int64_t refreshed_ms_ = 0;                           // when the last completed refresh began (mono_ms)
   S3PackBuilder open_;
   std::uint64_t open_seq_ = 1;

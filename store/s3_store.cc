@@ -109,6 +109,11 @@ Result<std::unique_ptr<ChunkStore>> open_s3_store(std::string_view url, S3Config
                                     std::to_string(kS3MinPackTargetBytes >> 20) + " and " +
                                     std::to_string(kS3MaxPackTargetBytes >> 20) + " MiB");
   }
+  if (options.object_lock_days < 0 || options.object_lock_days > kS3MaxObjectLockDays) {
+    return Status::invalid_argument("S3 Object Lock retention must be 0 to " +
+                                    std::to_string(kS3MaxObjectLockDays) + " days, not " +
+                                    std::to_string(options.object_lock_days));
+  }
   ASSIGN_OR_RETURN(auto client, S3Client::create(std::move(config)));
   // One LIST shows at once that the bucket exists and the keys can read it.
   auto probe = client->list_page(where.bucket, where.prefix, "/", "", 1);

@@ -83,3 +83,41 @@ inline constexpr std::uint64_t kS3MinPackTargetBytes = 1ull << 20;
 inline constexpr std::uint64_t kS3MaxPackTargetBytes = 1ull << 30;
 
 }  // namespace ferry
+
+namespace ferry {
+
+// The lock object of an S3 namespace (store/s3_lock.h, docs/FORMAT.md 9.6).
+// Its holder refreshes it every quarter of its expiry and stops deleting
+// once half of it has passed without a good refresh; a host may take it
+// over once its expiry (by that host's clock) has passed.
+inline constexpr std::int64_t kS3LockExpiryMs = 120'000;
+// A lock object is a few text lines plus one per condemned pack (76 bytes).
+inline constexpr std::uint64_t kS3MaxLockObjectBytes = 16ull << 20;
+inline constexpr std::size_t kS3MaxLockHolderBytes = 512;
+// Rounds of create / read / take over before acquire() gives up on a lock
+// that keeps changing hands.
+inline constexpr int kS3LockAcquireRounds = 4;
+// Packs one gc run condemns at most (the rest wait for the next run), so
+// that the lock object stays below kS3MaxLockObjectBytes.
+inline constexpr std::size_t kS3GcMaxCondemnedPacks = 100'000;
+// The safety window between gc and a concurrent commit (FORMAT.md 9.5). A
+// commit that relies on packs checks the lock object, then publishes; if
+// publishing ended more than kS3CommitRecheckMs after that check, it checks
+// again. gc waits at least kS3GcMinSettleMs (> kS3CommitRecheckMs) between
+// writing its condemned packs into the lock object and reading the
+// snapshots that decide their fate.
+inline constexpr std::int64_t kS3CommitRecheckMs = 1'000;
+inline constexpr std::int64_t kS3GcMinSettleMs = 2'000;
+inline constexpr std::int64_t kS3GcSettleMs = 10'000;
+// How long a commit waits for a gc that condemned a pack the snapshot
+// needs, polling the lock object, before it is refused (Unavailable).
+inline constexpr std::int64_t kS3CommitGcWaitMs = 600'000;
+inline constexpr std::int64_t kS3LockPollMs = 250;
+// The longest Object Lock retention ferry asks for (StoreOptions::
+// object_lock_days): ten years.
+inline constexpr std::int64_t kS3MaxObjectLockDays = 3'650;
+// A push straight into a store packs again (sending only what the store
+// now lacks) when its commit finds chunks missing, this many times in all.
+inline constexpr int kStorePushCommitAttempts = 3;
+
+}  // namespace ferry

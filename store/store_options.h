@@ -34,6 +34,15 @@ struct StoreOptions {
   // a push still in flight (stored, not yet named by a committed snapshot)
   // are not collected under it.
   std::int64_t gc_grace_seconds = 3600;
+  // The S3 backend's lock object (store/s3_lock.h): its expiry, and how
+  // long gc waits between condemning packs and reading the snapshots again
+  // (at least kS3GcMinSettleMs; docs/FORMAT.md 9.5).
+  std::int64_t lock_expiry_ms = kS3LockExpiryMs;
+  std::int64_t gc_settle_ms = kS3GcSettleMs;
+  // S3 Object Lock: every object ferry writes is retained in COMPLIANCE mode
+  // for this many days (the bucket must have been made with Object Lock);
+  // 0: no retention. At most kS3MaxObjectLockDays.
+  std::int64_t object_lock_days = 0;
   // Recovery and gc notes ("truncated 123 bytes of torn tail at ..."). Null:
   // printed on stderr as "ferry store: ...".
   std::function<void(std::string_view)> log;

@@ -3,15 +3,19 @@
 
 #include "base/clock.h"
 #include "codec/manifest.h"
+#include "store/store_limits.h"
 
 namespace ferry {
 namespace {
 
 class StoreSink final : public FrameSink {
  public:
-  StoreSink(ChunkStore& store, std::string_view ns) : store_(store), ns_(ns) {}
+  StoreSink(ChunkStore& store, std::string_view ns, const StorePushHooks& hooks)
+      : store_(store), ns_(ns), hooks_(hooks) {}
   Status put_frame(const ManifestFile&, const ManifestChunk& chunk,
                    std::span<const std::byte> frame) override {
+    if (hooks_.should_stop && hooks_.should_stop())
+      return Status::aborted("push to namespace " + ns_ + " stopped");
     ASSIGN_OR_RETURN(PutResult put, store_.put(ns_, frame, &chunk.id));
     if (put.stored) stored_bytes_ += put.frame_bytes;
     return Status::ok();
@@ -21,6 +25,7 @@ class StoreSink final : public FrameSink {
  private:
   ChunkStore& store_;
   const std::string ns_;
+  const StorePushHooks& hooks_;
   std::uint64_t stored_bytes_ = 0;
 };
 
@@ -28,7 +33,7 @@ class StoreSink final : public FrameSink {
 
 Result<StorePushReport> push_to_store(ChunkStore& store, std::string_view ns,
                                       std::span<const PackSource> sources, PackOptions pack,
-                                      std::string_view snapshot) {
+                                      std::string_view snapshot, const StorePushHooks& hooks) {
   RETURN_IF_ERROR(validate_namespace(ns));
   RETURN_IF_ERROR(validate_snapshot_name(snapshot));
   const double start = mono_seconds();
@@ -42,10 +47,22 @@ Result<StorePushReport> push_to_store(ChunkStore& store, std::string_view ns,
     }
     return have;
   };
-  StoreSink sink(store, ns);
-  ASSIGN_OR_RETURN(Manifest m, pack_files(sources, pack, sink));
-  RETURN_IF_ERROR(store.sync(ns));
-  RETURN_IF_ERROR(store.commit_snapshot(ns, snapshot, serialize_manifest(m)));
+  StoreSink sink(store, ns, hooks);
+  Manifest m;
+  for (int attempt = 1;; ++attempt) {
+    ASSIGN_OR_RETURN(m, pack_files(sources, pack, sink));
+    RETURN_IF_ERROR(store.sync(ns));
+    if (hooks.before_commit) RETURN_IF_ERROR(hooks.before_commit());
+    Status committed = store.commit_snapshot(ns, snapshot, serialize_manifest(m));
+    // NotFound: chunks the store said it held are gone (gc deleted their
+    // pack meanwhile, docs/FORMAT.md 9.5); have/need now answers without
+    // them, so packing again sends exactly those.
+    if (committed.code() != Code::kNotFound || attempt == kStorePushCommitAttempts) {
+      RETURN_IF_ERROR(committed);
+      break;
+    }
+    report.chunks_skipped = 0;
+  }
   report.files = m.files.size();
   report.logical_bytes = m.logical_bytes();
   report.chunks_total = m.chunk_count();

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -27,10 +28,19 @@ struct StorePushReport {
   double seconds = 0;
 };
 
+// What a caller may add to a push (the agent: a checkpoint changed while
+// read is not committed; a shutdown stops the push between chunks).
+struct StorePushHooks {
+  std::function<Status()> before_commit;  // an error refuses the commit
+  std::function<bool()> should_stop;      // true: Aborted at the next chunk
+};
+
 // Packs `sources` into `ns` of `store` and commits them as `snapshot`
-// (validated first). `pack.need` is set here.
+// (validated first). `pack.need` is set here. A commit that finds chunks
+// missing (gc deleted their pack meanwhile) packs again, sending only those,
+// up to kStorePushCommitAttempts times in all.
 Result<StorePushReport> push_to_store(ChunkStore& store, std::string_view ns,
                                       std::span<const PackSource> sources, PackOptions pack,
-                                      std::string_view snapshot);
+                                      std::string_view snapshot, const StorePushHooks& hooks = {});
 
 }  // namespace ferry

@@ -23,6 +23,7 @@ std::uint64_t FLAGS_bwlimit = 0;
 std::uint64_t FLAGS_window_mb = replication::kDefaultStreamWindowBytes >> 20;
 int FLAGS_retries = 8;
 bool FLAGS_fan_out = false;
+std::int64_t FLAGS_s3_object_lock_days = 0;
 
 void define_push(CLI::App& app) {
   add_args(app, "FILE|DIR", "the checkpoint file or directory", 1);
@@ -33,6 +34,10 @@ void define_push(CLI::App& app) {
                     "to write a bucket directly"));
   add_namespace(app, "with --to=s3://...: the namespace (default: this machine's host name)");
   add_s3(app, true);
+  app.add_option(
+      "--s3_object_lock_days", FLAGS_s3_object_lock_days,
+      "with --to=s3://...: retain every object written for N days with S3 Object Lock (COMPLIANCE; "
+      "the bucket must have been made with Object Lock)");
   add_tls(app);
   add_streams(app);
   app.add_option("--name", settings().name,
@@ -110,7 +115,10 @@ int run_push(const std::vector<std::string>& args) {
   if (Status st = apply_s3_flags(); !st) return usage_error(st.message());
   if (args.size() != 1)
     return usage_error("push needs exactly one FILE or DIR (got " + std::to_string(args.size()) + ")");
-  if (is_s3_url(settings().to)) return push_to_bucket(args[0]);  // straight into the bucket, no receiver
+  if (FLAGS_s3_object_lock_days != 0 && !is_s3_url(settings().to))
+    return usage_error("--s3_object_lock_days needs --to=s3://BUCKET/PREFIX");
+  if (is_s3_url(settings().to))
+    return push_to_bucket(args[0], FLAGS_s3_object_lock_days);  // straight into the bucket, no receiver
   auto targets = split_targets(settings().to);
   if (targets.empty()) return usage_error("push needs --to=HOST:PORT[,HOST:PORT...]");
   auto tls = tls_from_flags("push");

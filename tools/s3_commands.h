@@ -7,13 +7,16 @@
 // access control.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace ferry::cli {
 
 // --namespace, or the host name when it is empty.
 std::string namespace_or_host();
-int push_to_bucket(const std::string& path);
+// `object_lock_days`: S3 Object Lock retention of every object written
+// (StoreOptions::object_lock_days; 0: none).
+int push_to_bucket(const std::string& path, std::int64_t object_lock_days = 0);
 int list_bucket();
 
 }  // namespace ferry::cli

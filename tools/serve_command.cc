@@ -13,6 +13,7 @@
 #include "replication/receiver.h"
 #include "replication/receiver_metrics.h"
 #include "store/open_store.h"
+#include "store/s3_store.h"
 #include "tools/cli.h"
 
 namespace ferry::cli {
@@ -26,6 +27,7 @@ int FLAGS_idle_timeout_s = replication::kDefaultIdleTimeoutMs / 1000;
 std::string FLAGS_metrics_listen;
 std::uint64_t FLAGS_max_connections_per_namespace = replication::kDefaultMaxConnectionsPerNamespace;
 int FLAGS_crl_reload_s = replication::kDefaultCrlReloadIntervalMs / 1000;
+std::int64_t FLAGS_s3_object_lock_days = 0;
 
 void define_serve(CLI::App& app) {
   add_store(app, "the store directory (created if missing), or s3://BUCKET/PREFIX");
@@ -35,6 +37,9 @@ void define_serve(CLI::App& app) {
       ->capture_default_str();
   app.add_flag("--append_only", FLAGS_append_only, "hosts may not delete or prune snapshots");
   app.add_option("--quota_bytes", FLAGS_quota_bytes, "per-namespace limit on stored bytes (0: none)");
+  app.add_option("--s3_object_lock_days", FLAGS_s3_object_lock_days,
+                 "with --store=s3://...: retain every object written for N days with S3 Object Lock "
+                 "(COMPLIANCE; the bucket must have been made with Object Lock)");
   app.add_option("--max_connections", FLAGS_max_connections,
                  "connections served at once; more are refused with an error")
       ->capture_default_str();
@@ -76,6 +81,9 @@ int run_serve(const std::vector<std::string>&) {
   store_options.append_only = FLAGS_append_only;
   store_options.quota_bytes = FLAGS_quota_bytes;
   if (settings().s3_pack_size != 0) store_options.object_pack_target_bytes = settings().s3_pack_size;
+  store_options.object_lock_days = FLAGS_s3_object_lock_days;
+  if (FLAGS_s3_object_lock_days != 0 && !is_s3_url(settings().store))
+    return usage_error("--s3_object_lock_days needs --store=s3://BUCKET/PREFIX");
   auto store = open_store(settings().store, store_options);  // a directory or s3://BUCKET/PREFIX
   if (!store) return fail(store.status());
 

@@ -342,9 +342,12 @@ def load(
     "optim.state.0.exp_avg"; its non-tensor entries, such as param_groups,
     through dcp.load with ferry.dcp.reader instead).
 
-    path_or_url: "PATH.ferry", "store:DIR/NAMESPACE/SNAPSHOT" or
-      "ferry://HOST:PORT/SNAPSHOT" (certificates from ca/cert/key or the
-      FERRY_CA, FERRY_CERT and FERRY_KEY environment variables).
+    path_or_url: "PATH.ferry", "store:DIR/NAMESPACE/SNAPSHOT",
+      "s3://BUCKET[/PREFIX]/NAMESPACE/SNAPSHOT" (a bucket read straight, as
+      `ferry push --to=s3://BUCKET/PREFIX --namespace=NAMESPACE` wrote it;
+      credentials from AWS_ACCESS_KEY_ID and the other AWS_* variables or
+      ~/.aws) or "ferry://HOST:PORT/SNAPSHOT" (certificates from ca/cert/key
+      or the FERRY_CA, FERRY_CERT and FERRY_KEY environment variables).
     device: "cpu" (the default: works on every host), "cuda:N" (raises
       RuntimeError with the reason when no GPU is usable), a torch.device,
       or None for the first GPU when PyTorch can use one, else the host.

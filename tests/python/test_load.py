@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import re
 import struct
 import threading
@@ -368,6 +369,44 @@ def test_store_load_equals_local(varied_dir, varied_archive, fresh_receiver):
     assert_same_tensors(ferry.load(fresh_receiver.store_location(snapshot), device="cpu"), local)
     with pytest.raises(ferry.FerryError, match="missing-snapshot"):
         ferry.load(fresh_receiver.store_location("missing-snapshot"), device="cpu")
+
+
+def _ceph_env():
+    """The AWS_* settings of the test Ceph cluster (ctest's ceph fixture
+    names its env file in FERRY_CEPH_ENV), or a skip saying why not."""
+    path = os.environ.get("FERRY_CEPH_ENV")
+    if not path or not os.path.exists(path):
+        pytest.skip("no Ceph cluster: FERRY_CEPH_ENV names none (ctest starts one with scripts/ceph-dev.sh)")
+    env = {}
+    for line in Path(path).read_text().splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = value
+    return env
+
+
+def test_s3_load_equals_local(varied_dir, varied_archive, run_ferry, monkeypatch):
+    """ferry.load("s3://BUCKET/PREFIX/NAMESPACE/SNAPSHOT") reads a snapshot
+    that `ferry push --to=s3://` wrote straight into a real Ceph bucket."""
+    env = _ceph_env()
+    boto3 = pytest.importorskip("boto3")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_ENDPOINT_URL"):
+        monkeypatch.setenv(name, env[name])
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    bucket = f"ferry-py-{os.getpid()}-{int(time.time() * 1000) % 10**9}"
+    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"]).create_bucket(
+        Bucket=bucket
+    )
+    run_ferry("push", varied_dir, f"--to=s3://{bucket}/site-a", "--namespace=trainer-01", "--name=varied-s3",
+              f"--chunk_size={SMALL_CHUNK_BYTES}")
+    local = ferry.load(varied_archive, device="cpu")
+    url = f"s3://{bucket}/site-a/trainer-01/varied-s3"
+    assert_same_tensors(ferry.load(url, device="cpu"), local)
+    assert bytes(ferry.restore_files(url)["config.json"]) == (varied_dir / "config.json").read_bytes()
+    with pytest.raises(ferry.FerryError, match="missing-snapshot"):
+        ferry.load(f"s3://{bucket}/site-a/trainer-01/missing-snapshot", device="cpu")
+    with pytest.raises(ferry.FerryError, match="NoSuchBucket"):
+        ferry.load(f"s3://{bucket}-absent/site-a/trainer-01/varied-s3", device="cpu")
 
 
 def test_corpus_weights_equal_load_file(corpus_dir, corpus_files, pack, tmp_path):

@@ -279,9 +279,22 @@ TEST(SourceLocations, AreParsedStrictly) {
   EXPECT_EQ(r->kind, SourceLocation::Kind::kRemote);
   EXPECT_EQ(r->address, "dr.example.com:7443");
   EXPECT_EQ(r->snapshot, "step-100");
+  // A bucket read straight (ferry.load("s3://...")): the store is the URL
+  // less its last two segments.
+  auto b = parse_source_location("s3://ferry-dr/site-a/dc1/trainer-01/step-100");
+  ASSERT_TRUE(b.is_ok()) << b.status().to_string();
+  EXPECT_EQ(b->kind, SourceLocation::Kind::kStore);
+  EXPECT_EQ(b->path, "s3://ferry-dr/site-a/dc1");
+  EXPECT_EQ(b->ns, "trainer-01");
+  EXPECT_EQ(b->snapshot, "step-100");
+  auto root = parse_source_location("s3://ferry-dr/trainer-01/step-100/");
+  ASSERT_TRUE(root.is_ok()) << root.status().to_string();
+  EXPECT_EQ(root->path, "s3://ferry-dr");
+  EXPECT_EQ(root->ns, "trainer-01");
   for (const char* bad :
        {"", "ferry://host:1/", "ferry://host/step", "ferry:///step", "store:step", "store:/a/b",
-        "store:/srv/store/../step", "store:/srv/store/ns/..", "s3://bucket/x", "ferry://h:1/a/b"}) {
+        "store:/srv/store/../step", "store:/srv/store/ns/..", "s3://bucket/x", "ferry://h:1/a/b",
+        "s3://Bad_Bucket/ns/step", "s3://b/ns/step", "s3://bucket/ns/.."}) {
     auto p = parse_source_location(bad);
     ASSERT_FALSE(p.is_ok()) << bad;
     EXPECT_EQ(p.status().code(), Code::kInvalidArgument) << bad;

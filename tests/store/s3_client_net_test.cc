@@ -111,6 +111,66 @@ TEST(S3ClientNetTest, ConditionalPutsRacingOnOneKeyHaveOneWinner) {
   EXPECT_FALSE(*again);
 }
 
+// If-Match on a PUT (the lock object's refresh and takeover): it replaces
+// the object only while its ETag is the one named, and of swaps racing on
+// one ETag exactly one wins.
+TEST(S3ClientNetTest, CompareAndSwapPutsReplaceOnlyTheETagTheyName) {
+  FERRY_REQUIRE_CEPH(ceph);
+  auto c = client_for(ceph_s3_config(*ceph));
+  const std::string bucket = unique_bucket();
+  ASSERT_TRUE(c->create_bucket(bucket).is_ok());
+  const auto first = random_bytes(512, 1);
+  ASSERT_TRUE(c->put(bucket, "lock", first).is_ok());
+  S3Request head;
+  head.method = S3Request::Method::kHead;
+  head.bucket = bucket;
+  head.key = "lock";
+  S3Request* hp = &head;
+  c->run(std::span(&hp, 1));
+  ASSERT_TRUE(head.status.is_ok());
+  ASSERT_FALSE(head.etag.empty());
+
+  constexpr int kRacers = 8;
+  std::vector<std::vector<std::byte>> bodies;
+  std::vector<S3Request> reqs(kRacers);
+  std::vector<S3Request*> ptrs;
+  for (int i = 0; i < kRacers; ++i) bodies.push_back(random_bytes(512, 100 + static_cast<std::uint64_t>(i)));
+  for (int i = 0; i < kRacers; ++i) {
+    reqs[i].method = S3Request::Method::kPut;
+    reqs[i].bucket = bucket;
+    reqs[i].key = "lock";
+    reqs[i].body = bodies[i];
+    reqs[i].if_match = head.etag;
+    ptrs.push_back(&reqs[i]);
+  }
+  c->run(ptrs);
+  int won = -1;
+  for (int i = 0; i < kRacers; ++i) {
+    if (reqs[i].status.is_ok()) {
+      EXPECT_EQ(won, -1) << "two swaps on one ETag both replaced the object";
+      won = i;
+    } else {
+      EXPECT_EQ(reqs[i].http_status, 412) << reqs[i].status.to_string();
+    }
+  }
+  ASSERT_NE(won, -1);
+  EXPECT_EQ(c->get(bucket, "lock").value(), bodies[won]);
+  // The winner's ETag swaps again; the first one no longer does.
+  S3Request again;
+  again.method = S3Request::Method::kPut;
+  again.bucket = bucket;
+  again.key = "lock";
+  again.body = first;
+  again.if_match = head.etag;
+  S3Request* ap = &again;
+  c->run(std::span(&ap, 1));
+  EXPECT_EQ(again.http_status, 412);
+  again.if_match = reqs[won].etag;
+  c->run(std::span(&ap, 1));
+  EXPECT_TRUE(again.status.is_ok()) << again.status.to_string();
+  EXPECT_EQ(c->get(bucket, "lock").value(), first);
+}
+
 TEST(S3ClientNetTest, ListingPaginatesAndGroupsByDelimiter) {
   FERRY_REQUIRE_CEPH(ceph);
   auto c = client_for(ceph_s3_config(*ceph));

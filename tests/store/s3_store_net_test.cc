@@ -16,6 +16,7 @@
 #include "store/s3_pack.h"
 #include "store/s3_store.h"
 #include "tests/store/chunk_store_test_util.h"
+#include "tests/store/s3_test_bucket.h"
 #include "tests/testing/ceph_dev.h"
 #include "tests/testing/link_simulator.h"
 #include "tests/testing/s3_fault_relay.h"
@@ -30,34 +31,7 @@ using testing::manifest_for;
 using testing::TestChunk;
 using testing::unique_bucket;
 
-// A bucket of its own and stores over it through either gateway.
-struct Bucket {
-  const testing::CephCluster& ceph;
-  std::string name = unique_bucket();
-  std::unique_ptr<S3Client> client;
-
-  explicit Bucket(const testing::CephCluster& c) : ceph(c) {
-    auto created = S3Client::create(ceph_s3_config(ceph));
-    client = std::move(*created);
-    EXPECT_TRUE(client->create_bucket(name).is_ok());
-  }
-  std::string url() const { return "s3://" + name + "/dr"; }
-  std::unique_ptr<ChunkStore> open(int gateway = 1, StoreOptions options = {}) const {
-    S3Config cfg = ceph_s3_config(ceph);
-    cfg.endpoints = {gateway == 1 ? ceph.endpoint1 : ceph.endpoint2};
-    if (options.object_pack_target_bytes == kDefaultObjectPackTargetBytes)
-      options.object_pack_target_bytes = 1 << 20;
-    if (!options.log) options.log = [](std::string_view) {};
-    auto s = open_s3_store(url(), cfg, options);
-    EXPECT_TRUE(s.is_ok()) << s.status().to_string();
-    return s.is_ok() ? std::move(*s) : nullptr;
-  }
-  std::vector<S3Object> objects(const std::string& under) const {
-    auto list = client->list(name, "dr/" + under);
-    EXPECT_TRUE(list.is_ok()) << list.status().to_string();
-    return list.is_ok() ? *list : std::vector<S3Object>{};
-  }
-};
+using Bucket = testing::S3TestBucket;
 
 std::vector<TestChunk> chunks(int n, std::uint64_t seed, std::size_t bytes = 64u << 10) {
   std::vector<TestChunk> out;
@@ -198,6 +172,31 @@ TEST(S3StoreNetTest, SnapshotsAreVisibleOnlyCompleteAndWrittenOnce) {
   EXPECT_EQ(store->manifest("h", "race").value(), r1.is_ok() ? m1 : m2);
 }
 
+// Writers racing to publish the same snapshot (a retried push, two
+// gateways given the same commit): the conditional PUT lets one create the
+// object, and every other, refused with 412, finds the same bytes there and
+// succeeds; none fails.
+TEST(S3StoreNetTest, RacingCommitsOfTheSameSnapshotAllSucceed) {
+  FERRY_REQUIRE_CEPH(ceph);
+  Bucket b(*ceph);
+  auto one = b.open(1), two = b.open(2);
+  const auto cs = chunks(3, 40);
+  put_all(*one, "h", cs);
+  ASSERT_TRUE(one->sync("h").is_ok());
+  const auto manifest = manifest_for(ptrs(cs), wall_ns());
+  constexpr int kWriters = 16;
+  std::vector<Status> results(kWriters);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kWriters; ++i) {
+    threads.emplace_back(
+        [&, i] { results[i] = (i % 2 ? *two : *one).commit_snapshot("h", "same", manifest); });
+  }
+  for (auto& t : threads) t.join();
+  for (const Status& st : results) EXPECT_TRUE(st.is_ok()) << st.to_string();
+  EXPECT_EQ(b.objects("h/snapshots/").size(), 1u);
+  EXPECT_EQ(two->manifest("h", "same").value(), manifest);
+}
+
 TEST(S3StoreNetTest, NamespacesAreIsolatedAndDeletionFollowsAppendOnly) {
   FERRY_REQUIRE_CEPH(ceph);
   Bucket b(*ceph);
@@ -321,6 +320,7 @@ TEST(S3StoreNetTest, GcDeletesOnlyPacksNoSnapshotNames) {
   Bucket b(*ceph);
   StoreOptions options;
   options.gc_grace_seconds = 0;
+  options.gc_settle_ms = kS3GcMinSettleMs;
   auto store = b.open(1, options);
   const auto old = chunks(4, 12), kept = chunks(4, 13);
   put_all(*store, "h", old);

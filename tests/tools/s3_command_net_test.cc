@@ -89,5 +89,39 @@ TEST_F(S3CommandTest, AHostPushesStraightToTheBucketAndRestoresFromIt) {
   EXPECT_NE(denied.out.find("SignatureDoesNotMatch"), std::string::npos) << denied.out;
 }
 
+// --s3_object_lock_days: retention on every object a push writes. A bucket
+// made with Object Lock takes it (a locked pack version cannot be deleted,
+// s3_gc_net_test.cc); a bucket without it refuses the push, which fails
+// naming the gateway's error; the flag needs an s3:// target.
+TEST_F(S3CommandTest, PushWithObjectLockRetention) {
+  write_checkpoint(dir_ / "ck", 5);
+  auto client = S3Client::create(testing::ceph_s3_config(*ceph_));
+  ASSERT_TRUE(client.is_ok());
+  const std::string locked = testing::unique_bucket();
+  S3Request make;
+  make.method = S3Request::Method::kPut;
+  make.bucket = locked;
+  make.headers = {{"x-amz-bucket-object-lock-enabled", "true"}};
+  S3Request* mp = &make;
+  (*client)->run(std::span(&mp, 1));
+  ASSERT_TRUE(make.status.is_ok()) << make.status.to_string();
+  const std::string ns = std::string(" --namespace=") + kHost;
+  auto push = ferry("push " + quote((dir_ / "ck").string()) +
+                    " --name=kept --s3_object_lock_days=1 --to=s3://" + locked + "/dr" + ns);
+  ASSERT_EQ(push.code, 0) << push.out;
+  auto restore =
+      ferry("restore kept --from=s3://" + locked + "/dr" + ns + " --to=" + quote((dir_ / "out").string()));
+  ASSERT_EQ(restore.code, 0) << restore.out;
+  expect_same_tree(dir_ / "ck", dir_ / "out");
+
+  auto refused =
+      ferry("push " + quote((dir_ / "ck").string()) + " --name=x --s3_object_lock_days=1 --to=" + url() + ns);
+  EXPECT_NE(refused.code, 0) << refused.out;
+  EXPECT_NE(refused.out.find(bucket_), std::string::npos) << refused.out;
+  auto usage = ferry("push " + quote((dir_ / "ck").string()) + " --s3_object_lock_days=1 --to=127.0.0.1:1");
+  EXPECT_EQ(usage.code, 2) << usage.out;
+  EXPECT_NE(usage.out.find("--s3_object_lock_days needs --to=s3://"), std::string::npos) << usage.out;
+}
+
 }  // namespace
 }  // namespace ferry
