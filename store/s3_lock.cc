@@ -136,6 +136,16 @@ Result<std::optional<S3LockState>> read_s3_lock(S3Client& client, std::string_vi
   client.run(std::span(&p, 1));
   if (!r.status) {
     if (r.status.code() == Code::kNotFound && r.http_status == 404) return std::optional<S3LockState>();
+    if (r.http_status == 403) {
+      // S3 answers a GET of a missing key with 403, not 404, when the keys
+      // may list the bucket only under a prefix (a host's keys limited to
+      // its namespace): a LIST of the lock's own key tells them apart.
+      Result<std::vector<S3Object>> listed = client.list(bucket, key);
+      if (listed.is_ok() &&
+          std::none_of(listed->begin(), listed->end(), [&](const S3Object& o) { return o.key == key; })) {
+        return std::optional<S3LockState>();
+      }
+    }
     return r.status;
   }
   ASSIGN_OR_RETURN(S3LockRecord record, parse_s3_lock(r.reply, std::string(bucket) + "/" + std::string(key)));
