@@ -16,6 +16,15 @@ namespace {
 
 constexpr std::size_t kTransformBlockElems = 1024;
 
+// The sample decides which codings a float chunk gets (FORMAT.md 3.1): the
+// delta alone when it is smaller than 7/8 of the chunk alone on the sample
+// (measured: such a margin on the sample holds on the whole chunk), the
+// chunk alone when the delta is no smaller on the sample, else both and the
+// smaller wins. Chunks no larger than the sample code both.
+constexpr std::size_t kDeltaClearWinNum = 7;
+constexpr std::size_t kDeltaClearWinDen = 8;
+constexpr std::size_t kDeltaSampleMinBytes = 64 * 1024;
+
 // d = a - b (mod 2^bits); negative d (top bit set) gets its other bits
 // flipped: sign and magnitude, ones' complement. The float coder's rotation
 // by one bit then makes a zigzag code of it, so a small difference of either
@@ -83,7 +92,8 @@ void delta_untransform(std::span<std::byte> inout, std::span<const std::byte> ba
   const std::size_t body = n * static_cast<std::size_t>(width);
   if (width == 4) untransform_elems<std::uint32_t>(inout.data(), base.data(), n);
   if (width == 2) untransform_elems<std::uint16_t>(inout.data(), base.data(), n);
-  untransform_elems<std::uint8_t>(inout.data() + (width == 1 ? 0 : body), base.data() + (width == 1 ? 0 : body),
+  untransform_elems<std::uint8_t>(inout.data() + (width == 1 ? 0 : body),
+                                  base.data() + (width == 1 ? 0 : body),
                                   width == 1 ? n : inout.size() - body);
 }
 
@@ -95,19 +105,60 @@ std::span<const std::byte> DeltaEncoder::delta_payload(std::span<const std::byte
   return payload_;
 }
 
+DeltaEncoder::Plan DeltaEncoder::plan(std::span<const std::byte> chunk, std::span<const std::byte> base,
+                                      int width) {
+  if (chunk.size() <= kDeltaSampleMinBytes) return Plan::kBoth;
+  sample_.clear();
+  sample_base_.clear();
+  for (const SamplePiece& p : codec_choice_sample(chunk.size())) {
+    auto a = chunk.subspan(p.offset, p.length), b = base.subspan(p.offset, p.length);
+    sample_.insert(sample_.end(), a.begin(), a.end());
+    sample_base_.insert(sample_base_.end(), b.begin(), b.end());
+  }
+  floats_.encode(sample_, width, payload_, kFloatPayloadV2);
+  const std::size_t alone = payload_.size();
+  delta_transform(sample_, sample_base_, width, sample_);
+  floats_.encode(sample_, width, payload_, kFloatPayloadV2);
+  const std::size_t delta = payload_.size();
+  if (delta >= alone) return Plan::kAlone;
+  if (delta * kDeltaClearWinDen < alone * kDeltaClearWinNum) return Plan::kDelta;
+  return Plan::kBoth;
+}
+
 EncodedChunk DeltaEncoder::encode(std::span<const std::byte> chunk, DType dtype, const Digest& id,
                                   std::span<const std::byte> base, const Digest& base_id,
                                   std::vector<std::byte>& frame, const EncodeOptions& opts) {
-  EncodedChunk alone = standalone_.encode_with_id(chunk, dtype, id, frame, opts);
-  if (base.size() != chunk.size() || chunk.empty() || base_id == id || base_id == Digest{}) return alone;
-  std::span<const std::byte> payload = delta_payload(chunk, base, delta_element_width(dtype, alone.codec));
-  // Strictly smaller than the standalone frame, or no delta: a tie keeps the
-  // frame that needs no base.
-  if (payload.size() >= alone.frame_bytes - kFrameHeaderBytes || payload.size() >= chunk.size()) return alone;
+  const bool usable = base.size() == chunk.size() && !chunk.empty() && base_id != id && base_id != Digest{};
+  // A float chunk is judged on the sample first; a chunk of bytes (unknown
+  // layout) needs its standalone codec to know its width, so codes both.
+  const Plan p =
+      usable && is_float(dtype) ? plan(chunk, base, static_cast<int>(element_bytes(dtype))) : Plan::kBoth;
+  if (!usable || p == Plan::kAlone) return standalone_.encode_with_id(chunk, dtype, id, frame, opts);
+
+  EncodedChunk alone;
+  std::size_t alone_payload = chunk.size();
+  int width = static_cast<int>(element_bytes(dtype));
+  if (p == Plan::kBoth) {
+    alone = standalone_.encode_with_id(chunk, dtype, id, frame, opts);
+    alone_payload = alone.frame_bytes - kFrameHeaderBytes;
+    width = delta_element_width(dtype, alone.codec);
+  } else {
+    alone.id = id;
+    alone.dtype = dtype;
+    alone.raw_bytes = static_cast<std::uint32_t>(chunk.size());
+  }
+  std::span<const std::byte> payload = delta_payload(chunk, base, width);
+  // Strictly smaller than the standalone frame (or, when only the delta was
+  // coded, than the chunk), or no delta: a tie keeps the frame that needs no
+  // base.
+  if (payload.size() >= alone_payload) {
+    if (p == Plan::kBoth) return alone;
+    return standalone_.encode_with_id(chunk, dtype, id, frame, opts);
+  }
 
   FrameHeader h;
   h.version = kFrameVersionDelta;
-  h.codec = delta_codec(delta_element_width(dtype, alone.codec));
+  h.codec = delta_codec(width);
   h.dtype = dtype;
   h.raw_bytes = static_cast<std::uint32_t>(chunk.size());
   h.payload_bytes = static_cast<std::uint32_t>(payload.size());
@@ -141,8 +192,8 @@ Status DeltaDecoder::decode_verified(const FrameHeader& h, std::span<const std::
   }
   if (out.size() != h.raw_bytes || base.size() != h.raw_bytes) {
     return Status::invalid_argument("chunk " + to_hex(h.chunk_id) + ": output buffer is " +
-                                    std::to_string(out.size()) + " bytes and base " + to_hex(h.base_id) + " " +
-                                    std::to_string(base.size()) + " bytes, chunk is " +
+                                    std::to_string(out.size()) + " bytes and base " + to_hex(h.base_id) +
+                                    " " + std::to_string(base.size()) + " bytes, chunk is " +
                                     std::to_string(h.raw_bytes));
   }
   const int width = delta_codec_width(h.codec);

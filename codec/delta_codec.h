@@ -44,11 +44,13 @@ void delta_untransform(std::span<std::byte> inout, std::span<const std::byte> ba
 // Reusable scratch: one encoder per thread; not thread-safe.
 class DeltaEncoder {
  public:
-  // Codes `chunk` (id `id`) both alone and against `base` (id `base_id`),
-  // and writes the smaller frame into `frame`: a version 2 delta frame
-  // naming base_id when the delta is strictly smaller, else the standalone
-  // frame ChunkEncoder writes. A base of another size, or one whose id is
-  // the chunk's own, gives the standalone frame. Deterministic.
+  // Codes `chunk` (id `id`) alone and against `base` (id `base_id`), and
+  // writes the smaller frame into `frame`: a version 2 delta frame naming
+  // base_id when the delta is strictly smaller, else the standalone frame
+  // ChunkEncoder writes. A float chunk is first judged on a sample (FORMAT.md
+  // 3.1): where the sample is clear only the winner codes the whole chunk.
+  // A base of another size, or one whose id is the chunk's own, gives the
+  // standalone frame. Deterministic.
   // REQUIRES: base_id is the chunk id of `base` (the caller hashed what it
   // read); a wrong base id makes a frame that never rebuilds.
   EncodedChunk encode(std::span<const std::byte> chunk, DType dtype, const Digest& id,
@@ -61,10 +63,15 @@ class DeltaEncoder {
                                            int width);
 
  private:
+  // Which codings the whole chunk gets, judged on the codec choice's sample.
+  enum class Plan { kAlone, kDelta, kBoth };
+  Plan plan(std::span<const std::byte> chunk, std::span<const std::byte> base, int width);
+
   ChunkEncoder standalone_;
   FloatEncoder floats_;
   std::vector<std::byte> diff_;
   std::vector<std::byte> payload_;
+  std::vector<std::byte> sample_, sample_base_;
 };
 
 // Reusable scratch: one decoder per thread; not thread-safe.
