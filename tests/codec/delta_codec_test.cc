@@ -43,7 +43,9 @@ Pair drifted_pair(int w, std::size_t bytes, std::uint32_t seed, int step_max = 4
     if (w == 2) x = ((lcg(s) & 1) << 15) | ((118u + (lcg(s) & 7)) << 7) | (lcg(s) & 0x7f);
     if (w == 1) x = 0x30 + (lcg(s) & 15);
     const int step = static_cast<int>(lcg(s) % (2 * step_max + 1)) - step_max;
-    const std::uint32_t y = x + static_cast<std::uint32_t>(w == 4 ? step * 1000 : w == 2 ? step / 8 : step / 16);
+    const std::uint32_t y = x + static_cast<std::uint32_t>(w == 4   ? step * 1000
+                                                           : w == 2 ? step / 8
+                                                                    : step / 16);
     for (int k = 0; k < w; ++k) {
       p.base[i * w + k] = std::byte(x >> (8 * k));
       p.chunk[i * w + k] = std::byte(y >> (8 * k));
@@ -77,8 +79,8 @@ TEST(DeltaCodec, TransformOfKnownValues) {
 
 TEST(DeltaCodec, TransformInvertsForEveryWidthAndTail) {
   for (int w : {1, 2, 4}) {
-    for (std::size_t bytes : {std::size_t{0}, std::size_t{1}, std::size_t{3}, std::size_t{4097},
-                              std::size_t{70001}}) {
+    for (std::size_t bytes :
+         {std::size_t{0}, std::size_t{1}, std::size_t{3}, std::size_t{4097}, std::size_t{70001}}) {
       Pair p = drifted_pair(w, bytes, 7, 30000);
       std::vector<std::byte> t(bytes);
       delta_transform(p.chunk, p.base, w, t);
@@ -128,8 +130,8 @@ TEST(DeltaCodec, BytesChunkTakesTheWidthOfItsStandaloneCodec) {
   Pair p = drifted_pair(4, 1u << 18, 5);
   DeltaEncoder enc;
   std::vector<std::byte> frame;
-  EncodedChunk e = enc.encode(p.chunk, DType::kBytes, chunk_id(p.chunk), p.base, chunk_id(p.base), frame,
-                              {.trial = true});
+  EncodedChunk e =
+      enc.encode(p.chunk, DType::kBytes, chunk_id(p.chunk), p.base, chunk_id(p.base), frame, {.trial = true});
   EXPECT_EQ(e.codec, Codec::kDeltaPlanes32);
   EXPECT_EQ(e.dtype, DType::kBytes);
   std::vector<std::byte> out(p.chunk.size());
