@@ -17,9 +17,9 @@
 
 #include <algorithm>
 #include <array>
-#include <cstring>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -38,7 +38,8 @@ DECLARE_string(zipnn_python);  // bench/codec_bench.cc
 DECLARE_double(min_seconds);   // bench/codec_bench.cc
 DECLARE_uint64(chunk_size);    // bench/codec_bench.cc
 DEFINE_string(python, "python3", "a Python with torch and safetensors, to train the run");
-DEFINE_string(run_dir, "", "where the run's checkpoints go (default: a temporary folder); reused when complete");
+DEFINE_string(run_dir, "",
+              "where the run's checkpoints go (default: a temporary folder); reused when complete");
 DEFINE_int32(d_model, 192, "model width");
 DEFINE_int32(layers, 4, "transformer blocks");
 DEFINE_int32(pretrain_steps, 300, "steps at --pretrain_lr");
@@ -167,16 +168,16 @@ std::vector<std::byte> read_all(const fs::path& p) {
 
 // One class of one checkpoint against its base.
 struct ClassResult {
-  std::uint64_t raw = 0;         // bytes of the file
-  std::uint64_t alone = 0;       // frames coded alone
+  std::uint64_t raw = 0;          // bytes of the file
+  std::uint64_t alone = 0;        // frames coded alone
   std::uint64_t alone_dedup = 0;  // frames coded alone, less the chunks equal to their base
   std::uint64_t delta = 0;        // frames as DeltaEncoder writes them (chunks equal to their base: 0)
   std::uint64_t delta_chunks = 0, chunks = 0;
   double bound_alone = 0, bound_xor = 0, bound_diff = 0;  // order-0 bytes
-  double bound_alone_dedup = 0;  // bound_alone less the chunks equal to their base
-  double bound_best = 0;         // per chunk the best of the three (chunks equal to their base: 0)
-  double encode_gbps = 0, decode_gbps = 0;                // one core, ids known; 0 when not timed
-  double decode_verify_gbps = 0;                          // decode + the chunk id recomputed
+  double bound_alone_dedup = 0;                           // bound_alone less the chunks equal to their base
+  double bound_best = 0;                    // per chunk the best of the three (chunks equal to their base: 0)
+  double encode_gbps = 0, decode_gbps = 0;  // one core, ids known; 0 when not timed
+  double decode_verify_gbps = 0;            // decode + the chunk id recomputed
   std::optional<double> zipnn_ratio;
   double zipnn_encode_gbps = 0, zipnn_decode_gbps = 0;
 
@@ -238,7 +239,8 @@ Result<ClassResult> measure_class(const fs::path& cur_path, const fs::path& base
                                   bool timed) {
   ASSIGN_OR_RETURN(Checkpoint cur, load(cur_path));
   ASSIGN_OR_RETURN(Checkpoint base, load(base_path));
-  if (cur.plan != base.plan) return Status::invalid_argument(cur_path.string() + ": layout differs from its base");
+  if (cur.plan != base.plan)
+    return Status::invalid_argument(cur_path.string() + ": layout differs from its base");
   ClassResult r;
   r.raw = cur.bytes.size();
   DeltaEncoder enc;
@@ -285,7 +287,8 @@ Result<ClassResult> measure_class(const fs::path& cur_path, const fs::path& base
     const double enc_s = cpu_seconds_per_run([&] {
       for (std::size_t i = 0; i < cur.plan.size(); ++i) {
         const ChunkPlan& p = cur.plan[i];
-        enc.encode(chunk_of(cur, p), p.dtype, ids[i], chunk_of(base, p), base_ids[i], frame, {.trial = p.trial});
+        enc.encode(chunk_of(cur, p), p.dtype, ids[i], chunk_of(base, p), base_ids[i], frame,
+                   {.trial = p.trial});
       }
     });
     DeltaDecoder dec;
@@ -358,32 +361,37 @@ FERRY_BENCH(delta, "delta frames on a real training run made here (PyTorch on th
   std::sort(steps.begin(), steps.end());
   steps.erase(std::unique(steps.begin(), steps.end()), steps.end());
 
-  const fs::path run = FLAGS_run_dir.empty() ? fs::temp_directory_path() / "ferry-bench-delta-run" : fs::path(FLAGS_run_dir);
+  const fs::path run =
+      FLAGS_run_dir.empty() ? fs::temp_directory_path() / "ferry-bench-delta-run" : fs::path(FLAGS_run_dir);
   if (train(run, steps) != 0) {
     std::fprintf(stderr, "ferry-bench delta: training failed (torch and safetensors in %s?)\n",
                  FLAGS_python.c_str());
     return 1;
   }
   auto dir = [&](int step) { return run / ("step-" + std::to_string(step)); };
-  std::printf("\nrun: byte-level transformer d_model %d, %d layers, AdamW, bf16 autocast, %d steps at lr %g "
-              "then %d at lr %g; chunks of %llu bytes\n",
-              FLAGS_d_model, FLAGS_layers, P, FLAGS_pretrain_lr, F - P, FLAGS_finetune_lr,
-              static_cast<unsigned long long>(FLAGS_chunk_size));
-  std::printf("ratios are raw bytes / coded bytes; bounds are order-0 byte-plane entropies of each chunk;\n"
-              "delta = per chunk the smaller of delta and standalone (chunks as delta / all; a chunk equal to its base\n"
-              "is deduplicated and costs nothing); GB/s of one core with chunk ids known: enc = the choice and\n"
-              "the codings it makes, dec = rebuild, dec+v = rebuild and recompute the chunk id; zipnn = ZipNN's\n"
-              "delta (XOR) on the same tensor bytes, one thread\n\n");
+  std::printf(
+      "\nrun: byte-level transformer d_model %d, %d layers, AdamW, bf16 autocast, %d steps at lr %g "
+      "then %d at lr %g; chunks of %llu bytes\n",
+      FLAGS_d_model, FLAGS_layers, P, FLAGS_pretrain_lr, F - P, FLAGS_finetune_lr,
+      static_cast<unsigned long long>(FLAGS_chunk_size));
+  std::printf(
+      "ratios are raw bytes / coded bytes; bounds are order-0 byte-plane entropies of each chunk;\n"
+      "delta = per chunk the smaller of delta and standalone (chunks as delta / all; a chunk equal to its "
+      "base\n"
+      "is deduplicated and costs nothing); GB/s of one core with chunk ids known: enc = the choice and\n"
+      "the codings it makes, dec = rebuild, dec+v = rebuild and recompute the chunk id; zipnn = ZipNN's\n"
+      "delta (XOR) on the same tensor bytes, one thread\n\n");
   std::printf("%-9s %4s  %-13s %6s %6s %6s %6s %6s  %5s %5s %5s %5s %7s %6s %6s  %s\n", "phase", "k", "class",
-              "alone", "delta", "b.alon", "b.xor", "b.diff", "nd", "enc", "dec", "dec+v", "zipnn", "z.enc", "z.dec",
-              "target");
+              "alone", "delta", "b.alon", "b.xor", "b.diff", "nd", "enc", "dec", "dec+v", "zipnn", "z.enc",
+              "z.dec", "target");
   nlohmann::json rows = nlohmann::json::array();
   int misses = 0;
   for (const PairSpec& ps : table) {
     std::uint64_t wraw = 0, walone = 0, wdelta = 0;
     double wpred = 0, wpred_alone = 0;
     for (const TensorClass& k : kClasses) {
-      auto r = measure_class(dir(ps.step) / k.file, dir(ps.base_step) / k.file, k, /*timed=*/ps.spacing == 100);
+      auto r =
+          measure_class(dir(ps.step) / k.file, dir(ps.base_step) / k.file, k, /*timed=*/ps.spacing == 100);
       if (!r.is_ok()) {
         std::fprintf(stderr, "ferry-bench delta: %s\n", r.status().to_string().c_str());
         return 1;
@@ -410,13 +418,21 @@ FERRY_BENCH(delta, "delta frames on a real training run made here (PyTorch on th
         std::snprintf(dv, sizeof dv, "%.2f", r->decode_verify_gbps);
       }
       std::printf("%-9s %4d  %-13s %6.3f %6.3f %6.3f %6.3f %6.3f  %2llu/%-2llu %5s %5s %5s %7s %6s %6s  %s\n",
-                  ps.phase, ps.spacing, k.name, ratio_alone, ratio_delta, raw / r->bound_alone, raw / r->bound_xor,
-                  raw / r->bound_diff, static_cast<unsigned long long>(r->delta_chunks),
+                  ps.phase, ps.spacing, k.name, ratio_alone, ratio_delta, raw / r->bound_alone,
+                  raw / r->bound_xor, raw / r->bound_diff, static_cast<unsigned long long>(r->delta_chunks),
                   static_cast<unsigned long long>(r->chunks), es, ds, dv, zr, ze, zd, target.c_str());
-      rows.push_back({{"phase", ps.phase}, {"spacing", ps.spacing}, {"class", k.name}, {"raw", r->raw},
-                      {"alone", r->alone}, {"delta", r->delta}, {"bound_alone", r->bound_alone},
-                      {"bound_xor", r->bound_xor}, {"bound_diff", r->bound_diff}, {"encode_gbps", r->encode_gbps},
-                      {"decode_gbps", r->decode_gbps}, {"zipnn_ratio", r->zipnn_ratio.value_or(0)}});
+      rows.push_back({{"phase", ps.phase},
+                      {"spacing", ps.spacing},
+                      {"class", k.name},
+                      {"raw", r->raw},
+                      {"alone", r->alone},
+                      {"delta", r->delta},
+                      {"bound_alone", r->bound_alone},
+                      {"bound_xor", r->bound_xor},
+                      {"bound_diff", r->bound_diff},
+                      {"encode_gbps", r->encode_gbps},
+                      {"decode_gbps", r->decode_gbps},
+                      {"zipnn_ratio", r->zipnn_ratio.value_or(0)}});
       if (k.width == 4) {  // the training state: fp32 master weights and Adam moments
         wraw += r->raw;
         walone += r->alone_dedup;
@@ -427,9 +443,10 @@ FERRY_BENCH(delta, "delta frames on a real training run made here (PyTorch on th
       if (k.width == 2 && ps.spacing == 100) {
         const double got = static_cast<double>(r->alone_dedup) / static_cast<double>(r->delta);
         const double want = r->bound_alone_dedup / r->best_bound();
-        std::printf("%-9s %4d  bf16 checkpoint: %.3fx fewer bytes than without deltas; the bounds predict %.3fx "
-                    "(%s)\n",
-                    ps.phase, ps.spacing, got, want, got >= 0.97 * want ? "ok" : "MISS");
+        std::printf(
+            "%-9s %4d  bf16 checkpoint: %.3fx fewer bytes than without deltas; the bounds predict %.3fx "
+            "(%s)\n",
+            ps.phase, ps.spacing, got, want, got >= 0.97 * want ? "ok" : "MISS");
         if (got < 0.97 * want) ++misses;
       }
     }
@@ -437,10 +454,11 @@ FERRY_BENCH(delta, "delta frames on a real training run made here (PyTorch on th
     const double predicted = 1 - wpred / wpred_alone;
     const double got_ratio = static_cast<double>(wraw) / static_cast<double>(wdelta);
     const double want_ratio = static_cast<double>(wraw) / wpred;
-    std::printf("%-9s %4d  training state (fp32 + Adam): %.3fx as delta, %.1f%% fewer bytes than alone; the "
-                "bounds predict %.3fx, %.1f%% (%s)\n",
-                ps.phase, ps.spacing, got_ratio, 100 * saved, want_ratio, 100 * predicted,
-                got_ratio >= 0.97 * want_ratio ? "ok" : "MISS");
+    std::printf(
+        "%-9s %4d  training state (fp32 + Adam): %.3fx as delta, %.1f%% fewer bytes than alone; the "
+        "bounds predict %.3fx, %.1f%% (%s)\n",
+        ps.phase, ps.spacing, got_ratio, 100 * saved, want_ratio, 100 * predicted,
+        got_ratio >= 0.97 * want_ratio ? "ok" : "MISS");
     if (got_ratio < 0.97 * want_ratio) ++misses;
   }
 
@@ -464,17 +482,19 @@ FERRY_BENCH(delta, "delta frames on a real training run made here (PyTorch on th
   }
   std::string names;
   for (int s : series) names += (names.empty() ? "" : ", ") + std::to_string(s);
-  std::printf("\nseries of steps %s, each pushed against the one before: %.2f MB of frames without deltas, "
-              "%.2f MB with (%.1f%% fewer)\n",
-              names.c_str(), static_cast<double>(wire_alone) / 1e6, static_cast<double>(wire_delta) / 1e6,
-              100 * (1 - static_cast<double>(wire_delta) / static_cast<double>(wire_alone)));
-  std::printf("%s\n", misses == 0 ? "all targets met" : (std::to_string(misses) + " target(s) missed").c_str());
+  std::printf(
+      "\nseries of steps %s, each pushed against the one before: %.2f MB of frames without deltas, "
+      "%.2f MB with (%.1f%% fewer)\n",
+      names.c_str(), static_cast<double>(wire_alone) / 1e6, static_cast<double>(wire_delta) / 1e6,
+      100 * (1 - static_cast<double>(wire_delta) / static_cast<double>(wire_alone)));
+  std::printf("%s\n",
+              misses == 0 ? "all targets met" : (std::to_string(misses) + " target(s) missed").c_str());
   if (!FLAGS_json_out.empty()) {
-    std::ofstream(FLAGS_json_out) << nlohmann::json{{"bench", "delta"},
-                                                    {"rows", rows},
-                                                    {"wire_alone", wire_alone},
-                                                    {"wire_delta", wire_delta}}
-                                         .dump(2);
+    std::ofstream(FLAGS_json_out) << nlohmann::json{
+        {"bench", "delta"},
+        {"rows", rows},
+        {"wire_alone", wire_alone},
+        {"wire_delta", wire_delta}}.dump(2);
   }
   return 0;
 }

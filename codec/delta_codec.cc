@@ -207,4 +207,29 @@ Status DeltaDecoder::decode_verified(const FrameHeader& h, std::span<const std::
   return Status::ok();
 }
 
+Status rebuild_chunk(const FrameHeader& h, std::span<const std::byte> frame, const FrameFetch& fetch,
+                     std::vector<std::byte>& out, int depth) {
+  thread_local DeltaDecoder decoder;
+  out.resize(h.raw_bytes);
+  if (!is_delta_codec(h.codec)) return decoder.decode_verified(h, frame, {}, out, &h.chunk_id);
+  if (depth >= kMaxDeltaChainFrames) {
+    return delta_error(h,
+                       "more than " + std::to_string(kMaxDeltaChainFrames) + " frames of deltas to rebuild");
+  }
+  auto base_frame = fetch(h.base_id);
+  if (!base_frame) {
+    return base_frame.status().with_context("base " + to_hex(h.base_id) + " of delta chunk " +
+                                            to_hex(h.chunk_id));
+  }
+  auto bh = parse_frame_header(*base_frame);
+  if (!bh) return bh.status().with_context("base of delta chunk " + to_hex(h.chunk_id));
+  if (bh->chunk_id != h.base_id) {
+    return delta_error(h, "fetched base frame holds chunk " + to_hex(bh->chunk_id));
+  }
+  std::vector<std::byte> base;
+  RETURN_IF_ERROR(rebuild_chunk(*bh, *base_frame, fetch, base, depth + 1)
+                      .with_context("base of delta chunk " + to_hex(h.chunk_id)));
+  return decoder.decode_verified(h, frame, base, out, &h.chunk_id);
+}
+
 }  // namespace ferry

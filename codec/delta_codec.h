@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -98,5 +99,18 @@ class DeltaDecoder {
   ChunkDecoder plain_;
   FloatDecoder floats_;
 };
+
+// Fetches the frame of a chunk by id (from a store, over the network).
+using FrameFetch = std::function<Result<std::vector<std::byte>>(const Digest& id)>;
+
+// Rebuilds the chunk of `frame` (whose header the caller checked: `verified`)
+// into `out` (resized to raw_bytes): a standalone frame decodes as is; a
+// delta frame's base is fetched by id and rebuilt first, recursively, at
+// most kMaxDeltaChainFrames frames in all, and the chunk is verified
+// against its own id. A base that cannot be fetched keeps its own status
+// with context naming the base and the chunk that needs it; damage is
+// Corruption naming the chunk and base. `depth` counts frames read so far.
+Status rebuild_chunk(const FrameHeader& verified, std::span<const std::byte> frame, const FrameFetch& fetch,
+                     std::vector<std::byte>& out, int depth = 1);
 
 }  // namespace ferry

@@ -37,6 +37,9 @@ class RemoteFrameSource final : public FrameSource {
   const Manifest& manifest() const override { return manifest_; }
   std::string describe() const override { return remote_.address + " snapshot " + snapshot_; }
   Status read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const override;
+  // A delta frame's base, on a connection of its own (dialled at the first
+  // base), one GET_CHUNK at a time.
+  Status read_chunk_frame(const Digest& id, std::vector<std::byte>& out) const override;
 
   std::uint64_t frame_bytes() const { return frame_bytes_.load(); }
   std::uint64_t wire_in() const { return wire_in_.load(); }
@@ -58,6 +61,8 @@ class RemoteFrameSource final : public FrameSource {
   RemoteOptions remote_;
   std::shared_ptr<const TlsContext> ctx_;
   const Manifest& manifest_;
+  mutable std::mutex base_mu_;
+  mutable std::unique_ptr<Connection> base_conn_;  // guarded by base_mu_
   std::string snapshot_;
   std::size_t streams_;
   std::size_t ahead_;
@@ -76,7 +81,7 @@ class RemoteFrameSource final : public FrameSource {
   Status fatal_;
   bool stopping_ = false;
 
-  std::atomic<std::uint64_t> frame_bytes_{0}, wire_in_{0}, wire_out_{0}, reconnects_{0};
+  mutable std::atomic<std::uint64_t> frame_bytes_{0}, wire_in_{0}, wire_out_{0}, reconnects_{0};
 };
 
 RemoteFrameSource::RemoteFrameSource(const RemoteOptions& remote, std::shared_ptr<const TlsContext> ctx,
@@ -222,6 +227,39 @@ Status RemoteFrameSource::fetch_batch(Connection& conn, std::size_t b) {
   return Status::ok();
 }
 
+Status RemoteFrameSource::read_chunk_frame(const Digest& id, std::vector<std::byte>& out) const {
+  std::lock_guard lock(base_mu_);
+  for (int attempt = 0;; ++attempt) {
+    if (!base_conn_) {
+      auto conn = dial_receiver(remote_, ctx_);
+      if (!conn) return conn.status().with_context("fetching base chunk " + to_hex(id));
+      base_conn_ = std::move(*conn);
+    }
+    GetChunk req;
+    req.request_id = 1;
+    req.ids.push_back(id);
+    Status st = base_conn_->send(req);
+    Result<Message> m = st ? base_conn_->recv() : Result<Message>(st);
+    if (!m) {
+      base_conn_.reset();
+      if (attempt == 0) continue;  // one reconnect after a break
+      return m.status().with_context("fetching base chunk " + to_hex(id));
+    }
+    if (auto* data = std::get_if<ChunkData>(&*m); data && data->request_id == req.request_id) {
+      frame_bytes_ += data->frame.size();
+      out = std::move(data->frame);
+      return Status::ok();
+    }
+    if (auto* e = std::get_if<Error>(&*m)) {
+      if (e->request_id == 0) base_conn_.reset();
+      return status_from_peer_error(*e).with_context("base chunk " + to_hex(id));
+    }
+    base_conn_.reset();
+    return Status::corruption(describe() + " answered GET_CHUNK for base chunk " + to_hex(id) + " with " +
+                              std::string(message_name(*m)));
+  }
+}
+
 Status RemoteFrameSource::read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const {
   const std::size_t idx = first_index_[file] + chunk;
   std::unique_lock lock(mu_);
@@ -251,6 +289,9 @@ class OwnedRemoteFrameSource final : public FrameSource {
   std::string describe() const override { return source_->describe(); }
   Status read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const override {
     return source_->read_frame(file, chunk, out);
+  }
+  Status read_chunk_frame(const Digest& id, std::vector<std::byte>& out) const override {
+    return source_->read_chunk_frame(id, out);
   }
 
  private:

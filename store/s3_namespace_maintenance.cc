@@ -23,7 +23,10 @@ Result<GcReport> S3Namespace::gc() {
   std::unordered_set<Digest, DigestHash> referenced;
   for (const auto& [name, m] : manifests) {
     for (const ManifestFile& f : m.files) {
-      for (const ManifestChunk& c : f.chunks) referenced.insert(c.id);
+      for (const ManifestChunk& c : f.chunks) {
+        referenced.insert(c.id);
+        if (c.base_id != Digest{}) referenced.insert(c.base_id);  // a kept delta keeps its base
+      }
     }
   }
   RETURN_IF_ERROR(sync());
