@@ -199,19 +199,6 @@ Result<Checkpoint> load(const fs::path& path) {
   return c;
 }
 
-template <typename Fn>
-double cpu_seconds_per_run(Fn&& fn) {
-  int runs = 0;
-  const double start = thread_cpu_seconds();
-  double elapsed = 0;
-  do {
-    fn();
-    ++runs;
-    elapsed = thread_cpu_seconds() - start;
-  } while (elapsed < FLAGS_min_seconds);
-  return elapsed / runs;
-}
-
 void run_zipnn(const fs::path& cur, const fs::path& base, const Checkpoint& c, const TensorClass& k,
                ClassResult& r) {
   if (FLAGS_zipnn_python.empty()) return;
@@ -284,7 +271,7 @@ Result<ClassResult> measure_class(const fs::path& cur_path, const fs::path& base
     r.bound_best += std::min({alone_bound, xor_bound, diff_bound});
   }
   if (timed) {
-    const double enc_s = cpu_seconds_per_run([&] {
+    const double enc_s = cpu_seconds_per_run(FLAGS_min_seconds, [&] {
       for (std::size_t i = 0; i < cur.plan.size(); ++i) {
         const ChunkPlan& p = cur.plan[i];
         enc.encode(chunk_of(cur, p), p.dtype, ids[i], chunk_of(base, p), base_ids[i], frame,
@@ -293,7 +280,7 @@ Result<ClassResult> measure_class(const fs::path& cur_path, const fs::path& base
     });
     DeltaDecoder dec;
     std::vector<std::byte> out;
-    const double dec_s = cpu_seconds_per_run([&] {
+    const double dec_s = cpu_seconds_per_run(FLAGS_min_seconds, [&] {
       for (std::size_t i = 0; i < cur.plan.size(); ++i) {
         const ChunkPlan& p = cur.plan[i];
         out.resize(p.length);
@@ -301,7 +288,7 @@ Result<ClassResult> measure_class(const fs::path& cur_path, const fs::path& base
         FERRY_CHECK(st.is_ok());
       }
     });
-    const double hash_s = cpu_seconds_per_run([&] {
+    const double hash_s = cpu_seconds_per_run(FLAGS_min_seconds, [&] {
       for (const ChunkPlan& p : cur.plan) FERRY_CHECK(chunk_id(chunk_of(cur, p)) != Digest{});
     });
     r.encode_gbps = static_cast<double>(r.raw) / 1e9 / enc_s;

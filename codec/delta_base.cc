@@ -46,7 +46,8 @@ std::optional<Digest> read_delta_base(const DeltaBaseFile& base, const ChunkPlan
   auto file = DirectReadFile::open(base.path, direct_io, /*follow_symlinks=*/false);
   if (!file) return std::nullopt;
   struct stat st {};
-  if (::fstat(file->fd(), &st) != 0 || static_cast<std::uint64_t>(st.st_size) != base.size) return std::nullopt;
+  if (::fstat(file->fd(), &st) != 0 || static_cast<std::uint64_t>(st.st_size) != base.size)
+    return std::nullopt;
   out.take(p.length);
   if (!file->read(out.padded(), p.length, p.offset)) return std::nullopt;
   return chunk_id(out.view());

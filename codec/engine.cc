@@ -75,7 +75,8 @@ class CpuEngine final : public CodecEngine {
       // Straight into the caller's frame buffer (its size was checked above).
       const Digest id = j.known_id != nullptr ? *j.known_id : chunk_id(j.data);
       if (j.base_id != nullptr && !j.base.empty()) {
-        results[i] = coder->delta.encode(j.data, j.dtype, id, j.base, *j.base_id, coder->delta_frame, o);
+        if (!coder->delta) coder->delta = std::make_unique<DeltaEncoder>();
+        results[i] = coder->delta->encode(j.data, j.dtype, id, j.base, *j.base_id, coder->delta_frame, o);
         std::copy(coder->delta_frame.begin(), coder->delta_frame.end(), j.frame.begin());
       } else {
         results[i] = coder->encoder.encode_into(j.data, j.dtype, id, j.frame, o);
@@ -103,7 +104,7 @@ class CpuEngine final : public CodecEngine {
  private:
   struct Encoder {
     ChunkEncoder encoder;
-    DeltaEncoder delta;  // jobs with a base
+    std::unique_ptr<DeltaEncoder> delta;  // made at the first job with a base
     std::vector<std::byte> delta_frame;
   };
 

@@ -120,15 +120,6 @@ def test_deltas_pushed_restored_equal_scrubbed_and_kept_by_gc(run, run_ferry, fr
         _assert_dcp_equal(_restore(run_ferry, r, f"dcp-{step}", tmp_path / f"dcp-{step}"), model_sd, optim_sd)
         _assert_st_equal(_restore(run_ferry, r, f"st-{step}", tmp_path / f"st-{step}"), bf16)
 
-    try:
-        import ferry  # the Python module, when built
-    except ImportError:
-        ferry = None
-    if ferry is not None:
-        got = ferry.load(r.url("st-60"), device="cpu", **r.certs.client_kwargs())
-        for k, v in saved[60][2].items():
-            assert torch.equal(got[k], v), k
-
     # Scrub rebuilds every delta frame from its base.
     r.stop()
     out = run_ferry("scrub", f"--store={r.store}").stdout
@@ -178,3 +169,23 @@ def test_changed_or_deleted_base_and_missing_base_give_full_frames(run, run_ferr
     rep = _push(r, root / "step-40" / "dcp", "dcp-40", delta_from=copy)
     assert rep["delta_chunks"] == "0", rep
     _assert_dcp_equal(_restore(run_ferry, r, "dcp-40", tmp_path / "c"), saved[40][0], saved[40][1])
+
+
+def test_ferry_load_rebuilds_deltas(run, fresh_receiver):
+    ferry = pytest.importorskip("ferry")
+    root, saved = run
+    r = fresh_receiver
+    _push(r, root / "step-20" / "st", "st-20")
+    _push(r, root / "step-20" / "dcp", "dcp-20")
+    assert int(_push(r, root / "step-60" / "st", "st-60", delta_from=root / "step-20" / "st")["delta_chunks"]) > 0
+    assert int(_push(r, root / "step-60" / "dcp", "dcp-60", delta_from=root / "step-20" / "dcp")["delta_chunks"]) > 0
+    got = ferry.load(r.url("st-60"), device="cpu", **r.certs.client_kwargs())
+    assert got.keys() == saved[60][2].keys()
+    for k, v in saved[60][2].items():
+        assert torch.equal(got[k], v), k
+    got = ferry.load(r.url("dcp-60"), device="cpu", **r.certs.client_kwargs())
+    model_sd, optim_sd, _ = saved[60]
+    for k, v in model_sd.items():
+        assert torch.equal(got[f"model.{k}"], v), k
+    for k, v in optim_sd.items():
+        assert torch.equal(got[f"optim.{k}"], v), k
