@@ -18,6 +18,7 @@
 #include "base/clock.h"
 #include "base/retry.h"
 #include "base/thread_pool.h"
+#include "replication/limits.h"
 
 namespace ferry::replication {
 namespace {
@@ -37,8 +38,8 @@ class RemoteFrameSource final : public FrameSource {
   const Manifest& manifest() const override { return manifest_; }
   std::string describe() const override { return remote_.address + " snapshot " + snapshot_; }
   Status read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const override;
-  // A delta frame's base, on a connection of its own (dialled at the first
-  // base), one GET_CHUNK at a time.
+  // A delta frame's base, by GET_CHUNK on a connection of the base pool
+  // (apart from the streams'), one per concurrent caller.
   Status read_chunk_frame(const Digest& id, std::vector<std::byte>& out) const override;
 
   std::uint64_t frame_bytes() const { return frame_bytes_.load(); }
@@ -62,7 +63,9 @@ class RemoteFrameSource final : public FrameSource {
   std::shared_ptr<const TlsContext> ctx_;
   const Manifest& manifest_;
   mutable std::mutex base_mu_;
-  mutable std::unique_ptr<Connection> base_conn_;  // guarded by base_mu_
+  mutable std::condition_variable base_cv_;
+  mutable std::vector<std::unique_ptr<Connection>> base_conns_;  // idle; guarded by base_mu_
+  mutable std::size_t base_open_ = 0;                            // idle or in use; guarded by base_mu_
   std::string snapshot_;
   std::size_t streams_;
   std::size_t ahead_;
@@ -228,20 +231,50 @@ Status RemoteFrameSource::fetch_batch(Connection& conn, std::size_t b) {
 }
 
 Status RemoteFrameSource::read_chunk_frame(const Digest& id, std::vector<std::byte>& out) const {
-  std::lock_guard lock(base_mu_);
+  // Each caller takes a connection of its own from the idle ones (dialling
+  // one when none is idle), so bases are fetched in parallel by the threads
+  // that rebuild their deltas, and gives it back when it is still usable.
+  std::unique_ptr<Connection> conn;
+  {
+    // At most kMaxBaseFetchConnections open: beyond that, wait for an idle one.
+    std::unique_lock lock(base_mu_);
+    base_cv_.wait(lock, [&] { return !base_conns_.empty() || base_open_ < kMaxBaseFetchConnections; });
+    if (!base_conns_.empty()) {
+      conn = std::move(base_conns_.back());
+      base_conns_.pop_back();
+    } else {
+      ++base_open_;  // dialled below
+    }
+  }
+  // Hands the connection back (or, when it broke, its slot) on every path.
+  struct Release {
+    const RemoteFrameSource& self;
+    std::unique_ptr<Connection>& conn;
+    ~Release() {
+      {
+        std::lock_guard lock(self.base_mu_);
+        if (conn) {
+          self.base_conns_.push_back(std::move(conn));
+        } else {
+          --self.base_open_;
+        }
+      }
+      self.base_cv_.notify_one();
+    }
+  } release{*this, conn};
   for (int attempt = 0;; ++attempt) {
-    if (!base_conn_) {
-      auto conn = dial_receiver(remote_, ctx_);
-      if (!conn) return conn.status().with_context("fetching base chunk " + to_hex(id));
-      base_conn_ = std::move(*conn);
+    if (!conn) {
+      auto dialled = dial_receiver(remote_, ctx_);
+      if (!dialled) return dialled.status().with_context("fetching base chunk " + to_hex(id));
+      conn = std::move(*dialled);
     }
     GetChunk req;
     req.request_id = 1;
     req.ids.push_back(id);
-    Status st = base_conn_->send(req);
-    Result<Message> m = st ? base_conn_->recv() : Result<Message>(st);
+    Status st = conn->send(req);
+    Result<Message> m = st ? conn->recv() : Result<Message>(st);
     if (!m) {
-      base_conn_.reset();
+      conn.reset();
       if (attempt == 0) continue;  // one reconnect after a break
       return m.status().with_context("fetching base chunk " + to_hex(id));
     }
@@ -251,10 +284,10 @@ Status RemoteFrameSource::read_chunk_frame(const Digest& id, std::vector<std::by
       return Status::ok();
     }
     if (auto* e = std::get_if<Error>(&*m)) {
-      if (e->request_id == 0) base_conn_.reset();
+      if (e->request_id == 0) conn.reset();  // the connection ended; else a refusal of this chunk only
       return status_from_peer_error(*e).with_context("base chunk " + to_hex(id));
     }
-    base_conn_.reset();
+    conn.reset();
     return Status::corruption(describe() + " answered GET_CHUNK for base chunk " + to_hex(id) + " with " +
                               std::string(message_name(*m)));
   }
