@@ -30,4 +30,19 @@ using ::ferry::mono_seconds;
 using ::ferry::process_cpu_seconds;
 using ::ferry::thread_cpu_seconds;
 
+// Runs fn repeatedly for at least min_seconds of this thread's CPU time;
+// returns CPU seconds per run.
+template <typename Fn>
+double cpu_seconds_per_run(double min_seconds, Fn&& fn) {
+  int runs = 0;
+  const double start = thread_cpu_seconds();
+  double elapsed = 0;
+  do {
+    fn();
+    ++runs;
+    elapsed = thread_cpu_seconds() - start;
+  } while (elapsed < min_seconds);
+  return elapsed / runs;
+}
+
 }  // namespace ferry::bench

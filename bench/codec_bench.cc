@@ -58,18 +58,10 @@ std::vector<CorpusRow> read_corpus_tsv(const fs::path& dir) {
   return rows;
 }
 
-// Runs fn repeatedly for at least FLAGS_min_seconds of this thread's CPU
-// time; returns CPU seconds per run.
+// CPU seconds per run of fn, measured for at least --min_seconds.
 template <typename Fn>
 double time_per_run(Fn&& fn) {
-  int runs = 0;
-  double start = thread_cpu_seconds(), elapsed = 0;
-  do {
-    fn();
-    ++runs;
-    elapsed = thread_cpu_seconds() - start;
-  } while (elapsed < FLAGS_min_seconds);
-  return elapsed / runs;
+  return cpu_seconds_per_run(FLAGS_min_seconds, fn);
 }
 
 struct Measure {

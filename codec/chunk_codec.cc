@@ -303,6 +303,12 @@ Status ChunkDecoder::decode_verified(const FrameHeader& h, std::span<const std::
       }
       break;
     }
+    case Codec::kDeltaPlanes8:
+    case Codec::kDeltaPlanes16:
+    case Codec::kDeltaPlanes32:
+      // Rebuilding needs the base chunk: codec/delta_codec.h.
+      return Status::invalid_argument("chunk " + to_hex(h.chunk_id) + ": a delta frame against base " +
+                                      to_hex(h.base_id) + " is decoded with its base");
   }
   Digest actual = chunk_id(out, pool);
   if (actual != h.chunk_id) {

@@ -40,6 +40,7 @@ struct EncodedChunk {
   DType dtype = DType::kBytes;
   std::uint32_t raw_bytes = 0;
   std::uint32_t frame_bytes = 0;  // header + payload
+  Digest base_id{};               // set only for a delta frame (codec/delta_codec.h)
 };
 
 // The codec a chunk gets (docs/FORMAT.md section 3), judged on a fixed

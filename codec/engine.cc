@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/thread_pool.h"
+#include "codec/delta_codec.h"
 
 namespace ferry {
 namespace {
@@ -73,7 +74,13 @@ class CpuEngine final : public CodecEngine {
       const EncodeJob& j = jobs[i];
       // Straight into the caller's frame buffer (its size was checked above).
       const Digest id = j.known_id != nullptr ? *j.known_id : chunk_id(j.data);
-      results[i] = coder->encoder.encode_into(j.data, j.dtype, id, j.frame, o);
+      if (j.base_id != nullptr && !j.base.empty()) {
+        if (!coder->delta) coder->delta = std::make_unique<DeltaEncoder>();
+        results[i] = coder->delta->encode(j.data, j.dtype, id, j.base, *j.base_id, coder->delta_frame, o);
+        std::copy(coder->delta_frame.begin(), coder->delta_frame.end(), j.frame.begin());
+      } else {
+        results[i] = coder->encoder.encode_into(j.data, j.dtype, id, j.frame, o);
+      }
       encoders_.give(std::move(coder));
     });
     return Status::ok();
@@ -97,6 +104,8 @@ class CpuEngine final : public CodecEngine {
  private:
   struct Encoder {
     ChunkEncoder encoder;
+    std::unique_ptr<DeltaEncoder> delta;  // made at the first job with a base
+    std::vector<std::byte> delta_frame;
   };
 
   ThreadPool& pool_;

@@ -47,6 +47,13 @@ struct EncodeJob {
   // that fails verification wherever it is decoded. nullptr: the engine
   // computes the id. An engine may ignore it (same frame, more work).
   const Digest* known_id = nullptr;
+  // A delta base (codec/delta_codec.h): the same position's chunk of an
+  // earlier snapshot, and its id (the caller hashed these bytes). With both
+  // set the CPU engine writes the smaller of a delta frame and the
+  // standalone frame, as DeltaEncoder does; the GPU engine codes the chunk
+  // alone (a valid frame, never a delta).
+  std::span<const std::byte> base = {};
+  const Digest* base_id = nullptr;
 };
 
 // One frame to decode and verify into `out` (exactly the frame's raw_bytes).

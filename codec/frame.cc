@@ -67,11 +67,42 @@ std::string_view codec_name(Codec c) {
       return "planes16v2";
     case Codec::kPlanes32V2:
       return "planes32v2";
+    case Codec::kDeltaPlanes8:
+      return "delta8";
+    case Codec::kDeltaPlanes16:
+      return "delta16";
+    case Codec::kDeltaPlanes32:
+      return "delta32";
   }
   return "unknown";
 }
 
-bool codec_known(std::uint8_t id) { return id <= static_cast<std::uint8_t>(Codec::kPlanes32V2); }
+bool codec_known(std::uint8_t id) {
+  return id <= static_cast<std::uint8_t>(Codec::kPlanes32V2) ||
+         (id >= static_cast<std::uint8_t>(Codec::kDeltaPlanes8) &&
+          id <= static_cast<std::uint8_t>(Codec::kDeltaPlanes32));
+}
+
+bool is_delta_codec(Codec c) { return c >= Codec::kDeltaPlanes8 && c <= Codec::kDeltaPlanes32; }
+
+int delta_codec_width(Codec c) {
+  switch (c) {
+    case Codec::kDeltaPlanes8:
+      return 1;
+    case Codec::kDeltaPlanes16:
+      return 2;
+    case Codec::kDeltaPlanes32:
+      return 4;
+    default:
+      return 0;
+  }
+}
+
+Codec delta_codec(int element_width) {
+  return element_width == 1   ? Codec::kDeltaPlanes8
+         : element_width == 2 ? Codec::kDeltaPlanes16
+                              : Codec::kDeltaPlanes32;
+}
 
 int codec_payload_version(Codec c) {
   if (c >= Codec::kPlanes8 && c <= Codec::kPlanes32) return 1;
@@ -135,14 +166,14 @@ Result<FrameHeader> parse_frame_header_only(std::span<const std::byte> bytes) {
   std::memcpy(h.chunk_id.data(), p + kOffChunkId, kDigestBytes);
   std::memcpy(h.base_id.data(), p + kOffBaseId, kDigestBytes);
   h.version = static_cast<std::uint8_t>(p[kOffVersion]);
-  if (h.version != kFrameVersion) {
+  if (h.version != kFrameVersion && h.version != kFrameVersionDelta) {
     return chunk_error(h.chunk_id, "frame header: unsupported version " + std::to_string(h.version) +
-                                       " (this build reads " + std::to_string(kFrameVersion) + ")");
+                                       " (this build reads " + std::to_string(kFrameVersion) + " and " +
+                                       std::to_string(kFrameVersionDelta) + ")");
   }
   auto flags = static_cast<std::uint8_t>(p[kOffFlags]);
   if (flags != 0) {
-    return chunk_error(h.chunk_id,
-                       "frame header: flags " + std::to_string(flags) + " set, must be 0 in version 1");
+    return chunk_error(h.chunk_id, "frame header: flags " + std::to_string(flags) + " set, must be 0");
   }
   auto codec = static_cast<std::uint8_t>(p[kOffCodec]);
   if (!codec_known(codec)) {
@@ -155,10 +186,24 @@ Result<FrameHeader> parse_frame_header_only(std::span<const std::byte> bytes) {
                        "frame header: unknown dtype tag " + std::to_string(static_cast<int>(p[kOffDtype])));
   }
   h.dtype = *dtype;
-  // No version-1 codec is a delta codec, so the base id must be unset.
-  if (std::any_of(h.base_id.begin(), h.base_id.end(), [](std::uint8_t b) { return b != 0; })) {
-    return chunk_error(h.chunk_id, "frame header: base chunk id set for non-delta codec " +
-                                       std::string(codec_name(h.codec)));
+  // Version 1 carries no delta codec and no base id; version 2 exactly the
+  // delta codecs, with a base id that is set and is not the chunk itself
+  // (a chunk that needs itself to be rebuilt could never be restored).
+  const bool delta = is_delta_codec(h.codec);
+  if (delta != (h.version == kFrameVersionDelta)) {
+    return chunk_error(h.chunk_id, "frame header: codec " + std::string(codec_name(h.codec)) +
+                                       " is not allowed in frame version " + std::to_string(h.version));
+  }
+  const bool has_base =
+      std::any_of(h.base_id.begin(), h.base_id.end(), [](std::uint8_t b) { return b != 0; });
+  if (has_base != delta) {
+    return chunk_error(
+        h.chunk_id,
+        delta ? "frame header: delta codec " + std::string(codec_name(h.codec)) + " without a base chunk id"
+              : "frame header: base chunk id set for non-delta codec " + std::string(codec_name(h.codec)));
+  }
+  if (delta && h.base_id == h.chunk_id) {
+    return chunk_error(h.chunk_id, "frame header: delta frame names itself as its base");
   }
   h.raw_bytes = get_u32(p + kOffRawBytes);
   h.payload_bytes = get_u32(p + kOffPayloadBytes);

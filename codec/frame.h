@@ -26,17 +26,33 @@ enum class Codec : std::uint8_t {
   kPlanes8V2 = 5,
   kPlanes16V2 = 6,
   kPlanes32V2 = 7,
-  // 16-18 reserved for delta planes8/16/32 (not decoded by version 1).
+  // Delta frames (FORMAT.md 3.1, frame version 2): the chunk's difference
+  // from a base chunk, coded as a version 2 float payload of element width
+  // 1, 2, 4; the header names the base id. Decoded by codec/delta_codec.h.
+  kDeltaPlanes8 = 16,
+  kDeltaPlanes16 = 17,
+  kDeltaPlanes32 = 18,
 };
 
+// Frame format versions: version 1 frames carry codecs 0-7 and no base id;
+// version 2 frames carry exactly the delta codecs and a base id. An encoder
+// writes version 1 for every frame that is not a delta, so those frames are
+// byte-identical to what earlier builds wrote.
 inline constexpr std::uint8_t kFrameVersion = 1;
+inline constexpr std::uint8_t kFrameVersionDelta = 2;
 inline constexpr std::uint8_t kFrameMagic[4] = {0x46, 0x52, 0x59, 0x46};  // "FRYF"
 
 // "raw", "zstd", "planes8", "planes16", "planes32", "planes8v2",
-// "planes16v2", "planes32v2", or "unknown".
+// "planes16v2", "planes32v2", "delta8", "delta16", "delta32", or "unknown".
 std::string_view codec_name(Codec c);
-// True for the codec ids this version decodes.
+// True for the codec ids this build decodes (0-7, 16-18).
 bool codec_known(std::uint8_t id);
+// True for the delta codecs (16-18): their frames need the base chunk.
+bool is_delta_codec(Codec c);
+// Element width of a delta codec (1, 2, 4); 0 for any other codec.
+int delta_codec_width(Codec c);
+// The delta codec of an element width (1, 2, 4).
+Codec delta_codec(int element_width);
 // Element width of a planes codec of either payload version (1, 2, 4); 0
 // for raw and zstd.
 int codec_element_width(Codec c);
@@ -60,7 +76,8 @@ struct FrameHeader {
 void write_frame_header(const FrameHeader& h, std::span<std::byte, kFrameHeaderBytes> out);
 
 // Parses and checks the header only (magic, header CRC, version, flags, known
-// codec, dtype, raw_bytes <= 64 MiB, payload_bytes <= raw_bytes). Errors are
+// codec, dtype, base id set exactly for delta codecs and never equal to the
+// chunk id, raw_bytes <= 64 MiB, payload_bytes <= raw_bytes). Errors are
 // Corruption; messages say "frame header" and, once the header CRC holds,
 // the chunk id.  REQUIRES nothing of `bytes`: short input is Corruption.
 Result<FrameHeader> parse_frame_header_only(std::span<const std::byte> bytes);

@@ -30,6 +30,12 @@ inline constexpr std::size_t kRansV2BlockSymbols = 65536;
 inline constexpr std::size_t kRansV2SegmentSymbols = 16384;
 inline constexpr int kRansV2MaxTables = 16;
 
+// Delta frames (docs/FORMAT.md 3.1): rebuilding one chunk reads at most
+// this many frames (the chunk's, its base's, the base's base, ...), so a
+// chain of deltas, or a cycle in hostile input, cannot make a restore or a
+// scrub read without end.
+inline constexpr int kMaxDeltaChainFrames = 8;
+
 // safetensors: the official format caps the JSON header at 100,000,000 bytes.
 inline constexpr std::uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;
 inline constexpr std::size_t kMaxTensorRank = 16;

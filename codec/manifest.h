@@ -58,7 +58,7 @@ struct ManifestChunk {
   std::uint64_t offset = 0;  // in the file; chunks are consecutive and tile it
   std::uint32_t length = 0;  // 1 .. kMaxChunkBytes
   Digest id{};
-  Digest base_id{};  // all zero: room for delta frames (codec ids 16-18)
+  Digest base_id{};  // a delta frame's base chunk (codec ids 16-18, FORMAT.md 3.1); all zero otherwise
   DType dtype = DType::kBytes;
   std::uint8_t codec = 0;         // frame codec id (codec/frame.h)
   std::uint32_t frame_bytes = 0;  // the whole frame: 88-byte header + payload

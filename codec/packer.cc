@@ -32,6 +32,8 @@
 #include "base/thread_pool.h"
 #include "codec/chunk_codec.h"
 #include "codec/chunker.h"
+#include "codec/delta_base.h"
+#include "codec/delta_codec.h"
 #include "codec/engine.h"
 #include "codec/safetensors.h"
 #include "codec/tree_hash.h"
@@ -78,6 +80,9 @@ struct PlannedFile {
   bool compose_root = false;
   std::vector<Digest> leaves;
   std::size_t chunks_done = 0;
+  // The same file in the earlier checkpoint (PackOptions::delta_from), when
+  // laid out the same.
+  std::optional<DeltaBaseFile> base;
 };
 
 // One chunk of the work list: (file, chunk) indexes, in pack order.
@@ -106,6 +111,11 @@ struct Slot {
   // (WindowPipeline::ask), and `needed` is the answer.
   bool asked = false;
   bool needed = false;
+  // Delta base (PackOptions::delta_from): its bytes and id as read, and
+  // whether the destination said it holds that id.
+  AlignedBytes base;
+  std::optional<Digest> base_id;
+  bool base_held = false;
   Status status;
 };
 
@@ -194,6 +204,12 @@ void read_chunk(Slot& s, PlannedFile& pf, std::uint64_t expected_size, bool dire
   }
   hash_leaves(s.raw.view(), leaves);
   s.id = merkle_root(leaves);
+  s.base_id.reset();
+  s.base_held = false;
+  if (pf.base) {
+    s.base_id = read_delta_base(*pf.base, p, s.base, direct_io);
+    if (s.base_id == s.id) s.base_id.reset();  // unchanged: dedup, not a delta
+  }
 }
 
 // Codes the window's slots marked `encode` in one engine call, with the ids
@@ -214,6 +230,10 @@ Status encode_window(std::span<Slot> slots, std::span<const PlannedFile> files, 
     FERRY_CHECK(s.lent.empty() || s.lent.size() >= room);
     job.frame = s.lent.empty() ? s.frame.take(room) : std::span<std::byte>(s.lent);
     job.known_id = &s.id;
+    if (s.send && s.base_id && s.base_held) {
+      job.base = s.base.view();
+      job.base_id = &*s.base_id;
+    }
     jobs.push_back(job);
   }
   if (jobs.empty()) return Status::ok();
@@ -316,8 +336,9 @@ namespace {
 
 // Plans every file up front (headers only) into `m` and `files`, and
 // flattens the chunks of all files into one ordered work list.
-Status plan_sources(std::span<const PackSource> sources, std::size_t chunk_bytes, Manifest& m,
-                    std::vector<PlannedFile>& files, std::vector<WorkItem>& work) {
+Status plan_sources(std::span<const PackSource> sources, std::size_t chunk_bytes,
+                    const std::filesystem::path& delta_from, Manifest& m, std::vector<PlannedFile>& files,
+                    std::vector<WorkItem>& work) {
   files.resize(sources.size());
   m.files.reserve(sources.size());
   for (std::size_t i = 0; i < sources.size(); ++i) {
@@ -335,6 +356,7 @@ Status plan_sources(std::span<const PackSource> sources, std::size_t chunk_bytes
     std::vector<std::uint32_t> lengths;
     for (const auto& p : files[i].plan) lengths.push_back(p.length);
     files[i].compose_root = root_composes_from_chunk_ids(lengths);
+    if (!delta_from.empty()) files[i].base = pair_delta_base(delta_from, f, files[i].plan, chunk_bytes);
     f.chunks.reserve(files[i].plan.size());
     if (files[i].plan.empty()) f.root = merkle_root({});
     for (std::size_t c = 0; c < files[i].plan.size(); ++c) work.emplace_back(i, c);
@@ -357,13 +379,15 @@ Status emit_chunk(Slot& s, std::span<const Slot> window, PlannedFile& pf, Manife
   if (s.encode) {
     c.codec = static_cast<std::uint8_t>(s.encoded.codec);
     c.frame_bytes = s.encoded.frame_bytes;
+    c.base_id = s.encoded.base_id;
   } else {
     const Slot& first = s.repeat_of ? window[*s.repeat_of] : s;
-    FrameFacts f =
-        first.facts ? *first.facts
-                    : FrameFacts{static_cast<std::uint8_t>(first.encoded.codec), first.encoded.frame_bytes};
+    FrameFacts f = first.facts ? *first.facts
+                               : FrameFacts{static_cast<std::uint8_t>(first.encoded.codec),
+                                            first.encoded.frame_bytes, first.encoded.base_id};
     c.codec = f.codec;
     c.frame_bytes = f.frame_bytes;
+    c.base_id = f.base_id;
   }
   mf.chunks.push_back(c);
   if (s.send && !s.lent.empty()) {
@@ -374,7 +398,7 @@ Status emit_chunk(Slot& s, std::span<const Slot> window, PlannedFile& pf, Manife
   } else {
     RETURN_IF_ERROR(sink.skip_chunk(mf, mf.chunks.back()));
   }
-  if (seen) seen->emplace(c.id, FrameFacts{c.codec, c.frame_bytes});
+  if (seen) seen->emplace(c.id, FrameFacts{c.codec, c.frame_bytes, c.base_id});
   if (++pf.chunks_done == pf.plan.size()) {
     if (pf.compose_root) {
       std::vector<Digest> ids(mf.chunks.size());
@@ -531,6 +555,14 @@ class WindowPipeline {
       fresh.push_back(s.id);
       fresh_slot.push_back(j);
     }
+    // The delta bases of the fresh chunks, after them in the same question:
+    // a base the destination lacks means a standalone frame.
+    const std::size_t n_fresh = fresh.size();
+    std::map<Digest, std::size_t> base_at;
+    for (std::size_t i = 0; i < n_fresh; ++i) {
+      const Slot& s = slots[fresh_slot[i]];
+      if (s.base_id && base_at.emplace(*s.base_id, fresh.size()).second) fresh.push_back(*s.base_id);
+    }
     if (fresh.empty()) return;
     Result<std::vector<bool>> need = options_.need(fresh);
     if (need && need->size() != fresh.size()) {
@@ -541,9 +573,11 @@ class WindowPipeline {
       slots.front().status = need.status();
       return;
     }
-    for (std::size_t i = 0; i < fresh.size(); ++i) {
-      slots[fresh_slot[i]].asked = true;
-      slots[fresh_slot[i]].needed = (*need)[i];
+    for (std::size_t i = 0; i < n_fresh; ++i) {
+      Slot& s = slots[fresh_slot[i]];
+      s.asked = true;
+      s.needed = (*need)[i];
+      s.base_held = s.base_id && !(*need)[base_at.at(*s.base_id)];
     }
   }
 
@@ -575,6 +609,7 @@ class WindowPipeline {
       ++progress_.chunks_done;
       if (s.send) {
         progress_.frame_bytes += s.encoded.frame_bytes;
+        if (is_delta_codec(s.encoded.codec)) ++progress_.delta_chunks;
       } else {
         ++progress_.chunks_skipped;
       }
@@ -610,7 +645,7 @@ Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptio
   ASSIGN_OR_RETURN(Manifest m, start_manifest(sources.size(), options));
   std::vector<PlannedFile> files;
   std::vector<WorkItem> work;
-  RETURN_IF_ERROR(plan_sources(sources, options.chunk_bytes, m, files, work));
+  RETURN_IF_ERROR(plan_sources(sources, options.chunk_bytes, options.delta_from, m, files, work));
   std::unique_ptr<CodecEngine> own_engine;
   ASSIGN_OR_RETURN(CodecEngine * engine, choose_engine(options, pool, own_engine));
   WindowPipeline pipeline(options, sink, pool, *engine, m, files, work);

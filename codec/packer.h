@@ -78,6 +78,7 @@ class FrameSink {
 struct FrameFacts {
   std::uint8_t codec = 0;
   std::uint32_t frame_bytes = 0;
+  Digest base_id{};  // a delta frame's base (docs/FORMAT.md 3.1); zero otherwise
 };
 
 // One input file: where to read it and the relative path it gets in the
@@ -106,6 +107,7 @@ struct PackProgress {
   std::uint64_t frame_bytes = 0;     // frame bytes emitted so far (before dedup)
   std::uint64_t chunks_done = 0;     // chunks emitted or skipped so far
   std::uint64_t chunks_skipped = 0;  // chunks `need` said the destination holds
+  std::uint64_t delta_chunks = 0;    // chunks sent as delta frames
 };
 
 struct PackOptions {
@@ -136,6 +138,13 @@ struct PackOptions {
   // returns them the chunk is not encoded at all; otherwise (or when empty)
   // it is encoded to learn them, and still not sent.
   std::function<std::optional<FrameFacts>(const Digest& id)> known_frame;
+  // Delta frames (codec/delta_base.h, docs/FORMAT.md 3.1): an earlier
+  // checkpoint directory on this host. Each chunk is paired with the chunk
+  // at the same position there, which is read and hashed beside it; with
+  // have/need the window's question also names those base ids, and a chunk
+  // whose base the destination holds is coded as the smaller of a delta and
+  // its standalone frame. Empty, or without `need`: no deltas.
+  std::filesystem::path delta_from;
   // Read the files around the page cache (O_DIRECT, base/direct_file.h) so
   // that packing a checkpoint neither evicts the training job's cached pages
   // nor fills memory with checkpoint bytes; a file system that refuses

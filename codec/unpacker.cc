@@ -5,6 +5,8 @@
 // (file begin, chunk decoded, file verified) that unpack uses to write.
 #include "codec/unpacker.h"
 
+#include "codec/delta_codec.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -62,7 +64,24 @@ Status decode_chunk(const FrameSource& a, Slot& s, std::vector<Digest>& leaves, 
   RETURN_IF_ERROR(a.read_frame(s.file, s.chunk, s.frame));
   RETURN_IF_ERROR(check_frame_header(s.frame, c));
   s.raw.resize(c.length);
-  RETURN_IF_ERROR(s.decoder.decode(s.frame, std::span<std::byte>(s.raw), &c.id));
+  if (is_delta_codec(static_cast<Codec>(c.codec))) {
+    // Rebuilt from its base, fetched by id, and verified against its own id.
+    ASSIGN_OR_RETURN(FrameHeader h, parse_frame_header(s.frame));
+    if (h.chunk_id != c.id) {
+      return Status::corruption("frame holds chunk " + to_hex(h.chunk_id) + ", manifest says " +
+                                to_hex(c.id));
+    }
+    RETURN_IF_ERROR(rebuild_chunk(
+        h, s.frame,
+        [&a](const Digest& id) -> Result<std::vector<std::byte>> {
+          std::vector<std::byte> f;
+          RETURN_IF_ERROR(a.read_chunk_frame(id, f));
+          return f;
+        },
+        s.raw));
+  } else {
+    RETURN_IF_ERROR(s.decoder.decode(s.frame, std::span<std::byte>(s.raw), &c.id));
+  }
   if (!leaves.empty()) {  // else the root composes from chunk ids
     hash_leaves(s.raw, std::span(leaves).subspan(c.offset / kLeafBytes, leaf_count(c.length)));
   }

@@ -38,6 +38,14 @@ class FrameSource {
   // chunk, concurrently from pool threads, in roughly file order. The
   // frame is untrusted: the unpacker verifies it.
   virtual Status read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const = 0;
+  // The frame of any chunk the source holds, by id: a delta frame's base
+  // (docs/FORMAT.md 3.1), which may belong to another snapshot. Called
+  // concurrently from pool threads. Untrusted like read_frame. The default
+  // holds none (a source of standalone frames only).
+  virtual Status read_chunk_frame(const Digest& id, std::vector<std::byte>& out) const {
+    (void)out;
+    return Status::unsupported(describe() + " cannot fetch base chunk " + to_hex(id) + " of a delta frame");
+  }
 };
 
 // A FrameSource over an open archive (which must outlive it).

@@ -28,8 +28,10 @@
 #include <utility>
 
 #include "base/clock.h"
+#include "base/crc32c.h"
 #include "base/human_size.h"
 #include "base/thread_pool.h"
+#include "codec/delta_codec.h"
 #include "codec/limits.h"
 #include "codec/manifest.h"
 #include "codec/tree_hash.h"
@@ -165,6 +167,10 @@ class Pipeline {
   Status allocate_staging(std::vector<Lane>& lanes);
   void read_loop();
   void read_window(Slot& slot, const Window& win);
+  // A delta chunk, rebuilt from its base and written into dst as a raw frame
+  // (dst holds restore_frame_bytes(c)).
+  Status read_delta_as_raw_frame(std::size_t file, std::size_t chunk, const ManifestChunk& c,
+                                 std::span<std::byte> dst);
   void lane_loop(Lane& lane);
   Status decode_window(Lane& lane, Slot& slot);
   bool collect_jobs(const Lane& lane, const Slot& slot, WindowJobs& jobs);
@@ -226,8 +232,15 @@ void Pipeline::read_window(Slot& slot, const Window& win) {
   pool_.parallel_for(win.count, [&](std::size_t j) {
     const std::size_t i = win.first + j;
     const ManifestChunk& c = chunk(i);
-    const std::span<std::byte> dst(slot.frames.get() + w_.frame_at[i], c.frame_bytes);
+    const std::span<std::byte> dst(slot.frames.get() + w_.frame_at[i], restore_frame_bytes(c));
     Status st;
+    if (is_delta_codec(static_cast<Codec>(c.codec))) {
+      // Rebuilt here from its base (verified against its id) and laid out
+      // as the raw frame the decode below expects.
+      st = read_delta_as_raw_frame(w_.chunks[i].file, w_.chunks[i].chunk, c, dst);
+      slot.read_status[j] = std::move(st);
+      return;
+    }
     if (direct) {
       st = direct->read_frame_into(w_.chunks[i].file, w_.chunks[i].chunk, dst);
     } else {
@@ -246,6 +259,36 @@ void Pipeline::read_window(Slot& slot, const Window& win) {
     if (st.is_ok()) st = check_frame_header(dst, c);
     slot.read_status[j] = std::move(st);
   });
+}
+
+Status Pipeline::read_delta_as_raw_frame(std::size_t file, std::size_t chunk, const ManifestChunk& c,
+                                         std::span<std::byte> dst) {
+  thread_local std::vector<std::byte> frame, raw;
+  RETURN_IF_ERROR(source_.read_frame(file, chunk, frame));
+  RETURN_IF_ERROR(check_frame_header(frame, c));
+  ASSIGN_OR_RETURN(FrameHeader h, parse_frame_header(frame));
+  if (h.chunk_id != c.id) {
+    return Status::corruption("frame holds chunk " + to_hex(h.chunk_id) + ", manifest says " + to_hex(c.id));
+  }
+  RETURN_IF_ERROR(rebuild_chunk(
+      h, frame,
+      [this](const Digest& id) -> Result<std::vector<std::byte>> {
+        std::vector<std::byte> f;
+        RETURN_IF_ERROR(source_.read_chunk_frame(id, f));
+        return f;
+      },
+      raw));
+  FrameHeader out;
+  out.codec = Codec::kRaw;
+  out.dtype = h.dtype;
+  out.raw_bytes = h.raw_bytes;
+  out.payload_bytes = h.raw_bytes;
+  out.chunk_id = h.chunk_id;
+  out.payload_crc = mask_crc(crc32c(raw));
+  FERRY_CHECK(dst.size() == kFrameHeaderBytes + raw.size());
+  write_frame_header(out, dst.first<kFrameHeaderBytes>());
+  std::memcpy(dst.data() + kFrameHeaderBytes, raw.data(), raw.size());
+  return Status::ok();
 }
 
 void Pipeline::read_loop() {
@@ -269,13 +312,13 @@ bool Pipeline::collect_jobs(const Lane& lane, const Slot& slot, WindowJobs& jobs
     }
     const FilePlan& fp = plan_.files[w_.chunks[i].file];
     const ManifestChunk& c = chunk(i);
-    std::span<const std::byte> frame(slot.frames.get() + w_.frame_at[i], c.frame_bytes);
+    std::span<const std::byte> frame(slot.frames.get() + w_.frame_at[i], restore_frame_bytes(c));
     std::span<std::byte> out(fp.base + c.offset, c.length);
     if (!fp.on_device) {
       jobs.host.push_back({frame, out, c.id});
       jobs.host_idx.push_back(i);
     } else if (lane.gpu) {
-      std::span<const std::byte> on_device(lane.device_frames.get() + w_.frame_at[i], c.frame_bytes);
+      std::span<const std::byte> on_device(lane.device_frames.get() + w_.frame_at[i], restore_frame_bytes(c));
       jobs.device.push_back({on_device, out, c.id, frame});
       jobs.device_idx.push_back(i);
     } else {

@@ -11,8 +11,11 @@
 namespace ferry::replication {
 
 ChunkOrigin chunk_origin(const std::filesystem::path& path, const ManifestFile& file,
-                         const ManifestChunk& chunk) {
-  return ChunkOrigin{path, chunk, file.layout != LayoutKind::kSafetensors};
+                         const ManifestChunk& chunk, const std::filesystem::path& delta_from) {
+  ChunkOrigin o{path, chunk, file.layout != LayoutKind::kSafetensors, {}};
+  if (is_delta_codec(static_cast<Codec>(chunk.codec)) && !delta_from.empty())
+    o.base_path = delta_from / file.path;
+  return o;
 }
 
 Status FrameRebuilder::rebuild(const ChunkOrigin& origin, std::vector<std::byte>& frame) {
@@ -36,7 +39,24 @@ Status FrameRebuilder::rebuild(const ChunkOrigin& origin, std::vector<std::byte>
   o.zstd_level = zstd_level_;
   o.float_version = float_version_;
   o.trial = origin.trial;
-  const EncodedChunk e = encoder_->encode_into(raw, c.dtype, id, frame, o);
+  EncodedChunk e;
+  if (is_delta_codec(static_cast<Codec>(c.codec))) {
+    base_.resize(c.length);
+    const std::string base_where = origin.base_path.string() + " at offset " + std::to_string(c.offset);
+    if (origin.base_path.empty())
+      return Status::internal("delta chunk " + to_hex(c.id) + " without a base file");
+    ASSIGN_OR_RETURN(UniqueFd bfd, open_fd(origin.base_path, O_RDONLY | O_CLOEXEC));
+    RETURN_IF_ERROR(pread_exact(bfd.get(), base_, c.offset, origin.base_path));
+    if (chunk_id(base_) != c.base_id) {
+      return Status::aborted(base_where + " changed while being pushed: no longer the base " +
+                             to_hex(c.base_id) + " of delta chunk " + to_hex(c.id));
+    }
+    if (!delta_) delta_ = std::make_unique<DeltaEncoder>();
+    e = delta_->encode(raw, c.dtype, id, base_, c.base_id, delta_frame_, o);
+    std::copy(delta_frame_.begin(), delta_frame_.end(), frame.begin());
+  } else {
+    e = encoder_->encode_into(raw, c.dtype, id, frame, o);
+  }
   if (static_cast<std::uint8_t>(e.codec) != c.codec || e.frame_bytes != c.frame_bytes) {
     return Status::internal("rebuilding the frame of chunk " + to_hex(c.id) + " (" + where + ") gave " +
                             std::string(codec_name(e.codec)) + " in " + std::to_string(e.frame_bytes) +

@@ -21,6 +21,7 @@
 
 #include "base/status.h"
 #include "codec/chunk_codec.h"
+#include "codec/delta_codec.h"
 #include "codec/manifest.h"
 
 namespace ferry::replication {
@@ -30,12 +31,16 @@ struct ChunkOrigin {
   std::filesystem::path path;  // the source file
   ManifestChunk chunk;         // offset, length, dtype, id, codec, frame_bytes
   bool trial = false;          // unknown layout: codec chosen by trial (packer.h)
+  // A delta frame's base file (the same path in PackOptions::delta_from);
+  // empty for a standalone frame.
+  std::filesystem::path base_path;
 };
 
 // The origin of `chunk` of `file` (its manifest entry) read from `path`: the
 // packer chooses codecs by trial exactly for files of unknown layout.
+// `delta_from` is the push's earlier checkpoint directory (empty: none).
 ChunkOrigin chunk_origin(const std::filesystem::path& path, const ManifestFile& file,
-                         const ManifestChunk& chunk);
+                         const ManifestChunk& chunk, const std::filesystem::path& delta_from = {});
 
 // Reusable scratch (the raw chunk, an encoder); one per thread.
 class FrameRebuilder {
@@ -49,7 +54,9 @@ class FrameRebuilder {
   // frame_room_bytes(origin.chunk.length) bytes, and cuts it to the frame.
   // Aborted naming the file and offset when the chunk no longer hashes to
   // its id (the file changed); IOError when it cannot be read; Internal when
-  // the frame differs in codec or size from the one first sent.
+  // the frame differs in codec or size from the one first sent. A delta
+  // frame is rebuilt against its base read again from base_path, which must
+  // still hash to the base id (else Aborted, naming it).
   Status rebuild(const ChunkOrigin& origin, std::vector<std::byte>& frame);
 
  private:
@@ -58,6 +65,8 @@ class FrameRebuilder {
   std::unique_ptr<std::byte[]> raw_;
   std::size_t raw_capacity_ = 0;
   std::unique_ptr<ChunkEncoder> encoder_;  // made at the first rebuild
+  std::unique_ptr<DeltaEncoder> delta_;    // made at the first delta rebuild
+  std::vector<std::byte> base_, delta_frame_;
 };
 
 }  // namespace ferry::replication

@@ -55,7 +55,10 @@ class StoreFrameSource final : public FrameSource {
     return "store " + where_.path + " namespace " + where_.ns + " snapshot " + where_.snapshot;
   }
   Status read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const override {
-    auto frame = store_->get(where_.ns, manifest_.files[file].chunks[chunk].id);
+    return read_chunk_frame(manifest_.files[file].chunks[chunk].id, out);
+  }
+  Status read_chunk_frame(const Digest& id, std::vector<std::byte>& out) const override {
+    auto frame = store_->get(where_.ns, id);
     if (!frame) return frame.status();
     out = std::move(*frame);
     return Status::ok();

@@ -103,6 +103,10 @@ inline constexpr int kDefaultReceiverHandshakeTimeoutMs = 5'000;
 // once (--max_connections_per_namespace): an agent uses its streams (4 by
 // default) plus a control connection per target; restore as many streams.
 inline constexpr std::size_t kDefaultMaxConnectionsPerNamespace = 16;
+// A restore fetches the bases of delta frames (docs/FORMAT.md 3.1) on at
+// most this many connections besides its streams, so that it stays within
+// the receiver's default per-namespace budget above.
+inline constexpr std::size_t kMaxBaseFetchConnections = 4;
 // How often the receiver checks whether its CRL file changed, and reloads
 // its TLS files when it did (--crl_reload_s); SIGHUP reloads at once.
 inline constexpr int kDefaultCrlReloadIntervalMs = 60'000;

@@ -18,6 +18,7 @@
 #include "base/clock.h"
 #include "base/retry.h"
 #include "base/thread_pool.h"
+#include "replication/limits.h"
 
 namespace ferry::replication {
 namespace {
@@ -37,6 +38,9 @@ class RemoteFrameSource final : public FrameSource {
   const Manifest& manifest() const override { return manifest_; }
   std::string describe() const override { return remote_.address + " snapshot " + snapshot_; }
   Status read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const override;
+  // A delta frame's base, by GET_CHUNK on a connection of the base pool
+  // (apart from the streams'), one per concurrent caller.
+  Status read_chunk_frame(const Digest& id, std::vector<std::byte>& out) const override;
 
   std::uint64_t frame_bytes() const { return frame_bytes_.load(); }
   std::uint64_t wire_in() const { return wire_in_.load(); }
@@ -58,6 +62,10 @@ class RemoteFrameSource final : public FrameSource {
   RemoteOptions remote_;
   std::shared_ptr<const TlsContext> ctx_;
   const Manifest& manifest_;
+  mutable std::mutex base_mu_;
+  mutable std::condition_variable base_cv_;
+  mutable std::vector<std::unique_ptr<Connection>> base_conns_;  // idle; guarded by base_mu_
+  mutable std::size_t base_open_ = 0;                            // idle or in use; guarded by base_mu_
   std::string snapshot_;
   std::size_t streams_;
   std::size_t ahead_;
@@ -76,7 +84,7 @@ class RemoteFrameSource final : public FrameSource {
   Status fatal_;
   bool stopping_ = false;
 
-  std::atomic<std::uint64_t> frame_bytes_{0}, wire_in_{0}, wire_out_{0}, reconnects_{0};
+  mutable std::atomic<std::uint64_t> frame_bytes_{0}, wire_in_{0}, wire_out_{0}, reconnects_{0};
 };
 
 RemoteFrameSource::RemoteFrameSource(const RemoteOptions& remote, std::shared_ptr<const TlsContext> ctx,
@@ -222,6 +230,69 @@ Status RemoteFrameSource::fetch_batch(Connection& conn, std::size_t b) {
   return Status::ok();
 }
 
+Status RemoteFrameSource::read_chunk_frame(const Digest& id, std::vector<std::byte>& out) const {
+  // Each caller takes a connection of its own from the idle ones (dialling
+  // one when none is idle), so bases are fetched in parallel by the threads
+  // that rebuild their deltas, and gives it back when it is still usable.
+  std::unique_ptr<Connection> conn;
+  {
+    // At most kMaxBaseFetchConnections open: beyond that, wait for an idle one.
+    std::unique_lock lock(base_mu_);
+    base_cv_.wait(lock, [&] { return !base_conns_.empty() || base_open_ < kMaxBaseFetchConnections; });
+    if (!base_conns_.empty()) {
+      conn = std::move(base_conns_.back());
+      base_conns_.pop_back();
+    } else {
+      ++base_open_;  // dialled below
+    }
+  }
+  // Hands the connection back (or, when it broke, its slot) on every path.
+  struct Release {
+    const RemoteFrameSource& self;
+    std::unique_ptr<Connection>& conn;
+    ~Release() {
+      {
+        std::lock_guard lock(self.base_mu_);
+        if (conn) {
+          self.base_conns_.push_back(std::move(conn));
+        } else {
+          --self.base_open_;
+        }
+      }
+      self.base_cv_.notify_one();
+    }
+  } release{*this, conn};
+  for (int attempt = 0;; ++attempt) {
+    if (!conn) {
+      auto dialled = dial_receiver(remote_, ctx_);
+      if (!dialled) return dialled.status().with_context("fetching base chunk " + to_hex(id));
+      conn = std::move(*dialled);
+    }
+    GetChunk req;
+    req.request_id = 1;
+    req.ids.push_back(id);
+    Status st = conn->send(req);
+    Result<Message> m = st ? conn->recv() : Result<Message>(st);
+    if (!m) {
+      conn.reset();
+      if (attempt == 0) continue;  // one reconnect after a break
+      return m.status().with_context("fetching base chunk " + to_hex(id));
+    }
+    if (auto* data = std::get_if<ChunkData>(&*m); data && data->request_id == req.request_id) {
+      frame_bytes_ += data->frame.size();
+      out = std::move(data->frame);
+      return Status::ok();
+    }
+    if (auto* e = std::get_if<Error>(&*m)) {
+      if (e->request_id == 0) conn.reset();  // the connection ended; else a refusal of this chunk only
+      return status_from_peer_error(*e).with_context("base chunk " + to_hex(id));
+    }
+    conn.reset();
+    return Status::corruption(describe() + " answered GET_CHUNK for base chunk " + to_hex(id) + " with " +
+                              std::string(message_name(*m)));
+  }
+}
+
 Status RemoteFrameSource::read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const {
   const std::size_t idx = first_index_[file] + chunk;
   std::unique_lock lock(mu_);
@@ -251,6 +322,9 @@ class OwnedRemoteFrameSource final : public FrameSource {
   std::string describe() const override { return source_->describe(); }
   Status read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const override {
     return source_->read_frame(file, chunk, out);
+  }
+  Status read_chunk_frame(const Digest& id, std::vector<std::byte>& out) const override {
+    return source_->read_chunk_frame(id, out);
   }
 
  private:

@@ -39,6 +39,10 @@ std::vector<FilePlan> plan_files(const Manifest& m, bool cuda, std::uint64_t& de
   return files;
 }
 
+std::uint64_t restore_frame_bytes(const ManifestChunk& c) {
+  return is_delta_codec(static_cast<Codec>(c.codec)) ? kFrameHeaderBytes + c.length : c.frame_bytes;
+}
+
 WindowPlan plan_windows(const Manifest& m, std::uint64_t slot_raw_bytes, std::size_t window_chunks) {
   WindowPlan p;
   for (std::size_t f = 0; f < m.files.size(); ++f) {
@@ -54,7 +58,7 @@ WindowPlan plan_windows(const Manifest& m, std::uint64_t slot_raw_bytes, std::si
       p.frame_at[i] = w.frame_bytes;
       p.raw_at[i] = w.raw_bytes;
       w.raw_bytes += c.length;
-      w.frame_bytes += c.frame_bytes;
+      w.frame_bytes += restore_frame_bytes(c);
       ++w.count;
       ++i;
     }

@@ -17,6 +17,11 @@
 
 namespace ferry::replication {
 
+// The bytes a chunk's frame takes in a restore's frame memory: its frame,
+// or for a delta frame (rebuilt from its base on the host as it is read)
+// the standalone raw frame it becomes.
+std::uint64_t restore_frame_bytes(const ManifestChunk& c);
+
 // Where one file of the snapshot lands: byte 0 of the file at `base`.
 struct FilePlan {
   bool tensors = false;    // a safetensors file restored as tensors

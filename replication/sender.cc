@@ -444,8 +444,9 @@ class Stream {
 class QueueSink : public FrameSink {
  public:
   QueueSink(FrameQueue& queue, FrameBuffers& buffers, std::span<const PackSource> sources,
-            const AbortFlag& abort)
-      : queue_(queue), buffers_(buffers), sources_(sources), abort_(abort) {}
+            const AbortFlag& abort, std::filesystem::path delta_from)
+      : queue_(queue), buffers_(buffers), sources_(sources), abort_(abort),
+        delta_from_(std::move(delta_from)) {}
   std::vector<std::byte> lend_frame(std::size_t bytes) override { return buffers_.take(bytes); }
   Status put_lent_frame(const ManifestFile& file, const ManifestChunk& chunk,
                         std::vector<std::byte>&& frame) override {
@@ -457,7 +458,7 @@ class QueueSink : public FrameSink {
     }
     auto item = std::make_unique<Outgoing>();
     item->id = chunk.id;
-    item->origin = chunk_origin(src->path, file, chunk);
+    item->origin = chunk_origin(src->path, file, chunk, delta_from_);
     item->frame_size = frame.size();
     Put put;
     put.frame = std::move(frame);
@@ -477,6 +478,7 @@ class QueueSink : public FrameSink {
   FrameBuffers& buffers_;
   std::span<const PackSource> sources_;
   const AbortFlag& abort_;
+  std::filesystem::path delta_from_;
 };
 
 // Frame facts of the target's newest snapshot, so chunks it holds need not
@@ -504,7 +506,7 @@ Result<std::map<Digest, FrameFacts>> known_frames(Link& control) {
   auto m = parse_manifest(data->manifest);
   if (!m) return out;
   for (const auto& f : m->files) {
-    for (const auto& c : f.chunks) out.emplace(c.id, FrameFacts{c.codec, c.frame_bytes});
+    for (const auto& c : f.chunks) out.emplace(c.id, FrameFacts{c.codec, c.frame_bytes, c.base_id});
   }
   return out;
 }
@@ -570,6 +572,7 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   po.job = options.job;
   po.step = options.step;
   po.created_ns = created_ns;
+  po.delta_from = options.delta_from;
   po.need = [&](std::span<const Digest> ids) -> Result<std::vector<bool>> {
     RETURN_IF_ERROR(control_ready.get());
     return query_missing(control, ids);
@@ -580,9 +583,10 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
     if (it == known.end()) return std::nullopt;
     return it->second;
   };
-  std::uint64_t skipped = 0;
+  std::uint64_t skipped = 0, delta_chunks = 0;
   po.progress = [&](const PackProgress& p) {
     skipped = p.chunks_skipped;
+    delta_chunks = p.delta_chunks;
     if (!options.progress) return;
     PushProgress pp;
     pp.logical_done = p.logical_done;
@@ -592,7 +596,7 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
     pp.target = target;
     options.progress(pp);
   };
-  QueueSink sink(queue, buffers, sources, abort);
+  QueueSink sink(queue, buffers, sources, abort, options.delta_from);
   Result<Manifest> manifest = pack_files(sources, po, sink);
   if (manifest && !control_ready.get()) manifest = control_ready.get();  // nothing asked (no chunks)
   if (!manifest) abort.raise(manifest.status());
@@ -621,6 +625,7 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   r.logical_bytes = manifest->logical_bytes();
   r.chunks_total = manifest->chunk_count();
   r.chunks_skipped = skipped;
+  r.delta_chunks = delta_chunks;
   r.chunks_sent = counters.chunks_sent.load();
   r.frame_bytes_sent = counters.frame_bytes_sent.load();
   r.frame_bytes_resent = counters.frame_bytes_resent.load();

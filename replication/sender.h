@@ -94,6 +94,10 @@ struct PushOptions {
   // GPU engine). nullptr: a CPU engine over `pool`. Not owned; it must
   // outlive the push and is used from the packing thread only.
   CodecEngine* engine = nullptr;
+  // An earlier checkpoint directory on this host whose snapshot the target
+  // holds: chunks become delta frames against the same positions there
+  // (PackOptions::delta_from). Empty: no deltas.
+  std::filesystem::path delta_from;
   std::uint64_t stream_window_bytes = kDefaultStreamWindowBytes;
   std::uint64_t queue_bytes = kDefaultQueueBytes;
   // Bytes per second of frames sent, over all streams; 0: no cap.
@@ -126,6 +130,7 @@ struct PushReport {
   std::uint64_t chunks_total = 0;
   std::uint64_t chunks_skipped = 0;      // the receiver had them (or a repeat in this push)
   std::uint64_t chunks_sent = 0;         // distinct chunks PUT
+  std::uint64_t delta_chunks = 0;        // of which as delta frames
   std::uint64_t frame_bytes_sent = 0;    // PUT frame bytes, resends included
   std::uint64_t frame_bytes_resent = 0;  // of which sent again after a break
   std::uint64_t wire_bytes_sent = 0;     // TLS ciphertext, all connections

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "codec/delta_codec.h"
 #include "codec/manifest.h"
 #include "store/chunk_store.h"
 #include "store/retention.h"
@@ -38,6 +39,15 @@ class NamespacedStore : public ChunkStore {
     ASSIGN_OR_RETURN(FrameHeader header, check_put_frame(frame, expected_id));
     ASSIGN_OR_RETURN(N * n, open(ns));
     if (n->holds(header.chunk_id)) return PutResult{header.chunk_id, false, frame.size()};
+    if (is_delta_codec(header.codec)) {
+      // A delta is accepted only against a base held here, and only once
+      // it rebuilds to its own id.
+      if (!n->holds(header.base_id)) return refuse_missing_base(ns, header);
+      std::vector<std::byte> rebuilt;
+      RETURN_IF_ERROR(rebuild_chunk(
+          header, frame, [n](const Digest& id) { return n->get(id); }, rebuilt));
+      return n->put(frame, header);
+    }
     RETURN_IF_ERROR(verify_put_frame(header, frame));
     return n->put(frame, header);
   }

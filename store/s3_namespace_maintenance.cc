@@ -15,6 +15,7 @@
 
 #include "base/clock.h"
 #include "codec/chunk_codec.h"
+#include "codec/delta_codec.h"
 #include "store/pack_file.h"
 #include "store/s3_namespace.h"
 #include "store/scrub_snapshot.h"
@@ -79,7 +80,10 @@ Result<GcReport> S3Namespace::gc_locked(S3Lock& lock) {
     std::unordered_set<Digest, DigestHash> referenced;
     for (const auto& [name, m] : manifests) {
       for (const ManifestFile& f : m.files) {
-        for (const ManifestChunk& c : f.chunks) referenced.insert(c.id);
+        for (const ManifestChunk& c : f.chunks) {
+          referenced.insert(c.id);
+          if (c.base_id != Digest{}) referenced.insert(c.base_id);  // a kept delta keeps its base
+        }
       }
     }
     return referenced;
@@ -191,7 +195,15 @@ Status S3Namespace::scrub(ScrubReport& report) {
     for (const S3PackEntry& e : check->good) {
       ++report.chunks_checked;
       const auto frame = std::span(pack).subspan(e.offset + kRecordHeaderBytes, e.frame_bytes);
-      Status st = decoder.decode(frame, raw, &e.id);
+      // A delta frame is checked by rebuilding it from its base.
+      Result<FrameHeader> h = parse_frame_header(frame);
+      Status st =
+          !h ? h.status()
+          : h->chunk_id != e.id
+              ? Status::corruption("record of chunk " + to_hex(e.id) + " holds chunk " + to_hex(h->chunk_id))
+          : is_delta_codec(h->codec) ? rebuild_chunk(
+                                           *h, frame, [this](const Digest& id) { return get(id); }, raw)
+                                     : decoder.decode(frame, raw, &e.id);
       if (!st) add_bad(e.id, o.key + " at offset " + std::to_string(e.offset), st.to_string());
     }
   }

@@ -47,6 +47,11 @@ Status verify_put_frame(const FrameHeader& header, std::span<const std::byte> fr
   return st;
 }
 
+Status refuse_missing_base(std::string_view ns, const FrameHeader& delta) {
+  return Status::not_found("namespace " + std::string(ns) + ": delta chunk " + to_hex(delta.chunk_id) +
+                           " needs base chunk " + to_hex(delta.base_id) + ", which is not held here");
+}
+
 Status check_created_time(std::string_view ns, std::string_view snapshot, std::int64_t created_ns,
                           std::int64_t now_ns) {
   if (created_ns <= add_ns_saturated(now_ns, seconds_to_ns_saturated(kMaxCreatedAheadSeconds))) {

@@ -30,4 +30,9 @@ Status check_created_time(std::string_view ns, std::string_view snapshot, std::i
 // PermissionDenied for a host (Actor::kHost) when the store is append-only.
 Status check_may_delete(std::string_view ns, Actor actor, bool append_only);
 
+// The refusal of a delta frame whose base chunk the namespace does not hold:
+// NotFound naming the base and the chunk, so the sender can tell which
+// chunk to send in full.
+Status refuse_missing_base(std::string_view ns, const FrameHeader& delta);
+
 }  // namespace ferry

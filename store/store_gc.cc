@@ -13,6 +13,8 @@
 #include <ctime>
 #include <unordered_set>
 
+#include "codec/frame.h"
+#include "codec/limits.h"
 #include "store/pack_file.h"
 #include "store/store_namespace.h"
 
@@ -65,11 +67,30 @@ Result<GcReport> StoreNamespace::gc() {
 Result<std::unordered_set<Digest, DigestHash>> StoreNamespace::referenced_chunks() {
   ASSIGN_OR_RETURN(auto manifests, load_manifests());
   std::unordered_set<Digest, DigestHash> referenced;
+  std::vector<Digest> bases;
   for (const auto& [name, m] : manifests) {
     for (const ManifestFile& f : m.files) {
-      for (const ManifestChunk& c : f.chunks) referenced.insert(c.id);
+      for (const ManifestChunk& c : f.chunks) {
+        referenced.insert(c.id);
+        if (c.base_id != Digest{}) bases.push_back(c.base_id);
+      }
     }
   }
+  // A kept delta keeps its base, and a base that is itself a delta keeps
+  // its own (the frames say so even when the snapshots naming them are
+  // gone), at most kMaxDeltaChainFrames deep.
+  for (int depth = 1; depth < kMaxDeltaChainFrames && !bases.empty(); ++depth) {
+    std::vector<Digest> next;
+    for (const Digest& b : bases) {
+      if (!referenced.insert(b).second && depth > 1) continue;
+      auto frame = get_held(b);
+      if (!frame) continue;  // missing or damaged: scrub reports it with its dependants
+      auto h = parse_frame_header_only(*frame);
+      if (h && is_delta_codec(h->codec)) next.push_back(h->base_id);
+    }
+    bases.swap(next);
+  }
+  for (const Digest& b : bases) referenced.insert(b);
   return referenced;
 }
 

@@ -437,6 +437,10 @@ Status StoreNamespace::write_index() {
 
 Result<std::vector<std::byte>> StoreNamespace::get(const Digest& id) {
   std::shared_lock m(maintenance_);
+  return get_held(id);
+}
+
+Result<std::vector<std::byte>> StoreNamespace::get_held(const Digest& id) {
   Location loc;
   {
     std::lock_guard lock(mu_);

@@ -66,6 +66,9 @@ class StoreNamespace {
   Result<PutResult> put(std::span<const std::byte> frame, const FrameHeader& verified);
   Status sync();
   Result<std::vector<std::byte>> get(const Digest& id);
+  // get() for a caller that holds maintenance_ (shared or unique): gc and
+  // scrub, which rebuild delta frames from their bases.
+  Result<std::vector<std::byte>> get_held(const Digest& id);
   // Publishes `bytes` (parsed as `m`) with a commit record of the
   // receiver's clock; refuses a created time too far ahead of that clock, and
   // a snapshot beyond the quota or the snapshot limit.

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "codec/chunk_codec.h"
+#include "codec/delta_codec.h"
 #include "store/pack_file.h"
 #include "store/scrub_snapshot.h"
 #include "store/store_namespace.h"
@@ -71,7 +72,19 @@ Status StoreNamespace::scrub_pack(std::uint32_t number, std::uint64_t size,
     report.bytes_checked += record_bytes(r.frame_bytes);
     found.insert(r.offset);
     Status st = read_record(fd.get(), path, r.offset, r.frame_bytes, tally.frame);
-    if (st) st = tally.decoder.decode(tally.frame, tally.raw, &r.id);
+    // A delta frame is checked by rebuilding it from its base (fetched from
+    // this namespace), so a damaged or missing base shows on its dependants.
+    Result<FrameHeader> h = st ? parse_frame_header(tally.frame) : Result<FrameHeader>(st);
+    if (!h) {
+      st = h.status();
+    } else if (h->chunk_id != r.id) {
+      st = Status::corruption("record of chunk " + to_hex(r.id) + " holds chunk " + to_hex(h->chunk_id));
+    } else if (is_delta_codec(h->codec)) {
+      st = rebuild_chunk(
+          *h, tally.frame, [this](const Digest& id) { return get_held(id); }, tally.raw);
+    } else {
+      st = tally.decoder.decode(tally.frame, tally.raw, &r.id);
+    }
     if (st) {
       good.insert(r.offset);
     } else {

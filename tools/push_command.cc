@@ -24,6 +24,7 @@ std::uint64_t FLAGS_window_mb = replication::kDefaultStreamWindowBytes >> 20;
 int FLAGS_retries = 8;
 bool FLAGS_fan_out = false;
 std::int64_t FLAGS_s3_object_lock_days = 0;
+std::string FLAGS_delta_from;
 
 void define_push(CLI::App& app) {
   add_args(app, "FILE|DIR", "the checkpoint file or directory", 1);
@@ -52,6 +53,9 @@ void define_push(CLI::App& app) {
       ->capture_default_str();
   app.add_flag("--fan_out", FLAGS_fan_out,
                "send the snapshot to every target in --to, not only the first that works");
+  app.add_option("--delta_from", FLAGS_delta_from,
+                 "an earlier checkpoint directory of the same job, still on this host, whose snapshot the "
+                 "target holds: chunks go as delta frames against it where smaller (docs/FORMAT.md 3.1)");
   add_engine(app);
   add_threads(app);
   add_progress(app);
@@ -83,6 +87,7 @@ void print_report_json(const replication::PushReport& r) {
                    {"wire_bytes", r.wire_bytes_sent},
                    {"chunks", r.chunks_total},
                    {"chunks_skipped", r.chunks_skipped},
+                   {"delta_chunks", r.delta_chunks},
                    {"retries", r.retries},
                    {"failovers", r.failovers},
                    {"seconds", r.seconds},
@@ -101,13 +106,13 @@ void print_report(const replication::PushReport& r) {
       gbps);
   std::printf(
       "push-report snapshot=%s target=%s files=%llu logical_bytes=%llu frame_bytes_sent=%llu "
-      "wire_bytes=%llu chunks=%llu chunks_skipped=%llu retries=%llu failovers=%llu seconds=%.3f "
-      "frame_memory_bytes=%llu\n",
+      "wire_bytes=%llu chunks=%llu chunks_skipped=%llu delta_chunks=%llu retries=%llu failovers=%llu "
+      "seconds=%.3f frame_memory_bytes=%llu\n",
       r.snapshot.c_str(), r.target.c_str(), static_cast<unsigned long long>(r.files),
       static_cast<unsigned long long>(r.logical_bytes), static_cast<unsigned long long>(r.frame_bytes_sent),
       static_cast<unsigned long long>(r.wire_bytes_sent), static_cast<unsigned long long>(r.chunks_total),
-      static_cast<unsigned long long>(r.chunks_skipped), static_cast<unsigned long long>(r.retries),
-      static_cast<unsigned long long>(r.failovers), r.seconds,
+      static_cast<unsigned long long>(r.chunks_skipped), static_cast<unsigned long long>(r.delta_chunks),
+      static_cast<unsigned long long>(r.retries), static_cast<unsigned long long>(r.failovers), r.seconds,
       static_cast<unsigned long long>(r.frame_memory_bytes));
 }
 
@@ -149,6 +154,13 @@ int run_push(const std::vector<std::string>& args) {
   opts.chunk_bytes = settings().chunk_size;
   opts.zstd_level = settings().zstd_level;
   opts.pool = &pool;
+  if (!FLAGS_delta_from.empty()) {
+    if (!std::filesystem::is_directory(FLAGS_delta_from))
+      return usage_error("--delta_from=" + FLAGS_delta_from + " is not a directory");
+    if (!std::filesystem::is_directory(args[0]))
+      return usage_error("--delta_from needs a checkpoint directory to push, not a file");
+    opts.delta_from = FLAGS_delta_from;
+  }
   auto engine = engine_from_flags(pool, settings().zstd_level);
   if (!engine) return fail(engine.status());
   opts.engine = engine->get();
@@ -167,12 +179,13 @@ int run_push(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-Registrar registrar({"push",
-                     "push FILE|DIR --to=HOST:PORT[,HOST:PORT] --ca=CA.pem --cert=HOST.pem --key=HOST.key "
-                     "[--streams=4] [--name=SNAPSHOT] [--job=J] [--step=N] [--bwlimit=BYTES_PER_S] "
-                     "[--chunk_size=N] [--window_mb=32] [--fan_out] [--engine=auto|cpu|gpu]",
-                     "send a checkpoint to a DR receiver (only missing chunks) and commit it as a snapshot",
-                     define_push, run_push});
+Registrar registrar(
+    {"push",
+     "push FILE|DIR --to=HOST:PORT[,HOST:PORT] --ca=CA.pem --cert=HOST.pem --key=HOST.key "
+     "[--streams=4] [--name=SNAPSHOT] [--job=J] [--step=N] [--bwlimit=BYTES_PER_S] "
+     "[--chunk_size=N] [--window_mb=32] [--fan_out] [--delta_from=EARLIER_DIR] [--engine=auto|cpu|gpu]",
+     "send a checkpoint to a DR receiver (only missing chunks) and commit it as a snapshot", define_push,
+     run_push});
 
 }  // namespace
 }  // namespace ferry::cli

@@ -79,7 +79,17 @@ TEST(Frame, CodecNames) {
   EXPECT_TRUE(codec_known(4));
   EXPECT_TRUE(codec_known(7));
   EXPECT_FALSE(codec_known(8));
-  EXPECT_FALSE(codec_known(16));
+  EXPECT_TRUE(codec_known(16));
+  EXPECT_TRUE(codec_known(18));
+  EXPECT_FALSE(codec_known(19));
+  EXPECT_FALSE(codec_known(15));
+  EXPECT_EQ(codec_name(Codec::kDeltaPlanes16), "delta16");
+  EXPECT_EQ(delta_codec_width(Codec::kDeltaPlanes32), 4);
+  EXPECT_EQ(delta_codec_width(Codec::kPlanes32V2), 0);
+  EXPECT_EQ(codec_element_width(Codec::kDeltaPlanes32), 0);
+  EXPECT_EQ(delta_codec(1), Codec::kDeltaPlanes8);
+  EXPECT_TRUE(is_delta_codec(Codec::kDeltaPlanes8));
+  EXPECT_FALSE(is_delta_codec(Codec::kPlanes8V2));
 }
 
 TEST(Frame, ByteLayoutAndRoundTrip) {
@@ -140,9 +150,14 @@ TEST(Frame, EveryFieldIsChecked) {
     const char* needle;
   };
   const Case cases[] = {
-      {"version 0", 4, 0, "unsupported version 0"}, {"version 2", 4, 2, "unsupported version 2"},
-      {"codec 8", 5, 8, "unknown codec id 8"},      {"delta codec", 5, 16, "unknown codec id 16"},
-      {"dtype 6", 6, 6, "unknown dtype tag 6"},     {"flags", 7, 1, "flags 1 set"},
+      {"version 0", 4, 0, "unsupported version 0"},
+      {"version 3", 4, 3, "unsupported version 3"},
+      {"version 2 without a delta codec", 4, 2, "codec zstd is not allowed in frame version 2"},
+      {"codec 8", 5, 8, "unknown codec id 8"},
+      {"codec 19", 5, 19, "unknown codec id 19"},
+      {"delta codec in version 1", 5, 16, "codec delta8 is not allowed in frame version 1"},
+      {"dtype 6", 6, 6, "unknown dtype tag 6"},
+      {"flags", 7, 1, "flags 1 set"},
       {"base id", 48, 1, "base chunk id set"},
   };
   for (const Case& c : cases) {

@@ -27,6 +27,7 @@
 #include "base/direct_file.h"
 #include "base/thread_pool.h"
 #include "codec/chunk_codec.h"
+#include "codec/delta_codec.h"
 #include "codec/engine.h"
 #include "codec/frame.h"
 #include "codec/tree_hash.h"
@@ -299,6 +300,97 @@ class SkipCountingSink : public RecordingSink {
   }
   std::vector<ManifestChunk> skipped;
 };
+
+// Drifts each bf16 element of `v` by a small step: the next checkpoint.
+std::vector<std::byte> drifted(std::vector<std::byte> v, std::uint64_t seed) {
+  std::uint64_t s = seed;
+  for (std::size_t i = 0; i + 1 < v.size(); i += 2) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    if ((s >> 60) < 4) v[i] = std::byte(static_cast<std::uint8_t>(v[i]) + ((s >> 59) & 1 ? 1 : 255));
+  }
+  return v;
+}
+
+// PackOptions::delta_from: chunks of a drifted checkpoint become delta
+// frames against the same positions of the earlier one when the
+// destination holds those bases (asked in the same question as the chunk
+// ids), and rebuild from them; a base the destination lacks, or a base file
+// that changed since, gives standalone frames.
+TEST(PackerTest, DeltaFromPairsChunksWithTheEarlierCheckpoint) {
+  testing::TempDir dir;
+  fs::create_directories(dir / "old");
+  fs::create_directories(dir / "new");
+  const auto weights = testing::normal_floats(600'000, 2, true, 0.02, testing::test_seed());
+  testing::write_file(dir / "old/w.bin", weights);
+  testing::write_file(dir / "new/w.bin", drifted(weights, testing::test_seed()));
+  testing::write_file(dir / "new/only-new.bin", testing::random_bytes(10'000, 3));
+  auto old_sources = list_pack_sources(dir / "old");
+  auto sources = list_pack_sources(dir / "new");
+  ASSERT_TRUE(old_sources.is_ok() && sources.is_ok());
+  PackOptions opts;
+  opts.chunk_bytes = 256u << 10;
+  opts.created_ns = 5;
+  opts.host = "h";
+  RecordingSink base_sink;
+  auto base_m = pack_files(*old_sources, opts, base_sink);
+  ASSERT_TRUE(base_m.is_ok());
+  std::map<Digest, std::vector<std::byte>> held;  // the destination: id -> frame
+  for (auto& f : base_sink.frames) held[parse_frame_header(f)->chunk_id] = f;
+
+  opts.delta_from = dir / "old";
+  std::set<Digest> asked;
+  opts.need = [&](std::span<const Digest> ids) -> Result<std::vector<bool>> {
+    std::vector<bool> need;
+    for (const Digest& id : ids) {
+      asked.insert(id);
+      need.push_back(held.count(id) == 0);
+    }
+    return need;
+  };
+  RecordingSink sink;
+  auto m = pack_files(*sources, opts, sink);
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  std::size_t deltas = 0, delta_bytes = 0, alone_bytes = 0;
+  for (std::size_t i = 0; i < sink.frames.size(); ++i) {
+    const ManifestChunk& c = sink.chunks[i];
+    auto h = parse_frame_header(sink.frames[i]);
+    ASSERT_TRUE(h.is_ok());
+    EXPECT_EQ(static_cast<std::uint8_t>(h->codec), c.codec);
+    EXPECT_EQ(h->base_id, c.base_id);
+    if (!is_delta_codec(h->codec)) continue;
+    ++deltas;
+    EXPECT_EQ(sink.paths[i], "w.bin");
+    EXPECT_TRUE(asked.count(c.base_id)) << "the base was asked about";
+    EXPECT_TRUE(held.count(c.base_id));
+    std::vector<std::byte> out;
+    Status st = rebuild_chunk(
+        *h, sink.frames[i], [&](const Digest& id) -> Result<std::vector<std::byte>> { return held.at(id); },
+        out);
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+    delta_bytes += sink.frames[i].size();
+  }
+  EXPECT_EQ(deltas, 5u);  // every chunk of w.bin (1.2 MB in 256 KiB chunks)
+
+  // Without the bases at the destination: the same chunks, coded alone.
+  held.clear();
+  RecordingSink alone;
+  m = pack_files(*sources, opts, alone);
+  ASSERT_TRUE(m.is_ok());
+  for (auto& f : alone.frames) {
+    EXPECT_FALSE(is_delta_codec(parse_frame_header(f)->codec));
+    if (alone.paths[&f - alone.frames.data()] == "w.bin") alone_bytes += f.size();
+  }
+  EXPECT_LT(delta_bytes, alone_bytes);
+
+  // The earlier file changed since its snapshot: the bases hash to ids the
+  // destination does not hold, so no deltas.
+  for (auto& f : base_sink.frames) held[parse_frame_header(f)->chunk_id] = f;
+  testing::write_file(dir / "old/w.bin", drifted(weights, testing::test_seed() + 1));
+  RecordingSink changed;
+  m = pack_files(*sources, opts, changed);
+  ASSERT_TRUE(m.is_ok());
+  for (auto& f : changed.frames) EXPECT_FALSE(is_delta_codec(parse_frame_header(f)->codec));
+}
 
 TEST(PackerTest, NeedFiltersFramesButNotTheManifest) {
   testing::TempDir dir;

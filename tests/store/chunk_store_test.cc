@@ -15,6 +15,7 @@
 
 #include "base/clock.h"
 #include "codec/chunk_codec.h"
+#include "codec/delta_codec.h"
 #include "codec/limits.h"
 #include "store/local_store.h"
 #include "store/pack_file.h"
@@ -484,6 +485,74 @@ TEST(ChunkStore, RetentionKeepLastAndKeepWithin) {
   auto list = s->list("host-a");
   ASSERT_EQ(list->size(), 1u);
   EXPECT_EQ((*list)[0].name, "step-4");
+}
+
+// A delta frame (docs/FORMAT.md 3.1) is accepted only against a base held
+// in the namespace, and checked by rebuilding it; scrub rebuilds it too; a
+// kept delta keeps its base through the removal of the snapshot that named
+// the base, and gc; a damaged base is reported with its dependant.
+TEST(ChunkStore, DeltaFramesNeedTheirBaseAndKeepItThroughGc) {
+  TempDir dir;
+  Logged logged;
+  TestChunk base = make_chunk(testing::test_seed());
+  TestChunk next;
+  next.raw = base.raw;
+  for (std::size_t i = 0; i + 1 < next.raw.size(); i += 2) next.raw[i] ^= std::byte(i % 7 == 0 ? 1 : 0);
+  DeltaEncoder enc;
+  next.info = enc.encode(next.raw, DType::kBF16, chunk_id(next.raw), base.raw, base.info.id, next.frame);
+  ASSERT_TRUE(is_delta_codec(next.info.codec));
+  {
+    auto s = open_store(dir.path(), logged.options());
+    auto refused = s->put("host-a", next.frame);
+    ASSERT_FALSE(refused.is_ok());
+    EXPECT_EQ(refused.status().code(), Code::kNotFound);
+    EXPECT_NE(refused.status().message().find(to_hex(base.info.id)), std::string::npos)
+        << refused.status().message();
+    EXPECT_FALSE(has(*s, "host-a", next.info.id));
+    put_all(*s, "host-a", {base, next});
+    ASSERT_TRUE(s->commit_snapshot("host-a", "key", manifest_for({&base}, kT0)).is_ok());
+    ASSERT_TRUE(s->commit_snapshot("host-a", "delta", manifest_for({&next}, kT0 + 1)).is_ok());
+    auto scrub = s->scrub("host-a");
+    ASSERT_TRUE(scrub.is_ok());
+    EXPECT_TRUE(scrub->clean());
+    EXPECT_EQ(scrub->chunks_checked, 2u);
+
+    ASSERT_TRUE(s->remove_snapshot("host-a", "key", Actor::kOperator).is_ok());
+    auto g = s->gc("host-a", Actor::kOperator);
+    ASSERT_TRUE(g.is_ok()) << g.status().to_string();
+    EXPECT_EQ(g->chunks_removed, 0u) << "the base stays while the delta needs it";
+    EXPECT_TRUE(has(*s, "host-a", base.info.id));
+    auto frame = s->get("host-a", next.info.id);
+    ASSERT_TRUE(frame.is_ok());
+    std::vector<std::byte> rebuilt;
+    auto h = parse_frame_header(*frame);
+    ASSERT_TRUE(h.is_ok());
+    Status st = rebuild_chunk(
+        *h, *frame, [&](const Digest& id) { return s->get("host-a", id); }, rebuilt);
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+    EXPECT_EQ(rebuilt, next.raw);
+  }
+  // Damage the base: scrub names it, and the delta that needs it.
+  const fs::path pack = last_pack(dir.path(), "host-a");
+  auto bytes = testing::read_file(pack);
+  auto at = std::search(bytes.begin(), bytes.end(), base.frame.begin(), base.frame.end());
+  ASSERT_NE(at, bytes.end());
+  at[static_cast<std::ptrdiff_t>(base.frame.size() / 2)] ^= std::byte{0x10};
+  testing::write_file(pack, bytes);
+  auto s = open_store(dir.path(), logged.options());
+  auto report = s->scrub("host-a");
+  ASSERT_TRUE(report.is_ok()) << report.status().to_string();
+  ASSERT_EQ(report->bad_chunks.size(), 2u);
+  bool base_bad = false, delta_bad = false;
+  for (const auto& bad : report->bad_chunks) {
+    base_bad = base_bad || bad.id == base.info.id;
+    if (bad.id == next.info.id) {
+      delta_bad = true;
+      EXPECT_NE(bad.error.find(to_hex(base.info.id)), std::string::npos) << bad.error;
+      EXPECT_EQ(bad.snapshots, (std::vector<std::string>{"delta"}));
+    }
+  }
+  EXPECT_TRUE(base_bad && delta_bad);
 }
 
 TEST(ChunkStore, GcRemovesOnlyUnreferencedChunks) {

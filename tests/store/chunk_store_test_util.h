@@ -54,6 +54,7 @@ inline std::vector<std::byte> manifest_for(const std::vector<const TestChunk*>& 
     mc.dtype = c->info.dtype;
     mc.codec = static_cast<std::uint8_t>(c->info.codec);
     mc.frame_bytes = c->info.frame_bytes;
+    mc.base_id = c->info.base_id;
     f.size += c->raw.size();
     f.chunks.push_back(mc);
   }

@@ -1,0 +1,235 @@
+// delta_codec.cc: see delta_codec.h. The transform works on blocks of
+// elements copied into aligned locals so that the compiler vectorises it;
+// the float coder does the rest.
+#include "codec/delta_codec.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "base/crc32c.h"
+#include "codec/limits.h"
+
+namespace ferry {
+namespace {
+
+constexpr std::size_t kTransformBlockElems = 1024;
+
+// The sample decides which codings a float chunk gets (FORMAT.md 3.1): the
+// delta alone when it is smaller than 7/8 of the chunk alone on the sample
+// (measured: such a margin on the sample holds on the whole chunk), the
+// chunk alone when the delta is no smaller on the sample, else both and the
+// smaller wins. Chunks no larger than the sample code both.
+constexpr std::size_t kDeltaClearWinNum = 7;
+constexpr std::size_t kDeltaClearWinDen = 8;
+constexpr std::size_t kDeltaSampleMinBytes = 64 * 1024;
+
+// d = a - b (mod 2^bits); negative d (top bit set) gets its other bits
+// flipped: sign and magnitude, ones' complement. The float coder's rotation
+// by one bit then makes a zigzag code of it, so a small difference of either
+// sign has zero high bytes. The fold is its own inverse.
+template <typename T>
+T fold(T d) {
+  constexpr T kMagnitude = static_cast<T>(static_cast<T>(~T{0}) >> 1);
+  constexpr int kTopBit = static_cast<int>(sizeof(T) * 8 - 1);
+  return static_cast<T>(d ^ (static_cast<T>(0 - static_cast<T>(d >> kTopBit)) & kMagnitude));
+}
+
+template <typename T>
+void transform_elems(const std::byte* a, const std::byte* b, std::byte* out, std::size_t n) {
+  alignas(64) T x[kTransformBlockElems], y[kTransformBlockElems];
+  for (std::size_t i = 0; i < n; i += kTransformBlockElems) {
+    const std::size_t m = std::min(kTransformBlockElems, n - i);
+    std::memcpy(x, a + i * sizeof(T), m * sizeof(T));
+    std::memcpy(y, b + i * sizeof(T), m * sizeof(T));
+    for (std::size_t j = 0; j < m; ++j) x[j] = fold<T>(static_cast<T>(x[j] - y[j]));
+    std::memcpy(out + i * sizeof(T), x, m * sizeof(T));
+  }
+}
+
+template <typename T>
+void untransform_elems(std::byte* inout, const std::byte* b, std::size_t n) {
+  alignas(64) T x[kTransformBlockElems], y[kTransformBlockElems];
+  for (std::size_t i = 0; i < n; i += kTransformBlockElems) {
+    const std::size_t m = std::min(kTransformBlockElems, n - i);
+    std::memcpy(x, inout + i * sizeof(T), m * sizeof(T));
+    std::memcpy(y, b + i * sizeof(T), m * sizeof(T));
+    for (std::size_t j = 0; j < m; ++j) x[j] = static_cast<T>(y[j] + fold<T>(x[j]));
+    std::memcpy(inout + i * sizeof(T), x, m * sizeof(T));
+  }
+}
+
+Status delta_error(const FrameHeader& h, const std::string& what) {
+  return Status::corruption("chunk " + to_hex(h.chunk_id) + " (delta against base " + to_hex(h.base_id) +
+                            "): " + what);
+}
+
+}  // namespace
+
+int delta_element_width(DType dtype, Codec standalone) {
+  if (is_float(dtype)) return static_cast<int>(element_bytes(dtype));
+  const int w = codec_element_width(standalone);
+  return w > 0 ? w : 1;
+}
+
+void delta_transform(std::span<const std::byte> chunk, std::span<const std::byte> base, int width,
+                     std::span<std::byte> out) {
+  FERRY_CHECK(chunk.size() == base.size() && out.size() == chunk.size());
+  FERRY_CHECK(width == 1 || width == 2 || width == 4);
+  const std::size_t n = chunk.size() / static_cast<std::size_t>(width);
+  const std::size_t body = n * static_cast<std::size_t>(width);
+  if (width == 4) transform_elems<std::uint32_t>(chunk.data(), base.data(), out.data(), n);
+  if (width == 2) transform_elems<std::uint16_t>(chunk.data(), base.data(), out.data(), n);
+  transform_elems<std::uint8_t>(chunk.data() + (width == 1 ? 0 : body), base.data() + (width == 1 ? 0 : body),
+                                out.data() + (width == 1 ? 0 : body), width == 1 ? n : chunk.size() - body);
+}
+
+void delta_untransform(std::span<std::byte> inout, std::span<const std::byte> base, int width) {
+  FERRY_CHECK(inout.size() == base.size());
+  FERRY_CHECK(width == 1 || width == 2 || width == 4);
+  const std::size_t n = inout.size() / static_cast<std::size_t>(width);
+  const std::size_t body = n * static_cast<std::size_t>(width);
+  if (width == 4) untransform_elems<std::uint32_t>(inout.data(), base.data(), n);
+  if (width == 2) untransform_elems<std::uint16_t>(inout.data(), base.data(), n);
+  untransform_elems<std::uint8_t>(inout.data() + (width == 1 ? 0 : body),
+                                  base.data() + (width == 1 ? 0 : body),
+                                  width == 1 ? n : inout.size() - body);
+}
+
+std::span<const std::byte> DeltaEncoder::delta_payload(std::span<const std::byte> chunk,
+                                                       std::span<const std::byte> base, int width) {
+  diff_.resize(chunk.size());
+  delta_transform(chunk, base, width, diff_);
+  floats_.encode(diff_, width, payload_, kFloatPayloadV2);
+  return payload_;
+}
+
+DeltaEncoder::Plan DeltaEncoder::plan(std::span<const std::byte> chunk, std::span<const std::byte> base,
+                                      int width) {
+  if (chunk.size() <= kDeltaSampleMinBytes) return Plan::kBoth;
+  sample_.clear();
+  sample_base_.clear();
+  for (const SamplePiece& p : codec_choice_sample(chunk.size())) {
+    auto a = chunk.subspan(p.offset, p.length), b = base.subspan(p.offset, p.length);
+    sample_.insert(sample_.end(), a.begin(), a.end());
+    sample_base_.insert(sample_base_.end(), b.begin(), b.end());
+  }
+  floats_.encode(sample_, width, payload_, kFloatPayloadV2);
+  const std::size_t alone = payload_.size();
+  delta_transform(sample_, sample_base_, width, sample_);
+  floats_.encode(sample_, width, payload_, kFloatPayloadV2);
+  const std::size_t delta = payload_.size();
+  if (delta >= alone) return Plan::kAlone;
+  if (delta * kDeltaClearWinDen < alone * kDeltaClearWinNum) return Plan::kDelta;
+  return Plan::kBoth;
+}
+
+EncodedChunk DeltaEncoder::encode(std::span<const std::byte> chunk, DType dtype, const Digest& id,
+                                  std::span<const std::byte> base, const Digest& base_id,
+                                  std::vector<std::byte>& frame, const EncodeOptions& opts) {
+  const bool usable = base.size() == chunk.size() && !chunk.empty() && base_id != id && base_id != Digest{};
+  // A float chunk is judged on the sample first; a chunk of bytes (unknown
+  // layout) needs its standalone codec to know its width, so codes both.
+  const Plan p =
+      usable && is_float(dtype) ? plan(chunk, base, static_cast<int>(element_bytes(dtype))) : Plan::kBoth;
+  if (!usable || p == Plan::kAlone) return standalone_.encode_with_id(chunk, dtype, id, frame, opts);
+
+  EncodedChunk alone;
+  std::size_t alone_payload = chunk.size();
+  int width = static_cast<int>(element_bytes(dtype));
+  if (p == Plan::kBoth) {
+    alone = standalone_.encode_with_id(chunk, dtype, id, frame, opts);
+    alone_payload = alone.frame_bytes - kFrameHeaderBytes;
+    width = delta_element_width(dtype, alone.codec);
+  } else {
+    alone.id = id;
+    alone.dtype = dtype;
+    alone.raw_bytes = static_cast<std::uint32_t>(chunk.size());
+  }
+  std::span<const std::byte> payload = delta_payload(chunk, base, width);
+  // Strictly smaller than the standalone frame (or, when only the delta was
+  // coded, than the chunk), or no delta: a tie keeps the frame that needs no
+  // base.
+  if (payload.size() >= alone_payload) {
+    if (p == Plan::kBoth) return alone;
+    return standalone_.encode_with_id(chunk, dtype, id, frame, opts);
+  }
+
+  FrameHeader h;
+  h.version = kFrameVersionDelta;
+  h.codec = delta_codec(width);
+  h.dtype = dtype;
+  h.raw_bytes = static_cast<std::uint32_t>(chunk.size());
+  h.payload_bytes = static_cast<std::uint32_t>(payload.size());
+  h.chunk_id = id;
+  h.base_id = base_id;
+  h.payload_crc = mask_crc(crc32c(payload));
+  frame.resize(kFrameHeaderBytes + payload.size());
+  write_frame_header(h, std::span<std::byte, kFrameHeaderBytes>(frame.data(), kFrameHeaderBytes));
+  std::copy(payload.begin(), payload.end(), frame.begin() + kFrameHeaderBytes);
+
+  EncodedChunk e = alone;
+  e.codec = h.codec;
+  e.frame_bytes = static_cast<std::uint32_t>(frame.size());
+  e.base_id = base_id;
+  return e;
+}
+
+Status DeltaDecoder::decode(std::span<const std::byte> frame, std::span<const std::byte> base,
+                            std::span<std::byte> out, const Digest* expected_id, ThreadPool* pool) {
+  ASSIGN_OR_RETURN(FrameHeader h, parse_frame_header(frame));
+  return decode_verified(h, frame, base, out, expected_id, pool);
+}
+
+Status DeltaDecoder::decode_verified(const FrameHeader& h, std::span<const std::byte> frame,
+                                     std::span<const std::byte> base, std::span<std::byte> out,
+                                     const Digest* expected_id, ThreadPool* pool) {
+  if (!is_delta_codec(h.codec)) return plain_.decode_verified(h, frame, out, expected_id, pool);
+  FERRY_CHECK(frame.size() == kFrameHeaderBytes + h.payload_bytes);
+  if (expected_id != nullptr && *expected_id != h.chunk_id) {
+    return delta_error(h, "frame holds a different chunk than expected " + to_hex(*expected_id));
+  }
+  if (out.size() != h.raw_bytes || base.size() != h.raw_bytes) {
+    return Status::invalid_argument("chunk " + to_hex(h.chunk_id) + ": output buffer is " +
+                                    std::to_string(out.size()) + " bytes and base " + to_hex(h.base_id) +
+                                    " " + std::to_string(base.size()) + " bytes, chunk is " +
+                                    std::to_string(h.raw_bytes));
+  }
+  const int width = delta_codec_width(h.codec);
+  Status st = floats_.decode(frame.subspan(kFrameHeaderBytes), width, out, kFloatPayloadV2);
+  if (!st.is_ok()) return delta_error(h, std::string(codec_name(h.codec)) + " payload: " + st.message());
+  delta_untransform(out, base, width);
+  const Digest actual = chunk_id(out, pool);
+  if (actual != h.chunk_id) {
+    return delta_error(h, "rebuilt bytes hash to " + to_hex(actual) + " (a wrong base or a damaged delta)");
+  }
+  return Status::ok();
+}
+
+Status rebuild_chunk(const FrameHeader& h, std::span<const std::byte> frame, const FrameFetch& fetch,
+                     std::vector<std::byte>& out, int depth) {
+  thread_local DeltaDecoder decoder;
+  out.resize(h.raw_bytes);
+  if (!is_delta_codec(h.codec)) return decoder.decode_verified(h, frame, {}, out, &h.chunk_id);
+  if (depth >= kMaxDeltaChainFrames) {
+    return delta_error(h,
+                       "more than " + std::to_string(kMaxDeltaChainFrames) + " frames of deltas to rebuild");
+  }
+  auto base_frame = fetch(h.base_id);
+  if (!base_frame) {
+    return base_frame.status().with_context("base " + to_hex(h.base_id) + " of delta chunk " +
+                                            to_hex(h.chunk_id));
+  }
+  auto bh = parse_frame_header(*base_frame);
+  if (!bh) return bh.status().with_context("base of delta chunk " + to_hex(h.chunk_id));
+  if (bh->chunk_id != h.base_id) {
+    return delta_error(h, "fetched base frame holds chunk " + to_hex(bh->chunk_id));
+  }
+  std::vector<std::byte> base;
+  RETURN_IF_ERROR(rebuild_chunk(*bh, *base_frame, fetch, base, depth + 1)
+                      .with_context("base of delta chunk " + to_hex(h.chunk_id)));
+  return decoder.decode_verified(h, frame, base, out, &h.chunk_id);
+}
+
+}  // namespace ferry

@@ -1,0 +1,116 @@
+// delta_codec.h: delta frames (docs/FORMAT.md section 3.1): a chunk coded
+// against a base chunk, the same tensor's chunk in an earlier checkpoint.
+// The transform is the element-wise integer difference of the bit patterns,
+// folded to sign and magnitude, then coded as a version 2 float payload (the
+// byte-plane coder of codec/plane_coder.h, which turns the folded
+// difference into a zigzag code by its sign rotation). Measured on a real
+// training run (docs/BENCHMARKS.md, "Delta frames"), the difference beats
+// the XOR of the two chunks on every tensor class where a delta pays.
+//
+// The encoder keeps the smaller of the delta and the chunk coded alone, so a
+// delta never costs more than no delta. The decoder checks every length,
+// rebuilds the chunk from its base and verifies the result against the
+// chunk's own id, never only the delta.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "base/status.h"
+#include "codec/chunk_codec.h"
+#include "codec/float_codec.h"
+#include "codec/frame.h"
+#include "codec/tree_hash.h"
+
+namespace ferry {
+
+class ThreadPool;
+
+// The element width a delta of this chunk uses: the dtype's for a float
+// dtype tag, else the width of the planes codec the chunk got alone (a
+// trial on unknown layouts), else 1.
+int delta_element_width(DType dtype, Codec standalone);
+
+// The transform, element-wise on width-byte little-endian integers (1, 2, 4);
+// the trailing size % width bytes are transformed as 1-byte elements.
+// REQUIRES: all three spans have the same size; `out` may alias `chunk`.
+void delta_transform(std::span<const std::byte> chunk, std::span<const std::byte> base, int width,
+                     std::span<std::byte> out);
+// The inverse: rebuilds the chunk in place from the transformed bytes.
+// REQUIRES: both spans have the same size.
+void delta_untransform(std::span<std::byte> inout, std::span<const std::byte> base, int width);
+
+// Reusable scratch: one encoder per thread; not thread-safe.
+class DeltaEncoder {
+ public:
+  // Codes `chunk` (id `id`) alone and against `base` (id `base_id`), and
+  // writes the smaller frame into `frame`: a version 2 delta frame naming
+  // base_id when the delta is strictly smaller, else the standalone frame
+  // ChunkEncoder writes. A float chunk is first judged on a sample (FORMAT.md
+  // 3.1): where the sample is clear only the winner codes the whole chunk.
+  // A base of another size, or one whose id is the chunk's own, gives the
+  // standalone frame. Deterministic.
+  // REQUIRES: base_id is the chunk id of `base` (the caller hashed what it
+  // read); a wrong base id makes a frame that never rebuilds.
+  EncodedChunk encode(std::span<const std::byte> chunk, DType dtype, const Digest& id,
+                      std::span<const std::byte> base, const Digest& base_id, std::vector<std::byte>& frame,
+                      const EncodeOptions& opts = {});
+
+  // The delta payload alone (no standalone coding, no header), for
+  // measurement: the transformed chunk coded as a float payload.
+  std::span<const std::byte> delta_payload(std::span<const std::byte> chunk, std::span<const std::byte> base,
+                                           int width);
+
+ private:
+  // Which codings the whole chunk gets, judged on the codec choice's sample.
+  enum class Plan { kAlone, kDelta, kBoth };
+  Plan plan(std::span<const std::byte> chunk, std::span<const std::byte> base, int width);
+
+  ChunkEncoder standalone_;
+  FloatEncoder floats_;
+  std::vector<std::byte> diff_;
+  std::vector<std::byte> payload_;
+  std::vector<std::byte> sample_, sample_base_;
+};
+
+// Reusable scratch: one decoder per thread; not thread-safe.
+class DeltaDecoder {
+ public:
+  // Decodes `frame` into `out` (exactly raw_bytes). A delta frame is rebuilt
+  // from `base`, which must be the bytes of the frame's base chunk (exactly
+  // raw_bytes; a caller fetches it by the header's base_id); any other frame
+  // decodes as ChunkDecoder does and `base` is ignored. Validates the header
+  // and payload CRC first, then recomputes the chunk id over the rebuilt
+  // bytes and compares it with the header's and with *expected_id. Every
+  // failure is Corruption naming the chunk id (and the base id for a delta)
+  // or InvalidArgument for a base or output of the wrong size.
+  Status decode(std::span<const std::byte> frame, std::span<const std::byte> base, std::span<std::byte> out,
+                const Digest* expected_id = nullptr, ThreadPool* pool = nullptr);
+
+  // decode() for a frame whose header and CRCs the caller has already checked.
+  // REQUIRES: parse_frame_header(frame) returned `verified`.
+  Status decode_verified(const FrameHeader& verified, std::span<const std::byte> frame,
+                         std::span<const std::byte> base, std::span<std::byte> out,
+                         const Digest* expected_id = nullptr, ThreadPool* pool = nullptr);
+
+ private:
+  ChunkDecoder plain_;
+  FloatDecoder floats_;
+};
+
+// Fetches the frame of a chunk by id (from a store, over the network).
+using FrameFetch = std::function<Result<std::vector<std::byte>>(const Digest& id)>;
+
+// Rebuilds the chunk of `frame` (whose header the caller checked: `verified`)
+// into `out` (resized to raw_bytes): a standalone frame decodes as is; a
+// delta frame's base is fetched by id and rebuilt first, recursively, at
+// most kMaxDeltaChainFrames frames in all, and the chunk is verified
+// against its own id. A base that cannot be fetched keeps its own status
+// with context naming the base and the chunk that needs it; damage is
+// Corruption naming the chunk and base. `depth` counts frames read so far.
+Status rebuild_chunk(const FrameHeader& verified, std::span<const std::byte> frame, const FrameFetch& fetch,
+                     std::vector<std::byte>& out, int depth = 1);
+
+}  // namespace ferry

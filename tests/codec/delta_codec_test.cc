@@ -1,0 +1,265 @@
+// delta_codec_test.cc: delta frames end to end: the transform on known
+// values and its inverse, round trips against a drifted base for every
+// width (with odd tails), the smaller-of rule (an unrelated base gives the
+// standalone frame), a wrong base or damaged frame reported as Corruption
+// naming chunk and base, every truncation and byte flip refused, the header
+// rules of frame version 2, and golden delta frames for codecs 16-18.
+#include "codec/delta_codec.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "base/crc32c.h"
+#include "tests/testing/testing.h"
+
+namespace ferry {
+namespace {
+
+// A fixed generator (not the test helpers), so golden inputs never change.
+std::uint32_t lcg(std::uint32_t& s) {
+  s = s * 1664525u + 1013904223u;
+  return s >> 16;
+}
+
+// A base of `n` elements of width w shaped like weights (small exponents
+// spread, random mantissas), and a chunk that differs from it by a small
+// integer step in most elements (what one optimizer step does to the bits).
+struct Pair {
+  std::vector<std::byte> base, chunk;
+};
+Pair drifted_pair(int w, std::size_t bytes, std::uint32_t seed, int step_max = 40) {
+  std::uint32_t s = seed;
+  Pair p;
+  p.base.resize(bytes);
+  p.chunk.resize(bytes);
+  const std::size_t n = bytes / static_cast<std::size_t>(w);
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint32_t x = 0;
+    if (w == 4) x = ((lcg(s) & 1) << 31) | ((118u + (lcg(s) & 7)) << 23) | (lcg(s) << 7);
+    if (w == 2) x = ((lcg(s) & 1) << 15) | ((118u + (lcg(s) & 7)) << 7) | (lcg(s) & 0x7f);
+    if (w == 1) x = 0x30 + (lcg(s) & 15);
+    const int step = static_cast<int>(lcg(s) % (2 * step_max + 1)) - step_max;
+    const std::uint32_t y = x + static_cast<std::uint32_t>(w == 4   ? step * 1000
+                                                           : w == 2 ? step / 8
+                                                                    : step / 16);
+    for (int k = 0; k < w; ++k) {
+      p.base[i * w + k] = std::byte(x >> (8 * k));
+      p.chunk[i * w + k] = std::byte(y >> (8 * k));
+    }
+  }
+  for (std::size_t i = n * w; i < bytes; ++i) {  // the tail
+    p.base[i] = std::byte(lcg(s));
+    p.chunk[i] = std::byte(static_cast<std::uint8_t>(p.base[i]) + 1);
+  }
+  return p;
+}
+
+DType dtype_of_width(int w) { return w == 4 ? DType::kF32 : w == 2 ? DType::kBF16 : DType::kF8E4M3; }
+
+TEST(DeltaCodec, TransformOfKnownValues) {
+  // bf16 1.0 (0x3f80) against 0x3f7f: difference +1; the other way -1,
+  // folded to 0x8000 (sign and magnitude), which the plane rotation turns
+  // into zigzag 1.
+  auto u16 = [](std::uint16_t v) { return std::vector<std::byte>{std::byte(v), std::byte(v >> 8)}; };
+  std::vector<std::byte> out(2);
+  delta_transform(u16(0x3f80), u16(0x3f7f), 2, out);
+  EXPECT_EQ(out, u16(0x0001));
+  delta_transform(u16(0x3f7f), u16(0x3f80), 2, out);
+  EXPECT_EQ(out, u16(0x8000));
+  delta_transform(u16(0x0000), u16(0x8000), 2, out);  // +0 against -0: difference 0x8000
+  EXPECT_EQ(out, u16(0xffff));
+  std::vector<std::byte> same = u16(0x1234);
+  delta_transform(same, same, 2, out);
+  EXPECT_EQ(out, u16(0));
+}
+
+TEST(DeltaCodec, TransformInvertsForEveryWidthAndTail) {
+  for (int w : {1, 2, 4}) {
+    for (std::size_t bytes :
+         {std::size_t{0}, std::size_t{1}, std::size_t{3}, std::size_t{4097}, std::size_t{70001}}) {
+      Pair p = drifted_pair(w, bytes, 7, 30000);
+      std::vector<std::byte> t(bytes);
+      delta_transform(p.chunk, p.base, w, t);
+      delta_untransform(t, p.base, w);
+      EXPECT_EQ(t, p.chunk) << "width " << w << " bytes " << bytes;
+    }
+  }
+}
+
+TEST(DeltaCodec, RoundTripsAndShrinksAgainstDriftedBase) {
+  for (int w : {1, 2, 4}) {
+    for (std::size_t bytes : {std::size_t{4096 + 3}, std::size_t{1u << 20}}) {
+      Pair p = drifted_pair(w, bytes, 11);
+      const Digest id = chunk_id(p.chunk), base_id = chunk_id(p.base);
+      DeltaEncoder enc;
+      std::vector<std::byte> frame;
+      EncodedChunk e = enc.encode(p.chunk, dtype_of_width(w), id, p.base, base_id, frame);
+      ASSERT_EQ(e.codec, delta_codec(w)) << "width " << w << " bytes " << bytes;
+      EXPECT_EQ(e.base_id, base_id);
+      EXPECT_EQ(e.frame_bytes, frame.size());
+      // Smaller than the chunk coded alone.
+      ChunkEncoder alone;
+      std::vector<std::byte> alone_frame;
+      alone.encode(p.chunk, dtype_of_width(w), alone_frame);
+      EXPECT_LT(frame.size(), alone_frame.size());
+
+      auto h = parse_frame_header(frame);
+      ASSERT_TRUE(h.is_ok()) << h.status().to_string();
+      EXPECT_EQ(h->version, kFrameVersionDelta);
+      EXPECT_EQ(h->base_id, base_id);
+      DeltaDecoder dec;
+      std::vector<std::byte> out(bytes);
+      Status st = dec.decode(frame, p.base, out, &id);
+      ASSERT_TRUE(st.is_ok()) << st.to_string();
+      EXPECT_EQ(out, p.chunk);
+      // The plain decoder needs the base and says so.
+      ChunkDecoder plain;
+      std::vector<std::byte> out2;
+      st = plain.decode(frame, out2);
+      EXPECT_EQ(st.code(), Code::kInvalidArgument);
+      EXPECT_NE(st.message().find(to_hex(base_id)), std::string::npos) << st.message();
+    }
+  }
+}
+
+TEST(DeltaCodec, BytesChunkTakesTheWidthOfItsStandaloneCodec) {
+  Pair p = drifted_pair(4, 1u << 18, 5);
+  DeltaEncoder enc;
+  std::vector<std::byte> frame;
+  EncodedChunk e =
+      enc.encode(p.chunk, DType::kBytes, chunk_id(p.chunk), p.base, chunk_id(p.base), frame, {.trial = true});
+  EXPECT_EQ(e.codec, Codec::kDeltaPlanes32);
+  EXPECT_EQ(e.dtype, DType::kBytes);
+  std::vector<std::byte> out(p.chunk.size());
+  DeltaDecoder dec;
+  ASSERT_TRUE(dec.decode(frame, p.base, out).is_ok());
+  EXPECT_EQ(out, p.chunk);
+}
+
+TEST(DeltaCodec, KeepsTheStandaloneFrameWhenTheDeltaDoesNotPay) {
+  Pair p = drifted_pair(2, 1u << 16, 3);
+  Pair other = drifted_pair(2, 1u << 16, 99);  // an unrelated base
+  DeltaEncoder enc;
+  ChunkEncoder alone;
+  std::vector<std::byte> frame, alone_frame;
+  const Digest id = chunk_id(p.chunk);
+  EncodedChunk e = enc.encode(p.chunk, DType::kBF16, id, other.chunk, chunk_id(other.chunk), frame);
+  alone.encode(p.chunk, DType::kBF16, alone_frame);
+  EXPECT_FALSE(is_delta_codec(e.codec));
+  EXPECT_EQ(e.base_id, Digest{});
+  EXPECT_EQ(frame, alone_frame);
+  // A base of another size, or the chunk itself as base, also gives it.
+  std::vector<std::byte> shorter(p.base.begin(), p.base.end() - 2);
+  e = enc.encode(p.chunk, DType::kBF16, id, shorter, chunk_id(shorter), frame);
+  EXPECT_EQ(frame, alone_frame);
+  e = enc.encode(p.chunk, DType::kBF16, id, p.chunk, id, frame);
+  EXPECT_EQ(frame, alone_frame);
+  // And a standalone frame decodes through the delta decoder, base ignored.
+  std::vector<std::byte> out(p.chunk.size());
+  DeltaDecoder dec;
+  ASSERT_TRUE(dec.decode(frame, {}, out).is_ok());
+  EXPECT_EQ(out, p.chunk);
+}
+
+TEST(DeltaCodec, WrongBaseIsCorruptionNamingChunkAndBase) {
+  Pair p = drifted_pair(4, 1u << 16, 13);
+  const Digest id = chunk_id(p.chunk), base_id = chunk_id(p.base);
+  DeltaEncoder enc;
+  std::vector<std::byte> frame;
+  ASSERT_TRUE(is_delta_codec(enc.encode(p.chunk, DType::kF32, id, p.base, base_id, frame).codec));
+  std::vector<std::byte> wrong = p.base;
+  wrong[100] ^= std::byte{1};
+  std::vector<std::byte> out(p.chunk.size());
+  DeltaDecoder dec;
+  Status st = dec.decode(frame, wrong, out);
+  ASSERT_EQ(st.code(), Code::kCorruption);
+  EXPECT_NE(st.message().find(to_hex(id)), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find(to_hex(base_id)), std::string::npos) << st.message();
+  // A base or output of the wrong size is refused before any decoding.
+  std::vector<std::byte> short_base(p.base.begin(), p.base.end() - 4);
+  EXPECT_EQ(dec.decode(frame, short_base, out).code(), Code::kInvalidArgument);
+}
+
+TEST(DeltaCodec, HostileFramesAreRefusedNeverCrash) {
+  Pair p = drifted_pair(2, 6000, 17);
+  const Digest id = chunk_id(p.chunk);
+  DeltaEncoder enc;
+  std::vector<std::byte> frame;
+  ASSERT_TRUE(is_delta_codec(enc.encode(p.chunk, DType::kBF16, id, p.base, chunk_id(p.base), frame).codec));
+  DeltaDecoder dec;
+  std::vector<std::byte> out(p.chunk.size());
+  for (std::size_t len = 0; len < frame.size(); ++len) {
+    EXPECT_FALSE(dec.decode(std::span<const std::byte>(frame).first(len), p.base, out).is_ok()) << len;
+  }
+  // Every byte flipped, with the CRCs resealed so the payload decoder sees it.
+  for (std::size_t i = 0; i < frame.size(); ++i) {
+    std::vector<std::byte> bad = frame;
+    bad[i] ^= std::byte{0x5a};
+    if (i >= kFrameHeaderBytes) {
+      std::uint32_t c = mask_crc(crc32c(std::span<const std::byte>(bad).subspan(kFrameHeaderBytes)));
+      for (int k = 0; k < 4; ++k) bad[80 + k] = std::byte(c >> (8 * k));
+      c = mask_crc(crc32c(std::span<const std::byte>(bad).first(84)));
+      for (int k = 0; k < 4; ++k) bad[84 + k] = std::byte(c >> (8 * k));
+    }
+    auto h = parse_frame_header_only(bad);
+    std::vector<std::byte> o(h.is_ok() && h->raw_bytes <= (1u << 20) ? h->raw_bytes : 0);
+    std::vector<std::byte> b(o.size());
+    Status st = dec.decode(bad, b, o);
+    EXPECT_FALSE(st.is_ok()) << "byte " << i;
+  }
+}
+
+// Frame version 2 carries exactly the delta codecs with a base id; version 1
+// none of them.
+TEST(DeltaCodec, HeaderRulesOfFrameVersionTwo) {
+  auto header = [](std::uint8_t version, Codec codec, bool base, bool self) {
+    FrameHeader h;
+    h.version = version;
+    h.codec = codec;
+    h.dtype = DType::kBF16;
+    h.raw_bytes = 100;
+    h.payload_bytes = 50;
+    h.chunk_id[0] = 7;
+    if (base) h.base_id[0] = 9;
+    if (self) h.base_id = h.chunk_id;
+    std::vector<std::byte> f(kFrameHeaderBytes);
+    write_frame_header(h, std::span<std::byte, kFrameHeaderBytes>(f.data(), kFrameHeaderBytes));
+    return parse_frame_header_only(f);
+  };
+  EXPECT_TRUE(header(2, Codec::kDeltaPlanes16, true, false).is_ok());
+  EXPECT_FALSE(header(1, Codec::kDeltaPlanes16, true, false).is_ok());
+  EXPECT_FALSE(header(2, Codec::kPlanes16V2, true, false).is_ok());
+  EXPECT_FALSE(header(2, Codec::kPlanes16V2, false, false).is_ok());
+  EXPECT_FALSE(header(2, Codec::kDeltaPlanes16, false, false).is_ok());
+  EXPECT_FALSE(header(2, Codec::kDeltaPlanes16, false, true).is_ok());
+  EXPECT_FALSE(header(1, Codec::kPlanes16V2, true, false).is_ok());
+  EXPECT_FALSE(header(3, Codec::kDeltaPlanes16, true, false).is_ok());
+  EXPECT_TRUE(header(1, Codec::kPlanes16V2, false, false).is_ok());
+}
+
+// Golden delta frames: one per delta codec, fixed base and chunk.
+TEST(DeltaCodec, GoldenVectors) {
+  std::ostringstream now;
+  for (int w : {1, 2, 4}) {
+    Pair p = drifted_pair(w, static_cast<std::size_t>(3000 * w + 1), 2024u + static_cast<std::uint32_t>(w));
+    const Digest id = chunk_id(p.chunk), base_id = chunk_id(p.base);
+    DeltaEncoder enc;
+    std::vector<std::byte> frame;
+    EncodedChunk e = enc.encode(p.chunk, dtype_of_width(w), id, p.base, base_id, frame);
+    EXPECT_EQ(e.codec, delta_codec(w));
+    now << codec_name(e.codec) << ' ' << to_hex(id) << ' ' << to_hex(base_id) << ' ' << testing::hex_of(frame)
+        << '\n';
+    std::vector<std::byte> out(p.chunk.size());
+    DeltaDecoder dec;
+    ASSERT_TRUE(dec.decode(frame, p.base, out, &id).is_ok());
+    EXPECT_EQ(out, p.chunk);
+  }
+  testing::expect_golden_file("tests/codec/golden/delta_frames.txt", now.str(), "delta frame bytes");
+}
+
+}  // namespace
+}  // namespace ferry
