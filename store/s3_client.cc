@@ -593,17 +593,26 @@ Status run_one(S3Client& c, S3Request& r) {
 
 }  // namespace
 
-Result<bool> S3Client::put(std::string_view bucket, std::string_view key, std::span<const std::byte> body,
-                           bool if_absent) {
+S3Request S3Client::put_request(std::string_view bucket, std::string_view key,
+                                std::span<const std::byte> body, bool if_absent, std::string_view if_match,
+                                std::vector<std::pair<std::string, std::string>> headers) {
   S3Request r;
   r.method = S3Request::Method::kPut;
   r.bucket = bucket;
   r.key = key;
   r.body = body;
   r.if_none_match = if_absent;
-  Status st = run_one(*this, r);
+  r.if_match = if_match;
+  r.headers = std::move(headers);
+  (void)run_one(*this, r);
+  return r;
+}
+
+Result<bool> S3Client::put(std::string_view bucket, std::string_view key, std::span<const std::byte> body,
+                           bool if_absent) {
+  S3Request r = put_request(bucket, key, body, if_absent);
   if (if_absent && r.http_status == 412) return false;
-  RETURN_IF_ERROR(st);
+  RETURN_IF_ERROR(r.status);
   return true;
 }
 

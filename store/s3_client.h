@@ -134,6 +134,11 @@ class S3Client {
   // when it existed already (412); without: always true.
   Result<bool> put(std::string_view bucket, std::string_view key, std::span<const std::byte> body,
                    bool if_absent = false);
+  // The PUT itself, with If-Match (when not empty) and more signed headers;
+  // the request comes back for its status, HTTP code and ETag.
+  S3Request put_request(std::string_view bucket, std::string_view key, std::span<const std::byte> body,
+                        bool if_absent, std::string_view if_match = {},
+                        std::vector<std::pair<std::string, std::string>> headers = {});
   // GET of the whole object, or of bytes [first, first + length).
   Result<std::vector<std::byte>> get(std::string_view bucket, std::string_view key);
   Result<std::vector<std::byte>> get_range(std::string_view bucket, std::string_view key, std::uint64_t first,

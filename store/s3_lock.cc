@@ -43,22 +43,6 @@ bool is_hex(std::string_view s, std::size_t n) {
   return s.size() == n && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
 }
 
-// A PUT of `body` at `key`, conditional as the request says; the request
-// is returned for its status, HTTP code and ETag.
-S3Request put_request(S3Client& client, std::string_view bucket, std::string_view key,
-                      std::span<const std::byte> body, bool if_absent, std::string_view if_match) {
-  S3Request r;
-  r.method = S3Request::Method::kPut;
-  r.bucket = bucket;
-  r.key = key;
-  r.body = body;
-  r.if_none_match = if_absent;
-  r.if_match = if_match;
-  S3Request* p = &r;
-  client.run(std::span(&p, 1));
-  return r;
-}
-
 }  // namespace
 
 std::vector<std::byte> serialize_s3_lock(const S3LockRecord& record) {
@@ -170,7 +154,7 @@ Result<std::unique_ptr<S3Lock>> S3Lock::acquire(S3Client& client, std::string bu
     l.record_.expires_ns = add_ns_saturated(now_ns, l.options_.expiry_ms * kNanosPerMilli);
     const std::vector<std::byte> body = serialize_s3_lock(l.record_);
     const std::int64_t sent_ms = mono_ms();
-    S3Request created = put_request(client, l.bucket_, l.key_, body, /*if_absent=*/true, {});
+    S3Request created = client.put_request(l.bucket_, l.key_, body, /*if_absent=*/true);
     if (created.status) {
       l.etag_ = created.etag;
       l.lease_sent_ms_ = sent_ms;
@@ -190,7 +174,7 @@ Result<std::unique_ptr<S3Lock>> S3Lock::acquire(S3Client& client, std::string bu
                                  " (lock object " + where + "); " + l.options_.operation +
                                  " runs once it is released or expired");
     }
-    S3Request taken = put_request(client, l.bucket_, l.key_, body, false, current->etag);
+    S3Request taken = client.put_request(l.bucket_, l.key_, body, false, current->etag);
     if (taken.status) {
       l.etag_ = taken.etag;
       l.lease_sent_ms_ = sent_ms;
@@ -220,7 +204,7 @@ Status S3Lock::rewrite_locked() {
   const std::vector<std::byte> body = serialize_s3_lock(record_);
   for (int round = 0; round < kS3LockAcquireRounds; ++round) {
     const std::int64_t sent_ms = mono_ms();
-    S3Request r = put_request(client_, bucket_, key_, body, false, etag_);
+    S3Request r = client_.put_request(bucket_, key_, body, false, etag_);
     if (r.status) {
       etag_ = r.etag;
       lease_sent_ms_ = sent_ms;

@@ -191,12 +191,7 @@ Result<S3PackIndex> S3Namespace::read_pack_trailer(const std::string& name, std:
 
 Result<bool> S3Namespace::put_object(const std::string& key, std::span<const std::byte> body,
                                      bool if_absent) {
-  S3Request r;
-  r.method = S3Request::Method::kPut;
-  r.bucket = bucket_;
-  r.key = key;
-  r.body = body;
-  r.if_none_match = if_absent;
+  std::vector<std::pair<std::string, std::string>> headers;
   if (options_.object_lock_days > 0) {
     // Retained in COMPLIANCE mode: no key, not even the bucket owner's, can
     // delete this version before the date (a bucket made with Object Lock).
@@ -206,10 +201,9 @@ Result<bool> S3Namespace::put_object(const std::string& key, std::span<const std
     gmtime_r(&t, &tm);
     char date[32];
     std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    r.headers = {{"x-amz-object-lock-mode", "COMPLIANCE"}, {"x-amz-object-lock-retain-until-date", date}};
+    headers = {{"x-amz-object-lock-mode", "COMPLIANCE"}, {"x-amz-object-lock-retain-until-date", date}};
   }
-  S3Request* p = &r;
-  client_.run(std::span(&p, 1));
+  S3Request r = client_.put_request(bucket_, key, body, if_absent, {}, std::move(headers));
   if (if_absent && r.http_status == 412) return false;
   RETURN_IF_ERROR(r.status);
   return true;
