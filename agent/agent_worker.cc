@@ -178,14 +178,7 @@ Result<replication::PushReport> Agent::Impl::push_to_bucket(const CheckpointRead
     if (::gethostname(host, sizeof host - 1) != 0) return Status::from_errno(errno, "gethostname");
     ns = host;
   }
-  PackOptions pack;
-  pack.chunk_bytes = po.chunk_bytes;
-  pack.zstd_level = po.zstd_level;
-  pack.pool = po.pool;
-  pack.engine = po.engine;
-  pack.job = po.job;
-  pack.step = po.step;
-  pack.created_ns = po.created_ns;
+  const PackOptions pack = replication::pack_options_of(po, po.created_ns);
   StorePushHooks hooks;
   hooks.before_commit = po.before_commit;
   hooks.should_stop = po.should_stop;

@@ -564,15 +564,7 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   std::vector<std::jthread> threads;
   for (auto& s : streams) threads.emplace_back([&s] { s->run(); });
 
-  PackOptions po;
-  po.chunk_bytes = options.chunk_bytes;
-  po.zstd_level = options.zstd_level;
-  po.pool = options.pool;
-  po.engine = options.engine;
-  po.job = options.job;
-  po.step = options.step;
-  po.created_ns = created_ns;
-  po.delta_from = options.delta_from;
+  PackOptions po = pack_options_of(options, created_ns);
   po.need = [&](std::span<const Digest> ids) -> Result<std::vector<bool>> {
     RETURN_IF_ERROR(control_ready.get());
     return query_missing(control, ids);
@@ -638,6 +630,19 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
 }
 
 }  // namespace
+
+PackOptions pack_options_of(const PushOptions& options, std::optional<std::int64_t> created_ns) {
+  PackOptions po;
+  po.chunk_bytes = options.chunk_bytes;
+  po.zstd_level = options.zstd_level;
+  po.pool = options.pool;
+  po.engine = options.engine;
+  po.job = options.job;
+  po.step = options.step;
+  po.created_ns = created_ns;
+  po.delta_from = options.delta_from;
+  return po;
+}
 
 std::string default_snapshot_name(const PushOptions& options, std::int64_t now_ns) {
   const std::string name = checkpoint_snapshot_name(options.job, options.source_name, options.step);
