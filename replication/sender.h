@@ -146,9 +146,9 @@ struct PushReport {
   double seconds = 0;
 };
 
-// The packer's options of a push of `options` (how the checkpoint is coded
-// and what its manifest records, created at `created_ns`, unset: now); the caller adds
-// its own hooks (need, progress, commit checks).
+// The packer's options of a push of `options`: how the checkpoint is coded
+// and what its manifest records, created at `created_ns` (unset: now). The
+// caller adds its own hooks (need, progress, commit checks).
 PackOptions pack_options_of(const PushOptions& options, std::optional<std::int64_t> created_ns);
 
 // Pushes `sources` (strictly ascending by rel_path, as list_pack_sources
