@@ -29,11 +29,11 @@ using rans::kBlockSymbols;
 using rans::kPresentBytes;
 using rans::kStateBytes;
 
-// Mantissa planes are first judged on every kSampleStride-th symbol (cheap,
-// and nearly always "raw"); only a plane that passes on the sample gets a
-// full histogram. Planes shorter than kSampleMinSymbols skip the sample.
-constexpr std::size_t kSampleStride = 16;
-constexpr std::size_t kSampleMinSymbols = 65536;
+// Mantissa planes are first judged on the same sample in both versions
+// (FORMAT.md 4.1 and 4.2): only a plane that passes on it gets a full
+// histogram.
+using planes::kSampleMinSymbols;
+using planes::kSampleStride;
 // A plane is coded only when the estimate is below 63/64 of its raw size.
 constexpr std::uint64_t kPaysNum = 63;
 constexpr std::uint64_t kPaysDen = 64;

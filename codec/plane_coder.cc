@@ -25,7 +25,8 @@ using rans::kAlphabet;
 using rans::kPresentBytes;
 using rans::kStateBytes;
 
-// A plane is coded only when the estimate is below 63/64 of its raw size.
+// A plane is coded only when the estimate is below 255/256 of its raw size
+// (on the sample first, for mantissa planes).
 constexpr std::uint64_t kPaysNum = 255;
 constexpr std::uint64_t kPaysDen = 256;
 constexpr std::uint64_t kSamplePaysNum = 255;
