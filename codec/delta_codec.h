@@ -42,6 +42,13 @@ void delta_transform(std::span<const std::byte> chunk, std::span<const std::byte
 // REQUIRES: both spans have the same size.
 void delta_untransform(std::span<std::byte> inout, std::span<const std::byte> base, int width);
 
+// Which loop the transform and its inverse run. kAuto picks the widest the
+// CPU has; every path gives the same bytes (tests force each in turn).
+enum class DeltaTransformPath { kAuto, kScalar, kAvx2 };
+// Sets the path for the whole process; a path the CPU lacks falls back to
+// scalar. Returns the path now in effect.
+DeltaTransformPath set_delta_transform_path(DeltaTransformPath path);
+
 // Reusable scratch: one encoder per thread; not thread-safe.
 class DeltaEncoder {
  public:
