@@ -415,24 +415,62 @@ Status PlaneDecoder::decode(const std::uint8_t* in, std::size_t size, std::size_
   }
   if (size - pos < need) return corrupt("blocks truncated");
   constexpr std::size_t kPerBlock = kBlockSymbols / kSegmentSymbols;
+  struct Block {
+    rans::DecSegment segs[kPerBlock];
+    std::size_t count = 0;
+    std::size_t at = 0;  // offset of its stored bytes in `in`
+    std::size_t stored = 0;
+  };
+  auto segments_of = [&](std::size_t b, Block& blk) {
+    const std::size_t m = std::min(kBlockSymbols, n - b * kBlockSymbols);
+    std::uint8_t* o = out + b * kBlockSymbols;
+    blk.count = 0;
+    for (std::size_t off = 0; off < m; off += kSegmentSymbols) {
+      const std::size_t s = (b * kBlockSymbols + off) / kSegmentSymbols;
+      blk.segs[blk.count++] = {&(*tables_)[sel ? sel[s] : 0], o + off, std::min(kSegmentSymbols, m - off)};
+    }
+  };
+  auto decode_one = [&](std::size_t b, const Block& blk) -> Status {
+    Status s = rans::decode_segments(in + blk.at, blk.stored, std::span(blk.segs, blk.count));
+    if (!s.is_ok()) return corrupt("block " + std::to_string(b) + ": " + s.message());
+    return Status::ok();
+  };
+  // Coded blocks are decoded two at a time (independent states, decoded
+  // interleaved); a pair that fails is decoded again one by one so the
+  // error names the first bad block.
+  Block pending;
+  std::size_t pending_b = 0;
+  bool have_pending = false;
   for (std::size_t b = 0; b < blocks; ++b) {
     const std::size_t m = std::min(kBlockSymbols, n - b * kBlockSymbols);
     const std::size_t st = get_u32(stored + 4 * b);
-    std::uint8_t* o = out + b * kBlockSymbols;
     if (st == m) {
-      std::memcpy(o, in + pos, m);
-    } else {
-      rans::DecSegment segs[kPerBlock];
-      std::size_t count = 0;
-      for (std::size_t off = 0; off < m; off += kSegmentSymbols) {
-        const std::size_t s = (b * kBlockSymbols + off) / kSegmentSymbols;
-        segs[count++] = {&(*tables_)[sel ? sel[s] : 0], o + off, std::min(kSegmentSymbols, m - off)};
-      }
-      Status s = rans::decode_segments(in + pos, st, std::span(segs, count));
-      if (!s.is_ok()) return corrupt("block " + std::to_string(b) + ": " + s.message());
+      std::memcpy(out + b * kBlockSymbols, in + pos, m);
+      pos += st;
+      continue;
     }
+    Block blk;
+    segments_of(b, blk);
+    blk.at = pos;
+    blk.stored = st;
     pos += st;
+    if (!have_pending) {
+      pending = blk;
+      pending_b = b;
+      have_pending = true;
+      continue;
+    }
+    have_pending = false;
+    const rans::DecBlockRef first{in + pending.at, pending.stored, std::span(pending.segs, pending.count)};
+    const rans::DecBlockRef second{in + blk.at, blk.stored, std::span(blk.segs, blk.count)};
+    if (!rans::decode_segments_pair(first, second).is_ok()) {
+      RETURN_IF_ERROR(decode_one(pending_b, pending));
+      RETURN_IF_ERROR(decode_one(b, blk));
+      return Status::internal("block " + std::to_string(pending_b) + " or " + std::to_string(b) +
+                              ": failed in a pair but not alone");
+    }
   }
+  if (have_pending) RETURN_IF_ERROR(decode_one(pending_b, pending));
   return Status::ok();
 }
 
