@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "base/crc32c.h"
@@ -210,12 +211,21 @@ void delta_untransform(std::span<std::byte> inout, std::span<const std::byte> ba
                                 width == 1 ? n : inout.size() - body);
 }
 
+std::span<std::byte> DeltaEncoder::Room::at_least(std::size_t n) {
+  if (size < n) {
+    bytes = std::make_unique_for_overwrite<std::byte[]>(n);
+    size = n;
+  }
+  return {bytes.get(), n};
+}
+
 std::span<const std::byte> DeltaEncoder::delta_payload(std::span<const std::byte> chunk,
                                                        std::span<const std::byte> base, int width) {
-  diff_.resize(chunk.size());
-  delta_transform(chunk, base, width, diff_);
-  floats_.encode(diff_, width, payload_, kFloatPayloadV2);
-  return payload_;
+  std::span<std::byte> diff = diff_.at_least(chunk.size());
+  delta_transform(chunk, base, width, diff);
+  std::span<std::byte> room =
+      delta_frame_.at_least(frame_room_bytes(chunk.size())).subspan(kFrameHeaderBytes);
+  return room.first(floats_.encode_into(diff, width, room, kFloatPayloadV2));
 }
 
 DeltaEncoder::Plan DeltaEncoder::plan(std::span<const std::byte> chunk, std::span<const std::byte> base,
@@ -248,11 +258,17 @@ EncodedChunk DeltaEncoder::encode(std::span<const std::byte> chunk, DType dtype,
       usable && is_float(dtype) ? plan(chunk, base, static_cast<int>(element_bytes(dtype))) : Plan::kBoth;
   if (!usable || p == Plan::kAlone) return standalone_.encode_with_id(chunk, dtype, id, frame, opts);
 
+  // Both codings are made in buffers of their own that are never cleared
+  // (a vector would zero what it grows by), and the smaller is copied into
+  // `frame` once.
   EncodedChunk alone;
+  std::span<const std::byte> alone_frame;
   std::size_t alone_payload = chunk.size();
   int width = static_cast<int>(element_bytes(dtype));
   if (p == Plan::kBoth) {
-    alone = standalone_.encode_with_id(chunk, dtype, id, frame, opts);
+    std::span<std::byte> room = alone_frame_.at_least(frame_room_bytes(chunk.size()));
+    alone = standalone_.encode_into(chunk, dtype, id, room, opts);
+    alone_frame = room.first(alone.frame_bytes);
     alone_payload = alone.frame_bytes - kFrameHeaderBytes;
     width = delta_element_width(dtype, alone.codec);
   } else {
@@ -265,8 +281,10 @@ EncodedChunk DeltaEncoder::encode(std::span<const std::byte> chunk, DType dtype,
   // coded, than the chunk), or no delta: a tie keeps the frame that needs no
   // base.
   if (payload.size() >= alone_payload) {
-    if (p == Plan::kBoth) return alone;
-    return standalone_.encode_with_id(chunk, dtype, id, frame, opts);
+    if (p == Plan::kDelta) return standalone_.encode_with_id(chunk, dtype, id, frame, opts);
+    frame.resize(alone_frame.size());
+    std::memcpy(frame.data(), alone_frame.data(), alone_frame.size());
+    return alone;
   }
 
   FrameHeader h;
@@ -280,7 +298,7 @@ EncodedChunk DeltaEncoder::encode(std::span<const std::byte> chunk, DType dtype,
   h.payload_crc = mask_crc(crc32c(payload));
   frame.resize(kFrameHeaderBytes + payload.size());
   write_frame_header(h, std::span<std::byte, kFrameHeaderBytes>(frame.data(), kFrameHeaderBytes));
-  std::copy(payload.begin(), payload.end(), frame.begin() + kFrameHeaderBytes);
+  std::memcpy(frame.data() + kFrameHeaderBytes, payload.data(), payload.size());
 
   EncodedChunk e = alone;
   e.codec = h.codec;

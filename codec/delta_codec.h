@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -75,10 +76,20 @@ class DeltaEncoder {
   enum class Plan { kAlone, kDelta, kBoth };
   Plan plan(std::span<const std::byte> chunk, std::span<const std::byte> base, int width);
 
+  // A buffer that grows without being cleared (the coders write every
+  // byte they hand back).
+  struct Room {
+    std::unique_ptr<std::byte[]> bytes;
+    std::size_t size = 0;
+    std::span<std::byte> at_least(std::size_t n);
+  };
+
   ChunkEncoder standalone_;
   FloatEncoder floats_;
-  std::vector<std::byte> diff_;
-  std::vector<std::byte> payload_;
+  Room diff_;                       // the transformed chunk
+  Room delta_frame_;                // header room, then the delta payload
+  Room alone_frame_;                // the standalone frame, when both are coded
+  std::vector<std::byte> payload_;  // the sample's codings
   std::vector<std::byte> sample_, sample_base_;
 };
 
