@@ -137,6 +137,30 @@ TEST(PlanePlan, AReusedPlannerPlansAsAFreshOne) {
   }
 }
 
+// The histogram counts exactly, whatever its sub-tables hold: one symbol
+// repeated across and just short of the sub-tables' flush (16-bit
+// counters), tails that are not a whole step, strided samples.
+TEST(PlaneCoder, HistogramCountsExactly) {
+  std::mt19937_64 rng(testing::test_seed());
+  std::vector<Plane> planes_;
+  for (std::size_t n : {std::size_t{0}, std::size_t{15}, std::size_t{16}, std::size_t{16385},
+                        std::size_t{16 * 65520 - 1}, std::size_t{16 * 65520 + 7}, std::size_t{3'000'001}}) {
+    planes_.emplace_back(n, std::uint8_t{0});
+    Plane mixed(n);
+    for (auto& x : mixed) x = rng() % 8 == 0 ? static_cast<std::uint8_t>(rng()) : 5;
+    planes_.push_back(std::move(mixed));
+  }
+  for (const Plane& p : planes_) {
+    for (std::size_t stride : {std::size_t{1}, planes::kSampleStride}) {
+      std::uint32_t want[rans::kAlphabet] = {}, got[rans::kAlphabet];
+      for (std::size_t i = 0; i < p.size(); i += stride) ++want[p[i]];
+      planes::histogram(p.data(), p.size(), stride, got);
+      for (int s = 0; s < rans::kAlphabet; ++s)
+        ASSERT_EQ(got[s], want[s]) << "n " << p.size() << " stride " << stride << " symbol " << s;
+    }
+  }
+}
+
 // A plane of many coded blocks decodes the same under every decoder loop
 // (blocks go two at a time, an odd one alone), and a damaged block is
 // named by its own index whichever half of a pair it is.
