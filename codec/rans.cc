@@ -401,32 +401,36 @@ bool cpu_has_avx512_decoder() {
 #pragma GCC diagnostic pop
 #endif
 
-EncodePath resolve_path(EncodePath want) {
+// The widest of the CPU's loops at or below `want` (EncodePath and
+// DecodePath name the same four).
+template <typename Path>
+Path resolve_widest(Path want, bool has_avx512) {
 #if FERRY_RANS_AVX2
-  if ((want == EncodePath::kAuto || want == EncodePath::kAvx512) && cpu_has_avx512_encoder())
-    return EncodePath::kAvx512;
-  if (want != EncodePath::kScalar && cpu_has_avx2()) return EncodePath::kAvx2;
+  if ((want == Path::kAuto || want == Path::kAvx512) && has_avx512) return Path::kAvx512;
+  if (want != Path::kScalar && cpu_has_avx2()) return Path::kAvx2;
 #else
   (void)want;
+  (void)has_avx512;
 #endif
-  return EncodePath::kScalar;
+  return Path::kScalar;
 }
+
+#if FERRY_RANS_AVX2
+bool avx512_encoder_ok() { return cpu_has_avx512_encoder(); }
+bool avx512_decoder_ok() { return cpu_has_avx512_decoder(); }
+#else
+bool avx512_encoder_ok() { return false; }
+bool avx512_decoder_ok() { return false; }
+#endif
+
+EncodePath resolve_path(EncodePath want) { return resolve_widest(want, avx512_encoder_ok()); }
 
 std::atomic<EncodePath>& encode_path() {
   static std::atomic<EncodePath> path{resolve_path(EncodePath::kAuto)};
   return path;
 }
 
-DecodePath resolve_decode_path(DecodePath want) {
-#if FERRY_RANS_AVX2
-  if ((want == DecodePath::kAuto || want == DecodePath::kAvx512) && cpu_has_avx512_decoder())
-    return DecodePath::kAvx512;
-  if (want != DecodePath::kScalar && cpu_has_avx2()) return DecodePath::kAvx2;
-#else
-  (void)want;
-#endif
-  return DecodePath::kScalar;
-}
+DecodePath resolve_decode_path(DecodePath want) { return resolve_widest(want, avx512_decoder_ok()); }
 
 std::atomic<DecodePath>& decode_path() {
   static std::atomic<DecodePath> path{resolve_decode_path(DecodePath::kAuto)};
