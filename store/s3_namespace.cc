@@ -40,7 +40,43 @@ Result<std::unique_ptr<S3Namespace>> S3Namespace::open(S3Client& client, std::st
   std::unique_ptr<S3Namespace> ns(
       new S3Namespace(client, std::move(bucket), std::move(root), std::move(name), options));
   RETURN_IF_ERROR(ns->refresh(/*repair=*/true).with_context("namespace " + ns->name_));
+  if (!options.object_spool_dir.empty()) {
+    // One directory per bucket, prefix and namespace: "+" stands for "/",
+    // which neither bucket names nor prefixes may hold otherwise.
+    std::string dir = ns->bucket_ + "+" + ns->root_.substr(0, ns->root_.size() - 1);
+    std::replace(dir.begin(), dir.end(), '/', '+');
+    ASSIGN_OR_RETURN(ns->spool_, S3Spool::open(options.object_spool_dir / dir));
+    RETURN_IF_ERROR(ns->upload_leftovers().with_context("namespace " + ns->name_));
+  }
   return ns;
+}
+
+Status S3Namespace::upload_leftovers() {
+  std::vector<std::string> notes;
+  ASSIGN_OR_RETURN(S3Spool::Leftovers left, spool_->leftovers(notes));
+  for (const std::string& n : notes) log("spool: " + n);
+  if (left.files.empty()) return Status::ok();
+  std::size_t chunks = 0;
+  for (std::size_t i = 0; i < left.ids.size(); ++i) {
+    std::shared_ptr<Upload> full;
+    {
+      std::lock_guard lock(mu_);
+      if (durable_locked(left.ids[i]) || pending_.count(left.ids[i]) != 0) continue;
+      const std::uint64_t offset = open_.add_record(left.records[i], left.ids[i]);
+      pending_[left.ids[i]] = Pending{
+          open_seq_, offset, static_cast<std::uint32_t>(left.records[i].size() - kRecordOverheadBytes)};
+      pending_bytes_ += left.records[i].size();
+      ++chunks;
+      if (open_.bytes() >= options_.object_pack_target_bytes) full = seal_locked();
+    }
+    left.records[i] = {};
+    if (full) upload(full);
+  }
+  RETURN_IF_ERROR(flush());
+  RETURN_IF_ERROR(spool_->remove_files(left.files));
+  log("spool: uploaded " + std::to_string(chunks) + " chunks an earlier run left in " +
+      std::to_string(left.files.size()) + " files of " + spool_->dir().string());
+  return Status::ok();
 }
 
 void S3Namespace::log(const std::string& message) const {
@@ -271,6 +307,14 @@ std::shared_ptr<S3Namespace::Upload> S3Namespace::seal_locked() {
   auto up = std::make_shared<Upload>();
   up->seq = open_seq_++;
   up->entries = open_.entries();
+  if (spool_) {
+    up->spooled = spooled_bytes_ == open_.bytes();
+    up->spool_files = std::move(carried_spool_files_);
+    carried_spool_files_.clear();
+    up->spool_files.push_back(up->seq);
+    spooled_bytes_ = kPackHeaderBytes;
+    spool_first_ms_ = 0;
+  }
   up->bytes = open_.seal();
   uploads_[up->seq] = up;
   return up;
@@ -282,6 +326,13 @@ void S3Namespace::upload(const std::shared_ptr<Upload>& up) {
   Status st = put_object(pack_key(name), up->bytes, /*if_absent=*/true).status();
   // Its index object likewise: one already there was made from this pack.
   if (st) st = put_object(index_key(name), s3_pack_trailer(up->bytes), /*if_absent=*/true).status();
+  // In the bucket now: the spool's copies may go (a file that stays by a
+  // failed unlink is uploaded again at the next open, harmlessly).
+  if (st && spool_) {
+    for (std::uint64_t seq : up->spool_files) {
+      if (Status removed = spool_->remove(seq); !removed) log("spool: " + removed.to_string());
+    }
+  }
   std::lock_guard lock(mu_);
   up->done = true;
   up->status = st;
@@ -307,6 +358,9 @@ void S3Namespace::upload(const std::shared_ptr<Upload>& up) {
       const auto record = std::span(up->bytes).subspan(e.offset, record_bytes(e.frame_bytes));
       p->second = Pending{open_seq_, open_.add_record(record, e.id), e.frame_bytes};
     }
+    // The chunks stay durable in their spool files until the pack that now
+    // carries them is in the bucket.
+    carried_spool_files_.insert(carried_spool_files_.end(), up->spool_files.begin(), up->spool_files.end());
   }
   up->bytes.clear();
   up->bytes.shrink_to_fit();
@@ -314,6 +368,16 @@ void S3Namespace::upload(const std::shared_ptr<Upload>& up) {
 }
 
 S3Namespace::~S3Namespace() {
+  if (spool_) {
+    bool spooled = false;
+    {
+      std::lock_guard lock(mu_);
+      spooled = open_.chunks() != 0 || !uploads_.empty();
+    }
+    if (spooled) {
+      if (Status st = flush(); !st) log("the spool keeps chunks for the next open: " + st.to_string());
+    }
+  }
   std::vector<std::pair<std::thread, std::shared_ptr<Upload>>> threads;
   {
     std::lock_guard lock(mu_);
@@ -348,6 +412,50 @@ void S3Namespace::start_upload(const std::shared_ptr<Upload>& up) {
 }
 
 Status S3Namespace::sync() {
+  if (!spool_) return flush();
+  std::lock_guard one(spool_mu_);
+  std::vector<std::shared_ptr<Upload>> waited;
+  std::vector<std::byte> tail;
+  std::uint64_t seq = 0, from = 0;
+  bool roll = false;
+  {
+    std::lock_guard lock(mu_);
+    // Chunks of a pack sealed (full) before its last records were spooled
+    // are durable once it is in the bucket.
+    for (const auto& [s, up] : uploads_) {
+      if (!up->spooled) waited.push_back(up);
+    }
+    roll = spool_first_ms_ != 0 && mono_ms() - spool_first_ms_ >= kS3SpoolMaxAgeMs;
+    if (!roll) {
+      seq = open_seq_;
+      from = spooled_bytes_;
+      const auto records = open_.records_from(from);
+      tail.assign(records.begin(), records.end());
+    }
+  }
+  // The open pack has waited long enough: to the bucket, full or not.
+  if (roll) return flush();
+  if (!tail.empty()) {
+    Status st = spool_->write(seq, from, tail);
+    if (!st) return st.with_context("namespace " + name_ + ": sync into the spool");
+    std::lock_guard lock(mu_);
+    // Sealed meanwhile (a put filled it): its file keeps these records until
+    // it is in the bucket, so they are durable either way.
+    if (open_seq_ == seq) {
+      spooled_bytes_ = std::max(spooled_bytes_, from + tail.size());
+      if (spool_first_ms_ == 0) spool_first_ms_ = mono_ms();
+    }
+  }
+  std::unique_lock lock(mu_);
+  cv_.wait(lock,
+           [&] { return std::all_of(waited.begin(), waited.end(), [](const auto& u) { return u->done; }); });
+  for (const auto& up : waited) {
+    if (!up->status) return up->status.with_context("namespace " + name_ + ": sync");
+  }
+  return Status::ok();
+}
+
+Status S3Namespace::flush() {
   std::shared_ptr<Upload> mine;
   std::vector<std::shared_ptr<Upload>> waited;
   {
@@ -596,7 +704,8 @@ Status S3Namespace::commit(std::string_view snapshot, std::span<const std::byte>
   // The store's clock, not the host's, dates the snapshot for retention.
   const std::int64_t now_ns = wall_ns();
   RETURN_IF_ERROR(check_created_time(name_, snapshot, m.created_ns, now_ns));
-  RETURN_IF_ERROR(sync());
+  // A snapshot names only chunks in the bucket: the spool's go there first.
+  RETURN_IF_ERROR(flush());
   std::set<std::string> packs;
   std::int64_t checked_ms = 0;
   RETURN_IF_ERROR(check_safe_from_gc(snapshot, m, packs, checked_ms));

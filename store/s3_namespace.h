@@ -8,9 +8,15 @@
 // (s3_lock.h): a commit never publishes a snapshot that relies on a pack a
 // gc has condemned, and gc reads the snapshots again before it deletes.
 //
+// With a spool (StoreOptions::object_spool_dir, s3_spool.h), a sync makes
+// the open pack's chunks durable on the gateway's disk instead of sealing
+// it; packs go to the bucket when full, at a commit, at gc, after
+// kS3SpoolMaxAgeMs, and when the namespace closes.
+//
 // Locking: `mu_` guards the index, the open pack and the uploads in flight;
 // it is never held across a request to the bucket. `cv_` tells syncs that
 // an upload finished. `commit_mu_` orders snapshot publication and removal.
+// `spool_mu_` makes one sync at a time write the spool.
 #pragma once
 
 #include <condition_variable>
@@ -32,9 +38,11 @@
 #include "codec/frame.h"
 #include "codec/manifest.h"
 #include "store/chunk_store.h"
+#include "store/pack_file.h"  // kPackHeaderBytes
 #include "store/s3_client.h"
 #include "store/s3_lock.h"
 #include "store/s3_pack.h"
+#include "store/s3_spool.h"
 #include "store/store_namespace.h"  // DigestHash
 #include "store/store_options.h"
 
@@ -47,7 +55,9 @@ class S3Namespace {
   // back the index object of any pack that lacks a good one.
   static Result<std::unique_ptr<S3Namespace>> open(S3Client& client, std::string bucket, std::string root,
                                                    std::string name, const StoreOptions& options);
-  // Waits for the packs still uploading in the background.
+  // Uploads what the spool holds (best effort: what fails stays in the
+  // spool for the next open) and waits for the packs still uploading in the
+  // background.
   ~S3Namespace();
 
   // True when the chunk is durable or waiting in an open or uploading pack.
@@ -55,7 +65,12 @@ class S3Namespace {
   Result<std::vector<bool>> have(std::span<const Digest> ids);
   // `frame` is verified: parse_frame_header returned `verified`, decoded to its id.
   Result<PutResult> put(std::span<const std::byte> frame, const FrameHeader& verified);
+  // Every chunk put before the call is durable once it returns: in the
+  // bucket, or with a spool in the spool (flush() without one).
   Status sync();
+  // Every chunk put before the call is in the bucket once it returns: seals
+  // the open pack and waits for every upload.
+  Status flush();
   Result<std::vector<std::byte>> get(const Digest& id);
   Status commit(std::string_view snapshot, std::span<const std::byte> bytes, const Manifest& m);
   Result<std::vector<SnapshotInfo>> list();
@@ -81,6 +96,12 @@ class S3Namespace {
     std::uint64_t seq = 0;
     std::vector<std::byte> bytes;
     std::vector<S3PackEntry> entries;
+    // Every record is in the spool already, so a sync need not wait for it.
+    bool spooled = false;
+    // The spool files whose records this pack carries (its own, and those
+    // of failed uploads whose chunks came back into it): deleted once it is
+    // in the bucket.
+    std::vector<std::uint64_t> spool_files;
     bool done = false;
     Status status;
   };
@@ -120,6 +141,9 @@ class S3Namespace {
   void add_pack_locked(const std::string& name, const S3PackIndex& index);
   // REQUIRES mu_: seals the open pack into an upload (nullptr when empty).
   std::shared_ptr<Upload> seal_locked();
+  // At open: uploads the chunks an earlier process left in the spool, then
+  // deletes its files.
+  Status upload_leftovers();
   // Uploads the pack and its index object; then the chunks are durable, or
   // on failure back in the open pack.
   void upload(const std::shared_ptr<Upload>& up);
@@ -182,6 +206,14 @@ class S3Namespace {
   std::unordered_map<Digest, Pending, DigestHash> pending_;  // in open_ or an upload
   std::uint64_t pending_bytes_ = 0;
   std::map<std::uint64_t, std::shared_ptr<Upload>> uploads_;  // by seq, until done
+  std::unique_ptr<S3Spool> spool_;                            // null without StoreOptions::object_spool_dir
+  std::mutex spool_mu_;
+  // Bytes of open_ in its spool file (from the pack header on), when the
+  // first of them was written (mono_ms; 0: none yet), and the spool files of
+  // failed uploads whose chunks came back into open_.
+  std::uint64_t spooled_bytes_ = kPackHeaderBytes;
+  std::int64_t spool_first_ms_ = 0;
+  std::vector<std::uint64_t> carried_spool_files_;
   // start_upload()'s threads with their uploads (joined once done), and how
   // many of them have not finished.
   std::vector<std::pair<std::thread, std::shared_ptr<Upload>>> uploaders_;

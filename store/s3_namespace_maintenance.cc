@@ -93,7 +93,7 @@ Result<GcReport> S3Namespace::gc_locked(S3Lock& lock) {
     return std::any_of(ids.begin(), ids.end(), [&](const Digest& id) { return refs.count(id) != 0; });
   };
   ASSIGN_OR_RETURN(auto referenced, referenced_chunks());
-  RETURN_IF_ERROR(sync());
+  RETURN_IF_ERROR(flush());
   RETURN_IF_ERROR(refresh(/*repair=*/true));
   const std::string dir = root_ + "packs/";
   ASSIGN_OR_RETURN(std::vector<S3Object> objects, client_.list(bucket_, dir));

@@ -28,8 +28,15 @@ struct StoreOptions {
   // Per-namespace limit on snapshots; a commit beyond it is refused.
   std::uint64_t max_snapshots = kMaxSnapshotsPerNamespace;
   std::uint64_t pack_target_bytes = kDefaultPackTargetBytes;
-  // The S3 backend's (store/s3_store.h); a sync seals a smaller one.
+  // The S3 backend's (store/s3_store.h); without a spool, a sync seals a
+  // smaller one.
   std::uint64_t object_pack_target_bytes = kDefaultObjectPackTargetBytes;
+  // The S3 backend: a directory on the gateway's disk where a sync makes the
+  // open pack's chunks durable (store/s3_spool.h; docs/FORMAT.md 9.3), so that
+  // packs reach the bucket at the target size however often a receiver
+  // commits; one subdirectory per bucket, prefix and namespace. Empty: a
+  // sync seals and uploads the open pack, full or not.
+  std::filesystem::path object_spool_dir;
   // gc leaves packs written within this many seconds alone, so the chunks of
   // a push still in flight (stored, not yet named by a committed snapshot)
   // are not collected under it.
