@@ -90,8 +90,7 @@ void S3Namespace::log(const std::string& message) const {
 
 void S3Namespace::add_pack_locked(const std::string& name, const S3PackIndex& index) {
   packs_[name] = index.pack_bytes;
-  std::vector<Digest>& ids = pack_chunks_[name];
-  ids.clear();
+  pack_chunks_[name] = index.entries;
   const bool condemned = condemned_.count(name) != 0;
   for (const S3PackEntry& e : index.entries) {
     auto [it, added] = index_.try_emplace(e.id, Location{name, e.offset, e.frame_bytes});
@@ -99,8 +98,30 @@ void S3Namespace::add_pack_locked(const std::string& name, const S3PackIndex& in
     if (!added && !condemned && condemned_.count(it->second.pack) != 0) {
       it->second = Location{name, e.offset, e.frame_bytes};
     }
-    ids.push_back(e.id);
   }
+}
+
+void S3Namespace::relocate_locked(std::unordered_set<Digest, DigestHash> ids) {
+  for (const auto& [pack, entries] : pack_chunks_) {
+    if (ids.empty()) return;
+    if (condemned_.count(pack) != 0) continue;
+    for (const S3PackEntry& e : entries) {
+      if (ids.erase(e.id) != 0) index_[e.id] = Location{pack, e.offset, e.frame_bytes};
+    }
+  }
+}
+
+void S3Namespace::relocate_condemned_locked() {
+  std::unordered_set<Digest, DigestHash> ids;
+  for (const std::string& pack : condemned_) {
+    auto entries = pack_chunks_.find(pack);
+    if (entries == pack_chunks_.end()) continue;
+    for (const S3PackEntry& e : entries->second) {
+      auto it = index_.find(e.id);
+      if (it != index_.end() && it->second.pack == pack) ids.insert(e.id);
+    }
+  }
+  if (!ids.empty()) relocate_locked(std::move(ids));
 }
 
 bool S3Namespace::durable_locked(const Digest& id) const {
@@ -108,14 +129,21 @@ bool S3Namespace::durable_locked(const Digest& id) const {
   return it != index_.end() && (condemned_.empty() || condemned_.count(it->second.pack) == 0);
 }
 
-void S3Namespace::forget_pack_locked(const std::string& name) {
-  for (const Digest& id : pack_chunks_[name]) {
-    auto it = index_.find(id);
-    if (it != index_.end() && it->second.pack == name) index_.erase(it);
+void S3Namespace::forget_packs_locked(const std::vector<std::string>& names) {
+  std::unordered_set<Digest, DigestHash> orphans;
+  for (const std::string& name : names) {
+    for (const S3PackEntry& e : pack_chunks_[name]) {
+      auto it = index_.find(e.id);
+      if (it != index_.end() && it->second.pack == name) {
+        index_.erase(it);
+        orphans.insert(e.id);
+      }
+    }
+    pack_chunks_.erase(name);
+    packs_.erase(name);
+    std::erase_if(windows_, [&](const ReadWindow& w) { return w.pack == name; });
   }
-  pack_chunks_.erase(name);
-  packs_.erase(name);
-  std::erase_if(windows_, [&](const ReadWindow& w) { return w.pack == name; });
+  if (!orphans.empty()) relocate_locked(std::move(orphans));
 }
 
 Status S3Namespace::refresh(bool repair) {
@@ -124,11 +152,14 @@ Status S3Namespace::refresh(bool repair) {
   // The packs a gc is deleting: their chunks count as absent, so that a push
   // sends them again rather than rely on them (docs/FORMAT.md 9.5).
   ASSIGN_OR_RETURN(auto lock_state, read_s3_lock(client_, bucket_, lock_key()));
+  bool newly_condemned = false;
   {
     std::lock_guard lock(mu_);
-    condemned_.clear();
+    std::set<std::string> condemned;
     if (lock_state)
-      condemned_.insert(lock_state->record.condemned.begin(), lock_state->record.condemned.end());
+      condemned.insert(lock_state->record.condemned.begin(), lock_state->record.condemned.end());
+    newly_condemned = !condemned.empty() && condemned != condemned_;
+    condemned_ = std::move(condemned);
   }
   std::set<std::string> known_before;
   {
@@ -149,9 +180,11 @@ Status S3Namespace::refresh(bool repair) {
     // A pack known before this LIST whose index object is gone was deleted
     // by gc (index object first): its chunks are no longer held. (A pack
     // being repaired is listed again below, with repair.)
+    std::vector<std::string> gone;
     for (const std::string& name : known_before) {
-      if (listed.count(name) == 0) forget_pack_locked(name);
+      if (listed.count(name) == 0) gone.push_back(name);
     }
+    if (!gone.empty()) forget_packs_locked(gone);
   }
   std::vector<S3Request> reqs(wanted.size());
   std::vector<S3Request*> ptrs;
@@ -201,6 +234,9 @@ Status S3Namespace::refresh(bool repair) {
     }
   }
   std::lock_guard lock(mu_);
+  // Packs a gc rewrote before condemning them: their live chunks are in
+  // the new packs listed above.
+  if (newly_condemned) relocate_condemned_locked();
   refreshed_ms_ = std::max(refreshed_ms_, started_ms);
   return Status::ok();
 }
@@ -478,24 +514,37 @@ Result<std::vector<std::byte>> S3Namespace::get(const Digest& id) {
   // Stored through another gateway since this one last looked? A view
   // taken after this call began answers (concurrent misses share one LIST).
   if (!holds(id)) RETURN_IF_ERROR(refresh_since(mono_ms()));
-  Location loc;
-  {
-    std::lock_guard lock(mu_);
-    auto it = index_.find(id);
-    if (it == index_.end()) {
-      auto p = pending_.find(id);
-      if (p == pending_.end()) return Status::not_found("namespace " + name_ + ": no chunk " + to_hex(id));
-      std::span<const std::byte> frame;
-      if (p->second.seq == open_seq_) {
-        frame = open_.frame_at(p->second.offset, p->second.frame_bytes);
-      } else {
-        const Upload& up = *uploads_.at(p->second.seq);
-        frame = std::span(up.bytes).subspan(p->second.offset + kRecordHeaderBytes, p->second.frame_bytes);
+  for (int pass = 0;; ++pass) {
+    Location loc;
+    {
+      std::lock_guard lock(mu_);
+      auto it = index_.find(id);
+      if (it == index_.end()) {
+        auto p = pending_.find(id);
+        if (p == pending_.end()) return Status::not_found("namespace " + name_ + ": no chunk " + to_hex(id));
+        std::span<const std::byte> frame;
+        if (p->second.seq == open_seq_) {
+          frame = open_.frame_at(p->second.offset, p->second.frame_bytes);
+        } else {
+          const Upload& up = *uploads_.at(p->second.seq);
+          frame = std::span(up.bytes).subspan(p->second.offset + kRecordHeaderBytes, p->second.frame_bytes);
+        }
+        return std::vector<std::byte>(frame.begin(), frame.end());
       }
-      return std::vector<std::byte>(frame.begin(), frame.end());
+      loc = it->second;
     }
-    loc = it->second;
+    auto frame = read_chunk(id, loc);
+    // The pack is gone: a gc elsewhere rewrote its live chunks into a new
+    // pack and deleted it. A view taken now finds them there.
+    if (!frame && frame.status().code() == Code::kNotFound && pass == 0) {
+      RETURN_IF_ERROR(refresh_since(mono_ms()));
+      continue;
+    }
+    return frame;
   }
+}
+
+Result<std::vector<std::byte>> S3Namespace::read_chunk(const Digest& id, const Location& loc) {
   const std::string key = pack_key(loc.pack);
   const std::string where = key + " at offset " + std::to_string(loc.offset);
   Status last;
@@ -581,15 +630,19 @@ Status S3Namespace::check_chunks_durable(std::string_view snapshot, const Manife
     return Status::not_found("namespace " + name_ + ": snapshot " + std::string(snapshot) + " names " +
                              std::to_string(missing) + " chunks the store lacks, first " + first);
   }
-  // The index may be older than a gc elsewhere: every pack must still be there.
-  ASSIGN_OR_RETURN(std::vector<std::string> gone, missing_packs(packs));
-  if (!gone.empty()) {
-    return Status::not_found("namespace " + name_ + ": snapshot " + std::string(snapshot) +
-                             " names chunks of pack " + gone[0] +
-                             (gone.size() > 1 ? " and " + std::to_string(gone.size() - 1) + " more" : "") +
-                             ", which are gone from the bucket; send them again");
+  // The index may be older than a gc elsewhere: every pack must still be
+  // there. A gc that rewrote a pack before deleting it left its live chunks
+  // in another pack, where the index finds them now: check that one too.
+  for (int round = 0;; ++round) {
+    ASSIGN_OR_RETURN(std::vector<std::string> gone, missing_packs(packs));
+    if (gone.empty()) return Status::ok();
+    if (round == 2 || count_missing(first) != 0) {
+      return Status::not_found("namespace " + name_ + ": snapshot " + std::string(snapshot) +
+                               " names chunks of pack " + gone[0] +
+                               (gone.size() > 1 ? " and " + std::to_string(gone.size() - 1) + " more" : "") +
+                               ", which are gone from the bucket; send them again");
+    }
   }
-  return Status::ok();
 }
 
 Result<std::map<std::string, std::uint64_t>> S3Namespace::snapshot_objects() {
@@ -678,10 +731,12 @@ Result<std::vector<std::string>> S3Namespace::missing_packs(const std::set<std::
   for (std::size_t i = 0; i < names.size(); ++i) {
     if (reqs[i].status) continue;
     if (reqs[i].status.code() != Code::kNotFound) return reqs[i].status;
+    gone.push_back(names[i]);
+  }
+  if (!gone.empty()) {
     // Forgotten, so that have() answers false and a push sends them again.
     std::lock_guard lock(mu_);
-    forget_pack_locked(names[i]);
-    gone.push_back(names[i]);
+    forget_packs_locked(gone);
   }
   return gone;
 }

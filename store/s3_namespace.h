@@ -32,6 +32,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "base/status.h"
@@ -144,6 +145,15 @@ class S3Namespace {
   // At open: uploads the chunks an earlier process left in the spool, then
   // deletes its files.
   Status upload_leftovers();
+  // gc's rewriting of packs whose live chunks are fewer than
+  // gc_repack_live_percent of their bytes (s3_namespace_maintenance.cc).
+  struct GcCandidate;
+  struct GcRewrite;
+  Status rewrite_live_chunks(std::vector<GcCandidate>& packs,
+                             const std::unordered_set<Digest, DigestHash>& live, GcRewrite& out);
+  // Seals `builder` and PUTs the pack and its index object (gc's rewrite);
+  // then the pack is in the index.
+  Status store_rewritten_pack(S3PackBuilder& builder);
   // Uploads the pack and its index object; then the chunks are durable, or
   // on failure back in the open pack.
   void upload(const std::shared_ptr<Upload>& up);
@@ -156,6 +166,9 @@ class S3Namespace {
   // of the records that follow it (a restore asks for chunks in the order
   // they were pushed, so one GET serves several chunks).
   Result<std::vector<std::byte>> read_record(const Location& loc);
+  // The frame of chunk `id` at `loc`, checked (a record that fails its
+  // check is read once more before it is reported as Corruption).
+  Result<std::vector<std::byte>> read_chunk(const Digest& id, const Location& loc);
   // NotFound unless every chunk `m` names is durable and its pack present;
   // `packs` gets the packs that hold them.
   Status check_chunks_durable(std::string_view snapshot, const Manifest& m, std::set<std::string>& packs);
@@ -183,8 +196,17 @@ class S3Namespace {
   // Snapshot names (from a LIST of ROOT/snapshots/) with their object sizes.
   Result<std::map<std::string, std::uint64_t>> snapshot_objects();
   Result<std::vector<std::pair<std::string, Manifest>>> load_manifests();
-  // REQUIRES mu_: forgets pack `name` and the index entries that point into it.
-  void forget_pack_locked(const std::string& name);
+  // REQUIRES mu_: forgets the packs and the index entries that point into
+  // them; a chunk another known pack holds too is found there instead (gc
+  // rewrote it into a new pack before deleting the old one).
+  void forget_packs_locked(const std::vector<std::string>& names);
+  // REQUIRES mu_: each chunk of `ids` points to a pack that holds it and no
+  // gc condemns, where one is known (one pass over the known packs).
+  void relocate_locked(std::unordered_set<Digest, DigestHash> ids);
+  // REQUIRES mu_: the chunks whose pack gc condemns move to another pack
+  // that holds them, where one is known, so that have() keeps answering
+  // true for chunks gc rewrites while it runs.
+  void relocate_condemned_locked();
 
   S3Client& client_;
   const std::string bucket_;
@@ -196,11 +218,11 @@ class S3Namespace {
   std::mutex refresh_mu_;  // one refresh_since at a time
   std::mutex mu_;
   std::condition_variable cv_;
-  std::unordered_map<Digest, Location, DigestHash> index_;  // durable chunks
-  std::map<std::string, std::uint64_t> packs_;              // pack name -> object bytes
-  std::map<std::string, std::vector<Digest>> pack_chunks_;  // pack name -> the chunks it holds
-  std::set<std::string> condemned_;                         // packs a gc is deleting (lock object)
-  std::int64_t refreshed_ms_ = 0;                           // when the last completed refresh began (mono_ms)
+  std::unordered_map<Digest, Location, DigestHash> index_;       // durable chunks
+  std::map<std::string, std::uint64_t> packs_;                   // pack name -> object bytes
+  std::map<std::string, std::vector<S3PackEntry>> pack_chunks_;  // pack name -> the chunks it holds
+  std::set<std::string> condemned_;                              // packs a gc is deleting (lock object)
+  std::int64_t refreshed_ms_ = 0;  // when the last completed refresh began (mono_ms)
   S3PackBuilder open_;
   std::uint64_t open_seq_ = 1;
   std::unordered_map<Digest, Pending, DigestHash> pending_;  // in open_ or an upload

@@ -104,6 +104,14 @@ inline constexpr int kS3LockAcquireRounds = 4;
 // Packs one gc run condemns at most (the rest wait for the next run), so
 // that the lock object stays below kS3MaxLockObjectBytes.
 inline constexpr std::size_t kS3GcMaxCondemnedPacks = 100'000;
+// gc rewrites a pack past the grace period whose live records (those a
+// snapshot names) are less than this percentage of its records' bytes: its
+// live chunks go into new packs and the old pack is deleted like a dead
+// one (docs/FORMAT.md 9.5). A rewrite costs a GET of the pack and the PUTs
+// of the new one, so a little garbage is left in place (the local store's
+// gc rewrites at the same 25% of dead bytes). The default of
+// StoreOptions::gc_repack_live_percent; 0 turns rewriting off.
+inline constexpr int kS3GcRepackLivePercent = 75;
 // The safety window between gc and a concurrent commit (FORMAT.md 9.5). A
 // commit that relies on packs checks the lock object, then publishes; if
 // publishing ended more than kS3CommitRecheckMs after that check, it checks

@@ -46,6 +46,9 @@ struct StoreOptions {
   // (at least kS3GcMinSettleMs; docs/FORMAT.md 9.5).
   std::int64_t lock_expiry_ms = kS3LockExpiryMs;
   std::int64_t gc_settle_ms = kS3GcSettleMs;
+  // S3 gc rewrites packs whose live records are below this percentage of
+  // their bytes (0: only wholly dead packs are deleted; at most 100).
+  int gc_repack_live_percent = kS3GcRepackLivePercent;
   // S3 Object Lock: every object ferry writes is retained in COMPLIANCE mode
   // for this many days (the bucket must have been made with Object Lock);
   // 0: no retention. At most kS3MaxObjectLockDays.
