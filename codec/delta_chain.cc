@@ -66,7 +66,8 @@ class JobWalk {
   // Why the walk found nothing more, for a reason line.
   std::string end_reason() const {
     if (!error_.empty()) return "could not list the target's snapshots: " + error_;
-    if (limited_) return "none among the target's newest " + std::to_string(kMaxDeltaBaseLookups) + " snapshots";
+    if (limited_)
+      return "none among the target's newest " + std::to_string(kMaxDeltaBaseLookups) + " snapshots";
     return "none at the target";
   }
   bool failed() const { return !error_.empty(); }
@@ -162,8 +163,8 @@ DeltaChoice choose_delta_base(const DeltaPolicy& policy, const ChainQuery& query
     }
   }
   if (!key) {
-    return key_snapshot(query, "no key snapshot of job \"" + query.job + "\" from " + query.host + ": " +
-                                   walk.end_reason());
+    return key_snapshot(
+        query, "no key snapshot of job \"" + query.job + "\" from " + query.host + ": " + walk.end_reason());
   }
   if (since_key + 1 >= policy.key_every) {
     return key_snapshot(query, "snapshot " + std::to_string(since_key + 1) + " after key " + key->name +
@@ -179,17 +180,20 @@ DeltaChoice choose_delta_base(const DeltaPolicy& policy, const ChainQuery& query
   }
   if (!previous) {
     if (!walk.usable(*key)) {
-      return key_snapshot(query, "the directory of key " + key->name + " (" +
-                                     (key->origin.source_dir.empty() ? "not recorded" : key->origin.source_dir) +
-                                     ") is not on this host");
+      return key_snapshot(query,
+                          "the directory of key " + key->name + " (" +
+                              (key->origin.source_dir.empty() ? "not recorded" : key->origin.source_dir) +
+                              ") is not on this host");
     }
     return delta_against(query, key->origin.source_dir, key->name, 1, "delta against key " + key->name);
   }
-  if (!base) return key_snapshot(query, "no snapshot of the chain since key " + key->name + " is on this host");
+  if (!base)
+    return key_snapshot(query, "no snapshot of the chain since key " + key->name + " is on this host");
   const int depth = depth_of(*base) + 1;
   if (depth > kMaxDeltaChainSnapshots) {
     return key_snapshot(query, "a delta against " + base->name + " would be " + std::to_string(depth) +
-                                   " snapshots deep (at most " + std::to_string(kMaxDeltaChainSnapshots) + ")");
+                                   " snapshots deep (at most " + std::to_string(kMaxDeltaChainSnapshots) +
+                                   ")");
   }
   return delta_against(query, base->origin.source_dir, base->name, depth,
                        "delta against " + base->name + " (chain depth " + std::to_string(depth) + ")");

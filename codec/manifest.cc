@@ -195,7 +195,8 @@ Status check_origin(const SnapshotOrigin& o, Code code) {
   if (!o.source_dir.empty() && (o.source_dir[0] != '/' || o.source_dir.find('\0') != std::string::npos)) {
     return Status(code, "manifest source directory " + quoted(o.source_dir) + " is not an absolute path");
   }
-  if (o.base_snapshot.size() > kMaxBaseSnapshotBytes) return Status(code, "manifest base snapshot name too long");
+  if (o.base_snapshot.size() > kMaxBaseSnapshotBytes)
+    return Status(code, "manifest base snapshot name too long");
   switch (o.kind) {
     case SnapshotKind::kUnrecorded:
     case SnapshotKind::kKey:
@@ -467,9 +468,9 @@ Result<Manifest> parse_manifest(std::span<const std::byte> bytes) {
   }
   std::uint8_t version = std::to_integer<std::uint8_t>(bytes[4]);
   if (version != kManifestVersion && version != kManifestVersionWithoutOrigin) {
-    return Status::unsupported("manifest version " + std::to_string(version) + " (this build reads versions " +
-                               std::to_string(kManifestVersionWithoutOrigin) + " and " +
-                               std::to_string(kManifestVersion) + ")");
+    return Status::unsupported(
+        "manifest version " + std::to_string(version) + " (this build reads versions " +
+        std::to_string(kManifestVersionWithoutOrigin) + " and " + std::to_string(kManifestVersion) + ")");
   }
   if (bytes[5] != std::byte{0} || bytes[6] != std::byte{0} || bytes[7] != std::byte{0}) {
     return Status::corruption("manifest flags or reserved bytes are not zero");

@@ -423,7 +423,7 @@ Result<Manifest> start_manifest(std::size_t source_count, const PackOptions& opt
                                     std::to_string(kMaxManifestFiles) + ")");
   }
   Manifest m;
-  m.host = options.host.empty() ? local_host_name() : options.host;
+  m.host = options.host.empty() ? manifest_host_name() : options.host;
   if (m.host.size() > kMaxHostBytes) m.host.resize(kMaxHostBytes);
   m.job = options.job;
   m.step = options.step;
@@ -642,6 +642,12 @@ class WindowPipeline {
 };
 
 }  // namespace
+
+std::string manifest_host_name() {
+  std::string host = local_host_name();
+  if (host.size() > kMaxHostBytes) host.resize(kMaxHostBytes);
+  return host;
+}
 
 Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptions& options,
                             FrameSink& sink) {

@@ -102,12 +102,12 @@ Result<std::vector<PackSource>> list_pack_sources(const std::filesystem::path& p
                                                   std::vector<std::string>* notices = nullptr);
 
 struct PackProgress {
-  std::uint64_t logical_done = 0;    // input bytes coded so far
-  std::uint64_t logical_total = 0;   // all input bytes
-  std::uint64_t frame_bytes = 0;     // frame bytes emitted so far (before dedup)
-  std::uint64_t chunks_done = 0;     // chunks emitted or skipped so far
-  std::uint64_t chunks_skipped = 0;  // chunks `need` said the destination holds
-  std::uint64_t delta_chunks = 0;    // chunks sent as delta frames
+  std::uint64_t logical_done = 0;         // input bytes coded so far
+  std::uint64_t logical_total = 0;        // all input bytes
+  std::uint64_t frame_bytes = 0;          // frame bytes emitted so far (before dedup)
+  std::uint64_t chunks_done = 0;          // chunks emitted or skipped so far
+  std::uint64_t chunks_skipped = 0;       // chunks `need` said the destination holds
+  std::uint64_t delta_chunks = 0;         // chunks sent as delta frames
   std::uint64_t delta_logical_bytes = 0;  // their bytes
   std::uint64_t delta_frame_bytes = 0;    // their delta frames' bytes
 };
@@ -159,6 +159,10 @@ struct PackOptions {
   // the cache.
   bool direct_io = true;
 };
+
+// The host name a manifest records when PackOptions::host is empty: this
+// machine's, cut to kMaxHostBytes.
+std::string manifest_host_name();
 
 // Packs `sources` (in the given order, which must be strictly ascending by
 // rel_path) into frames sent to `sink` and returns the manifest. Files are

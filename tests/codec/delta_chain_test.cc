@@ -141,7 +141,8 @@ TEST_F(DeltaChainTest, PreviousModeChainsUpToTheLimit) {
   chain.push_back(snap("d0", true));
   c = choose(p, chain);
   EXPECT_FALSE(c.delta());
-  EXPECT_NE(c.reason.find("at most " + std::to_string(kMaxDeltaChainSnapshots)), std::string::npos) << c.reason;
+  EXPECT_NE(c.reason.find("at most " + std::to_string(kMaxDeltaChainSnapshots)), std::string::npos)
+      << c.reason;
   chain.erase(chain.begin());
   c = choose(p, chain);
   ASSERT_TRUE(c.delta()) << c.reason;
