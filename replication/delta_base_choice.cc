@@ -22,8 +22,9 @@ class ReceiverWalk {
     if (!listed_) {
       ASSIGN_OR_RETURN(listing_, list_snapshots(version_, request_, peer_));
       std::sort(listing_.begin(), listing_.end(), [](const SnapshotInfo& a, const SnapshotInfo& b) {
-        return a.created_unix_seconds != b.created_unix_seconds ? a.created_unix_seconds > b.created_unix_seconds
-                                                                : a.name > b.name;
+        return a.created_unix_seconds != b.created_unix_seconds
+                   ? a.created_unix_seconds > b.created_unix_seconds
+                   : a.name > b.name;
       });
       listed_ = true;
     }

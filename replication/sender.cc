@@ -536,7 +536,7 @@ Result<std::vector<bool>> query_missing(Link& control, std::span<const Digest> i
 // the target's snapshots (source_dir set), or delta_from as given.
 Result<DeltaChoice> delta_choice_at(Link& control, const PushOptions& options, const std::string& target) {
   DeltaChoice choice;
-  if (options.pinned_delta) {
+  if (options.pinned_delta && options.pinned_delta_target == target) {
     choice = *options.pinned_delta;
   } else if (options.source_dir.empty()) {
     choice.base_dir = options.delta_from;

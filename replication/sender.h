@@ -106,9 +106,11 @@ struct PushOptions {
   // automatic base.
   std::filesystem::path source_dir;
   DeltaPolicy delta;
-  // A base fixed by the caller instead of choosing one (the agent resuming
-  // a push whose base it journaled), used at every target. Unset: chosen.
+  // A base fixed by the caller instead of choosing one at
+  // pinned_delta_target (the agent resuming a push whose base it
+  // journaled); other targets choose their own. Unset: chosen.
   std::optional<DeltaChoice> pinned_delta;
+  std::string pinned_delta_target;
   // Called with each target's base before anything is packed for it (the
   // agent journals it). May be empty.
   std::function<void(const std::string& target, const DeltaChoice&)> on_delta_choice;

@@ -7,8 +7,6 @@
 // the real restore (which rebuilds each delta from its base).
 #include <gtest/gtest.h>
 
-#include <random>
-
 #include "codec/limits.h"
 #include "replication/restore.h"
 #include "tests/replication/sender_fixture.h"
@@ -25,30 +23,10 @@ class DeltaChainNetTest : public SenderTest {
   fs::path checkpoint(int step) {
     const fs::path d = dir_ / ("ckpt-" + std::to_string(step));
     if (weights_.empty()) weights_ = testing::normal_floats(4 * kElems, 2, true, 0.02, 7);
-    std::mt19937_64 rng(step);
-    for (int s = last_step_; s < step; ++s) {
-      for (std::size_t i = 0; i + 1 < weights_.size(); i += 2) {
-        std::uint16_t v = static_cast<std::uint16_t>(std::to_integer<unsigned>(weights_[i]) |
-                                                     (std::to_integer<unsigned>(weights_[i + 1]) << 8));
-        v = static_cast<std::uint16_t>(v + static_cast<int>(rng() % 5) - 2);
-        weights_[i] = std::byte(v & 0xff);
-        weights_[i + 1] = std::byte(v >> 8);
-      }
-    }
+    for (int s = last_step_; s < step; ++s) testing::drift_bf16(weights_, static_cast<std::uint64_t>(s));
     last_step_ = step;
     fs::create_directories(d);
-    nlohmann::json h = nlohmann::json::object();
-    for (int i = 0; i < 4; ++i) {
-      h["layer" + std::to_string(i)] = {
-          {"dtype", "BF16"}, {"shape", {kElems}}, {"data_offsets", {i * kElems * 2, (i + 1) * kElems * 2}}};
-    }
-    std::string text = h.dump();
-    text.resize(4096 - 8, ' ');
-    std::vector<std::byte> out(8 + text.size());
-    for (int i = 0; i < 8; ++i) out[i] = static_cast<std::byte>(text.size() >> (8 * i));
-    std::memcpy(out.data() + 8, text.data(), text.size());
-    out.insert(out.end(), weights_.begin(), weights_.end());
-    testing::write_file(d / "model.safetensors", out);
+    testing::write_bf16_safetensors(d / "model.safetensors", weights_, 4);
     return d;
   }
 
@@ -179,7 +157,8 @@ TEST_F(DeltaChainNetTest, BaseGoneFromTheHostOrDeltasOffMeansAKey) {
   const fs::path d5 = checkpoint(5);
   PushReport r5 = push_step(5, p, d5);
   EXPECT_EQ(r5.delta_chunks, 0u) << r5.delta_reason;
-  EXPECT_EQ(r5.origin.kind, SnapshotKind::kKey) << "a delta push without any delta chunk is recorded as a key";
+  EXPECT_EQ(r5.origin.kind, SnapshotKind::kKey)
+      << "a delta push without any delta chunk is recorded as a key";
   expect_restores("llama-5", d5);
 }
 
