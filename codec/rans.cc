@@ -212,8 +212,9 @@ bool cpu_has_avx512_encoder() {
 }
 
 // GCC 12 reports its own intrinsics' _mm512_undefined_* pass-through
-// operands as maybe-uninitialized; the values are never read.
+// operands as (maybe-)uninitialized; the values are never read.
 #pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #define FERRY_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx512vbmi2")))
 
@@ -339,15 +340,20 @@ FERRY_AVX512_TARGET bool encode_groups_avx512(const EncTable& table, const std::
 // blocks' states are independent, so B of them interleaved keep more
 // gathers in flight (one block's 32 lanes alone leave the decoder waiting
 // on gather latency; measured on AMD Zen 4, two blocks decode 18% faster
-// than one after the other, and one block alone no faster than with AVX2). A lane that needs a word takes the
-// next unread one in lane order (vpexpandw), as the scalar decoder does. Decodes whole groups g0, g0 + 1, ...
-// while every block has at least 32 words left; returns the number of groups done (the same for all B
-// blocks).
+// than one after the other, and one block alone no faster than with AVX2).
+// A lane that needs a word takes the next unread one in lane order
+// (vpexpandw), as the scalar decoder does. Unlike the AVX2 loop it runs to
+// the end of the block: each group first counts the words its lanes need
+// and stops, leaving the group undone in every block, when a block has
+// fewer left, so the scalar loop finds the fault (or the block's end)
+// exactly as before; the loads are masked to the words a group takes, so
+// nothing past a block is read (on a plane of 1-2 bits a symbol, stopping
+// at 32 words left instead handed the scalar loop a quarter of the
+// symbols). Returns the number of groups done, the same in all B blocks.
 template <int B>
-FERRY_AVX512_TARGET std::size_t decode_groups_interleaved_avx512(const std::uint32_t* const (&tables)[B],
-                                                                 DecState* const (&st)[B],
-                                                                 std::uint8_t* const (&out)[B],
-                                                                 std::size_t groups) {
+FERRY_AVX512_TARGET std::size_t decode_groups_avx512(const std::uint32_t* const (&tables)[B],
+                                                     DecState* const (&st)[B], std::uint8_t* const (&out)[B],
+                                                     std::size_t groups) {
   const __m512i m4095 = _mm512_set1_epi32(kProbScale - 1);
   const __m512i one = _mm512_set1_epi32(1);
   const __m512i low = _mm512_set1_epi32(static_cast<int>(kStateLow));
@@ -358,29 +364,38 @@ FERRY_AVX512_TARGET std::size_t decode_groups_interleaved_avx512(const std::uint
     X[b][1] = _mm512_loadu_si512(st[b]->x + 16);
     pos[b] = st[b]->pos;
   }
-  auto room = [&] {
-    bool ok = true;
-    for (int b = 0; b < B; ++b) ok = ok && st[b]->nwords - pos[b] >= static_cast<std::size_t>(kLanes);
-    return ok;
-  };
   std::size_t gi = 0;
-  for (; gi < groups && room(); ++gi) {
+  for (; gi < groups; ++gi) {
+    __m512i e[B][2], xn[B][2];
+    __mmask16 need[B][2];
+    unsigned count[B][2];
+    bool room = true;
+#pragma GCC unroll 2
+    for (int b = 0; b < B; ++b) {
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        e[b][h] = _mm512_i32gather_epi32(_mm512_and_si512(X[b][h], m4095), tables[b], 4);
+        const __m512i f = _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(e[b][h], 8), m4095), one);
+        xn[b][h] = _mm512_add_epi32(_mm512_mullo_epi32(f, _mm512_srli_epi32(X[b][h], kProbBits)),
+                                    _mm512_srli_epi32(e[b][h], 20));
+        need[b][h] = _mm512_cmplt_epu32_mask(xn[b][h], low);
+        count[b][h] = static_cast<unsigned>(std::popcount(static_cast<unsigned>(need[b][h])));
+      }
+      room = room && count[b][0] + count[b][1] <= st[b]->nwords - pos[b];
+    }
+    if (!room) break;
 #pragma GCC unroll 2
     for (int b = 0; b < B; ++b) {
       const std::uint8_t* words = st[b]->words;
 #pragma GCC unroll 2
       for (int h = 0; h < 2; ++h) {
-        const __m512i slot = _mm512_and_si512(X[b][h], m4095);
-        const __m512i e = _mm512_i32gather_epi32(slot, tables[b], 4);
-        const __m512i f = _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(e, 8), m4095), one);
-        const __m512i xn = _mm512_add_epi32(_mm512_mullo_epi32(f, _mm512_srli_epi32(X[b][h], kProbBits)),
-                                            _mm512_srli_epi32(e, 20));
-        const __mmask16 need = _mm512_cmplt_epu32_mask(xn, low);
-        const __m256i w16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(words + 2 * pos[b]));
-        const __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_expand_epi16(need, w16));
-        X[b][h] = _mm512_mask_or_epi32(xn, need, _mm512_slli_epi32(xn, 16), w);
-        pos[b] += static_cast<std::size_t>(std::popcount(static_cast<unsigned>(need)));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out[b] + gi * kLanes + 16 * h), _mm512_cvtepi32_epi8(e));
+        const auto take = static_cast<__mmask16>((1u << count[b][h]) - 1);
+        const __m256i w16 = _mm256_maskz_loadu_epi16(take, words + 2 * pos[b]);
+        const __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_expand_epi16(need[b][h], w16));
+        X[b][h] = _mm512_mask_or_epi32(xn[b][h], need[b][h], _mm512_slli_epi32(xn[b][h], 16), w);
+        pos[b] += count[b][h];
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out[b] + gi * kLanes + 16 * h),
+                         _mm512_cvtepi32_epi8(e[b][h]));
       }
     }
   }
@@ -659,6 +674,16 @@ Status decode_segment(DecState& s, const DecSegment& seg, bool last, std::size_t
   if (path != DecodePath::kScalar && gi < full) {
     gi += decode_groups_avx2(t, x, words, nwords, pos, out + gi * kLanes, full - gi);
   }
+  // Its last groups, with fewer than 32 words left, on AVX-512 where the
+  // CPU has it (the loop runs to the block's end).
+  if (path == DecodePath::kAvx512 && gi < full) {
+    s.pos = pos;
+    DecState* const st[1] = {&s};
+    std::uint8_t* const o[1] = {out + gi * kLanes};
+    const std::uint32_t* const tables[1] = {t};
+    gi += decode_groups_avx512<1>(tables, st, o, full - gi);
+    pos = s.pos;
+  }
 #else
   (void)path;
 #endif
@@ -727,7 +752,7 @@ Status decode_segments_pair(const DecBlockRef& first, const DecBlockRef& second)
       DecState* const st[2] = {&s[0], &s[1]};
       std::uint8_t* const o[2] = {a.out, b.out};
       const std::uint32_t* const tables[2] = {a.table->data(), b.table->data()};
-      gi = decode_groups_interleaved_avx512<2>(tables, st, o, std::min(a.m, b.m) / kLanes);
+      gi = decode_groups_avx512<2>(tables, st, o, std::min(a.m, b.m) / kLanes);
     }
 #endif
     for (int b = 0; b < 2; ++b) {
