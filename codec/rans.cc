@@ -89,9 +89,15 @@ bool cpu_has_avx2() {
   return has;
 }
 
-// Decodes whole 32-symbol groups while at least 32 words remain (so the
-// 8-word loads stay inside the block), 8 lanes per vector. Returns the
-// number of groups done; x and pos are updated for the scalar tail.
+// Decodes whole 32-symbol groups, 8 lanes per vector. Unchecked: while at
+// least 32 words remain (so the 8-word loads stay inside the block).
+// Checked (for a block's last words, which the caller copies into a
+// buffer with 8 words of room after them): each group first counts the
+// words its lanes need and stops, leaving the group undone, when fewer are
+// left, so the scalar loop finds the fault or the block's end exactly as
+// before. Returns the number of groups done; x and pos are updated for the
+// scalar tail.
+template <bool kChecked>
 __attribute__((target("avx2"))) std::size_t decode_groups_avx2(const std::uint32_t* table, std::uint32_t* x,
                                                                const std::uint8_t* words, std::size_t nwords,
                                                                std::size_t& pos, std::uint8_t* out,
@@ -107,22 +113,30 @@ __attribute__((target("avx2"))) std::size_t decode_groups_avx2(const std::uint32
   __m256i X[4];
   for (int v = 0; v < 4; ++v) X[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 8 * v));
   std::size_t gi = 0;
-  for (; gi < groups && nwords - pos >= static_cast<std::size_t>(kLanes); ++gi) {
+  for (; gi < groups && (kChecked || nwords - pos >= static_cast<std::size_t>(kLanes)); ++gi) {
+    __m256i e[4], xn[4], need[4];
+    unsigned mask[4];
+    std::size_t count = 0;
 #pragma GCC unroll 4
     for (int v = 0; v < 4; ++v) {
       __m256i slot = _mm256_and_si256(X[v], m4095);
-      __m256i e = _mm256_i32gather_epi32(reinterpret_cast<const int*>(table), slot, 4);
-      __m256i f = _mm256_add_epi32(_mm256_and_si256(_mm256_srli_epi32(e, 8), m4095), one);
-      __m256i xn = _mm256_add_epi32(_mm256_mullo_epi32(f, _mm256_srli_epi32(X[v], kProbBits)),
-                                    _mm256_srli_epi32(e, 20));
-      __m256i need = _mm256_cmpeq_epi32(_mm256_srli_epi32(xn, 16), zero);
-      unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(need)));
+      e[v] = _mm256_i32gather_epi32(reinterpret_cast<const int*>(table), slot, 4);
+      __m256i f = _mm256_add_epi32(_mm256_and_si256(_mm256_srli_epi32(e[v], 8), m4095), one);
+      xn[v] = _mm256_add_epi32(_mm256_mullo_epi32(f, _mm256_srli_epi32(X[v], kProbBits)),
+                               _mm256_srli_epi32(e[v], 20));
+      need[v] = _mm256_cmpeq_epi32(_mm256_srli_epi32(xn[v], 16), zero);
+      mask[v] = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(need[v])));
+      count += static_cast<std::size_t>(std::popcount(mask[v]));
+    }
+    if (kChecked && count > nwords - pos) break;
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; ++v) {
       __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(words + 2 * pos)));
       w = _mm256_permutevar8x32_epi32(
-          w, _mm256_load_si256(reinterpret_cast<const __m256i*>(kWordPerm[mask].data())));
-      X[v] = _mm256_blendv_epi8(xn, _mm256_or_si256(_mm256_slli_epi32(xn, 16), w), need);
-      pos += static_cast<std::size_t>(std::popcount(mask));
-      __m256i b = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(e, low_bytes), join);
+          w, _mm256_load_si256(reinterpret_cast<const __m256i*>(kWordPerm[mask[v]].data())));
+      X[v] = _mm256_blendv_epi8(xn[v], _mm256_or_si256(_mm256_slli_epi32(xn[v], 16), w), need[v]);
+      pos += static_cast<std::size_t>(std::popcount(mask[v]));
+      __m256i b = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(e[v], low_bytes), join);
       _mm_storel_epi64(reinterpret_cast<__m128i*>(out + gi * kLanes + 8 * v), _mm256_castsi256_si128(b));
     }
   }
@@ -672,7 +686,17 @@ Status decode_segment(DecState& s, const DecSegment& seg, bool last, std::size_t
   // One block alone runs the AVX2 loop on either vector path: measured,
   // AVX-512 pays only with two blocks interleaved.
   if (path != DecodePath::kScalar && gi < full) {
-    gi += decode_groups_avx2(t, x, words, nwords, pos, out + gi * kLanes, full - gi);
+    gi += decode_groups_avx2<false>(t, x, words, nwords, pos, out + gi * kLanes, full - gi);
+  }
+  if (path == DecodePath::kAvx2 && gi < full && nwords - pos < kLanes) {
+    // The block's last words, copied where the 8-word loads stay inside.
+    alignas(16) std::uint16_t last[kLanes + 8] = {};
+    const std::size_t left = nwords - pos;
+    std::memcpy(last, words + 2 * pos, 2 * left);
+    std::size_t at = 0;
+    gi += decode_groups_avx2<true>(t, x, reinterpret_cast<const std::uint8_t*>(last), left, at,
+                                   out + gi * kLanes, full - gi);
+    pos += at;
   }
   // Its last groups, with fewer than 32 words left, on AVX-512 where the
   // CPU has it (the loop runs to the block's end).
