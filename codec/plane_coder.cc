@@ -76,7 +76,18 @@ void histogram(const std::uint8_t* p, std::size_t n, std::size_t stride, std::ui
   std::uint16_t sub[kSub][kAlphabet];
   std::memset(counts, 0, kAlphabet * sizeof(std::uint32_t));
   if (stride != 1) {
-    for (std::size_t i = 0; i < n; i += stride) ++counts[p[i]];
+    // The sample: four tables in turn, for the same reason (measured: a
+    // skewed plane's sample counted in a third of the time).
+    std::uint32_t four[4][kAlphabet] = {};
+    std::size_t i = 0;
+    for (; i + 3 * stride < n; i += 4 * stride) {
+      ++four[0][p[i]];
+      ++four[1][p[i + stride]];
+      ++four[2][p[i + 2 * stride]];
+      ++four[3][p[i + 3 * stride]];
+    }
+    for (; i < n; i += stride) ++four[0][p[i]];
+    for (int s = 0; s < kAlphabet; ++s) counts[s] = four[0][s] + four[1][s] + four[2][s] + four[3][s];
     return;
   }
   for (std::size_t start = 0; start < n; start += kFlushSymbols) {

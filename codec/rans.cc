@@ -89,9 +89,15 @@ bool cpu_has_avx2() {
   return has;
 }
 
-// Decodes whole 32-symbol groups while at least 32 words remain (so the
-// 8-word loads stay inside the block), 8 lanes per vector. Returns the
-// number of groups done; x and pos are updated for the scalar tail.
+// Decodes whole 32-symbol groups, 8 lanes per vector. Unchecked: while at
+// least 32 words remain (so the 8-word loads stay inside the block).
+// Checked (for a block's last words, which the caller copies into a
+// buffer with 8 words of room after them): each group first counts the
+// words its lanes need and stops, leaving the group undone, when fewer are
+// left, so the scalar loop finds the fault or the block's end exactly as
+// before. Returns the number of groups done; x and pos are updated for the
+// scalar tail.
+template <bool kChecked>
 __attribute__((target("avx2"))) std::size_t decode_groups_avx2(const std::uint32_t* table, std::uint32_t* x,
                                                                const std::uint8_t* words, std::size_t nwords,
                                                                std::size_t& pos, std::uint8_t* out,
@@ -107,22 +113,30 @@ __attribute__((target("avx2"))) std::size_t decode_groups_avx2(const std::uint32
   __m256i X[4];
   for (int v = 0; v < 4; ++v) X[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 8 * v));
   std::size_t gi = 0;
-  for (; gi < groups && nwords - pos >= static_cast<std::size_t>(kLanes); ++gi) {
+  for (; gi < groups && (kChecked || nwords - pos >= static_cast<std::size_t>(kLanes)); ++gi) {
+    __m256i e[4], xn[4], need[4];
+    unsigned mask[4];
+    std::size_t count = 0;
 #pragma GCC unroll 4
     for (int v = 0; v < 4; ++v) {
       __m256i slot = _mm256_and_si256(X[v], m4095);
-      __m256i e = _mm256_i32gather_epi32(reinterpret_cast<const int*>(table), slot, 4);
-      __m256i f = _mm256_add_epi32(_mm256_and_si256(_mm256_srli_epi32(e, 8), m4095), one);
-      __m256i xn = _mm256_add_epi32(_mm256_mullo_epi32(f, _mm256_srli_epi32(X[v], kProbBits)),
-                                    _mm256_srli_epi32(e, 20));
-      __m256i need = _mm256_cmpeq_epi32(_mm256_srli_epi32(xn, 16), zero);
-      unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(need)));
+      e[v] = _mm256_i32gather_epi32(reinterpret_cast<const int*>(table), slot, 4);
+      __m256i f = _mm256_add_epi32(_mm256_and_si256(_mm256_srli_epi32(e[v], 8), m4095), one);
+      xn[v] = _mm256_add_epi32(_mm256_mullo_epi32(f, _mm256_srli_epi32(X[v], kProbBits)),
+                               _mm256_srli_epi32(e[v], 20));
+      need[v] = _mm256_cmpeq_epi32(_mm256_srli_epi32(xn[v], 16), zero);
+      mask[v] = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(need[v])));
+      count += static_cast<std::size_t>(std::popcount(mask[v]));
+    }
+    if (kChecked && count > nwords - pos) break;
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; ++v) {
       __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(words + 2 * pos)));
       w = _mm256_permutevar8x32_epi32(
-          w, _mm256_load_si256(reinterpret_cast<const __m256i*>(kWordPerm[mask].data())));
-      X[v] = _mm256_blendv_epi8(xn, _mm256_or_si256(_mm256_slli_epi32(xn, 16), w), need);
-      pos += static_cast<std::size_t>(std::popcount(mask));
-      __m256i b = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(e, low_bytes), join);
+          w, _mm256_load_si256(reinterpret_cast<const __m256i*>(kWordPerm[mask[v]].data())));
+      X[v] = _mm256_blendv_epi8(xn[v], _mm256_or_si256(_mm256_slli_epi32(xn[v], 16), w), need[v]);
+      pos += static_cast<std::size_t>(std::popcount(mask[v]));
+      __m256i b = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(e[v], low_bytes), join);
       _mm_storel_epi64(reinterpret_cast<__m128i*>(out + gi * kLanes + 8 * v), _mm256_castsi256_si128(b));
     }
   }
@@ -212,8 +226,9 @@ bool cpu_has_avx512_encoder() {
 }
 
 // GCC 12 reports its own intrinsics' _mm512_undefined_* pass-through
-// operands as maybe-uninitialized; the values are never read.
+// operands as (maybe-)uninitialized; the values are never read.
 #pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #define FERRY_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx512vbmi2")))
 
@@ -339,15 +354,20 @@ FERRY_AVX512_TARGET bool encode_groups_avx512(const EncTable& table, const std::
 // blocks' states are independent, so B of them interleaved keep more
 // gathers in flight (one block's 32 lanes alone leave the decoder waiting
 // on gather latency; measured on AMD Zen 4, two blocks decode 18% faster
-// than one after the other, and one block alone no faster than with AVX2). A lane that needs a word takes the
-// next unread one in lane order (vpexpandw), as the scalar decoder does. Decodes whole groups g0, g0 + 1, ...
-// while every block has at least 32 words left; returns the number of groups done (the same for all B
-// blocks).
+// than one after the other, and one block alone no faster than with AVX2).
+// A lane that needs a word takes the next unread one in lane order
+// (vpexpandw), as the scalar decoder does. Unlike the AVX2 loop it runs to
+// the end of the block: each group first counts the words its lanes need
+// and stops, leaving the group undone in every block, when a block has
+// fewer left, so the scalar loop finds the fault (or the block's end)
+// exactly as before; the loads are masked to the words a group takes, so
+// nothing past a block is read (on a plane of 1-2 bits a symbol, stopping
+// at 32 words left instead handed the scalar loop a quarter of the
+// symbols). Returns the number of groups done, the same in all B blocks.
 template <int B>
-FERRY_AVX512_TARGET std::size_t decode_groups_interleaved_avx512(const std::uint32_t* const (&tables)[B],
-                                                                 DecState* const (&st)[B],
-                                                                 std::uint8_t* const (&out)[B],
-                                                                 std::size_t groups) {
+FERRY_AVX512_TARGET std::size_t decode_groups_avx512(const std::uint32_t* const (&tables)[B],
+                                                     DecState* const (&st)[B], std::uint8_t* const (&out)[B],
+                                                     std::size_t groups) {
   const __m512i m4095 = _mm512_set1_epi32(kProbScale - 1);
   const __m512i one = _mm512_set1_epi32(1);
   const __m512i low = _mm512_set1_epi32(static_cast<int>(kStateLow));
@@ -358,29 +378,38 @@ FERRY_AVX512_TARGET std::size_t decode_groups_interleaved_avx512(const std::uint
     X[b][1] = _mm512_loadu_si512(st[b]->x + 16);
     pos[b] = st[b]->pos;
   }
-  auto room = [&] {
-    bool ok = true;
-    for (int b = 0; b < B; ++b) ok = ok && st[b]->nwords - pos[b] >= static_cast<std::size_t>(kLanes);
-    return ok;
-  };
   std::size_t gi = 0;
-  for (; gi < groups && room(); ++gi) {
+  for (; gi < groups; ++gi) {
+    __m512i e[B][2], xn[B][2];
+    __mmask16 need[B][2];
+    unsigned count[B][2];
+    bool room = true;
+#pragma GCC unroll 2
+    for (int b = 0; b < B; ++b) {
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        e[b][h] = _mm512_i32gather_epi32(_mm512_and_si512(X[b][h], m4095), tables[b], 4);
+        const __m512i f = _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(e[b][h], 8), m4095), one);
+        xn[b][h] = _mm512_add_epi32(_mm512_mullo_epi32(f, _mm512_srli_epi32(X[b][h], kProbBits)),
+                                    _mm512_srli_epi32(e[b][h], 20));
+        need[b][h] = _mm512_cmplt_epu32_mask(xn[b][h], low);
+        count[b][h] = static_cast<unsigned>(std::popcount(static_cast<unsigned>(need[b][h])));
+      }
+      room = room && count[b][0] + count[b][1] <= st[b]->nwords - pos[b];
+    }
+    if (!room) break;
 #pragma GCC unroll 2
     for (int b = 0; b < B; ++b) {
       const std::uint8_t* words = st[b]->words;
 #pragma GCC unroll 2
       for (int h = 0; h < 2; ++h) {
-        const __m512i slot = _mm512_and_si512(X[b][h], m4095);
-        const __m512i e = _mm512_i32gather_epi32(slot, tables[b], 4);
-        const __m512i f = _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(e, 8), m4095), one);
-        const __m512i xn = _mm512_add_epi32(_mm512_mullo_epi32(f, _mm512_srli_epi32(X[b][h], kProbBits)),
-                                            _mm512_srli_epi32(e, 20));
-        const __mmask16 need = _mm512_cmplt_epu32_mask(xn, low);
-        const __m256i w16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(words + 2 * pos[b]));
-        const __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_expand_epi16(need, w16));
-        X[b][h] = _mm512_mask_or_epi32(xn, need, _mm512_slli_epi32(xn, 16), w);
-        pos[b] += static_cast<std::size_t>(std::popcount(static_cast<unsigned>(need)));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out[b] + gi * kLanes + 16 * h), _mm512_cvtepi32_epi8(e));
+        const auto take = static_cast<__mmask16>((1u << count[b][h]) - 1);
+        const __m256i w16 = _mm256_maskz_loadu_epi16(take, words + 2 * pos[b]);
+        const __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_expand_epi16(need[b][h], w16));
+        X[b][h] = _mm512_mask_or_epi32(xn[b][h], need[b][h], _mm512_slli_epi32(xn[b][h], 16), w);
+        pos[b] += count[b][h];
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out[b] + gi * kLanes + 16 * h),
+                         _mm512_cvtepi32_epi8(e[b][h]));
       }
     }
   }
@@ -657,7 +686,27 @@ Status decode_segment(DecState& s, const DecSegment& seg, bool last, std::size_t
   // One block alone runs the AVX2 loop on either vector path: measured,
   // AVX-512 pays only with two blocks interleaved.
   if (path != DecodePath::kScalar && gi < full) {
-    gi += decode_groups_avx2(t, x, words, nwords, pos, out + gi * kLanes, full - gi);
+    gi += decode_groups_avx2<false>(t, x, words, nwords, pos, out + gi * kLanes, full - gi);
+  }
+  if (path == DecodePath::kAvx2 && gi < full && nwords - pos < kLanes) {
+    // The block's last words, copied where the 8-word loads stay inside.
+    alignas(16) std::uint16_t last[kLanes + 8] = {};
+    const std::size_t left = nwords - pos;
+    std::memcpy(last, words + 2 * pos, 2 * left);
+    std::size_t at = 0;
+    gi += decode_groups_avx2<true>(t, x, reinterpret_cast<const std::uint8_t*>(last), left, at,
+                                   out + gi * kLanes, full - gi);
+    pos += at;
+  }
+  // Its last groups, with fewer than 32 words left, on AVX-512 where the
+  // CPU has it (the loop runs to the block's end).
+  if (path == DecodePath::kAvx512 && gi < full) {
+    s.pos = pos;
+    DecState* const st[1] = {&s};
+    std::uint8_t* const o[1] = {out + gi * kLanes};
+    const std::uint32_t* const tables[1] = {t};
+    gi += decode_groups_avx512<1>(tables, st, o, full - gi);
+    pos = s.pos;
   }
 #else
   (void)path;
@@ -727,7 +776,7 @@ Status decode_segments_pair(const DecBlockRef& first, const DecBlockRef& second)
       DecState* const st[2] = {&s[0], &s[1]};
       std::uint8_t* const o[2] = {a.out, b.out};
       const std::uint32_t* const tables[2] = {a.table->data(), b.table->data()};
-      gi = decode_groups_interleaved_avx512<2>(tables, st, o, std::min(a.m, b.m) / kLanes);
+      gi = decode_groups_avx512<2>(tables, st, o, std::min(a.m, b.m) / kLanes);
     }
 #endif
     for (int b = 0; b < 2; ++b) {

@@ -166,11 +166,14 @@ TEST(PlaneCoder, HistogramCountsExactly) {
 // named by its own index whichever half of a pair it is.
 TEST(PlaneCoder, EveryDecodePathDecodesAPlaneAndNamesTheBadBlock) {
   std::mt19937_64 rng(testing::test_seed());
-  for (std::size_t n : {3 * planes::kBlockSymbols + 1000, 4 * planes::kBlockSymbols}) {
+  for (std::size_t n :
+       {3 * planes::kBlockSymbols + 1000, 4 * planes::kBlockSymbols, 5 * planes::kBlockSymbols}) {
     Plane p(n);
     for (std::size_t i = 0; i < n; ++i) {
       const std::size_t region = i / 40000 % 3;
       p[i] = static_cast<std::uint8_t>(100 + 20 * region + rng() % (region + 2));
+      // The last size: a delta's high plane, mostly zero (well under a bit a symbol).
+      if (n == 5 * planes::kBlockSymbols) p[i] = rng() % 50 == 0 ? static_cast<std::uint8_t>(rng() % 8) : 0;
     }
     planes::PlaneEncoder enc;
     std::vector<std::uint8_t> coded(n + planes::header_bound(n));

@@ -255,17 +255,22 @@ TEST(RansBlock, EveryEncodePathWritesTheSameBytes) {
 
 // Every decoder loop (scalar, AVX2, AVX-512), alone and on two blocks at
 // once, must decode the same symbols and refuse the same damage: blocks of
-// odd and even group counts, a partial last group, and pairs of unequal
-// blocks (the pair runs in step only while both have whole groups).
+// odd and even group counts, a partial last group, blocks of well under a
+// bit a symbol, and pairs of unequal blocks (the pair runs in step only
+// while both have whole groups).
 TEST(RansBlock, EveryDecodePathDecodesTheSame) {
   std::mt19937_64 rng(testing::test_seed());
   std::vector<std::vector<std::uint8_t>> cases;
   for (std::size_t m : {1000u, 4095u, 4100u, 16383u, 16384u}) {
     cases.push_back(skewed_symbols(m, rng()));
-    std::vector<std::uint8_t> wide(m);
+    std::vector<std::uint8_t> wide(m), rare(m);
     std::geometric_distribution<int> g(0.02);
     for (auto& s : wide) s = static_cast<std::uint8_t>(std::min(g(rng), 255));
     cases.push_back(wide);
+    // Well under a bit a symbol: the last hundreds of symbols of the block
+    // take fewer than 32 words, where the vector loops check each group.
+    for (auto& s : rare) s = rng() % 64 == 0 ? static_cast<std::uint8_t>(rng()) : 7;
+    cases.push_back(rare);
   }
   std::vector<Coded> coded;
   std::vector<DecTable> tables(cases.size());
@@ -301,6 +306,14 @@ TEST(RansBlock, EveryDecodePathDecodesTheSame) {
       EXPECT_EQ(decode_segments_pair(ra, short_b).code(), Code::kCorruption);
       const DecBlockRef short_a{coded[i].bytes.data(), coded[i].size - 2, std::span(&sa, 1)};
       EXPECT_EQ(decode_segments_pair(short_a, rb).code(), Code::kCorruption);
+      // A word too many is left unread, alone and in a pair.
+      auto longer = coded[i].bytes;
+      longer.push_back(0);
+      longer.push_back(0);
+      EXPECT_EQ(decode_block(tables[i], longer.data(), longer.size(), out.data(), out.size()).code(),
+                Code::kCorruption);
+      const DecBlockRef long_a{longer.data(), longer.size(), std::span(&sa, 1)};
+      EXPECT_EQ(decode_segments_pair(long_a, rb).code(), Code::kCorruption);
     }
   }
   set_decode_path(DecodePath::kAuto);
