@@ -45,7 +45,9 @@ void define_push(CLI::App& app) {
                  "snapshot name (default: <job or directory name>-<step or UTC time>)");
   add_job(app, "training job name recorded in the manifest and the snapshot name");
   add_chunking(app);
-  app.add_option("--bwlimit", FLAGS_bwlimit, "bandwidth cap in bytes per second over all streams (0: none)");
+  app.add_option("--bwlimit", FLAGS_bwlimit,
+                 "bandwidth cap in bytes per second over all streams, or over the uploads into an s3:// "
+                 "store (0: none)");
   app.add_option("--window_mb", FLAGS_window_mb,
                  "MiB of unacknowledged data in flight per stream (size it to bandwidth x RTT / streams)")
       ->capture_default_str();
@@ -123,7 +125,7 @@ int run_push(const std::vector<std::string>& args) {
   if (FLAGS_s3_object_lock_days != 0 && !is_s3_url(settings().to))
     return usage_error("--s3_object_lock_days needs --to=s3://BUCKET/PREFIX");
   if (is_s3_url(settings().to))
-    return push_to_bucket(args[0], FLAGS_s3_object_lock_days);  // straight into the bucket, no receiver
+    return push_to_bucket(args[0], FLAGS_s3_object_lock_days, FLAGS_bwlimit);  // no receiver
   auto targets = split_targets(settings().to);
   if (targets.empty()) return usage_error("push needs --to=HOST:PORT[,HOST:PORT...]");
   auto tls = tls_from_flags("push");

@@ -15,8 +15,9 @@ namespace ferry::cli {
 // --namespace, or the host name when it is empty.
 std::string namespace_or_host();
 // `object_lock_days`: S3 Object Lock retention of every object written
-// (StoreOptions::object_lock_days; 0: none).
-int push_to_bucket(const std::string& path, std::int64_t object_lock_days = 0);
+// (StoreOptions::object_lock_days; 0: none); `bwlimit`: bytes per second of
+// all uploads (--bwlimit; 0: none).
+int push_to_bucket(const std::string& path, std::int64_t object_lock_days = 0, std::uint64_t bwlimit = 0);
 int list_bucket();
 
 }  // namespace ferry::cli
