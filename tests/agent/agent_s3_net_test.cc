@@ -50,6 +50,16 @@ std::map<std::string, std::vector<std::byte>> restore_files(ChunkStore& store, c
   return out;
 }
 
+// The agent's log lines, for the test to read.
+struct LogLines {
+  std::mutex mu;
+  std::vector<std::string> lines;
+  Logger logger{LogFormat::kText, [this](std::string_view l) {
+                  std::lock_guard lock(mu);
+                  lines.emplace_back(l);
+                }};
+};
+
 // Creates `bucket` and points the AWS_* environment at the cluster: the
 // agent reads its credentials as every AWS tool does.
 void use_ceph(const ferry::testing::CephCluster& ceph, const std::string& bucket) {
@@ -93,13 +103,8 @@ TEST(AgentS3NetTest, ReplicatesStraightToABucketWithNoReceiver) {
   const AgentConfig c = bucket_agent_config(dir, bucket);
   ASSERT_TRUE(validate(c).is_ok()) << "no TLS files are needed for a bucket: " << validate(c).to_string();
 
-  std::mutex mu;
-  std::vector<std::string> lines;
-  Logger log(LogFormat::kText, [&](std::string_view l) {
-    std::lock_guard lock(mu);
-    lines.emplace_back(l);
-  });
-  auto agent = Agent::start(c, log);
+  LogLines log;
+  auto agent = Agent::start(c, log.logger);
   ASSERT_TRUE(agent.is_ok()) << agent.status().to_string();
 
   auto store = open_s3_store(c.targets[0], s3);
@@ -133,10 +138,10 @@ TEST(AgentS3NetTest, ReplicatesStraightToABucketWithNoReceiver) {
   }
   // Only the bucket's namespace prefix was written, and the second push
   // skipped the shard it shares with the first.
-  std::lock_guard lock(mu);
+  std::lock_guard lock(log.mu);
   int committed = 0;
   bool skipped = false;
-  for (const std::string& l : lines) {
+  for (const std::string& l : log.lines) {
     if (l.find("checkpoint_committed") == std::string::npos) continue;
     ++committed;
     EXPECT_NE(l.find("s3://" + bucket + "/site-a"), std::string::npos) << l;
@@ -160,18 +165,13 @@ TEST(AgentS3NetTest, TheBandwidthCapAppliesToBucketTargets) {
   c.bandwidth_mbps = 0.5;
   c.streams = 1;
   ASSERT_TRUE(validate(c).is_ok()) << validate(c).to_string();
-  std::mutex mu;
-  std::vector<std::string> lines;
-  Logger log(LogFormat::kText, [&](std::string_view l) {
-    std::lock_guard lock(mu);
-    lines.emplace_back(l);
-  });
-  auto agent = Agent::start(c, log);
+  LogLines log;
+  auto agent = Agent::start(c, log.logger);
   ASSERT_TRUE(agent.is_ok()) << agent.status().to_string();
   write_checkpoint(dir.path() / "ckpt/llama/step-100", 21);
   auto committed = [&] {
-    std::lock_guard lock(mu);
-    for (const std::string& l : lines) {
+    std::lock_guard lock(log.mu);
+    for (const std::string& l : log.lines) {
       if (l.find("checkpoint_committed") != std::string::npos) return l;
     }
     return std::string();
