@@ -136,6 +136,15 @@ void Agent::Impl::recover_job(std::uint64_t id, const JobStatus& js, const Agent
   q.step = r.step;
   q.logical_bytes = r.logical_bytes;
   q.pending_targets = pending;
+  if (!r.delta_target.empty()) {  // the base an earlier attempt chose
+    q.delta_target = r.delta_target;
+    q.delta.base_dir = r.delta_base_dir;
+    q.delta.origin.source_dir = fs::absolute(q.dir).lexically_normal().string();
+    q.delta.origin.kind = static_cast<SnapshotKind>(r.delta_kind);
+    q.delta.origin.base_snapshot = r.delta_base_snapshot;
+    q.delta.origin.chain_depth = r.delta_chain_depth;
+    q.delta.reason = "the base journaled by an earlier attempt";
+  }
   scheduler.add(std::move(q));
   ++requeued;
 }

@@ -151,6 +151,16 @@ const Setting kSettings[] = {
      set_string<&C::ns>, show_string<&C::ns>},
     {nullptr, "fan_out", nullptr, "send every checkpoint to every target instead of the first healthy one",
      set_bool<&C::fan_out>, show_bool<&C::fan_out>},
+    {nullptr, "delta", "key|previous|off",
+     "delta snapshots: key codes each checkpoint against the job's newest key (full) snapshot whose "
+     "directory is still here (a restore reads at most two frames per chunk); previous against the newest "
+     "such snapshot (chains up to 7 deep); off sends every checkpoint whole",
+     set_string<&C::delta>, show_string<&C::delta>},
+    {nullptr, "key_every", "N", "a key (full) snapshot every N checkpoints of a job (1: always)",
+     set_int<&C::key_every>, show_int<&C::key_every>},
+    {nullptr, "delta_min_gain", "FRACTION",
+     "a key snapshot when the newest delta snapshot saved less than this fraction of its key's frame bytes",
+     set_double<&C::delta_min_gain>, show_double<&C::delta_min_gain>},
     {"Mutual TLS (files made by `ferry certs`)", "ca", "FILE",
      "PEM CA certificate of the deployment. Required with receiver targets", set_string<&C::ca>,
      show_string<&C::ca>},

@@ -160,6 +160,9 @@ struct Agent::Impl {
   replication::PushOptions push_options(const QueuedJob& j, const AgentConfig& c, std::size_t worker_index,
                                         const CheckpointRead& read);
   // Journals, counts and logs the targets that committed `j`.
+  // Journals the delta base a push chose at `target` (before any frame goes
+  // there) and keeps it in `j`, so a retry or a restarted agent uses it again.
+  void journal_delta_choice(QueuedJob& j, const std::string& target, const DeltaChoice& choice);
   void record_commits(QueuedJob& j, const std::vector<replication::PushReport>& reports, double seconds);
   void job_committed(const QueuedJob& j);
   // `why` stopped an attempt: the job is queued again with backoff when

@@ -119,7 +119,16 @@ nlohmann::json Agent::Impl::status_json() {
                         {"committed", s.committed},
                         {"skipped", s.skipped},
                         {"failed", s.failed},
-                        {"last_error", s.last_error}});
+                        {"last_error", s.last_error},
+                        {"delta",
+                         {{"newest_kind", std::string(snapshot_kind_name(s.newest_origin.kind))},
+                          {"newest_base", s.newest_origin.base_snapshot},
+                          {"newest_chain_depth", s.newest_origin.chain_depth},
+                          {"logical_bytes", s.delta_logical_bytes},
+                          {"frame_bytes", s.delta_frame_bytes},
+                          {"ratio", s.delta_frame_bytes ? static_cast<double>(s.delta_logical_bytes) /
+                                                              static_cast<double>(s.delta_frame_bytes)
+                                                        : 0.0}}}});
   }
   out["throughput_bytes_per_second"] = jobs.throughput_bytes_per_second();
   out["jobs"] = job_list;

@@ -33,6 +33,13 @@ JournalRecord journal_record(const QueuedJob& j, JobState state) {
   r.created_ns = j.created_ns;
   r.step = j.step;
   r.logical_bytes = j.logical_bytes;
+  if (!j.delta_target.empty()) {
+    r.delta_target = j.delta_target;
+    r.delta_base_dir = j.delta.base_dir.string();
+    r.delta_base_snapshot = j.delta.origin.base_snapshot;
+    r.delta_kind = static_cast<std::uint8_t>(j.delta.origin.kind);
+    r.delta_chain_depth = j.delta.origin.chain_depth;
+  }
   return r;
 }
 
@@ -108,6 +115,12 @@ replication::PushOptions Agent::Impl::push_options(const QueuedJob& j, const Age
   po.bandwidth_bytes_per_s = c.bandwidth_bytes_per_s();
   po.retry.max_attempts = kPushMaxAttempts;
   po.created_ns = j.created_ns;
+  po.source_dir = std::filesystem::absolute(j.dir).lexically_normal();
+  po.delta = c.delta_policy();
+  if (!j.delta_target.empty()) {
+    po.pinned_delta = j.delta;
+    po.pinned_delta_target = j.delta_target;
+  }
   po.should_stop = [this] { return cancel.load(); };
   // A file that changed since `read` refuses the commit (Detail::kSourceChanged).
   po.before_commit = [&read]() -> Status {
@@ -132,6 +145,11 @@ void Agent::Impl::run_job(QueuedJob j, std::size_t worker_index) {
   if (!read) return retry_or_fail(std::move(j), read.status(), "read");
 
   replication::PushOptions po = push_options(j, c, worker_index, *read);
+  // The base chosen at a target is journaled before any frame goes there, so
+  // a restarted agent pushes against the same one (see journal_delta_choice).
+  po.on_delta_choice = [this, &j](const std::string& target, const DeltaChoice& choice) {
+    journal_delta_choice(j, target, choice);
+  };
   for (const auto& round : push_rounds(targets, c.fan_out)) {
     const auto t0 = Clock::now();
     auto pushed = push_round(*read, po, round, c);
@@ -155,6 +173,18 @@ void Agent::Impl::run_job(QueuedJob j, std::size_t worker_index) {
     return retry_job(std::move(j), waiting, "target_down");
   }
   job_committed(j);
+}
+
+void Agent::Impl::journal_delta_choice(QueuedJob& j, const std::string& target, const DeltaChoice& choice) {
+  log.info("delta_base", {field("id", j.id), field("snapshot", j.snapshot), field("target", target),
+                          field("kind", std::string(snapshot_kind_name(choice.origin.kind))),
+                          field("base", choice.origin.base_snapshot), field("reason", choice.reason)});
+  if (j.delta_target == target && j.delta.base_dir == choice.base_dir && j.delta.origin == choice.origin)
+    return;  // journaled already (a resumed push)
+  j.delta_target = target;
+  j.delta = choice;
+  if (Status st = journal->append(journal_record(j, JobState::kStarted)); !st)
+    log.error("journal_append_failed", {field("error", st.to_string())});
 }
 
 Result<ChunkStore*> Agent::Impl::bucket_store(const std::string& url, const AgentConfig& c) {
@@ -183,7 +213,19 @@ Result<replication::PushReport> Agent::Impl::push_to_bucket(const CheckpointRead
     if (::gethostname(host, sizeof host - 1) != 0) return Status::from_errno(errno, "gethostname");
     ns = host;
   }
-  const PackOptions pack = replication::pack_options_of(po, po.created_ns);
+  PackOptions pack = replication::pack_options_of(po, po.created_ns);
+  DeltaChoice choice;
+  if (po.pinned_delta && po.pinned_delta_target == url) {
+    choice = *po.pinned_delta;
+  } else {
+    ChainQuery query;
+    query.job = po.job;
+    query.source_dir = po.source_dir;
+    choice = choose_store_delta_base(*store, ns, po.delta, query);
+  }
+  if (po.on_delta_choice) po.on_delta_choice(url, choice);
+  pack.delta_from = choice.base_dir;
+  pack.origin = choice.origin;
   StorePushHooks hooks;
   hooks.before_commit = po.before_commit;
   hooks.should_stop = po.should_stop;
@@ -199,6 +241,11 @@ Result<replication::PushReport> Agent::Impl::push_to_bucket(const CheckpointRead
   rep.chunks_sent = pushed->chunks_total - std::min(pushed->chunks_total, pushed->chunks_skipped);
   rep.frame_bytes_sent = pushed->frame_bytes_stored;
   rep.wire_bytes_sent = pushed->frame_bytes_stored;  // pack bodies; HTTP adds little
+  rep.delta_chunks = pushed->delta_chunks;
+  rep.delta_logical_bytes = pushed->delta_logical_bytes;
+  rep.delta_frame_bytes = pushed->delta_frame_bytes;
+  rep.origin = pushed->origin;
+  rep.delta_reason = choice.reason;
   rep.seconds = pushed->seconds;
   return rep;
 }
@@ -266,12 +313,18 @@ void Agent::Impl::record_commits(QueuedJob& j, const std::vector<replication::Pu
       log.error("journal_append_failed", {field("error", st.to_string())});
     metrics.add(kMetricLogicalBytes, {}, static_cast<double>(rep.logical_bytes));
     metrics.add(kMetricWireBytes, {}, static_cast<double>(rep.wire_bytes_sent));
-    log.info(
-        "checkpoint_committed",
-        {field("id", j.id), field("job", j.job), field("snapshot", j.snapshot), field("target", rep.target),
-         field("logical_bytes", rep.logical_bytes), field("wire_bytes", rep.wire_bytes_sent),
-         field("chunks_sent", rep.chunks_sent), field("chunks_skipped", rep.chunks_skipped),
-         field("failovers", rep.failovers), field("seconds", rep.seconds)});
+    metrics.add(kMetricDeltaLogicalBytes, {}, static_cast<double>(rep.delta_logical_bytes));
+    metrics.add(kMetricDeltaFrameBytes, {}, static_cast<double>(rep.delta_frame_bytes));
+    metrics.add(kMetricSnapshots, {{"kind", std::string(snapshot_kind_name(rep.origin.kind))}}, 1);
+    jobs.add_delta(j.job, rep.origin, rep.delta_logical_bytes, rep.delta_frame_bytes);
+    log.info("checkpoint_committed",
+             {field("id", j.id), field("job", j.job), field("snapshot", j.snapshot),
+              field("target", rep.target), field("logical_bytes", rep.logical_bytes),
+              field("wire_bytes", rep.wire_bytes_sent), field("chunks_sent", rep.chunks_sent),
+              field("chunks_skipped", rep.chunks_skipped), field("failovers", rep.failovers),
+              field("seconds", rep.seconds), field("kind", std::string(snapshot_kind_name(rep.origin.kind))),
+              field("base", rep.origin.base_snapshot), field("delta_logical_bytes", rep.delta_logical_bytes),
+              field("delta_frame_bytes", rep.delta_frame_bytes)});
     std::erase(j.pending_targets, rep.target);
   }
   jobs.add_throughput(j.logical_bytes, seconds);

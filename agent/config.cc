@@ -204,6 +204,12 @@ std::vector<Status> validate_all(const AgentConfig& c) {
                                      ctx.status().message()));
     }
   }
+  if (auto mode = parse_delta_mode(c.delta); !mode)
+    check(Status::invalid_argument("--delta=" + c.delta + ": " + mode.status().message()));
+  check(check_int("--key_every", c.key_every, 1, 1 << 20));
+  if (!(c.delta_min_gain >= 0 && c.delta_min_gain <= 1))
+    check(
+        Status::invalid_argument("--delta_min_gain=" + std::to_string(c.delta_min_gain) + ": expected 0..1"));
   check(check_int("--max_jobs", c.max_jobs, 1, kMaxJobsLimit));
   check(check_int("--streams", c.streams, 1, 64));
   check(check_int("--threads", c.threads, 1, kMaxThreadsLimit));
@@ -252,6 +258,15 @@ std::vector<Status> validate_all(const AgentConfig& c) {
 Status validate(const AgentConfig& c) {
   std::vector<Status> problems = validate_all(c);
   return problems.empty() ? Status::ok() : problems.front();
+}
+
+DeltaPolicy AgentConfig::delta_policy() const {
+  DeltaPolicy p;
+  auto mode = parse_delta_mode(delta);
+  p.mode = mode ? *mode : DeltaMode::kKey;
+  p.key_every = static_cast<std::uint32_t>(std::max(1, key_every));
+  p.min_gain = delta_min_gain;
+  return p;
 }
 
 std::string describe_engine(const std::string& engine) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "codec/delta_chain.h"
 #include "replication/tls.h"
 
 namespace ferry::agent {
@@ -43,6 +44,10 @@ struct AgentConfig {
   // The namespace (key prefix) under s3:// targets; "": the host name.
   std::string ns;
   bool fan_out = false;
+  // Delta snapshots (codec/delta_chain.h, docs/OPERATIONS.md).
+  std::string delta = "key";  // key | previous | off
+  int key_every = static_cast<int>(kDefaultKeyEvery);
+  double delta_min_gain = kDefaultDeltaMinGain;
   std::string ca, cert, key;
   // PEM CRLs of the CA ("" = none): a receiver certificate on one is
   // refused. Read at every connection; SIGHUP checks it at once.
@@ -74,6 +79,8 @@ struct AgentConfig {
 
   replication::TlsConfig tls() const;
   std::uint64_t bandwidth_bytes_per_s() const;
+  // REQUIRES: validate passed (an unknown --delta reads as key).
+  DeltaPolicy delta_policy() const;
 };
 
 // "ROOT[=JOB],ROOT2[=JOB2]" (each root made absolute). InvalidArgument

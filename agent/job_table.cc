@@ -81,6 +81,15 @@ void JobTable::set_last_error(const std::string& job, const std::string& error) 
   stats_[job].last_error = error;
 }
 
+void JobTable::add_delta(const std::string& job, const SnapshotOrigin& origin, std::uint64_t logical_bytes,
+                         std::uint64_t frame_bytes) {
+  std::lock_guard lock(mu_);
+  JobStats& s = stats_[job];
+  s.newest_origin = origin;
+  s.delta_logical_bytes += logical_bytes;
+  s.delta_frame_bytes += frame_bytes;
+}
+
 void JobTable::add_throughput(std::uint64_t bytes, double seconds) {
   std::lock_guard lock(mu_);
   throughput_.add(bytes, seconds);

@@ -18,6 +18,7 @@
 #include "agent/journal.h"
 #include "agent/rpo.h"
 #include "agent/watcher.h"
+#include "codec/manifest.h"
 
 namespace ferry::agent {
 
@@ -38,6 +39,11 @@ struct JobStats {
   // A checkpoint of this job was submitted by hand since the agent started:
   // the job stays listed even when no watched root names it.
   bool submitted_here = false;
+  // Delta snapshots since the agent started: the newest commit's kind and
+  // base, and the bytes sent as delta frames against their logical size.
+  SnapshotOrigin newest_origin;
+  std::uint64_t delta_logical_bytes = 0;
+  std::uint64_t delta_frame_bytes = 0;
 };
 
 // What one RPO refresh looks at, gathered by the caller outside the table's
@@ -90,6 +96,9 @@ class JobTable {
   void failed(const std::string& job, const std::string& detail);
   void set_last_error(const std::string& job, const std::string& error);
   void add_throughput(std::uint64_t bytes, double seconds);
+  // A commit of `job` with this origin, and its bytes sent as deltas.
+  void add_delta(const std::string& job, const SnapshotOrigin& origin, std::uint64_t logical_bytes,
+                 std::uint64_t frame_bytes);
   double throughput_bytes_per_second() const;
 
   // Recomputes every job's forecast and warning. A job that is no longer

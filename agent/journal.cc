@@ -76,7 +76,8 @@ std::vector<std::byte> file_header() {
 
 // [u32 length][u32 masked crc][body] for one record.
 Result<std::vector<std::byte>> frame_record(const JournalRecord& r) {
-  for (const std::string* f : {&r.job, &r.path, &r.snapshot, &r.target, &r.detail}) {
+  for (const std::string* f : {&r.job, &r.path, &r.snapshot, &r.target, &r.detail, &r.delta_target,
+                               &r.delta_base_dir, &r.delta_base_snapshot}) {
     if (f->size() > kMaxJournalFieldBytes) {
       return Status::invalid_argument("journal record for job id " + std::to_string(r.job_id) +
                                       ": a field of " + std::to_string(f->size()) +
@@ -157,6 +158,13 @@ std::vector<std::byte> encode_journal_record(const JournalRecord& r) {
   w.u64(r.step);
   w.u64(r.logical_bytes);
   str16(r.detail);
+  if (!r.delta_target.empty()) {
+    str16(r.delta_target);
+    str16(r.delta_base_dir);
+    str16(r.delta_base_snapshot);
+    w.u8(r.delta_kind);
+    w.u8(r.delta_chain_depth);
+  }
   return b;
 }
 
@@ -174,6 +182,15 @@ Result<JournalRecord> decode_journal_record(std::span<const std::byte> body) {
   r.step = in.le(8);
   r.logical_bytes = in.le(8);
   r.detail = in.str16();
+  if (in.ok() && !in.at_end()) {  // version 2: the delta base
+    r.delta_target = in.str16();
+    r.delta_base_dir = in.str16();
+    r.delta_base_snapshot = in.str16();
+    r.delta_kind = static_cast<std::uint8_t>(in.le(1));
+    r.delta_chain_depth = static_cast<std::uint8_t>(in.le(1));
+    if (in.ok() && (r.delta_target.empty() || r.delta_kind > 2))
+      return Status::corruption("journal record has a delta base without a target or of unknown kind");
+  }
   if (!in.ok()) return Status::corruption("journal record body is truncated or has an over-long field");
   if (!in.at_end()) return Status::corruption("journal record body has trailing bytes");
   if (state < static_cast<std::uint8_t>(JobState::kSubmitted) ||
@@ -199,6 +216,15 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::filesystem::path& path
     return j;
   }
   RETURN_IF_ERROR(check_header(data, path));
+  if (get_u32(data.data() + sizeof(kJournalMagic)) != kJournalVersion) {
+    // Version 1: its records read as they are; the header says 2 from now on,
+    // so an agent from before (which would take a version 2 record for a
+    // torn one and cut it) refuses the journal instead.
+    const std::vector<std::byte> header = file_header();
+    RETURN_IF_ERROR(pwrite_all(j->fd_.get(), header, 0, path));
+    RETURN_IF_ERROR(fsync_fd(j->fd_.get(), path));
+    j->notice_ = "journal " + path.string() + ": version 1 read and its header rewritten to version 2";
+  }
   ScanResult scan = scan_records(data);
   j->recovered_ = std::move(scan.records);
   j->max_id_ = scan.max_id;
@@ -245,9 +271,10 @@ Status Journal::check_header(std::span<const std::byte> data, const std::filesys
     return Status::corruption("journal " + path.string() + ": not a ferry journal (bad magic)");
   }
   const std::uint32_t version = get_u32(data.data() + sizeof(kJournalMagic));
-  if (version != kJournalVersion) {
+  if (version != kJournalVersion && version != kJournalVersionWithoutDelta) {
     return Status::unsupported("journal " + path.string() + ": version " + std::to_string(version) +
-                               " (this build reads version " + std::to_string(kJournalVersion) + ")");
+                               " (this build reads versions " + std::to_string(kJournalVersionWithoutDelta) +
+                               " and " + std::to_string(kJournalVersion) + ")");
   }
   return Status::ok();
 }

@@ -23,7 +23,10 @@ namespace ferry {
 
 // File header: 8 magic bytes then a u32 version (docs/FORMAT.md 8.1).
 inline constexpr char kJournalMagic[8] = {'F', 'E', 'R', 'R', 'Y', 'J', 'N', 'L'};
-inline constexpr std::uint32_t kJournalVersion = 1;
+// Version 2 adds the delta base to records (JournalRecord::delta_*); a
+// version 1 journal is read and its header rewritten to 2 at open.
+inline constexpr std::uint32_t kJournalVersion = 2;
+inline constexpr std::uint32_t kJournalVersionWithoutDelta = 1;
 inline constexpr std::size_t kJournalHeaderBytes = 12;
 // Each record: [u32 body length][u32 masked CRC32C of the body][body].
 inline constexpr std::size_t kJournalRecordHeaderBytes = 8;
@@ -55,12 +58,22 @@ struct JournalRecord {
   std::uint64_t step = 0;
   std::uint64_t logical_bytes = 0;
   std::string detail;  // free text: error, skip reason
+  // The delta base the push of this snapshot chose at delta_target (a
+  // restarted agent pushes it against the same base, so the snapshot's
+  // manifest comes out the same and frames already sent are not sent again).
+  // delta_target empty: none chosen yet (a version 1 record).
+  std::string delta_target;
+  std::string delta_base_dir;       // PackOptions::delta_from; empty: a key snapshot
+  std::string delta_base_snapshot;  // SnapshotOrigin::base_snapshot
+  std::uint8_t delta_kind = 0;      // SnapshotOrigin::kind (codec/manifest.h)
+  std::uint8_t delta_chain_depth = 0;
 
   bool operator==(const JournalRecord&) const = default;
 };
 
 // The body bytes of one record (no length/CRC header); exposed for tests and
-// the fuzz target. decode refuses trailing bytes, unknown states and
+// the fuzz target. A record without a delta target is encoded as in version
+// 1; decode reads both, and refuses other trailing bytes, unknown states and
 // over-long fields with Corruption.
 std::vector<std::byte> encode_journal_record(const JournalRecord& r);
 Result<JournalRecord> decode_journal_record(std::span<const std::byte> body);

@@ -8,6 +8,10 @@ void describe_agent_metrics(Metrics& m) {
   m.describe(kMetricLogicalBytes, "counter",
              "Checkpoint bytes committed at the DR site (before compression)");
   m.describe(kMetricWireBytes, "counter", "Bytes sent to DR targets (after compression and dedup)");
+  m.describe(kMetricDeltaLogicalBytes, "counter",
+             "Checkpoint bytes sent as delta frames (before compression)");
+  m.describe(kMetricDeltaFrameBytes, "counter", "Bytes of the delta frames that carried them");
+  m.describe(kMetricSnapshots, "counter", "Snapshots committed, by kind: key, delta, - (no origin recorded)");
   m.describe(kMetricSubmitted, "counter", "Checkpoints found complete (or handed over) and queued");
   m.describe(kMetricFinished, "counter", "Checkpoints finished, by final state: committed, skipped, failed");
   m.describe(kMetricErrors, "counter",
@@ -36,6 +40,9 @@ void describe_agent_metrics(Metrics& m) {
                        kLatencyBucketsSeconds);
   m.add(kMetricLogicalBytes, {}, 0);
   m.add(kMetricWireBytes, {}, 0);
+  m.add(kMetricDeltaLogicalBytes, {}, 0);
+  m.add(kMetricDeltaFrameBytes, {}, 0);
+  for (auto k : kSnapshotKinds) m.add(kMetricSnapshots, {{"kind", std::string(k)}}, 0);
   m.add(kMetricSubmitted, {}, 0);
   for (auto s : kFinishedStates) m.add(kMetricFinished, {{"state", std::string(s)}}, 0);
   for (auto k : kErrorKinds) m.add(kMetricErrors, {{"kind", std::string(k)}}, 0);

@@ -23,6 +23,13 @@ inline constexpr std::string_view kJobLabel = "ckpt_job";
 
 inline constexpr std::string_view kMetricLogicalBytes = "ferry_agent_logical_bytes_total";
 inline constexpr std::string_view kMetricWireBytes = "ferry_agent_wire_bytes_total";
+// Delta snapshots: the bytes of chunks sent as delta frames, those frames'
+// bytes (their ratio, in PromQL, is what deltas buy), and snapshots
+// committed by kind.
+inline constexpr std::string_view kMetricDeltaLogicalBytes = "ferry_agent_delta_logical_bytes_total";
+inline constexpr std::string_view kMetricDeltaFrameBytes = "ferry_agent_delta_frame_bytes_total";
+inline constexpr std::string_view kMetricSnapshots = "ferry_agent_snapshots_committed_total";  // {kind=}
+inline constexpr std::string_view kSnapshotKinds[] = {"key", "delta", "-"};
 inline constexpr std::string_view kMetricSubmitted = "ferry_agent_checkpoints_submitted_total";
 inline constexpr std::string_view kMetricFinished = "ferry_agent_checkpoints_finished_total";  // {state=}
 inline constexpr std::string_view kMetricErrors = "ferry_agent_errors_total";                  // {kind=}

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "codec/delta_chain.h"
+
 namespace ferry::agent {
 
 // One checkpoint to replicate.
@@ -34,6 +36,10 @@ struct QueuedJob {
   std::vector<std::string> pending_targets;
   int attempts = 0;
   std::int64_t not_before_ns = 0;  // steady-clock ns; 0 = now
+  // The delta base chosen at delta_target by an earlier attempt (journaled;
+  // docs/FORMAT.md 8.2): the push there uses it again. Empty target: none.
+  std::string delta_target;
+  DeltaChoice delta;
 };
 
 struct SchedulerOptions {

@@ -35,6 +35,13 @@ inline constexpr int kRansV2MaxTables = 16;
 // chain of deltas, or a cycle in hostile input, cannot make a restore or a
 // scrub read without end.
 inline constexpr int kMaxDeltaChainFrames = 8;
+// Snapshots in one delta chain (`--delta=previous`): a snapshot at depth d
+// is coded against one at depth d - 1, down to a key snapshot at depth 0, so
+// rebuilding one of its chunks reads at most d + 1 frames; a push that would
+// go deeper pushes a key snapshot instead (codec/delta_chain.h).
+inline constexpr int kMaxDeltaChainSnapshots = kMaxDeltaChainFrames - 1;
+static_assert(kMaxDeltaChainSnapshots + 1 <= kMaxDeltaChainFrames,
+              "a chain of snapshots must stay within what restore follows");
 
 // safetensors: the official format caps the JSON header at 100,000,000 bytes.
 inline constexpr std::uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;

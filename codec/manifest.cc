@@ -188,9 +188,37 @@ Status check_file(const ManifestFile& f, Code code) {
   return Status::ok();
 }
 
+// The origin's rules (docs/FORMAT.md section 5): a source directory is
+// absolute, a key has no base, a delta's depth is within the chain limit.
+Status check_origin(const SnapshotOrigin& o, Code code) {
+  if (o.source_dir.size() > kMaxPathBytes) return Status(code, "manifest source directory too long");
+  if (!o.source_dir.empty() && (o.source_dir[0] != '/' || o.source_dir.find('\0') != std::string::npos)) {
+    return Status(code, "manifest source directory " + quoted(o.source_dir) + " is not an absolute path");
+  }
+  if (o.base_snapshot.size() > kMaxBaseSnapshotBytes)
+    return Status(code, "manifest base snapshot name too long");
+  switch (o.kind) {
+    case SnapshotKind::kUnrecorded:
+    case SnapshotKind::kKey:
+      if (!o.base_snapshot.empty() || o.chain_depth != 0) {
+        return Status(code, std::string("manifest of a ") + std::string(snapshot_kind_name(o.kind)) +
+                                " snapshot names a base snapshot or a chain depth");
+      }
+      return Status::ok();
+    case SnapshotKind::kDelta:
+      if (o.chain_depth < 1 || o.chain_depth > kMaxDeltaChainSnapshots) {
+        return Status(code, "manifest delta chain depth " + std::to_string(o.chain_depth) + " outside 1.." +
+                                std::to_string(kMaxDeltaChainSnapshots));
+      }
+      return Status::ok();
+  }
+  return Status(code, "manifest snapshot kind " + std::to_string(static_cast<int>(o.kind)) + " is unknown");
+}
+
 Status check_manifest(const Manifest& m, Code code) {
   if (m.host.size() > kMaxHostBytes) return Status(code, "manifest host name too long");
   if (m.job.size() > kMaxJobBytes) return Status(code, "manifest job name too long");
+  RETURN_IF_ERROR(check_origin(m.origin, code));
   if (m.files.size() > kMaxManifestFiles) return Status(code, "manifest has too many files");
   for (std::size_t i = 0; i < m.files.size(); ++i) {
     RETURN_IF_ERROR(check_file(m.files[i], code));
@@ -291,6 +319,35 @@ std::size_t Manifest::chunk_count() const {
   return total;
 }
 
+std::uint64_t Manifest::frame_bytes() const {
+  std::uint64_t total = 0;
+  for (const auto& f : files) {
+    for (const auto& c : f.chunks) total += c.frame_bytes;
+  }
+  return total;
+}
+
+bool Manifest::has_delta_chunks() const {
+  for (const auto& f : files) {
+    for (const auto& c : f.chunks) {
+      if (c.codec >= kFirstDeltaCodec && c.codec <= kLastDeltaCodec) return true;
+    }
+  }
+  return false;
+}
+
+std::string_view snapshot_kind_name(SnapshotKind k) {
+  switch (k) {
+    case SnapshotKind::kUnrecorded:
+      return "-";
+    case SnapshotKind::kKey:
+      return "key";
+    case SnapshotKind::kDelta:
+      return "delta";
+  }
+  return "?";
+}
+
 bool root_composes_from_chunk_ids(std::span<const std::uint32_t> chunk_lengths) {
   if (chunk_lengths.empty()) return false;
   if (chunk_lengths.size() == 1) return true;  // the one chunk is the whole file
@@ -376,12 +433,19 @@ std::vector<std::byte> serialize_manifest(const Manifest& m) {
       w.u32(c.frame_bytes);
     }
   }
+  const bool with_origin = m.origin.recorded();
+  if (with_origin) {
+    w.str16(m.origin.source_dir);
+    w.u8(static_cast<std::uint8_t>(m.origin.kind));
+    w.str16(m.origin.base_snapshot);
+    w.u8(m.origin.chain_depth);
+  }
   std::uint64_t body_bytes = out.size() - kManifestHeaderBytes;
   FERRY_CHECK(body_bytes <= kMaxManifestBodyBytes);
   std::vector<std::byte> header;
   Writer h(header);
   h.bytes(kManifestMagic, sizeof(kManifestMagic));
-  h.u8(kManifestVersion);
+  h.u8(with_origin ? kManifestVersion : kManifestVersionWithoutOrigin);
   h.u8(0);   // flags
   h.u16(0);  // reserved
   h.u64(body_bytes);
@@ -403,9 +467,10 @@ Result<Manifest> parse_manifest(std::span<const std::byte> bytes) {
     return Status::corruption("manifest header CRC mismatch");
   }
   std::uint8_t version = std::to_integer<std::uint8_t>(bytes[4]);
-  if (version != kManifestVersion) {
-    return Status::unsupported("manifest version " + std::to_string(version) + " (this build reads version " +
-                               std::to_string(kManifestVersion) + ")");
+  if (version != kManifestVersion && version != kManifestVersionWithoutOrigin) {
+    return Status::unsupported(
+        "manifest version " + std::to_string(version) + " (this build reads versions " +
+        std::to_string(kManifestVersionWithoutOrigin) + " and " + std::to_string(kManifestVersion) + ")");
   }
   if (bytes[5] != std::byte{0} || bytes[6] != std::byte{0} || bytes[7] != std::byte{0}) {
     return Status::corruption("manifest flags or reserved bytes are not zero");
@@ -439,6 +504,17 @@ Result<Manifest> parse_manifest(std::span<const std::byte> bytes) {
   RETURN_IF_ERROR(r.count_fits(files, kMinFileRecordBytes, "file"));
   m.files.resize(files);
   for (auto& f : m.files) RETURN_IF_ERROR(parse_file(r, f));
+  if (version == kManifestVersion) {
+    std::uint8_t kind = 0;
+    RETURN_IF_ERROR(r.str16(m.origin.source_dir, kMaxPathBytes, "source directory"));
+    RETURN_IF_ERROR(r.u8(kind, "snapshot kind"));
+    RETURN_IF_ERROR(r.str16(m.origin.base_snapshot, kMaxBaseSnapshotBytes, "base snapshot"));
+    RETURN_IF_ERROR(r.u8(m.origin.chain_depth, "chain depth"));
+    m.origin.kind = static_cast<SnapshotKind>(kind);
+    // A version 2 manifest always records something (a writer emits version
+    // 1 otherwise), so equal snapshots keep serialising to equal bytes.
+    if (!m.origin.recorded()) return Status::corruption("manifest version 2 with an empty origin");
+  }
   if (r.remaining() != 0) {
     return Status::corruption("manifest has " + std::to_string(r.remaining()) +
                               " unexpected bytes after the last file");

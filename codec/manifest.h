@@ -24,7 +24,10 @@
 namespace ferry {
 
 inline constexpr std::uint8_t kManifestMagic[4] = {0x46, 0x52, 0x59, 0x4d};  // "FRYM"
-inline constexpr std::uint8_t kManifestVersion = 1;
+// Version 2 adds the snapshot's origin (SnapshotOrigin) after the files; a
+// writer emits version 1, byte for byte as before, when the origin is unset.
+inline constexpr std::uint8_t kManifestVersion = 2;
+inline constexpr std::uint8_t kManifestVersionWithoutOrigin = 1;
 inline constexpr std::size_t kManifestHeaderBytes = 24;
 
 // Limits on a manifest (a 70B checkpoint has ~200k chunks of 4 MiB, about
@@ -39,6 +42,8 @@ inline constexpr std::size_t kMaxTensorNameBytes = 4096;
 inline constexpr std::size_t kMaxDTypeNameBytes = 32;
 inline constexpr std::size_t kMaxHostBytes = 255;  // HOST_NAME_MAX is 64; leave room for FQDNs
 inline constexpr std::size_t kMaxJobBytes = 1024;
+// A base snapshot's name (the store's snapshot names: store/chunk_store.h).
+inline constexpr std::size_t kMaxBaseSnapshotBytes = 128;
 
 enum class LayoutKind : std::uint8_t {
   kUnknown = 0,
@@ -75,14 +80,48 @@ struct ManifestFile {
   std::vector<ManifestChunk> chunks;
 };
 
+// Whether a snapshot's chunks may be delta frames (docs/FORMAT.md 3.1, 5).
+enum class SnapshotKind : std::uint8_t {
+  kUnrecorded = 0,  // a version 1 manifest, or one packed without a push (`ferry pack`)
+  kKey = 1,         // pushed without a delta base: restore reads one frame per chunk it coded
+  kDelta = 2,       // pushed with a delta base and at least one chunk listed as a delta frame
+};
+std::string_view snapshot_kind_name(SnapshotKind k);  // "-", "key", "delta"
+
+// Where a pushed snapshot came from and what it was coded against, so that a
+// later push of the same job can find its delta base at the target
+// (codec/delta_chain.h). Informational for restore: each delta chunk names
+// its own base chunk by id.
+struct SnapshotOrigin {
+  // The absolute path of the directory (or file) pushed, on `Manifest::host`;
+  // empty when not recorded.
+  std::string source_dir;
+  SnapshotKind kind = SnapshotKind::kUnrecorded;
+  // kDelta: the snapshot at the same target whose source directory gave the
+  // bases ("" when the base directory matched no snapshot there).
+  std::string base_snapshot;
+  // kDelta: 1 + the base snapshot's depth (a key has 0), at most
+  // kMaxDeltaChainSnapshots (codec/limits.h); kKey and kUnrecorded: 0.
+  std::uint8_t chain_depth = 0;
+
+  bool recorded() const { return !source_dir.empty() || kind != SnapshotKind::kUnrecorded; }
+  bool operator==(const SnapshotOrigin&) const = default;
+};
+
 struct Manifest {
   std::string host;
   std::string job;
   std::uint64_t step = 0;
   std::int64_t created_ns = 0;      // nanoseconds since the Unix epoch
   std::vector<ManifestFile> files;  // strictly ascending by path (bytewise)
+  SnapshotOrigin origin;            // version 2 only; default in a version 1 manifest
 
   std::uint64_t logical_bytes() const;
+  // Sum of every chunk's frame_bytes: what the snapshot's frames take,
+  // whether or not this push sent them.
+  std::uint64_t frame_bytes() const;
+  // True when some chunk is listed as a delta frame.
+  bool has_delta_chunks() const;
   std::size_t chunk_count() const;
 };
 

@@ -423,11 +423,12 @@ Result<Manifest> start_manifest(std::size_t source_count, const PackOptions& opt
                                     std::to_string(kMaxManifestFiles) + ")");
   }
   Manifest m;
-  m.host = options.host.empty() ? local_host_name() : options.host;
+  m.host = options.host.empty() ? manifest_host_name() : options.host;
   if (m.host.size() > kMaxHostBytes) m.host.resize(kMaxHostBytes);
   m.job = options.job;
   m.step = options.step;
   m.created_ns = options.created_ns.value_or(wall_ns());
+  m.origin = options.origin;
   return m;
 }
 
@@ -609,7 +610,11 @@ class WindowPipeline {
       ++progress_.chunks_done;
       if (s.send) {
         progress_.frame_bytes += s.encoded.frame_bytes;
-        if (is_delta_codec(s.encoded.codec)) ++progress_.delta_chunks;
+        if (is_delta_codec(s.encoded.codec)) {
+          ++progress_.delta_chunks;
+          progress_.delta_logical_bytes += s.raw.size();
+          progress_.delta_frame_bytes += s.encoded.frame_bytes;
+        }
       } else {
         ++progress_.chunks_skipped;
       }
@@ -638,6 +643,12 @@ class WindowPipeline {
 
 }  // namespace
 
+std::string manifest_host_name() {
+  std::string host = local_host_name();
+  if (host.size() > kMaxHostBytes) host.resize(kMaxHostBytes);
+  return host;
+}
+
 Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptions& options,
                             FrameSink& sink) {
   RETURN_IF_ERROR(check_chunk_bytes(options.chunk_bytes));
@@ -650,6 +661,11 @@ Result<Manifest> pack_files(std::span<const PackSource> sources, const PackOptio
   ASSIGN_OR_RETURN(CodecEngine * engine, choose_engine(options, pool, own_engine));
   WindowPipeline pipeline(options, sink, pool, *engine, m, files, work);
   RETURN_IF_ERROR(pipeline.run());
+  if (m.origin.kind == SnapshotKind::kDelta && !m.has_delta_chunks()) {
+    m.origin.kind = SnapshotKind::kKey;  // no chunk needs a base: restore reads one frame each
+    m.origin.base_snapshot.clear();
+    m.origin.chain_depth = 0;
+  }
   RETURN_IF_ERROR(validate_manifest(m));
   return m;
 }

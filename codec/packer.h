@@ -102,12 +102,14 @@ Result<std::vector<PackSource>> list_pack_sources(const std::filesystem::path& p
                                                   std::vector<std::string>* notices = nullptr);
 
 struct PackProgress {
-  std::uint64_t logical_done = 0;    // input bytes coded so far
-  std::uint64_t logical_total = 0;   // all input bytes
-  std::uint64_t frame_bytes = 0;     // frame bytes emitted so far (before dedup)
-  std::uint64_t chunks_done = 0;     // chunks emitted or skipped so far
-  std::uint64_t chunks_skipped = 0;  // chunks `need` said the destination holds
-  std::uint64_t delta_chunks = 0;    // chunks sent as delta frames
+  std::uint64_t logical_done = 0;         // input bytes coded so far
+  std::uint64_t logical_total = 0;        // all input bytes
+  std::uint64_t frame_bytes = 0;          // frame bytes emitted so far (before dedup)
+  std::uint64_t chunks_done = 0;          // chunks emitted or skipped so far
+  std::uint64_t chunks_skipped = 0;       // chunks `need` said the destination holds
+  std::uint64_t delta_chunks = 0;         // chunks sent as delta frames
+  std::uint64_t delta_logical_bytes = 0;  // their bytes
+  std::uint64_t delta_frame_bytes = 0;    // their delta frames' bytes
 };
 
 struct PackOptions {
@@ -145,6 +147,11 @@ struct PackOptions {
   // whose base the destination holds is coded as the smaller of a delta and
   // its standalone frame. Empty, or without `need`: no deltas.
   std::filesystem::path delta_from;
+  // Recorded in the manifest (docs/FORMAT.md 5): where the snapshot comes
+  // from and what it is coded against (codec/delta_chain.h). A kDelta origin
+  // whose manifest lists no delta chunk is recorded as a key (kKey, no base).
+  // Unset (the default): a version 1 manifest, as `ferry pack` writes.
+  SnapshotOrigin origin;
   // Read the files around the page cache (O_DIRECT, base/direct_file.h) so
   // that packing a checkpoint neither evicts the training job's cached pages
   // nor fills memory with checkpoint bytes; a file system that refuses
@@ -152,6 +159,10 @@ struct PackOptions {
   // the cache.
   bool direct_io = true;
 };
+
+// The host name a manifest records when PackOptions::host is empty: this
+// machine's, cut to kMaxHostBytes.
+std::string manifest_host_name();
 
 // Packs `sources` (in the given order, which must be strictly ascending by
 // rel_path) into frames sent to `sink` and returns the manifest. Files are

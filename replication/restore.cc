@@ -384,6 +384,7 @@ Result<std::vector<RemoteSnapshot>> list_remote(const RemoteOptions& remote, boo
         r.host = manifest->host;
         r.job = manifest->job;
         r.step = manifest->step;
+        r.origin = manifest->origin;
       } else if (manifest.status().code() != Code::kNotFound) {
         return manifest.status();
       }

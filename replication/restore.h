@@ -64,6 +64,7 @@ struct RemoteSnapshot {
   std::string host;
   std::string job;
   std::uint64_t step = 0;
+  SnapshotOrigin origin;  // where it was pushed from, key or delta, base (docs/FORMAT.md 5)
 };
 
 // The snapshots of this host's namespace (the one its certificate names),

@@ -25,6 +25,7 @@
 #include "codec/engine.h"
 #include "codec/manifest.h"
 #include "replication/connection.h"
+#include "replication/delta_base_choice.h"
 #include "replication/frame_rebuilder.h"
 #include "replication/protocol.h"
 #include "replication/push_frames.h"
@@ -500,6 +501,30 @@ Result<std::vector<bool>> query_missing(Link& control, std::span<const Digest> i
   return need;
 }
 
+// The delta base of a push to `target`: the caller's (pinned), chosen from
+// the target's snapshots (source_dir set), or delta_from as given.
+Result<DeltaChoice> delta_choice_at(Link& control, const PushOptions& options, const std::string& target) {
+  DeltaChoice choice;
+  if (options.pinned_delta && options.pinned_delta_target == target) {
+    choice = *options.pinned_delta;
+  } else if (options.source_dir.empty()) {
+    choice.base_dir = options.delta_from;
+  } else {
+    ChainQuery q;
+    q.host = manifest_host_name();
+    q.job = options.job;
+    q.source_dir = options.source_dir;
+    q.delta_from = options.delta_from;
+    if (options.delta.mode != DeltaMode::kOff || !q.delta_from.empty()) RETURN_IF_ERROR(control.ensure());
+    choice = choose_delta_base(
+        options.delta, q,
+        receiver_snapshots_newest_first(
+            control.hello().version, [&](Message m) { return control.request(std::move(m)); }, target));
+  }
+  if (options.on_delta_choice) options.on_delta_choice(target, choice);
+  return choice;
+}
+
 Result<PushReport> push_to_target(std::span<const PackSource> sources, const PushOptions& options,
                                   const std::string& target, std::shared_ptr<const TlsContext> ctx,
                                   const std::string& snapshot, std::int64_t created_ns) {
@@ -514,6 +539,9 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   // long link takes about 6 round trips instead of 7. The packer's first
   // have/need question waits for them (and fails with their error). Joined
   // before `control` and `known` go.
+  // The delta base comes first when it is chosen here: the packer pairs
+  // chunks with it from the first window.
+  ASSIGN_OR_RETURN(DeltaChoice choice, delta_choice_at(control, options, target));
   std::shared_future<Status> control_ready = std::async(std::launch::async, [&]() -> Status {
                                                RETURN_IF_ERROR(control.ensure());
                                                ASSIGN_OR_RETURN(known, known_frames(control));
@@ -534,6 +562,8 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   for (auto& s : streams) threads.emplace_back([&s] { s->run(); });
 
   PackOptions po = pack_options_of(options, created_ns);
+  po.delta_from = choice.base_dir;
+  if (!options.source_dir.empty()) po.origin = choice.origin;
   po.need = [&](std::span<const Digest> ids) -> Result<std::vector<bool>> {
     RETURN_IF_ERROR(control_ready.get());
     return query_missing(control, ids);
@@ -544,10 +574,11 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
     if (it == known.end()) return std::nullopt;
     return it->second;
   };
-  std::uint64_t skipped = 0, delta_chunks = 0;
+  std::uint64_t skipped = 0;
+  PackProgress packed;
   po.progress = [&](const PackProgress& p) {
     skipped = p.chunks_skipped;
-    delta_chunks = p.delta_chunks;
+    packed = p;
     if (!options.progress) return;
     PushProgress pp;
     pp.logical_done = p.logical_done;
@@ -557,7 +588,7 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
     pp.target = target;
     options.progress(pp);
   };
-  QueueSink sink(queue, buffers, sources, abort, options.delta_from);
+  QueueSink sink(queue, buffers, sources, abort, po.delta_from);
   Result<Manifest> manifest = pack_files(sources, po, sink);
   if (manifest && !control_ready.get()) manifest = control_ready.get();  // nothing asked (no chunks)
   if (!manifest) abort.raise(manifest.status());
@@ -586,7 +617,11 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   r.logical_bytes = manifest->logical_bytes();
   r.chunks_total = manifest->chunk_count();
   r.chunks_skipped = skipped;
-  r.delta_chunks = delta_chunks;
+  r.delta_chunks = packed.delta_chunks;
+  r.delta_logical_bytes = packed.delta_logical_bytes;
+  r.delta_frame_bytes = packed.delta_frame_bytes;
+  r.origin = manifest->origin;
+  r.delta_reason = choice.reason;
   r.chunks_sent = counters.chunks_sent.load();
   r.frame_bytes_sent = counters.frame_bytes_sent.load();
   r.frame_bytes_resent = counters.frame_bytes_resent.load();

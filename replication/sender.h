@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "codec/delta_chain.h"
 #include "codec/packer.h"
 #include "replication/tls.h"
 
@@ -98,6 +99,21 @@ struct PushOptions {
   // holds: chunks become delta frames against the same positions there
   // (PackOptions::delta_from). Empty: no deltas.
   std::filesystem::path delta_from;
+  // The absolute path pushed, on this host: recorded in the manifest with
+  // the delta base (SnapshotOrigin), and, without delta_from, the key to the
+  // automatic base: each target's snapshots of this job are read and
+  // `delta` chooses (codec/delta_chain.h). Empty: no origin recorded and no
+  // automatic base.
+  std::filesystem::path source_dir;
+  DeltaPolicy delta;
+  // A base fixed by the caller instead of choosing one at
+  // pinned_delta_target (the agent resuming a push whose base it
+  // journaled); other targets choose their own. Unset: chosen.
+  std::optional<DeltaChoice> pinned_delta;
+  std::string pinned_delta_target;
+  // Called with each target's base before anything is packed for it (the
+  // agent journals it). May be empty.
+  std::function<void(const std::string& target, const DeltaChoice&)> on_delta_choice;
   std::uint64_t stream_window_bytes = kDefaultStreamWindowBytes;
   std::uint64_t queue_bytes = kDefaultQueueBytes;
   // Bytes per second of frames sent, over all streams; 0: no cap.
@@ -128,9 +144,15 @@ struct PushReport {
   std::uint64_t files = 0;
   std::uint64_t logical_bytes = 0;
   std::uint64_t chunks_total = 0;
-  std::uint64_t chunks_skipped = 0;      // the receiver had them (or a repeat in this push)
-  std::uint64_t chunks_sent = 0;         // distinct chunks PUT
-  std::uint64_t delta_chunks = 0;        // of which as delta frames
+  std::uint64_t chunks_skipped = 0;       // the receiver had them (or a repeat in this push)
+  std::uint64_t chunks_sent = 0;          // distinct chunks PUT
+  std::uint64_t delta_chunks = 0;         // of which as delta frames
+  std::uint64_t delta_logical_bytes = 0;  // their bytes
+  std::uint64_t delta_frame_bytes = 0;    // their delta frames' bytes
+  // The snapshot's origin as committed (kind key or delta, base, depth) and
+  // why that base (DeltaChoice::reason); kUnrecorded without source_dir.
+  SnapshotOrigin origin;
+  std::string delta_reason;
   std::uint64_t frame_bytes_sent = 0;    // PUT frame bytes, resends included
   std::uint64_t frame_bytes_resent = 0;  // of which sent again after a break
   std::uint64_t wire_bytes_sent = 0;     // TLS ciphertext, all connections

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "codec/manifest.h"
 #include "codec/tree_hash.h"
 
 namespace ferry {
@@ -63,6 +64,8 @@ struct SnapshotInfo {
   std::uint64_t chunks = 0;
   std::uint64_t logical_bytes = 0;  // sum of file sizes
   std::uint64_t manifest_bytes = 0;
+  std::uint64_t frame_bytes = 0;  // Manifest::frame_bytes
+  SnapshotOrigin origin;          // source directory, key or delta, base (docs/FORMAT.md 5)
 };
 
 struct PutResult {

@@ -77,6 +77,8 @@ SnapshotInfo snapshot_info(std::string name, const Manifest& m, std::int64_t com
   info.chunks = m.chunk_count();
   info.logical_bytes = m.logical_bytes();
   info.manifest_bytes = manifest_bytes;
+  info.frame_bytes = m.frame_bytes();
+  info.origin = m.origin;
   return info;
 }
 

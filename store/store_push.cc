@@ -31,6 +31,24 @@ class StoreSink final : public FrameSink {
 
 }  // namespace
 
+DeltaChoice choose_store_delta_base(ChunkStore& store, std::string_view ns, const DeltaPolicy& policy,
+                                    ChainQuery query) {
+  if (query.host.empty()) query.host = manifest_host_name();
+  std::optional<Result<std::vector<SnapshotInfo>>> listed;  // read once, on the first call
+  std::size_t left = 0;
+  NextSnapshot next = [&]() -> Result<std::optional<ChainSnapshot>> {
+    if (!listed) {
+      listed = store.list(ns);  // oldest first
+      if (*listed) left = (*listed)->size();
+    }
+    if (!*listed) return listed->status();
+    if (left == 0) return std::optional<ChainSnapshot>();
+    const SnapshotInfo& s = (**listed)[--left];
+    return std::optional<ChainSnapshot>(ChainSnapshot{s.name, s.host, s.job, s.origin, s.frame_bytes});
+  };
+  return choose_delta_base(policy, query, next);
+}
+
 Result<StorePushReport> push_to_store(ChunkStore& store, std::string_view ns,
                                       std::span<const PackSource> sources, PackOptions pack,
                                       std::string_view snapshot, const StorePushHooks& hooks) {
@@ -48,6 +66,13 @@ Result<StorePushReport> push_to_store(ChunkStore& store, std::string_view ns,
     return have;
   };
   StoreSink sink(store, ns, hooks);
+  auto progress = pack.progress;
+  pack.progress = [&](const PackProgress& p) {
+    report.delta_chunks = p.delta_chunks;
+    report.delta_logical_bytes = p.delta_logical_bytes;
+    report.delta_frame_bytes = p.delta_frame_bytes;
+    if (progress) progress(p);
+  };
   Manifest m;
   for (int attempt = 1;; ++attempt) {
     ASSIGN_OR_RETURN(m, pack_files(sources, pack, sink));
@@ -67,6 +92,7 @@ Result<StorePushReport> push_to_store(ChunkStore& store, std::string_view ns,
   report.logical_bytes = m.logical_bytes();
   report.chunks_total = m.chunk_count();
   report.frame_bytes_stored = sink.stored_bytes();
+  report.origin = m.origin;
   report.seconds = mono_seconds() - start;
   return report;
 }

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "base/status.h"
+#include "codec/delta_chain.h"
 #include "codec/packer.h"
 #include "store/chunk_store.h"
 
@@ -25,8 +26,19 @@ struct StorePushReport {
   std::uint64_t chunks_total = 0;
   std::uint64_t chunks_skipped = 0;  // the store held them already
   std::uint64_t frame_bytes_stored = 0;
+  std::uint64_t delta_chunks = 0;         // chunks stored as delta frames
+  std::uint64_t delta_logical_bytes = 0;  // their bytes
+  std::uint64_t delta_frame_bytes = 0;    // their delta frames' bytes
+  SnapshotOrigin origin;                  // as committed (PackOptions::origin, a delta without deltas a key)
   double seconds = 0;
 };
+
+// The delta base of a push into namespace `ns` of `store`, chosen from its
+// snapshots (codec/delta_chain.h; the store's list gives each one's origin).
+// `query.host` empty: manifest_host_name(). The caller sets
+// PackOptions::delta_from to base_dir and PackOptions::origin to origin.
+DeltaChoice choose_store_delta_base(ChunkStore& store, std::string_view ns, const DeltaPolicy& policy,
+                                    ChainQuery query);
 
 // What a caller may add to a push (the agent: a checkpoint changed while
 // read is not committed; a shutdown stops the push between chunks).

@@ -63,6 +63,13 @@ int run_list(const std::vector<std::string>&) {
                           {"logical_bytes", s->info.logical_bytes}};
       j["job"] = s->have_manifest ? nlohmann::json(s->job) : nlohmann::json();
       j["step"] = s->have_manifest ? nlohmann::json(s->step) : nlohmann::json();
+      if (s->have_manifest) {
+        j["host"] = s->host;
+        j["source_dir"] = s->origin.source_dir;
+        j["kind"] = std::string(snapshot_kind_name(s->origin.kind));
+        j["base_snapshot"] = s->origin.base_snapshot;
+        j["chain_depth"] = s->origin.chain_depth;
+      }
       print_json_line(j);
     }
     return kExitOk;
@@ -72,14 +79,16 @@ int run_list(const std::vector<std::string>&) {
                 settings().from.c_str());
     return kExitOk;
   }
-  std::printf("%-32s %-21s %-20s %10s %7s %8s %12s\n", "SNAPSHOT", "CREATED", "JOB", "STEP", "FILES",
-              "CHUNKS", "BYTES");
+  std::printf("%-32s %-21s %-20s %10s %7s %8s %12s %-5s %s\n", "SNAPSHOT", "CREATED", "JOB", "STEP", "FILES",
+              "CHUNKS", "BYTES", "KIND", "BASE");
   for (const replication::RemoteSnapshot* s : shown) {
     std::string step = s->have_manifest ? std::to_string(s->step) : "-";
-    std::printf("%-32s %-21s %-20s %10s %7u %8u %12s\n", s->info.name.c_str(),
+    const std::string kind = s->have_manifest ? std::string(snapshot_kind_name(s->origin.kind)) : "-";
+    std::printf("%-32s %-21s %-20s %10s %7u %8u %12s %-5s %s\n", s->info.name.c_str(),
                 format_time(s->info.created_unix_seconds).c_str(), s->have_manifest ? s->job.c_str() : "-",
                 step.c_str(), s->info.file_count, s->info.chunk_count,
-                format_bytes(s->info.logical_bytes).c_str());
+                format_bytes(s->info.logical_bytes).c_str(), kind.c_str(),
+                s->origin.base_snapshot.empty() ? "-" : s->origin.base_snapshot.c_str());
   }
   return kExitOk;
 }

@@ -24,7 +24,8 @@ std::string namespace_or_host() {
   return host;
 }
 
-int push_to_bucket(const std::string& path, std::int64_t object_lock_days, std::uint64_t bwlimit) {
+int push_to_bucket(const std::string& path, std::int64_t object_lock_days, const DeltaPolicy& delta,
+                   const std::string& delta_from, std::uint64_t bwlimit) {
   const std::string ns = namespace_or_host();
   if (Status st = validate_namespace(ns); !st) return usage_error("--namespace: " + st.message());
   if (settings().threads < 0) return usage_error("--threads must be >= 0");
@@ -58,6 +59,16 @@ int push_to_bucket(const std::string& path, std::int64_t object_lock_days, std::
   pack.job = settings().job;
   pack.step = settings().step;
   pack.created_ns = now;
+  if (std::filesystem::is_directory(path)) {
+    ChainQuery query;
+    query.job = settings().job;
+    query.source_dir = std::filesystem::absolute(path).lexically_normal();
+    query.delta_from = delta_from.empty() ? "" : std::filesystem::absolute(delta_from).lexically_normal();
+    DeltaChoice choice = choose_store_delta_base(**store, ns, delta, query);
+    pack.delta_from = choice.base_dir;
+    pack.origin = choice.origin;
+    std::fprintf(stderr, "%s\n", choice.reason.c_str());
+  }
   ProgressLine progress("push");
   pack.progress = [&](const PackProgress& p) {
     progress.update(p.logical_done, p.logical_total, p.frame_bytes);
@@ -74,12 +85,17 @@ int push_to_bucket(const std::string& path, std::int64_t object_lock_days, std::
       r->seconds);
   std::printf(
       "push-report snapshot=%s target=%s namespace=%s files=%llu logical_bytes=%llu frame_bytes_stored=%llu "
-      "chunks=%llu chunks_skipped=%llu seconds=%.3f\n",
+      "chunks=%llu chunks_skipped=%llu kind=%s base=%s delta_chunks=%llu delta_logical_bytes=%llu "
+      "delta_frame_bytes=%llu seconds=%.3f\n",
       r->snapshot.c_str(), settings().to.c_str(), ns.c_str(), static_cast<unsigned long long>(r->files),
       static_cast<unsigned long long>(r->logical_bytes),
       static_cast<unsigned long long>(r->frame_bytes_stored),
       static_cast<unsigned long long>(r->chunks_total), static_cast<unsigned long long>(r->chunks_skipped),
-      r->seconds);
+      std::string(snapshot_kind_name(r->origin.kind)).c_str(),
+      r->origin.base_snapshot.empty() ? "-" : r->origin.base_snapshot.c_str(),
+      static_cast<unsigned long long>(r->delta_chunks),
+      static_cast<unsigned long long>(r->delta_logical_bytes),
+      static_cast<unsigned long long>(r->delta_frame_bytes), r->seconds);
   return kExitOk;
 }
 
@@ -94,17 +110,19 @@ int list_bucket() {
     std::printf("no snapshots for namespace %s at %s\n", ns.c_str(), settings().from.c_str());
     return kExitOk;
   }
-  std::printf("%-32s %-21s %-20s %10s %7s %8s %12s\n", "SNAPSHOT", "CREATED", "JOB", "STEP", "FILES",
-              "CHUNKS", "BYTES");
+  std::printf("%-32s %-21s %-20s %10s %7s %8s %12s %-5s %s\n", "SNAPSHOT", "CREATED", "JOB", "STEP", "FILES",
+              "CHUNKS", "BYTES", "KIND", "BASE");
   for (const SnapshotInfo& s : *snaps) {
     std::time_t t = static_cast<std::time_t>(s.created_ns / 1'000'000'000);
     std::tm tm{};
     gmtime_r(&t, &tm);
     char created[32];
     std::strftime(created, sizeof created, "%Y-%m-%d %H:%M:%SZ", &tm);
-    std::printf("%-32s %-21s %-20s %10llu %7llu %8llu %12s\n", s.name.c_str(), created, s.job.c_str(),
+    std::printf("%-32s %-21s %-20s %10llu %7llu %8llu %12s %-5s %s\n", s.name.c_str(), created, s.job.c_str(),
                 static_cast<unsigned long long>(s.step), static_cast<unsigned long long>(s.files),
-                static_cast<unsigned long long>(s.chunks), format_bytes(s.logical_bytes).c_str());
+                static_cast<unsigned long long>(s.chunks), format_bytes(s.logical_bytes).c_str(),
+                std::string(snapshot_kind_name(s.origin.kind)).c_str(),
+                s.origin.base_snapshot.empty() ? "-" : s.origin.base_snapshot.c_str());
   }
   return kExitOk;
 }

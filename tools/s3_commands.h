@@ -7,6 +7,8 @@
 // access control.
 #pragma once
 
+#include "codec/delta_chain.h"
+
 #include <cstdint>
 #include <string>
 
@@ -15,9 +17,12 @@ namespace ferry::cli {
 // --namespace, or the host name when it is empty.
 std::string namespace_or_host();
 // `object_lock_days`: S3 Object Lock retention of every object written
-// (StoreOptions::object_lock_days; 0: none); `bwlimit`: bytes per second of
-// all uploads (--bwlimit; 0: none).
-int push_to_bucket(const std::string& path, std::int64_t object_lock_days = 0, std::uint64_t bwlimit = 0);
+// (StoreOptions::object_lock_days; 0: none).
+// `delta` and `delta_from`: the delta base, chosen from the namespace's
+// snapshots (store/store_push.h) unless delta_from names it. `bwlimit`:
+// bytes per second of all uploads (--bwlimit; 0: none).
+int push_to_bucket(const std::string& path, std::int64_t object_lock_days, const DeltaPolicy& delta,
+                   const std::string& delta_from, std::uint64_t bwlimit = 0);
 int list_bucket();
 
 }  // namespace ferry::cli

@@ -61,6 +61,26 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
+// One line on a job's delta snapshots, once it committed one this run.
+void print_delta(const std::string& job, const json& j) {
+  auto it = j.find("delta");
+  if (it == j.end() || !it->is_object()) return;
+  const json& d = *it;
+  const std::string kind = text(d, "newest_kind");
+  if (kind.empty() || kind == "-") return;
+  std::string newest = kind == "delta" ? "delta against " + text(d, "newest_base") : "key";
+  const double logical = number(d, "logical_bytes", 0), frames = number(d, "frame_bytes", 0);
+  std::string sent = "no chunk sent as a delta yet";
+  if (frames > 0) {
+    char ratio[32];
+    std::snprintf(ratio, sizeof ratio, "%.2fx", logical / frames);
+    sent = format_bytes(static_cast<std::uint64_t>(logical)) + " sent as deltas in " +
+           format_bytes(static_cast<std::uint64_t>(frames)) + " (delta ratio " + ratio + ", " +
+           format_bytes(static_cast<std::uint64_t>(logical - frames)) + " saved)";
+  }
+  std::printf("  %s: newest snapshot %s; %s\n", job.c_str(), newest.c_str(), sent.c_str());
+}
+
 void print_jobs(const json& status) {
   const json& jobs = list(status, "jobs");
   if (jobs.empty()) {
@@ -117,6 +137,7 @@ void print_jobs(const json& status) {
     if (std::string err = text(j, "last_error"); !err.empty()) {
       std::printf("  %s: last error: %s\n", job.c_str(), err.c_str());
     }
+    print_delta(job, j);
   }
 }
 

@@ -33,6 +33,13 @@ JournalRecord make_record(std::uint64_t id, JobState state, std::mt19937_64& rng
   r.step = id * 100;
   r.logical_bytes = rng();
   r.detail = state == JobState::kFailed ? std::string(rng() % 300, 'e') : "";
+  if (state == JobState::kStarted && id % 2 == 0) {  // a delta base chosen
+    r.delta_target = "dr1.example:7000";
+    r.delta_base_dir = "/ckpt/llama/step-" + std::to_string(id * 100 - 100);
+    r.delta_base_snapshot = r.job + "-" + std::to_string(id * 100 - 100);
+    r.delta_kind = 2;
+    r.delta_chain_depth = 1;
+  }
   return r;
 }
 
@@ -190,10 +197,10 @@ TEST(JournalTest, RefusesFilesThatAreNotJournals) {
   EXPECT_EQ(size_on_disk(p), text.size());  // left alone
 
   // A future version is refused, not cut.
-  const auto v2 = dir / "v2";
+  const auto v2 = dir / "v3";
   write_journal(v2, some_records(2, 1));
   auto bytes = ferry::testing::read_file(v2);
-  bytes[8] = std::byte{2};
+  bytes[8] = std::byte{3};
   ferry::testing::write_file(v2, bytes);
   auto jv = Journal::open(v2);
   EXPECT_EQ(jv.status().code(), Code::kUnsupported);
@@ -206,6 +213,45 @@ TEST(JournalTest, RefusesFilesThatAreNotJournals) {
   ASSERT_TRUE(jt.is_ok()) << jt.status().to_string();
   EXPECT_EQ(size_on_disk(torn), kJournalHeaderBytes);
   EXPECT_NE((*jt)->recovered_notice(), "");
+}
+
+// A journal written before delta snapshots (version 1) is read, and its
+// header says version 2 from then on; records then carry the delta base.
+TEST(JournalTest, Version1IsReadAndUpgradedAndTheDeltaBaseIsKept) {
+  TempDir dir;
+  const auto p = dir / "journal";
+  std::mt19937_64 rng(ferry::testing::test_seed());
+  std::vector<JournalRecord> v1 = {make_record(1, JobState::kSubmitted, rng),
+                                   make_record(1, JobState::kStarted, rng)};
+  write_journal(p, v1);
+  auto bytes = ferry::testing::read_file(p);
+  bytes[8] = std::byte{1};
+  ferry::testing::write_file(p, bytes);
+  JournalRecord with_base = make_record(2, JobState::kStarted, rng);
+  ASSERT_FALSE(with_base.delta_target.empty());
+  {
+    auto j = Journal::open(p);
+    ASSERT_TRUE(j.is_ok()) << j.status().to_string();
+    EXPECT_EQ((*j)->recovered(), v1);
+    EXPECT_NE((*j)->recovered_notice().find("version 1"), std::string::npos) << (*j)->recovered_notice();
+    EXPECT_EQ(ferry::testing::read_file(p)[8], std::byte{2});
+    ASSERT_TRUE((*j)->append(with_base).is_ok());
+  }
+  auto j = Journal::open(p);
+  ASSERT_TRUE(j.is_ok()) << j.status().to_string();
+  ASSERT_EQ((*j)->recovered().size(), 3u);
+  EXPECT_EQ((*j)->recovered()[2], with_base);
+  EXPECT_EQ((*j)->recovered()[2].delta_base_snapshot, with_base.delta_base_snapshot);
+  // A delta base without its target is damage.
+  JournalRecord bad = with_base;
+  auto body = encode_journal_record(bad);
+  const std::size_t at = body.size() - 2 - (2 + bad.delta_base_snapshot.size()) -
+                         (2 + bad.delta_base_dir.size()) - (2 + bad.delta_target.size());
+  body.erase(body.begin() + static_cast<std::ptrdiff_t>(at) + 2,
+             body.begin() + static_cast<std::ptrdiff_t>(at + 2 + bad.delta_target.size()));
+  body[at] = std::byte{0};
+  body[at + 1] = std::byte{0};
+  EXPECT_EQ(decode_journal_record(body).status().code(), Code::kCorruption);
 }
 
 TEST(JournalTest, SecondOpenerIsRefusedWhileTheFirstHoldsIt) {

@@ -182,12 +182,12 @@ TEST(ManifestTest, HeaderChecks) {
   }
   {
     auto b = good;
-    b[4] = std::byte{2};
+    b[4] = std::byte{3};
     EXPECT_EQ(parse_status(b).code(), Code::kCorruption) << "header CRC must catch it";
     reseal(b);
     Status st = parse_status(b);
     EXPECT_EQ(st.code(), Code::kUnsupported) << st.to_string();
-    EXPECT_NE(st.message().find("version 2"), std::string::npos);
+    EXPECT_NE(st.message().find("version 3"), std::string::npos);
   }
   {
     auto b = good;
@@ -401,6 +401,77 @@ TEST(ManifestTest, RandomDamageNeverCrashes) {
     }
   }
   EXPECT_GT(rejected, 0);
+}
+
+// A pushed snapshot records its origin (FORMAT.md section 5, version 2); a
+// manifest without one stays version 1, byte for byte.
+Manifest delta_manifest() {
+  Manifest m = sample_manifest();
+  m.files[0].chunks[0].codec = 17;
+  m.files[0].chunks[0].base_id = digest_of(40);
+  m.origin.source_dir = "/ckpt/llama/step-12000";
+  m.origin.kind = SnapshotKind::kDelta;
+  m.origin.base_snapshot = "llama-pretrain-11000";
+  m.origin.chain_depth = 2;
+  return m;
+}
+
+TEST(ManifestTest, OriginRoundTripsInVersion2) {
+  EXPECT_EQ(serialize_manifest(sample_manifest())[4], std::byte{1});
+  const Manifest m = delta_manifest();
+  const auto bytes = serialize_manifest(m);
+  EXPECT_EQ(bytes[4], std::byte{2});
+  auto p = parse_manifest(bytes);
+  ASSERT_TRUE(p.is_ok()) << p.status().to_string();
+  EXPECT_EQ(p->origin, m.origin);
+  EXPECT_TRUE(p->has_delta_chunks());
+  EXPECT_FALSE(sample_manifest().has_delta_chunks());
+  EXPECT_EQ(p->frame_bytes(), m.files[0].chunks[0].frame_bytes + m.files[0].chunks[1].frame_bytes);
+  Manifest key = sample_manifest();
+  key.origin.source_dir = "/ckpt/llama/step-10000";
+  key.origin.kind = SnapshotKind::kKey;
+  auto k = parse_manifest(serialize_manifest(key));
+  ASSERT_TRUE(k.is_ok()) << k.status().to_string();
+  EXPECT_EQ(k->origin, key.origin);
+}
+
+TEST(ManifestTest, OriginRules) {
+  auto refused = [](const Manifest& m, std::string_view what) {
+    Status st = validate_manifest(m);
+    EXPECT_EQ(st.code(), Code::kInvalidArgument) << what;
+    EXPECT_NE(st.message().find(what), std::string::npos) << st.to_string();
+  };
+  Manifest m = delta_manifest();
+  m.origin.source_dir = "ckpt/relative";
+  refused(m, "not an absolute path");
+  m = delta_manifest();
+  m.origin.chain_depth = 0;
+  refused(m, "chain depth 0");
+  m.origin.chain_depth = kMaxDeltaChainSnapshots + 1;
+  refused(m, "chain depth " + std::to_string(kMaxDeltaChainSnapshots + 1));
+  m = delta_manifest();
+  m.origin.kind = SnapshotKind::kKey;
+  refused(m, "names a base snapshot");
+  m = delta_manifest();
+  m.origin.kind = static_cast<SnapshotKind>(3);
+  refused(m, "kind 3 is unknown");
+  // The parser refuses the same, and a version 2 manifest without an origin.
+  auto bytes = serialize_manifest(delta_manifest());
+  bytes[bytes.size() - 1] = std::byte{kMaxDeltaChainSnapshots + 1};
+  reseal(bytes);
+  EXPECT_EQ(parse_status(bytes).code(), Code::kCorruption);
+  auto v1 = serialize_manifest(sample_manifest());
+  v1[4] = std::byte{2};
+  for (int i = 0; i < 6; ++i) v1.push_back(std::byte{0});  // empty dir, kind 0, empty base, depth 0
+  reseal(v1);
+  Status st = parse_status(v1);
+  EXPECT_EQ(st.code(), Code::kCorruption);
+  EXPECT_NE(st.message().find("empty origin"), std::string::npos) << st.to_string();
+}
+
+TEST(ManifestTest, GoldenBytesVersion2) {
+  testing::expect_golden_file("tests/codec/golden/manifest_v2.hex",
+                              testing::hex_of(serialize_manifest(delta_manifest())) + "\n", "manifest bytes");
 }
 
 // The byte layout of FORMAT.md section 5, frozen: a change here is a format

@@ -157,3 +157,44 @@ def test_dcp_and_safetensors_set_replicated_and_restored(agent, run_ferry, fresh
     for k in names:
         assert loaded[k].dtype == full[k].dtype, k
         assert torch.equal(loaded[k], full[k]), k
+
+
+def test_successive_training_checkpoints_become_delta_snapshots(agent, run_ferry, fresh_receiver, tmp_path, torch_rng):
+    """A model trained with AdamW, checkpointed (dcp.save) every few steps
+    into the watched root: the agent pushes the first as a key snapshot and
+    the next ones as deltas against it, found by itself; `ferry list` and
+    `ferry status` show it, and every checkpoint loads back equal."""
+    root, log = agent
+    torch.manual_seed(int(torch.randint(0, 1 << 30, (1,), generator=torch_rng)))
+    model = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.GELU(), torch.nn.Linear(512, 256))
+    # Fine-tuning-sized steps: every weight moves, by little.
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    saved = {}
+    for step in range(1, 31):
+        x = torch.randn(32, 256, generator=torch_rng)
+        loss = (model(x) - x).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 10 == 0:
+            sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            dcp.save({"model": sd}, checkpoint_id=str(root / f"step-{step}"))
+            saved[step] = sd
+            # One at a time, so each push can find the one before it.
+            _wait_for_snapshots(run_ferry, fresh_receiver, [f"{JOB}-step-{step}"], log)
+    listed = run_ferry("list", f"--from={fresh_receiver.address}", "--json", *fresh_receiver.certs.client_flags())
+    by_name = {j["snapshot"]: j for j in map(json.loads, listed.stdout.splitlines())}
+    assert by_name[f"{JOB}-step-10"]["kind"] == "key", by_name
+    for step in (20, 30):
+        s = by_name[f"{JOB}-step-{step}"]
+        assert (s["kind"], s["base_snapshot"]) == ("delta", f"{JOB}-step-10"), s
+        assert s["source_dir"] == str(root / f"step-{step}"), s
+    status = json.loads(run_ferry("status", f"--socket={root.parent / 'ctl.sock'}", "--json").stdout)
+    job = next(j for j in status["jobs"] if j["job"] == JOB)
+    assert job["delta"]["newest_kind"] == "delta" and job["delta"]["ratio"] > 1.0, job
+    for step, sd in saved.items():
+        restored = _restore(run_ferry, fresh_receiver, f"{JOB}-step-{step}", tmp_path / f"d{step}")
+        template = {"model": {k: torch.zeros_like(v) for k, v in sd.items()}}
+        dcp.load(template, checkpoint_id=str(restored))
+        for k, v in sd.items():
+            assert torch.equal(template["model"][k], v), k

@@ -189,3 +189,29 @@ def test_ferry_load_rebuilds_deltas(run, fresh_receiver):
         assert torch.equal(got[f"model.{k}"], v), k
     for k, v in optim_sd.items():
         assert torch.equal(got[f"optim.{k}"], v), k
+
+
+def test_push_finds_its_base_at_the_receiver(run, run_ferry, fresh_receiver, tmp_path):
+    """Without --delta_from: each push finds the job's key snapshot at the
+    receiver by the directory it recorded (`ferry list` reads it back), a key
+    every --key_every snapshots, none with --delta=off."""
+    root, saved = run
+    r = fresh_receiver
+    first = _push(r, root / "step-20" / "st", "st-20", key_every=2)
+    assert (first["kind"], first["base"], first["delta_chunks"]) == ("key", "-", "0"), first
+    second = _push(r, root / "step-40" / "st", "st-40", key_every=2)
+    assert (second["kind"], second["base"], second["chain_depth"]) == ("delta", "st-20", "1"), second
+    assert int(second["delta_chunks"]) > 0 and int(second["delta_frame_bytes"]) < int(second["delta_logical_bytes"])
+    third = _push(r, root / "step-60" / "st", "st-60", key_every=2)
+    assert third["kind"] == "key", third  # the second after the key
+    off = _push(r, root / "step-40" / "dcp", "dcp-40", delta="off")
+    assert (off["kind"], off["delta_chunks"]) == ("key", "0"), off
+    import json
+    import os
+
+    listed = run_ferry("list", f"--from={r.address}", "--json", *r.certs.client_flags()).stdout
+    by_name = {j["snapshot"]: j for j in map(json.loads, listed.splitlines())}
+    assert by_name["st-40"]["source_dir"] == os.path.abspath(root / "step-40" / "st")
+    assert (by_name["st-40"]["kind"], by_name["st-40"]["base_snapshot"]) == ("delta", "st-20")
+    for step in STEPS:
+        _assert_st_equal(_restore(run_ferry, r, f"st-{step}", tmp_path / f"st-{step}"), saved[step][2])

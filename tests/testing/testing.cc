@@ -85,6 +85,34 @@ static std::uint16_t to_f16(float f) {
   return static_cast<std::uint16_t>(half);
 }
 
+void write_bf16_safetensors(const fs::path& p, const std::vector<std::byte>& bf16, int tensors) {
+  const std::size_t bytes = bf16.size() / static_cast<std::size_t>(tensors) / 2 * 2;
+  std::string header = "{";
+  for (int i = 0; i < tensors; ++i) {
+    header += (i ? ",\"layer" : "\"layer") + std::to_string(i) + "\":{\"dtype\":\"BF16\",\"shape\":[" +
+              std::to_string(bytes / 2) + "],\"data_offsets\":[" + std::to_string(i * bytes) + "," +
+              std::to_string((i + 1) * bytes) + "]}";
+  }
+  header += "}";
+  header.resize(4096 - 8, ' ');
+  std::vector<std::byte> out(8 + header.size());
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<std::byte>(header.size() >> (8 * i));
+  std::memcpy(out.data() + 8, header.data(), header.size());
+  out.insert(out.end(), bf16.begin(), bf16.begin() + static_cast<std::ptrdiff_t>(bytes * tensors));
+  write_file(p, out);
+}
+
+void drift_bf16(std::vector<std::byte>& bf16, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  for (std::size_t i = 0; i + 1 < bf16.size(); i += 2) {
+    auto v = static_cast<std::uint16_t>(std::to_integer<unsigned>(bf16[i]) |
+                                        (std::to_integer<unsigned>(bf16[i + 1]) << 8));
+    v = static_cast<std::uint16_t>(v + static_cast<int>(rng() % 5) - 2);
+    bf16[i] = std::byte(v & 0xff);
+    bf16[i + 1] = std::byte(v >> 8);
+  }
+}
+
 std::vector<std::byte> normal_floats(std::size_t count, int width, bool bf16, double sigma,
                                      std::uint64_t seed) {
   std::mt19937_64 rng(seed);

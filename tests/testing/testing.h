@@ -38,6 +38,14 @@ std::vector<std::byte> random_bytes(std::size_t n, std::uint64_t seed);
 std::vector<std::byte> normal_floats(std::size_t count, int width, bool bf16, double sigma,
                                      std::uint64_t seed);
 
+// One training step's drift of 16-bit floats in place: every element's bits
+// move by -2..2 (a later checkpoint that codes well as a delta frame).
+void drift_bf16(std::vector<std::byte>& bf16, std::uint64_t seed);
+
+// A safetensors file of `tensors` equal BF16 tensors ("layer0", ...) that
+// split `bf16` between them; tensor data starts at 4 KiB.
+void write_bf16_safetensors(const std::filesystem::path& p, const std::vector<std::byte>& bf16, int tensors);
+
 // Lower-case hex of the bytes, two digits each.
 std::string hex_of(std::span<const std::byte> bytes);
 

@@ -1,0 +1,166 @@
+// delta_chain_net_test.cc: delta snapshots chosen by the sender itself
+// (PushOptions::source_dir and ::delta, codec/delta_chain.h) against a real
+// receiver over TLS on loopback: the automatic base found from the target's
+// snapshots of the job, key and previous modes, a key every N snapshots or
+// below the minimum gain, a base directory gone from the host, the origin
+// read back by `list_remote`, and every snapshot restored byte for byte by
+// the real restore (which rebuilds each delta from its base).
+#include <gtest/gtest.h>
+
+#include "codec/limits.h"
+#include "replication/restore.h"
+#include "tests/replication/sender_fixture.h"
+
+namespace ferry::replication {
+namespace {
+
+using namespace testing_support;
+
+// A checkpoint that drifts like training: step 0 draws bf16 weights, each
+// later step nudges every element's low bits.
+class DeltaChainNetTest : public SenderTest {
+ protected:
+  fs::path checkpoint(int step) {
+    const fs::path d = dir_ / ("ckpt-" + std::to_string(step));
+    if (weights_.empty()) weights_ = testing::normal_floats(4 * kElems, 2, true, 0.02, 7);
+    for (int s = last_step_; s < step; ++s) testing::drift_bf16(weights_, static_cast<std::uint64_t>(s));
+    last_step_ = step;
+    fs::create_directories(d);
+    testing::write_bf16_safetensors(d / "model.safetensors", weights_, 4);
+    return d;
+  }
+
+  PushReport push_step(int step, const DeltaPolicy& policy, const fs::path& src) {
+    PushOptions o = options("llama-" + std::to_string(step));
+    o.job = "llama";
+    o.step = static_cast<std::uint64_t>(step);
+    o.created_ns = 1'000'000'000LL * (1000 + step);
+    o.source_dir = src;
+    o.delta = policy;
+    auto r = push_dir(src, o);
+    EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+    return r.is_ok() ? *r : PushReport{};
+  }
+
+  RemoteOptions remote() const {
+    RemoteOptions r;
+    r.address = site_->target();
+    r.tls.ca_file = certs_.ca_cert;
+    r.tls.cert_file = certs_.host_cert(kHost);
+    r.tls.key_file = certs_.host_key(kHost);
+    return r;
+  }
+
+  void expect_restores(const std::string& snapshot, const fs::path& src) {
+    const fs::path out = dir_ / ("restored-" + snapshot);
+    auto r = restore_snapshot(remote(), snapshot, out, RestoreOptions{});
+    ASSERT_TRUE(r.is_ok()) << snapshot << ": " << r.status().to_string();
+    EXPECT_EQ(testing::read_file(out / "model.safetensors"), testing::read_file(src / "model.safetensors"))
+        << snapshot;
+  }
+
+  static constexpr std::size_t kElems = 128u << 10;  // 256 KiB a tensor, one chunk each
+  std::vector<std::byte> weights_;
+  int last_step_ = 0;
+};
+
+TEST_F(DeltaChainNetTest, KeyModeFindsTheKeyAndRestoreRebuildsEveryDelta) {
+  DeltaPolicy p;  // key, every 10
+  std::map<int, fs::path> dirs;
+  std::map<int, PushReport> reps;
+  for (int step : {1, 2, 3}) {
+    dirs[step] = checkpoint(step);
+    reps[step] = push_step(step, p, dirs[step]);
+  }
+  EXPECT_EQ(reps[1].origin.kind, SnapshotKind::kKey) << reps[1].delta_reason;
+  EXPECT_EQ(reps[1].delta_chunks, 0u);
+  for (int step : {2, 3}) {
+    const PushReport& r = reps[step];
+    EXPECT_EQ(r.origin.kind, SnapshotKind::kDelta) << r.delta_reason;
+    EXPECT_EQ(r.origin.base_snapshot, "llama-1") << "key mode: always against the key";
+    EXPECT_EQ(r.origin.chain_depth, 1);
+    EXPECT_EQ(r.delta_chunks, 4u);
+    EXPECT_LT(r.delta_frame_bytes, r.delta_logical_bytes / 2);
+    EXPECT_LT(r.frame_bytes_sent, reps[1].frame_bytes_sent / 2);
+  }
+  // The origin is read back from the receiver's manifests.
+  auto listed = list_remote(remote(), true);
+  ASSERT_TRUE(listed.is_ok()) << listed.status().to_string();
+  ASSERT_EQ(listed->size(), 3u);
+  for (const RemoteSnapshot& s : *listed) {
+    const int step = static_cast<int>(s.step);
+    EXPECT_EQ(s.origin.source_dir, dirs[step].string());
+    EXPECT_EQ(s.origin, reps[step].origin) << s.info.name;
+  }
+  for (int step : {1, 2, 3}) expect_restores("llama-" + std::to_string(step), dirs[step]);
+}
+
+TEST_F(DeltaChainNetTest, KeyEveryAndMinGainForceKeys) {
+  DeltaPolicy p;
+  p.key_every = 2;
+  const fs::path d1 = checkpoint(1), d2 = checkpoint(2), d3 = checkpoint(3);
+  EXPECT_EQ(push_step(1, p, d1).origin.kind, SnapshotKind::kKey);
+  EXPECT_EQ(push_step(2, p, d2).origin.kind, SnapshotKind::kDelta);
+  PushReport r3 = push_step(3, p, d3);
+  EXPECT_EQ(r3.origin.kind, SnapshotKind::kKey) << r3.delta_reason;
+  EXPECT_NE(r3.delta_reason.find("--key_every=2"), std::string::npos) << r3.delta_reason;
+  // A delta that saves less than asked: the next push is a key.
+  p.key_every = 100;
+  p.min_gain = 0.99;
+  const fs::path d4 = checkpoint(4), d5 = checkpoint(5);
+  EXPECT_EQ(push_step(4, p, d4).origin.kind, SnapshotKind::kDelta);
+  PushReport r5 = push_step(5, p, d5);
+  EXPECT_EQ(r5.origin.kind, SnapshotKind::kKey) << r5.delta_reason;
+  EXPECT_NE(r5.delta_reason.find("--delta_min_gain"), std::string::npos) << r5.delta_reason;
+  for (auto& [step, d] : std::map<int, fs::path>{{1, d1}, {2, d2}, {3, d3}, {4, d4}, {5, d5}})
+    expect_restores("llama-" + std::to_string(step), d);
+}
+
+TEST_F(DeltaChainNetTest, PreviousModeChainsAndRestores) {
+  DeltaPolicy p;
+  p.mode = DeltaMode::kPrevious;
+  p.key_every = 100;
+  std::map<int, fs::path> dirs;
+  for (int step = 1; step <= kMaxDeltaChainSnapshots + 2; ++step) {
+    dirs[step] = checkpoint(step);
+    PushReport r = push_step(step, p, dirs[step]);
+    if (step == 1 || step == kMaxDeltaChainSnapshots + 2) {
+      EXPECT_EQ(r.origin.kind, SnapshotKind::kKey) << step << ": " << r.delta_reason;
+    } else {
+      EXPECT_EQ(r.origin.kind, SnapshotKind::kDelta) << step << ": " << r.delta_reason;
+      EXPECT_EQ(r.origin.base_snapshot, "llama-" + std::to_string(step - 1));
+      EXPECT_EQ(r.origin.chain_depth, step - 1);
+    }
+  }
+  // The deepest snapshot reads kMaxDeltaChainSnapshots + 1 frames a chunk.
+  for (auto& [step, d] : dirs) expect_restores("llama-" + std::to_string(step), d);
+}
+
+TEST_F(DeltaChainNetTest, BaseGoneFromTheHostOrDeltasOffMeansAKey) {
+  DeltaPolicy p;
+  const fs::path d1 = checkpoint(1), d2 = checkpoint(2), d3 = checkpoint(3);
+  push_step(1, p, d1);
+  fs::remove_all(d1);
+  PushReport r2 = push_step(2, p, d2);
+  EXPECT_EQ(r2.origin.kind, SnapshotKind::kKey) << r2.delta_reason;
+  EXPECT_NE(r2.delta_reason.find("not on this host"), std::string::npos) << r2.delta_reason;
+  EXPECT_EQ(r2.delta_chunks, 0u);
+  p.mode = DeltaMode::kOff;
+  PushReport r3 = push_step(3, p, d3);
+  EXPECT_EQ(r3.origin.kind, SnapshotKind::kKey) << r3.delta_reason;
+  EXPECT_EQ(r3.delta_chunks, 0u);
+  // The base files changed after the base was pushed: full frames, still
+  // correct (the sender hashes what it reads).
+  p.mode = DeltaMode::kKey;
+  const fs::path d4 = checkpoint(4);
+  testing::write_file(d3 / "model.safetensors", testing::read_file(d4 / "model.safetensors"));
+  const fs::path d5 = checkpoint(5);
+  PushReport r5 = push_step(5, p, d5);
+  EXPECT_EQ(r5.delta_chunks, 0u) << r5.delta_reason;
+  EXPECT_EQ(r5.origin.kind, SnapshotKind::kKey)
+      << "a delta push without any delta chunk is recorded as a key";
+  expect_restores("llama-5", d5);
+}
+
+}  // namespace
+}  // namespace ferry::replication
