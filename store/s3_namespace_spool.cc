@@ -53,7 +53,7 @@ Status S3Namespace::sync() {
     for (const auto& [s, up] : uploads_) {
       if (!up->spooled) waited.push_back(up);
     }
-    roll = spool_first_ms_ != 0 && mono_ms() - spool_first_ms_ >= kS3SpoolMaxAgeMs;
+    roll = spool_first_ms_ != 0 && mono_ms() - spool_first_ms_ >= options_.object_spool_max_age_ms;
     if (!roll) {
       seq = open_seq_;
       from = spooled_bytes_;

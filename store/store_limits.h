@@ -84,7 +84,8 @@ inline constexpr std::size_t kS3MaxReadWindows = 6;
 inline constexpr std::int64_t kS3IndexRefreshMs = 2'000;
 // A gateway's spool (store/s3_spool.h): a sync uploads the open pack, full
 // or not, once its first spooled chunk has waited this long, so that chunks
-// of a pack that fills slowly do not stay on the gateway's disk alone.
+// of a pack that fills slowly do not stay on the gateway's disk alone. The
+// default of StoreOptions::object_spool_max_age_ms.
 inline constexpr std::int64_t kS3SpoolMaxAgeMs = 60'000;
 // Bytes read from a pack's end to find its trailer in one GET: the trailer
 // of a 64 MiB pack of 4 KiB chunks needs more, which a second GET fetches.

@@ -37,6 +37,9 @@ struct StoreOptions {
   // commits; one subdirectory per bucket, prefix and namespace. Empty: a
   // sync seals and uploads the open pack, full or not.
   std::filesystem::path object_spool_dir;
+  // A sync uploads the open pack, full or not, once its first spooled chunk
+  // is this old (kS3SpoolMaxAgeMs).
+  std::int64_t object_spool_max_age_ms = kS3SpoolMaxAgeMs;
   // The S3 backend: full packs uploading at once per namespace while puts go
   // on (1 to kS3MaxObjectUploads), and a cap on the bytes per second of all
   // uploads of the store (0: none; else at least kS3MinUploadBytesPerS).

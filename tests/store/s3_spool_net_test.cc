@@ -4,8 +4,8 @@
 // disk and leave the bucket with packs of the target size, not one small
 // pack per sync; a commit sends the rest; chunks a killed gateway spooled
 // reach the bucket when the namespace opens again (a torn tail dropped),
-// and a closed store's at once; two gateways cannot share one spool
-// directory.
+// a closed store's at once, a slowly filling pack's after a while; two
+// gateways cannot share one spool directory.
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <thread>
 
 #include "base/clock.h"
 #include "base/posix_file.h"
@@ -202,6 +203,29 @@ TEST(S3SpoolNetTest, ClosingTheStoreUploadsWhatTheSpoolHolds) {
   auto other = b.open(2);
   ASSERT_NE(other, nullptr);
   EXPECT_EQ(other->have("h", ids_of(cs)).value(), std::vector<bool>(cs.size(), true));
+}
+
+// A pack that fills slowly goes to the bucket at the first sync after its
+// first spooled chunk has waited object_spool_max_age_ms, full or not.
+TEST(S3SpoolNetTest, ASlowPackGoesToTheBucketOnceItsOldestChunkHasWaited) {
+  FERRY_REQUIRE_CEPH(ceph);
+  Bucket b(*ceph);
+  testing::TempDir tmp;
+  const auto cs = chunks(3, 5);
+  StoreOptions o = spooled(tmp.path());
+  o.object_spool_max_age_ms = 300;
+  auto store = b.open(1, o);
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->put("h", cs[0].frame).is_ok());
+  ASSERT_TRUE(store->sync("h").is_ok());
+  ASSERT_TRUE(store->put("h", cs[1].frame).is_ok());
+  ASSERT_TRUE(store->sync("h").is_ok());
+  EXPECT_TRUE(b.objects("h/packs/").empty()) << "young chunks wait in the spool";
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  ASSERT_TRUE(store->put("h", cs[2].frame).is_ok());
+  ASSERT_TRUE(store->sync("h").is_ok());
+  EXPECT_EQ(b.objects("h/packs/").size(), 1u);
+  EXPECT_EQ(store->have("h", ids_of(cs)).value(), std::vector<bool>(cs.size(), true));
 }
 
 TEST(S3SpoolNetTest, TwoGatewaysCannotShareASpool) {
