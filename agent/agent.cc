@@ -59,7 +59,7 @@ Status Agent::Impl::probe(const std::string& target) {
   Status st;
   if (is_s3_url(target)) {
     // One LIST page: the bucket answers and the credentials may read it.
-    auto store = bucket_store(target);
+    auto store = bucket_store(target, config_copy());
     st = store ? (*store)->namespaces().status() : store.status();
   } else {
     st = probe_target(target, config_copy().tls());

@@ -111,7 +111,10 @@ struct Agent::Impl {
   std::unique_ptr<Ticker> ticker;
   bool shut_down = false;
   std::mutex buckets_mu;
-  std::map<std::string, std::unique_ptr<ChunkStore>> buckets;  // s3:// targets, by URL
+  // s3:// targets, by URL and upload settings (a reload that changes
+  // --streams or --bandwidth_mbps opens the target again; pushes running
+  // keep the store they hold).
+  std::map<std::string, std::unique_ptr<ChunkStore>> buckets;
 
   Impl(const AgentConfig& c, Logger& l)
       : log(l), config(c), scheduler(SchedulerOptions{c.skip_superseded}),
@@ -123,8 +126,10 @@ struct Agent::Impl {
   // the health probe.
   Status probe(const std::string& target);
   // The store at s3:// target `url`, opened on first use (credentials from
-  // the environment, as `ferry push --to=s3://` reads them).
-  Result<ChunkStore*> bucket_store(const std::string& url);
+  // the environment, as `ferry push --to=s3://` reads them), uploading as
+  // many packs at once as `c.streams` and no faster than
+  // `c.bandwidth_mbps`.
+  Result<ChunkStore*> bucket_store(const std::string& url, const AgentConfig& c);
   // One round of a push: its targets in failover order, receivers through
   // replication::push and buckets through push_to_store.
   Result<std::vector<replication::PushReport>> push_round(const CheckpointRead& read,

@@ -187,21 +187,26 @@ void Agent::Impl::journal_delta_choice(QueuedJob& j, const std::string& target, 
     log.error("journal_append_failed", {field("error", st.to_string())});
 }
 
-Result<ChunkStore*> Agent::Impl::bucket_store(const std::string& url) {
+Result<ChunkStore*> Agent::Impl::bucket_store(const std::string& url, const AgentConfig& c) {
+  StoreOptions options;
+  options.object_uploads = static_cast<std::size_t>(c.streams);
+  options.object_upload_bytes_per_s = c.bandwidth_bytes_per_s();
+  const std::string key = url + " uploads=" + std::to_string(options.object_uploads) +
+                          " bytes_per_s=" + std::to_string(options.object_upload_bytes_per_s);
   std::lock_guard lock(buckets_mu);
-  auto it = buckets.find(url);
+  auto it = buckets.find(key);
   if (it != buckets.end()) return it->second.get();
-  auto store = open_store(url);
+  auto store = open_store(url, options);
   if (!store) return store.status();
   ChunkStore* raw = store->get();
-  buckets.emplace(url, std::move(*store));
+  buckets.emplace(key, std::move(*store));
   return raw;
 }
 
 Result<replication::PushReport> Agent::Impl::push_to_bucket(const CheckpointRead& read,
                                                             const replication::PushOptions& po,
                                                             const std::string& url, const AgentConfig& c) {
-  ASSIGN_OR_RETURN(ChunkStore * store, bucket_store(url));
+  ASSIGN_OR_RETURN(ChunkStore * store, bucket_store(url, c));
   std::string ns = c.ns;
   if (ns.empty()) {
     char host[256] = {};

@@ -174,6 +174,14 @@ std::vector<Status> validate_all(const AgentConfig& c) {
   // TLS is for receivers: an agent that writes only to buckets needs none.
   const bool receivers =
       std::any_of(c.targets.begin(), c.targets.end(), [](const std::string& t) { return !is_s3_url(t); });
+  // Uploads into a bucket keep to the cap too, down to the least an upload
+  // can go without looking stalled.
+  const bool buckets = std::any_of(c.targets.begin(), c.targets.end(), is_s3_url);
+  if (buckets && c.bandwidth_bytes_per_s() != 0 && c.bandwidth_bytes_per_s() < kS3MinUploadBytesPerS) {
+    check(Status::invalid_argument("--bandwidth_mbps=" + std::to_string(c.bandwidth_mbps) +
+                                   ": below the least cap for s3:// targets, " +
+                                   std::to_string(kS3MinUploadBytesPerS) + " bytes/s"));
+  }
   if (c.marker_file.find('/') != std::string::npos) {
     check(Status::invalid_argument("--marker_file=" + c.marker_file + ": a file name, not a path"));
   }

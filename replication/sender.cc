@@ -20,6 +20,7 @@
 #include "base/buffer_stash.h"
 #include "base/clock.h"
 #include "base/retry.h"
+#include "base/token_bucket.h"
 #include "codec/chunk_codec.h"
 #include "codec/engine.h"
 #include "codec/manifest.h"
@@ -54,38 +55,6 @@ void sleep_unless_aborted(std::int64_t ms, const AbortFlag& abort) {
     std::this_thread::sleep_for(std::chrono::milliseconds(std::clamp<std::int64_t>(left, 0, kSleepSliceMs)));
   }
 }
-
-// The bandwidth cap: a token bucket over frame bytes, shared by the streams.
-// Tokens may go negative: a sender takes what it needs and sleeps off the
-// debt, so large frames pass at the average rate without starving.
-class TokenBucket {
- public:
-  explicit TokenBucket(std::uint64_t bytes_per_s) : rate_(static_cast<double>(bytes_per_s)) {
-    burst_ = std::max(rate_ / 4, 1.0);
-    tokens_ = burst_;
-    last_ = Clock::now();
-  }
-  void acquire(std::size_t bytes, const AbortFlag& abort) {
-    if (rate_ <= 0) return;
-    double debt = 0;
-    {
-      std::lock_guard lock(mu_);
-      auto now = Clock::now();
-      tokens_ = std::min(burst_, tokens_ + rate_ * std::chrono::duration<double>(now - last_).count());
-      last_ = now;
-      tokens_ -= static_cast<double>(bytes);
-      debt = -tokens_;
-    }
-    if (debt > 0) sleep_unless_aborted(static_cast<std::int64_t>(debt / rate_ * 1000.0), abort);
-  }
-
- private:
-  std::mutex mu_;
-  double rate_;
-  double burst_ = 0;
-  double tokens_ = 0;
-  Clock::time_point last_;
-};
 
 // Counters of one push at one target, added to from every thread.
 struct SharedCounters {
@@ -347,7 +316,7 @@ class Stream {
 
   Status send(std::unique_ptr<Outgoing> item, bool resend) {
     const std::size_t n = item->frame_bytes();
-    bucket_.acquire(n, abort_);
+    sleep_unless_aborted(bucket_.take_ms(n), abort_);  // the bandwidth cap, shared by the streams
     InFlight f{link_.next_id(), std::move(item)};
     std::get<Put>(f.item->put).request_id = f.request_id;
     // Kept before sending: if the send breaks, the frame is still ours.

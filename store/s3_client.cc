@@ -19,6 +19,7 @@
 
 #include "base/clock.h"
 #include "base/retry.h"
+#include "base/token_bucket.h"
 #include "codec/tree_hash.h"
 #include "store/store_limits.h"
 
@@ -90,6 +91,7 @@ void global_init() {
 // What one attempt of one request holds while curl runs it.
 struct Transfer {
   S3Request* req = nullptr;
+  TokenBucket* upload_cap = nullptr;  // null: no cap
   CURL* easy = nullptr;
   curl_slist* headers = nullptr;
   std::size_t upload_offset = 0;
@@ -121,6 +123,12 @@ std::size_t on_read(char* buffer, std::size_t size, std::size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
   const std::size_t left = t->req->body.size() - t->upload_offset;
   const std::size_t take = std::min(left, size * n);
+  // The cap: this transfer (and only it) waits here, as a slower link
+  // would make it; libcurl asks for at most one upload buffer (64 KiB) at
+  // a time, so waits stay short.
+  if (t->upload_cap != nullptr && take != 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(t->upload_cap->take_ms(take)));
+  }
   std::memcpy(buffer, t->req->body.data() + t->upload_offset, take);
   t->upload_offset += take;
   return take;
@@ -325,6 +333,7 @@ struct S3Client::Shared {
   std::atomic<std::uint64_t> requests{0}, retries{0}, bytes_sent{0}, bytes_received{0};
   std::mutex rng_mu;
   std::mt19937_64 rng{std::random_device{}()};
+  std::unique_ptr<TokenBucket> upload_cap;  // null: no cap
 
   ~Shared() {
     if (share != nullptr) curl_share_cleanup(share);
@@ -341,7 +350,10 @@ struct S3Client::Shared {
   }
 };
 
-S3Client::S3Client(S3Config config) : config_(std::move(config)), shared_(std::make_unique<Shared>()) {}
+S3Client::S3Client(S3Config config) : config_(std::move(config)), shared_(std::make_unique<Shared>()) {
+  if (config_.max_upload_bytes_per_s != 0)
+    shared_->upload_cap = std::make_unique<TokenBucket>(config_.max_upload_bytes_per_s);
+}
 
 S3Client::~S3Client() = default;
 
@@ -488,6 +500,7 @@ void S3Client::run(std::span<S3Request* const> requests) {
         break;
       case S3Request::Method::kPut:
         curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+        t->upload_cap = s.upload_cap.get();
         curl_easy_setopt(e, CURLOPT_READFUNCTION, &on_read);
         curl_easy_setopt(e, CURLOPT_READDATA, t.get());
         curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, &on_seek);

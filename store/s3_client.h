@@ -60,6 +60,10 @@ struct S3Config {
   int stall_timeout_ms = kS3StallTimeoutMs;
   // Requests in flight at once in one call to run().
   int max_parallel = kS3MaxParallelRequests;
+  // Bytes per second of request bodies (uploads) over every request of the
+  // client, from all threads; 0: no cap. A PUT's body is read out at this
+  // pace (store/s3_client.cc on_read).
+  std::uint64_t max_upload_bytes_per_s = 0;
 };
 
 // The configuration users already have, as the AWS CLI reads it:

@@ -399,7 +399,7 @@ void S3Namespace::start_upload(const std::shared_ptr<Upload>& up) {
   std::vector<std::thread> finished;
   {
     std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return background_uploads_ < kS3MaxBackgroundUploads; });
+    cv_.wait(lock, [&] { return background_uploads_ < options_.object_uploads; });
     ++background_uploads_;
     for (auto it = uploaders_.begin(); it != uploaders_.end();) {
       if (it->second->done) {

@@ -159,7 +159,7 @@ class S3Namespace {
   void upload(const std::shared_ptr<Upload>& up);
   // upload() on a thread of its own, so that the put that filled the pack
   // returns and packing goes on while the pack travels; waits first while
-  // kS3MaxBackgroundUploads packs are on their way already.
+  // StoreOptions::object_uploads packs are on their way already.
   void start_upload(const std::shared_ptr<Upload>& up);
   // The record (header and frame) at `loc`, from a read window: a ranged
   // GET of up to kS3ReadAheadBytes from the record on, shared by the gets

@@ -53,7 +53,7 @@ Status S3Namespace::sync() {
     for (const auto& [s, up] : uploads_) {
       if (!up->spooled) waited.push_back(up);
     }
-    roll = spool_first_ms_ != 0 && mono_ms() - spool_first_ms_ >= kS3SpoolMaxAgeMs;
+    roll = spool_first_ms_ != 0 && mono_ms() - spool_first_ms_ >= options_.object_spool_max_age_ms;
     if (!roll) {
       seq = open_seq_;
       from = spooled_bytes_;
@@ -66,12 +66,28 @@ Status S3Namespace::sync() {
   if (!tail.empty()) {
     Status st = spool_->write(seq, from, tail);
     if (!st) return st.with_context("namespace " + name_ + ": sync into the spool");
-    std::lock_guard lock(mu_);
-    // Sealed meanwhile (a put filled it): its file keeps these records until
-    // it is in the bucket, so they are durable either way.
-    if (open_seq_ == seq) {
-      spooled_bytes_ = std::max(spooled_bytes_, from + tail.size());
-      if (spool_first_ms_ == 0) spool_first_ms_ = mono_ms();
+    bool uploaded = false;
+    {
+      std::lock_guard lock(mu_);
+      // Sealed meanwhile (a put filled it): its file keeps these records
+      // until it is in the bucket, so they are durable either way.
+      if (open_seq_ == seq) {
+        spooled_bytes_ = std::max(spooled_bytes_, from + tail.size());
+        if (spool_first_ms_ == 0) spool_first_ms_ = mono_ms();
+      } else {
+        // Or already in the bucket, its file removed before this write made
+        // it again: remove it once more, unless a pack on its way (or the
+        // open one, after a failed upload) still relies on it.
+        auto carries = [seq](const std::vector<std::uint64_t>& files) {
+          return std::find(files.begin(), files.end(), seq) != files.end();
+        };
+        uploaded = !carries(carried_spool_files_) &&
+                   std::none_of(uploads_.begin(), uploads_.end(),
+                                [&](const auto& u) { return carries(u.second->spool_files); });
+      }
+    }
+    if (uploaded) {
+      if (Status removed = spool_->remove(seq); !removed) log("spool: " + removed.to_string());
     }
   }
   std::unique_lock lock(mu_);

@@ -118,6 +118,16 @@ Result<std::unique_ptr<ChunkStore>> open_s3_store(std::string_view url, S3Config
                                     std::to_string(kS3MaxObjectLockDays) + " days, not " +
                                     std::to_string(options.object_lock_days));
   }
+  if (options.object_uploads < 1 || options.object_uploads > kS3MaxObjectUploads) {
+    return Status::invalid_argument("S3 uploads at once must be 1 to " + std::to_string(kS3MaxObjectUploads) +
+                                    ", not " + std::to_string(options.object_uploads));
+  }
+  if (options.object_upload_bytes_per_s != 0 && options.object_upload_bytes_per_s < kS3MinUploadBytesPerS) {
+    return Status::invalid_argument("S3 upload cap of " + std::to_string(options.object_upload_bytes_per_s) +
+                                    " bytes/s is below the least, " + std::to_string(kS3MinUploadBytesPerS) +
+                                    " (slower uploads look stalled)");
+  }
+  config.max_upload_bytes_per_s = options.object_upload_bytes_per_s;
   ASSIGN_OR_RETURN(auto client, S3Client::create(std::move(config)));
   // One LIST shows at once that the bucket exists and the keys can read it.
   auto probe = client->list_page(where.bucket, where.prefix, "/", "", 1);

@@ -62,8 +62,15 @@ inline constexpr std::uint64_t kS3MaxPendingBytes = 1ull << 30;
 // Full packs uploading in the background at once, per namespace (each up to
 // the pack target, 32 MiB by default): while they travel, the put that
 // filled the last one returns and packing goes on; one more full pack
-// waits for one of them to finish.
+// waits for one of them to finish. The default of
+// StoreOptions::object_uploads.
 inline constexpr std::size_t kS3MaxBackgroundUploads = 2;
+// StoreOptions::object_uploads (what the agent's --streams sets for s3://
+// targets) is taken from 1 to this; each upload holds one pack in memory.
+inline constexpr std::size_t kS3MaxObjectUploads = 64;
+// The least upload cap StoreOptions::object_upload_bytes_per_s accepts: a
+// slower upload would look stalled (S3Config::stall_timeout_ms).
+inline constexpr std::uint64_t kS3MinUploadBytesPerS = 64ull << 10;
 // Reads: a get of a chunk stored in a pack reads up to kS3ReadAheadBytes of
 // the pack from that chunk on in one ranged GET, and keeps the last
 // kS3MaxReadWindows such windows (per namespace, at most 96 MiB) for the
@@ -77,7 +84,8 @@ inline constexpr std::size_t kS3MaxReadWindows = 6;
 inline constexpr std::int64_t kS3IndexRefreshMs = 2'000;
 // A gateway's spool (store/s3_spool.h): a sync uploads the open pack, full
 // or not, once its first spooled chunk has waited this long, so that chunks
-// of a pack that fills slowly do not stay on the gateway's disk alone.
+// of a pack that fills slowly do not stay on the gateway's disk alone. The
+// default of StoreOptions::object_spool_max_age_ms.
 inline constexpr std::int64_t kS3SpoolMaxAgeMs = 60'000;
 // Bytes read from a pack's end to find its trailer in one GET: the trailer
 // of a 64 MiB pack of 4 KiB chunks needs more, which a second GET fetches.

@@ -37,6 +37,14 @@ struct StoreOptions {
   // commits; one subdirectory per bucket, prefix and namespace. Empty: a
   // sync seals and uploads the open pack, full or not.
   std::filesystem::path object_spool_dir;
+  // A sync uploads the open pack, full or not, once its first spooled chunk
+  // is this old (kS3SpoolMaxAgeMs).
+  std::int64_t object_spool_max_age_ms = kS3SpoolMaxAgeMs;
+  // The S3 backend: full packs uploading at once per namespace while puts go
+  // on (1 to kS3MaxObjectUploads), and a cap on the bytes per second of all
+  // uploads of the store (0: none; else at least kS3MinUploadBytesPerS).
+  std::size_t object_uploads = kS3MaxBackgroundUploads;
+  std::uint64_t object_upload_bytes_per_s = 0;
   // gc leaves packs written within this many seconds alone, so the chunks of
   // a push still in flight (stored, not yet named by a committed snapshot)
   // are not collected under it.

@@ -48,7 +48,9 @@ void define_push(CLI::App& app) {
                  "snapshot name (default: <job or directory name>-<step or UTC time>)");
   add_job(app, "training job name recorded in the manifest and the snapshot name");
   add_chunking(app);
-  app.add_option("--bwlimit", FLAGS_bwlimit, "bandwidth cap in bytes per second over all streams (0: none)");
+  app.add_option("--bwlimit", FLAGS_bwlimit,
+                 "bandwidth cap in bytes per second over all streams, or over the uploads into an s3:// "
+                 "store (0: none)");
   app.add_option("--window_mb", FLAGS_window_mb,
                  "MiB of unacknowledged data in flight per stream (size it to bandwidth x RTT / streams)")
       ->capture_default_str();
@@ -170,7 +172,7 @@ int run_push(const std::vector<std::string>& args) {
       return usage_error("--delta_from needs a checkpoint directory to push, not a file");
   }
   if (is_s3_url(settings().to))  // straight into the bucket, no receiver
-    return push_to_bucket(args[0], FLAGS_s3_object_lock_days, *delta, FLAGS_delta_from);
+    return push_to_bucket(args[0], FLAGS_s3_object_lock_days, *delta, FLAGS_delta_from, FLAGS_bwlimit);
   auto targets = split_targets(settings().to);
   if (targets.empty()) return usage_error("push needs --to=HOST:PORT[,HOST:PORT...]");
   auto tls = tls_from_flags("push");

@@ -25,7 +25,7 @@ std::string namespace_or_host() {
 }
 
 int push_to_bucket(const std::string& path, std::int64_t object_lock_days, const DeltaPolicy& delta,
-                   const std::string& delta_from) {
+                   const std::string& delta_from, std::uint64_t bwlimit) {
   const std::string ns = namespace_or_host();
   if (Status st = validate_namespace(ns); !st) return usage_error("--namespace: " + st.message());
   if (settings().threads < 0) return usage_error("--threads must be >= 0");
@@ -35,6 +35,7 @@ int push_to_bucket(const std::string& path, std::int64_t object_lock_days, const
   StoreOptions store_options;
   if (settings().s3_pack_size != 0) store_options.object_pack_target_bytes = settings().s3_pack_size;
   store_options.object_lock_days = object_lock_days;
+  store_options.object_upload_bytes_per_s = bwlimit;
   auto store = open_store(settings().to, store_options);
   if (!store) return fail(store.status());
   ThreadPool pool(static_cast<std::size_t>(settings().threads));

@@ -19,9 +19,10 @@ std::string namespace_or_host();
 // `object_lock_days`: S3 Object Lock retention of every object written
 // (StoreOptions::object_lock_days; 0: none).
 // `delta` and `delta_from`: the delta base, chosen from the namespace's
-// snapshots (store/store_push.h) unless delta_from names it.
+// snapshots (store/store_push.h) unless delta_from names it. `bwlimit`:
+// bytes per second of all uploads (--bwlimit; 0: none).
 int push_to_bucket(const std::string& path, std::int64_t object_lock_days, const DeltaPolicy& delta,
-                   const std::string& delta_from);
+                   const std::string& delta_from, std::uint64_t bwlimit = 0);
 int list_bucket();
 
 }  // namespace ferry::cli

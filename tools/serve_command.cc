@@ -148,7 +148,7 @@ Registrar registrar(
      "serve --store=DIR|s3://BUCKET/PREFIX --ca=ca.pem --cert=receiver.pem --key=receiver.key "
      "[--listen=127.0.0.1:7443] [--append_only] [--quota_bytes=N] [--max_connections=N] "
      "[--max_connections_per_namespace=N] [--crl=crl.pem] [--crl_reload_s=N] "
-     "[--metrics_listen=HOST:PORT]",
+     "[--metrics_listen=HOST:PORT] [--s3_spool=DIR]",
      "run the DR receiver: mTLS, verified chunk store, snapshots", define_serve, run_serve});
 
 }  // namespace

@@ -2,12 +2,13 @@
 // (scripts/ceph-dev.sh: radosgw 16, two gateways over one cluster): round
 // trips through both gateways, conditional writes racing, ranged reads,
 // paginated listings, parallel requests, failover to the second gateway,
-// the errors users meet (wrong keys, a missing bucket), and virtual-host
-// addressing.
+// the errors users meet (wrong keys, a missing bucket), virtual-host
+// addressing, and the upload cap.
 #include <gtest/gtest.h>
 
 #include <set>
 
+#include "base/clock.h"
 #include "store/s3_client.h"
 #include "tests/testing/ceph_dev.h"
 #include "tests/testing/link_simulator.h"
@@ -24,6 +25,27 @@ std::unique_ptr<S3Client> client_for(S3Config cfg) {
   auto c = S3Client::create(std::move(cfg));
   EXPECT_TRUE(c.is_ok()) << c.status().to_string();
   return c.is_ok() ? std::move(*c) : nullptr;
+}
+
+// With an upload cap, a PUT's body leaves at that pace (the bucket's burst
+// of a quarter second aside); without one, the same PUT takes far less.
+TEST(S3ClientNetTest, UploadsKeepToTheCap) {
+  FERRY_REQUIRE_CEPH(ceph);
+  S3Config capped = ceph_s3_config(*ceph);
+  capped.max_upload_bytes_per_s = 1'000'000;
+  auto slow = client_for(capped), fast = client_for(ceph_s3_config(*ceph));
+  const std::string bucket = unique_bucket();
+  ASSERT_TRUE(fast->create_bucket(bucket).is_ok());
+  const auto body = random_bytes(2'000'000, testing::test_seed());
+  double t0 = mono_seconds();
+  ASSERT_TRUE(fast->put(bucket, "fast", body).is_ok());
+  const double fast_s = mono_seconds() - t0;
+  t0 = mono_seconds();
+  ASSERT_TRUE(slow->put(bucket, "slow", body).is_ok());
+  const double slow_s = mono_seconds() - t0;
+  EXPECT_GE(slow_s, 1.6) << "2 MB at 1 MB/s, less a 250 KB burst";
+  EXPECT_LT(fast_s, 1.0);
+  EXPECT_EQ(slow->get(bucket, "slow").value(), body);
 }
 
 TEST(S3ClientNetTest, RoundTripThroughBothGateways) {

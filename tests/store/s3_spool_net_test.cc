@@ -3,8 +3,9 @@
 // as a receiver's group commits make the chunks durable on the gateway's
 // disk and leave the bucket with packs of the target size, not one small
 // pack per sync; a commit sends the rest; chunks a killed gateway spooled
-// reach the bucket when the namespace opens again (a torn tail dropped);
-// two gateways cannot share one spool directory.
+// reach the bucket when the namespace opens again (a torn tail dropped),
+// a closed store's at once, a slowly filling pack's after a while; two
+// gateways cannot share one spool directory.
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <thread>
 
 #include "base/clock.h"
 #include "base/posix_file.h"
@@ -179,6 +181,51 @@ TEST(S3SpoolNetTest, ChunksAKilledGatewaySpooledReachTheBucketAtTheNextOpen) {
   EXPECT_NE(all.find("uploaded 6 chunks"), std::string::npos) << all;
   Status st = store->commit_snapshot("h", "step-1", manifest_for(ptrs(cs), wall_ns()));
   EXPECT_TRUE(st.is_ok()) << st.to_string();
+}
+
+// A clean stop (the store closed) uploads what the spool holds and leaves
+// no spool file behind.
+TEST(S3SpoolNetTest, ClosingTheStoreUploadsWhatTheSpoolHolds) {
+  FERRY_REQUIRE_CEPH(ceph);
+  Bucket b(*ceph);
+  testing::TempDir tmp;
+  const auto cs = chunks(4, 4);
+  {
+    auto store = b.open(1, spooled(tmp.path()));
+    ASSERT_NE(store, nullptr);
+    put_with_group_commits(*store, "h", cs, 2);
+    EXPECT_TRUE(b.objects("h/packs/").empty()) << "the synced chunks wait in the spool";
+  }
+  EXPECT_EQ(b.objects("h/packs/").size(), 1u);
+  for (const auto& e : std::filesystem::directory_iterator(spool_dir_of(b, tmp.path(), "h"))) {
+    EXPECT_NE(e.path().extension(), ".spool") << e.path() << " outlived the close";
+  }
+  auto other = b.open(2);
+  ASSERT_NE(other, nullptr);
+  EXPECT_EQ(other->have("h", ids_of(cs)).value(), std::vector<bool>(cs.size(), true));
+}
+
+// A pack that fills slowly goes to the bucket at the first sync after its
+// first spooled chunk has waited object_spool_max_age_ms, full or not.
+TEST(S3SpoolNetTest, ASlowPackGoesToTheBucketOnceItsOldestChunkHasWaited) {
+  FERRY_REQUIRE_CEPH(ceph);
+  Bucket b(*ceph);
+  testing::TempDir tmp;
+  const auto cs = chunks(3, 5);
+  StoreOptions o = spooled(tmp.path());
+  o.object_spool_max_age_ms = 300;
+  auto store = b.open(1, o);
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->put("h", cs[0].frame).is_ok());
+  ASSERT_TRUE(store->sync("h").is_ok());
+  ASSERT_TRUE(store->put("h", cs[1].frame).is_ok());
+  ASSERT_TRUE(store->sync("h").is_ok());
+  EXPECT_TRUE(b.objects("h/packs/").empty()) << "young chunks wait in the spool";
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  ASSERT_TRUE(store->put("h", cs[2].frame).is_ok());
+  ASSERT_TRUE(store->sync("h").is_ok());
+  EXPECT_EQ(b.objects("h/packs/").size(), 1u);
+  EXPECT_EQ(store->have("h", ids_of(cs)).value(), std::vector<bool>(cs.size(), true));
 }
 
 TEST(S3SpoolNetTest, TwoGatewaysCannotShareASpool) {

@@ -489,6 +489,44 @@ TEST(S3StoreNetTest, ReadsInPushOrderShareRangedGets) {
   }
 }
 
+// StoreOptions::object_uploads (the agent's --streams) bounds the packs
+// uploading at once while puts go on: one at a time, or several. The relay
+// counts the PUTs it forwards at one moment; a link of 100 ms round trip
+// behind it makes each upload outlast the puts that fill the next pack.
+TEST(S3StoreNetTest, PacksUploadingAtOnceFollowTheOption) {
+  FERRY_REQUIRE_CEPH(ceph);
+  Bucket b(*ceph);
+  const auto cs = chunks(64, 9, 128u << 10);  // about 7 MiB of frames: 1 MiB packs
+  testing::LinkOptions far;
+  far.target = ceph->endpoint1.substr(std::string("http://").size());
+  far.delay_ms = 50;
+  testing::LinkSimulator link(far);
+  ASSERT_TRUE(link.start().is_ok());
+  for (std::size_t uploads : {std::size_t{1}, std::size_t{4}}) {
+    SCOPED_TRACE("object_uploads " + std::to_string(uploads));
+    testing::S3FaultRelay relay(link.address(), {});
+    ASSERT_TRUE(relay.start().is_ok());
+    StoreOptions o;
+    o.object_uploads = uploads;
+    auto store = b.open(1, o, relay.endpoint());
+    ASSERT_NE(store, nullptr);
+    const std::string ns = "uploads-" + std::to_string(uploads);
+    put_all(*store, ns, cs);
+    ASSERT_TRUE(store->sync(ns).is_ok());
+    const std::uint64_t most = relay.counters().max_puts_in_flight;
+    // A sync uploads the open pack itself, beside the background uploads.
+    EXPECT_LE(most, uploads + 1);
+    if (uploads > 1) EXPECT_GE(most, uploads) << "puts outran the uploads";
+  }
+  StoreOptions bad;
+  bad.object_uploads = 0;
+  S3Config cfg = ceph_s3_config(*ceph);
+  EXPECT_EQ(open_s3_store(b.url(), cfg, bad).status().code(), Code::kInvalidArgument);
+  bad.object_uploads = 1;
+  bad.object_upload_bytes_per_s = 1000;
+  EXPECT_EQ(open_s3_store(b.url(), cfg, bad).status().code(), Code::kInvalidArgument);
+}
+
 TEST(S3StoreNetTest, AMissingBucketOrWrongKeysAreRefusedAtOpen) {
   FERRY_REQUIRE_CEPH(ceph);
   S3Config cfg = ceph_s3_config(*ceph);

@@ -135,6 +135,7 @@ struct S3FaultRelay::Shared {
   std::uint64_t next_request = 0;
   int faults = 0;
   S3RelayCounters counters;
+  std::uint64_t puts_in_flight = 0;
 
   struct Draw {
     Fate fate = Fate::kForward;
@@ -274,6 +275,25 @@ void S3FaultRelay::serve(io::Socket client) {
   auto upstream = io::Socket::tcp_for(target_);
   if (!upstream.is_ok()) return;
   if (::connect(upstream->fd(), target_.get(), target_.size()) != 0) return;
+  // Counted from here until its reply starts (the client is then about to
+  // send its next request), or until this function returns otherwise.
+  struct PutInFlight {
+    Shared* shared = nullptr;
+    explicit PutInFlight(Shared* s) : shared(s) {
+      if (shared == nullptr) return;
+      std::lock_guard g(shared->mu);
+      ++shared->puts_in_flight;
+      shared->counters.max_puts_in_flight =
+          std::max(shared->counters.max_puts_in_flight, shared->puts_in_flight);
+    }
+    void end() {
+      if (shared == nullptr) return;
+      std::lock_guard g(shared->mu);
+      --shared->puts_in_flight;
+      shared = nullptr;
+    }
+    ~PutInFlight() { end(); }
+  } put_in_flight(head.method == "PUT" ? shared_.get() : nullptr);
   // A reset strikes after a part of the body drawn from the same seed (or
   // at once for a request without one).
   std::uint64_t reset_after = ~0ull;
@@ -312,10 +332,12 @@ void S3FaultRelay::serve(io::Socket client) {
     if ((p[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
       const ssize_t got = ::recv(upstream->fd(), chunk.data(), chunk.size(), 0);
       if (got <= 0) break;  // the gateway closed after its reply
+      put_in_flight.end();  // the gateway answers once it has the whole body
       if (!write_all(client.fd(), std::string_view(chunk.data(), static_cast<std::size_t>(got)), stop))
         return;
     }
   }
+  put_in_flight.end();
   {
     std::lock_guard g(shared_->mu);
     ++shared_->counters.forwarded;

@@ -52,6 +52,8 @@ struct S3RelayCounters {
   std::uint64_t puts_forwarded = 0;
   // Content-Length of the PUTs forwarded in full to the gateway.
   std::uint64_t put_body_bytes_forwarded = 0;
+  // The most PUTs being forwarded at one moment (a client's parallelism).
+  std::uint64_t max_puts_in_flight = 0;
 };
 
 class S3FaultRelay {

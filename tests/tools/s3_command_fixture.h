@@ -75,14 +75,19 @@ class S3CommandTest : public ::testing::Test {
            " --key=" + quote(certs_.host_key(kHost).string());
   }
 
-  // `ferry serve --store=s3://...` through gateway `gateway`; its port.
-  std::uint16_t start_serve(int gateway) {
+  // `ferry serve --store=s3://...` through gateway `gateway`, with `extra`
+  // flags; its port.
+  std::uint16_t start_serve(int gateway, const std::vector<std::string>& extra = {}) {
     use_gateway(gateway);
-    auto child =
-        ChildProcess::spawn({FERRY_BIN, "serve", "--store=" + url(), "--ca=" + certs_.ca_cert.string(),
-                             "--cert=" + certs_.receiver_cert.string(),
-                             "--key=" + certs_.receiver_key.string(), "--listen=127.0.0.1:0"},
-                            dir_ / ("serve" + std::to_string(gateway) + ".log"));
+    std::vector<std::string> argv = {FERRY_BIN,
+                                     "serve",
+                                     "--store=" + url(),
+                                     "--ca=" + certs_.ca_cert.string(),
+                                     "--cert=" + certs_.receiver_cert.string(),
+                                     "--key=" + certs_.receiver_key.string(),
+                                     "--listen=127.0.0.1:0"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto child = ChildProcess::spawn(argv, dir_ / ("serve" + std::to_string(gateway) + ".log"));
     EXPECT_TRUE(child.is_ok()) << child.status().to_string();
     if (!child.is_ok()) return 0;
     auto line = child->wait_for_line("listening on", kServeStartMs);

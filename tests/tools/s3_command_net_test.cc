@@ -3,7 +3,7 @@
 // one bucket taking pushes at once, each serving what the other stored; and
 // a host pushing straight into the bucket (`ferry push --to=s3://...`, no
 // receiver), listing and restoring from it, while a receiver serves the
-// same bucket.
+// same bucket; a receiver's spool; the bandwidth cap of a direct push.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -15,6 +15,8 @@
 
 namespace ferry {
 namespace {
+
+namespace fs = std::filesystem;
 
 using cli_test::expect_same_tree;
 using cli_test::ferry;
@@ -52,6 +54,51 @@ TEST_F(S3CommandTest, TwoReceiversOverOneBucketTakePushesAtOnce) {
                   " --to=" + quote((dir_ / "out1").string()) + tls_flags());
   ASSERT_EQ(restore.code, 0) << restore.out;
   expect_same_tree(dir_ / "ck1", dir_ / "out1");
+}
+
+// A receiver with a spool (--s3_spool) acknowledges each group commit from
+// its disk and leaves the bucket with packs of --s3_pack_size, however
+// small the sender's window makes the group commits; the snapshot
+// restores through it, and the spool is empty after the commit.
+TEST_F(S3CommandTest, AReceiverWithASpoolUploadsFullPacks) {
+  const fs::path spool = dir_ / "spool";
+  const std::uint16_t port = start_serve(1, {"--s3_pack_size=1048576", "--s3_spool=" + spool.string()});
+  ASSERT_NE(port, 0);
+  fs::create_directories(dir_ / "ck");
+  testing::write_file(dir_ / "ck" / "w.bin", testing::normal_floats(3'000'000, 2, true, 0.02, 7));
+  const std::string at = " --to=127.0.0.1:" + std::to_string(port) + tls_flags();
+  auto push = ferry("push " + quote((dir_ / "ck").string()) +
+                    " --name=spooled --window_mb=1 --chunk_size=131072" + at);
+  ASSERT_EQ(push.code, 0) << push.out;
+  auto client = S3Client::create(testing::ceph_s3_config(*ceph_));
+  ASSERT_TRUE(client.is_ok());
+  auto packs = (*client)->list(bucket_, "dr/" + std::string(kHost) + "/packs/");
+  ASSERT_TRUE(packs.is_ok()) << packs.status().to_string();
+  std::string sizes;
+  for (const S3Object& o : *packs) sizes += " " + std::to_string(o.size);
+  ASSERT_GE(packs->size(), 3u) << "pack sizes:" << sizes << "\n" << push.out;
+  int small = 0;
+  for (const S3Object& o : *packs) small += o.size < (1u << 20);
+  EXPECT_LE(small, 1) << "only the pack the commit sealed may be smaller than the target";
+  for (const auto& e : fs::recursive_directory_iterator(spool)) {
+    EXPECT_NE(e.path().extension(), ".spool") << e.path() << " outlived the commit";
+  }
+  auto restore = ferry("restore spooled --to=" + quote((dir_ / "out").string()) +
+                       " --from=127.0.0.1:" + std::to_string(port) + tls_flags());
+  ASSERT_EQ(restore.code, 0) << restore.out;
+  expect_same_tree(dir_ / "ck", dir_ / "out");
+}
+
+// --bwlimit reaches the bucket's uploads: a cap too small for them is
+// refused, naming the least.
+TEST_F(S3CommandTest, APushToABucketTakesTheBandwidthCap) {
+  write_checkpoint(dir_ / "ck", 5);
+  const std::string ns = std::string(" --namespace=") + kHost;
+  auto push = ferry("push " + quote((dir_ / "ck").string()) + " --bwlimit=1000 --to=" + url() + ns);
+  EXPECT_NE(push.code, 0) << push.out;
+  EXPECT_NE(push.out.find("S3 upload cap of 1000 bytes/s is below the least"), std::string::npos) << push.out;
+  auto capped = ferry("push " + quote((dir_ / "ck").string()) + " --bwlimit=4000000 --to=" + url() + ns);
+  EXPECT_EQ(capped.code, 0) << capped.out;
 }
 
 TEST_F(S3CommandTest, AHostPushesStraightToTheBucketAndRestoresFromIt) {
