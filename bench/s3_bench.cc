@@ -3,8 +3,8 @@
 // cluster (scripts/ceph-dev.sh, bluestore, two radosgw on loopback):
 //   ferry direct     `ferry push DIR --to=s3://...` and `ferry restore
 //                    --from=s3://...` with 1, 4 and 16 parallel GETs;
-//   ferry receiver   `ferry serve --store=s3://...` taking `ferry push` over
-//                    mTLS, and `ferry restore` through it;
+//   ferry receiver   `ferry serve --store=s3://... --s3_spool=DIR` taking
+//                    `ferry push` over mTLS, and `ferry restore` through it;
 //   restic           `restic -r s3:... backup` and `restore`;
 //   rclone           `rclone copy` up and down (a plain copy: no
 //                    compression, no verification).
@@ -42,6 +42,9 @@ DEFINE_string(s3_work, "", "ferry-bench s3: working directory (default $TMPDIR o
 DEFINE_string(s3_ferry, "",
               "ferry-bench s3: the ferry binary (default: tools/ferry beside ferry-bench's folder)");
 DEFINE_string(s3_objectstore, "bluestore", "ferry-bench s3: the OSD's object store (bluestore or memstore)");
+DEFINE_bool(s3_serve_spool, true,
+            "ferry-bench s3: give the receiver a spool directory (serve --s3_spool), so that it uploads full "
+            "packs; false: every group commit uploads a pack");
 DEFINE_int32(s3_runs, 1, "ferry-bench s3: rounds of every row (each row reports its median)");
 
 namespace ferry::bench {
@@ -216,9 +219,11 @@ Serve start_serve(const Site& s, const std::string& bucket) {
   fs::remove(log);
   out.pid = ::fork();
   if (out.pid == 0) {
-    const std::string cmd = "exec " + quote(s.ferry.string()) + " serve --store=s3://" + bucket +
-                            "/dr --listen=127.0.0.1:0" + tls_flags(s, true) + " >" + quote(log.string()) +
-                            " 2>&1";
+    const std::string cmd =
+        "exec " + quote(s.ferry.string()) + " serve --store=s3://" + bucket + "/dr --listen=127.0.0.1:0" +
+        tls_flags(s, true) +
+        (FLAGS_s3_serve_spool ? " --s3_spool=" + quote((s.work / "spool").string()) : "") + " >" +
+        quote(log.string()) + " 2>&1";
     ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }

@@ -61,6 +61,8 @@ struct CodecChoiceScratch {
   // this one (within kCloseCallNum/Den), the encoder codes the whole chunk
   // both ways and keeps the smaller; kRaw when the sample was clear.
   Codec runner_up = Codec::kRaw;
+  // The sample's zstd frame at the choice's level (bytes).
+  std::size_t sample_zstd_bytes = 0;
 };
 Codec choose_chunk_codec(std::span<const std::byte> chunk, DType dtype, bool trial,
                          CodecChoiceScratch& scratch, int float_version = kFloatPayloadV2);
@@ -103,6 +105,11 @@ class ChunkEncoder {
   EncodedChunk encode_into(std::span<const std::byte> chunk, DType dtype, const Digest& id,
                            std::span<std::byte> frame, const EncodeOptions& opts = {});
 
+  // Whole-chunk codings so far: one per coded chunk, two where the sample
+  // left a close call between zstd and the planes, one more for a zstd
+  // retry at a higher level. The cost the codec choice is there to avoid.
+  std::uint64_t whole_codings() const { return whole_codings_; }
+
  private:
   // Chooses the codec and codes the payload: in `room` when it holds the
   // chosen coder's bound, else in payload_ (or `chunk` itself when stored raw).
@@ -115,7 +122,18 @@ class ChunkEncoder {
   std::span<const std::byte> code_with(Codec codec, std::span<const std::byte> chunk, int zstd_level,
                                        std::span<std::byte> room, std::vector<std::byte>& scratch);
 
+  // A close call the sample left (choice_.runner_up set) settled on a larger
+  // sample: when the planes win clearly there, `codec` becomes the planes
+  // and the runner-up is dropped, so the chunk is coded once.
+  void settle_close_call(std::span<const std::byte> chunk, Codec& codec);
+  // Whether a chunk that ends with zstd is worth coding again at the retry
+  // level, judged on the choice's sample.
+  bool retry_pays(std::span<const std::byte> chunk);
+
   CodecChoiceScratch choice_;  // its zstd and float coders code the chunk too
+  std::vector<std::byte> settle_sample_;
+  std::vector<std::byte> settle_buf_;
+  std::uint64_t whole_codings_ = 0;
   std::vector<std::byte> payload_;
   std::vector<std::byte> runner_up_;
 };

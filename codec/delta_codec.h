@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -42,6 +43,13 @@ void delta_transform(std::span<const std::byte> chunk, std::span<const std::byte
 // REQUIRES: both spans have the same size.
 void delta_untransform(std::span<std::byte> inout, std::span<const std::byte> base, int width);
 
+// Which loop the transform and its inverse run. kAuto picks the widest the
+// CPU has; every path gives the same bytes (tests force each in turn).
+enum class DeltaTransformPath { kAuto, kScalar, kAvx2 };
+// Sets the path for the whole process; a path the CPU lacks falls back to
+// scalar. Returns the path now in effect.
+DeltaTransformPath set_delta_transform_path(DeltaTransformPath path);
+
 // Reusable scratch: one encoder per thread; not thread-safe.
 class DeltaEncoder {
  public:
@@ -68,10 +76,20 @@ class DeltaEncoder {
   enum class Plan { kAlone, kDelta, kBoth };
   Plan plan(std::span<const std::byte> chunk, std::span<const std::byte> base, int width);
 
+  // A buffer that grows without being cleared (the coders write every
+  // byte they hand back).
+  struct Room {
+    std::unique_ptr<std::byte[]> bytes;
+    std::size_t size = 0;
+    std::span<std::byte> at_least(std::size_t n);
+  };
+
   ChunkEncoder standalone_;
   FloatEncoder floats_;
-  std::vector<std::byte> diff_;
-  std::vector<std::byte> payload_;
+  Room diff_;                       // the transformed chunk
+  Room delta_frame_;                // header room, then the delta payload
+  Room alone_frame_;                // the standalone frame, when both are coded
+  std::vector<std::byte> payload_;  // the sample's codings
   std::vector<std::byte> sample_, sample_base_;
 };
 

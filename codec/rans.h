@@ -144,6 +144,27 @@ std::size_t encode_segments(std::span<const EncSegment> segments, EncScratch& sc
 // same checks.
 Status decode_segments(const std::uint8_t* in, std::size_t stored, std::span<const DecSegment> segments);
 
+// One coded block for decode_segments_pair: its `stored` bytes and segments.
+struct DecBlockRef {
+  const std::uint8_t* in;
+  std::size_t stored;
+  std::span<const DecSegment> segments;
+};
+// decode_segments on two independent blocks at once (their states
+// interleave, which hides the decoder's table-lookup latency): the same
+// output as two calls when both succeed. On failure it only says that one
+// failed; a caller that names the block decodes them one by one then.
+Status decode_segments_pair(const DecBlockRef& first, const DecBlockRef& second);
+
+// Which decoder loops run: scalar, AVX2, or AVX2 for one block and AVX-512
+// for two interleaved (decode_segments_pair). kAuto picks the widest the
+// CPU has; every path decodes the same symbols and finds the same faults
+// (tests force each in turn).
+enum class DecodePath { kAuto, kScalar, kAvx2, kAvx512 };
+// Sets the path for the whole process; a path the CPU lacks falls back to
+// the next narrower one. Returns the path now in effect.
+DecodePath set_decode_path(DecodePath path);
+
 // Decodes a coded block of `stored` bytes into m symbols. Checks the state
 // range, that no word is read past the block, that every word is consumed
 // and that every lane ends at L. The message names what failed; the caller

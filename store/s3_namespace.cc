@@ -1,6 +1,7 @@
 // s3_namespace.cc: see s3_namespace.h. Loading and refreshing the index,
 // puts into the open pack, uploads and syncs, reads, snapshot objects; gc
-// and scrub live in s3_namespace_maintenance.cc.
+// and scrub live in s3_namespace_maintenance.cc, the spool's side of sync
+// and open in s3_namespace_spool.cc.
 #include "store/s3_namespace.h"
 
 #include <algorithm>
@@ -40,6 +41,14 @@ Result<std::unique_ptr<S3Namespace>> S3Namespace::open(S3Client& client, std::st
   std::unique_ptr<S3Namespace> ns(
       new S3Namespace(client, std::move(bucket), std::move(root), std::move(name), options));
   RETURN_IF_ERROR(ns->refresh(/*repair=*/true).with_context("namespace " + ns->name_));
+  if (!options.object_spool_dir.empty()) {
+    // One directory per bucket, prefix and namespace: "+" stands for "/",
+    // which neither bucket names nor prefixes may hold otherwise.
+    std::string dir = ns->bucket_ + "+" + ns->root_.substr(0, ns->root_.size() - 1);
+    std::replace(dir.begin(), dir.end(), '/', '+');
+    ASSIGN_OR_RETURN(ns->spool_, S3Spool::open(options.object_spool_dir / dir));
+    RETURN_IF_ERROR(ns->upload_leftovers().with_context("namespace " + ns->name_));
+  }
   return ns;
 }
 
@@ -54,8 +63,7 @@ void S3Namespace::log(const std::string& message) const {
 
 void S3Namespace::add_pack_locked(const std::string& name, const S3PackIndex& index) {
   packs_[name] = index.pack_bytes;
-  std::vector<Digest>& ids = pack_chunks_[name];
-  ids.clear();
+  pack_chunks_[name] = index.entries;
   const bool condemned = condemned_.count(name) != 0;
   for (const S3PackEntry& e : index.entries) {
     auto [it, added] = index_.try_emplace(e.id, Location{name, e.offset, e.frame_bytes});
@@ -63,8 +71,30 @@ void S3Namespace::add_pack_locked(const std::string& name, const S3PackIndex& in
     if (!added && !condemned && condemned_.count(it->second.pack) != 0) {
       it->second = Location{name, e.offset, e.frame_bytes};
     }
-    ids.push_back(e.id);
   }
+}
+
+void S3Namespace::relocate_locked(std::unordered_set<Digest, DigestHash> ids) {
+  for (const auto& [pack, entries] : pack_chunks_) {
+    if (ids.empty()) return;
+    if (condemned_.count(pack) != 0) continue;
+    for (const S3PackEntry& e : entries) {
+      if (ids.erase(e.id) != 0) index_[e.id] = Location{pack, e.offset, e.frame_bytes};
+    }
+  }
+}
+
+void S3Namespace::relocate_condemned_locked() {
+  std::unordered_set<Digest, DigestHash> ids;
+  for (const std::string& pack : condemned_) {
+    auto entries = pack_chunks_.find(pack);
+    if (entries == pack_chunks_.end()) continue;
+    for (const S3PackEntry& e : entries->second) {
+      auto it = index_.find(e.id);
+      if (it != index_.end() && it->second.pack == pack) ids.insert(e.id);
+    }
+  }
+  if (!ids.empty()) relocate_locked(std::move(ids));
 }
 
 bool S3Namespace::durable_locked(const Digest& id) const {
@@ -72,14 +102,21 @@ bool S3Namespace::durable_locked(const Digest& id) const {
   return it != index_.end() && (condemned_.empty() || condemned_.count(it->second.pack) == 0);
 }
 
-void S3Namespace::forget_pack_locked(const std::string& name) {
-  for (const Digest& id : pack_chunks_[name]) {
-    auto it = index_.find(id);
-    if (it != index_.end() && it->second.pack == name) index_.erase(it);
+void S3Namespace::forget_packs_locked(const std::vector<std::string>& names) {
+  std::unordered_set<Digest, DigestHash> orphans;
+  for (const std::string& name : names) {
+    for (const S3PackEntry& e : pack_chunks_[name]) {
+      auto it = index_.find(e.id);
+      if (it != index_.end() && it->second.pack == name) {
+        index_.erase(it);
+        orphans.insert(e.id);
+      }
+    }
+    pack_chunks_.erase(name);
+    packs_.erase(name);
+    std::erase_if(windows_, [&](const ReadWindow& w) { return w.pack == name; });
   }
-  pack_chunks_.erase(name);
-  packs_.erase(name);
-  std::erase_if(windows_, [&](const ReadWindow& w) { return w.pack == name; });
+  if (!orphans.empty()) relocate_locked(std::move(orphans));
 }
 
 Status S3Namespace::refresh(bool repair) {
@@ -88,11 +125,14 @@ Status S3Namespace::refresh(bool repair) {
   // The packs a gc is deleting: their chunks count as absent, so that a push
   // sends them again rather than rely on them (docs/FORMAT.md 9.5).
   ASSIGN_OR_RETURN(auto lock_state, read_s3_lock(client_, bucket_, lock_key()));
+  bool newly_condemned = false;
   {
     std::lock_guard lock(mu_);
-    condemned_.clear();
+    std::set<std::string> condemned;
     if (lock_state)
-      condemned_.insert(lock_state->record.condemned.begin(), lock_state->record.condemned.end());
+      condemned.insert(lock_state->record.condemned.begin(), lock_state->record.condemned.end());
+    newly_condemned = !condemned.empty() && condemned != condemned_;
+    condemned_ = std::move(condemned);
   }
   std::set<std::string> known_before;
   {
@@ -113,9 +153,11 @@ Status S3Namespace::refresh(bool repair) {
     // A pack known before this LIST whose index object is gone was deleted
     // by gc (index object first): its chunks are no longer held. (A pack
     // being repaired is listed again below, with repair.)
+    std::vector<std::string> gone;
     for (const std::string& name : known_before) {
-      if (listed.count(name) == 0) forget_pack_locked(name);
+      if (listed.count(name) == 0) gone.push_back(name);
     }
+    if (!gone.empty()) forget_packs_locked(gone);
   }
   std::vector<S3Request> reqs(wanted.size());
   std::vector<S3Request*> ptrs;
@@ -165,6 +207,9 @@ Status S3Namespace::refresh(bool repair) {
     }
   }
   std::lock_guard lock(mu_);
+  // Packs a gc rewrote before condemning them: their live chunks are in
+  // the new packs listed above.
+  if (newly_condemned) relocate_condemned_locked();
   refreshed_ms_ = std::max(refreshed_ms_, started_ms);
   return Status::ok();
 }
@@ -271,6 +316,14 @@ std::shared_ptr<S3Namespace::Upload> S3Namespace::seal_locked() {
   auto up = std::make_shared<Upload>();
   up->seq = open_seq_++;
   up->entries = open_.entries();
+  if (spool_) {
+    up->spooled = spooled_bytes_ == open_.bytes();
+    up->spool_files = std::move(carried_spool_files_);
+    carried_spool_files_.clear();
+    up->spool_files.push_back(up->seq);
+    spooled_bytes_ = kPackHeaderBytes;
+    spool_first_ms_ = 0;
+  }
   up->bytes = open_.seal();
   uploads_[up->seq] = up;
   return up;
@@ -282,6 +335,13 @@ void S3Namespace::upload(const std::shared_ptr<Upload>& up) {
   Status st = put_object(pack_key(name), up->bytes, /*if_absent=*/true).status();
   // Its index object likewise: one already there was made from this pack.
   if (st) st = put_object(index_key(name), s3_pack_trailer(up->bytes), /*if_absent=*/true).status();
+  // In the bucket now: the spool's copies may go (a file that stays by a
+  // failed unlink is uploaded again at the next open, harmlessly).
+  if (st && spool_) {
+    for (std::uint64_t seq : up->spool_files) {
+      if (Status removed = spool_->remove(seq); !removed) log("spool: " + removed.to_string());
+    }
+  }
   std::lock_guard lock(mu_);
   up->done = true;
   up->status = st;
@@ -307,6 +367,9 @@ void S3Namespace::upload(const std::shared_ptr<Upload>& up) {
       const auto record = std::span(up->bytes).subspan(e.offset, record_bytes(e.frame_bytes));
       p->second = Pending{open_seq_, open_.add_record(record, e.id), e.frame_bytes};
     }
+    // The chunks stay durable in their spool files until the pack that now
+    // carries them is in the bucket.
+    carried_spool_files_.insert(carried_spool_files_.end(), up->spool_files.begin(), up->spool_files.end());
   }
   up->bytes.clear();
   up->bytes.shrink_to_fit();
@@ -314,6 +377,16 @@ void S3Namespace::upload(const std::shared_ptr<Upload>& up) {
 }
 
 S3Namespace::~S3Namespace() {
+  if (spool_) {
+    bool spooled = false;
+    {
+      std::lock_guard lock(mu_);
+      spooled = open_.chunks() != 0 || !uploads_.empty();
+    }
+    if (spooled) {
+      if (Status st = flush(); !st) log("the spool keeps chunks for the next open: " + st.to_string());
+    }
+  }
   std::vector<std::pair<std::thread, std::shared_ptr<Upload>>> threads;
   {
     std::lock_guard lock(mu_);
@@ -347,7 +420,7 @@ void S3Namespace::start_upload(const std::shared_ptr<Upload>& up) {
   for (std::thread& t : finished) t.join();
 }
 
-Status S3Namespace::sync() {
+Status S3Namespace::flush() {
   std::shared_ptr<Upload> mine;
   std::vector<std::shared_ptr<Upload>> waited;
   {
@@ -370,24 +443,37 @@ Result<std::vector<std::byte>> S3Namespace::get(const Digest& id) {
   // Stored through another gateway since this one last looked? A view
   // taken after this call began answers (concurrent misses share one LIST).
   if (!holds(id)) RETURN_IF_ERROR(refresh_since(mono_ms()));
-  Location loc;
-  {
-    std::lock_guard lock(mu_);
-    auto it = index_.find(id);
-    if (it == index_.end()) {
-      auto p = pending_.find(id);
-      if (p == pending_.end()) return Status::not_found("namespace " + name_ + ": no chunk " + to_hex(id));
-      std::span<const std::byte> frame;
-      if (p->second.seq == open_seq_) {
-        frame = open_.frame_at(p->second.offset, p->second.frame_bytes);
-      } else {
-        const Upload& up = *uploads_.at(p->second.seq);
-        frame = std::span(up.bytes).subspan(p->second.offset + kRecordHeaderBytes, p->second.frame_bytes);
+  for (int pass = 0;; ++pass) {
+    Location loc;
+    {
+      std::lock_guard lock(mu_);
+      auto it = index_.find(id);
+      if (it == index_.end()) {
+        auto p = pending_.find(id);
+        if (p == pending_.end()) return Status::not_found("namespace " + name_ + ": no chunk " + to_hex(id));
+        std::span<const std::byte> frame;
+        if (p->second.seq == open_seq_) {
+          frame = open_.frame_at(p->second.offset, p->second.frame_bytes);
+        } else {
+          const Upload& up = *uploads_.at(p->second.seq);
+          frame = std::span(up.bytes).subspan(p->second.offset + kRecordHeaderBytes, p->second.frame_bytes);
+        }
+        return std::vector<std::byte>(frame.begin(), frame.end());
       }
-      return std::vector<std::byte>(frame.begin(), frame.end());
+      loc = it->second;
     }
-    loc = it->second;
+    auto frame = read_chunk(id, loc);
+    // The pack is gone: a gc elsewhere rewrote its live chunks into a new
+    // pack and deleted it. A view taken now finds them there.
+    if (!frame && frame.status().code() == Code::kNotFound && pass == 0) {
+      RETURN_IF_ERROR(refresh_since(mono_ms()));
+      continue;
+    }
+    return frame;
   }
+}
+
+Result<std::vector<std::byte>> S3Namespace::read_chunk(const Digest& id, const Location& loc) {
   const std::string key = pack_key(loc.pack);
   const std::string where = key + " at offset " + std::to_string(loc.offset);
   Status last;
@@ -473,15 +559,19 @@ Status S3Namespace::check_chunks_durable(std::string_view snapshot, const Manife
     return Status::not_found("namespace " + name_ + ": snapshot " + std::string(snapshot) + " names " +
                              std::to_string(missing) + " chunks the store lacks, first " + first);
   }
-  // The index may be older than a gc elsewhere: every pack must still be there.
-  ASSIGN_OR_RETURN(std::vector<std::string> gone, missing_packs(packs));
-  if (!gone.empty()) {
-    return Status::not_found("namespace " + name_ + ": snapshot " + std::string(snapshot) +
-                             " names chunks of pack " + gone[0] +
-                             (gone.size() > 1 ? " and " + std::to_string(gone.size() - 1) + " more" : "") +
-                             ", which are gone from the bucket; send them again");
+  // The index may be older than a gc elsewhere: every pack must still be
+  // there. A gc that rewrote a pack before deleting it left its live chunks
+  // in another pack, where the index finds them now: check that one too.
+  for (int round = 0;; ++round) {
+    ASSIGN_OR_RETURN(std::vector<std::string> gone, missing_packs(packs));
+    if (gone.empty()) return Status::ok();
+    if (round == 2 || count_missing(first) != 0) {
+      return Status::not_found("namespace " + name_ + ": snapshot " + std::string(snapshot) +
+                               " names chunks of pack " + gone[0] +
+                               (gone.size() > 1 ? " and " + std::to_string(gone.size() - 1) + " more" : "") +
+                               ", which are gone from the bucket; send them again");
+    }
   }
-  return Status::ok();
 }
 
 Result<std::map<std::string, std::uint64_t>> S3Namespace::snapshot_objects() {
@@ -570,10 +660,12 @@ Result<std::vector<std::string>> S3Namespace::missing_packs(const std::set<std::
   for (std::size_t i = 0; i < names.size(); ++i) {
     if (reqs[i].status) continue;
     if (reqs[i].status.code() != Code::kNotFound) return reqs[i].status;
+    gone.push_back(names[i]);
+  }
+  if (!gone.empty()) {
     // Forgotten, so that have() answers false and a push sends them again.
     std::lock_guard lock(mu_);
-    forget_pack_locked(names[i]);
-    gone.push_back(names[i]);
+    forget_packs_locked(gone);
   }
   return gone;
 }
@@ -596,7 +688,8 @@ Status S3Namespace::commit(std::string_view snapshot, std::span<const std::byte>
   // The store's clock, not the host's, dates the snapshot for retention.
   const std::int64_t now_ns = wall_ns();
   RETURN_IF_ERROR(check_created_time(name_, snapshot, m.created_ns, now_ns));
-  RETURN_IF_ERROR(sync());
+  // A snapshot names only chunks in the bucket: the spool's go there first.
+  RETURN_IF_ERROR(flush());
   std::set<std::string> packs;
   std::int64_t checked_ms = 0;
   RETURN_IF_ERROR(check_safe_from_gc(snapshot, m, packs, checked_ms));

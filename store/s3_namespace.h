@@ -8,9 +8,15 @@
 // (s3_lock.h): a commit never publishes a snapshot that relies on a pack a
 // gc has condemned, and gc reads the snapshots again before it deletes.
 //
+// With a spool (StoreOptions::object_spool_dir, s3_spool.h), a sync makes
+// the open pack's chunks durable on the gateway's disk instead of sealing
+// it; packs go to the bucket when full, at a commit, at gc, after
+// kS3SpoolMaxAgeMs, and when the namespace closes.
+//
 // Locking: `mu_` guards the index, the open pack and the uploads in flight;
 // it is never held across a request to the bucket. `cv_` tells syncs that
 // an upload finished. `commit_mu_` orders snapshot publication and removal.
+// `spool_mu_` makes one sync at a time write the spool.
 #pragma once
 
 #include <condition_variable>
@@ -26,15 +32,18 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "base/status.h"
 #include "codec/frame.h"
 #include "codec/manifest.h"
 #include "store/chunk_store.h"
+#include "store/pack_file.h"  // kPackHeaderBytes
 #include "store/s3_client.h"
 #include "store/s3_lock.h"
 #include "store/s3_pack.h"
+#include "store/s3_spool.h"
 #include "store/store_namespace.h"  // DigestHash
 #include "store/store_options.h"
 
@@ -47,7 +56,9 @@ class S3Namespace {
   // back the index object of any pack that lacks a good one.
   static Result<std::unique_ptr<S3Namespace>> open(S3Client& client, std::string bucket, std::string root,
                                                    std::string name, const StoreOptions& options);
-  // Waits for the packs still uploading in the background.
+  // Uploads what the spool holds (best effort: what fails stays in the
+  // spool for the next open) and waits for the packs still uploading in the
+  // background.
   ~S3Namespace();
 
   // True when the chunk is durable or waiting in an open or uploading pack.
@@ -55,7 +66,12 @@ class S3Namespace {
   Result<std::vector<bool>> have(std::span<const Digest> ids);
   // `frame` is verified: parse_frame_header returned `verified`, decoded to its id.
   Result<PutResult> put(std::span<const std::byte> frame, const FrameHeader& verified);
+  // Every chunk put before the call is durable once it returns: in the
+  // bucket, or with a spool in the spool (flush() without one).
   Status sync();
+  // Every chunk put before the call is in the bucket once it returns: seals
+  // the open pack and waits for every upload.
+  Status flush();
   Result<std::vector<std::byte>> get(const Digest& id);
   Status commit(std::string_view snapshot, std::span<const std::byte> bytes, const Manifest& m);
   Result<std::vector<SnapshotInfo>> list();
@@ -81,6 +97,12 @@ class S3Namespace {
     std::uint64_t seq = 0;
     std::vector<std::byte> bytes;
     std::vector<S3PackEntry> entries;
+    // Every record is in the spool already, so a sync need not wait for it.
+    bool spooled = false;
+    // The spool files whose records this pack carries (its own, and those
+    // of failed uploads whose chunks came back into it): deleted once it is
+    // in the bucket.
+    std::vector<std::uint64_t> spool_files;
     bool done = false;
     Status status;
   };
@@ -120,6 +142,18 @@ class S3Namespace {
   void add_pack_locked(const std::string& name, const S3PackIndex& index);
   // REQUIRES mu_: seals the open pack into an upload (nullptr when empty).
   std::shared_ptr<Upload> seal_locked();
+  // At open: uploads the chunks an earlier process left in the spool, then
+  // deletes its files.
+  Status upload_leftovers();
+  // gc's rewriting of packs whose live chunks are fewer than
+  // gc_repack_live_percent of their bytes (s3_namespace_maintenance.cc).
+  struct GcCandidate;
+  struct GcRewrite;
+  Status rewrite_live_chunks(std::vector<GcCandidate>& packs,
+                             const std::unordered_set<Digest, DigestHash>& live, GcRewrite& out);
+  // Seals `builder` and PUTs the pack and its index object (gc's rewrite);
+  // then the pack is in the index.
+  Status store_rewritten_pack(S3PackBuilder& builder);
   // Uploads the pack and its index object; then the chunks are durable, or
   // on failure back in the open pack.
   void upload(const std::shared_ptr<Upload>& up);
@@ -132,6 +166,9 @@ class S3Namespace {
   // of the records that follow it (a restore asks for chunks in the order
   // they were pushed, so one GET serves several chunks).
   Result<std::vector<std::byte>> read_record(const Location& loc);
+  // The frame of chunk `id` at `loc`, checked (a record that fails its
+  // check is read once more before it is reported as Corruption).
+  Result<std::vector<std::byte>> read_chunk(const Digest& id, const Location& loc);
   // NotFound unless every chunk `m` names is durable and its pack present;
   // `packs` gets the packs that hold them.
   Status check_chunks_durable(std::string_view snapshot, const Manifest& m, std::set<std::string>& packs);
@@ -159,8 +196,17 @@ class S3Namespace {
   // Snapshot names (from a LIST of ROOT/snapshots/) with their object sizes.
   Result<std::map<std::string, std::uint64_t>> snapshot_objects();
   Result<std::vector<std::pair<std::string, Manifest>>> load_manifests();
-  // REQUIRES mu_: forgets pack `name` and the index entries that point into it.
-  void forget_pack_locked(const std::string& name);
+  // REQUIRES mu_: forgets the packs and the index entries that point into
+  // them; a chunk another known pack holds too is found there instead (gc
+  // rewrote it into a new pack before deleting the old one).
+  void forget_packs_locked(const std::vector<std::string>& names);
+  // REQUIRES mu_: each chunk of `ids` points to a pack that holds it and no
+  // gc condemns, where one is known (one pass over the known packs).
+  void relocate_locked(std::unordered_set<Digest, DigestHash> ids);
+  // REQUIRES mu_: the chunks whose pack gc condemns move to another pack
+  // that holds them, where one is known, so that have() keeps answering
+  // true for chunks gc rewrites while it runs.
+  void relocate_condemned_locked();
 
   S3Client& client_;
   const std::string bucket_;
@@ -172,16 +218,24 @@ class S3Namespace {
   std::mutex refresh_mu_;  // one refresh_since at a time
   std::mutex mu_;
   std::condition_variable cv_;
-  std::unordered_map<Digest, Location, DigestHash> index_;  // durable chunks
-  std::map<std::string, std::uint64_t> packs_;              // pack name -> object bytes
-  std::map<std::string, std::vector<Digest>> pack_chunks_;  // pack name -> the chunks it holds
-  std::set<std::string> condemned_;                         // packs a gc is deleting (lock object)
-  std::int64_t refreshed_ms_ = 0;                           // when the last completed refresh began (mono_ms)
+  std::unordered_map<Digest, Location, DigestHash> index_;       // durable chunks
+  std::map<std::string, std::uint64_t> packs_;                   // pack name -> object bytes
+  std::map<std::string, std::vector<S3PackEntry>> pack_chunks_;  // pack name -> the chunks it holds
+  std::set<std::string> condemned_;                              // packs a gc is deleting (lock object)
+  std::int64_t refreshed_ms_ = 0;  // when the last completed refresh began (mono_ms)
   S3PackBuilder open_;
   std::uint64_t open_seq_ = 1;
   std::unordered_map<Digest, Pending, DigestHash> pending_;  // in open_ or an upload
   std::uint64_t pending_bytes_ = 0;
   std::map<std::uint64_t, std::shared_ptr<Upload>> uploads_;  // by seq, until done
+  std::unique_ptr<S3Spool> spool_;                            // null without StoreOptions::object_spool_dir
+  std::mutex spool_mu_;
+  // Bytes of open_ in its spool file (from the pack header on), when the
+  // first of them was written (mono_ms; 0: none yet), and the spool files of
+  // failed uploads whose chunks came back into open_.
+  std::uint64_t spooled_bytes_ = kPackHeaderBytes;
+  std::int64_t spool_first_ms_ = 0;
+  std::vector<std::uint64_t> carried_spool_files_;
   // start_upload()'s threads with their uploads (joined once done), and how
   // many of them have not finished.
   std::vector<std::pair<std::thread, std::shared_ptr<Upload>>> uploaders_;

@@ -4,8 +4,11 @@
 // chunk a snapshot names, in its lock object, waits for commits that did not
 // see that to publish, reads the snapshots again and deletes the condemned
 // packs they do not name (index object first, then the pack, so that a kill
-// in between leaves a pack that the next open indexes again); packs with
-// some live chunks stay whole (rewriting them is not done yet). Scrub reads
+// in between leaves a pack that the next open indexes again). Packs whose
+// live chunks are a small part of them are rewritten first: their live
+// chunks go into new packs, and they are condemned and deleted like dead
+// ones, unless a snapshot committed meanwhile names a chunk that was not
+// copied. Scrub reads
 // every pack in full, checks its trailer and records and decodes every
 // chunk.
 #include <algorithm>
@@ -16,6 +19,7 @@
 #include "base/clock.h"
 #include "codec/chunk_codec.h"
 #include "codec/delta_codec.h"
+#include "codec/tree_hash.h"
 #include "store/pack_file.h"
 #include "store/s3_namespace.h"
 #include "store/scrub_snapshot.h"
@@ -69,10 +73,122 @@ Result<GcReport> S3Namespace::gc() {
   return report;
 }
 
+// A pack gc means to delete: wholly dead, or partly live and rewritten.
+struct S3Namespace::GcCandidate {
+  std::string name;
+  std::uint64_t bytes = 0;  // the object's
+  std::vector<S3PackEntry> entries;
+  bool rewrite = false;            // some chunks live: they go into new packs first
+  bool kept = false;               // could not be rewritten: left whole
+  std::uint64_t copied_bytes = 0;  // of its records, copied into new packs
+};
+
+// What rewriting left: the chunks of rewritten packs that are now in a pack
+// this gc does not delete (a new one, or one that held them already).
+struct S3Namespace::GcRewrite {
+  std::unordered_set<Digest, DigestHash> elsewhere;
+  std::uint64_t packs_written = 0;
+};
+
+Status S3Namespace::store_rewritten_pack(S3PackBuilder& builder) {
+  S3PackIndex index;
+  index.entries = builder.entries();
+  const std::vector<std::byte> bytes = builder.seal();
+  index.pack_bytes = bytes.size();
+  const std::string name = to_hex(sha256(bytes));
+  // Pack, then index object, both durable before gc condemns the old packs:
+  // a writer that reads the condemned list lists the new index objects after.
+  RETURN_IF_ERROR(put_object(pack_key(name), bytes, /*if_absent=*/true).status());
+  RETURN_IF_ERROR(put_object(index_key(name), s3_pack_trailer(bytes), /*if_absent=*/true).status());
+  std::lock_guard lock(mu_);
+  add_pack_locked(name, index);
+  return Status::ok();
+}
+
+Status S3Namespace::rewrite_live_chunks(std::vector<GcCandidate>& packs,
+                                        const std::unordered_set<Digest, DigestHash>& live, GcRewrite& out) {
+  // Live chunks that a pack outside the candidates holds too need no copy.
+  std::unordered_set<Digest, DigestHash> wanted;
+  std::set<std::string> names;
+  for (const GcCandidate& c : packs) {
+    names.insert(c.name);
+    if (!c.rewrite) continue;
+    for (const S3PackEntry& e : c.entries) {
+      if (live.count(e.id) != 0) wanted.insert(e.id);
+    }
+  }
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [pack, entries] : pack_chunks_) {
+      if (names.count(pack) != 0) continue;
+      for (const S3PackEntry& e : entries) {
+        if (wanted.erase(e.id) != 0) out.elsewhere.insert(e.id);
+      }
+    }
+  }
+  S3PackBuilder builder;
+  for (GcCandidate& c : packs) {
+    if (!c.rewrite) continue;
+    std::vector<const S3PackEntry*> copy;
+    for (const S3PackEntry& e : c.entries) {
+      if (wanted.count(e.id) != 0 && out.elsewhere.count(e.id) == 0) copy.push_back(&e);
+    }
+    if (copy.empty()) continue;  // every live chunk has another home
+    const std::string key = pack_key(c.name);
+    auto pack = client_.get(bucket_, key);
+    if (!pack) {
+      if (pack.status().code() != Code::kNotFound) return pack.status().with_context("gc rewriting " + key);
+      c.kept = true;  // gone meanwhile: nothing to delete or copy
+      continue;
+    }
+    // Only records that check out are copied; a pack with a damaged live
+    // record stays whole, for scrub to report.
+    Status damage;
+    for (const S3PackEntry* e : copy) {
+      const std::uint64_t n = record_bytes(e->frame_bytes);
+      if (e->offset + n > pack->size()) {
+        damage = Status::corruption(key + ": record of chunk " + to_hex(e->id) + " at offset " +
+                                    std::to_string(e->offset) + " lies past the end of the object");
+        break;
+      }
+      auto frame = s3_record_frame(std::span(*pack).subspan(e->offset, n), e->id,
+                                   key + " at offset " + std::to_string(e->offset));
+      if (!frame) {
+        damage = frame.status();
+        break;
+      }
+    }
+    if (!damage) {
+      log("gc leaves pack " + c.name + " whole: " + damage.to_string());
+      c.kept = true;
+      continue;
+    }
+    for (const S3PackEntry* e : copy) {
+      if (out.elsewhere.count(e->id) != 0) continue;  // copied from an earlier pack
+      const auto record = std::span(*pack).subspan(e->offset, record_bytes(e->frame_bytes));
+      builder.add_record(record, e->id);
+      out.elsewhere.insert(e->id);
+      c.copied_bytes += record.size();
+      if (builder.bytes() >= options_.object_pack_target_bytes) {
+        RETURN_IF_ERROR(store_rewritten_pack(builder).with_context("gc rewriting " + key));
+        ++out.packs_written;
+      }
+    }
+  }
+  if (builder.chunks() != 0) {
+    RETURN_IF_ERROR(store_rewritten_pack(builder).with_context("gc rewriting packs"));
+    ++out.packs_written;
+  }
+  std::erase_if(packs, [](const GcCandidate& c) { return c.kept; });
+  return Status::ok();
+}
+
 // Under the lock (docs/FORMAT.md 9.5): the packs past the grace period that
-// hold no chunk a snapshot names are condemned in the lock object; after
-// gc_settle_ms, every commit that did not see them condemned has published
-// its snapshot, so the snapshots read then decide which to delete.
+// hold no chunk a snapshot names, and those whose live chunks are fewer
+// than gc_repack_live_percent of their bytes once these are copied into new
+// packs, are condemned in the lock object; after gc_settle_ms, every commit
+// that did not see them condemned has published its snapshot, so the
+// snapshots read then decide which to delete.
 Result<GcReport> S3Namespace::gc_locked(S3Lock& lock) {
   // A snapshot gc cannot read might name any chunk: refuse rather than guess.
   auto referenced_chunks = [&]() -> Result<std::unordered_set<Digest, DigestHash>> {
@@ -88,45 +204,50 @@ Result<GcReport> S3Namespace::gc_locked(S3Lock& lock) {
     }
     return referenced;
   };
-  auto any_referenced = [](const std::vector<Digest>& ids,
-                           const std::unordered_set<Digest, DigestHash>& refs) {
-    return std::any_of(ids.begin(), ids.end(), [&](const Digest& id) { return refs.count(id) != 0; });
-  };
   ASSIGN_OR_RETURN(auto referenced, referenced_chunks());
-  RETURN_IF_ERROR(sync());
+  RETURN_IF_ERROR(flush());
   RETURN_IF_ERROR(refresh(/*repair=*/true));
   const std::string dir = root_ + "packs/";
   ASSIGN_OR_RETURN(std::vector<S3Object> objects, client_.list(bucket_, dir));
   const std::int64_t cutoff_ns =
       wall_ns() - seconds_to_ns_saturated(std::max<std::int64_t>(options_.gc_grace_seconds, 0));
-  struct Candidate {
-    std::string name;
-    std::uint64_t bytes = 0;
-    std::vector<Digest> ids;
-  };
-  std::vector<Candidate> candidates;
+  std::vector<GcCandidate> candidates;
   for (const S3Object& o : objects) {
     if (!o.key.ends_with(".pack") || candidates.size() >= kS3GcMaxCondemnedPacks) continue;
     const std::string name = o.key.substr(dir.size(), o.key.size() - dir.size() - 5);
     // Packs written within the grace period may hold a push in flight.
     if (o.last_modified_ns == 0 || o.last_modified_ns > cutoff_ns) continue;
-    std::vector<Digest> ids;
+    GcCandidate c{name, o.size, {}};
     {
       std::lock_guard l(mu_);
       auto it = pack_chunks_.find(name);
       if (it == pack_chunks_.end()) continue;  // unreadable: scrub reports it
-      ids = it->second;
+      c.entries = it->second;
     }
-    if (!any_referenced(ids, referenced)) candidates.push_back({name, o.size, std::move(ids)});
+    std::uint64_t live_bytes = 0, record_total = 0;
+    for (const S3PackEntry& e : c.entries) {
+      record_total += record_bytes(e.frame_bytes);
+      if (referenced.count(e.id) != 0) live_bytes += record_bytes(e.frame_bytes);
+    }
+    c.rewrite = live_bytes != 0;
+    if (c.rewrite &&
+        live_bytes * 100 >= record_total * static_cast<std::uint64_t>(options_.gc_repack_live_percent))
+      continue;
+    candidates.push_back(std::move(c));
+  }
+  GcRewrite rewritten;
+  if (std::any_of(candidates.begin(), candidates.end(), [](const GcCandidate& c) { return c.rewrite; })) {
+    RETURN_IF_ERROR(rewrite_live_chunks(candidates, referenced, rewritten));
   }
   GcReport report;
   if (!candidates.empty()) {
     std::vector<std::string> names;
-    for (const Candidate& c : candidates) names.push_back(c.name);
+    for (const GcCandidate& c : candidates) names.push_back(c.name);
     RETURN_IF_ERROR(lock.set_condemned(names));
     {
       std::lock_guard l(mu_);
       condemned_.insert(names.begin(), names.end());
+      relocate_condemned_locked();
     }
     const std::int64_t settle_until_ms = mono_ms() + std::max(options_.gc_settle_ms, kS3GcMinSettleMs);
     while (mono_ms() < settle_until_ms) {
@@ -134,22 +255,38 @@ Result<GcReport> S3Namespace::gc_locked(S3Lock& lock) {
       std::this_thread::sleep_for(
           std::chrono::milliseconds(std::min<std::int64_t>(kS3LockPollMs, settle_until_ms - mono_ms() + 1)));
     }
-    // Snapshots committed meanwhile keep the packs they name.
+    // Snapshots committed meanwhile keep the packs they name, unless the
+    // chunks they name there are in a pack this gc keeps.
     ASSIGN_OR_RETURN(referenced, referenced_chunks());
-    for (const Candidate& c : candidates) {
-      if (any_referenced(c.ids, referenced)) {
+    std::vector<std::string> deleted;
+    Status st;
+    for (const GcCandidate& c : candidates) {
+      if (std::any_of(c.entries.begin(), c.entries.end(), [&](const S3PackEntry& e) {
+            return referenced.count(e.id) != 0 && rewritten.elsewhere.count(e.id) == 0;
+          })) {
         ++report.packs_spared;
         continue;
       }
-      RETURN_IF_ERROR(lock.check_held());
-      RETURN_IF_ERROR(client_.remove(bucket_, index_key(c.name)));
-      RETURN_IF_ERROR(client_.remove(bucket_, pack_key(c.name)));
-      std::lock_guard l(mu_);
-      forget_pack_locked(c.name);
-      ++report.packs_deleted;
-      report.chunks_removed += c.ids.size();
-      report.bytes_removed += c.bytes;
+      st = lock.check_held();
+      if (st) st = client_.remove(bucket_, index_key(c.name));
+      if (st) st = client_.remove(bucket_, pack_key(c.name));
+      if (!st) break;
+      deleted.push_back(c.name);
+      if (c.rewrite) {
+        ++report.packs_rewritten;
+      } else {
+        ++report.packs_deleted;
+      }
+      for (const S3PackEntry& e : c.entries) report.chunks_removed += rewritten.elsewhere.count(e.id) == 0;
+      report.bytes_removed += c.bytes - c.copied_bytes;
     }
+    std::lock_guard l(mu_);
+    forget_packs_locked(deleted);
+    RETURN_IF_ERROR(st);
+  }
+  if (rewritten.packs_written != 0) {
+    log("gc rewrote the live chunks of " + std::to_string(report.packs_rewritten) + " packs into " +
+        std::to_string(rewritten.packs_written) + " new ones");
   }
   std::lock_guard l(mu_);
   report.chunks_kept = index_.size();
@@ -181,7 +318,9 @@ Status S3Namespace::scrub(ScrubReport& report) {
       std::vector<Digest> ids;
       {
         std::lock_guard lock(mu_);
-        if (auto it = pack_chunks_.find(name); it != pack_chunks_.end()) ids = it->second;
+        if (auto it = pack_chunks_.find(name); it != pack_chunks_.end()) {
+          for (const S3PackEntry& e : it->second) ids.push_back(e.id);
+        }
       }
       if (ids.empty()) add_bad(Digest{}, o.key, check.status().to_string());
       for (const Digest& id : ids) add_bad(id, o.key, check.status().to_string());

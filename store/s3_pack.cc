@@ -55,6 +55,11 @@ std::uint64_t S3PackBuilder::add_record(std::span<const std::byte> record, const
   return offset;
 }
 
+std::span<const std::byte> S3PackBuilder::records_from(std::uint64_t offset) const {
+  FERRY_CHECK(offset <= bytes_.size());
+  return std::span(bytes_).subspan(offset);
+}
+
 std::span<const std::byte> S3PackBuilder::frame_at(std::uint64_t offset, std::uint32_t frame_bytes) const {
   FERRY_CHECK(offset + kRecordHeaderBytes + frame_bytes <= bytes_.size());
   return std::span(bytes_).subspan(offset + kRecordHeaderBytes, frame_bytes);

@@ -43,6 +43,9 @@ class S3PackBuilder {
   // Appends a whole record taken from another pack (checked by its reader):
   // a failed upload's chunks going back into the open pack.
   std::uint64_t add_record(std::span<const std::byte> record, const Digest& id);
+  // The bytes from `offset` (a record boundary) to the end of the records
+  // added so far: what a spool (s3_spool.h) has not written yet.
+  std::span<const std::byte> records_from(std::uint64_t offset) const;
   // The frame of a record added earlier (for reads before the pack is sealed).
   std::span<const std::byte> frame_at(std::uint64_t offset, std::uint32_t frame_bytes) const;
   // Appends the trailer and hands over the whole object; the builder is empty

@@ -109,6 +109,10 @@ Result<std::unique_ptr<ChunkStore>> open_s3_store(std::string_view url, S3Config
                                     std::to_string(kS3MinPackTargetBytes >> 20) + " and " +
                                     std::to_string(kS3MaxPackTargetBytes >> 20) + " MiB");
   }
+  if (options.gc_repack_live_percent < 0 || options.gc_repack_live_percent > 100) {
+    return Status::invalid_argument("S3 gc rewrite threshold must be 0 to 100 percent of a pack live, not " +
+                                    std::to_string(options.gc_repack_live_percent));
+  }
   if (options.object_lock_days < 0 || options.object_lock_days > kS3MaxObjectLockDays) {
     return Status::invalid_argument("S3 Object Lock retention must be 0 to " +
                                     std::to_string(kS3MaxObjectLockDays) + " days, not " +

@@ -75,6 +75,10 @@ inline constexpr std::size_t kS3MaxReadWindows = 6;
 // How old a namespace's view of the bucket's index objects may grow before
 // have() lists them again (other gateways and hosts write to the bucket).
 inline constexpr std::int64_t kS3IndexRefreshMs = 2'000;
+// A gateway's spool (store/s3_spool.h): a sync uploads the open pack, full
+// or not, once its first spooled chunk has waited this long, so that chunks
+// of a pack that fills slowly do not stay on the gateway's disk alone.
+inline constexpr std::int64_t kS3SpoolMaxAgeMs = 60'000;
 // Bytes read from a pack's end to find its trailer in one GET: the trailer
 // of a 64 MiB pack of 4 KiB chunks needs more, which a second GET fetches.
 inline constexpr std::uint64_t kS3TrailerProbeBytes = 64ull << 10;
@@ -100,6 +104,14 @@ inline constexpr int kS3LockAcquireRounds = 4;
 // Packs one gc run condemns at most (the rest wait for the next run), so
 // that the lock object stays below kS3MaxLockObjectBytes.
 inline constexpr std::size_t kS3GcMaxCondemnedPacks = 100'000;
+// gc rewrites a pack past the grace period whose live records (those a
+// snapshot names) are less than this percentage of its records' bytes: its
+// live chunks go into new packs and the old pack is deleted like a dead
+// one (docs/FORMAT.md 9.5). A rewrite costs a GET of the pack and the PUTs
+// of the new one, so a little garbage is left in place (the local store's
+// gc rewrites at the same 25% of dead bytes). The default of
+// StoreOptions::gc_repack_live_percent; 0 turns rewriting off.
+inline constexpr int kS3GcRepackLivePercent = 75;
 // The safety window between gc and a concurrent commit (FORMAT.md 9.5). A
 // commit that relies on packs checks the lock object, then publishes; if
 // publishing ended more than kS3CommitRecheckMs after that check, it checks

@@ -28,8 +28,15 @@ struct StoreOptions {
   // Per-namespace limit on snapshots; a commit beyond it is refused.
   std::uint64_t max_snapshots = kMaxSnapshotsPerNamespace;
   std::uint64_t pack_target_bytes = kDefaultPackTargetBytes;
-  // The S3 backend's (store/s3_store.h); a sync seals a smaller one.
+  // The S3 backend's (store/s3_store.h); without a spool, a sync seals a
+  // smaller one.
   std::uint64_t object_pack_target_bytes = kDefaultObjectPackTargetBytes;
+  // The S3 backend: a directory on the gateway's disk where a sync makes the
+  // open pack's chunks durable (store/s3_spool.h; docs/FORMAT.md 9.3), so that
+  // packs reach the bucket at the target size however often a receiver
+  // commits; one subdirectory per bucket, prefix and namespace. Empty: a
+  // sync seals and uploads the open pack, full or not.
+  std::filesystem::path object_spool_dir;
   // gc leaves packs written within this many seconds alone, so the chunks of
   // a push still in flight (stored, not yet named by a committed snapshot)
   // are not collected under it.
@@ -39,6 +46,9 @@ struct StoreOptions {
   // (at least kS3GcMinSettleMs; docs/FORMAT.md 9.5).
   std::int64_t lock_expiry_ms = kS3LockExpiryMs;
   std::int64_t gc_settle_ms = kS3GcSettleMs;
+  // S3 gc rewrites packs whose live records are below this percentage of
+  // their bytes (0: only wholly dead packs are deleted; at most 100).
+  int gc_repack_live_percent = kS3GcRepackLivePercent;
   // S3 Object Lock: every object ferry writes is retained in COMPLIANCE mode
   // for this many days (the bucket must have been made with Object Lock);
   // 0: no retention. At most kS3MaxObjectLockDays.

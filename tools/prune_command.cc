@@ -24,6 +24,7 @@ std::string FLAGS_keep_within;
 bool FLAGS_gc = true;
 bool FLAGS_dry_run = false;
 std::int64_t FLAGS_gc_grace_s = 3600;
+int FLAGS_s3_repack_live_percent = kS3GcRepackLivePercent;
 
 void define_prune(CLI::App& app) {
   add_store(app, "the receiver's store directory");
@@ -44,6 +45,10 @@ void define_prune(CLI::App& app) {
   app.add_flag("--dry_run", FLAGS_dry_run, "say what would be removed, remove nothing");
   app.add_option("--gc_grace_s", FLAGS_gc_grace_s,
                  "gc leaves packs written within this many seconds alone (chunks of a push in flight)")
+      ->capture_default_str();
+  app.add_option("--s3_repack_live_percent", FLAGS_s3_repack_live_percent,
+                 "with s3:// stores: gc rewrites packs whose live chunks are less than this percentage of "
+                 "their bytes into new packs (0: it only deletes wholly dead packs)")
       ->capture_default_str();
   add_json(app, "print one JSON object per snapshot decision and one per summary (docs/OPERATIONS.md)");
 }
@@ -106,8 +111,11 @@ int run_prune(const std::vector<std::string>&) {
         "(it never removes every snapshot)");
   }
   if (FLAGS_gc_grace_s < 0) return usage_error("--gc_grace_s must be >= 0");
+  if (FLAGS_s3_repack_live_percent < 0 || FLAGS_s3_repack_live_percent > 100)
+    return usage_error("--s3_repack_live_percent must be from 0 to 100");
   StoreOptions options;
   options.gc_grace_seconds = FLAGS_gc_grace_s;
+  options.gc_repack_live_percent = FLAGS_s3_repack_live_percent;
   auto store = open_store(settings().store, options);
   if (!store) return fail(store.status());
   const std::int64_t now_ns = wall_ns();

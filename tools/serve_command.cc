@@ -28,6 +28,7 @@ std::string FLAGS_metrics_listen;
 std::uint64_t FLAGS_max_connections_per_namespace = replication::kDefaultMaxConnectionsPerNamespace;
 int FLAGS_crl_reload_s = replication::kDefaultCrlReloadIntervalMs / 1000;
 std::int64_t FLAGS_s3_object_lock_days = 0;
+std::string FLAGS_s3_spool;
 
 void define_serve(CLI::App& app) {
   add_store(app, "the store directory (created if missing), or s3://BUCKET/PREFIX");
@@ -40,6 +41,10 @@ void define_serve(CLI::App& app) {
   app.add_option("--s3_object_lock_days", FLAGS_s3_object_lock_days,
                  "with --store=s3://...: retain every object written for N days with S3 Object Lock "
                  "(COMPLIANCE; the bucket must have been made with Object Lock)");
+  app.add_option("--s3_spool", FLAGS_s3_spool,
+                 "with --store=s3://...: a directory on this host's disk where group commits make chunks "
+                 "durable until a pack of --s3_pack_size is full (or a snapshot commits), so that packs "
+                 "reach the bucket full; without it, every group commit uploads a pack, full or not");
   app.add_option("--max_connections", FLAGS_max_connections,
                  "connections served at once; more are refused with an error")
       ->capture_default_str();
@@ -84,6 +89,9 @@ int run_serve(const std::vector<std::string>&) {
   store_options.object_lock_days = FLAGS_s3_object_lock_days;
   if (FLAGS_s3_object_lock_days != 0 && !is_s3_url(settings().store))
     return usage_error("--s3_object_lock_days needs --store=s3://BUCKET/PREFIX");
+  if (!FLAGS_s3_spool.empty() && !is_s3_url(settings().store))
+    return usage_error("--s3_spool needs --store=s3://BUCKET/PREFIX");
+  store_options.object_spool_dir = FLAGS_s3_spool;
   auto store = open_store(settings().store, store_options);  // a directory or s3://BUCKET/PREFIX
   if (!store) return fail(store.status());
 

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <bit>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -22,6 +24,8 @@
 
 namespace ferry {
 namespace {
+
+namespace fs = std::filesystem;
 
 constexpr DType kAllDTypes[] = {DType::kBytes, DType::kBF16,   DType::kF16,
                                 DType::kF32,   DType::kF8E4M3, DType::kF8E5M2};
@@ -405,7 +409,105 @@ TEST(ChunkCodec, OldGoldenFramesDecode) {
   EXPECT_EQ(n, 6);
 }
 
+// ---- what the codec choice saves ----------------------------------------
+
+// Bytes that zstd beats the planes on, and where a higher zstd level finds
+// no more: skewed random bytes (which the entropy coders of both code
+// alike) in 2 KiB blocks, every other one a copy of the block before it.
+std::vector<std::byte> repeated_blocks(std::size_t bytes, std::uint64_t seed) {
+  std::vector<std::byte> v(bytes);
+  std::uint64_t x = seed;
+  for (std::size_t off = 0; off < bytes; off += 2048) {
+    const std::size_t n = std::min<std::size_t>(2048, bytes - off);
+    if (off % 4096 != 0) {
+      std::copy_n(v.begin() + (off - 2048), n, v.begin() + off);
+      continue;
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+      v[off + i] = std::byte(std::countr_zero((x >> 16) | (1ULL << 40)) * 8 + ((x >> 60) & 7));
+    }
+  }
+  return v;
+}
+
+// English-like text from a small vocabulary: zstd at level 6 finds longer
+// matches in it than level 1 does.
+std::vector<std::byte> vocabulary_text(std::size_t bytes, std::uint64_t seed) {
+  static const char* kWords[] = {"checkpoint ", "replica ",  "tensor ",  "shard ",  "gradient ", "optimizer ",
+                                 "learning ",   "rate ",     "step ",    "epoch ",  "weights ",  "the ",
+                                 "of ",         "and ",      "restore ", "bucket ", "receiver ", "host ",
+                                 "cluster ",    "snapshot ", "delta ",   "frame ",  "chunk ",    "manifest "};
+  std::vector<std::byte> v;
+  v.reserve(bytes);
+  std::uint64_t x = seed;
+  while (v.size() < bytes) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    for (const char* c = kWords[(x >> 33) % 24]; *c != 0 && v.size() < bytes; ++c) v.push_back(std::byte(*c));
+  }
+  return v;
+}
+
+std::vector<std::byte> zstd_frame(std::span<const std::byte> in, int level) {
+  ZstdCompressor z;
+  std::vector<std::byte> out;
+  EXPECT_TRUE(z.compress(in, level, out).is_ok());
+  return out;
+}
+
+// The zstd retry at level 6 runs only where the sample says it pays: on
+// repeated blocks the chunk is coded by zstd at level 1 and by the planes
+// (its runner-up), not a third time; on text, level 6 is tried and kept.
+TEST(ChunkCodec, ZstdRetriesAtLevelSixOnlyWhereTheSamplePays) {
+  const std::vector<std::byte> blocks = repeated_blocks(3 << 20, 7);
+  const std::vector<std::byte> text = vocabulary_text(3 << 20, 7);
+  EncodeOptions opts;
+  opts.trial = true;
+  std::vector<std::byte> frame;
+
+  ChunkEncoder enc;
+  EncodedChunk e = enc.encode(blocks, DType::kBytes, frame, opts);
+  ASSERT_EQ(e.codec, Codec::kZstd);
+  EXPECT_EQ(enc.whole_codings(), 2u);
+  EXPECT_TRUE(std::ranges::equal(std::span(frame).subspan(kFrameHeaderBytes), zstd_frame(blocks, 1)));
+
+  ChunkEncoder enc2;
+  e = enc2.encode(text, DType::kBytes, frame, opts);
+  ASSERT_EQ(e.codec, Codec::kZstd);
+  EXPECT_EQ(enc2.whole_codings(), 3u);
+  const std::vector<std::byte> z6 = zstd_frame(text, 6);
+  EXPECT_LT(z6.size(), zstd_frame(text, 1).size());
+  EXPECT_TRUE(std::ranges::equal(std::span(frame).subspan(kFrameHeaderBytes), z6));
+}
+
 // ---- real weights ---------------------------------------------------------
+
+// A chunk of ONNX weights whose 64 KiB sample cannot tell the planes from
+// zstd (within 1/32) is settled on the larger sample, where the planes win
+// clearly: it is coded once, as planes, not twice.
+TEST(ChunkCodec, CloseCallsTheLargerSampleSettlesAreCodedOnce) {
+  fs::path onnx;
+  for (const auto& f : testing::corpus_files())
+    if (f.name == "ch_PP-OCRv4_det_infer.onnx") onnx = f.path;
+  if (onnx.empty()) GTEST_SKIP() << "ch_PP-OCRv4_det_infer.onnx not in the corpus (set FERRY_CORPUS_DIR)";
+  const auto data = testing::read_file(onnx);
+  ASSERT_GE(data.size(), kDefaultChunkBytes);
+  const auto chunk = std::span<const std::byte>(data).first(kDefaultChunkBytes);
+
+  CodecChoiceScratch scratch;
+  const Codec sampled = choose_chunk_codec(chunk, DType::kBytes, /*trial=*/true, scratch);
+  ASSERT_NE(scratch.runner_up, Codec::kRaw) << "the sample no longer leaves this chunk a close call";
+
+  EncodeOptions opts;
+  opts.trial = true;
+  ChunkEncoder enc;
+  std::vector<std::byte> frame;
+  EncodedChunk e = enc.encode(chunk, DType::kBytes, frame, opts);
+  EXPECT_EQ(enc.whole_codings(), 1u);
+  EXPECT_EQ(e.codec, sampled == Codec::kZstd ? scratch.runner_up : sampled);
+  EXPECT_NE(e.codec, Codec::kZstd);
+  EXPECT_LT(e.frame_bytes, kFrameHeaderBytes + zstd_frame(chunk, 1).size());
+}
 
 TEST(ChunkCodec, CorpusRoundTripsInFourMiBChunksAndFloatsShrink) {
   auto files = testing::corpus_files();

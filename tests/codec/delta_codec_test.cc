@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
 #include <sstream>
 #include <string>
@@ -88,6 +89,38 @@ TEST(DeltaCodec, TransformInvertsForEveryWidthAndTail) {
       EXPECT_EQ(t, p.chunk) << "width " << w << " bytes " << bytes;
     }
   }
+}
+
+TEST(DeltaCodec, EveryTransformPathGivesTheSameBytes) {
+  // Random bytes (every sign and carry case) at sizes around the vector
+  // steps, so the vector loops and the scalar tails both run.
+  std::uint32_t s = 99;
+  for (int w : {1, 2, 4}) {
+    for (std::size_t bytes : {std::size_t{0}, std::size_t{1}, std::size_t{31}, std::size_t{63},
+                              std::size_t{64}, std::size_t{65}, std::size_t{1000}, std::size_t{4099}}) {
+      std::vector<std::byte> chunk(bytes), base(bytes);
+      for (std::size_t i = 0; i < bytes; ++i) {
+        chunk[i] = std::byte(lcg(s));
+        base[i] = std::byte(lcg(s));
+      }
+      ASSERT_EQ(set_delta_transform_path(DeltaTransformPath::kScalar), DeltaTransformPath::kScalar);
+      std::vector<std::byte> want(bytes);
+      delta_transform(chunk, base, w, want);
+      for (DeltaTransformPath path : {DeltaTransformPath::kAvx2}) {
+        if (set_delta_transform_path(path) != path) {
+          std::printf("transform path %d not on this CPU: only the scalar path ran\n",
+                      static_cast<int>(path));
+          continue;
+        }
+        std::vector<std::byte> got(bytes);
+        delta_transform(chunk, base, w, got);
+        EXPECT_EQ(got, want) << "width " << w << " bytes " << bytes;
+        delta_untransform(got, base, w);
+        EXPECT_EQ(got, chunk) << "width " << w << " bytes " << bytes;
+      }
+    }
+  }
+  set_delta_transform_path(DeltaTransformPath::kAuto);
 }
 
 TEST(DeltaCodec, RoundTripsAndShrinksAgainstDriftedBase) {

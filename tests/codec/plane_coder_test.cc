@@ -137,5 +137,86 @@ TEST(PlanePlan, AReusedPlannerPlansAsAFreshOne) {
   }
 }
 
+// The histogram counts exactly, whatever its sub-tables hold: one symbol
+// repeated across and just short of the sub-tables' flush (16-bit
+// counters), tails that are not a whole step, strided samples.
+TEST(PlaneCoder, HistogramCountsExactly) {
+  std::mt19937_64 rng(testing::test_seed());
+  std::vector<Plane> planes_;
+  for (std::size_t n : {std::size_t{0}, std::size_t{15}, std::size_t{16}, std::size_t{16385},
+                        std::size_t{16 * 65520 - 1}, std::size_t{16 * 65520 + 7}, std::size_t{3'000'001}}) {
+    planes_.emplace_back(n, std::uint8_t{0});
+    Plane mixed(n);
+    for (auto& x : mixed) x = rng() % 8 == 0 ? static_cast<std::uint8_t>(rng()) : 5;
+    planes_.push_back(std::move(mixed));
+  }
+  for (const Plane& p : planes_) {
+    for (std::size_t stride : {std::size_t{1}, planes::kSampleStride}) {
+      std::uint32_t want[rans::kAlphabet] = {}, got[rans::kAlphabet];
+      for (std::size_t i = 0; i < p.size(); i += stride) ++want[p[i]];
+      planes::histogram(p.data(), p.size(), stride, got);
+      for (int s = 0; s < rans::kAlphabet; ++s)
+        ASSERT_EQ(got[s], want[s]) << "n " << p.size() << " stride " << stride << " symbol " << s;
+    }
+  }
+}
+
+// A plane of many coded blocks decodes the same under every decoder loop
+// (blocks go two at a time, an odd one alone), and a damaged block is
+// named by its own index whichever half of a pair it is.
+TEST(PlaneCoder, EveryDecodePathDecodesAPlaneAndNamesTheBadBlock) {
+  std::mt19937_64 rng(testing::test_seed());
+  for (std::size_t n : {3 * planes::kBlockSymbols + 1000, 4 * planes::kBlockSymbols}) {
+    Plane p(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::size_t region = i / 40000 % 3;
+      p[i] = static_cast<std::uint8_t>(100 + 20 * region + rng() % (region + 2));
+    }
+    planes::PlaneEncoder enc;
+    std::vector<std::uint8_t> coded(n + planes::header_bound(n));
+    bool is_coded = false;
+    const std::size_t size = enc.encode(p.data(), n, false, coded.data(), 0, &is_coded);
+    ASSERT_TRUE(is_coded);
+    // The block sizes follow the table count, the tables and the choices.
+    std::size_t at = 0;
+    const std::size_t K = coded[at++];
+    for (std::size_t k = 0; k < K; ++k) {
+      std::uint32_t f[rans::kAlphabet];
+      ASSERT_TRUE(rans::read_table(coded.data(), size, at, f).is_ok());
+    }
+    if (K > 1) at += (n + kSegmentSymbols - 1) / kSegmentSymbols;
+    const std::size_t blocks = (n + planes::kBlockSymbols - 1) / planes::kBlockSymbols;
+    std::vector<std::size_t> block_at(blocks);
+    std::size_t data = at + 4 * blocks;
+    for (std::size_t b = 0; b < blocks; ++b) {
+      std::uint32_t st;
+      std::memcpy(&st, coded.data() + at + 4 * b, 4);
+      block_at[b] = data;
+      data += st;
+    }
+    ASSERT_EQ(data, size);
+    for (rans::DecodePath path :
+         {rans::DecodePath::kScalar, rans::DecodePath::kAvx2, rans::DecodePath::kAvx512}) {
+      const rans::DecodePath got = rans::set_decode_path(path);
+      planes::PlaneDecoder dec;
+      Plane out(n);
+      std::size_t pos = 0;
+      Status st = dec.decode(coded.data(), size, pos, n, out.data());
+      ASSERT_TRUE(st.is_ok()) << st.to_string();
+      EXPECT_EQ(pos, size);
+      EXPECT_TRUE(out == p) << "path " << static_cast<int>(got) << " n " << n;
+      for (std::size_t bad : {std::size_t{0}, std::size_t{1}, blocks - 1}) {
+        auto damaged = coded;
+        damaged[block_at[bad] + 3] ^= 0x40;  // a lane's final state
+        pos = 0;
+        st = dec.decode(damaged.data(), size, pos, n, out.data());
+        EXPECT_EQ(st.code(), Code::kCorruption) << "path " << static_cast<int>(got) << " block " << bad;
+        EXPECT_NE(st.message().find("block " + std::to_string(bad) + ":"), std::string::npos) << st.message();
+      }
+    }
+    rans::set_decode_path(rans::DecodePath::kAuto);
+  }
+}
+
 }  // namespace
 }  // namespace ferry

@@ -3,7 +3,7 @@
 // removes, by the store's own retention rule (the receiver's commit times);
 // a --keep_within of any length keeps everything it covers instead of
 // overflowing into removals; each job is counted on its own and --job
-// prunes one; bad durations are usage errors.
+// prunes one; bad durations and rewrite thresholds are usage errors.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -127,6 +127,16 @@ TEST_F(PruneCommandTest, BadDurationsAreUsageErrors) {
     EXPECT_EQ(r.code, 2) << flag << "\n" << r.out;
     EXPECT_TRUE(says(r, "--keep_within")) << r.out;
   }
+}
+
+TEST_F(PruneCommandTest, ARewriteThresholdOutsidePercentsIsAUsageError) {
+  commit({"s0"}, 1);
+  for (const char* flag : {"--s3_repack_live_percent=101", "--s3_repack_live_percent=-1"}) {
+    CliRun r = prune(std::string("--keep_last=1 ") + flag);
+    EXPECT_EQ(r.code, 2) << flag << "\n" << r.out;
+    EXPECT_TRUE(says(r, "--s3_repack_live_percent must be from 0 to 100")) << r.out;
+  }
+  EXPECT_EQ(prune("--keep_last=1 --s3_repack_live_percent=0").code, 0);
 }
 
 }  // namespace
