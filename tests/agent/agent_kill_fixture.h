@@ -105,6 +105,15 @@ class AgentKillTest : public ::testing::Test {
         kDrainMs);
   }
 
+  // Exactly once over the whole run: the target lists no snapshot but the
+  // expected ones.
+  void expect_exactly(std::vector<std::string> expected, std::uint64_t seed) {
+    auto all = remote_names(remote_);
+    std::sort(all.begin(), all.end());
+    std::sort(expected.begin(), expected.end());
+    EXPECT_EQ(all, expected) << "FERRY_TEST_SEED=" << seed;
+  }
+
   std::string log_tail() const {
     if (!fs::exists(dir_ / "agent.log")) return "";
     auto bytes = ferry::testing::read_file(dir_ / "agent.log");

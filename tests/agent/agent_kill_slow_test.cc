@@ -71,10 +71,7 @@ TEST_F(AgentKillTest, EveryCheckpointCommittedExactlyOnceAcrossKills) {
   std::fprintf(stderr, "[ferry] %d restarts resumed unfinished checkpoints\n", resumed);
   EXPECT_GT(resumed, 0) << log.substr(0, 8000);
   // Exactly once over the whole run: no snapshot but the expected ones.
-  auto all = remote_names(remote_);
-  std::sort(all.begin(), all.end());
-  std::sort(expected_all.begin(), expected_all.end());
-  EXPECT_EQ(all, expected_all) << "FERRY_TEST_SEED=" << seed;
+  expect_exactly(expected_all, seed);
 }
 
 }  // namespace

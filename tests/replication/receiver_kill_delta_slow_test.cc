@@ -28,8 +28,7 @@ TEST_F(ReceiverKillTest, DeltaPushResumesAfterKillNineAndEverySnapshotRestores) 
   const std::uint64_t seed = ferry::testing::test_seed();
   std::mt19937_64 rng(seed);
   const int n = trials();
-  std::printf("[kill] %d trials, FERRY_TEST_SEED=%llu\n", n, static_cast<unsigned long long>(seed));
-  std::uint16_t port = start_serve(0);
+  const std::uint16_t port = start_trials(n, seed);
   ASSERT_NE(port, 0);
   DeltaPolicy policy;
   policy.mode = DeltaMode::kPrevious;

@@ -64,6 +64,13 @@ class ReceiverKillTest : public ::testing::Test {
     return ferry::testing::port_of_listening_line(*line);
   }
 
+  // Says how the run can be replayed and starts `ferry serve` on any port;
+  // returns the port (0 on failure).
+  std::uint16_t start_trials(int n, std::uint64_t seed) {
+    std::printf("[kill] %d trials, FERRY_TEST_SEED=%llu\n", n, static_cast<unsigned long long>(seed));
+    return start_serve(0);
+  }
+
   void kill_serve() {
     if (serve_) serve_->kill_and_wait(SIGKILL);
     serve_.reset();
