@@ -230,7 +230,12 @@ Status encode_window(std::span<Slot> slots, std::span<const PlannedFile> files, 
     FERRY_CHECK(s.lent.empty() || s.lent.size() >= room);
     job.frame = s.lent.empty() ? s.frame.take(room) : std::span<std::byte>(s.lent);
     job.known_id = &s.id;
-    if (s.send && s.base_id && s.base_held) {
+    // A chunk the destination holds is coded only to learn its manifest
+    // facts; coded against its base as a sent one would be, it gives the
+    // facts of the frame an interrupted push of the same snapshot (same
+    // base) stored, not those of a standalone frame the destination never
+    // got (its restore would refuse the disagreement as damage).
+    if (s.base_id && s.base_held) {
       job.base = s.base.view();
       job.base_id = &*s.base_id;
     }

@@ -138,7 +138,8 @@ struct PackOptions {
   std::function<Result<std::vector<bool>>(std::span<const Digest> ids)> need;
   // For a skipped chunk, the manifest's codec and frame size: when this
   // returns them the chunk is not encoded at all; otherwise (or when empty)
-  // it is encoded to learn them, and still not sent.
+  // it is encoded to learn them (against its delta base when the
+  // destination holds that, as if it were sent), and still not sent.
   std::function<std::optional<FrameFacts>(const Digest& id)> known_frame;
   // Delta frames (codec/delta_base.h, docs/FORMAT.md 3.1): an earlier
   // checkpoint directory on this host. Each chunk is paired with the chunk

@@ -6,91 +6,12 @@
 // default); FERRY_TEST_SEED replays a run (the seed is printed on failure).
 #include <gtest/gtest.h>
 
-#include <memory>
-#include <optional>
-#include <random>
-
-#include "replication/cert_gen.h"
-#include "replication/restore.h"
-#include "tests/agent/agent_fixture.h"
-#include "tests/replication/ferry_child.h"
+#include "tests/agent/agent_kill_fixture.h"
 
 namespace ferry::agent {
 namespace {
 
-namespace fs = std::filesystem;
-using ferry::testing::ChildProcess;
-using namespace ferry::agent::testing;
-
-constexpr int kDefaultTrials = 20;
-constexpr int kCheckpointsPerTrial = 3;
-constexpr int kStartMs = 20'000;
-constexpr int kDrainMs = 90'000;
-constexpr int kMaxKillDelayMs = 1'200;
-// Slow enough that a kill lands inside a push more often than not.
-constexpr const char* kBandwidth = "--bandwidth_mbps=1";
-
-int trials() {
-  const char* env = std::getenv("FERRY_KILL_TRIALS");
-  return env != nullptr && std::atoi(env) > 0 ? std::atoi(env) : kDefaultTrials;
-}
-
-class AgentKillTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    replication::CertSetOptions co;
-    co.hosts = {"alpha"};
-    auto certs = replication::create_cert_set(dir_ / "certs", co);
-    ASSERT_TRUE(certs.is_ok()) << certs.status().to_string();
-    certs_ = *certs;
-    fs::create_directories(dir_ / "store");
-    auto child =
-        ChildProcess::spawn({FERRY_BIN, "serve", "--store=" + (dir_ / "store").string(),
-                             "--ca=" + certs_.ca_cert.string(), "--cert=" + certs_.receiver_cert.string(),
-                             "--key=" + certs_.receiver_key.string(), "--listen=127.0.0.1:0"},
-                            dir_ / "serve.log");
-    ASSERT_TRUE(child.is_ok()) << child.status().to_string();
-    auto line = child->wait_for_line("listening on", kStartMs);
-    ASSERT_TRUE(line.is_ok()) << line.status().to_string();
-    address_ = "127.0.0.1:" + std::to_string(ferry::testing::port_of_listening_line(*line));
-    serve_.emplace(std::move(child).value());
-    remote_.address = address_;
-    remote_.tls.ca_file = certs_.ca_cert.string();
-    remote_.tls.cert_file = certs_.host_cert("alpha").string();
-    remote_.tls.key_file = certs_.host_key("alpha").string();
-  }
-
-  // Starts ferry-agent watching `root` as job `job` with its state in `state`.
-  std::unique_ptr<ChildProcess> start_agent(const fs::path& root, const std::string& job,
-                                            const fs::path& state) {
-    auto child = ChildProcess::spawn(
-        {FERRY_AGENT_BIN, "--watch=" + root.string() + "=" + job, "--targets=" + address_,
-         "--ca=" + certs_.ca_cert.string(), "--cert=" + certs_.host_cert("alpha").string(),
-         "--key=" + certs_.host_key("alpha").string(), "--state_dir=" + state.string(),
-         "--control_socket=" + (state / "ctl.sock").string(), "--metrics_listen=", "--nice=0",
-         "--io_class=best-effort", "--engine=cpu", "--skip_superseded=false", "--rescan_interval_s=1",
-         "--probe_interval_s=1", "--streams=2", kBandwidth},
-        dir_ / "agent.log");
-    EXPECT_TRUE(child.is_ok()) << child.status().to_string();
-    if (!child.is_ok()) return nullptr;
-    auto ready = child->wait_for_line("ferry-agent: ready", kStartMs);
-    EXPECT_TRUE(ready.is_ok()) << ready.status().to_string() << "\n" << log_tail();
-    return std::make_unique<ChildProcess>(std::move(child).value());
-  }
-
-  std::string log_tail() const {
-    if (!fs::exists(dir_ / "agent.log")) return "";
-    auto bytes = ferry::testing::read_file(dir_ / "agent.log");
-    std::string s(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-    return s.size() > 6000 ? s.substr(s.size() - 6000) : s;
-  }
-
-  ferry::testing::TempDir dir_;
-  replication::CertSet certs_;
-  std::optional<ChildProcess> serve_;
-  std::string address_;
-  replication::RemoteOptions remote_;
-};
+using namespace kill_testing;
 
 TEST_F(AgentKillTest, EveryCheckpointCommittedExactlyOnceAcrossKills) {
   const std::uint64_t seed = ferry::testing::test_seed();
@@ -126,17 +47,7 @@ TEST_F(AgentKillTest, EveryCheckpointCommittedExactlyOnceAcrossKills) {
       ASSERT_TRUE(agent != nullptr);
     }
     std::sort(expected.begin(), expected.end());
-    const bool drained = wait_until(
-        [&] {
-          std::vector<std::string> have;
-          for (const auto& n : remote_names(remote_)) {
-            if (n.rfind(job + "-", 0) == 0) have.push_back(n);
-          }
-          std::sort(have.begin(), have.end());
-          return have == expected;
-        },
-        kDrainMs);
-    ASSERT_TRUE(drained) << log_tail();
+    ASSERT_TRUE(drained(job, expected)) << log_tail();
     for (int k = 1; k <= kCheckpointsPerTrial; ++k) {
       EXPECT_TRUE(restores_identical(remote_, job + "-step-" + std::to_string(k),
                                      root / ("step-" + std::to_string(k))));
@@ -160,10 +71,7 @@ TEST_F(AgentKillTest, EveryCheckpointCommittedExactlyOnceAcrossKills) {
   std::fprintf(stderr, "[ferry] %d restarts resumed unfinished checkpoints\n", resumed);
   EXPECT_GT(resumed, 0) << log.substr(0, 8000);
   // Exactly once over the whole run: no snapshot but the expected ones.
-  auto all = remote_names(remote_);
-  std::sort(all.begin(), all.end());
-  std::sort(expected_all.begin(), expected_all.end());
-  EXPECT_EQ(all, expected_all) << "FERRY_TEST_SEED=" << seed;
+  expect_exactly(expected_all, seed);
 }
 
 }  // namespace

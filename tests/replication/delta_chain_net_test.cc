@@ -162,5 +162,31 @@ TEST_F(DeltaChainNetTest, BaseGoneFromTheHostOrDeltasOffMeansAKey) {
   expect_restores("llama-5", d5);
 }
 
+// A push of a delta snapshot that stored its frames but never committed
+// (its process died), pushed again by a new push with the same base: every
+// chunk is held, so none is sent, and the manifest must still list the
+// delta frames the receiver holds (coded again against the same base to
+// learn their facts), or the restore finds frame and manifest disagreeing.
+TEST_F(DeltaChainNetTest, APushResumedAfterItsSenderDiedListsTheStoredDeltaFrames) {
+  DeltaPolicy p;
+  const fs::path d1 = checkpoint(1), d2 = checkpoint(2);
+  push_step(1, p, d1);
+  PushOptions o = options("llama-2");
+  o.job = "llama";
+  o.step = 2;
+  o.created_ns = 1'000'000'000LL * 1002;
+  o.source_dir = d2;
+  o.delta = p;
+  o.before_commit = [] { return Status::aborted("the sender died before COMMIT"); };
+  auto first = push_dir(d2, o);
+  ASSERT_FALSE(first.is_ok());
+  o.before_commit = nullptr;
+  auto again = push_dir(d2, o);
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  EXPECT_EQ(again->chunks_sent, 0u) << "every frame was stored by the first push";
+  EXPECT_EQ(again->origin.kind, SnapshotKind::kDelta) << again->delta_reason;
+  expect_restores("llama-2", d2);
+}
+
 }  // namespace
 }  // namespace ferry::replication

@@ -6,9 +6,9 @@
 // go through the same snapshot_info as the S3 store's.
 #include <gtest/gtest.h>
 
+#include "codec/delta_chain.h"
 #include "codec/delta_codec.h"
 #include "codec/frame.h"
-#include "codec/delta_chain.h"
 #include "store/local_store.h"
 #include "store/store_push.h"
 #include "tests/testing/testing.h"

@@ -136,6 +136,37 @@ TEST_F(S3CommandTest, AHostPushesStraightToTheBucketAndRestoresFromIt) {
   EXPECT_NE(denied.out.find("SignatureDoesNotMatch"), std::string::npos) << denied.out;
 }
 
+// Without --delta_from, a push into the bucket finds its delta base in the
+// namespace's own snapshots (their manifests record the directory each was
+// pushed from): the second checkpoint of a job goes as a delta of the
+// first, `ferry list` says so, and it restores byte for byte.
+TEST_F(S3CommandTest, ASecondCheckpointGoesAsADeltaOfTheFirst) {
+  std::vector<std::byte> weights = testing::normal_floats(3u << 17, 2, true, 0.02, 21);
+  const std::string ns = std::string(" --namespace=") + kHost + " --job=llama";
+  std::vector<std::string> outs;
+  for (int step = 1; step <= 3; ++step) {
+    testing::drift_bf16(weights, static_cast<std::uint64_t>(step));
+    const std::filesystem::path d = dir_ / ("step-" + std::to_string(step));
+    std::filesystem::create_directories(d);
+    testing::write_bf16_safetensors(d / "model.safetensors", weights, 3);
+    auto push =
+        ferry("push " + quote(d.string()) + " --to=" + url() + ns + (step == 3 ? " --delta=off" : ""));
+    ASSERT_EQ(push.code, 0) << push.out;
+    outs.push_back(push.out);
+  }
+  EXPECT_NE(outs[0].find("kind=key base=-"), std::string::npos) << outs[0];
+  EXPECT_NE(outs[1].find("kind=delta base=llama-step-1"), std::string::npos) << outs[1];
+  EXPECT_EQ(outs[1].find("delta_chunks=0"), std::string::npos) << outs[1];
+  EXPECT_NE(outs[2].find("kind=key base=-"), std::string::npos) << "--delta=off\n" << outs[2];
+  auto list = ferry("list --from=" + url() + std::string(" --namespace=") + kHost);
+  ASSERT_EQ(list.code, 0) << list.out;
+  EXPECT_NE(list.out.find("delta llama-step-1"), std::string::npos) << list.out;
+  auto restore = ferry("restore llama-step-2 --from=" + url() + std::string(" --namespace=") + kHost +
+                       " --to=" + quote((dir_ / "out").string()));
+  ASSERT_EQ(restore.code, 0) << restore.out;
+  expect_same_tree(dir_ / "step-2", dir_ / "out");
+}
+
 // --s3_object_lock_days: retention on every object a push writes. A bucket
 // made with Object Lock takes it (a locked pack version cannot be deleted,
 // s3_gc_net_test.cc); a bucket without it refuses the push, which fails
