@@ -71,6 +71,10 @@ class DeltaEncoder {
   std::span<const std::byte> delta_payload(std::span<const std::byte> chunk, std::span<const std::byte> base,
                                            int width);
 
+  // Whole-chunk standalone codings so far (ChunkEncoder::whole_codings):
+  // none for a chunk whose sample shows a clear delta.
+  std::uint64_t standalone_codings() const { return standalone_.whole_codings(); }
+
  private:
   // Which codings the whole chunk gets, judged on the codec choice's sample.
   enum class Plan { kAlone, kDelta, kBoth };

@@ -8,7 +8,6 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <cstring>
 #include <sstream>
 #include <string>
@@ -157,6 +156,43 @@ TEST(DeltaCodec, RoundTripsAndShrinksAgainstDriftedBase) {
       EXPECT_NE(st.message().find(to_hex(base_id)), std::string::npos) << st.message();
     }
   }
+}
+
+// The sample's delta-to-alone ratio of a pair (FORMAT.md 3.1's sample, both
+// coded as version 2 float payloads).
+double sample_delta_ratio(const Pair& p, int w) {
+  std::vector<std::byte> a, b, d, out;
+  for (const SamplePiece& piece : codec_choice_sample(p.chunk.size())) {
+    a.insert(a.end(), p.chunk.begin() + piece.offset, p.chunk.begin() + piece.offset + piece.length);
+    b.insert(b.end(), p.base.begin() + piece.offset, p.base.begin() + piece.offset + piece.length);
+  }
+  FloatEncoder f;
+  f.encode(a, w, out, kFloatPayloadV2);
+  const double alone = out.size();
+  d.resize(a.size());
+  delta_transform(a, b, w, d);
+  f.encode(d, w, out, kFloatPayloadV2);
+  return out.size() / alone;
+}
+
+// A float chunk whose delta is ahead by more than 1/16 on the sample is
+// coded as a delta only: the standalone frame is not made too. Here the
+// delta is about 10% smaller, a margin that used to code both.
+TEST(DeltaCodec, ADeltaClearlyAheadOnTheSampleIsTheOnlyCoding) {
+  const Pair p = drifted_pair(4, 4u << 20, 17, 10000);
+  const double ratio = sample_delta_ratio(p, 4);
+  ASSERT_GT(ratio, 0.875) << "the pair no longer falls between the margins";
+  ASSERT_LT(ratio, 0.9375);
+  DeltaEncoder enc;
+  std::vector<std::byte> frame;
+  const Digest id = chunk_id(p.chunk);
+  EncodedChunk e = enc.encode(p.chunk, DType::kF32, id, p.base, chunk_id(p.base), frame);
+  EXPECT_EQ(e.codec, Codec::kDeltaPlanes32);
+  EXPECT_EQ(enc.standalone_codings(), 0u);
+  std::vector<std::byte> out(p.chunk.size());
+  DeltaDecoder dec;
+  ASSERT_TRUE(dec.decode(frame, p.base, out, &id).is_ok());
+  EXPECT_EQ(out, p.chunk);
 }
 
 TEST(DeltaCodec, BytesChunkTakesTheWidthOfItsStandaloneCodec) {
