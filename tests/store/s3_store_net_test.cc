@@ -516,7 +516,9 @@ TEST(S3StoreNetTest, PacksUploadingAtOnceFollowTheOption) {
     const std::uint64_t most = relay.counters().max_puts_in_flight;
     // A sync uploads the open pack itself, beside the background uploads.
     EXPECT_LE(most, uploads + 1);
-    if (uploads > 1) EXPECT_GE(most, uploads) << "puts outran the uploads";
+    if (uploads > 1) {
+      EXPECT_GE(most, uploads) << "puts outran the uploads";
+    }
   }
   StoreOptions bad;
   bad.object_uploads = 0;
