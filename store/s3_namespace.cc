@@ -430,6 +430,10 @@ Status S3Namespace::flush() {
     for (const auto& [seq, up] : uploads_) waited.push_back(up);
   }
   if (mine) upload(mine);
+  return wait_uploads(waited);
+}
+
+Status S3Namespace::wait_uploads(const std::vector<std::shared_ptr<Upload>>& waited) {
   std::unique_lock lock(mu_);
   cv_.wait(lock,
            [&] { return std::all_of(waited.begin(), waited.end(), [](const auto& u) { return u->done; }); });

@@ -157,6 +157,9 @@ class S3Namespace {
   // Uploads the pack and its index object; then the chunks are durable, or
   // on failure back in the open pack.
   void upload(const std::shared_ptr<Upload>& up);
+  // Waits until every upload in `waited` is done (mu_ not held); the first
+  // failure, as sync's error.
+  Status wait_uploads(const std::vector<std::shared_ptr<Upload>>& waited);
   // upload() on a thread of its own, so that the put that filled the pack
   // returns and packing goes on while the pack travels; waits first while
   // StoreOptions::object_uploads packs are on their way already.

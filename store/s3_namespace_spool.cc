@@ -90,13 +90,7 @@ Status S3Namespace::sync() {
       if (Status removed = spool_->remove(seq); !removed) log("spool: " + removed.to_string());
     }
   }
-  std::unique_lock lock(mu_);
-  cv_.wait(lock,
-           [&] { return std::all_of(waited.begin(), waited.end(), [](const auto& u) { return u->done; }); });
-  for (const auto& up : waited) {
-    if (!up->status) return up->status.with_context("namespace " + name_ + ": sync");
-  }
-  return Status::ok();
+  return wait_uploads(waited);
 }
 
 }  // namespace ferry
