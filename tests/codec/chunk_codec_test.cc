@@ -492,7 +492,7 @@ void expect_settled_and_coded_once(const std::string& name) {
   if (path.empty()) GTEST_SKIP() << name << " not in the corpus (set FERRY_CORPUS_DIR)";
   const auto data = testing::read_file(path);
   const auto chunk = std::span<const std::byte>(data).first(std::min(data.size(), kDefaultChunkBytes));
-  ASSERT_GE(chunk.size(), 2u << 20) << "the larger sample settles chunks of 2 MiB and more";
+  ASSERT_GE(chunk.size(), 1u << 20) << "the larger sample settles chunks of 1 MiB and more";
 
   CodecChoiceScratch scratch;
   const Codec sampled = choose_chunk_codec(chunk, DType::kBytes, /*trial=*/true, scratch);
@@ -517,6 +517,10 @@ TEST(ChunkCodec, CloseCallsTheLargerSampleSettlesAreCodedOnce) {
 // A model whose planes are only 1.4% ahead of zstd on the larger sample
 // (and on the whole chunk): a lead of more than 1/80 there settles it.
 TEST(ChunkCodec, ANarrowLeadOnTheLargerSampleSettlesToo) { expect_settled_and_coded_once("rvm.bin"); }
+
+// A chunk of 1-2 MiB (a whole 1.2 MB model) is settled on the larger sample
+// too.
+TEST(ChunkCodec, ChunksOfOneMiBAndMoreAreSettled) { expect_settled_and_coded_once("handlandmark-full.bin"); }
 
 TEST(ChunkCodec, CorpusRoundTripsInFourMiBChunksAndFloatsShrink) {
   auto files = testing::corpus_files();
