@@ -435,7 +435,7 @@ void S3Client::run(std::span<S3Request* const> requests) {
     r.status = Status::ok();
     r.http_status = 0;
     r.attempts = 0;
-    payload_sha[i] = r.body.empty() ? kEmptySha256 : to_hex(sha256(r.body));
+    payload_sha[i] = r.body.empty() ? kEmptySha256 : to_hex(r.body_sha256 ? *r.body_sha256 : sha256(r.body));
   }
   struct Waiting {
     std::size_t index;
@@ -608,9 +608,11 @@ Status run_one(S3Client& c, S3Request& r) {
 
 S3Request S3Client::put_request(std::string_view bucket, std::string_view key,
                                 std::span<const std::byte> body, bool if_absent, std::string_view if_match,
-                                std::vector<std::pair<std::string, std::string>> headers) {
+                                std::vector<std::pair<std::string, std::string>> headers,
+                                const Digest* body_sha256) {
   S3Request r;
   r.method = S3Request::Method::kPut;
+  if (body_sha256 != nullptr) r.body_sha256 = *body_sha256;
   r.bucket = bucket;
   r.key = key;
   r.body = body;

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "codec/tree_hash.h"
 #include "store/s3_xml.h"
 #include "store/store_limits.h"
 
@@ -97,8 +98,12 @@ struct S3Request {
   // Query parameters (name, value), unencoded; run() encodes and sorts them.
   std::vector<std::pair<std::string, std::string>> query;
   std::span<const std::byte> body;  // PUT; must outlive run()
-  bool if_none_match = false;       // PUT only when the key is absent (412 otherwise)
-  std::string if_match;             // PUT only when the object's ETag is this (412 otherwise)
+  // The body's SHA-256, signed as x-amz-content-sha256, when the caller has
+  // it already (a pack is named by it); otherwise run() computes it. A wrong
+  // one is refused by the gateway, never stored.
+  std::optional<Digest> body_sha256;
+  bool if_none_match = false;  // PUT only when the key is absent (412 otherwise)
+  std::string if_match;        // PUT only when the object's ETag is this (412 otherwise)
   // More request headers ("x-amz-object-lock-mode", "GOVERNANCE"), signed.
   std::vector<std::pair<std::string, std::string>> headers;
   std::optional<std::pair<std::uint64_t, std::uint64_t>> range;  // GET [first, last]
@@ -138,11 +143,13 @@ class S3Client {
   // when it existed already (412); without: always true.
   Result<bool> put(std::string_view bucket, std::string_view key, std::span<const std::byte> body,
                    bool if_absent = false);
-  // The PUT itself, with If-Match (when not empty) and more signed headers;
-  // the request comes back for its status, HTTP code and ETag.
+  // The PUT itself, with If-Match (when not empty), more signed headers and
+  // the body's SHA-256 when known (S3Request::body_sha256); the request comes
+  // back for its status, HTTP code and ETag.
   S3Request put_request(std::string_view bucket, std::string_view key, std::span<const std::byte> body,
                         bool if_absent, std::string_view if_match = {},
-                        std::vector<std::pair<std::string, std::string>> headers = {});
+                        std::vector<std::pair<std::string, std::string>> headers = {},
+                        const Digest* body_sha256 = nullptr);
   // GET of the whole object, or of bytes [first, first + length).
   Result<std::vector<std::byte>> get(std::string_view bucket, std::string_view key);
   Result<std::vector<std::byte>> get_range(std::string_view bucket, std::string_view key, std::uint64_t first,

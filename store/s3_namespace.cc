@@ -35,7 +35,7 @@ std::string object_name(std::string_view key, std::string_view dir, std::string_
 S3Namespace::S3Namespace(S3Client& client, std::string bucket, std::string root, std::string name,
                          const StoreOptions& options)
     : client_(client), bucket_(std::move(bucket)), root_(std::move(root)), name_(std::move(name)),
-      options_(options) {}
+      options_(options), open_(options.object_pack_target_bytes + kS3PackRoomSlackBytes) {}
 
 Result<std::unique_ptr<S3Namespace>> S3Namespace::open(S3Client& client, std::string bucket, std::string root,
                                                        std::string name, const StoreOptions& options) {
@@ -235,8 +235,8 @@ Result<S3PackIndex> S3Namespace::read_pack_trailer(const std::string& name, std:
   return index;
 }
 
-Result<bool> S3Namespace::put_object(const std::string& key, std::span<const std::byte> body,
-                                     bool if_absent) {
+Result<bool> S3Namespace::put_object(const std::string& key, std::span<const std::byte> body, bool if_absent,
+                                     const Digest* body_sha256) {
   std::vector<std::pair<std::string, std::string>> headers;
   if (options_.object_lock_days > 0) {
     // Retained in COMPLIANCE mode: no key, not even the bucket owner's, can
@@ -249,7 +249,7 @@ Result<bool> S3Namespace::put_object(const std::string& key, std::span<const std
     std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
     headers = {{"x-amz-object-lock-mode", "COMPLIANCE"}, {"x-amz-object-lock-retain-until-date", date}};
   }
-  S3Request r = client_.put_request(bucket_, key, body, if_absent, {}, std::move(headers));
+  S3Request r = client_.put_request(bucket_, key, body, if_absent, {}, std::move(headers), body_sha256);
   if (if_absent && r.http_status == 412) return false;
   RETURN_IF_ERROR(r.status);
   return true;
@@ -331,9 +331,11 @@ std::shared_ptr<S3Namespace::Upload> S3Namespace::seal_locked() {
 }
 
 void S3Namespace::upload(const std::shared_ptr<Upload>& up) {
-  const std::string name = to_hex(sha256(up->bytes));
-  // Named by its bytes: a pack already there holds the same chunks.
-  Status st = put_object(pack_key(name), up->bytes, /*if_absent=*/true).status();
+  const Digest digest = sha256(up->bytes);
+  const std::string name = to_hex(digest);
+  // Named by its bytes: a pack already there holds the same chunks (and the
+  // request signs the same hash, computed once).
+  Status st = put_object(pack_key(name), up->bytes, /*if_absent=*/true, &digest).status();
   // Its index object likewise: one already there was made from this pack.
   if (st) st = put_object(index_key(name), s3_pack_trailer(up->bytes), /*if_absent=*/true).status();
   // In the bucket now: the spool's copies may go (a file that stays by a
@@ -372,8 +374,7 @@ void S3Namespace::upload(const std::shared_ptr<Upload>& up) {
     // carries them is in the bucket.
     carried_spool_files_.insert(carried_spool_files_.end(), up->spool_files.begin(), up->spool_files.end());
   }
-  up->bytes.clear();
-  up->bytes.shrink_to_fit();
+  recycle_s3_pack_buffer(std::move(up->bytes));
   cv_.notify_all();
 }
 

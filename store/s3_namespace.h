@@ -122,7 +122,9 @@ class S3Namespace {
   void log(const std::string& message) const;
   // PUT of an object ferry writes (with Object Lock retention when the
   // options ask for it); with `if_absent`, false when it existed (412).
-  Result<bool> put_object(const std::string& key, std::span<const std::byte> body, bool if_absent);
+  // body_sha256: the body's SHA-256 when the caller has it (else computed).
+  Result<bool> put_object(const std::string& key, std::span<const std::byte> body, bool if_absent,
+                          const Digest* body_sha256 = nullptr);
 
   // Lists the index objects and loads those not yet known; with
   // `repair`, also lists the packs and rebuilds missing index objects.

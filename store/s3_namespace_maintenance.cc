@@ -95,10 +95,11 @@ Status S3Namespace::store_rewritten_pack(S3PackBuilder& builder) {
   index.entries = builder.entries();
   const std::vector<std::byte> bytes = builder.seal();
   index.pack_bytes = bytes.size();
-  const std::string name = to_hex(sha256(bytes));
+  const Digest digest = sha256(bytes);
+  const std::string name = to_hex(digest);
   // Pack, then index object, both durable before gc condemns the old packs:
   // a writer that reads the condemned list lists the new index objects after.
-  RETURN_IF_ERROR(put_object(pack_key(name), bytes, /*if_absent=*/true).status());
+  RETURN_IF_ERROR(put_object(pack_key(name), bytes, /*if_absent=*/true, &digest).status());
   RETURN_IF_ERROR(put_object(index_key(name), s3_pack_trailer(bytes), /*if_absent=*/true).status());
   std::lock_guard lock(mu_);
   add_pack_locked(name, index);

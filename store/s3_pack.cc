@@ -3,9 +3,11 @@
 
 #include <cstring>
 
+#include "base/buffer_stash.h"
 #include "base/crc32c.h"
 #include "codec/limits.h"
 #include "store/pack_file.h"
+#include "store/store_limits.h"
 
 namespace ferry {
 namespace {
@@ -29,15 +31,39 @@ std::uint64_t get_u64(const std::byte* p) {
   return v;
 }
 
+BufferStash<std::vector<std::byte>>& pack_buffer_stash() {
+  // Never destroyed: an upload may finish on another thread while the
+  // process exits.
+  static auto* stash = new BufferStash<std::vector<std::byte>>(kS3KeptPackBuffers);
+  return *stash;
+}
+
 }  // namespace
 
-S3PackBuilder::S3PackBuilder() {
+S3PackBuilder::S3PackBuilder(std::size_t room_bytes) : room_bytes_(room_bytes) {
   const auto header = pack_header();
   bytes_.assign(header.begin(), header.end());
   bytes_[4] = std::byte{kS3PackVersion};
 }
 
+void S3PackBuilder::take_room() {
+  if (bytes_.capacity() >= room_bytes_) return;
+  // At the first record, not when the pack before is sealed: by then that
+  // pack's upload may have given a buffer back.
+  std::vector<std::byte> room = pack_buffer_stash().take(room_bytes_, 2 * room_bytes_);
+  room.clear();
+  room.reserve(room_bytes_);
+  room.insert(room.end(), bytes_.begin(), bytes_.end());
+  bytes_.swap(room);
+}
+
+void recycle_s3_pack_buffer(std::vector<std::byte>&& bytes) {
+  if (bytes.capacity() != 0) pack_buffer_stash().keep(std::move(bytes));
+  bytes = {};
+}
+
 std::uint64_t S3PackBuilder::add(std::span<const std::byte> frame, const FrameHeader& verified) {
+  take_room();
   const RecordFraming framing = frame_record(frame, verified);
   const std::uint64_t offset = bytes_.size();
   bytes_.insert(bytes_.end(), framing.header.begin(), framing.header.end());
@@ -49,6 +75,7 @@ std::uint64_t S3PackBuilder::add(std::span<const std::byte> frame, const FrameHe
 
 std::uint64_t S3PackBuilder::add_record(std::span<const std::byte> record, const Digest& id) {
   FERRY_CHECK(record.size() >= kRecordOverheadBytes);
+  take_room();
   const std::uint64_t offset = bytes_.size();
   bytes_.insert(bytes_.end(), record.begin(), record.end());
   entries_.push_back({id, offset, static_cast<std::uint32_t>(record.size() - kRecordOverheadBytes)});
@@ -82,7 +109,7 @@ std::vector<std::byte> S3PackBuilder::seal() {
   const std::size_t covered = entries_.size() * kS3TrailerEntryBytes + kS3FooterBytes - 4;
   put_u32(bytes_, mask_crc(crc32c(std::span(bytes_).last(covered))));
   std::vector<std::byte> out = std::move(bytes_);
-  *this = S3PackBuilder();
+  *this = S3PackBuilder(room_bytes_);
   return out;
 }
 

@@ -65,6 +65,13 @@ inline constexpr std::uint64_t kS3MaxPendingBytes = 1ull << 30;
 // waits for one of them to finish. The default of
 // StoreOptions::object_uploads.
 inline constexpr std::size_t kS3MaxBackgroundUploads = 2;
+// Pack buffers a process keeps for its next packs (store/s3_pack.h): the
+// uploads in flight, the pack being filled and one sealed pack waiting for
+// an upload to finish.
+inline constexpr std::size_t kS3KeptPackBuffers = kS3MaxBackgroundUploads + 2;
+// A pack's buffer holds the pack target and this much more: the record that
+// passes the target (a default chunk's frame) and the trailer.
+inline constexpr std::uint64_t kS3PackRoomSlackBytes = 8ull << 20;
 // StoreOptions::object_uploads (what the agent's --streams sets for s3://
 // targets) is taken from 1 to this; each upload holds one pack in memory.
 inline constexpr std::size_t kS3MaxObjectUploads = 64;

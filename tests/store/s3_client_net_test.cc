@@ -94,6 +94,30 @@ TEST(S3ClientNetTest, RangedGetReturnsExactlyTheBytesAsked) {
   EXPECT_FALSE(c->get_range(bucket, "k", (1 << 20) - 4, 8).is_ok());
 }
 
+// A PUT may carry its body's SHA-256 when the caller has it (a pack is
+// named by it), so it is not hashed twice: the gateway checks it against
+// the body, so a wrong one is refused and nothing is stored.
+TEST(S3ClientNetTest, AGivenBodyHashIsSignedAndCheckedByTheGateway) {
+  FERRY_REQUIRE_CEPH(ceph);
+  auto c = client_for(ceph_s3_config(*ceph));
+  const std::string bucket = unique_bucket();
+  ASSERT_TRUE(c->create_bucket(bucket).is_ok());
+  const auto body = random_bytes(1 << 20, 11);
+  Digest wrong = sha256(body);
+  wrong[0] ^= 1;
+  S3Request refused = c->put_request(bucket, "k", body, /*if_absent=*/false, {}, {}, &wrong);
+  EXPECT_FALSE(refused.status.is_ok());
+  EXPECT_EQ(refused.http_status, 400) << refused.status.to_string();
+  EXPECT_EQ(c->get(bucket, "k").status().code(), Code::kNotFound);
+
+  const Digest right = sha256(body);
+  S3Request stored = c->put_request(bucket, "k", body, /*if_absent=*/false, {}, {}, &right);
+  ASSERT_TRUE(stored.status.is_ok()) << stored.status.to_string();
+  auto got = c->get(bucket, "k");
+  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+  EXPECT_EQ(*got, body);
+}
+
 TEST(S3ClientNetTest, ConditionalPutsRacingOnOneKeyHaveOneWinner) {
   FERRY_REQUIRE_CEPH(ceph);
   auto c = client_for(ceph_s3_config(*ceph));
