@@ -91,8 +91,10 @@ inline void crc_tables(std::uint32_t table[256], std::uint32_t shift4k[32]) {
 
 struct EncodeInput {
   std::span<const std::byte> data;
-  Codec codec;  // a planes codec
+  Codec codec;  // a planes codec, or a delta codec with base and base_id set
   DType dtype;
+  std::span<const std::byte> base = {};
+  Digest base_id = {};
 };
 
 // The frames the GPU engine writes for `inputs` as one host-memory batch,
@@ -101,15 +103,20 @@ struct EncodeInput {
 inline std::vector<std::vector<std::byte>> encode_batch(std::span<const EncodeInput> inputs) {
   std::size_t bytes = kBatchFixedBytes;
   for (const EncodeInput& in : inputs)
-    bytes += enc_chunk_device_bytes(static_cast<std::uint32_t>(in.data.size()), codec_element_width(in.codec),
-                                    true);
+    bytes += enc_chunk_device_bytes(static_cast<std::uint32_t>(in.data.size()), dec_codec_width(in.codec),
+                                    true, is_delta_codec(in.codec));
   HostArena mem(bytes);
   std::vector<EncChunk> recs;
   for (const EncodeInput& in : inputs) {
-    EncChunk c = make_enc_chunk(static_cast<std::uint32_t>(in.data.size()), codec_element_width(in.codec),
+    EncChunk c = make_enc_chunk(static_cast<std::uint32_t>(in.data.size()), dec_codec_width(in.codec),
                                 static_cast<std::uint8_t>(in.codec), static_cast<std::uint8_t>(in.dtype));
     if (!take_enc_slices(mem.arena(), c, true)) return {};
     if (!in.data.empty()) std::memcpy(const_cast<std::uint8_t*>(c.in), in.data.data(), in.data.size());
+    if (c.base) {
+      if (in.base.size() != in.data.size()) return {};
+      std::memcpy(const_cast<std::uint8_t*>(c.base), in.base.data(), in.base.size());
+      std::memcpy(c.base_id, in.base_id.data(), kDigestBytes);
+    }
     recs.push_back(c);
   }
   EncPlanRegions regions;
@@ -154,15 +161,20 @@ struct DecodeOutcome {
 
 // One host-memory decode batch, stage by stage as the engine launches it
 // (cuda/gpu_engine.cu: launch_decode). Frames the engine refuses on the
-// host (header, length) or gives the CPU decoder (zstd, empty) are not run.
+// host (header, length) or gives the CPU decoder (zstd, empty, a delta
+// frame without a base of its size) are not run. bases[i], when given, is
+// frame i's base chunk.
 class DecodeBatch {
  public:
-  explicit DecodeBatch(std::span<const std::vector<std::byte>> frames) : frames_(frames), mem_(plan()) {
+  explicit DecodeBatch(std::span<const std::vector<std::byte>> frames,
+                       std::span<const std::vector<std::byte>> bases = {})
+      : frames_(frames), bases_(bases), mem_(plan()) {
     for (std::size_t k = 0; k < idx_.size(); ++k) {
       DecChunk c = make_dec_chunk(headers_[k]);
       if (!take_dec_slices(mem_.arena(), c, true)) std::abort();  // the plan is wrong: a bug
       std::memcpy(const_cast<std::uint8_t*>(c.payload), frames[idx_[k]].data() + kFrameHeaderBytes,
                   c.payload_bytes);
+      if (c.base) std::memcpy(const_cast<std::uint8_t*>(c.base), bases[idx_[k]].data(), c.raw_bytes);
       recs_.push_back(c);
     }
     grids_ = dec_grids(recs_);
@@ -217,7 +229,8 @@ class DecodeBatch {
       if (!h.is_ok() || frames_[i].size() != kFrameHeaderBytes + h->payload_bytes || h->raw_bytes == 0)
         continue;
       // What the GPU engine decodes on the device (gpu_engine.cu, decodes_on_gpu).
-      if (h->codec != Codec::kRaw && codec_payload_version(h->codec) == 0) continue;
+      if (h->codec != Codec::kRaw && dec_payload_version(h->codec) == 0) continue;
+      if (is_delta_codec(h->codec) && (i >= bases_.size() || bases_[i].size() != h->raw_bytes)) continue;
       idx_.push_back(i);
       headers_.push_back(*h);
       bytes += dec_chunk_device_bytes(*h, true);
@@ -225,7 +238,7 @@ class DecodeBatch {
     return bytes;
   }
 
-  std::span<const std::vector<std::byte>> frames_;
+  std::span<const std::vector<std::byte>> frames_, bases_;
   std::vector<std::size_t> idx_;
   std::vector<FrameHeader> headers_;
   HostArena mem_;
@@ -234,8 +247,9 @@ class DecodeBatch {
   std::uint32_t table_[256], shift4k_[32];
 };
 
-inline std::vector<DecodeOutcome> decode_batch(std::span<const std::vector<std::byte>> frames) {
-  DecodeBatch batch(frames);
+inline std::vector<DecodeOutcome> decode_batch(std::span<const std::vector<std::byte>> frames,
+                                               std::span<const std::vector<std::byte>> bases = {}) {
+  DecodeBatch batch(frames, bases);
   batch.crc_and_parse();
   batch.fused();
   batch.raw_and_finish();
