@@ -18,9 +18,7 @@ FERRY_HD std::uint32_t load_elem(const std::uint8_t* p, std::uint32_t w) {
 }
 
 // All-ones in the low 8w bits.
-FERRY_HD std::uint32_t elem_mask(std::uint32_t w) {
-  return w >= 4 ? 0xffffffffu : (1u << (8 * w)) - 1u;
-}
+FERRY_HD std::uint32_t elem_mask(std::uint32_t w) { return w >= 4 ? 0xffffffffu : (1u << (8 * w)) - 1u; }
 
 // The fold of a w-byte difference: its other bits flipped when its top bit
 // is set (sign and magnitude); its own inverse.

@@ -47,8 +47,8 @@ Bytes gpu_untransform(const Bytes& t, const Bytes& base, int w) {
   const auto uw = static_cast<std::uint32_t>(w);
   const std::size_t n = t.size() / uw;
   for (std::size_t i = 0; i < n; ++i) {
-    const std::uint32_t v = gpu::delta_inverse(gpu::load_elem(u8(t) + i * uw, uw),
-                                               gpu::load_elem(u8(base) + i * uw, uw), uw);
+    const std::uint32_t v =
+        gpu::delta_inverse(gpu::load_elem(u8(t) + i * uw, uw), gpu::load_elem(u8(base) + i * uw, uw), uw);
     for (std::uint32_t k = 0; k < uw; ++k) out[i * uw + k] = std::byte(v >> (8 * k));
   }
   for (std::size_t o = n * uw; o < t.size(); ++o)
@@ -71,7 +71,8 @@ void expect_transform_equal_cpu(const Bytes& chunk, const Bytes& base, int w, co
     EXPECT_EQ(cpu_back, chunk) << what << ": the CPU inverse of the GPU transform";
   }
   set_delta_transform_path(DeltaTransformPath::kAuto);
-  EXPECT_EQ(gpu_untransform(got, base, w), chunk) << what << ", width " << w << ", " << chunk.size() << " bytes";
+  EXPECT_EQ(gpu_untransform(got, base, w), chunk)
+      << what << ", width " << w << ", " << chunk.size() << " bytes";
 }
 
 TEST(DeltaSteps, EveryByteAndPairOfWidthOneAndTwo) {
@@ -90,15 +91,17 @@ TEST(DeltaSteps, EveryByteAndPairOfWidthOneAndTwo) {
     for (std::uint32_t w : {1u, 2u, 4u}) {
       const std::uint32_t mask = gpu::elem_mask(w);
       EXPECT_EQ(gpu::delta_fold(gpu::delta_fold(d & mask, w), w), d & mask) << "fold is its own inverse";
-      EXPECT_EQ(gpu::delta_inverse(gpu::delta_forward(d & mask, 0x5a5a5a5au & mask, w), 0x5a5a5a5au & mask, w),
-                d & mask);
+      EXPECT_EQ(
+          gpu::delta_inverse(gpu::delta_forward(d & mask, 0x5a5a5a5au & mask, w), 0x5a5a5a5au & mask, w),
+          d & mask);
     }
   }
 }
 
 TEST(DeltaSteps, EqualCpuOnDriftedPairsTailsAndTinyChunks) {
   for (int w : {1, 2, 4}) {
-    for (std::size_t bytes : {1ul, 2ul, 3ul, 5ul, 7ul, 31ul, 63ul, 64ul, 65ul, 4095ul, 4097ul, 65539ul, 262147ul}) {
+    for (std::size_t bytes :
+         {1ul, 2ul, 3ul, 5ul, 7ul, 31ul, 63ul, 64ul, 65ul, 4095ul, 4097ul, 65539ul, 262147ul}) {
       const Pair p = drifted_pair(w, bytes, 11 + static_cast<std::uint32_t>(bytes), 30000);
       expect_transform_equal_cpu(p.chunk, p.base, w, "drifted pair");
       const Bytes r = testing::random_bytes(bytes, testing::test_seed() + bytes);
@@ -159,7 +162,8 @@ std::vector<DeltaCase> delta_cases() {
       cases.push_back({p.chunk, p.base, dtype_of_width(w), "drifted " + std::to_string(bytes)});
     }
     // The golden vectors' inputs (tests/codec/golden/delta_frames.txt).
-    const Pair g = drifted_pair(w, static_cast<std::size_t>(3000 * w + 1), 2024u + static_cast<std::uint32_t>(w));
+    const Pair g =
+        drifted_pair(w, static_cast<std::size_t>(3000 * w + 1), 2024u + static_cast<std::uint32_t>(w));
     cases.push_back({g.chunk, g.base, dtype_of_width(w), "golden input"});
   }
   const Pair unrelated = drifted_pair(2, 1u << 16, 3), other = drifted_pair(2, 1u << 16, 99);
@@ -207,8 +211,8 @@ TEST(DeltaKernels, FramesEqualTheCpuDeltaEncoder) {
     } else {
       EXPECT_EQ(h->codec, delta_codec(w)) << c.what;
       EXPECT_EQ(h->base_id, base_id) << c.what;
-      EXPECT_TRUE(std::equal(payload.begin(), payload.end(), got[k].begin() + kFrameHeaderBytes,
-                             got[k].end()))
+      EXPECT_TRUE(
+          std::equal(payload.begin(), payload.end(), got[k].begin() + kFrameHeaderBytes, got[k].end()))
           << c.what;
     }
   }
@@ -250,8 +254,8 @@ TEST(DeltaKernels, DamagedDeltaFramesAreErrorsNeverWrongChunks) {
   const Pair p = drifted_pair(2, (1u << 18) + 1, 41);
   DeltaEncoder enc;
   Bytes frame;
-  ASSERT_TRUE(is_delta_codec(enc.encode(p.chunk, DType::kBF16, chunk_id(p.chunk), p.base, chunk_id(p.base), frame)
-                                 .codec));
+  ASSERT_TRUE(is_delta_codec(
+      enc.encode(p.chunk, DType::kBF16, chunk_id(p.chunk), p.base, chunk_id(p.base), frame).codec));
   std::vector<Bytes> frames, bases;
   for (std::size_t at = kFrameHeaderBytes; at < frame.size(); at += 997) {
     Bytes f = frame;
