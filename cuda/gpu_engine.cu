@@ -29,6 +29,7 @@
 #include "codec/frame.h"
 #include "codec/limits.h"
 #include "cuda/decode_kernels.cuh"
+#include "cuda/delta_passes.h"
 #include "cuda/device_arena.h"
 #include "cuda/gpu_engine.h"
 
@@ -103,15 +104,14 @@ class GpuEngine final : public CodecEngine {
   Status decode(std::span<const DecodeJob> jobs, std::span<Status> statuses, MemorySpace space) override;
 
  private:
-  // What one kernel pass codes: each job's codec (by job index; a delta
+  // What one kernel pass codes, by job index: each job's codec (a delta
   // codec in the delta pass) and, in the delta pass, the payload a delta
-  // must beat and the clear deltas that did not (to code alone after).
+  // must beat and whether it did.
   struct EncodePass {
     std::vector<Codec> codec;
     std::vector<std::uint32_t> beat_payload;
-    const std::vector<DeltaEncoder::Plan>* plans = nullptr;  // set: the delta pass
-    std::vector<std::size_t> lost;
-    bool delta() const { return plans != nullptr; }
+    std::vector<char> won;
+    bool delta = false;
   };
   Status sample_to_host(const std::byte* src, std::size_t n, std::vector<std::byte>& dst);
   Status choose_codecs(std::span<const EncodeJob> jobs, std::span<const std::size_t> idx, MemorySpace space,
@@ -121,9 +121,8 @@ class GpuEngine final : public CodecEngine {
   Status encode_with_cpu(const EncodeJob& job, EncodedChunk& result, MemorySpace space);
   Status encode_alone(std::span<const EncodeJob> jobs, std::span<const std::size_t> idx,
                       std::span<EncodedChunk> results, MemorySpace space);
-  Status encode_deltas(std::span<const EncodeJob> jobs, std::span<const std::size_t> idx,
-                       const std::vector<DeltaEncoder::Plan>& plans, std::span<EncodedChunk> results,
-                       MemorySpace space, std::vector<std::size_t>& lost);
+  Status encode_deltas(std::span<const EncodeJob> jobs, const gpu::DeltaPassJobs& d, std::vector<char>& won,
+                       std::span<EncodedChunk> results, MemorySpace space);
   Status run_pass(std::span<const EncodeJob> jobs, std::span<const std::size_t> idx, EncodePass& pass,
                   std::span<EncodedChunk> results, MemorySpace space);
   Status encode_sub_batch(std::span<const EncodeJob> jobs, std::span<const std::size_t> idx, EncodePass& pass,
@@ -303,11 +302,8 @@ Status GpuEngine::encode_with_cpu(const EncodeJob& job, EncodedChunk& result, Me
   return sync();
 }
 
-// Jobs with a usable base get DeltaEncoder's codings in three passes: the
-// chunks coded alone (every job but those whose sample shows a clear delta),
-// then the deltas (the transform in split_hash), each kept only when
-// strictly smaller than the standalone frame's payload (or, coded alone, the
-// chunk), then alone the clear deltas that lost after all.
+// Jobs with a usable base get DeltaEncoder's codings in the passes of
+// cuda/delta_passes.h; the rest are coded alone in the first.
 Status GpuEngine::encode(std::span<const EncodeJob> jobs, std::span<EncodedChunk> results,
                          MemorySpace space) {
   if (results.size() != jobs.size())
@@ -321,14 +317,12 @@ Status GpuEngine::encode(std::span<const EncodeJob> jobs, std::span<EncodedChunk
   ASSIGN_OR_RETURN(gpu::DeviceGuard guard, gpu::DeviceGuard::enter(opts_.device));
   std::vector<DeltaEncoder::Plan> plans;
   RETURN_IF_ERROR(plan_deltas(jobs, space, plans));
-  std::vector<std::size_t> alone, deltas, lost;
-  for (std::size_t i = 0; i < jobs.size(); ++i) {
-    if (plans[i] != DeltaEncoder::Plan::kDelta) alone.push_back(i);
-    if (plans[i] != DeltaEncoder::Plan::kAlone) deltas.push_back(i);
-  }
-  RETURN_IF_ERROR(encode_alone(jobs, alone, results, space));
-  RETURN_IF_ERROR(encode_deltas(jobs, deltas, plans, results, space, lost));
-  return encode_alone(jobs, lost, results, space);
+  return gpu::encode_in_passes(
+      jobs, plans, results,
+      [&](std::span<const std::size_t> idx) { return encode_alone(jobs, idx, results, space); },
+      [&](const gpu::DeltaPassJobs& d, std::vector<char>& won) {
+        return encode_deltas(jobs, d, won, results, space);
+      });
 }
 
 Status GpuEngine::encode_alone(std::span<const EncodeJob> jobs, std::span<const std::size_t> idx,
@@ -346,25 +340,19 @@ Status GpuEngine::encode_alone(std::span<const EncodeJob> jobs, std::span<const 
   return run_pass(jobs, gpu_idx, pass, results, space);
 }
 
-Status GpuEngine::encode_deltas(std::span<const EncodeJob> jobs, std::span<const std::size_t> idx,
-                                const std::vector<DeltaEncoder::Plan>& plans, std::span<EncodedChunk> results,
-                                MemorySpace space, std::vector<std::size_t>& lost) {
+Status GpuEngine::encode_deltas(std::span<const EncodeJob> jobs, const gpu::DeltaPassJobs& d,
+                                std::vector<char>& won, std::span<EncodedChunk> results, MemorySpace space) {
   EncodePass pass;
-  pass.plans = &plans;
+  pass.delta = true;
   pass.codec.assign(jobs.size(), Codec::kRaw);
   pass.beat_payload.assign(jobs.size(), 0);
-  for (std::size_t i : idx) {
-    const EncodeJob& j = jobs[i];
-    const bool both = plans[i] == DeltaEncoder::Plan::kBoth;
-    // A chunk of bytes takes the width of the codec it got alone.
-    const int w = is_float(j.dtype) ? static_cast<int>(element_bytes(j.dtype))
-                                    : delta_element_width(j.dtype, results[i].codec);
-    pass.codec[i] = delta_codec(w);
-    pass.beat_payload[i] =
-        both ? results[i].frame_bytes - kFrameHeaderBytes : static_cast<std::uint32_t>(j.data.size());
+  pass.won.assign(jobs.size(), 0);
+  for (std::size_t k = 0; k < d.idx.size(); ++k) {
+    pass.codec[d.idx[k]] = d.codec[k];
+    pass.beat_payload[d.idx[k]] = d.beat_payload[k];
   }
-  RETURN_IF_ERROR(run_pass(jobs, idx, pass, results, space));
-  lost = std::move(pass.lost);
+  RETURN_IF_ERROR(run_pass(jobs, d.idx, pass, results, space));
+  for (std::size_t k = 0; k < d.idx.size(); ++k) won[k] = pass.won[d.idx[k]];
   return Status::ok();
 }
 
@@ -375,8 +363,8 @@ Status GpuEngine::run_pass(std::span<const EncodeJob> jobs, std::span<const std:
   for (std::size_t i : idx) {
     const auto raw = static_cast<std::uint32_t>(jobs[i].data.size());
     const auto w = static_cast<std::uint32_t>(gpu::dec_codec_width(pass.codec[i]));
-    needs.push_back({gpu::enc_chunk_device_bytes(raw, w, host, pass.delta()),
-                     host ? gpu::enc_chunk_pinned_bytes(raw) : 0});
+    needs.push_back(
+        {gpu::enc_chunk_device_bytes(raw, w, host, pass.delta), host ? gpu::enc_chunk_pinned_bytes(raw) : 0});
   }
   ASSIGN_OR_RETURN(std::vector<gpu::SubBatch> parts, plan(needs, [&](std::size_t k) {
                      return "a " + std::to_string(jobs[idx[k]].data.size()) + "-byte chunk";
@@ -405,10 +393,10 @@ Status GpuEngine::encode_sub_batch(std::span<const EncodeJob> jobs, std::span<co
     EncChunk& c = recs[k] = gpu::make_enc_chunk(
         static_cast<std::uint32_t>(j.data.size()), static_cast<std::uint32_t>(gpu::dec_codec_width(codec)),
         static_cast<std::uint8_t>(codec), static_cast<std::uint8_t>(j.dtype));
-    if (pass.delta()) std::memcpy(c.base_id, j.base_id->data(), kDigestBytes);
+    if (pass.delta) std::memcpy(c.base_id, j.base_id->data(), kDigestBytes);
     if (!host) {
       c.in = reinterpret_cast<const std::uint8_t*>(j.data.data());
-      if (pass.delta()) {
+      if (pass.delta) {
         c.base = reinterpret_cast<const std::uint8_t*>(j.base.data());
       } else {
         c.frame = reinterpret_cast<std::uint8_t*>(j.frame.data());
@@ -421,7 +409,7 @@ Status GpuEngine::encode_sub_batch(std::span<const EncodeJob> jobs, std::span<co
                              gpu::enc_chunk_pinned_bytes(c.raw_bytes)));
     // The base straight from pageable memory: the job keeps it until the
     // batch's last wait.
-    if (pass.delta())
+    if (pass.delta)
       RETURN_IF_ERROR(
           copy(const_cast<std::uint8_t*>(c.base), j.base.data(), j.base.size(), cudaMemcpyHostToDevice));
   }
@@ -449,19 +437,15 @@ Status GpuEngine::encode_sub_batch(std::span<const EncodeJob> jobs, std::span<co
     e.dtype = j.dtype;
     e.raw_bytes = recs[k].raw_bytes;
     e.frame_bytes = out[k].frame_bytes;
-    if (pass.delta()) {
-      const bool wins = e.codec != Codec::kRaw && e.id != *j.base_id &&
-                        e.frame_bytes - kFrameHeaderBytes < pass.beat_payload[i];
-      if (!wins) {
-        if ((*pass.plans)[i] == DeltaEncoder::Plan::kDelta) pass.lost.push_back(i);
-        continue;  // a chunk coded both ways keeps its standalone frame
-      }
+    if (pass.delta) {
+      if (!gpu::delta_wins(e, *j.base_id, pass.beat_payload[i])) continue;  // its frame stays in the arena
+      pass.won[i] = 1;
       e.base_id = *j.base_id;
     }
     results[i] = e;
     kept[k] = 1;
     if (!host) {
-      if (pass.delta())
+      if (pass.delta)
         RETURN_IF_ERROR(copy(j.frame.data(), recs[k].frame, e.frame_bytes, cudaMemcpyDeviceToDevice));
       continue;
     }

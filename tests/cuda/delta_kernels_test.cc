@@ -6,7 +6,9 @@
 // of the width, tiny chunks, the delta tests' drifted pairs and the real
 // corpus; whole delta frames against DeltaEncoder's; delta frames decoded
 // and rebuilt from their base, verified against the chunk's own id (a wrong
-// base or a damaged payload is an error, never a wrong chunk). No GPU needed.
+// base or a damaged payload is an error, never a wrong chunk); and the GPU
+// engine's passes and decisions (cuda/delta_passes.h) over the emulated
+// kernels, against the CPU engine's frames. No GPU needed.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -276,6 +278,69 @@ TEST(DeltaKernels, DamagedDeltaFramesAreErrorsNeverWrongChunks) {
       // A flip the payload absorbs (an unused bit) still rebuilds exactly.
       EXPECT_EQ(out[k].out, p.chunk) << "flip " << k;
     }
+  }
+}
+
+// The GPU engine's codings of chunks with a base (its passes over the
+// emulated kernels) against the CPU engine's, frame for frame and result
+// for result: clear deltas judged on the sample, chunks coded both ways,
+// an unrelated base, a chunk of bytes (the width of its standalone codec),
+// a base equal to the chunk, a zstd chunk, and the corpus; then decoded.
+TEST(DeltaKernels, EmulatedEngineCodesAsTheCpuEngine) {
+  std::vector<DeltaCase> cases = delta_cases();
+  const Pair clear = drifted_pair(4, 4u << 20, 17, 10000);
+  cases.push_back({clear.chunk, clear.base, DType::kF32, "clear delta on the sample"});
+  const Pair bytes = drifted_pair(4, 1u << 18, 5);
+  cases.push_back({bytes.chunk, bytes.base, DType::kBytes, "bytes"});
+  cases.push_back({bytes.chunk, bytes.chunk, DType::kBF16, "base equal to the chunk"});
+  Bytes text(1u << 17);
+  for (std::size_t i = 0; i < text.size(); ++i) text[i] = std::byte("ferry delta "[i % 12]);
+  Bytes text2 = text;
+  text2[100] = std::byte{'!'};
+  cases.push_back({text2, text, DType::kBytes, "text (zstd)"});
+  std::vector<Digest> base_ids;
+  for (const DeltaCase& c : cases) base_ids.push_back(chunk_id(c.base));
+  auto run = [&](CodecEngine& e, std::vector<Bytes>& frames, std::vector<EncodedChunk>& res) {
+    std::vector<EncodeJob> jobs;
+    frames.assign(cases.size(), {});
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+      frames[i].resize(max_frame_bytes(cases[i].chunk.size()));
+      jobs.push_back(
+          {cases[i].chunk, cases[i].dtype, false, frames[i], nullptr, cases[i].base, &base_ids[i]});
+    }
+    res.assign(cases.size(), {});
+    ASSERT_TRUE(e.encode(jobs, res).is_ok());
+    for (std::size_t i = 0; i < cases.size(); ++i) frames[i].resize(res[i].frame_bytes);
+  };
+  auto cpu = make_cpu_engine(gpu_reference_options());
+  emu::EmulatedGpuEngine emulated;
+  CodecEngine& gpu = emulated;  // the interface's default memory space
+  std::vector<Bytes> fc, fg;
+  std::vector<EncodedChunk> rc, rg;
+  run(*cpu, fc, rc);
+  run(gpu, fg, rg);
+  int deltas = 0;
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_EQ(rg[i].codec, rc[i].codec) << cases[i].what;
+    EXPECT_EQ(rg[i].id, rc[i].id) << cases[i].what;
+    EXPECT_EQ(rg[i].base_id, rc[i].base_id) << cases[i].what;
+    EXPECT_EQ(rg[i].frame_bytes, rc[i].frame_bytes) << cases[i].what;
+    EXPECT_TRUE(fg[i] == fc[i]) << cases[i].what << " (" << codec_name(rc[i].codec) << ")";
+    deltas += is_delta_codec(rc[i].codec);
+  }
+  EXPECT_GE(deltas, 10);
+  EXPECT_FALSE(is_delta_codec(rc[cases.size() - 2].codec)) << "a base equal to the chunk";
+  std::vector<Bytes> outs(cases.size());
+  std::vector<DecodeJob> djobs;
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    outs[i].resize(cases[i].chunk.size());
+    djobs.push_back({fg[i], outs[i], rg[i].id, {}, cases[i].base});
+  }
+  std::vector<Status> st(cases.size());
+  ASSERT_TRUE(gpu.decode(djobs, st).is_ok());
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_TRUE(st[i].is_ok()) << cases[i].what << ": " << st[i].to_string();
+    EXPECT_EQ(outs[i], cases[i].chunk) << cases[i].what;
   }
 }
 
