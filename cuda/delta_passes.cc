@@ -6,11 +6,13 @@
 namespace ferry::gpu {
 
 bool delta_wins(const EncodedChunk& delta, const Digest& base_id, std::uint32_t beat_payload) {
-  return delta.codec != Codec::kRaw && delta.id != base_id && delta.frame_bytes - kFrameHeaderBytes < beat_payload;
+  return delta.codec != Codec::kRaw && delta.id != base_id &&
+         delta.frame_bytes - kFrameHeaderBytes < beat_payload;
 }
 
 Status encode_in_passes(std::span<const EncodeJob> jobs, std::span<const DeltaEncoder::Plan> plans,
-                        std::span<const EncodedChunk> results, const AlonePass& alone, const DeltaPass& delta) {
+                        std::span<const EncodedChunk> results, const AlonePass& alone,
+                        const DeltaPass& delta) {
   using Plan = DeltaEncoder::Plan;
   std::vector<std::size_t> first;
   for (std::size_t i = 0; i < jobs.size(); ++i)

@@ -41,6 +41,7 @@ bool delta_wins(const EncodedChunk& delta, const Digest& base_id, std::uint32_t 
 // Runs the three passes for `jobs` with `plans` (kAlone for jobs without a
 // usable base; the engine judges the sample with DeltaEncoder::plan_codings).
 Status encode_in_passes(std::span<const EncodeJob> jobs, std::span<const DeltaEncoder::Plan> plans,
-                        std::span<const EncodedChunk> results, const AlonePass& alone, const DeltaPass& delta);
+                        std::span<const EncodedChunk> results, const AlonePass& alone,
+                        const DeltaPass& delta);
 
 }  // namespace ferry::gpu
