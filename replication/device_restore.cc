@@ -362,9 +362,12 @@ Status Pipeline::finish_host_jobs(Lane& lane, const Slot& slot, const WindowJobs
 }
 
 void Pipeline::add_progress(const Window& win) {
+  // The chunks' own frames (a window also stages each delta's base).
+  std::uint64_t frames = 0;
+  for (std::size_t i = win.first; i < win.first + win.count; ++i) frames += chunk(i).frame_bytes;
   std::lock_guard lock(progress_mu_);
   progress_.logical_done += win.raw_bytes;
-  progress_.frame_bytes += win.frame_bytes;
+  progress_.frame_bytes += frames;
   if (options_.progress) options_.progress(progress_);
 }
 

@@ -43,7 +43,7 @@ struct Window {
   std::size_t first = 0;  // into WindowPlan::chunks
   std::size_t count = 0;
   std::uint64_t raw_bytes = 0;
-  std::uint64_t frame_bytes = 0;
+  std::uint64_t frame_bytes = 0;  // staged: restore_frame_bytes of its chunks
 };
 
 struct WindowPlan {
