@@ -252,15 +252,25 @@ DeltaEncoder::Plan DeltaEncoder::plan(std::span<const std::byte> chunk, std::spa
   return Plan::kBoth;
 }
 
+bool delta_base_usable(std::size_t chunk_bytes, std::size_t base_bytes, const Digest* id,
+                       const Digest& base_id) {
+  return base_bytes == chunk_bytes && chunk_bytes > 0 && base_id != Digest{} &&
+         (id == nullptr || *id != base_id);
+}
+
+DeltaEncoder::Plan DeltaEncoder::plan_codings(std::span<const std::byte> chunk,
+                                              std::span<const std::byte> base, DType dtype) {
+  // A float chunk is judged on the sample first; a chunk of bytes (unknown
+  // layout) needs its standalone codec to know its width, so codes both.
+  return is_float(dtype) ? plan(chunk, base, static_cast<int>(element_bytes(dtype))) : Plan::kBoth;
+}
+
 EncodedChunk DeltaEncoder::encode(std::span<const std::byte> chunk, DType dtype, const Digest& id,
                                   std::span<const std::byte> base, const Digest& base_id,
                                   std::vector<std::byte>& frame, const EncodeOptions& opts) {
-  const bool usable = base.size() == chunk.size() && !chunk.empty() && base_id != id && base_id != Digest{};
-  // A float chunk is judged on the sample first; a chunk of bytes (unknown
-  // layout) needs its standalone codec to know its width, so codes both.
-  const Plan p =
-      usable && is_float(dtype) ? plan(chunk, base, static_cast<int>(element_bytes(dtype))) : Plan::kBoth;
-  if (!usable || p == Plan::kAlone) return standalone_.encode_with_id(chunk, dtype, id, frame, opts);
+  const bool usable = delta_base_usable(chunk.size(), base.size(), &id, base_id);
+  const Plan p = usable ? plan_codings(chunk, base, dtype) : Plan::kAlone;
+  if (p == Plan::kAlone) return standalone_.encode_with_id(chunk, dtype, id, frame, opts);
 
   // Both codings are made in buffers of their own that are never cleared
   // (a vector would zero what it grows by), and the smaller is copied into

@@ -50,9 +50,28 @@ enum class DeltaTransformPath { kAuto, kScalar, kAvx2 };
 // scalar. Returns the path now in effect.
 DeltaTransformPath set_delta_transform_path(DeltaTransformPath path);
 
+// Whether a chunk may become a delta against this base (FORMAT.md 3.1's
+// encoder rule): a base of the same size, a chunk of at least one byte, a
+// base id other than zero and other than the chunk's own id (`id` nullptr:
+// not known yet; a caller that learns it later must check it then).
+bool delta_base_usable(std::size_t chunk_bytes, std::size_t base_bytes, const Digest* id,
+                       const Digest& base_id);
+
 // Reusable scratch: one encoder per thread; not thread-safe.
 class DeltaEncoder {
  public:
+  // Which codings the whole chunk gets (FORMAT.md 3.1): the chunk alone,
+  // the delta alone, or both (the smaller wins).
+  enum class Plan { kAlone, kDelta, kBoth };
+
+  // The plan encode() follows for a chunk whose base is usable: a float
+  // chunk larger than the sample is judged on the codec choice's sample;
+  // every other chunk is coded both ways. Reads only the
+  // codec_choice_sample(chunk.size()) pieces of `chunk` and `base` (at their
+  // offsets), so a caller whose chunk is elsewhere (device memory) may pass
+  // buffers holding just those. REQUIRES: chunk.size() == base.size().
+  Plan plan_codings(std::span<const std::byte> chunk, std::span<const std::byte> base, DType dtype);
+
   // Codes `chunk` (id `id`) alone and against `base` (id `base_id`), and
   // writes the smaller frame into `frame`: a version 2 delta frame naming
   // base_id when the delta is strictly smaller, else the standalone frame
@@ -76,8 +95,7 @@ class DeltaEncoder {
   std::uint64_t standalone_codings() const { return standalone_.whole_codings(); }
 
  private:
-  // Which codings the whole chunk gets, judged on the codec choice's sample.
-  enum class Plan { kAlone, kDelta, kBoth };
+  // The sample's judgement of a float chunk larger than the sample.
   Plan plan(std::span<const std::byte> chunk, std::span<const std::byte> base, int width);
 
   // A buffer that grows without being cleared (the coders write every

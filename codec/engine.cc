@@ -1,4 +1,4 @@
-// engine.cc: the CPU codec engine (a batch over ChunkEncoder/ChunkDecoder,
+// engine.cc: the CPU codec engine (a batch over ChunkEncoder/DeltaDecoder,
 // one per worker thread) and the codec choice shared with the GPU engine.
 #include "codec/engine.h"
 
@@ -95,7 +95,7 @@ class CpuEngine final : public CodecEngine {
     pool_.parallel_for(jobs.size(), [&](std::size_t i) {
       auto coder = decoders_.take();
       const DecodeJob& j = jobs[i];
-      statuses[i] = coder->decode(j.frame, j.out, j.expected_id ? &*j.expected_id : nullptr);
+      statuses[i] = coder->decode(j.frame, j.base, j.out, j.expected_id ? &*j.expected_id : nullptr);
       decoders_.give(std::move(coder));
     });
     return Status::ok();
@@ -112,7 +112,7 @@ class CpuEngine final : public CodecEngine {
   int zstd_level_;
   int float_version_;
   CoderPool<Encoder> encoders_;
-  CoderPool<ChunkDecoder> decoders_;
+  CoderPool<DeltaDecoder> decoders_;  // decodes every frame; deltas with the job's base
 };
 
 }  // namespace

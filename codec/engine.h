@@ -48,10 +48,11 @@ struct EncodeJob {
   // computes the id. An engine may ignore it (same frame, more work).
   const Digest* known_id = nullptr;
   // A delta base (codec/delta_codec.h): the same position's chunk of an
-  // earlier snapshot, and its id (the caller hashed these bytes). With both
-  // set the CPU engine writes the smaller of a delta frame and the
-  // standalone frame, as DeltaEncoder does; the GPU engine codes the chunk
-  // alone (a valid frame, never a delta).
+  // earlier snapshot, and its id (the caller hashed these bytes), in the
+  // batch's memory space. With both set either engine writes the smaller of
+  // a delta frame and the standalone frame, as DeltaEncoder does, byte for
+  // byte (the GPU engine runs the transform in its kernels and judges the
+  // sample on the host, as the CPU's DeltaEncoder does).
   std::span<const std::byte> base = {};
   const Digest* base_id = nullptr;
 };
@@ -66,6 +67,12 @@ struct DecodeJob {
   // them over). The GPU engine then reads the header there instead of
   // copying it back; the payload is still read, and verified, on the device.
   std::span<const std::byte> host_frame = {};
+  // A delta frame's base chunk (exactly raw_bytes, in the batch's memory
+  // space; the caller fetched it by the header's base id and verified it).
+  // The rebuilt chunk is verified against its own id, never only the
+  // delta; without a base a delta frame is InvalidArgument naming the base.
+  // Ignored for any other frame.
+  std::span<const std::byte> base = {};
 };
 
 class CodecEngine {

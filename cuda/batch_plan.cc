@@ -55,10 +55,17 @@ EncChunk make_enc_chunk(std::uint32_t raw_bytes, std::uint32_t width, std::uint8
 
 bool take_enc_slices(StackArena& arena, EncChunk& c, bool stage_io) {
   const std::size_t w = c.width, units = w * c.blocks;
+  const bool delta = is_delta_codec(static_cast<Codec>(c.codec));
   if (stage_io) {
     c.in = arena.take<std::uint8_t>(c.raw_bytes);
+    if (!c.in) return false;
+    if (delta && !(c.base = arena.take<std::uint8_t>(c.raw_bytes))) return false;
+  }
+  // A delta frame is kept only when it wins (the host decides after the
+  // kernels), so it is never written straight into the caller's frame.
+  if (stage_io || delta) {
     c.frame = arena.take<std::uint8_t>(kFrameHeaderBytes + c.raw_bytes);
-    if (!c.in || !c.frame) return false;
+    if (!c.frame) return false;
   }
   c.planes = arena.take<std::uint8_t>(w * c.n);
   c.words = arena.take<std::uint16_t>(w * c.plane_words);
@@ -123,15 +130,22 @@ void plan_chunk(EncChunk& c, const std::uint32_t* hist, EncSym* tables, std::uin
   }
 }
 
+int dec_codec_width(Codec codec) {
+  return is_delta_codec(codec) ? delta_codec_width(codec) : codec_element_width(codec);
+}
+int dec_payload_version(Codec codec) {
+  return is_delta_codec(codec) ? kFloatPayloadV2 : codec_payload_version(codec);
+}
+
 DecChunk make_dec_chunk(const FrameHeader& h) {
   DecChunk c;
   std::memset(&c, 0, sizeof c);
-  const std::uint32_t w = std::max(1, codec_element_width(h.codec));
+  const std::uint32_t w = std::max(1, dec_codec_width(h.codec));
   c.raw_bytes = h.raw_bytes;
   c.payload_bytes = h.payload_bytes;
   c.width = w;
   c.n = h.raw_bytes / w;
-  c.version = static_cast<std::uint32_t>(codec_payload_version(h.codec));
+  c.version = static_cast<std::uint32_t>(dec_payload_version(h.codec));
   c.blocks = c.version == 2 ? v2_blocks_of(c.n) : c.version == 1 ? blocks_of(c.n) : 0;
   c.tiles = c.version == 0 ? 0 : blocks_of(c.n);
   c.segments = c.version == 2 ? segments_of(c.n) : 0;
@@ -150,6 +164,8 @@ bool take_dec_slices(StackArena& arena, DecChunk& c, bool stage_io) {
     c.payload = arena.take<std::uint8_t>(c.payload_bytes + 1);
     c.out = arena.take<std::uint8_t>(c.raw_bytes);
     if (!c.payload || !c.out) return false;
+    if (is_delta_codec(static_cast<Codec>(c.codec)) && !(c.base = arena.take<std::uint8_t>(c.raw_bytes)))
+      return false;
   }
   c.digests = arena.take<std::uint8_t>(std::size_t{kDigestBytes} * c.leaves);
   c.seg_crc = arena.take<std::uint32_t>(leaves_of(c.payload_bytes) + 1);
@@ -163,9 +179,10 @@ bool take_dec_slices(StackArena& arena, DecChunk& c, bool stage_io) {
   return c.planes && c.seg_slot;
 }
 
-std::size_t enc_chunk_device_bytes(std::uint32_t raw_bytes, std::uint32_t width, bool stage_io) {
+std::size_t enc_chunk_device_bytes(std::uint32_t raw_bytes, std::uint32_t width, bool stage_io, bool delta) {
   StackArena a = StackArena::sizing();
-  EncChunk c = make_enc_chunk(raw_bytes, width, 0, 0);
+  EncChunk c = make_enc_chunk(raw_bytes, width,
+                              delta ? static_cast<std::uint8_t>(delta_codec(static_cast<int>(width))) : 0, 0);
   take_enc_slices(a, c, stage_io);
   const std::size_t plan =
       hist_words(c) * sizeof(std::uint32_t) + enc_table_entries(c) * sizeof(EncSym) + enc_assign_bytes(c);
@@ -182,7 +199,8 @@ std::size_t dec_chunk_device_bytes(const FrameHeader& h, bool stage_io) {
 std::size_t dec_chunk_worst_device_bytes(std::uint32_t raw_bytes, bool stage_io) {
   std::size_t most = 0;
   for (Codec codec : {Codec::kRaw, Codec::kPlanes8, Codec::kPlanes16, Codec::kPlanes32, Codec::kPlanes8V2,
-                      Codec::kPlanes16V2, Codec::kPlanes32V2}) {
+                      Codec::kPlanes16V2, Codec::kPlanes32V2, Codec::kDeltaPlanes8, Codec::kDeltaPlanes16,
+                      Codec::kDeltaPlanes32}) {
     FrameHeader h;
     h.codec = codec;
     h.raw_bytes = raw_bytes;

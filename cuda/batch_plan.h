@@ -68,9 +68,11 @@ Codec gpu_chunk_codec(std::span<const std::byte> sample, DType dtype, bool trial
 // The record of a chunk of raw_bytes coded as planes of `width` bytes; no
 // buffers yet.
 EncChunk make_enc_chunk(std::uint32_t raw_bytes, std::uint32_t width, std::uint8_t codec, std::uint8_t dtype);
-// Takes c's work slices from the arena, and with stage_io its input and frame
-// too (host-memory batches). False when the arena is full. The slices the
-// host plan reads and writes come from take_enc_plan_slices.
+// Takes c's work slices from the arena, and with stage_io its input (and a
+// delta's base) and frame too (host-memory batches); a delta's frame always
+// (the host copies it out only when the delta wins). False when the arena
+// is full. The slices the host plan reads and writes come from
+// take_enc_plan_slices.
 bool take_enc_slices(StackArena& arena, EncChunk& c, bool stage_io);
 
 // The slices of a sub-batch that cross to the host between split_hash and
@@ -98,9 +100,17 @@ bool take_enc_plan_slices(StackArena& arena, std::span<EncChunk> chunks, EncPlan
 void plan_chunk(EncChunk& c, const std::uint32_t* hist, EncSym* tables, std::uint8_t* assign,
                 planes::Planner& planner);
 
-// The record of a frame with header h (raw frames decode at width 1).
+// The element width and float payload version the kernels decode a
+// frame's payload with: a delta frame's is a version 2 float payload of
+// the delta codec's width (FORMAT.md 3.1); 0 for what they do not decode.
+int dec_codec_width(Codec codec);
+int dec_payload_version(Codec codec);
+
+// The record of a frame with header h (raw frames decode at width 1). A
+// delta frame's base pointer is the caller's to set.
 DecChunk make_dec_chunk(const FrameHeader& h);
-// Takes c's work slices, and with stage_io its payload and output too.
+// Takes c's work slices, and with stage_io its payload, output and (delta
+// frames) base too.
 bool take_dec_slices(StackArena& arena, DecChunk& c, bool stage_io);
 
 // Arena bytes a batch takes beyond its chunks' own (the rounding of its two
@@ -108,7 +118,9 @@ bool take_dec_slices(StackArena& arena, DecChunk& c, bool stage_io);
 // records and its share of the regions.
 inline constexpr std::size_t kBatchFixedBytes = 5 * kArenaAlign;
 // Arena bytes of one chunk in an encode or decode batch.
-std::size_t enc_chunk_device_bytes(std::uint32_t raw_bytes, std::uint32_t width, bool stage_io);
+// delta: coded against a base (its base staged too with stage_io).
+std::size_t enc_chunk_device_bytes(std::uint32_t raw_bytes, std::uint32_t width, bool stage_io,
+                                   bool delta = false);
 std::size_t dec_chunk_device_bytes(const FrameHeader& h, bool stage_io);
 // The most any frame of raw_bytes can take in a decode batch (any codec).
 std::size_t dec_chunk_worst_device_bytes(std::uint32_t raw_bytes, bool stage_io);

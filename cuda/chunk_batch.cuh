@@ -14,6 +14,11 @@ namespace ferry::gpu {
 // device memory in the arena (or the caller's device buffers).
 struct EncChunk {
   const std::uint8_t* in;
+  // A delta (docs/FORMAT.md 3.1): the base chunk (raw_bytes bytes), whose
+  // id goes into the header; the planes then code the transformed chunk and
+  // codec is a delta codec. nullptr: the chunk is coded alone.
+  const std::uint8_t* base;
+  std::uint8_t base_id[kDigestBytes];
   std::uint8_t* frame;
   std::uint8_t* planes;      // width * n
   std::uint16_t* words;      // width * plane_words: block b of plane p at p * plane_words + b * 32768
@@ -56,6 +61,9 @@ enum DecError : std::uint32_t {
 struct DecChunk {
   const std::uint8_t* payload;
   std::uint8_t* out;
+  // A delta frame's base chunk (raw_bytes bytes): each decoded byte is
+  // rebuilt from it before it is stored and hashed. nullptr otherwise.
+  const std::uint8_t* base;
   std::uint8_t* digests;     // 32 * leaves
   std::uint32_t* seg_crc;    // payload segments of 4 KiB
   std::uint32_t* dec_table;  // width * table_slots * 4096

@@ -222,18 +222,25 @@ FERRY_HD void parse_block(DecChunk& c, const Block& block) {
 
 // Byte o (chunk-relative) of the decoded output, from the plane tile of
 // block b (elements first_elem ... first_elem + 16383) or the payload's
-// raw tail. REQUIRES: o lies in block b's bytes (decoded_bytes_of_block).
+// raw tail; for a delta frame, rebuilt from the base (FORMAT.md 3.1), so
+// what is stored and hashed is the chunk itself. REQUIRES: o lies in block b's bytes
+// (decoded_bytes_of_block).
 struct TileBytes {
   const std::uint8_t* tile;  // width planes of kBlockSymbols bytes
   const DecChunk* c;
   std::uint32_t first_elem;
   FERRY_HD std::uint8_t operator()(std::uint32_t o) const {
     const std::uint32_t w = c->width, e = o / w;
-    if (e >= c->n) return c->payload[c->payload_bytes - (c->raw_bytes - o)];
+    if (e >= c->n) {
+      const std::uint8_t t = c->payload[c->payload_bytes - (c->raw_bytes - o)];
+      return c->base ? static_cast<std::uint8_t>(delta_inverse(t, c->base[o], 1)) : t;
+    }
     std::uint32_t r = 0;
     for (std::uint32_t p = 0; p < w; ++p)
       r |= static_cast<std::uint32_t>(tile[p * kBlockSymbols + e - first_elem]) << (8 * (w - 1 - p));
-    return static_cast<std::uint8_t>(unrotate_element(r, static_cast<int>(w)) >> (8 * (o % w)));
+    std::uint32_t v = unrotate_element(r, static_cast<int>(w));
+    if (c->base) v = delta_inverse(v, load_elem(c->base + static_cast<std::size_t>(e) * w, w), w);
+    return static_cast<std::uint8_t>(v >> (8 * (o % w)));
   }
 };
 

@@ -11,6 +11,7 @@
 
 #include "cuda/chunk_batch.cuh"
 #include "cuda/crc32c.cuh"
+#include "cuda/delta_steps.cuh"
 #include "cuda/frame_header.cuh"
 #include "cuda/sha256.cuh"
 #include "cuda/simt.cuh"
@@ -20,12 +21,6 @@ namespace ferry::gpu {
 struct ByteRange {
   std::uint32_t begin, end;
 };
-
-FERRY_HD std::uint32_t load_elem(const std::uint8_t* p, std::uint32_t w) {
-  std::uint32_t e = 0;
-  for (std::uint32_t k = 0; k < w; ++k) e |= static_cast<std::uint32_t>(p[k]) << (8 * k);
-  return e;
-}
 
 // Word fetch for SHA-256: aligned 32-bit loads where the whole word is
 // inside the leaf, byte loads at the ragged end.
@@ -71,9 +66,22 @@ FERRY_HD std::size_t hist_words(const EncChunk& c) {
   return static_cast<std::size_t>(c.width) * (c.segments + 1) * kAlphabet;
 }
 
-// split_hash, one thread's leaf: hashes it into c.digests and moves its
-// elements into the planes; count(q, s, i) counts symbol s of element i in
-// plane q.
+// Element i of what the planes code: the chunk's, or for a delta (c.base
+// set) the transformed chunk's (FORMAT.md 3.1).
+FERRY_HD std::uint32_t coded_elem(const EncChunk& c, std::uint32_t i) {
+  const std::size_t at = static_cast<std::size_t>(i) * c.width;
+  const std::uint32_t e = load_elem(c.in + at, c.width);
+  return c.base ? delta_forward(e, load_elem(c.base + at, c.width), c.width) : e;
+}
+
+// Tail byte o (o >= n * width) of what the planes code.
+FERRY_HD std::uint8_t coded_tail_byte(const EncChunk& c, std::uint32_t o) {
+  return c.base ? static_cast<std::uint8_t>(delta_forward(c.in[o], c.base[o], 1)) : c.in[o];
+}
+
+// split_hash, one thread's leaf: hashes the chunk's bytes into c.digests
+// (a delta's id is still the chunk's own) and moves its coded elements into
+// the planes; count(q, s, i) counts symbol s of element i in plane q.
 template <typename Count>
 FERRY_HD void split_leaf(const EncChunk& c, std::uint32_t leaf, Count&& count) {
   if (leaf >= c.leaves) return;
@@ -84,7 +92,7 @@ FERRY_HD void split_leaf(const EncChunk& c, std::uint32_t leaf, Count&& count) {
   const std::uint32_t w = c.width;
   const ByteRange e = leaf_elements(leaf, c.raw_bytes, w, c.n);
   for (std::uint32_t i = e.begin; i < e.end; ++i) {
-    const std::uint32_t rot = rotate_element(load_elem(c.in + static_cast<std::size_t>(i) * w, w), w);
+    const std::uint32_t rot = rotate_element(coded_elem(c, i), w);
     for (std::uint32_t q = 0; q < w; ++q) {
       const std::uint8_t s = plane_byte(rot, w, q);
       c.planes[static_cast<std::size_t>(q) * c.n + i] = s;
@@ -221,7 +229,9 @@ FERRY_HD std::uint32_t write_table(const EncSym* table, std::uint8_t* t) {
 
 // layout, one thread per chunk: payload offsets, mode bytes, each coded
 // plane's header (table count, tables, segment choices, stored sizes) and
-// the tail (FORMAT.md 4.2); decides raw when the payload would not shrink.
+// the tail (FORMAT.md 4.2); decides raw when the payload would not shrink
+// (for a delta: the delta does not pay, and the host keeps the chunk's
+// standalone frame).
 FERRY_HD void layout_chunk(EncChunk& c) {
   const std::uint32_t w = c.width, B = c.blocks, S = c.segments;
   std::uint64_t pos = w;
@@ -259,7 +269,7 @@ FERRY_HD void layout_chunk(EncChunk& c) {
       for (std::uint32_t g = 0; g < S; ++g) t[at++] = c.assign[static_cast<std::size_t>(p) * S + g];
     for (std::uint32_t b = 0; b < B; ++b, at += 4) put_le32(t + at, c.stored[p * B + b]);
   }
-  for (std::uint32_t i = 0; i < tail; ++i) out[pos - tail + i] = c.in[c.n * w + i];
+  for (std::uint32_t i = 0; i < tail; ++i) out[pos - tail + i] = coded_tail_byte(c, c.n * w + i);
 }
 
 // A raw chunk is copied into its frame by raw_copy_units warps, unit u
@@ -377,7 +387,9 @@ FERRY_HD void finish_encode_block(EncChunk& c, const std::uint32_t* crc_table, c
     if (t != 0) return;
     const std::uint32_t crc = join_crcs(c.seg_crc, c.payload_bytes, shift4k);
     const std::uint8_t codec = c.is_raw ? 0 : c.codec;
-    write_frame_header(crc_table, codec, c.dtype, c.raw_bytes, c.payload_bytes, c.digests, crc, c.frame);
+    const bool delta = c.base != nullptr && !c.is_raw;
+    write_frame_header(crc_table, codec, c.dtype, c.raw_bytes, c.payload_bytes, c.digests,
+                       delta ? c.base_id : nullptr, crc, c.frame);
     for (std::uint32_t k = 0; k < kDigestBytes; ++k) r.id[k] = c.digests[k];
     r.codec = codec;
     r.frame_bytes = kFrameHeaderBytes + c.payload_bytes;

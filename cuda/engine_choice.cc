@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "codec/dtype.h"
+#include "codec/tree_hash.h"
 #include "cuda/gpu_engine.h"
 
 namespace ferry {
@@ -38,6 +39,8 @@ void record(const EngineSelection& s, EngineSelection* out) {
 struct ReferenceChunk {
   DType dtype;
   std::vector<std::byte> data;
+  std::vector<std::byte> base = {};  // a delta base: coded against it (FORMAT.md 3.1)
+  Digest base_id = {};
 };
 
 // xorshift64: the reference data is the same on every host.
@@ -92,9 +95,32 @@ std::vector<std::byte> reference_mixed(DType dtype, std::size_t third, std::uint
   return out;
 }
 
+// `base` a few training steps later: each element moved by -3..4 units in
+// its last place (widths 2 and 4; a tail byte by one).
+std::vector<std::byte> reference_stepped(const std::vector<std::byte>& base, std::size_t w,
+                                         std::uint64_t seed) {
+  std::vector<std::byte> out = base;
+  ReferenceRng rng{seed * 0x9e3779b97f4a7c15ull + 1};
+  for (std::size_t at = 0; at + w <= out.size(); at += w) {
+    std::uint32_t v = 0;
+    for (std::size_t k = 0; k < w; ++k) v |= static_cast<std::uint32_t>(out[at + k]) << (8 * k);
+    v += static_cast<std::uint32_t>(static_cast<int>(rng.next() >> 61) - 3);
+    for (std::size_t k = 0; k < w; ++k) out[at + k] = static_cast<std::byte>(v >> (8 * k));
+  }
+  if (out.size() % w) out.back() = static_cast<std::byte>(static_cast<std::uint8_t>(out.back()) + 1);
+  return out;
+}
+
+ReferenceChunk reference_delta(DType dtype, std::size_t bytes, std::uint64_t seed) {
+  ReferenceChunk c{dtype, {}, reference_floats(dtype, bytes, seed)};
+  c.data = reference_stepped(c.base, element_bytes(dtype), seed + 1);
+  c.base_id = chunk_id(c.base);
+  return c;
+}
+
 // Every path of the float codec once: coded and raw planes over two blocks
 // (of either payload version), several tables per plane, tails, a chunk
-// that stays raw, chunks smaller than one element.
+// that stays raw, chunks smaller than one element; and delta frames.
 std::vector<ReferenceChunk> reference_chunks() {
   std::vector<ReferenceChunk> c;
   c.push_back({DType::kBF16, reference_floats(DType::kBF16, 64u << 10, 1)});
@@ -105,6 +131,10 @@ std::vector<ReferenceChunk> reference_chunks() {
   c.push_back({DType::kBF16, reference_floats(DType::kBF16, 1, 6)});
   c.push_back({DType::kF32, reference_floats(DType::kF32, 3, 7)});
   c.push_back({DType::kBF16, reference_mixed(DType::kBF16, 56u << 10, 8)});  // 86016 elements
+  // Delta frames: coded both ways (no larger than the sample) and judged
+  // on the sample, with a tail.
+  c.push_back(reference_delta(DType::kBF16, 32u << 10, 9));
+  c.push_back(reference_delta(DType::kF32, (96u << 10) + 3, 11));
   return c;
 }
 
@@ -121,7 +151,9 @@ Result<std::vector<std::vector<std::byte>>> encode_all(CodecEngine& engine,
   std::vector<EncodeJob> jobs;
   for (std::size_t i = 0; i < chunks.size(); ++i) {
     frames[i].resize(max_frame_bytes(chunks[i].data.size()));
-    jobs.push_back({chunks[i].data, chunks[i].dtype, false, frames[i]});
+    const bool delta = !chunks[i].base.empty();
+    jobs.push_back({chunks[i].data, chunks[i].dtype, false, frames[i], nullptr, chunks[i].base,
+                    delta ? &chunks[i].base_id : nullptr});
   }
   results.assign(chunks.size(), {});
   RETURN_IF_ERROR(engine.encode(jobs, results).with_context(std::string(engine.kind()) + " encode"));
@@ -136,7 +168,7 @@ Status decode_all(CodecEngine& engine, const std::vector<std::vector<std::byte>>
   std::vector<DecodeJob> jobs;
   for (std::size_t i = 0; i < chunks.size(); ++i) {
     outs[i].resize(chunks[i].data.size());
-    jobs.push_back({frames[i], outs[i], std::nullopt});
+    jobs.push_back({frames[i], outs[i], std::nullopt, {}, chunks[i].base});
   }
   std::vector<Status> st(chunks.size());
   const std::string what = std::string(engine.kind()) + " decode of the " + whose + " frame of ";
@@ -161,6 +193,9 @@ Status check_engine_matches_cpu(CodecEngine& engine, CodecEngine& cpu) {
     if (re[i].id != rc[i].id)
       return Status::internal(what + "chunk id " + to_hex(re[i].id) + ", the cpu engine's " +
                               to_hex(rc[i].id));
+    if (re[i].codec != rc[i].codec || re[i].base_id != rc[i].base_id)
+      return Status::internal(what + std::string(codec_name(re[i].codec)) + ", the cpu engine's " +
+                              std::string(codec_name(rc[i].codec)));
     if (fe[i].size() != fc[i].size())
       return Status::internal(what + "frame of " + std::to_string(fe[i].size()) +
                               " bytes, the cpu engine's " + std::to_string(fc[i].size()));

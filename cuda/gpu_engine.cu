@@ -5,7 +5,10 @@
 // the planes' plans, made by the CPU encoder's planner from the kernel's
 // histograms), and turns per-chunk device results into EncodedChunk
 // records and Statuses. Chunks the GPU does not code (zstd, empty) go
-// through the CPU engine, so frames stay identical. Every call makes the
+// through the CPU engine, so frames stay identical. A chunk with a delta
+// base gets the CPU DeltaEncoder's codings (the sample judged on the host,
+// the transform in split_hash) and its frame; a delta frame decodes on the
+// device against its base, rebuilt bytes verified against the chunk id. Every call makes the
 // engine's device current for its duration only (gpu::DeviceGuard).
 #include <cuda_runtime.h>
 
@@ -22,9 +25,11 @@
 
 #include "base/crc32c.h"
 #include "base/thread_pool.h"
+#include "codec/delta_codec.h"
 #include "codec/frame.h"
 #include "codec/limits.h"
 #include "cuda/decode_kernels.cuh"
+#include "cuda/delta_passes.h"
 #include "cuda/device_arena.h"
 #include "cuda/gpu_engine.h"
 
@@ -38,10 +43,10 @@ using gpu::EncResult;
 static_assert(gpu::kFrameHeaderBytes == kFrameHeaderBytes && gpu::kLeafBytes == kLeafBytes &&
               gpu::kDigestBytes == kDigestBytes);
 
-// Frames that decode on the GPU: raw and planes (payload version 1 or 2)
-// with at least one byte.
+// Frames that decode on the GPU: raw, planes (payload version 1 or 2) and
+// delta frames (with their base) with at least one byte.
 bool decodes_on_gpu(const FrameHeader& h) {
-  return h.raw_bytes > 0 && (h.codec == Codec::kRaw || codec_payload_version(h.codec) != 0);
+  return h.raw_bytes > 0 && (h.codec == Codec::kRaw || gpu::dec_payload_version(h.codec) != 0);
 }
 
 // The frame length, expected id and output size a job must agree on.
@@ -56,12 +61,18 @@ Status check_decode_job(const DecodeJob& j, const FrameHeader& h) {
                               to_hex(*j.expected_id));
   if (j.out.size() != h.raw_bytes)
     return Status::invalid_argument(chunk + "output buffer is " + std::to_string(j.out.size()) + " bytes");
+  if (is_delta_codec(h.codec) && j.base.size() != h.raw_bytes)
+    return Status::invalid_argument(chunk + "a delta frame against base " + to_hex(h.base_id) +
+                                    " is decoded with its base of " + std::to_string(h.raw_bytes) +
+                                    " bytes, got " + std::to_string(j.base.size()));
   return Status::ok();
 }
 
 // A chunk's decode outcome from its device record.
 Status decode_status(const DecChunk& c, const FrameHeader& h) {
-  const std::string chunk = "chunk " + to_hex(h.chunk_id) + ": ";
+  const bool delta = is_delta_codec(h.codec);
+  const std::string chunk =
+      "chunk " + to_hex(h.chunk_id) + (delta ? " (delta against base " + to_hex(h.base_id) + ")" : "") + ": ";
   const std::string where = chunk + std::string(codec_name(h.codec)) + " payload: plane " +
                             std::to_string(c.err_plane) + " block " + std::to_string(c.err_block);
   switch (c.err) {
@@ -74,7 +85,10 @@ Status decode_status(const DecChunk& c, const FrameHeader& h) {
     case gpu::kDecBlock:
       return Status::corruption(where + ": rANS block does not decode");
     default:
-      return Status::corruption(chunk + "decoded bytes do not hash to the chunk id");
+      return Status::corruption(chunk + (delta
+                                             ? "rebuilt bytes do not hash to the chunk id (a wrong base or a "
+                                               "damaged delta)"
+                                             : "decoded bytes do not hash to the chunk id"));
   }
 }
 
@@ -90,11 +104,29 @@ class GpuEngine final : public CodecEngine {
   Status decode(std::span<const DecodeJob> jobs, std::span<Status> statuses, MemorySpace space) override;
 
  private:
-  Status choose_codecs(std::span<const EncodeJob> jobs, MemorySpace space, std::vector<Codec>& codecs);
+  // What one kernel pass codes, by job index: each job's codec (a delta
+  // codec in the delta pass) and, in the delta pass, the payload a delta
+  // must beat and whether it did.
+  struct EncodePass {
+    std::vector<Codec> codec;
+    std::vector<std::uint32_t> beat_payload;
+    std::vector<char> won;
+    bool delta = false;
+  };
+  Status sample_to_host(const std::byte* src, std::size_t n, std::vector<std::byte>& dst);
+  Status choose_codecs(std::span<const EncodeJob> jobs, std::span<const std::size_t> idx, MemorySpace space,
+                       std::vector<Codec>& codecs);
+  Status plan_deltas(std::span<const EncodeJob> jobs, MemorySpace space,
+                     std::vector<DeltaEncoder::Plan>& plans);
   Status encode_with_cpu(const EncodeJob& job, EncodedChunk& result, MemorySpace space);
-  Status encode_sub_batch(std::span<const EncodeJob> jobs, std::span<const std::size_t> idx,
-                          const std::vector<Codec>& codecs, std::span<EncodedChunk> results,
-                          MemorySpace space, bool pinned);
+  Status encode_alone(std::span<const EncodeJob> jobs, std::span<const std::size_t> idx,
+                      std::span<EncodedChunk> results, MemorySpace space);
+  Status encode_deltas(std::span<const EncodeJob> jobs, const gpu::DeltaPassJobs& d, std::vector<char>& won,
+                       std::span<EncodedChunk> results, MemorySpace space);
+  Status run_pass(std::span<const EncodeJob> jobs, std::span<const std::size_t> idx, EncodePass& pass,
+                  std::span<EncodedChunk> results, MemorySpace space);
+  Status encode_sub_batch(std::span<const EncodeJob> jobs, std::span<const std::size_t> idx, EncodePass& pass,
+                          std::span<EncodedChunk> results, MemorySpace space, bool pinned);
   Status launch_split(EncChunk* dev, std::span<const EncChunk> host);
   Status plan_on_host(EncChunk* dev, std::span<EncChunk> recs, const gpu::EncPlanRegions& regions);
   Status launch_encode(EncChunk* dev, EncResult* res, std::span<const EncChunk> host);
@@ -132,6 +164,8 @@ class GpuEngine final : public CodecEngine {
   gpu::StackArena arena_;
   std::unique_ptr<CodecEngine> cpu_ = make_cpu_engine(gpu_reference_options());
   std::unique_ptr<CodecChoiceScratch> choice_ = std::make_unique<CodecChoiceScratch>();
+  std::unique_ptr<DeltaEncoder> delta_plan_ = std::make_unique<DeltaEncoder>();  // plan_codings only
+  std::vector<std::byte> sample_, sample_base_;  // a device chunk's sample pieces, at their offsets
   // Host side of the plan between split_hash and encode_blocks (reused).
   std::vector<planes::Planner> planners_;  // one per part of the shared pool
   std::vector<std::uint32_t> plan_hist_;
@@ -197,29 +231,32 @@ Status GpuEngine::stage_in(void* dst, std::span<const std::byte> src, bool pinne
 
 // ---- encode ----
 
-// codecs[i]: the planes codec the kernels code chunk i with, or Codec::kRaw
-// for the CPU engine (gpu::gpu_chunk_codec).
-Status GpuEngine::choose_codecs(std::span<const EncodeJob> jobs, MemorySpace space,
-                                std::vector<Codec>& codecs) {
+// Copies the codec_choice_sample pieces of `n` bytes of device memory at
+// `src` to their offsets in `dst` (the rest left unread): what the host
+// needs of a chunk in device memory to make the CPU encoder's choices.
+Status GpuEngine::sample_to_host(const std::byte* src, std::size_t n, std::vector<std::byte>& dst) {
+  dst.resize(n);
+  for (const SamplePiece& p : codec_choice_sample(n))
+    RETURN_IF_ERROR(copy(dst.data() + p.offset, src + p.offset, p.length, cudaMemcpyDeviceToHost));
+  return Status::ok();
+}
+
+// pass.codec[i] for each i in idx: the planes codec the kernels code chunk i
+// with, or Codec::kRaw for the CPU engine (gpu::gpu_chunk_codec).
+Status GpuEngine::choose_codecs(std::span<const EncodeJob> jobs, std::span<const std::size_t> idx,
+                                MemorySpace space, std::vector<Codec>& codecs) {
   codecs.assign(jobs.size(), Codec::kRaw);
-  for (std::size_t i = 0; i < jobs.size(); ++i) {
+  for (std::size_t i : idx) {
     const EncodeJob& j = jobs[i];
-    if (j.data.size() > kMaxChunkBytes || j.frame.size() < max_frame_bytes(j.data.size()))
-      return Status::invalid_argument("encode job " + std::to_string(i) +
-                                      ": chunk over 64 MiB or frame buffer too small");
     if (!opts_.sample_codec_choice && is_float(j.dtype) && !j.trial && !j.data.empty()) {
       codecs[i] = planes_codec(static_cast<int>(element_bytes(j.dtype)), kGpuFloatPayloadVersion);
       continue;
     }
     if (space == MemorySpace::kDevice && !j.data.empty()) {
       // Only the sample crosses to the host; the choice needs its bytes.
-      std::vector<std::byte> whole(j.data.size());
-      for (const SamplePiece& p : codec_choice_sample(j.data.size())) {
-        RETURN_IF_ERROR(
-            copy(whole.data() + p.offset, j.data.data() + p.offset, p.length, cudaMemcpyDeviceToHost));
-      }
+      RETURN_IF_ERROR(sample_to_host(j.data.data(), j.data.size(), sample_));
       RETURN_IF_ERROR(sync());
-      codecs[i] = gpu::gpu_chunk_codec(whole, j.dtype, j.trial, *choice_);
+      codecs[i] = gpu::gpu_chunk_codec(sample_, j.dtype, j.trial, *choice_);
     } else {
       codecs[i] = gpu::gpu_chunk_codec(j.data, j.dtype, j.trial, *choice_);
     }
@@ -227,9 +264,34 @@ Status GpuEngine::choose_codecs(std::span<const EncodeJob> jobs, MemorySpace spa
   return Status::ok();
 }
 
+// plans[i]: the codings job i gets, by DeltaEncoder's rule (FORMAT.md 3.1):
+// kAlone without a usable base. The sample is judged on the host, as the
+// CPU encoder judges it (two small float codings); of a chunk in device
+// memory only the sample's pieces of it and of its base cross.
+Status GpuEngine::plan_deltas(std::span<const EncodeJob> jobs, MemorySpace space,
+                              std::vector<DeltaEncoder::Plan>& plans) {
+  plans.assign(jobs.size(), DeltaEncoder::Plan::kAlone);
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    const EncodeJob& j = jobs[i];
+    if (j.base_id == nullptr || !delta_base_usable(j.data.size(), j.base.size(), j.known_id, *j.base_id))
+      continue;
+    if (space == MemorySpace::kHost || !is_float(j.dtype)) {
+      plans[i] = delta_plan_->plan_codings(j.data, j.base, j.dtype);
+      continue;
+    }
+    RETURN_IF_ERROR(sample_to_host(j.data.data(), j.data.size(), sample_));
+    RETURN_IF_ERROR(sample_to_host(j.base.data(), j.base.size(), sample_base_));
+    RETURN_IF_ERROR(sync());
+    plans[i] = delta_plan_->plan_codings(sample_, sample_base_, j.dtype);
+  }
+  return Status::ok();
+}
+
 Status GpuEngine::encode_with_cpu(const EncodeJob& job, EncodedChunk& result, MemorySpace space) {
-  if (space == MemorySpace::kHost) return cpu_->encode(std::span(&job, 1), std::span(&result, 1));
   EncodeJob hj = job;
+  hj.base = {};  // the standalone coding; a delta is the kernels' pass
+  hj.base_id = nullptr;
+  if (space == MemorySpace::kHost) return cpu_->encode(std::span(&hj, 1), std::span(&result, 1));
   std::vector<std::byte> data(job.data.size()), frame(job.frame.size());
   RETURN_IF_ERROR(copy(data.data(), job.data.data(), data.size(), cudaMemcpyDeviceToHost));
   RETURN_IF_ERROR(sync());
@@ -240,57 +302,116 @@ Status GpuEngine::encode_with_cpu(const EncodeJob& job, EncodedChunk& result, Me
   return sync();
 }
 
+// Jobs with a usable base get DeltaEncoder's codings in the passes of
+// cuda/delta_passes.h; the rest are coded alone in the first.
 Status GpuEngine::encode(std::span<const EncodeJob> jobs, std::span<EncodedChunk> results,
                          MemorySpace space) {
   if (results.size() != jobs.size())
     return Status::invalid_argument("gpu codec engine: jobs and results differ in count");
-  ASSIGN_OR_RETURN(gpu::DeviceGuard guard, gpu::DeviceGuard::enter(opts_.device));
-  std::vector<Codec> codecs;
-  RETURN_IF_ERROR(choose_codecs(jobs, space, codecs));
-  const bool host = space == MemorySpace::kHost;
-  std::vector<std::size_t> gpu_idx;
-  std::vector<gpu::ChunkNeed> needs;
   for (std::size_t i = 0; i < jobs.size(); ++i) {
-    const auto raw = static_cast<std::uint32_t>(jobs[i].data.size());
-    const auto w = static_cast<std::uint32_t>(codec_element_width(codecs[i]));
-    if (w == 0) {  // zstd, empty or a close call: the CPU engine
+    const EncodeJob& j = jobs[i];
+    if (j.data.size() > kMaxChunkBytes || j.frame.size() < max_frame_bytes(j.data.size()))
+      return Status::invalid_argument("encode job " + std::to_string(i) +
+                                      ": chunk over 64 MiB or frame buffer too small");
+  }
+  ASSIGN_OR_RETURN(gpu::DeviceGuard guard, gpu::DeviceGuard::enter(opts_.device));
+  std::vector<DeltaEncoder::Plan> plans;
+  RETURN_IF_ERROR(plan_deltas(jobs, space, plans));
+  return gpu::encode_in_passes(
+      jobs, plans, results,
+      [&](std::span<const std::size_t> idx) { return encode_alone(jobs, idx, results, space); },
+      [&](const gpu::DeltaPassJobs& d, std::vector<char>& won) {
+        return encode_deltas(jobs, d, won, results, space);
+      });
+}
+
+Status GpuEngine::encode_alone(std::span<const EncodeJob> jobs, std::span<const std::size_t> idx,
+                               std::span<EncodedChunk> results, MemorySpace space) {
+  EncodePass pass;
+  RETURN_IF_ERROR(choose_codecs(jobs, idx, space, pass.codec));
+  std::vector<std::size_t> gpu_idx;
+  for (std::size_t i : idx) {
+    if (codec_element_width(pass.codec[i]) == 0) {  // zstd, empty or a close call: the CPU engine
       RETURN_IF_ERROR(encode_with_cpu(jobs[i], results[i], space));
       continue;
     }
     gpu_idx.push_back(i);
-    needs.push_back({gpu::enc_chunk_device_bytes(raw, w, host), host ? gpu::enc_chunk_pinned_bytes(raw) : 0});
+  }
+  return run_pass(jobs, gpu_idx, pass, results, space);
+}
+
+Status GpuEngine::encode_deltas(std::span<const EncodeJob> jobs, const gpu::DeltaPassJobs& d,
+                                std::vector<char>& won, std::span<EncodedChunk> results, MemorySpace space) {
+  EncodePass pass;
+  pass.delta = true;
+  pass.codec.assign(jobs.size(), Codec::kRaw);
+  pass.beat_payload.assign(jobs.size(), 0);
+  pass.won.assign(jobs.size(), 0);
+  for (std::size_t k = 0; k < d.idx.size(); ++k) {
+    pass.codec[d.idx[k]] = d.codec[k];
+    pass.beat_payload[d.idx[k]] = d.beat_payload[k];
+  }
+  RETURN_IF_ERROR(run_pass(jobs, d.idx, pass, results, space));
+  for (std::size_t k = 0; k < d.idx.size(); ++k) won[k] = pass.won[d.idx[k]];
+  return Status::ok();
+}
+
+Status GpuEngine::run_pass(std::span<const EncodeJob> jobs, std::span<const std::size_t> idx,
+                           EncodePass& pass, std::span<EncodedChunk> results, MemorySpace space) {
+  const bool host = space == MemorySpace::kHost;
+  std::vector<gpu::ChunkNeed> needs;
+  for (std::size_t i : idx) {
+    const auto raw = static_cast<std::uint32_t>(jobs[i].data.size());
+    const auto w = static_cast<std::uint32_t>(gpu::dec_codec_width(pass.codec[i]));
+    needs.push_back(
+        {gpu::enc_chunk_device_bytes(raw, w, host, pass.delta), host ? gpu::enc_chunk_pinned_bytes(raw) : 0});
   }
   ASSIGN_OR_RETURN(std::vector<gpu::SubBatch> parts, plan(needs, [&](std::size_t k) {
-                     return "a " + std::to_string(jobs[gpu_idx[k]].data.size()) + "-byte chunk";
+                     return "a " + std::to_string(jobs[idx[k]].data.size()) + "-byte chunk";
                    }));
   for (const gpu::SubBatch& part : parts) {
-    RETURN_IF_ERROR(encode_sub_batch(jobs, std::span(gpu_idx).subspan(part.first, part.count), codecs,
-                                     results, space, part.pinned));
+    RETURN_IF_ERROR(
+        encode_sub_batch(jobs, idx.subspan(part.first, part.count), pass, results, space, part.pinned));
   }
   return Status::ok();
 }
 
+// The delta pass keeps a delta frame only when it wins (FORMAT.md 3.1:
+// coded, strictly smaller than the payload to beat, and not the base's
+// own chunk); its frame is in the arena until then.
 Status GpuEngine::encode_sub_batch(std::span<const EncodeJob> jobs, std::span<const std::size_t> idx,
-                                   const std::vector<Codec>& codecs, std::span<EncodedChunk> results,
-                                   MemorySpace space, bool pinned) {
+                                   EncodePass& pass, std::span<EncodedChunk> results, MemorySpace space,
+                                   bool pinned) {
   arena_.reset();
   const bool host = space == MemorySpace::kHost;
   std::vector<EncChunk> recs(idx.size());
+  std::vector<std::size_t> slot_at(idx.size());  // each chunk's place in the pinned pool
   std::size_t pinned_at = 0;
   for (std::size_t k = 0; k < idx.size(); ++k) {
     const EncodeJob& j = jobs[idx[k]];
-    EncChunk& c = recs[k] =
-        gpu::make_enc_chunk(static_cast<std::uint32_t>(j.data.size()),
-                            static_cast<std::uint32_t>(codec_element_width(codecs[idx[k]])),
-                            static_cast<std::uint8_t>(codecs[idx[k]]), static_cast<std::uint8_t>(j.dtype));
+    const Codec codec = pass.codec[idx[k]];
+    EncChunk& c = recs[k] = gpu::make_enc_chunk(
+        static_cast<std::uint32_t>(j.data.size()), static_cast<std::uint32_t>(gpu::dec_codec_width(codec)),
+        static_cast<std::uint8_t>(codec), static_cast<std::uint8_t>(j.dtype));
+    if (pass.delta) std::memcpy(c.base_id, j.base_id->data(), kDigestBytes);
     if (!host) {
       c.in = reinterpret_cast<const std::uint8_t*>(j.data.data());
-      c.frame = reinterpret_cast<std::uint8_t*>(j.frame.data());
+      if (pass.delta) {
+        c.base = reinterpret_cast<const std::uint8_t*>(j.base.data());
+      } else {
+        c.frame = reinterpret_cast<std::uint8_t*>(j.frame.data());
+      }
     }
     if (!gpu::take_enc_slices(arena_, c, host)) return Status::internal("gpu arena plan");
-    if (host)
-      RETURN_IF_ERROR(stage_in(const_cast<std::uint8_t*>(c.in), j.data, pinned, pinned_at,
-                               gpu::enc_chunk_pinned_bytes(c.raw_bytes)));
+    slot_at[k] = pinned_at;
+    if (!host) continue;
+    RETURN_IF_ERROR(stage_in(const_cast<std::uint8_t*>(c.in), j.data, pinned, pinned_at,
+                             gpu::enc_chunk_pinned_bytes(c.raw_bytes)));
+    // The base straight from pageable memory: the job keeps it until the
+    // batch's last wait.
+    if (pass.delta)
+      RETURN_IF_ERROR(
+          copy(const_cast<std::uint8_t*>(c.base), j.base.data(), j.base.size(), cudaMemcpyHostToDevice));
   }
   gpu::EncPlanRegions regions;
   if (!gpu::take_enc_plan_slices(arena_, recs, regions)) return Status::internal("gpu arena plan");
@@ -306,24 +427,34 @@ Status GpuEngine::encode_sub_batch(std::span<const EncodeJob> jobs, std::span<co
   std::vector<EncResult> out(recs.size());
   RETURN_IF_ERROR(copy(out.data(), res, out.size() * sizeof(EncResult), cudaMemcpyDeviceToHost));
   RETURN_IF_ERROR(sync());
-  pinned_at = 0;
+  std::vector<char> kept(idx.size(), 0);
   for (std::size_t k = 0; k < idx.size(); ++k) {
-    EncodedChunk& e = results[idx[k]];
+    const std::size_t i = idx[k];
+    const EncodeJob& j = jobs[i];
+    EncodedChunk e;
     std::memcpy(e.id.data(), out[k].id, kDigestBytes);
     e.codec = static_cast<Codec>(out[k].codec);
-    e.dtype = jobs[idx[k]].dtype;
+    e.dtype = j.dtype;
     e.raw_bytes = recs[k].raw_bytes;
     e.frame_bytes = out[k].frame_bytes;
-    if (!host) continue;
-    void* to = pinned ? static_cast<void*>(pool() + pinned_at) : jobs[idx[k]].frame.data();
+    if (pass.delta) {
+      if (!gpu::delta_wins(e, *j.base_id, pass.beat_payload[i])) continue;  // its frame stays in the arena
+      pass.won[i] = 1;
+      e.base_id = *j.base_id;
+    }
+    results[i] = e;
+    kept[k] = 1;
+    if (!host) {
+      if (pass.delta)
+        RETURN_IF_ERROR(copy(j.frame.data(), recs[k].frame, e.frame_bytes, cudaMemcpyDeviceToDevice));
+      continue;
+    }
+    void* to = pinned ? static_cast<void*>(pool() + slot_at[k]) : j.frame.data();
     RETURN_IF_ERROR(copy(to, recs[k].frame, e.frame_bytes, cudaMemcpyDeviceToHost));
-    if (pinned) pinned_at += gpu::enc_chunk_pinned_bytes(recs[k].raw_bytes);
   }
   RETURN_IF_ERROR(sync());
-  pinned_at = 0;
   for (std::size_t k = 0; host && pinned && k < idx.size(); ++k) {
-    std::memcpy(jobs[idx[k]].frame.data(), pool() + pinned_at, results[idx[k]].frame_bytes);
-    pinned_at += gpu::enc_chunk_pinned_bytes(recs[k].raw_bytes);
+    if (kept[k]) std::memcpy(jobs[idx[k]].frame.data(), pool() + slot_at[k], results[idx[k]].frame_bytes);
   }
   return Status::ok();
 }
@@ -484,14 +615,20 @@ Status GpuEngine::decode_sub_batch(std::span<const DecodeJob> jobs, std::span<co
   for (std::size_t k = 0; k < idx.size(); ++k) {
     const DecodeJob& j = jobs[idx[k]];
     DecChunk& c = recs[k] = gpu::make_dec_chunk(headers[idx[k]]);
+    const bool delta = is_delta_codec(headers[idx[k]].codec);
     if (!host) {
       c.payload = reinterpret_cast<const std::uint8_t*>(j.frame.data()) + kFrameHeaderBytes;
       c.out = reinterpret_cast<std::uint8_t*>(j.out.data());
+      if (delta) c.base = reinterpret_cast<const std::uint8_t*>(j.base.data());
     }
     if (!gpu::take_dec_slices(arena_, c, host)) return Status::internal("gpu arena plan");
-    if (host)
-      RETURN_IF_ERROR(stage_in(const_cast<std::uint8_t*>(c.payload), j.frame.subspan(kFrameHeaderBytes),
-                               pinned, pinned_at, gpu::dec_chunk_pinned_bytes(c.raw_bytes)));
+    if (!host) continue;
+    RETURN_IF_ERROR(stage_in(const_cast<std::uint8_t*>(c.payload), j.frame.subspan(kFrameHeaderBytes), pinned,
+                             pinned_at, gpu::dec_chunk_pinned_bytes(c.raw_bytes)));
+    // The base straight from pageable memory (the job keeps it to the end).
+    if (delta)
+      RETURN_IF_ERROR(
+          copy(const_cast<std::uint8_t*>(c.base), j.base.data(), c.raw_bytes, cudaMemcpyHostToDevice));
   }
   auto* dev = arena_.take<DecChunk>(recs.size());
   if (!dev) return Status::internal("gpu arena plan");

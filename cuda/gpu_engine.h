@@ -105,7 +105,8 @@ Result<std::unique_ptr<CodecEngine>> choose_engine_with(EngineChoice choice, con
 std::optional<EngineSelection> last_engine_selection();
 
 // Codes a small fixed reference batch (bf16, fp16 and fp32 chunks, one that
-// stays raw, chunks smaller than one element) with `engine` and `cpu`,
+// stays raw, chunks smaller than one element, two chunks with a delta base)
+// with `engine` and `cpu`,
 // compares the frames byte for byte, and decodes each engine's frames with
 // both. OK, or Internal naming the first chunk and what differed.
 Status check_engine_matches_cpu(CodecEngine& engine, CodecEngine& cpu);

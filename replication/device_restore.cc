@@ -15,6 +15,12 @@
 //   buffer, then copy to the device, every chunk queued, one wait a window.
 //   Host destinations (device=cpu, files without a tensor layout): decode on
 //   the host straight into the final allocation, no copy.
+// A delta frame (FORMAT.md 3.1) is staged with its base chunk behind it:
+// the reader fetches the base's frame by id and rebuilds it on the host
+// (verified against the base's id; a chain of deltas rebuilds in turn), and
+// whichever engine decodes the window rebuilds the chunk from the delta and
+// that base, on the GPU in device memory, and verifies it against the
+// chunk's own id.
 #include "replication/device_restore.h"
 
 #include <algorithm>
@@ -28,7 +34,6 @@
 #include <utility>
 
 #include "base/clock.h"
-#include "base/crc32c.h"
 #include "base/human_size.h"
 #include "base/thread_pool.h"
 #include "codec/delta_codec.h"
@@ -167,10 +172,9 @@ class Pipeline {
   Status allocate_staging(std::vector<Lane>& lanes);
   void read_loop();
   void read_window(Slot& slot, const Window& win);
-  // A delta chunk, rebuilt from its base and written into dst as a raw frame
-  // (dst holds restore_frame_bytes(c)).
-  Status read_delta_as_raw_frame(std::size_t file, std::size_t chunk, const ManifestChunk& c,
-                                 std::span<std::byte> dst);
+  // The base chunk of delta frame `frame` (chunk c), fetched by id, rebuilt
+  // and verified on the host, into dst (c.length bytes, behind the frame).
+  Status read_delta_base(std::span<const std::byte> frame, const ManifestChunk& c, std::span<std::byte> dst);
   void lane_loop(Lane& lane);
   Status decode_window(Lane& lane, Slot& slot);
   bool collect_jobs(const Lane& lane, const Slot& slot, WindowJobs& jobs);
@@ -233,16 +237,10 @@ void Pipeline::read_window(Slot& slot, const Window& win) {
     const std::size_t i = win.first + j;
     const ManifestChunk& c = chunk(i);
     const std::span<std::byte> dst(slot.frames.get() + w_.frame_at[i], restore_frame_bytes(c));
+    const std::span<std::byte> frame_dst = dst.first(c.frame_bytes);
     Status st;
-    if (is_delta_codec(static_cast<Codec>(c.codec))) {
-      // Rebuilt here from its base (verified against its id) and laid out
-      // as the raw frame the decode below expects.
-      st = read_delta_as_raw_frame(w_.chunks[i].file, w_.chunks[i].chunk, c, dst);
-      slot.read_status[j] = std::move(st);
-      return;
-    }
     if (direct) {
-      st = direct->read_frame_into(w_.chunks[i].file, w_.chunks[i].chunk, dst);
+      st = direct->read_frame_into(w_.chunks[i].file, w_.chunks[i].chunk, frame_dst);
     } else {
       // Reused per pool thread: read_frame resizes it, the hot path does not
       // allocate once it has grown to the largest frame.
@@ -252,42 +250,47 @@ void Pipeline::read_window(Slot& slot, const Window& win) {
         st = Status::corruption("frame is " + std::to_string(frame.size()) + " bytes, manifest says " +
                                 std::to_string(c.frame_bytes));
       }
-      if (st.is_ok()) std::memcpy(dst.data(), frame.data(), frame.size());
+      if (st.is_ok()) std::memcpy(frame_dst.data(), frame.data(), frame.size());
     }
     // Here, where frame and manifest meet, a disagreement is Corruption;
     // the decode below sizes its output from the manifest.
-    if (st.is_ok()) st = check_frame_header(dst, c);
+    if (st.is_ok()) st = check_frame_header(frame_dst, c);
+    // A delta frame travels with its base chunk behind it.
+    if (st.is_ok() && is_delta_codec(static_cast<Codec>(c.codec)))
+      st = read_delta_base(frame_dst, c, dst.subspan(c.frame_bytes));
     slot.read_status[j] = std::move(st);
   });
 }
 
-Status Pipeline::read_delta_as_raw_frame(std::size_t file, std::size_t chunk, const ManifestChunk& c,
-                                         std::span<std::byte> dst) {
-  thread_local std::vector<std::byte> frame, raw;
-  RETURN_IF_ERROR(source_.read_frame(file, chunk, frame));
-  RETURN_IF_ERROR(check_frame_header(frame, c));
-  ASSIGN_OR_RETURN(FrameHeader h, parse_frame_header(frame));
-  if (h.chunk_id != c.id) {
-    return Status::corruption("frame holds chunk " + to_hex(h.chunk_id) + ", manifest says " + to_hex(c.id));
+Status Pipeline::read_delta_base(std::span<const std::byte> frame, const ManifestChunk& c,
+                                 std::span<std::byte> dst) {
+  ASSIGN_OR_RETURN(FrameHeader h, parse_frame_header_only(frame));
+  if (h.base_id != c.base_id) {
+    return Status::corruption("delta frame names base " + to_hex(h.base_id) + ", manifest says " +
+                              to_hex(c.base_id));
   }
+  const std::string of = "base " + to_hex(h.base_id) + " of delta chunk " + to_hex(h.chunk_id);
+  thread_local std::vector<std::byte> base_frame, base;
+  RETURN_IF_ERROR(source_.read_chunk_frame(h.base_id, base_frame).with_context(of));
+  auto bh = parse_frame_header(base_frame);
+  if (!bh) return bh.status().with_context(of);
+  if (bh->chunk_id != h.base_id || bh->raw_bytes != c.length) {
+    return Status::corruption(of + ": fetched frame holds chunk " + to_hex(bh->chunk_id) + " of " +
+                              std::to_string(bh->raw_bytes) + " bytes");
+  }
+  // Rebuilt (itself perhaps a delta) and verified against its own id; the
+  // frame read so far is the first of the chain.
   RETURN_IF_ERROR(rebuild_chunk(
-      h, frame,
-      [this](const Digest& id) -> Result<std::vector<std::byte>> {
-        std::vector<std::byte> f;
-        RETURN_IF_ERROR(source_.read_chunk_frame(id, f));
-        return f;
-      },
-      raw));
-  FrameHeader out;
-  out.codec = Codec::kRaw;
-  out.dtype = h.dtype;
-  out.raw_bytes = h.raw_bytes;
-  out.payload_bytes = h.raw_bytes;
-  out.chunk_id = h.chunk_id;
-  out.payload_crc = mask_crc(crc32c(raw));
-  FERRY_CHECK(dst.size() == kFrameHeaderBytes + raw.size());
-  write_frame_header(out, dst.first<kFrameHeaderBytes>());
-  std::memcpy(dst.data() + kFrameHeaderBytes, raw.data(), raw.size());
+                      *bh, base_frame,
+                      [this](const Digest& id) -> Result<std::vector<std::byte>> {
+                        std::vector<std::byte> f;
+                        RETURN_IF_ERROR(source_.read_chunk_frame(id, f));
+                        return f;
+                      },
+                      base, 2)
+                      .with_context(of));
+  FERRY_CHECK(dst.size() == base.size());
+  std::memcpy(dst.data(), base.data(), base.size());
   return Status::ok();
 }
 
@@ -312,18 +315,26 @@ bool Pipeline::collect_jobs(const Lane& lane, const Slot& slot, WindowJobs& jobs
     }
     const FilePlan& fp = plan_.files[w_.chunks[i].file];
     const ManifestChunk& c = chunk(i);
-    std::span<const std::byte> frame(slot.frames.get() + w_.frame_at[i], restore_frame_bytes(c));
+    // The frame, and behind a delta frame its base chunk (read_window).
+    const bool delta = is_delta_codec(static_cast<Codec>(c.codec));
+    std::span<const std::byte> staged(slot.frames.get() + w_.frame_at[i], restore_frame_bytes(c));
+    std::span<const std::byte> frame = staged.first(c.frame_bytes);
+    std::span<const std::byte> base = delta ? staged.subspan(c.frame_bytes) : std::span<const std::byte>();
     std::span<std::byte> out(fp.base + c.offset, c.length);
     if (!fp.on_device) {
-      jobs.host.push_back({frame, out, c.id});
+      jobs.host.push_back({frame, out, c.id, {}, base});
       jobs.host_idx.push_back(i);
     } else if (lane.gpu) {
+      // The slot crosses to the device in one copy: frame and base both,
+      // and the engine rebuilds the chunk there.
       std::span<const std::byte> on_device(lane.device_frames.get() + w_.frame_at[i], restore_frame_bytes(c));
-      jobs.device.push_back({on_device, out, c.id, frame});
+      jobs.device.push_back({on_device.first(c.frame_bytes), out, c.id, frame,
+                             delta ? on_device.subspan(c.frame_bytes) : std::span<const std::byte>()});
       jobs.device_idx.push_back(i);
     } else {
       // Decoded into pinned staging first, copied to the device after.
-      jobs.host.push_back({frame, std::span<std::byte>(slot.raw.get() + w_.raw_at[i], c.length), c.id});
+      jobs.host.push_back(
+          {frame, std::span<std::byte>(slot.raw.get() + w_.raw_at[i], c.length), c.id, {}, base});
       jobs.host_idx.push_back(i);
     }
   }
@@ -351,9 +362,12 @@ Status Pipeline::finish_host_jobs(Lane& lane, const Slot& slot, const WindowJobs
 }
 
 void Pipeline::add_progress(const Window& win) {
+  // The chunks' own frames (a window also stages each delta's base).
+  std::uint64_t frames = 0;
+  for (std::size_t i = win.first; i < win.first + win.count; ++i) frames += chunk(i).frame_bytes;
   std::lock_guard lock(progress_mu_);
   progress_.logical_done += win.raw_bytes;
-  progress_.frame_bytes += win.frame_bytes;
+  progress_.frame_bytes += frames;
   if (options_.progress) options_.progress(progress_);
 }
 

@@ -40,7 +40,8 @@ std::vector<FilePlan> plan_files(const Manifest& m, bool cuda, std::uint64_t& de
 }
 
 std::uint64_t restore_frame_bytes(const ManifestChunk& c) {
-  return is_delta_codec(static_cast<Codec>(c.codec)) ? kFrameHeaderBytes + c.length : c.frame_bytes;
+  return is_delta_codec(static_cast<Codec>(c.codec)) ? std::uint64_t{c.frame_bytes} + c.length
+                                                     : c.frame_bytes;
 }
 
 WindowPlan plan_windows(const Manifest& m, std::uint64_t slot_raw_bytes, std::size_t window_chunks) {

@@ -18,8 +18,9 @@
 namespace ferry::replication {
 
 // The bytes a chunk's frame takes in a restore's frame memory: its frame,
-// or for a delta frame (rebuilt from its base on the host as it is read)
-// the standalone raw frame it becomes.
+// and behind a delta frame its base chunk (fetched and rebuilt on the host
+// as the frame is read; the decode rebuilds the chunk from both, on the GPU
+// in the GPU path).
 std::uint64_t restore_frame_bytes(const ManifestChunk& c);
 
 // Where one file of the snapshot lands: byte 0 of the file at `base`.
@@ -42,7 +43,7 @@ struct Window {
   std::size_t first = 0;  // into WindowPlan::chunks
   std::size_t count = 0;
   std::uint64_t raw_bytes = 0;
-  std::uint64_t frame_bytes = 0;
+  std::uint64_t frame_bytes = 0;  // staged: restore_frame_bytes of its chunks
 };
 
 struct WindowPlan {

@@ -19,7 +19,7 @@ if command -v ccache >/dev/null; then
 fi
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_STATIC_DEPS=ON \
   -DCMAKE_CUDA_ARCHITECTURES="80;90" -DFERRY_PYTHON=OFF "${launchers[@]}" >/dev/null
-tests=(device_logic_test encode_kernels_test decode_kernels_test batch_plan_test device_guard_test
+tests=(device_logic_test encode_kernels_test decode_kernels_test delta_kernels_test batch_plan_test device_guard_test
        engine_choice_test codec_engine_test gpu_engine_gpu_test device_restore_gpu_test device_restore_test
        restore_plan_test)
 cmake --build "$build" -j"$jobs" --target ferry ferry-agent ferry-bench ferry_replication "${tests[@]}"

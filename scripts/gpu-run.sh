@@ -78,7 +78,7 @@ step ctest-gpu 180 ctest --test-dir "$build" -L gpu -E '^python' --output-on-fai
 # Sanitizers: no corpus, no test that fills the GPU on purpose, and the
 # slow ones (racecheck tracks every shared-memory access) on one small test.
 unset FERRY_CORPUS_DIR
-small=GpuEngineTest.SmallBatchForSanitizers
+small=GpuEngineTest.SmallBatchForSanitizers:GpuEngineTest.SmallDeltaBatchForSanitizers
 if [ -n "$cs" ]; then
   step memcheck-engine 120 "$cs" --tool memcheck --error-exitcode 1 --leak-check full \
     "$tests/gpu_engine_gpu_test" --gtest_filter='-*MoreChunks*:*FirstLaunches*'

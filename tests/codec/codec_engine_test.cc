@@ -1,7 +1,7 @@
 // engine_test.cc: the CPU codec engine produces exactly ChunkEncoder's
 // frames for a batch (with or without the ids given), decodes and verifies
-// them, names the chunk of a bad frame, and the shared codec choice agrees
-// with ChunkEncoder's.
+// them, names the chunk of a bad frame, decodes delta frames against the
+// base a job carries, and the shared codec choice agrees with ChunkEncoder's.
 #include "codec/engine.h"
 
 #include <gtest/gtest.h>
@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "codec/chunk_codec.h"
+#include "codec/delta_codec.h"
+#include "tests/codec/delta_test_data.h"
 #include "tests/testing/testing.h"
 
 namespace ferry {
@@ -124,6 +126,34 @@ TEST(CpuEngine, BadFrameIsThatChunksErrorOnly) {
   EXPECT_NE(st[0].message().find(to_hex(ea.id)), std::string::npos) << st[0].message();
   EXPECT_TRUE(st[1].is_ok()) << st[1].to_string();
   EXPECT_EQ(oc, c);
+}
+
+// A delta frame decodes with the base its job carries, verified against
+// the chunk's id; a wrong base is Corruption naming both ids, no base
+// InvalidArgument naming the base.
+TEST(CpuEngine, DecodesDeltaFramesAgainstTheJobsBase) {
+  const testing::Pair p = testing::drifted_pair(2, (1u << 18) + 1, 9);
+  const Digest id = chunk_id(p.chunk), base_id = chunk_id(p.base);
+  std::vector<std::byte> frame(max_frame_bytes(p.chunk.size()));
+  std::vector<EncodeJob> ejobs = {{p.chunk, DType::kBF16, false, frame, nullptr, p.base, &base_id}};
+  std::vector<EncodedChunk> r(1);
+  auto engine = make_cpu_engine();
+  ASSERT_TRUE(engine->encode(ejobs, r).is_ok());
+  ASSERT_EQ(r[0].codec, Codec::kDeltaPlanes16);
+  frame.resize(r[0].frame_bytes);
+  std::vector<std::byte> wrong = p.base;
+  wrong[100] ^= std::byte{1};
+  std::vector<std::byte> o1(p.chunk.size()), o2(p.chunk.size()), o3(p.chunk.size());
+  std::vector<DecodeJob> jobs = {{frame, o1, id, {}, p.base}, {frame, o2, id, {}, wrong}, {frame, o3, id}};
+  std::vector<Status> st(jobs.size());
+  ASSERT_TRUE(engine->decode(jobs, st).is_ok());
+  EXPECT_TRUE(st[0].is_ok()) << st[0].to_string();
+  EXPECT_EQ(o1, p.chunk);
+  EXPECT_EQ(st[1].code(), Code::kCorruption) << st[1].to_string();
+  EXPECT_NE(st[1].message().find(to_hex(id)), std::string::npos) << st[1].message();
+  EXPECT_NE(st[1].message().find(to_hex(base_id)), std::string::npos) << st[1].message();
+  EXPECT_EQ(st[2].code(), Code::kInvalidArgument) << st[2].to_string();
+  EXPECT_NE(st[2].message().find(to_hex(base_id)), std::string::npos) << st[2].message();
 }
 
 TEST(CpuEngine, RejectsDeviceMemoryAndShortFrameBuffers) {

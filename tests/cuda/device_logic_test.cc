@@ -95,8 +95,19 @@ TEST(DeviceLogic, FrameHeaderEqualsCpu) {
   std::array<std::byte, kFrameHeaderBytes> want;
   write_frame_header(h, want);
   std::uint8_t got[88];
-  gpu::write_frame_header(table, 3, 1, h.raw_bytes, h.payload_bytes, h.chunk_id.data(), 0x12345678u, got);
+  gpu::write_frame_header(table, 3, 1, h.raw_bytes, h.payload_bytes, h.chunk_id.data(), nullptr, 0x12345678u,
+                          got);
   EXPECT_EQ(std::memcmp(got, want.data(), 88), 0);
+
+  // A delta frame: version 2, the base id in its field.
+  h.version = kFrameVersionDelta;
+  h.codec = Codec::kDeltaPlanes16;
+  for (int i = 0; i < 32; ++i) h.base_id[i] = static_cast<std::uint8_t>(255 - i * 3);
+  write_frame_header(h, want);
+  gpu::write_frame_header(table, static_cast<std::uint8_t>(Codec::kDeltaPlanes16), 1, h.raw_bytes,
+                          h.payload_bytes, h.chunk_id.data(), h.base_id.data(), 0x12345678u, got);
+  EXPECT_EQ(std::memcmp(got, want.data(), 88), 0);
+  EXPECT_TRUE(parse_frame_header_only(std::span(reinterpret_cast<const std::byte*>(got), 88)).is_ok());
 }
 
 }  // namespace

@@ -4,7 +4,8 @@
 // safety net for a host's first GPU), saying why; forcing the GPU there is
 // an error that says why. The reference check passes for the GPU kernels
 // themselves, run on the host (kernel_emulator.h), and fails for an engine
-// that leaves a chunk smaller than one element unwritten.
+// that leaves a chunk smaller than one element unwritten or codes a chunk
+// with a delta base alone.
 #include <gtest/gtest.h>
 
 #include "base/crc32c.h"
@@ -93,6 +94,38 @@ TEST(EngineChoice, AGpuEngineThatCodesDifferentlyFallsBackToTheCpuSayingWhy) {
   ASSERT_FALSE(forced.is_ok());
   EXPECT_NE(forced.status().message().find("GPU reference check failed"), std::string::npos)
       << forced.status().to_string();
+}
+
+// The CPU engine's frames, except that chunks with a delta base are coded
+// alone (what the GPU engine once did): valid frames, but not the CPU
+// engine's, which the reference batch's delta chunks catch.
+class DeltasCodedAlone final : public CodecEngine {
+ public:
+  std::string_view kind() const override { return "gpu"; }
+  std::string description() const override { return "gpu (no deltas)"; }
+  bool supports(MemorySpace s) const override { return s == MemorySpace::kHost; }
+  Status encode(std::span<const EncodeJob> jobs, std::span<EncodedChunk> results, MemorySpace) override {
+    std::vector<EncodeJob> alone(jobs.begin(), jobs.end());
+    for (EncodeJob& j : alone) {
+      j.base = {};
+      j.base_id = nullptr;
+    }
+    return cpu_->encode(alone, results);
+  }
+  Status decode(std::span<const DecodeJob> jobs, std::span<Status> st, MemorySpace) override {
+    return cpu_->decode(jobs, st);
+  }
+
+ private:
+  std::unique_ptr<CodecEngine> cpu_ = make_cpu_engine(gpu_reference_options());
+};
+
+TEST(EngineChoice, AGpuEngineThatCodesNoDeltasFailsTheReferenceCheck) {
+  DeltasCodedAlone gpu;
+  auto cpu = make_cpu_engine(gpu_reference_options());
+  Status st = check_engine_matches_cpu(gpu, *cpu);
+  ASSERT_EQ(st.code(), Code::kInternal) << st.to_string();
+  EXPECT_NE(st.message().find("planes16v2, the cpu engine's delta16"), std::string::npos) << st.message();
 }
 
 TEST(EngineChoice, AGpuEngineThatPassesIsChosenSayingSo) {

@@ -6,7 +6,11 @@
 // and truncated frames rejected with the chunk named; more chunks in one
 // call than a launch's gridDim.y holds; the reference check passing with
 // the smallest arena; the CUDA context's growth within the reserve the
-// restore counts. Skips, with the reason, where no usable GPU exists.
+// restore counts; delta frames (a chunk with a base) the same bytes as the
+// CPU engine's from host and device memory, decoded on the device against
+// their base and verified against the chunk's own id (a wrong base is
+// Corruption naming chunk and base). Skips, with the reason, where no
+// usable GPU exists.
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -16,6 +20,7 @@
 #include "cuda/batch_plan.h"
 #include "cuda/gpu_engine.h"
 #include "cuda/gpu_memory.h"
+#include "tests/codec/delta_test_data.h"
 #include "tests/testing/testing.h"
 
 namespace ferry {
@@ -148,6 +153,58 @@ TEST_F(GpuEngineTest, SmallBatchForSanitizers) {
   std::vector<Status> res(bad.size());
   ASSERT_TRUE(gpu_->decode(jobs, res).is_ok());
   for (const Status& r : res) EXPECT_EQ(r.code(), Code::kCorruption) << r.to_string();
+}
+
+// Small delta frames of every width, for the sanitizers: the delta pass of
+// split_hash, layout and finish, a delta that loses (coded alone after), and
+// the rebuilding decode with the right base and a wrong one.
+TEST_F(GpuEngineTest, SmallDeltaBatchForSanitizers) {
+  std::vector<Bytes> chunks, bases;
+  std::vector<DType> types;
+  std::vector<Digest> base_ids;
+  for (int w : {1, 2, 4}) {
+    const testing::Pair p = testing::drifted_pair(w, static_cast<std::size_t>(70000 * w + 3), 31);
+    chunks.push_back(p.chunk);
+    bases.push_back(p.base);
+    types.push_back(testing::dtype_of_width(w));
+  }
+  chunks.push_back(testing::random_bytes(20000, 5));  // random against a drifted base: coded alone
+  bases.push_back(bases[1].size() >= 20000 ? Bytes(bases[1].begin(), bases[1].begin() + 20000) : Bytes());
+  types.push_back(DType::kBF16);
+  for (const Bytes& b : bases) base_ids.push_back(chunk_id(b));
+  std::vector<Bytes> fc(chunks.size()), fg(chunks.size());
+  std::vector<EncodeJob> jc, jg;
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    fc[i].resize(max_frame_bytes(chunks[i].size()));
+    fg[i].resize(max_frame_bytes(chunks[i].size()));
+    jc.push_back({chunks[i], types[i], false, fc[i], nullptr, bases[i], &base_ids[i]});
+    jg.push_back({chunks[i], types[i], false, fg[i], nullptr, bases[i], &base_ids[i]});
+  }
+  std::vector<EncodedChunk> rc(chunks.size()), rg(chunks.size());
+  ASSERT_TRUE(cpu_->encode(jc, rc).is_ok());
+  Status st = gpu_->encode(jg, rg);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    fc[i].resize(rc[i].frame_bytes);
+    fg[i].resize(rg[i].frame_bytes);
+    EXPECT_TRUE(fg[i] == fc[i]) << "chunk " << i << " (" << codec_name(rc[i].codec) << ")";
+    EXPECT_EQ(is_delta_codec(rc[i].codec), i < 3) << "chunk " << i;
+  }
+  std::vector<Bytes> outs(chunks.size());
+  Bytes wrong = bases[0];
+  wrong[7] ^= std::byte{1};
+  std::vector<DecodeJob> jobs;
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    outs[i].resize(chunks[i].size());
+    jobs.push_back({fg[i], outs[i], rg[i].id, {}, i == 0 ? std::span<const std::byte>(wrong) : bases[i]});
+  }
+  std::vector<Status> ds(jobs.size());
+  ASSERT_TRUE(gpu_->decode(jobs, ds).is_ok());
+  EXPECT_EQ(ds[0].code(), Code::kCorruption) << ds[0].to_string();
+  for (std::size_t i = 1; i < chunks.size(); ++i) {
+    EXPECT_TRUE(ds[i].is_ok()) << "chunk " << i << ": " << ds[i].to_string();
+    EXPECT_TRUE(outs[i] == chunks[i]) << "chunk " << i;
+  }
 }
 
 TEST_F(GpuEngineTest, SameFramesAsCpuAndCrossDecodes) {
@@ -334,6 +391,165 @@ TEST_F(GpuEngineTest, DamagedFramesNameTheirChunk) {
   for (auto& s : st) {
     EXPECT_EQ(s.code(), Code::kCorruption) << s.to_string();
     EXPECT_NE(s.message().find(to_hex(h.chunk_id)), std::string::npos) << s.message();
+  }
+}
+
+// Chunks with a base: drifted pairs of every width (tiny, with tails, one
+// judged on the sample as a clear delta), an unrelated base (the chunk alone
+// wins), a chunk of bytes (the width of its standalone codec), a base equal
+// to the chunk (no delta), a zstd-coded chunk, and corpus chunks one small
+// step from their base.
+struct DeltaInputs {
+  std::vector<Bytes> chunks, bases;
+  std::vector<DType> types;
+  std::vector<Digest> base_ids;
+  void add(Bytes chunk, Bytes base, DType t) {
+    base_ids.push_back(chunk_id(base));
+    chunks.push_back(std::move(chunk));
+    bases.push_back(std::move(base));
+    types.push_back(t);
+  }
+};
+
+DeltaInputs delta_inputs() {
+  DeltaInputs in;
+  for (int w : {1, 2, 4}) {
+    for (std::size_t bytes : {3ul, 4097ul, (1ul << 20) + 3}) {
+      testing::Pair p = testing::drifted_pair(w, bytes, 7 + static_cast<std::uint32_t>(bytes));
+      in.add(p.chunk, p.base, testing::dtype_of_width(w));
+    }
+  }
+  testing::Pair clear = testing::drifted_pair(4, 4u << 20, 17, 10000);  // a clear delta on the sample
+  in.add(clear.chunk, clear.base, DType::kF32);
+  testing::Pair a = testing::drifted_pair(2, 1u << 16, 3), b = testing::drifted_pair(2, 1u << 16, 99);
+  in.add(a.chunk, b.base, DType::kBF16);  // unrelated: the chunk alone
+  testing::Pair bytes = testing::drifted_pair(4, 1u << 18, 5);
+  in.add(bytes.chunk, bytes.base, DType::kBytes);
+  in.add(a.chunk, a.chunk, DType::kBF16);  // the base is the chunk itself
+  Bytes text(1u << 17), text2;
+  for (std::size_t i = 0; i < text.size(); ++i) text[i] = std::byte("ferry delta "[i % 12]);
+  text2 = text;
+  text2[100] = std::byte{'!'};
+  in.add(text2, text, DType::kBytes);  // zstd alone
+  for (const auto& f : testing::corpus_files()) {
+    Bytes all = testing::read_file(f.path);
+    if (all.size() < (2u << 20) || in.chunks.size() > 20) continue;
+    Bytes base(all.end() - (2 << 20) - 1, all.end()), chunk = base;
+    for (std::size_t i = 0; i + 2 <= chunk.size(); i += 2 * 7)
+      chunk[i] = std::byte(static_cast<int>(chunk[i]) + 1);
+    in.add(chunk, base, f.dtype == "fp32" ? DType::kF32 : f.dtype == "fp16" ? DType::kF16 : DType::kBF16);
+  }
+  return in;
+}
+
+// The CPU engine's frames for `in`, and their results.
+std::vector<Bytes> cpu_delta_frames(CodecEngine& cpu, const DeltaInputs& in, std::vector<EncodedChunk>& rc) {
+  std::vector<Bytes> fc(in.chunks.size());
+  std::vector<EncodeJob> jobs;
+  for (std::size_t i = 0; i < in.chunks.size(); ++i) {
+    fc[i].resize(max_frame_bytes(in.chunks[i].size()));
+    jobs.push_back({in.chunks[i], in.types[i], false, fc[i], nullptr, in.bases[i], &in.base_ids[i]});
+  }
+  rc.resize(jobs.size());
+  EXPECT_TRUE(cpu.encode(jobs, rc).is_ok());
+  for (std::size_t i = 0; i < fc.size(); ++i) fc[i].resize(rc[i].frame_bytes);
+  return fc;
+}
+
+void expect_same_results(const std::vector<EncodedChunk>& rg, const std::vector<EncodedChunk>& rc,
+                         const std::vector<Bytes>& fg, const std::vector<Bytes>& fc) {
+  ASSERT_EQ(rg.size(), rc.size());
+  for (std::size_t i = 0; i < rc.size(); ++i) {
+    EXPECT_EQ(rg[i].codec, rc[i].codec) << "chunk " << i;
+    EXPECT_EQ(rg[i].id, rc[i].id) << "chunk " << i;
+    EXPECT_EQ(rg[i].base_id, rc[i].base_id) << "chunk " << i;
+    EXPECT_EQ(rg[i].frame_bytes, rc[i].frame_bytes) << "chunk " << i;
+    EXPECT_TRUE(fg[i] == fc[i]) << "chunk " << i << " (" << codec_name(rc[i].codec) << ")";
+  }
+}
+
+TEST_F(GpuEngineTest, DeltaFramesSameAsCpuAndDecodeAgainstTheirBase) {
+  const DeltaInputs in = delta_inputs();
+  std::vector<EncodedChunk> rc, rg(in.chunks.size());
+  const std::vector<Bytes> fc = cpu_delta_frames(*cpu_, in, rc);
+  std::vector<Bytes> fg(in.chunks.size());
+  std::vector<EncodeJob> jobs;
+  for (std::size_t i = 0; i < in.chunks.size(); ++i) {
+    fg[i].resize(max_frame_bytes(in.chunks[i].size()));
+    jobs.push_back({in.chunks[i], in.types[i], false, fg[i], nullptr, in.bases[i], &in.base_ids[i]});
+  }
+  Status st = gpu_->encode(jobs, rg);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  for (std::size_t i = 0; i < fg.size(); ++i) fg[i].resize(rg[i].frame_bytes);
+  expect_same_results(rg, rc, fg, fc);
+  int deltas = 0;
+  for (const EncodedChunk& e : rc) deltas += is_delta_codec(e.codec);
+  EXPECT_GE(deltas, 6);
+  EXPECT_LT(deltas, static_cast<int>(rc.size()));
+
+  // Decoded on the GPU with the right base, a wrong one, and none.
+  std::vector<Bytes> outs(fg.size()), wrong(fg.size());
+  std::vector<DecodeJob> good, bad, none;
+  for (std::size_t i = 0; i < fg.size(); ++i) {
+    outs[i].resize(in.chunks[i].size());
+    wrong[i] = in.bases[i];
+    wrong[i][wrong[i].size() / 2] ^= std::byte{4};
+    good.push_back({fg[i], outs[i], rc[i].id, {}, in.bases[i]});
+    bad.push_back({fg[i], outs[i], rc[i].id, {}, wrong[i]});
+    none.push_back({fg[i], outs[i], rc[i].id});
+  }
+  std::vector<Status> sg(fg.size()), sb(fg.size()), sn(fg.size());
+  ASSERT_TRUE(gpu_->decode(good, sg).is_ok());
+  for (std::size_t i = 0; i < fg.size(); ++i) {
+    EXPECT_TRUE(sg[i].is_ok()) << "chunk " << i << ": " << sg[i].to_string();
+    EXPECT_TRUE(outs[i] == in.chunks[i]) << "chunk " << i;
+  }
+  ASSERT_TRUE(gpu_->decode(bad, sb).is_ok());
+  ASSERT_TRUE(gpu_->decode(none, sn).is_ok());
+  for (std::size_t i = 0; i < fg.size(); ++i) {
+    if (!is_delta_codec(rc[i].codec)) continue;
+    EXPECT_EQ(sb[i].code(), Code::kCorruption) << "chunk " << i << ": " << sb[i].to_string();
+    EXPECT_NE(sb[i].message().find(to_hex(rc[i].id)), std::string::npos) << sb[i].message();
+    EXPECT_NE(sb[i].message().find(to_hex(rc[i].base_id)), std::string::npos) << sb[i].message();
+    EXPECT_EQ(sn[i].code(), Code::kInvalidArgument) << "chunk " << i << ": " << sn[i].to_string();
+  }
+}
+
+// Chunk, base and frame in device memory: the same frames as the CPU
+// engine's; decoded in place against the base on the device.
+TEST_F(GpuEngineTest, DeltaFramesFromAndToDeviceMemory) {
+  const DeltaInputs in = delta_inputs();
+  std::vector<EncodedChunk> rc, rg(in.chunks.size());
+  const std::vector<Bytes> fc = cpu_delta_frames(*cpu_, in, rc);
+  std::vector<GpuBuffer> chunk, base, frame, out;
+  std::vector<EncodeJob> jobs;
+  for (std::size_t i = 0; i < in.chunks.size(); ++i) {
+    chunk.push_back(std::move(GpuBuffer::allocate(in.chunks[i].size())).value());
+    base.push_back(std::move(GpuBuffer::allocate(in.bases[i].size())).value());
+    frame.push_back(std::move(GpuBuffer::allocate(max_frame_bytes(in.chunks[i].size()))).value());
+    ASSERT_TRUE(chunk[i].upload(in.chunks[i]).is_ok());
+    ASSERT_TRUE(base[i].upload(in.bases[i]).is_ok());
+    jobs.push_back(
+        {chunk[i].span(), in.types[i], false, frame[i].span(), nullptr, base[i].span(), &in.base_ids[i]});
+  }
+  Status st = gpu_->encode(jobs, rg, MemorySpace::kDevice);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  std::vector<Bytes> fg(in.chunks.size());
+  std::vector<DecodeJob> djobs;
+  for (std::size_t i = 0; i < in.chunks.size(); ++i) {
+    fg[i].resize(rg[i].frame_bytes);
+    ASSERT_TRUE(frame[i].download(fg[i]).is_ok());
+    out.push_back(std::move(GpuBuffer::allocate(in.chunks[i].size())).value());
+    djobs.push_back({frame[i].span().first(rg[i].frame_bytes), out[i].span(), rc[i].id, {}, base[i].span()});
+  }
+  expect_same_results(rg, rc, fg, fc);
+  std::vector<Status> ds(djobs.size());
+  ASSERT_TRUE(gpu_->decode(djobs, ds, MemorySpace::kDevice).is_ok());
+  for (std::size_t i = 0; i < djobs.size(); ++i) {
+    EXPECT_TRUE(ds[i].is_ok()) << "chunk " << i << ": " << ds[i].to_string();
+    Bytes back(in.chunks[i].size());
+    ASSERT_TRUE(out[i].download(back).is_ok());
+    EXPECT_TRUE(back == in.chunks[i]) << "chunk " << i;
   }
 }
 

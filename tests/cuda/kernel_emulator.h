@@ -14,10 +14,12 @@
 #include <vector>
 
 #include "codec/chunk_codec.h"
+#include "codec/delta_codec.h"
 #include "codec/engine.h"
 #include "codec/frame.h"
 #include "cuda/batch_plan.h"
 #include "cuda/decode_steps.cuh"
+#include "cuda/delta_passes.h"
 #include "cuda/gpu_engine.h"
 
 namespace ferry::gpu::emulator {
@@ -91,8 +93,10 @@ inline void crc_tables(std::uint32_t table[256], std::uint32_t shift4k[32]) {
 
 struct EncodeInput {
   std::span<const std::byte> data;
-  Codec codec;  // a planes codec
+  Codec codec;  // a planes codec, or a delta codec with base and base_id set
   DType dtype;
+  std::span<const std::byte> base = {};
+  Digest base_id = {};
 };
 
 // The frames the GPU engine writes for `inputs` as one host-memory batch,
@@ -101,15 +105,20 @@ struct EncodeInput {
 inline std::vector<std::vector<std::byte>> encode_batch(std::span<const EncodeInput> inputs) {
   std::size_t bytes = kBatchFixedBytes;
   for (const EncodeInput& in : inputs)
-    bytes += enc_chunk_device_bytes(static_cast<std::uint32_t>(in.data.size()), codec_element_width(in.codec),
-                                    true);
+    bytes += enc_chunk_device_bytes(static_cast<std::uint32_t>(in.data.size()), dec_codec_width(in.codec),
+                                    true, is_delta_codec(in.codec));
   HostArena mem(bytes);
   std::vector<EncChunk> recs;
   for (const EncodeInput& in : inputs) {
-    EncChunk c = make_enc_chunk(static_cast<std::uint32_t>(in.data.size()), codec_element_width(in.codec),
+    EncChunk c = make_enc_chunk(static_cast<std::uint32_t>(in.data.size()), dec_codec_width(in.codec),
                                 static_cast<std::uint8_t>(in.codec), static_cast<std::uint8_t>(in.dtype));
     if (!take_enc_slices(mem.arena(), c, true)) return {};
     if (!in.data.empty()) std::memcpy(const_cast<std::uint8_t*>(c.in), in.data.data(), in.data.size());
+    if (c.base) {
+      if (in.base.size() != in.data.size()) return {};
+      std::memcpy(const_cast<std::uint8_t*>(c.base), in.base.data(), in.base.size());
+      std::memcpy(c.base_id, in.base_id.data(), kDigestBytes);
+    }
     recs.push_back(c);
   }
   EncPlanRegions regions;
@@ -154,15 +163,20 @@ struct DecodeOutcome {
 
 // One host-memory decode batch, stage by stage as the engine launches it
 // (cuda/gpu_engine.cu: launch_decode). Frames the engine refuses on the
-// host (header, length) or gives the CPU decoder (zstd, empty) are not run.
+// host (header, length) or gives the CPU decoder (zstd, empty, a delta
+// frame without a base of its size) are not run. bases[i], when given, is
+// frame i's base chunk.
 class DecodeBatch {
  public:
-  explicit DecodeBatch(std::span<const std::vector<std::byte>> frames) : frames_(frames), mem_(plan()) {
+  explicit DecodeBatch(std::span<const std::vector<std::byte>> frames,
+                       std::span<const std::vector<std::byte>> bases = {})
+      : frames_(frames), bases_(bases), mem_(plan()) {
     for (std::size_t k = 0; k < idx_.size(); ++k) {
       DecChunk c = make_dec_chunk(headers_[k]);
       if (!take_dec_slices(mem_.arena(), c, true)) std::abort();  // the plan is wrong: a bug
       std::memcpy(const_cast<std::uint8_t*>(c.payload), frames[idx_[k]].data() + kFrameHeaderBytes,
                   c.payload_bytes);
+      if (c.base) std::memcpy(const_cast<std::uint8_t*>(c.base), bases[idx_[k]].data(), c.raw_bytes);
       recs_.push_back(c);
     }
     grids_ = dec_grids(recs_);
@@ -217,7 +231,8 @@ class DecodeBatch {
       if (!h.is_ok() || frames_[i].size() != kFrameHeaderBytes + h->payload_bytes || h->raw_bytes == 0)
         continue;
       // What the GPU engine decodes on the device (gpu_engine.cu, decodes_on_gpu).
-      if (h->codec != Codec::kRaw && codec_payload_version(h->codec) == 0) continue;
+      if (h->codec != Codec::kRaw && dec_payload_version(h->codec) == 0) continue;
+      if (is_delta_codec(h->codec) && (i >= bases_.size() || bases_[i].size() != h->raw_bytes)) continue;
       idx_.push_back(i);
       headers_.push_back(*h);
       bytes += dec_chunk_device_bytes(*h, true);
@@ -225,7 +240,7 @@ class DecodeBatch {
     return bytes;
   }
 
-  std::span<const std::vector<std::byte>> frames_;
+  std::span<const std::vector<std::byte>> frames_, bases_;
   std::vector<std::size_t> idx_;
   std::vector<FrameHeader> headers_;
   HostArena mem_;
@@ -234,8 +249,9 @@ class DecodeBatch {
   std::uint32_t table_[256], shift4k_[32];
 };
 
-inline std::vector<DecodeOutcome> decode_batch(std::span<const std::vector<std::byte>> frames) {
-  DecodeBatch batch(frames);
+inline std::vector<DecodeOutcome> decode_batch(std::span<const std::vector<std::byte>> frames,
+                                               std::span<const std::vector<std::byte>> bases = {}) {
+  DecodeBatch batch(frames, bases);
   batch.crc_and_parse();
   batch.fused();
   batch.raw_and_finish();
@@ -251,33 +267,44 @@ class EmulatedGpuEngine final : public CodecEngine {
   std::string description() const override { return "gpu (host emulation of the kernels)"; }
   bool supports(MemorySpace space) const override { return space == MemorySpace::kHost; }
 
+  // The GPU engine's codings (cuda/gpu_engine.cu: encode), deltas included:
+  // the same plan, passes and decisions (cuda/delta_passes.h).
   Status encode(std::span<const EncodeJob> jobs, std::span<EncodedChunk> results, MemorySpace) override {
-    CodecChoiceScratch scratch;
-    std::vector<EncodeInput> inputs;
-    std::vector<std::size_t> idx;
+    std::vector<DeltaEncoder::Plan> plans(jobs.size(), DeltaEncoder::Plan::kAlone);
     for (std::size_t i = 0; i < jobs.size(); ++i) {
-      const Codec codec = gpu_chunk_codec(jobs[i].data, jobs[i].dtype, jobs[i].trial, scratch);
-      if (codec == Codec::kRaw) {
-        RETURN_IF_ERROR(cpu_->encode(jobs.subspan(i, 1), results.subspan(i, 1)));
-        continue;
-      }
-      inputs.push_back({jobs[i].data, codec, jobs[i].dtype});
-      idx.push_back(i);
+      const EncodeJob& j = jobs[i];
+      if (j.base_id != nullptr && delta_base_usable(j.data.size(), j.base.size(), j.known_id, *j.base_id))
+        plans[i] = planner_.plan_codings(j.data, j.base, j.dtype);
     }
-    const std::vector<std::vector<std::byte>> frames = encode_batch(inputs);
-    for (std::size_t k = 0; k < idx.size(); ++k) {
-      const FrameHeader h = *parse_frame_header_only(frames[k]);
-      std::memcpy(jobs[idx[k]].frame.data(), frames[k].data(), frames[k].size());
-      results[idx[k]] = {h.chunk_id, h.codec, h.dtype, h.raw_bytes,
-                         static_cast<std::uint32_t>(frames[k].size())};
-    }
-    return Status::ok();
+    return encode_in_passes(
+        jobs, plans, results,
+        [&](std::span<const std::size_t> idx) { return encode_alone(jobs, idx, results); },
+        [&](const DeltaPassJobs& d, std::vector<char>& won) {
+          std::vector<EncodeInput> inputs;
+          for (std::size_t k = 0; k < d.idx.size(); ++k) {
+            const EncodeJob& j = jobs[d.idx[k]];
+            inputs.push_back({j.data, d.codec[k], j.dtype, j.base, *j.base_id});
+          }
+          const std::vector<std::vector<std::byte>> frames = encode_batch(inputs);
+          for (std::size_t k = 0; k < d.idx.size(); ++k) {
+            const EncodeJob& j = jobs[d.idx[k]];
+            const EncodedChunk e = result_of(frames[k]);
+            if (!delta_wins(e, *j.base_id, d.beat_payload[k])) continue;
+            std::memcpy(j.frame.data(), frames[k].data(), frames[k].size());
+            results[d.idx[k]] = e;
+            won[k] = 1;
+          }
+          return Status::ok();
+        });
   }
 
   Status decode(std::span<const DecodeJob> jobs, std::span<Status> statuses, MemorySpace) override {
-    std::vector<std::vector<std::byte>> frames;
-    for (const DecodeJob& j : jobs) frames.emplace_back(j.frame.begin(), j.frame.end());
-    const std::vector<DecodeOutcome> out = decode_batch(frames);
+    std::vector<std::vector<std::byte>> frames, bases;
+    for (const DecodeJob& j : jobs) {
+      frames.emplace_back(j.frame.begin(), j.frame.end());
+      bases.emplace_back(j.base.begin(), j.base.end());
+    }
+    const std::vector<DecodeOutcome> out = decode_batch(frames, bases);
     for (std::size_t i = 0; i < jobs.size(); ++i) {
       if (!out[i].on_gpu) {
         RETURN_IF_ERROR(cpu_->decode(jobs.subspan(i, 1), statuses.subspan(i, 1)));
@@ -293,7 +320,49 @@ class EmulatedGpuEngine final : public CodecEngine {
   }
 
  private:
+  // The result the GPU engine reads from the kernels' record, here from the
+  // header's fields (read as written: a delta against the chunk's own id
+  // is a header the parser refuses, and the engine drops it).
+  static EncodedChunk result_of(std::span<const std::byte> frame) {
+    EncodedChunk e;
+    std::memcpy(e.id.data(), frame.data() + 16, kDigestBytes);
+    e.codec = static_cast<Codec>(frame[5]);
+    e.dtype = static_cast<DType>(frame[6]);
+    e.raw_bytes = get_le32(reinterpret_cast<const std::uint8_t*>(frame.data()) + 8);
+    e.frame_bytes = static_cast<std::uint32_t>(frame.size());
+    if (is_delta_codec(e.codec)) std::memcpy(e.base_id.data(), frame.data() + 48, kDigestBytes);
+    return e;
+  }
+
+  // Jobs idx coded alone: by the kernels, or the CPU engine where the GPU
+  // engine hands a chunk to it.
+  Status encode_alone(std::span<const EncodeJob> jobs, std::span<const std::size_t> idx,
+                      std::span<EncodedChunk> results) {
+    std::vector<EncodeInput> inputs;
+    std::vector<std::size_t> on_gpu;
+    for (std::size_t i : idx) {
+      const Codec codec = gpu_chunk_codec(jobs[i].data, jobs[i].dtype, jobs[i].trial, scratch_);
+      if (codec == Codec::kRaw) {
+        EncodeJob alone = jobs[i];
+        alone.base = {};
+        alone.base_id = nullptr;
+        RETURN_IF_ERROR(cpu_->encode(std::span(&alone, 1), results.subspan(i, 1)));
+        continue;
+      }
+      inputs.push_back({jobs[i].data, codec, jobs[i].dtype});
+      on_gpu.push_back(i);
+    }
+    const std::vector<std::vector<std::byte>> frames = encode_batch(inputs);
+    for (std::size_t k = 0; k < on_gpu.size(); ++k) {
+      std::memcpy(jobs[on_gpu[k]].frame.data(), frames[k].data(), frames[k].size());
+      results[on_gpu[k]] = result_of(frames[k]);
+    }
+    return Status::ok();
+  }
+
   std::unique_ptr<CodecEngine> cpu_ = make_cpu_engine(gpu_reference_options());
+  CodecChoiceScratch scratch_;
+  DeltaEncoder planner_;
 };
 
 }  // namespace ferry::gpu::emulator

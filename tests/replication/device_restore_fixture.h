@@ -3,8 +3,9 @@
 // length, JSON header padded with spaces to 8 bytes, data section), a small
 // checkpoint directory with bf16/fp16/fp32/int64 shards and other files, and
 // a check that a DeviceRestoreResult equals the files it came from, tensor by
-// tensor (name, dtype, shape, bytes) and file by file; and a way to damage
-// one frame of an archive.
+// tensor (name, dtype, shape, bytes) and file by file; packing into a local
+// store, with delta frames against an earlier checkpoint; and a way to
+// damage one frame of an archive.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -16,8 +17,10 @@
 #include <vector>
 
 #include "codec/archive.h"
+#include "codec/packer.h"
 #include "codec/safetensors.h"
 #include "replication/device_restore.h"
+#include "store/local_store.h"
 #include "tests/testing/testing.h"
 
 namespace ferry::replication::testing_restore {
@@ -73,10 +76,31 @@ inline void write_safetensors(const fs::path& path, const std::vector<TestTensor
   ferry::testing::write_file(path, out);
 }
 
+// Moves every element of a float tensor by a small step in its last place
+// (what `step` optimizer steps do to the bits); other dtypes stay.
+inline TestTensor stepped(TestTensor t, int step) {
+  if (step == 0 || (t.dtype != "BF16" && t.dtype != "F16" && t.dtype != "F32")) return t;
+  const std::size_t w = dtype_width(t.dtype);
+  for (std::size_t i = 0; i + w <= t.data.size(); i += w) {
+    std::uint32_t v = 0;
+    for (std::size_t k = 0; k < w; ++k) v |= static_cast<std::uint32_t>(t.data[i + k]) << (8 * k);
+    const int d = static_cast<int>((i / w * 2654435761u + static_cast<unsigned>(step)) % 7) - 3;
+    v += static_cast<std::uint32_t>(d * (w == 4 ? 64 : 1));
+    for (std::size_t k = 0; k < w; ++k) t.data[i + k] = static_cast<std::byte>(v >> (8 * k));
+  }
+  return t;
+}
+
 // A checkpoint directory: two shards of transformer-like tensors (odd sizes
 // included, so tensors straddle chunks), a config, a torch.save-like blob,
-// an empty file.
-inline void make_checkpoint(const fs::path& dir, std::uint64_t seed) {
+// an empty file. step > 0: the same checkpoint `step` training steps later
+// (float tensors moved a little, the rest as it was), whose chunks become
+// delta frames against step 0's.
+inline void make_checkpoint(const fs::path& dir, std::uint64_t seed, int step = 0) {
+  auto make_tensor = [step](const std::string& name, const std::string& dtype,
+                            std::vector<std::uint64_t> shape, std::uint64_t s) {
+    return stepped(testing_restore::make_tensor(name, dtype, std::move(shape), s), step);
+  };
   fs::create_directories(dir / "sub");
   write_safetensors(dir / "model-00001-of-00002.safetensors",
                     {make_tensor("embed.weight", "BF16", {512, 96}, seed + 1),
@@ -102,6 +126,49 @@ inline void make_checkpoint(const fs::path& dir, std::uint64_t seed) {
 // safetensors files, every tensor of the file's own header (name, dtype,
 // shape, bytes at its offsets) is there once; other files are there whole.
 // Host memory only (device=cpu). Returns how many tensors were compared.
+// Puts every frame into a local store.
+class StoreSink final : public FrameSink {
+ public:
+  StoreSink(ChunkStore& store, std::string ns) : store_(store), ns_(std::move(ns)) {}
+  Status put_frame(const ManifestFile&, const ManifestChunk& c, std::span<const std::byte> frame) override {
+    return store_.put(ns_, frame, &c.id).status();
+  }
+
+ private:
+  ChunkStore& store_;
+  std::string ns_;
+};
+
+// Packs `src` into the local store at store_dir and commits the snapshot.
+// With delta_from (an earlier checkpoint already in the store), chunks the
+// store holds are not sent again and the rest become delta frames against
+// the earlier checkpoint's chunks where that pays (PackOptions::delta_from).
+inline Status pack_into_store(const fs::path& src, const fs::path& store_dir, const std::string& ns,
+                              const std::string& snapshot, PackOptions o, const fs::path& delta_from = {}) {
+  ASSIGN_OR_RETURN(std::unique_ptr<ChunkStore> store,
+                   open_local_store(store_dir, {.log = [](std::string_view) {}}));
+  ASSIGN_OR_RETURN(std::vector<PackSource> sources, list_pack_sources(src));
+  if (!delta_from.empty()) {
+    o.delta_from = delta_from;
+    o.need = [&](std::span<const Digest> ids) -> Result<std::vector<bool>> {
+      ASSIGN_OR_RETURN(std::vector<bool> need, store->have(ns, ids));
+      need.flip();
+      return need;
+    };
+  }
+  StoreSink sink(*store, ns);
+  ASSIGN_OR_RETURN(Manifest m, pack_files(sources, o, sink));
+  return store->commit_snapshot(ns, snapshot, serialize_manifest(m));
+}
+
+// The delta chunks of a manifest.
+inline std::size_t delta_chunks(const Manifest& m) {
+  std::size_t n = 0;
+  for (const ManifestFile& f : m.files)
+    for (const ManifestChunk& c : f.chunks) n += is_delta_codec(static_cast<Codec>(c.codec));
+  return n;
+}
+
 inline std::size_t expect_restored_equals(const DeviceRestoreResult& r, const fs::path& src) {
   std::map<std::string, const RestoredTensor*> by_key;
   for (const RestoredTensor& t : r.tensors) {

@@ -6,7 +6,9 @@
 // the chunk; a GPU without the memory fails before copying, saying how much
 // is needed; a pinned budget smaller than one chunk's decode tables still
 // decodes on the GPU; the caller's current device is left as it was (on a
-// machine with two GPUs). Skipped, with the reason, where no GPU is usable.
+// machine with two GPUs); a snapshot of delta frames is rebuilt on the GPU
+// from bases staged with the frames. Skipped, with the reason, where no GPU
+// is usable.
 // (It lives in
 // tests/replication because it links the restore library; the _gpu_test
 // suffix gives it the gpu label.)
@@ -99,6 +101,36 @@ TEST_F(DeviceRestoreGpuTest, TensorsInGpuMemoryEqualTheFiles) {
         << r->report.engine;
     HostCopy h = download(*r);
     EXPECT_EQ(expect_restored_equals(h.result, src_.path()), 8u) << r->report.engine;
+  }
+}
+
+// A snapshot of delta frames in a local store: each delta frame crosses to
+// the device with its base chunk (rebuilt on the host from the base's frame)
+// and is rebuilt there by the GPU engine, verified against its own id; the
+// CPU fallback rebuilds on the host and copies. Both equal the files.
+TEST_F(DeviceRestoreGpuTest, ADeltaSnapshotIsRebuiltOnTheGpu) {
+  const std::uint64_t seed = ferry::testing::test_seed();
+  ferry::testing::TempDir key, next;
+  testing_restore::make_checkpoint(key.path(), seed);
+  testing_restore::make_checkpoint(next.path(), seed, /*step=*/1);
+  const fs::path store = work_ / "store";
+  PackOptions o;
+  o.chunk_bytes = 64u << 10;
+  o.created_ns = 1'700'000'000'000'000'000;
+  Status st = testing_restore::pack_into_store(key.path(), store, "host-a", "step-7", o);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  st = testing_restore::pack_into_store(next.path(), store, "host-a", "step-8", o, key.path());
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  for (EngineChoice engine : {EngineChoice::kGpu, EngineChoice::kCpu}) {
+    auto source = open_frame_source("store:" + store.string() + "/host-a/step-8");
+    ASSERT_TRUE(source.is_ok()) << source.status().to_string();
+    EXPECT_GE(testing_restore::delta_chunks((*source)->manifest()), 8u);
+    auto r = restore_to_device(**source, options(engine));
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    EXPECT_EQ(r->report.engine.rfind(engine == EngineChoice::kGpu ? "gpu" : "cpu", 0), 0u)
+        << r->report.engine;
+    HostCopy h = download(*r);
+    EXPECT_EQ(expect_restored_equals(h.result, next.path()), 8u) << r->report.engine;
   }
 }
 

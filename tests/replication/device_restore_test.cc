@@ -3,7 +3,9 @@
 // files, the real-weights corpus), packed by the real packer into a .ferry
 // archive and into a real local store, restored with device=cpu and
 // compared tensor by tensor with the files. A damaged frame, or one that
-// disagrees with its manifest entry, is a Corruption naming the chunk; cuda:N without a GPU is a clear error;
+// disagrees with its manifest entry, is a Corruption naming the chunk; a
+// snapshot of delta frames restores from its bases; cuda:N without a GPU
+// is a clear error;
 // devices and source locations are parsed strictly.
 #include "replication/device_restore.h"
 
@@ -44,27 +46,9 @@ Status pack_archive(const fs::path& src, const fs::path& archive) {
   return writer.finish(m);
 }
 
-// Puts every frame into a local store, then commits the snapshot.
-class StoreSink final : public FrameSink {
- public:
-  StoreSink(ChunkStore& store, std::string ns) : store_(store), ns_(std::move(ns)) {}
-  Status put_frame(const ManifestFile&, const ManifestChunk& c, std::span<const std::byte> frame) override {
-    return store_.put(ns_, frame, &c.id).status();
-  }
-
- private:
-  ChunkStore& store_;
-  std::string ns_;
-};
-
 Status pack_into_store(const fs::path& src, const fs::path& store_dir, const std::string& ns,
-                       const std::string& snapshot) {
-  ASSIGN_OR_RETURN(std::unique_ptr<ChunkStore> store,
-                   open_local_store(store_dir, {.log = [](std::string_view) {}}));
-  ASSIGN_OR_RETURN(std::vector<PackSource> sources, list_pack_sources(src));
-  StoreSink sink(*store, ns);
-  ASSIGN_OR_RETURN(Manifest m, pack_files(sources, pack_options(), sink));
-  return store->commit_snapshot(ns, snapshot, serialize_manifest(m));
+                       const std::string& snapshot, const fs::path& delta_from = {}) {
+  return testing_restore::pack_into_store(src, store_dir, ns, snapshot, pack_options(), delta_from);
 }
 
 DeviceRestoreOptions cpu_options(ThreadPool& pool) {
@@ -153,6 +137,27 @@ TEST_F(DeviceRestoreTest, ALocalStoreRestoresToHost) {
   ASSERT_FALSE(no_store.is_ok());
   EXPECT_EQ(no_store.status().code(), Code::kNotFound) << no_store.status().to_string();
   EXPECT_FALSE(fs::exists(work_ / "nothing"));
+}
+
+// A snapshot of delta frames (a later checkpoint against the one before,
+// whose chunks the store holds): each delta is restored from its base,
+// fetched by id from the store, and verified against its own id.
+TEST_F(DeviceRestoreTest, ADeltaSnapshotRestoresFromItsBases) {
+  const std::uint64_t seed = ferry::testing::test_seed();
+  ferry::testing::TempDir key, next;
+  make_checkpoint(key.path(), seed);
+  make_checkpoint(next.path(), seed, /*step=*/1);
+  const fs::path store = work_ / "store";
+  Status st = pack_into_store(key.path(), store, "host-a", "step-7");
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  st = pack_into_store(next.path(), store, "host-a", "step-8", key.path());
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  auto source = open_frame_source("store:" + store.string() + "/host-a/step-8");
+  ASSERT_TRUE(source.is_ok()) << source.status().to_string();
+  EXPECT_GE(testing_restore::delta_chunks((*source)->manifest()), 8u);
+  auto r = restore_to_device(**source, cpu_options(pool_));
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(expect_restored_equals(*r, next.path()), 8u);
 }
 
 TEST_F(DeviceRestoreTest, CorpusFilesRestoreExactly) {
