@@ -188,5 +188,69 @@ TEST_F(DeltaChainNetTest, APushResumedAfterItsSenderDiedListsTheStoredDeltaFrame
   expect_restores("llama-2", d2);
 }
 
+// A chunk the receiver already holds is listed with the frame it holds,
+// whatever the push would have coded (docs/FORMAT.md 5): stored in full and
+// then offered as a delta (s3), stored as a delta and then offered alone
+// (s5). Each snapshot restores, and after the snapshots that stored the
+// frames are removed and gc ran, the later ones still restore.
+class HeldChunkFactsNetTest : public DeltaChainNetTest {
+ protected:
+  void SetUp() override {
+    DeltaChainNetTest::SetUp();
+    StoreOptions so;
+    so.gc_grace_seconds = 0;
+    site_->stop();
+    site_ = std::make_unique<Site>(dir_ / "site-quick-gc", certs_, so);
+    ASSERT_TRUE(site_->start().is_ok());
+  }
+  PushReport push_as(const std::string& snapshot, const fs::path& src, const fs::path& delta_from = {}) {
+    PushOptions o = options(snapshot);
+    o.created_ns = 1'000'000'000LL * (2000 + ++pushes_);
+    o.delta_from = delta_from;
+    auto r = push_dir(src, o);
+    EXPECT_TRUE(r.is_ok()) << snapshot << ": " << r.status().to_string();
+    return r.is_ok() ? *r : PushReport{};
+  }
+  fs::path copy_of(const fs::path& src, const std::string& name) {
+    const fs::path d = dir_ / name;
+    fs::create_directories(d);
+    fs::copy_file(src / "model.safetensors", d / "model.safetensors");
+    return d;
+  }
+  void remove_and_gc(const std::vector<std::string>& snapshots) {
+    for (const auto& s : snapshots)
+      ASSERT_TRUE(site_->store().remove_snapshot(kHost, s, Actor::kOperator).is_ok()) << s;
+    auto gc = site_->store().gc(kHost, Actor::kOperator);
+    ASSERT_TRUE(gc.is_ok()) << gc.status().to_string();
+    EXPECT_GT(gc->chunks_removed, 0u) << "gc removed nothing: the test proves nothing";
+  }
+  int pushes_ = 0;
+};
+
+TEST_F(HeldChunkFactsNetTest, StoredInFullThenOfferedAsADelta) {
+  const fs::path w0 = checkpoint(0), w1 = checkpoint(1), w1_again = copy_of(w1, "w1-again");
+  push_as("s1", w1);
+  push_as("s2", w0);  // the newest snapshot does not name s1's chunks
+  PushReport r = push_as("s3", w1_again, w0);
+  EXPECT_EQ(r.chunks_skipped, 5u) << "every chunk of s3 is held (the header chunk and 4 tensors)";
+  expect_restores("s1", w1);
+  expect_restores("s2", w0);
+  expect_restores("s3", w1_again);
+  remove_and_gc({"s1", "s2"});
+  expect_restores("s3", w1_again);
+}
+
+TEST_F(HeldChunkFactsNetTest, StoredAsADeltaThenOfferedAlone) {
+  const fs::path w0 = checkpoint(0), w1 = checkpoint(1), w1_again = copy_of(w1, "w1-again");
+  push_as("s1", w0);
+  PushReport r2 = push_as("s2", w1, w0);
+  ASSERT_EQ(r2.delta_chunks, 4u) << "s2's chunks are stored as deltas against s1's";
+  push_as("s3", checkpoint(2));  // the newest snapshot does not name s2's chunks
+  EXPECT_EQ(push_as("s4", w1_again).chunks_skipped, 5u);
+  expect_restores("s4", w1_again);
+  remove_and_gc({"s1", "s2", "s3"});
+  expect_restores("s4", w1_again);
+}
+
 }  // namespace
 }  // namespace ferry::replication
