@@ -94,11 +94,18 @@ class HeldChunkFacts {
     EXPECT_TRUE(verified.is_ok()) << snapshot << ": " << verified.to_string();
   }
 
-  void remove_and_gc(const std::vector<std::string>& snapshots) {
+  // `some_unneeded`: the removed snapshots held chunks no kept one needs
+  // (gc must remove something, or the test proves nothing); otherwise every
+  // chunk is still needed and gc must remove none.
+  void remove_and_gc(const std::vector<std::string>& snapshots, bool some_unneeded = true) {
     for (const auto& s : snapshots) ASSERT_TRUE(store_.remove_snapshot(kNs, s, Actor::kOperator).is_ok()) << s;
     auto gc = store_.gc(kNs, Actor::kOperator);
     ASSERT_TRUE(gc.is_ok()) << gc.status().to_string();
-    EXPECT_GT(gc->chunks_removed, 0u) << "gc removed nothing: the test proves nothing";
+    if (some_unneeded) {
+      EXPECT_GT(gc->chunks_removed, 0u) << "gc removed nothing: the test proves nothing";
+    } else {
+      EXPECT_EQ(gc->chunks_removed, 0u) << "every chunk is still needed";
+    }
   }
 
  private:
@@ -154,6 +161,20 @@ void delta_then_other(ChunkStore& store, const fs::path& dir) {
   t.expect_restores("s4");
 }
 
+// A chain (--delta=previous): s2 against s1 against s0. With s0 and s1
+// removed, gc keeps s1's delta (s2's base, which no snapshot names as a
+// chunk) and s0's chunk beneath it.
+void chain_of_deltas(ChunkStore& store, const fs::path& dir) {
+  HeldChunkFacts t(store, dir);
+  const auto w = steps();
+  const fs::path d0 = t.write("w0", w[0]), d1 = t.write("w1", w[1]), d2 = t.write("w2", w[2]);
+  t.push(d0, "s0");
+  ASSERT_EQ(t.push(d1, "s1", d0).delta_chunks, 3u);
+  ASSERT_EQ(t.push(d2, "s2", d1).delta_chunks, 3u);
+  t.remove_and_gc({"s0", "s1"}, /*some_unneeded=*/false);
+  t.expect_restores("s2");
+}
+
 StoreOptions quick_gc() {
   StoreOptions o;
   o.gc_grace_seconds = 0;
@@ -192,6 +213,22 @@ TEST(HeldChunkFactsTest, S3DeltaThenAloneOrAnotherBase) {
   ASSERT_NE(store, nullptr);
   testing::TempDir dir;
   delta_then_other(*store, dir.path());
+}
+
+TEST(HeldChunkFactsTest, LocalChainOfDeltasKeepsEveryBase) {
+  testing::TempDir dir;
+  auto store = open_local_store(dir / "store", quick_gc());
+  ASSERT_TRUE(store.is_ok()) << store.status().to_string();
+  chain_of_deltas(**store, dir.path());
+}
+
+TEST(HeldChunkFactsTest, S3ChainOfDeltasKeepsEveryBase) {
+  FERRY_REQUIRE_CEPH(ceph);
+  testing::S3TestBucket bucket(*ceph);
+  auto store = bucket.open(1, quick_gc());
+  ASSERT_NE(store, nullptr);
+  testing::TempDir dir;
+  chain_of_deltas(*store, dir.path());
 }
 
 }  // namespace
