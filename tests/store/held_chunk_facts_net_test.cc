@@ -82,7 +82,8 @@ class HeldChunkFacts {
     ASSERT_TRUE(m.is_ok()) << m.status().to_string();
     for (const ManifestChunk& c : m->files[0].chunks) {
       auto frame = store_.get(kNs, c.id);
-      ASSERT_TRUE(frame.is_ok()) << snapshot << " chunk " << to_hex(c.id) << ": " << frame.status().to_string();
+      ASSERT_TRUE(frame.is_ok()) << snapshot << " chunk " << to_hex(c.id) << ": "
+                                 << frame.status().to_string();
       auto h = parse_frame_header(*frame);
       ASSERT_TRUE(h.is_ok());
       EXPECT_EQ(static_cast<std::uint8_t>(h->codec), c.codec) << snapshot << " chunk " << to_hex(c.id);
@@ -98,7 +99,8 @@ class HeldChunkFacts {
   // (gc must remove something, or the test proves nothing); otherwise every
   // chunk is still needed and gc must remove none.
   void remove_and_gc(const std::vector<std::string>& snapshots, bool some_unneeded = true) {
-    for (const auto& s : snapshots) ASSERT_TRUE(store_.remove_snapshot(kNs, s, Actor::kOperator).is_ok()) << s;
+    for (const auto& s : snapshots)
+      ASSERT_TRUE(store_.remove_snapshot(kNs, s, Actor::kOperator).is_ok()) << s;
     auto gc = store_.gc(kNs, Actor::kOperator);
     ASSERT_TRUE(gc.is_ok()) << gc.status().to_string();
     if (some_unneeded) {
