@@ -252,5 +252,43 @@ TEST_F(HeldChunkFactsNetTest, StoredAsADeltaThenOfferedAlone) {
   expect_restores("s4", w1_again);
 }
 
+// The bases of a push's deltas removed at the receiver after its QUERY
+// said it held them and before the PUTs (a gc at that instant, run for
+// real): the receiver refuses each delta naming its base, the sender sends
+// those chunks again in full, and the snapshot commits and restores. The
+// gc runs from the progress report of the last window, after every QUERY,
+// while the bandwidth cap holds every PUT back: the first, a 256 KiB chunk
+// of random bytes (a.bin, first in path order), waits about a second (the
+// bucket holds a quarter second of bytes), and the deltas wait behind it.
+// sx keeps the header chunk w0 and w1 share.
+TEST_F(HeldChunkFactsNetTest, BaseRemovedBetweenQueryAndPutGoesInFull) {
+  const fs::path w0 = checkpoint(0), w1 = checkpoint(1);
+  const fs::path wx = dir_ / "wx";
+  fs::create_directories(wx);
+  testing::write_bf16_safetensors(wx / "model.safetensors",
+                                  testing::normal_floats(4 * kElems, 2, true, 0.02, 99), 4);
+  testing::write_file(w1 / "a.bin", testing::random_bytes(256u << 10, 5));
+  push_as("s1", w0);
+  push_as("sx", wx);
+  PushOptions o = options("s2");
+  o.created_ns = 1'000'000'000LL * 3000;
+  o.delta_from = w0;
+  o.bandwidth_bytes_per_s = 192u << 10;
+  bool removed = false;
+  o.progress = [&](const PushProgress& p) {
+    if (removed || p.logical_done != p.logical_total) return;
+    removed = true;
+    EXPECT_EQ(p.frame_bytes_acked, 0u) << "a frame went before the gc: the race did not happen";
+    remove_and_gc({"s1"});
+  };
+  auto r = push_dir(w1, o);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(removed);
+  EXPECT_EQ(r->delta_chunks, 4u) << "coded as deltas: the receiver said it held the bases";
+  EXPECT_EQ(r->deltas_sent_in_full, 4u) << "every delta went again in full";
+  expect_restores("s2", w1);
+  EXPECT_EQ(testing::read_file(dir_ / "restored-s2" / "a.bin"), testing::read_file(w1 / "a.bin"));
+}
+
 }  // namespace
 }  // namespace ferry::replication

@@ -59,7 +59,8 @@ class HeldChunkFacts {
     return d;
   }
 
-  StorePushReport push(const fs::path& src, const std::string& snapshot, const fs::path& delta_from = {}) {
+  StorePushReport push(const fs::path& src, const std::string& snapshot, const fs::path& delta_from = {},
+                       const StorePushHooks& hooks = {}) {
     PackOptions pack;
     pack.chunk_bytes = 256u << 10;
     pack.job = "llama";
@@ -68,7 +69,8 @@ class HeldChunkFacts {
     pack.direct_io = false;
     auto sources = list_pack_sources(src);
     EXPECT_TRUE(sources.is_ok());
-    auto r = push_to_store(store_, kNs, *sources, pack, snapshot);
+    pack.window_chunks = 16;  // one window: one have/need question before any put
+    auto r = push_to_store(store_, kNs, *sources, pack, snapshot, hooks);
     EXPECT_TRUE(r.is_ok()) << snapshot << ": " << r.status().to_string();
     return r.is_ok() ? *r : StorePushReport{};
   }
@@ -177,6 +179,36 @@ void chain_of_deltas(ChunkStore& store, const fs::path& dir) {
   t.expect_restores("s2");
 }
 
+// The base of a delta removed between the have/need question and the put
+// (a gc at that instant, run for real just before the first put): the push
+// stores those chunks in full instead of failing, and the snapshot
+// restores. sx keeps the header chunk that w0 and w1 share.
+void base_removed_before_put(ChunkStore& store, const fs::path& dir) {
+  HeldChunkFacts t(store, dir);
+  const auto w = steps();
+  const fs::path d0 = t.write("w0", w[0]), d1 = t.write("w1", w[1]);
+  const fs::path dx = t.write("wx", testing::normal_floats(3u << 17, 2, true, 0.02, 99));
+  t.push(d0, "s1");
+  t.push(dx, "sx");
+  bool removed = false;
+  StorePushHooks hooks;
+  hooks.should_stop = [&] {  // called before each put
+    if (!removed) {
+      removed = true;
+      EXPECT_TRUE(store.remove_snapshot(kNs, "s1", Actor::kOperator).is_ok());
+      auto gc = store.gc(kNs, Actor::kOperator);
+      EXPECT_TRUE(gc.is_ok()) << gc.status().to_string();
+      EXPECT_GT(gc->chunks_removed, 0u) << "the bases were not removed";
+    }
+    return false;
+  };
+  StorePushReport r = t.push(d1, "s2", d0, hooks);
+  EXPECT_TRUE(removed);
+  EXPECT_EQ(r.delta_chunks, 3u) << "coded as deltas: the store said it held the bases";
+  EXPECT_EQ(r.deltas_sent_in_full, 3u) << "every delta went again in full";
+  t.expect_restores("s2");
+}
+
 StoreOptions quick_gc() {
   StoreOptions o;
   o.gc_grace_seconds = 0;
@@ -231,6 +263,22 @@ TEST(HeldChunkFactsTest, S3ChainOfDeltasKeepsEveryBase) {
   ASSERT_NE(store, nullptr);
   testing::TempDir dir;
   chain_of_deltas(*store, dir.path());
+}
+
+TEST(HeldChunkFactsTest, LocalBaseRemovedBeforePutGoesInFull) {
+  testing::TempDir dir;
+  auto store = open_local_store(dir / "store", quick_gc());
+  ASSERT_TRUE(store.is_ok()) << store.status().to_string();
+  base_removed_before_put(**store, dir.path());
+}
+
+TEST(HeldChunkFactsTest, S3BaseRemovedBeforePutGoesInFull) {
+  FERRY_REQUIRE_CEPH(ceph);
+  testing::S3TestBucket bucket(*ceph);
+  auto store = bucket.open(1, quick_gc());
+  ASSERT_NE(store, nullptr);
+  testing::TempDir dir;
+  base_removed_before_put(*store, dir.path());
 }
 
 }  // namespace
