@@ -10,7 +10,8 @@
 
 namespace ferry {
 
-Status read_chunk_checked(const std::filesystem::path& path, const ManifestChunk& c, std::span<std::byte> raw) {
+Status read_chunk_checked(const std::filesystem::path& path, const ManifestChunk& c,
+                          std::span<std::byte> raw) {
   FERRY_CHECK(raw.size() == c.length);
   ASSIGN_OR_RETURN(UniqueFd fd, open_fd(path, O_RDONLY | O_CLOEXEC));
   RETURN_IF_ERROR(pread_exact(fd.get(), raw, c.offset, path));

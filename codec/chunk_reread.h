@@ -18,6 +18,7 @@ namespace ferry {
 // exactly c.length bytes, and checks that it still hashes to c.id: Aborted
 // naming the file and offset when it does not (the file changed since it
 // was packed), IOError when it cannot be read.
-Status read_chunk_checked(const std::filesystem::path& path, const ManifestChunk& c, std::span<std::byte> raw);
+Status read_chunk_checked(const std::filesystem::path& path, const ManifestChunk& c,
+                          std::span<std::byte> raw);
 
 }  // namespace ferry

@@ -217,69 +217,40 @@ StoreOptions quick_gc() {
   return o;
 }
 
-TEST(HeldChunkFactsTest, LocalFullThenDelta) {
-  testing::TempDir dir;
-  auto store = open_local_store(dir / "store", quick_gc());
-  ASSERT_TRUE(store.is_ok()) << store.status().to_string();
-  full_then_delta(**store, dir.path());
-}
+enum class Backend { kLocal, kS3 };
 
-TEST(HeldChunkFactsTest, LocalDeltaThenAloneOrAnotherBase) {
-  testing::TempDir dir;
-  auto store = open_local_store(dir / "store", quick_gc());
-  ASSERT_TRUE(store.is_ok()) << store.status().to_string();
-  delta_then_other(**store, dir.path());
-}
+// Each scenario on a local store and on a bucket of the test Ceph cluster.
+class HeldChunkFactsTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == Backend::kLocal) {
+      auto store = open_local_store(dir_ / "store", quick_gc());
+      ASSERT_TRUE(store.is_ok()) << store.status().to_string();
+      store_ = std::move(store).value();
+      return;
+    }
+    std::string skip;
+    const testing::CephCluster* ceph = testing::ceph_cluster(skip);
+    if (ceph == nullptr) GTEST_SKIP() << skip;
+    bucket_ = std::make_unique<testing::S3TestBucket>(*ceph);
+    store_ = bucket_->open(1, quick_gc());
+    ASSERT_NE(store_, nullptr);
+  }
 
-TEST(HeldChunkFactsTest, S3FullThenDelta) {
-  FERRY_REQUIRE_CEPH(ceph);
-  testing::S3TestBucket bucket(*ceph);
-  auto store = bucket.open(1, quick_gc());
-  ASSERT_NE(store, nullptr);
-  testing::TempDir dir;
-  full_then_delta(*store, dir.path());
-}
+  testing::TempDir dir_;
+  std::unique_ptr<testing::S3TestBucket> bucket_;  // outlives the store
+  std::unique_ptr<ChunkStore> store_;
+};
 
-TEST(HeldChunkFactsTest, S3DeltaThenAloneOrAnotherBase) {
-  FERRY_REQUIRE_CEPH(ceph);
-  testing::S3TestBucket bucket(*ceph);
-  auto store = bucket.open(1, quick_gc());
-  ASSERT_NE(store, nullptr);
-  testing::TempDir dir;
-  delta_then_other(*store, dir.path());
-}
+TEST_P(HeldChunkFactsTest, FullThenDelta) { full_then_delta(*store_, dir_.path()); }
+TEST_P(HeldChunkFactsTest, DeltaThenAloneOrAnotherBase) { delta_then_other(*store_, dir_.path()); }
+TEST_P(HeldChunkFactsTest, ChainOfDeltasKeepsEveryBase) { chain_of_deltas(*store_, dir_.path()); }
+TEST_P(HeldChunkFactsTest, BaseRemovedBeforePutGoesInFull) { base_removed_before_put(*store_, dir_.path()); }
 
-TEST(HeldChunkFactsTest, LocalChainOfDeltasKeepsEveryBase) {
-  testing::TempDir dir;
-  auto store = open_local_store(dir / "store", quick_gc());
-  ASSERT_TRUE(store.is_ok()) << store.status().to_string();
-  chain_of_deltas(**store, dir.path());
-}
-
-TEST(HeldChunkFactsTest, S3ChainOfDeltasKeepsEveryBase) {
-  FERRY_REQUIRE_CEPH(ceph);
-  testing::S3TestBucket bucket(*ceph);
-  auto store = bucket.open(1, quick_gc());
-  ASSERT_NE(store, nullptr);
-  testing::TempDir dir;
-  chain_of_deltas(*store, dir.path());
-}
-
-TEST(HeldChunkFactsTest, LocalBaseRemovedBeforePutGoesInFull) {
-  testing::TempDir dir;
-  auto store = open_local_store(dir / "store", quick_gc());
-  ASSERT_TRUE(store.is_ok()) << store.status().to_string();
-  base_removed_before_put(**store, dir.path());
-}
-
-TEST(HeldChunkFactsTest, S3BaseRemovedBeforePutGoesInFull) {
-  FERRY_REQUIRE_CEPH(ceph);
-  testing::S3TestBucket bucket(*ceph);
-  auto store = bucket.open(1, quick_gc());
-  ASSERT_NE(store, nullptr);
-  testing::TempDir dir;
-  base_removed_before_put(*store, dir.path());
-}
+INSTANTIATE_TEST_SUITE_P(Backends, HeldChunkFactsTest, ::testing::Values(Backend::kLocal, Backend::kS3),
+                         [](const ::testing::TestParamInfo<Backend>& i) {
+                           return std::string(i.param == Backend::kLocal ? "Local" : "S3");
+                         });
 
 }  // namespace
 }  // namespace ferry
