@@ -47,17 +47,28 @@ Result<std::vector<std::optional<FrameFacts>>> S3Namespace::frame_facts(std::spa
   if (!absent.empty()) {
     // Stored through another gateway since this one last looked?
     RETURN_IF_ERROR(refresh_since(mono_ms()));
+    reads.clear();
     absent.clear();
     look(reads, absent);
   }
-  for (const auto& [i, loc] : reads) {
-    const std::string key = pack_key(loc.pack);
-    ASSIGN_OR_RETURN(std::vector<std::byte> head,
-                     client_.get_range(bucket_, key, loc.offset, kRecordHeaderBytes + kFrameHeaderBytes));
-    const std::string where = key + " at offset " + std::to_string(loc.offset);
-    if (head.size() != kRecordHeaderBytes + kFrameHeaderBytes) {
+  // Ranged GETs of the record and frame headers, many at once.
+  constexpr std::uint64_t kHeadBytes = kRecordHeaderBytes + kFrameHeaderBytes;
+  std::vector<S3Request> reqs(reads.size());
+  std::vector<S3Request*> ptrs;
+  for (std::size_t r = 0; r < reads.size(); ++r) {
+    reqs[r].bucket = bucket_;
+    reqs[r].key = pack_key(reads[r].second.pack);
+    reqs[r].range = {reads[r].second.offset, reads[r].second.offset + kHeadBytes - 1};
+    ptrs.push_back(&reqs[r]);
+  }
+  client_.run(ptrs);
+  for (std::size_t r = 0; r < reads.size(); ++r) {
+    const auto& [i, loc] = reads[r];
+    const std::string where = reqs[r].key + " at offset " + std::to_string(loc.offset);
+    if (!reqs[r].status) return reqs[r].status.with_context("chunk " + to_hex(ids[i]));
+    const std::vector<std::byte>& head = reqs[r].reply;
+    if (head.size() != kHeadBytes)
       return Status::corruption(where + ": short record for chunk " + to_hex(ids[i]));
-    }
     ASSIGN_OR_RETURN(FrameHeader h, parse_frame_header_only(std::span(head).subspan(kRecordHeaderBytes)));
     if (h.chunk_id != ids[i]) {
       return Status::corruption(where + ": holds chunk " + to_hex(h.chunk_id) + ", the index says " +
