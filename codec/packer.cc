@@ -15,8 +15,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <future>
 #include <limits>
 #include <map>
 #include <memory>
@@ -494,21 +496,29 @@ class WindowPipeline {
 
   Status run() {
     std::size_t cur_n = assign(slot_sets_[0], 0);
-    prepare(slot_sets_[0], cur_n);
+    read_window(slot_sets_[0], cur_n);
+    ask_in_turn(0, cur_n, {});
     int cur = 0;
     for (std::size_t start = 0; start < work_.size();) {
       const std::size_t n = cur_n;
       const std::size_t next_start = start + n;
       std::size_t next_n = 0;
-      // A window whose read or question failed ends the run before the
-      // next one is read (or asked about).
+      // A window whose read failed ends the run before the next one is read.
       RETURN_IF_ERROR(prepared_status(std::span(slot_sets_[cur]).first(n)));
       std::jthread ahead;  // joined on every path out of this iteration
       if (next_start < work_.size()) {
         std::vector<Slot>& next = slot_sets_[1 - cur];
         next_n = assign(next, next_start);
-        ahead = std::jthread([this, &next, next_n] { prepare(next, next_n); });
+        ahead = std::jthread([this, &next, set = 1 - cur, next_n, before = questions_[cur]] {
+          read_window(next, next_n);
+          ask_in_turn(set, next_n, before);
+        });
       }
+      // The next window is read while this one's question is answered: on a
+      // long link the round trip overlaps a read, not only a coding. A
+      // failed question ends the run before the next window is asked about.
+      if (questions_[cur].valid()) questions_[cur].wait();
+      RETURN_IF_ERROR(question_status_[cur]);
       RETURN_IF_ERROR(finish(std::span(slot_sets_[cur]).first(n)));
       if (ahead.joinable()) ahead.join();
       cur = 1 - cur;
@@ -535,28 +545,42 @@ class WindowPipeline {
     return n;
   }
 
-  // Reads and hashes a window, then (with have/need) asks about its ids.
-  // Touches only its slots, the leaf ranges of their chunks and asked_.
-  void prepare(std::vector<Slot>& slots, std::size_t n) {
+  // Reads and hashes a window. Touches only its slots and the leaf ranges of
+  // their chunks.
+  void read_window(std::vector<Slot>& slots, std::size_t n) {
     pool_.parallel_for(n, [&](std::size_t j) {
       Slot& s = slots[j];
       read_chunk(s, files_[s.file], m_.files[s.file].size, options_.direct_io);
     });
-    if (options_.need) ask(std::span(slots).first(n));
+  }
+
+  // With have/need, asks about the read window in slot set `set` on a thread
+  // of its own, once the question `before` (the window before's) is
+  // answered: questions go one at a time and in window order, and none is
+  // asked after one failed. questions_[set] is done when the slots hold
+  // their answer and question_status_[set] its outcome.
+  void ask_in_turn(int set, std::size_t n, std::shared_future<void> before) {
+    question_status_[set] = Status::ok();
+    if (!options_.need) return;
+    questions_[set] = std::async(std::launch::async, [this, set, n, before] {
+                        if (before.valid()) before.wait();
+                        if (question_failed_) return;
+                        question_status_[set] = ask(std::span(slot_sets_[set]).first(n));
+                        if (!question_status_[set]) question_failed_ = true;
+                      }).share();
   }
 
   // Asks options.need about the window's ids not asked before in this run
-  // (each once, in order): right after the read, on the read-ahead thread,
-  // so the round trip overlaps the coding of the window before. Exactly the
-  // ids decide_window will find met for the first time; a failure lands in
-  // the window's first slot and stops packing there.
-  void ask(std::span<Slot> slots) {
+  // (each once, in order), on the question thread (ask_in_turn). Exactly the
+  // ids decide_window will find met for the first time. A window with a
+  // failed read is not asked about (the run ends at its read).
+  Status ask(std::span<Slot> slots) {
     std::vector<Digest> fresh;
     std::vector<std::size_t> fresh_slot;
     for (std::size_t j = 0; j < slots.size(); ++j) {
       Slot& s = slots[j];
       s.asked = false;
-      if (!s.status) return;
+      if (!s.status) return Status::ok();
       if (!asked_.insert(s.id).second) continue;  // an earlier window's, or repeated in this one
       fresh.push_back(s.id);
       fresh_slot.push_back(j);
@@ -569,22 +593,20 @@ class WindowPipeline {
       const Slot& s = slots[fresh_slot[i]];
       if (s.base_id && base_at.emplace(*s.base_id, fresh.size()).second) fresh.push_back(*s.base_id);
     }
-    if (fresh.empty()) return;
+    if (fresh.empty()) return Status::ok();
     Result<std::vector<bool>> need = options_.need(fresh);
     if (need && need->size() != fresh.size()) {
       need = Status::internal("have/need answered " + std::to_string(need->size()) + " flags for " +
                               std::to_string(fresh.size()) + " chunks");
     }
-    if (!need) {
-      slots.front().status = need.status();
-      return;
-    }
+    if (!need) return need.status();
     for (std::size_t i = 0; i < n_fresh; ++i) {
       Slot& s = slots[fresh_slot[i]];
       s.asked = true;
       s.needed = (*need)[i];
       s.base_held = s.base_id && !(*need)[base_at.at(*s.base_id)];
     }
+    return Status::ok();
   }
 
   // The first failure of a prepared window's reads and question, in order.
@@ -641,6 +663,11 @@ class WindowPipeline {
   std::map<Digest, FrameFacts> seen_;
   // Every id asked about so far (ask, one thread at a time; 32 bytes each).
   std::set<Digest> asked_;
+  std::atomic<bool> question_failed_{false};
+  Status question_status_[2];
+  // Each slot set's question in flight (ask_in_turn). Declared after the
+  // slots and asked_, so that destruction waits for a question before they go.
+  std::shared_future<void> questions_[2];
   std::vector<EncodeJob> jobs_;  // encode_window's scratch
   std::vector<EncodedChunk> results_;
   PackProgress progress_;

@@ -15,8 +15,10 @@
 // put_frame; the others go to skip_chunk and are still listed in the
 // manifest, so the snapshot stays complete while the work and the bytes on
 // the wire shrink to what changed. The question for a window is asked right
-// after it is read, while the window before it is being coded, so a long
-// link's round trip does not hold up coding.
+// after it is read, while the window before it is being coded, and its answer
+// is awaited only when the window's turn to be coded comes, while the next
+// window is read: a long link's round trip holds up neither the coding nor
+// the reads.
 #pragma once
 
 #include <cstddef>
@@ -128,9 +130,9 @@ struct PackOptions {
   std::optional<std::int64_t> created_ns;             // unset: now (set it for reproducible output)
   std::function<void(const PackProgress&)> progress;  // after each window; may be empty
   // Have/need (see the top of this file). Empty: every chunk is encoded and
-  // sent. Otherwise called at most once per window, from one thread at a time
-  // (the thread that reads the window ahead, while the calling thread codes
-  // the window before; the calling thread for the first window), with the
+  // sent. Otherwise called at most once per window, one call at a time and in
+  // window order, from a thread of the packer's own (while the calling thread
+  // codes the window before and the next window is read), with the
   // new chunk ids of the window in order; it returns one flag per id, true when
   // the chunk must be sent. Only ids not met before in this run are asked
   // about: an id that repeats (a file of zeros, a copied shard) is decided

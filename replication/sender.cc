@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -564,22 +565,23 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   SharedCounters counters;
   AbortFlag abort(options.should_stop);
   Link control(target, ctx, options, counters, abort);
-  std::map<Digest, FrameFacts> known;
-  // The control connection and the newest snapshot's frame facts come up
-  // while the streams connect and the packer reads and hashes its first
-  // window, so the streams no longer wait for them: a one-chunk push over a
-  // long link takes about 6 round trips instead of 7. The packer's first
-  // have/need question waits for them (and fails with their error). Joined
-  // before `control` and `known` go.
+  // The control connection comes up while the streams connect and the
+  // packer reads and hashes its first window; the packer's first have/need
+  // question waits for it (and fails with its error). Joined before
+  // `control` goes.
   // The delta base comes first when it is chosen here: the packer pairs
   // chunks with it from the first window.
   ASSIGN_OR_RETURN(DeltaChoice choice, delta_choice_at(control, options, target));
-  std::shared_future<Status> control_ready = std::async(std::launch::async, [&]() -> Status {
-                                               RETURN_IF_ERROR(control.ensure());
-                                               ASSIGN_OR_RETURN(known, known_frames(control));
-                                               return Status::ok();
-                                             }).share();
-
+  std::shared_future<Status> control_ready =
+      std::async(std::launch::async, [&]() -> Status { return control.ensure(); }).share();
+  // The packer's question thread and its coding thread share the control
+  // connection: one request at a time.
+  std::mutex control_mu;
+  // The newest snapshot's frame facts list the chunks the target holds
+  // without coding them. They are fetched when a held chunk first needs
+  // them, so a push whose chunks are all new (most pushes of a training
+  // run) spends no round trips on them before its first window is coded.
+  std::optional<std::map<Digest, FrameFacts>> known;
   // Outlives every frame of the queue and the streams.
   FrameBuffers buffers(frame_room_bytes(options.chunk_bytes));
   FrameQueue queue(options.queue_bytes);
@@ -598,12 +600,18 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   if (!options.source_dir.empty()) po.origin = choice.origin;
   po.need = [&](std::span<const Digest> ids) -> Result<std::vector<bool>> {
     RETURN_IF_ERROR(control_ready.get());
+    std::lock_guard lock(control_mu);
     return query_missing(control, ids);
   };
   po.known_frame = [&](const Digest& id) -> std::optional<FrameFacts> {
     if (!control_ready.get()) return std::nullopt;  // asked only after need answered
-    auto it = known.find(id);
-    if (it == known.end()) return std::nullopt;
+    std::lock_guard lock(control_mu);
+    if (!known) {
+      auto fetched = known_frames(control);
+      known = fetched ? std::move(*fetched) : std::map<Digest, FrameFacts>{};
+    }
+    auto it = known->find(id);
+    if (it == known->end()) return std::nullopt;
     return it->second;
   };
   std::uint64_t skipped = 0;

@@ -482,17 +482,17 @@ TEST(ChunkCodec, ZstdRetriesAtLevelSixOnlyWhereTheSamplePays) {
 
 // ---- real weights ---------------------------------------------------------
 
-// A chunk of ONNX weights whose 64 KiB sample cannot tell the planes from
-// zstd (within 1/32) is settled on the larger sample, where the planes win
-// clearly: it is coded once, as planes, not twice.
-TEST(ChunkCodec, CloseCallsTheLargerSampleSettlesAreCodedOnce) {
-  fs::path onnx;
+// A corpus file's first chunk (of at most kDefaultChunkBytes) whose 64 KiB
+// sample cannot tell the planes from zstd (within 1/32), settled on the
+// larger sample where the planes win: it is coded once, as planes, not twice.
+void expect_settled_and_coded_once(const std::string& name) {
+  fs::path path;
   for (const auto& f : testing::corpus_files())
-    if (f.name == "ch_PP-OCRv4_det_infer.onnx") onnx = f.path;
-  if (onnx.empty()) GTEST_SKIP() << "ch_PP-OCRv4_det_infer.onnx not in the corpus (set FERRY_CORPUS_DIR)";
-  const auto data = testing::read_file(onnx);
-  ASSERT_GE(data.size(), kDefaultChunkBytes);
-  const auto chunk = std::span<const std::byte>(data).first(kDefaultChunkBytes);
+    if (f.name == name) path = f.path;
+  if (path.empty()) GTEST_SKIP() << name << " not in the corpus (set FERRY_CORPUS_DIR)";
+  const auto data = testing::read_file(path);
+  const auto chunk = std::span<const std::byte>(data).first(std::min(data.size(), kDefaultChunkBytes));
+  ASSERT_GE(chunk.size(), 1u << 20) << "the larger sample settles chunks of 1 MiB and more";
 
   CodecChoiceScratch scratch;
   const Codec sampled = choose_chunk_codec(chunk, DType::kBytes, /*trial=*/true, scratch);
@@ -508,6 +508,19 @@ TEST(ChunkCodec, CloseCallsTheLargerSampleSettlesAreCodedOnce) {
   EXPECT_NE(e.codec, Codec::kZstd);
   EXPECT_LT(e.frame_bytes, kFrameHeaderBytes + zstd_frame(chunk, 1).size());
 }
+
+// ONNX weights where the planes win clearly on the larger sample.
+TEST(ChunkCodec, CloseCallsTheLargerSampleSettlesAreCodedOnce) {
+  expect_settled_and_coded_once("ch_PP-OCRv4_det_infer.onnx");
+}
+
+// A model whose planes are only 1.4% ahead of zstd on the larger sample
+// (and on the whole chunk): a lead of more than 1/80 there settles it.
+TEST(ChunkCodec, ANarrowLeadOnTheLargerSampleSettlesToo) { expect_settled_and_coded_once("rvm.bin"); }
+
+// A chunk of 1-2 MiB (a whole 1.2 MB model) is settled on the larger sample
+// too.
+TEST(ChunkCodec, ChunksOfOneMiBAndMoreAreSettled) { expect_settled_and_coded_once("handlandmark-full.bin"); }
 
 TEST(ChunkCodec, CorpusRoundTripsInFourMiBChunksAndFloatsShrink) {
   auto files = testing::corpus_files();

@@ -10,6 +10,8 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <malloc.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -25,6 +27,7 @@
 
 #include "base/direct_file.h"
 #include "base/thread_pool.h"
+#include "base/unique_fd.h"
 #include "codec/chunk_codec.h"
 #include "codec/delta_codec.h"
 #include "codec/engine.h"
@@ -505,6 +508,42 @@ TEST(PackerTest, HaveNeedIsAskedWhileThePreviousWindowIsCoded) {
   EXPECT_EQ(put_before_ask[0], 0u);
   EXPECT_LT(put_before_ask[1], 8u) << "the second window's question waited for the first window's frames";
   EXPECT_FALSE(asked_twice);
+}
+
+// A window's answer is awaited only when the window is to be coded: the
+// next window is read while its question is out, so a long link's round
+// trip holds up neither coding nor reading. Here the first window's
+// question returns only once the second window's file has been read
+// (inotify IN_ACCESS; a file not named .safetensors is not read to be
+// planned); were the next read to wait for the answer, it would time out.
+TEST(PackerTest, TheNextWindowIsReadWhileAQuestionIsOut) {
+  testing::TempDir dir;
+  testing::write_file(dir / "a", testing::random_bytes(256u << 10, testing::test_seed()));
+  testing::write_file(dir / "b", testing::random_bytes(256u << 10, testing::test_seed() + 1));
+  auto sources = list_pack_sources(dir.path());
+  ASSERT_TRUE(sources.is_ok());
+  UniqueFd watch(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+  ASSERT_TRUE(watch.valid());
+  ASSERT_GE(::inotify_add_watch(watch.get(), (dir / "b").c_str(), IN_ACCESS), 0);
+  PackOptions opts;
+  opts.chunk_bytes = 256u << 10;
+  opts.window_chunks = 1;
+  opts.created_ns = 9;
+  int calls = 0;
+  bool b_read_during_first_question = false;
+  opts.need = [&](std::span<const Digest> ids) -> Result<std::vector<bool>> {
+    if (++calls == 1) {
+      pollfd p{watch.get(), POLLIN, 0};
+      b_read_during_first_question = ::poll(&p, 1, 5'000) == 1;
+    }
+    return std::vector<bool>(ids.size(), true);
+  };
+  RecordingSink sink;
+  auto m = pack_files(*sources, opts, sink);
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  EXPECT_TRUE(b_read_during_first_question) << "the second window was read only after the first was answered";
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(sink.frames.size(), 2u);
 }
 
 // Checks frames as they come and keeps only their count and bytes (a sink

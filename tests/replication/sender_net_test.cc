@@ -190,10 +190,13 @@ TEST_F(SenderTest, FrameMemoryCoversOnlyFramesNotYetSent) {
   expect_snapshot_equals(site_->store(), "memory-1", dir_ / "src");
 }
 
-// The control connection (TCP, TLS, HELLO) and the target's LIST come up
-// while the streams connect and the packer reads its first window, instead
-// of before them: a one-chunk push over a long link takes about 6 round
-// trips (7.1 when the streams waited for the control connection).
+// The control connection (TCP, TLS, HELLO) comes up while the streams
+// connect and the packer reads its first window, instead of before them,
+// and the target's snapshots are not listed until a held chunk needs their
+// frame facts: a one-chunk push to a new target over a long link takes
+// about 5 round trips (TLS, HELLO, the have/need question, the PUT, the
+// commit; 6 with the LIST, 7.1 when the streams waited for the control
+// connection).
 TEST_F(SenderTest, ControlConnectionComesUpAlongsideTheStreams) {
   fs::create_directories(dir_ / "one");
   testing::write_file(dir_ / "one" / "w.bin", testing::random_bytes(1000, testing::test_seed()));
@@ -210,7 +213,8 @@ TEST_F(SenderTest, ControlConnectionComesUpAlongsideTheStreams) {
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   EXPECT_EQ(r->chunks_sent, 1u);
   const double rtt_s = 2 * kOneWayMs / 1000.0;
-  EXPECT_LT(r->seconds, 6.5 * rtt_s) << r->seconds / rtt_s << " round trips";
+  EXPECT_LT(r->seconds, 5.5 * rtt_s) << r->seconds / rtt_s << " round trips";
+  std::cerr << "one-chunk push: " << r->seconds / rtt_s << " round trips\n";
   expect_snapshot_equals(site_->store(), "alongside-1", dir_ / "one");
 }
 
