@@ -258,7 +258,7 @@ TEST_F(HeldChunkFactsNetTest, StoredAsADeltaThenOfferedAlone) {
 // those chunks again in full, and the snapshot commits and restores. The
 // gc runs from the progress report of the last window, after every QUERY,
 // while the bandwidth cap holds every PUT back: the first, a 256 KiB chunk
-// of random bytes (a.bin, first in path order), waits about a second (the
+// of random bytes (a.bin, first in path order), waits 1.75 s (the
 // bucket holds a quarter second of bytes), and the deltas wait behind it.
 // sx keeps the header chunk w0 and w1 share.
 TEST_F(HeldChunkFactsNetTest, BaseRemovedBetweenQueryAndPutGoesInFull) {
@@ -273,7 +273,7 @@ TEST_F(HeldChunkFactsNetTest, BaseRemovedBetweenQueryAndPutGoesInFull) {
   PushOptions o = options("s2");
   o.created_ns = 1'000'000'000LL * 3000;
   o.delta_from = w0;
-  o.bandwidth_bytes_per_s = 192u << 10;
+  o.bandwidth_bytes_per_s = 128u << 10;
   bool removed = false;
   o.progress = [&](const PushProgress& p) {
     if (removed || p.logical_done != p.logical_total) return;
