@@ -4,7 +4,11 @@
 // snapshots of the job, key and previous modes, a key every N snapshots or
 // below the minimum gain, a base directory gone from the host, the origin
 // read back by `list_remote`, and every snapshot restored byte for byte by
-// the real restore (which rebuilds each delta from its base).
+// the real restore (which rebuilds each delta from its base). Chunks the
+// receiver holds already are listed with the frames it holds (stored in
+// full and offered as deltas, or the reverse), also after the snapshots
+// that stored them are removed and gc ran; a base that a gc removes
+// between QUERY and PUT makes the sender send that chunk in full.
 #include <gtest/gtest.h>
 
 #include "codec/limits.h"
