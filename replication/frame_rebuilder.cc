@@ -6,6 +6,7 @@
 #include <string>
 
 #include "base/posix_file.h"
+#include "codec/chunk_reread.h"
 #include "codec/tree_hash.h"
 
 namespace ferry::replication {
@@ -18,27 +19,33 @@ ChunkOrigin chunk_origin(const std::filesystem::path& path, const ManifestFile& 
   return o;
 }
 
-Status FrameRebuilder::rebuild(const ChunkOrigin& origin, std::vector<std::byte>& frame) {
+Result<std::span<std::byte>> FrameRebuilder::read_raw(const ChunkOrigin& origin) {
   const ManifestChunk& c = origin.chunk;
-  const std::string where = origin.path.string() + " at offset " + std::to_string(c.offset);
-  FERRY_CHECK(frame.size() >= frame_room_bytes(c.length));
   if (c.length > raw_capacity_) {
     raw_ = std::make_unique_for_overwrite<std::byte[]>(c.length);
     raw_capacity_ = c.length;
   }
   std::span<std::byte> raw(raw_.get(), c.length);
-  ASSIGN_OR_RETURN(UniqueFd fd, open_fd(origin.path, O_RDONLY | O_CLOEXEC));
-  RETURN_IF_ERROR(pread_exact(fd.get(), raw, c.offset, origin.path));
-  const Digest id = chunk_id(raw);
-  if (id != c.id) {
-    return Status::aborted(where + " changed while being pushed: the chunk of " + std::to_string(c.length) +
-                           " bytes sent as " + to_hex(c.id) + " now hashes to " + to_hex(id));
-  }
+  RETURN_IF_ERROR(read_chunk_checked(origin.path, c, raw));
   if (!encoder_) encoder_ = std::make_unique<ChunkEncoder>();
+  return raw;
+}
+
+EncodeOptions FrameRebuilder::encode_options(const ChunkOrigin& origin) const {
   EncodeOptions o;
   o.zstd_level = zstd_level_;
   o.float_version = float_version_;
   o.trial = origin.trial;
+  return o;
+}
+
+Status FrameRebuilder::rebuild(const ChunkOrigin& origin, std::vector<std::byte>& frame) {
+  const ManifestChunk& c = origin.chunk;
+  const std::string where = origin.path.string() + " at offset " + std::to_string(c.offset);
+  FERRY_CHECK(frame.size() >= frame_room_bytes(c.length));
+  ASSIGN_OR_RETURN(std::span<std::byte> raw, read_raw(origin));
+  const Digest& id = c.id;
+  const EncodeOptions o = encode_options(origin);
   EncodedChunk e;
   if (is_delta_codec(static_cast<Codec>(c.codec))) {
     base_.resize(c.length);
@@ -64,6 +71,21 @@ Status FrameRebuilder::rebuild(const ChunkOrigin& origin, std::vector<std::byte>
                             std::to_string(c.frame_bytes) + " bytes");
   }
   frame.resize(e.frame_bytes);
+  return Status::ok();
+}
+
+Status FrameRebuilder::rebuild_standalone(ChunkOrigin& origin, std::vector<std::byte>& frame) {
+  ManifestChunk& c = origin.chunk;
+  FERRY_CHECK(frame.size() >= frame_room_bytes(c.length));
+  ASSIGN_OR_RETURN(std::span<std::byte> raw, read_raw(origin));
+  const EncodedChunk e = encoder_->encode_into(raw, c.dtype, c.id, frame, encode_options(origin));
+  frame.resize(e.frame_bytes);
+  // From now on this chunk's frame is the standalone one: a resend after a
+  // break rebuilds this frame, not the delta.
+  c.codec = static_cast<std::uint8_t>(e.codec);
+  c.frame_bytes = e.frame_bytes;
+  c.base_id = Digest{};
+  origin.base_path.clear();
   return Status::ok();
 }
 

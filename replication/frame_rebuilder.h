@@ -58,8 +58,18 @@ class FrameRebuilder {
   // frame is rebuilt against its base read again from base_path, which must
   // still hash to the base id (else Aborted, naming it).
   Status rebuild(const ChunkOrigin& origin, std::vector<std::byte>& frame);
+  // Codes the chunk of `origin` alone (never as a delta) into `frame`, as
+  // rebuild() does, and makes `origin` describe that frame (codec, size, no
+  // base): a delta the receiver refused because its base is gone goes in
+  // full. Aborted or IOError as rebuild().
+  Status rebuild_standalone(ChunkOrigin& origin, std::vector<std::byte>& frame);
 
  private:
+  // The chunk of `origin` read into raw_ and checked against its id (the
+  // encoder made on first use).
+  Result<std::span<std::byte>> read_raw(const ChunkOrigin& origin);
+  EncodeOptions encode_options(const ChunkOrigin& origin) const;
+
   int zstd_level_;
   int float_version_;
   std::unique_ptr<std::byte[]> raw_;

@@ -60,7 +60,7 @@ void sleep_unless_aborted(std::int64_t ms, const AbortFlag& abort) {
 // Counters of one push at one target, added to from every thread.
 struct SharedCounters {
   std::atomic<std::uint64_t> frame_bytes_sent{0}, frame_bytes_resent{0}, frame_bytes_acked{0}, chunks_sent{0},
-      wire_out{0}, wire_in{0}, retries{0};
+      wire_out{0}, wire_in{0}, retries{0}, deltas_sent_in_full{0};
 };
 
 // One connection to the target that reconnects on demand, with backoff and
@@ -352,6 +352,28 @@ class Stream {
     return Status::ok();
   }
 
+  // The receiver refused the delta frame in flight at `it` (NotFound): its
+  // base was removed after the receiver said it held it (a gc at that
+  // instant). The chunk is coded alone and sent again; the commit lists the
+  // frame the receiver then holds (docs/FORMAT.md 5, "frame facts"). Failing
+  // to code it is final, as for any rebuild.
+  Status resend_in_full(std::deque<InFlight>::iterator it) {
+    std::unique_ptr<Outgoing> item = std::move(it->item);
+    in_flight_bytes_ -= item->frame_bytes();
+    in_flight_.erase(it);
+    std::vector<std::byte> frame = buffers_.take(frame_room_bytes(item->origin.chunk.length));
+    Status st = rebuilder_.rebuild_standalone(item->origin, frame);
+    if (!st) {
+      buffers_.give(std::move(frame));
+      abort_.raise(st);
+      return st;
+    }
+    item->frame_size = frame.size();
+    item->frame() = std::move(frame);
+    counters_.deltas_sent_in_full.fetch_add(1);
+    return send(std::move(item), /*resend=*/true);
+  }
+
   // Room for another PUT in this stream's window.
   bool window_has_room() const {
     return in_flight_.size() < window_puts_ &&
@@ -376,8 +398,18 @@ class Stream {
     link_.sync_counters();
     // An ERROR with a PUT's id is the receiver's verdict on that frame (a
     // quota, a frame it found damaged); one with id 0 ends the connection.
-    // Either way retry_on_new_connection decides in loop().
-    if (const auto* e = std::get_if<Error>(&*r)) return status_from_peer_error(*e);
+    // Either way retry_on_new_connection decides in loop(), except for a
+    // delta refused because its base is gone: that chunk goes in full.
+    if (const auto* e = std::get_if<Error>(&*r)) {
+      auto it = std::find_if(in_flight_.begin(), in_flight_.end(), [&](const InFlight& f) {
+        return e->request_id != 0 && f.request_id == e->request_id;
+      });
+      if (e->code == Code::kNotFound && it != in_flight_.end() &&
+          is_delta_codec(static_cast<Codec>(it->item->origin.chunk.codec))) {
+        return resend_in_full(it);
+      }
+      return status_from_peer_error(*e);
+    }
     const auto* ack = std::get_if<PutAck>(&*r);
     if (!ack) return Status::corruption("receiver sent " + std::string(message_name(*r)) + " during PUTs");
     auto it = std::find_if(in_flight_.begin(), in_flight_.end(),
@@ -633,6 +665,7 @@ Result<PushReport> push_to_target(std::span<const PackSource> sources, const Pus
   r.chunks_sent = counters.chunks_sent.load();
   r.frame_bytes_sent = counters.frame_bytes_sent.load();
   r.frame_bytes_resent = counters.frame_bytes_resent.load();
+  r.deltas_sent_in_full = counters.deltas_sent_in_full.load();
   r.wire_bytes_sent = counters.wire_out.load();
   r.wire_bytes_received = counters.wire_in.load();
   r.retries = counters.retries.load();

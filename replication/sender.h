@@ -155,7 +155,11 @@ struct PushReport {
   std::string delta_reason;
   std::uint64_t frame_bytes_sent = 0;    // PUT frame bytes, resends included
   std::uint64_t frame_bytes_resent = 0;  // of which sent again after a break
-  std::uint64_t wire_bytes_sent = 0;     // TLS ciphertext, all connections
+  // Delta frames the receiver refused because their base was removed after
+  // it said it held it (a gc at that instant): sent again in full, and
+  // still counted in delta_chunks.
+  std::uint64_t deltas_sent_in_full = 0;
+  std::uint64_t wire_bytes_sent = 0;  // TLS ciphertext, all connections
   std::uint64_t wire_bytes_received = 0;
   std::uint64_t retries = 0;  // reconnections after a break
   // Frame buffers the push held (made, or kept from an earlier push in this

@@ -16,7 +16,9 @@
 //   - have() answers true only for durable chunks.
 //   - commit_snapshot() makes every earlier put durable, checks that every
 //     chunk the manifest names is present, and then publishes the manifest
-//     atomically: a snapshot is visible only complete.
+//     atomically: a snapshot is visible only complete. The manifest it
+//     publishes lists each chunk with the frame stored for that id
+//     (docs/FORMAT.md 5, "frame facts"), whatever the host coded.
 //   - Deletion (remove_snapshot, prune, gc) is refused with PermissionDenied
 //     to a host (Actor::kHost) when the store runs append-only; the operator
 //     on the receiver's machine (Actor::kOperator) may always delete.
@@ -166,9 +168,11 @@ class ChunkStore {
   // decodes, which recomputes the id). NotFound when absent.
   virtual Result<std::vector<std::byte>> get(std::string_view ns, const Digest& id) = 0;
 
-  // Parses `manifest_bytes` (codec/manifest.h), syncs `ns`, checks every
-  // chunk it names is present, then publishes it under `name` atomically,
-  // with the receiver's commit time. InvalidArgument (AlreadyExists
+  // Parses `manifest_bytes` (codec/manifest.h), sets each chunk's codec,
+  // base id and frame size from the frame stored for its id
+  // (restate_frame_facts, store_checks.h), syncs `ns`, checks every chunk it
+  // names is present, then publishes it under `name` atomically, with the
+  // receiver's commit time. InvalidArgument (AlreadyExists
   // semantics) if `name` exists with other bytes; OK when it exists with the
   // same bytes (a retried commit). InvalidArgument for a created time more
   // than kMaxCreatedAheadSeconds ahead of the receiver's clock;

@@ -3,7 +3,7 @@
 // verification outside every lock (store_checks.h), the append-only rule and
 // retention. A backend derives from NamespacedStore<N> and supplies open(ns)
 // and namespaces(); N (StoreNamespace for the local store, S3Namespace for
-// S3) offers holds, have, put, sync, get, commit, list, read_manifest,
+// S3) offers holds, have, put, sync, get, frame_facts, commit, list, read_manifest,
 // remove, gc, scrub and usage.
 #pragma once
 
@@ -68,7 +68,12 @@ class NamespacedStore : public ChunkStore {
     RETURN_IF_ERROR(validate_snapshot_name(name));
     ASSIGN_OR_RETURN(Manifest m, parse_manifest(manifest_bytes));
     ASSIGN_OR_RETURN(N * n, open(ns));
-    return n->commit(name, manifest_bytes, m);
+    // The manifest states the frames held here (store_checks.h), so that
+    // restore, scrub and gc read what is stored, whatever the host coded.
+    ASSIGN_OR_RETURN(bool restated, restate_frame_facts(
+                                        m, [n](std::span<const Digest> ids) { return n->frame_facts(ids); }));
+    if (!restated) return n->commit(name, manifest_bytes, m);
+    return n->commit(name, serialize_manifest(m), m);
   }
 
   Result<std::vector<SnapshotInfo>> list(std::string_view ns) override {

@@ -110,6 +110,7 @@ void S3Namespace::forget_packs_locked(const std::vector<std::string>& names) {
       auto it = index_.find(e.id);
       if (it != index_.end() && it->second.pack == name) {
         index_.erase(it);
+        facts_.erase(e.id);
         orphans.insert(e.id);
       }
     }
@@ -302,6 +303,8 @@ Result<PutResult> S3Namespace::put(std::span<const std::byte> frame, const Frame
     }
     const std::uint64_t offset = open_.add(frame, verified);
     pending_[id] = Pending{open_seq_, offset, static_cast<std::uint32_t>(frame.size())};
+    facts_[id] = FrameFacts{static_cast<std::uint8_t>(verified.codec),
+                            static_cast<std::uint32_t>(frame.size()), verified.base_id};
     pending_bytes_ += record;
     if (open_.bytes() >= options_.object_pack_target_bytes) full = seal_locked();
   }

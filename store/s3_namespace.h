@@ -26,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -38,6 +39,7 @@
 #include "base/status.h"
 #include "codec/frame.h"
 #include "codec/manifest.h"
+#include "codec/packer.h"
 #include "store/chunk_store.h"
 #include "store/pack_file.h"  // kPackHeaderBytes
 #include "store/s3_client.h"
@@ -73,6 +75,11 @@ class S3Namespace {
   // the open pack and waits for every upload.
   Status flush();
   Result<std::vector<std::byte>> get(const Digest& id);
+  // The facts of the stored frames of `ids` (store_checks.h): those of
+  // chunks put through this object are remembered from their put; any other
+  // costs one ranged GET of its record's first bytes (remembered after).
+  // Ids not held after a refresh give nullopt.
+  Result<std::vector<std::optional<FrameFacts>>> frame_facts(std::span<const Digest> ids);
   Status commit(std::string_view snapshot, std::span<const std::byte> bytes, const Manifest& m);
   Result<std::vector<SnapshotInfo>> list();
   Result<std::vector<std::byte>> read_manifest(std::string_view snapshot);
@@ -223,7 +230,11 @@ class S3Namespace {
   std::mutex refresh_mu_;  // one refresh_since at a time
   std::mutex mu_;
   std::condition_variable cv_;
-  std::unordered_map<Digest, Location, DigestHash> index_;       // durable chunks
+  std::unordered_map<Digest, Location, DigestHash> index_;  // durable chunks
+  // Frame facts learnt from puts and header reads (frame_facts), valid
+  // while the chunk is held with the same frame size; forgotten with the
+  // chunk's pack.
+  std::unordered_map<Digest, FrameFacts, DigestHash> facts_;
   std::map<std::string, std::uint64_t> packs_;                   // pack name -> object bytes
   std::map<std::string, std::vector<S3PackEntry>> pack_chunks_;  // pack name -> the chunks it holds
   std::set<std::string> condemned_;                              // packs a gc is deleting (lock object)

@@ -15,6 +15,72 @@
 
 namespace ferry {
 
+Result<std::vector<std::optional<FrameFacts>>> S3Namespace::frame_facts(std::span<const Digest> ids) {
+  std::vector<std::optional<FrameFacts>> out(ids.size());
+  // The frame size of each id held now (pending or durable), whether its
+  // remembered facts hold, and where a header must be read from.
+  auto look = [&](std::vector<std::pair<std::size_t, Location>>& reads, std::vector<std::size_t>& absent) {
+    std::lock_guard lock(mu_);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      if (out[i]) continue;
+      std::uint32_t frame_bytes = 0;
+      auto it = index_.find(ids[i]);
+      if (it != index_.end()) {
+        frame_bytes = it->second.frame_bytes;
+      } else if (auto p = pending_.find(ids[i]); p != pending_.end()) {
+        frame_bytes = p->second.frame_bytes;
+      } else {
+        absent.push_back(i);
+        continue;
+      }
+      auto f = facts_.find(ids[i]);
+      if (f != facts_.end() && f->second.frame_bytes == frame_bytes) {
+        out[i] = f->second;
+      } else if (it != index_.end()) {
+        reads.emplace_back(i, it->second);
+      }
+    }
+  };
+  std::vector<std::pair<std::size_t, Location>> reads;
+  std::vector<std::size_t> absent;
+  look(reads, absent);
+  if (!absent.empty()) {
+    // Stored through another gateway since this one last looked?
+    RETURN_IF_ERROR(refresh_since(mono_ms()));
+    reads.clear();
+    absent.clear();
+    look(reads, absent);
+  }
+  // Ranged GETs of the record and frame headers, many at once.
+  constexpr std::uint64_t kHeadBytes = kRecordHeaderBytes + kFrameHeaderBytes;
+  std::vector<S3Request> reqs(reads.size());
+  std::vector<S3Request*> ptrs;
+  for (std::size_t r = 0; r < reads.size(); ++r) {
+    reqs[r].bucket = bucket_;
+    reqs[r].key = pack_key(reads[r].second.pack);
+    reqs[r].range = {reads[r].second.offset, reads[r].second.offset + kHeadBytes - 1};
+    ptrs.push_back(&reqs[r]);
+  }
+  client_.run(ptrs);
+  for (std::size_t r = 0; r < reads.size(); ++r) {
+    const auto& [i, loc] = reads[r];
+    const std::string where = reqs[r].key + " at offset " + std::to_string(loc.offset);
+    if (!reqs[r].status) return reqs[r].status.with_context("chunk " + to_hex(ids[i]));
+    const std::vector<std::byte>& head = reqs[r].reply;
+    if (head.size() != kHeadBytes)
+      return Status::corruption(where + ": short record for chunk " + to_hex(ids[i]));
+    ASSIGN_OR_RETURN(FrameHeader h, parse_frame_header_only(std::span(head).subspan(kRecordHeaderBytes)));
+    if (h.chunk_id != ids[i]) {
+      return Status::corruption(where + ": holds chunk " + to_hex(h.chunk_id) + ", the index says " +
+                                to_hex(ids[i]));
+    }
+    out[i] = FrameFacts{static_cast<std::uint8_t>(h.codec), loc.frame_bytes, h.base_id};
+    std::lock_guard lock(mu_);
+    facts_[ids[i]] = *out[i];
+  }
+  return out;
+}
+
 Status S3Namespace::check_chunks_durable(std::string_view snapshot, const Manifest& m,
                                          std::set<std::string>& packs) {
   auto count_missing = [&](std::string& first) {

@@ -19,6 +19,7 @@
 #include "base/clock.h"
 #include "codec/chunk_codec.h"
 #include "codec/delta_codec.h"
+#include "codec/limits.h"
 #include "codec/tree_hash.h"
 #include "store/pack_file.h"
 #include "store/s3_namespace.h"
@@ -195,13 +196,31 @@ Result<GcReport> S3Namespace::gc_locked(S3Lock& lock) {
   auto referenced_chunks = [&]() -> Result<std::unordered_set<Digest, DigestHash>> {
     ASSIGN_OR_RETURN(auto manifests, load_manifests());
     std::unordered_set<Digest, DigestHash> referenced;
+    std::vector<Digest> bases;
     for (const auto& [name, m] : manifests) {
       for (const ManifestFile& f : m.files) {
         for (const ManifestChunk& c : f.chunks) {
           referenced.insert(c.id);
-          if (c.base_id != Digest{}) referenced.insert(c.base_id);  // a kept delta keeps its base
+          if (c.base_id != Digest{}) bases.push_back(c.base_id);  // a kept delta keeps its base
         }
       }
+    }
+    // A base no kept manifest names as a chunk may itself be a delta (a
+    // chain of --delta=previous snapshots): its stored frame says which
+    // base it keeps, at most kMaxDeltaChainFrames deep. A chunk a manifest
+    // names is listed with its stored frame (commit restates it), so only
+    // these bases cost a header read.
+    std::vector<Digest> next;
+    for (const Digest& b : bases) {
+      if (referenced.insert(b).second) next.push_back(b);
+    }
+    for (int depth = 1; depth < kMaxDeltaChainFrames && !next.empty(); ++depth) {
+      ASSIGN_OR_RETURN(auto facts, frame_facts(next));
+      std::vector<Digest> more;
+      for (const auto& f : facts) {
+        if (f && f->base_id != Digest{} && referenced.insert(f->base_id).second) more.push_back(f->base_id);
+      }
+      next.swap(more);
     }
     return referenced;
   };

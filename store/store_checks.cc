@@ -1,6 +1,7 @@
 // store_checks.cc: see store_checks.h.
 #include "store/store_checks.h"
 
+#include <map>
 #include <vector>
 
 #include "base/clock.h"
@@ -71,6 +72,31 @@ Status check_may_delete(std::string_view ns, Actor actor, bool append_only) {
                                      ": the store is append-only; hosts may not delete or prune snapshots");
   }
   return Status::ok();
+}
+
+Result<bool> restate_frame_facts(Manifest& m, const StoredFrameFacts& stored) {
+  std::map<Digest, std::optional<FrameFacts>> facts;
+  std::vector<Digest> ids;
+  for (const ManifestFile& f : m.files) {
+    for (const ManifestChunk& c : f.chunks) {
+      if (facts.emplace(c.id, std::nullopt).second) ids.push_back(c.id);
+    }
+  }
+  ASSIGN_OR_RETURN(std::vector<std::optional<FrameFacts>> got, stored(ids));
+  if (got.size() != ids.size()) return Status::internal("restate_frame_facts: one answer per id expected");
+  for (std::size_t i = 0; i < ids.size(); ++i) facts[ids[i]] = got[i];
+  bool changed = false;
+  for (ManifestFile& f : m.files) {
+    for (ManifestChunk& c : f.chunks) {
+      const std::optional<FrameFacts>& s = facts[c.id];
+      if (!s || (s->codec == c.codec && s->base_id == c.base_id && s->frame_bytes == c.frame_bytes)) continue;
+      c.codec = s->codec;
+      c.base_id = s->base_id;
+      c.frame_bytes = s->frame_bytes;
+      changed = true;
+    }
+  }
+  return changed;
 }
 
 }  // namespace ferry

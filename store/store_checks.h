@@ -4,11 +4,16 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "base/status.h"
 #include "codec/frame.h"
+#include "codec/manifest.h"
+#include "codec/packer.h"
 #include "codec/tree_hash.h"
 #include "store/chunk_store.h"
 
@@ -34,5 +39,20 @@ Status check_may_delete(std::string_view ns, Actor actor, bool append_only);
 // NotFound naming the base and the chunk, so the sender can tell which
 // chunk to send in full.
 Status refuse_missing_base(std::string_view ns, const FrameHeader& delta);
+
+// The facts of the frames a namespace holds for `ids` (codec, base id, frame
+// size, read from each stored frame's header), in order; nullopt for an id
+// it does not hold.
+using StoredFrameFacts =
+    std::function<Result<std::vector<std::optional<FrameFacts>>>(std::span<const Digest> ids)>;
+
+// Rule of docs/FORMAT.md 5 ("frame facts"): a committed manifest lists each
+// chunk with the frame the store holds for its id, whatever frame the host
+// coded (a chunk the host found held was never sent, and may be stored in
+// full where the host would have coded a delta, or against another base).
+// Sets every chunk's codec, base_id and frame_bytes from `stored`; a chunk
+// the store lacks is left as it is (the commit refuses it). True when any
+// entry changed.
+Result<bool> restate_frame_facts(Manifest& m, const StoredFrameFacts& stored);
 
 }  // namespace ferry

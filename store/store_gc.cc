@@ -67,30 +67,30 @@ Result<GcReport> StoreNamespace::gc() {
 Result<std::unordered_set<Digest, DigestHash>> StoreNamespace::referenced_chunks() {
   ASSIGN_OR_RETURN(auto manifests, load_manifests());
   std::unordered_set<Digest, DigestHash> referenced;
-  std::vector<Digest> bases;
   for (const auto& [name, m] : manifests) {
     for (const ManifestFile& f : m.files) {
       for (const ManifestChunk& c : f.chunks) {
         referenced.insert(c.id);
-        if (c.base_id != Digest{}) bases.push_back(c.base_id);
+        if (c.base_id != Digest{}) referenced.insert(c.base_id);
       }
     }
   }
-  // A kept delta keeps its base, and a base that is itself a delta keeps
-  // its own (the frames say so even when the snapshots naming them are
-  // gone), at most kMaxDeltaChainFrames deep.
-  for (int depth = 1; depth < kMaxDeltaChainFrames && !bases.empty(); ++depth) {
-    std::vector<Digest> next;
-    for (const Digest& b : bases) {
-      if (!referenced.insert(b).second && depth > 1) continue;
-      auto frame = get_held(b);
-      if (!frame) continue;  // missing or damaged: scrub reports it with its dependants
-      auto h = parse_frame_header_only(*frame);
-      if (h && is_delta_codec(h->codec)) next.push_back(h->base_id);
+  // The stored frames decide, not only what the manifests say of them (a
+  // snapshot committed before manifests stated the held frames may list a
+  // delta as a full frame): every named chunk's frame is read, a kept delta
+  // keeps its base, and a base that is itself a delta keeps its own, at
+  // most kMaxDeltaChainFrames deep.
+  std::vector<Digest> next(referenced.begin(), referenced.end());
+  for (int depth = 0; depth < kMaxDeltaChainFrames && !next.empty(); ++depth) {
+    // Missing or damaged frames give no facts: scrub reports them with
+    // their dependants.
+    ASSIGN_OR_RETURN(auto facts, frame_facts_held(next, /*skip_damaged=*/true));
+    std::vector<Digest> bases;
+    for (const auto& f : facts) {
+      if (f && f->base_id != Digest{} && referenced.insert(f->base_id).second) bases.push_back(f->base_id);
     }
-    bases.swap(next);
+    next.swap(bases);
   }
-  for (const Digest& b : bases) referenced.insert(b);
   return referenced;
 }
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -459,6 +460,49 @@ Result<std::vector<std::byte>> StoreNamespace::get_held(const Digest& id) {
                               to_hex(h.chunk_id) + ", the index says " + to_hex(id));
   }
   return frame;
+}
+
+Result<std::vector<std::optional<FrameFacts>>> StoreNamespace::frame_facts(std::span<const Digest> ids) {
+  std::shared_lock maint(maintenance_);
+  return frame_facts_held(ids);
+}
+
+Result<std::vector<std::optional<FrameFacts>>> StoreNamespace::frame_facts_held(std::span<const Digest> ids,
+                                                                                bool skip_damaged) {
+  std::vector<std::optional<Location>> where(ids.size());
+  {
+    std::lock_guard lock(mu_);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      if (auto it = index_.find(ids[i]); it != index_.end()) where[i] = it->second;
+    }
+  }
+  std::vector<std::optional<FrameFacts>> out(ids.size());
+  std::map<std::uint32_t, UniqueFd> fds;
+  std::array<std::byte, kRecordHeaderBytes + kFrameHeaderBytes> head;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (!where[i]) continue;
+    const Location& loc = *where[i];
+    const auto path = pack_path(loc.pack);
+    auto fd = fds.find(loc.pack);
+    if (fd == fds.end()) {
+      ASSIGN_OR_RETURN(UniqueFd opened, open_fd(path, O_RDONLY));
+      fd = fds.emplace(loc.pack, std::move(opened)).first;
+    }
+    Result<FrameHeader> h = Status::ok();
+    Status read = pread_exact(fd->second.get(), head, loc.offset, path);
+    if (read) h = parse_frame_header_only(std::span(head).subspan(kRecordHeaderBytes));
+    if (read && h && h->chunk_id != ids[i]) {
+      h = Status::corruption(path.string() + " at offset " + std::to_string(loc.offset) + ": holds chunk " +
+                             to_hex(h->chunk_id) + ", the index says " + to_hex(ids[i]));
+    }
+    if (!read) h = read;
+    if (!h) {
+      if (skip_damaged) continue;
+      return h.status().with_context("chunk " + to_hex(ids[i]));
+    }
+    out[i] = FrameFacts{static_cast<std::uint8_t>(h->codec), loc.frame_bytes, h->base_id};
+  }
+  return out;
 }
 
 Status StoreNamespace::check_quota_locked(std::string_view what, std::uint64_t bytes) const {

@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <span>
 #include <string>
@@ -31,6 +32,7 @@
 #include "base/status.h"
 #include "codec/frame.h"
 #include "codec/manifest.h"
+#include "codec/packer.h"
 #include "codec/tree_hash.h"
 #include "store/chunk_store.h"
 #include "store/store_index.h"
@@ -69,6 +71,14 @@ class StoreNamespace {
   // get() for a caller that holds maintenance_ (shared or unique): gc and
   // scrub, which rebuild delta frames from their bases.
   Result<std::vector<std::byte>> get_held(const Digest& id);
+  // The facts of the stored frames of `ids` (store_checks.h), each read
+  // from its record's first bytes (one pread per chunk, one open per pack).
+  Result<std::vector<std::optional<FrameFacts>>> frame_facts(std::span<const Digest> ids);
+  // frame_facts() for a caller that holds maintenance_ (gc). With
+  // `skip_damaged`, a record that cannot be read or parsed gives nullopt
+  // (scrub reports it) instead of failing the call.
+  Result<std::vector<std::optional<FrameFacts>>> frame_facts_held(std::span<const Digest> ids,
+                                                                  bool skip_damaged = false);
   // Publishes `bytes` (parsed as `m`) with a commit record of the
   // receiver's clock; refuses a created time too far ahead of that clock, and
   // a snapshot beyond the quota or the snapshot limit.

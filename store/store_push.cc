@@ -1,7 +1,12 @@
 // store_push.cc: see store_push.h.
 #include "store/store_push.h"
 
+#include <algorithm>
+
 #include "base/clock.h"
+#include "codec/chunk_codec.h"
+#include "codec/chunk_reread.h"
+#include "codec/delta_codec.h"
 #include "codec/manifest.h"
 #include "store/store_limits.h"
 
@@ -10,23 +15,55 @@ namespace {
 
 class StoreSink final : public FrameSink {
  public:
-  StoreSink(ChunkStore& store, std::string_view ns, const StorePushHooks& hooks)
-      : store_(store), ns_(ns), hooks_(hooks) {}
-  Status put_frame(const ManifestFile&, const ManifestChunk& chunk,
+  StoreSink(ChunkStore& store, std::string_view ns, const StorePushHooks& hooks,
+            std::span<const PackSource> sources, int zstd_level)
+      : store_(store), ns_(ns), hooks_(hooks), sources_(sources), zstd_level_(zstd_level) {}
+  Status put_frame(const ManifestFile& file, const ManifestChunk& chunk,
                    std::span<const std::byte> frame) override {
     if (hooks_.should_stop && hooks_.should_stop())
       return Status::aborted("push to namespace " + ns_ + " stopped");
-    ASSIGN_OR_RETURN(PutResult put, store_.put(ns_, frame, &chunk.id));
-    if (put.stored) stored_bytes_ += put.frame_bytes;
+    Result<PutResult> put = store_.put(ns_, frame, &chunk.id);
+    if (!put && put.status().code() == Code::kNotFound && is_delta_codec(static_cast<Codec>(chunk.codec))) {
+      // The delta's base was removed after the store said it held it (a
+      // gc at that instant): the chunk goes in full, and the commit lists
+      // the frame stored (docs/FORMAT.md 5, "frame facts").
+      ASSIGN_OR_RETURN(std::span<const std::byte> full, standalone_frame(file, chunk));
+      put = store_.put(ns_, full, &chunk.id);
+      ++deltas_sent_in_full_;
+    }
+    if (!put) return put.status();
+    if (put->stored) stored_bytes_ += put->frame_bytes;
     return Status::ok();
   }
   std::uint64_t stored_bytes() const { return stored_bytes_; }
+  std::uint64_t deltas_sent_in_full() const { return deltas_sent_in_full_; }
 
  private:
+  // `chunk` of `file` read again from its source and coded alone.
+  Result<std::span<const std::byte>> standalone_frame(const ManifestFile& file, const ManifestChunk& chunk) {
+    auto src = std::lower_bound(sources_.begin(), sources_.end(), file.path,
+                                [](const PackSource& s, const std::string& p) { return s.rel_path < p; });
+    if (src == sources_.end() || src->rel_path != file.path)
+      return Status::internal("no source for " + file.path + " in the push");
+    raw_.resize(chunk.length);
+    RETURN_IF_ERROR(read_chunk_checked(src->path, chunk, raw_));
+    frame_.resize(frame_room_bytes(chunk.length));
+    EncodeOptions o;
+    o.zstd_level = zstd_level_;
+    o.trial = file.layout != LayoutKind::kSafetensors;  // as the packer chose
+    const EncodedChunk e = encoder_.encode_into(raw_, chunk.dtype, chunk.id, frame_, o);
+    return std::span<const std::byte>(frame_).first(e.frame_bytes);
+  }
+
   ChunkStore& store_;
   const std::string ns_;
   const StorePushHooks& hooks_;
+  std::span<const PackSource> sources_;  // ascending by rel_path
+  const int zstd_level_;
   std::uint64_t stored_bytes_ = 0;
+  std::uint64_t deltas_sent_in_full_ = 0;
+  ChunkEncoder encoder_;
+  std::vector<std::byte> raw_, frame_;
 };
 
 }  // namespace
@@ -65,7 +102,7 @@ Result<StorePushReport> push_to_store(ChunkStore& store, std::string_view ns,
     }
     return have;
   };
-  StoreSink sink(store, ns, hooks);
+  StoreSink sink(store, ns, hooks, sources, pack.zstd_level);
   auto progress = pack.progress;
   pack.progress = [&](const PackProgress& p) {
     report.delta_chunks = p.delta_chunks;
@@ -92,6 +129,7 @@ Result<StorePushReport> push_to_store(ChunkStore& store, std::string_view ns,
   report.logical_bytes = m.logical_bytes();
   report.chunks_total = m.chunk_count();
   report.frame_bytes_stored = sink.stored_bytes();
+  report.deltas_sent_in_full = sink.deltas_sent_in_full();
   report.origin = m.origin;
   report.seconds = mono_seconds() - start;
   return report;

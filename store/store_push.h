@@ -29,7 +29,11 @@ struct StorePushReport {
   std::uint64_t delta_chunks = 0;         // chunks stored as delta frames
   std::uint64_t delta_logical_bytes = 0;  // their bytes
   std::uint64_t delta_frame_bytes = 0;    // their delta frames' bytes
-  SnapshotOrigin origin;                  // as committed (PackOptions::origin, a delta without deltas a key)
+  // Delta frames the store refused because their base was removed after it
+  // said it held it (a gc at that instant): stored in full instead, and
+  // still counted in delta_chunks.
+  std::uint64_t deltas_sent_in_full = 0;
+  SnapshotOrigin origin;  // as committed (PackOptions::origin, a delta without deltas a key)
   double seconds = 0;
 };
 

@@ -4,7 +4,11 @@
 // snapshots of the job, key and previous modes, a key every N snapshots or
 // below the minimum gain, a base directory gone from the host, the origin
 // read back by `list_remote`, and every snapshot restored byte for byte by
-// the real restore (which rebuilds each delta from its base).
+// the real restore (which rebuilds each delta from its base). Chunks the
+// receiver holds already are listed with the frames it holds (stored in
+// full and offered as deltas, or the reverse), also after the snapshots
+// that stored them are removed and gc ran; a base that a gc removes
+// between QUERY and PUT makes the sender send that chunk in full.
 #include <gtest/gtest.h>
 
 #include "codec/limits.h"
@@ -186,6 +190,108 @@ TEST_F(DeltaChainNetTest, APushResumedAfterItsSenderDiedListsTheStoredDeltaFrame
   EXPECT_EQ(again->chunks_sent, 0u) << "every frame was stored by the first push";
   EXPECT_EQ(again->origin.kind, SnapshotKind::kDelta) << again->delta_reason;
   expect_restores("llama-2", d2);
+}
+
+// A chunk the receiver already holds is listed with the frame it holds,
+// whatever the push would have coded (docs/FORMAT.md 5): stored in full and
+// then offered as a delta (s3), stored as a delta and then offered alone
+// (s5). Each snapshot restores, and after the snapshots that stored the
+// frames are removed and gc ran, the later ones still restore.
+class HeldChunkFactsNetTest : public DeltaChainNetTest {
+ protected:
+  void SetUp() override {
+    DeltaChainNetTest::SetUp();
+    StoreOptions so;
+    so.gc_grace_seconds = 0;
+    site_->stop();
+    site_ = std::make_unique<Site>(dir_ / "site-quick-gc", certs_, so);
+    ASSERT_TRUE(site_->start().is_ok());
+  }
+  PushReport push_as(const std::string& snapshot, const fs::path& src, const fs::path& delta_from = {}) {
+    PushOptions o = options(snapshot);
+    o.created_ns = 1'000'000'000LL * (2000 + ++pushes_);
+    o.delta_from = delta_from;
+    auto r = push_dir(src, o);
+    EXPECT_TRUE(r.is_ok()) << snapshot << ": " << r.status().to_string();
+    return r.is_ok() ? *r : PushReport{};
+  }
+  fs::path copy_of(const fs::path& src, const std::string& name) {
+    const fs::path d = dir_ / name;
+    fs::create_directories(d);
+    fs::copy_file(src / "model.safetensors", d / "model.safetensors");
+    return d;
+  }
+  void remove_and_gc(const std::vector<std::string>& snapshots) {
+    for (const auto& s : snapshots)
+      ASSERT_TRUE(site_->store().remove_snapshot(kHost, s, Actor::kOperator).is_ok()) << s;
+    auto gc = site_->store().gc(kHost, Actor::kOperator);
+    ASSERT_TRUE(gc.is_ok()) << gc.status().to_string();
+    EXPECT_GT(gc->chunks_removed, 0u) << "gc removed nothing: the test proves nothing";
+  }
+  int pushes_ = 0;
+};
+
+TEST_F(HeldChunkFactsNetTest, StoredInFullThenOfferedAsADelta) {
+  const fs::path w0 = checkpoint(0), w1 = checkpoint(1), w1_again = copy_of(w1, "w1-again");
+  push_as("s1", w1);
+  push_as("s2", w0);  // the newest snapshot does not name s1's chunks
+  PushReport r = push_as("s3", w1_again, w0);
+  EXPECT_EQ(r.chunks_skipped, 5u) << "every chunk of s3 is held (the header chunk and 4 tensors)";
+  expect_restores("s1", w1);
+  expect_restores("s2", w0);
+  expect_restores("s3", w1_again);
+  remove_and_gc({"s1", "s2"});
+  expect_restores("s3", w1_again);
+}
+
+TEST_F(HeldChunkFactsNetTest, StoredAsADeltaThenOfferedAlone) {
+  const fs::path w0 = checkpoint(0), w1 = checkpoint(1), w1_again = copy_of(w1, "w1-again");
+  push_as("s1", w0);
+  PushReport r2 = push_as("s2", w1, w0);
+  ASSERT_EQ(r2.delta_chunks, 4u) << "s2's chunks are stored as deltas against s1's";
+  push_as("s3", checkpoint(2));  // the newest snapshot does not name s2's chunks
+  EXPECT_EQ(push_as("s4", w1_again).chunks_skipped, 5u);
+  expect_restores("s4", w1_again);
+  remove_and_gc({"s1", "s2", "s3"});
+  expect_restores("s4", w1_again);
+}
+
+// The bases of a push's deltas removed at the receiver after its QUERY
+// said it held them and before the PUTs (a gc at that instant, run for
+// real): the receiver refuses each delta naming its base, the sender sends
+// those chunks again in full, and the snapshot commits and restores. The
+// gc runs from the progress report of the last window, after every QUERY,
+// while the bandwidth cap holds every PUT back: the first, a 256 KiB chunk
+// of random bytes (a.bin, first in path order), waits 1.75 s (the
+// bucket holds a quarter second of bytes), and the deltas wait behind it.
+// sx keeps the header chunk w0 and w1 share.
+TEST_F(HeldChunkFactsNetTest, BaseRemovedBetweenQueryAndPutGoesInFull) {
+  const fs::path w0 = checkpoint(0), w1 = checkpoint(1);
+  const fs::path wx = dir_ / "wx";
+  fs::create_directories(wx);
+  testing::write_bf16_safetensors(wx / "model.safetensors",
+                                  testing::normal_floats(4 * kElems, 2, true, 0.02, 99), 4);
+  testing::write_file(w1 / "a.bin", testing::random_bytes(256u << 10, 5));
+  push_as("s1", w0);
+  push_as("sx", wx);
+  PushOptions o = options("s2");
+  o.created_ns = 1'000'000'000LL * 3000;
+  o.delta_from = w0;
+  o.bandwidth_bytes_per_s = 128u << 10;
+  bool removed = false;
+  o.progress = [&](const PushProgress& p) {
+    if (removed || p.logical_done != p.logical_total) return;
+    removed = true;
+    EXPECT_EQ(p.frame_bytes_acked, 0u) << "a frame went before the gc: the race did not happen";
+    remove_and_gc({"s1"});
+  };
+  auto r = push_dir(w1, o);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(removed);
+  EXPECT_EQ(r->delta_chunks, 4u) << "coded as deltas: the receiver said it held the bases";
+  EXPECT_EQ(r->deltas_sent_in_full, 4u) << "every delta went again in full";
+  expect_restores("s2", w1);
+  EXPECT_EQ(testing::read_file(dir_ / "restored-s2" / "a.bin"), testing::read_file(w1 / "a.bin"));
 }
 
 }  // namespace

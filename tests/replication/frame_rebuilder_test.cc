@@ -1,8 +1,9 @@
 // frame_rebuilder_test.cc: a frame made again from its source file is the
 // frame the packer made, byte for byte, for chunks of a safetensors file
 // (codec by dtype), of files of unknown layout (codec by trial) and of zstd
-// and raw chunks; a chunk whose bytes changed since, a file that is gone and
-// a coder at another zstd level are errors that name the file.
+// and raw chunks; a chunk coded alone instead of as a delta is the packer's
+// standalone frame; a chunk whose bytes changed since, a file that is gone
+// and a coder at another zstd level are errors that name the file.
 #include "replication/frame_rebuilder.h"
 
 #include <gtest/gtest.h>
@@ -119,6 +120,40 @@ TEST_F(FrameRebuilderTest, Version1FramesRebuildAtVersion1) {
     EXPECT_EQ(v2.rebuild(o, frame).code(), Code::kInternal) << "a version 2 coder makes another frame";
   }
   EXPECT_GT(planes, 0);
+}
+
+// A delta the receiver refused (its base gone) is coded alone: the frame
+// the packer makes of the chunk alone, and the origin then describes it, so
+// that a resend after a break rebuilds that frame.
+TEST_F(FrameRebuilderTest, RebuildStandaloneCodesADeltaAloneAndKeepsIt) {
+  FrameRebuilder rebuilder(kDefaultZstdLevel);
+  for (std::size_t i = 0; i < frames_.size(); ++i) {
+    const ChunkOrigin packed = origins_[i];
+    ChunkOrigin o = packed;
+    o.chunk.codec = static_cast<std::uint8_t>(Codec::kDeltaPlanes16);
+    o.chunk.base_id.fill(0x5a);
+    o.chunk.frame_bytes = 1;
+    o.base_path = dir_ / "gone";
+    std::vector<std::byte> frame(frame_room_bytes(o.chunk.length));
+    Status st = rebuilder.rebuild_standalone(o, frame);
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+    EXPECT_EQ(frame, frames_[i]) << names_[i] << " @" << o.chunk.offset;
+    EXPECT_EQ(o.chunk.codec, packed.chunk.codec);
+    EXPECT_EQ(o.chunk.frame_bytes, packed.chunk.frame_bytes);
+    EXPECT_EQ(o.chunk.base_id, Digest{});
+    EXPECT_TRUE(o.base_path.empty());
+    frame.assign(frame_room_bytes(o.chunk.length), std::byte{0});
+    ASSERT_TRUE(rebuilder.rebuild(o, frame).is_ok()) << names_[i];
+    EXPECT_EQ(frame, frames_[i]) << "a resend rebuilds the standalone frame";
+  }
+  // The source changed since: Aborted, as for any rebuild.
+  testing::write_file(dir_ / "src/noise.bin", testing::random_bytes(300'000, 12345));
+  const std::size_t noise =
+      static_cast<std::size_t>(std::find(names_.begin(), names_.end(), "noise.bin") - names_.begin());
+  ASSERT_LT(noise, origins_.size());
+  ChunkOrigin o = origins_[noise];
+  std::vector<std::byte> frame(frame_room_bytes(o.chunk.length));
+  EXPECT_EQ(rebuilder.rebuild_standalone(o, frame).code(), Code::kAborted);
 }
 
 TEST_F(FrameRebuilderTest, AChangedChunkAMissingFileAndAnotherLevelAreErrors) {

@@ -38,8 +38,11 @@ inline constexpr const char* kHost = "host-a";
 // Certificates, a store and a receiver on 127.0.0.1, all under one temp dir.
 class Site {
  public:
-  explicit Site(const fs::path& dir, const CertSet& certs) : dir_(dir), certs_(certs) {
-    auto store = open_local_store(dir / "store", {.log = [](std::string_view) {}});
+  // `options.log` is replaced by a silent one.
+  explicit Site(const fs::path& dir, const CertSet& certs, StoreOptions options = {})
+      : dir_(dir), certs_(certs) {
+    options.log = [](std::string_view) {};
+    auto store = open_local_store(dir / "store", options);
     FERRY_CHECK(store.is_ok());
     store_ = std::move(store).value();
   }
