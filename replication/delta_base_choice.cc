@@ -2,13 +2,59 @@
 #include "replication/delta_base_choice.h"
 
 #include <algorithm>
+#include <deque>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
+#include <tuple>
 #include <vector>
 
+#include "replication/limits.h"
 #include "replication/protocol.h"
 
 namespace ferry::replication {
 namespace {
+
+// The chain facts of snapshots this process has read, by receiver, name and
+// LIST's creation second: a committed snapshot never changes, so the next
+// push's base choice (the agent's, every checkpoint) fetches only the
+// manifests it has not seen. A name reused after a removal in the same
+// second could alias: that costs at most a base whose chunks do not match,
+// which the chunk ids catch (full frames, never wrong ones).
+class ChainFactsCache {
+ public:
+  struct Facts {
+    std::int64_t created_ns = 0;
+    ChainSnapshot snapshot;
+  };
+  using Key = std::tuple<std::string, std::string, std::int64_t>;  // peer, name, created second
+
+  static ChainFactsCache& instance() {
+    static auto* cache = new ChainFactsCache();  // never destroyed: pushes may run at exit
+    return *cache;
+  }
+  std::optional<Facts> find(const Key& key) {
+    std::lock_guard lock(mu_);
+    auto it = facts_.find(key);
+    if (it == facts_.end()) return std::nullopt;
+    return it->second;
+  }
+  void add(Key key, Facts facts) {
+    std::lock_guard lock(mu_);
+    if (!facts_.emplace(key, std::move(facts)).second) return;
+    order_.push_back(std::move(key));
+    if (order_.size() > kMaxCachedChainSnapshots) {
+      facts_.erase(order_.front());
+      order_.pop_front();
+    }
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<Key, Facts> facts_;
+  std::deque<Key> order_;  // oldest first
+};
 
 // Walks the listing newest first. LIST's times are whole seconds, so the
 // snapshots of one second are fetched together and ordered by their
@@ -33,8 +79,17 @@ class ReceiverWalk {
       const std::int64_t second = listing_[at_].created_unix_seconds;
       std::vector<std::pair<std::int64_t, ChainSnapshot>> group;
       for (; at_ < listing_.size() && listing_[at_].created_unix_seconds == second; ++at_) {
-        ASSIGN_OR_RETURN(std::optional<Manifest> m, fetch(listing_[at_].name));
-        if (m) group.emplace_back(m->created_ns, chain_snapshot_of(listing_[at_].name, *m));
+        const std::string& name = listing_[at_].name;
+        ChainFactsCache::Key key{peer_, name, second};
+        if (auto known = ChainFactsCache::instance().find(key)) {
+          group.emplace_back(known->created_ns, std::move(known->snapshot));
+          continue;
+        }
+        ASSIGN_OR_RETURN(std::optional<Manifest> m, fetch(name));
+        if (!m) continue;
+        ChainSnapshot s = chain_snapshot_of(name, *m);
+        ChainFactsCache::instance().add(std::move(key), {m->created_ns, s});
+        group.emplace_back(m->created_ns, std::move(s));
       }
       std::stable_sort(group.begin(), group.end(),
                        [](const auto& a, const auto& b) { return a.first > b.first; });

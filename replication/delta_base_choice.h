@@ -2,7 +2,8 @@
 // decides; this reads the receiver's snapshots for it). LIST gives names and
 // whole-second creation times; the manifests (GET_MANIFEST) give each
 // snapshot's host, job, origin and frame bytes, and are fetched newest first
-// only as far as the choice needs them.
+// only as far as the choice needs them, each once per process (what a
+// manifest says is kept, up to kMaxCachedChainSnapshots snapshots).
 #pragma once
 
 #include <cstdint>

@@ -107,6 +107,10 @@ inline constexpr std::size_t kDefaultMaxConnectionsPerNamespace = 16;
 // most this many connections besides its streams, so that it stays within
 // the receiver's default per-namespace budget above.
 inline constexpr std::size_t kMaxBaseFetchConnections = 4;
+// Snapshots whose chain facts (replication/delta_base_choice.h) a process
+// keeps, so that the next push's base choice fetches no manifest twice: a
+// few hundred bytes each.
+inline constexpr std::size_t kMaxCachedChainSnapshots = 4096;
 // How often the receiver checks whether its CRL file changed, and reloads
 // its TLS files when it did (--crl_reload_s); SIGHUP reloads at once.
 inline constexpr int kDefaultCrlReloadIntervalMs = 60'000;

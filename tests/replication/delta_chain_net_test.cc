@@ -12,7 +12,9 @@
 #include <gtest/gtest.h>
 
 #include "codec/limits.h"
+#include "replication/delta_base_choice.h"
 #include "replication/restore.h"
+#include "replication/tls.h"
 #include "tests/replication/sender_fixture.h"
 
 namespace ferry::replication {
@@ -118,6 +120,60 @@ TEST_F(DeltaChainNetTest, KeyEveryAndMinGainForceKeys) {
   EXPECT_NE(r5.delta_reason.find("--delta_min_gain"), std::string::npos) << r5.delta_reason;
   for (auto& [step, d] : std::map<int, fs::path>{{1, d1}, {2, d2}, {3, d3}, {4, d4}, {5, d5}})
     expect_restores("llama-" + std::to_string(step), d);
+}
+
+// The base choice fetches each snapshot's manifest once per process: the
+// next push's walk over the receiver's snapshots (the agent's, at every
+// checkpoint) finds what each said already, fetching only new snapshots.
+TEST_F(DeltaChainNetTest, TheBaseChoiceFetchesEachManifestOnce) {
+  DeltaPolicy p;
+  for (int step : {1, 2, 3}) push_step(step, p, checkpoint(step));
+  TlsConfig tc;
+  tc.ca_file = certs_.ca_cert;
+  tc.cert_file = certs_.host_cert(kHost);
+  tc.key_file = certs_.host_key(kHost);
+  auto ctx = TlsContext::create(tc);
+  ASSERT_TRUE(ctx.is_ok()) << ctx.status().to_string();
+  auto conn = Connection::connect(site_->target(), *ctx);
+  ASSERT_TRUE(conn.is_ok()) << conn.status().to_string();
+  Connection& c = **conn;
+  ASSERT_TRUE(c.hello("delta_chain_net_test").is_ok());
+  int manifests_fetched = 0;
+  std::uint64_t next_id = 0;
+  Requester request = [&](Message m) -> Result<Message> {
+    if (std::holds_alternative<GetManifest>(m)) ++manifests_fetched;
+    const std::uint64_t id = ++next_id;
+    std::visit(
+        [id](auto& msg) {
+          if constexpr (requires { msg.request_id; }) msg.request_id = id;
+        },
+        m);
+    RETURN_IF_ERROR(c.send(m));
+    ASSIGN_OR_RETURN(Message reply, c.recv());
+    if (auto* e = std::get_if<Error>(&reply)) return status_from_peer_error(*e);
+    return reply;
+  };
+  // A peer name of this test's own: the pushes above cached theirs under
+  // the target's address.
+  auto walk = [&] {
+    std::vector<std::string> names;
+    NextSnapshot next = receiver_snapshots_newest_first(c.version(), request, "walk-" + site_->target());
+    while (true) {
+      auto s = next();
+      EXPECT_TRUE(s.is_ok()) << s.status().to_string();
+      if (!s.is_ok() || !*s) break;
+      names.push_back((*s)->name);
+    }
+    return names;
+  };
+  const std::vector<std::string> want = {"llama-3", "llama-2", "llama-1"};
+  EXPECT_EQ(walk(), want);
+  EXPECT_EQ(manifests_fetched, 3);
+  EXPECT_EQ(walk(), want);
+  EXPECT_EQ(manifests_fetched, 3) << "a manifest was fetched again";
+  push_step(4, p, checkpoint(4));
+  EXPECT_EQ(walk(), (std::vector<std::string>{"llama-4", "llama-3", "llama-2", "llama-1"}));
+  EXPECT_EQ(manifests_fetched, 4) << "only the new snapshot's manifest";
 }
 
 TEST_F(DeltaChainNetTest, PreviousModeChainsAndRestores) {
