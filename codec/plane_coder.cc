@@ -229,7 +229,14 @@ std::uint64_t Planner::cluster(int k_want) {
     }
     for (std::size_t s = 0; s < S; ++s) {
       std::uint32_t* g = group_counts[assign_[s]].data();
-      for (std::uint8_t c : seg_symbols_[s]) g[c] += seg_counts_[s * kAlphabet + c];
+      const std::uint32_t* counts = seg_counts_ + s * kAlphabet;
+      if (seg_symbols_[s].size() > kDenseSymbols) {
+        // Every count (absent ones are zero): vector adds, where a walk over
+        // the present symbols waits on a store per symbol.
+        for (int c = 0; c < kAlphabet; ++c) g[c] += counts[c];
+      } else {
+        for (std::uint8_t c : seg_symbols_[s]) g[c] += counts[c];
+      }
       group_total[assign_[s]] += seg_total_[s];
     }
     for (std::size_t k = 0; k < K; ++k) {
