@@ -138,7 +138,9 @@ void add_exact_modes(CLI::App& app) {
                "included (default: mode & 0755)");
 }
 void add_streams(CLI::App& app) {
-  app.add_option("--streams", settings().streams, with_env_help(app, "streams", "parallel TLS streams"))
+  app.add_option("--streams", settings().streams,
+                 with_env_help(app, "streams",
+                               "parallel TLS streams, or packs uploading at once into an s3:// store"))
       ->capture_default_str();
 }
 void add_chunking(CLI::App& app) {

@@ -29,10 +29,15 @@ int push_to_bucket(const std::string& path, std::int64_t object_lock_days, const
   const std::string ns = namespace_or_host();
   if (Status st = validate_namespace(ns); !st) return usage_error("--namespace: " + st.message());
   if (settings().threads < 0) return usage_error("--threads must be >= 0");
+  if (settings().streams < 1 || settings().streams > replication::kMaxPushStreams) {
+    return usage_error("--streams must be 1.." + std::to_string(replication::kMaxPushStreams));
+  }
   if (Status st = check_chunk_bytes(settings().chunk_size); !st) return fail(st);
   auto sources = pack_sources(path);
   if (!sources) return fail(sources.status());
   StoreOptions store_options;
+  // Packs uploading at once, as the agent's --streams sets for s3:// targets.
+  store_options.object_uploads = static_cast<std::size_t>(settings().streams);
   if (settings().s3_pack_size != 0) store_options.object_pack_target_bytes = settings().s3_pack_size;
   store_options.object_lock_days = object_lock_days;
   store_options.object_upload_bytes_per_s = bwlimit;

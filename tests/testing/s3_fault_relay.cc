@@ -308,6 +308,17 @@ void S3FaultRelay::serve(io::Socket client) {
     return write_all(upstream->fd(), bytes, stop);
   };
   if (!forward_body(std::string_view(buf).substr(head_bytes))) return;
+  bool counted = false;
+  auto count_forwarded = [&] {
+    if (counted) return;
+    counted = true;
+    std::lock_guard g(shared_->mu);
+    ++shared_->counters.forwarded;
+    if (head.method == "PUT" && body_sent == head.content_length) {
+      ++shared_->counters.puts_forwarded;
+      shared_->counters.put_body_bytes_forwarded += head.content_length;
+    }
+  };
   std::array<char, 65536> chunk;
   bool client_open = true;
   while (!stop.load()) {
@@ -333,19 +344,16 @@ void S3FaultRelay::serve(io::Socket client) {
       const ssize_t got = ::recv(upstream->fd(), chunk.data(), chunk.size(), 0);
       if (got <= 0) break;  // the gateway closed after its reply
       put_in_flight.end();  // the gateway answers once it has the whole body
+      // Counted before the client sees the reply (not an interim "100
+      // Continue" before the body), so that a client that exits on it leaves
+      // the counters complete.
+      if (body_sent == head.content_length) count_forwarded();
       if (!write_all(client.fd(), std::string_view(chunk.data(), static_cast<std::size_t>(got)), stop))
         return;
     }
   }
   put_in_flight.end();
-  {
-    std::lock_guard g(shared_->mu);
-    ++shared_->counters.forwarded;
-    if (head.method == "PUT" && body_sent == head.content_length) {
-      ++shared_->counters.puts_forwarded;
-      shared_->counters.put_body_bytes_forwarded += head.content_length;
-    }
-  }
+  count_forwarded();
   drain_and_close(client, stop);
 }
 

@@ -11,6 +11,8 @@
 #include <thread>
 
 #include "tests/testing/ceph_dev.h"
+#include "tests/testing/link_simulator.h"
+#include "tests/testing/s3_fault_relay.h"
 #include "tests/tools/s3_command_fixture.h"
 
 namespace ferry {
@@ -99,6 +101,36 @@ TEST_F(S3CommandTest, APushToABucketTakesTheBandwidthCap) {
   EXPECT_NE(push.out.find("S3 upload cap of 1000 bytes/s is below the least"), std::string::npos) << push.out;
   auto capped = ferry("push " + quote((dir_ / "ck").string()) + " --bwlimit=4000000 --to=" + url() + ns);
   EXPECT_EQ(capped.code, 0) << capped.out;
+}
+
+// --streams sets the packs a push straight into a bucket uploads at once,
+// as it does for the agent. The relay counts the PUTs it forwards at one
+// moment; a link of 100 ms round trip behind it makes each upload outlast
+// the puts that fill the next 1 MiB pack. A sync's own upload may add one.
+TEST_F(S3CommandTest, StreamsSetThePacksAPushUploadsAtOnce) {
+  fs::create_directories(dir_ / "ck");
+  testing::write_file(dir_ / "ck" / "w.bin", testing::random_bytes(8u << 20, 4));
+  testing::LinkOptions far;
+  far.target = ceph_->endpoint1.substr(std::string("http://").size());
+  far.delay_ms = 50;
+  testing::LinkSimulator link(far);
+  ASSERT_TRUE(link.start().is_ok());
+  for (int streams : {1, 4}) {
+    SCOPED_TRACE("--streams=" + std::to_string(streams));
+    testing::S3FaultRelay relay(link.address(), {});
+    ASSERT_TRUE(relay.start().is_ok());
+    auto push = ferry("push " + quote((dir_ / "ck").string()) + " --name=s" + std::to_string(streams) +
+                      " --streams=" + std::to_string(streams) +
+                      " --s3_pack_size=1048576 --chunk_size=131072 --s3_endpoints=" + relay.endpoint() +
+                      " --namespace=streams-" + std::to_string(streams) + " --to=" + url());
+    ASSERT_EQ(push.code, 0) << push.out;
+    const std::uint64_t most = relay.counters().max_puts_in_flight;
+    EXPECT_LE(most, static_cast<std::uint64_t>(streams) + 1);
+    if (streams > 1) EXPECT_GE(most, static_cast<std::uint64_t>(streams)) << "puts outran the uploads";
+  }
+  auto bad = ferry("push " + quote((dir_ / "ck").string()) + " --streams=0 --to=" + url());
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.out.find("--streams must be 1.."), std::string::npos) << bad.out;
 }
 
 TEST_F(S3CommandTest, AHostPushesStraightToTheBucketAndRestoresFromIt) {
