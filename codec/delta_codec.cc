@@ -225,11 +225,14 @@ std::span<std::byte> DeltaEncoder::Room::at_least(std::size_t n) {
 
 std::span<const std::byte> DeltaEncoder::delta_payload(std::span<const std::byte> chunk,
                                                        std::span<const std::byte> base, int width) {
-  std::span<std::byte> diff = diff_.at_least(chunk.size());
-  delta_transform(chunk, base, width, diff);
+  // The difference is made a stretch at a time as the float coder splits
+  // it into planes, never stored whole (one pass over the chunk's size fewer).
+  const FloatEncoder::StretchFill fill = [&](std::size_t offset, std::span<std::byte> dst) {
+    delta_transform(chunk.subspan(offset, dst.size()), base.subspan(offset, dst.size()), width, dst);
+  };
   std::span<std::byte> room =
       delta_frame_.at_least(frame_room_bytes(chunk.size())).subspan(kFrameHeaderBytes);
-  return room.first(floats_.encode_into(diff, width, room, kFloatPayloadV2));
+  return room.first(floats_.encode_into(chunk.size(), fill, width, room, kFloatPayloadV2));
 }
 
 DeltaEncoder::Plan DeltaEncoder::plan(std::span<const std::byte> chunk, std::span<const std::byte> base,

@@ -108,7 +108,6 @@ class DeltaEncoder {
 
   ChunkEncoder standalone_;
   FloatEncoder floats_;
-  Room diff_;                       // the transformed chunk
   Room delta_frame_;                // header room, then the delta payload
   Room alone_frame_;                // the standalone frame, when both are coded
   std::vector<std::byte> payload_;  // the sample's codings

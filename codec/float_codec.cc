@@ -73,11 +73,11 @@ bool cpu_has_avx512_split() {
 // path needs a dozen shifts, packs and unpacks per 16 elements. Same bytes;
 // returns how many elements it split (a multiple of 64).
 __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2"))) std::size_t split_planes_avx512(
-    const std::uint8_t* in, std::size_t n, int w, std::uint8_t* planes) {
+    const std::uint8_t* in, std::size_t n, int w, std::uint8_t* planes, std::size_t stride) {
   std::size_t i = 0;
   if (w == 2) {
     std::uint8_t* p0 = planes;
-    std::uint8_t* p1 = planes + n;
+    std::uint8_t* p1 = planes + stride;
     alignas(64) std::uint8_t hi[64], lo[64];
     for (int j = 0; j < 64; ++j) {
       hi[j] = static_cast<std::uint8_t>(2 * j + 1);  // byte 1 of elements 0..63 of a:b
@@ -93,7 +93,7 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2"))) std::size_t s
       _mm512_storeu_si512(p1 + i, _mm512_permutex2var_epi8(a, lo_idx, b));
     }
   } else if (w == 4) {
-    std::uint8_t* p[4] = {planes, planes + n, planes + 2 * n, planes + 3 * n};
+    std::uint8_t* p[4] = {planes, planes + stride, planes + 2 * stride, planes + 3 * stride};
     // Within a vector of 16 elements: lane q (16 bytes) = byte 3 - q of each.
     alignas(64) std::uint8_t g[64];
     for (int q = 0; q < 4; ++q) {
@@ -120,17 +120,19 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2"))) std::size_t s
 #endif
 
 // Plane p of element i is byte (w - 1 - p) of the element rotated left by
-// one bit (sign to the bottom, exponent in the top byte).
-void split_planes(const std::uint8_t* in, std::size_t n, int w, std::uint8_t* planes) {
+// one bit (sign to the bottom, exponent in the top byte); plane p starts at
+// planes + p * stride (stride >= n: a stretch of elements can be split into
+// planes of more).
+void split_planes(const std::uint8_t* in, std::size_t n, int w, std::uint8_t* planes, std::size_t stride) {
   std::size_t i = 0;
 #if FERRY_FLOAT_AVX512
-  if (w > 1 && cpu_has_avx512_split()) i = split_planes_avx512(in, n, w, planes);
+  if (w > 1 && cpu_has_avx512_split()) i = split_planes_avx512(in, n, w, planes, stride);
 #endif
   if (w == 1) {
     for (; i < n; ++i) planes[i] = static_cast<std::uint8_t>((in[i] << 1) | (in[i] >> 7));
   } else if (w == 2) {
     std::uint8_t* p0 = planes;
-    std::uint8_t* p1 = planes + n;
+    std::uint8_t* p1 = planes + stride;
 #if FERRY_FLOAT_SSE
     const __m128i low = _mm_set1_epi16(0xff);
     for (; i + 16 <= n; i += 16) {
@@ -153,9 +155,9 @@ void split_planes(const std::uint8_t* in, std::size_t n, int w, std::uint8_t* pl
     }
   } else {
     std::uint8_t* p0 = planes;
-    std::uint8_t* p1 = planes + n;
-    std::uint8_t* p2 = planes + 2 * n;
-    std::uint8_t* p3 = planes + 3 * n;
+    std::uint8_t* p1 = planes + stride;
+    std::uint8_t* p2 = planes + 2 * stride;
+    std::uint8_t* p3 = planes + 3 * stride;
 #if FERRY_FLOAT_SSE
     // Per 16-byte vector gather byte 3, 2, 1, 0 of its four elements into
     // dwords 0..3, then transpose the 4x4 dwords of four vectors.
@@ -316,13 +318,22 @@ void FloatEncoder::encode(std::span<const std::byte> in, int element_width, std:
 
 std::size_t FloatEncoder::encode_into(std::span<const std::byte> in, int element_width,
                                       std::span<std::byte> out, int version) {
+  return encode_into(in.size(), nullptr, in.data(), element_width, out, version);
+}
+
+std::size_t FloatEncoder::encode_into(std::size_t size, const StretchFill& fill, int element_width,
+                                      std::span<std::byte> out, int version) {
+  return encode_into(size, &fill, nullptr, element_width, out, version);
+}
+
+std::size_t FloatEncoder::encode_into(std::size_t size, const StretchFill* fill, const std::byte* in,
+                                      int element_width, std::span<std::byte> out, int version) {
   FERRY_CHECK(valid_width(element_width));
   FERRY_CHECK(version == kFloatPayloadV1 || version == kFloatPayloadV2);
-  FERRY_CHECK(out.size() >= float_encode_bound(in.size(), element_width));
+  FERRY_CHECK(out.size() >= float_encode_bound(size, element_width));
   const auto w = static_cast<std::size_t>(element_width);
-  const std::size_t n = in.size() / w;
-  const std::size_t tail = in.size() % w;
-  auto* src = reinterpret_cast<const std::uint8_t*>(in.data());
+  const std::size_t n = size / w;
+  const std::size_t tail = size % w;
   auto* dst = reinterpret_cast<std::uint8_t*>(out.data());
   // The planes are split into the last n * w bytes of `out` and coded from
   // there towards its start, so no scratch the size of the chunk is needed.
@@ -334,7 +345,24 @@ std::size_t FloatEncoder::encode_into(std::span<const std::byte> in, int element
   // after the block is read) ends no later than block b itself. Raw planes
   // and raw blocks therefore move down with memmove.
   std::uint8_t* planes = dst + out.size() - n * w;
-  split_planes(src, n, element_width, planes);
+  const std::uint8_t* tail_bytes = nullptr;
+  if (fill == nullptr) {
+    auto* src = reinterpret_cast<const std::uint8_t*>(in);
+    split_planes(src, n, element_width, planes, n);
+    tail_bytes = src + n * w;
+  } else {
+    // A stretch at a time, split while it is still in the cache; the last
+    // stretch holds the tail bytes too.
+    if (!stretch_) stretch_ = std::make_unique<std::array<std::byte, kFillStretchBytes>>();
+    std::uint8_t* buf = reinterpret_cast<std::uint8_t*>(stretch_->data());
+    for (std::size_t off = 0; off < size; off += kFillStretchBytes) {
+      const std::size_t bytes = std::min(kFillStretchBytes, size - off);
+      (*fill)(off, std::span<std::byte>(stretch_->data(), bytes));
+      const std::size_t elems = std::min(bytes, n * w - off) / w;
+      split_planes(buf, elems, element_width, planes + off / w, n);
+      if (off + bytes == size) tail_bytes = buf + elems * w;
+    }
+  }
 
   std::size_t pos = w;
   for (std::size_t p = 0; p < w; ++p) {
@@ -351,7 +379,7 @@ std::size_t FloatEncoder::encode_into(std::span<const std::byte> in, int element
       pos += n;
     }
   }
-  if (tail) std::memcpy(dst + pos, src + n * w, tail);
+  if (tail) std::memcpy(dst + pos, tail_bytes, tail);
   pos += tail;
   FERRY_CHECK(pos <= out.size());
   return pos;

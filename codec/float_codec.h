@@ -8,8 +8,10 @@
 // length, table and state is checked before use.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -45,8 +47,20 @@ class FloatEncoder {
   // frame's payload is coded where it is sent from. Returns the payload size.
   std::size_t encode_into(std::span<const std::byte> in, int element_width, std::span<std::byte> out,
                           int version = kFloatPayloadV2);
+  // encode_into of `size` bytes that `fill` makes: fill(offset, dst) writes
+  // input bytes [offset, offset + dst.size()) into dst, for consecutive
+  // stretches of kFillStretchBytes (the last one shorter). An input that is
+  // itself computed (a delta's transform of the chunk and its base) is then
+  // split into planes while each stretch is in the cache, and never stored
+  // whole. The same bytes as encode_into of the whole input.
+  using StretchFill = std::function<void(std::size_t offset, std::span<std::byte> dst)>;
+  std::size_t encode_into(std::size_t size, const StretchFill& fill, int element_width,
+                          std::span<std::byte> out, int version = kFloatPayloadV2);
 
  private:
+  std::size_t encode_into(std::size_t size, const StretchFill* fill, const std::byte* in, int element_width,
+                          std::span<std::byte> out, int version);
+
   // Writes plane `p` (n symbols at `plane`) at out[pos..]; returns the new pos.
   std::size_t encode_plane(const std::uint8_t* plane, std::size_t n, int p, std::uint8_t* out,
                            std::size_t pos);
@@ -54,6 +68,7 @@ class FloatEncoder {
   std::unique_ptr<rans::EncScratch> words_;
   std::unique_ptr<rans::EncTable> table_;
   planes::PlaneEncoder v2_;
+  std::unique_ptr<std::array<std::byte, kFillStretchBytes>> stretch_;
 };
 
 // Reusable decoder scratch for one thread (plane buffer and decode table),

@@ -29,6 +29,10 @@ inline constexpr std::uint32_t kRansStateLow = 1u << 16;  // L: states live in [
 inline constexpr std::size_t kRansV2BlockSymbols = 65536;
 inline constexpr std::size_t kRansV2SegmentSymbols = 16384;
 inline constexpr int kRansV2MaxTables = 16;
+// FloatEncoder's computed input (a delta's transform) is made and split
+// into planes this many bytes at a time: half of a 32 KiB L1 data cache; a
+// multiple of 64 elements of every width, as the AVX-512 plane split takes.
+inline constexpr std::size_t kFillStretchBytes = 16 * 1024;
 
 // Delta frames (docs/FORMAT.md 3.1): rebuilding one chunk reads at most
 // this many frames (the chunk's, its base's, the base's base, ...), so a

@@ -240,6 +240,43 @@ TEST(FloatCodec, EncodeIntoTheBoundAloneGivesTheSamePayload) {
   }
 }
 
+// The input made a stretch at a time (how a delta is coded) gives the
+// payload of the whole input, and the fill is asked for each byte once, in
+// order, kFillStretchBytes at a time.
+TEST(FloatCodec, EncodeIntoFromStretchesGivesTheSamePayload) {
+  std::uint64_t seed = testing::test_seed();
+  FloatEncoder enc;
+  for (int w : {1, 2, 4}) {
+    const auto uw = static_cast<std::size_t>(w);
+    for (std::size_t size : {std::size_t{5}, kFillStretchBytes - 1, kFillStretchBytes,
+                             3 * kFillStretchBytes + 7, std::size_t{300000} * uw + 3 % uw}) {
+      Bytes in = testing::normal_floats(size / uw + 1, w == 1 ? 2 : w, w <= 2, 0.02, seed++);
+      in.resize(size);
+      for (int v : kVersions) {
+        Bytes want(float_encode_bound(size, w));
+        want.resize(enc.encode_into(in, w, want, v));
+        std::vector<std::pair<std::size_t, std::size_t>> asked;
+        const FloatEncoder::StretchFill fill = [&](std::size_t offset, std::span<std::byte> dst) {
+          asked.emplace_back(offset, dst.size());
+          std::memcpy(dst.data(), in.data() + offset, dst.size());
+        };
+        Bytes out(float_encode_bound(size, w) + 100, std::byte{0x3c});
+        out.resize(enc.encode_into(size, fill, w, out, v));
+        const std::string what =
+            "width " + std::to_string(w) + ", " + std::to_string(size) + " bytes, v" + std::to_string(v);
+        EXPECT_EQ(out, want) << what;
+        std::size_t next = 0;
+        for (const auto& [offset, bytes] : asked) {
+          EXPECT_EQ(offset, next) << what;
+          EXPECT_EQ(bytes, std::min(kFillStretchBytes, size - offset)) << what;
+          next = offset + bytes;
+        }
+        EXPECT_EQ(next, size) << what;
+      }
+    }
+  }
+}
+
 TEST(FloatCodec, Deterministic) {
   Bytes in = testing::normal_floats(300000, 2, true, 0.02, testing::test_seed());
   FloatEncoder enc;
