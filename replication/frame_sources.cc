@@ -58,10 +58,9 @@ class StoreFrameSource final : public FrameSource {
     return read_chunk_frame(manifest_.files[file].chunks[chunk].id, out);
   }
   Status read_chunk_frame(const Digest& id, std::vector<std::byte>& out) const override {
-    auto frame = store_->get(where_.ns, id);
-    if (!frame) return frame.status();
-    out = std::move(*frame);
-    return Status::ok();
+    // Into the caller's buffer: the unpacker reuses one per slot, so that
+    // each frame lands in memory already faulted in.
+    return store_->get_into(where_.ns, id, out);
   }
 
  private:

@@ -167,6 +167,12 @@ class ChunkStore {
   // The stored frame, its header and payload CRCs checked (the caller
   // decodes, which recomputes the id). NotFound when absent.
   virtual Result<std::vector<std::byte>> get(std::string_view ns, const Digest& id) = 0;
+  // get into `out`, whose capacity a store may reuse (a restore reads every
+  // frame into the same few buffers); the same checks and errors as get.
+  virtual Status get_into(std::string_view ns, const Digest& id, std::vector<std::byte>& out) {
+    ASSIGN_OR_RETURN(out, get(ns, id));
+    return Status::ok();
+  }
 
   // Parses `manifest_bytes` (codec/manifest.h), sets each chunk's codec,
   // base id and frame size from the frame stored for its id

@@ -485,6 +485,17 @@ TEST(S3StoreNetTest, ReadsInPushOrderShareRangedGets) {
       EXPECT_LE(gets, cs.size() / 4) << "parallel";
     } else {
       EXPECT_LE(gets, in_order);
+      // get_into: the same frames, each into the caller's one buffer (a
+      // restore's slot), not into fresh memory per chunk.
+      std::vector<std::byte> buf;
+      buf.reserve(2u << 20);
+      const std::byte* const kept = buf.data();
+      std::size_t same = 0;
+      for (const TestChunk& c : cs) {
+        ASSERT_TRUE((*store)->get_into("h", c.info.id, buf).is_ok());
+        if (buf == c.frame && buf.data() == kept) ++same;
+      }
+      EXPECT_EQ(same, cs.size());
     }
   }
 }
