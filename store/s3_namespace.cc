@@ -456,6 +456,27 @@ Result<std::vector<std::byte>> S3Namespace::get(const Digest& id) {
 }
 
 Status S3Namespace::get_into(const Digest& id, std::vector<std::byte>& out) {
+  return fetch(id, &out, nullptr);
+}
+
+Status S3Namespace::lend(const Digest& id, LentBytes& lent) { return fetch(id, nullptr, &lent); }
+
+namespace {
+
+// The frame into `out`, or lent in a buffer of its own.
+void give_copy(std::span<const std::byte> frame, std::vector<std::byte>* out, LentBytes* lent) {
+  if (out != nullptr) {
+    out->assign(frame.begin(), frame.end());
+    return;
+  }
+  auto copy = std::make_shared<std::vector<std::byte>>(frame.begin(), frame.end());
+  lent->bytes = *copy;
+  lent->keep = std::move(copy);
+}
+
+}  // namespace
+
+Status S3Namespace::fetch(const Digest& id, std::vector<std::byte>* out, LentBytes* lent) {
   // Stored through another gateway since this one last looked? A view
   // taken after this call began answers (concurrent misses share one LIST).
   if (!holds(id)) RETURN_IF_ERROR(refresh_since(mono_ms()));
@@ -474,12 +495,12 @@ Status S3Namespace::get_into(const Digest& id, std::vector<std::byte>& out) {
           const Upload& up = *uploads_.at(p->second.seq);
           frame = std::span(up.bytes).subspan(p->second.offset + kRecordHeaderBytes, p->second.frame_bytes);
         }
-        out.assign(frame.begin(), frame.end());
+        give_copy(frame, out, lent);
         return Status::ok();
       }
       loc = it->second;
     }
-    Status st = read_chunk(id, loc, out);
+    Status st = read_chunk(id, loc, out, lent);
     // The pack is gone: a gc elsewhere rewrote its live chunks into a new
     // pack and deleted it. A view taken now finds them there.
     if (!st && st.code() == Code::kNotFound && pass == 0) {
@@ -490,7 +511,8 @@ Status S3Namespace::get_into(const Digest& id, std::vector<std::byte>& out) {
   }
 }
 
-Status S3Namespace::read_chunk(const Digest& id, const Location& loc, std::vector<std::byte>& out) {
+Status S3Namespace::read_chunk(const Digest& id, const Location& loc, std::vector<std::byte>* out,
+                               LentBytes* lent) {
   const std::string key = pack_key(loc.pack);
   const std::string where = key + " at offset " + std::to_string(loc.offset);
   Status last;
@@ -512,8 +534,19 @@ Status S3Namespace::read_chunk(const Digest& id, const Location& loc, std::vecto
     }
     if (!record) return record.status().with_context("chunk " + to_hex(id));
     auto frame = s3_record_frame(*record, id, where);
+    if (frame && lent != nullptr) {
+      // Lent where it lies: the window (or the record's own buffer) lives
+      // as long as the borrower's share of it.
+      lent->bytes = *frame;
+      if (hold.valid()) {
+        lent->keep = std::make_shared<std::shared_future<WindowBytes>>(std::move(hold));
+      } else {
+        lent->keep = std::make_shared<std::vector<std::byte>>(std::move(own));  // moving keeps its bytes
+      }
+      return Status::ok();
+    }
     if (frame) {
-      out.assign(frame->begin(), frame->end());
+      out->assign(frame->begin(), frame->end());
       return Status::ok();
     }
     last = frame.status();

@@ -36,6 +36,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "base/lent_bytes.h"
 #include "base/status.h"
 #include "codec/frame.h"
 #include "codec/manifest.h"
@@ -77,6 +78,8 @@ class S3Namespace {
   Result<std::vector<std::byte>> get(const Digest& id);
   // get into `out`, whose capacity is reused (a restore's frame buffers).
   Status get_into(const Digest& id, std::vector<std::byte>& out);
+  // get, the frame lent in place in its read window (no copy).
+  Status lend(const Digest& id, LentBytes& lent);
   // The facts of the stored frames of `ids` (store_checks.h): those of
   // chunks put through this object are remembered from their put; any other
   // costs one ranged GET of its record's first bytes (remembered after).
@@ -193,9 +196,12 @@ class S3Namespace {
   // keeps alive; or in `own` when the window could not serve it.
   Result<std::span<const std::byte>> read_record(const Location& loc, std::shared_future<WindowBytes>& hold,
                                                  std::vector<std::byte>& own);
-  // The frame of chunk `id` at `loc` into `out`, checked (a record that
-  // fails its check is read once more before it is reported as Corruption).
-  Status read_chunk(const Digest& id, const Location& loc, std::vector<std::byte>& out);
+  // The frame of chunk `id` at `loc`, checked (a record that fails its
+  // check is read once more before it is reported as Corruption).
+  // Exactly one of `out` and `lent`: copied into `out`, or lent in place.
+  Status read_chunk(const Digest& id, const Location& loc, std::vector<std::byte>* out, LentBytes* lent);
+  // get_into (`out`) or lend (`lent`): exactly one of the two.
+  Status fetch(const Digest& id, std::vector<std::byte>* out, LentBytes* lent);
   // NotFound unless every chunk `m` names is durable and its pack present;
   // `packs` gets the packs that hold them.
   Status check_chunks_durable(std::string_view snapshot, const Manifest& m, std::set<std::string>& packs);
