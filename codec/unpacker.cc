@@ -61,18 +61,23 @@ bool root_from_chunk_ids(const ManifestFile& f) {
 
 Status decode_chunk(const FrameSource& a, Slot& s, std::vector<Digest>& leaves, const Hooks& hooks) {
   const ManifestChunk& c = a.manifest().files[s.file].chunks[s.chunk];
-  RETURN_IF_ERROR(a.read_frame(s.file, s.chunk, s.frame));
-  RETURN_IF_ERROR(check_frame_header(s.frame, c));
+  // A lent frame is decoded where the source holds it; `lent` keeps it
+  // alive until this chunk is done.
+  LentBytes lent;
+  ASSIGN_OR_RETURN(const bool is_lent, a.lend_frame(s.file, s.chunk, lent));
+  if (!is_lent) RETURN_IF_ERROR(a.read_frame(s.file, s.chunk, s.frame));
+  const std::span<const std::byte> frame = is_lent ? lent.bytes : std::span<const std::byte>(s.frame);
+  RETURN_IF_ERROR(check_frame_header(frame, c));
   s.raw.resize(c.length);
   if (is_delta_codec(static_cast<Codec>(c.codec))) {
     // Rebuilt from its base, fetched by id, and verified against its own id.
-    ASSIGN_OR_RETURN(FrameHeader h, parse_frame_header(s.frame));
+    ASSIGN_OR_RETURN(FrameHeader h, parse_frame_header(frame));
     if (h.chunk_id != c.id) {
       return Status::corruption("frame holds chunk " + to_hex(h.chunk_id) + ", manifest says " +
                                 to_hex(c.id));
     }
     RETURN_IF_ERROR(rebuild_chunk(
-        h, s.frame,
+        h, frame,
         [&a](const Digest& id) -> Result<std::vector<std::byte>> {
           std::vector<std::byte> f;
           RETURN_IF_ERROR(a.read_chunk_frame(id, f));
@@ -80,7 +85,7 @@ Status decode_chunk(const FrameSource& a, Slot& s, std::vector<Digest>& leaves, 
         },
         s.raw));
   } else {
-    RETURN_IF_ERROR(s.decoder.decode(s.frame, std::span<std::byte>(s.raw), &c.id));
+    RETURN_IF_ERROR(s.decoder.decode(frame, std::span<std::byte>(s.raw), &c.id));
   }
   if (!leaves.empty()) {  // else the root composes from chunk ids
     hash_leaves(s.raw, std::span(leaves).subspan(c.offset / kLeafBytes, leaf_count(c.length)));

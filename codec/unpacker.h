@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "base/lent_bytes.h"
 #include "base/status.h"
 #include "codec/archive.h"
 
@@ -38,6 +39,14 @@ class FrameSource {
   // chunk, concurrently from pool threads, in roughly file order. The
   // frame is untrusted: the unpacker verifies it.
   virtual Status read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const = 0;
+  // The same frame lent in place where the source holds it in memory
+  // already (a store's read window), saving the copy into `out` of
+  // read_frame: true with `lent` set, false when the caller is to use
+  // read_frame (the default). Untrusted like read_frame.
+  virtual Result<bool> lend_frame(std::size_t file, std::size_t chunk, LentBytes& lent) const {
+    (void)file, (void)chunk, (void)lent;
+    return false;
+  }
   // The frame of any chunk the source holds, by id: a delta frame's base
   // (docs/FORMAT.md 3.1), which may belong to another snapshot. Called
   // concurrently from pool threads. Untrusted like read_frame. The default

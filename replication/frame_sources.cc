@@ -57,11 +57,16 @@ class StoreFrameSource final : public FrameSource {
   Status read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const override {
     return read_chunk_frame(manifest_.files[file].chunks[chunk].id, out);
   }
+  Result<bool> lend_frame(std::size_t file, std::size_t chunk, LentBytes& lent) const override {
+    // In place in the store's read window (an S3 store): the decoder reads
+    // the frame where the GET put it.
+    RETURN_IF_ERROR(store_->lend(where_.ns, manifest_.files[file].chunks[chunk].id, lent));
+    return true;
+  }
   Status read_chunk_frame(const Digest& id, std::vector<std::byte>& out) const override {
-    auto frame = store_->get(where_.ns, id);
-    if (!frame) return frame.status();
-    out = std::move(*frame);
-    return Status::ok();
+    // Into the caller's buffer: the unpacker reuses one per slot, so that
+    // each frame lands in memory already faulted in.
+    return store_->get_into(where_.ns, id, out);
   }
 
  private:

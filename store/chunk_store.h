@@ -28,11 +28,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "base/lent_bytes.h"
 #include "base/status.h"
 #include "codec/manifest.h"
 #include "codec/tree_hash.h"
@@ -167,6 +169,22 @@ class ChunkStore {
   // The stored frame, its header and payload CRCs checked (the caller
   // decodes, which recomputes the id). NotFound when absent.
   virtual Result<std::vector<std::byte>> get(std::string_view ns, const Digest& id) = 0;
+  // get into `out`, whose capacity a store may reuse (a restore reads every
+  // frame into the same few buffers); the same checks and errors as get.
+  virtual Status get_into(std::string_view ns, const Digest& id, std::vector<std::byte>& out) {
+    ASSIGN_OR_RETURN(out, get(ns, id));
+    return Status::ok();
+  }
+  // get, with the frame lent in place where the store holds it in memory
+  // already (an S3 read window) instead of copied out; by default a copy
+  // that `lent` owns.
+  virtual Status lend(std::string_view ns, const Digest& id, LentBytes& lent) {
+    auto frame = std::make_shared<std::vector<std::byte>>();
+    RETURN_IF_ERROR(get_into(ns, id, *frame));
+    lent.bytes = *frame;
+    lent.keep = std::move(frame);
+    return Status::ok();
+  }
 
   // Parses `manifest_bytes` (codec/manifest.h), sets each chunk's codec,
   // base id and frame size from the frame stored for its id

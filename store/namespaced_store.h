@@ -62,6 +62,25 @@ class NamespacedStore : public ChunkStore {
     return n->get(id);
   }
 
+  Status lend(std::string_view ns, const Digest& id, LentBytes& lent) override {
+    if constexpr (requires(N * n) { n->lend(id, lent); }) {
+      ASSIGN_OR_RETURN(N * n, open(ns));
+      return n->lend(id, lent);
+    } else {
+      return ChunkStore::lend(ns, id, lent);
+    }
+  }
+
+  Status get_into(std::string_view ns, const Digest& id, std::vector<std::byte>& out) override {
+    ASSIGN_OR_RETURN(N * n, open(ns));
+    if constexpr (requires { n->get_into(id, out); }) {
+      return n->get_into(id, out);
+    } else {
+      ASSIGN_OR_RETURN(out, n->get(id));
+      return Status::ok();
+    }
+  }
+
   Status commit_snapshot(std::string_view ns, std::string_view name,
                          std::span<const std::byte> manifest_bytes) override {
     RETURN_IF_ERROR(validate_namespace(ns));

@@ -455,7 +455,14 @@ void S3Client::run(std::span<S3Request* const> requests) {
     t->endpoint = s.endpoint.load() % config_.endpoints.size();
     t->url = request_url(config_, config_.endpoints[t->endpoint], r);
     t->reply_limit = r.max_reply_bytes != 0 ? r.max_reply_bytes : kS3MaxReplyBytes;
+    // clear() keeps the capacity of a buffer the caller handed in
+    // (get_range_into); a ranged GET's reply is sized once, not grown by
+    // doubling through fresh memory as it arrives.
     r.reply.clear();
+    if (r.method == S3Request::Method::kGet && r.range) {
+      r.reply.reserve(static_cast<std::size_t>(
+          std::min<std::uint64_t>(r.range->second - r.range->first + 1, t->reply_limit)));
+    }
     r.etag.clear();
     r.version_id.clear();
     r.content_length = 0;
@@ -641,19 +648,30 @@ Result<std::vector<std::byte>> S3Client::get(std::string_view bucket, std::strin
 
 Result<std::vector<std::byte>> S3Client::get_range(std::string_view bucket, std::string_view key,
                                                    std::uint64_t first, std::uint64_t length) {
-  if (length == 0) return std::vector<std::byte>();
+  std::vector<std::byte> out;
+  RETURN_IF_ERROR(get_range_into(bucket, key, first, length, out));
+  return out;
+}
+
+Status S3Client::get_range_into(std::string_view bucket, std::string_view key, std::uint64_t first,
+                                std::uint64_t length, std::vector<std::byte>& out) {
+  out.clear();
+  if (length == 0) return Status::ok();
   S3Request r;
   r.bucket = bucket;
   r.key = key;
   r.range = {first, first + length - 1};
   r.max_reply_bytes = length;
-  RETURN_IF_ERROR(run_one(*this, r));
-  if (r.reply.size() != length) {
+  r.reply = std::move(out);
+  const Status st = run_one(*this, r);
+  out = std::move(r.reply);
+  RETURN_IF_ERROR(st);
+  if (out.size() != length) {
     return Status::corruption("S3 GET " + std::string(bucket) + "/" + std::string(key) + " bytes " +
                               std::to_string(first) + "+" + std::to_string(length) + ": got " +
-                              std::to_string(r.reply.size()) + " bytes");
+                              std::to_string(out.size()) + " bytes");
   }
-  return std::move(r.reply);
+  return Status::ok();
 }
 
 Result<std::uint64_t> S3Client::head(std::string_view bucket, std::string_view key) {

@@ -154,6 +154,11 @@ class S3Client {
   Result<std::vector<std::byte>> get(std::string_view bucket, std::string_view key);
   Result<std::vector<std::byte>> get_range(std::string_view bucket, std::string_view key, std::uint64_t first,
                                            std::uint64_t length);
+  // get_range into `out`, whose capacity is kept (a reused buffer takes
+  // the reply without growing or faulting in fresh pages). On failure `out`
+  // holds what arrived, if anything.
+  Status get_range_into(std::string_view bucket, std::string_view key, std::uint64_t first,
+                        std::uint64_t length, std::vector<std::byte>& out);
   // HEAD: the object's size; NotFound when absent.
   Result<std::uint64_t> head(std::string_view bucket, std::string_view key);
   // DELETE; OK when the key was already absent (S3's own rule).

@@ -11,6 +11,7 @@
 #include <set>
 #include <thread>
 
+#include "base/buffer_stash.h"
 #include "base/clock.h"
 #include "codec/tree_hash.h"
 #include "store/pack_file.h"
@@ -449,6 +450,33 @@ Status S3Namespace::wait_uploads(const std::vector<std::shared_ptr<Upload>>& wai
 }
 
 Result<std::vector<std::byte>> S3Namespace::get(const Digest& id) {
+  std::vector<std::byte> out;
+  RETURN_IF_ERROR(get_into(id, out));
+  return out;
+}
+
+Status S3Namespace::get_into(const Digest& id, std::vector<std::byte>& out) {
+  return fetch(id, &out, nullptr);
+}
+
+Status S3Namespace::lend(const Digest& id, LentBytes& lent) { return fetch(id, nullptr, &lent); }
+
+namespace {
+
+// The frame into `out`, or lent in a buffer of its own.
+void give_copy(std::span<const std::byte> frame, std::vector<std::byte>* out, LentBytes* lent) {
+  if (out != nullptr) {
+    out->assign(frame.begin(), frame.end());
+    return;
+  }
+  auto copy = std::make_shared<std::vector<std::byte>>(frame.begin(), frame.end());
+  lent->bytes = *copy;
+  lent->keep = std::move(copy);
+}
+
+}  // namespace
+
+Status S3Namespace::fetch(const Digest& id, std::vector<std::byte>* out, LentBytes* lent) {
   // Stored through another gateway since this one last looked? A view
   // taken after this call began answers (concurrent misses share one LIST).
   if (!holds(id)) RETURN_IF_ERROR(refresh_since(mono_ms()));
@@ -467,76 +495,121 @@ Result<std::vector<std::byte>> S3Namespace::get(const Digest& id) {
           const Upload& up = *uploads_.at(p->second.seq);
           frame = std::span(up.bytes).subspan(p->second.offset + kRecordHeaderBytes, p->second.frame_bytes);
         }
-        return std::vector<std::byte>(frame.begin(), frame.end());
+        give_copy(frame, out, lent);
+        return Status::ok();
       }
       loc = it->second;
     }
-    auto frame = read_chunk(id, loc);
+    Status st = read_chunk(id, loc, out, lent);
     // The pack is gone: a gc elsewhere rewrote its live chunks into a new
     // pack and deleted it. A view taken now finds them there.
-    if (!frame && frame.status().code() == Code::kNotFound && pass == 0) {
+    if (!st && st.code() == Code::kNotFound && pass == 0) {
       RETURN_IF_ERROR(refresh_since(mono_ms()));
       continue;
     }
-    return frame;
+    return st;
   }
 }
 
-Result<std::vector<std::byte>> S3Namespace::read_chunk(const Digest& id, const Location& loc) {
+Status S3Namespace::read_chunk(const Digest& id, const Location& loc, std::vector<std::byte>* out,
+                               LentBytes* lent) {
   const std::string key = pack_key(loc.pack);
   const std::string where = key + " at offset " + std::to_string(loc.offset);
   Status last;
   // A ranged GET carries no checksum of its own: bytes damaged on their way
-  // fail the record's CRC, and a second read tells that from damage at rest.
+  // fail the record's check, and a second read tells that from damage at
+  // rest. The record is checked where it lies; only its frame is copied.
   for (int attempt = 0; attempt < 2; ++attempt) {
-    auto record = attempt == 0 ? read_record(loc)
-                               : client_.get_range(bucket_, key, loc.offset, record_bytes(loc.frame_bytes));
+    std::shared_future<WindowBytes> hold;
+    std::vector<std::byte> own;
+    Result<std::span<const std::byte>> record = std::span<const std::byte>();
+    if (attempt == 0) {
+      record = read_record(loc, hold, own);
+    } else if (Status st =
+                   client_.get_range_into(bucket_, key, loc.offset, record_bytes(loc.frame_bytes), own);
+               !st) {
+      record = st;
+    } else {
+      record = std::span<const std::byte>(own);
+    }
     if (!record) return record.status().with_context("chunk " + to_hex(id));
     auto frame = s3_record_frame(*record, id, where);
-    if (frame) {
-      auto header = parse_frame_header(*frame);
-      if (header) return std::vector<std::byte>(frame->begin(), frame->end());
-      last = header.status().with_context(where);
-    } else {
-      last = frame.status();
+    if (frame && lent != nullptr) {
+      // Lent where it lies: the window (or the record's own buffer) lives
+      // as long as the borrower's share of it.
+      lent->bytes = *frame;
+      if (hold.valid()) {
+        lent->keep = std::make_shared<std::shared_future<WindowBytes>>(std::move(hold));
+      } else {
+        lent->keep = std::make_shared<std::vector<std::byte>>(std::move(own));  // moving keeps its bytes
+      }
+      return Status::ok();
     }
+    if (frame) {
+      out->assign(frame->begin(), frame->end());
+      return Status::ok();
+    }
+    last = frame.status();
   }
   return last.with_context("chunk " + to_hex(id));
 }
 
-Result<std::vector<std::byte>> S3Namespace::read_record(const Location& loc) {
+namespace {
+
+BufferStash<std::vector<std::byte>>& read_window_stash() {
+  // Never destroyed: a get on another thread may drop the last reference to
+  // a window while the process exits.
+  static auto* stash = new BufferStash<std::vector<std::byte>>(kS3KeptReadWindows);
+  return *stash;
+}
+
+}  // namespace
+
+S3Namespace::WindowBytes::~WindowBytes() {
+  if (bytes.capacity() != 0) read_window_stash().keep(std::move(bytes));
+}
+
+Result<std::span<const std::byte>> S3Namespace::read_record(const Location& loc,
+                                                            std::shared_future<WindowBytes>& hold,
+                                                            std::vector<std::byte>& own) {
   const std::uint64_t need = record_bytes(loc.frame_bytes);
-  std::shared_future<Result<std::vector<std::byte>>> bytes;
-  std::promise<Result<std::vector<std::byte>>> mine;
+  std::promise<WindowBytes> mine;
   std::uint64_t first = loc.offset, end = 0;
   {
     std::lock_guard lock(mu_);
     for (const ReadWindow& w : windows_) {
       if (w.pack == loc.pack && w.first <= loc.offset && loc.offset + need <= w.end) {
-        bytes = w.bytes;
+        hold = w.bytes;
         first = w.first;
         break;
       }
     }
-    if (!bytes.valid()) {
+    if (!hold.valid()) {
       end = loc.offset + std::max(need, kS3ReadAheadBytes);
       if (auto size = packs_.find(loc.pack); size != packs_.end()) {
         end = std::max(loc.offset + need, std::min(end, size->second));
       }
-      bytes = mine.get_future().share();
-      windows_.push_back({loc.pack, first, end, bytes});
+      hold = mine.get_future().share();
+      windows_.push_back({loc.pack, first, end, hold});
       if (windows_.size() > kS3MaxReadWindows) windows_.pop_front();
     }
   }
-  if (end != 0) mine.set_value(client_.get_range(bucket_, pack_key(loc.pack), first, end - first));
-  const Result<std::vector<std::byte>>& window = bytes.get();
+  if (end != 0) {
+    WindowBytes w;
+    const std::uint64_t length = end - first;
+    w.bytes = read_window_stash().take(length, 2 * std::max(length, kS3ReadAheadBytes));
+    w.status = client_.get_range_into(bucket_, pack_key(loc.pack), first, length, w.bytes);
+    mine.set_value(std::move(w));
+  }
+  const WindowBytes& window = hold.get();
   // A window that could not be read whole (a pack cut short in the bucket)
   // leaves each record to a read of its own, which names what is wrong.
-  if (!window || window->size() < loc.offset - first + need) {
-    return client_.get_range(bucket_, pack_key(loc.pack), loc.offset, need);
+  if (!window.status || window.bytes.size() < loc.offset - first + need) {
+    hold = {};
+    RETURN_IF_ERROR(client_.get_range_into(bucket_, pack_key(loc.pack), loc.offset, need, own));
+    return std::span<const std::byte>(own);
   }
-  const auto record = std::span(*window).subspan(loc.offset - first, need);
-  return std::vector<std::byte>(record.begin(), record.end());
+  return std::span<const std::byte>(window.bytes).subspan(loc.offset - first, need);
 }
 
 Result<S3Namespace::StoredSnapshot> S3Namespace::read_snapshot(std::string_view snapshot) {

@@ -36,6 +36,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "base/lent_bytes.h"
 #include "base/status.h"
 #include "codec/frame.h"
 #include "codec/manifest.h"
@@ -75,6 +76,10 @@ class S3Namespace {
   // the open pack and waits for every upload.
   Status flush();
   Result<std::vector<std::byte>> get(const Digest& id);
+  // get into `out`, whose capacity is reused (a restore's frame buffers).
+  Status get_into(const Digest& id, std::vector<std::byte>& out);
+  // get, the frame lent in place in its read window (no copy).
+  Status lend(const Digest& id, LentBytes& lent);
   // The facts of the stored frames of `ids` (store_checks.h): those of
   // chunks put through this object are remembered from their put; any other
   // costs one ranged GET of its record's first bytes (remembered after).
@@ -173,14 +178,30 @@ class S3Namespace {
   // returns and packing goes on while the pack travels; waits first while
   // StoreOptions::object_uploads packs are on their way already.
   void start_upload(const std::shared_ptr<Upload>& up);
-  // The record (header and frame) at `loc`, from a read window: a ranged
-  // GET of up to kS3ReadAheadBytes from the record on, shared by the gets
-  // of the records that follow it (a restore asks for chunks in the order
-  // they were pushed, so one GET serves several chunks).
-  Result<std::vector<std::byte>> read_record(const Location& loc);
+  // A read window's bytes; its buffer goes back to a stash of kept window
+  // buffers (kS3KeptReadWindows) once the last get that reads it is done,
+  // so that the next window's GET lands in pages already faulted in.
+  struct WindowBytes {
+    Status status;
+    std::vector<std::byte> bytes;
+    WindowBytes() = default;
+    WindowBytes(WindowBytes&&) = default;
+    WindowBytes& operator=(WindowBytes&&) = default;
+    ~WindowBytes();
+  };
+  // The record (header and frame) at `loc`, in place in a read window (a
+  // ranged GET of up to kS3ReadAheadBytes from the record on, shared by the
+  // gets of the records that follow it: a restore asks for chunks in the
+  // order they were pushed, so one GET serves several chunks), which `hold`
+  // keeps alive; or in `own` when the window could not serve it.
+  Result<std::span<const std::byte>> read_record(const Location& loc, std::shared_future<WindowBytes>& hold,
+                                                 std::vector<std::byte>& own);
   // The frame of chunk `id` at `loc`, checked (a record that fails its
   // check is read once more before it is reported as Corruption).
-  Result<std::vector<std::byte>> read_chunk(const Digest& id, const Location& loc);
+  // Exactly one of `out` and `lent`: copied into `out`, or lent in place.
+  Status read_chunk(const Digest& id, const Location& loc, std::vector<std::byte>* out, LentBytes* lent);
+  // get_into (`out`) or lend (`lent`): exactly one of the two.
+  Status fetch(const Digest& id, std::vector<std::byte>* out, LentBytes* lent);
   // NotFound unless every chunk `m` names is durable and its pack present;
   // `packs` gets the packs that hold them.
   Status check_chunks_durable(std::string_view snapshot, const Manifest& m, std::set<std::string>& packs);
@@ -259,7 +280,7 @@ class S3Namespace {
   struct ReadWindow {
     std::string pack;
     std::uint64_t first = 0, end = 0;  // bytes [first, end) of the pack
-    std::shared_future<Result<std::vector<std::byte>>> bytes;
+    std::shared_future<WindowBytes> bytes;
   };
   std::deque<ReadWindow> windows_;    // newest last, at most kS3MaxReadWindows
   std::uint64_t snapshot_bytes_ = 0;  // as last listed

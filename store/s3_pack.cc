@@ -184,13 +184,17 @@ Result<std::span<const std::byte>> s3_record_frame(std::span<const std::byte> re
     return Status::corruption(std::string(where) + ": record framing does not match the index");
   }
   const std::size_t body = record.size() - kRecordTrailerBytes;
-  if (mask_crc(crc32c(record.first(body))) != get_u32(record.data() + body)) {
+  const auto frame = record.subspan(kRecordHeaderBytes, body - kRecordHeaderBytes);
+  // One pass over the frame: its header and payload CRCs. The record CRC is
+  // derived from those two (frame_record), not computed by a second pass.
+  auto h = parse_frame_header(frame);
+  if (!h) return Status::corruption(std::string(where) + ": " + h.status().message());
+  const RecordFraming expected = frame_record(frame, *h);
+  if (std::memcmp(expected.trailer.data(), record.data() + body, kRecordTrailerBytes) != 0) {
     return Status::corruption(std::string(where) + ": record CRC mismatch");
   }
-  const auto frame = record.subspan(kRecordHeaderBytes, body - kRecordHeaderBytes);
-  ASSIGN_OR_RETURN(FrameHeader h, parse_frame_header_only(frame));
-  if (h.chunk_id != id) {
-    return Status::corruption(std::string(where) + ": holds chunk " + to_hex(h.chunk_id) +
+  if (h->chunk_id != id) {
+    return Status::corruption(std::string(where) + ": holds chunk " + to_hex(h->chunk_id) +
                               ", the index says " + to_hex(id));
   }
   return frame;

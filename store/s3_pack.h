@@ -92,8 +92,9 @@ struct S3PackIndex {
 // `where` otherwise.
 Result<S3PackIndex> parse_s3_trailer(std::span<const std::byte> trailer, std::string_view where);
 
-// Checks one record fetched from a pack (magic, length, CRC) and returns its
-// frame, whose header is parsed and must carry `id`. Corruption naming
+// Checks one record fetched from a pack (magic, length, the frame's header
+// and payload CRCs, the record CRC derived from them) and returns its frame,
+// which must carry `id`: parse_frame_header accepts it. Corruption naming
 // `where` otherwise.
 Result<std::span<const std::byte>> s3_record_frame(std::span<const std::byte> record, const Digest& id,
                                                    std::string_view where);

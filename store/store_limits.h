@@ -86,6 +86,10 @@ inline constexpr std::uint64_t kS3MinUploadBytesPerS = 64ull << 10;
 // a lone chunk reads at most this much more than it needs.
 inline constexpr std::uint64_t kS3ReadAheadBytes = 16ull << 20;
 inline constexpr std::size_t kS3MaxReadWindows = 6;
+// Window buffers kept from one GET to the next (base/buffer_stash.h), so
+// that a restore's GETs land in pages faulted in once, not in fresh memory
+// each time: the windows held, and one more per get still reading an old one.
+inline constexpr std::size_t kS3KeptReadWindows = kS3MaxReadWindows + 2;
 // How old a namespace's view of the bucket's index objects may grow before
 // have() lists them again (other gateways and hosts write to the bucket).
 inline constexpr std::int64_t kS3IndexRefreshMs = 2'000;

@@ -9,10 +9,13 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <optional>
 #include <sstream>
 
 #include "base/thread_pool.h"
@@ -194,6 +197,59 @@ TEST(ArchiveTest, FlippedFrameByteNamesChunkFileAndOffset) {
       EXPECT_EQ(e.string().find(".ferry-tmp"), std::string::npos) << e;
     }
   }
+}
+
+// A source that lends its frames (as an S3 store lends them from its read
+// windows): never asked to copy one, and optionally with one byte of one
+// frame flipped where it lies.
+class LendingSource final : public FrameSource {
+ public:
+  LendingSource(const ArchiveReader& archive, std::optional<std::size_t> damaged_file)
+      : archive_(archive), damaged_file_(damaged_file) {}
+  const Manifest& manifest() const override { return archive_.manifest(); }
+  std::string describe() const override { return "lending source"; }
+  Status read_frame(std::size_t, std::size_t, std::vector<std::byte>&) const override {
+    return Status::internal("read_frame on a source that lends its frames");
+  }
+  Result<bool> lend_frame(std::size_t file, std::size_t chunk, LentBytes& lent) const override {
+    auto frame = std::make_shared<std::vector<std::byte>>();
+    RETURN_IF_ERROR(archive_.read_frame(file, chunk, *frame));
+    if (damaged_file_ == file && chunk == 0) (*frame)[kFrameHeaderBytes + 1000] ^= std::byte{0x10};
+    lent.bytes = *frame;
+    lent.keep = std::move(frame);
+    lends_++;
+    return true;
+  }
+  std::size_t lends() const { return lends_.load(); }
+
+ private:
+  const ArchiveReader& archive_;
+  std::optional<std::size_t> damaged_file_;
+  mutable std::atomic<std::size_t> lends_{0};
+};
+
+TEST(ArchiveTest, LentFramesAreDecodedInPlaceAndStillVerified) {
+  testing::TempDir dir;
+  make_tree(dir / "in", 12);
+  pack(dir / "in", dir / "a.ferry");
+  auto reader = ArchiveReader::open(dir / "a.ferry");
+  ASSERT_TRUE(reader.is_ok()) << reader.status().to_string();
+  ThreadPool pool(3);
+  LendingSource lending(*reader, std::nullopt);
+  Status st = unpack_frames(lending, dir / "out", {.pool = &pool, .window_chunks = 2});
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  expect_same_tree(dir / "in", dir / "out");
+  EXPECT_EQ(lending.lends(), reader->manifest().chunk_count());
+  // A damaged lent frame is refused like a damaged copy, naming the file.
+  std::size_t fi = 0;
+  const auto& files = reader->manifest().files;
+  for (fi = 0; fi < files.size() && files[fi].path != "w/plus1.f32"; ++fi) {
+  }
+  ASSERT_LT(fi, files.size());
+  LendingSource damaged(*reader, fi);
+  st = verify_frames(damaged, {.pool = &pool});
+  EXPECT_EQ(st.code(), Code::kCorruption) << st.to_string();
+  EXPECT_NE(st.message().find("\"w/plus1.f32\" offset 0"), std::string::npos) << st.to_string();
 }
 
 // A tiny safetensors file whose chunks follow its two tensors, so they are

@@ -94,6 +94,35 @@ TEST(S3ClientNetTest, RangedGetReturnsExactlyTheBytesAsked) {
   EXPECT_FALSE(c->get_range(bucket, "k", (1 << 20) - 4, 8).is_ok());
 }
 
+// A ranged GET's reply is sized once for its range (not grown by doubling
+// as it arrives), and get_range_into keeps a buffer the caller hands in:
+// the bytes land in its memory, with no new allocation.
+TEST(S3ClientNetTest, RangedGetsFillABufferSizedOnceOrTheCallersOwn) {
+  FERRY_REQUIRE_CEPH(ceph);
+  auto c = client_for(ceph_s3_config(*ceph));
+  const std::string bucket = unique_bucket();
+  ASSERT_TRUE(c->create_bucket(bucket).is_ok());
+  const auto body = random_bytes(3 << 20, 8);
+  ASSERT_TRUE(c->put(bucket, "k", body).is_ok());
+  const std::uint64_t length = (2 << 20) + 12345;
+  auto got = c->get_range(bucket, "k", 1000, length);
+  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+  EXPECT_EQ(got->size(), length);
+  EXPECT_EQ(got->capacity(), length);
+  std::vector<std::byte> mine;
+  mine.reserve(3 << 20);
+  const std::byte* const kept = mine.data();
+  for (std::uint64_t first : {0ull, 777ull}) {
+    ASSERT_TRUE(c->get_range_into(bucket, "k", first, length, mine).is_ok());
+    EXPECT_EQ(mine.data(), kept);
+    ASSERT_EQ(mine.size(), length);
+    EXPECT_TRUE(std::equal(mine.begin(), mine.end(), body.begin() + static_cast<std::ptrdiff_t>(first)));
+  }
+  // Past the end: refused, and the buffer is still the caller's.
+  EXPECT_FALSE(c->get_range_into(bucket, "k", (3 << 20) - 4, 8, mine).is_ok());
+  EXPECT_EQ(mine.data(), kept);
+}
+
 // A PUT may carry its body's SHA-256 when the caller has it (a pack is
 // named by it), so it is not hashed twice: the gateway checks it against
 // the body, so a wrong one is refused and nothing is stored.

@@ -113,6 +113,36 @@ TEST(S3PackTest, DamageIsRefusedAndNamed) {
       Code::kCorruption);
 }
 
+// A record whose framing and record CRC agree with a damaged frame (the
+// damage was there before the record was written) is still refused: the
+// frame's own CRCs are checked, and the record CRC is derived from them.
+TEST(S3PackTest, ARecordOverADamagedFrameIsRefused) {
+  std::vector<testing::TestChunk> cs;
+  two_chunk_pack(cs);
+  std::vector<std::byte> frame = cs[0].frame;
+  frame[kFrameHeaderBytes + 100] ^= std::byte{0x04};
+  const RecordFraming framing = frame_record(frame);  // a full pass over the damaged bytes
+  std::vector<std::byte> record(framing.header.begin(), framing.header.end());
+  record.insert(record.end(), frame.begin(), frame.end());
+  record.insert(record.end(), framing.trailer.begin(), framing.trailer.end());
+  auto got = s3_record_frame(record, cs[0].info.id, "pk at offset 8");
+  ASSERT_EQ(got.status().code(), Code::kCorruption);
+  EXPECT_NE(got.status().message().find("payload CRC mismatch"), std::string::npos)
+      << got.status().to_string();
+  EXPECT_NE(got.status().message().find("pk at offset 8"), std::string::npos) << got.status().to_string();
+  // The undamaged frame in the same framing passes, and a wrong record CRC
+  // over it is named as such.
+  const RecordFraming good = frame_record(cs[0].frame);
+  std::vector<std::byte> ok(good.header.begin(), good.header.end());
+  ok.insert(ok.end(), cs[0].frame.begin(), cs[0].frame.end());
+  ok.insert(ok.end(), good.trailer.begin(), good.trailer.end());
+  ASSERT_TRUE(s3_record_frame(ok, cs[0].info.id, "pk").is_ok());
+  ok.back() ^= std::byte{1};
+  auto bad_crc = s3_record_frame(ok, cs[0].info.id, "pk");
+  ASSERT_EQ(bad_crc.status().code(), Code::kCorruption);
+  EXPECT_NE(bad_crc.status().message().find("record CRC mismatch"), std::string::npos);
+}
+
 TEST(S3PackTest, GoldenBytes) {
   std::vector<testing::TestChunk> cs;
   const auto pack = two_chunk_pack(cs);

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "base/clock.h"
+#include "store/pack_file.h"
 #include "store/s3_pack.h"
 #include "store/s3_store.h"
 #include "tests/store/chunk_store_test_util.h"
@@ -485,6 +486,25 @@ TEST(S3StoreNetTest, ReadsInPushOrderShareRangedGets) {
       EXPECT_LE(gets, cs.size() / 4) << "parallel";
     } else {
       EXPECT_LE(gets, in_order);
+      // get_into: the same frames, each into the caller's one buffer (a
+      // restore's slot), not into fresh memory per chunk.
+      std::vector<std::byte> buf;
+      buf.reserve(2u << 20);
+      const std::byte* const kept = buf.data();
+      std::size_t same = 0;
+      for (const TestChunk& c : cs) {
+        ASSERT_TRUE((*store)->get_into("h", c.info.id, buf).is_ok());
+        if (buf == c.frame && buf.data() == kept) ++same;
+      }
+      EXPECT_EQ(same, cs.size());
+      // lend: two chunks pushed one after the other are lent where they lie
+      // in one read window, a record's framing apart; no copy is made.
+      LentBytes a, b;
+      ASSERT_TRUE((*store)->lend("h", cs[0].info.id, a).is_ok());
+      ASSERT_TRUE((*store)->lend("h", cs[1].info.id, b).is_ok());
+      EXPECT_TRUE(std::equal(a.bytes.begin(), a.bytes.end(), cs[0].frame.begin(), cs[0].frame.end()));
+      EXPECT_TRUE(std::equal(b.bytes.begin(), b.bytes.end(), cs[1].frame.begin(), cs[1].frame.end()));
+      EXPECT_EQ(b.bytes.data(), a.bytes.data() + a.bytes.size() + kRecordTrailerBytes + kRecordHeaderBytes);
     }
   }
 }
