@@ -5,9 +5,12 @@
 #include "codec/engine.h"
 
 #include <gtest/gtest.h>
+#include <malloc.h>
+#include <sys/resource.h>
 
 #include <vector>
 
+#include "base/thread_pool.h"
 #include "codec/chunk_codec.h"
 #include "codec/delta_codec.h"
 #include "tests/codec/delta_test_data.h"
@@ -163,6 +166,41 @@ TEST(CpuEngine, RejectsDeviceMemoryAndShortFrameBuffers) {
   std::vector<EncodedChunk> r(1);
   EXPECT_EQ(engine->encode(jobs, r).code(), Code::kInvalidArgument);
   EXPECT_EQ(engine->encode(jobs, r, MemorySpace::kDevice).code(), Code::kInvalidArgument);
+}
+
+long process_faults() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_minflt;
+}
+
+// Coders outlive their engine: a second engine (the next push's) codes with
+// the warm coders the first one left, writing into pages that are mapped
+// already, where fresh coders would fault in and zero their buffers, plane
+// scratch and zstd contexts again (thousands of pages for 4 MiB chunks).
+TEST(CpuEngine, TheNextEngineCodesWithTheWarmCodersTheLastOneLeft) {
+  // Large blocks always come fresh from mmap and go back with munmap, so
+  // that glibc's heap cannot stand in for the kept coders.
+  mallopt(M_MMAP_THRESHOLD, 256 << 10);
+  const std::uint64_t seed = testing::test_seed();
+  std::vector<std::vector<std::byte>> data, frames;
+  std::vector<EncodeJob> jobs;
+  for (int i = 0; i < 4; ++i) {
+    data.push_back(testing::normal_floats(2u << 20, 2, true, 0.02, seed + i));
+    frames.emplace_back(max_frame_bytes(data.back().size()));
+  }
+  for (int i = 0; i < 4; ++i) jobs.push_back({data[i], DType::kBF16, false, frames[i]});
+  std::vector<EncodedChunk> results(jobs.size());
+  ThreadPool pool(1);
+  std::vector<long> faults;
+  for (int k = 0; k < 2; ++k) {
+    auto engine = make_cpu_engine({&pool});
+    const long before = process_faults();
+    ASSERT_TRUE(engine->encode(jobs, results).is_ok());
+    faults.push_back(process_faults() - before);
+  }
+  // One pass over 2 MiB planes in fresh memory is 512 faults per buffer.
+  EXPECT_LT(faults[1], 300) << faults[0] << " faults, then " << faults[1];
 }
 
 TEST(CodecChoice, AgreesWithChunkEncoder) {
