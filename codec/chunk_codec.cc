@@ -122,6 +122,10 @@ std::vector<SamplePiece> codec_choice_sample(std::size_t chunk_bytes) {
   return spread_pieces(chunk_bytes, kCodecSamplePieces, kSamplePieceBytes);
 }
 
+void gather_codec_choice_sample(std::span<const std::byte> chunk, std::vector<std::byte>& out) {
+  gather(chunk, codec_choice_sample(chunk.size()), out);
+}
+
 Codec choose_chunk_codec(std::span<const std::byte> chunk, DType dtype, bool trial,
                          CodecChoiceScratch& scratch, int float_version) {
   scratch.buf_width = 0;
@@ -134,7 +138,7 @@ Codec choose_chunk_codec(std::span<const std::byte> chunk, DType dtype, bool tri
   std::span<const std::byte> sample = chunk;
   const bool whole = chunk.size() <= kSampleBytes;
   if (!whole) {
-    gather(chunk, codec_choice_sample(chunk.size()), scratch.sample);
+    gather_codec_choice_sample(chunk, scratch.sample);
     sample = scratch.sample;
   }
   Status st = scratch.zstd.compress(sample, kSampleZstdLevel, scratch.buf);

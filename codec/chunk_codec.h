@@ -75,6 +75,9 @@ struct SamplePiece {
 };
 inline constexpr std::size_t kCodecSamplePieces = 4;
 std::vector<SamplePiece> codec_choice_sample(std::size_t chunk_bytes);
+// Those pieces of `chunk` one after another in `out` (replaced): the bytes
+// the codec choice (and the delta encoder's) judges.
+void gather_codec_choice_sample(std::span<const std::byte> chunk, std::vector<std::byte>& out);
 
 // Largest frame encode() can produce for a chunk of raw_bytes.
 constexpr std::size_t max_frame_bytes(std::size_t raw_bytes) { return kFrameHeaderBytes + raw_bytes; }

@@ -238,13 +238,8 @@ std::span<const std::byte> DeltaEncoder::delta_payload(std::span<const std::byte
 DeltaEncoder::Plan DeltaEncoder::plan(std::span<const std::byte> chunk, std::span<const std::byte> base,
                                       int width) {
   if (chunk.size() <= kDeltaSampleMinBytes) return Plan::kBoth;
-  sample_.clear();
-  sample_base_.clear();
-  for (const SamplePiece& p : codec_choice_sample(chunk.size())) {
-    auto a = chunk.subspan(p.offset, p.length), b = base.subspan(p.offset, p.length);
-    sample_.insert(sample_.end(), a.begin(), a.end());
-    sample_base_.insert(sample_base_.end(), b.begin(), b.end());
-  }
+  gather_codec_choice_sample(chunk, sample_);
+  gather_codec_choice_sample(base, sample_base_);  // the same size, so the same pieces
   floats_.encode(sample_, width, payload_, kFloatPayloadV2);
   const std::size_t alone = payload_.size();
   delta_transform(sample_, sample_base_, width, sample_);

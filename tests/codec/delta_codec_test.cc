@@ -127,10 +127,8 @@ TEST(DeltaCodec, RoundTripsAndShrinksAgainstDriftedBase) {
 // coded as version 2 float payloads).
 double sample_delta_ratio(const Pair& p, int w) {
   std::vector<std::byte> a, b, d, out;
-  for (const SamplePiece& piece : codec_choice_sample(p.chunk.size())) {
-    a.insert(a.end(), p.chunk.begin() + piece.offset, p.chunk.begin() + piece.offset + piece.length);
-    b.insert(b.end(), p.base.begin() + piece.offset, p.base.begin() + piece.offset + piece.length);
-  }
+  gather_codec_choice_sample(p.chunk, a);
+  gather_codec_choice_sample(p.base, b);
   FloatEncoder f;
   f.encode(a, w, out, kFloatPayloadV2);
   const double alone = out.size();
