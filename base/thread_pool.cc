@@ -8,7 +8,15 @@
 namespace ferry {
 
 ThreadPool::ThreadPool(std::size_t threads) {
-  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  // The caller drains parts of every parallel_for beside the workers, so a
+  // worker per CPU on top of it ran one CPU-bound thread more than there are
+  // cores (measured on 2 cores: a push's sender took 3% more CPU per GB with
+  // the extra worker, its ratio to the pipeline's 0.51 against 0.47 on
+  // average, at about the same throughput; docs/BENCHMARKS.md, replicate).
+  if (threads == 0) {
+    const unsigned cpus = std::thread::hardware_concurrency();
+    threads = cpus > 1 ? cpus - 1 : 1;
+  }
   workers_.reserve(threads);
   for (std::size_t i = 0; i < threads; ++i) workers_.emplace_back([this] { run(); });
 }

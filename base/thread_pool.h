@@ -15,7 +15,8 @@ namespace ferry {
 
 class ThreadPool {
  public:
-  // threads == 0 means std::thread::hardware_concurrency().
+  // threads == 0: one thread per CPU, the caller's included (it runs parts of
+  // each parallel_for too), so hardware_concurrency() - 1 workers, at least 1.
   explicit ThreadPool(std::size_t threads = 0);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
