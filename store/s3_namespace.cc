@@ -569,6 +569,35 @@ S3Namespace::WindowBytes::~WindowBytes() {
   if (bytes.capacity() != 0) read_window_stash().keep(std::move(bytes));
 }
 
+bool S3Namespace::window_of_locked(const Location& loc, std::uint64_t need, std::uint64_t& first,
+                                   std::uint64_t& end) const {
+  auto it = pack_chunks_.find(loc.pack);
+  if (it == pack_chunks_.end()) return false;
+  // The pack's records in order (as its index lists them), cut into windows
+  // greedily: a window takes records while it stays within
+  // kS3ReadAheadBytes, and a record larger than that alone.
+  std::uint64_t start = 0, stop = 0;
+  bool open = false, found = false;
+  for (const S3PackEntry& e : it->second) {
+    if (e.offset < stop) return false;  // not in order: no windows to share
+    const std::uint64_t e_end = e.offset + record_bytes(e.frame_bytes);
+    if (open && e_end - start > kS3ReadAheadBytes) {
+      if (found) break;
+      open = false;
+    }
+    if (!open) {
+      start = e.offset;
+      open = true;
+    }
+    stop = e_end;
+    found |= e.offset == loc.offset;
+  }
+  if (!found || start > loc.offset || loc.offset + need > stop) return false;
+  first = start;
+  end = stop;
+  return true;
+}
+
 Result<std::span<const std::byte>> S3Namespace::read_record(const Location& loc,
                                                             std::shared_future<WindowBytes>& hold,
                                                             std::vector<std::byte>& own) {
@@ -585,9 +614,11 @@ Result<std::span<const std::byte>> S3Namespace::read_record(const Location& loc,
       }
     }
     if (!hold.valid()) {
-      end = loc.offset + std::max(need, kS3ReadAheadBytes);
-      if (auto size = packs_.find(loc.pack); size != packs_.end()) {
-        end = std::max(loc.offset + need, std::min(end, size->second));
+      if (!window_of_locked(loc, need, first, end)) {
+        end = loc.offset + std::max(need, kS3ReadAheadBytes);
+        if (auto size = packs_.find(loc.pack); size != packs_.end()) {
+          end = std::max(loc.offset + need, std::min(end, size->second));
+        }
       }
       hold = mine.get_future().share();
       windows_.push_back({loc.pack, first, end, hold});

@@ -196,6 +196,14 @@ class S3Namespace {
   // keeps alive; or in `own` when the window could not serve it.
   Result<std::span<const std::byte>> read_record(const Location& loc, std::shared_future<WindowBytes>& hold,
                                                  std::vector<std::byte>& own);
+  // REQUIRES mu_: the bytes [first, end) of the pack that the read window
+  // of the record at `loc` (`need` bytes) covers, when the pack's records
+  // are known: they fall in order into windows of up to kS3ReadAheadBytes
+  // that end at a record's end, so every get of a record in one window asks
+  // for the same range, however the threads of a restore interleave, and no
+  // byte is read twice. False otherwise (the window starts at the record).
+  bool window_of_locked(const Location& loc, std::uint64_t need, std::uint64_t& first,
+                        std::uint64_t& end) const;
   // The frame of chunk `id` at `loc`, checked (a record that fails its
   // check is read once more before it is reported as Corruption).
   // Exactly one of `out` and `lent`: copied into `out`, or lent in place.
