@@ -435,7 +435,7 @@ TEST(S3StoreNetTest, AFailedUploadFailsItsSyncAndTheNextSyncStoresTheChunks) {
 // up to kS3ReadAheadBytes serves the chunks that follow in the pack. The
 // pack's records fall into the same windows whoever asks first, so 48
 // threads asking at once make no more GETs than one thread reading in
-// order. Counted by a relay in front of the gateway.
+// order, round after round. Counted by a relay in front of the gateway.
 TEST(S3StoreNetTest, ReadsInPushOrderShareRangedGets) {
   FERRY_REQUIRE_CEPH(ceph);
   Bucket b(*ceph);
@@ -459,7 +459,9 @@ TEST(S3StoreNetTest, ReadsInPushOrderShareRangedGets) {
   cfg.endpoints = {relay.endpoint()};
   StoreOptions options;
   options.log = [](std::string_view) {};
-  for (const bool parallel : {false, true}) {
+  // Three parallel rounds, each from a fresh store: a start at a record
+  // instead of a fixed window shows up as an extra GET in most of them.
+  for (const bool parallel : {false, true, true, true}) {
     auto store = open_s3_store(b.url(), cfg, options);
     ASSERT_TRUE(store.is_ok()) << store.status().to_string();
     std::vector<Digest> ids;
