@@ -522,16 +522,8 @@ Status S3Namespace::read_chunk(const Digest& id, const Location& loc, std::vecto
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::shared_future<WindowBytes> hold;
     std::vector<std::byte> own;
-    Result<std::span<const std::byte>> record = std::span<const std::byte>();
-    if (attempt == 0) {
-      record = read_record(loc, hold, own);
-    } else if (Status st =
-                   client_.get_range_into(bucket_, key, loc.offset, record_bytes(loc.frame_bytes), own);
-               !st) {
-      record = st;
-    } else {
-      record = std::span<const std::byte>(own);
-    }
+    Result<std::span<const std::byte>> record =
+        attempt == 0 ? read_record(loc, hold, own) : read_record_alone(loc, own);
     if (!record) return record.status().with_context("chunk " + to_hex(id));
     auto frame = s3_record_frame(*record, id, where);
     if (frame && lent != nullptr) {
@@ -567,6 +559,13 @@ BufferStash<std::vector<std::byte>>& read_window_stash() {
 
 S3Namespace::WindowBytes::~WindowBytes() {
   if (bytes.capacity() != 0) read_window_stash().keep(std::move(bytes));
+}
+
+Result<std::span<const std::byte>> S3Namespace::read_record_alone(const Location& loc,
+                                                                  std::vector<std::byte>& own) {
+  RETURN_IF_ERROR(
+      client_.get_range_into(bucket_, pack_key(loc.pack), loc.offset, record_bytes(loc.frame_bytes), own));
+  return std::span<const std::byte>(own);
 }
 
 bool S3Namespace::window_of_locked(const Location& loc, std::uint64_t need, std::uint64_t& first,
@@ -637,8 +636,7 @@ Result<std::span<const std::byte>> S3Namespace::read_record(const Location& loc,
   // leaves each record to a read of its own, which names what is wrong.
   if (!window.status || window.bytes.size() < loc.offset - first + need) {
     hold = {};
-    RETURN_IF_ERROR(client_.get_range_into(bucket_, pack_key(loc.pack), loc.offset, need, own));
-    return std::span<const std::byte>(own);
+    return read_record_alone(loc, own);
   }
   return std::span<const std::byte>(window.bytes).subspan(loc.offset - first, need);
 }

@@ -196,6 +196,10 @@ class S3Namespace {
   // keeps alive; or in `own` when the window could not serve it.
   Result<std::span<const std::byte>> read_record(const Location& loc, std::shared_future<WindowBytes>& hold,
                                                  std::vector<std::byte>& own);
+  // The record at `loc` by a ranged GET of its own, into `own`: where no
+  // read window serves it, and for the second read of a record that failed
+  // its check.
+  Result<std::span<const std::byte>> read_record_alone(const Location& loc, std::vector<std::byte>& own);
   // REQUIRES mu_: the bytes [first, end) of the pack that the read window
   // of the record at `loc` (`need` bytes) covers, when the pack's records
   // are known: they fall in order into windows of up to kS3ReadAheadBytes
