@@ -609,7 +609,8 @@ class WindowPipeline {
     return Status::ok();
   }
 
-  // The first failure of a prepared window's reads and question, in order.
+  // The first failure of a read window's reads, in order (the outcome of
+  // its question is question_status_, apart).
   static Status prepared_status(std::span<const Slot> slots) {
     for (const Slot& s : slots) {
       if (!s.status) return s.status;
