@@ -338,11 +338,13 @@ class Stream {
     return Status::ok();
   }
 
-  // Makes a released frame again for a resend. Failing is final for the
-  // push (the source changed or went away), whatever the code.
-  Status rebuild(Outgoing& out) {
+  // Makes a released frame again for a resend, as it was or (standalone)
+  // coded alone. Failing is final for the push (the source changed or went
+  // away), whatever the code.
+  Status rebuild(Outgoing& out, bool standalone = false) {
     std::vector<std::byte> frame = buffers_.take(frame_room_bytes(out.origin.chunk.length));
-    Status st = rebuilder_.rebuild(out.origin, frame);
+    Status st =
+        standalone ? rebuilder_.rebuild_standalone(out.origin, frame) : rebuilder_.rebuild(out.origin, frame);
     if (!st) {
       buffers_.give(std::move(frame));
       abort_.raise(st);
@@ -361,15 +363,8 @@ class Stream {
     std::unique_ptr<Outgoing> item = std::move(it->item);
     in_flight_bytes_ -= item->frame_bytes();
     in_flight_.erase(it);
-    std::vector<std::byte> frame = buffers_.take(frame_room_bytes(item->origin.chunk.length));
-    Status st = rebuilder_.rebuild_standalone(item->origin, frame);
-    if (!st) {
-      buffers_.give(std::move(frame));
-      abort_.raise(st);
-      return st;
-    }
-    item->frame_size = frame.size();
-    item->frame() = std::move(frame);
+    RETURN_IF_ERROR(rebuild(*item, /*standalone=*/true));
+    item->frame_size = item->frame().size();
     counters_.deltas_sent_in_full.fetch_add(1);
     return send(std::move(item), /*resend=*/true);
   }
