@@ -3,50 +3,15 @@
 #include "codec/engine.h"
 
 #include <algorithm>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "base/free_list.h"
 #include "base/thread_pool.h"
 #include "codec/delta_codec.h"
 
 namespace ferry {
 namespace {
-
-// Coders are not thread-safe; each pool worker borrows one set from a free
-// list, so a batch allocates only the first time a worker joins it. The
-// lists are the process's, not an engine's: a push makes its own engine, and
-// a warm coder's buffers, plane scratch and zstd contexts (10-20 MB each)
-// would otherwise be faulted in and zeroed again by every push (measured on
-// the full corpus: about 4,000 page faults a push, pushes made by one
-// process). At most kKeptCoders are kept; that is more than a pool of
-// workers ever borrows at once.
-template <typename Coder>
-class CoderPool {
- public:
-  static constexpr std::size_t kKeptCoders = 64;
-
-  static CoderPool& shared() {
-    static auto* pool = new CoderPool();  // never destroyed: workers may outlive main
-    return *pool;
-  }
-  std::unique_ptr<Coder> take() {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (free_.empty()) return std::make_unique<Coder>();
-    auto c = std::move(free_.back());
-    free_.pop_back();
-    return c;
-  }
-  void give(std::unique_ptr<Coder> c) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (free_.size() < kKeptCoders) free_.push_back(std::move(c));
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<std::unique_ptr<Coder>> free_;
-};
 
 class CpuEngine final : public CodecEngine {
  public:
@@ -78,7 +43,7 @@ class CpuEngine final : public CodecEngine {
                                         std::to_string(max_frame_bytes(jobs[i].data.size())));
     }
     pool_.parallel_for(jobs.size(), [&](std::size_t i) {
-      auto coder = encoders_.take();
+      FreeList<Encoder>::Loan coder(encoders_);
       EncodeOptions o;
       o.zstd_level = zstd_level_;
       o.float_version = float_version_;
@@ -93,7 +58,6 @@ class CpuEngine final : public CodecEngine {
       } else {
         results[i] = coder->encoder.encode_into(j.data, j.dtype, id, j.frame, o);
       }
-      encoders_.give(std::move(coder));
     });
     return Status::ok();
   }
@@ -105,10 +69,9 @@ class CpuEngine final : public CodecEngine {
       return Status::invalid_argument("cpu codec engine: " + std::to_string(jobs.size()) + " jobs but " +
                                       std::to_string(statuses.size()) + " statuses");
     pool_.parallel_for(jobs.size(), [&](std::size_t i) {
-      auto coder = decoders_.take();
+      FreeList<DeltaDecoder>::Loan coder(decoders_);
       const DecodeJob& j = jobs[i];
       statuses[i] = coder->decode(j.frame, j.base, j.out, j.expected_id ? &*j.expected_id : nullptr);
-      decoders_.give(std::move(coder));
     });
     return Status::ok();
   }
@@ -123,9 +86,14 @@ class CpuEngine final : public CodecEngine {
   ThreadPool& pool_;
   int zstd_level_;
   int float_version_;
-  CoderPool<Encoder>& encoders_ = CoderPool<Encoder>::shared();
-  CoderPool<DeltaDecoder>& decoders_ =
-      CoderPool<DeltaDecoder>::shared();  // every frame; deltas with the job's base
+  // Coders are not thread-safe: each job borrows one from the process's
+  // free list (base/free_list.h), not the engine's: a push makes its own
+  // engine, and a warm coder's buffers, plane scratch and zstd contexts
+  // (10-20 MB each) would otherwise be faulted in again by every push
+  // (about 4,000 page faults a push on the full corpus).
+  FreeList<Encoder>& encoders_ = FreeList<Encoder>::shared();
+  FreeList<DeltaDecoder>& decoders_ =
+      FreeList<DeltaDecoder>::shared();  // every frame; deltas with their base
 };
 
 }  // namespace
