@@ -1,7 +1,8 @@
 // unpacker.cc: see unpacker.h. One walker serves verify and unpack, whatever
-// the FrameSource: it reads, decodes and verifies windows of chunks in
-// parallel, hashes each decoded
-// chunk's leaves into its file's leaf list for the file root, and calls hooks
+// the FrameSource: its threads read, decode and verify chunks in file order,
+// up to a window ahead of the oldest chunk not yet done (a sliding window:
+// no thread waits for the slowest chunk of a batch), hash each decoded
+// chunk's leaves into its file's leaf list for the file root, and call hooks
 // (file begin, chunk decoded, file verified) that unpack uses to write.
 #include "codec/unpacker.h"
 
@@ -12,7 +13,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <system_error>
 #include <utility>
@@ -35,13 +38,13 @@ struct Hooks {
   std::function<Status(std::size_t file)> end_file;  // in order, after its root matched
 };
 
-// A chunk of the window being decoded. `frame` holds a frame the source
-// reads (one it lends is not copied).
+// The chunk a thread of the walk decodes. `frame` holds a frame the source
+// reads (one it lends is not copied); kept from one chunk to the thread's
+// next.
 struct Slot {
   std::size_t file = 0;
   std::size_t chunk = 0;
   std::vector<std::byte> frame;
-  Status status;
 };
 
 // What decoding a chunk needs once its frame is here: the decoded bytes and
@@ -116,10 +119,27 @@ Status check_root(const FrameSource& a, const ManifestFile& f, std::span<const D
   return Status::ok();
 }
 
+// The state the threads of one walk share (walk_frames). Chunks are
+// claimed in file order, decoded by whichever thread claimed them, and
+// retired in file order by one thread at a time: the file root checks and
+// end_file run there, while the other threads go on decoding.
+struct Walk {
+  std::mutex mu;
+  std::condition_variable window_moved;
+  std::size_t next = 0;     // the next chunk to claim
+  std::size_t retired = 0;  // chunks [0, retired) are retired
+  bool retiring = false;    // a thread is retiring chunks (outside mu)
+  Status failure;           // the first failure in file order; ends the walk
+  std::vector<char> done;   // per chunk: decoded (or failed)
+  std::vector<Status> status;
+  std::vector<char> hook_failed;  // per chunk: status is begin_file's, not the chunk's
+};
+
 Status walk_frames(const FrameSource& a, const UnpackOptions& options, const Hooks& hooks) {
   const Manifest& m = a.manifest();
   ThreadPool& pool = options.pool ? *options.pool : ThreadPool::shared();
-  const std::size_t window = options.window_chunks ? options.window_chunks : 2 * pool.size();
+  const std::size_t window =
+      std::max<std::size_t>(1, options.window_chunks ? options.window_chunks : 2 * pool.size());
 
   UnpackProgress progress;
   progress.logical_total = m.logical_bytes();
@@ -128,53 +148,108 @@ Status walk_frames(const FrameSource& a, const UnpackOptions& options, const Hoo
   for (std::size_t f = 0; f < m.files.size(); ++f) {
     for (std::size_t c = 0; c < m.files[f].chunks.size(); ++c) work.emplace_back(f, c);
   }
-  // Empty files have no chunks to carry them through the windows.
+  // Empty files have no chunks to carry them through the walk.
   for (std::size_t f = 0; f < m.files.size(); ++f) {
     if (!m.files[f].chunks.empty()) continue;
     if (hooks.begin_file) RETURN_IF_ERROR(hooks.begin_file(f));
     RETURN_IF_ERROR(check_root(a, m.files[f], {}));
     if (hooks.end_file) RETURN_IF_ERROR(hooks.end_file(f));
   }
+  const std::size_t n = work.size();
+  if (n == 0) return Status::ok();
 
   std::vector<std::vector<Digest>> leaves(m.files.size());
-  std::vector<Slot> slots(std::max<std::size_t>(1, std::min(window, work.size())));
-  for (std::size_t start = 0; start < work.size(); start += slots.size()) {
-    const std::size_t n = std::min(slots.size(), work.size() - start);
-    for (std::size_t j = 0; j < n; ++j) {
-      auto [f, c] = work[start + j];
-      slots[j].file = f;
-      slots[j].chunk = c;
-      if (c == 0) {
-        if (!root_from_chunk_ids(m.files[f])) leaves[f].assign(leaf_count(m.files[f].size), Digest{});
-        if (hooks.begin_file) RETURN_IF_ERROR(hooks.begin_file(f));
-      }
+  Walk w;
+  w.done.assign(n, 0);
+  w.status.resize(n);
+  w.hook_failed.assign(n, 0);
+
+  // Chunk r, decoded, in file order: its failure, or its file's root check
+  // and end once it is the file's last chunk.
+  auto retire = [&](std::size_t r, const Status& st, bool hook_failed) -> Status {
+    const auto [fi, ci] = work[r];
+    const ManifestFile& f = m.files[fi];
+    const ManifestChunk& c = f.chunks[ci];
+    if (hook_failed) return st;
+    if (!st) return chunk_failure(a, f, c, st);
+    progress.logical_done += c.length;
+    progress.frame_bytes += c.frame_bytes;
+    if (ci + 1 < f.chunks.size()) return Status::ok();
+    if (leaves[fi].empty()) {
+      std::vector<Digest> ids(f.chunks.size());
+      for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = f.chunks[i].id;
+      RETURN_IF_ERROR(check_root(a, f, ids));
+    } else {
+      RETURN_IF_ERROR(check_root(a, f, leaves[fi]));
     }
-    pool.parallel_for(n, [&](std::size_t j) {
-      Slot& s = slots[j];
-      s.status = decode_chunk(a, s, leaves[s.file], hooks);
-    });
-    // Slots are in file order, so the first failure is the first bad chunk.
-    for (std::size_t j = 0; j < n; ++j) {
-      const Slot& s = slots[j];
-      const ManifestFile& f = m.files[s.file];
-      const ManifestChunk& c = f.chunks[s.chunk];
-      if (!s.status) return chunk_failure(a, f, c, s.status);
-      progress.logical_done += c.length;
-      progress.frame_bytes += c.frame_bytes;
-      if (s.chunk + 1 == f.chunks.size()) {
-        if (leaves[s.file].empty()) {
-          std::vector<Digest> ids(f.chunks.size());
-          for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = f.chunks[i].id;
-          RETURN_IF_ERROR(check_root(a, f, ids));
-        } else {
-          RETURN_IF_ERROR(check_root(a, f, leaves[s.file]));
+    leaves[fi] = {};
+    return hooks.end_file ? hooks.end_file(fi) : Status::ok();
+  };
+
+  // Marks chunk k done, then retires every chunk it completes the run of,
+  // unless another thread is retiring already (it will see k).
+  auto finish = [&](std::size_t k, Status st) {
+    std::unique_lock lock(w.mu);
+    w.status[k] = std::move(st);
+    w.done[k] = 1;
+    if (w.retiring) return;
+    w.retiring = true;
+    bool moved = false;
+    while (w.failure.is_ok() && w.retired < n && w.done[w.retired]) {
+      const std::size_t r = w.retired;
+      const Status chunk_status = w.status[r];
+      const bool hook_failed = w.hook_failed[r] != 0;
+      lock.unlock();
+      Status out = retire(r, chunk_status, hook_failed);
+      lock.lock();
+      if (!out) {
+        w.failure = std::move(out);
+        break;
+      }
+      ++w.retired;
+      moved = true;
+    }
+    w.retiring = false;
+    const bool failed = !w.failure.is_ok();
+    lock.unlock();
+    if (moved && options.progress && !failed) options.progress(progress);
+    w.window_moved.notify_all();
+  };
+
+  // One lane per thread: claim the next chunk in order (at most `window`
+  // ahead of the oldest one not retired), decode it, finish it.
+  const std::size_t lanes = std::min({pool.size() + 1, window, n});
+  pool.parallel_for(lanes, [&](std::size_t) {
+    Slot s;
+    for (;;) {
+      std::size_t k = 0;
+      Status begun;
+      {
+        std::unique_lock lock(w.mu);
+        w.window_moved.wait(lock,
+                            [&] { return !w.failure.is_ok() || w.next >= n || w.next < w.retired + window; });
+        if (!w.failure.is_ok() || w.next >= n) return;
+        k = w.next++;
+        // Under the lock, so that files begin in order.
+        const auto [fi, ci] = work[k];
+        if (ci == 0) {
+          if (!root_from_chunk_ids(m.files[fi])) leaves[fi].assign(leaf_count(m.files[fi].size), Digest{});
+          if (hooks.begin_file) begun = hooks.begin_file(fi);
+          if (!begun) w.hook_failed[k] = 1;
         }
-        leaves[s.file] = {};
-        if (hooks.end_file) RETURN_IF_ERROR(hooks.end_file(s.file));
       }
+      if (!begun) {
+        finish(k, std::move(begun));
+        continue;
+      }
+      s.file = work[k].first;
+      s.chunk = work[k].second;
+      finish(k, decode_chunk(a, s, leaves[s.file], hooks));
     }
-    if (options.progress) options.progress(progress);
-  }
+  });
+  if (!w.failure.is_ok()) return w.failure;
+  if (w.retired != n)
+    return Status::internal("unpack: " + std::to_string(n - w.retired) + " chunks not retired");
   return Status::ok();
 }
 

@@ -80,7 +80,7 @@ struct UnpackProgress {
 struct UnpackOptions {
   ThreadPool* pool = nullptr;                           // nullptr: ThreadPool::shared()
   std::size_t window_chunks = 0;                        // chunks in flight; 0: 2 x pool threads
-  std::function<void(const UnpackProgress&)> progress;  // after each window; may be empty
+  std::function<void(const UnpackProgress&)> progress;  // as chunks are done, in order; may be empty
   // Restore the recorded mode exactly (setuid, setgid, sticky and group or
   // other write included). Off by default: a manifest comes from a host the
   // DR site does not trust, so only the permission bits are restored, less

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -19,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <sstream>
+#include <thread>
 
 #include "base/thread_pool.h"
 #include "codec/packer.h"
@@ -294,7 +296,7 @@ long process_faults() {
 // borrowed only while a chunk is decoded: the next walk (the next restore
 // of an agent or of ferry.load) decodes into the pages the last one left,
 // instead of each slot of each walk faulting in its own 8 MiB (a restore
-// with 16 threads held 32 slots).
+// with 16 threads held 32 slots, each with its own).
 TEST(ArchiveTest, TheNextWalkDecodesInTheScratchTheLastOneLeft) {
   // Large blocks always come fresh from mmap and go back with munmap, so
   // that glibc's heap cannot stand in for the kept scratch.
@@ -309,16 +311,71 @@ TEST(ArchiveTest, TheNextWalkDecodesInTheScratchTheLastOneLeft) {
   auto reader = ArchiveReader::open(dir / "a.ferry");
   ASSERT_TRUE(reader.is_ok()) << reader.status().to_string();
   HeldFramesSource held(*reader);
-  ThreadPool pool(16);
+  // One chunk at a time, so that the second walk borrows exactly the scratch
+  // the first one gave back last (whatever earlier tests of this process
+  // left in the list).
+  ThreadPool pool(1);
   std::vector<long> faults;
   for (int k = 0; k < 2; ++k) {
     const long before = process_faults();
-    Status st = verify_frames(held, {.pool = &pool});
+    Status st = verify_frames(held, {.pool = &pool, .window_chunks = 1});
     ASSERT_TRUE(st.is_ok()) << st.to_string();
     faults.push_back(process_faults() - before);
   }
   // One 4 MiB chunk decoded into fresh memory is 1,024 faults.
   EXPECT_LT(faults[1], 500) << faults[0] << " faults, then " << faults[1];
+}
+
+// A source that holds back one file's frame, as a slow GET would, and counts
+// the frames of later files read meanwhile.
+class SlowFileSource final : public FrameSource {
+ public:
+  SlowFileSource(const ArchiveReader& archive, std::size_t slow_file)
+      : archive_(archive), slow_file_(slow_file) {}
+  const Manifest& manifest() const override { return archive_.manifest(); }
+  std::string describe() const override { return "slow source"; }
+  Status read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const override {
+    if (file == slow_file_) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(400));
+      slow_done_ = true;
+    } else if (file > slow_file_ && !slow_done_) {
+      ++read_past_slow_;
+    }
+    return archive_.read_frame(file, chunk, out);
+  }
+  std::size_t read_past_slow() const { return read_past_slow_.load(); }
+
+ private:
+  const ArchiveReader& archive_;
+  const std::size_t slow_file_;
+  mutable std::atomic<bool> slow_done_{false};
+  mutable std::atomic<std::size_t> read_past_slow_{0};
+};
+
+// The window slides: a slow chunk holds back only the chunks a window after
+// it, not the rest of a batch (a restore from S3 waited for the slowest GET
+// of every batch of 2 x threads chunks before asking for the next).
+TEST(ArchiveTest, ASlowChunkHoldsBackOnlyTheChunksAWindowAfterIt) {
+  testing::TempDir dir;
+  fs::create_directories(dir / "in");
+  for (int i = 0; i < 16; ++i) {
+    char name[8];
+    std::snprintf(name, sizeof name, "f%02d", i);
+    testing::write_file(dir / "in" / name, testing::random_bytes(5000, testing::test_seed() + i));
+  }
+  pack(dir / "in", dir / "a.ferry");
+  auto reader = ArchiveReader::open(dir / "a.ferry");
+  ASSERT_TRUE(reader.is_ok()) << reader.status().to_string();
+  std::size_t slow = 0;
+  while (slow < reader->manifest().files.size() && reader->manifest().files[slow].path != "f07") ++slow;
+  ASSERT_LT(slow, reader->manifest().files.size());
+  SlowFileSource source(*reader, slow);
+  ThreadPool pool(3);
+  Status st = unpack_frames(source, dir / "out", {.pool = &pool, .window_chunks = 8});
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  expect_same_tree(dir / "in", dir / "out");
+  // f08 to f14 fit the window behind f07; batches of 8 read none of them.
+  EXPECT_GE(source.read_past_slow(), 3u);
 }
 
 // A tiny safetensors file whose chunks follow its two tensors, so they are
