@@ -1,6 +1,6 @@
 // chunk_reread.h: a pushed chunk read again from its source file, checked
 // against the id it was packed under. The sender rebuilds the frames it
-// released this way for a resend (replication/frame_rebuilder.h), and a push
+// released this way for a resend (codec/frame_rebuilder.h), and a push
 // codes a delta in full this way when the destination lost its base after
 // saying it held it (docs/FORMAT.md 3.1).
 #pragma once

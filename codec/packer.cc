@@ -298,6 +298,12 @@ void decide_window(std::span<Slot> slots, const PackOptions& options, std::map<D
 
 }  // namespace
 
+const PackSource* find_pack_source(std::span<const PackSource> sources, std::string_view rel_path) {
+  auto it = std::lower_bound(sources.begin(), sources.end(), rel_path,
+                             [](const PackSource& s, std::string_view p) { return s.rel_path < p; });
+  return it != sources.end() && it->rel_path == rel_path ? &*it : nullptr;
+}
+
 Result<std::vector<PackSource>> list_pack_sources(const std::filesystem::path& path,
                                                   std::vector<std::string>* notices) {
   namespace fs = std::filesystem;

@@ -28,6 +28,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/status.h"
@@ -102,6 +103,11 @@ struct PackSource {
 // (SourceChanged) one that is not the file listed.
 Result<std::vector<PackSource>> list_pack_sources(const std::filesystem::path& path,
                                                   std::vector<std::string>* notices = nullptr);
+
+// The source of `rel_path` among `sources`, which are strictly ascending by
+// rel_path (pack_files checks): a sink finds where a frame's chunk came
+// from to read it again. Null when none is.
+const PackSource* find_pack_source(std::span<const PackSource> sources, std::string_view rel_path);
 
 struct PackProgress {
   std::uint64_t logical_done = 0;         // input bytes coded so far

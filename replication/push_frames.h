@@ -19,7 +19,7 @@
 #include "base/buffer_stash.h"
 #include "base/status.h"
 #include "codec/frame.h"
-#include "replication/frame_rebuilder.h"
+#include "codec/frame_rebuilder.h"
 #include "replication/protocol.h"
 
 namespace ferry::replication {

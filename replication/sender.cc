@@ -24,10 +24,10 @@
 #include "base/token_bucket.h"
 #include "codec/chunk_codec.h"
 #include "codec/engine.h"
+#include "codec/frame_rebuilder.h"
 #include "codec/manifest.h"
 #include "replication/connection.h"
 #include "replication/delta_base_choice.h"
-#include "replication/frame_rebuilder.h"
 #include "replication/protocol.h"
 #include "replication/push_frames.h"
 #include "replication/snapshot_name.h"
@@ -448,12 +448,8 @@ class QueueSink : public FrameSink {
   std::vector<std::byte> lend_frame(std::size_t bytes) override { return buffers_.take(bytes); }
   Status put_lent_frame(const ManifestFile& file, const ManifestChunk& chunk,
                         std::vector<std::byte>&& frame) override {
-    // Sources are strictly ascending by rel_path (pack_files checks).
-    auto src = std::lower_bound(sources_.begin(), sources_.end(), file.path,
-                                [](const PackSource& s, const std::string& p) { return s.rel_path < p; });
-    if (src == sources_.end() || src->rel_path != file.path) {
-      return Status::internal("frame of " + file.path + " from no pushed source");
-    }
+    const PackSource* src = find_pack_source(sources_, file.path);
+    if (src == nullptr) return Status::internal("frame of " + file.path + " from no pushed source");
     auto item = std::make_unique<Outgoing>();
     item->id = chunk.id;
     item->origin = chunk_origin(src->path, file, chunk, delta_from_);

@@ -1,12 +1,10 @@
 // store_push.cc: see store_push.h.
 #include "store/store_push.h"
 
-#include <algorithm>
-
 #include "base/clock.h"
 #include "codec/chunk_codec.h"
-#include "codec/chunk_reread.h"
 #include "codec/delta_codec.h"
+#include "codec/frame_rebuilder.h"
 #include "codec/manifest.h"
 #include "store/store_limits.h"
 
@@ -17,7 +15,7 @@ class StoreSink final : public FrameSink {
  public:
   StoreSink(ChunkStore& store, std::string_view ns, const StorePushHooks& hooks,
             std::span<const PackSource> sources, int zstd_level)
-      : store_(store), ns_(ns), hooks_(hooks), sources_(sources), zstd_level_(zstd_level) {}
+      : store_(store), ns_(ns), hooks_(hooks), sources_(sources), rebuilder_(zstd_level) {}
   Status put_frame(const ManifestFile& file, const ManifestChunk& chunk,
                    std::span<const std::byte> frame) override {
     if (hooks_.should_stop && hooks_.should_stop())
@@ -39,31 +37,25 @@ class StoreSink final : public FrameSink {
   std::uint64_t deltas_sent_in_full() const { return deltas_sent_in_full_; }
 
  private:
-  // `chunk` of `file` read again from its source and coded alone.
+  // `chunk` of `file` read again from its source and coded alone, as the
+  // sender does for a receiver that lost the base (codec/frame_rebuilder.h).
   Result<std::span<const std::byte>> standalone_frame(const ManifestFile& file, const ManifestChunk& chunk) {
-    auto src = std::lower_bound(sources_.begin(), sources_.end(), file.path,
-                                [](const PackSource& s, const std::string& p) { return s.rel_path < p; });
-    if (src == sources_.end() || src->rel_path != file.path)
-      return Status::internal("no source for " + file.path + " in the push");
-    raw_.resize(chunk.length);
-    RETURN_IF_ERROR(read_chunk_checked(src->path, chunk, raw_));
+    const PackSource* src = find_pack_source(sources_, file.path);
+    if (src == nullptr) return Status::internal("no source for " + file.path + " in the push");
+    ChunkOrigin origin = chunk_origin(src->path, file, chunk);
     frame_.resize(frame_room_bytes(chunk.length));
-    EncodeOptions o;
-    o.zstd_level = zstd_level_;
-    o.trial = file.layout != LayoutKind::kSafetensors;  // as the packer chose
-    const EncodedChunk e = encoder_.encode_into(raw_, chunk.dtype, chunk.id, frame_, o);
-    return std::span<const std::byte>(frame_).first(e.frame_bytes);
+    RETURN_IF_ERROR(rebuilder_.rebuild_standalone(origin, frame_));
+    return std::span<const std::byte>(frame_);
   }
 
   ChunkStore& store_;
   const std::string ns_;
   const StorePushHooks& hooks_;
   std::span<const PackSource> sources_;  // ascending by rel_path
-  const int zstd_level_;
   std::uint64_t stored_bytes_ = 0;
   std::uint64_t deltas_sent_in_full_ = 0;
-  ChunkEncoder encoder_;
-  std::vector<std::byte> raw_, frame_;
+  FrameRebuilder rebuilder_;
+  std::vector<std::byte> frame_;
 };
 
 }  // namespace

@@ -4,7 +4,7 @@
 // and raw chunks; a chunk coded alone instead of as a delta is the packer's
 // standalone frame; a chunk whose bytes changed since, a file that is gone
 // and a coder at another zstd level are errors that name the file.
-#include "replication/frame_rebuilder.h"
+#include "codec/frame_rebuilder.h"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // frame_rebuilder.cc: see frame_rebuilder.h.
-#include "replication/frame_rebuilder.h"
+#include "codec/frame_rebuilder.h"
 
 #include <fcntl.h>
 
@@ -9,7 +9,7 @@
 #include "codec/chunk_reread.h"
 #include "codec/tree_hash.h"
 
-namespace ferry::replication {
+namespace ferry {
 
 ChunkOrigin chunk_origin(const std::filesystem::path& path, const ManifestFile& file,
                          const ManifestChunk& chunk, const std::filesystem::path& delta_from) {
@@ -89,4 +89,4 @@ Status FrameRebuilder::rebuild_standalone(ChunkOrigin& origin, std::vector<std::
   return Status::ok();
 }
 
-}  // namespace ferry::replication
+}  // namespace ferry

@@ -10,7 +10,9 @@
 // the manifest records (the file did not change since it was packed) and
 // codes it with the CPU encoder as the packer did (every engine makes the
 // same bytes: codec/engine.h); the frame's codec and size must match the
-// manifest's too.
+// manifest's too. A delta whose base the destination lost after saying it
+// held it is coded alone the same way, by the sender and by a push straight
+// into a store (store/store_push.cc).
 #pragma once
 
 #include <cstddef>
@@ -24,7 +26,7 @@
 #include "codec/delta_codec.h"
 #include "codec/manifest.h"
 
-namespace ferry::replication {
+namespace ferry {
 
 // Where a pushed chunk comes from and how it was coded.
 struct ChunkOrigin {
@@ -79,4 +81,4 @@ class FrameRebuilder {
   std::vector<std::byte> base_, delta_frame_;
 };
 
-}  // namespace ferry::replication
+}  // namespace ferry
