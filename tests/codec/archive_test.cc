@@ -7,8 +7,6 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <malloc.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -286,21 +284,13 @@ class HeldFramesSource final : public FrameSource {
   std::vector<std::vector<std::shared_ptr<std::vector<std::byte>>>> frames_;
 };
 
-long process_faults() {
-  rusage ru{};
-  ::getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_minflt;
-}
-
 // The decoded chunk and the decoder's plane scratch are the process's,
 // borrowed only while a chunk is decoded: the next walk (the next restore
 // of an agent or of ferry.load) decodes into the pages the last one left,
 // instead of each slot of each walk faulting in its own 8 MiB (a restore
 // with 16 threads held 32 slots, each with its own).
 TEST(ArchiveTest, TheNextWalkDecodesInTheScratchTheLastOneLeft) {
-  // Large blocks always come fresh from mmap and go back with munmap, so
-  // that glibc's heap cannot stand in for the kept scratch.
-  mallopt(M_MMAP_THRESHOLD, 256 << 10);
+  testing::large_blocks_from_mmap();
   testing::TempDir dir;
   fs::create_directories(dir / "in");
   for (int i = 0; i < 6; ++i) {
@@ -317,10 +307,10 @@ TEST(ArchiveTest, TheNextWalkDecodesInTheScratchTheLastOneLeft) {
   ThreadPool pool(1);
   std::vector<long> faults;
   for (int k = 0; k < 2; ++k) {
-    const long before = process_faults();
+    const long before = testing::minor_faults();
     Status st = verify_frames(held, {.pool = &pool, .window_chunks = 1});
     ASSERT_TRUE(st.is_ok()) << st.to_string();
-    faults.push_back(process_faults() - before);
+    faults.push_back(testing::minor_faults() - before);
   }
   // One 4 MiB chunk decoded into fresh memory is 1,024 faults.
   EXPECT_LT(faults[1], 500) << faults[0] << " faults, then " << faults[1];

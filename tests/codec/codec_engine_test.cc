@@ -5,8 +5,6 @@
 #include "codec/engine.h"
 
 #include <gtest/gtest.h>
-#include <malloc.h>
-#include <sys/resource.h>
 
 #include <vector>
 
@@ -168,20 +166,12 @@ TEST(CpuEngine, RejectsDeviceMemoryAndShortFrameBuffers) {
   EXPECT_EQ(engine->encode(jobs, r, MemorySpace::kDevice).code(), Code::kInvalidArgument);
 }
 
-long process_faults() {
-  rusage ru{};
-  ::getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_minflt;
-}
-
 // Coders outlive their engine: a second engine (the next push's) codes with
 // the warm coders the first one left, writing into pages that are mapped
 // already, where fresh coders would fault in and zero their buffers, plane
 // scratch and zstd contexts again (thousands of pages for 4 MiB chunks).
 TEST(CpuEngine, TheNextEngineCodesWithTheWarmCodersTheLastOneLeft) {
-  // Large blocks always come fresh from mmap and go back with munmap, so
-  // that glibc's heap cannot stand in for the kept coders.
-  mallopt(M_MMAP_THRESHOLD, 256 << 10);
+  testing::large_blocks_from_mmap();
   const std::uint64_t seed = testing::test_seed();
   std::vector<std::vector<std::byte>> data, frames;
   std::vector<EncodeJob> jobs;
@@ -195,9 +185,9 @@ TEST(CpuEngine, TheNextEngineCodesWithTheWarmCodersTheLastOneLeft) {
   std::vector<long> faults;
   for (int k = 0; k < 2; ++k) {
     auto engine = make_cpu_engine({&pool});
-    const long before = process_faults();
+    const long before = testing::minor_faults();
     ASSERT_TRUE(engine->encode(jobs, results).is_ok());
-    faults.push_back(process_faults() - before);
+    faults.push_back(testing::minor_faults() - before);
   }
   // One pass over 2 MiB planes in fresh memory is 512 faults per buffer.
   EXPECT_LT(faults[1], 300) << faults[0] << " faults, then " << faults[1];

@@ -9,11 +9,9 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <malloc.h>
 #include <poll.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -559,21 +557,12 @@ class TallySink : public FrameSink {
   std::size_t bytes = 0;
 };
 
-long process_faults() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_minflt;
-}
-
 // The chunk buffers of a pack are kept for the next pack in the process
 // (base/buffer_stash.h): the second pack of the same files reads into pages
 // that are mapped already, where the first faulted in every page of its
 // windows' buffers (8 MiB chunks, which no other test here uses).
 TEST(PackerTest, TheNextPackReusesTheChunkBuffers) {
-  // Large blocks always come fresh from mmap and go back with munmap, so
-  // that memory an earlier test freed cannot stand in for the kept buffers
-  // (glibc would otherwise raise its threshold and reuse its heap).
-  mallopt(M_MMAP_THRESHOLD, 256 << 10);
+  testing::large_blocks_from_mmap();
   testing::TempDir dir;
   for (int i = 0; i < 4; ++i) {
     testing::write_file(dir / ("w" + std::to_string(i)),
@@ -590,9 +579,9 @@ TEST(PackerTest, TheNextPackReusesTheChunkBuffers) {
   std::vector<std::size_t> bytes;
   for (int pack = 0; pack < 2; ++pack) {
     TallySink sink;
-    const long before = process_faults();
+    const long before = testing::minor_faults();
     auto m = pack_files(*sources, opts, sink);
-    faults.push_back(process_faults() - before);
+    faults.push_back(testing::minor_faults() - before);
     ASSERT_TRUE(m.is_ok()) << m.status().to_string();
     EXPECT_EQ(sink.frames, 4u);
     bytes.push_back(sink.bytes);

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <malloc.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -245,6 +247,14 @@ double metric_value(const std::string& text, const std::string& series) {
     at += series.size();
   }
   return -1;
+}
+
+void large_blocks_from_mmap() { mallopt(M_MMAP_THRESHOLD, 256 << 10); }
+
+long minor_faults() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_minflt;
 }
 
 }  // namespace ferry::testing

@@ -85,4 +85,12 @@ bool wait_until(const std::function<bool()>& pred, int timeout_ms);
 // scrape (e.g. `ferry_agent_rpo_warning{ckpt_job="llama"}`), or -1 when absent.
 double metric_value(const std::string& text, const std::string& series);
 
+// For tests that count page faults to show buffers are kept: from now on
+// large blocks always come fresh from mmap and go back with munmap, so that
+// glibc's heap (which otherwise raises its threshold and reuses memory an
+// earlier test freed) cannot stand in for the buffers kept.
+void large_blocks_from_mmap();
+// Minor page faults of this process so far.
+long minor_faults();
+
 }  // namespace ferry::testing
