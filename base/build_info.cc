@@ -1,13 +1,13 @@
 // build_info.cc: see build_info.h. The FERRY_BUILD_* values are compile
-// definitions that base/CMakeLists.txt sets on this file alone, so a new
-// commit recompiles one file.
+// definitions that base/CMakeLists.txt sets on this file alone, and the
+// commit a header generated at every build that changes only with it, so a
+// new commit recompiles one file.
 #include "base/build_info.h"
+
+#include "git_commit.h"  // FERRY_BUILD_GIT_COMMIT, generated at every build
 
 #ifndef FERRY_BUILD_VERSION
 #define FERRY_BUILD_VERSION "unknown"
-#endif
-#ifndef FERRY_BUILD_GIT_COMMIT
-#define FERRY_BUILD_GIT_COMMIT "unknown"
 #endif
 #ifndef FERRY_BUILD_TYPE
 #define FERRY_BUILD_TYPE "unknown"

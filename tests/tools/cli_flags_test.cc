@@ -81,6 +81,21 @@ TEST(CliFlagsTest, VersionNamesCommitBuildAndEngine) {
   for (const char* s : {"commit ", "build ", "engine "}) EXPECT_TRUE(has(r, s)) << s << " in:\n" << r.out;
 }
 
+// The commit is read at every build, not when the build was configured: a
+// binary built after a new commit names that commit.
+TEST(CliFlagsTest, VersionNamesTheCommitTheSourcesAreAt) {
+  const char* src = std::getenv("FERRY_SOURCE_DIR");
+  if (src == nullptr) GTEST_SKIP() << "FERRY_SOURCE_DIR not set (run through ctest)";
+  testing::CommandRun head =
+      testing::run_command("git", "-C " + testing::shell_quote(src) + " rev-parse --short HEAD");
+  if (head.code != 0) GTEST_SKIP() << "the sources are not a git checkout: " << head.out;
+  while (!head.out.empty() && head.out.back() == '\n') head.out.pop_back();
+  CliRun r = ferry("--version");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(has(r, "commit " + head.out + "\n")) << "HEAD is " << head.out << "; --version says:\n"
+                                                   << r.out;
+}
+
 // The certificate paths reach the TLS setup from wherever they were given;
 // the error loading a missing CA file names the path that won.
 TEST(CliFlagsTest, SettingsComeFromFlagsThenEnvironmentThenConfigFile) {
