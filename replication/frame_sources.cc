@@ -13,6 +13,7 @@
 #include "codec/archive.h"
 #include "codec/manifest.h"
 #include "replication/device_restore.h"
+#include "replication/read_ahead.h"
 #include "store/chunk_store.h"
 #include "store/open_store.h"
 #include "store/s3_store.h"
@@ -48,19 +49,39 @@ class OwnedArchiveSource final : public DirectFrameSource {
 
 class StoreFrameSource final : public FrameSource {
  public:
-  StoreFrameSource(std::unique_ptr<ChunkStore> store, SourceLocation where, Manifest manifest)
-      : store_(std::move(store)), where_(std::move(where)), manifest_(std::move(manifest)) {}
+  // `fetchers` threads read frames ahead of the reader (read_ahead.h); 0:
+  // the reader's threads fetch what they decode.
+  StoreFrameSource(std::unique_ptr<ChunkStore> store, SourceLocation where, Manifest manifest,
+                   std::size_t fetchers)
+      : store_(std::move(store)), where_(std::move(where)), manifest_(std::move(manifest)) {
+    for (const ManifestFile& f : manifest_.files) {
+      first_index_.push_back(chunks_.size());
+      for (const ManifestChunk& c : f.chunks) chunks_.push_back(&c);
+    }
+    if (fetchers > 0) {
+      read_ahead_ = std::make_unique<ReadAhead>(
+          chunks_.size(), fetchers, kReadAheadChunksPerFetcher * fetchers,
+          [this](std::size_t i, LentBytes& lent) { return store_->lend(where_.ns, chunks_[i]->id, lent); });
+    }
+  }
   const Manifest& manifest() const override { return manifest_; }
   std::string describe() const override {
     return "store " + where_.path + " namespace " + where_.ns + " snapshot " + where_.snapshot;
   }
   Status read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const override {
-    return read_chunk_frame(manifest_.files[file].chunks[chunk].id, out);
+    if (!read_ahead_) return read_chunk_frame(manifest_.files[file].chunks[chunk].id, out);
+    LentBytes lent;
+    RETURN_IF_ERROR(read_ahead_->take(first_index_[file] + chunk, lent));
+    out.assign(lent.bytes.begin(), lent.bytes.end());
+    return Status::ok();
   }
   Result<bool> lend_frame(std::size_t file, std::size_t chunk, LentBytes& lent) const override {
     // In place in the store's read window (an S3 store): the decoder reads
     // the frame where the GET put it.
-    RETURN_IF_ERROR(store_->lend(where_.ns, manifest_.files[file].chunks[chunk].id, lent));
+    if (read_ahead_)
+      RETURN_IF_ERROR(read_ahead_->take(first_index_[file] + chunk, lent));
+    else
+      RETURN_IF_ERROR(store_->lend(where_.ns, manifest_.files[file].chunks[chunk].id, lent));
     return true;
   }
   Status read_chunk_frame(const Digest& id, std::vector<std::byte>& out) const override {
@@ -73,6 +94,9 @@ class StoreFrameSource final : public FrameSource {
   std::unique_ptr<ChunkStore> store_;
   SourceLocation where_;
   Manifest manifest_;
+  std::vector<const ManifestChunk*> chunks_;  // every chunk, file order
+  std::vector<std::size_t> first_index_;      // per file: its first entry in chunks_
+  std::unique_ptr<ReadAhead> read_ahead_;     // last: its fetchers use the members above
 };
 
 }  // namespace
@@ -160,8 +184,8 @@ Result<std::unique_ptr<FrameSource>> open_frame_source(std::string_view location
         return manifest.status().with_context("store " + where.path + ": manifest of " + where.ns + "/" +
                                               where.snapshot);
       }
-      return std::unique_ptr<FrameSource>(
-          std::make_unique<StoreFrameSource>(std::move(store), std::move(where), std::move(*manifest)));
+      return std::unique_ptr<FrameSource>(std::make_unique<StoreFrameSource>(
+          std::move(store), std::move(where), std::move(*manifest), options.streams));
     }
     case SourceLocation::Kind::kRemote: {
       RemoteOptions remote;

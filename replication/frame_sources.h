@@ -55,8 +55,15 @@ Result<SourceLocation> parse_source_location(std::string_view location);
 // "s3://BUCKET[/PREFIX]/NAMESPACE/SNAPSHOT" (a bucket; credentials from the
 // AWS_* environment or ~/.aws),
 // "ferry://HOST:PORT/SNAPSHOT" (a DR receiver over mTLS; tls from the options).
+// A store source's fetchers each read at most this many chunks ahead of the
+// first frame the reader has not taken (read_ahead.h).
+inline constexpr std::size_t kReadAheadChunksPerFetcher = 4;
+
 struct SourceOptions {
   TlsConfig tls;
+  // A receiver: its parallel mTLS streams; a store (an s3:// bucket above
+  // all): the threads that fetch frames ahead of the decoding threads, so
+  // the GETs in flight.
   std::size_t streams = kDefaultRestoreStreams;
 };
 Result<std::unique_ptr<FrameSource>> open_frame_source(std::string_view location,

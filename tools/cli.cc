@@ -140,7 +140,8 @@ void add_exact_modes(CLI::App& app) {
 void add_streams(CLI::App& app) {
   app.add_option("--streams", settings().streams,
                  with_env_help(app, "streams",
-                               "parallel TLS streams, or packs uploading at once into an s3:// store"))
+                               "parallel TLS streams; for an s3:// store, packs uploading at once (push) or "
+                               "frames fetched ahead, GETs in flight (restore)"))
       ->capture_default_str();
 }
 void add_chunking(CLI::App& app) {
