@@ -132,7 +132,9 @@ struct Walk {
   Status failure;           // the first failure in file order; ends the walk
   std::vector<char> done;   // per chunk: decoded (or failed)
   std::vector<Status> status;
-  std::vector<char> hook_failed;  // per chunk: status is begin_file's, not the chunk's
+  std::vector<char> hook_failed;     // per chunk: status is begin_file's, not the chunk's
+  std::mutex progress_mu;            // options.progress is called under it
+  std::uint64_t reported_bytes = 0;  // logical_done last reported
 };
 
 Status walk_frames(const FrameSource& a, const UnpackOptions& options, const Hooks& hooks) {
@@ -209,11 +211,20 @@ Status walk_frames(const FrameSource& a, const UnpackOptions& options, const Hoo
       ++w.retired;
       moved = true;
     }
+    // Read while this thread still retires: the next one may update it.
+    const UnpackProgress seen = progress;
     w.retiring = false;
     const bool failed = !w.failure.is_ok();
     lock.unlock();
-    if (moved && options.progress && !failed) options.progress(progress);
     w.window_moved.notify_all();
+    if (moved && options.progress && !failed) {
+      // One report at a time, never one older than the last.
+      std::lock_guard report(w.progress_mu);
+      if (seen.logical_done >= w.reported_bytes) {
+        w.reported_bytes = seen.logical_done;
+        options.progress(seen);
+      }
+    }
   };
 
   // One lane per thread: claim the next chunk in order (at most `window`
