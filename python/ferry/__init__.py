@@ -351,8 +351,9 @@ def load(
     device: "cpu" (the default: works on every host), "cuda:N" (raises
       RuntimeError with the reason when no GPU is usable), a torch.device,
       or None for the first GPU when PyTorch can use one, else the host.
-    streams: parallel connections to a DR receiver. engine: the codec engine
-      ("auto", "cpu", "gpu").
+    streams: parallel connections to a DR receiver, or for a store (s3://
+      above all) the frames fetched at once ahead of decoding (GETs in
+      flight). engine: the codec engine ("auto", "cpu", "gpu").
 
     Raises CorruptionError (naming chunk, file and offset) when any restored
     byte fails verification, FerryError for other failures.
