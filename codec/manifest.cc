@@ -319,6 +319,15 @@ std::size_t Manifest::chunk_count() const {
   return total;
 }
 
+ChunksInOrder::ChunksInOrder(const Manifest& m) {
+  first_.reserve(m.files.size());
+  chunks_.reserve(m.chunk_count());
+  for (const ManifestFile& f : m.files) {
+    first_.push_back(chunks_.size());
+    for (const ManifestChunk& c : f.chunks) chunks_.push_back(&c);
+  }
+}
+
 std::uint64_t Manifest::frame_bytes() const {
   std::uint64_t total = 0;
   for (const auto& f : files) {

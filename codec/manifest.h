@@ -125,6 +125,22 @@ struct Manifest {
   std::size_t chunk_count() const;
 };
 
+// Every chunk of a manifest in file order, numbered from 0, as the readers
+// that fetch frames ahead of a restore count them. The manifest must
+// outlive it.
+class ChunksInOrder {
+ public:
+  explicit ChunksInOrder(const Manifest& m);
+  std::size_t size() const { return chunks_.size(); }
+  const ManifestChunk& operator[](std::size_t i) const { return *chunks_[i]; }
+  // The number of chunk `chunk` of file `file`.
+  std::size_t index(std::size_t file, std::size_t chunk) const { return first_[file] + chunk; }
+
+ private:
+  std::vector<const ManifestChunk*> chunks_;
+  std::vector<std::size_t> first_;  // per file: the number of its first chunk
+};
+
 // True when chunks of these lengths (in file order) are all one power-of-two
 // number of 4 KiB leaves, except the last, which may be shorter (or when
 // there is one chunk). Each chunk

@@ -53,15 +53,12 @@ class StoreFrameSource final : public FrameSource {
   // the reader's threads fetch what they decode.
   StoreFrameSource(std::unique_ptr<ChunkStore> store, SourceLocation where, Manifest manifest,
                    std::size_t fetchers)
-      : store_(std::move(store)), where_(std::move(where)), manifest_(std::move(manifest)) {
-    for (const ManifestFile& f : manifest_.files) {
-      first_index_.push_back(chunks_.size());
-      for (const ManifestChunk& c : f.chunks) chunks_.push_back(&c);
-    }
+      : store_(std::move(store)), where_(std::move(where)), manifest_(std::move(manifest)),
+        chunks_(manifest_) {
     if (fetchers > 0) {
       read_ahead_ = std::make_unique<ReadAhead>(
           chunks_.size(), fetchers, kReadAheadChunksPerFetcher * fetchers,
-          [this](std::size_t i, LentBytes& lent) { return store_->lend(where_.ns, chunks_[i]->id, lent); });
+          [this](std::size_t i, LentBytes& lent) { return store_->lend(where_.ns, chunks_[i].id, lent); });
     }
   }
   const Manifest& manifest() const override { return manifest_; }
@@ -71,7 +68,7 @@ class StoreFrameSource final : public FrameSource {
   Status read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const override {
     if (!read_ahead_) return read_chunk_frame(manifest_.files[file].chunks[chunk].id, out);
     LentBytes lent;
-    RETURN_IF_ERROR(read_ahead_->take(first_index_[file] + chunk, lent));
+    RETURN_IF_ERROR(read_ahead_->take(chunks_.index(file, chunk), lent));
     out.assign(lent.bytes.begin(), lent.bytes.end());
     return Status::ok();
   }
@@ -79,7 +76,7 @@ class StoreFrameSource final : public FrameSource {
     // In place in the store's read window (an S3 store): the decoder reads
     // the frame where the GET put it.
     if (read_ahead_)
-      RETURN_IF_ERROR(read_ahead_->take(first_index_[file] + chunk, lent));
+      RETURN_IF_ERROR(read_ahead_->take(chunks_.index(file, chunk), lent));
     else
       RETURN_IF_ERROR(store_->lend(where_.ns, manifest_.files[file].chunks[chunk].id, lent));
     return true;
@@ -94,9 +91,8 @@ class StoreFrameSource final : public FrameSource {
   std::unique_ptr<ChunkStore> store_;
   SourceLocation where_;
   Manifest manifest_;
-  std::vector<const ManifestChunk*> chunks_;  // every chunk, file order
-  std::vector<std::size_t> first_index_;      // per file: its first entry in chunks_
-  std::unique_ptr<ReadAhead> read_ahead_;     // last: its fetchers use the members above
+  const ChunksInOrder chunks_;
+  std::unique_ptr<ReadAhead> read_ahead_;  // last: its fetchers use the members above
 };
 
 }  // namespace

@@ -69,8 +69,7 @@ class RemoteFrameSource final : public FrameSource {
   std::string snapshot_;
   std::size_t streams_;
   std::size_t ahead_;
-  std::vector<const ManifestChunk*> chunks_;  // every chunk, file order
-  std::vector<std::size_t> first_index_;      // per file: its first entry in chunks_
+  const ChunksInOrder chunks_;
   std::vector<Batch> batches_;
   std::vector<std::thread> threads_;
 
@@ -91,19 +90,14 @@ RemoteFrameSource::RemoteFrameSource(const RemoteOptions& remote, std::shared_pt
                                      const Manifest& manifest, std::string snapshot, std::size_t streams,
                                      std::size_t batch_chunks, std::size_t window_chunks)
     : remote_(remote), ctx_(std::move(ctx)), manifest_(manifest), snapshot_(std::move(snapshot)),
-      streams_(streams) {
-  first_index_.reserve(manifest.files.size());
-  for (const ManifestFile& f : manifest.files) {
-    first_index_.push_back(chunks_.size());
-    for (const ManifestChunk& c : f.chunks) chunks_.push_back(&c);
-  }
+      streams_(streams), chunks_(manifest) {
   batch_chunks = std::clamp<std::size_t>(batch_chunks, 1, kMaxGetChunkIds);
   for (std::size_t i = 0; i < chunks_.size();) {
     Batch b{i, 0};
     std::uint64_t bytes = 0;
     while (i < chunks_.size() && b.count < batch_chunks &&
-           (b.count == 0 || bytes + chunks_[i]->frame_bytes <= kRestoreBatchBytes)) {
-      bytes += chunks_[i]->frame_bytes;
+           (b.count == 0 || bytes + chunks_[i].frame_bytes <= kRestoreBatchBytes)) {
+      bytes += chunks_[i].frame_bytes;
       ++b.count;
       ++i;
     }
@@ -197,7 +191,7 @@ Status RemoteFrameSource::fetch_batch(Connection& conn, std::size_t b) {
   GetChunk req;
   req.request_id = b + 1;
   req.ids.reserve(batch.count);
-  for (std::size_t i = 0; i < batch.count; ++i) req.ids.push_back(chunks_[batch.first + i]->id);
+  for (std::size_t i = 0; i < batch.count; ++i) req.ids.push_back(chunks_[batch.first + i].id);
   RETURN_IF_ERROR(conn.send(req));
   for (std::size_t i = 0; i < batch.count; ++i) {
     ASSIGN_OR_RETURN(Message m, conn.recv());
@@ -294,7 +288,7 @@ Status RemoteFrameSource::read_chunk_frame(const Digest& id, std::vector<std::by
 }
 
 Status RemoteFrameSource::read_frame(std::size_t file, std::size_t chunk, std::vector<std::byte>& out) const {
-  const std::size_t idx = first_index_[file] + chunk;
+  const std::size_t idx = chunks_.index(file, chunk);
   std::unique_lock lock(mu_);
   cv_.wait(lock, [&] { return state_[idx] == State::kReady || !fatal_.is_ok() || stopping_; });
   if (state_[idx] != State::kReady) {
