@@ -126,13 +126,12 @@ Status check_root(const FrameSource& a, const ManifestFile& f, std::span<const D
 struct Walk {
   std::mutex mu;
   std::condition_variable window_moved;
-  std::size_t next = 0;     // the next chunk to claim
-  std::size_t retired = 0;  // chunks [0, retired) are retired
-  bool retiring = false;    // a thread is retiring chunks (outside mu)
-  Status failure;           // the first failure in file order; ends the walk
-  std::vector<char> done;   // per chunk: decoded (or failed)
-  std::vector<Status> status;
-  std::vector<char> hook_failed;     // per chunk: status is begin_file's, not the chunk's
+  std::size_t next = 0;              // the next chunk to claim
+  std::size_t retired = 0;           // chunks [0, retired) are retired
+  bool retiring = false;             // a thread is retiring chunks (outside mu)
+  Status failure;                    // the first failure in file order; ends the walk
+  std::vector<char> done;            // per chunk: decoded (or failed)
+  std::vector<Status> status;        // per chunk: its failure, as reported
   std::mutex progress_mu;            // options.progress is called under it
   std::uint64_t reported_bytes = 0;  // logical_done last reported
 };
@@ -164,16 +163,14 @@ Status walk_frames(const FrameSource& a, const UnpackOptions& options, const Hoo
   Walk w;
   w.done.assign(n, 0);
   w.status.resize(n);
-  w.hook_failed.assign(n, 0);
 
   // Chunk r, decoded, in file order: its failure, or its file's root check
   // and end once it is the file's last chunk.
-  auto retire = [&](std::size_t r, const Status& st, bool hook_failed) -> Status {
+  auto retire = [&](std::size_t r, const Status& st) -> Status {
+    if (!st) return st;
     const auto [fi, ci] = work[r];
     const ManifestFile& f = m.files[fi];
     const ManifestChunk& c = f.chunks[ci];
-    if (hook_failed) return st;
-    if (!st) return chunk_failure(a, f, c, st);
     progress.logical_done += c.length;
     progress.frame_bytes += c.frame_bytes;
     if (ci + 1 < f.chunks.size()) return Status::ok();
@@ -200,9 +197,8 @@ Status walk_frames(const FrameSource& a, const UnpackOptions& options, const Hoo
     while (w.failure.is_ok() && w.retired < n && w.done[w.retired]) {
       const std::size_t r = w.retired;
       const Status chunk_status = w.status[r];
-      const bool hook_failed = w.hook_failed[r] != 0;
       lock.unlock();
-      Status out = retire(r, chunk_status, hook_failed);
+      Status out = retire(r, chunk_status);
       lock.lock();
       if (!out) {
         w.failure = std::move(out);
@@ -246,7 +242,6 @@ Status walk_frames(const FrameSource& a, const UnpackOptions& options, const Hoo
         if (ci == 0) {
           if (!root_from_chunk_ids(m.files[fi])) leaves[fi].assign(leaf_count(m.files[fi].size), Digest{});
           if (hooks.begin_file) begun = hooks.begin_file(fi);
-          if (!begun) w.hook_failed[k] = 1;
         }
       }
       if (!begun) {
@@ -255,7 +250,12 @@ Status walk_frames(const FrameSource& a, const UnpackOptions& options, const Hoo
       }
       s.file = work[k].first;
       s.chunk = work[k].second;
-      finish(k, decode_chunk(a, s, leaves[s.file], hooks));
+      Status st = decode_chunk(a, s, leaves[s.file], hooks);
+      if (!st) {
+        const ManifestFile& f = m.files[s.file];
+        st = chunk_failure(a, f, f.chunks[s.chunk], st);
+      }
+      finish(k, std::move(st));
     }
   });
   if (!w.failure.is_ok()) return w.failure;
