@@ -1,15 +1,17 @@
 // fuzz_s3_xml.cc: libFuzzer target for what ferry reads from an S3 bucket,
 // which the network or whoever holds the bucket may have changed: the XML
 // replies (store/s3_xml.h: a ListObjectsV2 page, an <Error> body, one
-// element's text) and the pack objects and index objects of the S3 backend
-// (store/s3_pack.h). Nothing may crash or read out of bounds; what parses
-// must be self-consistent.
+// element's text), the pack objects and index objects of the S3 backend
+// (store/s3_pack.h) and its lock object (store/s3_lock.h). Nothing may
+// crash or read out of bounds; what parses must be self-consistent, and a
+// lock record must read back as it was written.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <span>
 #include <string_view>
 
+#include "store/s3_lock.h"
 #include "store/s3_pack.h"
 #include "store/s3_xml.h"
 
@@ -26,6 +28,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (pack.is_ok()) {
     for (const auto& e : pack->good) {
       if (e.offset + e.frame_bytes > size) std::abort();
+    }
+  }
+  auto lock = ferry::parse_s3_lock(bytes, "lock");
+  if (lock.is_ok()) {
+    (void)ferry::describe_s3_lock(*lock);
+    auto again = ferry::parse_s3_lock(ferry::serialize_s3_lock(*lock), "lock");
+    if (!again.is_ok() || again->holder != lock->holder || again->token != lock->token ||
+        again->acquired_ns != lock->acquired_ns || again->expires_ns != lock->expires_ns ||
+        again->condemned != lock->condemned) {
+      std::abort();
     }
   }
   auto key = ferry::xml_element_text(xml, "Key");
