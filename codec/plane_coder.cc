@@ -63,34 +63,20 @@ std::uint64_t segment_cost(const std::uint32_t* counts, const std::vector<std::u
 
 }  // namespace
 
-void histogram(const std::uint8_t* p, std::size_t n, std::size_t stride, std::uint32_t counts[kAlphabet]) {
-  // One sub-table per byte of two words breaks the store-to-load dependency
-  // when neighbouring symbols repeat (exponents cluster on a few values, and
-  // the high planes of a delta are mostly zero): with 16 tables a repeated
-  // symbol waits on one store-forward per 16 symbols, not per 8 (measured:
-  // 29% faster on such planes, the same on others). The sub-tables hold 16
-  // bits, so they are added into `counts` before any can pass 65535.
+namespace {
+
+// Adds the counts of p[0..n) to `counts`. One sub-table per byte of two
+// words breaks the store-to-load dependency when neighbouring symbols
+// repeat (exponents cluster on a few values): with 16 tables a repeated
+// symbol waits on one store-forward per 16 symbols, not per 8 (measured:
+// 29% faster on such planes, the same on others). The sub-tables hold 16
+// bits, so they are added into `counts` before any can pass 65535.
+void add_counts(const std::uint8_t* p, std::size_t n, std::uint32_t counts[kAlphabet]) {
   constexpr int kSub = 16;
   // Each table gets at most kFlushSymbols / kSub symbols per flush, sub[0]
   // 15 more from the tail: 65535 in all.
   constexpr std::size_t kFlushSymbols = kSub * (65535 - 15);
-  std::uint16_t sub[kSub][kAlphabet];
-  std::memset(counts, 0, kAlphabet * sizeof(std::uint32_t));
-  if (stride != 1) {
-    // The sample: four tables in turn, for the same reason (measured: a
-    // skewed plane's sample counted in a third of the time).
-    std::uint32_t four[4][kAlphabet] = {};
-    std::size_t i = 0;
-    for (; i + 3 * stride < n; i += 4 * stride) {
-      ++four[0][p[i]];
-      ++four[1][p[i + stride]];
-      ++four[2][p[i + 2 * stride]];
-      ++four[3][p[i + 3 * stride]];
-    }
-    for (; i < n; i += stride) ++four[0][p[i]];
-    for (int s = 0; s < kAlphabet; ++s) counts[s] = four[0][s] + four[1][s] + four[2][s] + four[3][s];
-    return;
-  }
+  alignas(64) std::uint16_t sub[kSub][kAlphabet];
   for (std::size_t start = 0; start < n; start += kFlushSymbols) {
     std::memset(sub, 0, sizeof sub);
     const std::size_t end = std::min(n, start + kFlushSymbols);
@@ -124,6 +110,129 @@ void histogram(const std::uint8_t* p, std::size_t n, std::size_t stride, std::ui
       counts[s] += total;
     }
   }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// Planes where one or two symbols are nearly every symbol (a delta's high
+// plane: 99.9% zeros; sparse tensors) are counted 64 symbols a step: a
+// compare per dominant symbol and a popcount, and the few other symbols
+// packed together (vpcompressb, into a register: its memory form is slow on
+// AMD Zen 4) and counted by add_counts. Measured in 16384-symbol segments:
+// a plane of 99.95% one symbol counted 3.6-3.9x faster than by add_counts
+// alone, one of two symbols at 98% 2.8-3.1x; planes without dominant
+// symbols (most weights' planes) at the same speed.
+constexpr std::size_t kProbeSymbols = 256;  // a multiple of 64
+constexpr std::size_t kDominantMinSymbols = 4096;
+// The probe must find the dominant symbols at least this share of it...
+constexpr std::size_t kDominantNum = 15;
+constexpr std::size_t kDominantDen = 16;
+// ...and the count stops taking this path (add_counts does the rest) once
+// more than a quarter of a stretch of kRecheckSymbols is other symbols.
+constexpr std::size_t kRecheckSymbols = 4096;
+constexpr std::size_t kRestBytes = 4096;
+
+bool cpu_has_avx512_compress() {
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vbmi2");
+  return has;
+}
+
+// Counts p[0..n) stretch by stretch while symbols `dom[0..K)` keep their
+// share; returns how many symbols it counted (a multiple of 64).
+template <int K>
+__attribute__((target("avx512f,avx512bw,avx512vbmi2,popcnt"))) std::size_t count_dominant(
+    const std::uint8_t* p, std::size_t n, const std::uint8_t (&dom)[2], std::uint32_t counts[kAlphabet]) {
+  __m512i sym[K];
+  for (int k = 0; k < K; ++k) sym[k] = _mm512_set1_epi8(static_cast<char>(dom[k]));
+  std::uint8_t rest[kRestBytes + 64];
+  std::uint64_t dominant[K] = {};
+  std::size_t fill = 0, i = 0;
+  while (i + kRecheckSymbols <= n) {
+    std::uint64_t others = 0;
+    for (const std::size_t end = i + kRecheckSymbols; i < end; i += 64) {
+      const __m512i v = _mm512_loadu_si512(p + i);
+      __mmask64 matched = 0;
+      for (int k = 0; k < K; ++k) {
+        const __mmask64 m = _mm512_cmpeq_epi8_mask(v, sym[k]);
+        dominant[k] += static_cast<std::uint64_t>(std::popcount(m));
+        matched |= m;
+      }
+      const __mmask64 other = ~matched;
+      if (other == 0) continue;
+      _mm512_storeu_si512(rest + fill, _mm512_maskz_compress_epi8(other, v));
+      const auto c = static_cast<std::size_t>(std::popcount(other));
+      fill += c;
+      others += c;
+      if (fill > kRestBytes) {
+        add_counts(rest, fill, counts);
+        fill = 0;
+      }
+    }
+    if (others * 4 > kRecheckSymbols) break;
+  }
+  add_counts(rest, fill, counts);
+  for (int k = 0; k < K; ++k) counts[dom[k]] += static_cast<std::uint32_t>(dominant[k]);
+  return i;
+}
+
+// Whether symbols a and b are at least kDominantNum / kDominantDen of
+// p[0..kProbeSymbols).
+__attribute__((target("avx512f,avx512bw,popcnt"))) bool dominant_in_probe(const std::uint8_t* p,
+                                                                          std::uint8_t a, std::uint8_t b) {
+  const __m512i va = _mm512_set1_epi8(static_cast<char>(a));
+  const __m512i vb = _mm512_set1_epi8(static_cast<char>(b));
+  std::size_t hits = 0;
+  for (std::size_t i = 0; i < kProbeSymbols; i += 64) {
+    const __m512i v = _mm512_loadu_si512(p + i);
+    hits += static_cast<std::size_t>(
+        std::popcount(_mm512_cmpeq_epi8_mask(v, va) | _mm512_cmpeq_epi8_mask(v, vb)));
+  }
+  return hits * kDominantDen >= kProbeSymbols * kDominantNum;
+}
+
+// Counts a leading part of p[0..n) when one or two symbols are nearly all
+// of its first kProbeSymbols, adding to `counts`; returns how many symbols
+// it counted. The candidates are the first symbol and the first other one;
+// the probe is a few vector compares, so planes without such symbols (most
+// weights' planes) lose little to it.
+std::size_t count_if_dominant(const std::uint8_t* p, std::size_t n, std::uint32_t counts[kAlphabet]) {
+  if (n < kDominantMinSymbols || !cpu_has_avx512_compress()) return 0;
+  std::uint8_t dom[2] = {p[0], p[0]};
+  if (dominant_in_probe(p, dom[0], dom[0])) return count_dominant<1>(p, n, dom, counts);
+  for (std::size_t i = 1; i < kProbeSymbols; ++i) {
+    if (p[i] != dom[0]) {
+      dom[1] = p[i];
+      return dominant_in_probe(p, dom[0], dom[1]) ? count_dominant<2>(p, n, dom, counts) : 0;
+    }
+  }
+  return 0;
+}
+#else
+std::size_t count_if_dominant(const std::uint8_t*, std::size_t, std::uint32_t*) { return 0; }
+#endif
+
+}  // namespace
+
+void histogram(const std::uint8_t* p, std::size_t n, std::size_t stride, std::uint32_t counts[kAlphabet]) {
+  std::memset(counts, 0, kAlphabet * sizeof(std::uint32_t));
+  if (stride != 1) {
+    // The sample: four tables in turn, for the same reason as add_counts'
+    // sub-tables (measured: a skewed plane's sample counted in a third of
+    // the time).
+    std::uint32_t four[4][kAlphabet] = {};
+    std::size_t i = 0;
+    for (; i + 3 * stride < n; i += 4 * stride) {
+      ++four[0][p[i]];
+      ++four[1][p[i + stride]];
+      ++four[2][p[i + 2 * stride]];
+      ++four[3][p[i + 3 * stride]];
+    }
+    for (; i < n; i += stride) ++four[0][p[i]];
+    for (int s = 0; s < kAlphabet; ++s) counts[s] = four[0][s] + four[1][s] + four[2][s] + four[3][s];
+    return;
+  }
+  const std::size_t done = count_if_dominant(p, n, counts);
+  add_counts(p + done, n - done, counts);
 }
 
 std::uint64_t estimate_bytes(const std::uint32_t counts[kAlphabet], std::uint32_t freq[kAlphabet]) {

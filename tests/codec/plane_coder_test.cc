@@ -139,16 +139,31 @@ TEST(PlanePlan, AReusedPlannerPlansAsAFreshOne) {
 
 // The histogram counts exactly, whatever its sub-tables hold: one symbol
 // repeated across and just short of the sub-tables' flush (16-bit
-// counters), tails that are not a whole step, strided samples.
+// counters), tails that are not a whole step, strided samples; and on the
+// path for planes that one or two symbols dominate (a delta's high plane):
+// the other symbols rare, a fifth of them (the buffer they are packed into
+// fills many times), dominance lost halfway (the rest counted the plain
+// way), two symbols, and sizes around the path's minimum and steps.
 TEST(PlaneCoder, HistogramCountsExactly) {
   std::mt19937_64 rng(testing::test_seed());
   std::vector<Plane> planes_;
-  for (std::size_t n : {std::size_t{0}, std::size_t{15}, std::size_t{16}, std::size_t{16385},
+  for (std::size_t n : {std::size_t{0}, std::size_t{15}, std::size_t{16}, std::size_t{4095},
+                        std::size_t{4096}, std::size_t{4096 + 63}, std::size_t{16385},
                         std::size_t{16 * 65520 - 1}, std::size_t{16 * 65520 + 7}, std::size_t{3'000'001}}) {
     planes_.emplace_back(n, std::uint8_t{0});
-    Plane mixed(n);
-    for (auto& x : mixed) x = rng() % 8 == 0 ? static_cast<std::uint8_t>(rng()) : 5;
-    planes_.push_back(std::move(mixed));
+    auto fill = [&](auto symbol) {
+      Plane p(n);
+      for (std::size_t i = 0; i < n; ++i) p[i] = symbol(i);
+      planes_.push_back(std::move(p));
+    };
+    auto any = [&] { return static_cast<std::uint8_t>(rng()); };
+    fill([&](std::size_t) { return rng() % 8 == 0 ? any() : std::uint8_t{5}; });
+    fill([&](std::size_t i) { return i % 997 == 3 || rng() % 64 == 0 ? any() : std::uint8_t{0}; });
+    fill([&](std::size_t i) { return i >= 256 && rng() % 5 == 0 ? any() : std::uint8_t{9}; });
+    fill([&](std::size_t i) { return i < n / 2 && rng() % 100 != 0 ? std::uint8_t{0} : any(); });
+    fill([&](std::size_t) {
+      return rng() % 50 == 0 ? any() : static_cast<std::uint8_t>(rng() % 2 ? 0 : 255);
+    });
   }
   for (const Plane& p : planes_) {
     for (std::size_t stride : {std::size_t{1}, planes::kSampleStride}) {
