@@ -76,7 +76,7 @@ void add_counts(const std::uint8_t* p, std::size_t n, std::uint32_t counts[kAlph
   // Each table gets at most kFlushSymbols / kSub symbols per flush, sub[0]
   // 15 more from the tail: 65535 in all.
   constexpr std::size_t kFlushSymbols = kSub * (65535 - 15);
-  alignas(64) std::uint16_t sub[kSub][kAlphabet];
+  std::uint16_t sub[kSub][kAlphabet];
   for (std::size_t start = 0; start < n; start += kFlushSymbols) {
     std::memset(sub, 0, sizeof sub);
     const std::size_t end = std::min(n, start + kFlushSymbols);
