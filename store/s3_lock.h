@@ -35,6 +35,8 @@ struct S3LockRecord {
   std::int64_t acquired_ns = 0;
   std::int64_t expires_ns = 0;         // the holder's wall clock
   std::vector<std::string> condemned;  // packs (64 hex digits) gc is deleting
+
+  bool operator==(const S3LockRecord&) const = default;
 };
 
 std::vector<std::byte> serialize_s3_lock(const S3LockRecord& record);
