@@ -58,7 +58,7 @@ std::uint32_t get_u16(const std::uint8_t* p) {
 }
 
 #if FERRY_FLOAT_AVX512
-bool cpu_has_avx512_split() {
+bool cpu_has_avx512_planes() {
   static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                           __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vbmi2");
   return has;
@@ -116,6 +116,61 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2"))) std::size_t s
   }
   return i;
 }
+
+// merge_planes for widths 2 and 4, 64 elements a step: the mirror of
+// split_planes_avx512 (byte permutes, then one rotate), a few instructions
+// per 64 output bytes where the SSE loops need a dozen per 32; decode of
+// 4 MiB payloads measured 1-6% faster. Same bytes. Returns how many
+// elements it merged (a multiple of 64).
+__attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2"))) std::size_t merge_planes_avx512(
+    const std::uint8_t* const* planes, std::size_t n, int w, std::uint8_t* out) {
+  std::size_t i = 0;
+  if (w == 2) {
+    const std::uint8_t* p0 = planes[0];
+    const std::uint8_t* p1 = planes[1];
+    // Element j of 32: its low byte from plane 1 (table a), high from plane 0 (table b).
+    alignas(64) std::uint8_t first[64], second[64];
+    for (int j = 0; j < 32; ++j) {
+      first[2 * j] = static_cast<std::uint8_t>(j);
+      first[2 * j + 1] = static_cast<std::uint8_t>(64 + j);
+      second[2 * j] = static_cast<std::uint8_t>(32 + j);
+      second[2 * j + 1] = static_cast<std::uint8_t>(96 + j);
+    }
+    const __m512i first_idx = _mm512_load_si512(first), second_idx = _mm512_load_si512(second);
+    for (; i + 64 <= n; i += 64) {
+      const __m512i h = _mm512_loadu_si512(p0 + i);
+      const __m512i l = _mm512_loadu_si512(p1 + i);
+      const __m512i a = _mm512_permutex2var_epi8(l, first_idx, h);
+      const __m512i b = _mm512_permutex2var_epi8(l, second_idx, h);
+      _mm512_storeu_si512(out + 2 * i, _mm512_shrdi_epi16(a, a, 1));
+      _mm512_storeu_si512(out + 2 * i + 64, _mm512_shrdi_epi16(b, b, 1));
+    }
+  } else if (w == 4) {
+    const std::uint8_t* const* p = planes;
+    // Within a vector of 16 elements whose lane q (16 bytes) holds plane q:
+    // byte b of element j comes from plane 3 - b.
+    alignas(64) std::uint8_t g[64];
+    for (int j = 0; j < 16; ++j) {
+      for (int b = 0; b < 4; ++b) g[4 * j + b] = static_cast<std::uint8_t>(16 * (3 - b) + j);
+    }
+    const __m512i scatter = _mm512_load_si512(g);
+    for (; i + 64 <= n; i += 64) {
+      const __m512i q0 = _mm512_loadu_si512(p[0] + i), q1 = _mm512_loadu_si512(p[1] + i);
+      const __m512i q2 = _mm512_loadu_si512(p[2] + i), q3 = _mm512_loadu_si512(p[3] + i);
+      // Transpose the 4x4 lanes (the split's transpose, its own inverse):
+      // vector k gets lane k of each plane.
+      const __m512i t0 = _mm512_shuffle_i64x2(q0, q1, 0x44), t1 = _mm512_shuffle_i64x2(q0, q1, 0xee);
+      const __m512i t2 = _mm512_shuffle_i64x2(q2, q3, 0x44), t3 = _mm512_shuffle_i64x2(q2, q3, 0xee);
+      const __m512i v[4] = {_mm512_shuffle_i64x2(t0, t2, 0x88), _mm512_shuffle_i64x2(t0, t2, 0xdd),
+                            _mm512_shuffle_i64x2(t1, t3, 0x88), _mm512_shuffle_i64x2(t1, t3, 0xdd)};
+      for (int k = 0; k < 4; ++k) {
+        _mm512_storeu_si512(out + 4 * i + 64 * k,
+                            _mm512_ror_epi32(_mm512_permutexvar_epi8(scatter, v[k]), 1));
+      }
+    }
+  }
+  return i;
+}
 #pragma GCC diagnostic pop
 #endif
 
@@ -126,7 +181,7 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2"))) std::size_t s
 void split_planes(const std::uint8_t* in, std::size_t n, int w, std::uint8_t* planes, std::size_t stride) {
   std::size_t i = 0;
 #if FERRY_FLOAT_AVX512
-  if (w > 1 && cpu_has_avx512_split()) i = split_planes_avx512(in, n, w, planes, stride);
+  if (w > 1 && cpu_has_avx512_planes()) i = split_planes_avx512(in, n, w, planes, stride);
 #endif
   if (w == 1) {
     for (; i < n; ++i) planes[i] = static_cast<std::uint8_t>((in[i] << 1) | (in[i] >> 7));
@@ -190,13 +245,16 @@ void split_planes(const std::uint8_t* in, std::size_t n, int w, std::uint8_t* pl
 }
 
 void merge_planes(const std::uint8_t* const* planes, std::size_t n, int w, std::uint8_t* out) {
+  std::size_t i = 0;
+#if FERRY_FLOAT_AVX512
+  if (w > 1 && cpu_has_avx512_planes()) i = merge_planes_avx512(planes, n, w, out);
+#endif
   if (w == 1) {
     const std::uint8_t* p0 = planes[0];
-    for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<std::uint8_t>((p0[i] >> 1) | (p0[i] << 7));
+    for (; i < n; ++i) out[i] = static_cast<std::uint8_t>((p0[i] >> 1) | (p0[i] << 7));
   } else if (w == 2) {
     const std::uint8_t* p0 = planes[0];
     const std::uint8_t* p1 = planes[1];
-    std::size_t i = 0;
 #if FERRY_FLOAT_SSE
     for (; i + 16 <= n; i += 16) {
       __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p0 + i));
@@ -218,7 +276,6 @@ void merge_planes(const std::uint8_t* const* planes, std::size_t n, int w, std::
     const std::uint8_t* p1 = planes[1];
     const std::uint8_t* p2 = planes[2];
     const std::uint8_t* p3 = planes[3];
-    std::size_t i = 0;
 #if FERRY_FLOAT_SSE
     // The split's transpose is its own inverse; then put each element's
     // bytes back in order (byte 0 from plane 3 ... byte 3 from plane 0).
