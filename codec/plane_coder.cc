@@ -332,6 +332,17 @@ bool covers(const SymbolBits& table, const SymbolBits& segment) {
 // result, with the tables that ended empty removed. A round in which no
 // segment moves leaves the tables as they are, so the rounds stop there:
 // the result is that of all kClusterRounds rounds.
+namespace {
+
+// g[c] += counts[c] for every symbol, in vector adds: written inline in the
+// clustering, the compiler could not rule out that the two overlap and
+// added one count a store at a time (5% of a 4 MiB fp16 chunk's encode).
+void add_all_counts(std::uint32_t* __restrict g, const std::uint32_t* __restrict counts) {
+  for (int c = 0; c < kAlphabet; ++c) g[c] += counts[c];
+}
+
+}  // namespace
+
 std::uint64_t Planner::cluster(int k_want) {
   const std::size_t S = segments_;
   const auto K = static_cast<std::size_t>(k_want);
@@ -362,7 +373,7 @@ std::uint64_t Planner::cluster(int k_want) {
       if (seg_symbols_[s].size() > kDenseSymbols) {
         // Every count (absent ones are zero): vector adds, where a walk over
         // the present symbols waits on a store per symbol.
-        for (int c = 0; c < kAlphabet; ++c) g[c] += counts[c];
+        add_all_counts(g, counts);
       } else {
         for (std::uint8_t c : seg_symbols_[s]) g[c] += counts[c];
       }
