@@ -2,6 +2,7 @@
 #include "tests/testing/ceph_dev.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -142,6 +143,16 @@ std::string ceph_dev_line(const std::string& args) {
 }
 
 }  // namespace
+
+int claim_gateway_number(const CephCluster& c) {
+  // mkdir is atomic across processes: the first to make the folder owns
+  // the number for the life of the cluster.
+  for (int n = 3; n <= 99; ++n) {
+    const std::string claim = c.dir + "/run/claimed-rgw." + std::to_string(n);
+    if (::mkdir(claim.c_str(), 0700) == 0) return n;
+  }
+  return 0;
+}
 
 std::string add_gateway(const CephCluster& c, int n) {
   const std::string url = ceph_dev_line("add-rgw " + shell_quote(c.dir) + " " + std::to_string(n));

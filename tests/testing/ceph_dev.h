@@ -36,6 +36,11 @@ S3Config ceph_s3_config(const CephCluster& c);
 std::string unique_bucket();
 // Runs scripts/ceph-dev.sh with `args` ("restart-rgw DIR 1"); its exit code.
 int ceph_dev(const std::string& args);
+// A gateway number (3-99) no other test of the cluster has taken: tests
+// run in processes of their own against one cluster, and two that picked
+// the same number started two gateways of one name, of which the second
+// never came up. 0 when all are taken.
+int claim_gateway_number(const CephCluster& c);
 // Starts gateway `n` (3-99) of the cluster for one test to kill; its
 // endpoint URL, empty when it did not start.
 std::string add_gateway(const CephCluster& c, int n);

@@ -115,7 +115,8 @@ TEST_F(S3CredentialsCommandTest, VirtualHostAddressingReachesTheSameBucket) {
 // radosgw serving https with a certificate of a private CA: verified with
 // --s3_ca (or AWS_CA_BUNDLE), refused without it, naming the flag.
 TEST_F(S3CredentialsCommandTest, TlsIsVerifiedAgainstAPrivateCa) {
-  const int n = 3 + static_cast<int>((::getpid() + 50) % 97);
+  const int n = testing::claim_gateway_number(*ceph_);
+  ASSERT_NE(n, 0) << "every gateway number is taken";
   const std::string endpoint =
       testing::add_tls_gateway(*ceph_, n, certs_.receiver_cert.string(), certs_.receiver_key.string());
   ASSERT_FALSE(endpoint.empty()) << "could not start a TLS gateway";

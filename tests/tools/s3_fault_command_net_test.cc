@@ -140,7 +140,8 @@ TEST_F(S3FaultCommandTest, AnOutageCommitsNothingAndTheResumedPushSendsOnlyWhatI
 // is killed -9 once the push has stored a pack through it. The push
 // finishes through gateway 2 and the snapshot restores whole.
 TEST_F(S3FaultCommandTest, AGatewayKilledMidPushTheHostFinishesThroughTheOther) {
-  const int victim = 3 + static_cast<int>(::getpid() % 97);
+  const int victim = testing::claim_gateway_number(*ceph_);
+  ASSERT_NE(victim, 0) << "every gateway number is taken";
   const std::string endpoint = testing::add_gateway(*ceph_, victim);
   ASSERT_FALSE(endpoint.empty()) << "could not start gateway " << victim;
   write_big_checkpoint(dir_ / "ck", 3);
