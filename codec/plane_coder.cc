@@ -325,15 +325,6 @@ bool covers(const SymbolBits& table, const SymbolBits& segment) {
   return missing == 0;
 }
 
-}  // namespace
-
-// Clusters the segments into at most k_want tables (FORMAT.md 4.2) and
-// returns the estimated coded size in bytes; assign_ and freq_ hold the
-// result, with the tables that ended empty removed. A round in which no
-// segment moves leaves the tables as they are, so the rounds stop there:
-// the result is that of all kClusterRounds rounds.
-namespace {
-
 // g[c] += counts[c] for every symbol, in vector adds: written inline in the
 // clustering, the compiler could not rule out that the two overlap and
 // added one count a store at a time (5% of a 4 MiB fp16 chunk's encode).
@@ -343,6 +334,11 @@ void add_all_counts(std::uint32_t* __restrict g, const std::uint32_t* __restrict
 
 }  // namespace
 
+// Clusters the segments into at most k_want tables (FORMAT.md 4.2) and
+// returns the estimated coded size in bytes; assign_ and freq_ hold the
+// result, with the tables that ended empty removed. A round in which no
+// segment moves leaves the tables as they are, so the rounds stop there:
+// the result is that of all kClusterRounds rounds.
 std::uint64_t Planner::cluster(int k_want) {
   const std::size_t S = segments_;
   const auto K = static_cast<std::size_t>(k_want);

@@ -38,8 +38,8 @@ std::string unique_bucket();
 int ceph_dev(const std::string& args);
 // A gateway number (3-99) no other test of the cluster has taken: tests
 // run in processes of their own against one cluster, and two that picked
-// the same number started two gateways of one name, of which the second
-// never came up. 0 when all are taken.
+// the same number would start two gateways of one name (one pid file, one
+// admin socket). 0 when all are taken.
 int claim_gateway_number(const CephCluster& c);
 // Starts gateway `n` (3-99) of the cluster for one test to kill; its
 // endpoint URL, empty when it did not start.
