@@ -71,20 +71,37 @@ struct Plan {
 // Reusable planning scratch. plan() is a pure function of its counts
 // (integer-only, fixed order): the same counts give the same plan on any
 // host, which is what lets a GPU encoder write the CPU encoder's bytes.
+// A table's Q16 cost of each symbol (0 where absent), and the same costs
+// split as hi << 15 | lo into 16-bit halves for the clustering's 16-bit
+// multiply-adds (Planner's scratch).
+struct UnitCosts {
+  std::array<std::uint32_t, rans::kAlphabet> q16;
+  alignas(64) std::array<std::int16_t, rans::kAlphabet> lo;
+  alignas(64) std::array<std::int16_t, rans::kAlphabet> hi;
+};
+
 class Planner {
  public:
-  // sample_first: a mantissa plane (the cheap sampled pre-check applies,
-  // and at most 4 tables). The plan stays valid until the next call.
+  // sample_first: a mantissa plane (the cheap sampled pre-check applies).
+  // The plan stays valid until the next call.
   const Plan& plan(const SegmentCounts& counts, bool sample_first);
 
  private:
   std::uint64_t cluster(int k_want);
+  void order_by_mean();
 
   std::size_t n_ = 0, segments_ = 0;
   const std::uint32_t* seg_counts_ = nullptr;  // segments_ * kAlphabet, the caller's, during plan()
   std::vector<std::uint32_t> seg_total_;
   std::vector<std::vector<std::uint8_t>> seg_symbols_;                     // symbols present in each segment
   std::vector<std::array<std::uint64_t, rans::kAlphabet / 64>> seg_bits_;  // the same as a bitmap
+  // Segment s's counts as int16 (a segment holds at most 16384 symbols),
+  // filled for the segments costed densely.
+  const std::int16_t* counts16(std::size_t s) const { return seg_counts16_.data() + s * rans::kAlphabet; }
+
+  std::vector<std::int16_t> seg_counts16_;
+  std::vector<UnitCosts> unit_;         // per table, during cluster()
+  std::vector<std::uint32_t> by_mean_;  // segments in order of mean symbol, once per plan
   std::vector<std::uint8_t> assign_;
   std::vector<std::array<std::uint32_t, rans::kAlphabet>> freq_;
   Plan best_;

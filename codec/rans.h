@@ -31,7 +31,8 @@ inline constexpr std::size_t kPresentBytes = kAlphabet / 8;
 // the bits a symbol of frequency f costs. Computed at compile time by integer
 // bit-by-bit log2, so every platform gets the same table.
 std::uint32_t cost_q16(std::uint32_t freq);
-// The same costs as a table of 4097 entries (index 0 unused), for loops.
+// The same costs as a table of 4097 entries, for loops; entry 0 is 0 (an
+// absent symbol costs nothing), so a loop may index it by any freq.
 const std::uint32_t* cost_table_q16();
 
 // Normalises counts of the 256 symbols to frequencies that sum to exactly

@@ -2,7 +2,8 @@
 // as a pure function of histograms: the plan made from counts alone (what
 // a GPU engine computes in a kernel) is exactly the table count, tables and
 // segment choices the CPU encoder writes; the sampled pre-check is part of
-// that function; a reused Planner plans as a fresh one does.
+// that function; mantissa planes take as many tables as pay; a reused
+// Planner plans as a fresh one does.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -101,6 +102,26 @@ TEST(PlanePlan, PlanFromCountsIsWhatTheEncoderWrites) {
   // The cases above reach both outcomes and several tables.
   EXPECT_GT(coded, 10);
   EXPECT_GT(several, 2);
+}
+
+TEST(PlanePlan, AMantissaPlaneOfManyScalesGetsATablePerScale) {
+  // Eight tensors of two segments each, every one on 16 symbols of its own:
+  // one table spends 7 bits a symbol, eight spend 4, sixteen gain nothing
+  // more. A mantissa plane (sample first) may take as many tables as an
+  // exponent plane, and the search stops at the first count that gains
+  // nothing (16 is then never clustered, and ties keep 8).
+  const std::size_t n = 16 * kSegmentSymbols;
+  std::mt19937_64 rng(testing::test_seed());
+  Plane p(n);
+  for (std::size_t i = 0; i < n; ++i)
+    p[i] = static_cast<std::uint8_t>(32 * (i / (2 * kSegmentSymbols)) + rng() % 16);
+  const Counts c = count(p);
+  for (bool sample_first : {false, true}) {
+    const planes::Plan got = planes::plan_plane(c.view(), sample_first);
+    ASSERT_TRUE(got.coded);
+    EXPECT_EQ(got.freq.size(), 8u) << "sample_first " << sample_first;
+    expect_same(got, written_plan(p, sample_first), sample_first ? "mantissa" : "exponent");
+  }
 }
 
 TEST(PlanePlan, TheSampleRuleIsPartOfThePlan) {
