@@ -45,4 +45,19 @@ double cpu_seconds_per_run(double min_seconds, Fn&& fn) {
   return elapsed / runs;
 }
 
+// A Python function for the scripts that time ZipNN, prepended to them:
+// per_call(fn, make_args) calls fn(*make_args()) for at least min_s CPU
+// seconds (a global the script sets) and at least three times, making each
+// call's arguments outside the clock (ZipNN's compress changes its input),
+// and returns CPU seconds per call. The first call on a file, which runs
+// 1.5-3x slower, is the caller's.
+inline constexpr const char* kZipnnPerCallPy = R"(import sys, time
+def per_call(fn, make_args):
+    runs, total = 0, 0.0
+    while total < min_s or runs < 3:
+        args = make_args()
+        t = time.process_time(); fn(*args); total += time.process_time() - t; runs += 1
+    return total / runs
+)";
+
 }  // namespace ferry::bench

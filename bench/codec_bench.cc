@@ -114,21 +114,15 @@ double chunk_order0_bytes(std::span<const std::byte> chunk, Codec codec) {
 // ones, faulting in its buffers), repeated until min_seconds and at least
 // three times, with the input copied outside the clock (compress changes
 // its input).
-constexpr const char* kZipnnScript = R"(import sys, time
-from zipnn import ZipNN
+// After kZipnnPerCallPy.
+constexpr const char* kZipnnScript = R"(from zipnn import ZipNN
 path, dtype, min_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
 data = open(path, 'rb').read()
 z = ZipNN(bytearray_dtype=dtype, input_format='byte', threads=1)
 c = z.compress(bytearray(data))
 assert bytes(z.decompress(c)) == data, 'zipnn round trip differs'
-def per_call(fn, make_input):
-    runs, total = 0, 0.0
-    while total < min_s or runs < 3:
-        x = make_input()
-        t = time.process_time(); fn(x); total += time.process_time() - t; runs += 1
-    return total / runs
-te = per_call(z.compress, lambda: bytearray(data))
-td = per_call(z.decompress, lambda: c)
+te = per_call(z.compress, lambda: (bytearray(data),))
+td = per_call(z.decompress, lambda: (c,))
 print(len(c), te, td)
 )";
 
@@ -138,7 +132,7 @@ std::optional<Measure> run_zipnn(const fs::path& path, const std::string& dtype,
   // takes only float dtypes.
   const std::string zdtype = dtype == "fp16" ? "float16" : dtype == "bf16" ? "bfloat16" : "float32";
   const fs::path script = fs::temp_directory_path() / "ferry-bench-zipnn.py";
-  std::ofstream(script) << kZipnnScript;
+  std::ofstream(script) << kZipnnPerCallPy << kZipnnScript;
   const std::string cmd = FLAGS_zipnn_python + " " + script.string() + " '" + path.string() + "' " + zdtype +
                           " " + std::to_string(FLAGS_min_seconds) + " 2>/dev/null";
   FILE* f = popen(cmd.c_str(), "r");

@@ -118,21 +118,15 @@ print("params %d" % sum(p.numel() for p in model.parameters()), flush=True)
 // result): compressed size and CPU seconds of one compress and one
 // decompress, timed as the codec bench times ZipNN (after a first call,
 // repeated until min_seconds, inputs copied outside the clock).
-constexpr const char* kZipnnDeltaScript = R"(import sys, time
-from zipnn import ZipNN
+// After kZipnnPerCallPy.
+constexpr const char* kZipnnDeltaScript = R"(from zipnn import ZipNN
 cur, base, off, dtype, min_s = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
 data = open(cur, 'rb').read()[off:]; ref = open(base, 'rb').read()[off:]
 z = ZipNN(bytearray_dtype=dtype, input_format='byte', threads=1, delta_compressed_type='byte')
 c = z.compress(bytearray(data), delta_second_data=bytearray(ref))
 assert bytes(z.decompress(c, delta_second_data=bytearray(ref))) == data, 'zipnn delta round trip differs'
-def per_call(fn, make_input):
-    runs, total = 0, 0.0
-    while total < min_s or runs < 3:
-        x, y = make_input()
-        t = time.process_time(); fn(x, delta_second_data=y); total += time.process_time() - t; runs += 1
-    return total / runs
-te = per_call(z.compress, lambda: (bytearray(data), bytearray(ref)))
-td = per_call(z.decompress, lambda: (c, bytearray(ref)))
+te = per_call(lambda x, y: z.compress(x, delta_second_data=y), lambda: (bytearray(data), bytearray(ref)))
+td = per_call(lambda x, y: z.decompress(x, delta_second_data=y), lambda: (c, bytearray(ref)))
 print(len(c), te, td)
 )";
 
@@ -212,7 +206,7 @@ void run_zipnn(const fs::path& cur, const fs::path& base, const Checkpoint& c, c
                ClassResult& r) {
   if (FLAGS_zipnn_python.empty()) return;
   const fs::path script = fs::temp_directory_path() / "ferry-bench-zipnn-delta.py";
-  std::ofstream(script) << kZipnnDeltaScript;
+  std::ofstream(script) << kZipnnPerCallPy << kZipnnDeltaScript;
   const std::string cmd = FLAGS_zipnn_python + " " + script.string() + " '" + cur.string() + "' '" +
                           base.string() + "' " + std::to_string(c.data_offset) + " " + k.zipnn_dtype + " " +
                           std::to_string(FLAGS_min_seconds) + " 2>/dev/null";
