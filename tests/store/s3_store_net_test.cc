@@ -347,13 +347,11 @@ TEST(S3StoreNetTest, GcDeletesOnlyPacksNoSnapshotNames) {
 // snapshot is whole.
 TEST(S3StoreNetTest, AGatewayKilledMidPushTheStoreFinishesThroughTheOther) {
   FERRY_REQUIRE_CEPH(ceph);
-  const int victim = testing::claim_gateway_number(*ceph);
-  ASSERT_NE(victim, 0) << "every gateway number is taken";
-  const std::string endpoint = testing::add_gateway(*ceph, victim);
-  ASSERT_FALSE(endpoint.empty()) << "could not start gateway " << victim;
+  const testing::OwnGateway victim = testing::add_gateway(*ceph);
+  ASSERT_FALSE(victim.url.empty()) << victim.error;
   Bucket b(*ceph);
   S3Config cfg = ceph_s3_config(*ceph);
-  cfg.endpoints = {endpoint, ceph->endpoint2};
+  cfg.endpoints = {victim.url, ceph->endpoint2};
   StoreOptions options;
   options.object_pack_target_bytes = 1 << 20;
   options.log = [](std::string_view) {};
@@ -364,7 +362,7 @@ TEST(S3StoreNetTest, AGatewayKilledMidPushTheStoreFinishesThroughTheOther) {
   std::atomic<bool> killed{false};
   std::thread killer([&] {
     while (done.load() < 20) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    killed = testing::kill_gateway(*ceph, victim);
+    killed = testing::kill_gateway(*ceph, victim.n);
   });
   for (const TestChunk& c : cs) {
     auto put = (*store)->put("h", c.frame);

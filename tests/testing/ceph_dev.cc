@@ -144,9 +144,12 @@ std::string ceph_dev_line(const std::string& args) {
 
 }  // namespace
 
+namespace {
+
+// A gateway number (3-99) no other test of the cluster has taken; 0 when
+// all are. mkdir is atomic across processes: the first to make the folder
+// owns the number for the life of the cluster.
 int claim_gateway_number(const CephCluster& c) {
-  // mkdir is atomic across processes: the first to make the folder owns
-  // the number for the life of the cluster.
   for (int n = 3; n <= 99; ++n) {
     const std::string claim = c.dir + "/run/claimed-rgw." + std::to_string(n);
     if (::mkdir(claim.c_str(), 0700) == 0) return n;
@@ -154,16 +157,25 @@ int claim_gateway_number(const CephCluster& c) {
   return 0;
 }
 
-std::string add_gateway(const CephCluster& c, int n) {
-  const std::string url = ceph_dev_line("add-rgw " + shell_quote(c.dir) + " " + std::to_string(n));
-  return url.starts_with("http://") ? url : std::string();
-}
+}  // namespace
 
-std::string add_tls_gateway(const CephCluster& c, int n, const std::string& cert_file,
-                            const std::string& key_file) {
-  const std::string url = ceph_dev_line("add-rgw " + shell_quote(c.dir) + " " + std::to_string(n) + " " +
-                                        shell_quote("--tls=" + cert_file + "," + key_file));
-  return url.starts_with("https://") ? url : std::string();
+OwnGateway add_gateway(const CephCluster& c, const std::string& cert_file, const std::string& key_file) {
+  OwnGateway g;
+  g.n = claim_gateway_number(c);
+  if (g.n == 0) {
+    g.error = "every gateway number is taken";
+    return g;
+  }
+  const bool tls = !cert_file.empty();
+  std::string args = "add-rgw " + shell_quote(c.dir) + " " + std::to_string(g.n);
+  if (tls) args += " " + shell_quote("--tls=" + cert_file + "," + key_file);
+  const std::string url = ceph_dev_line(args);
+  if (url.starts_with(tls ? "https://" : "http://")) {
+    g.url = url;
+  } else {
+    g.error = "could not start gateway " + std::to_string(g.n);
+  }
+  return g;
 }
 
 std::optional<S3Credentials> add_user(const CephCluster& c, const std::string& uid) {

@@ -36,18 +36,19 @@ S3Config ceph_s3_config(const CephCluster& c);
 std::string unique_bucket();
 // Runs scripts/ceph-dev.sh with `args` ("restart-rgw DIR 1"); its exit code.
 int ceph_dev(const std::string& args);
-// A gateway number (3-99) no other test of the cluster has taken: tests
-// run in processes of their own against one cluster, and two that picked
-// the same number would start two gateways of one name (one pid file, one
-// admin socket). 0 when all are taken.
-int claim_gateway_number(const CephCluster& c);
-// Starts gateway `n` (3-99) of the cluster for one test to kill; its
-// endpoint URL, empty when it did not start.
-std::string add_gateway(const CephCluster& c, int n);
-// Gateway `n` (3-99) serving S3 over TLS with that PEM certificate and key;
-// its https:// endpoint URL, empty when it did not start.
-std::string add_tls_gateway(const CephCluster& c, int n, const std::string& cert_file,
-                            const std::string& key_file);
+// A gateway of one test's own, for it to kill or to serve TLS.
+struct OwnGateway {
+  int n = 0;          // its number (3-99), for kill_gateway
+  std::string url;    // its endpoint; empty when it did not start
+  std::string error;  // why not, when url is empty
+};
+// Starts a gateway under a number no other test of the cluster has taken:
+// tests run in processes of their own against one cluster, and two that
+// picked the same number would start two gateways of one name (one pid
+// file, one admin socket). With a PEM certificate and key it serves S3
+// over TLS (an https:// URL), else plain http.
+OwnGateway add_gateway(const CephCluster& c, const std::string& cert_file = "",
+                       const std::string& key_file = "");
 // A new S3 user `uid` of the cluster and its keys.
 std::optional<S3Credentials> add_user(const CephCluster& c, const std::string& uid);
 // kill -9 of gateway `n` of the cluster; true when it was running.

@@ -126,7 +126,9 @@ TEST_F(S3CommandTest, StreamsSetThePacksAPushUploadsAtOnce) {
     ASSERT_EQ(push.code, 0) << push.out;
     const std::uint64_t most = relay.counters().max_puts_in_flight;
     EXPECT_LE(most, static_cast<std::uint64_t>(streams) + 1);
-    if (streams > 1) EXPECT_GE(most, static_cast<std::uint64_t>(streams)) << "puts outran the uploads";
+    if (streams > 1) {
+      EXPECT_GE(most, static_cast<std::uint64_t>(streams)) << "puts outran the uploads";
+    }
   }
   auto bad = ferry("push " + quote((dir_ / "ck").string()) + " --streams=0 --to=" + url());
   EXPECT_NE(bad.code, 0);

@@ -115,11 +115,10 @@ TEST_F(S3CredentialsCommandTest, VirtualHostAddressingReachesTheSameBucket) {
 // radosgw serving https with a certificate of a private CA: verified with
 // --s3_ca (or AWS_CA_BUNDLE), refused without it, naming the flag.
 TEST_F(S3CredentialsCommandTest, TlsIsVerifiedAgainstAPrivateCa) {
-  const int n = testing::claim_gateway_number(*ceph_);
-  ASSERT_NE(n, 0) << "every gateway number is taken";
-  const std::string endpoint =
-      testing::add_tls_gateway(*ceph_, n, certs_.receiver_cert.string(), certs_.receiver_key.string());
-  ASSERT_FALSE(endpoint.empty()) << "could not start a TLS gateway";
+  const testing::OwnGateway gateway =
+      testing::add_gateway(*ceph_, certs_.receiver_cert.string(), certs_.receiver_key.string());
+  ASSERT_FALSE(gateway.url.empty()) << gateway.error;
+  const std::string& endpoint = gateway.url;
   write_checkpoint(dir_ / "ck", 3);
   const std::string ca = " --s3_ca=" + quote(certs_.ca_cert.string());
   auto push = ferry(push_cmd("tls") + " --s3_endpoints=" + endpoint + ca);

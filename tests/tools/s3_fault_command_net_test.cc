@@ -140,10 +140,8 @@ TEST_F(S3FaultCommandTest, AnOutageCommitsNothingAndTheResumedPushSendsOnlyWhatI
 // is killed -9 once the push has stored a pack through it. The push
 // finishes through gateway 2 and the snapshot restores whole.
 TEST_F(S3FaultCommandTest, AGatewayKilledMidPushTheHostFinishesThroughTheOther) {
-  const int victim = testing::claim_gateway_number(*ceph_);
-  ASSERT_NE(victim, 0) << "every gateway number is taken";
-  const std::string endpoint = testing::add_gateway(*ceph_, victim);
-  ASSERT_FALSE(endpoint.empty()) << "could not start gateway " << victim;
+  const testing::OwnGateway victim = testing::add_gateway(*ceph_);
+  ASSERT_FALSE(victim.url.empty()) << victim.error;
   write_big_checkpoint(dir_ / "ck", 3);
   std::atomic<bool> stop{false}, killed{false};
   std::thread killer([&] {
@@ -151,20 +149,20 @@ TEST_F(S3FaultCommandTest, AGatewayKilledMidPushTheHostFinishesThroughTheOther) 
     while (!stop.load()) {
       auto packs = c->list(bucket_, host_prefix() + "packs/");
       if (packs.is_ok() && !packs->empty()) {
-        killed = testing::kill_gateway(*ceph_, victim);
+        killed = testing::kill_gateway(*ceph_, victim.n);
         return;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
   });
   auto push = ferry("push " + quote((dir_ / "ck").string()) + " --name=failover --to=" + url() + ns() +
-                    kPack1MiB + " --s3_endpoints=" + endpoint + "," + ceph_->endpoint2);
+                    kPack1MiB + " --s3_endpoints=" + victim.url + "," + ceph_->endpoint2);
   stop = true;
   killer.join();
   ASSERT_EQ(push.code, 0) << push.out;
   ASSERT_TRUE(killed.load()) << "the push ended before a pack was stored";
   auto restore = ferry("restore failover --from=" + url() + ns() + " --to=" + quote((dir_ / "out").string()) +
-                       " --s3_endpoints=" + endpoint + "," + ceph_->endpoint2);
+                       " --s3_endpoints=" + victim.url + "," + ceph_->endpoint2);
   ASSERT_EQ(restore.code, 0) << restore.out;
   expect_same_tree(dir_ / "ck", dir_ / "out");
 }
