@@ -108,6 +108,9 @@ osd pool default pgp num = 8
 osd pool default pg autoscale mode = off
 mon allow pool size one = true
 mon data avail warn = 5
+# A throwaway cluster on the host's disk: by default the monitor refuses to
+# start, saying why only in the foreground, when that disk has under 5% free.
+mon data avail crit = 0
 auth allow insecure global id reclaim = false
 mon warn on pool no redundancy = false
 osd crush chooseleaf type = 0
@@ -148,7 +151,9 @@ init_cluster() {
   done
   monmaptool --create --addv a "[v2:127.0.0.1:$MON_PORT]" --fsid "$FSID" "$DIR/monmap" >/dev/null
   ceph-mon -c "$CONF" -i a --mkfs --monmap "$DIR/monmap" --keyring "$DIR/keyring" 2>"$DIR/log/mkfs.log"
-  ceph-mon -c "$CONF" -i a
+  local rc=0
+  ceph-mon -c "$CONF" -i a || rc=$?
+  ((rc == 0)) || die "ceph-mon exited with status $rc before it served ('ceph-mon -c $CONF -i a -d' shows why)"
   wait_for "ceph-mon" ceph -c "$CONF" --connect-timeout 2 mon stat
   # Import the daemons' keys so that they can authenticate.
   ceph -c "$CONF" auth import -i "$DIR/keyring" 2>/dev/null
