@@ -264,7 +264,7 @@ std::uint64_t dense_cost_scalar(const std::uint32_t* counts, const UnitCosts& u)
 // segment's counts as int16 (a segment holds at most 16384 symbols). Exact:
 // each half's sum is at most 16384 * 32767 < 2^31, so its 32-bit lanes never
 // overflow. The clustering costs every segment under every table in every
-// round, so this is its inner loop: 2.4x fewer instructions than 32x32-bit
+// round, so this is its inner loop: under half the instructions of 32x32-bit
 // multiplies into 64-bit sums.
 __attribute__((target("avx512f,avx512bw"))) std::uint64_t dense_cost_avx512(const std::int16_t* counts,
                                                                             const UnitCosts& u) {
@@ -397,7 +397,7 @@ std::uint64_t Planner::cluster(int k_want) {
     }
     add ? group_total[k] += seg_total_[s] : group_total[k] -= seg_total_[s];
   };
-  unit_.resize(K);
+  if (unit_.size() < K) unit_.resize(K);  // kept across calls: a resize up zero-fills
   std::vector<SymbolBits> table_bits(K);
   std::vector<std::uint8_t> changed(K, 1);
   auto renormalise = [&] {
