@@ -362,6 +362,17 @@ void Planner::order_by_mean() {
   for (std::size_t i = 0; i < S; ++i) by_mean_[i] = order[i].second;
 }
 
+// Q16 bits of segment s under a table: densely where the segment holds
+// most symbols, else over its present symbols (a table lacking one of them
+// is the caller's to rule out).
+std::uint64_t Planner::segment_bits(std::size_t s, const UnitCosts& u) const {
+  const std::uint32_t* counts = seg_counts_ + s * kAlphabet;
+  if (seg_symbols_[s].size() > kDenseSymbols) return dense_cost(counts, counts16(s), u);
+  std::uint64_t bits = 0;
+  for (std::uint8_t x : seg_symbols_[s]) bits += static_cast<std::uint64_t>(counts[x]) * u.q16[x];
+  return bits;
+}
+
 // Clusters the segments into at most k_want tables (FORMAT.md 4.2) and
 // returns the estimated coded size in bytes; assign_ and freq_ hold the
 // result, with the tables that ended empty removed. A round in which no
@@ -373,7 +384,6 @@ std::uint64_t Planner::cluster(int k_want) {
   assign_.assign(S, 0);
   if (K > 1) {
     // Start: K groups of consecutive segments in order of mean symbol.
-    if (by_mean_.size() != S) order_by_mean();
     for (std::size_t i = 0; i < S; ++i) assign_[by_mean_[i]] = static_cast<std::uint8_t>(i * K / S);
   }
   freq_.resize(K);
@@ -422,16 +432,9 @@ std::uint64_t Planner::cluster(int k_want) {
     for (std::size_t s = 0; s < S; ++s) {
       std::uint64_t best = kNoFit;
       std::uint8_t choice = assign_[s];
-      const std::uint32_t* counts = seg_counts_ + s * kAlphabet;
-      const bool dense = seg_symbols_[s].size() > kDenseSymbols;
       for (std::size_t k = 0; k < K; ++k) {
         if (group_total[k] == 0 || !covers(table_bits[k], seg_bits_[s])) continue;
-        std::uint64_t c = 0;
-        if (dense) {
-          c = dense_cost(counts, counts16(s), unit_[k]);
-        } else {
-          for (std::uint8_t x : seg_symbols_[s]) c += static_cast<std::uint64_t>(counts[x]) * unit_[k].q16[x];
-        }
+        const std::uint64_t c = segment_bits(s, unit_[k]);
         if (c < best) {  // ties keep the lower table
           best = c;
           choice = static_cast<std::uint8_t>(k);
@@ -466,15 +469,7 @@ std::uint64_t Planner::cluster(int k_want) {
   // Every segment's symbols are in its own table now (the tables were built
   // from the groups' counts), so no segment is kNoFit.
   std::uint64_t bits = 0;
-  for (std::size_t s = 0; s < S; ++s) {
-    const std::uint32_t* counts = seg_counts_ + s * kAlphabet;
-    const UnitCosts& u = unit_[assign_[s]];
-    if (seg_symbols_[s].size() > kDenseSymbols) {
-      bits += dense_cost(counts, counts16(s), u);
-    } else {
-      for (std::uint8_t x : seg_symbols_[s]) bits += static_cast<std::uint64_t>(counts[x]) * u.q16[x];
-    }
-  }
+  for (std::size_t s = 0; s < S; ++s) bits += segment_bits(s, unit_[assign_[s]]);
   std::uint64_t bytes = 1 + (used > 1 ? S : 0) + (4 + kStateBytes) * ceil_div(n_, kBlockSymbols);
   for (const auto& f : freq_) {
     bytes += kPresentBytes;
@@ -496,7 +491,6 @@ const Plan& Planner::plan(const SegmentCounts& counts, bool sample_first) {
   if (uses_sample(n, sample_first) && !sample_pays(counts.sampled, n)) return best_;
   n_ = n;
   segments_ = ceil_div(n, kSegmentSymbols);
-  by_mean_.clear();
   seg_counts_ = counts.segments;
   seg_total_.resize(segments_);
   seg_symbols_.resize(segments_);
@@ -517,6 +511,7 @@ const Plan& Planner::plan(const SegmentCounts& counts, bool sample_first) {
       for (int c = 0; c < kAlphabet; ++c) to[c] = static_cast<std::int16_t>(from[c]);  // <= 16384
     }
   }
+  order_by_mean();
   // Tables double while the estimate shrinks; the first count that does not
   // beat the best so far ends the search. A mantissa plane clusters at 256
   // symbols per segment and table, so trying every count up to 16 cost 10-17%

@@ -89,6 +89,7 @@ class Planner {
  private:
   std::uint64_t cluster(int k_want);
   void order_by_mean();
+  std::uint64_t segment_bits(std::size_t s, const UnitCosts& u) const;
 
   std::size_t n_ = 0, segments_ = 0;
   const std::uint32_t* seg_counts_ = nullptr;  // segments_ * kAlphabet, the caller's, during plan()
@@ -101,7 +102,7 @@ class Planner {
 
   std::vector<std::int16_t> seg_counts16_;
   std::vector<UnitCosts> unit_;         // per table, during cluster()
-  std::vector<std::uint32_t> by_mean_;  // segments in order of mean symbol, once per plan
+  std::vector<std::uint32_t> by_mean_;  // segments in order of mean symbol, set by plan()
   std::vector<std::uint8_t> assign_;
   std::vector<std::array<std::uint32_t, rans::kAlphabet>> freq_;
   Plan best_;

@@ -142,10 +142,6 @@ std::string ceph_dev_line(const std::string& args) {
   return rc == 0 ? out : std::string();
 }
 
-}  // namespace
-
-namespace {
-
 // A gateway number (3-99) no other test of the cluster has taken; 0 when
 // all are. mkdir is atomic across processes: the first to make the folder
 // owns the number for the life of the cluster.
