@@ -274,11 +274,16 @@ Result<ClassResult> measure_class(const fs::path& cur_path, const fs::path& base
     r.bound_best += std::min({alone_bound, xor_bound, diff_bound});
   }
   if (timed) {
+    // Into a frame buffer of frame_room_bytes, as the CPU engine codes into
+    // the packer's: what a push does, with no copy of the frame.
+    std::size_t room_bytes = 0;
+    for (const ChunkPlan& p : cur.plan) room_bytes = std::max(room_bytes, frame_room_bytes(p.length));
+    std::vector<std::byte> room(room_bytes);
     const double enc_s = cpu_seconds_per_run(FLAGS_min_seconds, [&] {
       for (std::size_t i = 0; i < cur.plan.size(); ++i) {
         const ChunkPlan& p = cur.plan[i];
-        enc.encode(chunk_of(cur, p), p.dtype, ids[i], chunk_of(base, p), base_ids[i], frame,
-                   {.trial = p.trial});
+        enc.encode_into(chunk_of(cur, p), p.dtype, ids[i], chunk_of(base, p), base_ids[i], room,
+                        {.trial = p.trial});
       }
     });
     DeltaDecoder dec;

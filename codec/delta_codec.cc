@@ -223,16 +223,21 @@ std::span<std::byte> DeltaEncoder::Room::at_least(std::size_t n) {
   return {bytes.get(), n};
 }
 
-std::span<const std::byte> DeltaEncoder::delta_payload(std::span<const std::byte> chunk,
-                                                       std::span<const std::byte> base, int width) {
+std::span<const std::byte> DeltaEncoder::code_delta(std::span<const std::byte> chunk,
+                                                    std::span<const std::byte> base, int width,
+                                                    std::span<std::byte> room) {
   // The difference is made a stretch at a time as the float coder splits
   // it into planes, never stored whole (one pass over the chunk's size fewer).
   const FloatEncoder::StretchFill fill = [&](std::size_t offset, std::span<std::byte> dst) {
     delta_transform(chunk.subspan(offset, dst.size()), base.subspan(offset, dst.size()), width, dst);
   };
-  std::span<std::byte> room =
-      delta_frame_.at_least(frame_room_bytes(chunk.size())).subspan(kFrameHeaderBytes);
   return room.first(floats_.encode_into(chunk.size(), fill, width, room, kFloatPayloadV2));
+}
+
+std::span<const std::byte> DeltaEncoder::delta_payload(std::span<const std::byte> chunk,
+                                                       std::span<const std::byte> base, int width) {
+  return code_delta(chunk, base, width,
+                    delta_frame_.at_least(frame_room_bytes(chunk.size())).subspan(kFrameHeaderBytes));
 }
 
 DeltaEncoder::Plan DeltaEncoder::plan(std::span<const std::byte> chunk, std::span<const std::byte> base,
@@ -266,13 +271,24 @@ DeltaEncoder::Plan DeltaEncoder::plan_codings(std::span<const std::byte> chunk,
 EncodedChunk DeltaEncoder::encode(std::span<const std::byte> chunk, DType dtype, const Digest& id,
                                   std::span<const std::byte> base, const Digest& base_id,
                                   std::vector<std::byte>& frame, const EncodeOptions& opts) {
+  // Coded in a buffer that is never cleared (a vector would zero what it
+  // grows by), then copied into `frame` once.
+  std::span<std::byte> room = out_frame_.at_least(frame_room_bytes(chunk.size()));
+  const EncodedChunk e = encode_into(chunk, dtype, id, base, base_id, room, opts);
+  frame.assign(room.begin(), room.begin() + e.frame_bytes);
+  return e;
+}
+
+EncodedChunk DeltaEncoder::encode_into(std::span<const std::byte> chunk, DType dtype, const Digest& id,
+                                       std::span<const std::byte> base, const Digest& base_id,
+                                       std::span<std::byte> frame, const EncodeOptions& opts) {
+  FERRY_CHECK(frame.size() >= max_frame_bytes(chunk.size()));
   const bool usable = delta_base_usable(chunk.size(), base.size(), &id, base_id);
   const Plan p = usable ? plan_codings(chunk, base, dtype) : Plan::kAlone;
-  if (p == Plan::kAlone) return standalone_.encode_with_id(chunk, dtype, id, frame, opts);
+  if (p == Plan::kAlone) return standalone_.encode_into(chunk, dtype, id, frame, opts);
 
-  // Both codings are made in buffers of their own that are never cleared
-  // (a vector would zero what it grows by), and the smaller is copied into
-  // `frame` once.
+  // When both are coded, the standalone frame goes into a buffer of its own
+  // and is copied into `frame` only if it wins.
   EncodedChunk alone;
   std::span<const std::byte> alone_frame;
   std::size_t alone_payload = chunk.size();
@@ -288,13 +304,18 @@ EncodedChunk DeltaEncoder::encode(std::span<const std::byte> chunk, DType dtype,
     alone.dtype = dtype;
     alone.raw_bytes = static_cast<std::uint32_t>(chunk.size());
   }
-  std::span<const std::byte> payload = delta_payload(chunk, base, width);
+  // The delta payload after the header in `frame` where the coder's bound
+  // fits there, else in a room of its own.
+  const bool in_place = frame.size() >= frame_room_bytes(chunk.size());
+  std::span<const std::byte> payload =
+      code_delta(chunk, base, width,
+                 in_place ? frame.subspan(kFrameHeaderBytes)
+                          : delta_frame_.at_least(frame_room_bytes(chunk.size())).subspan(kFrameHeaderBytes));
   // Strictly smaller than the standalone frame (or, when only the delta was
   // coded, than the chunk), or no delta: a tie keeps the frame that needs no
   // base.
   if (payload.size() >= alone_payload) {
-    if (p == Plan::kDelta) return standalone_.encode_with_id(chunk, dtype, id, frame, opts);
-    frame.resize(alone_frame.size());
+    if (p == Plan::kDelta) return standalone_.encode_into(chunk, dtype, id, frame, opts);
     std::memcpy(frame.data(), alone_frame.data(), alone_frame.size());
     return alone;
   }
@@ -308,13 +329,12 @@ EncodedChunk DeltaEncoder::encode(std::span<const std::byte> chunk, DType dtype,
   h.chunk_id = id;
   h.base_id = base_id;
   h.payload_crc = mask_crc(crc32c(payload));
-  frame.resize(kFrameHeaderBytes + payload.size());
+  if (!in_place) std::memcpy(frame.data() + kFrameHeaderBytes, payload.data(), payload.size());
   write_frame_header(h, std::span<std::byte, kFrameHeaderBytes>(frame.data(), kFrameHeaderBytes));
-  std::memcpy(frame.data() + kFrameHeaderBytes, payload.data(), payload.size());
 
   EncodedChunk e = alone;
   e.codec = h.codec;
-  e.frame_bytes = static_cast<std::uint32_t>(frame.size());
+  e.frame_bytes = static_cast<std::uint32_t>(kFrameHeaderBytes + payload.size());
   e.base_id = base_id;
   return e;
 }

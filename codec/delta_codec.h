@@ -84,6 +84,14 @@ class DeltaEncoder {
   EncodedChunk encode(std::span<const std::byte> chunk, DType dtype, const Digest& id,
                       std::span<const std::byte> base, const Digest& base_id, std::vector<std::byte>& frame,
                       const EncodeOptions& opts = {});
+  // The same frame, written at the start of `frame`, which holds at least
+  // max_frame_bytes(chunk.size()) bytes (FERRY_CHECKed). With
+  // frame_room_bytes(chunk.size()) the delta payload is coded where the
+  // frame holds it, so a frame that wins as a delta is never copied (the
+  // CPU engine codes into the packer's frame buffers this way).
+  EncodedChunk encode_into(std::span<const std::byte> chunk, DType dtype, const Digest& id,
+                           std::span<const std::byte> base, const Digest& base_id, std::span<std::byte> frame,
+                           const EncodeOptions& opts = {});
 
   // The delta payload alone (no standalone coding, no header), for
   // measurement: the transformed chunk coded as a float payload.
@@ -97,6 +105,9 @@ class DeltaEncoder {
  private:
   // The sample's judgement of a float chunk larger than the sample.
   Plan plan(std::span<const std::byte> chunk, std::span<const std::byte> base, int width);
+  // The delta payload coded into `room` (float_encode_bound bytes at least).
+  std::span<const std::byte> code_delta(std::span<const std::byte> chunk, std::span<const std::byte> base,
+                                        int width, std::span<std::byte> room);
 
   // A buffer that grows without being cleared (the coders write every
   // byte they hand back).
@@ -110,6 +121,7 @@ class DeltaEncoder {
   FloatEncoder floats_;
   Room delta_frame_;                // header room, then the delta payload
   Room alone_frame_;                // the standalone frame, when both are coded
+  Room out_frame_;                  // encode()'s frame before it goes into the caller's vector
   std::vector<std::byte> payload_;  // the sample's codings
   std::vector<std::byte> sample_, sample_base_;
 };

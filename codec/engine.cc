@@ -53,8 +53,7 @@ class CpuEngine final : public CodecEngine {
       const Digest id = j.known_id != nullptr ? *j.known_id : chunk_id(j.data);
       if (j.base_id != nullptr && !j.base.empty()) {
         if (!coder->delta) coder->delta = std::make_unique<DeltaEncoder>();
-        results[i] = coder->delta->encode(j.data, j.dtype, id, j.base, *j.base_id, coder->delta_frame, o);
-        std::copy(coder->delta_frame.begin(), coder->delta_frame.end(), j.frame.begin());
+        results[i] = coder->delta->encode_into(j.data, j.dtype, id, j.base, *j.base_id, j.frame, o);
       } else {
         results[i] = coder->encoder.encode_into(j.data, j.dtype, id, j.frame, o);
       }
@@ -80,7 +79,6 @@ class CpuEngine final : public CodecEngine {
   struct Encoder {
     ChunkEncoder encoder;
     std::unique_ptr<DeltaEncoder> delta;  // made at the first job with a base
-    std::vector<std::byte> delta_frame;
   };
 
   ThreadPool& pool_;

@@ -59,8 +59,7 @@ Status FrameRebuilder::rebuild(const ChunkOrigin& origin, std::vector<std::byte>
                              to_hex(c.base_id) + " of delta chunk " + to_hex(c.id));
     }
     if (!delta_) delta_ = std::make_unique<DeltaEncoder>();
-    e = delta_->encode(raw, c.dtype, id, base_, c.base_id, delta_frame_, o);
-    std::copy(delta_frame_.begin(), delta_frame_.end(), frame.begin());
+    e = delta_->encode_into(raw, c.dtype, id, base_, c.base_id, frame, o);
   } else {
     e = encoder_->encode_into(raw, c.dtype, id, frame, o);
   }

@@ -78,7 +78,7 @@ class FrameRebuilder {
   std::size_t raw_capacity_ = 0;
   std::unique_ptr<ChunkEncoder> encoder_;  // made at the first rebuild
   std::unique_ptr<DeltaEncoder> delta_;    // made at the first delta rebuild
-  std::vector<std::byte> base_, delta_frame_;
+  std::vector<std::byte> base_;
 };
 
 }  // namespace ferry

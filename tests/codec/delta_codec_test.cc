@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 #include <string>
@@ -156,6 +157,54 @@ TEST(DeltaCodec, ADeltaClearlyAheadOnTheSampleIsTheOnlyCoding) {
   DeltaDecoder dec;
   ASSERT_TRUE(dec.decode(frame, p.base, out, &id).is_ok());
   EXPECT_EQ(out, p.chunk);
+}
+
+// encode_into writes the frame encode writes, coded in place (a buffer of
+// frame_room_bytes, as the CPU engine lends) or not (max_frame_bytes), for
+// each plan: the delta alone, both codings, an unrelated base whose
+// standalone frame wins, an unusable base, and a chunk of unknown layout.
+TEST(DeltaCodec, EncodeIntoWritesTheFrameEncodeWrites) {
+  const Pair clear = drifted_pair(2, 1u << 20, 21);
+  const Pair small = drifted_pair(4, 6000, 22);
+  const Pair other = drifted_pair(2, 1u << 20, 23);
+  const std::vector<std::byte> shorter(clear.base.begin(), clear.base.end() - 2);
+  struct Case {
+    const char* name;
+    std::span<const std::byte> chunk, base;
+    DType dtype;
+    bool trial;
+  };
+  const Case cases[] = {
+      {"delta alone", clear.chunk, clear.base, DType::kBF16, false},
+      {"both, small chunk", small.chunk, small.base, DType::kF32, false},
+      {"unrelated base", clear.chunk, other.chunk, DType::kBF16, false},
+      {"base of another size", clear.chunk, shorter, DType::kBF16, false},
+      {"unknown layout", small.chunk, small.base, DType::kBytes, true},
+  };
+  for (const Case& c : cases) {
+    const Digest id = chunk_id(c.chunk), base_id = chunk_id(c.base);
+    const EncodeOptions opts{.trial = c.trial};
+    DeltaEncoder enc;
+    std::vector<std::byte> want;
+    const EncodedChunk e = enc.encode(c.chunk, c.dtype, id, c.base, base_id, want, opts);
+    for (std::size_t size : {max_frame_bytes(c.chunk.size()), frame_room_bytes(c.chunk.size())}) {
+      std::vector<std::byte> frame(size, std::byte{0xaa});
+      const EncodedChunk got = enc.encode_into(c.chunk, c.dtype, id, c.base, base_id, frame, opts);
+      EXPECT_EQ(got.codec, e.codec) << c.name << ", buffer " << size;
+      EXPECT_EQ(got.base_id, e.base_id) << c.name;
+      ASSERT_EQ(got.frame_bytes, want.size()) << c.name << ", buffer " << size;
+      EXPECT_TRUE(std::equal(want.begin(), want.end(), frame.begin())) << c.name << ", buffer " << size;
+    }
+  }
+  // The plans above did make a delta frame and a standalone one.
+  DeltaEncoder enc;
+  std::vector<std::byte> frame(frame_room_bytes(clear.chunk.size()));
+  EXPECT_TRUE(is_delta_codec(enc.encode_into(clear.chunk, DType::kBF16, chunk_id(clear.chunk), clear.base,
+                                             chunk_id(clear.base), frame)
+                                 .codec));
+  EXPECT_FALSE(is_delta_codec(enc.encode_into(clear.chunk, DType::kBF16, chunk_id(clear.chunk), other.chunk,
+                                              chunk_id(other.chunk), frame)
+                                  .codec));
 }
 
 TEST(DeltaCodec, BytesChunkTakesTheWidthOfItsStandaloneCodec) {
