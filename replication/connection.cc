@@ -296,14 +296,16 @@ Result<Message> Connection::recv_message(int timeout_ms, bool first_byte_deadlin
   const std::size_t rest_bytes = h->body_bytes - lead.size();
   std::vector<std::byte> body;
   if (apart) body = std::exchange(spare_body_, {});
-  // Grow the body as it arrives: a peer that announces a large body and
+  // A recycled buffer's bytes up to its last size are read over as they
+  // are, not zeroed first (a vector zeroes what it grows by); past that the
+  // body grows as it arrives, so a peer that announces a large body and
   // sends little costs little.
-  body.clear();
-  while (body.size() < rest_bytes) {
-    std::size_t have = body.size();
-    std::size_t next = std::min<std::size_t>(rest_bytes, have + kBodyGrowStepBytes);
-    body.resize(next);
+  body.resize(std::min(body.size(), rest_bytes));  // shrinking writes nothing
+  std::size_t have = 0;
+  while (have < rest_bytes) {
+    if (body.size() == have) body.resize(std::min<std::size_t>(rest_bytes, have + kBodyGrowStepBytes));
     RETURN_IF_ERROR(read_exact(std::span(body).subspan(have), deadline, false));
+    have = body.size();
   }
   counters_.plain_bytes_in += kMessageHeaderBytes + h->body_bytes;
   ++counters_.messages_in;
