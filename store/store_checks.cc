@@ -2,6 +2,7 @@
 #include "store/store_checks.h"
 
 #include <map>
+#include <memory>
 #include <vector>
 
 #include "base/clock.h"
@@ -41,10 +42,20 @@ Result<FrameHeader> check_put_frame(std::span<const std::byte> frame, const Dige
 // check_put_frame), one decode and one tree hash of the decoded chunk here.
 Status verify_put_frame(const FrameHeader& header, std::span<const std::byte> frame) {
   thread_local ChunkDecoder decoder;
-  thread_local std::vector<std::byte> scratch;
-  scratch.resize(header.raw_bytes);
-  Status st = decoder.decode_verified(header, frame, scratch);
-  if (scratch.capacity() > kDefaultChunkBytes) std::vector<std::byte>().swap(scratch);
+  // The decoder writes every byte it is given: a buffer that grows without
+  // being zeroed (a vector zeroes what it grows by, at every chunk larger
+  // than the one before), kept at up to a default chunk for the next PUT.
+  thread_local std::unique_ptr<std::byte[]> scratch;
+  thread_local std::size_t scratch_bytes = 0;
+  if (scratch_bytes < header.raw_bytes) {
+    scratch = std::make_unique_for_overwrite<std::byte[]>(header.raw_bytes);
+    scratch_bytes = header.raw_bytes;
+  }
+  Status st = decoder.decode_verified(header, frame, std::span(scratch.get(), header.raw_bytes));
+  if (scratch_bytes > kDefaultChunkBytes) {
+    scratch.reset();
+    scratch_bytes = 0;
+  }
   return st;
 }
 
