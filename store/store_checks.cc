@@ -2,9 +2,9 @@
 #include "store/store_checks.h"
 
 #include <map>
-#include <memory>
 #include <vector>
 
+#include "base/aligned_bytes.h"
 #include "base/clock.h"
 #include "codec/chunk_codec.h"
 #include "codec/limits.h"
@@ -45,17 +45,9 @@ Status verify_put_frame(const FrameHeader& header, std::span<const std::byte> fr
   // The decoder writes every byte it is given: a buffer that grows without
   // being zeroed (a vector zeroes what it grows by, at every chunk larger
   // than the one before), kept at up to a default chunk for the next PUT.
-  thread_local std::unique_ptr<std::byte[]> scratch;
-  thread_local std::size_t scratch_bytes = 0;
-  if (scratch_bytes < header.raw_bytes) {
-    scratch = std::make_unique_for_overwrite<std::byte[]>(header.raw_bytes);
-    scratch_bytes = header.raw_bytes;
-  }
-  Status st = decoder.decode_verified(header, frame, std::span(scratch.get(), header.raw_bytes));
-  if (scratch_bytes > kDefaultChunkBytes) {
-    scratch.reset();
-    scratch_bytes = 0;
-  }
+  thread_local AlignedBytes scratch;
+  Status st = decoder.decode_verified(header, frame, scratch.take(header.raw_bytes));
+  if (scratch.capacity() > kDefaultChunkBytes) scratch = AlignedBytes();
   return st;
 }
 
