@@ -57,6 +57,10 @@ class RemoteFrameSource final : public FrameSource {
   void run_stream(std::size_t stream, std::unique_ptr<Connection> conn);
   // Fetches one batch on `conn`; a failed Status means the connection broke.
   Status fetch_batch(Connection& conn, std::size_t b);
+  // The smallest spare buffer that holds a frame of frame_bytes, or none.
+  std::vector<std::byte> take_spare(std::size_t frame_bytes);
+  // Keeps a buffer the decoder is done with among the spares (mu_ held).
+  void keep_spare_locked(std::vector<std::byte>&& frame) const;
   void fail(Status st);
 
   RemoteOptions remote_;
@@ -80,6 +84,9 @@ class RemoteFrameSource final : public FrameSource {
   mutable std::vector<State> state_;
   mutable std::vector<std::vector<std::byte>> frames_;
   mutable std::vector<Status> errors_;  // per chunk: the receiver's ERROR for it
+  // Buffers of frames the decoder has taken the next frame's place of, for
+  // a stream's next receive (Connection::recycle).
+  mutable std::vector<std::vector<std::byte>> spare_frames_;
   Status fatal_;
   bool stopping_ = false;
 
@@ -186,6 +193,31 @@ void RemoteFrameSource::run_stream(std::size_t stream, std::unique_ptr<Connectio
   account();
 }
 
+std::vector<std::byte> RemoteFrameSource::take_spare(std::size_t frame_bytes) {
+  std::lock_guard lock(mu_);
+  auto fits = spare_frames_.end();
+  for (auto it = spare_frames_.begin(); it != spare_frames_.end(); ++it) {
+    if (it->capacity() >= frame_bytes && (fits == spare_frames_.end() || it->capacity() < fits->capacity()))
+      fits = it;
+  }
+  if (fits == spare_frames_.end()) return {};
+  std::vector<std::byte> v = std::move(*fits);
+  spare_frames_.erase(fits);
+  return v;
+}
+
+void RemoteFrameSource::keep_spare_locked(std::vector<std::byte>&& frame) const {
+  if (frame.capacity() == 0) return;
+  if (spare_frames_.size() < kRestoreSpareFramesPerStream * streams_) {
+    spare_frames_.push_back(std::move(frame));
+    return;
+  }
+  // Full: the largest buffers stay, as they fit the most frames.
+  auto smallest = std::min_element(spare_frames_.begin(), spare_frames_.end(),
+                                   [](const auto& a, const auto& b) { return a.capacity() < b.capacity(); });
+  if (smallest->capacity() < frame.capacity()) *smallest = std::move(frame);
+}
+
 Status RemoteFrameSource::fetch_batch(Connection& conn, std::size_t b) {
   const Batch& batch = batches_[b];
   GetChunk req;
@@ -194,6 +226,9 @@ Status RemoteFrameSource::fetch_batch(Connection& conn, std::size_t b) {
   for (std::size_t i = 0; i < batch.count; ++i) req.ids.push_back(chunks_[batch.first + i].id);
   RETURN_IF_ERROR(conn.send(req));
   for (std::size_t i = 0; i < batch.count; ++i) {
+    if (std::vector<std::byte> spare = take_spare(chunks_[batch.first + i].frame_bytes);
+        spare.capacity() != 0)
+      conn.recycle(std::move(spare));
     ASSIGN_OR_RETURN(Message m, conn.recv());
     std::vector<std::byte> frame;
     Status chunk_status;
@@ -294,7 +329,8 @@ Status RemoteFrameSource::read_frame(std::size_t file, std::size_t chunk, std::v
   if (state_[idx] != State::kReady) {
     return fatal_.is_ok() ? Status::aborted("restore stopped") : fatal_;
   }
-  out = std::move(frames_[idx]);
+  // `out` held the caller's previous frame, which it is done with.
+  keep_spare_locked(std::exchange(out, std::move(frames_[idx])));
   frames_[idx] = {};
   Status st = std::move(errors_[idx]);
   state_[idx] = State::kTaken;

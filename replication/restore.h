@@ -42,6 +42,10 @@ inline constexpr std::uint64_t kRestoreBatchBytes = 32ull << 20;
 // backoff) and asks again for the batch it was fetching.
 inline constexpr int kRestoreReconnects = 3;
 inline constexpr int kRestoreBackoffMs = 200;
+// Frame buffers the decoder is done with, kept for the streams' next
+// frames (per stream): a fresh multi-MiB buffer per frame costs a page
+// fault and the kernel's zeroing for every 4 KiB.
+inline constexpr std::size_t kRestoreSpareFramesPerStream = 2;
 
 // Where a receiver is and how to reach it.
 struct RemoteOptions {
