@@ -272,8 +272,9 @@ EncodedChunk DeltaEncoder::encode(std::span<const std::byte> chunk, DType dtype,
                                   std::span<const std::byte> base, const Digest& base_id,
                                   std::vector<std::byte>& frame, const EncodeOptions& opts) {
   // Coded in a buffer that is never cleared (a vector would zero what it
-  // grows by), then copied into `frame` once.
-  std::span<std::byte> room = out_frame_.at_least(frame_room_bytes(chunk.size()));
+  // grows by), then copied into `frame` once. The delta room holds a whole
+  // frame, so encode_into codes the delta in place there and needs no other.
+  std::span<std::byte> room = delta_frame_.at_least(frame_room_bytes(chunk.size()));
   const EncodedChunk e = encode_into(chunk, dtype, id, base, base_id, room, opts);
   frame.assign(room.begin(), room.begin() + e.frame_bytes);
   return e;

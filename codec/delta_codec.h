@@ -119,9 +119,8 @@ class DeltaEncoder {
 
   ChunkEncoder standalone_;
   FloatEncoder floats_;
-  Room delta_frame_;                // header room, then the delta payload
+  Room delta_frame_;                // header room, then the delta payload (encode()'s whole frame)
   Room alone_frame_;                // the standalone frame, when both are coded
-  Room out_frame_;                  // encode()'s frame before it goes into the caller's vector
   std::vector<std::byte> payload_;  // the sample's codings
   std::vector<std::byte> sample_, sample_base_;
 };
